@@ -1,0 +1,7 @@
+"""The NumPy backend. Importing it loads every kernel family into the table."""
+
+from . import activations, core, losses  # noqa: F401  (each module fills KERNELS)
+from .backend import NumpyBackend, NumpyProgram
+from .kernels import KERNELS
+
+__all__ = ["KERNELS", "NumpyBackend", "NumpyProgram"]

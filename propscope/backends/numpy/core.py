@@ -1,0 +1,180 @@
+"""Arithmetic, matrix products, reductions and shape ops on NumPy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .kernels import Array, kernel, unbroadcast
+
+
+@kernel("add")
+def add(a: Array, b: Array) -> Array:
+    return a + b
+
+
+@add.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    one = np.ones_like(out)
+    return one, one
+
+
+@kernel("sub")
+def sub(a: Array, b: Array) -> Array:
+    return a - b
+
+
+@sub.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    return np.ones_like(out), -np.ones_like(out)
+
+
+@kernel("mul")
+def mul(a: Array, b: Array) -> Array:
+    return a * b
+
+
+@mul.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    return np.broadcast_to(b, out.shape), np.broadcast_to(a, out.shape)
+
+
+@kernel("div")
+def div(a: Array, b: Array) -> Array:
+    return a / b
+
+
+@div.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    inv = 1.0 / b
+    return np.broadcast_to(inv, out.shape), -out * inv
+
+
+@kernel("neg")
+def neg(a: Array) -> Array:
+    return -a
+
+
+@neg.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (-np.ones_like(a),)
+
+
+@kernel("pow")
+def pow_(a: Array, exponent: float) -> Array:
+    return a**exponent
+
+
+@pow_.local
+def _(a: Array, out: Array, exponent: float) -> tuple[Array]:
+    return (exponent * a ** (exponent - 1),)
+
+
+@kernel("exp")
+def exp(z: Array) -> Array:
+    return np.exp(z)
+
+
+@exp.local
+def _(z: Array, out: Array) -> tuple[Array]:
+    return (out,)
+
+
+@kernel("log")
+def log(z: Array) -> Array:
+    return np.log(z)
+
+
+@log.local
+def _(z: Array, out: Array) -> tuple[Array]:
+    return (1.0 / z,)
+
+
+def _matmul_grads(g: Array, a: Array, b: Array) -> tuple[Array, Array]:
+    """Gradients of a @ b, with NumPy's rules for 1-D operands and broadcast batch axes."""
+    if a.ndim == 1 and b.ndim == 1:
+        return g * b, g * a
+    a2 = a[None, :] if a.ndim == 1 else a
+    b2 = b[:, None] if b.ndim == 1 else b
+    g2 = g
+    if a.ndim == 1:
+        g2 = np.expand_dims(g2, -2)
+    if b.ndim == 1:
+        g2 = np.expand_dims(g2, -1)
+    ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+    gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+    return ga, gb
+
+
+@kernel("matmul")
+def matmul(a: Array, b: Array) -> Array:
+    return a @ b
+
+
+@matmul.gradient
+def _(g: Array, a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    return _matmul_grads(g, a, b)
+
+
+@kernel("linear")
+def linear(x: Array, W: Array, b: Array, transpose_weight: bool) -> Array:
+    return x @ (W.T if transpose_weight else W) + b
+
+
+@linear.gradient
+def _(g: Array, x: Array, W: Array, b: Array, out: Array, transpose_weight: bool) -> tuple[Array, Array, Array]:
+    gx, gw = _matmul_grads(g, x, W.T if transpose_weight else W)
+    return gx, (gw.T if transpose_weight else gw), unbroadcast(g, b.shape)
+
+
+def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted({a % ndim for a in ((axis,) if isinstance(axis, int) else axis)}))
+
+
+@kernel("sum")
+def sum_(x: Array, axis: Any, keepdims: bool) -> Array:
+    return np.asarray(np.sum(x, axis=None if axis is None else tuple(_axes(axis, x.ndim)), keepdims=keepdims))
+
+
+@sum_.gradient
+def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool) -> tuple[Array]:
+    if not keepdims:
+        g = np.expand_dims(g, _axes(axis, x.ndim))
+    return (np.broadcast_to(g, x.shape).copy(),)
+
+
+@kernel("mean")
+def mean(x: Array, axis: Any, keepdims: bool) -> Array:
+    return np.asarray(np.mean(x, axis=None if axis is None else tuple(_axes(axis, x.ndim)), keepdims=keepdims))
+
+
+@mean.gradient
+def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool) -> tuple[Array]:
+    axes = _axes(axis, x.ndim)
+    n = int(np.prod([x.shape[a] for a in axes]))
+    if not keepdims:
+        g = np.expand_dims(g, axes)
+    return (np.broadcast_to(g / n, x.shape).copy(),)
+
+
+@kernel("reshape")
+def reshape(x: Array, shape: Any) -> Array:
+    return x.reshape(tuple(shape))
+
+
+@reshape.gradient
+def _(g: Array, x: Array, out: Array, shape: Any) -> tuple[Array]:
+    return (g.reshape(x.shape),)
+
+
+@kernel("transpose")
+def transpose(x: Array, axes: Any) -> Array:
+    return np.transpose(x, None if axes is None else tuple(axes))
+
+
+@transpose.gradient
+def _(g: Array, x: Array, out: Array, axes: Any) -> tuple[Array]:
+    return (np.transpose(g, None if axes is None else tuple(np.argsort([a % x.ndim for a in axes]))),)

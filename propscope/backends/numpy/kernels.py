@@ -1,0 +1,75 @@
+"""The NumPy kernel table: each op's forward with its hand-written derivative right beside it.
+
+Elementwise ops give `local`: their partial derivatives, one array per input, which is what the
+chain-rule view shows. Their VJP is then always the same: upstream × local, summed back over
+broadcast axes. Other ops (matrix products, reductions, losses) give `vjp` directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Array = np.ndarray
+
+
+def unbroadcast(grad: Array, shape: tuple[int, ...]) -> Array:
+    """Sum `grad` back down to `shape`, undoing NumPy broadcasting (a value used n times gets n gradients)."""
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, d in enumerate(shape) if d == 1 and grad.shape[i + lead] != 1)
+    return np.sum(grad, axis=axes, keepdims=True).reshape(shape) if axes else grad.reshape(shape)
+
+
+class Kernel:
+    """One op on NumPy: forward, and either `local` (elementwise partials) or `vjp`."""
+
+    __slots__ = ("_local", "_vjp", "forward", "name")
+
+    def __init__(self, name: str, forward: Callable[..., Any]) -> None:
+        self.name = name
+        self.forward = forward
+        self._local: Callable[..., tuple[Array | None, ...]] | None = None
+        self._vjp: Callable[..., tuple[Array | None, ...]] | None = None
+
+    # decorators, used right under the forward they belong to
+    def local(self, fn: Callable[..., tuple[Array | None, ...]]) -> Callable[..., Any]:
+        self._local = fn
+        return fn
+
+    def gradient(self, fn: Callable[..., tuple[Array | None, ...]]) -> Callable[..., Any]:
+        self._vjp = fn
+        return fn
+
+    @property
+    def elementwise(self) -> bool:
+        return self._local is not None
+
+    def partials(self, inputs: list[Array], out: Array, attrs: dict[str, Any]) -> tuple[Array | None, ...] | None:
+        """Elementwise local derivatives ∂out/∂input_i, or None for ops that are not elementwise."""
+        return None if self._local is None else self._local(*inputs, out, **attrs)
+
+    def vjp(self, g: Array, inputs: list[Array], out: Array, attrs: dict[str, Any]) -> tuple[Array | None, ...]:
+        if self._vjp is not None:
+            return self._vjp(g, *inputs, out, **attrs)
+        assert self._local is not None, f"kernel {self.name} has no derivative"
+        parts = self._local(*inputs, out, **attrs)
+        return tuple(None if p is None else unbroadcast(g * p, x.shape) for p, x in zip(parts, inputs, strict=True))
+
+
+KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(name: str) -> Callable[[Callable[..., Any]], Kernel]:
+    """Register `fn` as the forward of op `name`; returns the Kernel to hang its derivative on."""
+
+    def register(fn: Callable[..., Any]) -> Kernel:
+        if name in KERNELS:
+            raise ValueError(f"NumPy kernel {name!r} defined twice")
+        KERNELS[name] = Kernel(name, fn)
+        return KERNELS[name]
+
+    return register

@@ -1,0 +1,292 @@
+"""`Session`: the debugger a person drives, from the app, a terminal or a notebook. It knows no Qt."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+
+from ..backends import Backend, get_backend
+from ..graph.datasets import DataError, load_data
+from ..graph.errors import GraphError, ShapeError
+from ..graph.ir import Graph, Node
+from ..graph.model import TARGET, Model, attach_loss, fit_batch, output_node
+from ..graph.ops.shapes import fmt
+from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
+from .steps import BACKWARD, FORWARD, PlannedStep, Step
+from .trace import Trace
+
+
+class Session:
+    """Graph + backend + batch + loss + trace + cursor.
+
+    The cursor counts the steps taken: `cursor == 0` before the first step, and the step just
+    taken is `steps[cursor - 1]`. Events fire after every change, possibly on a worker thread.
+    """
+
+    cursor_moved = Signal(int)
+    trace_changed = Signal()
+    breakpoint_hit = Signal(object)
+    loss_appended = Signal(object)
+    params_changed = Signal()
+
+    def __init__(
+        self,
+        model: Model,
+        backend: Backend,
+        batch: Mapping[str, np.ndarray] | None = None,
+        loss: str | None = None,
+        name: str = "",
+    ) -> None:
+        self.model = model
+        self.backend = backend
+        self.name = name or model.graph.name
+        self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
+        self.batch, self.graph = self._prepare(model, batch if batch is not None else model.batch)
+        self.params: dict[str, Any] = {k: backend.asarray(v) for k, v in model.arrays.items()}
+        self.breakpoints: list[Breakpoint] = []
+        self.break_on_nonfinite = False
+        self.last_stop: Stop | None = None
+        self._cursor = 0
+        self.trace = self._new_trace()
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _prepare(self, model: Model, batch: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Graph]:
+        batch = dict(batch)
+        inputs = model.graph.inputs
+        if len(inputs) == 1 and inputs[0].name not in batch and "x" in batch:
+            batch[inputs[0].name] = batch.pop("x")  # `x` always names the single input
+        for name, arr in batch.items():
+            arr = np.asarray(arr)
+            if arr.dtype.kind not in "biuf":
+                raise DataError(f"data array {name!r} holds {arr.dtype} values, not numbers")
+            batch[name] = arr
+        graph = fit_batch(model.graph, batch)
+        if self.loss_name is None:
+            return batch, graph
+        if TARGET not in batch:
+            raise DataError(f"the data has no target array {TARGET!r} for the {self.loss_name} loss; add it or use loss 'none'")
+        pred = output_node(graph).shape
+        y = batch[TARGET]
+        if self.loss_name == "cross_entropy":
+            y = _class_targets(y, pred)
+        elif y.shape != pred and y.size == int(np.prod(pred)):
+            y = y.reshape(pred)
+        batch[TARGET] = y
+        try:
+            return batch, attach_loss(graph, self.loss_name, y.shape)
+        except ShapeError as exc:
+            raise ShapeError(f"target {TARGET!r}: {exc}") from None
+
+    def _leaves(self) -> dict[str, Any]:
+        leaves = dict(self.params)
+        for node in self.graph.inputs:
+            leaves[node.name] = self.backend.asarray(self.batch[node.name])
+        return leaves
+
+    def _new_trace(self) -> Trace:
+        return Trace(self.graph, self.backend, self._leaves())
+
+    # -- the schedule and the cursor -------------------------------------------------------
+    @property
+    def steps(self) -> list[PlannedStep]:
+        return self.trace.schedule
+
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    @property
+    def n_forward(self) -> int:
+        return self.trace.n_forward
+
+    @property
+    def at_end(self) -> bool:
+        return self._cursor >= len(self.steps)
+
+    @property
+    def current(self) -> Step | None:
+        """The step just taken, or None at the start."""
+        return self.trace.record(self._cursor - 1) if self._cursor else None
+
+    def _move(self, cursor: int) -> None:
+        cursor = max(0, min(cursor, len(self.steps)))
+        if cursor:
+            self.trace.compute_through(cursor - 1)
+        if cursor != self._cursor:
+            self._cursor = cursor
+            self.cursor_moved.emit(cursor)
+
+    def step(self) -> Step | None:
+        """Take the next step and return its record (None at the end)."""
+        if self.at_end:
+            return None
+        self._move(self._cursor + 1)
+        return self.current
+
+    def step_back(self) -> Step | None:
+        """Undo the last step exactly; returns the step now current (None at the start)."""
+        self._move(self._cursor - 1)
+        return self.current
+
+    def reset(self) -> None:
+        self._move(0)
+
+    def run_to_end(self) -> None:
+        self._move(len(self.steps))
+
+    def seek(self, cursor: int) -> None:
+        self._move(cursor)
+
+    def run_to(self, node: str | Node, phase: str = FORWARD) -> Step:
+        """Move so that the step of `node` in `phase` is the one just taken (back or forth)."""
+        name = node if isinstance(node, str) else node.name
+        self.graph[name]
+        for s in self.steps:
+            if s.node.name == name and s.phase == phase:
+                self._move(s.index + 1)
+                return self.trace.record(s.index)
+        raise GraphError(f"no {phase} step for node {name!r}")
+
+    def continue_(self) -> Stop | None:
+        """Step until a breakpoint is hit (returned) or the end is reached (None)."""
+        for i in range(self._cursor, len(self.steps)):
+            step = self.trace.record(i)
+            reason, bp = self._check(step)
+            if reason is not None:
+                self._move(i + 1)
+                self.last_stop = Stop(reason, step, bp)
+                self.breakpoint_hit.emit(self.last_stop)
+                return self.last_stop
+        self._move(len(self.steps))
+        return None
+
+    def _check(self, step: Step) -> tuple[str | None, Breakpoint | None]:
+        checks = list(self.breakpoints)
+        if self.break_on_nonfinite:
+            checks.insert(0, NonFiniteBreakpoint())
+        for bp in checks:
+            reason = bp.hit(step, self.backend)
+            if reason:
+                return reason, bp
+        return None, None
+
+    # -- breakpoints -----------------------------------------------------------------------
+    def add_breakpoint(self, bp: Breakpoint | str, phase: str | None = None) -> Breakpoint:
+        if isinstance(bp, str):
+            self.graph[bp]
+            bp = NodeBreakpoint(bp, phase)
+        if bp not in self.breakpoints:
+            self.breakpoints.append(bp)
+        return bp
+
+    def remove_breakpoint(self, bp: Breakpoint | str) -> None:
+        self.breakpoints = [b for b in self.breakpoints if b != bp and getattr(b, "node", None) != bp]
+
+    def node_breakpoints(self) -> set[str]:
+        return {b.node for b in self.breakpoints if isinstance(b, NodeBreakpoint)}
+
+    # -- reading ---------------------------------------------------------------------------
+    def value(self, name: str) -> np.ndarray | None:
+        v = self.trace.value(name, self._cursor)
+        return None if v is None else self.backend.to_numpy(v)
+
+    def grad(self, name: str) -> np.ndarray | None:
+        g = self.trace.grad(name, self._cursor)
+        return None if g is None else self.backend.to_numpy(g)
+
+    @property
+    def loss_node(self) -> Node | None:
+        out = self.graph.output
+        return out if out.op.is_loss else None
+
+    @property
+    def prediction_node(self) -> Node:
+        return output_node(self.graph)
+
+    def position_text(self) -> str:
+        """Where the cursor is, as the status bar says it: "backward 7/18 · sigmoid h1"."""
+        total = len(self.steps)
+        if self._cursor == 0:
+            return f"ready 0/{total} · press Step to run the first op"
+        s = self.steps[self._cursor - 1]
+        return f"{s.phase} {self._cursor}/{total} · {s.node.op.name} {s.node.name}"
+
+    def node_phase_index(self, name: str, phase: str) -> int | None:
+        for s in self.steps:
+            if s.node.name == name and s.phase == phase:
+                return s.index
+        return None
+
+    # -- changing the model ----------------------------------------------------------------
+    def set_params(self, params: Mapping[str, Any]) -> None:
+        """New parameter values (after a training step): a fresh trace, the cursor back to the start."""
+        self.params.update(params)
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.trace = self._new_trace()
+        self._cursor = 0
+        self.trace_changed.emit()
+        self.cursor_moved.emit(0)
+
+    def set_backend(self, backend: Backend) -> None:
+        """Run the same graph on another backend, keeping the cursor where it is."""
+        params = {k: backend.asarray(self.backend.to_numpy(v)) for k, v in self.params.items()}
+        cursor = self._cursor
+        self.backend, self.params = backend, params
+        self.trace = self._new_trace()
+        self._cursor = 0
+        if cursor:
+            self.trace.compute_through(cursor - 1)
+        self._cursor = cursor
+        self.trace_changed.emit()
+        self.cursor_moved.emit(cursor)
+
+    def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
+        self.batch, self.graph = self._prepare(self.model, batch)
+        self.refresh()
+
+    def parameters_numpy(self) -> dict[str, np.ndarray]:
+        return {k: self.backend.to_numpy(v) for k, v in self.params.items()}
+
+    def explain(self, name: str, index: tuple[int, ...] | int = (), max_paths: int = 200) -> Any:
+        from .explain import explain
+
+        return explain(self, name, index, max_paths)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.name} on {self.backend.name}/{self.backend.dtype}: {self.position_text()}>"
+
+
+def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
+    """Class indices for cross-entropy: (N,) integers, from (N,), (N, 1) or one-hot (N, C)."""
+    if y.shape == logits_shape:
+        return y
+    if y.ndim == len(logits_shape) and y.shape[-1] == 1:
+        y = y[..., 0]
+    if y.shape != logits_shape[:-1]:
+        raise ShapeError(f"target {TARGET!r}: expected class indices {fmt(logits_shape[:-1])}, got {fmt(y.shape)}")
+    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or np.any(y < 0) or np.any(y >= logits_shape[-1]):
+        raise DataError(f"target {TARGET!r}: class indices must be whole numbers in [0, {logits_shape[-1] - 1}]")
+    return y.astype(np.int64)
+
+
+def open_session(
+    target: str | Path | Model,
+    backend: str = "numpy",
+    dtype: str = "float32",
+    seed: int = 0,
+    data: str | Path | Mapping[str, np.ndarray] | None = None,
+    loss: str | None = None,
+    device: str = "cpu",
+) -> Session:
+    """A Session on an example name, a model file, or a Model; `loss="none"` runs forward only."""
+    from ..graph.readers import load_target
+
+    model = target if isinstance(target, Model) else load_target(target, seed=seed)
+    batch = load_data(data) if isinstance(data, str | Path) else data
+    return Session(model, get_backend(backend, dtype, device), batch, loss, name=str(getattr(target, "name", target)))

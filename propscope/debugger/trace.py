@@ -1,0 +1,145 @@
+"""`Trace`: the values, gradients and step records of one forward and backward pass.
+
+Steps are computed on demand and kept: a record never changes once made, so moving the
+cursor back and forth is exact and copies nothing. Gradients are never updated in place;
+each contribution makes a new running total and the history keeps the old one by reference.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from typing import Any
+
+from ..backends.base import Backend
+from ..graph.ir import Graph, Node
+from .steps import BACKWARD, FORWARD, BackwardStep, ForwardStep, GradTerm, PlannedStep, Step
+
+
+def plan(graph: Graph) -> list[PlannedStep]:
+    """Every op forward in topological order, then every op that leads to the loss, in reverse."""
+    steps = [PlannedStep(i, FORWARD, n) for i, n in enumerate(graph.ops)]
+    if graph.outputs and graph.output.op.is_loss:
+        needed = _ancestors(graph, graph.output)
+        for n in reversed(graph.ops):
+            if n.name in needed:
+                steps.append(PlannedStep(len(steps), BACKWARD, n))
+    return steps
+
+
+def _ancestors(graph: Graph, node: Node) -> set[str]:
+    seen = {node.name}
+    stack = [node]
+    while stack:
+        for a in stack.pop().inputs:
+            if a.name not in seen:
+                seen.add(a.name)
+                stack.append(a)
+    return seen
+
+
+def count_consumers(schedule: list[PlannedStep]) -> dict[str, int]:
+    """How many gradient contributions each value receives over the backward pass."""
+    counts: dict[str, int] = {}
+    for s in schedule:
+        if s.phase == BACKWARD:
+            for i, a in enumerate(s.node.inputs):
+                if s.node.op.differentiable(i):
+                    counts[a.name] = counts.get(a.name, 0) + 1
+    return counts
+
+
+class Trace:
+    def __init__(self, graph: Graph, backend: Backend, leaves: Mapping[str, Any]) -> None:
+        self.graph = graph
+        self.backend = backend
+        self.schedule = plan(graph)
+        self.n_forward = len(graph.ops)
+        self._forward_index = {n.name: i for i, n in enumerate(graph.ops)}
+        self.values: dict[str, Any] = dict(leaves)
+        self.records: list[Step] = []
+        self._consumers = count_consumers(self.schedule)
+        self._arrivals: dict[str, int] = {}
+        self._grads: dict[str, Any] = {}  # the running total of each gradient at the frontier
+        self._history: dict[str, list[tuple[int, Any]]] = {}  # name -> [(step index, total after it)]
+        self.first_nonfinite: tuple[int, Node] | None = None
+
+    # -- computing -------------------------------------------------------------------------
+    @property
+    def computed(self) -> int:
+        return len(self.records)
+
+    def compute_through(self, index: int) -> None:
+        """Compute every step up to and including `index` (already computed ones are kept)."""
+        index = min(index, len(self.schedule) - 1)
+        while len(self.records) <= index:
+            planned = self.schedule[len(self.records)]
+            record = self._forward(planned) if planned.phase == FORWARD else self._backward(planned)
+            self.records.append(record)
+
+    def record(self, index: int) -> Step:
+        self.compute_through(index)
+        return self.records[index]
+
+    def _forward(self, planned: PlannedStep) -> ForwardStep:
+        node = planned.node
+        inputs = tuple(self.values[a.name] for a in node.inputs)
+        out = self.backend.forward(node, inputs)
+        self.values[node.name] = out
+        self._check_finite(planned.index, node, out)
+        if planned.index == self.n_forward - 1 and self.graph.output.op.is_loss:
+            loss = self.graph.output.name
+            seed = self.backend.ones(tuple(self.graph.output.shape))
+            self._grads[loss] = seed
+            self._history[loss] = [(planned.index, seed)]
+        return ForwardStep(planned.index, node, inputs, out)
+
+    def _backward(self, planned: PlannedStep) -> BackwardStep:
+        node = planned.node
+        inputs = tuple(self.values[a.name] for a in node.inputs)
+        out = self.values[node.name]
+        upstream = self._grads[node.name]
+        grads = self.backend.vjp(node, inputs, out, upstream)
+        terms = []
+        for i, (a, g) in enumerate(zip(node.inputs, grads, strict=True)):
+            if g is None or not node.op.differentiable(i):
+                continue
+            before = self._grads.get(a.name)
+            total = g if before is None else before + g
+            self._grads[a.name] = total
+            self._history.setdefault(a.name, []).append((planned.index, total))
+            self._arrivals[a.name] = self._arrivals.get(a.name, 0) + 1
+            self._check_finite(planned.index, node, total)
+            terms.append(GradTerm(a, i, node.op.role(i), node.op.derivative(i), g, before, total,
+                                  self._arrivals[a.name], self._consumers.get(a.name, 1)))
+        return BackwardStep(planned.index, node, upstream, inputs, out, tuple(terms))
+
+    def _check_finite(self, index: int, node: Node, value: Any) -> None:
+        if self.first_nonfinite is None and not self.backend.is_finite(value):
+            self.first_nonfinite = (index, node)
+
+    # -- reading at a cursor ---------------------------------------------------------------
+    def value(self, name: str, cursor: int) -> Any | None:
+        node = self.graph[name]
+        if node.is_leaf:
+            return self.values[name]
+        return self.values[name] if self._forward_index[name] < cursor else None
+
+    def grad(self, name: str, cursor: int) -> Any | None:
+        """The gradient of `name` as known after `cursor` steps (the running total so far)."""
+        self.graph[name]
+        history = self._history.get(name)
+        if not history:
+            return None
+        pos = bisect.bisect_left(history, cursor, key=lambda item: item[0])
+        return history[pos - 1][1] if pos else None
+
+    def final_grads(self) -> dict[str, Any]:
+        self.compute_through(len(self.schedule) - 1)
+        return dict(self._grads)
+
+    def partials(self, step: BackwardStep) -> list[Any | None] | None:
+        """The elementwise local derivatives of a backward step, computed when first asked for."""
+        if "all" not in step._partials:
+            step._partials["all"] = self.backend.partials(step.node, step.inputs, step.output)
+        return step._partials["all"]

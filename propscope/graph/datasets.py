@@ -1,0 +1,172 @@
+"""Small data sets for 2-D teaching (as TensorFlow Playground offers them) and loading user data.
+
+Pure NumPy and seeded, so a data set is the same on every machine. Classification labels are
+integer class indices; regression targets are float columns.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PropscopeError
+
+Array = np.ndarray
+
+
+class DataError(PropscopeError):
+    """Data that cannot be used: says which file, which row or which array, and what is wrong."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    x: Array
+    y: Array
+    x_test: Array | None = None
+    y_test: Array | None = None
+    task: str = "classification"
+
+    @property
+    def classes(self) -> int:
+        return int(self.y.max()) + 1 if self.task == "classification" and self.y.size else 0
+
+    def batch(self) -> dict[str, Array]:
+        return {"x": self.x, "y": self.y}
+
+    def test_batch(self) -> dict[str, Array] | None:
+        return None if self.x_test is None else {"x": self.x_test, "y": self.y_test}  # type: ignore[dict-item]
+
+
+def _xor(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple[Array, Array]:
+    if n <= 4 and noise == 0:
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+        return x, np.array([0, 1, 1, 0])
+    x = rng.uniform(-1, 1, size=(n, 2))
+    y = ((x[:, 0] > 0) != (x[:, 1] > 0)).astype(int)
+    return x + rng.normal(0, noise, size=x.shape), y
+
+
+def _circles(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple[Array, Array]:
+    y = np.arange(n) % 2
+    radius = np.where(y == 0, 1.0, 0.5)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    x = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    return x + rng.normal(0, noise, size=x.shape), y
+
+
+def _moons(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple[Array, Array]:
+    y = np.arange(n) % 2
+    t = rng.uniform(0, np.pi, n)
+    x = np.where(
+        (y == 0)[:, None],
+        np.stack([np.cos(t), np.sin(t)], axis=1),
+        np.stack([1 - np.cos(t), 0.5 - np.sin(t)], axis=1),
+    )
+    return x + rng.normal(0, noise, size=x.shape), y
+
+
+def _spiral(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple[Array, Array]:
+    y = np.arange(n) % classes
+    r = rng.uniform(0.05, 1.0, n)
+    angle = 2 * np.pi * y / classes + 4.0 * r
+    x = np.stack([r * np.sin(angle), r * np.cos(angle)], axis=1)
+    return x + rng.normal(0, noise, size=x.shape), y
+
+
+def _blobs(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple[Array, Array]:
+    y = np.arange(n) % classes
+    angle = 2 * np.pi * np.arange(classes) / classes
+    centres = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return centres[y] + rng.normal(0, max(noise, 1e-6), size=(n, 2)), y
+
+
+def _sine(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple[Array, Array]:
+    x = np.sort(rng.uniform(-np.pi, np.pi, n))[:, None]
+    return x, np.sin(x) + rng.normal(0, noise, size=x.shape)
+
+
+GENERATORS: dict[str, tuple[Callable[..., tuple[Array, Array]], str, str]] = {
+    "xor": (_xor, "classification", "the four XOR points (n <= 4, noise 0) or a noisy XOR cloud"),
+    "circles": (_circles, "classification", "a ring around a disc"),
+    "moons": (_moons, "classification", "two interleaving half circles"),
+    "spiral": (_spiral, "classification", "interleaved spiral arms, one per class"),
+    "blobs": (_blobs, "classification", "Gaussian blobs, one per class"),
+    "sine": (_sine, "regression", "a noisy sine wave (1-D regression)"),
+}
+
+
+def make_dataset(
+    name: str, n: int = 200, noise: float = 0.1, seed: int = 0, test_fraction: float = 0.0, classes: int = 3
+) -> Dataset:
+    """A seeded data set by name, split into train and test when `test_fraction` > 0."""
+    if name not in GENERATORS:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(GENERATORS)}")
+    if n < 1:
+        raise DataError(f"a data set needs at least one sample, got n={n}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    generate, task, _ = GENERATORS[name]
+    rng = np.random.default_rng(seed)
+    x, y = generate(n, noise, rng, classes)
+    if task == "regression":
+        y = y.astype(float)
+    n_test = int(round(len(x) * test_fraction))
+    if n_test == 0:
+        return Dataset(name, x, y, task=task)
+    order = rng.permutation(len(x))
+    test, train = order[:n_test], order[n_test:]
+    return Dataset(name, x[train], y[train], x[test], y[test], task=task)
+
+
+def load_data(path: str | Path) -> dict[str, Array]:
+    """Arrays from `.npz` (named after the model's inputs, or `x`, and `y`) or `.csv` (last column is y)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such data file")
+    if path.suffix.lower() == ".csv":
+        return _load_csv(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: np.array(npz[k]) for k in npz.files}
+    except Exception as exc:  # zip, npy header and pickle refusals all mean the same to the user
+        raise DataError(f"{path}: not a readable .npz data file ({exc})") from None
+    if not arrays:
+        raise DataError(f"{path}: the file holds no arrays")
+    return arrays
+
+
+def _load_csv(path: Path) -> dict[str, Array]:
+    try:
+        with path.open(newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if rows and not _numeric(rows[0][0]):
+        rows = rows[1:]  # a header row
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    width = len(rows[0])
+    if width < 2:
+        raise DataError(f"{path}: need at least two columns (features, then the target), got {width}")
+    values = np.empty((len(rows), width))
+    for i, row in enumerate(rows, start=1):
+        if len(row) != width:
+            raise DataError(f"{path}: row {i} has {len(row)} columns, expected {width} (ragged rows)")
+        for j, cell in enumerate(row, start=1):
+            if not _numeric(cell):
+                raise DataError(f"{path}: row {i}, column {j}: {cell.strip()!r} is not a number")
+            values[i - 1, j - 1] = float(cell)
+    return {"x": values[:, :-1], "y": values[:, -1:]}
+
+
+def _numeric(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
