@@ -66,7 +66,9 @@ def gradcheck(session: Session, h: float = 1e-3) -> list[GradCheckRow]:
         leaves[node.name] = np.array(arr, dtype=np.float64) if arr.dtype.kind == "f" else arr
     targets = [(n.name, "parameter") for n in session.graph.parameters]
     targets += [
-        (n.name, "input") for n in session.graph.inputs if n.meta.get("role") != "target" and leaves[n.name].dtype.kind == "f"
+        (n.name, "input")
+        for n in session.graph.inputs
+        if n.meta.get("role") != "target" and leaves[n.name].dtype.kind == "f"
     ]
     program = NumpyProgram(session.graph)
     _, analytic = _analytic(session, leaves, [name for name, _ in targets])
@@ -74,8 +76,11 @@ def gradcheck(session: Session, h: float = 1e-3) -> list[GradCheckRow]:
     for name, kind in targets:
         numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h)
         a = np.asarray(analytic[name], dtype=np.float64).reshape(numeric.shape)
-        rows.append(GradCheckRow(name, kind, relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)),
-                                 numeric.size))
+        rows.append(
+            GradCheckRow(
+                name, kind, relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)), numeric.size
+            )
+        )
     return rows
 
 

@@ -16,7 +16,7 @@ from ..graph.ir import Graph, Node
 from ..graph.model import TARGET, Model, attach_loss, fit_batch, output_node
 from ..graph.ops.shapes import fmt
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
-from .steps import BACKWARD, FORWARD, PlannedStep, Step
+from .steps import FORWARD, PlannedStep, Step
 from .trace import Trace
 
 
@@ -68,7 +68,9 @@ class Session:
         if self.loss_name is None:
             return batch, graph
         if TARGET not in batch:
-            raise DataError(f"the data has no target array {TARGET!r} for the {self.loss_name} loss; add it or use loss 'none'")
+            raise DataError(
+                f"the data has no target array {TARGET!r} for the {self.loss_name} loss; add it or use loss 'none'"
+            )
         pred = output_node(graph).shape
         y = batch[TARGET]
         if self.loss_name == "cross_entropy":

@@ -110,8 +110,19 @@ class Trace:
             self._history.setdefault(a.name, []).append((planned.index, total))
             self._arrivals[a.name] = self._arrivals.get(a.name, 0) + 1
             self._check_finite(planned.index, node, total)
-            terms.append(GradTerm(a, i, node.op.role(i), node.op.derivative(i), g, before, total,
-                                  self._arrivals[a.name], self._consumers.get(a.name, 1)))
+            terms.append(
+                GradTerm(
+                    a,
+                    i,
+                    node.op.role(i),
+                    node.op.derivative(i),
+                    g,
+                    before,
+                    total,
+                    self._arrivals[a.name],
+                    self._consumers.get(a.name, 1),
+                )
+            )
         return BackwardStep(planned.index, node, upstream, inputs, out, tuple(terms))
 
     def _check_finite(self, index: int, node: Node, value: Any) -> None:

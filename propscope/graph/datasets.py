@@ -7,6 +7,7 @@ integer class indices; regression targets are float columns.
 from __future__ import annotations
 
 import csv
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def make_dataset(
     x, y = generate(n, noise, rng, classes)
     if task == "regression":
         y = y.astype(float)
-    n_test = int(round(len(x) * test_fraction))
+    n_test = round(len(x) * test_fraction)
     if n_test == 0:
         return Dataset(name, x, y, task=task)
     order = rng.permutation(len(x))
@@ -130,6 +131,8 @@ def load_data(path: str | Path) -> dict[str, Array]:
         raise DataError(f"{path}: no such data file")
     if path.suffix.lower() == ".csv":
         return _load_csv(path)
+    if not zipfile.is_zipfile(path):  # np.load would take any other bytes for a pickle and say so
+        raise DataError(f"{path}: not a .npz data file (not a zip archive); use .npz or .csv")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: np.array(npz[k]) for k in npz.files}

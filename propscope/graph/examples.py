@@ -92,7 +92,10 @@ def xor(seed: int) -> Model:
     w2 = legacy.randn(4, 1)
     g = Graph("xor")
     x = g.input("X", (4, 2))
-    p = {name: g.parameter(name, shape) for name, shape in (("W1", (2, 4)), ("b1", (1, 4)), ("W2", (4, 1)), ("b2", (1, 1)))}
+    p = {
+        name: g.parameter(name, shape)
+        for name, shape in (("W1", (2, 4)), ("b1", (1, 4)), ("W2", (4, 1)), ("b2", (1, 1)))
+    }
     hidden_input = g.add("linear", x, p["W1"], p["b1"], name="hidden_input", module="hidden")
     hidden_output = g.add("sigmoid", hidden_input, name="hidden_output", module="hidden")
     final_input = g.add("linear", hidden_output, p["W2"], p["b2"], name="final_input", module="output")
@@ -131,11 +134,25 @@ def xor_torch(seed: int) -> Model:
     x = g.input("x", (4, 2))
     values = {"layer1.weight": w1, "layer1.bias": b1, "layer2.weight": w2, "layer2.bias": b2}
     p = {name: g.parameter(name, v.shape, module=name.split(".")[0]) for name, v in values.items()}
-    h = g.add("linear", x, p["layer1.weight"], p["layer1.bias"], name="layer1", attrs={"transpose_weight": True},
-              module="layer1")
+    h = g.add(
+        "linear",
+        x,
+        p["layer1.weight"],
+        p["layer1.bias"],
+        name="layer1",
+        attrs={"transpose_weight": True},
+        module="layer1",
+    )
     a = g.add("sigmoid", h, name="act_1", module="act")
-    o = g.add("linear", a, p["layer2.weight"], p["layer2.bias"], name="layer2", attrs={"transpose_weight": True},
-              module="layer2")
+    o = g.add(
+        "linear",
+        a,
+        p["layer2.weight"],
+        p["layer2.bias"],
+        name="layer2",
+        attrs={"transpose_weight": True},
+        module="layer2",
+    )
     g.set_outputs(g.add("sigmoid", o, name="act_2", module="act"))
     return Model(
         g,
@@ -177,15 +194,21 @@ def classifier(seed: int) -> Model:
 EXAMPLES: dict[str, Example] = {
     e.name: e
     for e in (
-        Example("perceptron", "Part 1: the beach decision, a perceptron with a step activation (z = 17, go = 1)",
-                "Part 1", perceptron),
+        Example(
+            "perceptron",
+            "Part 1: the beach decision, a perceptron with a step activation (z = 17, go = 1)",
+            "Part 1",
+            perceptron,
+        ),
         Example("neuron", "Part 3: a single sigmoid neuron with three inputs", "Part 3", neuron),
-        Example("dense-layer", "Part 4: 3 inputs into a layer of 4 neurons as one matrix product", "Part 4",
-                dense_layer),
+        Example(
+            "dense-layer", "Part 4: 3 inputs into a layer of 4 neurons as one matrix product", "Part 4", dense_layer
+        ),
         Example("xor", "Part 7: the XOR network from scratch (NumPy, sigmoid, SGD at lr 0.1)", "Part 7", xor),
         Example("xor-torch", "Part 10: the PyTorch XOR (nn.Linear, sigmoid, MSELoss, Adam)", "Part 10", xor_torch),
-        Example("classifier", "A ReLU network with softmax cross-entropy on three 2-D clusters", "Parts 2, 5",
-                classifier),
+        Example(
+            "classifier", "A ReLU network with softmax cross-entropy on three 2-D clusters", "Parts 2, 5", classifier
+        ),
     )
 }
 

@@ -17,7 +17,9 @@ def kernel_for(node: Node) -> Kernel:
     try:
         return KERNELS[node.op.name]
     except KeyError:
-        raise UnsupportedOpError(f"the NumPy backend has no kernel for op {node.op.name!r} (node {node.name!r})") from None
+        raise UnsupportedOpError(
+            f"the NumPy backend has no kernel for op {node.op.name!r} (node {node.name!r})"
+        ) from None
 
 
 class NumpyBackend:
@@ -44,10 +46,7 @@ class NumpyBackend:
     def vjp(self, node: Node, inputs: Sequence[Array], output: Array, grad_output: Array) -> list[Array | None]:
         with np.errstate(all="ignore"):
             grads = kernel_for(node).vjp(grad_output, list(inputs), output, dict(node.attrs))
-        return [
-            None if g is None or not node.op.differentiable(i) else np.asarray(g)
-            for i, g in enumerate(grads)
-        ]
+        return [None if g is None or not node.op.differentiable(i) else np.asarray(g) for i, g in enumerate(grads)]
 
     def partials(self, node: Node, inputs: Sequence[Array], output: Array) -> list[Array | None] | None:
         with np.errstate(all="ignore"):
@@ -71,7 +70,11 @@ class NumpyBackend:
 
 
 class NumpyProgram:
-    """The graph flattened into slot-indexed calls: the training loop's fast path, no trace kept."""
+    """The graph flattened into slot-indexed calls: the training loop's fast path, no trace kept.
+
+    Gradients are computed only where they lead to a requested leaf (`wrt`), so data inputs
+    cost no matrix product in the backward pass.
+    """
 
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
@@ -80,11 +83,25 @@ class NumpyProgram:
         self.forward_plan = [
             (kernel_for(n).forward, tuple(a.index for a in n.inputs), n.index, dict(n.attrs)) for n in graph.ops
         ]
-        self.backward_plan = []
-        for n in reversed(graph.ops):
-            wanted = tuple(n.op.differentiable(i) for i in range(len(n.inputs)))
-            self.backward_plan.append((kernel_for(n).vjp, tuple(a.index for a in n.inputs), n.index, dict(n.attrs), wanted))
         self.output = graph.output.index
+        self._backward_plans: dict[tuple[str, ...], list[Any]] = {}
+        self._seed: Array | None = None
+
+    def _backward_plan(self, wrt: Sequence[str]) -> list[Any]:
+        key = tuple(wrt)
+        if key not in self._backward_plans:
+            leads = set(wrt)  # nodes whose gradient someone needs: the requested leaves and ops above them
+            for n in self.graph.ops:
+                if any(a.name in leads for a in n.inputs):
+                    leads.add(n.name)
+            plan = []
+            for n in reversed(self.graph.ops):
+                if n.name not in leads:
+                    continue
+                needs = tuple(n.op.differentiable(i) and a.name in leads for i, a in enumerate(n.inputs))
+                plan.append((kernel_for(n).vjp, tuple(a.index for a in n.inputs), n.index, dict(n.attrs), needs))
+            self._backward_plans[key] = plan
+        return self._backward_plans[key]
 
     def _run(self, leaves: Mapping[str, Array]) -> list[Any]:
         values: list[Any] = [None] * self.size
@@ -99,16 +116,21 @@ class NumpyProgram:
             return np.asarray(self._run(leaves)[self.output])
 
     def loss_and_grads(self, leaves: Mapping[str, Array], wrt: Sequence[str]) -> tuple[Array, dict[str, Array]]:
+        plan = self._backward_plan(wrt)
         with np.errstate(all="ignore"):
             values = self._run(leaves)
+            loss = values[self.output]
+            if self._seed is None or self._seed.dtype != loss.dtype or self._seed.shape != np.shape(loss):
+                self._seed = np.ones_like(loss)  # read-only use: every gradient below is a new array
             grads: list[Any] = [None] * self.size
-            grads[self.output] = np.ones_like(values[self.output])
-            for vjp, args, out, attrs, wanted in self.backward_plan:
+            grads[self.output] = self._seed
+            for vjp, args, out, attrs, needs in plan:
                 g = grads[out]
                 if g is None:
                     continue
-                inputs = [values[i] for i in args]
-                for slot, w, contribution in zip(args, wanted, vjp(g, inputs, values[out], attrs), strict=True):
-                    if w and contribution is not None:
+                for slot, wanted, contribution in zip(
+                    args, needs, vjp(g, [values[i] for i in args], values[out], attrs, needs), strict=True
+                ):
+                    if wanted and contribution is not None:
                         grads[slot] = contribution if grads[slot] is None else grads[slot] + contribution
-        return values[self.output], {name: grads[self.leaf_slots[name]] for name in wrt}
+        return loss, {name: grads[self.leaf_slots[name]] for name in wrt}

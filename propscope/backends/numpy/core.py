@@ -91,8 +91,10 @@ def _(z: Array, out: Array) -> tuple[Array]:
     return (1.0 / z,)
 
 
-def _matmul_grads(g: Array, a: Array, b: Array) -> tuple[Array, Array]:
+def _matmul_grads(g: Array, a: Array, b: Array, need_a: bool = True, need_b: bool = True) -> tuple[Any, Any]:
     """Gradients of a @ b, with NumPy's rules for 1-D operands and broadcast batch axes."""
+    if a.ndim == 2 and b.ndim == 2:  # the common case, kept lean for the training loop
+        return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
     a2 = a[None, :] if a.ndim == 1 else a
@@ -102,8 +104,8 @@ def _matmul_grads(g: Array, a: Array, b: Array) -> tuple[Array, Array]:
         g2 = np.expand_dims(g2, -2)
     if b.ndim == 1:
         g2 = np.expand_dims(g2, -1)
-    ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
-    gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape)
+    ga = unbroadcast(g2 @ np.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape) if need_a else None
+    gb = unbroadcast(np.swapaxes(a2, -1, -2) @ g2, b2.shape).reshape(b.shape) if need_b else None
     return ga, gb
 
 
@@ -113,8 +115,8 @@ def matmul(a: Array, b: Array) -> Array:
 
 
 @matmul.gradient
-def _(g: Array, a: Array, b: Array, out: Array) -> tuple[Array, Array]:
-    return _matmul_grads(g, a, b)
+def _(g: Array, a: Array, b: Array, out: Array, needs: tuple[bool, ...] = (True, True)) -> tuple[Any, Any]:
+    return _matmul_grads(g, a, b, needs[0], needs[1])
 
 
 @kernel("linear")
@@ -123,9 +125,12 @@ def linear(x: Array, W: Array, b: Array, transpose_weight: bool) -> Array:
 
 
 @linear.gradient
-def _(g: Array, x: Array, W: Array, b: Array, out: Array, transpose_weight: bool) -> tuple[Array, Array, Array]:
-    gx, gw = _matmul_grads(g, x, W.T if transpose_weight else W)
-    return gx, (gw.T if transpose_weight else gw), unbroadcast(g, b.shape)
+def _(
+    g: Array, x: Array, W: Array, b: Array, out: Array, transpose_weight: bool,
+    needs: tuple[bool, ...] = (True, True, True),
+) -> tuple[Any, Any, Any]:
+    gx, gw = _matmul_grads(g, x, W.T if transpose_weight else W, needs[0], needs[1])
+    return gx, (gw.T if transpose_weight and gw is not None else gw), (unbroadcast(g, b.shape) if needs[2] else None)
 
 
 def _axes(axis: Any, ndim: int) -> tuple[int, ...]:

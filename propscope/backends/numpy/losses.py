@@ -1,4 +1,8 @@
-"""Losses on NumPy. The target is data: its gradient is None."""
+"""Losses on NumPy. The target is data: its gradient is None.
+
+A loss is a scalar, so its local derivative ∂L/∂ŷ has the prediction's shape and the chain
+rule is the elementwise one: contribution = upstream (dL/dL = 1) × local.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ def mse(pred: Array, y: Array) -> Array:
     return np.asarray(np.mean(d * d))
 
 
-@mse.gradient
-def _(g: Array, pred: Array, y: Array, out: Array) -> tuple[Array, None]:
-    return g * (2.0 / pred.size) * (pred - y), None
+@mse.local
+def _(pred: Array, y: Array, out: Array) -> tuple[Array, None]:
+    return (2.0 / pred.size) * (pred - y), None
 
 
 @kernel("sse")
@@ -28,9 +32,9 @@ def sse(pred: Array, y: Array) -> Array:
     return np.asarray(0.5 * np.sum(d * d))
 
 
-@sse.gradient
-def _(g: Array, pred: Array, y: Array, out: Array) -> tuple[Array, None]:
-    return g * (pred - y), None
+@sse.local
+def _(pred: Array, y: Array, out: Array) -> tuple[Array, None]:
+    return pred - y, None
 
 
 @kernel("bce")
@@ -40,9 +44,9 @@ def bce(pred: Array, y: Array) -> Array:
     return np.asarray(-np.mean(y * log_p + (1.0 - y) * log_q))
 
 
-@bce.gradient
-def _(g: Array, pred: Array, y: Array, out: Array) -> tuple[Array, None]:
-    return g * (pred - y) / np.maximum(pred * (1.0 - pred), _BCE_EPS) / pred.size, None
+@bce.local
+def _(pred: Array, y: Array, out: Array) -> tuple[Array, None]:
+    return (pred - y) / np.maximum(pred * (1.0 - pred), _BCE_EPS) / pred.size, None
 
 
 def _target_probs(logits: Array, y: Array) -> Array:
@@ -62,10 +66,10 @@ def cross_entropy(logits: Array, y: Array) -> Array:
     return np.asarray(-np.sum(_target_probs(logits, y) * log_probs) / n)
 
 
-@cross_entropy.gradient
-def _(g: Array, logits: Array, y: Array, out: Array) -> tuple[Array, None]:
+@cross_entropy.local
+def _(logits: Array, y: Array, out: Array) -> tuple[Array, None]:
     n = logits.shape[0] if logits.ndim == 2 else 1
     target = _target_probs(logits, y)
     # For soft targets that do not sum to one, d/dz of −Σ t log softmax(z) is softmax(z)·Σt − t.
     total = np.sum(target, axis=-1, keepdims=True)
-    return g * (_softmax(logits, -1) * total - target) / n, None
+    return (_softmax(logits, -1) * total - target) / n, None

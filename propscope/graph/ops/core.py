@@ -87,10 +87,17 @@ def _reshape(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
 
 def _transpose(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     shape = tuple(shapes[0])
-    perm = attrs.get("axes")
-    perm = tuple(reversed(range(len(shape)))) if perm is None else tuple(int(p) % max(len(shape), 1) for p in perm)
-    if sorted(perm) != list(range(len(shape))):
-        raise ShapeError(f"axes {perm} are not a permutation of {len(shape)} dimensions")
+    axes = attrs.get("axes")
+    ndim = len(shape)
+    if axes is None:
+        perm = tuple(reversed(range(ndim)))
+    else:
+        axes = tuple(int(p) for p in axes)
+        if any(not -ndim <= p < ndim for p in axes):
+            raise ShapeError(f"axes {axes} are out of range for {ndim}-D input")
+        perm = tuple(p % ndim for p in axes)
+    if sorted(perm) != list(range(ndim)):
+        raise ShapeError(f"axes {perm} are not a permutation of {ndim} dimensions")
     return tuple(shape[p] for p in perm)
 
 

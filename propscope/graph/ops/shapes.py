@@ -57,9 +57,9 @@ def axes(attr: Any, ndim: int) -> tuple[int, ...]:
     items = (attr,) if isinstance(attr, int) else tuple(attr)
     out = []
     for ax in items:
-        if not -ndim <= ax < max(ndim, 1):
+        if not -ndim <= ax < ndim:
             raise ShapeError(f"axis {ax} is out of range for {ndim}-D input")
-        out.append(ax % max(ndim, 1))
+        out.append(ax % ndim)
     return tuple(sorted(set(out)))
 
 

@@ -124,7 +124,7 @@ def _read_array(zf: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C").copy()
 
 
-def open(path: str | Path) -> Model:  # noqa: A001  (the reader protocol's name)
+def open(path: str | Path) -> Model:
     path = Path(path)
     where = str(path)
     try:

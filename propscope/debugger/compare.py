@@ -1,0 +1,141 @@
+"""Compare two backends on the same graph, parameters and batch, node by node.
+
+The reference run is the session's own trace; the other backend replays the same steps from
+the same leaf values, up to the session's cursor. For each node we keep the largest absolute
+difference of its value and of its gradient (as known at the cursor), which is what the app
+colours nodes by and what `propscope compare` tabulates. No Qt here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..backends.base import Backend
+from .session import Session
+from .trace import Trace
+
+TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
+
+
+def default_tolerance(dtype: str) -> float:
+    return TOLERANCE.get(dtype, 1e-5)
+
+
+@dataclass(frozen=True)
+class NodeDiff:
+    """How far apart two backends are at one node. NaN where neither backend has that quantity yet."""
+
+    name: str
+    op: str
+    value_diff: float  # max |a − b| over the value's elements (inf where only one side is finite)
+    grad_diff: float
+    value_scale: float  # max |reference| of the value, for the tolerance (see `Comparison.node_ok`)
+    grad_scale: float
+
+    @property
+    def worst(self) -> float:
+        """The larger of the two differences; what a node is coloured and ranked by."""
+        return max((d for d in (self.value_diff, self.grad_diff) if not np.isnan(d)), default=0.0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    reference: str  # "numpy/float64 on cpu"
+    other: str
+    dtype: str
+    cursor: int
+    steps: int
+    tolerance: float
+    nodes: tuple[NodeDiff, ...]  # graph order
+
+    def node_ok(self, d: NodeDiff) -> bool:
+        """Within tolerance: absolute for magnitudes up to 1, relative to the value's size beyond (like allclose)."""
+        return all(
+            np.isnan(diff) or diff <= self.tolerance * max(1.0, scale)
+            for diff, scale in ((d.value_diff, d.value_scale), (d.grad_diff, d.grad_scale))
+        )
+
+    @property
+    def failures(self) -> list[NodeDiff]:
+        return [d for d in self.nodes if not self.node_ok(d)]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def max_diff(self) -> float:
+        return max((d.worst for d in self.nodes), default=0.0)
+
+    def worst(self, n: int | None = None) -> list[NodeDiff]:
+        """Nodes by largest difference, worst first."""
+        ranked = sorted(self.nodes, key=lambda d: d.worst, reverse=True)
+        return ranked if n is None else ranked[:n]
+
+    def by_node(self) -> dict[str, float]:
+        """Node name -> largest difference, for colouring the graph."""
+        return {d.name: d.worst for d in self.nodes}
+
+
+def max_abs_diff(a: Any, b: Any) -> tuple[float, float]:
+    """(max |a − b|, max |a|) in float64; equal non-finite elements (NaN and NaN, inf and inf) count as equal."""
+    if a is None or b is None:
+        return (np.nan, np.nan) if a is None and b is None else (np.inf, np.nan)
+    a64 = np.asarray(a, dtype=np.float64)
+    b64 = np.asarray(b, dtype=np.float64)
+    if a64.shape != b64.shape:
+        return np.inf, np.nan
+    if a64.size == 0:
+        return 0.0, 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(a64 - b64)
+    same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+    diff = np.where(same, 0.0, np.where(np.isnan(diff), np.inf, diff))
+    finite = np.abs(a64[np.isfinite(a64)])
+    return float(diff.max()), float(finite.max()) if finite.size else 0.0
+
+
+def replay(session: Session, backend: Backend, cursor: int | None = None) -> Trace:
+    """The session's pass on another backend, from the same leaf values, computed through `cursor` steps."""
+    cursor = len(session.steps) if cursor is None else cursor
+    src = session.backend
+    leaves = {n.name: backend.asarray(src.to_numpy(session.trace.values[n.name])) for n in session.graph.leaves}
+    trace = Trace(session.graph, backend, leaves)
+    if cursor:
+        trace.compute_through(cursor - 1)
+    return trace
+
+
+def compare_backends(
+    session: Session, other: Backend, cursor: int | None = None, tolerance: float | None = None
+) -> Comparison:
+    """Every node's value and gradient at `cursor` (default: the session's) on the session's backend and on `other`."""
+    cursor = session.cursor if cursor is None else cursor
+    if cursor:
+        session.trace.compute_through(cursor - 1)
+    mine, theirs = session.trace, replay(session, other, cursor)
+    ref = session.backend
+    rows = []
+    for node in session.graph:
+        pairs = []
+        for read in (Trace.value, Trace.grad):
+            a, b = read(mine, node.name, cursor), read(theirs, node.name, cursor)
+            pairs.append(max_abs_diff(None if a is None else ref.to_numpy(a), None if b is None else other.to_numpy(b)))
+        (vd, vs), (gd, gs) = pairs
+        rows.append(NodeDiff(node.name, node.op.name, vd, gd, vs, gs))
+    return Comparison(
+        reference=_describe(ref),
+        other=_describe(other),
+        dtype=ref.dtype,
+        cursor=cursor,
+        steps=len(session.steps),
+        tolerance=default_tolerance(ref.dtype) if tolerance is None else tolerance,
+        nodes=tuple(rows),
+    )
+
+
+def _describe(backend: Backend) -> str:
+    return f"{backend.name}/{backend.dtype} on {backend.device}"

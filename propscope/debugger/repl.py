@@ -1,0 +1,210 @@
+"""`propscope debug`: the session in a terminal, with commands in the style of pdb.
+
+It needs no screen (it works over SSH), which is also the proof that the Session needs no GUI.
+"""
+
+from __future__ import annotations
+
+import cmd
+import shlex
+from typing import IO, Any
+
+import numpy as np
+
+from ..graph.errors import PropscopeError
+from .breakpoints import GradNormBreakpoint
+from .session import Session
+from .steps import BackwardStep, ForwardStep
+
+SMALL = 64  # tensors up to this many elements are printed in full
+
+
+def fmt_array(value: Any) -> str:
+    if value is None:
+        return "(not computed yet at this step)"
+    arr = np.asarray(value)
+    head = f"shape {arr.shape} {arr.dtype}"
+    if arr.size <= SMALL:
+        body = np.array2string(arr, precision=6, suppress_small=False, max_line_width=100)
+        return f"{head}\n{body}"
+    return f"{head}  min {np.nanmin(arr):.6g}  max {np.nanmax(arr):.6g}  mean {np.nanmean(arr):.6g}"
+
+
+def describe_step(session: Session) -> str:
+    """The step just taken, with the chain rule spelled out for a backward step."""
+    step = session.current
+    lines = [session.position_text()]
+    if isinstance(step, ForwardStep):
+        lines.append(f"  {step.node.op.formula}")
+        lines.append("  output " + fmt_array(session.backend.to_numpy(step.output)).replace("\n", "\n  "))
+    elif isinstance(step, BackwardStep):
+        op = step.node.op
+        lines.append(
+            f"  upstream ∂L/∂{step.node.name}: "
+            + fmt_array(session.backend.to_numpy(step.upstream)).replace("\n", "\n  ")
+        )
+        partials = session.trace.partials(step)
+        for term in step.terms:
+            share = f"contribution {term.arrival} of {term.consumers}" if term.consumers > 1 else "its only consumer"
+            lines.append(f"  → {term.input.name} ({op.role(term.position)}): {term.formula}   [{share}]")
+            if partials is not None and partials[term.position] is not None:
+                local = session.backend.to_numpy(partials[term.position])
+                lines.append("    local: " + fmt_array(local).replace("\n", "\n    "))
+            lines.append(
+                "    contribution = upstream × local: "
+                + fmt_array(session.backend.to_numpy(term.contribution)).replace("\n", "\n    ")
+            )
+            if term.total_before is not None:
+                lines.append(
+                    "    running total ∂L/∂"
+                    + term.input.name
+                    + ": "
+                    + fmt_array(session.backend.to_numpy(term.total)).replace("\n", "\n    ")
+                )
+    return "\n".join(lines)
+
+
+class DebuggerShell(cmd.Cmd):
+    intro = "propscope debugger. Type help or ? to list commands; step with s, back with b, quit with q."
+
+    def __init__(self, session: Session, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> None:
+        super().__init__(stdin=stdin, stdout=stdout)
+        if stdin is not None:
+            self.use_rawinput = False
+        self.session = session
+        self.prompt = f"(propscope {session.name}) "
+
+    def say(self, text: str) -> None:
+        self.stdout.write(text + "\n")
+
+    def onecmd(self, line: str) -> bool:
+        try:
+            return super().onecmd(line)
+        except PropscopeError as exc:
+            self.say(f"*** {exc}")
+            return False
+
+    def emptyline(self) -> bool:
+        return False
+
+    def default(self, line: str) -> bool:
+        self.say(f"*** unknown command {line.split()[0]!r}; type help")
+        return False
+
+    # -- moving ----------------------------------------------------------------------------
+    def do_step(self, arg: str) -> None:
+        """step [N]: take the next N steps (default 1). Also: s, n."""
+        for _ in range(int(arg or 1)):
+            if self.session.step() is None:
+                self.say("at the end of the backward pass")
+                break
+        self.say(describe_step(self.session))
+
+    do_s = do_n = do_step
+
+    def do_back(self, arg: str) -> None:
+        """back [N]: undo the last N steps exactly (default 1). Also: b."""
+        for _ in range(int(arg or 1)):
+            self.session.step_back()
+        self.say(describe_step(self.session))
+
+    do_b = do_back
+
+    def do_continue(self, arg: str) -> None:
+        """continue: run to the next breakpoint or the end. Also: c."""
+        stop = self.session.continue_()
+        self.say(str(stop) if stop else "reached the end")
+        self.say(describe_step(self.session))
+
+    do_c = do_continue
+
+    def do_run(self, arg: str) -> None:
+        """run NODE [forward|backward]: move to the step of NODE (forward by default)."""
+        args = shlex.split(arg)
+        if not args:
+            self.say("*** usage: run NODE [forward|backward]")
+            return
+        self.session.run_to(args[0], args[1] if len(args) > 1 else "forward")
+        self.say(describe_step(self.session))
+
+    def do_reset(self, arg: str) -> None:
+        """reset: back to before the first step."""
+        self.session.reset()
+        self.say(self.session.position_text())
+
+    def do_end(self, arg: str) -> None:
+        """end: run every remaining step (ignoring breakpoints)."""
+        self.session.run_to_end()
+        self.say(describe_step(self.session))
+
+    # -- breakpoints -----------------------------------------------------------------------
+    def do_break(self, arg: str) -> None:
+        """break NODE [forward|backward] | break nan | break norm >X | break norm <X | break: list them."""
+        args = shlex.split(arg)
+        s = self.session
+        if not args:
+            listed = [str(b) for b in s.breakpoints] + (["on NaN/Inf"] if s.break_on_nonfinite else [])
+            self.say("\n".join(listed) if listed else "no breakpoints")
+        elif args[0] == "nan":
+            s.break_on_nonfinite = True
+            self.say("will stop at the first op that produces NaN or Inf")
+        elif args[0] == "norm" and len(args) == 2 and args[1][:1] in "<>":
+            bound = float(args[1][1:])
+            s.add_breakpoint(GradNormBreakpoint(above=bound) if args[1][0] == ">" else GradNormBreakpoint(below=bound))
+            self.say(f"will stop when a gradient norm is {args[1][0]} {bound:g}")
+        else:
+            bp = s.add_breakpoint(args[0], args[1] if len(args) > 1 else None)
+            self.say(f"breakpoint set: {bp}")
+
+    def do_clear(self, arg: str) -> None:
+        """clear [NODE]: remove the breakpoint on NODE, or all breakpoints."""
+        if arg.strip():
+            self.session.remove_breakpoint(arg.strip())
+        else:
+            self.session.breakpoints.clear()
+            self.session.break_on_nonfinite = False
+        self.say("cleared")
+
+    # -- reading ---------------------------------------------------------------------------
+    def do_print(self, arg: str) -> None:
+        """print NODE: the value of NODE as known at this step. Also: p."""
+        self.say(f"{arg.strip()} = " + fmt_array(self.session.value(arg.strip())))
+
+    do_p = do_print
+
+    def do_grad(self, arg: str) -> None:
+        """grad NODE: the gradient dL/dNODE as known at this step (the running total so far)."""
+        self.say(f"∂L/∂{arg.strip()} = " + fmt_array(self.session.grad(arg.strip())))
+
+    def do_explain(self, arg: str) -> None:
+        """explain NAME I [J ...]: every path from one element to the loss, and their sum."""
+        args = shlex.split(arg)
+        if not args:
+            self.say("*** usage: explain NAME [index ...], e.g. explain W1 0 2")
+            return
+        self.say(self.session.explain(args[0], tuple(int(i) for i in args[1:])).text())
+
+    def do_list(self, arg: str) -> None:
+        """list: the schedule around the cursor (the step just taken is marked). Also: l, where."""
+        s = self.session
+        lo, hi = max(0, s.cursor - 6), min(len(s.steps), s.cursor + 6)
+        marks = s.node_breakpoints()
+        for planned in s.steps[lo:hi]:
+            arrow = "->" if planned.index == s.cursor - 1 else "  "
+            dot = "●" if planned.node.name in marks else " "
+            node = planned.node
+            self.say(f"{arrow}{dot} {planned.index + 1:>4}  {planned.phase:<8} {node.op.name:<12} {node.name}")
+        self.say(s.position_text())
+
+    do_l = do_where = do_list
+
+    def do_nodes(self, arg: str) -> None:
+        """nodes: every node with its op and shape."""
+        for n in self.session.graph:
+            self.say(f"  {n.name:<20} {n.op.name:<14} {n.shape}")
+
+    def do_quit(self, arg: str) -> bool:
+        """quit: leave the debugger. Also: q, EOF (Ctrl-D)."""
+        return True
+
+    do_q = do_EOF = do_quit
