@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,22 @@ class BackwardStep:
     output: Any
     terms: tuple[GradTerm, ...]
     phase: str = BACKWARD
+    partials_fn: Callable[[], list[Any | None] | None] | None = field(default=None, repr=False, compare=False)
     _partials: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def partials(self) -> list[Any | None] | None:
+        """The elementwise local derivatives ∂out/∂input, one per input, computed when first asked for.
+
+        None for ops that are not elementwise (matmul, linear, reductions), whose chain rule is
+        the VJP formula of the catalog instead. Kept lazy so a full trace costs no extra memory.
+        """
+        if "all" not in self._partials:
+            self._partials["all"] = self.partials_fn() if self.partials_fn is not None else None
+        return self._partials["all"]
+
+    def local(self, position: int) -> Any | None:
+        parts = self.partials()
+        return None if parts is None else parts[position]
 
     def term(self, input_name: str) -> GradTerm:
         for t in self.terms:

@@ -123,7 +123,15 @@ class Trace:
                     self._consumers.get(a.name, 1),
                 )
             )
-        return BackwardStep(planned.index, node, upstream, inputs, out, tuple(terms))
+        return BackwardStep(
+            planned.index,
+            node,
+            upstream,
+            inputs,
+            out,
+            tuple(terms),
+            partials_fn=lambda: self.backend.partials(node, inputs, out),
+        )
 
     def _check_finite(self, index: int, node: Node, value: Any) -> None:
         if self.first_nonfinite is None and not self.backend.is_finite(value):
@@ -150,7 +158,5 @@ class Trace:
         return dict(self._grads)
 
     def partials(self, step: BackwardStep) -> list[Any | None] | None:
-        """The elementwise local derivatives of a backward step, computed when first asked for."""
-        if "all" not in step._partials:
-            step._partials["all"] = self.backend.partials(step.node, step.inputs, step.output)
-        return step._partials["all"]
+        """The elementwise local derivatives of a backward step (None where the op is not elementwise)."""
+        return step.partials()
