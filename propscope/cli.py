@@ -31,8 +31,15 @@ def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
 def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
     from .debugger import open_session
 
-    return open_session(args.target, backend=args.backend, dtype=dtype or args.dtype, seed=args.seed,
-                        data=args.data, loss=getattr(args, "loss", None), device=args.device)
+    return open_session(
+        args.target,
+        backend=args.backend,
+        dtype=dtype or args.dtype,
+        seed=args.seed,
+        data=args.data,
+        loss=getattr(args, "loss", None),
+        device=args.device,
+    )
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -117,12 +124,16 @@ def cmd_trace(args: argparse.Namespace) -> int:
         arrays["loss"] = np.asarray(s.value(loss.name))
     arrays["steps"] = np.array(_steps_json(s))
     out = Path(args.out)
-    np.savez(out, **arrays)  # type: ignore[arg-type]
+    with out.open("wb") as fh:  # a file object, so that numpy does not append .npz to the name given
+        np.savez(fh, **arrays)  # type: ignore[arg-type]
     print(f"{s.name}: {len(s.steps)} steps on {s.backend.name}/{s.backend.dtype}")
     if loss is not None:
         print(f"  loss ({loss.op.name}) = {float(arrays['loss']):.10g}")
         pred = s.value(s.prediction_node.name)
         for metric in s.model.metrics:
+            if metric not in METRICS:  # a model file may name a metric this version does not know
+                print(f"  {metric}: unknown metric, not computed (known: {', '.join(METRICS)})")
+                continue
             print(f"  {metric} = {METRICS[metric](pred, s.batch['y']):.10g}")
     bad = s.trace.first_nonfinite
     if bad is not None:
@@ -148,6 +159,29 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         print(f"propscope: gradient check failed: worst relative error {worst:.2e} > {args.tol:g}", file=sys.stderr)
         return 1
     print(f"  all {len(rows)} gradients agree (worst relative error {worst:.2e})")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .backends import get_backend
+    from .debugger import open_session
+    from .debugger.compare import compare_backends
+
+    s = open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss)
+    s.run_to_end()
+    result = compare_backends(s, get_backend("torch", args.dtype, args.device), tolerance=args.tol)
+    print(f"{s.name}: {result.reference} vs {result.other}, {result.steps} steps, "
+          f"tolerance {result.tolerance:g}")
+    width = max([len(d.name) for d in result.nodes] + [4])
+    print(f"  {'node':<{width}}  {'op':<13}  {'value diff':>10}  {'grad diff':>10}")
+    for d in result.worst(args.top):
+        values = "  ".join(f"{'-' if x != x else f'{x:.2e}':>10}" for x in (d.value_diff, d.grad_diff))
+        print(f"  {d.name:<{width}}  {d.op:<13}  {values}  {'ok' if result.node_ok(d) else 'FAIL'}")
+    if not result.passed:
+        names = ", ".join(d.name for d in result.failures)
+        print(f"propscope: backends differ beyond {result.tolerance:g} at: {names}", file=sys.stderr)
+        return 1
+    print(f"  all {len(result.nodes)} nodes agree (largest difference {result.max_diff:.2e})")
     return 0
 
 
@@ -185,6 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
     _session_args(p)
     p.add_argument("--tol", type=float, default=1e-7, help="largest relative error allowed (default 1e-7)")
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("compare", help="the same pass on NumPy and on torch, node by node", epilog=EPILOG)
+    p.add_argument("target", metavar="TARGET", help="example name or model file")
+    p.add_argument("--dtype", choices=DTYPES, default="float64", help="float precision (default float64)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
+    p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`")
+    p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
+    p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda or cuda:N")
+    p.add_argument("--tol", type=float, help="largest difference allowed (default 1e-10 float64, 1e-5 float32)")
+    p.add_argument("--top", type=int, default=10, metavar="N", help="how many worst nodes to list (default 10)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("debug", help="a pdb-style debugger in the terminal", epilog=EPILOG)
     _session_args(p)

@@ -63,7 +63,9 @@ class Session:
             arr = np.asarray(arr)
             if arr.dtype.kind not in "biuf":
                 raise DataError(f"data array {name!r} holds {arr.dtype} values, not numbers")
-            batch[name] = arr
+            # whole-number data (the tutorial's X and y are ints) is still data in the session's float dtype;
+            # class indices for cross-entropy are made integers again by _class_targets
+            batch[name] = arr.astype(np.float64) if arr.dtype.kind in "biu" else arr
         graph = fit_batch(model.graph, batch)
         if self.loss_name is None:
             return batch, graph
@@ -259,6 +261,21 @@ class Session:
         from .explain import explain
 
         return explain(self, name, index, max_paths)
+
+    history: Any = None  # the last train() call's History
+
+    def train(
+        self, epochs: int | None = None, optimizer: str | None = None, lr: float | None = None,
+        batch_size: int | None = None, test: Mapping[str, np.ndarray] | None = None, **options: Any,
+    ) -> Any:
+        """Train on the batch (None: the example's settings); the trace then holds the final parameters.
+
+        See `debugger.trainer` (a `Trainer` runs on a worker thread and can be paused and stopped).
+        """
+        from .trainer import train
+
+        self.history = train(self, epochs, optimizer, lr, batch_size, test, **options)
+        return self.history
 
     def __repr__(self) -> str:
         return f"<Session {self.name} on {self.backend.name}/{self.backend.dtype}: {self.position_text()}>"

@@ -216,4 +216,6 @@ EXAMPLES: dict[str, Example] = {
 def load_example(name: str, seed: int = 0) -> Model:
     if name not in EXAMPLES:
         raise UnknownExampleError(f"unknown example {name!r}; known examples: {', '.join(EXAMPLES)}")
+    if not 0 <= seed < 2**32:  # np.random.seed's range, which the examples draw with
+        raise PropscopeError(f"seed must be a whole number from 0 to 2**32 - 1, got {seed}")
     return EXAMPLES[name].build(seed)

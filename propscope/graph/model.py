@@ -86,7 +86,13 @@ def fit_batch(graph: Graph, batch: Mapping[str, np.ndarray]) -> Graph:
         if len(got) != len(want) or not want or got[1:] != want[1:]:
             raise ShapeError(f"input {node.name!r}: expected shape {fmt(want)}, got {fmt(got)}")
         shapes[node.name] = got
-    return graph.copy(input_shapes=shapes) if shapes else graph
+    if not shapes:
+        return graph
+    try:
+        return graph.copy(input_shapes=shapes)
+    except ShapeError as exc:  # a new size that the ops cannot take (a 1-D input has no batch axis)
+        fits = "; ".join(f"input {k!r}: expected shape {fmt(graph[k].shape)}, got {fmt(v)}" for k, v in shapes.items())
+        raise ShapeError(f"{fits} ({exc})") from None
 
 
 def output_node(graph: Graph) -> Node:

@@ -73,13 +73,15 @@ def save(model: Model, path: str | Path) -> Path:
         "metrics": list(model.metrics),
         "training": asdict(model.training),
         "description": model.description,
+        "dataset": _jsonable(model.dataset),
     }
     tmp = path.with_name(path.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=1))
         for member, arr in {**arrays, **batch}.items():
             buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+            # ascontiguousarray alone would turn a 0-D array (a scalar bias) into shape (1,)
+            np.lib.format.write_array(buf, np.ascontiguousarray(arr).reshape(arr.shape), allow_pickle=False)
             zf.writestr(member, buf.getvalue())
     tmp.replace(path)  # never leave a half-written model under the real name
     return path
@@ -169,6 +171,7 @@ def open(path: str | Path) -> Model:
                 metrics=tuple(manifest.get("metrics", ())),
                 training=TrainingDefaults(**dict(manifest.get("training", {}))),
                 description=str(manifest.get("description", "")),
+                dataset=_dataset(manifest.get("dataset")),
             )
         except ModelFormatError:
             raise
@@ -178,17 +181,25 @@ def open(path: str | Path) -> Model:
             raise ModelFormatError(f"{where}: malformed model ({type(exc).__name__}: {exc})") from None
 
 
+def _dataset(spec: Any) -> tuple[str, dict[str, Any]] | None:
+    """The generated data set a model trains on by default: [name, {keyword: value}] in the file."""
+    if spec is None:
+        return None
+    name, kwargs = spec
+    return str(name), dict(kwargs)
+
+
 def _graph(spec: dict[str, Any]) -> Graph:
     graph = Graph(str(spec.get("name", "model")))
     for i, n in enumerate(spec["nodes"]):
         if not isinstance(n, dict) or "name" not in n or "op" not in n:
-            raise ModelFormatError(f"node #{i} needs a name and an op")
+            raise GraphError(f"node #{i} needs a name and an op")
         meta = _tuples(dict(n.get("meta", {})))
         shape = meta.pop("shape", None)
         try:
             graph.add(str(n["op"]), *[str(a) for a in n.get("inputs", [])], name=str(n["name"]),
                       attrs=_tuples(dict(n.get("attrs", {}))), shape=shape, **meta)
         except GraphError as exc:
-            raise ModelFormatError(f"node {n['name']!r}: {exc}") from None
+            raise GraphError(f"node {n['name']!r}: {exc}") from None  # open() prefixes the file's path
     graph.set_outputs(*[str(o) for o in spec.get("outputs", [])])
     return graph
