@@ -7,13 +7,16 @@ real disagreement, not noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..backends.numpy import NumpyProgram
 from ..graph.errors import PropscopeError
 from .session import Session
+from .trace import count_consumers, plan
 
 
 @dataclass(frozen=True)
@@ -25,29 +28,29 @@ class GradCheckRow:
     elements: int
 
 
-def numeric_gradient(f, x: np.ndarray, h: float = 1e-3) -> np.ndarray:  # type: ignore[no-untyped-def]
+def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3) -> np.ndarray:
     """d f / d x by the fourth-order central difference, one element at a time (x is restored).
 
     Each element is also estimated with a step 100 times smaller; where the two disagree, the
     stencil straddled a kink (ReLU at 0, say) and the small step's estimate is the one kept.
     """
-    grad = np.zeros_like(x, dtype=np.float64)
-    flat = x.reshape(-1)
-    out = grad.reshape(-1)
-    for i in range(flat.size):
-        coarse, fine = (_stencil(f, flat, i, step) for step in (h, h / 100))
+    grad = np.zeros(x.shape, dtype=np.float64)
+    # Index x itself, never x.reshape(-1): for a transposed or strided array (a transpose's value) that
+    # reshape is a copy, and perturbing the copy would leave f unchanged.
+    for i in np.ndindex(x.shape):
+        coarse, fine = (_stencil(f, x, i, step) for step in (h, h / 100))
         smooth = abs(coarse - fine) <= 1e-6 * max(abs(coarse), abs(fine), 1e-8)
-        out[i] = coarse if smooth else fine
+        grad[i] = coarse if smooth else fine
     return grad
 
 
-def _stencil(f, flat: np.ndarray, i: int, h: float) -> float:  # type: ignore[no-untyped-def]
-    orig = flat[i]
+def _stencil(f: Callable[[], Any], x: np.ndarray, i: tuple[int, ...], h: float) -> float:
+    orig = x[i]
     samples = []
     for k in (-2, -1, 1, 2):
-        flat[i] = orig + k * h
+        x[i] = orig + k * h
         samples.append(float(f()))
-    flat[i] = orig
+    x[i] = orig
     return (samples[0] - 8 * samples[1] + 8 * samples[2] - samples[3]) / (12 * h)
 
 
@@ -64,11 +67,13 @@ def gradcheck(session: Session, h: float = 1e-3) -> list[GradCheckRow]:
     for node in session.graph.inputs:
         arr = np.asarray(session.batch[node.name])
         leaves[node.name] = np.array(arr, dtype=np.float64) if arr.dtype.kind == "f" else arr
+    # inputs read only through a non-differentiable role (token ids, index tensors) get no gradient to check
+    reached = count_consumers(plan(session.graph))
     targets = [(n.name, "parameter") for n in session.graph.parameters]
     targets += [
         (n.name, "input")
         for n in session.graph.inputs
-        if n.meta.get("role") != "target" and leaves[n.name].dtype.kind == "f"
+        if n.meta.get("role") != "target" and leaves[n.name].dtype.kind == "f" and n.name in reached
     ]
     program = NumpyProgram(session.graph)
     _, analytic = _analytic(session, leaves, [name for name, _ in targets])

@@ -44,7 +44,7 @@ class Dataset:
 
 
 def _xor(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple[Array, Array]:
-    if n <= 4 and noise == 0:
+    if n == 4 and noise == 0:
         x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
         return x, np.array([0, 1, 1, 0])
     x = rng.uniform(-1, 1, size=(n, 2))
@@ -92,7 +92,7 @@ def _sine(n: int, noise: float, rng: np.random.Generator, classes: int) -> tuple
 
 
 GENERATORS: dict[str, tuple[Callable[..., tuple[Array, Array]], str, str]] = {
-    "xor": (_xor, "classification", "the four XOR points (n <= 4, noise 0) or a noisy XOR cloud"),
+    "xor": (_xor, "classification", "the four XOR points (n = 4, noise 0) or a noisy XOR cloud"),
     "circles": (_circles, "classification", "a ring around a disc"),
     "moons": (_moons, "classification", "two interleaving half circles"),
     "spiral": (_spiral, "classification", "interleaved spiral arms, one per class"),

@@ -9,6 +9,7 @@ import numpy as np
 
 from .datasets import make_dataset
 from .errors import PropscopeError
+from .examples_deep import DEEP_EXAMPLES
 from .ir import Graph
 from .model import Model, TrainingDefaults
 
@@ -209,6 +210,7 @@ EXAMPLES: dict[str, Example] = {
         Example(
             "classifier", "A ReLU network with softmax cross-entropy on three 2-D clusters", "Parts 2, 5", classifier
         ),
+        *(Example(*row) for row in DEEP_EXAMPLES),  # Part 9: CNN, RNN/LSTM/GRU, attention (examples_deep.py)
     )
 }
 

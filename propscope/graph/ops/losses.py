@@ -23,6 +23,8 @@ def _cross_entropy(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     logits, target = shapes
     if len(logits) not in (1, 2):
         raise ShapeError(f"logits must be (classes,) or (batch, classes), got {S.fmt(logits)}")
+    if logits[-1] < 2:
+        raise ShapeError(f"cross-entropy needs at least 2 classes, the logits {S.fmt(logits)} have {logits[-1]}")
     if tuple(target) != tuple(logits) and tuple(target) != tuple(logits[:-1]):
         raise ShapeError(
             f"target must be class indices {S.fmt(logits[:-1])} or one-hot {S.fmt(logits)}, got {S.fmt(target)}"

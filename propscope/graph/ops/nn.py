@@ -1,0 +1,189 @@
+"""Layers between the dense ones: normalisation, embedding, dropout, and getting at parts of a tensor.
+
+Running statistics, token ids and index tensors are data, not trainable values: those roles are
+non-differentiable, so the debugger shows no gradient flowing into them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ShapeError
+from . import shapes as S
+from .opdef import OpDef, define
+
+Shape = tuple[int, ...]
+
+
+def _batch_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    if len(x) < 2:
+        raise ShapeError(f"batch_norm takes (batch, channels, ...), got {S.fmt(x)}")
+    for role, shape in zip(("γ", "β", "μ_run", "σ²_run"), shapes[1:], strict=True):
+        if tuple(shape) != (x[1],):
+            raise ShapeError(f"{role} must be ({x[1]},), one per channel, got {S.fmt(shape)}")
+    return x
+
+
+define(OpDef(
+    "batch_norm", ("x", "γ", "β", "μ_run", "σ²_run"),
+    "y = γ · x̂ + β,  x̂ = (x − μ) / √(σ² + ε);  μ, σ² per channel: of this batch when training, "
+    "else the running ones",
+    {
+        "x": "training: ∂L/∂x = (1/√(σ² + ε)) · (∂L/∂x̂ − mean(∂L/∂x̂) − x̂ · mean(∂L/∂x̂ · x̂)),  ∂L/∂x̂ = γ · ∂L/∂y;"
+             "  eval: ∂L/∂x = γ · ∂L/∂y / √(σ²_run + ε)",
+        "γ": "∂L/∂γ = Σ_(batch, positions) ∂L/∂y · x̂",
+        "β": "∂L/∂β = Σ_(batch, positions) ∂L/∂y",
+    },
+    _batch_norm, "BN", out="y", category="norm", nondifferentiable=frozenset({"μ_run", "σ²_run"}),
+    default_attrs={"training": True, "momentum": 0.1, "eps": 1e-5},
+    summary="batch normalisation over axis 1 (channels); the running statistics are constant inputs",
+))
+
+
+def normalized_shape(x: Shape, attrs: Mapping[str, Any], weight: Shape) -> Shape:
+    """The trailing axes layer_norm averages over: the attr, or the weight's shape when the attr is None."""
+    norm = attrs.get("normalized_shape")
+    return tuple(weight) if norm is None else ((int(norm),) if isinstance(norm, int) else tuple(int(d) for d in norm))
+
+
+def _layer_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, w, b = (tuple(s) for s in shapes)
+    norm = normalized_shape(x, attrs, w)
+    if not norm or len(norm) > len(x) or x[len(x) - len(norm):] != norm:
+        raise ShapeError(f"normalized_shape {S.fmt(norm)} must be the last axes of x {S.fmt(x)}")
+    if w != norm or b != norm:
+        raise ShapeError(f"γ {S.fmt(w)} and β {S.fmt(b)} must both have the normalized shape {S.fmt(norm)}")
+    return x
+
+
+define(OpDef(
+    "layer_norm", ("x", "γ", "β"),
+    "y = γ · x̂ + β,  x̂ = (x − μ) / √(σ² + ε);  μ, σ² over the last axes of each sample",
+    {
+        "x": "∂L/∂x = (1/√(σ² + ε)) · (∂L/∂x̂ − mean(∂L/∂x̂) − x̂ · mean(∂L/∂x̂ · x̂)),  ∂L/∂x̂ = γ · ∂L/∂y",
+        "γ": "∂L/∂γ = Σ_samples ∂L/∂y · x̂",
+        "β": "∂L/∂β = Σ_samples ∂L/∂y",
+    },
+    _layer_norm, "LN", out="y", category="norm", default_attrs={"normalized_shape": None, "eps": 1e-5},
+    summary="layer normalisation over the trailing normalized_shape axes of every sample",
+))
+
+
+def _embedding(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    ids, table = tuple(shapes[0]), tuple(shapes[1])
+    if len(table) != 2:
+        raise ShapeError(f"the embedding table must be (vocabulary, dim), got {S.fmt(table)}")
+    return (*ids, table[1])
+
+
+define(OpDef(
+    "embedding", ("ids", "E"), "out[..., :] = E[ids[...], :]  (one row of the table per token id)",
+    {"E": "∂L/∂E[k] = Σ over the positions where ids = k of ∂L/∂out[position]  (np.add.at)"},
+    _embedding, "emb", category="shape", nondifferentiable=frozenset({"ids"}),
+    summary="look up one row of a table per integer id (token ids are data: no gradient)",
+))
+
+define(OpDef(
+    "dropout", ("x",), "out = x · m / (1 − p),  m ~ Bernoulli(1 − p) drawn from the seed;  out = x in eval",
+    {"x": "∂out/∂x = m / (1 − p)  (1 in eval)"}, S.same, "drop", elementwise=True,
+    default_attrs={"p": 0.5, "training": True, "seed": 0},
+    summary="zero each element with probability p and scale the rest by 1/(1 − p); seeded, so steps repeat",
+))
+
+
+def _concat(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    first = tuple(shapes[0])
+    if not first:
+        raise ShapeError("concat needs at least 1-D inputs")
+    (axis,) = S.axes(int(attrs.get("axis", 0)), len(first))
+    total = 0
+    for s in shapes:
+        s = tuple(s)
+        if len(s) != len(first) or s[:axis] + s[axis + 1:] != first[:axis] + first[axis + 1:]:
+            raise ShapeError(
+                f"cannot concatenate {' and '.join(S.fmt(tuple(t)) for t in shapes)} along axis {axis}: "
+                "the other axes differ"
+            )
+        total += s[axis]
+    return (*first[:axis], total, *first[axis + 1:])
+
+
+define(OpDef(
+    "concat", ("x...",), "out = [x1, x2, …] joined along an axis",
+    {"x...": "∂L/∂x_k = the part of ∂L/∂out where x_k sits"},
+    _concat, "‖", category="shape", default_attrs={"axis": 0},
+    summary="join tensors along an axis (torch.cat)",
+))
+
+
+def slices(shape: Shape, attrs: Mapping[str, Any]) -> tuple[slice, ...]:
+    """One Python slice per axis from the `axes`, `starts`, `stops`, `steps` attrs (ONNX's Slice, stop None = end)."""
+    ndim = len(shape)
+    axes = tuple(attrs.get("axes", ()))
+    n = len(axes)
+    starts = tuple(attrs.get("starts") or (None,) * n)
+    stops = tuple(attrs.get("stops") or (None,) * n)
+    steps = tuple(attrs.get("steps") or (1,) * n)
+    if not (len(starts) == len(stops) == len(steps) == n):
+        raise ShapeError(f"slice needs as many starts, stops and steps as axes ({n})")
+    out = [slice(None)] * ndim
+    for ax, start, stop, step in zip(axes, starts, stops, steps, strict=True):
+        if not -ndim <= int(ax) < ndim:
+            raise ShapeError(f"axis {ax} is out of range for {S.fmt(shape)}")
+        if step is not None and int(step) == 0:
+            raise ShapeError("a slice step cannot be zero")
+        out[int(ax) % ndim] = slice(
+            None if start is None else int(start), None if stop is None else int(stop),
+            None if step is None else int(step),
+        )
+    return tuple(out)
+
+
+def _slice(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    return tuple(len(range(*sl.indices(d))) for sl, d in zip(slices(x, attrs), x, strict=True))
+
+
+define(OpDef(
+    "slice", ("x",), "out = x[start:stop:step] along the given axes",
+    {"x": "∂L/∂x = ∂L/∂out placed back at the sliced positions, 0 elsewhere"},
+    _slice, "[:]", category="shape", default_attrs={"axes": (0,), "starts": (0,), "stops": (None,), "steps": (1,)},
+    summary="a strided slice along some axes (x[a:b:c]); the other axes are kept whole",
+))
+
+
+def _select(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    (axis,) = S.axes(int(attrs.get("axis", 0)), len(x)) if x else (None,)
+    if axis is None:
+        raise ShapeError("select needs at least a 1-D input")
+    index = int(attrs.get("index", 0))
+    if not -x[axis] <= index < x[axis]:
+        raise ShapeError(f"index {index} is out of range for axis {axis} of size {x[axis]}")
+    return x[:axis] + x[axis + 1:]
+
+
+define(OpDef(
+    "select", ("x",), "out = x[..., i, ...]  (one index along an axis; that axis disappears)",
+    {"x": "∂L/∂x = ∂L/∂out at index i of the axis, 0 at the other indices"},
+    _select, "[i]", category="shape", default_attrs={"axis": 0, "index": 0},
+    summary="pick one index along an axis (x[:, t] picks time step t), as torch.select",
+))
+
+
+def _index(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, idx = tuple(shapes[0]), tuple(shapes[1])
+    if not x:
+        raise ShapeError("index needs at least a 1-D input")
+    (axis,) = S.axes(int(attrs.get("axis", 0)), len(x))
+    return (*x[:axis], *idx, *x[axis + 1:])
+
+
+define(OpDef(
+    "index", ("x", "idx"), "out = x[..., idx, ...]  (gather the rows idx along an axis; repeats allowed)",
+    {"x": "∂L/∂x[..., k, ...] = Σ over the positions where idx = k of ∂L/∂out  (np.add.at)"},
+    _index, "[idx]", category="shape", nondifferentiable=frozenset({"idx"}), default_attrs={"axis": 0},
+    summary="gather along an axis with an integer index tensor (torch.index_select, np.take)",
+))
