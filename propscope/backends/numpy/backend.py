@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from ...graph.errors import UnsupportedOpError
 from ...graph.ir import Graph, Node
 from ..base import check_dtype
-from .kernels import KERNELS, Array, Kernel
+from .kernels import KERNELS, Array, Kernel, unbroadcast
 
 
 def kernel_for(node: Node) -> Kernel:
@@ -73,7 +74,9 @@ class NumpyProgram:
     """The graph flattened into slot-indexed calls: the training loop's fast path, no trace kept.
 
     Gradients are computed only where they lead to a requested leaf (`wrt`), so data inputs
-    cost no matrix product in the backward pass.
+    cost no matrix product in the backward pass. For a small network the Python around each
+    kernel costs as much as the kernel, so the plans call each kernel's own functions directly
+    and gather their inputs with `itemgetter` (in C; a comprehension is a Python frame in 3.11).
     """
 
     def __init__(self, graph: Graph) -> None:
@@ -81,11 +84,13 @@ class NumpyProgram:
         self.leaf_slots = {n.name: n.index for n in graph.leaves}
         self.size = len(graph)
         self.forward_plan = [
-            (kernel_for(n).forward, tuple(a.index for a in n.inputs), n.index, dict(n.attrs)) for n in graph.ops
+            (kernel_for(n).forward, _gather(n), len(n.inputs) == 1, n.index, dict(n.attrs)) for n in graph.ops
         ]
         self.output = graph.output.index
+        self.slots = {n.name: n.index for n in graph}
         self._backward_plans: dict[tuple[str, ...], list[Any]] = {}
         self._seed: Array | None = None
+        self._values: list[Any] = []
 
     def _backward_plan(self, wrt: Sequence[str]) -> list[Any]:
         key = tuple(wrt)
@@ -99,7 +104,14 @@ class NumpyProgram:
                 if n.name not in leads:
                     continue
                 needs = tuple(n.op.differentiable(i) and a.name in leads for i, a in enumerate(n.inputs))
-                plan.append((kernel_for(n).vjp, tuple(a.index for a in n.inputs), n.index, dict(n.attrs), needs))
+                kernel, attrs = kernel_for(n), dict(n.attrs)
+                # what Kernel.vjp would do, decided once here instead of on every call
+                elementwise = kernel._vjp is None
+                if not elementwise and kernel._vjp_skips:
+                    attrs["needs"] = needs
+                rule = kernel._local if elementwise else kernel._vjp
+                args = tuple(a.index for a in n.inputs)
+                plan.append((elementwise, rule, _gather(n), len(args) == 1, args, n.index, attrs, needs))
             self._backward_plans[key] = plan
         return self._backward_plans[key]
 
@@ -107,30 +119,63 @@ class NumpyProgram:
         values: list[Any] = [None] * self.size
         for name, slot in self.leaf_slots.items():
             values[slot] = leaves[name]
-        for forward, args, out, attrs in self.forward_plan:
-            values[out] = forward(*[values[i] for i in args], **attrs)
+        for forward, gather, single, out, attrs in self.forward_plan:
+            values[out] = forward(gather(values), **attrs) if single else forward(*gather(values), **attrs)
+        self._values = values
         return values
+
+    def value(self, name: str) -> Array:
+        """Node `name`'s value in the last run: the trainer's metrics read the prediction of the loss's own pass."""
+        return self._values[self.slots[name]]
 
     def predict(self, leaves: Mapping[str, Array]) -> Array:
         with np.errstate(all="ignore"):
             return np.asarray(self._run(leaves)[self.output])
 
     def loss_and_grads(self, leaves: Mapping[str, Array], wrt: Sequence[str]) -> tuple[Array, dict[str, Array]]:
-        plan = self._backward_plan(wrt)
         with np.errstate(all="ignore"):
-            values = self._run(leaves)
-            loss = values[self.output]
-            if self._seed is None or self._seed.dtype != loss.dtype or self._seed.shape != np.shape(loss):
-                self._seed = np.ones_like(loss)  # read-only use: every gradient below is a new array
-            grads: list[Any] = [None] * self.size
-            grads[self.output] = self._seed
-            for vjp, args, out, attrs, needs in plan:
+            return self.loss_and_grads_raw(leaves, wrt)
+
+    def loss_and_grads_raw(self, leaves: Mapping[str, Array], wrt: Sequence[str]) -> tuple[Array, dict[str, Array]]:
+        """`loss_and_grads` for a caller already inside `np.errstate(all="ignore")` (the trainer's loop)."""
+        plan = self._backward_plan(wrt)
+        values = self._run(leaves)
+        loss = values[self.output]
+        grads: list[Any] = [None] * self.size
+        for elementwise, rule, gather, single, args, out, attrs, needs in plan:
+            if out == self.output:
+                g = None  # dL/dL = 1: an elementwise rule's contribution is its local derivative itself
+            else:
                 g = grads[out]
                 if g is None:
                     continue
-                for slot, wanted, contribution in zip(
-                    args, needs, vjp(g, [values[i] for i in args], values[out], attrs, needs), strict=True
-                ):
-                    if wanted and contribution is not None:
-                        grads[slot] = contribution if grads[slot] is None else grads[slot] + contribution
+            inputs = (gather(values),) if single else gather(values)
+            if elementwise:
+                contributions = []
+                for p, x in zip(rule(*inputs, values[out], **attrs), inputs, strict=True):
+                    if p is not None:
+                        if g is not None:
+                            p = g * p
+                        elif not isinstance(p, np.ndarray) or any(p is v for v in inputs):
+                            p = np.array(p)  # a gradient is always a new array, never one of the values
+                        if p.shape != x.shape:
+                            p = unbroadcast(p, x.shape)
+                    contributions.append(p)
+            else:
+                contributions = rule(self._ones_like(loss) if g is None else g, *inputs, values[out], **attrs)
+            for slot, wanted, contribution in zip(args, needs, contributions, strict=True):
+                if wanted and contribution is not None:
+                    grads[slot] = contribution if grads[slot] is None else grads[slot] + contribution
         return loss, {name: grads[self.leaf_slots[name]] for name in wrt}
+
+    def _ones_like(self, loss: Array) -> Array:
+        if self._seed is None or self._seed.dtype != loss.dtype or self._seed.shape != np.shape(loss):
+            self._seed = np.ones_like(loss)  # read-only use: every gradient below is a new array
+        return self._seed
+
+
+def _gather(node: Node) -> Callable[[list[Any]], Any]:
+    """values -> the node's inputs: the value itself for one input, else a tuple."""
+    if not node.inputs:
+        return lambda values: ()
+    return itemgetter(*(a.index for a in node.inputs))

@@ -94,7 +94,7 @@ def _(z: Array, out: Array) -> tuple[Array]:
 def _matmul_grads(g: Array, a: Array, b: Array, need_a: bool = True, need_b: bool = True) -> tuple[Any, Any]:
     """Gradients of a @ b, with NumPy's rules for 1-D operands and broadcast batch axes."""
     if a.ndim == 2 and b.ndim == 2:  # the common case, kept lean for the training loop
-        return (g @ b.T if need_a else None), (a.T @ g if need_b else None)
+        return (np.dot(g, b.T) if need_a else None), (np.dot(a.T, g) if need_b else None)  # dot: leaner than @
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
     a2 = a[None, :] if a.ndim == 1 else a
@@ -121,7 +121,8 @@ def _(g: Array, a: Array, b: Array, out: Array, needs: tuple[bool, ...] = (True,
 
 @kernel("linear")
 def linear(x: Array, W: Array, b: Array, transpose_weight: bool) -> Array:
-    return x @ (W.T if transpose_weight else W) + b
+    w = W.T if transpose_weight else W
+    return (np.dot(x, w) if x.ndim == 2 else x @ w) + b  # np.dot has less overhead than @ on small 2-D arrays
 
 
 @linear.gradient
