@@ -175,7 +175,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     width = max([len(d.name) for d in result.nodes] + [4])
     print(f"  {'node':<{width}}  {'op':<13}  {'value diff':>10}  {'grad diff':>10}")
     for d in result.worst(args.top):
-        values = "  ".join(f"{'-' if x != x else f'{x:.2e}':>10}" for x in (d.value_diff, d.grad_diff))
+        values = "  ".join(f"{'-' if np.isnan(x) else f'{x:.2e}':>10}" for x in (d.value_diff, d.grad_diff))
         print(f"  {d.name:<{width}}  {d.op:<13}  {values}  {'ok' if result.node_ok(d) else 'FAIL'}")
     if not result.passed:
         names = ", ".join(d.name for d in result.failures)
@@ -185,11 +185,156 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_data(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The training data and the test data (None where there is none) that --data and --test-data name."""
+    from .graph.datasets import GENERATORS, DataError, load_data, make_dataset
+
+    data = test = None
+    if args.data is not None and not Path(args.data).exists() and args.data in GENERATORS:
+        ds = make_dataset(args.data, n=200, noise=0.1, seed=args.seed, test_fraction=args.test_fraction)
+        data, test = ds.batch(), ds.test_batch()
+    elif args.test_fraction:
+        raise DataError("--test-fraction splits a built-in data set (--data moons, ...); for a file use --test-data")
+    elif args.data is not None:
+        data = load_data(args.data)
+        if "x_test" in data and "y_test" in data:  # an .npz that carries its own split
+            test = {"x": data.pop("x_test"), "y": data.pop("y_test")}
+    if args.test_data is not None:
+        test = load_data(args.test_data)
+    return data, test
+
+
+class _Progress:
+    """One line per update: rewritten in place on a terminal (at most 10 a second), every 10% otherwise."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = total
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.every = max(1, total // 10)
+        self.next_time = 0.0
+        self.written = False
+
+    def update(self, record: Any) -> None:
+        import time
+
+        done = record.epoch + 1
+        if self.tty:
+            now = time.monotonic()
+            if now < self.next_time and done < self.total:
+                return
+            self.next_time = now + 0.1
+        elif done % self.every and done != self.total:
+            return
+        parts = [f"epoch {done}/{self.total}", f"loss {record.loss:.6g}"]
+        if record.test_loss is not None:
+            parts.append(f"test_loss {record.test_loss:.6g}")
+        parts += [f"{k} {v:.6g}" for k, v in record.metrics.items()]
+        line = "  ".join(parts)
+        self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
+        self.stream.flush()
+        self.written = True
+
+    def close(self) -> None:
+        if self.tty and self.written:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from .backends.optimizers import make_optimizer
+    from .debugger import open_session
+    from .debugger.trainer import Trainer, TrainingError
+    from .graph.model import TrainingDefaults
+    from .graph.readers import save_model
+
+    hparams = {
+        "momentum": args.momentum, "weight_decay": args.weight_decay, "eps": args.eps, "alpha": args.alpha,
+        "betas": tuple(args.betas) if args.betas else None,
+        "nesterov": args.nesterov or None, "amsgrad": args.amsgrad or None, "centered": args.centered or None,
+    }
+    hparams = {k: v for k, v in hparams.items() if v is not None}
+    # the settings a user typed are checked before anything is loaded or run
+    if args.optimizer is not None:
+        make_optimizer(args.optimizer, [], lr=args.lr, **hparams)
+    else:  # the example's optimizer is known only once it is loaded; the learning rate can be checked now
+        make_optimizer("sgd", [], lr=args.lr)
+    for name in ("epochs", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    data, test = _train_data(args)
+    s = open_session(args.target, backend=args.backend, dtype=args.dtype, seed=args.seed, data=data,
+                     loss=args.loss, device=args.device)
+    trainer = Trainer(s, args.epochs, args.optimizer, args.lr, args.batch_size, test, seed=args.seed, **hparams)
+    opt = trainer.optimizer
+    print(f"{s.name}: {trainer.epochs} epochs of {opt.name} (lr {opt.hparams['lr']:g}) on {trainer.n} samples"
+          f"{f' in batches of {trainer.batch_size}' if trainer.batch_size else ''}, {s.backend.name}/"
+          f"{s.backend.dtype}, loss {s.loss_name}")
+    progress = _Progress(trainer.epochs)
+    s.loss_appended.connect(progress.update)
+    start = time.perf_counter()
+    try:
+        history = trainer.run()
+    finally:
+        progress.close()
+        s.loss_appended.disconnect(progress.update)
+    seconds = time.perf_counter() - start
+    if len(history):
+        first, last = history[0], history[-1]
+        print(f"  {len(history)} epochs in {seconds:.2f} s")
+        print(f"  {'loss':<10} {first.loss:.6g} -> {last.loss:.6g}")
+        if last.test_loss is not None and first.test_loss is not None:
+            print(f"  {'test_loss':<10} {first.test_loss:.6g} -> {last.test_loss:.6g}")
+        for k, v in last.metrics.items():
+            print(f"  {k:<10} {first.metrics[k]:.6g} -> {v:.6g}")
+    if history.nonfinite is None and trainer.n <= 8:
+        s.seek(s.n_forward)  # the tutorial ends by printing what the trained network predicts
+        pred = np.asarray(s.value(s.prediction_node.name))
+        shown = pred.reshape(-1) if pred.size == trainer.n else pred
+        print("  predictions: " + np.array2string(shown, precision=6, separator=" "))
+    if args.history:
+        history.to_csv(args.history)
+        print(f"  wrote {len(history)} epochs to {args.history}")
+    if args.out:
+        used = TrainingDefaults(opt.name, opt.hparams["lr"], trainer.epochs, trainer.batch_size)
+        batch = dict(s.batch) if data is not None else s.model.batch
+        model = dataclasses.replace(s.model, arrays={**s.model.arrays, **s.parameters_numpy()}, batch=batch,
+                                    training=used)
+        save_model(model, args.out)
+        what = "the model, on the parameters that diverge," if history.nonfinite else "the trained model"
+        print(f"  wrote {what} to {args.out}")
+    if history.nonfinite is not None:
+        print(f"propscope: {history.nonfinite.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_debug(args: argparse.Namespace) -> int:
     from .debugger.repl import DebuggerShell
 
     DebuggerShell(_open(args)).cmdloop()
     return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    """The desktop app; Qt is imported here only, so the rest of the CLI runs without it."""
+    session = _open(args)
+    from .gui.app import parse_size, run
+
+    try:
+        size = parse_size(args.size) if args.size else None
+    except ValueError as exc:
+        print(f"propscope: error: {exc}", file=sys.stderr)
+        return 2
+    if args.step < 0 or args.step > len(session.steps):
+        print(f"propscope: error: --step {args.step} is outside 0..{len(session.steps)}", file=sys.stderr)
+        return 2
+    return run(session, step=args.step, projector=args.projector, size=size, screenshot=args.screenshot,
+               seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,9 +376,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many worst nodes to list (default 10)")
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("train", help="train with sgd, momentum, rmsprop, adam or adamw", epilog=EPILOG)
+    p.add_argument("target", metavar="TARGET", help="example name or model file")
+    p.add_argument("--optimizer", metavar="NAME", help="sgd, momentum, rmsprop, adam or adamw (default: the example's)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the example's)")
+    p.add_argument("--epochs", type=int, help="passes over the data (default: the example's)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="shuffled mini-batches of N (default: full batch)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the initial weights and the shuffling (default 0)")
+    p.add_argument("--dtype", choices=DTYPES, default="float64", help="float precision (default float64, as NumPy)")
+    p.add_argument("--data", metavar="D", help="a .npz or .csv file, or a data set: xor, circles, moons, spiral, "
+                   "blobs, sine (200 points, noise 0.1)")
+    p.add_argument("--test-data", metavar="T", help="a .npz or .csv file scored after every epoch")
+    p.add_argument("--test-fraction", type=float, default=0.0, metavar="F", help="hold out this share of a data set")
+    p.add_argument("--loss", metavar="NAME", help="mse, sse, bce or cross_entropy (default: the example's)")
+    p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (hand-written) or torch (autograd)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
+    p.add_argument("--history", metavar="H.csv", help="write epoch, loss, test_loss and the metrics per epoch")
+    p.add_argument("--out", metavar="MODEL", help="write the trained model (propscope format)")
+    hp = p.add_argument_group("optimizer settings (PyTorch's names and defaults)")
+    hp.add_argument("--momentum", type=float, help="sgd, momentum, rmsprop")
+    hp.add_argument("--weight-decay", type=float, help="L2 penalty; decoupled in adamw (default 0.01 there)")
+    hp.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="adam, adamw (default 0.9 0.999)")
+    hp.add_argument("--eps", type=float, help="rmsprop, adam, adamw (default 1e-8)")
+    hp.add_argument("--alpha", type=float, help="rmsprop smoothing (default 0.99)")
+    hp.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd, momentum)")
+    hp.add_argument("--amsgrad", action="store_true", help="adam, adamw")
+    hp.add_argument("--centered", action="store_true", help="rmsprop")
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("debug", help="a pdb-style debugger in the terminal", epilog=EPILOG)
     _session_args(p)
     p.set_defaults(func=cmd_debug)
+
+    p = sub.add_parser("open", help="the desktop app on an example or a model file", epilog=EPILOG)
+    _session_args(p)
+    p.add_argument("--step", type=int, default=0, metavar="N", help="take N steps before showing (default 0)")
+    p.add_argument("--projector", action="store_true", help="start in projector mode (big type, high contrast)")
+    p.add_argument("--size", metavar="WxH", help="window size in pixels, e.g. 1280x800")
+    p.add_argument("--screenshot", metavar="FILE.png", help="save the window as a PNG and exit (works headless)")
+    p.set_defaults(func=cmd_open)
     return parser
 
 

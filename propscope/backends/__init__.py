@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .base import DTYPES, Backend, BackendError, Program
 from .numpy import NumpyBackend
 
 BACKENDS = ("numpy", "torch")
+TORCH_INSTALL = "pip install 'propscope[torch]' (or pip install torch)"
 
 
 def get_backend(name: str = "numpy", dtype: str = "float32", device: str = "cpu") -> Backend:
@@ -18,11 +22,40 @@ def get_backend(name: str = "numpy", dtype: str = "float32", device: str = "cpu"
         try:
             from .torch_backend import TorchBackend
         except ImportError:
-            raise BackendError(
-                "the torch backend needs PyTorch: pip install 'propscope[torch]' (or pip install torch)"
-            ) from None
+            raise BackendError(f"the torch backend needs PyTorch: {TORCH_INSTALL}") from None
         return TorchBackend(dtype, device)
     raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "DTYPES", "Backend", "BackendError", "NumpyBackend", "Program", "get_backend"]
+def backend_devices(name: str) -> list[str]:
+    """Where backend `name` can run here, cpu first; [] when it is not installed (offer it greyed out,
+    with TORCH_INSTALL). Asking about torch imports it."""
+    if name == "numpy":
+        return ["cpu"]
+    if name == "torch":
+        try:
+            from .torch_backend import available_devices
+        except ImportError:
+            return []
+        return available_devices()
+    raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def optimizer_for(backend: Backend, name: str, param_names: Sequence[str], **hparams: Any) -> Any:
+    """The optimizer a backend trains with: the real torch.optim class on torch, ours (NumPy) elsewhere.
+
+    Both take the same names and hyperparameters and the same `step(params, grads, out=)` call.
+    """
+    if backend.name == "torch":
+        from .torch_optim import TorchOptimizer
+
+        return TorchOptimizer(name, param_names, **hparams)
+    from .optimizers import make_optimizer
+
+    return make_optimizer(name, param_names, **hparams)
+
+
+__all__ = [
+    "BACKENDS", "DTYPES", "TORCH_INSTALL", "Backend", "BackendError", "NumpyBackend", "Program", "backend_devices",
+    "get_backend", "optimizer_for",
+]

@@ -52,7 +52,7 @@ class Comparison:
     nodes: tuple[NodeDiff, ...]  # graph order
 
     def node_ok(self, d: NodeDiff) -> bool:
-        """Within tolerance: absolute for magnitudes up to 1, relative to the value's size beyond (like allclose)."""
+        """Within tolerance: absolute for magnitudes up to 1, relative to the value's size beyond."""
         return all(
             np.isnan(diff) or diff <= self.tolerance * max(1.0, scale)
             for diff, scale in ((d.value_diff, d.value_scale), (d.grad_diff, d.grad_scale))
@@ -81,7 +81,7 @@ class Comparison:
 
 
 def max_abs_diff(a: Any, b: Any) -> tuple[float, float]:
-    """(max |a − b|, max |a|) in float64; equal non-finite elements (NaN and NaN, inf and inf) count as equal."""
+    """(max |a − b|, max |a|) in float64; matching non-finite elements (NaN and NaN, inf and inf) agree."""
     if a is None or b is None:
         return (np.nan, np.nan) if a is None and b is None else (np.inf, np.nan)
     a64 = np.asarray(a, dtype=np.float64)
@@ -102,7 +102,8 @@ def replay(session: Session, backend: Backend, cursor: int | None = None) -> Tra
     """The session's pass on another backend, from the same leaf values, computed through `cursor` steps."""
     cursor = len(session.steps) if cursor is None else cursor
     src = session.backend
-    leaves = {n.name: backend.asarray(src.to_numpy(session.trace.values[n.name])) for n in session.graph.leaves}
+    values = session.trace.values
+    leaves = {n.name: backend.asarray(src.to_numpy(values[n.name])) for n in session.graph.leaves}
     trace = Trace(session.graph, backend, leaves)
     if cursor:
         trace.compute_through(cursor - 1)
@@ -112,7 +113,7 @@ def replay(session: Session, backend: Backend, cursor: int | None = None) -> Tra
 def compare_backends(
     session: Session, other: Backend, cursor: int | None = None, tolerance: float | None = None
 ) -> Comparison:
-    """Every node's value and gradient at `cursor` (default: the session's) on the session's backend and on `other`."""
+    """Each node's value and gradient at `cursor` (default: the session's) on its backend and on `other`."""
     cursor = session.cursor if cursor is None else cursor
     if cursor:
         session.trace.compute_through(cursor - 1)
@@ -123,7 +124,8 @@ def compare_backends(
         pairs = []
         for read in (Trace.value, Trace.grad):
             a, b = read(mine, node.name, cursor), read(theirs, node.name, cursor)
-            pairs.append(max_abs_diff(None if a is None else ref.to_numpy(a), None if b is None else other.to_numpy(b)))
+            pairs.append(max_abs_diff(None if a is None else ref.to_numpy(a),
+                                      None if b is None else other.to_numpy(b)))
         (vd, vs), (gd, gs) = pairs
         rows.append(NodeDiff(node.name, node.op.name, vd, gd, vs, gs))
     return Comparison(

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..backends.base import Backend
 from ..graph.ir import Graph, Node
+from ..graph.ops.unsupported import is_unsupported, stop_error
 from .steps import BACKWARD, FORWARD, BackwardStep, ForwardStep, GradTerm, PlannedStep, Step
 
 
@@ -62,7 +63,8 @@ class Trace:
         self._arrivals: dict[str, int] = {}
         self._grads: dict[str, Any] = {}  # the running total of each gradient at the frontier
         self._history: dict[str, list[tuple[int, Any]]] = {}  # name -> [(step index, total after it)]
-        self.first_nonfinite: tuple[int, Node] | None = None
+        self._finite_through = 0  # records [0, _finite_through) are known to hold only finite numbers
+        self._first_nonfinite: tuple[int, Node] | None = None
 
     # -- computing -------------------------------------------------------------------------
     @property
@@ -83,10 +85,11 @@ class Trace:
 
     def _forward(self, planned: PlannedStep) -> ForwardStep:
         node = planned.node
+        if is_unsupported(node):  # a loaded model's op we cannot run: stop before it, naming the op
+            raise stop_error(node)
         inputs = tuple(self.values[a.name] for a in node.inputs)
         out = self.backend.forward(node, inputs)
         self.values[node.name] = out
-        self._check_finite(planned.index, node, out)
         if planned.index == self.n_forward - 1 and self.graph.output.op.is_loss:
             loss = self.graph.output.name
             seed = self.backend.ones(tuple(self.graph.output.shape))
@@ -109,7 +112,6 @@ class Trace:
             self._grads[a.name] = total
             self._history.setdefault(a.name, []).append((planned.index, total))
             self._arrivals[a.name] = self._arrivals.get(a.name, 0) + 1
-            self._check_finite(planned.index, node, total)
             terms.append(
                 GradTerm(
                     a,
@@ -133,9 +135,19 @@ class Trace:
             partials_fn=lambda: self.backend.partials(node, inputs, out),
         )
 
-    def _check_finite(self, index: int, node: Node, value: Any) -> None:
-        if self.first_nonfinite is None and not self.backend.is_finite(value):
-            self.first_nonfinite = (index, node)
+    @property
+    def first_nonfinite(self) -> tuple[int, Node] | None:
+        """(step index, node) of the first computed step whose value or gradient holds NaN or Inf.
+
+        Checked when asked rather than at every step: on a GPU each check is a device sync.
+        """
+        while self._first_nonfinite is None and self._finite_through < len(self.records):
+            record = self.records[self._finite_through]
+            made = [record.output] if isinstance(record, ForwardStep) else [t.total for t in record.terms]
+            if not all(self.backend.is_finite(v) for v in made):
+                self._first_nonfinite = (record.index, record.node)
+            self._finite_through += 1
+        return self._first_nonfinite
 
     # -- reading at a cursor ---------------------------------------------------------------
     def value(self, name: str, cursor: int) -> Any | None:

@@ -12,7 +12,7 @@ from .activations import _softmax
 from .kernels import Array, kernel
 
 _BCE_LOG_FLOOR = -100.0  # PyTorch clamps log() at -100 so that a confident wrong answer stays finite
-_BCE_EPS = 1e-12  # and keeps the gradient's denominator away from zero the same way
+_BCE_EPS = float(np.float32(1e-12))  # the same way, with PyTorch's constant (1e-12 rounded to float32)
 
 
 @kernel("mse")

@@ -1,0 +1,592 @@
+"""The PyTorch backend: every op's forward in torch ops, every gradient from `torch.autograd`.
+
+No derivative is written here. Each node's forward runs on detached copies of its inputs with
+autograd recording, and its backward step asks `torch.autograd.grad` for the vector-Jacobian
+product of that record (kept beside the output, or recomputed when it is gone), so where this
+backend agrees with the NumPy one (whose derivatives are written by hand) the agreement is
+evidence, not a repetition. The kernel table below is the NumPy one's twin: one short torch
+function per catalog op, nothing else. Values stay tensors on the chosen device; `to_numpy`
+copies them to the host only when someone looks.
+
+torch is imported at module level only here and in `torch_optim`; both are imported lazily
+(`propscope.backends.get_backend("torch", ...)`, `optimizer_for`), so propscope runs without it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.weak import WeakTensorKeyDictionary
+
+from ..graph.errors import UnsupportedOpError
+from ..graph.ir import Graph, Node
+from ..graph.ops.conv import pair
+from ..graph.ops.nn import normalized_shape as _normalized_shape
+from ..graph.ops.nn import slices as _slices
+from .base import BackendError, check_dtype
+from .numpy.nn import dropout_mask
+
+Tensor = torch.Tensor
+KERNELS: dict[str, Callable[..., Tensor]] = {}
+
+
+def kernel(name: str) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Register the torch forward of catalog op `name`: fn(*inputs, **attrs) -> tensor."""
+
+    def register(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        if name in KERNELS:
+            raise ValueError(f"torch kernel {name!r} defined twice")
+        KERNELS[name] = fn
+        return fn
+
+    return register
+
+
+# -- arithmetic ------------------------------------------------------------------------------
+@kernel("add")
+def add(a: Tensor, b: Tensor) -> Tensor:
+    return a + b
+
+
+@kernel("sub")
+def sub(a: Tensor, b: Tensor) -> Tensor:
+    return a - b
+
+
+@kernel("mul")
+def mul(a: Tensor, b: Tensor) -> Tensor:
+    return a * b
+
+
+@kernel("div")
+def div(a: Tensor, b: Tensor) -> Tensor:
+    return a / b
+
+
+@kernel("neg")
+def neg(a: Tensor) -> Tensor:
+    return -a
+
+
+@kernel("pow")
+def pow_(a: Tensor, exponent: float) -> Tensor:
+    return torch.pow(a, exponent)
+
+
+@kernel("exp")
+def exp(z: Tensor) -> Tensor:
+    return torch.exp(z)
+
+
+@kernel("log")
+def log(z: Tensor) -> Tensor:
+    return torch.log(z)
+
+
+# -- matrix products, reductions, shapes -------------------------------------------------------
+@kernel("matmul")
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    return torch.matmul(a, b)
+
+
+@kernel("linear")
+def linear(x: Tensor, W: Tensor, b: Tensor, transpose_weight: bool) -> Tensor:
+    return torch.matmul(x, W.mT if transpose_weight else W) + b
+
+
+def _dims(axis: Any, ndim: int) -> tuple[int, ...]:
+    """NumPy's `axis` as torch dims. `()` must never reach torch: there it means "every axis"."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(sorted({int(a) % max(ndim, 1) for a in items})) if ndim else ()
+
+
+@kernel("sum")
+def sum_(x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    return torch.sum(x, dim=dims, keepdim=keepdims) if dims else x.clone()
+
+
+@kernel("mean")
+def mean(x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    return torch.mean(x, dim=dims, keepdim=keepdims) if dims else x.clone()
+
+
+@kernel("reshape")
+def reshape(x: Tensor, shape: Any) -> Tensor:
+    return x.reshape(tuple(int(d) for d in shape))
+
+
+@kernel("transpose")
+def transpose(x: Tensor, axes: Any) -> Tensor:
+    perm = range(x.ndim - 1, -1, -1) if axes is None else (int(a) % max(x.ndim, 1) for a in axes)
+    return x.permute(*perm)
+
+
+# -- activations ------------------------------------------------------------------------------
+@kernel("step")
+def step(z: Tensor) -> Tensor:
+    return (z > 0).to(z.dtype)  # no grad_fn: autograd says no gradient flows, which the VJP turns into zeros
+
+
+@kernel("sigmoid")
+def sigmoid(z: Tensor) -> Tensor:
+    return torch.sigmoid(z)
+
+
+@kernel("tanh")
+def tanh(z: Tensor) -> Tensor:
+    return torch.tanh(z)
+
+
+@kernel("relu")
+def relu(z: Tensor) -> Tensor:
+    return torch.relu(z)
+
+
+@kernel("leaky_relu")
+def leaky_relu(z: Tensor, negative_slope: float) -> Tensor:
+    return F.leaky_relu(z, negative_slope)
+
+
+@kernel("gelu")
+def gelu(z: Tensor, approximate: str) -> Tensor:
+    return F.gelu(z, approximate=approximate)
+
+
+@kernel("silu")
+def silu(z: Tensor, beta: float) -> Tensor:
+    return F.silu(z) if beta == 1.0 else z * torch.sigmoid(beta * z)
+
+
+@kernel("softmax")
+def softmax(z: Tensor, axis: int) -> Tensor:
+    return torch.softmax(z, dim=axis)
+
+
+@kernel("log_softmax")
+def log_softmax(z: Tensor, axis: int) -> Tensor:
+    return torch.log_softmax(z, dim=axis)
+
+
+# -- losses (the target is data: no gradient flows into it) ------------------------------------
+@kernel("mse")
+def mse(pred: Tensor, y: Tensor) -> Tensor:
+    return F.mse_loss(pred, y.to(pred.dtype))
+
+
+@kernel("sse")
+def sse(pred: Tensor, y: Tensor) -> Tensor:
+    return 0.5 * F.mse_loss(pred, y.to(pred.dtype), reduction="sum")
+
+
+@kernel("bce")
+def bce(pred: Tensor, y: Tensor) -> Tensor:
+    # PyTorch's own BCE (log clamped at -100, gradient denominator at 1e-12). Its kernel refuses
+    # predictions outside [0, 1] (on CUDA with a device-side assert that poisons the context), so
+    # those (NaN included) are fed a harmless 0.5 and the loss reports NaN instead, as NumPy does.
+    bad = ~((pred >= 0) & (pred <= 1))
+    loss = F.binary_cross_entropy(torch.where(bad, 0.5, pred), y.to(pred.dtype))
+    return loss + torch.where(bad.any(), math.nan, 0.0).to(pred.dtype)
+
+
+@kernel("cross_entropy")
+def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    # Same shape as the logits: one-hot or probability rows; otherwise class indices.
+    target = y.to(logits.dtype) if y.shape == logits.shape else y.long()
+    return F.cross_entropy(logits, target)
+
+
+# -- convolution and pooling (NCHW, PyTorch's own functions) ------------------------------------
+@kernel("conv2d")
+def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, *, stride: Any, padding: Any, dilation: Any,
+           groups: int) -> Tensor:
+    stride = (W.shape[2], W.shape[3]) if stride is None else pair(stride)
+    return F.conv2d(x, W, b, stride, pair(padding), pair(dilation), groups)
+
+
+@kernel("max_pool2d")
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any) -> Tensor:
+    size = pair(kernel_size)
+    return F.max_pool2d(x, size, size if stride is None else pair(stride), pair(padding), pair(dilation))
+
+
+@kernel("avg_pool2d")
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any, padding: Any) -> Tensor:
+    size = pair(kernel_size)  # count_include_pad=True: zero padding counts towards the mean
+    return F.avg_pool2d(x, size, size if stride is None else pair(stride), pair(padding))
+
+
+@kernel("flatten")
+def flatten(x: Tensor, start_dim: int, end_dim: int) -> Tensor:
+    return torch.flatten(x, start_dim, end_dim)
+
+
+# -- normalisation, embedding, dropout -----------------------------------------------------------
+@kernel("batch_norm")
+def batch_norm(x: Tensor, w: Tensor, b: Tensor, running_mean: Tensor, running_var: Tensor, training: bool,
+               momentum: float, eps: float) -> Tensor:
+    # In training F.batch_norm would update the running statistics in place; a step must not change its
+    # inputs (time travel), so they are left out there: the batch's own statistics normalise.
+    if training:
+        return F.batch_norm(x, None, None, w, b, True, momentum, eps)
+    return F.batch_norm(x, running_mean.to(x.dtype), running_var.to(x.dtype), w, b, False, momentum, eps)
+
+
+@kernel("layer_norm")
+def layer_norm(x: Tensor, w: Tensor, b: Tensor, normalized_shape: Any, eps: float) -> Tensor:
+    shape = _normalized_shape(tuple(x.shape), {"normalized_shape": normalized_shape}, tuple(w.shape))
+    return F.layer_norm(x, shape, w, b, eps)
+
+
+def _ids(ids: Tensor) -> Tensor:
+    """Integer ids; float ids (data cast to the session's dtype) are whole numbers and are rounded."""
+    return torch.round(ids).long() if ids.is_floating_point() else ids.long()
+
+
+@kernel("embedding")
+def embedding(ids: Tensor, table: Tensor) -> Tensor:
+    return F.embedding(_ids(ids), table)
+
+
+@kernel("dropout")
+def dropout(x: Tensor, p: float, training: bool, seed: int) -> Tensor:
+    # The mask is data drawn from the seed, shared with the NumPy backend so both drop the same elements.
+    if not training or p == 0:
+        return x * torch.ones_like(x)
+    if p >= 1:
+        return x * torch.zeros_like(x)
+    mask = torch.from_numpy(dropout_mask(tuple(x.shape), p, seed)).to(device=x.device, dtype=x.dtype)
+    return x * (mask / (1.0 - p))
+
+
+# -- joining and picking ------------------------------------------------------------------------
+@kernel("concat")
+def concat(*xs: Tensor, axis: int) -> Tensor:
+    return torch.cat(xs, dim=axis)
+
+
+@kernel("slice")
+def slice_(x: Tensor, axes: Any, starts: Any, stops: Any, steps: Any) -> Tensor:
+    out = x
+    cuts = _slices(tuple(x.shape), {"axes": axes, "starts": starts, "stops": stops, "steps": steps})
+    for dim, (cut, size) in enumerate(zip(cuts, x.shape, strict=True)):
+        if cut == slice(None):
+            continue
+        start, stop, step = cut.indices(size)
+        if step > 0:
+            out = out[(slice(None),) * dim + (slice(start, stop, step),)]
+        else:  # torch has no negative steps: pick the same positions with an index
+            positions = torch.arange(start, stop, step, device=x.device)
+            out = out.index_select(dim, positions)
+    return out
+
+
+@kernel("select")
+def select(x: Tensor, axis: int, index: int) -> Tensor:
+    return torch.select(x, axis, index)
+
+
+@kernel("index")
+def index(x: Tensor, idx: Tensor, axis: int) -> Tensor:
+    axis %= x.ndim
+    ids = _ids(idx) % x.shape[axis]  # np.take wraps negative indices
+    picked = x.index_select(axis, ids.reshape(-1))
+    return picked.reshape(*x.shape[:axis], *ids.shape, *x.shape[axis + 1:])
+
+
+# -- recurrent cells: PyTorch's RNNCell, LSTMCell, GRUCell equations (the state may broadcast) ---
+@kernel("rnn_cell")
+def rnn_cell(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+             nonlinearity: str) -> Tensor:
+    z = F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)
+    return torch.tanh(z) if nonlinearity == "tanh" else torch.relu(z)
+
+
+@kernel("lstm_cell")
+def lstm_cell(x: Tensor, s: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    h, c = s[0], s[1]  # (h, c) stacked as one value
+    i, f, g, o = (F.linear(x, w_ih, b_ih) + F.linear(h, w_hh, b_hh)).chunk(4, dim=-1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h_new = torch.sigmoid(o) * torch.tanh(c_new)
+    return torch.stack([h_new, c_new])
+
+
+@kernel("gru_cell")
+def gru_cell(x: Tensor, h: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> Tensor:
+    r_i, z_i, n_i = F.linear(x, w_ih, b_ih).chunk(3, dim=-1)
+    r_h, z_h, n_h = F.linear(h, w_hh, b_hh).chunk(3, dim=-1)
+    r, z = torch.sigmoid(r_i + r_h), torch.sigmoid(z_i + z_h)
+    n = torch.tanh(n_i + r * n_h)
+    return (1.0 - z) * n + z * h
+
+
+# -- attention -------------------------------------------------------------------------------
+def _heads(x: Tensor, heads: int) -> Tensor:
+    """(..., L, heads·d) -> (..., heads, L, d): contiguous feature chunks, as nn.MultiheadAttention."""
+    return x.reshape(*x.shape[:-1], heads, x.shape[-1] // heads).transpose(-2, -3)
+
+
+@kernel("scaled_dot_product_attention")
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, num_heads: int, causal: bool,
+                                 scale: float | None) -> Tensor:
+    out = F.scaled_dot_product_attention(_heads(q, num_heads), _heads(k, num_heads), _heads(v, num_heads),
+                                         is_causal=causal, scale=scale)
+    out = out.transpose(-2, -3)
+    return out.reshape(*out.shape[:-2], out.shape[-2] * out.shape[-1])
+
+
+def kernel_for(node: Node) -> Callable[..., Tensor]:
+    try:
+        return KERNELS[node.op.name]
+    except KeyError:
+        raise UnsupportedOpError(
+            f"the torch backend has no kernel for op {node.op.name!r} (node {node.name!r})"
+        ) from None
+
+
+# -- devices ---------------------------------------------------------------------------------
+def cuda_unavailable_reason() -> str | None:
+    """Why CUDA cannot be used here, in words, or None when it can."""
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"this PyTorch ({torch.__version__}) was built without CUDA support"
+    return "no CUDA device was found (check the driver and CUDA_VISIBLE_DEVICES)"
+
+
+def available_devices() -> list[str]:
+    """The devices this backend can run on here: cpu, then cuda:0, cuda:1, ..."""
+    if cuda_unavailable_reason() is not None:
+        return ["cpu"]
+    return ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+
+
+def resolve_device(device: str) -> torch.device:
+    """`cpu`, `cuda` or `cuda:N` as a torch.device, or a BackendError saying what is wrong."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise BackendError(f"unknown device {device!r}; choose cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type != "cuda":
+        raise BackendError(f"the torch backend runs on cpu or cuda, not {device!r}")
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise BackendError(f"CUDA is not available: {reason}; use --device cpu")
+    count = torch.cuda.device_count()
+    if dev.index is not None and dev.index >= count:
+        raise BackendError(f"there is no CUDA device {dev.index} here, only cuda:0 to cuda:{count - 1}")
+    return dev
+
+
+@contextmanager
+def exact_float32() -> Iterator[None]:
+    """TF32 off for cuDNN convolutions and CUDA matmuls while inside: float32 then means float32, as on
+    the CPU and in NumPy (cuDNN's TF32 default would differ from NumPy by ~1e-3). Restored after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+# -- the backend -----------------------------------------------------------------------------
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, dtype: str = "float32", device: str = "cpu", keep_graph: bool = True) -> None:
+        self.dtype = check_dtype(dtype)
+        self.torch_dtype: torch.dtype = getattr(torch, dtype)
+        self.torch_device = resolve_device(device)
+        self.device = str(self.torch_device)
+        # keep_graph: each forward's autograd record lives as long as its output (its saved tensors are
+        # mostly the inputs the trace keeps anyway), so a backward step is one autograd.grad call
+        self.keep_graph = keep_graph
+        self._tape: Any = WeakTensorKeyDictionary()
+        self._cuda = self.torch_device.type == "cuda"
+
+    def exact(self) -> AbstractContextManager[None]:
+        """Where kernels and gradients run: with TF32 off on CUDA (see `exact_float32`)."""
+        return exact_float32() if self._cuda else nullcontext()
+
+    # -- arrays ----------------------------------------------------------------------------
+    def asarray(self, value: Any) -> Tensor:
+        """Floats and booleans in the backend's dtype; integers (class indices) stay integers."""
+        # np.array copies: a later edit of the caller's array must not leak into the trace
+        t = value.detach() if isinstance(value, Tensor) else torch.from_numpy(np.array(value, order="C"))
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            return t.to(device=self.torch_device, dtype=self.torch_dtype)
+        return t.to(device=self.torch_device)
+
+    def to_numpy(self, value: Any) -> np.ndarray:
+        if isinstance(value, Tensor):
+            return value.detach().cpu().numpy()
+        return np.asarray(value)
+
+    def ones(self, shape: tuple[int, ...]) -> Tensor:
+        return torch.ones(shape, dtype=self.torch_dtype, device=self.torch_device)
+
+    def is_finite(self, value: Tensor) -> bool:
+        # A finite sum means every element is finite, and costs far less than isfinite(value).all();
+        # only an overflowing sum of finite values needs the exact check.
+        return math.isfinite(value.sum().item()) or bool(torch.isfinite(value).all())
+
+    def norm(self, value: Tensor) -> float:
+        return float(torch.linalg.vector_norm(value.to(self.torch_dtype)))
+
+    def _args(self, node: Node, inputs: Sequence[Any]) -> list[Tensor]:
+        """Inputs as tensors; integer data at a differentiable position becomes float (it has a gradient)."""
+        out = []
+        for i, x in enumerate(inputs):
+            t = x if isinstance(x, Tensor) else self.asarray(x)
+            if not t.is_floating_point() and _differentiable(node)[i]:
+                t = t.to(self.torch_dtype)
+            out.append(t)
+        return out
+
+    # -- one node --------------------------------------------------------------------------
+    def forward(self, node: Node, inputs: Sequence[Any]) -> Tensor:
+        """The node's output, detached. With `keep_graph`, autograd's record of this forward is kept
+        beside it (weakly keyed by the output tensor), so its backward step runs no second forward."""
+        if not self.keep_graph:
+            with torch.no_grad(), self.exact():
+                return kernel_for(node)(*self._args(node, inputs), **node.attrs)
+        record = self._record(node, self._args(node, inputs))
+        value = record.out.detach()
+        if record.out.requires_grad:  # the entry goes when `value` goes (with its trace)
+            self._tape[value] = (tuple(inputs), record)
+        return value
+
+    def vjp(self, node: Node, inputs: Sequence[Any], output: Any, grad_output: Any) -> list[Tensor | None]:
+        """dL/d(input) by `torch.autograd.grad` on the node's forward (kept, or re-run on detached inputs)."""
+        kept = self._tape.get(output) if isinstance(output, Tensor) else None
+        if kept is not None and _same(kept[0], inputs):
+            return kept[1].grads(grad_output, retain=True)  # retained: explain asks again, row by row
+        return self._record(node, self._args(node, inputs)).grads(grad_output)
+
+    def partials(self, node: Node, inputs: Sequence[Any], output: Any) -> list[Tensor | None] | None:
+        """Elementwise ∂out/∂input, or ∂L/∂input for a scalar loss; None for other ops.
+
+        For an elementwise op, out[i] depends on in[i] only, so the VJP of a ones upstream on inputs
+        first broadcast to the output's shape is exactly the elementwise derivative.
+        """
+        args = self._args(node, inputs)
+        if node.op.elementwise:
+            shape = tuple(output.shape)
+            args = [t.broadcast_to(shape).clone() if t.is_floating_point() else t for t in args]
+            return self._record(node, args).grads(self.ones(shape))
+        if node.op.is_loss:
+            return self._record(node, args).grads(self.ones(()))
+        return None
+
+    def _record(self, node: Node, args: list[Tensor]) -> _Record:
+        """Run the node's forward on detached copies of its inputs, autograd recording."""
+        wanted = [d and t.is_floating_point() for d, t in zip(_differentiable(node), args, strict=True)]
+        leaves = [t.detach().requires_grad_(w) for t, w in zip(args, wanted, strict=True)]
+        with torch.enable_grad(), self.exact():
+            out = kernel_for(node)(*leaves, **node.attrs)
+        return _Record(out, [t for t, w in zip(leaves, wanted, strict=True) if w], wanted, self)
+
+    def compile(self, graph: Graph) -> TorchProgram:
+        return TorchProgram(self, graph)
+
+    def __repr__(self) -> str:
+        return f"TorchBackend({self.dtype}, {self.device})"
+
+
+_DIFFERENTIABLE: dict[tuple[str, int], tuple[bool, ...]] = {}
+
+
+def _differentiable(node: Node) -> tuple[bool, ...]:
+    """Which inputs of the node take a gradient (a loss's target does not); asked at every step, so cached."""
+    key = (node.op.name, len(node.inputs))
+    if key not in _DIFFERENTIABLE:
+        _DIFFERENTIABLE[key] = tuple(node.op.differentiable(i) for i in range(len(node.inputs)))
+    return _DIFFERENTIABLE[key]
+
+
+def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+class _Record:
+    """One recorded forward: its output, the autograd leaves it came from, and which inputs those are."""
+
+    __slots__ = ("backend", "out", "sources", "wanted")
+
+    def __init__(self, out: Tensor, sources: list[Tensor], wanted: list[bool], backend: TorchBackend) -> None:
+        self.out, self.sources, self.wanted, self.backend = out, sources, wanted, backend
+
+    def grads(self, grad_output: Any, retain: bool = False) -> list[Tensor | None]:
+        if not self.sources:
+            return [None] * len(self.wanted)
+        if self.out.requires_grad:
+            upstream = grad_output if isinstance(grad_output, Tensor) else self.backend.asarray(grad_output)
+            with self.backend.exact():
+                found = iter(torch.autograd.grad(self.out, self.sources, upstream, retain_graph=retain,
+                                                 allow_unused=True, materialize_grads=True))
+        else:  # the op has no derivative anywhere (step): autograd's answer is "nothing flows", i.e. zeros
+            found = iter([torch.zeros_like(t) for t in self.sources])
+        return [next(found) if w else None for w in self.wanted]
+
+
+class TorchProgram:
+    """The whole graph in one autograd pass: the training loop's fast path, no trace kept."""
+
+    def __init__(self, backend: TorchBackend, graph: Graph) -> None:
+        self.backend = backend
+        self.graph = graph
+        self.leaf_slots = {n.name: n.index for n in graph.leaves}
+        self.size = len(graph)
+        self.plan = [
+            (kernel_for(n), n, tuple(a.index for a in n.inputs), n.index, dict(n.attrs)) for n in graph.ops
+        ]
+        self.output = graph.output.index
+        self.slots = {n.name: n.index for n in graph}
+        self._values: list[Any] = []
+
+    def value(self, name: str) -> Tensor:
+        """Node `name`'s value in the last run (the trainer reads the prediction beside the loss)."""
+        return self._values[self.slots[name]].detach()
+
+    def _run(self, leaves: Mapping[str, Any], wrt: Collection[str] = ()) -> tuple[Tensor, dict[str, Tensor]]:
+        """Forward through every op; the leaves named in `wrt` become fresh autograd leaves."""
+        values: list[Any] = [None] * self.size
+        self._values = values
+        sources: dict[str, Tensor] = {}
+        for name, slot in self.leaf_slots.items():
+            t = self.backend.asarray(leaves[name])
+            if name in wrt:
+                t = sources[name] = t.detach().requires_grad_(True)
+            values[slot] = t
+        for fn, node, args, out, attrs in self.plan:
+            values[out] = fn(*self.backend._args(node, [values[i] for i in args]), **attrs)
+        return values[self.output], sources
+
+    def predict(self, leaves: Mapping[str, Any]) -> Tensor:
+        with torch.no_grad(), self.backend.exact():
+            return self._run(leaves)[0]
+
+    def loss_and_grads(
+        self, leaves: Mapping[str, Any], wrt: Sequence[str]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and dL/d(leaf) for each leaf in `wrt`, from one forward and one `torch.autograd.grad`."""
+        with torch.enable_grad(), self.backend.exact():
+            loss, sources = self._run(leaves, set(wrt))
+            ordered = [sources[name] for name in wrt]
+            if loss.requires_grad:
+                grads = torch.autograd.grad(loss, ordered, allow_unused=True, materialize_grads=True)
+            else:  # nothing differentiable leads to the loss (a step network): no gradient flows
+                grads = tuple(torch.zeros_like(t) for t in ordered)
+        return loss.detach(), dict(zip(wrt, grads, strict=True))
