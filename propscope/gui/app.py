@@ -1,0 +1,61 @@
+"""Starting the desktop app, or rendering one screenshot of it and exiting (`propscope open --screenshot`)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QApplication
+
+from ..debugger import Session
+from .main_window import MainWindow
+
+ORGANIZATION = "propscope"
+APPLICATION = "propscope"
+
+
+def application() -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    return app
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 200 or int(h) < 150:
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT (at least 200x150), e.g. 1280x800")
+    return int(w), int(h)
+
+
+def run(session: Session, step: int = 0, projector: bool = False, size: tuple[int, int] | None = None,
+        screenshot: str | Path | None = None, seed: int = 0) -> int:
+    """Show the window after `step` steps; with `screenshot`, save it as a PNG and return instead."""
+    app = application()
+    # A screenshot is reproducible: it neither reads nor writes the user's saved window layout.
+    window = MainWindow(session, settings=None if screenshot else QSettings(), seed=seed)
+    if size is not None:
+        window.resize(*size)
+    window.show()
+    app.processEvents()
+    if projector:
+        window.set_projector(True)
+    session.seek(step)
+    app.processEvents()
+    if screenshot is None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal quits, as for any command
+        return int(app.exec())
+    app.processEvents()
+    path = Path(screenshot)
+    ok = window.grab().save(str(path))
+    window.close()
+    if not ok:
+        print(f"propscope: error: could not write {path}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0

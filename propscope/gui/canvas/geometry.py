@@ -1,0 +1,73 @@
+"""Pixel sizes of the canvas for a theme, and where ports and edges go.
+
+The layout (`propscope.graph.layout`) is in abstract rows and columns; this is the one place that
+turns it into pixels, so projector mode only rebuilds with a larger scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtGui import QPainterPath
+
+from ...graph.layout import Layout
+from ..theme import Theme
+
+
+@dataclass(frozen=True)
+class Geometry:
+    node_w: float
+    node_h: float
+    col_w: float
+    row_h: float
+    header_h: float
+    pad: float
+
+    @classmethod
+    def for_theme(cls, theme: Theme) -> Geometry:
+        s = theme.scale
+        return cls(node_w=152 * s, node_h=70 * s, col_w=(152 + 100) * s, row_h=(70 + 30) * s, header_h=22 * s,
+                   pad=6 * s)
+
+    def center(self, layer: float, row: float) -> QPointF:
+        return QPointF(layer * self.col_w, row * self.row_h)
+
+    def node_rect(self) -> QRectF:
+        """A node's box around its own origin (items are positioned at their centre)."""
+        return QRectF(-self.node_w / 2, -self.node_h / 2, self.node_w, self.node_h)
+
+    def out_port(self, c: QPointF) -> QPointF:
+        return QPointF(c.x() + self.node_w / 2, c.y())
+
+    def in_port(self, c: QPointF, position: int, count: int) -> QPointF:
+        """Inputs enter the left side top to bottom in input order (x, W, b for x · W + b)."""
+        body = self.node_h - self.header_h
+        y = c.y() - self.node_h / 2 + self.header_h + body * (position + 0.5) / max(count, 1)
+        return QPointF(c.x() - self.node_w / 2, y)
+
+
+def edge_path(points: list[QPointF], geo: Geometry) -> QPainterPath:
+    """Smooth S-curves between consecutive points; passing through a column stays horizontal."""
+    path = QPainterPath(points[0])
+    half = geo.node_w / 2
+    for k in range(1, len(points)):
+        a, b = points[k - 1], points[k]
+        if k - 1 > 0:  # leaving a bend point: run straight across the column first
+            a = QPointF(a.x() + half, a.y())
+            path.lineTo(a)
+        end = b if k == len(points) - 1 else QPointF(b.x() - half, b.y())
+        dx = max((end.x() - a.x()) * 0.5, 1.0)
+        path.cubicTo(QPointF(a.x() + dx, a.y()), QPointF(end.x() - dx, end.y()), end)
+        if k < len(points) - 1:
+            path.lineTo(b)
+    return path
+
+
+def edge_points(layout: Layout, geo: Geometry, src: str, dst: str, position: int, count: int) -> list[QPointF]:
+    s_layer, s_row = layout.positions[src]
+    d_layer, d_row = layout.positions[dst]
+    pts = [geo.out_port(geo.center(s_layer, s_row))]
+    pts += [geo.center(lay, row) for lay, row in layout.routes.get((src, dst), [])]
+    pts.append(geo.in_port(geo.center(d_layer, d_row), position, count))
+    return pts

@@ -1,0 +1,324 @@
+"""The canvas's detailed items: one per node, one per edge, and the gradient labels of a backward step.
+
+Paint is cheap by design: no shadows; fonts, metrics, shapes and elided labels prepared once per
+theme (`Style`); chips prepared when a value changes; text only when the zoom makes it readable;
+node pictures cached by Qt, so panning blits them instead of painting again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+from ...graph.ir import Node
+from ..format import fmt_shape
+from ..theme import Theme, node_kind
+from .chips import Chip, draw_chip, image_rect, make_chip
+from .geometry import Geometry
+
+TEXT_LOD = 0.45  # below this zoom, text would be under ~5 px: boxes only
+LEAF_SYMBOLS = {"input": "in", "parameter": "θ", "constant": "c"}
+RADIUS = {"input": 14.0, "parameter": 3.0, "loss": 8.0}
+LEFT = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
+
+
+def lod_of(painter: QPainter) -> float:
+    return QStyleOptionGraphicsItem.levelOfDetailFromTransform(painter.worldTransform())
+
+
+class Style:
+    """Everything the items of one theme share: fonts and their metrics, colours, node shapes."""
+
+    def __init__(self, theme: Theme, geo: Geometry) -> None:
+        self.theme, self.geo = theme, geo
+        self.symbol_font = theme.font(12.5, bold=True)
+        self.name_font = theme.font(12, bold=True)
+        self.small_font = theme.font(10.5)
+        self.tag_font = theme.font(9.5, bold=True)
+        self.role_font = theme.font(9.5)
+        self.role_font_lit = theme.font(9.5, bold=True)
+        self.symbol_fm = QFontMetricsF(self.symbol_font)
+        self.name_fm = QFontMetricsF(self.name_font)
+        self.small_fm = QFontMetricsF(self.small_font)
+        self.colors = {k: QColor(v) for k, v in theme.colors.items()}
+        self.rect = geo.node_rect()
+        self.bodies: dict[str, QPainterPath] = {}
+        self.headers: dict[str, QPainterPath] = {}
+        for kind in ("input", "parameter", "math", "activation", "shape", "loss"):
+            radius = RADIUS.get(kind, 8.0) * theme.scale
+            body = QPainterPath()
+            body.addRoundedRect(self.rect, radius, radius)
+            band = QPainterPath()
+            band.addRect(QRectF(self.rect.left(), self.rect.top(), self.rect.width(), geo.header_h))
+            self.bodies[kind] = body
+            self.headers[kind] = body.intersected(band)
+        w = (self.rect.width() - 3 * geo.pad) / 2
+        h = geo.node_h - geo.header_h - geo.pad * 1.5 - 16 * theme.scale
+        top = self.rect.bottom() - geo.pad - h
+        self.chip_rects = [QRectF(self.rect.left() + geo.pad + k * (w + geo.pad), top, w, h) for k in range(2)]
+        self.chip_width = w - 6
+        self.grad_chip_width = w - 6 - self.small_fm.horizontalAdvance("∇ ")
+
+    def color(self, key: str) -> QColor:
+        return QColor(self.colors[key])
+
+
+class NodeItem(QGraphicsItem):
+    """A node: header (symbol and name) coloured by kind, op and shape, then value and gradient chips."""
+
+    def __init__(self, node: Node, style: Style) -> None:
+        super().__init__()
+        self.name = node.name
+        self.style = style
+        self.kind = node_kind(node.op.name, node.op.category)
+        what = "target" if node.meta.get("role") == "target" else node.op.name
+        g, r = style.geo, style.rect
+        head = QRectF(r.left() + g.pad, r.top(), r.width() - 2 * g.pad, g.header_h)
+        symbol = LEAF_SYMBOLS.get(node.op.name, node.op.symbol or node.op.name)
+        sym_w = min(style.symbol_fm.horizontalAdvance(symbol), head.width() * 0.55) + 1
+        gap = 6 * style.theme.scale
+        self.symbol = style.symbol_fm.elidedText(symbol, Qt.TextElideMode.ElideRight, sym_w)
+        self.symbol_rect = QRectF(head.left(), head.top(), sym_w, head.height())
+        self.name_rect = QRectF(head.left() + sym_w + gap, head.top(), head.width() - sym_w - gap, head.height())
+        self.label = style.name_fm.elidedText(node.name, Qt.TextElideMode.ElideMiddle, self.name_rect.width())
+        self.sub_rect = QRectF(r.left() + g.pad, r.top() + g.header_h + 1, r.width() - 2 * g.pad,
+                               16 * style.theme.scale)
+        self.subtitle = style.small_fm.elidedText(f"{what} · {fmt_shape(node.shape)}", Qt.TextElideMode.ElideRight,
+                                                  self.sub_rect.width())
+        self.has_value = node.is_leaf
+        self._value: Any = None
+        self._grad: Any = None
+        self._chips_dirty = False
+        self.value_chip = Chip()
+        self.grad_chip = Chip()
+        self.arrivals: tuple[int, int] | None = None
+        self.current: str | None = None  # "forward" or "backward" when this is the step's node
+        self.selected_node = False
+        self.breakpoint = False
+        m = g.pad * 2 + style.theme.pen_width(4)
+        self._bounds = r.adjusted(-m, -m, m, m)
+        self.setZValue(2)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+    # -- state (set by the scene when a step touches this node) ------------------------------
+    def set_state(self, value: Any, grad: Any, arrivals: tuple[int, int] | None) -> None:
+        """New value/gradient; chips are made at the next readable paint, not for every node at once."""
+        if value is self._value and grad is self._grad and arrivals == self.arrivals:
+            return
+        self._value, self._grad, self.arrivals = value, grad, arrivals
+        self.has_value = value is not None
+        self._chips_dirty = True
+        self.update()
+
+    def _ensure_chips(self) -> None:
+        if self._chips_dirty:
+            st = self.style
+            self.value_chip = make_chip(self._value, st.small_font, st.chip_width)
+            self.grad_chip = make_chip(self._grad, st.small_font, st.grad_chip_width)
+            self._chips_dirty = False
+
+    def set_current(self, phase: str | None) -> None:
+        if phase != self.current:
+            self.current = phase
+            self.update()
+
+    def set_selected(self, on: bool) -> None:
+        if on != self.selected_node:
+            self.selected_node = on
+            self.update()
+
+    def set_breakpoint(self, on: bool) -> None:
+        if on != self.breakpoint:
+            self.breakpoint = on
+            self.update()
+
+    # -- painting --------------------------------------------------------------------------
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        st = self.style
+        t, g, r = st.theme, st.geo, st.rect
+        lod = lod_of(painter)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, lod > 0.3)
+        accent = st.color(f"{self.kind}.accent")
+        fill = st.color(f"{self.kind}.fill")
+        if not self.has_value:  # not computed yet: washed out
+            fill.setAlphaF(0.55)
+            accent.setAlphaF(0.45)
+        radius = RADIUS.get(self.kind, 8.0) * t.scale
+        if self.current:
+            w = t.pen_width(4)
+            painter.setPen(QPen(st.colors["highlight"], w))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(r.adjusted(-w, -w, w, w), radius + w, radius + w)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(fill)
+        painter.drawPath(st.bodies[self.kind])
+        painter.setBrush(accent)
+        painter.drawPath(st.headers[self.kind])
+        border = QPen(accent, t.pen_width(1.2 if self.kind != "loss" else 2.2))
+        if not self.has_value:
+            border.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(border)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(st.bodies[self.kind])
+        if self.breakpoint:
+            d = 13 * t.scale
+            painter.setPen(QPen(QColor("white"), t.pen_width(1)))
+            painter.setBrush(st.colors["breakpoint"])
+            painter.drawEllipse(QRectF(r.left() - d * 0.45, r.top() - d * 0.45, d, d))
+        if self.selected_node and not self.current:  # the step's ring already marks it
+            painter.setPen(QPen(st.colors["selection"], t.pen_width(1.5), Qt.PenStyle.DashLine))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            m = g.pad * 0.9
+            painter.drawRoundedRect(r.adjusted(-m, -m, m, m), radius + m, radius + m)
+        if lod >= TEXT_LOD:
+            self._paint_text(painter)
+
+    def _paint_text(self, painter: QPainter) -> None:
+        st = self.style
+        t = st.theme
+        painter.setPen(st.colors["header_text"] if self.has_value else st.colors["text"])
+        painter.setFont(st.symbol_font)
+        painter.drawText(self.symbol_rect, LEFT, self.symbol)
+        painter.setFont(st.name_font)
+        painter.drawText(self.name_rect, LEFT, self.label)
+        painter.setFont(st.small_font)
+        painter.setPen(st.colors["muted"])
+        painter.drawText(self.sub_rect, LEFT, self.subtitle)
+        self._ensure_chips()
+        text, chip_fill = st.colors["text"], st.colors["chip"]
+        if not self.value_chip.empty:
+            draw_chip(painter, st.chip_rects[0], self.value_chip, st.small_font, text, st.colors["edge"], chip_fill,
+                      t.pen_width(0.8))
+        if not self.grad_chip.empty:
+            grad_rect = st.chip_rects[1]
+            draw_chip(painter, grad_rect, self.grad_chip, st.small_font, text, st.colors["gradient"], chip_fill,
+                      t.pen_width(1.3), "∇")
+            if self.arrivals and self.arrivals[1] > 1:
+                k, n = self.arrivals
+                painter.setFont(st.tag_font)
+                painter.setPen(st.colors["gradient"])
+                tag = QRectF(grad_rect.left(), grad_rect.top() - 15 * t.scale, grad_rect.width(), 14 * t.scale)
+                painter.drawText(tag, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom,
+                                 f"Σ {k} of {n}" if k < n else f"Σ all {n}")
+
+
+class EdgeItem(QGraphicsItem):
+    """An edge from a value to the op using it; lit in the forward colour or the gradient colour."""
+
+    def __init__(self, src: str, dst: str, points: list[QPointF], path: QPainterPath, role: str,
+                 style: Style) -> None:
+        super().__init__()
+        self.src, self.dst, self.role = src, dst, role
+        self.style = style
+        self.points = points
+        self.path = path
+        self.flow: str | None = None  # "forward" or "backward" while the current step uses this edge
+        s = style.theme.scale
+        m = 10 * s + style.theme.pen_width(3)
+        self._bounds = path.boundingRect().adjusted(-m - 50 * s, -m - 16 * s, m, m)
+        end = points[-1]
+        self.role_rect = QRectF(end.x() - 50 * s, end.y() - 16 * s, 38 * s, 13 * s)
+        self.setZValue(1)
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+    def set_flow(self, flow: str | None) -> None:
+        if flow != self.flow:
+            self.flow = flow
+            self.setZValue(1.5 if flow else 1)
+            self.update()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        st = self.style
+        t = st.theme
+        lod = lod_of(painter)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, lod > 0.3)
+        color = st.colors["edge" if self.flow is None else "forward" if self.flow == "forward" else "gradient"]
+        width = t.pen_width(1.0 if self.flow is None else 2.6)
+        painter.setPen(QPen(color, width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(self.path)
+        if lod < TEXT_LOD:
+            return
+        size = (6 if self.flow is None else 9) * t.scale
+        if self.flow == "backward":  # the gradient flows from the consumer back to this input
+            _arrow(painter, self.points[0], -1.0, size, color)
+        else:
+            _arrow(painter, self.points[-1], 1.0, size, color)
+        if self.role:
+            painter.setFont(st.role_font_lit if self.flow else st.role_font)
+            painter.setPen(color if self.flow else st.colors["muted"])
+            painter.drawText(self.role_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, self.role)
+
+
+def _arrow(painter: QPainter, tip: QPointF, direction: float, size: float, color: QColor) -> None:
+    back = tip.x() - direction * size * 1.4
+    poly = QPolygonF([tip, QPointF(back, tip.y() - size * 0.6), QPointF(back, tip.y() + size * 0.6)])
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QBrush(color))
+    painter.drawPolygon(poly)
+
+
+class GradLabel(QGraphicsItem):
+    """On a backward step: the gradient an edge carries back (`∂L/∂z`), and `+ k of n` where sums build."""
+
+    def __init__(self, role: str, contribution: Any, arrival: int, consumers: int, style: Style) -> None:
+        super().__init__()
+        theme = style.theme
+        self.style = style
+        self.title = f"∂L/∂{role}" if role else "∂L"
+        self.count = f"+ {arrival} of {consumers}" if consumers > 1 else ""
+        self.font: QFont = theme.font(10.5, bold=True)
+        fm = QFontMetricsF(self.font)
+        self.chip = make_chip(contribution, style.small_font, 80 * theme.scale)
+        chip_w = (28 * theme.scale if self.chip.image is not None
+                  else fm.horizontalAdvance(self.chip.text) + 6 * theme.scale)
+        pad = 5 * theme.scale
+        widths = [fm.horizontalAdvance(self.title), chip_w]
+        if self.count:
+            widths.append(fm.horizontalAdvance(self.count))
+        self.h = 22 * theme.scale
+        self.parts = widths
+        w = sum(widths) + pad * (len(widths) + 1)
+        self.rect = QRectF(-w / 2, -self.h / 2, w, self.h)
+        self.pad = pad
+        self.setZValue(3)
+
+    def boundingRect(self) -> QRectF:
+        m = self.style.theme.pen_width(2)
+        return self.rect.adjusted(-m, -m, m, m)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        st = self.style
+        t = st.theme
+        if lod_of(painter) < TEXT_LOD:
+            return
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        grad = st.colors["gradient"]
+        painter.setPen(QPen(grad, t.pen_width(1.5)))
+        painter.setBrush(st.colors["chip"])
+        painter.drawRoundedRect(self.rect, self.h / 2, self.h / 2)
+        painter.setFont(self.font)
+        x = self.rect.left() + self.pad
+        inner_h = self.h - 8 * t.scale
+        align = Qt.AlignmentFlag.AlignCenter
+        painter.setPen(grad)
+        painter.drawText(QRectF(x, self.rect.top(), self.parts[0], self.h), align, self.title)
+        x += self.parts[0] + self.pad
+        box = QRectF(x, -inner_h / 2, self.parts[1], inner_h)
+        if self.chip.image is not None:
+            painter.drawImage(image_rect(box, self.chip.image), self.chip.image)
+        else:
+            painter.setPen(st.colors["text"])
+            painter.drawText(QRectF(x, self.rect.top(), self.parts[1], self.h), align, self.chip.text)
+        if self.count:
+            x += self.parts[1] + self.pad
+            painter.setPen(grad)
+            painter.drawText(QRectF(x, self.rect.top(), self.parts[2], self.h), align, self.count)

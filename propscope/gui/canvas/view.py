@@ -1,0 +1,255 @@
+"""The graph canvas: pan by drag, zoom by wheel (5%–2000%), F to fit, right-click a node for breakpoints."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QAction, QContextMenuEvent, QHelpEvent, QMouseEvent, QPainter, QTransform, QWheelEvent
+from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
+
+from ...debugger import BACKWARD, FORWARD
+from ...graph.layout import Layout, layered_layout
+from ..bridge import SessionBridge
+from ..format import fmt_shape
+from ..selection import Selection
+from ..theme import ThemeManager
+from .items import TEXT_LOD
+from .scene import GraphScene
+
+MIN_ZOOM, MAX_ZOOM = 0.05, 20.0
+DETAIL_ZOOM = 0.22  # below this the whole graph is drawn by one overview item
+MAX_FIT_ZOOM = 1.25
+START_ZOOM = 0.75  # where a graph too big to fit readably opens
+
+
+class GraphView(QGraphicsView):
+    explainRequested = Signal(str)
+
+    def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
+                 parent: QWidget | None = None, layout: Layout | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("graphCanvas")
+        self.bridge, self.selection, self.themes = bridge, selection, themes
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.TextAntialiasing)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setOptimizationFlags(QGraphicsView.OptimizationFlag.DontAdjustForAntialiasing)
+        self.setCacheMode(QGraphicsView.CacheModeFlag.CacheBackground)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._layout: tuple[object, Layout] | None = None if layout is None else (bridge.session.graph, layout)
+        self._scene: GraphScene | None = None
+        self._auto = True
+        bridge.cursorMoved.connect(self._cursor_moved)
+        bridge.traceChanged.connect(self._trace_changed)
+        bridge.sessionChanged.connect(lambda _s: self.rebuild())
+        bridge.breakpointsChanged.connect(self._breakpoints_changed)
+        selection.changed.connect(self._selection_changed)
+        themes.changed.connect(self._theme_changed)
+        self.rebuild()
+
+    # -- scene lifetime --------------------------------------------------------------------
+    @property
+    def graph_scene(self) -> GraphScene:
+        assert self._scene is not None
+        return self._scene
+
+    def set_layout(self, graph: object, layout: Layout) -> None:
+        """A layout computed elsewhere (a worker thread, for big graphs) for `graph`."""
+        self._layout = (graph, layout)
+
+    def layout_for_session(self) -> Layout:
+        graph = self.bridge.session.graph
+        if self._layout is None or self._layout[0] is not graph:
+            self._layout = (graph, layered_layout(graph))
+        return self._layout[1]
+
+    def rebuild(self) -> None:
+        old = self._scene
+        theme = self.themes.theme
+        self._scene = GraphScene(self.bridge.session, self.layout_for_session(), theme)
+        self._scene.select(self.selection.node)
+        self.setScene(self._scene)
+        self.setBackgroundBrush(theme.color("background"))
+        self.resetCachedContent()
+        if old is not None:
+            old.deleteLater()
+        self.show_start()
+
+    def _theme_changed(self) -> None:
+        self.rebuild()
+
+    # -- zoom and pan ----------------------------------------------------------------------
+    # `_auto` is True while the view is chosen by the app (on open, after F): a resize chooses again.
+    # Zooming or dragging by hand makes it the user's view, which is then left alone.
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, zoom: float) -> None:
+        """Zoom as the user asked, between 5% (or less, if the whole graph needs it) and 2000%."""
+        self._set_zoom(zoom)
+        self._auto = False
+
+    def _set_zoom(self, zoom: float) -> None:
+        low = min(MIN_ZOOM, self._fit_zoom())
+        zoom = max(low, min(MAX_ZOOM, zoom))
+        factor = zoom / self.zoom()
+        if factor != 1.0:
+            self.scale(factor, factor)
+        self._update_detail()
+
+    def _fit_zoom(self) -> float:
+        r = self.graph_scene.graph_rect
+        view = self.viewport().rect()
+        if r.isEmpty() or view.isEmpty():
+            return 1.0
+        return min(view.width() / r.width(), view.height() / r.height())
+
+    def fit(self) -> None:
+        """Show the whole graph (never blown up beyond 125%): the F key."""
+        r = self.graph_scene.graph_rect
+        zoom = min(self._fit_zoom() * 0.97, MAX_FIT_ZOOM)
+        self.setTransform(QTransform.fromScale(zoom, zoom))
+        self.centerOn(r.center())
+        self._auto = True
+        self._update_detail()
+
+    def show_start(self) -> None:
+        """The whole graph when it can be read at that size (and not in projector mode); else a readable
+        zoom on the step's node, or on the inputs before the first step."""
+        self.fit()
+        readable = START_ZOOM if self.themes.projector else TEXT_LOD
+        if self.zoom() >= readable:
+            return
+        self._set_zoom(START_ZOOM)
+        name = self.graph_scene.current
+        if name is not None:
+            self.center_on_node(name)
+        else:  # the left edge of the graph, at the height of the first op to run
+            steps = self.bridge.session.steps
+            r, view = self.graph_scene.graph_rect, self.visible_scene_rect()
+            y = self.graph_scene.node_rect(steps[0].node.name).center().y() if steps else r.center().y()
+            self.centerOn(r.left() + view.width() / 2 - self.graph_scene.geo.pad * 4, y)
+        self._auto = True
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.set_zoom(self.zoom() * 1.15 ** steps)
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        if event.buttons() & Qt.MouseButton.LeftButton:
+            self._auto = False  # dragging: the user is panning
+        super().mouseMoveEvent(event)
+
+    def resizeEvent(self, event: object) -> None:
+        super().resizeEvent(event)  # type: ignore[arg-type]
+        if self._auto and self._scene is not None:
+            self.show_start()
+
+    def _update_detail(self) -> None:
+        detail = self.zoom() >= DETAIL_ZOOM
+        self.graph_scene.show_detail(detail)
+        if detail:
+            self.graph_scene.ensure_items(self.visible_scene_rect())
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        if self._scene is not None and self.zoom() >= DETAIL_ZOOM:
+            self._scene.ensure_items(self.visible_scene_rect())
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip and self._scene is not None:
+            name = self.node_at(QPointF(event.pos()))
+            if name is None:
+                QToolTip.hideText()
+            else:
+                node = self.bridge.session.graph[name]
+                text = f"{name}: {node.op.name} {fmt_shape(node.shape)}\n{node.op.formula}"
+                QToolTip.showText(event.globalPos(), text, self)
+            return True
+        return super().viewportEvent(event)
+
+    # -- session events --------------------------------------------------------------------
+    def _cursor_moved(self, cursor: int) -> None:
+        self.graph_scene.cursor_moved(cursor)
+        self._follow()
+
+    def _trace_changed(self) -> None:
+        self.graph_scene.refresh_all()
+
+    def _breakpoints_changed(self) -> None:
+        self.graph_scene.breakpoints_changed()
+
+    def _selection_changed(self) -> None:
+        self.graph_scene.select(self.selection.node)
+
+    def current_node(self) -> str | None:
+        return self.graph_scene.current
+
+    def _follow(self) -> None:
+        """Keep the step's node in view; in projector mode, keep it centred."""
+        name = self.graph_scene.current
+        if name is None:
+            return
+        rect = self.graph_scene.node_rect(name)
+        if self.themes.projector:
+            self.centerOn(rect.center())
+        elif not self.visible_scene_rect().contains(rect):
+            # leave room for what comes next: a quarter of the view beyond the node
+            view = self.viewport().rect()
+            self.ensureVisible(rect, view.width() // 4, view.height() // 6)
+
+    def center_on_node(self, name: str) -> None:
+        self.centerOn(self.graph_scene.node_rect(name).center())
+
+    # -- mouse -----------------------------------------------------------------------------
+    def node_at(self, pos: QPointF) -> str | None:
+        return self.graph_scene.node_at_point(self.mapToScene(pos.toPoint()))
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            name = self.node_at(event.position())
+            if name is not None and name != self.selection.node:
+                self.selection.select(name)
+        super().mousePressEvent(event)
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        name = self.node_at(QPointF(event.pos()))
+        if name is None:
+            return
+        self.selection.select(name)
+        menu = self.node_menu(name)
+        menu.exec(event.globalPos())
+        menu.deleteLater()
+
+    def node_menu(self, name: str) -> QMenu:
+        """The right-click menu of a node (also what tests trigger)."""
+        s = self.bridge.session
+        menu = QMenu(self)
+        bp = QAction("Breakpoint on this node", menu, checkable=True)
+        bp.setChecked(name in s.node_breakpoints())
+        bp.setObjectName("toggleBreakpoint")
+        bp.triggered.connect(lambda: self.bridge.toggle_breakpoint(name))
+        menu.addAction(bp)
+        menu.addSeparator()
+        for phase in (FORWARD, BACKWARD):
+            act = QAction(f"Run to its {phase} step", menu)
+            act.setEnabled(s.node_phase_index(name, phase) is not None)
+            act.triggered.connect(lambda _c=False, p=phase: s.run_to(name, p))
+            menu.addAction(act)
+        explain = QAction("Explain its gradient…", menu)
+        explain.setEnabled(s.loss_node is not None and s.graph[name] is not s.loss_node)
+        explain.triggered.connect(lambda: self.explainRequested.emit(name))
+        menu.addAction(explain)
+        menu.addSeparator()
+        fit = QAction("Fit graph to view", menu)
+        fit.triggered.connect(self.fit)
+        menu.addAction(fit)
+        return menu
+
+    def visible_scene_rect(self) -> QRectF:
+        return self.mapToScene(self.viewport().rect()).boundingRect()

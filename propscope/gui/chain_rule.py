@@ -1,0 +1,76 @@
+"""The chain-rule dock: the text from `chain_text`, and "Explain this gradient" for the selected element."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+
+from .bridge import SessionBridge
+from .chain_text import chain_rule_html
+from .format import fit_index, fmt_index
+from .selection import Selection
+from .theme import ThemeManager
+
+
+class ChainRuleView(QWidget):
+    explainRequested = Signal(str, object)  # node name, element index
+
+    def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("chainRule")
+        self.bridge, self.selection, self.themes = bridge, selection, themes
+        self._shown: tuple[object, ...] | None = None
+        self.text = QTextBrowser()
+        self.text.setOpenLinks(False)
+        self.explain = QPushButton("Explain this gradient…")
+        self.explain.setToolTip("List every path from the loss to the selected element, and check that the "
+                                "products along them add up to its gradient")
+        self.explain.clicked.connect(self._explain)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.explain)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.text, 1)
+        lay.addLayout(row)
+        bridge.cursorMoved.connect(self.refresh)
+        bridge.traceChanged.connect(self.refresh)
+        bridge.sessionChanged.connect(lambda _s: self.refresh())
+        selection.changed.connect(self.refresh)
+        themes.changed.connect(self.refresh)
+        self.refresh()
+
+    def html(self) -> str:
+        s = self.bridge.session
+        return chain_rule_html(s, self.selection.node, self.selection.index, self.themes.theme.colors)
+
+    def refresh(self) -> None:
+        """Rewrite the text only when what it depends on changed (a step fires several events)."""
+        s = self.bridge.session
+        key = (id(s), id(s.trace), s.cursor, self.selection.node, self.selection.index, self.themes.theme.name)
+        if key != self._shown:
+            self._shown = key
+            self.text.setHtml(self.html())
+        self._update_explain()
+
+    def explain_target(self) -> tuple[str, tuple[int, ...]] | None:
+        s = self.bridge.session
+        name = self.selection.node
+        if name is None or name not in s.graph or s.loss_node is None or s.graph[name] is s.loss_node:
+            return None
+        return name, fit_index(self.selection.index, s.graph[name].shape)
+
+    def _update_explain(self) -> None:
+        target = self.explain_target()
+        self.explain.setEnabled(target is not None)
+        if target is not None:
+            name, index = target
+            self.explain.setText(f"Explain ∂L/∂{name}{fmt_index(index)}…")
+        else:
+            self.explain.setText("Explain this gradient…")
+
+    def _explain(self) -> None:
+        target = self.explain_target()
+        if target is not None:
+            self.explainRequested.emit(*target)

@@ -1,0 +1,84 @@
+"""Long work (opening a big model, laying out its graph, explaining a gradient) off the GUI thread.
+
+The work runs in a Python thread and must not touch widgets or the live session; its result or
+error comes back through a queued Qt signal and is handled on the GUI thread. Cancel lets the
+user go on at once: the result, when it comes, is dropped, so the current session stays as it was.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QProgressDialog, QWidget
+
+SHOW_AFTER_MS = 300  # quick work finishes without a dialog flashing up
+
+
+class Job(QObject):
+    finished = Signal(object)  # the result
+    failed = Signal(object)  # the exception
+    cancelled = Signal()
+    _done = Signal(object, object)  # (result, error), emitted from the worker thread
+
+    def __init__(self, label: str, work: Callable[[], Any], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = label
+        self.work = work
+        self.running = False
+        self.was_cancelled = False
+        self.dialog: QProgressDialog | None = None
+        self._parent = parent
+        self._done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
+
+    def start(self) -> Job:
+        self.running = True
+        threading.Thread(target=self._run, name=f"propscope: {self.label}", daemon=True).start()
+        QTimer.singleShot(SHOW_AFTER_MS, self._show_progress)
+        return self
+
+    def _run(self) -> None:
+        try:
+            result = self.work()
+        except Exception as exc:  # handed to the GUI thread, shown in a dialog there
+            self._done.emit(None, exc)
+        else:
+            self._done.emit(result, None)
+
+    def _show_progress(self) -> None:
+        if not self.running or self.was_cancelled:
+            return
+        d = QProgressDialog(self.label, "Cancel", 0, 0, self._parent)
+        d.setWindowTitle("propscope")
+        d.setWindowModality(Qt.WindowModality.WindowModal)
+        d.setMinimumDuration(0)
+        d.canceled.connect(self.cancel)
+        d.show()
+        self.dialog = d
+
+    def cancel(self) -> None:
+        if self.running and not self.was_cancelled:
+            self.was_cancelled = True
+            self._close_dialog()
+            self.cancelled.emit()
+
+    def _close_dialog(self) -> None:
+        if self.dialog is not None:
+            self.dialog.canceled.disconnect(self.cancel)
+            self.dialog.close()
+            self.dialog.deleteLater()
+            self.dialog = None
+            if self._parent is not None:  # the step keys (and a presenter remote) go to the window again
+                self._parent.activateWindow()
+
+    def _on_done(self, result: Any, error: Any) -> None:
+        self.running = False
+        self._close_dialog()
+        if self.was_cancelled:
+            return
+        if error is not None:
+            self.failed.emit(error)
+        else:
+            self.finished.emit(result)

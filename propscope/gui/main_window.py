@@ -1,0 +1,452 @@
+"""The main window: the graph canvas in the centre, docks around it, the toolbar and the menus.
+
+It wires views to the shared bridge, selection and theme, and turns user actions into session
+calls; it computes nothing itself. Opening a file runs in a `Job`, and any failure is shown in a
+dialog while the current session stays as it was.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
+
+from ..backends import DTYPES, get_backend
+from ..debugger import Session, open_session
+from ..graph.errors import PropscopeError
+from ..graph.examples import EXAMPLES
+from ..graph.layout import Layout, layered_layout
+from ..graph.readers import open_model, save_model
+from .actions import DEFAULT_PACE_S, DebugActions
+from .bridge import SessionBridge
+from .canvas import GraphView
+from .chain_rule import ChainRuleView
+from .docks import make_dock
+from .explain_view import ExplainDialog
+from .inspector import Inspector
+from .jobs import Job
+from .selection import Selection
+from .step_list import StepList
+from .theme import ThemeManager
+
+BACKEND_LABELS = {"numpy": "NumPy", "torch": "PyTorch"}
+TORCH_INSTALL = "pip install 'propscope[torch]'"
+LAYOUT_VERSION = 1  # bump when docks change, so an old saved layout is not restored onto new docks
+
+
+def torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, session: Session, settings: QSettings | None = None,
+                 themes: ThemeManager | None = None, seed: int = 0, layout: Layout | None = None) -> None:
+        super().__init__()
+        self.setObjectName("mainWindow")
+        self.settings = settings
+        self.seed = seed
+        self.themes = themes or ThemeManager(self)
+        self._own_themes = themes is None
+        self.bridge = SessionBridge(session, self)
+        self.selection = Selection(self)
+        self.jobs: list[Job] = []
+        self.last_error: str | None = None
+        self.error_box: QMessageBox | None = None
+        # The window follows the cursor first, so the docks refresh once with the new selection.
+        self.bridge.cursorMoved.connect(self._cursor_moved)
+        self.bridge.sessionChanged.connect(self._session_changed)
+        self.bridge.breakpointHit.connect(self._breakpoint_hit)
+
+        self.canvas = GraphView(self.bridge, self.selection, self.themes, layout=layout)
+        self.setCentralWidget(self.canvas)
+        self.inspector = Inspector(self.bridge, self.selection, self.themes)
+        self.chain = ChainRuleView(self.bridge, self.selection, self.themes)
+        self.steps = StepList(self.bridge, self.themes)
+        self.inspector_dock = self._dock("Inspector", "inspectorDock", self.inspector,
+                                         Qt.DockWidgetArea.RightDockWidgetArea)
+        self.steps_dock = self._dock("Steps", "stepsDock", self.steps, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.chain_dock = self._dock("Chain rule", "chainRuleDock", self.chain,
+                                     Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.inspector_dock, self.steps_dock)
+        self.inspector_dock.raise_()
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        self.debug = DebugActions(self.bridge, self)
+        self.debug.autoplay.stopped.connect(lambda why: why and self.message(f"Autoplay stopped: {why}"))
+        self._build_toolbar()
+        self._build_menus()
+        self._build_status()
+        self.canvas.explainRequested.connect(lambda name: self.explain(name, self.selection.index))
+        self.chain.explainRequested.connect(self.explain)
+        self.themes.changed.connect(self._theme_changed)
+        self.resize(1400, 900)
+        self.resizeDocks([self.inspector_dock], [self.themes.theme.px(340)], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.chain_dock], [self.themes.theme.px(230)], Qt.Orientation.Vertical)
+        self._default_state = self.saveState(LAYOUT_VERSION)
+        self._restore()
+        self._session_changed(session)
+
+    # -- building ----------------------------------------------------------------------------
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = make_dock(title, name, widget, self)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_toolbar(self) -> None:
+        bar = QToolBar("Debug", self)
+        bar.setObjectName("debugToolbar")
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for act in self.debug.all:
+            bar.addAction(act)
+        self.pace = QDoubleSpinBox()
+        self.pace.setObjectName("pace")
+        self.pace.setRange(0.05, 10.0)
+        self.pace.setSingleStep(0.1)
+        self.pace.setDecimals(2)
+        self.pace.setSuffix(" s/step")
+        self.pace.setToolTip("Autoplay pace: seconds between steps")
+        self.pace.setValue(DEFAULT_PACE_S)
+        self.pace.valueChanged.connect(self.debug.autoplay.set_pace)
+        self.pace.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        bar.addWidget(self.pace)
+        self.addToolBar(bar)
+        self.toolbar = bar
+        bar = QToolBar("Session", self)
+        bar.setObjectName("sessionToolbar")
+        self.session_toolbar = bar
+        self.backend_box = QComboBox()
+        self.backend_box.setObjectName("backendBox")
+        for name, label in BACKEND_LABELS.items():
+            self.backend_box.addItem(label, name)
+        if not torch_available():
+            i = self.backend_box.findData("torch")
+            self.backend_box.model().item(i).setEnabled(False)  # type: ignore[attr-defined]
+            self.backend_box.setItemData(i, f"PyTorch is not installed: {TORCH_INSTALL}", Qt.ItemDataRole.ToolTipRole)
+        self.backend_box.setToolTip("Backend that runs the ops")
+        self.dtype_box = QComboBox()
+        self.dtype_box.setObjectName("dtypeBox")
+        self.dtype_box.addItems(list(DTYPES))
+        self.dtype_box.setToolTip("Float precision")
+        self.example_box = QComboBox()
+        self.example_box.setObjectName("exampleBox")
+        for name, ex in EXAMPLES.items():
+            self.example_box.addItem(name, name)
+            self.example_box.setItemData(self.example_box.count() - 1, ex.summary, Qt.ItemDataRole.ToolTipRole)
+        self.example_box.setToolTip("Open a built-in example")
+        for box in (self.backend_box, self.dtype_box, self.example_box):
+            box.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # arrow keys stay with stepping
+        bar.addWidget(QLabel(" Backend "))
+        bar.addWidget(self.backend_box)
+        bar.addWidget(self.dtype_box)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Example "))
+        bar.addWidget(self.example_box)
+        self.backend_box.activated.connect(lambda _i: self._backend_chosen())
+        self.dtype_box.activated.connect(lambda _i: self._backend_chosen())
+        self.example_box.activated.connect(lambda _i: self.open_example(self.example_box.currentData()))
+        self.addToolBar(bar)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self.open_action = self._menu_action(file, "&Open…", QKeySequence.StandardKey.Open, self._open_dialog)
+        self.save_action = self._menu_action(file, "&Save as…", QKeySequence.StandardKey.SaveAs, self._save_dialog)
+        file.addSeparator()
+        self._menu_action(file, "Save &screenshot…", "Ctrl+Shift+S", self._screenshot_dialog)
+        file.addSeparator()
+        self._menu_action(file, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        debug = bar.addMenu("&Debug")
+        for act in self.debug.all:
+            debug.addAction(act)
+        debug.addSeparator()
+        debug.addAction(self.debug.toggle_breakpoint)
+        self.debug.toggle_breakpoint.triggered.connect(self._toggle_selected_breakpoint)
+        self._menu_action(debug, "Clear all breakpoints", None, self._clear_breakpoints)
+        view = bar.addMenu("&View")
+        self.projector_action = self._menu_action(view, "&Projector mode", "F11", None, checkable=True)
+        self.projector_action.setToolTip("Big type, high contrast, the current step kept centred")
+        self.projector_action.toggled.connect(self.set_projector)
+        view.addAction(self.debug.break_nonfinite)
+        view.addSeparator()
+        fit = self._menu_action(view, "&Fit graph", "F", self.canvas.fit)
+        self.addAction(fit)
+        self._menu_action(view, "Zoom &in", QKeySequence.StandardKey.ZoomIn,
+                          lambda: self.canvas.set_zoom(self.canvas.zoom() * 1.25))
+        self._menu_action(view, "Zoom &out", QKeySequence.StandardKey.ZoomOut,
+                          lambda: self.canvas.set_zoom(self.canvas.zoom() / 1.25))
+        view.addSeparator()
+        for dock in (self.inspector_dock, self.chain_dock, self.steps_dock):
+            view.addAction(dock.toggleViewAction())
+        self._menu_action(view, "Reset window layout", None, lambda: self.restoreState(self._default_state,
+                                                                                       LAYOUT_VERSION))
+        help_menu = bar.addMenu("&Help")
+        self._menu_action(help_menu, "&Keys", "F1", self._show_keys)
+
+    def _menu_action(self, menu: Any, text: str, key: Any, slot: Any, checkable: bool = False) -> QAction:
+        act = QAction(text, self)
+        if key is not None:
+            act.setShortcut(QKeySequence(key))
+        act.setCheckable(checkable)
+        if slot is not None:
+            act.triggered.connect(lambda _c=False: slot())
+        menu.addAction(act)
+        self.addAction(act)
+        return act
+
+    def _build_status(self) -> None:
+        self.position = QLabel()
+        self.position.setObjectName("position")
+        self.status_message = QLabel()
+        self.statusBar().addWidget(self.position)
+        self.statusBar().addWidget(self.status_message, 1)
+
+    # -- session events ----------------------------------------------------------------------
+    def _cursor_moved(self, cursor: int) -> None:
+        s = self.bridge.session
+        record = s.current
+        if record is not None:
+            self.selection.follow(record.node.name, record.node.shape)
+        self.position.setText(s.position_text())
+        if cursor == 0 or s.last_stop is None or s.last_stop.step is not record:
+            self.status_message.setText("")
+
+    def _breakpoint_hit(self, stop: Any) -> None:
+        self.message(f"Stopped: {stop.reason}")
+
+    def _session_changed(self, session: Session) -> None:
+        s = self.bridge.session
+        self.position.setText(s.position_text())
+        self.setWindowTitle(f"propscope — {s.name} ({s.backend.name}/{s.backend.dtype})")
+        self.backend_box.setCurrentIndex(max(0, self.backend_box.findData(s.backend.name)))
+        self.dtype_box.setCurrentIndex(max(0, self.dtype_box.findText(str(s.backend.dtype))))
+        i = self.example_box.findData(s.name)
+        if i < 0:
+            if self.example_box.findData("") < 0:
+                self.example_box.addItem("(file)", "")
+            i = self.example_box.findData("")
+        self.example_box.setCurrentIndex(i)
+        record = s.current
+        node = record.node if record is not None else s.graph.output
+        self.selection.select(node.name)
+
+    def message(self, text: str) -> None:
+        self.status_message.setText(text)
+
+    # -- backend, examples, files -------------------------------------------------------------
+    def _backend_chosen(self) -> Job | None:
+        """Make the backend in a job (importing torch takes seconds), then switch on this thread,
+        keeping the cursor; on failure a dialog, and the session stays on its backend."""
+        name = self.backend_box.currentData()
+        dtype = self.dtype_box.currentText()
+        s = self.bridge.session
+        if (name, dtype) == (s.backend.name, str(s.backend.dtype)):
+            return None
+
+        def switch(backend: Any) -> None:
+            if self.bridge.session is s:
+                s.set_backend(backend)
+            self._session_changed(self.bridge.session)
+
+        # a dtype change on torch stays on its device (cuda); NumPy runs on the CPU only
+        device = str(getattr(s.backend, "device", "cpu")) if name == s.backend.name else "cpu"
+        job = self._start(Job(f"Starting the {BACKEND_LABELS.get(name, name)} backend…",
+                              lambda: get_backend(name, dtype, device), self),
+                          switch, "Cannot switch backend")
+        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
+        job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
+        return job
+
+    def open_example(self, name: str) -> Job:
+        """Open a built-in example in a job (one of them imports torch, which takes seconds)."""
+        s = self.bridge.session
+        backend, dtype, seed = s.backend.name, str(s.backend.dtype), self.seed
+
+        def work() -> tuple[Session, Layout]:
+            session = open_session(name, backend=backend, dtype=dtype, seed=seed)
+            return session, layered_layout(session.graph)
+
+        job = self._start(Job(f"Opening {name}…", work, self), lambda result: self.install(*result),
+                          f"Cannot open example {name}")
+        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
+        job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
+        return job
+
+    def install(self, session: Session, layout: Layout | None = None) -> None:
+        """Observe a new session (the old one is dropped as it was)."""
+        self.debug.autoplay.stop()
+        if layout is not None:
+            self.canvas.set_layout(session.graph, layout)
+        self.selection.select(None)
+        self.bridge.set_session(session)
+
+    def open_path(self, path: str | Path) -> Job:
+        """Open a model file off the GUI thread; on failure a dialog, and the current session is kept."""
+        s = self.bridge.session
+        backend, dtype = s.backend.name, str(s.backend.dtype)
+
+        def work() -> tuple[Session, Layout]:
+            model = open_model(path)
+            session = Session(model, get_backend(backend, dtype), name=Path(path).stem)
+            return session, layered_layout(session.graph)
+
+        return self._start(Job(f"Opening {Path(path).name}…", work, self),
+                           lambda result: self.install(*result), f"Cannot open {Path(path).name}")
+
+    def _start(self, job: Job, done: Any, error_title: str) -> Job:
+        self.jobs.append(job)
+        self._set_busy(True)
+
+        def finish() -> None:
+            if job in self.jobs:
+                self.jobs.remove(job)
+            self._set_busy(bool(self.jobs))
+
+        job.finished.connect(lambda result: (finish(), done(result)))
+        job.failed.connect(lambda exc: (finish(), self.show_error(error_title, _describe(exc))))
+        job.cancelled.connect(lambda: (finish(), self.message("Cancelled.")))
+        return job.start()
+
+    def _set_busy(self, busy: bool) -> None:
+        """While a job runs nothing may replace the session under it."""
+        for w in (self.backend_box, self.dtype_box, self.example_box):
+            w.setEnabled(not busy)
+        self.open_action.setEnabled(not busy)
+
+    def save_path(self, path: str | Path) -> bool:
+        s = self.bridge.session
+        model = dataclasses.replace(s.model, arrays={**s.model.arrays, **s.parameters_numpy()})
+        try:
+            written = save_model(model, path)
+        except (PropscopeError, OSError) as exc:
+            self.show_error("Cannot save", _describe(exc))
+            return False
+        self.message(f"Saved {written}")
+        return True
+
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", "", "propscope models (*.propscope);;All files (*)")
+        if path:
+            self.open_path(path)
+
+    def _save_dialog(self) -> None:
+        name = f"{self.bridge.session.name}.propscope"
+        path, _ = QFileDialog.getSaveFileName(self, "Save model", name, "propscope models (*.propscope)")
+        if path:
+            self.save_path(path)
+
+    def _screenshot_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "propscope.png", "PNG images (*.png)")
+        if path:
+            self.grab().save(path)
+
+    # -- breakpoints, explain -------------------------------------------------------------------
+    def _toggle_selected_breakpoint(self) -> None:
+        if self.selection.node is not None:
+            on = self.bridge.toggle_breakpoint(self.selection.node)
+            self.message(f"Breakpoint {'set on' if on else 'cleared from'} {self.selection.node}")
+
+    def _clear_breakpoints(self) -> None:
+        for name in list(self.bridge.session.node_breakpoints()):
+            self.bridge.toggle_breakpoint(name)
+
+    def explain(self, name: str, index: Any) -> Job:
+        """Explain one gradient element in a job; the whole pass is computed first, on this thread,
+        so the job only reads the trace while the user keeps stepping."""
+        s = self.bridge.session
+        from .format import fit_index
+
+        element = fit_index(index, s.graph[name].shape)
+        s.trace.compute_through(len(s.steps) - 1)
+        job = Job(f"Explaining ∂L/∂{name}…", lambda: s.explain(name, element), self)
+        return self._start(job, self._show_explanation, "Cannot explain this gradient")
+
+    def _show_explanation(self, explanation: Any) -> None:
+        dialog = ExplainDialog(explanation, self.themes.theme.colors, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.explain_dialog = dialog
+        dialog.show()
+
+    # -- theme and errors -------------------------------------------------------------------------
+    def set_projector(self, on: bool) -> None:
+        if self.projector_action.isChecked() != on:
+            self.projector_action.setChecked(on)  # re-enters through the toggled signal
+            return
+        self.themes.set_projector(on)
+
+    def _theme_changed(self) -> None:
+        """Bigger type needs room: in projector mode the session toolbar gets its own row."""
+        size = self.themes.theme.px(20)
+        self.toolbar.setIconSize(QSize(size, size))
+        if self.themes.projector:
+            self.insertToolBarBreak(self.session_toolbar)
+        else:
+            self.removeToolBarBreak(self.session_toolbar)
+
+    def show_error(self, title: str, text: str) -> None:
+        """A dialog that does not block (tests and screenshots go on); the session is untouched."""
+        self.last_error = text
+        box = QMessageBox(QMessageBox.Icon.Critical, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.error_box = box
+
+    def _show_keys(self) -> None:
+        QMessageBox.information(self, "Keys", (
+            "Step: F10, Right, PageDown\nStep back: Shift+F10, Left, PageUp\nContinue to breakpoint: F5\n"
+            "Reset: Home\nRun to end: End\nAutoplay: Ctrl+Space\nToggle breakpoint on selection: F9\n"
+            "Fit graph: F\nProjector mode: F11\nRight-click a node for its menu."))
+
+    # -- layout persistence ---------------------------------------------------------------------------
+    def _restore(self) -> None:
+        if self.settings is None:
+            return
+        geometry = self.settings.value("window/geometry")
+        state = self.settings.value("window/state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state, LAYOUT_VERSION)
+        pace = self.settings.value("autoplay/pace")
+        if pace is not None:
+            self.pace.setValue(float(pace))  # type: ignore[arg-type]
+
+    def save_settings(self) -> None:
+        if self.settings is None:
+            return
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
+        self.settings.setValue("autoplay/pace", self.pace.value())
+        self.settings.sync()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.debug.autoplay.stop()
+        for job in list(self.jobs):
+            job.cancel()
+        self.save_settings()
+        self.bridge.close()
+        if self._own_themes:
+            self.themes.restore()
+        super().closeEvent(event)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, PropscopeError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.filename or ''}: {exc.strerror or exc}".strip(": ")
+    return f"{type(exc).__name__}: {exc}"
