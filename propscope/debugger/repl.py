@@ -87,9 +87,8 @@ class DebuggerShell(cmd.Cmd):
     def emptyline(self) -> bool:
         return False
 
-    def default(self, line: str) -> bool:
+    def default(self, line: str) -> None:
         self.say(f"*** unknown command {line.split()[0]!r}; type help")
-        return False
 
     # -- moving ----------------------------------------------------------------------------
     def do_step(self, arg: str) -> None:

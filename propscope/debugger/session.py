@@ -13,7 +13,7 @@ from ..backends import Backend, get_backend
 from ..graph.datasets import DataError, load_data
 from ..graph.errors import GraphError, ShapeError
 from ..graph.ir import Graph, Node
-from ..graph.model import TARGET, Model, attach_loss, fit_batch, output_node
+from ..graph.model import TARGET, Model, attach_loss, example_batch, fit_batch, output_node
 from ..graph.ops.shapes import fmt
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
 from .steps import FORWARD, PlannedStep, Step
@@ -40,12 +40,15 @@ class Session:
         batch: Mapping[str, np.ndarray] | None = None,
         loss: str | None = None,
         name: str = "",
+        seed: int = 0,
     ) -> None:
         self.model = model
         self.backend = backend
         self.name = name or model.graph.name
         self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
-        self.batch, self.graph = self._prepare(model, batch if batch is not None else model.batch)
+        if batch is None:  # a loaded model without data gets a generated batch of its declared shapes
+            batch = example_batch(model.graph, seed, self.loss_name, model.batch)
+        self.batch, self.graph = self._prepare(model, batch)
         self.params: dict[str, Any] = {k: backend.asarray(v) for k, v in model.arrays.items()}
         self.breakpoints: list[Breakpoint] = []
         self.break_on_nonfinite = False
@@ -262,6 +265,17 @@ class Session:
 
         return explain(self, name, index, max_paths)
 
+    def check_runnable(self) -> None:
+        """Raise UnsupportedOpError naming the first op a loaded model uses that propscope cannot run.
+
+        Stepping stops there by itself; training (which runs the whole graph at once) asks first.
+        """
+        from ..graph.ops.unsupported import stop_error, unsupported_nodes
+
+        blocked = unsupported_nodes(self.graph)
+        if blocked:
+            raise stop_error(blocked[0])
+
     history: Any = None  # the last train() call's History
 
     def train(
@@ -274,6 +288,7 @@ class Session:
         """
         from .trainer import train
 
+        self.check_runnable()
         self.history = train(self, epochs, optimizer, lr, batch_size, test, **options)
         return self.history
 
@@ -302,10 +317,15 @@ def open_session(
     data: str | Path | Mapping[str, np.ndarray] | None = None,
     loss: str | None = None,
     device: str = "cpu",
+    arch: str | Path | None = None,
 ) -> Session:
-    """A Session on an example name, a model file, or a Model; `loss="none"` runs forward only."""
+    """A Session on an example name, a model file, or a Model; `loss="none"` runs forward only.
+
+    `arch` (an example name or a model file) is the architecture a state dict's weights are loaded into.
+    """
     from ..graph.readers import load_target
 
-    model = target if isinstance(target, Model) else load_target(target, seed=seed)
+    model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     batch = load_data(data) if isinstance(data, str | Path) else data
-    return Session(model, get_backend(backend, dtype, device), batch, loss, name=str(getattr(target, "name", target)))
+    name = target.graph.name if isinstance(target, Model) else str(target)
+    return Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)

@@ -42,6 +42,7 @@ class Model:
     training: TrainingDefaults = field(default_factory=TrainingDefaults)
     description: str = ""
     dataset: tuple[str, dict[str, Any]] | None = None
+    warnings: list[str] = field(default_factory=list)  # what a reader could not map or load, one sentence each
 
     def __post_init__(self) -> None:
         for node in self.graph.leaves:
@@ -54,6 +55,16 @@ class Model:
 
     def with_graph(self, graph: Graph) -> Model:
         return replace(self, graph=graph)
+
+    @property
+    def unsupported_ops(self) -> dict[str, int]:
+        """The ops of the file that propscope cannot run, by name, with how many nodes use each."""
+        from .ops.unsupported import original_op, unsupported_nodes
+
+        counts: dict[str, int] = {}
+        for node in unsupported_nodes(self.graph):
+            counts[original_op(node)] = counts.get(original_op(node), 0) + 1
+        return counts
 
 
 def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = None) -> Graph:
@@ -99,3 +110,53 @@ def output_node(graph: Graph) -> Node:
     """The prediction: the loss's first input when a loss is attached, else the first output."""
     out = graph.output
     return out.inputs[0] if out.op.is_loss else out
+
+
+MAX_EXAMPLE_ELEMENTS = 50_000_000  # a generated batch larger than this is refused, not allocated
+
+
+def example_batch(
+    graph: Graph, seed: int = 0, loss: str | None = None, base: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """A batch of the declared shapes for a model that came without data (seeded, so runs repeat).
+
+    Arrays already in `base` are kept. Inputs that feed an embedding or an index get whole-number
+    ids in range; others draw from N(0, 1). With a loss, a target `y` is drawn too: class indices
+    for cross_entropy, 0/1 for bce, N(0, 1) otherwise.
+    """
+    batch = {k: np.asarray(v) for k, v in (base or {}).items()}
+    rng = np.random.default_rng(seed)
+    wanted = [n for n in graph.inputs if n.name not in batch]
+    size = sum(int(np.prod(n.shape, dtype=object)) for n in wanted)
+    if size > MAX_EXAMPLE_ELEMENTS:
+        raise ShapeError(f"the inputs declare {size} elements, too many for a generated batch; pass --data")
+    for node in wanted:
+        limit = _id_range(graph, node)
+        if limit is not None:
+            batch[node.name] = rng.integers(0, limit, node.shape).astype(np.int64)
+        else:
+            batch[node.name] = rng.standard_normal(node.shape)
+    if loss is not None and loss != "none" and TARGET not in batch:
+        pred = output_node(graph).shape
+        if loss == "cross_entropy":
+            batch[TARGET] = rng.integers(0, pred[-1] if pred else 2, pred[:-1]).astype(np.int64)
+        elif loss == "bce":
+            batch[TARGET] = rng.integers(0, 2, pred).astype(np.float64)
+        else:
+            batch[TARGET] = rng.standard_normal(pred)
+    return batch
+
+
+def _id_range(graph: Graph, node: Node) -> int | None:
+    """How many ids an input may hold when it feeds lookups (embedding rows, indexed axis), else None."""
+    limits = []
+    for user in graph.users(node):
+        for i, a in enumerate(user.inputs):
+            if a is not node:
+                continue
+            if user.op.name == "embedding" and i == 0:
+                limits.append(user.inputs[1].shape[0])
+            elif user.op.name == "index" and i == 1:
+                x = user.inputs[0].shape
+                limits.append(x[int(user.attrs.get("axis", 0)) % len(x)])
+    return min(limits) if limits else None

@@ -1,0 +1,198 @@
+"""What the torch.export and ONNX readers share: building a Model node by node, safely.
+
+A reader maps each op of the file onto catalog ops through a `Builder`. Whatever cannot be mapped
+becomes an `unsupported` node with the shape the file declared, so the graph still opens; the
+reason goes into the node's meta and one summary line into `Model.warnings`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import GraphError, ModelFormatError
+from ..ir import Graph, Node
+from ..model import Model
+from ..ops.unsupported import UNSUPPORTED, unsupported_summary
+
+MAX_TENSOR_ELEMENTS = 2**31  # one tensor: refused before anything is allocated
+MAX_TENSOR_BYTES = 8 * 2**30
+MAX_JSON_BYTES = 256 * 2**20
+
+# Plain value types a file may declare, mapped to NumPy (complex, float8 and friends are refused by name).
+NUMPY_DTYPES = frozenset({
+    "float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32",
+    "uint64", "bool",
+})  # bfloat16 has no NumPy type: it is widened to float32
+
+
+def check_shape(shape: Iterable[Any], what: str, where: str, limit: int = MAX_TENSOR_ELEMENTS) -> tuple[int, ...]:
+    """Whole, non-negative sizes whose product is within `limit`, or a ModelFormatError naming them."""
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ModelFormatError(f"{where}: {what} has a malformed shape {shape!r}") from None
+    if any(d < 0 for d in dims) or len(dims) > 16:
+        raise ModelFormatError(f"{where}: {what} declares an impossible shape {dims}")
+    count = math.prod(dims)
+    if count > limit:
+        raise ModelFormatError(
+            f"{where}: {what} declares shape {dims} ({count} elements), more than propscope will load ({limit})"
+        )
+    return dims
+
+
+def from_bytes(data: bytes, dtype: str, shape: tuple[int, ...], where: str, what: str) -> np.ndarray:
+    """An array from raw little-endian bytes whose length must match the shape exactly (bfloat16 widened)."""
+    item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+    need = math.prod(shape) * item
+    if len(data) != need:
+        raise ModelFormatError(f"{where}: {what} declares {shape} {dtype} ({need} bytes) but holds {len(data)} bytes")
+    if dtype == "bfloat16":
+        wide = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
+        return wide.view(np.float32).reshape(shape)
+    return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).copy()
+
+
+def module_of(name: str) -> str:
+    """`layer1.weight` -> `layer1` (a parameter sits in the module that owns it)."""
+    return name.rsplit(".", 1)[0] if "." in name else ""
+
+
+_SAFE = re.compile(r"[^0-9A-Za-z_.:/\-]+")
+
+
+def clean_name(name: str) -> str:
+    return _SAFE.sub("_", name).strip("_") or "node"
+
+
+class Builder:
+    """A Graph plus its arrays under construction, with unique names and unsupported placeholders."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.graph = Graph(name)
+        self.where = where
+        self.arrays: dict[str, np.ndarray] = {}
+        self.warnings: list[str] = []
+        self.reasons: dict[str, str] = {}  # original op -> why it is unsupported (the first reason seen)
+
+    def fresh(self, name: str) -> str:
+        name = clean_name(name)
+        if name not in self.graph:
+            return name
+        i = 1
+        while f"{name}_{i}" in self.graph:
+            i += 1
+        return f"{name}_{i}"
+
+    def leaf(self, kind: str, name: str, value: np.ndarray, module: str | None = None, **meta: Any) -> Node:
+        """A parameter or constant holding `value` (its name kept when free, as a state dict names it)."""
+        value = np.asarray(value)
+        name = self.fresh(name)
+        node = self.graph.add(kind, name=name, shape=value.shape,
+                              module=module_of(name) if module is None else module, **meta)
+        self.arrays[name] = value
+        return node
+
+    def input(self, name: str, shape: tuple[int, ...], **meta: Any) -> Node:
+        return self.graph.add("input", name=self.fresh(name), shape=shape, **meta)
+
+    def const(self, value: Any, module: str = "", hint: str = "const", name: str | None = None) -> Node:
+        """A constant leaf for a number or array the file wrote inline (the 2 in `x * 2`).
+
+        Marked `inline`: a state dict never holds it, so a state-dict report does not call it missing.
+        """
+        arr = np.asarray(value)
+        if arr.dtype.kind == "b":
+            arr = arr.astype(np.float64)
+        name = name or (f"{module}.{hint}" if module else hint)
+        return self.leaf("constant", name, arr, module=module, inline=True)
+
+    def op(self, op: str, *inputs: Node, name: str, module: str = "", attrs: Mapping[str, Any] | None = None,
+           **meta: Any) -> Node:
+        return self.graph.add(op, *inputs, name=self.fresh(name), attrs=attrs, module=module, **meta)
+
+    def unsupported(self, original: str, inputs: Iterable[Node], shape: tuple[int, ...], name: str,
+                    module: str = "", reason: str = "") -> Node:
+        """A placeholder with the declared output shape, so the rest of the graph still builds."""
+        self.reasons.setdefault(original, reason)
+        meta: dict[str, Any] = {"module": module, "original_op": original}
+        if reason:
+            meta["reason"] = reason
+        return self.graph.add(UNSUPPORTED, *inputs, name=self.fresh(name),
+                              attrs={"original_op": original, "shape": tuple(int(d) for d in shape)}, **meta)
+
+    def model(self, outputs: list[Node], batch: Mapping[str, np.ndarray] | None = None,
+              description: str = "") -> Model:
+        if not outputs:
+            raise ModelFormatError(f"{self.where}: the model has no tensor output")
+        self.graph.set_outputs(*outputs)
+        summary = unsupported_summary(self.graph)
+        warnings = list(self.warnings)
+        if summary:
+            warnings.insert(0, summary)
+        try:
+            return Model(self.graph, self.arrays, batch=dict(batch or {}), description=description,
+                         warnings=warnings)
+        except GraphError as exc:
+            raise ModelFormatError(f"{self.where}: {exc}") from None
+
+    # -- fused layers, lowered to steppable ops ----------------------------------------------------
+    def recurrent(self, kind: str, xs: list[Node], state: Node, weights: tuple[Node, Node, Node, Node],
+                  module: str, prefix: str, reverse: bool = False, nonlinearity: str = "tanh") -> list[Node]:
+        """One recurrent layer unrolled: a `{kind}_cell` node per time step; the states in time order.
+
+        `xs` are the inputs per time step; `state` is h (or the LSTM's stacked [h; c]) before the first
+        step. A reverse direction runs from the last step to the first, as PyTorch's bidirectional layers.
+        """
+        order = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
+        states: dict[int, Node] = {}
+        attrs = {"nonlinearity": nonlinearity} if kind == "rnn" else None
+        for t in order:
+            state = self.op(f"{kind}_cell", xs[t], state, *weights, name=f"{prefix}.t{t}", module=module,
+                            attrs=attrs, time=t)
+            states[t] = state
+        return [states[t] for t in range(len(xs))]
+
+    def attention(self, q: Node, k: Node, v: Node, name: str, module: str, scale: float | None = None,
+                  causal: bool = False, mask: Node | None = None) -> Node:
+        """Scaled dot-product attention as primitive steps: q kᵀ, scale, mask, softmax, weighted sum of v."""
+        ndim = len(k.shape)
+        perm = (*range(ndim - 2), ndim - 1, ndim - 2)
+        k_t = self.op("transpose", k, name=f"{name}.k_T", module=module, attrs={"axes": perm})
+        scores = self.op("matmul", q, k_t, name=f"{name}.scores", module=module)
+        factor = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+        scaled = self.op("mul", scores, self.const(np.array(factor), module, "scale"), name=f"{name}.scaled",
+                         module=module)
+        if causal:
+            length, source = q.shape[-2], k.shape[-2]
+            fill = np.triu(np.full((length, source), CAUSAL_FILL), k=1)
+            scaled = self.op("add", scaled, self.const(fill, module, "causal_mask"), name=f"{name}.masked",
+                             module=module)
+        if mask is not None:
+            scaled = self.op("add", scaled, mask, name=f"{name}.masked", module=module)
+        weights = self.op("softmax", scaled, name=f"{name}.weights", module=module, attrs={"axis": -1})
+        return self.op("matmul", weights, v, name=name, module=module)
+
+
+# A masked score: not −∞, which would be reported as a non-finite value; e^(−1e9) is exactly 0 all the same.
+CAUSAL_FILL = -1e9
+
+
+def finite_mask(value: Any) -> Any:
+    """A constant added to scores with −∞ where attention is masked: the finite fill instead, so the debugger
+    does not report the sum as non-finite (softmax gives the same exact zeros). Other values pass unchanged."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isneginf(value).any():
+        return np.where(np.isneginf(value), CAUSAL_FILL, value)
+    return value
+
+
+def additive_mask(mask: np.ndarray) -> np.ndarray:
+    """A boolean attention mask (True = may attend) as the additive mask softmax takes."""
+    if mask.dtype == np.bool_:
+        return np.where(mask, 0.0, CAUSAL_FILL)
+    return np.maximum(mask.astype(np.float64), CAUSAL_FILL)  # −∞ entries become the finite fill

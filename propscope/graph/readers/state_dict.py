@@ -1,0 +1,276 @@
+"""State dicts (`.pt`, `.pth`, `.safetensors`): weights only, opened against an architecture.
+
+A state dict has no graph, so it fills the parameters of one: a built-in example or a model file.
+`.pt`/`.pth` go through `torch.load(weights_only=True, map_location="cpu")` and nothing else, after
+the zip's declared sizes are checked. `.safetensors` is parsed here (8-byte header length, a JSON
+header, raw bytes), every offset and size checked against the file before anything is read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFormatError, PropscopeError
+from ..model import Model
+from ._build import MAX_TENSOR_BYTES, check_shape, from_bytes
+from .torch_export import load_weights_only, to_numpy
+
+SUFFIXES = (".pt", ".pth", ".safetensors")
+MAX_FILE_BYTES = 64 * 2**30
+MAX_HEADER_BYTES = 100 * 2**20
+SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+    "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
+}
+# Where training scripts nest the weights in a checkpoint dict, and prefixes wrappers add to every name.
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+
+
+def match(path: Path) -> bool:
+    return path.suffix.lower() in SUFFIXES
+
+
+@dataclass
+class StateDictReport:
+    """How a state dict's tensors met the architecture's parameters and constants, by name."""
+
+    source: str
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # in the architecture, not in the file: values kept
+    unexpected: list[str] = field(default_factory=list)  # in the file, not in the architecture
+    wrong_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # name, want, got
+    prefix: str = ""  # a wrapper prefix stripped from every name ("module.")
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.wrong_shape
+
+    def summary(self) -> str:
+        """One sentence for a status bar or a warning line."""
+        parts = [f"{len(self.matched)} matched"]
+        if self.missing:
+            parts.append(f"{len(self.missing)} missing (kept the architecture's: {_names(self.missing)})")
+        if self.unexpected:
+            parts.append(f"{len(self.unexpected)} unexpected (ignored: {_names(self.unexpected)})")
+        if self.wrong_shape:
+            shapes = ", ".join(f"{n} {got} vs {want}" for n, want, got in self.wrong_shape[:4])
+            parts.append(f"{len(self.wrong_shape)} of the wrong shape (ignored: {shapes})")
+        stripped = f", prefix {self.prefix!r} stripped" if self.prefix else ""
+        return f"state dict {self.source}: " + "; ".join(parts) + stripped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"matched": self.matched, "missing": self.missing, "unexpected": self.unexpected,
+                "wrong_shape": [{"name": n, "expected": list(w), "got": list(g)} for n, w, g in self.wrong_shape]}
+
+
+def _names(names: list[str], limit: int = 4) -> str:
+    return ", ".join(names[:limit]) + (f", … {len(names) - limit} more" if len(names) > limit else "")
+
+
+def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str = "") -> tuple[Model, StateDictReport]:
+    """`model` with the values of `tensors` put in by name, and the report of what matched.
+
+    Parameters and constants (running statistics) both match; missing ones keep the model's values.
+    A wrapper prefix such as `module.` (DataParallel) is stripped when that matches more names.
+    """
+    targets = {n.name: n.shape for n in model.graph.leaves if n.op.name != "input" and not n.meta.get("inline")}
+    prefix = ""
+    best = sum(k in targets for k in tensors)
+    for p in WRAPPER_PREFIXES:
+        stripped = {k.removeprefix(p): v for k, v in tensors.items()}
+        hits = sum(k in targets for k in stripped)
+        if hits > best:
+            prefix, best = p, hits
+    if prefix:
+        tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    report = StateDictReport(source, prefix=prefix)
+    arrays = dict(model.arrays)
+    for name, shape in targets.items():
+        if name not in tensors:
+            report.missing.append(name)
+            continue
+        value = np.asarray(tensors[name])
+        if tuple(value.shape) != tuple(shape):
+            report.wrong_shape.append((name, tuple(shape), tuple(value.shape)))
+            continue
+        arrays[name] = value
+        report.matched.append(name)
+    report.unexpected = [k for k in tensors if k not in targets]
+    return replace(model, arrays=arrays, warnings=[*model.warnings, report.summary()]), report
+
+
+def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
+    """The architecture `arch` (example name or model file) with this file's weights, or a clear error."""
+    where = str(path)
+    if arch is None:
+        raise ModelFormatError(
+            f"{where}: a state dict holds weights only; pass the architecture it belongs to with "
+            "--arch EXAMPLE_OR_FILE (a built-in example, or a .pt2/.onnx/.propscope model)"
+        )
+    from . import load_target
+
+    try:
+        model = load_target(arch, seed=seed)
+    except PropscopeError as exc:
+        raise ModelFormatError(f"architecture {arch}: {exc}") from None
+    tensors = read_tensors(path)
+    model, report = apply_state_dict(model, tensors, path.name)
+    if not report.matched:
+        raise ModelFormatError(
+            f"{where}: none of its {len(tensors)} tensors ({_names(list(tensors))}) match a parameter of "
+            f"{arch} ({_names(report.missing)}); is it the right architecture?"
+        )
+    model.description = f"{model.description} — weights from {path.name}".strip(" —")
+    return model
+
+
+def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
+    """The named tensors of a `.pt`/`.pth` (weights-only) or `.safetensors` file, as NumPy arrays."""
+    path = Path(path)
+    where = str(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFormatError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ModelFormatError(f"{where}: the file is empty")
+    if size > MAX_FILE_BYTES:
+        raise ModelFormatError(f"{where}: {size} bytes, more than propscope will load")
+    if path.suffix.lower() == ".safetensors":
+        return _safetensors(path, where, size)
+    return _torch_file(path, where)
+
+
+# -- .pt / .pth ---------------------------------------------------------------------------------------
+def _torch_file(path: Path, where: str) -> dict[str, np.ndarray]:
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                infos = zf.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise ModelFormatError(f"{where}: a damaged zip archive ({exc})") from None
+        total = sum(i.file_size for i in infos)
+        if any(i.file_size > MAX_TENSOR_BYTES for i in infos) or total > MAX_FILE_BYTES:
+            raise ModelFormatError(f"{where}: its members claim {total} bytes, more than propscope will load")
+        if any(i.filename.endswith("constants.pkl") or "/code/" in i.filename for i in infos):
+            raise ModelFormatError(f"{where}: a TorchScript archive, which propscope does not run; save "
+                                   "model.state_dict() or export with torch.export.save")
+        if not any(i.filename.endswith("data.pkl") for i in infos):
+            raise ModelFormatError(f"{where}: a zip archive but not a torch.save file (no data.pkl)")
+    else:
+        with path.open("rb") as fh:
+            head = fh.read(2)
+        if head == b"PK":
+            raise ModelFormatError(f"{where}: a damaged zip archive; the file may be truncated")
+        if not head or head[0] != 0x80:  # torch's legacy format starts with a pickle protocol byte
+            raise ModelFormatError(f"{where}: not a PyTorch file (neither a torch.save zip nor a pickle)")
+    value = load_weights_only(path.read_bytes(), where, "the file")
+    return _flatten(value, where)
+
+
+def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
+    """The tensors of a state dict, or of a checkpoint that nests one under a usual key."""
+    import torch
+
+    if not isinstance(value, dict):
+        raise ModelFormatError(f"{where}: holds a {type(value).__name__}, not a state dict (a dict of tensors)")
+    tensors = {str(k): v for k, v in value.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        for key in NESTED_KEYS:
+            inner = value.get(key)
+            if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+                tensors = {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+                break
+    if not tensors:
+        keys = ", ".join(str(k) for k in list(value)[:6])
+        raise ModelFormatError(f"{where}: no tensors found in the dict (keys: {keys or 'none'})")
+    return {k: to_numpy(v, where, f"tensor {k!r}") for k, v in tensors.items()}
+
+
+# -- .safetensors -----------------------------------------------------------------------------------------
+def _safetensors(path: Path, where: str, size: int) -> dict[str, np.ndarray]:
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise ModelFormatError(f"{where}: too short to be a safetensors file ({size} bytes)")
+        length = int.from_bytes(head, "little")
+        if length < 2 or length > MAX_HEADER_BYTES or 8 + length > size:
+            raise ModelFormatError(f"{where}: not a safetensors file (header length {length} does not fit the "
+                                   f"{size}-byte file)")
+        raw = fh.read(length)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ModelFormatError(f"{where}: the safetensors header is not valid JSON ({str(exc)[:120]})") from None
+        if not isinstance(header, dict):
+            raise ModelFormatError(f"{where}: the safetensors header is not a JSON object")
+        data_size = size - 8 - length
+        entries = []
+        for name, spec in header.items():
+            if name == "__metadata__":
+                continue
+            entries.append(_entry(name, spec, data_size, where))
+        out: dict[str, np.ndarray] = {}
+        for name, dtype, shape, begin, end in sorted(entries, key=lambda e: e[3]):
+            fh.seek(8 + length + begin)
+            data = fh.read(end - begin)
+            out[name] = from_bytes(data, dtype, shape, where, f"tensor {name!r}")
+    if not out:
+        raise ModelFormatError(f"{where}: the safetensors file holds no tensors")
+    return out
+
+
+_NAME = re.compile(r"^[\w.\-/:]{1,512}$")
+
+
+def _entry(name: str, spec: Any, data_size: int, where: str) -> tuple[str, str, tuple[int, ...], int, int]:
+    if not _NAME.match(name):
+        raise ModelFormatError(f"{where}: tensor name {name[:60]!r} is not a parameter name")
+    if not isinstance(spec, dict):
+        raise ModelFormatError(f"{where}: tensor {name!r} has a malformed header entry")
+    code = spec.get("dtype")
+    dtype = SAFETENSORS_DTYPES.get(code) if isinstance(code, str) else None
+    if dtype is None:
+        raise ModelFormatError(f"{where}: tensor {name!r} has dtype {spec.get('dtype')!r}, which propscope cannot use")
+    shape = check_shape(spec.get("shape", ()), f"tensor {name!r}", where)
+    offsets = spec.get("data_offsets")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+        raise ModelFormatError(f"{where}: tensor {name!r} has malformed data_offsets {offsets!r}")
+    begin, end = offsets
+    item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+    need = math.prod(shape) * item
+    if not 0 <= begin <= end <= data_size:
+        raise ModelFormatError(f"{where}: tensor {name!r} claims bytes {begin}..{end}, outside the file's "
+                               f"{data_size} data bytes; the file may be truncated")
+    if end - begin != need:
+        raise ModelFormatError(f"{where}: tensor {name!r} declares shape {shape} {dtype} ({need} bytes) "
+                               f"but spans {end - begin} bytes")
+    return name, dtype, shape, begin, end
+
+
+def write_safetensors(tensors: dict[str, np.ndarray], path: str | Path) -> Path:
+    """Write arrays as a .safetensors file (for tests and for exporting propscope's weights)."""
+    codes = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+    header: dict[str, Any] = {}
+    blobs, offset = [], 0
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr)
+        data = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": codes[arr.dtype.name], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    path = Path(path)
+    path.write_bytes(len(head).to_bytes(8, "little") + head + b"".join(blobs))
+    return path

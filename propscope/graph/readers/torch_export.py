@@ -1,0 +1,309 @@
+"""torch.export programs (`.pt2`, written by `torch.export.save`), read without running anything in them.
+
+`torch.export.load` is never called: on torch 2.13 it retries a failed weights-only unpickle with
+`weights_only=False`, so a crafted archive runs code. Instead the zip is read here: the program is
+JSON, raw weights are bytes laid out as their JSON metadata says (checked against the member's size
+before anything is allocated), and the few members that are pickles (sample inputs, tensor
+subclasses, archives from older torch versions) go through `torch.load(weights_only=True)` only.
+The ATen graph is mapped onto catalog ops in `_aten`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFormatError
+from ..model import Model
+from ._aten import SCALAR_TYPES, Translator, sizes
+from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
+
+SUFFIX = ".pt2"
+_MODEL_JSON = re.compile(r"^(?P<root>(?:[^/]+/)?)models/(?P<name>[^/]+)\.json$")
+_LEGACY_JSON = re.compile(r"^(?P<root>(?:[^/]+/)?)serialized_exported_program\.json$")
+TORCH_INSTALL = "pip install 'propscope[torch]'"
+
+
+def match(path: Path) -> bool:
+    return path.suffix.lower() == SUFFIX
+
+
+def _zip(path: Path, where: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ModelFormatError(f"{where}: no such file") from None
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise ModelFormatError(f"{where}: not a torch.export archive (not a zip file: {exc})") from None
+
+
+def _read(zf: zipfile.ZipFile, member: str, where: str, limit: int = MAX_TENSOR_BYTES) -> bytes:
+    try:
+        info = zf.getinfo(member)
+    except KeyError:
+        raise ModelFormatError(f"{where}: the archive has no member {member!r}") from None
+    if info.file_size > limit:
+        raise ModelFormatError(f"{where}: {member} claims {info.file_size} bytes, more than propscope will load")
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise ModelFormatError(f"{where}: {member} cannot be read ({exc}); the file may be truncated") from None
+
+
+def _json(zf: zipfile.ZipFile, member: str, where: str) -> Any:
+    data = _read(zf, member, where, MAX_JSON_BYTES)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{where}: {member} is not valid JSON ({str(exc)[:120]})") from None
+
+
+def load_weights_only(data: bytes, where: str, what: str) -> Any:
+    """A pickle member, through torch's weights-only unpickler (never the full one)."""
+    try:
+        import torch
+    except ImportError:
+        raise ModelFormatError(f"{where}: {what} is a pickle and reading it safely needs PyTorch: "
+                               f"{TORCH_INSTALL}") from None
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as exc:  # the unpickler raises many kinds; every one means "not plain tensors"
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise ModelFormatError(f"{where}: {what} is a pickle that calls {found.group(1)}, not plain tensors; "
+                                   "refused, since loading it could run code") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        useful = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation"))]
+        reason = (useful or lines or [type(exc).__name__])[0]
+        raise ModelFormatError(f"{where}: {what} cannot be read as plain tensors ({reason[:160]})") from None
+
+
+def to_numpy(value: Any, where: str, what: str) -> np.ndarray:
+    """A tensor from a weights-only unpickle as NumPy (bfloat16 and half widened to float32)."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise ModelFormatError(f"{where}: {what} is a {type(value).__name__}, not a tensor")
+    if value.is_complex() or value.is_quantized or value.layout != torch.strided:
+        raise ModelFormatError(f"{where}: {what} is a {value.dtype} {value.layout} tensor, which propscope cannot use")
+    t = value.detach().cpu()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.numpy().copy()
+
+
+class _Archive:
+    """One model of a `.pt2` zip: its program JSON and its tensors, read lazily and checked."""
+
+    def __init__(self, zf: zipfile.ZipFile, where: str) -> None:
+        self.zf, self.where = zf, where
+        names = zf.namelist()
+        self.names = set(names)
+        found = [m for m in (_MODEL_JSON.match(n) for n in names) if m]
+        legacy = [m for m in (_LEGACY_JSON.match(n) for n in names) if m]
+        if found:
+            chosen = next((m for m in found if m["name"] == "model"), found[0])
+            self.root, self.model_name, self.legacy = chosen["root"], chosen["name"], False
+            self.program_member = chosen.group(0)
+        elif legacy:
+            self.root, self.model_name, self.legacy = legacy[0]["root"], "model", True
+            self.program_member = legacy[0].group(0)
+        else:
+            raise ModelFormatError(f"{where}: not a torch.export program ({self._what_is_it(names)})")
+        self.program = _json(zf, self.program_member, where)
+        if not isinstance(self.program, dict):
+            raise ModelFormatError(f"{where}: {self.program_member} does not hold a program object")
+        self._configs: dict[str, dict[str, Any]] = {}
+        self._pickled: dict[str, dict[str, Any]] = {}
+        self._raw: dict[str, bytes] = {}
+
+    @staticmethod
+    def _what_is_it(names: list[str]) -> str:
+        if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+            return "it looks like a TorchScript archive; save the model with torch.export.save instead"
+        if any(n.endswith("data.pkl") for n in names):
+            return "it looks like a torch.save file; open it as a state dict with --arch"
+        if any("aotinductor" in n for n in names):
+            return "it is an AOTInductor package without an exported program"
+        return "no models/*.json program in the archive"
+
+    # -- tensors ----------------------------------------------------------------------------------
+    def _config(self, kind: str) -> dict[str, Any]:
+        """The payload config of weights or constants ({} when the archive has none)."""
+        if kind not in self._configs:
+            folder = "weights" if kind == "weights" else "constants"
+            member = f"{self.root}data/{folder}/{self.model_name}_{folder}_config.json"
+            if member not in self.names:
+                self._configs[kind] = {}
+            else:
+                spec = _json(self.zf, member, self.where)
+                config = spec.get("config") if isinstance(spec, dict) else None
+                if not isinstance(config, dict):
+                    raise ModelFormatError(f"{self.where}: {member} has no config object")
+                self._configs[kind] = config
+        return self._configs[kind]
+
+    def _legacy_dict(self, kind: str) -> dict[str, Any]:
+        """Older archives keep every weight (or constant) in one torch.save pickle."""
+        if kind not in self._pickled:
+            folder = "weights" if kind == "weights" else "constants"
+            candidates = [f"{self.root}data/{folder}/{self.model_name}.pt"]
+            if self.legacy:
+                candidates.append(f"{self.root}serialized_{'state_dict' if kind == 'weights' else 'constants'}.pt")
+            found: dict[str, Any] = {}
+            for member in candidates:
+                if member in self.names:
+                    value = load_weights_only(_read(self.zf, member, self.where), self.where, member)
+                    if not isinstance(value, dict):
+                        raise ModelFormatError(f"{self.where}: {member} does not hold a dict of tensors")
+                    found = value
+                    break
+            self._pickled[kind] = found
+        return self._pickled[kind]
+
+    def tensor(self, kind: str, fqn: str) -> np.ndarray:
+        """A parameter, buffer or constant by its state-dict name."""
+        order = ("weights", "constants") if kind in ("parameter", "buffer") else ("constants", "weights")
+        for group in order:
+            entry = self._config(group).get(fqn)
+            if entry is not None:
+                return self._payload(group, fqn, entry)
+            legacy = self._legacy_dict(group)
+            if fqn in legacy:
+                return to_numpy(legacy[fqn], self.where, f"{kind} {fqn!r}")
+        raise ModelFormatError(f"{self.where}: the archive has no value for {kind} {fqn!r}")
+
+    def _payload(self, group: str, fqn: str, entry: Any) -> np.ndarray:
+        folder = "weights" if group == "weights" else "constants"
+        what = f"tensor {fqn!r}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("path_name"), str):
+            raise ModelFormatError(f"{self.where}: {what} has a malformed entry")
+        path_name = entry["path_name"]
+        if "/" in path_name or path_name.startswith("."):
+            raise ModelFormatError(f"{self.where}: {what} points outside its folder ({path_name!r})")
+        member = f"{self.root}data/{folder}/{path_name}"
+        if entry.get("use_pickle") or path_name.startswith(("custom_obj", "opaque_obj")):
+            if path_name.startswith(("custom_obj", "opaque_obj")):
+                raise ModelFormatError(f"{self.where}: {what} is a pickled Python object, which propscope refuses")
+            return to_numpy(load_weights_only(_read(self.zf, member, self.where), self.where, what), self.where, what)
+        meta = entry.get("tensor_meta")
+        if not isinstance(meta, dict):
+            raise ModelFormatError(f"{self.where}: {what} has no tensor metadata")
+        code = meta.get("dtype")
+        dtype = SCALAR_TYPES.get(code) if isinstance(code, int) else None
+        if dtype is None or dtype not in NUMPY_DTYPES:
+            raise ModelFormatError(f"{self.where}: {what} has a dtype propscope cannot use (code {meta.get('dtype')})")
+        shape = sizes(meta.get("sizes"), what, self.where)
+        strides = sizes(meta.get("strides"), f"{what} strides", self.where)
+        offset_spec = meta.get("storage_offset") or {"as_int": 0}
+        offset = int(offset_spec.get("as_int", 0)) if isinstance(offset_spec, dict) else -1
+        if len(strides) != len(shape) or offset < 0:
+            raise ModelFormatError(f"{self.where}: {what} has strides {strides} or offset {offset} that do not fit "
+                                   f"its shape {shape}")
+        item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+        try:
+            nbytes = self.zf.getinfo(member).file_size
+        except KeyError:
+            raise ModelFormatError(f"{self.where}: the archive has no member {member!r} for {what}") from None
+        count = math.prod(shape)
+        extent = 0 if count == 0 else offset + 1 + sum((d - 1) * s for d, s in zip(shape, strides, strict=True))
+        if extent * item > nbytes:
+            raise ModelFormatError(f"{self.where}: {what} declares shape {shape} reaching {extent * item} bytes, "
+                                   f"but its data holds {nbytes} bytes")
+        if count == 0:
+            return np.zeros(shape, dtype=np.dtype("float32" if dtype == "bfloat16" else dtype))
+        if member not in self._raw:
+            self._raw[member] = self._stored(member) or _read(self.zf, member, self.where)
+        data = self._raw[member]
+        if len(data) != nbytes:
+            raise ModelFormatError(f"{self.where}: {member} is shorter than its zip entry says; the file is truncated")
+        flat: np.ndarray
+        if dtype == "bfloat16":
+            flat = (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            flat = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), count=nbytes // item)
+        view = np.lib.stride_tricks.as_strided(flat[offset:], shape=shape,
+                                               strides=tuple(s * flat.itemsize for s in strides))
+        out = np.array(view, dtype=flat.dtype.newbyteorder("="))
+        return out.astype(np.float32) if out.dtype == np.float16 else out
+
+    def _stored(self, member: str) -> bytes | None:
+        """An uncompressed member's bytes straight from the file (torch stores weights so): a zip member
+        opened one by one costs ~0.1 ms, which a model with thousands of weights notices. None: use zipfile."""
+        info = self.zf.getinfo(member)
+        fp = self.zf.fp
+        if info.compress_type != zipfile.ZIP_STORED or fp is None or info.flag_bits & 0x1:
+            return None
+        fp.seek(info.header_offset)
+        header = fp.read(30)
+        if len(header) != 30 or header[:4] != b"PK\x03\x04":
+            return None
+        start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30],
+                                                                                                    "little")
+        fp.seek(start)
+        data = fp.read(info.file_size)
+        return data if len(data) == info.file_size else None
+
+    def sample_inputs(self) -> list[np.ndarray] | None:
+        """The example inputs the program was exported with, as arrays in input order (None if unusable)."""
+        member = f"{self.root}data/sample_inputs/{self.model_name}.pt"
+        if self.legacy:
+            member = f"{self.root}serialized_example_inputs.pt"
+        if member not in self.names:
+            return None
+        try:
+            value = load_weights_only(_read(self.zf, member, self.where), self.where, "the sample inputs")
+        except ModelFormatError:
+            return None
+        try:
+            import torch
+        except ImportError:
+            return None
+        flat: list[np.ndarray] = []
+
+        def walk(v: Any) -> None:
+            if isinstance(v, torch.Tensor):
+                flat.append(to_numpy(v, self.where, "a sample input"))
+            elif isinstance(v, list | tuple):
+                for item in v:
+                    walk(item)
+            elif isinstance(v, dict):
+                for item in v.values():
+                    walk(item)
+
+        walk(value)
+        return flat
+
+
+def open(path: str | Path) -> Model:
+    path = Path(path)
+    where = str(path)
+    zf = _zip(path, where)
+    with zf:
+        archive = _Archive(zf, where)
+        program = archive.program
+        schema = program.get("schema_version")
+        translator = Translator(program, archive.tensor, where, path.stem)
+        model = translator.translate(None, "")
+        batch: dict[str, np.ndarray] = {}
+        samples = archive.sample_inputs()
+        if samples is not None and len(samples) == len(translator.user_inputs):
+            for name, value in zip(translator.user_inputs, samples, strict=True):
+                if tuple(value.shape) == model.graph[name].shape:
+                    batch[name] = value
+        model.batch = batch
+        ops = len(model.graph.ops)
+        version = program.get("torch_version", "an unknown torch version")
+        model.description = (f"torch.export program from {path.name} ({version}, schema "
+                             f"{schema.get('major', '?') if isinstance(schema, dict) else '?'}): {ops} ops")
+        for node in model.graph.inputs:
+            check_shape(node.shape, f"input {node.name!r}", where)
+        return model
