@@ -228,3 +228,15 @@ def test_forward_only_session_has_no_backward_steps() -> None:
     assert all(p.phase == "forward" for p in s.steps) and s.loss_node is None
     s.run_to_end()
     assert s.grad("W1") is None
+
+
+def test_breakpoint_changes_are_announced() -> None:
+    s = open_session("xor")
+    changes: list[bool] = []
+    s.breakpoints_changed.connect(lambda: changes.append(True))
+    s.add_breakpoint("hidden_output")
+    s.add_breakpoint("hidden_output")  # already there: no event
+    s.break_on_nonfinite = True
+    s.remove_breakpoint("hidden_output")
+    s.clear_breakpoints()
+    assert len(changes) == 4 and not s.breakpoints and not s.break_on_nonfinite

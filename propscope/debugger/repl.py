@@ -160,8 +160,7 @@ class DebuggerShell(cmd.Cmd):
         if arg.strip():
             self.session.remove_breakpoint(arg.strip())
         else:
-            self.session.breakpoints.clear()
-            self.session.break_on_nonfinite = False
+            self.session.clear_breakpoints()
         self.say("cleared")
 
     # -- reading ---------------------------------------------------------------------------

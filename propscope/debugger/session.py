@@ -32,6 +32,7 @@ class Session:
     breakpoint_hit = Signal(object)
     loss_appended = Signal(object)
     params_changed = Signal()
+    breakpoints_changed = Signal()
 
     def __init__(
         self,
@@ -51,7 +52,7 @@ class Session:
         self.batch, self.graph = self._prepare(model, batch)
         self.params: dict[str, Any] = {k: backend.asarray(v) for k, v in model.arrays.items()}
         self.breakpoints: list[Breakpoint] = []
-        self.break_on_nonfinite = False
+        self._break_on_nonfinite = False
         self.last_stop: Stop | None = None
         self._cursor = 0
         self.trace = self._new_trace()
@@ -182,16 +183,37 @@ class Session:
         return None, None
 
     # -- breakpoints -----------------------------------------------------------------------
+    @property
+    def break_on_nonfinite(self) -> bool:
+        """Stop at the first op whose value or gradient holds NaN or Inf."""
+        return self._break_on_nonfinite
+
+    @break_on_nonfinite.setter
+    def break_on_nonfinite(self, on: bool) -> None:
+        if bool(on) != self._break_on_nonfinite:
+            self._break_on_nonfinite = bool(on)
+            self.breakpoints_changed.emit()
+
     def add_breakpoint(self, bp: Breakpoint | str, phase: str | None = None) -> Breakpoint:
         if isinstance(bp, str):
             self.graph[bp]
             bp = NodeBreakpoint(bp, phase)
         if bp not in self.breakpoints:
             self.breakpoints.append(bp)
+            self.breakpoints_changed.emit()
         return bp
 
     def remove_breakpoint(self, bp: Breakpoint | str) -> None:
-        self.breakpoints = [b for b in self.breakpoints if b != bp and getattr(b, "node", None) != bp]
+        kept = [b for b in self.breakpoints if b != bp and getattr(b, "node", None) != bp]
+        if len(kept) != len(self.breakpoints):
+            self.breakpoints = kept
+            self.breakpoints_changed.emit()
+
+    def clear_breakpoints(self) -> None:
+        """Remove every breakpoint, NaN breaking included."""
+        self.breakpoints = []
+        self._break_on_nonfinite = False
+        self.breakpoints_changed.emit()
 
     def node_breakpoints(self) -> set[str]:
         return {b.node for b in self.breakpoints if isinstance(b, NodeBreakpoint)}
