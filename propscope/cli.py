@@ -15,6 +15,7 @@ from .backends import BACKENDS, DTYPES
 from .graph.errors import PropscopeError
 
 EPILOG = "TARGET is a built-in example name (see `propscope examples`) or a model file path."
+ARCH_HELP = "for a state dict (.pt, .pth, .safetensors): the example or model file whose weights it holds"
 
 
 def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
@@ -24,6 +25,7 @@ def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`; or .csv")
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (hand-written) or torch (autograd)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
+    p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     if loss:
         p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
 
@@ -39,6 +41,7 @@ def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
         data=args.data,
         loss=getattr(args, "loss", None),
         device=args.device,
+        arch=getattr(args, "arch", None),
     )
 
 
@@ -55,7 +58,7 @@ def cmd_examples(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .graph.readers import load_target
 
-    model = load_target(args.target, seed=args.seed)
+    model = load_target(args.target, seed=args.seed, arch=args.arch)
     g = model.graph
     ops: dict[str, int] = {}
     for n in g.ops:
@@ -70,6 +73,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         "inputs": {n.name: list(n.shape) for n in g.inputs},
         "outputs": {n.name: list(n.shape) for n in g.outputs},
         "loss": model.loss,
+        "unsupported_ops": model.unsupported_ops,
+        "warnings": model.warnings,
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -77,6 +82,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"{g.name}: {model.description}")
     print(f"  {len(g)} nodes, {len(g.ops)} ops, {info['parameter_count']} parameters, default loss: {model.loss}")
     print("  ops:        " + ", ".join(f"{k} ×{v}" for k, v in ops.items()))
+    for warning in model.warnings:
+        print(f"  warning:    {warning}")
     for title, group in (("inputs", g.inputs), ("parameters", g.parameters), ("outputs", g.outputs)):
         print(f"  {title}:")
         for n in group:
@@ -167,7 +174,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .debugger import open_session
     from .debugger.compare import compare_backends
 
-    s = open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss)
+    s = open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss, arch=args.arch)
     s.run_to_end()
     result = compare_backends(s, get_backend("torch", args.dtype, args.device), tolerance=args.tol)
     print(f"{s.name}: {result.reference} vs {result.other}, {result.steps} steps, "
@@ -268,7 +275,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
     data, test = _train_data(args)
     s = open_session(args.target, backend=args.backend, dtype=args.dtype, seed=args.seed, data=data,
-                     loss=args.loss, device=args.device)
+                     loss=args.loss, device=args.device, arch=args.arch)
+    s.check_runnable()
     trainer = Trainer(s, args.epochs, args.optimizer, args.lr, args.batch_size, test, seed=args.seed, **hparams)
     opt = trainer.optimizer
     print(f"{s.name}: {trainer.epochs} epochs of {opt.name} (lr {opt.hparams['lr']:g}) on {trainer.n} samples"
@@ -333,8 +341,11 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.step < 0 or args.step > len(session.steps):
         print(f"propscope: error: --step {args.step} is outside 0..{len(session.steps)}", file=sys.stderr)
         return 2
+    if args.train is not None and args.train < 1:
+        print(f"propscope: error: --train needs at least 1 epoch, got {args.train}", file=sys.stderr)
+        return 2
     return run(session, step=args.step, projector=args.projector, size=size, screenshot=args.screenshot,
-               seed=args.seed)
+               seed=args.seed, train=args.train or 0, dataset=args.dataset)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("trace", help="one forward and backward pass, every value and gradient saved", epilog=EPILOG)
@@ -367,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="the same pass on NumPy and on torch, node by node", epilog=EPILOG)
     p.add_argument("target", metavar="TARGET", help="example name or model file")
+    p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="float64", help="float precision (default float64)")
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`")
@@ -378,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train with sgd, momentum, rmsprop, adam or adamw", epilog=EPILOG)
     p.add_argument("target", metavar="TARGET", help="example name or model file")
+    p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     p.add_argument("--optimizer", metavar="NAME", help="sgd, momentum, rmsprop, adam or adamw (default: the example's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the example's)")
     p.add_argument("--epochs", type=int, help="passes over the data (default: the example's)")
@@ -414,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--projector", action="store_true", help="start in projector mode (big type, high contrast)")
     p.add_argument("--size", metavar="WxH", help="window size in pixels, e.g. 1280x800")
     p.add_argument("--screenshot", metavar="FILE.png", help="save the window as a PNG and exit (works headless)")
+    p.add_argument("--train", type=int, metavar="EPOCHS", help="train that many epochs in the app first")
+    from .graph.datasets import GENERATORS
+
+    p.add_argument("--dataset", choices=list(GENERATORS), metavar="NAME",
+                   help=f"with --train: a generated data set, 20%% held out for testing ({', '.join(GENERATORS)})")
     p.set_defaults(func=cmd_open)
     return parser
 

@@ -9,6 +9,10 @@ is then run once more through a `Trace` to name the op that produced it.
 Epochs count from 0 as in the tutorial: epoch e's loss and metrics are measured on the
 parameters before epoch e's update (with mini-batches: averaged over the epoch's batches), and
 its test loss after it.
+
+With `grad_norms=True` it also records each parameter's gradient norm per epoch (the mean over the
+epoch's mini-batches), where vanishing and exploding gradients show; off by default, since on a
+network as small as xor the norms cost a noticeable share of an epoch.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ class EpochRecord:
     loss: float
     test_loss: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    grad_norms: dict[str, float] = field(default_factory=dict)  # by parameter, when the trainer records them
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class History:
         self.loss: list[float] = []
         self.test_loss: list[float] = []
         self.metric_values: dict[str, list[float]] = {m: [] for m in self.metrics}
+        self.grad_norms: dict[str, list[float]] = {}  # parameter -> one norm per epoch (Trainer(grad_norms=True))
         self.nonfinite: NonFinite | None = None
         self.stopped = False  # stopped early by the user
         self.seconds = 0.0
@@ -122,6 +128,7 @@ class History:
             self.loss[i],
             self.test_loss[i] if self.has_test else None,
             {m: v[i] for m, v in self.metric_values.items()},
+            {p: v[i] for p, v in self.grad_norms.items()},
         )
 
     @property
@@ -187,6 +194,13 @@ def _copy(x: Any) -> Any:
     return x.copy() if isinstance(x, np.ndarray) else x.clone()
 
 
+def _norm(x: Any, sqrt: Callable[[Any], float] = math.sqrt, vdot: Callable[..., Any] = np.vdot) -> float:
+    """The L2 norm of a NumPy array or a torch tensor, as a float (vdot: the cheapest call on small arrays)."""
+    if isinstance(x, np.ndarray):
+        return sqrt(vdot(x, x))
+    return float(x.norm())
+
+
 def _is_finite(x: Any) -> bool:
     return bool(np.isfinite(x).all()) if isinstance(x, np.ndarray) else bool(x.isfinite().all())
 
@@ -212,6 +226,7 @@ class Trainer:
         test: Mapping[str, np.ndarray] | None = None,
         seed: int | None = None,
         metrics: Sequence[str] | None = None,
+        grad_norms: bool = False,
         **hparams: Any,
     ) -> None:
         defaults = session.model.training
@@ -245,6 +260,12 @@ class Trainer:
         if self.batch_size is not None and self.batch_size >= self.n:
             self.batch_size = None  # one batch holding everything is full-batch training
         self.history = History(self.metrics, has_test=test is not None)
+        if grad_norms:
+            self.history.grad_norms = {name: [] for name in self.names}
+        self._norms = list(self.history.grad_norms.values()) or None
+        # The parameters reached so far, for a viewer on another thread (a live decision boundary): the
+        # trainer overwrites these buffers an epoch later, so a reader copies them at once.
+        self.latest: list[Any] = []
         self._go = threading.Event()
         self._go.set()
         self._stop = False
@@ -365,6 +386,7 @@ class Trainer:
         nxt = [spare[n] for n in names]
         go = self._go
         gather = _gather(names)
+        norms = self._norms
         for epoch in range(self.epochs):
             if self._stop:
                 h.stopped = True
@@ -382,8 +404,13 @@ class Trainer:
                 pred = to_numpy(prediction())
                 for column, fn in metrics:
                     column.append(fn(pred))
-            step(cur, gather(grads), nxt)
+            gathered = gather(grads)
+            if norms is not None:
+                for column, g in zip(norms, gathered):  # noqa: B905 (same length by construction; hot loop)
+                    column.append(_norm(g))
+            step(cur, gathered, nxt)
             cur, nxt = nxt, cur
+            self.latest = cur
             leaves.update(zip(names, cur, strict=True))
             h.epoch.append(epoch)
             h.loss.append(loss_value)
@@ -432,6 +459,7 @@ class Trainer:
                     break
             order = rng.permutation(self.n)
             total = 0.0
+            sums = None if self._norms is None else [0.0] * len(names)
             for b, first in enumerate(range(0, self.n, size)):
                 rows = order[first:first + size]
                 graph, loss_and_grads, prediction, leaves = runs[len(rows)]
@@ -452,12 +480,21 @@ class Trainer:
                 total += loss_value if summed else loss_value * len(rows)
                 if predictions is not None:
                     predictions[rows] = backend.to_numpy(prediction())
-                self.optimizer.step(cur, gather(grads), nxt)
+                gathered = gather(grads)
+                if sums is not None:
+                    for i, g in enumerate(gathered):
+                        sums[i] += _norm(g)
+                self.optimizer.step(cur, gathered, nxt)
                 cur, nxt = nxt, cur
+                self.latest = cur
                 previous_rows = rows
             if predictions is not None:
                 for column, fn in metrics:
                     column.append(fn(predictions))
+            if sums is not None and self._norms is not None:
+                batches = -(-self.n // size)
+                for column, total_norm in zip(self._norms, sums, strict=True):
+                    column.append(total_norm / batches)
             h.epoch.append(epoch)
             h.loss.append(total if summed else total / self.n)
             if test is not None:

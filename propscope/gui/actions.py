@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QStyle, QWidget
 
+from ..graph.errors import PropscopeError
 from .bridge import SessionBridge
 
 DEFAULT_PACE_S = 0.8
@@ -62,7 +63,11 @@ class Autoplay(QObject):
 
     def _tick(self) -> None:
         s = self.bridge.session
-        record = s.step()
+        try:
+            record = s.step()
+        except PropscopeError as exc:  # an op the app cannot run: stop before it, saying why
+            self.stop(str(exc))
+            return
         if s.at_end:
             self.stop("reached the end of the pass")
         elif record is not None and record.node.name in s.node_breakpoints():
@@ -70,6 +75,8 @@ class Autoplay(QObject):
 
 
 class DebugActions(QObject):
+    failed = Signal(str)  # a move stopped early: why (an unsupported op ahead)
+
     def __init__(self, bridge: SessionBridge, window: QWidget) -> None:
         super().__init__(window)
         self.bridge = bridge
@@ -104,9 +111,16 @@ class DebugActions(QObject):
         self.update_enabled()
 
     def _run(self, move: object) -> None:
-        """A manual move stops autoplay first, so the two never fight over the cursor."""
+        """A manual move stops autoplay first, so the two never fight over the cursor. A move that cannot
+        go on (an unsupported op ahead) leaves the cursor before it and says why."""
         self.autoplay.stop()
-        move(self.bridge.session)  # type: ignore[operator]
+        s = self.bridge.session
+        try:
+            move(s)  # type: ignore[operator]
+        except PropscopeError as exc:
+            if s.trace.computed > s.cursor:  # run as far as it can: to just before the op that cannot run
+                s.seek(s.trace.computed)
+            self.failed.emit(str(exc))
 
     def _play(self, on: bool) -> None:
         if on:

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from ..debugger import Session
 from .main_window import MainWindow
+from .training_dock import train_in_window
 
 ORGANIZATION = "propscope"
 APPLICATION = "propscope"
@@ -34,8 +35,11 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def run(session: Session, step: int = 0, projector: bool = False, size: tuple[int, int] | None = None,
-        screenshot: str | Path | None = None, seed: int = 0) -> int:
-    """Show the window after `step` steps; with `screenshot`, save it as a PNG and return instead."""
+        screenshot: str | Path | None = None, seed: int = 0, train: int = 0, dataset: str | None = None) -> int:
+    """Show the window after `step` steps; with `screenshot`, save it as a PNG and return instead.
+
+    With `train`, the training dock first trains that many epochs (on `dataset` when given).
+    """
     app = application()
     # A screenshot is reproducible: it neither reads nor writes the user's saved window layout.
     window = MainWindow(session, settings=None if screenshot else QSettings(), seed=seed)
@@ -45,6 +49,9 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
     app.processEvents()
     if projector:
         window.set_projector(True)
+    if train and not train_in_window(window, train, dataset):
+        window.close()
+        return 2
     session.seek(step)
     app.processEvents()
     if screenshot is None:

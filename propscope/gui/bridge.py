@@ -4,15 +4,22 @@ Session events may fire on a worker thread (training, loading). The psygnal call
 emit Qt signals of this QObject, which lives on the GUI thread; Qt then queues them to widgets
 living there, so no widget is ever touched from a worker. Widgets hold this bridge rather than the
 bare session because opening another model swaps the session under the same window and docks.
+
+Losses come once per epoch, which can be tens of thousands a second: `lossAppended` is throttled to
+the screen's rate and carries the latest record (the history holds them all). While the app's own
+trainer runs, the loss event is not even listened to (`mute_losses`): the training view reads the
+trainer's history directly, and a listener would cost the worker a fifth of an xor epoch.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from ..debugger import Session
+
+LOSS_INTERVAL_MS = 33  # lossAppended at most ~30 times a second
 
 
 class SessionBridge(QObject):
@@ -21,12 +28,22 @@ class SessionBridge(QObject):
     breakpointHit = Signal(object)
     lossAppended = Signal(object)
     paramsChanged = Signal()
-    sessionChanged = Signal(object)  # a new Session replaced the old one
+    sessionChanged = Signal(object)  # a new Session replaced the old one (or set_batch rebuilt its graph)
     breakpointsChanged = Signal()  # breakpoints edited from the GUI (the session has no event for it)
+    trainingState = Signal(object, str)  # (trainer, state) from a watched Trainer's state_changed
+    _lossQueued = Signal()  # worker -> GUI thread: a loss record is waiting
 
     def __init__(self, session: Session, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._session = session
+        self._latest_loss: Any = None
+        self._loss_pending = False
+        self._losses_muted = False
+        self._loss_timer = QTimer(self)
+        self._loss_timer.setSingleShot(True)
+        self._loss_timer.setInterval(LOSS_INTERVAL_MS)
+        self._loss_timer.timeout.connect(self._deliver_loss)
+        self._lossQueued.connect(self._schedule_loss, Qt.ConnectionType.QueuedConnection)
         self._connect(session)
 
     @property
@@ -59,19 +76,41 @@ class SessionBridge(QObject):
         self._session.break_on_nonfinite = on
         self.breakpointsChanged.emit()
 
+    def set_batch(self, batch: Any) -> None:
+        """New data: the graph is rebuilt for its sizes, so every view rebuilds as for a new session
+        (`sessionChanged` with the same session object)."""
+        self._session.set_batch(batch)
+        self.sessionChanged.emit(self._session)
+
+    # -- training ----------------------------------------------------------------------------
+    def watch_trainer(self, trainer: Any) -> None:
+        """Re-emit `trainer.state_changed` (fired on the worker) as `trainingState` on this thread."""
+        trainer.state_changed.connect(lambda state: self.trainingState.emit(trainer, state))
+
+    def mute_losses(self, muted: bool) -> None:
+        """Stop (or go back to) listening to `loss_appended`; call it from this thread, not mid-epoch."""
+        if muted == self._losses_muted:
+            return
+        self._losses_muted = muted
+        if muted:
+            self._session.loss_appended.disconnect(self._loss)
+        else:
+            self._session.loss_appended.connect(self._loss)
+
     # -- psygnal callbacks: emit only, never touch a widget ---------------------------------
     def _connect(self, s: Session) -> None:
         s.cursor_moved.connect(self._cursor)
         s.trace_changed.connect(self._trace)
         s.breakpoint_hit.connect(self._hit)
-        s.loss_appended.connect(self._loss)
+        if not self._losses_muted:
+            s.loss_appended.connect(self._loss)
         s.params_changed.connect(self._params)
 
     def _disconnect(self, s: Session) -> None:
         for sig, slot in ((s.cursor_moved, self._cursor), (s.trace_changed, self._trace),
                           (s.breakpoint_hit, self._hit), (s.loss_appended, self._loss),
                           (s.params_changed, self._params)):
-            sig.disconnect(slot)
+            sig.disconnect(slot, missing_ok=True)
 
     def _cursor(self, cursor: int) -> None:
         self.cursorMoved.emit(cursor)
@@ -83,7 +122,19 @@ class SessionBridge(QObject):
         self.breakpointHit.emit(stop)
 
     def _loss(self, record: Any) -> None:
-        self.lossAppended.emit(record)
+        """Keep the latest record; ask the GUI thread for one delivery unless one is already due."""
+        self._latest_loss = record
+        if not self._loss_pending:
+            self._loss_pending = True
+            self._lossQueued.emit()
+
+    def _schedule_loss(self) -> None:
+        if not self._loss_timer.isActive():
+            self._loss_timer.start()
+
+    def _deliver_loss(self) -> None:
+        self._loss_pending = False
+        self.lossAppended.emit(self._latest_loss)
 
     def _params(self) -> None:
         self.paramsChanged.emit()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -26,31 +27,57 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..backends import DTYPES, get_backend
+from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
+from ..debugger.compare import Comparison, compare_backends
+from ..graph.datasets import load_data
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
-from ..graph.layout import Layout, layered_layout
-from ..graph.readers import open_model, save_model
+from ..graph.layout import Layout
+from ..graph.model import example_batch
+from ..graph.ops.unsupported import unsupported_summary
+from ..graph.readers import save_model
 from .actions import DEFAULT_PACE_S, DebugActions
 from .bridge import SessionBridge
 from .canvas import GraphView
+from .canvas.folding import Folding
 from .chain_rule import ChainRuleView
+from .compare_view import CompareView, diff_color
 from .docks import make_dock
 from .explain_view import ExplainDialog
 from .inspector import Inspector
 from .jobs import Job
+from .layer_view import LayerView, fitting_nodes
+from .neuron_view import NeuronView
+from .opening import (
+    ArchDialog,
+    DataDialog,
+    Loaded,
+    RecentFiles,
+    ReportDialog,
+    is_model_file,
+    is_state_dict,
+    load_file,
+    open_filter,
+)
 from .selection import Selection
 from .step_list import StepList
 from .theme import ThemeManager
+from .training_dock import TrainingPanel
 
 BACKEND_LABELS = {"numpy": "NumPy", "torch": "PyTorch"}
 TORCH_INSTALL = "pip install 'propscope[torch]'"
-LAYOUT_VERSION = 1  # bump when docks change, so an old saved layout is not restored onto new docks
+LAYOUT_VERSION = 2  # bump when docks change, so an old saved layout is not restored onto new docks
 
 
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
+
+
+def backend_key(backend: Any) -> str:
+    """The backend choice's data for a backend: its name, with the device when that is not the CPU."""
+    device = str(getattr(backend, "device", "cpu"))
+    return backend.name if device == "cpu" else f"{backend.name}:{device}"
 
 
 class MainWindow(QMainWindow):
@@ -83,15 +110,43 @@ class MainWindow(QMainWindow):
         self.chain_dock = self._dock("Chain rule", "chainRuleDock", self.chain,
                                      Qt.DockWidgetArea.BottomDockWidgetArea)
         self.tabifyDockWidget(self.inspector_dock, self.steps_dock)
+        self.layer_view = LayerView(self.bridge, self.selection, self.themes)
+        self.layer_dock = self._dock("Layer view", "layerViewDock", self.layer_view,
+                                     Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.inspector_dock, self.layer_dock)
+        self._layer_raised = False  # the layer view came forward by itself (and goes back when it no longer fits)
+        self._layer_widened = False
+        self._layer_hidden = False  # hidden by the app because the model has nothing to show there
+        self.layer_view.fitChanged.connect(self._layer_fit)
+        self.compare_view = CompareView(self.themes)
+        self.comparison: Comparison | None = None
+        self.comparison_session: Session | None = None
         self.inspector_dock.raise_()
+        self._add_training_docks()
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
 
+        self.compare_dock = self._dock("Compare backends", "compareDock", self.compare_view,
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.chain_dock, self.compare_dock)
+        self.chain_dock.raise_()
+        self.compare_dock.hide()  # shown by Debug ▸ Compare backends
+        self.compare_view.nodeClicked.connect(lambda name: self.selection.select(name))
+        self.compare_view.rerun.connect(self.compare_backends)
+        self.compare_view.cleared.connect(self.clear_comparison)
+        self.recent = RecentFiles(settings)
+        self.last_warning: str | None = None
+        self.last_report: Any = None
+        self.setAcceptDrops(True)  # a model file dropped anywhere on the window opens
         self.debug = DebugActions(self.bridge, self)
         self.debug.autoplay.stopped.connect(lambda why: why and self.message(f"Autoplay stopped: {why}"))
+        self.debug.failed.connect(self._step_failed)
         self._build_toolbar()
         self._build_menus()
         self._build_status()
         self.canvas.explainRequested.connect(lambda name: self.explain(name, self.selection.index))
+        self.canvas.message.connect(self.message)
+        self.canvas.setAcceptDrops(False)  # drops fall through to the window
+        self.canvas.viewport().setAcceptDrops(False)
         self.chain.explainRequested.connect(self.explain)
         self.themes.changed.connect(self._theme_changed)
         self.resize(1400, 900)
@@ -106,6 +161,18 @@ class MainWindow(QMainWindow):
         dock = make_dock(title, name, widget, self)
         self.addDockWidget(area, dock)
         return dock
+
+    def _add_training_docks(self) -> None:
+        """Training (tabbed with the chain rule, below the graph) and the neuron view (under the inspector)."""
+        self.training = TrainingPanel(self.bridge, self.selection, self.themes, seed=self.seed)
+        self.training_dock = self._dock("Training", "trainingDock", self.training,
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.chain_dock, self.training_dock)
+        self.chain_dock.raise_()
+        self.neurons = NeuronView(self.bridge, self.selection, self.themes)
+        self.neurons_dock = self._dock("Neurons", "neuronsDock", self.neurons, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.training.liveParams.connect(self.neurons.show_weights)
+        self.training.message.connect(self.message)
 
     def _build_toolbar(self) -> None:
         bar = QToolBar("Debug", self)
@@ -137,7 +204,9 @@ class MainWindow(QMainWindow):
             i = self.backend_box.findData("torch")
             self.backend_box.model().item(i).setEnabled(False)  # type: ignore[attr-defined]
             self.backend_box.setItemData(i, f"PyTorch is not installed: {TORCH_INSTALL}", Qt.ItemDataRole.ToolTipRole)
-        self.backend_box.setToolTip("Backend that runs the ops")
+        self.backend_box.setToolTip("Backend that runs the ops (CUDA is offered once PyTorch has found a GPU)")
+        if "torch" in sys.modules:  # already imported (the session runs on it): asking for devices is cheap
+            self._offer_devices()
         self.dtype_box = QComboBox()
         self.dtype_box.setObjectName("dtypeBox")
         self.dtype_box.addItems(list(DTYPES))
@@ -165,6 +234,12 @@ class MainWindow(QMainWindow):
         bar = self.menuBar()
         file = bar.addMenu("&File")
         self.open_action = self._menu_action(file, "&Open…", QKeySequence.StandardKey.Open, self._open_dialog)
+        self.recent_menu = file.addMenu("Open &recent")
+        self.recent_menu.setObjectName("recentMenu")
+        self.recent_menu.aboutToShow.connect(lambda: self.recent.fill(self.recent_menu, self.open_path))
+        self.recent.fill(self.recent_menu, self.open_path)
+        self.data_action = self._menu_action(file, "Load &data…", "Ctrl+D", self._data_dialog)
+        self.data_action.setToolTip("Data (.npz, .csv) or a generated batch for the model's inputs")
         self.save_action = self._menu_action(file, "&Save as…", QKeySequence.StandardKey.SaveAs, self._save_dialog)
         file.addSeparator()
         self._menu_action(file, "Save &screenshot…", "Ctrl+Shift+S", self._screenshot_dialog)
@@ -177,6 +252,14 @@ class MainWindow(QMainWindow):
         debug.addAction(self.debug.toggle_breakpoint)
         self.debug.toggle_breakpoint.triggered.connect(self._toggle_selected_breakpoint)
         self._menu_action(debug, "Clear all breakpoints", None, self._clear_breakpoints)
+        debug.addSeparator()
+        self.compare_action = self._menu_action(debug, "Compare &backends", "Ctrl+B", self.compare_backends)
+        if torch_available():
+            self.compare_action.setToolTip("Run the current step on NumPy and on PyTorch; colour nodes by difference")
+        else:
+            self.compare_action.setEnabled(False)
+            self.compare_action.setToolTip(f"Needs PyTorch: {TORCH_INSTALL}")
+            self.compare_action.setText(f"Compare backends (needs PyTorch: {TORCH_INSTALL})")
         view = bar.addMenu("&View")
         self.projector_action = self._menu_action(view, "&Projector mode", "F11", None, checkable=True)
         self.projector_action.setToolTip("Big type, high contrast, the current step kept centred")
@@ -190,7 +273,12 @@ class MainWindow(QMainWindow):
         self._menu_action(view, "Zoom &out", QKeySequence.StandardKey.ZoomOut,
                           lambda: self.canvas.set_zoom(self.canvas.zoom() / 1.25))
         view.addSeparator()
-        for dock in (self.inspector_dock, self.chain_dock, self.steps_dock):
+        self._menu_action(view, "Fold all modules", "Ctrl+Shift+F", lambda: self.canvas.fold_all(True))
+        self._menu_action(view, "Unfold all modules", "Ctrl+Shift+U", lambda: self.canvas.fold_all(False))
+        view.addSeparator()
+        for dock in (self.inspector_dock, self.chain_dock, self.steps_dock, self.training_dock, self.neurons_dock):
+            view.addAction(dock.toggleViewAction())
+        for dock in (self.layer_dock, self.compare_dock):
             view.addAction(dock.toggleViewAction())
         self._menu_action(view, "Reset window layout", None, lambda: self.restoreState(self._default_state,
                                                                                        LAYOUT_VERSION))
@@ -230,9 +318,15 @@ class MainWindow(QMainWindow):
 
     def _session_changed(self, session: Session) -> None:
         s = self.bridge.session
+        if self.comparison is not None and self.comparison_session is not s:
+            self.clear_comparison()
+        self._offer_layer_view(s)
         self.position.setText(s.position_text())
         self.setWindowTitle(f"propscope — {s.name} ({s.backend.name}/{s.backend.dtype})")
-        self.backend_box.setCurrentIndex(max(0, self.backend_box.findData(s.backend.name)))
+        key = backend_key(s.backend)
+        if self.backend_box.findData(key) < 0 and key != s.backend.name:
+            self.backend_box.addItem(f"{BACKEND_LABELS.get(s.backend.name, s.backend.name)} {s.backend.device}", key)
+        self.backend_box.setCurrentIndex(max(0, self.backend_box.findData(key)))
         self.dtype_box.setCurrentIndex(max(0, self.dtype_box.findText(str(s.backend.dtype))))
         i = self.example_box.findData(s.name)
         if i < 0:
@@ -251,19 +345,21 @@ class MainWindow(QMainWindow):
     def _backend_chosen(self) -> Job | None:
         """Make the backend in a job (importing torch takes seconds), then switch on this thread,
         keeping the cursor; on failure a dialog, and the session stays on its backend."""
-        name = self.backend_box.currentData()
+        key = str(self.backend_box.currentData())
+        name, _, device = key.partition(":")
+        device = device or "cpu"
         dtype = self.dtype_box.currentText()
         s = self.bridge.session
-        if (name, dtype) == (s.backend.name, str(s.backend.dtype)):
+        if (key, dtype) == (backend_key(s.backend), str(s.backend.dtype)):
             return None
 
         def switch(backend: Any) -> None:
             if self.bridge.session is s:
                 s.set_backend(backend)
+            if backend.name == "torch":
+                self._offer_devices()
             self._session_changed(self.bridge.session)
 
-        # a dtype change on torch stays on its device (cuda); NumPy runs on the CPU only
-        device = str(getattr(s.backend, "device", "cpu")) if name == s.backend.name else "cpu"
         job = self._start(Job(f"Starting the {BACKEND_LABELS.get(name, name)} backend…",
                               lambda: get_backend(name, dtype, device), self),
                           switch, "Cannot switch backend")
@@ -276,9 +372,12 @@ class MainWindow(QMainWindow):
         s = self.bridge.session
         backend, dtype, seed = s.backend.name, str(s.backend.dtype), self.seed
 
-        def work() -> tuple[Session, Layout]:
-            session = open_session(name, backend=backend, dtype=dtype, seed=seed)
-            return session, layered_layout(session.graph)
+        device = str(s.backend.device)
+
+        def work() -> tuple[Session, Layout, Folding]:
+            session = open_session(name, backend=backend, dtype=dtype, seed=seed, device=device)
+            folding = Folding.of(session.graph)
+            return session, folding.layout(), folding
 
         job = self._start(Job(f"Opening {name}…", work, self), lambda result: self.install(*result),
                           f"Cannot open example {name}")
@@ -286,26 +385,49 @@ class MainWindow(QMainWindow):
         job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
         return job
 
-    def install(self, session: Session, layout: Layout | None = None) -> None:
+    def install(self, session: Session, layout: Layout | None = None, folding: Folding | None = None) -> None:
         """Observe a new session (the old one is dropped as it was)."""
         self.debug.autoplay.stop()
         if layout is not None:
-            self.canvas.set_layout(session.graph, layout)
+            self.canvas.set_layout(session.graph, layout, folding)
         self.selection.select(None)
         self.bridge.set_session(session)
 
-    def open_path(self, path: str | Path) -> Job:
-        """Open a model file off the GUI thread; on failure a dialog, and the current session is kept."""
+    def open_path(self, path: str | Path, arch: str | None = None) -> Job | None:
+        """Open a model file off the GUI thread (progress and Cancel after a moment); on failure a dialog
+        saying what is wrong with the file, and the current session is kept. A state dict first asks
+        for its architecture (`arch` skips the question) and then shows what matched."""
+        if is_state_dict(path) and not arch:
+            current = self.bridge.session.name if self.bridge.session.name in EXAMPLES else ""
+            dialog = ArchDialog(str(path), current, self)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            dialog.chosen.connect(lambda chosen: self.open_path(path, chosen))
+            self.arch_dialog = dialog
+            dialog.open()
+            return None
         s = self.bridge.session
-        backend, dtype = s.backend.name, str(s.backend.dtype)
+        backend, dtype, device, seed = s.backend.name, str(s.backend.dtype), str(s.backend.device), self.seed
+        name = Path(path).name
+        job = Job(f"Opening {name}…", lambda: load_file(path, backend, dtype, device, arch, seed), self)
+        job = self._start(job, self._opened, f"Cannot open {name}")
+        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
+        return job
 
-        def work() -> tuple[Session, Layout]:
-            model = open_model(path)
-            session = Session(model, get_backend(backend, dtype), name=Path(path).stem)
-            return session, layered_layout(session.graph)
-
-        return self._start(Job(f"Opening {Path(path).name}…", work, self),
-                           lambda result: self.install(*result), f"Cannot open {Path(path).name}")
+    def _opened(self, loaded: Loaded) -> None:
+        """A file opened: install it, remember it, and say what a reader could not map."""
+        self.install(loaded.session, loaded.layout, loaded.folding)
+        self.recent.add(loaded.path)
+        self.last_report = loaded.report
+        if loaded.report is not None:
+            dialog = ReportDialog(loaded.report, self)
+            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            self.report_dialog = dialog
+            dialog.show()
+        blocked = unsupported_summary(loaded.session.graph)
+        if blocked:
+            self.show_warning("Unsupported ops", blocked)
+        others = [w for w in loaded.session.model.warnings if w != blocked]
+        self.message(others[0] if others else f"Opened {Path(loaded.path).name}")
 
     def _start(self, job: Job, done: Any, error_title: str) -> Job:
         self.jobs.append(job)
@@ -339,9 +461,135 @@ class MainWindow(QMainWindow):
         return True
 
     def _open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open model", "", "propscope models (*.propscope);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", "", open_filter())
         if path:
             self.open_path(path)
+
+    # -- dropping a file, data, devices ------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        urls = event.mimeData().urls()
+        if len(urls) == 1 and urls[0].isLocalFile() and is_model_file(urls[0].toLocalFile()) and not self.jobs:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        urls = event.mimeData().urls()
+        if len(urls) == 1 and urls[0].isLocalFile():
+            event.acceptProposedAction()
+            self.open_path(urls[0].toLocalFile())
+
+    def _data_dialog(self) -> None:
+        dialog = DataDialog(self.bridge.session, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def done() -> None:
+            if dialog.generate.isChecked():
+                self.generate_batch(dialog.seed.value())
+            else:
+                self.load_data_path(dialog.path.text().strip())
+
+        dialog.accepted.connect(done)
+        self.data_dialog = dialog
+        dialog.open()
+
+    def load_data_path(self, path: str | Path) -> bool:
+        """Run the model on a data file; a file that does not fit leaves the session as it was."""
+        try:
+            self.bridge.set_batch(load_data(path))
+        except PropscopeError as exc:
+            self.show_error("Cannot use this data", _describe(exc))
+            return False
+        self.message(f"Data from {Path(path).name}: {self._batch_text()}")
+        return True
+
+    def generate_batch(self, seed: int = 0) -> bool:
+        """A random batch of the declared input shapes (ids in range for embeddings), and a target."""
+        s = self.bridge.session
+        try:
+            self.bridge.set_batch(example_batch(s.model.graph, seed, s.loss_name))
+        except PropscopeError as exc:
+            self.show_error("Cannot generate data", _describe(exc))
+            return False
+        self.message(f"Generated data (seed {seed}): {self._batch_text()}")
+        return True
+
+    def _batch_text(self) -> str:
+        return ", ".join(f"{k} {'×'.join(map(str, v.shape)) or 'scalar'}" for k, v in self.bridge.session.batch.items())
+
+    def _offer_devices(self) -> None:
+        """Add the GPUs PyTorch can use to the backend choice (never one that is not there)."""
+        for device in backend_devices("torch"):
+            key = f"torch:{device}"
+            if device != "cpu" and self.backend_box.findData(key) < 0:
+                self.backend_box.addItem(f"PyTorch {device.upper()}", key)
+
+    def _step_failed(self, why: str) -> None:
+        self.message(f"Stopped: {why}")
+        self.last_error = why
+
+    def _offer_layer_view(self, s: Session) -> None:
+        """The layer view's tab is there only for models with a convolution, a recurrent layer or attention
+        (hidden here for the others, and shown again; a dock the user closed stays closed)."""
+        has = bool(fitting_nodes(s.graph))
+        if not has and not self.layer_dock.isHidden() and not self.layer_dock.isFloating():
+            self.layer_dock.hide()
+            self._layer_hidden = True
+        elif has and self._layer_hidden:
+            self._layer_hidden = False
+            self.layer_dock.show()
+
+    def _layer_fit(self, fits: bool) -> None:
+        """The layer view comes forward while the selected node has one, and steps back after."""
+        if fits and not self.layer_dock.isHidden() and not self.layer_dock.isFloating():
+            self.layer_dock.raise_()
+            self._layer_raised = True
+            want = self.themes.theme.px(420)
+            if not self._layer_widened and self.layer_dock.width() < want:  # once: maps need more room
+                self._layer_widened = True
+                self.resizeDocks([self.layer_dock], [want], Qt.Orientation.Horizontal)
+        elif not fits and self._layer_raised:
+            self._layer_raised = False
+            self.inspector_dock.raise_()
+
+    # -- comparing backends --------------------------------------------------------------------------
+    def compare_backends(self) -> Job | None:
+        """Run the pass up to the cursor on the other backend in a job; colour nodes by the difference."""
+        s = self.bridge.session
+        other = "numpy" if s.backend.name == "torch" else "torch"
+        dtype = str(s.backend.dtype)
+        if other == "torch" and not torch_available():
+            self.show_error("Cannot compare backends", f"PyTorch is not installed: {TORCH_INSTALL}")
+            return None
+        cursor = s.cursor
+        if cursor:
+            s.trace.compute_through(cursor - 1)  # here, so the job only reads the session's trace
+
+        def work() -> Comparison:
+            return compare_backends(s, get_backend(other, dtype, "cpu"), cursor)
+
+        def done(c: Comparison) -> None:
+            if self.bridge.session is s:
+                self.show_comparison(c)
+
+        job = self._start(Job(f"Comparing {s.backend.name} with {other}…", work, self), done,
+                          "Cannot compare backends")
+        return job
+
+    def show_comparison(self, c: Comparison) -> None:
+        self.comparison = c
+        self.comparison_session = self.bridge.session
+        self.canvas.set_diffs(c.by_node(), lambda d: diff_color(d, c.tolerance))
+        self.compare_view.show_comparison(c)
+        self.compare_dock.show()
+        self.compare_dock.raise_()
+        self.message(f"Compared at step {c.cursor}: largest difference {c.max_diff:.3g}")
+
+    def clear_comparison(self) -> None:
+        self.comparison = None
+        self.comparison_session = None
+        self.canvas.set_diffs(None)
+        self.compare_view.clear()
 
     def _save_dialog(self) -> None:
         name = f"{self.bridge.session.name}.propscope"
@@ -364,14 +612,18 @@ class MainWindow(QMainWindow):
         for name in list(self.bridge.session.node_breakpoints()):
             self.bridge.toggle_breakpoint(name)
 
-    def explain(self, name: str, index: Any) -> Job:
+    def explain(self, name: str, index: Any) -> Job | None:
         """Explain one gradient element in a job; the whole pass is computed first, on this thread,
         so the job only reads the trace while the user keeps stepping."""
         s = self.bridge.session
         from .format import fit_index
 
         element = fit_index(index, s.graph[name].shape)
-        s.trace.compute_through(len(s.steps) - 1)
+        try:
+            s.trace.compute_through(len(s.steps) - 1)
+        except PropscopeError as exc:  # an op that cannot run: no backward pass to explain
+            self.show_error("Cannot explain this gradient", _describe(exc))
+            return None
         job = Job(f"Explaining ∂L/∂{name}…", lambda: s.explain(name, element), self)
         return self._start(job, self._show_explanation, "Cannot explain this gradient")
 
@@ -397,6 +649,14 @@ class MainWindow(QMainWindow):
         else:
             self.removeToolBarBreak(self.session_toolbar)
 
+    def show_warning(self, title: str, text: str) -> None:
+        """Like `show_error`, for a file that opened with something left out (unsupported ops)."""
+        self.last_warning = text
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.warning_box = box
+
     def show_error(self, title: str, text: str) -> None:
         """A dialog that does not block (tests and screenshots go on); the session is untouched."""
         self.last_error = text
@@ -409,7 +669,10 @@ class MainWindow(QMainWindow):
         QMessageBox.information(self, "Keys", (
             "Step: F10, Right, PageDown\nStep back: Shift+F10, Left, PageUp\nContinue to breakpoint: F5\n"
             "Reset: Home\nRun to end: End\nAutoplay: Ctrl+Space\nToggle breakpoint on selection: F9\n"
-            "Fit graph: F\nProjector mode: F11\nRight-click a node for its menu."))
+            "Fit graph: F\nProjector mode: F11\nRight-click a node for its menu.\n"
+            "Double-click a module box to open it, its frame to fold it again; Ctrl+Shift+F / Ctrl+Shift+U fold "
+            "or unfold all.\nCompare backends: Ctrl+B · Load data: Ctrl+D\n"
+            "Drop a model file on the window to open it."))
 
     # -- layout persistence ---------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -428,6 +691,9 @@ class MainWindow(QMainWindow):
     def save_settings(self) -> None:
         if self.settings is None:
             return
+        if self._layer_hidden:  # saved as the user left it, not as the last model needed
+            self._layer_hidden = False
+            self.layer_dock.show()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.settings.setValue("autoplay/pace", self.pace.value())
@@ -435,6 +701,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.debug.autoplay.stop()
+        self.training.shutdown()
         for job in list(self.jobs):
             job.cancel()
         self.save_settings()

@@ -11,6 +11,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QListView, QVBoxLayout, QWidget
 
+from ..graph.errors import PropscopeError
 from .bridge import SessionBridge
 from .theme import ThemeManager
 
@@ -84,7 +85,11 @@ class StepList(QWidget):
         themes.changed.connect(self._reset)
 
     def _clicked(self, index: QModelIndex) -> None:
-        self.bridge.session.seek(index.row() + 1)
+        s = self.bridge.session
+        try:
+            s.seek(index.row() + 1)
+        except PropscopeError:  # an op that cannot run lies before that step: go as far as the pass can
+            s.seek(s.trace.computed)
 
     def _cursor(self, cursor: int) -> None:
         old, self._row = self._row, cursor - 1

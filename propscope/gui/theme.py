@@ -56,6 +56,8 @@ LIGHT = Theme("light", False, 1.0, {
     "activation.fill": "#ffffff", "activation.accent": "#2e7d32",
     "shape.fill": "#ffffff", "shape.accent": "#6e7781",
     "loss.fill": "#fdecec", "loss.accent": "#c62828",
+    "module.fill": "#eef2f8", "module.accent": "#44546a",
+    "unsupported.fill": "#fff4e5", "unsupported.accent": "#b35c00",
 })
 
 DARK = Theme("dark", True, 1.0, {
@@ -69,6 +71,8 @@ DARK = Theme("dark", True, 1.0, {
     "activation.fill": "#25282e", "activation.accent": "#7bc67e",
     "shape.fill": "#25282e", "shape.accent": "#a0a8b0",
     "loss.fill": "#3a1e1e", "loss.accent": "#ff6b6b",
+    "module.fill": "#262b33", "module.accent": "#9fb3c8",
+    "unsupported.fill": "#3a2a14", "unsupported.accent": "#ffa94d",
 })
 
 # High contrast for a washed-out projector: white ground, black text, saturated dark accents.
@@ -83,16 +87,18 @@ PROJECTOR = Theme("projector", False, PROJECTOR_SCALE, {
     "activation.fill": "#ffffff", "activation.accent": "#15561a",
     "shape.fill": "#ffffff", "shape.accent": "#333333",
     "loss.fill": "#ffd9d9", "loss.accent": "#a00000",
+    "module.fill": "#e4eaf3", "module.accent": "#1b2a40",
+    "unsupported.fill": "#ffe8cc", "unsupported.accent": "#8a3f00",
 }, line=1.6)
 
 
 def node_kind(op_name: str, category: str) -> str:
-    """Which look a node gets: input, parameter (and constant), loss, or its op category."""
+    """Which look a node gets: input, parameter (and constant), loss, unsupported, or its op category."""
     if op_name == "input":
         return "input"
     if op_name in ("parameter", "constant"):
         return "parameter"
-    return category if category in ("math", "activation", "shape", "loss") else "math"
+    return category if category in ("math", "activation", "shape", "loss", "unsupported") else "math"
 
 
 def _projector_palette() -> QPalette:

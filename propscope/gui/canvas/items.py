@@ -47,7 +47,7 @@ class Style:
         self.rect = geo.node_rect()
         self.bodies: dict[str, QPainterPath] = {}
         self.headers: dict[str, QPainterPath] = {}
-        for kind in ("input", "parameter", "math", "activation", "shape", "loss"):
+        for kind in ("input", "parameter", "math", "activation", "shape", "loss", "module", "unsupported"):
             radius = RADIUS.get(kind, 8.0) * theme.scale
             body = QPainterPath()
             body.addRoundedRect(self.rect, radius, radius)
@@ -71,24 +71,32 @@ class NodeItem(QGraphicsItem):
 
     def __init__(self, node: Node, style: Style) -> None:
         super().__init__()
-        self.name = node.name
-        self.style = style
-        self.kind = node_kind(node.op.name, node.op.category)
+        kind = node_kind(node.op.name, node.op.category)
         what = "target" if node.meta.get("role") == "target" else node.op.name
+        symbol = LEAF_SYMBOLS.get(node.op.name, node.op.symbol or node.op.name)
+        if kind == "unsupported":  # say which op of the file it stands for
+            what, symbol = f"{node.attrs.get('original_op', '?')} (unsupported)", "⚠"
+        self._setup(node.name, style, kind, symbol, node.name, f"{what} · {fmt_shape(node.shape)}", node.is_leaf)
+
+    def _setup(self, name: str, style: Style, kind: str, symbol: str, label: str, subtitle: str,
+               has_value: bool, extra: float = 0.0) -> None:
+        """Texts elided once, state cleared; `extra` widens the bounds (a box's stacked cards)."""
+        self.name = name
+        self.style = style
+        self.kind = kind
         g, r = style.geo, style.rect
         head = QRectF(r.left() + g.pad, r.top(), r.width() - 2 * g.pad, g.header_h)
-        symbol = LEAF_SYMBOLS.get(node.op.name, node.op.symbol or node.op.name)
         sym_w = min(style.symbol_fm.horizontalAdvance(symbol), head.width() * 0.55) + 1
         gap = 6 * style.theme.scale
         self.symbol = style.symbol_fm.elidedText(symbol, Qt.TextElideMode.ElideRight, sym_w)
         self.symbol_rect = QRectF(head.left(), head.top(), sym_w, head.height())
         self.name_rect = QRectF(head.left() + sym_w + gap, head.top(), head.width() - sym_w - gap, head.height())
-        self.label = style.name_fm.elidedText(node.name, Qt.TextElideMode.ElideMiddle, self.name_rect.width())
+        self.label = style.name_fm.elidedText(label, Qt.TextElideMode.ElideMiddle, self.name_rect.width())
         self.sub_rect = QRectF(r.left() + g.pad, r.top() + g.header_h + 1, r.width() - 2 * g.pad,
                                16 * style.theme.scale)
-        self.subtitle = style.small_fm.elidedText(f"{what} · {fmt_shape(node.shape)}", Qt.TextElideMode.ElideRight,
-                                                  self.sub_rect.width())
-        self.has_value = node.is_leaf
+        self.subtitle = style.small_fm.elidedText(subtitle, Qt.TextElideMode.ElideRight, self.sub_rect.width())
+        self.diff_color: QColor | None = None  # set while a backend comparison colours the graph
+        self.has_value = has_value
         self._value: Any = None
         self._grad: Any = None
         self._chips_dirty = False
@@ -99,7 +107,7 @@ class NodeItem(QGraphicsItem):
         self.selected_node = False
         self.breakpoint = False
         m = g.pad * 2 + style.theme.pen_width(4)
-        self._bounds = r.adjusted(-m, -m, m, m)
+        self._bounds = r.adjusted(-m, -m, m + extra, m + extra)
         self.setZValue(2)
         self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
@@ -138,6 +146,11 @@ class NodeItem(QGraphicsItem):
             self.breakpoint = on
             self.update()
 
+    def set_diff(self, color: QColor | None) -> None:
+        if color != self.diff_color:
+            self.diff_color = color
+            self.update()
+
     # -- painting --------------------------------------------------------------------------
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         st = self.style
@@ -163,9 +176,19 @@ class NodeItem(QGraphicsItem):
         border = QPen(accent, t.pen_width(1.2 if self.kind != "loss" else 2.2))
         if not self.has_value:
             border.setStyle(Qt.PenStyle.DashLine)
+        if self.kind == "unsupported":  # hatched: nothing can run here
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QBrush(accent, Qt.BrushStyle.BDiagPattern))
+            painter.drawPath(st.bodies[self.kind])
+            border = QPen(accent, t.pen_width(2.2), Qt.PenStyle.DashLine)
         painter.setPen(border)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawPath(st.bodies[self.kind])
+        if self.diff_color is not None:  # a backend comparison: a bar under the node in its difference's colour
+            bar = QRectF(r.left() + radius, r.bottom() + g.pad * 0.4, r.width() - 2 * radius, g.pad * 1.1)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(self.diff_color)
+            painter.drawRoundedRect(bar, bar.height() / 2, bar.height() / 2)
         if self.breakpoint:
             d = 13 * t.scale
             painter.setPen(QPen(QColor("white"), t.pen_width(1)))

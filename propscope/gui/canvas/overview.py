@@ -17,9 +17,10 @@ from .items import lod_of
 
 class OverviewItem(QGraphicsItem):
     def __init__(self, rects: dict[str, QRectF], kinds: dict[str, str], edges: list[list[QPointF]],
-                 theme: Theme) -> None:
+                 theme: Theme, frames: list[QRectF] | None = None) -> None:
         super().__init__()
         self.theme = theme
+        self.frames = list(frames or [])  # open module frames, outlined
         self.rects = rects
         self.kinds = kinds
         self.pending: set[str] = set()
@@ -33,6 +34,8 @@ class OverviewItem(QGraphicsItem):
         self.edges = path
         bounds = QRectF()
         for r in rects.values():
+            bounds = bounds.united(r)
+        for r in self.frames:
             bounds = bounds.united(r)
         self._bounds = bounds.united(path.boundingRect()).adjusted(-50, -50, 50, 50)
         self._groups: dict[tuple[str, bool], list[QRectF]] | None = None
@@ -64,6 +67,10 @@ class OverviewItem(QGraphicsItem):
         t = self.theme
         lod = lod_of(painter)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+        if self.frames:
+            painter.setPen(QPen(t.color("module.accent"), 0))
+            painter.setBrush(t.color("module.fill"))
+            painter.drawRects(self.frames)
         edge_pen = QPen(t.color("edge"), 0)  # cosmetic: one pixel at any zoom
         painter.setPen(edge_pen)
         painter.setBrush(Qt.BrushStyle.NoBrush)

@@ -4,17 +4,27 @@ Detailed items are made lazily, for the part of the graph the view shows at a re
 (`ensure_items`), so a 5,000-node graph opens with one overview item and grows items only where
 the user looks. Node state (value, gradient, step highlight) is read from the session when an
 item is made, so an item made late looks exactly like one made early.
+
+With folding (`Folding`), what is drawn are "keys": a node's name, or the key of the closed
+module box holding it. Every method taking a node name accepts a hidden node too and answers
+for its box; `current` stays the step's node name, `current_key` is what is lit.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
+
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from ...debugger import BACKWARD, FORWARD, Session
 from ...graph.layout import Layout
 from ..theme import Theme, node_kind
+from .boxes import BoxItem, FrameItem
+from .folding import Folding
 from .geometry import Geometry, edge_path, edge_points
 from .items import EdgeItem, GradLabel, NodeItem, Style
 from .overview import OverviewItem
@@ -34,12 +44,18 @@ class _Layer(QGraphicsItem):
 
 
 class GraphScene(QGraphicsScene):
-    def __init__(self, session: Session, layout: Layout, theme: Theme) -> None:
+    def __init__(self, session: Session, layout: Layout, theme: Theme, folding: Folding | None = None) -> None:
         super().__init__()
         self.session = session
         self.layout = layout
         self.theme = theme
+        self.folding = folding if folding is not None else Folding.of(session.graph, ())
+        self.current_key: str | None = None
+        self.frames: dict[str, FrameItem] = {}
+        self.diffs: dict[str, QColor] = {}  # key -> colour of its backend difference, while a comparison shows
         self.geo = Geometry.for_theme(theme)
+        if self.folding.frames():  # room between rows for the frames' titles
+            self.geo = dataclasses.replace(self.geo, row_h=self.geo.row_h + 24 * theme.scale)
         self.style = Style(theme, self.geo)
         self.nodes: dict[str, NodeItem] = {}  # made so far
         self.edge_items: dict[int, EdgeItem] = {}  # made so far, by edge number
@@ -62,26 +78,26 @@ class GraphScene(QGraphicsScene):
 
     # -- positions (cheap, for every node) ---------------------------------------------------
     def _plan(self) -> None:
-        geo, lay, g = self.geo, self.layout, self.session.graph
-        self.names = [n.name for n in g]
+        geo, lay, g, f = self.geo, self.layout, self.session.graph, self.folding
+        if not f.units:  # nothing to fold (the lessons without modules, big synthetic graphs): the fast path
+            self.names = [n.name for n in g]
+            edges = self._plain_edges()
+        else:
+            self.names = f.visible()
+            edges = [(e.src, e.dst, e.position, e.count, e.role) for e in f.edges()]
         self.centers = {n: geo.center(*lay.positions[n]) for n in self.names}
         box = geo.node_rect()
         rects = {n: box.translated(c) for n, c in self.centers.items()}
-        self.edges: list[tuple[str, str, int, int, str]] = []  # src, dst, input position, inputs, role
+        self.edges: list[tuple[str, str, int, int, str]] = edges  # src, dst, input position, inputs, role
         self.points: list[list[QPointF]] = []
         self.in_edges: dict[str, list[int]] = {}
-        for node in g:
-            seen: set[str] = set()
-            for pos, a in enumerate(node.inputs):
-                if a.name in seen:  # the same value twice (x · x): one drawn edge is enough
-                    continue
-                seen.add(a.name)
-                count = len(node.inputs)
-                self.in_edges.setdefault(node.name, []).append(len(self.edges))
-                self.edges.append((a.name, node.name, pos, count, node.op.role(pos) if count > 1 else ""))
-                self.points.append(edge_points(lay, geo, a.name, node.name, pos, count))
-        kinds = {n.name: node_kind(n.op.name, n.op.category) for n in g}
-        self.overview = OverviewItem(rects, kinds, self.points, self.theme)
+        for e, (src, dst, pos, count, _role) in enumerate(edges):
+            self.in_edges.setdefault(dst, []).append(e)
+            self.points.append(edge_points(lay, geo, src, dst, pos, count))
+        kinds = {k: "module" if k in f.units else node_kind(g[k].op.name, g[k].op.category) for k in self.names}
+        self._plan_frames(rects)
+        self.overview = OverviewItem(rects, kinds, self.points, self.theme,
+                                     [fr.rect for fr in self.frames.values()])
         self.addItem(self.overview)
         xy = np.array([(c.x(), c.y()) for c in self.centers.values()]).reshape(-1, 2)
         self._node_xy = xy
@@ -94,6 +110,41 @@ class GraphScene(QGraphicsScene):
         margin = max(bounds.width(), bounds.height(), 2000.0)
         self.setSceneRect(bounds.adjusted(-margin, -margin, margin, margin))
         self.graph_rect = bounds
+
+    def _plain_edges(self) -> list[tuple[str, str, int, int, str]]:
+        edges = []
+        for node in self.session.graph:
+            seen: set[str] = set()
+            for pos, a in enumerate(node.inputs):
+                if a.name in seen:  # the same value twice (x · x): one drawn edge is enough
+                    continue
+                seen.add(a.name)
+                count = len(node.inputs)
+                edges.append((a.name, node.name, pos, count, node.op.role(pos) if count > 1 else ""))
+        return edges
+
+    def _plan_frames(self, rects: Mapping[str, QRectF]) -> None:
+        """A frame around each open unit's shown members, nested frames inside their parent's margin."""
+        s = self.theme.scale
+        margin, header = 7 * s, 18 * s
+        areas: dict[str, QRectF] = {}
+        units = self.folding.frames()
+        for unit in sorted(units, key=lambda u: -u.depth):
+            area = QRectF()
+            for name in unit.members:
+                key = self.folding.rep(name)
+                if key in rects:
+                    area = area.united(rects[key])
+            for child in units:
+                if child.parent == unit.key and child.key in areas:
+                    area = area.united(areas[child.key])
+            if area.isEmpty():
+                continue
+            area = area.adjusted(-margin, -margin - header, margin, margin)
+            areas[unit.key] = area
+            frame = FrameItem(unit, area, header, self.style)
+            self.frames[unit.key] = frame
+            self.addItem(frame)
 
     # -- making items where they are seen ------------------------------------------------------
     def ensure_items(self, rect: QRectF | None) -> int:
@@ -112,17 +163,20 @@ class GraphScene(QGraphicsScene):
             hit = (b[:, 2] >= r.left()) & (b[:, 0] <= r.right()) & (b[:, 3] >= r.top()) & (b[:, 1] <= r.bottom())
             edges = np.flatnonzero(hit & ~self._made_edges)
         graph = self.session.graph
-        marks = self.session.node_breakpoints()
+        marks = self._marked_keys()
         for i in nodes:
             name = self.names[i]
-            item = NodeItem(graph[name], self.style)
+            unit = self.folding.units.get(name)
+            item = NodeItem(graph[name], self.style) if unit is None else BoxItem(unit, self.style)
             item.setPos(self.centers[name])
             item.setParentItem(self.detail)
             self.nodes[name] = item
             self._refresh_node(name)
             item.set_breakpoint(name in marks)
             item.set_selected(name == self.selected)
-            item.set_current(self._phase_at_cursor() if name == self.current else None)
+            item.set_diff(self.diffs.get(name))
+            if name == self.current_key:
+                self._light(item)
         self._made_nodes[nodes] = True
         for e in edges:
             src, dst, _pos, _count, role = self.edges[e]
@@ -160,13 +214,18 @@ class GraphScene(QGraphicsScene):
                 touched.add(planned.node.name)
                 if planned.phase == BACKWARD:
                     touched.update(a.name for a in planned.node.inputs)
-            for name in touched & self.nodes.keys():
+            keys = {self.folding.rep(n) for n in touched} if self.folding.closed else touched
+            for name in keys & self.nodes.keys():
                 self._refresh_node(name)
         self._show_cursor(cursor)
         self._update_overview()
 
     def _refresh_node(self, name: str) -> None:
         s = self.session
+        unit = self.folding.units.get(name)
+        if unit is not None:  # a box shows the value that leaves it
+            self.nodes[name].set_state(s.value(unit.output), s.grad(unit.output), None)
+            return
         self.nodes[name].set_state(s.value(name), s.grad(name), self._arrivals(name))
 
     def _arrivals(self, name: str) -> tuple[int, int] | None:
@@ -188,6 +247,21 @@ class GraphScene(QGraphicsScene):
         record = self.session.current
         return None if record is None else record.phase
 
+    def _light(self, item: NodeItem) -> None:
+        """Mark `item` as the step's: a node by its phase; a box also names the node inside."""
+        phase = self._phase_at_cursor()
+        if isinstance(item, BoxItem):
+            item.set_inner(self.current, phase)
+        else:
+            item.set_current(phase)
+
+    def _unlight(self, key: str | None) -> None:
+        item = self.nodes.get(key) if key is not None else None
+        if isinstance(item, BoxItem):
+            item.set_inner(None, None)
+        elif item is not None:
+            item.set_current(None)
+
     def _show_cursor(self, cursor: int) -> None:
         self.cursor = cursor
         for e in self.lit:
@@ -197,18 +271,23 @@ class GraphScene(QGraphicsScene):
         for label in self.labels:
             self.removeItem(label)
         self.labels = []
-        if self.current in self.nodes:
-            self.nodes[self.current].set_current(None)
+        self._unlight(self.current_key)
         record = self.session.current
         self.current = None if record is None else record.node.name
+        self.current_key = None if record is None else self.folding.rep(record.node.name)
+        for frame in self.frames.values():
+            frame.set_lit(self.current in frame.members)
         if record is None:
             return
-        if self.current in self.nodes:
-            self.nodes[self.current].set_current(record.phase)
-        by_source = {self.edges[e][0]: e for e in self.in_edges.get(record.node.name, [])}
+        if self.current_key in self.nodes:
+            self._light(self.nodes[self.current_key])
+        rep = self.folding.rep
+        mine = {rep(a.name) for a in record.node.inputs} - {self.current_key}
+        by_source = {self.edges[e][0]: e for e in self.in_edges.get(self.current_key or "", [])
+                     if self.edges[e][0] in mine}
         if record.phase == BACKWARD:
             for term in record.terms:  # type: ignore[union-attr]
-                e = by_source.get(term.input.name)
+                e = by_source.pop(rep(term.input.name), None)
                 if e is None:
                     continue
                 self.lit[e] = BACKWARD
@@ -231,14 +310,32 @@ class GraphScene(QGraphicsScene):
     def _update_overview(self) -> None:
         if self.overview.isVisible():
             pending = {s.node.name for s in self.session.steps[self.cursor:self.session.n_forward]}
+            if self.folding.closed:  # a box waits until the value it hands on is computed
+                rep = self.folding.rep
+                pending = {rep(n) for n in pending if rep(n) == n or self.folding.units[rep(n)].output in pending}
             self.overview.set_pending(pending)
-            self.overview.set_marks(self.current, self.session.node_breakpoints())
+            self.overview.set_marks(self.current_key, self._marked_keys())
+
+    def _marked_keys(self) -> set[str]:
+        marks = self.session.node_breakpoints()
+        return {self.folding.rep(n) for n in marks} if self.folding.closed else marks
 
     def _mark_breakpoints(self) -> None:
-        marks = self.session.node_breakpoints()
+        marks = self._marked_keys()
         for name, item in self.nodes.items():
             item.set_breakpoint(name in marks)
-        self.overview.set_marks(self.current, marks)
+        self.overview.set_marks(self.current_key, marks)
+
+    def set_diffs(self, diffs: Mapping[str, float] | None, color_of: Callable[[float], QColor]) -> None:
+        """Colour every node by its backend difference (a box by its worst member); None clears."""
+        worst: dict[str, float] = {}
+        for name, d in (diffs or {}).items():
+            key = self.key_of(name)
+            if key not in worst or d > worst[key] or worst[key] != worst[key]:  # a NaN (nothing yet) gives way
+                worst[key] = d
+        self.diffs = {key: color_of(d) for key, d in worst.items()}
+        for key, item in self.nodes.items():
+            item.set_diff(self.diffs.get(key))
 
     def breakpoints_changed(self) -> None:
         self._mark_breakpoints()
@@ -246,9 +343,19 @@ class GraphScene(QGraphicsScene):
     def select(self, name: str | None) -> None:
         if self.selected in self.nodes:
             self.nodes[self.selected].set_selected(False)
-        self.selected = name if name in self.centers else None
+        key = self.key_of(name) if name is not None else None
+        self.selected = key if key in self.centers else None
         if self.selected in self.nodes:
             self.nodes[self.selected].set_selected(True)
+
+    def key_of(self, name: str) -> str:
+        """What is drawn for `name`: itself, or its closed box."""
+        return self.folding.rep(name) if name in self.folding.chains else name
+
+    def frame_at_point(self, p: QPointF) -> FrameItem | None:
+        """The innermost open frame under a scene point."""
+        hits = [f for f in self.frames.values() if f.rect.contains(p)]
+        return max(hits, key=lambda f: f.unit.depth) if hits else None
 
     def node_at_item(self, item: QGraphicsItem | None) -> str | None:
         while item is not None:
@@ -265,4 +372,4 @@ class GraphScene(QGraphicsScene):
         return self.names[int(hit[0])] if hit.size else None
 
     def node_rect(self, name: str) -> QRectF:
-        return self.geo.node_rect().translated(self.centers[name])
+        return self.geo.node_rect().translated(self.centers[self.key_of(name)])

@@ -1,17 +1,25 @@
-"""The graph canvas: pan by drag, zoom by wheel (5%–2000%), F to fit, right-click a node for breakpoints."""
+"""The graph canvas: pan by drag, zoom by wheel (5%–2000%), F to fit, right-click a node for breakpoints.
+
+Modules fold into boxes (`folding.Folding`): double-click a box to open it, double-click an open
+module's frame to fold it again; the right-click menu and the View menu do the same.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QAction, QContextMenuEvent, QHelpEvent, QMouseEvent, QPainter, QTransform, QWheelEvent
+from PySide6.QtGui import QAction, QColor, QContextMenuEvent, QHelpEvent, QMouseEvent, QPainter, QTransform, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
 
 from ...debugger import BACKWARD, FORWARD
+from ...graph.errors import PropscopeError
 from ...graph.layout import Layout, layered_layout
 from ..bridge import SessionBridge
 from ..format import fmt_shape
 from ..selection import Selection
 from ..theme import ThemeManager
+from .folding import Folding
 from .items import TEXT_LOD
 from .scene import GraphScene
 
@@ -23,6 +31,8 @@ START_ZOOM = 0.75  # where a graph too big to fit readably opens
 
 class GraphView(QGraphicsView):
     explainRequested = Signal(str)
+    foldsChanged = Signal()
+    message = Signal(str)  # something to tell the user in the status bar
 
     def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
                  parent: QWidget | None = None, layout: Layout | None = None) -> None:
@@ -39,7 +49,12 @@ class GraphView(QGraphicsView):
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self._layout: tuple[object, Layout] | None = None if layout is None else (bridge.session.graph, layout)
+        # (graph, closed units, layout): a layout given here is of the whole graph, nothing folded
+        self._layout: tuple[object, frozenset[str], Layout] | None = (
+            None if layout is None else (bridge.session.graph, frozenset(), layout))
+        self.folding: Folding | None = None
+        self._folded_session: object = None
+        self._diffs: tuple[dict[str, float], Callable[[float], QColor]] | None = None
         self._scene: GraphScene | None = None
         self._auto = True
         bridge.cursorMoved.connect(self._cursor_moved)
@@ -56,27 +71,97 @@ class GraphView(QGraphicsView):
         assert self._scene is not None
         return self._scene
 
-    def set_layout(self, graph: object, layout: Layout) -> None:
-        """A layout computed elsewhere (a worker thread, for big graphs) for `graph`."""
-        self._layout = (graph, layout)
+    def set_layout(self, graph: object, layout: Layout, folding: Folding | None = None) -> None:
+        """A layout computed elsewhere (a worker thread, for big graphs) for `graph` folded as `folding`."""
+        self._layout = (graph, frozenset() if folding is None else folding.state(), layout)
+        if folding is not None:
+            self.folding = folding
+            self._folded_session = None  # adopted by the next session built on this graph
+
+    def folding_for_session(self) -> Folding:
+        """The folds of the session's graph: kept while the session stays (a new batch rebuilds its graph)."""
+        s = self.bridge.session
+        f = self.folding
+        if f is None or (self._folded_session is not None and self._folded_session is not s):
+            f = Folding.of(s.graph)
+        elif f.graph is not s.graph:
+            f = f.with_graph(s.graph)
+        self.folding, self._folded_session = f, s
+        return f
 
     def layout_for_session(self) -> Layout:
         graph = self.bridge.session.graph
-        if self._layout is None or self._layout[0] is not graph:
-            self._layout = (graph, layered_layout(graph))
-        return self._layout[1]
+        folding = self.folding_for_session()
+        state = folding.state()
+        if self._layout is None or self._layout[0] is not graph or self._layout[1] != state:
+            self._layout = (graph, state, folding.layout() if state else layered_layout(graph))
+        return self._layout[2]
 
-    def rebuild(self) -> None:
+    def rebuild(self, keep_view: bool = False) -> None:
         old = self._scene
         theme = self.themes.theme
-        self._scene = GraphScene(self.bridge.session, self.layout_for_session(), theme)
+        layout = self.layout_for_session()
+        self._scene = GraphScene(self.bridge.session, layout, theme, self.folding)
         self._scene.select(self.selection.node)
+        if self._diffs is not None:
+            self._scene.set_diffs(*self._diffs)
         self.setScene(self._scene)
         self.setBackgroundBrush(theme.color("background"))
         self.resetCachedContent()
         if old is not None:
             old.deleteLater()
-        self.show_start()
+        if keep_view:
+            self._update_detail()
+        else:
+            self.show_start()
+
+    def set_diffs(self, diffs: dict[str, float] | None, color_of: Callable[[float], QColor] | None = None) -> None:
+        """Colour nodes by a backend comparison (kept across folds and themes); None clears."""
+        self._diffs = None if diffs is None or color_of is None else (dict(diffs), color_of)
+        if self._scene is not None:
+            self._scene.set_diffs(*(self._diffs or (None, QColor)))
+
+    # -- folding ---------------------------------------------------------------------------
+    def toggle_fold(self, key: str) -> bool:
+        """Open a closed box or fold an open unit, keeping the view on it; False if it cannot fold."""
+        f = self.folding_for_session()
+        if key not in f.units:
+            return False
+        if not f.toggle(key):
+            self.message.emit(f"{f.units[key].title} cannot fold: values leave it and come back in")
+            return False
+        self._refolded(key)
+        return True
+
+    def fold_all(self, fold: bool) -> None:
+        f = self.folding_for_session()
+        if fold:
+            f.close_all()
+        else:
+            f.open_all()
+        self._refolded(None)
+
+    def _refolded(self, key: str | None) -> None:
+        self.rebuild(keep_view=key is not None)
+        scene = self.graph_scene
+        if key is not None:
+            frame = scene.frames.get(key)
+            self.centerOn(frame.rect.center() if frame is not None else scene.node_rect(key).center())
+            self._update_detail()
+        self.foldsChanged.emit()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self._scene is not None:
+            key = self.node_at(event.position())
+            if key is not None and key in self._scene.folding.units:
+                self.toggle_fold(key)
+                return
+            if key is None:
+                frame = self._scene.frame_at_point(self.mapToScene(event.position().toPoint()))
+                if frame is not None:
+                    self.toggle_fold(frame.unit.key)
+                    return
+        super().mouseDoubleClickEvent(event)
 
     def _theme_changed(self) -> None:
         self.rebuild()
@@ -164,12 +249,16 @@ class GraphView(QGraphicsView):
     def viewportEvent(self, event: QEvent) -> bool:
         if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip and self._scene is not None:
             name = self.node_at(QPointF(event.pos()))
+            unit = self._scene.folding.units.get(name or "")
             if name is None:
                 QToolTip.hideText()
+            elif unit is not None:
+                QToolTip.showText(event.globalPos(), f"{unit.title}: {unit.caption}\nDouble-click to open", self)
             else:
                 node = self.bridge.session.graph[name]
                 text = f"{name}: {node.op.name} {fmt_shape(node.shape)}\n{node.op.formula}"
-                QToolTip.showText(event.globalPos(), text, self)
+                why = node.meta.get("reason")
+                QToolTip.showText(event.globalPos(), f"{text}\n{why}" if why else text, self)
             return True
         return super().viewportEvent(event)
 
@@ -212,24 +301,54 @@ class GraphView(QGraphicsView):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
-            name = self.node_at(event.position())
+            name = self._node_name(self.node_at(event.position()))
             if name is not None and name != self.selection.node:
                 self.selection.select(name)
         super().mousePressEvent(event)
 
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
-        name = self.node_at(QPointF(event.pos()))
-        if name is None:
-            return
+        key = self.node_at(QPointF(event.pos()))
+        if key is None:
+            frame = self.graph_scene.frame_at_point(self.mapToScene(event.pos()))
+            if frame is None:
+                return
+            key = frame.unit.key
+        name = self._node_name(key)
+        assert name is not None
         self.selection.select(name)
-        menu = self.node_menu(name)
+        menu = self.node_menu(key)
         menu.exec(event.globalPos())
         menu.deleteLater()
 
+    def _node_name(self, key: str | None) -> str | None:
+        """The graph node a drawn key stands for: itself, or the node whose value leaves a box."""
+        unit = self.graph_scene.folding.units.get(key or "")
+        return unit.output if unit is not None else key
+
     def node_menu(self, name: str) -> QMenu:
-        """The right-click menu of a node (also what tests trigger)."""
+        """The right-click menu of a node or box (also what tests trigger)."""
         s = self.bridge.session
         menu = QMenu(self)
+        folding = self.graph_scene.folding
+        unit = folding.units.get(name)
+        if unit is not None:  # a box or a frame
+            if unit.key in folding.closed:
+                act = QAction(f"Open {unit.title}", menu)
+            else:
+                act = QAction(f"Fold {unit.title} into a box", menu)
+            act.setObjectName("toggleFold")
+            act.triggered.connect(lambda: self.toggle_fold(unit.key))
+            menu.addAction(act)
+            menu.addSeparator()
+            name = unit.output
+        outer = folding.unit_of(name) if unit is None else None
+        while outer is not None:
+            fold = QAction(f"Fold {outer.title} into a box", menu)
+            fold.triggered.connect(lambda _c=False, k=outer.key: self.toggle_fold(k))
+            menu.addAction(fold)
+            outer = folding.units.get(outer.parent or "")
+        if unit is None and folding.unit_of(name) is not None:
+            menu.addSeparator()
         bp = QAction("Breakpoint on this node", menu, checkable=True)
         bp.setChecked(name in s.node_breakpoints())
         bp.setObjectName("toggleBreakpoint")
@@ -239,7 +358,7 @@ class GraphView(QGraphicsView):
         for phase in (FORWARD, BACKWARD):
             act = QAction(f"Run to its {phase} step", menu)
             act.setEnabled(s.node_phase_index(name, phase) is not None)
-            act.triggered.connect(lambda _c=False, p=phase: s.run_to(name, p))
+            act.triggered.connect(lambda _c=False, p=phase: self._run_to(name, p))
             menu.addAction(act)
         explain = QAction("Explain its gradient…", menu)
         explain.setEnabled(s.loss_node is not None and s.graph[name] is not s.loss_node)
@@ -250,6 +369,14 @@ class GraphView(QGraphicsView):
         fit.triggered.connect(self.fit)
         menu.addAction(fit)
         return menu
+
+    def _run_to(self, name: str, phase: str) -> None:
+        s = self.bridge.session
+        try:
+            s.run_to(name, phase)
+        except PropscopeError as exc:  # an op that cannot run lies on the way: stop just before it
+            s.seek(s.trace.computed)
+            self.message.emit(f"Stopped: {exc}")
 
     def visible_scene_rect(self) -> QRectF:
         return self.mapToScene(self.viewport().rect()).boundingRect()

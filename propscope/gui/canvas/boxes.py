@@ -1,0 +1,111 @@
+"""A folded module drawn as one box, and an open one as a frame around its nodes.
+
+The box looks like a node (same size, so the layout treats it as one) drawn on a stack of cards,
+and shows the value leaving the module. While the step is inside it the box is lit and names the
+step's node, so stepping never has to open it.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+from .folding import REPEAT, Unit
+from .items import TEXT_LOD, NodeItem, Style, lod_of
+
+CARDS = 2  # cards drawn behind a box
+
+
+class BoxItem(NodeItem):
+    def __init__(self, unit: Unit, style: Style) -> None:
+        QGraphicsItem.__init__(self)
+        self.unit = unit
+        self.offset = 5 * style.theme.scale
+        symbol = "×" if unit.kind == REPEAT else "⊞"
+        self._setup(unit.key, style, "module", symbol, unit.title, unit.caption, False, extra=self.offset * CARDS)
+        self.caption = self.subtitle
+        self.inner: str | None = None  # the member node of the step now shown, when the step is inside
+        self.setToolTip(f"{unit.title}: {unit.caption}. Double-click to open.")
+
+    def set_inner(self, name: str | None, phase: str | None) -> None:
+        """The step is at member `name` (None: elsewhere): the box lights up and names it."""
+        if name != self.inner or phase != self.current:
+            self.inner = name
+            text = self.caption if name is None else f"{'▶' if phase == 'forward' else '◀'} {name}"
+            self.subtitle = self.style.small_fm.elidedText(text, Qt.TextElideMode.ElideMiddle,
+                                                           self.sub_rect.width())
+            self.set_current(phase)
+            self.update()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        st = self.style
+        t = st.theme
+        r = st.rect
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, lod_of(painter) > 0.3)
+        accent = st.color("module.accent")
+        fill = st.color("module.fill")
+        radius = 8.0 * t.scale
+        for k in range(CARDS, 0, -1):
+            d = self.offset * k
+            painter.setPen(QPen(accent, t.pen_width(1.0)))
+            painter.setBrush(fill)
+            painter.drawRoundedRect(r.translated(d, d), radius, radius)
+        super().paint(painter, option, widget)
+
+
+class FrameItem(QGraphicsItem):
+    """An open unit: a tinted frame with its title; double-clicking the frame folds it again."""
+
+    def __init__(self, unit: Unit, rect: QRectF, header: float, style: Style) -> None:
+        super().__init__()
+        self.unit = unit
+        self.rect = rect
+        self.header = header
+        self.style = style
+        self.title = f"{unit.title} · {unit.caption}"
+        self.members = set(unit.members)
+        self.lit = False  # the step is inside
+        self.setZValue(0.5 + unit.depth * 0.01)
+        self.setToolTip(f"{unit.title}: double-click the frame to fold it into one box")
+
+    def boundingRect(self) -> QRectF:
+        m = self.style.theme.pen_width(3)
+        return self.rect.adjusted(-m, -m, m, m)
+
+    def header_rect(self) -> QRectF:
+        return QRectF(self.rect.left(), self.rect.top(), self.rect.width(), self.header)
+
+    def set_lit(self, on: bool) -> None:
+        if on != self.lit:
+            self.lit = on
+            self.update()
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        st = self.style
+        t = st.theme
+        lod = lod_of(painter)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, lod > 0.3)
+        accent = st.color("module.accent")
+        fill = QColor(st.color("module.fill"))
+        fill.setAlphaF(0.55)
+        pen = QPen(accent, t.pen_width(1.0))
+        if self.unit.kind == REPEAT:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        radius = 10 * t.scale
+        painter.setPen(pen)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(self.rect, radius, radius)
+        if lod < TEXT_LOD:
+            return
+        text_rect = self.header_rect().adjusted(radius * 0.8, 0, -radius, 0)
+        shown = st.small_fm.elidedText(self.title, Qt.TextElideMode.ElideRight, text_rect.width())
+        if self.lit:  # the step is inside: its title on a highlight tab, not a ring as long as the frame
+            tab = st.small_fm.boundingRect(shown).width() + radius
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(st.colors["highlight"])
+            painter.drawRoundedRect(QRectF(text_rect.left() - radius * 0.4, text_rect.top() + 2 * t.scale, tab,
+                                           text_rect.height() - 4 * t.scale), radius * 0.4, radius * 0.4)
+        painter.setFont(st.small_font)
+        painter.setPen(st.colors["text"] if self.lit else accent)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, shown)

@@ -1,0 +1,316 @@
+"""Module folding: which nodes the canvas shows as one box, and the graph it then lays out.
+
+No Qt here, so the model is tested headless and its layout can be computed on a worker thread.
+Two kinds of fold unit come from the graph itself:
+
+- a *module*: every node whose `meta["module"]` is a path under it (`rnn`, `layers.3.attn`);
+- a *repeat*: sibling blocks doing the same ops in the same order, shown as "block × N": numbered
+  sibling modules (`layers.0` … `layers.11`) or the time steps of an unrolled recurrent layer
+  (the nodes of one module with the same `time` meta).
+
+A closed unit is drawn as one box with its outside edges; an open one as a frame around its nodes.
+Big graphs start folded just enough to leave about `TARGET_VISIBLE` things to look at; small ones
+(the lessons) start open, so every op can be stepped in view. A box never opens by itself while
+stepping: the step inside it lights the box instead (the user opens it with a double-click).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from ...graph.ir import Graph
+from ...graph.layout import Layout, layered_layout
+
+MODULE, REPEAT = "module", "repeat"
+BOX_PREFIX = "\u229e "  # keys of units start with this, which no node name does (readers clean names)
+TARGET_VISIBLE = 60
+
+
+@dataclass
+class Unit:
+    key: str
+    kind: str  # MODULE or REPEAT
+    path: str  # the module path; for a repeat, the path of the module holding the blocks
+    title: str
+    members: list[str]  # every node inside, nested ones included, in graph order
+    parent: str | None = None
+    count: int = 1  # blocks in a repeat
+    what: str = ""  # "block" or "time step", for a repeat's caption
+    ops: int = 0  # members that are ops (not parameters, inputs or constants)
+    output: str = ""  # the member whose value leaves the unit (what its box shows)
+    depth: int = 0
+
+    @property
+    def caption(self) -> str:
+        ops = f"{self.ops} op" + ("" if self.ops == 1 else "s")
+        if self.kind == REPEAT:
+            return f"{self.what} × {self.count} · {ops}"
+        return f"module · {ops}"
+
+
+def is_box_key(key: str) -> bool:
+    return key.startswith(BOX_PREFIX)
+
+
+@dataclass
+class ViewEdge:
+    src: str
+    dst: str
+    position: int  # where it enters `dst`, top to bottom
+    count: int  # how many entry points `dst` has
+    role: str  # the input's role (x, W, b) when `dst` is a node with several inputs
+
+
+@dataclass
+class Folding:
+    """The units of one graph and which are closed; `rep(name)` is what the canvas draws for a node."""
+
+    graph: Graph
+    units: dict[str, Unit] = field(default_factory=dict)
+    chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> enclosing units, outermost first
+    closed: set[str] = field(default_factory=set)
+    blocked: set[str] = field(default_factory=set)  # closing these would send values out and back in
+
+    @classmethod
+    def of(cls, graph: Graph, closed: Iterable[str] | None = None) -> Folding:
+        """The units of `graph`; `closed` None: folded just enough for a first look (see `TARGET_VISIBLE`)."""
+        f = cls(graph)
+        f._find_units()
+        if closed is None:
+            f.closed = f._default_closed()
+        else:
+            f.closed = {k for k in closed if k in f.units}
+        f._unblock()
+        return f
+
+    def with_graph(self, graph: Graph) -> Folding:
+        """The same folds on a rebuilt graph (new batch size, a loss attached): nodes keep their names."""
+        return Folding.of(graph, self.closed)
+
+    # -- finding the units -------------------------------------------------------------------
+    def _find_units(self) -> None:
+        g = self.graph
+        order = {n.name: i for i, n in enumerate(g)}
+        by_path: dict[str, list[str]] = {}
+        for node in g:
+            path = node.module
+            if not path:
+                continue
+            parts = path.split(".")
+            for k in range(1, len(parts) + 1):
+                by_path.setdefault(".".join(parts[:k]), []).append(node.name)
+        modules: dict[str, list[str]] = {}
+        for path in sorted(by_path, key=lambda p: p.count(".")):
+            members = by_path[path]
+            parent = _parent_path(path, modules)
+            if len(members) < 2 or (parent is not None and len(modules[parent]) == len(members)):
+                continue  # a single node needs no box; a module inside another with the same nodes adds nothing
+            modules[path] = members
+        for path, members in modules.items():
+            self.units[BOX_PREFIX + path] = Unit(BOX_PREFIX + path, MODULE, path, path, members)
+        self._find_repeats(modules, order)
+        for unit in self.units.values():
+            unit.members.sort(key=order.__getitem__)
+        chains: dict[str, list[str]] = {n.name: [] for n in g}
+        for unit in sorted(self.units.values(), key=lambda u: (-len(u.members), u.kind != MODULE)):
+            for name in unit.members:
+                chains[name].append(unit.key)
+        self.chains = {name: tuple(c) for name, c in chains.items()}
+        for unit in self.units.values():
+            chain = self.chains[unit.members[0]]
+            i = chain.index(unit.key)
+            unit.parent = chain[i - 1] if i else None
+            unit.depth = i
+            unit.ops = sum(1 for n in unit.members if not g[n].is_leaf)
+            unit.output = self._output_of(unit)
+
+    def _find_repeats(self, modules: dict[str, list[str]], order: dict[str, int]) -> None:
+        """Sibling blocks with the same op sequence under one module (or at the top)."""
+        g = self.graph
+        blocks: dict[str, dict[str, list[str]]] = {}  # parent path -> block label -> members
+        for path, members in modules.items():
+            parent, _, last = path.rpartition(".")
+            if last.isdigit() and (parent in modules or not parent):
+                blocks.setdefault(parent, {})[path] = members
+        timed: dict[str, dict[str, list[str]]] = {}
+        for node in g:
+            t = node.meta.get("time")
+            if t is not None and node.module in modules:
+                timed.setdefault(node.module, {}).setdefault(f"t{t}", []).append(node.name)
+        for what, groups in (("block", blocks), ("time step", timed)):
+            for parent, named in groups.items():
+                by_signature: dict[tuple[str, ...], list[tuple[str, list[str]]]] = {}
+                for label, members in named.items():
+                    sig = tuple(g[n].op.name for n in sorted(members, key=order.__getitem__))
+                    by_signature.setdefault(sig, []).append((label, members))
+                for k, same in enumerate(v for v in by_signature.values() if len(v) >= 2):
+                    same.sort(key=lambda item: order[item[1][0]])
+                    first, last = same[0][0], same[-1][0]
+                    end = last.rpartition(".")[2]
+                    title = f"{first} … {end}" if what == "block" else f"{parent} {first} … {last}"
+                    key = f"{BOX_PREFIX}{parent}#{what}{k}"
+                    members = [n for _, m in same for n in m]
+                    self.units[key] = Unit(key, REPEAT, parent, title, members, count=len(same), what=what)
+
+    def _output_of(self, unit: Unit) -> str:
+        inside = set(unit.members)
+        outputs = {o.name for o in self.graph.outputs}
+        leaving = [n for n in unit.members
+                   if n in outputs or any(u.name not in inside for u in self.graph.users(n))]
+        ops = [n for n in leaving if not self.graph[n].is_leaf]
+        return (ops or leaving or unit.members)[-1]
+
+    def _default_closed(self) -> set[str]:
+        """Everything closed, then the biggest boxes opened while the view stays under `TARGET_VISIBLE`."""
+        closed = set(self.units)
+        visible = len({self._rep_in(n, closed) for n in self.chains})
+        heap = [(-len(u.members), u.key) for u in self.units.values() if u.parent is None]
+        heapq.heapify(heap)
+        while heap:
+            _size, key = heapq.heappop(heap)
+            unit = self.units[key]
+            children = {self._child_of(n, key) for n in unit.members}
+            if visible + len(children) - 1 > TARGET_VISIBLE:
+                continue
+            closed.discard(key)
+            visible += len(children) - 1
+            for child in children:
+                if child in self.units:
+                    heapq.heappush(heap, (-len(self.units[child].members), child))
+        return closed
+
+    def _child_of(self, name: str, key: str) -> str:
+        chain = self.chains[name]
+        i = chain.index(key)
+        return chain[i + 1] if i + 1 < len(chain) else name
+
+    # -- what is shown ---------------------------------------------------------------------
+    def _rep_in(self, name: str, closed: set[str]) -> str:
+        for key in self.chains.get(name, ()):
+            if key in closed:
+                return key
+        return name
+
+    def rep(self, name: str) -> str:
+        """The node itself, or the outermost closed unit holding it."""
+        return self._rep_in(name, self.closed)
+
+    def is_box(self, key: str) -> bool:
+        return key in self.units and key in self.closed
+
+    def visible(self) -> list[str]:
+        """What the canvas draws, in graph order of the first member."""
+        seen: dict[str, None] = {}
+        for node in self.graph:
+            seen.setdefault(self.rep(node.name), None)
+        return list(seen)
+
+    def frames(self) -> list[Unit]:
+        """Open units whose frame is shown (none of their enclosing units is closed), outermost first."""
+        shown = []
+        for unit in sorted(self.units.values(), key=lambda u: u.depth):
+            chain = self.chains[unit.members[0]]
+            if unit.key not in self.closed and not any(k in self.closed for k in chain[: chain.index(unit.key)]):
+                shown.append(unit)
+        return shown
+
+    def edges(self) -> list[ViewEdge]:
+        """Edges between what is shown: one per (source, target), internal ones dropped."""
+        g = self.graph
+        sources: dict[str, list[str]] = {}  # box -> distinct outside sources, in order
+        pairs: list[tuple[str, str, int, int, str]] = []
+        seen: set[tuple[str, str]] = set()
+        for node in g:
+            dst = self.rep(node.name)
+            count = len(node.inputs)
+            for pos, a in enumerate(node.inputs):
+                src = self.rep(a.name)
+                if src == dst or (src, dst) in seen:
+                    continue
+                seen.add((src, dst))
+                if dst == node.name:
+                    pairs.append((src, dst, pos, count, node.op.role(pos) if count > 1 else ""))
+                else:
+                    sources.setdefault(dst, []).append(src)
+                    pairs.append((src, dst, -1, 0, ""))
+        out = []
+        for src, dst, pos, count, role in pairs:
+            if pos < 0:
+                pos, count = sources[dst].index(src), len(sources[dst])
+            out.append(ViewEdge(src, dst, pos, count, role))
+        return out
+
+    def view_graph(self) -> nx.DiGraph:
+        g = nx.DiGraph()
+        g.add_nodes_from(self.visible())
+        for e in self.edges():
+            g.add_edge(e.src, e.dst, port=e.position, ports=e.count)
+        return g
+
+    def layout(self) -> Layout:
+        return layered_layout(self.graph if not self.closed else self.view_graph())
+
+    # -- changing the folds ----------------------------------------------------------------
+    def close(self, key: str) -> bool:
+        """Fold `key` into a box; False when that would make values leave it and come back."""
+        if key not in self.units or key in self.blocked:
+            return False
+        self.closed.add(key)
+        if self._unblock():
+            return key not in self.blocked
+        return True
+
+    def open(self, key: str) -> None:
+        self.closed.discard(key)
+
+    def toggle(self, key: str) -> bool:
+        if key in self.closed:
+            self.open(key)
+            return True
+        return self.close(key)
+
+    def close_all(self) -> None:
+        self.closed = set(self.units) - self.blocked
+        self._unblock()
+
+    def open_all(self) -> None:
+        self.closed = set()
+
+    def state(self) -> frozenset[str]:
+        return frozenset(self.closed)
+
+    def _unblock(self) -> bool:
+        """Open boxes that lie on a cycle of the folded graph (values leaving and coming back in)."""
+        changed = False
+        while self.closed:
+            try:
+                cycle = nx.find_cycle(self.view_graph())
+            except nx.NetworkXNoCycle:
+                break
+            on_cycle = [k for edge in cycle for k in edge[:2] if k in self.closed]
+            worst = min(on_cycle, key=lambda k: len(self.units[k].members))
+            self.closed.discard(worst)
+            self.blocked.add(worst)
+            changed = True
+        return changed
+
+    def unit_of(self, name: str) -> Unit | None:
+        """The innermost open unit holding node or box `name` (what a double-click on its frame closes)."""
+        chain = self.chains.get(name) or (self.chains[self.units[name].members[0]] if name in self.units else ())
+        if name in self.units:
+            chain = chain[: chain.index(name)]
+        open_ = [k for k in chain if k not in self.closed]
+        return self.units[open_[-1]] if open_ else None
+
+
+def _parent_path(path: str, modules: dict[str, list[str]]) -> str | None:
+    parts = path.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        p = ".".join(parts[:k])
+        if p in modules:
+            return p
+    return None

@@ -1,0 +1,168 @@
+"""The live loss plot: train and test loss per epoch, a log-scale toggle, a readout under the mouse, export.
+
+One `PlotDataItem` per curve, fed whole with `setData` from the training log's float64 arrays when
+the training view's timer says the log grew (at most ~30 times a second). Peak downsampling and
+clip-to-view keep a million-epoch history cheap to draw: only about two points per pixel column
+reach the screen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF
+from PySide6.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QToolButton, QVBoxLayout, QWidget
+
+from .format import fmt_num
+from .frame_budget import FrameBudget, MeteredPlotWidget
+from .plot_style import EpochFollower, NumberAxis, settle, style_plot, swatches
+from .text_strip import TextStrip
+from .theme import Theme, ThemeManager
+from .training_log import TrainingLog
+
+
+def curve_width(theme: Theme, factor: float = 1.0) -> float:
+    """One-pixel lines except in projector mode: wider pens cost Qt's rasterizer several times more."""
+    return max(1.0, round(theme.pen_width(factor))) if theme.projector else 1.0
+
+
+def new_curve(plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
+    """A curve that stays smooth with a million points: peak downsampling, clipped to the view."""
+    curve = plot.plot(name=name)  # connect="auto": gaps only where there are NaNs
+    curve.setDownsampling(auto=True, method="peak")
+    curve.opts["autoDownsampleFactor"] = 1.0  # one bin per pixel column (its min and max), not pyqtgraph's five
+    curve.setClipToView(True)
+    return curve
+
+
+class LossPlot(QWidget):
+    def __init__(self, log: TrainingLog, themes: ThemeManager, budget: FrameBudget | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("lossPlot")
+        self.log, self.themes = log, themes
+        self.plot = MeteredPlotWidget(budget, axisItems={"left": NumberAxis("left")})
+        self.plot.setMenuEnabled(False)
+        item = self.plot.getPlotItem()  # no grid: its lines cost more to draw than the rest of the plot
+        item.setLabel("bottom", "epoch")
+        item.setLabel("left", "loss")
+        self.train_curve = new_curve(self.plot, "train")
+        self.test_curve = new_curve(self.plot, "test")
+        self.follower = EpochFollower(self.plot)
+        self.cursor_line = pg.InfiniteLine(angle=90, movable=False)
+        self.cursor_line.setVisible(False)
+        self.plot.addItem(self.cursor_line, ignoreBounds=True)
+        self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.log_scale = QCheckBox("Log scale")
+        self.log_scale.setObjectName("lossLogScale")
+        self.log_scale.setToolTip("Show the loss on a logarithmic axis: late, small improvements stay visible")
+        self.log_scale.toggled.connect(self._set_log)
+        self.readout = TextStrip(1)
+        self.readout.setObjectName("lossReadout")
+        self.csv_button = QToolButton()
+        self.csv_button.setText("CSV…")
+        self.csv_button.setToolTip("Save every epoch's losses and gradient norms as CSV")
+        self.csv_button.clicked.connect(self._csv_dialog)
+        self.png_button = QToolButton()
+        self.png_button.setText("PNG…")
+        self.png_button.setToolTip("Save this plot as an image")
+        self.png_button.clicked.connect(self._png_dialog)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(0, 0, 0, 0)
+        bar.addWidget(self.log_scale)
+        bar.addStretch(1)
+        bar.addWidget(self.csv_button)
+        bar.addWidget(self.png_button)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.readout)
+        lay.addLayout(bar)
+        self._hovered: int | None = None
+        themes.changed.connect(self._theme)
+        self._theme()
+        self.log_scale.setChecked(True)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Hand the log's arrays to the curves (views, not copies) and update the readout.
+
+        On a log scale the curves get the log's own log10 columns and only the axis is told: pyqtgraph's
+        log mode would take log10 of the whole history again every frame.
+        """
+        log = self.log
+        x = log.x
+        on = self.log_scale.isChecked()
+        self.train_curve.setData(x, log.log10("loss") if on else log.loss)
+        if log.has_test:
+            self.test_curve.setData(x, log.log10("test_loss") if on else log.test_loss)
+        else:
+            self.test_curve.setData(x[:0], x[:0])
+        self.test_curve.setVisible(log.has_test)
+        self.follower.update(x)
+        settle(self.plot)
+        self._show_readout()
+
+    def _set_log(self, on: bool) -> None:
+        self.plot.getPlotItem().getAxis("left").setLogMode(False, on)
+        self.refresh()
+        self.plot.getPlotItem().enableAutoRange()
+
+    # -- the readout under the mouse -----------------------------------------------------------
+    def _hover(self, pos: QPointF) -> None:
+        vb = self.plot.getPlotItem().getViewBox()
+        n = self.log.n
+        if n == 0 or not vb.sceneBoundingRect().contains(pos):
+            self._hovered = None
+            self.cursor_line.setVisible(False)
+        else:
+            x = vb.mapSceneToView(pos).x()
+            i = int(np.clip(np.searchsorted(self.log.x, x), 0, n - 1))
+            if i > 0 and abs(self.log.x[i - 1] - x) < abs(self.log.x[i] - x):
+                i -= 1
+            self._hovered = i
+            self.cursor_line.setPos(float(self.log.x[i]))
+            self.cursor_line.setVisible(True)
+        self._show_readout()
+
+    def _show_readout(self) -> None:
+        """The hovered epoch, or the latest one."""
+        log = self.log
+        theme = self.themes.theme
+        if log.n == 0:
+            self.readout.setText("No epochs yet: press Play.")
+            return
+        i = self._hovered if self._hovered is not None and self._hovered < log.n else log.n - 1
+        pairs = [(f"train {fmt_num(log.loss[i])}", theme.color("forward"))]
+        if log.has_test and np.isfinite(log.test_loss[i]):
+            pairs.append((f"test {fmt_num(log.test_loss[i])}", theme.color("gradient")))
+        self.readout.setText(f"epoch {int(log.x[i])}  {swatches(pairs)}")
+
+    # -- export ------------------------------------------------------------------------------------
+    def export_csv(self, path: str | Path) -> Path:
+        return self.log.to_csv(path)
+
+    def export_png(self, path: str | Path) -> bool:
+        return bool(self.plot.grab().save(str(path)))
+
+    def _csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save losses", "losses.csv", "CSV files (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def _png_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save loss plot", "loss.png", "PNG images (*.png)")
+        if path:
+            self.export_png(path)
+
+    # -- theme -----------------------------------------------------------------------------------
+    def _theme(self) -> None:
+        theme = self.themes.theme
+        style_plot(self.plot, theme)
+        self.train_curve.setPen(pg.mkPen(theme.color("forward"), width=curve_width(theme)))
+        self.test_curve.setPen(pg.mkPen(theme.color("gradient"), width=curve_width(theme)))
+        self.cursor_line.setPen(pg.mkPen(theme.color("muted"), width=curve_width(theme, 0.8)))
+        self._show_readout()

@@ -1,0 +1,328 @@
+"""Opening models and data in the app: the file filter, recent files, and the dialogs a state dict or a
+data set needs (its architecture, the report of what matched, the data for the model's inputs).
+
+The loading itself happens in `load_file`, which the window runs in a `Job` off the GUI thread; it
+touches no widget and no live session, so a failure or a cancel leaves the current session as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..backends import get_backend
+from ..debugger import Session
+from ..graph.errors import ModelFormatError, PropscopeError
+from ..graph.examples import EXAMPLES
+from ..graph.model import Model
+from ..graph.readers import READERS, load_target, open_model
+from ..graph.readers import state_dict as state_dict_reader
+from .canvas.folding import Folding
+from .format import fmt_shape
+
+MAX_RECENT = 8
+RECENT_KEY = "recent/files"
+
+
+def model_suffixes() -> list[str]:
+    """Every file suffix a registered reader opens, in the table's order."""
+    out: list[str] = []
+    for _, reader in READERS:
+        for suffix in getattr(reader, "SUFFIXES", None) or (getattr(reader, "SUFFIX", ""),):
+            if suffix and suffix not in out:
+                out.append(suffix)
+    return out
+
+
+def open_filter() -> str:
+    """The Open dialog's filter: all models first, then one line per reader."""
+    lines = ["All models (" + " ".join(f"*{s}" for s in model_suffixes()) + ")"]
+    for name, reader in READERS:
+        suffixes = getattr(reader, "SUFFIXES", None) or (getattr(reader, "SUFFIX", ""),)
+        lines.append(f"{name} (" + " ".join(f"*{s}" for s in suffixes if s) + ")")
+    lines.append("All files (*)")
+    return ";;".join(lines)
+
+
+def is_state_dict(path: str | Path) -> bool:
+    return bool(state_dict_reader.match(Path(path)))
+
+
+def is_model_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in model_suffixes()
+
+
+@dataclass
+class Loaded:
+    """What a loading job hands back to the GUI thread."""
+
+    session: Session
+    layout: Any
+    folding: Folding
+    report: Any = None  # a StateDictReport when weights were put into an architecture
+    path: str = ""
+
+
+def load_file(path: str | Path, backend: str, dtype: str, device: str = "cpu", arch: str | None = None,
+              seed: int = 0) -> Loaded:
+    """Read a model file (a state dict into `arch`) and prepare its session, folds and layout. Worker-safe."""
+    path = Path(path)
+    report = None
+    if is_state_dict(path):
+        if not arch:
+            raise ModelFormatError(f"{path}: a state dict holds weights only; choose the architecture it belongs to")
+        try:
+            model: Model = load_target(arch, seed=seed)
+        except PropscopeError as exc:
+            raise ModelFormatError(f"architecture {arch}: {exc}") from None
+        if not path.is_file():
+            raise ModelFormatError(f"{path}: no such file")
+        tensors = state_dict_reader.read_tensors(path)
+        model, report = state_dict_reader.apply_state_dict(model, tensors, path.name)
+        if not report.matched:
+            raise ModelFormatError(f"{path}: none of its {len(tensors)} tensors match a parameter of {arch}; "
+                                   "is it the right architecture?")
+    else:
+        model = open_model(path)
+    session = Session(model, get_backend(backend, dtype, device), name=path.stem, seed=seed)
+    folding = Folding.of(session.graph)
+    return Loaded(session, folding.layout(), folding, report, str(path))
+
+
+# -- recent files ------------------------------------------------------------------------------
+class RecentFiles:
+    """The last files opened, newest first, kept in QSettings (in memory when there are none)."""
+
+    def __init__(self, settings: QSettings | None) -> None:
+        self.settings = settings
+        self._memory: list[str] = []
+
+    def paths(self) -> list[str]:
+        if self.settings is None:
+            return list(self._memory)
+        value = self.settings.value(RECENT_KEY, [])
+        if isinstance(value, str):  # QSettings hands a one-item list back as a string
+            value = [value]
+        return [str(v) for v in value][:MAX_RECENT] if isinstance(value, list) else []
+
+    def add(self, path: str | Path) -> None:
+        text = str(Path(path).resolve())
+        paths = [text, *(p for p in self.paths() if p != text)][:MAX_RECENT]
+        self._store(paths)
+
+    def remove(self, path: str) -> None:
+        self._store([p for p in self.paths() if p != path])
+
+    def clear(self) -> None:
+        self._store([])
+
+    def _store(self, paths: list[str]) -> None:
+        if self.settings is None:
+            self._memory = paths
+        else:
+            self.settings.setValue(RECENT_KEY, paths)
+            self.settings.sync()
+
+    def fill(self, menu: QMenu, open_path: Any) -> None:
+        """Rebuild `menu`: one entry per file (Ctrl+1…), then Clear."""
+        menu.clear()
+        paths = self.paths()
+        for k, p in enumerate(paths):
+            act = QAction(f"&{k + 1}  {Path(p).name}", menu)
+            act.setToolTip(p)
+            act.setStatusTip(p)
+            act.setData(p)
+            act.triggered.connect(lambda _c=False, p=p: open_path(p))
+            menu.addAction(act)
+        if not paths:
+            none = menu.addAction("No recent files")
+            none.setEnabled(False)
+        menu.addSeparator()
+        clear = menu.addAction("Clear the list")
+        clear.setEnabled(bool(paths))
+        clear.triggered.connect(self.clear)
+
+
+# -- the architecture of a state dict --------------------------------------------------------------
+class ArchDialog(QDialog):
+    """Which network a state dict's weights belong to: a built-in example or a model file."""
+
+    chosen = Signal(str)
+
+    def __init__(self, weights: str, current: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Architecture for the weights")
+        self.setObjectName("archDialog")
+        intro = QLabel(f"<b>{escape(Path(weights).name)}</b> holds weights only. Which network do they belong to?")
+        intro.setWordWrap(True)
+        self.use_example = QRadioButton("A built-in example")
+        self.use_file = QRadioButton("A model file (.pt2, .onnx, .propscope)")
+        group = QButtonGroup(self)
+        group.addButton(self.use_example)
+        group.addButton(self.use_file)
+        self.example = QComboBox()
+        for name, ex in EXAMPLES.items():
+            self.example.addItem(f"{name} — {ex.summary}", name)
+        i = self.example.findData(current)
+        self.example.setCurrentIndex(max(i, 0))
+        self.file = QLineEdit()
+        self.file.setPlaceholderText("path to the model file")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.file.textEdited.connect(lambda _t: self.use_file.setChecked(True))
+        self.example.activated.connect(lambda _i: self.use_example.setChecked(True))
+        self.use_example.setChecked(True)
+        grid = QGridLayout()
+        grid.addWidget(self.use_example, 0, 0)
+        grid.addWidget(self.example, 0, 1, 1, 2)
+        grid.addWidget(self.use_file, 1, 0)
+        grid.addWidget(self.file, 1, 1)
+        grid.addWidget(browse, 1, 2)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(intro)
+        lay.addLayout(grid)
+        lay.addWidget(buttons)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Architecture", "", open_filter())
+        if path:
+            self.file.setText(path)
+            self.use_file.setChecked(True)
+
+    def architecture(self) -> str:
+        return self.file.text().strip() if self.use_file.isChecked() else str(self.example.currentData())
+
+    def accept(self) -> None:
+        arch = self.architecture()
+        if not arch:
+            self.file.setFocus()
+            return
+        super().accept()
+        self.chosen.emit(arch)
+
+
+def report_html(report: Any) -> str:
+    """A state dict's report: matched, missing, unexpected and wrong-shape tensors, each listed."""
+    def section(title: str, names: Sequence[str], color: str) -> str:
+        if not names:
+            return f"<p><b>{title}: none</b></p>"
+        items = "".join(f"<li>{escape(n)}</li>" for n in names)
+        return f"<p><b style='color:{color}'>{title}: {len(names)}</b></p><ul>{items}</ul>"
+
+    wrong = [f"{n}: file has {fmt_shape(got)}, the network needs {fmt_shape(want)}"
+             for n, want, got in report.wrong_shape]
+    prefix = f"<p>The prefix <code>{escape(report.prefix)}</code> was stripped from every name.</p>" \
+        if report.prefix else ""
+    verdict = ("All of the network's tensors came from the file." if report.ok else
+               "Missing tensors keep the architecture's own values; wrong-shaped ones are ignored.")
+    return (f"<h3>Weights from {escape(report.source)}</h3><p>{verdict}</p>{prefix}"
+            + section("Matched", report.matched, "#2e7d32")
+            + section("Missing (kept the architecture's)", report.missing, "#b35c00")
+            + section("Unexpected (in the file, not in the network; ignored)", report.unexpected, "#57606a")
+            + section("Wrong shape (ignored)", wrong, "#c62828"))
+
+
+class ReportDialog(QDialog):
+    def __init__(self, report: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("State dict report")
+        self.setObjectName("stateDictReport")
+        self.text = QTextBrowser()
+        self.text.setHtml(report_html(report))
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.close)
+        buttons.accepted.connect(self.close)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.text)
+        lay.addWidget(buttons)
+        self.resize(560, 480)
+
+
+# -- data for the current model ----------------------------------------------------------------------
+class DataDialog(QDialog):
+    """Data for the model's inputs: a `.npz`/`.csv` file, or a generated batch of the declared shapes."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Data for the model")
+        self.setObjectName("dataDialog")
+        g = session.model.graph
+        rows = "".join(f"<li><code>{escape(n.name)}</code>: {fmt_shape(n.shape)}</li>" for n in g.inputs)
+        target = ""
+        if session.loss_name:
+            target = f"<li><code>y</code>: the target of the {escape(session.loss_name)} loss</li>"
+        intro = QLabel(f"The model reads:<ul>{rows}{target}</ul>A <code>.npz</code> holds arrays named after the "
+                       "inputs (or <code>x</code>) and <code>y</code>; a <code>.csv</code> holds the features, "
+                       "then the target in the last column. Only the batch size may differ.")
+        intro.setWordWrap(True)
+        intro.setTextFormat(Qt.TextFormat.RichText)
+        self.from_file = QRadioButton("Load a file")
+        self.generate = QRadioButton("Generate a random batch of these shapes")
+        group = QButtonGroup(self)
+        group.addButton(self.from_file)
+        group.addButton(self.generate)
+        self.path = QLineEdit()
+        self.path.setPlaceholderText("data.npz or data.csv")
+        self.path.textEdited.connect(lambda _t: self.from_file.setChecked(True))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setPrefix("seed ")
+        self.seed.valueChanged.connect(lambda _v: self.generate.setChecked(True))
+        self.from_file.setChecked(True)
+        file_row = QHBoxLayout()
+        file_row.addWidget(self.path, 1)
+        file_row.addWidget(browse)
+        gen_row = QHBoxLayout()
+        gen_row.addWidget(self.seed)
+        gen_row.addStretch(1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._ok)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(intro)
+        lay.addWidget(self.from_file)
+        lay.addLayout(file_row)
+        lay.addWidget(self.generate)
+        lay.addLayout(gen_row)
+        lay.addWidget(buttons)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Data", "", "Data (*.npz *.csv);;All files (*)")
+        if path:
+            self.path.setText(path)
+            self.from_file.setChecked(True)
+
+    def _ok(self) -> None:
+        if self.from_file.isChecked() and not self.path.text().strip():
+            self.path.setFocus()
+            return
+        self.accept()

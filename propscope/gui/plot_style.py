@@ -1,0 +1,116 @@
+"""One look for every pyqtgraph plot: the theme's ground, text, pens and type size (projector mode included).
+
+Legends are plain coloured labels under the plots rather than pyqtgraph legends drawn over the
+curves, and log axes read as numbers (0.3, 1e−3) rather than 3·10⁻¹.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtGui import QColor, QFontMetrics
+from PySide6.QtWidgets import QLabel, QSizePolicy
+
+from .format import fmt_num
+from .theme import Theme
+
+# Distinct line colours for series without a meaning of their own (one per parameter), dark enough for a
+# white projector screen and readable on the dark theme.
+SERIES = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22")
+
+
+def series_color(i: int) -> QColor:
+    return QColor(SERIES[i % len(SERIES)])
+
+
+class NumberAxis(pg.AxisItem):
+    """An axis whose log-mode ticks are written as plain numbers, and which never rescales by an SI prefix."""
+
+    def __init__(self, orientation: str) -> None:
+        super().__init__(orientation)
+        self.enableAutoSIPrefix(False)
+
+    def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
+        """pyqtgraph's levels, without the minor ticks that repeat a major one (their labels would overprint)."""
+        levels = super().logTickValues(minVal, maxVal, size, stdTicks)
+        major = {round(v, 9) for spacing, values in levels if spacing is not None for v in values}
+        return [(s, v if s is not None else [x for x in v if round(x, 9) not in major]) for s, v in levels]
+
+    def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        """Label 1, 2 and 5 times a power of ten; the other minor ticks would crowd into each other."""
+        out = []
+        for v in 10 ** np.asarray(values, dtype=float) * scale:
+            mantissa = v / 10 ** np.floor(np.log10(v)) if v > 0 and np.isfinite(v) else 0.0
+            out.append(fmt_num(v, 2) if min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-6 else "")
+        return out
+
+
+def swatches(pairs: list[tuple[str, QColor]]) -> str:
+    """HTML for a legend line: a coloured bar and a name per series."""
+    return "  ".join(f"<span style='color:{c.name()}'>━</span>&nbsp;{escape(name)}" for name, c in pairs)
+
+
+class EpochFollower:
+    """Keeps a plot's x range on the epochs drawn while the curves grow, until the user pans or zooms.
+
+    pyqtgraph's x auto-range would follow too, but it takes the bounds of the downsampled curve, whose
+    last point moves with the downsampling factor, which depends on the range: now and then the two
+    chase each other and the plot repaints without end. Its "A" button turns following back on.
+    """
+
+    def __init__(self, plot: pg.PlotWidget) -> None:
+        self.view = plot.getPlotItem().getViewBox()
+        self.following = True
+        self.view.enableAutoRange(x=False)
+        self.view.sigRangeChangedManually.connect(self._by_hand)
+
+    def _by_hand(self, *_args: object) -> None:
+        self.following = False
+
+    def update(self, x: np.ndarray) -> None:
+        if self.view.autoRangeEnabled()[0]:  # the "A" button
+            self.following = True
+            self.view.enableAutoRange(x=False)
+        if self.following and len(x):
+            first, last = float(x[0]), float(x[-1])
+            self.view.setXRange(first, max(last, first + 1.0), padding=0.02)
+
+
+def settle(plot: pg.PlotWidget) -> None:
+    """Apply the auto-range that new data asks for now, not at paint time: pyqtgraph would otherwise change
+    the range in the middle of the paint and paint everything a second time."""
+    plot.getPlotItem().getViewBox().prepareForPaint()
+
+
+def steady_label(label: QLabel, lines: int) -> None:
+    """Give a label that changes many times a second a fixed height of `lines` lines and no say in the width,
+    so a new text repaints the label alone instead of relaying out (and repainting) the whole dock."""
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    label.setFixedHeight(QFontMetrics(label.font()).lineSpacing() * lines + 4)
+
+
+def style_plot(plot: pg.PlotWidget, theme: Theme, font_px: float = 11, widest_tick: str = "0.0005") -> None:
+    """Ground, axes and their labels in the theme's colours and sizes; the left axis as wide as `widest_tick`."""
+    fg = theme.color("text")
+    font = theme.font(font_px)
+    metrics = QFontMetrics(font)
+    plot.setBackground(theme.color("background"))
+    item = plot.getPlotItem()
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        axis.setTickFont(font)
+        axis.setPen(pg.mkPen(fg, width=1 if not theme.projector else round(theme.pen_width(0.8))))
+        axis.setTextPen(pg.mkPen(fg))
+        label = axis.labelText
+        if label:
+            axis.setLabel(label, color=fg.name(), **{"font-size": f"{theme.px(font_px)}px"})
+        # A fixed size: left to itself an axis resizes whenever its widest tick label changes, which re-lays
+        # out the plot and paints it again, frame after frame, while the curve grows.
+        room = metrics.height() + theme.px(2) if label else 0
+        if name == "left":
+            axis.setWidth(metrics.horizontalAdvance(widest_tick) + room + theme.px(8))
+        else:
+            axis.setHeight(metrics.height() + room + theme.px(8))
