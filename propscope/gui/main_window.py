@@ -646,8 +646,13 @@ class MainWindow(QMainWindow):
         self.toolbar.setIconSize(QSize(size, size))
         if self.themes.projector:
             self.insertToolBarBreak(self.session_toolbar)
+            # at 1024×768 the inspector needs the whole right column: the neuron view becomes one of its tabs
+            self.tabifyDockWidget(self.inspector_dock, self.neurons_dock)
+            self.inspector_dock.raise_()
         else:
             self.removeToolBarBreak(self.session_toolbar)
+            if self.tabifiedDockWidgets(self.neurons_dock):
+                self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.neurons_dock, Qt.Orientation.Vertical)
 
     def show_warning(self, title: str, text: str) -> None:
         """Like `show_error`, for a file that opened with something left out (unsupported ops)."""
