@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,6 +150,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
         print(f"  warning: first non-finite value at {phase} step {index + 1}: {node.op.name} {node.name}")
     print(f"  wrote {len(arrays)} arrays to {out}")
     return 0
+
+
+def _tolerance(text: str) -> float:
+    """A tolerance: a finite number >= 0 (NaN would make every comparison pass and fail at once)."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"the tolerance must be a finite number >= 0, got {text}")
+    return value
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -374,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gradcheck", help="compare gradients with finite differences (float64)", epilog=EPILOG)
     _session_args(p)
-    p.add_argument("--tol", type=float, default=1e-7, help="largest relative error allowed (default 1e-7)")
+    p.add_argument("--tol", type=_tolerance, default=1e-7, help="largest relative error allowed (default 1e-7)")
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("compare", help="the same pass on NumPy and on torch, node by node", epilog=EPILOG)
@@ -385,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`")
     p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
     p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda or cuda:N")
-    p.add_argument("--tol", type=float, help="largest difference allowed (default 1e-10 float64, 1e-5 float32)")
+    p.add_argument("--tol", type=_tolerance, help="largest difference allowed (default 1e-10 float64, 1e-5 float32)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many worst nodes to list (default 10)")
     p.set_defaults(func=cmd_compare)
 

@@ -89,6 +89,9 @@ def test_pause_and_resume_then_step_through_the_paused_network(qtbot, window):
     qtbot.mouseClick(panel.pause, Qt.MouseButton.LeftButton)
     wait_state(qtbot, runner, "paused")
     assert not panel.pause.isEnabled() and panel.play.isEnabled()
+    # the trainer still holds the session: nothing may swap its backend, dtype, model or data meanwhile
+    assert not window.backend_box.isEnabled() and not window.dtype_box.isEnabled()
+    assert not window.open_action.isEnabled() and not window.data_action.isEnabled()
     qtbot.wait(100)
     runner.pull()
     paused_at = runner.log.n
@@ -110,6 +113,7 @@ def test_pause_and_resume_then_step_through_the_paused_network(qtbot, window):
     assert runner.state == "running"
     qtbot.mouseClick(panel.reset, Qt.MouseButton.LeftButton)  # stops, then restores the initial parameters
     wait_state(qtbot, runner, "idle")
+    assert window.backend_box.isEnabled() and window.open_action.isEnabled()
     assert all(np.array_equal(s.params[k], v) for k, v in initial.items())
     shown = panel.loss_plot.train_curve.xData
     assert runner.log.n == 0 and (shown is None or len(shown) == 0)

@@ -89,10 +89,12 @@ class Session:
         except ShapeError as exc:
             raise ShapeError(f"target {TARGET!r}: {exc}") from None
 
-    def _leaves(self) -> dict[str, Any]:
-        leaves = dict(self.params)
+    def _leaves(self, backend: Backend | None = None, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every leaf's value on `backend` (the session's own by default): parameters, then the batch."""
+        backend = backend or self.backend
+        leaves = dict(self.params if params is None else params)
         for node in self.graph.inputs:
-            leaves[node.name] = self.backend.asarray(self.batch[node.name])
+            leaves[node.name] = backend.asarray(self.batch[node.name])
         return leaves
 
     def _new_trace(self) -> Trace:
@@ -263,17 +265,18 @@ class Session:
         self.cursor_moved.emit(0)
 
     def set_backend(self, backend: Backend) -> None:
-        """Run the same graph on another backend, keeping the cursor where it is."""
+        """Run the same graph on another backend, keeping the cursor where it is.
+
+        The new trace is computed up to the cursor before anything is replaced, so a backend that
+        fails (an op it lacks, a device that runs out of memory) leaves the session as it was.
+        """
         params = {k: backend.asarray(self.backend.to_numpy(v)) for k, v in self.params.items()}
-        cursor = self._cursor
-        self.backend, self.params = backend, params
-        self.trace = self._new_trace()
-        self._cursor = 0
-        if cursor:
-            self.trace.compute_through(cursor - 1)
-        self._cursor = cursor
+        trace = Trace(self.graph, backend, self._leaves(backend, params))
+        if self._cursor:
+            trace.compute_through(self._cursor - 1)
+        self.backend, self.params, self.trace = backend, params, trace
         self.trace_changed.emit()
-        self.cursor_moved.emit(cursor)
+        self.cursor_moved.emit(self._cursor)
 
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
         self.batch, self.graph = self._prepare(self.model, batch)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..backends.base import Backend
+from ..graph.errors import GraphError
 from ..graph.ir import Graph, Node
 from ..graph.ops.unsupported import is_unsupported, stop_error
 from .steps import BACKWARD, FORWARD, BackwardStep, ForwardStep, GradTerm, PlannedStep, Step
@@ -88,7 +89,10 @@ class Trace:
         if is_unsupported(node):  # a loaded model's op we cannot run: stop before it, naming the op
             raise stop_error(node)
         inputs = tuple(self.values[a.name] for a in node.inputs)
-        out = self.backend.forward(node, inputs)
+        try:
+            out = self.backend.forward(node, inputs)
+        except (TypeError, ValueError, IndexError, ZeroDivisionError) as exc:  # attributes a file got wrong, say
+            raise GraphError(f"{node.op.name} node {node.name!r} cannot run: {exc}") from exc
         self.values[node.name] = out
         if planned.index == self.n_forward - 1 and self.graph.output.op.is_loss:
             loss = self.graph.output.name

@@ -172,6 +172,7 @@ class MainWindow(QMainWindow):
         self.neurons = NeuronView(self.bridge, self.selection, self.themes)
         self.neurons_dock = self._dock("Neurons", "neuronsDock", self.neurons, Qt.DockWidgetArea.RightDockWidgetArea)
         self.training.liveParams.connect(self.neurons.show_weights)
+        self.training.runner.stateChanged.connect(lambda _state: self._set_busy())
         self.training.message.connect(self.message)
 
     def _build_toolbar(self) -> None:
@@ -431,23 +432,27 @@ class MainWindow(QMainWindow):
 
     def _start(self, job: Job, done: Any, error_title: str) -> Job:
         self.jobs.append(job)
-        self._set_busy(True)
+        self._set_busy()
 
         def finish() -> None:
             if job in self.jobs:
                 self.jobs.remove(job)
-            self._set_busy(bool(self.jobs))
+            self._set_busy()
 
         job.finished.connect(lambda result: (finish(), done(result)))
         job.failed.connect(lambda exc: (finish(), self.show_error(error_title, _describe(exc))))
         job.cancelled.connect(lambda: (finish(), self.message("Cancelled.")))
         return job.start()
 
-    def _set_busy(self, busy: bool) -> None:
-        """While a job runs nothing may replace the session under it."""
+    def _set_busy(self) -> None:
+        """While a job or a training run works on the session, nothing may replace it or its backend."""
+        training = getattr(self, "training", None)
+        busy = bool(self.jobs) or (training is not None and training.runner.busy)
         for w in (self.backend_box, self.dtype_box, self.example_box):
             w.setEnabled(not busy)
-        self.open_action.setEnabled(not busy)
+        for action in (self.open_action, self.data_action):
+            action.setEnabled(not busy)
+        self.recent_menu.setEnabled(not busy)
 
     def save_path(self, path: str | Path) -> bool:
         s = self.bridge.session

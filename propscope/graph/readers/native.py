@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import GraphError, ModelFormatError, PropscopeError
 from ..ir import Graph
 from ..model import Model, TrainingDefaults
+from ..ops import CATALOG, get_op
 
 SUFFIX = ".propscope"
 FORMAT = "propscope-model"
@@ -144,7 +145,7 @@ def open(path: str | Path) -> Model:
             raise ModelFormatError(f"{where}: {MANIFEST} is {info.file_size} bytes, too large to be a model")
         try:
             manifest = json.loads(zf.read(info).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, zipfile.BadZipFile, OSError, EOFError) as exc:
             raise ModelFormatError(f"{where}: {MANIFEST} is not valid JSON ({exc})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ModelFormatError(f"{where}: {MANIFEST} does not describe a propscope model")
@@ -155,6 +156,11 @@ def open(path: str | Path) -> Model:
             )
         try:
             graph = _graph(manifest["graph"])
+            members = [*dict(manifest.get("arrays", {})).values(), *dict(manifest.get("batch", {})).values()]
+            names = set(zf.namelist())
+            total = sum(zf.getinfo(m).file_size for m in members if m in names)
+            if total > MAX_MEMBER_BYTES:
+                raise ModelFormatError(f"{where}: its arrays claim {total} bytes in all, more than propscope will load")
             arrays = {k: _read_array(zf, m, where) for k, m in dict(manifest.get("arrays", {})).items()}
             batch = {k: _read_array(zf, m, where) for k, m in dict(manifest.get("batch", {})).items()}
             for node in graph.leaves:
@@ -168,7 +174,7 @@ def open(path: str | Path) -> Model:
                 arrays,
                 batch=batch,
                 loss=manifest.get("loss"),
-                metrics=tuple(manifest.get("metrics", ())),
+                metrics=tuple(str(m) for m in manifest.get("metrics", ())),
                 training=TrainingDefaults(**dict(manifest.get("training", {}))),
                 description=str(manifest.get("description", "")),
                 dataset=_dataset(manifest.get("dataset")),
@@ -177,7 +183,8 @@ def open(path: str | Path) -> Model:
             raise
         except PropscopeError as exc:
             raise ModelFormatError(f"{where}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError, zipfile.BadZipFile,
+                OSError, EOFError) as exc:
             raise ModelFormatError(f"{where}: malformed model ({type(exc).__name__}: {exc})") from None
 
 
@@ -196,9 +203,14 @@ def _graph(spec: dict[str, Any]) -> Graph:
             raise GraphError(f"node #{i} needs a name and an op")
         meta = _tuples(dict(n.get("meta", {})))
         shape = meta.pop("shape", None)
+        attrs = dict(n.get("attrs", {}))
+        known = get_op(str(n["op"])).default_attrs if str(n["op"]) in CATALOG else attrs
+        unknown = sorted(set(attrs) - set(known))
+        if unknown:
+            raise GraphError(f"node {n['name']!r}: op {n['op']} has no attribute {', '.join(map(repr, unknown))}")
         try:
             graph.add(str(n["op"]), *[str(a) for a in n.get("inputs", [])], name=str(n["name"]),
-                      attrs=_tuples(dict(n.get("attrs", {}))), shape=shape, **meta)
+                      attrs=_tuples(attrs), shape=shape, **meta)
         except GraphError as exc:
             raise GraphError(f"node {n['name']!r}: {exc}") from None  # open() prefixes the file's path
     graph.set_outputs(*[str(o) for o in spec.get("outputs", [])])

@@ -100,6 +100,8 @@ def to_numpy(value: Any, where: str, what: str) -> np.ndarray:
     return t.numpy().copy()
 
 
+_MAX_EXPANDED_BYTES = 256 * 2**20  # a broadcast (stride 0) tensor may grow beyond its data, up to this
+
 class _Archive:
     """One model of a `.pt2` zip: its program JSON and its tensors, read lazily and checked."""
 
@@ -218,6 +220,9 @@ class _Archive:
         if extent * item > nbytes:
             raise ModelFormatError(f"{self.where}: {what} declares shape {shape} reaching {extent * item} bytes, "
                                    f"but its data holds {nbytes} bytes")
+        if count * item > max(nbytes, _MAX_EXPANDED_BYTES):  # zero strides could blow a few bytes up to gigabytes
+            raise ModelFormatError(f"{self.where}: {what} would expand {nbytes} bytes of data to {count * item} bytes "
+                                   "through its strides; propscope refuses it")
         if count == 0:
             return np.zeros(shape, dtype=np.dtype("float32" if dtype == "bfloat16" else dtype))
         if member not in self._raw:
