@@ -227,6 +227,7 @@ class Trainer:
         seed: int | None = None,
         metrics: Sequence[str] | None = None,
         grad_norms: bool = False,
+        hand_over: Callable[[dict[str, Any]], None] | None = None,
         **hparams: Any,
     ) -> None:
         defaults = session.model.training
@@ -266,10 +267,17 @@ class Trainer:
         # The parameters reached so far, for a viewer on another thread (a live decision boundary): the
         # trainer overwrites these buffers an epoch later, so a reader copies them at once.
         self.latest: list[Any] = []
+        # How the session receives parameters on pause and at the end. By default the trainer sets them itself;
+        # an app passes a function that hands them to its GUI thread, so the session only changes there.
+        self.hand_over = hand_over or self._set_session_params
         self._go = threading.Event()
         self._go.set()
         self._stop = False
         self.state = "ready"
+
+    def _set_session_params(self, params: dict[str, Any]) -> None:
+        self.session.set_params(params)
+        self.session.params_changed.emit()
 
     # -- control, from any thread ------------------------------------------------------------
     def pause(self) -> None:
@@ -338,8 +346,7 @@ class Trainer:
         finally:
             self.history.seconds = time.perf_counter() - start
         if self.history.nonfinite is None:
-            s.set_params(current)
-        s.params_changed.emit()
+            self.hand_over(current)
         self._set_state("diverged" if self.history.nonfinite else "stopped" if self._stop else "finished")
         return self.history
 
@@ -363,8 +370,7 @@ class Trainer:
     def _wait_if_paused(self, params: dict[str, Any]) -> None:
         if self._go.is_set():
             return
-        self.session.set_params({k: _copy(v) for k, v in params.items()})  # so the paused network can be stepped
-        self.session.params_changed.emit()
+        self.hand_over({k: _copy(v) for k, v in params.items()})  # so the paused network can be stepped
         self._set_state("paused")
         self._go.wait()
         if not self._stop:
@@ -546,7 +552,7 @@ class Trainer:
                         "although every gradient was finite (try a smaller learning rate)")
         self.history.nonfinite = NonFinite(epoch, batch, loss, node.name if node else None,
                                            node.op.name if node else None, phase, index, message)
-        s.set_params({k: _copy(v) for k, v in params.items()})
+        self.hand_over({k: _copy(v) for k, v in params.items()})
         return dict(zip(names, cur, strict=True)), dict(zip(names, previous, strict=True))
 
 

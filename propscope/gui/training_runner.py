@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,7 @@ class TrainingRunner(QObject):
     diverged = Signal(object)  # the trainer's NonFinite: the epoch, the op, the message
     failed = Signal(str)  # a sentence: bad settings, or an error in the run
     _done = Signal(object, object, object)  # (trainer, history, error), emitted on the worker
+    _hand_over = Signal(object, object)  # (session, parameters) from the worker, applied on the GUI thread
 
     def __init__(self, bridge: SessionBridge, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -74,6 +76,7 @@ class TrainingRunner(QObject):
         self.timer.setInterval(PULL_INTERVAL_MS)
         self.timer.timeout.connect(self._tick)
         self._done.connect(self._finished, Qt.ConnectionType.QueuedConnection)
+        self._hand_over.connect(self._apply_params, Qt.ConnectionType.QueuedConnection)
         bridge.trainingState.connect(self._trainer_state)
         bridge.sessionChanged.connect(self._session_changed)
         self._session: Session | None = None
@@ -165,6 +168,11 @@ class TrainingRunner(QObject):
         s.set_params({k: s.backend.asarray(v.copy()) for k, v in self.initial.items()})
         self._forget()
 
+    def _apply_params(self, session: Session, params: dict[str, Any]) -> None:
+        """The trainer's parameters (on pause, at the end), given to the session here on the GUI thread."""
+        session.set_params(params)
+        session.params_changed.emit()
+
     def set_hparams(self, hparams: Mapping[str, Any]) -> None:
         """New hyperparameters (a learning rate typed mid-run) take effect from the next step."""
         if self.optimizer is not None:
@@ -196,7 +204,8 @@ class TrainingRunner(QObject):
         lr = hp.pop("lr", None)
         try:
             trainer = Trainer(session, epochs, settings.optimizer, lr, settings.batch_size, settings.test,
-                              grad_norms=settings.grad_norms, **hp, **settings.extra)
+                              grad_norms=settings.grad_norms, hand_over=partial(self._hand_over.emit, session),
+                              **hp, **settings.extra)
         except PropscopeError as exc:
             self._scratch = None
             self.failed.emit(str(exc))
