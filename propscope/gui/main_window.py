@@ -172,6 +172,8 @@ class MainWindow(QMainWindow):
         self.neurons = NeuronView(self.bridge, self.selection, self.themes)
         self.neurons_dock = self._dock("Neurons", "neuronsDock", self.neurons, Qt.DockWidgetArea.RightDockWidgetArea)
         self.training.liveParams.connect(self.neurons.show_weights)
+        self.neurons.applicable.connect(self._arrange_neurons)
+        self._arrange_neurons(bool(self.neurons.layers))
         self.training.runner.stateChanged.connect(lambda _state: self._set_busy())
         self.training.message.connect(self.message)
 
@@ -651,13 +653,26 @@ class MainWindow(QMainWindow):
         self.toolbar.setIconSize(QSize(size, size))
         if self.themes.projector:
             self.insertToolBarBreak(self.session_toolbar)
-            # at 1024×768 the inspector needs the whole right column: the neuron view becomes one of its tabs
-            self.tabifyDockWidget(self.inspector_dock, self.neurons_dock)
-            self.inspector_dock.raise_()
         else:
             self.removeToolBarBreak(self.session_toolbar)
-            if self.tabifiedDockWidgets(self.neurons_dock):
-                self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.neurons_dock, Qt.Orientation.Vertical)
+        self._arrange_neurons()
+
+    def _arrange_neurons(self, drawable: bool | None = None) -> None:
+        """The neuron view gets its own place under the inspector only where it has room and something to draw.
+
+        In projector mode (1024×768) or for a network it cannot draw, it becomes one of the inspector's tabs.
+        """
+        if drawable is not None:
+            self._neurons_drawable = drawable
+        if not hasattr(self, "neurons_dock"):
+            return
+        tabbed = bool(self.tabifiedDockWidgets(self.neurons_dock))
+        if self.themes.projector or not getattr(self, "_neurons_drawable", True):
+            if not tabbed:
+                self.tabifyDockWidget(self.inspector_dock, self.neurons_dock)
+                self.inspector_dock.raise_()
+        elif tabbed:
+            self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.neurons_dock, Qt.Orientation.Vertical)
 
     def show_warning(self, title: str, text: str) -> None:
         """Like `show_error`, for a file that opened with something left out (unsupported ops)."""

@@ -57,6 +57,8 @@ LIVE_RATE_HZ = 5.0  # weights redrawn from a running trainer at most this often
 
 
 class NeuronView(QWidget):
+    applicable = Signal(bool)  # whether the session's graph is a dense network this view can draw
+
     def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -133,11 +135,14 @@ class NeuronView(QWidget):
         except NotDense as exc:
             self.layers = []
             self._say(f"The neuron view draws dense networks. {exc}")
+            self.applicable.emit(False)
             return
         wide = too_wide(self.layers)
         if wide:
             self._say(wide)
+            self.applicable.emit(False)
             return
+        self.applicable.emit(True)
         self.stack.setCurrentWidget(self.view)
         self.by_gradient.setEnabled(True)
         self.sample.setEnabled(True)
