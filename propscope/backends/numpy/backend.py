@@ -111,7 +111,9 @@ class NumpyProgram:
                     attrs["needs"] = needs
                 rule = kernel._local if elementwise else kernel._vjp
                 args = tuple(a.index for a in n.inputs)
-                plan.append((elementwise, rule, _gather(n), len(args) == 1, args, n.index, attrs, needs))
+                # per input: (slot, gradient wanted, shape a contribution is summed back to)
+                targets = tuple(zip(args, needs, (a.shape for a in n.inputs), strict=True))
+                plan.append((elementwise, rule, _gather(n), len(args) == 1, targets, n.index, attrs))
             self._backward_plans[key] = plan
         return self._backward_plans[key]
 
@@ -142,30 +144,34 @@ class NumpyProgram:
         values = self._run(leaves)
         loss = values[self.output]
         grads: list[Any] = [None] * self.size
-        for elementwise, rule, gather, single, args, out, attrs, needs in plan:
-            if out == self.output:
-                g = None  # dL/dL = 1: an elementwise rule's contribution is its local derivative itself
+        for elementwise, rule, gather, single, targets, out, attrs in plan:
+            inputs = (gather(values),) if single else gather(values)
+            if out == self.output:  # dL/dL = 1: an elementwise rule's contribution is its local derivative itself
+                g = None
             else:
                 g = grads[out]
                 if g is None:
                     continue
-            inputs = (gather(values),) if single else gather(values)
             if elementwise:
-                contributions = []
-                for p, x in zip(rule(*inputs, values[out], **attrs), inputs, strict=True):
-                    if p is not None:
-                        if g is not None:
-                            p = g * p
-                        elif not isinstance(p, np.ndarray) or any(p is v for v in inputs):
-                            p = np.array(p)  # a gradient is always a new array, never one of the values
-                        if p.shape != x.shape:
-                            p = unbroadcast(p, x.shape)
-                    contributions.append(p)
+                parts = rule(*inputs, values[out], **attrs)
+                if g is None:  # a gradient is always a new array, never one of the values
+                    parts = [
+                        np.array(p) if p is not None and (not isinstance(p, np.ndarray) or any(p is v for v in inputs))
+                        else p
+                        for p in parts
+                    ]
             else:
-                contributions = rule(self._ones_like(loss) if g is None else g, *inputs, values[out], **attrs)
-            for slot, wanted, contribution in zip(args, needs, contributions, strict=True):
-                if wanted and contribution is not None:
-                    grads[slot] = contribution if grads[slot] is None else grads[slot] + contribution
+                parts = rule(self._ones_like(loss) if g is None else g, *inputs, values[out], **attrs)
+            for (slot, wanted, shape), p in zip(targets, parts):  # noqa: B905  (the hot loop of training)
+                if not wanted or p is None:
+                    continue
+                if elementwise:
+                    if g is not None:
+                        p = g * p
+                    if p.shape != shape:
+                        p = unbroadcast(p, shape)
+                prev = grads[slot]
+                grads[slot] = p if prev is None else prev + p
         return loss, {name: grads[self.leaf_slots[name]] for name in wrt}
 
     def _ones_like(self, loss: Array) -> Array:
