@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,19 @@ NUMPY_DTYPES = frozenset({
     "float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "uint16", "uint32",
     "uint64", "bool",
 })  # bfloat16 has no NumPy type: it is widened to float32
+
+
+def file_size(path: Path, where: str, limit: int, too_big: str) -> int:
+    """The size of a model file, refused when unreadable, empty or over `limit` (`too_big` says why)."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelFormatError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ModelFormatError(f"{where}: the file is empty")
+    if size > limit:
+        raise ModelFormatError(f"{where}: {size} bytes, {too_big}")
+    return size
 
 
 def check_shape(shape: Iterable[Any], what: str, where: str, limit: int = MAX_TENSOR_ELEMENTS) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
 from ._aten import Lazy, Missing, Transposed, Unmapped
-from ._build import CAUSAL_FILL, Builder, additive_mask, check_shape, clean_name, finite_mask, from_bytes
+from ._build import CAUSAL_FILL, Builder, additive_mask, check_shape, clean_name, file_size, finite_mask, from_bytes
 
 SUFFIX = ".onnx"
 INSTALL = "pip install 'propscope[onnx]' (or pip install onnx)"
@@ -387,14 +387,7 @@ def _param_module(name: str, fallback: str) -> str:
 def open(path: str | Path) -> Model:
     path = Path(path)
     where = str(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ModelFormatError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ModelFormatError(f"{where}: the file is empty")
-    if size > MAX_FILE_BYTES:
-        raise ModelFormatError(f"{where}: {size} bytes, more than an ONNX file can hold without external data")
+    file_size(path, where, MAX_FILE_BYTES, "more than an ONNX file can hold without external data")
     try:
         import onnx
     except ImportError:

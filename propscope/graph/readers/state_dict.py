@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ModelFormatError, PropscopeError
 from ..model import Model
-from ._build import MAX_TENSOR_BYTES, check_shape, from_bytes
+from ._build import MAX_TENSOR_BYTES, check_shape, file_size, from_bytes
 from .torch_export import load_weights_only, to_numpy
 
 SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -137,14 +137,7 @@ def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
     """The named tensors of a `.pt`/`.pth` (weights-only) or `.safetensors` file, as NumPy arrays."""
     path = Path(path)
     where = str(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ModelFormatError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    if size == 0:
-        raise ModelFormatError(f"{where}: the file is empty")
-    if size > MAX_FILE_BYTES:
-        raise ModelFormatError(f"{where}: {size} bytes, more than propscope will load")
+    size = file_size(path, where, MAX_FILE_BYTES, "more than propscope will load")
     if path.suffix.lower() == ".safetensors":
         return _safetensors(path, where, size)
     return _torch_file(path, where)
