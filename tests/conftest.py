@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 
 def _has_cuda() -> bool:
@@ -37,7 +39,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def reference_dir() -> Path:
-    """`../shared/reference`: the tutorial's programs, the truth for the examples."""
-    if not REFERENCE.is_dir():
-        pytest.skip(f"the shared reference programs are not at {REFERENCE}")
+    """`tests/reference`: the tutorial's programs reproduced for the tests, the truth for the examples."""
     return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def tutorial() -> ModuleType:
+    """`tests/reference/tutorial.py`, imported by path (tests/ is not a package)."""
+    name = "propscope_tests_tutorial"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REFERENCE / "tutorial.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+    return sys.modules[name]

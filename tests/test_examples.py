@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import runpy
-import sys
-from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,33 +14,22 @@ from propscope.graph.examples import EXAMPLES, UnknownExampleError, load_example
 SEEDS = [0, 1, 3, 42]
 
 
-def run_reference(path: Path, *argv: str, run_name: str = "__main__") -> dict[str, Any]:
-    """Run a reference program with these arguments, quietly, and return its globals."""
-    old_argv = sys.argv
-    sys.argv = [str(path), *argv]
-    state = np.random.get_state()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return runpy.run_path(str(path), run_name=run_name)
-    finally:
-        sys.argv = old_argv
-        np.random.set_state(state)
-
-
 # -- Part 1 and Part 3 ---------------------------------------------------------------------------
-def test_perceptron_goes_to_the_beach() -> None:
+def test_perceptron_goes_to_the_beach(tutorial: ModuleType) -> None:
     s = open_session("perceptron", dtype="float64")
     s.run_to_end()
+    assert tutorial.beach_decision() == (17.0, 1)
     assert float(s.value("z")) == 17.0
     assert float(s.value("go")) == 1.0
     assert not np.any(s.grad("w")), "a step activation passes no gradient"
 
 
 @pytest.mark.parametrize("seed", [0, 3])
-def test_neuron_matches_the_reference(reference_dir: Path, seed: int) -> None:
-    reference = run_reference(reference_dir / "neuron.py", run_name="reference_neuron")
+def test_neuron_matches_the_reference(tutorial: ModuleType, seed: int) -> None:
+    state = np.random.get_state()
     np.random.seed(seed)
-    neuron = reference["Neuron"](3)
+    neuron = tutorial.Neuron(3)
+    np.random.set_state(state)
     expected = neuron.forward(np.array([1, 0, 5]))
     # the arithmetic spelled out, as the tutorial writes it
     np.random.seed(seed)
@@ -65,7 +49,7 @@ def test_neuron_seeds_differ() -> None:
 
 # -- Part 7: the XOR network from scratch ------------------------------------------------------------
 @pytest.mark.parametrize("seed", SEEDS)
-def test_xor_matches_the_reference_program(reference_dir: Path, seed: int) -> None:
+def test_xor_matches_the_reference_program(tutorial: ModuleType, seed: int) -> None:
     """Forward values and gradients equal one iteration of xor_numpy.py at the same seed.
 
     The reference climbs: W += lr * (activation.T @ delta) with delta = (y - out) * σ'. The gradient of
@@ -73,7 +57,7 @@ def test_xor_matches_the_reference_program(reference_dir: Path, seed: int) -> No
     """
     np.random.seed(seed)
     w1, w2 = np.random.randn(2, 4), np.random.randn(4, 1)
-    ref = run_reference(reference_dir / "xor_numpy.py", "--seed", str(seed), "--epochs", "1")
+    ref = tutorial.xor_from_scratch(seed, epochs=1)
 
     s = open_session("xor", dtype="float64", seed=seed)
     np.testing.assert_array_equal(s.value("W1"), w1)
@@ -83,35 +67,35 @@ def test_xor_matches_the_reference_program(reference_dir: Path, seed: int) -> No
     s.run_to_end()
 
     close = {"rtol": 1e-12, "atol": 1e-12}
-    np.testing.assert_allclose(s.value("hidden_output"), ref["hidden_output"], **close)
-    np.testing.assert_allclose(s.value("final_output"), ref["final_output"], **close)
-    d_output, d_hidden, hidden, x = ref["d_output"], ref["d_hidden"], ref["hidden_output"], ref["X"]
+    np.testing.assert_allclose(s.value("hidden_output"), ref.hidden_output, **close)
+    np.testing.assert_allclose(s.value("final_output"), ref.final_output, **close)
+    d_output, d_hidden, hidden, x = ref.d_output, ref.d_hidden, ref.hidden_output, ref.X
     np.testing.assert_allclose(s.grad("W2"), -hidden.T @ d_output, **close)
     np.testing.assert_allclose(s.grad("b2"), -np.sum(d_output, axis=0, keepdims=True), **close)
     np.testing.assert_allclose(s.grad("W1"), -x.T @ d_hidden, **close)
     np.testing.assert_allclose(s.grad("b1"), -np.sum(d_hidden, axis=0, keepdims=True), **close)
-    np.testing.assert_allclose(s.grad("final_output"), -(ref["y"] - ref["final_output"]), **close)
+    np.testing.assert_allclose(s.grad("final_output"), -(ref.y - ref.final_output), **close)
     # the reference's printed loss is the MSE; the objective is half the sum of squares
-    mse = np.mean(np.square(ref["y"] - ref["final_output"]))
+    mse = np.mean(np.square(ref.y - ref.final_output))
     assert float(s.value("loss")) == pytest.approx(0.5 * 4 * mse, rel=1e-12)
     # and the reference's update, applied to our gradients, gives the reference's weights after one epoch
     lr = load_example("xor", seed).training.lr
-    np.testing.assert_allclose(w1 - lr * s.grad("W1"), ref["W1"], **close)
-    np.testing.assert_allclose(w2 - lr * s.grad("W2"), ref["W2"], **close)
+    np.testing.assert_allclose(w1 - lr * s.grad("W1"), ref.W1, **close)
+    np.testing.assert_allclose(w2 - lr * s.grad("W2"), ref.W2, **close)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_references_integer_data_runs_in_the_sessions_dtype(reference_dir: Path, dtype: str) -> None:
+def test_the_references_integer_data_runs_in_the_sessions_dtype(tutorial: ModuleType, dtype: str) -> None:
     """The tutorial's X and y are integer arrays; a float32 session must not silently compute in float64."""
-    ref = run_reference(reference_dir / "xor_numpy.py", "--seed", "0", "--epochs", "1")
-    assert ref["X"].dtype.kind == "i" and ref["y"].dtype.kind == "i"
-    s = open_session("xor", dtype=dtype, data={"X": ref["X"], "y": ref["y"]})
+    ref = tutorial.xor_from_scratch(0, epochs=1)
+    assert ref.X.dtype.kind == "i" and ref.y.dtype.kind == "i"
+    s = open_session("xor", dtype=dtype, data={"X": ref.X, "y": ref.y})
     s.run_to_end()
     for node in s.graph:
         assert s.value(node.name).dtype == np.dtype(dtype), node.name
         grad = s.grad(node.name)
         assert grad is None or grad.dtype == np.dtype(dtype), node.name
-    np.testing.assert_allclose(s.value("final_output"), ref["final_output"], rtol=1e-6 if dtype == "float32" else 1e-12)
+    np.testing.assert_allclose(s.value("final_output"), ref.final_output, rtol=1e-6 if dtype == "float32" else 1e-12)
 
 
 def test_xor_reports_the_tutorials_mse() -> None:

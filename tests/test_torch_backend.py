@@ -8,7 +8,6 @@ so agreement here checks both. torch is imported inside the tests: without it th
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -189,7 +188,7 @@ def build(c: Case, seed: int = 0) -> tuple[Graph, dict[str, np.ndarray]]:
 
 @pytest.mark.torch
 def test_every_catalog_op_has_a_torch_kernel_and_a_case() -> None:
-    from propscope.backends.torch_backend import KERNELS
+    from propscope.backends.torch import KERNELS
 
     ops = {name for name, op in CATALOG.items() if not op.is_leaf}
     assert ops <= set(KERNELS), f"no torch kernel for {sorted(ops - set(KERNELS))}"
@@ -436,7 +435,7 @@ def test_unknown_devices_and_dtypes() -> None:
 @pytest.mark.torch
 def test_available_devices_lists_cpu_first() -> None:
     from propscope.backends import backend_devices
-    from propscope.backends.torch_backend import available_devices
+    from propscope.backends.torch import available_devices
 
     assert available_devices()[0] == "cpu" and backend_devices("torch") == available_devices()
 
@@ -565,7 +564,7 @@ def test_torch_sessions_train_with_torch_optim() -> None:
 
     from propscope.backends import optimizer_for
     from propscope.backends.optimizers import Optimizer, OptimizerError
-    from propscope.backends.torch_optim import TorchOptimizer
+    from propscope.backends.torch.optim import TorchOptimizer
     from propscope.debugger.trainer import Trainer
 
     s = open_session("xor-torch", backend="torch", dtype="float32")
@@ -590,7 +589,7 @@ def test_torch_sessions_train_with_torch_optim() -> None:
 
 @pytest.mark.torch
 def test_torch_optimizer_writes_numpy_arrays_and_follows_lr_changes() -> None:
-    from propscope.backends.torch_optim import TorchOptimizer
+    from propscope.backends.torch.optim import TorchOptimizer
 
     opt = TorchOptimizer("sgd", ["w"], lr=0.5)
     w, out = np.ones(2), np.zeros(2)
@@ -604,15 +603,11 @@ def test_torch_optimizer_writes_numpy_arrays_and_follows_lr_changes() -> None:
 
 
 def _reference_predictions(reference: Path, seed: int) -> np.ndarray:
-    """The tutorial's Part 10 program, its printout made precise enough to compare to 1e-6."""
+    """The tutorial's Part 10 program (tests/reference/xor_torch.py), in its own process as the tutorial runs."""
     script = str(reference / "xor_torch.py")
-    runner = (
-        "import runpy, sys, torch; torch.set_printoptions(precision=10); "
-        f"sys.argv = [{script!r}, '--seed', '{seed}']; runpy.run_path({script!r}, run_name='__main__')"
-    )
-    done = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, script, "--seed", str(seed)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    return np.array([float(v) for v in re.findall(r"\d+\.\d+(?:e[-+]?\d+)?", done.stdout)])
+    return np.array([float(v) for v in done.stdout.split()])
 
 
 @pytest.mark.torch
@@ -672,7 +667,7 @@ def test_part_10_reproduced_by_the_train_command(reference_dir: Path, tmp_path: 
 def test_exact_float32_turns_tf32_off_and_restores_it() -> None:
     import torch
 
-    from propscope.backends.torch_backend import exact_float32
+    from propscope.backends.torch import exact_float32
 
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     with exact_float32():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import runpy
-import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -20,26 +19,6 @@ from propscope.graph import Graph, Model
 from propscope.graph.datasets import make_dataset
 from propscope.graph.errors import PropscopeError
 from propscope.graph.readers import open_model
-
-
-def _reference_run(reference_dir: Path, seed: int, epochs: int, monkeypatch: pytest.MonkeyPatch) -> dict:
-    """Execute shared/reference/xor_numpy.py itself; its np.mean calls are the per-epoch MSE it prints."""
-    losses: list[float] = []
-    real_mean = np.mean
-
-    def recording_mean(*args, **kwargs):  # type: ignore[no-untyped-def]
-        value = real_mean(*args, **kwargs)
-        losses.append(float(value))
-        return value
-
-    with monkeypatch.context() as m:
-        m.setattr(np, "mean", recording_mean)
-        m.setattr("builtins.print", lambda *a, **k: None)
-        m.setattr(sys, "argv", ["xor_numpy.py", "--seed", str(seed), "--epochs", str(epochs)])
-        result = runpy.run_path(str(reference_dir / "xor_numpy.py"), run_name="__main__")
-    assert len(losses) == epochs, "the reference program should call np.mean once per epoch"
-    result["losses"] = np.array(losses)
-    return result
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
@@ -59,9 +38,9 @@ def _forward_xor(arrays: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_cli_train_xor_reproduces_the_tutorial(
-    seed: int, reference_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    seed: int, tutorial: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ref = _reference_run(reference_dir, seed, 10_000, monkeypatch)
+    ref = tutorial.xor_from_scratch(seed, epochs=10_000)
     history, model = tmp_path / "h.csv", tmp_path / "xor.propscope"
     code = main(["train", "xor", "--seed", str(seed), "--epochs", "10000", "--history", str(history),
                  "--out", str(model)])
@@ -70,16 +49,16 @@ def test_cli_train_xor_reproduces_the_tutorial(
     columns = _read_csv(history)
     assert list(columns) == ["epoch", "loss", "mse"]
     np.testing.assert_array_equal(columns["epoch"], np.arange(10_000))
-    np.testing.assert_allclose(columns["mse"], ref["losses"], rtol=1e-9, atol=0)
-    np.testing.assert_allclose(columns["loss"], 2 * ref["losses"], rtol=1e-9)  # ½ Σ (ŷ − y)² over 4 rows
+    np.testing.assert_allclose(columns["mse"], ref.losses, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(columns["loss"], 2 * ref.losses, rtol=1e-9)  # ½ Σ (ŷ − y)² over 4 rows
     trained = open_model(model)
     for name in ("W1", "b1", "W2", "b2"):
-        np.testing.assert_allclose(trained.arrays[name], ref[name], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(trained.arrays[name], getattr(ref, name), rtol=1e-9, atol=1e-12)
     # The reference prints the output of its last forward pass, made before its last update: epoch 9999's
     # network, whose MSE is the last row. After training, both networks (its final weights, ours) agree.
-    assert np.mean(np.square(ref["y"] - ref["final_output"])) == pytest.approx(columns["mse"][-1], rel=1e-9)
-    x = ref["X"].astype(float)
-    np.testing.assert_allclose(_forward_xor(trained.arrays, x), _forward_xor(ref, x), rtol=1e-9)
+    assert np.mean(np.square(ref.y - ref.final_output)) == pytest.approx(columns["mse"][-1], rel=1e-9)
+    x = ref.X.astype(float)
+    np.testing.assert_allclose(_forward_xor(trained.arrays, x), ref.predict(x), rtol=1e-9)
     assert "predictions:" in out and "mse" in out
 
 
