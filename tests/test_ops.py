@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -192,12 +193,22 @@ def check_vjp(op: str, arrays: list[Array], attrs: dict[str, Any] | None = None,
 NON_LEAF = sorted(name for name, op in CATALOG.items() if not op.is_leaf)
 
 
-def test_every_op_has_a_case_here() -> None:
+def family_case_ops() -> set[str]:
+    """The ops of every case table: this file's, test_nn_ops.py's and each op family's `test_ops_*.py`."""
+    import importlib
+
     from test_nn_ops import NN_OPS  # the network-layer ops (conv, norms, cells, attention) have their own table
 
+    ops = {c.op for c in CASES} | set(NN_OPS)
+    for path in sorted(Path(__file__).parent.glob("test_ops_*.py")):
+        ops |= {c.op for c in importlib.import_module(path.stem).CASES}
+    return ops
+
+
+def test_every_op_has_a_case_here() -> None:
     assert NON_LEAF, "the catalog is empty"
-    missing = set(NON_LEAF) - {c.op for c in CASES} - NN_OPS
-    assert not missing, f"ops without a test case in test_ops.py or test_nn_ops.py: {sorted(missing)}"
+    missing = set(NON_LEAF) - family_case_ops()
+    assert not missing, f"ops without a test case in test_ops.py, test_nn_ops.py or test_ops_*.py: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("name", NON_LEAF)

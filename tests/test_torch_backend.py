@@ -7,6 +7,7 @@ so agreement here checks both. torch is imported inside the tests: without it th
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -192,7 +193,12 @@ def test_every_catalog_op_has_a_torch_kernel_and_a_case() -> None:
 
     ops = {name for name, op in CATALOG.items() if not op.is_leaf}
     assert ops <= set(KERNELS), f"no torch kernel for {sorted(ops - set(KERNELS))}"
-    assert ops <= {c.op for c in CASES}, f"no parity case for {sorted(ops - {c.op for c in CASES})}"
+    # the op families added later check their parity in their own test_ops_*.py (opcheck.check_backends_agree)
+    families = set()
+    for path in sorted(Path(__file__).parent.glob("test_ops_*.py")):
+        families |= {c.op for c in importlib.import_module(path.stem).CASES}
+    covered = {c.op for c in CASES} | families
+    assert ops <= covered, f"no parity case for {sorted(ops - covered)}"
 
 
 @pytest.mark.torch

@@ -20,7 +20,7 @@ def get_backend(name: str = "numpy", dtype: str = "float32", device: str = "cpu"
         return NumpyBackend(dtype)
     if name == "torch":
         try:
-            from .torch_backend import TorchBackend
+            from .torch import TorchBackend
         except ImportError:
             raise BackendError(f"the torch backend needs PyTorch: {TORCH_INSTALL}") from None
         return TorchBackend(dtype, device)
@@ -34,7 +34,7 @@ def backend_devices(name: str) -> list[str]:
         return ["cpu"]
     if name == "torch":
         try:
-            from .torch_backend import available_devices
+            from .torch import available_devices
         except ImportError:
             return []
         return available_devices()
@@ -47,7 +47,7 @@ def optimizer_for(backend: Backend, name: str, param_names: Sequence[str], **hpa
     Both take the same names and hyperparameters and the same `step(params, grads, out=)` call.
     """
     if backend.name == "torch":
-        from .torch_optim import TorchOptimizer
+        from .torch.optim import TorchOptimizer
 
         return TorchOptimizer(name, param_names, **hparams)
     from .optimizers import make_optimizer

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .optimizers import OptimizerError, make_optimizer
+from ..optimizers import OptimizerError, make_optimizer
 
 
 class TorchOptimizer:

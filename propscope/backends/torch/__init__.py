@@ -1,0 +1,12 @@
+"""The PyTorch backend: every op's forward in torch, every gradient from autograd.
+
+Importing this package imports torch and loads every kernel family into the table; propscope
+imports it only when the torch backend is asked for (`propscope.backends.get_backend`).
+"""
+
+from . import activations, attention, conv, core, losses, nn, recurrent  # noqa: F401  (each module fills KERNELS)
+from .backend import TorchBackend, TorchProgram, available_devices, cuda_unavailable_reason, exact_float32
+from .kernels import KERNELS
+
+__all__ = ["KERNELS", "TorchBackend", "TorchProgram", "available_devices", "cuda_unavailable_reason",
+           "exact_float32"]

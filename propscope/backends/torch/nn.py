@@ -1,0 +1,83 @@
+"""Normalisation, embedding, dropout, joining and picking in torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...graph.ops.nn import normalized_shape as _normalized_shape
+from ...graph.ops.nn import slices as _slices
+from ..numpy.nn import dropout_mask
+from .kernels import Tensor, integer_ids, kernel
+
+
+@kernel("batch_norm")
+def batch_norm(x: Tensor, w: Tensor, b: Tensor, running_mean: Tensor, running_var: Tensor, training: bool,
+               momentum: float, eps: float) -> Tensor:
+    # In training F.batch_norm would update the running statistics in place; a step must not change its
+    # inputs (time travel), so they are left out there: the batch's own statistics normalise.
+    if training:
+        return F.batch_norm(x, None, None, w, b, True, momentum, eps)
+    return F.batch_norm(x, running_mean.to(x.dtype), running_var.to(x.dtype), w, b, False, momentum, eps)
+
+
+@kernel("layer_norm")
+def layer_norm(x: Tensor, w: Tensor, b: Tensor, normalized_shape: Any, eps: float) -> Tensor:
+    shape = _normalized_shape(tuple(x.shape), {"normalized_shape": normalized_shape}, tuple(w.shape))
+    return F.layer_norm(x, shape, w, b, eps)
+
+
+
+@kernel("embedding")
+def embedding(ids: Tensor, table: Tensor) -> Tensor:
+    return F.embedding(integer_ids(ids), table)
+
+
+@kernel("dropout")
+def dropout(x: Tensor, p: float, training: bool, seed: int) -> Tensor:
+    # The mask is data drawn from the seed, shared with the NumPy backend so both drop the same elements.
+    if not training or p == 0:
+        return x * torch.ones_like(x)
+    if p >= 1:
+        return x * torch.zeros_like(x)
+    mask = torch.from_numpy(dropout_mask(tuple(x.shape), p, seed)).to(device=x.device, dtype=x.dtype)
+    return x * (mask / (1.0 - p))
+
+
+# -- joining and picking ------------------------------------------------------------------------
+@kernel("concat")
+def concat(*xs: Tensor, axis: int) -> Tensor:
+    return torch.cat(xs, dim=axis)
+
+
+@kernel("slice")
+def slice_(x: Tensor, axes: Any, starts: Any, stops: Any, steps: Any) -> Tensor:
+    out = x
+    cuts = _slices(tuple(x.shape), {"axes": axes, "starts": starts, "stops": stops, "steps": steps})
+    for dim, (cut, size) in enumerate(zip(cuts, x.shape, strict=True)):
+        if cut == slice(None):
+            continue
+        start, stop, step = cut.indices(size)
+        if step > 0:
+            out = out[(slice(None),) * dim + (slice(start, stop, step),)]
+        else:  # torch has no negative steps: pick the same positions with an index
+            positions = torch.arange(start, stop, step, device=x.device)
+            out = out.index_select(dim, positions)
+    return out
+
+
+@kernel("select")
+def select(x: Tensor, axis: int, index: int) -> Tensor:
+    return torch.select(x, axis, index)
+
+
+@kernel("index")
+def index(x: Tensor, idx: Tensor, axis: int) -> Tensor:
+    axis %= x.ndim
+    ids = integer_ids(idx) % x.shape[axis]  # np.take wraps negative indices
+    picked = x.index_select(axis, ids.reshape(-1))
+    return picked.reshape(*x.shape[:axis], *ids.shape, *x.shape[axis + 1:])
+
+
