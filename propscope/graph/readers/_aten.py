@@ -10,7 +10,6 @@ An op without a handler, or whose mapping disagrees with the shape the file decl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +20,7 @@ import numpy as np
 from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
-from ._build import Builder, additive_mask, check_shape, finite_mask, module_of
+from ._build import Builder, check_shape, module_of
 
 # torch's ScalarType numbers, as torch/_export/serde/schema.py writes them
 SCALAR_TYPES = {
@@ -100,11 +99,24 @@ def aten(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def op_key(target: str) -> str:
-    """`torch.ops.aten.linear.default` -> `linear`; other namespaces keep theirs (`quantized.linear`)."""
+    """`torch.ops.aten.linear.default` -> `linear`; other namespaces keep theirs (`quantized.linear`).
+
+    In-place variants map to their functional op by one rule: `relu_`, `add_`, `hardtanh_` -> `relu`, `add`,
+    `hardtanh` (the translator then rebinds the mutated input to the result, see `in_place`). Out variants
+    differ only in the overload (`add.out`), which is dropped anyway.
+    """
     parts = target.split(".")
     if len(parts) >= 4 and parts[0] == "torch" and parts[1] == "ops":
-        return parts[3] if parts[2] == "aten" else f"{parts[2]}.{parts[3]}"
+        name = parts[3]
+        if in_place(name):
+            name = name[:-1]
+        return name if parts[2] == "aten" else f"{parts[2]}.{name}"
     return target
+
+
+def in_place(name: str) -> bool:
+    """ATen's naming rule: a trailing underscore (and no dunder) marks the in-place variant of an op."""
+    return name.endswith("_") and not name.endswith("__") and len(name) > 1
 
 
 def module_path(meta: Mapping[str, Any]) -> str:
@@ -346,6 +358,23 @@ class Translator:
         for out, value in zip(out_names, results, strict=False):
             if out:
                 self.env[out] = value
+        parts = target.split(".")
+        if len(parts) >= 4 and in_place(parts[3]) and results:
+            # `x.relu_()` changed x itself: later uses of x's name must see the result, not the old value
+            mutated = self._mutated_input(spec)
+            if mutated is not None:
+                self.env[mutated] = results[0]
+
+    @staticmethod
+    def _mutated_input(spec: Mapping[str, Any]) -> str | None:
+        """The value an in-place op writes to: its `self` argument's name."""
+        for item in spec.get("inputs", []):
+            if isinstance(item, dict) and item.get("name") == "self":
+                arg = item.get("arg")
+                tensor = arg.get("as_tensor") if isinstance(arg, dict) else None
+                name = tensor.get("name") if isinstance(tensor, dict) else None
+                return name if isinstance(name, str) else None
+        return None
 
     def _placeholder(self, key: str, args: Mapping[str, Any], ctx: Ctx, reason: str) -> list[Any]:
         inputs: list[Node] = []
@@ -368,227 +397,27 @@ class Translator:
         return results
 
 
-# -- handlers ----------------------------------------------------------------------------------------
-def _x(a: Mapping[str, Any]) -> Any:
+@dataclass
+class Guard:
+    """A test for rows that are entirely −∞ (the "safe softmax" of decomposed attention): always false here,
+    because propscope's masks are finite, so `where(guard, 0, y)` is `y`."""
+
+
+# -- what every handler module uses ------------------------------------------------------------------
+def self_arg(a: Mapping[str, Any]) -> Any:
+    """The tensor an ATen op works on: its `self` (or `input`) argument."""
     return a["self"] if "self" in a else a["input"]
 
 
-def _axis(dim: Any) -> Any:
+def dims_arg(dim: Any) -> Any:
+    """A `dim` argument as NumPy's `axis`: None for all, an int, or a tuple."""
     if dim is None or dim == []:
         return None
     return int(dim) if isinstance(dim, int) else tuple(int(d) for d in dim)
 
 
-_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh, "exp": np.exp, "log": np.log, "neg": np.negative,
-}
-
-
-@aten("relu", "sigmoid", "tanh", "exp", "log", "neg", "silu", "gelu", "leaky_relu")
-def _unary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    x = _x(a)
-    attrs: dict[str, Any] = {}
-    if op == "gelu":
-        attrs["approximate"] = a.get("approximate", "none")
-    elif op == "leaky_relu":
-        attrs["negative_slope"] = float(a.get("negative_slope", 0.01))
-    if t.const(x) and op in _UNARY:
-        return _UNARY[op](np.asarray(x, dtype=np.float64))
-    return t.b.op(op, t.node(x, ctx), name=ctx.name, module=ctx.module, attrs=attrs)
-
-
-@aten("sqrt", "rsqrt", "reciprocal", "square")
-def _power(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    p = {"sqrt": 0.5, "rsqrt": -0.5, "reciprocal": -1.0, "square": 2.0}[op_key(ctx.target)]
-    x = _x(a)
-    if t.const(x):
-        return np.asarray(x, dtype=np.float64) ** p
-    return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": p})
-
-
-@aten("pow")
-def _pow(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x, p = _x(a), a.get("exponent")
-    if t.const(x) and t.const(p):
-        return np.asarray(x, dtype=np.float64) ** np.asarray(p)
-    if not isinstance(p, int | float):
-        raise Unmapped("a tensor exponent")
-    return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": float(p)})
-
-
-_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
-
-
-@aten("add", "sub", "mul", "div", "rsub")
-def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    x, y = _x(a), a["other"]
-    if a.get("rounding_mode") is not None:
-        raise Unmapped(f"div with rounding_mode={a['rounding_mode']!r}")
-    alpha = a.get("alpha", 1)
-    if op == "rsub":
-        op, x, y = "sub", y, x
-        if alpha != 1:
-            y = np.asarray(y) * alpha if t.const(y) else t.b.op(
-                "mul", t.node(y, ctx), t.b.const(np.array(float(alpha)), ctx.module, "alpha"),
-                name=f"{ctx.name}.alpha", module=ctx.module)
-            alpha = 1
-    if alpha != 1:
-        y = np.asarray(y) * alpha if t.const(y) else t.b.op(
-            "mul", t.node(y, ctx), t.b.const(np.array(float(alpha)), ctx.module, "alpha"),
-            name=f"{ctx.name}.alpha", module=ctx.module)
-    if t.const(x) and t.const(y):
-        return _BINARY[op](np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-    if op == "add":
-        x, y = finite_mask(x), finite_mask(y)
-    return t.b.op(op, t.node(x, ctx, "self"), t.node(y, ctx, "other"), name=ctx.name, module=ctx.module)
-
-
-@aten("mean", "sum")
-def _reduce(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    x = _x(a)
-    axis, keep = _axis(a.get("dim")), bool(a.get("keepdim", False))
-    if t.const(x):
-        return getattr(np, op)(np.asarray(x), axis=axis, keepdims=keep)
-    return t.b.op(op, t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": axis, "keepdims": keep})
-
-
-def _zeros_bias(t: Translator, weight: Node, ctx: Ctx) -> Node:
-    return t.b.const(np.zeros(weight.shape[0]), weight.module or ctx.module, "no_bias")
-
-
-@aten("linear")
-def _linear(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    w = t.node(a["weight"], ctx, "weight")
-    if len(w.shape) != 2:
-        raise Unmapped("a linear weight that is not 2-D")
-    b = _zeros_bias(t, w, ctx) if a.get("bias") is None else t.node(a["bias"], ctx, "bias")
-    return t.b.op("linear", t.node(_x(a), ctx), w, b, name=ctx.name, module=ctx.module,
-                  attrs={"transpose_weight": True})
-
-
-@aten("addmm")
-def _addmm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    if a.get("beta", 1) != 1 or a.get("alpha", 1) != 1:
-        raise Unmapped("addmm with beta or alpha other than 1")
-    m1, m2 = a["mat1"], a["mat2"]
-    bias = t.node(_x(a), ctx, "bias")
-    if isinstance(m2, Transposed):
-        return t.b.op("linear", t.node(m1, ctx), m2.leaf, bias, name=ctx.name, module=ctx.module,
-                      attrs={"transpose_weight": True})
-    return t.b.op("linear", t.node(m1, ctx), t.node(m2, ctx), bias, name=ctx.name, module=ctx.module)
-
-
-@aten("mm", "bmm", "matmul")
-def _matmul(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x, y = _x(a), a.get("mat2", a.get("other"))
-    if t.const(x) and t.const(y):
-        return np.matmul(np.asarray(x), np.asarray(y))
-    if isinstance(y, Transposed) and not isinstance(x, Transposed):
-        return t.b.op("linear", t.node(x, ctx), y.leaf, _zeros_bias(t, y.leaf, ctx), name=ctx.name,
-                      module=ctx.module, attrs={"transpose_weight": True})
-    return t.b.op("matmul", t.node(x, ctx), t.node(y, ctx), name=ctx.name, module=ctx.module)
-
-
-@aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy")
-def _permute(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target).removesuffix("_copy")
-    x = _x(a)
-    ndim = len(t.shape(x))
-    if op == "permute":
-        perm = tuple(int(d) % ndim for d in a["dims"])
-    elif op == "transpose":
-        perm_list = list(range(ndim))
-        d0, d1 = int(a["dim0"]) % ndim, int(a["dim1"]) % ndim
-        perm_list[d0], perm_list[d1] = perm_list[d1], perm_list[d0]
-        perm = tuple(perm_list)
-    else:
-        perm = tuple(reversed(range(ndim)))
-    if perm == tuple(range(ndim)):
-        return x
-    if t.const(x):
-        return np.transpose(np.asarray(x), perm)
-    if isinstance(x, Transposed) and perm == (1, 0):
-        return x.leaf
-    if isinstance(x, Lazy):
-        x = x.get()
-    if isinstance(x, Node) and x.is_leaf and ndim == 2:
-        return Transposed(x)
-    return t.b.op("transpose", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axes": perm})
-
-
-def _reshape_to(t: Translator, x: Any, ctx: Ctx) -> Any:
-    out = ctx.shapes[0]
-    if out is None:
-        raise Unmapped("no declared output shape")
-    if t.const(x):
-        return np.reshape(np.asarray(x), out)
-    node = t.node(x, ctx)
-    if node.shape == out:
-        return node
-    target: tuple[int, ...] = out
-    # keep the batch axis free when it passes through unchanged, so a batch of another size still fits
-    if out and node.shape and out[0] == node.shape[0] and math.prod(out[1:]) > 0:
-        target = (-1, *out[1:])
-    return t.b.op("reshape", node, name=ctx.name, module=ctx.module, attrs={"shape": target})
-
-
-@aten("view", "_unsafe_view", "reshape", "view_copy", "unflatten", "squeeze", "unsqueeze", "_reshape_alias",
-      "squeeze_copy", "unsqueeze_copy", "flatten")
-def _reshape(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x = _x(a)
-    if op_key(ctx.target) == "flatten" and not t.const(x):
-        node = t.node(x, ctx)
-        start, end = int(a.get("start_dim", 0)), int(a.get("end_dim", -1))
-        if len(node.shape) >= 1 and not (start == 0 and end in (-1, len(node.shape) - 1) and len(node.shape) > 1):
-            return t.b.op("flatten", node, name=ctx.name, module=ctx.module,
-                          attrs={"start_dim": start, "end_dim": end})
-    return _reshape_to(t, x, ctx)
-
-
-@aten("expand", "expand_copy", "broadcast_to", "expand_as")
-def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x, out = _x(a), ctx.shapes[0]
-    if out is None:
-        raise Unmapped("no declared output shape")
-    if t.const(x):
-        return np.broadcast_to(np.asarray(x), out).copy()
-    node = t.node(x, ctx)
-    if math.prod(node.shape) == math.prod(out):
-        return _reshape_to(t, node, ctx)
-    zeros = t.b.const(np.zeros(out), ctx.module, "expand")
-    return t.b.op("add", node, zeros, name=ctx.name, module=ctx.module, original_op="expand")
-
-
-@aten("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
-      "detach_copy", "_assert_tensor_metadata")
-def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    return _x(a) if ("self" in a or "input" in a) else a.get("a")
-
-
-@aten("dropout", "native_dropout", "feature_dropout")
-def _dropout(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x = _x(a)
-    train, p = a.get("train", True), float(a.get("p", 0.5))
-    if op_key(ctx.target) == "native_dropout":
-        if not train or p == 0:
-            return [x, Missing("dropout's mask")]
-        raise Unmapped("native_dropout in training mode")
-    if not train or p == 0:
-        return x
-    return t.b.op("dropout", t.node(x, ctx), name=ctx.name, module=ctx.module,
-                  attrs={"p": p, "training": True, "seed": 0})
-
-
-@aten("softmax", "_softmax", "log_softmax", "_log_softmax")
-def _softmax(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target).lstrip("_")
-    return t.b.op(op, t.node(_x(a), ctx), name=ctx.name, module=ctx.module, attrs={"axis": int(a["dim"])})
-
-
-def _pair(v: Any, default: int) -> Any:
+def pair_arg(v: Any, default: int) -> Any:
+    """An int-or-list size argument as an int (both sides equal) or a tuple."""
     if v is None or v == []:
         return default
     if isinstance(v, int):
@@ -597,246 +426,8 @@ def _pair(v: Any, default: int) -> Any:
     return v[0] if len(v) == 1 else tuple(v)
 
 
-@aten("conv2d", "convolution", "_convolution")
-def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    if a.get("transposed", False):
-        raise Unmapped("transposed convolution")
-    x, w = t.node(_x(a), ctx), t.node(a["weight"], ctx, "weight")
-    if len(x.shape) != 4:
-        raise Unmapped(f"a {len(x.shape) - 2}-D convolution (only 2-D is in the catalog)")
-    padding = a.get("padding", 0)
-    if isinstance(padding, str):
-        dil = _pair(a.get("dilation"), 1)
-        dh, dw = (dil, dil) if isinstance(dil, int) else dil
-        if padding == "valid":
-            padding = 0
-        elif all((d * (k - 1)) % 2 == 0 for d, k in ((dh, w.shape[2]), (dw, w.shape[3]))):
-            padding = (dh * (w.shape[2] - 1) // 2, dw * (w.shape[3] - 1) // 2)
-        else:
-            raise Unmapped("padding='same' that pads one side more than the other")
-    attrs = {"stride": _pair(a.get("stride"), 1), "padding": _pair(padding, 0), "dilation": _pair(a.get("dilation"), 1),
-             "groups": int(a.get("groups", 1))}
-    inputs = [x, w] + ([] if a.get("bias") is None else [t.node(a["bias"], ctx, "bias")])
-    return t.b.op("conv2d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
-
-
-@aten("max_pool2d", "max_pool2d_with_indices")
-def _max_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    attrs = {"kernel_size": _pair(a["kernel_size"], 1), "stride": _pair(a.get("stride"), 0) or None,
-             "padding": _pair(a.get("padding"), 0), "dilation": _pair(a.get("dilation"), 1)}
-    node = t.b.op("max_pool2d", t.node(_x(a), ctx), name=ctx.name, module=ctx.module, attrs=attrs)
-    return [node, Missing("max-pool indices")] if op_key(ctx.target).endswith("indices") else node
-
-
-@aten("avg_pool2d")
-def _avg_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    padding = _pair(a.get("padding"), 0)
-    if a.get("divisor_override") is not None:
-        raise Unmapped("avg_pool2d with divisor_override")
-    if not a.get("count_include_pad", True) and padding != 0:
-        raise Unmapped("avg_pool2d with count_include_pad=False")
-    attrs = {"kernel_size": _pair(a["kernel_size"], 1), "stride": _pair(a.get("stride"), 0) or None,
-             "padding": padding}
-    return t.b.op("avg_pool2d", t.node(_x(a), ctx), name=ctx.name, module=ctx.module, attrs=attrs)
-
-
-@aten("adaptive_avg_pool2d", "_adaptive_avg_pool2d")
-def _adaptive_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x = t.node(_x(a), ctx)
-    size = _pair(a["output_size"], 1)
-    oh, ow = (size, size) if isinstance(size, int) else size
-    h, w = x.shape[-2:]
-    if (oh, ow) == (1, 1):
-        return t.b.op("mean", x, name=ctx.name, module=ctx.module, attrs={"axis": (2, 3), "keepdims": True})
-    if h % oh or w % ow:
-        raise Unmapped("adaptive pooling whose windows differ in size")
-    kernel = (h // oh, w // ow)
-    return t.b.op("avg_pool2d", x, name=ctx.name, module=ctx.module,
-                  attrs={"kernel_size": kernel, "stride": kernel, "padding": 0})
-
-
-def _bn(t: Translator, a: dict[str, Any], ctx: Ctx, training: bool) -> Node:
-    x = t.node(_x(a), ctx)
-    channels = x.shape[1]
-    module = ctx.module
-
-    def part(key: str, fill: float, hint: str) -> Node:
-        v = a.get(key)
-        return t.b.const(np.full(channels, fill), module, hint) if v is None else t.node(v, ctx, hint)
-
-    if not training and (a.get("running_mean") is None or a.get("running_var") is None):
-        raise Unmapped("evaluation-mode batch norm without running statistics")
-    inputs = (x, part("weight", 1.0, "weight"), part("bias", 0.0, "bias"), part("running_mean", 0.0, "running_mean"),
-              part("running_var", 1.0, "running_var"))
-    attrs = {"training": training, "momentum": float(a.get("momentum") or 0.1), "eps": float(a.get("eps", 1e-5))}
-    return t.b.op("batch_norm", *inputs, name=ctx.name, module=module, attrs=attrs)
-
-
-@aten("batch_norm")
-def _batch_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    return _bn(t, a, ctx, bool(a.get("training", False)))
-
-
-@aten("_native_batch_norm_legit_no_training")
-def _bn_eval(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    return [_bn(t, a, ctx, False), Missing("batch-norm statistics"), Missing("batch-norm statistics")]
-
-
-@aten("_native_batch_norm_legit_functional", "native_batch_norm", "_native_batch_norm_legit")
-def _bn_train(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    out = _bn(t, a, ctx, bool(a.get("training", True)))
-    return [out] + [Missing("batch-norm statistics")] * (len(ctx.shapes) - 1)
-
-
-@aten("layer_norm", "native_layer_norm")
-def _layer_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x = t.node(_x(a), ctx)
-    norm = tuple(int(d) for d in a["normalized_shape"])
-    w = t.b.const(np.ones(norm), ctx.module, "weight") if a.get("weight") is None else t.node(a["weight"], ctx)
-    b = t.b.const(np.zeros(norm), ctx.module, "bias") if a.get("bias") is None else t.node(a["bias"], ctx)
-    node = t.b.op("layer_norm", x, w, b, name=ctx.name, module=ctx.module,
-                  attrs={"normalized_shape": norm, "eps": float(a.get("eps", 1e-5))})
-    if op_key(ctx.target) == "native_layer_norm":
-        return [node, Missing("layer-norm mean"), Missing("layer-norm rstd")]
-    return node
-
-
-@aten("embedding")
-def _embedding(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    if int(a.get("padding_idx", -1)) >= 0:
-        t.b.warnings.append(f"embedding {ctx.name!r}: padding_idx is ignored, so its row gets a gradient here")
-    if a.get("scale_grad_by_freq"):
-        raise Unmapped("embedding with scale_grad_by_freq")
-    return t.b.op("embedding", t.node(a["indices"], ctx, "ids"), t.node(a["weight"], ctx, "weight"),
-                  name=ctx.name, module=ctx.module)
-
-
-@aten("cat", "concat", "concatenate")
-def _cat(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    items = [v for v in a["tensors"] if not (isinstance(v, np.ndarray) and v.size == 0 and v.ndim == 1)]
-    dim = int(a.get("dim", 0))
-    if all(t.const(v) for v in items):
-        return np.concatenate([np.asarray(v) for v in items], axis=dim)
-    if len(items) == 1:
-        return items[0]
-    nodes = [t.node(v, ctx, "part") for v in items]
-    return t.b.op("concat", *nodes, name=ctx.name, module=ctx.module, attrs={"axis": dim})
-
-
-@aten("stack")
-def _stack(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    items, dim = a["tensors"], int(a.get("dim", 0))
-    if all(t.const(v) for v in items):
-        return np.stack([np.asarray(v) for v in items], axis=dim)
-    nodes = [t.node(v, ctx, "part") for v in items]
-    shape = nodes[0].shape
-    dim %= len(shape) + 1
-    one = (*shape[:dim], 1, *shape[dim:])
-    parts = [t.b.op("reshape", n, name=f"{ctx.name}.in{i}", module=ctx.module, attrs={"shape": one})
-             for i, n in enumerate(nodes)]
-    return t.b.op("concat", *parts, name=ctx.name, module=ctx.module, attrs={"axis": dim})
-
-
-def _slice_bounds(size: int, start: Any, end: Any, step: int) -> tuple[int | None, int | None]:
-    start = None if start is None or start == 0 else int(start)
-    end = None if end is None or int(end) >= size else int(end)
-    return start, end
-
-
-@aten("slice", "slice_copy")
-def _slice(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x = _x(a)
-    shape = t.shape(x)
-    dim = int(a.get("dim", 0)) % len(shape)
-    step = int(a.get("step", 1))
-    start, end = _slice_bounds(shape[dim], a.get("start"), a.get("end"), step)
-    if start is None and end is None and step == 1:
-        return x
-    if t.const(x):
-        cut = [slice(None)] * len(shape)
-        cut[dim] = slice(start, end, step)
-        return np.asarray(x)[tuple(cut)]
-    return t.b.op("slice", t.node(x, ctx), name=ctx.name, module=ctx.module,
-                  attrs={"axes": (dim,), "starts": (start,), "stops": (end,), "steps": (step,)})
-
-
-@aten("select", "select_copy")
-def _select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x = _x(a)
-    dim, index = int(a["dim"]), int(a["index"])
-    if isinstance(x, Sequence):
-        ndim = 3
-        if dim % ndim == x.time_axis:
-            return x.steps[index].get()
-    if t.const(x):
-        return np.take(np.asarray(x), index, axis=dim)
-    return t.b.op("select", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim, "index": index})
-
-
-@aten("index_select")
-def _index_select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x, idx, dim = _x(a), a["index"], int(a["dim"])
-    if t.const(x) and t.const(idx):
-        return np.take(np.asarray(x), np.asarray(idx), axis=dim)
-    return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
-                  attrs={"axis": dim})
-
-
-@aten("index")
-def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    indices = a["indices"]
-    used = [(i, v) for i, v in enumerate(indices) if v is not None]
-    if len(used) != 1:
-        raise Unmapped("indexing with several index tensors")
-    axis, idx = used[0]
-    x = _x(a)
-    if t.const(x) and t.const(idx):
-        return np.take(np.asarray(x), np.asarray(idx), axis=axis)
-    return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
-                  attrs={"axis": axis})
-
-
-@aten("split", "split_with_sizes", "unsafe_split", "chunk", "unbind", "split_copy", "split_with_sizes_copy")
-def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target).removesuffix("_copy")
-    x = _x(a)
-    shape = t.shape(x)
-    dim = int(a.get("dim", 0)) % len(shape)
-    size = shape[dim]
-    if op == "unbind":
-        return [_piece(t, x, ctx, dim, i, None, i) for i in range(size)]
-    if op == "chunk":
-        each = -(-size // int(a["chunks"]))
-        lengths = [min(each, size - s) for s in range(0, size, each)]
-    elif isinstance(a.get("split_sizes"), list):
-        lengths = [int(v) for v in a["split_sizes"]]
-    else:
-        each = int(a["split_size"])
-        lengths = [min(each, size - s) for s in range(0, size, each)]
-    out, start = [], 0
-    for i, n in enumerate(lengths):
-        out.append(_piece(t, x, ctx, dim, start, start + n, i))
-        start += n
-    return out
-
-
-def _piece(t: Translator, x: Any, ctx: Ctx, dim: int, start: int, stop: int | None, i: int) -> Any:
-    if t.const(x):
-        arr = np.asarray(x)
-        return np.take(arr, start, axis=dim) if stop is None else np.take(arr, range(start, stop), axis=dim)
-
-    def make() -> Node:
-        node = t.node(x, ctx)
-        name = f"{ctx.name}.{i}"
-        if stop is None:
-            return t.b.op("select", node, name=name, module=ctx.module, attrs={"axis": dim, "index": start})
-        return t.b.op("slice", node, name=name, module=ctx.module,
-                      attrs={"axes": (dim,), "starts": (start,), "stops": (stop,), "steps": (1,)})
-
-    return Lazy(make)
-
-
-def _dtype(a: Mapping[str, Any], like: Any = None) -> Any:
+def dtype_arg(a: Mapping[str, Any], like: Any = None) -> Any:
+    """The NumPy dtype a creation op asks for (bfloat16 widened), else that of `like`, else float64."""
     code = a.get("dtype")
     if isinstance(code, int) and code in SCALAR_TYPES and SCALAR_TYPES[code] != "bfloat16":
         return np.dtype(SCALAR_TYPES[code])
@@ -845,241 +436,6 @@ def _dtype(a: Mapping[str, Any], like: Any = None) -> Any:
     return np.float64
 
 
-@aten("zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "new_zeros",
-      "new_ones", "new_full", "new_empty", "scalar_tensor", "arange", "fill", "empty_strided")
-def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    if op == "scalar_tensor":
-        return np.asarray(a["s"], dtype=_dtype(a))
-    if op == "arange":
-        start, end, step = a.get("start", 0), a.get("end"), a.get("step", 1)
-        return np.arange(start, end, step, dtype=_dtype(a))
-    shape = ctx.shapes[0]
-    if shape is None:
-        raise Unmapped("no declared output shape")
-    fill = {"zeros": 0.0, "ones": 1.0, "empty": 0.0}.get(op.split("_")[-1] if "_" in op else op)
-    if fill is None:
-        fill = a.get("fill_value", a.get("value", 0.0))
-    like = _x(a) if ("self" in a or "input" in a) else None
-    return np.full(shape, fill, dtype=_dtype(a, like))
-
-
-@aten("triu", "tril")
-def _tri(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x = t.known(_x(a))
-    if x is None:
-        raise Unmapped("triu/tril of a computed tensor")
-    fn = np.triu if op_key(ctx.target) == "triu" else np.tril
-    return fn(x, int(a.get("diagonal", 0)))
-
-
-_LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater,
-          "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.logical_not}
-
-
-@dataclass
-class Guard:
-    """A test for rows that are entirely −∞ (the "safe softmax" of decomposed attention): always false here,
-    because propscope's masks are finite, so `where(guard, 0, y)` is `y`."""
-
-
-@aten(*_LOGIC, "any", "all")
-def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    x, y = _x(a), a.get("other")
-    if isinstance(x, Guard) or (op == "eq" and isinstance(y, float) and y == -math.inf and not t.const(x)):
-        return Guard()
-    kx, ky = t.known(x), t.known(y)
-    if op in ("any", "all"):
-        if kx is None:
-            raise Unmapped(f"{op} of computed values")
-        fn = np.any if op == "any" else np.all
-        return fn(kx, axis=_axis(a.get("dim")), keepdims=bool(a.get("keepdim", False)))
-    if kx is None or (y is not None and ky is None):
-        raise Unmapped("a comparison of computed values (no gradient flows through it)")
-    logic = _LOGIC[op_key(ctx.target)]
-    return logic(kx) if ky is None else logic(kx, ky)
-
-
-@aten("where")
-def _where(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    cond, x, y = a["condition"], _x(a), a["other"]
-    if isinstance(cond, Guard):
-        return y
-    known = t.known(cond)
-    if known is None:
-        raise Unmapped("where on a computed condition")
-    if t.const(x) and t.const(y):
-        return np.where(known.astype(bool), x, y)
-    return _blend(t, ctx, x, y, known.astype(bool))
-
-
-@aten("masked_fill")
-def _masked_fill(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x, value = _x(a), a["value"]
-    mask = t.known(a["mask"])
-    if mask is None:
-        raise Unmapped("masked_fill with a computed mask")
-    if t.const(x):
-        return np.where(mask.astype(bool), value, x)
-    return _blend(t, ctx, value, x, mask.astype(bool))
-
-
-def _blend(t: Translator, ctx: Ctx, where_true: Any, where_false: Any, keep: np.ndarray) -> Node:
-    """where(keep, a, b) with a constant condition as steppable arithmetic: a·m + b·(1 − m)."""
-    m = keep.astype(np.float64)
-    # −∞ fills are attention masks: the finite fill gives softmax the same zeros and keeps values finite
-    where_true, where_false = (finite_mask(np.asarray(v, dtype=np.float64)) if t.const(v) else v
-                               for v in (where_true, where_false))
-    if t.const(where_true) and np.all(np.isfinite(np.asarray(where_true, dtype=np.float64))):
-        node = t.node(where_false, ctx)
-        fill = t.b.const(np.asarray(where_true, dtype=np.float64) * m, ctx.module, "fill")
-        kept = t.b.op("mul", node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.keep", module=ctx.module)
-        return t.b.op("add", kept, fill, name=ctx.name, module=ctx.module)
-    if t.const(where_false) and np.all(np.isfinite(np.asarray(where_false, dtype=np.float64))):
-        return _blend(t, ctx, where_false, where_true, ~keep)
-    if t.const(where_true) or t.const(where_false):
-        raise Unmapped("a fill with an infinite value (add a finite mask instead)")
-    a_node, b_node = t.node(where_true, ctx), t.node(where_false, ctx)
-    pa = t.b.op("mul", a_node, t.b.const(m, ctx.module, "mask"), name=f"{ctx.name}.a", module=ctx.module)
-    pb = t.b.op("mul", b_node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.b", module=ctx.module)
-    return t.b.op("add", pa, pb, name=ctx.name, module=ctx.module)
-
-
-# -- fused layers --------------------------------------------------------------------------------------
-@aten("gru", "lstm", "rnn_tanh", "rnn_relu")
-def _recurrent(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    kind = {"gru": "gru", "lstm": "lstm", "rnn_tanh": "rnn", "rnn_relu": "rnn"}[op]
-    if not ctx.target.endswith(".input"):
-        raise Unmapped("a packed sequence")
-    x = t.node(_x(a), ctx)
-    if len(x.shape) != 3:
-        raise Unmapped(f"a recurrent input of shape {x.shape}")
-    layers, bidir = int(a["num_layers"]), bool(a["bidirectional"])
-    batch_first, has_bias = bool(a["batch_first"]), bool(a["has_biases"])
-    if a.get("train") and float(a.get("dropout", 0.0)) > 0 and layers > 1:
-        t.b.warnings.append(f"{kind} {ctx.name!r}: dropout between layers is left out")
-    params = list(a["params"])
-    per = 4 if has_bias else 2
-    dirs = 2 if bidir else 1
-    if len(params) != per * layers * dirs:
-        raise Unmapped("recurrent weights with projections (proj_size) or an unexpected layout")
-    time_axis = 1 if batch_first else 0
-    steps = x.shape[time_axis]
-    module = ctx.module
-    hidden = t.shape(params[1])[1]
-    h0 = a["hx"][0] if kind == "lstm" else a["hx"]
-    c0 = a["hx"][1] if kind == "lstm" else None
-    base = module or ctx.name
-    xs: list[Any] = [Lazy(partial(_pick, t, x, f"{base}.x{i}", module, time_axis, i)) for i in range(steps)]
-    finals: list[tuple[Node, Node | None]] = []
-    outs: list[Lazy] = []
-    for layer in range(layers):
-        layer_outs: list[list[Lazy]] = []
-        for d in range(dirs):
-            k = layer * dirs + d
-            w = params[k * per: (k + 1) * per]
-            w_ih, w_hh = t.node(w[0], ctx), t.node(w[1], ctx)
-            if has_bias:
-                b_ih, b_hh = t.node(w[2], ctx), t.node(w[3], ctx)
-            else:
-                b_ih = t.b.const(np.zeros(w_ih.shape[0]), module, "no_bias")
-                b_hh = b_ih
-            state = _initial_state(t, ctx, kind, h0, c0, k, hidden)
-            suffix = ("" if layers == 1 else f".l{layer}") + ("_reverse" if d else "")
-            inputs = [t.node(v, ctx) for v in xs]
-            states = t.b.recurrent(kind, inputs, state, (w_ih, w_hh, b_ih, b_hh), module,
-                                   f"{base}{suffix}", reverse=bool(d),
-                                   nonlinearity="relu" if op == "rnn_relu" else "tanh")
-            if kind == "lstm":  # h is the first half of the stacked state
-                hs = [Lazy(partial(_pick, t, s, f"{base}{suffix}.h{i}", module, 0, 0)) for i, s in enumerate(states)]
-            else:
-                hs = [Lazy(partial(_same_node, s)) for s in states]
-            last = states[0] if d else states[-1]
-            finals.append((last, None))
-            layer_outs.append(hs)
-        if dirs == 1:
-            outs = layer_outs[0]
-        else:
-            outs = [Lazy(partial(_join, t, ctx, f, r, f"{base}.l{layer}.h{i}"))
-                    for i, (f, r) in enumerate(zip(layer_outs[0], layer_outs[1], strict=True))]
-        xs = list(outs)
-
-    def full() -> Node:
-        batch = x.shape[1 - time_axis]
-        width = hidden * dirs
-        one = (batch, 1, width) if batch_first else (1, batch, width)
-        parts = [t.b.op("reshape", t.node(h, ctx), name=f"{base}.out{i}", module=module, attrs={"shape": one})
-                 for i, h in enumerate(outs)]
-        return t.b.op("concat", *parts, name=ctx.name, module=module, attrs={"axis": time_axis})
-
-    def stacked(index: int) -> Node:
-        parts = []
-        for k, (s, _) in enumerate(finals):
-            h = s if kind != "lstm" else t.b.op("select", s, name=f"{ctx.name}.final{index}_{k}", module=module,
-                                               attrs={"axis": 0, "index": index})
-            parts.append(t.b.op("reshape", h, name=f"{ctx.name}.n{index}_{k}", module=module,
-                                attrs={"shape": (1, *h.shape)}))
-        return parts[0] if len(parts) == 1 else t.b.op("concat", *parts, name=f"{ctx.name}.n{index}",
-                                                          module=module, attrs={"axis": 0})
-
-    result: list[Any] = [Sequence(outs, time_axis, Lazy(full)), Lazy(partial(stacked, 0))]
-    if kind == "lstm":
-        result.append(Lazy(partial(stacked, 1)))
-    return result
-
-
-def _pick(t: Translator, x: Node, name: str, module: str, axis: int, index: int) -> Node:
-    return t.b.op("select", x, name=name, module=module, attrs={"axis": axis, "index": index})
-
-
-def _same_node(node: Node) -> Node:
-    return node
-
-
-def _join(t: Translator, ctx: Ctx, forward: Any, backward: Any, name: str) -> Node:
-    """The two directions of a bidirectional layer, side by side in the features."""
-    return t.b.op("concat", t.node(forward, ctx), t.node(backward, ctx), name=name, module=ctx.module,
-                  attrs={"axis": -1})
-
-
-def _initial_state(t: Translator, ctx: Ctx, kind: str, h0: Any, c0: Any, k: int, hidden: int) -> Node:
-    """h (or the LSTM's stacked [h; c]) before the first step; an all-zero state serves any batch size."""
-    if t.const(h0) and (c0 is None or t.const(c0)):
-        h = np.asarray(h0)[k]
-        if kind == "lstm":
-            state = np.stack([h, np.asarray(c0)[k]])
-            if not state.any():
-                state = np.zeros((2, 1, hidden))
-        else:
-            state = h if h.any() else np.zeros(hidden)
-        return t.b.const(state.astype(np.float64), ctx.module, "state0")
-    h = t.b.op("select", t.node(h0, ctx), name=f"{ctx.name}.h0_{k}", module=ctx.module, attrs={"axis": 0, "index": k})
-    if kind != "lstm":
-        return h
-    c = t.b.op("select", t.node(c0, ctx), name=f"{ctx.name}.c0_{k}", module=ctx.module, attrs={"axis": 0, "index": k})
-    one = (1, *h.shape)
-    hr = t.b.op("reshape", h, name=f"{ctx.name}.h0r_{k}", module=ctx.module, attrs={"shape": one})
-    cr = t.b.op("reshape", c, name=f"{ctx.name}.c0r_{k}", module=ctx.module, attrs={"shape": one})
-    return t.b.op("concat", hr, cr, name=f"{ctx.name}.s0_{k}", module=ctx.module, attrs={"axis": 0})
-
-
-@aten("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
-      "_scaled_dot_product_attention_math")
-def _sdpa(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    if float(a.get("dropout_p", 0.0)) > 0:
-        raise Unmapped("attention dropout")
-    if a.get("enable_gqa"):
-        raise Unmapped("grouped-query attention")
-    q, k, v = (t.node(a[r], ctx) for r in ("query", "key", "value"))
-    module = f"{ctx.module}.attention" if ctx.module else "attention"
-    mask = a.get("attn_mask")
-    mask_node = None
-    if mask is not None:
-        mask_node = t.b.const(additive_mask(np.asarray(mask)), module, "attn_mask") if t.const(mask) \
-            else t.node(mask, ctx)
-    out = t.b.attention(q, k, v, ctx.name, module, a.get("scale"), bool(a.get("is_causal", False)), mask_node)
-    if len(ctx.shapes) > 1:
-        return [out] + [Missing("attention statistics")] * (len(ctx.shapes) - 1)
-    return out
+def zeros_bias(t: Translator, weight: Node, ctx: Ctx) -> Node:
+    """A zero bias for an op the file gave none (linear, conv without bias)."""
+    return t.b.const(np.zeros(weight.shape[0]), weight.module or ctx.module, "no_bias")

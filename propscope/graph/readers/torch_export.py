@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from ..model import Model
+from . import aten  # noqa: F401  (registers the ATen handlers)
 from ._aten import SCALAR_TYPES, Translator, sizes
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
 

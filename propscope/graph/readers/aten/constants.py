@@ -1,0 +1,117 @@
+"""Tensors made from nothing but sizes and constants (zeros, arange, masks, comparisons): folded at load time."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ...ir import Node
+from .._aten import (
+    Ctx,
+    Guard,
+    Translator,
+    Unmapped,
+    aten,
+    dims_arg,
+    dtype_arg,
+    op_key,
+    self_arg,
+)
+from .._build import finite_mask
+
+
+@aten("zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "new_zeros",
+      "new_ones", "new_full", "new_empty", "scalar_tensor", "arange", "fill", "empty_strided")
+def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    if op == "scalar_tensor":
+        return np.asarray(a["s"], dtype=dtype_arg(a))
+    if op == "arange":
+        start, end, step = a.get("start", 0), a.get("end"), a.get("step", 1)
+        return np.arange(start, end, step, dtype=dtype_arg(a))
+    shape = ctx.shapes[0]
+    if shape is None:
+        raise Unmapped("no declared output shape")
+    fill = {"zeros": 0.0, "ones": 1.0, "empty": 0.0}.get(op.split("_")[-1] if "_" in op else op)
+    if fill is None:
+        fill = a.get("fill_value", a.get("value", 0.0))
+    like = self_arg(a) if ("self" in a or "input" in a) else None
+    return np.full(shape, fill, dtype=dtype_arg(a, like))
+
+
+@aten("triu", "tril")
+def _tri(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = t.known(self_arg(a))
+    if x is None:
+        raise Unmapped("triu/tril of a computed tensor")
+    fn = np.triu if op_key(ctx.target) == "triu" else np.tril
+    return fn(x, int(a.get("diagonal", 0)))
+
+
+_LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater,
+          "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.logical_not}
+
+
+@aten(*_LOGIC, "any", "all")
+def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    x, y = self_arg(a), a.get("other")
+    if isinstance(x, Guard) or (op == "eq" and isinstance(y, float) and y == -math.inf and not t.const(x)):
+        return Guard()
+    kx, ky = t.known(x), t.known(y)
+    if op in ("any", "all"):
+        if kx is None:
+            raise Unmapped(f"{op} of computed values")
+        fn = np.any if op == "any" else np.all
+        return fn(kx, axis=dims_arg(a.get("dim")), keepdims=bool(a.get("keepdim", False)))
+    if kx is None or (y is not None and ky is None):
+        raise Unmapped("a comparison of computed values (no gradient flows through it)")
+    logic = _LOGIC[op_key(ctx.target)]
+    return logic(kx) if ky is None else logic(kx, ky)
+
+
+@aten("where")
+def _where(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    cond, x, y = a["condition"], self_arg(a), a["other"]
+    if isinstance(cond, Guard):
+        return y
+    known = t.known(cond)
+    if known is None:
+        raise Unmapped("where on a computed condition")
+    if t.const(x) and t.const(y):
+        return np.where(known.astype(bool), x, y)
+    return _blend(t, ctx, x, y, known.astype(bool))
+
+
+@aten("masked_fill")
+def _masked_fill(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, value = self_arg(a), a["value"]
+    mask = t.known(a["mask"])
+    if mask is None:
+        raise Unmapped("masked_fill with a computed mask")
+    if t.const(x):
+        return np.where(mask.astype(bool), value, x)
+    return _blend(t, ctx, value, x, mask.astype(bool))
+
+
+def _blend(t: Translator, ctx: Ctx, where_true: Any, where_false: Any, keep: np.ndarray) -> Node:
+    """where(keep, a, b) with a constant condition as steppable arithmetic: a·m + b·(1 − m)."""
+    m = keep.astype(np.float64)
+    # −∞ fills are attention masks: the finite fill gives softmax the same zeros and keeps values finite
+    where_true, where_false = (finite_mask(np.asarray(v, dtype=np.float64)) if t.const(v) else v
+                               for v in (where_true, where_false))
+    if t.const(where_true) and np.all(np.isfinite(np.asarray(where_true, dtype=np.float64))):
+        node = t.node(where_false, ctx)
+        fill = t.b.const(np.asarray(where_true, dtype=np.float64) * m, ctx.module, "fill")
+        kept = t.b.op("mul", node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.keep", module=ctx.module)
+        return t.b.op("add", kept, fill, name=ctx.name, module=ctx.module)
+    if t.const(where_false) and np.all(np.isfinite(np.asarray(where_false, dtype=np.float64))):
+        return _blend(t, ctx, where_false, where_true, ~keep)
+    if t.const(where_true) or t.const(where_false):
+        raise Unmapped("a fill with an infinite value (add a finite mask instead)")
+    a_node, b_node = t.node(where_true, ctx), t.node(where_false, ctx)
+    pa = t.b.op("mul", a_node, t.b.const(m, ctx.module, "mask"), name=f"{ctx.name}.a", module=ctx.module)
+    pb = t.b.op("mul", b_node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.b", module=ctx.module)
+    return t.b.op("add", pa, pb, name=ctx.name, module=ctx.module)

@@ -1,0 +1,110 @@
+"""ATen arithmetic, matrix products and reductions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._aten import (
+    Ctx,
+    Translator,
+    Transposed,
+    Unmapped,
+    aten,
+    dims_arg,
+    op_key,
+    self_arg,
+    zeros_bias,
+)
+from .._build import finite_mask
+
+
+@aten("sqrt", "rsqrt", "reciprocal", "square")
+def _power(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    p = {"sqrt": 0.5, "rsqrt": -0.5, "reciprocal": -1.0, "square": 2.0}[op_key(ctx.target)]
+    x = self_arg(a)
+    if t.const(x):
+        return np.asarray(x, dtype=np.float64) ** p
+    return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": p})
+
+
+@aten("pow")
+def _pow(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, p = self_arg(a), a.get("exponent")
+    if t.const(x) and t.const(p):
+        return np.asarray(x, dtype=np.float64) ** np.asarray(p)
+    if not isinstance(p, int | float):
+        raise Unmapped("a tensor exponent")
+    return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": float(p)})
+
+
+_BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+
+
+@aten("add", "sub", "mul", "div", "rsub")
+def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    x, y = self_arg(a), a["other"]
+    if a.get("rounding_mode") is not None:
+        raise Unmapped(f"div with rounding_mode={a['rounding_mode']!r}")
+    alpha = a.get("alpha", 1)
+    if op == "rsub":
+        op, x, y = "sub", y, x
+        if alpha != 1:
+            y = np.asarray(y) * alpha if t.const(y) else t.b.op(
+                "mul", t.node(y, ctx), t.b.const(np.array(float(alpha)), ctx.module, "alpha"),
+                name=f"{ctx.name}.alpha", module=ctx.module)
+            alpha = 1
+    if alpha != 1:
+        y = np.asarray(y) * alpha if t.const(y) else t.b.op(
+            "mul", t.node(y, ctx), t.b.const(np.array(float(alpha)), ctx.module, "alpha"),
+            name=f"{ctx.name}.alpha", module=ctx.module)
+    if t.const(x) and t.const(y):
+        return _BINARY[op](np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    if op == "add":
+        x, y = finite_mask(x), finite_mask(y)
+    return t.b.op(op, t.node(x, ctx, "self"), t.node(y, ctx, "other"), name=ctx.name, module=ctx.module)
+
+
+@aten("mean", "sum")
+def _reduce(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    x = self_arg(a)
+    axis, keep = dims_arg(a.get("dim")), bool(a.get("keepdim", False))
+    if t.const(x):
+        return getattr(np, op)(np.asarray(x), axis=axis, keepdims=keep)
+    return t.b.op(op, t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": axis, "keepdims": keep})
+
+
+@aten("linear")
+def _linear(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    w = t.node(a["weight"], ctx, "weight")
+    if len(w.shape) != 2:
+        raise Unmapped("a linear weight that is not 2-D")
+    b = zeros_bias(t, w, ctx) if a.get("bias") is None else t.node(a["bias"], ctx, "bias")
+    return t.b.op("linear", t.node(self_arg(a), ctx), w, b, name=ctx.name, module=ctx.module,
+                  attrs={"transpose_weight": True})
+
+
+@aten("addmm")
+def _addmm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    if a.get("beta", 1) != 1 or a.get("alpha", 1) != 1:
+        raise Unmapped("addmm with beta or alpha other than 1")
+    m1, m2 = a["mat1"], a["mat2"]
+    bias = t.node(self_arg(a), ctx, "bias")
+    if isinstance(m2, Transposed):
+        return t.b.op("linear", t.node(m1, ctx), m2.leaf, bias, name=ctx.name, module=ctx.module,
+                      attrs={"transpose_weight": True})
+    return t.b.op("linear", t.node(m1, ctx), t.node(m2, ctx), bias, name=ctx.name, module=ctx.module)
+
+
+@aten("mm", "bmm", "matmul")
+def _matmul(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, y = self_arg(a), a.get("mat2", a.get("other"))
+    if t.const(x) and t.const(y):
+        return np.matmul(np.asarray(x), np.asarray(y))
+    if isinstance(y, Transposed) and not isinstance(x, Transposed):
+        return t.b.op("linear", t.node(x, ctx), y.leaf, zeros_bias(t, y.leaf, ctx), name=ctx.name,
+                      module=ctx.module, attrs={"transpose_weight": True})
+    return t.b.op("matmul", t.node(x, ctx), t.node(y, ctx), name=ctx.name, module=ctx.module)

@@ -1,0 +1,64 @@
+"""ATen normalisations: batch norm (training and eval) and layer norm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...ir import Node
+from .._aten import (
+    Ctx,
+    Missing,
+    Translator,
+    Unmapped,
+    aten,
+    op_key,
+    self_arg,
+)
+
+
+def _bn(t: Translator, a: dict[str, Any], ctx: Ctx, training: bool) -> Node:
+    x = t.node(self_arg(a), ctx)
+    channels = x.shape[1]
+    module = ctx.module
+
+    def part(key: str, fill: float, hint: str) -> Node:
+        v = a.get(key)
+        return t.b.const(np.full(channels, fill), module, hint) if v is None else t.node(v, ctx, hint)
+
+    if not training and (a.get("running_mean") is None or a.get("running_var") is None):
+        raise Unmapped("evaluation-mode batch norm without running statistics")
+    inputs = (x, part("weight", 1.0, "weight"), part("bias", 0.0, "bias"), part("running_mean", 0.0, "running_mean"),
+              part("running_var", 1.0, "running_var"))
+    attrs = {"training": training, "momentum": float(a.get("momentum") or 0.1), "eps": float(a.get("eps", 1e-5))}
+    return t.b.op("batch_norm", *inputs, name=ctx.name, module=module, attrs=attrs)
+
+
+@aten("batch_norm")
+def _batch_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return _bn(t, a, ctx, bool(a.get("training", False)))
+
+
+@aten("_native_batch_norm_legit_no_training")
+def _bn_eval(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return [_bn(t, a, ctx, False), Missing("batch-norm statistics"), Missing("batch-norm statistics")]
+
+
+@aten("_native_batch_norm_legit_functional", "native_batch_norm", "_native_batch_norm_legit")
+def _bn_train(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    out = _bn(t, a, ctx, bool(a.get("training", True)))
+    return [out] + [Missing("batch-norm statistics")] * (len(ctx.shapes) - 1)
+
+
+@aten("layer_norm", "native_layer_norm")
+def _layer_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = t.node(self_arg(a), ctx)
+    norm = tuple(int(d) for d in a["normalized_shape"])
+    w = t.b.const(np.ones(norm), ctx.module, "weight") if a.get("weight") is None else t.node(a["weight"], ctx)
+    b = t.b.const(np.zeros(norm), ctx.module, "bias") if a.get("bias") is None else t.node(a["bias"], ctx)
+    node = t.b.op("layer_norm", x, w, b, name=ctx.name, module=ctx.module,
+                  attrs={"normalized_shape": norm, "eps": float(a.get("eps", 1e-5))})
+    if op_key(ctx.target) == "native_layer_norm":
+        return [node, Missing("layer-norm mean"), Missing("layer-norm rstd")]
+    return node

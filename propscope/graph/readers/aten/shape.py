@@ -1,0 +1,222 @@
+"""ATen shape ops: views, permutes, expands, joins, slices and picks; constant inputs fold."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ...ir import Node
+from .._aten import (
+    Ctx,
+    Lazy,
+    Sequence,
+    Translator,
+    Transposed,
+    Unmapped,
+    aten,
+    op_key,
+    self_arg,
+)
+
+
+@aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy")
+def _permute(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target).removesuffix("_copy")
+    x = self_arg(a)
+    ndim = len(t.shape(x))
+    if op == "permute":
+        perm = tuple(int(d) % ndim for d in a["dims"])
+    elif op == "transpose":
+        perm_list = list(range(ndim))
+        d0, d1 = int(a["dim0"]) % ndim, int(a["dim1"]) % ndim
+        perm_list[d0], perm_list[d1] = perm_list[d1], perm_list[d0]
+        perm = tuple(perm_list)
+    else:
+        perm = tuple(reversed(range(ndim)))
+    if perm == tuple(range(ndim)):
+        return x
+    if t.const(x):
+        return np.transpose(np.asarray(x), perm)
+    if isinstance(x, Transposed) and perm == (1, 0):
+        return x.leaf
+    if isinstance(x, Lazy):
+        x = x.get()
+    if isinstance(x, Node) and x.is_leaf and ndim == 2:
+        return Transposed(x)
+    return t.b.op("transpose", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axes": perm})
+
+
+def _reshape_to(t: Translator, x: Any, ctx: Ctx) -> Any:
+    out = ctx.shapes[0]
+    if out is None:
+        raise Unmapped("no declared output shape")
+    if t.const(x):
+        return np.reshape(np.asarray(x), out)
+    node = t.node(x, ctx)
+    if node.shape == out:
+        return node
+    target: tuple[int, ...] = out
+    # keep the batch axis free when it passes through unchanged, so a batch of another size still fits
+    if out and node.shape and out[0] == node.shape[0] and math.prod(out[1:]) > 0:
+        target = (-1, *out[1:])
+    return t.b.op("reshape", node, name=ctx.name, module=ctx.module, attrs={"shape": target})
+
+
+@aten("view", "_unsafe_view", "reshape", "view_copy", "unflatten", "squeeze", "unsqueeze", "_reshape_alias",
+      "squeeze_copy", "unsqueeze_copy", "flatten")
+def _reshape(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = self_arg(a)
+    if op_key(ctx.target) == "flatten" and not t.const(x):
+        node = t.node(x, ctx)
+        start, end = int(a.get("start_dim", 0)), int(a.get("end_dim", -1))
+        if len(node.shape) >= 1 and not (start == 0 and end in (-1, len(node.shape) - 1) and len(node.shape) > 1):
+            return t.b.op("flatten", node, name=ctx.name, module=ctx.module,
+                          attrs={"start_dim": start, "end_dim": end})
+    return _reshape_to(t, x, ctx)
+
+
+@aten("expand", "expand_copy", "broadcast_to", "expand_as")
+def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, out = self_arg(a), ctx.shapes[0]
+    if out is None:
+        raise Unmapped("no declared output shape")
+    if t.const(x):
+        return np.broadcast_to(np.asarray(x), out).copy()
+    node = t.node(x, ctx)
+    if math.prod(node.shape) == math.prod(out):
+        return _reshape_to(t, node, ctx)
+    zeros = t.b.const(np.zeros(out), ctx.module, "expand")
+    return t.b.op("add", node, zeros, name=ctx.name, module=ctx.module, original_op="expand")
+
+
+@aten("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
+      "detach_copy", "_assert_tensor_metadata")
+def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return self_arg(a) if ("self" in a or "input" in a) else a.get("a")
+
+
+@aten("cat", "concat", "concatenate")
+def _cat(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    items = [v for v in a["tensors"] if not (isinstance(v, np.ndarray) and v.size == 0 and v.ndim == 1)]
+    dim = int(a.get("dim", 0))
+    if all(t.const(v) for v in items):
+        return np.concatenate([np.asarray(v) for v in items], axis=dim)
+    if len(items) == 1:
+        return items[0]
+    nodes = [t.node(v, ctx, "part") for v in items]
+    return t.b.op("concat", *nodes, name=ctx.name, module=ctx.module, attrs={"axis": dim})
+
+
+@aten("stack")
+def _stack(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    items, dim = a["tensors"], int(a.get("dim", 0))
+    if all(t.const(v) for v in items):
+        return np.stack([np.asarray(v) for v in items], axis=dim)
+    nodes = [t.node(v, ctx, "part") for v in items]
+    shape = nodes[0].shape
+    dim %= len(shape) + 1
+    one = (*shape[:dim], 1, *shape[dim:])
+    parts = [t.b.op("reshape", n, name=f"{ctx.name}.in{i}", module=ctx.module, attrs={"shape": one})
+             for i, n in enumerate(nodes)]
+    return t.b.op("concat", *parts, name=ctx.name, module=ctx.module, attrs={"axis": dim})
+
+
+def _slice_bounds(size: int, start: Any, end: Any, step: int) -> tuple[int | None, int | None]:
+    start = None if start is None or start == 0 else int(start)
+    end = None if end is None or int(end) >= size else int(end)
+    return start, end
+
+
+@aten("slice", "slice_copy")
+def _slice(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = self_arg(a)
+    shape = t.shape(x)
+    dim = int(a.get("dim", 0)) % len(shape)
+    step = int(a.get("step", 1))
+    start, end = _slice_bounds(shape[dim], a.get("start"), a.get("end"), step)
+    if start is None and end is None and step == 1:
+        return x
+    if t.const(x):
+        cut = [slice(None)] * len(shape)
+        cut[dim] = slice(start, end, step)
+        return np.asarray(x)[tuple(cut)]
+    return t.b.op("slice", t.node(x, ctx), name=ctx.name, module=ctx.module,
+                  attrs={"axes": (dim,), "starts": (start,), "stops": (end,), "steps": (step,)})
+
+
+@aten("select", "select_copy")
+def _select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = self_arg(a)
+    dim, index = int(a["dim"]), int(a["index"])
+    if isinstance(x, Sequence):
+        ndim = 3
+        if dim % ndim == x.time_axis:
+            return x.steps[index].get()
+    if t.const(x):
+        return np.take(np.asarray(x), index, axis=dim)
+    return t.b.op("select", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim, "index": index})
+
+
+@aten("index_select")
+def _index_select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, idx, dim = self_arg(a), a["index"], int(a["dim"])
+    if t.const(x) and t.const(idx):
+        return np.take(np.asarray(x), np.asarray(idx), axis=dim)
+    return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
+                  attrs={"axis": dim})
+
+
+@aten("index")
+def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    indices = a["indices"]
+    used = [(i, v) for i, v in enumerate(indices) if v is not None]
+    if len(used) != 1:
+        raise Unmapped("indexing with several index tensors")
+    axis, idx = used[0]
+    x = self_arg(a)
+    if t.const(x) and t.const(idx):
+        return np.take(np.asarray(x), np.asarray(idx), axis=axis)
+    return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
+                  attrs={"axis": axis})
+
+
+@aten("split", "split_with_sizes", "unsafe_split", "chunk", "unbind", "split_copy", "split_with_sizes_copy")
+def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target).removesuffix("_copy")
+    x = self_arg(a)
+    shape = t.shape(x)
+    dim = int(a.get("dim", 0)) % len(shape)
+    size = shape[dim]
+    if op == "unbind":
+        return [_piece(t, x, ctx, dim, i, None, i) for i in range(size)]
+    if op == "chunk":
+        each = -(-size // int(a["chunks"]))
+        lengths = [min(each, size - s) for s in range(0, size, each)]
+    elif isinstance(a.get("split_sizes"), list):
+        lengths = [int(v) for v in a["split_sizes"]]
+    else:
+        each = int(a["split_size"])
+        lengths = [min(each, size - s) for s in range(0, size, each)]
+    out, start = [], 0
+    for i, n in enumerate(lengths):
+        out.append(_piece(t, x, ctx, dim, start, start + n, i))
+        start += n
+    return out
+
+
+def _piece(t: Translator, x: Any, ctx: Ctx, dim: int, start: int, stop: int | None, i: int) -> Any:
+    if t.const(x):
+        arr = np.asarray(x)
+        return np.take(arr, start, axis=dim) if stop is None else np.take(arr, range(start, stop), axis=dim)
+
+    def make() -> Node:
+        node = t.node(x, ctx)
+        name = f"{ctx.name}.{i}"
+        if stop is None:
+            return t.b.op("select", node, name=name, module=ctx.module, attrs={"axis": dim, "index": start})
+        return t.b.op("slice", node, name=name, module=ctx.module,
+                      attrs={"axes": (dim,), "starts": (start,), "stops": (stop,), "steps": (1,)})
+
+    return Lazy(make)
