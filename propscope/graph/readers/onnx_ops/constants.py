@@ -1,0 +1,108 @@
+"""ONNX plumbing folded at load time: Where on constants, Identity/Cast, Trilu, Constant, Shape, Range."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._aten import Missing, Unmapped
+from .._build import CAUSAL_FILL, check_shape
+from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
+
+
+@onnx_op("Where")
+def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    cond, x, y = (r.folded(v) for v in ins)
+    if cond is not None and x is not None and y is not None:
+        return np.where(cond.astype(bool), x, y)
+    if cond is None:
+        raise Unmapped("Where on a computed condition")
+    m = cond.astype(np.float64)
+    parts = []
+    for value, weight, tag in ((ins[1], m, "a"), (ins[2], 1.0 - m, "b")):
+        c = r.folded(value)
+        if c is not None:
+            # a −∞ fill is an attention mask: the finite fill gives softmax the same zeros, and stays finite
+            c = np.where(np.isneginf(c), CAUSAL_FILL, c.astype(np.float64))
+            if not np.all(np.isfinite(c)):
+                raise Unmapped("Where that fills with +∞ or NaN")
+            parts.append(r.b.const(c * weight, ctx.module, "fill"))
+        else:
+            parts.append(r.b.op("mul", r.node(value, ctx), r.b.const(weight, ctx.module, "mask"),
+                                name=f"{ctx.name}.{tag}", module=ctx.module))
+    return r.b.op("add", parts[0], parts[1], name=ctx.name, module=ctx.module)
+
+
+@onnx_op("Identity", "Dropout", "Cast", "CastLike")
+def _identity(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = ins[0]
+    c = r.folded(x)
+    if ctx.op == "Cast" and c is not None:
+        dtype = ONNX_DTYPES.get(int(ctx.attrs.get("to", 1)), "float32")
+        # folded float math runs in float64: sqrt(head_dim) in float32 would differ from PyTorch's float64 run
+        return c.astype(np.float64 if dtype in ("float16", "bfloat16", "float32") else dtype)
+    if ctx.op == "Dropout":
+        training = r.folded(ins[2]) if len(ins) > 2 and ins[2] is not None else None
+        if training is not None and bool(training):
+            raise Unmapped("Dropout in training mode")
+        return [x, Missing("the dropout mask")]
+    if isinstance(x, Init) and x.array.dtype.kind == "f" and ctx.outputs and ctx.outputs[0] != x.name:
+        # exporters tie initializers that happen to be equal (two fresh LayerNorms' ones and zeros) through an
+        # Identity; the model had two parameters, so it gets two again, under the name it used
+        return Init(ctx.outputs[0], x.array.copy())
+    return x
+
+
+@onnx_op("Trilu")
+def _trilu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = r.folded(ins[0])
+    k = r.folded(ins[1]) if len(ins) > 1 and ins[1] is not None else np.array(0)
+    if x is None or k is None:
+        raise Unmapped("Trilu of a computed tensor")
+    return (np.triu if ctx.attrs.get("upper", 1) else np.tril)(x, int(k))
+
+
+@onnx_op("Constant")
+def _constant(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    a = ctx.attrs
+    if "value" in a:
+        return a["value"]
+    for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
+                       ("value_ints", np.int64)):
+        if key in a:
+            return np.asarray(a[key], dtype=dtype)
+    raise Unmapped("a Constant with a sparse or string value")
+
+
+@onnx_op("ConstantOfShape")
+def _constant_of_shape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    shape = r.folded(ins[0])
+    if shape is None:
+        raise Unmapped("a shape computed at run time")
+    dims = check_shape(shape.reshape(-1), "ConstantOfShape", r.where)
+    value = ctx.attrs.get("value", np.zeros(1, dtype=np.float32))
+    return np.full(dims, value.reshape(-1)[0], dtype=value.dtype)
+
+
+@onnx_op("Shape")
+def _shape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    dims = np.asarray(r.shape(ins[0]), dtype=np.int64)
+    start, end = ctx.attrs.get("start", 0), ctx.attrs.get("end")
+    return dims[start:end]
+
+
+@onnx_op("Size")
+def _size(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    return np.asarray(math.prod(r.shape(ins[0])), dtype=np.int64)
+
+
+@onnx_op("Range")
+def _range(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    start, limit, delta = (r.folded(v) for v in ins)
+    if start is None or limit is None or delta is None:
+        raise Unmapped("a range computed at run time")
+    out = np.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+    check_shape(out.shape, "Range", r.where)
+    return out

@@ -1,0 +1,200 @@
+"""ONNX shape ops: Reshape, Flatten, Squeeze, Transpose, Expand, Concat, Gather, Slice, Split."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from ...ir import Node
+from .._aten import Lazy, Transposed, Unmapped
+from .._build import check_shape
+from ..onnx_reader import INT64_MAX, Ctx, Init, Reader, attr_or_input, onnx_op
+
+
+def _reshape_node(r: Reader, x: Any, out: tuple[int, ...], ctx: Ctx) -> Any:
+    c = r.folded(x)
+    if c is not None:
+        return c.reshape(out)
+    node = r.node(x, ctx)
+    if node.shape == out:
+        return node
+    target = out
+    if out and node.shape and out[0] == node.shape[0] and math.prod(out[1:]) > 0:
+        target = (-1, *out[1:])  # the batch axis passes through: another batch size still fits
+    return r.b.op("reshape", node, name=ctx.name, module=ctx.module, attrs={"shape": target})
+
+
+@onnx_op("Reshape")
+def _reshape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    spec = r.folded(ins[1])
+    if spec is None:
+        raise Unmapped("a target shape computed at run time")
+    shape = r.shape(ins[0])
+    target = [int(d) for d in spec.reshape(-1)]
+    if not ctx.attrs.get("allowzero", 0):
+        target = [shape[i] if d == 0 else d for i, d in enumerate(target)]
+    if target.count(-1) == 1:
+        known = math.prod(d for d in target if d != -1)
+        target[target.index(-1)] = math.prod(shape) // known if known else 0
+    out = check_shape(target, f"Reshape {ctx.name!r}", r.where)
+    if math.prod(out) != math.prod(shape):
+        raise Unmapped(f"cannot reshape {shape} to {out}")
+    return _reshape_node(r, ins[0], out, ctx)
+
+
+@onnx_op("Flatten")
+def _flatten(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    shape = r.shape(ins[0])
+    axis = int(ctx.attrs.get("axis", 1)) % (len(shape) or 1)
+    out = (math.prod(shape[:axis]), math.prod(shape[axis:]))
+    if axis == 1 and r.folded(ins[0]) is None and len(shape) > 2:
+        return r.b.op("flatten", r.node(ins[0], ctx), name=ctx.name, module=ctx.module, attrs={"start_dim": 1})
+    return _reshape_node(r, ins[0], out, ctx)
+
+
+@onnx_op("Squeeze", "Unsqueeze")
+def _squeeze(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    shape = list(r.shape(ins[0]))
+    axes = attr_or_input(r, ins, ctx, 1, "axes")
+    if ctx.op == "Squeeze":
+        if axes is None:
+            out = [d for d in shape if d != 1]
+        else:
+            drop = {a % len(shape) for a in axes}
+            out = [d for i, d in enumerate(shape) if i not in drop]
+    else:
+        rank = len(shape) + len(axes)
+        out = list(shape)
+        for a in sorted(x % rank for x in axes):
+            out.insert(a, 1)
+    return _reshape_node(r, ins[0], tuple(out), ctx)
+
+
+@onnx_op("Transpose")
+def _transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = ins[0]
+    ndim = len(r.shape(x))
+    perm = tuple(int(p) for p in ctx.attrs.get("perm", reversed(range(ndim))))
+    c = r.folded(x)
+    if c is not None:
+        return np.transpose(c, perm)
+    if perm == tuple(range(ndim)):
+        return x
+    if isinstance(x, Init) and ndim == 2:
+        return Transposed(r.node(x, ctx))
+    return r.b.op("transpose", r.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axes": perm})
+
+
+@onnx_op("Expand")
+def _expand(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    spec = r.folded(ins[1])
+    if spec is None:
+        raise Unmapped("a shape computed at run time")
+    shape = r.shape(ins[0])
+    out = check_shape(np.broadcast_shapes(shape, tuple(int(d) for d in spec.reshape(-1))), "Expand", r.where)
+    c = r.folded(ins[0])
+    if c is not None:
+        return np.broadcast_to(c, out).copy()
+    node = r.node(ins[0], ctx)
+    if node.shape == out:
+        return node
+    if math.prod(node.shape) == math.prod(out):
+        return _reshape_node(r, node, out, ctx)
+    return r.b.op("add", node, r.b.const(np.zeros(out), ctx.module, "expand"), name=ctx.name, module=ctx.module,
+                  original_op="Expand")
+
+
+@onnx_op("Concat")
+def _concat(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    axis = int(ctx.attrs["axis"])
+    items = [v for v in ins if v is not None]
+    folded = [r.folded(v) for v in items]
+    if all(f is not None for f in folded):
+        return np.concatenate(folded, axis=axis)  # type: ignore[arg-type]
+    items = [v for v, f in zip(items, folded, strict=True) if f is None or f.size]
+    if len(items) == 1:
+        return items[0]
+    return r.b.op("concat", *(r.node(v, ctx, hint="part") for v in items), name=ctx.name, module=ctx.module,
+                  attrs={"axis": axis})
+
+
+@onnx_op("Gather")
+def _gather(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    data, idx = ins[0], ins[1]
+    axis = int(ctx.attrs.get("axis", 0))
+    cd, ci = r.folded(data), r.folded(idx)
+    if cd is not None and ci is not None:
+        return np.take(cd, ci.astype(np.int64), axis=axis)
+    if ci is not None and ci.ndim == 0:
+        return r.b.op("select", r.node(data, ctx), name=ctx.name, module=ctx.module,
+                      attrs={"axis": axis, "index": int(ci)})
+    if ci is None and isinstance(data, Init) and axis == 0 and len(data.array.shape) == 2:
+        return r.b.op("embedding", r.node(idx, ctx), r.node(data, ctx), name=ctx.name, module=ctx.module)
+    return r.b.op("index", r.node(data, ctx), r.node(idx, ctx, hint="index"), name=ctx.name, module=ctx.module,
+                  attrs={"axis": axis})
+
+
+@onnx_op("Slice")
+def _slice(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = ins[0]
+    shape = r.shape(x)
+    if ctx.opset < 10:
+        starts, ends = list(ctx.attrs["starts"]), list(ctx.attrs["ends"])
+        axes = list(ctx.attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts = attr_or_input(r, ins, ctx, 1, "starts")
+        ends = attr_or_input(r, ins, ctx, 2, "ends")
+        axes = attr_or_input(r, ins, ctx, 3, "axes") or list(range(len(starts)))
+        steps = attr_or_input(r, ins, ctx, 4, "steps") or [1] * len(starts)
+    axes = [a % len(shape) for a in axes]
+    stops: list[int | None] = []
+    begins: list[int | None] = []
+    for a, s, e, st in zip(axes, starts, ends, steps, strict=True):
+        size = shape[a]
+        begins.append(None if (st > 0 and s <= -INT64_MAX // 2) or (st > 0 and s == 0) else max(min(s, size), -size))
+        if st > 0:
+            stops.append(None if e >= size else e)
+        else:
+            stops.append(None if e < -size else e)
+    c = r.folded(x)
+    if c is not None:
+        cut = [slice(None)] * len(shape)
+        for a, s, e, st in zip(axes, begins, stops, steps, strict=True):
+            cut[a] = slice(s, e, st)
+        return c[tuple(cut)]
+    if all(s is None and e is None and st == 1 for s, e, st in zip(begins, stops, steps, strict=True)):
+        return x
+    return r.b.op("slice", r.node(x, ctx), name=ctx.name, module=ctx.module,
+                  attrs={"axes": tuple(axes), "starts": tuple(begins), "stops": tuple(stops), "steps": tuple(steps)})
+
+
+@onnx_op("Split")
+def _split(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = ins[0]
+    shape = r.shape(x)
+    axis = int(ctx.attrs.get("axis", 0)) % len(shape)
+    sizes = attr_or_input(r, ins, ctx, 1, "split")
+    if sizes is None:
+        n = int(ctx.attrs.get("num_outputs", len(ctx.shapes)))
+        each = -(-shape[axis] // n)
+        sizes = [min(each, shape[axis] - s) for s in range(0, shape[axis], each)]
+    out: list[Any] = []
+    start = 0
+    c = r.folded(x)
+    for i, n in enumerate(sizes):
+        stop = start + n
+        if c is not None:
+            out.append(np.take(c, range(start, stop), axis=axis))
+        else:
+            out.append(Lazy(partial(_cut, r, x, ctx, f"{ctx.name}.{i}", axis, start, stop)))
+        start = stop
+    return out
+
+
+def _cut(r: Reader, x: Any, ctx: Ctx, name: str, axis: int, start: int, stop: int) -> Node:
+    return r.b.op("slice", r.node(x, ctx), name=name, module=ctx.module,
+                  attrs={"axes": (axis,), "starts": (start,), "stops": (stop,), "steps": (1,)})
