@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,27 @@ from .graph.errors import PropscopeError
 
 EPILOG = "TARGET is a built-in example name (see `propscope examples`) or a model file path."
 ARCH_HELP = "for a state dict (.pt, .pth, .safetensors): the example or model file whose weights it holds"
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line told in one line instead of the whole usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("propscope").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"propscope: error: {where}{message} (see {self.prog} --help)\n")
+
+
+def _writable(path: str, option: str) -> None:
+    """Refuse an output path that cannot be written before any work is done (not after an hour of training)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise PropscopeError(f"{option} {path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise PropscopeError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise PropscopeError(f"{option} {path}: not allowed to write there")
 
 
 def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
@@ -154,7 +176,10 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 def _tolerance(text: str) -> float:
     """A tolerance: a finite number >= 0 (NaN would make every comparison pass and fail at once)."""
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the tolerance must be a number such as 1e-7, got {text!r}") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"the tolerance must be a finite number >= 0, got {text}")
     return value
@@ -223,8 +248,9 @@ def _train_data(args: argparse.Namespace) -> tuple[Any, Any]:
 class _Progress:
     """One line per update: rewritten in place on a terminal (at most 10 a second), every 10% otherwise."""
 
-    def __init__(self, total: int, stream: Any = None) -> None:
+    def __init__(self, total: int, stream: Any = None, per_sample: tuple[int, int] | None = None) -> None:
         self.total = total
+        self.per_sample = per_sample  # (train, test) sample counts of a summed loss: shown per sample
         self.stream = stream or sys.stdout
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every = max(1, total // 10)
@@ -242,9 +268,11 @@ class _Progress:
             self.next_time = now + 0.1
         elif done % self.every and done != self.total:
             return
-        parts = [f"epoch {done}/{self.total}", f"loss {record.loss:.6g}"]
+        n_train, n_test = self.per_sample or (1, 1)
+        suffix = "/sample" if self.per_sample else ""
+        parts = [f"epoch {done}/{self.total}", f"loss{suffix} {record.loss / n_train:.6g}"]
         if record.test_loss is not None:
-            parts.append(f"test_loss {record.test_loss:.6g}")
+            parts.append(f"test_loss{suffix} {record.test_loss / n_test:.6g}")
         parts += [f"{k} {v:.6g}" for k, v in record.metrics.items()]
         line = "  ".join(parts)
         self.stream.write(f"\r{line}\x1b[K" if self.tty else line + "\n")
@@ -255,6 +283,20 @@ class _Progress:
         if self.tty and self.written:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def _per_sample(loss: str | None, trainer: Any) -> tuple[int, int] | None:
+    """(train, test) sample counts where a summed loss is compared with a test loss: they are then shown per
+    sample, since a sum over 160 samples and one over 40 are not on one scale. None otherwise."""
+    from .debugger.data_checks import per_sample_divisor
+    from .graph.model import TARGET
+
+    if trainer.test_batch is None:
+        return None
+    n_test = len(trainer.test_batch[TARGET])
+    if per_sample_divisor(loss, n_test) == 1:
+        return None
+    return per_sample_divisor(loss, trainer.n), per_sample_divisor(loss, n_test)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -282,6 +324,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise TrainingError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for option, path in (("--history", args.history), ("--out", args.out)):
+        if path:
+            _writable(path, option)
     data, test = _train_data(args)
     s = open_session(args.target, backend=args.backend, dtype=args.dtype, seed=args.seed, data=data,
                      loss=args.loss, device=args.device, arch=args.arch)
@@ -291,7 +336,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{s.name}: {trainer.epochs} epochs of {opt.name} (lr {opt.hparams['lr']:g}) on {trainer.n} samples"
           f"{f' in batches of {trainer.batch_size}' if trainer.batch_size else ''}, {s.backend.name}/"
           f"{s.backend.dtype}, loss {s.loss_name}")
-    progress = _Progress(trainer.epochs)
+    per_sample = _per_sample(s.loss_name, trainer)
+    if per_sample:
+        print(f"  {s.loss_name} adds over the samples ({per_sample[0]} train, {per_sample[1]} test): "
+              "train and test losses are compared per sample")
+    progress = _Progress(trainer.epochs, per_sample=per_sample)
     s.loss_appended.connect(progress.update)
     start = time.perf_counter()
     try:
@@ -305,7 +354,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  {len(history)} epochs in {seconds:.2f} s")
         print(f"  {'loss':<10} {first.loss:.6g} -> {last.loss:.6g}")
         if last.test_loss is not None and first.test_loss is not None:
-            print(f"  {'test_loss':<10} {first.test_loss:.6g} -> {last.test_loss:.6g}")
+            n_train, n_test = per_sample or (1, 1)
+            if per_sample:
+                print(f"  {'loss/sample':<10} {first.loss / n_train:.6g} -> {last.loss / n_train:.6g}")
+            name = "test/sample" if per_sample else "test_loss"
+            print(f"  {name:<10} {first.test_loss / n_test:.6g} -> {last.test_loss / n_test:.6g}")
         for k, v in last.metrics.items():
             print(f"  {k:<10} {first.metrics[k]:.6g} -> {v:.6g}")
     if history.nonfinite is None and trainer.n <= 8:
@@ -340,6 +393,12 @@ def cmd_debug(args: argparse.Namespace) -> int:
 def cmd_open(args: argparse.Namespace) -> int:
     """The desktop app; Qt is imported here only, so the rest of the CLI runs without it."""
     session = _open(args)
+    from .gui.system_libs import choose_platform
+
+    problem = choose_platform(screenshot=bool(args.screenshot))  # before Qt loads: it would abort instead
+    if problem:
+        print(f"propscope: error: {problem}", file=sys.stderr)
+        return 2
     from .gui.app import parse_size, run
 
     try:
@@ -358,7 +417,7 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="propscope",
         description="Step through the forward and backward pass of a neural network, one op at a time.",
         epilog="With no command, the desktop app opens on the xor lesson.",

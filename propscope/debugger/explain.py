@@ -17,7 +17,7 @@ import numpy as np
 
 from ..graph.errors import PropscopeError
 from ..graph.ir import Node
-from .trace import _ancestors
+from .trace import gradient_reaches
 
 if TYPE_CHECKING:
     from .session import Session
@@ -42,7 +42,7 @@ class Factor:
     value: float
 
     def label(self) -> str:
-        return f"∂{_elem(self.consumer, self.element)}/∂{_elem(self.input, self.input_element)} = {self.value:.6g}"
+        return f"∂{_elem(self.consumer, self.element)}/∂{_elem(self.input, self.input_element)} = {_num(self.value)}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class GradientPath:
         return math.prod(f.value for f in self.factors)
 
     def text(self) -> str:
-        return " × ".join(f"{f.value:.6g}" for f in self.factors) + f" = {self.product:.6g}"
+        return " × ".join(_num(f.value) for f in self.factors) + f" = {_num(self.product)}"
 
 
 @dataclass
@@ -82,10 +82,16 @@ class Explanation:
             lines.append(f"  path {i}: " + " → ".join(hops))
             lines.append(f"          {path.text()}")
         if self.omitted:
-            lines.append(f"  … {self.omitted} more path(s) not listed, summing to {self.omitted_sum:.6g}")
+            lines.append(f"  … {self.omitted} more path(s) not listed, summing to {_num(self.omitted_sum)}")
         verdict = "equals" if self.agrees() else "DIFFERS FROM"
-        lines.append(f"  sum of paths = {self.path_sum:.10g} {verdict} the computed gradient {self.computed:.10g}")
+        lines.append(f"  sum of paths = {_num(self.path_sum, 10)} {verdict} the computed gradient "
+                     f"{_num(self.computed, 10)}")
         return "\n".join(lines)
+
+
+def _num(value: float, digits: int = 6) -> str:
+    """A number to `digits` significant digits; a zero is "0" whatever its sign (IEEE's -0.0 is no lesson)."""
+    return f"{value + 0.0:.{digits}g}"
 
 
 def _elem(name: str, index: Index) -> str:
@@ -159,7 +165,7 @@ def explain(session: Session, name: str, index: Index | int = (), max_paths: int
     index = (index,) if isinstance(index, int) else tuple(index)
     if len(index) != len(node.shape) or any(not 0 <= i < d for i, d in zip(index, node.shape, strict=False)):
         raise ExplainError(f"{_elem(name, index)} is not an element of {name} with shape {node.shape}")
-    relevant = _ancestors(session.graph, loss)
+    relevant = gradient_reaches(loss)
     if name not in relevant:
         raise ExplainError(f"{name} does not lead to the loss: its gradient is zero by definition")
     session.trace.compute_through(len(session.steps) - 1)

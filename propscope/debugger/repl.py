@@ -166,13 +166,25 @@ class DebuggerShell(cmd.Cmd):
     # -- reading ---------------------------------------------------------------------------
     def do_print(self, arg: str) -> None:
         """print NODE: the value of NODE as known at this step. Also: p."""
-        self.say(f"{arg.strip()} = " + fmt_array(self.session.value(arg.strip())))
+        name = self._node_argument(arg, "print NODE, e.g. print hidden_output")
+        if name is not None:
+            self.say(f"{name} = " + fmt_array(self.session.value(name)))
 
     do_p = do_print
 
     def do_grad(self, arg: str) -> None:
         """grad NODE: the gradient dL/dNODE as known at this step (the running total so far)."""
-        self.say(f"∂L/∂{arg.strip()} = " + fmt_array(self.session.grad(arg.strip())))
+        name = self._node_argument(arg, "grad NODE, e.g. grad W1")
+        if name is not None:
+            self.say(f"∂L/∂{name} = " + fmt_array(self.session.grad(name)))
+
+    def _node_argument(self, arg: str, usage: str) -> str | None:
+        """The one node name a command takes; without it, the command's usage line (and None)."""
+        name = arg.strip()
+        if not name:
+            self.say(f"*** usage: {usage} (nodes lists the names)")
+            return None
+        return name
 
     def do_explain(self, arg: str) -> None:
         """explain NAME I [J ...]: every path from one element to the loss, and their sum."""

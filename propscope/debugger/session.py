@@ -16,6 +16,7 @@ from ..graph.ir import Graph, Node
 from ..graph.model import TARGET, Model, attach_loss, example_batch, fit_batch, output_node
 from ..graph.ops.shapes import fmt
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
+from .data_checks import check_targets, class_count_error, one_hot_error
 from .steps import FORWARD, PlannedStep, Step
 from .trace import Trace
 
@@ -79,10 +80,12 @@ class Session:
             )
         pred = output_node(graph).shape
         y = batch[TARGET]
+        raw_shape = y.shape
         if self.loss_name == "cross_entropy":
             y = _class_targets(y, pred)
         elif y.shape != pred and y.size == int(np.prod(pred)):
             y = y.reshape(pred)
+        check_targets(y, output_node(graph), self.loss_name, raw_shape)
         batch[TARGET] = y
         try:
             return batch, attach_loss(graph, self.loss_name, y.shape)
@@ -328,9 +331,11 @@ def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
     if y.ndim == len(logits_shape) and y.shape[-1] == 1:
         y = y[..., 0]
     if y.shape != logits_shape[:-1]:
-        raise ShapeError(f"target {TARGET!r}: expected class indices {fmt(logits_shape[:-1])}, got {fmt(y.shape)}")
+        one_hot = one_hot_error(y.shape, logits_shape)
+        raise ShapeError(one_hot or f"target {TARGET!r}: expected class indices {fmt(logits_shape[:-1])} for the "
+                         f"logits {fmt(logits_shape)}, got {fmt(y.shape)}")
     if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or np.any(y < 0) or np.any(y >= logits_shape[-1]):
-        raise DataError(f"target {TARGET!r}: class indices must be whole numbers in [0, {logits_shape[-1] - 1}]")
+        raise DataError(class_count_error(y, logits_shape, y.shape))
     return y.astype(np.int64)
 
 

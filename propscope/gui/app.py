@@ -52,6 +52,10 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
     if train and not train_in_window(window, train, dataset):
         window.close()
         return 2
+    if dataset and not train and not window.training.use_dataset(dataset):  # step through it without training
+        print(f"propscope: error: {window.training.status.text()}", file=sys.stderr)
+        window.close()
+        return 2
     session.seek(step)
     app.processEvents()
     if screenshot is None:

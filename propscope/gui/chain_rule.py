@@ -5,8 +5,10 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
+from ..debugger import BackwardStep
+from ..debugger.steps import GradTerm
 from .bridge import SessionBridge
-from .chain_text import chain_rule_html
+from .chain_text import chain_rule_html, input_index, output_index
 from .format import fit_index, fmt_index
 from .selection import Selection
 from .theme import ThemeManager
@@ -55,8 +57,15 @@ class ChainRuleView(QWidget):
         self._update_explain()
 
     def explain_target(self) -> tuple[str, tuple[int, ...]] | None:
+        """What "Explain" explains: at a backward step that the selection follows, the gradient the step just
+        computed (of its input, the element the text shows); otherwise the selected element's gradient."""
         s = self.bridge.session
         name = self.selection.node
+        record = s.current
+        if isinstance(record, BackwardStep) and record.terms and name == record.node.name:
+            term = just_computed(record)
+            at = output_index(s, record.node, name, self.selection.index)
+            return term.input.name, input_index(record.node, term.input, at, name, self.selection.index)
         if name is None or name not in s.graph or s.loss_node is None or s.graph[name] is s.loss_node:
             return None
         return name, fit_index(self.selection.index, s.graph[name].shape)
@@ -74,3 +83,9 @@ class ChainRuleView(QWidget):
         target = self.explain_target()
         if target is not None:
             self.explainRequested.emit(*target)
+
+
+def just_computed(record: BackwardStep) -> GradTerm:
+    """The gradient a backward step is about: a parameter's where it reaches one (∂L/∂W is what training
+    uses), else its first input's."""
+    return next((t for t in record.terms if t.input.op.name == "parameter"), record.terms[0])

@@ -121,8 +121,9 @@ def _forward(session: Session, record: ForwardStep, selected: str | None, index:
     else:
         out.append(h.big(f"{escape(op.out)}{escape(fmt_index(at))} = {h.num(value, 'text', bold=True)}"))
         out.append(h.matrix(backend.to_numpy(record.output), at, "forward"))
-    roles = " · ".join(f"{op.role(i)} = {a.name} ({fmt_shape(a.shape)})" for i, a in enumerate(node.inputs))
-    out.append(h.line(h.span(f"{roles} · {op.out} = {node.name} ({fmt_shape(node.shape)})", "muted")))
+    # names, not math: ";" between them, because "·" beside a formula reads as a product
+    roles = "; ".join(f"{op.role(i)} is {a.name} ({fmt_shape(a.shape)})" for i, a in enumerate(node.inputs))
+    out.append(h.line(h.span(f"where {roles}; {op.out} is {node.name} ({fmt_shape(node.shape)})", "muted")))
     return "".join(out)
 
 
@@ -139,7 +140,7 @@ def _backward(session: Session, record: BackwardStep, selected: str | None, inde
         local = None if partials is None else partials[term.position]
         out.append(_term(session, record, term, upstream, local, at, selected, index, h))
     source = "the loss itself: ∂L/∂L = 1" if node is session.loss_node else f"the ops that use {node.name}"
-    out.append(h.line(h.span(f"{op.formula} · ∂L/∂{op.out} arrives from {source}", "muted"), 0))
+    out.append(h.line(h.span(f"{op.formula}; ∂L/∂{op.out} arrives from {source}", "muted"), 0))
     return "".join(out)
 
 
@@ -159,7 +160,7 @@ def _term(session: Session, record: BackwardStep, term: GradTerm, upstream: np.n
         out.append(h.big(target + f"∂L/∂{escape(role)} = ∂L/∂{escape(op.out)} × ∂{escape(op.out)}/∂{escape(role)} = "
                          + h.num(element(upstream, at), "gradient") + " × " + h.num(lv, "forward") + " = "
                          + h.num(element(contribution, at_in), "text", bold=True) + where))
-        out.append(h.line(h.span(f"{role} = {name} · {term.formula}", "muted")))
+        out.append(h.line(h.span(f"where {role} is {name}; {term.formula}", "muted")))
     else:
         at_in = input_index(node, term.input, at, selected, index)
         out.append(h.big(target + escape(term.formula) + ", &nbsp;"

@@ -48,6 +48,7 @@ class LossPlot(QWidget):
         item = self.plot.getPlotItem()  # no grid: its lines cost more to draw than the rest of the plot
         item.setLabel("bottom", "epoch")
         item.setLabel("left", "loss")
+        self._label = "loss"
         self.train_curve = new_curve(self.plot, "train")
         self.test_curve = new_curve(self.plot, "test")
         self.follower = EpochFollower(self.plot)
@@ -96,6 +97,10 @@ class LossPlot(QWidget):
         log = self.log
         x = log.x
         on = self.log_scale.isChecked()
+        label = "loss per sample" if log.per_sample else "loss"
+        if label != self._label:
+            self._label = label
+            self.plot.getPlotItem().setLabel("left", label)
         self.train_curve.setData(x, log.log10("loss") if on else log.loss)
         if log.has_test:
             self.test_curve.setData(x, log.log10("test_loss") if on else log.test_loss)

@@ -330,16 +330,20 @@ class TrainingPanel(QWidget):
     def train_for(self, epochs: int, dataset: str | None = None) -> bool:
         """Start `epochs` epochs now (the command line's --train); with `dataset`, on that generated data set
         (the generator's size and noise, 20% held out, as many classes as the network has outputs)."""
-        if dataset:
-            s = self.bridge.session
-            out = s.prediction_node.shape
-            classes = int(out[-1]) if s.loss_name == "cross_entropy" and out else 2
-            self.data_form.load(dataset, {"n": 200, "noise": 0.1, "test_fraction": 0.2, "classes": classes},
-                                self.seed)
-            if not self.apply_data():
-                return False
+        if dataset and not self.use_dataset(dataset):
+            return False
         self.form.epochs.setValue(epochs)
         return self.start(epochs)
+
+    def use_dataset(self, dataset: str) -> bool:
+        """Step and train on a generated data set (the command line's --dataset): the generator's size and
+        noise, 20% held out, as many classes as the network has outputs. False, with the reason shown,
+        when it does not fit the model."""
+        s = self.bridge.session
+        out = s.prediction_node.shape
+        classes = int(out[-1]) if s.loss_name == "cross_entropy" and out else 2
+        self.data_form.load(dataset, {"n": 200, "noise": 0.1, "test_fraction": 0.2, "classes": classes}, self.seed)
+        return self.apply_data()
 
 
 def train_in_window(window: Any, epochs: int, dataset: str | None = None) -> bool:

@@ -62,11 +62,16 @@ class TrainingLog:
         self._source: Any = None  # the History being followed, and how much of it is copied
         self._taken = 0
         self._offset = 0
+        self._divisors = (1, 1)  # (train, test): a summed loss is shown per sample, so the two compare
+        self.per_sample = False
 
     # -- following a running History -------------------------------------------------------------
-    def follow(self, history: Any, offset: int) -> None:
-        """Copy `history`'s rows from now on, its epoch 0 drawn at x = `offset`."""
+    def follow(self, history: Any, offset: int, divisors: tuple[int, int] = (1, 1)) -> None:
+        """Copy `history`'s rows from now on, its epoch 0 drawn at x = `offset`; the train and test losses
+        divided by `divisors` (their sample counts where the loss is a sum over samples)."""
         self._source, self._taken, self._offset = history, 0, offset
+        self._divisors = divisors
+        self.per_sample = self.per_sample or divisors != (1, 1)
         if history.has_test and not self.has_test:
             self.has_test = True
             self._test.write(0, np.full(self.n, np.nan))  # earlier runs had no test data
@@ -90,9 +95,12 @@ class TrainingLog:
             return 0
         at, count = self.n, end - start
         self._x.write(at, np.asarray(h.epoch[start:end], dtype=np.float64) + self._offset)
-        self._loss.write(at, h.loss[start:end])
+        n_train, n_test = self._divisors
+        self._loss.write(at, np.asarray(h.loss[start:end], dtype=np.float64) / n_train)
         if self.has_test:
-            self._test.write(at, h.test_loss[start:end] if h.has_test else np.full(count, np.nan))
+            missing = np.full(count, np.nan)
+            self._test.write(at, np.asarray(h.test_loss[start:end], dtype=np.float64) / n_test if h.has_test
+                             else missing)
         for name, column in self._norms.items():
             values = h.grad_norms.get(name)
             column.write(at, values[start:end] if values is not None else np.full(count, np.nan))
@@ -131,10 +139,10 @@ class TrainingLog:
         """epoch, loss[, test_loss], grad_norm:<parameter>...; floats written with repr so they read back exactly."""
         path = Path(path)
         columns = [self.x.astype(np.int64), self.loss]
-        header = ["epoch", "loss"]
+        header = ["epoch", "loss_per_sample" if self.per_sample else "loss"]
         if self.has_test:
             columns.append(self.test_loss)
-            header.append("test_loss")
+            header.append("test_loss_per_sample" if self.per_sample else "test_loss")
         for name in self._norms:
             columns.append(self.grad_norm(name))
             header.append(f"grad_norm:{name}")

@@ -21,8 +21,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from ..debugger import Session
+from ..debugger.data_checks import per_sample_divisor
 from ..debugger.trainer import Trainer
 from ..graph.errors import PropscopeError
+from ..graph.model import TARGET
 from .bridge import SessionBridge
 from .training_log import TrainingLog
 
@@ -222,7 +224,7 @@ class TrainingRunner(QObject):
         self.bridge.watch_trainer(trainer)
         self.bridge.mute_losses(True)
         if self._scratch is None:
-            self.log.follow(trainer.history, self.epochs_done)
+            self.log.follow(trainer.history, self.epochs_done, loss_divisors(session.loss_name, trainer))
         self._rate_mark = (time.perf_counter(), 0)
         self.rate = 0.0
         thread = threading.Thread(target=self._work, args=(trainer,), name="propscope: training", daemon=True)
@@ -295,3 +297,10 @@ class TrainingRunner(QObject):
         if state != self.state:
             self.state = state
             self.stateChanged.emit(state)
+
+
+def loss_divisors(loss: str | None, trainer: Trainer) -> tuple[int, int]:
+    """(train, test) divisors that put a summed loss per sample, so the train and test curves share a scale.
+    Every run of a plot divides, test data or not: a curve's scale must not change between runs."""
+    n_test = 1 if trainer.test_batch is None else len(trainer.test_batch[TARGET])
+    return per_sample_divisor(loss, trainer.n), per_sample_divisor(loss, n_test)
