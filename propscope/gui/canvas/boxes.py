@@ -12,6 +12,7 @@ from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from .folding import REPEAT, Unit
+from .guard import guarded
 from .items import TEXT_LOD, NodeItem, Style, lod_of
 
 CARDS = 2  # cards drawn behind a box
@@ -38,6 +39,7 @@ class BoxItem(NodeItem):
             self.set_current(phase)
             self.update()
 
+    @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         st = self.style
         t = st.theme
@@ -81,6 +83,7 @@ class FrameItem(QGraphicsItem):
             self.lit = on
             self.update()
 
+    @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         st = self.style
         t = st.theme

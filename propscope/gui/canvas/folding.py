@@ -20,10 +20,8 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import networkx as nx
-
 from ...graph.ir import Graph
-from ...graph.layout import Layout, layered_layout
+from ...graph.layout import Flow, Layout, find_cycle, layered_layout
 
 MODULE, REPEAT = "module", "repeat"
 BOX_PREFIX = "\u229e "  # keys of units start with this, which no node name does (readers clean names)
@@ -244,15 +242,22 @@ class Folding:
             out.append(ViewEdge(src, dst, pos, count, role))
         return out
 
-    def view_graph(self) -> nx.DiGraph:
-        g = nx.DiGraph()
-        g.add_nodes_from(self.visible())
-        for e in self.edges():
-            g.add_edge(e.src, e.dst, port=e.position, ports=e.count)
-        return g
+    def view_graph(self) -> Flow:
+        return Flow(self.visible(), [(e.src, e.dst, e.position, e.count) for e in self.edges()])
+
+    def clusters(self) -> dict[str, tuple[str, ...]]:
+        """The open units around each shown key, outermost first: what the layout keeps apart as frames."""
+        out = {}
+        for key in self.visible():
+            if key in self.units:
+                chain = self.chains[self.units[key].members[0]]
+                out[key] = chain[: chain.index(key)]
+            else:
+                out[key] = self.chains.get(key, ())
+        return out
 
     def layout(self) -> Layout:
-        return layered_layout(self.graph if not self.closed else self.view_graph())
+        return layered_layout(self.graph if not self.closed else self.view_graph(), clusters=self.clusters())
 
     # -- changing the folds ----------------------------------------------------------------
     def close(self, key: str) -> bool:
@@ -287,9 +292,8 @@ class Folding:
         """Open boxes that lie on a cycle of the folded graph (values leaving and coming back in)."""
         changed = False
         while self.closed:
-            try:
-                cycle = nx.find_cycle(self.view_graph())
-            except nx.NetworkXNoCycle:
+            cycle = find_cycle(self.view_graph())
+            if not cycle:
                 break
             on_cycle = [k for edge in cycle for k in edge[:2] if k in self.closed]
             worst = min(on_cycle, key=lambda k: len(self.units[k].members))

@@ -18,6 +18,7 @@ from ..format import fmt_shape
 from ..theme import Theme, node_kind
 from .chips import Chip, draw_chip, image_rect, make_chip
 from .geometry import Geometry
+from .guard import guarded
 
 TEXT_LOD = 0.45  # below this zoom, text would be under ~5 px: boxes only
 LEAF_SYMBOLS = {"input": "in", "parameter": "θ", "constant": "c"}
@@ -152,6 +153,7 @@ class NodeItem(QGraphicsItem):
             self.update()
 
     # -- painting --------------------------------------------------------------------------
+    @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         st = self.style
         t, g, r = st.theme, st.geo, st.rect
@@ -258,6 +260,7 @@ class EdgeItem(QGraphicsItem):
             self.setZValue(1.5 if flow else 1)
             self.update()
 
+    @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         st = self.style
         t = st.theme
@@ -318,6 +321,7 @@ class GradLabel(QGraphicsItem):
         m = self.style.theme.pen_width(2)
         return self.rect.adjusted(-m, -m, m, m)
 
+    @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         st = self.style
         t = st.theme

@@ -12,6 +12,7 @@ from PySide6.QtGui import QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from ..theme import Theme
+from .guard import guarded
 from .items import lod_of
 
 
@@ -63,6 +64,7 @@ class OverviewItem(QGraphicsItem):
             self._groups = groups
         return self._groups
 
+    @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         t = self.theme
         lod = lod_of(painter)
@@ -90,9 +92,8 @@ class OverviewItem(QGraphicsItem):
         if self.current in self.rects:
             c = self.rects[self.current].center()
             painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.setPen(QPen(t.color("highlight"), 4 * t.scale, cap=Qt.PenCapStyle.RoundCap))
-            painter.pen().setCosmetic(True)
-            pen = painter.pen()
-            pen.setCosmetic(True)
+            pen = QPen(t.color("highlight"), 4 * t.scale)
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            pen.setCosmetic(True)  # as thick at any zoom
             painter.setPen(pen)
             painter.drawEllipse(c, 14 * px * t.scale, 14 * px * t.scale)

@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from ...debugger import BACKWARD, FORWARD, Session
-from ...graph.layout import Layout
+from ...graph.layout import Layout, nearest_free
 from ..theme import Theme, node_kind
 from .boxes import BoxItem, FrameItem
 from .folding import Folding
@@ -129,7 +129,10 @@ class GraphScene(QGraphicsScene):
         margin, header = 7 * s, 18 * s
         areas: dict[str, QRectF] = {}
         units = self.folding.frames()
+        boxes = self.layout.boxes
         for unit in sorted(units, key=lambda u: -u.depth):
+            if boxes and unit.key not in boxes:  # the layout could not keep it apart: no frame over others
+                continue
             area = QRectF()
             for name in unit.members:
                 key = self.folding.rep(name)
@@ -293,7 +296,7 @@ class GraphScene(QGraphicsScene):
                 self.lit[e] = BACKWARD
                 label = GradLabel(term.role, self.session.backend.to_numpy(term.contribution), term.arrival,
                                   term.consumers, self.style)
-                label.setPos(self._edge_midpoint(e))
+                label.setPos(self._label_spot(e, label.boundingRect()))
                 label.setParentItem(self.detail)
                 self.labels.append(label)
         else:
@@ -302,10 +305,21 @@ class GraphScene(QGraphicsScene):
             if e in self.edge_items:
                 self.edge_items[e].set_flow(flow)
 
-    def _edge_midpoint(self, e: int) -> QPointF:
+    def _label_spot(self, e: int, bounds: QRectF) -> QPointF:
+        """Where a gradient label goes: on its edge in the gap before the target's column, moved up or
+        down (never onto a node) when it is wider than the gap."""
+        geo = self.geo
+        pts = self.points[e]
+        end = pts[-1]
+        x = end.x() - (geo.col_w - geo.node_w) / 2  # the middle of the gap left of the target
         item = self.edge_items.get(e)
-        path = item.path if item is not None else edge_path(self.points[e], self.geo)
-        return path.pointAtPercent(0.5)
+        path = item.path if item is not None else edge_path(pts, geo)
+        y = _path_y_at(path, x)
+        half_w, half_h = bounds.width() / 2, bounds.height() / 2
+        xy = self._node_xy
+        near = np.abs(xy[:, 0] - x) < half_w + geo.node_w / 2
+        busy = sorted((cy - geo.node_h / 2 - 2, cy + geo.node_h / 2 + 2) for cy in xy[near, 1])
+        return QPointF(x, nearest_free(busy, y, 2 * half_h))
 
     def _update_overview(self) -> None:
         if self.overview.isVisible():
@@ -373,3 +387,15 @@ class GraphScene(QGraphicsScene):
 
     def node_rect(self, name: str) -> QRectF:
         return self.geo.node_rect().translated(self.centers[self.key_of(name)])
+
+
+def _path_y_at(path: QPainterPath, x: float) -> float:
+    """The height of a left-to-right edge where it passes `x` (bisection on the path's length)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        if path.pointAtPercent(mid).x() < x:
+            lo = mid
+        else:
+            hi = mid
+    return path.pointAtPercent(hi).y()

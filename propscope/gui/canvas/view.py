@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
 
 from ...debugger import BACKWARD, FORWARD
 from ...graph.errors import PropscopeError
-from ...graph.layout import Layout, layered_layout
+from ...graph.layout import Layout
 from ..bridge import SessionBridge
 from ..format import fmt_shape
 from ..selection import Selection
@@ -94,7 +94,7 @@ class GraphView(QGraphicsView):
         folding = self.folding_for_session()
         state = folding.state()
         if self._layout is None or self._layout[0] is not graph or self._layout[1] != state:
-            self._layout = (graph, state, folding.layout() if state else layered_layout(graph))
+            self._layout = (graph, state, folding.layout())
         return self._layout[2]
 
     def rebuild(self, keep_view: bool = False) -> None:
