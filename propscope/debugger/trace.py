@@ -19,22 +19,28 @@ from .steps import BACKWARD, FORWARD, BackwardStep, ForwardStep, GradTerm, Plann
 
 
 def plan(graph: Graph) -> list[PlannedStep]:
-    """Every op forward in topological order, then every op that leads to the loss, in reverse."""
+    """Every op forward in topological order, then, in reverse, every op a gradient reaches from the loss.
+
+    A gradient travels only along differentiable inputs: an op that feeds nothing but an index, a mask
+    or a loss's target (a slice of position ids, a comparison) gets no backward step.
+    """
     steps = [PlannedStep(i, FORWARD, n) for i, n in enumerate(graph.ops)]
     if graph.outputs and graph.output.op.is_loss:
-        needed = _ancestors(graph, graph.output)
+        reached = gradient_reaches(graph.output)
         for n in reversed(graph.ops):
-            if n.name in needed:
+            if n.name in reached:
                 steps.append(PlannedStep(len(steps), BACKWARD, n))
     return steps
 
 
-def _ancestors(graph: Graph, node: Node) -> set[str]:
-    seen = {node.name}
-    stack = [node]
+def gradient_reaches(loss: Node) -> set[str]:
+    """The names of the nodes a gradient from `loss` flows into (through differentiable inputs only)."""
+    seen = {loss.name}
+    stack = [loss]
     while stack:
-        for a in stack.pop().inputs:
-            if a.name not in seen:
+        node = stack.pop()
+        for i, a in enumerate(node.inputs):
+            if a.name not in seen and node.op.differentiable(i):
                 seen.add(a.name)
                 stack.append(a)
     return seen
@@ -105,7 +111,9 @@ class Trace:
         node = planned.node
         inputs = tuple(self.values[a.name] for a in node.inputs)
         out = self.values[node.name]
-        upstream = self._grads[node.name]
+        upstream = self._grads.get(node.name)
+        if upstream is None:  # every consumer's VJP gave None (no gradient through it): zero, not a KeyError
+            upstream = self.backend.ones(tuple(node.shape)) * 0
         grads = self.backend.vjp(node, inputs, out, upstream)
         terms = []
         for i, (a, g) in enumerate(zip(node.inputs, grads, strict=True)):

@@ -51,7 +51,11 @@ def _tri(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 
 _LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater,
-          "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.logical_not}
+          "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.invert, "logical_and": np.logical_and,
+          "logical_or": np.logical_or, "logical_xor": np.logical_xor, "bitwise_and": np.bitwise_and,
+          "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor, "__and__": np.bitwise_and,
+          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor, "remainder": np.remainder,
+          "floor_divide": np.floor_divide, "fmod": np.fmod}
 
 
 @aten(*_LOGIC, "any", "all")
@@ -69,7 +73,22 @@ def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if kx is None or (y is not None and ky is None):
         raise Unmapped("a comparison of computed values (no gradient flows through it)")
     logic = _LOGIC[op_key(ctx.target)]
+    if ky is not None and kx.dtype == bool and ky.dtype != bool and op in ("bitwise_and", "bitwise_or", "bitwise_xor",
+                                                                          "__and__", "__or__", "__xor__"):
+        ky = ky.astype(bool)
     return logic(kx) if ky is None else logic(kx, ky)
+
+
+@aten("diff")
+def _diff(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.diff of position ids and the like: only ever of constants in the models people export."""
+    x = t.known(self_arg(a))
+    if x is None:
+        raise Unmapped("diff of a computed tensor")
+    extra = {k: t.known(a[k]) for k in ("prepend", "append") if a.get(k) is not None}
+    if any(v is None for v in extra.values()):
+        raise Unmapped("diff with a computed prepend or append")
+    return np.diff(x, n=int(a.get("n", 1)), axis=int(a.get("dim", -1)), **extra)
 
 
 @aten("where")
@@ -115,3 +134,13 @@ def _blend(t: Translator, ctx: Ctx, where_true: Any, where_false: Any, keep: np.
     pa = t.b.op("mul", a_node, t.b.const(m, ctx.module, "mask"), name=f"{ctx.name}.a", module=ctx.module)
     pb = t.b.op("mul", b_node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.b", module=ctx.module)
     return t.b.op("add", pa, pb, name=ctx.name, module=ctx.module)
+
+
+@aten("cumsum")
+def _cumsum(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, dim = self_arg(a), int(a["dim"])
+    known = t.known(x)
+    if known is not None:  # position ids from a padding mask, say
+        integer = known.dtype.kind in "biu" and a.get("dtype") is None  # torch sums bools and ints as int64
+        return np.cumsum(known, axis=dim, dtype=np.int64 if integer else dtype_arg(a, known))
+    return t.b.op("cumsum", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim})

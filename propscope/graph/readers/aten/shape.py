@@ -99,7 +99,8 @@ def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 @aten("cat", "concat", "concatenate")
 def _cat(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    items = [v for v in a["tensors"] if not (isinstance(v, np.ndarray) and v.size == 0 and v.ndim == 1)]
+    # torch.cat skips empty 1-D tensors whatever `dim` says (a fresh key/value cache starts as one)
+    items = [v for v in a["tensors"] if not _empty_vector(t.known(v))]
     dim = int(a.get("dim", 0))
     if all(t.const(v) for v in items):
         return np.concatenate([np.asarray(v) for v in items], axis=dim)
@@ -107,6 +108,10 @@ def _cat(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return items[0]
     nodes = [t.node(v, ctx, "part") for v in items]
     return t.b.op("concat", *nodes, name=ctx.name, module=ctx.module, attrs={"axis": dim})
+
+
+def _empty_vector(value: np.ndarray | None) -> bool:
+    return value is not None and value.ndim == 1 and value.size == 0
 
 
 @aten("stack")
@@ -172,10 +177,16 @@ def _index_select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     indices = a["indices"]
     used = [(i, v) for i, v in enumerate(indices) if v is not None]
-    if len(used) != 1:
-        raise Unmapped("indexing with several index tensors")
-    axis, idx = used[0]
     x = self_arg(a)
+    known = t.known(x)
+    if known is not None and all(t.known(v) is not None for _, v in used):
+        # NumPy's advanced indexing places the indexed axes exactly as torch does
+        picks = tuple(slice(None) if v is None else t.known(v) for v in indices)
+        return known[tuple(p.astype(np.int64) if isinstance(p, np.ndarray) and p.dtype != bool else p
+                           for p in picks)]
+    if len(used) != 1:
+        raise Unmapped("indexing a computed tensor with several index tensors")
+    axis, idx = used[0]
     if t.const(x) and t.const(idx):
         return np.take(np.asarray(x), np.asarray(idx), axis=axis)
     return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,

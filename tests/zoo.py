@@ -1,0 +1,294 @@
+"""The architectures engineers bring, built here with random weights (nothing downloaded), for the reader tests.
+
+torchvision's model constructors are pure Python, but torchvision 0.28 may come as a CUDA build whose C
+extension does not load on the CPU torch (its `import torchvision` then fails registering `torchvision::nms`).
+`torchvision_models()` therefore imports `torchvision.models` without running the package's `__init__`
+(which loads the extension): the constructors need none of it.
+
+Every builder returns (module, example inputs, targets): the module outputs logits of shape (N, C) for
+`F.cross_entropy`, so one loss serves every model; token models flatten (batch, position) into N.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+Builder = Callable[[], tuple[Any, tuple[np.ndarray, ...], np.ndarray]]
+
+
+def torchvision_models() -> Any:
+    """`torchvision.models`, imported without torchvision's C extension; None when torchvision is missing."""
+    if "torchvision.models" in sys.modules:
+        return sys.modules["torchvision.models"]
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        import torchvision  # a build whose extension loads: the ordinary way
+    except Exception:  # the extension failed: a package shell that only knows where its files are
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        shell = types.ModuleType("torchvision")
+        shell.__path__ = [os.path.dirname(spec.origin)]
+        shell.__spec__ = spec  # transformers asks importlib about torchvision
+        shell.__version__ = "unknown"
+        sys.modules["torchvision"] = shell
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+    try:
+        import torchvision.models as models
+    except Exception:
+        return None
+    return models
+
+
+def has_torchvision() -> bool:
+    return importlib.util.find_spec("torchvision") is not None and importlib.util.find_spec("PIL") is not None
+
+
+def has_transformers() -> bool:
+    return importlib.util.find_spec("transformers") is not None
+
+
+def _images(n: int = 2, c: int = 3, size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, c, size, size))
+
+
+def _labels(n: int, classes: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, classes, n)
+
+
+def _jitter(model: Any) -> Any:
+    """Nudge every parameter and running statistic off its initial value (zero biases, unit norms would tie)."""
+    import torch
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn_like(b))
+            elif name.endswith("running_var"):
+                b.copy_(1.0 + 0.2 * torch.rand_like(b))
+    return model
+
+
+def _vision(name: str, **kw: Any) -> Builder:
+    def build() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+        import torch
+
+        torch.manual_seed(0)
+        model = getattr(torchvision_models(), name)(num_classes=10, **kw)
+        return _jitter(model).double().eval(), (_images(),), _labels(2, 10)
+
+    return build
+
+
+def _vit() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+
+    torch.manual_seed(0)
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                              num_classes=10)
+    return _jitter(model).double().eval(), (_images(),), _labels(2, 10)
+
+
+def _unet() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+    from torch import nn
+
+    class Block(nn.Sequential):
+        def __init__(self, cin: int, cout: int) -> None:
+            super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    class UNet(nn.Module):
+        """Encoder-decoder with skip connections: max-pool down, transposed convolution up, concat."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc1, self.enc2, self.mid = Block(3, 8), Block(8, 16), Block(16, 16)
+            self.up2, self.dec2 = nn.ConvTranspose2d(16, 16, 2, stride=2), Block(32, 8)
+            self.up1, self.dec1 = nn.ConvTranspose2d(8, 8, 2, stride=2), Block(16, 8)
+            self.head = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x: Any) -> Any:
+            e1 = self.enc1(x)
+            e2 = self.enc2(nn.functional.max_pool2d(e1, 2))
+            m = self.mid(nn.functional.max_pool2d(e2, 2))
+            d2 = self.dec2(torch.cat([self.up2(m), e2], dim=-3))
+            d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=-3))
+            logits = self.head(d1)  # (N, 4, H, W): per-pixel classes, flattened for one cross-entropy
+            return logits.permute(0, 2, 3, 1).reshape(-1, 4)
+
+    torch.manual_seed(0)
+    return _jitter(UNet()).double().eval(), (_images(2, 3, 16),), _labels(2 * 16 * 16, 4)
+
+
+def _groupnorm_resnet() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+    from torch import nn
+
+    class Residual(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.conv1, self.norm1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.GroupNorm(4, c)
+            self.conv2, self.norm2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.GroupNorm(4, c)
+            self.drop = nn.Dropout(0.2)
+
+        def forward(self, x: Any) -> Any:
+            y = nn.functional.silu(self.norm1(self.conv1(x)))
+            y = self.norm2(self.conv2(self.drop(y)))
+            return nn.functional.relu(x + y)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.block1, self.block2 = nn.Conv2d(3, 8, 3, stride=2, padding=1), Residual(8), Residual(8)
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(8, 10)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc(self.pool(self.block2(self.block1(self.stem(x)))).flatten(1))
+
+    torch.manual_seed(0)
+    return _jitter(Net()).double().eval(), (_images(2, 3, 16),), _labels(2, 10)
+
+
+def _transformer_encoder() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.1, batch_first=True)
+            self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.fc = nn.Linear(16, 5)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc(self.encoder(x).mean(1))
+
+    torch.manual_seed(0)
+    return _jitter(Encoder()).double().eval(), (np.random.default_rng(0).standard_normal((2, 8, 16)),), _labels(2, 5)
+
+
+def _bigru() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+    from torch import nn
+
+    class BiGRU(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(20, 8)
+            self.gru = nn.GRU(8, 6, batch_first=True, bidirectional=True)
+            self.fc = nn.Linear(12, 3)
+
+        def forward(self, ids: Any) -> Any:
+            out, _ = self.gru(self.embed(ids))
+            return self.fc(out[:, -1])
+
+    torch.manual_seed(0)
+    return _jitter(BiGRU()).double().eval(), (_tokens(20),), _labels(2, 3)
+
+
+def _lstm_lm() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+    from torch import nn
+
+    class LanguageModel(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.lstm, self.head = nn.Embedding(20, 8), nn.LSTM(8, 8, batch_first=True), nn.Linear(8, 20)
+
+        def forward(self, ids: Any) -> Any:
+            out, _ = self.lstm(self.embed(ids))
+            return self.head(out).reshape(-1, 20)
+
+    torch.manual_seed(0)
+    return _jitter(LanguageModel()).double().eval(), (_tokens(20),), _labels(16, 20)
+
+
+def _tokens(vocab: int, n: int = 2, length: int = 8, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, vocab, (n, length))
+
+
+class _Logits:
+    """Wraps a transformers model so it returns plain logits (N, C) that the export and the loss take."""
+
+    @staticmethod
+    def wrap(model: Any, flatten: bool) -> Any:
+        from torch import nn
+
+        class Wrapped(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids: Any) -> Any:
+                logits = self.model(input_ids=input_ids).logits
+                return logits.reshape(-1, logits.shape[-1]) if flatten else logits
+
+        return Wrapped()
+
+
+def _gpt2(use_cache: bool) -> Builder:
+    def build() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+        import torch
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        config = GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=2, n_head=2, use_cache=use_cache,
+                            attn_implementation="eager")
+        model = _Logits.wrap(GPT2LMHeadModel(config), flatten=True)
+        return _jitter(model).double().eval(), (_tokens(40),), _labels(16, 40)
+
+    return build
+
+
+def _bert() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, num_labels=3, attn_implementation="eager")
+    model = _Logits.wrap(BertForSequenceClassification(config), flatten=False)
+    return _jitter(model).double().eval(), (_tokens(40),), _labels(2, 3)
+
+
+def _distilbert() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = DistilBertConfig(vocab_size=40, dim=16, n_layers=2, n_heads=2, hidden_dim=32, max_position_embeddings=16,
+                              num_labels=3, attn_implementation="eager")
+    model = _Logits.wrap(DistilBertForSequenceClassification(config), flatten=False)
+    return _jitter(model).double().eval(), (_tokens(40),), _labels(2, 3)
+
+
+# name: (builder, needs) where needs is "torchvision", "transformers" or "" (torch alone)
+ARCHITECTURES: dict[str, tuple[Builder, str]] = {
+    "resnet18": (_vision("resnet18"), "torchvision"),
+    "mobilenet_v2": (_vision("mobilenet_v2"), "torchvision"),
+    "mobilenet_v3_small": (_vision("mobilenet_v3_small"), "torchvision"),
+    "efficientnet_b0": (_vision("efficientnet_b0"), "torchvision"),
+    "vit": (_vit, "torchvision"),
+    "unet": (_unet, ""),
+    "groupnorm_resnet": (_groupnorm_resnet, ""),
+    "transformer_encoder": (_transformer_encoder, ""),
+    "bigru": (_bigru, ""),
+    "lstm_lm": (_lstm_lm, ""),
+    "gpt2": (_gpt2(False), "transformers"),
+    "gpt2_cache": (_gpt2(True), "transformers"),
+    "bert": (_bert, "transformers"),
+    "distilbert": (_distilbert, "transformers"),
+}
