@@ -97,7 +97,7 @@ class LossPlot(QWidget):
         log = self.log
         x = log.x
         on = self.log_scale.isChecked()
-        label = "loss per sample" if log.per_sample else "loss"
+        label = f"loss (test scaled to {log.test_scaled_to} samples)" if log.test_scaled_to and log.has_test else "loss"
         if label != self._label:
             self._label = label
             self.plot.getPlotItem().setLabel("left", label)

@@ -62,16 +62,19 @@ class TrainingLog:
         self._source: Any = None  # the History being followed, and how much of it is copied
         self._taken = 0
         self._offset = 0
-        self._divisors = (1, 1)  # (train, test): a summed loss is shown per sample, so the two compare
-        self.per_sample = False
+        # a loss summed over samples: the test loss is drawn scaled to the training set's size, so the two
+        # curves share one scale (a sum over 40 samples beside one over 160 would look 4 times better)
+        self._test_scale = 1.0
+        self.test_scaled_to: int | None = None  # that size, where scaling happened
 
     # -- following a running History -------------------------------------------------------------
-    def follow(self, history: Any, offset: int, divisors: tuple[int, int] = (1, 1)) -> None:
-        """Copy `history`'s rows from now on, its epoch 0 drawn at x = `offset`; the train and test losses
-        divided by `divisors` (their sample counts where the loss is a sum over samples)."""
+    def follow(self, history: Any, offset: int, sizes: tuple[int, int] | None = None) -> None:
+        """Copy `history`'s rows from now on, its epoch 0 drawn at x = `offset`. With `sizes` (train and test
+        sample counts of a loss that sums over samples), the test loss is scaled to the training set's size."""
         self._source, self._taken, self._offset = history, 0, offset
-        self._divisors = divisors
-        self.per_sample = self.per_sample or divisors != (1, 1)
+        self._test_scale = 1.0 if sizes is None else sizes[0] / sizes[1]
+        if sizes is not None:
+            self.test_scaled_to = sizes[0]
         if history.has_test and not self.has_test:
             self.has_test = True
             self._test.write(0, np.full(self.n, np.nan))  # earlier runs had no test data
@@ -95,12 +98,10 @@ class TrainingLog:
             return 0
         at, count = self.n, end - start
         self._x.write(at, np.asarray(h.epoch[start:end], dtype=np.float64) + self._offset)
-        n_train, n_test = self._divisors
-        self._loss.write(at, np.asarray(h.loss[start:end], dtype=np.float64) / n_train)
+        self._loss.write(at, h.loss[start:end])
         if self.has_test:
-            missing = np.full(count, np.nan)
-            self._test.write(at, np.asarray(h.test_loss[start:end], dtype=np.float64) / n_test if h.has_test
-                             else missing)
+            test = np.asarray(h.test_loss[start:end], dtype=np.float64) if h.has_test else np.full(count, np.nan)
+            self._test.write(at, test * self._test_scale if self._test_scale != 1.0 else test)
         for name, column in self._norms.items():
             values = h.grad_norms.get(name)
             column.write(at, values[start:end] if values is not None else np.full(count, np.nan))
@@ -139,10 +140,10 @@ class TrainingLog:
         """epoch, loss[, test_loss], grad_norm:<parameter>...; floats written with repr so they read back exactly."""
         path = Path(path)
         columns = [self.x.astype(np.int64), self.loss]
-        header = ["epoch", "loss_per_sample" if self.per_sample else "loss"]
+        header = ["epoch", "loss"]
         if self.has_test:
             columns.append(self.test_loss)
-            header.append("test_loss_per_sample" if self.per_sample else "test_loss")
+            header.append(f"test_loss_scaled_to_{self.test_scaled_to}" if self.test_scaled_to else "test_loss")
         for name in self._norms:
             columns.append(self.grad_norm(name))
             header.append(f"grad_norm:{name}")

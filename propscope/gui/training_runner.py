@@ -21,7 +21,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from ..debugger import Session
-from ..debugger.data_checks import per_sample_divisor
+from ..debugger.data_checks import SUM_LOSSES
 from ..debugger.trainer import Trainer
 from ..graph.errors import PropscopeError
 from ..graph.model import TARGET
@@ -224,7 +224,7 @@ class TrainingRunner(QObject):
         self.bridge.watch_trainer(trainer)
         self.bridge.mute_losses(True)
         if self._scratch is None:
-            self.log.follow(trainer.history, self.epochs_done, loss_divisors(session.loss_name, trainer))
+            self.log.follow(trainer.history, self.epochs_done, summed_loss_sizes(session.loss_name, trainer))
         self._rate_mark = (time.perf_counter(), 0)
         self.rate = 0.0
         thread = threading.Thread(target=self._work, args=(trainer,), name="propscope: training", daemon=True)
@@ -299,8 +299,8 @@ class TrainingRunner(QObject):
             self.stateChanged.emit(state)
 
 
-def loss_divisors(loss: str | None, trainer: Trainer) -> tuple[int, int]:
-    """(train, test) divisors that put a summed loss per sample, so the train and test curves share a scale.
-    Every run of a plot divides, test data or not: a curve's scale must not change between runs."""
-    n_test = 1 if trainer.test_batch is None else len(trainer.test_batch[TARGET])
-    return per_sample_divisor(loss, trainer.n), per_sample_divisor(loss, n_test)
+def summed_loss_sizes(loss: str | None, trainer: Trainer) -> tuple[int, int] | None:
+    """(train, test) sample counts where the loss sums over samples and a test set is scored; else None."""
+    if trainer.test_batch is None or loss not in SUM_LOSSES:
+        return None
+    return trainer.n, len(trainer.test_batch[TARGET])
