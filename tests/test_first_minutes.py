@@ -179,3 +179,75 @@ def test_the_chain_rule_text_uses_no_product_dot_as_a_separator() -> None:
     s.seek(1)
     forward = chain_rule_html(s, "hidden_input", None, LIGHT.colors)
     assert "where x is X (4×2); W is W1 (2×4); b is b1 (1×4); z is hidden_input (4×4)" in forward
+
+
+# -- the window: keys, help, explain, --dataset -------------------------------------------------------
+@pytest.fixture
+def window(qtbot):
+    from propscope.gui.main_window import MainWindow
+
+    w = MainWindow(open_session("xor", dtype="float64"), settings=None)
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+@pytest.mark.qt_log_ignore(OFFSCREEN_NOISE)
+def test_no_two_actions_of_the_main_window_share_a_shortcut(window) -> None:
+    from PySide6.QtGui import QAction, QKeySequence
+
+    owners: dict[str, list[str]] = {}
+    for action in {id(a): a for a in window.findChildren(QAction)}.values():
+        for key in action.shortcuts():
+            owners.setdefault(key.toString(QKeySequence.SequenceFormat.PortableText), []).append(action.text())
+    assert len(owners) > 20, "the walk should see the window's actions"
+    shared = {key: texts for key, texts in owners.items() if len(texts) > 1}
+    assert not shared, f"shortcuts used twice: {shared}"
+    assert any("Save as" in t for t in owners["Ctrl+Shift+S"])
+
+
+@pytest.mark.qt_log_ignore(OFFSCREEN_NOISE)
+def test_help_has_the_keys_first_steps_and_about(window) -> None:
+    import propscope
+    from propscope.gui.help import shortcut_rows
+
+    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    texts = [a.text() for a in help_menu.actions()]
+    assert texts == ["&Keys", "&First steps", "&About propscope"]
+    pages = {}
+    for action in help_menu.actions():
+        action.trigger()
+        pages[action.text()] = window.help_page.text.toPlainText()
+        window.help_page.close()
+    rows = dict(shortcut_rows(window))
+    assert rows["Step"] == "F10, Right, PgDown" and rows["Projector mode"] == "F11"
+    assert "Step" in pages["&Keys"] and "F10, Right, PgDown" in pages["&Keys"] and "right-click" in pages["&Keys"]
+    assert "First steps" in pages["&First steps"] and "F10" in pages["&First steps"]
+    assert propscope.__version__ in pages["&About propscope"]
+
+
+@pytest.mark.qt_log_ignore(OFFSCREEN_NOISE)
+def test_explain_at_a_backward_step_explains_the_gradient_it_just_computed(qtbot, window) -> None:
+    s = window.bridge.session
+    s.run_to("final_output", "backward")  # a = σ(z): this step computes ∂L/∂z, z being final_input
+    assert window.selection.node == "final_output"
+    assert window.chain.explain_target() == ("final_input", (0, 0))
+    assert window.chain.explain.text() == "Explain ∂L/∂final_input[0, 0]…"
+    s.run_to("final_input", "backward")  # z = x·W + b: the parameter's gradient is the one training uses
+    assert window.chain.explain_target() == ("W2", (0, 0))
+    window.chain.explain.click()
+    qtbot.waitUntil(lambda: getattr(window, "explain_dialog", None) is not None, timeout=10_000)
+    assert "W2" in window.explain_dialog.text.toPlainText()
+    window.explain_dialog.close()
+    window.selection.select("W1", (1, 2))  # a node the user chose is still the one explained
+    assert window.chain.explain_target() == ("W1", (1, 2))
+
+
+@pytest.mark.qt_log_ignore(OFFSCREEN_NOISE)
+def test_open_with_a_dataset_and_no_training_steps_through_that_data(tmp_path: Path) -> None:
+    from propscope.gui.app import run as run_app
+
+    s = open_session("xor")
+    assert run_app(s, screenshot=tmp_path / "moons.png", dataset="moons") == 0
+    assert s.batch["X"].shape == (160, 2)  # moons, 200 points with 20% held out for testing

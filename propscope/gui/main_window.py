@@ -45,6 +45,7 @@ from .chain_rule import ChainRuleView
 from .compare_view import CompareView, diff_color
 from .docks import make_dock
 from .explain_view import ExplainDialog
+from .help import add_help_menu
 from .inspector import Inspector
 from .jobs import Job
 from .layer_view import LayerView, fitting_nodes
@@ -245,7 +246,7 @@ class MainWindow(QMainWindow):
         self.data_action.setToolTip("Data (.npz, .csv) or a generated batch for the model's inputs")
         self.save_action = self._menu_action(file, "&Save as…", QKeySequence.StandardKey.SaveAs, self._save_dialog)
         file.addSeparator()
-        self._menu_action(file, "Save &screenshot…", "Ctrl+Shift+S", self._screenshot_dialog)
+        self._menu_action(file, "Save &screenshot…", "Ctrl+Alt+S", self._screenshot_dialog)  # Save as has Ctrl+Shift+S
         file.addSeparator()
         self._menu_action(file, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         debug = bar.addMenu("&Debug")
@@ -285,8 +286,7 @@ class MainWindow(QMainWindow):
             view.addAction(dock.toggleViewAction())
         self._menu_action(view, "Reset window layout", None, lambda: self.restoreState(self._default_state,
                                                                                        LAYOUT_VERSION))
-        help_menu = bar.addMenu("&Help")
-        self._menu_action(help_menu, "&Keys", "F1", self._show_keys)
+        add_help_menu(self)
 
     def _menu_action(self, menu: Any, text: str, key: Any, slot: Any, checkable: bool = False) -> QAction:
         act = QAction(text, self)
@@ -689,15 +689,6 @@ class MainWindow(QMainWindow):
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.open()
         self.error_box = box
-
-    def _show_keys(self) -> None:
-        QMessageBox.information(self, "Keys", (
-            "Step: F10, Right, PageDown\nStep back: Shift+F10, Left, PageUp\nContinue to breakpoint: F5\n"
-            "Reset: Home\nRun to end: End\nAutoplay: Ctrl+Space\nToggle breakpoint on selection: F9\n"
-            "Fit graph: F\nProjector mode: F11\nRight-click a node for its menu.\n"
-            "Double-click a module box to open it, its frame to fold it again; Ctrl+Shift+F / Ctrl+Shift+U fold "
-            "or unfold all.\nCompare backends: Ctrl+B · Load data: Ctrl+D\n"
-            "Drop a model file on the window to open it."))
 
     # -- layout persistence ---------------------------------------------------------------------------
     def _restore(self) -> None:
