@@ -146,7 +146,12 @@ class GraphView(QGraphicsView):
         scene = self.graph_scene
         if key is not None:
             frame = scene.frames.get(key)
-            self.centerOn(frame.rect.center() if frame is not None else scene.node_rect(key).center())
+            if frame is not None:
+                self.centerOn(frame.rect.center())
+            else:  # a box, or a unit still hidden inside a closed one: what is drawn for its first member
+                unit = scene.folding.units[key]
+                shown = key if key in scene.centers else scene.key_of(unit.members[0])
+                self.centerOn(scene.centers[shown])
             self._update_detail()
         self.foldsChanged.emit()
 

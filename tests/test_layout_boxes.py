@@ -1,0 +1,98 @@
+"""Module frames never overlap: no two frames of a built-in example cross, and no frame covers a node
+from outside it, folded or not; gradient labels never cover a node."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+import propscope
+from propscope.graph.examples import EXAMPLES
+from propscope.graph.ir import Graph
+from propscope.graph.layout import Flow, find_cycle, layered_layout, nearest_free
+from propscope.gui.canvas.folding import Folding
+from propscope.gui.canvas.scene import GraphScene
+from propscope.gui.theme import ThemeManager
+
+
+def scene_of(name: str, closed: tuple[str, ...] | None) -> GraphScene:
+    s = propscope.open_session(name)
+    folding = Folding.of(s.graph, closed)
+    return GraphScene(s, folding.layout(), ThemeManager().theme, folding)
+
+
+def overlaps(scene: GraphScene) -> list[tuple[str, str]]:
+    bad = []
+    frames = list(scene.frames.values())
+    for a, b in itertools.combinations(frames, 2):
+        if a.rect.intersects(b.rect) and not (a.rect.contains(b.rect) or b.rect.contains(a.rect)):
+            bad.append((a.unit.key, b.unit.key))
+    units = scene.folding.units
+    for frame in frames:
+        for key in scene.names:
+            members = set(units[key].members) if key in units else {key}
+            if not members <= frame.members and frame.rect.intersects(scene.node_rect(key)):
+                bad.append((frame.unit.key, key))
+    return bad
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_no_frame_overlaps_another_or_a_foreign_node(qapp, name):
+    scene = scene_of(name, ())  # every module open: the most frames
+    assert overlaps(scene) == []
+    folded = scene_of(name, None)  # as the app opens it
+    assert overlaps(folded) == []
+
+
+def test_the_examples_with_modules_keep_their_frames():
+    for name in ("classifier", "cnn", "lstm", "attention"):
+        scene = scene_of(name, ())
+        assert len(scene.frames) >= 2, name
+
+
+def test_a_module_that_values_leave_and_reenter_gets_no_frame(qapp):
+    g = Graph("loop")
+    x = g.input("x", (3,))
+    a = g.add("tanh", x, name="m.a", module="m")
+    out = g.add("relu", a, name="outside")
+    g.set_outputs(g.add("add", out, a, name="m.b", module="m"))
+    clusters = {"m.a": ("m",), "m.b": ("m",)}
+    lay = layered_layout(g, clusters=clusters)
+    assert "m" not in lay.boxes  # it cannot be one rectangle without covering `outside`
+    assert set(lay.positions) == {"x", "m.a", "outside", "m.b"}
+
+
+def test_clusters_are_rectangles_that_hold_their_members_only():
+    g = Graph("two")
+    h = g.input("x", (2,))
+    for m in ("p", "q", "r"):
+        h = g.add("tanh", g.add("relu", h, name=f"{m}.relu", module=m), name=f"{m}.tanh", module=m)
+    lay = layered_layout(g, clusters={n.name: (n.module,) for n in g if n.module})
+    assert set(lay.boxes) == {"p", "q", "r"}
+    for key, (l0, top, l1, bottom) in lay.boxes.items():
+        for name, (layer, row) in lay.positions.items():
+            inside = l0 <= layer <= l1 and top < row < bottom
+            assert inside == name.startswith(f"{key}."), (key, name)
+
+
+def test_plain_helpers():
+    assert find_cycle(Flow([1, 2, 3], [(1, 2, 0, 1), (2, 3, 0, 1)])) == []
+    assert find_cycle(Flow([1, 2], [(1, 2, 0, 1), (2, 1, 0, 1)])) == [(1, 2), (2, 1)]
+    assert nearest_free([(0.0, 1.0), (1.5, 3.0)], 0.9, 0.5) == pytest.approx(1.25)
+    assert nearest_free([(0.0, 1.0), (1.2, 3.0)], 0.5, 0.5) == pytest.approx(-0.25)
+
+
+def test_gradient_labels_do_not_cover_nodes(qapp):
+    s = propscope.open_session("classifier")
+    folding = Folding.of(s.graph, ())
+    scene = GraphScene(s, folding.layout(), ThemeManager().theme, folding)
+    seen = 0
+    for cursor in range(s.n_forward + 1, len(s.steps) + 1):
+        s.seek(cursor)
+        scene.cursor_moved(cursor)
+        for label in scene.labels:
+            rect = label.mapRectToScene(label.boundingRect())
+            assert not any(rect.intersects(scene.node_rect(k)) for k in scene.names), label.title
+            seen += 1
+    assert seen > 0
