@@ -78,6 +78,32 @@ def cmd_examples(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ops(args: argparse.Namespace) -> int:
+    """The op catalog, one line per op; with --coverage, how much of Core ATen and ONNX the readers map."""
+    from .graph.ops import CATALOG
+
+    if not args.coverage:
+        rows = [op for op in CATALOG.values() if not op.is_leaf]
+        width = max(len(op.name) for op in rows)
+        for op in sorted(rows, key=lambda o: (o.category, o.name)):
+            print(f"{op.name:<{width}}  {op.category:<10}  {op.formula}")
+        print(f"{len(rows)} ops")
+        return 0
+    from .graph.readers import coverage
+
+    reports = []
+    try:
+        reports.append(coverage.report(coverage.aten_coverage(), verbose=args.verbose))
+    except ImportError:
+        reports.append("Core ATen: needs PyTorch to list its core-tagged ops (pip install torch)")
+    try:
+        reports.append(coverage.report(coverage.onnx_coverage(), verbose=args.verbose))
+    except ImportError:
+        reports.append("ONNX: needs the onnx package to list its operators (pip install onnx)")
+    print("\n".join(reports))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .graph.readers import load_target
 
@@ -427,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("examples", help="list the built-in examples")
     p.set_defaults(func=cmd_examples)
+
+    p = sub.add_parser("ops", help="the op catalog; --coverage: Core ATen and ONNX ops mapped, folded, unsupported")
+    p.add_argument("--coverage", action="store_true", help="how many core ATen and ONNX ops the readers map")
+    p.add_argument("--verbose", "-v", action="store_true", help="with --coverage: name every op not mapped")
+    p.set_defaults(func=cmd_ops)
 
     p = sub.add_parser("inspect", help="nodes by op, parameters, inputs and outputs", epilog=EPILOG)
     p.add_argument("target", metavar="TARGET")

@@ -31,7 +31,7 @@ def torchvision_models() -> Any:
     if spec is None or spec.origin is None:
         return None
     try:
-        import torchvision  # a build whose extension loads: the ordinary way
+        import torchvision  # noqa: F401  (a build whose extension loads: the ordinary way)
     except Exception:  # the extension failed: a package shell that only knows where its files are
         for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
             del sys.modules[name]

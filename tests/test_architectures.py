@@ -1,0 +1,125 @@
+"""The architectures engineers bring, exported as users export them, opened and stepped end to end.
+
+Each model of `zoo.ARCHITECTURES` (torchvision and transformers constructors with random weights, and a few
+standard patterns built from torch.nn) is exported with `torch.export.save`, as is and after
+`run_decompositions()`. propscope opens the file with no unsupported op, steps to the end of the backward pass on
+the NumPy backend (hand-written derivatives) and on the torch backend, and must give torch autograd's loss, every
+parameter gradient and the input gradient to 1e-9 relative, in float64.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zoo
+
+from propscope.debugger import open_session
+from propscope.graph.readers import open_model
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+FORMS = ("as_is", "decomposed")
+NEEDS = {"torchvision": zoo.has_torchvision, "transformers": zoo.has_transformers, "": lambda: True}
+
+
+def _available(name: str) -> Any:
+    needs = zoo.ARCHITECTURES[name][1]
+    return pytest.param(name, marks=pytest.mark.skipif(not NEEDS[needs](), reason=f"{needs} is not installed"))
+
+
+ARCHITECTURES = [_available(name) for name in zoo.ARCHITECTURES]
+
+
+class Exported:
+    """Each architecture built once and exported in both forms, on first use."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.built: dict[str, tuple[Any, tuple[np.ndarray, ...], np.ndarray]] = {}
+
+    def model(self, name: str) -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+        if name not in self.built:
+            if zoo.ARCHITECTURES[name][1] == "torchvision":
+                zoo.torchvision_models()
+            self.built[name] = zoo.ARCHITECTURES[name][0]()
+        return self.built[name]
+
+    def file(self, name: str, form: str) -> Path:
+        path = self.folder / f"{name}.{form}.pt2"
+        if not path.exists():
+            model, inputs, _ = self.model(name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                program = torch.export.export(model, tuple(torch.from_numpy(a) for a in inputs))
+                if form == "decomposed":
+                    program = program.run_decompositions()
+                torch.export.save(program, str(path))
+        return path
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    return Exported(tmp_path_factory.mktemp("architectures"))
+
+
+def autograd_reference(model: Any, inputs: tuple[np.ndarray, ...], y: np.ndarray
+                       ) -> tuple[float, dict[str, np.ndarray], list[np.ndarray | None]]:
+    """torch's loss, the gradient of every parameter under each of its names (tied weights have several),
+    and the gradient of each float input."""
+    m = copy.deepcopy(model)
+    tensors = [torch.from_numpy(a.copy()) for a in inputs]
+    for t in tensors:
+        t.requires_grad_(t.is_floating_point())
+    loss = torch.nn.functional.cross_entropy(m(*tensors), torch.from_numpy(y))
+    loss.backward()
+    grads = {name: p.grad.numpy() for name, p in m.named_parameters(remove_duplicate=False) if p.grad is not None}
+    return float(loss.detach()), grads, [t.grad.numpy() if t.grad is not None else None for t in tensors]
+
+
+def close(got: np.ndarray | None, want: np.ndarray, what: str) -> None:
+    assert got is not None, f"no gradient for {what}"
+    scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-12)
+    err = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0)) / scale
+    assert err <= 1e-9, f"{what}: relative difference {err:.3g}"
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_opens_with_every_op_supported(name: str, form: str, exported: Exported) -> None:
+    model = open_model(exported.file(name, form))
+    unsupported = sorted({f"{n.meta.get('original_op', '?')} ({n.meta.get('reason', '')})" for n in model.graph
+                          if n.op.name == "unsupported"})
+    assert not unsupported, f"{name} ({form}): unsupported ops {unsupported}"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_steps_to_the_end_with_autograds_numbers(name: str, form: str, backend: str, exported: Exported) -> None:
+    path = exported.file(name, form)
+    model, inputs, y = exported.model(name)
+    graph_inputs = [n.name for n in open_model(path).graph.inputs]
+    assert len(graph_inputs) == len(inputs), f"inputs {graph_inputs}"
+    data = {**dict(zip(graph_inputs, inputs, strict=True)), "y": y}
+    s = open_session(path, backend=backend, dtype="float64", data=data, loss="cross_entropy")
+    s.run_to_end()
+    assert s.at_end
+    loss, grads, input_grads = autograd_reference(model, inputs, y)
+    got_loss = float(s.backend.to_numpy(s.value(s.loss_node.name)))
+    assert abs(got_loss - loss) <= 1e-9 * max(1.0, abs(loss)), f"loss {got_loss} != {loss}"
+    params = {n.name for n in s.graph.leaves if n.op.name == "parameter"}
+    checked = 0
+    for param, grad in grads.items():
+        if param in params:
+            close(s.backend.to_numpy(s.grad(param)), grad, param)
+            checked += 1
+    assert checked >= len(params), f"parameters without a reference: {sorted(params - set(grads))}"
+    for name_in, grad in zip(graph_inputs, input_grads, strict=True):
+        if grad is not None:
+            close(s.backend.to_numpy(s.grad(name_in)), grad, f"input {name_in}")
