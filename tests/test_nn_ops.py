@@ -460,7 +460,7 @@ def test_running_stats_update_like_torch() -> None:
     import torch
     import torch.nn.functional as F
 
-    from propscope.backends.numpy.nn import batch_norm_running_stats
+    from propscope.backends.numpy.norm import batch_norm_running_stats
 
     rng = np.random.default_rng(5)
     x, mean, var = rng.standard_normal((6, 3, 2, 2)), rng.standard_normal(3), rng.uniform(0.5, 2, 3)

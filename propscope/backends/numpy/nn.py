@@ -1,4 +1,4 @@
-"""Normalisation, embedding, dropout, concat and indexing on NumPy, each VJP beside its forward.
+"""Embedding, dropout, concat and indexing on NumPy, each VJP beside its forward.
 
 Ids and index tensors may arrive as floats (a session casts its data to its dtype, and a gradient
 check casts everything to float64): they are rounded to integers here.
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.ops.nn import normalized_shape, slices
+from ...graph.ops.nn import slices
 from .kernels import Array, kernel
 
 
@@ -18,82 +18,6 @@ def as_ids(ids: Array) -> Array:
     """Integer ids from an int or float array (float ids are whole numbers written as floats)."""
     ids = np.asarray(ids)
     return ids if ids.dtype.kind in "iu" else np.rint(ids).astype(np.intp)
-
-
-# -- normalisation ------------------------------------------------------------------------------
-def _channel_axes(x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The axes batch_norm averages over (all but channels) and the shape a per-channel vector broadcasts as."""
-    return (0, *range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
-
-
-def _normalise(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array]:
-    """x̂ and 1/√(σ² + ε) with the biased variance, as both PyTorch norms use to normalise."""
-    mu = x.mean(axis=axes, keepdims=True)
-    inv = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
-    return (x - mu) * inv, inv
-
-
-def _normalise_back(gxhat: Array, xhat: Array, inv: Array, axes: tuple[int, ...]) -> Array:
-    """∂L/∂x through x̂ = (x − μ)/σ, where μ and σ depend on x too (the two mean terms)."""
-    return inv * (gxhat - gxhat.mean(axis=axes, keepdims=True) - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
-
-
-@kernel("batch_norm")
-def batch_norm(x: Array, w: Array, b: Array, running_mean: Array, running_var: Array, training: bool,
-               momentum: float, eps: float) -> Array:
-    axes, shape = _channel_axes(x)
-    if training:
-        xhat, _ = _normalise(x, axes, eps)
-    else:
-        xhat = (x - running_mean.reshape(shape)) / np.sqrt(running_var.reshape(shape) + eps)
-    return xhat * w.reshape(shape) + b.reshape(shape)
-
-
-@batch_norm.gradient
-def _(g: Array, x: Array, w: Array, b: Array, running_mean: Array, running_var: Array, out: Array,
-      training: bool, momentum: float, eps: float) -> tuple[Any, ...]:
-    axes, shape = _channel_axes(x)
-    if training:
-        xhat, inv = _normalise(x, axes, eps)
-        gx = _normalise_back(g * w.reshape(shape), xhat, inv, axes)
-    else:
-        inv = 1.0 / np.sqrt(running_var.reshape(shape) + eps)
-        xhat = (x - running_mean.reshape(shape)) * inv
-        gx = g * w.reshape(shape) * inv
-    return gx, (g * xhat).sum(axis=axes), g.sum(axis=axes), None, None
-
-
-def batch_norm_running_stats(x: Array, running_mean: Array, running_var: Array,
-                             momentum: float = 0.1) -> tuple[Array, Array]:
-    """The running statistics after one training batch, as PyTorch updates them (unbiased variance).
-
-    The op itself does not update them: a step is a pure function of its inputs, so stepping back
-    and forth stays exact. A trainer that wants eval mode to use fresh statistics calls this.
-    """
-    axes, _ = _channel_axes(x)
-    n = x.size // x.shape[1]
-    var = x.var(axis=axes) * (n / max(n - 1, 1))
-    return (1 - momentum) * running_mean + momentum * x.mean(axis=axes), (1 - momentum) * running_var + momentum * var
-
-
-@kernel("layer_norm")
-def layer_norm(x: Array, w: Array, b: Array, normalized_shape: Any, eps: float) -> Array:
-    axes = tuple(range(x.ndim - len(_norm_shape(x, w, normalized_shape)), x.ndim))
-    xhat, _ = _normalise(x, axes, eps)
-    return xhat * w + b
-
-
-def _norm_shape(x: Array, w: Array, attr: Any) -> tuple[int, ...]:
-    return normalized_shape(x.shape, {"normalized_shape": attr}, w.shape)
-
-
-@layer_norm.gradient
-def _(g: Array, x: Array, w: Array, b: Array, out: Array, normalized_shape: Any, eps: float) -> tuple[Any, ...]:
-    k = len(_norm_shape(x, w, normalized_shape))
-    axes = tuple(range(x.ndim - k, x.ndim))
-    xhat, inv = _normalise(x, axes, eps)
-    lead = tuple(range(x.ndim - k))
-    return _normalise_back(g * w, xhat, inv, axes), (g * xhat).sum(axis=lead), g.sum(axis=lead)
 
 
 # -- embedding, dropout --------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Losses in torch (the target is data: no gradient flows into it)."""
+"""Losses in torch (the target and class weights are data: no gradient flows into them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .kernels import Tensor, kernel
+from .kernels import Tensor, integer_ids, kernel
 
 
 @kernel("mse")
@@ -30,9 +30,34 @@ def bce(pred: Tensor, y: Tensor) -> Tensor:
     return loss + torch.where(bad.any(), math.nan, 0.0).to(pred.dtype)
 
 
-@kernel("cross_entropy")
-def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    # Same shape as the logits: one-hot or probability rows; otherwise class indices.
-    target = y.to(logits.dtype) if y.shape == logits.shape else y.long()
-    return F.cross_entropy(logits, target)
+def _weight(x: Tensor, weight: tuple[Tensor, ...]) -> Tensor | None:
+    return weight[0].to(x.dtype) if weight else None
 
+
+@kernel("nll_loss")
+def nll_loss(logp: Tensor, y: Tensor, *weight: Tensor, reduction: str, ignore_index: int) -> Tensor:
+    return F.nll_loss(logp, integer_ids(y), _weight(logp, weight), ignore_index=ignore_index, reduction=reduction)
+
+
+@kernel("nll_loss_unreduced")
+def nll_loss_unreduced(logp: Tensor, y: Tensor, *weight: Tensor, ignore_index: int) -> Tensor:
+    return F.nll_loss(logp, integer_ids(y), _weight(logp, weight), ignore_index=ignore_index, reduction="none")
+
+
+def _ce_target(logits: Tensor, y: Tensor) -> Tensor:
+    """Same shape as the logits: class probabilities (one-hot or soft); otherwise class indices."""
+    return y.to(logits.dtype) if y.shape == logits.shape else integer_ids(y)
+
+
+@kernel("cross_entropy")
+def cross_entropy(logits: Tensor, y: Tensor, *weight: Tensor, reduction: str, ignore_index: int,
+                  label_smoothing: float) -> Tensor:
+    return F.cross_entropy(logits, _ce_target(logits, y), _weight(logits, weight), ignore_index=ignore_index,
+                           reduction=reduction, label_smoothing=label_smoothing)
+
+
+@kernel("cross_entropy_unreduced")
+def cross_entropy_unreduced(logits: Tensor, y: Tensor, *weight: Tensor, ignore_index: int,
+                            label_smoothing: float) -> Tensor:
+    return F.cross_entropy(logits, _ce_target(logits, y), _weight(logits, weight), ignore_index=ignore_index,
+                           reduction="none", label_smoothing=label_smoothing)

@@ -1,4 +1,4 @@
-"""Normalisation, embedding, dropout, joining and picking in torch."""
+"""Embedding, dropout, joining and picking in torch (the norms: norm.py)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...graph.ops.nn import normalized_shape as _normalized_shape
 from ...graph.ops.nn import slices as _slices
 from ..numpy.nn import dropout_mask
 from .kernels import Tensor, integer_ids, kernel
-
-
-@kernel("batch_norm")
-def batch_norm(x: Tensor, w: Tensor, b: Tensor, running_mean: Tensor, running_var: Tensor, training: bool,
-               momentum: float, eps: float) -> Tensor:
-    # In training F.batch_norm would update the running statistics in place; a step must not change its
-    # inputs (time travel), so they are left out there: the batch's own statistics normalise.
-    if training:
-        return F.batch_norm(x, None, None, w, b, True, momentum, eps)
-    return F.batch_norm(x, running_mean.to(x.dtype), running_var.to(x.dtype), w, b, False, momentum, eps)
-
-
-@kernel("layer_norm")
-def layer_norm(x: Tensor, w: Tensor, b: Tensor, normalized_shape: Any, eps: float) -> Tensor:
-    shape = _normalized_shape(tuple(x.shape), {"normalized_shape": normalized_shape}, tuple(w.shape))
-    return F.layer_norm(x, shape, w, b, eps)
-
 
 
 @kernel("embedding")

@@ -1,6 +1,6 @@
-"""Layers between the dense ones: normalisation, embedding, dropout, and getting at parts of a tensor.
+"""Layers between the dense ones: embedding, dropout, and getting at parts of a tensor (norms: norm.py).
 
-Running statistics, token ids and index tensors are data, not trainable values: those roles are
+Token ids and index tensors are data, not trainable values: those roles are
 non-differentiable, so the debugger shows no gradient flowing into them.
 """
 
@@ -14,61 +14,6 @@ from . import shapes as S
 from .opdef import OpDef, define
 
 Shape = tuple[int, ...]
-
-
-def _batch_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
-    x = tuple(shapes[0])
-    if len(x) < 2:
-        raise ShapeError(f"batch_norm takes (batch, channels, ...), got {S.fmt(x)}")
-    for role, shape in zip(("γ", "β", "μ_run", "σ²_run"), shapes[1:], strict=True):
-        if tuple(shape) != (x[1],):
-            raise ShapeError(f"{role} must be ({x[1]},), one per channel, got {S.fmt(shape)}")
-    return x
-
-
-define(OpDef(
-    "batch_norm", ("x", "γ", "β", "μ_run", "σ²_run"),
-    "y = γ · x̂ + β,  x̂ = (x − μ) / √(σ² + ε);  μ, σ² per channel: of this batch when training, "
-    "else the running ones",
-    {
-        "x": "training: ∂L/∂x = (1/√(σ² + ε)) · (∂L/∂x̂ − mean(∂L/∂x̂) − x̂ · mean(∂L/∂x̂ · x̂)),  ∂L/∂x̂ = γ · ∂L/∂y;"
-             "  eval: ∂L/∂x = γ · ∂L/∂y / √(σ²_run + ε)",
-        "γ": "∂L/∂γ = Σ_(batch, positions) ∂L/∂y · x̂",
-        "β": "∂L/∂β = Σ_(batch, positions) ∂L/∂y",
-    },
-    _batch_norm, "BN", out="y", category="norm", nondifferentiable=frozenset({"μ_run", "σ²_run"}),
-    default_attrs={"training": True, "momentum": 0.1, "eps": 1e-5},
-    summary="batch normalisation over axis 1 (channels); the running statistics are constant inputs",
-))
-
-
-def normalized_shape(x: Shape, attrs: Mapping[str, Any], weight: Shape) -> Shape:
-    """The trailing axes layer_norm averages over: the attr, or the weight's shape when the attr is None."""
-    norm = attrs.get("normalized_shape")
-    return tuple(weight) if norm is None else ((int(norm),) if isinstance(norm, int) else tuple(int(d) for d in norm))
-
-
-def _layer_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
-    x, w, b = (tuple(s) for s in shapes)
-    norm = normalized_shape(x, attrs, w)
-    if not norm or len(norm) > len(x) or x[len(x) - len(norm):] != norm:
-        raise ShapeError(f"normalized_shape {S.fmt(norm)} must be the last axes of x {S.fmt(x)}")
-    if w != norm or b != norm:
-        raise ShapeError(f"γ {S.fmt(w)} and β {S.fmt(b)} must both have the normalized shape {S.fmt(norm)}")
-    return x
-
-
-define(OpDef(
-    "layer_norm", ("x", "γ", "β"),
-    "y = γ · x̂ + β,  x̂ = (x − μ) / √(σ² + ε);  μ, σ² over the last axes of each sample",
-    {
-        "x": "∂L/∂x = (1/√(σ² + ε)) · (∂L/∂x̂ − mean(∂L/∂x̂) − x̂ · mean(∂L/∂x̂ · x̂)),  ∂L/∂x̂ = γ · ∂L/∂y",
-        "γ": "∂L/∂γ = Σ_samples ∂L/∂y · x̂",
-        "β": "∂L/∂β = Σ_samples ∂L/∂y",
-    },
-    _layer_norm, "LN", out="y", category="norm", default_attrs={"normalized_shape": None, "eps": 1e-5},
-    summary="layer normalisation over the trailing normalized_shape axes of every sample",
-))
 
 
 def _embedding(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:

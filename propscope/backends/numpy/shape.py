@@ -1,0 +1,130 @@
+"""Indexing and shape ops on NumPy, each VJP beside its forward.
+
+Every gradient here routes ∂L/∂out back to where each output element was copied from; where one
+input element was copied several times (repeated indices, expand, tile) its gradients add up
+(np.add.at for index tensors, since `grad[idx] += g` would keep only one of the repeats).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...graph.ops.shape import expanded_shape, indexed_axes
+from .kernels import Array, kernel, unbroadcast
+from .nn import as_ids
+
+
+# -- gather -------------------------------------------------------------------------------------
+def _gather_index(x: Array, idx: Array, axis: int) -> tuple[Array, ...]:
+    """The full index tuple of torch.gather: idx along `axis`, the element's own position on the others."""
+    ids = as_ids(idx)
+    ids = np.where(ids < 0, ids + x.shape[axis], ids)  # negative indices count from the end (GatherElements)
+    if ids.size and (ids.min() < 0 or ids.max() >= x.shape[axis]):
+        raise IndexError(f"gather: an index is out of range for axis {axis} of size {x.shape[axis]}")
+    grid = np.ogrid[tuple(slice(n) for n in ids.shape)]
+    return tuple(ids if d == axis else grid[d] for d in range(x.ndim))
+
+
+@kernel("gather")
+def gather(x: Array, idx: Array, axis: int) -> Array:
+    return x[_gather_index(x, idx, axis % x.ndim)]
+
+
+@gather.gradient
+def _(g: Array, x: Array, idx: Array, out: Array, axis: int) -> tuple[Array, None]:
+    grad = np.zeros_like(x)
+    np.add.at(grad, _gather_index(x, idx, axis % x.ndim), g)
+    return grad, None
+
+
+# -- flip ---------------------------------------------------------------------------------------
+@kernel("flip")
+def flip(x: Array, axes: Any) -> Array:
+    return np.flip(x, axis=tuple(axes)).copy() if len(axes) else x.copy()
+
+
+@flip.gradient
+def _(g: Array, x: Array, out: Array, axes: Any) -> tuple[Array]:
+    return (np.flip(g, axis=tuple(axes)).copy() if len(axes) else g.copy(),)
+
+
+# -- expand -------------------------------------------------------------------------------------
+@kernel("expand")
+def expand(x: Array, shape: Any) -> Array:
+    # a copy, not broadcast_to's read-only view: values are kept in the trace and handed to other kernels
+    return np.broadcast_to(x, expanded_shape(x.shape, shape)).copy()
+
+
+@expand.gradient
+def _(g: Array, x: Array, out: Array, shape: Any) -> tuple[Array]:
+    return (np.array(unbroadcast(g, x.shape)),)
+
+
+# -- tile ---------------------------------------------------------------------------------------
+@kernel("tile")
+def tile(x: Array, repeats: Any) -> Array:
+    return np.tile(x, tuple(repeats))
+
+
+@tile.gradient
+def _(g: Array, x: Array, out: Array, repeats: Any) -> tuple[Array]:
+    repeats = tuple(repeats)
+    padded = (1,) * (len(repeats) - x.ndim) + x.shape
+    # out axis k is (copy r, position d) with d fastest: split it in two and sum the copies
+    split = tuple(n for pair in zip(repeats, padded, strict=True) for n in pair)
+    return (g.reshape(split).sum(axis=tuple(range(0, 2 * len(repeats), 2))).reshape(x.shape),)
+
+
+# -- triangles ----------------------------------------------------------------------------------
+def _keep(x: Array, diagonal: int, upper: bool) -> Array:
+    """1 where triu/tril keeps the element, 0 where it zeroes it, in x's dtype and shape."""
+    rows, cols = x.shape[-2:]
+    offset = np.arange(cols)[None, :] - np.arange(rows)[:, None]  # j − i
+    mask = offset >= diagonal if upper else offset <= diagonal
+    return np.broadcast_to(mask.astype(x.dtype), x.shape)
+
+
+@kernel("triu")
+def triu(x: Array, diagonal: int) -> Array:
+    return x * _keep(x, diagonal, upper=True)
+
+
+@triu.local
+def _(x: Array, out: Array, diagonal: int) -> tuple[Array]:
+    return (_keep(x, diagonal, upper=True).copy(),)
+
+
+@kernel("tril")
+def tril(x: Array, diagonal: int) -> Array:
+    return x * _keep(x, diagonal, upper=False)
+
+
+@tril.local
+def _(x: Array, out: Array, diagonal: int) -> tuple[Array]:
+    return (_keep(x, diagonal, upper=False).copy(),)
+
+
+# -- index_nd -----------------------------------------------------------------------------------
+def _nd_index(x: Array, ids: tuple[Array, ...], axes: Any) -> tuple[Any, ...]:
+    """x[:, i, j]'s index tuple: the integer tensors at their axes, whole slices elsewhere.
+
+    NumPy's advanced indexing places the picked axes exactly as torch does (in place when the indexed
+    axes are consecutive, first otherwise), so the same tuple serves forward and backward.
+    """
+    where = dict(zip(indexed_axes(x.ndim, len(ids), axes), (as_ids(i) for i in ids), strict=True))
+    return tuple(where.get(d, slice(None)) for d in range(x.ndim))
+
+
+@kernel("index_nd")
+def index_nd(x: Array, *ids: Array, axes: Any) -> Array:
+    return x[_nd_index(x, ids, axes)]
+
+
+@index_nd.gradient
+def _(g: Array, x: Array, *ids_and_out: Array, axes: Any) -> tuple[Array | None, ...]:
+    ids = ids_and_out[:-1]
+    grad = np.zeros_like(x)
+    np.add.at(grad, _nd_index(x, ids, axes), g)  # a repeated (i, j) pair adds up
+    return (grad, *(None for _ in ids))

@@ -1,0 +1,48 @@
+"""Indexing and shape ops in torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ...graph.ops.shape import expanded_shape, indexed_axes
+from .kernels import Tensor, integer_ids, kernel
+
+
+@kernel("gather")
+def gather(x: Tensor, idx: Tensor, axis: int) -> Tensor:
+    ids = integer_ids(idx)
+    size = x.shape[axis]
+    return torch.gather(x, axis, torch.where(ids < 0, ids + size, ids))  # ONNX's negative indices count from the end
+
+
+@kernel("flip")
+def flip(x: Tensor, axes: Any) -> Tensor:
+    return torch.flip(x, tuple(axes))
+
+
+@kernel("expand")
+def expand(x: Tensor, shape: Any) -> Tensor:
+    return x.expand(*expanded_shape(tuple(x.shape), shape))
+
+
+@kernel("tile")
+def tile(x: Tensor, repeats: Any) -> Tensor:
+    return x.repeat(*repeats)
+
+
+@kernel("triu")
+def triu(x: Tensor, diagonal: int) -> Tensor:
+    return torch.triu(x, diagonal)
+
+
+@kernel("tril")
+def tril(x: Tensor, diagonal: int) -> Tensor:
+    return torch.tril(x, diagonal)
+
+
+@kernel("index_nd")
+def index_nd(x: Tensor, *ids: Tensor, axes: Any) -> Tensor:
+    where = dict(zip(indexed_axes(x.ndim, len(ids), axes), (integer_ids(i) for i in ids), strict=True))
+    return x[tuple(where.get(d, slice(None)) for d in range(x.ndim))]

@@ -1,0 +1,192 @@
+"""Indexing and shape ops: pick elements by index tensors, flip, expand, tile, keep a triangle.
+
+None of these computes anything new: each output element is a copy of some input element (or 0),
+so every gradient is the upstream gradient routed back to where the element came from, summed
+where one input element fed several outputs (repeated indices, expand, tile). Index tensors are
+data: those roles are non-differentiable. (`shapes.py` beside this file holds shared shape rules.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from . import shapes as S
+from .opdef import OpDef, define
+
+Shape = tuple[int, ...]
+
+
+def _ints(name: str, value: Any) -> tuple[int, ...]:
+    """An attribute that must be a tuple of integers (an int alone counts as one)."""
+    items = (value,) if isinstance(value, int) else value
+    try:
+        out = tuple(items)
+    except TypeError:
+        raise ShapeError(f"{name} must be a tuple of integers, got {value!r}") from None
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in out):
+        raise ShapeError(f"{name} must be a tuple of integers, got {value!r}")
+    return tuple(int(v) for v in out)
+
+
+# -- gather (torch.gather, ONNX GatherElements) -----------------------------------------------------
+def _gather(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, idx = tuple(shapes[0]), tuple(shapes[1])
+    if not x:
+        raise ShapeError("gather needs at least a 1-D input")
+    (axis,) = S.axes(int(attrs.get("axis", 0)), len(x))
+    if len(idx) != len(x):
+        raise ShapeError(f"gather's index {S.fmt(idx)} must have as many axes as x {S.fmt(x)}")
+    for d, (n, m) in enumerate(zip(idx, x, strict=True)):
+        if d != axis and n > m:
+            raise ShapeError(f"gather's index {S.fmt(idx)} is larger than x {S.fmt(x)} along axis {d}")
+    return idx
+
+
+define(OpDef(
+    "gather", ("x", "idx"),
+    "out[i, j, k] = x[i, idx[i, j, k], k]  (axis = 1: each element picks its own index along the axis)",
+    {"x": "∂L/∂x[i, m, k] = Σ over the j where idx[i, j, k] = m of ∂L/∂out[i, j, k]  (np.add.at)"},
+    _gather, "gather", category="shape", nondifferentiable=frozenset({"idx"}), default_attrs={"axis": 0},
+    summary="pick one element along an axis for every entry of an index tensor shaped like the output "
+            "(torch.gather, ONNX GatherElements); negative indices count from the end",
+))
+
+
+# -- flip ---------------------------------------------------------------------------------------
+def _flip(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    axes = _ints("flip's axes", attrs.get("axes", ()))
+    if len(set(S.axes(axes, len(x)))) != len(axes):
+        raise ShapeError(f"flip's axes {axes} name an axis twice")
+    return x
+
+
+define(OpDef(
+    "flip", ("x",), "out[..., i, ...] = x[..., n − 1 − i, ...]  (reversed along each of the axes)",
+    {"x": "∂L/∂x = ∂L/∂out reversed along the same axes"},
+    _flip, "flip", category="shape", default_attrs={"axes": (0,)},
+    summary="reverse the order of the elements along the given axes (torch.flip)",
+))
+
+
+# -- expand (torch.Tensor.expand) ---------------------------------------------------------------------
+def expanded_shape(x: Shape, attr: Any) -> Shape:
+    """The shape torch's x.expand(*shape) gives: −1 keeps an axis, new axes may only come first."""
+    shape = _ints("expand's shape", attr)
+    lead = len(shape) - len(x)
+    if lead < 0:
+        raise ShapeError(f"cannot expand x {S.fmt(x)} to fewer axes {shape}")
+    out = []
+    for d, size in enumerate(shape):
+        have = x[d - lead] if d >= lead else None
+        if size == -1:
+            if have is None:
+                raise ShapeError(f"expand's shape {shape}: −1 (keep) is not allowed for the new leading axis {d}")
+            size = have
+        elif size < 0 or (have is not None and have not in (1, size)):
+            raise ShapeError(f"cannot expand x {S.fmt(x)} to {shape}: axis {d} has size {have}, only 1 can grow")
+        out.append(size)
+    return tuple(out)
+
+
+def _expand(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    return expanded_shape(tuple(shapes[0]), attrs.get("shape"))
+
+
+define(OpDef(
+    "expand", ("x",), "out = x repeated along its size-1 axes (and new leading axes) without copying",
+    {"x": "∂L/∂x = ∂L/∂out summed over the expanded axes"},
+    _expand, "expand", category="shape", default_attrs={"shape": ()},
+    summary="broadcast x to a larger shape (torch.expand: −1 keeps an axis, new axes come first)",
+))
+
+
+# -- tile (torch.Tensor.repeat, ONNX Tile) ------------------------------------------------------------
+def _tile(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    repeats = _ints("tile's repeats", attrs.get("repeats"))
+    if len(repeats) < len(x):
+        raise ShapeError(f"tile needs a repeat count for each of the {len(x)} axes of x {S.fmt(x)}, got {repeats}")
+    if any(r < 0 for r in repeats):
+        raise ShapeError(f"tile's repeats {repeats} cannot be negative")
+    padded = (1,) * (len(repeats) - len(x)) + x
+    return tuple(r * d for r, d in zip(repeats, padded, strict=True))
+
+
+define(OpDef(
+    "tile", ("x",), "out = x laid side by side r_k times along each axis k",
+    {"x": "∂L/∂x = Σ over the r copies of ∂L/∂out[copy]"},
+    _tile, "tile", category="shape", default_attrs={"repeats": (1,)},
+    summary="repeat the whole tensor r_k times along axis k (torch.Tensor.repeat, ONNX Tile); more repeats "
+            "than axes add leading axes",
+))
+
+
+# -- triangles ----------------------------------------------------------------------------------
+def _triangle(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    if len(x) < 2:
+        raise ShapeError(f"triu/tril work on matrices (the last two axes), got {S.fmt(x)}")
+    _ints("diagonal", attrs.get("diagonal", 0))
+    return x
+
+
+define(OpDef(
+    "triu", ("x",), "out[.., i, j] = x[.., i, j] if j − i ≥ k else 0",
+    {"x": "∂out/∂x = 1[j − i ≥ k]"}, _triangle, "triu", category="shape", elementwise=True,
+    default_attrs={"diagonal": 0},
+    summary="keep the upper triangle of the last two axes: k = diagonal (0 the main diagonal, >0 above it)",
+))
+define(OpDef(
+    "tril", ("x",), "out[.., i, j] = x[.., i, j] if j − i ≤ k else 0",
+    {"x": "∂out/∂x = 1[j − i ≤ k]"}, _triangle, "tril", category="shape", elementwise=True,
+    default_attrs={"diagonal": 0},
+    summary="keep the lower triangle of the last two axes: k = diagonal (0 the main diagonal, <0 below it)",
+))
+
+
+# -- index_nd (x[:, i, j]: several index tensors at once) ---------------------------------------------
+INDEX_ROLES = ("idx1", "idx2", "idx3", "idx4", "idx5", "idx6")
+
+
+def indexed_axes(ndim: int, n_indices: int, attr: Any) -> tuple[int, ...]:
+    """The axes the index tensors address, non-negative; None means the first n."""
+    axes = tuple(range(n_indices)) if attr is None else _ints("index_nd's axes", attr)
+    if len(axes) != n_indices:
+        raise ShapeError(f"index_nd got {n_indices} index tensors for {len(axes)} axes {axes}")
+    if len(axes) > ndim:
+        raise ShapeError(f"index_nd: {len(axes)} index tensors for a {ndim}-D input")
+    norm = S.axes(axes, ndim)
+    if len(norm) != len(axes):
+        raise ShapeError(f"index_nd's axes {axes} name an axis twice")
+    return tuple(a % ndim for a in axes)
+
+
+def _index_nd(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    axes = indexed_axes(len(x), len(shapes) - 1, attrs.get("axes"))
+    try:
+        picked = tuple(np.broadcast_shapes(*(tuple(s) for s in shapes[1:])))
+    except ValueError:
+        raise ShapeError("index_nd's index tensors do not broadcast: "
+                         + " with ".join(S.fmt(tuple(s)) for s in shapes[1:])) from None
+    rest = [d for i, d in enumerate(x) if i not in axes]
+    if sorted(axes) == list(range(min(axes), max(axes) + 1)):  # consecutive: the picked axes stay in place
+        first = min(axes)
+        return (*x[:first], *picked, *x[first + len(axes):])
+    return (*picked, *rest)  # torch and NumPy put them first when other axes separate the indexed ones
+
+
+define(OpDef(
+    "index_nd", ("x", *INDEX_ROLES),
+    "out[a, b] = x[a, idx1[b], idx2[b]]  (axes 1, 2: the index tensors, broadcast together, pick elements)",
+    {"x": "∂L/∂x[a, m, n] = Σ over the b where (idx1[b], idx2[b]) = (m, n) of ∂L/∂out[a, b]  (np.add.at)"},
+    _index_nd, "[i,j]", category="shape", min_arity=2, nondifferentiable=frozenset(INDEX_ROLES),
+    default_attrs={"axes": None},
+    summary="advanced indexing with one integer tensor per indexed axis (x[:, i, j] in torch); axes None "
+            "means the first ones; consecutive axes keep their place, separated ones move to the front",
+))
