@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import erf
 
 from .kernels import Array, kernel
 
@@ -13,6 +12,73 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _GELU_C = 0.044715
+
+
+# -- erf without scipy (issue 14: importing scipy.special cost ~0.35 s of start-up for this one function) -------
+# W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23 (1969) 631-637, with
+# the coefficients of Netlib SPECFUN's CALERF: erf(x) = x·P(x²)/Q(x²) for |x| <= 0.46875, and 1 − erfc(|x|)
+# beyond, erfc(y) = e^(−y²)·P(y)/Q(y) up to 4 and e^(−y²)/y · (1/√π − P(1/y²)/(y²·Q(1/y²))) past it.
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
+          1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
+_ERFC_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
+           8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
+           2.15311535474403846e-8)
+_ERFC_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
+           3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03)
+_ERFC_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
+           6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERFC_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
+           2.33520497626869185e-3)
+_INV_SQRT_PI = 5.6418958354775628695e-1
+_ERF_IS_ONE = 6.0  # erfc(6) = 2e-17 < half an ulp of 1: erf(x) rounds to ±1 from here on
+
+
+def _erf_near_zero(x: Array) -> Array:
+    t = x * x
+    num, den = _ERF_A[4] * t, t
+    for a, b in zip(_ERF_A[:3], _ERF_B[:3], strict=True):
+        num, den = (num + a) * t, (den + b) * t
+    return x * (num + _ERF_A[3]) / (den + _ERF_B[3])
+
+
+def _exp_minus_square(y: Array) -> Array:
+    """e^(−y²) with y² split as y₀² + (y − y₀)(y + y₀), y₀ = y rounded down to 1/16: no rounding error in y²."""
+    y0 = np.trunc(16.0 * y) / 16.0
+    return np.exp(-y0 * y0) * np.exp(-(y - y0) * (y + y0))
+
+
+def _erfc_middle(y: Array) -> Array:
+    num, den = _ERFC_C[8] * y, y
+    for c, d in zip(_ERFC_C[:7], _ERFC_D[:7], strict=True):
+        num, den = (num + c) * y, (den + d) * y
+    return _exp_minus_square(y) * (num + _ERFC_C[7]) / (den + _ERFC_D[7])
+
+
+def _erfc_tail(y: Array) -> Array:
+    t = 1.0 / (y * y)
+    num, den = _ERFC_P[5] * t, t
+    for p, q in zip(_ERFC_P[:4], _ERFC_Q[:4], strict=True):
+        num, den = (num + p) * t, (den + q) * t
+    return _exp_minus_square(y) * (_INV_SQRT_PI - t * (num + _ERFC_P[4]) / (den + _ERFC_Q[4])) / y
+
+
+def erf(x: Array) -> Array:
+    """The Gauss error function, within 1e-15 relative of libm's in float64; float32 is computed in float64."""
+    x64 = np.asarray(x, dtype=np.float64)
+    y = np.abs(x64)
+    out = np.empty_like(x64)
+    np.copysign(1.0, x64, out=out)  # |x| >= 6; NaN is put back below
+    for mask, part in (
+        (y <= 0.46875, lambda v: _erf_near_zero(v)),
+        ((y > 0.46875) & (y <= 4.0), lambda v: np.copysign(1.0 - _erfc_middle(np.abs(v)), v)),
+        ((y > 4.0) & (y < _ERF_IS_ONE), lambda v: np.copysign(1.0 - _erfc_tail(np.abs(v)), v)),
+    ):
+        if mask.any():
+            out[mask] = part(x64[mask])
+    out[np.isnan(x64)] = np.nan
+    dtype = np.asarray(x).dtype
+    return out.astype(dtype, copy=False) if dtype.kind == "f" else out
 
 
 def _sigmoid(z: Array) -> Array:
@@ -122,3 +188,153 @@ def log_softmax(z: Array, axis: int) -> Array:
 @log_softmax.gradient
 def _(g: Array, z: Array, a: Array, axis: int) -> tuple[Array]:
     return (g - np.exp(a) * np.sum(g, axis=axis, keepdims=True),)
+
+
+# -- round 2 ------------------------------------------------------------------------------------------
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SELU_ALPHA = 1.6732632423543772
+_SELU_SCALE = 1.0507009873554805
+
+
+def _as(z: Array, value: Array) -> Array:
+    """`value` in z's float dtype: NumPy computes np.where(mask, 1.0, α) in float64 whatever z is."""
+    return np.asarray(value).astype(z.dtype, copy=False)
+
+
+@kernel("clamp")
+def clamp(z: Array, min: float | None, max: float | None, inclusive: bool) -> Array:
+    # maximum then minimum, as torch.clamp: with min > max every value becomes max
+    out = z.copy() if min is None else np.maximum(z, min)
+    return _as(z, out if max is None else np.minimum(out, max))
+
+
+@clamp.local
+def _(z: Array, a: Array, min: float | None, max: float | None, inclusive: bool) -> tuple[Array]:
+    inside = np.ones(z.shape, dtype=bool)
+    if min is not None:
+        inside &= z >= min if inclusive else z > min
+    if max is not None:
+        inside &= z <= max if inclusive else z < max
+    return (inside.astype(z.dtype),)
+
+
+@kernel("hardswish")
+def hardswish(z: Array) -> Array:
+    return z * np.minimum(np.maximum(z + 3.0, 0.0), 6.0) / 6.0
+
+
+@hardswish.local
+def _(z: Array, a: Array) -> tuple[Array]:
+    # torch's convention at the kinks: 0 at z = −3, 1 at z = 3
+    return (_as(z, np.where(z <= -3.0, 0.0, np.where(z < 3.0, z / 3.0 + 0.5, 1.0))),)
+
+
+@kernel("hardsigmoid")
+def hardsigmoid(z: Array, alpha: float, beta: float) -> Array:
+    return np.minimum(np.maximum(alpha * z + beta, 0.0), 1.0)
+
+
+# PyTorch's hardsigmoid_backward multiplies by the float32 constant 1.0f / 6.0f even in float64 (0.1666666716...,
+# 3e-8 from 1/6). Its own hardsigmoid (α = 1/6) uses the same slope here, so gradients equal torch autograd's.
+_TORCH_ONE_SIXTH = float(np.float32(1.0) / np.float32(6.0))
+
+
+@hardsigmoid.local
+def _(z: Array, a: Array, alpha: float, beta: float) -> tuple[Array]:
+    t = alpha * z + beta
+    slope = _TORCH_ONE_SIXTH if alpha == 1.0 / 6.0 and beta == 0.5 else alpha
+    return (_as(z, np.where((t > 0.0) & (t < 1.0), slope, 0.0)),)
+
+
+def _elu(z: Array, alpha: float, scale: float, input_scale: float) -> Array:
+    return _as(z, np.where(z > 0, scale * z, (scale * alpha) * np.expm1(input_scale * z)))
+
+
+def _elu_local(z: Array, alpha: float, scale: float, input_scale: float) -> Array:
+    # z = 0 takes the negative side, as torch's elu_backward does (it matters for SELU: λ·α there, not λ)
+    return _as(z, np.where(z > 0, scale, (scale * alpha * input_scale) * np.exp(input_scale * z)))
+
+
+@kernel("elu")
+def elu(z: Array, alpha: float, scale: float, input_scale: float) -> Array:
+    return _elu(z, alpha, scale, input_scale)
+
+
+@elu.local
+def _(z: Array, a: Array, alpha: float, scale: float, input_scale: float) -> tuple[Array]:
+    return (_elu_local(z, alpha, scale, input_scale),)
+
+
+@kernel("selu")
+def selu(z: Array) -> Array:
+    return _elu(z, _SELU_ALPHA, _SELU_SCALE, 1.0)
+
+
+@selu.local
+def _(z: Array, a: Array) -> tuple[Array]:
+    return (_elu_local(z, _SELU_ALPHA, _SELU_SCALE, 1.0),)
+
+
+@kernel("celu")
+def celu(z: Array, alpha: float) -> Array:
+    return _elu(z, alpha, 1.0, 1.0 / alpha)
+
+
+@celu.local
+def _(z: Array, a: Array, alpha: float) -> tuple[Array]:
+    return (_elu_local(z, alpha, 1.0, 1.0 / alpha),)
+
+
+@kernel("softplus")
+def softplus(z: Array, beta: float, threshold: float) -> Array:
+    bz = beta * z
+    return _as(z, np.where(bz > threshold, z, np.log1p(np.exp(bz)) / beta))
+
+
+@softplus.local
+def _(z: Array, a: Array, beta: float, threshold: float) -> tuple[Array]:
+    bz = beta * z
+    return (_as(z, np.where(bz > threshold, 1.0, _sigmoid(bz))),)
+
+
+@kernel("mish")
+def mish(z: Array) -> Array:
+    return z * np.tanh(np.log1p(np.exp(z)))
+
+
+@mish.local
+def _(z: Array, a: Array) -> tuple[Array]:
+    t = np.tanh(np.log1p(np.exp(z)))
+    return (t + z * _sigmoid(z) * (1.0 - t * t),)
+
+
+@kernel("erf")
+def erf_(z: Array) -> Array:
+    return erf(z)
+
+
+@erf_.local
+def _(z: Array, a: Array) -> tuple[Array]:
+    return (_TWO_OVER_SQRT_PI * np.exp(-z * z),)
+
+
+@kernel("softsign")
+def softsign(z: Array) -> Array:
+    return z / (1.0 + np.abs(z))
+
+
+@softsign.local
+def _(z: Array, a: Array) -> tuple[Array]:
+    d = 1.0 + np.abs(z)
+    return (1.0 / (d * d),)
+
+
+@kernel("log_sigmoid")
+def log_sigmoid(z: Array) -> Array:
+    # min(z, 0) − ln(1 + e^(−|z|)): e^ of a non-positive number never overflows
+    return np.minimum(z, 0.0) - np.log1p(np.exp(-np.abs(z)))
+
+
+@log_sigmoid.local
+def _(z: Array, a: Array) -> tuple[Array]:
+    return (_sigmoid(-z),)

@@ -1,0 +1,204 @@
+"""Elementwise math on NumPy, each local derivative written by hand beside its forward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels import Array, kernel
+
+
+def _as(like: Array, value: Array) -> Array:
+    """`value` in the float dtype of `like`: np.where(mask, 0.5, 1.0) is float64 whatever the inputs are."""
+    return np.asarray(value).astype(like.dtype, copy=False)
+
+
+def _no_gradient(a: Array, out: Array) -> tuple[Array]:
+    return (np.zeros_like(a),)
+
+
+# -- one input ----------------------------------------------------------------------------------
+@kernel("abs")
+def abs_(a: Array) -> Array:
+    return np.abs(a)
+
+
+@abs_.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (np.sign(a),)  # 0 at a = 0, as torch's sgn
+
+
+@kernel("sign")
+def sign(a: Array) -> Array:
+    return np.sign(a)
+
+
+sign.local(_no_gradient)
+
+
+@kernel("sin")
+def sin(a: Array) -> Array:
+    return np.sin(a)
+
+
+@sin.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (np.cos(a),)
+
+
+@kernel("cos")
+def cos(a: Array) -> Array:
+    return np.cos(a)
+
+
+@cos.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (-np.sin(a),)
+
+
+@kernel("sqrt")
+def sqrt(a: Array) -> Array:
+    return np.sqrt(a)
+
+
+@sqrt.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (0.5 / out,)
+
+
+@kernel("rsqrt")
+def rsqrt(a: Array) -> Array:
+    return 1.0 / np.sqrt(a)
+
+
+@rsqrt.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (-0.5 * out * out * out,)
+
+
+@kernel("reciprocal")
+def reciprocal(a: Array) -> Array:
+    return 1.0 / a
+
+
+@reciprocal.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (-out * out,)
+
+
+@kernel("log1p")
+def log1p(a: Array) -> Array:
+    return np.log1p(a)
+
+
+@log1p.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (1.0 / (1.0 + a),)
+
+
+@kernel("expm1")
+def expm1(a: Array) -> Array:
+    return np.expm1(a)
+
+
+@expm1.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (out + 1.0,)
+
+
+@kernel("floor")
+def floor(a: Array) -> Array:
+    return np.floor(a)
+
+
+floor.local(_no_gradient)
+
+
+@kernel("ceil")
+def ceil(a: Array) -> Array:
+    return np.ceil(a)
+
+
+ceil.local(_no_gradient)
+
+
+@kernel("round")
+def round_(a: Array) -> Array:
+    return np.round(a)  # halves to even, as torch.round
+
+
+round_.local(_no_gradient)
+
+
+# -- two inputs, broadcasting (the VJP sums each partial back to its input's shape) -----------------
+def _share(a: Array, b: Array, out: Array, a_wins: Array, b_wins: Array) -> tuple[Array, Array]:
+    """maximum/minimum: the winner takes the gradient, a tie splits it in half. Written as torch does
+    (1 unless the other side wins), so a NaN, which wins nothing and loses nothing, passes it to both."""
+    tie = a == b
+    return (_as(out, np.where(tie, 0.5, np.where(b_wins, 0.0, 1.0))),
+            _as(out, np.where(tie, 0.5, np.where(a_wins, 0.0, 1.0))))
+
+
+@kernel("maximum")
+def maximum(a: Array, b: Array) -> Array:
+    return np.maximum(a, b)
+
+
+@maximum.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    return _share(a, b, out, a > b, a < b)
+
+
+@kernel("minimum")
+def minimum(a: Array, b: Array) -> Array:
+    return np.minimum(a, b)
+
+
+@minimum.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    return _share(a, b, out, a < b, a > b)
+
+
+@kernel("power")
+def power(a: Array, b: Array) -> Array:
+    return np.power(a, b)
+
+
+@power.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    # torch's conventions: ∂/∂a is 0 where b = 0 (even at a = 0, where b·a^(b−1) would be 0·inf);
+    # ∂/∂b is 0 where a = 0 and b ≥ 0 (the limit of a^b·ln a), NaN for a < 0 (ln a)
+    da = np.where(b == 0, 0.0, b * np.power(a, b - 1.0))
+    db = np.where((a == 0) & (b >= 0), 0.0, out * np.log(a))
+    return _as(out, da), _as(out, db)
+
+
+@kernel("fmod")
+def fmod(a: Array, b: Array) -> Array:
+    return np.fmod(a, b)
+
+
+@fmod.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    return np.ones_like(out), _as(out, -np.trunc(a / b))
+
+
+@kernel("remainder")
+def remainder(a: Array, b: Array) -> Array:
+    return np.remainder(a, b)
+
+
+@remainder.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    return np.ones_like(out), _as(out, -np.floor_divide(a, b))
+
+
+# -- a mask picks -------------------------------------------------------------------------------------
+@kernel("where")
+def where(cond: Array, a: Array, b: Array) -> Array:
+    return np.where(cond != 0, a, b)
+
+
+@where.local
+def _(cond: Array, a: Array, b: Array, out: Array) -> tuple[None, Array, Array]:
+    picked = np.broadcast_to(cond != 0, out.shape)
+    return None, picked.astype(out.dtype), (~picked).astype(out.dtype)

@@ -1,0 +1,171 @@
+"""Reductions, cumulative sums and arg-extremes on NumPy, each gradient written by hand beside its forward."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .kernels import Array, kernel
+
+
+def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
+    """The reduced axes, sorted and non-negative (() reduces nothing, as in NumPy)."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted({a % ndim for a in ((axis,) if isinstance(axis, int) else axis)}))
+
+
+def _count(x: Array, axes: tuple[int, ...]) -> int:
+    return int(np.prod([x.shape[a] for a in axes]))
+
+
+def _kept(value: Array, axes: tuple[int, ...], keepdims: bool) -> Array:
+    """A reduced value (or its gradient) with the reduced axes back as length 1: it broadcasts against x."""
+    return value if keepdims else np.expand_dims(value, axes)
+
+
+# -- extremes ------------------------------------------------------------------------------------
+def _extreme_gradient(g: Array, x: Array, out: Array, axis: Any, keepdims: bool) -> tuple[Array]:
+    """Tied extremes share the gradient evenly, as torch.amax/amin: 1[x = out] / count, times upstream."""
+    axes = _axes(axis, x.ndim)
+    hit = x == _kept(out, axes, keepdims)
+    count = hit.sum(axis=axes, keepdims=True).astype(x.dtype)
+    return ((_kept(g, axes, keepdims) * hit / count).astype(x.dtype, copy=False),)
+
+
+@kernel("amax")
+def amax(x: Array, axis: Any, keepdims: bool) -> Array:
+    return np.asarray(np.amax(x, axis=_axes(axis, x.ndim), keepdims=keepdims))
+
+
+amax.gradient(_extreme_gradient)
+
+
+@kernel("amin")
+def amin(x: Array, axis: Any, keepdims: bool) -> Array:
+    return np.asarray(np.amin(x, axis=_axes(axis, x.ndim), keepdims=keepdims))
+
+
+amin.gradient(_extreme_gradient)
+
+
+# -- product -------------------------------------------------------------------------------------
+@kernel("prod")
+def prod(x: Array, axis: Any, keepdims: bool) -> Array:
+    return np.asarray(np.prod(x, axis=_axes(axis, x.ndim), keepdims=keepdims))
+
+
+@prod.gradient
+def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool) -> tuple[Array]:
+    # ∂out/∂x_i is the product of the others. out / x_i is that only where x_i ≠ 0, so take it from running
+    # products instead: (x_1 ⋯ x_(i−1)) · (x_(i+1) ⋯ x_n), exact with any number of zeros.
+    axes = _axes(axis, x.ndim)
+    kept = tuple(a for a in range(x.ndim) if a not in axes)
+    moved = np.transpose(x, kept + axes)  # the reduced axes last, flattened into one row per output value
+    rows = moved.reshape(*moved.shape[: len(kept)], _count(x, axes))
+    one = np.ones_like(rows[..., :1])
+    before = np.cumprod(np.concatenate([one, rows[..., :-1]], axis=-1), axis=-1)
+    after = np.cumprod(np.concatenate([one, rows[..., :0:-1]], axis=-1), axis=-1)[..., ::-1]
+    others = np.transpose((before * after).reshape(moved.shape), np.argsort(kept + axes))
+    return (_kept(g, axes, keepdims) * others,)
+
+
+# -- spread --------------------------------------------------------------------------------------
+def _centred(x: Array, axes: tuple[int, ...]) -> Array:
+    return x - np.mean(x, axis=axes, keepdims=True)
+
+
+@kernel("var")
+def var(x: Array, axis: Any, keepdims: bool, correction: float) -> Array:
+    axes = _axes(axis, x.ndim)
+    d = _centred(x, axes)
+    # torch divides by max(0, n − c): more correction than values gives inf (or NaN for 0/0), not a sign flip
+    return np.asarray(np.sum(d * d, axis=axes, keepdims=keepdims) / max(_count(x, axes) - correction, 0.0))
+
+
+@var.gradient
+def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool, correction: float) -> tuple[Array]:
+    axes = _axes(axis, x.ndim)
+    return (_kept(g, axes, keepdims) * _centred(x, axes) * (2.0 / (_count(x, axes) - correction)),)
+
+
+@kernel("std")
+def std(x: Array, axis: Any, keepdims: bool, correction: float) -> Array:
+    return np.sqrt(var.forward(x, axis, keepdims, correction))
+
+
+@std.gradient
+def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool, correction: float) -> tuple[Array]:
+    # ∂√v/∂v = 1 / (2√v): where the spread is 0 torch gives 0, not 0/0, and so does this
+    axes = _axes(axis, x.ndim)
+    s = _kept(out, axes, keepdims)
+    per_unit = np.where(s == 0, 0.0, _kept(g, axes, keepdims) / np.where(s == 0, 1.0, s)).astype(x.dtype, copy=False)
+    return (per_unit * _centred(x, axes) * (1.0 / (_count(x, axes) - correction)),)
+
+
+@kernel("logsumexp")
+def logsumexp(x: Array, axis: Any, keepdims: bool) -> Array:
+    axes = _axes(axis, x.ndim)
+    top = np.amax(x, axis=axes, keepdims=True, initial=-np.inf)
+    top = np.where(np.isinf(top), 0.0, top).astype(x.dtype, copy=False)  # all −inf (or an inf): nothing to take out
+    out = np.log(np.sum(np.exp(x - top), axis=axes, keepdims=True)) + top
+    return out if keepdims else np.squeeze(out, axis=axes)
+
+
+@logsumexp.gradient
+def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool) -> tuple[Array]:
+    axes = _axes(axis, x.ndim)
+    return (_kept(g, axes, keepdims) * np.exp(x - _kept(out, axes, keepdims)),)
+
+
+# -- running sums ----------------------------------------------------------------------------------
+def _cumsum(x: Array, axis: int, reverse: bool, exclusive: bool) -> Array:
+    if reverse:
+        x = np.flip(x, axis)
+    out = np.cumsum(x, axis=axis)
+    if exclusive:  # shift by one: out_i holds the sum before x_i
+        out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)), np.delete(out, -1, axis=axis)], axis=axis)
+    return np.ascontiguousarray(np.flip(out, axis)) if reverse else out
+
+
+@kernel("cumsum")
+def cumsum(x: Array, axis: int, reverse: bool, exclusive: bool) -> Array:
+    return _cumsum(x, axis, reverse, exclusive)
+
+
+@cumsum.gradient
+def _(g: Array, x: Array, out: Array, axis: int, reverse: bool, exclusive: bool) -> tuple[Array]:
+    # out = C·x with C triangular (ones below the diagonal, on it unless exclusive): the VJP is Cᵀ·g, the same
+    # running sum taken from the other end
+    return (_cumsum(g, axis, not reverse, exclusive),)
+
+
+# -- arg-extremes ------------------------------------------------------------------------------------
+def _arg(find: Any, x: Array, axis: int | None, keepdims: bool, select_last_index: bool) -> Array:
+    if not select_last_index:
+        return np.asarray(find(x, axis=axis, keepdims=keepdims))
+    # the last of tied values: search the flipped input, then count back from the end
+    flipped = np.flip(x) if axis is None else np.flip(x, axis)
+    n = x.size if axis is None else x.shape[axis]
+    return np.asarray(n - 1 - find(flipped, axis=axis, keepdims=keepdims))
+
+
+def _no_gradient(g: Array, x: Array, out: Array, **attrs: Any) -> tuple[None]:
+    return (None,)  # an index has no derivative
+
+
+@kernel("argmax")
+def argmax(x: Array, axis: int | None, keepdims: bool, select_last_index: bool) -> Array:
+    return _arg(np.argmax, x, axis, keepdims, select_last_index)
+
+
+argmax.gradient(_no_gradient)
+
+
+@kernel("argmin")
+def argmin(x: Array, axis: int | None, keepdims: bool, select_last_index: bool) -> Array:
+    return _arg(np.argmin, x, axis, keepdims, select_last_index)
+
+
+argmin.gradient(_no_gradient)

@@ -1,0 +1,90 @@
+"""Reductions, cumulative sums and arg-extremes in torch."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from .kernels import Tensor, kernel
+
+
+def _dims(axis: Any, ndim: int) -> tuple[int, ...]:
+    """NumPy's `axis` as sorted torch dims. `()` must never reach torch: there it means "every axis"."""
+    if axis is None:
+        return tuple(range(ndim))
+    return tuple(sorted({int(a) % max(ndim, 1) for a in ((axis,) if isinstance(axis, int) else axis)}))
+
+
+@kernel("amax")
+def amax(x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    return torch.amax(x, dim=dims, keepdim=keepdims) if dims else x.clone()
+
+
+@kernel("amin")
+def amin(x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    return torch.amin(x, dim=dims, keepdim=keepdims) if dims else x.clone()
+
+
+@kernel("prod")
+def prod(x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    kept = [d for d in range(x.ndim) if d not in dims]
+    # torch.prod takes one dim: move the reduced ones last and flatten them into one
+    rows = x.permute(*kept, *dims).reshape(*(x.shape[d] for d in kept), math.prod(x.shape[d] for d in dims))
+    out = torch.prod(rows, dim=-1)
+    return out.reshape([1 if d in dims else n for d, n in enumerate(x.shape)]) if keepdims else out
+
+
+def _spread(fn: Any, x: Tensor, axis: Any, keepdims: bool, correction: float) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    if not dims:  # each value alone (axis=()): a new length-1 axis gives torch's n = 1 statistics
+        return fn(x.unsqueeze(-1), dim=-1, correction=correction)
+    return fn(x, dim=dims, correction=correction, keepdim=keepdims)
+
+
+@kernel("var")
+def var(x: Tensor, axis: Any, keepdims: bool, correction: float) -> Tensor:
+    return _spread(torch.var, x, axis, keepdims, correction)
+
+
+@kernel("std")
+def std(x: Tensor, axis: Any, keepdims: bool, correction: float) -> Tensor:
+    return _spread(torch.std, x, axis, keepdims, correction)
+
+
+@kernel("logsumexp")
+def logsumexp(x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    return torch.logsumexp(x, dim=dims, keepdim=keepdims) if dims else x.clone()
+
+
+@kernel("cumsum")
+def cumsum(x: Tensor, axis: int, reverse: bool, exclusive: bool) -> Tensor:
+    if reverse:
+        x = x.flip(axis)
+    out = torch.cumsum(x, dim=axis)
+    if exclusive and out.shape[axis]:  # shift by one: out_i holds the sum before x_i
+        out = torch.cat([torch.zeros_like(out.narrow(axis, 0, 1)), out.narrow(axis, 0, out.shape[axis] - 1)], dim=axis)
+    return out.flip(axis) if reverse else out
+
+
+def _arg(find: Any, x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool) -> Tensor:
+    if not select_last_index:
+        return find(x, dim=axis, keepdim=keepdims)
+    flipped = x.flip(list(range(x.ndim))) if axis is None else x.flip(axis)
+    n = x.numel() if axis is None else x.shape[axis]
+    return n - 1 - find(flipped, dim=axis, keepdim=keepdims)
+
+
+@kernel("argmax")
+def argmax(x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool) -> Tensor:
+    return _arg(torch.argmax, x, axis, keepdims, select_last_index)
+
+
+@kernel("argmin")
+def argmin(x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool) -> Tensor:
+    return _arg(torch.argmin, x, axis, keepdims, select_last_index)

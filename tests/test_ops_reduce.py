@@ -1,0 +1,222 @@
+"""The reduce family's op table: amax/amin, prod, var/std, logsumexp, cumsum, argmax/argmin.
+
+Three checks per case (opcheck.py): the hand-written VJP against central differences, NumPy against
+torch under autograd, the two backends against each other in float32 and float64. Every reduction runs
+over the same axis variants (None, one axis, a negative one, a tuple with negatives, keepdims on and off).
+amax/amin inputs are spaced so that no two values tie; ties, zeros in a product and a spread of 0 are
+checked against torch's conventions in KINKS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from opcheck import (
+    Case,
+    check_against_torch,
+    check_backends_agree,
+    check_gradient,
+    fixed,
+    normal,
+    one_op,
+    spaced,
+)
+
+from propscope.backends.numpy import NumpyBackend
+from propscope.graph.errors import ShapeError
+from propscope.graph.ir import Graph
+
+AXES: list[tuple[Any, bool]] = [(None, False), (1, False), (-1, True), ((0, -1), False), ((-3, 1), True),
+                                (None, True)]
+
+
+def _dims(axis: Any, ndim: int = 3) -> tuple[int, ...]:
+    return tuple(range(ndim)) if axis is None else ((axis,) if isinstance(axis, int) else tuple(axis))
+
+
+def _reduction(op: str, torch_name: str, maker: Any, **extra: Any) -> list[Case]:
+    def torch_fn(axis: Any, keepdims: bool) -> Any:
+        return lambda F, t, x: getattr(t, torch_name)(x, dim=_dims(axis), keepdim=keepdims, **extra)
+
+    return [Case(op, (maker,), torch_fn(axis, keepdims), {"axis": axis, "keepdims": keepdims, **extra},
+                 f"axis={axis}{'-keepdims' if keepdims else ''}{''.join(f'-{k}={v}' for k, v in extra.items())}")
+            for axis, keepdims in AXES]
+
+
+def _prod(axis: Any, keepdims: bool) -> Any:
+    """torch.prod takes one dim: reduce the dims one after the other, from the last."""
+    def fn(F: Any, t: Any, x: Any) -> Any:
+        for d in sorted((d % 3 for d in _dims(axis)), reverse=True):
+            x = t.prod(x, dim=d, keepdim=keepdims)
+        return x
+    return fn
+
+
+def with_zeros(*shape: int, zeros: int) -> Any:
+    """Normal values with `zeros` of them set to exactly 0 in every row: prod's gradient has no x_i to divide by."""
+    def make(rng: np.random.Generator) -> np.ndarray:
+        x = rng.standard_normal(shape)
+        for row in x.reshape(-1, shape[-1]):
+            row[rng.choice(shape[-1], zeros, replace=False)] = 0.0
+        return x
+    return make
+
+
+def _cumsum(axis: int, reverse: bool, exclusive: bool) -> Any:
+    def fn(F: Any, t: Any, x: Any) -> Any:
+        y = x.flip(axis) if reverse else x
+        out = t.cumsum(y, dim=axis)
+        if exclusive:
+            out = out - y
+        return out.flip(axis) if reverse else out
+    return fn
+
+
+def _last_index(name: str, axis: int) -> Any:
+    return lambda F, t, x: x.shape[axis] - 1 - getattr(t, name)(x.flip(axis), dim=axis)
+
+
+ties = fixed([[0.0, 2.0, 2.0, 1.0], [3.0, 3.0, 3.0, 3.0], [-1.0, -1.0, 5.0, -1.0]])
+
+CASES = [
+    *_reduction("amax", "amax", spaced(2, 3, 4)),
+    *_reduction("amin", "amin", spaced(2, 3, 4)),
+    Case("amax", (spaced(2, 3),), lambda F, t, x: x.clone(), {"axis": ()}, "no-axes"),
+    Case("amax", (fixed(1.5),), lambda F, t, x: t.amax(x), tag="scalar"),
+    *[Case("prod", (normal(2, 3, 4),), _prod(axis, keepdims), {"axis": axis, "keepdims": keepdims},
+           f"axis={axis}{'-keepdims' if keepdims else ''}") for axis, keepdims in AXES],
+    Case("prod", (with_zeros(3, 4, zeros=1),), lambda F, t, x: t.prod(x, dim=1), {"axis": 1}, "one-zero"),
+    Case("prod", (with_zeros(3, 4, zeros=2),), lambda F, t, x: t.prod(x, dim=-1, keepdim=True),
+         {"axis": -1, "keepdims": True}, "two-zeros"),
+    Case("prod", (with_zeros(2, 3, zeros=1),), lambda F, t, x: t.prod(x), tag="all-one-zero"),
+    Case("prod", (normal(2, 3),), lambda F, t, x: x.clone(), {"axis": ()}, "no-axes"),
+    *_reduction("var", "var", normal(2, 3, 4)),
+    *_reduction("var", "var", normal(2, 3, 4), correction=0.0)[1:3],
+    *_reduction("var", "var", normal(2, 3, 4), correction=2.5)[3:4],
+    *_reduction("std", "std", normal(2, 3, 4)),
+    *_reduction("std", "std", normal(2, 3, 4), correction=0.0)[1:3],
+    *_reduction("logsumexp", "logsumexp", normal(2, 3, 4, scale=3.0)),
+    Case("logsumexp", (fixed([[800.0, 799.0], [-800.0, -801.0]]),), lambda F, t, x: t.logsumexp(x, dim=1),
+         {"axis": 1}, "large"),
+    Case("logsumexp", (normal(2, 3),), lambda F, t, x: x.clone(), {"axis": ()}, "no-axes"),
+    Case("cumsum", (normal(3, 4),), _cumsum(0, False, False)),
+    Case("cumsum", (normal(2, 3, 4),), _cumsum(-1, False, False), {"axis": -1}, "last"),
+    Case("cumsum", (normal(2, 3, 4),), _cumsum(1, True, False), {"axis": 1, "reverse": True}, "reverse"),
+    Case("cumsum", (normal(3, 4),), _cumsum(1, False, True), {"axis": 1, "exclusive": True}, "exclusive"),
+    Case("cumsum", (normal(3, 4),), _cumsum(0, True, True), {"axis": 0, "reverse": True, "exclusive": True},
+         "reverse-exclusive"),
+    Case("cumsum", (normal(5),), _cumsum(0, False, False), tag="1-D"),
+    Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x)),
+    Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x, dim=1), {"axis": 1}, "axis"),
+    Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x, dim=-1, keepdim=True),
+         {"axis": -1, "keepdims": True}, "axis-keepdims"),
+    Case("argmax", (spaced(2, 3),), lambda F, t, x: t.argmax(x, dim=None, keepdim=True), {"keepdims": True},
+         "flat-keepdims"),
+    Case("argmax", (ties,), lambda F, t, x: t.argmax(x, dim=1), {"axis": 1}, "ties-first"),
+    Case("argmax", (ties,), _last_index("argmax", 1), {"axis": 1, "select_last_index": True}, "ties-last"),
+    Case("argmin", (spaced(2, 3, 4),), lambda F, t, x: t.argmin(x, dim=0), {"axis": 0}),
+    Case("argmin", (ties,), lambda F, t, x: t.argmin(x, dim=-1, keepdim=True), {"axis": -1, "keepdims": True},
+         "ties-first"),
+    Case("argmin", (ties,), _last_index("argmin", 0), {"axis": 0, "select_last_index": True}, "ties-last"),
+    Case("argmin", (ties,), lambda F, t, x: x.numel() - 1 - t.argmin(x.flatten().flip(0)),
+         {"select_last_index": True}, "flat-ties-last"),
+]
+
+# Conventions at ties and at 0: torch's (against torch only: finite differences straddle the kink)
+KINKS = [
+    Case("amax", (ties,), lambda F, t, x: t.amax(x, dim=1), {"axis": 1}, "ties"),
+    Case("amin", (ties,), lambda F, t, x: t.amin(x, dim=(0, 1), keepdim=True), {"axis": (0, 1), "keepdims": True},
+         "ties"),
+    Case("amax", (ties,), lambda F, t, x: t.amax(x), tag="ties-all"),
+    Case("std", (fixed([[1.0, 1.0, 1.0], [1.0, 2.0, 4.0]]),), lambda F, t, x: t.std(x, dim=1), {"axis": 1},
+         "zero-spread"),
+    Case("logsumexp", (fixed([[-np.inf, -np.inf], [0.0, -np.inf]]),), lambda F, t, x: t.logsumexp(x, dim=1),
+         {"axis": 1}, "minus-inf"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_gradient(case: Case) -> None:
+    check_gradient(case)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("case", CASES + KINKS, ids=lambda c: c.id)
+def test_against_torch(case: Case) -> None:
+    check_against_torch(case)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CASES + KINKS[:4], ids=lambda c: c.id)
+def test_backends_agree(case: Case, dtype: str) -> None:
+    check_backends_agree(case, dtype)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_dtypes_are_kept(case: Case) -> None:
+    """float32 in, float32 out and back; an index is an integer."""
+    arrays = case.arrays()
+    node = one_op(case.op, arrays, case.attrs)
+    backend = NumpyBackend("float32")
+    inputs = [backend.asarray(a) for a in arrays]
+    out = backend.forward(node, inputs)
+    assert out.shape == node.shape
+    (grad,) = backend.vjp(node, inputs, out, backend.ones(out.shape))
+    if case.op in ("argmax", "argmin"):
+        assert out.dtype == np.int64 and grad is None
+    else:
+        assert out.dtype == np.float32 and grad is not None and grad.dtype == np.float32, case.id
+
+
+def test_tied_extremes_share_the_gradient() -> None:
+    b = NumpyBackend("float64")
+    x = b.asarray([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
+    node = one_op("amax", [x], {"axis": 1})
+    (g,) = b.vjp(node, [x], b.forward(node, [x]), b.asarray([1.0, 3.0]))
+    assert g.tolist() == [[0.0, 0.5, 0.5], [1.0, 1.0, 1.0]]
+
+
+def test_prod_gradient_with_zeros_is_the_product_of_the_others() -> None:
+    b = NumpyBackend("float64")
+    x = b.asarray([[2.0, 0.0, 3.0], [0.0, 5.0, 0.0]])
+    node = one_op("prod", [x], {"axis": -1})
+    (g,) = b.vjp(node, [x], b.forward(node, [x]), b.ones((2,)))
+    assert g.tolist() == [[0.0, 6.0, 0.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize(("op", "shape", "attrs", "words"), [
+    ("amax", (2, 3), {"axis": 2}, "axis 2 is out of range for 2-D input"),
+    ("var", (2, 3), {"axis": (0, -3)}, "axis -3 is out of range"),
+    ("prod", (2, 3), {"axis": "0"}, "axis must be None, an int or a tuple of ints"),
+    ("logsumexp", (2, 3), {"axis": True}, "axis must be None, an int or a tuple of ints"),
+    ("std", (2, 3), {"keepdims": 1}, "keepdims must be True or False"),
+    ("var", (2, 3), {"correction": None}, "correction must be a number"),
+    ("amin", (2, 0), {"axis": 1}, "an axis of length 0 has no largest or smallest value"),
+    ("argmax", (2, 3), {"axis": (0, 1)}, "takes one axis"),
+    ("argmin", (), {"axis": 0}, "a scalar has no axis"),
+    ("argmax", (0, 3), {}, "an axis of length 0"),
+    ("cumsum", (2, 3), {"axis": (0,)}, "cumsum takes one axis"),
+    ("cumsum", (2, 3), {"axis": -3}, "axis -3 is out of range"),
+    ("cumsum", (), {"axis": 0}, "at least a 1-D input"),
+])
+def test_bad_axes_and_attributes_are_refused(op: str, shape: tuple[int, ...], attrs: dict[str, Any],
+                                             words: str) -> None:
+    g = Graph()
+    with pytest.raises(ShapeError, match=words) as info:
+        g.add(op, g.input("x", shape), name="r", attrs=attrs)
+    assert f"{op} node 'r'" in str(info.value)
+
+
+def test_reduced_shapes_follow_numpy() -> None:
+    x = np.zeros((2, 3, 4))
+    for axis, keepdims in [*AXES, ((), False)]:
+        np_axis = axis if axis is None or isinstance(axis, int) else tuple(axis)
+        for op in ("amax", "prod", "var", "logsumexp"):
+            assert one_op(op, [x], {"axis": axis, "keepdims": keepdims}).shape == np.sum(
+                x, axis=np_axis, keepdims=keepdims).shape
+    assert one_op("argmax", [x], {"axis": -2}).shape == (2, 4)
+    assert one_op("argmax", [x], {"keepdims": True}).shape == (1, 1, 1)
+    assert one_op("cumsum", [x], {"axis": -1}).shape == (2, 3, 4)
