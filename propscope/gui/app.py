@@ -48,7 +48,7 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
     window.show()
     app.processEvents()
     if projector:
-        window.set_projector(True)
+        window.set_projector(True, full_screen=screenshot is None and size is None)
     if train and not train_in_window(window, train, dataset):
         window.close()
         return 2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+import math
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from ..debugger import BackwardStep
@@ -23,6 +26,7 @@ class ChainRuleView(QWidget):
         self.setObjectName("chainRule")
         self.bridge, self.selection, self.themes = bridge, selection, themes
         self._shown: tuple[object, ...] | None = None
+        self._fit_to_text = False
         self.text = QTextBrowser()
         self.text.setOpenLinks(False)
         self.explain = QPushButton("Explain this gradient…")
@@ -50,11 +54,52 @@ class ChainRuleView(QWidget):
     def refresh(self) -> None:
         """Rewrite the text only when what it depends on changed (a step fires several events)."""
         s = self.bridge.session
-        key = (id(s), id(s.trace), s.cursor, self.selection.node, self.selection.index, self.themes.theme.name)
+        theme = self.themes.theme
+        key = (id(s), id(s.trace), s.cursor, self.selection.node, self.selection.index, theme.name, theme.scale)
         if key != self._shown:
             self._shown = key
             self.text.setHtml(self.html())
+            self._fit()
         self._update_explain()
+
+    # -- projector mode: the whole text, never a scroll bar ------------------------------------------
+    def set_fit_to_text(self, on: bool) -> None:
+        """Grow to show the whole text (projector mode: a room cannot scroll), or scroll as usual."""
+        self._fit_to_text = on
+        policy = Qt.ScrollBarPolicy.ScrollBarAlwaysOff if on else Qt.ScrollBarPolicy.ScrollBarAsNeeded
+        self.text.setVerticalScrollBarPolicy(policy)
+        self.text.setHorizontalScrollBarPolicy(policy)
+        if not on:
+            self.text.setMinimumHeight(0)
+        self._fit()
+
+    def text_height(self, width: int) -> int:
+        """The height the text needs at this width, frame included."""
+        doc = self.text.document().clone()
+        doc.setTextWidth(max(1, width - 2 * self.text.frameWidth()))
+        return math.ceil(doc.size().height()) + 2 * self.text.frameWidth() + 2
+
+    def _fit(self) -> None:
+        if self._fit_to_text:
+            self.text.setMinimumHeight(self.text_height(self.text.width()))
+            # a new application font reaches the text's document only with its FontChange event: fit again then
+            QTimer.singleShot(0, self._fit_again)
+
+    def _fit_again(self) -> None:
+        if self._fit_to_text:
+            self.text.setMinimumHeight(self.text_height(self.text.width()))
+
+    def fully_shown(self) -> bool:
+        """Whether the whole text is on screen: no scrolling needed in either direction."""
+        doc_size = self.text.document().size()
+        viewport = self.text.viewport()
+        return (doc_size.height() <= viewport.height() + 1 and doc_size.width() <= viewport.width() + 1
+                and self.text.verticalScrollBar().maximum() == 0 and self.text.horizontalScrollBar().maximum() == 0)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self._fit_to_text and event.size().width() != event.oldSize().width():
+            self._fit()
 
     def explain_target(self) -> tuple[str, tuple[int, ...]] | None:
         """What "Explain" explains: at a backward step that the selection follows, the gradient the step just

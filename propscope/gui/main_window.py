@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -61,6 +61,7 @@ from .opening import (
     load_file,
     open_filter,
 )
+from .projector import ProjectorLayout
 from .selection import Selection
 from .step_list import StepList
 from .theme import ThemeManager
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
         self.canvas.viewport().setAcceptDrops(False)
         self.chain.explainRequested.connect(self.explain)
         self.themes.changed.connect(self._theme_changed)
+        self.projector = ProjectorLayout(self)
         self.resize(1400, 900)
         self.resizeDocks([self.inspector_dock], [self.themes.theme.px(340)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.chain_dock], [self.themes.theme.px(230)], Qt.Orientation.Vertical)
@@ -641,20 +643,22 @@ class MainWindow(QMainWindow):
         dialog.show()
 
     # -- theme and errors -------------------------------------------------------------------------
-    def set_projector(self, on: bool) -> None:
+    def set_projector(self, on: bool, full_screen: bool = True) -> None:
+        """Projector mode (see `projector.py`); `full_screen=False` keeps the window's size (screenshots)."""
         if self.projector_action.isChecked() != on:
+            self._projector_full_screen = full_screen
             self.projector_action.setChecked(on)  # re-enters through the toggled signal
             return
-        self.themes.set_projector(on)
+        self.projector.set(on, full_screen=getattr(self, "_projector_full_screen", True))
+        self._projector_full_screen = True
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.projector.window_resized()  # projector type is sized by the window's height
 
     def _theme_changed(self) -> None:
-        """Bigger type needs room: in projector mode the session toolbar gets its own row."""
         size = self.themes.theme.px(20)
         self.toolbar.setIconSize(QSize(size, size))
-        if self.themes.projector:
-            self.insertToolBarBreak(self.session_toolbar)
-        else:
-            self.removeToolBarBreak(self.session_toolbar)
         self._arrange_neurons()
 
     def _arrange_neurons(self, drawable: bool | None = None) -> None:

@@ -7,10 +7,10 @@ Every view reads its colours, pen widths and font sizes from the current `Theme`
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QGuiApplication, QPalette
+from PySide6.QtGui import QColor, QFont, QFontInfo, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
 PROJECTOR_SCALE = 1.6
@@ -133,6 +133,7 @@ class ThemeManager(QObject):
         self._base_font = QFont(app.font())
         self._base_palette = QPalette(app.palette())
         self._projector = False
+        self._projector_theme = PROJECTOR
         hints = QGuiApplication.styleHints()
         hints.colorSchemeChanged.connect(self._system_changed)
 
@@ -143,7 +144,7 @@ class ThemeManager(QObject):
     @property
     def theme(self) -> Theme:
         if self._projector:
-            return PROJECTOR
+            return self._projector_theme
         return DARK if self._system_dark() else LIGHT
 
     def _system_dark(self) -> bool:
@@ -154,17 +155,24 @@ class ThemeManager(QObject):
             return False
         return self._base_palette.color(QPalette.ColorRole.Window).lightness() < 128
 
-    def set_projector(self, on: bool) -> None:
-        if on == self._projector:
+    @property
+    def base_text_px(self) -> int:
+        """The application font's size in pixels outside projector mode."""
+        return QFontInfo(self._base_font).pixelSize()
+
+    def set_projector(self, on: bool, scale: float = PROJECTOR_SCALE) -> None:
+        """Projector mode on or off; `scale` sizes it for the room (the window's resolution)."""
+        if on == self._projector and (not on or scale == self._projector_theme.scale):
             return
         self._projector = on
         if on:
+            self._projector_theme = replace(PROJECTOR, scale=scale)
             font = QFont(self._base_font)
             size = self._base_font.pointSizeF()
             if size > 0:
-                font.setPointSizeF(size * PROJECTOR_SCALE)
+                font.setPointSizeF(size * scale)
             else:
-                font.setPixelSize(round(self._base_font.pixelSize() * PROJECTOR_SCALE))
+                font.setPixelSize(round(self._base_font.pixelSize() * scale))
             self._app.setFont(font)
             self._app.setPalette(_projector_palette())
         else:

@@ -1,0 +1,143 @@
+"""Projector mode laid out for a room: 1024×768, 1280×720 or 1920×1080 on a wall, read from the back row.
+
+Three rules, applied whenever the mode, the window's size or the step changes:
+- type is at least `min_text_px(height)` on screen (28 px at 1080 lines, in proportion below that): the
+  theme's scale factor makes the application's text that big, and the canvas zooms so that the current
+  node's name is too;
+- the canvas and the chain rule get the room: every other dock is hidden (the View menu brings one back),
+  and the chain-rule dock spans the window's width and grows to show its whole text, never scrolling;
+- F11 really goes full screen (not when a screenshot of a given size is asked for).
+
+Leaving the mode restores the window's docks, corners and full-screen state as they were.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QByteArray, QObject, Qt, QTimer
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QToolBar
+
+MIN_TEXT_PX_AT_1080 = 28
+REFERENCE_HEIGHT = 1080
+PROJECTOR_DOCKS = ("chain_dock",)  # the docks projector mode keeps; the others hide
+
+
+def min_text_px(height: int) -> int:
+    """The smallest text a room can read on a wall showing `height` lines: 28 px at 1080, in proportion."""
+    return max(14, round(MIN_TEXT_PX_AT_1080 * height / REFERENCE_HEIGHT))
+
+
+class ProjectorLayout(QObject):
+    """Applies projector mode to a `MainWindow` (its docks, canvas, chain-rule view and theme)."""
+
+    def __init__(self, window: QMainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.on = False
+        self._saved_state: QByteArray | None = None
+        self._saved_corners: dict[Qt.Corner, Qt.DockWidgetArea] = {}
+        self._was_full_screen = False
+        self._rescale = QTimer(self)  # a resize settles before the theme (and every view) is rebuilt
+        self._rescale.setSingleShot(True)
+        self._rescale.setInterval(150)
+        self._rescale.timeout.connect(self._apply_scale)
+        w = window
+        w.bridge.cursorMoved.connect(lambda _c: self.fit_canvas())  # type: ignore[attr-defined]
+        w.bridge.sessionChanged.connect(lambda _s: self._session_changed())  # type: ignore[attr-defined]
+        w.themes.changed.connect(self.fit_canvas)  # type: ignore[attr-defined]
+
+    # -- switching -------------------------------------------------------------------------------
+    def set(self, on: bool, full_screen: bool = True) -> None:
+        w = self.window
+        if on == self.on:
+            return
+        self.on = on
+        if on:
+            self._saved_state = w.saveState()
+            self._saved_corners = {c: w.corner(c) for c in Qt.Corner}
+            self._was_full_screen = w.isFullScreen()
+            w.themes.set_projector(True, self.scale())  # type: ignore[attr-defined]
+            self._arrange()  # after the theme: its change re-arranges the neuron dock
+            if full_screen and not w.isFullScreen():
+                w.showFullScreen()
+        else:
+            w.chain.set_fit_to_text(False)  # type: ignore[attr-defined]
+            w.themes.set_projector(False)  # type: ignore[attr-defined]
+            if w.isFullScreen() and not self._was_full_screen:
+                w.showNormal()
+            for corner, area in self._saved_corners.items():
+                w.setCorner(corner, area)
+            if self._saved_state is not None:
+                w.restoreState(self._saved_state)
+            w.canvas.show_start()  # type: ignore[attr-defined]  # the app chooses the view again
+        self._toolbars()
+        self.fit_canvas()
+
+    def _arrange(self) -> None:
+        """Hide every dock but the chain rule's, which spans the bottom of the window."""
+        w = self.window
+        keep = [getattr(w, name) for name in PROJECTOR_DOCKS]
+        for dock in w.findChildren(QDockWidget):
+            if dock not in keep and not dock.isFloating():
+                dock.hide()
+        w.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        w.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.BottomDockWidgetArea)
+        chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
+        if chain.isFloating():
+            chain.setFloating(False)
+        # out of its tab group (training, compare): a group whose other docks are hidden leaves its tab bar painted
+        w.removeDockWidget(chain)
+        w.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, chain)
+        chain.show()
+        chain.raise_()
+        for bar in w.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            bar.hide()  # one dock, no tab groups: a tab bar left from them is stale (Qt leaves it painted)
+        w.chain.set_fit_to_text(True)  # type: ignore[attr-defined]
+
+    def _toolbars(self) -> None:
+        """Icons only in projector mode: both toolbars fit one row, and the canvas keeps that row's height."""
+        style = Qt.ToolButtonStyle.ToolButtonIconOnly if self.on else Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+        for bar in self.window.findChildren(QToolBar):
+            if bar.objectName() == "debugToolbar":
+                bar.setToolButtonStyle(style)
+
+    def _session_changed(self) -> None:
+        """Another model: the window may have offered its layer view again; the room still gets the canvas."""
+        if self.on:
+            self._arrange()
+            self.fit_canvas()
+
+    # -- sizing ------------------------------------------------------------------------------------
+    def text_px(self) -> int:
+        return min_text_px(self.window.height())
+
+    def scale(self) -> float:
+        """The theme's scale that makes the application's text `text_px` tall."""
+        base = max(1, self.window.themes.base_text_px)  # type: ignore[attr-defined]
+        return round(self.text_px() / base, 2)
+
+    def window_resized(self) -> None:
+        if self.on:
+            self._rescale.start()
+
+    def _apply_scale(self) -> None:
+        if self.on:
+            self.window.themes.set_projector(True, self.scale())  # type: ignore[attr-defined]
+            self.fit_canvas()
+
+    def label_px(self) -> float:
+        """On-screen size of the canvas's node names (the current node's included) at the present zoom."""
+        canvas = self.window.canvas  # type: ignore[attr-defined]
+        return float(canvas.graph_scene.style.name_font.pixelSize()) * canvas.zoom()
+
+    def fit_canvas(self) -> None:
+        """Zoom the canvas until the current node's name is `text_px` tall, and centre that node."""
+        if not self.on:
+            return
+        canvas = self.window.canvas  # type: ignore[attr-defined]
+        name_px = canvas.graph_scene.style.name_font.pixelSize()
+        want = self.text_px() / max(1, name_px)
+        if canvas.zoom() < want - 1e-6:
+            canvas.set_zoom(want)
+        current = canvas.current_node()
+        if current is not None:
+            canvas.center_on_node(current)
