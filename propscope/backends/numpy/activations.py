@@ -34,12 +34,22 @@ _INV_SQRT_PI = 5.6418958354775628695e-1
 _ERF_IS_ONE = 6.0  # erfc(6) = 2e-17 < half an ulp of 1: erf(x) rounds to ±1 from here on
 
 
-def _erf_near_zero(x: Array) -> Array:
-    t = x * x
-    num, den = _ERF_A[4] * t, t
-    for a, b in zip(_ERF_A[:3], _ERF_B[:3], strict=True):
-        num, den = (num + a) * t, (den + b) * t
-    return x * (num + _ERF_A[3]) / (den + _ERF_B[3])
+def _rational(t: Array, num: tuple[float, ...], den: tuple[float, ...]) -> Array:
+    """CALERF's ratio of polynomials in t, by Horner's rule in place (erf is on GELU's path: no temporaries).
+
+    num[-1]·t is the numerator's leading term and num[-2] its constant; den is monic, den[-1] the constant.
+    """
+    n = np.multiply(t, num[-1])
+    d = t.copy()
+    for a, b in zip(num[:-2], den[:-1], strict=True):
+        n += a
+        n *= t
+        d += b
+        d *= t
+    n += num[-2]
+    d += den[-1]
+    n /= d
+    return n
 
 
 def _exp_minus_square(y: Array) -> Array:
@@ -49,18 +59,12 @@ def _exp_minus_square(y: Array) -> Array:
 
 
 def _erfc_middle(y: Array) -> Array:
-    num, den = _ERFC_C[8] * y, y
-    for c, d in zip(_ERFC_C[:7], _ERFC_D[:7], strict=True):
-        num, den = (num + c) * y, (den + d) * y
-    return _exp_minus_square(y) * (num + _ERFC_C[7]) / (den + _ERFC_D[7])
+    return _exp_minus_square(y) * _rational(y, _ERFC_C, _ERFC_D)
 
 
 def _erfc_tail(y: Array) -> Array:
     t = 1.0 / (y * y)
-    num, den = _ERFC_P[5] * t, t
-    for p, q in zip(_ERFC_P[:4], _ERFC_Q[:4], strict=True):
-        num, den = (num + p) * t, (den + q) * t
-    return _exp_minus_square(y) * (_INV_SQRT_PI - t * (num + _ERFC_P[4]) / (den + _ERFC_Q[4])) / y
+    return _exp_minus_square(y) * (_INV_SQRT_PI - t * _rational(t, _ERFC_P, _ERFC_Q)) / y
 
 
 def erf(x: Array) -> Array:
@@ -70,7 +74,7 @@ def erf(x: Array) -> Array:
     out = np.empty_like(x64)
     np.copysign(1.0, x64, out=out)  # |x| >= 6; NaN is put back below
     for mask, part in (
-        (y <= 0.46875, lambda v: _erf_near_zero(v)),
+        (y <= 0.46875, lambda v: v * _rational(v * v, _ERF_A, _ERF_B)),
         ((y > 0.46875) & (y <= 4.0), lambda v: np.copysign(1.0 - _erfc_middle(np.abs(v)), v)),
         ((y > 4.0) & (y < _ERF_IS_ONE), lambda v: np.copysign(1.0 - _erfc_tail(np.abs(v)), v)),
     ):
