@@ -11,8 +11,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from opcheck import Case, check_against_torch, check_backends_agree, check_gradient, fixed, ints, normal, one_op, \
-    positive
+from opcheck import (
+    Case,
+    check_against_torch,
+    check_backends_agree,
+    check_gradient,
+    fixed,
+    ints,
+    normal,
+    one_op,
+    positive,
+)
 
 from propscope.backends.numpy import NumpyBackend
 from propscope.graph.errors import ShapeError
@@ -156,3 +165,39 @@ def test_shape_rule_says_what_is_wrong(op: str, shapes: list[tuple[int, ...]], a
                                        says: str) -> None:
     with pytest.raises(ShapeError, match=says):
         one_op(op, [np.ones(s) for s in shapes], attrs)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_weighted_nll_loss_ends_a_graph_that_steps_back(backend: str) -> None:
+    """group_norm → log_softmax → nll_loss with constant class weights and ignored targets: a session steps
+    to the end of the backward pass, and the loss and every parameter gradient equal torch autograd's."""
+    import torch
+    import torch.nn.functional as F
+
+    from propscope.backends import get_backend
+    from propscope.debugger.session import Session
+    from propscope.graph.ir import Graph
+    from propscope.graph.model import Model
+
+    rng = np.random.default_rng(7)
+    arrays = {"z": rng.standard_normal((2, 4, 3)), "g": rng.standard_normal(4), "b": rng.standard_normal(4),
+              "w": rng.uniform(0.5, 2.0, 4)}
+    target = np.array([[0, -100, 3], [2, 1, -100]])
+    g = Graph("nll")
+    z, gamma, beta = (g.parameter(n, arrays[n].shape) for n in ("z", "g", "b"))
+    weight = g.add("constant", name="w", shape=(4,))
+    y = g.input("y", target.shape, role="target")
+    h = g.add("group_norm", z, gamma, beta, name="gn", attrs={"num_groups": 2})
+    lp = g.add("log_softmax", h, name="lp", attrs={"axis": 1})
+    g.set_outputs(g.add("nll_loss", lp, y, weight, name="loss"))
+    session = Session(Model(g, arrays), get_backend(backend, "float64"), {"y": target})
+    session.run_to_end()
+
+    t = {k: torch.tensor(v, requires_grad=k != "w") for k, v in arrays.items()}
+    loss = F.nll_loss(F.log_softmax(F.group_norm(t["z"], 2, t["g"], t["b"]), 1), torch.tensor(target), t["w"])
+    loss.backward()
+    assert np.isclose(session.value("loss"), loss.item(), rtol=1e-12)
+    for name in ("z", "g", "b"):
+        np.testing.assert_allclose(session.grad(name), t[name].grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert session.grad("w") is None and session.grad("y") is None

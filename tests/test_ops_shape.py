@@ -130,3 +130,12 @@ def test_out_of_range_index_is_one_clear_error() -> None:
     node = one_op("gather", [np.ones((2, 3)), np.array([[0], [3]])], {"axis": 1})
     with pytest.raises(IndexError, match="out of range for axis 1 of size 3"):
         NumpyBackend("float64").forward(node, [np.ones((2, 3)), np.array([[0], [3]])])
+
+
+def test_index_nd_refuses_a_boolean_mask() -> None:
+    from propscope.backends.numpy import NumpyBackend
+
+    x, mask = np.ones((3, 2)), np.array([True, False, True])
+    node = one_op("index_nd", [x, mask])
+    with pytest.raises(TypeError, match="boolean mask"):
+        NumpyBackend("float64").forward(node, [x, mask])

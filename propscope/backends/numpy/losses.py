@@ -58,6 +58,10 @@ def _(pred: Array, y: Array, out: Array) -> tuple[Array, None]:
 # 0 on ignored samples); nll_loss's logp is its input, cross-entropy's the log-softmax of the logits.
 # The reduced ops give their gradient as `local` (∂L/∂ŷ, what the chain-rule view shows for a loss);
 # the unreduced ones, whose output is not a scalar, as a VJP.
+def _classes_last(a: Array, axis: int) -> Array:
+    return a if axis == a.ndim - 1 else np.moveaxis(a, axis, -1)  # (N, C) and (C,) are already: the hot path
+
+
 class _Targets:
     """The target of one class loss, read once: which samples count, each sample's class and weight."""
 
@@ -70,16 +74,21 @@ class _Targets:
         self.smoothing = label_smoothing
         self.probabilities = probabilities and y.shape == x.shape
         if self.probabilities:  # soft targets: every sample counts, none is ignored (as torch)
-            self.soft = np.moveaxis(np.asarray(y, dtype=x.dtype), self.axis, -1)
+            self.soft = _classes_last(np.asarray(y, dtype=x.dtype), self.axis)
             return
         ids = as_ids(y)
         self.kept = ids != ignore_index
-        self.ids = np.where(self.kept, ids, 0)
+        self.all_kept = bool(self.kept.all())
+        self.ids = ids if self.all_kept else np.where(self.kept, ids, 0)
         if self.ids.size and (self.ids.min() < 0 or self.ids.max() >= self.classes):
             bad = ids[self.kept & ((ids < 0) | (ids >= self.classes))].flat[0]
             raise IndexError(f"target class {bad} is out of range for {self.classes} classes")
-        picked = self.kept.astype(x.dtype) if self.weight is None else self.weight[self.ids] * self.kept
-        self.picked_weight = picked  # w_(y_n), 0 where ignored
+
+    def picked_weight(self) -> Array | float:
+        """w_(y_n) per sample, 0 where ignored (just 1.0 when every sample counts unweighted)."""
+        if self.weight is None:
+            return 1.0 if self.all_kept else self.kept.astype(self.dtype)
+        return self.weight[self.ids] if self.all_kept else self.weight[self.ids] * self.kept
 
     def coefficients(self) -> Array:
         """q_nc = w_c · ((1 − ε) · t_nc + ε/C), classes last; 0 on ignored samples."""
@@ -87,9 +96,10 @@ class _Targets:
             q = self.soft if self.smoothing == 0 else self.soft * (1 - self.smoothing) + self.smoothing / self.classes
         else:
             q = np.zeros((*self.ids.shape, self.classes), dtype=self.dtype)
-            np.put_along_axis(q, self.ids[..., None], (1 - self.smoothing) * self.kept[..., None], axis=-1)
+            kept = 1.0 if self.all_kept else self.kept[..., None]
+            np.put_along_axis(q, self.ids[..., None], (1 - self.smoothing) * kept, axis=-1)
             if self.smoothing:
-                q += (self.smoothing / self.classes) * self.kept[..., None]
+                q += (self.smoothing / self.classes) * kept
         return q if self.weight is None else q * self.weight
 
     def mean_divisor(self) -> Array:
@@ -97,14 +107,16 @@ class _Targets:
         or the number of samples and positions for probability targets."""
         if self.probabilities:
             return np.asarray(self.soft.size // self.classes, dtype=self.dtype)
-        return np.asarray(self.picked_weight.sum(), dtype=self.dtype)
+        if self.weight is None and self.all_kept:
+            return np.asarray(self.ids.size, dtype=self.dtype)
+        return np.asarray(np.sum(self.picked_weight()), dtype=self.dtype)
 
     def per_sample(self, g: Array) -> Array:
         """An upstream per sample, broadcast over the classes (classes last)."""
         return np.asarray(g, dtype=self.dtype)[..., None]
 
     def to_input(self, classes_last: Array) -> Array:
-        return np.moveaxis(classes_last, -1, self.axis)
+        return classes_last if self.axis == classes_last.ndim - 1 else np.moveaxis(classes_last, -1, self.axis)
 
 
 def _reduce(per_sample: Array, t: _Targets, reduction: str) -> Array:
@@ -125,13 +137,13 @@ def _split(rest: tuple[Array, ...]) -> tuple[Array | None, Array]:
 
 # nll_loss: ℓ_n = −w_(y_n) · logp[n, y_n], and ∂ℓ_n/∂logp[n, c] = −w_c · 1[c = y_n]
 def _nll(logp: Array, t: _Targets) -> Array:
-    picked = np.take_along_axis(np.moveaxis(logp, t.axis, -1), t.ids[..., None], axis=-1)[..., 0]
-    return -t.picked_weight * picked
+    picked = np.take_along_axis(_classes_last(logp, t.axis), t.ids[..., None], axis=-1)[..., 0]
+    return -t.picked_weight() * picked
 
 
 def _nll_back(logp: Array, t: _Targets, upstream: Array) -> Array:
     grad = np.zeros((*t.ids.shape, t.classes), dtype=logp.dtype)
-    np.put_along_axis(grad, t.ids[..., None], t.per_sample(-t.picked_weight * upstream), axis=-1)  # one class a row
+    np.put_along_axis(grad, t.ids[..., None], t.per_sample(-t.picked_weight() * upstream), axis=-1)  # one class a row
     return t.to_input(grad)
 
 
@@ -162,7 +174,7 @@ def _(g: Array, logp: Array, y: Array, *rest: Array, ignore_index: int) -> tuple
 
 # cross_entropy: ℓ_n = −Σ_c q_nc · log softmax(ŷ_n)_c, and ∂ℓ_n/∂ŷ_nc = softmax(ŷ_n)_c · Σ_c' q_nc' − q_nc
 def _log_softmax_last(logits: Array, axis: int) -> Array:
-    z = np.moveaxis(logits, axis, -1)
+    z = _classes_last(logits, axis)
     shifted = z - np.max(z, axis=-1, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
@@ -178,7 +190,7 @@ def _ce(logits: Array, t: _Targets) -> Array:
 
 def _ce_back(logits: Array, t: _Targets, upstream: Array) -> Array:
     q = t.coefficients()
-    probs = _softmax(np.moveaxis(logits, t.axis, -1), -1)
+    probs = _softmax(_classes_last(logits, t.axis), -1)
     return t.to_input((probs * q.sum(axis=-1, keepdims=True) - q) * t.per_sample(upstream))
 
 

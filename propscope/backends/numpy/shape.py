@@ -113,6 +113,8 @@ def _nd_index(x: Array, ids: tuple[Array, ...], axes: Any) -> tuple[Any, ...]:
     NumPy's advanced indexing places the picked axes exactly as torch does (in place when the indexed
     axes are consecutive, first otherwise), so the same tuple serves forward and backward.
     """
+    if any(np.asarray(i).dtype == np.bool_ for i in ids):
+        raise TypeError("index_nd takes integer index tensors, not a boolean mask (x[mask])")
     where = dict(zip(indexed_axes(x.ndim, len(ids), axes), (as_ids(i) for i in ids), strict=True))
     return tuple(where.get(d, slice(None)) for d in range(x.ndim))
 

@@ -44,5 +44,7 @@ def tril(x: Tensor, diagonal: int) -> Tensor:
 
 @kernel("index_nd")
 def index_nd(x: Tensor, *ids: Tensor, axes: Any) -> Tensor:
+    if any(i.dtype == torch.bool for i in ids):
+        raise TypeError("index_nd takes integer index tensors, not a boolean mask (x[mask])")
     where = dict(zip(indexed_axes(x.ndim, len(ids), axes), (integer_ids(i) for i in ids), strict=True))
     return x[tuple(where.get(d, slice(None)) for d in range(x.ndim))]
