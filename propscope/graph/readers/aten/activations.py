@@ -7,13 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._aten import (
-    Ctx,
-    Translator,
-    aten,
-    op_key,
-    self_arg,
-)
+from .._aten import Ctx, Missing, Translator, Unmapped, aten, op_key, self_arg
 
 _UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "relu": lambda a: np.maximum(a, 0.0), "tanh": np.tanh, "exp": np.exp, "log": np.log, "neg": np.negative,
@@ -38,3 +32,66 @@ def _unary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 def _softmax(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target).lstrip("_")
     return t.b.op(op, t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module, attrs={"axis": int(a["dim"])})
+
+
+def _act(t: Translator, a: dict[str, Any], ctx: Ctx, op: str, **attrs: Any) -> Any:
+    return t.b.op(op, t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module, attrs=attrs,
+                  original_op=op_key(ctx.target))
+
+
+def _scalar(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return float(value.reshape(()))
+    raise Unmapped(f"a tensor {what} bound (clamp by a computed tensor)")
+
+
+@aten("hardtanh", "relu6", "clamp", "clip", "clamp_min", "clamp_max")
+def _clamp(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    low: float | None
+    high: float | None
+    if op == "hardtanh":
+        low, high = float(a.get("min_val", -1.0)), float(a.get("max_val", 1.0))
+    elif op == "relu6":
+        low, high = 0.0, 6.0
+    elif op == "clamp_min":
+        low, high = _scalar(a.get("min"), "lower"), None
+    elif op == "clamp_max":
+        low, high = None, _scalar(a.get("max"), "upper")
+    else:
+        low, high = _scalar(a.get("min"), "lower"), _scalar(a.get("max"), "upper")
+    x = self_arg(a)
+    if t.const(x):
+        return np.clip(np.asarray(x, dtype=np.float64), low, high)
+    # torch.clamp passes the gradient at a bound; hardtanh and ReLU6 do not
+    return _act(t, a, ctx, "clamp", min=low, max=high, inclusive=op not in ("hardtanh", "relu6"))
+
+
+@aten("hardswish", "hardsigmoid", "mish", "erf", "selu", "log_sigmoid")
+def _plain(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return _act(t, a, ctx, op_key(ctx.target))
+
+
+@aten("log_sigmoid_forward")
+def _log_sigmoid_forward(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return [_act(t, a, ctx, "log_sigmoid"), Missing("log-sigmoid's buffer")]
+
+
+@aten("elu")
+def _elu(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return _act(t, a, ctx, "elu", alpha=float(a.get("alpha", 1.0)), scale=float(a.get("scale", 1.0)),
+                input_scale=float(a.get("input_scale", 1.0)))
+
+
+@aten("celu")
+def _celu(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return _act(t, a, ctx, "celu", alpha=float(a.get("alpha", 1.0)))
+
+
+@aten("softplus")
+def _softplus(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    return _act(t, a, ctx, "softplus", beta=float(a.get("beta", 1.0)), threshold=float(a.get("threshold", 20.0)))

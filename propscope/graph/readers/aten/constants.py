@@ -19,6 +19,7 @@ from .._aten import (
     op_key,
     self_arg,
 )
+from .._budget import charge_array, range_length
 from .._build import finite_mask
 
 
@@ -30,6 +31,8 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return np.asarray(a["s"], dtype=dtype_arg(a))
     if op == "arange":
         start, end, step = a.get("start", 0), a.get("end"), a.get("step", 1)
+        count = range_length(start, end, step, "arange", t.where)
+        charge_array((count,), dtype_arg(a), "arange", t.where)
         return np.arange(start, end, step, dtype=dtype_arg(a))
     shape = ctx.shapes[0]
     if shape is None:
@@ -38,24 +41,25 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if fill is None:
         fill = a.get("fill_value", a.get("value", 0.0))
     like = self_arg(a) if ("self" in a or "input" in a) else None
+    charge_array(shape, dtype_arg(a, like), op, t.where)
     return np.full(shape, fill, dtype=dtype_arg(a, like))
 
 
 @aten("triu", "tril")
 def _tri(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op, diagonal = op_key(ctx.target), int(a.get("diagonal", 0))
     x = t.known(self_arg(a))
     if x is None:
-        raise Unmapped("triu/tril of a computed tensor")
-    fn = np.triu if op_key(ctx.target) == "triu" else np.tril
-    return fn(x, int(a.get("diagonal", 0)))
+        return t.b.op(op, t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module, attrs={"diagonal": diagonal})
+    return (np.triu if op == "triu" else np.tril)(x, diagonal)
 
 
 _LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater,
           "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.invert, "logical_and": np.logical_and,
           "logical_or": np.logical_or, "logical_xor": np.logical_xor, "bitwise_and": np.bitwise_and,
           "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor, "__and__": np.bitwise_and,
-          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor, "remainder": np.remainder,
-          "floor_divide": np.floor_divide, "fmod": np.fmod}
+          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor,
+          "floor_divide": np.floor_divide}
 
 
 @aten(*_LOGIC, "any", "all")
@@ -85,37 +89,17 @@ def _diff(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = t.known(self_arg(a))
     if x is None:
         raise Unmapped("diff of a computed tensor")
-    extra = {k: t.known(a[k]) for k in ("prepend", "append") if a.get(k) is not None}
-    if any(v is None for v in extra.values()):
-        raise Unmapped("diff with a computed prepend or append")
+    extra: dict[str, np.ndarray] = {}
+    for key in ("prepend", "append"):
+        if a.get(key) is not None:
+            value = t.known(a[key])
+            if value is None:
+                raise Unmapped(f"diff with a computed {key}")
+            extra[key] = value
     return np.diff(x, n=int(a.get("n", 1)), axis=int(a.get("dim", -1)), **extra)
 
 
-@aten("where")
-def _where(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    cond, x, y = a["condition"], self_arg(a), a["other"]
-    if isinstance(cond, Guard):
-        return y
-    known = t.known(cond)
-    if known is None:
-        raise Unmapped("where on a computed condition")
-    if t.const(x) and t.const(y):
-        return np.where(known.astype(bool), x, y)
-    return _blend(t, ctx, x, y, known.astype(bool))
-
-
-@aten("masked_fill")
-def _masked_fill(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x, value = self_arg(a), a["value"]
-    mask = t.known(a["mask"])
-    if mask is None:
-        raise Unmapped("masked_fill with a computed mask")
-    if t.const(x):
-        return np.where(mask.astype(bool), value, x)
-    return _blend(t, ctx, value, x, mask.astype(bool))
-
-
-def _blend(t: Translator, ctx: Ctx, where_true: Any, where_false: Any, keep: np.ndarray) -> Node:
+def blend(t: Translator, ctx: Ctx, where_true: Any, where_false: Any, keep: np.ndarray) -> Node:
     """where(keep, a, b) with a constant condition as steppable arithmetic: a·m + b·(1 − m)."""
     m = keep.astype(np.float64)
     # −∞ fills are attention masks: the finite fill gives softmax the same zeros and keeps values finite
@@ -127,7 +111,7 @@ def _blend(t: Translator, ctx: Ctx, where_true: Any, where_false: Any, keep: np.
         kept = t.b.op("mul", node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.keep", module=ctx.module)
         return t.b.op("add", kept, fill, name=ctx.name, module=ctx.module)
     if t.const(where_false) and np.all(np.isfinite(np.asarray(where_false, dtype=np.float64))):
-        return _blend(t, ctx, where_false, where_true, ~keep)
+        return blend(t, ctx, where_false, where_true, ~keep)
     if t.const(where_true) or t.const(where_false):
         raise Unmapped("a fill with an infinite value (add a finite mask instead)")
     a_node, b_node = t.node(where_true, ctx), t.node(where_false, ctx)

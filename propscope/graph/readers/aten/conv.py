@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ...ir import Node
 from .._aten import (
     Ctx,
     Missing,
@@ -16,59 +19,123 @@ from .._aten import (
 )
 
 
-@aten("conv2d", "convolution", "_convolution")
+def _same_padding(w: Node, dilation: Any, dims: int) -> Any:
+    """padding='same' as explicit sizes, when both sides get the same (odd effective kernels)."""
+    dil = (dilation,) * dims if isinstance(dilation, int) else tuple(dilation)
+    kernels = w.shape[2:]
+    if any((d * (k - 1)) % 2 for d, k in zip(dil, kernels, strict=True)):
+        raise Unmapped("padding='same' that pads one side more than the other")
+    pads = tuple(d * (k - 1) // 2 for d, k in zip(dil, kernels, strict=True))
+    return pads[0] if dims == 1 else pads
+
+
+@aten("conv2d", "conv1d", "convolution", "_convolution", "conv_transpose2d", "conv_transpose1d")
 def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    if a.get("transposed", False):
-        raise Unmapped("transposed convolution")
+    op = op_key(ctx.target)
+    transposed = bool(a.get("transposed", False)) or op.startswith("conv_transpose")
     x, w = t.node(self_arg(a), ctx), t.node(a["weight"], ctx, "weight")
-    if len(x.shape) != 4:
-        raise Unmapped(f"a {len(x.shape) - 2}-D convolution (only 2-D is in the catalog)")
+    dims = len(x.shape) - 2
+    if dims not in (1, 2) or (transposed and dims != 2):
+        kind = "transposed " if transposed else ""
+        raise Unmapped(f"a {dims}-D {kind}convolution (the catalog has 1-D and 2-D, and 2-D transposed)")
+    dilation = pair_arg(a.get("dilation"), 1)
     padding = a.get("padding", 0)
     if isinstance(padding, str):
-        dil = pair_arg(a.get("dilation"), 1)
-        dh, dw = (dil, dil) if isinstance(dil, int) else dil
-        if padding == "valid":
-            padding = 0
-        elif all((d * (k - 1)) % 2 == 0 for d, k in ((dh, w.shape[2]), (dw, w.shape[3]))):
-            padding = (dh * (w.shape[2] - 1) // 2, dw * (w.shape[3] - 1) // 2)
-        else:
-            raise Unmapped("padding='same' that pads one side more than the other")
-    attrs = {"stride": pair_arg(a.get("stride"), 1), "padding": pair_arg(padding, 0),
-             "dilation": pair_arg(a.get("dilation"), 1), "groups": int(a.get("groups", 1))}
+        padding = 0 if padding == "valid" else _same_padding(w, dilation, dims)
+    attrs: dict[str, Any] = {"stride": pair_arg(a.get("stride"), 1), "padding": pair_arg(padding, 0),
+                             "dilation": dilation, "groups": int(a.get("groups", 1))}
+    if transposed:
+        attrs["output_padding"] = pair_arg(a.get("output_padding"), 0)
     inputs = [x, w] + ([] if a.get("bias") is None else [t.node(a["bias"], ctx, "bias")])
-    return t.b.op("conv2d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
+    name = "conv_transpose2d" if transposed else ("conv1d" if dims == 1 else "conv2d")
+    return t.b.op(name, *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
-@aten("max_pool2d", "max_pool2d_with_indices")
+@aten("max_pool2d", "max_pool2d_with_indices", "max_pool1d", "max_pool1d_with_indices")
 def _max_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = t.node(self_arg(a), ctx)
+    one_d = op_key(ctx.target).startswith("max_pool1d") or len(x.shape) == 3
     attrs = {"kernel_size": pair_arg(a["kernel_size"], 1), "stride": pair_arg(a.get("stride"), 0) or None,
-             "padding": pair_arg(a.get("padding"), 0), "dilation": pair_arg(a.get("dilation"), 1)}
-    node = t.b.op("max_pool2d", t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module, attrs=attrs)
+             "padding": pair_arg(a.get("padding"), 0), "dilation": pair_arg(a.get("dilation"), 1),
+             "ceil_mode": bool(a.get("ceil_mode", False))}
+    node = t.b.op("max_pool1d" if one_d else "max_pool2d", x, name=ctx.name, module=ctx.module, attrs=attrs)
     return [node, Missing("max-pool indices")] if op_key(ctx.target).endswith("indices") else node
 
 
-@aten("avg_pool2d")
+@aten("avg_pool2d", "avg_pool1d")
 def _avg_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    padding = pair_arg(a.get("padding"), 0)
     if a.get("divisor_override") is not None:
-        raise Unmapped("avg_pool2d with divisor_override")
-    if not a.get("count_include_pad", True) and padding != 0:
-        raise Unmapped("avg_pool2d with count_include_pad=False")
+        raise Unmapped("average pooling with divisor_override")
+    x = t.node(self_arg(a), ctx)
     attrs = {"kernel_size": pair_arg(a["kernel_size"], 1), "stride": pair_arg(a.get("stride"), 0) or None,
-             "padding": padding}
-    return t.b.op("avg_pool2d", t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module, attrs=attrs)
+             "padding": pair_arg(a.get("padding"), 0), "ceil_mode": bool(a.get("ceil_mode", False)),
+             "count_include_pad": bool(a.get("count_include_pad", True))}
+    op = "avg_pool1d" if len(x.shape) == 3 else "avg_pool2d"
+    return t.b.op(op, x, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
-@aten("adaptive_avg_pool2d", "_adaptive_avg_pool2d")
+@aten("adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d")
 def _adaptive_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = t.node(self_arg(a), ctx)
     size = pair_arg(a["output_size"], 1)
     oh, ow = (size, size) if isinstance(size, int) else size
     h, w = x.shape[-2:]
-    if (oh, ow) == (1, 1):
-        return t.b.op("mean", x, name=ctx.name, module=ctx.module, attrs={"axis": (2, 3), "keepdims": True})
-    if h % oh or w % ow:
-        raise Unmapped("adaptive pooling whose windows differ in size")
-    kernel = (h // oh, w // ow)
-    return t.b.op("avg_pool2d", x, name=ctx.name, module=ctx.module,
-                  attrs={"kernel_size": kernel, "stride": kernel, "padding": 0})
+    oh, ow = oh or h, ow or w  # None keeps the input's size
+    if op_key(ctx.target) == "adaptive_max_pool2d":
+        node = t.b.op("adaptive_max_pool2d", x, name=ctx.name, module=ctx.module, attrs={"output_size": (oh, ow)})
+        return [node, Missing("max-pool indices")]
+    if (oh, ow) == (1, 1):  # global average pooling: the mean, which a learner recognises
+        return t.b.op("mean", x, name=ctx.name, module=ctx.module, attrs={"axis": (-2, -1), "keepdims": True})
+    return t.b.op("adaptive_avg_pool2d", x, name=ctx.name, module=ctx.module, attrs={"output_size": (oh, ow)})
+
+
+def _scales(a: dict[str, Any]) -> tuple[float, float] | None:
+    factors = a.get("scale_factors")
+    if isinstance(factors, list) and len(factors) == 2:
+        return float(factors[0]), float(factors[1])
+    h, w = a.get("scales_h"), a.get("scales_w")
+    return (float(h), float(w)) if isinstance(h, int | float) and isinstance(w, int | float) else None
+
+
+@aten("upsample_nearest2d", "upsample_bilinear2d")
+def _upsample(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    out = ctx.shapes[0]
+    if out is None or len(out) != 4:
+        raise Unmapped("no declared 4-D output shape")
+    x = t.node(self_arg(a), ctx)
+    attrs: dict[str, Any] = {"output_size": tuple(out[-2:]), "scales": _scales(a)}
+    op = op_key(ctx.target)
+    if op == "upsample_bilinear2d":
+        attrs["align_corners"] = bool(a.get("align_corners", False))
+    return t.b.op(op, x, name=ctx.name, module=ctx.module, attrs=attrs)
+
+
+def torch_pads(pad: list[int], ndim: int) -> tuple[tuple[int, int], ...]:
+    """F.pad's flat list (last axis first: left, right, top, bottom, ...) as one (before, after) pair per axis."""
+    if len(pad) % 2 or len(pad) // 2 > ndim:
+        raise Unmapped(f"a padding list {pad} for a {ndim}-D tensor")
+    pairs = [(0, 0)] * ndim
+    for i in range(len(pad) // 2):
+        pairs[ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    return tuple(pairs)
+
+
+_PAD_MODES = {"constant_pad_nd": "constant", "reflection_pad1d": "reflect", "reflection_pad2d": "reflect",
+              "replication_pad1d": "replicate", "replication_pad2d": "replicate", "circular_pad1d": "circular",
+              "circular_pad2d": "circular"}
+
+
+@aten("constant_pad_nd", "pad", *(m for m in _PAD_MODES if m != "constant_pad_nd"))
+def _pad(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    x = self_arg(a)
+    shape = t.shape(x)
+    pairs = torch_pads(list(a.get("pad", a.get("padding", []))), len(shape))
+    mode = a.get("mode", "constant") if op == "pad" else _PAD_MODES[op]
+    value = a.get("value")
+    value = 0.0 if value is None else float(value)
+    known = t.known(x)
+    if known is not None and mode == "constant" and all(b >= 0 and e >= 0 for b, e in pairs):
+        return np.pad(known, pairs, constant_values=value)
+    return t.b.op("pad", t.node(x, ctx), name=ctx.name, module=ctx.module,
+                  attrs={"pads": pairs, "mode": mode, "value": value})

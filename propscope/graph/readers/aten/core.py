@@ -20,23 +20,18 @@ from .._aten import (
 from .._build import finite_mask
 
 
-@aten("sqrt", "rsqrt", "reciprocal", "square")
-def _power(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    p = {"sqrt": 0.5, "rsqrt": -0.5, "reciprocal": -1.0, "square": 2.0}[op_key(ctx.target)]
-    x = self_arg(a)
-    if t.const(x):
-        return np.asarray(x, dtype=np.float64) ** p
-    return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": p})
-
-
 @aten("pow")
 def _pow(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, p = self_arg(a), a.get("exponent")
     if t.const(x) and t.const(p):
         return np.asarray(x, dtype=np.float64) ** np.asarray(p)
-    if not isinstance(p, int | float):
-        raise Unmapped("a tensor exponent")
-    return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": float(p)})
+    if isinstance(p, int | float) and not isinstance(p, bool):
+        return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": float(p)})
+    known = t.known(p)
+    if known is not None and known.size == 1 and t.known(x) is None:  # a tensor holding one number
+        return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module,
+                      attrs={"exponent": float(known.reshape(()))})
+    return t.b.op("power", t.node(x, ctx, "self"), t.node(p, ctx, "exponent"), name=ctx.name, module=ctx.module)
 
 
 _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}

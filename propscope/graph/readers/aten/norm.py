@@ -1,4 +1,4 @@
-"""ATen normalisations: batch norm (training and eval) and layer norm."""
+"""ATen normalisations: batch norm (training and eval), layer norm, group and instance norm, RMS norm."""
 
 from __future__ import annotations
 
@@ -62,3 +62,44 @@ def _layer_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if op_key(ctx.target) == "native_layer_norm":
         return [node, Missing("layer-norm mean"), Missing("layer-norm rstd")]
     return node
+
+
+def _affine(t: Translator, a: dict[str, Any], ctx: Ctx, channels: int) -> tuple[Node, Node]:
+    w, b = a.get("weight"), a.get("bias")
+    weight = t.b.const(np.ones(channels), ctx.module, "weight") if w is None else t.node(w, ctx, "weight")
+    bias = t.b.const(np.zeros(channels), ctx.module, "bias") if b is None else t.node(b, ctx, "bias")
+    return weight, bias
+
+
+@aten("group_norm", "native_group_norm")
+def _group_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = t.node(self_arg(a), ctx)
+    groups = int(a["num_groups"] if "num_groups" in a else a["group"])
+    weight, bias = _affine(t, a, ctx, x.shape[1])
+    node = t.b.op("group_norm", x, weight, bias, name=ctx.name, module=ctx.module,
+                  attrs={"num_groups": groups, "eps": float(a.get("eps", 1e-5))})
+    if op_key(ctx.target) == "native_group_norm":
+        return [node, Missing("group-norm mean"), Missing("group-norm rstd")]
+    return node
+
+
+@aten("instance_norm")
+def _instance_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Instance norm is group norm with one channel per group (when it uses the input's own statistics)."""
+    if not a.get("use_input_stats", True):
+        raise Unmapped("instance norm with running statistics (track_running_stats in eval mode)")
+    x = t.node(self_arg(a), ctx)
+    weight, bias = _affine(t, a, ctx, x.shape[1])
+    return t.b.op("group_norm", x, weight, bias, name=ctx.name, module=ctx.module, original_op="instance_norm",
+                  attrs={"num_groups": x.shape[1], "eps": float(a.get("eps", 1e-5))})
+
+
+@aten("rms_norm", "_fused_rms_norm")
+def _rms_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = t.node(self_arg(a), ctx)
+    norm = tuple(int(d) for d in a["normalized_shape"])
+    weight = t.b.const(np.ones(norm), ctx.module, "weight") if a.get("weight") is None else t.node(a["weight"], ctx)
+    eps = a.get("eps")
+    node = t.b.op("rms_norm", x, weight, name=ctx.name, module=ctx.module,
+                  attrs={"normalized_shape": norm, "eps": None if eps is None else float(eps)})
+    return [node, Missing("rms-norm rstd")] if op_key(ctx.target).startswith("_fused") else node

@@ -19,6 +19,7 @@ from .._aten import (
     op_key,
     self_arg,
 )
+from .._budget import charge_array
 
 
 @aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy")
@@ -83,12 +84,12 @@ def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if out is None:
         raise Unmapped("no declared output shape")
     if t.const(x):
+        charge_array(out, np.asarray(x).dtype, "expand", t.where)
         return np.broadcast_to(np.asarray(x), out).copy()
     node = t.node(x, ctx)
     if math.prod(node.shape) == math.prod(out):
         return _reshape_to(t, node, ctx)
-    zeros = t.b.const(np.zeros(out), ctx.module, "expand")
-    return t.b.op("add", node, zeros, name=ctx.name, module=ctx.module, original_op="expand")
+    return t.b.op("expand", node, name=ctx.name, module=ctx.module, attrs={"shape": tuple(out)})
 
 
 @aten("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
@@ -185,7 +186,11 @@ def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return known[tuple(p.astype(np.int64) if isinstance(p, np.ndarray) and p.dtype != bool else p
                            for p in picks)]
     if len(used) != 1:
-        raise Unmapped("indexing a computed tensor with several index tensors")
+        axes = [i for i, _ in used]
+        if axes != list(range(axes[0], axes[0] + len(axes))):
+            raise Unmapped("indexing a computed tensor along separated axes")
+        return t.b.op("index_nd", t.node(x, ctx), *(t.node(v, ctx, "index") for _, v in used), name=ctx.name,
+                      module=ctx.module, attrs={"axes": tuple(axes)})
     axis, idx = used[0]
     if t.const(x) and t.const(idx):
         return np.take(np.asarray(x), np.asarray(idx), axis=axis)
@@ -231,3 +236,34 @@ def _piece(t: Translator, x: Any, ctx: Ctx, dim: int, start: int, stop: int | No
                       attrs={"axes": (dim,), "starts": (start,), "stops": (stop,), "steps": (1,)})
 
     return Lazy(make)
+
+
+@aten("gather")
+def _gather(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, idx, dim = self_arg(a), a["index"], int(a["dim"])
+    kx, ki = t.known(x), t.known(idx)
+    if kx is not None and ki is not None:
+        return np.take_along_axis(kx, ki.astype(np.int64), axis=dim)
+    return t.b.op("gather", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
+                  attrs={"axis": dim})
+
+
+@aten("flip")
+def _flip(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, dims = self_arg(a), tuple(int(d) for d in a["dims"])
+    known = t.known(x)
+    if known is not None:
+        return np.flip(known, axis=dims)
+    return t.b.op("flip", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axes": dims})
+
+
+@aten("repeat", "tile")
+def _repeat(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = self_arg(a)
+    repeats = tuple(int(r) for r in a.get("repeats", a.get("dims", [])))
+    known = t.known(x)
+    if op_key(ctx.target) == "tile" and len(repeats) < len(t.shape(x)):  # torch.tile pads the repeats with ones
+        repeats = (1,) * (len(t.shape(x)) - len(repeats)) + repeats
+    if known is not None:
+        return np.tile(known, repeats)
+    return t.b.op("tile", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"repeats": repeats})

@@ -1,0 +1,57 @@
+"""ATen reductions beyond sum and mean: amax/amin, prod, var/std, logsumexp, argmax/argmin, cumsum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._aten import Ctx, Translator, aten, dims_arg, op_key, self_arg
+
+
+def _reduction(t: Translator, a: dict[str, Any], ctx: Ctx, op: str, **attrs: Any) -> Any:
+    return t.b.op(op, t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module, original_op=op_key(ctx.target),
+                  attrs={"axis": dims_arg(a.get("dim")), "keepdims": bool(a.get("keepdim", False)), **attrs})
+
+
+@aten("amax", "amin", "logsumexp")
+def _extreme(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    known = t.known(self_arg(a))
+    if known is not None and op != "logsumexp":
+        return (np.max if op == "amax" else np.min)(known, axis=dims_arg(a.get("dim")),
+                                                    keepdims=bool(a.get("keepdim", False)))
+    return _reduction(t, a, ctx, op)
+
+
+@aten("prod")
+def _prod(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    known = t.known(self_arg(a))
+    if known is not None:
+        return np.prod(known, axis=dims_arg(a.get("dim")), keepdims=bool(a.get("keepdim", False)))
+    return _reduction(t, a, ctx, "prod")
+
+
+@aten("var", "std", "var_mean", "std_mean")
+def _spread(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    correction = a.get("correction")
+    if correction is None:  # var(x, unbiased) of older overloads
+        correction = 1.0 if a.get("unbiased", True) else 0.0
+    node = _reduction(t, a, ctx, op.split("_")[0], correction=float(correction))
+    if op.endswith("_mean"):
+        return [node, _reduction(t, a, ctx, "mean")]
+    return node
+
+
+@aten("argmax", "argmin")
+def _arg(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    known = t.known(self_arg(a))
+    dim = a.get("dim")
+    axis = None if dim is None else int(dim)
+    keep = bool(a.get("keepdim", False))
+    if known is not None:
+        return (np.argmax if op == "argmax" else np.argmin)(known, axis=axis, keepdims=keep)
+    return t.b.op(op, t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module,
+                  attrs={"axis": axis, "keepdims": keep})
