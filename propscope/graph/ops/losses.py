@@ -1,4 +1,4 @@
-"""Loss functions: the tutorial's Part 5. The target `y` and class weights `w` are data: no gradient flows in."""
+"""Loss functions: the tutorial's Part 5. Targets and class weights are data: no gradient flows into them."""
 
 from __future__ import annotations
 
@@ -86,44 +86,45 @@ def _unreduced(name: str, probabilities: bool) -> Any:
     return rule
 
 
-_NLL_FORMULA = "ℓ_n = −w_(y_n) · logp[n, y_n]  (0 where y_n = ignore_index)"
+_NLL_FORMULA = "ℓ_n = −w_(y_n) · logp[n, y_n]  (y = target, 0 where y_n = ignore_index)"
 _NLL_SUMMARY = ("negative log-likelihood of the target classes, on log-probabilities (after log_softmax); "
-                "w = optional class weights (1 when absent), samples whose target is ignore_index count nothing")
+                "w = the optional class weights (input weight; 1 when absent); samples whose target is "
+                "ignore_index count nothing")
 define(OpDef(
-    "nll_loss", ("logp", "y", "w"),
+    "nll_loss", ("logp", "target", "weight"),
     f"L = Σ_n ℓ_n / Σ_n w_(y_n)  (reduction 'mean'; 'sum': L = Σ_n ℓ_n),  {_NLL_FORMULA}",
     {"logp": "∂L/∂logp[n, c] = −w_c · 1[c = y_n] / Σ_n w_(y_n)  ('sum': without the division)"},
     _reduced("nll_loss", probabilities=False), "NLL", out="L", category="loss", min_arity=2,
-    nondifferentiable=frozenset({"y", "w"}), default_attrs={"reduction": "mean", "ignore_index": -100},
+    nondifferentiable=frozenset({"target", "weight"}), default_attrs={"reduction": "mean", "ignore_index": -100},
     summary=_NLL_SUMMARY,
 ))
 define(OpDef(
-    "nll_loss_unreduced", ("logp", "y", "w"), _NLL_FORMULA,
+    "nll_loss_unreduced", ("logp", "target", "weight"), _NLL_FORMULA,
     {"logp": "∂ℓ_n/∂logp[n, c] = −w_c · 1[c = y_n]"},
     _unreduced("nll_loss", probabilities=False), "NLLₙ", out="ℓ", min_arity=2,
-    nondifferentiable=frozenset({"y", "w"}), default_attrs={"ignore_index": -100},
+    nondifferentiable=frozenset({"target", "weight"}), default_attrs={"ignore_index": -100},
     summary=_NLL_SUMMARY + "; one loss per sample (nll_loss with reduction='none')",
 ))
 
 _CE_FORMULA = ("ℓ_n = −Σ_c q_nc · log softmax(ŷ_n)_c,  q_nc = w_c · ((1 − ε) · t_nc + ε/C),  t = onehot(y) "
                "or the target probabilities")
 _CE_SUMMARY = ("softmax cross-entropy on logits; y holds class indices (or class probabilities shaped like the "
-               "logits); w = optional class weights (1 when absent), ε = label_smoothing, C = the number of "
-               "classes; samples whose target is ignore_index count nothing")
+               "logits); w = the optional class weights (input weight; 1 when absent), ε = label_smoothing, "
+               "C = the number of classes; samples whose target is ignore_index count nothing")
 define(OpDef(
-    "cross_entropy", ("ŷ", "y", "w"),
+    "cross_entropy", ("ŷ", "y", "weight"),
     f"L = Σ_n ℓ_n / D  (reduction 'mean': D = Σ_n w_(y_n), or N for probabilities; 'sum': D = 1),  {_CE_FORMULA}",
     {"ŷ": "∂L/∂ŷ_nc = (softmax(ŷ_n)_c · Σ_c' q_nc' − q_nc) / D  "
           "(no weights or smoothing: (softmax(ŷ) − onehot(y)) / N)"},
     _reduced("cross_entropy", probabilities=True), "CE", out="L", category="loss", min_arity=2,
-    nondifferentiable=frozenset({"y", "w"}),
+    nondifferentiable=frozenset({"y", "weight"}),
     default_attrs={"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.0},
     summary=_CE_SUMMARY,
 ))
 define(OpDef(
-    "cross_entropy_unreduced", ("ŷ", "y", "w"), _CE_FORMULA,
+    "cross_entropy_unreduced", ("ŷ", "y", "weight"), _CE_FORMULA,
     {"ŷ": "∂ℓ_n/∂ŷ_nc = softmax(ŷ_n)_c · Σ_c' q_nc' − q_nc"},
     _unreduced("cross_entropy", probabilities=True), "CEₙ", out="ℓ", min_arity=2,
-    nondifferentiable=frozenset({"y", "w"}), default_attrs={"ignore_index": -100, "label_smoothing": 0.0},
+    nondifferentiable=frozenset({"y", "weight"}), default_attrs={"ignore_index": -100, "label_smoothing": 0.0},
     summary=_CE_SUMMARY + "; one loss per sample (cross_entropy with reduction='none')",
 ))
