@@ -251,3 +251,41 @@ def test_open_with_a_dataset_and_no_training_steps_through_that_data(tmp_path: P
     s = open_session("xor")
     assert run_app(s, screenshot=tmp_path / "moons.png", dataset="moons") == 0
     assert s.batch["X"].shape == (160, 2)  # moons, 200 points with 20% held out for testing
+
+
+# -- 4. a default window that fits a laptop -------------------------------------------------------------
+def test_the_first_window_fits_a_1366x768_laptop() -> None:
+    from PySide6.QtCore import QRect
+
+    from propscope.gui.docks import default_window_size
+
+    w, h = default_window_size(QRect(0, 0, 1366, 738))  # 768 less a 30 px panel
+    assert w <= 1366 and h <= 738 - 30
+    assert default_window_size(QRect(0, 0, 2560, 1400)) == (1400, 900)
+    assert default_window_size(None) == (1400, 900)
+
+
+def test_epoch_ticks_are_thinned_until_their_labels_fit(qtbot) -> None:
+    from PySide6.QtGui import QFontMetrics
+
+    from propscope.gui.plot_style import NumberAxis
+
+    axis = NumberAxis("bottom")
+    width = 180.0  # a narrow plot: pyqtgraph alone writes "20004000600080000"
+    levels = axis.tickSpacing(0, 20_000, width)
+    metrics = QFontMetrics(axis.font())
+    label = metrics.horizontalAdvance("20000")
+    for spacing, _offset in levels:
+        assert spacing * width / 20_000 > label, f"ticks every {spacing} leave their labels overlapping"
+    assert NumberAxis("bottom").tickSpacing(0, 10, 800)[0][0] <= 5  # a wide plot keeps its ticks
+
+
+@pytest.mark.qt_log_ignore(OFFSCREEN_NOISE)
+def test_the_training_plots_forget_the_last_models_ranges(qtbot, window) -> None:
+    panel = window.training
+    view = panel.loss_plot.plot.getPlotItem().getViewBox()
+    view.setRange(xRange=(5_000, 9_000), yRange=(100, 200), padding=0)
+    panel.loss_plot.follower.following = False
+    window.install(open_session("classifier"))
+    assert panel.loss_plot.follower.following and view.autoRangeEnabled()[1]
+    assert view.viewRange()[0][1] < 5

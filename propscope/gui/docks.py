@@ -6,7 +6,10 @@ the titles small; these title bars are ordinary widgets and scale with everythin
 
 from __future__ import annotations
 
+from PySide6.QtCore import QRect
 from PySide6.QtWidgets import QDockWidget, QHBoxLayout, QLabel, QStyle, QToolButton, QWidget
+
+PREFERRED_WINDOW = (1400, 900)
 
 
 class DockTitle(QWidget):
@@ -41,3 +44,11 @@ def make_dock(title: str, name: str, widget: QWidget, parent: QWidget) -> QDockW
     dock.setWidget(widget)
     dock.setTitleBarWidget(DockTitle(dock))
     return dock
+
+
+def default_window_size(available: QRect | None, preferred: tuple[int, int] = PREFERRED_WINDOW) -> tuple[int, int]:
+    """The window's first size: `preferred`, made to fit the screen's free area (a 1366×768 laptop's
+    taskbar and title bar included); the full preferred size where there is no real screen (offscreen)."""
+    if available is None or available.isEmpty():
+        return preferred
+    return min(preferred[0], available.width()), min(preferred[1], available.height() - 30)  # 30: title bar

@@ -24,7 +24,7 @@ class HealthPlot(QWidget):
         super().__init__(parent)
         self.setObjectName("gradientHealth")
         self.log, self.themes = log, themes
-        self.plot = MeteredPlotWidget(budget, axisItems={"left": NumberAxis("left")})
+        self.plot = MeteredPlotWidget(budget, axisItems={"left": NumberAxis("left"), "bottom": NumberAxis("bottom")})
         self.plot.setMenuEnabled(False)
         item = self.plot.getPlotItem()
         item.setLabel("bottom", "epoch")

@@ -43,7 +43,7 @@ class LossPlot(QWidget):
         super().__init__(parent)
         self.setObjectName("lossPlot")
         self.log, self.themes = log, themes
-        self.plot = MeteredPlotWidget(budget, axisItems={"left": NumberAxis("left")})
+        self.plot = MeteredPlotWidget(budget, axisItems={"left": NumberAxis("left"), "bottom": NumberAxis("bottom")})
         self.plot.setMenuEnabled(False)
         item = self.plot.getPlotItem()  # no grid: its lines cost more to draw than the rest of the plot
         item.setLabel("bottom", "epoch")

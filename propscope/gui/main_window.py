@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QResizeEvent
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QKeySequence,
+    QResizeEvent,
+)
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -43,7 +51,7 @@ from .canvas import GraphView
 from .canvas.folding import Folding
 from .chain_rule import ChainRuleView
 from .compare_view import CompareView, diff_color
-from .docks import make_dock
+from .docks import default_window_size, make_dock
 from .explain_view import ExplainDialog
 from .help import add_help_menu
 from .inspector import Inspector
@@ -152,7 +160,9 @@ class MainWindow(QMainWindow):
         self.chain.explainRequested.connect(self.explain)
         self.themes.changed.connect(self._theme_changed)
         self.projector = ProjectorLayout(self)
-        self.resize(1400, 900)
+        screen = self.screen()
+        offscreen = QGuiApplication.platformName() in ("offscreen", "minimal")
+        self.resize(*default_window_size(None if offscreen or screen is None else screen.availableGeometry()))
         self.resizeDocks([self.inspector_dock], [self.themes.theme.px(340)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.chain_dock], [self.themes.theme.px(230)], Qt.Orientation.Vertical)
         self._default_state = self.saveState(LAYOUT_VERSION)

@@ -33,6 +33,25 @@ class NumberAxis(pg.AxisItem):
         super().__init__(orientation)
         self.enableAutoSIPrefix(False)
 
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list:
+        """On a horizontal axis, only spacings whose labels fit side by side ("2000 4000" and not
+        "20004000"): a spacing too tight for the widest label grows by 2, 2.5, 2 (1-2-5 steps) until it fits."""
+        levels = super().tickSpacing(minVal, maxVal, size)
+        if self.orientation not in ("top", "bottom") or not levels or maxVal <= minVal or size <= 0 or self.logMode:
+            return levels
+        metrics = QFontMetrics(self.style.get("tickFont") or self.font())
+        widest = max(metrics.horizontalAdvance(fmt_num(v, 6)) for v in (minVal, maxVal, (minVal + maxVal) / 2))
+        room = widest + metrics.horizontalAdvance("MM")  # a gap of two wide letters between labels
+        px_per_unit = size / (maxVal - minVal)
+        kept = [(spacing, offset) for spacing, offset in levels if spacing * px_per_unit >= room]
+        if kept:
+            return kept
+        spacing, offset = levels[0]
+        steps = iter([2.0, 2.5, 2.0] * 20)
+        while spacing * px_per_unit < room:
+            spacing *= next(steps)
+        return [(spacing, offset)]
+
     def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
         """pyqtgraph's levels, without the minor ticks that repeat a major one (their labels would overprint)."""
         levels = super().logTickValues(minVal, maxVal, size, stdTicks)
@@ -69,6 +88,13 @@ class EpochFollower:
 
     def _by_hand(self, *_args: object) -> None:
         self.following = False
+
+    def reset(self) -> None:
+        """A new model: follow its epochs from the start, and let y fit its losses (not the last model's)."""
+        self.following = True
+        self.view.enableAutoRange(x=False)
+        self.view.setXRange(0.0, 1.0, padding=0.02)
+        self.view.enableAutoRange(y=True)
 
     def update(self, x: np.ndarray) -> None:
         if self.view.autoRangeEnabled()[0]:  # the "A" button

@@ -136,6 +136,8 @@ class TrainingPanel(QWidget):
         if session is self._session:
             return
         self._session = session
+        for plot in (self.loss_plot, self.health_plot):  # the last model's axis ranges mean nothing here
+            plot.follower.reset()
         t = session.model.training
         self.form.load(t.optimizer, t.lr, t.epochs, t.batch_size)
         self._own_batch = {k: np.array(v) for k, v in session.batch.items()}
