@@ -531,7 +531,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .graph.datasets import GENERATORS
 
     p.add_argument("--dataset", choices=list(GENERATORS), metavar="NAME",
-                   help=f"with --train: a generated data set, 20%% held out for testing ({', '.join(GENERATORS)})")
+                   help=f"step (and, with --train, train) on a generated data set, 20%% held out for testing "
+                   f"({', '.join(GENERATORS)})")
     p.set_defaults(func=cmd_open)
     return parser
 
