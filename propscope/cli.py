@@ -449,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="With no command, the desktop app opens on the xor lesson.",
     )
     parser.add_argument("--version", action="version", version=f"propscope {_version()}")
+    _global_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("examples", help="list the built-in examples")
@@ -534,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"step (and, with --train, train) on a generated data set, 20%% held out for testing "
                    f"({', '.join(GENERATORS)})")
     p.set_defaults(func=cmd_open)
+    for command in sub.choices.values():
+        _global_options(command, inherited=True)
     return parser
 
 
@@ -551,10 +554,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 0
+    debug = bool(getattr(args, "debug", False))
     try:
+        _set_max_memory(getattr(args, "max_memory", None))
         return int(args.func(args))
     except PropscopeError as exc:
-        print(f"propscope: error: {exc}", file=sys.stderr)
+        print(f"propscope: error: {_error_line(args, exc)}", file=sys.stderr)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
         return 2
     except OSError as exc:
         print(f"propscope: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
@@ -562,6 +571,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("propscope: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # MemoryError, RecursionError, a bug: one line; --debug shows the traceback
+        if debug:
+            raise
+        print(f"propscope: error: {_error_line(args, exc)}", file=sys.stderr)
+        return 2
+
+
+def _set_max_memory(text: str | None) -> None:
+    from .graph.readers._budget import parse_size, set_max_memory
+
+    try:
+        set_max_memory(parse_size(text) if text else None)
+    except ValueError as exc:
+        raise PropscopeError(f"--max-memory: {exc}") from None
+
+
+def _error_line(args: argparse.Namespace, exc: BaseException) -> str:
+    """One line: `FILE: what is wrong` (at most ~200 characters, strings from the file shortened) when the
+    command read a file; otherwise the error's own sentence."""
+    from .graph.readers._failure import one_line
+
+    target = str(getattr(args, "target", "") or "")
+    is_file = bool(target) and Path(target).is_file()
+    if isinstance(exc, PropscopeError) and not is_file:
+        return " ".join(str(exc).split())
+    return one_line(exc, target if is_file else None)
+
+
+def _global_options(p: argparse.ArgumentParser, inherited: bool = False) -> None:
+    """--debug and --max-memory, before or after the command (a subcommand's copy leaves the main one's
+    value alone unless given)."""
+    default: Any = argparse.SUPPRESS if inherited else None
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS if inherited else False,
+                   help="on an error, show the traceback (for bug reports)")
+    p.add_argument("--max-memory", metavar="SIZE", default=default,
+                   help="memory budget for reading a model file, e.g. 2G (default: half of the available memory)")
 
 
 if __name__ == "__main__":

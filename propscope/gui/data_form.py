@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
 from ..graph.datasets import GENERATORS
+from .training_form import clamped
 
 OWN = ""  # the combo's data for the example's (or file's) own batch
 DEBOUNCE_MS = 300
@@ -84,11 +85,12 @@ class DataForm(QWidget):
         self._loading = True
         try:
             self.name.setCurrentIndex(max(0, self.name.findData(name)))
-            self.size.setValue(int(options.get("n", 200)))
-            self.noise.setValue(float(options.get("noise", 0.1)))
-            self.seed.setValue(int(options.get("seed", seed)))
-            self.test.setValue(float(options.get("test_fraction", 0.0)))
-            self.classes.setValue(int(options.get("classes", 3)))
+            # clamped: a file may suggest 1e10 samples, more than a spin box holds
+            self.size.setValue(clamped(self.size, options.get("n", 200)))
+            self.noise.setValue(clamped(self.noise, options.get("noise", 0.1)))
+            self.seed.setValue(clamped(self.seed, options.get("seed", seed)))
+            self.test.setValue(clamped(self.test, options.get("test_fraction", 0.0)))
+            self.classes.setValue(clamped(self.classes, options.get("classes", 3)))
         finally:
             self._loading = False
         self._enable()

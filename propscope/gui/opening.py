@@ -41,6 +41,8 @@ from ..graph.examples import EXAMPLES
 from ..graph.model import Model
 from ..graph.readers import READERS, load_target, open_model
 from ..graph.readers import state_dict as state_dict_reader
+from ..graph.readers._budget import memory_budget
+from ..graph.readers._failure import capture_warnings, one_line
 from .canvas.folding import Folding
 from .format import fmt_shape
 
@@ -89,8 +91,18 @@ class Loaded:
 
 def load_file(path: str | Path, backend: str, dtype: str, device: str = "cpu", arch: str | None = None,
               seed: int = 0) -> Loaded:
-    """Read a model file (a state dict into `arch`) and prepare its session, folds and layout. Worker-safe."""
-    path = Path(path)
+    """Read a model file (a state dict into `arch`) and prepare its session, folds and layout. Worker-safe.
+
+    Any failure is the command line's one sentence (`FILE: what is wrong`), as a ModelFormatError; all the
+    reading counts against one memory budget."""
+    try:
+        with memory_budget(), capture_warnings():
+            return _load_file(Path(path), backend, dtype, device, arch, seed)
+    except Exception as exc:  # MemoryError and a reader's bug too: the dialog says one line, the session stays
+        raise ModelFormatError(one_line(exc, str(path))) from exc
+
+
+def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | None, seed: int) -> Loaded:
     report = None
     if is_state_dict(path):
         if not arch:

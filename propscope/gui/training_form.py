@@ -119,8 +119,8 @@ class TrainingForm(QWidget):
         i = self.optimizer.findData(optimizer)
         self.optimizer.setCurrentIndex(max(0, i))
         self.lr.setText(_number_text(float(lr)))
-        self.epochs.setValue(int(epochs))
-        self.batch.setValue(int(batch_size or 0))
+        self.epochs.setValue(clamped(self.epochs, epochs))  # a file may suggest 1e12 epochs: the box's range
+        self.batch.setValue(clamped(self.batch, batch_size or 0))
 
     def hparams(self) -> dict[str, Any]:
         """The learning rate and every other hyperparameter, as typed (FormError for a non-number)."""
@@ -148,3 +148,15 @@ class TrainingForm(QWidget):
     @property
     def batch_size(self) -> int | None:
         return self.batch.value() or None
+
+
+def clamped(box: Any, value: Any) -> Any:
+    """`value` within a spin box's range (a QSpinBox overflows past 2³¹); NaN or junk: the box's minimum."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return box.minimum()
+    if number != number:
+        return box.minimum()
+    number = min(max(number, float(box.minimum())), float(box.maximum()))
+    return int(number) if isinstance(box.minimum(), int) else number

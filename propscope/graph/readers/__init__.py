@@ -17,6 +17,8 @@ from ..errors import ModelFormatError
 from ..examples import EXAMPLES, UnknownExampleError, load_example
 from ..model import Model
 from . import native, onnx_reader, state_dict, torch_export
+from ._budget import memory_budget, parse_size, set_max_memory
+from ._failure import capture_warnings, one_line
 
 READERS: list[tuple[str, ModuleType]] = [
     ("propscope", native),
@@ -27,8 +29,15 @@ READERS: list[tuple[str, ModuleType]] = [
 
 
 def open_model(path: str | Path, arch: str | Path | None = None, seed: int = 0) -> Model:
-    """The model in a file; a state dict needs `arch`, the example or model file it fills with weights."""
-    path = Path(path)
+    """The model in a file; a state dict needs `arch`, the example or model file it fills with weights.
+
+    Everything the file makes is counted against one memory budget (`_budget`), and warnings third-party
+    loaders raise meanwhile are captured, not printed."""
+    with memory_budget(), capture_warnings():
+        return _open_model(Path(path), arch, seed)
+
+
+def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file")
     if not path.is_file():
@@ -73,4 +82,5 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
 
 save_model = native.save
 
-__all__ = ["READERS", "load_target", "open_model", "save_model"]
+__all__ = ["READERS", "load_target", "memory_budget", "one_line", "open_model", "parse_size", "save_model",
+           "set_max_memory"]

@@ -20,7 +20,9 @@ import numpy as np
 from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
+from ._budget import charge
 from ._build import Builder, check_shape, module_of
+from ._failure import shorten
 
 # torch's ScalarType numbers, as torch/_export/serde/schema.py writes them
 SCALAR_TYPES = {
@@ -122,7 +124,7 @@ def in_place(name: str) -> bool:
 def module_path(meta: Mapping[str, Any]) -> str:
     """The innermost module of `nn_module_stack` ("L__self__,,M;L__self___fc,fc,Linear" -> "fc")."""
     stack = meta.get("nn_module_stack") if isinstance(meta, Mapping) else None
-    if not isinstance(stack, str) or not stack:
+    if not isinstance(stack, str) or not stack or len(stack) > 65536:
         return ""
     last = stack.split(";")[-1].split(",")
     return last[1] if len(last) >= 2 else ""
@@ -146,17 +148,82 @@ def sizes(spec: Any, what: str, where: str) -> tuple[int, ...]:
     return check_shape(dims, what, where)
 
 
+# -- validating the program JSON: every field's type checked before it is used -----------------------
+MAX_NAME = 4096  # a value or node name; real ones are under a few hundred characters
+INT64 = 2**63
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """A value from the file for an error message, never longer than `limit`."""
+    text = repr(value) if not isinstance(value, str) else repr(value[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def expect(value: Any, kind: type | tuple[type, ...], what: str, where: str) -> Any:
+    """`value` when it has the JSON type `kind`, else the one-line error naming the field."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        names = names.replace("dict", "an object").replace("list", "a list").replace("str", "a string")
+        raise ModelFormatError(f"{where}: {shorten(what, 120)} should be {names}, not {short(value, 40)}")
+    return value
+
+
+def json_int(value: Any, what: str, where: str) -> int:
+    value = expect(value, int, what, where)
+    if not -INT64 <= value < INT64:
+        raise ModelFormatError(f"{where}: {what} is {short(value, 30)}, outside the 64-bit range")
+    return int(value)
+
+
+_NON_FINITE = {"Infinity": np.inf, "-Infinity": -np.inf, "NaN": np.nan, "inf": np.inf, "-inf": -np.inf,
+               "nan": np.nan}  # torch writes non-finite floats as these strings
+
+
+def json_float(value: Any, what: str, where: str) -> float:
+    if isinstance(value, str) and value in _NON_FINITE:
+        return float(_NON_FINITE[value])
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(json_int(value, what, where))
+    return float(expect(value, float, what, where))
+
+
+def json_name(value: Any, what: str, where: str) -> str:
+    value = expect(value, str, what, where)
+    if not value or len(value) > MAX_NAME:
+        raise ModelFormatError(f"{where}: {what} is a name of {len(value)} characters")
+    return str(value)
+
+
+def single(spec: Any, what: str, where: str) -> tuple[str, Any]:
+    """A one-key tagged union (`{"user_input": {...}}`) as (tag, body)."""
+    spec = expect(spec, dict, what, where)
+    if len(spec) != 1:
+        raise ModelFormatError(f"{where}: {what} should have one kind, has {len(spec)}")
+    ((kind, body),) = spec.items()
+    return str(kind), body
+
+
 class Translator:
     def __init__(self, program: Mapping[str, Any], fetch: Callable[[str, str], np.ndarray], where: str,
                  name: str) -> None:
-        try:
-            gm = program["graph_module"]
-            self.graph_spec = gm["graph"]
-            self.signature = gm["signature"]
-            self.nodes = list(self.graph_spec["nodes"])
-            self.tensor_values = dict(self.graph_spec.get("tensor_values") or {})
-        except (KeyError, TypeError) as exc:
-            raise ModelFormatError(f"{where}: the program JSON lacks {exc} (not a torch.export program?)") from None
+        for key, holder in (("graph_module", program),):
+            if not isinstance(holder, Mapping) or key not in holder:
+                raise ModelFormatError(f"{where}: the program JSON lacks {key!r} (not a torch.export program?)")
+        gm = expect(program["graph_module"], dict, "graph_module", where)
+        for key in ("graph", "signature"):
+            if key not in gm:
+                raise ModelFormatError(f"{where}: the program JSON lacks {key!r} (not a torch.export program?)")
+        self.graph_spec = expect(gm["graph"], dict, "graph_module.graph", where)
+        self.signature = expect(gm["signature"], dict, "graph_module.signature", where)
+        if "nodes" not in self.graph_spec:
+            raise ModelFormatError(f"{where}: the program JSON lacks 'nodes' (not a torch.export program?)")
+        self.nodes = expect(self.graph_spec["nodes"], list, "graph.nodes", where)
+        for i, node in enumerate(self.nodes):
+            expect(node, dict, f"graph node #{i}", where)
+        self.tensor_values = dict(expect(self.graph_spec.get("tensor_values") or {}, dict, "graph.tensor_values",
+                                         where))
+        self.input_specs = expect(self.signature.get("input_specs", []), list, "signature.input_specs", where)
+        self.output_specs = expect(self.signature.get("output_specs", []), list, "signature.output_specs", where)
         self.fetch = fetch
         self.where = where
         self.b = Builder(name, where)
@@ -168,7 +235,7 @@ class Translator:
         meta = self.tensor_values.get(name)
         if not isinstance(meta, dict):
             return None
-        return sizes(meta.get("sizes"), f"value {name!r}", self.where)
+        return sizes(meta.get("sizes"), f"value {short(name)}", self.where)
 
     def node(self, value: Any, ctx: Ctx, hint: str = "const") -> Node:
         """Any value as a graph node: constants become constant leaves, lazy values are built now."""
@@ -218,70 +285,96 @@ class Translator:
             return ()
         raise Unmapped(f"no shape for a {type(value).__name__}")
 
-    def _arg(self, arg: Any) -> Any:
-        if not isinstance(arg, dict) or len(arg) != 1:
-            raise ModelFormatError(f"{self.where}: malformed argument {str(arg)[:80]}")
-        ((kind, v),) = arg.items()
+    def _arg(self, arg: Any, what: str = "an argument") -> Any:
+        """One serialized argument as a Python value, each kind's JSON type checked first."""
+        where = self.where
+        kind, v = single(arg, what, where)
         if kind == "as_none":
             return None
         if kind == "as_tensor":
             return self._ref(v)
         if kind == "as_tensors":
-            return [self._ref(t) for t in v]
+            return [self._ref(t) for t in expect(v, list, f"{what} (as_tensors)", where)]
         if kind == "as_optional_tensor":
+            v = expect(v, dict, f"{what} (as_optional_tensor)", where)
             return None if "as_none" in v else self._ref(v.get("as_tensor"))
         if kind == "as_optional_tensors":
-            return [None if "as_none" in t else self._ref(t.get("as_tensor")) for t in v]
+            items = [expect(t, dict, f"{what} (as_optional_tensors)", where)
+                     for t in expect(v, list, f"{what} (as_optional_tensors)", where)]
+            return [None if "as_none" in t else self._ref(t.get("as_tensor")) for t in items]
         if kind == "as_float":
-            return float(v)
+            return json_float(v, f"{what} (as_float)", where)
         if kind == "as_floats":
-            return [float(f) for f in v]
+            return [json_float(f, f"{what} (as_floats)", where) for f in expect(v, list, f"{what} (as_floats)", where)]
+        if kind == "as_int":
+            return json_int(v, f"{what} (as_int)", where)
+        if kind == "as_ints":
+            return [json_int(i, f"{what} (as_ints)", where) for i in expect(v, list, f"{what} (as_ints)", where)]
         if kind == "as_sym_int":
-            if isinstance(v, dict) and isinstance(v.get("as_int"), int):
-                return v["as_int"]
+            if isinstance(v, dict) and "as_int" in v:
+                return json_int(v["as_int"], f"{what} (as_sym_int)", where)
             return Missing("a size computed at run time (dynamic shapes)")
         if kind == "as_sym_ints":
-            return [self._arg({"as_sym_int": s}) for s in v]
-        if kind in ("as_int", "as_ints", "as_bool", "as_bools", "as_string", "as_strings", "as_scalar_type",
-                    "as_device", "as_layout", "as_memory_format", "as_int_lists"):
+            return [self._arg({"as_sym_int": i}, what) for i in expect(v, list, f"{what} (as_sym_ints)", where)]
+        if kind == "as_bool":
+            return expect(v, bool, f"{what} (as_bool)", where)
+        if kind == "as_bools":
+            return [expect(b, bool, f"{what} (as_bools)", where) for b in expect(v, list, f"{what} (as_bools)", where)]
+        if kind == "as_string":
+            return expect(v, str, f"{what} (as_string)", where)
+        if kind == "as_strings":
+            return [expect(t, str, f"{what} (as_strings)", where)
+                    for t in expect(v, list, f"{what} (as_strings)", where)]
+        if kind in ("as_scalar_type", "as_layout", "as_memory_format"):
+            return json_int(v, f"{what} ({kind})", where)
+        if kind == "as_int_lists":
+            return [[json_int(i, f"{what} (as_int_lists)", where) for i in expect(row, list, what, where)]
+                    for row in expect(v, list, f"{what} (as_int_lists)", where)]
+        if kind == "as_device":
             return v
-        return Missing(f"an argument of kind {kind}")
+        return Missing(f"an argument of kind {short(kind, 40)}")
 
     def _ref(self, t: Any) -> Any:
         name = t.get("name") if isinstance(t, dict) else None
-        if name not in self.env:
-            raise ModelFormatError(f"{self.where}: the program uses value {name!r} before defining it")
+        if not isinstance(name, str) or name not in self.env:
+            raise ModelFormatError(f"{self.where}: the program uses value {short(name)} before defining it")
         return self.env[name]
 
     # -- the program -------------------------------------------------------------------------------
     def _placeholders(self) -> None:
-        for spec in self.signature.get("input_specs", []):
-            ((kind, body),) = spec.items()
-            arg = body.get("arg", {})
-            name = arg.get("name") or arg.get("as_tensor", {}).get("name")
+        where = self.where
+        for i, spec in enumerate(self.input_specs):
+            kind, body = single(spec, f"input spec #{i}", where)
+            body = expect(body, dict, f"input spec #{i} ({short(kind, 30)})", where)
+            arg = expect(body.get("arg", {}), dict, f"input spec #{i} arg", where)
+            tensor = arg.get("as_tensor", {})
+            name = arg.get("name") or (tensor.get("name") if isinstance(tensor, dict) else None)
             if name is None:
                 continue
+            name = json_name(name, f"input spec #{i} name", where)
             if kind == "user_input":
                 if "as_tensor" not in arg:
                     self.env[name] = Missing("a non-tensor input")
                     continue
                 shape = self.declared(name)
                 if shape is None:
-                    raise ModelFormatError(f"{self.where}: input {name!r} has no declared shape")
-                dtype = SCALAR_TYPES.get(self.tensor_values[name].get("dtype"), "float32")
+                    raise ModelFormatError(f"{self.where}: input {short(name)} has no declared shape")
+                code = self.tensor_values[name].get("dtype")
+                dtype = SCALAR_TYPES.get(code, "float32") if isinstance(code, int) else "float32"
                 self.env[name] = self.b.input(name, shape, dtype=dtype)
                 self.user_inputs.append(name)
             elif kind in ("parameter", "buffer", "tensor_constant"):
                 fqn = body.get(f"{kind}_name")
                 if not isinstance(fqn, str):
                     raise ModelFormatError(f"{self.where}: a {kind} input has no name")
+                json_name(fqn, f"{kind} name", where)
                 maker = self._leaf_maker(kind, fqn, name)
                 if kind == "parameter":
                     self.env[name] = Lazy(maker)
                 else:
                     self.env[name] = Stored(maker, array=partial(self.fetch, kind, fqn))
             else:
-                self.env[name] = Missing(f"a {kind} input")
+                self.env[name] = Missing(f"a {short(kind, 40)} input")
 
     def _leaf_maker(self, kind: str, fqn: str, placeholder: str) -> Callable[[], Node]:
         def make() -> Node:
@@ -302,15 +395,17 @@ class Translator:
         for spec in self.nodes:
             self._node(spec)
         outputs = []
-        for spec in self.signature.get("output_specs", []):
-            ((kind, body),) = spec.items()
+        for i, spec in enumerate(self.output_specs):
+            kind, body = single(spec, f"output spec #{i}", self.where)
             if kind != "user_output":
                 continue
-            arg = body.get("arg", {})
+            body = expect(body, dict, f"output spec #{i}", self.where)
+            arg = expect(body.get("arg", {}), dict, f"output spec #{i} arg", self.where)
             if "as_tensor" not in arg:
                 continue
-            value = self._ref(arg["as_tensor"])
-            ctx = Ctx(arg["as_tensor"]["name"], "", [None], "output")
+            tensor = expect(arg["as_tensor"], dict, f"output spec #{i} as_tensor", self.where)
+            value = self._ref(tensor)
+            ctx = Ctx(tensor["name"], "", [None], "output")
             try:
                 outputs.append(self.node(value, ctx, "output"))
             except Unmapped as exc:
@@ -318,27 +413,34 @@ class Translator:
         return self.b.model(outputs, batch, description)
 
     def _node(self, spec: Mapping[str, Any]) -> None:
-        target = str(spec.get("target", "?"))
+        where = self.where
+        target = json_name(spec.get("target", "?"), "a node's target", where)
         out_names: list[str | None] = []
-        for out in spec.get("outputs", []):
+        for out in expect(spec.get("outputs", []), list, f"outputs of {short(target)}", where):
+            out = expect(out, dict, f"an output of {short(target)}", where)
+            what = f"an output of {short(target)}"
             if "as_tensor" in out:
-                out_names.append(out["as_tensor"]["name"])
+                tensor = expect(out["as_tensor"], dict, what, where)
+                out_names.append(json_name(tensor.get("name"), what, where))
             elif "as_tensors" in out:
-                out_names.extend(t["name"] for t in out["as_tensors"])
+                out_names.extend(json_name(expect(t, dict, what, where).get("name"), what, where)
+                                 for t in expect(out["as_tensors"], list, what, where))
             elif "as_sym_int" in out and isinstance(out["as_sym_int"], dict):
-                out_names.append(out["as_sym_int"].get("as_name"))
+                sym = out["as_sym_int"].get("as_name")
+                out_names.append(sym if isinstance(sym, str) and 0 < len(sym) <= MAX_NAME else None)
             else:
                 out_names.append(None)
         shapes = [self.declared(n) if n else None for n in out_names]
-        name = next((n for n in out_names if n), str(spec.get("name", "node")))
+        name = next((n for n in out_names if n), None) or json_name(spec.get("name", "node"), "a node's name", where)
         module = module_path(spec.get("metadata") or {})
         ctx = Ctx(name, module, shapes, target)
         key = op_key(target)
         args: dict[str, Any] = {}
-        for i, item in enumerate(spec.get("inputs", [])):
+        for i, item in enumerate(expect(spec.get("inputs", []), list, f"inputs of node {short(name)}", where)):
             if not isinstance(item, dict) or "arg" not in item:
-                raise ModelFormatError(f"{self.where}: node {name!r} has a malformed input")
-            args[str(item.get("name", i))] = self._arg(item["arg"])
+                raise ModelFormatError(f"{self.where}: node {short(name)} has a malformed input")
+            key_name = str(item.get("name", i))[:MAX_NAME]
+            args[key_name] = self._arg(item["arg"], f"input {key_name} of node {name}")
         mark = len(self.b.graph)
         try:
             handler = HANDLERS.get(key)
@@ -350,11 +452,13 @@ class Translator:
             for value, declared in zip(results, shapes, strict=False):
                 if isinstance(value, Node) and declared is not None and value.shape != declared:
                     raise Unmapped(f"mapped to shape {value.shape}, the file declares {declared}")
-        except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
+        except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
+                OverflowError) as exc:  # a handler meeting arguments it cannot use: unsupported, not a crash
             if len(self.b.graph) != mark:
-                self.b.warnings.append(f"{target} at {name!r}: partial mapping dropped ({exc})")
-            results = self._placeholder(key, args, ctx, str(exc) if isinstance(exc, Unmapped) else
-                                        f"{type(exc).__name__}: {exc}")
+                self.b.warnings.append(f"{short(target)} at {short(name)}: partial mapping dropped ({str(exc)[:120]})")
+            results = self._placeholder(key, args, ctx, str(exc)[:200] if isinstance(exc, Unmapped) else
+                                        f"{type(exc).__name__}: {str(exc)[:200]}")
+        self._charge_folded(results, name)
         for out, value in zip(out_names, results, strict=False):
             if out:
                 self.env[out] = value
@@ -365,10 +469,18 @@ class Translator:
             if mutated is not None:
                 self.env[mutated] = results[0]
 
+    def _charge_folded(self, results: list[Any], name: str) -> None:
+        """Arrays folded at load time count against the open's memory budget (large folds are also checked
+        before they are made, in the constant handlers)."""
+        for value in results:
+            if isinstance(value, np.ndarray) and value.nbytes > 4096:
+                charge(value.nbytes, f"the constant folded at {short(name)}", self.where)
+
     @staticmethod
     def _mutated_input(spec: Mapping[str, Any]) -> str | None:
         """The value an in-place op writes to: its `self` argument's name."""
-        for item in spec.get("inputs", []):
+        inputs = spec.get("inputs", [])
+        for item in inputs if isinstance(inputs, list) else []:
             if isinstance(item, dict) and item.get("name") == "self":
                 arg = item.get("arg")
                 tensor = arg.get("as_tensor") if isinstance(arg, dict) else None

@@ -19,6 +19,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Graph, Node
 from ..model import Model
 from ..ops.unsupported import UNSUPPORTED, unsupported_summary
+from ._budget import charge
 
 MAX_TENSOR_ELEMENTS = 2**31  # one tensor: refused before anything is allocated
 MAX_TENSOR_BYTES = 8 * 2**30
@@ -66,6 +67,7 @@ def from_bytes(data: bytes, dtype: str, shape: tuple[int, ...], where: str, what
     need = math.prod(shape) * item
     if len(data) != need:
         raise ModelFormatError(f"{where}: {what} declares {shape} {dtype} ({need} bytes) but holds {len(data)} bytes")
+    charge(need * (2 if dtype == "bfloat16" else 1), what, where)
     if dtype == "bfloat16":
         wide = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
         return wide.view(np.float32).reshape(shape)
@@ -80,8 +82,11 @@ def module_of(name: str) -> str:
 _SAFE = re.compile(r"[^0-9A-Za-z_.:/\-]+")
 
 
+MAX_NAME_CHARS = 200  # a graph name from a file: longer ones are cut (Builder.fresh keeps them unique)
+
+
 def clean_name(name: str) -> str:
-    return _SAFE.sub("_", name).strip("_") or "node"
+    return _SAFE.sub("_", name[: MAX_NAME_CHARS * 4]).strip("_")[:MAX_NAME_CHARS] or "node"
 
 
 class Builder:

@@ -19,6 +19,7 @@ from ..errors import GraphError, ModelFormatError, PropscopeError
 from ..ir import Graph
 from ..model import Model, TrainingDefaults
 from ..ops import CATALOG, get_op
+from ._budget import CHUNK, charge, read_member
 
 SUFFIX = ".propscope"
 FORMAT = "propscope-model"
@@ -26,15 +27,16 @@ VERSION = 1
 MANIFEST = "model.json"
 MAX_MEMBER_BYTES = 8 * 2**30  # refuse arrays over 8 GiB before reading them
 MAX_MANIFEST_BYTES = 64 * 2**20
+MAX_NAME_CHARS = 1024  # a node name: it becomes a zip member name in a trace, which has a 64 KiB limit
 
 
 def match(path: Path) -> bool:
     if path.suffix.lower() == SUFFIX:
         return True
-    try:
+    try:  # runs on every file whatever its suffix: any failure just means "not ours"
         with zipfile.ZipFile(path) as zf:
             return MANIFEST in zf.namelist()
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError, RuntimeError):
         return False
 
 
@@ -111,8 +113,10 @@ def _read_array(zf: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
                 np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             )
             shape, fortran, dtype = header(fh, max_header_size=10_000)
-        except ValueError as exc:
-            raise ModelFormatError(f"{where}: {member} is not a valid .npy array ({exc})") from None
+        except (ValueError, SyntaxError, TypeError, OverflowError, MemoryError) as exc:
+            # numpy's message for an oversize header spans lines: say it in one
+            reason = " ".join(str(exc).split())[:100]
+            raise ModelFormatError(f"{where}: {member} is not a valid .npy array ({reason})") from None
         if dtype.hasobject or dtype.kind not in "biuf":
             raise ModelFormatError(f"{where}: {member} holds {dtype} values; only numbers are allowed")
         count = int(np.prod(shape, dtype=object))
@@ -122,9 +126,24 @@ def _read_array(zf: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
                 f"{where}: {member} declares shape {tuple(shape)} ({count * dtype.itemsize} bytes) "
                 f"but holds {info.file_size - offset} bytes"
             )
-        data = fh.read()
+        charge(2 * count * dtype.itemsize, f"array {member}", where)  # the bytes read, and the array's copy
+        data = _read_bounded(fh, count * dtype.itemsize, member, where)
     arr = np.frombuffer(data, dtype=dtype, count=count)
     return arr.reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _read_bounded(fh: Any, size: int, member: str, where: str) -> bytes:
+    """Exactly `size` bytes of a member, read in bounded chunks (a member inflating past it is refused)."""
+    parts, total = [], 0
+    while total < size:
+        chunk = fh.read(min(CHUNK, size - total))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    if total != size or fh.read(1):
+        raise ModelFormatError(f"{where}: {member} does not hold the {size} bytes its header declares")
+    return b"".join(parts)
 
 
 def open(path: str | Path) -> Model:
@@ -144,9 +163,9 @@ def open(path: str | Path) -> Model:
         if info.file_size > MAX_MANIFEST_BYTES:
             raise ModelFormatError(f"{where}: {MANIFEST} is {info.file_size} bytes, too large to be a model")
         try:
-            manifest = json.loads(zf.read(info).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ModelFormatError(f"{where}: {MANIFEST} is not valid JSON ({exc})") from None
+            manifest = json.loads(read_member(zf, info, where, MAX_MANIFEST_BYTES).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ModelFormatError(f"{where}: {MANIFEST} is not valid JSON ({str(exc)[:120]})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ModelFormatError(f"{where}: {MANIFEST} does not describe a propscope model")
         version = manifest.get("version")
@@ -173,11 +192,11 @@ def open(path: str | Path) -> Model:
                 graph,
                 arrays,
                 batch=batch,
-                loss=manifest.get("loss"),
+                loss=_loss(manifest.get("loss"), where),
                 metrics=tuple(str(m) for m in manifest.get("metrics", ())),
-                training=TrainingDefaults(**dict(manifest.get("training", {}))),
-                description=str(manifest.get("description", "")),
-                dataset=_dataset(manifest.get("dataset")),
+                training=_training(manifest.get("training", {}), where),
+                description=str(manifest.get("description", ""))[:2000],
+                dataset=_dataset(manifest.get("dataset"), where),
             )
         except ModelFormatError:
             raise
@@ -188,11 +207,69 @@ def open(path: str | Path) -> Model:
             raise ModelFormatError(f"{where}: malformed model ({type(exc).__name__}: {exc})") from None
 
 
-def _dataset(spec: Any) -> tuple[str, dict[str, Any]] | None:
-    """The generated data set a model trains on by default: [name, {keyword: value}] in the file."""
+def _loss(value: Any, where: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 40):
+        raise ModelFormatError(f"{where}: loss should be the name of a loss, not {str(value)[:30]!r}")
+    return value
+
+
+# Ranges for the settings a file may suggest: a widget shows them, and a data set is generated from them.
+MAX_EPOCHS = 1_000_000
+MAX_BATCH = 1_000_000
+MAX_SAMPLES = 1_000_000
+DATASET_NUMBERS = {"n": (1, MAX_SAMPLES), "noise": (0.0, 10.0), "seed": (0, 2**31 - 1),
+                   "test_fraction": (0.0, 0.99), "classes": (2, 100)}
+
+
+def _training(spec: Any, where: str) -> TrainingDefaults:
+    """The training defaults, each checked: a type the app can use, within a range a spin box can show."""
+    if not isinstance(spec, dict):
+        raise ModelFormatError(f"{where}: training settings should be an object")
+    unknown = sorted(set(spec) - {"optimizer", "lr", "epochs", "batch_size"})
+    if unknown:
+        names = ", ".join(repr(k[:30]) for k in unknown[:4])
+        raise ModelFormatError(f"{where}: malformed model: training has unknown settings {names}")
+    out = TrainingDefaults()
+    if "optimizer" in spec:
+        if not isinstance(spec["optimizer"], str) or not 0 < len(spec["optimizer"]) <= 40:
+            raise ModelFormatError(f"{where}: training.optimizer should be a short name")
+        out.optimizer = spec["optimizer"]
+    if "lr" in spec:
+        lr = spec["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr <= 1e6:
+            raise ModelFormatError(f"{where}: training.lr should be a number in (0, 1e6], not {str(lr)[:30]}")
+        out.lr = float(lr)
+    for key, top in (("epochs", MAX_EPOCHS), ("batch_size", MAX_BATCH)):
+        if key not in spec or (key == "batch_size" and spec[key] is None):
+            continue
+        value = spec[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ModelFormatError(f"{where}: training.{key} should be a whole number from 1 to {top}, "
+                                   f"not {str(value)[:30]}")
+        setattr(out, key, value)
+    return out
+
+
+def _dataset(spec: Any, where: str = "") -> tuple[str, dict[str, Any]] | None:
+    """The generated data set a model trains on by default: [name, {keyword: value}] in the file, each
+    number within the range a generator (and the app's spin boxes) can take."""
     if spec is None:
         return None
+    if not (isinstance(spec, list | tuple) and len(spec) == 2 and isinstance(spec[0], str)
+            and isinstance(spec[1], dict) and len(spec[0]) <= 40):
+        raise ModelFormatError(f"{where}: dataset should be [name, {{settings}}]")
     name, kwargs = spec
+    for key, value in kwargs.items():
+        low_high = DATASET_NUMBERS.get(key)
+        if low_high is None:
+            raise ModelFormatError(f"{where}: dataset setting {str(key)[:30]!r} is not one propscope knows")
+        low, high = low_high
+        whole = isinstance(low, int)
+        if isinstance(value, bool) or not isinstance(value, int if whole else int | float) \
+                or not low <= value <= high:
+            raise ModelFormatError(f"{where}: dataset setting {key} should be a {'whole ' if whole else ''}number "
+                                   f"from {low} to {high}, not {str(value)[:30]}")
+    charge(int(kwargs.get("n", 200)) * 3 * 8, "the generated data set", where)
     return str(name), dict(kwargs)
 
 
@@ -201,6 +278,8 @@ def _graph(spec: dict[str, Any]) -> Graph:
     for i, n in enumerate(spec["nodes"]):
         if not isinstance(n, dict) or "name" not in n or "op" not in n:
             raise GraphError(f"node #{i} needs a name and an op")
+        if not isinstance(n["name"], str) or not 0 < len(n["name"]) <= MAX_NAME_CHARS:
+            raise GraphError(f"node #{i} needs a name of 1 to {MAX_NAME_CHARS} characters")
         meta = _tuples(dict(n.get("meta", {})))
         shape = meta.pop("shape", None)
         attrs = dict(n.get("attrs", {}))

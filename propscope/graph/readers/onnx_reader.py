@@ -24,6 +24,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
 from ._aten import Lazy, Missing, Transposed, Unmapped
+from ._budget import charge
 from ._build import Builder, check_shape, clean_name, file_size, from_bytes
 
 SUFFIX = ".onnx"
@@ -70,6 +71,7 @@ def tensor_array(t: Any, where: str, what: str, folder: Path | None = None) -> n
     else:
         field = {"float32": t.float_data, "float64": t.double_data, "int64": t.int64_data,
                  "uint32": t.uint64_data, "uint64": t.uint64_data}.get(dtype, t.int32_data)
+        charge(count * 8, what, where)
         if len(field) != count:
             raise ModelFormatError(f"{where}: {what} declares {shape} ({count} values) but holds {len(field)}")
         if dtype in ("float16", "bfloat16"):
@@ -85,9 +87,10 @@ def tensor_array(t: Any, where: str, what: str, folder: Path | None = None) -> n
 def _external(t: Any, where: str, what: str, folder: Path | None) -> bytes:
     info = {e.key: e.value for e in t.external_data}
     location = info.get("location", "")
-    if folder is None or not location or Path(location).is_absolute() or Path(location).name != location:
-        raise ModelFormatError(f"{where}: {what} keeps its data in {location!r}; propscope reads external data "
-                               "only from a file in the model's own folder")
+    if folder is None or not location or "\x00" in location or Path(location).is_absolute() \
+            or Path(location).name != location or location in (".", ".."):
+        raise ModelFormatError(f"{where}: {what} keeps its data in {location[:80]!r}; propscope reads external "
+                               "data only from a file in the model's own folder")
     file = folder / location
     try:
         offset, length = int(info.get("offset", 0)), int(info.get("length", -1))
@@ -95,13 +98,16 @@ def _external(t: Any, where: str, what: str, folder: Path | None) -> bytes:
     except ValueError:
         raise ModelFormatError(f"{where}: {what} has a malformed external data offset or length") from None
     except OSError:
-        raise ModelFormatError(f"{where}: {what} keeps its data in {location!r}, which is missing beside the model") \
-            from None
+        raise ModelFormatError(f"{where}: {what} keeps its data in {location[:80]!r}, which is missing beside the "
+                               "model") from None
+    if not file.is_file():
+        raise ModelFormatError(f"{where}: {what} keeps its data in {location[:80]!r}, which is not a plain file")
     if length < 0:
         length = size - offset
     if offset < 0 or offset + length > size:
         raise ModelFormatError(f"{where}: {what} claims bytes {offset}..{offset + length} of {location}, "
                                f"which holds {size}; the data file may be truncated")
+    charge(length, what, where)
     with file.open("rb") as fh:
         fh.seek(offset)
         return fh.read(length)
@@ -315,12 +321,18 @@ class Reader:
         attrs: dict[str, Any] = {}
         ctx = Ctx(n.op_type, name, module, shapes, attrs, self.opset, tuple(n.output))
         for a in n.attribute:
-            if a.type == onnx.AttributeProto.TENSOR:
+            if a.ref_attr_name:  # inside a function body: the value comes from the caller, not the file
+                attrs[a.name] = Missing(f"attribute {a.name[:40]!r} refers to a function's attribute")
+            elif a.type == onnx.AttributeProto.TENSOR:
                 attrs[a.name] = tensor_array(a.t, self.where, f"attribute {a.name!r} of node {name!r}", self.folder)
             elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
                 attrs[a.name] = Missing("a subgraph (control flow)")
             else:
-                value = onnx.helper.get_attribute_value(a)
+                try:
+                    value = onnx.helper.get_attribute_value(a)
+                except (ValueError, TypeError) as exc:  # an attribute of no or unknown type
+                    raise ModelFormatError(f"{self.where}: attribute {a.name[:40]!r} of node {name[:60]!r} cannot "
+                                           f"be read ({str(exc)[:80]})") from None
                 if isinstance(value, bytes):
                     value = value.decode("utf-8", "replace")
                 elif isinstance(value, float):  # stored as float32: 0.1 comes back as the 0.1 the exporter saw
@@ -333,7 +345,7 @@ class Reader:
             elif i in self.env:
                 inputs.append(self.env[i])
             else:
-                raise ModelFormatError(f"{self.where}: node {name!r} uses {i!r} before any node produces it")
+                raise ModelFormatError(f"{self.where}: node {name!r} uses {i[:60]!r} before any node produces it")
         mark = len(self.b.graph)
         domain = n.domain if n.domain not in ("", "ai.onnx") else ""
         key = f"{domain}.{n.op_type}" if domain else n.op_type
@@ -347,11 +359,15 @@ class Reader:
             for value, declared in zip(results, shapes, strict=False):
                 if isinstance(value, Node) and declared is not None and value.shape != declared:
                     raise Unmapped(f"mapped to shape {value.shape}, the file declares {declared}")
-        except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
+        except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
+                OverflowError) as exc:  # a handler meeting values it cannot use: unsupported, not a crash
             if len(self.b.graph) != mark:
-                self.b.warnings.append(f"{key} at {name!r}: partial mapping dropped ({exc})")
-            results = self._placeholder(key, inputs, ctx, str(exc) if isinstance(exc, Unmapped) else
-                                        f"{type(exc).__name__}: {exc}")
+                self.b.warnings.append(f"{key[:60]} at {name!r}: partial mapping dropped ({str(exc)[:120]})")
+            results = self._placeholder(key, inputs, ctx, str(exc)[:200] if isinstance(exc, Unmapped) else
+                                        f"{type(exc).__name__}: {str(exc)[:200]}")
+        for value in results:  # folded constants count against the open's budget (big folds are checked before)
+            if isinstance(value, np.ndarray) and value.nbytes > 4096:
+                charge(value.nbytes, f"the constant folded at {name!r}", self.where)
         for out, value in zip(n.output, results, strict=False):
             if out:
                 self.env[out] = value
@@ -386,7 +402,8 @@ def _param_module(name: str, fallback: str) -> str:
 def open(path: str | Path) -> Model:
     path = Path(path)
     where = str(path)
-    file_size(path, where, MAX_FILE_BYTES, "more than an ONNX file can hold without external data")
+    size = file_size(path, where, MAX_FILE_BYTES, "more than an ONNX file can hold without external data")
+    charge(2 * size, "its protobuf", where)  # parsed in memory: the bytes and the message made from them
     try:
         import onnx
     except ImportError:
@@ -398,7 +415,7 @@ def open(path: str | Path) -> Model:
     if model.ir_version <= 0 or not model.HasField("graph") or not (model.graph.node or model.graph.output):
         raise ModelFormatError(f"{where}: not an ONNX model (no graph with nodes and outputs)")
     if model.functions:
-        names = ", ".join(f.name for f in model.functions[:4])
+        names = ", ".join(f.name[:40] for f in model.functions[:4])
         model_warning = f"the model defines local functions ({names}); nodes that call them are unsupported"
     else:
         model_warning = ""

@@ -1,9 +1,11 @@
 """State dicts (`.pt`, `.pth`, `.safetensors`): weights only, opened against an architecture.
 
 A state dict has no graph, so it fills the parameters of one: a built-in example or a model file.
-`.pt`/`.pth` go through `torch.load(weights_only=True, map_location="cpu")` and nothing else, after
-the zip's declared sizes are checked. `.safetensors` is parsed here (8-byte header length, a JSON
-header, raw bytes), every offset and size checked against the file before anything is read.
+`.pt`/`.pth` zips go through the restricted torch-free unpickler of `_pickle` (weights-only semantics:
+tensor-rebuild globals only), after the zip's declared sizes are checked; `torch.load(weights_only=True)`
+is the fallback only for the legacy non-zip format and for what only torch can rebuild (tensor
+subclasses). `.safetensors` is parsed here (8-byte header length, a JSON header, raw bytes), every
+offset and size checked against the file before anything is read.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import numpy as np
 
 from ..errors import ModelFormatError, PropscopeError
 from ..model import Model
+from ._budget import charge
 from ._build import MAX_TENSOR_BYTES, check_shape, file_size, from_bytes
-from .torch_export import load_weights_only, to_numpy
+from ._pickle import is_tensor, load_weights_only, to_numpy
 
 SUFFIXES = (".pt", ".pth", ".safetensors")
 MAX_FILE_BYTES = 64 * 2**30
@@ -166,25 +169,23 @@ def _torch_file(path: Path, where: str) -> dict[str, np.ndarray]:
             raise ModelFormatError(f"{where}: a damaged zip archive; the file may be truncated")
         if not head or head[0] != 0x80:  # torch's legacy format starts with a pickle protocol byte
             raise ModelFormatError(f"{where}: not a PyTorch file (neither a torch.save zip nor a pickle)")
-    value = load_weights_only(path.read_bytes(), where, "the file")
+    value = load_weights_only(path, where, "the file")
     return _flatten(value, where)
 
 
 def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
     """The tensors of a state dict, or of a checkpoint that nests one under a usual key."""
-    import torch
-
     if not isinstance(value, dict):
         raise ModelFormatError(f"{where}: holds a {type(value).__name__}, not a state dict (a dict of tensors)")
-    tensors = {str(k): v for k, v in value.items() if isinstance(v, torch.Tensor)}
+    tensors = {str(k): v for k, v in value.items() if is_tensor(v)}
     if not tensors:
         for key in NESTED_KEYS:
             inner = value.get(key)
-            if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
-                tensors = {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+            if isinstance(inner, dict) and any(is_tensor(v) for v in inner.values()):
+                tensors = {str(k): v for k, v in inner.items() if is_tensor(v)}
                 break
     if not tensors:
-        keys = ", ".join(str(k) for k in list(value)[:6])
+        keys = ", ".join(repr(str(k)[:40]) for k in list(value)[:6])
         raise ModelFormatError(f"{where}: no tensors found in the dict (keys: {keys or 'none'})")
     return {k: to_numpy(v, where, f"tensor {k!r}") for k, v in tensors.items()}
 
@@ -214,6 +215,7 @@ def _safetensors(path: Path, where: str, size: int) -> dict[str, np.ndarray]:
             entries.append(_entry(name, spec, data_size, where))
         out: dict[str, np.ndarray] = {}
         for name, dtype, shape, begin, end in sorted(entries, key=lambda e: e[3]):
+            charge(end - begin, f"tensor {name[:60]!r}", where)
             fh.seek(8 + length + begin)
             data = fh.read(end - begin)
             out[name] = from_bytes(data, dtype, shape, where, f"tensor {name!r}")

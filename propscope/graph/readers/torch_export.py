@@ -3,18 +3,21 @@
 `torch.export.load` is never called: on torch 2.13 it retries a failed weights-only unpickle with
 `weights_only=False`, so a crafted archive runs code. Instead the zip is read here: the program is
 JSON, raw weights are bytes laid out as their JSON metadata says (checked against the member's size
-before anything is allocated), and the few members that are pickles (sample inputs, tensor
-subclasses, archives from older torch versions) go through `torch.load(weights_only=True)` only.
-The ATen graph is mapped onto catalog ops in `_aten`.
+before anything is allocated), and the few members that are pickles (sample inputs, archives from
+older torch versions) go through the restricted torch-free unpickler of `_pickle` (sample inputs
+never import torch; weights fall back to `torch.load(weights_only=True)` only for tensor subclasses).
+Every allocation is counted against the open's memory budget. The ATen graph is mapped onto catalog
+ops in `_aten`.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
+import os
 import re
 import zipfile
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +27,15 @@ from ..errors import ModelFormatError
 from ..model import Model
 from . import aten  # noqa: F401  (registers the ATen handlers)
 from ._aten import SCALAR_TYPES, Translator, sizes
+from ._budget import charge, read_member
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
+from ._pickle import load_weights_only, to_numpy
 
 SUFFIX = ".pt2"
 _MODEL_JSON = re.compile(r"^(?P<root>(?:[^/]+/)?)models/(?P<name>[^/]+)\.json$")
 _LEGACY_JSON = re.compile(r"^(?P<root>(?:[^/]+/)?)serialized_exported_program\.json$")
 TORCH_INSTALL = "pip install 'propscope[torch]'"
+__all__ = ["load_weights_only", "match", "open", "to_numpy"]  # the pickle helpers live in _pickle
 
 
 def match(path: Path) -> bool:
@@ -41,7 +47,7 @@ def _zip(path: Path, where: str) -> zipfile.ZipFile:
         return zipfile.ZipFile(path)
     except FileNotFoundError:
         raise ModelFormatError(f"{where}: no such file") from None
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
         raise ModelFormatError(f"{where}: not a torch.export archive (not a zip file: {exc})") from None
 
 
@@ -50,12 +56,7 @@ def _read(zf: zipfile.ZipFile, member: str, where: str, limit: int = MAX_TENSOR_
         info = zf.getinfo(member)
     except KeyError:
         raise ModelFormatError(f"{where}: the archive has no member {member!r}") from None
-    if info.file_size > limit:
-        raise ModelFormatError(f"{where}: {member} claims {info.file_size} bytes, more than propscope will load")
-    try:
-        return zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
-        raise ModelFormatError(f"{where}: {member} cannot be read ({exc}); the file may be truncated") from None
+    return read_member(zf, info, where, limit)
 
 
 def _json(zf: zipfile.ZipFile, member: str, where: str) -> Any:
@@ -64,41 +65,6 @@ def _json(zf: zipfile.ZipFile, member: str, where: str) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFormatError(f"{where}: {member} is not valid JSON ({str(exc)[:120]})") from None
-
-
-def load_weights_only(data: bytes, where: str, what: str) -> Any:
-    """A pickle member, through torch's weights-only unpickler (never the full one)."""
-    try:
-        import torch
-    except ImportError:
-        raise ModelFormatError(f"{where}: {what} is a pickle and reading it safely needs PyTorch: "
-                               f"{TORCH_INSTALL}") from None
-    try:
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except Exception as exc:  # the unpickler raises many kinds; every one means "not plain tensors"
-        text = str(exc)
-        found = re.search(r"GLOBAL ([\w.]+)", text)
-        if found:
-            raise ModelFormatError(f"{where}: {what} is a pickle that calls {found.group(1)}, not plain tensors; "
-                                   "refused, since loading it could run code") from None
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        useful = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation"))]
-        reason = (useful or lines or [type(exc).__name__])[0]
-        raise ModelFormatError(f"{where}: {what} cannot be read as plain tensors ({reason[:160]})") from None
-
-
-def to_numpy(value: Any, where: str, what: str) -> np.ndarray:
-    """A tensor from a weights-only unpickle as NumPy (bfloat16 and half widened to float32)."""
-    import torch
-
-    if not isinstance(value, torch.Tensor):
-        raise ModelFormatError(f"{where}: {what} is a {type(value).__name__}, not a tensor")
-    if value.is_complex() or value.is_quantized or value.layout != torch.strided:
-        raise ModelFormatError(f"{where}: {what} is a {value.dtype} {value.layout} tensor, which propscope cannot use")
-    t = value.detach().cpu()
-    if t.dtype in (torch.bfloat16, torch.float16):
-        t = t.float()
-    return t.numpy().copy()
 
 
 _MAX_EXPANDED_BYTES = 256 * 2**20  # a broadcast (stride 0) tensor may grow beyond its data, up to this
@@ -224,6 +190,7 @@ class _Archive:
         if count * item > max(nbytes, _MAX_EXPANDED_BYTES):  # zero strides could blow a few bytes up to gigabytes
             raise ModelFormatError(f"{self.where}: {what} would expand {nbytes} bytes of data to {count * item} bytes "
                                    "through its strides; propscope refuses it")
+        charge(count * max(item, 4 if dtype in ("bfloat16", "float16") else item), what, self.where)
         if count == 0:
             return np.zeros(shape, dtype=np.dtype("float32" if dtype == "bfloat16" else dtype))
         if member not in self._raw:
@@ -248,15 +215,26 @@ class _Archive:
         fp = self.zf.fp
         if info.compress_type != zipfile.ZIP_STORED or fp is None or info.flag_bits & 0x1:
             return None
+        if info.header_offset + 30 + info.file_size > self._file_bytes:
+            return None  # claims more than the file holds: zipfile reads it in bounded chunks and says so
         fp.seek(info.header_offset)
         header = fp.read(30)
         if len(header) != 30 or header[:4] != b"PK\x03\x04":
             return None
         start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30],
                                                                                                     "little")
+        charge(info.file_size, f"member {member}", self.where)
         fp.seek(start)
         data = fp.read(info.file_size)
         return data if len(data) == info.file_size else None
+
+    @cached_property
+    def _file_bytes(self) -> int:
+        fp = self.zf.fp
+        try:
+            return os.fstat(fp.fileno()).st_size if fp is not None else 0
+        except (OSError, AttributeError, ValueError):
+            return 0
 
     def sample_inputs(self) -> list[np.ndarray] | None:
         """The example inputs the program was exported with, as arrays in input order (None if unusable)."""
@@ -265,25 +243,24 @@ class _Archive:
             member = f"{self.root}serialized_example_inputs.pt"
         if member not in self.names:
             return None
-        try:
-            value = load_weights_only(_read(self.zf, member, self.where), self.where, "the sample inputs")
+        try:  # never torch: sample inputs only it could read are skipped, not worth its import
+            value = load_weights_only(_read(self.zf, member, self.where), self.where, "the sample inputs",
+                                      torch_fallback=False)
         except ModelFormatError:
-            return None
-        try:
-            import torch
-        except ImportError:
             return None
         flat: list[np.ndarray] = []
 
-        def walk(v: Any) -> None:
-            if isinstance(v, torch.Tensor):
+        def walk(v: Any, depth: int = 0) -> None:
+            if isinstance(v, np.ndarray):
                 flat.append(to_numpy(v, self.where, "a sample input"))
+            elif depth > 32:
+                return
             elif isinstance(v, list | tuple):
                 for item in v:
-                    walk(item)
+                    walk(item, depth + 1)
             elif isinstance(v, dict):
                 for item in v.values():
-                    walk(item)
+                    walk(item, depth + 1)
 
         walk(value)
         return flat

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._aten import Missing, Unmapped
+from .._budget import charge_array, range_length
 from .._build import CAUSAL_FILL, check_shape
 from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
 
@@ -83,6 +84,7 @@ def _constant_of_shape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         raise Unmapped("a shape computed at run time")
     dims = check_shape(shape.reshape(-1), "ConstantOfShape", r.where)
     value = ctx.attrs.get("value", np.zeros(1, dtype=np.float32))
+    charge_array(dims, value.dtype, "ConstantOfShape", r.where)
     return np.full(dims, value.reshape(-1)[0], dtype=value.dtype)
 
 
@@ -103,6 +105,8 @@ def _range(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     start, limit, delta = (r.folded(v) for v in ins)
     if start is None or limit is None or delta is None:
         raise Unmapped("a range computed at run time")
+    count = range_length(start.item(), limit.item(), delta.item(), "Range", r.where)
+    charge_array((count,), start.dtype, "Range", r.where)
     out = np.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
     check_shape(out.shape, "Range", r.where)
     return out

@@ -1,0 +1,173 @@
+"""One memory budget per open: every allocation a file causes is counted before it is made.
+
+Weights, strided views, folded constants, decompressed zip members and generated batches all call
+`charge(nbytes, what, where)` first; the total over one `open_model` may not pass the budget, so a
+712-byte file cannot ask for 8 GiB and a thousand aliases of one region cannot add up to 2 GB.
+The default is half the memory the machine has available; `--max-memory` (and the app) change it.
+Also here: reading a zip member in bounded chunks, its declared size charged first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFormatError
+
+MIN_BUDGET = 256 * 2**20
+FALLBACK_BUDGET = 4 * 2**30  # where the machine does not say how much memory it has
+CHUNK = 2**20
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the machine can give without swapping (Linux's MemAvailable), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def default_budget() -> int:
+    """Half of the available memory: the rest is for the trace, the app and everything else running."""
+    available = available_memory()
+    return max(MIN_BUDGET, available // 2) if available else FALLBACK_BUDGET
+
+
+_limit_override: int | None = None
+
+
+def set_max_memory(limit: int | None) -> None:
+    """The budget for every later open (None: back to the default sized from the machine)."""
+    global _limit_override
+    if limit is not None and limit <= 0:
+        raise ValueError("the memory budget must be positive")
+    _limit_override = limit
+
+
+def current_limit() -> int:
+    return _limit_override if _limit_override is not None else default_budget()
+
+
+_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
+          "G": 2**30, "GB": 2**30, "GIB": 2**30, "T": 2**40, "TB": 2**40, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """`512M`, `4G`, `1.5GiB` or plain bytes as a byte count (ValueError with a sentence otherwise)."""
+    found = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = found.group(2).upper() if found else ""
+    if not found or unit not in _UNITS:
+        raise ValueError(f"a memory size such as 512M or 4G, got {text[:40]!r}")
+    value = int(float(found.group(1)) * _UNITS[unit])
+    if value < 1:
+        raise ValueError(f"a memory size must be positive, got {text[:40]!r}")
+    return value
+
+
+def human(nbytes: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+@dataclass
+class MemoryBudget:
+    limit: int
+    used: int = 0
+
+    def charge(self, nbytes: int, what: str, where: str) -> None:
+        nbytes = max(0, int(nbytes))
+        if self.used + nbytes > self.limit:
+            raise ModelFormatError(
+                f"{where}: {what} needs {human(nbytes)} more, over the memory budget of {human(self.limit)} "
+                f"({human(self.used)} used); refused (--max-memory raises the budget)"
+            )
+        self.used += nbytes
+
+
+_active: ContextVar[MemoryBudget | None] = ContextVar("propscope_memory_budget", default=None)
+
+
+@contextmanager
+def memory_budget(limit: int | None = None) -> Iterator[MemoryBudget]:
+    """The budget every allocation of one open counts against; an open inside an open (a state dict's
+    architecture file) shares the outer one."""
+    outer = _active.get()
+    if outer is not None and limit is None:
+        yield outer
+        return
+    budget = MemoryBudget(limit if limit is not None else current_limit())
+    token = _active.set(budget)
+    try:
+        yield budget
+    finally:
+        _active.reset(token)
+
+
+def charge(nbytes: int, what: str, where: str) -> None:
+    """Count `nbytes` against the open's budget before allocating them (outside an open: this one
+    allocation against a fresh budget)."""
+    budget = _active.get()
+    if budget is None:
+        MemoryBudget(current_limit()).charge(nbytes, what, where)
+    else:
+        budget.charge(nbytes, what, where)
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limit: int | None = None) -> bytes:
+    """A zip member's bytes: the declared size charged first and checked against `limit`, then read in
+    bounded chunks, so a member that inflates past its declared size is stopped, not trusted."""
+    name = info.filename
+    if limit is not None and info.file_size > limit:
+        raise ModelFormatError(f"{where}: {name} claims {info.file_size} bytes, more than propscope will load")
+    charge(info.file_size, f"member {name}", where)
+    parts = []
+    total = 0
+    try:
+        with zf.open(info) as fh:
+            while True:
+                chunk = fh.read(CHUNK)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > info.file_size:
+                    raise ModelFormatError(f"{where}: {name} inflates past the {info.file_size} bytes it declares")
+                parts.append(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
+        raise ModelFormatError(f"{where}: {name} cannot be read ({exc}); the file may be truncated") from None
+    if total != info.file_size:
+        raise ModelFormatError(f"{where}: {name} holds {total} bytes, not the {info.file_size} it declares")
+    return b"".join(parts)
+
+
+def charge_array(shape: Iterable[int], dtype: Any, what: str, where: str) -> None:
+    """Charge an array of `shape` and `dtype` (a folded constant) before it is made."""
+    itemsize = np.dtype(dtype).itemsize if dtype is not None else 8
+    charge(math.prod(int(d) for d in shape) * itemsize, what, where)
+
+
+def range_length(start: float, stop: float, step: float, what: str, where: str) -> int:
+    """How many values `arange(start, stop, step)` makes, refused past one tensor's limit before it is made."""
+    if step == 0 or not all(math.isfinite(float(v)) for v in (start, stop, step)):
+        raise ModelFormatError(f"{where}: {what} has a step of 0 or a bound that is not finite")
+    count = max(0, math.ceil((float(stop) - float(start)) / float(step)))
+    if count > 2**31:
+        raise ModelFormatError(f"{where}: {what} would make {count} values, more than propscope will load")
+    return count

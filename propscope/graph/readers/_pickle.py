@@ -1,0 +1,333 @@
+"""torch.save files read without torch: a restricted unpickler that maps tensor rebuilding to NumPy.
+
+A `torch.save` zip holds `data.pkl` (a pickle whose tensors are persistent ids naming storages) and
+one raw member per storage. The unpickler here resolves only the globals a plain state dict or a
+tuple of sample inputs uses (`torch._utils._rebuild_tensor_v2`, the storage classes,
+`collections.OrderedDict`, ...), to NumPy; any other global is refused before anything is called,
+so a crafted pickle cannot run code. Globals torch's own weights-only loader accepts but this one
+does not implement (tensor subclasses, sparse or quantized tensors) raise `NeedsTorch`: there, and
+for the legacy non-zip format, `load_weights_only` falls back to `torch.load(weights_only=True)`.
+Every storage and every view is counted against the open's memory budget before it is made.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import re
+import sys
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFormatError
+from ._budget import charge, read_member
+
+TORCH_INSTALL = "pip install 'propscope[torch]'"
+
+# torch's storage classes -> NumPy dtypes (bfloat16 has none: it is widened to float32 when viewed)
+STORAGE_DTYPES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
+    "ByteStorage": "uint8", "BoolStorage": "bool", "UInt16Storage": "uint16", "UInt32Storage": "uint32",
+    "UInt64Storage": "uint64",
+}
+MAX_PICKLE_BYTES = 64 * 2**20  # the pickle holds names and sizes only; the tensors' bytes are members
+
+
+class NeedsTorch(Exception):
+    """A global torch's weights-only loader allows but this reader does not implement."""
+
+
+class Refused(Exception):
+    """A global outside the weights-only set: loading it could run code."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+# Modules whose allow-listed globals torch's weights-only loader knows and we do not: worth a fallback.
+_TORCH_KNOWN = ("torch", "collections", "builtins", "_codecs", "numpy")
+_BUILTINS_TORCH_ALLOWS = frozenset({"set", "frozenset", "bytearray", "slice", "complex"})
+
+
+class _StorageType:
+    """`torch.FloatStorage` as the pickle names it: only its dtype matters."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+
+
+class _StateDict(OrderedDict):  # type: ignore[type-arg]
+    """`collections.OrderedDict` as a state dict pickles it: BUILD sets `_metadata`, kept aside, never run."""
+
+    def __setstate__(self, state: Any) -> None:
+        self.metadata = state
+
+
+class Tensor:
+    """A rebuilt tensor: a NumPy array (bfloat16 and float16 widened to float32), its origin's dtype name."""
+
+    __slots__ = ("array", "dtype")
+
+    def __init__(self, array: np.ndarray, dtype: str) -> None:
+        self.array, self.dtype = array, dtype
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("BUILD on a tensor (a tensor subclass)")
+
+
+def _encode(text: str, encoding: str = "latin1") -> bytes:
+    """`_codecs.encode`, as protocol 2 pickles bytes; only text encodings."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
+        raise pickle.UnpicklingError("_codecs.encode of something other than text")
+    return text.encode(encoding)
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, storages: Callable[[str, str, int], np.ndarray], where: str) -> None:
+        super().__init__(io.BytesIO(data))
+        self.storages, self.where = storages, where
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch._utils":
+            known = {"_rebuild_tensor_v2": self._rebuild_tensor, "_rebuild_parameter": _rebuild_parameter,
+                     "_rebuild_parameter_with_state": _rebuild_parameter}
+            if name in known:
+                return known[name]
+        elif module in ("torch", "torch.storage") and name in STORAGE_DTYPES:
+            return _StorageType(STORAGE_DTYPES[name])
+        elif module == "collections" and name == "OrderedDict":
+            return _StateDict
+        elif module == "_codecs" and name == "encode":
+            return _encode
+        top = module.split(".")[0]
+        if top in _TORCH_KNOWN and (top != "builtins" or name in _BUILTINS_TORCH_ALLOWS):
+            raise NeedsTorch(f"{module}.{name}")
+        raise Refused(f"{module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"an unknown persistent id {str(pid)[:60]}")
+        _, kind, key, _location, numel = pid
+        if not isinstance(kind, _StorageType) or not isinstance(key, str) or not isinstance(numel, int) \
+                or numel < 0:
+            raise pickle.UnpicklingError("a malformed storage reference")
+        return self.storages(key, kind.dtype, numel)
+
+    def _rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                        hooks: Any = None, metadata: Any = None) -> Tensor:
+        if not isinstance(storage, _Storage):
+            raise pickle.UnpicklingError("a tensor without a storage")
+        return storage.view(offset, size, stride, self.where)
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None, state: Any = None) -> Any:
+    if not isinstance(data, Tensor):
+        raise pickle.UnpicklingError("a parameter that is not a tensor")
+    return data
+
+
+class _Storage:
+    """One storage's flat array; views of it become arrays of their own."""
+
+    def __init__(self, flat: np.ndarray, dtype: str) -> None:
+        self.flat, self.dtype = flat, dtype
+
+    def view(self, offset: Any, size: Any, stride: Any, where: str) -> Tensor:
+        if not (isinstance(offset, int) and isinstance(size, tuple | list) and isinstance(stride, tuple | list)
+                and all(isinstance(v, int) for v in (*size, *stride)) and len(size) == len(stride) <= 16):
+            raise pickle.UnpicklingError("a tensor with a malformed size, stride or offset")
+        shape, strides = tuple(size), tuple(stride)
+        if offset < 0 or any(d < 0 for d in shape) or any(s < 0 for s in strides):
+            raise pickle.UnpicklingError(f"a tensor with negative sizes {shape} or strides {strides}")
+        count = math.prod(shape)
+        item = 4 if self.dtype in ("bfloat16", "float16") else np.dtype(self.dtype).itemsize
+        if count:
+            extent = offset + 1 + sum((d - 1) * s for d, s in zip(shape, strides, strict=True))
+            if extent > len(self.flat):
+                raise pickle.UnpicklingError(f"a tensor of shape {shape} reaching element {extent} of a storage "
+                                             f"of {len(self.flat)}")
+        charge(count * item, f"a tensor of shape {shape}", where)
+        if count == 0:
+            out = np.zeros(shape, dtype=np.float32 if item == 4 and self.dtype != "float32" else self.flat.dtype)
+        else:
+            view = np.lib.stride_tricks.as_strided(self.flat[offset:], shape=shape,
+                                                   strides=tuple(s * self.flat.itemsize for s in strides))
+            out = np.array(view, dtype=self.flat.dtype.newbyteorder("="))
+        if self.dtype == "bfloat16":
+            out = (out.astype(np.uint32) << 16).view(np.float32)
+        elif self.dtype == "float16":
+            out = out.astype(np.float32)
+        return Tensor(out, self.dtype)
+
+
+def _flat(data: bytes, dtype: str, numel: int, big_endian: bool, where: str, what: str) -> np.ndarray:
+    raw = "<u2" if dtype == "bfloat16" else ("u1" if dtype == "bool" else dtype)
+    npdtype = np.dtype(raw).newbyteorder(">" if big_endian else "<")
+    if len(data) < numel * npdtype.itemsize:
+        raise ModelFormatError(f"{where}: {what} holds {len(data)} bytes, less than its {numel} {dtype} values")
+    flat = np.frombuffer(data, dtype=npdtype, count=numel)
+    return flat.view(bool) if dtype == "bool" else flat
+
+
+def is_torch_zip(data: bytes) -> bool:
+    return data[:4] == b"PK\x03\x04"
+
+
+def load_torch_zip(data: bytes | zipfile.ZipFile, where: str, what: str) -> Any:
+    """A `torch.save` zip's object with every tensor as a `Tensor` (NumPy inside); torch is never imported.
+
+    Raises `Refused` for a global that could run code, `NeedsTorch` for one only torch can rebuild.
+    """
+    zf = data if isinstance(data, zipfile.ZipFile) else _open_zip(data, where, what)
+    infos = {i.filename: i for i in zf.infolist()}
+    pkl = [n for n in infos if n.endswith("/data.pkl") or n == "data.pkl"]
+    if len(pkl) != 1:
+        raise ModelFormatError(f"{where}: {what} is a zip archive but not a torch.save file (no single data.pkl)")
+    root = pkl[0][: -len("data.pkl")]
+    order = infos.get(f"{root}byteorder")
+    big = order is not None and read_member(zf, order, where, 16).strip() == b"big"
+    storages: dict[str, _Storage] = {}
+
+    def storage(key: str, dtype: str, numel: int) -> _Storage:
+        if key not in storages:
+            if not re.fullmatch(r"[0-9A-Za-z_]{1,64}", key):
+                raise pickle.UnpicklingError(f"a storage key {key[:40]!r} that is not a name")
+            info = infos.get(f"{root}data/{key}")
+            if info is None:
+                raise ModelFormatError(f"{where}: {what} has no storage {key!r}")
+            flat = _flat(read_member(zf, info, where), dtype, numel, big, where, f"storage {key!r}")
+            storages[key] = _Storage(flat, dtype)
+        found = storages[key]
+        if found.dtype != dtype:
+            raise pickle.UnpicklingError(f"storage {key!r} used as {found.dtype} and {dtype}")
+        return found
+
+    body = read_member(zf, infos[pkl[0]], where, MAX_PICKLE_BYTES)
+    try:
+        return _Unpickler(body, storage, where).load()
+    except (Refused, NeedsTorch, ModelFormatError):
+        raise
+    except RecursionError:
+        raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
+    except Exception as exc:  # a broken pickle raises anything from struct.error to TypeError: all mean "broken"
+        raise ModelFormatError(f"{where}: {what} is not a readable torch.save pickle "
+                               f"({type(exc).__name__}: {str(exc)[:100]})") from None
+
+
+def _open_zip(data: bytes, where: str, what: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelFormatError(f"{where}: {what} is a damaged zip archive ({exc})") from None
+
+
+def plain(value: Any) -> Any:
+    """Tensors as NumPy arrays, state dicts as plain dicts, all the way down."""
+    if isinstance(value, Tensor):
+        return value.array
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(plain(v) for v in value) if isinstance(value, list) else tuple(plain(v) for v in value)
+    return value
+
+
+def load_weights_only(data: bytes | Path, where: str, what: str, torch_fallback: bool = True) -> Any:
+    """A pickle (member bytes, or a file) as plain Python with NumPy arrays for tensors: torch-free for
+    torch.save zips, `torch.load(weights_only=True)` only for what the restricted reader leaves to it."""
+    if isinstance(data, Path):
+        return _load_file(data, where, what, torch_fallback)
+    if is_torch_zip(data):
+        try:
+            return plain(load_torch_zip(data, where, what))
+        except RecursionError:
+            raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
+        except Refused as exc:
+            raise ModelFormatError(f"{where}: {what} is a pickle that calls {exc.name}, not plain tensors; "
+                                   "refused, since loading it could run code") from None
+        except NeedsTorch as exc:
+            if not torch_fallback:
+                raise ModelFormatError(f"{where}: {what} holds {exc}, which propscope reads only with "
+                                       "PyTorch") from None
+    return torch_load(data, where, what)
+
+
+def _load_file(path: Path, where: str, what: str, torch_fallback: bool) -> Any:
+    """A torch.save file read member by member from disk (never the whole file in memory at once)."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return plain(load_torch_zip(zf, where, what))
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise ModelFormatError(f"{where}: a damaged zip archive ({exc})") from None
+        except RecursionError:
+            raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
+        except Refused as exc:
+            raise ModelFormatError(f"{where}: {what} is a pickle that calls {exc.name}, not plain tensors; "
+                                   "refused, since loading it could run code") from None
+        except NeedsTorch as exc:
+            if not torch_fallback:
+                raise ModelFormatError(f"{where}: {what} holds {exc}, which propscope reads only with "
+                                       "PyTorch") from None
+    size = path.stat().st_size
+    charge(2 * size, what, where)  # torch's loader holds the bytes and the tensors made from them
+    return torch_load(path.read_bytes(), where, what)
+
+
+def torch_load(data: bytes, where: str, what: str) -> Any:
+    """torch's own weights-only unpickler (never the full one), its warnings kept off the terminal."""
+    try:
+        import torch
+    except ImportError:
+        raise ModelFormatError(f"{where}: {what} is a pickle and reading it safely needs PyTorch: "
+                               f"{TORCH_INSTALL}") from None
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as exc:  # the unpickler raises many kinds; every one means "not plain tensors"
+        text = str(exc)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if found:
+            raise ModelFormatError(f"{where}: {what} is a pickle that calls {found.group(1)}, not plain tensors; "
+                                   "refused, since loading it could run code") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        useful = [ln for ln in lines if not ln.startswith(("Weights only load failed", "Check the documentation"))]
+        reason = (useful or lines or [type(exc).__name__])[0]
+        raise ModelFormatError(f"{where}: {what} cannot be read as plain tensors ({reason[:160]})") from None
+
+
+def is_tensor(value: Any) -> bool:
+    """A NumPy array from the restricted reader, or a torch tensor from the fallback."""
+    if isinstance(value, np.ndarray):
+        return True
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def to_numpy(value: Any, where: str, what: str) -> np.ndarray:
+    """A tensor from either loader as NumPy (bfloat16 and half widened to float32); torch only for its own."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise ModelFormatError(f"{where}: {what} holds {value.dtype} values, which propscope cannot use")
+        return value.astype(np.float32) if value.dtype == np.float16 else value
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        raise ModelFormatError(f"{where}: {what} is a {type(value).__name__}, not a tensor")
+    if value.is_complex() or value.is_quantized or value.layout != torch.strided:
+        raise ModelFormatError(f"{where}: {what} is a {value.dtype} {value.layout} tensor, which propscope cannot use")
+    t = value.detach().cpu()
+    charge(t.numel() * max(4, t.element_size()), what, where)
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.float()
+    return t.numpy().copy()
