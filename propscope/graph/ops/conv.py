@@ -1,12 +1,17 @@
-"""Convolution, pooling and flatten: the tutorial's Part 9 filters, on NCHW images.
+"""Convolution, transposed convolution, pooling and flatten on NCHW images (and NCL sequences).
 
-Sizes follow PyTorch: an output side is ⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1, so a model loaded from
-PyTorch keeps its shapes. The helpers `pair` and `window_out` are shared with the kernels.
+Sizes follow PyTorch: an output side is ⌊(n + p₀ + p₁ − d(k − 1) − 1) / s⌋ + 1, with p₀ and p₁ the
+padding before and after (equal in PyTorch, free in ONNX); ceil_mode rounds up instead, but drops
+a last window that would start in the padding after the image, as PyTorch does. `Grid` says where
+the windows sit and is shared with the kernels of both backends, so a model loaded from PyTorch
+or ONNX keeps its shapes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ShapeError
@@ -14,6 +19,7 @@ from . import shapes as S
 from .opdef import OpDef, define
 
 Shape = tuple[int, ...]
+Pads = tuple[int, int, int, int]  # top, bottom, left, right
 
 
 def pair(value: Any, what: str = "value") -> tuple[int, int]:
@@ -26,29 +32,172 @@ def pair(value: Any, what: str = "value") -> tuple[int, int]:
     return items[0], items[1]
 
 
-def window_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """How many windows fit along one side."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+def single(value: Any, what: str = "value") -> int:
+    """An int, or a sequence holding one (PyTorch's `_single`)."""
+    if isinstance(value, int):
+        return value
+    items = tuple(int(v) for v in value)
+    if len(items) != 1:
+        raise ShapeError(f"{what} must be one int, got {value!r}")
+    return items[0]
 
 
-def _spatial(x: Shape, kernel: tuple[int, int], attrs: Mapping[str, Any], what: str) -> tuple[int, int]:
-    stride = kernel if attrs.get("stride") is None else pair(attrs["stride"], "stride")
-    padding = pair(attrs.get("padding", 0), "padding")
-    dilation = pair(attrs.get("dilation", 1), "dilation")
-    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(kernel) < 1:
-        raise ShapeError(f"{what}: kernel, stride and dilation must be positive and padding non-negative")
-    out = tuple(window_out(x[2 + i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2))
+def pads4(value: Any, what: str = "padding") -> Pads:
+    """Padding as (top, bottom, left, right): one int for every side, (height, width) for both sides
+    of each axis as PyTorch, or four ints for ONNX's asymmetric pads."""
+    if isinstance(value, int):
+        return value, value, value, value
+    items = tuple(int(v) for v in value)
+    if len(items) == 2:
+        return items[0], items[0], items[1], items[1]
+    if len(items) == 4:
+        return items[0], items[1], items[2], items[3]
+    raise ShapeError(f"{what} must be one int, (height, width) or (top, bottom, left, right), got {value!r}")
+
+
+def pads2(value: Any, what: str = "padding") -> tuple[int, int]:
+    """1-D padding as (left, right): one int for both ends, or two."""
+    if isinstance(value, int):
+        return value, value
+    items = tuple(int(v) for v in value)
+    if len(items) == 1:
+        return items[0], items[0]
+    if len(items) == 2:
+        return items[0], items[1]
+    raise ShapeError(f"{what} must be one int or (left, right), got {value!r}")
+
+
+def window_out(size: int, kernel: int, stride: int, before: int, after: int, dilation: int = 1,
+               ceil_mode: bool = False) -> int:
+    """How many windows fit along one side (0 when none does), PyTorch's `pooling_output_shape`."""
+    span = size + before + after - dilation * (kernel - 1) - 1
+    if span < 0:
+        return 0
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + before:  # the last window would start in the padding
+        out -= 1
+    return out
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the windows of a convolution or pooling sit on an image: each field is (height, width),
+    `pads` is (top, bottom, left, right), `size` the image and `out` the number of windows."""
+
+    size: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: Pads
+    dilation: tuple[int, int]
+    out: tuple[int, int]
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        """The padded image's size; ceil_mode's last window may reach past the padding after the image."""
+        sides = []
+        for i in range(2):
+            reach = (self.out[i] - 1) * self.stride[i] + self.dilation[i] * (self.kernel[i] - 1) + 1
+            sides.append(max(self.size[i] + self.pads[2 * i] + self.pads[2 * i + 1], reach))
+        return sides[0], sides[1]
+
+    @property
+    def symmetric(self) -> bool:
+        return self.pads[0] == self.pads[1] and self.pads[2] == self.pads[3]
+
+    def window_counts(self, count_include_pad: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """How many cells each window averages over, per axis (a window's count is their product).
+
+        PyTorch's rule: counting the padding, a window is clipped only where it reaches past the
+        padding after the image (ceil_mode); otherwise only its cells inside the image count.
+        """
+        sides = []
+        for i in range(2):
+            before, after, size = self.pads[2 * i], self.pads[2 * i + 1], self.size[i]
+            counts = []
+            for o in range(self.out[i]):
+                start = o * self.stride[i] - before
+                end = min(start + self.kernel[i], size + after)
+                counts.append(end - start if count_include_pad else min(end, size) - max(start, 0))
+            sides.append(tuple(counts))
+        return sides[0], sides[1]
+
+
+@functools.lru_cache(maxsize=2048)
+def _grid(size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], pads: Pads,
+          dilation: tuple[int, int], ceil_mode: bool, what: str) -> Grid:
+    if min(kernel) < 1 or min(stride) < 1 or min(dilation) < 1:
+        raise ShapeError(f"{what}: kernel {kernel}, stride {stride} and dilation {dilation} must be positive")
+    if min(pads) < 0:
+        raise ShapeError(f"{what}: padding {pads} must not be negative")
+    out = tuple(window_out(size[i], kernel[i], stride[i], pads[2 * i], pads[2 * i + 1], dilation[i], ceil_mode)
+                for i in range(2))
     if min(out) < 1:
         raise ShapeError(
             f"{what}: a {kernel[0]}×{kernel[1]} window (dilation {dilation}) does not fit in a "
-            f"{x[2]}×{x[3]} image padded by {padding}"
+            f"{size[0]}×{size[1]} image padded by {pads}"
         )
-    return out[0], out[1]
+    return Grid(size, kernel, stride, pads, dilation, (out[0], out[1]))
 
 
+def grid(size: Sequence[int], kernel: Any, stride: Any, padding: Any, dilation: Any = 1, ceil_mode: bool = False,
+         what: str = "conv2d") -> Grid:
+    """The windows of a 2-D op on a (height, width) image; stride None means the kernel size."""
+    k = pair(kernel, "kernel_size")
+    s = k if stride is None else pair(stride, "stride")
+    return _grid((int(size[0]), int(size[1])), k, s, pads4(padding), pair(dilation, "dilation"), bool(ceil_mode),
+                 what)
+
+
+def grid1d(length: int, kernel: Any, stride: Any, padding: Any, dilation: Any = 1, ceil_mode: bool = False,
+           what: str = "conv1d") -> Grid:
+    """A 1-D op's windows as a 2-D grid on a 1×length image, so 1-D kernels reuse the 2-D ones."""
+    k = single(kernel, "kernel_size")
+    s = k if stride is None else single(stride, "stride")
+    left, right = pads2(padding)
+    return _grid((1, int(length)), (1, k), (1, s), (0, 0, left, right), (1, single(dilation, "dilation")),
+                 bool(ceil_mode), what)
+
+
+def transposed_grid(size: Sequence[int], kernel: Sequence[int], stride: Any, padding: Any, output_padding: Any,
+                    dilation: Any) -> Grid:
+    """The grid of the convolution whose input gradient conv_transpose2d computes: its `size` is the
+    transposed convolution's output, its `out` the transposed convolution's input."""
+    s, d, op, p = pair(stride, "stride"), pair(dilation, "dilation"), pair(output_padding, "output_padding"), \
+        pads4(padding)
+    if min(s) < 1 or min(d) < 1 or min(p) < 0 or min(op) < 0:
+        raise ShapeError("conv_transpose2d: stride and dilation must be positive, padding and output_padding "
+                         "not negative")
+    if op[0] >= max(s[0], d[0]) or op[1] >= max(s[1], d[1]):
+        raise ShapeError(f"conv_transpose2d: output_padding {op} must be smaller than the stride {s} or the "
+                         f"dilation {d}")
+    full = [(int(size[i]) - 1) * s[i] - p[2 * i] - p[2 * i + 1] + d[i] * (kernel[i] - 1) + op[i] + 1
+            for i in range(2)]
+    if min(full) < 1:
+        raise ShapeError(f"conv_transpose2d: padding {p} crops the whole {full[0]}×{full[1]} output away")
+    return Grid((full[0], full[1]), (int(kernel[0]), int(kernel[1])), s, p, d, (int(size[0]), int(size[1])))
+
+
+# -- convolutions ------------------------------------------------------------------------------
 def _image(x: Shape, what: str) -> None:
     if len(x) != 4:
         raise ShapeError(f"{what} takes images as (batch, channels, height, width), got {S.fmt(x)}")
+
+
+def _sequence(x: Shape, what: str) -> None:
+    if len(x) != 3:
+        raise ShapeError(f"{what} takes sequences as (batch, channels, length), got {S.fmt(x)}")
+
+
+def _groups(attrs: Mapping[str, Any], c_in: int, c_out: int, what: str) -> int:
+    groups = int(attrs.get("groups", 1))
+    if groups < 1 or c_in % groups or c_out % groups:
+        raise ShapeError(f"{what}: groups={groups} must divide both the {c_in} input and {c_out} output channels")
+    return groups
+
+
+def _bias(shapes: Sequence[Shape], channels: int) -> None:
+    if len(shapes) == 3 and tuple(shapes[2]) != (channels,):
+        raise ShapeError(f"bias must be ({channels},), one per output channel, got {S.fmt(shapes[2])}")
 
 
 def _conv2d(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
@@ -56,61 +205,194 @@ def _conv2d(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     _image(x, "conv2d")
     if len(w) != 4:
         raise ShapeError(f"weight must be (out_channels, in_channels / groups, kh, kw), got {S.fmt(w)}")
-    groups = int(attrs.get("groups", 1))
-    if groups < 1 or x[1] % groups or w[0] % groups:
-        raise ShapeError(f"groups={groups} must divide both the {x[1]} input and {w[0]} output channels")
+    groups = _groups(attrs, x[1], w[0], "conv2d")
     if w[1] * groups != x[1]:
         raise ShapeError(f"weight {S.fmt(w)} expects {w[1] * groups} input channels (groups={groups}), got {x[1]}")
-    if len(shapes) == 3 and tuple(shapes[2]) != (w[0],):
-        raise ShapeError(f"bias must be ({w[0]},), one per output channel, got {S.fmt(shapes[2])}")
-    oh, ow = _spatial(x, (w[2], w[3]), attrs, "conv2d")
-    return x[0], w[0], oh, ow
+    _bias(shapes, w[0])
+    g = grid(x[2:], (w[2], w[3]), attrs.get("stride", 1), attrs.get("padding", 0), attrs.get("dilation", 1))
+    return x[0], w[0], *g.out
 
+
+_CONV_ATTRS = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}
 
 define(OpDef(
     "conv2d", ("x", "W", "b"),
     "out[n, o, i, j] = b[o] + Σ_c Σ_u Σ_v W[o, c, u, v] · x[n, c, s·i + d·u − p, s·j + d·v − p]",
     {
-        "x": "∂L/∂x[n, c, :, :] = Σ_o full convolution of ∂L/∂out[n, o] with W[o, c] flipped (col2im of ∂L/∂out · W)",
+        "x": "∂L/∂x[n, c, :, :] = Σ_o full convolution of ∂L/∂out[n, o] with W[o, c] flipped "
+             "(= conv_transpose2d(∂L/∂out, W))",
         "W": "∂L/∂W[o, c, u, v] = Σ_n Σ_i Σ_j ∂L/∂out[n, o, i, j] · x[n, c, s·i + d·u − p, s·j + d·v − p]",
         "b": "∂L/∂b[o] = Σ_n Σ_i Σ_j ∂L/∂out[n, o, i, j]",
     },
-    _conv2d, "conv", category="conv", min_arity=2,
-    default_attrs={"stride": 1, "padding": 0, "dilation": 1, "groups": 1},
-    summary="2-D convolution (cross-correlation, as PyTorch): a small filter slides over the image",
+    _conv2d, "conv", category="conv", min_arity=2, default_attrs=dict(_CONV_ATTRS),
+    summary="2-D convolution (cross-correlation, as PyTorch): a small filter slides over the image. s stride, "
+            "d dilation, p padding (one int, (height, width), or (top, bottom, left, right) as ONNX); with G "
+            "groups each output channel sees only the C/G input channels of its group (G = C: depthwise)",
 ))
+
+
+def _conv_transpose2d(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, w = shapes[0], shapes[1]
+    _image(x, "conv_transpose2d")
+    if len(w) != 4:
+        raise ShapeError(f"weight must be (in_channels, out_channels / groups, kh, kw), got {S.fmt(w)}")
+    if w[0] != x[1]:
+        raise ShapeError(f"conv_transpose2d: weight {S.fmt(w)} expects {w[0]} input channels, got {x[1]}")
+    groups = _groups(attrs, x[1], w[1] * int(attrs.get("groups", 1)), "conv_transpose2d")
+    _bias(shapes, w[1] * groups)
+    g = transposed_grid(x[2:], (w[2], w[3]), attrs.get("stride", 1), attrs.get("padding", 0),
+                        attrs.get("output_padding", 0), attrs.get("dilation", 1))
+    return x[0], w[1] * groups, *g.size
+
+
+define(OpDef(
+    "conv_transpose2d", ("x", "W", "b"),
+    "out[n, o, s·i + d·u − p, s·j + d·v − p] += Σ_c x[n, c, i, j] · W[c, o, u, v]  (then + b[o]): each input "
+    "pixel stamps the filter, scaled by its value, onto the output",
+    {
+        "x": "∂L/∂x = conv2d(∂L/∂out, W) with the same stride, padding, dilation and groups",
+        "W": "∂L/∂W[c, o, u, v] = Σ_n Σ_i Σ_j x[n, c, i, j] · ∂L/∂out[n, o, s·i + d·u − p, s·j + d·v − p]",
+        "b": "∂L/∂b[o] = Σ_n Σ_i Σ_j ∂L/∂out[n, o, i, j]",
+    },
+    _conv_transpose2d, "convᵀ", category="conv", min_arity=2,
+    default_attrs={"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1},
+    summary="transposed convolution (the gradient of conv2d with respect to its input), which upsamples: the "
+            "output side is (n − 1)·s − 2p + d·(k − 1) + output_padding + 1; W is (C_in, C_out / G, kh, kw)",
+))
+
+
+def _conv1d(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, w = shapes[0], shapes[1]
+    _sequence(x, "conv1d")
+    if len(w) != 3:
+        raise ShapeError(f"weight must be (out_channels, in_channels / groups, k), got {S.fmt(w)}")
+    groups = _groups(attrs, x[1], w[0], "conv1d")
+    if w[1] * groups != x[1]:
+        raise ShapeError(f"weight {S.fmt(w)} expects {w[1] * groups} input channels (groups={groups}), got {x[1]}")
+    _bias(shapes, w[0])
+    g = grid1d(x[2], w[2], attrs.get("stride", 1), attrs.get("padding", 0), attrs.get("dilation", 1))
+    return x[0], w[0], g.out[1]
+
+
+define(OpDef(
+    "conv1d", ("x", "W", "b"),
+    "out[n, o, i] = b[o] + Σ_c Σ_u W[o, c, u] · x[n, c, s·i + d·u − p]",
+    {
+        "x": "∂L/∂x[n, c, :] = Σ_o full convolution of ∂L/∂out[n, o] with W[o, c] flipped",
+        "W": "∂L/∂W[o, c, u] = Σ_n Σ_i ∂L/∂out[n, o, i] · x[n, c, s·i + d·u − p]",
+        "b": "∂L/∂b[o] = Σ_n Σ_i ∂L/∂out[n, o, i]",
+    },
+    _conv1d, "conv1d", category="conv", min_arity=2, default_attrs=dict(_CONV_ATTRS),
+    summary="1-D convolution over (batch, channels, length): s stride, d dilation, p padding (one int or "
+            "(left, right)), G groups",
+))
+
+
+# -- pooling -----------------------------------------------------------------------------------
+def _half_kernel(g: Grid, what: str) -> None:
+    """PyTorch's rule: padding may be at most half the (dilated) window, so every window holds a pixel."""
+    for i in range(2):
+        reach = g.dilation[i] * (g.kernel[i] - 1) + 1
+        if max(g.pads[2 * i], g.pads[2 * i + 1]) * 2 > reach:
+            raise ShapeError(f"{what}: padding {g.pads} may be at most half the kernel {g.kernel}")
 
 
 def _pool(name: str) -> Any:
     def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
         x = shapes[0]
+        if name.endswith("1d"):
+            _sequence(x, name)
+            g = grid1d(x[2], attrs["kernel_size"], attrs.get("stride"), attrs.get("padding", 0),
+                       attrs.get("dilation", 1), attrs.get("ceil_mode", False), name)
+            _half_kernel(g, name)
+            return x[0], x[1], g.out[1]
         _image(x, name)
-        kernel = pair(attrs["kernel_size"], "kernel_size")
-        padding = pair(attrs.get("padding", 0), "padding")
-        if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
-            raise ShapeError(f"{name}: padding {padding} may be at most half the kernel {kernel}")
-        oh, ow = _spatial(x, kernel, attrs, name)
-        return x[0], x[1], oh, ow
+        g = grid(x[2:], attrs["kernel_size"], attrs.get("stride"), attrs.get("padding", 0), attrs.get("dilation", 1),
+                 attrs.get("ceil_mode", False), name)
+        _half_kernel(g, name)
+        return x[0], x[1], *g.out
 
     return rule
 
 
+_CEIL = "ceil_mode rounds the window count up (a last window starting in the padding is dropped)"
 define(OpDef(
-    "max_pool2d", ("x",), "out[n, c, i, j] = max over the k×k window of x at (s·i − p, s·j − p)",
-    {"x": "∂L/∂x = ∂L/∂out routed to the window's largest element (argmax); 0 elsewhere"},
+    "max_pool2d", ("x",), "out[n, c, i, j] = max over the kh×kw window of x at (s·i − p, s·j − p), step d",
+    {"x": "∂L/∂x = ∂L/∂out routed to the window's largest element (the first, on ties); 0 elsewhere"},
     _pool("max_pool2d"), "max", category="conv",
-    default_attrs={"kernel_size": 2, "stride": None, "padding": 0, "dilation": 1},
-    summary="max pooling: the largest value of each window (stride defaults to the kernel size)",
+    default_attrs={"kernel_size": 2, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False},
+    summary="max pooling: the largest value of each window (stride s defaults to the kernel size; padding p as "
+            f"conv2d's, filled with −∞; {_CEIL})",
 ))
 define(OpDef(
-    "avg_pool2d", ("x",), "out[n, c, i, j] = (1/k²) Σ over the k×k window of x at (s·i − p, s·j − p)",
-    {"x": "∂L/∂x = Σ over the windows holding x of ∂L/∂out / k²"},
+    "avg_pool2d", ("x",), "out[n, c, i, j] = (1/m) Σ over the kh×kw window of x at (s·i − p, s·j − p)",
+    {"x": "∂L/∂x = Σ over the windows holding x of ∂L/∂out / m"},
     _pool("avg_pool2d"), "avg", category="conv",
-    default_attrs={"kernel_size": 2, "stride": None, "padding": 0},
-    summary="average pooling (zero padding counts towards the mean, as PyTorch's default)",
+    default_attrs={"kernel_size": 2, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True},
+    summary="average pooling; m is the window's size counting the zero padding (count_include_pad, PyTorch's "
+            f"default) or only the pixels of the image; {_CEIL}",
+))
+define(OpDef(
+    "max_pool1d", ("x",), "out[n, c, i] = max over the k-wide window of x at s·i − p, step d",
+    {"x": "∂L/∂x = ∂L/∂out routed to the window's largest element (the first, on ties); 0 elsewhere"},
+    _pool("max_pool1d"), "max", category="conv",
+    default_attrs={"kernel_size": 2, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False},
+    summary=f"max pooling over (batch, channels, length); stride s defaults to the kernel size k; {_CEIL}",
+))
+define(OpDef(
+    "avg_pool1d", ("x",), "out[n, c, i] = (1/m) Σ over the k-wide window of x at s·i − p",
+    {"x": "∂L/∂x = Σ over the windows holding x of ∂L/∂out / m"},
+    _pool("avg_pool1d"), "avg", category="conv",
+    default_attrs={"kernel_size": 2, "stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True},
+    summary="average pooling over (batch, channels, length); m counts the zero padding when count_include_pad; "
+            f"{_CEIL}",
 ))
 
 
+def adaptive_size(x: Shape, output_size: Any) -> tuple[int, int]:
+    """(out_h, out_w); None in either place keeps the input's size there, as PyTorch."""
+    if output_size is None or isinstance(output_size, int):
+        items: tuple[Any, ...] = (output_size, output_size)
+    else:
+        items = tuple(output_size)
+    if len(items) != 2:
+        raise ShapeError(f"output_size must be one int or (height, width), got {output_size!r}")
+    size = tuple(int(x[2 + i]) if v is None else int(v) for i, v in enumerate(items))
+    if min(size) < 1:
+        raise ShapeError(f"output_size {size} must be positive")
+    return size[0], size[1]
+
+
+def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive windows along one side: [⌊i·n/m⌋, ⌈(i + 1)·n/m⌉) for i < m."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _adaptive(name: str) -> Any:
+    def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+        x = shapes[0]
+        _image(x, name)
+        return x[0], x[1], *adaptive_size(x, attrs.get("output_size"))
+
+    return rule
+
+
+_WINDOWS = "window i spans rows ⌊i·H/h⌋ to ⌈(i + 1)·H/h⌉ − 1 (columns alike), so windows may differ in size"
+define(OpDef(
+    "adaptive_avg_pool2d", ("x",), "out[n, c, i, j] = mean of x[n, c] over window (i, j)",
+    {"x": "∂L/∂x = Σ over the windows holding x of ∂L/∂out / (window size)"},
+    _adaptive("adaptive_avg_pool2d"), "avg", category="conv", default_attrs={"output_size": (1, 1)},
+    summary=f"average pooling to a fixed output size (h, w); {_WINDOWS}",
+))
+define(OpDef(
+    "adaptive_max_pool2d", ("x",), "out[n, c, i, j] = max of x[n, c] over window (i, j)",
+    {"x": "∂L/∂x = ∂L/∂out routed to each window's largest element (the first, on ties); 0 elsewhere"},
+    _adaptive("adaptive_max_pool2d"), "max", category="conv", default_attrs={"output_size": (1, 1)},
+    summary=f"max pooling to a fixed output size (h, w); {_WINDOWS}",
+))
+
+
+# -- flatten -----------------------------------------------------------------------------------
 def _flatten(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     x = tuple(shapes[0])
     ndim = max(len(x), 1)

@@ -1,0 +1,43 @@
+"""Upsampling and padding in torch: PyTorch's own ATen ops, so output size and source positions are its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ...graph.ops.resize import pad_pairs, pad_sources, upsample_size
+from .kernels import Tensor, kernel
+
+
+def _scales(scales: Any) -> tuple[float | None, float | None]:
+    if scales is None:
+        return None, None
+    if isinstance(scales, int | float):
+        return float(scales), float(scales)
+    return float(scales[0]), float(scales[1])
+
+
+@kernel("upsample_nearest2d")
+def upsample_nearest2d(x: Tensor, output_size: Any, scales: Any) -> Tensor:
+    size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_nearest2d"))
+    return torch.ops.aten.upsample_nearest2d.default(x, size, *_scales(scales))
+
+
+@kernel("upsample_bilinear2d")
+def upsample_bilinear2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
+    size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_bilinear2d"))
+    return torch.ops.aten.upsample_bilinear2d.default(x, size, bool(align_corners), *_scales(scales))
+
+
+@kernel("pad")
+def pad(x: Tensor, pads: Any, mode: str, value: float) -> Tensor:
+    pairs = pad_pairs(pads, x.dim())
+    if mode == "constant":  # F.pad lists the last axis first; negative amounts crop
+        return F.pad(x, [amount for pair in reversed(pairs) for amount in pair], value=value)
+    for axis, (before, after) in enumerate(pairs):  # the other modes gather, one axis at a time
+        if before or after:
+            sources = torch.tensor(pad_sources(x.shape[axis], before, after, mode), device=x.device)
+            x = x.index_select(axis, sources)
+    return x

@@ -1,0 +1,182 @@
+"""Resizing images and padding tensors: nearest and bilinear upsampling, and `pad` in four modes.
+
+Every op here is a fixed linear map along each axis: output position i reads one input position
+(nearest, pad) or a weighted pair of them (bilinear). The maps are computed here, in plain Python,
+with PyTorch's exact arithmetic (float32 where PyTorch uses it), and shared by both backends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import ShapeError
+from . import shapes as S
+from .opdef import OpDef, define
+
+Shape = tuple[int, ...]
+
+
+def _two(value: Any, what: str, kind: type) -> tuple[Any, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return kind(value), kind(value)
+    items = tuple(value)
+    if len(items) != 2 or any(v is None for v in items):
+        raise ShapeError(f"{what} must be (height, width), got {value!r}")
+    return kind(items[0]), kind(items[1])
+
+
+def upsample_size(x: Shape, output_size: Any, scales: Any, what: str) -> tuple[int, int]:
+    """The output (height, width): output_size when given, else ⌊input · scale⌋ as PyTorch."""
+    if len(x) != 4:
+        raise ShapeError(f"{what} takes images as (batch, channels, height, width), got {S.fmt(x)}")
+    size = _two(output_size, "output_size", int)
+    factors = _two(scales, "scales", float)
+    if size is None:
+        if factors is None:
+            raise ShapeError(f"{what} needs an output_size or scales")
+        size = int(x[2] * factors[0]), int(x[3] * factors[1])
+    if min(size) < 1:
+        raise ShapeError(f"{what}: output size {size} must be positive")
+    return size
+
+
+def _scale(size: int, out: int, scale: float | None) -> float:
+    """PyTorch's `compute_scales_value`: input step per output step, 1/scale when a scale is given."""
+    return 1.0 / scale if scale is not None and scale > 0 else size / out
+
+
+def nearest_sources(size: int, out: int, scale: float | None) -> list[int]:
+    """Input index of each output index, PyTorch's `nearest` rule: min(⌊i · r⌋, size − 1), in float32.
+
+    As in PyTorch, an axis that keeps its size is copied and one that doubles takes ⌊i/2⌋, whatever
+    the scale says.
+    """
+    if out == size or out == 2 * size:
+        return [i * size // out for i in range(out)]
+    r = np.float32(_scale(size, out, scale))
+    return [min(math.floor(np.float32(i) * r), size - 1) for i in range(out)]
+
+
+def linear_sources(size: int, out: int, align_corners: bool, scale: float | None, dtype: str
+                   ) -> list[tuple[int, int, float]]:
+    """(i₀, i₁, λ) per output index: out = (1 − λ)·x[i₀] + λ·x[i₁], PyTorch's bilinear rule in `dtype`.
+
+    The source coordinate is r·i (align_corners) or max(r·(i + ½) − ½, 0); i₀ is its floor (taken in
+    float32, as PyTorch does), i₁ the next index inside the image. An axis that keeps its size is copied,
+    whatever the scale says, as in PyTorch.
+    """
+    if out == size:
+        return [(i, i, 0.0) for i in range(out)]
+    real = np.float32 if dtype == "float32" else np.float64
+    if align_corners:
+        r = real(real(size - 1) / real(out - 1)) if out > 1 else real(0.0)
+    else:
+        r = real(1.0 / scale) if scale is not None and scale > 0 else real(real(size) / real(out))
+    found = []
+    for i in range(out):
+        src = r * real(i) if align_corners else max(r * (real(i) + real(0.5)) - real(0.5), real(0.0))
+        i0 = min(math.floor(np.float32(src)), size - 1)
+        lam = float(min(max(src - real(i0), real(0.0)), real(1.0)))
+        found.append((i0, i0 + (1 if i0 < size - 1 else 0), lam))
+    return found
+
+
+def _upsample(name: str) -> Any:
+    def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+        x = tuple(shapes[0])
+        return x[0], x[1], *upsample_size(x, attrs.get("output_size"), attrs.get("scales"), name)
+
+    return rule
+
+
+_SIZE = ("output_size (h, w) sets the output's size; scales (s_h, s_w), as PyTorch passes them for a scale_factor, "
+         "set r = 1/s (otherwise r = H/h; an axis that keeps its size is copied) and, without an output_size, "
+         "the size ⌊H·s_h⌋ × ⌊W·s_w⌋")
+define(OpDef(
+    "upsample_nearest2d", ("x",), "out[n, c, i, j] = x[n, c, ⌊r_h · i⌋, ⌊r_w · j⌋]",
+    {"x": "∂L/∂x[n, c, p, q] = Σ of ∂L/∂out[n, c, i, j] over the output pixels (i, j) that copied x[p, q]"},
+    _upsample("upsample_nearest2d"), "near", category="conv", default_attrs={"output_size": None, "scales": None},
+    summary=f"nearest-neighbour resize (PyTorch's mode='nearest'); {_SIZE}",
+))
+define(OpDef(
+    "upsample_bilinear2d", ("x",),
+    "out[n, c, i, j] = Σ_p Σ_q A_h[i, p] · x[n, c, p, q] · A_w[j, q]: a blend of the 2×2 nearest pixels, "
+    "row i of A holding (1 − λ, λ) at the rows ⌊y⌋, ⌊y⌋ + 1 around y = r·(i + ½) − ½ (align_corners: y = r·i)",
+    {"x": "∂L/∂x = A_hᵀ · ∂L/∂out · A_w: each output's gradient shared back to its 4 source pixels by the "
+          "same weights"},
+    _upsample("upsample_bilinear2d"), "bilin", category="conv",
+    default_attrs={"output_size": None, "align_corners": False, "scales": None},
+    summary="bilinear resize (F.interpolate(mode='bilinear')); align_corners maps the corner pixels onto each "
+            f"other (r = (H − 1)/(h − 1)) and ignores scales; {_SIZE}",
+))
+
+
+# -- pad ---------------------------------------------------------------------------------------
+MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def pad_pairs(pads: Any, ndim: int) -> tuple[tuple[int, int], ...]:
+    """The (before, after) pair of every axis, first axis first."""
+    try:
+        pairs = tuple((int(p[0]), int(p[1])) for p in pads)
+        ok = all(len(p) == 2 for p in pads)
+    except (TypeError, IndexError, ValueError):
+        ok = False
+    if not ok or len(pairs) != ndim:
+        raise ShapeError(f"pads must be one (before, after) pair per axis ({ndim} pairs), got {pads!r}")
+    return pairs
+
+
+def pad_sources(size: int, before: int, after: int, mode: str) -> list[int]:
+    """The input index each output index of one axis reads; −1 where constant padding fills in."""
+    sources = []
+    for i in range(-before, size + after):
+        if 0 <= i < size:
+            sources.append(i)
+        elif mode == "constant":
+            sources.append(-1)
+        elif mode == "reflect":  # mirror about the edge cell, which is not repeated
+            sources.append(-i if i < 0 else 2 * (size - 1) - i)
+        elif mode == "replicate":
+            sources.append(0 if i < 0 else size - 1)
+        else:  # circular
+            sources.append(i % size)
+    return sources
+
+
+def _pad(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    mode = attrs.get("mode", "constant")
+    if mode not in MODES:
+        raise ShapeError(f"pad mode {mode!r} is not one of {', '.join(MODES)}")
+    out = []
+    for axis, (size, (before, after)) in enumerate(zip(x, pad_pairs(attrs.get("pads", ()), len(x)), strict=True)):
+        if mode != "constant" and min(before, after) < 0:
+            raise ShapeError(f"pad: negative padding crops only in constant mode, not {mode} (axis {axis})")
+        if mode == "reflect" and max(before, after) >= size:
+            raise ShapeError(f"pad: reflect padding ({before}, {after}) must be smaller than axis {axis}'s size {size}")
+        if mode == "circular" and max(before, after) > size:
+            raise ShapeError(f"pad: circular padding ({before}, {after}) may not exceed axis {axis}'s size {size}")
+        if mode == "replicate" and size == 0 and max(before, after) > 0:
+            raise ShapeError(f"pad: axis {axis} is empty, there is nothing to replicate")
+        if size + before + after < 1:
+            raise ShapeError(f"pad: ({before}, {after}) crops axis {axis} of size {size} away entirely")
+        out.append(size + before + after)
+    return tuple(out)
+
+
+define(OpDef(
+    "pad", ("x",),
+    "out[i] = x[src(i)] along each axis: src is i − before inside x; outside it, constant fills in value, "
+    "reflect mirrors x about its edge, replicate repeats the edge, circular wraps around",
+    {"x": "∂L/∂x[k] = Σ of ∂L/∂out[i] over the output positions i with src(i) = k (constant: ∂L/∂out cropped "
+          "back to x's place)"},
+    _pad, "pad", category="shape", default_attrs={"pads": (), "mode": "constant", "value": 0.0},
+    summary="pad (or, with negative amounts in constant mode, crop) every axis by pads[axis] = (before, after)",
+))
