@@ -88,9 +88,53 @@ def _batch_first(y: Array, n: int, hw: tuple[int, int]) -> Array:
     return np.ascontiguousarray(y.reshape(groups, per, n, -1).transpose(2, 0, 1, 3)).reshape(n, groups * per, *hw)
 
 
+# -- depthwise convolution: one filter per channel is kh·kw multiply-adds, no matrix product -------
+def _offsets(g: Grid) -> list[tuple[int, int, tuple[slice, slice]]]:
+    """Each kernel offset (u, v) and the strided slice of the padded image its weight multiplies."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = g.kernel, g.stride, g.dilation, g.out
+    return [(u, v, (slice(u * dh, u * dh + sh * (oh - 1) + 1, sh), slice(v * dw, v * dw + sw * (ow - 1) + 1, sw)))
+            for u in range(kh) for v in range(kw)]
+
+
+def _depthwise(x: Array, W: Array, g: Grid) -> Array:
+    """groups = C: out[n, c·m + j] = Σ_(u, v) W[c·m + j, 0, u, v] · x[n, c] shifted by (u, v)."""
+    n, c = x.shape[:2]
+    filters = W.reshape(c, -1, *g.kernel)  # (C, multiplier, kh, kw)
+    xp = _pad(x, g)[:, :, None]
+    out = np.zeros((n, c, filters.shape[1], *g.out), dtype=x.dtype)
+    for u, v, (rows, cols) in _offsets(g):
+        out += filters[None, :, :, u, v, None, None] * xp[:, :, :, rows, cols]
+    return out.reshape(n, W.shape[0], *g.out)
+
+
+def _depthwise_grad(gout: Array, x: Array, W: Array, g: Grid, needs: tuple[bool, ...]
+                    ) -> tuple[Array | None, Array | None]:
+    n, c = x.shape[:2]
+    filters = W.reshape(c, -1, *g.kernel)
+    g5 = gout.reshape(n, c, filters.shape[1], *g.out)
+    gx = gw = None
+    if needs[1]:  # ∂L/∂W[c·m + j, 0, u, v] = Σ_(n, i, j) ∂L/∂out · x shifted by (u, v)
+        xp = _pad(x, g)
+        gw = np.empty(filters.shape, dtype=x.dtype)
+        for u, v, (rows, cols) in _offsets(g):
+            gw[:, :, u, v] = np.einsum("ncmij,ncij->cm", g5, xp[:, :, rows, cols])
+        gw = gw.reshape(W.shape)
+    if needs[0]:  # each output's gradient, weighted, added back at every offset it read
+        gxp = np.zeros((n, c, *g.padded), dtype=gout.dtype)
+        for u, v, (rows, cols) in _offsets(g):
+            gxp[:, :, rows, cols] += np.einsum("ncmij,cm->ncij", g5, filters[:, :, u, v])
+        gx = _crop(gxp, g)
+    return gx, gw
+
+
 # -- convolution, shared by conv2d and conv1d ----------------------------------------------------
 def _conv(x: Array, W: Array, b: Array | None, g: Grid, groups: int) -> Array:
     o = W.shape[0]
+    if groups > 1 and groups == x.shape[1]:
+        out = _depthwise(x, W, g)
+        if b is not None:
+            out += b.reshape(1, o, 1, 1)
+        return out
     filters = W.reshape(groups, o // groups, -1)  # (groups, O/groups, C/groups·kh·kw)
     out = _batch_first(np.matmul(filters, _columns(_pad(x, g), g, groups)), x.shape[0], g.out)
     if b is not None:
@@ -101,6 +145,8 @@ def _conv(x: Array, W: Array, b: Array | None, g: Grid, groups: int) -> Array:
 def _conv_grad(gout: Array, x: Array, W: Array, g: Grid, groups: int, needs: tuple[bool, ...]
                ) -> tuple[Array | None, Array | None]:
     n, c, o = x.shape[0], x.shape[1], W.shape[0]
+    if groups > 1 and groups == c:
+        return _depthwise_grad(gout, x, W, g, needs)
     g_rows = _batch_last(gout, groups)  # (groups, O/groups, N·oh·ow)
     gx = gw = None
     if needs[1]:  # ∂L/∂out · columnsᵀ, summed over samples and pixels in one product
