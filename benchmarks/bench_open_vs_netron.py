@@ -1,0 +1,195 @@
+"""Opening a model file: propscope's whole process against Netron in a browser, side by side.
+
+Run by hand (needs the `bench` extra and Debian's chromium: `pip install -e '.[bench]'`,
+`apt-get install -y chromium`):
+
+    python benchmarks/bench_open_vs_netron.py [--chromium /usr/bin/chromium] [--quick]
+
+propscope: `propscope open FILE --screenshot out.png` in a new process, offscreen, start to exit.
+Netron: the `netron` package serves the file; headless Chromium (Playwright, the system browser)
+loads the page; timed from the start of the page load until the graph's SVG holds its nodes
+(the browser's start is not counted). Files are generated first (not timed): a small CNN and a
+12-block GPT-style transformer (torch.export .pt2 and ONNX), and ONNX chains of 1,000, 5,000
+and 20,000 ops. The target (issue 14) is a ratio propscope/Netron of at most 0.5 on every file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+TARGET_RATIO = 0.5
+
+
+def onnx_chain(path: Path, ops: int) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes, prev = [], "x"
+    kinds = ("Relu", "Tanh", "Sigmoid")
+    for i in range(ops):
+        nodes.append(helper.make_node(kinds[i % 3], [prev], [f"v{i}"], name=f"op{i}"))
+        prev = f"v{i}"
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (4, 16))],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, (4, 16))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def small_cnn() -> tuple[object, tuple[object, ...]]:
+    import torch
+    from torch import nn
+
+    class CNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.bn = nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8)
+            self.conv2, self.fc = nn.Conv2d(8, 16, 3, padding=1), nn.Linear(16 * 7 * 7, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = torch.max_pool2d(torch.relu(self.bn(self.conv1(x))), 2)
+            x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
+            return self.fc(torch.flatten(x, 1))
+
+    return CNN().eval(), (torch.randn(8, 1, 28, 28),)
+
+
+def gpt(blocks: int = 12, width: int = 32, heads: int = 4, tokens: int = 8) -> tuple[object, tuple[object, ...]]:
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+            self.fc1, self.fc2 = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            b, t, d = x.shape
+            q, k, v = (z.view(b, t, heads, d // heads).transpose(1, 2) for z in self.qkv(self.ln1(x)).split(d, 2))
+            att = (q @ k.transpose(-2, -1)) * (d // heads) ** -0.5
+            att = att.masked_fill(torch.tril(torch.ones(t, t)) == 0, float("-inf")).softmax(-1)
+            x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, d))
+            return x + self.fc2(torch.nn.functional.gelu(self.fc1(self.ln2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(64, width), nn.Embedding(tokens, width)
+            self.blocks = nn.Sequential(*[Block() for _ in range(blocks)])
+            self.ln_f, self.head = nn.LayerNorm(width), nn.Linear(width, 64)
+
+        def forward(self, idx: torch.Tensor) -> torch.Tensor:
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            return self.head(self.ln_f(self.blocks(x)))
+
+    return GPT().eval(), (torch.randint(0, 64, (2, tokens)),)
+
+
+def export_both(model_and_args: tuple[object, tuple[object, ...]], folder: Path, stem: str) -> list[Path]:
+    import torch
+
+    model, args = model_and_args
+    pt2, onnx_path = folder / f"{stem}.pt2", folder / f"{stem}.onnx"
+    torch.export.save(torch.export.export(model, args), str(pt2))  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(onnx_path), dynamo=True, verbose=False)  # type: ignore[arg-type]
+    return [pt2, onnx_path]
+
+
+def make_files(folder: Path, quick: bool) -> list[Path]:
+    files = export_both(small_cnn(), folder, "cnn") + export_both(gpt(), folder, "gpt12")
+    for ops in (1000,) if quick else (1000, 5000, 20000):
+        files.append(onnx_chain(folder / f"chain{ops}.onnx", ops))
+    return files
+
+
+def propscope_seconds(path: Path, out: Path) -> float:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    exe = Path(sys.executable).with_name("propscope")
+    start = time.perf_counter()
+    done = subprocess.run([str(exe), "open", str(path), "--screenshot", str(out)], capture_output=True, text=True,
+                          env=env, timeout=600)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"propscope failed on {path.name}: {done.stderr.strip()[-300:]}")
+    return seconds
+
+
+NETRON_PORT = 8089  # one origin for every file, so the cookie consent given once holds for all
+
+
+def accept_netron_consent(path: Path, context: object) -> None:
+    """A first visit asks for cookie consent before it shows anything: answered once, not timed."""
+    import netron
+
+    address = netron.serve(str(path), browse=False, address=("localhost", NETRON_PORT))
+    page = context.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(f"http://{address[0]}:{address[1]}")
+        page.get_by_text("Accept", exact=True).click(timeout=30_000)
+        page.wait_for_selector(".graph-node", state="attached", timeout=300_000)
+    finally:
+        page.close()
+        netron.stop(address)
+
+
+def netron_seconds(path: Path, context: object) -> float:
+    import netron
+
+    address = netron.serve(str(path), browse=False, address=("localhost", NETRON_PORT))
+    page = context.new_page()  # type: ignore[attr-defined]
+    try:
+        start = time.perf_counter()
+        page.goto(f"http://{address[0]}:{address[1]}")
+        page.wait_for_selector(".graph-node", state="attached", timeout=300_000)  # (Netron forbids eval)
+        return time.perf_counter() - start
+    finally:
+        page.close()
+        netron.stop(address)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chromium", default="/usr/bin/chromium", help="the browser Playwright drives")
+    parser.add_argument("--quick", action="store_true", help="only the 1,000-op chain among the big ones")
+    args = parser.parse_args()
+    import logging
+
+    from playwright.sync_api import sync_playwright
+
+    logging.getLogger().addHandler(logging.NullHandler())  # netron logs every request otherwise
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
+        folder = Path(tmp)
+        print("making the files (not timed) ...", file=sys.stderr)
+        files = make_files(folder, args.quick)
+        browser = pw.chromium.launch(executable_path=args.chromium, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        accept_netron_consent(files[-1], context)
+        print(f"{'file':<18} {'propscope':>10} {'Netron':>8} {'ratio':>6}  target ≤ {TARGET_RATIO}")
+        worst = 0.0
+        for path in files:
+            ours = propscope_seconds(path, folder / "shot.png")
+            theirs = netron_seconds(path, context)
+            ratio = ours / theirs
+            worst = max(worst, ratio)
+            verdict = "ok" if ratio <= TARGET_RATIO else "SLOW"
+            print(f"{path.name:<18} {ours:>9.2f}s {theirs:>7.2f}s {ratio:>6.2f}  {verdict}", flush=True)
+        browser.close()
+    print(f"worst ratio {worst:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    sys.exit(main())
