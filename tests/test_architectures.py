@@ -103,14 +103,19 @@ def test_opens_with_every_op_supported(name: str, form: str, exported: Exported)
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_steps_to_the_end_with_autograds_numbers(name: str, form: str, backend: str, exported: Exported) -> None:
     path = exported.file(name, form)
-    model, inputs, y = exported.model(name)
+    _, inputs, y = exported.model(name)
     graph_inputs = [n.name for n in open_model(path).graph.inputs]
     assert len(graph_inputs) == len(inputs), f"inputs {graph_inputs}"
     data = {**dict(zip(graph_inputs, inputs, strict=True)), "y": y}
     s = open_session(path, backend=backend, dtype="float64", data=data, loss="cross_entropy")
     s.run_to_end()
     assert s.at_end
-    loss, grads, input_grads = autograd_reference(model, inputs, y)
+    # the truth is torch autograd on the program as exported: after run_decompositions() that is the decomposed
+    # math (hardswish as clamp and division), whose float64 rounding differs from the fused kernels' in the 1e-9s
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.load(str(path)).module()
+    loss, grads, input_grads = autograd_reference(program, inputs, y)
     got_loss = float(s.backend.to_numpy(s.value(s.loss_node.name)))
     assert abs(got_loss - loss) <= 1e-9 * max(1.0, abs(loss)), f"loss {got_loss} != {loss}"
     params = {n.name for n in s.graph.leaves if n.op.name == "parameter"}

@@ -15,10 +15,11 @@ from ..graph.errors import GraphError, ShapeError
 from ..graph.ir import Graph, Node
 from ..graph.model import TARGET, Model, attach_loss, example_batch, fit_batch, output_node
 from ..graph.ops.shapes import fmt
+from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
 from .data_checks import check_targets, class_count_error, one_hot_error
 from .steps import FORWARD, PlannedStep, Step
-from .trace import Trace
+from .trace import Trace, gradient_reaches
 
 
 class Session:
@@ -57,6 +58,10 @@ class Session:
         self.last_stop: Stop | None = None
         self._cursor = 0
         self.trace = self._new_trace()
+        self._reached: set[str] = set()  # the nodes a gradient from the loss reaches (gradient_flows), per loss
+        self._reached_for: Node | None = None
+        self.snapshots: Any = attached_snapshots(model)  # a training run's recorded epochs (debugger.snapshots)
+        self.epoch: int | None = None  # the recorded epoch shown, after at_epoch
 
     # -- set-up ----------------------------------------------------------------------------
     def _prepare(self, model: Model, batch: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], Graph]:
@@ -237,6 +242,15 @@ class Session:
         out = self.graph.output
         return out if out.op.is_loss else None
 
+    def gradient_flows(self, name: str) -> bool:
+        """Whether a gradient from the loss reaches node `name` (an index, a mask or a target gets none)."""
+        loss = self.loss_node
+        if loss is None:
+            return False
+        if self._reached_for is not loss:
+            self._reached, self._reached_for = gradient_reaches(loss), loss
+        return name in self._reached
+
     @property
     def prediction_node(self) -> Node:
         return output_node(self.graph)
@@ -259,6 +273,7 @@ class Session:
     def set_params(self, params: Mapping[str, Any]) -> None:
         """New parameter values (after a training step): a fresh trace, the cursor back to the start."""
         self.params.update(params)
+        self.epoch = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -305,6 +320,14 @@ class Session:
             raise stop_error(blocked[0])
 
     history: Any = None  # the last train() call's History
+    snapshot_settings: Any = None  # what train() records when not told (debugger.snapshots.SnapshotSettings)
+
+    def at_epoch(self, epoch: int) -> Session:
+        """Show the parameters recorded after `epoch` epochs of training, the cursor kept; returns the session."""
+        from .snapshots import show_epoch
+
+        show_epoch(self, epoch)
+        return self
 
     def train(
         self, epochs: int | None = None, optimizer: str | None = None, lr: float | None = None,

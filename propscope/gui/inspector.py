@@ -77,6 +77,8 @@ class Inspector(QWidget):
             grad_wait = "∂L/∂L = 1 once the forward pass reaches the loss."
         elif back is None and not any(u.name for u in s.graph.users(name)):
             grad_wait = "No gradient: nothing uses this value."
+        elif s.loss_node is not None and not s.gradient_flows(name):
+            grad_wait = "No gradient flows here: this value only feeds indices, masks or the loss's target."
         else:
             grad_wait = "No gradient yet: it arrives during the backward pass."
         self.grad_panel.set_title(f"Gradient ∂L/∂{name}", grad_wait)

@@ -24,7 +24,7 @@ from ..backends.numpy.attention import attention_weights
 from ..backends.numpy.recurrent import gru_gates, lstm_gates
 from ..debugger import Session
 from ..graph.ir import Graph, Node
-from ..graph.ops.conv import pair
+from ..graph.ops.conv import pads4, pair
 from .bridge import SessionBridge
 from .format import fmt_num, fmt_shape, symmetric_range
 from .heat_grid import HeatGrid, Mark, Tile
@@ -117,7 +117,7 @@ def receptive_field(node: Node, channel: int, row: int, col: int) -> tuple[list[
         kh, kw = pair(a["kernel_size"])
         stride = (kh, kw) if a.get("stride") is None else pair(a["stride"])
         channels = [channel]
-    ph, pw = pair(a.get("padding", 0))
+    ph, _, pw, _ = pads4(a.get("padding", 0))  # the first row and column sit after the top and left padding
     dh, dw = pair(a.get("dilation", 1))
     rows = [row * stride[0] - ph + dh * k for k in range(kh)]
     cols = [col * stride[1] - pw + dw * k for k in range(kw)]

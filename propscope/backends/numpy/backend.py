@@ -40,18 +40,27 @@ class NumpyBackend:
     def to_numpy(self, value: Any) -> Array:
         return np.asarray(value)
 
+    def _args(self, node: Node, inputs: Sequence[Array]) -> list[Array]:
+        """Inputs as the kernel takes them: integer data at a differentiable position (an argmax result
+        multiplied into floats, an integer exponent) becomes the session's float dtype, as on torch."""
+        args = list(inputs)
+        for i, x in enumerate(args):
+            if getattr(x, "dtype", None) is not None and x.dtype.kind in "biu" and node.op.differentiable(i):
+                args[i] = x.astype(self._np_dtype)
+        return args
+
     def forward(self, node: Node, inputs: Sequence[Array]) -> Array:
         with np.errstate(all="ignore"):  # non-finite values are reported by the debugger, not as warnings
-            return np.asarray(kernel_for(node).forward(*inputs, **node.attrs))
+            return np.asarray(kernel_for(node).forward(*self._args(node, inputs), **node.attrs))
 
     def vjp(self, node: Node, inputs: Sequence[Array], output: Array, grad_output: Array) -> list[Array | None]:
         with np.errstate(all="ignore"):
-            grads = kernel_for(node).vjp(grad_output, list(inputs), output, dict(node.attrs))
+            grads = kernel_for(node).vjp(grad_output, self._args(node, inputs), output, dict(node.attrs))
         return [None if g is None or not node.op.differentiable(i) else np.asarray(g) for i, g in enumerate(grads)]
 
     def partials(self, node: Node, inputs: Sequence[Array], output: Array) -> list[Array | None] | None:
         with np.errstate(all="ignore"):
-            parts = kernel_for(node).partials(list(inputs), output, dict(node.attrs))
+            parts = kernel_for(node).partials(self._args(node, inputs), output, dict(node.attrs))
         return None if parts is None else [None if p is None else np.asarray(p) for p in parts]
 
     def ones(self, shape: tuple[int, ...]) -> Array:
