@@ -23,10 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import torch  # noqa: E402
-import zoo  # noqa: E402
+import torch
+import zoo
 
-from propscope.debugger import open_session  # noqa: E402
+from propscope.debugger import open_session
 
 
 def best_of(fn, repeat: int = 5) -> float:  # type: ignore[no-untyped-def]
