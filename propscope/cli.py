@@ -334,6 +334,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .debugger.trainer import Trainer, TrainingError
     from .graph.model import TrainingDefaults
     from .graph.readers import save_model
+    from .graph.readers.snapshots import attach as attach_snapshots
 
     hparams = {
         "momentum": args.momentum, "weight_decay": args.weight_decay, "eps": args.eps, "alpha": args.alpha,
@@ -357,7 +358,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     s = open_session(args.target, backend=args.backend, dtype=args.dtype, seed=args.seed, data=data,
                      loss=args.loss, device=args.device, arch=args.arch)
     s.check_runnable()
-    trainer = Trainer(s, args.epochs, args.optimizer, args.lr, args.batch_size, test, seed=args.seed, **hparams)
+    trainer = Trainer(s, args.epochs, args.optimizer, args.lr, args.batch_size, test, seed=args.seed,
+                      snapshots=_snapshot_settings(args), **hparams)
     opt = trainer.optimizer
     print(f"{s.name}: {trainer.epochs} epochs of {opt.name} (lr {opt.hparams['lr']:g}) on {trainer.n} samples"
           f"{f' in batches of {trainer.batch_size}' if trainer.batch_size else ''}, {s.backend.name}/"
@@ -387,6 +389,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {name:<10} {first.test_loss / n_test:.6g} -> {last.test_loss / n_test:.6g}")
         for k, v in last.metrics.items():
             print(f"  {k:<10} {first.metrics[k]:.6g} -> {v:.6g}")
+    if trainer.recorder is not None and s.snapshots:
+        print(f"  {len(s.snapshots)} snapshots, epochs {s.snapshots.epochs[0]} to {s.snapshots.epochs[-1]} "
+              f"({s.snapshots.nbytes / 2**20:.2f} MiB)")
     if history.nonfinite is None and trainer.n <= 8:
         s.seek(s.n_forward)  # the tutorial ends by printing what the trained network predicts
         pred = np.asarray(s.value(s.prediction_node.name))
@@ -400,6 +405,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch = dict(s.batch) if data is not None else s.model.batch
         model = dataclasses.replace(s.model, arrays={**s.model.arrays, **s.parameters_numpy()}, batch=batch,
                                     training=used)
+        if trainer.recorder is not None:
+            attach_snapshots(model, s.snapshots)
         save_model(model, args.out)
         what = "the model, on the parameters that diverge," if history.nonfinite else "the trained model"
         print(f"  wrote {what} to {args.out}")
@@ -407,6 +414,51 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"propscope: {history.nonfinite.message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _snapshot_settings(args: argparse.Namespace) -> Any:
+    """train's --snapshots, --snapshot-trace and --snapshot-budget as SnapshotSettings (None: not asked for)."""
+    from .debugger.snapshots import DEFAULT_BUDGET_BYTES, SnapshotSettings
+    from .graph.readers._budget import parse_size
+
+    if args.snapshots is None:
+        if args.snapshot_trace or args.snapshot_budget:
+            raise PropscopeError("--snapshot-trace and --snapshot-budget need --snapshots N")
+        return None
+    try:
+        budget = parse_size(args.snapshot_budget) if args.snapshot_budget else DEFAULT_BUDGET_BYTES
+    except ValueError as exc:
+        raise PropscopeError(f"--snapshot-budget: {exc}") from None
+    return SnapshotSettings(count=args.snapshots, trace=args.snapshot_trace, budget_bytes=budget)
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Per-parameter relative change of B against A (and, with --trace, every node's value and gradient)."""
+    from .debugger.diff import diff
+
+    result = diff(args.a, args.b, trace=args.trace, data=args.data, arch=args.arch, seed=args.seed)
+    if args.json:
+        print(result.to_json())
+        return 0
+    params = result.parameters
+    print(f"{result.label_a} vs {result.label_b}: {len(params)} parameters, "
+          f"{len(result.changed('params'))} changed (relative change |A-B| / max(|A|, |B|))")
+    rows = result.rows if args.trace else params
+    width = max([len(r.name) for r in rows] + [4])
+    head = f"  {'node':<{width}}  {'op':<10}  {'param':>10}"
+    print(head + (f"  {'value':>10}  {'grad':>10}" if args.trace else "") + "  status")
+    for r in rows:
+        cells = [r.param_change] + ([r.value_change, r.grad_change] if args.trace else [])
+        text = "  ".join(f"{_change_text(r, c):>10}" for c in cells)
+        renamed = f" (B: {r.name_b})" if r.name_b else ""
+        print(f"  {r.name:<{width}}  {r.op[:10]:<10}  {text}  {r.status}{renamed}")
+    return 0
+
+
+def _change_text(row: Any, change: float) -> str:
+    if row.status in ("only in A", "only in B"):
+        return "-"
+    return "-" if math.isnan(change) else "0" if change == 0 else f"{change:.3e}"
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
@@ -507,6 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
     p.add_argument("--history", metavar="H.csv", help="write epoch, loss, test_loss and the metrics per epoch")
     p.add_argument("--out", metavar="MODEL", help="write the trained model (propscope format)")
+    p.add_argument("--snapshots", type=int, metavar="N",
+                   help="record the parameters at N epochs (every early one, later ones thinned) and save them with "
+                   "--out, for the timeline and `propscope diff FILE@EPOCH`")
+    p.add_argument("--snapshot-trace", action="store_true",
+                   help="with each snapshot also every value and gradient of the batch")
+    p.add_argument("--snapshot-budget", metavar="SIZE", help="memory for snapshots, e.g. 512M (default 256M)")
     hp = p.add_argument_group("optimizer settings (PyTorch's names and defaults)")
     hp.add_argument("--momentum", type=float, help="sgd, momentum, rmsprop")
     hp.add_argument("--weight-decay", type=float, help="L2 penalty; decoupled in adamw (default 0.01 there)")
@@ -517,6 +575,18 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--amsgrad", action="store_true", help="adam, adamw")
     hp.add_argument("--centered", action="store_true", help="rmsprop")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("diff", help="how two models, checkpoints or epochs differ, parameter by parameter",
+                       epilog="A and B are example names or model files (.propscope, .pt2, .onnx, a state dict with "
+                       "--arch); FILE@EPOCH is a snapshot that `propscope train --snapshots` recorded in FILE.")
+    p.add_argument("a", metavar="A", help="the first model")
+    p.add_argument("b", metavar="B", help="the second model")
+    p.add_argument("--trace", action="store_true", help="also every node's value and gradient on one batch")
+    p.add_argument("--data", metavar="D", help="the batch for --trace (default: A's own)")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
+    p.add_argument("--arch", metavar="A", help=ARCH_HELP)
+    p.add_argument("--seed", type=int, default=0, help="seed for an example's initial weights (default 0)")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("debug", help="a pdb-style debugger in the terminal", epilog=EPILOG)
     _session_args(p)

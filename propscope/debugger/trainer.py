@@ -36,6 +36,7 @@ from ..backends.optimizers import Optimizer
 from ..graph.errors import PropscopeError
 from ..graph.model import TARGET, fit_batch, output_node
 from .metrics import METRICS
+from .snapshots import SnapshotRecorder, settings_from
 from .steps import BACKWARD
 from .trace import Trace
 
@@ -227,6 +228,7 @@ class Trainer:
         seed: int | None = None,
         metrics: Sequence[str] | None = None,
         grad_norms: bool = False,
+        snapshots: Any = None,
         hand_over: Callable[[dict[str, Any]], None] | None = None,
         **hparams: Any,
     ) -> None:
@@ -264,6 +266,9 @@ class Trainer:
         if grad_norms:
             self.history.grad_norms = {name: [] for name in self.names}
         self._norms = list(self.history.grad_norms.values()) or None
+        # Snapshots (debugger.snapshots): a count, epochs or SnapshotSettings; else what the session asks for (the app)
+        wanted = settings_from(snapshots if snapshots is not None else getattr(session, "snapshot_settings", None))
+        self.recorder = SnapshotRecorder(session, self.epochs, wanted) if wanted else None
         # The parameters reached so far, for a viewer on another thread (a live decision boundary): the
         # trainer overwrites these buffers an epoch later, so a reader copies them at once.
         self.latest: list[Any] = []
@@ -334,6 +339,8 @@ class Trainer:
         start = time.perf_counter()
         current = {name: _copy(s.params[name]) for name in self.names}
         spare = {name: _copy(s.params[name]) for name in self.names}
+        if self.recorder is not None and self.recorder.due(0):
+            self.recorder.record(0, current)
         try:
             with np.errstate(all="ignore"):
                 if self.batch_size is None:
@@ -345,6 +352,9 @@ class Trainer:
             raise
         finally:
             self.history.seconds = time.perf_counter() - start
+        if self.recorder is not None:
+            self.recorder.finish(len(self.history), current if self.history.nonfinite is None else None,
+                                 self.history.loss)
         if self.history.nonfinite is None:
             self.hand_over(current)
         self._set_state("diverged" if self.history.nonfinite else "stopped" if self._stop else "finished")
@@ -393,6 +403,7 @@ class Trainer:
         go = self._go
         gather = _gather(names)
         norms = self._norms
+        recorder = self.recorder
         for epoch in range(self.epochs):
             if self._stop:
                 h.stopped = True
@@ -417,6 +428,8 @@ class Trainer:
             step(cur, gathered, nxt)
             cur, nxt = nxt, cur
             self.latest = cur
+            if recorder is not None and recorder.due(epoch + 1):
+                recorder.record(epoch + 1, dict(zip(names, cur, strict=True)))
             leaves.update(zip(names, cur, strict=True))
             h.epoch.append(epoch)
             h.loss.append(loss_value)
@@ -501,6 +514,8 @@ class Trainer:
                 batches = -(-self.n // size)
                 for column, total_norm in zip(self._norms, sums, strict=True):
                     column.append(total_norm / batches)
+            if self.recorder is not None and self.recorder.due(epoch + 1):
+                self.recorder.record(epoch + 1, dict(zip(names, cur, strict=True)))
             h.epoch.append(epoch)
             h.loss.append(total if summed else total / self.n)
             if test is not None:

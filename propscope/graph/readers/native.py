@@ -19,11 +19,12 @@ from ..errors import GraphError, ModelFormatError, PropscopeError
 from ..ir import Graph
 from ..model import Model, TrainingDefaults
 from ..ops import CATALOG, get_op
+from . import snapshots as _snapshots
 from ._budget import CHUNK, charge, read_member
 
 SUFFIX = ".propscope"
 FORMAT = "propscope-model"
-VERSION = 1
+VERSION = 2  # 2 adds training snapshots (readers/snapshots.py); version-1 files still open
 MANIFEST = "model.json"
 MAX_MEMBER_BYTES = 8 * 2**30  # refuse arrays over 8 GiB before reading them
 MAX_MANIFEST_BYTES = 64 * 2**20
@@ -66,6 +67,7 @@ def save(model: Model, path: str | Path) -> Path:
     ]
     arrays = {f"arrays/{k}.npy": np.asarray(v) for k, v in model.arrays.items()}
     batch = {f"batch/{k}.npy": np.asarray(v) for k, v in model.batch.items()}
+    snapshot_entry, snapshot_arrays = _snapshots.members(model)
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -77,11 +79,12 @@ def save(model: Model, path: str | Path) -> Path:
         "training": asdict(model.training),
         "description": model.description,
         "dataset": _jsonable(model.dataset),
+        **snapshot_entry,
     }
     tmp = path.with_name(path.name + ".part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(MANIFEST, json.dumps(manifest, indent=1))
-        for member, arr in {**arrays, **batch}.items():
+        for member, arr in {**arrays, **batch, **snapshot_arrays}.items():
             buf = io.BytesIO()
             # ascontiguousarray alone would turn a 0-D array (a scalar bias) into shape (1,)
             np.lib.format.write_array(buf, np.ascontiguousarray(arr).reshape(arr.shape), allow_pickle=False)
@@ -188,7 +191,7 @@ def open(path: str | Path) -> Model:
                         f"{where}: array {node.name!r} has shape {arrays[node.name].shape}, "
                         f"the graph declares {node.shape}"
                     )
-            return Model(
+            model = Model(
                 graph,
                 arrays,
                 batch=batch,
@@ -198,6 +201,7 @@ def open(path: str | Path) -> Model:
                 description=str(manifest.get("description", ""))[:2000],
                 dataset=_dataset(manifest.get("dataset"), where),
             )
+            return _snapshots.read(model, manifest, zf, where, _read_array)
         except ModelFormatError:
             raise
         except PropscopeError as exc:

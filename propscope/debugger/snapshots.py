@@ -1,0 +1,210 @@
+"""Recording training snapshots: which epochs (a schedule), within how much memory (a budget).
+
+The default schedule keeps every early epoch and thins later ones on a log scale, because early
+training changes fastest: 50 snapshots of 2000 epochs are 0, 1, 2, ..., then ever wider apart,
+ending at 2000. A snapshot at epoch k holds the parameters after k epochs (epoch 0: the initial
+ones), copied at once from the trainer's buffers, so scrubbing to it is exact.
+
+The recorder never holds more than its budget: a schedule that would not fit is shortened before
+training starts (the count is cut to what fits), and a run continued in the app (more epochs on
+top of the recorded ones) thins the oldest gaps when it would pass the budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..graph.errors import PropscopeError
+from ..graph.readers.snapshots import Snapshot, Snapshots
+from .trace import Trace
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["DEFAULT_BUDGET_BYTES", "Snapshot", "SnapshotRecorder", "SnapshotSettings", "Snapshots",
+           "log_schedule"]
+
+DEFAULT_BUDGET_BYTES = 256 * 2**20
+DEFAULT_COUNT = 200
+
+
+class SnapshotError(PropscopeError):
+    """Snapshot settings that cannot work (no snapshots, no room), or an epoch that was not recorded."""
+
+
+def log_schedule(epochs: int, count: int) -> list[int]:
+    """`count` epochs from 0 to `epochs` (both kept): every early one, then thinning on a log scale.
+
+    Each next epoch is the previous one times a fixed ratio (at least one more); the ratio is the
+    smallest for which the run ends within `count` points. Any points left over go into the widest
+    gaps, so exactly `min(count, epochs + 1)` epochs come back.
+    """
+    if count < 2:
+        raise SnapshotError(f"snapshots needs at least 2 (the start and the end), got {count}")
+    if count >= epochs + 1:
+        return list(range(epochs + 1))
+
+    def walk(ratio: float) -> list[int]:
+        out = [0]
+        while out[-1] < epochs:
+            nxt = max(out[-1] + 1, math.floor((out[-1] + 1) * ratio) - 1)
+            out.append(min(nxt, epochs))
+        return out
+
+    low, high = 1.0, float(epochs + 1)  # high: 0 then the end, two points
+    for _ in range(60):
+        mid = (low + high) / 2
+        if len(walk(mid)) > count:
+            low = mid
+        else:
+            high = mid
+    chosen = walk(high)
+    while len(chosen) < count:  # fill the widest gap (on a log scale) with its middle
+        j = max(range(1, len(chosen)), key=lambda i: (np.log1p(chosen[i]) - np.log1p(chosen[i - 1]))
+                if chosen[i] - chosen[i - 1] > 1 else -1.0)
+        chosen.insert(j, (chosen[j - 1] + chosen[j]) // 2)
+    return chosen
+
+
+@dataclass(frozen=True)
+class SnapshotSettings:
+    """What to record: how many snapshots (or exactly which epochs), whether one batch's whole trace, the budget."""
+
+    count: int = DEFAULT_COUNT
+    epochs: tuple[int, ...] | None = None  # explicit epochs instead of the log schedule
+    trace: bool = False  # also every node's value and gradient on the batch
+    budget_bytes: int = DEFAULT_BUDGET_BYTES
+
+    def __post_init__(self) -> None:
+        if self.budget_bytes <= 0:
+            raise SnapshotError(f"the snapshot memory budget must be positive, got {self.budget_bytes}")
+        if self.epochs is None and self.count < 2:
+            raise SnapshotError(f"snapshots needs at least 2 (the start and the end), got {self.count}")
+        if self.epochs is not None and any(e < 0 for e in self.epochs):
+            raise SnapshotError("snapshot epochs must be 0 or more")
+
+
+def settings_from(value: Any) -> SnapshotSettings | None:
+    """`Trainer(snapshots=...)`: None/0/False (off), a count, a list of epochs, or SnapshotSettings."""
+    if value is None or value is False or (isinstance(value, int) and not isinstance(value, bool) and value == 0):
+        return None
+    if isinstance(value, SnapshotSettings):
+        return value
+    if value is True:
+        return SnapshotSettings()
+    if isinstance(value, int | np.integer):
+        return SnapshotSettings(count=int(value))
+    if isinstance(value, Sequence):
+        return SnapshotSettings(epochs=tuple(sorted({int(e) for e in value})))
+    raise SnapshotError(f"snapshots should be a count, a list of epochs or SnapshotSettings, not {value!r}")
+
+
+def _numpy_copy(backend: Any, x: Any) -> np.ndarray:
+    """A copy that owns its memory: to_numpy may share a CPU tensor's buffer, which the trainer overwrites."""
+    return np.array(backend.to_numpy(x), copy=True)
+
+
+class SnapshotRecorder:
+    """Records a Trainer's run into `snapshots` (the session's, when it continues the run they hold).
+
+    `due(k)` says whether the parameters after k epochs of this run are wanted; `record(k, params)`
+    stores them under the run's epoch offset. Called on the trainer's thread; the GUI reads
+    `snapshots` between frames (adding is one list insert).
+    """
+
+    def __init__(self, session: Session, epochs: int, settings: SnapshotSettings) -> None:
+        self.session = session
+        self.settings = settings
+        previous: Snapshots | None = getattr(session, "snapshots", None)
+        self.offset = previous.epochs[-1] if previous and _continues(previous, session) else 0
+        self.snapshots: Snapshots = previous if self.offset else Snapshots()
+        if self.offset:  # the loss curve restarts where the recorded run stopped
+            del self.snapshots.loss[self.offset:]
+        per_snapshot = self.snapshot_bytes()
+        room = max(0, settings.budget_bytes - self.snapshots.nbytes) // max(1, per_snapshot)
+        if settings.epochs is not None:
+            wanted = [e for e in settings.epochs if e <= epochs]
+        else:
+            wanted = log_schedule(epochs, max(2, min(settings.count, room + (1 if self.offset else 0))))
+        if self.offset:
+            wanted = [e for e in wanted if e > 0]  # epoch 0 of a continued run is already recorded
+        self.wanted = frozenset(wanted)
+        self.dropped: list[int] = []  # epochs thinned out to stay within the budget
+        session.snapshots = self.snapshots  # a viewer sees them grow while training runs
+
+    def snapshot_bytes(self) -> int:
+        """What one snapshot costs: the parameters, and with a trace every node's value and gradient."""
+        s = self.session
+        itemsize = np.dtype(str(s.backend.dtype)).itemsize
+        params = sum(int(np.prod(s.graph[name].shape)) * itemsize for name in s.params)
+        if not self.settings.trace:
+            return params
+        return params + sum(2 * int(np.prod(n.shape or ())) * itemsize for n in s.graph)
+
+    def due(self, epoch: int) -> bool:
+        return epoch in self.wanted
+
+    def record(self, epoch: int, params: Mapping[str, Any]) -> None:
+        """Copy the parameters after `epoch` epochs of this run (and, if asked, trace one batch on them)."""
+        backend = self.session.backend
+        snap = Snapshot(self.offset + epoch, {k: _numpy_copy(backend, v) for k, v in params.items()})
+        if self.settings.trace:
+            self._trace(snap, params)
+        self.snapshots.add(snap)
+        if self.snapshots.nbytes > self.settings.budget_bytes:
+            self.dropped += self.snapshots.thin_to(self.settings.budget_bytes, keep=snap.epoch)
+
+    def _trace(self, snap: Snapshot, params: Mapping[str, Any]) -> None:
+        s = self.session
+        trace = Trace(s.graph, s.backend, {**s._leaves(), **params})
+        if trace.schedule:
+            trace.compute_through(len(trace.schedule) - 1)
+        snap.values = {k: _numpy_copy(s.backend, v) for k, v in trace.values.items() if k not in params}
+        snap.grads = {k: _numpy_copy(s.backend, v) for k, v in trace.final_grads().items()}
+
+    def finish(self, epochs_done: int, params: Mapping[str, Any] | None, losses: Sequence[float]) -> None:
+        """The end of the run is always recorded (also after a stop; not after a NaN: `params` None).
+
+        The loss curve is kept beside."""
+        if params is not None and self.offset + epochs_done not in self.snapshots:
+            self.record(epochs_done, params)
+        self.snapshots.loss.extend(float(v) for v in losses)
+        self.session.snapshots = self.snapshots
+
+
+def _continues(previous: Snapshots, session: Session) -> bool:
+    """Whether the session's parameters are those of the last snapshot, so training on extends that run."""
+    last = previous.at_index(len(previous) - 1)
+    try:
+        return all(np.array_equal(last.params[k], session.backend.to_numpy(v)) for k, v in session.params.items())
+    except KeyError:
+        return False
+
+
+def show_epoch(session: Session, epoch: int) -> None:
+    """`Session.at_epoch`: the recorded parameters of `epoch` in the session, traced up to its cursor.
+
+    The new trace is computed before anything is replaced, and the events fire once each, so a
+    viewer redraws once per scrub.
+    """
+    snaps = session.snapshots
+    if not snaps:
+        raise SnapshotError("no snapshots were recorded; train with snapshots (e.g. --snapshots 50)")
+    if epoch not in snaps:
+        raise SnapshotError(snaps.missing(int(epoch)))
+    backend = session.backend
+    params = dict(session.params)
+    params.update({k: backend.asarray(v) for k, v in snaps[epoch].params.items()})
+    trace = Trace(session.graph, backend, session._leaves(params=params))
+    cursor = session.cursor
+    if cursor:
+        trace.compute_through(cursor - 1)
+    session.params, session.trace, session.epoch = params, trace, int(epoch)
+    session.trace_changed.emit()
+    session.cursor_moved.emit(cursor)
+    session.params_changed.emit()
