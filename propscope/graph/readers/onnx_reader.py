@@ -291,7 +291,7 @@ class Reader:
             if any(d is None for d in dims):
                 self.b.warnings.append(f"input {vi.name!r} has symbolic sizes; they are taken as 1 "
                                        f"(shape {tuple(d or 1 for d in dims)}); pass --data to see the real sizes")
-            shape = check_shape(tuple(d or 1 for d in dims), f"input {vi.name!r}", self.where)
+            shape = check_shape(tuple(1 if d is None else d for d in dims), f"input {vi.name!r}", self.where)
             elem = vi.type.tensor_type.elem_type
             self.env[vi.name] = self.b.input(vi.name, shape, dtype=ONNX_DTYPES.get(elem, "float32"))
             self.shapes[vi.name] = shape
@@ -425,6 +425,20 @@ def open(path: str | Path) -> Model:
         reader.b.warnings.append(model_warning)
     return reader.read()
 
+
+def open_proto(model: Any, where: str = "<ModelProto>") -> Model:
+    """A ModelProto already in memory (an ONNX backend's `prepare`), read as `open` reads a file.
+
+    Its tensors must hold their data inline: with no folder, external data is refused.
+    """
+    if not hasattr(model, "graph") or model.ir_version <= 0 or not model.HasField("graph") \
+            or not (model.graph.node or model.graph.output):
+        raise ModelFormatError(f"{where}: not an ONNX model (no graph with nodes and outputs)")
+    reader = Reader(model, where, clean_name(model.graph.name or "model"))
+    if model.functions:
+        names = ", ".join(f.name[:40] for f in model.functions[:4])
+        reader.b.warnings.append(f"the model defines local functions ({names}); nodes that call them are unsupported")
+    return reader.read()
 
 # -- what every handler module uses -------------------------------------------------------------
 def attr_or_input(r: Reader, ins: list[Any], ctx: Ctx, index: int, name: str, default: Any = None) -> Any:

@@ -1,4 +1,21 @@
 """The ONNX operator handlers, one module per op family (named as in `graph/ops/`); importing this
 package registers them all in `onnx_reader.HANDLERS`."""
 
-from . import activations, attention, constants, conv, core, norm, recurrent, shape  # noqa: F401
+# registration order: a later module overrides an earlier one; elementwise (Where) and nn (Dropout) extend
+# constants, which they import first
+from . import (  # noqa: F401
+    activations,
+    attention,
+    constants,
+    conv,
+    core,
+    elementwise,
+    indexing,
+    losses,
+    nn,
+    norm,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+)

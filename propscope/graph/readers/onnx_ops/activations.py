@@ -1,83 +1,81 @@
-"""ONNX activations and elementwise arithmetic, one catalog op each; constants fold."""
+"""ONNX activations, one catalog op each (PRelu and ThresholdedRelu as two steps); constants fold.
+
+The plain elementwise functions (Relu, Exp, Abs, ...) are in `elementwise.py`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from typing import Any
 
-import numpy as np
-
-from .._aten import Unmapped
-from .._build import finite_mask
 from ..onnx_reader import Ctx, Reader, onnx_op
+from .elementwise import const, op
 
-_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Neg": "neg"}
-_NP_UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "Relu": lambda x: np.maximum(x, 0), "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Tanh": np.tanh, "Exp": np.exp,
-    "Log": np.log, "Neg": np.negative, "Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Abs": np.abs,
-    "Floor": np.floor, "Ceil": np.ceil, "Not": np.logical_not,
-}
+# ONNX's SELU constants, as torch.nn.SELU's to float32 precision; the catalog's selu uses torch's exact ones
+_SELU_ALPHA, _SELU_GAMMA = 1.6732632423543772, 1.0507009873554805
 
 
-@onnx_op("Relu", "Sigmoid", "Tanh", "Exp", "Log", "Neg", "Sqrt", "Reciprocal", "Abs", "Floor", "Ceil", "Not")
-def _unary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    x = ins[0]
-    c = r.folded(x)
-    if c is not None:
-        return _NP_UNARY[ctx.op](c)
-    if ctx.op in ("Sqrt", "Reciprocal"):
-        exponent = 0.5 if ctx.op == "Sqrt" else -1.0
-        return r.b.op("pow", r.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": exponent})
-    if ctx.op not in _UNARY:
-        raise Unmapped(f"{ctx.op} of a computed value")
-    return r.b.op(_UNARY[ctx.op], r.node(x, ctx), name=ctx.name, module=ctx.module)
+def _attr(ctx: Ctx, name: str, default: float) -> float:
+    return float(ctx.attrs.get(name, default))
 
 
-@onnx_op("LeakyRelu", "Gelu")
+@onnx_op("LeakyRelu", "Gelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish",
+         "ThresholdedRelu", "Swish", "PRelu")
 def _activation(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
-    if ctx.op == "LeakyRelu":
-        return r.b.op("leaky_relu", x, name=ctx.name, module=ctx.module,
-                      attrs={"negative_slope": float(ctx.attrs.get("alpha", 0.01))})
-    return r.b.op("gelu", x, name=ctx.name, module=ctx.module,
-                  attrs={"approximate": str(ctx.attrs.get("approximate", "none"))})
+    kind = ctx.op
+    if kind == "LeakyRelu":
+        return op(r, ctx, "leaky_relu", x, negative_slope=_attr(ctx, "alpha", 0.01))
+    if kind == "Gelu":
+        return op(r, ctx, "gelu", x, approximate=str(ctx.attrs.get("approximate", "none")))
+    if kind == "Elu":
+        return op(r, ctx, "elu", x, alpha=_attr(ctx, "alpha", 1.0))
+    if kind == "Selu":
+        alpha, gamma = _attr(ctx, "alpha", _SELU_ALPHA), _attr(ctx, "gamma", _SELU_GAMMA)
+        if math.isclose(alpha, _SELU_ALPHA, rel_tol=1e-6) and math.isclose(gamma, _SELU_GAMMA, rel_tol=1e-6):
+            return op(r, ctx, "selu", x)
+        return op(r, ctx, "elu", x, alpha=alpha, scale=gamma)  # λ·z, λ·α·(e^z − 1): elu with a scale
+    if kind == "Celu":
+        return op(r, ctx, "celu", x, alpha=_attr(ctx, "alpha", 1.0))
+    if kind == "HardSigmoid":
+        return op(r, ctx, "hardsigmoid", x, alpha=_attr(ctx, "alpha", 0.2), beta=_attr(ctx, "beta", 0.5))
+    if kind == "HardSwish":
+        return op(r, ctx, "hardswish", x)
+    if kind == "Softplus":
+        return op(r, ctx, "softplus", x)
+    if kind == "Softsign":
+        return op(r, ctx, "softsign", x)
+    if kind == "Mish":
+        return op(r, ctx, "mish", x)
+    if kind == "Swish":
+        return op(r, ctx, "silu", x, beta=_attr(ctx, "alpha", 1.0))
+    if kind == "ThresholdedRelu":  # z · 1[z > α]
+        alpha = _attr(ctx, "alpha", 1.0)
+        shifted = op(r, ctx, "sub", x, const(r, ctx, alpha, "alpha"), suffix="shift")
+        return op(r, ctx, "mul", x, op(r, ctx, "step", shifted, suffix="above"))
+    return _prelu(r, ins, ctx)
+
+
+def _prelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """PRelu: max(0, z) + slope · min(0, z), the slope a learned tensor broadcast against z."""
+    x = r.node(ins[0], ctx)
+    slope = r.node(ins[1], ctx, hint="slope")
+    pos = op(r, ctx, "relu", x, suffix="pos")
+    neg = op(r, ctx, "minimum", x, const(r, ctx, 0.0, "zero"), suffix="neg")
+    return op(r, ctx, "add", pos, op(r, ctx, "mul", slope, neg, suffix="scaled"))
 
 
 @onnx_op("Softmax", "LogSoftmax")
 def _softmax(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
-    axis = int(ctx.attrs.get("axis", -1 if ctx.opset >= 13 else 1))
-    if ctx.opset < 13 and axis % len(x.shape) != len(x.shape) - 1:
-        raise Unmapped("an opset < 13 softmax over several axes")
-    op = "softmax" if ctx.op == "Softmax" else "log_softmax"
-    return r.b.op(op, x, name=ctx.name, module=ctx.module, attrs={"axis": axis})
+    name = "softmax" if ctx.op == "Softmax" else "log_softmax"
+    rank = len(x.shape)
+    axis = int(ctx.attrs.get("axis", -1 if ctx.opset >= 13 else 1)) % max(rank, 1)
+    if ctx.opset >= 13 or axis == rank - 1:
+        return op(r, ctx, name, x, axis=axis - rank)
+    # before opset 13: softmax over all axes from `axis` on, as one flattened row per leading index
+    rows = math.prod(x.shape[:axis])
+    flat = r.b.op("reshape", x, name=f"{ctx.name}.rows", module=ctx.module, attrs={"shape": (rows, -1)})
+    soft = op(r, ctx, name, flat, suffix="flat", axis=-1)
+    return r.b.op("reshape", soft, name=ctx.name, module=ctx.module, attrs={"shape": x.shape})
 
-
-_NP_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Pow": np.power,
-    "Mod": np.mod, "Equal": np.equal, "Less": np.less, "Greater": np.greater, "And": np.logical_and,
-    "Or": np.logical_or, "Min": np.minimum, "Max": np.maximum, "LessOrEqual": np.less_equal,
-    "GreaterOrEqual": np.greater_equal,
-}
-
-
-@onnx_op(*_NP_BINARY, "Div")
-def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    x, y = ins[0], ins[1]
-    cx, cy = r.folded(x), r.folded(y)
-    if cx is not None and cy is not None:
-        if ctx.op == "Div":
-            return cx // cy if cx.dtype.kind in "iu" and cy.dtype.kind in "iu" else np.divide(cx, cy)
-        if ctx.op in ("Min", "Max") and len(ins) > 2:
-            raise Unmapped("a variadic Min/Max")
-        return _NP_BINARY[ctx.op](cx, cy)
-    if ctx.op == "Pow":
-        if cy is None or cy.size != 1:
-            raise Unmapped("a computed exponent")
-        return r.b.op("pow", r.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": float(cy)})
-    op = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}.get(ctx.op)
-    if op is None:
-        raise Unmapped(f"{ctx.op} of computed values")
-    if op == "add":
-        x, y = finite_mask(x), finite_mask(y)
-    return r.b.op(op, r.node(x, ctx), r.node(y, ctx, hint="other"), name=ctx.name, module=ctx.module)

@@ -1,61 +1,153 @@
-"""ONNX convolution and pooling."""
+"""ONNX convolution and pooling: 1-D and 2-D Conv, 1-D and 2-D ConvTranspose (1-D as a 2-D one of height 1),
+MaxPool and AveragePool, with ONNX's free (asymmetric) pads, auto_pad SAME_UPPER/SAME_LOWER/VALID,
+ceil_mode, dilations and count_include_pad. 3-D layers are refused by name: the catalog is 1-D and 2-D.
+
+PyTorch's pools take at most half a window of padding; ONNX's may take more. Such pads become an explicit
+`pad` step before the pool (zeros for an average that counts the padding, the lowest float32 for a maximum,
+which no window then picks).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
+from ...ir import Node
 from .._aten import Missing, Unmapped
 from ..onnx_reader import Ctx, Reader, onnx_op
+from .elementwise import op
+
+LOWEST = float(np.finfo(np.float32).min)  # a max-pool's padding: finite, so the debugger reports no Inf
 
 
-def _pads(ctx: Ctx, kernel: tuple[int, ...]) -> Any:
+def _ints(ctx: Ctx, name: str, dims: int, default: int) -> list[int]:
+    values = [int(v) for v in ctx.attrs.get(name, [default] * dims)]
+    if len(values) != dims:
+        raise Unmapped(f"{name} {values} for a {dims}-D layer")
+    return values
+
+
+def pads(ctx: Ctx, size: tuple[int, ...], kernel: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(before, after) per spatial axis, from pads or auto_pad (SAME_UPPER puts the odd cell after)."""
+    dims = len(kernel)
     auto = str(ctx.attrs.get("auto_pad", "NOTSET"))
+    strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)
     if auto == "VALID":
-        return 0
+        return [(0, 0)] * dims
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        strides = list(ctx.attrs.get("strides", [1, 1]))
-        dilations = list(ctx.attrs.get("dilations", [1, 1]))
-        totals = [d * (k - 1) for d, k in zip(dilations, kernel, strict=False)]
-        if any(s != 1 for s in strides) or any(t % 2 for t in totals):
-            raise Unmapped(f"auto_pad={auto} that pads one side more than the other")
-        return _pair([t // 2 for t in totals], 0)
-    pads = list(ctx.attrs.get("pads", [0] * 4))
-    if len(pads) != 4 or pads[0] != pads[2] or pads[1] != pads[3]:
-        raise Unmapped(f"asymmetric padding {pads}")
-    return pads[0] if pads[0] == pads[1] else (pads[0], pads[1])
+        out = []
+        for n, k, s, d in zip(size, kernel, strides, dilations, strict=True):
+            total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            small, big = total // 2, total - total // 2
+            out.append((small, big) if auto == "SAME_UPPER" else (big, small))
+        return out
+    flat = _ints(ctx, "pads", 2 * dims, 0)
+    return [(flat[i], flat[i + dims]) for i in range(dims)]
 
 
-def _pair(values: Any, default: int) -> Any:
-    if not values:
-        return default
-    values = [int(v) for v in values]
+def _padding_attr(pairs: list[tuple[int, int]]) -> Any:
+    """The catalog's padding: one int when every side is equal, else (left, right) or (top, bottom, left, right)."""
+    flat = [p for pair in pairs for p in pair]
+    if len(set(flat)) == 1:
+        return flat[0]
+    return tuple(flat)
+
+
+def _check_rank(x: Node, what: str) -> int:
+    dims = len(x.shape) - 2
+    if dims not in (1, 2):
+        raise Unmapped(f"a {dims}-D {what} (the catalog has 1-D and 2-D)")
+    return dims
+
+
+def _one(values: list[int]) -> Any:
     return values[0] if len(set(values)) == 1 else tuple(values)
 
 
 @onnx_op("Conv")
 def _conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x, w = r.node(ins[0], ctx), r.node(ins[1], ctx)
-    if len(x.shape) != 4:
-        raise Unmapped(f"a {len(x.shape) - 2}-D convolution (only 2-D is in the catalog)")
-    attrs = {"stride": _pair(ctx.attrs.get("strides"), 1), "padding": _pads(ctx, w.shape[2:]),
-             "dilation": _pair(ctx.attrs.get("dilations"), 1), "groups": int(ctx.attrs.get("group", 1))}
+    dims = _check_rank(x, "convolution")
+    kernel = tuple(w.shape[2:])
+    attrs = {"stride": _one(_ints(ctx, "strides", dims, 1)), "padding": _padding_attr(pads(ctx, x.shape[2:], kernel)),
+             "dilation": _one(_ints(ctx, "dilations", dims, 1)), "groups": int(ctx.attrs.get("group", 1))}
     inputs = [x, w] + ([] if len(ins) < 3 or ins[2] is None else [r.node(ins[2], ctx, hint="bias")])
-    return r.b.op("conv2d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
+    return r.b.op("conv1d" if dims == 1 else "conv2d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
+
+
+def _reshaped(r: Reader, ctx: Ctx, x: Node, shape: tuple[int, ...], tag: str) -> Node:
+    return r.b.op("reshape", x, name=f"{ctx.name}.{tag}", module=ctx.module, attrs={"shape": shape})
+
+
+@onnx_op("ConvTranspose")
+def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x, w = r.node(ins[0], ctx), r.node(ins[1], ctx)
+    dims = _check_rank(x, "transposed convolution")
+    kernel = tuple(w.shape[2:])
+    strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)
+    extra = _ints(ctx, "output_padding", dims, 0)
+    auto = str(ctx.attrs.get("auto_pad", "NOTSET"))
+    wanted = ctx.attrs.get("output_shape")
+    if wanted is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
+        # ONNX: the pads that give output_shape (SAME: input · stride), the odd cell where auto_pad says
+        target = [int(v) for v in wanted][-dims:] if wanted is not None else [n * s for n, s in
+                                                                              zip(x.shape[2:], strides, strict=True)]
+        pairs = []
+        for i in range(dims):
+            full = strides[i] * (x.shape[2 + i] - 1) + extra[i] + (kernel[i] - 1) * dilations[i] + 1
+            total = full - target[i]
+            if total < 0:
+                extra[i] -= total  # a larger output than the pads allow: the extra cells go after
+                total = 0
+            small, big = total // 2, total - total // 2
+            pairs.append((small, big) if auto == "SAME_UPPER" else (big, small))
+    else:
+        pairs = pads(ctx, x.shape[2:], kernel)
+    groups = int(ctx.attrs.get("group", 1))
+    bias = [] if len(ins) < 3 or ins[2] is None else [r.node(ins[2], ctx, hint="bias")]
+    if dims == 2:
+        attrs = {"stride": _one(strides), "padding": _padding_attr(pairs), "output_padding": _one(extra),
+                 "dilation": _one(dilations), "groups": groups}
+        return r.b.op("conv_transpose2d", x, w, *bias, name=ctx.name, module=ctx.module, attrs=attrs)
+    # 1-D: a 2-D transposed convolution over an image one row high
+    n, c, length = x.shape
+    x2 = _reshaped(r, ctx, x, (n, c, 1, length), "as_2d")
+    w2 = _reshaped(r, ctx, w, (*w.shape[:2], 1, kernel[0]), "weight_2d")
+    attrs = {"stride": (1, strides[0]), "padding": (0, 0, *pairs[0]), "output_padding": (0, extra[0]),
+             "dilation": (1, dilations[0]), "groups": groups}
+    y = r.b.op("conv_transpose2d", x2, w2, *bias, name=f"{ctx.name}.2d", module=ctx.module, attrs=attrs)
+    return r.b.op("reshape", y, name=ctx.name, module=ctx.module, attrs={"shape": (n, y.shape[1], y.shape[3])})
 
 
 @onnx_op("MaxPool", "AveragePool")
 def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
-    if len(x.shape) != 4:
-        raise Unmapped("pooling that is not 2-D")
+    dims = _check_rank(x, "pooling")
     kernel = tuple(int(k) for k in ctx.attrs["kernel_shape"])
-    padding = _pads(ctx, kernel)
-    attrs: dict[str, Any] = {"kernel_size": _pair(kernel, 1), "stride": _pair(ctx.attrs.get("strides"), 1),
-                             "padding": padding}
-    if ctx.op == "MaxPool":
-        attrs["dilation"] = _pair(ctx.attrs.get("dilations"), 1)
-        node = r.b.op("max_pool2d", x, name=ctx.name, module=ctx.module, attrs=attrs)
-        return [node, Missing("max-pool indices")]
-    if padding != 0 and not ctx.attrs.get("count_include_pad", 0):
-        raise Unmapped("AveragePool with count_include_pad=0 and padding")
-    return r.b.op("avg_pool2d", x, name=ctx.name, module=ctx.module, attrs=attrs)
+    strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)
+    pairs = pads(ctx, x.shape[2:], kernel)
+    ceil = bool(ctx.attrs.get("ceil_mode", 0))
+    is_max = ctx.op == "MaxPool"
+    include = bool(ctx.attrs.get("count_include_pad", 0))
+    if not is_max and any(d != 1 for d in dilations):
+        raise Unmapped("AveragePool with dilations (the catalog's average pool has none)")
+    reach = [d * (k - 1) + 1 for d, k in zip(dilations, kernel, strict=True)]
+    if any(2 * max(p) > n for p, n in zip(pairs, reach, strict=True)):  # more than PyTorch's half window
+        if not is_max and not include:
+            raise Unmapped("AveragePool with count_include_pad=0 and pads over half the window")
+        if ceil:
+            raise Unmapped(f"{ctx.op} with ceil_mode and pads over half the window")
+        x = r.b.op("pad", x, name=f"{ctx.name}.padded", module=ctx.module,
+                   attrs={"pads": ((0, 0), (0, 0), *pairs), "mode": "constant", "value": LOWEST if is_max else 0.0})
+        pairs = [(0, 0)] * dims
+    attrs: dict[str, Any] = {"kernel_size": _one(list(kernel)), "stride": _one(strides),
+                             "padding": _padding_attr(pairs), "ceil_mode": ceil}
+    name = f"{'max' if is_max else 'avg'}_pool{dims}d"
+    if is_max:
+        attrs["dilation"] = _one(dilations)
+        node = r.b.op(name, x, name=ctx.name, module=ctx.module, attrs=attrs)
+        return [node, Missing("max-pool indices (ONNX's flat argmax positions)")]
+    attrs["count_include_pad"] = include
+    return op(r, ctx, name, x, **attrs)

@@ -1,4 +1,4 @@
-"""ONNX reductions and matrix products (Gemm, MatMul)."""
+"""ONNX matrix products (Gemm, MatMul) and global pooling."""
 
 from __future__ import annotations
 
@@ -6,44 +6,36 @@ from typing import Any
 
 import numpy as np
 
-from .._aten import Transposed, Unmapped
-from ..onnx_reader import Ctx, Reader, attr_or_input, onnx_op, zeros_bias
+from ...ir import Node
+from .._aten import Transposed
+from ..onnx_reader import Ctx, Reader, onnx_op, zeros_bias
+from .elementwise import const, op
 
 
-@onnx_op("ReduceMean", "ReduceSum", "ReduceProd", "ReduceMax", "ReduceMin")
-def _reduce(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    takes_input = (ctx.op == "ReduceSum" and ctx.opset >= 13) or ctx.opset >= 18
-    axes = attr_or_input(r, ins, ctx, 1, "axes") if takes_input else ctx.attrs.get("axes")
-    keep = bool(ctx.attrs.get("keepdims", 1))
-    if not axes:
-        if ctx.attrs.get("noop_with_empty_axes", 0):
-            return ins[0]
-        axes = None
-    axis = None if axes is None else tuple(int(a) for a in axes)
-    c = r.folded(ins[0])
-    if c is not None:
-        fn: Any = {"ReduceMean": np.mean, "ReduceSum": np.sum, "ReduceProd": np.prod, "ReduceMax": np.max,
-                   "ReduceMin": np.min}[ctx.op]
-        return np.asarray(fn(c, axis=axis, keepdims=keep))
-    op = {"ReduceMean": "mean", "ReduceSum": "sum"}.get(ctx.op)
-    if op is None:
-        raise Unmapped(f"{ctx.op} of computed values")
-    return r.b.op(op, r.node(ins[0], ctx), name=ctx.name, module=ctx.module, attrs={"axis": axis, "keepdims": keep})
-
-
-@onnx_op("GlobalAveragePool")
+@onnx_op("GlobalAveragePool", "GlobalMaxPool")
 def _global_pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    return r.b.op("mean", r.node(ins[0], ctx), name=ctx.name, module=ctx.module,
-                  attrs={"axis": (2, 3), "keepdims": True})
+    x = r.node(ins[0], ctx)
+    axes = tuple(range(2, len(x.shape)))
+    return op(r, ctx, "mean" if ctx.op == "GlobalAveragePool" else "amax", x, axis=axes, keepdims=True)
+
+
+def _scaled(r: Reader, value: Any, factor: float, ctx: Ctx, hint: str) -> Node:
+    """`value` · factor: folded for a constant, one `mul` step for a computed value or a parameter."""
+    c = r.folded(value)
+    if c is not None:
+        return r.node(c * factor if factor != 1.0 else c, ctx, hint=hint)
+    node = r.node(value, ctx, hint=hint)
+    if factor == 1.0:
+        return node
+    return op(r, ctx, "mul", node, const(r, ctx, factor, hint), suffix=f"{hint}_scaled")
 
 
 @onnx_op("Gemm")
 def _gemm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Y = α · A' B' + β · C: `linear` (its weight W or Wᵀ), with α and β as steps of their own when not 1."""
     a, b = ins[0], ins[1]
     alpha, beta = float(ctx.attrs.get("alpha", 1.0)), float(ctx.attrs.get("beta", 1.0))
-    if alpha != 1.0 or (beta != 1.0 and len(ins) > 2 and ins[2] is not None):
-        raise Unmapped("Gemm with alpha or beta other than 1")
-    x = r.node(a, ctx)
+    x = _scaled(r, a, alpha, ctx, "A")
     if ctx.attrs.get("transA", 0):
         x = r.b.op("transpose", x, name=f"{ctx.name}.A_T", module=ctx.module, attrs={"axes": (1, 0)})
     trans_b = bool(ctx.attrs.get("transB", 0))
@@ -51,8 +43,18 @@ def _gemm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         b, trans_b = b.leaf, not trans_b
     w = r.node(b, ctx)
     out = w.shape[0] if trans_b else w.shape[1]
-    bias = zeros_bias(r, out, ctx) if len(ins) < 3 or ins[2] is None else r.node(ins[2], ctx, hint="bias")
-    return r.b.op("linear", x, w, bias, name=ctx.name, module=ctx.module, attrs={"transpose_weight": trans_b})
+    c = ins[2] if len(ins) > 2 else None
+    if c is not None and beta != 0.0 and r.shape(c) in ((out,), (1, out)) and beta == 1.0:
+        bias = r.node(c, ctx, hint="bias")
+        if bias.shape != (out,):
+            bias = r.b.op("reshape", bias, name=f"{ctx.name}.bias_row", module=ctx.module, attrs={"shape": (out,)})
+        return r.b.op("linear", x, w, bias, name=ctx.name, module=ctx.module, attrs={"transpose_weight": trans_b})
+    if c is None or beta == 0.0:
+        return r.b.op("linear", x, w, zeros_bias(r, out, ctx), name=ctx.name, module=ctx.module,
+                      attrs={"transpose_weight": trans_b})
+    product = r.b.op("linear", x, w, zeros_bias(r, out, ctx), name=f"{ctx.name}.AB", module=ctx.module,
+                     attrs={"transpose_weight": trans_b})
+    return op(r, ctx, "add", product, _scaled(r, c, beta, ctx, "C"))
 
 
 @onnx_op("MatMul")

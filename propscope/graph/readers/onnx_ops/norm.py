@@ -1,26 +1,70 @@
-"""ONNX normalisations."""
+"""ONNX normalisations: BatchNormalization (inference and training mode), LayerNormalization,
+InstanceNormalization (the catalog's group_norm with one group per channel), GroupNormalization and
+RMSNormalization.
+
+The optional statistics outputs (LayerNormalization's Mean and InvStdDev, a training BatchNorm's new
+running mean and variance) are built, as mean/var steps, only when something uses them.
+"""
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from .._aten import Missing, Unmapped
+from ...ir import Node
+from .._aten import Lazy, Missing, Unmapped
 from ..onnx_reader import Ctx, Reader, onnx_op
+from .elementwise import const, op
+
+
+def _eps(ctx: Ctx) -> float:
+    return float(ctx.attrs.get("epsilon", 1e-5))
+
+
+def _stats(r: Reader, ctx: Ctx, x: Node, axes: tuple[int, ...], what: str) -> tuple[Node, Node]:
+    """The mean and the biased variance of `x` over `axes`, kept as size-1 axes."""
+    mean = op(r, ctx, "mean", x, suffix=f"{what}_mean", axis=axes, keepdims=True)
+    var = op(r, ctx, "var", x, suffix=f"{what}_var", axis=axes, keepdims=True, correction=0.0)
+    return mean, var
 
 
 @onnx_op("BatchNormalization")
 def _batch_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    if ctx.attrs.get("training_mode", 0):
-        raise Unmapped("BatchNormalization in training mode")
     x = r.node(ins[0], ctx)
     scale, bias = r.node(ins[1], ctx), r.node(ins[2], ctx)
     mean, var = r.node(ins[3], ctx, kind="constant"), r.node(ins[4], ctx, kind="constant")
+    momentum, eps = float(ctx.attrs.get("momentum", 0.9)), _eps(ctx)
+    training = bool(ctx.attrs.get("training_mode", 0))
     node = r.b.op("batch_norm", x, scale, bias, mean, var, name=ctx.name, module=ctx.module,
-                  attrs={"training": False, "momentum": 1.0 - float(ctx.attrs.get("momentum", 0.9)),
-                         "eps": float(ctx.attrs.get("epsilon", 1e-5))})
-    return [node, Missing("running mean"), Missing("running variance")]
+                  attrs={"training": training, "momentum": 1.0 - momentum, "eps": eps})
+    if not training:
+        return [node, Missing("running mean"), Missing("running variance")]
+
+    def running(index: int) -> Node:
+        """ONNX's update: running · momentum + batch statistic · (1 − momentum), with the biased batch
+        variance (PyTorch's running variance takes the unbiased one)."""
+        axes = tuple(i for i in range(len(x.shape)) if i != 1)
+        batch_mean, batch_var = _stats(r, ctx, x, axes, "batch")
+        stat = batch_mean if index == 0 else batch_var
+        flat = r.b.op("reshape", stat, name=f"{ctx.name}.batch_{'mean' if index == 0 else 'var'}_c",
+                      module=ctx.module, attrs={"shape": (x.shape[1],)})
+        old = mean if index == 0 else var
+        kept = op(r, ctx, "mul", old, const(r, ctx, momentum, "momentum"), suffix=f"kept{index}")
+        new = op(r, ctx, "mul", flat, const(r, ctx, 1.0 - momentum, "1-momentum"), suffix=f"new{index}")
+        return op(r, ctx, "add", kept, new, suffix="running_mean" if index == 0 else "running_var")
+
+    return [node, Lazy(partial(running, 0)), Lazy(partial(running, 1))]
+
+
+def _affine(r: Reader, ctx: Ctx, y: Node, scale: Any, bias: Any) -> Node:
+    """y · scale + bias with ONNX's broadcasting, for scales the fused op cannot take."""
+    out = op(r, ctx, "mul", y, r.node(scale, ctx, hint="scale"), suffix="scaled")
+    if bias is None:
+        return out
+    return op(r, ctx, "add", out, r.node(bias, ctx, hint="bias"), suffix="shifted")
 
 
 @onnx_op("LayerNormalization")
@@ -28,10 +72,75 @@ def _layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
     axis = int(ctx.attrs.get("axis", -1)) % len(x.shape)
     norm = x.shape[axis:]
-    w = r.node(ins[1], ctx)
-    b = r.b.const(np.zeros(norm), ctx.module, "bias") if len(ins) < 3 or ins[2] is None else r.node(ins[2], ctx)
-    if w.shape != norm or b.shape != norm:
-        raise Unmapped(f"LayerNormalization with scale {w.shape} or bias {b.shape} broadcast over {norm}")
-    node = r.b.op("layer_norm", x, w, b, name=ctx.name, module=ctx.module,
-                  attrs={"normalized_shape": norm, "eps": float(ctx.attrs.get("epsilon", 1e-5))})
-    return [node, Missing("layer-norm mean"), Missing("layer-norm inverse deviation")]
+    eps = _eps(ctx)
+    scale, bias = ins[1], ins[2] if len(ins) > 2 else None
+    if r.shape(scale) == norm and (bias is None or r.shape(bias) == norm):
+        w = r.node(scale, ctx)
+        b = r.b.const(np.zeros(norm), ctx.module, "bias") if bias is None else r.node(bias, ctx)
+        node = r.b.op("layer_norm", x, w, b, name=ctx.name, module=ctx.module,
+                      attrs={"normalized_shape": norm, "eps": eps})
+    else:  # a scale broadcast over the normalized axes: the plain normalisation, then the affine step
+        ones, zeros = (r.b.const(f(norm), ctx.module, hint) for f, hint in ((np.ones, "ones"), (np.zeros, "zeros")))
+        plain = r.b.op("layer_norm", x, ones, zeros, name=f"{ctx.name}.normalized", module=ctx.module,
+                       attrs={"normalized_shape": norm, "eps": eps})
+        node = _affine(r, ctx, plain, scale, bias)
+    axes = tuple(range(axis, len(x.shape)))
+
+    def mean() -> Node:
+        return op(r, ctx, "mean", x, suffix="Mean", axis=axes, keepdims=True)
+
+    def inv_std() -> Node:
+        var = op(r, ctx, "var", x, suffix="var", axis=axes, keepdims=True, correction=0.0)
+        return op(r, ctx, "rsqrt", op(r, ctx, "add", var, const(r, ctx, eps, "eps"), suffix="var_eps"),
+                  suffix="InvStdDev")
+
+    return [node, Lazy(mean), Lazy(inv_std)]
+
+
+@onnx_op("InstanceNormalization")
+def _instance_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = r.node(ins[0], ctx)
+    if len(x.shape) < 3:
+        raise Unmapped(f"InstanceNormalization of a {len(x.shape)}-D tensor (it takes (batch, channels, ...))")
+    return r.b.op("group_norm", x, r.node(ins[1], ctx), r.node(ins[2], ctx), name=ctx.name, module=ctx.module,
+                  attrs={"num_groups": x.shape[1], "eps": _eps(ctx)})
+
+
+@onnx_op("GroupNormalization")
+def _group_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = r.node(ins[0], ctx)
+    groups = int(ctx.attrs["num_groups"])
+    channels = x.shape[1]
+    attrs = {"num_groups": groups, "eps": _eps(ctx)}
+    if r.shape(ins[1]) == (channels,) and r.shape(ins[2]) == (channels,):
+        return r.b.op("group_norm", x, r.node(ins[1], ctx), r.node(ins[2], ctx), name=ctx.name, module=ctx.module,
+                      attrs=attrs)
+    if r.shape(ins[1]) != (groups,) or r.shape(ins[2]) != (groups,):
+        raise Unmapped(f"GroupNormalization scale {r.shape(ins[1])} and bias {r.shape(ins[2])} (one per channel "
+                       "or, before opset 21, one per group)")
+    # opset 18: one scale and bias per group; the plain normalisation, then the affine step per group
+    ones, zeros = r.b.const(np.ones(channels), ctx.module, "ones"), r.b.const(np.zeros(channels), ctx.module, "zeros")
+    plain = r.b.op("group_norm", x, ones, zeros, name=f"{ctx.name}.normalized", module=ctx.module, attrs=attrs)
+    per_group = r.b.op("reshape", plain, name=f"{ctx.name}.groups", module=ctx.module,
+                       attrs={"shape": (x.shape[0], groups, -1)})
+    scale, bias = (r.b.op("reshape", r.node(v, ctx, hint=h), name=f"{ctx.name}.{h}_g", module=ctx.module,
+                          attrs={"shape": (groups, 1)}) for v, h in ((ins[1], "scale"), (ins[2], "bias")))
+    shifted = _affine(r, ctx, per_group, scale, bias)
+    return r.b.op("reshape", shifted, name=ctx.name, module=ctx.module, attrs={"shape": x.shape})
+
+
+@onnx_op("RMSNormalization")
+def _rms_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = r.node(ins[0], ctx)
+    axis = int(ctx.attrs.get("axis", -1)) % len(x.shape)
+    norm = x.shape[axis:]
+    eps = _eps(ctx)
+    scale = ins[1]
+    if r.shape(scale) == norm:
+        return r.b.op("rms_norm", x, r.node(scale, ctx), name=ctx.name, module=ctx.module,
+                      attrs={"normalized_shape": norm, "eps": eps})
+    plain = r.b.op("rms_norm", x, r.b.const(np.ones(norm), ctx.module, "ones"), name=f"{ctx.name}.normalized",
+                   module=ctx.module, attrs={"normalized_shape": norm, "eps": eps})
+    if math.prod(r.shape(scale)) == 0:
+        raise Unmapped("an empty RMSNormalization scale")
+    return _affine(r, ctx, plain, scale, None)

@@ -24,8 +24,6 @@ def _reorder(w: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
 def _recurrent(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     kind = {"GRU": "gru", "LSTM": "lstm", "RNN": "rnn"}[ctx.op]
     a = ctx.attrs
-    if int(a.get("layout", 0)) != 0:
-        raise Unmapped("batch-first layout=1")
     if a.get("clip") is not None or a.get("activation_alpha") or a.get("input_forget", 0):
         raise Unmapped("clip, activation parameters or coupled input-forget gates")
     if kind == "gru" and not a.get("linear_before_reset", 0):
@@ -42,18 +40,21 @@ def _recurrent(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         raise Unmapped(f"activations {acts}")
     if len(ins) > 4 and ins[4] is not None:
         lens = r.folded(ins[4])
-        if lens is None or not np.all(lens == r.shape(ins[0])[0]):
+        if lens is None or not np.all(lens == r.shape(ins[0])[int(a.get("layout", 0))]):
             raise Unmapped("sequences of different lengths (sequence_lens)")
-    found = [r.folded(v) if not isinstance(v, Init) else v.array for v in ins[1:4] if v is not None]
-    weights = [w for w in found if w is not None]
-    if len(weights) < 2 or len(weights) != len(found):
-        raise Unmapped("recurrent weights computed at run time")
-    W, R = weights[0], weights[1]
-    B = weights[2] if len(weights) > 2 and ins[3] is not None else None
+    if len(ins) > 7 and ins[7] is not None:
+        peep = r.folded(ins[7])
+        if peep is None or peep.any():
+            raise Unmapped("an LSTM with peepholes (PyTorch's LSTM has none)")
+    W, R = ins[1], ins[2]
+    B = ins[3] if len(ins) > 3 else None
     x = r.node(ins[0], ctx)
+    batch_first = int(a.get("layout", 0)) == 1
+    if batch_first:  # (batch, time, features): the cells step along axis 1
+        x = r.b.op("transpose", x, name=f"{ctx.name}.time_major", module=ctx.module, attrs={"axes": (1, 0, 2)})
     steps, batch = x.shape[0], x.shape[1]
-    dirs = W.shape[0]
-    hidden = int(a.get("hidden_size") or R.shape[-1])
+    dirs = r.shape(W)[0]
+    hidden = int(a.get("hidden_size") or r.shape(R)[-1])
     order = _GATES[ctx.op]
     g = len(order)
     direction = str(a.get("direction", "forward"))
@@ -62,32 +63,26 @@ def _recurrent(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     base = ctx.module or ctx.name
     xs = [r.b.op("select", x, name=f"{base}.x{t}", module=ctx.module, attrs={"axis": 0, "index": t})
           for t in range(steps)]
-    h0 = r.folded(ins[5]) if len(ins) > 5 and ins[5] is not None else np.zeros((dirs, batch, hidden))
-    c0 = r.folded(ins[6]) if len(ins) > 6 and ins[6] is not None else np.zeros((dirs, batch, hidden))
-    if h0 is None or c0 is None:
-        raise Unmapped("an initial state computed at run time")
+    states = [_initial(r, ctx, ins, i, batch_first) for i in (5, 6)]
     per_dir: list[list[Node]] = []
     finals: list[Node] = []
     for d in range(dirs):
         suffix = f"_l{layer}" + ("_reverse" if d == 1 or direction == "reverse" else "")
-        w_ih = r.b.leaf("parameter", f"{base}.weight_ih{suffix}", np.ascontiguousarray(_reorder(W[d], order)),
-                        module=ctx.module)
-        w_hh = r.b.leaf("parameter", f"{base}.weight_hh{suffix}", np.ascontiguousarray(_reorder(R[d], order)),
-                        module=ctx.module)
-        bias = np.zeros(2 * g * hidden, dtype=W.dtype) if B is None else B[d]
-        b_ih = r.b.leaf("parameter", f"{base}.bias_ih{suffix}", _reorder(bias[: g * hidden], order), module=ctx.module)
-        b_hh = r.b.leaf("parameter", f"{base}.bias_hh{suffix}", _reorder(bias[g * hidden:], order), module=ctx.module)
-        if kind == "lstm":
-            state0 = np.stack([h0[d], c0[d]])
-            state0 = state0 if state0.any() else np.zeros((2, 1, hidden))
+        w_ih = _weight(r, ctx, W, d, order, None, f"{base}.weight_ih{suffix}")
+        w_hh = _weight(r, ctx, R, d, order, None, f"{base}.weight_hh{suffix}")
+        if B is None:
+            zeros = np.zeros(g * hidden, dtype=np.float64)
+            b_ih = r.b.leaf("parameter", f"{base}.bias_ih{suffix}", zeros, module=ctx.module)
+            b_hh = r.b.leaf("parameter", f"{base}.bias_hh{suffix}", zeros.copy(), module=ctx.module)
         else:
-            state0 = h0[d] if h0[d].any() else np.zeros(hidden)
-        state = r.b.const(state0.astype(np.float64), ctx.module, f"state0{suffix}")
+            b_ih = _weight(r, ctx, B, d, order, (0, g * hidden), f"{base}.bias_ih{suffix}")
+            b_hh = _weight(r, ctx, B, d, order, (g * hidden, 2 * g * hidden), f"{base}.bias_hh{suffix}")
+        state = _state(r, ctx, kind, states, d, batch, hidden, f"state0{suffix}")
         reverse = d == 1 or direction == "reverse"
-        states = r.b.recurrent(kind, xs, state, (w_ih, w_hh, b_ih, b_hh), ctx.module, f"{base}{suffix}",
-                               reverse=reverse, nonlinearity=nonlinearity)
-        per_dir.append(states)
-        finals.append(states[0] if reverse else states[-1])
+        cells = r.b.recurrent(kind, xs, state, (w_ih, w_hh, b_ih, b_hh), ctx.module, f"{base}{suffix}",
+                              reverse=reverse, nonlinearity=nonlinearity)
+        per_dir.append(cells)
+        finals.append(cells[0] if reverse else cells[-1])
 
     def h_of(s: Node, tag: str) -> Node:
         if kind != "lstm":
@@ -101,8 +96,12 @@ def _recurrent(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                          module=ctx.module, attrs={"shape": (1, 1, batch, hidden)}) for d in range(dirs)]
             parts.append(hs[0] if dirs == 1 else r.b.op("concat", *hs, name=f"{base}.y{t}", module=ctx.module,
                                                         attrs={"axis": 1}))
-        return parts[0] if steps == 1 else r.b.op("concat", *parts, name=f"{ctx.name}.Y", module=ctx.module,
-                                                  attrs={"axis": 0})
+        y_all = parts[0] if steps == 1 else r.b.op("concat", *parts, name=f"{ctx.name}.Y", module=ctx.module,
+                                                   attrs={"axis": 0})
+        if batch_first:  # ONNX's layout 1: (batch, time, directions, hidden)
+            return r.b.op("transpose", y_all, name=f"{ctx.name}.Y_batch_first", module=ctx.module,
+                          attrs={"axes": (2, 0, 1, 3)})
+        return y_all
 
     def final(index: int, tag: str) -> Node:
         parts = []
@@ -111,10 +110,74 @@ def _recurrent(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                                                 attrs={"axis": 0, "index": index})
             parts.append(r.b.op("reshape", v, name=f"{ctx.name}.{tag}{d}", module=ctx.module,
                                 attrs={"shape": (1, batch, hidden)}))
-        return parts[0] if dirs == 1 else r.b.op("concat", *parts, name=f"{ctx.name}.{tag}", module=ctx.module,
+        both = parts[0] if dirs == 1 else r.b.op("concat", *parts, name=f"{ctx.name}.{tag}", module=ctx.module,
                                                  attrs={"axis": 0})
+        if batch_first:  # (batch, directions, hidden)
+            return r.b.op("transpose", both, name=f"{ctx.name}.{tag}_batch_first", module=ctx.module,
+                          attrs={"axes": (1, 0, 2)})
+        return both
 
     out: list[Any] = [Lazy(y), Lazy(partial(final, 0, "h_n"))]
     if kind == "lstm":
         out.append(Lazy(partial(final, 1, "c_n")))
     return out
+
+
+def _weight(r: Reader, ctx: Ctx, value: Any, d: int, order: tuple[int, ...], cut: tuple[int, int] | None,
+            name: str) -> Node:
+    """Direction d of a stacked ONNX weight (or of the bias, rows `cut`), its gates in PyTorch's order.
+
+    An initializer becomes a parameter in PyTorch's layout (`gru.weight_ih_l0`, as the state dict names
+    it); a weight the model receives at run time is rearranged by select, slice and concat steps.
+    """
+    array = value.array if isinstance(value, Init) else r.folded(value)
+    if array is not None:
+        part = array[d] if cut is None else array[d][cut[0]:cut[1]]
+        return r.b.leaf("parameter", name, np.ascontiguousarray(_reorder(part, order)), module=ctx.module)
+    node = r.node(value, ctx)
+    one = r.b.op("select", node, name=f"{name}.dir", module=ctx.module, attrs={"axis": 0, "index": d})
+    start = 0 if cut is None else cut[0]
+    rows = (one.shape[0] if cut is None else cut[1] - cut[0]) // len(order)
+    gates = [r.b.op("slice", one, name=f"{name}.gate{i}", module=ctx.module,
+                    attrs={"axes": (0,), "starts": (start + i * rows,), "stops": (start + (i + 1) * rows,),
+                           "steps": (1,)}) for i in order]
+    return gates[0] if len(gates) == 1 else r.b.op("concat", *gates, name=name, module=ctx.module,
+                                                    attrs={"axis": 0})
+
+
+def _initial(r: Reader, ctx: Ctx, ins: list[Any], index: int, batch_first: bool) -> Any:
+    """initial_h (5) or initial_c (6): an array, a node computed at run time (the dynamo exporter's zeros
+    of the batch's size), or None; in (directions, batch, hidden)."""
+    if len(ins) <= index or ins[index] is None:
+        return None
+    c = r.folded(ins[index])
+    if c is not None:
+        return np.transpose(c, (1, 0, 2)) if batch_first else c
+    node = r.node(ins[index], ctx, hint="initial_state")
+    if batch_first:
+        node = r.b.op("transpose", node, name=f"{ctx.name}.state{index}_dir_major", module=ctx.module,
+                      attrs={"axes": (1, 0, 2)})
+    return node
+
+
+def _state(r: Reader, ctx: Ctx, kind: str, states: list[Any], d: int, batch: int, hidden: int, tag: str) -> Node:
+    """The cell's first state for direction d: h, or the LSTM's stacked [h; c]."""
+    parts: list[Any] = []
+    for s in states[: 2 if kind == "lstm" else 1]:
+        if s is None or isinstance(s, np.ndarray):
+            arr = np.zeros((batch, hidden)) if s is None else np.asarray(s[d], dtype=np.float64)
+            parts.append(arr)
+        else:
+            parts.append(r.b.op("select", s, name=f"{ctx.name}.{tag}_{len(parts)}", module=ctx.module,
+                                attrs={"axis": 0, "index": d}))
+    if all(isinstance(p, np.ndarray) for p in parts):
+        arr = np.stack(parts) if kind == "lstm" else parts[0]
+        if not arr.any():  # zeros broadcast over the batch: the graph keeps its batch size free
+            arr = np.zeros((2, 1, hidden)) if kind == "lstm" else np.zeros(hidden)
+        return r.b.const(arr.astype(np.float64), ctx.module, tag)
+    nodes = [p if isinstance(p, Node) else r.b.const(p, ctx.module, f"{tag}_{i}") for i, p in enumerate(parts)]
+    if kind != "lstm":
+        return nodes[0]
+    stacked = [r.b.op("reshape", n, name=f"{ctx.name}.{tag}_row{i}", module=ctx.module,
+                      attrs={"shape": (1, batch, hidden)}) for i, n in enumerate(nodes)]
+    return r.b.op("concat", *stacked, name=f"{ctx.name}.{tag}", module=ctx.module, attrs={"axis": 0})

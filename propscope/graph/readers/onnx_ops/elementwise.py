@@ -1,0 +1,188 @@
+"""ONNX elementwise math on computed values: one catalog op each (constants fold with NumPy).
+
+Comparisons and logic on computed values (Less, Greater, Equal, Not, And, Or: the masks of an expanded
+Clip, Elu or PRelu) become the catalog's `step`, 1[z > 0], on a difference: a float 0/1 mask that `where`
+and `mul` take, through which no gradient flows (the step's derivative is 0), as in PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ...ir import Node
+from .._aten import Unmapped
+from .._build import finite_mask
+from ..onnx_reader import Ctx, Reader, onnx_op
+from .constants import _where as _where_folded
+
+_NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "Relu": lambda x: np.maximum(x, 0), "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Tanh": np.tanh, "Exp": np.exp,
+    "Log": np.log, "Neg": np.negative, "Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Abs": np.abs,
+    "Floor": np.floor, "Ceil": np.ceil, "Not": np.logical_not, "Sign": np.sign, "Sin": np.sin, "Cos": np.cos,
+    "Round": np.round, "Tan": np.tan, "IsNaN": np.isnan,
+}
+_CATALOG = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Neg": "neg",
+            "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Abs": "abs", "Floor": "floor", "Ceil": "ceil",
+            "Sign": "sign", "Sin": "sin", "Cos": "cos", "Round": "round", "Erf": "erf"}
+
+
+def op(r: Reader, ctx: Ctx, name: str, *inputs: Node, suffix: str = "", **attrs: Any) -> Node:
+    """A catalog op for this ONNX node (a helper step of it with `suffix`), under the node's module."""
+    return r.b.op(name, *inputs, name=f"{ctx.name}.{suffix}" if suffix else ctx.name, module=ctx.module,
+                  attrs=attrs or None, original_op=ctx.op)
+
+
+def const(r: Reader, ctx: Ctx, value: Any, hint: str) -> Node:
+    return r.b.const(np.asarray(value, dtype=np.float64), ctx.module, hint)
+
+
+@onnx_op(*_NUMPY, "Erf", "IsInf")
+def _unary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x = ins[0]
+    c = r.folded(x)
+    if c is not None:
+        if ctx.op == "IsInf":
+            pos, neg = int(ctx.attrs.get("detect_positive", 1)), int(ctx.attrs.get("detect_negative", 1))
+            return (np.isposinf(c) & bool(pos)) | (np.isneginf(c) & bool(neg))
+        if ctx.op == "Erf":
+            from math import erf
+
+            return np.vectorize(erf, otypes=[c.dtype])(c)
+        return _NUMPY[ctx.op](c)
+    node = r.node(x, ctx)
+    if ctx.op in _CATALOG:
+        return op(r, ctx, _CATALOG[ctx.op], node)
+    if ctx.op == "Tan":
+        return op(r, ctx, "div", op(r, ctx, "sin", node, suffix="sin"), op(r, ctx, "cos", node, suffix="cos"))
+    if ctx.op == "Not":
+        return op(r, ctx, "sub", const(r, ctx, 1.0, "one"), node)
+    raise Unmapped(f"{ctx.op} of a computed value (the catalog has no NaN or Inf test: values stay finite)")
+
+
+_NP_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Equal": np.equal, "Less": np.less,
+    "Greater": np.greater, "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor,
+    "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
+}
+
+
+def _divide(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype.kind in "iu" and b.dtype.kind in "iu":  # ONNX's integer division truncates toward zero
+        return (np.sign(a) * np.sign(b) * (np.abs(a) // np.abs(b))).astype(np.result_type(a, b))
+    return np.divide(a, b)
+
+
+def _power(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.power(a, b.astype(a.dtype) if a.dtype.kind == "f" else b).astype(a.dtype)  # ONNX: the base's type
+
+
+@onnx_op(*_NP_BINARY, "Div", "Pow", "Mod")
+def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    x, y = ins[0], ins[1]
+    cx, cy = r.folded(x), r.folded(y)
+    if cx is not None and cy is not None:
+        if ctx.op == "Div":
+            return _divide(cx, cy)
+        if ctx.op == "Pow":
+            return _power(cx, cy)
+        if ctx.op == "Mod":
+            return (np.fmod if ctx.attrs.get("fmod", 0) else np.mod)(cx, cy)
+        return _NP_BINARY[ctx.op](cx, cy)
+    if ctx.op == "Pow":
+        if cy is not None and cy.size == 1:
+            return op(r, ctx, "pow", r.node(x, ctx), exponent=float(cy.reshape(())))
+        return op(r, ctx, "power", r.node(x, ctx), r.node(y, ctx, hint="exponent"))
+    if ctx.op == "Mod":
+        return op(r, ctx, "fmod" if ctx.attrs.get("fmod", 0) else "remainder", r.node(x, ctx),
+                  r.node(y, ctx, hint="divisor"))
+    if ctx.op in ("Add", "Sub", "Mul", "Div"):
+        if ctx.op == "Add":
+            x, y = finite_mask(x), finite_mask(y)
+        return op(r, ctx, ctx.op.lower(), r.node(x, ctx), r.node(y, ctx, hint="other"))
+    return _compare(r, ctx, r.node(x, ctx), r.node(y, ctx, hint="other"))
+
+
+def _compare(r: Reader, ctx: Ctx, a: Node, b: Node) -> Node:
+    """A comparison or logical op of computed values as a float 0/1 mask built from `step` (1[z > 0])."""
+    if ctx.op in ("And", "Or"):
+        return op(r, ctx, "mul" if ctx.op == "And" else "maximum", a, b)
+    if ctx.op == "Xor":
+        return op(r, ctx, "step", op(r, ctx, "abs", op(r, ctx, "sub", a, b, suffix="diff"), suffix="abs"))
+    if ctx.op in ("Greater", "LessOrEqual"):
+        gt = op(r, ctx, "step", op(r, ctx, "sub", a, b, suffix="diff"), suffix="gt" if ctx.op != "Greater" else "")
+        return gt if ctx.op == "Greater" else op(r, ctx, "sub", const(r, ctx, 1.0, "one"), gt)
+    if ctx.op in ("Less", "GreaterOrEqual"):
+        lt = op(r, ctx, "step", op(r, ctx, "sub", b, a, suffix="diff"), suffix="lt" if ctx.op != "Less" else "")
+        return lt if ctx.op == "Less" else op(r, ctx, "sub", const(r, ctx, 1.0, "one"), lt)
+    if ctx.op == "Equal":  # neither greater nor less
+        diff = op(r, ctx, "abs", op(r, ctx, "sub", a, b, suffix="diff"), suffix="abs")
+        return op(r, ctx, "sub", const(r, ctx, 1.0, "one"), op(r, ctx, "step", diff, suffix="ne"))
+    raise Unmapped(f"{ctx.op} of computed values")
+
+
+@onnx_op("Max", "Min", "Sum", "Mean")
+def _variadic(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Max/Min/Sum/Mean of any number of broadcast inputs: a chain of the binary catalog op."""
+    items = [v for v in ins if v is not None]
+    if not items:
+        raise Unmapped(f"{ctx.op} without inputs")
+    folded = [r.folded(v) for v in items]
+    if all(f is not None for f in folded):
+        fold: Any = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add, "Mean": np.add}[ctx.op]
+        total: Any = folded[0]
+        for f in folded[1:]:
+            total = fold(total, f)
+        return total / len(items) if ctx.op == "Mean" else total
+    name = {"Max": "maximum", "Min": "minimum", "Sum": "add", "Mean": "add"}[ctx.op]
+    nodes = [r.node(v, ctx, hint=f"in{i}") for i, v in enumerate(items)]
+    out_node = nodes[0]
+    last = len(nodes) - 1
+    for i, n in enumerate(nodes[1:], start=1):
+        out_node = op(r, ctx, name, out_node, n, suffix="" if i == last and ctx.op != "Mean" else f"acc{i}")
+    if len(nodes) == 1:  # one input: the result is that input, as a step of its own
+        return op(r, ctx, "mul", out_node, const(r, ctx, 1.0, "one"))
+    if ctx.op == "Mean":
+        return op(r, ctx, "mul", out_node, const(r, ctx, 1.0 / len(nodes), "1/n"))
+    return out_node
+
+
+@onnx_op("Clip")
+def _clip(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """clamp for bounds known at load time; maximum then minimum for bounds that are tensors of the run."""
+    x = ins[0]
+    given: list[Any] = ([None if ctx.attrs.get(k) is None else np.asarray(ctx.attrs[k]) for k in ("min", "max")]
+                        if ctx.opset < 11 else [*ins[1:3], None, None][:2])
+    bounds = [None if v is None else r.folded(v) for v in given]
+    c = r.folded(x)
+    if c is not None and all(v is None or b is not None for v, b in zip(given, bounds, strict=True)):
+        out = c
+        if bounds[0] is not None:
+            out = np.maximum(out, bounds[0])
+        if bounds[1] is not None:
+            out = np.minimum(out, bounds[1])
+        return out.astype(c.dtype)
+    node = r.node(x, ctx)
+    if any(v is not None and b is None for v, b in zip(given, bounds, strict=True)):
+        bounded = node
+        for v, name, tag in ((given[0], "maximum", "lo"), (given[1], "minimum", "hi")):
+            if v is not None:
+                bounded = op(r, ctx, name, bounded, r.node(v, ctx, hint=tag),
+                             suffix="" if tag == "hi" or given[1] is None else "above_min")
+        return bounded
+    lo, hi = (None if b is None else float(b.reshape(()).item()) for b in bounds)
+    if lo is not None and hi is not None and lo > hi:  # ONNX and torch.clamp: every value becomes max
+        lo = hi
+    return op(r, ctx, "clamp", node, min=lo, max=hi)
+
+
+@onnx_op("Where")
+def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Where on a computed condition is the catalog's `where`; on a known one it folds into masks."""
+    if r.folded(ins[0]) is not None:
+        return _where_folded(r, ins, ctx)
+    cond = r.node(ins[0], ctx, hint="condition")
+    return op(r, ctx, "where", cond, r.node(finite_mask(ins[1]), ctx, hint="a"),
+              r.node(finite_mask(ins[2]), ctx, hint="b"))
