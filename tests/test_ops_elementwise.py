@@ -20,6 +20,7 @@ from opcheck import (
     check_backends_agree,
     check_gradient,
     fixed,
+    ints,
     normal,
     one_op,
     positive,
@@ -43,6 +44,13 @@ def grid(*shape: int, gap: float = 0.1, offset: float = 0.0) -> Any:
 def mask(*shape: int) -> Any:
     return lambda rng: rng.random(shape) < 0.5
 
+
+def torch_method(name: str) -> Any:
+    """(F, torch, a, b) -> torch.<name>(a, b): the same comparison or logic written with torch."""
+    return lambda F, t, a, b: getattr(t, name)(a, b)
+
+
+MASK_OPS = ("compare", "logical", "isnan", "isinf")  # boolean outputs, whatever the float dtype
 
 DIVISORS = np.array([[0.7], [-1.3], [2.0]])
 
@@ -85,6 +93,17 @@ CASES = [
          tag="scalar-b"),
     Case("where", (lambda rng: rng.integers(0, 2, (3, 4)).astype(float), normal(3, 4), normal(1)),
          lambda F, t, c, a, b: t.where(c != 0, a, b), tag="float-mask"),
+    # masks: boolean outputs and no gradient into either side
+    *(Case("compare", (ints(3, 3, 4), ints(3, 4)), torch_method(op), {"op": op}, op)
+      for op in ("gt", "ge", "lt", "le", "eq", "ne")),
+    Case("compare", (normal(3, 1), normal(4)), lambda F, t, a, b: a > b, {"op": "gt"}, "broadcast"),
+    *(Case("logical", (mask(3, 4), mask(1, 4)), torch_method(f"logical_{op}"), {"op": op}, op)
+      for op in ("and", "or", "xor")),
+    Case("logical", (mask(3, 4),), lambda F, t, a: t.logical_not(a != 0), {"op": "not"}, "not"),
+    Case("isnan", (fixed([[1.0, np.nan], [np.inf, -2.0]]),), lambda F, t, a: t.isnan(a)),
+    Case("isinf", (fixed([[1.0, np.nan], [np.inf, -np.inf]]),), lambda F, t, a: t.isinf(a)),
+    Case("isinf", (fixed([[1.0, np.nan], [np.inf, -np.inf]]),), lambda F, t, a: t.isposinf(a),
+         {"detect_negative": False}, "positive"),
 ]
 
 # Exactly at a kink or outside a domain: the conventions are torch's (checked against torch only).
@@ -140,7 +159,8 @@ def test_float32_stays_float32(case: Case) -> None:
     backend = NumpyBackend("float32")
     inputs = [backend.asarray(a) for a in arrays]
     out = backend.forward(node, inputs)
-    assert out.dtype == np.float32, f"{case.id}: forward gave {out.dtype}"
+    expected = np.bool_ if case.op in MASK_OPS else np.float32
+    assert out.dtype == expected, f"{case.id}: forward gave {out.dtype}"
     for part in backend.partials(node, inputs, out) or []:
         assert part is None or part.dtype == np.float32, f"{case.id}: a local derivative is {part.dtype}"
     for grad in backend.vjp(node, inputs, out, backend.ones(out.shape)):

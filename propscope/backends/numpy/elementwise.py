@@ -202,3 +202,43 @@ def where(cond: Array, a: Array, b: Array) -> Array:
 def _(cond: Array, a: Array, b: Array, out: Array) -> tuple[None, Array, Array]:
     picked = np.broadcast_to(cond != 0, out.shape)
     return None, picked.astype(out.dtype), (~picked).astype(out.dtype)
+
+
+# -- masks: boolean outputs, no gradient (the roles are non-differentiable) ----------------------------------
+_COMPARE = {"gt": np.greater, "ge": np.greater_equal, "lt": np.less, "le": np.less_equal, "eq": np.equal,
+            "ne": np.not_equal}
+_LOGICAL = {"and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor}
+
+
+@kernel("compare")
+def compare(a: Array, b: Array, op: str) -> Array:
+    return _COMPARE[op](a, b)
+
+
+compare.gradient(lambda g, a, b, out, op: (None, None))
+
+
+@kernel("logical")
+def logical(a: Array, b: Array | None = None, *, op: str) -> Array:
+    if op == "not":
+        return np.logical_not(a)
+    return _LOGICAL[op](a, b)
+
+
+logical.gradient(lambda g, *args, op: tuple(None for _ in args[:-1]))
+
+
+@kernel("isnan")
+def isnan(a: Array) -> Array:
+    return np.isnan(a)
+
+
+isnan.gradient(lambda g, a, out: (None,))
+
+
+@kernel("isinf")
+def isinf(a: Array, detect_positive: bool, detect_negative: bool) -> Array:
+    return (np.isposinf(a) & detect_positive) | (np.isneginf(a) & detect_negative)
+
+
+isinf.gradient(lambda g, a, out, detect_positive, detect_negative: (None,))

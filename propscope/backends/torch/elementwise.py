@@ -19,3 +19,27 @@ for _name, _fn in (
 @kernel("where")
 def where(cond: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return torch.where(cond if cond.dtype == torch.bool else cond != 0, a, b)
+
+
+_COMPARE = {"gt": torch.gt, "ge": torch.ge, "lt": torch.lt, "le": torch.le, "eq": torch.eq, "ne": torch.ne}
+_LOGICAL = {"and": torch.logical_and, "or": torch.logical_or, "xor": torch.logical_xor}
+
+
+@kernel("compare")
+def compare(a: Tensor, b: Tensor, op: str) -> Tensor:
+    return _COMPARE[op](a, b)
+
+
+@kernel("logical")
+def logical(a: Tensor, b: Tensor | None = None, *, op: str) -> Tensor:
+    return torch.logical_not(a) if op == "not" else _LOGICAL[op](a, b)
+
+
+@kernel("isnan")
+def isnan(a: Tensor) -> Tensor:
+    return torch.isnan(a)
+
+
+@kernel("isinf")
+def isinf(a: Tensor, detect_positive: bool, detect_negative: bool) -> Tensor:
+    return (torch.isposinf(a) & detect_positive) | (torch.isneginf(a) & detect_negative)

@@ -56,3 +56,22 @@ define(OpDef("where", ("cond", "a", "b"), "out = a if cond else b",
              nondifferentiable=frozenset({"cond"}),
              summary="pick from a where cond holds (nonzero), else from b, broadcasting all three; cond is "
                      "data (a mask), so no gradient flows into it"))
+
+
+# -- tests that make masks: data, not trainable values, so no gradient flows through them -----------------
+COMPARISONS = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤", "eq": "=", "ne": "≠"}
+LOGICAL = {"and": "∧", "or": "∨", "xor": "⊕", "not": "¬"}
+
+define(OpDef("compare", ("a", "b"), "out = 1[a ⋚ b]  (a boolean mask: true where the comparison holds)", {},
+             S.broadcast, "⋚", nondifferentiable=frozenset({"a", "b"}), default_attrs={"op": "gt"},
+             summary="elementwise comparison (op: gt, ge, lt, le, eq, ne) giving a boolean mask; a mask is data, "
+                     "so no gradient flows through it"))
+define(OpDef("logical", ("a", "b"), "out = a ∧ b, a ∨ b, a ⊕ b or ¬a  (boolean masks)", {}, S.broadcast, "∧",
+             min_arity=1, nondifferentiable=frozenset({"a", "b"}), default_attrs={"op": "and"},
+             summary="logical and / or / xor of two masks, or not of one (op: and, or, xor, not); no gradient"))
+define(OpDef("isnan", ("a",), "out = 1[a is NaN]", {}, S.same, "NaN?", nondifferentiable=frozenset({"a"}),
+             summary="a mask of the NaN elements (ONNX IsNaN, torch.isnan); no gradient"))
+define(OpDef("isinf", ("a",), "out = 1[a = ±∞]", {}, S.same, "∞?", nondifferentiable=frozenset({"a"}),
+             default_attrs={"detect_positive": True, "detect_negative": True},
+             summary="a mask of the infinite elements (ONNX IsInf with its detect_positive/negative flags); "
+                     "no gradient"))

@@ -130,6 +130,14 @@ def module_path(meta: Mapping[str, Any]) -> str:
     return last[1] if len(last) >= 2 else ""
 
 
+def _unhinted(size: Any) -> bool:
+    """A symbolic size for which torch recorded no example value (a data-dependent size)."""
+    if not isinstance(size, dict) or not isinstance(size.get("as_expr"), dict):
+        return False
+    hint = size["as_expr"].get("hint")
+    return not (isinstance(hint, dict) and isinstance(hint.get("as_int"), int))
+
+
 def sizes(spec: Any, what: str, where: str) -> tuple[int, ...]:
     """A serialized shape: plain ints, or symbolic sizes with the hint torch recorded."""
     if not isinstance(spec, list):
@@ -140,7 +148,7 @@ def sizes(spec: Any, what: str, where: str) -> tuple[int, ...]:
             dims.append(d["as_int"])
         elif isinstance(d, dict) and isinstance(d.get("as_expr"), dict):
             hint = d["as_expr"].get("hint") or {}
-            if not isinstance(hint.get("as_int"), int):
+            if not isinstance(hint, dict) or not isinstance(hint.get("as_int"), int):
                 raise ModelFormatError(f"{where}: {what} has a symbolic size without a hint")
             dims.append(hint["as_int"])
         else:
@@ -161,11 +169,11 @@ def short(value: Any, limit: int = 60) -> str:
 
 def expect(value: Any, kind: type | tuple[type, ...], what: str, where: str) -> Any:
     """`value` when it has the JSON type `kind`, else the one-line error naming the field."""
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
-        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        names = names.replace("dict", "an object").replace("list", "a list").replace("str", "a string")
-        raise ModelFormatError(f"{where}: {shorten(what, 120)} should be {names}, not {short(value, 40)}")
-    return value
+    if isinstance(value, kind) and (value.__class__ is not bool or kind is bool):  # the fast path: valid
+        return value
+    names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+    names = names.replace("dict", "an object").replace("list", "a list").replace("str", "a string")
+    raise ModelFormatError(f"{where}: {shorten(what, 120)} should be {names}, not {short(value, 40)}")
 
 
 def json_int(value: Any, what: str, where: str) -> int:
@@ -196,6 +204,9 @@ def json_name(value: Any, what: str, where: str) -> str:
 
 def single(spec: Any, what: str, where: str) -> tuple[str, Any]:
     """A one-key tagged union (`{"user_input": {...}}`) as (tag, body)."""
+    if spec.__class__ is dict and len(spec) == 1:
+        for kind, body in spec.items():
+            return str(kind), body
     spec = expect(spec, dict, what, where)
     if len(spec) != 1:
         raise ModelFormatError(f"{where}: {what} should have one kind, has {len(spec)}")
@@ -228,14 +239,20 @@ class Translator:
         self.where = where
         self.b = Builder(name, where)
         self.env: dict[str, Any] = {}
+        self.views: dict[str, tuple[str, str, dict[str, Any]]] = {}  # a slice's name -> what it was taken from
         self.user_inputs: list[str] = []
 
     # -- values ------------------------------------------------------------------------------------
     def declared(self, name: str) -> tuple[int, ...] | None:
+        """The shape the file records for a value; None where it has none, or where a size depends on the
+        data (nonzero, a boolean mask's selection: no hint recorded; such values are folded or unsupported)."""
         meta = self.tensor_values.get(name)
         if not isinstance(meta, dict):
             return None
-        return sizes(meta.get("sizes"), f"value {short(name)}", self.where)
+        spec = meta.get("sizes")
+        if isinstance(spec, list) and any(_unhinted(d) for d in spec):
+            return None
+        return sizes(spec, f"value {short(name)}", self.where)
 
     def node(self, value: Any, ctx: Ctx, hint: str = "const") -> Node:
         """Any value as a graph node: constants become constant leaves, lazy values are built now."""
@@ -414,17 +431,22 @@ class Translator:
 
     def _node(self, spec: Mapping[str, Any]) -> None:
         where = self.where
-        target = json_name(spec.get("target", "?"), "a node's target", where)
+        target = spec.get("target", "?")
+        if target.__class__ is not str or not 0 < len(target) <= MAX_NAME:
+            json_name(target, "a node's target", where)
         out_names: list[str | None] = []
-        for out in expect(spec.get("outputs", []), list, f"outputs of {short(target)}", where):
-            out = expect(out, dict, f"an output of {short(target)}", where)
-            what = f"an output of {short(target)}"
+        outputs = spec.get("outputs", [])
+        if outputs.__class__ is not list:
+            expect(outputs, list, f"the outputs of {target}", where)
+        for out in outputs:
+            if out.__class__ is not dict:
+                expect(out, dict, f"an output of {target}", where)
             if "as_tensor" in out:
-                tensor = expect(out["as_tensor"], dict, what, where)
-                out_names.append(json_name(tensor.get("name"), what, where))
+                out_names.append(self._out_name(out["as_tensor"], target))
             elif "as_tensors" in out:
-                out_names.extend(json_name(expect(t, dict, what, where).get("name"), what, where)
-                                 for t in expect(out["as_tensors"], list, what, where))
+                tensors = out["as_tensors"]
+                out_names.extend(self._out_name(t, target)
+                                 for t in expect(tensors, list, f"an output of {target}", where))
             elif "as_sym_int" in out and isinstance(out["as_sym_int"], dict):
                 sym = out["as_sym_int"].get("as_name")
                 out_names.append(sym if isinstance(sym, str) and 0 < len(sym) <= MAX_NAME else None)
@@ -436,7 +458,10 @@ class Translator:
         ctx = Ctx(name, module, shapes, target)
         key = op_key(target)
         args: dict[str, Any] = {}
-        for i, item in enumerate(expect(spec.get("inputs", []), list, f"inputs of node {short(name)}", where)):
+        inputs = spec.get("inputs", [])
+        if inputs.__class__ is not list:
+            expect(inputs, list, f"the inputs of {name}", where)
+        for i, item in enumerate(inputs):
             if not isinstance(item, dict) or "arg" not in item:
                 raise ModelFormatError(f"{self.where}: node {short(name)} has a malformed input")
             key_name = str(item.get("name", i))[:MAX_NAME]
@@ -453,7 +478,7 @@ class Translator:
                 if isinstance(value, Node) and declared is not None and value.shape != declared:
                     raise Unmapped(f"mapped to shape {value.shape}, the file declares {declared}")
         except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
-                OverflowError) as exc:  # a handler meeting arguments it cannot use: unsupported, not a crash
+                OverflowError, AttributeError) as exc:  # a handler meeting arguments it cannot use: unsupported
             if len(self.b.graph) != mark:
                 self.b.warnings.append(f"{short(target)} at {short(name)}: partial mapping dropped ({str(exc)[:120]})")
             results = self._placeholder(key, args, ctx, str(exc)[:200] if isinstance(exc, Unmapped) else
@@ -463,11 +488,40 @@ class Translator:
             if out:
                 self.env[out] = value
         parts = target.split(".")
+        if key in ("slice", "select") and out_names and out_names[0]:
+            base = self._mutated_input(spec)
+            if base is not None:
+                self.views[out_names[0]] = (base, key, {k: v for k, v in args.items() if k not in ("self", "input")})
         if len(parts) >= 4 and in_place(parts[3]) and results:
             # `x.relu_()` changed x itself: later uses of x's name must see the result, not the old value
             mutated = self._mutated_input(spec)
             if mutated is not None:
                 self.env[mutated] = results[0]
+                self._write_through(mutated, ctx)
+
+    def _write_through(self, view: str, ctx: Ctx) -> None:
+        """An in-place op on a slice or a selection (`out[:, 1:3] = y` is `copy_` on a slice of out) changes
+        the tensor it was taken from: rebuild that tensor with the new part scattered in, up the chain."""
+        seen = set()
+        while view in self.views and view not in seen:
+            seen.add(view)
+            base, kind, params = self.views[view]
+            scatter = "slice_scatter" if kind == "slice" else "select_scatter"
+            args = {**params, "self": self.env[base], "src": self.env[view]}
+            step_ctx = Ctx(f"{ctx.name}.{base}", ctx.module, [None], f"torch.ops.aten.{scatter}.default")
+            try:
+                self.env[base] = HANDLERS[scatter](self, args, step_ctx)
+            except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError) as exc:
+                self.env[base] = Missing(f"a tensor changed in place through a view ({exc})")
+            view = base
+
+    def _out_name(self, tensor: Any, target: str) -> str:
+        """The name a node's output defines (checked: text of a sensible length)."""
+        name = tensor.get("name") if tensor.__class__ is dict else None
+        if name.__class__ is not str or not 0 < len(name) <= MAX_NAME:
+            json_name(expect(tensor, dict, f"an output of {target}", self.where).get("name"),
+                      f"an output of {target}", self.where)
+        return name  # type: ignore[no-any-return]
 
     def _charge_folded(self, results: list[Any], name: str) -> None:
         """Arrays folded at load time count against the open's memory budget (large folds are also checked

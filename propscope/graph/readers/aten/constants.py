@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -10,11 +9,9 @@ import numpy as np
 from ...ir import Node
 from .._aten import (
     Ctx,
-    Guard,
     Translator,
     Unmapped,
     aten,
-    dims_arg,
     dtype_arg,
     op_key,
     self_arg,
@@ -52,35 +49,6 @@ def _tri(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if x is None:
         return t.b.op(op, t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module, attrs={"diagonal": diagonal})
     return (np.triu if op == "triu" else np.tril)(x, diagonal)
-
-
-_LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater,
-          "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.invert, "logical_and": np.logical_and,
-          "logical_or": np.logical_or, "logical_xor": np.logical_xor, "bitwise_and": np.bitwise_and,
-          "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor, "__and__": np.bitwise_and,
-          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor,
-          "floor_divide": np.floor_divide}
-
-
-@aten(*_LOGIC, "any", "all")
-def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    x, y = self_arg(a), a.get("other")
-    if isinstance(x, Guard) or (op == "eq" and isinstance(y, float) and y == -math.inf and not t.const(x)):
-        return Guard()
-    kx, ky = t.known(x), t.known(y)
-    if op in ("any", "all"):
-        if kx is None:
-            raise Unmapped(f"{op} of computed values")
-        fn = np.any if op == "any" else np.all
-        return fn(kx, axis=dims_arg(a.get("dim")), keepdims=bool(a.get("keepdim", False)))
-    if kx is None or (y is not None and ky is None):
-        raise Unmapped("a comparison of computed values (no gradient flows through it)")
-    logic = _LOGIC[op_key(ctx.target)]
-    if ky is not None and kx.dtype == bool and ky.dtype != bool and op in ("bitwise_and", "bitwise_or", "bitwise_xor",
-                                                                          "__and__", "__or__", "__xor__"):
-        ky = ky.astype(bool)
-    return logic(kx) if ky is None else logic(kx, ky)
 
 
 @aten("diff")
@@ -128,3 +96,105 @@ def _cumsum(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         integer = known.dtype.kind in "biu" and a.get("dtype") is None  # torch sums bools and ints as int64
         return np.cumsum(known, axis=dim, dtype=np.int64 if integer else dtype_arg(a, known))
     return t.b.op("cumsum", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim})
+
+
+# -- data movement that models use only on constants (token type ids, cache bookkeeping, buffers) -------------
+def _known_all(t: Translator, a: dict[str, Any], keys: tuple[str, ...], what: str) -> list[np.ndarray]:
+    values = []
+    for key in keys:
+        value = t.known(a[key]) if key in a else None
+        if value is None:
+            raise Unmapped(f"{what} of computed tensors (propscope folds it only on constants)")
+        values.append(value)
+    return values
+
+
+@aten("scatter", "scatter_add", "scatter_reduce")
+def _scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    x, index = _known_all(t, a, ("self", "index"), op)
+    dim = int(a["dim"]) % max(x.ndim, 1)
+    src = t.known(a["src"]) if "src" in a else np.asarray(a.get("value", 0.0))
+    if src is None:
+        raise Unmapped(f"{op} of a computed source (propscope folds it only on constants)")
+    out = x.copy()
+    index = index.astype(np.int64)
+    src = np.broadcast_to(src, index.shape) if src.ndim == 0 else src[tuple(slice(0, n) for n in index.shape)]
+    positions: list[Any] = list(np.indices(index.shape, sparse=True))
+    positions[dim] = index
+    reduce = a.get("reduce", "sum" if op == "scatter_add" else None)
+    if reduce is None:
+        out[tuple(positions)] = src
+    elif reduce in ("sum", "add"):
+        np.add.at(out, tuple(positions), src)
+    elif reduce in ("prod", "multiply"):
+        np.multiply.at(out, tuple(positions), src)
+    elif reduce in ("amax", "amin"):
+        (np.maximum if reduce == "amax" else np.minimum).at(out, tuple(positions), src)
+    else:
+        raise Unmapped(f"{op} with reduce={reduce!r}")
+    return out
+
+
+@aten("index_put")
+def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, values = _known_all(t, a, ("self", "values"), "index_put")
+    picks: tuple[Any, ...] = tuple(slice(None) if v is None else t.known(v) for v in a["indices"])
+    if any(p is None for p in picks):
+        raise Unmapped("index_put at computed positions")
+    out = x.copy()
+    if a.get("accumulate"):
+        np.add.at(out, picks, values)
+    else:
+        out[picks] = values
+    return out
+
+
+@aten("masked_scatter")
+def _masked_scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, mask, source = _known_all(t, a, ("self", "mask", "source"), "masked_scatter")
+    out = x.copy()
+    where = np.broadcast_to(mask.astype(bool), x.shape)
+    out[where] = source.reshape(-1)[: int(where.sum())]
+    return out
+
+
+@aten("nonzero")
+def _nonzero(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    (x,) = _known_all(t, a, ("self",), "nonzero")
+    return np.argwhere(x).astype(np.int64)
+
+
+@aten("sort", "topk")
+def _sort(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    (x,) = _known_all(t, a, ("self",), op)
+    dim = int(a.get("dim", -1))
+    descending = bool(a.get("descending", False)) if op == "sort" else bool(a.get("largest", True))
+    order = np.argsort(-x if descending else x, axis=dim, kind="stable")
+    if op == "topk":
+        order = np.take(order, np.arange(int(a["k"])), axis=dim)
+    return [np.take_along_axis(x, order, axis=dim), order.astype(np.int64)]
+
+
+@aten("as_strided")
+def _as_strided(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    (x,) = _known_all(t, a, ("self",), "as_strided")
+    size, stride = [int(v) for v in a["size"]], [int(v) for v in a["stride"]]
+    offset = int(a.get("storage_offset") or 0)
+    flat = np.ascontiguousarray(x).reshape(-1)
+    if any(s < 0 for s in stride) or offset < 0:
+        raise Unmapped("as_strided with negative strides or offset")
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if all(size) else offset
+    if last >= max(flat.size, 1) and all(size):
+        raise Unmapped("as_strided beyond the tensor's storage")
+    charge_array(size, flat.dtype, "as_strided", t.where)
+    positions = offset + sum(np.arange(n).reshape([-1 if i == k else 1 for i in range(len(size))]) * s
+                             for k, (n, s) in enumerate(zip(size, stride, strict=True)))
+    return flat[np.asarray(positions, dtype=np.int64)] if size else flat[offset]
+
+
+@aten("atan2")
+def _atan2(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    y, x = _known_all(t, a, ("self", "other"), "atan2")
+    return np.arctan2(y, x)

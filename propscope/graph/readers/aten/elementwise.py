@@ -9,20 +9,21 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Ctx, Translator, Unmapped, aten, op_key, self_arg
+from .._aten import Ctx, Guard, Translator, Unmapped, aten, dims_arg, op_key, self_arg
 
 _NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "abs": np.abs, "sign": np.sign, "sin": np.sin, "cos": np.cos, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
     "reciprocal": np.reciprocal, "log1p": np.log1p, "expm1": np.expm1, "floor": np.floor, "ceil": np.ceil,
     "round": np.round, "trunc": np.trunc, "tan": np.tan, "log2": np.log2, "log10": np.log10, "sinh": np.sinh,
-    "cosh": np.cosh, "isnan": np.isnan, "isinf": np.isinf, "asin": np.arcsin, "acos": np.arccos,
+    "cosh": np.cosh, "asin": np.arcsin, "acos": np.arccos,
     "atan": np.arctan, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "square": np.square,
 }
 _CATALOG = ("abs", "sign", "sin", "cos", "sqrt", "rsqrt", "reciprocal", "log1p", "expm1", "floor", "ceil", "round")
 
 
-def _op(t: Translator, ctx: Ctx, op: str, *inputs: Node, name: str = "", **attrs: Any) -> Node:
-    return t.b.op(op, *inputs, name=name or ctx.name, module=ctx.module, attrs=attrs, original_op=op_key(ctx.target))
+def _op(t: Translator, ctx: Ctx, catalog_op: str, *inputs: Node, name: str = "", **attrs: Any) -> Node:
+    return t.b.op(catalog_op, *inputs, name=name or ctx.name, module=ctx.module, attrs=attrs,
+                  original_op=op_key(ctx.target))
 
 
 @aten(*_NUMPY)
@@ -31,7 +32,7 @@ def _unary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = self_arg(a)
     known = t.known(x)
     if known is not None:
-        return _NUMPY[op](known if known.dtype.kind in "biu" and op in ("isnan", "isinf", "abs", "sign")
+        return _NUMPY[op](known if known.dtype.kind in "biu" and op in ("abs", "sign")
                           else np.asarray(known, dtype=np.float64))
     node = t.node(x, ctx)
     if op in _CATALOG:
@@ -92,7 +93,7 @@ def _max(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 @aten("where")
 def _where(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    from .constants import Guard, blend
+    from .constants import blend
 
     cond, x, y = a["condition"], self_arg(a), a["other"]
     if isinstance(cond, Guard):
@@ -129,3 +130,67 @@ def _remainder(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if kx is not None and ky is not None:
         return (np.remainder if op == "remainder" else np.fmod)(kx, ky)
     return _op(t, ctx, op, t.node(x, ctx, "self"), t.node(y, ctx, "other"))
+
+
+_LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt": np.less, "gt": np.greater,
+          "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.invert, "logical_and": np.logical_and,
+          "logical_or": np.logical_or, "logical_xor": np.logical_xor, "bitwise_and": np.bitwise_and,
+          "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor, "__and__": np.bitwise_and,
+          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor,
+          "floor_divide": np.floor_divide}
+
+
+@aten(*_LOGIC, "any", "all")
+def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    x, y = self_arg(a), a.get("other")
+    if isinstance(x, Guard) or (op == "eq" and isinstance(y, float) and y == -math.inf and not t.const(x)):
+        return Guard()
+    kx, ky = t.known(x), t.known(y)
+    if op in ("any", "all"):
+        if kx is None:
+            raise Unmapped(f"{op} of computed values")
+        fn = np.any if op == "any" else np.all
+        return fn(kx, axis=dims_arg(a.get("dim")), keepdims=bool(a.get("keepdim", False)))
+    if kx is None or (y is not None and ky is None):
+        return _mask_op(t, a, ctx, op, x, y)
+    logic = _LOGIC[op_key(ctx.target)]
+    if ky is not None and kx.dtype == bool and ky.dtype != bool and op in ("bitwise_and", "bitwise_or", "bitwise_xor",
+                                                                          "__and__", "__or__", "__xor__"):
+        ky = ky.astype(bool)
+    return logic(kx) if ky is None else logic(kx, ky)
+
+
+
+
+_COMPARISONS = ("eq", "ne", "lt", "gt", "le", "ge")
+_MASK_LOGIC = {"logical_and": "and", "logical_or": "or", "logical_xor": "xor", "bitwise_and": "and",
+               "bitwise_or": "or", "bitwise_xor": "xor", "__and__": "and", "__or__": "or", "__xor__": "xor",
+               "logical_not": "not", "bitwise_not": "not"}
+
+
+def _mask_op(t: Translator, a: dict[str, Any], ctx: Ctx, op: str, x: Any, y: Any) -> Node:
+    """A comparison or a logic op of computed values: a boolean mask, data through which no gradient flows."""
+    if op in _COMPARISONS:
+        return _op(t, ctx, "compare", t.node(x, ctx, "self"), t.node(y, ctx, "other"), op=op)
+    if op in _MASK_LOGIC:
+        inputs = [t.node(x, ctx, "self")] + ([] if _MASK_LOGIC[op] == "not" else [t.node(y, ctx, "other")])
+        if op.startswith(("bitwise", "__")) and any(str(n.meta.get("dtype", "bool")).startswith(("int", "uint"))
+                                                    for n in inputs):
+            raise Unmapped(f"{op} of integer data (bitwise arithmetic, not a mask)")
+        return _op(t, ctx, "logical", *inputs, op=_MASK_LOGIC[op])
+    raise Unmapped(f"{op} of computed values")
+
+
+@aten("isnan", "isinf", "isposinf", "isneginf")
+def _nonfinite(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    op = op_key(ctx.target)
+    x = self_arg(a)
+    known = t.known(x)
+    if known is not None:
+        tests: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            "isnan": np.isnan, "isinf": np.isinf, "isposinf": np.isposinf, "isneginf": np.isneginf}
+        return tests[op](known)
+    if op == "isnan":
+        return _op(t, ctx, "isnan", t.node(x, ctx))
+    return _op(t, ctx, "isinf", t.node(x, ctx), detect_positive=op != "isneginf", detect_negative=op != "isposinf")

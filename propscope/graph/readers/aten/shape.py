@@ -49,8 +49,11 @@ def _permute(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op("transpose", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axes": perm})
 
 
-def _reshape_to(t: Translator, x: Any, ctx: Ctx) -> Any:
+def _reshape_to(t: Translator, x: Any, ctx: Ctx, size: Any = None) -> Any:
     out = ctx.shapes[0]
+    known = t.known(x)
+    if out is None and known is not None and isinstance(size, list) and all(isinstance(d, int) for d in size):
+        return np.reshape(known, size)  # a constant whose size depends on data (nonzero): NumPy knows it
     if out is None:
         raise Unmapped("no declared output shape")
     if t.const(x):
@@ -75,7 +78,7 @@ def _reshape(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         if len(node.shape) >= 1 and not (start == 0 and end in (-1, len(node.shape) - 1) and len(node.shape) > 1):
             return t.b.op("flatten", node, name=ctx.name, module=ctx.module,
                           attrs={"start_dim": start, "end_dim": end})
-    return _reshape_to(t, x, ctx)
+    return _reshape_to(t, x, ctx, a.get("size", a.get("shape")) if op_key(ctx.target) != "flatten" else None)
 
 
 @aten("expand", "expand_copy", "broadcast_to", "expand_as")
@@ -267,3 +270,87 @@ def _repeat(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if known is not None:
         return np.tile(known, repeats)
     return t.b.op("tile", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"repeats": repeats})
+
+
+@aten("copy")
+def _copy(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """copy(self, src): src's values in self's shape (the functional form of `self.copy_(src)`)."""
+    src, shape = a["src"], t.shape(self_arg(a))
+    known = t.known(src)
+    if known is not None:
+        charge_array(shape, known.dtype, "copy", t.where)
+        return np.broadcast_to(known, shape).copy()
+    node = t.node(src, ctx)
+    if node.shape == tuple(shape):
+        return node
+    return t.b.op("expand", node, name=ctx.name, module=ctx.module, attrs={"shape": tuple(shape)})
+
+
+def _scatter_into(t: Translator, ctx: Ctx, x: Any, src: Node, dim: int, start: int, stop: int) -> Node:
+    """x with positions [start, stop) of axis `dim` replaced by src: x · (1 − m) + pad(src), steppable arithmetic."""
+    shape = tuple(t.shape(x))
+    keep = np.ones(shape)
+    cut = [slice(None)] * len(shape)
+    cut[dim] = slice(start, stop)
+    keep[tuple(cut)] = 0.0
+    pads = tuple((start, shape[dim] - stop) if i == dim else (0, 0) for i in range(len(shape)))
+    placed = t.b.op("pad", src, name=f"{ctx.name}.placed", module=ctx.module,
+                    attrs={"pads": pads, "mode": "constant", "value": 0.0})
+    kept = t.b.op("mul", t.node(x, ctx), t.b.const(keep, ctx.module, "keep"), name=f"{ctx.name}.kept",
+                  module=ctx.module)
+    return t.b.op("add", kept, placed, name=ctx.name, module=ctx.module, original_op=op_key(ctx.target))
+
+
+@aten("slice_scatter", "select_scatter")
+def _slice_scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, src = self_arg(a), a["src"]
+    shape = t.shape(x)
+    dim = int(a.get("dim", 0)) % len(shape)
+    kx, ks = t.known(x), t.known(src)
+    select = op_key(ctx.target) == "select_scatter"
+    if select:
+        start = int(a["index"]) % shape[dim]
+        stop, step = start + 1, 1
+    else:
+        step = int(a.get("step", 1))
+        first, last = _slice_bounds(shape[dim], a.get("start"), a.get("end"), step)
+        start, stop, _ = slice(first, last).indices(shape[dim])
+    if kx is not None and ks is not None:
+        out = kx.copy()
+        cut: list[Any] = [slice(None)] * len(shape)
+        cut[dim] = start if select else slice(start, stop, step)
+        out[tuple(cut)] = ks
+        return out
+    if step != 1:
+        raise Unmapped("slice_scatter with a step other than 1")
+    src_node = t.node(src, ctx)
+    if op_key(ctx.target) == "select_scatter":  # the picked axis comes back with length 1
+        src_node = t.b.op("reshape", src_node, name=f"{ctx.name}.src", module=ctx.module,
+                          attrs={"shape": (*shape[:dim], 1, *shape[dim + 1:])})
+    return _scatter_into(t, ctx, x, src_node, dim, start, stop)
+
+
+@aten("diagonal")
+def _diagonal(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = self_arg(a)
+    shape = t.shape(x)
+    offset, d1, d2 = int(a.get("offset", 0)), int(a.get("dim1", 0)) % len(shape), int(a.get("dim2", 1)) % len(shape)
+    known = t.known(x)
+    if known is not None:
+        return np.diagonal(known, offset, d1, d2)
+    if abs(d1 - d2) != 1:
+        raise Unmapped("the diagonal of two axes that are not next to each other")
+    first, second = min(d1, d2), max(d1, d2)
+    # element k of the diagonal is x[..., i_k (along dim1), ..., j_k (along dim2), ...]
+    count = max(0, min(shape[d1] - max(-offset, 0), shape[d2] - max(offset, 0)))
+    i = np.arange(count) + max(-offset, 0)
+    j = np.arange(count) + max(offset, 0)
+    index1, index2 = (i, j) if d1 < d2 else (j, i)
+    picked = t.b.op("index_nd", t.node(x, ctx), t.b.const(index1, ctx.module, "rows"),
+                    t.b.const(index2, ctx.module, "columns"), name=f"{ctx.name}.picked", module=ctx.module,
+                    attrs={"axes": (first, second)})
+    ndim = len(shape) - 1  # the diagonal axis sits at `first`; torch puts it last
+    perm = (*(k for k in range(ndim) if k != first), first)
+    if perm == tuple(range(ndim)):
+        return picked
+    return t.b.op("transpose", picked, name=ctx.name, module=ctx.module, attrs={"axes": perm})
