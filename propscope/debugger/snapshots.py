@@ -189,8 +189,8 @@ def _continues(previous: Snapshots, session: Session) -> bool:
 def show_epoch(session: Session, epoch: int) -> None:
     """`Session.at_epoch`: the recorded parameters of `epoch` in the session, traced up to its cursor.
 
-    The new trace is computed before anything is replaced, and the events fire once each, so a
-    viewer redraws once per scrub.
+    The new trace is computed before anything is replaced; trace_changed (not cursor_moved: the cursor
+    stays) and params_changed fire once each, so a viewer redraws once per scrub.
     """
     snaps = session.snapshots
     if not snaps:
@@ -205,6 +205,5 @@ def show_epoch(session: Session, epoch: int) -> None:
     if cursor:
         trace.compute_through(cursor - 1)
     session.params, session.trace, session.epoch = params, trace, int(epoch)
-    session.trace_changed.emit()
-    session.cursor_moved.emit(cursor)
+    session.trace_changed.emit()  # the cursor stays where it was: no cursor_moved, so each view redraws once
     session.params_changed.emit()

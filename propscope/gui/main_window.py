@@ -51,6 +51,7 @@ from .canvas import GraphView
 from .canvas.folding import Folding
 from .chain_rule import ChainRuleView
 from .compare_view import CompareView, diff_color
+from .diff import install_diff
 from .docks import default_window_size, make_dock
 from .explain_view import ExplainDialog
 from .help import add_help_menu
@@ -73,6 +74,7 @@ from .projector import ProjectorLayout
 from .selection import Selection
 from .step_list import StepList
 from .theme import ThemeManager
+from .timeline.wiring import install_timeline
 from .training_dock import TrainingPanel
 
 BACKEND_LABELS = {"numpy": "NumPy", "torch": "PyTorch"}
@@ -153,6 +155,8 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_menus()
         self._build_status()
+        self.timeline = install_timeline(self)  # under the canvas (gui/timeline)
+        self.diff_view = install_diff(self)  # Debug ▸ Diff (gui/diff)
         self.canvas.explainRequested.connect(lambda name: self.explain(name, self.selection.index))
         self.canvas.message.connect(self.message)
         self.canvas.setAcceptDrops(False)  # drops fall through to the window

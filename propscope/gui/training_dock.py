@@ -37,6 +37,7 @@ from .output_view import OutputView
 from .plot_style import steady_label
 from .selection import Selection
 from .theme import ThemeManager
+from .timeline.recording import SnapshotControls
 from .training_form import FormError, TrainingForm
 from .training_runner import RunSettings, TrainingRunner
 
@@ -84,6 +85,8 @@ class TrainingPanel(QWidget):
         column.addLayout(buttons)
         column.addWidget(self.status)
         column.addWidget(self.form)
+        self.snapshot_controls = SnapshotControls(bridge)  # what the timeline gets, within a memory budget
+        column.addWidget(self.snapshot_controls)
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         column.addWidget(line)
@@ -124,6 +127,7 @@ class TrainingPanel(QWidget):
         self.data_form.changed.connect(self.apply_data)
         self.runner.stateChanged.connect(self._state_changed)
         self.runner.progressed.connect(self._progressed)
+        self.runner.progressed.connect(self.snapshot_controls.refresh)
         self.runner.failed.connect(self._failed)
         self.runner.diverged.connect(self._diverged)
         bridge.sessionChanged.connect(self._session_changed)

@@ -1,0 +1,341 @@
+"""The Diff dock: compare two states of the network shown and colour the graph by their relative change.
+
+A and B are each one of: the session as it stands, a recorded epoch of its training run, a model
+file of the same architecture (.propscope, .pt2, .onnx, a state dict), or, for both at once, the
+two backends (the Compare backends run, shown as a diff). What is compared, parameters, values
+or gradients, is chosen here; the numbers come from `debugger.diff`. The table lists the nodes by
+change (nodes only in A or only in B say so); the selected node shows A, B and A - B as numbers
+and heatmaps. Colours: green where nothing changed, through yellow, to red where the change is
+of the order of the values themselves; grey where a side has no number.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ...debugger.diff import KINDS, ONLY_A, ONLY_B, GraphDiff, NodeChange, State, as_state, diff, diff_backends
+from ...graph.errors import PropscopeError
+from ..bridge import SessionBridge
+from ..compare_view import diff_color
+from ..format import fmt_num
+from ..heat_grid import HeatGrid, Tile
+from ..selection import Selection
+from ..theme import ThemeManager
+
+RELATIVE_MIDDLE = 1e-3  # the legend's yellow: a relative change of 0.1 %; green far below, red at 1 and above
+KIND_TEXT = {"params": "parameters", "values": "values", "grads": "gradients"}
+NOW, EPOCH, FILE = "now", "epoch", "file"
+
+
+def change_color(change: float) -> QColor:
+    return diff_color(change, RELATIVE_MIDDLE)
+
+
+def as_matrix(x: np.ndarray | None) -> np.ndarray:
+    """A 2-D view for a heatmap: a vector as one row, higher ranks folded onto their first axis."""
+    if x is None:
+        return np.full((1, 1), np.nan)
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 0:
+        return a.reshape(1, 1)
+    if a.ndim == 1:
+        return a.reshape(1, -1)
+    return a.reshape(a.shape[0], -1)
+
+
+class SourcePicker(QWidget):
+    """One side of the diff: the session now, a recorded epoch, or a file."""
+
+    changed = Signal()
+
+    def __init__(self, title: str, bridge: SessionBridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.path: str | None = None
+        self.kind = QComboBox(self)
+        self.kind.setObjectName(f"diffSource{title}")
+        self.epoch = QComboBox(self)
+        self.epoch.setObjectName(f"diffEpoch{title}")
+        self.file_button = QPushButton("Choose…", self)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(QLabel(f"{title}:", self))
+        lay.addWidget(self.kind)
+        lay.addWidget(self.epoch)
+        lay.addWidget(self.file_button)
+        self.kind.currentIndexChanged.connect(self._kind_changed)
+        self.epoch.currentIndexChanged.connect(lambda _i: self.changed.emit())
+        self.file_button.clicked.connect(self._choose_file)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Offer the session's recorded epochs (after training or opening a run)."""
+        snaps = self.bridge.session.snapshots
+        epochs = snaps.epochs if snaps else []
+        current = self.kind.currentData()
+        self.kind.blockSignals(True)
+        self.kind.clear()
+        self.kind.addItem("the network now", NOW)
+        if epochs:
+            self.kind.addItem("a recorded epoch", EPOCH)
+        self.kind.addItem("a model file", FILE)
+        index = self.kind.findData(current)
+        self.kind.setCurrentIndex(max(0, index))
+        self.kind.blockSignals(False)
+        self.epoch.blockSignals(True)
+        kept = self.epoch.currentData()
+        self.epoch.clear()
+        for e in epochs:
+            self.epoch.addItem(str(e), e)
+        found = self.epoch.findData(kept)
+        self.epoch.setCurrentIndex(found if found >= 0 else 0)
+        self.epoch.blockSignals(False)
+        self._kind_changed()
+
+    def _kind_changed(self) -> None:
+        kind = self.kind.currentData()
+        self.epoch.setVisible(kind == EPOCH)
+        self.file_button.setVisible(kind == FILE)
+        self.file_button.setText(Path(self.path).name if self.path else "Choose…")
+        self.changed.emit()
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Compare with a model file", "",
+                                              "Models (*.propscope *.pt2 *.onnx *.pt *.pth *.safetensors);;All (*)")
+        if path:
+            self.set_file(path)
+
+    def set_file(self, path: str) -> None:
+        self.path = path
+        self.kind.setCurrentIndex(self.kind.findData(FILE))
+        self._kind_changed()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.kind.setCurrentIndex(self.kind.findData(EPOCH))
+        self.epoch.setCurrentIndex(self.epoch.findData(epoch))
+
+    def set_now(self) -> None:
+        self.kind.setCurrentIndex(self.kind.findData(NOW))
+
+    def state(self) -> State:
+        s = self.bridge.session
+        kind = self.kind.currentData()
+        if kind == EPOCH:
+            return as_state((s, int(self.epoch.currentData())))
+        if kind == FILE:
+            if not self.path:
+                raise PropscopeError("choose a model file to compare with")
+            loaded = as_state(self.path, arch=None)
+            return State(loaded.label, loaded.model, loaded.params, dict(s.batch))
+        return as_state(s)
+
+
+class DiffView(QWidget):
+    colour = Signal(object)  # {node: change} to colour the canvas by, or None to clear
+    nodeClicked = Signal(str)
+    message = Signal(str)
+
+    def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("diffView")
+        self.bridge, self.selection, self.themes = bridge, selection, themes
+        self.result: GraphDiff | None = None
+        self.a = SourcePicker("A", bridge, self)
+        self.b = SourcePicker("B", bridge, self)
+        self.what = QComboBox(self)
+        self.what.setObjectName("diffKind")
+        for kind in KINDS:
+            self.what.addItem(KIND_TEXT[kind], kind)
+        self.compare = QPushButton("Compare", self)
+        self.compare.setObjectName("diffCompare")
+        self.backends = QPushButton("NumPy vs PyTorch", self)
+        self.backends.setToolTip("The same pass on both backends, as a diff (Debug ▸ Compare backends)")
+        self.clear_button = QPushButton("Clear", self)
+        self.summary = QLabel(self)
+        self.summary.setObjectName("diffSummary")
+        self.summary.setWordWrap(True)
+        self.table = QTableWidget(0, 4, self)
+        self.table.setObjectName("diffTable")
+        self.table.setHorizontalHeaderLabels(["node", "op", "change", "status"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.detail = QLabel(self)
+        self.detail.setObjectName("diffDetail")
+        self.detail.setTextFormat(Qt.TextFormat.PlainText)
+        self.heat = HeatGrid(self)
+        top = QHBoxLayout()
+        for w in (self.a, self.b, QLabel("compare", self), self.what, self.compare, self.backends, self.clear_button):
+            top.addWidget(w)
+        top.addStretch(1)
+        right = QWidget(self)
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.detail)
+        rl.addWidget(self.heat, 1)
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split.addWidget(self.table)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(self.summary)
+        lay.addWidget(split, 1)
+        self.compare.clicked.connect(self.run)
+        self.backends.clicked.connect(self.run_backends)
+        self.clear_button.clicked.connect(self.clear)
+        self.what.currentIndexChanged.connect(lambda _i: self.show_result(self.result))
+        self.table.itemSelectionChanged.connect(self._row_chosen)
+        self.selection.changed.connect(self._show_detail)
+        bridge.sessionChanged.connect(self._session_changed)
+        themes.changed.connect(lambda: self.heat.apply_theme(themes.theme))
+        self.heat.apply_theme(themes.theme)
+
+    def _session_changed(self, _session: object) -> None:
+        self.clear()
+        self.refresh_sources()
+
+    @property
+    def kind(self) -> str:
+        return str(self.what.currentData())
+
+    def refresh_sources(self) -> None:
+        self.a.refresh()
+        self.b.refresh()
+
+    # -- running ---------------------------------------------------------------------------------
+    def run(self) -> GraphDiff | None:
+        """Compare A with B now (values and gradients on the session's batch)."""
+        try:
+            result = diff(self.a.state(), self.b.state(), trace=True, data=dict(self.bridge.session.batch))
+        except PropscopeError as exc:
+            self.message.emit(f"Cannot compare: {exc}")
+            self.summary.setText(str(exc))
+            return None
+        self.show_result(result)
+        return result
+
+    def run_backends(self) -> GraphDiff | None:
+        from ...backends import get_backend
+
+        s = self.bridge.session
+        other = "numpy" if s.backend.name == "torch" else "torch"
+        try:
+            result = diff_backends(s, get_backend(other, str(s.backend.dtype), "cpu"), s.cursor)
+        except (PropscopeError, ImportError) as exc:
+            self.message.emit(f"Cannot compare backends: {exc}")
+            return None
+        self.what.setCurrentIndex(self.what.findData("values"))
+        self.show_result(result)
+        return result
+
+    def compare_epochs(self, epoch_a: int, epoch_b: int) -> GraphDiff | None:
+        self.refresh_sources()
+        self.a.set_epoch(epoch_a)
+        self.b.set_epoch(epoch_b)
+        return self.run()
+
+    def clear(self) -> None:
+        self.result = None
+        self.table.setRowCount(0)
+        self.summary.setText("Choose A and B, then Compare.")
+        self.detail.setText("")
+        self.heat.set_tiles([])
+        self.colour.emit(None)
+
+    # -- showing ---------------------------------------------------------------------------------
+    def show_result(self, result: GraphDiff | None) -> None:
+        self.result = result
+        if result is None:
+            return
+        kind = self.kind
+        rows = result.ranked(kind)
+        rows += [r for r in result.rows if r.status in (ONLY_A, ONLY_B) and r not in rows]
+        self.table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            change = r.change(kind)
+            cells = [r.name + (f" → {r.name_b}" if r.name_b else ""), r.op, _change_text(r, change), r.status]
+            for j, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, r.name)
+                if j == 2:
+                    item.setBackground(change_color(change))
+                    item.setForeground(QColor("black"))
+                self.table.setItem(i, j, item)
+        self.table.resizeColumnsToContents()
+        moved = result.changed(kind)
+        only = sum(r.status in (ONLY_A, ONLY_B) for r in result.rows)
+        self.summary.setText(f"{result.label_a} vs {result.label_b}: {len(moved)} of "
+                             f"{len(result.parameters if kind == 'params' else result.rows)} nodes' "
+                             f"{KIND_TEXT[kind]} changed" + (f"; {only} only in one of them" if only else ""))
+        self.colour.emit(result.by_node(kind))
+        self._show_detail()
+
+    def _row_chosen(self) -> None:
+        items = self.table.selectedItems()
+        if items:
+            name = items[0].data(Qt.ItemDataRole.UserRole)
+            self.nodeClicked.emit(name)
+            self._show_detail(name)
+
+    def _show_detail(self, name: str | None = None) -> None:
+        """A, B and A - B of the selected node: norms and largest difference, and three heatmaps."""
+        name = name or self.selection.node
+        if self.result is None or not name:
+            return
+        try:
+            row = self.result.row(name)
+        except KeyError:
+            return
+        kind = "params" if row.is_parameter and self.kind == "params" else self.kind
+        a, b = self.result.pair(row.name, kind)
+        if a is None and b is None:
+            self.detail.setText(f"{row.name}: {row.status}; no {KIND_TEXT[kind]} to compare")
+            self.heat.set_tiles([])
+            return
+        delta = a - b if a is not None and b is not None and a.shape == b.shape else None
+        lines = [f"{row.name} ({row.op}) · {KIND_TEXT[kind]} · {row.status}",
+                 f"|A| {_norm(a)}   |B| {_norm(b)}   |A−B| {_norm(delta)}   "
+                 f"relative change {_change_text(row, row.change(kind))}"]
+        self.detail.setText("\n".join(lines))
+        scale = max((float(np.nanmax(np.abs(x))) for x in (a, b) if x is not None and x.size), default=1.0)
+        small = all(x is None or x.size <= 64 for x in (a, b))
+        tiles = [Tile(as_matrix(a), "A", vmax=scale, numbers=small), Tile(as_matrix(b), "B", vmax=scale, numbers=small)]
+        if delta is not None:
+            tiles.append(Tile(as_matrix(delta), "A − B", numbers=small))
+        self.heat.set_tiles(tiles)
+
+
+def _norm(x: Any) -> str:
+    return "–" if x is None else fmt_num(float(np.linalg.norm(np.asarray(x, dtype=np.float64))), 4)
+
+
+def _change_text(row: NodeChange, change: float) -> str:
+    if row.status in (ONLY_A, ONLY_B):
+        return "–"
+    if math.isnan(change):
+        return "–"
+    return "0" if change == 0 else f"{change:.2e}"
