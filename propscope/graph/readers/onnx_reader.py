@@ -129,11 +129,21 @@ def _module(node: Any) -> str:
             except (ValueError, SyntaxError, MemoryError, RecursionError):
                 break
             if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
-                return ".".join(s for s in scopes[:-1] if s)
+                return _scope_path([s for s in scopes[:-1] if s])
     name = node.name or ""
     if name.startswith("/") and name.count("/") >= 2:
         return ".".join(p for p in name.split("/")[1:-1] if p)
     return ""
+
+
+def _scope_path(scopes: list[str]) -> str:
+    """The module path from name scopes: newer torch lists each scope's full path (`encoder`,
+    `encoder.layers.0`), older ones each module's own name (`encoder`, `layers.0`)."""
+    if not scopes:
+        return ""
+    if all(scopes[i + 1].startswith(f"{scopes[i]}.") for i in range(len(scopes) - 1)):
+        return scopes[-1]
+    return ".".join(scopes)
 
 
 def _node_name(node: Any, index: int) -> str:

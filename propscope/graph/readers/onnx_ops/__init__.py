@@ -12,6 +12,7 @@ from . import (  # noqa: F401
     elementwise,
     indexing,
     losses,
+    naming,
     nn,
     norm,
     recurrent,

@@ -18,6 +18,7 @@ from ...ir import Node
 from .._aten import Missing, Unmapped
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import op
+from .naming import parameter
 
 LOWEST = float(np.finfo(np.float32).min)  # a max-pool's padding: finite, so the debugger reports no Inf
 
@@ -68,12 +69,12 @@ def _one(values: list[int]) -> Any:
 
 @onnx_op("Conv")
 def _conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    x, w = r.node(ins[0], ctx), r.node(ins[1], ctx)
+    x, w = r.node(ins[0], ctx), parameter(r, ins[1], ctx, "weight")
     dims = _check_rank(x, "convolution")
     kernel = tuple(w.shape[2:])
     attrs = {"stride": _one(_ints(ctx, "strides", dims, 1)), "padding": _padding_attr(pads(ctx, x.shape[2:], kernel)),
              "dilation": _one(_ints(ctx, "dilations", dims, 1)), "groups": int(ctx.attrs.get("group", 1))}
-    inputs = [x, w] + ([] if len(ins) < 3 or ins[2] is None else [r.node(ins[2], ctx, hint="bias")])
+    inputs = [x, w] + ([] if len(ins) < 3 or ins[2] is None else [parameter(r, ins[2], ctx, "bias", hint="bias")])
     return r.b.op("conv1d" if dims == 1 else "conv2d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
@@ -83,7 +84,7 @@ def _reshaped(r: Reader, ctx: Ctx, x: Node, shape: tuple[int, ...], tag: str) ->
 
 @onnx_op("ConvTranspose")
 def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    x, w = r.node(ins[0], ctx), r.node(ins[1], ctx)
+    x, w = r.node(ins[0], ctx), parameter(r, ins[1], ctx, "weight")
     dims = _check_rank(x, "transposed convolution")
     kernel = tuple(w.shape[2:])
     strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)

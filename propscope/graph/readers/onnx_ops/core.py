@@ -10,6 +10,7 @@ from ...ir import Node
 from .._aten import Transposed
 from ..onnx_reader import Ctx, Reader, onnx_op, zeros_bias
 from .elementwise import const, op
+from .naming import parameter
 
 
 @onnx_op("GlobalAveragePool", "GlobalMaxPool")
@@ -41,7 +42,7 @@ def _gemm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     trans_b = bool(ctx.attrs.get("transB", 0))
     if isinstance(b, Transposed):
         b, trans_b = b.leaf, not trans_b
-    w = r.node(b, ctx)
+    w = parameter(r, b, ctx, "weight", transposed=not trans_b)
     out = w.shape[0] if trans_b else w.shape[1]
     c = ins[2] if len(ins) > 2 else None
     if c is not None and beta != 0.0 and r.shape(c) in ((out,), (1, out)) and beta == 1.0:
@@ -66,4 +67,5 @@ def _matmul(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if isinstance(b, Transposed) and not isinstance(a, Transposed):
         return r.b.op("linear", r.node(a, ctx), b.leaf, zeros_bias(r, b.leaf.shape[0], ctx), name=ctx.name,
                       module=ctx.module, attrs={"transpose_weight": True})
-    return r.b.op("matmul", r.node(a, ctx), r.node(b, ctx), name=ctx.name, module=ctx.module)
+    weight = parameter(r, b, ctx, "weight", transposed=True) if len(r.shape(b)) == 2 else r.node(b, ctx)
+    return r.b.op("matmul", r.node(a, ctx), weight, name=ctx.name, module=ctx.module)

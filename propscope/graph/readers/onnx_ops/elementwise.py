@@ -17,6 +17,7 @@ from .._aten import Unmapped
 from .._build import finite_mask
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .constants import _where as _where_folded
+from .naming import operand
 
 _NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Relu": lambda x: np.maximum(x, 0), "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Tanh": np.tanh, "Exp": np.exp,
@@ -101,7 +102,7 @@ def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if ctx.op in ("Add", "Sub", "Mul", "Div"):
         if ctx.op == "Add":
             x, y = finite_mask(x), finite_mask(y)
-        return op(r, ctx, ctx.op.lower(), r.node(x, ctx), r.node(y, ctx, hint="other"))
+        return op(r, ctx, ctx.op.lower(), operand(r, x, ctx, "a"), operand(r, y, ctx, "other"))
     return _compare(r, ctx, r.node(x, ctx), r.node(y, ctx, hint="other"))
 
 

@@ -1,0 +1,157 @@
+"""The architectures engineers bring, exported to ONNX by both of torch's exporters, opened and stepped.
+
+Each model of `zoo.ARCHITECTURES` (float64, random weights) is exported once per exporter: the new
+`torch.onnx.export(..., dynamo=True)` (onnxscript; its idioms: IsNaN/Where in attention, LSTM/GRU with an
+initial state computed at run time, InstanceNormalization for GroupNorm, BatchNorm folded into the
+convolutions) and the TorchScript one (`dynamo=False`). propscope opens the file with no unsupported op and
+steps to the end of the backward pass on the NumPy and on the torch backend; the loss and the input
+gradient must equal torch autograd's on the original model, to 1e-9 relative, or 1e-6 where the exporter
+folded BatchNorm into the weights (it does so in float32). Where an exporter cannot export a model, the
+test is skipped with the exporter's own reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zoo
+
+from propscope.debugger import open_session
+from propscope.graph.readers import open_model
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+EXPORTERS = ("dynamo", "torchscript")
+NEEDS = {"torchvision": zoo.has_torchvision, "transformers": zoo.has_transformers, "": lambda: True}
+EXACT, FOLDED_BATCHNORM = 1e-9, 1e-6
+
+
+def _available(name: str) -> Any:
+    needs = zoo.ARCHITECTURES[name][1]
+    return pytest.param(name, marks=pytest.mark.skipif(not NEEDS[needs](), reason=f"{needs} is not installed"))
+
+
+ARCHITECTURES = [_available(name) for name in zoo.ARCHITECTURES]
+
+
+class Exported:
+    """Each architecture built once and exported once per exporter, on first use; export failures kept."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.built: dict[str, tuple[Any, tuple[np.ndarray, ...], np.ndarray]] = {}
+        self.files: dict[tuple[str, str], Path | str] = {}
+
+    def model(self, name: str) -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+        if name not in self.built:
+            if zoo.ARCHITECTURES[name][1] == "torchvision":
+                zoo.torchvision_models()
+            self.built[name] = zoo.ARCHITECTURES[name][0]()
+        return self.built[name]
+
+    def file(self, name: str, exporter: str) -> Path:
+        key = (name, exporter)
+        if key not in self.files:
+            model, inputs, _ = self.model(name)
+            path = self.folder / f"{name}.{exporter}.onnx"
+            args = tuple(torch.from_numpy(a) for a in inputs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                logging.disable(logging.WARNING)  # the dynamo exporter reports its progress as warnings
+                try:
+                    torch.onnx.export(copy.deepcopy(model), args, str(path), dynamo=exporter == "dynamo")
+                    self.files[key] = path
+                except Exception as exc:  # the exporter's own limitation, not ours: skipped with its words
+                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                    self.files[key] = f"{type(exc).__name__}: {first[:200]}"
+                finally:
+                    logging.disable(logging.NOTSET)
+        found = self.files[key]
+        if isinstance(found, str):
+            pytest.skip(f"torch.onnx.export(dynamo={exporter == 'dynamo'}) cannot export {name}: {found}")
+        return found
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    return Exported(tmp_path_factory.mktemp("onnx_architectures"))
+
+
+def autograd_reference(model: Any, inputs: tuple[np.ndarray, ...], y: np.ndarray
+                       ) -> tuple[float, list[np.ndarray | None]]:
+    """torch's loss and the gradient of each float input, on the original model."""
+    m = copy.deepcopy(model)
+    tensors = [torch.from_numpy(a.copy()) for a in inputs]
+    for t in tensors:
+        t.requires_grad_(t.is_floating_point())
+    loss = torch.nn.functional.cross_entropy(m(*tensors), torch.from_numpy(y))
+    loss.backward()
+    return float(loss.detach()), [t.grad.numpy() if t.grad is not None else None for t in tensors]
+
+
+def tolerance(model: Any, path: Path) -> float:
+    """1e-6 where the exporter folded the model's BatchNorm layers into the convolutions, else 1e-9."""
+    import onnx
+
+    has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    kept = any(n.op_type == "BatchNormalization" for n in onnx.load(str(path), load_external_data=False).graph.node)
+    return FOLDED_BATCHNORM if has_batchnorm and not kept else EXACT
+
+
+def relative(got: Any, want: np.ndarray) -> float:
+    scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-12)
+    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0)) / scale
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_opens_with_every_op_supported(name: str, exporter: str, exported: Exported) -> None:
+    model = open_model(exported.file(name, exporter))
+    unsupported = sorted({f"{n.meta.get('original_op', '?')} ({n.meta.get('reason', '')})" for n in model.graph
+                          if n.op.name == "unsupported"})
+    assert not unsupported, f"{name} ({exporter}): unsupported ops {unsupported}"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("exporter", EXPORTERS)
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_steps_to_the_end_with_autograds_loss_and_input_gradient(name: str, exporter: str, backend: str,
+                                                                  exported: Exported) -> None:
+    path = exported.file(name, exporter)
+    model, inputs, y = exported.model(name)
+    graph_inputs = [n.name for n in open_model(path).graph.inputs]
+    assert len(graph_inputs) == len(inputs), f"inputs {graph_inputs}"
+    data = {**dict(zip(graph_inputs, inputs, strict=True)), "y": y}
+    s = open_session(path, backend=backend, dtype="float64", data=data, loss="cross_entropy")
+    s.run_to_end()
+    assert s.at_end
+    loss, input_grads = autograd_reference(model, inputs, y)
+    tol = tolerance(model, path)
+    got_loss = float(s.backend.to_numpy(s.value(s.loss_node.name)))
+    assert abs(got_loss - loss) <= tol * max(1.0, abs(loss)), f"loss {got_loss} != {loss}"
+    for name_in, grad in zip(graph_inputs, input_grads, strict=True):
+        if grad is not None:
+            err = relative(s.backend.to_numpy(s.grad(name_in)), grad)
+            assert err <= tol, f"input {name_in}: relative difference {err:.3g} (tolerance {tol:g})"
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_renamed_weights_are_shown_under_their_module(exporter: str, exported: Exported) -> None:
+    """`onnx::MatMul_33` / `val_12` (a Linear's weight stored transposed) is `encoder.layers.0.linear1.weight.T`."""
+    model = open_model(exported.file("transformer_encoder", exporter))
+    names = {n.name: n for n in model.graph.leaves}
+    generated = sorted(n for n in names if n.startswith("onnx::") or n.startswith("val_"))
+    assert not generated, f"exporter names shown to the user: {generated}"
+    weight = names["encoder.layers.0.linear1.weight.T"]
+    assert weight.op.name == "parameter" and weight.module == "encoder.layers.0.linear1"
+    assert weight.shape == (16, 32)  # (in, out): the transpose of torch's Linear.weight, as the name says
+    assert str(weight.meta["file_name"]).startswith("onnx::" if exporter == "torchscript" else "val_")
