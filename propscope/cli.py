@@ -494,6 +494,76 @@ def cmd_open(args: argparse.Namespace) -> int:
                seed=args.seed, train=args.train or 0, dataset=args.dataset)
 
 
+# -- lessons and export (issue 17): the work lives in debugger/lessons.py and gui/export/ -----------
+def cmd_lessons(args: argparse.Namespace) -> int:
+    from .debugger.lessons import builtin_lessons
+
+    lessons = builtin_lessons()
+    width = max(map(len, lessons))
+    for name, title in lessons.items():
+        print(f"{name:<{width}}  {title}")
+    return 0
+
+
+def cmd_lesson(args: argparse.Namespace) -> int:
+    """The app on a lesson; `--check` plays it headless and reports every number it states."""
+    from .debugger.lessons import LessonPlayer, load_lesson, open_lesson_session
+
+    lesson = load_lesson(args.lesson)
+    session = open_lesson_session(lesson)
+    if args.check:
+        player = LessonPlayer(lesson, session)
+        failures: list[str] = []
+        player.failed.connect(failures.append)
+        results = player.run_to_end()
+        for r in results:
+            print(r.text())
+        for line in failures:
+            print(f"propscope: {line}", file=sys.stderr)
+        print(f"{lesson.name}: {len(lesson.blocks)} blocks, {sum(r.ok for r in results)}/{len(results)} checks hold")
+        return 0 if all(r.ok for r in results) and not failures else 1
+    from .gui.system_libs import choose_platform
+
+    problem = choose_platform(screenshot=bool(args.screenshot))
+    if problem:
+        raise PropscopeError(problem)
+    from .gui.app import parse_size
+    from .gui.lessons import run_lesson
+
+    try:
+        size = parse_size(args.size) if args.size else None
+    except ValueError as exc:
+        raise PropscopeError(str(exc)) from None
+    return run_lesson(lesson, session, projector=args.projector, size=size, screenshot=args.screenshot,
+                      presses=args.press)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Frames of the pass (.gif, .mp4, a folder), the graph (.svg, .png) or the formula (.tex, --formula .png)."""
+    session = _open(args)
+    if Path(args.out).suffix:  # a folder of frames is made when missing
+        _writable(args.out, "--out")
+    from .gui.system_libs import choose_platform
+
+    choose_platform(screenshot=True)  # pictures need no screen: offscreen when there is none
+    from .gui.app import application, parse_size
+    from .gui.export import ExportOptions, export, parse_steps, terminal_progress
+
+    try:
+        size = parse_size(args.size)
+    except ValueError as exc:
+        raise PropscopeError(f"--size: {exc}") from None
+    first, last = parse_steps(args.steps) if args.steps else (0, None)
+    if args.step is not None and not 0 <= args.step <= len(session.steps):
+        raise PropscopeError(f"--step {args.step} is outside 0..{len(session.steps)}")
+    application()
+    options = ExportOptions(size, args.projector, first, last, args.pace)
+    written = export(session, args.out, options, formula=args.formula, cursor=args.step,
+                     progress=terminal_progress())
+    print(f"wrote {written}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="propscope",
@@ -605,6 +675,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"step (and, with --train, train) on a generated data set, 20%% held out for testing "
                    f"({', '.join(GENERATORS)})")
     p.set_defaults(func=cmd_open)
+
+    p = sub.add_parser("lessons", help="list the built-in lessons (the tutorial's parts 1 to 10)")
+    p.set_defaults(func=cmd_lessons)
+
+    p = sub.add_parser("lesson", help="the desktop app on a narrated lesson (a built-in name, a number, or a file)")
+    p.add_argument("lesson", metavar="NAME_OR_FILE", help="e.g. part-07-xor, 7, or my-lesson.md")
+    p.add_argument("--projector", action="store_true", help="start in projector mode (big type, high contrast)")
+    p.add_argument("--size", metavar="WxH", help="window size in pixels, e.g. 1280x720")
+    p.add_argument("--screenshot", metavar="FILE.png", help="save the window as a PNG and exit (works headless)")
+    p.add_argument("--press", type=int, default=0, metavar="N", help="press Next N times before showing")
+    p.add_argument("--check", action="store_true", help="no window: play the lesson and check every number it states")
+    p.set_defaults(func=cmd_lesson)
+
+    p = sub.add_parser("export", help="the pass as .gif/.mp4/PNG frames, the graph as .svg/.png, the formula as .tex",
+                       epilog=EPILOG + " OUT: .gif, .mp4 or a folder (the pass, one frame per step plus the start), "
+                       ".svg or .png (the graph), .tex (the chain rule at --step).")
+    _session_args(p)
+    p.add_argument("--out", required=True, metavar="OUT", help="the file (or folder) to write")
+    p.add_argument("--steps", metavar="A:B", help="only the pass after A steps to after B steps (default: all)")
+    p.add_argument("--step", type=int, metavar="N", help="for the graph and the formula: after N steps")
+    p.add_argument("--size", default="1280x720", metavar="WxH", help="frame size in pixels (default 1280x720)")
+    p.add_argument("--projector", action="store_true", help="projector style: high contrast, thick lines, big type")
+    p.add_argument("--pace", type=float, default=0.8, metavar="S", help="seconds per frame in .gif/.mp4 (default 0.8)")
+    p.add_argument("--formula", action="store_true", help="with .png: the chain-rule formula at --step, not the graph")
+    p.set_defaults(func=cmd_export)
     for command in sub.choices.values():
         _global_options(command, inherited=True)
     return parser
