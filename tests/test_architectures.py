@@ -128,3 +128,19 @@ def test_steps_to_the_end_with_autograds_numbers(name: str, form: str, backend: 
     for name_in, grad in zip(graph_inputs, input_grads, strict=True):
         if grad is not None:
             close(s.backend.to_numpy(s.grad(name_in)), grad, f"input {name_in}")
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_numpy_and_torch_agree_on_every_node(name: str, exported: Exported) -> None:
+    """Every value and every gradient of the whole pass, node by node: hand-written derivatives against autograd."""
+    from propscope.backends import get_backend
+    from propscope.debugger.compare import compare_backends
+
+    path = exported.file(name, "as_is")
+    _, inputs, y = exported.model(name)
+    graph_inputs = [n.name for n in open_model(path).graph.inputs]
+    s = open_session(path, dtype="float64", data={**dict(zip(graph_inputs, inputs, strict=True)), "y": y},
+                     loss="cross_entropy")
+    s.run_to_end()
+    result = compare_backends(s, get_backend("torch", "float64"))
+    assert result.passed, [d for d in result.failures][:5]
