@@ -6,7 +6,7 @@ import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEvent, QSettings
 from PySide6.QtWidgets import QApplication
 
 from ..debugger import Session
@@ -25,6 +25,15 @@ def application() -> QApplication:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     return app
+
+
+def settle(app: QApplication) -> None:
+    """What a running event loop does before the first paint, for a screenshot taken without one: the posted
+    events, and deleting what Qt deletes later. Qt (6.11) lays out a spare dock tab bar when a second tab group
+    forms and deletes it later; without that, the screenshot shows it painted over the chain rule's title."""
+    for _ in range(2):
+        app.processEvents()
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -61,7 +70,7 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
     if screenshot is None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal quits, as for any command
         return int(app.exec())
-    app.processEvents()
+    settle(app)
     path = Path(screenshot)
     ok = window.grab().save(str(path))
     window.close()

@@ -74,6 +74,7 @@ from .projector import ProjectorLayout
 from .selection import Selection
 from .step_list import StepList
 from .theme import ThemeManager
+from .toolbars import ToolbarWrap
 from .timeline.wiring import install_timeline
 from .training_dock import TrainingPanel
 
@@ -164,6 +165,7 @@ class MainWindow(QMainWindow):
         self.chain.explainRequested.connect(self.explain)
         self.themes.changed.connect(self._theme_changed)
         self.projector = ProjectorLayout(self)
+        self.toolbar_wrap = ToolbarWrap(self, [self.toolbar, self.session_toolbar])  # a second row, not »
         screen = self.screen()
         offscreen = QGuiApplication.platformName() in ("offscreen", "minimal")
         self.resize(*default_window_size(None if offscreen or screen is None else screen.availableGeometry()))

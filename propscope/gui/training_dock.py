@@ -77,8 +77,8 @@ class TrainingPanel(QWidget):
         self.status.setTextFormat(Qt.TextFormat.PlainText)
         buttons = QGridLayout()
         buttons.setSpacing(2)
-        for i, b in enumerate((self.play, self.pause, self.reset, self.one_epoch, self.one_batch)):
-            buttons.addWidget(b, i // 3, i % 3)
+        for i, b in enumerate((self.play, self.pause, self.one_epoch, self.one_batch, self.reset)):
+            buttons.addWidget(b, i // 2, i % 2)  # two to a row: three do not fit the column at 1366×768
         controls = QWidget()
         column = QVBoxLayout(controls)
         column.setContentsMargins(4, 4, 4, 4)

@@ -20,13 +20,12 @@ from ..format import fmt_shape
 from ..selection import Selection
 from ..theme import ThemeManager
 from .folding import Folding
-from .items import TEXT_LOD
 from .scene import GraphScene
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 20.0
 DETAIL_ZOOM = 0.22  # below this the whole graph is drawn by one overview item
 MAX_FIT_ZOOM = 1.25
-START_ZOOM = 0.75  # where a graph too big to fit readably opens
+START_ZOOM = 0.9  # the least zoom a graph opens at: node captions (10.5 px) show at 9.5 px, names at 11 px
 
 
 class GraphView(QGraphicsView):
@@ -207,11 +206,10 @@ class GraphView(QGraphicsView):
         self._update_detail()
 
     def show_start(self) -> None:
-        """The whole graph when it can be read at that size (and not in projector mode); else a readable
-        zoom on the step's node, or on the inputs before the first step."""
+        """The whole graph when it can be read at that size (`START_ZOOM` or more); else a readable zoom
+        on the step's node, or on the inputs before the first step."""
         self.fit()
-        readable = START_ZOOM if self.themes.projector else TEXT_LOD
-        if self.zoom() >= readable:
+        if self.zoom() >= START_ZOOM:
             return
         self._set_zoom(START_ZOOM)
         name = self.graph_scene.current
