@@ -80,10 +80,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     "test_training_dropout_zero_ratio": "Dropout's ratio given at run time: whether it drops is decided at load time",
     "test_training_dropout_zero_ratio_mask": "Dropout's ratio given at run time: whether it drops is decided at "
                                              "load time",
-    "test_isnan": "IsNaN of a computed value: the catalog has no NaN test (attention's IsNaN folds at load time)",
-    "test_isnan_float16": "IsNaN of a computed value: the catalog has no NaN test",
-    **{f"test_isinf{k}": "IsInf of a computed value: the catalog has no Inf test"
-       for k in ("", "_positive", "_negative", "_float16")},
 }
 
 

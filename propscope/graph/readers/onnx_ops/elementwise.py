@@ -1,8 +1,8 @@
 """ONNX elementwise math on computed values: one catalog op each (constants fold with NumPy).
 
-Comparisons and logic on computed values (Less, Greater, Equal, Not, And, Or: the masks of an expanded
-Clip, Elu or PRelu) become the catalog's `step`, 1[z > 0], on a difference: a float 0/1 mask that `where`
-and `mul` take, through which no gradient flows (the step's derivative is 0), as in PyTorch.
+Comparisons, logic and NaN/Inf tests on computed values (the masks of an expanded Clip, Elu or PRelu, the
+dynamo exporter's IsNaN/Where around attention) become the catalog's mask ops (compare, logical, isnan,
+isinf), through which no gradient flows, as in PyTorch.
 """
 
 from __future__ import annotations
@@ -59,8 +59,13 @@ def _unary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if ctx.op == "Tan":
         return op(r, ctx, "div", op(r, ctx, "sin", node, suffix="sin"), op(r, ctx, "cos", node, suffix="cos"))
     if ctx.op == "Not":
-        return op(r, ctx, "sub", const(r, ctx, 1.0, "one"), node)
-    raise Unmapped(f"{ctx.op} of a computed value (the catalog has no NaN or Inf test: values stay finite)")
+        return op(r, ctx, "logical", node, op="not")
+    if ctx.op == "IsNaN":
+        return op(r, ctx, "isnan", node)
+    if ctx.op == "IsInf":
+        return op(r, ctx, "isinf", node, detect_positive=bool(ctx.attrs.get("detect_positive", 1)),
+                  detect_negative=bool(ctx.attrs.get("detect_negative", 1)))
+    raise Unmapped(f"{ctx.op} of a computed value")
 
 
 _NP_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
@@ -106,21 +111,15 @@ def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     return _compare(r, ctx, r.node(x, ctx), r.node(y, ctx, hint="other"))
 
 
+_COMPARE = {"Greater": "gt", "GreaterOrEqual": "ge", "Less": "lt", "LessOrEqual": "le", "Equal": "eq"}
+
+
 def _compare(r: Reader, ctx: Ctx, a: Node, b: Node) -> Node:
-    """A comparison or logical op of computed values as a float 0/1 mask built from `step` (1[z > 0])."""
-    if ctx.op in ("And", "Or"):
-        return op(r, ctx, "mul" if ctx.op == "And" else "maximum", a, b)
-    if ctx.op == "Xor":
-        return op(r, ctx, "step", op(r, ctx, "abs", op(r, ctx, "sub", a, b, suffix="diff"), suffix="abs"))
-    if ctx.op in ("Greater", "LessOrEqual"):
-        gt = op(r, ctx, "step", op(r, ctx, "sub", a, b, suffix="diff"), suffix="gt" if ctx.op != "Greater" else "")
-        return gt if ctx.op == "Greater" else op(r, ctx, "sub", const(r, ctx, 1.0, "one"), gt)
-    if ctx.op in ("Less", "GreaterOrEqual"):
-        lt = op(r, ctx, "step", op(r, ctx, "sub", b, a, suffix="diff"), suffix="lt" if ctx.op != "Less" else "")
-        return lt if ctx.op == "Less" else op(r, ctx, "sub", const(r, ctx, 1.0, "one"), lt)
-    if ctx.op == "Equal":  # neither greater nor less
-        diff = op(r, ctx, "abs", op(r, ctx, "sub", a, b, suffix="diff"), suffix="abs")
-        return op(r, ctx, "sub", const(r, ctx, 1.0, "one"), op(r, ctx, "step", diff, suffix="ne"))
+    """A comparison or logical op of computed values: the catalog's mask ops, through which no gradient flows."""
+    if ctx.op in _COMPARE:
+        return op(r, ctx, "compare", a, b, op=_COMPARE[ctx.op])
+    if ctx.op in ("And", "Or", "Xor"):
+        return op(r, ctx, "logical", a, b, op=ctx.op.lower())
     raise Unmapped(f"{ctx.op} of computed values")
 
 
