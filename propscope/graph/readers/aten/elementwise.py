@@ -10,6 +10,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Ctx, Guard, Translator, Unmapped, aten, dims_arg, op_key, self_arg
+from .._build import finite_mask
 
 _NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "abs": np.abs, "sign": np.sign, "sin": np.sin, "cos": np.cos, "sqrt": np.sqrt, "rsqrt": lambda x: 1 / np.sqrt(x),
@@ -99,12 +100,14 @@ def _where(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if isinstance(cond, Guard):
         return y
     known = t.known(cond)
+    kx, ky = t.known(x), t.known(y)
     if known is not None:
-        kx, ky = t.known(x), t.known(y)
         if kx is not None and ky is not None:
             return np.where(known.astype(bool), kx, ky)
         return blend(t, ctx, x, y, known.astype(bool))
-    return _op(t, ctx, "where", t.node(cond, ctx, "condition"), t.node(x, ctx, "self"), t.node(y, ctx, "other"))
+    picks = [t.node(v, ctx, role) if k is None else t.b.const(finite_mask(k.astype(np.float64)), ctx.module, role)
+             for v, k, role in ((x, kx, "self"), (y, ky, "other"))]
+    return _op(t, ctx, "where", t.node(cond, ctx, "condition"), *picks)
 
 
 @aten("masked_fill")
@@ -118,8 +121,10 @@ def _masked_fill(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         if kx is not None and kv is not None:
             return np.where(known.astype(bool), kv, kx)
         return blend(t, ctx, value, x, known.astype(bool))
-    fill = value if isinstance(value, Node) else t.b.const(np.asarray(value, dtype=np.float64), ctx.module, "fill")
-    return _op(t, ctx, "where", t.node(mask, ctx, "mask"), t.node(fill, ctx), t.node(x, ctx, "self"))
+    kv = t.known(value)
+    # a −∞ fill is an attention mask: the finite fill gives softmax the same zeros and keeps every value finite
+    fill = t.node(value, ctx) if kv is None else t.b.const(finite_mask(kv.astype(np.float64)), ctx.module, "fill")
+    return _op(t, ctx, "where", t.node(mask, ctx, "mask"), fill, t.node(x, ctx, "self"))
 
 
 @aten("remainder", "fmod")
