@@ -59,8 +59,25 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
     return 0.0 if scale == 0 else float(np.linalg.norm(analytic - numeric)) / scale
 
 
+@dataclass(frozen=True)
+class GradCheckResult:
+    """One leaf's check with both gradients kept, for a view that shows them side by side."""
+
+    row: GradCheckRow
+    analytic: np.ndarray
+    numeric: np.ndarray
+
+
 def gradcheck(session: Session, h: float = 1e-3) -> list[GradCheckRow]:
     """Check every parameter and every (floating) input gradient of the session's loss, in float64."""
+    return [r.row for r in gradcheck_detailed(session, h)]
+
+
+def gradcheck_detailed(
+    session: Session, h: float = 1e-3, progress: Callable[[int, int, str], bool | None] | None = None
+) -> list[GradCheckResult]:
+    """`gradcheck` with both gradients of every leaf; `progress(done, total, name)` is told before each leaf,
+    and returning False from it stops the check (the leaves done so far are returned)."""
     if session.loss_node is None:
         raise PropscopeError("gradient check needs a loss; this session runs forward only")
     leaves = {k: np.array(session.backend.to_numpy(v), dtype=np.float64) for k, v in session.params.items()}
@@ -78,14 +95,15 @@ def gradcheck(session: Session, h: float = 1e-3) -> list[GradCheckRow]:
     program = NumpyProgram(session.graph)
     _, analytic = _analytic(session, leaves, [name for name, _ in targets])
     rows = []
-    for name, kind in targets:
+    for done, (name, kind) in enumerate(targets):
+        if progress is not None and progress(done, len(targets), name) is False:
+            break
         numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h)
         a = np.asarray(analytic[name], dtype=np.float64).reshape(numeric.shape)
-        rows.append(
-            GradCheckRow(
-                name, kind, relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)), numeric.size
-            )
+        row = GradCheckRow(
+            name, kind, relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)), numeric.size
         )
+        rows.append(GradCheckResult(row, a, numeric))
     return rows
 
 

@@ -229,7 +229,7 @@ class Block:
     checks: tuple[Check, ...]
     question: str = ""
     answer: str = ""
-    line: int = 0  # where the heading is in the file (1-based)
+    line: int = field(default=0, compare=False)  # where the heading is in the file (1-based), for errors
 
     @property
     def trains(self) -> bool:
@@ -338,7 +338,8 @@ class Lesson:
             raise LessonError(f"{self._where()}{self.label(i)}: {exc}") from None
         blocks = list(self.blocks)
         blocks[i] = block
-        return replace(self, blocks=blocks)
+        edited = replace(self, blocks=blocks)
+        return loads(edited.dumps(), self.name, self.path)  # read back: the blocks below get their new lines
 
     def _where(self) -> str:
         return f"{self.path.name}: " if self.path is not None else (f"{self.name}: " if self.name else "")
@@ -558,6 +559,17 @@ class LessonPlayer:
 
     def close(self) -> None:
         self.session.cursor_moved.disconnect(self._cursor_moved)
+
+    def replace_lesson(self, lesson: Lesson) -> None:
+        """The same lesson with edited blocks (a teacher's edit): checked against the session, then shown in place.
+
+        LessonError (naming the block) leaves the player as it was."""
+        positions = resolve(lesson, self.session)
+        if len(lesson.blocks) != len(self.lesson.blocks):
+            raise LessonError("an edit keeps the number of blocks")
+        self.lesson, self.positions = lesson, positions
+        self.results[self.index] = [self._check(c) for c in self.block.checks]
+        self.block_changed.emit(self.index)
 
     @property
     def block(self) -> Block:

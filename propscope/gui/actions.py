@@ -6,6 +6,8 @@ step back; F5 continue; Home reset; End run to the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QStyle, QWidget
@@ -98,9 +100,12 @@ class DebugActions(QObject):
         for act in [*self.all, self.toggle_breakpoint, self.break_nonfinite]:
             window.addAction(act)  # keys work wherever the focus is in the window
         self.autoplay = Autoplay(bridge, self)
+        # A lesson takes Step and Back first (reveal an answer, train at its block); None: plain stepping.
+        self.step_hook: Callable[[], bool] | None = None
+        self.back_hook: Callable[[], bool] | None = None
         self.reset.triggered.connect(lambda: self._run(lambda s: s.reset()))
-        self.back.triggered.connect(lambda: self._run(lambda s: s.step_back()))
-        self.step.triggered.connect(lambda: self._run(lambda s: s.step()))
+        self.back.triggered.connect(lambda: self._hooked(self.back_hook) or self._run(lambda s: s.step_back()))
+        self.step.triggered.connect(lambda: self._hooked(self.step_hook) or self._run(lambda s: s.step()))
         self.cont.triggered.connect(lambda: self._run(lambda s: s.continue_()))
         self.to_end.triggered.connect(lambda: self._run(lambda s: s.run_to_end()))
         self.play.toggled.connect(self._play)
@@ -109,6 +114,13 @@ class DebugActions(QObject):
         bridge.cursorMoved.connect(lambda _c: self.update_enabled())
         bridge.sessionChanged.connect(self._session_changed)
         self.update_enabled()
+
+    def _hooked(self, hook: Callable[[], bool] | None) -> bool:
+        """True when a hook (a lesson) handled the key press itself."""
+        if hook is None:
+            return False
+        self.autoplay.stop()
+        return bool(hook())
 
     def _run(self, move: object) -> None:
         """A manual move stops autoplay first, so the two never fight over the cursor. A move that cannot

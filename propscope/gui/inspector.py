@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from html import escape
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QSplitter, QToolButton, QVBoxLayout, QWidget
@@ -35,6 +36,17 @@ class Inspector(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.value_panel)
         split.addWidget(self.grad_panel)
+        # Debug > Gradient check: the check's float64 analytic gradient beside the finite-difference one
+        self.gradcheck: dict[str, Any] = {}
+        self.analytic_panel = TensorPanel("Analytic gradient (float64)", "")
+        self.numeric_panel = TensorPanel("Numeric gradient (central differences)", "")
+        self.check_row = QSplitter(Qt.Orientation.Horizontal)
+        self.check_row.setObjectName("gradcheckRow")
+        for panel in (self.analytic_panel, self.numeric_panel):
+            panel.elementClicked.connect(self.selection.select_element)
+            self.check_row.addWidget(panel)
+        self.check_row.hide()
+        split.addWidget(self.check_row)
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
         top.addWidget(self.pin, 0, Qt.AlignmentFlag.AlignTop)
@@ -84,9 +96,26 @@ class Inspector(QWidget):
         self.grad_panel.set_title(f"Gradient ∂L/∂{name}", grad_wait)
         self.value_panel.set_array(value, index)
         self.grad_panel.set_array(grad, index)
+        self._show_gradcheck(name, index)
+
+    def set_gradcheck(self, results: dict[str, Any] | None) -> None:
+        """Gradient-check results by leaf name (`GradCheckResult`s); None hides the comparison."""
+        self.gradcheck = dict(results or {})
+        self.refresh()
+
+    def _show_gradcheck(self, name: str, index: Any) -> None:
+        result = self.gradcheck.get(name)
+        self.check_row.setVisible(result is not None)
+        if result is None:
+            return
+        error = result.row.relative_error
+        self.analytic_panel.set_title(f"Analytic ∂L/∂{name} (float64)", "")
+        self.numeric_panel.set_title(f"Numeric ∂L/∂{name} · relative error {error:.2e}", "")
+        self.analytic_panel.set_array(result.analytic, index)
+        self.numeric_panel.set_array(result.numeric, index)
 
     def _theme(self) -> None:
         theme = self.themes.theme
-        for panel in (self.value_panel, self.grad_panel):
+        for panel in (self.value_panel, self.grad_panel, self.analytic_panel, self.numeric_panel):
             panel.apply_theme(theme, QApplication.font())  # our own font() updates only later
         self.refresh()

@@ -54,10 +54,13 @@ from .compare_view import CompareView, diff_color
 from .diff import install_diff
 from .docks import default_window_size, make_dock
 from .explain_view import ExplainDialog
+from .export.dialog import attach_export
+from .gradcheck_view import attach_gradcheck
 from .help import add_help_menu
 from .inspector import Inspector
 from .jobs import Job
 from .layer_view import LayerView, fitting_nodes
+from .lessons import attach_lessons
 from .neuron_view import NeuronView
 from .opening import (
     ArchDialog,
@@ -165,6 +168,9 @@ class MainWindow(QMainWindow):
         self.chain.explainRequested.connect(self.explain)
         self.themes.changed.connect(self._theme_changed)
         self.projector = ProjectorLayout(self)
+        self.lessons = attach_lessons(self)  # File ▸ Lessons and the Lesson dock (gui/lessons)
+        self.exports = attach_export(self)  # File ▸ Export for slides (gui/export)
+        self.gradcheck = attach_gradcheck(self)  # Debug ▸ Gradient check (gui/gradcheck_view.py)
         self.toolbar_wrap = ToolbarWrap(self, [self.toolbar, self.session_toolbar])  # a second row, not »
         screen = self.screen()
         offscreen = QGuiApplication.platformName() in ("offscreen", "minimal")
