@@ -74,6 +74,7 @@ class LessonPanel(QWidget):
         self.title.setWordWrap(True)
         self.where = QLabel()
         self.where.setObjectName("lessonWhere")
+        self.where.setWordWrap(True)  # a long anchor must not widen the dock over the canvas
         self.narration = QTextBrowser()
         self.narration.setObjectName("lessonNarration")
         self.narration.setOpenExternalLinks(True)
@@ -161,8 +162,9 @@ class LessonPanel(QWidget):
             return
         block = p.block
         self.title.setText(p.lesson.title)
-        self.where.setText(f"Block {p.index + 1} of {len(p.lesson.blocks)} · {block.heading} · "
-                           f"{p.session.position_text()}")
+        anchor = "" if theme.projector else f" · {block.heading}"  # on the wall: the narration gets the room
+        self.where.setText(f"Block {p.index + 1} of {len(p.lesson.blocks)}{anchor} · {p.session.position_text()}")
+        self.narration.setMinimumHeight(theme.px(NARRATION_PX) * 5)  # four lines at least, whatever the docks do
         intro = p.lesson.intro.strip() if p.index == 0 else ""
         self.narration.setFont(theme.font(NARRATION_PX))
         self.narration.document().setDefaultFont(theme.font(NARRATION_PX))
