@@ -87,3 +87,28 @@ def test_the_room_size_follows_the_window(qtbot) -> None:
     assert w.themes.theme.scale > small * 1.3
     assert QFontInfo(w.chain.text.font()).pixelSize() >= min_text_px(1080)
     w.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example", ["cnn", "attention", "lstm"])
+@pytest.mark.parametrize("size", ROOMS, ids=[f"{w}x{h}" for w, h in ROOMS])
+def test_bigger_examples_are_readable_from_the_back_row(qtbot, example: str, size: tuple[int, int]) -> None:
+    """A sample of each example's steps (the first forward, the middle, the last backward): the same promises
+    as for xor, on graphs too big to show whole."""
+    w = projector_window(qtbot, size, example)
+    settle(qtbot, w)
+    want = min_text_px(size[1])
+    s = w.bridge.session
+    n = len(s.steps)
+    for cursor in sorted({1, n // 4, n // 2, n // 2 + 1, 3 * n // 4, n}):
+        s.seek(cursor)
+        settle(qtbot, w)
+        where = f"{example} {s.position_text()}"
+        qtbot.waitUntil(lambda: whole_text_on_screen(w.chain), timeout=2000)
+        assert w.rect().contains(w.chain_dock.geometry()), where
+        assert w.projector.label_px() >= want - 0.5, where
+        canvas = w.canvas
+        node = canvas.graph_scene.node_rect(canvas.current_node())
+        assert canvas.visible_scene_rect().contains(node.center()), where
+        assert canvas.height() >= size[1] // 4, f"{where}: the canvas keeps room ({canvas.height()} px)"
+    w.close()

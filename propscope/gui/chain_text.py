@@ -20,6 +20,7 @@ from ..graph.ir import Node
 from .format import Index, element, fit_index, fmt_index, fmt_num, fmt_shape
 
 MATRIX_LIMIT = 16  # contributions up to this many elements are also written out in full
+ROW_LIMIT = 8  # numbers to a written row: ten of them overflow the chain rule at 1024 px in projector mode
 
 
 def output_index(session: Session, node: Node, selected: str | None, index: Index | None) -> Index:
@@ -73,15 +74,22 @@ class Html:
         if a.size > MATRIX_LIMIT or a.size <= 1:
             return ""
         m = a.reshape(1, -1) if a.ndim <= 1 else a.reshape(-1, a.shape[-1])
+        if m.shape[1] == 1:  # a column is written across, as a row: 16 lines would push the formula off screen
+            m = m.T
+        if m.shape[0] == 1 and m.shape[1] > ROW_LIMIT:  # a long row continues on the next (flat order kept)
+            cells = np.full(-(-m.size // ROW_LIMIT) * ROW_LIMIT, np.nan)
+            cells[:m.size] = m.ravel()
+            m = cells.reshape(-1, ROW_LIMIT)
         flat_mark = int(np.ravel_multi_index(mark, a.shape)) if a.ndim else 0
         rows = []
         for r in range(m.shape[0]):
             cells = []
             for c in range(m.shape[1]):
                 is_mark = r * m.shape[1] + c == flat_mark
-                style = f"padding:1px 8px; color:{self.c[color if is_mark else 'text']};"
+                style = f"padding:1px 8px; white-space:nowrap; color:{self.c[color if is_mark else 'text']};"
                 style += "font-weight:600;" if is_mark else ""
-                cells.append(f'<td align="right" style="{style}">{escape(fmt_num(m[r, c]))}</td>')
+                text = "" if r * m.shape[1] + c >= a.size else fmt_num(m[r, c])  # the padding after a long row
+                cells.append(f'<td align="right" style="{style}">{escape(text)}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")
         return f'<table style="margin-left:24px;" cellspacing="0">{"".join(rows)}</table>'
 

@@ -171,7 +171,8 @@ class MainWindow(QMainWindow):
         self.lessons = attach_lessons(self)  # File ▸ Lessons and the Lesson dock (gui/lessons)
         self.exports = attach_export(self)  # File ▸ Export for slides (gui/export)
         self.gradcheck = attach_gradcheck(self)  # Debug ▸ Gradient check (gui/gradcheck_view.py)
-        self.toolbar_wrap = ToolbarWrap(self, [self.toolbar, self.session_toolbar])  # a second row, not »
+        self.toolbar_wrap = ToolbarWrap(self, [self.toolbar, self.session_toolbar],  # a second row, not »
+                                        wrap=lambda: not self.themes.projector)
         screen = self.screen()
         offscreen = QGuiApplication.platformName() in ("offscreen", "minimal")
         self.resize(*default_window_size(None if offscreen or screen is None else screen.availableGeometry()))

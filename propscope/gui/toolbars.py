@@ -7,6 +7,8 @@ toolbars' full width, the later ones go to a second row; when it is wide enough 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QMainWindow, QToolBar
 
@@ -19,11 +21,12 @@ def row_width(bars: list[QToolBar]) -> int:
 
 
 class ToolbarWrap(QObject):
-    """Keeps `bars` (in the window's top area, in this order) on as few rows as show all their actions."""
+    """Keeps `bars` (in the window's top area, in this order) on as few rows as show all their actions,
+    while `wrap()` says so (projector mode keeps one row: the room needs the height more than the choices)."""
 
-    def __init__(self, window: QMainWindow, bars: list[QToolBar]) -> None:
+    def __init__(self, window: QMainWindow, bars: list[QToolBar], wrap: Callable[[], bool] = lambda: True) -> None:
         super().__init__(window)
-        self.window, self.bars = window, bars
+        self.window, self.bars, self.wrap = window, bars, wrap
         self._check = QTimer(self)
         self._check.setSingleShot(True)
         self._check.setInterval(0)
@@ -44,7 +47,7 @@ class ToolbarWrap(QObject):
             return  # the user has moved a toolbar: their arrangement stands
         width, row, wanted = w.width(), [], set()
         for bar in self.bars:
-            if row and row_width([*row, bar]) > width:
+            if row and self.wrap() and row_width([*row, bar]) > width:
                 wanted.add(bar)
                 row = []
             row.append(bar)
