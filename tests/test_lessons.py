@@ -40,8 +40,8 @@ def test_there_is_a_lesson_for_every_part_of_the_tutorial() -> None:
     assert parts == {f"{i:02d}" for i in range(1, 11)}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.torch) if n in TORCH_LESSONS else n
-                                  for n in builtin_lessons()])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.torch, pytest.mark.slow])  # imports torch
+                                  if n in TORCH_LESSONS else n for n in builtin_lessons()])
 def test_each_lesson_steps_to_the_end_showing_every_block_at_its_anchor(name: str) -> None:
     player, shown = play(name)
     lesson = player.lesson
@@ -81,6 +81,17 @@ def test_part_2_activations_and_their_derivatives() -> None:
     np.testing.assert_allclose(local["sigmoid"], sig * (1 - sig))
     np.testing.assert_allclose(local["tanh"], 1 - np.tanh(z) ** 2)
     assert local["sigmoid"].max() == 0.25  # "derivatives get tiny at the edges"
+
+
+def test_part_2s_model_file_holds_five_activations_of_minus_3_to_3() -> None:
+    """The shipped activations.propscope, read back: what it must hold for the lesson's words to be true."""
+    lesson = load_lesson("part-02-activations")
+    s = open_lesson_session(lesson)
+    assert lesson.model == "activations.propscope" and s.model.loss == "sse"
+    np.testing.assert_array_equal(s.batch["z"], np.arange(-3.0, 4.0))
+    ops = {n.name: n.op.name for n in s.graph if not n.is_leaf and n.op.name != "add" and not n.op.is_loss}
+    assert ops == {name: name for name in ("sigmoid", "tanh", "relu", "leaky_relu", "gelu")}
+    assert s.graph["leaky_relu"].attrs["negative_slope"] == 0.01
 
 
 def test_part_3_the_neuron_prints_output_0_9987() -> None:
