@@ -26,8 +26,6 @@ def _recurrent(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     a = ctx.attrs
     if a.get("clip") is not None or a.get("activation_alpha") or a.get("input_forget", 0):
         raise Unmapped("clip, activation parameters or coupled input-forget gates")
-    if kind == "gru" and not a.get("linear_before_reset", 0):
-        raise Unmapped("a GRU with linear_before_reset=0 (PyTorch's GRU has 1)")
     acts = [s.decode() if isinstance(s, bytes) else str(s) for s in a.get("activations", [])]
     nonlinearity = "tanh"
     if kind == "rnn" and acts:
@@ -79,8 +77,11 @@ def _recurrent(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
             b_hh = _weight(r, ctx, B, d, order, (g * hidden, 2 * g * hidden), f"{base}.bias_hh{suffix}")
         state = _state(r, ctx, kind, states, d, batch, hidden, f"state0{suffix}")
         reverse = d == 1 or direction == "reverse"
-        cells = r.b.recurrent(kind, xs, state, (w_ih, w_hh, b_ih, b_hh), ctx.module, f"{base}{suffix}",
-                              reverse=reverse, nonlinearity=nonlinearity)
+        if kind == "gru" and not a.get("linear_before_reset", 0):  # ONNX's default, not PyTorch's cell
+            cells = _gru_reset_before(r, ctx, xs, state, (w_ih, w_hh, b_ih, b_hh), hidden, f"{base}{suffix}", reverse)
+        else:
+            cells = r.b.recurrent(kind, xs, state, (w_ih, w_hh, b_ih, b_hh), ctx.module, f"{base}{suffix}",
+                                  reverse=reverse, nonlinearity=nonlinearity)
         per_dir.append(cells)
         finals.append(cells[0] if reverse else cells[-1])
 
@@ -181,3 +182,41 @@ def _state(r: Reader, ctx: Ctx, kind: str, states: list[Any], d: int, batch: int
     stacked = [r.b.op("reshape", n, name=f"{ctx.name}.{tag}_row{i}", module=ctx.module,
                       attrs={"shape": (1, batch, hidden)}) for i, n in enumerate(nodes)]
     return r.b.op("concat", *stacked, name=f"{ctx.name}.{tag}", module=ctx.module, attrs={"axis": 0})
+
+
+def _gru_reset_before(r: Reader, ctx: Ctx, xs: list[Node], state: Node, weights: tuple[Node, Node, Node, Node],
+                      hidden: int, prefix: str, reverse: bool) -> list[Node]:
+    """ONNX's default GRU (linear_before_reset=0) unrolled into catalog steps, since PyTorch's cell (the
+    catalog's gru_cell) applies the reset gate after the recurrent product:
+    n = tanh(x W_nᵀ + b_in + (r ⊙ h) R_nᵀ + b_hn), not tanh(x W_nᵀ + b_in + r ⊙ (h R_nᵀ + b_hn)).
+    The weights arrive in PyTorch's gate order r, z, n."""
+    m = ctx.module
+
+    def gate(node: Node, i: int, tag: str) -> Node:
+        return r.b.op("slice", node, name=f"{prefix}.{tag}", module=m,
+                      attrs={"axes": (0,), "starts": (i * hidden,), "stops": ((i + 1) * hidden,), "steps": (1,)})
+
+    w_ih, w_hh, b_ih, b_hh = weights
+    W = {g: gate(w_ih, i, f"W_i{g}") for i, g in enumerate("rzn")}
+    R = {g: gate(w_hh, i, f"W_h{g}") for i, g in enumerate("rzn")}
+    bi = {g: gate(b_ih, i, f"b_i{g}") for i, g in enumerate("rzn")}
+    bh = {g: gate(b_hh, i, f"b_h{g}") for i, g in enumerate("rzn")}
+    one = r.b.const(np.ones(()), m, "one")
+    order = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
+    h = state
+    states: dict[int, Node] = {}
+    for t in order:
+        def step(name: str, op_name: str, *inputs: Node, _t: int = t, **attrs: Any) -> Node:
+            return r.b.op(op_name, *inputs, name=f"{prefix}.t{_t}.{name}", module=m, attrs=attrs or None, time=_t)
+
+        def lin(x: Node, w: Node, b: Node, name: str) -> Node:
+            return step(name, "linear", x, w, b, transpose_weight=True)
+
+        z = step("z", "sigmoid", step("z_in", "add", lin(xs[t], W["z"], bi["z"], "xz"), lin(h, R["z"], bh["z"], "hz")))
+        reset = step("r", "sigmoid", step("r_in", "add", lin(xs[t], W["r"], bi["r"], "xr"),
+                                          lin(h, R["r"], bh["r"], "hr")))
+        n = step("n", "tanh", step("n_in", "add", lin(xs[t], W["n"], bi["n"], "xn"),
+                                   lin(step("rh", "mul", reset, h), R["n"], bh["n"], "hn")))
+        h = step("h", "add", step("keep_new", "mul", step("1-z", "sub", one, z), n), step("keep_old", "mul", z, h))
+        states[t] = h
+    return [states[t] for t in range(len(xs))]
