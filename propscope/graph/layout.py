@@ -449,6 +449,8 @@ class _Builder:
     def crossings(self) -> int:
         total = 0
         for level in self.levels[:-1]:
+            if len(level) == 1 and len(self.down[level[0]]) < 2:  # one edge (a chain's layer) crosses nothing
+                continue
             ends = sorted((self.pos[i], self.pos[j] + self.frac.get((i, j), 0.0)) for i in level for j in self.down[i])
             total += _inversions([e for _, e in ends])
         return total
@@ -477,23 +479,43 @@ class _Builder:
                 if k:
                     acc += (size[level[k - 1]] + size[i]) / 2
                 y[i] = acc
+        still = 0  # passes in a row that moved nothing: once a down and an up pass agree, only the last is left
         for r in range(rounds * 2 + 1):
             last = r == rounds * 2
+            if still >= 2 and not last:
+                continue
             downward = r % 2 == 0
             span = range(len(self.levels)) if downward else range(len(self.levels) - 1, -1, -1)
+            moved = False
             for lay in span:
                 level = self.levels[lay]
-                want = []
-                for i in level:
-                    ups = [y[j] - self.frac.get((j, i), 0.0) for j in self.up[i]] if downward or last else []
-                    downs = [y[j] + self.frac.get((i, j), 0.0) for j in self.down[i]] if not downward or last else []
-                    adj = ups + downs
-                    want.append(sum(adj) / len(adj) if adj else y[i])
-                gaps = [0.0] + [(size[level[k - 1]] + size[level[k]]) / 2 for k in range(1, len(level))]
-                for i, v in zip(level, _spaced_fit(want, gaps), strict=True):
+                want = [self._wanted_row(i, y, downward or last, not downward or last) for i in level]
+                if len(level) == 1:  # a lone item (every layer of a chain) goes where it wants
+                    fitted = want
+                else:
+                    gaps = [0.0] + [(size[level[k - 1]] + size[level[k]]) / 2 for k in range(1, len(level))]
+                    fitted = _spaced_fit(want, gaps)
+                for i, v in zip(level, fitted, strict=True):
+                    if abs(y[i] - v) > 1e-9:
+                        moved = True
                     y[i] = v
+            still = 0 if moved else still + 1
         low = min(y)
         return [v - low for v in y]
+
+    def _wanted_row(self, i: int, y: list[float], ups: bool, downs: bool) -> float:
+        """The mean row of `i`'s neighbours (above, below or both) at the ports their edges use."""
+        total, count = 0.0, 0
+        frac = self.frac
+        if ups:
+            for j in self.up[i]:
+                total += y[j] - frac.get((j, i), 0.0) if frac else y[j]
+                count += 1
+        if downs:
+            for j in self.down[i]:
+                total += y[j] + frac.get((i, j), 0.0) if frac else y[j]
+                count += 1
+        return total / count if count else y[i]
 
     def pack(self, rows: list[float], size: list[float]) -> list[float]:
         """Rows where no two things overlap in any layer: a wide item keeps one row in all its layers.

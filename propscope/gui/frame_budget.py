@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import pyqtgraph as pg
-
 MAX_RATE_HZ = 30.0
 MIN_RATE_HZ = 2.0  # however costly a frame, the plots move at least this often
 SHARE = 0.04  # drawing may take 4% of the time while training runs
@@ -57,15 +55,29 @@ class FrameBudget:
         return 1.0 / self.interval
 
 
-class MeteredPlotWidget(pg.PlotWidget):
-    """A PlotWidget that reports how long its paints take to a FrameBudget."""
+def _metered_class() -> type:
+    import pyqtgraph as pg  # here, not at the top: the first window draws no plot
 
-    def __init__(self, budget: FrameBudget | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.budget = budget
+    class MeteredPlotWidget(pg.PlotWidget):
+        """A PlotWidget that reports how long its paints take to a FrameBudget."""
 
-    def paintEvent(self, event: Any) -> None:
-        start = time.thread_time()
-        super().paintEvent(event)
-        if self.budget is not None:
-            self.budget.add_paint(time.thread_time() - start)
+        def __init__(self, budget: FrameBudget | None = None, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.budget = budget
+
+        def paintEvent(self, event: Any) -> None:
+            start = time.thread_time()
+            super().paintEvent(event)
+            if self.budget is not None:
+                self.budget.add_paint(time.thread_time() - start)
+
+    return MeteredPlotWidget
+
+
+def __getattr__(name: str) -> Any:
+    """`MeteredPlotWidget`, made (with pyqtgraph's import) when first asked for."""
+    if name == "MeteredPlotWidget":
+        cls = _metered_class()
+        globals()["MeteredPlotWidget"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,24 +3,27 @@
 One `PlotDataItem` per curve, fed whole with `setData` from the training log's float64 arrays when
 the training view's timer says the log grew (at most ~30 times a second). Peak downsampling and
 clip-to-view keep a million-epoch history cheap to draw: only about two points per pixel column
-reach the screen.
+reach the screen. The plot itself is made when the widget is first shown (`BuiltOnFirstUse`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QPointF
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QToolButton, QVBoxLayout, QWidget
 
 from .format import fmt_num
-from .frame_budget import FrameBudget, MeteredPlotWidget
-from .plot_style import EpochFollower, NumberAxis, settle, style_plot, swatches
+from .frame_budget import FrameBudget
+from .plot_style import BuiltOnFirstUse, EpochFollower, settle, style_plot, swatches
 from .text_strip import TextStrip
 from .theme import Theme, ThemeManager
 from .training_log import TrainingLog
+
+if TYPE_CHECKING:
+    import pyqtgraph as pg
 
 
 def curve_width(theme: Theme, factor: float = 1.0) -> float:
@@ -37,25 +40,17 @@ def new_curve(plot: pg.PlotWidget, name: str) -> pg.PlotDataItem:
     return curve
 
 
-class LossPlot(QWidget):
+class LossPlot(BuiltOnFirstUse, QWidget):
+    lazy_parts = frozenset({"plot", "train_curve", "test_curve", "cursor_line"})
+
     def __init__(self, log: TrainingLog, themes: ThemeManager, budget: FrameBudget | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("lossPlot")
         self.log, self.themes = log, themes
-        self.plot = MeteredPlotWidget(budget, axisItems={"left": NumberAxis("left"), "bottom": NumberAxis("bottom")})
-        self.plot.setMenuEnabled(False)
-        item = self.plot.getPlotItem()  # no grid: its lines cost more to draw than the rest of the plot
-        item.setLabel("bottom", "epoch")
-        item.setLabel("left", "loss")
+        self.budget = budget
         self._label = "loss"
-        self.train_curve = new_curve(self.plot, "train")
-        self.test_curve = new_curve(self.plot, "test")
-        self.follower = EpochFollower(self.plot)
-        self.cursor_line = pg.InfiniteLine(angle=90, movable=False)
-        self.cursor_line.setVisible(False)
-        self.plot.addItem(self.cursor_line, ignoreBounds=True)
-        self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.follower = EpochFollower()
         self.log_scale = QCheckBox("Log scale")
         self.log_scale.setObjectName("lossLogScale")
         self.log_scale.setToolTip("Show the loss on a logarithmic axis: late, small improvements stay visible")
@@ -79,13 +74,37 @@ class LossPlot(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
-        lay.addWidget(self.plot, 1)
+        self.plot_slot = QVBoxLayout()  # where the plot goes when it is made
+        lay.addLayout(self.plot_slot, 1)
         lay.addWidget(self.readout)
         lay.addLayout(bar)
         self._hovered: int | None = None
         themes.changed.connect(self._theme)
-        self._theme()
         self.log_scale.setChecked(True)
+        self._show_readout()
+
+    def build_plots(self) -> None:
+        import pyqtgraph as pg
+
+        from .frame_budget import MeteredPlotWidget
+        from .plot_style import NumberAxis
+
+        self.plot = MeteredPlotWidget(self.budget, axisItems={"left": NumberAxis("left"),
+                                                              "bottom": NumberAxis("bottom")})
+        self.plot.setMenuEnabled(False)
+        item = self.plot.getPlotItem()  # no grid: its lines cost more to draw than the rest of the plot
+        item.setLabel("bottom", "epoch")
+        item.setLabel("left", self._label)
+        self.train_curve = new_curve(self.plot, "train")
+        self.test_curve = new_curve(self.plot, "test")
+        self.follower.attach(self.plot)
+        self.cursor_line = pg.InfiniteLine(angle=90, movable=False)
+        self.cursor_line.setVisible(False)
+        self.plot.addItem(self.cursor_line, ignoreBounds=True)
+        self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.plot_slot.addWidget(self.plot)
+        item.getAxis("left").setLogMode(False, self.log_scale.isChecked())
+        self._theme()
         self.refresh()
 
     def refresh(self) -> None:
@@ -94,6 +113,9 @@ class LossPlot(QWidget):
         On a log scale the curves get the log's own log10 columns and only the axis is told: pyqtgraph's
         log mode would take log10 of the whole history again every frame.
         """
+        if not self.wanted_now():  # hidden and never shown: drawn when it first shows
+            self._show_readout()
+            return
         log = self.log
         x = log.x
         on = self.log_scale.isChecked()
@@ -112,6 +134,8 @@ class LossPlot(QWidget):
         self._show_readout()
 
     def _set_log(self, on: bool) -> None:
+        if not self.built:
+            return
         self.plot.getPlotItem().getAxis("left").setLogMode(False, on)
         self.refresh()
         self.plot.getPlotItem().enableAutoRange()
@@ -165,6 +189,10 @@ class LossPlot(QWidget):
 
     # -- theme -----------------------------------------------------------------------------------
     def _theme(self) -> None:
+        if not self.built:
+            return
+        import pyqtgraph as pg
+
         theme = self.themes.theme
         style_plot(self.plot, theme)
         self.train_curve.setPen(pg.mkPen(theme.color("forward"), width=curve_width(theme)))

@@ -49,6 +49,7 @@ from .actions import DEFAULT_PACE_S, DebugActions
 from .bridge import SessionBridge
 from .canvas import GraphView
 from .canvas.folding import Folding
+from .canvas.navigation import install_navigation
 from .chain_rule import ChainRuleView
 from .compare_view import CompareView, diff_color
 from .diff import install_diff
@@ -161,6 +162,7 @@ class MainWindow(QMainWindow):
         self._build_status()
         self.timeline = install_timeline(self)  # under the canvas (gui/timeline)
         self.diff_view = install_diff(self)  # Debug ▸ Diff (gui/diff)
+        self.navigation = install_navigation(self)  # Ctrl+F, Space, minimap, breadcrumbs (gui/canvas)
         self.canvas.explainRequested.connect(lambda name: self.explain(name, self.selection.index))
         self.canvas.message.connect(self.message)
         self.canvas.setAcceptDrops(False)  # drops fall through to the window

@@ -4,7 +4,8 @@ For 2-D inputs, the decision boundary: the model's output over the plane as a he
 classes from blue to red through white at 0.5; more classes mixed from their colours by
 probability, paler where the model is unsure), train points filled and test points as rings. For
 1-D inputs, the fitted curve over the data. While training runs it is redrawn from the trainer's
-live parameters, as often as the training dock's frame budget allows.
+live parameters, as often as the training dock's frame budget allows. Nothing is computed or made
+until the view is first shown or asked for (`BuiltOnFirstUse`): a hidden view costs no start-up time.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ from html import escape
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QRectF
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from .bridge import SessionBridge
 from .colormap import COLORS, diverging_rgba
-from .frame_budget import FrameBudget, MeteredPlotWidget
+from .frame_budget import FrameBudget
 from .output_grid import OutputGrid
-from .plot_style import SERIES, style_plot
+from .plot_style import SERIES, BuiltOnFirstUse, style_plot
 from .text_strip import TextStrip
 from .theme import ThemeManager
 
@@ -33,7 +34,7 @@ def class_colors(classes: int) -> np.ndarray:
     """(classes, 3) RGB: blue and red for two classes, as the heatmaps of the inspector; a palette beyond."""
     if classes <= 2:
         return np.array([COLORS[0], COLORS[-1]], dtype=np.float64)
-    return np.array([pg.mkColor(c).getRgb()[:3] for c in SERIES[:classes]], dtype=np.float64)
+    return np.array([QColor(c).getRgb()[:3] for c in SERIES[:classes]], dtype=np.float64)
 
 
 def plane_rgba(scores: np.ndarray) -> np.ndarray:
@@ -52,13 +53,36 @@ def plane_rgba(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-class OutputView(QWidget):
+class OutputView(BuiltOnFirstUse, QWidget):
+    # the grid and scores too: they are computed for the plot, so asking for them makes it
+    lazy_parts = frozenset({"plot", "image", "curve", "train_points", "test_points", "grid", "scores"})
+
     def __init__(self, bridge: SessionBridge, themes: ThemeManager, budget: FrameBudget | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("outputView")
         self.bridge, self.themes = bridge, themes
-        self.plot = MeteredPlotWidget(budget)
+        self.budget = budget
+        self.caption = TextStrip(2)
+        self.caption.setObjectName("outputCaption")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.setSpacing(2)
+        self.plot_slot = QVBoxLayout()  # where the plot goes when it is made
+        lay.addLayout(self.plot_slot, 1)
+        lay.addWidget(self.caption)
+        self.data: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None = None
+        bridge.traceChanged.connect(self.redraw)
+        themes.changed.connect(self._theme)
+
+    def build_plots(self) -> None:
+        import pyqtgraph as pg
+
+        from .frame_budget import MeteredPlotWidget
+
+        self.grid: OutputGrid | None = None
+        self.scores: np.ndarray | None = None  # the last evaluation, (grid points, outputs)
+        self.plot = MeteredPlotWidget(self.budget)
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
@@ -68,25 +92,18 @@ class OutputView(QWidget):
         self.test_points = pg.ScatterPlotItem()
         for item in (self.image, self.curve, self.train_points, self.test_points):
             self.plot.addItem(item)
-        self.caption = TextStrip(2)
-        self.caption.setObjectName("outputCaption")
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(2, 2, 2, 2)
-        lay.setSpacing(2)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.caption)
-        self.grid: OutputGrid | None = None
-        self.scores: np.ndarray | None = None  # the last evaluation, (grid points, outputs)
-        self.data: tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None] | None = None
-        bridge.traceChanged.connect(self.redraw)
-        themes.changed.connect(self._theme)
+        self.plot_slot.addWidget(self.plot)
         self._theme()
+        if self.data is not None:
+            self.set_data(*self.data)
 
     # -- data and model ----------------------------------------------------------------------------
     def set_data(self, x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None,
                  y_test: np.ndarray | None = None) -> None:
         """The points to draw (and to size the plane by); the model is taken from the bridge's session."""
         self.data = (np.asarray(x), np.asarray(y), x_test, y_test)
+        if not self.wanted_now():  # hidden and never shown: drawn when it first shows
+            return
         try:
             self.grid = OutputGrid(self.bridge.session, x, x_test)
         except Exception as exc:  # a backend that cannot compile the network for the grid
@@ -101,6 +118,8 @@ class OutputView(QWidget):
 
     def redraw(self, params: Mapping[str, Any] | None = None) -> None:
         """Evaluate the model (with `params` over the session's, e.g. the trainer's live ones) and draw it."""
+        if not self.wanted_now():
+            return
         grid = self.grid
         if grid is not None and grid.backend is not self.bridge.session.backend and self.data is not None:
             self.set_data(*self.data)  # another backend (or dtype): compile the grid's program again
@@ -125,6 +144,8 @@ class OutputView(QWidget):
 
     # -- drawing -----------------------------------------------------------------------------------
     def _draw_points(self) -> None:
+        import pyqtgraph as pg
+
         theme = self.themes.theme
         size = theme.px(6.5)
         outline = pg.mkPen(theme.color("text"), width=theme.pen_width(0.6))
@@ -168,6 +189,10 @@ class OutputView(QWidget):
         return f"Fitted curve over the data; {points} points."
 
     def _theme(self) -> None:
+        if not self.built:
+            return
+        import pyqtgraph as pg
+
         theme = self.themes.theme
         style_plot(self.plot, theme, widest_tick="−0.5")
         self.curve.setPen(pg.mkPen(theme.color("forward"), width=theme.pen_width(2.0)))

@@ -2,19 +2,26 @@
 
 Legends are plain coloured labels under the plots rather than pyqtgraph legends drawn over the
 curves, and log axes read as numbers (0.3, 1e−3) rather than 3·10⁻¹.
+
+pyqtgraph takes a few hundred milliseconds to import, and no plot shows in the first window: it
+is imported when a plot is first made (`BuiltOnFirstUse`), never at module level here.
 """
 
 from __future__ import annotations
 
 from html import escape
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyqtgraph as pg
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QLabel, QSizePolicy
 
 from .format import fmt_num
 from .theme import Theme
+
+if TYPE_CHECKING:
+    import pyqtgraph as pg
 
 # Distinct line colours for series without a meaning of their own (one per parameter), dark enough for a
 # white projector screen and readable on the dark theme.
@@ -26,45 +33,50 @@ def series_color(i: int) -> QColor:
     return QColor(SERIES[i % len(SERIES)])
 
 
-class NumberAxis(pg.AxisItem):
-    """An axis whose log-mode ticks are written as plain numbers, and which never rescales by an SI prefix."""
+def _number_axis_class() -> type:
+    import pyqtgraph as pg
 
-    def __init__(self, orientation: str) -> None:
-        super().__init__(orientation)
-        self.enableAutoSIPrefix(False)
+    class NumberAxis(pg.AxisItem):
+        """An axis whose log-mode ticks are written as plain numbers, and which never rescales by an SI prefix."""
 
-    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list:
-        """On a horizontal axis, only spacings whose labels fit side by side ("2000 4000" and not
-        "20004000"): a spacing too tight for the widest label grows by 2, 2.5, 2 (1-2-5 steps) until it fits."""
-        levels = super().tickSpacing(minVal, maxVal, size)
-        if self.orientation not in ("top", "bottom") or not levels or maxVal <= minVal or size <= 0 or self.logMode:
-            return levels
-        metrics = QFontMetrics(self.style.get("tickFont") or self.font())
-        widest = max(metrics.horizontalAdvance(fmt_num(v, 6)) for v in (minVal, maxVal, (minVal + maxVal) / 2))
-        room = widest + metrics.horizontalAdvance("MM")  # a gap of two wide letters between labels
-        px_per_unit = size / (maxVal - minVal)
-        kept = [(spacing, offset) for spacing, offset in levels if spacing * px_per_unit >= room]
-        if kept:
-            return kept
-        spacing, offset = levels[0]
-        steps = iter([2.0, 2.5, 2.0] * 20)
-        while spacing * px_per_unit < room:
-            spacing *= next(steps)
-        return [(spacing, offset)]
+        def __init__(self, orientation: str) -> None:
+            super().__init__(orientation)
+            self.enableAutoSIPrefix(False)
 
-    def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
-        """pyqtgraph's levels, without the minor ticks that repeat a major one (their labels would overprint)."""
-        levels = super().logTickValues(minVal, maxVal, size, stdTicks)
-        major = {round(v, 9) for spacing, values in levels if spacing is not None for v in values}
-        return [(s, v if s is not None else [x for x in v if round(x, 9) not in major]) for s, v in levels]
+        def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list:
+            """On a horizontal axis, only spacings whose labels fit side by side ("2000 4000" and not
+            "20004000"): a spacing too tight for the widest label grows by 2, 2.5, 2 (1-2-5 steps) until it fits."""
+            levels = super().tickSpacing(minVal, maxVal, size)
+            if self.orientation not in ("top", "bottom") or not levels or maxVal <= minVal or size <= 0 or self.logMode:
+                return levels
+            metrics = QFontMetrics(self.style.get("tickFont") or self.font())
+            widest = max(metrics.horizontalAdvance(fmt_num(v, 6)) for v in (minVal, maxVal, (minVal + maxVal) / 2))
+            room = widest + metrics.horizontalAdvance("MM")  # a gap of two wide letters between labels
+            px_per_unit = size / (maxVal - minVal)
+            kept = [(spacing, offset) for spacing, offset in levels if spacing * px_per_unit >= room]
+            if kept:
+                return kept
+            spacing, offset = levels[0]
+            steps = iter([2.0, 2.5, 2.0] * 20)
+            while spacing * px_per_unit < room:
+                spacing *= next(steps)
+            return [(spacing, offset)]
 
-    def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        """Label 1, 2 and 5 times a power of ten; the other minor ticks would crowd into each other."""
-        out = []
-        for v in 10 ** np.asarray(values, dtype=float) * scale:
-            mantissa = v / 10 ** np.floor(np.log10(v)) if v > 0 and np.isfinite(v) else 0.0
-            out.append(fmt_num(v, 2) if min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-6 else "")
-        return out
+        def logTickValues(self, minVal: float, maxVal: float, size: float, stdTicks: list) -> list:
+            """pyqtgraph's levels, without the minor ticks that repeat a major one (their labels would overprint)."""
+            levels = super().logTickValues(minVal, maxVal, size, stdTicks)
+            major = {round(v, 9) for spacing, values in levels if spacing is not None for v in values}
+            return [(s, v if s is not None else [x for x in v if round(x, 9) not in major]) for s, v in levels]
+
+        def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+            """Label 1, 2 and 5 times a power of ten; the other minor ticks would crowd into each other."""
+            out = []
+            for v in 10 ** np.asarray(values, dtype=float) * scale:
+                mantissa = v / 10 ** np.floor(np.log10(v)) if v > 0 and np.isfinite(v) else 0.0
+                out.append(fmt_num(v, 2) if min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-6 else "")
+            return out
+
+    return NumberAxis
 
 
 def swatches(pairs: list[tuple[str, QColor]]) -> str:
@@ -80,11 +92,21 @@ class EpochFollower:
     chase each other and the plot repaints without end. Its "A" button turns following back on.
     """
 
-    def __init__(self, plot: pg.PlotWidget) -> None:
-        self.view = plot.getPlotItem().getViewBox()
+    def __init__(self, plot: pg.PlotWidget | None = None) -> None:
+        self.view: Any = None
         self.following = True
+        self._reset_waiting = False  # reset() came before the plot did
+        if plot is not None:
+            self.attach(plot)
+
+    def attach(self, plot: pg.PlotWidget) -> None:
+        """Follow `plot` (made after this follower, when its widget is first shown)."""
+        self.view = plot.getPlotItem().getViewBox()
         self.view.enableAutoRange(x=False)
         self.view.sigRangeChangedManually.connect(self._by_hand)
+        if self._reset_waiting:
+            self._reset_waiting = False
+            self.reset()
 
     def _by_hand(self, *_args: object) -> None:
         self.following = False
@@ -92,11 +114,16 @@ class EpochFollower:
     def reset(self) -> None:
         """A new model: follow its epochs from the start, and let y fit its losses (not the last model's)."""
         self.following = True
+        if self.view is None:  # no plot yet: done when it comes
+            self._reset_waiting = True
+            return
         self.view.enableAutoRange(x=False)
         self.view.setXRange(0.0, 1.0, padding=0.02)
         self.view.enableAutoRange(y=True)
 
     def update(self, x: np.ndarray) -> None:
+        if self.view is None:
+            return
         if self.view.autoRangeEnabled()[0]:  # the "A" button
             self.following = True
             self.view.enableAutoRange(x=False)
@@ -120,6 +147,8 @@ def steady_label(label: QLabel, lines: int) -> None:
 
 def style_plot(plot: pg.PlotWidget, theme: Theme, font_px: float = 11, widest_tick: str = "0.0005") -> None:
     """Ground, axes and their labels in the theme's colours and sizes; the left axis as wide as `widest_tick`."""
+    import pyqtgraph as pg
+
     fg = theme.color("text")
     font = theme.font(font_px)
     metrics = QFontMetrics(font)
@@ -140,3 +169,68 @@ def style_plot(plot: pg.PlotWidget, theme: Theme, font_px: float = 11, widest_ti
             axis.setWidth(metrics.horizontalAdvance(widest_tick) + room + theme.px(8))
         else:
             axis.setHeight(metrics.height() + room + theme.px(8))
+
+
+class BuiltOnFirstUse:
+    """A widget whose pyqtgraph parts are made the first time it is shown or one of them is asked for.
+
+    The first window paints without importing pyqtgraph; a test (or a caller) reading a part of a
+    hidden widget gets it made on the spot, so nothing sees a half-made widget. Subclasses name
+    their parts in `lazy_parts` and make them in `build_plots`.
+    """
+
+    lazy_parts: frozenset[str] = frozenset()
+    built = False
+    build_on_show = True  # False: made only when a part is asked for (plots on a tab not shown yet)
+
+    def build_plots(self) -> None:
+        raise NotImplementedError
+
+    def ensure_built(self) -> None:
+        if not self.built:
+            self.built = True
+            self.build_plots()
+            for callback in self.__dict__.pop("_on_built", []):
+                callback()
+
+    def when_built(self, callback: Any) -> None:
+        """Call `callback` once the parts exist (now, if they do): for things drawn on the plots."""
+        if self.built:
+            callback()
+        else:
+            self.__dict__.setdefault("_on_built", []).append(callback)
+
+    def wanted_now(self) -> bool:
+        """Whether new content should be drawn now: the parts exist, or the widget is on screen."""
+        if self.built:
+            return True
+        if self.build_on_show and self.on_screen():
+            self.ensure_built()
+            return True
+        return False
+
+    def on_screen(self) -> bool:
+        """Shown and not covered: a dock tabbed behind another counts as visible to Qt, but shows nothing."""
+        return bool(self.isVisible() and not self.visibleRegion().isEmpty())  # type: ignore[attr-defined]
+
+    def paintEvent(self, event: Any) -> None:
+        # The first paint, not the first show: a tab behind another is "shown" with its window but never painted.
+        # The parts are made just after it (not while Qt paints), and paint themselves.
+        if self.build_on_show and not self.built:
+            QTimer.singleShot(0, self, self.ensure_built)  # type: ignore[call-overload]
+        super().paintEvent(event)  # type: ignore[misc]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in type(self).lazy_parts and not self.built:
+            self.ensure_built()
+            return getattr(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def __getattr__(name: str) -> Any:
+    """`NumberAxis`, made (with pyqtgraph's import) when first asked for."""
+    if name == "NumberAxis":
+        cls = _number_axis_class()
+        globals()["NumberAxis"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

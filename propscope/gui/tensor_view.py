@@ -1,6 +1,7 @@
 """One tensor shown three ways: numbers, a heatmap centred at zero, a histogram; plus its summary line.
 
-Only the visible tab is drawn; the others are marked stale and drawn when shown. Clicking a
+Only the visible tab is drawn; the others are marked stale and drawn when shown. The heatmap and
+histogram plots (pyqtgraph, slow to import) are made the first time one of them is needed. Clicking a
 number or a heatmap cell emits the element's index, which the window turns into the shared selection.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import (
@@ -36,6 +36,7 @@ from .format import (
     stats,
     symmetric_range,
 )
+from .plot_style import BuiltOnFirstUse
 from .theme import Theme
 
 TAB_LABELS = ("Numbers", "Heatmap", "Histogram")
@@ -100,17 +101,33 @@ class TensorTableModel(QAbstractTableModel):
         return ",".join(str(i) for i in np.unravel_index(section, self.shape[:-1]))
 
 
-class _ClickableImage(pg.ImageItem):
-    clicked = Signal(int, int)  # row, column
+def _clickable_image(**kwargs: Any) -> Any:
+    """A heatmap image that says which cell was clicked (its class made with pyqtgraph's import)."""
+    import pyqtgraph as pg
 
-    def mouseClickEvent(self, ev: Any) -> None:
-        pos = ev.pos()
-        self.clicked.emit(int(pos.y()), int(pos.x()))
-        ev.accept()
+    global _ClickableImage
+    if _ClickableImage is None:
+
+        class ClickableImage(pg.ImageItem):
+            clicked = Signal(int, int)  # row, column
+
+            def mouseClickEvent(self, ev: Any) -> None:
+                pos = ev.pos()
+                self.clicked.emit(int(pos.y()), int(pos.x()))
+                ev.accept()
+
+        _ClickableImage = ClickableImage
+    return _ClickableImage(**kwargs)
 
 
-class TensorPanel(QWidget):
+_ClickableImage: Any = None
+
+
+class TensorPanel(BuiltOnFirstUse, QWidget):
     """A titled tensor view; `array` is what it shows (None: not known yet at the cursor)."""
+
+    lazy_parts = frozenset({"heat", "image", "marker", "hist", "bars", "hist_line"})
+    build_on_show = False  # the numbers tab shows first; the plots wait for their tabs
 
     elementClicked = Signal(object)
 
@@ -141,11 +158,31 @@ class TensorPanel(QWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         self.table.clicked.connect(self._cell_clicked)
+        self._theme: tuple[Theme, QFont] | None = None
+        self.plot_pages = [QWidget(), QWidget()]  # the heatmap's and the histogram's tabs, filled when built
+        for page in self.plot_pages:
+            QVBoxLayout(page).setContentsMargins(0, 0, 0, 0)
+        for widget, label in zip((self.table, *self.plot_pages), TAB_LABELS, strict=True):
+            self.tabs.addTab(widget, label)
+        self.tabs.currentChanged.connect(lambda _i: self._draw_current())
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.tabs)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setSpacing(2)
+        lay.addWidget(self.title)
+        lay.addWidget(self.stats)
+        lay.addWidget(self.stack, 1)
+
+    def build_plots(self) -> None:
+        import pyqtgraph as pg
+
         self.heat = pg.PlotWidget()
         self.heat.setMenuEnabled(False)
         self.heat.invertY(True)
         self.heat.setAspectLocked(False)
-        self.image = _ClickableImage(axisOrder="row-major")
+        self.image = _clickable_image(axisOrder="row-major")
         self.image.setLookupTable(lut())
         self.image.clicked.connect(self._image_clicked)
         self.heat.addItem(self.image)
@@ -158,18 +195,10 @@ class TensorPanel(QWidget):
         self.hist.addItem(self.bars)
         self.hist_line = pg.InfiniteLine(angle=90, movable=False)
         self.hist.addItem(self.hist_line)
-        for widget, label in zip((self.table, self.heat, self.hist), TAB_LABELS, strict=True):
-            self.tabs.addTab(widget, label)
-        self.tabs.currentChanged.connect(lambda _i: self._draw_current())
-        self.stack = QStackedWidget()
-        self.stack.addWidget(self.empty)
-        self.stack.addWidget(self.tabs)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
-        lay.setSpacing(2)
-        lay.addWidget(self.title)
-        lay.addWidget(self.stats)
-        lay.addWidget(self.stack, 1)
+        for page, plot in zip(self.plot_pages, (self.heat, self.hist), strict=True):
+            page.layout().addWidget(plot)
+        if self._theme is not None:
+            self.apply_theme(*self._theme)
 
     # -- content ---------------------------------------------------------------------------
     def set_array(self, value: Any, index: Index | None) -> None:
@@ -283,6 +312,11 @@ class TensorPanel(QWidget):
         fm = QFontMetrics(base)
         self.table.horizontalHeader().setDefaultSectionSize(fm.horizontalAdvance("−0.0009999") + 10)
         self.table.verticalHeader().setDefaultSectionSize(fm.height() + 6)
+        self._theme = (theme, base)
+        if not self.built:  # the plots take the theme when they are made
+            return
+        import pyqtgraph as pg
+
         for plot in (self.heat, self.hist):
             plot.setBackground(bg)
             for name in ("left", "bottom"):

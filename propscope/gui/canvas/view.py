@@ -32,6 +32,7 @@ class GraphView(QGraphicsView):
     explainRequested = Signal(str)
     foldsChanged = Signal()
     message = Signal(str)  # something to tell the user in the status bar
+    viewChanged = Signal()  # what the view shows moved (pan, zoom, a new scene): the minimap follows
 
     def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
                  parent: QWidget | None = None, layout: Layout | None = None) -> None:
@@ -113,6 +114,7 @@ class GraphView(QGraphicsView):
             self._update_detail()
         else:
             self.show_start()
+        self.viewChanged.emit()
 
     def set_diffs(self, diffs: dict[str, float] | None, color_of: Callable[[float], QColor] | None = None) -> None:
         """Colour nodes by a backend comparison (kept across folds and themes); None clears."""
@@ -243,11 +245,45 @@ class GraphView(QGraphicsView):
         self.graph_scene.show_detail(detail)
         if detail:
             self.graph_scene.ensure_items(self.visible_scene_rect())
+        self.viewChanged.emit()
 
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         super().scrollContentsBy(dx, dy)
         if self._scene is not None and self.zoom() >= DETAIL_ZOOM:
             self._scene.ensure_items(self.visible_scene_rect())
+        self.viewChanged.emit()
+
+    # -- finding things ------------------------------------------------------------------------
+    def reveal(self, name: str) -> None:
+        """Show node `name` (a search hit): open the closed boxes hiding it, select it, centre it readably."""
+        f = self.folding_for_session()
+        hiding = [k for k in f.chains.get(name, ()) if k in f.closed]
+        if hiding:
+            for key in hiding:
+                f.open(key)
+            self.rebuild(keep_view=True)
+            self.foldsChanged.emit()
+        if self.selection.node != name:
+            self.selection.select(name)
+        self.center_readably(name)
+
+    def go_to_current(self) -> bool:
+        """Centre the step's node (its box, when folded) at a readable zoom: the Space key."""
+        name = self.graph_scene.current
+        if name is None:
+            steps = self.bridge.session.steps
+            if not steps:
+                return False
+            name = steps[0].node.name  # before the first step: where it will start
+        self.center_readably(name)
+        return True
+
+    def center_readably(self, name: str) -> None:
+        if self.zoom() < START_ZOOM:
+            self._set_zoom(START_ZOOM)
+        self.center_on_node(name)
+        self._auto = False
+        self._update_detail()
 
     def viewportEvent(self, event: QEvent) -> bool:
         if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip and self._scene is not None:
