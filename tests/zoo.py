@@ -242,6 +242,7 @@ class _Logits:
 def _gpt2(use_cache: bool) -> Builder:
     def build() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
         import torch
+        torchvision_models()  # transformers imports torchvision when it is installed
         from transformers import GPT2Config, GPT2LMHeadModel
 
         torch.manual_seed(0)
@@ -255,6 +256,7 @@ def _gpt2(use_cache: bool) -> Builder:
 
 def _bert() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
     import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
     from transformers import BertConfig, BertForSequenceClassification
 
     torch.manual_seed(0)
@@ -266,6 +268,7 @@ def _bert() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
 
 def _distilbert() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
     import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     torch.manual_seed(0)

@@ -205,8 +205,9 @@ CAUSAL_FILL = -1e9
 def finite_mask(value: Any) -> Any:
     """A constant added to scores with −∞ where attention is masked: the finite fill instead, so the debugger
     does not report the sum as non-finite (softmax gives the same exact zeros). Other values pass unchanged."""
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isneginf(value).any():
-        return np.where(np.isneginf(value), CAUSAL_FILL, value)
+    # −∞ and the dtype's lowest number (transformers fills masks with finfo.min, which overflows to −∞ in float32)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and (value < CAUSAL_FILL).any():
+        return np.where(value < CAUSAL_FILL, CAUSAL_FILL, value)
     return value
 
 
