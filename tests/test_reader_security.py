@@ -327,3 +327,87 @@ def test_external_data_beside_the_model_is_read(tmp_path: Path) -> None:
     model = open_model(path)
     np.testing.assert_array_equal(model.arrays["w"], np.arange(6, dtype=np.float32).reshape(3, 2))
     assert [n.module for n in model.graph.ops] == ["fc"]
+
+
+# -- the torch-free unpickler (readers/_pickle.py) --------------------------------------------------------
+SEEDS = Path(__file__).parent / "corpus" / "seeds"
+
+
+def test_opening_a_pt2_and_a_state_dict_imports_no_torch(tmp_path: Path) -> None:
+    """`inspect` and a NumPy trace of a .pt2 (its sample inputs included) and a .pt state dict, in a fresh
+    interpreter: torch is never imported."""
+    code = f"""
+import sys
+from propscope.cli import main
+from propscope.graph.readers import open_model
+model = open_model({str(SEEDS / 'small.pt2')!r})
+assert model.batch, "the sample inputs were read"
+assert main(["inspect", {str(SEEDS / 'small.pt2')!r}]) == 0
+assert main(["trace", {str(SEEDS / 'small.pt2')!r}, "--backend", "numpy", "--loss", "none",
+             "--out", {str(tmp_path / 't.npz')!r}]) == 0
+assert main(["inspect", {str(SEEDS / 'small.pt')!r}, "--arch", "xor"]) == 0
+print("TORCH" if "torch" in sys.modules else "NO TORCH")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("NO TORCH"), out.stdout[-500:]
+
+
+def _saved(value: object) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(value, buf)
+    return buf.getvalue()
+
+
+def _same(mine: object, ref: object, where: str = "") -> None:
+    if isinstance(ref, torch.Tensor):
+        expected = ref.detach()
+        expected = expected.float() if expected.dtype in (torch.bfloat16, torch.float16) else expected
+        assert isinstance(mine, np.ndarray), where
+        assert mine.shape == tuple(expected.shape) and mine.dtype == expected.numpy().dtype, where
+        np.testing.assert_array_equal(mine, expected.numpy(), err_msg=where)
+    elif isinstance(ref, dict):
+        assert isinstance(mine, dict) and list(mine) == list(ref), where
+        for k in ref:
+            _same(mine[k], ref[k], f"{where}/{k}")
+    elif isinstance(ref, list | tuple):
+        assert len(mine) == len(ref), where  # type: ignore[arg-type]
+        for i, (a, b) in enumerate(zip(mine, ref, strict=True)):  # type: ignore[call-overload]
+            _same(a, b, f"{where}[{i}]")
+    else:
+        assert mine == ref, where
+
+
+PARITY = {
+    "state dict with buffers": lambda: torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4)).state_dict(),
+    "views, broadcasts and dtypes": lambda: {
+        "slice": torch.arange(24.0).reshape(4, 6)[:, 1::2], "expand": torch.arange(6).expand(3, 6),
+        "bf16": torch.randn(3, 2).bfloat16(), "half": torch.randn(5).half(), "bool": torch.tensor([True, False]),
+        "transposed": torch.randn(3, 4).t(), "empty": torch.zeros(0, 3), "scalar": torch.tensor(3.5),
+        "int8": torch.tensor([-1, 2], dtype=torch.int8), "parameter": torch.nn.Parameter(torch.randn(2)),
+        "double": torch.randn(2, 2, dtype=torch.float64)},
+    "nested sample inputs": lambda: ((torch.randn(2, 3),), {"x": [torch.randn(1)], "n": 3}),
+}
+
+
+@pytest.mark.parametrize("case", list(PARITY))
+def test_the_torch_free_reader_gives_what_torch_load_gives(case: str) -> None:
+    import io
+
+    from propscope.graph.readers._pickle import load_weights_only
+
+    data = _saved(PARITY[case]())
+    _same(load_weights_only(data, "f", case), torch.load(io.BytesIO(data), weights_only=True), case)
+
+
+def test_a_state_dict_reads_the_same_with_and_without_torch(tmp_path: Path) -> None:
+    from propscope.graph.readers.state_dict import read_tensors
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Sigmoid(), torch.nn.Linear(4, 1))
+    path = tmp_path / "w.pt"
+    torch.save(model.state_dict(), path)
+    tensors = read_tensors(path)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(tensors[name], value.numpy())

@@ -518,10 +518,10 @@ class Translator:
     def _out_name(self, tensor: Any, target: str) -> str:
         """The name a node's output defines (checked: text of a sensible length)."""
         name = tensor.get("name") if tensor.__class__ is dict else None
-        if name.__class__ is not str or not 0 < len(name) <= MAX_NAME:
-            json_name(expect(tensor, dict, f"an output of {target}", self.where).get("name"),
-                      f"an output of {target}", self.where)
-        return name  # type: ignore[no-any-return]
+        if isinstance(name, str) and 0 < len(name) <= MAX_NAME:
+            return name
+        return json_name(expect(tensor, dict, f"an output of {target}", self.where).get("name"),
+                         f"an output of {target}", self.where)
 
     def _charge_folded(self, results: list[Any], name: str) -> None:
         """Arrays folded at load time count against the open's memory budget (large folds are also checked

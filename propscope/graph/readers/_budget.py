@@ -13,6 +13,7 @@ import math
 import os
 import re
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -24,6 +25,15 @@ import numpy as np
 from ..errors import ModelFormatError
 
 MIN_BUDGET = 256 * 2**20
+# What reading a damaged zip member can raise, from the container to the decompressor (lzma is optional).
+ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, OSError, EOFError, ValueError,
+                                               NotImplementedError, RuntimeError, zlib.error)
+try:
+    import lzma
+
+    ZIP_ERRORS += (lzma.LZMAError,)
+except ImportError:  # pragma: no cover
+    pass
 FALLBACK_BUDGET = 4 * 2**30  # where the machine does not say how much memory it has
 CHUNK = 2**20
 
@@ -43,10 +53,24 @@ def available_memory() -> int | None:
         return None
 
 
+def address_space_limit() -> int | None:
+    """The process's address-space limit (ulimit -v), where one is set."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, ValueError, OSError):
+        return None
+    return soft if soft > 0 and soft != resource.RLIM_INFINITY else None
+
+
 def default_budget() -> int:
-    """Half of the available memory: the rest is for the trace, the app and everything else running."""
+    """Half of the available memory (and of an address-space limit): the rest is for the trace, the app,
+    the libraries' own mappings and everything else running."""
     available = available_memory()
-    return max(MIN_BUDGET, available // 2) if available else FALLBACK_BUDGET
+    budget = max(MIN_BUDGET, available // 2) if available else FALLBACK_BUDGET
+    limit = address_space_limit()
+    return min(budget, max(MIN_BUDGET, limit // 2)) if limit else budget
 
 
 _limit_override: int | None = None
@@ -150,8 +174,8 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limit: i
                 if total > info.file_size:
                     raise ModelFormatError(f"{where}: {name} inflates past the {info.file_size} bytes it declares")
                 parts.append(chunk)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as exc:
-        raise ModelFormatError(f"{where}: {name} cannot be read ({exc}); the file may be truncated") from None
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: {name} cannot be read ({str(exc)[:100]}); the file may be damaged") from None
     if total != info.file_size:
         raise ModelFormatError(f"{where}: {name} holds {total} bytes, not the {info.file_size} it declares")
     return b"".join(parts)
@@ -163,11 +187,15 @@ def charge_array(shape: Iterable[int], dtype: Any, what: str, where: str) -> Non
     charge(math.prod(int(d) for d in shape) * itemsize, what, where)
 
 
-def range_length(start: float, stop: float, step: float, what: str, where: str) -> int:
+def range_length(start: Any, stop: Any, step: Any, what: str, where: str) -> int:
     """How many values `arange(start, stop, step)` makes, refused past one tensor's limit before it is made."""
-    if step == 0 or not all(math.isfinite(float(v)) for v in (start, stop, step)):
-        raise ModelFormatError(f"{where}: {what} has a step of 0 or a bound that is not finite")
-    count = max(0, math.ceil((float(stop) - float(start)) / float(step)))
+    try:
+        bounds = [float(v) for v in (start, stop, step)]
+    except (TypeError, ValueError, OverflowError):  # a bound computed at run time: the op stays unsupported
+        raise TypeError(f"{what} has bounds that are not numbers") from None
+    if bounds[2] == 0 or not all(math.isfinite(v) for v in bounds):
+        raise ValueError(f"{what} has a step of 0 or a bound that is not finite")
+    count = max(0, math.ceil((bounds[1] - bounds[0]) / bounds[2]))
     if count > 2**31:
         raise ModelFormatError(f"{where}: {what} would make {count} values, more than propscope will load")
     return count

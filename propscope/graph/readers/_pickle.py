@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFormatError
-from ._budget import charge, read_member
+from ._budget import ZIP_ERRORS, charge, read_member
 
 TORCH_INSTALL = "pip install 'propscope[torch]'"
 
@@ -64,7 +64,7 @@ class _StorageType:
         self.dtype = dtype
 
 
-class _StateDict(OrderedDict):  # type: ignore[type-arg]
+class _StateDict(OrderedDict[Any, Any]):
     """`collections.OrderedDict` as a state dict pickles it: BUILD sets `_metadata`, kept aside, never run."""
 
     def __setstate__(self, state: Any) -> None:
@@ -91,7 +91,7 @@ def _encode(text: str, encoding: str = "latin1") -> bytes:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, storages: Callable[[str, str, int], np.ndarray], where: str) -> None:
+    def __init__(self, data: bytes, storages: Callable[[str, str, int], _Storage], where: str) -> None:
         super().__init__(io.BytesIO(data))
         self.storages, self.where = storages, where
 
@@ -225,8 +225,8 @@ def load_torch_zip(data: bytes | zipfile.ZipFile, where: str, what: str) -> Any:
 def _open_zip(data: bytes, where: str, what: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise ModelFormatError(f"{where}: {what} is a damaged zip archive ({exc})") from None
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: {what} is a damaged zip archive ({str(exc)[:100]})") from None
 
 
 def plain(value: Any) -> Any:
@@ -266,8 +266,8 @@ def _load_file(path: Path, where: str, what: str, torch_fallback: bool) -> Any:
         try:
             with zipfile.ZipFile(path) as zf:
                 return plain(load_torch_zip(zf, where, what))
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-            raise ModelFormatError(f"{where}: a damaged zip archive ({exc})") from None
+        except ZIP_ERRORS as exc:
+            raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
         except RecursionError:
             raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
         except Refused as exc:

@@ -20,7 +20,7 @@ from ..ir import Graph
 from ..model import Model, TrainingDefaults
 from ..ops import CATALOG, get_op
 from . import snapshots as _snapshots
-from ._budget import CHUNK, charge, read_member
+from ._budget import CHUNK, ZIP_ERRORS, charge, read_member
 
 SUFFIX = ".propscope"
 FORMAT = "propscope-model"
@@ -28,6 +28,8 @@ VERSION = 2  # 2 adds training snapshots (readers/snapshots.py); version-1 files
 MANIFEST = "model.json"
 MAX_MEMBER_BYTES = 8 * 2**30  # refuse arrays over 8 GiB before reading them
 MAX_MANIFEST_BYTES = 64 * 2**20
+_MALFORMED: tuple[type[BaseException], ...] = (KeyError, TypeError, AttributeError, OverflowError, RecursionError,
+                                               *ZIP_ERRORS)
 MAX_NAME_CHARS = 1024  # a node name: it becomes a zip member name in a trace, which has a 64 KiB limit
 
 
@@ -116,7 +118,7 @@ def _read_array(zf: zipfile.ZipFile, member: str, where: str) -> np.ndarray:
                 np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             )
             shape, fortran, dtype = header(fh, max_header_size=10_000)
-        except (ValueError, SyntaxError, TypeError, OverflowError, MemoryError) as exc:
+        except Exception as exc:  # numpy parses the header with Python's tokenizer: anything can come out
             # numpy's message for an oversize header spans lines: say it in one
             reason = " ".join(str(exc).split())[:100]
             raise ModelFormatError(f"{where}: {member} is not a valid .npy array ({reason})") from None
@@ -156,8 +158,8 @@ def open(path: str | Path) -> Model:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise ModelFormatError(f"{where}: no such file") from None
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise ModelFormatError(f"{where}: not a propscope model file (not a zip archive: {exc})") from None
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: not a propscope model file (not a zip archive: {str(exc)[:100]})") from None
     with zf:
         try:
             info = zf.getinfo(MANIFEST)
@@ -206,9 +208,8 @@ def open(path: str | Path) -> Model:
             raise
         except PropscopeError as exc:
             raise ModelFormatError(f"{where}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError, zipfile.BadZipFile,
-                OSError, EOFError) as exc:
-            raise ModelFormatError(f"{where}: malformed model ({type(exc).__name__}: {exc})") from None
+        except _MALFORMED as exc:
+            raise ModelFormatError(f"{where}: malformed model ({type(exc).__name__}: {str(exc)[:150]})") from None
 
 
 def _loss(value: Any, where: str) -> str | None:

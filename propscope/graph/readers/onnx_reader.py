@@ -358,7 +358,7 @@ class Reader:
                 raise ModelFormatError(f"{self.where}: node {name!r} uses {i[:60]!r} before any node produces it")
         mark = len(self.b.graph)
         domain = n.domain if n.domain not in ("", "ai.onnx") else ""
-        key = f"{domain}.{n.op_type}" if domain else n.op_type
+        key = (f"{domain}.{n.op_type}" if domain else n.op_type)[:120]  # shown in warnings: never 10 MB of it
         try:
             handler = HANDLERS.get(key)
             if handler is None or any(isinstance(v, Missing) for v in attrs.values()):
@@ -370,7 +370,7 @@ class Reader:
                 if isinstance(value, Node) and declared is not None and value.shape != declared:
                     raise Unmapped(f"mapped to shape {value.shape}, the file declares {declared}")
         except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
-                OverflowError) as exc:  # a handler meeting values it cannot use: unsupported, not a crash
+                OverflowError, AttributeError) as exc:  # a handler meeting values it cannot use: unsupported
             if len(self.b.graph) != mark:
                 self.b.warnings.append(f"{key[:60]} at {name!r}: partial mapping dropped ({str(exc)[:120]})")
             results = self._placeholder(key, inputs, ctx, str(exc)[:200] if isinstance(exc, Unmapped) else
@@ -429,11 +429,18 @@ def open(path: str | Path) -> Model:
         model_warning = f"the model defines local functions ({names}); nodes that call them are unsupported"
     else:
         model_warning = ""
+    if not isinstance(model.graph.name, str):
+        check_strings(model, where)
     reader = Reader(model, where, clean_name(model.graph.name or path.stem))
     reader.folder = path.resolve().parent
     if model_warning:
         reader.b.warnings.append(model_warning)
-    return reader.read()
+    try:
+        return reader.read()
+    except (TypeError, AttributeError):
+        # checked only on failure (it costs ~8 µs a node): a name that is not text is the file's fault, said so
+        check_strings(model, where)
+        raise
 
 
 def open_proto(model: Any, where: str = "<ModelProto>") -> Model:
@@ -449,6 +456,29 @@ def open_proto(model: Any, where: str = "<ModelProto>") -> Model:
         names = ", ".join(f.name[:40] for f in model.functions[:4])
         reader.b.warnings.append(f"the model defines local functions ({names}); nodes that call them are unsupported")
     return reader.read()
+
+
+def check_strings(model: Any, where: str) -> None:
+    """Every name the reader uses is text (protobuf hands back bytes for a name that is not UTF-8)."""
+    g = model.graph
+
+    def text(value: Any, what: str) -> None:
+        if not isinstance(value, str):
+            raise ModelFormatError(f"{where}: {what} is not valid UTF-8 text")
+
+    text(g.name, "the graph's name")
+    for i, n in enumerate(g.node):
+        for what, value in (("name", n.name), ("op type", n.op_type), ("domain", n.domain)):
+            text(value, f"the {what} of node #{i}")
+        for value in (*n.input, *n.output, *(a.name for a in n.attribute), *(a.ref_attr_name for a in n.attribute)):
+            text(value, f"a name in node #{i}")
+    for group, items in (("initializer", g.initializer), ("input", g.input), ("output", g.output),
+                         ("value_info", g.value_info)):
+        for i, item in enumerate(items):
+            text(item.name, f"the name of {group} #{i}")
+    for prop in (*model.opset_import,):
+        text(prop.domain, "an opset domain")
+
 
 # -- what every handler module uses -------------------------------------------------------------
 def attr_or_input(r: Reader, ins: list[Any], ctx: Ctx, index: int, name: str, default: Any = None) -> Any:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ModelFormatError, PropscopeError
 from ..model import Model
-from ._budget import charge
+from ._budget import ZIP_ERRORS, charge
 from ._build import MAX_TENSOR_BYTES, check_shape, file_size, from_bytes
 from ._pickle import is_tensor, load_weights_only, to_numpy
 
@@ -152,8 +152,8 @@ def _torch_file(path: Path, where: str) -> dict[str, np.ndarray]:
         try:
             with zipfile.ZipFile(path) as zf:
                 infos = zf.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise ModelFormatError(f"{where}: a damaged zip archive ({exc})") from None
+        except ZIP_ERRORS as exc:
+            raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
         total = sum(i.file_size for i in infos)
         if any(i.file_size > MAX_TENSOR_BYTES for i in infos) or total > MAX_FILE_BYTES:
             raise ModelFormatError(f"{where}: its members claim {total} bytes, more than propscope will load")

@@ -26,8 +26,8 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import aten  # noqa: F401  (registers the ATen handlers)
-from ._aten import SCALAR_TYPES, Translator, sizes
-from ._budget import charge, read_member
+from ._aten import SCALAR_TYPES, Translator, json_int, sizes
+from ._budget import ZIP_ERRORS, charge, read_member
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
 from ._pickle import load_weights_only, to_numpy
 
@@ -47,8 +47,8 @@ def _zip(path: Path, where: str) -> zipfile.ZipFile:
         return zipfile.ZipFile(path)
     except FileNotFoundError:
         raise ModelFormatError(f"{where}: no such file") from None
-    except (OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
-        raise ModelFormatError(f"{where}: not a torch.export archive (not a zip file: {exc})") from None
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: not a torch.export archive (not a zip file: {str(exc)[:100]})") from None
 
 
 def _read(zf: zipfile.ZipFile, member: str, where: str, limit: int = MAX_TENSOR_BYTES) -> bytes:
@@ -173,7 +173,8 @@ class _Archive:
         shape = sizes(meta.get("sizes"), what, self.where)
         strides = sizes(meta.get("strides"), f"{what} strides", self.where)
         offset_spec = meta.get("storage_offset") or {"as_int": 0}
-        offset = int(offset_spec.get("as_int", 0)) if isinstance(offset_spec, dict) else -1
+        offset = offset_spec.get("as_int", 0) if isinstance(offset_spec, dict) else -1
+        offset = json_int(offset, f"{what} storage offset", self.where)
         if len(strides) != len(shape) or offset < 0:
             raise ModelFormatError(f"{self.where}: {what} has strides {strides} or offset {offset} that do not fit "
                                    f"its shape {shape}")
