@@ -58,9 +58,28 @@ def test_the_step_keys_go_on_into_training_after_the_end_of_the_pass(qtbot) -> N
     while p.index < 7:  # up to "at the end"
         press(qtbot, w, Qt.Key.Key_F10)
     assert s.at_end and w.debug.step.isEnabled(), "Step stays on: the lesson has a training block next"
-    press(qtbot, w, Qt.Key.Key_F10)
+    press(qtbot, w, Qt.Key.Key_F10)  # trains off the GUI thread
+    qtbot.waitUntil(lambda: w.lessons.training is None, timeout=30_000)
     assert p.block.trains and p.trained_epochs == 2000 and s.cursor == 0
-    assert "mse at epoch 1000 = 0.2186" in w.lessons.panel.checks.text()
+    assert "✓ mse at epoch 1000 = 0.2186" in w.lessons.panel.checks.text()
+    # the next training block, cancelled: it stops after the current epoch and shows what was reached
+    press(qtbot, w, Qt.Key.Key_F10)
+    job = w.lessons.training
+    assert job is not None
+    qtbot.waitUntil(lambda: p.training, timeout=10_000)
+    press(qtbot, w, Qt.Key.Key_F10)  # a press while training waits
+    job.cancel()
+    qtbot.waitUntil(lambda: not p.training and p.index == 9, timeout=30_000)
+    assert 2000 < p.trained_epochs < 10_000 and p.history.stopped
+    w.close()
+
+
+def test_an_explain_action_opens_the_explain_view(qtbot) -> None:
+    w = lesson_window(qtbot, "part-06-chain-rule")
+    while w.lessons.player.block.heading != "at the backward step of `z`":
+        press(qtbot, w, Qt.Key.Key_PageDown)
+    qtbot.waitUntil(lambda: getattr(w, "explain_dialog", None) is not None, timeout=20_000)
+    assert w.explain_dialog.isVisible()
     w.close()
 
 

@@ -553,6 +553,7 @@ class LessonPlayer:
         self.first_epoch = 0  # the lesson's epoch count when the last training run began
         self.plan = TrainingPlan()
         self.results: dict[int, list[CheckResult]] = {}
+        self.trainer: Any = None  # the Trainer while a training block trains (stop_training ends it early)
         self._moving = False
         session.cursor_moved.connect(self._cursor_moved)
         self._enter(0)
@@ -608,6 +609,23 @@ class LessonPlayer:
             return False
         self._step(lambda s: s.step())
         return True
+
+    def next_trains(self) -> bool:
+        """Whether the next press trains (the app runs that press off the GUI thread)."""
+        if self.block.question and not self.answer_shown:
+            return False
+        following = self.index + 1
+        return following < len(self.lesson.blocks) and self.lesson.blocks[following].trains
+
+    @property
+    def training(self) -> bool:
+        return self.trainer is not None
+
+    def stop_training(self) -> None:
+        """End a training block's run after the current epoch (from any thread); the block shows what was reached."""
+        trainer = self.trainer
+        if trainer is not None:
+            trainer.stop()
 
     def back(self) -> bool:
         """One press of Back: hide an answer just revealed, or step back (a training run is not undone)."""
@@ -692,10 +710,21 @@ class LessonPlayer:
                 self.plan = TrainingPlan(action.args[0].lower(), action.options())
         options: dict[str, Any] = dict(self.plan.options)
         lr = options.pop("lr", None)
+        from .trainer import Trainer, TrainingDiverged
+
         self.first_epoch = self.trained_epochs
-        self.history = self.session.train(block.anchor.number, optimizer=self.plan.optimizer, lr=lr, **options)
-        self.trained_epochs += block.anchor.number
+        self.session.check_runnable()
+        trainer = Trainer(self.session, block.anchor.number, self.plan.optimizer, lr, **options)
+        self.trainer = trainer
+        try:
+            history = trainer.run()
+        finally:
+            self.trainer = None
+        self.history = self.session.history = history
+        self.trained_epochs += len(history)
         self.session.reset()
+        if history.nonfinite is not None:
+            raise TrainingDiverged(history.nonfinite, history)
 
     def _apply(self, action: Action) -> None:
         s = self.session

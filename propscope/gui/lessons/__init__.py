@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -220,6 +219,7 @@ class LessonController(QObject):
         self.window = window
         self.player: LessonPlayer | None = None
         self.signals: PlayerSignals | None = None
+        self.training: Job | None = None  # a training block's run
         self.panel = LessonPanel(window.themes)
         self.dock: QDockWidget = make_dock("Lesson", "lessonDock", self.panel, window)
         window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
@@ -300,17 +300,35 @@ class LessonController(QObject):
 
     # -- keys ---------------------------------------------------------------------------------------
     def next(self) -> bool:
-        if self.player is None:
+        p = self.player
+        if p is None:
             return False
-        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)  # a training block trains on this press
+        if self.training is not None or p.training:
+            return True  # a press while the lesson trains waits for it
+        if p.next_trains():
+            self._train(p)
+            return True
         try:
-            self.player.next()
+            p.next()
         except PropscopeError as exc:
             self.window.show_error("Lesson", str(exc))
-        finally:
-            QGuiApplication.restoreOverrideCursor()
         self._shown()
         return True  # the press is the lesson's, even at its end (it must not step past a question)
+
+    def _train(self, p: LessonPlayer) -> Job:
+        """A training block trains in a job (progress, and Cancel stops after the current epoch)."""
+        epochs = p.lesson.blocks[p.index + 1].anchor.number
+        job = Job(f"Training {epochs:,} epochs for the lesson…", p.next, self.window)
+        self.training = job
+
+        def finish() -> None:
+            self.training = None
+            self._shown()
+
+        job.cancelled.connect(p.stop_training)
+        job.cancelled.connect(finish)
+        job.failed.connect(lambda _e: finish())
+        return self.window._start(job, lambda _r: finish(), "Lesson")
 
     def back(self) -> bool:
         if self.player is None:
