@@ -125,4 +125,8 @@ def test_opening_another_model_ends_the_lesson_and_file_lessons_lists_them(qtbot
     assert w.lessons.player is None and w.debug.step_hook is None
     press(qtbot, w, Qt.Key.Key_PageDown)
     assert w.bridge.session.cursor == 1  # plain stepping again
+    job = w.lessons.open("3")  # as File ▸ Lessons does: the model opens in a job
+    qtbot.waitUntil(lambda: w.lessons.player is not None, timeout=20_000)
+    assert w.bridge.session.name == "neuron" and w.lessons.lesson.name == "part-03-neuron"
+    assert w.lessons.open("no-such-lesson") is None and "no lesson 'no-such-lesson'" in w.last_error
     w.close()
