@@ -247,3 +247,22 @@ def test_the_first_window_makes_no_plot_it_does_not_show(qtbot):
     assert panel.built and panel.image.image is not None
     window.training_dock.raise_()  # its tab comes forward: the output view paints, so it is made
     qtbot.waitUntil(lambda: window.training.output_view.built, timeout=5000)
+
+
+@pytest.mark.parametrize("folded", [True, False], ids=["folded", "unfolded"])
+def test_the_overview_pales_exactly_what_has_not_run(qtbot, folded):
+    """Pale: a node whose forward step is still ahead, a box whose output's is; found per step by bisection."""
+    import bisect
+
+    window = open_window(qtbot, 600, folded)
+    window.canvas.set_zoom(0.05)  # the overview draws
+    s = window.bridge.session
+    for _ in range(3):
+        press(qtbot, window, Qt.Key.Key_F10, times=37)
+        scene = window.canvas.graph_scene
+        ahead = {st.node.name for st in s.steps[s.cursor:s.n_forward]}
+        folding = scene.folding
+        want = {k for k in scene.names if (folding.units[k].output if k in folding.units else k) in ahead}
+        overview = scene.overview
+        pale = sum(len(steps) - bisect.bisect_left(steps, overview.cursor) for steps, _ in overview._by_kind.values())
+        assert overview.cursor == s.cursor and pale == len(want) and 0 < pale < len(scene.names)

@@ -3,9 +3,15 @@
 Thousands of separate items would cost one Python paint call each per frame; here a frame is a
 handful of batched calls (one path for all edges, one `drawRects` per look), so a 5,000-node
 graph pans smoothly when fitted to the view.
+
+Nodes whose forward step has not run yet are drawn pale. Each kind's rectangles are kept sorted
+by that step, so the pale ones are a tail of the list found by bisection: a step costs no
+regrouping of the whole graph, only the paint.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QPainter, QPainterPath, QPen
@@ -17,14 +23,16 @@ from .items import lod_of
 
 
 class OverviewItem(QGraphicsItem):
+    """`order[key]` is the forward step at which `key` gets its value (-1: it has one from the start)."""
+
     def __init__(self, rects: dict[str, QRectF], kinds: dict[str, str], edges: list[list[QPointF]],
-                 theme: Theme, frames: list[QRectF] | None = None) -> None:
+                 theme: Theme, frames: list[QRectF] | None = None, order: dict[str, int] | None = None) -> None:
         super().__init__()
         self.theme = theme
         self.frames = list(frames or [])  # open module frames, outlined
         self.rects = rects
         self.kinds = kinds
-        self.pending: set[str] = set()
+        self.cursor = 0  # steps run: keys whose step is at or after it are pending
         self.current: str | None = None
         self.breakpoints: set[str] = set()
         path = QPainterPath()
@@ -39,30 +47,32 @@ class OverviewItem(QGraphicsItem):
         for r in self.frames:
             bounds = bounds.united(r)
         self._bounds = bounds.united(path.boundingRect()).adjusted(-50, -50, 50, 50)
-        self._groups: dict[tuple[str, bool], list[QRectF]] | None = None
+        self._by_kind = self._sorted_by_step(order or {})
         self.setZValue(0)
+
+    def _sorted_by_step(self, order: dict[str, int]) -> dict[str, tuple[list[int], list[QRectF]]]:
+        """Per kind: the steps, ascending, and the rectangles in that order."""
+        keyed: dict[str, list[tuple[int, int, QRectF]]] = {}
+        for i, (name, r) in enumerate(self.rects.items()):
+            keyed.setdefault(self.kinds[name], []).append((order.get(name, -1), i, r))
+        out = {}
+        for kind, rows in keyed.items():
+            rows.sort(key=lambda row: (row[0], row[1]))
+            out[kind] = ([row[0] for row in rows], [row[2] for row in rows])
+        return out
 
     def boundingRect(self) -> QRectF:
         return self._bounds
 
-    def set_pending(self, pending: set[str]) -> None:
-        if pending != self.pending:
-            self.pending = set(pending)
-            self._groups = None
+    def set_cursor(self, cursor: int) -> None:
+        if cursor != self.cursor:
+            self.cursor = cursor
             self.update()
 
     def set_marks(self, current: str | None, breakpoints: set[str]) -> None:
         if (current, breakpoints) != (self.current, self.breakpoints):
             self.current, self.breakpoints = current, set(breakpoints)
             self.update()
-
-    def _grouped(self) -> dict[tuple[str, bool], list[QRectF]]:
-        if self._groups is None:
-            groups: dict[tuple[str, bool], list[QRectF]] = {}
-            for name, r in self.rects.items():
-                groups.setdefault((self.kinds[name], name in self.pending), []).append(r)
-            self._groups = groups
-        return self._groups
 
     @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
@@ -78,12 +88,16 @@ class OverviewItem(QGraphicsItem):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawPath(self.edges)
         painter.setPen(Qt.PenStyle.NoPen)
-        for (kind, pending), rects in self._grouped().items():
+        for kind, (steps, rects) in self._by_kind.items():
+            split = bisect.bisect_left(steps, self.cursor)  # from here on: not computed yet
             color = t.color(f"{kind}.accent")
-            if pending:
+            if split:
+                painter.setBrush(color)
+                painter.drawRects(rects[:split])
+            if split < len(rects):
                 color.setAlphaF(0.35)
-            painter.setBrush(color)
-            painter.drawRects(rects)
+                painter.setBrush(color)
+                painter.drawRects(rects[split:])
         px = 1.0 / max(lod, 1e-6)  # one screen pixel in scene units
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setBrush(t.color("breakpoint"))

@@ -96,8 +96,10 @@ class GraphScene(QGraphicsScene):
             self.points.append(edge_points(lay, geo, src, dst, pos, count))
         kinds = {k: "module" if k in f.units else node_kind(g[k].op.name, g[k].op.category) for k in self.names}
         self._plan_frames(rects)
+        fwd, units = self._forward_index, f.units
+        order = {k: fwd.get(units[k].output if k in units else k, -1) for k in self.names}
         self.overview = OverviewItem(rects, kinds, self.points, self.theme,
-                                     [fr.rect for fr in self.frames.values()])
+                                     [fr.rect for fr in self.frames.values()], order)
         self.addItem(self.overview)
         xy = np.array([(c.x(), c.y()) for c in self.centers.values()]).reshape(-1, 2)
         self._node_xy = xy
@@ -322,12 +324,8 @@ class GraphScene(QGraphicsScene):
         return QPointF(x, nearest_free(busy, y, 2 * half_h))
 
     def _update_overview(self) -> None:
-        if self.overview.isVisible():
-            pending = {s.node.name for s in self.session.steps[self.cursor:self.session.n_forward]}
-            if self.folding.closed:  # a box waits until the value it hands on is computed
-                rep = self.folding.rep
-                pending = {rep(n) for n in pending if rep(n) == n or self.folding.units[rep(n)].output in pending}
-            self.overview.set_pending(pending)
+        if self.overview.isVisible():  # pale: what has not run yet (a box: until the value it hands on is computed)
+            self.overview.set_cursor(self.cursor)
             self.overview.set_marks(self.current_key, self._marked_keys())
 
     def _marked_keys(self) -> set[str]:

@@ -1,0 +1,155 @@
+"""Big graphs in the real window, in-process: `QT_QPA_PLATFORM=offscreen python benchmarks/bench_big_graphs.py`.
+
+Targets (issue 14): at 20,000 nodes, layout + scene + first paint at most 3 s; every frame (fitted,
+1:1, panning, stepping) at most 16 ms; stepping on 5,000 nodes at most 16 ms per step including the
+repaint. Two shapes: a plain chain of activations (what the ONNX chains of the Netron benchmark
+are) and a residual chain of modules (`blocks.K`: linear, tanh, add), opened unfolded.
+
+A frame is one synchronous `viewport().repaint()` after the move, timed with what the move itself
+costs (making items, refreshing nodes); the figure is the median of several, with the worst.
+`--profile` prints where the 20,000-node open spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+from PySide6.QtCore import QtMsgType, qInstallMessageHandler
+from PySide6.QtWidgets import QApplication
+
+from propscope.backends import get_backend
+from propscope.debugger import Session
+from propscope.graph.ir import Graph
+from propscope.graph.model import Model
+from propscope.gui.canvas.folding import Folding
+from propscope.gui.main_window import MainWindow
+
+OPEN_S, FRAME_MS = 3.0, 16.0
+
+
+def activation_chain(nodes: int) -> Model:
+    """An input and `nodes - 1` activations in a row, as the ONNX chains."""
+    g = Graph(f"chain{nodes}")
+    h = g.input("x", (4, 16))
+    kinds = ("relu", "tanh", "sigmoid")
+    for i in range(nodes - 1):
+        h = g.add(kinds[i % 3], h, name=f"op{i}")
+    g.set_outputs(h)
+    return Model(g, {}, batch={"x": np.ones((4, 16)), "y": np.zeros((4, 16))}, loss="mse")
+
+
+def block_chain(nodes: int) -> Model:
+    """About `nodes` nodes: an input, then modules of W, b, linear, tanh, add (5 nodes each)."""
+    g = Graph(f"blocks{nodes}")
+    h = g.input("x", (2, 4))
+    arrays = {}
+    for k in range(max(1, (nodes - 1) // 5)):
+        m = f"blocks.{k}"
+        w, b = g.parameter(f"{m}.weight", (4, 4), module=m), g.parameter(f"{m}.bias", (4,), module=m)
+        arrays[w.name], arrays[b.name] = np.eye(4) * 0.5, np.zeros(4)
+        z = g.add("linear", h, w, b, name=f"{m}.linear", module=m)
+        a = g.add("tanh", z, name=f"{m}.tanh", module=m)
+        h = g.add("add", a, h, name=f"{m}.add", module=m)
+    g.set_outputs(h)
+    return Model(g, arrays, batch={"x": np.ones((2, 4)), "y": np.zeros((2, 4))}, loss="mse")
+
+
+def open_window(model: Model) -> tuple[MainWindow, float]:
+    """The window on `model`, unfolded, shown and painted once; the seconds that took (layout included)."""
+    start = time.perf_counter()
+    session = Session(model, get_backend("numpy"))
+    folding = Folding.of(session.graph, ())
+    window = MainWindow(session, layout=folding.layout())
+    window.resize(1400, 900)
+    window.show()
+    QApplication.processEvents()
+    window.canvas.viewport().repaint()
+    return window, time.perf_counter() - start
+
+
+def frame_ms(window: MainWindow, move: Callable[[], object], times: int = 12) -> tuple[float, float]:
+    """Median and worst milliseconds of `move` plus the repaint it causes."""
+    vp = window.canvas.viewport()
+    took = []
+    for _ in range(times):
+        start = time.perf_counter()
+        move()
+        vp.repaint()
+        took.append((time.perf_counter() - start) * 1000)
+    return statistics.median(took), max(took)
+
+
+def frames(window: MainWindow) -> dict[str, tuple[float, float]]:
+    canvas = window.canvas
+    session = window.bridge.session
+    out = {}
+    canvas.fit()
+    out["fitted"] = frame_ms(window, lambda: None)
+    sign = [1]
+
+    def pan() -> None:
+        sign[0] = -sign[0]
+        canvas.horizontalScrollBar().setValue(canvas.horizontalScrollBar().value() + 40 * sign[0])
+
+    out["fitted, panning"] = frame_ms(window, pan)
+    canvas.set_zoom(1.0)
+    canvas.center_on_node(session.steps[0].node.name)
+    out["1:1"] = frame_ms(window, lambda: None)
+    out["1:1, panning"] = frame_ms(window, pan)
+    out["1:1, stepping"] = frame_ms(window, session.step, times=30)
+    canvas.fit()
+    out["fitted, stepping"] = frame_ms(window, session.step, times=30)
+    return out
+
+
+def profile_open(model: Model) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    window, _ = open_window(model)
+    profiler.disable()
+    window.close()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", action="store_true", help="profile opening the 20,000-node chain and stop")
+    args = parser.parse_args()
+    np.seterr(all="ignore")
+    qInstallMessageHandler(lambda kind, _ctx, msg: kind != QtMsgType.QtDebugMsg and None)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    if args.profile:
+        profile_open(activation_chain(20000))
+        return 0
+    ok = True
+    for label, model in (("chain 20,000", activation_chain(20000)), ("blocks 20,000", block_chain(20000)),
+                         ("chain 5,000", activation_chain(5000)), ("blocks 5,000", block_chain(5000))):
+        window, opened = open_window(model)
+        big = "20,000" in label
+        verdict = "ok" if not big or opened <= OPEN_S else "SLOW"
+        ok &= verdict == "ok"
+        print(f"{label}: layout + scene + first paint {opened:.2f} s {verdict if big else ''}", flush=True)
+        for what, (median, worst) in frames(window).items():
+            verdict = "ok" if median <= FRAME_MS else "SLOW"
+            ok &= verdict == "ok"
+            print(f"  {what:<18} median {median:5.1f} ms, worst {worst:5.1f} ms  {verdict}", flush=True)
+        window.close()
+        window.deleteLater()
+        app.processEvents()
+    print("all within target" if ok else "some figures over target")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
