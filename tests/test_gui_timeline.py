@@ -142,3 +142,42 @@ def test_training_in_the_app_records_within_the_dock_budget(qtbot, settings) -> 
     assert not w.timeline.slider.isEnabled()
     controls.record.setChecked(False)
     assert s.snapshot_settings is None
+
+
+def test_play_after_scrubbing_back_trains_on_from_that_epoch(qtbot, settings) -> None:  # type: ignore[no-untyped-def]
+    s = propscope.open_session("xor", dtype="float64")
+    w = make_window(qtbot, settings, s)
+    runner = w.training.runner
+    w.training.snapshot_controls.count.setValue(1000)  # every epoch
+
+    def train(epochs: int) -> None:
+        assert w.training.start(epochs)
+        qtbot.waitUntil(lambda: not runner.busy and runner.state == "finished", timeout=30_000)
+
+    train(30)
+    assert runner.log.n == 30 and s.snapshots.epochs[-1] == 30
+    assert w.timeline.show_epoch(12)
+    said: list[str] = []
+    w.timeline.message.connect(said.append)
+    train(8)
+    # one run of 20 epochs: the snapshots, the loss plot's log and the parameters (full-batch SGD: exact)
+    assert s.snapshots.epochs == list(range(21)) and w.timeline.epochs == list(range(21))
+    assert runner.epochs_done == 20 and list(runner.log.x) == list(range(20))
+    fresh = propscope.open_session("xor", dtype="float64")
+    losses = fresh.train(20).loss
+    assert list(runner.log.loss) == losses and s.snapshots.loss == losses
+    assert all(np.array_equal(s.parameters_numpy()[k], v) for k, v in fresh.parameters_numpy().items())
+    assert said == ["Training on from epoch 12: the 18 recorded epochs after it are dropped"]
+
+
+def test_play_after_scrubbing_a_run_file_back_draws_its_loss_up_to_there(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run.propscope"
+    assert main(["train", "xor", "--epochs", "40", "--snapshots", "41", "--out", str(run)]) == 0
+    s = propscope.open_session(run, dtype="float64")
+    w = make_window(qtbot, settings, s)
+    runner = w.training.runner
+    assert w.timeline.show_epoch(25)
+    assert w.training.start(5)
+    qtbot.waitUntil(lambda: not runner.busy and runner.state == "finished", timeout=30_000)
+    assert list(runner.log.x) == list(range(30)) and s.snapshots.epochs[-1] == 30
+    assert list(runner.log.loss) == propscope.open_session("xor", dtype="float64").train(30).loss

@@ -184,3 +184,21 @@ def test_1000_snapshots_of_the_784_128_10_mlp_stay_within_the_budget(dtype: str)
     # a continued run thins what it has and stays within the budget too
     s.train(200, snapshots=SnapshotSettings(count=1000, budget_bytes=budget))
     assert s.snapshots.nbytes <= budget and s.snapshots.epochs[-1] == 1200 and s.snapshots.epochs[:5] == [0, 1, 2, 3, 4]
+
+
+def test_training_on_from_a_scrubbed_back_epoch_drops_the_later_snapshots() -> None:
+    s = propscope.open_session("xor", dtype="float64")
+    s.train(30, snapshots=100)
+    s.at_epoch(12)
+    s.train(8, snapshots=100)  # full-batch SGD: exactly a fresh run of 20 epochs
+    assert s.snapshots.epochs == list(range(21)) and len(s.snapshots.loss) == 20
+    want = fresh_params(20)
+    assert all(np.array_equal(s.parameters_numpy()[k], v) for k, v in want.items())
+    s.at_epoch(17)
+    assert all(np.array_equal(s.parameters_numpy()[k], v) for k, v in fresh_params(17).items())
+    assert s.snapshots.loss[:20] == pytest.approx(fresh_session_losses(20), abs=0)
+
+
+def fresh_session_losses(epochs: int) -> list[float]:
+    s = propscope.open_session("xor", dtype="float64")
+    return list(s.train(epochs).loss)

@@ -7,7 +7,9 @@ ones), copied at once from the trainer's buffers, so scrubbing to it is exact.
 
 The recorder never holds more than its budget: a schedule that would not fit is shortened before
 training starts (the count is cut to what fits), and a run continued in the app (more epochs on
-top of the recorded ones) thins the oldest gaps when it would pass the budget.
+top of the recorded ones) thins the oldest gaps when it would pass the budget. Training on from an
+earlier recorded epoch (after `at_epoch`, scrubbing back) goes on from that epoch's parameters and
+drops what was recorded after it, so the run stays one line of epochs.
 """
 
 from __future__ import annotations
@@ -121,10 +123,11 @@ class SnapshotRecorder:
         self.session = session
         self.settings = settings
         previous: Snapshots | None = getattr(session, "snapshots", None)
-        self.offset = previous.epochs[-1] if previous and _continues(previous, session) else 0
-        self.snapshots: Snapshots = previous if self.offset else Snapshots()
-        if self.offset:  # the loss curve restarts where the recorded run stopped
-            del self.snapshots.loss[self.offset:]
+        start = continued_from(previous, session) if previous else None
+        self.offset = start or 0
+        self.snapshots: Snapshots = previous if previous is not None and self.offset else Snapshots()
+        # training on from an earlier epoch (scrubbed back) is a new branch: what was recorded after it goes
+        self.discarded = truncate_after(self.snapshots, self.offset) if self.offset else []
         per_snapshot = self.snapshot_bytes()
         room = max(0, settings.budget_bytes - self.snapshots.nbytes) // max(1, per_snapshot)
         if settings.epochs is not None:
@@ -177,11 +180,35 @@ class SnapshotRecorder:
         self.session.snapshots = self.snapshots
 
 
-def _continues(previous: Snapshots, session: Session) -> bool:
-    """Whether the session's parameters are those of the last snapshot, so training on extends that run."""
-    last = previous.at_index(len(previous) - 1)
+def continued_from(previous: Snapshots, session: Session) -> int | None:
+    """The recorded epoch that training the session now goes on from, or None for a new run.
+
+    That is the epoch the session shows (after `at_epoch`, scrubbing back) or else the last one,
+    where the session's parameters are still exactly that snapshot's.
+    """
+    if not len(previous):
+        return None
+    shown = getattr(session, "epoch", None)
+    candidates = [shown] if shown is not None and shown in previous else []
+    candidates.append(previous.epochs[-1])
+    for epoch in candidates:
+        if _same_params(previous[epoch], session):
+            return int(epoch)
+    return None
+
+
+def truncate_after(snapshots: Snapshots, epoch: int) -> list[int]:
+    """Drop the snapshots after `epoch` and the loss of the epochs after it; returns the epochs dropped."""
+    later = [e for e in snapshots.epochs if e > epoch]
+    for e in later:
+        snapshots.remove(e)
+    del snapshots.loss[epoch:]  # loss[i] is the loss of epoch i + 1, computed on the parameters after i epochs
+    return later
+
+
+def _same_params(snap: Snapshot, session: Session) -> bool:
     try:
-        return all(np.array_equal(last.params[k], session.backend.to_numpy(v)) for k, v in session.params.items())
+        return all(np.array_equal(snap.params[k], session.backend.to_numpy(v)) for k, v in session.params.items())
     except KeyError:
         return False
 

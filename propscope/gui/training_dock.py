@@ -55,6 +55,7 @@ def _button(text: str, tip: str, icon: QStyle.StandardPixmap, parent: QWidget) -
 class TrainingPanel(QWidget):
     liveParams = Signal(object)  # a running trainer's parameters (a copy), for views that draw weights
     message = Signal(str)  # for the status bar
+    aboutToTrain = Signal()  # a new run starts next (the timeline first goes back to a scrubbed-back epoch)
 
     def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager, seed: int = 0,
                  parent: QWidget | None = None) -> None:
@@ -199,6 +200,8 @@ class TrainingPanel(QWidget):
         except FormError as exc:
             self._say(str(exc))
             return False
+        if not self.runner.busy:
+            self.aboutToTrain.emit()
         return bool(action(settings))
 
     def start(self, epochs: int | None = None) -> bool:

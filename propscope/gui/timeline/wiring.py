@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QMenu, QVBoxLayout, QWidget
 
 from .bar import TimelineBar
 from .markers import EpochMarkers
+from .rewind import rewind_to_shown_epoch
 
 
 def find_menu(window: Any, title: str) -> QMenu | None:
@@ -43,7 +44,14 @@ def install_timeline(window: Any) -> TimelineBar:
             bar.stop()
             markers.show_epoch(None)
 
+    def about_to_train() -> None:
+        said = rewind_to_shown_epoch(window.bridge.session, runner)
+        if said is not None:
+            bar.refresh()
+            bar.message.emit(said)
+
     runner.stateChanged.connect(state_changed)
+    training.aboutToTrain.connect(about_to_train)
     runner.progressed.connect(lambda: bar.follow_recording() if runner.busy else None)
     training.reset.clicked.connect(bar.forget)
     window.bridge.sessionChanged.connect(lambda _s: markers.show_epoch(None))
