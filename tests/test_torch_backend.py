@@ -150,6 +150,7 @@ CASES = [
     case("layer_norm", normal(3, 4, 5), normal(4, 5), normal(4, 5), eps=1e-3, id="two-axes"),
     case("embedding", fixed([[0, 1, 1], [6, 0, 1]]), normal(7, 4), id="repeats"),
     case("embedding", fixed([2.0, 5.0]), normal(7, 4), id="float-ids"),
+    case("embedding", fixed([[0, 1, 1], [6, 0, 1]]), normal(7, 4), padding_idx=0, id="padding"),
     case("dropout", normal(4, 5), p=0.3, seed=3, id="train"),
     case("dropout", normal(4, 5), training=False, id="eval"),
     case("dropout", normal(4, 5), p=1.0, id="all"),

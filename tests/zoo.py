@@ -217,7 +217,9 @@ def _lstm_lm() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
 
 
 def _tokens(vocab: int, n: int = 2, length: int = 8, seed: int = 3) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, vocab, (n, length))
+    ids = np.random.default_rng(seed).integers(0, vocab, (n, length))
+    ids[-1, -1] = 0  # BERT's padding id: its embedding row must get no gradient (padding_idx)
+    return ids
 
 
 class _Logits:

@@ -22,14 +22,16 @@ def as_ids(ids: Array) -> Array:
 
 # -- embedding, dropout --------------------------------------------------------------------------
 @kernel("embedding")
-def embedding(ids: Array, table: Array) -> Array:
+def embedding(ids: Array, table: Array, padding_idx: int | None = None) -> Array:
     return table[as_ids(ids)]
 
 
 @embedding.gradient
-def _(g: Array, ids: Array, table: Array, out: Array) -> tuple[None, Array]:
+def _(g: Array, ids: Array, table: Array, out: Array, padding_idx: int | None = None) -> tuple[None, Array]:
     grad = np.zeros_like(table)
     np.add.at(grad, as_ids(ids).reshape(-1), g.reshape(-1, table.shape[1]))  # a repeated token adds up
+    if padding_idx is not None:
+        grad[padding_idx] = 0.0  # the padding row is a fixed vector: nn.Embedding never updates it
     return None, grad
 
 

@@ -13,8 +13,8 @@ from .kernels import Tensor, integer_ids, kernel
 
 
 @kernel("embedding")
-def embedding(ids: Tensor, table: Tensor) -> Tensor:
-    return F.embedding(integer_ids(ids), table)
+def embedding(ids: Tensor, table: Tensor, padding_idx: int | None = None) -> Tensor:
+    return F.embedding(integer_ids(ids), table, padding_idx=padding_idx)
 
 
 @kernel("dropout")

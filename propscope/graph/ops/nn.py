@@ -25,9 +25,10 @@ def _embedding(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
 
 define(OpDef(
     "embedding", ("ids", "E"), "out[..., :] = E[ids[...], :]  (one row of the table per token id)",
-    {"E": "∂L/∂E[k] = Σ over the positions where ids = k of ∂L/∂out[position]  (np.add.at)"},
-    _embedding, "emb", category="shape", nondifferentiable=frozenset({"ids"}),
-    summary="look up one row of a table per integer id (token ids are data: no gradient)",
+    {"E": "∂L/∂E[k] = Σ over the positions where ids = k of ∂L/∂out[position]  (np.add.at); 0 for k = padding_idx"},
+    _embedding, "emb", category="shape", nondifferentiable=frozenset({"ids"}), default_attrs={"padding_idx": None},
+    summary="look up one row of a table per integer id (token ids are data: no gradient); the padding_idx row, "
+            "if any, gets no gradient (PyTorch's nn.Embedding(padding_idx=...))",
 ))
 
 define(OpDef(

@@ -31,9 +31,10 @@ def _dropout(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 @aten("embedding")
 def _embedding(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    if int(a.get("padding_idx", -1)) >= 0:
-        t.b.warnings.append(f"embedding {ctx.name!r}: padding_idx is ignored, so its row gets a gradient here")
     if a.get("scale_grad_by_freq"):
         raise Unmapped("embedding with scale_grad_by_freq")
-    return t.b.op("embedding", t.node(a["indices"], ctx, "ids"), t.node(a["weight"], ctx, "weight"),
-                  name=ctx.name, module=ctx.module)
+    weight = t.node(a["weight"], ctx, "weight")
+    padding = int(a.get("padding_idx", -1))
+    attrs = {"padding_idx": padding % weight.shape[0]} if padding >= 0 or padding < -1 else {}
+    return t.b.op("embedding", t.node(a["indices"], ctx, "ids"), weight, name=ctx.name, module=ctx.module,
+                  attrs=attrs)
