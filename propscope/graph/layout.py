@@ -242,6 +242,7 @@ class _Clustered:
             for c in set(self.chain[u]) | set(self.chain[v]):
                 self.touching.setdefault(c, []).append(e)
         self.dissolved: set[Any] = set()
+        self.same_shape: dict[tuple[Any, ...], tuple[_Level, list[Any]]] = {}  # shape -> first level, its keys
         self.local: dict[Any, dict[Any, tuple[int, float]]] = {}  # node: centre; cluster: top-left corner
         self.routes: dict[Any, dict[Edge, list[tuple[int, float]]]] = {}
         self.size: dict[Any, tuple[int, float]] = {}
@@ -321,8 +322,16 @@ class _Clustered:
                 self.kids[c] += self.kids[worst]
         by_key = {it.key: it for it in items}
         sweeps, dummy_size, port_span = self.opts
-        level = _Level([by_key[k] for k in keys], edges, sweeps, dummy_size, port_span,
-                       pinned_first=_IN if _IN in by_key else None)
+        ordered = [by_key[k] for k in keys]
+        shape = _shape_of(ordered, edges)
+        seen = self.same_shape.get(shape)
+        if seen is None:  # the first cluster of this shape: laid out
+            level: _Level | _Renamed = _Level(ordered, edges, sweeps, dummy_size, port_span,
+                                              pinned_first=_IN if _IN in by_key else None)
+            self.same_shape[shape] = (level, keys)
+        else:  # a repeat (the 12 blocks of a transformer, 4,000 of a chain): the first one's layout, renamed
+            first, first_keys = seen
+            level = _Renamed(first, dict(zip(first_keys, keys, strict=True)))
         self.crossings += level.crossings
         self._keep(c, level, by_key, dummy_size)
 
@@ -342,7 +351,7 @@ class _Clustered:
             items.append(_Item(_OUT, height=self.opts[1], virtual=True))
         return items, list(edges.values())
 
-    def _keep(self, c: Any, level: _Level, by_key: dict[Any, _Item], dummy_size: float) -> None:
+    def _keep(self, c: Any, level: _Level | _Renamed, by_key: dict[Any, _Item], dummy_size: float) -> None:
         """Store the level in `c`'s own coordinates: its first layer 0, its top (margin included) row 0."""
         b, rows = level.b, level.rows
         ports = {i for i in range(b.real) if by_key[b.names[i]].virtual}
@@ -370,6 +379,31 @@ class _Clustered:
         if c is not None:
             last = max(b.layer[i] for i in inside)
             self.size[c] = (last - first + 1, bottom - top + pad_top + pad_bottom)
+
+
+def _shape_of(items: list[_Item], edges: list[tuple[Any, Any, int, int]]) -> tuple[Any, ...]:
+    """What a level's layout depends on, without the names: item sizes and ports in order, edges by position.
+
+    Two clusters of one shape get the same layout, so it is computed once (the layout is deterministic)."""
+    index = {it.key: i for i, it in enumerate(items)}
+    kinds = tuple((it.width, it.height, it.virtual, it.key is _IN, it.key is _OUT) for it in items)
+    return kinds, tuple((index[u], index[v], port, ports) for u, v, port, ports in edges)
+
+
+class _Renamed:
+    """Another cluster's `_Level` read under this cluster's names (same shape, so same rows and layers)."""
+
+    def __init__(self, level: _Level, rename: dict[Any, Any]) -> None:
+        self.rows = level.rows
+        self.crossings = level.crossings
+        self.b = _RenamedBuilder(level.b, rename)
+
+
+class _RenamedBuilder:
+    def __init__(self, b: _Builder, rename: dict[Any, Any]) -> None:
+        self.names = [rename[n] for n in b.names]
+        self.layer, self.owner, self.real = b.layer, b.owner, b.real
+        self.chains = {(rename[u], rename[v]): chain for (u, v), chain in b.chains.items()}
 
 
 class _Builder:
