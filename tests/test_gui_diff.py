@@ -8,11 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QDockWidget, QWidget
 
 import propscope
 from propscope.graph.examples import load_example
 from propscope.graph.readers.native import save
+from propscope.gui.canvas.folding import BOX_PREFIX
 from propscope.gui.diff import change_color
+from propscope.gui.diff.legend import diff_color
 from propscope.gui.main_window import MainWindow
 
 OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints"
@@ -87,14 +90,64 @@ def test_a_file_with_one_weight_changed_shows_only_that_parameter(qtbot, setting
     assert "1 of 4 nodes' parameters changed" in view.summary.text()
 
 
-def test_the_two_backends_are_one_more_diff(qtbot, settings) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.torch
+def test_compare_backends_is_the_diff_dock_in_backend_mode_with_its_tolerance(qtbot, settings) -> None:  # type: ignore[no-untyped-def]
+    from propscope.backends import get_backend
+    from propscope.debugger.compare import compare_backends
+
+    s = propscope.open_session("cnn")
+    w = make_window(qtbot, settings, s)
+    assert w.compare_action.shortcut().toString() == "Ctrl+B"
+    assert w.findChild(QDockWidget, "compareDock") is None  # one view for every comparison
+    s.seek(len(s.steps) - 3)
+    job = w.compare_backends()
+    with qtbot.waitSignal(job.finished, timeout=60000):
+        pass
+    view = w.diff_view
+    assert w.diff_dock.isVisible() and view.kind == "values"
+    c = view.comparison
+    expected = compare_backends(s, get_backend("torch", "float32"))  # what `propscope compare` checks
+    assert c is not None and c.by_node() == pytest.approx(expected.by_node(), nan_ok=True, abs=0)
+    assert c.passed == expected.passed and "nodes agree" in view.summary.text()
+    assert "tolerance" in view.summary.text() and view.legend.middle == c.tolerance
+    worst = max((d for d in c.nodes if not np.isnan(d.value_diff)), key=lambda d: d.scaled("values"))
+    assert view.table.item(0, 0).text() == worst.name and view.table.item(0, 3).text() == "agrees"
+    assert view.table.horizontalHeaderItem(2).text() == "max |A−B|"
+    scene = w.canvas.graph_scene
+    name = next(n for n in scene.nodes if n in c.by_node() and not np.isnan(c.by_node()[n]))
+    members = [d.scaled("values") for d in c.nodes if scene.key_of(d.name) == name and not np.isnan(d.value_diff)]
+    assert rgb(scene.diffs[name]) == rgb(diff_color(max(members), c.tolerance))
+    w.canvas.fold_all(True)  # colours survive folding: a box takes its worst member's
+    assert w.canvas.graph_scene.nodes[BOX_PREFIX + "conv1"].diff_color is not None
+    # the button in the dock runs the same comparison again
+    jobs_before = len(w.jobs)
+    view.backends.click()
+    assert len(w.jobs) == jobs_before + 1
+    with qtbot.waitSignal(w.jobs[-1].finished, timeout=60000):
+        pass
+    w.clear_comparison()
+    assert view.comparison is None
+    assert all(item.diff_color is None for item in w.canvas.graph_scene.nodes.values())
+
+
+def test_the_two_backends_diff_carries_the_tolerance_check() -> None:
     pytest.importorskip("torch")
+    from propscope.backends import get_backend
+    from propscope.debugger.diff import diff_backends
+
     s = propscope.open_session("classifier", dtype="float64")
     s.run_to_end()
-    w = make_window(qtbot, settings, s)
-    result = w.diff_view.run_backends()
-    assert result is not None and result.label_b.startswith("torch/float64")
+    result = diff_backends(s, get_backend("torch", "float64"))
+    assert result.label_b.startswith("torch/float64") and result.comparison is not None
+    assert result.comparison.passed and result.comparison.tolerance == 1e-10
     assert max(r.change("values") for r in result.rows) < 1e-10
+
+
+def test_diff_colours_run_from_green_through_yellow_to_red() -> None:
+    tol = 1e-5
+    green, at, red = diff_color(0.0, tol), diff_color(tol, tol), diff_color(1.0, tol)
+    assert green.green() > green.red() and red.red() > red.green() and at.red() > 200 and at.green() > 180
+    assert diff_color(float("nan"), tol).saturation() < 40
 
 
 def test_a_missing_file_is_said_not_raised(qtbot, settings) -> None:  # type: ignore[no-untyped-def]
@@ -105,3 +158,28 @@ def test_a_missing_file_is_said_not_raised(qtbot, settings) -> None:  # type: ig
     view.message.connect(messages.append)
     assert view.run() is None
     assert messages and messages[0].startswith("Cannot compare:") and "\n" not in messages[0]
+
+
+def test_the_inspector_shows_a_b_and_their_difference_for_the_selected_node(qtbot, settings) -> None:  # type: ignore[no-untyped-def]
+    s = propscope.open_session("xor", dtype="float64")
+    s.train(60, snapshots=10)
+    w = make_window(qtbot, settings, s)
+    row = w.inspector.findChild(QWidget, "inspectorDiffRow")
+    w.selection.select("W1")
+    assert row is not None and not row.isVisible()  # no diff yet
+    result = w.diff_view.compare_epochs(0, 60)
+    assert result is not None and row.isVisible()
+    a, b = result.pair("W1", "params")
+    assert np.array_equal(row.a.array, a) and np.array_equal(row.b.array, b)
+    assert np.array_equal(row.delta.array, a - b)
+    assert row.a.title.text().startswith("A: xor@0") and row.b.title.text().startswith("B: xor@60")
+    row.delta.tabs.setCurrentIndex(row.delta.HEATMAP)  # the inspector's own heatmap of A − B
+    image = row.delta.image.image
+    assert np.allclose(image, a - b)
+    w.selection.select("hidden_output")  # a value: the kind shown switches to the node's values
+    va, vb = result.pair("hidden_output", "values")
+    assert np.array_equal(row.a.array, va) and np.array_equal(row.b.array, vb)
+    w.diff_view.what.setCurrentIndex(w.diff_view.what.findData("grads"))
+    assert np.array_equal(row.a.array, result.pair("hidden_output", "grads")[0])
+    w.diff_view.clear()
+    assert not row.isVisible()

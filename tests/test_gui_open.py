@@ -234,6 +234,7 @@ def test_without_torch_compare_is_shown_unavailable_with_the_install_command(qtb
     w.show()
     qtbot.waitExposed(w)
     assert not w.compare_action.isEnabled() and "pip install" in w.compare_action.toolTip()
+    assert not w.diff_view.backends.isEnabled()  # the Diff dock's NumPy vs PyTorch is the same action
     w.close()
 
 

@@ -11,14 +11,12 @@ from PySide6.QtCore import QPointF, QSettings, Qt
 
 import propscope
 from propscope.backends.numpy.recurrent import lstm_gates
-from propscope.debugger.compare import compare_backends
 from propscope.graph.ir import Graph
 from propscope.graph.model import Model
 from propscope.gui.bridge import SessionBridge
 from propscope.gui.canvas import GraphView
 from propscope.gui.canvas.boxes import BoxItem
 from propscope.gui.canvas.folding import BOX_PREFIX, REPEAT, Folding
-from propscope.gui.compare_view import diff_color
 from propscope.gui.layer_view import ATTENTION, CONV, RECURRENT, LayerView, receptive_field, view_kind
 from propscope.gui.main_window import MainWindow
 from propscope.gui.selection import Selection
@@ -235,46 +233,6 @@ def test_layer_view_lists_the_nodes_it_can_show_and_scales_in_projector_mode(qtb
         assert view.sections[0].grid.title_font.pixelSize() > small * 1.4
     finally:
         view.themes.restore()
-
-
-# -- comparing backends ------------------------------------------------------------------------------
-@pytest.mark.torch
-def test_compare_colours_nodes_and_lists_the_worst_like_comparison(qtbot, tmp_path):
-    s = propscope.open_session("cnn")
-    w = MainWindow(s, settings=QSettings(str(tmp_path / "p.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
-    s.seek(len(s.steps) - 3)
-    job = w.compare_backends()
-    with qtbot.waitSignal(job.finished, timeout=60000):
-        pass
-    c = w.comparison
-    from propscope.backends import get_backend
-
-    expected = compare_backends(s, get_backend("torch", "float32"))
-    assert c.by_node() == pytest.approx(expected.by_node(), nan_ok=True, abs=0)
-    table = w.compare_view.model
-    assert table.rows[0].name == expected.worst(1)[0].name
-    assert w.compare_dock.isVisible()
-    scene = w.canvas.graph_scene
-    name = next(n for n in scene.nodes if n in c.by_node() and not np.isnan(c.by_node()[n]))
-    assert scene.nodes[name].diff_color == diff_color(max(d for k, d in c.by_node().items()
-                                                          if scene.key_of(k) == name), c.tolerance)
-    w.canvas.fold_all(True)  # colours survive folding: a box takes its worst member's
-    box = w.canvas.graph_scene.nodes[BOX_PREFIX + "conv1"]
-    assert box.diff_color is not None
-    w.clear_comparison()
-    assert all(item.diff_color is None for item in w.canvas.graph_scene.nodes.values())
-    w.close()
-
-
-def test_diff_colours_run_from_green_through_yellow_to_red():
-    tol = 1e-5
-    green, at, red = diff_color(0.0, tol), diff_color(tol, tol), diff_color(1.0, tol)
-    assert green.green() > green.red() and red.red() > red.green() and at.red() > 200 and at.green() > 180
-    assert diff_color(float("nan"), tol).saturation() < 40
 
 
 def test_boxes_fold_and_open_from_the_menus(qtbot):

@@ -40,6 +40,14 @@ class NodeDiff:
         """The larger of the two differences; what a node is coloured and ranked by."""
         return max((d for d in (self.value_diff, self.grad_diff) if not np.isnan(d)), default=0.0)
 
+    def scaled(self, kind: str) -> float:
+        """The value's ("values") or gradient's ("grads") difference over max(1, its size): what the tolerance
+        bounds (see `Comparison.node_ok`), so a colour scale centred at the tolerance agrees with the verdict."""
+        diff, scale = (self.grad_diff, self.grad_scale) if kind == "grads" else (self.value_diff, self.value_scale)
+        if np.isnan(diff) or np.isinf(diff):
+            return float(diff)
+        return float(diff / max(1.0, 0.0 if np.isnan(scale) else scale))
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -110,23 +118,34 @@ def replay(session: Session, backend: Backend, cursor: int | None = None) -> Tra
     return trace
 
 
-def compare_backends(
-    session: Session, other: Backend, cursor: int | None = None, tolerance: float | None = None
-) -> Comparison:
-    """Each node's value and gradient at `cursor` (default: the session's) on its backend and on `other`."""
-    cursor = session.cursor if cursor is None else cursor
-    if cursor:
-        session.trace.compute_through(cursor - 1)
+Pair = tuple[np.ndarray | None, np.ndarray | None]
+
+
+def backend_arrays(session: Session, other: Backend, cursor: int) -> dict[str, tuple[Pair, Pair]]:
+    """Each node's (value, gradient) at `cursor` as (the session's, `other`'s) NumPy arrays; None where none yet.
+
+    The session's trace must already be computed through `cursor` (see `compare_backends`).
+    """
     mine, theirs = session.trace, replay(session, other, cursor)
     ref = session.backend
-    rows = []
+    out = {}
     for node in session.graph:
         pairs = []
         for read in (Trace.value, Trace.grad):
             a, b = read(mine, node.name, cursor), read(theirs, node.name, cursor)
-            pairs.append(max_abs_diff(None if a is None else ref.to_numpy(a),
-                                      None if b is None else other.to_numpy(b)))
-        (vd, vs), (gd, gs) = pairs
+            pairs.append((None if a is None else np.asarray(ref.to_numpy(a)),
+                          None if b is None else np.asarray(other.to_numpy(b))))
+        out[node.name] = (pairs[0], pairs[1])
+    return out
+
+
+def comparison_of(session: Session, other: Backend, cursor: int, arrays: dict[str, tuple[Pair, Pair]],
+                  tolerance: float | None = None) -> Comparison:
+    """The tolerance check of `backend_arrays`: each node's largest value and gradient difference."""
+    ref = session.backend
+    rows = []
+    for node in session.graph:
+        (vd, vs), (gd, gs) = (max_abs_diff(*pair) for pair in arrays[node.name])
         rows.append(NodeDiff(node.name, node.op.name, vd, gd, vs, gs))
     return Comparison(
         reference=_describe(ref),
@@ -137,6 +156,16 @@ def compare_backends(
         tolerance=default_tolerance(ref.dtype) if tolerance is None else tolerance,
         nodes=tuple(rows),
     )
+
+
+def compare_backends(
+    session: Session, other: Backend, cursor: int | None = None, tolerance: float | None = None
+) -> Comparison:
+    """Each node's value and gradient at `cursor` (default: the session's) on its backend and on `other`."""
+    cursor = session.cursor if cursor is None else cursor
+    if cursor:
+        session.trace.compute_through(cursor - 1)
+    return comparison_of(session, other, cursor, backend_arrays(session, other, cursor), tolerance)
 
 
 def _describe(backend: Backend) -> str:

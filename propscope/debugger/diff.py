@@ -31,8 +31,8 @@ from ..backends.base import Backend
 from ..graph.errors import PropscopeError
 from ..graph.ir import Graph, Node
 from ..graph.model import Model
+from .compare import Comparison
 from .session import Session
-from .trace import Trace
 
 KINDS = ("params", "values", "grads")
 SAME, CHANGED, ONLY_A, ONLY_B, SHAPE = "same", "changed", "only in A", "only in B", "shape differs"
@@ -205,6 +205,7 @@ class GraphDiff:
     rows: list[NodeChange]
     traced: bool
     arrays: dict[str, dict[str, tuple[np.ndarray | None, np.ndarray | None]]] = field(default_factory=dict)
+    comparison: Comparison | None = None  # two backends' runs: the tolerance check (debugger.compare)
 
     def row(self, name: str) -> NodeChange:
         for r in self.rows:
@@ -325,26 +326,27 @@ def _row(x: Node | None, y: Node | None,
                       max_abs(pa, pb) if is_param else math.nan)
 
 
-def diff_backends(session: Session, other: Backend, cursor: int | None = None) -> GraphDiff:
-    """The session's pass against the same pass on `other` (the app's Compare backends), as a diff."""
-    from .compare import _describe, replay
+def diff_backends(session: Session, other: Backend, cursor: int | None = None,
+                  tolerance: float | None = None) -> GraphDiff:
+    """The session's pass against the same pass on `other` (the app's Compare backends), as a diff.
+
+    Up to `cursor` (default: the whole pass); the result also carries the tolerance check
+    (`GraphDiff.comparison`, as `propscope compare` prints it).
+    """
+    from .compare import backend_arrays, comparison_of
 
     cursor = len(session.steps) if cursor is None else cursor
     if cursor:
         session.trace.compute_through(cursor - 1)
-    theirs = replay(session, other, cursor)
-    mine = session.trace
-    ref = session.backend
+    pairs = backend_arrays(session, other, cursor)
     arrays: dict[str, dict[str, tuple[np.ndarray | None, np.ndarray | None]]] = {k: {} for k in KINDS}
     for node in session.graph:
-        for kind, read in (("values", Trace.value), ("grads", Trace.grad)):
-            a, b = read(mine, node.name, cursor), read(theirs, node.name, cursor)
-            arrays[kind][node.name] = (None if a is None else np.asarray(ref.to_numpy(a)),
-                                       None if b is None else np.asarray(other.to_numpy(b)))
+        arrays["values"][node.name], arrays["grads"][node.name] = pairs[node.name]
         if node.op.name == "parameter":
             arrays["params"][node.name] = arrays["values"][node.name]
     rows = [_row(n, n, arrays) for n in session.graph]
-    return GraphDiff(_describe(ref), _describe(other), rows, True, arrays)
+    check = comparison_of(session, other, cursor, pairs, tolerance)
+    return GraphDiff(check.reference, check.other, rows, True, arrays, comparison=check)
 
 
 def diff_epochs(session: Session, epoch_a: int, epoch_b: int, trace: bool = False) -> GraphDiff:

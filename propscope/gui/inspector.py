@@ -47,6 +47,8 @@ class Inspector(QWidget):
             self.check_row.addWidget(panel)
         self.check_row.hide()
         split.addWidget(self.check_row)
+        self.split = split
+        self.rows: list[Any] = []  # views other features add (gui/diff: A, B and A − B), see add_row
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
         top.addWidget(self.pin, 0, Qt.AlignmentFlag.AlignTop)
@@ -71,6 +73,8 @@ class Inspector(QWidget):
             self.header.setText("<b>Nothing selected</b><br>Click a node in the graph.")
             self.value_panel.set_array(None, None)
             self.grad_panel.set_array(None, None)
+            for row in self.rows:
+                row.show_node(None, None)
             return
         node = s.graph[name]
         index = self.selection.index
@@ -97,6 +101,16 @@ class Inspector(QWidget):
         self.value_panel.set_array(value, index)
         self.grad_panel.set_array(grad, index)
         self._show_gradcheck(name, index)
+        for row in self.rows:
+            row.show_node(name, index)
+
+    def add_row(self, row: Any) -> None:
+        """A row of views of the selected node under its value and gradient (a QWidget with show_node and
+        apply_theme)."""
+        self.split.addWidget(row)
+        self.rows.append(row)
+        row.apply_theme(self.themes.theme, QApplication.font())
+        self.refresh()
 
     def set_gradcheck(self, results: dict[str, Any] | None) -> None:
         """Gradient-check results by leaf name (`GradCheckResult`s); None hides the comparison."""
@@ -118,4 +132,6 @@ class Inspector(QWidget):
         theme = self.themes.theme
         for panel in (self.value_panel, self.grad_panel, self.analytic_panel, self.numeric_panel):
             panel.apply_theme(theme, QApplication.font())  # our own font() updates only later
+        for row in self.rows:
+            row.apply_theme(theme, QApplication.font())
         self.refresh()

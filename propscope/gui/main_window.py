@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
-from ..debugger.compare import Comparison, compare_backends
+from ..debugger.diff import GraphDiff, diff_backends
 from ..graph.datasets import load_data
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
@@ -51,8 +51,7 @@ from .canvas import GraphView
 from .canvas.folding import Folding
 from .canvas.navigation import install_navigation
 from .chain_rule import ChainRuleView
-from .compare_view import CompareView, diff_color
-from .diff import install_diff
+from .diff import install_diff, show_backends
 from .docks import default_window_size, make_dock
 from .explain_view import ExplainDialog
 from .export.dialog import attach_export
@@ -78,8 +77,8 @@ from .projector import ProjectorLayout
 from .selection import Selection
 from .step_list import StepList
 from .theme import ThemeManager
-from .toolbars import ToolbarWrap
 from .timeline.wiring import install_timeline
+from .toolbars import ToolbarWrap
 from .training_dock import TrainingPanel
 
 BACKEND_LABELS = {"numpy": "NumPy", "torch": "PyTorch"}
@@ -135,21 +134,9 @@ class MainWindow(QMainWindow):
         self._layer_widened = False
         self._layer_hidden = False  # hidden by the app because the model has nothing to show there
         self.layer_view.fitChanged.connect(self._layer_fit)
-        self.compare_view = CompareView(self.themes)
-        self.comparison: Comparison | None = None
-        self.comparison_session: Session | None = None
         self.inspector_dock.raise_()
         self._add_training_docks()
         self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
-
-        self.compare_dock = self._dock("Compare backends", "compareDock", self.compare_view,
-                                       Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.tabifyDockWidget(self.chain_dock, self.compare_dock)
-        self.chain_dock.raise_()
-        self.compare_dock.hide()  # shown by Debug ▸ Compare backends
-        self.compare_view.nodeClicked.connect(lambda name: self.selection.select(name))
-        self.compare_view.rerun.connect(self.compare_backends)
-        self.compare_view.cleared.connect(self.clear_comparison)
         self.recent = RecentFiles(settings)
         self.last_warning: str | None = None
         self.last_report: Any = None
@@ -309,8 +296,7 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         for dock in (self.inspector_dock, self.chain_dock, self.steps_dock, self.training_dock, self.neurons_dock):
             view.addAction(dock.toggleViewAction())
-        for dock in (self.layer_dock, self.compare_dock):
-            view.addAction(dock.toggleViewAction())
+        view.addAction(self.layer_dock.toggleViewAction())
         self._menu_action(view, "Reset window layout", None, lambda: self.restoreState(self._default_state,
                                                                                        LAYOUT_VERSION))
         add_help_menu(self)
@@ -348,8 +334,6 @@ class MainWindow(QMainWindow):
 
     def _session_changed(self, session: Session) -> None:
         s = self.bridge.session
-        if self.comparison is not None and self.comparison_session is not s:
-            self.clear_comparison()
         self._offer_layer_view(s)
         self.position.setText(s.position_text())
         self.setWindowTitle(f"propscope — {s.name} ({s.backend.name}/{s.backend.dtype})")
@@ -588,7 +572,7 @@ class MainWindow(QMainWindow):
 
     # -- comparing backends --------------------------------------------------------------------------
     def compare_backends(self) -> Job | None:
-        """Run the pass up to the cursor on the other backend in a job; colour nodes by the difference."""
+        """Run the pass up to the cursor on the other backend in a job; show it in the Diff dock."""
         s = self.bridge.session
         other = "numpy" if s.backend.name == "torch" else "torch"
         dtype = str(s.backend.dtype)
@@ -599,31 +583,26 @@ class MainWindow(QMainWindow):
         if cursor:
             s.trace.compute_through(cursor - 1)  # here, so the job only reads the session's trace
 
-        def work() -> Comparison:
-            return compare_backends(s, get_backend(other, dtype, "cpu"), cursor)
+        def work() -> GraphDiff:
+            return diff_backends(s, get_backend(other, dtype, "cpu"), cursor)
 
-        def done(c: Comparison) -> None:
+        def done(result: GraphDiff) -> None:
             if self.bridge.session is s:
-                self.show_comparison(c)
+                self.show_comparison(result)
 
         job = self._start(Job(f"Comparing {s.backend.name} with {other}…", work, self), done,
                           "Cannot compare backends")
         return job
 
-    def show_comparison(self, c: Comparison) -> None:
-        self.comparison = c
-        self.comparison_session = self.bridge.session
-        self.canvas.set_diffs(c.by_node(), lambda d: diff_color(d, c.tolerance))
-        self.compare_view.show_comparison(c)
-        self.compare_dock.show()
-        self.compare_dock.raise_()
-        self.message(f"Compared at step {c.cursor}: largest difference {c.max_diff:.3g}")
+    def show_comparison(self, result: GraphDiff) -> None:
+        """The two backends' runs in the Diff dock (gui/diff), with the tolerance verdict."""
+        show_backends(self, result)
+        c = result.comparison
+        if c is not None:
+            self.message(f"Compared at step {c.cursor}: largest difference {c.max_diff:.3g}")
 
     def clear_comparison(self) -> None:
-        self.comparison = None
-        self.comparison_session = None
-        self.canvas.set_diffs(None)
-        self.compare_view.clear()
+        self.diff_view.clear()
 
     def _save_dialog(self) -> None:
         name = f"{self.bridge.session.name}.propscope"

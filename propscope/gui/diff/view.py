@@ -2,16 +2,20 @@
 
 A and B are each one of: the session as it stands, a recorded epoch of its training run, a model
 file of the same architecture (.propscope, .pt2, .onnx, a state dict), or, for both at once, the
-two backends (the Compare backends run, shown as a diff). What is compared, parameters, values
-or gradients, is chosen here; the numbers come from `debugger.diff`. The table lists the nodes by
-change (nodes only in A or only in B say so); the selected node shows A, B and A - B as numbers
-and heatmaps. Colours: green where nothing changed, through yellow, to red where the change is
-of the order of the values themselves; grey where a side has no number.
+two backends (Debug ▸ Compare backends, Ctrl+B: the pass up to the cursor on NumPy and on
+PyTorch, with its tolerance verdict). What is compared, parameters, values or gradients, is chosen
+here; the numbers come from `debugger.diff` (and `debugger.compare` for the tolerance). The table
+lists the nodes by change (nodes only in A or only in B say so); the selected node shows A, B and
+A - B as numbers and heatmaps, here and in the inspector. Colours: green where nothing changed,
+through yellow (a relative change of 0.1 %, or the backends' tolerance), to red far above; grey
+where a side has no number.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +37,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ...debugger.diff import KINDS, ONLY_A, ONLY_B, GraphDiff, NodeChange, State, as_state, diff, diff_backends
+from ...debugger.compare import Comparison, NodeDiff
+from ...debugger.diff import KINDS, ONLY_A, ONLY_B, GraphDiff, NodeChange, State, as_state, diff
 from ...graph.errors import PropscopeError
 from ..bridge import SessionBridge
-from ..compare_view import diff_color
 from ..format import fmt_num
 from ..heat_grid import HeatGrid, Tile
 from ..selection import Selection
 from ..theme import ThemeManager
+from .legend import GREEN, RED, Legend, diff_color
 
 RELATIVE_MIDDLE = 1e-3  # the legend's yellow: a relative change of 0.1 %; green far below, red at 1 and above
 KIND_TEXT = {"params": "parameters", "values": "values", "grads": "gradients"}
 NOW, EPOCH, FILE = "now", "epoch", "file"
+HEADERS = ["node", "op", "change", "status"]
+BACKEND_HEADERS = ["node", "op", "max |A−B|", "tolerance"]
+AGREES, BEYOND, NOT_YET = "agrees", "beyond tolerance", "not computed yet"
 
 
 def change_color(change: float) -> QColor:
@@ -151,7 +159,9 @@ class SourcePicker(QWidget):
 
 
 class DiffView(QWidget):
-    colour = Signal(object)  # {node: change} to colour the canvas by, or None to clear
+    colour = Signal(object, object)  # ({node: difference}, its colour function) for the canvas; (None, None) clears
+    shown = Signal()  # another result, kind or clear: the inspector's A, B and A − B follow
+    backendsRequested = Signal()  # NumPy vs PyTorch: the window runs Compare backends (in a job) and shows it here
     nodeClicked = Signal(str)
     message = Signal(str)
 
@@ -170,14 +180,18 @@ class DiffView(QWidget):
         self.compare = QPushButton("Compare", self)
         self.compare.setObjectName("diffCompare")
         self.backends = QPushButton("NumPy vs PyTorch", self)
-        self.backends.setToolTip("The same pass on both backends, as a diff (Debug ▸ Compare backends)")
+        self.backends.setObjectName("diffBackends")
+        self.backends.setToolTip("The pass up to the current step on both backends, checked against the "
+                                 "tolerance (Debug ▸ Compare backends, Ctrl+B)")
         self.clear_button = QPushButton("Clear", self)
         self.summary = QLabel(self)
         self.summary.setObjectName("diffSummary")
         self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.legend = Legend(self)
         self.table = QTableWidget(0, 4, self)
         self.table.setObjectName("diffTable")
-        self.table.setHorizontalHeaderLabels(["node", "op", "change", "status"])
+        self.table.setHorizontalHeaderLabels(HEADERS)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -203,16 +217,25 @@ class DiffView(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
         lay.addWidget(self.summary)
+        lay.addWidget(self.legend)
         lay.addWidget(split, 1)
         self.compare.clicked.connect(self.run)
-        self.backends.clicked.connect(self.run_backends)
+        self.backends.clicked.connect(self.backendsRequested)
         self.clear_button.clicked.connect(self.clear)
         self.what.currentIndexChanged.connect(lambda _i: self.show_result(self.result))
         self.table.itemSelectionChanged.connect(self._row_chosen)
         self.selection.changed.connect(self._show_detail)
         bridge.sessionChanged.connect(self._session_changed)
-        themes.changed.connect(lambda: self.heat.apply_theme(themes.theme))
-        self.heat.apply_theme(themes.theme)
+        themes.changed.connect(self._theme)
+        self._theme()
+        self.clear()
+
+    def _theme(self) -> None:
+        theme = self.themes.theme
+        self.heat.apply_theme(theme)
+        self.legend.text = theme.color("text")
+        self.legend.setMinimumHeight(theme.px(36))
+        self.legend.update()
 
     def _session_changed(self, _session: object) -> None:
         self.clear()
@@ -238,20 +261,6 @@ class DiffView(QWidget):
         self.show_result(result)
         return result
 
-    def run_backends(self) -> GraphDiff | None:
-        from ...backends import get_backend
-
-        s = self.bridge.session
-        other = "numpy" if s.backend.name == "torch" else "torch"
-        try:
-            result = diff_backends(s, get_backend(other, str(s.backend.dtype), "cpu"), s.cursor)
-        except (PropscopeError, ImportError) as exc:
-            self.message.emit(f"Cannot compare backends: {exc}")
-            return None
-        self.what.setCurrentIndex(self.what.findData("values"))
-        self.show_result(result)
-        return result
-
     def compare_epochs(self, epoch_a: int, epoch_b: int) -> GraphDiff | None:
         self.refresh_sources()
         self.a.set_epoch(epoch_a)
@@ -261,38 +270,92 @@ class DiffView(QWidget):
     def clear(self) -> None:
         self.result = None
         self.table.setRowCount(0)
-        self.summary.setText("Choose A and B, then Compare.")
+        self.table.setHorizontalHeaderLabels(HEADERS)
+        self.summary.setText("Choose A and B, then Compare; or NumPy vs PyTorch for the two backends.")
+        self.legend.hide()
         self.detail.setText("")
         self.heat.set_tiles([])
-        self.colour.emit(None)
+        self.colour.emit(None, None)
+        self.shown.emit()
+
+    @property
+    def comparison(self) -> Comparison | None:
+        """The tolerance check, where the result shown is the two backends'."""
+        return None if self.result is None else self.result.comparison
 
     # -- showing ---------------------------------------------------------------------------------
     def show_result(self, result: GraphDiff | None) -> None:
         self.result = result
         if result is None:
             return
+        if result.comparison is not None:
+            self._show_backends(result, result.comparison)
+        else:
+            self._show_changes(result)
+        self.legend.show()
+        self._show_detail()
+        self.shown.emit()
+
+    def _show_changes(self, result: GraphDiff) -> None:
         kind = self.kind
         rows = result.ranked(kind)
         rows += [r for r in result.rows if r.status in (ONLY_A, ONLY_B) and r not in rows]
+        self._fill(HEADERS, [(r, _change_text(r, r.change(kind)), r.status, change_color(r.change(kind)))
+                             for r in rows])
+        moved = result.changed(kind)
+        only = sum(r.status in (ONLY_A, ONLY_B) for r in result.rows)
+        self.summary.setText(escape(
+            f"{result.label_a} vs {result.label_b}: {len(moved)} of "
+            f"{len(result.parameters if kind == 'params' else result.rows)} nodes' {KIND_TEXT[kind]} changed"
+            + (f"; {only} only in one of them" if only else ""), quote=False))
+        self.legend.set_scale(RELATIVE_MIDDLE, "0.1 %")
+        self.colour.emit(result.by_node(kind), change_color)
+
+    def _show_backends(self, result: GraphDiff, check: Comparison) -> None:
+        """The two backends: each node's largest |A − B| of the kind shown, against the tolerance."""
+        kind = "grads" if self.kind == "grads" else "values"
+        tol = check.tolerance
+        diffs = {d.name: d for d in check.nodes}
+        ranked = sorted(result.rows, key=lambda r: _rank(diffs[r.name].scaled(kind)), reverse=True)
+
+        def cells(r: NodeChange) -> tuple[NodeChange, str, str, QColor]:
+            d = diffs[r.name]
+            raw = d.grad_diff if kind == "grads" else d.value_diff
+            verdict = NOT_YET if math.isnan(raw) else AGREES if check.node_ok(d) else BEYOND
+            return r, "–" if math.isnan(raw) else fmt_num(raw, 3), verdict, diff_color(d.scaled(kind), tol)
+
+        self._fill(BACKEND_HEADERS, [cells(r) for r in ranked])
+        self.summary.setText(backend_summary(check))
+        self.legend.set_scale(tol, "tolerance")
+        self.colour.emit({name: d.scaled(kind) for name, d in diffs.items()}, _tolerance_colors(tol))
+
+    def _fill(self, headers: list[str], rows: list[tuple[NodeChange, str, str, QColor]]) -> None:
+        self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(rows))
-        for i, r in enumerate(rows):
-            change = r.change(kind)
-            cells = [r.name + (f" → {r.name_b}" if r.name_b else ""), r.op, _change_text(r, change), r.status]
+        for i, (r, change, status, color) in enumerate(rows):
+            cells = [r.name + (f" → {r.name_b}" if r.name_b else ""), r.op, change, status]
             for j, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, r.name)
                 if j == 2:
-                    item.setBackground(change_color(change))
+                    item.setBackground(color)
                     item.setForeground(QColor("black"))
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
-        moved = result.changed(kind)
-        only = sum(r.status in (ONLY_A, ONLY_B) for r in result.rows)
-        self.summary.setText(f"{result.label_a} vs {result.label_b}: {len(moved)} of "
-                             f"{len(result.parameters if kind == 'params' else result.rows)} nodes' "
-                             f"{KIND_TEXT[kind]} changed" + (f"; {only} only in one of them" if only else ""))
-        self.colour.emit(result.by_node(kind))
-        self._show_detail()
+
+    def selected_pair(self, name: str | None) -> tuple[NodeChange, str, np.ndarray | None, np.ndarray | None] | None:
+        """The row of node `name`, the kind shown for it, and its A and B arrays; None without a diff or node."""
+        if self.result is None or not name:
+            return None
+        try:
+            row = self.result.row(name)
+        except KeyError:
+            return None
+        kind = "params" if row.is_parameter and self.kind == "params" else self.kind
+        if kind == "params" and not row.is_parameter:
+            kind = "values"
+        a, b = self.result.pair(row.name, kind)
+        return row, kind, a, b
 
     def _row_chosen(self) -> None:
         items = self.table.selectedItems()
@@ -303,15 +366,10 @@ class DiffView(QWidget):
 
     def _show_detail(self, name: str | None = None) -> None:
         """A, B and A - B of the selected node: norms and largest difference, and three heatmaps."""
-        name = name or self.selection.node
-        if self.result is None or not name:
+        picked = self.selected_pair(name or self.selection.node)
+        if picked is None:
             return
-        try:
-            row = self.result.row(name)
-        except KeyError:
-            return
-        kind = "params" if row.is_parameter and self.kind == "params" else self.kind
-        a, b = self.result.pair(row.name, kind)
+        row, kind, a, b = picked
         if a is None and b is None:
             self.detail.setText(f"{row.name}: {row.status}; no {KIND_TEXT[kind]} to compare")
             self.heat.set_tiles([])
@@ -327,6 +385,25 @@ class DiffView(QWidget):
         if delta is not None:
             tiles.append(Tile(as_matrix(delta), "A − B", numbers=small))
         self.heat.set_tiles(tiles)
+
+
+def backend_summary(c: Comparison) -> str:
+    """The tolerance verdict of the two backends' runs, as rich text (what `propscope compare` says)."""
+    verdict = (f"<b style='color:{GREEN.name()}'>all {len(c.nodes)} nodes agree</b>" if c.passed else
+               f"<b style='color:{RED.name()}'>{len(c.failures)} node(s) beyond the tolerance</b>")
+    worst = c.worst(1)
+    top: NodeDiff | None = worst[0] if worst else None
+    where = f"; worst: <b>{escape(top.name)}</b> ({fmt_num(top.worst, 3)})" if top is not None and top.worst > 0 else ""
+    return (f"<b>{escape(c.reference)}</b> vs <b>{escape(c.other)}</b> at step {c.cursor}/{c.steps}: largest "
+            f"difference {fmt_num(c.max_diff, 3)}, tolerance {fmt_num(c.tolerance, 2)} — {verdict}{where}")
+
+
+def _tolerance_colors(tolerance: float) -> Callable[[float], QColor]:
+    return lambda d: diff_color(d, tolerance)
+
+
+def _rank(x: float) -> float:
+    return -1.0 if math.isnan(x) else x
 
 
 def _norm(x: Any) -> str:

@@ -1,4 +1,6 @@
-"""The Diff dock's place in the main window: tabbed with the chain rule, opened by Debug ▸ Diff (Ctrl+Shift+D)."""
+"""The Diff dock's place in the main window: tabbed with the chain rule, opened by Debug ▸ Diff (Ctrl+Shift+D)
+and by Debug ▸ Compare backends (Ctrl+B), which shows the two backends' runs in it; A, B and A − B of the
+selected node in the inspector."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ from PySide6.QtGui import QAction, QKeySequence
 
 from ..docks import make_dock
 from ..timeline.wiring import find_menu
-from .view import DiffView, change_color
+from .in_inspector import DiffPanels
+from .view import DiffView
 
 
 def install_diff(window: Any) -> DiffView:
@@ -21,17 +24,23 @@ def install_diff(window: Any) -> DiffView:
     dock.hide()
     window.diff_dock = dock
 
-    def colour(by_node: dict[str, float] | None) -> None:
-        window.canvas.set_diffs(by_node, change_color if by_node is not None else None)
-
     def open_dock() -> None:
         view.refresh_sources()
         dock.show()
         dock.raise_()
 
-    view.colour.connect(colour)
+    panels = DiffPanels(view, window.inspector)
+    panels.elementClicked.connect(window.selection.select_element)
+    window.inspector.add_row(panels)
+    view.shown.connect(window.inspector.refresh)
+    view.colour.connect(window.canvas.set_diffs)
     view.nodeClicked.connect(lambda name: window.selection.select(name))
     view.message.connect(window.message)
+    compare = getattr(window, "compare_action", None)
+    if compare is not None:  # NumPy vs PyTorch runs Compare backends: the same job, the same place
+        view.backendsRequested.connect(compare.trigger)
+        view.backends.setEnabled(compare.isEnabled())
+        view.backends.setToolTip(compare.toolTip())
     runner = window.training.runner
     runner.stateChanged.connect(lambda _state: None if runner.busy else view.refresh_sources())
     action = QAction("&Diff…", window)
@@ -45,3 +54,14 @@ def install_diff(window: Any) -> DiffView:
         menu.addAction(action)
     window.diff_action = action
     return view
+
+
+def show_backends(window: Any, result: Any) -> None:
+    """Compare backends' result (a GraphDiff with its tolerance check) in the Diff dock, brought forward."""
+    view: DiffView = window.diff_view
+    view.refresh_sources()
+    if view.kind == "params":  # the two backends share their parameters: their values are what differs
+        view.what.setCurrentIndex(view.what.findData("values"))
+    view.show_result(result)
+    window.diff_dock.show()
+    window.diff_dock.raise_()
