@@ -31,6 +31,7 @@ from .overview import OverviewItem
 
 FULL_REFRESH = 48  # a jump over more steps than this refreshes every node instead of the touched ones
 EAGER = 400  # graphs up to this many nodes get all their items at once
+FRAME_CEILING = 1.0  # module frames stack at 0.5 + depth / 100 below this; nodes and edges live above it
 
 
 class _Layer(QGraphicsItem):
@@ -69,6 +70,9 @@ class GraphScene(QGraphicsScene):
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.BspTreeIndex)
         self.detail = _Layer()
         self.detail.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
+        # above every module frame: a child's z counts only among its siblings, so with the layer at 0 the
+        # frames' translucent fills (z 0.5 and up) were painted over every node, nested ones washing them out
+        self.detail.setZValue(FRAME_CEILING)
         self.addItem(self.detail)
         self._plan()
         self.show_detail(False)
