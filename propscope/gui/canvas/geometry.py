@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QPainterPath
 
-from ...graph.layout import Layout
 from ..theme import Theme
 
 
@@ -62,12 +61,3 @@ def edge_path(points: list[QPointF], geo: Geometry) -> QPainterPath:
         if k < len(points) - 1:
             path.lineTo(b)
     return path
-
-
-def edge_points(layout: Layout, geo: Geometry, src: str, dst: str, position: int, count: int) -> list[QPointF]:
-    s_layer, s_row = layout.positions[src]
-    d_layer, d_row = layout.positions[dst]
-    pts = [geo.out_port(geo.center(s_layer, s_row))]
-    pts += [geo.center(lay, row) for lay, row in layout.routes.get((src, dst), [])]
-    pts.append(geo.in_port(geo.center(d_layer, d_row), position, count))
-    return pts

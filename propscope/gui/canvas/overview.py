@@ -57,7 +57,7 @@ class OverviewItem(QGraphicsItem):
             keyed.setdefault(self.kinds[name], []).append((order.get(name, -1), i, r))
         out = {}
         for kind, rows in keyed.items():
-            rows.sort(key=lambda row: (row[0], row[1]))
+            rows.sort()  # by step, then by position (unique: the rectangles themselves are never compared)
             out[kind] = ([row[0] for row in rows], [row[2] for row in rows])
         return out
 

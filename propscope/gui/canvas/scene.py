@@ -25,7 +25,7 @@ from ...graph.layout import Layout, nearest_free
 from ..theme import Theme, node_kind
 from .boxes import BoxItem, FrameItem
 from .folding import Folding
-from .geometry import Geometry, edge_path, edge_points
+from .geometry import Geometry, edge_path
 from .items import EdgeItem, GradLabel, NodeItem, Style
 from .overview import OverviewItem
 
@@ -93,11 +93,10 @@ class GraphScene(QGraphicsScene):
         box = geo.node_rect()
         rects = {n: box.translated(c) for n, c in self.centers.items()}
         self.edges: list[tuple[str, str, int, int, str]] = edges  # src, dst, input position, inputs, role
-        self.points: list[list[QPointF]] = []
         self.in_edges: dict[str, list[int]] = {}
-        for e, (src, dst, pos, count, _role) in enumerate(edges):
+        for e, (_src, dst, _pos, _count, _role) in enumerate(edges):
             self.in_edges.setdefault(dst, []).append(e)
-            self.points.append(edge_points(lay, geo, src, dst, pos, count))
+        self.points: list[list[QPointF]] = self._edge_points(edges)
         kinds = {k: "module" if k in f.units else node_kind(g[k].op.name, g[k].op.category) for k in self.names}
         self._plan_frames(rects)
         fwd, units = self._forward_index, f.units
@@ -107,15 +106,29 @@ class GraphScene(QGraphicsScene):
         self.addItem(self.overview)
         xy = np.array([(c.x(), c.y()) for c in self.centers.values()]).reshape(-1, 2)
         self._node_xy = xy
-        boxes = [(min(p.x() for p in pts), min(p.y() for p in pts), max(p.x() for p in pts),
-                  max(p.y() for p in pts)) for pts in self.points]
-        self._edge_box = np.array(boxes).reshape(-1, 4)
+        self._edge_box = _bounding_boxes(self.points)
         self._made_edges = np.zeros(len(self.edges), dtype=bool)
         self._made_nodes = np.zeros(len(self.names), dtype=bool)
         bounds = self.overview.boundingRect()
         margin = max(bounds.width(), bounds.height(), 2000.0)
         self.setSceneRect(bounds.adjusted(-margin, -margin, margin, margin))
         self.graph_rect = bounds
+
+    def _edge_points(self, edges: list[tuple[str, str, int, int, str]]) -> list[list[QPointF]]:
+        """Each edge's points: the source's out port (`Geometry.out_port`), its bends, the target's in port
+        (`Geometry.in_port`), written out here: 20,000 edges are planned on every open."""
+        geo, routes, centers = self.geo, self.layout.routes, self.centers
+        half_w, top, body = geo.node_w / 2, geo.header_h - geo.node_h / 2, geo.node_h - geo.header_h
+        out = []
+        for src, dst, pos, count, _role in edges:
+            a, b = centers[src], centers[dst]
+            pts = [QPointF(a.x() + half_w, a.y())]
+            route = routes.get((src, dst))
+            if route:
+                pts += [geo.center(lay, row) for lay, row in route]
+            pts.append(QPointF(b.x() - half_w, b.y() + top + body * (pos + 0.5) / max(count, 1)))
+            out.append(pts)
+        return out
 
     def _plain_edges(self) -> list[tuple[str, str, int, int, str]]:
         edges = []
@@ -389,6 +402,16 @@ class GraphScene(QGraphicsScene):
 
     def node_rect(self, name: str) -> QRectF:
         return self.geo.node_rect().translated(self.centers[self.key_of(name)])
+
+
+def _bounding_boxes(points: list[list[QPointF]]) -> np.ndarray:
+    """(edges, 4) left, top, right, bottom of each edge's points."""
+    if not points:
+        return np.zeros((0, 4))
+    xy = np.array([(p.x(), p.y()) for pts in points for p in pts])
+    starts = np.cumsum([0] + [len(pts) for pts in points[:-1]])
+    low, high = np.minimum.reduceat(xy, starts, axis=0), np.maximum.reduceat(xy, starts, axis=0)
+    return np.hstack([low, high])
 
 
 def _path_y_at(path: QPainterPath, x: float) -> float:
