@@ -129,3 +129,26 @@ def test_a_chain_of_4000_modules_lays_out_fast():
     lay = Folding.of(g, ()).layout()
     assert time.perf_counter() - start < 10  # about 1 s on a quiet machine; 5 s laid out block by block
     assert len(lay.boxes) >= 4000 and len(lay.positions) == len(g)  # each block, and the modules around them
+
+
+@pytest.mark.parametrize("length", [1, 2, 500])
+def test_a_chain_is_laid_out_on_one_row_as_the_sweeps_would(length, monkeypatch):
+    import propscope.graph.layout as layout
+
+    g = Graph("chain")
+    h = g.input("x", (2, 3))
+    for i in range(length - 1):
+        h = g.add(("relu", "tanh")[i % 2], h, name=f"op{i}")
+    g.set_outputs(h)
+    fast = layered_layout(g)
+    monkeypatch.setattr(layout, "_as_chain", lambda items, edges: None)
+    assert fast == layered_layout(g) and fast.rows == 0.0 and fast.layers == length
+
+
+def test_a_residual_is_no_chain():
+    """A skip connection spans two layers: the general layout places it (a bend above or below)."""
+    from propscope.graph.layout import _as_chain, _Item
+
+    items = [_Item(n) for n in ("x", "a", "b")]
+    assert _as_chain(items, [("x", "a", 0, 1), ("a", "b", 0, 2), ("x", "b", 1, 2)]) is None
+    assert _as_chain(items, [("x", "a", 0, 1), ("a", "b", 0, 1)]) is not None
