@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,9 +52,13 @@ def log_schedule(epochs: int, count: int) -> list[int]:
     if count >= epochs + 1:
         return list(range(epochs + 1))
 
-    def walk(ratio: float) -> list[int]:
-        out = [0]
-        while out[-1] < epochs:
+    def walk(ratio: float, limit: int) -> list[int]:
+        """The epochs `ratio` gives (stopping once past `limit` of them, where only their number matters)."""
+        # each step is +1 while (p + 1) * ratio - 1 < p + 2, that is p + 1 < 2 / (ratio - 1): those come at once,
+        # so the schedule costs its thinned part only (it is made on the GUI thread when the app trains)
+        dense = epochs if ratio <= 1.0 else min(epochs, max(0, math.ceil(2.0 / (ratio - 1.0)) - 2))
+        out = list(range(dense + 1))
+        while out[-1] < epochs and len(out) <= limit:
             nxt = max(out[-1] + 1, math.floor((out[-1] + 1) * ratio) - 1)
             out.append(min(nxt, epochs))
         return out
@@ -61,15 +66,17 @@ def log_schedule(epochs: int, count: int) -> list[int]:
     low, high = 1.0, float(epochs + 1)  # high: 0 then the end, two points
     for _ in range(60):
         mid = (low + high) / 2
-        if len(walk(mid)) > count:
+        if len(walk(mid, count)) > count:
             low = mid
         else:
             high = mid
-    chosen = walk(high)
+    chosen = walk(high, epochs + 1)
+    logs = [math.log1p(e) for e in chosen]
     while len(chosen) < count:  # fill the widest gap (on a log scale) with its middle
-        j = max(range(1, len(chosen)), key=lambda i: (np.log1p(chosen[i]) - np.log1p(chosen[i - 1]))
-                if chosen[i] - chosen[i - 1] > 1 else -1.0)
-        chosen.insert(j, (chosen[j - 1] + chosen[j]) // 2)
+        j = max(range(1, len(chosen)), key=lambda i: logs[i] - logs[i - 1] if chosen[i] - chosen[i - 1] > 1 else -1.0)
+        middle = (chosen[j - 1] + chosen[j]) // 2
+        chosen.insert(j, middle)
+        logs.insert(j, math.log1p(middle))
     return chosen
 
 
@@ -130,14 +137,12 @@ class SnapshotRecorder:
         self.discarded = truncate_after(self.snapshots, self.offset) if self.offset else []
         per_snapshot = self.snapshot_bytes()
         room = max(0, settings.budget_bytes - self.snapshots.nbytes) // max(1, per_snapshot)
-        if settings.epochs is not None:
-            wanted = [e for e in settings.epochs if e <= epochs]
-        else:
-            wanted = log_schedule(epochs, max(2, min(settings.count, room + (1 if self.offset else 0))))
-        if self.offset:
-            wanted = [e for e in wanted if e > 0]  # epoch 0 of a continued run is already recorded
-        self.wanted = frozenset(wanted)
+        self.epochs = epochs
+        self.count = max(2, min(settings.count, room + (1 if self.offset else 0)))  # what fits the budget
         self.dropped: list[int] = []  # epochs thinned out to stay within the budget
+        # what the snapshots hold, kept as they come: summing every snapshot per record would be quadratic
+        # Python on the trainer's thread, holding the GIL that the GUI thread needs between frames
+        self.nbytes = self.snapshots.nbytes
         session.snapshots = self.snapshots  # a viewer sees them grow while training runs
 
     def snapshot_bytes(self) -> int:
@@ -149,6 +154,18 @@ class SnapshotRecorder:
             return params
         return params + sum(2 * int(np.prod(n.shape or ())) * itemsize for n in s.graph)
 
+    @cached_property
+    def wanted(self) -> frozenset[int]:
+        """The epochs of this run to record. Worked out on first use, on the trainer's thread: the app makes
+        its Trainer on the GUI thread, where a long schedule would cost a frame."""
+        if self.settings.epochs is not None:
+            wanted = [e for e in self.settings.epochs if e <= self.epochs]
+        else:
+            wanted = log_schedule(self.epochs, self.count)
+        if self.offset:
+            wanted = [e for e in wanted if e > 0]  # epoch 0 of a continued run is already recorded
+        return frozenset(wanted)
+
     def due(self, epoch: int) -> bool:
         return epoch in self.wanted
 
@@ -158,9 +175,12 @@ class SnapshotRecorder:
         snap = Snapshot(self.offset + epoch, {k: _numpy_copy(backend, v) for k, v in params.items()})
         if self.settings.trace:
             self._trace(snap, params)
+        replaced = self.snapshots[snap.epoch].nbytes if snap.epoch in self.snapshots else 0
         self.snapshots.add(snap)
-        if self.snapshots.nbytes > self.settings.budget_bytes:
+        self.nbytes += snap.nbytes - replaced
+        if self.nbytes > self.settings.budget_bytes:
             self.dropped += self.snapshots.thin_to(self.settings.budget_bytes, keep=snap.epoch)
+            self.nbytes = self.snapshots.nbytes
 
     def _trace(self, snap: Snapshot, params: Mapping[str, Any]) -> None:
         s = self.session

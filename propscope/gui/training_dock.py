@@ -128,7 +128,8 @@ class TrainingPanel(QWidget):
         self.data_form.changed.connect(self.apply_data)
         self.runner.stateChanged.connect(self._state_changed)
         self.runner.progressed.connect(self._progressed)
-        self.runner.progressed.connect(self.snapshot_controls.refresh)
+        self.runner.progressed.connect(self.snapshot_controls.follow)  # a few times a second, not per frame
+        self.runner.stateChanged.connect(lambda _state: self.snapshot_controls.refresh())
         self.runner.failed.connect(self._failed)
         self.runner.diverged.connect(self._diverged)
         bridge.sessionChanged.connect(self._session_changed)

@@ -171,6 +171,7 @@ class DiffView(QWidget):
         self.setObjectName("diffView")
         self.bridge, self.selection, self.themes = bridge, selection, themes
         self.result: GraphDiff | None = None
+        self._sources_stale = False
         self.a = SourcePicker("A", bridge, self)
         self.b = SourcePicker("B", bridge, self)
         self.what = QComboBox(self)
@@ -246,8 +247,21 @@ class DiffView(QWidget):
         return str(self.what.currentData())
 
     def refresh_sources(self) -> None:
+        self._sources_stale = False
         self.a.refresh()
         self.b.refresh()
+
+    def sources_changed(self) -> None:
+        """New recorded epochs (a run ended): offered now if the dock is shown, else when it is."""
+        if self.isVisible():
+            self.refresh_sources()
+        else:
+            self._sources_stale = True  # a thousand epochs in two lists are not worth building unseen
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self._sources_stale:
+            self.refresh_sources()
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> GraphDiff | None:

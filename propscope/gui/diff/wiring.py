@@ -42,7 +42,7 @@ def install_diff(window: Any) -> DiffView:
         view.backends.setEnabled(compare.isEnabled())
         view.backends.setToolTip(compare.toolTip())
     runner = window.training.runner
-    runner.stateChanged.connect(lambda _state: None if runner.busy else view.refresh_sources())
+    runner.stateChanged.connect(lambda _state: None if runner.busy else view.sources_changed())
     action = QAction("&Diff…", window)
     action.setObjectName("diff")
     action.setShortcut(QKeySequence("Ctrl+Shift+D"))

@@ -102,13 +102,7 @@ class TimelineBar(QWidget):
     # -- what there is to show -----------------------------------------------------------------
     def refresh(self) -> None:
         """Read the session's recorded epochs again (after training, opening a file, a reset)."""
-        snaps = self.session.snapshots
-        self.epochs = snaps.epochs if snaps else []
-        shown = self.session.epoch
-        with QSignalBlocker(self.slider):
-            self.slider.setRange(0, max(0, len(self.epochs) - 1))
-            index = snaps.index_of(shown) if snaps and shown is not None else None
-            self.slider.setValue(len(self.epochs) - 1 if index is None else index)
+        self._take_epochs()
         usable = len(self.epochs) >= 2 and not self.training
         for w in (self.slider, self.play_button):
             w.setEnabled(usable)
@@ -120,11 +114,26 @@ class TimelineBar(QWidget):
         self.setVisible(len(self.epochs) >= 2 or self.session.loss_node is not None)
         self._label()
 
+    def _take_epochs(self) -> None:
+        snaps = self.session.snapshots
+        self.epochs = snaps.epochs if snaps else []
+        shown = self.session.epoch
+        with QSignalBlocker(self.slider):
+            self.slider.setRange(0, max(0, len(self.epochs) - 1))
+            index = snaps.index_of(shown) if snaps and shown is not None else None
+            self.slider.setValue(len(self.epochs) - 1 if index is None else index)
+
     def follow_recording(self) -> None:
-        """While training runs: take in new snapshots (only when there are more: this runs every frame)."""
+        """While training runs: take in new snapshots (only when there are more: this runs every frame).
+
+        Only the slider's range and the label move; what is enabled or shown changes when training
+        starts or ends (`set_training`), not per frame."""
         snaps = self.session.snapshots
         if (len(snaps) if snaps else 0) != len(self.epochs):
-            self.refresh()
+            self._take_epochs()
+            if not self.isVisible() and len(self.epochs) >= 2:
+                self.setVisible(True)
+            self._label()
 
     def set_training(self, running: bool) -> None:
         """While a trainer runs, the slider follows the recording but cannot be moved."""

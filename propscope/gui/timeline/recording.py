@@ -6,6 +6,8 @@ the label shows how many snapshots are held and their memory against the budget.
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QSpinBox, QWidget
 
 from ...debugger.session import Session
@@ -13,6 +15,7 @@ from ...debugger.snapshots import DEFAULT_BUDGET_BYTES, DEFAULT_COUNT, SnapshotS
 from ..bridge import SessionBridge
 
 MIB = 2**20
+USAGE_INTERVAL_S = 0.25  # while training, the memory label follows at this pace, not at the plots' 30 Hz
 
 
 class SnapshotControls(QWidget):
@@ -39,6 +42,8 @@ class SnapshotControls(QWidget):
         self.trace.setToolTip("Also keep every node's value and gradient on the batch (costs more memory)")
         self.usage = QLabel(self)
         self.usage.setObjectName("snapshotUsage")
+        self._shown: tuple[object, ...] | None = None  # what the label says, to skip frames where nothing changed
+        self._when = 0.0
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.addWidget(self.record, 0, 0, 1, 2)
@@ -75,8 +80,19 @@ class SnapshotControls(QWidget):
         self.session.snapshot_settings = self.settings()
         self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, force: bool = True) -> None:
+        """The count and memory of the snapshots held. Unforced (each frame while training records), at most
+        every USAGE_INTERVAL_S and only after a change: summing the memory walks every snapshot."""
         snaps = self.session.snapshots
-        held = snaps.nbytes if snaps else 0
         count = len(snaps) if snaps else 0
+        key = (id(snaps), count, snaps.epochs[-1] if count else None, self.budget.value())
+        now = time.monotonic()
+        if not force and (key == self._shown or now - self._when < USAGE_INTERVAL_S):
+            return
+        self._shown, self._when = key, now
+        held = snaps.nbytes if snaps else 0
         self.usage.setText(f"{count} recorded · {held / MIB:.1f} of {self.budget.value()} MiB")
+
+    def follow(self) -> None:
+        """A frame of a training run: the label when due (see `refresh`)."""
+        self.refresh(force=False)
