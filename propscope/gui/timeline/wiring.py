@@ -32,7 +32,7 @@ def install_timeline(window: Any) -> TimelineBar:
     lay.addWidget(bar)
     window.setCentralWidget(holder)
     training = window.training
-    markers = EpochMarkers([training.loss_plot.plot, training.health_plot.plot], window.themes)
+    markers = EpochMarkers([training.loss_plot, training.health_plot], window.themes)  # lines added once plotted
     bar.markers = markers
     bar.epochShown.connect(markers.show_epoch)
     bar.message.connect(window.message)
