@@ -64,10 +64,13 @@ def bench_scrub(app: QApplication, name: str, epochs: int, snapshots: int) -> li
         app.processEvents()  # the paints it causes
         times.append(1000 * (time.perf_counter() - t))
         cpu.append(1000 * (time.thread_time() - c))
-    # the GUI thread's own CPU time beside the wall time: on a shared machine the wall time also counts waiting
+    # the GUI thread's own CPU time beside the wall time: on a shared machine the wall time also counts waiting.
+    # The first scrub also makes the plots that show an epoch for the first time (importing pyqtgraph): said apart.
+    first, times, cpu = times[0], times[1:], cpu[1:]
     print(f"scrub {name} ({len(bar.epochs)} epochs of {epochs}): wall median {statistics.median(times):.1f} ms, "
-          f"worst {max(times):.1f} ms; GUI thread CPU median {statistics.median(cpu):.1f} ms, worst {max(cpu):.1f} ms "
-          f"(target <= 50 ms; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+          f"worst {max(times):.1f} ms; GUI thread CPU median {statistics.median(cpu):.1f} ms, worst {max(cpu):.1f} ms; "
+          f"the first scrub {first:.0f} ms (target <= 50 ms; load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs)")
     w.close()
     return times
 
