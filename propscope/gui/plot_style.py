@@ -216,8 +216,15 @@ class BuiltOnFirstUse:
     def paintEvent(self, event: Any) -> None:
         # The first paint, not the first show: a tab behind another is "shown" with its window but never painted.
         # The parts are made just after it (not while Qt paints), and paint themselves.
-        if self.build_on_show and not self.built:
-            QTimer.singleShot(0, self, self.ensure_built)  # type: ignore[call-overload]
+        if self.build_on_show and not self.built and "_build_timer" not in self.__dict__:
+            # one timer, connected once: PySide 6.11's QTimer.singleShot(msec, context, callable) drops one
+            # reference too many to the callable, and called on every paint that freed the method's function
+            # while the class still held it (a crash in a later garbage collection)
+            timer = QTimer(self)  # type: ignore[arg-type]
+            timer.setSingleShot(True)
+            timer.timeout.connect(self.ensure_built)
+            self.__dict__["_build_timer"] = timer
+            timer.start(0)
         super().paintEvent(event)  # type: ignore[misc]
 
     def __getattr__(self, name: str) -> Any:
