@@ -263,5 +263,6 @@ def test_the_overview_pales_exactly_what_has_not_run(qtbot, folded):
         folding = scene.folding
         want = {k for k in scene.names if (folding.units[k].output if k in folding.units else k) in ahead}
         overview = scene.overview
-        pale = sum(len(steps) - bisect.bisect_left(steps, overview.cursor) for steps, _ in overview._by_kind.values())
-        assert overview.cursor == s.cursor and pale == len(want) and 0 < pale < len(scene.names)
+        pale = sum(len(steps) - bisect.bisect_left(steps, overview.steps_run)
+                   for steps, _ in overview._by_kind.values())
+        assert overview.steps_run == s.cursor and pale == len(want) and 0 < pale < len(scene.names)

@@ -339,10 +339,11 @@ class _Clustered:
         ordered = [by_key[k] for k in keys]
         shape = _shape_of(ordered, edges)
         seen = self.same_shape.get(shape)
+        level: _Level | _Renamed
         if seen is None:  # the first cluster of this shape: laid out
-            level: _Level | _Renamed = _Level(ordered, edges, sweeps, dummy_size, port_span,
-                                              pinned_first=_IN if _IN in by_key else None)
-            self.same_shape[shape] = (level, keys)
+            first = _Level(ordered, edges, sweeps, dummy_size, port_span, pinned_first=_IN if _IN in by_key else None)
+            self.same_shape[shape] = (first, keys)
+            level = first
         else:  # a repeat (the 12 blocks of a transformer, 4,000 of a chain): the first one's layout, renamed
             first, first_keys = seen
             level = _Renamed(first, dict(zip(first_keys, keys, strict=True)))

@@ -34,7 +34,8 @@ def class_colors(classes: int) -> np.ndarray:
     """(classes, 3) RGB: blue and red for two classes, as the heatmaps of the inspector; a palette beyond."""
     if classes <= 2:
         return np.array([COLORS[0], COLORS[-1]], dtype=np.float64)
-    return np.array([QColor(c).getRgb()[:3] for c in SERIES[:classes]], dtype=np.float64)
+    rgb = [QColor(c) for c in SERIES[:classes]]
+    return np.array([(c.red(), c.green(), c.blue()) for c in rgb], dtype=np.float64)
 
 
 def plane_rgba(scores: np.ndarray) -> np.ndarray:

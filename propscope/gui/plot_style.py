@@ -211,7 +211,7 @@ class BuiltOnFirstUse:
 
     def on_screen(self) -> bool:
         """Shown and not covered: a dock tabbed behind another counts as visible to Qt, but shows nothing."""
-        return bool(self.isVisible() and not self.visibleRegion().isEmpty())  # type: ignore[attr-defined]
+        return bool(self.isVisible() and not self.visibleRegion().isEmpty())
 
     def paintEvent(self, event: Any) -> None:
         # The first paint, not the first show: a tab behind another is "shown" with its window but never painted.

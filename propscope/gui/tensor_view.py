@@ -196,7 +196,9 @@ class TensorPanel(BuiltOnFirstUse, QWidget):
         self.hist_line = pg.InfiniteLine(angle=90, movable=False)
         self.hist.addItem(self.hist_line)
         for page, plot in zip(self.plot_pages, (self.heat, self.hist), strict=True):
-            page.layout().addWidget(plot)
+            lay = page.layout()
+            assert lay is not None  # made with the page
+            lay.addWidget(plot)
         if self._theme is not None:
             self.apply_theme(*self._theme)
 

@@ -46,8 +46,9 @@ class Breadcrumbs(QFrame):
         path = self.path(name) if name is not None else []
         while self._lay.count():
             item = self._lay.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.crumbs = []
         if not path or name is None:
             self.hide()

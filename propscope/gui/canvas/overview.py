@@ -32,7 +32,7 @@ class OverviewItem(QGraphicsItem):
         self.frames = list(frames or [])  # open module frames, outlined
         self.rects = rects
         self.kinds = kinds
-        self.cursor = 0  # steps run: keys whose step is at or after it are pending
+        self.steps_run = 0  # keys whose step is at or after this one are pending (drawn pale)
         self.current: str | None = None
         self.breakpoints: set[str] = set()
         path = QPainterPath()
@@ -64,9 +64,9 @@ class OverviewItem(QGraphicsItem):
     def boundingRect(self) -> QRectF:
         return self._bounds
 
-    def set_cursor(self, cursor: int) -> None:
-        if cursor != self.cursor:
-            self.cursor = cursor
+    def set_steps_run(self, cursor: int) -> None:
+        if cursor != self.steps_run:
+            self.steps_run = cursor
             self.update()
 
     def set_marks(self, current: str | None, breakpoints: set[str]) -> None:
@@ -89,7 +89,7 @@ class OverviewItem(QGraphicsItem):
         painter.drawPath(self.edges)
         painter.setPen(Qt.PenStyle.NoPen)
         for kind, (steps, rects) in self._by_kind.items():
-            split = bisect.bisect_left(steps, self.cursor)  # from here on: not computed yet
+            split = bisect.bisect_left(steps, self.steps_run)  # from here on: not computed yet
             color = t.color(f"{kind}.accent")
             if split:
                 painter.setBrush(color)

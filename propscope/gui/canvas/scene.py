@@ -342,7 +342,7 @@ class GraphScene(QGraphicsScene):
 
     def _update_overview(self) -> None:
         if self.overview.isVisible():  # pale: what has not run yet (a box: until the value it hands on is computed)
-            self.overview.set_cursor(self.cursor)
+            self.overview.set_steps_run(self.cursor)
             self.overview.set_marks(self.current_key, self._marked_keys())
 
     def _marked_keys(self) -> set[str]:
