@@ -88,7 +88,8 @@ def _keep(x: Array, diagonal: int, upper: bool) -> Array:
 
 @kernel("triu")
 def triu(x: Array, diagonal: int) -> Array:
-    return x * _keep(x, diagonal, upper=True)
+    # picked, not multiplied: a causal mask full of −∞ keeps 0 off its triangle (−∞ · 0 would be NaN), as torch
+    return np.where(_keep(x, diagonal, upper=True) != 0, x, np.zeros((), dtype=x.dtype))
 
 
 @triu.local
@@ -98,7 +99,7 @@ def _(x: Array, out: Array, diagonal: int) -> tuple[Array]:
 
 @kernel("tril")
 def tril(x: Array, diagonal: int) -> Array:
-    return x * _keep(x, diagonal, upper=False)
+    return np.where(_keep(x, diagonal, upper=False) != 0, x, np.zeros((), dtype=x.dtype))
 
 
 @tril.local

@@ -38,6 +38,7 @@ STORAGE_DTYPES = {
     "UInt64Storage": "uint64",
 }
 MAX_PICKLE_BYTES = 64 * 2**20  # the pickle holds names and sizes only; the tensors' bytes are members
+MAX_PICKLE_PLACES = 2**22  # the values of the tree a pickle spells out, each shared one counted every time
 
 
 class NeedsTorch(Exception):
@@ -229,15 +230,38 @@ def _open_zip(data: bytes, where: str, what: str) -> zipfile.ZipFile:
         raise ModelFormatError(f"{where}: {what} is a damaged zip archive ({str(exc)[:100]})") from None
 
 
-def plain(value: Any) -> Any:
-    """Tensors as NumPy arrays, state dicts as plain dicts, all the way down."""
-    if isinstance(value, Tensor):
-        return value.array
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(plain(v) for v in value) if isinstance(value, list) else tuple(plain(v) for v in value)
-    return value
+def plain(value: Any, where: str = "the file", what: str = "the pickle") -> Any:
+    """Tensors as NumPy arrays, state dicts as plain dicts, all the way down.
+
+    A pickle's memo lets a 100-byte file make a list hold one object twice, that one the next twice, and
+    so on: the tree it spells has 2^depth leaves. Each shared container is converted once (the result
+    shares it too) while the size of the tree it spells is added up, and a file whose tree passes
+    MAX_PICKLE_PLACES is refused in one line, before anyone walks it for hours.
+    """
+    done: dict[int, tuple[Any, int]] = {}
+
+    def convert(item: Any) -> tuple[Any, int]:
+        if isinstance(item, Tensor):
+            return item.array, 1
+        if not isinstance(item, dict | list | tuple):
+            return item, 1
+        key = id(item)
+        if key not in done:
+            if isinstance(item, dict):
+                pairs = [(k, convert(v)) for k, v in item.items()]
+                out: Any = {k: v for k, (v, _) in pairs}
+                places = 1 + sum(n for _, (_, n) in pairs)
+            else:
+                parts = [convert(v) for v in item]
+                out = [v for v, _ in parts] if isinstance(item, list) else tuple(v for v, _ in parts)
+                places = 1 + sum(n for _, n in parts)
+            if places > MAX_PICKLE_PLACES:
+                raise ModelFormatError(f"{where}: {what} spells out more than {MAX_PICKLE_PLACES} nested values "
+                                       "(the same objects referenced over and over); refused")
+            done[key] = out, places
+        return done[key]
+
+    return convert(value)[0]
 
 
 def load_weights_only(data: bytes | Path, where: str, what: str, torch_fallback: bool = True) -> Any:
@@ -247,7 +271,7 @@ def load_weights_only(data: bytes | Path, where: str, what: str, torch_fallback:
         return _load_file(data, where, what, torch_fallback)
     if is_torch_zip(data):
         try:
-            return plain(load_torch_zip(data, where, what))
+            return plain(load_torch_zip(data, where, what), where, what)
         except RecursionError:
             raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
         except Refused as exc:
@@ -265,7 +289,7 @@ def _load_file(path: Path, where: str, what: str, torch_fallback: bool) -> Any:
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as zf:
-                return plain(load_torch_zip(zf, where, what))
+                return plain(load_torch_zip(zf, where, what), where, what)
         except ZIP_ERRORS as exc:
             raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
         except RecursionError:
