@@ -3,7 +3,8 @@
 Targets (issue 14): at 20,000 nodes, layout + scene + first paint at most 3 s; every frame (fitted,
 1:1, panning, stepping) at most 16 ms; stepping on 5,000 nodes at most 16 ms per step including the
 repaint. Two shapes: a plain chain of activations (what the ONNX chains of the Netron benchmark
-are) and a residual chain of modules (`blocks.K`: linear, tanh, add), opened unfolded.
+are) and a residual chain of modules (`blocks.K`: linear, tanh, add), which opens folded into one
+box and is then unfolded (all 20,000 nodes shown) for the figures.
 
 A frame is one synchronous `viewport().repaint()` after the move, timed with what the move itself
 costs (making items, refreshing nodes); the figure is the median of several, with the worst.
@@ -63,16 +64,27 @@ def block_chain(nodes: int) -> Model:
 
 
 def open_window(model: Model) -> tuple[MainWindow, float]:
-    """The window on `model`, unfolded, shown and painted once; the seconds that took (layout included)."""
-    start = time.perf_counter()
+    """The window on `model` as the app opens it (repeated modules folded), shown and painted once; the seconds
+    from the session to the first paint (layout included)."""
     session = Session(model, get_backend("numpy"))
-    folding = Folding.of(session.graph, ())
-    window = MainWindow(session, layout=folding.layout())
+    start = time.perf_counter()
+    window = MainWindow(session)
     window.resize(1400, 900)
     window.show()
     QApplication.processEvents()
     window.canvas.viewport().repaint()
     return window, time.perf_counter() - start
+
+
+def unfold(window: MainWindow) -> float:
+    """Open every module: layout + scene + paint of the whole graph, in seconds."""
+    start = time.perf_counter()
+    graph = window.bridge.session.graph
+    folding = Folding.of(graph, ())
+    window.canvas.set_layout(graph, folding.layout(), folding)
+    window.canvas.rebuild()
+    window.canvas.viewport().repaint()
+    return time.perf_counter() - start
 
 
 def frame_ms(window: MainWindow, move: Callable[[], object], times: int = 12) -> tuple[float, float]:
@@ -117,6 +129,7 @@ def profile_open(model: Model) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     window, _ = open_window(model)
+    unfold(window)
     profiler.disable()
     window.close()
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
@@ -137,9 +150,13 @@ def main() -> int:
                          ("chain 5,000", activation_chain(5000)), ("blocks 5,000", block_chain(5000))):
         window, opened = open_window(model)
         big = "20,000" in label
+        if window.canvas.folding_for_session().closed:
+            print(f"{label}: opened folded in {opened:.2f} s", flush=True)
+            opened = unfold(window)
         verdict = "ok" if not big or opened <= OPEN_S else "SLOW"
         ok &= verdict == "ok"
-        print(f"{label}: layout + scene + first paint {opened:.2f} s {verdict if big else ''}", flush=True)
+        print(f"{label}: layout + scene + first paint, every node shown, {opened:.2f} s {verdict if big else ''}",
+              flush=True)
         for what, (median, worst) in frames(window).items():
             verdict = "ok" if median <= FRAME_MS else "SLOW"
             ok &= verdict == "ok"

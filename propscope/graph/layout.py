@@ -256,6 +256,7 @@ class _Clustered:
             for c in set(self.chain[u]) | set(self.chain[v]):
                 self.touching.setdefault(c, []).append(e)
         self.dissolved: set[Any] = set()
+        self._chains: dict[Any, tuple[Any, ...]] = {}  # node -> its clusters not dissolved (`_chain`)
         self.same_shape: dict[tuple[Any, ...], tuple[_Level, list[Any]]] = {}  # shape -> first level, its keys
         self.local: dict[Any, dict[Any, tuple[int, float]]] = {}  # node: centre; cluster: top-left corner
         self.routes: dict[Any, dict[Edge, list[tuple[int, float]]]] = {}
@@ -263,7 +264,11 @@ class _Clustered:
         self.crossings = 0
 
     def _chain(self, n: Any) -> tuple[Any, ...]:
-        return tuple(c for c in self.chain[n] if c not in self.dissolved)
+        """`n`'s clusters, outermost first, without the dissolved ones (kept until one more dissolves)."""
+        chain = self._chains.get(n)
+        if chain is None:
+            chain = self._chains[n] = tuple(c for c in self.chain[n] if c not in self.dissolved)
+        return chain
 
     def _item_of(self, c: Any, n: Any) -> Any:
         """What stands for node `n` among cluster `c`'s items: itself, a cluster inside `c`, or None (outside)."""
@@ -333,6 +338,7 @@ class _Clustered:
                 on_cycle = {x for e in find_cycle(Flow([it.key for it in items], edges)) for x in e}
                 worst = min((x for x in on_cycle if x in self.size), key=lambda x: self.size[x][0] * self.size[x][1])
                 self.dissolved.add(worst)
+                self._chains.clear()
                 self.kids[c] += self.kids[worst]
         by_key = {it.key: it for it in items}
         sweeps, dummy_size, port_span = self.opts

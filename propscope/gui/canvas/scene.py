@@ -53,6 +53,7 @@ class GraphScene(QGraphicsScene):
         self.folding = folding if folding is not None else Folding.of(session.graph, ())
         self.current_key: str | None = None
         self.frames: dict[str, FrameItem] = {}
+        self._lit_frames: set[str] = set()  # frames holding the step's node
         self.diffs: dict[str, QColor] = {}  # key -> colour of its backend difference, while a comparison shows
         self.geo = Geometry.for_theme(theme)
         if self.folding.frames():  # room between rows for the frames' titles
@@ -74,6 +75,12 @@ class GraphScene(QGraphicsScene):
         # frames' translucent fills (z 0.5 and up) were painted over every node, nested ones washing them out
         self.detail.setZValue(FRAME_CEILING)
         self.addItem(self.detail)
+        # the frames shown with the detail only: zoomed out, the overview draws them in one call (4,000 frame
+        # items painting one by one made a fitted frame of a 20,000-node graph take 120 ms)
+        self.frame_layer = _Layer()
+        self.frame_layer.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
+        self.frame_layer.setZValue(FRAME_CEILING / 2)
+        self.addItem(self.frame_layer)
         self._plan()
         self.show_detail(False)
         if len(self.names) <= EAGER:
@@ -149,6 +156,9 @@ class GraphScene(QGraphicsScene):
         areas: dict[str, QRectF] = {}
         units = self.folding.frames()
         boxes = self.layout.boxes
+        children: dict[str | None, list[str]] = {}
+        for unit in units:
+            children.setdefault(unit.parent, []).append(unit.key)
         for unit in sorted(units, key=lambda u: -u.depth):
             if boxes and unit.key not in boxes:  # the layout could not keep it apart: no frame over others
                 continue
@@ -157,16 +167,16 @@ class GraphScene(QGraphicsScene):
                 key = self.folding.rep(name)
                 if key in rects:
                     area = area.united(rects[key])
-            for child in units:
-                if child.parent == unit.key and child.key in areas:
-                    area = area.united(areas[child.key])
+            for child in children.get(unit.key, ()):
+                if child in areas:
+                    area = area.united(areas[child])
             if area.isEmpty():
                 continue
             area = area.adjusted(-margin, -margin - header, margin, margin)
             areas[unit.key] = area
             frame = FrameItem(unit, area, header, self.style)
             self.frames[unit.key] = frame
-            self.addItem(frame)
+            frame.setParentItem(self.frame_layer)
 
     # -- making items where they are seen ------------------------------------------------------
     def ensure_items(self, rect: QRectF | None) -> int:
@@ -212,6 +222,7 @@ class GraphScene(QGraphicsScene):
 
     def show_detail(self, on: bool) -> None:
         self.detail.setVisible(on)
+        self.frame_layer.setVisible(on)
         self.overview.setVisible(not on)
         if not on:
             self._update_overview()
@@ -297,8 +308,12 @@ class GraphScene(QGraphicsScene):
         record = self.session.current
         self.current = None if record is None else record.node.name
         self.current_key = None if record is None else self.folding.rep(record.node.name)
-        for frame in self.frames.values():
-            frame.set_lit(self.current in frame.members)
+        inside = set(self.folding.chains.get(self.current or "", ()))  # the units holding the step's node
+        for key in self._lit_frames - inside:
+            self.frames[key].set_lit(False)
+        self._lit_frames = inside & self.frames.keys()
+        for key in self._lit_frames:
+            self.frames[key].set_lit(True)
         if record is None:
             return
         if self.current_key in self.nodes:
