@@ -73,3 +73,75 @@ def test_a_causal_mask_of_minus_infinity_keeps_zeros(op: str, diagonal: int) -> 
     expected = getattr(torch, op)(torch.tensor(x), diagonal).numpy()
     np.testing.assert_array_equal(out, expected)
     assert out.dtype == np.float32
+
+
+# -- folds of small constants into big arrays are refused before NumPy makes them --------------------------------
+def _onnx_fold_model(path: Path, kind: str, n: int) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    def constant(name: str, value: np.ndarray) -> object:
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(value))
+
+    if kind == "Tile":
+        nodes = [constant("c", np.ones((1,), np.float32)), constant("reps", np.array([n], np.int64)),
+                 helper.make_node("Tile", ["c", "reps"], ["t"])]
+    elif kind == "MatMul":
+        nodes = [constant("c", np.ones((n, 1), np.float32)), constant("d", np.ones((1, n), np.float32)),
+                 helper.make_node("MatMul", ["c", "d"], ["t"])]
+    else:
+        nodes = [constant("c", np.ones((n, 1), np.float32)), constant("d", np.ones((1, n), np.float32)),
+                 helper.make_node(kind, ["c", "d"], ["t"])]
+    nodes += [helper.make_node("ReduceSum", ["t"], ["s"], keepdims=0), helper.make_node("Add", ["x", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "fold", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.mark.parametrize(("kind", "n"), [("Tile", 2**24), ("Add", 4096), ("Where", 4096), ("MatMul", 4096)])
+def test_a_fold_past_the_budget_is_refused_before_it_is_made(tmp_path: Path, kind: str, n: int) -> None:
+    """A 300-byte ONNX file folding (n, 1) + (1, n) or a Tile of 10⁸ made propscope allocate 1.5 GiB under a
+    256 MiB --max-memory, and only then refuse it."""
+    import tracemalloc
+
+    from propscope.graph.readers import set_max_memory
+
+    path = tmp_path / "fold.onnx"
+    if kind == "Where":  # Where of three constants: cond (n, 1), x (1, n), y scalar
+        onnx = pytest.importorskip("onnx")
+        from onnx import TensorProto, helper, numpy_helper
+
+        nodes = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(v)) for name, v in (
+            ("cond", np.ones((n, 1), bool)), ("a", np.ones((1, n), np.float32)), ("b", np.zeros((), np.float32)))]
+        nodes += [helper.make_node("Where", ["cond", "a", "b"], ["t"]),
+                  helper.make_node("ReduceSum", ["t"], ["s"], keepdims=0), helper.make_node("Add", ["x", "s"], ["y"])]
+        graph = helper.make_graph(nodes, "fold", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    else:
+        _onnx_fold_model(path, kind, n)
+    set_max_memory(16 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match="memory budget"):
+            open_model(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        set_max_memory(None)
+    assert peak < 32 * 2**20, f"{kind}: {peak / 2**20:.0f} MiB allocated before the refusal"
+
+
+def test_fold_room_sizes_broadcast_matmul_and_tile() -> None:
+    from propscope.graph.readers._budget import fold_room, matmul_room, memory_budget, tile_room
+
+    with memory_budget(1000):
+        fold_room((np.ones((10, 1)), np.ones((1, 12))), "a fold", "f")  # 960 bytes: fits
+        with pytest.raises(ModelFormatError):
+            fold_room((np.ones((11, 1)), np.ones((1, 12))), "a fold", "f")
+        matmul_room(np.ones((3, 10, 2)), np.ones((2, 4)), "a product", "f")  # 3·10·4·8 = 960
+        with pytest.raises(ModelFormatError):
+            matmul_room(np.ones((2, 3, 10, 2)), np.ones((2, 4)), "a product", "f")
+        tile_room(np.ones((2, 3)), (4, 5), "a tile", "f")  # 8·15·8 = 960
+        with pytest.raises(ModelFormatError):
+            tile_room(np.ones((2, 3)), (2, 4, 5), "a tile", "f")

@@ -125,6 +125,11 @@ class MemoryBudget:
             )
         self.used += nbytes
 
+    def check(self, nbytes: int, what: str, where: str) -> None:
+        """Refuse `nbytes` that would not fit in what is left, without counting them."""
+        if self.used + max(0, int(nbytes)) > self.limit:
+            self.charge(nbytes, what, where)
+
 
 _active: ContextVar[MemoryBudget | None] = ContextVar("propscope_memory_budget", default=None)
 
@@ -185,6 +190,33 @@ def charge_array(shape: Iterable[int], dtype: Any, what: str, where: str) -> Non
     """Charge an array of `shape` and `dtype` (a folded constant) before it is made."""
     itemsize = np.dtype(dtype).itemsize if dtype is not None else 8
     charge(math.prod(int(d) for d in shape) * itemsize, what, where)
+
+
+def fold_room(arrays: Iterable[Any], what: str, where: str, shape: Iterable[int] | None = None) -> None:
+    """Refuse a fold of `arrays` (broadcast together, or into `shape` when given) that the budget has no room
+    for, before NumPy makes it: two 400 KB constants added as (n, 1) + (1, n) make 40 GB. Only checked here;
+    the reader charges the folded array once it exists, so it is counted once."""
+    out = tuple(np.broadcast_shapes(*(np.shape(a) for a in arrays))) if shape is None else tuple(shape)
+    nbytes = math.prod(int(d) for d in out) * 8  # folds run in float64 or int64
+    (_active.get() or MemoryBudget(current_limit())).check(nbytes, what, where)
+
+
+def matmul_room(a: Any, b: Any, what: str, where: str) -> None:
+    """fold_room for np.matmul(a, b): the batch axes broadcast, then (rows of a) × (columns of b)."""
+    sa, sb = np.shape(a), np.shape(b)
+    if len(sa) < 1 or len(sb) < 1:
+        return  # NumPy refuses a scalar operand before allocating anything
+    rows, cols = (sa[-2] if len(sa) > 1 else 1), (sb[-1] if len(sb) > 1 else 1)
+    batch = np.broadcast_shapes(sa[:-2], sb[:-2])
+    fold_room((), what, where, shape=(*batch, rows, cols))
+
+
+def tile_room(a: Any, repeats: Iterable[int], what: str, where: str) -> None:
+    """fold_room for np.tile(a, repeats)."""
+    reps, shape = tuple(int(r) for r in repeats), np.shape(a)
+    n = max(len(reps), len(shape))
+    padded_reps, padded_shape = (1,) * (n - len(reps)) + reps, (1,) * (n - len(shape)) + tuple(shape)
+    fold_room((), what, where, shape=[max(r, 0) * d for r, d in zip(padded_reps, padded_shape, strict=True)])
 
 
 def range_length(start: Any, stop: Any, step: Any, what: str, where: str) -> int:

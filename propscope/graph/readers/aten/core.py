@@ -17,6 +17,7 @@ from .._aten import (
     self_arg,
     zeros_bias,
 )
+from .._budget import fold_room, matmul_room
 from .._build import finite_mask
 
 
@@ -24,6 +25,7 @@ from .._build import finite_mask
 def _pow(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, p = self_arg(a), a.get("exponent")
     if t.const(x) and t.const(p):
+        fold_room((x, p), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return np.asarray(x, dtype=np.float64) ** np.asarray(p)
     if isinstance(p, int | float) and not isinstance(p, bool):
         return t.b.op("pow", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"exponent": float(p)})
@@ -56,6 +58,7 @@ def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
             "mul", t.node(y, ctx), t.b.const(np.array(float(alpha)), ctx.module, "alpha"),
             name=f"{ctx.name}.alpha", module=ctx.module)
     if t.const(x) and t.const(y):
+        fold_room((x, y), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return _BINARY[op](np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
     if op == "add":
         x, y = finite_mask(x), finite_mask(y)
@@ -98,6 +101,7 @@ def _addmm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 def _matmul(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, y = self_arg(a), a.get("mat2", a.get("other"))
     if t.const(x) and t.const(y):
+        matmul_room(x, y, f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return np.matmul(np.asarray(x), np.asarray(y))
     if isinstance(y, Transposed) and not isinstance(x, Transposed):
         return t.b.op("linear", t.node(x, ctx), y.leaf, zeros_bias(t, y.leaf, ctx), name=ctx.name,

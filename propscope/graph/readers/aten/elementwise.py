@@ -10,6 +10,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Ctx, Guard, Translator, Unmapped, aten, dims_arg, op_key, self_arg
+from .._budget import fold_room
 from .._build import finite_mask
 
 _NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -61,6 +62,7 @@ def _extremum(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, y = self_arg(a), a["other"]
     kx, ky = t.known(x), t.known(y)
     if kx is not None and ky is not None:
+        fold_room((kx, ky), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return (np.maximum if op == "maximum" else np.minimum)(kx, ky)
     return _op(t, ctx, op, t.node(x, ctx, "self"), t.node(y, ctx, "other"))
 
@@ -103,6 +105,7 @@ def _where(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     kx, ky = t.known(x), t.known(y)
     if known is not None:
         if kx is not None and ky is not None:
+            fold_room((known, kx, ky), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
             return np.where(known.astype(bool), kx, ky)
         return blend(t, ctx, x, y, known.astype(bool))
     picks = [t.node(v, ctx, role) if k is None else t.b.const(finite_mask(k.astype(np.float64)), ctx.module, role)
@@ -119,6 +122,7 @@ def _masked_fill(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if known is not None:
         kx, kv = t.known(x), t.known(value)
         if kx is not None and kv is not None:
+            fold_room((known, kv, kx), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
             return np.where(known.astype(bool), kv, kx)
         return blend(t, ctx, value, x, known.astype(bool))
     kv = t.known(value)
@@ -133,6 +137,7 @@ def _remainder(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, y = self_arg(a), a["other"]
     kx, ky = t.known(x), t.known(y)
     if kx is not None and ky is not None:
+        fold_room((kx, ky), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return (np.remainder if op == "remainder" else np.fmod)(kx, ky)
     return _op(t, ctx, op, t.node(x, ctx, "self"), t.node(y, ctx, "other"))
 
@@ -163,6 +168,7 @@ def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if ky is not None and kx.dtype == bool and ky.dtype != bool and op in ("bitwise_and", "bitwise_or", "bitwise_xor",
                                                                           "__and__", "__or__", "__xor__"):
         ky = ky.astype(bool)
+    fold_room((kx,) if ky is None else (kx, ky), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
     return logic(kx) if ky is None else logic(kx, ky)
 
 

@@ -19,7 +19,7 @@ from .._aten import (
     op_key,
     self_arg,
 )
-from .._budget import charge_array
+from .._budget import charge_array, fold_room, tile_room
 
 
 @aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy")
@@ -168,10 +168,20 @@ def _select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op("select", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim, "index": index})
 
 
+def _take_room(t: Translator, ctx: Ctx, x: Any, idx: Any, axis: int) -> None:
+    """Refuse, before it is made, a np.take of constants the budget has no room for (its size is the
+    index's times the rest of x: small constants can ask for a lot)."""
+    shape = np.shape(x)
+    axis %= max(len(shape), 1)
+    fold_room((), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where,
+              shape=(*shape[:axis], *np.shape(idx), *shape[axis + 1:]))
+
+
 @aten("index_select")
 def _index_select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, idx, dim = self_arg(a), a["index"], int(a["dim"])
     if t.const(x) and t.const(idx):
+        _take_room(t, ctx, x, idx, dim)
         return np.take(np.asarray(x), np.asarray(idx), axis=dim)
     return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
                   attrs={"axis": dim})
@@ -196,6 +206,7 @@ def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                       module=ctx.module, attrs={"axes": tuple(axes)})
     axis, idx = used[0]
     if t.const(x) and t.const(idx):
+        _take_room(t, ctx, x, idx, axis)
         return np.take(np.asarray(x), np.asarray(idx), axis=axis)
     return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
                   attrs={"axis": axis})
@@ -268,6 +279,7 @@ def _repeat(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if op_key(ctx.target) == "tile" and len(repeats) < len(t.shape(x)):  # torch.tile pads the repeats with ones
         repeats = (1,) * (len(t.shape(x)) - len(repeats)) + repeats
     if known is not None:
+        tile_room(known, repeats, f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return np.tile(known, repeats)
     return t.b.op("tile", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"repeats": repeats})
 

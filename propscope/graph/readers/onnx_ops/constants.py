@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._aten import Missing, Unmapped
-from .._budget import charge_array, range_length
+from .._budget import charge_array, fold_room, range_length
 from .._build import CAUSAL_FILL, check_shape
 from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
 
@@ -16,6 +16,7 @@ from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
 @onnx_op("Where")
 def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     cond, x, y = (r.folded(v) for v in ins)
+    fold_room([v for v in (cond, x, y) if v is not None], f"Where {ctx.name!r} of constants", r.where)
     if cond is not None and x is not None and y is not None:
         return np.where(cond.astype(bool), x, y)
     if cond is None:

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Transposed
+from .._budget import matmul_room
 from ..onnx_reader import Ctx, Reader, onnx_op, zeros_bias
 from .elementwise import const, op
 from .naming import parameter
@@ -63,6 +64,7 @@ def _matmul(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     a, b = ins
     ca, cb = r.folded(a), r.folded(b)
     if ca is not None and cb is not None:
+        matmul_room(ca, cb, f"MatMul {ctx.name!r} of constants", r.where)
         return np.matmul(ca, cb)
     if isinstance(b, Transposed) and not isinstance(a, Transposed):
         return r.b.op("linear", r.node(a, ctx), b.leaf, zeros_bias(r, b.leaf.shape[0], ctx), name=ctx.name,

@@ -14,6 +14,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Unmapped
+from .._budget import fold_room
 from .._build import finite_mask
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .constants import _where as _where_folded
@@ -90,6 +91,7 @@ def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x, y = ins[0], ins[1]
     cx, cy = r.folded(x), r.folded(y)
     if cx is not None and cy is not None:
+        fold_room((cx, cy), f"{ctx.op} {ctx.name!r} of constants", r.where)
         if ctx.op == "Div":
             return _divide(cx, cy)
         if ctx.op == "Pow":
@@ -131,6 +133,7 @@ def _variadic(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         raise Unmapped(f"{ctx.op} without inputs")
     folded = [r.folded(v) for v in items]
     if all(f is not None for f in folded):
+        fold_room(folded, f"{ctx.op} {ctx.name!r} of constants", r.where)
         fold: Any = {"Max": np.maximum, "Min": np.minimum, "Sum": np.add, "Mean": np.add}[ctx.op]
         total: Any = folded[0]
         for f in folded[1:]:
@@ -158,6 +161,7 @@ def _clip(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     bounds = [None if v is None else r.folded(v) for v in given]
     c = r.folded(x)
     if c is not None and all(v is None or b is not None for v, b in zip(given, bounds, strict=True)):
+        fold_room([c, *(b for b in bounds if b is not None)], f"Clip {ctx.name!r} of constants", r.where)
         out = c
         if bounds[0] is not None:
             out = np.maximum(out, bounds[0])

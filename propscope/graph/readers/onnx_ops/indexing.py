@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._aten import Unmapped
+from .._budget import tile_room
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import op
 
@@ -34,5 +35,6 @@ def _tile(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     reps = tuple(int(v) for v in repeats.reshape(-1))
     c = r.folded(ins[0])
     if c is not None:
+        tile_room(c, reps, f"Tile {ctx.name!r} of a constant", r.where)
         return np.tile(c, reps)
     return op(r, ctx, "tile", r.node(ins[0], ctx), repeats=reps)

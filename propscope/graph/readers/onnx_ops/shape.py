@@ -10,7 +10,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Lazy, Transposed, Unmapped
-from .._budget import charge_array
+from .._budget import charge_array, fold_room
 from .._build import check_shape
 from ..onnx_reader import INT64_MAX, Ctx, Init, Reader, attr_or_input, onnx_op
 
@@ -130,6 +130,8 @@ def _gather(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     axis = int(ctx.attrs.get("axis", 0))
     cd, ci = r.folded(data), r.folded(idx)
     if cd is not None and ci is not None:
+        fold_room((), f"Gather {ctx.name!r} of constants", r.where,
+                  shape=(*cd.shape[:axis % max(cd.ndim, 1)], *ci.shape, *cd.shape[axis % max(cd.ndim, 1) + 1:]))
         return np.take(cd, ci.astype(np.int64), axis=axis)
     if ci is not None and ci.ndim == 0:
         return r.b.op("select", r.node(data, ctx), name=ctx.name, module=ctx.module,
