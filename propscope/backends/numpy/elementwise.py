@@ -222,6 +222,8 @@ compare.gradient(lambda g, a, b, out, op: (None, None))
 def logical(a: Array, b: Array | None = None, *, op: str) -> Array:
     if op == "not":
         return np.logical_not(a)
+    if b is None:
+        raise ValueError(f"logical {op!r} takes two masks")
     return _LOGICAL[op](a, b)
 
 

@@ -6,14 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .core import _axes  # the reduced axes, sorted and non-negative (() reduces nothing), as sum and mean
 from .kernels import Array, kernel
-
-
-def _axes(axis: Any, ndim: int) -> tuple[int, ...]:
-    """The reduced axes, sorted and non-negative (() reduces nothing, as in NumPy)."""
-    if axis is None:
-        return tuple(range(ndim))
-    return tuple(sorted({a % ndim for a in ((axis,) if isinstance(axis, int) else axis)}))
 
 
 def _count(x: Array, axes: tuple[int, ...]) -> int:

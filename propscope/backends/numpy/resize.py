@@ -13,21 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.ops.resize import linear_sources, nearest_sources, pad_pairs, pad_sources, upsample_size
+from ...graph.ops.resize import linear_sources, nearest_sources, pad_pairs, pad_sources, scale_pair, upsample_size
 from .kernels import Array, kernel
 
 
 def _frozen(matrix: Array) -> Array:
     matrix.flags.writeable = False
     return matrix
-
-
-def _scales(scales: Any) -> tuple[float | None, float | None]:
-    if scales is None:
-        return None, None
-    if isinstance(scales, int | float):
-        return float(scales), float(scales)
-    return float(scales[0]), float(scales[1])
 
 
 @functools.lru_cache(maxsize=256)
@@ -51,7 +43,7 @@ def _bilinear(size: int, out: int, align_corners: bool, scale: float | None, dty
 
 def _nearest_maps(x: Array, output_size: Any, scales: Any) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     oh, ow = upsample_size(x.shape, output_size, scales, "upsample_nearest2d")
-    sh, sw = _scales(scales)
+    sh, sw = scale_pair(scales)
     return _nearest(x.shape[2], oh, sh), _nearest(x.shape[3], ow, sw)
 
 
@@ -69,7 +61,7 @@ def _(g: Array, x: Array, out: Array, output_size: Any, scales: Any) -> tuple[Ar
 
 def _bilinear_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array, Array]:
     oh, ow = upsample_size(x.shape, output_size, scales, "upsample_bilinear2d")
-    sh, sw = (None, None) if align_corners else _scales(scales)
+    sh, sw = (None, None) if align_corners else scale_pair(scales)
     dtype = x.dtype.name
     return (_bilinear(x.shape[2], oh, bool(align_corners), sh, dtype),
             _bilinear(x.shape[3], ow, bool(align_corners), sw, dtype))

@@ -32,7 +32,11 @@ def compare(a: Tensor, b: Tensor, op: str) -> Tensor:
 
 @kernel("logical")
 def logical(a: Tensor, b: Tensor | None = None, *, op: str) -> Tensor:
-    return torch.logical_not(a) if op == "not" else _LOGICAL[op](a, b)
+    if op == "not":
+        return torch.logical_not(a)
+    if b is None:
+        raise ValueError(f"logical {op!r} takes two masks")
+    return _LOGICAL[op](a, b)
 
 
 @kernel("isnan")

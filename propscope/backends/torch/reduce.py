@@ -7,14 +7,8 @@ from typing import Any
 
 import torch
 
+from .core import _dims  # NumPy's `axis` as sorted torch dims, as sum and mean take it
 from .kernels import Tensor, kernel
-
-
-def _dims(axis: Any, ndim: int) -> tuple[int, ...]:
-    """NumPy's `axis` as sorted torch dims. `()` must never reach torch: there it means "every axis"."""
-    if axis is None:
-        return tuple(range(ndim))
-    return tuple(sorted({int(a) % max(ndim, 1) for a in ((axis,) if isinstance(axis, int) else axis)}))
 
 
 @kernel("amax")

@@ -7,28 +7,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...graph.ops.resize import pad_pairs, pad_sources, upsample_size
+from ...graph.ops.resize import pad_pairs, pad_sources, scale_pair, upsample_size
 from .kernels import Tensor, kernel
-
-
-def _scales(scales: Any) -> tuple[float | None, float | None]:
-    if scales is None:
-        return None, None
-    if isinstance(scales, int | float):
-        return float(scales), float(scales)
-    return float(scales[0]), float(scales[1])
 
 
 @kernel("upsample_nearest2d")
 def upsample_nearest2d(x: Tensor, output_size: Any, scales: Any) -> Tensor:
     size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_nearest2d"))
-    return torch.ops.aten.upsample_nearest2d.default(x, size, *_scales(scales))
+    return torch.ops.aten.upsample_nearest2d.default(x, size, *scale_pair(scales))
 
 
 @kernel("upsample_bilinear2d")
 def upsample_bilinear2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
     size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_bilinear2d"))
-    return torch.ops.aten.upsample_bilinear2d.default(x, size, bool(align_corners), *_scales(scales))
+    return torch.ops.aten.upsample_bilinear2d.default(x, size, bool(align_corners), *scale_pair(scales))
 
 
 @kernel("pad")

@@ -46,6 +46,15 @@ def upsample_size(x: Shape, output_size: Any, scales: Any, what: str) -> tuple[i
     return size
 
 
+def scale_pair(scales: Any) -> tuple[float | None, float | None]:
+    """The `scales` attr as (s_h, s_w): None, one number for both axes, or two."""
+    if scales is None:
+        return None, None
+    if isinstance(scales, int | float):
+        return float(scales), float(scales)
+    return float(scales[0]), float(scales[1])
+
+
 def _scale(size: int, out: int, scale: float | None) -> float:
     """PyTorch's `compute_scales_value`: input step per output step, 1/scale when a scale is given."""
     return 1.0 / scale if scale is not None and scale > 0 else size / out

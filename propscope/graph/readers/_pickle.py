@@ -19,7 +19,8 @@ import re
 import sys
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -270,40 +271,41 @@ def load_weights_only(data: bytes | Path, where: str, what: str, torch_fallback:
     if isinstance(data, Path):
         return _load_file(data, where, what, torch_fallback)
     if is_torch_zip(data):
-        try:
+        with _restricted(where, what, torch_fallback):
             return plain(load_torch_zip(data, where, what), where, what)
-        except RecursionError:
-            raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
-        except Refused as exc:
-            raise ModelFormatError(f"{where}: {what} is a pickle that calls {exc.name}, not plain tensors; "
-                                   "refused, since loading it could run code") from None
-        except NeedsTorch as exc:
-            if not torch_fallback:
-                raise ModelFormatError(f"{where}: {what} holds {exc}, which propscope reads only with "
-                                       "PyTorch") from None
     return torch_load(data, where, what)
 
 
 def _load_file(path: Path, where: str, what: str, torch_fallback: bool) -> Any:
     """A torch.save file read member by member from disk (never the whole file in memory at once)."""
     if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                return plain(load_torch_zip(zf, where, what), where, what)
-        except ZIP_ERRORS as exc:
-            raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
-        except RecursionError:
-            raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
-        except Refused as exc:
-            raise ModelFormatError(f"{where}: {what} is a pickle that calls {exc.name}, not plain tensors; "
-                                   "refused, since loading it could run code") from None
-        except NeedsTorch as exc:
-            if not torch_fallback:
-                raise ModelFormatError(f"{where}: {what} holds {exc}, which propscope reads only with "
-                                       "PyTorch") from None
+        with _restricted(where, what, torch_fallback):
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    return plain(load_torch_zip(zf, where, what), where, what)
+            except RecursionError:
+                raise  # a RuntimeError, but not a damaged zip: said by _restricted
+            except ZIP_ERRORS as exc:
+                raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
     size = path.stat().st_size
     charge(2 * size, what, where)  # torch's loader holds the bytes and the tensors made from them
     return torch_load(path.read_bytes(), where, what)
+
+
+@contextmanager
+def _restricted(where: str, what: str, torch_fallback: bool) -> Iterator[None]:
+    """The restricted reader's refusals in one line each; a global only torch can rebuild is passed over
+    (the caller goes on to torch's own weights-only loader) where `torch_fallback` allows it."""
+    try:
+        yield
+    except RecursionError:
+        raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
+    except Refused as exc:
+        raise ModelFormatError(f"{where}: {what} is a pickle that calls {exc.name}, not plain tensors; "
+                               "refused, since loading it could run code") from None
+    except NeedsTorch as exc:
+        if not torch_fallback:
+            raise ModelFormatError(f"{where}: {what} holds {exc}, which propscope reads only with PyTorch") from None
 
 
 def torch_load(data: bytes, where: str, what: str) -> Any:
