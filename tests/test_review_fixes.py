@@ -145,3 +145,32 @@ def test_fold_room_sizes_broadcast_matmul_and_tile() -> None:
         tile_room(np.ones((2, 3)), (4, 5), "a tile", "f")  # 8·15·8 = 960
         with pytest.raises(ModelFormatError):
             tile_room(np.ones((2, 3)), (2, 4, 5), "a tile", "f")
+
+
+def test_a_pad_of_a_billion_is_refused_before_it_is_made(tmp_path: Path) -> None:
+    """ONNX Pad's amounts are numbers in the file: pads of 10⁸ on a constant made NumPy fill 800 MB first."""
+    import tracemalloc
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from propscope.graph.readers import set_max_memory
+
+    nodes = [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.ones((1,), np.float32))),
+             helper.make_node("Constant", [], ["p"], value=numpy_helper.from_array(np.array([2**23, 0], np.int64))),
+             helper.make_node("Pad", ["c", "p"], ["t"]), helper.make_node("ReduceSum", ["t"], ["s"], keepdims=0),
+             helper.make_node("Add", ["x", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "pad", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "pad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    set_max_memory(16 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match="memory budget"):
+            open_model(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        set_max_memory(None)
+    assert peak < 24 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"

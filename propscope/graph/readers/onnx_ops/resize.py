@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._aten import Unmapped
+from .._budget import fold_room
 from ..onnx_reader import Ctx, Reader, attr_or_input, onnx_op
 from .elementwise import op
 
@@ -31,6 +32,9 @@ def _pad(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     pairs = [(0, 0)] * rank
     for i, a in enumerate(axes):
         pairs[a] = (int(pads[i]), int(pads[i + len(axes)]))
+    # the padded size comes from the file's numbers, not its bytes: refused before a fold or a mask is made
+    padded = [max(d + b + e, 0) for d, (b, e) in zip(shape, pairs, strict=True)]
+    fold_room((), f"Pad {ctx.name!r}", r.where, shape=padded)
     value = 0.0
     if ctx.opset < 11:
         value = float(ctx.attrs.get("value", 0.0))
