@@ -174,3 +174,14 @@ def test_a_pad_of_a_billion_is_refused_before_it_is_made(tmp_path: Path) -> None
         tracemalloc.stop()
         set_max_memory(None)
     assert peak < 24 * 2**20, f"{peak / 2**20:.0f} MiB allocated before the refusal"
+
+
+def test_an_exclusive_cumsum_over_an_empty_axis_is_empty() -> None:
+    """ONNX CumSum(exclusive=1) over a length-0 axis raised IndexError on NumPy (torch gives the empty tensor)."""
+    x = np.zeros((2, 0), dtype=np.float32)
+    node = one_op("cumsum", [x], {"axis": 1, "exclusive": True})
+    backend = NumpyBackend("float32")
+    out = backend.forward(node, [backend.asarray(x)])
+    assert out.shape == (2, 0) and out.dtype == np.float32
+    (grad,) = backend.vjp(node, [backend.asarray(x)], out, backend.ones(out.shape))
+    assert grad is not None and grad.shape == (2, 0)

@@ -118,7 +118,7 @@ def _cumsum(x: Array, axis: int, reverse: bool, exclusive: bool) -> Array:
     if reverse:
         x = np.flip(x, axis)
     out = np.cumsum(x, axis=axis)
-    if exclusive:  # shift by one: out_i holds the sum before x_i
+    if exclusive and out.shape[axis]:  # shift by one: out_i holds the sum before x_i (an empty axis stays empty)
         out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)), np.delete(out, -1, axis=axis)], axis=axis)
     return np.ascontiguousarray(np.flip(out, axis)) if reverse else out
 
