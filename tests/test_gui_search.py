@@ -175,6 +175,14 @@ def test_breadcrumbs_show_the_module_path_and_fold_it(qtbot):
     settle()
     titles = [b.text() for b in crumbs.crumbs]
     assert crumbs.isVisible() and titles[-1] == "blocks.12.tanh" and "blocks.12" in titles[-2]
+    window.selection.select("blocks.12.add")  # a sibling: the same modules, the node's crumb renamed
+    settle()
+    assert [b.text() for b in crumbs.crumbs] == [*titles[:-1], "blocks.12.add"]
+    window.selection.select("blocks.13.tanh")  # another module
+    settle()
+    assert "blocks.13" in crumbs.crumbs[-2].text()
+    window.selection.select("blocks.12.tanh")
+    settle()
     key = crumbs.crumbs[-2].property("unitKey")
     crumbs.crumbs[-2].click()  # fold blocks.12 into a box
     settle()

@@ -70,10 +70,11 @@ class FrameItem(QGraphicsItem):
         self.lit = False  # the step is inside
         self.setZValue(0.5 + unit.depth * 0.01)
         self.setToolTip(f"{unit.title}: double-click the frame to fold it into one box")
+        m = style.theme.pen_width(3)
+        self._bounds = rect.adjusted(-m, -m, m, m)  # asked for by Qt for each frame on every repaint: kept
 
     def boundingRect(self) -> QRectF:
-        m = self.style.theme.pen_width(3)
-        return self.rect.adjusted(-m, -m, m, m)
+        return self._bounds
 
     def header_rect(self) -> QRectF:
         return QRectF(self.rect.left(), self.rect.top(), self.rect.width(), self.header)

@@ -24,6 +24,7 @@ class Breadcrumbs(QFrame):
         self.canvas = canvas
         self.crumbs: list[QToolButton] = []
         self.node: str | None = None
+        self._shown: tuple[object, ...] = ()  # the modules and folds the crumbs were made for
         self._lay = QHBoxLayout(self)
         self._lay.setContentsMargins(4, 1, 4, 1)
         self._lay.setSpacing(0)
@@ -44,6 +45,13 @@ class Breadcrumbs(QFrame):
             name = None
         self.node = name
         path = self.path(name) if name is not None else []
+        closed = self.canvas.folding_for_session().closed
+        shown = (tuple(path), frozenset(k for k, _ in path if k in closed))
+        if self.crumbs and path and name is not None and shown == self._shown:  # same modules: only the node
+            self.crumbs[-1].setText(name)
+            self.adjustSize()
+            return
+        self._shown = shown
         while self._lay.count():
             item = self._lay.takeAt(0)
             widget = item.widget() if item is not None else None
@@ -53,7 +61,6 @@ class Breadcrumbs(QFrame):
         if not path or name is None:
             self.hide()
             return
-        closed = self.canvas.folding_for_session().closed
         for key, title in path:
             button = self._crumb(title, f"{'Open' if key in closed else 'Fold'} {title}")
             button.setProperty("unitKey", key)
