@@ -87,3 +87,26 @@ def test_the_tied_gradient_is_autograds() -> None:
     torch.nn.functional.cross_entropy(logits, torch.tensor(data["y"])).backward()
     for name, t in (("E", E), ("P", P), ("b", b)):
         np.testing.assert_allclose(session.grad(name), t.grad.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_cross_entropy_on_image_shaped_logits_takes_per_pixel_class_ids() -> None:
+    """Segmentation logits (N, C, H, W) as torch lays them out: targets (N, H, W), classes on axis 1."""
+    g = Graph("segment")
+    x = g.input("x", (2, 3, 4, 5))
+    w = g.parameter("W", (4, 3, 1, 1))
+    g.set_outputs(g.add("conv2d", x, w, name="logits"))
+    rng = np.random.default_rng(1)
+    model = Model(g, {"W": rng.standard_normal((4, 3, 1, 1))})
+    data = {"x": rng.standard_normal((2, 3, 4, 5)), "y": rng.integers(0, 4, (2, 4, 5))}
+    session = Session(model, get_backend("numpy", "float64"), data, "cross_entropy")
+    session.run_to_end()
+    try:
+        import torch
+    except ImportError:
+        return
+    W = torch.tensor(model.arrays["W"], requires_grad=True)
+    logits = torch.nn.functional.conv2d(torch.tensor(data["x"]), W)
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor(data["y"]))
+    loss.backward()
+    assert abs(float(session.value(session.loss_node.name)) - float(loss)) < 1e-12
+    np.testing.assert_allclose(session.grad("W"), W.grad.numpy(), rtol=1e-12, atol=1e-14)

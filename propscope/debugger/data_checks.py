@@ -45,7 +45,7 @@ def check_targets(y: np.ndarray, prediction: Node, loss: str, raw_shape: tuple[i
 
 def class_count_error(y: np.ndarray, logits_shape: tuple[int, ...], raw_shape: tuple[int, ...]) -> str:
     """The sentence for class ids that do not fit the logits (both shapes and both class counts named)."""
-    classes = logits_shape[-1]
+    classes = logits_shape[1 if len(logits_shape) >= 2 else 0]  # torch: classes on axis 1
     finite = y[np.isfinite(y)]
     if finite.size and np.all(finite == np.round(finite)) and np.all(finite >= 0) and np.all(np.isfinite(y)):
         found = int(np.max(finite)) + 1

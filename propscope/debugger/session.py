@@ -348,16 +348,20 @@ class Session:
 
 
 def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
-    """Class indices for cross-entropy: (N,) integers, from (N,), (N, 1) or one-hot (N, C)."""
+    """Class indices for cross-entropy: (N,) integers from (N,), (N, 1) or one-hot (N, C); for logits with
+    positions, (N, C, d1, ...) as torch lays them out, (N, d1, ...) integers."""
     if y.shape == logits_shape:
         return y
-    if y.ndim == len(logits_shape) and y.shape[-1] == 1:
+    axis = 1 if len(logits_shape) >= 2 else 0  # where the classes are (torch's cross_entropy)
+    indices_shape = logits_shape[:axis] + logits_shape[axis + 1:]
+    if y.ndim == len(logits_shape) and y.shape[-1] == 1 and len(logits_shape) == 2:
         y = y[..., 0]
-    if y.shape != logits_shape[:-1]:
+    if y.shape != indices_shape:
         one_hot = one_hot_error(y.shape, logits_shape)
-        raise ShapeError(one_hot or f"target {TARGET!r}: expected class indices {fmt(logits_shape[:-1])} for the "
+        raise ShapeError(one_hot or f"target {TARGET!r}: expected class indices {fmt(indices_shape)} for the "
                          f"logits {fmt(logits_shape)}, got {fmt(y.shape)}")
-    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or np.any(y < 0) or np.any(y >= logits_shape[-1]):
+    classes = logits_shape[axis]
+    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or np.any(y < 0) or np.any(y >= classes):
         raise DataError(class_count_error(y, logits_shape, y.shape))
     return y.astype(np.int64)
 

@@ -511,8 +511,9 @@ class Translator:
             step_ctx = Ctx(f"{ctx.name}.{base}", ctx.module, [None], f"torch.ops.aten.{scatter}.default")
             try:
                 self.env[base] = HANDLERS[scatter](self, args, step_ctx)
-            except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError) as exc:
-                self.env[base] = Missing(f"a tensor changed in place through a view ({exc})")
+            except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
+                    OverflowError, AttributeError) as exc:  # as in _node: the rest of the graph still opens
+                self.env[base] = Missing(f"a tensor changed in place through a view ({str(exc)[:200]})")
             view = base
 
     def _out_name(self, tensor: Any, target: str) -> str:

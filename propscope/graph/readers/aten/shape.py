@@ -301,6 +301,7 @@ def _copy(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 def _scatter_into(t: Translator, ctx: Ctx, x: Any, src: Node, dim: int, start: int, stop: int) -> Node:
     """x with positions [start, stop) of axis `dim` replaced by src: x · (1 − m) + pad(src), steppable arithmetic."""
     shape = tuple(t.shape(x))
+    charge_array(shape, np.float64, "the mask of a slice assignment", t.where)
     keep = np.ones(shape)
     cut = [slice(None)] * len(shape)
     cut[dim] = slice(start, stop)
