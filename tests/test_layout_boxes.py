@@ -152,3 +152,21 @@ def test_a_residual_is_no_chain():
     items = [_Item(n) for n in ("x", "a", "b")]
     assert _as_chain(items, [("x", "a", 0, 1), ("a", "b", 0, 2), ("x", "b", 1, 2)]) is None
     assert _as_chain(items, [("x", "a", 0, 1), ("a", "b", 0, 1)]) is not None
+
+
+def test_an_op_that_lost_its_scope_inside_a_module_joins_it():
+    """ONNX's Split becomes slices without a scope: inside `blk` (made from `blk.qkv`, used by `blk`), they
+    join `blk`, which then folds; an op between two top-level modules stays outside both."""
+    g = Graph("scopes")
+    x = g.input("x", (2, 6))
+    w = g.parameter("blk.qkv.weight", (6, 6), module="blk.qkv")
+    qkv = g.add("matmul", x, w, name="blk.qkv.mm", module="blk.qkv")
+    part = g.add("tanh", qkv, name="lost_scope")  # no module, as an exporter leaves it
+    inner = g.add("relu", part, name="blk.act", module="blk")
+    between = g.add("sigmoid", inner, name="top_level")  # between blk and out: stays outside
+    out = g.add("tanh", between, name="out.act", module="out")
+    g.add("relu", out, name="out.act2", module="out")
+    folding = Folding.of(g, ())
+    assert "lost_scope" in folding.units["⊞ blk"].members
+    assert "top_level" not in folding.chains or not folding.chains["top_level"]
+    assert folding.close("⊞ blk") and folding.rep("lost_scope") == "⊞ blk"

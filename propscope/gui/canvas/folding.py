@@ -93,9 +93,10 @@ class Folding:
     def _find_units(self) -> None:
         g = self.graph
         order = {n.name: i for i, n in enumerate(g)}
+        module = self._modules()
         by_path: dict[str, list[str]] = {}
         for node in g:
-            path = node.module
+            path = module.get(node.name, node.module)
             if not path:
                 continue
             parts = path.split(".")
@@ -125,6 +126,22 @@ class Folding:
             unit.depth = i
             unit.ops = sum(1 for n in unit.members if not g[n].is_leaf)
             unit.output = self._output_of(unit)
+
+    def _modules(self) -> dict[str, str]:
+        """Module paths for ops that have none but lie inside one module: every input made in it and every use
+        in it, the innermost module holding them all (an exporter's helper ops, e.g. the slices ONNX's Split
+        becomes, lose their scope). Left outside, such an op takes values out of the module and back in, and
+        the module could not fold."""
+        g = self.graph
+        found: dict[str, str] = {}
+        for node in g:
+            if node.module or node.is_leaf or not node.inputs:
+                continue
+            around = [found.get(a.name, a.module) for a in node.inputs] + [u.module for u in g.users(node.name)]
+            common = _common_module(around)
+            if common:
+                found[node.name] = common
+        return found
 
     def _find_repeats(self, modules: dict[str, list[str]], order: dict[str, int]) -> None:
         """Sibling blocks with the same op sequence under one module (or at the top)."""
@@ -309,6 +326,19 @@ class Folding:
             chain = chain[: chain.index(name)]
         open_ = [k for k in chain if k not in self.closed]
         return self.units[open_[-1]] if open_ else None
+
+
+def _common_module(paths: list[str]) -> str:
+    """The innermost module holding every one of `paths` ("" when one is at the top or they share none)."""
+    if not paths or "" in paths:
+        return ""
+    parts = [p.split(".") for p in paths]
+    shared = []
+    for names in zip(*parts, strict=False):
+        if len(set(names)) > 1:
+            break
+        shared.append(names[0])
+    return ".".join(shared)
 
 
 def _parent_path(path: str, modules: dict[str, list[str]]) -> str | None:
