@@ -171,10 +171,16 @@ def test_the_minimap_shows_the_view_and_a_click_jumps_there(qtbot):
 def test_breadcrumbs_show_the_module_path_and_fold_it(qtbot):
     window = open_window(qtbot, 600, folded=False)
     crumbs = window.navigation.breadcrumbs
+    window.selection.select("x")  # outside every module: hidden, then made again for a node inside
+    settle()
+    window.bridge.session.seek(40)  # the selection follows the step into a block
+    settle()
+    assert crumbs.isVisible() and crumbs.width() >= crumbs.sizeHint().width()
     window.selection.select("blocks.12.tanh")
     settle()
     titles = [b.text() for b in crumbs.crumbs]
     assert crumbs.isVisible() and titles[-1] == "blocks.12.tanh" and "blocks.12" in titles[-2]
+    assert crumbs.width() >= crumbs.sizeHint().width() and all(b.width() > 0 for b in crumbs.crumbs)  # readable
     window.selection.select("blocks.12.add")  # a sibling: the same modules, the node's crumb renamed
     settle()
     assert [b.text() for b in crumbs.crumbs] == [*titles[:-1], "blocks.12.add"]

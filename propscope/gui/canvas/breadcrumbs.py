@@ -70,6 +70,10 @@ class Breadcrumbs(QFrame):
         own = self._crumb(name, "Centre this node")
         own.clicked.connect(lambda: self.canvas.center_readably(self.node or ""))
         self._lay.addWidget(own)
+        for i in range(self._lay.count()):  # shown now, not by a queued call: adjustSize skips hidden widgets
+            widget = self._lay.itemAt(i).widget()  # type: ignore[union-attr]
+            if widget is not None:
+                widget.show()
         self.adjustSize()
         self._place()
         self.show()
