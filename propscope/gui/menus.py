@@ -1,0 +1,30 @@
+"""Finding the window's menus by title, without `QAction.menu()`.
+
+PySide 6.11's binding of `QAction.menu()` (a template in Qt 6) hands back menus it does not own properly:
+code that looked menus up that way corrupted reference counts, a segfault several windows later, and on
+PySide 6.10 the menu it returns is already deleted. The menus are the window's children, so they are found
+among them by title instead.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QMainWindow, QMenu, QWidget
+
+
+def menu_titled(window: QWidget, title: str) -> QMenu | None:
+    """The menu of `window` titled `title` ("Debug" finds "&Debug"), or None."""
+    for menu in window.findChildren(QMenu):
+        if menu.title().replace("&", "") == title.replace("&", ""):
+            return menu
+    return None
+
+
+def submenus(window: QWidget) -> dict[int, QMenu]:
+    """Each menu of `window` by the id of the action that opens it (for walking menus in order)."""
+    return {id(menu.menuAction()): menu for menu in window.findChildren(QMenu)}
+
+
+def menu_bar_menus(window: QMainWindow) -> list[QMenu]:
+    """The menus of the window's menu bar, left to right."""
+    by_action = {menu.menuAction(): menu for menu in window.findChildren(QMenu)}
+    return [by_action[a] for a in window.menuBar().actions() if a in by_action]
