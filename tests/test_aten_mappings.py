@@ -89,6 +89,18 @@ class Buffers(nn.Module):
         return h[:, keep]
 
 
+class Sequence1d(nn.Module):
+    """Conv1d, adaptive average pooling to a length that does not divide, and a 1-D average pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 3, 2, padding=1)
+
+    def forward(self, x: Any) -> Any:
+        h = torch.relu(self.conv(x.reshape(-1, 1, 4)))
+        return torch.cat([F.adaptive_avg_pool1d(h, 3).flatten(1), F.avg_pool1d(h, 2).flatten(1)], dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -100,7 +112,7 @@ class Unsupported(nn.Module):
 
 
 MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "diagonal": Diagonal,
-          "buffers": Buffers}
+          "buffers": Buffers, "sequence_1d": Sequence1d}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

@@ -449,7 +449,10 @@ def test_pad_any_amount_and_mode_matches_torch(mode: str, hw: tuple[int, int], a
     sizes = (hw[0], hw[0], hw[1], hw[1])
     if limit is not None:  # keep each amount inside what the mode allows
         amounts = tuple(min(max(a, 0), size + limit[1]) for a, size in zip(amounts, sizes, strict=True))
-    elif min(hw[0] + amounts[0] + amounts[1], hw[1] + amounts[2] + amounts[3]) < 1:
+    elif (min(hw[0] + amounts[0] + amounts[1], hw[1] + amounts[2] + amounts[3]) < 1
+          or min(hw[0] + min(amounts[0], 0) + min(amounts[1], 0), hw[1] + min(amounts[2], 0) + min(amounts[3], 0)) < 0):
+        # torch crops the input first (narrow), so it refuses crops longer than the axis even when padding
+        # on the other side would make up for them: keep to what torch can compare against
         amounts = tuple(max(a, 0) for a in amounts)
     pads = ((0, 0), (0, 0), (amounts[0], amounts[1]), (amounts[2], amounts[3]))
     flat = [amounts[2], amounts[3], amounts[0], amounts[1]]

@@ -28,6 +28,7 @@ ATEN_OUT_OF_SCOPE: dict[str, str] = {
     "sym_numel": "dynamic-shape plumbing (propscope reads the static sizes the file records)",
     "sym_stride": "dynamic-shape plumbing (propscope reads the static sizes the file records)",
     "sym_storage_offset": "dynamic-shape plumbing (propscope reads the static sizes the file records)",
+    "sym_is_contiguous": "dynamic-shape plumbing (propscope reads the static sizes the file records)",
 }
 ONNX_OUT_OF_SCOPE_PREFIXES: dict[str, str] = {
     "Random": "random numbers", "Bernoulli": "random numbers", "Multinomial": "random numbers",

@@ -68,24 +68,18 @@ def _diff(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 
 def blend(t: Translator, ctx: Ctx, where_true: Any, where_false: Any, keep: np.ndarray) -> Node:
-    """where(keep, a, b) with a constant condition as steppable arithmetic: a·m + b·(1 − m)."""
-    m = keep.astype(np.float64)
-    # −∞ fills are attention masks: the finite fill gives softmax the same zeros and keeps values finite
-    where_true, where_false = (finite_mask(np.asarray(v, dtype=np.float64)) if t.const(v) else v
-                               for v in (where_true, where_false))
-    if t.const(where_true) and np.all(np.isfinite(np.asarray(where_true, dtype=np.float64))):
-        node = t.node(where_false, ctx)
-        fill = t.b.const(np.asarray(where_true, dtype=np.float64) * m, ctx.module, "fill")
-        kept = t.b.op("mul", node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.keep", module=ctx.module)
-        return t.b.op("add", kept, fill, name=ctx.name, module=ctx.module)
-    if t.const(where_false) and np.all(np.isfinite(np.asarray(where_false, dtype=np.float64))):
-        return blend(t, ctx, where_false, where_true, ~keep)
-    if t.const(where_true) or t.const(where_false):
-        raise Unmapped("a fill with an infinite value (add a finite mask instead)")
-    a_node, b_node = t.node(where_true, ctx), t.node(where_false, ctx)
-    pa = t.b.op("mul", a_node, t.b.const(m, ctx.module, "mask"), name=f"{ctx.name}.a", module=ctx.module)
-    pb = t.b.op("mul", b_node, t.b.const(1.0 - m, ctx.module, "mask"), name=f"{ctx.name}.b", module=ctx.module)
-    return t.b.op("add", pa, pb, name=ctx.name, module=ctx.module)
+    """where(keep, a, b) with a condition known at load time: one `where` step with the mask as a constant.
+
+    Exact where a branch holds ±∞ (a mask times 0 would be NaN); a −∞ (or the dtype's lowest number) fill is
+    an attention mask and becomes the finite fill, which gives softmax the same zeros and keeps values finite.
+    """
+    picks = []
+    for value, role in ((where_true, "a"), (where_false, "b")):
+        known = t.known(value)
+        picks.append(t.node(value, ctx, role) if known is None else
+                     t.b.const(finite_mask(np.asarray(known, dtype=np.float64)), ctx.module, role))
+    return t.b.op("where", t.b.const(keep.astype(bool), ctx.module, "mask"), *picks, name=ctx.name,
+                  module=ctx.module, original_op=op_key(ctx.target))
 
 
 @aten("cumsum")

@@ -74,6 +74,21 @@ def _avg_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op(op, x, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
+@aten("adaptive_avg_pool1d")
+def _adaptive_pool1d(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """(N, C, L) pooled to a length: the 2-D adaptive pool on a height of one, between two reshapes."""
+    x = t.node(self_arg(a), ctx)
+    if len(x.shape) != 3:
+        raise Unmapped(f"adaptive_avg_pool1d of a {len(x.shape)}-D input")
+    size = pair_arg(a["output_size"], 1)
+    length = size if isinstance(size, int) else size[0]
+    _, c, w = x.shape
+    tall = t.b.op("reshape", x, name=f"{ctx.name}.as_2d", module=ctx.module, attrs={"shape": (-1, c, 1, w)})
+    pooled = t.b.op("adaptive_avg_pool2d", tall, name=f"{ctx.name}.pool", module=ctx.module,
+                    attrs={"output_size": (1, length)}, original_op="adaptive_avg_pool1d")
+    return t.b.op("reshape", pooled, name=ctx.name, module=ctx.module, attrs={"shape": (-1, c, length)})
+
+
 @aten("adaptive_avg_pool2d", "_adaptive_avg_pool2d", "adaptive_max_pool2d")
 def _adaptive_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = t.node(self_arg(a), ctx)

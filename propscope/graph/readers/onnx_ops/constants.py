@@ -9,7 +9,7 @@ import numpy as np
 
 from .._aten import Missing, Unmapped
 from .._budget import charge_array, fold_room, range_length
-from .._build import CAUSAL_FILL, check_shape
+from .._build import check_shape, finite_mask
 from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
 
 
@@ -21,20 +21,12 @@ def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return np.where(cond.astype(bool), x, y)
     if cond is None:
         raise Unmapped("Where on a computed condition")
-    m = cond.astype(np.float64)
-    parts = []
-    for value, weight, tag in ((ins[1], m, "a"), (ins[2], 1.0 - m, "b")):
-        c = r.folded(value)
-        if c is not None:
-            # a −∞ fill is an attention mask: the finite fill gives softmax the same zeros, and stays finite
-            c = np.where(np.isneginf(c), CAUSAL_FILL, c.astype(np.float64))
-            if not np.all(np.isfinite(c)):
-                raise Unmapped("Where that fills with +∞ or NaN")
-            parts.append(r.b.const(c * weight, ctx.module, "fill"))
-        else:
-            parts.append(r.b.op("mul", r.node(value, ctx), r.b.const(weight, ctx.module, "mask"),
-                                name=f"{ctx.name}.{tag}", module=ctx.module))
-    return r.b.op("add", parts[0], parts[1], name=ctx.name, module=ctx.module)
+    # one `where` with the condition as a constant mask: exact where a branch holds ±∞ (a mask times 0 would be
+    # NaN); a −∞ fill becomes the finite attention fill, which gives softmax the same zeros
+    picks = [r.node(v, ctx) if c is None else r.b.const(finite_mask(c.astype(np.float64)), ctx.module, tag)
+             for v, c, tag in ((ins[1], x, "a"), (ins[2], y, "b"))]
+    return r.b.op("where", r.b.const(cond.astype(bool), ctx.module, "condition"), *picks, name=ctx.name,
+                  module=ctx.module, original_op="Where")
 
 
 @onnx_op("Identity", "Dropout", "Cast", "CastLike")
