@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import shiboken6
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QContextMenuEvent, QHelpEvent, QMouseEvent, QPainter, QTransform, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
@@ -20,6 +21,7 @@ from ..format import fmt_shape
 from ..selection import Selection
 from ..theme import ThemeManager
 from .folding import Folding
+from .guard import guarded
 from .scene import GraphScene
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 20.0
@@ -218,9 +220,12 @@ class GraphView(QGraphicsView):
         if name is not None:
             self.center_on_node(name)
         else:  # the left edge of the graph, at the height of the first op to run
-            steps = self.bridge.session.steps
-            r, view = self.graph_scene.graph_rect, self.visible_scene_rect()
-            y = self.graph_scene.node_rect(steps[0].node.name).center().y() if steps else r.center().y()
+            # the scene's own session: while a new model is being installed, the bridge already holds the new
+            # session and the scene still shows the old graph (a resize then asked for a node it does not have)
+            scene = self.graph_scene
+            steps = scene.session.steps
+            r, view = scene.graph_rect, self.visible_scene_rect()
+            y = scene.node_rect(steps[0].node.name).center().y() if steps else r.center().y()
             self.centerOn(r.left() + view.width() / 2 - self.graph_scene.geo.pad * 4, y)
         self._auto = True
 
@@ -235,6 +240,7 @@ class GraphView(QGraphicsView):
             self._auto = False  # dragging: the user is panning
         super().mouseMoveEvent(event)
 
+    @guarded  # an exception escaping here went through PySide 6.11's override error path, which corrupted memory
     def resizeEvent(self, event: object) -> None:
         super().resizeEvent(event)  # type: ignore[arg-type]
         if self._auto and self._scene is not None:
@@ -247,9 +253,13 @@ class GraphView(QGraphicsView):
             self.graph_scene.ensure_items(self.visible_scene_rect())
         self.viewChanged.emit()
 
+    @guarded
     def scrollContentsBy(self, dx: int, dy: int) -> None:
         super().scrollContentsBy(dx, dy)
-        if self._scene is not None and self.zoom() >= DETAIL_ZOOM:
+        # Qt scrolls a view while its scene is being destroyed (at exit too): nothing to make or announce then
+        if self._scene is None or not shiboken6.isValid(self._scene):
+            return
+        if self.zoom() >= DETAIL_ZOOM:
             self._scene.ensure_items(self.visible_scene_rect())
         self.viewChanged.emit()
 
