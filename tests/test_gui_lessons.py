@@ -70,7 +70,7 @@ def test_the_step_keys_go_on_into_training_after_the_end_of_the_pass(qtbot) -> N
     press(qtbot, w, Qt.Key.Key_F10)  # a press while training waits
     job.cancel()
     qtbot.waitUntil(lambda: not p.training and p.index == 9, timeout=30_000)
-    assert 2000 < p.trained_epochs < 10_000 and p.history.stopped
+    assert 2000 <= p.trained_epochs < 10_000 and p.history.stopped  # cancel may land before the first epoch ends
     w.close()
 
 

@@ -13,6 +13,7 @@ from ..debugger.steps import GradTerm
 from .bridge import SessionBridge
 from .chain_text import chain_rule_html, input_index, output_index
 from .format import fit_index, fmt_index
+from .guard import guarded
 from .selection import Selection
 from .theme import ThemeManager
 
@@ -96,6 +97,7 @@ class ChainRuleView(QWidget):
         return (doc_size.height() <= viewport.height() + 1 and doc_size.width() <= viewport.width() + 1
                 and self.text.verticalScrollBar().maximum() == 0 and self.text.horizontalScrollBar().maximum() == 0)
 
+    @guarded
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         if self._fit_to_text and event.size().width() != event.oldSize().width():

@@ -19,6 +19,7 @@ from PySide6.QtGui import QColor
 from ..debugger.gradcheck import GradCheckResult, gradcheck_detailed
 from ..graph.ir import Graph
 from .jobs import Job
+from .menus import menu_titled
 
 OK_BELOW = 1e-7
 WARN_BELOW = 1e-4
@@ -113,7 +114,8 @@ class GradcheckRunner(QObject):
 def attach_gradcheck(window: Any) -> GradcheckRunner:
     """Debug ▸ Gradient check (Ctrl+G) for `window`."""
     runner = GradcheckRunner(window)
-    menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Debug")
+    menu = menu_titled(window, "Debug")
+    assert menu is not None
     menu.addSeparator()
     action = window._menu_action(menu, "&Gradient check", "Ctrl+G", runner.run)
     action.setToolTip("Finite differences for every parameter; nodes coloured by their worst relative error")

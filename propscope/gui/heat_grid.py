@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from .colormap import diverging_rgba
 from .format import fmt_num, symmetric_range
+from .guard import guarded
 from .theme import LIGHT, Theme
 
 Mark = tuple[int, int, int, int]  # (row0, col0, row1, col1), ends exclusive, in cells
@@ -165,6 +166,7 @@ class HeatGrid(QWidget):
                 need = min(need, m * (th + lh + rows * cell) + (m - 1) * self.gap)
         return need
 
+    @guarded
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._place()
@@ -176,6 +178,7 @@ class HeatGrid(QWidget):
         return QSize(80, 40)  # small on purpose: the layer view shares the height by stretch factors
 
     # -- painting ------------------------------------------------------------------------
+    @guarded
     def paintEvent(self, event: QPaintEvent) -> None:
         t = self.theme
         p = QPainter(self)
@@ -275,6 +278,7 @@ class HeatGrid(QWidget):
         placed = self.placed[tile]
         return QPointF(placed.cells.left() + (col + 0.5) * placed.cell, placed.cells.top() + (row + 0.5) * placed.cell)
 
+    @guarded
     def mousePressEvent(self, event: QMouseEvent) -> None:
         hit = self.cell_at(event.position())
         if hit is not None and event.button() == Qt.MouseButton.LeftButton:

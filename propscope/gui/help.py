@@ -13,6 +13,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMainWindow, QMenu, QTextBrowser, QVBoxLayout, QWidget
 
+from .menus import menu_bar_menus, submenus
+
 # Keys that are not a menu action's: what the mouse and the canvas do.
 MOUSE = [
     ("Select a node", "click it; click a number in the inspector to select that element"),
@@ -62,18 +64,17 @@ def _actions(window: QWidget) -> list[QAction]:
     """Menu actions first (in the order the menus show them), then the window's other actions."""
     ordered: list[QAction] = []
     if isinstance(window, QMainWindow):
-        for top in window.menuBar().actions():
-            menu = top.menu()
-            if isinstance(menu, QMenu):
-                ordered += _menu_actions(menu)
+        opens = submenus(window)
+        for menu in menu_bar_menus(window):
+            ordered += _menu_actions(menu, opens)
     return ordered + window.findChildren(QAction)
 
 
-def _menu_actions(menu: QMenu) -> list[QAction]:
+def _menu_actions(menu: QMenu, opens: dict[int, QMenu]) -> list[QAction]:
     out: list[QAction] = []
     for action in menu.actions():
-        sub = action.menu()
-        out += _menu_actions(sub) if isinstance(sub, QMenu) else [action]
+        sub = opens.get(id(action))
+        out += _menu_actions(sub, opens) if sub is not None else [action]
     return out
 
 

@@ -21,7 +21,10 @@ class Job(QObject):
     finished = Signal(object)  # the result
     failed = Signal(object)  # the exception
     cancelled = Signal()
-    _done = Signal(object, object)  # (result, error), emitted from the worker thread
+    # emitted from the worker thread with no arguments: the result waits in Python attributes, so no Python
+    # object crosses threads inside a queued Qt event (PySide 6.11 can release such an object's last reference
+    # in the wrong place, which showed as a crash in a later garbage collection)
+    _done = Signal()
 
     def __init__(self, label: str, work: Callable[[], Any], parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -31,6 +34,7 @@ class Job(QObject):
         self.was_cancelled = False
         self.dialog: QProgressDialog | None = None
         self._parent = parent
+        self._outcome: tuple[Any, BaseException | None] = (None, None)
         self._done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> Job:
@@ -41,11 +45,10 @@ class Job(QObject):
 
     def _run(self) -> None:
         try:
-            result = self.work()
+            self._outcome = (self.work(), None)
         except Exception as exc:  # handed to the GUI thread, shown in a dialog there
-            self._done.emit(None, exc)
-        else:
-            self._done.emit(result, None)
+            self._outcome = (None, exc)
+        self._done.emit()
 
     def _show_progress(self) -> None:
         if not self.running or self.was_cancelled:
@@ -73,7 +76,8 @@ class Job(QObject):
             if self._parent is not None:  # the step keys (and a presenter remote) go to the window again
                 self._parent.activateWindow()
 
-    def _on_done(self, result: Any, error: Any) -> None:
+    def _on_done(self) -> None:
+        (result, error), self._outcome = self._outcome, (None, None)
         self.running = False
         self._close_dialog()
         if self.was_cancelled:

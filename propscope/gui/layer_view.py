@@ -27,6 +27,7 @@ from ..graph.ir import Graph, Node
 from ..graph.ops.conv import pads4, pair
 from .bridge import SessionBridge
 from .format import fmt_num, fmt_shape, symmetric_range
+from .guard import guarded
 from .heat_grid import HeatGrid, Mark, Tile
 from .selection import Selection
 from .theme import ThemeManager
@@ -530,6 +531,7 @@ class LayerView(QWidget):
                 need += sv.note.heightForWidth(width)
             self.box.setStretchFactor(sv, max(1, min(round(need), 100000)))
 
+    @guarded
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._share_height()
@@ -553,6 +555,7 @@ class LayerView(QWidget):
         name, prefix = page.targets[tile]
         self.selection.select(name, (*prefix, row, col))
 
+    @guarded
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         if self._stale:

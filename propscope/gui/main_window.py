@@ -56,6 +56,7 @@ from .docks import default_window_size, make_dock
 from .explain_view import ExplainDialog
 from .export.dialog import attach_export
 from .gradcheck_view import attach_gradcheck
+from .guard import guarded
 from .help import add_help_menu
 from .inspector import Inspector
 from .jobs import Job
@@ -484,6 +485,7 @@ class MainWindow(QMainWindow):
             self.open_path(path)
 
     # -- dropping a file, data, devices ------------------------------------------------------------
+    @guarded
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls()
         if len(urls) == 1 and urls[0].isLocalFile() and is_model_file(urls[0].toLocalFile()) and not self.jobs:
@@ -491,6 +493,7 @@ class MainWindow(QMainWindow):
         else:
             event.ignore()
 
+    @guarded
     def dropEvent(self, event: QDropEvent) -> None:
         urls = event.mimeData().urls()
         if len(urls) == 1 and urls[0].isLocalFile():
@@ -656,6 +659,7 @@ class MainWindow(QMainWindow):
         self.projector.set(on, full_screen=getattr(self, "_projector_full_screen", True))
         self._projector_full_screen = True
 
+    @guarded
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self.projector.window_resized()  # projector type is sized by the window's height
@@ -723,6 +727,7 @@ class MainWindow(QMainWindow):
         self.settings.setValue("autoplay/pace", self.pace.value())
         self.settings.sync()
 
+    @guarded
     def closeEvent(self, event: QCloseEvent) -> None:
         self.debug.autoplay.stop()
         self.training.shutdown()

@@ -36,6 +36,7 @@ from ..debugger import BACKWARD
 from .bridge import SessionBridge
 from .colormap import COLORS, diverging_rgba
 from .format import fmt_num
+from .guard import guarded
 from .neuron_layers import DenseLayer, NotDense, dense_layers, per_neuron, sample_count, too_wide
 from .selection import Selection
 from .theme import ThemeManager
@@ -46,6 +47,7 @@ class _FitView(QGraphicsView):
 
     resized = Signal()
 
+    @guarded
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self.resized.emit()

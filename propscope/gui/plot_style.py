@@ -18,6 +18,7 @@ from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import QLabel, QSizePolicy
 
 from .format import fmt_num
+from .guard import guarded
 from .theme import Theme
 
 if TYPE_CHECKING:
@@ -213,6 +214,7 @@ class BuiltOnFirstUse:
         """Shown and not covered: a dock tabbed behind another counts as visible to Qt, but shows nothing."""
         return bool(self.isVisible() and not self.visibleRegion().isEmpty())
 
+    @guarded
     def paintEvent(self, event: Any) -> None:
         # The first paint, not the first show: a tab behind another is "shown" with its window but never painted.
         # The parts are made just after it (not while Qt paints), and paint themselves.

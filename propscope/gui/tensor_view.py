@@ -36,6 +36,7 @@ from .format import (
     stats,
     symmetric_range,
 )
+from .guard import guarded
 from .plot_style import BuiltOnFirstUse
 from .theme import Theme
 
@@ -274,6 +275,7 @@ class TensorPanel(BuiltOnFirstUse, QWidget):
                 self.hist_line.setValue(float(self.array[self.index]) if shape else float(self.array))
             self.hist_line.setVisible(r >= 0)
 
+    @guarded
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._fit_tab_labels()

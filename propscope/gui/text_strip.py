@@ -16,6 +16,8 @@ from PySide6.QtCore import QEvent, QSize
 from PySide6.QtGui import QAbstractTextDocumentLayout, QFontMetrics, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from .guard import guarded
+
 PADDING_PX = 4  # the document's margins above and below the text
 
 
@@ -61,16 +63,19 @@ class TextStrip(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(0, self.height())
 
+    @guarded
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.FontChange:  # projector mode: more room for the bigger type
             self._fit()
         super().changeEvent(event)
 
+    @guarded
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         if event.size().width() != event.oldSize().width():  # another width, maybe another number of lines
             self._fit()
 
+    @guarded
     def paintEvent(self, event: Any) -> None:
         doc = self._doc
         doc.setDefaultFont(self.font())

@@ -31,6 +31,7 @@ from ..graph.model import TARGET
 from .bridge import SessionBridge
 from .data_form import DataForm
 from .frame_budget import FrameBudget
+from .guard import guarded
 from .health_plot import HealthPlot
 from .loss_plot import LossPlot
 from .output_view import OutputView
@@ -272,10 +273,12 @@ class TrainingPanel(QWidget):
                 self.output_view.redraw(params)
                 self.liveParams.emit(params)
 
+    @guarded
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         self.refresh_plots()
 
+    @guarded
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)
         self._size_columns()

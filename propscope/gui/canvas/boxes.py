@@ -11,8 +11,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
+from ..guard import guarded
 from .folding import REPEAT, Unit
-from .guard import guarded
 from .items import TEXT_LOD, NodeItem, Style, lod_of
 
 CARDS = 2  # cards drawn behind a box

@@ -8,7 +8,7 @@ Nothing shows for a node outside every module.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
 from .view import GraphView
 
@@ -23,8 +23,8 @@ class Breadcrumbs(QFrame):
         self.setAutoFillBackground(True)
         self.canvas = canvas
         self.crumbs: list[QToolButton] = []
+        self.parts: list[QWidget] = []  # every widget in the layout: the crumbs and the separators
         self.node: str | None = None
-        self._shown: tuple[object, ...] = ()  # the modules and folds the crumbs were made for
         self._lay = QHBoxLayout(self)
         self._lay.setContentsMargins(4, 1, 4, 1)
         self._lay.setSpacing(0)
@@ -46,17 +46,10 @@ class Breadcrumbs(QFrame):
         self.node = name
         path = self.path(name) if name is not None else []
         closed = self.canvas.folding_for_session().closed
-        shown = (tuple(path), frozenset(k for k, _ in path if k in closed))
-        if self.crumbs and path and name is not None and shown == self._shown:  # same modules: only the node
-            self.crumbs[-1].setText(name)
-            self.adjustSize()
-            return
-        self._shown = shown
-        while self._lay.count():
-            item = self._lay.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.deleteLater()
+        for widget in self.parts:
+            self._lay.removeWidget(widget)
+            widget.deleteLater()
+        self.parts = []
         self.crumbs = []
         if not path or name is None:
             self.hide()
@@ -64,23 +57,27 @@ class Breadcrumbs(QFrame):
         for key, title in path:
             button = self._crumb(title, f"{'Open' if key in closed else 'Fold'} {title}")
             button.setProperty("unitKey", key)
-            button.clicked.connect(lambda _c=False, k=key: self._toggle(k))
-            self._lay.addWidget(button)
-            self._lay.addWidget(QLabel(f" {SEPARATOR} "))
+            # a bound method, no lambda: PySide 6.11 lost references to lambdas (with default arguments) connected
+            # to the clicked signal of buttons deleted later, a segfault some windows after
+            button.clicked.connect(self._crumb_clicked)
+            self._add(button)
+            self._add(QLabel(f" {SEPARATOR} ", self))
         own = self._crumb(name, "Centre this node")
-        own.clicked.connect(lambda: self.canvas.center_readably(self.node or ""))
-        self._lay.addWidget(own)
-        for i in range(self._lay.count()):  # shown now, not by a queued call: adjustSize skips hidden widgets
-            widget = self._lay.itemAt(i).widget()  # type: ignore[union-attr]
-            if widget is not None:
-                widget.show()
+        own.clicked.connect(self._centre)
+        self._add(own)
+        for widget in self.parts:  # shown now, not by a queued call: adjustSize skips hidden widgets
+            widget.show()
         self.adjustSize()
         self._place()
         self.show()
         self.raise_()
 
+    def _add(self, widget: QWidget) -> None:
+        self._lay.addWidget(widget)
+        self.parts.append(widget)
+
     def _crumb(self, text: str, tip: str) -> QToolButton:
-        b = QToolButton()
+        b = QToolButton(self)
         b.setText(text)
         b.setToolTip(tip)
         b.setAutoRaise(True)
@@ -88,8 +85,14 @@ class Breadcrumbs(QFrame):
         self.crumbs.append(b)
         return b
 
-    def _toggle(self, key: str) -> None:
-        self.canvas.toggle_fold(key)
+    def _crumb_clicked(self) -> None:
+        button = self.sender()
+        key = button.property("unitKey") if button is not None else None
+        if isinstance(key, str):
+            self.canvas.toggle_fold(key)
+
+    def _centre(self) -> None:
+        self.canvas.center_readably(self.node or "")
 
     def _place(self) -> None:
         margin = self.canvas.themes.theme.px(8)

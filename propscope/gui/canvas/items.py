@@ -15,10 +15,10 @@ from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from ...graph.ir import Node
 from ..format import fmt_shape
+from ..guard import guarded
 from ..theme import Theme, node_kind
 from .chips import Chip, draw_chip, image_rect, make_chip
 from .geometry import Geometry
-from .guard import guarded
 
 TEXT_LOD = 0.45  # below this zoom, text would be under ~5 px: boxes only
 LEAF_SYMBOLS = {"input": "in", "parameter": "θ", "constant": "c"}

@@ -12,6 +12,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import QStyleOptionGraphicsItem, QWidget
 
+from ..guard import guarded
 from .view import GraphView
 
 SETTLE_MS = 250  # after the last step, the pixmap is drawn again with what has run
@@ -102,6 +103,7 @@ class Minimap(QWidget):
             self._pixmap, self._drawn_for = pixmap, scene
         return self._pixmap
 
+    @guarded
     def paintEvent(self, event: QPaintEvent) -> None:
         scene = self.canvas._scene
         if scene is None:
@@ -127,11 +129,13 @@ class Minimap(QWidget):
         inverse, _ok = self._to_map().inverted()
         return inverse.map(pos)
 
+    @guarded
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
             self._go(event.position())
         event.accept()
 
+    @guarded
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         if event.buttons() & Qt.MouseButton.LeftButton:
             self._go(event.position())

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu
 
+from ..menus import menu_titled
 from .breadcrumbs import Breadcrumbs
 from .minimap import Minimap
 from .search import SearchBar
@@ -91,7 +92,4 @@ def install_navigation(window: Any) -> Navigation:
 
 
 def _view_menu(window: Any) -> QMenu | None:
-    for act in window.menuBar().actions():
-        if act.text().replace("&", "") == "View" and act.menu() is not None:
-            return act.menu()
-    return None
+    return menu_titled(window, "View")

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from ...debugger import BACKWARD, FORWARD, Session
 from ...graph.layout import Layout, nearest_free
+from ..guard import guarded
 from ..theme import Theme, node_kind
 from .boxes import BoxItem, FrameItem
 from .folding import Folding
@@ -40,6 +41,7 @@ class _Layer(QGraphicsItem):
     def boundingRect(self) -> QRectF:
         return QRectF()
 
+    @guarded
     def paint(self, *args: object) -> None:
         pass
 

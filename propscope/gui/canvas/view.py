@@ -18,10 +18,10 @@ from ...graph.errors import PropscopeError
 from ...graph.layout import Layout
 from ..bridge import SessionBridge
 from ..format import fmt_shape
+from ..guard import guarded
 from ..selection import Selection
 from ..theme import ThemeManager
 from .folding import Folding
-from .guard import guarded
 from .scene import GraphScene
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 20.0
@@ -158,6 +158,7 @@ class GraphView(QGraphicsView):
             self._update_detail()
         self.foldsChanged.emit()
 
+    @guarded
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton and self._scene is not None:
             key = self.node_at(event.position())
@@ -229,12 +230,14 @@ class GraphView(QGraphicsView):
             self.centerOn(r.left() + view.width() / 2 - self.graph_scene.geo.pad * 4, y)
         self._auto = True
 
+    @guarded
     def wheelEvent(self, event: QWheelEvent) -> None:
         steps = event.angleDelta().y() / 120.0
         if steps:
             self.set_zoom(self.zoom() * 1.15 ** steps)
         event.accept()
 
+    @guarded
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         if event.buttons() & Qt.MouseButton.LeftButton:
             self._auto = False  # dragging: the user is panning
@@ -348,6 +351,7 @@ class GraphView(QGraphicsView):
     def node_at(self, pos: QPointF) -> str | None:
         return self.graph_scene.node_at_point(self.mapToScene(pos.toPoint()))
 
+    @guarded
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
             name = self._node_name(self.node_at(event.position()))
@@ -355,6 +359,7 @@ class GraphView(QGraphicsView):
                 self.selection.select(name)
         super().mousePressEvent(event)
 
+    @guarded
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
         key = self.node_at(QPointF(event.pos()))
         if key is None:

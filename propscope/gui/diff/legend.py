@@ -12,6 +12,8 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
+from ..guard import guarded
+
 DECADES = 3  # the scale runs from middle / 10^3 (green) to middle · 10^3 (red)
 GREEN, YELLOW, RED = QColor("#2f9e44"), QColor("#f5c400"), QColor("#e03131")
 NO_DATA = QColor("#adb5bd")
@@ -58,6 +60,7 @@ class Legend(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(360, self.fontMetrics().height() * 2 + 18)
 
+    @guarded
     def paintEvent(self, event: QPaintEvent) -> None:
         p = QPainter(self)
         fm = self.fontMetrics()

@@ -42,6 +42,7 @@ from ...debugger.diff import KINDS, ONLY_A, ONLY_B, GraphDiff, NodeChange, State
 from ...graph.errors import PropscopeError
 from ..bridge import SessionBridge
 from ..format import fmt_num
+from ..guard import guarded
 from ..heat_grid import HeatGrid, Tile
 from ..selection import Selection
 from ..theme import ThemeManager
@@ -258,6 +259,7 @@ class DiffView(QWidget):
         else:
             self._sources_stale = True  # a thousand epochs in two lists are not worth building unseen
 
+    @guarded
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
         if self._sources_stale:

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...graph.errors import PropscopeError
+from ..menus import menu_titled
 from . import ExportOptions, export_formula, export_graph, pass_frames, session_copy, video_available
 from .writers import VIDEO_INSTALL
 
@@ -192,8 +193,8 @@ class ExportActions(QObject):
         super().__init__(window)
         self.window = window
         self.running: PassExport | None = None
-        menus = {a.text(): a.menu() for a in window.menuBar().actions()}
-        file_menu = menus["&File"]
+        file_menu = menu_titled(window, "File")
+        assert file_menu is not None
         menu = QMenu("&Export", window)
         menu.setObjectName("exportMenu")
         before = next((a for a in file_menu.actions() if a.text() == "&Quit"), None)

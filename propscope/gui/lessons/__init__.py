@@ -35,6 +35,7 @@ from ...debugger.lessons import Lesson, LessonError, LessonPlayer, builtin_lesso
 from ...graph.errors import PropscopeError
 from ..docks import make_dock
 from ..jobs import Job
+from ..menus import menu_titled
 from ..theme import ThemeManager
 
 NARRATION_PX = 15  # before the theme's scale: projector mode makes it big for the back row
@@ -391,8 +392,8 @@ class LessonController(QObject):
 def attach_lessons(window: Any) -> LessonController:
     """The Lesson dock, File ▸ Lessons (before Quit) and View ▸ Lesson for `window` (a MainWindow)."""
     controller = LessonController(window)
-    menus = {a.text(): a.menu() for a in window.menuBar().actions()}
-    file_menu = menus["&File"]
+    file_menu = menu_titled(window, "File")
+    assert file_menu is not None
     menu = QMenu("&Lessons", window)
     menu.setObjectName("lessonsMenu")
     quit_action = next((a for a in file_menu.actions() if a.text() == "&Quit"), None)
@@ -402,8 +403,9 @@ def attach_lessons(window: Any) -> LessonController:
         act.triggered.connect(lambda _c=False, n=name: controller.open(n))
     menu.addSeparator()
     menu.addAction("Open lesson file…").triggered.connect(lambda: _open_file(window, controller))
-    if "&View" in menus:
-        menus["&View"].addAction(controller.dock.toggleViewAction())
+    view_menu = menu_titled(window, "View")
+    if view_menu is not None:
+        view_menu.addAction(controller.dock.toggleViewAction())
     return controller
 
 

@@ -6,17 +6,14 @@ from typing import Any
 
 from PySide6.QtWidgets import QMenu, QVBoxLayout, QWidget
 
+from ..menus import menu_titled
 from .bar import TimelineBar
 from .markers import EpochMarkers
 from .rewind import rewind_to_shown_epoch
 
 
 def find_menu(window: Any, title: str) -> QMenu | None:
-    for action in window.menuBar().actions():
-        menu = action.menu()
-        if isinstance(menu, QMenu) and menu.title().replace("&", "") == title:
-            return menu
-    return None
+    return menu_titled(window, title)
 
 
 def install_timeline(window: Any) -> TimelineBar:
@@ -25,6 +22,9 @@ def install_timeline(window: Any) -> TimelineBar:
     canvas = window.takeCentralWidget()  # taken, not replaced: setCentralWidget would delete it
     holder = QWidget(window)
     holder.setObjectName("canvasWithTimeline")
+    # takeCentralWidget hands the canvas to Python; setParent gives it back to Qt (the holder), or Python would
+    # delete it a second time when its wrapper goes, after the window has deleted it with its children
+    canvas.setParent(holder)
     lay = QVBoxLayout(holder)
     lay.setContentsMargins(0, 0, 0, 0)
     lay.setSpacing(0)
