@@ -181,3 +181,25 @@ def test_play_after_scrubbing_a_run_file_back_draws_its_loss_up_to_there(qtbot, 
     qtbot.waitUntil(lambda: not runner.busy and runner.state == "finished", timeout=30_000)
     assert list(runner.log.x) == list(range(30)) and s.snapshots.epochs[-1] == 30
     assert list(runner.log.loss) == propscope.open_session("xor", dtype="float64").train(30).loss
+
+
+def test_the_timeline_takes_no_step_keys(qtbot) -> None:
+    """A presenter remote's PageDown steps even with the timeline under the canvas: its controls take no focus."""
+    from PySide6.QtCore import Qt
+
+    import propscope
+    from propscope.gui.main_window import MainWindow
+
+    w = MainWindow(propscope.open_session("xor"), settings=None)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)  # window shortcuts (the step keys) need the active window
+    bar = w.timeline
+    for widget in (bar.slider, bar.speed, bar.play_button):
+        assert widget.focusPolicy() == Qt.FocusPolicy.ClickFocus
+    assert w.focusWidget() not in (bar.slider, bar.speed, bar.play_button)
+    qtbot.keyClick(w, Qt.Key.Key_PageDown)
+    assert w.bridge.session.cursor == 1
+    w.close()

@@ -65,6 +65,10 @@ class TimelineBar(QWidget):
         self.speed.setValue(DEFAULT_SPEED)
         self.speed.setSuffix(" /s")
         self.speed.setToolTip("Playback speed: recorded epochs per second")
+        for widget in (self.slider, self.speed, self.play_button):
+            # as the app's other controls: the arrow and page keys (a presenter remote) stay with stepping, and
+            # the first window does not open with the speed box holding the keyboard
+            widget.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 2)
         lay.addWidget(QLabel("Timeline", self))
