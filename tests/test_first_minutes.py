@@ -211,8 +211,9 @@ def test_no_two_actions_of_the_main_window_share_a_shortcut(window) -> None:
 def test_help_has_the_keys_first_steps_and_about(window) -> None:
     import propscope
     from propscope.gui.help import shortcut_rows
+    from propscope.gui.menus import menu_titled
 
-    help_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Help")
+    help_menu = menu_titled(window, "Help")
     texts = [a.text() for a in help_menu.actions()]
     assert texts == ["&Keys", "&First steps", "&About propscope"]
     pages = {}

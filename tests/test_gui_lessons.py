@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMenu
 
 from propscope.debugger.lessons import load_lesson, open_lesson_session
 from propscope.gui.main_window import MainWindow
@@ -117,7 +118,7 @@ def test_projector_mode_keeps_the_narration_big_on_the_wall(qtbot) -> None:
 
 def test_opening_another_model_ends_the_lesson_and_file_lessons_lists_them(qtbot) -> None:
     w = lesson_window(qtbot)
-    menu = w.findChild(type(w.menuBar().actions()[0].menu()), "lessonsMenu")
+    menu = w.findChild(QMenu, "lessonsMenu")
     titles = [a.text() for a in menu.actions() if a.text()]
     assert len([t for t in titles if t.startswith("Part ")]) == 12 and titles[-1] == "Open lesson file…"
     job = w.open_example("xor")

@@ -70,10 +70,10 @@ def _actions(window: QWidget) -> list[QAction]:
     return ordered + window.findChildren(QAction)
 
 
-def _menu_actions(menu: QMenu, opens: dict[int, QMenu]) -> list[QAction]:
+def _menu_actions(menu: QMenu, opens: dict[QAction, QMenu]) -> list[QAction]:
     out: list[QAction] = []
     for action in menu.actions():
-        sub = opens.get(id(action))
+        sub = opens.get(action)
         out += _menu_actions(sub, opens) if sub is not None else [action]
     return out
 

@@ -8,6 +8,7 @@ among them by title instead.
 
 from __future__ import annotations
 
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow, QMenu, QWidget
 
 
@@ -19,9 +20,10 @@ def menu_titled(window: QWidget, title: str) -> QMenu | None:
     return None
 
 
-def submenus(window: QWidget) -> dict[int, QMenu]:
-    """Each menu of `window` by the id of the action that opens it (for walking menus in order)."""
-    return {id(menu.menuAction()): menu for menu in window.findChildren(QMenu)}
+def submenus(window: QWidget) -> dict[QAction, QMenu]:
+    """Each menu of `window` by the action that opens it (for walking menus in order). The dict holds the
+    actions' Python wrappers, so `menu.actions()` hands back the same objects while it lives."""
+    return {menu.menuAction(): menu for menu in window.findChildren(QMenu)}
 
 
 def menu_bar_menus(window: QMainWindow) -> list[QMenu]:
