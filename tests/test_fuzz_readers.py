@@ -189,8 +189,9 @@ def test_fuzzed_files_open_or_are_refused_in_one_line(fmt: str, tmp_path: Path) 
     assert counts["refused"] > 0, f"the mutations never broke a {fmt} file: the fuzzer is not fuzzing"
 
 
-@pytest.mark.slow
-@pytest.mark.skipif("PROPSCOPE_FUZZ_ITERATIONS" not in os.environ, reason="the long run: set PROPSCOPE_FUZZ_ITERATIONS")
-@pytest.mark.parametrize("fmt", list(FORMATS))
-def test_long_fuzz_run(fmt: str, tmp_path: Path) -> None:
-    fuzz(fmt, SLOW_ITERATIONS, tmp_path)
+if "PROPSCOPE_FUZZ_ITERATIONS" in os.environ:  # the long run, by hand: PROPSCOPE_FUZZ_ITERATIONS=4000 pytest ...
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("fmt", list(FORMATS))
+    def test_long_fuzz_run(fmt: str, tmp_path: Path) -> None:
+        fuzz(fmt, SLOW_ITERATIONS, tmp_path)
