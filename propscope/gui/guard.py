@@ -26,3 +26,21 @@ def guarded(paint: F) -> F:
             sys.excepthook(*sys.exc_info())
 
     return safe  # type: ignore[return-value]
+
+
+def guarded_answer(default: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`guarded` for overrides Qt asks a question of (`eventFilter`, `viewportEvent`...): on an exception the
+    exception goes to `sys.excepthook` and Qt gets `default` (False: the event was not handled here)."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def safe(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Exception:
+                sys.excepthook(*sys.exc_info())
+                return default
+
+        return safe
+
+    return wrap

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QMainWindow, QToolBar
 
+from .guard import guarded_answer
+
 ROW_SLACK_PX = 16  # the toolbar area's handles and margins
 
 
@@ -35,6 +37,7 @@ class ToolbarWrap(QObject):
         for bar in bars:
             bar.installEventFilter(self)  # a bar's own size changes with projector mode's font and icons
 
+    @guarded_answer(False)
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() in (QEvent.Type.Resize, QEvent.Type.Show, QEvent.Type.LayoutRequest):
             self._check.start()

@@ -15,6 +15,7 @@ from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QLineEdit, QToolButton, QWidget
 
 from ...graph.ir import Graph
+from ..guard import guarded_answer
 
 
 class NodeSearch:
@@ -131,6 +132,7 @@ class SearchBar(QFrame):
         self.prev_button.setEnabled(len(self.hits) > 1)
         self.next_button.setEnabled(len(self.hits) > 1)
 
+    @guarded_answer(False)
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.edit and event.type() == QEvent.Type.KeyPress:
             assert isinstance(event, QKeyEvent)

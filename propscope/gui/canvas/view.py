@@ -18,7 +18,7 @@ from ...graph.errors import PropscopeError
 from ...graph.layout import Layout
 from ..bridge import SessionBridge
 from ..format import fmt_shape
-from ..guard import guarded
+from ..guard import guarded, guarded_answer
 from ..selection import Selection
 from ..theme import ThemeManager
 from .folding import Folding
@@ -298,6 +298,7 @@ class GraphView(QGraphicsView):
         self._auto = False
         self._update_detail()
 
+    @guarded_answer(False)
     def viewportEvent(self, event: QEvent) -> bool:
         if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip and self._scene is not None:
             name = self.node_at(QPointF(event.pos()))
