@@ -9,10 +9,8 @@ parameter gradient and the input gradient to 1e-9 relative, in float64.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -25,15 +23,8 @@ torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 FORMS = ("as_is", "decomposed")
-NEEDS = {"torchvision": zoo.has_torchvision, "transformers": zoo.has_transformers, "": lambda: True}
 
-
-def _available(name: str) -> Any:
-    needs = zoo.ARCHITECTURES[name][1]
-    return pytest.param(name, marks=pytest.mark.skipif(not NEEDS[needs](), reason=f"{needs} is not installed"))
-
-
-ARCHITECTURES = [_available(name) for name in zoo.ARCHITECTURES]
+ARCHITECTURES = zoo.params()
 
 
 class Exported:
@@ -41,19 +32,11 @@ class Exported:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.built: dict[str, tuple[Any, tuple[np.ndarray, ...], np.ndarray]] = {}
-
-    def model(self, name: str) -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
-        if name not in self.built:
-            if zoo.ARCHITECTURES[name][1] == "torchvision":
-                zoo.torchvision_models()
-            self.built[name] = zoo.ARCHITECTURES[name][0]()
-        return self.built[name]
 
     def file(self, name: str, form: str) -> Path:
         path = self.folder / f"{name}.{form}.pt2"
         if not path.exists():
-            model, inputs, _ = self.model(name)
+            model, inputs, _ = zoo.built(name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 program = torch.export.export(model, tuple(torch.from_numpy(a) for a in inputs))
@@ -68,24 +51,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     return Exported(tmp_path_factory.mktemp("architectures"))
 
 
-def autograd_reference(model: Any, inputs: tuple[np.ndarray, ...], y: np.ndarray
-                       ) -> tuple[float, dict[str, np.ndarray], list[np.ndarray | None]]:
-    """torch's loss, the gradient of every parameter under each of its names (tied weights have several),
-    and the gradient of each float input."""
-    m = copy.deepcopy(model)
-    tensors = [torch.from_numpy(a.copy()) for a in inputs]
-    for t in tensors:
-        t.requires_grad_(t.is_floating_point())
-    loss = torch.nn.functional.cross_entropy(m(*tensors), torch.from_numpy(y))
-    loss.backward()
-    grads = {name: p.grad.numpy() for name, p in m.named_parameters(remove_duplicate=False) if p.grad is not None}
-    return float(loss.detach()), grads, [t.grad.numpy() if t.grad is not None else None for t in tensors]
-
-
 def close(got: np.ndarray | None, want: np.ndarray, what: str) -> None:
     assert got is not None, f"no gradient for {what}"
-    scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-12)
-    err = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0)) / scale
+    err = zoo.relative(got, want)
     assert err <= 1e-9, f"{what}: relative difference {err:.3g}"
 
 
@@ -103,7 +71,7 @@ def test_opens_with_every_op_supported(name: str, form: str, exported: Exported)
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_steps_to_the_end_with_autograds_numbers(name: str, form: str, backend: str, exported: Exported) -> None:
     path = exported.file(name, form)
-    _, inputs, y = exported.model(name)
+    _, inputs, y = zoo.built(name)
     graph_inputs = [n.name for n in open_model(path).graph.inputs]
     assert len(graph_inputs) == len(inputs), f"inputs {graph_inputs}"
     data = {**dict(zip(graph_inputs, inputs, strict=True)), "y": y}
@@ -115,7 +83,7 @@ def test_steps_to_the_end_with_autograds_numbers(name: str, form: str, backend: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.export.load(str(path)).module()
-    loss, grads, input_grads = autograd_reference(program, inputs, y)
+    loss, grads, input_grads = zoo.autograd_reference(program, inputs, y)
     got_loss = float(s.backend.to_numpy(s.value(s.loss_node.name)))
     assert abs(got_loss - loss) <= 1e-9 * max(1.0, abs(loss)), f"loss {got_loss} != {loss}"
     params = {n.name for n in s.graph.leaves if n.op.name == "parameter"}
@@ -137,7 +105,7 @@ def test_numpy_and_torch_agree_on_every_node(name: str, exported: Exported) -> N
     from propscope.debugger.compare import compare_backends
 
     path = exported.file(name, "as_is")
-    _, inputs, y = exported.model(name)
+    _, inputs, y = zoo.built(name)
     graph_inputs = [n.name for n in open_model(path).graph.inputs]
     s = open_session(path, dtype="float64", data={**dict(zip(graph_inputs, inputs, strict=True)), "y": y},
                      loss="cross_entropy")

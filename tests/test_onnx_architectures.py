@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import zoo
 
@@ -31,16 +30,10 @@ pytest.importorskip("onnxscript")
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 EXPORTERS = ("dynamo", "torchscript")
-NEEDS = {"torchvision": zoo.has_torchvision, "transformers": zoo.has_transformers, "": lambda: True}
 EXACT, FOLDED_BATCHNORM = 1e-9, 1e-6
 
 
-def _available(name: str) -> Any:
-    needs = zoo.ARCHITECTURES[name][1]
-    return pytest.param(name, marks=pytest.mark.skipif(not NEEDS[needs](), reason=f"{needs} is not installed"))
-
-
-ARCHITECTURES = [_available(name) for name in zoo.ARCHITECTURES]
+ARCHITECTURES = zoo.params()
 
 
 class Exported:
@@ -48,20 +41,12 @@ class Exported:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.built: dict[str, tuple[Any, tuple[np.ndarray, ...], np.ndarray]] = {}
         self.files: dict[tuple[str, str], Path | str] = {}
-
-    def model(self, name: str) -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
-        if name not in self.built:
-            if zoo.ARCHITECTURES[name][1] == "torchvision":
-                zoo.torchvision_models()
-            self.built[name] = zoo.ARCHITECTURES[name][0]()
-        return self.built[name]
 
     def file(self, name: str, exporter: str) -> Path:
         key = (name, exporter)
         if key not in self.files:
-            model, inputs, _ = self.model(name)
+            model, inputs, _ = zoo.built(name)
             path = self.folder / f"{name}.{exporter}.onnx"
             args = tuple(torch.from_numpy(a) for a in inputs)
             with warnings.catch_warnings():
@@ -86,18 +71,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     return Exported(tmp_path_factory.mktemp("onnx_architectures"))
 
 
-def autograd_reference(model: Any, inputs: tuple[np.ndarray, ...], y: np.ndarray
-                       ) -> tuple[float, list[np.ndarray | None]]:
-    """torch's loss and the gradient of each float input, on the original model."""
-    m = copy.deepcopy(model)
-    tensors = [torch.from_numpy(a.copy()) for a in inputs]
-    for t in tensors:
-        t.requires_grad_(t.is_floating_point())
-    loss = torch.nn.functional.cross_entropy(m(*tensors), torch.from_numpy(y))
-    loss.backward()
-    return float(loss.detach()), [t.grad.numpy() if t.grad is not None else None for t in tensors]
-
-
 def tolerance(model: Any, path: Path) -> float:
     """1e-6 where the exporter folded the model's BatchNorm layers into the convolutions, else 1e-9."""
     import onnx
@@ -105,11 +78,6 @@ def tolerance(model: Any, path: Path) -> float:
     has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     kept = any(n.op_type == "BatchNormalization" for n in onnx.load(str(path), load_external_data=False).graph.node)
     return FOLDED_BATCHNORM if has_batchnorm and not kept else EXACT
-
-
-def relative(got: Any, want: np.ndarray) -> float:
-    scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-12)
-    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0)) / scale
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
@@ -127,20 +95,20 @@ def test_opens_with_every_op_supported(name: str, exporter: str, exported: Expor
 def test_steps_to_the_end_with_autograds_loss_and_input_gradient(name: str, exporter: str, backend: str,
                                                                   exported: Exported) -> None:
     path = exported.file(name, exporter)
-    model, inputs, y = exported.model(name)
+    model, inputs, y = zoo.built(name)
     graph_inputs = [n.name for n in open_model(path).graph.inputs]
     assert len(graph_inputs) == len(inputs), f"inputs {graph_inputs}"
     data = {**dict(zip(graph_inputs, inputs, strict=True)), "y": y}
     s = open_session(path, backend=backend, dtype="float64", data=data, loss="cross_entropy")
     s.run_to_end()
     assert s.at_end
-    loss, input_grads = autograd_reference(model, inputs, y)
+    loss, _, input_grads = zoo.autograd_reference(model, inputs, y)
     tol = tolerance(model, path)
     got_loss = float(s.backend.to_numpy(s.value(s.loss_node.name)))
     assert abs(got_loss - loss) <= tol * max(1.0, abs(loss)), f"loss {got_loss} != {loss}"
     for name_in, grad in zip(graph_inputs, input_grads, strict=True):
         if grad is not None:
-            err = relative(s.backend.to_numpy(s.grad(name_in)), grad)
+            err = zoo.relative(s.backend.to_numpy(s.grad(name_in)), grad)
             assert err <= tol, f"input {name_in}: relative difference {err:.3g} (tolerance {tol:g})"
 
 

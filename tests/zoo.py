@@ -297,3 +297,50 @@ ARCHITECTURES: dict[str, tuple[Builder, str]] = {
     "bert": (_bert, "transformers"),
     "distilbert": (_distilbert, "transformers"),
 }
+
+
+# -- what the architecture test files share --------------------------------------------------------------------
+NEEDS: dict[str, Callable[[], bool]] = {"torchvision": has_torchvision, "transformers": has_transformers,
+                                        "": lambda: True}
+_BUILT: dict[str, tuple[Any, tuple[np.ndarray, ...], np.ndarray]] = {}
+
+
+def params() -> list[Any]:
+    """Every architecture as a pytest parameter, skipped with a reason where its library is not installed."""
+    import pytest
+
+    return [pytest.param(name, marks=pytest.mark.skipif(not NEEDS[needs](), reason=f"{needs} is not installed"))
+            for name, (_, needs) in ARCHITECTURES.items()]
+
+
+def built(name: str) -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """(module, inputs, targets) of an architecture, built once per test process."""
+    if name not in _BUILT:
+        if ARCHITECTURES[name][1] == "torchvision":
+            torchvision_models()
+        _BUILT[name] = ARCHITECTURES[name][0]()
+    return _BUILT[name]
+
+
+def autograd_reference(model: Any, inputs: tuple[np.ndarray, ...], y: np.ndarray
+                       ) -> tuple[float, dict[str, np.ndarray], list[np.ndarray | None]]:
+    """torch's cross-entropy loss, the gradient of every parameter under each of its names (tied weights have
+    several), and the gradient of each float input."""
+    import copy
+
+    import torch
+
+    m = copy.deepcopy(model)
+    tensors = [torch.from_numpy(a.copy()) for a in inputs]
+    for t in tensors:
+        t.requires_grad_(t.is_floating_point())
+    loss = torch.nn.functional.cross_entropy(m(*tensors), torch.from_numpy(y))
+    loss.backward()
+    grads = {name: p.grad.numpy() for name, p in m.named_parameters(remove_duplicate=False) if p.grad is not None}
+    return float(loss.detach()), grads, [t.grad.numpy() if t.grad is not None else None for t in tensors]
+
+
+def relative(got: Any, want: np.ndarray) -> float:
+    """The largest difference, relative to the largest magnitude of `want`."""
+    scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-12)
+    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0)) / scale
