@@ -203,3 +203,20 @@ def test_the_timeline_takes_no_step_keys(qtbot) -> None:
     qtbot.keyClick(w, Qt.Key.Key_PageDown)
     assert w.bridge.session.cursor == 1
     w.close()
+
+
+def test_projector_mode_gives_the_timeline_room_back_until_there_is_a_run(qtbot) -> None:
+    import propscope
+    from propscope.gui.main_window import MainWindow
+
+    w = MainWindow(propscope.open_session("xor"), settings=None)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    assert w.timeline.isVisible()  # a trainable network: the bar waits for its first run
+    w.set_projector(True, full_screen=False)
+    assert not w.timeline.isVisible()  # nothing recorded: the room needs the height
+    assert not w.navigation.minimap.wanted  # nor a minimap over the nodes
+    w.set_projector(False)
+    assert w.timeline.isVisible() and w.navigation.minimap.wanted
+    w.close()

@@ -69,6 +69,13 @@ class ProjectorLayout(QObject):
             if self._saved_state is not None:
                 w.restoreState(self._saved_state)
             w.canvas.show_start()  # type: ignore[attr-defined]  # the app chooses the view again
+        timeline = getattr(w, "timeline", None)
+        if timeline is not None:
+            timeline.compact = on
+            timeline.refresh()
+        navigation = getattr(w, "navigation", None)
+        if navigation is not None:  # no minimap over the nodes in front of a class; the View menu's choice returns
+            navigation.minimap.set_wanted(not on and navigation.minimap_action.isChecked())
         self._toolbars()
         self.fit_canvas()
 

@@ -41,6 +41,7 @@ class TimelineBar(QWidget):
 
     def __init__(self, bridge: SessionBridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.compact = False  # projector mode: hidden while nothing is recorded
         self.setObjectName("timeline")
         self.bridge = bridge
         self.epochs: list[int] = []
@@ -114,8 +115,10 @@ class TimelineBar(QWidget):
             act.setEnabled(usable)
         if not usable and self.play_button.isChecked():
             self.play_button.setChecked(False)
-        # shown for any trainable network, so the first snapshots of a run do not shift the canvas mid-training
-        self.setVisible(len(self.epochs) >= 2 or self.session.loss_node is not None)
+        # shown for any trainable network, so the first snapshots of a run do not shift the canvas mid-training;
+        # in projector mode (`compact`) only when there is a run to scrub: the room needs the height
+        waiting = self.session.loss_node is not None and not self.compact
+        self.setVisible(len(self.epochs) >= 2 or waiting)
         self._label()
 
     def _take_epochs(self) -> None:
