@@ -730,6 +730,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             traceback.print_exc()
         return 2
+    except BrokenPipeError:  # `propscope ops | head`: the reader has what it wanted
+        return 141
     except OSError as exc:
         print(f"propscope: error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
@@ -741,6 +743,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"propscope: error: {_error_line(args, exc)}", file=sys.stderr)
         return 2
+
+
+def entry() -> None:
+    """The `propscope` console script: `main`, then a quick exit.
+
+    Tearing down the interpreter after the app has drawn a large graph (Qt's scene and widgets, every module
+    and array) takes longer than a small file's whole open, and nothing in it matters to a user: the exit
+    handlers (temporary folders, `weakref.finalize`) run and the streams are flushed first, Qt's settings are
+    synced where they are written (gui/app.py), and the OS frees the rest. An uncaught exception takes the
+    ordinary path."""
+    import atexit
+    import contextlib
+
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`propscope ... | head`): nothing to say
+            stream.flush()
+    os._exit(code)
 
 
 def _set_max_memory(text: str | None) -> None:

@@ -326,3 +326,40 @@ def test_data_that_the_ops_cannot_take(capsys: pytest.CaptureFixture[str], tmp_p
     code, _, err = run(capsys, "trace", "perceptron", "--data", str(tmp_path / "D.npz"),
                        "--out", str(tmp_path / "T.npz"))
     assert_one_line_error(code, err, "'x'", "expected shape (3,)", "got (5,)")
+
+
+# -- the console script's exit ------------------------------------------------------------------
+def test_console_script_runs_exit_handlers_and_flushes_before_its_quick_exit(tmp_path: Path) -> None:
+    """`cli.entry` skips the interpreter's teardown (os._exit): what a user would miss must still happen."""
+    script = ("import atexit, sys, tempfile, weakref\n"
+              "keep = tempfile.TemporaryDirectory(dir=sys.argv[1])\n"  # cleaned by weakref.finalize at exit
+              "atexit.register(lambda: print('exit handler ran'))\n"
+              "sys.argv = ['propscope', 'examples']\n"
+              "from propscope.cli import entry\n"
+              "entry()\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "xor" in done.stdout and done.stdout.rstrip().endswith("exit handler ran")  # buffered output flushed
+    assert list(tmp_path.iterdir()) == []  # the temporary folder was removed
+
+
+def test_console_script_is_entry() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["propscope"] == "propscope.cli:entry"
+
+
+def test_a_closed_pipe_ends_quietly(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`propscope ops | head -1`: the reader went away; no 'error: Broken pipe' line."""
+
+    class ClosedPipe:
+        def write(self, _text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["ops"]) == 141
+    assert capsys.readouterr().err == ""

@@ -359,17 +359,7 @@ def loads(text: str, name: str = "", path: Path | None = None) -> Lesson:
     """Parse a lesson; LessonError names the file and the block that is wrong."""
     where = f"{path.name}: " if path is not None else (f"{name}: " if name else "")
     text = text.replace("\r\n", "\n")
-    if not text.startswith(FENCE + "\n"):
-        raise LessonError(f"{where}a lesson starts with a `{FENCE}` line opening its front matter")
-    end = text.find(f"\n{FENCE}\n", len(FENCE))
-    if end < 0:
-        raise LessonError(f"{where}the front matter has no closing `{FENCE}` line")
-    front = text[len(FENCE) + 1: end + 1]
-    try:
-        meta = tomllib.loads(front)
-    except tomllib.TOMLDecodeError as exc:
-        raise LessonError(f"{where}front matter: {exc}") from None
-    _check_front(meta, where)
+    meta, front, end = _front_matter(text, where)
     rest = text[end + len(FENCE) + 2:]
     first_line = text[: end + len(FENCE) + 2].count("\n") + 1
     pieces = re.split(r"^## ", rest, flags=re.M)
@@ -385,6 +375,22 @@ def loads(text: str, name: str = "", path: Path | None = None) -> Lesson:
     if not blocks:
         raise LessonError(f"{where}the lesson has no blocks; each starts with a `## at ...` heading")
     return Lesson(meta, blocks, front, intro, path, name or (path.stem if path else ""))
+
+
+def _front_matter(text: str, where: str) -> tuple[dict[str, Any], str, int]:
+    """The front matter checked, its text, and where its closing fence starts."""
+    if not text.startswith(FENCE + "\n"):
+        raise LessonError(f"{where}a lesson starts with a `{FENCE}` line opening its front matter")
+    end = text.find(f"\n{FENCE}\n", len(FENCE))
+    if end < 0:
+        raise LessonError(f"{where}the front matter has no closing `{FENCE}` line")
+    front = text[len(FENCE) + 1: end + 1]
+    try:
+        meta = tomllib.loads(front)
+    except tomllib.TOMLDecodeError as exc:
+        raise LessonError(f"{where}front matter: {exc}") from None
+    _check_front(meta, where)
+    return meta, front, end
 
 
 def _check_front(meta: dict[str, Any], where: str) -> None:
@@ -411,7 +417,9 @@ def builtin_lessons() -> dict[str, str]:
     for entry in sorted(_builtin_dir().iterdir(), key=lambda e: e.name):
         if entry.name.endswith(SUFFIX):
             name = entry.name[: -len(SUFFIX)]
-            out[name] = str(loads(entry.read_text(encoding="utf-8"), name).title)
+            # the front matter only: the File menu is built at start-up, each block is parsed when opened
+            meta, _, _ = _front_matter(entry.read_text(encoding="utf-8").replace("\r\n", "\n"), f"{name}: ")
+            out[name] = str(meta.get("title", name))
     return out
 
 
