@@ -439,8 +439,11 @@ def run_lesson(lesson: Lesson, session: Session, projector: bool = False, size: 
     app.processEvents()
     if screenshot is None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        return int(app.exec())
-    ok = window.grab().save(str(screenshot))
+        code = int(app.exec())
+        if window.settings is not None:  # the console script exits without destructors (cli.entry): write now
+            window.settings.sync()
+        return code
+    ok = window.grab().save(str(screenshot), "PNG", 80)  # as `propscope open --screenshot`
     window.close()
     if not ok:
         print(f"propscope: error: could not write {screenshot}", file=sys.stderr)
