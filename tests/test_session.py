@@ -240,3 +240,17 @@ def test_breakpoint_changes_are_announced() -> None:
     s.remove_breakpoint("hidden_output")
     s.clear_breakpoints()
     assert len(changes) == 4 and not s.breakpoints and not s.break_on_nonfinite
+
+
+@pytest.mark.parametrize("name", ["xor", "attention"])
+def test_node_phase_index_is_the_first_step_of_that_node_and_phase_after_every_new_trace(name: str) -> None:
+    s = open_session(name, dtype="float64")
+    for _ in range(2):  # the first trace, then the one set_params makes
+        first: dict[tuple[str, str], int] = {}
+        for step in s.steps:
+            first.setdefault((step.node.name, step.phase), step.index)
+        for node in s.graph.nodes:
+            for phase in ("forward", "backward"):
+                assert s.node_phase_index(node.name, phase) == first.get((node.name, phase))
+        assert s.node_phase_index("no such node", "forward") is None
+        s.set_params({k: v * 0.5 for k, v in s.params.items()})
