@@ -198,3 +198,21 @@ def test_breadcrumbs_show_the_module_path_and_fold_it(qtbot):
     window.selection.select("x")  # outside every module: nothing to show
     settle()
     assert not crumbs.isVisible()
+
+
+def test_breadcrumbs_grow_with_projector_mode_and_shrink_back(qtbot):
+    """Projector mode's larger font reaches the crumbs after they were made: the bar is sized again,
+    so no module name is elided ("bl…11"), and again when it ends."""
+    window = open_window(qtbot, 600, folded=False)
+    crumbs = window.navigation.breadcrumbs
+    window.set_projector(True, full_screen=False)
+    window.selection.select("blocks.12.tanh")  # crumbs made while the new font is still on its way
+    settle()
+    big = crumbs.size()
+    assert crumbs.isVisible() and crumbs.width() >= crumbs.sizeHint().width()
+    assert all(b.width() >= b.sizeHint().width() for b in crumbs.crumbs)
+    window.set_projector(False)
+    settle()
+    assert crumbs.width() < big.width() and crumbs.height() < big.height()
+    assert crumbs.width() >= crumbs.sizeHint().width()
+    assert all(b.width() >= b.sizeHint().width() for b in crumbs.crumbs)

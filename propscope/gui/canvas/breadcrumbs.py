@@ -7,9 +7,10 @@ Nothing shows for a node outside every module.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
 
+from ..guard import guarded_answer
 from .view import GraphView
 
 SEPARATOR = "›"
@@ -71,6 +72,15 @@ class Breadcrumbs(QFrame):
         self._place()
         self.show()
         self.raise_()
+
+    @guarded_answer(False)
+    def event(self, event: QEvent) -> bool:
+        handled = super().event(event)
+        if event.type() == QEvent.Type.LayoutRequest and self.parts:
+            # A free child of the canvas: no layout above resizes it when its buttons' size hints change, as
+            # when the application's font grows for projector mode after the crumbs were made ("bl…11").
+            self.adjustSize()
+        return handled
 
     def _add(self, widget: QWidget) -> None:
         self._lay.addWidget(widget)
