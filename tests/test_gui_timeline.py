@@ -170,6 +170,29 @@ def test_play_after_scrubbing_back_trains_on_from_that_epoch(qtbot, settings) ->
     assert said == ["Training on from epoch 12: the 18 recorded epochs after it are dropped"]
 
 
+def test_play_after_scrubbing_back_says_that_adams_moments_start_again(qtbot, settings) -> None:  # type: ignore[no-untyped-def]
+    """The snapshots hold parameters, not the optimizer's state: a branch with Adam is not the run it would have
+    been, and the message says so (plain SGD, above, continues exactly and says nothing of it)."""
+    s = propscope.open_session("xor", dtype="float64")
+    w = make_window(qtbot, settings, s)
+    runner = w.training.runner
+    w.training.snapshot_controls.count.setValue(1000)
+    w.training.form.load("adam", 0.05, 10, None)
+
+    def train(epochs: int) -> None:
+        assert w.training.start(epochs)
+        qtbot.waitUntil(lambda: not runner.busy and runner.state == "finished", timeout=30_000)
+
+    train(10)
+    assert w.timeline.show_epoch(4)
+    said: list[str] = []
+    w.timeline.message.connect(said.append)
+    train(3)
+    assert said == ["Training on from epoch 4: the 6 recorded epochs after it are dropped; "
+                    "Adam's running averages start again from zero"]
+    assert runner.optimizer is not None and runner.optimizer.steps == 3  # a fresh Adam, three steps in
+
+
 def test_play_after_scrubbing_a_run_file_back_draws_its_loss_up_to_there(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run = tmp_path / "run.propscope"
     assert main(["train", "xor", "--epochs", "40", "--snapshots", "41", "--out", str(run)]) == 0

@@ -25,9 +25,12 @@ def rewind_to_shown_epoch(session: Any, runner: Any) -> str | None:
     dropped = truncate_after(snaps, epoch)
     _log_up_to(runner.log, epoch, snaps.loss)
     runner.epochs_done = epoch
-    runner.optimizer = None
+    optimizer, runner.optimizer = runner.optimizer, None
     later = f"the {len(dropped)} recorded epoch{'s' if len(dropped) != 1 else ''} after it are dropped"
-    return f"Training on from epoch {epoch}: {later}"
+    # said, since the run then differs from an uninterrupted one: the snapshots hold parameters, not the state
+    stateful = optimizer is not None and any(optimizer.state.get(name) for name in optimizer.names)
+    afresh = f"; {optimizer.torch_class}'s running averages start again from zero" if stateful else ""
+    return f"Training on from epoch {epoch}: {later}{afresh}"
 
 
 def _log_up_to(log: Any, epoch: int, losses: list[float]) -> None:
