@@ -20,6 +20,7 @@ import heapq
 import itertools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from .errors import GraphError
@@ -67,12 +68,17 @@ def as_flow(graph: Graph | Flow | Any) -> Flow:
         return graph
     if isinstance(graph, Graph):
         flow = Flow([n.name for n in graph])
-        seen: set[Edge] = set()
+        edges = flow.edges
         for node in graph:
-            for i, a in enumerate(node.inputs):
-                if (a.name, node.name) not in seen:
-                    seen.add((a.name, node.name))
-                    flow.edges.append((a.name, node.name, i, len(node.inputs)))
+            inputs = node.inputs
+            if len(inputs) == 1:  # most ops: no repeated input to look for
+                edges.append((inputs[0].name, node.name, 0, 1))
+                continue
+            seen: set[str] = set()
+            for i, a in enumerate(inputs):
+                if a.name not in seen:
+                    seen.add(a.name)
+                    edges.append((a.name, node.name, i, len(inputs)))
         return flow
     return Flow(list(graph.nodes), [(u, v, int(d.get("port", 0)), int(d.get("ports", 1)))
                                     for u, v, d in graph.edges(data=True)])
@@ -138,6 +144,10 @@ def layered_layout(
     they reach `x · W + b`. `clusters[node]` are the clusters holding a node, outermost first.
     """
     flow = as_flow(graph)
+    if not clusters or not any(clusters.values()):
+        chain = _in_order_chain(flow)
+        if chain is not None:
+            return chain
     try:
         order = topological_order(flow)
     except CycleError:
@@ -151,6 +161,23 @@ def layered_layout(
     if not clusters or not any(clusters.get(n) for n in order):
         return _flat(flow, order, sweeps, dummy_size, port_span)
     return _Clustered(flow, order, clusters, sweeps, dummy_size, port_span).run()
+
+
+def _in_order_chain(flow: Flow) -> Layout | None:
+    """A chain given in order (edge k from node k to node k + 1, one input each: what an ONNX chain's graph
+    gives) laid out on one row without sorting it or making an item per node: what `_as_chain` finds, in a
+    few C-speed passes (20,000 ops in about a millisecond)."""
+    nodes, edges = flow.nodes, flow.edges
+    n = len(nodes)
+    if n < 2 or len(edges) != n - 1:
+        return None
+    if (any(e[3] != 1 for e in edges) or list(map(itemgetter(0), edges)) != nodes[:-1]
+            or list(map(itemgetter(1), edges)) != nodes[1:]):
+        return None
+    if len(set(nodes)) != n:  # names repeated: not a DAG to lay out (the general path says why)
+        return None
+    positions = dict(zip(nodes, zip(range(n), itertools.repeat(0.0)), strict=True))
+    return Layout(positions, {}, n, 0.0, 0)
 
 
 def _flat(flow: Flow, order: list[Any], sweeps: int, dummy_size: float, port_span: float) -> Layout:

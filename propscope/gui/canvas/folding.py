@@ -77,6 +77,9 @@ class Folding:
     def of(cls, graph: Graph, closed: Iterable[str] | None = None) -> Folding:
         """The units of `graph`; `closed` None: folded just enough for a first look (see `TARGET_VISIBLE`)."""
         f = cls(graph)
+        if all(n.meta.get("module", "") == "" for n in graph):  # no modules (an ONNX chain): nothing folds
+            f.chains = dict.fromkeys((n.name for n in graph), ())
+            return f
         f._find_units()
         if closed is None:
             f.closed = f._default_closed()
@@ -219,6 +222,8 @@ class Folding:
 
     def visible(self) -> list[str]:
         """What the canvas draws, in graph order of the first member."""
+        if not self.closed:
+            return [n.name for n in self.graph]
         seen: dict[str, None] = {}
         for node in self.graph:
             seen.setdefault(self.rep(node.name), None)
@@ -274,7 +279,8 @@ class Folding:
         return out
 
     def layout(self) -> Layout:
-        return layered_layout(self.graph if not self.closed else self.view_graph(), clusters=self.clusters())
+        clusters = self.clusters() if self.units else None
+        return layered_layout(self.graph if not self.closed else self.view_graph(), clusters=clusters)
 
     # -- changing the folds ----------------------------------------------------------------
     def close(self, key: str) -> bool:

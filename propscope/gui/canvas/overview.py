@@ -2,7 +2,9 @@
 
 Thousands of separate items would cost one Python paint call each per frame; here a frame is a
 handful of batched calls (one path for all edges, one `drawRects` per look), so a 5,000-node
-graph pans smoothly when fitted to the view.
+graph pans smoothly when fitted to the view. Rectangles live in NumPy arrays laid out as Qt's own
+`QRectF` arrays, handed to Qt by address, and the edges' path is read from an array in one go
+(`polylines`): no Python object per node or edge, neither when the scene is planned nor at each paint.
 
 Nodes whose forward step has not run yet are drawn pale. Each kind's rectangles are kept sorted
 by that step, so the pale ones are a tail of the list found by bisection: a step costs no
@@ -11,9 +13,12 @@ regrouping of the whole graph, only the paint.
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
+from collections.abc import Mapping
 
-from PySide6.QtCore import QPointF, QRectF, Qt
+import numpy as np
+import shiboken6
+from PySide6.QtCore import QByteArray, QDataStream, QPointF, QRectF, Qt
 from PySide6.QtGui import QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
@@ -22,44 +27,63 @@ from ..theme import Theme
 from .items import lod_of
 
 
-class OverviewItem(QGraphicsItem):
-    """`order[key]` is the forward step at which `key` gets its value (-1: it has one from the start)."""
+def draw_rects(painter: QPainter, rects: np.ndarray) -> None:
+    """Fill (n, 4) C-contiguous float64 rows (x, y, width, height): one Qt call, no QRectF made."""
+    if len(rects):
+        painter.drawRects(shiboken6.wrapInstance(rects.ctypes.data, QRectF), len(rects))
 
-    def __init__(self, rects: dict[str, QRectF], kinds: dict[str, str], edges: list[list[QPointF]],
-                 theme: Theme, frames: list[QRectF] | None = None, order: dict[str, int] | None = None) -> None:
+
+_ELEMENT = np.dtype([("type", ">i4"), ("x", ">f8"), ("y", ">f8")])  # QPainterPath's serialised element
+
+
+def polylines(points: np.ndarray, first: np.ndarray) -> QPainterPath:
+    """One path of polylines, the k-th through `points[first[k]:first[k + 1]]`: the path that `moveTo`
+    and `lineTo` calls would make (element for element), read from Qt's serialised form in one call
+    instead of 40,000 calls for 20,000 edges."""
+    n = len(points)
+    if not n:
+        return QPainterPath()
+    data = np.empty(1, dtype=[("count", ">i4"), ("elements", _ELEMENT, (n,)), ("start", ">i4"), ("fill", ">i4")])
+    data["count"] = n
+    elements = data["elements"][0]
+    elements["type"] = QPainterPath.ElementType.LineToElement.value
+    elements["type"][first] = QPainterPath.ElementType.MoveToElement.value
+    elements["x"], elements["y"] = points[:, 0], points[:, 1]
+    data["start"] = first[-1]  # where the last subpath starts
+    data["fill"] = Qt.FillRule.OddEvenFill.value
+    path = QPainterPath()
+    QDataStream(QByteArray(data.tobytes())) >> path
+    return path
+
+
+def rect_array(rows: np.ndarray) -> np.ndarray:
+    """Rows as the contiguous float64 array `draw_rects` reads."""
+    return np.ascontiguousarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+class OverviewItem(QGraphicsItem):
+    """The whole graph in one item.
+
+    `by_kind[kind] = (steps, rects)`: the forward step at which each node of that kind gets its value
+    (-1: it has one from the start), ascending, and the nodes' rectangles in that order, (n, 4) rows.
+    `edges` the edges' points, (m, 2) rows, edge k starting at row `first[k]`; `frames` the open module
+    frames, (k, 4) rows;
+    `centers` the node centres (breakpoints and the step's node are marked there).
+    """
+
+    def __init__(self, by_kind: dict[str, tuple[list[int], np.ndarray]], edges: np.ndarray, first: np.ndarray,
+                 centers: Mapping[str, QPointF], theme: Theme, frames: np.ndarray | None = None) -> None:
         super().__init__()
         self.theme = theme
-        self.frames = list(frames or [])  # open module frames, outlined
-        self.rects = rects
-        self.kinds = kinds
+        self.frames = rect_array(np.zeros((0, 4)) if frames is None else frames)  # open module frames, outlined
+        self.edges = polylines(edges, first)
+        self.centers = centers
         self.steps_run = 0  # keys whose step is at or after this one are pending (drawn pale)
         self.current: str | None = None
         self.breakpoints: set[str] = set()
-        path = QPainterPath()
-        for pts in edges:
-            path.moveTo(pts[0])
-            for p in pts[1:]:
-                path.lineTo(p)
-        self.edges = path
-        bounds = QRectF()
-        for r in rects.values():
-            bounds = bounds.united(r)
-        for r in self.frames:
-            bounds = bounds.united(r)
-        self._bounds = bounds.united(path.boundingRect()).adjusted(-50, -50, 50, 50)
-        self._by_kind = self._sorted_by_step(order or {})
+        self._by_kind = {kind: (steps, rect_array(rects)) for kind, (steps, rects) in by_kind.items()}
+        self._bounds = _bounds([r for _, r in self._by_kind.values()], self.frames, edges)
         self.setZValue(0)
-
-    def _sorted_by_step(self, order: dict[str, int]) -> dict[str, tuple[list[int], list[QRectF]]]:
-        """Per kind: the steps, ascending, and the rectangles in that order."""
-        keyed: dict[str, list[tuple[int, int, QRectF]]] = {}
-        for i, (name, r) in enumerate(self.rects.items()):
-            keyed.setdefault(self.kinds[name], []).append((order.get(name, -1), i, r))
-        out = {}
-        for kind, rows in keyed.items():
-            rows.sort()  # by step, then by position (unique: the rectangles themselves are never compared)
-            out[kind] = ([row[0] for row in rows], [row[2] for row in rows])
-        return out
 
     def boundingRect(self) -> QRectF:
         return self._bounds
@@ -79,35 +103,52 @@ class OverviewItem(QGraphicsItem):
         t = self.theme
         lod = lod_of(painter)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
-        if self.frames:
+        if len(self.frames):
             painter.setPen(QPen(t.color("module.accent"), 0))
             painter.setBrush(t.color("module.fill"))
-            painter.drawRects(self.frames)
+            draw_rects(painter, self.frames)
         edge_pen = QPen(t.color("edge"), 0)  # cosmetic: one pixel at any zoom
         painter.setPen(edge_pen)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawPath(self.edges)
         painter.setPen(Qt.PenStyle.NoPen)
         for kind, (steps, rects) in self._by_kind.items():
-            split = bisect.bisect_left(steps, self.steps_run)  # from here on: not computed yet
+            split = bisect_left(steps, self.steps_run)  # from here on: not computed yet
             color = t.color(f"{kind}.accent")
             if split:
                 painter.setBrush(color)
-                painter.drawRects(rects[:split])
+                draw_rects(painter, rects[:split])
             if split < len(rects):
                 color.setAlphaF(0.35)
                 painter.setBrush(color)
-                painter.drawRects(rects[split:])
+                draw_rects(painter, rects[split:])
         px = 1.0 / max(lod, 1e-6)  # one screen pixel in scene units
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setBrush(t.color("breakpoint"))
-        for name in self.breakpoints & self.rects.keys():
-            painter.drawEllipse(self.rects[name].center(), 4 * px, 4 * px)
-        if self.current in self.rects:
-            c = self.rects[self.current].center()
+        for name in self.breakpoints:
+            if name in self.centers:
+                painter.drawEllipse(self.centers[name], 4 * px, 4 * px)
+        if self.current is not None and self.current in self.centers:
+            c = self.centers[self.current]
             painter.setBrush(Qt.BrushStyle.NoBrush)
             pen = QPen(t.color("highlight"), 4 * t.scale)
             pen.setCapStyle(Qt.PenCapStyle.RoundCap)
             pen.setCosmetic(True)  # as thick at any zoom
             painter.setPen(pen)
             painter.drawEllipse(c, 14 * px * t.scale, 14 * px * t.scale)
+
+
+def _bounds(rect_sets: list[np.ndarray], frames: np.ndarray, points: np.ndarray) -> QRectF:
+    """What every rectangle and point covers, 50 units more on each side."""
+    lows, highs = [], []
+    for rects in [*rect_sets, frames]:
+        if len(rects):
+            lows.append(rects[:, :2].min(axis=0))
+            highs.append((rects[:, :2] + rects[:, 2:]).max(axis=0))
+    if len(points):
+        lows.append(points.min(axis=0))
+        highs.append(points.max(axis=0))
+    if not lows:
+        return QRectF(-50, -50, 100, 100)
+    (left, top), (right, bottom) = np.min(lows, axis=0).tolist(), np.max(highs, axis=0).tolist()
+    return QRectF(left, top, right - left, bottom - top).adjusted(-50, -50, 50, 50)

@@ -13,7 +13,10 @@ for its box; `current` stays the step's node name, `current_key` is what is lit.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from operator import itemgetter
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF
@@ -68,7 +71,7 @@ class GraphScene(QGraphicsScene):
         self.current: str | None = None
         self.selected: str | None = None
         self.cursor = -1
-        self._backward_index = {s.node.name: s.index for s in session.steps if s.phase == BACKWARD}
+        self._backward: dict[str, int] | None = None  # node -> its backward step (made when first asked)
         self._forward_index = {s.node.name: s.index for s in session.steps if s.phase == FORWARD}
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.BspTreeIndex)
         self.detail = _Layer()
@@ -90,85 +93,151 @@ class GraphScene(QGraphicsScene):
         self.refresh_all()
 
     # -- positions (cheap, for every node) ---------------------------------------------------
+    # Planned in NumPy arrays, with no Qt object per node or edge: a 20,000-op chain is planned on every
+    # open. Qt objects (`centers[key]`, `edge_points(e)`) are made when asked, for what is seen.
     def _plan(self) -> None:
         geo, lay, g, f = self.geo, self.layout, self.session.graph, self.folding
         if not f.units:  # nothing to fold (the lessons without modules, big synthetic graphs): the fast path
             self.names = [n.name for n in g]
             edges = self._plain_edges()
+            outputs = self.names
+            kinds = _kinds([n.op for n in g])
         else:
             self.names = f.visible()
             edges = [(e.src, e.dst, e.position, e.count, e.role) for e in f.edges()]
-        self.centers = {n: geo.center(*lay.positions[n]) for n in self.names}
-        box = geo.node_rect()
-        rects = {n: box.translated(c) for n, c in self.centers.items()}
-        self.edges: list[tuple[str, str, int, int, str]] = edges  # src, dst, input position, inputs, role
-        self.in_edges: dict[str, list[int]] = {}
-        for e, (_src, dst, _pos, _count, _role) in enumerate(edges):
-            self.in_edges.setdefault(dst, []).append(e)
-        self.points: list[list[QPointF]] = self._edge_points(edges)
-        kinds = {k: "module" if k in f.units else node_kind(g[k].op.name, g[k].op.category) for k in self.names}
-        self._plan_frames(rects)
-        fwd, units = self._forward_index, f.units
-        order = {k: fwd.get(units[k].output if k in units else k, -1) for k in self.names}
-        self.overview = OverviewItem(rects, kinds, self.points, self.theme,
-                                     [fr.rect for fr in self.frames.values()], order)
-        self.addItem(self.overview)
-        xy = np.array([(c.x(), c.y()) for c in self.centers.values()]).reshape(-1, 2)
+            units = f.units
+            outputs = [units[k].output if k in units else k for k in self.names]
+            kinds = _kinds([None if k in units else g[k].op for k in self.names])
+        names = self.names
+        n = len(names)
+        self._index = index = dict(zip(names, range(n), strict=True))
+        flat = np.fromiter(itertools.chain.from_iterable(map(lay.positions.__getitem__, names)), np.float64, 2 * n)
+        xy = flat.reshape(n, 2) * np.array([geo.col_w, geo.row_h])
         self._node_xy = xy
-        self._edge_box = _bounding_boxes(self.points)
+        self.centers: Mapping[str, QPointF] = _Centers(index, xy)
+        self.edges: list[tuple[str, str, int, int, str]] = edges  # src, dst, input position, inputs, role
+        self._in_edges: dict[str, list[int]] | None = None
+        self._plan_edges(edges)
+        self._plan_frames()
+        w, h = geo.node_w, geo.node_h
+        rects = np.empty((n, 4))
+        rects[:, 0] = xy[:, 0] + -w / 2
+        rects[:, 1] = xy[:, 1] + -h / 2
+        rects[:, 2], rects[:, 3] = w, h
+        fwd = self._forward_index
+        order = np.fromiter(map(fwd.get, outputs, itertools.repeat(-1)), np.int64, n)
+        by_kind: dict[str, tuple[list[int], np.ndarray]] = {}
+        codes = {kind: c for c, kind in enumerate(dict.fromkeys(kinds))}
+        code = np.fromiter(map(codes.__getitem__, kinds), np.int64, n)
+        for kind, c in codes.items():
+            mine = np.flatnonzero(code == c)
+            mine = mine[np.lexsort((mine, order[mine]))]  # by step, then by position
+            by_kind[kind] = (order[mine].tolist(), rects[mine])
+        frames = np.array([[r.x(), r.y(), r.width(), r.height()] for r in (fr.rect for fr in self.frames.values())])
+        self.overview = OverviewItem(by_kind, self._points, self._point_start, self.centers, self.theme,
+                                     frames.reshape(-1, 4))
+        self.addItem(self.overview)
         self._made_edges = np.zeros(len(self.edges), dtype=bool)
-        self._made_nodes = np.zeros(len(self.names), dtype=bool)
+        self._made_nodes = np.zeros(n, dtype=bool)
         bounds = self.overview.boundingRect()
         margin = max(bounds.width(), bounds.height(), 2000.0)
         self.setSceneRect(bounds.adjusted(-margin, -margin, margin, margin))
         self.graph_rect = bounds
 
-    def _edge_points(self, edges: list[tuple[str, str, int, int, str]]) -> list[list[QPointF]]:
+    def _plan_edges(self, edges: list[tuple[str, str, int, int, str]]) -> None:
         """Each edge's points: the source's out port (`Geometry.out_port`), its bends, the target's in port
-        (`Geometry.in_port`), written out here: 20,000 edges are planned on every open."""
-        geo, routes, centers = self.geo, self.layout.routes, self.centers
+        (`Geometry.in_port`), as rows of one array (`_points[_point_start[e]:…]`), and its bounding box."""
+        geo, routes, index, xy = self.geo, self.layout.routes, self._index, self._node_xy
         half_w, top, body = geo.node_w / 2, geo.header_h - geo.node_h / 2, geo.node_h - geo.header_h
-        out = []
-        for src, dst, pos, count, _role in edges:
-            a, b = centers[src], centers[dst]
-            pts = [QPointF(a.x() + half_w, a.y())]
-            route = routes.get((src, dst))
-            if route:
-                pts += [geo.center(lay, row) for lay, row in route]
-            pts.append(QPointF(b.x() - half_w, b.y() + top + body * (pos + 0.5) / max(count, 1)))
-            out.append(pts)
-        return out
+        m = len(edges)
+        src = np.fromiter(map(index.__getitem__, map(itemgetter(0), edges)), np.intp, m)
+        dst = np.fromiter(map(index.__getitem__, map(itemgetter(1), edges)), np.intp, m)
+        port = np.fromiter(map(itemgetter(2), edges), np.float64, m)
+        ports = np.fromiter(map(itemgetter(3), edges), np.float64, m)
+        start, end = xy[src], xy[dst]
+        start[:, 0] += half_w
+        end[:, 0] -= half_w
+        end[:, 1] = end[:, 1] + top + body * (port + 0.5) / np.maximum(ports, 1)
+        bent = []  # (edge, its bends) for the edges that have some
+        if routes:
+            pairs = zip(map(itemgetter(0), edges), map(itemgetter(1), edges), strict=True)
+            bent = [(e, r) for e, r in enumerate(map(routes.get, pairs)) if r]
+        count = np.full(m, 2, dtype=np.intp)
+        for e, r in bent:
+            count[e] += len(r)
+        first = np.zeros(m, dtype=np.intp)
+        if m:
+            np.cumsum(count[:-1], out=first[1:])
+        last = first + count - 1
+        points = np.empty((int(count.sum()), 2))
+        points[first], points[last] = start, end
+        if bent:
+            bends = np.array([p for _, r in bent for p in r], dtype=np.float64) * np.array([geo.col_w, geo.row_h])
+            lengths = np.array([len(r) for _, r in bent], dtype=np.intp)
+            offsets = np.cumsum(lengths) - lengths
+            where = np.repeat(first[[e for e, _ in bent]] + 1 - offsets, lengths) + np.arange(int(lengths.sum()))
+            points[where] = bends
+        self._points, self._point_start, self._point_count = points, first, count
+        if m:
+            self._edge_box = np.hstack([np.minimum.reduceat(points, first), np.maximum.reduceat(points, first)])
+        else:
+            self._edge_box = np.zeros((0, 4))
+
+    def edge_points(self, e: int) -> list[QPointF]:
+        """Edge `e`'s points, from its source's out port through its bends to its target's in port."""
+        i = int(self._point_start[e])
+        return [QPointF(x, y) for x, y in self._points[i:i + int(self._point_count[e])].tolist()]
+
+    @property
+    def in_edges(self) -> dict[str, list[int]]:
+        """Edge numbers by target (made when first asked: the step's node's)."""
+        if self._in_edges is None:
+            self._in_edges = {}
+            for e, edge in enumerate(self.edges):
+                self._in_edges.setdefault(edge[1], []).append(e)
+        return self._in_edges
 
     def _plain_edges(self) -> list[tuple[str, str, int, int, str]]:
         edges = []
         for node in self.session.graph:
+            inputs = node.inputs
+            if len(inputs) == 1:  # most ops: one input, no role to name
+                edges.append((inputs[0].name, node.name, 0, 1, ""))
+                continue
             seen: set[str] = set()
-            for pos, a in enumerate(node.inputs):
+            for pos, a in enumerate(inputs):
                 if a.name in seen:  # the same value twice (x · x): one drawn edge is enough
                     continue
                 seen.add(a.name)
-                count = len(node.inputs)
+                count = len(inputs)
                 edges.append((a.name, node.name, pos, count, node.op.role(pos) if count > 1 else ""))
         return edges
 
-    def _plan_frames(self, rects: Mapping[str, QRectF]) -> None:
+    def _plan_frames(self) -> None:
         """A frame around each open unit's shown members, nested frames inside their parent's margin."""
+        units = self.folding.frames()
+        if not units:
+            return
         s = self.theme.scale
         margin, header = 7 * s, 18 * s
         areas: dict[str, QRectF] = {}
-        units = self.folding.frames()
         boxes = self.layout.boxes
         children: dict[str | None, list[str]] = {}
         for unit in units:
             children.setdefault(unit.parent, []).append(unit.key)
+        index, rep = self._index, self.folding.rep
+        xs, ys = self._node_xy[:, 0].tolist(), self._node_xy[:, 1].tolist()
+        w, h = self.geo.node_w, self.geo.node_h
         for unit in sorted(units, key=lambda u: -u.depth):
             if boxes and unit.key not in boxes:  # the layout could not keep it apart: no frame over others
                 continue
+            shown = [index[k] for k in {rep(name) for name in unit.members} if k in index]
             area = QRectF()
-            for name in unit.members:
-                key = self.folding.rep(name)
-                if key in rects:
-                    area = area.united(rects[key])
+            if shown:  # the union of their node rectangles, to the last bit as `QRectF.united` makes it
+                lefts, tops = [-w / 2 + xs[i] for i in shown], [-h / 2 + ys[i] for i in shown]
+                left, right = min(lefts), max(x + w for x in lefts)
+                top, bottom = min(tops), max(y + h for y in tops)
+                area = QRectF(left, top, right - left, bottom - top)
             for child in children.get(unit.key, ()):
                 if child in areas:
                     area = area.united(areas[child])
@@ -214,7 +283,7 @@ class GraphScene(QGraphicsScene):
         self._made_nodes[nodes] = True
         for e in edges:
             src, dst, _pos, _count, role = self.edges[e]
-            pts = self.points[e]
+            pts = self.edge_points(int(e))
             item = EdgeItem(src, dst, pts, edge_path(pts, geo), role, self.style)
             item.setParentItem(self.detail)
             item.set_flow(self.lit.get(int(e)))
@@ -262,6 +331,12 @@ class GraphScene(QGraphicsScene):
             self.nodes[name].set_state(s.value(unit.output), s.grad(unit.output), None)
             return
         self.nodes[name].set_state(s.value(name), s.grad(name), self._arrivals(name))
+
+    @property
+    def _backward_index(self) -> dict[str, int]:
+        if self._backward is None:
+            self._backward = {s.node.name: s.index for s in self.session.steps if s.phase == BACKWARD}
+        return self._backward
 
     def _arrivals(self, name: str) -> tuple[int, int] | None:
         """How many of the node's gradient contributions have arrived at the cursor, out of how many."""
@@ -345,7 +420,7 @@ class GraphScene(QGraphicsScene):
         """Where a gradient label goes: on its edge in the gap before the target's column, moved up or
         down (never onto a node) when it is wider than the gap."""
         geo = self.geo
-        pts = self.points[e]
+        pts = self.edge_points(e)
         end = pts[-1]
         x = end.x() - (geo.col_w - geo.node_w) / 2  # the middle of the gap left of the target
         item = self.edge_items.get(e)
@@ -421,16 +496,6 @@ class GraphScene(QGraphicsScene):
         return self.geo.node_rect().translated(self.centers[self.key_of(name)])
 
 
-def _bounding_boxes(points: list[list[QPointF]]) -> np.ndarray:
-    """(edges, 4) left, top, right, bottom of each edge's points."""
-    if not points:
-        return np.zeros((0, 4))
-    xy = np.array([(p.x(), p.y()) for pts in points for p in pts])
-    starts = np.cumsum([0] + [len(pts) for pts in points[:-1]])
-    low, high = np.minimum.reduceat(xy, starts, axis=0), np.maximum.reduceat(xy, starts, axis=0)
-    return np.hstack([low, high])
-
-
 def _path_y_at(path: QPainterPath, x: float) -> float:
     """The height of a left-to-right edge where it passes `x` (bisection on the path's length)."""
     lo, hi = 0.0, 1.0
@@ -441,3 +506,35 @@ def _path_y_at(path: QPainterPath, x: float) -> float:
         else:
             hi = mid
     return path.pointAtPercent(hi).y()
+
+
+class _Centers(Mapping[str, QPointF]):
+    """Node (and box) centres in scene coordinates by key, each a QPointF made when asked."""
+
+    def __init__(self, index: dict[str, int], xy: np.ndarray) -> None:
+        self._index, self._xy = index, xy
+
+    def __getitem__(self, key: str) -> QPointF:
+        x, y = self._xy[self._index[key]].tolist()
+        return QPointF(x, y)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+
+def _kinds(ops: list[Any]) -> list[str]:
+    """Each op's look (`node_kind`), worked out once per op (None: a box, "module")."""
+    kind_of: dict[int, str] = {}
+    out = []
+    for op in ops:
+        kind = kind_of.get(id(op))
+        if kind is None:
+            kind = kind_of[id(op)] = "module" if op is None else node_kind(op.name, op.category)
+        out.append(kind)
+    return out
