@@ -272,3 +272,43 @@ def test_a_cancelled_open_keeps_the_session(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: not job.running, timeout=30000)
     qtbot.wait(50)
     assert window.bridge.session is before and window.recent.paths() == []
+
+
+@pytest.fixture
+def default_budget_after():
+    from propscope.graph.readers._budget import set_max_memory
+
+    yield
+    set_max_memory(None)  # the budget is process-wide: the next test starts from the default
+
+
+def test_the_memory_budget_set_in_the_app_bounds_the_next_open_and_is_remembered(
+        qtbot, window, settings, tmp_path, default_budget_after, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from propscope.graph.readers._budget import current_limit, default_budget, max_memory_override, set_max_memory
+
+    path = tmp_path / "cnn.propscope"
+    save_model(propscope.open_session("cnn").model, path)
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("2K", True)))  # File ▸ Memory budget…
+    window.memory_action.trigger()
+    assert current_limit() == 2048 and settings.value(main_window.MEMORY_KEY) == "2K"
+    s = window.bridge.session
+    job = window.open_path(path)
+    with qtbot.waitSignal(job.failed, timeout=60000):
+        pass
+    assert window.bridge.session is s and "memory" in window.last_error and "cnn.propscope" in window.last_error
+    window.error_box.close()
+    assert not window.set_memory_budget("lots")  # not a size: said, and the budget stays
+    assert "512M" in window.last_error and current_limit() == 2048
+    window.error_box.close()
+    window.close()  # the next start (the process-wide budget back to the default): the setting comes back
+    set_max_memory(None)
+    again = MainWindow(propscope.open_session("xor"), settings=settings)
+    qtbot.addWidget(again)
+    assert current_limit() == 2048
+    assert again.set_memory_budget("")  # empty: back to the default, half the available memory
+    assert max_memory_override() is None and current_limit() == default_budget()
+    wait_opened(qtbot, again, again.open_path(path))
+    assert again.bridge.session.graph.name == propscope.open_session("cnn").graph.name
+    again.close()

@@ -7,6 +7,7 @@ dialog while the current session stays as it was.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import sys
@@ -45,6 +46,7 @@ from ..graph.layout import Layout
 from ..graph.model import example_batch
 from ..graph.ops.unsupported import unsupported_summary
 from ..graph.readers import save_model
+from ..graph.readers._budget import max_memory_override, parse_size, set_max_memory
 from .actions import DEFAULT_PACE_S, DebugActions
 from .bridge import SessionBridge
 from .canvas import GraphView
@@ -84,6 +86,7 @@ from .training_dock import TrainingPanel
 
 BACKEND_LABELS = {"numpy": "NumPy", "torch": "PyTorch"}
 TORCH_INSTALL = "pip install 'propscope[torch]'"
+MEMORY_KEY = "open/max_memory"  # the memory budget's setting, as typed (`2G`); empty or absent: the default
 LAYOUT_VERSION = 2  # bump when docks change, so an old saved layout is not restored onto new docks
 
 
@@ -259,6 +262,8 @@ class MainWindow(QMainWindow):
         self.recent.fill(self.recent_menu, self.open_path)
         self.data_action = self._menu_action(file, "Load &data…", "Ctrl+D", self._data_dialog)
         self.data_action.setToolTip("Data (.npz, .csv) or a generated batch for the model's inputs")
+        self.memory_action = self._menu_action(file, "&Memory budget…", None, self._memory_dialog)
+        self.memory_action.setToolTip("The most memory opening one file may use (--max-memory on the command line)")
         self.save_action = self._menu_action(file, "&Save as…", QKeySequence.StandardKey.SaveAs, self._save_dialog)
         file.addSeparator()
         self._menu_action(file, "Save &screenshot…", "Ctrl+Alt+S", self._screenshot_dialog)  # Save as has Ctrl+Shift+S
@@ -702,10 +707,46 @@ class MainWindow(QMainWindow):
         box.open()
         self.error_box = box
 
+    # -- the memory budget for opening files (graph/readers/_budget.py) ------------------------------------
+    def _memory_dialog(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        from ..graph.readers._budget import default_budget, human, max_memory_override
+
+        current = max_memory_override()
+        text, ok = QInputDialog.getText(
+            self, "Memory budget",
+            "The most memory opening one model file may use: weights, folded constants, unpacked members.\n"
+            f"A size such as 2G or 512M; empty for the default, half the available memory "
+            f"({human(default_budget())} now).",
+            text="" if current is None else human(current).replace(" ", "").replace(".0", ""),
+        )
+        if ok:
+            self.set_memory_budget(text)
+
+    def set_memory_budget(self, text: str) -> bool:
+        """Set (and remember) the budget from a size such as `2G`; empty goes back to the default."""
+        from ..graph.readers._budget import current_limit, human, parse_size, set_max_memory
+
+        text = text.strip()
+        try:
+            set_max_memory(parse_size(text) if text else None)
+        except ValueError as exc:
+            self.show_error("Memory budget", f"Memory budget: {exc}")
+            return False
+        if self.settings is not None:
+            self.settings.setValue(MEMORY_KEY, text)
+        self.message(f"Opening a file may use up to {human(current_limit())}")
+        return True
+
     # -- layout persistence ---------------------------------------------------------------------------
     def _restore(self) -> None:
         if self.settings is None:
             return
+        budget = self.settings.value(MEMORY_KEY)
+        if isinstance(budget, str) and budget and max_memory_override() is None:  # --max-memory wins for its run
+            with contextlib.suppress(ValueError):  # a hand-edited settings file: the default stays
+                set_max_memory(parse_size(budget))
         geometry = self.settings.value("window/geometry")
         state = self.settings.value("window/state")
         if isinstance(geometry, QByteArray):

@@ -136,6 +136,7 @@ class ThemeManager(QObject):
         self._projector_theme = PROJECTOR
         hints = QGuiApplication.styleHints()
         hints.colorSchemeChanged.connect(self._system_changed)
+        self._following_system = True
 
     @property
     def projector(self) -> bool:
@@ -183,6 +184,9 @@ class ThemeManager(QObject):
     def restore(self) -> None:
         """Leave the application as it was found (the window closes; tests share one QApplication)."""
         self.set_projector(False)
+        if not self._following_system:  # closed twice (the user, then the app quitting): already let go
+            return
+        self._following_system = False
         with contextlib.suppress(RuntimeError, TypeError):
             QGuiApplication.styleHints().colorSchemeChanged.disconnect(self._system_changed)
 

@@ -84,6 +84,11 @@ def set_max_memory(limit: int | None) -> None:
     _limit_override = limit
 
 
+def max_memory_override() -> int | None:
+    """The budget set by `set_max_memory` (`--max-memory`, the app's setting), None while it is the default."""
+    return _limit_override
+
+
 def current_limit() -> int:
     return _limit_override if _limit_override is not None else default_budget()
 
