@@ -95,7 +95,7 @@ def step(z: Array) -> Array:
     return (z > 0).astype(z.dtype)
 
 
-@step.local
+@step.selecting  # torch: no gradient at all, 0 even for an infinite upstream
 def _(z: Array, a: Array) -> tuple[Array]:
     return (np.zeros_like(z),)
 
@@ -125,7 +125,7 @@ def relu(z: Array) -> Array:
     return np.maximum(z, 0).astype(z.dtype, copy=False)
 
 
-@relu.local
+@relu.selecting  # threshold_backward: where(a <= 0, 0, upstream)
 def _(z: Array, a: Array) -> tuple[Array]:
     return ((z > 0).astype(z.dtype),)
 
@@ -212,7 +212,7 @@ def clamp(z: Array, min: float | None, max: float | None, inclusive: bool) -> Ar
     return _as(z, out if max is None else np.minimum(out, max))
 
 
-@clamp.local
+@clamp.selecting  # clamp_backward / hardtanh_backward: where(inside, upstream, 0)
 def _(z: Array, a: Array, min: float | None, max: float | None, inclusive: bool) -> tuple[Array]:
     inside = np.ones(z.shape, dtype=bool)
     if min is not None:
@@ -233,6 +233,12 @@ def _(z: Array, a: Array) -> tuple[Array]:
     return (_as(z, np.where(z <= -3.0, 0.0, np.where(z < 3.0, z / 3.0 + 0.5, 1.0))),)
 
 
+@hardswish.keeps
+def _(z: Array, a: Array) -> tuple[Array]:
+    # hardswish_backward: 0 for z <= −3, upstream · (z/3 + 1/2) above: a product even where that is 0 (z = −1.5)
+    return (~(z <= -3.0),)
+
+
 @kernel("hardsigmoid")
 def hardsigmoid(z: Array, alpha: float, beta: float) -> Array:
     return np.minimum(np.maximum(alpha * z + beta, 0.0), 1.0)
@@ -243,7 +249,7 @@ def hardsigmoid(z: Array, alpha: float, beta: float) -> Array:
 _TORCH_ONE_SIXTH = float(np.float32(1.0) / np.float32(6.0))
 
 
-@hardsigmoid.local
+@hardsigmoid.selecting  # hardsigmoid_backward: inside ? upstream · slope : 0
 def _(z: Array, a: Array, alpha: float, beta: float) -> tuple[Array]:
     t = alpha * z + beta
     slope = _TORCH_ONE_SIXTH if alpha == 1.0 / 6.0 and beta == 0.5 else alpha

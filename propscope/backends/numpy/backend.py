@@ -11,7 +11,7 @@ import numpy as np
 from ...graph.errors import UnsupportedOpError
 from ...graph.ir import Graph, Node
 from ..base import check_dtype
-from .kernels import KERNELS, Array, Kernel, unbroadcast
+from .kernels import KERNELS, Array, Kernel, times, unbroadcast
 
 
 def kernel_for(node: Node) -> Kernel:
@@ -122,7 +122,8 @@ class NumpyProgram:
                 args = tuple(a.index for a in n.inputs)
                 # per input: (slot, gradient wanted, shape a contribution is summed back to)
                 targets = tuple(zip(args, needs, (a.shape for a in n.inputs), strict=True))
-                plan.append((elementwise, rule, _gather(n), len(args) == 1, targets, n.index, attrs))
+                selects = kernel if elementwise and kernel.selects else None  # its `kept` masks the products
+                plan.append((elementwise, rule, _gather(n), len(args) == 1, targets, n.index, attrs, selects))
             self._backward_plans[key] = plan
         return self._backward_plans[key]
 
@@ -153,7 +154,7 @@ class NumpyProgram:
         values = self._run(leaves)
         loss = values[self.output]
         grads: list[Any] = [None] * self.size
-        for elementwise, rule, gather, single, targets, out, attrs in plan:
+        for elementwise, rule, gather, single, targets, out, attrs, selects in plan:
             inputs = (gather(values),) if single else gather(values)
             if out == self.output:  # dL/dL = 1: an elementwise rule's contribution is its local derivative itself
                 g = None
@@ -171,11 +172,14 @@ class NumpyProgram:
                     ]
             else:
                 parts = rule(self._ones_like(loss) if g is None else g, *inputs, values[out], **attrs)
-            for (slot, wanted, shape), p in zip(targets, parts):  # noqa: B905  (the hot loop of training)
+            keeps = None if selects is None else selects.kept(inputs, values[out], attrs, parts)
+            for i, ((slot, wanted, shape), p) in enumerate(zip(targets, parts)):  # noqa: B905  (training's hot loop)
                 if not wanted or p is None:
                     continue
                 if elementwise:
-                    if g is not None:
+                    if keeps is not None:
+                        p = times(p if g is None else g, 1 if g is None else p, keeps[i])
+                    elif g is not None:
                         p = g * p
                     if p.shape != shape:
                         p = unbroadcast(p, shape)

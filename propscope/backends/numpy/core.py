@@ -68,7 +68,15 @@ def pow_(a: Array, exponent: float) -> Array:
 
 @pow_.local
 def _(a: Array, out: Array, exponent: float) -> tuple[Array]:
+    if exponent == 0:  # torch's pow_backward: zeros, even at a = 0 where 0 · a^(−1) would be NaN
+        return (np.zeros_like(out),)
     return (exponent * a ** (exponent - 1),)
+
+
+@pow_.keeps
+def _(a: Array, out: Array, exponent: float) -> tuple[Array | None]:
+    # zeros for exponent 0 whatever the upstream; otherwise upstream · (e · a^(e−1)), a product even where it is 0
+    return (np.zeros(np.shape(out), dtype=bool) if exponent == 0 else None,)
 
 
 @kernel("exp")

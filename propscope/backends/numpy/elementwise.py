@@ -32,7 +32,7 @@ def sign(a: Array) -> Array:
     return np.sign(a)
 
 
-sign.local(_no_gradient)
+sign.selecting(_no_gradient)  # torch: zeros_like(grad), 0 even for an infinite upstream
 
 
 @kernel("sin")
@@ -110,7 +110,7 @@ def floor(a: Array) -> Array:
     return np.floor(a)
 
 
-floor.local(_no_gradient)
+floor.selecting(_no_gradient)
 
 
 @kernel("ceil")
@@ -118,7 +118,7 @@ def ceil(a: Array) -> Array:
     return np.ceil(a)
 
 
-ceil.local(_no_gradient)
+ceil.selecting(_no_gradient)
 
 
 @kernel("round")
@@ -126,7 +126,7 @@ def round_(a: Array) -> Array:
     return np.round(a)  # halves to even, as torch.round
 
 
-round_.local(_no_gradient)
+round_.selecting(_no_gradient)
 
 
 # -- two inputs, broadcasting (the VJP sums each partial back to its input's shape) -----------------
@@ -143,7 +143,7 @@ def maximum(a: Array, b: Array) -> Array:
     return np.maximum(a, b)
 
 
-@maximum.local
+@maximum.selecting  # where(a == b, upstream / 2, upstream).masked_fill_(a < b, 0)
 def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
     return _share(a, b, out, a > b, a < b)
 
@@ -153,7 +153,7 @@ def minimum(a: Array, b: Array) -> Array:
     return np.minimum(a, b)
 
 
-@minimum.local
+@minimum.selecting
 def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
     return _share(a, b, out, a < b, a > b)
 
@@ -170,6 +170,13 @@ def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
     da = np.where(b == 0, 0.0, b * np.power(a, b - 1.0))
     db = np.where((a == 0) & (b >= 0), 0.0, out * np.log(a))
     return _as(out, da), _as(out, db)
+
+
+@power.keeps
+def _(a: Array, b: Array, out: Array) -> tuple[Array, None]:
+    # pow_backward_self: where(b == 0, 0, upstream · b·a^(b−1)), a product even where a^(b−1) = 0;
+    # pow_backward_exponent: upstream · where(...), a product everywhere
+    return b != 0, None
 
 
 @kernel("fmod")
@@ -198,7 +205,7 @@ def where(cond: Array, a: Array, b: Array) -> Array:
     return np.where(cond != 0, a, b)
 
 
-@where.local
+@where.selecting  # where(cond, upstream, 0) and where(cond, 0, upstream)
 def _(cond: Array, a: Array, b: Array, out: Array) -> tuple[None, Array, Array]:
     picked = np.broadcast_to(cond != 0, out.shape)
     return None, picked.astype(out.dtype), (~picked).astype(out.dtype)

@@ -3,6 +3,13 @@
 Elementwise ops give `local`: their partial derivatives, one array per input, which is what the
 chain-rule view shows. Their VJP is then always the same: upstream × local, summed back over
 broadcast axes. Other ops (matrix products, reductions, losses) give `vjp` directly.
+
+Some ops' torch backward *selects* rather than multiplies: relu's threshold_backward, clamp's where(),
+maximum's masked_fill, triu applied to the gradient, floor's zeros. Where such an op drops the gradient,
+torch gives 0 even for an infinite or NaN upstream, while upstream × 0 would be NaN: a NaN gradient
+torch does not have. Those kernels register their partials with `selecting` (the gradient is 0 wherever
+the partial is 0) or add `keeps` (the exact places torch multiplies, per input); `local` stays the
+partials the chain-rule view shows.
 """
 
 from __future__ import annotations
@@ -33,10 +40,19 @@ def _broadcast_axes(grad_shape: tuple[int, ...], shape: tuple[int, ...]) -> tupl
     )
 
 
+def times(g: Array, p: Array | float, keep: Array | None) -> Array:
+    """upstream × local where `keep` holds, 0 elsewhere (None: everywhere), never computing upstream × 0 there."""
+    if keep is None:
+        return g * p
+    out = np.zeros(np.broadcast_shapes(np.shape(g), np.shape(p)), dtype=np.result_type(g, p))
+    np.multiply(g, p, out=out, where=keep)
+    return out
+
+
 class Kernel:
     """One op on NumPy: forward, and either `local` (elementwise partials) or `vjp`."""
 
-    __slots__ = ("_local", "_vjp", "_vjp_skips", "forward", "name")
+    __slots__ = ("_keep", "_local", "_selects", "_vjp", "_vjp_skips", "forward", "name")
 
     def __init__(self, name: str, forward: Callable[..., Any]) -> None:
         self.name = name
@@ -44,10 +60,27 @@ class Kernel:
         self._local: Callable[..., tuple[Array | None, ...]] | None = None
         self._vjp: Callable[..., tuple[Array | None, ...]] | None = None
         self._vjp_skips = False  # whether the VJP takes `needs`, to skip gradients nobody wants
+        self._selects = False  # whether the VJP selects (torch's where/masked_fill/zeros) instead of multiplying
+        self._keep: Callable[..., tuple[Array | None, ...]] | None = None  # where it multiplies, per input
 
     # decorators, used right under the forward they belong to
     def local(self, fn: Callable[..., tuple[Array | None, ...]]) -> Callable[..., Any]:
         self._local = fn
+        return fn
+
+    def selecting(self, fn: Callable[..., tuple[Array | None, ...]]) -> Callable[..., Any]:
+        """`local` for an op whose torch backward selects: where a partial is 0, the gradient is 0 (not
+        upstream × 0, which is NaN for an infinite or NaN upstream); elsewhere it is upstream × partial."""
+        self._local = fn
+        self._selects = True
+        return fn
+
+    def keeps(self, fn: Callable[..., tuple[Array | None, ...]]) -> Callable[..., Any]:
+        """Where the VJP is upstream × partial, per input, given the kernel's own arguments (`local`'s); 0
+        elsewhere. None for an input: a plain product everywhere. For ops whose partial can be 0 where torch
+        still multiplies (hardswish at −1.5, the base of a^b where a^(b−1) = 0)."""
+        self._keep = fn
+        self._selects = True
         return fn
 
     def gradient(self, fn: Callable[..., tuple[Array | None, ...]]) -> Callable[..., Any]:
@@ -58,6 +91,21 @@ class Kernel:
     @property
     def elementwise(self) -> bool:
         return self._local is not None
+
+    @property
+    def selects(self) -> bool:
+        """Whether the elementwise VJP selects where torch's does, rather than multiplying everywhere."""
+        return self._selects
+
+    def kept(
+        self, inputs: Any, out: Array, attrs: dict[str, Any], parts: Any
+    ) -> tuple[Array | None, ...] | None:
+        """Per input, where the VJP multiplies upstream × partial (None: everywhere); None for a product op."""
+        if not self._selects:
+            return None
+        if self._keep is not None:
+            return self._keep(*inputs, out, **attrs)
+        return tuple([None if p is None else np.asarray(p) != 0 for p in parts])
 
     def partials(self, inputs: list[Array], out: Array, attrs: dict[str, Any]) -> tuple[Array | None, ...] | None:
         """Elementwise local derivatives ∂out/∂input_i, or None for ops that are not elementwise."""
@@ -73,7 +121,13 @@ class Kernel:
             return self._vjp(g, *inputs, out, **attrs)
         assert self._local is not None, f"kernel {self.name} has no derivative"
         parts = self._local(*inputs, out, **attrs)
-        return tuple([None if p is None else unbroadcast(g * p, x.shape) for p, x in zip(parts, inputs)])  # noqa: B905
+        keeps = self.kept(inputs, out, attrs, parts)
+        if keeps is None:
+            return tuple([None if p is None else unbroadcast(g * p, x.shape) for p, x in zip(parts, inputs)])  # noqa: B905
+        return tuple([
+            None if p is None else unbroadcast(times(g, p, k), x.shape)
+            for p, k, x in zip(parts, keeps, inputs)  # noqa: B905
+        ])
 
 
 KERNELS: dict[str, Kernel] = {}

@@ -92,7 +92,7 @@ def triu(x: Array, diagonal: int) -> Array:
     return np.where(_keep(x, diagonal, upper=True) != 0, x, np.zeros((), dtype=x.dtype))
 
 
-@triu.local
+@triu.selecting  # torch: upstream.triu(diagonal)
 def _(x: Array, out: Array, diagonal: int) -> tuple[Array]:
     return (_keep(x, diagonal, upper=True).copy(),)
 
@@ -102,7 +102,7 @@ def tril(x: Array, diagonal: int) -> Array:
     return np.where(_keep(x, diagonal, upper=False) != 0, x, np.zeros((), dtype=x.dtype))
 
 
-@tril.local
+@tril.selecting
 def _(x: Array, out: Array, diagonal: int) -> tuple[Array]:
     return (_keep(x, diagonal, upper=False).copy(),)
 
