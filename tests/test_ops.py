@@ -467,3 +467,12 @@ def test_shape_rule_refuses_what_the_kernel_cannot_run(op: str, shapes: list[tup
 )
 def test_degenerate_axes_and_shapes(op: str, shape: tuple[int, ...], attrs: dict[str, Any]) -> None:
     check_vjp(op, [np.random.default_rng(5).standard_normal(shape)], attrs)
+
+
+def test_formulas_have_no_combining_hat_or_tilde():
+    """Qt 6.11's text layout (with DejaVu Sans, Linux's usual font) draws a combining circumflex or tilde
+    (x̂ = x + U+0302, c̃) a line away from its letter: the chain-rule dock showed LayerNorm's hats over the step
+    header and none on the formula. Precomposed letters (ĉ, xₙ) and the macron of x̄ are drawn where they belong."""
+    for op in CATALOG.values():
+        for text in (op.formula, op.summary, op.symbol, op.out, *op.derivatives.values()):
+            assert "\u0302" not in text and "\u0303" not in text, f"{op.name}: {text}"

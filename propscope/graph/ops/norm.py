@@ -1,6 +1,6 @@
 """Normalisation layers: batch, layer, group (and instance) and RMS norm.
 
-Each one standardises x over some axes (x̂ = (x − μ)/√(σ² + ε), or x/RMS) and then scales and
+Each one standardises x over some axes (xₙ = (x − μ)/√(σ² + ε), or x/RMS) and then scales and
 shifts it with learned γ and β. They differ only in which axes the statistics are taken over.
 Running statistics are data, not trainable values: those roles are non-differentiable.
 """
@@ -16,8 +16,8 @@ from .opdef import OpDef, define
 
 Shape = tuple[int, ...]
 
-# ∂L/∂x through x̂ = (x − μ)/σ where μ and σ depend on x too: shared by batch, layer and group norm
-_STANDARDISE_BACK = "(1/√(σ² + ε)) · (∂L/∂x̂ − mean(∂L/∂x̂) − x̂ · mean(∂L/∂x̂ · x̂)),  ∂L/∂x̂ = γ · ∂L/∂y"
+# ∂L/∂x through xₙ = (x − μ)/σ where μ and σ depend on x too: shared by batch, layer and group norm
+_STANDARDISE_BACK = "(1/√(σ² + ε)) · (∂L/∂xₙ − mean(∂L/∂xₙ) − xₙ · mean(∂L/∂xₙ · xₙ)),  ∂L/∂xₙ = γ · ∂L/∂y"
 
 
 def _batch_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
@@ -32,12 +32,12 @@ def _batch_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
 
 define(OpDef(
     "batch_norm", ("x", "γ", "β", "μ_run", "σ²_run"),
-    "y = γ · x̂ + β,  x̂ = (x − μ) / √(σ² + ε);  μ, σ² per channel: of this batch when training, "
+    "y = γ · xₙ + β,  xₙ = (x − μ) / √(σ² + ε);  μ, σ² per channel: of this batch when training, "
     "else the running ones",
     {
         "x": f"training: ∂L/∂x = {_STANDARDISE_BACK};"
              "  eval: ∂L/∂x = γ · ∂L/∂y / √(σ²_run + ε)",
-        "γ": "∂L/∂γ = Σ_(batch, positions) ∂L/∂y · x̂",
+        "γ": "∂L/∂γ = Σ_(batch, positions) ∂L/∂y · xₙ",
         "β": "∂L/∂β = Σ_(batch, positions) ∂L/∂y",
     },
     _batch_norm, "BN", out="y", category="norm", nondifferentiable=frozenset({"μ_run", "σ²_run"}),
@@ -68,10 +68,10 @@ def _layer_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
 
 define(OpDef(
     "layer_norm", ("x", "γ", "β"),
-    "y = γ · x̂ + β,  x̂ = (x − μ) / √(σ² + ε);  μ, σ² over the last axes of each sample",
+    "y = γ · xₙ + β,  xₙ = (x − μ) / √(σ² + ε);  μ, σ² over the last axes of each sample",
     {
         "x": f"∂L/∂x = {_STANDARDISE_BACK}",
-        "γ": "∂L/∂γ = Σ_samples ∂L/∂y · x̂",
+        "γ": "∂L/∂γ = Σ_samples ∂L/∂y · xₙ",
         "β": "∂L/∂β = Σ_samples ∂L/∂y",
     },
     _layer_norm, "LN", out="y", category="norm", default_attrs={"normalized_shape": None, "eps": 1e-5},
@@ -95,11 +95,11 @@ def _group_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
 
 define(OpDef(
     "group_norm", ("x", "γ", "β"),
-    "y = γ_c · x̂ + β_c,  x̂ = (x − μ) / √(σ² + ε);  μ, σ² over each sample's group of C/G channels "
+    "y = γ_c · xₙ + β_c,  xₙ = (x − μ) / √(σ² + ε);  μ, σ² over each sample's group of C/G channels "
     "and all their positions",
     {
         "x": f"∂L/∂x = {_STANDARDISE_BACK}  (means over the group)",
-        "γ": "∂L/∂γ_c = Σ_(batch, positions) ∂L/∂y · x̂  (channel c)",
+        "γ": "∂L/∂γ_c = Σ_(batch, positions) ∂L/∂y · xₙ  (channel c)",
         "β": "∂L/∂β_c = Σ_(batch, positions) ∂L/∂y  (channel c)",
     },
     _group_norm, "GN", out="y", category="norm", default_attrs={"num_groups": 1, "eps": 1e-5},
@@ -122,10 +122,10 @@ def _rms_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
 
 define(OpDef(
     "rms_norm", ("x", "γ"),
-    "y = γ · x̂,  x̂ = x / √(mean(x²) + ε);  the mean over the last axes of each sample",
+    "y = γ · xₙ,  xₙ = x / √(mean(x²) + ε);  the mean over the last axes of each sample",
     {
-        "x": "∂L/∂x = (1/√(mean(x²) + ε)) · (∂L/∂x̂ − x̂ · mean(∂L/∂x̂ · x̂)),  ∂L/∂x̂ = γ · ∂L/∂y",
-        "γ": "∂L/∂γ = Σ_samples ∂L/∂y · x̂",
+        "x": "∂L/∂x = (1/√(mean(x²) + ε)) · (∂L/∂xₙ − xₙ · mean(∂L/∂xₙ · xₙ)),  ∂L/∂xₙ = γ · ∂L/∂y",
+        "γ": "∂L/∂γ = Σ_samples ∂L/∂y · xₙ",
     },
     _rms_norm, "RMS", out="y", category="norm", default_attrs={"normalized_shape": None, "eps": None},
     summary="root-mean-square normalisation over the trailing normalized_shape axes (no centring, no β); "

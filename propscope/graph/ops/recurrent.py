@@ -77,8 +77,8 @@ define(OpDef(
     "h' = o ⊙ tanh(c');  s = [h; c] → s' = [h'; c']",
     {
         "x": "∂L/∂x = δ W_ih,  δ = [∂L/∂i · i(1−i), ∂L/∂f · f(1−f), ∂L/∂g · (1−g²), ∂L/∂o · o(1−o)],  "
-             "∂L/∂o = ∂L/∂h' ⊙ tanh(c'),  ∂L/∂i = ∂L/∂c̃ ⊙ g,  ∂L/∂f = ∂L/∂c̃ ⊙ c,  ∂L/∂g = ∂L/∂c̃ ⊙ i",
-        "s": "∂L/∂c = ∂L/∂c̃ ⊙ f  with ∂L/∂c̃ = ∂L/∂c' + ∂L/∂h' ⊙ o ⊙ (1 − tanh²(c'))  (the cell-state highway);  "
+             "∂L/∂o = ∂L/∂h' ⊙ tanh(c'),  ∂L/∂i = ∂L/∂ĉ ⊙ g,  ∂L/∂f = ∂L/∂ĉ ⊙ c,  ∂L/∂g = ∂L/∂ĉ ⊙ i",
+        "s": "∂L/∂c = ∂L/∂ĉ ⊙ f  with ∂L/∂ĉ = ∂L/∂c' + ∂L/∂h' ⊙ o ⊙ (1 − tanh²(c'))  (the cell-state highway);  "
              "∂L/∂h = δ W_hh",
         "W_ih": "∂L/∂W_ih = δᵀ x",
         "W_hh": "∂L/∂W_hh = δᵀ h",
