@@ -20,7 +20,7 @@ import heapq
 import itertools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from .errors import GraphError
@@ -143,6 +143,10 @@ def layered_layout(
     over `port_span` rows in input order, so the ordering keeps `x`, `W`, `b` from crossing as
     they reach `x · W + b`. `clusters[node]` are the clusters holding a node, outermost first.
     """
+    if not clusters or not any(clusters.values()):
+        chain = _graph_chain(graph) if isinstance(graph, Graph) else None
+        if chain is not None:
+            return chain
     flow = as_flow(graph)
     if not clusters or not any(clusters.values()):
         chain = _in_order_chain(flow)
@@ -163,6 +167,21 @@ def layered_layout(
     return _Clustered(flow, order, clusters, sweeps, dummy_size, port_span).run()
 
 
+def _graph_chain(graph: Graph) -> Layout | None:
+    """`_in_order_chain` read straight from a Graph (no Flow made): node k's one input is node k - 1."""
+    nodes = graph.nodes
+    n = len(nodes)
+    if n < 2:
+        return None
+    inputs = list(map(attrgetter("inputs"), nodes))
+    if inputs[0] or list(map(len, inputs)).count(1) != n - 1:
+        return None
+    if list(map(itemgetter(0), inputs[1:])) != nodes[:-1]:  # nodes compare by identity
+        return None
+    names = list(map(attrgetter("name"), nodes))
+    return Layout(dict(zip(names, zip(range(n), itertools.repeat(0.0)), strict=True)), {}, n, 0.0, 0)
+
+
 def _in_order_chain(flow: Flow) -> Layout | None:
     """A chain given in order (edge k from node k to node k + 1, one input each: what an ONNX chain's graph
     gives) laid out on one row without sorting it or making an item per node: what `_as_chain` finds, in a
@@ -171,7 +190,7 @@ def _in_order_chain(flow: Flow) -> Layout | None:
     n = len(nodes)
     if n < 2 or len(edges) != n - 1:
         return None
-    if (any(e[3] != 1 for e in edges) or list(map(itemgetter(0), edges)) != nodes[:-1]
+    if (list(map(itemgetter(3), edges)).count(1) != n - 1 or list(map(itemgetter(0), edges)) != nodes[:-1]
             or list(map(itemgetter(1), edges)) != nodes[1:]):
         return None
     if len(set(nodes)) != n:  # names repeated: not a DAG to lay out (the general path says why)

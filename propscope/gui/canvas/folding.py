@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter, methodcaller
 
 from ...graph.ir import Graph
 from ...graph.layout import Flow, Layout, find_cycle, layered_layout
@@ -77,8 +78,8 @@ class Folding:
     def of(cls, graph: Graph, closed: Iterable[str] | None = None) -> Folding:
         """The units of `graph`; `closed` None: folded just enough for a first look (see `TARGET_VISIBLE`)."""
         f = cls(graph)
-        if all(n.meta.get("module", "") == "" for n in graph):  # no modules (an ONNX chain): nothing folds
-            f.chains = dict.fromkeys((n.name for n in graph), ())
+        if not _has_modules(graph):  # (an ONNX chain): nothing folds
+            f.chains = dict.fromkeys(map(attrgetter("name"), graph), ())
             return f
         f._find_units()
         if closed is None:
@@ -332,6 +333,14 @@ class Folding:
             chain = chain[: chain.index(name)]
         open_ = [k for k in chain if k not in self.closed]
         return self.units[open_[-1]] if open_ else None
+
+
+def _has_modules(graph: Graph) -> bool:
+    """Whether any node names a module (`Node.module` not "")."""
+    try:
+        return not set(map(methodcaller("get", "module", ""), map(attrgetter("meta"), graph))) <= {""}
+    except TypeError:  # a module that is not a string: the slow way
+        return any(n.module for n in graph)
 
 
 def _common_module(paths: list[str]) -> str:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterator, Mapping
-from operator import itemgetter
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from operator import attrgetter, itemgetter
+from typing import Any, overload
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF
@@ -24,6 +24,7 @@ from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from ...debugger import BACKWARD, FORWARD, Session
+from ...graph.ir import Node
 from ...graph.layout import Layout, nearest_free
 from ..guard import guarded
 from ..theme import Theme, node_kind
@@ -72,7 +73,7 @@ class GraphScene(QGraphicsScene):
         self.selected: str | None = None
         self.cursor = -1
         self._backward: dict[str, int] | None = None  # node -> its backward step (made when first asked)
-        self._forward_index = {s.node.name: s.index for s in session.steps if s.phase == FORWARD}
+        self._forward_index = _forward_steps(session)
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.BspTreeIndex)
         self.detail = _Layer()
         self.detail.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
@@ -97,14 +98,18 @@ class GraphScene(QGraphicsScene):
     # open. Qt objects (`centers[key]`, `edge_points(e)`) are made when asked, for what is seen.
     def _plan(self) -> None:
         geo, lay, g, f = self.geo, self.layout, self.session.graph, self.folding
+        edges: Edges
         if not f.units:  # nothing to fold (the lessons without modules, big synthetic graphs): the fast path
-            self.names = [n.name for n in g]
-            edges = self._plain_edges()
+            nodes = g.nodes
+            self.names = list(map(attrgetter("name"), nodes))
+            edges = self._plain_edges(nodes)
             outputs = self.names
-            kinds = _kinds([n.op for n in g])
+            kinds = _kinds(list(map(attrgetter("op"), nodes)))
         else:
             self.names = f.visible()
-            edges = [(e.src, e.dst, e.position, e.count, e.role) for e in f.edges()]
+            view_edges = f.edges()
+            edges = Edges([e.src for e in view_edges], [e.dst for e in view_edges], [e.position for e in view_edges],
+                          [e.count for e in view_edges], [e.role for e in view_edges])
             units = f.units
             outputs = [units[k].output if k in units else k for k in self.names]
             kinds = _kinds([None if k in units else g[k].op for k in self.names])
@@ -115,7 +120,7 @@ class GraphScene(QGraphicsScene):
         xy = flat.reshape(n, 2) * np.array([geo.col_w, geo.row_h])
         self._node_xy = xy
         self.centers: Mapping[str, QPointF] = _Centers(index, xy)
-        self.edges: list[tuple[str, str, int, int, str]] = edges  # src, dst, input position, inputs, role
+        self.edges = edges  # edges[e] = (src, dst, input position, inputs, role)
         self._in_edges: dict[str, list[int]] | None = None
         self._plan_edges(edges)
         self._plan_frames()
@@ -144,23 +149,23 @@ class GraphScene(QGraphicsScene):
         self.setSceneRect(bounds.adjusted(-margin, -margin, margin, margin))
         self.graph_rect = bounds
 
-    def _plan_edges(self, edges: list[tuple[str, str, int, int, str]]) -> None:
+    def _plan_edges(self, edges: Edges) -> None:
         """Each edge's points: the source's out port (`Geometry.out_port`), its bends, the target's in port
         (`Geometry.in_port`), as rows of one array (`_points[_point_start[e]:…]`), and its bounding box."""
         geo, routes, index, xy = self.geo, self.layout.routes, self._index, self._node_xy
         half_w, top, body = geo.node_w / 2, geo.header_h - geo.node_h / 2, geo.node_h - geo.header_h
         m = len(edges)
-        src = np.fromiter(map(index.__getitem__, map(itemgetter(0), edges)), np.intp, m)
-        dst = np.fromiter(map(index.__getitem__, map(itemgetter(1), edges)), np.intp, m)
-        port = np.fromiter(map(itemgetter(2), edges), np.float64, m)
-        ports = np.fromiter(map(itemgetter(3), edges), np.float64, m)
+        src = np.fromiter(map(index.__getitem__, edges.src), np.intp, m)
+        dst = np.fromiter(map(index.__getitem__, edges.dst), np.intp, m)
+        port = np.array(edges.position, dtype=np.float64).reshape(m)
+        ports = np.array(edges.count, dtype=np.float64).reshape(m)
         start, end = xy[src], xy[dst]
         start[:, 0] += half_w
         end[:, 0] -= half_w
         end[:, 1] = end[:, 1] + top + body * (port + 0.5) / np.maximum(ports, 1)
         bent = []  # (edge, its bends) for the edges that have some
         if routes:
-            pairs = zip(map(itemgetter(0), edges), map(itemgetter(1), edges), strict=True)
+            pairs = zip(edges.src, edges.dst, strict=True)
             bent = [(e, r) for e, r in enumerate(map(routes.get, pairs)) if r]
         count = np.full(m, 2, dtype=np.intp)
         for e, r in bent:
@@ -197,20 +202,22 @@ class GraphScene(QGraphicsScene):
                 self._in_edges.setdefault(edge[1], []).append(e)
         return self._in_edges
 
-    def _plain_edges(self) -> list[tuple[str, str, int, int, str]]:
-        edges = []
-        for node in self.session.graph:
-            inputs = node.inputs
-            if len(inputs) == 1:  # most ops: one input, no role to name
-                edges.append((inputs[0].name, node.name, 0, 1, ""))
-                continue
+    def _plain_edges(self, nodes: list[Node]) -> Edges:
+        inputs = list(map(attrgetter("inputs"), nodes))
+        counts = list(map(len, inputs))
+        if counts.count(0) + counts.count(1) == len(nodes):  # one input at most (a chain): no repeat, no role
+            src = list(map(attrgetter("name"), map(itemgetter(0), itertools.compress(inputs, counts))))
+            m = len(src)
+            return Edges(src, list(map(attrgetter("name"), itertools.compress(nodes, counts))), [0] * m, [1] * m,
+                         [""] * m)
+        edges = Edges([], [], [], [], [])
+        for node, args, count in zip(nodes, inputs, counts, strict=True):
             seen: set[str] = set()
-            for pos, a in enumerate(inputs):
+            for pos, a in enumerate(args):
                 if a.name in seen:  # the same value twice (x · x): one drawn edge is enough
                     continue
                 seen.add(a.name)
-                count = len(inputs)
-                edges.append((a.name, node.name, pos, count, node.op.role(pos) if count > 1 else ""))
+                edges.append(a.name, node.name, pos, count, node.op.role(pos) if count > 1 else "")
         return edges
 
     def _plan_frames(self) -> None:
@@ -341,6 +348,8 @@ class GraphScene(QGraphicsScene):
     def _arrivals(self, name: str) -> tuple[int, int] | None:
         """How many of the node's gradient contributions have arrived at the cursor, out of how many."""
         s = self.session
+        if s.cursor <= s.n_forward:  # no backward step has run (nor is the backward index needed yet)
+            return None
         arrived, total = 0, 0
         for user in s.graph.users(name):
             index = self._backward_index.get(user.name)
@@ -530,11 +539,45 @@ class _Centers(Mapping[str, QPointF]):
 
 def _kinds(ops: list[Any]) -> list[str]:
     """Each op's look (`node_kind`), worked out once per op (None: a box, "module")."""
-    kind_of: dict[int, str] = {}
-    out = []
-    for op in ops:
-        kind = kind_of.get(id(op))
-        if kind is None:
-            kind = kind_of[id(op)] = "module" if op is None else node_kind(op.name, op.category)
-        out.append(kind)
-    return out
+    ids = list(map(id, ops))
+    distinct = dict(zip(ids, ops, strict=True))
+    kind_of = {i: "module" if op is None else node_kind(op.name, op.category) for i, op in distinct.items()}
+    return list(map(kind_of.__getitem__, ids))
+
+
+def _forward_steps(session: Session) -> dict[str, int]:
+    """Node -> its forward step (the plan's first `n_forward` steps)."""
+    return {s.node.name: s.index for s in session.steps[:session.n_forward] if s.phase == FORWARD}
+
+
+class Edges(Sequence[tuple[str, str, int, int, str]]):
+    """The drawn edges as columns (no tuple per edge until one is asked for): `edges[e]` is
+    `(src, dst, input position, inputs, role)`."""
+
+    def __init__(self, src: list[str], dst: list[str], position: list[int], count: list[int],
+                 role: list[str]) -> None:
+        self.src, self.dst, self.position, self.count, self.role = src, dst, position, count, role
+
+    def append(self, src: str, dst: str, position: int, count: int, role: str) -> None:
+        self.src.append(src)
+        self.dst.append(dst)
+        self.position.append(position)
+        self.count.append(count)
+        self.role.append(role)
+
+    @overload
+    def __getitem__(self, e: int) -> tuple[str, str, int, int, str]: ...
+
+    @overload
+    def __getitem__(self, e: slice) -> list[tuple[str, str, int, int, str]]: ...
+
+    def __getitem__(self, e: int | slice) -> tuple[str, str, int, int, str] | list[tuple[str, str, int, int, str]]:
+        if isinstance(e, slice):
+            return list(self)[e]
+        return self.src[e], self.dst[e], self.position[e], self.count[e], self.role[e]
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def __iter__(self) -> Iterator[tuple[str, str, int, int, str]]:
+        return zip(self.src, self.dst, self.position, self.count, self.role, strict=True)
