@@ -386,9 +386,10 @@ def open_session(
 
     `arch` (an example name or a model file) is the architecture a state dict's weights are loaded into.
     """
-    from ..graph.readers import load_target
+    from ..graph.readers import load_target, paused_gc
 
     model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     batch = load_data(data) if isinstance(data, str | Path) else data
     name = target.graph.name if isinstance(target, Model) else str(target)
-    return Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)
+    with paused_gc():  # the schedule of a big graph is 10⁴-10⁵ objects that all live on (see paused_gc)
+        return Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)

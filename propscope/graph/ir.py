@@ -45,6 +45,39 @@ class Node:
         return f"<Node {self.name} = {self.op.name}({args}) {self.shape}>"
 
 
+# Graph.add runs once per node of every file opened: two small caches keep its checks off the profile
+_ARITY: dict[tuple[str, int], tuple[OpDef, bool]] = {}  # (op name, inputs) -> (that op, accepted)
+_SHAPES: dict[Shape, Shape] = {}  # a shape -> the same shape with plain ints (the rule may return NumPy ints)
+_CACHE_LIMIT = 4096
+
+
+def _accepts(opdef: OpDef, n: int) -> bool:
+    hit = _ARITY.get((opdef.name, n))
+    if hit is not None and hit[0] is opdef:
+        return hit[1]
+    ok = opdef.accepts(n)
+    if len(_ARITY) > _CACHE_LIMIT:
+        _ARITY.clear()
+    _ARITY[(opdef.name, n)] = (opdef, ok)
+    return ok
+
+
+def _ints(shape: Any) -> Shape:
+    """`shape` as a tuple of Python ints (a TypeError or ValueError for anything else, as int() raises)."""
+    try:
+        hit = _SHAPES.get(shape)
+    except TypeError:  # a list, say: not hashable
+        hit = None
+    if hit is not None:
+        return hit
+    out = tuple(int(d) for d in shape)
+    if type(shape) is tuple:
+        if len(_SHAPES) > _CACHE_LIMIT:
+            _SHAPES.clear()
+        _SHAPES[shape] = out
+    return out
+
+
 class Graph:
     """Nodes in topological order; created only through `add`, so the order is valid by construction."""
 
@@ -53,6 +86,8 @@ class Graph:
         self._nodes: list[Node] = []
         self._by_name: dict[str, Node] = {}
         self._users: dict[str, list[Node]] = {}
+        self._ops: list[Node] = []  # the same nodes split once, as added: asked for on every open of a big graph
+        self._leaves: list[Node] = []
         self.outputs: list[Node] = []
 
     # -- building -------------------------------------------------------------------------
@@ -66,34 +101,51 @@ class Graph:
         **meta: Any,
     ) -> Node:
         """Add a node; leaves take `shape`, ops infer it from their inputs."""
+        # readers add 10⁴-10⁵ nodes in one go: the common case (nodes of this graph as inputs) skips every
+        # lookup and copy it can; names and foreign nodes take `_inputs`, which raises as it should
         opdef = get_op(op) if isinstance(op, str) else op
+        by_name = self._by_name
+        args: tuple[Node, ...] = inputs  # type: ignore[assignment]  # checked just below
+        for a in inputs:
+            if type(a) is not Node or by_name.get(a.name) is not a:
+                args = self._inputs(inputs, opdef)
+                break
+        if not _accepts(opdef, len(args)):
+            raise GraphError(f"{opdef.name} takes {opdef.arity_text()} input(s), got {len(args)}")
+        name = name or self._fresh_name(opdef.name)
+        if name in by_name:
+            raise GraphError(f"graph {self.name!r} already has a node named {name!r}")
+        defaults = opdef.default_attrs
+        attrs = dict(defaults, **attrs) if attrs else dict(defaults)
+        if opdef.category == "leaf":
+            if shape is None:
+                raise GraphError(f"leaf {name!r} needs a shape")
+            out_shape = _ints(shape)
+        else:
+            try:
+                out_shape = _ints(opdef.infer_shape([a.meta["shape"] for a in args], attrs))
+            except ShapeError as exc:
+                raise ShapeError(f"{opdef.name} node {name!r}: {exc}") from None
+        meta["shape"] = out_shape
+        node = Node(name, opdef, args, attrs, meta, len(self._nodes))
+        self._nodes.append(node)
+        (self._leaves if opdef.category == "leaf" else self._ops).append(node)
+        by_name[name] = node
+        self._users[name] = []
+        users = self._users
+        for a in args:
+            consumers = users[a.name]
+            if node not in consumers:
+                consumers.append(node)
+        return node
+
+    def _inputs(self, inputs: tuple[Node | str, ...], opdef: OpDef) -> tuple[Node, ...]:
+        """The inputs of a new node, names looked up, each checked to be this graph's own node."""
         args = tuple(self[i] if isinstance(i, str) else i for i in inputs)
         for a in args:
             if self._by_name.get(a.name) is not a:
                 raise GraphError(f"input {a.name!r} of a new {opdef.name} node is not in graph {self.name!r}")
-        if not opdef.accepts(len(args)):
-            raise GraphError(f"{opdef.name} takes {opdef.arity_text()} input(s), got {len(args)}")
-        name = name or self._fresh_name(opdef.name)
-        if name in self._by_name:
-            raise GraphError(f"graph {self.name!r} already has a node named {name!r}")
-        attrs = dict(opdef.default_attrs, **(attrs or {}))
-        if opdef.is_leaf:
-            if shape is None:
-                raise GraphError(f"leaf {name!r} needs a shape")
-            out_shape = tuple(int(d) for d in shape)
-        else:
-            try:
-                out_shape = tuple(int(d) for d in opdef.infer_shape([a.shape for a in args], attrs))
-            except ShapeError as exc:
-                raise ShapeError(f"{opdef.name} node {name!r}: {exc}") from None
-        node = Node(name, opdef, args, attrs, dict(meta, shape=out_shape), index=len(self._nodes))
-        self._nodes.append(node)
-        self._by_name[name] = node
-        self._users[name] = []
-        for a in args:
-            if node not in self._users[a.name]:
-                self._users[a.name].append(node)
-        return node
+        return args
 
     def input(self, name: str, shape: Shape, **meta: Any) -> Node:
         return self.add("input", name=name, shape=shape, **meta)
@@ -136,19 +188,19 @@ class Graph:
 
     @property
     def parameters(self) -> list[Node]:
-        return [n for n in self._nodes if n.op.name == "parameter"]
+        return [n for n in self._leaves if n.op.name == "parameter"]
 
     @property
     def inputs(self) -> list[Node]:
-        return [n for n in self._nodes if n.op.name == "input"]
+        return [n for n in self._leaves if n.op.name == "input"]
 
     @property
     def leaves(self) -> list[Node]:
-        return [n for n in self._nodes if n.is_leaf]
+        return list(self._leaves)
 
     @property
     def ops(self) -> list[Node]:
-        return [n for n in self._nodes if not n.is_leaf]
+        return list(self._ops)
 
     @property
     def output(self) -> Node:

@@ -86,6 +86,10 @@ MAX_NAME_CHARS = 200  # a graph name from a file: longer ones are cut (Builder.f
 
 
 def clean_name(name: str) -> str:
+    # most names are clean already (every node's is cleaned twice): a cheaper test than the substitution first
+    if 0 < len(name) <= MAX_NAME_CHARS and name.isascii() and name.replace(".", "a").isidentifier() \
+            and name[0] != "_" and name[-1] != "_":
+        return name
     return _SAFE.sub("_", name[: MAX_NAME_CHARS * 4]).strip("_")[:MAX_NAME_CHARS] or "node"
 
 
@@ -101,10 +105,11 @@ class Builder:
 
     def fresh(self, name: str) -> str:
         name = clean_name(name)
-        if name not in self.graph:
+        graph = self.graph
+        if name not in graph:
             return name
         i = 1
-        while f"{name}_{i}" in self.graph:
+        while f"{name}_{i}" in graph:
             i += 1
         return f"{name}_{i}"
 

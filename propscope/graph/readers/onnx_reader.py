@@ -36,6 +36,12 @@ ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
                10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
 
 
+RECURRENT = ("GRU", "LSTM", "RNN")
+# AttributeProto.AttributeType numbers (read without importing onnx per node)
+_FLOAT, _INT, _TENSOR, _GRAPH, _INTS, _GRAPHS = 1, 2, 4, 5, 7, 10
+_ABSENT = object()
+
+
 def match(path: Path) -> bool:
     return path.suffix.lower() == SUFFIX
 
@@ -120,9 +126,9 @@ def _dims(value_info: Any) -> tuple[int | None, ...] | None:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
 
 
-def _module(node: Any) -> str:
+def _module(node: Any, name: str) -> str:
     """The module path: the torch exporter's name_scopes metadata, else the scope in `/layer1/fc/Gemm`."""
-    for prop in node.metadata_props:
+    for prop in node.metadata_props if len(node.metadata_props) else ():  # len first: iterating costs more
         if prop.key == "pkg.torch.onnx.name_scopes" and len(prop.value) < 4000:
             try:
                 scopes = ast.literal_eval(prop.value)
@@ -130,7 +136,11 @@ def _module(node: Any) -> str:
                 break
             if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
                 return _scope_path([s for s in scopes[:-1] if s])
-    name = node.name or ""
+    return _name_scope(name)
+
+
+def _name_scope(name: str) -> str:
+    """The module path in a node name such as `/layer1/fc/Gemm` (`layer1.fc`), else ""."""
     if name.startswith("/") and name.count("/") >= 2:
         return ".".join(p for p in name.split("/")[1:-1] if p)
     return ""
@@ -146,18 +156,33 @@ def _scope_path(scopes: list[str]) -> str:
     return ".".join(scopes)
 
 
-def _node_name(node: Any, index: int) -> str:
-    if node.name:
-        return clean_name(node.name.strip("/").replace("/", "."))
-    out = next((o for o in node.output if o), "")
-    return clean_name(out) if out else f"{node.op_type}_{index}"
+def _node_name(name: str, outputs: tuple[str, ...], op_type: str, index: int) -> str:
+    if name:
+        return clean_name(name.strip("/").replace("/", "."))
+    out = next((o for o in outputs if o), "")
+    return clean_name(out) if out else f"{op_type}_{index}"
 
 
 class Ctx:
-    def __init__(self, op: str, name: str, module: str, shapes: list[tuple[int, ...] | None], attrs: dict[str, Any],
-                 opset: int, outputs: tuple[str, ...] = ()) -> None:
-        self.op, self.name, self.module, self.shapes, self.attrs, self.opset = op, name, module, shapes, attrs, opset
+    """One ONNX node as its handler sees it. `shapes` (each output's declared shape, None where unknown) is
+    worked out on first use: where the file does not declare one it asks ONNX's shape inference, which a
+    node whose handler never asks (most of them) must not pay for."""
+
+    __slots__ = ("_reader", "_shapes", "attrs", "module", "name", "op", "opset", "outputs")
+
+    def __init__(self, op: str, name: str, module: str, shapes: list[tuple[int, ...] | None] | None,
+                 attrs: dict[str, Any], opset: int, outputs: tuple[str, ...] = (),
+                 reader: Reader | None = None) -> None:
+        self.op, self.name, self.module, self.attrs, self.opset = op, name, module, attrs, opset
         self.outputs = outputs
+        self._shapes, self._reader = shapes, reader
+
+    @property
+    def shapes(self) -> list[tuple[int, ...] | None]:
+        if self._shapes is None:
+            reader = self._reader
+            self._shapes = [reader.declared(o) if o and reader is not None else None for o in self.outputs]
+        return self._shapes
 
 
 HANDLERS: dict[str, Callable[[Reader, list[Any], Ctx], Any]] = {}
@@ -179,9 +204,11 @@ class Reader:
         self.opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
         self.b = Builder(name, where)
         self.env: dict[str, Any] = {}
-        self.shapes: dict[str, tuple[int | None, ...]] = {}
+        self.shapes: dict[str, tuple[int | None, ...]] = {}  # as the file declares them
+        self.inferred_shapes: dict[str, tuple[int | None, ...]] = {}  # ONNX's inference, for what it does not
         self.inferred = False
         self.gru_count: dict[str, int] = {}
+        self._handlers: dict[tuple[str, str], tuple[str, Any]] = {}  # (domain, op type) -> (key, handler)
         self.folder: Path | None = None
         self.fold_weights = False
 
@@ -227,6 +254,8 @@ class Reader:
 
     def _weight_plumbing(self) -> set[int]:
         """The nodes that compute recurrent weights from initializers alone (exporters reorder gates so)."""
+        if not any(n.op_type in RECURRENT for n in self.graph.node):
+            return set()
         made_by: dict[str, int] = {}
         constant: set[str] = {i.name for i in self.graph.initializer}
         for i, n in enumerate(self.graph.node):
@@ -236,7 +265,7 @@ class Reader:
             for o in n.output:
                 made_by[o] = i
         wanted: set[int] = set()
-        stack = [x for n in self.graph.node if n.op_type in ("GRU", "LSTM", "RNN") for x in n.input[1:4] if x]
+        stack = [x for n in self.graph.node if n.op_type in RECURRENT for x in n.input[1:4] if x]
         while stack:
             name = stack.pop()
             index = made_by.get(name)
@@ -260,11 +289,20 @@ class Reader:
         raise Unmapped(f"no shape for {type(value).__name__}")
 
     def declared(self, name: str) -> tuple[int, ...] | None:
+        """The shape of value `name` as the file declares it, else as ONNX's shape inference finds it."""
         dims = self.shapes.get(name)
-        if dims is None and not self.inferred:
-            self._infer()
-            dims = self.shapes.get(name)
-        if dims is None or any(d is None for d in dims):
+        if dims is None:
+            if not self.inferred:
+                self._infer()
+            dims = self.inferred_shapes.get(name)
+        if dims is None or None in dims:
+            return None
+        return check_shape(dims, f"value {name!r}", self.where)
+
+    def file_declared(self, name: str) -> tuple[int, ...] | None:
+        """The shape of value `name` as the file declares it (no inference), None where it does not."""
+        dims = self.shapes.get(name)
+        if dims is None or None in dims:
             return None
         return check_shape(dims, f"value {name!r}", self.where)
 
@@ -280,7 +318,7 @@ class Reader:
         for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
             dims = _dims(vi)
             if dims is not None and vi.name not in self.shapes:
-                self.shapes[vi.name] = dims
+                self.inferred_shapes[vi.name] = dims
 
     # -- the graph ---------------------------------------------------------------------------------
     def read(self) -> Model:
@@ -306,10 +344,14 @@ class Reader:
             self.env[vi.name] = self.b.input(vi.name, shape, dtype=ONNX_DTYPES.get(elem, "float32"))
             self.shapes[vi.name] = shape
         plumbing = self._weight_plumbing()
-        for i, n in enumerate(g.node):
-            self.fold_weights = i in plumbing
-            self._op(n, i)
-        self.fold_weights = False
+        if plumbing:
+            for i, n in enumerate(g.node):
+                self.fold_weights = i in plumbing
+                self._op(n, i)
+            self.fold_weights = False
+        else:
+            for i, n in enumerate(g.node):
+                self._op(n, i)
         outputs = []
         for vi in g.output:
             if vi.name not in self.env:
@@ -323,52 +365,47 @@ class Reader:
         return self.b.model(outputs, None, f"ONNX model (opset {self.opset}, from {producer})")
 
     def _op(self, n: Any, index: int) -> None:
-        import onnx
-
-        name = _node_name(n, index)
-        module = _module(n)
-        shapes = [self.declared(o) if o else None for o in n.output]
+        # read once: every protobuf field access makes a new Python object, and a big graph has 10⁴-10⁵ nodes
+        op_type, raw_name, outs = n.op_type, n.name, tuple(n.output)
+        name = clean_name(raw_name.strip("/").replace("/", ".")) if raw_name else \
+            _node_name(raw_name, outs, op_type, index)
+        module = _module(n, raw_name) if len(n.metadata_props) else _name_scope(raw_name)
+        # validated now, before the handler runs; a shape the file leaves out is inferred only when asked for
+        shapes = self.shapes
+        declared = [self.file_declared(o) if o and o in shapes else None for o in outs]
         attrs: dict[str, Any] = {}
-        ctx = Ctx(n.op_type, name, module, shapes, attrs, self.opset, tuple(n.output))
-        for a in n.attribute:
-            if a.ref_attr_name:  # inside a function body: the value comes from the caller, not the file
-                attrs[a.name] = Missing(f"attribute {a.name[:40]!r} refers to a function's attribute")
-            elif a.type == onnx.AttributeProto.TENSOR:
-                attrs[a.name] = tensor_array(a.t, self.where, f"attribute {a.name!r} of node {name!r}", self.folder)
-            elif a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-                attrs[a.name] = Missing("a subgraph (control flow)")
-            else:
-                try:
-                    value = onnx.helper.get_attribute_value(a)
-                except (ValueError, TypeError) as exc:  # an attribute of no or unknown type
-                    raise ModelFormatError(f"{self.where}: attribute {a.name[:40]!r} of node {name[:60]!r} cannot "
-                                           f"be read ({str(exc)[:80]})") from None
-                if isinstance(value, bytes):
-                    value = value.decode("utf-8", "replace")
-                elif isinstance(value, float):  # stored as float32: 0.1 comes back as the 0.1 the exporter saw
-                    value = float(str(np.float32(value)))
-                attrs[a.name] = value
+        ctx = Ctx(op_type, name, module, None if None in declared else declared, attrs, self.opset, outs, self)
+        if n.attribute:
+            self._attributes(n.attribute, attrs, name)
+        env = self.env
         inputs: list[Any] = []
         for i in n.input:
             if not i:
                 inputs.append(None)
-            elif i in self.env:
-                inputs.append(self.env[i])
-            else:
+                continue
+            value = env.get(i, _ABSENT)
+            if value is _ABSENT:
                 raise ModelFormatError(f"{self.where}: node {name!r} uses {i[:60]!r} before any node produces it")
+            inputs.append(value)
         mark = len(self.b.graph)
-        domain = n.domain if n.domain not in ("", "ai.onnx") else ""
-        key = (f"{domain}.{n.op_type}" if domain else n.op_type)[:120]  # shown in warnings: never 10 MB of it
+        domain = n.domain
+        found = self._handlers.get((domain, op_type))
+        if found is None:
+            key = (f"{domain}.{op_type}" if domain not in ("", "ai.onnx") else op_type)[:120]  # shown in warnings
+            found = self._handlers[(domain, op_type)] = (key, HANDLERS.get(key))
+        key, handler = found
         try:
-            handler = HANDLERS.get(key)
-            if handler is None or any(isinstance(v, Missing) for v in attrs.values()):
+            if handler is None or (attrs and any(isinstance(v, Missing) for v in attrs.values())):
                 raise Unmapped("")
             result = handler(self, inputs, ctx)
-            results = list(result) if isinstance(result, list | tuple) else [result]
-            results = [np.asarray(v) if isinstance(v, np.generic) else v for v in results]
-            for value, declared in zip(results, shapes, strict=False):
-                if isinstance(value, Node) and declared is not None and value.shape != declared:
-                    raise Unmapped(f"mapped to shape {value.shape}, the file declares {declared}")
+            if isinstance(result, Node):
+                results: list[Any] = [result]
+            else:
+                results = list(result) if isinstance(result, list | tuple) else [result]
+                results = [np.asarray(v) if isinstance(v, np.generic) else v for v in results]
+            for value, shape in zip(results, declared, strict=False):
+                if shape is not None and isinstance(value, Node) and value.shape != shape:
+                    raise Unmapped(f"mapped to shape {value.shape}, the file declares {shape}")
         except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
                 OverflowError, AttributeError) as exc:  # a handler meeting values it cannot use: unsupported
             if len(self.b.graph) != mark:
@@ -378,9 +415,39 @@ class Reader:
         for value in results:  # folded constants count against the open's budget (big folds are checked before)
             if isinstance(value, np.ndarray) and value.nbytes > 4096:
                 charge(value.nbytes, f"the constant folded at {name!r}", self.where)
-        for out, value in zip(n.output, results, strict=False):
+        for out, value in zip(outs, results, strict=False):
             if out:
-                self.env[out] = value
+                env[out] = value
+
+    def _attributes(self, attributes: Any, attrs: dict[str, Any], name: str) -> None:
+        """A node's attributes as Python values into `attrs` (tensors as arrays, subgraphs as Missing)."""
+        for a in attributes:
+            kind = a.type
+            if a.ref_attr_name:  # inside a function body: the value comes from the caller, not the file
+                attrs[a.name] = Missing(f"attribute {a.name[:40]!r} refers to a function's attribute")
+            elif kind == _INT:
+                attrs[a.name] = a.i
+            elif kind == _INTS:
+                attrs[a.name] = list(a.ints)
+            elif kind == _FLOAT:  # stored as float32: 0.1 comes back as the 0.1 the exporter saw
+                attrs[a.name] = float(str(np.float32(a.f)))
+            elif kind == _TENSOR:
+                attrs[a.name] = tensor_array(a.t, self.where, f"attribute {a.name!r} of node {name!r}", self.folder)
+            elif kind in (_GRAPH, _GRAPHS):
+                attrs[a.name] = Missing("a subgraph (control flow)")
+            else:
+                import onnx
+
+                try:
+                    value = onnx.helper.get_attribute_value(a)
+                except (ValueError, TypeError) as exc:  # an attribute of no or unknown type
+                    raise ModelFormatError(f"{self.where}: attribute {a.name[:40]!r} of node {name[:60]!r} cannot "
+                                           f"be read ({str(exc)[:80]})") from None
+                if isinstance(value, bytes):
+                    value = value.decode("utf-8", "replace")
+                elif isinstance(value, float):
+                    value = float(str(np.float32(value)))
+                attrs[a.name] = value
 
     def _placeholder(self, key: str, inputs: list[Any], ctx: Ctx, reason: str) -> list[Any]:
         nodes: list[Node] = []

@@ -44,6 +44,8 @@ def const(r: Reader, ctx: Ctx, value: Any, hint: str) -> Node:
 @onnx_op(*_NUMPY, "Erf", "IsInf")
 def _unary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = ins[0]
+    if isinstance(x, Node) and ctx.op in _CATALOG:  # the common case first: one catalog op on a computed value
+        return r.b.op(_CATALOG[ctx.op], x, name=ctx.name, module=ctx.module, original_op=ctx.op)
     c = r.folded(x)
     if c is not None:
         if ctx.op == "IsInf":

@@ -184,7 +184,7 @@ def _split(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     axis = int(ctx.attrs.get("axis", 0)) % len(shape)
     sizes = attr_or_input(r, ins, ctx, 1, "split")
     if sizes is None:
-        n = int(ctx.attrs.get("num_outputs", len(ctx.shapes)))
+        n = int(ctx.attrs.get("num_outputs", len(ctx.outputs)))
         each = -(-shape[axis] // n)
         sizes = [min(each, shape[axis] - s) for s in range(0, shape[axis], each)]
     out: list[Any] = []
