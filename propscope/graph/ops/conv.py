@@ -69,14 +69,15 @@ def pads2(value: Any, what: str = "padding") -> tuple[int, int]:
 
 def window_out(size: int, kernel: int, stride: int, before: int, after: int, dilation: int = 1,
                ceil_mode: bool = False) -> int:
-    """How many windows fit along one side (0 when none does), PyTorch's `pooling_output_shape`."""
+    """How many windows fit along one side (0 when none does), PyTorch's `pooling_output_shape_pad_lr`:
+    ⌊(n + p₀ + p₁ − d(k − 1) − 1 [+ s − 1 in ceil_mode]) / s⌋ + 1, rounding toward −∞ (div_rtn), then in
+    ceil_mode one window less if the last would start at or past n + p₀. So ceil_mode keeps one window on an
+    image smaller than the window (a 1×1 image, kernel 2, stride 2) as long as it starts inside the image."""
     span = size + before + after - dilation * (kernel - 1) - 1
-    if span < 0:
-        return 0
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1  # Python's // rounds toward −∞, as div_rtn
     if ceil_mode and (out - 1) * stride >= size + before:  # the last window would start in the padding
         out -= 1
-    return out
+    return max(out, 0)
 
 
 @dataclass(frozen=True)
@@ -290,10 +291,10 @@ define(OpDef(
 
 # -- pooling -----------------------------------------------------------------------------------
 def _half_kernel(g: Grid, what: str) -> None:
-    """PyTorch's rule: padding may be at most half the (dilated) window, so every window holds a pixel."""
+    """PyTorch's rule: padding may be at most half the kernel, rounded down, whatever the dilation
+    (pool2d_shape_check's kW/2 >= padW; pooling_output_shape's half the dilated window is never tighter)."""
     for i in range(2):
-        reach = g.dilation[i] * (g.kernel[i] - 1) + 1
-        if max(g.pads[2 * i], g.pads[2 * i + 1]) * 2 > reach:
+        if max(g.pads[2 * i], g.pads[2 * i + 1]) > g.kernel[i] // 2:
             raise ShapeError(f"{what}: padding {g.pads} may be at most half the kernel {g.kernel}")
 
 
