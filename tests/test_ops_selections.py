@@ -189,3 +189,23 @@ def test_every_selecting_kernel_is_covered() -> None:
     """A kernel that selects is in the table above, so its non-finite upstream is checked against torch."""
     covered = {c.op for c in CASES if c.selects}
     assert {name for name, k in KERNELS.items() if k.selects} <= covered
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("op", "torch_name"), [("relu", "relu"), ("abs", "abs"), ("sign", "sign")])
+def test_nan_input_as_torch(op: str, torch_name: str, dtype: str) -> None:
+    """Where torch is consistent about a NaN input (its scalar and vectorised loops agree): relu passes
+    the gradient (threshold_backward asks NaN <= 0), torch.sign(NaN) is 0, so abs's gradient there is 0
+    for a finite upstream. (elu and hardtanh are not: their two loops give different answers.)"""
+    import torch
+
+    z = np.array([np.nan, -2.0, 0.0, np.nan, 3.0, np.inf, -np.inf, np.nan] * 5, dtype=dtype)
+    upstream = np.resize(np.array([0.75, INF, -1.5, NAN, 2.0], dtype=dtype), z.shape)
+    t = torch.tensor(z, requires_grad=True)
+    y = getattr(torch, torch_name)(t)
+    want = torch.autograd.grad(y, t, torch.tensor(upstream))[0].numpy()
+    node = one_op(op, [z])
+    backend = NumpyBackend(dtype)
+    out = backend.forward(node, [z])
+    np.testing.assert_array_equal(out, y.detach().numpy())
+    assert_same(np.asarray(backend.vjp(node, [z], out, upstream)[0]), want, dtype, op)

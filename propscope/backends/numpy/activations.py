@@ -127,7 +127,7 @@ def relu(z: Array) -> Array:
 
 @relu.selecting  # threshold_backward: where(a <= 0, 0, upstream)
 def _(z: Array, a: Array) -> tuple[Array]:
-    return ((z > 0).astype(z.dtype),)
+    return ((~(a <= 0)).astype(z.dtype),)  # 1[z > 0], and 1 at z = NaN as torch's (NaN <= 0 is false)
 
 
 @kernel("leaky_relu")
@@ -262,6 +262,7 @@ def _elu(z: Array, alpha: float, scale: float, input_scale: float) -> Array:
 
 def _elu_local(z: Array, alpha: float, scale: float, input_scale: float) -> Array:
     # z = 0 takes the negative side, as torch's elu_backward does (it matters for SELU: λ·α there, not λ)
+    # (at z = NaN torch's scalar and vectorised elu_backward disagree, upstream × λ or NaN: ours gives NaN)
     return _as(z, np.where(z > 0, scale, (scale * alpha * input_scale) * np.exp(input_scale * z)))
 
 

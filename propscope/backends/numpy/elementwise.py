@@ -22,14 +22,19 @@ def abs_(a: Array) -> Array:
     return np.abs(a)
 
 
+def _torch_sign(a: Array) -> Array:
+    """torch.sign: 1[a > 0] − 1[a < 0], so 0 at a = 0 and at a = NaN (np.sign gives NaN there)."""
+    return _as(a, np.greater(a, 0).astype(np.int8) - np.less(a, 0).astype(np.int8))
+
+
 @abs_.local
 def _(a: Array, out: Array) -> tuple[Array]:
-    return (np.sign(a),)  # 0 at a = 0, as torch's sgn
+    return (_torch_sign(a),)  # 0 at a = 0 (and NaN), as torch's sgn
 
 
 @kernel("sign")
 def sign(a: Array) -> Array:
-    return np.sign(a)
+    return _torch_sign(a) if np.asarray(a).dtype.kind == "f" else np.sign(a)
 
 
 sign.selecting(_no_gradient)  # torch: zeros_like(grad), 0 even for an infinite upstream
