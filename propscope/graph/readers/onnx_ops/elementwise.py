@@ -16,7 +16,7 @@ from ...ir import Node
 from .._aten import Unmapped
 from .._budget import fold_room
 from .._build import finite_mask
-from ..onnx_reader import Ctx, Reader, onnx_op
+from ..onnx_reader import CATALOG_UNARY, Ctx, Reader, onnx_op
 from .constants import _where as _where_folded
 from .naming import operand
 
@@ -69,6 +69,9 @@ def _unary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return op(r, ctx, "isinf", node, detect_positive=bool(ctx.attrs.get("detect_positive", 1)),
                   detect_negative=bool(ctx.attrs.get("detect_negative", 1)))
     raise Unmapped(f"{ctx.op} of a computed value")
+
+
+CATALOG_UNARY.update((name, (_unary, op)) for name, op in _CATALOG.items())  # what _unary's first line does
 
 
 _NP_BINARY: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
