@@ -78,3 +78,43 @@ def test_helpers():
     assert _inversions([0.5, 0.25]) == 1
     assert _spaced_fit([0.0, 0.0, 0.0], [0.0, 1.0, 1.0]) == pytest.approx([-1.0, 0.0, 1.0])
     assert _spaced_fit([0.0, 5.0], [0.0, 1.0]) == pytest.approx([0.0, 5.0])
+
+
+def _chain(n: int) -> Graph:
+    g = Graph("chain")
+    h = g.input("x", (2,))
+    for i in range(n):
+        h = g.add(("relu", "tanh")[i % 2], h, name=f"op{i}")
+    g.set_outputs(h)
+    return g
+
+
+@pytest.mark.parametrize("n", [1, 2, 50])
+def test_a_chain_takes_the_short_way_to_the_same_layout(n):
+    """A chain (read from a Graph, or a Flow in order) is laid out without the sweeps, as the sweeps would."""
+    from propscope.graph.layout import Flow, _flat, _graph_chain, _in_order_chain, as_flow, topological_order
+
+    g = _chain(n)
+    flow = as_flow(g)
+    full = _flat(flow, topological_order(flow), 4, 0.3, 0.5)
+    for short in (_graph_chain(g), _in_order_chain(flow), layered_layout(g), layered_layout(g.to_networkx())):
+        assert short is not None and short == full
+    shuffled = Flow(list(reversed(flow.nodes)), flow.edges)  # not in order: the general path, same answer
+    assert _in_order_chain(shuffled) is None and layered_layout(shuffled).positions == full.positions
+
+
+def test_what_is_not_a_chain_takes_the_general_path():
+    from propscope.graph.layout import Flow, _graph_chain, _in_order_chain
+
+    g = Graph("fork")
+    x = g.input("x", (2,))
+    a = g.add("tanh", x, name="a")
+    g.add("relu", x, name="b")  # two users of x
+    g.set_outputs(a)
+    assert _graph_chain(g) is None
+    sq = Graph("square")
+    y = sq.input("y", (2,))
+    sq.set_outputs(sq.add("mul", y, y, name="yy"))  # one input twice: two ports
+    assert _graph_chain(sq) is None
+    assert _in_order_chain(Flow(["a", "b", "c"], [("a", "b", 0, 1), ("a", "b", 0, 1)])) is None  # c left out
+    assert layered_layout(Flow(["a", "b", "c"], [("a", "b", 0, 1), ("a", "b", 0, 1)])).positions["c"][0] == 0

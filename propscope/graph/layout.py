@@ -16,9 +16,11 @@ border inside it (through virtual ports), then on outside it.
 from __future__ import annotations
 
 import bisect
+import gc
 import heapq
 import itertools
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -143,28 +145,44 @@ def layered_layout(
     over `port_span` rows in input order, so the ordering keeps `x`, `W`, `b` from crossing as
     they reach `x · W + b`. `clusters[node]` are the clusters holding a node, outermost first.
     """
-    if not clusters or not any(clusters.values()):
-        chain = _graph_chain(graph) if isinstance(graph, Graph) else None
-        if chain is not None:
-            return chain
-    flow = as_flow(graph)
-    if not clusters or not any(clusters.values()):
-        chain = _in_order_chain(flow)
-        if chain is not None:
-            return chain
-    try:
-        order = topological_order(flow)
-    except CycleError:
-        if not isinstance(graph, (Graph, Flow)):  # a networkx graph: its own error, as networkx would
-            import networkx as nx
+    with paused_gc():
+        if not clusters or not any(clusters.values()):
+            chain = _graph_chain(graph) if isinstance(graph, Graph) else None
+            if chain is not None:
+                return chain
+        flow = as_flow(graph)
+        if not clusters or not any(clusters.values()):
+            chain = _in_order_chain(flow)
+            if chain is not None:
+                return chain
+        try:
+            order = topological_order(flow)
+        except CycleError:
+            if not isinstance(graph, (Graph, Flow)):  # a networkx graph: its own error, as networkx would
+                import networkx as nx
 
-            raise nx.NetworkXUnfeasible("the graph has a cycle") from None
-        raise
-    if not order:
-        return Layout({}, {}, 0, 0.0, 0)
-    if not clusters or not any(clusters.get(n) for n in order):
-        return _flat(flow, order, sweeps, dummy_size, port_span)
-    return _Clustered(flow, order, clusters, sweeps, dummy_size, port_span).run()
+                raise nx.NetworkXUnfeasible("the graph has a cycle") from None
+            raise
+        if not order:
+            return Layout({}, {}, 0, 0.0, 0)
+        if not clusters or not any(clusters.get(n) for n in order):
+            return _flat(flow, order, sweeps, dummy_size, port_span)
+        return _Clustered(flow, order, clusters, sweeps, dummy_size, port_span).run()
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic collector paused while a layout (or a scene from it) is built: ~10⁵ small containers that
+    form no cycles, during which the collector walked every object of the process (the model's graph, its
+    session) again and again; it made laying out a 20,000-node graph take twice as long. Nests; a collector
+    already paused stays paused. (`propscope.graph.readers.paused_gc` does the same for reading a file.)"""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _graph_chain(graph: Graph) -> Layout | None:
@@ -202,10 +220,11 @@ def _in_order_chain(flow: Flow) -> Layout | None:
 def _flat(flow: Flow, order: list[Any], sweeps: int, dummy_size: float, port_span: float) -> Layout:
     items = [_Item(n) for n in order]
     edges = [(u, v, p, c) for u, v, p, c in flow.edges]
-    chain = _as_chain(items, edges)
+    layer = _layers(items, edges, None)
+    chain = _as_chain(items, edges, layer)
     if chain is not None:
         return chain
-    level = _Level(items, edges, sweeps, dummy_size, port_span)
+    level = _Level(items, edges, sweeps, dummy_size, port_span, layer=layer)
     rows = level.rows
     names = level.b.names
     positions = {names[i]: (level.b.layer[i], rows[i]) for i in range(len(order))}
@@ -213,10 +232,13 @@ def _flat(flow: Flow, order: list[Any], sweeps: int, dummy_size: float, port_spa
     return Layout(positions, routes, max(level.b.layer) + 1, max(rows) if rows else 0.0, level.crossings)
 
 
-def _as_chain(items: list[_Item], edges: list[tuple[Any, Any, int, int]]) -> Layout | None:
+def _as_chain(items: list[_Item], edges: list[tuple[Any, Any, int, int]],
+              layer: dict[Any, int] | None = None) -> Layout | None:
     """A chain (one node per layer, each edge to the next layer, one input each) lies on one row: the
-    layout the sweeps would reach, without them (an ONNX chain of 20,000 ops in a tenth of the time)."""
-    layer = _layers(items, edges, None)
+    layout the sweeps would reach, without them (an ONNX chain of 20,000 ops in a tenth of the time).
+    `layer` is `_layers(items, edges, None)`, when the caller has it already."""
+    if layer is None:
+        layer = _layers(items, edges, None)
     if len(set(layer.values())) != len(items) or any(c != 1 or layer[v] - layer[u] != 1 for u, v, _p, c in edges):
         return None
     positions = {it.key: (layer[it.key], 0.0) for it in items}
@@ -238,9 +260,10 @@ class _Level:
     of segments, then packed so no two items' rectangles overlap."""
 
     def __init__(self, items: list[_Item], edges: list[tuple[Any, Any, int, int]], sweeps: int, dummy_size: float,
-                 port_span: float, pinned_first: Any = None) -> None:
+                 port_span: float, pinned_first: Any = None, layer: dict[Any, int] | None = None) -> None:
         self.items = items
-        layer = _layers(items, edges, pinned_first)
+        if layer is None:
+            layer = _layers(items, edges, pinned_first)
         self.item_layer = layer
         wide = any(it.width > 1 for it in items)
         self.b = b = _Builder(items, edges, layer, port_span)
@@ -558,6 +581,8 @@ class _Builder:
 
     def reduce_crossings(self, sweeps: int) -> int:
         best = self.crossings()
+        if best == 0:  # nothing to improve (the sweeps would stop at once and put the same order back)
+            return 0
         best_levels = [list(level) for level in self.levels]
         for _ in range(sweeps):
             if best == 0:
@@ -588,15 +613,19 @@ class _Builder:
             downward = r % 2 == 0
             span = range(len(self.levels)) if downward else range(len(self.levels) - 1, -1, -1)
             moved = False
+            ups, downs = downward or last, not downward or last
             for lay in span:
                 level = self.levels[lay]
-                want = [self._wanted_row(i, y, downward or last, not downward or last) for i in level]
                 if len(level) == 1:  # a lone item (every layer of a chain) goes where it wants
-                    fitted = want
-                else:
-                    gaps = [0.0] + [(size[level[k - 1]] + size[level[k]]) / 2 for k in range(1, len(level))]
-                    fitted = _spaced_fit(want, gaps)
-                for i, v in zip(level, fitted, strict=True):
+                    i = level[0]
+                    v = self._wanted_row(i, y, ups, downs)
+                    if abs(y[i] - v) > 1e-9:
+                        moved = True
+                    y[i] = v
+                    continue
+                want = [self._wanted_row(i, y, ups, downs) for i in level]
+                gaps = [0.0] + [(size[level[k - 1]] + size[level[k]]) / 2 for k in range(1, len(level))]
+                for i, v in zip(level, _spaced_fit(want, gaps), strict=True):
                     if abs(y[i] - v) > 1e-9:
                         moved = True
                     y[i] = v

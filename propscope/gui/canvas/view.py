@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
 
 from ...debugger import BACKWARD, FORWARD
 from ...graph.errors import PropscopeError
-from ...graph.layout import Layout
+from ...graph.layout import Layout, paused_gc
 from ..bridge import SessionBridge
 from ..format import fmt_shape
 from ..guard import guarded, guarded_answer
@@ -102,8 +102,9 @@ class GraphView(QGraphicsView):
     def rebuild(self, keep_view: bool = False) -> None:
         old = self._scene
         theme = self.themes.theme
-        layout = self.layout_for_session()
-        self._scene = GraphScene(self.bridge.session, layout, theme, self.folding)
+        with paused_gc():  # tens of thousands of small objects that all live on (see `paused_gc`)
+            layout = self.layout_for_session()
+            self._scene = GraphScene(self.bridge.session, layout, theme, self.folding)
         self._scene.select(self.selection.node)
         if self._diffs is not None:
             self._scene.set_diffs(*self._diffs)
