@@ -72,10 +72,10 @@ def tensor_array(t: Any, where: str, what: str, folder: Path | None = None) -> n
         if dtype == "bool":
             return from_bytes(data, "uint8", shape, where, what).astype(bool)
         arr = from_bytes(data, dtype, shape, where, what)
-    elif t.raw_data:
+    elif raw := t.raw_data:  # read once: each read of the field is a copy of all its bytes
         if dtype == "bool":
-            return from_bytes(t.raw_data, "uint8", shape, where, what).astype(bool)
-        arr = from_bytes(t.raw_data, dtype, shape, where, what)
+            return from_bytes(raw, "uint8", shape, where, what).astype(bool)
+        arr = from_bytes(raw, dtype, shape, where, what)
     else:
         field = {"float32": t.float_data, "float64": t.double_data, "int64": t.int64_data,
                  "uint32": t.uint64_data, "uint64": t.uint64_data}.get(dtype, t.int32_data)
