@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from ..errors import ShapeError
 
 Shape = tuple[int, ...]
@@ -21,10 +19,20 @@ def same(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
 
 
 def broadcast(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        raise ShapeError("cannot broadcast " + " with ".join(fmt(s) for s in shapes)) from None
+    """NumPy's broadcasting of the shapes (np.broadcast_shapes, in plain Python: this runs for every
+    elementwise node a reader adds, and the NumPy call costs more than the rule)."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = [1] * ndim
+    for s in shapes:
+        offset = ndim - len(s)
+        for i, d in enumerate(s):
+            have = out[offset + i]
+            if d != have:
+                if have == 1:
+                    out[offset + i] = d
+                elif d != 1:
+                    raise ShapeError("cannot broadcast " + " with ".join(fmt(s) for s in shapes))
+    return tuple(out)
 
 
 def scalar(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
@@ -39,8 +47,8 @@ def matmul(a: Shape, b: Shape) -> Shape:
     if a2[-1] != b2[-2]:
         raise ShapeError(f"inner dimensions differ: {fmt(a)} @ {fmt(b)} ({a2[-1]} != {b2[-2]})")
     try:
-        batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
-    except ValueError:
+        batch = tuple(a2[:-2]) if a2[:-2] == b2[:-2] else broadcast([a2[:-2], b2[:-2]], {})
+    except ShapeError:
         raise ShapeError(f"batch dimensions do not broadcast: {fmt(a)} @ {fmt(b)}") from None
     out = (*batch, a2[-2], b2[-1])
     if len(a) == 1:
