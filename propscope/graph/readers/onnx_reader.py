@@ -377,10 +377,14 @@ class Reader:
         op_type, raw_name, outs = n.op_type, n.name, n.output[:]
         name = clean_name(raw_name.strip("/").replace("/", ".")) if raw_name else \
             _node_name(raw_name, outs, op_type, index)
-        module = _module(n, raw_name) if len(n.metadata_props) else _name_scope(raw_name)
+        module = _module(n, raw_name) if len(n.metadata_props) else \
+            _name_scope(raw_name) if raw_name[:1] == "/" else ""
         # validated now, before the handler runs; a shape the file leaves out is inferred only when asked for
         shapes = self.shapes
-        declared = [self.file_declared(o) if o and o in shapes else None for o in outs]
+        if len(outs) == 1:  # most nodes (a comprehension costs a call more)
+            declared = [self.file_declared(outs[0]) if outs[0] and outs[0] in shapes else None]
+        else:
+            declared = [self.file_declared(o) if o and o in shapes else None for o in outs]
         attrs: dict[str, Any] = {}
         if n.attribute:
             self._attributes(n.attribute, attrs, name)

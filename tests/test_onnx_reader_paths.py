@@ -1,0 +1,76 @@
+"""The ONNX reader's fast paths give the graph the general path gives, and ONNX's shape inference runs only
+where a placeholder needs a shape the file leaves out (it cost a 20,000-op chain more than reading it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper  # noqa: E402
+
+from propscope.graph.readers import onnx_reader, open_model  # noqa: E402
+
+
+def _save(path: Path, nodes: list[Any], value_info: tuple[Any, ...] = ()) -> Path:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3))],
+                              [helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, (2, 3))],
+                              value_info=list(value_info))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _chain(path: Path, kinds: tuple[str, ...] = ("Relu", "Tanh", "Sigmoid", "Abs", "Neg")) -> Path:
+    nodes, prev = [], "x"
+    for i, kind in enumerate(kinds):
+        nodes.append(helper.make_node(kind, [prev], [f"v{i}"], name=f"/block{i}/{kind}"))
+        prev = f"v{i}"
+    return _save(path, nodes)
+
+
+def _signature(path: Path) -> list[tuple[Any, ...]]:
+    model = open_model(path)
+    return [(n.name, n.op.name, tuple(a.name for a in n.inputs), dict(n.attrs), dict(n.meta)) for n in model.graph]
+
+
+def test_a_chain_of_catalog_ops_opens_without_shape_inference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[Any] = []  # counted, not raised: the reader takes a failing inference as no inference
+    monkeypatch.setattr(onnx.shape_inference, "infer_shapes", lambda *args, **kwargs: calls.append(args))
+    model = open_model(_chain(tmp_path / "chain.onnx"))
+    assert not calls, "shape inference ran though no placeholder needed a shape"
+    assert [n.op.name for n in model.graph.ops] == ["relu", "tanh", "sigmoid", "abs", "neg"]
+    assert [n.module for n in model.graph.ops] == [f"block{i}" for i in range(5)]
+    assert all(n.shape == (2, 3) for n in model.graph.ops) and not model.warnings
+
+
+def test_the_unary_shortcut_makes_the_graph_the_handler_makes(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _chain(tmp_path / "chain.onnx")
+    fast = _signature(path)
+    monkeypatch.setattr(onnx_reader, "CATALOG_UNARY", {})
+    assert _signature(path) == fast
+
+
+def test_a_placeholder_still_gets_its_shape_from_inference(tmp_path: Path) -> None:
+    """Hardmax is not in the catalog and the file does not declare its output: ONNX's inference says (2, 3)."""
+    path = _save(tmp_path / "hardmax.onnx", [helper.make_node("Hardmax", ["x"], ["h"], name="hm"),
+                                             helper.make_node("Relu", ["h"], ["y"], name="r")])
+    model = open_model(path)
+    placeholder = model.graph["hm"]
+    assert placeholder.op.name == "unsupported" and placeholder.shape == (2, 3)
+    assert model.graph["r"].inputs == (placeholder,) and "Hardmax" in model.warnings[0]
+
+
+def test_a_shape_the_file_declares_is_still_checked_against_the_mapping(tmp_path: Path) -> None:
+    """A declared shape the mapped op does not produce makes the node a placeholder of the declared shape."""
+    wrong = helper.make_tensor_value_info("h", TensorProto.FLOAT, (3, 2))
+    path = _save(tmp_path / "wrong.onnx", [helper.make_node("Relu", ["x"], ["h"], name="r"),
+                                           helper.make_node("Transpose", ["h"], ["t"], name="t"),
+                                           helper.make_node("Transpose", ["t"], ["y"], name="y")], (wrong,))
+    model = open_model(path)
+    node = model.graph["t"].inputs[0]
+    assert node.op.name == "unsupported" and node.shape == (3, 2)
+    assert "the file declares (3, 2)" in node.meta["reason"]
+    assert any(w.startswith("Relu at 'r': partial mapping dropped") for w in model.warnings)
