@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, ModuleType
 
 import pytest
 
@@ -54,3 +56,74 @@ def tutorial() -> ModuleType:
         sys.modules[name] = module  # dataclasses look their module up while the class is built
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+# -- PySide's dropped references, caught in the test that drops them ---------------------------------------------
+# PySide 6.11 releases a reference to a Python override it does not own when it looks the override up while an
+# exception from another override is pending (propscope/gui/guard.py tells the whole story). The function's class
+# still uses it, and the process crashes later, wherever the freed function is next touched: one run in a few, in a
+# test that did nothing wrong. Here every Python override of a Qt method (ours, pyqtgraph's, the tests' own) is held
+# PINS more times, so a dropped reference cannot free it, and the test during which one was dropped fails, naming it.
+
+PINS = 3
+_pinned: dict[int, tuple[FunctionType, list[FunctionType], list[tuple[weakref.ref[type], str]]]] = {}
+_scanned: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _is_qt(cls: type) -> bool:
+    return cls.__module__.startswith(("PySide6.", "shiboken6"))
+
+
+def pin_overrides() -> None:
+    """Hold every Python override of a Qt method in the classes made since the last call."""
+    from shiboken6 import Shiboken
+
+    stack: list[type] = [Shiboken.Object]
+    seen = set(stack)
+    while stack:
+        subclasses: list[type] = type.__subclasses__(stack.pop())
+        for cls in subclasses:
+            if cls in seen:
+                continue
+            seen.add(cls)
+            stack.append(cls)
+            if cls in _scanned or _is_qt(cls):
+                continue
+            _scanned.add(cls)
+            qt_bases = [base for base in cls.__mro__[1:] if _is_qt(base)]
+            for name, function in list(vars(cls).items()):
+                if not name.startswith("__") and isinstance(function, FunctionType) \
+                        and any(name in vars(base) for base in qt_bases):
+                    entry = _pinned.setdefault(id(function), (function, [function] * PINS, []))
+                    entry[2].append((weakref.ref(cls), name))
+
+
+def dropped_references() -> list[str]:
+    """The pinned overrides that lost a reference someone else owned (each pinned once more, so it is said once)."""
+    dropped = []
+    for key, (function, pins, owners) in list(_pinned.items()):
+        classes = [(ref(), name) for ref, name in owners]
+        holders = sum(1 for cls, name in classes if cls is not None and vars(cls).get(name) is function)
+        if not holders:
+            del _pinned[key]
+            continue
+        # who holds it: its classes, the pins, the entry, `function` here and getrefcount's argument
+        if sys.getrefcount(function) < holders + len(pins) + 3:
+            dropped.append(function.__qualname__)
+            pins.append(function)
+    return dropped
+
+
+@pytest.fixture(autouse=True)
+def _no_reference_dropped_by_pyside() -> Iterator[None]:
+    if "shiboken6" in sys.modules:
+        pin_overrides()
+    yield
+    if "shiboken6" not in sys.modules:
+        return
+    pin_overrides()
+    dropped = dropped_references()
+    if dropped:
+        pytest.fail(f"PySide dropped a reference it did not own to {', '.join(dropped)}: an exception reached its "
+                    "error path from a Python override of a Qt method during this test (see propscope/gui/guard.py); "
+                    "outside the test suite the process would crash later", pytrace=False)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .guard import guarded
+
 MAX_RATE_HZ = 30.0
 MIN_RATE_HZ = 2.0  # however costly a frame, the plots move at least this often
 SHARE = 0.04  # drawing may take 4% of the time while training runs
@@ -65,6 +67,7 @@ def _metered_class() -> type:
             super().__init__(**kwargs)
             self.budget = budget
 
+        @guarded
         def paintEvent(self, event: Any) -> None:
             start = time.thread_time()
             super().paintEvent(event)

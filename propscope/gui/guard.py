@@ -1,10 +1,21 @@
-"""Paint methods that cannot take the process down.
+"""Python overrides of Qt virtuals that cannot take the process down.
 
-An exception escaping a Python `paint` override is handed to shiboken, and while another Python
-override is on the stack (the view's `viewportEvent`, during a repaint), PySide 6.11 can crash
-storing it: a bug in one item's paint became a segmentation fault of the whole app. Here the
-exception goes to `sys.excepthook` instead (printed, or failing the test under pytest-qt), and the
-item is left unpainted for that frame.
+Why: PySide 6.11 (shiboken 6.11.3 checked) finds a Python override in `Sbk_GetPyOverride`, which
+asks `BindingManager::getOverride` for the function. That hands back a *borrowed* reference (the
+class's own entry), yet when `Shiboken::Errors::occurred()` reports an error at that moment the
+function is `Py_XDECREF`ed as if it were owned. An error is there whenever an exception escaped
+another Python override earlier in the same call from Python (shiboken stores it to re-raise it
+when the call returns, `storePythonOverrideErrorOrPrint`). So one exception in, say, a `resizeEvent`
+during `show()` costs every override looked up for the first time before `show()` returns one
+reference of a function its class still holds; the class's last reference goes at the next such
+drop, and a later call of that method (or the garbage collector) runs over freed memory: a
+segmentation fault in an unrelated place, seconds or tests later. The exception itself can be lost.
+
+The cure is to let no exception reach shiboken: every Python override Qt calls (event handlers,
+`paint`, `eventFilter`, `sizeHint`, a model's `data`...) is wrapped here. The exception goes to
+`sys.excepthook` instead (printed, or failing the test under pytest-qt) and Qt gets a harmless
+answer. `tests/test_gui_guard.py` checks that every such override in `propscope.gui` is wrapped,
+and the test suite's conftest fails the test in which a reference is dropped all the same.
 """
 
 from __future__ import annotations
@@ -15,9 +26,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., None])
+A = TypeVar("A", bound=Callable[..., Any])
 
 
 def guarded(paint: F) -> F:
+    """For overrides that return nothing (event handlers, `paint`): an exception goes to `sys.excepthook`."""
+
     @functools.wraps(paint)
     def safe(*args: Any, **kwargs: Any) -> None:
         try:
@@ -28,11 +42,12 @@ def guarded(paint: F) -> F:
     return safe  # type: ignore[return-value]
 
 
-def guarded_answer(default: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """`guarded` for overrides Qt asks a question of (`eventFilter`, `viewportEvent`...): on an exception the
-    exception goes to `sys.excepthook` and Qt gets `default` (False: the event was not handled here)."""
+def guarded_answer(default: Any) -> Callable[[A], A]:
+    """`guarded` for overrides Qt asks a question of (`eventFilter`, `viewportEvent`, `sizeHint`, a model's `data`...):
+    on an exception the exception goes to `sys.excepthook` and Qt gets `default` (False: the event was not handled
+    here; an invalid `QSize`: no size hint; `None`: no data)."""
 
-    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+    def wrap(method: A) -> A:
         @functools.wraps(method)
         def safe(*args: Any, **kwargs: Any) -> Any:
             try:
@@ -41,6 +56,14 @@ def guarded_answer(default: Any) -> Callable[[Callable[..., Any]], Callable[...,
                 sys.excepthook(*sys.exc_info())
                 return default
 
-        return safe
+        return safe  # type: ignore[return-value]
 
     return wrap
+
+
+def is_guarded(function: Any) -> bool:
+    """Whether `function` is one of the wrappers above (what the test of every override looks for)."""
+    return getattr(function, "__code__", None) in _SAFE_CODES
+
+
+_SAFE_CODES = {guarded(lambda: None).__code__, guarded_answer(None)(lambda: None).__code__}

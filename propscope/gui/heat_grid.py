@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from .colormap import diverging_rgba
 from .format import fmt_num, symmetric_range
-from .guard import guarded
+from .guard import guarded, guarded_answer
 from .theme import LIGHT, Theme
 
 Mark = tuple[int, int, int, int]  # (row0, col0, row1, col1), ends exclusive, in cells
@@ -171,9 +171,11 @@ class HeatGrid(QWidget):
         super().resizeEvent(event)
         self._place()
 
+    @guarded_answer(QSize())
     def minimumSizeHint(self) -> QSize:
         return QSize(80, 40)
 
+    @guarded_answer(QSize())
     def sizeHint(self) -> QSize:
         return QSize(80, 40)  # small on purpose: the layer view shares the height by stretch factors
 

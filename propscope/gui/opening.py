@@ -45,6 +45,7 @@ from ..graph.readers._budget import memory_budget
 from ..graph.readers._failure import capture_warnings, one_line
 from .canvas.folding import Folding
 from .format import fmt_shape
+from .guard import guarded
 
 MAX_RECENT = 8
 RECENT_KEY = "recent/files"
@@ -231,6 +232,7 @@ class ArchDialog(QDialog):
     def architecture(self) -> str:
         return self.file.text().strip() if self.use_file.isChecked() else str(self.example.currentData())
 
+    @guarded
     def accept(self) -> None:
         arch = self.architecture()
         if not arch:

@@ -44,6 +44,10 @@ def _number_axis_class() -> type:
             super().__init__(orientation)
             self.enableAutoSIPrefix(False)
 
+        @guarded
+        def paint(self, *args: Any) -> None:  # pyqtgraph's paint asks the tick methods below: nothing may escape
+            super().paint(*args)
+
         def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list:
             """On a horizontal axis, only spacings whose labels fit side by side ("2000 4000" and not
             "20004000"): a spacing too tight for the widest label grows by 2, 2.5, 2 (1-2-5 steps) until it fits."""

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QAbstractItemView, QListView, QVBoxLayout, QWidget
 
 from ..graph.errors import PropscopeError
 from .bridge import SessionBridge
+from .guard import guarded_answer
 from .theme import ThemeManager
 
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -23,9 +24,11 @@ class StepListModel(QAbstractListModel):
         super().__init__()
         self.bridge, self.themes = bridge, themes
 
+    @guarded_answer(0)
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.bridge.session.steps)
 
+    @guarded_answer(None)
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None

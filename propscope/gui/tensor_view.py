@@ -36,7 +36,7 @@ from .format import (
     stats,
     symmetric_range,
 )
-from .guard import guarded
+from .guard import guarded, guarded_answer
 from .plot_style import BuiltOnFirstUse
 from .theme import Theme
 
@@ -71,12 +71,15 @@ class TensorTableModel(QAbstractTableModel):
         self.tint = diverging_rgba(self.matrix, symmetric_range(m))
         self.endResetModel()
 
+    @guarded_answer(0)
     def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else self.matrix.shape[0]
 
+    @guarded_answer(0)
     def columnCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else self.matrix.shape[1]
 
+    @guarded_answer(None)
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
@@ -94,6 +97,7 @@ class TensorTableModel(QAbstractTableModel):
             return RIGHT
         return None
 
+    @guarded_answer(None)
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if role != Qt.ItemDataRole.DisplayRole:
             return None
@@ -112,6 +116,7 @@ def _clickable_image(**kwargs: Any) -> Any:
         class ClickableImage(pg.ImageItem):
             clicked = Signal(int, int)  # row, column
 
+            @guarded  # called by pyqtgraph's scene from its override of Qt's mouseReleaseEvent
             def mouseClickEvent(self, ev: Any) -> None:
                 pos = ev.pos()
                 self.clicked.emit(int(pos.y()), int(pos.x()))

@@ -12,7 +12,7 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
-from ..guard import guarded
+from ..guard import guarded, guarded_answer
 
 DECADES = 3  # the scale runs from middle / 10^3 (green) to middle · 10^3 (red)
 GREEN, YELLOW, RED = QColor("#2f9e44"), QColor("#f5c400"), QColor("#e03131")
@@ -57,6 +57,7 @@ class Legend(QWidget):
         self.middle, self.middle_text = middle, middle_text
         self.update()
 
+    @guarded_answer(QSize())
     def sizeHint(self) -> QSize:
         return QSize(360, self.fontMetrics().height() * 2 + 18)
 
