@@ -386,7 +386,8 @@ def open_session(
 
     `arch` (an example name or a model file) is the architecture a state dict's weights are loaded into.
     """
-    from ..graph.readers import load_target, paused_gc
+    from ..graph.gc_pause import paused_gc
+    from ..graph.readers import load_target
 
     model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     batch = load_data(data) if isinstance(data, str | Path) else data

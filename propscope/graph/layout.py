@@ -16,16 +16,15 @@ border inside it (through virtual ports), then on outside it.
 from __future__ import annotations
 
 import bisect
-import gc
 import heapq
 import itertools
-from collections.abc import Hashable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from typing import Any
 
 from .errors import GraphError
+from .gc_pause import paused_gc
 from .ir import Graph
 
 Edge = tuple[Any, Any]
@@ -168,21 +167,6 @@ def layered_layout(
         if not clusters or not any(clusters.get(n) for n in order):
             return _flat(flow, order, sweeps, dummy_size, port_span)
         return _Clustered(flow, order, clusters, sweeps, dummy_size, port_span).run()
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """The cyclic collector paused while a layout (or a scene from it) is built: ~10⁵ small containers that
-    form no cycles, during which the collector walked every object of the process (the model's graph, its
-    session) again and again; it made laying out a 20,000-node graph take twice as long. Nests; a collector
-    already paused stays paused. (`propscope.graph.readers.paused_gc` does the same for reading a file.)"""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _graph_chain(graph: Graph) -> Layout | None:

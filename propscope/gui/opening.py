@@ -38,6 +38,7 @@ from ..backends import get_backend
 from ..debugger import Session
 from ..graph.errors import ModelFormatError, PropscopeError
 from ..graph.examples import EXAMPLES
+from ..graph.gc_pause import paused_gc
 from ..graph.model import Model
 from ..graph.readers import READERS, load_target, open_model
 from ..graph.readers import state_dict as state_dict_reader
@@ -121,9 +122,11 @@ def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | No
                                    "is it the right architecture?")
     else:
         model = open_model(path)
-    session = Session(model, get_backend(backend, dtype, device), name=path.stem, seed=seed)
-    folding = Folding.of(session.graph)
-    return Loaded(session, folding.layout(), folding, report, str(path))
+    with paused_gc():  # the schedule and the layout: 10⁴-10⁵ objects that all live on (graph/gc_pause.py)
+        session = Session(model, get_backend(backend, dtype, device), name=path.stem, seed=seed)
+        folding = Folding.of(session.graph)
+        layout = folding.layout()
+    return Loaded(session, layout, folding, report, str(path))
 
 
 # -- recent files ------------------------------------------------------------------------------

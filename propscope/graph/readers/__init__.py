@@ -7,14 +7,12 @@ against an architecture (`load_target(path, arch=...)`, or `state_dict.apply_sta
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
 from ..errors import ModelFormatError
 from ..examples import EXAMPLES, UnknownExampleError, load_example
+from ..gc_pause import paused_gc
 from ..model import Model
 from . import native, onnx_reader, state_dict, torch_export
 from ._budget import memory_budget, parse_size, set_max_memory
@@ -54,20 +52,6 @@ def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
     raise ModelFormatError(f"{path}: not a model format propscope reads (known: {known})")
 
 
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Reading a big program makes ~10⁵ small objects that all live on; the cyclic collector would walk
-    every object in the process several times meanwhile (a 5,000-op model opened in 1.1 s instead of 0.35 s).
-    A session's schedule on top of it makes as many again (`open_session` pauses it for both)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = None) -> Model:
     """An example by name, or a model file by path (a state dict with the architecture `arch`)."""
     text = str(target)
@@ -83,5 +67,5 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
 
 save_model = native.save
 
-__all__ = ["READERS", "load_target", "memory_budget", "one_line", "open_model", "parse_size", "paused_gc",
+__all__ = ["READERS", "load_target", "memory_budget", "one_line", "open_model", "parse_size",
            "save_model", "set_max_memory"]

@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
 
 from ...debugger import BACKWARD, FORWARD
 from ...graph.errors import PropscopeError
-from ...graph.layout import Layout, paused_gc
+from ...graph.gc_pause import paused_gc
+from ...graph.layout import Layout
 from ..bridge import SessionBridge
 from ..format import fmt_shape
 from ..guard import guarded, guarded_answer
