@@ -125,5 +125,6 @@ def _no_reference_dropped_by_pyside() -> Iterator[None]:
     dropped = dropped_references()
     if dropped:
         pytest.fail(f"PySide dropped a reference it did not own to {', '.join(dropped)}: an exception reached its "
-                    "error path from a Python override of a Qt method during this test (see propscope/gui/guard.py); "
-                    "outside the test suite the process would crash later", pytrace=False)
+                    "error path from a Python override of a Qt method during this test, or before it and was kept "
+                    "there since (see propscope/gui/guard.py); outside the test suite the process would crash later",
+                    pytrace=False)
