@@ -74,3 +74,27 @@ def test_a_shape_the_file_declares_is_still_checked_against_the_mapping(tmp_path
     assert node.op.name == "unsupported" and node.shape == (3, 2)
     assert "the file declares (3, 2)" in node.meta["reason"]
     assert any(w.startswith("Relu at 'r': partial mapping dropped") for w in model.warnings)
+
+
+@pytest.mark.parametrize("text, scopes", [
+    ("['', 'layer1', 'layer1.0', 'layer1.0.conv1']", ["", "layer1", "layer1.0", "layer1.0.conv1"]),  # the usual
+    ("[]", []),
+    ("['it\\'s', \"b\"]", ["it's", "b"]),  # escapes and double quotes: the general reader
+    ("['a', 3]", ["a", 3]),  # not all strings: the caller ignores it
+    ("['a'] + ['b']", None), ("__import__('os')", None),
+    ("[" * 50 + "]" * 50, "nested"),
+])
+def test_name_scopes_are_read_as_a_list_literal_and_nothing_else(text: str, scopes: Any) -> None:
+    got = onnx_reader._string_list(text)
+    if scopes == "nested":  # lists in lists: a list (the caller finds no strings in it) or refused, never code
+        assert got is None or isinstance(got, list)
+    else:
+        assert got == scopes
+
+
+def test_module_paths_from_the_torch_exporters_name_scopes(tmp_path: Path) -> None:
+    node = helper.make_node("Relu", ["x"], ["v0"], name="node_relu")
+    node.metadata_props.add(key="pkg.torch.onnx.name_scopes", value="['', 'encoder', 'encoder.act']")
+    model = open_model(_save(tmp_path / "scoped.onnx", [node]))
+    (relu,) = [n for n in model.graph.nodes if n.op.name == "relu"]
+    assert relu.module == "encoder"

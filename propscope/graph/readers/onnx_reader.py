@@ -12,8 +12,8 @@ tensor's declared size is checked against its bytes before an array is made.
 
 from __future__ import annotations
 
-import ast
 import math
+import re
 from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
@@ -128,13 +128,29 @@ def _dims(value_info: Any) -> tuple[int | None, ...] | None:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim)
 
 
+_PLAIN_STRINGS = re.compile(r"\[(?:'[^'\\\n]*'(?:, '[^'\\\n]*')*)?\]")  # ['', 'layer1', 'layer1.0']
+_PLAIN_STRING = re.compile(r"'([^'\\\n]*)'")
+
+
+def _string_list(text: str) -> Any:
+    """A Python list literal of strings, as the torch exporter writes module scopes: the common plain form read
+    by a pattern (a node each, and `ast` is a slow import), anything else by `ast.literal_eval`; None if not one."""
+    if _PLAIN_STRINGS.fullmatch(text):
+        return _PLAIN_STRING.findall(text)
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
 def _module(node: Any, name: str) -> str:
     """The module path: the torch exporter's name_scopes metadata, else the scope in `/layer1/fc/Gemm`."""
     for prop in node.metadata_props if len(node.metadata_props) else ():  # len first: iterating costs more
         if prop.key == "pkg.torch.onnx.name_scopes" and len(prop.value) < 4000:
-            try:
-                scopes = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
+            scopes = _string_list(prop.value)
+            if scopes is None:
                 break
             if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
                 return _scope_path([s for s in scopes[:-1] if s])
