@@ -108,7 +108,7 @@ def onnx_chain(folder: Path, ops: int) -> Path:
 
 
 def _new_process(path: Path) -> float:
-    """open_model in a fresh interpreter, propscope already imported (a .pt2's sample inputs import torch)."""
+    """open_model in a fresh interpreter, propscope already imported (no torch: a .pt2 is read without it)."""
     import subprocess
 
     code = (f"import time, propscope.graph.readers as r; t = time.perf_counter(); r.open_model({str(path)!r}); "
