@@ -100,15 +100,17 @@ def test_labels_hide_when_too_small_and_big_graphs_use_the_overview(qtbot):
     scene = view.graph_scene
     assert len(s.graph) > 1500
     # it opens readable, at the inputs, with items made only for what is in view
-    assert view.zoom() >= 0.45 and scene.detail.isVisible()
+    assert view.zoom() >= 0.45 and scene.detail_shown and all(n.isVisible() for n in scene.nodes.values())
     assert 0 < len(scene.nodes) < len(s.graph) / 10
     assert s.steps[0].node.name in scene.nodes
     view.fit()
     assert view.zoom() < DETAIL_ZOOM  # the whole graph: far too small to read
-    assert scene.overview.isVisible() and not scene.detail.isVisible()
+    assert scene.overview.isVisible() and not scene.detail_shown
+    assert not any(item.isVisible() for item in [*scene.nodes.values(), *scene.edge_items.values()])
     view.set_zoom(0.8)
     view.center_on_node("a15_6")
-    assert scene.detail.isVisible() and not scene.overview.isVisible()
+    assert scene.detail_shown and not scene.overview.isVisible()
+    assert all(item.isVisible() for item in [*scene.nodes.values(), *scene.edge_items.values()])  # made late too
     assert len(scene.nodes) < len(s.graph) / 5
     assert "a15_6" in scene.nodes
     # a node made late shows the same state as the session
@@ -137,6 +139,6 @@ def test_nodes_are_found_under_the_mouse_even_in_the_overview(qtbot):
 def test_zoom_keeps_detail_in_step_with_the_threshold(qtbot):
     view = make_view(qtbot, propscope.open_session("xor"))
     view.set_zoom(DETAIL_ZOOM * 0.9)
-    assert not view.graph_scene.detail.isVisible()
+    assert not view.graph_scene.detail_shown
     view.set_zoom(DETAIL_ZOOM * 1.1)
-    assert view.graph_scene.detail.isVisible()
+    assert view.graph_scene.detail_shown

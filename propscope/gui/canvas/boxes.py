@@ -68,7 +68,7 @@ class FrameItem(QGraphicsItem):
         self.title = f"{unit.title} · {unit.caption}"
         self.members = set(unit.members)
         self.lit = False  # the step is inside
-        self.setZValue(0.5 + unit.depth * 0.01)
+        self.setZValue(0.5 + min(unit.depth, 49) * 0.01)  # under FRAME_CEILING (1), where edges and nodes start
         self.setToolTip(f"{unit.title}: double-click the frame to fold it into one box")
         m = style.theme.pen_width(3)
         self._bounds = rect.adjusted(-m, -m, m, m)  # asked for by Qt for each frame on every repaint: kept

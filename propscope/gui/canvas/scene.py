@@ -26,7 +26,6 @@ from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 from ...debugger import BACKWARD, FORWARD, Session
 from ...graph.ir import Node
 from ...graph.layout import Layout, nearest_free
-from ..guard import guarded
 from ..theme import Theme, node_kind
 from .boxes import BoxItem, FrameItem
 from .folding import Folding
@@ -37,17 +36,6 @@ from .overview import OverviewItem
 FULL_REFRESH = 48  # a jump over more steps than this refreshes every node instead of the touched ones
 EAGER = 400  # graphs up to this many nodes get all their items at once
 FRAME_CEILING = 1.0  # module frames stack at 0.5 + depth / 100 below this; nodes and edges live above it
-
-
-class _Layer(QGraphicsItem):
-    """An invisible parent, so the detailed items are shown or hidden in one call."""
-
-    def boundingRect(self) -> QRectF:
-        return QRectF()
-
-    @guarded
-    def paint(self, *args: object) -> None:
-        pass
 
 
 class GraphScene(QGraphicsScene):
@@ -74,19 +62,13 @@ class GraphScene(QGraphicsScene):
         self.cursor = -1
         self._backward: dict[str, int] | None = None  # node -> its backward step (made when first asked)
         self._forward_index = _forward_steps(session)
+        # Every node, edge, label and frame is a top-level item, so the index finds the few a repaint exposes.
+        # Under a parent "layer" item (one call to show or hide them all) each repaint visited every child
+        # the layer had: 4,000 module frames, and once a 20,000-node graph had been explored, 44,000 items:
+        # 72 ms a frame. Frames stack at 0.5 + depth / 100, below FRAME_CEILING; nodes and edges above it.
+        # Zoomed out, none of them is shown: the overview draws the graph and the frames in a few calls.
         self.setItemIndexMethod(QGraphicsScene.ItemIndexMethod.BspTreeIndex)
-        self.detail = _Layer()
-        self.detail.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
-        # above every module frame: a child's z counts only among its siblings, so with the layer at 0 the
-        # frames' translucent fills (z 0.5 and up) were painted over every node, nested ones washing them out
-        self.detail.setZValue(FRAME_CEILING)
-        self.addItem(self.detail)
-        # the frames shown with the detail only: zoomed out, the overview draws them in one call (4,000 frame
-        # items painting one by one made a fitted frame of a 20,000-node graph take 120 ms)
-        self.frame_layer = _Layer()
-        self.frame_layer.setFlag(QGraphicsItem.GraphicsItemFlag.ItemHasNoContents)
-        self.frame_layer.setZValue(FRAME_CEILING / 2)
-        self.addItem(self.frame_layer)
+        self._detail_shown = False  # what `show_detail` last chose: items are made shown or hidden to match
         self._plan()
         self.show_detail(False)
         if len(self.names) <= EAGER:
@@ -254,7 +236,8 @@ class GraphScene(QGraphicsScene):
             areas[unit.key] = area
             frame = FrameItem(unit, area, header, self.style)
             self.frames[unit.key] = frame
-            frame.setParentItem(self.frame_layer)
+            frame.setVisible(self._detail_shown)
+            self.addItem(frame)
 
     # -- making items where they are seen ------------------------------------------------------
     def ensure_items(self, rect: QRectF | None) -> int:
@@ -279,7 +262,8 @@ class GraphScene(QGraphicsScene):
             unit = self.folding.units.get(name)
             item = NodeItem(graph[name], self.style) if unit is None else BoxItem(unit, self.style)
             item.setPos(self.centers[name])
-            item.setParentItem(self.detail)
+            item.setVisible(self._detail_shown)
+            self.addItem(item)
             self.nodes[name] = item
             self._refresh_node(name)
             item.set_breakpoint(name in marks)
@@ -292,15 +276,25 @@ class GraphScene(QGraphicsScene):
             src, dst, _pos, _count, role = self.edges[e]
             pts = self.edge_points(int(e))
             item = EdgeItem(src, dst, pts, edge_path(pts, geo), role, self.style)
-            item.setParentItem(self.detail)
+            item.setVisible(self._detail_shown)
+            self.addItem(item)
             item.set_flow(self.lit.get(int(e)))
             self.edge_items[int(e)] = item
         self._made_edges[edges] = True
         return len(nodes) + len(edges)
 
+    @property
+    def detail_shown(self) -> bool:
+        """Whether the items are shown (zoomed in enough to read), not the overview."""
+        return self._detail_shown
+
     def show_detail(self, on: bool) -> None:
-        self.detail.setVisible(on)
-        self.frame_layer.setVisible(on)
+        """The items (zoomed in) or the overview (zoomed out): one pass over what was made, at the switch only."""
+        if on != self._detail_shown:
+            self._detail_shown = on
+            for items in (self.frames.values(), self.nodes.values(), self.edge_items.values(), self.labels):
+                for item in items:
+                    item.setVisible(on)
         self.overview.setVisible(not on)
         if not on:
             self._update_overview()
@@ -417,7 +411,8 @@ class GraphScene(QGraphicsScene):
                 label = GradLabel(term.role, self.session.backend.to_numpy(term.contribution), term.arrival,
                                   term.consumers, self.style)
                 label.setPos(self._label_spot(e, label.boundingRect()))
-                label.setParentItem(self.detail)
+                label.setVisible(self._detail_shown)
+                self.addItem(label)
                 self.labels.append(label)
         else:
             self.lit = dict.fromkeys(by_source.values(), FORWARD)
