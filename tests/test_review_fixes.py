@@ -9,6 +9,7 @@ import io
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -185,3 +186,60 @@ def test_an_exclusive_cumsum_over_an_empty_axis_is_empty() -> None:
     assert out.shape == (2, 0) and out.dtype == np.float32
     (grad,) = backend.vjp(node, [backend.asarray(x)], out, backend.ones(out.shape))
     assert grad is not None and grad.shape == (2, 0)
+
+
+@pytest.mark.parametrize("kind", ["ConstantOfShape", "Expand"])
+def test_a_folded_constant_counts_once_against_the_budget(tmp_path: Path, kind: str) -> None:
+    """ConstantOfShape and Expand charged their result before making it, and the reader charged it again once
+    made: a 4 MiB constant needed 8 MiB of budget. Now it is checked before, charged once after."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from propscope.graph.readers import set_max_memory
+
+    n = 2**20  # float32: 4 MiB
+    shape = numpy_helper.from_array(np.array([n], np.int64))
+    if kind == "ConstantOfShape":
+        nodes = [helper.make_node("Constant", [], ["shape"], value=shape),
+                 helper.make_node("ConstantOfShape", ["shape"], ["t"],
+                                  value=numpy_helper.from_array(np.ones((1,), np.float32)))]
+    else:
+        nodes = [helper.make_node("Constant", [], ["shape"], value=shape),
+                 helper.make_node("Constant", [], ["one"], value=numpy_helper.from_array(np.ones((1,), np.float32))),
+                 helper.make_node("Expand", ["one", "shape"], ["t"])]
+    nodes += [helper.make_node("ReduceSum", ["t"], ["s"], keepdims=0), helper.make_node("Add", ["x", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "fold", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    path = tmp_path / "fold.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    try:
+        set_max_memory(6 * 2**20)  # room for it once, not twice
+        model = open_model(path)
+        assert len(model.graph) > 0
+        set_max_memory(3 * 2**20)  # no room for it at all: refused before it is made
+        with pytest.raises(ModelFormatError, match="memory budget"):
+            open_model(path)
+    finally:
+        set_max_memory(None)
+
+
+def test_a_folded_torch_constant_counts_once_against_the_budget(tmp_path: Path) -> None:
+    """The same for a .pt2: `torch.ones(2**20)` in forward is folded at load time and charged once."""
+    torch = pytest.importorskip("torch")
+
+    from propscope.graph.readers import set_max_memory
+
+    class OnesSum(torch.nn.Module):
+        def forward(self, x: Any) -> Any:
+            return x + torch.ones(2**20).sum()
+
+    path = tmp_path / "ones.pt2"
+    torch.export.save(torch.export.export(OnesSum(), (torch.zeros(1),)), str(path))
+    try:
+        set_max_memory(12 * 2**20)  # folded in float64: 8 MiB once, not 16
+        assert len(open_model(path).graph) > 0
+        set_max_memory(6 * 2**20)
+        with pytest.raises(ModelFormatError, match="memory budget"):
+            open_model(path)
+    finally:
+        set_max_memory(None)

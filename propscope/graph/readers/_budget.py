@@ -197,6 +197,13 @@ def charge_array(shape: Iterable[int], dtype: Any, what: str, where: str) -> Non
     charge(math.prod(int(d) for d in shape) * itemsize, what, where)
 
 
+def array_room(shape: Iterable[int], dtype: Any, what: str, where: str) -> None:
+    """Refuse a folded constant of `shape` and `dtype` the budget has no room for, before it is made. Only
+    checked: the reader charges every folded array once it exists (charging here too counted it twice)."""
+    itemsize = np.dtype(dtype).itemsize if dtype is not None else 8
+    (_active.get() or MemoryBudget(current_limit())).check(math.prod(int(d) for d in shape) * itemsize, what, where)
+
+
 def fold_room(arrays: Iterable[Any], what: str, where: str, shape: Iterable[int] | None = None) -> None:
     """Refuse a fold of `arrays` (broadcast together, or into `shape` when given) that the budget has no room
     for, before NumPy makes it: two 400 KB constants added as (n, 1) + (1, n) make 40 GB. Only checked here;

@@ -16,7 +16,7 @@ from .._aten import (
     op_key,
     self_arg,
 )
-from .._budget import charge_array, range_length
+from .._budget import array_room, range_length
 from .._build import finite_mask
 
 
@@ -29,7 +29,7 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if op == "arange":
         start, end, step = a.get("start", 0), a.get("end"), a.get("step", 1)
         count = range_length(start, end, step, "arange", t.where)
-        charge_array((count,), dtype_arg(a), "arange", t.where)
+        array_room((count,), dtype_arg(a), "arange", t.where)
         return np.arange(start, end, step, dtype=dtype_arg(a))
     shape = ctx.shapes[0]
     if shape is None:
@@ -38,7 +38,7 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if fill is None:
         fill = a.get("fill_value", a.get("value", 0.0))
     like = self_arg(a) if ("self" in a or "input" in a) else None
-    charge_array(shape, dtype_arg(a, like), op, t.where)
+    array_room(shape, dtype_arg(a, like), op, t.where)
     return np.full(shape, fill, dtype=dtype_arg(a, like))
 
 
@@ -182,7 +182,7 @@ def _as_strided(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     last = offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) if all(size) else offset
     if last >= max(flat.size, 1) and all(size):
         raise Unmapped("as_strided beyond the tensor's storage")
-    charge_array(size, flat.dtype, "as_strided", t.where)
+    array_room(size, flat.dtype, "as_strided", t.where)
     positions = offset + sum(np.arange(n).reshape([-1 if i == k else 1 for i in range(len(size))]) * s
                              for k, (n, s) in enumerate(zip(size, stride, strict=True)))
     return flat[np.asarray(positions, dtype=np.int64)] if size else flat[offset]

@@ -19,7 +19,7 @@ from .._aten import (
     op_key,
     self_arg,
 )
-from .._budget import charge_array, fold_room, tile_room
+from .._budget import array_room, charge_array, fold_room, tile_room
 
 
 @aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy")
@@ -87,7 +87,7 @@ def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if out is None:
         raise Unmapped("no declared output shape")
     if t.const(x):
-        charge_array(out, np.asarray(x).dtype, "expand", t.where)
+        array_room(out, np.asarray(x).dtype, "expand", t.where)
         return np.broadcast_to(np.asarray(x), out).copy()
     node = t.node(x, ctx)
     if math.prod(node.shape) == math.prod(out):
@@ -290,7 +290,7 @@ def _copy(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     src, shape = a["src"], t.shape(self_arg(a))
     known = t.known(src)
     if known is not None:
-        charge_array(shape, known.dtype, "copy", t.where)
+        array_room(shape, known.dtype, "copy", t.where)
         return np.broadcast_to(known, shape).copy()
     node = t.node(src, ctx)
     if node.shape == tuple(shape):

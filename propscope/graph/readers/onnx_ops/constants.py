@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._aten import Missing, Unmapped
-from .._budget import charge_array, fold_room, range_length
+from .._budget import array_room, fold_room, range_length
 from .._build import check_shape, finite_mask
 from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
 
@@ -77,7 +77,7 @@ def _constant_of_shape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         raise Unmapped("a shape computed at run time")
     dims = check_shape(shape.reshape(-1), "ConstantOfShape", r.where)
     value = ctx.attrs.get("value", np.zeros(1, dtype=np.float32))
-    charge_array(dims, value.dtype, "ConstantOfShape", r.where)
+    array_room(dims, value.dtype, "ConstantOfShape", r.where)
     return np.full(dims, value.reshape(-1)[0], dtype=value.dtype)
 
 
@@ -99,7 +99,7 @@ def _range(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if start is None or limit is None or delta is None:
         raise Unmapped("a range computed at run time")
     count = range_length(start.item(), limit.item(), delta.item(), "Range", r.where)
-    charge_array((count,), start.dtype, "Range", r.where)
+    array_room((count,), start.dtype, "Range", r.where)
     out = np.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
     check_shape(out.shape, "Range", r.where)
     return out

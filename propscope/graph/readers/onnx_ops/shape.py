@@ -10,7 +10,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Lazy, Transposed, Unmapped
-from .._budget import charge_array, fold_room
+from .._budget import array_room, charge_array, fold_room
 from .._build import check_shape
 from ..onnx_reader import INT64_MAX, Ctx, Init, Reader, attr_or_input, onnx_op
 
@@ -98,7 +98,7 @@ def _expand(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     out = check_shape(np.broadcast_shapes(shape, tuple(int(d) for d in spec.reshape(-1))), "Expand", r.where)
     c = r.folded(ins[0])
     if c is not None:
-        charge_array(out, c.dtype, "Expand", r.where)
+        array_room(out, c.dtype, "Expand", r.where)
         return np.broadcast_to(c, out).copy()
     node = r.node(ins[0], ctx)
     if node.shape == out:
