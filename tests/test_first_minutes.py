@@ -168,7 +168,7 @@ def test_explain_never_writes_minus_zero() -> None:
 
 
 def test_the_chain_rule_text_uses_no_product_dot_as_a_separator() -> None:
-    from propscope.gui.chain_text import chain_rule_html
+    from propscope.gui.inspect.chain_text import chain_rule_html
     from propscope.gui.theme import LIGHT
 
     s = open_session("xor", dtype="float64")

@@ -8,7 +8,7 @@ import pytest
 import propscope
 from propscope.debugger import gradcheck as gradcheck_module
 from propscope.debugger.gradcheck import gradcheck, gradcheck_detailed
-from propscope.gui.gradcheck_view import AMBER, GREEN, RED, gradcheck_color, node_errors
+from propscope.gui.inspect.gradcheck_view import AMBER, GREEN, RED, gradcheck_color, node_errors
 from propscope.gui.main_window import MainWindow
 
 OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints"

@@ -224,7 +224,8 @@ def test_the_main_window_module_loads_nothing_heavy():
 
 def test_the_plotting_views_import_no_pyqtgraph():
     """The inspector's and the training dock's plots import pyqtgraph when a plot is first made, not before."""
-    modules = ("inspector", "tensor_view", "loss_plot", "health_plot", "output_view", "plot_style", "frame_budget")
+    modules = ("inspect.inspector", "inspect.tensor_view", "training.loss_plot", "training.health_plot",
+               "training.output_view", "plot_style", "training.frame_budget")
     code = "; ".join(f"import propscope.gui.{m}" for m in modules)
     assert loaded_after(code, {"pyqtgraph"}) == set()
 

@@ -12,7 +12,6 @@ import propscope
 from propscope.debugger import BackwardStep
 from propscope.graph.ir import Graph
 from propscope.graph.model import Model
-from propscope.gui.chain_text import chain_rule_html
 from propscope.gui.format import (
     as_matrix,
     cell_index,
@@ -23,6 +22,7 @@ from propscope.gui.format import (
     matrix_cell,
     stats,
 )
+from propscope.gui.inspect.chain_text import chain_rule_html
 
 COLORS = {"text": "#000", "muted": "#555", "gradient": "#d40", "forward": "#14e", "breakpoint": "#e00"}
 

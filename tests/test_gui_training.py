@@ -16,10 +16,10 @@ from propscope.backends import get_backend
 from propscope.debugger import Session
 from propscope.graph.ir import Graph
 from propscope.graph.model import Model
-from propscope.gui.frame_budget import FrameBudget
+from propscope.gui.inspect.neuron_view import NEGATIVE, POSITIVE
 from propscope.gui.main_window import MainWindow
-from propscope.gui.neuron_view import NEGATIVE, POSITIVE
-from propscope.gui.output_grid import OutputGrid
+from propscope.gui.training.frame_budget import FrameBudget
+from propscope.gui.training.output_grid import OutputGrid
 
 OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints"
 pytestmark = [pytest.mark.qt_log_ignore(OFFSCREEN_NOISE), pytest.mark.qt_log_level_fail("WARNING")]

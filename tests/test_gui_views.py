@@ -17,7 +17,7 @@ from propscope.gui.bridge import SessionBridge
 from propscope.gui.canvas import GraphView
 from propscope.gui.canvas.boxes import BoxItem
 from propscope.gui.canvas.folding import BOX_PREFIX, REPEAT, Folding
-from propscope.gui.layer_view import ATTENTION, CONV, RECURRENT, LayerView, receptive_field, view_kind
+from propscope.gui.inspect.layer_view import ATTENTION, CONV, RECURRENT, LayerView, receptive_field, view_kind
 from propscope.gui.main_window import MainWindow
 from propscope.gui.selection import Selection
 from propscope.gui.theme import ThemeManager

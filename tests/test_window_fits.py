@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from propscope import open_session
 from propscope.graph.examples import EXAMPLES
 from propscope.gui.main_window import MainWindow
-from propscope.gui.text_strip import TextStrip
+from propscope.gui.training.text_strip import TextStrip
 
 OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints"
 pytestmark = pytest.mark.qt_log_ignore(OFFSCREEN_NOISE)

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from ..debugger import Session
 from .main_window import MainWindow
-from .training_dock import train_in_window
+from .training.dock import train_in_window
 
 ORGANIZATION = "propscope"
 APPLICATION = "propscope"

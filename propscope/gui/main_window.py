@@ -52,19 +52,20 @@ from .bridge import SessionBridge
 from .canvas import GraphView
 from .canvas.folding import Folding
 from .canvas.navigation import install_navigation
-from .chain_rule import ChainRuleView
 from .diff import install_diff, show_backends
 from .docks import default_window_size, make_dock
-from .explain_view import ExplainDialog
 from .export.dialog import attach_export
-from .gradcheck_view import attach_gradcheck
 from .guard import guarded
 from .help import add_help_menu
-from .inspector import Inspector
+from .inspect.chain_rule import ChainRuleView
+from .inspect.explain_view import ExplainDialog
+from .inspect.gradcheck_view import attach_gradcheck
+from .inspect.inspector import Inspector
+from .inspect.layer_view import LayerView, fitting_nodes
+from .inspect.neuron_view import NeuronView
+from .inspect.step_list import StepList
 from .jobs import Job
-from .layer_view import LayerView, fitting_nodes
 from .lessons import attach_lessons
-from .neuron_view import NeuronView
 from .opening import (
     ArchDialog,
     DataDialog,
@@ -78,11 +79,10 @@ from .opening import (
 )
 from .projector import ProjectorLayout
 from .selection import Selection
-from .step_list import StepList
 from .theme import ThemeManager
 from .timeline.wiring import install_timeline
 from .toolbars import ToolbarWrap
-from .training_dock import TrainingPanel
+from .training.dock import TrainingPanel
 
 BACKEND_LABELS = {"numpy": "NumPy", "torch": "PyTorch"}
 TORCH_INSTALL = "pip install 'propscope[torch]'"
@@ -163,7 +163,7 @@ class MainWindow(QMainWindow):
         self.projector = ProjectorLayout(self)
         self.lessons = attach_lessons(self)  # File ▸ Lessons and the Lesson dock (gui/lessons)
         self.exports = attach_export(self)  # File ▸ Export for slides (gui/export)
-        self.gradcheck = attach_gradcheck(self)  # Debug ▸ Gradient check (gui/gradcheck_view.py)
+        self.gradcheck = attach_gradcheck(self)  # Debug ▸ Gradient check (gui/inspect/gradcheck_view.py)
         self.toolbar_wrap = ToolbarWrap(self, [self.toolbar, self.session_toolbar],  # a second row, not »
                                         wrap=lambda: not self.themes.projector)
         screen = self.screen()

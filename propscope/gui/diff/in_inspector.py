@@ -13,7 +13,7 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QSplitter, QWidget
 
-from ..tensor_view import TensorPanel
+from ..inspect.tensor_view import TensorPanel
 from ..theme import Theme
 from .view import KIND_TEXT, DiffView
 

@@ -43,7 +43,7 @@ from ...graph.errors import PropscopeError
 from ..bridge import SessionBridge
 from ..format import fmt_num
 from ..guard import guarded
-from ..heat_grid import HeatGrid, Tile
+from ..inspect.heat_grid import HeatGrid, Tile
 from ..selection import Selection
 from ..theme import ThemeManager
 from .legend import GREEN, RED, Legend, diff_color

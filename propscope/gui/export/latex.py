@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...debugger import BackwardStep, ForwardStep, Session
-from ..chain_text import input_index, output_index
 from ..format import Index, element, fit_index
+from ..inspect.chain_text import input_index, output_index
 
 
 def _name(text: str) -> str:

@@ -17,7 +17,7 @@ from PySide6.QtSvg import QSvgGenerator
 from ...debugger import Session
 from ..canvas.folding import Folding
 from ..canvas.scene import GraphScene
-from ..chain_text import chain_rule_html
+from ..inspect.chain_text import chain_rule_html
 from ..projector import min_text_px
 from ..theme import LIGHT, PROJECTOR, Theme
 

@@ -8,14 +8,14 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
-from ..debugger import BackwardStep
-from ..debugger.steps import GradTerm
-from .bridge import SessionBridge
+from ...debugger import BackwardStep
+from ...debugger.steps import GradTerm
+from ..bridge import SessionBridge
+from ..format import fit_index, fmt_index
+from ..guard import guarded
+from ..selection import Selection
+from ..theme import ThemeManager
 from .chain_text import chain_rule_html, input_index, output_index
-from .format import fit_index, fmt_index
-from .guard import guarded
-from .selection import Selection
-from .theme import ThemeManager
 
 
 class ChainRuleView(QWidget):

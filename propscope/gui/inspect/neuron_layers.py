@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..graph.ir import Graph, Node
-from ..graph.model import TARGET, output_node
+from ...graph.ir import Graph, Node
+from ...graph.model import TARGET, output_node
 
 MAX_NEURONS = 64  # a layer wider than this is an unreadable mass of lines
 

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
-from ..debugger import Session
-from ..debugger.data_checks import SUM_LOSSES
-from ..debugger.trainer import Trainer
-from ..graph.errors import PropscopeError
-from ..graph.model import TARGET
-from .bridge import SessionBridge
-from .training_log import TrainingLog
+from ...debugger import Session
+from ...debugger.data_checks import SUM_LOSSES
+from ...debugger.trainer import Trainer
+from ...graph.errors import PropscopeError
+from ...graph.model import TARGET
+from ..bridge import SessionBridge
+from .log import TrainingLog
 
 PULL_INTERVAL_MS = 33  # ~30 Hz: the plots never refresh faster, whatever the epoch rate
 ACTIVE = ("running", "paused")

@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QSize
 from PySide6.QtGui import QAbstractTextDocumentLayout, QFontMetrics, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from .guard import guarded, guarded_answer
+from ..guard import guarded, guarded_answer
 
 PADDING_PX = 4  # the document's margins above and below the text
 

@@ -19,13 +19,13 @@ from PySide6.QtCore import QRectF
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
-from .bridge import SessionBridge
-from .colormap import COLORS, diverging_rgba
+from ..bridge import SessionBridge
+from ..colormap import COLORS, diverging_rgba
+from ..plot_style import SERIES, BuiltOnFirstUse, style_plot
+from ..theme import ThemeManager
 from .frame_budget import FrameBudget
 from .output_grid import OutputGrid
-from .plot_style import SERIES, BuiltOnFirstUse, style_plot
 from .text_strip import TextStrip
-from .theme import ThemeManager
 
 PALE = 0.6  # how much of a class colour the heatmap keeps, so the points on top stay readable
 

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..backends.optimizers import OPTIMIZERS, hyperparameters
+from ...backends.optimizers import OPTIMIZERS, hyperparameters
 
 MAX_EPOCHS = 10_000_000
 

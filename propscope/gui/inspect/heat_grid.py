@@ -17,10 +17,10 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from .colormap import diverging_rgba
-from .format import fmt_num, symmetric_range
-from .guard import guarded, guarded_answer
-from .theme import LIGHT, Theme
+from ..colormap import diverging_rgba
+from ..format import fmt_num, symmetric_range
+from ..guard import guarded, guarded_answer
+from ..theme import LIGHT, Theme
 
 Mark = tuple[int, int, int, int]  # (row0, col0, row1, col1), ends exclusive, in cells
 

@@ -32,14 +32,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..debugger import BACKWARD
-from .bridge import SessionBridge
-from .colormap import COLORS, diverging_rgba
-from .format import fmt_num
-from .guard import guarded
+from ...debugger import BACKWARD
+from ..bridge import SessionBridge
+from ..colormap import COLORS, diverging_rgba
+from ..format import fmt_num
+from ..guard import guarded
+from ..selection import Selection
+from ..theme import ThemeManager
 from .neuron_layers import DenseLayer, NotDense, dense_layers, per_neuron, sample_count, too_wide
-from .selection import Selection
-from .theme import ThemeManager
 
 
 class _FitView(QGraphicsView):

@@ -15,12 +15,12 @@ import numpy as np
 from PySide6.QtCore import QPointF
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QToolButton, QVBoxLayout, QWidget
 
-from .format import fmt_num
+from ..format import fmt_num
+from ..plot_style import BuiltOnFirstUse, EpochFollower, settle, style_plot, swatches
+from ..theme import Theme, ThemeManager
 from .frame_budget import FrameBudget
-from .plot_style import BuiltOnFirstUse, EpochFollower, settle, style_plot, swatches
+from .log import TrainingLog
 from .text_strip import TextStrip
-from .theme import Theme, ThemeManager
-from .training_log import TrainingLog
 
 if TYPE_CHECKING:
     import pyqtgraph as pg
@@ -86,8 +86,8 @@ class LossPlot(BuiltOnFirstUse, QWidget):
     def build_plots(self) -> None:
         import pyqtgraph as pg
 
+        from ..plot_style import NumberAxis
         from .frame_budget import MeteredPlotWidget
-        from .plot_style import NumberAxis
 
         self.plot = MeteredPlotWidget(self.budget, axisItems={"left": NumberAxis("left"),
                                                               "bottom": NumberAxis("bottom")})

@@ -24,23 +24,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..debugger import Session
-from ..graph.datasets import make_dataset
-from ..graph.errors import PropscopeError
-from ..graph.model import TARGET
-from .bridge import SessionBridge
+from ...debugger import Session
+from ...graph.datasets import make_dataset
+from ...graph.errors import PropscopeError
+from ...graph.model import TARGET
+from ..bridge import SessionBridge
+from ..guard import guarded
+from ..plot_style import steady_label
+from ..selection import Selection
+from ..theme import ThemeManager
+from ..timeline.recording import SnapshotControls
 from .data_form import DataForm
+from .form import FormError, TrainingForm
 from .frame_budget import FrameBudget
-from .guard import guarded
 from .health_plot import HealthPlot
 from .loss_plot import LossPlot
 from .output_view import OutputView
-from .plot_style import steady_label
-from .selection import Selection
-from .theme import ThemeManager
-from .timeline.recording import SnapshotControls
-from .training_form import FormError, TrainingForm
-from .training_runner import RunSettings, TrainingRunner
+from .runner import RunSettings, TrainingRunner
 
 
 def _button(text: str, tip: str, icon: QStyle.StandardPixmap, parent: QWidget) -> QToolButton:

@@ -11,10 +11,10 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QListView, QVBoxLayout, QWidget
 
-from ..graph.errors import PropscopeError
-from .bridge import SessionBridge
-from .guard import guarded_answer
-from .theme import ThemeManager
+from ...graph.errors import PropscopeError
+from ..bridge import SessionBridge
+from ..guard import guarded_answer
+from ..theme import ThemeManager
 
 AnyIndex = QModelIndex | QPersistentModelIndex
 

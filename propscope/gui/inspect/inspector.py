@@ -8,11 +8,11 @@ from typing import Any
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QSplitter, QToolButton, QVBoxLayout, QWidget
 
-from .bridge import SessionBridge
-from .format import fmt_index, fmt_shape
-from .selection import Selection
+from ..bridge import SessionBridge
+from ..format import fmt_index, fmt_shape
+from ..selection import Selection
+from ..theme import ThemeManager
 from .tensor_view import TensorPanel
-from .theme import ThemeManager
 
 
 class Inspector(QWidget):

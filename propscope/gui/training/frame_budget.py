@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .guard import guarded
+from ..guard import guarded
 
 MAX_RATE_HZ = 30.0
 MIN_RATE_HZ = 2.0  # however costly a frame, the plots move at least this often

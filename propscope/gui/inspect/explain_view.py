@@ -11,7 +11,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout, QWidget
 
-from .format import fmt_index, fmt_num
+from ..format import fmt_index, fmt_num
 
 
 def explanation_html(ex: Any, colors: Mapping[str, str]) -> str:

@@ -16,10 +16,10 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 
-from ..debugger.gradcheck import GradCheckResult, gradcheck_detailed
-from ..graph.ir import Graph
-from .jobs import Job
-from .menus import menu_titled
+from ...debugger.gradcheck import GradCheckResult, gradcheck_detailed
+from ...graph.ir import Graph
+from ..jobs import Job
+from ..menus import menu_titled
 
 OK_BELOW = 1e-7
 WARN_BELOW = 1e-4

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..graph.model import fit_batch
+from ...graph.model import fit_batch
 
 PLANE_RESOLUTION = 80  # grid points a side: 6,400 predictions, a fraction of a millisecond on dense nets
 LINE_POINTS = 200

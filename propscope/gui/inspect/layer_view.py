@@ -20,17 +20,17 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from ..backends.numpy.attention import attention_weights
-from ..backends.numpy.recurrent import gru_gates, lstm_gates
-from ..debugger import Session
-from ..graph.ir import Graph, Node
-from ..graph.ops.conv import pads4, pair
-from .bridge import SessionBridge
-from .format import fmt_num, fmt_shape, symmetric_range
-from .guard import guarded
+from ...backends.numpy.attention import attention_weights
+from ...backends.numpy.recurrent import gru_gates, lstm_gates
+from ...debugger import Session
+from ...graph.ir import Graph, Node
+from ...graph.ops.conv import pads4, pair
+from ..bridge import SessionBridge
+from ..format import fmt_num, fmt_shape, symmetric_range
+from ..guard import guarded
+from ..selection import Selection
+from ..theme import ThemeManager
 from .heat_grid import HeatGrid, Mark, Tile
-from .selection import Selection
-from .theme import ThemeManager
 
 CONV, RECURRENT, ATTENTION = "convolution", "recurrence", "attention"
 WINDOW_OPS = ("conv2d", "max_pool2d", "avg_pool2d")

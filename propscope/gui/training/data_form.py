@@ -11,8 +11,8 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QSpinBox, QWidget
 
-from ..graph.datasets import GENERATORS
-from .training_form import clamped
+from ...graph.datasets import GENERATORS
+from .form import clamped
 
 OWN = ""  # the combo's data for the example's (or file's) own batch
 DEBOUNCE_MS = 300

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..debugger import BackwardStep, ForwardStep, Session
-from ..debugger.steps import GradTerm
-from ..graph.ir import Node
-from .format import Index, element, fit_index, fmt_index, fmt_num, fmt_shape
+from ...debugger import BackwardStep, ForwardStep, Session
+from ...debugger.steps import GradTerm
+from ...graph.ir import Node
+from ..format import Index, element, fit_index, fmt_index, fmt_num, fmt_shape
 
 MATRIX_LIMIT = 16  # contributions up to this many elements are also written out in full
 ROW_LIMIT = 8  # numbers to a written row: ten of them overflow the chain rule at 1024 px in projector mode

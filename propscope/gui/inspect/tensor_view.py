@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from .colormap import diverging_rgba, lut
-from .format import (
+from ..colormap import diverging_rgba, lut
+from ..format import (
     Index,
     as_matrix,
     cell_index,
@@ -36,9 +36,9 @@ from .format import (
     stats,
     symmetric_range,
 )
-from .guard import guarded, guarded_answer
-from .plot_style import BuiltOnFirstUse
-from .theme import Theme
+from ..guard import guarded, guarded_answer
+from ..plot_style import BuiltOnFirstUse
+from ..theme import Theme
 
 TAB_LABELS = ("Numbers", "Heatmap", "Histogram")
 SHORT_TAB_LABELS = ("Numbers", "Map", "Hist.")  # where big type leaves no room for the long ones

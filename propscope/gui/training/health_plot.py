@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
+from ..plot_style import BuiltOnFirstUse, EpochFollower, series_color, settle, style_plot, swatches
+from ..theme import ThemeManager
 from .frame_budget import FrameBudget
+from .log import TrainingLog
 from .loss_plot import curve_width, new_curve
-from .plot_style import BuiltOnFirstUse, EpochFollower, series_color, settle, style_plot, swatches
 from .text_strip import TextStrip
-from .theme import ThemeManager
-from .training_log import TrainingLog
 
 if TYPE_CHECKING:
     import pyqtgraph as pg
@@ -54,8 +54,8 @@ class HealthPlot(BuiltOnFirstUse, QWidget):
         self._summarize()
 
     def build_plots(self) -> None:
+        from ..plot_style import NumberAxis
         from .frame_budget import MeteredPlotWidget
-        from .plot_style import NumberAxis
 
         self.plot = MeteredPlotWidget(self.budget, axisItems={"left": NumberAxis("left"),
                                                               "bottom": NumberAxis("bottom")})
