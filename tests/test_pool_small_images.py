@@ -15,6 +15,7 @@ pools, the NumPy forward and VJP equal torch autograd's in float64 (opcheck's `c
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,3 +154,33 @@ def test_padding_at_most_half_the_kernel(attrs: dict[str, Any], refused: bool) -
             one_op("max_pool2d", [x], attrs)
     else:
         one_op("max_pool2d", [x], attrs)
+
+
+@pytest.mark.parametrize(("kernel", "dilation", "pad"), [(3, 2, 2), (2, 3, 2), (3, 1, 2)])
+def test_an_onnx_max_pool_padded_past_half_its_kernel_opens_as_an_explicit_pad(
+        tmp_path: Path, kernel: int, dilation: int, pad: int) -> None:
+    """ONNX allows any pads; PyTorch's pools take at most half the kernel. The reader pads with −∞ first and pools
+    without padding, so such a file opens, and steps as torch computes it with the same explicit pad."""
+    onnx = pytest.importorskip("onnx")
+    torch = pytest.importorskip("torch")
+    from onnx import TensorProto, helper
+
+    from propscope.debugger import open_session
+
+    node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[kernel, kernel], dilations=[dilation, dilation],
+                            pads=[pad, pad, pad, pad])
+    size = 7
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) + 1
+    graph = helper.make_graph([node], "pool",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, out, out])])
+    path = tmp_path / "pool.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    session = open_session(path, dtype="float64", loss="none")
+    x = session.batch[session.graph.inputs[0].name]
+    session.run_to_end()
+    t = torch.tensor(x, requires_grad=True)
+    padded = torch.nn.functional.pad(t, (pad, pad, pad, pad), value=float("-inf"))
+    expected = torch.nn.functional.max_pool2d(padded, kernel, stride=1, dilation=dilation)
+    y = session.value(session.graph.outputs[0].name)
+    np.testing.assert_array_equal(np.asarray(y), expected.detach().numpy())

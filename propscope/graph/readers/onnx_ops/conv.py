@@ -134,8 +134,7 @@ def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     include = bool(ctx.attrs.get("count_include_pad", 0))
     if not is_max and any(d != 1 for d in dilations):
         raise Unmapped("AveragePool with dilations (the catalog's average pool has none)")
-    reach = [d * (k - 1) + 1 for d, k in zip(dilations, kernel, strict=True)]
-    if any(2 * max(p) > n for p, n in zip(pairs, reach, strict=True)):  # more than PyTorch's half window
+    if any(max(p) > k // 2 for p, k in zip(pairs, kernel, strict=True)):  # PyTorch's limit: half the kernel
         if not is_max and not include:
             raise Unmapped("AveragePool with count_include_pad=0 and pads over half the window")
         if ceil:
