@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -46,7 +47,14 @@ from ..graph.layout import Layout
 from ..graph.model import example_batch
 from ..graph.ops.unsupported import unsupported_summary
 from ..graph.readers import save_model
-from ..graph.readers._budget import max_memory_override, parse_size, set_max_memory
+from ..graph.readers._budget import (
+    current_limit,
+    default_budget,
+    human,
+    max_memory_override,
+    parse_size,
+    set_max_memory,
+)
 from .actions import DEFAULT_PACE_S, DebugActions
 from .bridge import SessionBridge
 from .canvas import GraphView
@@ -709,10 +717,6 @@ class MainWindow(QMainWindow):
 
     # -- the memory budget for opening files (graph/readers/_budget.py) ------------------------------------
     def _memory_dialog(self) -> None:
-        from PySide6.QtWidgets import QInputDialog
-
-        from ..graph.readers._budget import default_budget, human, max_memory_override
-
         current = max_memory_override()
         text, ok = QInputDialog.getText(
             self, "Memory budget",
@@ -726,8 +730,6 @@ class MainWindow(QMainWindow):
 
     def set_memory_budget(self, text: str) -> bool:
         """Set (and remember) the budget from a size such as `2G`; empty goes back to the default."""
-        from ..graph.readers._budget import current_limit, human, parse_size, set_max_memory
-
         text = text.strip()
         try:
             set_max_memory(parse_size(text) if text else None)
