@@ -70,32 +70,19 @@ _pinned: dict[int, tuple[FunctionType, list[FunctionType], list[tuple[weakref.re
 _scanned: weakref.WeakSet[type] = weakref.WeakSet()
 
 
-def _is_qt(cls: type) -> bool:
-    return cls.__module__.startswith(("PySide6.", "shiboken6"))
-
-
 def pin_overrides() -> None:
     """Hold every Python override of a Qt method in the classes made since the last call."""
-    from shiboken6 import Shiboken
+    from qt_overrides import qt_overrides
 
-    stack: list[type] = [Shiboken.Object]
-    seen = set(stack)
-    while stack:
-        subclasses: list[type] = type.__subclasses__(stack.pop())
-        for cls in subclasses:
-            if cls in seen:
-                continue
-            seen.add(cls)
-            stack.append(cls)
-            if cls in _scanned or _is_qt(cls):
-                continue
-            _scanned.add(cls)
-            qt_bases = [base for base in cls.__mro__[1:] if _is_qt(base)]
-            for name, function in list(vars(cls).items()):
-                if not name.startswith("__") and isinstance(function, FunctionType) \
-                        and any(name in vars(base) for base in qt_bases):
-                    entry = _pinned.setdefault(id(function), (function, [function] * PINS, []))
-                    entry[2].append((weakref.ref(cls), name))
+    def scanned(cls: type) -> bool:
+        if cls in _scanned:
+            return True
+        _scanned.add(cls)
+        return False
+
+    for cls, name, function in qt_overrides(skip=scanned):
+        entry = _pinned.setdefault(id(function), (function, [function] * PINS, []))
+        entry[2].append((weakref.ref(cls), name))
 
 
 def dropped_references() -> list[str]:

@@ -9,7 +9,6 @@ override of a Qt virtual in `propscope.gui` is wrapped by `guarded` or `guarded_
 from __future__ import annotations
 
 import importlib
-import inspect
 import os
 import pkgutil
 import subprocess
@@ -18,7 +17,7 @@ import textwrap
 
 from PySide6.QtCore import QSize
 from PySide6.QtWidgets import QWidget
-from shiboken6 import Shiboken
+from qt_overrides import qt_overrides
 
 import propscope.gui
 from propscope.gui.guard import guarded, guarded_answer, is_guarded
@@ -41,24 +40,8 @@ def _qt_overrides() -> dict[str, object]:
     from propscope.gui.training import frame_budget
 
     assert frame_budget.MeteredPlotWidget  # made when first asked for
-    found: dict[str, object] = {}
-    stack: list[type] = [Shiboken.Object]
-    seen: set[type] = set()
-    while stack:
-        subclasses: list[type] = type.__subclasses__(stack.pop())
-        for cls in subclasses:
-            if cls in seen:
-                continue
-            seen.add(cls)
-            stack.append(cls)
-            if not cls.__module__.startswith("propscope."):
-                continue
-            qt_bases = [base for base in cls.__mro__[1:] if base.__module__.startswith("PySide6.")]
-            for name, function in vars(cls).items():
-                if not name.startswith("__") and inspect.isfunction(function) \
-                        and any(name in vars(base) for base in qt_bases):
-                    found[f"{cls.__module__}.{cls.__qualname__}.{name}"] = function
-    return found
+    return {f"{cls.__module__}.{cls.__qualname__}.{name}": function
+            for cls, name, function in qt_overrides(skip=lambda cls: not cls.__module__.startswith("propscope."))}
 
 
 def test_every_python_override_of_a_qt_method_in_the_gui_is_guarded() -> None:
