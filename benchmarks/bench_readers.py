@@ -91,20 +91,10 @@ def deep_onnx(folder: Path, layers: int) -> Path:
 
 def onnx_chain(folder: Path, ops: int) -> Path:
     """`ops` unary ops in a row (Relu, Tanh, Sigmoid), no weights and no declared intermediate shapes: the
-    reader's cost per node and nothing else (the same file as bench_open_vs_netron's chains)."""
-    import onnx
-    from onnx import TensorProto, helper
+    reader's cost per node and nothing else; the very file bench_open_vs_netron times against Netron."""
+    from bench_open_vs_netron import onnx_chain as chain  # a sibling script: benchmarks/ is first on the path
 
-    nodes, prev = [], "x"
-    kinds = ("Relu", "Tanh", "Sigmoid")
-    for i in range(ops):
-        nodes.append(helper.make_node(kinds[i % 3], [prev], [f"v{i}"], name=f"op{i}"))
-        prev = f"v{i}"
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (4, 16))],
-                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, (4, 16))])
-    path = folder / f"chain{ops}.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
+    return chain(folder / f"chain{ops}.onnx", ops)
 
 
 def _new_process(path: Path) -> float:
