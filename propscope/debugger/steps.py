@@ -11,9 +11,10 @@ from ..graph.ir import Node
 FORWARD, BACKWARD = "forward", "backward"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PlannedStep:
-    """One entry of the schedule: which node, in which pass."""
+    """One entry of the schedule: which node, in which pass. Read-only by convention: not a frozen dataclass, whose
+    `__init__` sets each field through `object.__setattr__` (a schedule of 10⁵ steps is made at every open)."""
 
     index: int
     phase: str
