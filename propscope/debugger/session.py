@@ -248,6 +248,8 @@ class Session:
         loss = self.loss_node
         if loss is None:
             return False
+        if loss is self.trace.graph.output:  # the trace's plan walked it already
+            return name in self.trace.reached
         if self._reached_for is not loss:
             self._reached, self._reached_for = gradient_reaches(loss), loss
         return name in self._reached
