@@ -8,11 +8,33 @@ The public API for notebooks and scripts. Importing it loads neither Qt nor torc
     (2, 4)
 """
 
-from .debugger import Session, open_session
-from .graph import EXAMPLES, Graph, Model, Node, load_example
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .debugger import Session, open_session
+    from .graph import EXAMPLES, Graph, Model, Node, load_example
 
 __version__ = "0.1.0"
 __all__ = ["EXAMPLES", "Graph", "Model", "Node", "Session", "__version__", "diff", "load_example", "open_session"]
+
+# imported on first use (PEP 562), so that `propscope.console` runs before NumPy and the graph are imported
+_LAZY = {"Session": ".debugger", "open_session": ".debugger", "EXAMPLES": ".graph", "Graph": ".graph",
+         "Model": ".graph", "Node": ".graph", "load_example": ".graph"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'propscope' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def diff(a: object, b: object, trace: bool = False, data: object = None, **options: object) -> object:

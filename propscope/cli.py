@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -720,6 +721,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return 0
     debug = bool(getattr(args, "debug", False))
+    if not (args.func is cmd_open or (args.func is cmd_lesson and not args.check)):
+        gc.enable()  # held off while the console script started (console.py); the app turns it on once shown
     try:
         _set_max_memory(getattr(args, "max_memory", None))
         return int(args.func(args))

@@ -343,11 +343,24 @@ def test_console_script_runs_exit_handlers_and_flushes_before_its_quick_exit(tmp
     assert list(tmp_path.iterdir()) == []  # the temporary folder was removed
 
 
+def test_console_script_holds_the_collector_off_only_while_it_starts() -> None:
+    """console.main turns the cyclic GC off before NumPy and the app are imported; a command turns it back on."""
+    script = ("import atexit, gc, sys\n"
+              "import propscope.console\n"
+              "print('numpy imported first:', 'numpy' in sys.modules)\n"
+              "atexit.register(lambda: print('collector on:', gc.isenabled()))\n"
+              "sys.argv = ['propscope', 'examples']\n"
+              "propscope.console.main()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "numpy imported first: False" in done.stdout and "collector on: True" in done.stdout
+
+
 def test_console_script_is_entry() -> None:
     import tomllib
 
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    assert pyproject["project"]["scripts"]["propscope"] == "propscope.cli:entry"
+    assert pyproject["project"]["scripts"]["propscope"] == "propscope.console:main"
 
 
 def test_a_closed_pipe_ends_quietly(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
