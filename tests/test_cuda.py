@@ -105,3 +105,28 @@ def test_cli_traces_a_saved_model_on_cuda(tmp_path: Path, capsys: pytest.Capture
         for key in grads:  # the GPU's trace, written by the CLI, against the hand-written derivatives
             want = s.grad(key.removeprefix("grad/"))
             assert want is not None and zoo.relative(saved[key], want) <= 1e-9, key
+
+
+def test_cli_trains_on_cuda_with_snapshots_and_diffs_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`propscope train --backend torch --device cuda --snapshots`, saved, then `diff FILE@EPOCH`: the recorded
+    parameters come off the GPU as the CPU run's, to the last digits."""
+    from propscope.cli import main
+
+    saved = {}
+    for device in ("cpu", "cuda"):
+        out = tmp_path / f"{device}.propscope"
+        code = main(["train", "classifier", "--backend", "torch", "--device", device, "--epochs", "30",
+                     "--optimizer", "adam", "--lr", "0.05", "--data", "moons", "--snapshots", "8", "--out", str(out)])
+        assert code == 0, capsys.readouterr()
+        saved[device] = out
+    capsys.readouterr()
+    assert main(["diff", f"{saved['cpu']}@30", f"{saved['cuda']}@30"]) == 0
+    table = capsys.readouterr().out
+    assert "classifier" in table or "param" in table, table
+    from propscope.graph.readers.snapshots import attached
+
+    cpu, gpu = attached(open_model(saved["cpu"])), attached(open_model(saved["cuda"]))
+    assert cpu is not None and gpu is not None and cpu.epochs == gpu.epochs and len(cpu.epochs) >= 8
+    for epoch in cpu.epochs:
+        for name, value in cpu[epoch].params.items():
+            np.testing.assert_allclose(gpu[epoch].params[name], value, rtol=1e-9, atol=1e-12, err_msg=f"{name}@{epoch}")
