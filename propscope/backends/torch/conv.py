@@ -54,7 +54,9 @@ def conv_transpose2d(x: Tensor, W: Tensor, b: Tensor | None = None, *, stride: A
 
 # -- pooling: the 1-D ops run as 2-D ones on a 1×length image, as PyTorch does ----------------------
 def _max_pool(x: Tensor, g: Grid, ceil_mode: bool) -> Tensor:
-    if g.symmetric:
+    # torch's own padding is not used where a window holds no pixel: its backward then scatters through the
+    # index −1 (heap corruption, the process aborts); with the −∞ cells made by F.pad the index stays inside
+    if g.symmetric and not g.has_window_without_pixel:
         return F.max_pool2d(x, g.kernel, g.stride, (g.pads[0], g.pads[2]), g.dilation, ceil_mode)
     padded = F.pad(x, _torch_pad(g), value=float("-inf"))
     return F.max_pool2d(padded, g.kernel, g.stride, 0, g.dilation, ceil_mode)[:, :, : g.out[0], : g.out[1]]

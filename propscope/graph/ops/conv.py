@@ -105,6 +105,18 @@ class Grid:
     def symmetric(self) -> bool:
         return self.pads[0] == self.pads[1] and self.pads[2] == self.pads[3]
 
+    @functools.cached_property  # grids are cached per geometry (`_grid`), so this is worked out once
+    def has_window_without_pixel(self) -> bool:
+        """Whether some window's taps all fall in the padding (dilated windows can step over a small image)."""
+        for i in range(2):
+            before, size, step, gap = self.pads[2 * i], self.size[i], self.stride[i], self.dilation[i]
+            for o in range(self.out[i]):
+                start = o * step - before
+                first = max(0, -(start // gap))  # the first tap at or after the image's first pixel
+                if first >= self.kernel[i] or start + first * gap >= size:
+                    return True
+        return False
+
     def window_counts(self, count_include_pad: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """How many cells each window averages over, per axis (a window's count is their product).
 
