@@ -14,8 +14,8 @@ import propscope
 from propscope.graph.examples import load_example
 from propscope.graph.readers.native import save
 from propscope.gui.canvas.folding import BOX_PREFIX
-from propscope.gui.diff import change_color
 from propscope.gui.diff.legend import diff_color
+from propscope.gui.diff.view import change_color
 from propscope.gui.main_window import MainWindow
 
 OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints"
@@ -164,10 +164,12 @@ def test_the_inspector_shows_a_b_and_their_difference_for_the_selected_node(qtbo
     s = propscope.open_session("xor", dtype="float64")
     s.train(60, snapshots=10)
     w = make_window(qtbot, settings, s)
+    assert w.inspector.findChild(QWidget, "inspectorDiffRow") is None  # made with the Diff dock's view
+    view = w.diff_view
     row = w.inspector.findChild(QWidget, "inspectorDiffRow")
     w.selection.select("W1")
     assert row is not None and not row.isVisible()  # no diff yet
-    result = w.diff_view.compare_epochs(0, 60)
+    result = view.compare_epochs(0, 60)
     assert result is not None and row.isVisible()
     a, b = result.pair("W1", "params")
     assert np.array_equal(row.a.array, a) and np.array_equal(row.b.array, b)
@@ -179,7 +181,7 @@ def test_the_inspector_shows_a_b_and_their_difference_for_the_selected_node(qtbo
     w.selection.select("hidden_output")  # a value: the kind shown switches to the node's values
     va, vb = result.pair("hidden_output", "values")
     assert np.array_equal(row.a.array, va) and np.array_equal(row.b.array, vb)
-    w.diff_view.what.setCurrentIndex(w.diff_view.what.findData("grads"))
+    view.what.setCurrentIndex(view.what.findData("grads"))
     assert np.array_equal(row.a.array, result.pair("hidden_output", "grads")[0])
-    w.diff_view.clear()
+    view.clear()
     assert not row.isVisible()

@@ -1,4 +1,4 @@
-"""Dock title bars that follow the application font.
+"""Dock title bars that follow the application font, and docks whose contents are made when first shown.
 
 QDockWidget draws its own title in a font it caches when created, so projector mode would leave
 the titles small; these title bars are ordinary widgets and scale with everything else.
@@ -6,8 +6,12 @@ the titles small; these title bars are ordinary widgets and scale with everythin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QRect
 from PySide6.QtWidgets import QDockWidget, QHBoxLayout, QLabel, QStyle, QToolButton, QWidget
+
+from .guard import guarded
 
 PREFERRED_WINDOW = (1400, 900)
 
@@ -44,6 +48,42 @@ def make_dock(title: str, name: str, widget: QWidget, parent: QWidget) -> QDockW
     dock.setWidget(widget)
     dock.setTitleBarWidget(DockTitle(dock))
     return dock
+
+
+class LazyDock(QDockWidget):
+    """A dock that starts hidden and empty: `make(dock)` gives it its widget the first time it is shown (its View
+    menu entry, a shortcut, a restored layout, `show()`) or asked for (`contents()`). A panel nobody opens costs
+    neither its widgets nor the modules that make them at start-up. Its place in the window's layout, its
+    `toggleViewAction()` and its name in a saved layout are there from the start, as for any dock."""
+
+    def __init__(self, title: str, name: str, make: Callable[[QDockWidget], object], parent: QWidget) -> None:
+        super().__init__(title, parent)
+        self.setObjectName(name)
+        self._make: Callable[[QDockWidget], object] | None = make
+
+    @property
+    def built(self) -> bool:
+        return self._make is None
+
+    def contents(self) -> QWidget:
+        """The dock's widget, made now if it was not yet."""
+        make, self._make = self._make, None
+        if make is not None:
+            try:
+                self.setTitleBarWidget(DockTitle(self))
+                make(self)
+            except BaseException:
+                self._make = make  # the next show tries again
+                raise
+        widget = self.widget()
+        assert widget is not None, f"{self.objectName()}: its maker set no widget"
+        return widget
+
+    @guarded
+    def setVisible(self, visible: bool) -> None:
+        if visible:
+            self.contents()  # before Qt lays the dock out, so it is sized by what it shows
+        super().setVisible(visible)
 
 
 def default_window_size(available: QRect | None, preferred: tuple[int, int] = PREFERRED_WINDOW) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
 from PySide6.QtGui import (
@@ -39,7 +39,6 @@ from PySide6.QtWidgets import (
 
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
-from ..debugger.diff import GraphDiff, diff_backends
 from ..graph.datasets import load_data
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
@@ -60,9 +59,9 @@ from .bridge import SessionBridge
 from .canvas import GraphView
 from .canvas.folding import Folding
 from .canvas.navigation import install_navigation
-from .diff import install_diff, show_backends
+from .diff.wiring import diff_view, install_diff, show_backends
 from .docks import default_window_size, make_dock
-from .export.dialog import attach_export
+from .export.menu import attach_export
 from .guard import guarded
 from .help import add_help_menu
 from .inspect.chain_rule import ChainRuleView
@@ -91,6 +90,11 @@ from .theme import ThemeManager
 from .timeline.wiring import install_timeline
 from .toolbars import ToolbarWrap
 from .training.dock import TrainingPanel
+
+if TYPE_CHECKING:
+    from ..debugger.diff import GraphDiff
+    from .diff.view import DiffView
+    from .lessons.panel import LessonController
 
 BACKEND_LABELS = {"numpy": "NumPy", "torch": "PyTorch"}
 TORCH_INSTALL = "pip install 'propscope[torch]'"
@@ -160,7 +164,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status()
         self.timeline = install_timeline(self)  # under the canvas (gui/timeline)
-        self.diff_view = install_diff(self)  # Debug ▸ Diff (gui/diff)
+        self.diff_dock = install_diff(self)  # Debug ▸ Diff (gui/diff); the view is made when first shown
         self.navigation = install_navigation(self)  # Ctrl+F, Space, minimap, breadcrumbs (gui/canvas)
         self.canvas.explainRequested.connect(lambda name: self.explain(name, self.selection.index))
         self.canvas.message.connect(self.message)
@@ -169,7 +173,7 @@ class MainWindow(QMainWindow):
         self.chain.explainRequested.connect(self.explain)
         self.themes.changed.connect(self._theme_changed)
         self.projector = ProjectorLayout(self)
-        self.lessons = attach_lessons(self)  # File ▸ Lessons and the Lesson dock (gui/lessons)
+        self.lesson_dock = attach_lessons(self)  # File ▸ Lessons and the Lesson dock (gui/lessons), made when used
         self.exports = attach_export(self)  # File ▸ Export for slides (gui/export)
         self.gradcheck = attach_gradcheck(self)  # Debug ▸ Gradient check (gui/inspect/gradcheck_view.py)
         self.toolbar_wrap = ToolbarWrap(self, [self.toolbar, self.session_toolbar],  # a second row, not »
@@ -182,6 +186,16 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState(LAYOUT_VERSION)
         self._restore()
         self._session_changed(session)
+
+    @property
+    def diff_view(self) -> DiffView:
+        """The Diff dock's view (gui/diff), made now if the dock was never opened."""
+        return diff_view(self)
+
+    @property
+    def lessons(self) -> LessonController:
+        """The window's lessons (gui/lessons): the Lesson dock's panel and its controller, made on first use."""
+        return self.lesson_dock.controller
 
     # -- building ----------------------------------------------------------------------------
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -263,6 +277,7 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file = bar.addMenu("&File")
+        self.file_menu = file  # kept: looking a menu up by title walks every child of the window
         self.open_action = self._menu_action(file, "&Open…", QKeySequence.StandardKey.Open, self._open_dialog)
         self.recent_menu = file.addMenu("Open &recent")
         self.recent_menu.setObjectName("recentMenu")
@@ -278,6 +293,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         self._menu_action(file, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         debug = bar.addMenu("&Debug")
+        self.debug_menu = debug
         for act in self.debug.all:
             debug.addAction(act)
         debug.addSeparator()
@@ -293,6 +309,7 @@ class MainWindow(QMainWindow):
             self.compare_action.setToolTip(f"Needs PyTorch: {TORCH_INSTALL}")
             self.compare_action.setText(f"Compare backends (needs PyTorch: {TORCH_INSTALL})")
         view = bar.addMenu("&View")
+        self.view_menu = view
         self.projector_action = self._menu_action(view, "&Projector mode", "F11", None, checkable=True)
         self.projector_action.setToolTip("Big type, high contrast, the current step kept centred")
         self.projector_action.toggled.connect(self.set_projector)
@@ -598,6 +615,7 @@ class MainWindow(QMainWindow):
         cursor = s.cursor
         if cursor:
             s.trace.compute_through(cursor - 1)  # here, so the job only reads the session's trace
+        from ..debugger.diff import diff_backends
 
         def work() -> GraphDiff:
             return diff_backends(s, get_backend(other, dtype, "cpu"), cursor)

@@ -1,34 +1,61 @@
 """The Diff dock's place in the main window: tabbed with the chain rule, opened by Debug ▸ Diff (Ctrl+Shift+D)
 and by Debug ▸ Compare backends (Ctrl+B), which shows the two backends' runs in it; A, B and A − B of the
-selected node in the inspector."""
+selected node in the inspector.
+
+The dock, its place and its action are there from the start; the view in it (and the inspector's row) are made
+when the dock is first shown or `diff_view(window)` first asks for it.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget
 
-from ..docks import make_dock
-from ..timeline.wiring import find_menu
-from .in_inspector import DiffPanels
-from .view import DiffView
+from ..docks import LazyDock
+
+if TYPE_CHECKING:
+    from .view import DiffView
 
 
-def install_diff(window: Any) -> DiffView:
-    view = DiffView(window.bridge, window.selection, window.themes, window)
-    dock = make_dock("Diff", "diffDock", view, window)
+def install_diff(window: Any) -> LazyDock:
+    """The Diff dock (hidden, tabbed with the chain rule) and Debug ▸ Diff for `window` (a MainWindow)."""
+    dock = LazyDock("Diff", "diffDock", lambda dock: _make_view(window, dock), window)
     window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
     window.tabifyDockWidget(window.chain_dock, dock)
     window.chain_dock.raise_()
     dock.hide()
-    window.diff_dock = dock
 
     def open_dock() -> None:
-        view.refresh_sources()
+        diff_view(window).refresh_sources()
         dock.show()
         dock.raise_()
 
+    action = QAction("&Diff…", window)
+    action.setObjectName("diff")
+    action.setShortcut(QKeySequence("Ctrl+Shift+D"))
+    action.setStatusTip("Compare two epochs, two files or the two backends; colour nodes by their change")
+    action.triggered.connect(open_dock)
+    window.addAction(action)
+    window.debug_menu.addAction(action)
+    window.diff_action = action
+    return dock
+
+
+def diff_view(window: Any) -> DiffView:
+    """The window's Diff view, made now if the dock was never opened."""
+    view: DiffView = window.diff_dock.contents()
+    return view
+
+
+def _make_view(window: Any, dock: QDockWidget) -> None:
+    from .in_inspector import DiffPanels
+    from .view import DiffView
+
+    view = DiffView(window.bridge, window.selection, window.themes, window)
+    dock.setWidget(view)
     panels = DiffPanels(view, window.inspector)
     panels.elementClicked.connect(window.selection.select_element)
     window.inspector.add_row(panels)
@@ -43,22 +70,11 @@ def install_diff(window: Any) -> DiffView:
         view.backends.setToolTip(compare.toolTip())
     runner = window.training.runner
     runner.stateChanged.connect(lambda _state: None if runner.busy else view.sources_changed())
-    action = QAction("&Diff…", window)
-    action.setObjectName("diff")
-    action.setShortcut(QKeySequence("Ctrl+Shift+D"))
-    action.setStatusTip("Compare two epochs, two files or the two backends; colour nodes by their change")
-    action.triggered.connect(open_dock)
-    window.addAction(action)
-    menu = find_menu(window, "Debug")
-    if menu is not None:
-        menu.addAction(action)
-    window.diff_action = action
-    return view
 
 
 def show_backends(window: Any, result: Any) -> None:
     """Compare backends' result (a GraphDiff with its tolerance check) in the Diff dock, brought forward."""
-    view: DiffView = window.diff_view
+    view = diff_view(window)
     view.refresh_sources()
     if view.kind == "params":  # the two backends share their parameters: their values are what differs
         view.what.setCurrentIndex(view.what.findData("values"))

@@ -3,8 +3,9 @@
 `export(session, out, ...)` picks what to write from the file name: `.gif`, `.mp4` or a folder (no
 suffix) is the pass, one frame per step plus the state before the first; `.svg` or `.png` is the graph;
 `.tex` is the current step's chain rule in LaTeX, and `--formula` with `.png` its picture. The app uses
-the same functions from File > Export (`dialog.py`), rendering a copy of the session so that its own
-cursor does not move.
+the same functions from File > Export (`menu.py`, `dialog.py`), rendering a copy of the session so that its
+own cursor does not move. The drawing (`render.py`, with QtSvg) and the LaTeX (`latex.py`) are imported by
+the functions that use them, so the window's File ▸ Export costs its start-up nothing more.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...debugger import Session
-from .latex import formula_latex
-from .render import PassRenderer, formula_image
 from .writers import ExportError, pass_writer, video_available
 
 PASS_SUFFIXES = (".gif", ".mp4", "")
@@ -89,6 +88,8 @@ def pass_frames(session: Session, out: str | Path, options: ExportOptions = Expo
     """Render and write one frame per `next()`, yielding (frames done, frames in all); the file is complete
     when the generator ends. Closing it early (cancel) removes what was written. The app drives this from
     a timer, so the window stays responsive between frames."""
+    from .render import PassRenderer
+
     out = Path(out)
     frames = options.frames(session)
     renderer = PassRenderer(session, options.size, options.projector, options.caption)
@@ -108,6 +109,8 @@ def pass_frames(session: Session, out: str | Path, options: ExportOptions = Expo
 def export_graph(session: Session, out: str | Path, size: tuple[int, int] = DEFAULT_SIZE, projector: bool = False,
                  cursor: int | None = None) -> Path:
     """The graph as SVG (text kept as text) or PNG, at `cursor` (default: where the session is)."""
+    from .render import PassRenderer
+
     out = Path(out)
     renderer = PassRenderer(session, size, projector)
     at = session.cursor if cursor is None else cursor
@@ -124,6 +127,9 @@ def export_graph(session: Session, out: str | Path, size: tuple[int, int] = DEFA
 def export_formula(session: Session, out: str | Path, selected: str | None = None,
                    index: tuple[int, ...] | None = None, width: int = DEFAULT_SIZE[0], projector: bool = False) -> Path:
     """The chain rule at the session's cursor: `.tex` as LaTeX, `.png` as a picture."""
+    from .latex import formula_latex
+    from .render import formula_image
+
     out = Path(out)
     if out.suffix.lower() == ".tex":
         out.write_text(formula_latex(session, selected, index), encoding="utf-8")

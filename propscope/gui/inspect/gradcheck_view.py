@@ -11,15 +11,16 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 
-from ...debugger.gradcheck import GradCheckResult, gradcheck_detailed
 from ...graph.ir import Graph
 from ..jobs import Job
-from ..menus import menu_titled
+
+if TYPE_CHECKING:
+    from ...debugger.gradcheck import GradCheckResult
 
 OK_BELOW = 1e-7
 WARN_BELOW = 1e-4
@@ -64,6 +65,8 @@ class GradcheckRunner(QObject):
         window.bridge.paramsChanged.connect(self.clear)  # trained: the check is of weights that are gone
 
     def run(self) -> Job | None:
+        from ...debugger.gradcheck import gradcheck_detailed  # when asked for, not at the window's start
+
         w = self.window
         s = w.bridge.session
         if s.loss_node is None:
@@ -114,8 +117,7 @@ class GradcheckRunner(QObject):
 def attach_gradcheck(window: Any) -> GradcheckRunner:
     """Debug ▸ Gradient check (Ctrl+G) for `window`."""
     runner = GradcheckRunner(window)
-    menu = menu_titled(window, "Debug")
-    assert menu is not None
+    menu = window.debug_menu
     menu.addSeparator()
     action = window._menu_action(menu, "&Gradient check", "Ctrl+G", runner.run)
     action.setToolTip("Finite differences for every parameter; nodes coloured by their worst relative error")
