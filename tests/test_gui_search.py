@@ -216,3 +216,25 @@ def test_breadcrumbs_grow_with_projector_mode_and_shrink_back(qtbot):
     assert crumbs.width() < big.width() and crumbs.height() < big.height()
     assert crumbs.width() >= crumbs.sizeHint().width()
     assert all(b.width() >= b.sizeHint().width() for b in crumbs.crumbs)
+
+
+def test_breadcrumbs_keep_their_widgets_from_step_to_step(qtbot):
+    """Each step selects its node; the crumbs were made anew each time (the old ones deleted later), so
+    stepping without a pause for events piled up hidden-behind widgets that every frame painted."""
+    from PySide6.QtWidgets import QWidget
+
+    window = open_window(qtbot, 600, folded=False)
+    crumbs = window.navigation.breadcrumbs
+    session = window.bridge.session
+    session.seek(40)
+    settle()
+    made = set(crumbs.findChildren(QWidget))
+    first = list(crumbs.crumbs)
+    for _ in range(30):  # no event loop in between, as a held key or a run of steps
+        session.step()
+    assert set(crumbs.findChildren(QWidget)) == made and crumbs.crumbs == first
+    assert crumbs.crumbs[-1].text() == window.selection.node
+    shown = [w for w in crumbs.findChildren(QWidget) if not w.isHidden()]
+    assert len(shown) == 2 * len(crumbs.crumbs) - 1  # the crumbs and a separator between each two
+    crumbs.crumbs[-1].click()  # the node's own crumb centres it
+    assert window.canvas.visible_scene_rect().contains(window.canvas.graph_scene.node_rect(window.selection.node))
