@@ -238,3 +238,52 @@ def test_breadcrumbs_keep_their_widgets_from_step_to_step(qtbot):
     assert len(shown) == 2 * len(crumbs.crumbs) - 1  # the crumbs and a separator between each two
     crumbs.crumbs[-1].click()  # the node's own crumb centres it
     assert window.canvas.visible_scene_rect().contains(window.canvas.graph_scene.node_rect(window.selection.node))
+
+
+def test_the_minimap_takes_a_fifth_of_the_canvas_at_most_and_none_when_small():
+    from propscope.gui.canvas.minimap import map_size
+
+    def px(size: float) -> int:
+        return round(size)
+
+    w, h = map_size(678, 427, 2.0, px)  # a 1024x768 window's canvas, a graph twice as wide as tall
+    assert w <= 678 * 0.2 and h <= 427 * 0.2 and abs(w / h - 2.0) < 0.1
+    w, h = map_size(1570, 760, 1.0, px)  # a big canvas: the graph's shape, at most 200 x 140
+    assert w == h == 140
+    assert map_size(1570, 760, 300.0, px) == (200, 20)  # a long chain: a strip, thick enough to click
+    assert map_size(340, 400, 2.0, px) is None and map_size(600, 170, 2.0, px) is None  # too small a canvas
+    def px2(size: float) -> int:  # projector scale: larger, within the same fifth
+        return round(size * 2)
+
+    w, h = map_size(1570, 760, 1.0, px2)
+    assert w <= 1570 * 0.2 and h <= 760 * 0.2
+
+
+def test_the_minimap_leaves_the_step_and_the_selected_node_in_sight(qtbot):
+    """At 1024x768 the map sat over the graph's bottom right, where the next ops come into view: when the step's
+    node or the selected one lies under it, it moves to the other bottom corner, and still jumps on a click."""
+    window = open_window(qtbot, 600, folded=False)
+    window.resize(1024, 768)
+    settle()
+    canvas, minimap = window.canvas, window.navigation.minimap
+    session = window.bridge.session
+    session.seek(40)
+    canvas.set_zoom(1.0)
+    settle()
+    name = session.current.node.name
+    assert minimap.isVisible() and window.selection.node == name
+    spot = minimap.geometry()
+    assert spot.width() <= canvas.viewport().width() * 0.2 and spot.height() <= canvas.viewport().height() * 0.2
+    # bring the step's node under the map: the view's point under the map's centre onto the node's centre
+    under = canvas.mapToScene(spot.center())
+    node = canvas.graph_scene.node_rect(name).center()
+    canvas.centerOn(canvas.visible_scene_rect().center() + (node - under))
+    settle()
+    drawn = canvas.mapFromScene(canvas.graph_scene.node_rect(name)).boundingRect()
+    assert canvas.viewport().rect().contains(drawn.center())
+    assert not minimap.geometry().intersects(drawn)
+    assert minimap.geometry().left() < canvas.viewport().width() // 2  # the bottom-left corner now
+    far = QPoint(minimap.width() - 4, minimap.height() // 2)  # still a map: a click goes there
+    qtbot.mouseClick(minimap, Qt.MouseButton.LeftButton, pos=far)
+    settle()
+    assert canvas.visible_scene_rect().contains(minimap.scene_point(QPointF(far)))

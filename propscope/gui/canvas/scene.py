@@ -501,6 +501,14 @@ class GraphScene(QGraphicsScene):
         hit = np.flatnonzero((np.abs(xy[:, 0] - p.x()) <= half_w) & (np.abs(xy[:, 1] - p.y()) <= half_h))
         return self.names[int(hit[0])] if hit.size else None
 
+    def node_area_in(self, rect: QRectF) -> float:
+        """How much of `rect` (scene coordinates) the drawn nodes and boxes cover, in square scene units."""
+        half_w, half_h = self.geo.node_w / 2, self.geo.node_h / 2
+        x, y = self._node_xy[:, 0], self._node_xy[:, 1]
+        w = np.minimum(x + half_w, rect.right()) - np.maximum(x - half_w, rect.left())
+        h = np.minimum(y + half_h, rect.bottom()) - np.maximum(y - half_h, rect.top())
+        return float(np.sum(np.clip(w, 0, None) * np.clip(h, 0, None)))
+
     def node_rect(self, name: str) -> QRectF:
         return self.geo.node_rect().translated(self.centers[self.key_of(name)])
 
