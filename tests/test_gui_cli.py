@@ -47,3 +47,41 @@ def test_importing_propscope_and_its_cli_loads_no_qt():
             "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'shiboken6')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("command", [["open", "xor"], ["lesson", "1"]])
+def test_the_app_turns_the_collector_back_on_once_shown(qapp, monkeypatch, tmp_path, command):
+    """The console script starts with Python's cyclic GC off (propscope/console.py); the app's event loop turns it
+    on in its first round, so a long session does not run without it."""
+    import gc
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    import propscope.gui.app
+    import propscope.gui.lessons
+
+    def own_settings():  # not the user's: the window saves its layout as it closes
+        return QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat)
+
+    monkeypatch.setattr(propscope.gui.app, "QSettings", own_settings)
+    monkeypatch.setattr(propscope.gui.lessons, "QSettings", own_settings)
+
+    seen = []
+
+    def one_round(self):
+        seen.append(gc.isenabled())
+        QApplication.processEvents()
+        seen.append(gc.isenabled())
+        for window in QApplication.topLevelWidgets():
+            window.close()
+        return 0
+
+    monkeypatch.setattr(QApplication, "exec", one_round)
+    gc.disable()
+    try:
+        assert cli.main(command) == 0
+    finally:
+        enabled = gc.isenabled()
+        gc.enable()
+    assert seen == [False, True] and enabled

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings
+from PySide6.QtCore import QEvent, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from ..debugger import Session
@@ -43,6 +44,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def collect_garbage_once_shown() -> None:
+    """The console script holds Python's cyclic GC off while the app starts (propscope/console.py): it comes back on
+    as the event loop's first round, which paints the window, ends."""
+    QTimer.singleShot(0, gc.enable)
+
+
 def run(session: Session, step: int = 0, projector: bool = False, size: tuple[int, int] | None = None,
         screenshot: str | Path | None = None, seed: int = 0, train: int = 0, dataset: str | None = None) -> int:
     """Show the window after `step` steps; with `screenshot`, save it as a PNG and return instead.
@@ -69,6 +76,7 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
     app.processEvents()
     if screenshot is None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal quits, as for any command
+        collect_garbage_once_shown()
         code = int(app.exec())
         if window.settings is not None:  # the console script exits without destructors (cli.entry): write now
             window.settings.sync()

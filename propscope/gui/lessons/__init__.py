@@ -84,7 +84,7 @@ def _open_file(window: Any, dock: LessonDock) -> None:
 def run_lesson(lesson: Lesson, session: Session, projector: bool = False, size: tuple[int, int] | None = None,
                screenshot: str | Path | None = None, presses: int = 0) -> int:
     """`propscope lesson`: the app on a lesson; with `screenshot`, a PNG after `presses` presses of Next."""
-    from ..app import application
+    from ..app import application, collect_garbage_once_shown
     from ..main_window import MainWindow
 
     app = application()
@@ -105,6 +105,7 @@ def run_lesson(lesson: Lesson, session: Session, projector: bool = False, size: 
     app.processEvents()
     if screenshot is None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        collect_garbage_once_shown()
         code = int(app.exec())
         if window.settings is not None:  # the console script exits without destructors (cli.entry): write now
             window.settings.sync()
