@@ -84,7 +84,7 @@ def _open_file(window: Any, dock: LessonDock) -> None:
 def run_lesson(lesson: Lesson, session: Session, projector: bool = False, size: tuple[int, int] | None = None,
                screenshot: str | Path | None = None, presses: int = 0) -> int:
     """`propscope lesson`: the app on a lesson; with `screenshot`, a PNG after `presses` presses of Next."""
-    from ..app import application, collect_garbage_once_shown
+    from ..app import application, collect_garbage_once_shown, settle
     from ..main_window import MainWindow
 
     app = application()
@@ -110,7 +110,8 @@ def run_lesson(lesson: Lesson, session: Session, projector: bool = False, size: 
         if window.settings is not None:  # the console script exits without destructors (cli.entry): write now
             window.settings.sync()
         return code
-    ok = window.grab().save(str(screenshot), "PNG", 80)  # as `propscope open --screenshot`
+    settle(app)  # as `propscope open --screenshot`: what the event loop would have done before painting
+    ok = window.grab().save(str(screenshot), "PNG", 80)
     window.close()
     if not ok:
         print(f"propscope: error: could not write {screenshot}", file=sys.stderr)
