@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from PySide6.QtCore import Qt
 
 import propscope
 from propscope.graph.examples import EXAMPLES
 from propscope.graph.ir import Graph
 from propscope.graph.layout import Flow, find_cycle, layered_layout, nearest_free
-from propscope.gui.canvas.folding import Folding
+from propscope.gui.canvas.folding import BOX_PREFIX, Folding
 from propscope.gui.canvas.scene import GraphScene
 from propscope.gui.theme import ThemeManager
 
@@ -171,3 +172,75 @@ def test_an_op_that_lost_its_scope_inside_a_module_joins_it():
     assert "lost_scope" in folding.units["⊞ blk"].members
     assert "top_level" not in folding.chains or not folding.chains["top_level"]
     assert folding.close("⊞ blk") and folding.rep("lost_scope") == "⊞ blk"
+
+
+def test_a_long_module_path_shows_its_tail_not_an_elided_middle(qapp):
+    """ResNet's "layer2.0.downsample.0" showed as "layer2….ample.0": the tail of whole components is shown
+    ("…downsample.0"), the whole path when there is room, never a tail starting at a number."""
+    from PySide6.QtGui import QFontMetricsF
+
+    from propscope.gui.canvas.boxes import fit_title
+
+    fm = QFontMetricsF(ThemeManager().theme.font(12, bold=True))
+
+    def width(text: str) -> float:
+        return fm.horizontalAdvance(text) + 0.5
+
+    path = "layer2.0.downsample.0"
+    assert fit_title(path, width(path), fm) == path
+    assert fit_title(path, width(path) - 1, fm) == "…downsample.0"
+    assert fit_title(path, width("…0.downsample.0"), fm) == "…downsample.0"  # no tail starts at "0."
+    assert fit_title(path, width("…downsample.0") - 1, fm) == fm.elidedText(
+        "…downsample.0", Qt.TextElideMode.ElideMiddle, width("…downsample.0") - 1)
+    frame = fit_title(path, width(f"{path} · module · 2 ops"), fm, "module · 2 ops")
+    assert frame == f"{path} · module · 2 ops"
+    assert fit_title(path, width(path), fm, "module · 2 ops") == path  # the name before its caption
+    repeat = "encoder.layers.0 … 11"  # a repeat keeps its range
+    assert fit_title(repeat, width("…layers.0 … 11"), fm) == "…layers.0 … 11"
+
+
+def test_boxes_and_frames_show_the_tail_and_the_tooltip_the_whole_path(qtbot):
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QHelpEvent
+    from PySide6.QtWidgets import QApplication, QToolTip
+
+    from propscope.backends import get_backend
+    from propscope.debugger import Session
+    from propscope.graph.model import Model
+    from propscope.gui.bridge import SessionBridge
+    from propscope.gui.canvas import GraphView
+    from propscope.gui.canvas.boxes import BoxItem
+    from propscope.gui.selection import Selection
+
+    g = Graph("deep")
+    h = g.input("x", (2, 3))
+    for k in range(2):
+        block = f"encoder.layer2.{k}"
+        h = g.add("tanh", h, name=f"{block}.conv", module=block)
+        h = g.add("relu", h, name=f"{block}.downsample.a", module=f"{block}.downsample")
+        h = g.add("sigmoid", h, name=f"{block}.downsample.b", module=f"{block}.downsample")
+    g.set_outputs(h)
+    session = Session(Model(g, {}), get_backend("numpy"))
+    view = GraphView(SessionBridge(session), Selection(), ThemeManager())
+    qtbot.addWidget(view)
+    view.resize(900, 500)
+    view.show()
+    path = "encoder.layer2.0.downsample"
+    key = BOX_PREFIX + path
+    view.fold_all(False)
+    assert view.toggle_fold(key)  # only this one folded: its box in view
+    box = view.graph_scene.nodes[key]
+    assert isinstance(box, BoxItem) and box.label == "…downsample"  # the whole path is too long for a box
+    pos = view.mapFromScene(view.graph_scene.centers[box.name])
+    QApplication.sendEvent(view.viewport(), QHelpEvent(QEvent.Type.ToolTip, pos, view.viewport().mapToGlobal(pos)))
+    assert path in QToolTip.text() and "to open" in QToolTip.text()
+    QToolTip.hideText()
+    view.fold_all(False)
+    frame = view.graph_scene.frames[key]
+    assert frame.title.startswith(("…downsample", path)) and "…." not in frame.title
+    spot = frame.header_rect().center()
+    view.centerOn(spot)
+    pos = view.mapFromScene(spot)
+    assert view.node_at(QPointF(pos)) is None
+    QApplication.sendEvent(view.viewport(), QHelpEvent(QEvent.Type.ToolTip, pos, view.viewport().mapToGlobal(pos)))
+    assert path in QToolTip.text() and "fold it" in QToolTip.text()  # the frame's, not the box's

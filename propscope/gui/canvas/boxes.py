@@ -8,7 +8,7 @@ step's node, so stepping never has to open it.
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtGui import QColor, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from ..guard import guarded
@@ -18,6 +18,27 @@ from .items import TEXT_LOD, NodeItem, Style, lod_of
 CARDS = 2  # cards drawn behind a box
 
 
+def fit_title(title: str, width: float, fm: QFontMetricsF, caption: str = "") -> str:
+    """What of a module's title fits `width` in `fm`'s font, the most meaningful first.
+
+    The title with its caption ("layer2.0.downsample · module · 2 ops") when it fits, else the title
+    alone; else the tail of its module path, whole components after "…", as long as fits and starting at
+    a name ("…downsample.0", never "…0.downsample.0" nor the "layer2….ample.0" of an elided middle); a
+    repeat's title keeps its range ("…layers.0 … 11"). The shortest such tail, elided, when none fits.
+    The full title is in the tooltip.
+    """
+    candidates = [f"{title} · {caption}"] if caption else []
+    candidates.append(title)
+    path, space, rest = title.partition(" ")
+    parts = path.split(".")
+    starts = [k for k in range(1, len(parts)) if not parts[k].isdigit()]
+    candidates += [f"…{'.'.join(parts[k:])}{space}{rest}" for k in starts]
+    for text in candidates:
+        if fm.horizontalAdvance(text) <= width:
+            return text
+    return fm.elidedText(candidates[-1], Qt.TextElideMode.ElideMiddle, width)
+
+
 class BoxItem(NodeItem):
     def __init__(self, unit: Unit, style: Style) -> None:
         QGraphicsItem.__init__(self)
@@ -25,9 +46,9 @@ class BoxItem(NodeItem):
         self.offset = 5 * style.theme.scale
         symbol = "×" if unit.kind == REPEAT else "⊞"
         self._setup(unit.key, style, "module", symbol, unit.title, unit.caption, False, extra=self.offset * CARDS)
+        self.label = fit_title(unit.title, self.name_rect.width(), style.name_fm)
         self.caption = self.subtitle
         self.inner: str | None = None  # the member node of the step now shown, when the step is inside
-        self.setToolTip(f"{unit.title}: {unit.caption}. Double-click to open.")
 
     def set_inner(self, name: str | None, phase: str | None) -> None:
         """The step is at member `name` (None: elsewhere): the box lights up and names it."""
@@ -65,13 +86,16 @@ class FrameItem(QGraphicsItem):
         self.rect = rect
         self.header = header
         self.style = style
-        self.title = f"{unit.title} · {unit.caption}"
         self.members = set(unit.members)
         self.lit = False  # the step is inside
         self.setZValue(0.5 + min(unit.depth, 49) * 0.01)  # under FRAME_CEILING (1), where edges and nodes start
-        self.setToolTip(f"{unit.title}: double-click the frame to fold it into one box")
         m = style.theme.pen_width(3)
         self._bounds = rect.adjusted(-m, -m, m, m)  # asked for by Qt for each frame on every repaint: kept
+        # the title as shown, and its lit tab's width: fitted once, not on every paint
+        self.radius = 10 * style.theme.scale
+        self.text_rect = self.header_rect().adjusted(self.radius * 0.8, 0, -self.radius, 0)
+        self.title = fit_title(unit.title, self.text_rect.width(), style.small_fm, unit.caption)
+        self.tab_width = style.small_fm.horizontalAdvance(self.title) + self.radius
 
     def boundingRect(self) -> QRectF:
         return self._bounds
@@ -96,20 +120,19 @@ class FrameItem(QGraphicsItem):
         pen = QPen(accent, t.pen_width(1.0))
         if self.unit.kind == REPEAT:
             pen.setStyle(Qt.PenStyle.DashLine)
-        radius = 10 * t.scale
+        radius = self.radius
         painter.setPen(pen)
         painter.setBrush(fill)
         painter.drawRoundedRect(self.rect, radius, radius)
         if lod < TEXT_LOD:
             return
-        text_rect = self.header_rect().adjusted(radius * 0.8, 0, -radius, 0)
-        shown = st.small_fm.elidedText(self.title, Qt.TextElideMode.ElideRight, text_rect.width())
+        text_rect = self.text_rect
         if self.lit:  # the step is inside: its title on a highlight tab, not a ring as long as the frame
-            tab = st.small_fm.boundingRect(shown).width() + radius
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(st.colors["highlight"])
-            painter.drawRoundedRect(QRectF(text_rect.left() - radius * 0.4, text_rect.top() + 2 * t.scale, tab,
-                                           text_rect.height() - 4 * t.scale), radius * 0.4, radius * 0.4)
+            painter.drawRoundedRect(QRectF(text_rect.left() - radius * 0.4, text_rect.top() + 2 * t.scale,
+                                           self.tab_width, text_rect.height() - 4 * t.scale),
+                                    radius * 0.4, radius * 0.4)
         painter.setFont(st.small_font)
         painter.setPen(st.colors["text"] if self.lit else accent)
-        painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, shown)
+        painter.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, self.title)

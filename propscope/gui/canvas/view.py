@@ -305,7 +305,11 @@ class GraphView(QGraphicsView):
         if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip and self._scene is not None:
             name = self.node_at(QPointF(event.pos()))
             unit = self._scene.folding.units.get(name or "")
-            if name is None:
+            frame = self._scene.frame_at_point(self.mapToScene(event.pos())) if name is None else None
+            if frame is not None:  # its title may show only the tail of the module path: here the whole of it
+                QToolTip.showText(event.globalPos(), f"{frame.unit.title}: {frame.unit.caption}\n"
+                                  "Double-click the frame to fold it into one box", self)
+            elif name is None:
                 QToolTip.hideText()
             elif unit is not None:
                 QToolTip.showText(event.globalPos(), f"{unit.title}: {unit.caption}\nDouble-click to open", self)
