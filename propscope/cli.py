@@ -248,6 +248,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not result.passed:
         names = ", ".join(d.name for d in result.failures)
         print(f"propscope: backends differ beyond {result.tolerance:g} at: {names}", file=sys.stderr)
+        if result.explanation is not None:
+            print(f"  note: {result.explanation}")
         return 1
     print(f"  all {len(result.nodes)} nodes agree (largest difference {result.max_diff:.2e})")
     return 0

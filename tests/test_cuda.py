@@ -65,6 +65,26 @@ def test_float32_on_cuda_is_plain_float32(name: str, tmp_path: Path) -> None:
     assert result.passed, [(d.name, d.value_diff, d.value_scale) for d in result.failures][:5]
 
 
+def test_compare_on_cuda_names_torchs_hardswish_as_the_origin(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """MobileNetV3 compared at float64's own tolerance: the first node beyond it is a hardswish, and both the
+    comparison and `propscope compare` say why."""
+    if not zoo.has_torchvision():
+        pytest.skip("torchvision is not installed")
+    from propscope.cli import main
+
+    path, data = exported("mobilenet_v3_small", tmp_path)
+    s = open_session(path, dtype="float64", data=data, loss="cross_entropy")
+    s.run_to_end()
+    result = compare_backends(s, get_backend("torch", "float64", "cuda"))
+    assert not result.passed and result.failures[0].op in ("hardswish", "hardsigmoid")
+    assert result.explanation is not None and "1/6 rounded to float32" in result.explanation
+    np.savez(tmp_path / "batch.npz", **data)
+    assert main(["compare", str(path), "--device", "cuda", "--data", str(tmp_path / "batch.npz"),
+                 "--loss", "cross_entropy"]) == 1
+    assert "note: the first difference is at" in capsys.readouterr().out
+
+
 def test_torch_cuda_hardswish_in_float64_is_off_by_a_float32_sixth() -> None:
     """What the tolerance above allows for, measured: if torch computes 1/6 in float64 one day, this says so."""
     x = torch.linspace(-2.9, 2.9, 10_001, dtype=torch.float64)

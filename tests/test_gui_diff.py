@@ -185,3 +185,14 @@ def test_the_inspector_shows_a_b_and_their_difference_for_the_selected_node(qtbo
     assert np.array_equal(row.a.array, result.pair("hidden_output", "grads")[0])
     view.clear()
     assert not row.isVisible()
+
+
+def test_backend_summary_says_why_when_a_torch_kernel_is_the_origin() -> None:
+    from propscope.debugger.compare import Comparison, NodeDiff
+    from propscope.gui.diff.view import backend_summary
+
+    nodes = (NodeDiff("hardswish_3", "hardswish", 3e-8, 0.0, 1.0, 1.0), NodeDiff("conv", "conv2d", 1e-8, 0.0, 1.0, 1.0))
+    on_cuda, on_cpu = (backend_summary(Comparison("numpy/float64 on cpu", f"torch/float64 on {device}", "float64", 2,
+                                                  4, 1e-10, nodes)) for device in ("cuda:0", "cpu"))
+    assert "hardswish_3" in on_cuda and "1/6 rounded to float32" in on_cuda
+    assert "1/6" not in on_cpu and "beyond the tolerance" in on_cpu

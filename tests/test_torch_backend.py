@@ -526,6 +526,26 @@ def test_compare_command_fails_above_the_tolerance(capsys: pytest.CaptureFixture
     assert "FAIL" in captured.out and "backends differ beyond 1e-12" in captured.err
 
 
+def test_a_difference_that_starts_at_a_torch_kernel_known_to_differ_is_explained() -> None:
+    """On CUDA, torch's hardswish/hardsigmoid use a float32 1/6 (tests/test_cuda.py measures it): where the first
+    node beyond the tolerance is one of them, the comparison says so, for the command and the Diff dock."""
+    from propscope.debugger.compare import Comparison, NodeDiff
+
+    def comparison(other: str, first_op: str) -> Comparison:
+        nodes = (NodeDiff("x", "input", 0.0, 0.0, 1.0, 1.0), NodeDiff("act", first_op, 3e-8, 0.0, 1.0, 1.0),
+                 NodeDiff("conv", "conv2d", 1e-8, 1e-9, 1.0, 1.0))
+        return Comparison("numpy/float64 on cpu", other, "float64", 3, 6, 1e-10, nodes)
+
+    said = comparison("torch/float64 on cuda:0", "hardswish").explanation
+    assert said is not None and "act" in said and "1/6 rounded to float32" in said
+    assert comparison("torch/float64 on cuda", "hardsigmoid").explanation is not None
+    assert comparison("torch/float64 on cpu", "hardswish").explanation is None  # the CPU kernel is exact
+    assert comparison("torch/float64 on cuda:0", "relu").explanation is None
+    reversed_sides = Comparison("torch/float64 on cuda:0", "numpy/float64 on cpu", "float64", 3, 6, 1e-10,
+                                comparison("", "hardswish").nodes)
+    assert reversed_sides.explanation is not None
+
+
 # -- training with torch.optim -------------------------------------------------------------------
 VARIANTS = {
     "sgd": [{}, {"momentum": 0.5, "nesterov": True, "weight_decay": 0.01}],

@@ -19,6 +19,15 @@ from .trace import Trace
 
 TOLERANCE = {"float64": 1e-10, "float32": 1e-5}
 
+# Where torch's own kernel computes differently (device type, op), not propscope's derivative: said when such a node
+# is the first beyond the tolerance (the nodes after it carry its difference on). Measured in tests/test_cuda.py.
+TORCH_KERNEL_NOTES = {
+    ("cuda", "hardswish"): "torch's CUDA hardswish multiplies by 1/6 rounded to float32, in float64 too (a relative "
+                           "3e-8)",
+    ("cuda", "hardsigmoid"): "torch's CUDA hardsigmoid multiplies by 1/6 rounded to float32, in float64 too (a "
+                             "relative 3e-8)",
+}
+
 
 def default_tolerance(dtype: str) -> float:
     return TOLERANCE.get(dtype, 1e-5)
@@ -73,6 +82,22 @@ class Comparison:
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    @property
+    def explanation(self) -> str | None:
+        """Why the backends part where the first node beyond the tolerance is an op whose torch kernel is known to
+        compute differently on the device in use (see TORCH_KERNEL_NOTES); None otherwise."""
+        failures = self.failures
+        if not failures:
+            return None
+        first = failures[0]
+        for side in (self.reference, self.other):
+            if side.startswith("torch/"):
+                device = side.rsplit(" on ", 1)[-1].split(":")[0]
+                note = TORCH_KERNEL_NOTES.get((device, first.op))
+                if note is not None:
+                    return f"the first difference is at {first.name}: {note}; the nodes after it carry it on"
+        return None
 
     @property
     def max_diff(self) -> float:

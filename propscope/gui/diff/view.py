@@ -410,8 +410,9 @@ def backend_summary(c: Comparison) -> str:
     worst = c.worst(1)
     top: NodeDiff | None = worst[0] if worst else None
     where = f"; worst: <b>{escape(top.name)}</b> ({fmt_num(top.worst, 3)})" if top is not None and top.worst > 0 else ""
+    note = f"<br>{escape(c.explanation)}" if c.explanation is not None else ""
     return (f"<b>{escape(c.reference)}</b> vs <b>{escape(c.other)}</b> at step {c.cursor}/{c.steps}: largest "
-            f"difference {fmt_num(c.max_diff, 3)}, tolerance {fmt_num(c.tolerance, 2)} — {verdict}{where}")
+            f"difference {fmt_num(c.max_diff, 3)}, tolerance {fmt_num(c.tolerance, 2)} — {verdict}{where}{note}")
 
 
 def _tolerance_colors(tolerance: float) -> Callable[[float], QColor]:
