@@ -372,6 +372,18 @@ def test_wheel_zoom_is_clamped(qtbot, window):
     assert canvas.zoom() > 0.05
 
 
+def test_ctrl_equals_zooms_in_as_ctrl_plus_does(qtbot, window):
+    """Qt matches Ctrl++ only with Shift held; unshifted, that key of a US keyboard is =, which browsers zoom with."""
+    canvas, ctrl = window.canvas, Qt.KeyboardModifier.ControlModifier
+    before = canvas.zoom()
+    qtbot.keyClick(window, Qt.Key.Key_Equal, ctrl)
+    assert canvas.zoom() == pytest.approx(before * 1.25)
+    qtbot.keyClick(window, Qt.Key.Key_Plus, ctrl)
+    assert canvas.zoom() == pytest.approx(before * 1.25**2)
+    qtbot.keyClick(window, Qt.Key.Key_Minus, ctrl)
+    assert canvas.zoom() == pytest.approx(before * 1.25)
+
+
 def test_pinned_inspector_stays_while_stepping(qtbot, window):
     window.selection.select("W1", (1, 3))
     window.inspector.pin.setChecked(True)

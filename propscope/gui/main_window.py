@@ -317,7 +317,8 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         fit = self._menu_action(view, "&Fit graph", "F", self.canvas.fit)
         self.addAction(fit)
-        self._menu_action(view, "Zoom &in", QKeySequence.StandardKey.ZoomIn,
+        # Ctrl+= too: Qt matches Ctrl++ only when Shift is held, and that key unshifted is = on a US keyboard
+        self._menu_action(view, "Zoom &in", [QKeySequence.StandardKey.ZoomIn, "Ctrl+="],
                           lambda: self.canvas.set_zoom(self.canvas.zoom() * 1.25))
         self._menu_action(view, "Zoom &out", QKeySequence.StandardKey.ZoomOut,
                           lambda: self.canvas.set_zoom(self.canvas.zoom() / 1.25))
@@ -334,7 +335,9 @@ class MainWindow(QMainWindow):
 
     def _menu_action(self, menu: Any, text: str, key: Any, slot: Any, checkable: bool = False) -> QAction:
         act = QAction(text, self)
-        if key is not None:
+        if isinstance(key, list):  # several keys, the first shown in the menu
+            act.setShortcuts([QKeySequence(k) for k in key])
+        elif key is not None:
             act.setShortcut(QKeySequence(key))
         act.setCheckable(checkable)
         if slot is not None:
