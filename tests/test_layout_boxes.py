@@ -244,3 +244,29 @@ def test_boxes_and_frames_show_the_tail_and_the_tooltip_the_whole_path(qtbot):
     assert view.node_at(QPointF(pos)) is None
     QApplication.sendEvent(view.viewport(), QHelpEvent(QEvent.Type.ToolTip, pos, view.viewport().mapToGlobal(pos)))
     assert path in QToolTip.text() and "fold it" in QToolTip.text()  # the frame's, not the box's
+
+
+def test_opening_a_box_opens_a_repeat_inside_it_that_values_leave_and_reenter():
+    """MobileNetV3's classifier: Linear (`head.0`), Hardswish (`head.1`, one node: no box of its own), Linear
+    (`head.3`). The two Linears are a repeat with the Hardswish between them outside it; folded inside the closed
+    classifier that cycle was hidden, and opening the classifier (a double-click) raised CycleError laying out."""
+    g = Graph("classifier")
+    h = g.input("x", (2, 4))
+    for k in (0, 3):
+        m = f"head.{k}"
+        w, b = g.parameter(f"{m}.weight", (4, 4), module=m), g.parameter(f"{m}.bias", (4,), module=m)
+        h = g.add("linear", h, w, b, name=f"{m}.linear", module=m)
+        if k == 0:
+            h = g.add("tanh", h, name="head.1.tanh", module="head.1")
+    g.set_outputs(h)
+    folding = Folding.of(g, ())
+    head, repeat = BOX_PREFIX + "head", BOX_PREFIX + "head#block0"
+    assert folding.units[repeat].count == 2 and "head.1.tanh" not in folding.units[repeat].members
+    folding.close_all()
+    assert head in folding.closed and repeat in folding.closed  # the repeat's loop is hidden in `head`'s box
+    folding.open(head)
+    assert repeat not in folding.closed and repeat in folding.blocked
+    assert not find_cycle(folding.view_graph())
+    assert {BOX_PREFIX + "head.0", BOX_PREFIX + "head.3"} <= folding.closed  # the Linears stay folded
+    assert set(folding.layout().positions) == {"x", BOX_PREFIX + "head.0", "head.1.tanh", BOX_PREFIX + "head.3"}
+    assert not folding.close(repeat)
