@@ -101,6 +101,56 @@ class Sequence1d(nn.Module):
         return torch.cat([F.adaptive_avg_pool1d(h, 3).flatten(1), F.avg_pool1d(h, 2).flatten(1)], dim=1)
 
 
+class Einsums(nn.Module):
+    """torch.einsum as models write it: MaxViT's spaced capitals, "...", implicit output, three operands, an outer
+    product and a sum; read as sums, transposes, reshapes and batched products."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 24)
+        self.w = nn.Parameter(torch.linspace(-1.0, 1.0, 6, dtype=torch.float64).reshape(3, 2))
+
+    def forward(self, x: Any) -> Any:
+        h = torch.tanh(self.fc(x))  # (2, 24)
+        q, k = h[:, :12].reshape(-1, 1, 2, 3, 2), h[:, 12:].reshape(-1, 1, 2, 3, 2)  # B G H I D
+        att = torch.einsum("B G H I D, B G H J D -> B G H I J", q, k)
+        out = torch.einsum("BGHIJ,BGHJD->BGHID", att.softmax(-1), k)
+        parts = [out.flatten(1), torch.einsum("...id,dk->...ik", q, self.w.T).flatten(1),
+                 torch.einsum("bi,bj", h[:, :3], h[:, 3:5]).reshape(1, -1).expand(2, -1),  # implicit: "ij"
+                 torch.einsum("bi,bj->bij", h[:, :2], h[:, 2:4]).flatten(1),  # outer product
+                 torch.einsum("bi,ij,bj->b", h[:, :3], self.w @ self.w.T, h[:, 3:6]).reshape(-1, 1),
+                 torch.einsum("bij->b", h.reshape(-1, 4, 6)).reshape(-1, 1)]
+        return torch.cat(parts, dim=1)
+
+
+class Rolls(nn.Module):
+    """torch.roll (Swin's shifted windows) on one and two dims, negative, past the size, and flat; swapaxes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 24)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x).reshape(-1, 4, 6)
+        parts = [torch.roll(h, shifts=(-1, 2), dims=(1, 2)), torch.roll(h, 7, 2), torch.roll(h, 3),
+                 torch.swapaxes(torch.tanh(h), 1, 2), h.swapdims(0, 2)]
+        return torch.cat([p.reshape(2, -1) for p in parts], dim=1)
+
+
+class FillFromTensor(nn.Module):
+    """`fill_` with a 0-d tensor, as Swin builds its shifted-window mask: folded at load time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+        self.register_buffer("count", torch.tensor(3.0, dtype=torch.float64))
+
+    def forward(self, x: Any) -> Any:
+        mask = torch.zeros(6, dtype=x.dtype)
+        mask[2:4].fill_(self.count)
+        return self.fc(x) * mask
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -112,7 +162,8 @@ class Unsupported(nn.Module):
 
 
 MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "diagonal": Diagonal,
-          "buffers": Buffers, "sequence_1d": Sequence1d}
+          "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
+          "fill_from_tensor": FillFromTensor}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

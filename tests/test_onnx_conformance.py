@@ -39,7 +39,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
                     "IsNaN", "IsInf"),
     "reductions": ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
                    "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin", "CumSum"),
-    "matmul": ("Gemm", "MatMul"),
+    "matmul": ("Gemm", "MatMul", "Einsum"),
     "conv and pools": ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"),
     "norms": ("BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization",
               "RMSNormalization"),
@@ -75,6 +75,7 @@ EXPECTED_FAILURES: dict[str, str] = {
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's second output (flat argmax indices) is not built",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's second output (flat argmax indices) is not built",
     "test_lstm_with_peepholes": "LSTM peepholes: PyTorch's LSTM cell (the catalog's) has none",
+    "test_einsum_batch_diagonal": "Einsum taking a diagonal (a letter repeated within one operand, \"...ii\")",
     "test_training_dropout_zero_ratio": "Dropout's ratio given at run time: whether it drops is decided at load time",
     "test_training_dropout_zero_ratio_mask": "Dropout's ratio given at run time: whether it drops is decided at "
                                              "load time",

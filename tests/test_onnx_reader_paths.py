@@ -98,3 +98,51 @@ def test_module_paths_from_the_torch_exporters_name_scopes(tmp_path: Path) -> No
     model = open_model(_save(tmp_path / "scoped.onnx", [node]))
     (relu,) = [n for n in model.graph.nodes if n.op.name == "relu"]
     assert relu.module == "encoder"
+
+
+# -- scatters of constants (Swin's shifted-window mask, as the dynamo exporter writes it) ---------------------
+def _scatter_model(path: Path, op: str, data: Any, idx: Any, updates: Any, **attrs: Any) -> Path:
+    import numpy as np
+    from onnx import numpy_helper
+
+    consts = [helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.asarray(v), name))
+              for name, v in (("data", data), ("idx", idx))]
+    init = numpy_helper.from_array(np.asarray(updates, dtype=np.float32), "updates")  # a float initializer
+    nodes = [*consts, helper.make_node(op, ["data", "idx", "updates"], ["mask"], **attrs),
+             helper.make_node("Mul", ["x", "mask"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 3))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, (2, 3))], initializer=[init])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("op, idx, updates, attrs", [
+    ("ScatterND", [[1, 2], [0, 0]], [5.0, 7.0], {}),
+    ("ScatterND", [[1], [-2]], [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], {"reduction": "add"}),
+    ("ScatterND", [[0, 1], [0, 1]], [2.0, 3.0], {"reduction": "mul"}),
+    ("ScatterElements", [[2, 0], [1, -1]], [[5.0, 6.0], [7.0, 8.0]], {"axis": 1}),
+    ("ScatterElements", [[1, 0, 1]], [[3.0, 4.0, 5.0]], {"axis": 0, "reduction": "max"}),
+])
+def test_a_scatter_of_constants_folds_to_onnxs_own_result(tmp_path: Path, op: str, idx: Any, updates: Any,
+                                                          attrs: dict[str, Any]) -> None:
+    import numpy as np
+    from onnx.reference import ReferenceEvaluator
+
+    data = np.arange(6, dtype=np.float32).reshape(2, 3) / 4 + 1
+    path = _scatter_model(tmp_path / "scatter.onnx", op, data, np.asarray(idx, dtype=np.int64), updates, **attrs)
+    model = open_model(path)
+    assert [n.op.name for n in model.graph.ops] == ["mul"], model.warnings  # the mask is a constant
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    (want,) = ReferenceEvaluator(str(path)).run(None, {"x": x})
+    mask = next(n for n in model.graph.leaves if n.op.name == "constant")
+    np.testing.assert_array_equal(model.arrays[mask.name] * x, want)
+
+
+def test_a_scatter_into_a_computed_tensor_is_named_unsupported(tmp_path: Path) -> None:
+    path = _save(tmp_path / "scatter.onnx", [
+        helper.make_node("Constant", [], ["idx"], value=helper.make_tensor("idx", TensorProto.INT64, (1, 1), [0])),
+        helper.make_node("Constant", [], ["u"], value=helper.make_tensor("u", TensorProto.FLOAT, (1, 3), [1, 2, 3])),
+        helper.make_node("ScatterND", ["x", "idx", "u"], ["y"], name="scatter")])
+    model = open_model(path)
+    (placeholder,) = [n for n in model.graph if n.op.name == "unsupported"]
+    assert "computed tensor" in placeholder.meta["reason"]

@@ -287,6 +287,7 @@ ARCHITECTURES: dict[str, tuple[Builder, str]] = {
     "mobilenet_v3_small": (_vision("mobilenet_v3_small"), "torchvision"),
     "efficientnet_b0": (_vision("efficientnet_b0"), "torchvision"),
     "vit": (_vit, "torchvision"),
+    "swin_t": (_vision("swin_t"), "torchvision"),  # shifted windows: torch.roll, a folded attention mask
     "unet": (_unet, ""),
     "groupnorm_resnet": (_groupnorm_resnet, ""),
     "transformer_encoder": (_transformer_encoder, ""),

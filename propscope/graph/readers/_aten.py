@@ -241,6 +241,7 @@ class Translator:
         self.env: dict[str, Any] = {}
         self.views: dict[str, tuple[str, str, dict[str, Any]]] = {}  # a slice's name -> what it was taken from
         self.user_inputs: list[str] = []
+        self.spec: Mapping[str, Any] | None = None  # the node being read
 
     # -- values ------------------------------------------------------------------------------------
     def declared(self, name: str) -> tuple[int, ...] | None:
@@ -467,6 +468,7 @@ class Translator:
             key_name = str(item.get("name", i))[:MAX_NAME]
             args[key_name] = self._arg(item["arg"], f"input {key_name} of node {name}")
         mark = len(self.b.graph)
+        self.spec = spec  # for a handler that needs what the file records of its inputs (`input_layout`)
         try:
             handler = HANDLERS.get(key)
             if handler is None:
@@ -542,6 +544,21 @@ class Translator:
                 name = tensor.get("name") if isinstance(tensor, dict) else None
                 return name if isinstance(name, str) else None
         return None
+
+    def input_layout(self) -> tuple[tuple[int, ...], int] | None:
+        """The strides and storage offset the file records for the current node's `self` input; None where it
+        records none (a tensor's layout in memory, which an `as_strided` reads)."""
+        name = self._mutated_input(self.spec) if self.spec is not None else None
+        meta = self.tensor_values.get(name) if name is not None else None
+        if not isinstance(meta, dict):
+            return None
+        try:
+            strides = sizes(meta.get("strides"), f"value {short(name or '')} strides", self.where)
+        except ModelFormatError:
+            return None
+        offset = meta.get("storage_offset", {"as_int": 0})
+        offset = offset.get("as_int") if isinstance(offset, dict) else None
+        return (strides, offset) if isinstance(offset, int) else None
 
     def _placeholder(self, key: str, args: Mapping[str, Any], ctx: Ctx, reason: str) -> list[Any]:
         inputs: list[Node] = []

@@ -37,6 +37,11 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     fill = {"zeros": 0.0, "ones": 1.0, "empty": 0.0}.get(op.split("_")[-1] if "_" in op else op)
     if fill is None:
         fill = a.get("fill_value", a.get("value", 0.0))
+        if not isinstance(fill, int | float | bool):  # fill.Tensor: a 0-d tensor (Swin's shifted-window mask)
+            known = t.known(fill)
+            if known is None or known.size != 1:
+                raise Unmapped("fill with a value computed from the input")
+            fill = known.reshape(()).item()
     like = self_arg(a) if ("self" in a or "input" in a) else None
     array_room(shape, dtype_arg(a, like), op, t.where)
     return np.full(shape, fill, dtype=dtype_arg(a, like))
@@ -173,9 +178,11 @@ def _sort(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 @aten("as_strided")
 def _as_strided(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    (x,) = _known_all(t, a, ("self",), "as_strided")
     size, stride = [int(v) for v in a["size"]], [int(v) for v in a["stride"]]
     offset = int(a.get("storage_offset") or 0)
+    if t.known(a["self"]) is None:
+        return _restrided(t, a["self"], size, stride, offset)
+    (x,) = _known_all(t, a, ("self",), "as_strided")
     flat = np.ascontiguousarray(x).reshape(-1)
     if any(s < 0 for s in stride) or offset < 0:
         raise Unmapped("as_strided with negative strides or offset")
@@ -186,6 +193,18 @@ def _as_strided(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     positions = offset + sum(np.arange(n).reshape([-1 if i == k else 1 for i in range(len(size))]) * s
                              for k, (n, s) in enumerate(zip(size, stride, strict=True)))
     return flat[np.asarray(positions, dtype=np.int64)] if size else flat[offset]
+
+
+def _restrided(t: Translator, x: Any, size: list[int], stride: list[int], offset: int) -> Any:
+    """as_strided of a computed tensor that changes nothing: the same sizes over the layout the tensor already has
+    in memory, as the file records it (decompositions restride a result so, e.g. adaptive_avg_pool2d's in Swin).
+    Any other reading of memory is not a step propscope has."""
+    layout = t.input_layout()
+    if layout is not None and tuple(size) == tuple(t.shape(x)) and offset == layout[1] and all(
+            n == 1 or s == held for n, s, held in zip(size, stride, layout[0], strict=True)):
+        return x
+    raise Unmapped("as_strided of computed tensors (propscope folds it only on constants, and reads through it "
+                   "only where it keeps the tensor as it is)")
 
 
 @aten("atan2")

@@ -17,8 +17,9 @@ from .._aten import (
     self_arg,
     zeros_bias,
 )
-from .._budget import fold_room, matmul_room
+from .._budget import array_room, fold_room, matmul_room
 from .._build import finite_mask
+from .._einsum import EinsumUnmapped, einsum, parse
 
 
 @aten("pow")
@@ -95,6 +96,24 @@ def _addmm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return t.b.op("linear", t.node(m1, ctx), m2.leaf, bias, name=ctx.name, module=ctx.module,
                       attrs={"transpose_weight": True})
     return t.b.op("linear", t.node(m1, ctx), t.node(m2, ctx), bias, name=ctx.name, module=ctx.module)
+
+
+@aten("einsum")
+def _einsum(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Read as the sums, transposes, reshapes and batched products it is made of (see readers/_einsum.py)."""
+    equation, operands = str(a["equation"]), list(a["tensors"])
+    known = [t.known(v) for v in operands]
+    try:
+        if all(k is not None for k in known):
+            arrays = [np.asarray(k) for k in known]
+            labels, out = parse(equation, [x.ndim for x in arrays])
+            sizes = {c: d for term, x in zip(labels, arrays, strict=True) for c, d in zip(term, x.shape, strict=True)}
+            array_room([sizes[c] for c in out], np.result_type(*arrays), f"einsum {ctx.name!r} of constants", t.where)
+            return np.einsum(equation, *arrays)
+        return einsum(t.b, equation, [t.node(v, ctx, f"in{i}") for i, v in enumerate(operands)], ctx.name,
+                      ctx.module)
+    except EinsumUnmapped as exc:
+        raise Unmapped(str(exc)) from None
 
 
 @aten("mm", "bmm", "matmul")

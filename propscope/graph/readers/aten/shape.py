@@ -22,16 +22,16 @@ from .._aten import (
 from .._budget import array_room, charge_array, fold_room, tile_room
 
 
-@aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy")
+@aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy", "swapaxes", "swapdims")
 def _permute(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target).removesuffix("_copy")
     x = self_arg(a)
     ndim = len(t.shape(x))
     if op == "permute":
         perm = tuple(int(d) % ndim for d in a["dims"])
-    elif op == "transpose":
+    elif op in ("transpose", "swapaxes", "swapdims"):  # the same op under NumPy's names (MaxViT uses swapaxes)
         perm_list = list(range(ndim))
-        d0, d1 = int(a["dim0"]) % ndim, int(a["dim1"]) % ndim
+        d0, d1 = (int(a[k]) % ndim for k in (("axis0", "axis1") if "axis0" in a else ("dim0", "dim1")))
         perm_list[d0], perm_list[d1] = perm_list[d1], perm_list[d0]
         perm = tuple(perm_list)
     else:
@@ -269,6 +269,43 @@ def _flip(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if known is not None:
         return np.flip(known, axis=dims)
     return t.b.op("flip", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axes": dims})
+
+
+@aten("roll")
+def _roll(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.roll (Swin's shifted windows) as what it is: per rolled axis, the last `shift` entries moved to the
+    front, one `concat` of two `slice`s; with no dims, of the flattened tensor."""
+    x = self_arg(a)
+    shifts = [int(v) for v in (a["shifts"] if isinstance(a["shifts"], list | tuple) else [a["shifts"]])]
+    dims = [int(v) for v in (a.get("dims") or [])]
+    known = t.known(x)
+    if known is not None:
+        return np.roll(known, shifts, dims or None)
+    node = t.node(x, ctx)
+    shape = node.shape
+    if not dims:  # rolled as one flat vector, then given its shape back
+        flat = t.b.op("reshape", node, name=f"{ctx.name}.flat", module=ctx.module, attrs={"shape": (-1,)})
+        rolled = _rolled(t, ctx, flat, [sum(shifts)], [0], f"{ctx.name}.rolled")
+        return t.b.op("reshape", rolled, name=ctx.name, module=ctx.module, attrs={"shape": shape})
+    if len(shifts) != len(dims):
+        raise Unmapped(f"roll with {len(shifts)} shifts for {len(dims)} dims")
+    return _rolled(t, ctx, node, shifts, [d % len(shape) for d in dims], ctx.name)
+
+
+def _rolled(t: Translator, ctx: Ctx, node: Node, shifts: list[int], dims: list[int], name: str) -> Node:
+    moves = [(dim, shift % node.shape[dim]) for shift, dim in zip(shifts, dims, strict=True) if node.shape[dim]]
+    moves = [(dim, shift) for dim, shift in moves if shift]
+    if not moves:
+        return node
+    for i, (dim, shift) in enumerate(moves):
+        size = node.shape[dim]
+        last = i == len(moves) - 1
+        parts = [t.b.op("slice", node, name=f"{name}.{dim}.{role}", module=ctx.module,
+                        attrs={"axes": (dim,), "starts": (start,), "stops": (stop,), "steps": (1,)})
+                 for role, start, stop in (("tail", size - shift, None), ("head", None, size - shift))]
+        node = t.b.op("concat", *parts, name=name if last else f"{name}.{dim}", module=ctx.module,
+                      attrs={"axis": dim})
+    return node
 
 
 @aten("repeat", "tile")

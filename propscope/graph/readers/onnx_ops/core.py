@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Transposed
-from .._budget import matmul_room
+from .._aten import Transposed, Unmapped
+from .._budget import array_room, matmul_room
+from .._einsum import EinsumUnmapped, einsum, parse
 from ..onnx_reader import Ctx, Reader, onnx_op, zeros_bias
 from .elementwise import const, op
 from .naming import parameter
@@ -57,6 +58,24 @@ def _gemm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     product = r.b.op("linear", x, w, zeros_bias(r, out, ctx), name=f"{ctx.name}.AB", module=ctx.module,
                      attrs={"transpose_weight": trans_b})
     return op(r, ctx, "add", product, _scaled(r, c, beta, ctx, "C"))
+
+
+@onnx_op("Einsum")
+def _einsum(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Read as the sums, transposes, reshapes and batched products it is made of (see readers/_einsum.py)."""
+    equation = str(ctx.attrs["equation"])
+    known = [r.folded(v) for v in ins]
+    try:
+        if all(k is not None for k in known):
+            arrays = [np.asarray(k) for k in known]
+            labels, out = parse(equation, [x.ndim for x in arrays])
+            sizes = {c: d for term, x in zip(labels, arrays, strict=True) for c, d in zip(term, x.shape, strict=True)}
+            array_room([sizes[c] for c in out], np.result_type(*arrays), f"Einsum {ctx.name!r} of constants",
+                       r.where)
+            return np.einsum(equation, *arrays)
+        return einsum(r.b, equation, [r.node(v, ctx) for v in ins], ctx.name, ctx.module)
+    except EinsumUnmapped as exc:
+        raise Unmapped(str(exc)) from None
 
 
 @onnx_op("MatMul")

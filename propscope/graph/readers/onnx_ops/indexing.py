@@ -1,5 +1,6 @@
-"""ONNX GatherElements and Tile onto the catalog's `gather` and `tile` (the shape plumbing that folds
-at load time is in `shape.py`)."""
+"""ONNX GatherElements and Tile onto the catalog's `gather` and `tile`; ScatterND and ScatterElements of
+constants folded (masks built at load time, as Swin's shifted-window mask); the shape plumbing that folds
+at load time is in `shape.py`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from .._aten import Unmapped
-from .._budget import tile_room
-from ..onnx_reader import Ctx, Reader, onnx_op
+from .._budget import array_room, tile_room
+from ..onnx_reader import Ctx, Init, Reader, onnx_op
 from .elementwise import op
 
 
@@ -38,3 +39,52 @@ def _tile(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         tile_room(c, reps, f"Tile {ctx.name!r} of a constant", r.where)
         return np.tile(c, reps)
     return op(r, ctx, "tile", r.node(ins[0], ctx), repeats=reps)
+
+
+_REDUCE = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scatter_operands(r: Reader, ins: list[Any], ctx: Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """The three constants a scatter folds, and its reduction; Unmapped where one is computed at run time.
+
+    A float initializer here is read as the constant it is (a mask's fill values), not as a parameter: a scatter
+    of constants has no gradient to give it."""
+    data, idx, updates = (v.array if isinstance(v, Init) else r.folded(v) for v in ins[:3])
+    if data is None or idx is None or updates is None:
+        raise Unmapped(f"{ctx.op} into or of a computed tensor (propscope folds it only on constants)")
+    reduction = str(ctx.attrs.get("reduction", "none"))
+    if reduction not in _REDUCE:
+        raise Unmapped(f"{ctx.op} reduction {reduction!r}")
+    array_room(data.shape, data.dtype, f"{ctx.op} {ctx.name!r} of constants", r.where)
+    return data.copy(), idx.astype(np.int64), updates, _REDUCE[reduction]
+
+
+@onnx_op("ScatterND")
+def _scatter_nd(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    out, idx, updates, reduce = _scatter_operands(r, ins, ctx)
+    depth = idx.shape[-1] if idx.ndim else 0
+    if idx.ndim == 0 or depth > out.ndim or updates.shape != idx.shape[:-1] + out.shape[depth:]:
+        raise Unmapped(f"ScatterND indices {idx.shape} and updates {updates.shape} do not fit data {out.shape}")
+    points = idx.reshape(-1, depth)
+    points = np.where(points < 0, points + np.asarray(out.shape[:depth]), points)
+    if ((points < 0) | (points >= np.asarray(out.shape[:depth]))).any():
+        raise Unmapped("ScatterND index out of range")
+    for point, update in zip(points, updates.reshape(-1, *out.shape[depth:]), strict=True):
+        at = tuple(int(i) for i in point)
+        out[at] = update if reduce is None else reduce(out[at], update)
+    return out
+
+
+@onnx_op("ScatterElements", "Scatter")
+def _scatter_elements(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    out, idx, updates, reduce = _scatter_operands(r, ins, ctx)
+    axis = int(ctx.attrs.get("axis", 0)) % max(out.ndim, 1)
+    if idx.shape != updates.shape or idx.ndim != out.ndim:
+        raise Unmapped(f"{ctx.op} indices {idx.shape} and updates {updates.shape} do not fit data {out.shape}")
+    idx = np.where(idx < 0, idx + out.shape[axis], idx)
+    if ((idx < 0) | (idx >= out.shape[axis])).any():
+        raise Unmapped(f"{ctx.op} index out of range")
+    for position in np.ndindex(*idx.shape):
+        at = tuple(int(idx[position]) if k == axis else position[k] for k in range(out.ndim))
+        out[at] = updates[position] if reduce is None else reduce(out[at], updates[position])
+    return out
