@@ -312,3 +312,39 @@ def test_the_memory_budget_set_in_the_app_bounds_the_next_open_and_is_remembered
     wait_opened(qtbot, again, again.open_path(path))
     assert again.bridge.session.graph.name == propscope.open_session("cnn").graph.name
     again.close()
+
+
+def test_a_loss_chosen_in_the_debug_menu_gives_an_opened_model_its_backward_pass(qtbot, window, tmp_path):
+    """A model file comes without a loss (forward only), and the chain-rule dock says where to attach one. Debug >
+    Loss attaches it, with a target drawn until File > Load data gives the user's; "None" takes it away again."""
+    import torch
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 4))
+    path = tmp_path / "classifier.pt2"
+    torch.export.save(torch.export.export(net, (torch.randn(5, 3),)), str(path))
+    wait_opened(qtbot, window, window.open_path(path))
+    s = window.bridge.session
+    checked = {a.data(): a for a in window.loss_actions.actions()}
+    assert s.loss_name is None and checked["none"].isChecked() and "Debug ▸ Loss" in window.chain.html()
+
+    def choose(loss):
+        with qtbot.waitSignal(window.bridge.sessionChanged, timeout=30000):
+            checked[loss].trigger()
+        assert checked[loss].isChecked()
+        return window.bridge.session
+
+    s = choose("cross_entropy")
+    assert s.loss_name == "cross_entropy" and s.loss_node is not None
+    assert "drawn at random" in window.status_message.text()
+    assert s.batch["y"].shape == (5,) and set(np.unique(s.batch["y"])) <= set(range(4))
+    assert "Debug ▸ Loss" not in window.chain.html()
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    assert s.at_end and s.grad("0.weight") is not None and window.position.text() == s.position_text()
+    x = s.batch[s.graph.inputs[0].name]
+    s = choose("mse")  # class ids do not fit mse: a target of the logits' shape is drawn; the inputs stay
+    assert s.batch["y"].shape == (5, 4) and np.array_equal(s.batch[s.graph.inputs[0].name], x)
+    s = choose("none")
+    assert s.loss_node is None
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    assert s.at_end and s.cursor == len(s.graph.ops)

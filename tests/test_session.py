@@ -254,3 +254,23 @@ def test_node_phase_index_is_the_first_step_of_that_node_and_phase_after_every_n
                 assert s.node_phase_index(node.name, phase) == first.get((node.name, phase))
         assert s.node_phase_index("no such node", "forward") is None
         s.set_params({k: v * 0.5 for k, v in s.params.items()})
+
+
+def test_with_loss_keeps_the_data_the_parameters_and_the_breakpoints() -> None:
+    from propscope.debugger import NonFiniteBreakpoint
+
+    s = open_session("classifier", dtype="float64", seed=2)
+    s.train(3, optimizer="adam", lr=0.05)
+    trained = s.parameters_numpy()
+    s.breakpoints.append(NonFiniteBreakpoint())
+    plain, drawn = s.with_loss("none")
+    assert plain.loss_node is None and not drawn and "y" not in plain.batch and plain.breakpoints == s.breakpoints
+    again, drawn = s.with_loss("cross_entropy")  # the data's own class ids fit: kept
+    assert not drawn and np.array_equal(again.batch["y"], s.batch["y"])
+    for name, value in trained.items():
+        np.testing.assert_array_equal(again.parameters_numpy()[name], value)
+    again.run_to_end()
+    s.run_to_end()
+    assert float(again.value(again.loss_node.name)) == float(s.value(s.loss_node.name))
+    other, drawn = s.with_loss("bce")  # class ids 0..2 are not probabilities of 3 outputs: a 0/1 target is drawn
+    assert drawn and set(np.unique(other.batch["y"])) <= {0.0, 1.0} and other.batch["y"].shape == (90, 3)

@@ -49,6 +49,7 @@ class Session:
         self.backend = backend
         self.name = name or model.graph.name
         self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
+        self.data_seed = seed  # what a generated batch was drawn with (with_loss draws a target so)
         if batch is None:  # a loaded model without data gets a generated batch of its declared shapes
             batch = example_batch(model.graph, seed, self.loss_name, model.batch)
         self.batch, self.graph = self._prepare(model, batch)
@@ -283,6 +284,30 @@ class Session:
         self.params.update(params)
         self.epoch = None
         self.refresh()
+
+    def with_loss(self, loss: str | None) -> tuple[Session, bool]:
+        """A session on the same model, backend, parameters and inputs, with `loss` (None or "none": forward only),
+        and whether its target was drawn: the data's own `y` stays where it fits the new loss, else one of the
+        right kind is drawn, seeded (class indices for cross_entropy, 0/1 for bce), as for a model opened
+        without data. The breakpoints and snapshots carry over; the cursor starts again."""
+        wanted = "none" if loss is None else loss
+        inputs = {k: v for k, v in self.batch.items() if k != TARGET}
+        session: Session | None = None
+        drawn = False
+        if wanted != "none" and TARGET in self.batch:
+            try:
+                session = Session(self.model, self.backend, self.batch, wanted, self.name, self.data_seed)
+            except (DataError, ShapeError):
+                session = None
+        if session is None:
+            drawn = wanted != "none"
+            batch = example_batch(fit_batch(self.model.graph, inputs), self.data_seed, wanted, inputs)
+            session = Session(self.model, self.backend, batch, wanted, self.name, self.data_seed)
+        session.breakpoints = list(self.breakpoints)
+        session._break_on_nonfinite = self._break_on_nonfinite
+        session.snapshots = self.snapshots
+        session.set_params(self.params)  # what training in this window reached, if it ran
+        return session, drawn
 
     def refresh(self) -> None:
         self.trace = self._new_trace()

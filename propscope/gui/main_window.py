@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
 from PySide6.QtGui import (
     QAction,
+    QActionGroup,
     QCloseEvent,
     QDragEnterEvent,
     QDropEvent,
@@ -44,6 +45,7 @@ from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
 from ..graph.model import example_batch
+from ..graph.ops import CATALOG, LOSSES
 from ..graph.ops.unsupported import unsupported_summary
 from ..graph.readers import save_model
 from ..graph.readers._budget import (
@@ -110,6 +112,11 @@ def backend_key(backend: Any) -> str:
     """The backend choice's data for a backend: its name, with the device when that is not the CPU."""
     device = str(getattr(backend, "device", "cpu"))
     return backend.name if device == "cpu" else f"{backend.name}:{device}"
+
+
+LOSS_LABELS = {"cross_entropy": "&Cross-entropy (class indices)", "mse": "&Mean squared error",
+               "sse": "&Sum of squared errors (½·Σ, the tutorial's)", "bce": "&Binary cross-entropy",
+               "nll_loss": "&Negative log-likelihood (on log-probabilities)"}
 
 
 class MainWindow(QMainWindow):
@@ -301,6 +308,17 @@ class MainWindow(QMainWindow):
         self.debug.toggle_breakpoint.triggered.connect(self._toggle_selected_breakpoint)
         self._menu_action(debug, "Clear all breakpoints", None, self._clear_breakpoints)
         debug.addSeparator()
+        self.loss_menu = debug.addMenu("&Loss")
+        self.loss_menu.setObjectName("lossMenu")
+        self.loss_menu.setToolTipsVisible(True)
+        self.loss_actions = QActionGroup(self)
+        for name, label in (("none", "None: forward only"), *((n, LOSS_LABELS.get(n, n)) for n in LOSSES)):
+            act = QAction(label, self.loss_actions, checkable=True)
+            act.setData(name)
+            if name in CATALOG:
+                act.setToolTip(f"{name}: {CATALOG[name].summary}")
+            act.triggered.connect(lambda _on=False, loss=name: self._loss_chosen(loss))
+            self.loss_menu.addAction(act)
         self.compare_action = self._menu_action(debug, "Compare &backends", "Ctrl+B", self.compare_backends)
         if torch_available():
             self.compare_action.setToolTip("Run the current step on NumPy and on PyTorch; colour nodes by difference")
@@ -376,6 +394,8 @@ class MainWindow(QMainWindow):
             self.backend_box.addItem(f"{BACKEND_LABELS.get(s.backend.name, s.backend.name)} {s.backend.device}", key)
         self.backend_box.setCurrentIndex(max(0, self.backend_box.findData(key)))
         self.dtype_box.setCurrentIndex(max(0, self.dtype_box.findText(str(s.backend.dtype))))
+        for action in self.loss_actions.actions():
+            action.setChecked(action.data() == (s.loss_name or "none"))
         i = self.example_box.findData(s.name)
         if i < 0:
             if self.example_box.findData("") < 0:
@@ -411,6 +431,30 @@ class MainWindow(QMainWindow):
         job = self._start(Job(f"Starting the {BACKEND_LABELS.get(name, name)} backend…",
                               lambda: get_backend(name, dtype, device), self),
                           switch, "Cannot switch backend")
+        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
+        job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
+        return job
+
+    def _loss_chosen(self, loss: str) -> Job | None:
+        """Attach the loss chosen in Debug ▸ Loss ("none": forward only) in a job, then install the new session;
+        its target is the data's where it fits, else drawn, which the status bar says."""
+        s = self.bridge.session
+        if loss == (s.loss_name or "none"):
+            return None
+
+        def work() -> tuple[Session, Layout, Folding, bool]:
+            session, drawn = s.with_loss(loss)
+            folding = Folding.of(session.graph)
+            return session, folding.layout(), folding, drawn
+
+        def done(result: tuple[Session, Layout, Folding, bool]) -> None:
+            session, layout, folding, drawn = result
+            self.install(session, layout, folding)
+            said = "forward only" if loss == "none" else f"the {loss} loss"
+            self.message(f"Now {said}" + ("; its target y is drawn at random: File ▸ Load data gives your own"
+                                          if drawn else ""))
+
+        job = self._start(Job("Attaching the loss…", work, self), done, f"Cannot use the {loss} loss")
         job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
         job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
         return job
@@ -497,6 +541,7 @@ class MainWindow(QMainWindow):
         busy = bool(self.jobs) or (training is not None and training.runner.busy)
         for w in (self.backend_box, self.dtype_box, self.example_box):
             w.setEnabled(not busy)
+        self.loss_menu.setEnabled(not busy)
         for action in (self.open_action, self.data_action):
             action.setEnabled(not busy)
         self.recent_menu.setEnabled(not busy)

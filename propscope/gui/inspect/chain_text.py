@@ -100,9 +100,11 @@ def chain_rule_html(session: Session, selected: str | None, index: Index | None,
     record = session.current
     total = len(session.steps)
     if record is None:
+        no_loss = "" if session.loss_node is not None else (
+            " There is no loss, so no backward pass: <b>Debug ▸ Loss</b> attaches one.")
         return (h.heading("Ready") + h.line(
             f"{total} steps: {session.n_forward} forward, then {total - session.n_forward} backward. "
-            "Press <b>Step</b> (F10, → or PageDown) to run the first op.", 0))
+            f"Press <b>Step</b> (F10, → or PageDown) to run the first op.{no_loss}", 0))
     where = f"{record.phase} {session.cursor}/{total} · {escape(record.node.op.name)} "
     head = h.heading(where + h.span(record.node.name, "forward" if record.phase == "forward" else "gradient"))
     if isinstance(record, ForwardStep):
