@@ -16,7 +16,10 @@ import math
 from collections.abc import Sequence
 from string import ascii_letters
 
+import numpy as np
+
 from ..ir import Node
+from ._budget import array_room
 from ._build import Builder
 
 
@@ -55,6 +58,14 @@ def parse(equation: str, ranks: Sequence[int]) -> tuple[list[str], str]:
     if len(set(out)) != len(out) or any(c not in "".join(labels) for c in out):
         raise EinsumUnmapped(f"einsum {equation!r}: output {out!r} names a letter twice or one no operand has")
     return labels, out
+
+
+def fold(equation: str, arrays: Sequence[np.ndarray], what: str, where: str) -> np.ndarray:
+    """einsum of constants, evaluated at load time; its result checked against the memory budget first."""
+    labels, out = parse(equation, [x.ndim for x in arrays])
+    sizes = {c: d for term, x in zip(labels, arrays, strict=True) for c, d in zip(term, x.shape, strict=True)}
+    array_room([sizes[c] for c in out], np.result_type(*arrays), what, where)
+    return np.einsum(equation, *arrays)
 
 
 def einsum(b: Builder, equation: str, operands: Sequence[Node], name: str, module: str = "") -> Node:

@@ -17,9 +17,9 @@ from .._aten import (
     self_arg,
     zeros_bias,
 )
-from .._budget import array_room, fold_room, matmul_room
+from .._budget import fold_room, matmul_room
 from .._build import finite_mask
-from .._einsum import EinsumUnmapped, einsum, parse
+from .._einsum import EinsumUnmapped, einsum, fold
 
 
 @aten("pow")
@@ -105,11 +105,7 @@ def _einsum(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     known = [t.known(v) for v in operands]
     try:
         if all(k is not None for k in known):
-            arrays = [np.asarray(k) for k in known]
-            labels, out = parse(equation, [x.ndim for x in arrays])
-            sizes = {c: d for term, x in zip(labels, arrays, strict=True) for c, d in zip(term, x.shape, strict=True)}
-            array_room([sizes[c] for c in out], np.result_type(*arrays), f"einsum {ctx.name!r} of constants", t.where)
-            return np.einsum(equation, *arrays)
+            return fold(equation, [np.asarray(k) for k in known], f"einsum {ctx.name!r} of constants", t.where)
         return einsum(t.b, equation, [t.node(v, ctx, f"in{i}") for i, v in enumerate(operands)], ctx.name,
                       ctx.module)
     except EinsumUnmapped as exc:

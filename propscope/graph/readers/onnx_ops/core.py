@@ -8,8 +8,8 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Transposed, Unmapped
-from .._budget import array_room, matmul_room
-from .._einsum import EinsumUnmapped, einsum, parse
+from .._budget import matmul_room
+from .._einsum import EinsumUnmapped, einsum, fold
 from ..onnx_reader import Ctx, Reader, onnx_op, zeros_bias
 from .elementwise import const, op
 from .naming import parameter
@@ -67,12 +67,7 @@ def _einsum(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     known = [r.folded(v) for v in ins]
     try:
         if all(k is not None for k in known):
-            arrays = [np.asarray(k) for k in known]
-            labels, out = parse(equation, [x.ndim for x in arrays])
-            sizes = {c: d for term, x in zip(labels, arrays, strict=True) for c, d in zip(term, x.shape, strict=True)}
-            array_room([sizes[c] for c in out], np.result_type(*arrays), f"Einsum {ctx.name!r} of constants",
-                       r.where)
-            return np.einsum(equation, *arrays)
+            return fold(equation, [np.asarray(k) for k in known], f"Einsum {ctx.name!r} of constants", r.where)
         return einsum(r.b, equation, [r.node(v, ctx) for v in ins], ctx.name, ctx.module)
     except EinsumUnmapped as exc:
         raise Unmapped(str(exc)) from None
