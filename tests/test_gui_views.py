@@ -273,3 +273,26 @@ def test_the_layer_view_comes_forward_for_fitting_nodes_and_only_for_models_that
     s.run_to("flatten")
     assert not w.layer_view.fits and w.inspector.isVisible()
     w.close()
+
+
+def test_an_opened_frame_taller_than_the_view_keeps_its_title_in_sight(qtbot):
+    """Double-clicking a box opens it and the view goes to its frame: centred where it fits, else its title
+    (where a double-click folds it again) a little inside the view's top and left edges."""
+    s = propscope.open_session("lstm")
+    view = make_view(qtbot, s)
+    view.resize(420, 260)
+    qtbot.wait(10)
+    key = BOX_PREFIX + "lstm"
+    view.toggle_fold(key)  # open by default: fold, then open it at 1:1, where it is larger than the view
+    view.set_zoom(1.0)
+    view.toggle_fold(key)
+    frame = view.graph_scene.frames[key].rect
+    seen = view.visible_scene_rect()
+    assert frame.height() > seen.height() or frame.width() > seen.width()
+    assert seen.contains(frame.topLeft() + QPointF(2, 2)), (frame, seen)
+    view.resize(4000, 3000)  # room for all of it: centred
+    view.toggle_fold(key)
+    view.toggle_fold(key)
+    frame, seen = view.graph_scene.frames[key].rect, view.visible_scene_rect()
+    assert seen.contains(frame), (frame, seen)
+    assert abs(frame.center().x() - seen.center().x()) < 2 and abs(frame.center().y() - seen.center().y()) < 2

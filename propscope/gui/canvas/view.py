@@ -138,6 +138,16 @@ class GraphView(QGraphicsView):
         self._refolded(key)
         return True
 
+    def _frame_view_center(self, rect: QRectF) -> QPointF:
+        """Where to centre an opened unit's frame: its centre when it fits the view; along an axis it does not fit,
+        its top (or left) edge a little inside the view, so that its title, where a double-click folds it again,
+        stays in sight."""
+        view = self.visible_scene_rect()
+        margin = 24 / max(self.zoom(), 1e-9)
+        x = rect.center().x() if rect.width() <= view.width() else rect.left() - margin + view.width() / 2
+        y = rect.center().y() if rect.height() <= view.height() else rect.top() - margin + view.height() / 2
+        return QPointF(x, y)
+
     def fold_all(self, fold: bool) -> None:
         f = self.folding_for_session()
         if fold:
@@ -152,7 +162,7 @@ class GraphView(QGraphicsView):
         if key is not None:
             frame = scene.frames.get(key)
             if frame is not None:
-                self.centerOn(frame.rect.center())
+                self.centerOn(self._frame_view_center(frame.rect))
             else:  # a box, or a unit still hidden inside a closed one: what is drawn for its first member
                 unit = scene.folding.units[key]
                 shown = key if key in scene.centers else scene.key_of(unit.members[0])
