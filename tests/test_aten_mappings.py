@@ -151,6 +151,25 @@ class FillFromTensor(nn.Module):
         return self.fc(x) * mask
 
 
+class Volumes(nn.Module):
+    """3-D layers as a video or medical-volume model has them: Conv3d (strided, grouped), BatchNorm3d, MaxPool3d,
+    AvgPool3d and adaptive average pooling to one value per channel and to a coarser volume."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc_in = nn.Linear(4, 2 * 4 * 6 * 6)
+        self.conv1, self.bn = nn.Conv3d(2, 4, 3, padding=1), nn.BatchNorm3d(4)
+        self.conv2 = nn.Conv3d(4, 4, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), groups=2)
+        self.fc = nn.Linear(4 + 4 * 2 * 2 * 2, 3)
+
+    def forward(self, x: Any) -> Any:
+        v = self.fc_in(x).reshape(-1, 2, 4, 6, 6)
+        h = F.max_pool3d(torch.relu(self.bn(self.conv1(v))), (1, 2, 2))
+        h = F.avg_pool3d(self.conv2(h), (2, 1, 1), count_include_pad=False)
+        pooled = [F.adaptive_avg_pool3d(h, 1).flatten(1), F.adaptive_avg_pool3d(h, (2, 2, 2)).flatten(1)]
+        return self.fc(torch.cat(pooled, dim=1))
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -163,7 +182,7 @@ class Unsupported(nn.Module):
 
 MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "diagonal": Diagonal,
           "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
-          "fill_from_tensor": FillFromTensor}
+          "fill_from_tensor": FillFromTensor, "volumes": Volumes}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

@@ -91,6 +91,22 @@ def _vision(name: str, **kw: Any) -> Builder:
     return build
 
 
+def _video(name: str) -> Builder:
+    """A torchvision video classifier (3-D convolutions) on two clips of 4 frames of 32×32."""
+    def build() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+        import importlib
+
+        import torch
+
+        torchvision_models()
+        torch.manual_seed(0)
+        model = getattr(importlib.import_module("torchvision.models.video"), name)(num_classes=10)
+        clips = np.random.default_rng(0).standard_normal((2, 3, 4, 32, 32))
+        return _jitter(model).double().eval(), (clips,), _labels(2, 10)
+
+    return build
+
+
 def _vit() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
     import torch
 
@@ -288,6 +304,7 @@ ARCHITECTURES: dict[str, tuple[Builder, str]] = {
     "efficientnet_b0": (_vision("efficientnet_b0"), "torchvision"),
     "vit": (_vit, "torchvision"),
     "swin_t": (_vision("swin_t"), "torchvision"),  # shifted windows: torch.roll, a folded attention mask
+    "r3d_18": (_video("r3d_18"), "torchvision"),  # a video ResNet: Conv3d, BatchNorm3d, adaptive 3-D pooling
     "unet": (_unet, ""),
     "groupnorm_resnet": (_groupnorm_resnet, ""),
     "transformer_encoder": (_transformer_encoder, ""),

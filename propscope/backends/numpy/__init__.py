@@ -1,6 +1,20 @@
 """The NumPy backend. Importing it loads every kernel family into the table."""
 
-from . import activations, attention, conv, core, elementwise, losses, nn, norm, recurrent, reduce, resize, shape  # noqa: F401  (each module fills KERNELS)
+from . import (  # noqa: F401  (each module fills KERNELS)
+    activations,
+    attention,
+    conv,
+    conv3d,
+    core,
+    elementwise,
+    losses,
+    nn,
+    norm,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+)
 from .backend import NumpyBackend, NumpyProgram
 from .kernels import KERNELS
 

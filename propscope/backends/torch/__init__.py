@@ -4,7 +4,21 @@ Importing this package imports torch and loads every kernel family into the tabl
 imports it only when the torch backend is asked for (`propscope.backends.get_backend`).
 """
 
-from . import activations, attention, conv, core, elementwise, losses, nn, norm, recurrent, reduce, resize, shape  # noqa: F401  (each module fills KERNELS)
+from . import (  # noqa: F401  (each module fills KERNELS)
+           activations,
+           attention,
+           conv,
+           conv3d,
+           core,
+           elementwise,
+           losses,
+           nn,
+           norm,
+           recurrent,
+           reduce,
+           resize,
+           shape,
+)
 from .backend import TorchBackend, TorchProgram, available_devices, cuda_unavailable_reason, exact_float32
 from .kernels import KERNELS
 

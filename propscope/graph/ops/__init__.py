@@ -4,7 +4,21 @@ Each family of ops lives in its own module and adds its rows with `define`; impo
 package loads them all.
 """
 
-from . import activations, attention, conv, core, elementwise, losses, nn, norm, recurrent, reduce, resize, shape  # noqa: F401  (each module fills the catalog)
+from . import (  # noqa: F401  (each module fills the catalog)
+    activations,
+    attention,
+    conv,
+    conv3d,
+    core,
+    elementwise,
+    losses,
+    nn,
+    norm,
+    recurrent,
+    reduce,
+    resize,
+    shape,
+)
 from .opdef import CATALOG, OpDef, define, get_op
 
 LOSSES = tuple(name for name, op in CATALOG.items() if op.is_loss)

@@ -29,15 +29,15 @@ def _same_padding(w: Node, dilation: Any, dims: int) -> Any:
     return pads[0] if dims == 1 else pads
 
 
-@aten("conv2d", "conv1d", "convolution", "_convolution", "conv_transpose2d", "conv_transpose1d")
+@aten("conv2d", "conv1d", "conv3d", "convolution", "_convolution", "conv_transpose2d", "conv_transpose1d")
 def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
     transposed = bool(a.get("transposed", False)) or op.startswith("conv_transpose")
     x, w = t.node(self_arg(a), ctx), t.node(a["weight"], ctx, "weight")
     dims = len(x.shape) - 2
-    if dims not in (1, 2) or (transposed and dims != 2):
+    if dims not in (1, 2, 3) or (transposed and dims != 2):
         kind = "transposed " if transposed else ""
-        raise Unmapped(f"a {dims}-D {kind}convolution (the catalog has 1-D and 2-D, and 2-D transposed)")
+        raise Unmapped(f"a {dims}-D {kind}convolution (the catalog has 1-D, 2-D and 3-D, and 2-D transposed)")
     dilation = pair_arg(a.get("dilation"), 1)
     padding = a.get("padding", 0)
     if isinstance(padding, str):
@@ -47,22 +47,23 @@ def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if transposed:
         attrs["output_padding"] = pair_arg(a.get("output_padding"), 0)
     inputs = [x, w] + ([] if a.get("bias") is None else [t.node(a["bias"], ctx, "bias")])
-    name = "conv_transpose2d" if transposed else ("conv1d" if dims == 1 else "conv2d")
+    name = "conv_transpose2d" if transposed else f"conv{dims}d"
     return t.b.op(name, *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
-@aten("max_pool2d", "max_pool2d_with_indices", "max_pool1d", "max_pool1d_with_indices")
+@aten("max_pool2d", "max_pool2d_with_indices", "max_pool1d", "max_pool1d_with_indices", "max_pool3d",
+      "max_pool3d_with_indices")
 def _max_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = t.node(self_arg(a), ctx)
-    one_d = op_key(ctx.target).startswith("max_pool1d") or len(x.shape) == 3
+    dims = 1 if op_key(ctx.target).startswith("max_pool1d") else len(x.shape) - 2
     attrs = {"kernel_size": pair_arg(a["kernel_size"], 1), "stride": pair_arg(a.get("stride"), 0) or None,
              "padding": pair_arg(a.get("padding"), 0), "dilation": pair_arg(a.get("dilation"), 1),
              "ceil_mode": bool(a.get("ceil_mode", False))}
-    node = t.b.op("max_pool1d" if one_d else "max_pool2d", x, name=ctx.name, module=ctx.module, attrs=attrs)
+    node = t.b.op(f"max_pool{dims}d", x, name=ctx.name, module=ctx.module, attrs=attrs)
     return [node, Missing("max-pool indices")] if op_key(ctx.target).endswith("indices") else node
 
 
-@aten("avg_pool2d", "avg_pool1d")
+@aten("avg_pool2d", "avg_pool1d", "avg_pool3d")
 def _avg_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if a.get("divisor_override") is not None:
         raise Unmapped("average pooling with divisor_override")
@@ -70,8 +71,18 @@ def _avg_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     attrs = {"kernel_size": pair_arg(a["kernel_size"], 1), "stride": pair_arg(a.get("stride"), 0) or None,
              "padding": pair_arg(a.get("padding"), 0), "ceil_mode": bool(a.get("ceil_mode", False)),
              "count_include_pad": bool(a.get("count_include_pad", True))}
-    op = "avg_pool1d" if len(x.shape) == 3 else "avg_pool2d"
-    return t.b.op(op, x, name=ctx.name, module=ctx.module, attrs=attrs)
+    return t.b.op(f"avg_pool{len(x.shape) - 2}d", x, name=ctx.name, module=ctx.module, attrs=attrs)
+
+
+@aten("adaptive_avg_pool3d", "_adaptive_avg_pool3d")
+def _adaptive_pool3d(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x = t.node(self_arg(a), ctx)
+    size = pair_arg(a["output_size"], 1)
+    out = (size,) * 3 if isinstance(size, int) else tuple(size)
+    out = tuple(o or d for o, d in zip(out, x.shape[-3:], strict=True))  # None keeps the input's size
+    if out == (1, 1, 1):  # global average pooling: the mean, which a learner recognises
+        return t.b.op("mean", x, name=ctx.name, module=ctx.module, attrs={"axis": (-3, -2, -1), "keepdims": True})
+    return t.b.op("adaptive_avg_pool3d", x, name=ctx.name, module=ctx.module, attrs={"output_size": out})
 
 
 @aten("adaptive_avg_pool1d")

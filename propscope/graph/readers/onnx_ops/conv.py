@@ -1,6 +1,6 @@
-"""ONNX convolution and pooling: 1-D and 2-D Conv, 1-D and 2-D ConvTranspose (1-D as a 2-D one of height 1),
-MaxPool and AveragePool, with ONNX's free (asymmetric) pads, auto_pad SAME_UPPER/SAME_LOWER/VALID,
-ceil_mode, dilations and count_include_pad. 3-D layers are refused by name: the catalog is 1-D and 2-D.
+"""ONNX convolution and pooling: 1-D, 2-D and 3-D Conv, MaxPool and AveragePool, 1-D and 2-D ConvTranspose
+(1-D as a 2-D one of height 1), with ONNX's free (asymmetric) pads, auto_pad SAME_UPPER/SAME_LOWER/VALID,
+ceil_mode, dilations and count_include_pad. A 3-D ConvTranspose is refused by name.
 
 PyTorch's pools take at most half a window of padding; ONNX's may take more. Such pads become an explicit
 `pad` step before the pool (zeros for an average that counts the padding, the lowest float32 for a maximum,
@@ -56,10 +56,10 @@ def _padding_attr(pairs: list[tuple[int, int]]) -> Any:
     return tuple(flat)
 
 
-def _check_rank(x: Node, what: str) -> int:
+def _check_rank(x: Node, what: str, most: int = 3) -> int:
     dims = len(x.shape) - 2
-    if dims not in (1, 2):
-        raise Unmapped(f"a {dims}-D {what} (the catalog has 1-D and 2-D)")
+    if not 1 <= dims <= most:
+        raise Unmapped(f"a {dims}-D {what} (the catalog has 1-D to {most}-D)")
     return dims
 
 
@@ -75,7 +75,7 @@ def _conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     attrs = {"stride": _one(_ints(ctx, "strides", dims, 1)), "padding": _padding_attr(pads(ctx, x.shape[2:], kernel)),
              "dilation": _one(_ints(ctx, "dilations", dims, 1)), "groups": int(ctx.attrs.get("group", 1))}
     inputs = [x, w] + ([] if len(ins) < 3 or ins[2] is None else [parameter(r, ins[2], ctx, "bias", hint="bias")])
-    return r.b.op("conv1d" if dims == 1 else "conv2d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
+    return r.b.op(f"conv{dims}d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
 def _reshaped(r: Reader, ctx: Ctx, x: Node, shape: tuple[int, ...], tag: str) -> Node:
@@ -85,7 +85,7 @@ def _reshaped(r: Reader, ctx: Ctx, x: Node, shape: tuple[int, ...], tag: str) ->
 @onnx_op("ConvTranspose")
 def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x, w = r.node(ins[0], ctx), parameter(r, ins[1], ctx, "weight")
-    dims = _check_rank(x, "transposed convolution")
+    dims = _check_rank(x, "transposed convolution", most=2)
     kernel = tuple(w.shape[2:])
     strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)
     extra = _ints(ctx, "output_padding", dims, 0)
