@@ -167,3 +167,19 @@ def check_backends_agree(case: Case, dtype: str, seed: int = 5) -> None:
             if a is not None:
                 full = th_b.to_numpy(b)
                 assert _close(np.broadcast_to(a, full.shape), full, dtype), f"{case.id}: partials differ"
+
+
+def chained_vjps(session: Any, upstream: Array) -> dict[str, Array]:
+    """Every node's gradient in a session run forward with no loss: the NumPy backend's hand-written VJPs chained
+    by hand from `upstream` at the prediction (what a loss Σ upstream · prediction would start)."""
+    backend = get_backend("numpy", "float64")
+    grads: dict[str, Array] = {session.prediction_node.name: upstream}
+    for node in reversed(session.graph.ops):
+        g = grads.get(node.name)
+        if g is None:
+            continue
+        inputs = [session.value(a.name) for a in node.inputs]
+        for a, ga in zip(node.inputs, backend.vjp(node, inputs, session.value(node.name), g), strict=True):
+            if ga is not None:
+                grads[a.name] = grads[a.name] + ga if a.name in grads else ga
+    return grads

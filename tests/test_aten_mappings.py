@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from opcheck import chained_vjps
 
 from propscope.debugger import open_session
 from propscope.graph.readers import open_model
@@ -214,19 +215,7 @@ def test_mapping_matches_autograd(name: str, decompose: bool, tmp_path: Path) ->
     s = open_session(model, dtype="float64", data={"x": x}, loss="none")
     s.run_to_end()
     np.testing.assert_allclose(s.value(s.prediction_node.name), out.detach().numpy(), rtol=1e-12, atol=1e-12)
-    # gradients through the whole graph: the trace's VJPs chained by hand with the same upstream weights
-    from propscope.backends import get_backend
-
-    backend = get_backend("numpy", "float64")
-    grads: dict[str, np.ndarray] = {s.prediction_node.name: weights.numpy()}
-    for node in reversed(s.graph.ops):
-        g = grads.get(node.name)
-        if g is None:
-            continue
-        inputs = [s.value(a.name) for a in node.inputs]
-        for a, ga in zip(node.inputs, backend.vjp(node, inputs, s.value(node.name), g), strict=True):
-            if ga is not None:
-                grads[a.name] = grads[a.name] + ga if a.name in grads else ga
+    grads = chained_vjps(s, weights.numpy())  # through the whole graph, with the same upstream weights
     np.testing.assert_allclose(grads["x"], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     for pname, p in reference.named_parameters():
         np.testing.assert_allclose(grads[pname], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=pname)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from opcheck import chained_vjps
 
 from propscope.debugger import open_session
 from propscope.graph.ir import Node
@@ -50,20 +51,8 @@ def test_forward_is_numpys_einsum_and_gradients_are_autograds(equation: str, sha
     got = s.value(s.prediction_node.name)
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(fold(equation, arrays, "test", "here"), want, rtol=1e-13, atol=1e-13)
-    # gradients: the hand-written VJPs chained with one upstream, against torch.einsum's autograd
-    from propscope.backends import get_backend
-
     upstream = np.random.default_rng(7).standard_normal(got.shape)
-    backend = get_backend("numpy", "float64")
-    grads: dict[str, np.ndarray] = {s.prediction_node.name: upstream}
-    for node in reversed(s.graph.ops):
-        g = grads.get(node.name)
-        if g is None:
-            continue
-        inputs = [s.value(a.name) for a in node.inputs]
-        for a, ga in zip(node.inputs, backend.vjp(node, inputs, s.value(node.name), g), strict=True):
-            if ga is not None:
-                grads[a.name] = grads[a.name] + ga if a.name in grads else ga
+    grads = chained_vjps(s, upstream)  # the hand-written VJPs, against torch.einsum's autograd
     tensors = [torch.tensor(a, requires_grad=True) for a in arrays]
     (torch.einsum(equation, *tensors) * torch.tensor(upstream.reshape(want.shape))).sum().backward()
     for i, t in enumerate(tensors):

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ...graph.ops.conv import adaptive_windows
 from ...graph.ops.conv3d import Volume, adaptive_size3d, volume
+from .conv import _averaging  # the adaptive windows' averaging matrix of one axis, shared with the 2-D pools
 from .kernels import Array, kernel
 
 
@@ -160,17 +160,6 @@ def _(g: Array, x: Array, out: Array, kernel_size: Any, stride: Any, padding: An
     share = g / _divisors(v, bool(count_include_pad)).astype(g.dtype, copy=False)
     k = (v.kernel, *v.plane.kernel)
     return (_crop(_fold(np.broadcast_to(share[..., None, None, None], (*share.shape, *k)), v), v, x.shape),)
-
-
-@functools.lru_cache(maxsize=128)
-def _averaging(size: int, out: int, dtype: str) -> Array:
-    """(out, size): row i averages adaptive window i, so each axis's mean is one matrix product."""
-    matrix = np.zeros((out, size))
-    for i, (start, end) in enumerate(adaptive_windows(size, out)):
-        matrix[i, start:end] = 1.0 / (end - start)
-    matrix = matrix.astype(dtype)
-    matrix.flags.writeable = False
-    return matrix
 
 
 def _matrices(x: Array, output_size: Any) -> list[Array]:

@@ -362,18 +362,25 @@ define(OpDef(
 ))
 
 
-def adaptive_size(x: Shape, output_size: Any) -> tuple[int, int]:
-    """(out_h, out_w); None in either place keeps the input's size there, as PyTorch."""
+def adaptive_sizes(x: Shape, output_size: Any, axes: tuple[str, ...] = ("height", "width")) -> tuple[int, ...]:
+    """The output size of an adaptive pool over the trailing `axes`; None in a place keeps the input's size there,
+    as PyTorch."""
     if output_size is None or isinstance(output_size, int):
-        items: tuple[Any, ...] = (output_size, output_size)
+        items: tuple[Any, ...] = (output_size,) * len(axes)
     else:
         items = tuple(output_size)
-    if len(items) != 2:
-        raise ShapeError(f"output_size must be one int or (height, width), got {output_size!r}")
+    if len(items) != len(axes):
+        raise ShapeError(f"output_size must be one int or ({', '.join(axes)}), got {output_size!r}")
     size = tuple(int(x[2 + i]) if v is None else int(v) for i, v in enumerate(items))
     if min(size) < 1:
         raise ShapeError(f"output_size {size} must be positive")
-    return size[0], size[1]
+    return size
+
+
+def adaptive_size(x: Shape, output_size: Any) -> tuple[int, int]:
+    """(out_h, out_w) of a 2-D adaptive pool (see `adaptive_sizes`)."""
+    out_h, out_w = adaptive_sizes(x, output_size)
+    return out_h, out_w
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from . import shapes as S
-from .conv import Grid, grid, window_out
+from .conv import Grid, adaptive_sizes, grid, window_out
 from .opdef import OpDef, define
 
 Shape = tuple[int, ...]
@@ -173,15 +173,9 @@ define(OpDef(
 
 
 def adaptive_size3d(x: Shape, output_size: Any) -> tuple[int, int, int]:
-    """(out_d, out_h, out_w); None in a place keeps the input's size there, as PyTorch."""
-    items: tuple[Any, ...] = (output_size,) * 3 if output_size is None or isinstance(output_size, int) \
-        else tuple(output_size)
-    if len(items) != 3:
-        raise ShapeError(f"output_size must be one int or (depth, height, width), got {output_size!r}")
-    size = tuple(int(x[2 + i]) if v is None else int(v) for i, v in enumerate(items))
-    if min(size) < 1:
-        raise ShapeError(f"output_size {size} must be positive")
-    return size[0], size[1], size[2]
+    """(out_d, out_h, out_w) of a 3-D adaptive pool; None in a place keeps the input's size there, as PyTorch."""
+    out_d, out_h, out_w = adaptive_sizes(x, output_size, ("depth", "height", "width"))
+    return out_d, out_h, out_w
 
 
 def _adaptive3d(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
