@@ -317,8 +317,10 @@ class MainWindow(QMainWindow):
             act.setData(name)
             if name in CATALOG:
                 act.setToolTip(f"{name}: {CATALOG[name].summary}")
-            act.triggered.connect(lambda _on=False, loss=name: self._loss_chosen(loss))
             self.loss_menu.addAction(act)
+        # one slot for the group, not a lambda with a default argument per action (PySide 6.11 has lost references
+        # to such lambdas; see canvas/breadcrumbs.py)
+        self.loss_actions.triggered.connect(lambda action: self._loss_chosen(str(action.data())))
         self.compare_action = self._menu_action(debug, "Compare &backends", "Ctrl+B", self.compare_backends)
         if torch_available():
             self.compare_action.setToolTip("Run the current step on NumPy and on PyTorch; colour nodes by difference")
@@ -431,8 +433,7 @@ class MainWindow(QMainWindow):
         job = self._start(Job(f"Starting the {BACKEND_LABELS.get(name, name)} backend…",
                               lambda: get_backend(name, dtype, device), self),
                           switch, "Cannot switch backend")
-        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
-        job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
+        self._resync_if_not_done(job)
         return job
 
     def _loss_chosen(self, loss: str) -> Job | None:
@@ -455,8 +456,7 @@ class MainWindow(QMainWindow):
                                           if drawn else ""))
 
         job = self._start(Job("Attaching the loss…", work, self), done, f"Cannot use the {loss} loss")
-        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
-        job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
+        self._resync_if_not_done(job)
         return job
 
     def open_example(self, name: str) -> Job:
@@ -473,8 +473,7 @@ class MainWindow(QMainWindow):
 
         job = self._start(Job(f"Opening {name}…", work, self), lambda result: self.install(*result),
                           f"Cannot open example {name}")
-        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
-        job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
+        self._resync_if_not_done(job)
         return job
 
     def install(self, session: Session, layout: Layout | None = None, folding: Folding | None = None) -> None:
@@ -502,7 +501,7 @@ class MainWindow(QMainWindow):
         name = Path(path).name
         job = Job(f"Opening {name}…", lambda: load_file(path, backend, dtype, device, arch, seed), self)
         job = self._start(job, self._opened, f"Cannot open {name}")
-        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
+        self._resync_if_not_done(job)
         return job
 
     def _opened(self, loaded: Loaded) -> None:
@@ -520,6 +519,12 @@ class MainWindow(QMainWindow):
             self.show_warning("Unsupported ops", blocked)
         others = [w for w in loaded.session.model.warnings if w != blocked]
         self.message(others[0] if others else f"Opened {Path(loaded.path).name}")
+
+    def _resync_if_not_done(self, job: Job) -> None:
+        """A job that fails or is cancelled leaves the session as it was: the toolbar and menus show it again, not
+        the choice that started the job."""
+        job.failed.connect(lambda _e: self._session_changed(self.bridge.session))
+        job.cancelled.connect(lambda: self._session_changed(self.bridge.session))
 
     def _start(self, job: Job, done: Any, error_title: str) -> Job:
         self.jobs.append(job)

@@ -123,16 +123,20 @@ class Grid:
         PyTorch's rule: counting the padding, a window is clipped only where it reaches past the
         padding after the image (ceil_mode); otherwise only its cells inside the image count.
         """
-        sides = []
-        for i in range(2):
-            before, after, size = self.pads[2 * i], self.pads[2 * i + 1], self.size[i]
-            counts = []
-            for o in range(self.out[i]):
-                start = o * self.stride[i] - before
-                end = min(start + self.kernel[i], size + after)
-                counts.append(end - start if count_include_pad else min(end, size) - max(start, 0))
-            sides.append(tuple(counts))
-        return sides[0], sides[1]
+        rows, cols = (axis_counts(self.size[i], self.kernel[i], self.stride[i], self.pads[2 * i], self.pads[2 * i + 1],
+                                  self.out[i], count_include_pad) for i in range(2))
+        return rows, cols
+
+
+def axis_counts(size: int, kernel: int, stride: int, before: int, after: int, out: int,
+                count_include_pad: bool) -> tuple[int, ...]:
+    """Along one axis, how many cells each of the `out` windows averages over (`Grid.window_counts`'s rule)."""
+    counts = []
+    for o in range(out):
+        start = o * stride - before
+        end = min(start + kernel, size + after)
+        counts.append(end - start if count_include_pad else min(end, size) - max(start, 0))
+    return tuple(counts)
 
 
 @functools.lru_cache(maxsize=2048)

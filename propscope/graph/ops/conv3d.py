@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from . import shapes as S
-from .conv import Grid, adaptive_sizes, grid, window_out
+from .conv import _CEIL, Grid, adaptive_sizes, axis_counts, grid, window_out
 from .opdef import OpDef, define
 
 Shape = tuple[int, ...]
@@ -69,12 +69,7 @@ class Volume:
 
     def counts(self, count_include_pad: bool) -> tuple[int, ...]:
         """How many depth slices each window averages over (PyTorch's rule, as `Grid.window_counts`)."""
-        counts = []
-        for o in range(self.out):
-            start = o * self.stride - self.before
-            end = min(start + self.kernel, self.size + self.after)
-            counts.append(end - start if count_include_pad else min(end, self.size) - max(start, 0))
-        return tuple(counts)
+        return axis_counts(self.size, self.kernel, self.stride, self.before, self.after, self.out, count_include_pad)
 
 
 @functools.lru_cache(maxsize=512)
@@ -153,7 +148,6 @@ def _pool3d(name: str) -> Any:
     return rule
 
 
-_CEIL = "ceil_mode rounds the window count up (a last window starting in the padding is dropped)"
 define(OpDef(
     "max_pool3d", ("x",), "out[n, c, t, i, j] = max over the kd×kh×kw window of x at (s·t − p, s·i − p, s·j − p)",
     {"x": "∂L/∂x = ∂L/∂out routed to the window's largest element (the first in depth, row, column order); 0 "
