@@ -327,6 +327,8 @@ def test_a_loss_chosen_in_the_debug_menu_gives_an_opened_model_its_backward_pass
     s = window.bridge.session
     checked = {a.data(): a for a in window.loss_actions.actions()}
     assert s.loss_name is None and checked["none"].isChecked() and "Debug ▸ Loss" in window.chain.html()
+    window.selection.select(s.graph.ops[0].name)
+    assert "no loss" in window.inspector.grad_panel.empty.text()  # not "it arrives during the backward pass"
 
     def choose(loss):
         with qtbot.waitSignal(window.bridge.sessionChanged, timeout=30000):
@@ -339,6 +341,8 @@ def test_a_loss_chosen_in_the_debug_menu_gives_an_opened_model_its_backward_pass
     assert "drawn at random" in window.status_message.text()
     assert s.batch["y"].shape == (5,) and set(np.unique(s.batch["y"])) <= set(range(4))
     assert "Debug ▸ Loss" not in window.chain.html()
+    window.selection.select(s.graph.ops[0].name)
+    assert "arrives during the backward pass" in window.inspector.grad_panel.empty.text()
     qtbot.keyClick(window, Qt.Key.Key_End)
     assert s.at_end and s.grad("0.weight") is not None and window.position.text() == s.position_text()
     x = s.batch[s.graph.inputs[0].name]

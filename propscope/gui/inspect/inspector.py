@@ -91,6 +91,8 @@ class Inspector(QWidget):
         back = s.node_phase_index(name, "backward")
         if node is s.loss_node:
             grad_wait = "∂L/∂L = 1 once the forward pass reaches the loss."
+        elif s.loss_node is None:
+            grad_wait = "No gradient: there is no loss, so no backward pass (Debug ▸ Loss attaches one)."
         elif back is None and not any(u.name for u in s.graph.users(name)):
             grad_wait = "No gradient: nothing uses this value."
         elif s.loss_node is not None and not s.gradient_flows(name):

@@ -365,6 +365,8 @@ def attention_page(s: Session, node: Node, gradient: bool, index: tuple[int, ...
 
 
 def _not_yet(s: Session, node: Node, gradient: bool) -> str:
+    if gradient and s.loss_node is None:
+        return f"No gradient of {node.name}: there is no loss, so no backward pass (Debug ▸ Loss attaches one)."
     if gradient:
         return f"No gradient of {node.name} yet: it arrives during the backward pass."
     step = s.node_phase_index(node.name, "forward")
