@@ -90,3 +90,47 @@ print("ALL GOOD")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ALL GOOD" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_only_the_gui_package_mentions_qt() -> None:
+    """`gui/feature_scan.py` tells shiboken from a module's name alone that propscope's headless modules use no Qt
+    (instead of reading each file): that holds while no module outside `propscope.gui` names PySide6."""
+    package = Path(__file__).resolve().parents[1] / "propscope"
+    mentioning = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                        if "PySide6" in p.read_text(encoding="utf-8") and p.relative_to(package).parts[0] != "gui")
+    assert mentioning == []
+
+
+def test_the_app_spares_later_imports_pysides_source_scan(tmp_path: Path) -> None:
+    """After the app's modules load, shiboken answers "uses Qt?" from the name for the standard library, the
+    scientific packages and propscope, and still reads the source of any other module."""
+    result = run_python(
+        """
+        import sys
+        import propscope.gui.app
+        feature = sys.modules["shibokensupport.feature"]
+        scanned = []
+        answer = feature._mod_uses_pyside
+        assert answer.propscope_skips_known
+
+        import types
+        def module(name):
+            m = types.ModuleType(name)
+            m.__file__ = f"{name}.py"
+            return m
+        import inspect
+        real_getsource = inspect.getsource
+        inspect.getsource = lambda m: scanned.append(m.__name__) or "import PySide6"
+        try:
+            print("ANSWERS", [answer(module(n)) for n in
+                              ("numpy.linalg", "torch.nn", "json", "propscope.graph.ir", "propscope.gui.theme",
+                               "someplugin.view")])
+        finally:
+            inspect.getsource = real_getsource
+        print("SCANNED", scanned)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ANSWERS [False, False, False, False, True, True]" in result.stdout, result.stdout
+    assert "SCANNED ['someplugin.view']" in result.stdout, result.stdout

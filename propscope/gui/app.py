@@ -11,6 +11,7 @@ from PySide6.QtCore import QEvent, QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from ..debugger import Session
+from . import feature_scan  # noqa: F401  (before the app's own modules: shiboken reads no file it need not)
 from .main_window import MainWindow
 from .training.dock import train_in_window
 
