@@ -166,6 +166,17 @@ def test_mini_batches_are_shuffled_from_the_seed() -> None:
     assert full.loss != runs[0].loss
 
 
+def test_mini_batches_follow_the_sessions_seed_by_default() -> None:
+    """A session opened with a seed shuffles its mini-batches from that seed unless the run is given another."""
+    data = make_dataset("moons", n=100, noise=0.1, seed=0).batch()
+
+    def run(**seed: int) -> list[float]:
+        return open_session("classifier", dtype="float64", data=data, seed=7).train(5, batch_size=16, **seed).loss
+
+    assert run() == run(seed=7)
+    assert run() != run(seed=0)
+
+
 def test_mini_batch_epoch_visits_every_sample_once() -> None:
     """100 samples in batches of 32 (32, 32, 32, 4): the epoch's loss is the sample-weighted mean."""
     s = _moons_session()

@@ -237,7 +237,7 @@ class Trainer:
         self.epochs = _whole("epochs", defaults.epochs if epochs is None else epochs, low=1)
         size = defaults.batch_size if batch_size is None else batch_size
         self.batch_size = None if size is None else _whole("batch_size", size, low=1)
-        self.seed = int(getattr(session, "seed", 0) if seed is None else seed)
+        self.seed = int(session.data_seed if seed is None else seed)  # mini-batch order: the session's seed by default
         if session.loss_node is None:
             raise TrainingError(f"{session.name} has no loss to train on; open it with a loss (mse, sse, bce, "
                                 "cross_entropy)")
