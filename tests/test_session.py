@@ -274,3 +274,15 @@ def test_with_loss_keeps_the_data_the_parameters_and_the_breakpoints() -> None:
     assert float(again.value(again.loss_node.name)) == float(s.value(s.loss_node.name))
     other, drawn = s.with_loss("bce")  # class ids 0..2 are not probabilities of 3 outputs: a 0/1 target is drawn
     assert drawn and set(np.unique(other.batch["y"])) <= {0.0, 1.0} and other.batch["y"].shape == (90, 3)
+
+
+def test_a_file_session_is_named_by_the_files_stem(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`propscope open DIR/net.propscope` and File ▸ Open name the session alike: the window's title and the default
+    save and export names are `net`, not the path as typed."""
+    from propscope.graph.readers import save_model
+
+    path = tmp_path / "net.propscope"
+    save_model(open_session("xor").model, path)
+    assert open_session(str(path)).name == "net"
+    assert open_session(path).name == "net"
+    assert open_session("xor").name == "xor"

@@ -413,11 +413,14 @@ def open_session(
 
     `arch` (an example name or a model file) is the architecture a state dict's weights are loaded into.
     """
+    from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
     from ..graph.readers import load_target
 
     model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     batch = load_data(data) if isinstance(data, str | Path) else data
-    name = target.graph.name if isinstance(target, Model) else str(target)
+    # a file is named by its stem, as File ▸ Open names it (the title, the default save and export names)
+    name = target.graph.name if isinstance(target, Model) else str(target) if str(target) in EXAMPLES \
+        else Path(target).stem
     with paused_gc():  # the schedule of a big graph is 10⁴-10⁵ objects that all live on (see paused_gc)
         return Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)
