@@ -68,7 +68,6 @@ EXPECTED_FAILURES: dict[str, str] = {
                  "averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False",
                  "averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True",
                  "averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False")},
-    "test_convtranspose_3d": "3-D transposed convolution: the catalog's transposed convolution is 2-D",
     "test_averagepool_2d_dilations": "AveragePool with dilations: PyTorch's (and the catalog's) average pool has none",
     "test_averagepool_2d_pads": "AveragePool over more than half a window of padding that it does not count",
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's second output (flat argmax indices) is not built",

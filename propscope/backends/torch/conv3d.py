@@ -1,5 +1,6 @@
-"""3-D convolution and pooling in torch (NCDHW, PyTorch's own functions). Padding is applied with `F.pad`
-first and the op runs unpadded, so six-sided (ONNX) pads work too and a max-pool window made only of padding
+"""3-D convolution, transposed convolution and pooling in torch (NCDHW, PyTorch's own functions). Padding is
+applied with `F.pad` first and the op runs unpadded (a transposed convolution is cropped instead), so
+six-sided (ONNX) pads work too and a max-pool window made only of padding
 reads −∞ cells inside the tensor (torch's own padding scatters such a window's gradient through index −1).
 Window positions come from the same `Volume` as the NumPy kernels.
 """
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...graph.ops.conv3d import Volume, adaptive_size3d, volume
+from ...graph.ops.conv3d import Volume, adaptive_size3d, transposed_volume, triple, volume
 from .kernels import Tensor, kernel
 
 
@@ -36,6 +37,18 @@ def conv3d(x: Tensor, W: Tensor, b: Tensor | None = None, *, stride: Any, paddin
            groups: int) -> Tensor:
     v = volume(x.shape[2:], W.shape[2:], stride, padding, dilation)
     return F.conv3d(_padded(x, v), W, b, (v.stride, *v.plane.stride), 0, (v.dilation, *v.plane.dilation), groups)
+
+
+@kernel("conv_transpose3d")
+def conv_transpose3d(x: Tensor, W: Tensor, b: Tensor | None = None, *, stride: Any, padding: Any,
+                     output_padding: Any, dilation: Any, groups: int) -> Tensor:
+    v = transposed_volume(x.shape[2:], W.shape[2:], stride, padding, output_padding, dilation)
+    extra, p = triple(output_padding, "output_padding"), v.plane.pads
+    strides, dilations = (v.stride, *v.plane.stride), (v.dilation, *v.plane.dilation)
+    if v.before == v.after and v.plane.symmetric:
+        return F.conv_transpose3d(x, W, b, strides, (v.before, p[0], p[2]), extra, groups, dilations)
+    full = F.conv_transpose3d(x, W, b, strides, 0, extra, groups, dilations)
+    return full[:, :, v.before: v.before + v.size, p[0]: p[0] + v.plane.size[0], p[2]: p[2] + v.plane.size[1]]
 
 
 @kernel("max_pool3d")

@@ -1,4 +1,5 @@
-"""3-D convolution and pooling on NCDHW volumes (video clips, medical scans), as PyTorch's.
+"""3-D convolution, transposed convolution and pooling on NCDHW volumes (video clips, medical scans), as
+PyTorch's.
 
 A volume's windows (`Volume`) are its depth windows times the 2-D `Grid` of each depth slice, so the
 2-D ops' rules (sizes, padding, ceil_mode, padding at most half the kernel for pools) hold axis by
@@ -14,7 +15,7 @@ from typing import Any
 
 from ..errors import ShapeError
 from . import shapes as S
-from .conv import _CEIL, Grid, adaptive_sizes, axis_counts, grid, window_out
+from .conv import _CEIL, Grid, _bias, _groups, adaptive_sizes, axis_counts, grid, window_out
 from .opdef import OpDef, define
 
 Shape = tuple[int, ...]
@@ -96,6 +97,26 @@ def volume(size: Sequence[int], kernel: Any, stride: Any, padding: Any, dilation
                    bool(ceil_mode), what)
 
 
+def transposed_volume(size: Sequence[int], kernel: Sequence[int], stride: Any, padding: Any, output_padding: Any,
+                      dilation: Any) -> Volume:
+    """The windows of the convolution whose input gradient conv_transpose3d computes (as `transposed_grid` in
+    2-D): its `size` is the transposed convolution's output, its `out` the transposed convolution's input."""
+    s, d = triple(stride, "stride"), triple(dilation, "dilation")
+    extra, p = triple(output_padding, "output_padding"), pads6(padding)
+    if min(s) < 1 or min(d) < 1 or min(p) < 0 or min(extra) < 0:
+        raise ShapeError("conv_transpose3d: stride and dilation must be positive, padding and output_padding "
+                         "not negative")
+    if any(extra[i] >= max(s[i], d[i]) for i in range(3)):
+        raise ShapeError(f"conv_transpose3d: output_padding {extra} must be smaller than the stride {s} or the "
+                         f"dilation {d}")
+    n, k = tuple(int(v) for v in size), tuple(int(v) for v in kernel)
+    full = [(n[i] - 1) * s[i] - p[2 * i] - p[2 * i + 1] + d[i] * (k[i] - 1) + extra[i] + 1 for i in range(3)]
+    if min(full) < 1:
+        raise ShapeError(f"conv_transpose3d: padding {p} crops the whole {full[0]}×{full[1]}×{full[2]} output away")
+    plane = Grid((full[1], full[2]), (k[1], k[2]), (s[1], s[2]), (p[2], p[3], p[4], p[5]), (d[1], d[2]), (n[1], n[2]))
+    return Volume(full[0], k[0], s[0], p[0], p[1], d[0], n[0], plane)
+
+
 def _volume_shape(x: Shape, what: str) -> None:
     if len(x) != 5:
         raise ShapeError(f"{what} takes volumes as (batch, channels, depth, height, width), got {S.fmt(x)}")
@@ -130,6 +151,38 @@ define(OpDef(
     default_attrs={"stride": 1, "padding": 0, "dilation": 1, "groups": 1},
     summary="3-D convolution over (batch, channels, depth, height, width), as conv2d with a depth axis: s "
             "stride, d dilation, p padding (one int, (depth, height, width), or six ints), G groups",
+))
+
+
+def _conv_transpose3d(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, w = shapes[0], shapes[1]
+    _volume_shape(x, "conv_transpose3d")
+    if len(w) != 5:
+        raise ShapeError(f"weight must be (in_channels, out_channels / groups, kd, kh, kw), got {S.fmt(w)}")
+    if w[0] != x[1]:
+        raise ShapeError(f"conv_transpose3d: weight {S.fmt(w)} expects {w[0]} input channels, got {x[1]}")
+    groups = _groups(attrs, x[1], w[1] * int(attrs.get("groups", 1)), "conv_transpose3d")
+    _bias(shapes, w[1] * groups)
+    v = transposed_volume(x[2:], w[2:], attrs.get("stride", 1), attrs.get("padding", 0),
+                          attrs.get("output_padding", 0), attrs.get("dilation", 1))
+    return x[0], w[1] * groups, v.size, *v.plane.size
+
+
+define(OpDef(
+    "conv_transpose3d", ("x", "W", "b"),
+    "out[n, o, s·t + d·r − p, s·i + d·u − p, s·j + d·v − p] += Σ_c x[n, c, t, i, j] · W[c, o, r, u, v]  (then "
+    "+ b[o]): each input cell stamps the filter, scaled by its value, onto the output volume",
+    {
+        "x": "∂L/∂x = conv3d(∂L/∂out, W) with the same stride, padding, dilation and groups",
+        "W": "∂L/∂W[c, o, r, u, v] = Σ_n Σ_t Σ_i Σ_j x[n, c, t, i, j] · ∂L/∂out[n, o, s·t + d·r − p, s·i + d·u − p, "
+             "s·j + d·v − p]",
+        "b": "∂L/∂b[o] = Σ_n Σ_t Σ_i Σ_j ∂L/∂out[n, o, t, i, j]",
+    },
+    _conv_transpose3d, "conv3dᵀ", category="conv", min_arity=2,
+    default_attrs={"stride": 1, "padding": 0, "output_padding": 0, "dilation": 1, "groups": 1},
+    summary="3-D transposed convolution (the gradient of conv3d with respect to its input), which upsamples "
+            "volumes as a 3-D U-Net's decoder does: each output side is (n − 1)·s − 2p + d·(k − 1) + "
+            "output_padding + 1; W is (C_in, C_out / G, kd, kh, kw)",
 ))
 
 

@@ -118,7 +118,8 @@ def aten_coverage(names: Iterable[str] | None = None) -> Coverage:
         if name.endswith("_backward"):
             return "a backward kernel (propscope computes gradients itself)"
         if (name.endswith("3d") or "_3d" in name or name.endswith("3d_with_indices")) and name not in HANDLERS:
-            return "a 3-D (volumetric) layer the catalog does not have yet (it has conv3d and its pools)"
+            return ("a 3-D (volumetric) layer the catalog does not have yet (it has conv3d, conv_transpose3d and "
+                    "3-D pools)")
         return ATEN_OUT_OF_SCOPE.get(name)
 
     return _classify(core_aten_ops() if names is None else names, HANDLERS, ("constants",), out_of_scope,

@@ -29,15 +29,17 @@ def _same_padding(w: Node, dilation: Any, dims: int) -> Any:
     return pads[0] if dims == 1 else pads
 
 
-@aten("conv2d", "conv1d", "conv3d", "convolution", "_convolution", "conv_transpose2d", "conv_transpose1d")
+@aten("conv2d", "conv1d", "conv3d", "convolution", "_convolution", "conv_transpose2d", "conv_transpose1d",
+      "conv_transpose3d")
 def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
     transposed = bool(a.get("transposed", False)) or op.startswith("conv_transpose")
     x, w = t.node(self_arg(a), ctx), t.node(a["weight"], ctx, "weight")
     dims = len(x.shape) - 2
-    if dims not in (1, 2, 3) or (transposed and dims != 2):
+    if dims not in (1, 2, 3) or (transposed and dims == 1):
         kind = "transposed " if transposed else ""
-        raise Unmapped(f"a {dims}-D {kind}convolution (the catalog has 1-D, 2-D and 3-D, and 2-D transposed)")
+        raise Unmapped(f"a {dims}-D {kind}convolution (the catalog has 1-D, 2-D and 3-D, and 2-D and 3-D "
+                       "transposed)")
     dilation = pair_arg(a.get("dilation"), 1)
     padding = a.get("padding", 0)
     if isinstance(padding, str):
@@ -47,7 +49,7 @@ def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if transposed:
         attrs["output_padding"] = pair_arg(a.get("output_padding"), 0)
     inputs = [x, w] + ([] if a.get("bias") is None else [t.node(a["bias"], ctx, "bias")])
-    name = "conv_transpose2d" if transposed else f"conv{dims}d"
+    name = f"conv_transpose{dims}d" if transposed else f"conv{dims}d"
     return t.b.op(name, *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
 
 

@@ -1,6 +1,6 @@
-"""ONNX convolution and pooling: 1-D, 2-D and 3-D Conv, MaxPool and AveragePool, 1-D and 2-D ConvTranspose
-(1-D as a 2-D one of height 1), with ONNX's free (asymmetric) pads, auto_pad SAME_UPPER/SAME_LOWER/VALID,
-ceil_mode, dilations and count_include_pad. A 3-D ConvTranspose is refused by name.
+"""ONNX convolution and pooling: 1-D, 2-D and 3-D Conv, MaxPool, AveragePool and ConvTranspose (1-D as a 2-D
+one of height 1), with ONNX's free (asymmetric) pads, auto_pad SAME_UPPER/SAME_LOWER/VALID, output_shape,
+ceil_mode, dilations and count_include_pad.
 
 PyTorch's pools take at most half a window of padding; ONNX's may take more. Such pads become an explicit
 `pad` step before the pool (zeros for an average that counts the padding, the lowest float32 for a maximum,
@@ -85,7 +85,7 @@ def _reshaped(r: Reader, ctx: Ctx, x: Node, shape: tuple[int, ...], tag: str) ->
 @onnx_op("ConvTranspose")
 def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x, w = r.node(ins[0], ctx), parameter(r, ins[1], ctx, "weight")
-    dims = _check_rank(x, "transposed convolution", most=2)
+    dims = _check_rank(x, "transposed convolution")
     kernel = tuple(w.shape[2:])
     strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)
     extra = _ints(ctx, "output_padding", dims, 0)
@@ -108,10 +108,10 @@ def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         pairs = pads(ctx, x.shape[2:], kernel)
     groups = int(ctx.attrs.get("group", 1))
     bias = [] if len(ins) < 3 or ins[2] is None else [r.node(ins[2], ctx, hint="bias")]
-    if dims == 2:
+    if dims > 1:
         attrs = {"stride": _one(strides), "padding": _padding_attr(pairs), "output_padding": _one(extra),
                  "dilation": _one(dilations), "groups": groups}
-        return r.b.op("conv_transpose2d", x, w, *bias, name=ctx.name, module=ctx.module, attrs=attrs)
+        return r.b.op(f"conv_transpose{dims}d", x, w, *bias, name=ctx.name, module=ctx.module, attrs=attrs)
     # 1-D: a 2-D transposed convolution over an image one row high
     n, c, length = x.shape
     x2 = _reshaped(r, ctx, x, (n, c, 1, length), "as_2d")
