@@ -215,3 +215,40 @@ def test_slabs_of_a_large_volume_fit_the_default_bound() -> None:
     sizes = [len(range(*s.indices(2))) * len(range(*d.indices(64))) * len(range(*r.indices(64))) * 64 * per_position
              for s, d, r in slabs]
     assert max(sizes) <= kernels.IM2COL_BYTES and sum(sizes) == 2 * 64 ** 3 * per_position
+
+
+@pytest.mark.torch
+def test_max_pool3d_ties_go_to_the_first_largest_as_torch() -> None:
+    """Whole numbers tie in almost every window: the gradient goes to the first largest (depth, row, column order)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(11)
+    x = np.round(rng.standard_normal((2, 3, 5, 6, 7)))
+    attrs = {"kernel_size": 3, "stride": (1, 2, 1), "padding": 1, "dilation": 1, "ceil_mode": True}
+    upstream = rng.standard_normal(_forward_and_vjp("max_pool3d", [x], attrs)[0].shape)
+    out, gx = _forward_and_vjp("max_pool3d", [x], attrs, upstream)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    want = F.max_pool3d(xt, 3, (1, 2, 1), 1, ceil_mode=True)
+    want.backward(torch.from_numpy(upstream))
+    np.testing.assert_array_equal(out, want.detach().numpy())
+    np.testing.assert_array_equal(gx != 0, xt.grad.numpy() != 0)  # the same winners (sums differ in rounding)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-13, atol=1e-14)
+
+
+def test_max_pool3d_gradient_holds_no_window_matrix() -> None:
+    """A 3³ window at stride 1 reads every cell 27 times; the gradient finds each window's winner tap by tap, so
+    forward and backward hold a few times the input (the window matrix alone would be 27 times it)."""
+    import tracemalloc
+
+    import numpy as np
+
+    x = np.random.default_rng(2).standard_normal((2, 8, 16, 16, 16))
+    attrs = {"kernel_size": 3, "stride": 1, "padding": 1, "dilation": 1, "ceil_mode": False}
+    out = _forward_and_vjp("max_pool3d", [x], attrs)[0]
+    tracemalloc.start()
+    _forward_and_vjp("max_pool3d", [x], attrs, np.ones(out.shape))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 12 * x.nbytes, f"{peak / x.nbytes:.1f} times the input at the peak"

@@ -12,6 +12,7 @@ channels (then depth taps). Every output element is still one dot product over t
 adds the slabs' windows back in the order one fold of everything would (the last depth slices first, see
 `_fold_product`). Below the bound nothing changes; above it the numbers may differ from one big product's in
 the last bits only, as OpenBLAS picks its kernels (and their accumulation order) by the size of a product.
+The max pool's gradient finds each window's winner tap by tap, so it never copies the window matrix either.
 """
 
 from __future__ import annotations
@@ -272,11 +273,23 @@ def _(g: Array, x: Array, out: Array, kernel_size: Any, stride: Any, padding: An
       ceil_mode: bool) -> tuple[Array]:
     v = _pool_geo(x, kernel_size, stride, padding, dilation, ceil_mode, "max_pool3d")
     win = _windows(_pad(x, v, -np.inf), v)
-    size = int(np.prod(win.shape[5:]))
-    winner = win.reshape(*win.shape[:5], size).argmax(axis=-1)  # the first maximum, as PyTorch picks
-    gwin = np.zeros(win.shape, dtype=g.dtype)
-    np.put_along_axis(gwin.reshape(*win.shape[:5], size), winner[..., None], g[..., None], axis=-1)
-    return (_crop(_fold(gwin, v), v, x.shape),)
+    k, s, d, *_ = _geometry(v)
+    taps = [(r, u, w) for r in range(k[0]) for u in range(k[1]) for w in range(k[2])]
+    # each window's winner, tap by tap (never the kd·kh·kw copies of the window matrix): the first largest in
+    # depth, row, column order, as PyTorch picks; a NaN wins over numbers, and the first NaN over later ones
+    best, winner = win[..., 0, 0, 0].copy(), np.zeros(win.shape[:5], dtype=np.intp)
+    for i, (r, u, w) in enumerate(taps[1:], start=1):
+        tap = win[..., r, u, w]
+        better = (tap > best) | (np.isnan(tap) & ~np.isnan(best))
+        np.copyto(best, tap, where=better)
+        winner[better] = i
+    gxp = np.zeros((*x.shape[:2], *_geometry(v)[4]), dtype=g.dtype)
+    od, oh, ow = win.shape[2:5]
+    for i, (r, u, w) in enumerate(taps):  # each window's ∂L/∂out added where its winner sat, tap by tap
+        z, y, c = r * d[0], u * d[1], w * d[2]
+        gxp[:, :, z: z + s[0] * (od - 1) + 1: s[0], y: y + s[1] * (oh - 1) + 1: s[1],
+            c: c + s[2] * (ow - 1) + 1: s[2]] += np.where(winner == i, g, 0.0)
+    return (_crop(gxp, v, x.shape),)
 
 
 @functools.lru_cache(maxsize=128)
