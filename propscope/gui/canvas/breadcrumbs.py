@@ -3,6 +3,11 @@
 Each module is a button: a click folds that module into a box around the node, or opens it when it
 is a closed box, and keeps the view on it (`GraphView.toggle_fold`); the node's own crumb centres it.
 Nothing shows for a node outside every module.
+
+The crumbs sit in a band of their own along the top of the canvas (`GraphView.set_top_band`), as Model
+Explorer's sit above its graph: floating over the graph they covered the title of the frame at the top
+(Swin-T's `features` at 1024×768, and in projector mode), and a title is where a frame is folded. The band is
+kept for every graph with modules, crumbs shown or not, so that selecting a node never resizes the view.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Breadcrumbs(QFrame):
         canvas.selection.changed.connect(self.refresh)
         canvas.foldsChanged.connect(self.refresh)
         canvas.viewChanged.connect(self._place)
+        self._grow(1)  # one crumb from the start, with a text (an empty one is shorter): it sizes the band
+        self._pool[0][0].setText(SEPARATOR)
         self.hide()
 
     def path(self, name: str) -> list[tuple[str, str]]:
@@ -96,10 +103,13 @@ class Breadcrumbs(QFrame):
     @guarded_answer(False)
     def event(self, event: QEvent) -> bool:
         handled = super().event(event)
-        if event.type() == QEvent.Type.LayoutRequest and self.parts:
+        if event.type() in (QEvent.Type.LayoutRequest, QEvent.Type.FontChange):
             # A free child of the canvas: no layout above resizes it when its buttons' size hints change, as
-            # when the application's font grows for projector mode after the crumbs were made ("bl…11").
-            self.adjustSize()
+            # when the application's font grows for projector mode after the crumbs were made ("bl…11");
+            # the band grows with it, shown or not.
+            if self.parts:
+                self.adjustSize()
+            self._place()
         return handled
 
     def _crumb_clicked(self) -> None:
@@ -114,8 +124,24 @@ class Breadcrumbs(QFrame):
     def _centre(self) -> None:
         self.canvas.center_readably(self.node or "")
 
+    def band_height(self) -> int:
+        """The height of the band the crumbs sit in: a crumb's, with the bar's frame and a gap above and below;
+        0 for a graph without modules, where no crumb ever shows."""
+        if not self.canvas.folding_for_session().units:
+            return 0
+        button = self._pool[0][0]
+        bar = button.sizeHint().height() + self._lay.contentsMargins().top() + \
+            self._lay.contentsMargins().bottom() + 2 * self.frameWidth()
+        return bar + 2 * self._gap()
+
+    def _gap(self) -> int:
+        return self.canvas.themes.theme.px(3)
+
     def _place(self) -> None:
+        if self.canvas._scene is None:  # the canvas is still being built
+            return
+        self.canvas.set_top_band(self.band_height())
         margin = self.canvas.themes.theme.px(8)
-        room = max(120, self.canvas.viewport().width() - 2 * margin)
+        room = max(120, self.canvas.width() - 2 * margin)
         self.setMaximumWidth(room)
-        self.move(margin, margin)
+        self.move(margin, self._gap())

@@ -31,7 +31,10 @@ THINNEST = 20  # its shortest side, for a long thin graph
 
 class Minimap(QWidget):
     def __init__(self, canvas: GraphView) -> None:
-        super().__init__(canvas)
+        # A child of the viewport, not of the canvas: placed and mapped in the viewport's coordinates, which start
+        # below the breadcrumbs' band (`GraphView.set_top_band`). A scroll moves the viewport's children with its
+        # pixels; `follow` puts it back in its corner on the same scroll (`viewChanged`), before any paint.
+        super().__init__(canvas.viewport())
         self.setObjectName("minimap")
         self.canvas = canvas
         self.wanted = True  # the user's choice (View ▸ Minimap); shown only when the graph overflows the view

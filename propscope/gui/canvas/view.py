@@ -451,3 +451,10 @@ class GraphView(QGraphicsView):
 
     def visible_scene_rect(self) -> QRectF:
         return self.mapToScene(self.viewport().rect()).boundingRect()
+
+    def set_top_band(self, height: int) -> None:
+        """Keep `height` pixels along the top of the canvas out of the graph's view, for a bar over it (the
+        breadcrumbs): what the view fits, centres and follows then lies below the bar, never under it."""
+        height = max(0, height)
+        if self.viewportMargins().top() != height:
+            self.setViewportMargins(0, height, 0, 0)
