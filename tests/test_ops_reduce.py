@@ -220,3 +220,22 @@ def test_reduced_shapes_follow_numpy() -> None:
     assert one_op("argmax", [x], {"axis": -2}).shape == (2, 4)
     assert one_op("argmax", [x], {"keepdims": True}).shape == (1, 1, 1)
     assert one_op("cumsum", [x], {"axis": -1}).shape == (2, 3, 4)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+def test_the_first_true_or_false_of_a_mask(op: str) -> None:
+    """CLIP pools its text at the first end token, `(ids == eos).int().argmax(-1)`: an index into a mask,
+    which the torch backend holds as bool (torch's argmax takes numbers only)."""
+    from propscope.backends import get_backend
+
+    ids = np.array([[5, 2, 7, 2], [1, 3, 4, 2]], dtype=np.int64)
+    g = Graph("mask")
+    compare = g.add("compare", g.input("ids", ids.shape, dtype="int64"), g.input("eos", ()), name="is_eos",
+                    attrs={"op": "eq"})
+    find = g.add(op, compare, name="found", attrs={"axis": -1})
+    for name in ("numpy", "torch"):
+        backend = get_backend(name, "float64")
+        mask = backend.forward(compare, [backend.asarray(ids), backend.asarray(np.array(2))])
+        found = backend.to_numpy(backend.forward(find, [mask]))
+        assert found.tolist() == ([1, 3] if op == "argmax" else [0, 0]), name

@@ -67,6 +67,8 @@ def cumsum(x: Tensor, axis: int, reverse: bool, exclusive: bool) -> Tensor:
 
 
 def _arg(find: Any, x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool) -> Tensor:
+    if x.dtype == torch.bool:  # the first true of a mask (CLIP pools its text at the first end token): torch
+        x = x.to(torch.uint8)  # finds the largest of numbers only
     if not select_last_index:
         return find(x, dim=axis, keepdim=keepdims)
     flipped = x.flip(list(range(x.ndim))) if axis is None else x.flip(axis)

@@ -402,11 +402,17 @@ class Translator:
                 raise ModelFormatError(f"{self.where}: {kind} {fqn!r} holds shape {value.shape}, "
                                        f"the program declares {declared}")
             leaf = "parameter" if kind == "parameter" else "constant"
-            if leaf == "parameter" and value.dtype.kind not in "f":
+            if leaf == "parameter" and (value.dtype.kind not in "f" or self.frozen(placeholder)):
                 leaf = "constant"
             return self.b.leaf(leaf, fqn, value, module=module_of(fqn))
 
         return make
+
+    def frozen(self, placeholder: str) -> bool:
+        """A parameter the model does not train (`requires_grad_(False)`, Whisper's sinusoidal positions): a
+        constant here, as it has no gradient in torch and an optimizer must leave it alone."""
+        meta = self.tensor_values.get(placeholder)
+        return isinstance(meta, dict) and meta.get("requires_grad") is False
 
     def translate(self, batch: Mapping[str, np.ndarray] | None, description: str) -> Model:
         self._placeholders()
@@ -559,6 +565,14 @@ class Translator:
         offset = meta.get("storage_offset", {"as_int": 0})
         offset = offset.get("as_int") if isinstance(offset, dict) else None
         return (strides, offset) if isinstance(offset, int) else None
+
+    def input_dtype(self) -> str | None:
+        """The dtype the file records for the current node's `self` input ("float32", "int64", "bool"); None
+        where it records none."""
+        name = self._mutated_input(self.spec) if self.spec is not None else None
+        meta = self.tensor_values.get(name) if name is not None else None
+        code = meta.get("dtype") if isinstance(meta, dict) else None
+        return SCALAR_TYPES.get(code) if isinstance(code, int) else None
 
     def _placeholder(self, key: str, args: Mapping[str, Any], ctx: Ctx, reason: str) -> list[Any]:
         inputs: list[Node] = []

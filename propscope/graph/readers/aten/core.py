@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ...ir import Node
 from .._aten import (
     Ctx,
     Translator,
@@ -89,7 +90,7 @@ def _linear(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 @aten("addmm")
 def _addmm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if a.get("beta", 1) != 1 or a.get("alpha", 1) != 1:
-        raise Unmapped("addmm with beta or alpha other than 1")
+        return _scaled_product(t, a, ctx, a["mat1"], a["mat2"])
     m1, m2 = a["mat1"], a["mat2"]
     bias = t.node(self_arg(a), ctx, "bias")
     if isinstance(m2, Transposed):
@@ -122,3 +123,34 @@ def _matmul(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return t.b.op("linear", t.node(x, ctx), y.leaf, zeros_bias(t, y.leaf, ctx), name=ctx.name,
                       module=ctx.module, attrs={"transpose_weight": True})
     return t.b.op("matmul", t.node(x, ctx), t.node(y, ctx), name=ctx.name, module=ctx.module)
+
+
+@aten("baddbmm")
+def _baddbmm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """β·self + α·(batch1 @ batch2) (BLOOM adds its ALiBi position bias to the attention scores so)."""
+    return _scaled_product(t, a, ctx, a["batch1"], a["batch2"])
+
+
+def _scaled_product(t: Translator, a: dict[str, Any], ctx: Ctx, x: Any, y: Any) -> Any:
+    """β·self + α·(x @ y) as its steps: the product, each scaling that is not 1, the sum (none of self when β
+    is 0: torch then ignores self, NaN and all)."""
+    beta, alpha = float(a.get("beta", 1)), float(a.get("alpha", 1))
+    base = self_arg(a)
+    if all(t.const(v) for v in (x, y, base)):
+        matmul_room(x, y, f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
+        product = alpha * np.matmul(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+        return product if beta == 0 else beta * np.asarray(base, dtype=np.float64) + product
+
+    def scaled(node: Node, factor: float, role: str) -> Node:
+        if factor == 1:
+            return node
+        return t.b.op("mul", node, t.b.const(np.array(factor), ctx.module, role), name=f"{ctx.name}.{role}",
+                      module=ctx.module)
+
+    product = t.b.op("matmul", t.node(x, ctx, "mat1"), t.node(y, ctx, "mat2"),
+                     name=ctx.name if beta == 0 and alpha == 1 else f"{ctx.name}.product", module=ctx.module)
+    product = scaled(product, alpha, "alpha")
+    if beta == 0:
+        return product
+    return t.b.op("add", scaled(t.node(base, ctx, "self"), beta, "beta"), product, name=ctx.name,
+                  module=ctx.module, original_op=op_key(ctx.target))

@@ -9,6 +9,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import (
+    SCALAR_TYPES,
     Ctx,
     Lazy,
     Sequence,
@@ -98,7 +99,31 @@ def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 @aten("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
       "detach_copy", "_assert_tensor_metadata")
 def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    return self_arg(a) if ("self" in a or "input" in a) else a.get("a")
+    """Copies, views and casts. A cast between float dtypes is the value itself: the session's dtype governs
+    (a float64 session keeps the float32 islands of mixed precision in float64). A cast to an integer or bool
+    dtype changes values and is kept: T5's relative-position buckets are logarithms truncated to int64."""
+    x = self_arg(a) if ("self" in a or "input" in a) else a.get("a")
+    code = a.get("dtype") if op_key(ctx.target) in ("_to_copy", "to") else None
+    target = SCALAR_TYPES.get(code) if isinstance(code, int) else None
+    if target is None or target in _FLOATS:
+        return x
+    known = t.known(x)
+    if known is not None:
+        array_room(known.shape, np.dtype(target), f"the cast {ctx.name!r} of a constant", t.where)
+        return known != 0 if target == "bool" else known.astype(target)  # torch truncates toward zero, as NumPy
+    if t.input_dtype() not in _FLOATS:
+        return x  # integers and masks keep their values in a wider integer type
+    node = t.node(x, ctx)
+    if target == "bool":
+        return t.b.op("compare", node, t.b.const(np.array(0.0), ctx.module, "zero"), name=ctx.name,
+                      module=ctx.module, attrs={"op": "ne"}, original_op=op_key(ctx.target))
+    # float to integer drops the fraction: x − fmod(x, 1) is that exactly, and its derivative is 0 as trunc's is
+    fraction = t.b.op("fmod", node, t.b.const(np.array(1.0), ctx.module, "one"), name=f"{ctx.name}.fraction",
+                      module=ctx.module)
+    return t.b.op("sub", node, fraction, name=ctx.name, module=ctx.module, original_op=op_key(ctx.target))
+
+
+_FLOATS = ("float16", "bfloat16", "float32", "float64")
 
 
 @aten("cat", "concat", "concatenate")

@@ -1,0 +1,155 @@
+"""The ATen patterns Hugging Face models are made of, each in a small module exported as is and after
+`run_decompositions()`, opened and traced on both backends and compared with torch autograd (float64).
+
+T5's relative-position buckets (logarithms truncated by a cast to int64), casts of computed values to int and
+bool, Whisper's frozen sinusoidal positions (a parameter with `requires_grad=False` is a constant), BLOOM's
+`baddbmm` with its β and α (ALiBi), `addmm` with them, and CLIP's pooling at the first end token (the argmax
+of a mask computed from the data).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from opcheck import chained_vjps
+
+from propscope.debugger import open_session
+from propscope.graph.readers import open_model
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+pytestmark = pytest.mark.torch
+
+
+class RelativeBuckets(nn.Module):
+    """T5's bias per query-key offset: small offsets exact, large ones on a log scale, truncated to int64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.bias = nn.Linear(4, 6), nn.Embedding(8, 1)
+
+    def forward(self, x: Any) -> Any:
+        offset = torch.arange(6)[None, :] - torch.arange(6)[:, None]
+        distance = offset.abs()
+        large = 2 + (torch.log(distance.float().clamp(min=1) / 2) / math.log(8) * 4).to(torch.long)
+        buckets = torch.where(distance < 2, distance, torch.minimum(large, torch.full_like(large, 7)))
+        buckets = buckets + (offset > 0).to(torch.long) * 0  # a bool cast folded too
+        h = self.fc(x)
+        return h @ self.bias(buckets)[..., 0]
+
+
+class Casts(nn.Module):
+    """Computed values cast to int64 (truncated toward zero, no gradient) and to bool (a mask)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x: Any) -> Any:
+        h = 3 * self.fc(x)
+        whole = h.to(torch.int64)  # −2.7 → −2, 2.7 → 2
+        mask = (h - whole).to(torch.bool)  # the fractions that are not 0
+        return torch.where(mask, h, 0.5) + whole * h
+
+
+class Frozen(nn.Module):
+    """Whisper's encoder positions are a parameter the model never trains (requires_grad_(False))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.positions = nn.Linear(4, 3), nn.Parameter(torch.randn(2, 3))
+        self.positions.requires_grad_(False)
+
+    def forward(self, x: Any) -> Any:
+        return torch.tanh(self.fc(x) + self.positions)
+
+
+class ScaledProducts(nn.Module):
+    """BLOOM's attention scores: baddbmm(alibi, q, kᵀ, β=1, α=1/√d); and addmm with both scalings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.k, self.fc = nn.Linear(4, 6), nn.Linear(4, 6), nn.Linear(4, 3)
+        self.alibi = nn.Parameter(torch.randn(2, 3, 3))
+
+    def forward(self, x: Any) -> Any:
+        q, k = self.q(x).reshape(2, 3, 2), self.k(x).reshape(2, 2, 3)
+        scores = torch.baddbmm(self.alibi, q, k, beta=1.0, alpha=0.5)
+        only = torch.baddbmm(self.alibi, q, k, beta=0.0, alpha=1.0)  # β = 0: the bias is ignored
+        both = torch.baddbmm(self.alibi, q, k, beta=-2.0, alpha=1.5)
+        mixed = torch.addmm(self.fc.bias, x, self.fc.weight.t(), beta=0.5, alpha=2.0)
+        return scores.sum(-1) + only.amax(-1) * both.mean(-1) + mixed
+
+
+class FirstEndToken(nn.Module):
+    """CLIP's text pooling: the state at the first position where the data says "end" (argmax of a mask)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x: Any) -> Any:
+        h = torch.tanh(self.fc(x))
+        first = (h > 0.2).int().argmax(dim=-1)
+        return h[torch.arange(h.shape[0]), first][:, None] * h
+
+
+MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
+          "first_end_token": FirstEndToken}
+
+
+def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
+    torch.manual_seed(0)
+    model = cls().double().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(model, (torch.from_numpy(x),))
+        if decompose:
+            program = program.run_decompositions()
+        torch.export.save(program, str(path))
+    return model
+
+
+@pytest.mark.parametrize("decompose", [False, True], ids=["as_is", "decomposed"])
+@pytest.mark.parametrize("name", list(MODELS))
+def test_pattern_matches_autograd(name: str, decompose: bool, tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    reference = export(MODELS[name], x, tmp_path / f"{name}.pt2", decompose)
+    model = open_model(tmp_path / f"{name}.pt2")
+    unsupported = [n.meta.get("original_op") for n in model.graph if n.op.name == "unsupported"]
+    assert not unsupported, f"unsupported: {unsupported} ({model.warnings})"
+
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out = reference(xt)
+    weights = torch.from_numpy(np.random.default_rng(1).standard_normal(tuple(out.shape)))
+    (out * weights).sum().backward()
+
+    for backend in ("numpy", "torch"):
+        s = open_session(model, backend=backend, dtype="float64", data={"x": x}, loss="none")
+        s.run_to_end()
+        got = s.backend.to_numpy(s.value(s.prediction_node.name))
+        np.testing.assert_allclose(got, out.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=backend)
+    grads = chained_vjps(s, weights.numpy())
+    np.testing.assert_allclose(grads["x"], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    parameters = {n.name for n in s.graph.leaves if n.op.name == "parameter"}
+    trained = {pname for pname, p in reference.named_parameters() if p.requires_grad}
+    assert parameters == trained, "a frozen parameter is a constant, every trained one a parameter"
+    for pname, p in reference.named_parameters():
+        if p.requires_grad:
+            np.testing.assert_allclose(grads[pname], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=pname)
+
+
+def test_truncation_is_folded_as_torch_truncates(tmp_path: Path) -> None:
+    """The buckets are the integers torch computes, not the logarithms before the cast."""
+    export(RelativeBuckets, np.zeros((2, 4)), tmp_path / "buckets.pt2", decompose=False)
+    model = open_model(tmp_path / "buckets.pt2")
+    (embedding,) = [n for n in model.graph if n.op.name == "embedding"]
+    ids = model.arrays[embedding.inputs[0].name]
+    offset = np.abs(np.arange(6)[None, :] - np.arange(6)[:, None])
+    large = 2 + np.trunc(np.log(np.maximum(offset, 1) / 2) / math.log(8) * 4)
+    assert np.array_equal(ids, np.where(offset < 2, offset, np.minimum(large, 7)))
