@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zoo
-from PySide6.QtCore import QRect, QRectF
+from PySide6.QtCore import QRect, QRectF, Qt
 from PySide6.QtWidgets import QApplication
 
 from propscope import cli
@@ -128,3 +128,90 @@ def test_breadcrumbs_never_cover_the_title_of_a_frame(qtbot, exported, size, pro
     canvas.verticalScrollBar().setValue(canvas.verticalScrollBar().value() + 20)  # viewport's children too
     settle()
     assert minimap.geometry() == spot
+
+
+# -- 2. the layer view reads channels-last values as channels --------------------------------------------
+def layer_page(qtbot, window: MainWindow, name: str):
+    window.selection.select(name)
+    window.layer_dock.raise_()
+    settle()
+    view = window.layer_view
+    assert view.fits and view.isVisible() and view.node == name
+    assert view.page is not None and not view.page.message
+    return view, view.page
+
+
+def click_cell(qtbot, view, tile: int, row: int, col: int) -> None:
+    grid = view.grids()[-1]
+    qtbot.mouseClick(grid, Qt.MouseButton.LeftButton, pos=grid.cell_center(tile, row, col).toPoint())
+    settle()
+
+
+def test_the_layer_view_draws_swins_channels_last_values_as_one_map_per_channel(qtbot, exported):
+    window = open_window(qtbot, exported("swin_t"), (1280, 800))
+    session = window.bridge.session
+    graph = session.graph
+    session.run_to_end()
+    settle()
+    # the patch embedding's layer norm, (N, H, W, C) after the permute from the convolution's NCHW, and the
+    # first block's output, a residual add of windows reassembled by a reshape from 6-D
+    norm = next(n for n in graph if n.op.name == "layer_norm")
+    block = next(n for n in graph if n.op.name == "add" and n.module.endswith("features.1.0"))
+    for node in (norm, block):
+        assert node.shape[3] == 96 and node.shape[1] == node.shape[2]
+        view, page = layer_page(qtbot, window, node.name)
+        value = np.asarray(session.value(node.name))
+        tiles = page.sections[-1].tiles
+        assert len(tiles) == 16 and "16 of 96 channels" in page.sections[-1].note  # C maps, not H
+        for k in (0, 5, 15):
+            np.testing.assert_array_equal(tiles[k].matrix, value[0, :, :, k])  # each of H × W
+        assert "channels last" in page.headline
+        click_cell(qtbot, view, 5, 2, 3)  # a pixel of channel 5 selects that element of the (N, H, W, C) value
+        assert window.selection.node == node.name and window.selection.index == (0, 2, 3, 5)
+        assert view.page is not None and view.page.sections[-1].tiles[5].marks == [(2, 3, 3, 4)]  # outlined there
+
+
+def test_the_layer_view_keeps_resnets_nchw_values_as_they_were(qtbot, exported):
+    window = open_window(qtbot, exported("resnet18"), (1280, 800))
+    session = window.bridge.session
+    session.run_to_end()
+    settle()
+    for node in (next(n for n in session.graph if n.op.name == op) for op in ("batch_norm", "relu", "add")):
+        view, page = layer_page(qtbot, window, node.name)
+        value = np.asarray(session.value(node.name))
+        tiles = page.sections[-1].tiles
+        assert "channels last" not in page.headline and f"of {node.shape[1]} channels" in page.sections[-1].note
+        np.testing.assert_array_equal(tiles[3].matrix, value[0, 3])
+        click_cell(qtbot, view, 3, 1, 2)
+        assert window.selection.index == (0, 3, 1, 2)
+
+
+def test_channels_last_is_read_there_and_back_as_convnext_permutes():
+    """ConvNeXt's block: a depthwise convolution (NCHW), a permute to (N, H, W, C), a layer norm and a linear over
+    the channels, a permute back, and the residual add with the block's input. A 4-D input nothing decides stays
+    NCHW, and a matmul over 4-D values (attention scores) is not read as channels."""
+    from propscope.graph.ir import Graph
+    from propscope.gui.inspect.channels import CHANNELS_LAST, NCHW, channel_axis
+
+    g = Graph("convnext block")
+    x = g.input("x", (2, 8, 5, 5))
+    w = g.parameter("dw.weight", (8, 1, 3, 3))
+    y = g.add("conv2d", x, w, name="dw", attrs={"padding": 1, "groups": 8})
+    y = g.add("transpose", y, name="to_last", attrs={"axes": (0, 2, 3, 1)})
+    gamma, beta = g.parameter("norm.weight", (8,)), g.parameter("norm.bias", (8,))
+    y = g.add("layer_norm", y, gamma, beta, name="norm", attrs={"normalized_shape": (8,)})
+    y = g.add("linear", y, g.parameter("pw.weight", (8, 8)), g.parameter("pw.bias", (8,)), name="pw",
+              attrs={"transpose_weight": True})
+    y = g.add("gelu", y, name="act")
+    y = g.add("transpose", y, name="to_first", attrs={"axes": (0, 3, 1, 2)})
+    out = g.add("add", x, y, name="residual")
+    scores = g.add("matmul", y, g.add("transpose", y, name="yt", attrs={"axes": (0, 1, 3, 2)}), name="scores")
+    g.set_outputs(out, scores)
+    axes = {n.name: channel_axis(g, n) for n in g if len(n.shape) == 4 and not n.is_leaf}
+    assert axes == {"dw": NCHW, "to_last": CHANNELS_LAST, "norm": CHANNELS_LAST, "pw": CHANNELS_LAST,
+                    "act": CHANNELS_LAST, "to_first": NCHW, "residual": NCHW, "yt": NCHW, "scores": NCHW}
+    lone = Graph("a norm over the last axis of a 4-D value nothing else decides")
+    v = lone.input("v", (2, 4, 4, 6))
+    lone.set_outputs(lone.add("layer_norm", v, lone.parameter("w", (6,)), lone.parameter("b", (6,)), name="ln",
+                              attrs={"normalized_shape": (6,)}))
+    assert channel_axis(lone, lone["ln"]) == CHANNELS_LAST and channel_axis(lone, v) == CHANNELS_LAST

@@ -1,7 +1,8 @@
 """Views for the tutorial's Part 9 layers, for the selected node: convolution, recurrence, attention.
 
-- Convolution (and pooling, and any 4-D NCHW value or (out, in, kh, kw) weight): feature maps and
-  filters as image grids; click an output pixel to light its receptive field on the input.
+- Convolution (and pooling, and any 4-D value or (out, in, kh, kw) weight): feature maps and
+  filters as image grids; click an output pixel to light its receptive field on the input. A value
+  the graph shows to be channels-last (N, H, W, C), as Swin's, is drawn as C maps of H×W (`channels`).
 - Recurrence: the hidden state and the gates over time as heatmaps, time on x; the gradient of the
   hidden state over time shows the vanishing at a glance.
 - Attention: the attention matrix of each head, tokens on both axes and the weights written in.
@@ -30,6 +31,7 @@ from ..format import fmt_num, fmt_shape, symmetric_range
 from ..guard import guarded
 from ..selection import Selection
 from ..theme import ThemeManager
+from .channels import CHANNELS_LAST, NCHW, channel_axis
 from .heat_grid import HeatGrid, Mark, Tile
 
 CONV, RECURRENT, ATTENTION = "convolution", "recurrence", "attention"
@@ -63,6 +65,7 @@ class Page:
     samples: int = 0  # batch size, when the sample can be chosen
     targets: list[tuple[str, Any]] = field(default_factory=list)  # per tile of the clickable grid: node, index prefix
     keys: list[str] = field(default_factory=list)  # recurrence: what each tile shows (h, c, a gate)
+    channel_axis: int = NCHW  # convolution: where the tiles' channel sits in an index of the node (1 or 3)
 
 
 # -- which view a node gets ----------------------------------------------------------------------
@@ -148,14 +151,21 @@ def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[
         value = read(node.name)
         is_filter = node.op.name in ("parameter", "constant") and node.module and len(node.shape) == 4 and any(
             u.op.name == "conv2d" and u.inputs[1] is node for u in s.graph.users(node))
+        page.channel_axis = NCHW if is_filter else channel_axis(s.graph, node)
         if is_filter:
             page.headline = f"Filters {escape(node.name)} · {fmt_shape(node.shape)} (out, in, height, width)"
+        elif page.channel_axis == CHANNELS_LAST:
+            page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} (batch, h, w, channels): " \
+                            "channels last, one map per channel"
         else:
             page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} (batch, channels, h, w)"
         if value is None:
             page.message = _not_yet(s, node, gradient)
             return page
         value = np.asarray(value, dtype=np.float64)
+        if page.channel_axis == CHANNELS_LAST:
+            value = np.moveaxis(value, CHANNELS_LAST, NCHW)  # drawn as NCHW; indices still name the node's axes
+            index = None if index is None or len(index) != 4 else (index[0], index[3], index[1], index[2])
         vmax = symmetric_range(value)
         if is_filter:
             tiles = _filters(value, vmax)
@@ -555,6 +565,9 @@ class LayerView(QWidget):
             self.selection.select(cell.name, (*lead, *batch, row))
             return
         name, prefix = page.targets[tile]
+        if page.kind == CONV and page.channel_axis == CHANNELS_LAST:  # (sample, channel) of (N, H, W, C)
+            self.selection.select(name, (prefix[0], row, col, prefix[1]))
+            return
         self.selection.select(name, (*prefix, row, col))
 
     @guarded
