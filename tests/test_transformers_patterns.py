@@ -153,3 +153,55 @@ def test_truncation_is_folded_as_torch_truncates(tmp_path: Path) -> None:
     offset = np.abs(np.arange(6)[None, :] - np.arange(6)[:, None])
     large = 2 + np.trunc(np.log(np.maximum(offset, 1) / 2) / math.log(8) * 4)
     assert np.array_equal(ids, np.where(offset < 2, offset, np.minimum(large, 7)))
+
+
+def _gather_nd_file(path: Path, batch_dims: int, computed: bool) -> tuple[np.ndarray, Any]:
+    """x (2, 3, 4) → GatherND; the indices a constant, or computed from x as CLIP's pooling computes them
+    (the argmax along one axis, next to each row's own position)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    if computed:  # rows [b, argmax_j x[b, j, 0]]: (2, 2)
+        inits += [numpy_helper.from_array(np.array([0], dtype=np.int64), "zero"),
+                  numpy_helper.from_array(np.array([[0], [1]], dtype=np.int64), "rows")]
+        nodes += [helper.make_node("Gather", ["x", "zero"], ["col"], axis=2, name="col"),  # (2, 3, 1)
+                 helper.make_node("ArgMax", ["col"], ["best"], axis=1, keepdims=0, name="best"),  # (2, 1)
+                 helper.make_node("Concat", ["rows", "best"], ["indices"], axis=1, name="indices")]
+    elif batch_dims:
+        inits.append(numpy_helper.from_array(np.array([[[2], [0]], [[1], [-1]]], dtype=np.int64), "indices"))
+    else:
+        inits.append(numpy_helper.from_array(np.array([[[1, 2], [0, -2]], [[1, 0], [0, 1]]], dtype=np.int64),
+                                             "indices"))
+    nodes.append(helper.make_node("GatherND", ["x", "indices"], ["y"], batch_dims=batch_dims, name="gather"))
+    graph = helper.make_graph(nodes, "gather_nd", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 3, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return np.random.default_rng(2).standard_normal((2, 3, 4)), model
+
+
+@pytest.mark.parametrize(("batch_dims", "computed"), [(0, False), (1, False), (0, True)],
+                         ids=["constant", "batch_dims", "computed"])
+def test_gather_nd_picks_and_scatters_back_as_onnx_says(batch_dims: int, computed: bool, tmp_path: Path) -> None:
+    from onnx.reference import ReferenceEvaluator
+
+    path = tmp_path / "gather_nd.onnx"
+    x, proto = _gather_nd_file(path, batch_dims, computed)
+    model = open_model(path)
+    assert not [n.meta.get("reason") for n in model.graph if n.op.name == "unsupported"], model.warnings
+
+    def picked(values: np.ndarray) -> np.ndarray:
+        return np.asarray(ReferenceEvaluator(proto).run(None, {"x": values})[0])
+
+    want = picked(x)
+    upstream = np.random.default_rng(3).standard_normal(want.shape)
+    # the gradient of sum(upstream · GatherND(x)) by central differences (linear in x where the argmax holds)
+    steps = 1e-6 * np.eye(x.size).reshape(x.size, *x.shape)
+    expected = np.array([np.sum(upstream * (picked(x + e) - picked(x - e))) / 2e-6 for e in steps]).reshape(x.shape)
+    for backend in ("numpy", "torch"):
+        s = open_session(model, backend=backend, dtype="float64", data={"x": x}, loss="none")
+        s.run_to_end()
+        np.testing.assert_array_equal(s.backend.to_numpy(s.value(s.prediction_node.name)), want, err_msg=backend)
+        if backend == "numpy":
+            np.testing.assert_allclose(chained_vjps(s, upstream)["x"], expected, rtol=0, atol=1e-9)

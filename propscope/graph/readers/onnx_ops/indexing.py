@@ -1,6 +1,6 @@
-"""ONNX GatherElements and Tile onto the catalog's `gather` and `tile`; ScatterND and ScatterElements of
-constants folded (masks built at load time, as Swin's shifted-window mask); the shape plumbing that folds
-at load time is in `shape.py`."""
+"""ONNX GatherElements, GatherND and Tile onto the catalog's `gather`, `index_nd` and `tile`; ScatterND and
+ScatterElements of constants folded (masks built at load time, as Swin's shifted-window mask); the shape
+plumbing that folds at load time is in `shape.py`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ...ir import Node
+from ...ops.shape import INDEX_ROLES
 from .._aten import Unmapped
-from .._budget import array_room, tile_room
+from .._budget import array_room, fold_room, tile_room
 from ..onnx_reader import Ctx, Init, Reader, onnx_op
 from .elementwise import op
 
@@ -88,3 +90,38 @@ def _scatter_elements(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         at = tuple(int(idx[position]) if k == axis else position[k] for k in range(out.ndim))
         out[at] = updates[position] if reduce is None else reduce(out[at], updates[position])
     return out
+
+
+@onnx_op("GatherND")
+def _gather_nd(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """out[b, i] = data[b, indices[b, i, 0], indices[b, i, 1], ...] as the catalog's `index_nd`: one index tensor
+    per addressed axis, the batch axes (`batch_dims`) indexed by their own positions (CLIP's pooling at the end
+    token, `x[arange(n), argmax]`, exported by dynamo)."""
+    data, indices = ins[0], ins[1]
+    shape, index_shape = tuple(r.shape(data)), tuple(r.shape(indices))
+    batch = int(ctx.attrs.get("batch_dims", 0))
+    depth = index_shape[-1] if index_shape else 0
+    if not index_shape or batch < 0 or batch + depth > len(shape) or index_shape[:batch] != shape[:batch]:
+        raise Unmapped(f"GatherND indices {index_shape} do not fit data {shape} with batch_dims {batch}")
+    if not depth or batch + depth > len(INDEX_ROLES):
+        raise Unmapped(f"GatherND addressing {batch + depth} axes")
+    lead = len(index_shape) - 1
+    positions = [np.arange(shape[j]).reshape([shape[j] if k == j else 1 for k in range(lead)]) for j in range(batch)]
+    known, cd = r.folded(indices), r.folded(data)
+    if known is not None:  # negative indices count from the end of their axis
+        known = known.astype(np.int64)
+        known = np.where(known < 0, known + np.asarray(shape[batch:batch + depth]), known)
+        if ((known < 0) | (known >= np.asarray(shape[batch:batch + depth]))).any():
+            raise Unmapped("GatherND index out of range")
+        columns: list[Any] = [known[..., k] for k in range(depth)]
+        if cd is not None:
+            fold_room((), f"GatherND {ctx.name!r} of constants", r.where,
+                      shape=(*index_shape[:-1], *shape[batch + depth:]))
+            return cd[tuple(positions + columns)]
+    else:
+        node = r.node(indices, ctx, hint="index")
+        columns = [r.b.op("select", node, name=f"{ctx.name}.index{k}", module=ctx.module,
+                          attrs={"axis": lead, "index": k}) for k in range(depth)]
+    parts = [r.b.const(p, ctx.module, f"batch{j}") for j, p in enumerate(positions)]
+    parts += [c if isinstance(c, Node) else r.b.const(c, ctx.module, f"index{k}") for k, c in enumerate(columns)]
+    return op(r, ctx, "index_nd", r.node(data, ctx), *parts, axes=tuple(range(batch + depth)))
