@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 import zoo
 from PySide6.QtCore import QRect, QRectF, Qt
+from PySide6.QtGui import QFontMetricsF, QPainter
 from PySide6.QtWidgets import QApplication
 
 from propscope import cli
 from propscope.graph.readers import open_model
+from propscope.gui.format import fmt_num
 from propscope.gui.main_window import MainWindow
 
 torch = pytest.importorskip("torch")
@@ -215,3 +217,68 @@ def test_channels_last_is_read_there_and_back_as_convnext_permutes():
     lone.set_outputs(lone.add("layer_norm", v, lone.parameter("w", (6,)), lone.parameter("b", (6,)), name="ln",
                               attrs={"normalized_shape": (6,)}))
     assert channel_axis(lone, lone["ln"]) == CHANNELS_LAST and channel_axis(lone, v) == CHANNELS_LAST
+
+
+# -- 3. the filters' titles are legible at 1024×768 -----------------------------------------------------------
+def drawn_texts(monkeypatch, grid) -> list[str]:
+    """The texts the grid paints (titles, labels, numbers), recorded as it paints itself once."""
+    texts: list[str] = []
+    draw = QPainter.drawText
+
+    def record(painter, *args):
+        texts.append(next(a for a in args if isinstance(a, str)))
+        return draw(painter, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(QPainter, "drawText", record)
+        grid.grab()
+    return texts
+
+
+def check_titles(monkeypatch, grid) -> list[str]:
+    """The titles the grid writes: each whole (its title or its short form), never elided, in its room in one
+    font of at least `SMALLEST_TITLE` pixels; all of them or none (a title here and there reads as a pattern)."""
+    drawn = drawn_texts(monkeypatch, grid)
+    assert not [t for t in drawn if "…" in t]
+    from propscope.gui.inspect.heat_grid import SMALLEST_TITLE
+
+    fm = QFontMetricsF(grid.label_font_now)
+    assert grid.label_font_now.pixelSize() >= SMALLEST_TITLE * grid.theme.scale
+    width = max(grid.width() - 2, 50)
+    labels = [p.label for p in grid.placed]
+    for placed in grid.placed:
+        if placed.label:
+            assert placed.label in (placed.tile.title, placed.tile.short) and placed.label in drawn
+            assert fm.horizontalAdvance(placed.label) <= grid.title_room(placed, width)
+            assert placed.title.left() + fm.horizontalAdvance(placed.label) <= grid.width()  # not cut by the edge
+    assert all(labels) or not any(labels)
+    return labels
+
+
+def test_filter_titles_are_written_whole_at_1024x768(qtbot, monkeypatch, exported):
+    window = open_window(qtbot, exported("resnet18"), (1024, 768))
+    session = window.bridge.session
+    session.run_to_end()
+    settle()
+    convs = [n for n in session.graph if n.op.name == "conv2d"]
+    # conv1: 7×7 kernels of 3 inputs ("10←2"); layer1.0.conv1: 3×3 kernels of 64 inputs, 16 pixels wide here
+    for conv, kernel in ((convs[0], 7), (convs[1], 3)):
+        view, page = layer_page(qtbot, window, conv.name)
+        filters = view.grids()[1]
+        assert [t.matrix.shape for t in filters.tiles] == [(kernel, kernel)] * 32
+        labels = check_titles(monkeypatch, filters)
+        assert all(labels), labels  # legible: not "0…", and not left out
+        for grid in (view.grids()[0], view.grids()[2]):
+            check_titles(monkeypatch, grid)
+        if kernel == 3:  # every one of out 0: the section says so once, each tile its input channel
+            assert labels == [str(i) for i in range(32)] and "out 0 ← in 0…31" in page.sections[1].title
+        tip = filters.tooltip_at(filters.cell_center(10, 1, 1))  # the whole title, and the number under the mouse
+        out, inp = (0, 10) if kernel == 3 else (3, 1)
+        number = fmt_num(float(np.asarray(session.value(conv.inputs[1].name))[out, inp, 1, 1]))
+        assert tip == f"{out}←{inp}\n[1, 1] = {number}"
+        output = view.grids()[-1]
+        qtbot.mouseClick(output, Qt.MouseButton.LeftButton, pos=output.cell_center(3, 0, 0).toPoint())
+        settle()
+        assert view.page is not None  # output channel 3's filters outlined, where they are shown
+        outlined = [k for k, t in enumerate(view.page.sections[1].tiles) if t.outlined]
+        assert outlined == ([] if kernel == 3 else [9, 10, 11])

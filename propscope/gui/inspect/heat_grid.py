@@ -4,6 +4,11 @@ pyqtgraph would give each map a plot with axes it does not need; here one widget
 with the theme's fonts, so projector mode only changes the sizes. Cells are square, as large as
 the widget allows, drawn without smoothing; when a cell is big enough its number is written in it,
 and row and column labels (tokens, time steps) are written when they fit.
+
+A tile's title is written whole or not at all: at the title size, else its short form, else smaller, down
+to `SMALLEST_TITLE` pixels; when one does not fit even then, the grid writes none (elided, a grid of 3×3
+filters at 1024×768 read "0…" in every tile; a title here and there reads as a pattern that is not there).
+The tooltip over any tile says its title and the number under the mouse.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QHelpEvent, QImage, QMouseEvent, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from ..colormap import diverging_rgba
 from ..format import fmt_num, symmetric_range
@@ -23,6 +28,7 @@ from ..guard import guarded, guarded_answer
 from ..theme import LIGHT, Theme
 
 Mark = tuple[int, int, int, int]  # (row0, col0, row1, col1), ends exclusive, in cells
+TITLE_SIZE, SMALLEST_TITLE = 11, 8  # pixels (scaled by the theme): 8 px bold still reads "12←31"
 
 
 @dataclass
@@ -61,6 +67,7 @@ class _Placed:
     title: QRectF
     cells: QRectF  # the matrix area
     cell: float
+    label: str = ""  # the title as written (whole, or its short form), "" when they do not all fit
 
 
 class HeatGrid(QWidget):
@@ -94,12 +101,13 @@ class HeatGrid(QWidget):
 
     def _fonts(self) -> None:
         t = self.theme
-        self.title_font: QFont = t.font(11, bold=True)
+        self.title_font: QFont = t.font(TITLE_SIZE, bold=True)
         self.label_font: QFont = t.font(10)
         self.number_font: QFont = t.font(9.5)
         self.title_fm = QFontMetricsF(self.title_font)
         self.label_fm = QFontMetricsF(self.label_font)
         self.number_fm = QFontMetricsF(self.number_font)
+        self.label_font_now: QFont = self.title_font  # the titles' font as the tiles are placed (`_fit_titles`)
         self.max_cell = 64.0 * t.scale
         self.gap = 10.0 * t.scale
 
@@ -149,6 +157,36 @@ class HeatGrid(QWidget):
             tr, tc = tile.matrix.shape
             self.placed.append(_Placed(tile, QRectF(x, y, tile_w, th),
                                        QRectF(x + lw, y + th + lh, tc * cell, tr * cell), cell))
+        self._fit_titles(width)
+
+    def title_room(self, placed: _Placed, width: float) -> float:
+        """The width a tile's title may take: its tile's and part of the gap after it (a space left before the
+        next title), not beyond the widget."""
+        return min(placed.title.width() + self.gap * 0.6, width - placed.title.left())
+
+    def _fit_titles(self, width: float) -> None:
+        """One title font for the grid, the largest that writes every title whole (or its short form), down to
+        `SMALLEST_TITLE`; when one does not fit even then, no title is written (the tooltips have them)."""
+        self.label_font_now, fm = self.title_font, self.title_fm
+        titled = [(placed, self.title_room(placed, width)) for placed in self.placed if placed.tile.title]
+        if not titled:
+            return
+
+        def fitting(fm: QFontMetricsF, tile: Tile, room: float) -> str:
+            for option in (tile.title, tile.short):
+                if option and fm.horizontalAdvance(option) <= room:
+                    return option
+            return ""
+
+        size = TITLE_SIZE
+        while not all(fitting(fm, placed.tile, room) for placed, room in titled) and size > SMALLEST_TITLE:
+            size -= 1  # whole pixels: the theme's fonts are sized in pixels
+            font = self.theme.font(size, bold=True)
+            self.label_font_now, fm = font, QFontMetricsF(font)
+        labels = [fitting(fm, placed.tile, room) for placed, room in titled]
+        if all(labels):
+            for (placed, _room), label in zip(titled, labels, strict=True):
+                placed.label = label
 
     def height_at(self, width: float, cell: float) -> float:
         """The height these tiles need for cells of `cell` pixels in `width` (the best arrangement)."""
@@ -188,15 +226,11 @@ class HeatGrid(QWidget):
         text = t.color("text")
         for placed, image in zip(self.placed, self._images, strict=True):
             tile, area, cell = placed.tile, placed.cells, placed.cell
-            if tile.title:
-                p.setFont(self.title_font)
+            if placed.label:
+                p.setFont(self.label_font_now)
                 p.setPen(text)
-                room = placed.title.adjusted(0, 0, self.gap * 0.8, 0)  # a title may reach into the gap
-                title = tile.title
-                if tile.short and self.title_fm.horizontalAdvance(title) > room.width():
-                    title = tile.short
-                p.drawText(room, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                           self.title_fm.elidedText(title, Qt.TextElideMode.ElideRight, room.width()))
+                room = placed.title.adjusted(0, 0, self.gap, 0)  # fitted to `title_room`, which reaches into the gap
+                p.drawText(room, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, placed.label)
             if image.isNull():
                 continue
             p.drawImage(area, image)
@@ -263,7 +297,40 @@ class HeatGrid(QWidget):
                 box = QRectF(area.left() + c * cell + cell / 2 - widest / 2, area.top() - h - 1, widest, h)
                 p.drawText(box, Qt.AlignmentFlag.AlignCenter, tile.col_labels[c])
 
-    # -- clicks ----------------------------------------------------------------------------
+    # -- clicks and tooltips ------------------------------------------------------------------
+    def tile_at(self, pos: QPointF) -> int | None:
+        """The tile whose title or cells lie under `pos`."""
+        for i, placed in enumerate(self.placed):
+            if placed.cells.contains(pos) or placed.title.contains(pos):
+                return i
+        return None
+
+    def tooltip_at(self, pos: QPointF) -> str:
+        """The tile's whole title, and the number under the mouse with its row and column."""
+        i = self.tile_at(pos)
+        if i is None:
+            return ""
+        tile = self.placed[i].tile
+        hit = self.cell_at(pos)
+        if hit is None:
+            return tile.title
+        _, r, c = hit
+        row = tile.row_labels[r] if tile.row_labels else str(r)
+        col = tile.col_labels[c] if tile.col_labels else str(c)
+        v = float(tile.matrix[r, c])
+        return f"{tile.title}\n[{row}, {col}] = {fmt_num(v) if np.isfinite(v) else 'not known yet'}"
+
+    @guarded_answer(False)
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and isinstance(event, QHelpEvent):
+            text = self.tooltip_at(QPointF(event.pos()))
+            if text:
+                QToolTip.showText(event.globalPos(), text, self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().event(event)
+
     def cell_at(self, pos: QPointF) -> tuple[int, int, int] | None:
         for i, placed in enumerate(self.placed):
             a = placed.cells

@@ -168,8 +168,8 @@ def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[
             index = None if index is None or len(index) != 4 else (index[0], index[3], index[1], index[2])
         vmax = symmetric_range(value)
         if is_filter:
-            tiles = _filters(value, vmax)
-            page.sections.append(Section(f"{word}{node.name}", tiles,
+            tiles, outs = _filters(value, vmax)
+            page.sections.append(Section(f"{word}{node.name}{_filters_legend(outs, value.shape[1])}", tiles,
                                          _more(value.shape[0] * value.shape[1], MAX_FILTERS, "filters")))
             return page
         page.samples = value.shape[0]
@@ -197,10 +197,13 @@ def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[
     in_tiles = _maps(x, sample, "in", symmetric_range(x))
     out_tiles = _maps(out, sample, "out", symmetric_range(out))
     filters: list[Tile] = []
+    filter_outs: list[int] = []  # the output channel of each filter tile
+    inputs_per_filter = 0
     if node.op.name == "conv2d":
         w = read(node.inputs[1].name)
         if w is not None:
-            filters = _filters(np.asarray(w, dtype=np.float64), symmetric_range(w))
+            filters, filter_outs = _filters(np.asarray(w, dtype=np.float64), symmetric_range(w))
+            inputs_per_filter = np.shape(w)[1]
     if index is not None and len(index) == 4 and index[0] == sample:
         o, i, j = index[1:]
         if o < len(out_tiles):
@@ -209,26 +212,46 @@ def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[
         for c in channels:
             if c < len(in_tiles):
                 in_tiles[c].marks.extend(_field_marks(rows, cols))
-        for t in filters:
-            t.outlined = t.title == f"{o}" or t.title.startswith(f"{o}←")
+        for t, filter_out in zip(filters, filter_outs, strict=True):
+            t.outlined = filter_out == o
     hint = "click an output pixel: its receptive field lights up on the input"
     page.sections.append(Section(f"{word}{x_node.name} (input) · sample {sample}", in_tiles,
                                  _more(x.shape[1], MAX_MAPS, "channels")))
     if filters:
-        page.sections.append(Section(f"{word}{node.inputs[1].name} (filters: out ← in)", filters))
+        legend = _filters_legend(filter_outs, inputs_per_filter)
+        page.sections.append(Section(f"{word}{node.inputs[1].name}{legend}", filters))
     page.sections.append(Section(f"{word}{node.name} (output) · sample {sample}", out_tiles,
                                  _more(out.shape[1], MAX_MAPS, "channels") or hint))
     page.targets = [(node.name, (sample, c)) for c in range(len(out_tiles))]
     return page
 
 
-def _filters(w: np.ndarray, vmax: float) -> list[Tile]:
+def _filters(w: np.ndarray, vmax: float) -> tuple[list[Tile], list[int]]:
+    """The first `MAX_FILTERS` kernels of weight `w` (out, in, kh, kw) as tiles titled "out←in" (one per output
+    channel, titled by it, for a depthwise convolution), and the output channel of each.
+
+    Where every tile shown is of one output channel (32 inputs or more), the legend names it once and each tile
+    may shorten its title to its input channel: at 1024×768 a 3×3 kernel is 16 pixels wide, and "0←10" (23 pixels
+    at the smallest title size) did not fit it."""
     tiles: list[Tile] = []
+    outs: list[int] = []
+    one_out = w.shape[1] >= MAX_FILTERS
     for o in range(w.shape[0]):
         for i in range(w.shape[1]):
             if len(tiles) < MAX_FILTERS:
-                tiles.append(Tile(w[o, i], f"{o}" if w.shape[1] == 1 else f"{o}←{i}", vmax, numbers=True))
-    return tiles
+                title = f"{o}" if w.shape[1] == 1 else f"{o}←{i}"
+                tiles.append(Tile(w[o, i], title, vmax, numbers=True, short=f"{i}" if one_out else ""))
+                outs.append(o)
+    return tiles, outs
+
+
+def _filters_legend(outs: list[int], inputs: int) -> str:
+    """What the filter tiles' titles say, after the weight's name."""
+    if inputs == 1:
+        return " (filters: one per channel)"
+    if len(set(outs)) == 1:
+        return f" (filters: out ← in; out {outs[0]} ← in 0…{len(outs) - 1})"
+    return " (filters: out ← in)"
 
 
 # -- recurrence ------------------------------------------------------------------------------------
