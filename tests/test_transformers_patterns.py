@@ -3,8 +3,9 @@
 
 T5's relative-position buckets (logarithms truncated by a cast to int64), casts of computed values to int and
 bool, Whisper's frozen sinusoidal positions (a parameter with `requires_grad=False` is a constant), BLOOM's
-`baddbmm` with its β and α (ALiBi), `addmm` with them, and CLIP's pooling at the first end token (the argmax
-of a mask computed from the data).
+`baddbmm` with its β and α (ALiBi), `addmm` with them, CLIP's pooling at the first end token (the argmax
+of a mask computed from the data), grouped-query attention in one `scaled_dot_product_attention`, and ONNX's
+GatherND (dynamo's export of CLIP's pooling).
 """
 
 from __future__ import annotations
@@ -99,8 +100,22 @@ class FirstEndToken(nn.Module):
         return h[torch.arange(h.shape[0]), first][:, None] * h
 
 
+class GroupedQueryAttention(nn.Module):
+    """Llama-style attention with 4 query heads sharing 2 key/value heads, as torch's sdpa does it (enable_gqa)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q, self.kv = nn.Linear(4, 4 * 3 * 2), nn.Linear(4, 2 * 2 * 3 * 2)
+
+    def forward(self, x: Any) -> Any:
+        q = self.q(x).reshape(2, 4, 3, 2)  # (batch, heads, positions, depth)
+        k, v = self.kv(x).reshape(2, 2, 2, 3, 2).unbind(1)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return out.reshape(2, -1)
+
+
 MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
-          "first_end_token": FirstEndToken}
+          "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
