@@ -107,6 +107,70 @@ def _video(name: str) -> Builder:
     return build
 
 
+def _deeplabv3() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """torchvision's DeepLabV3 (its ASPP head: atrous convolutions beside a global-pooling branch upsampled
+    bilinearly; the logits upsampled bilinearly to the image) on a small dilated backbone of torch.nn layers,
+    with per-pixel logits (N·H·W, 4). deeplabv3_mobilenet_v3_large itself steps as well (the README's survey)
+    but takes a minute of this file's time on two cores."""
+    from collections import OrderedDict
+
+    import torch
+    from torch import nn
+
+    torchvision_models()
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.deeplabv3 import DeepLabHead, DeepLabV3
+
+    def layer(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, dilation, dilation, bias=False), nn.BatchNorm2d(cout),
+                             nn.ReLU())
+
+    class PixelLogits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            backbone = nn.Sequential(OrderedDict(stem=layer(3, 8, 2), layer1=layer(8, 16, 2),
+                                                 layer2=layer(16, 16, dilation=2)))
+            self.net = DeepLabV3(IntermediateLayerGetter(backbone, {"layer2": "out"}),
+                                 DeepLabHead(16, 4, atrous_rates=(2, 3, 4)))
+
+        def forward(self, x: Any) -> Any:
+            return self.net(x)["out"].permute(0, 2, 3, 1).reshape(-1, 4)
+
+    torch.manual_seed(0)
+    return _jitter(PixelLogits()).double().eval(), (_images(),), _labels(2 * 32 * 32, 4)
+
+
+def _unet3d() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """A 3-D U-Net (Çiçek et al.) for volumes: Conv3d, BatchNorm3d, max_pool3d down, ConvTranspose3d up (2×2×2,
+    stride 2), skip connections concatenated; per-voxel logits."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Sequential):
+        def __init__(self, cin: int, cout: int) -> None:
+            super().__init__(nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout), nn.ReLU(inplace=True))
+
+    class UNet3d(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc1, self.enc2, self.mid = Block(1, 4), Block(4, 8), Block(8, 8)
+            self.up2, self.dec2 = nn.ConvTranspose3d(8, 8, 2, stride=2), Block(16, 4)
+            self.up1, self.dec1 = nn.ConvTranspose3d(4, 4, 2, stride=2), Block(8, 4)
+            self.head = nn.Conv3d(4, 3, 1)
+
+        def forward(self, x: Any) -> Any:
+            e1 = self.enc1(x)
+            e2 = self.enc2(nn.functional.max_pool3d(e1, 2))
+            m = self.mid(nn.functional.max_pool3d(e2, 2))
+            d2 = self.dec2(torch.cat([self.up2(m), e2], dim=1))
+            d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+            return self.head(d1).permute(0, 2, 3, 4, 1).reshape(-1, 3)
+
+    torch.manual_seed(0)
+    volumes = np.random.default_rng(0).standard_normal((2, 1, 8, 8, 8))
+    return _jitter(UNet3d()).double().eval(), (volumes,), _labels(2 * 8 * 8 * 8, 3)
+
+
 def _vit() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
     import torch
 
@@ -305,6 +369,8 @@ ARCHITECTURES: dict[str, tuple[Builder, str]] = {
     "vit": (_vit, "torchvision"),
     "swin_t": (_vision("swin_t"), "torchvision"),  # shifted windows: torch.roll, a folded attention mask
     "r3d_18": (_video("r3d_18"), "torchvision"),  # a video ResNet: Conv3d, BatchNorm3d, adaptive 3-D pooling
+    "deeplabv3": (_deeplabv3, "torchvision"),  # segmentation: ASPP, bilinear upsampling to the image
+    "unet3d": (_unet3d, ""),  # a 3-D U-Net decoder: ConvTranspose3d
     "unet": (_unet, ""),
     "groupnorm_resnet": (_groupnorm_resnet, ""),
     "transformer_encoder": (_transformer_encoder, ""),

@@ -1,4 +1,8 @@
-"""ONNX Pad onto the catalog's `pad` (constant, reflect, edge = replicate, wrap = circular)."""
+"""ONNX Pad onto the catalog's `pad` (constant, reflect, edge = replicate, wrap = circular), and Resize of the
+height and width of images onto the catalog's nearest and bilinear upsampling, in the forms PyTorch's exporters
+write and PyTorch computes: linear with half_pixel (align_corners=False), pytorch_half_pixel (to sizes over one)
+or align_corners; nearest with asymmetric coordinates and floor rounding (mode='nearest'). Other modes (cubic,
+nearest-exact rounding, tf_crop_and_resize, antialiased downsampling) are refused by name."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import numpy as np
 
 from .._aten import Unmapped
 from .._budget import fold_room
-from ..onnx_reader import Ctx, Reader, attr_or_input, onnx_op
+from ..onnx_reader import Ctx, Init, Reader, attr_or_input, onnx_op
 from .elementwise import op
 
 _MODES = {"constant": "constant", "reflect": "reflect", "edge": "replicate", "wrap": "circular"}
@@ -61,3 +65,68 @@ def _pad_with_tensor(r: Reader, ctx: Ctx, x: Any, pairs: list[tuple[int, int]], 
               r.b.op("reshape", value, name=f"{ctx.name}.value", module=ctx.module, attrs={"shape": ()}),
               suffix="border_fill")
     return op(r, ctx, "add", padded, fill)
+
+
+def _constant(r: Reader, value: Any, what: str) -> np.ndarray | None:
+    """A Resize operand known at load time (scales are float initializers, which `folded` keeps as parameters);
+    None where it is absent or empty."""
+    if value is None:
+        return None
+    known = value.array if isinstance(value, Init) else r.folded(value)
+    if known is None:
+        raise Unmapped(f"Resize {what} computed at run time")
+    return known.reshape(-1) if known.size else None
+
+
+@onnx_op("Resize")
+def _resize(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    if ctx.opset < 11:
+        raise Unmapped("Resize before opset 11 (asymmetric coordinates only)")
+    x = r.node(ins[0], ctx)
+    if len(x.shape) != 4:
+        raise Unmapped(f"Resize of a {len(x.shape)}-D tensor (the catalog resizes the height and width of images)")
+    mode = str(ctx.attrs.get("mode", "nearest"))
+    coords = str(ctx.attrs.get("coordinate_transformation_mode", "half_pixel"))
+    axes = [int(a) % 4 for a in ctx.attrs.get("axes", [0, 1, 2, 3])]
+    scales = _constant(r, ins[2] if len(ins) > 2 else None, "scales")
+    sizes = _constant(r, ins[3] if len(ins) > 3 else None, "sizes")
+    if (scales is None) == (sizes is None):
+        raise Unmapped("Resize needs exactly one of scales and sizes")
+    given = scales if scales is not None else sizes
+    if given is None or len(given) != len(axes):
+        raise Unmapped(f"Resize with {0 if given is None else len(given)} scales or sizes for axes {axes}")
+    full = {a: float(v) for a, v in zip(axes, given, strict=True)}
+    if scales is not None:
+        if any(full.get(a, 1.0) != 1.0 for a in (0, 1)):
+            raise Unmapped(f"Resize scaling the batch or channel axis (scales {list(scales)})")
+        height, width = full.get(2, 1.0), full.get(3, 1.0)
+        if min(height, width) <= 0:
+            raise Unmapped(f"Resize scales {list(scales)} must be positive")
+        factors: tuple[float, float] | None = (height, width)
+        out = (int(x.shape[2] * height), int(x.shape[3] * width))  # ONNX's floor, as PyTorch's
+    else:
+        if str(ctx.attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
+            raise Unmapped("Resize keeping the aspect ratio (keep_aspect_ratio_policy)")
+        if any(int(full.get(a, x.shape[a])) != x.shape[a] for a in (0, 1)):
+            raise Unmapped(f"Resize to another batch or channel count (sizes {[int(v) for v in given]})")
+        factors, out = None, (int(full.get(2, x.shape[2])), int(full.get(3, x.shape[3])))
+    if min(out) < 1:
+        raise Unmapped(f"Resize to an empty image {out}")
+    fold_room((), f"Resize {ctx.name!r}", r.where, shape=[*x.shape[:2], *out])
+    if int(ctx.attrs.get("antialias", 0)) and (out[0] < x.shape[2] or out[1] < x.shape[3]):
+        raise Unmapped("antialiased Resize that shrinks (PyTorch's antialias=True)")
+    if mode == "linear":
+        if coords == "pytorch_half_pixel" and min(out) == 1:
+            raise Unmapped("Resize pytorch_half_pixel to a size of one (it reads the first pixel, PyTorch the centre)")
+        if coords not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
+            raise Unmapped(f"linear Resize with {coords} coordinates (PyTorch's bilinear has half_pixel and "
+                           "align_corners)")
+        return op(r, ctx, "upsample_bilinear2d", x, output_size=out, scales=factors,
+                  align_corners=coords == "align_corners")
+    if mode == "nearest":
+        rounding = str(ctx.attrs.get("nearest_mode", "round_prefer_floor"))
+        if coords != "asymmetric" or rounding != "floor":
+            raise Unmapped(f"nearest Resize with {coords} coordinates and {rounding} rounding (PyTorch's nearest is "
+                           "asymmetric with floor)")
+        return op(r, ctx, "upsample_nearest2d", x, output_size=out, scales=factors)
+    raise Unmapped(f"Resize mode {mode!r} (the catalog has nearest and linear)")
