@@ -1,4 +1,4 @@
-"""ONNX models (`.onnx`), with the optional `onnx` package, mapped onto catalog ops.
+"""ONNX models (`.onnx`) mapped onto catalog ops, read by propscope's own protobuf reader (`onnx_proto.py`).
 
 Exporters surround the network with shape plumbing (Shape, Gather, Unsqueeze, Concat, Expand,
 Constant, ConstantOfShape, Cast...). Every value computable at load time is folded with NumPy, so
@@ -6,8 +6,10 @@ the graph shows the network, not the plumbing. Float initializers become paramet
 file names them (`fc.weight`); name scopes (`/layer1/Gemm`, or the torch exporter's metadata) give
 each node its module. ONNX's GRU, LSTM and RNN are unrolled into PyTorch-layout cells per time step.
 
-Safety: the protobuf is parsed with `load_external_data=False`; external data is refused; every
-tensor's declared size is checked against its bytes before an array is made.
+Safety: the protobuf reader checks every length against the bytes and charges what it makes to the open's
+budget; external data is read only from a plain file beside the model; every tensor's declared size is checked
+against its bytes before an array is made. The `onnx` package is used only for its shape inference, where a
+file leaves an unsupported op's output shape out, and by ONNX's backend tests (`open_proto`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ import numpy as np
 from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
+from . import onnx_proto
 from ._aten import Lazy, Missing, Transposed, Unmapped
 from ._budget import charge
 from ._build import Builder, check_shape, clean_name, file_size, from_bytes
 
 SUFFIX = ".onnx"
-INSTALL = "pip install 'propscope[onnx]' (or pip install onnx)"
 MAX_FILE_BYTES = 2 * 2**30  # protobuf's own limit
 INT64_MAX = 2**63 - 1
 # TensorProto.DataType numbers -> our dtype names (strings, complex and float8 are refused by name)
@@ -40,7 +42,7 @@ ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: 
 RECURRENT = ("GRU", "LSTM", "RNN")
 _OP_TYPE = attrgetter("op_type")
 # AttributeProto.AttributeType numbers (read without importing onnx per node)
-_FLOAT, _INT, _TENSOR, _GRAPH, _INTS, _GRAPHS = 1, 2, 4, 5, 7, 10
+_FLOAT, _INT, _STRING, _TENSOR, _GRAPH, _FLOATS, _INTS, _STRINGS, _TENSORS, _GRAPHS = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 _ABSENT = object()
 
 
@@ -234,6 +236,7 @@ class Reader:
         self._handlers: dict[tuple[str, str], tuple[str, Any, str | None]] = {}
         self.folder: Path | None = None
         self.fold_weights = False
+        self.serialized: bytes | None = None  # the file's bytes, for ONNX's shape inference (read by onnx_proto)
 
     # -- values ------------------------------------------------------------------------------------
     def node(self, value: Any, ctx: Ctx, kind: str = "parameter", hint: str = "const") -> Node:
@@ -335,8 +338,9 @@ class Reader:
         try:
             import onnx
 
-            inferred = onnx.shape_inference.infer_shapes(self.model, strict_mode=False)
-        except Exception:  # inference is a convenience: without it the placeholder just has no shape
+            model = self.model if self.serialized is None else onnx.load_from_string(self.serialized)
+            inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        except Exception:  # inference is a convenience (and onnx optional): without it the placeholder has no shape
             return
         for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
             dims = _dims(vi)
@@ -473,26 +477,28 @@ class Reader:
             elif kind == _INT:
                 attrs[a.name] = a.i
             elif kind == _INTS:
-                attrs[a.name] = list(a.ints)
+                ints = a.ints  # a long run comes from onnx_proto as one array
+                attrs[a.name] = ints.tolist() if isinstance(ints, np.ndarray) else list(ints)
             elif kind == _FLOAT:  # stored as float32: 0.1 comes back as the 0.1 the exporter saw
                 attrs[a.name] = float(str(np.float32(a.f)))
             elif kind == _TENSOR:
                 attrs[a.name] = tensor_array(a.t, self.where, f"attribute {a.name!r} of node {name!r}", self.folder)
             elif kind in (_GRAPH, _GRAPHS):
                 attrs[a.name] = Missing("a subgraph (control flow)")
-            else:
-                import onnx
-
-                try:
-                    value = onnx.helper.get_attribute_value(a)
-                except (ValueError, TypeError) as exc:  # an attribute of no or unknown type
-                    raise ModelFormatError(f"{self.where}: attribute {a.name[:40]!r} of node {name[:60]!r} cannot "
-                                           f"be read ({str(exc)[:80]})") from None
-                if isinstance(value, bytes):
-                    value = value.decode("utf-8", "replace")
-                elif isinstance(value, float):
-                    value = float(str(np.float32(value)))
-                attrs[a.name] = value
+            elif kind == _STRING:
+                attrs[a.name] = bytes(a.s).decode("utf-8", "replace")
+            elif kind == _FLOATS:
+                attrs[a.name] = [float(v) for v in a.floats]
+            elif kind == _STRINGS:
+                attrs[a.name] = [bytes(v).decode("utf-8", "replace") for v in a.strings]
+            elif kind == _TENSORS:
+                attrs[a.name] = [tensor_array(t, self.where, f"attribute {a.name!r} of node {name!r}", self.folder)
+                                 for t in a.tensors]
+            elif kind in (11, 12, 13, 14):  # sparse tensors and type protos: no op the reader maps takes one
+                attrs[a.name] = Missing(f"attribute {a.name[:40]!r} is of ONNX attribute type {kind}")
+            else:  # 0 (undefined) or a number ONNX does not define
+                raise ModelFormatError(f"{self.where}: attribute {a.name[:40]!r} of node {name[:60]!r} cannot be read "
+                                       f"(attribute type {kind})")
 
     def _placeholder(self, key: str, inputs: list[Any], ctx: Ctx, reason: str) -> list[Any]:
         nodes: list[Node] = []
@@ -525,34 +531,28 @@ def open(path: str | Path) -> Model:
     path = Path(path)
     where = str(path)
     size = file_size(path, where, MAX_FILE_BYTES, "more than an ONNX file can hold without external data")
-    charge(2 * size, "its protobuf", where)  # parsed in memory: the bytes and the message made from them
+    charge(size, "its bytes", where)  # tensors' raw_data stay views of them until each is copied into its array
     try:
-        import onnx
-    except ImportError:
-        raise ModelFormatError(f"{where}: reading ONNX needs the onnx package: {INSTALL}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFormatError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+    return open_bytes(data, where, path.resolve().parent, path.stem)
+
+
+def open_bytes(data: bytes, where: str, folder: Path | None = None, stem: str = "model") -> Model:
+    """An ONNX file's bytes read as `open` reads the file (external data only from `folder`, where given)."""
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends: the bytes are not an ONNX model
-        raise ModelFormatError(f"{where}: not a valid ONNX file ({type(exc).__name__}: {str(exc)[:120]})") from None
+        model = onnx_proto.read_model(data, lambda nbytes: charge(nbytes, "its protobuf messages", where))
+    except onnx_proto.DecodeError as exc:  # the bytes are not an ONNX model
+        raise ModelFormatError(f"{where}: not a valid ONNX file ({str(exc)[:160]})") from None
     if model.ir_version <= 0 or not model.HasField("graph") or not (model.graph.node or model.graph.output):
         raise ModelFormatError(f"{where}: not an ONNX model (no graph with nodes and outputs)")
+    reader = Reader(model, where, clean_name(model.graph.name or stem))
+    reader.folder, reader.serialized = folder, data
     if model.functions:
         names = ", ".join(f.name[:40] for f in model.functions[:4])
-        model_warning = f"the model defines local functions ({names}); nodes that call them are unsupported"
-    else:
-        model_warning = ""
-    if not isinstance(model.graph.name, str):
-        check_strings(model, where)
-    reader = Reader(model, where, clean_name(model.graph.name or path.stem))
-    reader.folder = path.resolve().parent
-    if model_warning:
-        reader.b.warnings.append(model_warning)
-    try:
-        return reader.read()
-    except (TypeError, AttributeError):
-        # checked only on failure (it costs ~8 µs a node): a name that is not text is the file's fault, said so
-        check_strings(model, where)
-        raise
+        reader.b.warnings.append(f"the model defines local functions ({names}); nodes that call them are unsupported")
+    return reader.read()
 
 
 def open_proto(model: Any, where: str = "<ModelProto>") -> Model:
@@ -567,7 +567,12 @@ def open_proto(model: Any, where: str = "<ModelProto>") -> Model:
     if model.functions:
         names = ", ".join(f.name[:40] for f in model.functions[:4])
         reader.b.warnings.append(f"the model defines local functions ({names}); nodes that call them are unsupported")
-    return reader.read()
+    try:
+        return reader.read()
+    except (TypeError, AttributeError):
+        # checked only on failure (~8 µs a node): protobuf hands back bytes for a name that is not UTF-8
+        check_strings(model, where)
+        raise
 
 
 def check_strings(model: Any, where: str) -> None:
