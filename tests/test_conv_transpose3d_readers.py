@@ -2,7 +2,8 @@
 stride 2, output_padding, groups, dilation, no bias) exported by torch.export as is (`aten.conv_transpose3d`) and
 after `run_decompositions()` (`aten.convolution` with transposed=True), and by both ONNX exporters; an ONNX
 ConvTranspose with six-sided pads, output_shape and auto_pad built by hand; and a file whose ConvTranspose
-weight does not fit its input, refused in one sentence. Every graph is stepped on the NumPy and the torch
+weight does not fit its input, refused in one sentence. And the 1-D ConvTranspose1d of vocoders and audio
+decoders in a .pt2 (a 2-D one over an image one row high). Every graph is stepped on the NumPy and the torch
 backend and compared with torch autograd in float64.
 """
 
@@ -167,3 +168,38 @@ def test_onnx_convtranspose_3d_that_does_not_fit_is_refused_in_one_sentence(
             raise ModelFormatError("; ".join(model.warnings))
     message = str(info.value)
     assert re.search(says, message) and "\n" not in message and "Traceback" not in message, message
+
+
+class Decoder1d(nn.Module):
+    """An audio decoder's upsampling (HiFi-GAN's ConvTranspose1d: stride, padding; grouped and dilated too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up1 = nn.ConvTranspose1d(4, 4, 4, stride=2, padding=1)
+        self.up2 = nn.ConvTranspose1d(4, 6, 3, stride=3, padding=1, output_padding=2, groups=2, dilation=2)
+
+    def forward(self, x: Any) -> Any:
+        return self.up2(torch.nn.functional.leaky_relu(self.up1(x), 0.1)).permute(0, 2, 1).reshape(-1, 6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("decompose", [False, True], ids=["as_is", "decomposed"])
+def test_conv_transpose1d_in_a_pt2_steps_with_autograds_numbers(decompose: bool, backend: str,
+                                                                tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = zoo._jitter(Decoder1d()).double().eval()
+    x = np.random.default_rng(2).standard_normal((2, 4, 5))
+    with torch.no_grad():
+        y = np.random.default_rng(3).integers(0, 6, model(torch.from_numpy(x)).shape[0])
+    path = _export_pt2(model, x, tmp_path / "d1.pt2", decompose)
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    assert sum(n.op.name == "conv_transpose2d" for n in graph) == 2
+    s = open_session(path, backend=backend, dtype="float64", data={graph.inputs[0].name: x, "y": y},
+                     loss="cross_entropy")
+    s.run_to_end()
+    loss, grads, (input_grad,) = zoo.autograd_reference(model, (x,), y)
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss) <= 1e-12 * max(1.0, abs(loss))
+    assert _relative(s.backend.to_numpy(s.grad(graph.inputs[0].name)), input_grad) <= 1e-10
+    for name, grad in grads.items():
+        assert _relative(s.backend.to_numpy(s.grad(name)), grad) <= 1e-10, name

@@ -36,10 +36,11 @@ def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     transposed = bool(a.get("transposed", False)) or op.startswith("conv_transpose")
     x, w = t.node(self_arg(a), ctx), t.node(a["weight"], ctx, "weight")
     dims = len(x.shape) - 2
-    if dims not in (1, 2, 3) or (transposed and dims == 1):
+    if dims not in (1, 2, 3):
         kind = "transposed " if transposed else ""
-        raise Unmapped(f"a {dims}-D {kind}convolution (the catalog has 1-D, 2-D and 3-D, and 2-D and 3-D "
-                       "transposed)")
+        raise Unmapped(f"a {dims}-D {kind}convolution (the catalog has 1-D, 2-D and 3-D)")
+    if transposed and dims == 1:
+        return _conv_transpose1d(t, a, ctx, x, w)
     dilation = pair_arg(a.get("dilation"), 1)
     padding = a.get("padding", 0)
     if isinstance(padding, str):
@@ -51,6 +52,27 @@ def _conv(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     inputs = [x, w] + ([] if a.get("bias") is None else [t.node(a["bias"], ctx, "bias")])
     name = f"conv_transpose{dims}d" if transposed else f"conv{dims}d"
     return t.b.op(name, *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
+
+
+def _conv_transpose1d(t: Translator, a: dict[str, Any], ctx: Ctx, x: Node, w: Node) -> Node:
+    """(N, C, L) upsampled as a 2-D transposed convolution over an image one row high, between two reshapes (as the
+    ONNX reader does): the vocoders' and audio decoders' ConvTranspose1d."""
+    def first(key: str, default: int) -> int:
+        value = pair_arg(a.get(key), default)
+        return int(value) if isinstance(value, int) else int(value[0])
+
+    n, c, length = x.shape
+    stride, padding, extra, dilation = (first("stride", 1), first("padding", 0), first("output_padding", 0),
+                                        first("dilation", 1))
+    tall = t.b.op("reshape", x, name=f"{ctx.name}.as_2d", module=ctx.module, attrs={"shape": (n, c, 1, length)})
+    w2 = t.b.op("reshape", w, name=f"{ctx.name}.weight_2d", module=ctx.module,
+                attrs={"shape": (w.shape[0], w.shape[1], 1, w.shape[2])})
+    bias = [] if a.get("bias") is None else [t.node(a["bias"], ctx, "bias")]
+    attrs = {"stride": (1, stride), "padding": (0, padding), "output_padding": (0, extra), "dilation": (1, dilation),
+             "groups": int(a.get("groups", 1))}
+    y = t.b.op("conv_transpose2d", tall, w2, *bias, name=f"{ctx.name}.2d", module=ctx.module, attrs=attrs,
+               original_op="conv_transpose1d")
+    return t.b.op("reshape", y, name=ctx.name, module=ctx.module, attrs={"shape": (n, y.shape[1], y.shape[3])})
 
 
 @aten("max_pool2d", "max_pool2d_with_indices", "max_pool1d", "max_pool1d_with_indices", "max_pool3d",
