@@ -360,6 +360,87 @@ def _distilbert() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
     return _jitter(model).double().eval(), (_tokens(40),), _labels(2, 3)
 
 
+class _Float64:
+    """transformers computes some steps in float32 whatever the model's dtype (RMSNorm's mean square, T5's layer
+    norm, the rotary angles, Llama's attention softmax: safe in half-precision training). propscope's float64
+    session keeps a cast between float dtypes as the value itself, so its numbers are torch's with those steps in
+    float64 (about 1e-7 apart from the float32 ones). The reference here runs them in float64 too: the model's
+    forward under a torch function mode that asks for float64 wherever the code asks for float32."""
+
+    @staticmethod
+    def wrap(model: Any, keys: tuple[str, ...], flatten: bool) -> Any:
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        class Float64(TorchFunctionMode):
+            def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                if func is torch.Tensor.float:
+                    func, args = torch.Tensor.double, args[:1]
+                args = tuple(torch.float64 if a is torch.float32 else a for a in args)
+                kwargs = {k: torch.float64 if v is torch.float32 else v for k, v in (kwargs or {}).items()}
+                return func(*args, **kwargs)
+
+        class InFloat64(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, *inputs: Any) -> Any:
+                with Float64():
+                    logits = self.model(**dict(zip(keys, inputs, strict=True))).logits
+                return logits.reshape(-1, logits.shape[-1]) if flatten else logits
+
+        return InFloat64()
+
+
+def _llama() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """Llama as Qwen2, Mistral and Gemma also are: RMSNorm, rotary positions, a SiLU-gated MLP, 4 query heads
+    sharing 2 key/value heads."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=16,
+                         attn_implementation="eager")
+    model = _Float64.wrap(LlamaForCausalLM(config), ("input_ids",), flatten=True)
+    return _jitter(model).double().eval(), (_tokens(40),), _labels(16, 40)
+
+
+def _t5() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """T5, encoder and decoder: relative-position buckets (logarithms truncated to int64, folded at load time)
+    index a learned bias per head; 8 source tokens, 6 target tokens."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=40, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
+                      relative_attention_num_buckets=8, relative_attention_max_distance=16, decoder_start_token_id=0,
+                      attn_implementation="eager")
+    model = _Float64.wrap(T5ForConditionalGeneration(config), ("input_ids", "decoder_input_ids"), flatten=True)
+    return _jitter(model).double().eval(), (_tokens(40), _tokens(40, length=6, seed=4)), _labels(12, 40)
+
+
+def _whisper() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """Whisper: two Conv1d over 8 mel bins × 16 frames, frozen sinusoidal positions (a constant), the decoder's
+    cross-attention to the encoder; the input gradient is that of the features."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = WhisperConfig(vocab_size=40, num_mel_bins=8, encoder_layers=2, decoder_layers=2, d_model=16,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                           decoder_ffn_dim=32, max_source_positions=8, max_target_positions=16, pad_token_id=0,
+                           bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, attn_implementation="eager")
+    model = _Float64.wrap(WhisperForConditionalGeneration(config), ("input_features", "decoder_input_ids"),
+                          flatten=True)
+    features = np.random.default_rng(0).standard_normal((2, 8, 16))
+    return _jitter(model).double().eval(), (features, _tokens(40, length=6, seed=4)), _labels(12, 40)
+
+
 # name: (builder, needs) where needs is "torchvision", "transformers" or "" (torch alone)
 ARCHITECTURES: dict[str, tuple[Builder, str]] = {
     "resnet18": (_vision("resnet18"), "torchvision"),
@@ -380,6 +461,9 @@ ARCHITECTURES: dict[str, tuple[Builder, str]] = {
     "gpt2_cache": (_gpt2(True), "transformers"),
     "bert": (_bert, "transformers"),
     "distilbert": (_distilbert, "transformers"),
+    "llama": (_llama, "transformers"),  # RMSNorm, rotary positions, SiLU-gated MLP, grouped-query attention
+    "t5": (_t5, "transformers"),  # encoder-decoder; relative-position buckets (a logarithm cast to int64)
+    "whisper": (_whisper, "transformers"),  # Conv1d over audio features, frozen positions, cross-attention
 }
 
 
