@@ -78,9 +78,12 @@ class _Budget:
     def add(self, count: int) -> None:
         self.made += count
         if self.made >= self.BATCH:
-            if self.charge is not None:
-                self.charge(self.made * OBJECT_BYTES)
-            self.made = 0
+            self.flush()
+
+    def flush(self) -> None:
+        if self.charge is not None:
+            self.charge(self.made * OBJECT_BYTES)
+        self.made = 0
 
 
 def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -161,7 +164,11 @@ def parse(cls: type[Message], buf: bytes, start: int, end: int, budget: _Budget)
                     raise DecodeError(f"{name} in {cls.__name__} has the wrong wire type")
             pos = stop
         elif wire == _VARINT:
-            value, pos = _varint(buf, pos, end)
+            value = buf[pos] if pos < end else 0x80
+            if value < 0x80:  # a one-byte number: types, small sizes
+                pos += 1
+            else:
+                value, pos = _varint(buf, pos, end)
             if spec is None:
                 continue
             name, kind, _ = spec
@@ -190,7 +197,9 @@ def parse(cls: type[Message], buf: bytes, start: int, end: int, budget: _Budget)
             raise DecodeError(f"a field of {cls.__name__} has wire type {wire}, which ONNX files do not use")
     if pos != end:
         raise DecodeError(f"the last field of {cls.__name__} runs past the end of its message")
-    budget.add(made)
+    budget.made += made  # budget.add, inlined: once per message
+    if budget.made >= _Budget.BATCH:
+        budget.flush()
     return msg
 
 
