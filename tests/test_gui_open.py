@@ -352,3 +352,17 @@ def test_a_loss_chosen_in_the_debug_menu_gives_an_opened_model_its_backward_pass
     assert s.loss_node is None
     qtbot.keyClick(window, Qt.Key.Key_End)
     assert s.at_end and s.cursor == len(s.graph.ops)
+
+
+def test_a_file_named_like_an_example_is_shown_as_a_file(qtbot, window, tmp_path):
+    """`cnn.propscope` is not the built-in `cnn`: the title names the file's stem, the example box says (file),
+    whether it was opened with File ▸ Open or given to `propscope open`."""
+    path = tmp_path / "cnn.propscope"
+    save_model(propscope.open_session("cnn").model, path)
+    wait_opened(qtbot, window, window.open_path(path))
+    assert window.example_box.currentText() == "(file)" and "propscope — cnn (" in window.windowTitle()
+    from_cli = MainWindow(propscope.open_session(str(path)), settings=None)
+    qtbot.addWidget(from_cli)
+    assert from_cli.example_box.currentText() == "(file)" and from_cli.windowTitle() == window.windowTitle()
+    window.open_example("cnn")
+    qtbot.waitUntil(lambda: window.example_box.currentText() == "cnn", timeout=60000)

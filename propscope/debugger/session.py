@@ -48,6 +48,8 @@ class Session:
         self.model = model
         self.backend = backend
         self.name = name or model.graph.name
+        # what it was opened from: an example's name or a file's path ("" for a Model made in code)
+        self.source = ""
         self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
         self.data_seed = seed  # what a generated batch was drawn with (with_loss draws a target so)
         if batch is None:  # a loaded model without data gets a generated batch of its declared shapes
@@ -303,6 +305,7 @@ class Session:
             drawn = wanted != "none"
             batch = example_batch(fit_batch(self.model.graph, inputs), self.data_seed, wanted, inputs)
             session = Session(self.model, self.backend, batch, wanted, self.name, self.data_seed)
+        session.source = self.source
         session.breakpoints = list(self.breakpoints)
         session._break_on_nonfinite = self._break_on_nonfinite
         session.snapshots = self.snapshots
@@ -423,4 +426,6 @@ def open_session(
     name = target.graph.name if isinstance(target, Model) else str(target) if str(target) in EXAMPLES \
         else Path(target).stem
     with paused_gc():  # the schedule of a big graph is 10⁴-10⁵ objects that all live on (see paused_gc)
-        return Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)
+        session = Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)
+    session.source = "" if isinstance(target, Model) else str(target)
+    return session

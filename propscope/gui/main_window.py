@@ -398,7 +398,7 @@ class MainWindow(QMainWindow):
         self.dtype_box.setCurrentIndex(max(0, self.dtype_box.findText(str(s.backend.dtype))))
         for action in self.loss_actions.actions():
             action.setChecked(action.data() == (s.loss_name or "none"))
-        i = self.example_box.findData(s.name)
+        i = self.example_box.findData(s.name) if s.source == s.name else -1  # a file may share an example's name
         if i < 0:
             if self.example_box.findData("") < 0:
                 self.example_box.addItem("(file)", "")

@@ -124,6 +124,7 @@ def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | No
         model = open_model(path)
     with paused_gc():  # the schedule and the layout: 10⁴-10⁵ objects that all live on (graph/gc_pause.py)
         session = Session(model, get_backend(backend, dtype, device), name=path.stem, seed=seed)
+        session.source = str(path)
         folding = Folding.of(session.graph)
         layout = folding.layout()
     return Loaded(session, layout, folding, report, str(path))
