@@ -183,9 +183,11 @@ def _fold_product(rows: Array, left: Array, v: Volume, shape: tuple[int, ...]) -
         block = rows[:, samples, depth, part]
         nb, dd, hh, ww = block.shape[1:5]
         gcols = np.matmul(block.reshape(groups, -1, block.shape[-1]), left)  # (G, positions, C/G·kd·kh·kw)
-        gwin = gcols.reshape(groups, nb, dd, hh, ww, c // groups, *k).transpose(1, 0, 5, 2, 3, 4, 6, 7, 8)
-        gwin = np.ascontiguousarray(gwin.reshape(nb, c, dd, hh, ww, *k))
-        _fold_into(gxp[samples], gwin, v, (depth.start or 0, part.start or 0))
+        # each group's windows as a view (N, C/G, d, h, w, kd, kh, kw) of the product: no copy of it
+        gwin = gcols.reshape(groups, nb, dd, hh, ww, c // groups, *k).transpose(0, 1, 5, 2, 3, 4, 6, 7, 8)
+        cg = c // groups
+        for g in range(groups):
+            _fold_into(gxp[samples, g * cg: (g + 1) * cg], gwin[g], v, (depth.start or 0, part.start or 0))
     return _crop(gxp, v, shape)
 
 
