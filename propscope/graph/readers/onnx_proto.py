@@ -51,8 +51,14 @@ class Message:
     class's defaults (0, "", an empty tuple, or an empty message, shared and never written)."""
 
     FIELDS: ClassVar[Schema] = {}
+    # tag (field number and wire type) -> (name, what parse does, message class) for text, messages and numbers
+    COMMON_TAGS: ClassVar[dict[int, tuple[str, int, Any]]] = {}
 
     def __init_subclass__(cls) -> None:
+        actions = {STRING: (_LENGTH, _TEXT), STRINGS: (_LENGTH, _TEXTS), MESSAGE: (_LENGTH, _CHILD),
+                   MESSAGES: (_LENGTH, _CHILDREN), INT: (_VARINT, _NUMBER)}
+        cls.COMMON_TAGS = {number << 3 | actions[kind][0]: (name, actions[kind][1], sub)
+                           for number, (name, kind, sub) in cls.FIELDS.items() if kind in actions}
         for name, kind, sub in cls.FIELDS.values():
             default: Any = () if kind in _REPEATED else 0.0 if kind == FLOAT else "" if kind == STRING else \
                 b"" if kind in (BYTES, RAW) else 0 if kind == INT else None
@@ -106,11 +112,15 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+# what parse does with a field whose tag it knows: most fields of most messages (the rest go to _other_field)
+_TEXT, _TEXTS, _CHILD, _CHILDREN, _NUMBER = range(5)
+
+
 def parse(cls: type[Message], buf: bytes, start: int, end: int, budget: _Budget) -> Message:
     """Message `cls` from `buf[start:end]`."""
     msg = cls()
     values = msg.__dict__
-    fields = cls.FIELDS
+    common = cls.COMMON_TAGS
     made = 1
     pos = start
     while pos < end:
@@ -119,88 +129,96 @@ def parse(cls: type[Message], buf: bytes, start: int, end: int, budget: _Budget)
             pos += 1
         else:
             tag, pos = _varint(buf, pos, end)
-        number, wire = tag >> 3, tag & 7
-        spec = fields.get(number)
-        if wire == _LENGTH:
-            length = buf[pos] if pos < end else 0x80
-            if length < 0x80:  # a one-byte length: names, small messages
-                pos += 1
+        known = common.get(tag)
+        if known is None:
+            pos, more = _other_field(cls, tag, buf, pos, end, values, budget)
+            made += more
+            continue
+        name, action, sub = known
+        size = buf[pos] if pos < end else 0x80  # a length or a number: one byte, mostly
+        if size < 0x80:
+            pos += 1
+        else:
+            size, pos = _varint(buf, pos, end)
+        if action == _NUMBER:
+            values[name] = size - (1 << 64) if size >= 1 << 63 else size
+            continue
+        stop = pos + size
+        if stop > end:
+            raise DecodeError(f"a field of {cls.__name__} claims {size} bytes where {end - pos} are left")
+        if action <= _TEXTS:
+            try:
+                text = buf[pos:stop].decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecodeError(f"{name} in {cls.__name__} is not valid UTF-8 text") from None
+            if action == _TEXT:
+                values[name] = text
             else:
-                length, pos = _varint(buf, pos, end)
-            stop = pos + length
-            if stop > end:
-                raise DecodeError(f"a field of {cls.__name__} claims {length} bytes where {end - pos} are left")
-            if spec is not None:
-                name, kind, sub = spec
-                if kind in (STRINGS, STRING):
-                    try:
-                        text = buf[pos:stop].decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise DecodeError(f"{name} in {cls.__name__} is not valid UTF-8 text") from None
-                    if kind == STRING:
-                        values[name] = text
-                    else:
-                        values.setdefault(name, []).append(text)
-                        made += 1
-                elif kind in (MESSAGES, MESSAGE):
-                    assert sub is not None
-                    child = parse(sub, buf, pos, stop, budget)
-                    if kind == MESSAGE:
-                        values[name] = child
-                    else:
-                        values.setdefault(name, []).append(child)
-                elif kind == RAW:  # a tensor's bytes: a view, copied once into its array by the reader
-                    values[name] = memoryview(buf)[pos:stop]
-                elif kind == BYTES:
-                    values[name] = buf[pos:stop]
-                elif kind == BYTES_LIST:
-                    values.setdefault(name, []).append(buf[pos:stop])
-                    made += 1
-                elif kind in _FIXED_WIDTH:
-                    values[name] = _packed_fixed(values.get(name), buf, pos, stop, _FIXED_WIDTH[kind], name)
-                elif kind in (INTS, UINTS):
-                    values[name] = _packed_varints(values.get(name), buf, pos, stop, kind == INTS, budget)
-                else:
-                    raise DecodeError(f"{name} in {cls.__name__} has the wrong wire type")
-            pos = stop
-        elif wire == _VARINT:
-            value = buf[pos] if pos < end else 0x80
-            if value < 0x80:  # a one-byte number: types, small sizes
-                pos += 1
-            else:
-                value, pos = _varint(buf, pos, end)
-            if spec is None:
-                continue
-            name, kind, _ = spec
-            if kind == INT:
-                values[name] = _signed(value)
-            elif kind in (INTS, UINTS):
-                _more(values, name, _signed(value) if kind == INTS else value)
+                values.setdefault(name, []).append(text)
                 made += 1
-            else:
-                raise DecodeError(f"{name} in {cls.__name__} has the wrong wire type")
-        elif wire in (_FIXED32, _FIXED64):
-            width = 4 if wire == _FIXED32 else 8
-            if pos + width > end:
-                raise DecodeError(f"a field of {cls.__name__} runs past the end of its message")
-            if spec is not None:
-                name, kind, _ = spec
-                if wire == _FIXED32 and kind == FLOAT:
-                    values[name] = _F32.unpack_from(buf, pos)[0]
-                elif (wire, kind) in ((_FIXED32, FLOATS), (_FIXED64, DOUBLES)):
-                    _more(values, name, (_F32 if width == 4 else _F64).unpack_from(buf, pos)[0])
-                    made += 1
-                else:
-                    raise DecodeError(f"{name} in {cls.__name__} has the wrong wire type")
-            pos += width
-        else:  # 3 and 4 (groups, long deprecated), 6 and 7 (none)
-            raise DecodeError(f"a field of {cls.__name__} has wire type {wire}, which ONNX files do not use")
+        elif action == _CHILD:
+            values[name] = parse(sub, buf, pos, stop, budget)
+        else:
+            values.setdefault(name, []).append(parse(sub, buf, pos, stop, budget))
+        pos = stop
     if pos != end:
         raise DecodeError(f"the last field of {cls.__name__} runs past the end of its message")
     budget.made += made  # budget.add, inlined: once per message
     if budget.made >= _Budget.BATCH:
         budget.flush()
     return msg
+
+
+def _other_field(cls: type[Message], tag: int, buf: bytes, pos: int, end: int, values: dict[str, Any],
+                 budget: _Budget) -> tuple[int, int]:
+    """A field `parse` does not handle itself: numbers, bytes, floats, packed runs, unknown fields (skipped) and
+    wrong wire types (refused). Returns where the field ends and how many objects it made."""
+    number, wire = tag >> 3, tag & 7
+    spec = cls.FIELDS.get(number)
+    name, kind = (spec[0], spec[1]) if spec is not None else ("", -1)
+    if wire == _VARINT:
+        value, pos = _varint(buf, pos, end)
+        if kind in (INTS, UINTS):
+            _more(values, name, _signed(value) if kind == INTS else value)
+            return pos, 1
+        if spec is not None and kind != INT:
+            raise DecodeError(f"{name} in {cls.__name__} has the wrong wire type")
+        return pos, 0
+    if wire in (_FIXED32, _FIXED64):
+        width = 4 if wire == _FIXED32 else 8
+        if pos + width > end:
+            raise DecodeError(f"a field of {cls.__name__} runs past the end of its message")
+        if spec is None:
+            return pos + width, 0
+        if wire == _FIXED32 and kind == FLOAT:
+            values[name] = _F32.unpack_from(buf, pos)[0]
+            return pos + width, 0
+        if (wire, kind) in ((_FIXED32, FLOATS), (_FIXED64, DOUBLES)):
+            _more(values, name, (_F32 if width == 4 else _F64).unpack_from(buf, pos)[0])
+            return pos + width, 1
+        raise DecodeError(f"{name} in {cls.__name__} has the wrong wire type")
+    if wire != _LENGTH:  # 3 and 4 (groups, long deprecated), 6 and 7 (none)
+        raise DecodeError(f"a field of {cls.__name__} has wire type {wire}, which ONNX files do not use")
+    length, pos = _varint(buf, pos, end)
+    stop = pos + length
+    if stop > end:
+        raise DecodeError(f"a field of {cls.__name__} claims {length} bytes where {end - pos} are left")
+    if spec is None:
+        return stop, 0
+    if kind == RAW:  # a tensor's bytes: a view, copied once into its array by the reader
+        values[name] = memoryview(buf)[pos:stop]
+    elif kind == BYTES:
+        values[name] = buf[pos:stop]
+    elif kind == BYTES_LIST:
+        values.setdefault(name, []).append(buf[pos:stop])
+        return stop, 1
+    elif kind in _FIXED_WIDTH:
+        values[name] = _packed_fixed(values.get(name), buf, pos, stop, _FIXED_WIDTH[kind], name)
+    elif kind in (INTS, UINTS):
+        values[name] = _packed_varints(values.get(name), buf, pos, stop, kind == INTS, budget)
+    else:
+        raise DecodeError(f"{name} in {cls.__name__} has the wrong wire type")
+    return stop, 0
 
 
 def _more(values: dict[str, Any], name: str, value: Any) -> None:
