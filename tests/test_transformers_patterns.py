@@ -4,8 +4,8 @@
 T5's relative-position buckets (logarithms truncated by a cast to int64), casts of computed values to int and
 bool, Whisper's frozen sinusoidal positions (a parameter with `requires_grad=False` is a constant), BLOOM's
 `baddbmm` with its β and α (ALiBi), `addmm` with them, CLIP's pooling at the first end token (the argmax
-of a mask computed from the data), grouped-query attention in one `scaled_dot_product_attention`, and ONNX's
-GatherND (dynamo's export of CLIP's pooling).
+of a mask computed from the data), GPT-J's `repeat_interleave`, grouped-query attention in one
+`scaled_dot_product_attention`, and ONNX's GatherND (dynamo's export of CLIP's pooling).
 """
 
 from __future__ import annotations
@@ -114,8 +114,25 @@ class GroupedQueryAttention(nn.Module):
         return out.reshape(2, -1)
 
 
+class RepeatInterleave(nn.Module):
+    """GPT-J's rotary angles, each repeated for its pair of features (a constant), and computed values repeated
+    in place along an axis and flattened (no dim)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x: Any) -> Any:
+        angles = torch.repeat_interleave(torch.sin(torch.arange(3, dtype=torch.float64) / 2)[None], 2, dim=1)  # (1, 6)
+        h = self.fc(x) * angles
+        flat = torch.repeat_interleave(h[:, :2], 2)
+        return torch.cat([h.repeat_interleave(2, dim=-1), h.reshape(2, 3, 2).repeat_interleave(3, dim=1).flatten(1),
+                          flat.reshape(2, 4)], dim=1)
+
+
 MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
-          "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention}
+          "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention,
+          "repeat_interleave": RepeatInterleave}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

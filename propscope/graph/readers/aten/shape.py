@@ -429,3 +429,31 @@ def _diagonal(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if perm == tuple(range(ndim)):
         return picked
     return t.b.op("transpose", picked, name=ctx.name, module=ctx.module, attrs={"axes": perm})
+
+
+@aten("repeat_interleave")
+def _repeat_interleave(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Each entry repeated `repeats` times in place along `dim` (GPT-J's rotary sin and cos, 0 0 1 1 …): an
+    `index` with the positions np.repeat gives. Counts per entry make a size that depends on the data (the file
+    records no size then); they fold only where the tensor is a constant too."""
+    if "self" not in a and "input" not in a:
+        raise Unmapped("repeat_interleave of counts alone (a size that depends on the data)")
+    x, repeats, dim = self_arg(a), a["repeats"], a.get("dim")
+    counts = np.asarray(repeats) if isinstance(repeats, int) else t.known(repeats)
+    if counts is None or (counts < 0).any():
+        raise Unmapped("repeat_interleave by counts computed at run time")
+    counts = counts.reshape(-1).astype(np.int64)
+    known = t.known(x)
+    if known is not None:
+        fold_room((), f"repeat_interleave {ctx.name!r} of a constant", t.where,
+                  shape=(known.size * int(counts.max(initial=1)),))  # at most each entry that often
+        return np.repeat(known, counts, axis=None if dim is None else int(dim))
+    if counts.size != 1:
+        raise Unmapped("repeat_interleave of computed values by a count per entry")
+    node = t.node(x, ctx)
+    if dim is None:  # torch flattens first
+        node = t.b.op("reshape", node, name=f"{ctx.name}.flat", module=ctx.module, attrs={"shape": (-1,)})
+    axis = 0 if dim is None else int(dim) % len(node.shape)
+    positions = np.repeat(np.arange(node.shape[axis]), int(counts[0]))
+    return t.b.op("index", node, t.b.const(positions, ctx.module, "positions"), name=ctx.name, module=ctx.module,
+                  attrs={"axis": axis}, original_op="repeat_interleave")
