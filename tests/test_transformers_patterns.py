@@ -237,3 +237,20 @@ def test_gather_nd_picks_and_scatters_back_as_onnx_says(batch_dims: int, compute
         np.testing.assert_array_equal(s.backend.to_numpy(s.value(s.prediction_node.name)), want, err_msg=backend)
         if backend == "numpy":
             np.testing.assert_allclose(chained_vjps(s, upstream)["x"], expected, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("axis", [2, -2, -1])
+def test_onnx_flatten_up_to_the_last_axis(axis: int, tmp_path: Path) -> None:
+    """Flatten's axis may equal the rank: (2, 6) → (12, 1), as the TorchScript exporter writes BART's positions."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Flatten", ["x"], ["y"], axis=axis, name="flat")], "flatten",
+                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "f.onnx"))
+    x = np.arange(12.0).reshape(2, 6)
+    s = open_session(tmp_path / "f.onnx", dtype="float64", data={"x": x}, loss="none")
+    s.run_to_end()
+    want = x.reshape({2: (12, 1), -2: (1, 12), -1: (2, 6)}[axis])
+    np.testing.assert_array_equal(s.value(s.prediction_node.name), want)

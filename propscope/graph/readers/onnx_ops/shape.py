@@ -49,7 +49,10 @@ def _reshape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 @onnx_op("Flatten")
 def _flatten(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     shape = r.shape(ins[0])
-    axis = int(ctx.attrs.get("axis", 1)) % (len(shape) or 1)
+    axis = int(ctx.attrs.get("axis", 1))
+    axis += len(shape) if axis < 0 else 0
+    if not 0 <= axis <= len(shape):  # axis = rank is allowed: (all, 1), as the TorchScript exporter writes for BART
+        raise Unmapped(f"Flatten axis {ctx.attrs.get('axis')} of a {len(shape)}-D input")
     out = (math.prod(shape[:axis]), math.prod(shape[axis:]))
     if axis == 1 and r.folded(ins[0]) is None and len(shape) > 2:
         return r.b.op("flatten", r.node(ins[0], ctx), name=ctx.name, module=ctx.module, attrs={"start_dim": 1})
