@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zoo
-from PySide6.QtCore import QRect, QRectF, Qt
-from PySide6.QtGui import QFontMetricsF, QPainter
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt
+from PySide6.QtGui import QFontMetricsF, QHelpEvent, QPainter
+from PySide6.QtWidgets import QApplication, QToolTip
 
 from propscope import cli
 from propscope.graph.readers import open_model
@@ -282,3 +282,80 @@ def test_filter_titles_are_written_whole_at_1024x768(qtbot, monkeypatch, exporte
         assert view.page is not None  # output channel 3's filters outlined, where they are shown
         outlined = [k for k, t in enumerate(view.page.sections[1].tiles) if t.outlined]
         assert outlined == ([] if kernel == 3 else [9, 10, 11])
+
+
+# -- 4. a frame that looks foldable folds; one that cannot says why ------------------------------------------
+def title_spot(frame) -> QPointF:
+    """A point on the frame's title row, clear of the frames inside it."""
+    return QPointF(frame.text_rect.left() + 4, frame.header_rect().center().y())
+
+
+def frame_tooltip(canvas, frame) -> str:
+    spot = title_spot(frame)
+    canvas.centerOn(spot)
+    settle()
+    pos = canvas.mapFromScene(spot)
+    hit = canvas.graph_scene.frame_at_point(spot)
+    assert canvas.node_at(QPointF(pos)) is None and hit is frame, (frame.unit.title, hit and hit.unit.title)
+    QApplication.sendEvent(canvas.viewport(), QHelpEvent(QEvent.Type.ToolTip, pos, canvas.viewport().mapToGlobal(pos)))
+    text = QToolTip.text()
+    QToolTip.hideText()
+    return text
+
+
+def test_every_frame_that_offers_to_fold_folds_and_one_that_cannot_says_why(qtbot, exported):
+    """Swin-T opens with the blocks of `features.3` blocked (folded inside the repeat around them, they made a
+    loop through it): their frames offered a double-click to fold, which was refused with "values leave it and
+    come back in" long after that repeat was open. And a repeat that can never fold (the MLP's two Linears, with
+    the GELU between them outside) offered to fold in the menu and the breadcrumbs."""
+    window = open_window(qtbot, exported("swin_t"), (1280, 800), loss=False)  # `propscope open swin_t.pt2`
+    canvas = window.canvas
+    folding = canvas.folding_for_session()
+    frames = canvas.graph_scene.frames
+    for key, frame in frames.items():  # each frame's title row is its own: a frame inside starts below it
+        outer = folding.units[key].parent
+        while outer is not None and outer not in frames:
+            outer = folding.units[outer].parent
+        if outer is not None:
+            assert frame.rect.top() >= frames[outer].header_rect().bottom(), (frame.unit.title, outer)
+    by_title = sorted(frames, key=lambda k: folding.units[k].title)
+    stale = [k for k in by_title if k in folding.blocked]
+    assert stale  # the case this test is about
+    messages: list[str] = []
+    canvas.message.connect(messages.append)
+    for key in stale[:4] + [k for k in by_title if k not in stale][:2]:  # (each fold lays Swin-T out again)
+        frame = canvas.graph_scene.frames[key]
+        offered = "Double-click the frame to fold it" in frame_tooltip(canvas, frame)
+        menu = canvas.node_menu(key)
+        action = next(a for a in menu.actions() if a.objectName() == "toggleFold")
+        assert action.isEnabled() == offered, (folding.units[key].title, action.toolTip())
+        menu.deleteLater()
+        spot = canvas.mapFromScene(title_spot(frame))
+        qtbot.mouseDClick(canvas.viewport(), Qt.MouseButton.LeftButton, pos=spot)
+        settle()
+        assert (key in folding.closed) == offered, (folding.units[key].title, messages[-1:])
+        if offered:  # open it again, as it was
+            canvas.toggle_fold(key)
+            settle()
+        else:
+            assert messages and messages[-1].startswith(folding.units[key].title) and "cannot fold" in messages[-1]
+    repeat = next(k for k, u in folding.units.items() if u.title == "features.1.0.mlp.0 … 3")
+    gelu = folding.loop_out(repeat)
+    assert gelu is not None and session_node(window, gelu).op.name == "gelu"
+    inside = folding.units[repeat].members[-1]
+    canvas.reveal(inside)
+    settle()
+    menu = canvas.node_menu(inside)
+    fold = next(a for a in menu.actions() if a.text() == f"Fold {folding.units[repeat].title} into a box")
+    assert not fold.isEnabled() and fold.toolTip().endswith(f"cannot fold: values leave it through {gelu} "
+                                                            "and come back in")
+    menu.deleteLater()
+    crumbs = window.navigation.breadcrumbs
+    crumb = next(b for b in crumbs.crumbs if b.property("unitKey") == repeat)
+    assert crumbs.tooltip_of(crumb) == fold.toolTip()
+    open_crumb = next(b for b in crumbs.crumbs if b.property("unitKey") == folding.units[repeat].parent)
+    assert crumbs.tooltip_of(open_crumb) == f"Fold {open_crumb.text()}"  # a module that folds: as before
+
+
+def session_node(window: MainWindow, name: str):
+    return window.bridge.session.graph[name]

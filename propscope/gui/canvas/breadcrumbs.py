@@ -12,11 +12,12 @@ kept for every graph with modules, crumbs shown or not, so that selecting a node
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QHelpEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton, QToolTip, QWidget
 
 from ..guard import guarded_answer
-from .view import GraphView
+from .view import GraphView, cannot_fold, folds_now
 
 SEPARATOR = "›"
 
@@ -86,6 +87,23 @@ class Breadcrumbs(QFrame):
         self.show()
         self.raise_()
 
+    def tooltip_of(self, button: QToolButton) -> str:
+        """What a click on a crumb does, or why its module cannot fold: asked when the tooltip shows, not on
+        every step (whether a module can fold is a look through its members: all of them, for a repeat)."""
+        key = button.property("unitKey")
+        folding = self.canvas.folding_for_session()
+        if not isinstance(key, str) or key not in folding.units or key in folding.closed:
+            return button.toolTip()
+        return button.toolTip() if folds_now(folding, key) else cannot_fold(folding, key)
+
+    @guarded_answer(False)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip and isinstance(watched, QToolButton) and \
+                isinstance(event, QHelpEvent):
+            QToolTip.showText(event.globalPos(), self.tooltip_of(watched), watched)
+            return True
+        return super().eventFilter(watched, event)
+
     def _grow(self, count: int) -> None:
         """At least `count` crumbs, each with the separator after it, in the layout in that order."""
         while len(self._pool) < count:
@@ -95,6 +113,7 @@ class Breadcrumbs(QFrame):
             # a bound method, no lambda: PySide 6.11 lost references to lambdas (with default arguments) connected
             # to the clicked signal of buttons deleted later, a segfault some windows after
             button.clicked.connect(self._crumb_clicked)
+            button.installEventFilter(self)  # its tooltip, worked out when shown (`tooltip_of`)
             separator = QLabel(f" {SEPARATOR} ", self)
             self._lay.addWidget(button)
             self._lay.addWidget(separator)

@@ -9,6 +9,9 @@ Two kinds of fold unit come from the graph itself:
   (the nodes of one module with the same `time` meta).
 
 A closed unit is drawn as one box with its outside edges; an open one as a frame around its nodes.
+A unit that values leave and come back into (`loop_out`: ResNet's `relu` module, used twice in each block;
+the Linears of an MLP as a repeat with the activation between them outside it) can never fold, whatever else is
+folded: its box would feed itself. Its frame still shows the module, and says that it cannot fold.
 Big graphs start folded just enough to leave about `TARGET_VISIBLE` things to look at; small ones
 (the lessons) start open, so every op can be stepped in view. A box never opens by itself while
 stepping: the step inside it lights the box instead (the user opens it with a double-click).
@@ -73,6 +76,7 @@ class Folding:
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> enclosing units, outermost first
     closed: set[str] = field(default_factory=set)
     blocked: set[str] = field(default_factory=set)  # closing these would send values out and back in
+    _loops: dict[str, str | None] = field(default_factory=dict, repr=False)  # `loop_out`, as found
 
     @classmethod
     def of(cls, graph: Graph, closed: Iterable[str] | None = None) -> Folding:
@@ -285,13 +289,39 @@ class Folding:
 
     # -- changing the folds ----------------------------------------------------------------
     def close(self, key: str) -> bool:
-        """Fold `key` into a box; False when that would make values leave it and come back."""
-        if key not in self.units or key in self.blocked:
+        """Fold `key` into a box; False (and nothing changed) when values would then leave a box and come back in.
+
+        Asked each time, not refused from `blocked`: a unit blocked while others were folded around it (Swin-T
+        opens with `features.3.0.mlp` and its siblings blocked by the closed repeat around them) folds once
+        they are open, and a frame that looks foldable must fold. Nor is another box opened to make room: the
+        user asked to fold this one, and is told why not (`fold_conflicts`)."""
+        if key not in self.units:
+            return False
+        if key in self.closed:
+            return True
+        if self.loop_out(key) is not None:
+            self.blocked.add(key)
             return False
         self.closed.add(key)
-        if self._unblock():
-            return key not in self.blocked
+        if find_cycle(self.view_graph()):
+            self.closed.discard(key)
+            self.blocked.add(key)
+            return False
+        self.blocked.discard(key)
         return True
+
+    def fold_conflicts(self, key: str) -> list[str]:
+        """The closed boxes that keep `key` from folding now: with it folded too, values would go from one of
+        them to it and back (none: it folds, or it can never fold, see `loop_out`)."""
+        if key not in self.units or key in self.closed or self.loop_out(key) is not None:
+            return []
+        self.closed.add(key)
+        try:
+            cycle = find_cycle(self.view_graph())
+        finally:
+            self.closed.discard(key)
+        boxes = {k for edge in cycle or () for k in edge[:2] if k in self.closed}
+        return sorted(boxes, key=lambda k: self.units[k].title)
 
     def open(self, key: str) -> None:
         """Open `key`. Boxes inside it that values would leave and come back into open too: a closed box hides
@@ -308,7 +338,10 @@ class Folding:
         return self.close(key)
 
     def close_all(self) -> None:
-        self.closed = set(self.units) - self.blocked
+        """Every unit folded that can be, tried afresh: what was blocked may fold with everything folded (a unit
+        that can never fold, inside a closed box, is hidden with its loop)."""
+        self.closed = set(self.units)
+        self.blocked.clear()
         self._unblock()
 
     def open_all(self) -> None:
@@ -330,6 +363,38 @@ class Folding:
             self.blocked.add(worst)
             changed = True
         return changed
+
+    def loop_out(self, key: str) -> str | None:
+        """An op outside unit `key` that takes a value from it and gives one back to it, or None.
+
+        With one, the unit can never fold, whatever else is folded: its box would feed itself (and an enclosing
+        box that holds the op too hides the unit altogether). Only ops between the unit's first and last member
+        in graph order can lie on such a path, so a module whose nodes come one after another costs a look at
+        its members' users."""
+        if key in self._loops:
+            return self._loops[key]
+        g = self.graph
+        members = self.units[key].members  # in graph order
+        inside = set(members)
+        last = g[members[-1]].index
+        found: str | None = None
+        seen: set[str] = set()  # outside ops already searched from: none of them leads back in
+        for name in members:
+            for user in g.users(name):
+                if found is not None or user.name in inside or user.name in seen or user.index > last:
+                    continue
+                seen.add(user.name)
+                stack = [user]
+                while stack and found is None:
+                    for after in g.users(stack.pop().name):
+                        if after.name in inside:
+                            found = user.name
+                            break
+                        if after.name not in seen and after.index < last:
+                            seen.add(after.name)
+                            stack.append(after)
+        self._loops[key] = found
+        return found
 
     def unit_of(self, name: str) -> Unit | None:
         """The innermost open unit holding node or box `name` (what a double-click on its frame closes)."""

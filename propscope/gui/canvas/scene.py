@@ -216,9 +216,17 @@ class GraphScene(QGraphicsScene):
         margin, header = 7 * s, 18 * s
         areas: dict[str, QRectF] = {}
         boxes = self.layout.boxes
+        framed = {u.key for u in units if not boxes or u.key in boxes}
         children: dict[str | None, list[str]] = {}
         for unit in units:
-            children.setdefault(unit.parent, []).append(unit.key)
+            # under the nearest enclosing unit that gets a frame: a unit between them that the layout could not
+            # keep apart (a repeat that values leave and come back into) gets none, and its children, merged
+            # into nothing, had their frames drawn over their grandparent's, titles on top of each other
+            # (Swin-T's `features.3.0.mlp` and `features.3.0.mlp.0`)
+            parent = unit.parent
+            while parent is not None and parent not in framed:
+                parent = self.folding.units[parent].parent
+            children.setdefault(parent, []).append(unit.key)
         index, rep = self._index, self.folding.rep
         xs, ys = self._node_xy[:, 0].tolist(), self._node_xy[:, 1].tolist()
         w, h = self.geo.node_w, self.geo.node_h

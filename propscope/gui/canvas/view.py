@@ -133,7 +133,7 @@ class GraphView(QGraphicsView):
         if key not in f.units:
             return False
         if not f.toggle(key):
-            self.message.emit(f"{f.units[key].title} cannot fold: values leave it and come back in")
+            self.message.emit(cannot_fold(f, key))
             return False
         self._refolded(key)
         return True
@@ -317,8 +317,10 @@ class GraphView(QGraphicsView):
             unit = self._scene.folding.units.get(name or "")
             frame = self._scene.frame_at_point(self.mapToScene(event.pos())) if name is None else None
             if frame is not None:  # its title may show only the tail of the module path: here the whole of it
-                QToolTip.showText(event.globalPos(), f"{frame.unit.title}: {frame.unit.caption}\n"
-                                  "Double-click the frame to fold it into one box", self)
+                folding, key = self._scene.folding, frame.unit.key
+                how = cannot_fold(folding, key) if not folds_now(folding, key) else \
+                    "Double-click the frame to fold it into one box"
+                QToolTip.showText(event.globalPos(), f"{frame.unit.title}: {frame.unit.caption}\n{how}", self)
             elif name is None:
                 QToolTip.hideText()
             elif unit is not None:
@@ -402,11 +404,12 @@ class GraphView(QGraphicsView):
         menu = QMenu(self)
         folding = self.graph_scene.folding
         unit = folding.units.get(name)
+        menu.setToolTipsVisible(True)  # a fold that cannot be says why
         if unit is not None:  # a box or a frame
             if unit.key in folding.closed:
                 act = QAction(f"Open {unit.title}", menu)
             else:
-                act = QAction(f"Fold {unit.title} into a box", menu)
+                act = self._fold_action(folding, unit.key, menu)
             act.setObjectName("toggleFold")
             act.triggered.connect(lambda: self.toggle_fold(unit.key))
             menu.addAction(act)
@@ -414,7 +417,7 @@ class GraphView(QGraphicsView):
             name = unit.output
         outer = folding.unit_of(name) if unit is None else None
         while outer is not None:
-            fold = QAction(f"Fold {outer.title} into a box", menu)
+            fold = self._fold_action(folding, outer.key, menu)
             fold.triggered.connect(lambda _c=False, k=outer.key: self.toggle_fold(k))
             menu.addAction(fold)
             outer = folding.units.get(outer.parent or "")
@@ -441,6 +444,15 @@ class GraphView(QGraphicsView):
         menu.addAction(fit)
         return menu
 
+    @staticmethod
+    def _fold_action(folding: Folding, key: str, menu: QMenu) -> QAction:
+        """"Fold … into a box", disabled with the reason where the unit cannot fold."""
+        act = QAction(f"Fold {folding.units[key].title} into a box", menu)
+        if not folds_now(folding, key):
+            act.setEnabled(False)
+            act.setToolTip(cannot_fold(folding, key))
+        return act
+
     def _run_to(self, name: str, phase: str) -> None:
         s = self.bridge.session
         try:
@@ -458,3 +470,25 @@ class GraphView(QGraphicsView):
         height = max(0, height)
         if self.viewportMargins().top() != height:
             self.setViewportMargins(0, height, 0, 0)
+
+
+def folds_now(folding: Folding, key: str) -> bool:
+    """Whether open unit `key` would fold now. Only a unit refused before (`blocked`) is tried again: the answer
+    costs a look at the whole folded graph, too much for every frame on every repaint at 20,000 nodes."""
+    if folding.loop_out(key) is not None:
+        return False
+    return key not in folding.blocked or not folding.fold_conflicts(key)
+
+
+def cannot_fold(folding: Folding, key: str) -> str:
+    """Why unit `key` does not fold: the op its values leave through and come back from, when it has one; else
+    the closed boxes it would make a loop with."""
+    title = folding.units[key].title
+    loop = folding.loop_out(key)
+    if loop is not None:
+        return f"{title} cannot fold: values leave it through {loop} and come back in"
+    conflicts = [folding.units[k].title for k in folding.fold_conflicts(key)]
+    if conflicts:
+        return f"{title} cannot fold while {', '.join(conflicts[:3])} {'is' if len(conflicts) == 1 else 'are'} " \
+               "folded: values would go from one box to the other and back"
+    return f"{title} folds into one box"
