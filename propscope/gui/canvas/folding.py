@@ -11,7 +11,9 @@ Two kinds of fold unit come from the graph itself:
 A closed unit is drawn as one box with its outside edges; an open one as a frame around its nodes.
 A unit that values leave and come back into (`loop_out`: ResNet's `relu` module, used twice in each block;
 the Linears of an MLP as a repeat with the activation between them outside it) can never fold, whatever else is
-folded: its box would feed itself. Its frame still shows the module, and says that it cannot fold.
+folded: its box would feed itself. The layout cannot keep it apart, so it has no frame; the menu and the
+breadcrumbs say why it does not fold. Other units fold unless a closed box would then feed them and back
+(`close`, `fold_conflicts`).
 Big graphs start folded just enough to leave about `TARGET_VISIBLE` things to look at; small ones
 (the lessons) start open, so every op can be stepped in view. A box never opens by itself while
 stepping: the step inside it lights the box instead (the user opens it with a double-click).
