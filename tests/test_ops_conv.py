@@ -462,3 +462,118 @@ def test_pad_any_amount_and_mode_matches_torch(mode: str, hw: tuple[int, int], a
         _against_torch("pad", [x], attrs, lambda t: F.pad(t, flat, value=value), seed)
     else:
         _against_torch("pad", [x], attrs, lambda t: F.pad(t, flat, mode=mode), seed)
+
+
+# -- the window matrix in slabs: bounded memory, the same numbers ------------------------------------------------
+SLABBED = [
+    ("conv2d", (2, 4, 9, 8), (6, 4, 3, 3), {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}),
+    ("conv2d", (3, 4, 11, 7), (4, 2, 3, 2), {"stride": (2, 1), "padding": (1, 0, 2, 1), "dilation": (1, 2),
+                                             "groups": 2}),
+    ("conv1d", (2, 3, 17), (4, 3, 3), {"stride": 2, "padding": 1, "dilation": 1, "groups": 1}),
+    ("conv_transpose2d", (2, 4, 5, 6), (4, 3, 3, 3), {"stride": 2, "padding": 1, "output_padding": 1,
+                                                      "dilation": 1, "groups": 1}),
+    ("conv_transpose2d", (1, 4, 4, 5), (4, 2, 2, 3), {"stride": (1, 2), "padding": (1, 0, 0, 1),
+                                                      "output_padding": (0, 1), "dilation": (2, 1), "groups": 2}),
+]
+
+
+def _forward_and_vjp(op: str, arrays: list[np.ndarray], attrs: dict[str, Any],
+                     upstream: np.ndarray | None = None) -> list[np.ndarray]:
+    b = NumpyBackend("float64")
+    node = one_op(op, arrays, attrs)
+    out = b.forward(node, arrays)
+    return [out, *b.vjp(node, arrays, out, np.ones(out.shape) if upstream is None else upstream)]
+
+
+@pytest.mark.parametrize("limit", [1, 600, 6000], ids=["rows", "few-rows", "samples"])
+@pytest.mark.parametrize("op, x, w, attrs", SLABBED, ids=[f"{c[0]}-{i}" for i, c in enumerate(SLABBED)])
+def test_window_matrix_in_slabs_gives_the_same_numbers(op: str, x: tuple[int, ...], w: tuple[int, ...],
+                                                       attrs: dict[str, Any], limit: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bound of one byte forces one output row per product (and one kernel row of one channel per weight-gradient
+    slab); the numbers are those of one product over everything, but for the last bits that OpenBLAS's
+    size-dependent kernels may round differently."""
+    import propscope.backends.numpy.conv as kernels
+
+    rng = np.random.default_rng(7)
+    channels = w[1] * attrs["groups"] if op == "conv_transpose2d" else w[0]
+    arrays = [rng.standard_normal(x), rng.standard_normal(w), rng.standard_normal(channels)]
+    upstream = rng.standard_normal(_forward_and_vjp(op, arrays, attrs)[0].shape)
+    reference = _forward_and_vjp(op, arrays, attrs, upstream)
+    monkeypatch.setattr(kernels, "IM2COL_BYTES", limit)
+    slabbed = _forward_and_vjp(op, arrays, attrs, upstream)
+    for name, got, want in zip(["out", "x", "W", "b"], slabbed, reference, strict=True):
+        assert got.shape == want.shape, name
+        err = float(np.max(np.abs(got - want))) / float(np.max(np.abs(want)))
+        assert err <= 1e-14, f"{name}: relative difference {err:.3g} in slabs of {limit} bytes"
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_window_matrix_memory_stays_under_the_bound(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 64×64 image of 16 channels and a 5×5 filter: the window matrix alone is 25 times the input (4 MB in
+    float64); under a 64 kB bound, forward and backward hold a few times the input."""
+    import tracemalloc
+
+    import propscope.backends.numpy.conv as kernels
+
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal((2, 16, 64, 64)), rng.standard_normal((16, 16, 5, 5)), rng.standard_normal(16)
+    attrs = {"stride": 1, "padding": 2, "dilation": 1, "groups": 1}
+    if op == "conv_transpose2d":
+        attrs["output_padding"] = 0
+    _forward_and_vjp(op, [x, w, b], attrs)  # shape rules and caches warmed outside the measurement
+    peaks = []
+    for limit in (kernels.IM2COL_BYTES, 64 * 1024):
+        monkeypatch.setattr(kernels, "IM2COL_BYTES", limit)
+        tracemalloc.start()
+        _forward_and_vjp(op, [x, w, b], attrs)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[0] > 25 * x.nbytes, f"the whole window matrix was expected at once ({peaks[0] / x.nbytes:.1f}×)"
+    assert peaks[1] < 8 * x.nbytes, f"{peaks[1] / x.nbytes:.1f} times the input at the peak in slabs of 64 kB"
+
+
+@pytest.mark.parametrize("one_d", [False, True], ids=["2d", "1d"])
+def test_max_pool_ties_and_nan_go_to_the_first_largest(one_d: bool) -> None:
+    """Whole numbers tie in most windows: the gradient goes to the first largest (row, column order), as torch's;
+    a NaN wins its window (the first NaN, as argmax)."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(11)
+    x = np.round(rng.standard_normal((2, 3, 9) if one_d else (2, 3, 7, 9)))
+    attrs = {"kernel_size": 3, "stride": 1 if one_d else (1, 2), "padding": 1, "dilation": 1, "ceil_mode": True}
+    op = "max_pool1d" if one_d else "max_pool2d"
+    upstream = rng.standard_normal(_forward_and_vjp(op, [x], attrs)[0].shape)
+    out, gx = _forward_and_vjp(op, [x], attrs, upstream)
+    xt = torch.from_numpy(x).requires_grad_(True)
+    pool = F.max_pool1d if one_d else F.max_pool2d
+    want = pool(xt, 3, attrs["stride"], 1, ceil_mode=True)
+    want.backward(torch.from_numpy(upstream))
+    np.testing.assert_array_equal(out, want.detach().numpy())
+    np.testing.assert_array_equal(gx != 0, xt.grad.numpy() != 0)  # the same winners (sums differ in rounding)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-13, atol=1e-14)
+    x[..., 0, 4] = np.nan
+    x[..., 0, 5] = np.nan  # two NaNs in one window: the first one takes its gradient
+    single = one_op(op, [x], {**attrs, "stride": 1})
+    b = NumpyBackend("float64")
+    y = b.forward(single, [x])
+    (gx,) = b.vjp(single, [x], y, np.ones(y.shape))
+    reach = 1 if one_d else 2  # the windows of 3 rows (padding 1) that hold row 0: output rows 0 and 1
+    assert np.isnan(y[..., 0, 4]).all()
+    np.testing.assert_array_equal(gx[..., 0, 4], 3 * reach)  # columns 3, 4 and 5's windows: 4 comes first
+    np.testing.assert_array_equal(gx[..., 0, 5], reach)  # column 6's window holds 5 but not 4
+
+
+def test_max_pool_gradient_holds_no_window_matrix() -> None:
+    """A 5×5 window at stride 1 reads every pixel 25 times; the gradient finds each window's winner tap by tap."""
+    import tracemalloc
+
+    x = np.random.default_rng(2).standard_normal((2, 8, 64, 64))
+    attrs = {"kernel_size": 5, "stride": 1, "padding": 2, "dilation": 1, "ceil_mode": False}
+    out = _forward_and_vjp("max_pool2d", [x], attrs)[0]
+    tracemalloc.start()
+    _forward_and_vjp("max_pool2d", [x], attrs, np.ones(out.shape))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 12 * x.nbytes, f"{peak / x.nbytes:.1f} times the input at the peak"

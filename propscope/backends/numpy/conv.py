@@ -6,6 +6,13 @@ into the image with one slice per kernel offset: kh·kw vectorised additions, ne
 pixels. A transposed convolution is the same two halves swapped: its forward is conv2d's
 input gradient (a fold), its input gradient a conv2d (an unfold). 1-D ops run as 2-D ops on a
 1×length image. Where the windows sit (`Grid`) comes from the op's shape rule module.
+
+The window matrix is kh·kw times its image (9 times for a 3×3 filter), so no product builds more than
+`IM2COL_BYTES` of it at once, as in the 3-D kernels (conv3d.py): the columns go in slabs of whole samples,
+else of output rows of one sample, the weight gradient's rows in slabs of channels (else kernel rows), and
+the fold adds the slabs back last one first, which keeps the order of each cell's additions. Below the bound
+nothing changes; above it products may round differently in the last bits (OpenBLAS picks its kernels by
+size). The max pool's gradient finds each window's winner tap by tap, never copying the window matrix.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from numpy.lib.stride_tricks import as_strided
 
 from ...graph.ops.conv import Grid, adaptive_size, adaptive_windows, grid, grid1d, transposed_grid
 from .kernels import Array, kernel
+
+IM2COL_BYTES = 256 * 2**20  # the most of a window matrix one product builds
 
 
 # -- windows -----------------------------------------------------------------------------------
@@ -47,13 +56,21 @@ def _windows(xp: Array, g: Grid) -> Array:
     return as_strided(xp, (n, c, oh, ow, kh, kw), (s0, s1, s2 * sh, s3 * sw, s2 * dh, s3 * dw), writeable=False)
 
 
+def _fold_into(gxp: Array, gwin: Array, g: Grid, row: int = 0) -> None:
+    """col2im: add windows' values (N, C, rows, out_w, kh, kw) into `gxp` where they sat, the first row of
+    windows being output row `row`: one vectorised add per kernel offset; overlapping windows sum up."""
+    (kh, kw), (sh, sw), (dh, dw) = g.kernel, g.stride, g.dilation
+    oh, ow = gwin.shape[2:4]
+    for u in range(kh):
+        top = row * sh + u * dh
+        for v in range(kw):
+            gxp[:, :, top: top + sh * (oh - 1) + 1: sh, v * dw: v * dw + sw * (ow - 1) + 1: sw] += gwin[..., u, v]
+
+
 def _fold(gwin: Array, g: Grid) -> Array:
     """col2im: add each window's gradient (N, C, out_h, out_w, kh, kw) back where the window sat."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = g.kernel, g.stride, g.dilation, g.out
     gxp = np.zeros((*gwin.shape[:2], *g.padded), dtype=gwin.dtype)
-    for u in range(kh):  # one vectorised add per kernel offset; overlapping windows sum up
-        for v in range(kw):
-            gxp[:, :, u * dh: u * dh + sh * (oh - 1) + 1: sh, v * dw: v * dw + sw * (ow - 1) + 1: sw] += gwin[..., u, v]
+    _fold_into(gxp, gwin, g)
     return gxp
 
 
@@ -64,9 +81,96 @@ def _columns(xp: Array, g: Grid, groups: int) -> Array:
     inner dimension runs over every pixel of every sample: the weight gradient needs no sum over
     samples afterwards.
     """
-    win = _windows(xp, g)  # (N, C, oh, ow, kh, kw), a view
+    return _window_columns(_windows(xp, g), groups)  # (N, C, oh, ow, kh, kw), a view
+
+
+def _window_columns(win: Array, groups: int) -> Array:
+    """Windows (N, C, oh, ow, kh, kw) as columns (groups, C/groups·kh·kw, N·oh·ow)."""
     n, c, oh, ow, kh, kw = win.shape
     return win.transpose(1, 4, 5, 0, 2, 3).reshape(groups, (c // groups) * kh * kw, n * oh * ow)
+
+
+# -- slabs: window matrices of at most IM2COL_BYTES -----------------------------------------------------------
+def _slabs(n: int, out: tuple[int, int], per_position: int) -> list[tuple[slice, slice]]:
+    """Blocks of output positions (samples, output rows), in row-major order, whose windows take at most
+    IM2COL_BYTES (`per_position` bytes each): whole samples where one fits, else rows of one sample (one at
+    least)."""
+    oh, ow = out
+    row = max(per_position * ow, 1)
+    whole = row * oh
+    if whole * n <= IM2COL_BYTES:
+        return [(slice(0, n), slice(None))]
+    if whole <= IM2COL_BYTES:
+        step = IM2COL_BYTES // whole
+        return [(slice(a, min(a + step, n)), slice(None)) for a in range(0, n, step)]
+    step = max(1, IM2COL_BYTES // row)
+    return [(slice(b, b + 1), slice(a, min(a + step, oh))) for b in range(n) for a in range(0, oh, step)]
+
+
+def _per_position(c: int, g: Grid, t: Array) -> int:
+    """Bytes of one output position's windows over `c` channels."""
+    return c * g.kernel[0] * g.kernel[1] * t.itemsize
+
+
+def _unfold_product(xp: Array, g: Grid, groups: int, filters: Array) -> Array:
+    """`filters` (groups, M, C/groups·kh·kw) times every window of the padded image: (N, groups·M, out_h, out_w)."""
+    n, c = xp.shape[:2]
+    slabs = _slabs(n, g.out, _per_position(c, g, xp))
+    if len(slabs) == 1:
+        return _batch_first(np.matmul(filters, _columns(xp, g, groups)), n, g.out)
+    win = _windows(xp, g)
+    out = np.empty((n, groups * filters.shape[1], *g.out), dtype=np.result_type(xp, filters))
+    for samples, rows in slabs:
+        part = win[samples, :, rows]
+        out[samples, :, rows] = _batch_first(np.matmul(filters, _window_columns(part, groups)), part.shape[0],
+                                             part.shape[2:4])
+    return out
+
+
+def _weight_product(t_rows: Array, xp: Array, g: Grid, groups: int) -> Array:
+    """Σ over positions of `t_rows` (groups, M, N·out_h·out_w) times each position's window of the padded image:
+    (groups, M, C/groups·kh·kw). The positions are the product's inner dimension, so slabs split the columns
+    (whole channels, else kernel rows of one channel) rather than the positions."""
+    c = xp.shape[1]
+    cg, (kh, kw) = c // groups, g.kernel
+    positions, item = t_rows.shape[2], xp.itemsize
+    if groups * positions * cg * kh * kw * item <= IM2COL_BYTES:
+        return np.matmul(t_rows, _columns(xp, g, groups).transpose(0, 2, 1))
+    win = _windows(xp, g)
+    out = np.empty((groups, t_rows.shape[1], cg * kh * kw), dtype=np.result_type(xp, t_rows))
+    if positions * kh * kw * item <= IM2COL_BYTES:  # whole channels
+        step = IM2COL_BYTES // (positions * kh * kw * item)
+        blocks = [(a, min(a + step, cg), slice(None)) for a in range(0, cg, step)]
+    else:  # kernel rows of one channel
+        step = max(1, IM2COL_BYTES // (positions * kw * item))
+        blocks = [(a, a + 1, slice(u, min(u + step, kh))) for a in range(cg) for u in range(0, kh, step)]
+    for group in range(groups):
+        for c0, c1, taps in blocks:
+            part = win[:, group * cg + c0: group * cg + c1, :, :, taps]  # (N, channels, oh, ow, rows, kw)
+            cols = part.transpose(1, 4, 5, 0, 2, 3).reshape(-1, positions)
+            first = c0 * kh * kw + (taps.start or 0) * kw
+            out[group, :, first: first + cols.shape[0]] = np.matmul(t_rows[group], cols.T)
+    return out
+
+
+def _fold_product(left: Array, t: Array, groups: int, channels: int, g: Grid) -> Array:
+    """`left` (groups, C/groups·kh·kw, M) times `t` (N, groups·M, out_h, out_w) gives every window's values, added
+    back where the windows sat (col2im) into an image of `channels`. One fold adds a cell's terms in kernel-offset
+    order; a later row of windows reaches a cell through an earlier kernel row, so the slabs go last one first."""
+    n = t.shape[0]
+    slabs = _slabs(n, g.out, _per_position(channels, g, t))
+    if len(slabs) == 1:
+        return _fold_columns(np.matmul(left, _batch_last(t, groups)), n, channels, g)
+    (kh, kw), m = g.kernel, t.shape[1] // groups
+    by_group = t.reshape(n, groups, m, *t.shape[2:]).transpose(1, 2, 0, 3, 4)  # (groups, M, N, oh, ow), a view
+    gxp = np.zeros((n, channels, *g.padded), dtype=np.result_type(left, t))
+    for samples, rows in reversed(slabs):
+        block = by_group[:, :, samples, rows]
+        nb, hh, ww = block.shape[2:]
+        cols = np.matmul(left, block.reshape(groups, m, -1))  # (groups, C/groups·kh·kw, nb·hh·ww)
+        _fold_into(gxp[samples], cols.reshape(channels, kh, kw, nb, hh, ww).transpose(3, 0, 4, 5, 1, 2), g,
+                   rows.start or 0)
+    return _crop(gxp, g)
 
 
 def _fold_columns(cols: Array, n: int, channels: int, g: Grid) -> Array:
@@ -136,7 +240,7 @@ def _conv(x: Array, W: Array, b: Array | None, g: Grid, groups: int) -> Array:
             out += b.reshape(1, o, 1, 1)
         return out
     filters = W.reshape(groups, o // groups, -1)  # (groups, O/groups, C/groups·kh·kw)
-    out = _batch_first(np.matmul(filters, _columns(_pad(x, g), g, groups)), x.shape[0], g.out)
+    out = _unfold_product(_pad(x, g), g, groups, filters)
     if b is not None:
         out += b.reshape(1, o, 1, 1)  # in place: `out` is a fresh array
     return out
@@ -144,17 +248,15 @@ def _conv(x: Array, W: Array, b: Array | None, g: Grid, groups: int) -> Array:
 
 def _conv_grad(gout: Array, x: Array, W: Array, g: Grid, groups: int, needs: tuple[bool, ...]
                ) -> tuple[Array | None, Array | None]:
-    n, c, o = x.shape[0], x.shape[1], W.shape[0]
+    c, o = x.shape[1], W.shape[0]
     if groups > 1 and groups == c:
         return _depthwise_grad(gout, x, W, g, needs)
-    g_rows = _batch_last(gout, groups)  # (groups, O/groups, N·oh·ow)
     gx = gw = None
     if needs[1]:  # ∂L/∂out · columnsᵀ, summed over samples and pixels in one product
-        cols = _columns(_pad(x, g), g, groups)
-        gw = np.matmul(g_rows, cols.transpose(0, 2, 1)).reshape(W.shape)
+        gw = _weight_product(_batch_last(gout, groups), _pad(x, g), g, groups).reshape(W.shape)
     if needs[0]:  # filtersᵀ · ∂L/∂out gives each window's gradient; col2im adds them back into the image
         filters = W.reshape(groups, o // groups, -1)
-        gx = _fold_columns(np.matmul(filters.transpose(0, 2, 1), g_rows), n, c, g)
+        gx = _fold_product(filters.transpose(0, 2, 1), gout, groups, c, g)
     return gx, gw
 
 
@@ -201,10 +303,10 @@ def _(g: Array, x: Array, W: Array, *rest: Array, stride: Any, padding: Any, dil
 def conv_transpose2d(x: Array, W: Array, b: Array | None = None, *, stride: Any, padding: Any,
                      output_padding: Any, dilation: Any, groups: int) -> Array:
     geo = transposed_grid(x.shape[2:], W.shape[2:], stride, padding, output_padding, dilation)
-    n, c_in = x.shape[:2]
+    c_in = x.shape[1]
     c_out = W.shape[1] * groups
     filters = W.reshape(groups, c_in // groups, -1)  # (groups, C_in/groups, C_out/groups·kh·kw)
-    out = _fold_columns(np.matmul(filters.transpose(0, 2, 1), _batch_last(x, groups)), n, c_out, geo)
+    out = _fold_product(filters.transpose(0, 2, 1), x, groups, c_out, geo)
     if b is not None:
         out += b.reshape(1, c_out, 1, 1)  # `out` is a fresh array: the fold made it
     return out
@@ -214,13 +316,13 @@ def conv_transpose2d(x: Array, W: Array, b: Array | None = None, *, stride: Any,
 def _(g: Array, x: Array, W: Array, *rest: Array, stride: Any, padding: Any, output_padding: Any, dilation: Any,
       groups: int, needs: tuple[bool, ...] = (True, True, True)) -> tuple[Any, ...]:
     geo = transposed_grid(x.shape[2:], W.shape[2:], stride, padding, output_padding, dilation)
-    n, c_in = x.shape[:2]
-    cols = _columns(_pad(g, geo), geo, groups)  # the windows of ∂L/∂out that each input pixel stamped onto
+    c_in = x.shape[1]
+    gp = _pad(g, geo)  # the windows of ∂L/∂out that each input pixel stamped onto
     gx = gw = None
     if needs[0]:  # conv2d(∂L/∂out, W)
-        gx = _batch_first(np.matmul(W.reshape(groups, c_in // groups, -1), cols), n, x.shape[2:])
+        gx = _unfold_product(gp, geo, groups, W.reshape(groups, c_in // groups, -1))
     if needs[1]:
-        gw = np.matmul(_batch_last(x, groups), cols.transpose(0, 2, 1)).reshape(W.shape)
+        gw = _weight_product(_batch_last(x, groups), gp, geo, groups).reshape(W.shape)
     return _with_bias(gx, gw, g, len(rest) == 2, needs, (0, 2, 3))
 
 
@@ -231,11 +333,19 @@ def _max_pool(x: Array, g: Grid) -> Array:
 
 def _max_pool_grad(gout: Array, x: Array, g: Grid) -> Array:
     win = _windows(_pad(x, g, -np.inf), g)
-    kh, kw = g.kernel
-    winner = win.reshape(*win.shape[:4], kh * kw).argmax(axis=-1)  # the first maximum, as PyTorch picks
-    gwin = np.zeros(win.shape, dtype=gout.dtype)
-    np.put_along_axis(gwin.reshape(*win.shape[:4], kh * kw), winner[..., None], gout[..., None], axis=-1)
-    return _crop(_fold(gwin, g), g)
+    taps = [(u, v) for u in range(g.kernel[0]) for v in range(g.kernel[1])]
+    # each window's winner, tap by tap (never the kh·kw copies of the window matrix): the first largest in row,
+    # column order, as PyTorch picks; a NaN wins over numbers, and the first NaN over later ones
+    best, winner = win[..., 0, 0].copy(), np.zeros(win.shape[:4], dtype=np.intp)
+    for i, (u, v) in enumerate(taps[1:], start=1):
+        tap = win[..., u, v]
+        better = (tap > best) | (np.isnan(tap) & ~np.isnan(best))
+        np.copyto(best, tap, where=better)
+        winner[better] = i
+    gxp = np.zeros((*x.shape[:2], *g.padded), dtype=gout.dtype)
+    for i, (_, _, (rows, cols)) in enumerate(_offsets(g)):  # ∂L/∂out where each winner sat, tap by tap
+        gxp[:, :, rows, cols] += np.where(winner == i, gout, 0.0)
+    return _crop(gxp, g)
 
 
 @functools.lru_cache(maxsize=256)
