@@ -359,3 +359,19 @@ def test_every_frame_that_offers_to_fold_folds_and_one_that_cannot_says_why(qtbo
 
 def session_node(window: MainWindow, name: str):
     return window.bridge.session.graph[name]
+
+
+def test_no_tile_is_cut_off_when_the_layer_view_is_short(qtbot, exported):
+    """At 1024×768 the dock shares about 500 pixels between a 32×32 input, 32 filters and 16 maps: cells of
+    3 pixels at least cut off the input's lower rows and the third row of filters. Smaller cells show them all."""
+    window = open_window(qtbot, exported("resnet18"), (1024, 768))
+    session = window.bridge.session
+    session.run_to_end()
+    settle()
+    conv = next(n for n in session.graph if n.op.name == "conv2d")
+    view, _page = layer_page(qtbot, window, conv.name)
+    for grid in view.grids():
+        assert grid.placed
+        for placed in grid.placed:
+            inside = QRectF(grid.rect()).adjusted(-0.5, -0.5, 0.5, 0.5)  # (half a pixel for rounding)
+            assert inside.contains(placed.cells), (placed.tile.title, placed.cells, grid.rect())

@@ -77,7 +77,10 @@ class HeatGrid(QWidget):
         super().__init__(parent)
         self.tiles: list[Tile] = []
         self.theme: Theme = LIGHT
-        self.min_cell = 3.0
+        # the smallest cell, in pixels: below it tiles would be cut off at the widget's edge. A small dock at
+        # 1024×768 shares its height between three grids (a 32×32 input, 32 filters, 16 maps), and with 3 pixels
+        # the input's lower rows and the third row of filters were cut off, data hidden without a sign
+        self.min_cell = 1.0
         self.max_cell = 64.0
         self.placed: list[_Placed] = []
         self._images: list[QImage] = []

@@ -553,7 +553,7 @@ class LayerView(QWidget):
             return
         width = max(self.width() - 12, 100)
         room = sum(sv.grid.height() for sv in shown)
-        low, high = 2.0, 64.0 * self.themes.theme.scale
+        low, high = 1.0, 64.0 * self.themes.theme.scale  # from the grids' smallest cell (`HeatGrid.min_cell`)
         for _ in range(20):  # the largest common cell size whose grids fit the room together
             mid = (low + high) / 2
             if sum(sv.grid.height_at(width, mid) for sv in shown) <= room:
