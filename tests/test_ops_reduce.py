@@ -1,4 +1,4 @@
-"""The reduce family's op table: amax/amin, prod, var/std, logsumexp, cumsum, argmax/argmin.
+"""The reduce family's op table: amax/amin, prod, var/std, logsumexp, cumsum, argmax/argmin, argsort (top-k).
 
 Three checks per case (opcheck.py): the hand-written VJP against central differences, NumPy against
 torch under autograd, the two backends against each other in float32 and float64. Every reduction runs
@@ -122,6 +122,19 @@ CASES = [
     Case("argmin", (ties,), _last_index("argmin", 0), {"axis": 0, "select_last_index": True}, "ties-last"),
     Case("argmin", (ties,), lambda F, t, x: x.numel() - 1 - t.argmin(x.flatten().flip(0)),
          {"select_last_index": True}, "flat-ties-last"),
+    Case("argsort", (spaced(2, 3, 4),), lambda F, t, x: t.argsort(x, dim=-1)),
+    Case("argsort", (spaced(2, 3, 4),), lambda F, t, x: t.argsort(x, dim=1, descending=True),
+         {"axis": 1, "descending": True}, "descending"),
+    Case("argsort", (spaced(2, 3, 4),), lambda F, t, x: t.topk(x, 2, dim=-1).indices,
+         {"descending": True, "k": 2}, "topk"),
+    Case("argsort", (spaced(2, 3, 4),), lambda F, t, x: t.topk(x, 1, dim=0, largest=False).indices,
+         {"axis": 0, "k": 1}, "topk-smallest"),
+    Case("argsort", (spaced(2, 3, 4),), lambda F, t, x: t.topk(x, 0, dim=1).indices,
+         {"axis": 1, "descending": True, "k": 0}, "topk-none"),
+    Case("argsort", (ties,), lambda F, t, x: t.sort(x, dim=1, descending=True, stable=True).indices,
+         {"axis": 1, "descending": True}, "ties-stable"),
+    Case("argsort", (ties,), lambda F, t, x: t.sort(x, dim=0, stable=True).indices[:2],
+         {"axis": 0, "k": 2}, "ties-stable-k"),
 ]
 
 # Conventions at ties and at 0: torch's (against torch only: finite differences straddle the kink)
@@ -165,7 +178,7 @@ def test_dtypes_are_kept(case: Case) -> None:
     out = backend.forward(node, inputs)
     assert out.shape == node.shape
     (grad,) = backend.vjp(node, inputs, out, backend.ones(out.shape))
-    if case.op in ("argmax", "argmin"):
+    if case.op in ("argmax", "argmin", "argsort"):
         assert out.dtype == np.int64 and grad is None
     else:
         assert out.dtype == np.float32 and grad is not None and grad.dtype == np.float32, case.id
@@ -198,6 +211,12 @@ def test_prod_gradient_with_zeros_is_the_product_of_the_others() -> None:
     ("argmax", (2, 3), {"axis": (0, 1)}, "takes one axis"),
     ("argmin", (), {"axis": 0}, "a scalar has no axis"),
     ("argmax", (0, 3), {}, "an axis of length 0"),
+    ("argsort", (2, 3), {"axis": (0,)}, "argsort takes one axis"),
+    ("argsort", (), {}, "at least a 1-D input"),
+    ("argsort", (2, 3), {"k": 4}, "k must be an int from 0 to the axis' length 3"),
+    ("argsort", (2, 3), {"axis": 0, "k": -1}, "k must be an int from 0 to the axis' length 2"),
+    ("argsort", (2, 3), {"descending": "yes"}, "descending must be True or False"),
+    ("argsort", (2, 3), {"axis": 2}, "axis 2 is out of range"),
     ("cumsum", (2, 3), {"axis": (0,)}, "cumsum takes one axis"),
     ("cumsum", (2, 3), {"axis": -3}, "axis -3 is out of range"),
     ("cumsum", (), {"axis": 0}, "at least a 1-D input"),

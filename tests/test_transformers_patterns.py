@@ -4,8 +4,9 @@
 T5's relative-position buckets (logarithms truncated by a cast to int64), casts of computed values to int and
 bool, Whisper's frozen sinusoidal positions (a parameter with `requires_grad=False` is a constant), BLOOM's
 `baddbmm` with its β and α (ALiBi), `addmm` with them, CLIP's pooling at the first end token (the argmax
-of a mask computed from the data), GPT-J's `repeat_interleave`, grouped-query attention in one
-`scaled_dot_product_attention`, and ONNX's GatherND (dynamo's export of CLIP's pooling).
+of a mask computed from the data), GPT-J's `repeat_interleave`, a mixture of experts' top-k router, grouped-query
+attention in one `scaled_dot_product_attention`; and ONNX's GatherND (dynamo's export of CLIP's pooling), TopK
+and Flatten up to the last axis.
 """
 
 from __future__ import annotations
@@ -130,9 +131,27 @@ class RepeatInterleave(nn.Module):
                           flat.reshape(2, 4)], dim=1)
 
 
+class Router(nn.Module):
+    """A mixture of experts' router (Mixtral's batched experts): the 2 best of 4 experts per token by softmax
+    weight, renormalised, each expert's weight matrix picked by its index; a sort of computed values too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.experts = nn.Linear(4, 4), nn.Parameter(torch.randn(4, 3, 4))
+
+    def forward(self, x: Any) -> Any:
+        weights, chosen = torch.topk(torch.softmax(self.gate(x), dim=-1), 2, dim=-1)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        picked = self.experts[chosen.reshape(-1)]  # (tokens · 2, 3, 4)
+        out = (picked @ x.repeat_interleave(2, dim=0)[:, :, None])[..., 0] * weights.reshape(-1, 1)
+        ranked, _ = torch.sort(x, dim=-1, descending=True)
+        smallest = torch.topk(x, 1, dim=0, largest=False).values
+        return torch.cat([out.reshape(2, 2, 3).sum(1), ranked * smallest], dim=1)
+
+
 MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
           "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention,
-          "repeat_interleave": RepeatInterleave}
+          "repeat_interleave": RepeatInterleave, "router": Router}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
@@ -254,3 +273,32 @@ def test_onnx_flatten_up_to_the_last_axis(axis: int, tmp_path: Path) -> None:
     s.run_to_end()
     want = x.reshape({2: (12, 1), -2: (1, 12), -1: (2, 6)}[axis])
     np.testing.assert_array_equal(s.value(s.prediction_node.name), want)
+
+
+@pytest.mark.parametrize("largest", [1, 0])
+def test_onnx_topk_of_computed_values(largest: int, tmp_path: Path) -> None:
+    """TopK of computed values: the indices an argsort, the values gathered, the gradient back to the picked."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    nodes = [helper.make_node("Tanh", ["x"], ["h"], name="tanh"),
+             helper.make_node("TopK", ["h", "k"], ["values", "indices"], axis=1, largest=largest, name="topk"),
+             helper.make_node("Cast", ["indices"], ["where"], to=TensorProto.DOUBLE, name="cast"),
+             helper.make_node("Mul", ["values", "where"], ["y"], name="mul")]
+    graph = helper.make_graph(nodes, "topk", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)],
+                              [numpy_helper.from_array(np.array([3], dtype=np.int64), "k")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(proto, str(tmp_path / "topk.onnx"))
+    x = np.random.default_rng(4).standard_normal((2, 5))
+    want = ReferenceEvaluator(proto).run(None, {"x": x})[0]
+    upstream = np.random.default_rng(5).standard_normal(want.shape)
+    for backend in ("numpy", "torch"):
+        s = open_session(tmp_path / "topk.onnx", backend=backend, dtype="float64", data={"x": x}, loss="none")
+        s.run_to_end()
+        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want, rtol=1e-14)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    values, indices = torch.topk(torch.tanh(xt), 3, dim=1, largest=bool(largest))
+    (values * indices * torch.from_numpy(upstream)).sum().backward()
+    np.testing.assert_allclose(chained_vjps(s, upstream)["x"], xt.grad.numpy(), rtol=1e-12, atol=1e-14)

@@ -163,3 +163,13 @@ def argmin(x: Array, axis: int | None, keepdims: bool, select_last_index: bool) 
 
 
 argmin.gradient(_no_gradient)
+
+
+@kernel("argsort")
+def argsort(x: Array, axis: int, descending: bool, k: int | None) -> Array:
+    # stable, so equal values keep their order whichever way the sort runs (as torch.sort(stable=True))
+    order = np.argsort(-x if descending else x, axis=axis, kind="stable")
+    return order if k is None else np.take(order, np.arange(k), axis=axis)
+
+
+argsort.gradient(_no_gradient)

@@ -84,3 +84,9 @@ def argmax(x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool)
 @kernel("argmin")
 def argmin(x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool) -> Tensor:
     return _arg(torch.argmin, x, axis, keepdims, select_last_index)
+
+
+@kernel("argsort")
+def argsort(x: Tensor, axis: int, descending: bool, k: int | None) -> Tensor:
+    order = torch.sort(x, dim=axis, descending=descending, stable=True).indices
+    return order if k is None else order.narrow(axis, 0, k)

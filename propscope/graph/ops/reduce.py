@@ -1,8 +1,9 @@
 """Reductions beyond sum and mean, cumulative sums, and the index of an extreme.
 
 `axis` is None (every axis), an int or a tuple of ints, negative ones counting from the end, as for
-`sum` and `mean`; `keepdims` keeps each reduced axis with length 1. argmax and argmin give integer
-indices: their input gets no gradient (an index has no derivative), so the debugger shows none.
+`sum` and `mean`; `keepdims` keeps each reduced axis with length 1. argmax, argmin and argsort give integer
+indices: their input gets no gradient (an index has no derivative), so the debugger shows none; a sort's or a
+top-k's values are `gather(x, argsort(x))`, through which the gradient flows back to the picked entries.
 """
 
 from __future__ import annotations
@@ -111,3 +112,30 @@ for _name, _word in (("argmax", "largest"), ("argmin", "smallest")):
         summary=f"integer index of the {_word} value along one axis (None: into the flattened input); "
                 "the first of tied values, or the last with select_last_index (ONNX)",
     ))
+
+
+def _argsort(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = tuple(shapes[0])
+    axis, k = attrs.get("axis", -1), attrs.get("k")
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise ShapeError(f"argsort takes one axis (an int), got {axis!r}")
+    if not x:
+        raise ShapeError("argsort needs at least a 1-D input, got a scalar")
+    if not isinstance(attrs.get("descending", False), bool):
+        raise ShapeError(f"descending must be True or False, got {attrs.get('descending')!r}")
+    a = S.axes(axis, len(x))[0]
+    if k is None:
+        return x
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= x[a]:
+        raise ShapeError(f"k must be an int from 0 to the axis' length {x[a]}, got {k!r}")
+    return (*x[:a], k, *x[a + 1:])
+
+
+define(OpDef(
+    "argsort", ("x",), "out = the positions of x along the axis in ascending (descending) order, the first k",
+    {"x": "none: an index has no derivative (no gradient flows into x)"},
+    _argsort, "argsort", category="reduce", nondifferentiable=frozenset({"x"}),
+    default_attrs={"axis": -1, "descending": False, "k": None},
+    summary="integer positions that sort x along one axis, equal values in their original order; k keeps the "
+            "first k (torch.topk, ONNX TopK: the values are gather(x, positions)); k None keeps all (torch.sort)",
+))

@@ -164,18 +164,6 @@ def _nonzero(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return np.argwhere(x).astype(np.int64)
 
 
-@aten("sort", "topk")
-def _sort(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
-    (x,) = _known_all(t, a, ("self",), op)
-    dim = int(a.get("dim", -1))
-    descending = bool(a.get("descending", False)) if op == "sort" else bool(a.get("largest", True))
-    order = np.argsort(-x if descending else x, axis=dim, kind="stable")
-    if op == "topk":
-        order = np.take(order, np.arange(int(a["k"])), axis=dim)
-    return [np.take_along_axis(x, order, axis=dim), order.astype(np.int64)]
-
-
 @aten("as_strided")
 def _as_strided(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     size, stride = [int(v) for v in a["size"]], [int(v) for v in a["stride"]]

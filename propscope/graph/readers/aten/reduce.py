@@ -1,4 +1,5 @@
-"""ATen reductions beyond sum and mean: amax/amin, prod, var/std, logsumexp, argmax/argmin, cumsum."""
+"""ATen reductions beyond sum and mean: amax/amin, prod, var/std, logsumexp, argmax/argmin, cumsum, sorts
+and top-k."""
 
 from __future__ import annotations
 
@@ -55,3 +56,25 @@ def _arg(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return (np.argmax if op == "argmax" else np.argmin)(known, axis=axis, keepdims=keep)
     return t.b.op(op, t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module,
                   attrs={"axis": axis, "keepdims": keep})
+
+
+@aten("sort", "topk", "argsort")
+def _sort(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Sorts and top-k: folded on constants; of computed values, the positions are an `argsort` and the values
+    `gather(x, positions)`, so the gradient reaches the picked entries (a mixture of experts' router)."""
+    op = op_key(ctx.target)
+    dim = int(a.get("dim", -1))
+    descending = bool(a.get("largest", True)) if op == "topk" else bool(a.get("descending", False))
+    k = int(a["k"]) if op == "topk" else None
+    known = t.known(self_arg(a))
+    if known is not None:  # equal values keep their order, as torch.sort(stable=True)
+        positions = np.argsort(-known if descending else known, axis=dim, kind="stable").astype(np.int64)
+        if k is not None:
+            positions = np.take(positions, np.arange(k), axis=dim)
+        return positions if op == "argsort" else [np.take_along_axis(known, positions, axis=dim), positions]
+    x = t.node(self_arg(a), ctx)
+    order = t.b.op("argsort", x, name=ctx.name if op == "argsort" else f"{ctx.name}.indices", module=ctx.module,
+                   attrs={"axis": dim, "descending": descending, "k": k}, original_op=op)
+    if op == "argsort":
+        return order
+    return [t.b.op("gather", x, order, name=ctx.name, module=ctx.module, attrs={"axis": dim}, original_op=op), order]

@@ -1,4 +1,4 @@
-"""ONNX reductions (every Reduce*), ArgMax/ArgMin and CumSum, onto the catalog's reductions.
+"""ONNX reductions (every Reduce*), ArgMax/ArgMin, CumSum and TopK, onto the catalog's reductions.
 
 ReduceL1, ReduceL2, ReduceSumSquare and ReduceLogSum are two steps (|x| or x² then the sum, the sum
 then √ or ln), so each local derivative stays one a learner knows. A reduction over an empty set of
@@ -108,3 +108,21 @@ def _cumsum(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                                   np.take(out, range(out.shape[axis] - 1), axis=axis)], axis=axis)
         return np.flip(out, axis) if reverse else out
     return op(r, ctx, "cumsum", r.node(ins[0], ctx), axis=axis, reverse=reverse, exclusive=exclusive)
+
+
+@onnx_op("TopK")
+def _topk(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """The k largest (or smallest) along an axis, as (values, indices): `argsort` with k, then the values picked
+    with `gather`, through which the gradient reaches them. Ties keep their order (ONNX: the lower index first)."""
+    k = r.folded(ins[1]) if len(ins) > 1 else np.asarray(ctx.attrs.get("k", -1))
+    if k is None or k.size != 1:
+        raise Unmapped("a TopK k computed at run time")
+    axis, largest = int(ctx.attrs.get("axis", -1)), bool(ctx.attrs.get("largest", 1))
+    c = r.folded(ins[0])
+    if c is not None:
+        positions = np.take(np.argsort(-c if largest else c, axis=axis, kind="stable"),
+                            np.arange(int(k.reshape(()))), axis=axis).astype(np.int64)
+        return [np.take_along_axis(c, positions, axis=axis), positions]
+    x = r.node(ins[0], ctx)
+    order = op(r, ctx, "argsort", x, suffix="indices", axis=axis, descending=largest, k=int(k.reshape(())))
+    return [op(r, ctx, "gather", x, order, axis=axis), order]
