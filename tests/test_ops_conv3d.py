@@ -82,6 +82,19 @@ CASES = [
          {"output_size": (1, 1, 1)}, "global"),
     Case("adaptive_avg_pool3d", (normal(1, 2, 5, 7, 4),), lambda F, t, x: F.adaptive_avg_pool3d(x, (2, 3, None)),
          {"output_size": (2, 3, None)}, "non-divisible"),
+    # upsampling volumes (3-D U-Net decoders without transposed convolutions)
+    Case("upsample_nearest3d", (normal(2, 2, 2, 3, 3),), lambda F, t, x: F.interpolate(x, scale_factor=2),
+         {"scales": 2.0}, "x2"),
+    Case("upsample_nearest3d", (normal(1, 2, 3, 4, 3),), lambda F, t, x: F.interpolate(x, size=(5, 4, 7)),
+         {"output_size": (5, 4, 7)}, "sizes-that-do-not-divide"),
+    Case("upsample_trilinear3d", (normal(2, 2, 2, 3, 3),),
+         lambda F, t, x: F.interpolate(x, scale_factor=2, mode="trilinear"), {"scales": 2.0}, "x2"),
+    Case("upsample_trilinear3d", (normal(1, 2, 3, 4, 3),),
+         lambda F, t, x: F.interpolate(x, scale_factor=(1.5, 2.5, 1.0), mode="trilinear"),
+         {"scales": (1.5, 2.5, 1.0)}, "scales"),
+    Case("upsample_trilinear3d", (normal(1, 2, 3, 4, 2),),
+         lambda F, t, x: F.interpolate(x, size=(5, 3, 4), mode="trilinear", align_corners=True),
+         {"output_size": (5, 3, 4), "align_corners": True}, "align-corners-shrinks-height"),
 ]
 
 
@@ -119,6 +132,10 @@ def test_backends_agree(case: Case, dtype: str) -> None:
     ("conv_transpose3d", [(1, 2, 2, 2, 2), (2, 2, 2, 2, 2)], {"padding": (1, 1)}, "six ints"),
     ("max_pool3d", [(1, 2, 4, 4, 4)], {"kernel_size": 2, "padding": 2}, "at most half the kernel"),
     ("adaptive_avg_pool3d", [(1, 2, 4, 4, 4)], {"output_size": (2, 2)}, "depth, height, width"),
+    ("upsample_trilinear3d", [(1, 2, 4, 4)], {"scales": 2.0}, "volumes as"),
+    ("upsample_nearest3d", [(1, 2, 4, 4, 4)], {}, "needs an output_size or scales"),
+    ("upsample_nearest3d", [(1, 2, 4, 4, 4)], {"output_size": (2, 2)}, "depth, height, width"),
+    ("upsample_trilinear3d", [(1, 2, 4, 4, 4)], {"scales": (0.1, 1, 1)}, "must be positive"),
 ])
 def test_shapes_that_do_not_fit_are_refused_with_a_reason(op: str, shapes: list[tuple[int, ...]],
                                                           attrs: dict[str, Any], says: str) -> None:

@@ -1,9 +1,9 @@
 """Upsampling and padding on NumPy: each is a fixed linear map along each axis, applied one axis at a time.
 
 Upsampling multiplies by per-axis matrices A (output × input): out = A_h · x · A_wᵀ, and the gradient
-is the transposed map A_hᵀ · ∂L/∂out · A_w. Nearest upsampling copies by index in the forward (no
-arithmetic on the values at all). Padding gathers by index; its gradient adds each output's
-gradient back onto the input cell it was read from.
+is the transposed map A_hᵀ · ∂L/∂out · A_w (volumes: one more matrix, A_d, along depth). Nearest
+upsampling copies by index in the forward (no arithmetic on the values at all). Padding gathers by
+index; its gradient adds each output's gradient back onto the input cell it was read from.
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.ops.resize import linear_sources, nearest_sources, pad_pairs, pad_sources, scale_pair, upsample_size
+from ...graph.ops.resize import (
+    linear_sources,
+    nearest_sources,
+    pad_pairs,
+    pad_sources,
+    scale_pair,
+    scale_triple,
+    upsample_size,
+    upsample_size3d,
+)
 from .kernels import Array, kernel
 
 
@@ -77,6 +86,43 @@ def upsample_bilinear2d(x: Array, output_size: Any, align_corners: bool, scales:
 def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array]:
     rows, cols = _bilinear_maps(x, output_size, align_corners, scales)
     return (np.matmul(np.matmul(rows.T, g), cols),)
+
+
+# -- volumes: one map per axis of depth, height and width ----------------------------------------------------
+def _nearest_maps3d(x: Array, output_size: Any, scales: Any) -> list[tuple[Array, Array]]:
+    out = upsample_size3d(x.shape, output_size, scales, "upsample_nearest3d")
+    return [_nearest(x.shape[2 + i], out[i], s) for i, s in enumerate(scale_triple(scales))]
+
+
+@kernel("upsample_nearest3d")
+def upsample_nearest3d(x: Array, output_size: Any, scales: Any) -> Array:
+    (depth, _), (rows, _), (cols, _) = _nearest_maps3d(x, output_size, scales)
+    return x[:, :, depth[:, None, None], rows[None, :, None], cols[None, None, :]]
+
+
+@upsample_nearest3d.gradient
+def _(g: Array, x: Array, out: Array, output_size: Any, scales: Any) -> tuple[Array]:
+    (_, depth), (_, rows), (_, cols) = _nearest_maps3d(x, output_size, scales)
+    maps = [m.astype(g.dtype) for m in (depth, rows, cols)]
+    return (np.einsum("ncDHW,Dd,Hh,Ww->ncdhw", g, *maps, optimize=True),)
+
+
+def _trilinear_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> list[Array]:
+    out = upsample_size3d(x.shape, output_size, scales, "upsample_trilinear3d")
+    factors = (None, None, None) if align_corners else scale_triple(scales)
+    return [_bilinear(x.shape[2 + i], out[i], bool(align_corners), factors[i], x.dtype.name) for i in range(3)]
+
+
+@kernel("upsample_trilinear3d")
+def upsample_trilinear3d(x: Array, output_size: Any, align_corners: bool, scales: Any) -> Array:
+    depth, rows, cols = _trilinear_maps(x, output_size, align_corners, scales)
+    return np.einsum("Dd,Hh,Ww,ncdhw->ncDHW", depth, rows, cols, x, optimize=True)
+
+
+@upsample_trilinear3d.gradient
+def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array]:
+    depth, rows, cols = _trilinear_maps(x, output_size, align_corners, scales)
+    return (np.einsum("ncDHW,Dd,Hh,Ww->ncdhw", g, depth, rows, cols, optimize=True),)
 
 
 # -- pad ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ...graph.ops.resize import pad_pairs, pad_sources, scale_pair, upsample_size
+from ...graph.ops.resize import pad_pairs, pad_sources, scale_pair, scale_triple, upsample_size, upsample_size3d
 from .kernels import Tensor, kernel
 
 
@@ -21,6 +21,18 @@ def upsample_nearest2d(x: Tensor, output_size: Any, scales: Any) -> Tensor:
 def upsample_bilinear2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
     size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_bilinear2d"))
     return torch.ops.aten.upsample_bilinear2d.default(x, size, bool(align_corners), *scale_pair(scales))
+
+
+@kernel("upsample_nearest3d")
+def upsample_nearest3d(x: Tensor, output_size: Any, scales: Any) -> Tensor:
+    size = list(upsample_size3d(tuple(x.shape), output_size, scales, "upsample_nearest3d"))
+    return torch.ops.aten.upsample_nearest3d.default(x, size, *scale_triple(scales))
+
+
+@kernel("upsample_trilinear3d")
+def upsample_trilinear3d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
+    size = list(upsample_size3d(tuple(x.shape), output_size, scales, "upsample_trilinear3d"))
+    return torch.ops.aten.upsample_trilinear3d.default(x, size, bool(align_corners), *scale_triple(scales))
 
 
 @kernel("pad")

@@ -1,4 +1,5 @@
-"""Resizing images and padding tensors: nearest and bilinear upsampling, and `pad` in four modes.
+"""Resizing images and volumes and padding tensors: nearest, bilinear and trilinear upsampling, and `pad` in
+four modes.
 
 Every op here is a fixed linear map along each axis: output position i reads one input position
 (nearest, pad) or a weighted pair of them (bilinear). The maps are computed here, in plain Python,
@@ -44,6 +45,41 @@ def upsample_size(x: Shape, output_size: Any, scales: Any, what: str) -> tuple[i
     if min(size) < 1:
         raise ShapeError(f"{what}: output size {size} must be positive")
     return size
+
+
+def _three(value: Any, what: str, kind: type) -> tuple[Any, Any, Any] | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return kind(value), kind(value), kind(value)
+    items = tuple(value)
+    if len(items) != 3 or any(v is None for v in items):
+        raise ShapeError(f"{what} must be (depth, height, width), got {value!r}")
+    return kind(items[0]), kind(items[1]), kind(items[2])
+
+
+def upsample_size3d(x: Shape, output_size: Any, scales: Any, what: str) -> tuple[int, int, int]:
+    """The output (depth, height, width) of a volume: output_size when given, else ⌊input · scale⌋ as PyTorch."""
+    if len(x) != 5:
+        raise ShapeError(f"{what} takes volumes as (batch, channels, depth, height, width), got {S.fmt(x)}")
+    size = _three(output_size, "output_size", int)
+    factors = _three(scales, "scales", float)
+    if size is None:
+        if factors is None:
+            raise ShapeError(f"{what} needs an output_size or scales")
+        size = int(x[2] * factors[0]), int(x[3] * factors[1]), int(x[4] * factors[2])
+    if min(size) < 1:
+        raise ShapeError(f"{what}: output size {size} must be positive")
+    return size
+
+
+def scale_triple(scales: Any) -> tuple[float | None, float | None, float | None]:
+    """The `scales` attr of a 3-D op as (s_d, s_h, s_w): None, one number for every axis, or three."""
+    if scales is None:
+        return None, None, None
+    if isinstance(scales, int | float):
+        return float(scales), float(scales), float(scales)
+    return float(scales[0]), float(scales[1]), float(scales[2])
 
 
 def scale_pair(scales: Any) -> tuple[float | None, float | None]:
@@ -123,6 +159,37 @@ define(OpDef(
     default_attrs={"output_size": None, "align_corners": False, "scales": None},
     summary="bilinear resize (F.interpolate(mode='bilinear')); align_corners maps the corner pixels onto each "
             f"other (r = (H − 1)/(h − 1)) and ignores scales; {_SIZE}",
+))
+
+
+def _upsample3d(name: str) -> Any:
+    def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+        x = tuple(shapes[0])
+        return x[0], x[1], *upsample_size3d(x, attrs.get("output_size"), attrs.get("scales"), name)
+
+    return rule
+
+
+_SIZE3D = ("output_size (d, h, w) sets the output's size; scales (s_d, s_h, s_w), as PyTorch passes them for a "
+           "scale_factor, set r = 1/s (otherwise r = D/d; an axis that keeps its size is copied) and, without an "
+           "output_size, the size ⌊D·s_d⌋ × ⌊H·s_h⌋ × ⌊W·s_w⌋")
+define(OpDef(
+    "upsample_nearest3d", ("x",), "out[n, c, t, i, j] = x[n, c, ⌊r_d · t⌋, ⌊r_h · i⌋, ⌊r_w · j⌋]",
+    {"x": "∂L/∂x[n, c, s, p, q] = Σ of ∂L/∂out[n, c, t, i, j] over the output cells (t, i, j) that copied "
+          "x[s, p, q]"},
+    _upsample3d("upsample_nearest3d"), "near3d", category="conv", default_attrs={"output_size": None, "scales": None},
+    summary=f"nearest-neighbour resize of volumes (3-D U-Net decoders' Upsample(mode='nearest')); {_SIZE3D}",
+))
+define(OpDef(
+    "upsample_trilinear3d", ("x",),
+    "out[n, c, t, i, j] = Σ_s Σ_p Σ_q A_d[t, s] · A_h[i, p] · A_w[j, q] · x[n, c, s, p, q]: a blend of the "
+    "2×2×2 nearest cells, each A as bilinear's (1 − λ, λ) around y = r·(i + ½) − ½ (align_corners: y = r·i)",
+    {"x": "∂L/∂x[n, c, s, p, q] = Σ_t Σ_i Σ_j A_d[t, s] · A_h[i, p] · A_w[j, q] · ∂L/∂out[n, c, t, i, j]: each "
+          "output's gradient shared back to its 8 source cells by the same weights"},
+    _upsample3d("upsample_trilinear3d"), "trilin", category="conv",
+    default_attrs={"output_size": None, "align_corners": False, "scales": None},
+    summary="trilinear resize of volumes (F.interpolate(mode='trilinear')), bilinear's rule along each of depth, "
+            f"height and width; align_corners maps the corner cells onto each other and ignores scales; {_SIZE3D}",
 ))
 
 

@@ -147,15 +147,26 @@ def _scales(a: dict[str, Any]) -> tuple[float, float] | None:
     return (float(h), float(w)) if isinstance(h, int | float) and isinstance(w, int | float) else None
 
 
-@aten("upsample_nearest2d", "upsample_bilinear2d")
+def _scales3d(a: dict[str, Any]) -> tuple[float, float, float] | None:
+    factors = a.get("scale_factors")
+    if isinstance(factors, list) and len(factors) == 3:
+        return float(factors[0]), float(factors[1]), float(factors[2])
+    d, h, w = (a.get(k) for k in ("scales_d", "scales_h", "scales_w"))
+    if isinstance(d, int | float) and isinstance(h, int | float) and isinstance(w, int | float):
+        return float(d), float(h), float(w)
+    return None
+
+
+@aten("upsample_nearest2d", "upsample_bilinear2d", "upsample_nearest3d", "upsample_trilinear3d")
 def _upsample(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    out = ctx.shapes[0]
-    if out is None or len(out) != 4:
-        raise Unmapped("no declared 4-D output shape")
-    x = t.node(self_arg(a), ctx)
-    attrs: dict[str, Any] = {"output_size": tuple(out[-2:]), "scales": _scales(a)}
     op = op_key(ctx.target)
-    if op == "upsample_bilinear2d":
+    volume = op.endswith("3d")
+    out = ctx.shapes[0]
+    if out is None or len(out) != (5 if volume else 4):
+        raise Unmapped(f"no declared {5 if volume else 4}-D output shape")
+    x = t.node(self_arg(a), ctx)
+    attrs: dict[str, Any] = {"output_size": tuple(out[2:]), "scales": _scales3d(a) if volume else _scales(a)}
+    if op in ("upsample_bilinear2d", "upsample_trilinear3d"):
         attrs["align_corners"] = bool(a.get("align_corners", False))
     return t.b.op(op, x, name=ctx.name, module=ctx.module, attrs=attrs)
 

@@ -1,5 +1,5 @@
-"""ONNX Pad onto the catalog's `pad` (constant, reflect, edge = replicate, wrap = circular), and Resize of the
-height and width of images onto the catalog's nearest and bilinear upsampling, in the forms PyTorch's exporters
+"""ONNX Pad onto the catalog's `pad` (constant, reflect, edge = replicate, wrap = circular), and Resize of
+images and volumes onto the catalog's nearest, bilinear and trilinear upsampling, in the forms PyTorch's exporters
 write and PyTorch computes: linear with half_pixel (align_corners=False), pytorch_half_pixel (to sizes over one)
 or align_corners; nearest with asymmetric coordinates and floor rounding (mode='nearest'). Other modes (cubic,
 nearest-exact rounding, tf_crop_and_resize, antialiased downsampling) are refused by name."""
@@ -83,11 +83,13 @@ def _resize(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if ctx.opset < 11:
         raise Unmapped("Resize before opset 11 (asymmetric coordinates only)")
     x = r.node(ins[0], ctx)
-    if len(x.shape) != 4:
-        raise Unmapped(f"Resize of a {len(x.shape)}-D tensor (the catalog resizes the height and width of images)")
+    rank = len(x.shape)
+    if rank not in (4, 5):
+        raise Unmapped(f"Resize of a {rank}-D tensor (the catalog resizes images and volumes)")
+    spatial = range(2, rank)
     mode = str(ctx.attrs.get("mode", "nearest"))
     coords = str(ctx.attrs.get("coordinate_transformation_mode", "half_pixel"))
-    axes = [int(a) % 4 for a in ctx.attrs.get("axes", [0, 1, 2, 3])]
+    axes = [int(a) % rank for a in ctx.attrs.get("axes", list(range(rank)))]
     scales = _constant(r, ins[2] if len(ins) > 2 else None, "scales")
     sizes = _constant(r, ins[3] if len(ins) > 3 else None, "sizes")
     if (scales is None) == (sizes is None):
@@ -96,37 +98,38 @@ def _resize(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if given is None or len(given) != len(axes):
         raise Unmapped(f"Resize with {0 if given is None else len(given)} scales or sizes for axes {axes}")
     full = {a: float(v) for a, v in zip(axes, given, strict=True)}
+    factors: tuple[float, ...] | None = None
     if scales is not None:
         if any(full.get(a, 1.0) != 1.0 for a in (0, 1)):
             raise Unmapped(f"Resize scaling the batch or channel axis (scales {list(scales)})")
-        height, width = full.get(2, 1.0), full.get(3, 1.0)
-        if min(height, width) <= 0:
+        factors = tuple(full.get(a, 1.0) for a in spatial)
+        if min(factors) <= 0:
             raise Unmapped(f"Resize scales {list(scales)} must be positive")
-        factors: tuple[float, float] | None = (height, width)
-        out = (int(x.shape[2] * height), int(x.shape[3] * width))  # ONNX's floor, as PyTorch's
+        out = tuple(int(x.shape[a] * f) for a, f in zip(spatial, factors, strict=True))  # ONNX's floor, as PyTorch's
     else:
         if str(ctx.attrs.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
             raise Unmapped("Resize keeping the aspect ratio (keep_aspect_ratio_policy)")
         if any(int(full.get(a, x.shape[a])) != x.shape[a] for a in (0, 1)):
             raise Unmapped(f"Resize to another batch or channel count (sizes {[int(v) for v in given]})")
-        factors, out = None, (int(full.get(2, x.shape[2])), int(full.get(3, x.shape[3])))
+        out = tuple(int(full.get(a, x.shape[a])) for a in spatial)
     if min(out) < 1:
         raise Unmapped(f"Resize to an empty image {out}")
     fold_room((), f"Resize {ctx.name!r}", r.where, shape=[*x.shape[:2], *out])
-    if int(ctx.attrs.get("antialias", 0)) and (out[0] < x.shape[2] or out[1] < x.shape[3]):
+    if int(ctx.attrs.get("antialias", 0)) and any(o < x.shape[a] for a, o in zip(spatial, out, strict=True)):
         raise Unmapped("antialiased Resize that shrinks (PyTorch's antialias=True)")
+    dims = rank - 2
     if mode == "linear":
         if coords == "pytorch_half_pixel" and min(out) == 1:
             raise Unmapped("Resize pytorch_half_pixel to a size of one (it reads the first pixel, PyTorch the centre)")
         if coords not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
             raise Unmapped(f"linear Resize with {coords} coordinates (PyTorch's bilinear has half_pixel and "
                            "align_corners)")
-        return op(r, ctx, "upsample_bilinear2d", x, output_size=out, scales=factors,
-                  align_corners=coords == "align_corners")
+        return op(r, ctx, "upsample_bilinear2d" if dims == 2 else "upsample_trilinear3d", x, output_size=out,
+                  scales=factors, align_corners=coords == "align_corners")
     if mode == "nearest":
         rounding = str(ctx.attrs.get("nearest_mode", "round_prefer_floor"))
         if coords != "asymmetric" or rounding != "floor":
             raise Unmapped(f"nearest Resize with {coords} coordinates and {rounding} rounding (PyTorch's nearest is "
                            "asymmetric with floor)")
-        return op(r, ctx, "upsample_nearest2d", x, output_size=out, scales=factors)
+        return op(r, ctx, f"upsample_nearest{dims}d", x, output_size=out, scales=factors)
     raise Unmapped(f"Resize mode {mode!r} (the catalog has nearest and linear)")

@@ -1,6 +1,7 @@
-"""3-D transposed convolutions read from files: a 3-D decoder built from torch.nn (ConvTranspose3d with a U-Net's
-stride 2, output_padding, groups, dilation, no bias) exported by torch.export as is (`aten.conv_transpose3d`) and
-after `run_decompositions()` (`aten.convolution` with transposed=True), and by both ONNX exporters; an ONNX
+"""The upsampling layers of decoders read from files. 3-D transposed convolutions: a 3-D decoder built from torch.nn
+(ConvTranspose3d with a U-Net's stride 2, output_padding, groups, dilation, no bias) exported by torch.export as is
+(`aten.conv_transpose3d`) and after `run_decompositions()` (`aten.convolution` with transposed=True), and by both
+ONNX exporters; the same for a decoder that upsamples volumes by interpolation (trilinear, nearest); an ONNX
 ConvTranspose with six-sided pads, output_shape and auto_pad built by hand; and a file whose ConvTranspose
 weight does not fit its input, refused in one sentence. And the 1-D ConvTranspose1d of vocoders and audio
 decoders in a .pt2 (a 2-D one over an image one row high). Every graph is stepped on the NumPy and the torch
@@ -203,3 +204,44 @@ def test_conv_transpose1d_in_a_pt2_steps_with_autograds_numbers(decompose: bool,
     assert _relative(s.backend.to_numpy(s.grad(graph.inputs[0].name)), input_grad) <= 1e-10
     for name, grad in grads.items():
         assert _relative(s.backend.to_numpy(s.grad(name)), grad) <= 1e-10, name
+
+
+class Interpolated3d(nn.Module):
+    """A 3-D decoder that upsamples by interpolation (nn.Upsample in 3-D U-Nets): trilinear ×2, nearest by (1, 2, 2),
+    trilinear with align_corners to a size that shrinks one axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(2, 3, 3, padding=1)
+
+    def forward(self, x: Any) -> Any:
+        a = torch.nn.functional.interpolate(x, scale_factor=2, mode="trilinear")
+        b = torch.nn.functional.interpolate(self.conv(a), scale_factor=(1, 2, 2), mode="nearest")
+        c = torch.nn.functional.interpolate(b, size=(3, 5, 7), mode="trilinear", align_corners=True)
+        return c.permute(0, 2, 3, 4, 1).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("form", ["pt2-as-is", "pt2-decomposed", "onnx-dynamo", "onnx-torchscript"])
+def test_interpolating_decoder_steps_with_autograds_numbers(form: str, backend: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = zoo._jitter(Interpolated3d()).double().eval()
+    x = np.random.default_rng(0).standard_normal((2, 2, 2, 3, 3))
+    with torch.no_grad():
+        y = np.random.default_rng(1).integers(0, 3, model(torch.from_numpy(x)).shape[0])
+    path = (_export_pt2(model, x, tmp_path / "i.pt2", form.endswith("decomposed")) if form.startswith("pt2")
+            else _export_onnx(model, x, tmp_path / "i.onnx", form.endswith("dynamo")))
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    if form != "pt2-decomposed":  # decomposed, the interpolations are gathers and blends of catalog ops
+        assert sorted(n.op.name for n in graph if n.op.name.startswith("upsample")) == \
+            ["upsample_nearest3d", "upsample_trilinear3d", "upsample_trilinear3d"]
+    s = open_session(path, backend=backend, dtype="float64", data={graph.inputs[0].name: x, "y": y},
+                     loss="cross_entropy")
+    s.run_to_end()
+    loss, grads, (input_grad,) = zoo.autograd_reference(model, (x,), y)
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss) <= 1e-12 * max(1.0, abs(loss))
+    assert _relative(s.backend.to_numpy(s.grad(graph.inputs[0].name)), input_grad) <= 1e-10
+    if form.startswith("pt2"):
+        for name, grad in grads.items():
+            assert _relative(s.backend.to_numpy(s.grad(name)), grad) <= 1e-10, name
