@@ -74,7 +74,7 @@ def test_exported_interpolations_match_autograd(dynamo: bool, tmp_path: Path) ->
 
 # -- Resize nodes written by hand ----------------------------------------------------------------------------------
 def _resize_file(path: Path, x_shape: tuple[int, ...], scales: list[float] | None, sizes: list[int] | None,
-                 **attrs: Any) -> Path:
+                 y_shape: list[int] | None = None, **attrs: Any) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.zeros(0), "roi")]
@@ -89,7 +89,7 @@ def _resize_file(path: Path, x_shape: tuple[int, ...], scales: list[float] | Non
         inputs.append("sizes")
     node = helper.make_node("Resize", inputs, ["y"], **attrs)
     graph = helper.make_graph([node], "resize", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, list(x_shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, None)], inits)
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, y_shape)], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), str(path))
     return path
 
@@ -160,3 +160,26 @@ def test_an_absurd_resize_is_refused_before_anything_is_allocated(scales: list[f
     with pytest.raises(ModelFormatError, match="over the memory budget") as info:
         open_model(path)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("scales, sizes, attrs, says", [
+    ([1, 1, float("nan"), 2], None, {"mode": "linear"}, "must be positive"),
+    ([1, 1, float("inf"), 2], None, {"mode": "linear"}, "must be positive"),
+    ([1, 1, -2, 2], None, {"mode": "linear"}, "must be positive"),
+    (None, [2, 3, 0, 5], {"mode": "linear"}, "empty"),
+    (None, [8, 8], {"mode": "linear", "axes": [2, 7]}, "axes"),
+    (None, [8, 8], {"mode": "linear", "axes": [3, -1]}, "axes"),
+], ids=["nan", "inf", "negative", "zero-size", "axis-out-of-range", "axis-twice"])
+def test_a_malformed_resize_is_refused_with_its_reason(scales: list[float] | None, sizes: list[int] | None,
+                                                       attrs: dict[str, Any], says: str, tmp_path: Path) -> None:
+    """With the output's shape declared the file opens and the Resize is a placeholder that says why; without it
+    (ONNX's shape inference finds none, or an impossible one) the file is refused in one sentence."""
+    from propscope.graph.errors import ModelFormatError
+
+    declared = _resize_file(tmp_path / "declared.onnx", (2, 3, 4, 5), scales, sizes, [2, 3, 8, 8], **attrs)
+    placeholders = [n for n in open_model(declared).graph if n.op.name == "unsupported"]
+    assert len(placeholders) == 1 and says in placeholders[0].meta["reason"], placeholders[0].meta["reason"]
+    inferred = _resize_file(tmp_path / "inferred.onnx", (2, 3, 4, 5), scales, sizes, **attrs)
+    with pytest.raises(ModelFormatError) as info:
+        open_model(inferred)
+    assert "\n" not in str(info.value) and ("Resize" in str(info.value) or "impossible shape" in str(info.value))

@@ -89,7 +89,10 @@ def _resize(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     spatial = range(2, rank)
     mode = str(ctx.attrs.get("mode", "nearest"))
     coords = str(ctx.attrs.get("coordinate_transformation_mode", "half_pixel"))
-    axes = [int(a) % rank for a in ctx.attrs.get("axes", list(range(rank)))]
+    axes = [int(a) for a in ctx.attrs.get("axes", list(range(rank)))]
+    if any(not -rank <= a < rank for a in axes) or len({a % rank for a in axes}) != len(axes):
+        raise Unmapped(f"Resize axes {axes} for a {rank}-D tensor")
+    axes = [a % rank for a in axes]
     scales = _constant(r, ins[2] if len(ins) > 2 else None, "scales")
     sizes = _constant(r, ins[3] if len(ins) > 3 else None, "sizes")
     if (scales is None) == (sizes is None):
@@ -103,7 +106,7 @@ def _resize(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         if any(full.get(a, 1.0) != 1.0 for a in (0, 1)):
             raise Unmapped(f"Resize scaling the batch or channel axis (scales {list(scales)})")
         factors = tuple(full.get(a, 1.0) for a in spatial)
-        if min(factors) <= 0:
+        if not all(0 < f < float("inf") for f in factors):  # also NaN
             raise Unmapped(f"Resize scales {list(scales)} must be positive")
         out = tuple(int(x.shape[a] * f) for a, f in zip(spatial, factors, strict=True))  # ONNX's floor, as PyTorch's
     else:
