@@ -132,6 +132,33 @@ def test_breadcrumbs_never_cover_the_title_of_a_frame(qtbot, exported, size, pro
     assert minimap.geometry() == spot
 
 
+@pytest.mark.parametrize(("size", "projector"), [((1024, 768), False), ((1920, 1080), True)])
+def test_the_step_ring_never_covers_the_title_of_the_frame_around_it(qtbot, exported, size, projector):
+    """In projector mode the current step's ring, thicker with the theme's lines, reached over the title of the
+    frame around its node (ResNet-18's `layer1.0` at 1920×1080)."""
+    from propscope.gui.canvas.items import ring_width
+
+    window = open_window(qtbot, exported("resnet18"), size, projector)
+    canvas, session = window.canvas, window.bridge.session
+    scene = canvas.graph_scene
+    checked = 0
+    for _ in range(12):  # into layer1.0's convolutions and norms, each a box inside three frames
+        session.step()
+        settle()
+        scene = canvas.graph_scene
+        key = scene.current_key
+        reach = 1.5 * ring_width(canvas.themes.theme)
+        ring = scene.node_rect(key).adjusted(-reach, -reach, reach, reach)
+        units = scene.folding.units
+        inside = units[key].members[0] if key in units else key  # a node of the box, or the node itself
+        for frame in scene.frames.values():
+            if inside in frame.members:  # a frame around it
+                title = QRectF(frame.text_rect.left(), frame.text_rect.top(), frame.tab_width, frame.text_rect.height())
+                assert not ring.intersects(title), (key, frame.unit.title)
+                checked += 1
+    assert checked
+
+
 # -- 2. the layer view reads channels-last values as channels --------------------------------------------
 def layer_page(qtbot, window: MainWindow, name: str):
     window.selection.select(name)

@@ -24,6 +24,15 @@ TEXT_LOD = 0.45  # below this zoom, text would be under ~5 px: boxes only
 LEAF_SYMBOLS = {"input": "in", "parameter": "θ", "constant": "c"}
 RADIUS = {"input": 14.0, "parameter": 3.0, "loss": 8.0}
 LEFT = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
+RING_REACH = 9.0  # how far the current step's ring reaches out of its node at most, in pixels (scaled)
+
+
+def ring_width(theme: Theme) -> float:
+    """The pen of the current step's ring, drawn half its width out from the node (so it reaches 1.5 widths).
+
+    Capped: projector mode's thicker lines made it reach 14 (scaled) pixels out, over the title of the frame
+    around the node (`GraphScene` keeps a frame's margin wider than the ring's reach)."""
+    return min(theme.pen_width(4), RING_REACH * theme.scale / 1.5)
 
 
 def lod_of(painter: QPainter) -> float:
@@ -166,7 +175,7 @@ class NodeItem(QGraphicsItem):
             accent.setAlphaF(0.45)
         radius = RADIUS.get(self.kind, 8.0) * t.scale
         if self.current:
-            w = t.pen_width(4)
+            w = ring_width(t)
             painter.setPen(QPen(st.colors["highlight"], w))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(r.adjusted(-w, -w, w, w), radius + w, radius + w)

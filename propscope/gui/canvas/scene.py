@@ -31,7 +31,7 @@ from ..theme import Theme, node_kind
 from .boxes import BoxItem, FrameItem
 from .folding import Folding
 from .geometry import Geometry, edge_path
-from .items import EdgeItem, GradLabel, NodeItem, Style
+from .items import RING_REACH, EdgeItem, GradLabel, NodeItem, Style
 from .overview import OverviewItem
 
 FULL_REFRESH = 48  # a jump over more steps than this refreshes every node instead of the touched ones
@@ -213,7 +213,7 @@ class GraphScene(QGraphicsScene):
         if not units:
             return
         s = self.theme.scale
-        margin, header = 7 * s, 18 * s
+        margin, header = max(7 * s, RING_REACH * s + s), 18 * s  # the step's ring stays clear of the title
         areas: dict[str, QRectF] = {}
         boxes = self.layout.boxes
         framed = {u.key for u in units if not boxes or u.key in boxes}
