@@ -159,6 +159,9 @@ def test_onnx_convtranspose_3d_attributes(attrs: dict[str, Any], reference: Any,
     ((1, 3, 2, 2, 2), (2, 2, 2, 2, 2), {}, "expects 2 input channels"),
     ((1, 2, 2, 2, 2), (2, 2, 2, 2, 2), {"strides": [2, 2, 2], "output_padding": [0, 3, 0]}, "output_padding"),
     ((1, 2, 1, 1, 1), (2, 2, 1, 1, 1), {"pads": [1, 1, 1, 1, 1, 1]}, "crops the whole|impossible shape"),
+    ((1, 2, 2, 2, 2), (2, 2, 2, 2, 2), {"strides": [10**5] * 3}, "more than propscope will load"),
+    ((1, 2, 2, 2), (2, 2, 2, 2), {"strides": [10**6] * 2}, "more than propscope will load"),
+    ((1, 2, 3), (2, 2, 2), {"strides": [10**10]}, "more than propscope will load"),
 ])
 def test_onnx_convtranspose_3d_that_does_not_fit_is_refused_in_one_sentence(
         x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any], says: str, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Missing, Unmapped
+from .._build import check_shape
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import op
 from .naming import parameter
@@ -111,7 +112,9 @@ def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if dims > 1:
         attrs = {"stride": _one(strides), "padding": _padding_attr(pairs), "output_padding": _one(extra),
                  "dilation": _one(dilations), "groups": groups}
-        return r.b.op(f"conv_transpose{dims}d", x, w, *bias, name=ctx.name, module=ctx.module, attrs=attrs)
+        y = r.b.op(f"conv_transpose{dims}d", x, w, *bias, name=ctx.name, module=ctx.module, attrs=attrs)
+        check_shape(y.shape, f"the output of ConvTranspose {ctx.name!r}", r.where)  # strides can make it absurdly big
+        return y
     # 1-D: a 2-D transposed convolution over an image one row high
     n, c, length = x.shape
     x2 = _reshaped(r, ctx, x, (n, c, 1, length), "as_2d")
@@ -119,6 +122,7 @@ def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     attrs = {"stride": (1, strides[0]), "padding": (0, 0, *pairs[0]), "output_padding": (0, extra[0]),
              "dilation": (1, dilations[0]), "groups": groups}
     y = r.b.op("conv_transpose2d", x2, w2, *bias, name=f"{ctx.name}.2d", module=ctx.module, attrs=attrs)
+    check_shape(y.shape, f"the output of ConvTranspose {ctx.name!r}", r.where)
     return r.b.op("reshape", y, name=ctx.name, module=ctx.module, attrs={"shape": (n, y.shape[1], y.shape[3])})
 
 
