@@ -5,8 +5,8 @@ T5's relative-position buckets (logarithms truncated by a cast to int64), casts 
 bool, Whisper's frozen sinusoidal positions (a parameter with `requires_grad=False` is a constant), BLOOM's
 `baddbmm` with its β and α (ALiBi), `addmm` with them, CLIP's pooling at the first end token (the argmax
 of a mask computed from the data), GPT-J's `repeat_interleave`, a mixture of experts' top-k router, grouped-query
-attention in one `scaled_dot_product_attention`; and ONNX's GatherND (dynamo's export of CLIP's pooling), TopK
-and Flatten up to the last axis.
+attention in one `scaled_dot_product_attention`, wav2vec2's weight norm and vector norms; and ONNX's GatherND
+(dynamo's export of CLIP's pooling), TopK and Flatten up to the last axis.
 """
 
 from __future__ import annotations
@@ -149,9 +149,25 @@ class Router(nn.Module):
         return torch.cat([out.reshape(2, 2, 3).sum(1), ranked * smallest], dim=1)
 
 
+class WeightNorms(nn.Module):
+    """wav2vec2's positional convolution under weight_norm (the norm over every axis but 2), a Linear under it
+    (but 0), and vector norms of computed values of orders 2, 1, ∞ and 3."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.utils.parametrizations.weight_norm(nn.Conv1d(2, 2, 3, padding=1), name="weight", dim=2)
+        self.fc = nn.utils.parametrizations.weight_norm(nn.Linear(4, 6))
+
+    def forward(self, x: Any) -> Any:
+        h = self.conv(self.fc(x).reshape(2, 2, 3)).reshape(2, 6)
+        norms = [torch.linalg.vector_norm(h, dim=-1, keepdim=True), torch.linalg.vector_norm(h, 1, dim=(0, 1)),
+                 torch.linalg.vector_norm(h, float("inf"), dim=0), torch.linalg.vector_norm(h, 3).reshape(1)]
+        return torch.cat([h / norms[0], (norms[1] * norms[2] * norms[3]).reshape(1, -1).expand(2, -1)], dim=1)
+
+
 MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
           "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention,
-          "repeat_interleave": RepeatInterleave, "router": Router}
+          "repeat_interleave": RepeatInterleave, "router": Router, "weight_norms": WeightNorms}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

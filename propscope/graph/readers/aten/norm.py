@@ -103,3 +103,65 @@ def _rms_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     node = t.b.op("rms_norm", x, weight, name=ctx.name, module=ctx.module,
                   attrs={"normalized_shape": norm, "eps": None if eps is None else float(eps)})
     return [node, Missing("rms-norm rstd")] if op_key(ctx.target).startswith("_fused") else node
+
+
+def _vector_norm(t: Translator, ctx: Ctx, x: Node, order: float, axes: tuple[int, ...] | None, keepdims: bool,
+                 name: str) -> Node:
+    """‖x‖_p over `axes` as the steps it is made of: √(Σ x²) for p = 2, Σ |x| for 1, max |x| for ∞, else
+    (Σ |x|^p)^(1/p). (At a vector of zeros the steps give no finite gradient; torch's norm gives 0 there.)"""
+
+    def step(op: str, *inputs: Node, suffix: str, **attrs: Any) -> Node:
+        return t.b.op(op, *inputs, name=f"{name}.{suffix}" if suffix else name, module=ctx.module, attrs=attrs)
+
+    reduce = {"axis": axes, "keepdims": keepdims}
+    if order == 2:
+        return step("sqrt", step("sum", step("pow", x, suffix="square", exponent=2.0), suffix="sum", **reduce),
+                    suffix="")
+    if not order > 0:  # 0, negative, NaN
+        raise Unmapped(f"the vector norm of order {order} (counts and negative orders have no useful gradient)")
+    size = step("abs", x, suffix="abs")
+    if order == np.inf:
+        return step("amax", size, suffix="", **reduce)
+    if order == 1:
+        return step("sum", size, suffix="", **reduce)
+    total = step("sum", step("pow", size, suffix="power", exponent=float(order)), suffix="sum", **reduce)
+    return step("pow", total, suffix="", exponent=1.0 / float(order))
+
+
+@aten("linalg_vector_norm", "norm")
+def _linalg_vector_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, order = self_arg(a), a.get("ord", a.get("p", 2))
+    order = 2.0 if order is None else float(order)
+    dim, keep = a.get("dim"), bool(a.get("keepdim", False))
+    axes = None if dim is None or dim == [] else (int(dim),) if isinstance(dim, int) else tuple(int(d) for d in dim)
+    known = t.known(x)
+    if known is not None:
+        return _fold_norm(np.asarray(known, dtype=np.float64), order, axes, keep)
+    return _vector_norm(t, ctx, t.node(x, ctx), order, axes, keep, ctx.name)
+
+
+def _fold_norm(x: np.ndarray, order: float, axes: tuple[int, ...] | None, keep: bool) -> np.ndarray:
+    if not order > 0:
+        raise Unmapped(f"the vector norm of order {order}")
+    size = np.abs(x)
+    if order == np.inf:
+        return np.max(size, axis=axes, keepdims=keep)
+    return np.sum(size ** order, axis=axes, keepdims=keep) ** (1.0 / order)
+
+
+@aten("_weight_norm", "_weight_norm_interface")
+def _weight_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """A weight-normalised layer's weight (wav2vec2's positional convolution): w = v · g / ‖v‖, the norm over
+    every axis but `dim` (over all of v for dim −1), so g and v are the parameters the gradient reaches."""
+    v, g, dim = a["v"], a["g"], int(a.get("dim", 0))
+    ndim = len(t.shape(v))
+    axes = tuple(range(ndim)) if dim == -1 else tuple(i for i in range(ndim) if i != dim % ndim)
+    kv, kg = t.known(v), t.known(g)
+    if kv is not None and kg is not None:
+        weight = kv * (kg / np.sqrt(np.sum(np.asarray(kv, dtype=np.float64) ** 2, axis=axes, keepdims=True)))
+        return weight if op_key(ctx.target) == "_weight_norm" else [weight, Missing("the weight norm's norm")]
+    v_node = t.node(v, ctx, "v")
+    norm = _vector_norm(t, ctx, v_node, 2.0, axes, True, f"{ctx.name}.norm")
+    scale = t.b.op("div", t.node(g, ctx, "g"), norm, name=f"{ctx.name}.scale", module=ctx.module)
+    weight = t.b.op("mul", v_node, scale, name=ctx.name, module=ctx.module, original_op=op_key(ctx.target))
+    return weight if op_key(ctx.target) == "_weight_norm" else [weight, Missing("the weight norm's norm")]
