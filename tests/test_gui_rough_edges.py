@@ -40,8 +40,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
     def files(name: str) -> tuple[Path, Path]:
         path, data = folder / f"{name}.pt2", folder / f"{name}.npz"
         if not path.exists():
-            if name in ("swin_t", "resnet18") and not zoo.has_torchvision():
-                pytest.skip("torchvision is not installed")
+            library = {"swin_t": zoo.has_torchvision, "resnet18": zoo.has_torchvision, "bert": zoo.has_transformers}
+            if not library[name]():
+                pytest.skip(f"{name} needs a library that is not installed")
             model, inputs, y = zoo.built(name)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -130,6 +131,39 @@ def test_breadcrumbs_never_cover_the_title_of_a_frame(qtbot, exported, size, pro
     canvas.verticalScrollBar().setValue(canvas.verticalScrollBar().value() + 20)  # viewport's children too
     settle()
     assert minimap.geometry() == spot
+
+
+def test_breadcrumbs_too_long_for_the_canvas_name_each_module_within_the_one_before(qtbot, exported):
+    """BERT's attention is six modules deep ("model.bert.encoder.layer.1.attention.self"): at 1024×768 every crumb
+    was squeezed to "mode…tion". Too long for the canvas, each module is named within the one before, as in a file
+    path, and the whole path is in its tooltip; where the whole fits, the whole shows."""
+    window = open_window(qtbot, exported("bert"), (1024, 768))
+    session = window.bridge.session
+    crumbs = window.navigation.breadcrumbs
+    deepest = max((n for n in session.graph if not n.is_leaf), key=lambda n: n.module.count("."))
+    assert deepest.module.count(".") >= 5
+    window.selection.select(deepest.name)
+    settle()
+    texts = [b.text() for b in crumbs.crumbs]
+    assert texts[:3] == ["model", "bert", "encoder"] and texts[-1] == deepest.name, texts
+    assert all(b.width() >= b.sizeHint().width() for b in crumbs.crumbs)  # readable: none squeezed
+    assert crumbs.width() <= window.canvas.width()
+    folding = window.canvas.folding_for_session()
+    for button in crumbs.crumbs[:-1]:
+        title = folding.units[button.property("unitKey")].title
+        assert title.endswith(button.text()) and title in button.toolTip()
+    window.resize(1920, 1080)  # room for the whole paths
+    settle()
+    window.selection.select(session.graph.inputs[0].name)
+    window.selection.select(deepest.name)
+    settle()
+    assert [b.text() for b in crumbs.crumbs][:3] == ["model", "model.bert", "model.bert.encoder"]
+    # a (batch, heads, tokens, features) value, 4-D: drawn as maps, and said to be read as NCHW
+    heads = next(n for n in session.graph if len(n.shape) == 4 and n.op.name == "transpose")
+    window.layer_dock.raise_()
+    window.selection.select(heads.name)
+    settle()
+    assert window.layer_view.page is not None and "(read as batch, channels, h, w)" in window.layer_view.page.headline
 
 
 @pytest.mark.parametrize(("size", "projector"), [((1024, 768), False), ((1920, 1080), True)])

@@ -59,10 +59,25 @@ class Breadcrumbs(QFrame):
             self.parts, self.crumbs = [], []
             self.hide()
             return
-        closed = self.canvas.folding_for_session().closed
-        texts = [(title, f"{'Open' if key in closed else 'Fold'} {title}", key) for key, title in path]
+        folding = self.canvas.folding_for_session()
+        texts = [(title, f"{'Open' if key in folding.closed else 'Fold'} {title}", key) for key, title in path]
         texts.append((name, "Centre this node", ""))
         self._grow(len(texts))
+        self._show_texts(texts)
+        if self.sizeHint().width() > self._room():
+            # too long for the canvas (BERT's "model.bert.encoder.layer.1.attention.self" six deep at 1024×768
+            # squeezed every crumb to "mode…tion"): each module named within the one before, as in a file path
+            # ("model › bert › encoder › layer.1 › …"), the whole of it in the tooltip
+            paths = [""] + [folding.units[key].path for key, _title in path]
+            short = [(_within(title, paths[k]), tip, key) for k, (title, tip, key) in enumerate(texts[:-1])]
+            self._show_texts([*short, texts[-1]])
+        self.adjustSize()
+        self._place()
+        self.show()
+        self.raise_()
+
+    def _show_texts(self, texts: list[tuple[str, str, str]]) -> None:
+        """Show the crumbs `texts` (text, tooltip, unit key) with the separators between them."""
         # The same widgets every time, their texts changed: each step selects its node, and new widgets per step
         # (five at a time, the old ones deleted later) cost a layout each and, until the event loop ran, painted
         # under the new ones: a step's frame at 1:1 grew from 9 to 27 ms over 300 steps without a pause.
@@ -82,10 +97,6 @@ class Breadcrumbs(QFrame):
             separator.setVisible(used and not last)
             if used and not last:
                 self.parts.append(separator)
-        self.adjustSize()
-        self._place()
-        self.show()
-        self.raise_()
 
     def tooltip_of(self, button: QToolButton) -> str:
         """What a click on a crumb does, or why its module cannot fold: asked when the tooltip shows, not on
@@ -156,11 +167,20 @@ class Breadcrumbs(QFrame):
     def _gap(self) -> int:
         return self.canvas.themes.theme.px(3)
 
+    def _room(self) -> int:
+        """The widest the crumbs may be: the canvas, less a margin each side."""
+        return max(120, self.canvas.width() - 2 * self.canvas.themes.theme.px(8))
+
     def _place(self) -> None:
         if self.canvas._scene is None:  # the canvas is still being built
             return
         self.canvas.set_top_band(self.band_height())
-        margin = self.canvas.themes.theme.px(8)
-        room = max(120, self.canvas.width() - 2 * margin)
-        self.setMaximumWidth(room)
-        self.move(margin, self._gap())
+        self.setMaximumWidth(self._room())
+        self.move(self.canvas.themes.theme.px(8), self._gap())
+
+
+def _within(title: str, outer: str) -> str:
+    """A unit's title without the module path `outer` of the unit before it ("layer1.0.conv1" within "layer1.0":
+    "conv1"; the repeat "layer1.0 … 1" within "layer1": "0 … 1"; a repeat's path is its parent module's)."""
+    prefix = outer + "."
+    return title[len(prefix):] if outer and title.startswith(prefix) else title

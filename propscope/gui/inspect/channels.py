@@ -44,6 +44,12 @@ def channel_axis(graph: Graph, node: Node) -> int:
     return _axes(graph).get(node.name, NCHW)
 
 
+def layout_known(graph: Graph, node: Node) -> bool:
+    """Whether the graph says where the channels of 4-D `node` are (BERT's (batch, heads, tokens, features)
+    queries are drawn as NCHW too, but nothing says that they are)."""
+    return node.name in _axes(graph)
+
+
 def _axes(graph: Graph) -> dict[str, int]:
     """The known channel axis of the 4-D values of `graph` (kept while the graph keeps its nodes)."""
     count = len(graph)

@@ -31,7 +31,7 @@ from ..format import fmt_num, fmt_shape, symmetric_range
 from ..guard import guarded
 from ..selection import Selection
 from ..theme import ThemeManager
-from .channels import CHANNELS_LAST, NCHW, channel_axis
+from .channels import CHANNELS_LAST, NCHW, channel_axis, layout_known
 from .heat_grid import HeatGrid, Mark, Tile
 
 CONV, RECURRENT, ATTENTION = "convolution", "recurrence", "attention"
@@ -158,7 +158,9 @@ def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[
             page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} (batch, h, w, channels): " \
                             "channels last, one map per channel"
         else:
-            page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} (batch, channels, h, w)"
+            read_as = "" if layout_known(s.graph, node) else "read as "  # what nothing in the graph says
+            page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} " \
+                            f"({read_as}batch, channels, h, w)"
         if value is None:
             page.message = _not_yet(s, node, gradient)
             return page
