@@ -473,8 +473,10 @@ class GraphView(QGraphicsView):
 
 
 def folds_now(folding: Folding, key: str) -> bool:
-    """Whether open unit `key` would fold now. Only a unit refused before (`blocked`) is tried again: the answer
-    costs a look at the whole folded graph, too much for every frame on every repaint at 20,000 nodes."""
+    """Whether open unit `key` folds if asked now (its frame's tooltip, the right-click menu). A unit that can
+    fold on its own is tried against the boxes closed now only if it was refused before (`blocked`): a try walks
+    the whole folded graph, and the menu asks for every module around the node. The double-click always tries,
+    and says why when it cannot (`cannot_fold`)."""
     if folding.loop_out(key) is not None:
         return False
     return key not in folding.blocked or not folding.fold_conflicts(key)
