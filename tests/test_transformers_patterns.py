@@ -318,3 +318,24 @@ def test_onnx_topk_of_computed_values(largest: int, tmp_path: Path) -> None:
     values, indices = torch.topk(torch.tanh(xt), 3, dim=1, largest=bool(largest))
     (values * indices * torch.from_numpy(upstream)).sum().backward()
     np.testing.assert_allclose(chained_vjps(s, upstream)["x"], xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_an_unsupported_op_without_a_shape_is_named_as_the_cause(tmp_path: Path) -> None:
+    """An unsupported op whose output shape the file leaves out (data-dependent: NonZero of computed values)
+    makes no node; the message and the ops after it name it and its reason, not only the ops that follow."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["h"], name="relu"),
+             helper.make_node("NonZero", ["h"], ["where"], name="nonzero"),
+             helper.make_node("Transpose", ["where"], ["pairs"], name="pairs"),
+             helper.make_node("Cast", ["pairs"], ["y"], to=TensorProto.DOUBLE, name="cast")]
+    graph = helper.make_graph(nodes, "nonzero", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [4, 2])],
+                              value_info=[helper.make_tensor_value_info("pairs", TensorProto.INT64, [4, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "nz.onnx"))
+    model = open_model(tmp_path / "nz.onnx")
+    (placeholder,) = [n for n in model.graph if n.op.name == "unsupported"]
+    assert placeholder.meta["original_op"] == "Transpose"
+    assert placeholder.meta["reason"] == "an output of unsupported op NonZero"
+    assert model.warnings[0].endswith("('pairs'), which lacks an output of unsupported op NonZero")

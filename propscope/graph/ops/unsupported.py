@@ -52,8 +52,11 @@ def unsupported_summary(graph: Any) -> str | None:
     for n in nodes:
         counts[original_op(n)] = counts.get(original_op(n), 0) + 1
     ops = ", ".join(f"{op} ×{k}" if k > 1 else op for op, k in counts.items())
+    why = str(nodes[0].meta.get("reason") or "")
+    # an op whose output shape the file leaves out makes no node; the first one after it names it as the cause
+    cause = f", which lacks {why}" if why.startswith("an output of unsupported op ") else ""
     return (f"{len(nodes)} node(s) use ops propscope does not support: {ops}; the graph opens, "
-            f"but stepping stops before the first one ({nodes[0].name!r})")
+            f"but stepping stops before the first one ({nodes[0].name!r}){cause}")
 
 
 def stop_error(node: Any) -> UnsupportedOpError:

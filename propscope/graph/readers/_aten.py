@@ -21,7 +21,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
 from ._budget import charge
-from ._build import Builder, check_shape, module_of
+from ._build import Builder, check_shape, downstream, module_of
 from ._failure import shorten
 
 # torch's ScalarType numbers, as torch/_export/serde/schema.py writes them
@@ -301,6 +301,8 @@ class Translator:
             return self.shape(value.full.get())
         if isinstance(value, int | float):
             return ()
+        if isinstance(value, Missing):  # what is missing, and why (the op that made no output)
+            raise Unmapped(value.reason)
         raise Unmapped(f"no shape for a {type(value).__name__}")
 
     def _arg(self, arg: Any, what: str = "an argument") -> Any:
@@ -588,7 +590,7 @@ class Translator:
         results: list[Any] = []
         for i, shape in enumerate(ctx.shapes):
             if shape is None:
-                results.append(Missing(f"an output of unsupported op aten.{key}"))
+                results.append(Missing(downstream(f"aten.{key}", reason)))
                 continue
             name = ctx.name if i == 0 else f"{ctx.name}.out{i}"
             results.append(self.b.unsupported(f"aten.{key}", inputs, shape, name, ctx.module, reason))

@@ -203,6 +203,18 @@ class Builder:
         return self.op("matmul", weights, v, name=name, module=module)
 
 
+DOWNSTREAM = "an output of unsupported op "
+
+
+def downstream(op: str, reason: str) -> str:
+    """Why a value an unsupported op of unknown output shape should have made is missing: the first such op and
+    its reason, carried along the chain of ops that then cannot be built either (DINOv2's bicubic Resize, not the
+    Shape and Gemm after it, is what the user has to know about)."""
+    if reason.startswith(DOWNSTREAM):
+        return reason
+    return f"{DOWNSTREAM}{op} ({reason})" if reason else f"{DOWNSTREAM}{op}"
+
+
 # A masked score: not −∞, which would be reported as a non-finite value; e^(−1e9) is exactly 0 all the same.
 CAUSAL_FILL = -1e9
 

@@ -29,7 +29,7 @@ from ..model import Model
 from . import onnx_proto
 from ._aten import Lazy, Missing, Transposed, Unmapped
 from ._budget import charge
-from ._build import Builder, check_shape, clean_name, file_size, from_bytes
+from ._build import Builder, check_shape, clean_name, downstream, file_size, from_bytes
 
 SUFFIX = ".onnx"
 MAX_FILE_BYTES = 2 * 2**30  # protobuf's own limit
@@ -312,6 +312,8 @@ class Reader:
             return value.leaf.shape[::-1]
         if isinstance(value, Lazy):
             return self.shape(value.get())
+        if isinstance(value, Missing):  # what is missing, and why (the op that made no output)
+            raise Unmapped(value.reason)
         raise Unmapped(f"no shape for {type(value).__name__}")
 
     def declared(self, name: str) -> tuple[int, ...] | None:
@@ -514,7 +516,7 @@ class Reader:
         results: list[Any] = []
         for i, shape in enumerate(ctx.shapes):
             if shape is None:
-                results.append(Missing(f"an output of unsupported op {key} (shape unknown)"))
+                results.append(Missing(downstream(key, reason)))
                 continue
             name = ctx.name if i == 0 else f"{ctx.name}.out{i}"
             results.append(self.b.unsupported(key, nodes, shape, name, ctx.module, reason))
