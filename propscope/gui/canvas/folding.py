@@ -77,7 +77,7 @@ class Folding:
     units: dict[str, Unit] = field(default_factory=dict)
     chains: dict[str, tuple[str, ...]] = field(default_factory=dict)  # node -> enclosing units, outermost first
     closed: set[str] = field(default_factory=set)
-    blocked: set[str] = field(default_factory=set)  # closing these would send values out and back in
+    blocked: set[str] = field(default_factory=set)  # refused when last folded: values would leave and come back
     _loops: dict[str, str | None] = field(default_factory=dict, repr=False)  # `loop_out`, as found
 
     @classmethod
@@ -373,30 +373,29 @@ class Folding:
         box that holds the op too hides the unit altogether). Only ops between the unit's first and last member
         in graph order can lie on such a path, so a module whose nodes come one after another costs a look at
         its members' users."""
-        if key in self._loops:
-            return self._loops[key]
+        if key not in self._loops:
+            self._loops[key] = self._find_loop_out(self.units[key].members)
+        return self._loops[key]
+
+    def _find_loop_out(self, members: list[str]) -> str | None:
         g = self.graph
-        members = self.units[key].members  # in graph order
         inside = set(members)
-        last = g[members[-1]].index
-        found: str | None = None
+        last = g[members[-1]].index  # members are in graph order
         seen: set[str] = set()  # outside ops already searched from: none of them leads back in
         for name in members:
             for user in g.users(name):
-                if found is not None or user.name in inside or user.name in seen or user.index > last:
+                if user.name in inside or user.name in seen or user.index > last:
                     continue
                 seen.add(user.name)
                 stack = [user]
-                while stack and found is None:
+                while stack:
                     for after in g.users(stack.pop().name):
                         if after.name in inside:
-                            found = user.name
-                            break
+                            return user.name
                         if after.name not in seen and after.index < last:
                             seen.add(after.name)
                             stack.append(after)
-        self._loops[key] = found
-        return found
+        return None
 
     def unit_of(self, name: str) -> Unit | None:
         """The innermost open unit holding node or box `name` (what a double-click on its frame closes)."""

@@ -213,7 +213,7 @@ class GraphScene(QGraphicsScene):
         if not units:
             return
         s = self.theme.scale
-        margin, header = max(7 * s, RING_REACH * s + s), 18 * s  # the step's ring stays clear of the title
+        margin, header = (RING_REACH + 1) * s, 18 * s  # the step's ring stays clear of the title above it
         areas: dict[str, QRectF] = {}
         boxes = self.layout.boxes
         framed = {u.key for u in units if not boxes or u.key in boxes}
