@@ -248,3 +248,43 @@ def test_interpolating_decoder_steps_with_autograds_numbers(form: str, backend: 
     if form.startswith("pt2"):
         for name, grad in grads.items():
             assert _relative(s.backend.to_numpy(s.grad(name)), grad) <= 1e-10, name
+
+
+class PaddedVolumes(nn.Module):
+    """Conv3d with padding_mode reflect, replicate and circular (aten.pad as is, gathers once decomposed), and the
+    Core ATen 3-D padding ops called directly, as a program lowered by hand or by another tool holds them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv3d(2, 3, 3, padding=1, padding_mode="reflect")
+        self.b = nn.Conv3d(3, 3, 3, padding=(1, 2, 1), padding_mode="replicate")
+        self.c = nn.Conv3d(3, 3, 3, padding=1, padding_mode="circular")
+
+    def forward(self, x: Any) -> Any:
+        h = self.c(self.b(self.a(x)))
+        h = torch.ops.aten.reflection_pad3d(h, [1, 0, 0, 1, 1, 1])
+        h = torch.ops.aten.replication_pad3d(h, [0, 2, 1, 0, 0, 1])
+        return h.permute(0, 2, 3, 4, 1).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("decompose", [False, True], ids=["as_is", "decomposed"])
+def test_padding_modes_of_volumes_step_with_autograds_numbers(decompose: bool, backend: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = zoo._jitter(PaddedVolumes()).double().eval()
+    x = np.random.default_rng(2).standard_normal((2, 2, 3, 4, 5))
+    with torch.no_grad():
+        y = np.random.default_rng(3).integers(0, 3, model(torch.from_numpy(x)).shape[0])
+    path = _export_pt2(model, x, tmp_path / "p.pt2", decompose)
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    if not decompose:
+        assert {n.attrs["mode"] for n in graph if n.op.name == "pad"} == {"reflect", "replicate", "circular"}
+    s = open_session(path, backend=backend, dtype="float64", data={graph.inputs[0].name: x, "y": y},
+                     loss="cross_entropy")
+    s.run_to_end()
+    loss, grads, (input_grad,) = zoo.autograd_reference(model, (x,), y)
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss) <= 1e-12 * max(1.0, abs(loss))
+    assert _relative(s.backend.to_numpy(s.grad(graph.inputs[0].name)), input_grad) <= 1e-10
+    for name, grad in grads.items():
+        assert _relative(s.backend.to_numpy(s.grad(name)), grad) <= 1e-10, name

@@ -182,8 +182,9 @@ def torch_pads(pad: list[int], ndim: int) -> tuple[tuple[int, int], ...]:
 
 
 _PAD_MODES = {"constant_pad_nd": "constant", "reflection_pad1d": "reflect", "reflection_pad2d": "reflect",
-              "replication_pad1d": "replicate", "replication_pad2d": "replicate", "circular_pad1d": "circular",
-              "circular_pad2d": "circular"}
+              "reflection_pad3d": "reflect", "replication_pad1d": "replicate", "replication_pad2d": "replicate",
+              "replication_pad3d": "replicate", "circular_pad1d": "circular", "circular_pad2d": "circular",
+              "circular_pad3d": "circular"}
 
 
 @aten("constant_pad_nd", "pad", *(m for m in _PAD_MODES if m != "constant_pad_nd"))
