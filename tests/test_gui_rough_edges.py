@@ -303,15 +303,15 @@ def check_titles(monkeypatch, grid) -> list[str]:
     assert not [t for t in drawn if "…" in t]
     from propscope.gui.inspect.heat_grid import SMALLEST_TITLE
 
-    fm = QFontMetricsF(grid.label_font_now)
-    assert grid.label_font_now.pixelSize() >= SMALLEST_TITLE * grid.theme.scale
+    fm = QFontMetricsF(grid.fitted_title_font)
+    assert grid.fitted_title_font.pixelSize() >= SMALLEST_TITLE * grid.theme.scale
     width = max(grid.width() - 2, 50)
-    labels = [p.label for p in grid.placed]
+    labels = [p.shown_title for p in grid.placed]
     for placed in grid.placed:
-        if placed.label:
-            assert placed.label in (placed.tile.title, placed.tile.short) and placed.label in drawn
-            assert fm.horizontalAdvance(placed.label) <= grid.title_room(placed, width)
-            assert placed.title.left() + fm.horizontalAdvance(placed.label) <= grid.width()  # not cut by the edge
+        if placed.shown_title:
+            assert placed.shown_title in (placed.tile.title, placed.tile.short) and placed.shown_title in drawn
+            assert fm.horizontalAdvance(placed.shown_title) <= grid.title_room(placed, width)
+            assert placed.title.left() + fm.horizontalAdvance(placed.shown_title) <= grid.width()  # not cut by the edge
     assert all(labels) or not any(labels)
     return labels
 

@@ -67,7 +67,7 @@ class _Placed:
     title: QRectF
     cells: QRectF  # the matrix area
     cell: float
-    label: str = ""  # the title as written (whole, or its short form), "" when they do not all fit
+    shown_title: str = ""  # the title as written (whole, or its short form), "" when they do not all fit
 
 
 class HeatGrid(QWidget):
@@ -110,7 +110,7 @@ class HeatGrid(QWidget):
         self.title_fm = QFontMetricsF(self.title_font)
         self.label_fm = QFontMetricsF(self.label_font)
         self.number_fm = QFontMetricsF(self.number_font)
-        self.label_font_now: QFont = self.title_font  # the titles' font as the tiles are placed (`_fit_titles`)
+        self.fitted_title_font: QFont = self.title_font  # the font the titles fit in (`_fit_titles`)
         self.max_cell = 64.0 * t.scale
         self.gap = 10.0 * t.scale
 
@@ -170,7 +170,7 @@ class HeatGrid(QWidget):
     def _fit_titles(self, width: float) -> None:
         """One title font for the grid, the largest that writes every title whole (or its short form), down to
         `SMALLEST_TITLE`; when one does not fit even then, no title is written (the tooltips have them)."""
-        self.label_font_now, fm = self.title_font, self.title_fm
+        self.fitted_title_font, fm = self.title_font, self.title_fm
         titled = [(placed, self.title_room(placed, width)) for placed in self.placed if placed.tile.title]
         if not titled:
             return
@@ -185,11 +185,11 @@ class HeatGrid(QWidget):
         while not all(fitting(fm, placed.tile, room) for placed, room in titled) and size > SMALLEST_TITLE:
             size -= 1  # whole pixels: the theme's fonts are sized in pixels
             font = self.theme.font(size, bold=True)
-            self.label_font_now, fm = font, QFontMetricsF(font)
+            self.fitted_title_font, fm = font, QFontMetricsF(font)
         labels = [fitting(fm, placed.tile, room) for placed, room in titled]
         if all(labels):
             for (placed, _room), label in zip(titled, labels, strict=True):
-                placed.label = label
+                placed.shown_title = label
 
     def height_at(self, width: float, cell: float) -> float:
         """The height these tiles need for cells of `cell` pixels in `width` (the best arrangement)."""
@@ -229,11 +229,11 @@ class HeatGrid(QWidget):
         text = t.color("text")
         for placed, image in zip(self.placed, self._images, strict=True):
             tile, area, cell = placed.tile, placed.cells, placed.cell
-            if placed.label:
-                p.setFont(self.label_font_now)
+            if placed.shown_title:
+                p.setFont(self.fitted_title_font)
                 p.setPen(text)
                 room = placed.title.adjusted(0, 0, self.gap, 0)  # fitted to `title_room`, which reaches into the gap
-                p.drawText(room, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, placed.label)
+                p.drawText(room, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, placed.shown_title)
             if image.isNull():
                 continue
             p.drawImage(area, image)
