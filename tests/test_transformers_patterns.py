@@ -339,3 +339,28 @@ def test_an_unsupported_op_without_a_shape_is_named_as_the_cause(tmp_path: Path)
     assert placeholder.meta["original_op"] == "Transpose"
     assert placeholder.meta["reason"] == "an output of unsupported op NonZero"
     assert model.warnings[0].endswith("('pairs'), which lacks an output of unsupported op NonZero")
+
+
+def test_float32_islands_are_computed_in_the_sessions_dtype_and_said(tmp_path: Path) -> None:
+    """Llama's softmax and RMSNorm run in float32 inside a float64 model; propscope computes them in the session's
+    dtype (float64 here) and says so once."""
+
+    class Island(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 5)
+
+        def forward(self, x: Any) -> Any:
+            return torch.softmax(self.fc(x).float(), dim=-1).to(x.dtype)
+
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    model = export(Island, x, tmp_path / "island.pt2", decompose=False)
+    opened = open_model(tmp_path / "island.pt2")
+    assert len(opened.warnings) == 1 and opened.warnings[0].startswith("2 cast(s) between float dtypes")
+    s = open_session(opened, dtype="float64", data={"x": x}, loss="none")
+    s.run_to_end()
+    with torch.no_grad():
+        exact = torch.softmax(model.fc(torch.from_numpy(x)), dim=-1).numpy()
+        rounded = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(s.value(s.prediction_node.name), exact, rtol=1e-14)
+    assert np.abs(rounded - exact).max() > 1e-10  # torch's own numbers went through float32

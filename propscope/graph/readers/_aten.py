@@ -241,6 +241,7 @@ class Translator:
         self.env: dict[str, Any] = {}
         self.views: dict[str, tuple[str, str, dict[str, Any]]] = {}  # a slice's name -> what it was taken from
         self.user_inputs: list[str] = []
+        self.float_casts: list[str] = []  # casts of computed values between float dtypes (mixed precision)
         self.spec: Mapping[str, Any] | None = None  # the node being read
 
     # -- values ------------------------------------------------------------------------------------
@@ -436,6 +437,11 @@ class Translator:
                 outputs.append(self.node(value, ctx, "output"))
             except Unmapped as exc:
                 raise ModelFormatError(f"{self.where}: the model's output cannot be built ({exc})") from None
+        if self.float_casts:
+            self.b.warnings.append(
+                f"{len(self.float_casts)} cast(s) between float dtypes (mixed precision: a norm or a softmax in "
+                f"float32, the first in {short(self.float_casts[0])}) are computed in the session's dtype; there "
+                "propscope's numbers differ from torch's by the narrower dtype's rounding")
         return self.b.model(outputs, batch, description)
 
     def _node(self, spec: Mapping[str, Any]) -> None:

@@ -105,6 +105,8 @@ def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = self_arg(a) if ("self" in a or "input" in a) else a.get("a")
     code = a.get("dtype") if op_key(ctx.target) in ("_to_copy", "to") else None
     target = SCALAR_TYPES.get(code) if isinstance(code, int) else None
+    if target in _FLOATS and t.input_dtype() in _FLOATS and t.input_dtype() != target and t.known(x) is None:
+        t.float_casts.append(ctx.module or ctx.name)  # said once, when the whole program is read
     if target is None or target in _FLOATS:
         return x
     known = t.known(x)
