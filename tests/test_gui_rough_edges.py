@@ -1,16 +1,18 @@
 """Rough edges seen on real models in the real main window, each pinned by the model that showed it.
 
 - The breadcrumbs floated over the canvas and covered the title of the frame at the top (Swin-T at 1024×768, and
-  in projector mode at 1920×1080): they now sit in a band of their own above the graph.
+  in projector mode at 1920×1080): they now sit in a band of their own above the graph; too long for the canvas
+  (BERT, six modules deep), each module is named within the one before. The current step's ring, thicker in
+  projector mode, reached over the title of the frame around its node: it stays clear of it.
 - The layer view took every 4-D value for NCHW: Swin's channels-last (N, H, W, C) values came out as "8 channels
   of 8×96"; they are now C maps of H×W, and resnet18's NCHW values stay as they were.
-- The convolution filters' titles ("12←3") elided to "0…" at 1024×768.
-- A repeat group that can never fold (values leave it and come back in) was framed like one that can.
+- The convolution filters' titles ("10←2") elided to "0…" at 1024×768, and a short dock cut tiles off.
+- Frames offered to fold and refused (Swin-T's blocks of `features.3`, blocked once and for good); a repeat that
+  can never fold (values leave it and come back in) offered to fold in the menu and the breadcrumbs.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +21,9 @@ import zoo
 from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QFontMetricsF, QHelpEvent, QPainter
 from PySide6.QtWidgets import QApplication, QToolTip
+from test_gui_real_models import Exported
 
 from propscope import cli
-from propscope.graph.readers import open_model
 from propscope.gui.format import fmt_num
 from propscope.gui.main_window import MainWindow
 
@@ -34,23 +36,15 @@ pytestmark = [pytest.mark.torch, pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
-    """Each architecture exported once (`torch.export.save`), with its batch as a data file."""
-    folder = tmp_path_factory.mktemp("rough_edges")
+    """Each architecture exported once (`torch.export.save`) with its batch as a data file, as
+    test_gui_real_models exports them; skipped where its library is not installed."""
+    models = Exported(tmp_path_factory.mktemp("rough_edges"))
+    library = {"swin_t": zoo.has_torchvision, "resnet18": zoo.has_torchvision, "bert": zoo.has_transformers}
 
     def files(name: str) -> tuple[Path, Path]:
-        path, data = folder / f"{name}.pt2", folder / f"{name}.npz"
-        if not path.exists():
-            library = {"swin_t": zoo.has_torchvision, "resnet18": zoo.has_torchvision, "bert": zoo.has_transformers}
-            if not library[name]():
-                pytest.skip(f"{name} needs a library that is not installed")
-            model, inputs, y = zoo.built(name)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                program = torch.export.export(model, tuple(torch.from_numpy(a) for a in inputs))
-                torch.export.save(program, str(path))
-            names = [n.name for n in open_model(path).graph.inputs]
-            np.savez(data, **dict(zip(names, inputs, strict=True)), y=y)
-        return path, data
+        if not library[name]():
+            pytest.skip(f"{name} needs a library that is not installed")
+        return models.files(name)
 
     return files
 
