@@ -494,6 +494,48 @@ def _(g: Array, x: Array, out: Array, output_size: Any) -> tuple[Array]:
     return (gx.reshape(x.shape),)
 
 
+# -- im2col and col2im: the two halves of a convolution as ops of their own --------------------------------------
+def _unfold_geo(x: Array, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Grid:
+    return grid(x.shape[2:], kernel_size, stride, padding, dilation)
+
+
+def _as_columns(win: Array) -> Array:
+    """Windows (N, C, oh, ow, kh, kw) as im2col's (N, C·kh·kw, oh·ow), contiguous."""
+    n, c, oh, ow, kh, kw = win.shape
+    return np.ascontiguousarray(win.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * kh * kw, oh * ow)
+
+
+def _as_windows(cols: Array, g: Grid) -> Array:
+    """im2col's (N, C·kh·kw, oh·ow) as windows (N, C, oh, ow, kh, kw), a view."""
+    (kh, kw), (oh, ow) = g.kernel, g.out
+    return cols.reshape(cols.shape[0], -1, kh, kw, oh, ow).transpose(0, 1, 4, 5, 2, 3)
+
+
+@kernel("im2col")
+def im2col(x: Array, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Array:
+    geo = _unfold_geo(x, kernel_size, dilation, padding, stride)
+    return _as_columns(_windows(_pad(x, geo), geo))
+
+
+@im2col.gradient
+def _(g: Array, x: Array, out: Array, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> tuple[Array]:
+    geo = _unfold_geo(x, kernel_size, dilation, padding, stride)
+    return (_crop(_fold(_as_windows(g, geo), geo), geo),)
+
+
+@kernel("col2im")
+def col2im(x: Array, output_size: Any, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Array:
+    geo = grid(output_size, kernel_size, stride, padding, dilation)
+    return _crop(_fold(_as_windows(x, geo), geo), geo)
+
+
+@col2im.gradient
+def _(g: Array, x: Array, out: Array, output_size: Any, kernel_size: Any, dilation: Any, padding: Any,
+      stride: Any) -> tuple[Array]:
+    geo = grid(output_size, kernel_size, stride, padding, dilation)
+    return (_as_columns(_windows(_pad(g, geo), geo)),)
+
+
 # -- flatten -----------------------------------------------------------------------------------
 @kernel("flatten")
 def flatten(x: Array, start_dim: int, end_dim: int) -> Array:

@@ -106,6 +106,23 @@ def adaptive_max_pool2d(x: Tensor, output_size: Any) -> Tensor:
     return F.adaptive_max_pool2d(x, adaptive_size(tuple(x.shape), output_size))
 
 
+@kernel("im2col")
+def im2col(x: Tensor, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Tensor:
+    g = grid(x.shape[2:], kernel_size, stride, padding, dilation)
+    if g.symmetric:
+        return F.unfold(x, g.kernel, g.dilation, (g.pads[0], g.pads[2]), g.stride)
+    return F.unfold(F.pad(x, _torch_pad(g)), g.kernel, g.dilation, 0, g.stride)
+
+
+@kernel("col2im")
+def col2im(x: Tensor, output_size: Any, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Tensor:
+    g = grid(output_size, kernel_size, stride, padding, dilation)
+    if g.symmetric:
+        return F.fold(x, g.size, g.kernel, g.dilation, (g.pads[0], g.pads[2]), g.stride)
+    full = F.fold(x, g.padded, g.kernel, g.dilation, 0, g.stride)  # onto the padded image, then cropped
+    return full[:, :, g.pads[0]: g.pads[0] + g.size[0], g.pads[2]: g.pads[2] + g.size[1]]
+
+
 @kernel("flatten")
 def flatten(x: Tensor, start_dim: int, end_dim: int) -> Tensor:
     return torch.flatten(x, start_dim, end_dim)

@@ -416,6 +416,51 @@ define(OpDef(
 ))
 
 
+# -- im2col and col2im (nn.Unfold and nn.Fold) ------------------------------------------------------------------
+def _im2col(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = shapes[0]
+    _image(x, "im2col")
+    g = grid(x[2:], attrs["kernel_size"], attrs.get("stride", 1), attrs.get("padding", 0), attrs.get("dilation", 1),
+             what="im2col")
+    return x[0], x[1] * g.kernel[0] * g.kernel[1], g.out[0] * g.out[1]
+
+
+def fold_grid(output_size: Any, attrs: Mapping[str, Any]) -> Grid:
+    """The windows col2im adds back: those of im2col on an image of `output_size`."""
+    return grid(pair(output_size, "output_size"), attrs["kernel_size"], attrs.get("stride", 1), attrs.get("padding", 0),
+                attrs.get("dilation", 1), what="col2im")
+
+
+def _col2im(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x = shapes[0]
+    if len(x) != 3:
+        raise ShapeError(f"col2im takes columns as (batch, channels·kh·kw, windows), got {S.fmt(x)}")
+    g = fold_grid(attrs.get("output_size"), attrs)
+    taps, windows = g.kernel[0] * g.kernel[1], g.out[0] * g.out[1]
+    if x[1] % taps or x[2] != windows:
+        raise ShapeError(f"col2im: columns {S.fmt(x)} do not fit {g.kernel[0]}×{g.kernel[1]} windows, "
+                         f"{windows} of them on a {g.size[0]}×{g.size[1]} image (a multiple of {taps} rows, "
+                         f"{windows} columns)")
+    return x[0], x[1] // taps, g.size[0], g.size[1]
+
+
+_FOLD_ATTRS = "kernel_size, stride s, padding p (as conv2d's) and dilation d place the windows"
+define(OpDef(
+    "im2col", ("x",), "out[n, (c, u, v), (i, j)] = x[n, c, s·i + d·u − p, s·j + d·v − p] (0 in the padding)",
+    {"x": "∂L/∂x = col2im(∂L/∂out): each window's gradient added back where the window sat"},
+    _im2col, "unfold", category="conv", default_attrs={"kernel_size": 1, "dilation": 1, "padding": 0, "stride": 1},
+    summary=f"every window of the image as a column (nn.Unfold, F.unfold): (N, C·kh·kw, windows); {_FOLD_ATTRS}",
+))
+define(OpDef(
+    "col2im", ("x",), "out[n, c, s·i + d·u − p, s·j + d·v − p] += x[n, (c, u, v), (i, j)]: each column added back "
+                      "where its window sits, overlaps summed",
+    {"x": "∂L/∂x = im2col(∂L/∂out): each column reads the gradient of the cells its window covers"},
+    _col2im, "fold", category="conv",
+    default_attrs={"output_size": (1, 1), "kernel_size": 1, "dilation": 1, "padding": 0, "stride": 1},
+    summary=f"columns summed back into an image of output_size (nn.Fold, F.fold; im2col's adjoint); {_FOLD_ATTRS}",
+))
+
+
 # -- flatten -----------------------------------------------------------------------------------
 def _flatten(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     x = tuple(shapes[0])

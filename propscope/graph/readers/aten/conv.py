@@ -139,6 +139,20 @@ def _adaptive_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op("adaptive_avg_pool2d", x, name=ctx.name, module=ctx.module, attrs={"output_size": (oh, ow)})
 
 
+@aten("im2col", "col2im")
+def _im2col(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """F.unfold and F.fold (nn.Unfold, nn.Fold) of batched images."""
+    op = op_key(ctx.target)
+    x = t.node(self_arg(a), ctx)
+    if len(x.shape) != (4 if op == "im2col" else 3):
+        raise Unmapped(f"{op} of an unbatched input")
+    attrs = {"kernel_size": pair_arg(a["kernel_size"], 1), "dilation": pair_arg(a.get("dilation"), 1),
+             "padding": pair_arg(a.get("padding"), 0), "stride": pair_arg(a.get("stride"), 1)}
+    if op == "col2im":
+        attrs["output_size"] = pair_arg(a["output_size"], 1)
+    return t.b.op(op, x, name=ctx.name, module=ctx.module, attrs=attrs)
+
+
 def _scales(a: dict[str, Any]) -> tuple[float, float] | None:
     factors = a.get("scale_factors")
     if isinstance(factors, list) and len(factors) == 2:

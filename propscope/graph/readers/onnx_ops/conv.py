@@ -1,6 +1,6 @@
 """ONNX convolution and pooling: 1-D, 2-D and 3-D Conv, MaxPool, AveragePool and ConvTranspose (1-D as a 2-D
 one of height 1), with ONNX's free (asymmetric) pads, auto_pad SAME_UPPER/SAME_LOWER/VALID, output_shape,
-ceil_mode, dilations and count_include_pad.
+ceil_mode, dilations and count_include_pad; Col2Im (nn.Fold) of 2-D images.
 
 PyTorch's pools take at most half a window of padding; ONNX's may take more. Such pads become an explicit
 `pad` step before the pool (zeros for an average that counts the padding, the lowest float32 for a maximum,
@@ -124,6 +124,23 @@ def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     y = r.b.op("conv_transpose2d", x2, w2, *bias, name=f"{ctx.name}.2d", module=ctx.module, attrs=attrs)
     check_shape(y.shape, f"the output of ConvTranspose {ctx.name!r}", r.where)
     return r.b.op("reshape", y, name=ctx.name, module=ctx.module, attrs={"shape": (n, y.shape[1], y.shape[3])})
+
+
+@onnx_op("Col2Im")
+def _col2im(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Col2Im (nn.Fold) of 2-D images: image_shape and block_shape must be known when the file is read."""
+    x = r.node(ins[0], ctx)
+    image, block = r.folded(ins[1]), r.folded(ins[2])
+    if image is None or block is None:
+        raise Unmapped("Col2Im with an image or block shape computed at run time")
+    size, kernel = [int(v) for v in image.reshape(-1)], [int(v) for v in block.reshape(-1)]
+    if len(size) != 2 or len(kernel) != 2 or len(x.shape) != 3:
+        raise Unmapped(f"Col2Im of a {len(size)}-D image (the catalog folds 2-D images)")
+    flat = _ints(ctx, "pads", 4, 0)
+    attrs = {"output_size": tuple(size), "kernel_size": tuple(kernel), "dilation": _one(_ints(ctx, "dilations", 2, 1)),
+             "padding": _padding_attr([(flat[0], flat[2]), (flat[1], flat[3])]),
+             "stride": _one(_ints(ctx, "strides", 2, 1))}
+    return op(r, ctx, "col2im", x, **attrs)
 
 
 @onnx_op("MaxPool", "AveragePool")
