@@ -154,12 +154,21 @@ def parse(cls: type[Message], buf: bytes, start: int, end: int, budget: _Budget)
             if action == _TEXT:
                 values[name] = text
             else:
-                values.setdefault(name, []).append(text)
                 made += 1
+                run = values.get(name)  # not setdefault: that makes an empty list on every call
+                if run is None:
+                    values[name] = [text]
+                else:
+                    run.append(text)
         elif action == _CHILD:
             values[name] = parse(sub, buf, pos, stop, budget)
         else:
-            values.setdefault(name, []).append(parse(sub, buf, pos, stop, budget))
+            child = parse(sub, buf, pos, stop, budget)
+            run = values.get(name)
+            if run is None:
+                values[name] = [child]
+            else:
+                run.append(child)
         pos = stop
     if pos != end:
         raise DecodeError(f"the last field of {cls.__name__} runs past the end of its message")
