@@ -288,3 +288,43 @@ def test_padding_modes_of_volumes_step_with_autograds_numbers(decompose: bool, b
     assert _relative(s.backend.to_numpy(s.grad(graph.inputs[0].name)), input_grad) <= 1e-10
     for name, grad in grads.items():
         assert _relative(s.backend.to_numpy(s.grad(name)), grad) <= 1e-10, name
+
+
+class SamePadding(nn.Module):
+    """padding='same' with even effective kernels, which pad one more cell after than before (PyTorch's rule)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv1d(2, 2, 4, padding="same")
+        self.c2 = nn.Conv2d(2, 2, (2, 3), padding="same", dilation=(3, 1))
+        self.c3 = nn.Conv3d(2, 3, (2, 3, 4), padding="same")
+
+    def forward(self, x: Any) -> Any:
+        n, c, d, h, w = x.shape
+        seq = self.c1(x.reshape(n, c, -1)).reshape(n, c, d * h, w)
+        return self.c3(self.c2(seq).reshape(n, c, d, h, w)).permute(0, 2, 3, 4, 1).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("decompose", [False, True], ids=["as_is", "decomposed"])
+def test_same_padding_with_even_kernels_steps_with_autograds_numbers(decompose: bool, backend: str,
+                                                                     tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = zoo._jitter(SamePadding()).double().eval()
+    x = np.random.default_rng(4).standard_normal((2, 2, 3, 4, 5))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch says an even 'same' kernel pads a copy of the input: it does here
+        y = np.random.default_rng(5).integers(0, 3, model(torch.from_numpy(x)).shape[0])
+    path = _export_pt2(model, x, tmp_path / "same.pt2", decompose)
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    s = open_session(path, backend=backend, dtype="float64", data={graph.inputs[0].name: x, "y": y},
+                     loss="cross_entropy")
+    s.run_to_end()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loss, grads, (input_grad,) = zoo.autograd_reference(model, (x,), y)
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss) <= 1e-12 * max(1.0, abs(loss))
+    assert _relative(s.backend.to_numpy(s.grad(graph.inputs[0].name)), input_grad) <= 1e-10
+    for name, grad in grads.items():
+        assert _relative(s.backend.to_numpy(s.grad(name)), grad) <= 1e-10, name

@@ -20,13 +20,14 @@ from .._aten import (
 
 
 def _same_padding(w: Node, dilation: Any, dims: int) -> Any:
-    """padding='same' as explicit sizes, when both sides get the same (odd effective kernels)."""
+    """padding='same' as explicit sizes: d·(k − 1) cells per axis, the odd one after (PyTorch's rule), so an even
+    effective kernel pads one side more: (left, right), (top, bottom, left, right) or six sides."""
     dil = (dilation,) * dims if isinstance(dilation, int) else tuple(dilation)
-    kernels = w.shape[2:]
-    if any((d * (k - 1)) % 2 for d, k in zip(dil, kernels, strict=True)):
-        raise Unmapped("padding='same' that pads one side more than the other")
-    pads = tuple(d * (k - 1) // 2 for d, k in zip(dil, kernels, strict=True))
-    return pads[0] if dims == 1 else pads
+    totals = [d * (k - 1) for d, k in zip(dil, w.shape[2:], strict=True)]
+    if not any(total % 2 for total in totals):
+        pads = tuple(total // 2 for total in totals)
+        return pads[0] if dims == 1 else pads
+    return tuple(side for total in totals for side in (total // 2, total - total // 2))
 
 
 @aten("conv2d", "conv1d", "conv3d", "convolution", "_convolution", "conv_transpose2d", "conv_transpose1d",
