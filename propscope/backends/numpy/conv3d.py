@@ -174,7 +174,7 @@ def _fold_product(rows: Array, left: Array, v: Volume, shape: tuple[int, ...]) -
 
     One fold adds a cell's terms in kernel-offset order (depth tap first). A later depth slice (or row) reaches
     a cell through an earlier tap than an earlier slice does, so the slabs are folded last first, which keeps
-    that order, and the bits."""
+    that order."""
     k, _, _, out, padded, _ = _geometry(v)
     groups, n = rows.shape[:2]
     c = shape[1]
