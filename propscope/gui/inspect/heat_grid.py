@@ -9,6 +9,9 @@ A tile's title is written whole or not at all: at the title size, else its short
 to `SMALLEST_TITLE` pixels; when one does not fit even then, the grid writes none (elided, a grid of 3×3
 filters at 1024×768 read "0…" in every tile; a title here and there reads as a pattern that is not there).
 The tooltip over any tile says its title and the number under the mouse.
+
+Tiles may come in groups (`HeatGrid.group`: the depth taps of one 3-D filter, or the input slices one window reads):
+a row then holds whole groups, and the tiles of a group sit closer to each other than to the next group.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class _Placed:
     title: QRectF
     cells: QRectF  # the matrix area
     cell: float
+    gap_after: float = 0.0  # the space to the next tile in the row (narrower within a group)
     shown_title: str = ""  # the title as written (whole, or its short form), "" when they do not all fit
 
 
@@ -76,6 +80,7 @@ class HeatGrid(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.tiles: list[Tile] = []
+        self.group = 1  # tiles per group: a row holds whole groups (`set_tiles`)
         self.theme: Theme = LIGHT
         # the smallest cell, in pixels: below it tiles would be cut off at the widget's edge. A small dock at
         # 1024×768 shares its height between three grids (a 32×32 input, 32 filters, 16 maps), and with 3 pixels
@@ -89,8 +94,9 @@ class HeatGrid(QWidget):
         self._fonts()
 
     # -- content ---------------------------------------------------------------------------
-    def set_tiles(self, tiles: list[Tile]) -> None:
+    def set_tiles(self, tiles: list[Tile], group: int = 1) -> None:
         self.tiles = tiles
+        self.group = max(1, group)
         self._images = [self._image(t) for t in tiles]
         self._place()
         self.updateGeometry()
@@ -133,6 +139,23 @@ class HeatGrid(QWidget):
         lh = self.label_fm.height() + 2 if any(t.col_labels for t in self.tiles) else 0.0
         return lw, lh
 
+    @property
+    def inner_gap(self) -> float:
+        """The space between the tiles of one group."""
+        return self.gap if self.group <= 1 else self.gap * 0.3
+
+    def _row_counts(self) -> list[int]:
+        """How many tiles a row may hold: any number, or whole groups where there is more than one group."""
+        n, g = len(self.tiles), self.group
+        if g <= 1 or n <= g:
+            return list(range(1, n + 1))
+        return list(range(g, n + 1, g)) + ([n] if n % g else [])
+
+    def _spacing(self, k: int) -> float:
+        """The gaps in a row of `k` tiles."""
+        between_groups = (k - 1) // self.group if self.group > 1 else k - 1
+        return between_groups * self.gap + (k - 1 - between_groups) * self.inner_gap
+
     def _place(self) -> None:
         """Choose how many tiles per row so that the cells come out as large as possible."""
         self.placed = []
@@ -145,9 +168,9 @@ class HeatGrid(QWidget):
         th = self.title_fm.height() + 4 if any(t.title for t in self.tiles) else 0.0
         width, height = max(self.width() - 2, 50), max(self.height() - 2, 50)  # room for the outline
         best, best_k = -1.0, 1
-        for k in range(1, n + 1):
+        for k in self._row_counts():
             m = math.ceil(n / k)
-            cw = (width - (k - 1) * self.gap - k * lw) / (k * cols)
+            cw = (width - self._spacing(k) - k * lw) / (k * cols)
             ch = (height - (m - 1) * self.gap - m * (th + lh)) / (m * rows)
             cell = min(cw, ch, self.max_cell)
             if cell > best + 1e-9:
@@ -156,16 +179,17 @@ class HeatGrid(QWidget):
         tile_w, tile_h = lw + cols * cell, th + lh + rows * cell
         for i, tile in enumerate(self.tiles):
             r, c = divmod(i, best_k)
-            x, y = c * (tile_w + self.gap), r * (tile_h + self.gap)
+            x, y = c * tile_w + self._spacing(c + 1), r * (tile_h + self.gap)
             tr, tc = tile.matrix.shape
             self.placed.append(_Placed(tile, QRectF(x, y, tile_w, th),
-                                       QRectF(x + lw, y + th + lh, tc * cell, tr * cell), cell))
+                                       QRectF(x + lw, y + th + lh, tc * cell, tr * cell), cell,
+                                       self._spacing(c + 2) - self._spacing(c + 1)))
         self._fit_titles(width)
 
     def title_room(self, placed: _Placed, width: float) -> float:
         """The width a tile's title may take: its tile's and part of the gap after it (a space left before the
         next title), not beyond the widget."""
-        return min(placed.title.width() + self.gap * 0.6, width - placed.title.left())
+        return min(placed.title.width() + placed.gap_after * 0.6, width - placed.title.left())
 
     def _fit_titles(self, width: float) -> None:
         """One title font for the grid, the largest that writes every title whole (or its short form), down to
@@ -201,8 +225,8 @@ class HeatGrid(QWidget):
         lw, lh = self._label_room()
         th = self.title_fm.height() + 4 if any(t.title for t in self.tiles) else 0.0
         need = math.inf
-        for k in range(1, n + 1):
-            if k * (lw + cols * cell) + (k - 1) * self.gap <= width or k == 1:
+        for k in self._row_counts():
+            if k * (lw + cols * cell) + self._spacing(k) <= width or k == self._row_counts()[0]:
                 m = math.ceil(n / k)
                 need = min(need, m * (th + lh + rows * cell) + (m - 1) * self.gap)
         return need

@@ -3,6 +3,11 @@
 - Convolution (and pooling, and any 4-D value or (out, in, kh, kw) weight): feature maps and
   filters as image grids; click an output pixel to light its receptive field on the input. A value
   the graph shows to be channels-last (N, H, W, C), as Swin's, is drawn as C maps of H×W (`channels`).
+- Volumes (video clips, scans: 5-D values (N, C, D, H, W), or (N, D, H, W, C) channels-last): the same maps for one
+  depth slice, chosen in the header and kept while stepping through values of the same depth (carried to the same
+  place in the volume where the depth changes: a pooled value's slice 2 of 4 is slice 4 or 5 of 8). A 3-D filter is
+  drawn one tile per depth tap; a 3-D window op shows, beside its filters, the input slices the chosen output
+  slice's windows read, one per tap, so that tap t of the input meets tap t of each filter.
 - Recurrence: the hidden state and the gates over time as heatmaps, time on x; the gradient of the
   hidden state over time shows the vanishing at a glance.
 - Attention: the attention matrix of each head, tokens on both axes and the weights written in.
@@ -26,16 +31,19 @@ from ...backends.numpy.recurrent import gru_gates, lstm_gates
 from ...debugger import Session
 from ...graph.ir import Graph, Node
 from ...graph.ops.conv import pads4, pair
+from ...graph.ops.conv3d import pads6, triple
 from ..bridge import SessionBridge
 from ..format import fmt_num, fmt_shape, symmetric_range
 from ..guard import guarded
 from ..selection import Selection
 from ..theme import ThemeManager
-from .channels import CHANNELS_LAST, NCHW, channel_axis, layout_known
+from .channels import NCHW, channel_axis, layout_known
 from .heat_grid import HeatGrid, Mark, Tile
 
 CONV, RECURRENT, ATTENTION = "convolution", "recurrence", "attention"
 WINDOW_OPS = ("conv2d", "max_pool2d", "avg_pool2d")
+VOLUME_WINDOW_OPS = ("conv3d", "max_pool3d", "avg_pool3d")
+VOLUME_FILTER_OPS = ("conv3d", "conv_transpose3d")  # their weight (input 1) is a 5-D filter bank
 MAX_MAPS = 16  # feature maps shown per grid (the first ones)
 MAX_FILTERS = 32
 GATE_NAMES = {
@@ -52,6 +60,7 @@ class Section:
     title: str
     tiles: list[Tile]
     note: str = ""
+    group: int = 1  # tiles that belong together (the depth taps of one 3-D filter), kept in one row
 
 
 @dataclass
@@ -65,7 +74,9 @@ class Page:
     samples: int = 0  # batch size, when the sample can be chosen
     targets: list[tuple[str, Any]] = field(default_factory=list)  # per tile of the clickable grid: node, index prefix
     keys: list[str] = field(default_factory=list)  # recurrence: what each tile shows (h, c, a gate)
-    channel_axis: int = NCHW  # convolution: where the tiles' channel sits in an index of the node (1 or 3)
+    channel_axis: int = NCHW  # convolution: where the tiles' channel sits in an index of the node (1, or the last)
+    depths: int = 0  # a volume: the depth of the value whose slices are drawn (0: nothing to choose)
+    depth: int = 0  # the depth slice drawn
 
 
 # -- which view a node gets ----------------------------------------------------------------------
@@ -83,7 +94,7 @@ def view_kind(graph: Graph, node: Node) -> str | None:
         return ATTENTION  # softmax(q kᵀ) @ v: attention lowered to products, as the readers write it
     if node.op.category == "recurrent" or (node.meta.get("time") is not None and recurrent_cells(graph, node.module)):
         return RECURRENT
-    if len(node.shape) == 4:
+    if len(node.shape) in (4, 5):
         return CONV
     return None
 
@@ -93,7 +104,7 @@ def fitting_nodes(graph: Graph) -> list[str]:
     out, layers = [], set()
     for node in graph:
         kind = view_kind(graph, node)
-        if (kind == CONV and node.op.name == "conv2d") or kind == ATTENTION:
+        if (kind == CONV and node.op.name in ("conv2d", "conv3d")) or kind == ATTENTION:
             out.append(node.name)
         elif kind == RECURRENT and node.op.category == "recurrent" and node.module not in layers:
             layers.add(node.module)
@@ -143,7 +154,10 @@ def _more(count: int, limit: int, what: str) -> str:
     return f"showing the first {limit} of {count} {what}" if count > limit else ""
 
 
-def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[int, ...] | None) -> Page:
+def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[int, ...] | None,
+              depth: int = 0) -> Page:
+    if len(node.shape) == 5:
+        return volume_page(s, node, sample, depth, gradient, index)
     read = s.grad if gradient else s.value
     word = "∂L/∂" if gradient else ""
     page = Page(CONV, "")
@@ -154,7 +168,7 @@ def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[
         page.channel_axis = NCHW if is_filter else channel_axis(s.graph, node)
         if is_filter:
             page.headline = f"Filters {escape(node.name)} · {fmt_shape(node.shape)} (out, in, height, width)"
-        elif page.channel_axis == CHANNELS_LAST:
+        elif page.channel_axis != NCHW:
             page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} (batch, h, w, channels): " \
                             "channels last, one map per channel"
         else:
@@ -165,8 +179,8 @@ def conv_page(s: Session, node: Node, sample: int, gradient: bool, index: tuple[
             page.message = _not_yet(s, node, gradient)
             return page
         value = np.asarray(value, dtype=np.float64)
-        if page.channel_axis == CHANNELS_LAST:
-            value = np.moveaxis(value, CHANNELS_LAST, NCHW)  # drawn as NCHW; indices still name the node's axes
+        if page.channel_axis != NCHW:
+            value = np.moveaxis(value, page.channel_axis, NCHW)  # drawn as NCHW; indices still name the node's axes
             index = None if index is None or len(index) != 4 else (index[0], index[3], index[1], index[2])
         vmax = symmetric_range(value)
         if is_filter:
@@ -254,6 +268,213 @@ def _filters_legend(outs: list[int], inputs: int) -> str:
     if len(set(outs)) == 1:
         return f" (filters: out ← in; out {outs[0]} ← in 0…{len(outs) - 1})"
     return " (filters: out ← in)"
+
+
+# -- volumes -----------------------------------------------------------------------------------------
+def volume_depths(graph: Graph, node: Node) -> int:
+    """How many depth slices the layer view can choose between for `node` (0: none, not a volume's slices)."""
+    if view_kind(graph, node) != CONV or len(node.shape) != 5 or _volume_filter_op(graph, node):
+        return 0
+    axis = channel_axis(graph, node)
+    return node.shape[2] if axis == NCHW else node.shape[1]  # (N, C, D, H, W) or (N, D, H, W, C)
+
+
+def depth_axis(graph: Graph, node: Node) -> int:
+    """Where the depth sits in an index of 5-D `node`."""
+    return 2 if channel_axis(graph, node) == NCHW else 1
+
+
+def _volume_filter_op(graph: Graph, node: Node) -> str:
+    """The 3-D convolution whose filters parameter `node` is ("" when it is none's)."""
+    if node.op.name not in ("parameter", "constant") or not node.module or len(node.shape) != 5:
+        return ""
+    return next((u.op.name for u in graph.users(node) if u.op.name in VOLUME_FILTER_OPS and u.inputs[1] is node), "")
+
+
+def depth_taps(node: Node, depth: int) -> list[int]:
+    """The input depths (some may fall in the padding, outside the volume) that the windows of output depth slice
+    `depth` of a 3-D window op read, one per depth tap."""
+    a = node.attrs
+    if node.op.name == "conv3d":
+        kd = node.inputs[1].shape[2]
+        sd = triple(a.get("stride", 1))[0]
+    else:
+        kd = triple(a["kernel_size"])[0]
+        sd = kd if a.get("stride") is None else triple(a["stride"])[0]
+    front = pads6(a.get("padding", 0))[0]
+    dd = triple(a.get("dilation", 1))[0]
+    return [depth * sd - front + dd * k for k in range(kd)]
+
+
+def volume_receptive_field(node: Node, channel: int, row: int, col: int) -> tuple[list[int], list[int], list[int]]:
+    """The input channels, rows and columns that output element (channel, ·, row, col) of a 3-D window op reads on
+    each depth slice its window reads (`depth_taps`); rows and columns may fall into the padding."""
+    x_shape = node.inputs[0].shape
+    a = node.attrs
+    if node.op.name == "conv3d":
+        w_shape = node.inputs[1].shape
+        kh, kw = w_shape[3], w_shape[4]
+        stride = triple(a.get("stride", 1))[1:]
+        groups = int(a.get("groups", 1))
+        per_in, per_out = x_shape[1] // groups, w_shape[0] // groups
+        g = channel // per_out
+        channels = list(range(g * per_in, (g + 1) * per_in))
+    else:
+        _, kh, kw = triple(a["kernel_size"])
+        stride = (kh, kw) if a.get("stride") is None else triple(a["stride"])[1:]
+        channels = [channel]
+    _, _, ph, _, pw, _ = pads6(a.get("padding", 0))
+    _, dh, dw = triple(a.get("dilation", 1))
+    rows = [row * stride[0] - ph + dh * k for k in range(kh)]
+    cols = [col * stride[1] - pw + dw * k for k in range(kw)]
+    return channels, rows, cols
+
+
+def _volume_filters(w: np.ndarray, vmax: float, transposed: bool) -> tuple[list[Tile], list[int]]:
+    """The kernels of 3-D weight `w` as tiles, one per depth tap, the taps of a kernel side by side (a grid group
+    of kd tiles), as many whole kernels as `MAX_FILTERS` tiles hold (at least one); and the output channel of each.
+
+    A conv3d weight is (out, in, kd, kh, kw), titled "out←in"; a conv_transpose3d weight is (in, out, kd, kh, kw),
+    titled "in→out"; each tap adds its depth ("0←1 d2")."""
+    kd = w.shape[2]
+    tiles: list[Tile] = []
+    outs: list[int] = []
+    kernels = max(1, MAX_FILTERS // kd)
+    for a in range(w.shape[0]):
+        for b in range(w.shape[1]):
+            if len(tiles) >= kernels * kd:
+                return tiles, outs
+            pair_title = f"{a}→{b}" if transposed else f"{a}←{b}"
+            for t in range(kd):
+                tiles.append(Tile(w[a, b, t], f"{pair_title} d{t}", vmax, numbers=True))
+                outs.append(b if transposed else a)
+    return tiles, outs
+
+
+def _volume_filters_legend(w_shape: tuple[int, ...], transposed: bool) -> str:
+    kd = w_shape[2]
+    pairs = "in → out" if transposed else "out ← in"
+    return f" (filters: {pairs}, each as its {kd} depth taps d0…d{kd - 1} side by side)" if kd > 1 else \
+        f" (filters: {pairs})"
+
+
+def volume_page(s: Session, node: Node, sample: int, depth: int, gradient: bool,
+                index: tuple[int, ...] | None) -> Page:
+    """A 5-D value as its maps at one depth slice, a 3-D filter bank as its depth taps, or a 3-D window op as its
+    input slices, filters and output slice."""
+    if node.op.name in VOLUME_WINDOW_OPS:
+        return _volume_window_page(s, node, sample, depth, gradient, index)
+    read = s.grad if gradient else s.value
+    word = "∂L/∂" if gradient else ""
+    page = Page(CONV, "")
+    value = read(node.name)
+    filter_of = _volume_filter_op(s.graph, node)
+    if filter_of:
+        transposed = filter_of == "conv_transpose3d"
+        axes = "(in, out, depth, height, width)" if transposed else "(out, in, depth, height, width)"
+        page.headline = f"Filters {escape(node.name)} · {fmt_shape(node.shape)} {axes}: one tile per depth tap"
+        if value is None:
+            page.message = _not_yet(s, node, gradient)
+            return page
+        value = np.asarray(value, dtype=np.float64)
+        tiles, _outs = _volume_filters(value, symmetric_range(value), transposed)
+        count = value.shape[0] * value.shape[1] * value.shape[2]
+        page.sections.append(Section(f"{word}{node.name}{_volume_filters_legend(value.shape, transposed)}",
+                                     tiles, _more(count, len(tiles), "filter taps"), group=value.shape[2]))
+        return page
+    page.channel_axis = channel_axis(s.graph, node)
+    last = page.channel_axis != NCHW
+    if last:
+        page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} (batch, depth, h, w, " \
+                        "channels): channels last, one map per channel at one depth slice"
+    else:
+        read_as = "" if layout_known(s.graph, node) else "read as "
+        page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} " \
+                        f"({read_as}batch, channels, depth, h, w): one depth slice"
+    if value is None:
+        page.message = _not_yet(s, node, gradient)
+        return page
+    value = np.asarray(value, dtype=np.float64)
+    if last:  # drawn as NCDHW; indices still name the node's axes
+        value = np.moveaxis(value, page.channel_axis, NCHW)
+        index = None if index is None or len(index) != 5 else (index[0], index[4], index[1], index[2], index[3])
+    vmax = symmetric_range(value)  # the whole volume's range: slices compare by colour as the depth changes
+    page.samples, page.depths = value.shape[0], value.shape[2]
+    sample, depth = min(sample, value.shape[0] - 1), min(max(depth, 0), value.shape[2] - 1)
+    page.depth = depth
+    tiles = [Tile(value[sample, c, depth], f"channel {c}", vmax) for c in range(min(value.shape[1], MAX_MAPS))]
+    if index is not None and len(index) == 5 and index[0] == sample and index[2] == depth and index[1] < len(tiles):
+        tiles[index[1]].marks.append((index[3], index[4], index[3] + 1, index[4] + 1))
+    page.sections.append(Section(f"{word}{node.name} · sample {sample} · depth {depth} of 0…{page.depths - 1}",
+                                 tiles, _more(value.shape[1], MAX_MAPS, "channels")))
+    page.targets = [(node.name, (sample, c, depth)) for c in range(len(tiles))]
+    return page
+
+
+def _volume_window_page(s: Session, node: Node, sample: int, depth: int, gradient: bool,
+                        index: tuple[int, ...] | None) -> Page:
+    read = s.grad if gradient else s.value
+    word = "∂L/∂" if gradient else ""
+    x_node = node.inputs[0]
+    what = {"conv3d": "3-D convolution", "max_pool3d": "3-D max pooling", "avg_pool3d": "3-D average pooling"}
+    attrs = ", ".join(f"{k} {v}" for k, v in node.attrs.items() if v not in (None, 0, 1) or k == "kernel_size")
+    page = Page(CONV, f"{what[node.op.name]} <b>{escape(node.name)}</b>: {escape(x_node.name)} "
+                      f"{fmt_shape(x_node.shape)} → {fmt_shape(node.shape)}" + (f" · {escape(attrs)}" if attrs else ""))
+    out, x = read(node.name), read(x_node.name)
+    if out is None or x is None:
+        page.message = _not_yet(s, node, gradient)
+        return page
+    out, x = np.asarray(out, dtype=np.float64), np.asarray(x, dtype=np.float64)
+    page.samples, page.depths = out.shape[0], out.shape[2]
+    sample, depth = min(sample, out.shape[0] - 1), min(max(depth, 0), out.shape[2] - 1)
+    page.depth = depth
+    taps = depth_taps(node, depth)
+    # the padding the windows read where a tap falls outside the volume: zeros, or −∞ for a max (drawn as unknown)
+    padding = np.nan if node.op.name == "max_pool3d" else 0.0
+    x_range = symmetric_range(x)
+    in_channels = min(x.shape[1], max(1, MAX_MAPS // len(taps)))
+    in_tiles, in_of = [], []
+    for c in range(in_channels):
+        for z in taps:
+            inside = 0 <= z < x.shape[2]
+            matrix = x[sample, c, z] if inside else np.full(x.shape[3:], padding)
+            in_tiles.append(Tile(matrix, f"in {c} d{z}" if inside else f"in {c} pad", x_range,
+                                 short=f"d{z}" if inside else "pad"))
+            in_of.append(c)
+    out_tiles = [Tile(out[sample, c, depth], f"out {c}", symmetric_range(out))
+                 for c in range(min(out.shape[1], MAX_MAPS))]
+    filters: list[Tile] = []
+    filter_outs: list[int] = []
+    w_shape: tuple[int, ...] = ()
+    if node.op.name == "conv3d":
+        w = read(node.inputs[1].name)
+        if w is not None:
+            w = np.asarray(w, dtype=np.float64)
+            w_shape = w.shape
+            filters, filter_outs = _volume_filters(w, symmetric_range(w), transposed=False)
+    if index is not None and len(index) == 5 and index[0] == sample and index[2] == depth:
+        o, i, j = index[1], index[3], index[4]
+        if o < len(out_tiles):
+            out_tiles[o].marks.append((i, j, i + 1, j + 1))
+        channels, rows, cols = volume_receptive_field(node, o, i, j)
+        for t, c in zip(in_tiles, in_of, strict=True):
+            if c in channels:
+                t.marks.extend(_field_marks(rows, cols))
+        for t, filter_out in zip(filters, filter_outs, strict=True):
+            t.outlined = filter_out == o
+    inside = [z for z in taps if 0 <= z < x.shape[2]]
+    reads = f"depths {inside[0]}…{inside[-1]}" if len(inside) > 1 else f"depth {inside[0]}" if inside else "padding"
+    page.sections.append(Section(f"{word}{x_node.name} (input) · sample {sample} · the {reads} that output depth "
+                                 f"{depth} reads", in_tiles, _more(x.shape[1], in_channels, "channels"),
+                                 group=len(taps)))
+    if filters:
+        page.sections.append(Section(f"{word}{node.inputs[1].name}{_volume_filters_legend(w_shape, False)}",
+                                     filters, group=w_shape[2]))
+    hint = "click an output pixel: its receptive field lights up on the input slices"
+    page.sections.append(Section(f"{word}{node.name} (output) · sample {sample} · depth {depth} of 0…"
+                                 f"{page.depths - 1}", out_tiles, _more(out.shape[1], MAX_MAPS, "channels") or hint))
+    page.targets = [(node.name, (sample, c, depth)) for c in range(len(out_tiles))]
+    return page
 
 
 # -- recurrence ------------------------------------------------------------------------------------
@@ -447,6 +668,15 @@ class LayerView(QWidget):
         self.sample.setPrefix("sample ")
         self.sample.setToolTip("Which example of the batch to show")
         self.sample.valueChanged.connect(lambda _v: self.refresh())
+        self.depth_box = QSpinBox()
+        self.depth_box.setObjectName("layerDepth")
+        self.depth_box.setPrefix("depth ")
+        self.depth_box.setToolTip("Which depth slice of the volume to show (a video's frame): ↑ and ↓, PageUp and "
+                              "PageDown once it has the focus (Tab or a click), or the mouse wheel over it")
+        self.depth_box.setAccessibleName("Depth slice")
+        self.depth_box.valueChanged.connect(lambda _v: self.refresh())
+        self._depths = 0  # the depth of the volume last drawn: its slice is kept for values of the same depth
+        self._seen_index: tuple[int, ...] | None = None  # the selected element last drawn (a new one moves the slice)
         self.mode = QComboBox()
         self.mode.setObjectName("layerMode")
         self.mode.addItems(["Values", "Gradients"])
@@ -454,9 +684,13 @@ class LayerView(QWidget):
         self.mode.activated.connect(lambda _i: self.refresh())
         for w in (self.sample, self.mode):
             w.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # the arrow keys stay with stepping
+        # reached by Tab too: scrubbing through a volume is done from the keyboard, slice by slice (← and → still
+        # step while it has the focus: they are the window's keys and a spin box uses ↑ and ↓)
+        self.depth_box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         controls = QHBoxLayout()
         controls.addWidget(self.mode)
         controls.addWidget(self.sample)
+        controls.addWidget(self.depth_box)
         controls.addStretch(1)
         self.message = QLabel()
         self.message.setWordWrap(True)
@@ -506,12 +740,34 @@ class LayerView(QWidget):
             return
         index = self.selection.index
         if kind == CONV:
-            page = conv_page(s, node, self.sample.value(), self.gradient, index)
+            depth = self._follow_depth(s.graph, node, index)
+            page = conv_page(s, node, self.sample.value(), self.gradient, index, depth)
         elif kind == RECURRENT:
             page = recurrent_page(s, node, self.sample.value(), self.gradient)
         else:
             page = attention_page(s, node, self.gradient, index)
         self._show(page)
+
+    def _follow_depth(self, graph: Graph, node: Node, index: tuple[int, ...] | None) -> int:
+        """The depth slice to draw `node` at: the one chosen, kept for a value of the same depth and carried to the
+        same place in the volume for another depth; a newly selected element's own slice."""
+        depths = volume_depths(graph, node)
+        new_index, self._seen_index = index != self._seen_index, index
+        if not depths:
+            return 0
+        depth = self.depth_box.value()
+        if self._depths and self._depths != depths:  # the slice's centre, at the new depth
+            depth = int((depth + 0.5) * depths / self._depths)
+        if new_index and index is not None and len(index) == 5:
+            depth = index[depth_axis(graph, node)]
+        depth = min(max(depth, 0), depths - 1)
+        self._depths = depths
+        self.depth_box.blockSignals(True)
+        self.depth_box.setRange(0, depths - 1)
+        self.depth_box.setSuffix(f" of 0…{depths - 1}")
+        self.depth_box.setValue(depth)
+        self.depth_box.blockSignals(False)
+        return depth
 
     def _show_hint(self, s: Session) -> None:
         self.page = None
@@ -521,6 +777,7 @@ class LayerView(QWidget):
                             + (f":<br>{links}" if links else " (this model has none)."))
         self.message.hide()
         self.sample.hide()
+        self.depth_box.hide()
         self.mode.hide()
         for sv in self.sections:
             sv.hide()
@@ -534,6 +791,7 @@ class LayerView(QWidget):
             self.sample.blockSignals(True)
             self.sample.setRange(0, page.samples - 1)
             self.sample.blockSignals(False)
+        self.depth_box.setVisible(page.depths > 1)
         self.message.setVisible(bool(page.message))
         self.message.setText(page.message)
         for k, sv in enumerate(self.sections):
@@ -542,7 +800,7 @@ class LayerView(QWidget):
                 sv.title.setText(f"<b>{escape(sec.title)}</b>")
                 sv.note.setText(sec.note)
                 sv.note.setVisible(bool(sec.note))
-                sv.grid.set_tiles(sec.tiles)
+                sv.grid.set_tiles(sec.tiles, sec.group)
                 sv.show()
             else:
                 sv.hide()
@@ -590,8 +848,9 @@ class LayerView(QWidget):
             self.selection.select(cell.name, (*lead, *batch, row))
             return
         name, prefix = page.targets[tile]
-        if page.kind == CONV and page.channel_axis == CHANNELS_LAST:  # (sample, channel) of (N, H, W, C)
-            self.selection.select(name, (prefix[0], row, col, prefix[1]))
+        if page.kind == CONV and page.channel_axis != NCHW:  # (sample, channel[, depth]) of (N[, D], H, W, C)
+            sample, channel, *depth = prefix
+            self.selection.select(name, (sample, *depth, row, col, channel))
             return
         self.selection.select(name, (*prefix, row, col))
 
