@@ -33,6 +33,7 @@ class Breadcrumbs(QFrame):
         self.parts: list[QWidget] = []  # the widgets shown: the crumbs and the separators between them
         self._pool: list[tuple[QToolButton, QLabel]] = []  # every crumb made, each with the separator after it
         self.node: str | None = None
+        self.reserved_right = 0  # pixels at the band's right end kept for the find box while it is open
         self._lay = QHBoxLayout(self)
         self._lay.setContentsMargins(4, 1, 4, 1)
         self._lay.setSpacing(0)
@@ -167,9 +168,16 @@ class Breadcrumbs(QFrame):
     def _gap(self) -> int:
         return self.canvas.themes.theme.px(3)
 
+    def reserve_right(self, width: int) -> None:
+        """Keep `width` pixels at the right end of the band free (the find box sits there while open): the
+        crumbs are named shorter, module within module, where they would reach it."""
+        if width != self.reserved_right:
+            self.reserved_right = width
+            self.refresh()
+
     def _room(self) -> int:
-        """The widest the crumbs may be: the canvas, less a margin each side."""
-        return max(120, self.canvas.width() - 2 * self.canvas.themes.theme.px(8))
+        """The widest the crumbs may be: the canvas, less a margin each side and the room kept at the right."""
+        return max(120, self.canvas.width() - 2 * self.canvas.themes.theme.px(8) - self.reserved_right)
 
     def _place(self) -> None:
         if self.canvas._scene is None:  # the canvas is still being built

@@ -2,8 +2,8 @@
 
 Ctrl+F finds a node by name, op or module (`search.SearchBar`); Space goes to the current step; the
 minimap (View ▸ Minimap) shows the whole graph with the view outlined; breadcrumbs show the module
-path of the selected node. The widgets float over the canvas: the search box top right, the
-breadcrumbs top left, the minimap bottom right.
+path of the selected node. The widgets float over the canvas: the breadcrumbs at the left end and the search
+box at the right end of the band along its top (`GraphView.set_top_band`), the minimap bottom right.
 """
 
 from __future__ import annotations
@@ -36,18 +36,20 @@ class Navigation:
 
 
 class _Placer(QObject):
-    """Keeps the search box in the canvas's top-right corner as the canvas resizes."""
+    """Keeps the search box at the right end of the canvas's top band as the canvas and the band resize, and the
+    crumbs clear of it while it is open."""
 
-    def __init__(self, canvas: GraphView, search: SearchBar) -> None:
+    def __init__(self, canvas: GraphView, search: SearchBar, crumbs: Breadcrumbs) -> None:
         super().__init__(canvas)
-        self.canvas, self.search = canvas, search
+        self.canvas, self.search, self.crumbs = canvas, search, crumbs
         canvas.viewChanged.connect(self.place)
+        search.closed.connect(self.place)
 
     def place(self) -> None:
         margin = self.canvas.themes.theme.px(8)
-        self.search.adjustSize()
-        vp = self.canvas.viewport().rect()
-        self.search.move(max(0, vp.right() - self.search.width() - margin), margin)
+        right = self.canvas.viewport().geometry().right() + 1
+        self.search.place(right, self.canvas.viewportMargins().top(), margin)
+        self.crumbs.reserve_right(self.search.width() + margin if self.search.isVisible() else 0)
 
 
 def install_navigation(window: Any) -> Navigation:
@@ -56,14 +58,14 @@ def install_navigation(window: Any) -> Navigation:
     search = SearchBar(lambda: canvas.bridge.session.graph, lambda: canvas.selection.node, canvas)
     search.goTo.connect(canvas.reveal)
     search.closed.connect(lambda: canvas.setFocus(Qt.FocusReason.OtherFocusReason))
-    placer = _Placer(canvas, search)
     canvas.bridge.sessionChanged.connect(lambda _s: search.graph_changed())
     minimap = Minimap(canvas)
     crumbs = Breadcrumbs(canvas)
+    placer = _Placer(canvas, search, crumbs)
 
     def open_search() -> None:
-        placer.place()
         search.open_bar()
+        placer.place()
 
     find = QAction("&Find node…", window)
     find.setShortcut(QKeySequence(FIND_KEYS))

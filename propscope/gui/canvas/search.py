@@ -4,6 +4,11 @@
 keystroke (20,000 nodes take a few milliseconds). `SearchBar` is the box over the canvas: typing
 goes to the first hit at or after the selected node, Enter to the next, Shift+Enter back, Escape
 closes it. Going to a hit opens the boxes hiding it, selects it and centres it (`GraphView.reveal`).
+
+The box sits at the right end of the band along the top of the canvas where the breadcrumbs sit at the left end
+(`SearchBar.place`), not over the graph: placed at a fixed margin from the canvas's top it lay half in the band and
+half over the graph, covering the top of whatever was drawn there (the 3-D U-Net's max_pool3d title at 1920×1080 in
+projector mode).
 """
 
 from __future__ import annotations
@@ -96,6 +101,14 @@ class SearchBar(QFrame):
     def close_bar(self) -> None:
         self.hide()
         self.closed.emit()
+
+    def place(self, right: int, band: int, margin: int) -> None:
+        """Put the box `margin` pixels in from `right` (the canvas's right edge, in the canvas's coordinates): in
+        the top band (`band` pixels high), centred in its height as the crumbs are; where there is no band (a graph
+        without modules has no crumbs) or the box is taller than it, just below it. Never across its edge."""
+        self.adjustSize()
+        in_band = band > 0 and self.height() <= band
+        self.move(max(0, right - self.width() - margin), (band - self.height()) // 2 if in_band else band + margin)
 
     # -- searching -----------------------------------------------------------------------------
     def search(self, graph: Graph, query: str, start: str | None = None) -> list[str]:
