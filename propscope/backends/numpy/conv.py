@@ -331,17 +331,22 @@ def _max_pool(x: Array, g: Grid) -> Array:
     return _windows(_pad(x, g, -np.inf), g).max(axis=(4, 5))
 
 
-def _max_pool_grad(gout: Array, x: Array, g: Grid) -> Array:
+def _winners(x: Array, g: Grid) -> Array:
+    """Each window's winning tap (u·kw + v), found tap by tap (never the kh·kw copies of the window matrix): the
+    first largest in row, column order, as PyTorch picks; a NaN wins over numbers, and the first NaN over later
+    ones."""
     win = _windows(_pad(x, g, -np.inf), g)
-    taps = [(u, v) for u in range(g.kernel[0]) for v in range(g.kernel[1])]
-    # each window's winner, tap by tap (never the kh·kw copies of the window matrix): the first largest in row,
-    # column order, as PyTorch picks; a NaN wins over numbers, and the first NaN over later ones
     best, winner = win[..., 0, 0].copy(), np.zeros(win.shape[:4], dtype=np.intp)
-    for i, (u, v) in enumerate(taps[1:], start=1):
-        tap = win[..., u, v]
+    for i in range(1, g.kernel[0] * g.kernel[1]):
+        tap = win[..., i // g.kernel[1], i % g.kernel[1]]
         better = (tap > best) | (np.isnan(tap) & ~np.isnan(best))
         np.copyto(best, tap, where=better)
         winner[better] = i
+    return winner
+
+
+def _max_pool_grad(gout: Array, x: Array, g: Grid) -> Array:
+    winner = _winners(x, g)
     gxp = np.zeros((*x.shape[:2], *g.padded), dtype=gout.dtype)
     for i, (_, _, (rows, cols)) in enumerate(_offsets(g)):  # ∂L/∂out where each winner sat, tap by tap
         gxp[:, :, rows, cols] += np.where(winner == i, gout, 0.0)
@@ -428,6 +433,46 @@ def _(g: Array, x: Array, out: Array, kernel_size: Any, stride: Any, padding: An
       count_include_pad: bool) -> tuple[Array]:
     geo = _pool_grid(x, kernel_size, stride, padding, 1, ceil_mode)
     return (_back(_avg_pool_grad(_image(g), geo, count_include_pad), x),)
+
+
+# -- max unpooling: each pooled value put back where its window's maximum sat ------------------------------------
+def _unpool_positions(x: Array, g: Grid, out: tuple[int, int]) -> Array:
+    """(N, C, windows): the flat position in each plane of x of each window's winner, as PyTorch's max-pool
+    indices, checked to fall inside an output plane of `out` (PyTorch reads them as flat positions there)."""
+    winner = _winners(x, g)
+    (_, kw), (sh, sw), (dh, dw), (oh, ow) = g.kernel, g.stride, g.dilation, g.out
+    rows = np.arange(oh)[:, None] * sh + (winner // kw) * dh - g.pads[0]
+    cols = np.arange(ow)[None, :] * sw + (winner % kw) * dw - g.pads[2]
+    if rows.min() < 0 or cols.min() < 0 or rows.max() >= x.shape[2] or cols.max() >= x.shape[3]:
+        raise ValueError("max_unpool2d: a pooling window holds only padding, so its maximum has no position")
+    flat = (rows * x.shape[3] + cols).reshape(*x.shape[:2], -1)
+    if flat.max() >= out[0] * out[1]:
+        raise ValueError(f"max_unpool2d: a max-pool index {int(flat.max())} lies beyond the {out[0]}×{out[1]} output")
+    return flat
+
+
+def _unpool_geo(x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
+                output_size: Any) -> tuple[Grid, tuple[int, int]]:
+    g = grid(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode, "max_unpool2d")
+    out = output_size or x.shape[2:]
+    return g, (int(out[0]), int(out[1]))
+
+
+@kernel("max_unpool2d")
+def max_unpool2d(y: Array, x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
+                 output_size: Any) -> Array:
+    g, out = _unpool_geo(x, kernel_size, stride, padding, dilation, ceil_mode, output_size)
+    result = np.zeros((*y.shape[:2], out[0] * out[1]), dtype=y.dtype)
+    np.put_along_axis(result, _unpool_positions(x, g, out), y.reshape(*y.shape[:2], -1), axis=2)
+    return result.reshape(*y.shape[:2], *out)
+
+
+@max_unpool2d.gradient
+def _(g: Array, y: Array, x: Array, out: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+      ceil_mode: bool, output_size: Any) -> tuple[Array, None]:
+    geo, size = _unpool_geo(x, kernel_size, stride, padding, dilation, ceil_mode, output_size)
+    taken = np.take_along_axis(g.reshape(*g.shape[:2], -1), _unpool_positions(x, geo, size), axis=2)
+    return taken.reshape(y.shape), None  # x only places the values: no gradient, as PyTorch's indices have none
 
 
 # -- adaptive pooling: windows of PyTorch's adaptive sizes ---------------------------------------

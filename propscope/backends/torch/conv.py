@@ -106,6 +106,21 @@ def adaptive_max_pool2d(x: Tensor, output_size: Any) -> Tensor:
     return F.adaptive_max_pool2d(x, adaptive_size(tuple(x.shape), output_size))
 
 
+@kernel("max_unpool2d")
+def max_unpool2d(y: Tensor, x: Tensor, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool,
+                 output_size: Any) -> Tensor:
+    g = grid(x.shape[2:], kernel_size, stride, padding, dilation, ceil_mode, "max_unpool2d")
+    out = tuple(int(v) for v in (output_size or x.shape[2:]))
+    with torch.no_grad():  # the positions only: torch's max-pool indices, over the −∞-padded image, then unpadded
+        padded = F.pad(x, _torch_pad(g), value=float("-inf"))
+        _, index = F.max_pool2d(padded, g.kernel, g.stride, 0, g.dilation, ceil_mode, return_indices=True)
+        index = index[:, :, : g.out[0], : g.out[1]]
+        width = padded.shape[3]
+        flat = (index // width - g.pads[0]) * x.shape[3] + index % width - g.pads[2]
+    result = y.new_zeros((*y.shape[:2], out[0] * out[1]))
+    return result.scatter(2, flat.flatten(2), y.flatten(2)).reshape(*y.shape[:2], *out)
+
+
 @kernel("im2col")
 def im2col(x: Tensor, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Tensor:
     g = grid(x.shape[2:], kernel_size, stride, padding, dilation)

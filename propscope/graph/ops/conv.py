@@ -416,6 +416,35 @@ define(OpDef(
 ))
 
 
+def _max_unpool2d(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    y, x = shapes[0], shapes[1]
+    _image(y, "max_unpool2d")
+    _image(x, "max_unpool2d")
+    g = grid(x[2:], attrs["kernel_size"], attrs.get("stride"), attrs.get("padding", 0), attrs.get("dilation", 1),
+             attrs.get("ceil_mode", False), "max_unpool2d")
+    if tuple(y) != (x[0], x[1], *g.out):
+        raise ShapeError(f"max_unpool2d: values {S.fmt(y)} are not the {g.kernel[0]}×{g.kernel[1]} max pool of "
+                         f"{S.fmt(x)}, which is {S.fmt((x[0], x[1], *g.out))}")
+    out = pair(attrs.get("output_size") or x[2:], "output_size")
+    if min(out) < 1:
+        raise ShapeError(f"max_unpool2d: output size {out} must be positive")
+    return x[0], x[1], out[0], out[1]
+
+
+define(OpDef(
+    "max_unpool2d", ("y", "x"),
+    "out[n, c, p] = y[n, c, i, j] where p is the position of window (i, j)'s largest x (its max pool's index); "
+    "0 elsewhere",
+    {"y": "∂L/∂y[n, c, i, j] = ∂L/∂out[n, c, p] at the position p of window (i, j)'s largest x",
+     "x": "none: x only says where each value goes (the pool's indices)"},
+    _max_unpool2d, "unpool", category="conv", min_arity=2, nondifferentiable=frozenset({"x"}),
+    default_attrs={"kernel_size": 2, "stride": None, "padding": 0, "dilation": 1, "ceil_mode": False,
+                   "output_size": None},
+    summary="max unpooling (SegNet's decoder, nn.MaxUnpool2d): each pooled value put back where its window's "
+            "maximum sat in the pool's input x, zeros elsewhere, on an output of output_size (x's size by default)",
+))
+
+
 # -- im2col and col2im (nn.Unfold and nn.Fold) ------------------------------------------------------------------
 def _im2col(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     x = shapes[0]

@@ -81,6 +81,15 @@ class Missing:
 
 
 @dataclass
+class PoolIndices(Missing):
+    """A 2-D max pool's indices: not computed, but a max unpool that reads them becomes `max_unpool2d` of the pooled
+    values and the pool's input (`source`), under the pool's geometry (`attrs`); any other use is Missing's."""
+
+    source: Any
+    attrs: dict[str, Any]
+
+
+@dataclass
 class Ctx:
     name: str
     module: str

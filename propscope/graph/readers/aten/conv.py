@@ -10,6 +10,7 @@ from ...ir import Node
 from .._aten import (
     Ctx,
     Missing,
+    PoolIndices,
     Translator,
     Unmapped,
     aten,
@@ -85,7 +86,21 @@ def _max_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
              "padding": pair_arg(a.get("padding"), 0), "dilation": pair_arg(a.get("dilation"), 1),
              "ceil_mode": bool(a.get("ceil_mode", False))}
     node = t.b.op(f"max_pool{dims}d", x, name=ctx.name, module=ctx.module, attrs=attrs)
-    return [node, Missing("max-pool indices")] if op_key(ctx.target).endswith("indices") else node
+    if not op_key(ctx.target).endswith("indices"):
+        return node
+    return [node, PoolIndices("max-pool indices", x, attrs) if dims == 2 else Missing("max-pool indices")]
+
+
+@aten("max_unpool2d")
+def _max_unpool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """SegNet's decoder: the pooled values put back where the maxima of the pool's input sat."""
+    indices = a.get("indices")
+    if not isinstance(indices, PoolIndices):
+        raise Unmapped("max_unpool2d of indices that no 2-D max pool of this program made")
+    y = t.node(self_arg(a), ctx)
+    size = pair_arg(a.get("output_size"), 0)
+    attrs = {**indices.attrs, "output_size": None if not size else (size, size) if isinstance(size, int) else size}
+    return t.b.op("max_unpool2d", y, indices.source, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
 @aten("avg_pool2d", "avg_pool1d", "avg_pool3d")

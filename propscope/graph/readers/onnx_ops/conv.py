@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Missing, Unmapped
+from .._aten import Missing, PoolIndices, Unmapped
 from .._build import check_shape
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import op
@@ -126,6 +126,21 @@ def _conv_transpose(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     return r.b.op("reshape", y, name=ctx.name, module=ctx.module, attrs={"shape": (n, y.shape[1], y.shape[3])})
 
 
+@onnx_op("MaxUnpool")
+def _max_unpool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """MaxUnpool of a 2-D MaxPool's own indices, back to the pool input's size (ONNX's indices are flat over the
+    whole tensor, PyTorch's per plane: the same places only on a plane of that size)."""
+    indices = ins[1] if len(ins) > 1 else None
+    if not isinstance(indices, PoolIndices):
+        raise Unmapped("MaxUnpool of indices that no 2-D MaxPool of this graph made")
+    y = r.node(ins[0], ctx)
+    size = tuple(indices.source.shape[2:])
+    wanted = r.folded(ins[2]) if len(ins) > 2 and ins[2] is not None else None
+    if wanted is not None and tuple(int(v) for v in wanted.reshape(-1)[-2:]) != size:
+        raise Unmapped(f"MaxUnpool to {tuple(int(v) for v in wanted.reshape(-1))}, not its pool's input size {size}")
+    return op(r, ctx, "max_unpool2d", y, indices.source, **indices.attrs, output_size=size)
+
+
 @onnx_op("Col2Im")
 def _col2im(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """Col2Im (nn.Fold) of 2-D images: image_shape and block_shape must be known when the file is read."""
@@ -155,6 +170,7 @@ def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     include = bool(ctx.attrs.get("count_include_pad", 0))
     if not is_max and any(d != 1 for d in dilations):
         raise Unmapped("AveragePool with dilations (the catalog's average pool has none)")
+    padded_first = False  # the indices of a max pool over an explicit pad step would be the padded image's
     if any(max(p) > k // 2 for p, k in zip(pairs, kernel, strict=True)):  # PyTorch's limit: half the kernel
         if not is_max and not include:
             raise Unmapped("AveragePool with count_include_pad=0 and pads over half the window")
@@ -163,12 +179,14 @@ def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         x = r.b.op("pad", x, name=f"{ctx.name}.padded", module=ctx.module,
                    attrs={"pads": ((0, 0), (0, 0), *pairs), "mode": "constant", "value": LOWEST if is_max else 0.0})
         pairs = [(0, 0)] * dims
+        padded_first = True
     attrs: dict[str, Any] = {"kernel_size": _one(list(kernel)), "stride": _one(strides),
                              "padding": _padding_attr(pairs), "ceil_mode": ceil}
     name = f"{'max' if is_max else 'avg'}_pool{dims}d"
     if is_max:
         attrs["dilation"] = _one(dilations)
         node = r.b.op(name, x, name=ctx.name, module=ctx.module, attrs=attrs)
-        return [node, Missing("max-pool indices (ONNX's flat argmax positions)")]
+        why = "max-pool indices (ONNX's flat argmax positions)"
+        return [node, PoolIndices(why, x, attrs) if dims == 2 and not padded_first else Missing(why)]
     attrs["count_include_pad"] = include
     return op(r, ctx, name, x, **attrs)
