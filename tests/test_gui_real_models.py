@@ -60,6 +60,14 @@ CASES = {
     "bigru": Case("gru", "step step end box hover home find zoomin space fit", RECURRENT),
     "gpt2": Case("h.1.attn", "fit find unfold hover step end space fold zoomout zoomin home box step end", ATTENTION),
     "bert": Case("layer.0.attention", "end space find unfold zoomout zoomin fold box hover home step", ATTENTION),
+    # the zoo's later arrivals: volumes (3-D convolutions, pooling and transposed convolutions), a segmentation
+    # head, and the transformers of today (RMSNorm and rotary positions, encoder-decoders, audio)
+    "r3d_18": Case("layer2.0.downsample", "end fit home step step zoomin box space find hover back", CONV),
+    "unet3d": Case("dec2", "step step space end fit zoomin box hover home step find back end", CONV),
+    "deeplabv3": Case("classifier.0.convs.1", "fit step end space box zoomout home find hover step back", CONV),
+    "llama": Case("layers.1.self_attn", "space step end find unfold zoomin fold box hover home step", ATTENTION),
+    "t5": Case("decoder.block.0.layer.1", "end fit find box home step space zoomin hover back", ATTENTION),
+    "whisper": Case("encoder.conv2", "step fit end box find space home zoomout hover step", ATTENTION),
 }
 
 
@@ -162,7 +170,20 @@ class Driver:
         elif word not in ("home", "find", "box"):  # views and folds leave the selection alone
             assert w.selection.node == selected, word
         assert w.inspector.header.text().startswith(f"<b>{w.selection.node}</b>"), word
+        self.crumbs_agree(word)
         assert w.debug.step.isEnabled() == (not s.at_end) and w.debug.reset.isEnabled() == (s.cursor > 0), word
+
+    def crumbs_agree(self, word: str) -> None:
+        """The breadcrumbs name the modules around the selected node, outermost first, then the node, in the band
+        above the graph."""
+        crumbs, name = self.w.navigation.breadcrumbs, self.w.selection.node
+        path = crumbs.path(name) if name is not None else []
+        assert crumbs.isVisible() == bool(path), word
+        if path:
+            assert crumbs.node == name and len(crumbs.crumbs) == len(path) + 1, word
+            assert crumbs.crumbs[-1].text() == name, word
+            assert [b.property("unitKey") for b in crumbs.crumbs[:-1]] == [key for key, _title in path], word
+            assert crumbs.geometry().bottom() < self.canvas.viewport().geometry().top(), word
 
     def centred(self, name: str, what: str) -> None:
         """`name` (or the box drawn for it) is in the middle of the canvas, at a readable zoom."""
@@ -351,7 +372,10 @@ def check_layer_view(window: MainWindow, name: str) -> None:
     tiles = [t for sec in page.sections for t in sec.tiles]
     assert page.sections and tiles and all(np.isfinite(t.matrix).all() for t in tiles)
     value = np.asarray(s.value(name))
-    if kind == CONV:  # the node's own feature maps, the first of sample 0 first
+    if kind == CONV and value.ndim == 5:  # a volume: the first map of sample 0 at the depth slice chosen
+        assert view.depth_box.isVisible() == (page.depths > 1) and page.depth == view.depth_box.value()
+        np.testing.assert_array_equal(page.sections[-1].tiles[0].matrix, value[0, 0, page.depth])
+    elif kind == CONV:  # the node's own feature maps, the first of sample 0 first
         np.testing.assert_array_equal(page.sections[-1].tiles[0].matrix, value[0, 0])
     elif kind == ATTENTION:  # softmax weights: every row of every head sums to one
         for t in page.sections[0].tiles:
