@@ -15,7 +15,8 @@ import pytest
 from PySide6.QtCore import Qt
 from test_gui_real_models import Exported, open_window, settle
 
-from propscope.gui.inspect.layer_view import CONV, depth_taps
+from propscope.graph.ir import Graph
+from propscope.gui.inspect.layer_view import CONV, depth_taps, view_kind
 from propscope.gui.main_window import MainWindow
 
 torch = pytest.importorskip("torch")
@@ -57,6 +58,21 @@ def click_cell(qtbot, grid, tile: int, row: int, col: int) -> None:
     settle()
 
 
+def test_only_what_the_graph_shows_to_be_a_volume_gets_depth_slices():
+    """Llama's grouped-query attention expands its keys to (batch, kv heads, repeats, tokens, features): 5-D, but
+    nothing there is a depth, a height or a channel."""
+    g = Graph("volumes and not")
+    keys = g.input("keys", (2, 2, 8, 4))
+    repeated = g.add("expand", g.add("reshape", keys, name="unsqueeze", attrs={"shape": (2, 2, 1, 8, 4)}),
+                     name="expand", attrs={"shape": (2, 2, 2, 8, 4)})
+    clip = g.input("clip", (2, 3, 4, 8, 8))
+    weight = g.parameter("conv.weight", (5, 3, 3, 3, 3), module="conv")
+    conv = g.add("conv3d", clip, weight, name="conv", attrs={"padding": 1}, module="conv")
+    g.set_outputs(repeated, conv)
+    assert view_kind(g, repeated) is None and view_kind(g, g["unsqueeze"]) is None
+    assert view_kind(g, conv) == view_kind(g, clip) == view_kind(g, weight) == CONV
+
+
 def test_a_volume_is_drawn_one_depth_slice_at_a_time_chosen_from_the_keyboard(qtbot, window):
     s = window.bridge.session
     assert not window.layer_dock.isHidden()  # offered: the model has 3-D convolutions
@@ -91,6 +107,11 @@ def test_a_volume_is_drawn_one_depth_slice_at_a_time_chosen_from_the_keyboard(qt
     window.selection.select(relu, (1, 1, 6, 2, 2))
     settle()
     assert box.value() == 6 and view.page.sections[-1].tiles[1].marks == [(2, 2, 3, 3)]
+    view.mode.setCurrentIndex(1)  # the gradients, slice by slice as the values
+    view.mode.activated.emit(1)
+    settle()
+    assert view.page.sections[-1].title.startswith(f"∂L/∂{relu} · sample 1 · depth 6")
+    np.testing.assert_array_equal(view.page.sections[-1].tiles[3].matrix, np.asarray(s.grad(relu))[1, 3, 6])
 
 
 def test_the_slice_is_kept_while_stepping_through_values_of_the_same_depth(qtbot, window):

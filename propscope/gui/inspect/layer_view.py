@@ -94,7 +94,12 @@ def view_kind(graph: Graph, node: Node) -> str | None:
         return ATTENTION  # softmax(q kᵀ) @ v: attention lowered to products, as the readers write it
     if node.op.category == "recurrent" or (node.meta.get("time") is not None and recurrent_cells(graph, node.module)):
         return RECURRENT
-    if len(node.shape) in (4, 5):
+    if len(node.shape) == 4:
+        return CONV
+    if len(node.shape) == 5 and (layout_known(graph, node) or _volume_filter_op(graph, node)):
+        # only what the graph shows to be a volume (next to 3-D ops) or a 3-D filter bank: Llama's keys and values
+        # expanded to (batch, kv heads, repeats, tokens, features) for grouped-query attention are 5-D too, and
+        # drawn as depth slices of channel maps they read as something they are not
         return CONV
     return None
 
@@ -388,9 +393,8 @@ def volume_page(s: Session, node: Node, sample: int, depth: int, gradient: bool,
         page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} (batch, depth, h, w, " \
                         "channels): channels last, one map per channel at one depth slice"
     else:
-        read_as = "" if layout_known(s.graph, node) else "read as "
         page.headline = f"Feature maps of {escape(node.name)} · {fmt_shape(node.shape)} " \
-                        f"({read_as}batch, channels, depth, h, w): one depth slice"
+                        "(batch, channels, depth, h, w): one depth slice"
     if value is None:
         page.message = _not_yet(s, node, gradient)
         return page
@@ -464,9 +468,9 @@ def _volume_window_page(s: Session, node: Node, sample: int, depth: int, gradien
             t.outlined = filter_out == o
     inside = [z for z in taps if 0 <= z < x.shape[2]]
     reads = f"depths {inside[0]}…{inside[-1]}" if len(inside) > 1 else f"depth {inside[0]}" if inside else "padding"
-    page.sections.append(Section(f"{word}{x_node.name} (input) · sample {sample} · the {reads} that output depth "
-                                 f"{depth} reads", in_tiles, _more(x.shape[1], in_channels, "channels"),
-                                 group=len(taps)))
+    page.sections.append(Section(f"{word}{x_node.name} (input) · sample {sample} · channel by channel, the {reads} "
+                                 f"that output depth {depth} reads", in_tiles,
+                                 _more(x.shape[1], in_channels, "channels"), group=len(taps)))
     if filters:
         page.sections.append(Section(f"{word}{node.inputs[1].name}{_volume_filters_legend(w_shape, False)}",
                                      filters, group=w_shape[2]))
