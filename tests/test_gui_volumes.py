@@ -94,6 +94,14 @@ def test_a_volume_is_drawn_one_depth_slice_at_a_time_chosen_from_the_keyboard(qt
     qtbot.keyClick(box, Qt.Key.Key_Up)
     settle()
     assert box.value() == start + 1 and view.page.depth == start + 1
+    cursor = s.cursor
+    for key, at in ((Qt.Key.Key_Left, cursor - 1), (Qt.Key.Key_PageUp, cursor - 2), (Qt.Key.Key_PageDown, cursor - 1),
+                    (Qt.Key.Key_Right, cursor)):
+        qtbot.keyClick(box, key)  # the step keys still step (a spin box would take them for itself)
+        settle()
+        assert s.cursor == at and box.hasFocus() and box.value() == start + 1, key
+    window.selection.select(relu)  # stepping selected the step's node
+    settle()
     np.testing.assert_array_equal(view.page.sections[-1].tiles[2].matrix, value[0, 2, start + 1])
     view.sample.setValue(1)
     settle()

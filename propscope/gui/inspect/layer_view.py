@@ -23,7 +23,8 @@ from html import escape
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
 from ...backends.numpy.attention import attention_weights
@@ -34,7 +35,7 @@ from ...graph.ops.conv import pads4, pair
 from ...graph.ops.conv3d import pads6, triple
 from ..bridge import SessionBridge
 from ..format import fmt_num, fmt_shape, symmetric_range
-from ..guard import guarded
+from ..guard import guarded, guarded_answer
 from ..selection import Selection
 from ..theme import ThemeManager
 from .channels import NCHW, channel_axis, layout_known
@@ -649,6 +650,23 @@ class _SectionView(QWidget):
         lay.addWidget(self.note)
 
 
+class DepthBox(QSpinBox):
+    """The depth slice shown: ↑ and ↓ choose it while it has the focus, and the window's step keys still step (a
+    spin box takes ← and → for its text cursor, and PageUp, PageDown, Home and End for itself, so a presenter
+    remote's PageDown would have jumped ten slices instead of taking the next step)."""
+
+    STEP_KEYS = frozenset({Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown,
+                           Qt.Key.Key_Home, Qt.Key.Key_End})
+
+    @guarded_answer(False)
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ShortcutOverride and isinstance(event, QKeyEvent) \
+                and event.key() in self.STEP_KEYS:
+            event.ignore()  # not overridden: the window's shortcut takes the key
+            return True
+        return super().event(event)
+
+
 class LayerView(QWidget):
     """The dock's content: the page for the selected node, or a list of nodes that have one."""
 
@@ -672,11 +690,11 @@ class LayerView(QWidget):
         self.sample.setPrefix("sample ")
         self.sample.setToolTip("Which example of the batch to show")
         self.sample.valueChanged.connect(lambda _v: self.refresh())
-        self.depth_box = QSpinBox()
+        self.depth_box = DepthBox()
         self.depth_box.setObjectName("layerDepth")
         self.depth_box.setPrefix("depth ")
-        self.depth_box.setToolTip("Which depth slice of the volume to show (a video's frame): ↑ and ↓, PageUp and "
-                              "PageDown once it has the focus (Tab or a click), or the mouse wheel over it")
+        self.depth_box.setToolTip("Which depth slice of the volume to show (a video's frame): ↑ and ↓ once it has "
+                                  "the focus (Tab or a click), a number typed, or the mouse wheel over it")
         self.depth_box.setAccessibleName("Depth slice")
         self.depth_box.valueChanged.connect(lambda _v: self.refresh())
         self._depths = 0  # the depth of the volume last drawn: its slice is kept for values of the same depth
@@ -688,8 +706,7 @@ class LayerView(QWidget):
         self.mode.activated.connect(lambda _i: self.refresh())
         for w in (self.sample, self.mode):
             w.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # the arrow keys stay with stepping
-        # reached by Tab too: scrubbing through a volume is done from the keyboard, slice by slice (← and → still
-        # step while it has the focus: they are the window's keys and a spin box uses ↑ and ↓)
+        # reached by Tab too: scrubbing through a volume is done from the keyboard, slice by slice
         self.depth_box.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         controls = QHBoxLayout()
         controls.addWidget(self.mode)
