@@ -138,7 +138,7 @@ def test_subgraphs_are_skipped_and_objects_are_bounded() -> None:
     node = _field(4, 2, b"If") + _field(1, 2, b"c") + _field(2, 2, b"y") + _field(5, 2, branch)
     value = _field(1, 2, b"c") + _field(2, 2, _field(1, 2, _field(1, 0, b"\x09") + _field(2, 2, b"")))
     graph = _field(1, 2, node) + _field(11, 2, value) + _field(12, 2, _field(1, 2, b"y"))
-    with pytest.raises(ModelFormatError, match="^if.onnx: output 'y' cannot be built .*unsupported op If"):
+    with pytest.raises(ModelFormatError, match=r"^if\.onnx: .*unsupported op If"):
         open_bytes(_field(1, 0, b"\x08") + _field(7, 2, graph), "if.onnx")
     # a million empty nodes: 2 bytes each in the file, a Python object each in memory: charged, and refused
     many = _field(7, 2, _field(1, 2, b"") * 1_000_000)
