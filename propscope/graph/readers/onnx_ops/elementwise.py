@@ -7,6 +7,7 @@ isinf), through which no gradient flows, as in PyTorch.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,8 @@ from ...ir import Node
 from .._aten import Unmapped
 from .._budget import fold_room
 from .._build import finite_mask
-from ..onnx_reader import CATALOG_UNARY, Ctx, Reader, onnx_op
+from ..onnx_reader import CATALOG_UNARY, ONNX_DTYPES, Ctx, Init, Reader, onnx_op
+from .constants import _identity
 from .constants import _where as _where_folded
 from .naming import operand
 
@@ -195,3 +197,76 @@ def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     cond = r.node(ins[0], ctx, hint="condition")
     return op(r, ctx, "where", cond, r.node(finite_mask(ins[1]), ctx, hint="a"),
               r.node(finite_mask(ins[2]), ctx, hint="b"))
+
+
+# -- Cast --------------------------------------------------------------------------------------------------------
+_MASKS = frozenset({"compare", "logical", "isnan", "isinf"})  # catalog ops whose values are booleans
+_WHOLE = frozenset({"argmax", "argmin"})  # and those whose values are whole numbers
+_FLOATS = frozenset({"float16", "bfloat16", "float32", "float64"})
+# per open file: each value's element type as the file declares it, and the input of each Cast (read once, and
+# only for a file that casts a computed value to an integer or bool type)
+_DECLARED: weakref.WeakKeyDictionary[Reader, tuple[dict[str, str], dict[str, str]]] = weakref.WeakKeyDictionary()
+
+
+def _declared_types(r: Reader) -> tuple[dict[str, str], dict[str, str]]:
+    found = _DECLARED.get(r)
+    if found is None:
+        g = r.graph
+        types = {vi.name: ONNX_DTYPES.get(vi.type.tensor_type.elem_type, "")
+                 for vi in (*g.input, *g.value_info, *g.output)}
+        types.update((i.name, ONNX_DTYPES.get(i.data_type, "")) for i in g.initializer)
+        sources = {o: n.input[0] for n in g.node if n.op_type in ("Cast", "CastLike") and n.input for o in n.output}
+        found = _DECLARED[r] = types, sources
+    return found
+
+
+def _kind(r: Reader, x: Node, ctx: Ctx) -> str:
+    """What a computed value holds: "bool", "int" (whole numbers) or "float" (anything, as far as we know).
+
+    The producing op tells (masks, argmax, an earlier cast, a typed input); else the file's declared type of the
+    Cast's input, where it declares one."""
+    name = x.op.name
+    if name in _MASKS:
+        return "bool"
+    if name in _WHOLE or (x.meta.get("original_op") in ("Cast", "CastLike") and name == "sub"):
+        return "int"
+    dtype = str(x.meta.get("dtype", "")) if x.is_leaf else ""
+    if not dtype and ctx.outputs:
+        types, sources = _declared_types(r)
+        dtype = types.get(sources.get(ctx.outputs[0], ""), "")
+    return "bool" if dtype == "bool" else "float" if not dtype or dtype in _FLOATS else "int"
+
+
+@onnx_op("Cast", "CastLike")
+def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """A cast to a float type is the value itself (the session's dtype governs). A cast to an integer type drops a
+    computed float's fraction, x − fmod(x, 1) (exactly truncation toward zero, with trunc's derivative 0), and one
+    to bool is x ≠ 0, a mask; T5's relative-position buckets are logarithms truncated so. Values the file or their
+    op shows to be integers or masks already keep their values."""
+    if ctx.op == "Cast":
+        target = ONNX_DTYPES.get(int(ctx.attrs.get("to", 1)), "float32")
+    else:
+        like = ins[1] if len(ins) > 1 else None
+        known = like.array if isinstance(like, Init) else r.folded(like)
+        if known is not None:
+            target = known.dtype.name
+        else:
+            types, _ = _declared_types(r)
+            target = types.get(ctx.outputs[0], "") if ctx.outputs else ""
+    x = ins[0]
+    c = r.folded(x)
+    if c is not None:
+        fold_room((c,), f"{ctx.op} {ctx.name!r} of a constant", r.where)
+        if not target or target in _FLOATS:  # folded float math runs in float64, as PyTorch's float64 run
+            return c.astype(np.float64) if target else c
+        return c != 0 if target == "bool" else c.astype(target)  # NumPy truncates toward zero, as ONNX
+    if not target or target in _FLOATS:
+        return _identity(r, ins[:1], ctx)
+    node = r.node(x, ctx)
+    kind = _kind(r, node, ctx)
+    if kind == "bool" or (kind == "int" and target != "bool"):
+        return node
+    if target == "bool":
+        return op(r, ctx, "compare", node, const(r, ctx, 0.0, "zero"), op="ne")
+    fraction = op(r, ctx, "fmod", node, const(r, ctx, 1.0, "one"), suffix="fraction")
+    return op(r, ctx, "sub", node, fraction)
