@@ -1,9 +1,11 @@
-"""Upsampling and padding on NumPy: each is a fixed linear map along each axis, applied one axis at a time.
+"""Upsampling, grid sampling and padding on NumPy.
 
 Upsampling multiplies by per-axis matrices A (output × input): out = A_h · x · A_wᵀ, and the gradient
 is the transposed map A_hᵀ · ∂L/∂out · A_w (volumes: one more matrix, A_d, along depth). Nearest
 upsampling copies by index in the forward (no arithmetic on the values at all). Padding gathers by
 index; its gradient adds each output's gradient back onto the input cell it was read from.
+Grid sampling gathers the 2×2 pixels around each point with bilinear weights; its gradient scatters the
+output's gradient back by the same weights (the image) and takes the image's slope at the point (the grid).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...graph.ops.resize import (
+    cubic_sources,
     linear_sources,
     nearest_sources,
     pad_pairs,
@@ -86,6 +89,145 @@ def upsample_bilinear2d(x: Array, output_size: Any, align_corners: bool, scales:
 def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array]:
     rows, cols = _bilinear_maps(x, output_size, align_corners, scales)
     return (np.matmul(np.matmul(rows.T, g), cols),)
+
+
+@functools.lru_cache(maxsize=256)
+def _bicubic(size: int, out: int, align_corners: bool, scale: float | None, dtype: str) -> Array:
+    """The (out, size) matrix of PyTorch's bicubic weights, in `dtype` (taps past the edge add to the edge)."""
+    matrix = np.zeros((out, size))
+    for i, (taps, weights) in enumerate(cubic_sources(size, out, align_corners, scale, dtype)):
+        for tap, weight in zip(taps, weights, strict=True):
+            matrix[i, tap] += weight
+    return _frozen(matrix.astype(dtype))
+
+
+def _bicubic_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array, Array]:
+    oh, ow = upsample_size(x.shape, output_size, scales, "upsample_bicubic2d")
+    sh, sw = (None, None) if align_corners else scale_pair(scales)
+    dtype = x.dtype.name
+    return (_bicubic(x.shape[2], oh, bool(align_corners), sh, dtype),
+            _bicubic(x.shape[3], ow, bool(align_corners), sw, dtype))
+
+
+@kernel("upsample_bicubic2d")
+def upsample_bicubic2d(x: Array, output_size: Any, align_corners: bool, scales: Any) -> Array:
+    rows, cols = _bicubic_maps(x, output_size, align_corners, scales)
+    return np.matmul(np.matmul(rows, x), cols.T)
+
+
+@upsample_bicubic2d.gradient
+def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array]:
+    rows, cols = _bicubic_maps(x, output_size, align_corners, scales)
+    return (np.matmul(np.matmul(rows.T, g), cols),)
+
+
+# -- grid_sample -------------------------------------------------------------------------------------------------
+def _reflect(v: Array, low2: int, high2: int) -> tuple[Array, Array]:
+    """v mirrored into [low2/2, high2/2] (PyTorch's reflect_coordinates), and ∂(mirrored)/∂v (±1)."""
+    if low2 == high2:
+        return np.zeros_like(v), np.zeros_like(v)
+    low, span = low2 / 2, (high2 - low2) / 2
+    shifted = v - low
+    sign = np.where(shifted < 0, -1.0, 1.0)
+    distance = np.abs(shifted)
+    extra = np.fmod(distance, span)
+    even = np.fmod(np.floor(distance / span), 2) == 0
+    return (np.where(even, extra + low, span - extra + low).astype(v.dtype),
+            np.where(even, sign, -sign).astype(v.dtype))
+
+
+def _pixel(coord: Array, size: int, padding: str, align_corners: bool) -> tuple[Array, Array]:
+    """A grid coordinate in [−1, 1] as a pixel position of an axis of `size` pixels, and its derivative."""
+    scale = (size - 1) / 2 if align_corners else size / 2
+    v = ((coord + 1) * (size - 1) / 2) if align_corners else (((coord + 1) * size - 1) / 2)
+    slope = np.full_like(v, scale)
+    if padding == "reflection":
+        v, flip = _reflect(v, 0, 2 * (size - 1)) if align_corners else _reflect(v, -1, 2 * size - 1)
+        slope = slope * flip
+    if padding in ("border", "reflection"):  # clamped into the image; the clamp's derivative is 0 outside
+        inside = (v > 0) & (v < size - 1)
+        v = np.clip(v, 0, size - 1)
+        slope = np.where(inside, slope, 0.0).astype(v.dtype)
+    return v, slope
+
+
+def _corner(x: Array, rows: Array, cols: Array) -> tuple[Array, Array]:
+    """x[n, :, rows, cols] as (N, h, w, C), 0 where (rows, cols) is outside the image, and that mask."""
+    n, _, height, width = x.shape
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    batch = np.arange(n).reshape(n, 1, 1)
+    picked = x[batch, :, np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)]
+    return np.where(inside[..., None], picked, 0.0).astype(x.dtype), inside
+
+
+def _grid_points(x: Array, grid: Array, padding_mode: str, align_corners: bool
+                 ) -> tuple[Array, Array, Array, Array]:
+    """Each point's pixel position (u along the width, v along the height) and their derivatives."""
+    _, _, height, width = x.shape
+    u, du = _pixel(grid[..., 0], width, padding_mode, bool(align_corners))
+    v, dv = _pixel(grid[..., 1], height, padding_mode, bool(align_corners))
+    # far outside (or NaN) reads nothing: kept 2 pixels off the image so the indices stay small integers
+    u = np.where(np.isfinite(u), np.clip(u, -2, width + 1), -2).astype(u.dtype)
+    v = np.where(np.isfinite(v), np.clip(v, -2, height + 1), -2).astype(v.dtype)
+    return u, v, du, dv
+
+
+def _bilinear_corners(u: Array, v: Array) -> list[tuple[Array, Array, Array]]:
+    """(rows, cols, weight) of the 2×2 pixels around each point."""
+    q0, p0 = np.floor(u), np.floor(v)
+    fu, fv = u - q0, v - p0
+    q0i, p0i = q0.astype(np.int64), p0.astype(np.int64)
+    return [(p0i, q0i, (1 - fu) * (1 - fv)), (p0i, q0i + 1, fu * (1 - fv)),
+            (p0i + 1, q0i, (1 - fu) * fv), (p0i + 1, q0i + 1, fu * fv)]
+
+
+@kernel("grid_sample")
+def grid_sample(x: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool) -> Array:
+    u, v, _, _ = _grid_points(x, grid, padding_mode, align_corners)
+    if mode == "nearest":  # round half to even, as PyTorch's nearbyint
+        out, _ = _corner(x, np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))
+    else:
+        out = sum((w[..., None] * _corner(x, rows, cols)[0] for rows, cols, w in _bilinear_corners(u, v)),
+                  np.zeros((*u.shape, x.shape[1]), dtype=x.dtype))
+    return np.ascontiguousarray(np.moveaxis(out, -1, 1)).astype(x.dtype)
+
+
+def _scatter(gx: Array, rows: Array, cols: Array, inside: Array, values: Array) -> None:
+    """gx[n, :, rows, cols] += values (N, h, w, C) at the points inside the image."""
+    n, _, height, width = gx.shape
+    batch = np.broadcast_to(np.arange(n).reshape(n, 1, 1), rows.shape)
+    flat = (batch * height + rows) * width + cols
+    target = np.zeros((n * height * width, gx.shape[1]), dtype=gx.dtype)
+    np.add.at(target, flat[inside], values[inside])
+    gx += np.moveaxis(target.reshape(n, height, width, -1), -1, 1)
+
+
+@grid_sample.gradient
+def _(g: Array, x: Array, grid: Array, out: Array, mode: str, padding_mode: str, align_corners: bool
+      ) -> tuple[Array, Array]:
+    u, v, du, dv = _grid_points(x, grid, padding_mode, align_corners)
+    upstream = np.moveaxis(g, 1, -1)  # (N, h, w, C)
+    gx = np.zeros_like(x, dtype=g.dtype)
+    if mode == "nearest":  # the points move no pixel: no gradient for the grid
+        rows, cols = np.rint(v).astype(np.int64), np.rint(u).astype(np.int64)
+        _, inside = _corner(x, rows, cols)
+        _scatter(gx, rows, cols, inside, upstream)
+        return gx, np.zeros_like(grid, dtype=g.dtype)
+    q0, p0 = np.floor(u), np.floor(v)
+    fu, fv = u - q0, v - p0
+    corners = _bilinear_corners(u, v)
+    # ∂w/∂u and ∂w/∂v of the four weights, in the order of _bilinear_corners
+    dw_du = (-(1 - fv), 1 - fv, -fv, fv)
+    dw_dv = (-(1 - fu), -fu, 1 - fu, fu)
+    gu = np.zeros(u.shape, dtype=g.dtype)
+    gv = np.zeros(v.shape, dtype=g.dtype)
+    for (rows, cols, w), a, b in zip(corners, dw_du, dw_dv, strict=True):
+        values, inside = _corner(x, rows, cols)
+        _scatter(gx, rows, cols, inside, upstream * w[..., None])
+        slope = np.sum(upstream * values, axis=-1)  # Σ_c ∂L/∂out · x at this pixel
+        gu += slope * a
+        gv += slope * b
+    return gx, np.stack([gu * du, gv * dv], axis=-1).astype(g.dtype)
 
 
 # -- volumes: one map per axis of depth, height and width ----------------------------------------------------

@@ -1,4 +1,5 @@
-"""Upsampling and padding in torch: PyTorch's own ATen ops, so output size and source positions are its own."""
+"""Upsampling, grid sampling and padding in torch: PyTorch's own ATen ops, so output size and source positions are
+its own."""
 
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ def upsample_nearest2d(x: Tensor, output_size: Any, scales: Any) -> Tensor:
 def upsample_bilinear2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
     size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_bilinear2d"))
     return torch.ops.aten.upsample_bilinear2d.default(x, size, bool(align_corners), *scale_pair(scales))
+
+
+@kernel("upsample_bicubic2d")
+def upsample_bicubic2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
+    size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_bicubic2d"))
+    return torch.ops.aten.upsample_bicubic2d.default(x, size, bool(align_corners), *scale_pair(scales))
+
+
+@kernel("grid_sample")
+def grid_sample(x: Tensor, grid: Tensor, mode: str, padding_mode: str, align_corners: bool) -> Tensor:
+    return F.grid_sample(x, grid, mode=mode, padding_mode=padding_mode, align_corners=bool(align_corners))
 
 
 @kernel("upsample_nearest3d")

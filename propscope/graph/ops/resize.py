@@ -1,9 +1,10 @@
-"""Resizing images and volumes and padding tensors: nearest, bilinear and trilinear upsampling, and `pad` in
-four modes.
+"""Resizing images and volumes, sampling images at given points, and padding tensors: nearest, bilinear,
+bicubic and trilinear upsampling, `grid_sample`, and `pad` in four modes.
 
-Every op here is a fixed linear map along each axis: output position i reads one input position
-(nearest, pad) or a weighted pair of them (bilinear). The maps are computed here, in plain Python,
-with PyTorch's exact arithmetic (float32 where PyTorch uses it), and shared by both backends.
+Every resize and pad is a fixed linear map along each axis: output position i reads one input position
+(nearest, pad), a weighted pair of them (bilinear) or four (bicubic). The maps are computed here, in plain
+Python, with PyTorch's exact arithmetic (float32 where PyTorch uses it), and shared by both backends.
+`grid_sample` reads its positions from a second input, so its map is computed at run time, by the backends.
 """
 
 from __future__ import annotations
@@ -132,6 +133,45 @@ def linear_sources(size: int, out: int, align_corners: bool, scale: float | None
     return found
 
 
+CUBIC_A = -0.75  # PyTorch's (and ONNX Resize's default) cubic convolution coefficient
+
+
+def cubic_weights(t: Any) -> tuple[Any, Any, Any, Any]:
+    """Keys' cubic convolution weights of the 4 taps ⌊y⌋ − 1 … ⌊y⌋ + 2 at the fraction t = y − ⌊y⌋ (a = −0.75),
+    in t's own type (PyTorch computes them in the input's float type)."""
+    a = CUBIC_A
+
+    def near(d: Any) -> Any:  # |d| ≤ 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d: Any) -> Any:  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return far(t + 1), near(t), near(1 - t), far(2 - t)
+
+
+def cubic_sources(size: int, out: int, align_corners: bool, scale: float | None, dtype: str
+                  ) -> list[tuple[tuple[int, int, int, int], tuple[float, float, float, float]]]:
+    """(the 4 input indices, their 4 weights) per output index, PyTorch's bicubic rule in `dtype`.
+
+    The source coordinate is y = r·i (align_corners) or r·(i + ½) − ½, not clamped at 0 as bilinear's is; the
+    taps ⌊y⌋ − 1 … ⌊y⌋ + 2 outside the image read its edge pixel (PyTorch's bounded access).
+    """
+    real = np.float32 if dtype == "float32" else np.float64
+    if align_corners:
+        r = real(real(size - 1) / real(out - 1)) if out > 1 else real(0.0)
+    else:
+        r = real(1.0 / scale) if scale is not None and scale > 0 else real(real(size) / real(out))
+    found = []
+    for i in range(out):
+        src = r * real(i) if align_corners else r * (real(i) + real(0.5)) - real(0.5)
+        i0 = math.floor(src)
+        w0, w1, w2, w3 = cubic_weights(src - real(i0))
+        t0, t1, t2, t3 = (min(max(i0 - 1 + k, 0), size - 1) for k in range(4))
+        found.append(((t0, t1, t2, t3), (float(w0), float(w1), float(w2), float(w3))))
+    return found
+
+
 def _upsample(name: str) -> Any:
     def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
         x = tuple(shapes[0])
@@ -159,6 +199,59 @@ define(OpDef(
     default_attrs={"output_size": None, "align_corners": False, "scales": None},
     summary="bilinear resize (F.interpolate(mode='bilinear')); align_corners maps the corner pixels onto each "
             f"other (r = (H − 1)/(h − 1)) and ignores scales; {_SIZE}",
+))
+
+
+define(OpDef(
+    "upsample_bicubic2d", ("x",),
+    "out[n, c, i, j] = Σ_p Σ_q A_h[i, p] · x[n, c, p, q] · A_w[j, q]: a blend of the 4×4 nearest pixels, row i "
+    "of A holding Keys' cubic weights (a = −0.75) of the taps ⌊y⌋ − 1 … ⌊y⌋ + 2 around y = r·(i + ½) − ½ "
+    "(align_corners: y = r·i); taps outside the image read its edge",
+    {"x": "∂L/∂x = A_hᵀ · ∂L/∂out · A_w: each output's gradient shared back to its 16 source pixels by the "
+          "same weights"},
+    _upsample("upsample_bicubic2d"), "bicub", category="conv",
+    default_attrs={"output_size": None, "align_corners": False, "scales": None},
+    summary="bicubic resize (F.interpolate(mode='bicubic'): ViT and DINOv2 position embeddings resized to another "
+            "image size); align_corners maps the corner pixels onto each other (r = (H − 1)/(h − 1)) and ignores "
+            f"scales; {_SIZE}",
+))
+
+
+# -- grid_sample -------------------------------------------------------------------------------
+GRID_MODES = ("bilinear", "nearest")
+GRID_PADDINGS = ("zeros", "border", "reflection")
+
+
+def _grid_sample(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, grid = tuple(shapes[0]), tuple(shapes[1])
+    mode, padding = attrs.get("mode", "bilinear"), attrs.get("padding_mode", "zeros")
+    if mode not in GRID_MODES:
+        raise ShapeError(f"grid_sample mode {mode!r} is not one of {', '.join(GRID_MODES)}")
+    if padding not in GRID_PADDINGS:
+        raise ShapeError(f"grid_sample padding_mode {padding!r} is not one of {', '.join(GRID_PADDINGS)}")
+    if len(x) != 4:
+        raise ShapeError(f"grid_sample takes images as (batch, channels, height, width), got {S.fmt(x)}")
+    if len(grid) != 4 or grid[3] != 2 or grid[0] != x[0]:
+        raise ShapeError(f"grid_sample's grid must be (batch {x[0]}, height, width, 2) points (x, y), "
+                         f"got {S.fmt(grid)}")
+    return x[0], x[1], grid[1], grid[2]
+
+
+define(OpDef(
+    "grid_sample", ("x", "grid"),
+    "out[n, c, i, j] = Σ over the 2×2 pixels (p, q) around (v, u) of (1 − |v − p|)(1 − |u − q|) · x[n, c, p, q], "
+    "where (u, v) is grid[n, i, j] = (g_x, g_y) ∈ [−1, 1]² scaled to pixels: u = ((g_x + 1)·W − 1)/2 "
+    "(align_corners: (g_x + 1)(W − 1)/2); nearest reads the pixel nearest (u, v)",
+    {"x": "∂L/∂x[n, c, p, q] = Σ of ∂L/∂out[n, c, i, j] · (1 − |v − p|)(1 − |u − q|) over the outputs that "
+          "read pixel (p, q): the gradient goes back to the pixels each point read, by the same weights",
+     "grid": "∂L/∂u = Σ_c ∂L/∂out · ((1 − f_y)(x[p₀, q₁] − x[p₀, q₀]) + f_y (x[p₁, q₁] − x[p₁, q₀])), the image's "
+             "slope between the pixels around the point (f the fractions of (u, v)), times ∂u/∂g_x = W/2 "
+             "(align_corners: (W − 1)/2); likewise for v; 0 in nearest mode and where border padding clamps"},
+    _grid_sample, "grid", category="conv",
+    default_attrs={"mode": "bilinear", "padding_mode": "zeros", "align_corners": False},
+    summary="sample images at the points of a grid (F.grid_sample: spatial transformer networks, deformable "
+            "sampling, optical-flow warping); points outside the image read zeros, the nearest border pixel "
+            "(border) or the image mirrored at its border (reflection)",
 ))
 
 
