@@ -171,19 +171,37 @@ class Volumes(nn.Module):
         return self.fc(torch.cat(pooled, dim=1))
 
 
+class Sampling(nn.Module):
+    """A spatial transformer's sampling (image and grid both computed) in every padding mode, and bicubic resizes
+    (ViT position embeddings resized to another image size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image, self.points = nn.Linear(4, 18), nn.Linear(4, 12)
+
+    def forward(self, x: Any) -> Any:
+        image = torch.tanh(self.image(x)).reshape(2, 2, 3, 3)
+        grid = 1.4 * torch.tanh(self.points(x)).reshape(2, 2, 3, 2)  # some points outside the image
+        sampled = [F.grid_sample(image, grid, align_corners=False),
+                   F.grid_sample(image, grid, mode="nearest", padding_mode="border", align_corners=True),
+                   F.grid_sample(image, grid, padding_mode="reflection", align_corners=False),
+                   F.interpolate(image, size=(5, 4), mode="bicubic", align_corners=False),
+                   F.interpolate(image, scale_factor=1.5, mode="bicubic", align_corners=True)]
+        return torch.cat([s.flatten(1) for s in sampled], dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.fc = nn.Linear(4, 4)
 
     def forward(self, x: Any) -> Any:
-        grid = torch.tanh(self.fc(x)).reshape(-1, 1, 2, 2)
-        return F.grid_sample(x.reshape(-1, 1, 2, 2), grid, align_corners=False).flatten(1)
+        return F.pdist(torch.tanh(self.fc(x)))[None, :] * x
 
 
 MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "diagonal": Diagonal,
           "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
-          "fill_from_tensor": FillFromTensor, "volumes": Volumes}
+          "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
@@ -223,8 +241,33 @@ def test_mapping_matches_autograd(name: str, decompose: bool, tmp_path: Path) ->
 
 def test_unsupported_op_is_named_with_the_readers_reason(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((2, 4))
-    export(Unsupported, x, tmp_path / "grid.pt2", decompose=False)
-    model = open_model(tmp_path / "grid.pt2")
+    export(Unsupported, x, tmp_path / "pdist.pt2", decompose=False)
+    model = open_model(tmp_path / "pdist.pt2")
     placeholders = [n for n in model.graph if n.op.name == "unsupported"]
-    assert len(placeholders) == 1 and placeholders[0].meta["original_op"].startswith("aten.grid_sampler")
-    assert any("grid_sampler" in w for w in model.warnings)
+    assert len(placeholders) == 1 and placeholders[0].meta["original_op"].startswith("aten.pdist")
+    assert any("pdist" in w for w in model.warnings)
+
+
+class Refused(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind, self.fc = kind, nn.Linear(4, 8)
+
+    def forward(self, x: Any) -> Any:
+        image = self.fc(x).reshape(2, 1, 2, 4)
+        if self.kind == "antialias":
+            return F.interpolate(image, size=(1, 3), mode="bicubic", antialias=True).flatten(1)
+        grid = torch.tanh(image).reshape(2, 2, 2, 2)
+        return F.grid_sample(image, grid, mode="bicubic", align_corners=False).flatten(1)
+
+
+@pytest.mark.parametrize("kind, says", [("antialias", "antialiased bicubic resize"),
+                                        ("bicubic-grid", "grid_sample mode 'bicubic'")])
+def test_sampling_the_catalog_lacks_is_refused_by_name(kind: str, says: str, tmp_path: Path) -> None:
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(Refused(kind).double().eval(), (torch.from_numpy(x),)),
+                          str(tmp_path / "refused.pt2"))
+    placeholders = [n for n in open_model(tmp_path / "refused.pt2").graph if n.op.name == "unsupported"]
+    assert len(placeholders) == 1 and says in placeholders[0].meta["reason"], placeholders[0].meta

@@ -1,8 +1,10 @@
-"""ONNX Resize read onto the catalog's nearest and bilinear upsampling: files written by both of torch's exporters
-(F.interpolate by size and by scale, bilinear with and without align_corners, nearest) and Resize nodes written by
-hand (scales or sizes as initializers, `axes`, pytorch_half_pixel, downsampling), stepped on the NumPy and the
-torch backend and compared with torch autograd; the forms PyTorch cannot compute (cubic, nearest-exact rounding,
-tf_crop_and_resize, antialiased shrinking, aspect-ratio policies) open as a placeholder that names the reason.
+"""ONNX Resize read onto the catalog's nearest, bilinear and bicubic upsampling, and GridSample onto grid_sample:
+files written by both of torch's exporters (F.interpolate by size and by scale, bilinear and bicubic with and without
+align_corners, nearest; F.grid_sample) and nodes written by hand (scales or sizes as initializers, `axes`,
+pytorch_half_pixel, downsampling; GridSample's modes and paddings under both opsets' names), stepped on the NumPy
+and the torch backend and compared with torch autograd; the forms PyTorch cannot compute (other cubic coefficients,
+nearest-exact rounding, tf_crop_and_resize, antialiased shrinking, aspect-ratio policies, cubic GridSample) open
+as a placeholder that names the reason.
 """
 
 from __future__ import annotations
@@ -109,8 +111,15 @@ def _resize_file(path: Path, x_shape: tuple[int, ...], scales: list[float] | Non
     (None, [2, 3, 5, 11], {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
                            "nearest_mode": "floor"},
      lambda x: F.interpolate(x, size=(5, 11), mode="nearest")),
+    ([1, 1, 2, 1.5], None, {"mode": "cubic", "cubic_coeff_a": -0.75},
+     lambda x: F.interpolate(x, scale_factor=(2.0, 1.5), mode="bicubic", align_corners=False)),
+    (None, [2, 3, 7, 3], {"mode": "cubic", "coordinate_transformation_mode": "align_corners"},
+     lambda x: F.interpolate(x, size=(7, 3), mode="bicubic", align_corners=True)),
+    (None, [9, 2], {"mode": "cubic", "coordinate_transformation_mode": "pytorch_half_pixel", "axes": [2, 3],
+                    "cubic_coeff_a": -0.75},
+     lambda x: F.interpolate(x, size=(9, 2), mode="bicubic", align_corners=False)),
 ], ids=["linear-scales", "align-corners-sizes", "pytorch-half-pixel-shrinks", "axes-antialias-grows",
-        "nearest-axes-3-2", "nearest-sizes"])
+        "nearest-axes-3-2", "nearest-sizes", "cubic-scales", "cubic-align-corners", "cubic-pytorch-half-pixel"])
 def test_resize_written_by_hand_matches_torch(scales: list[float] | None, sizes: list[int] | None,
                                               attrs: dict[str, Any], reference: Any, tmp_path: Path) -> None:
     x = np.random.default_rng(4).standard_normal((2, 3, 4, 5))
@@ -129,7 +138,11 @@ def test_resize_written_by_hand_matches_torch(scales: list[float] | None, sizes:
 
 
 @pytest.mark.parametrize("scales, sizes, attrs, says", [
-    (None, [2, 3, 8, 10], {"mode": "cubic"}, "mode 'cubic'"),
+    (None, [2, 3, 8, 10], {"mode": "cubic", "cubic_coeff_a": -0.5}, "cubic_coeff_a = -0.5"),
+    (None, [2, 3, 8, 10], {"mode": "cubic", "exclude_outside": 1}, "exclude_outside"),
+    (None, [2, 3, 8, 10], {"mode": "cubic", "coordinate_transformation_mode": "asymmetric"}, "cubic Resize with "
+                                                                                               "asymmetric"),
+    (None, [2, 3, 2, 3], {"mode": "cubic", "antialias": 1}, "antialiased"),
     (None, [2, 3, 8, 10], {"mode": "nearest"}, "round_prefer_floor"),
     (None, [2, 3, 2, 3], {"mode": "linear", "antialias": 1}, "antialiased"),
     (None, [2, 3, 8, 8], {"mode": "linear", "coordinate_transformation_mode": "tf_crop_and_resize"},
@@ -139,7 +152,8 @@ def test_resize_written_by_hand_matches_torch(scales: list[float] | None, sizes:
     (None, [2, 3, 1, 4], {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}, "size of one"),
     ([1, 2, 2, 2], None, {"mode": "linear"}, "batch or channel"),
     (None, [1, 3, 8, 8], {"mode": "linear"}, "batch or channel"),
-], ids=["cubic", "nearest-exact", "antialias-shrinks", "crop-and-resize", "asymmetric-linear", "aspect-ratio",
+], ids=["cubic-coefficient", "cubic-exclude-outside", "cubic-asymmetric", "cubic-antialias-shrinks",
+        "nearest-exact", "antialias-shrinks", "crop-and-resize", "asymmetric-linear", "aspect-ratio",
         "pytorch-half-pixel-to-one", "channel-scale", "batch-size"])
 def test_resize_pytorch_cannot_compute_is_named_with_its_reason(scales: list[float] | None, sizes: list[int] | None,
                                                                 attrs: dict[str, Any], says: str,
@@ -183,3 +197,109 @@ def test_a_malformed_resize_is_refused_with_its_reason(scales: list[float] | Non
     with pytest.raises(ModelFormatError) as info:
         open_model(inferred)
     assert "\n" not in str(info.value) and ("Resize" in str(info.value) or "impossible shape" in str(info.value))
+
+
+# -- GridSample ----------------------------------------------------------------------------------------------------
+def _grid_file(path: Path, opset: int, **attrs: Any) -> Path:
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("GridSample", ["x", "grid"], ["y"], **attrs)
+    graph = helper.make_graph([node], "grid", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 3, 4, 5]),
+                                               helper.make_tensor_value_info("grid", TensorProto.DOUBLE, [2, 3, 6, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [2, 3, 3, 6])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("opset, attrs, torch_kw", [
+    (16, {}, {"mode": "bilinear", "padding_mode": "zeros", "align_corners": False}),
+    (20, {"mode": "linear", "padding_mode": "border", "align_corners": 1},
+     {"mode": "bilinear", "padding_mode": "border", "align_corners": True}),
+    (16, {"mode": "bilinear", "padding_mode": "reflection"},
+     {"mode": "bilinear", "padding_mode": "reflection", "align_corners": False}),
+    (20, {"mode": "nearest", "padding_mode": "reflection", "align_corners": 1},
+     {"mode": "nearest", "padding_mode": "reflection", "align_corners": True}),
+], ids=["bilinear-zeros-16", "linear-border-corners-20", "bilinear-reflection-16", "nearest-reflection-20"])
+def test_gridsample_written_by_hand_matches_torch(opset: int, attrs: dict[str, Any], torch_kw: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    """The image and the grid both inputs of the model: both get their gradients, as torch's."""
+    rng = np.random.default_rng(6)
+    x, grid = rng.standard_normal((2, 3, 4, 5)), rng.uniform(-1.3, 1.3, (2, 3, 6, 2))
+    path = _grid_file(tmp_path / "g.onnx", opset, **attrs)
+    xt, gt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, grid))
+    want = F.grid_sample(xt, gt, **torch_kw)
+    upstream = np.random.default_rng(7).standard_normal(tuple(want.shape))
+    (want * torch.from_numpy(upstream)).sum().backward()
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data={"x": x, "grid": grid}, loss="none")
+        s.run_to_end()
+        assert s.prediction_node.op.name == "grid_sample"
+        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
+        grads = chained_vjps(s, upstream)
+        np.testing.assert_allclose(grads["x"], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(grads["grid"], gt.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("opset, attrs, says", [
+    (16, {"mode": "bicubic"}, "mode 'bicubic'"),
+    (20, {"mode": "cubic"}, "mode 'cubic'"),
+    (16, {"padding_mode": "wrap"}, "padding_mode 'wrap'"),
+], ids=["bicubic-16", "cubic-20", "unknown-padding"])
+def test_gridsample_the_catalog_lacks_is_named(opset: int, attrs: dict[str, Any], says: str, tmp_path: Path) -> None:
+    placeholders = [n for n in open_model(_grid_file(tmp_path / "g.onnx", opset, **attrs)).graph
+                    if n.op.name == "unsupported"]
+    assert len(placeholders) == 1 and placeholders[0].meta["original_op"] == "GridSample"
+    assert says in placeholders[0].meta["reason"], placeholders[0].meta["reason"]
+
+
+class Warp(torch.nn.Module):
+    """Optical-flow warping (a grid computed from the input) and a ViT-style bicubic resize of position embeddings
+    (scaled by the input: the dynamo exporter folds a resize of a parameter alone into a constant)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flow = torch.nn.Conv2d(2, 2, 1)
+        self.positions = torch.nn.Parameter(torch.randn(1, 2, 3, 3))
+
+    def forward(self, x: Any) -> Any:
+        grid = 1.25 * torch.tanh(self.flow(x)).permute(0, 2, 3, 1)  # exact in float32, as dynamo writes it
+        warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        near = F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=True)
+        pos = F.interpolate(self.positions * x.mean(), size=(4, 5), mode="bicubic", align_corners=False)
+        return warped + near + pos + F.interpolate(x, scale_factor=(2.0, 1.5), mode="bicubic", align_corners=True
+                                                   )[..., ::2, :5][..., :4, :]
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_exported_warp_and_bicubic_match_autograd(dynamo: bool, tmp_path: Path) -> None:
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = Warp().double().eval()
+    x = np.random.default_rng(8).standard_normal((2, 2, 4, 5))
+    path = tmp_path / "warp.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo, opset_version=18)
+        finally:
+            logging.disable(logging.NOTSET)
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    assert sorted(n.op.name for n in graph if n.op.name in ("grid_sample", "upsample_bicubic2d")) == \
+        ["grid_sample"] * 2 + ["upsample_bicubic2d"] * 2
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    want = model(xt)
+    upstream = np.random.default_rng(9).standard_normal(tuple(want.shape))
+    (want * torch.from_numpy(upstream)).sum().backward()
+    positions = next(n.name for n in graph if n.op.name == "parameter" and n.name.endswith("positions"))
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data={graph.inputs[0].name: x}, loss="none")
+        s.run_to_end()
+        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
+        grads = chained_vjps(s, upstream)
+        np.testing.assert_allclose(grads[graph.inputs[0].name], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(grads[positions], model.positions.grad.numpy(), rtol=1e-10, atol=1e-12)

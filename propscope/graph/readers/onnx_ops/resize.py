@@ -1,8 +1,10 @@
-"""ONNX Pad onto the catalog's `pad` (constant, reflect, edge = replicate, wrap = circular), and Resize of
-images and volumes onto the catalog's nearest, bilinear and trilinear upsampling, in the forms PyTorch's exporters
-write and PyTorch computes: linear with half_pixel (align_corners=False), pytorch_half_pixel (to sizes over one)
-or align_corners; nearest with asymmetric coordinates and floor rounding (mode='nearest'). Other modes (cubic,
-nearest-exact rounding, tf_crop_and_resize, antialiased downsampling) are refused by name."""
+"""ONNX Pad onto the catalog's `pad` (constant, reflect, edge = replicate, wrap = circular), Resize of images
+and volumes onto the catalog's nearest, bilinear, bicubic and trilinear upsampling, in the forms PyTorch's
+exporters write and PyTorch computes: linear and cubic (images, cubic_coeff_a = −0.75, exclude_outside = 0) with
+half_pixel (align_corners=False), pytorch_half_pixel (to sizes over one) or align_corners; nearest with asymmetric
+coordinates and floor rounding (mode='nearest'). Other forms (nearest-exact rounding, tf_crop_and_resize, other
+cubic coefficients, antialiased downsampling) are refused by name. GridSample of images onto `grid_sample`
+(bilinear and nearest; zeros, border and reflection padding), its cubic mode refused by name."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ...ops.resize import CUBIC_A, GRID_PADDINGS
 from .._aten import Unmapped
 from .._budget import fold_room
 from ..onnx_reader import Ctx, Init, Reader, attr_or_input, onnx_op
@@ -121,12 +124,15 @@ def _resize(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if int(ctx.attrs.get("antialias", 0)) and any(o < x.shape[a] for a, o in zip(spatial, out, strict=True)):
         raise Unmapped("antialiased Resize that shrinks (PyTorch's antialias=True)")
     dims = rank - 2
-    if mode == "linear":
+    if mode in ("linear", "cubic"):
         if coords == "pytorch_half_pixel" and min(out) == 1:
             raise Unmapped("Resize pytorch_half_pixel to a size of one (it reads the first pixel, PyTorch the centre)")
         if coords not in ("half_pixel", "pytorch_half_pixel", "align_corners"):
-            raise Unmapped(f"linear Resize with {coords} coordinates (PyTorch's bilinear has half_pixel and "
+            torch_mode = "bilinear" if mode == "linear" else "bicubic"
+            raise Unmapped(f"{mode} Resize with {coords} coordinates (PyTorch's {torch_mode} has half_pixel and "
                            "align_corners)")
+        if mode == "cubic":
+            return _cubic(r, ctx, x, out, factors, coords == "align_corners")
         return op(r, ctx, "upsample_bilinear2d" if dims == 2 else "upsample_trilinear3d", x, output_size=out,
                   scales=factors, align_corners=coords == "align_corners")
     if mode == "nearest":
@@ -135,4 +141,36 @@ def _resize(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
             raise Unmapped(f"nearest Resize with {coords} coordinates and {rounding} rounding (PyTorch's nearest is "
                            "asymmetric with floor)")
         return op(r, ctx, f"upsample_nearest{dims}d", x, output_size=out, scales=factors)
-    raise Unmapped(f"Resize mode {mode!r} (the catalog has nearest and linear)")
+    raise Unmapped(f"Resize mode {mode!r} (the catalog has nearest, linear and cubic)")
+
+
+def _cubic(r: Reader, ctx: Ctx, x: Any, out: tuple[int, ...], factors: tuple[float, ...] | None,
+           align_corners: bool) -> Any:
+    """Cubic Resize as PyTorch's bicubic computes it: images only, a = −0.75, taps outside the image read its edge."""
+    if len(out) != 2:
+        raise Unmapped("cubic Resize of a volume (the catalog's bicubic resizes images)")
+    a = float(ctx.attrs.get("cubic_coeff_a", -0.75))
+    if a != CUBIC_A:
+        raise Unmapped(f"cubic Resize with cubic_coeff_a = {a:g} (PyTorch's bicubic has {CUBIC_A:g})")
+    if int(ctx.attrs.get("exclude_outside", 0)):
+        raise Unmapped("cubic Resize with exclude_outside (PyTorch's bicubic reads the edge past the image)")
+    return op(r, ctx, "upsample_bicubic2d", x, output_size=out, scales=factors, align_corners=align_corners)
+
+
+_GRID_MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest"}
+
+
+@onnx_op("GridSample")
+def _grid_sample(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Sampling images at the points of a grid, as F.grid_sample (the 4-D form ONNX and PyTorch share)."""
+    mode = str(ctx.attrs.get("mode", "linear" if ctx.opset >= 20 else "bilinear"))
+    padding = str(ctx.attrs.get("padding_mode", "zeros"))
+    if mode not in _GRID_MODES:
+        raise Unmapped(f"GridSample mode {mode!r} (the catalog samples bilinear and nearest)")
+    if padding not in GRID_PADDINGS:
+        raise Unmapped(f"GridSample padding_mode {padding!r}")
+    x, grid = r.node(ins[0], ctx), r.node(ins[1], ctx, hint="grid")
+    if len(x.shape) != 4:
+        raise Unmapped(f"GridSample of a {len(x.shape)}-D input (the catalog samples images, 4-D)")
+    return op(r, ctx, "grid_sample", x, grid, mode=_GRID_MODES[mode], padding_mode=padding,
+              align_corners=bool(int(ctx.attrs.get("align_corners", 0))))
