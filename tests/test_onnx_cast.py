@@ -143,6 +143,20 @@ def test_values_already_integer_or_bool_keep_their_values_without_steps(tmp_path
     _check(path, {"x": x, "n": n}, s * xt, {"x": xt})
 
 
+def test_whole_numbers_and_unknown_types(tmp_path: Path) -> None:
+    """Floor's values are whole already (no truncation step); a cast to a string is refused by name."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Floor", ["x"], ["f"]),
+             helper.make_node("Cast", ["f"], ["i"], to=TensorProto.INT64),
+             helper.make_node("Cast", ["i"], ["s"], to=TensorProto.STRING),
+             helper.make_node("Cast", ["s"], ["y"], to=TensorProto.DOUBLE)]
+    graph = open_model(_save(tmp_path / "floor.onnx", nodes,
+                             [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [2, 5])])).graph
+    assert [n.op.name for n in graph.ops] == ["floor", "unsupported"]
+    assert "Cast to ONNX type 8" in graph.ops[1].meta["reason"]
+
+
 def test_a_declared_integer_value_keeps_its_values(tmp_path: Path) -> None:
     """The file's value_info says the Cast's input is int64 (an op the reader computes in floats, Relu of an int
     input): no truncation step."""

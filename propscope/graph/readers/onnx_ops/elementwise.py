@@ -201,7 +201,7 @@ def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 # -- Cast --------------------------------------------------------------------------------------------------------
 _MASKS = frozenset({"compare", "logical", "isnan", "isinf"})  # catalog ops whose values are booleans
-_WHOLE = frozenset({"argmax", "argmin"})  # and those whose values are whole numbers
+_WHOLE = frozenset({"argmax", "argmin", "floor", "ceil", "round", "sign"})  # and those whose values are whole
 _FLOATS = frozenset({"float16", "bfloat16", "float32", "float64"})
 # per open file: each value's element type as the file declares it, and the input of each Cast (read once, and
 # only for a file that casts a computed value to an integer or bool type)
@@ -244,7 +244,10 @@ def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     to bool is x ≠ 0, a mask; T5's relative-position buckets are logarithms truncated so. Values the file or their
     op shows to be integers or masks already keep their values."""
     if ctx.op == "Cast":
-        target = ONNX_DTYPES.get(int(ctx.attrs.get("to", 1)), "float32")
+        code = int(ctx.attrs.get("to", 1))
+        if code not in ONNX_DTYPES:  # strings, complex numbers, 8- and 4-bit floats
+            raise Unmapped(f"Cast to ONNX type {code} (propscope reads floats, integers and bools)")
+        target = ONNX_DTYPES[code]
     else:
         like = ins[1] if len(ins) > 1 else None
         known = like.array if isinstance(like, Init) else r.folded(like)
