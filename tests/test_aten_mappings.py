@@ -190,6 +190,24 @@ class Sampling(nn.Module):
         return torch.cat([s.flatten(1) for s in sampled], dim=1)
 
 
+class SpatialTransformer(nn.Module):
+    """A spatial transformer: θ computed from the input, its affine grid (images both ways of align_corners, and a
+    volume's grid), and the image sampled there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image, self.loc, self.loc3d = nn.Linear(4, 24), nn.Linear(4, 6), nn.Linear(4, 12)
+
+    def forward(self, x: Any) -> Any:
+        image = torch.tanh(self.image(x)).reshape(2, 2, 3, 4)
+        theta = self.loc(x).reshape(2, 2, 3)
+        moved = [F.grid_sample(image, F.affine_grid(theta, size, align_corners=align), align_corners=align)
+                 for size, align in (([2, 2, 3, 5], False), ([2, 2, 2, 5], True))]  # (torch's decompositions fail
+        # on an axis of one pixel; test_ops_resize checks the base grid's unit axes against torch)
+        volume_grid = F.affine_grid(self.loc3d(x).reshape(2, 3, 4), [2, 1, 2, 3, 2], align_corners=False)
+        return torch.cat([m.flatten(1) for m in moved] + [volume_grid.flatten(1)], dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -201,7 +219,8 @@ class Unsupported(nn.Module):
 
 MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "diagonal": Diagonal,
           "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
-          "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling}
+          "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling,
+          "spatial_transformer": SpatialTransformer}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

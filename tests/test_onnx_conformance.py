@@ -48,7 +48,7 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "losses": ("NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"),
     "recurrent": ("LSTM", "GRU", "RNN"),
     "regularization": ("Dropout",),
-    "sampling": ("GridSample",),
+    "sampling": ("GridSample", "AffineGrid"),
 }
 
 # Cases of the selected operators that are out of scope for a float training debugger.
@@ -80,6 +80,8 @@ EXPECTED_FAILURES: dict[str, str] = {
     **{f"test_gridsample_volumetric_{k}": "GridSample of volumes (5-D): the catalog's grid_sample samples images"
        for k in ("bilinear_align_corners_0", "bilinear_align_corners_1", "nearest_align_corners_0",
                  "nearest_align_corners_1")},
+    **{f"test_affine_grid_{k}_expanded": "AffineGrid's function body branches on the size with If (control flow)"
+       for k in ("2d", "2d_align_corners", "3d", "3d_align_corners")},
     "test_training_dropout_zero_ratio": "Dropout's ratio given at run time: whether it drops is decided at load time",
     "test_training_dropout_zero_ratio_mask": "Dropout's ratio given at run time: whether it drops is decided at "
                                              "load time",

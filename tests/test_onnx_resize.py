@@ -303,3 +303,71 @@ def test_exported_warp_and_bicubic_match_autograd(dynamo: bool, tmp_path: Path) 
         grads = chained_vjps(s, upstream)
         np.testing.assert_allclose(grads[graph.inputs[0].name], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(grads[positions], model.positions.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+class SpatialTransformer(torch.nn.Module):
+    """θ computed from the image, its affine grid and the image sampled there (the TorchScript exporter writes
+    AffineGrid, the dynamo exporter the product it is, its base grid folded in float32: sizes whose points are
+    exact in float32)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loc = torch.nn.Linear(2 * 4 * 5, 6)
+
+    def forward(self, x: Any) -> Any:
+        theta = self.loc(x.flatten(1)).reshape(-1, 2, 3)
+        wide = F.grid_sample(x, F.affine_grid(theta, [2, 2, 4, 8], align_corners=False), align_corners=False)
+        aligned = F.grid_sample(x, F.affine_grid(theta, [2, 2, 3, 5], align_corners=True), padding_mode="border",
+                                align_corners=True)
+        return torch.cat([wide.flatten(1), aligned.flatten(1)], dim=1)
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_exported_spatial_transformer_matches_autograd(dynamo: bool, tmp_path: Path) -> None:
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = SpatialTransformer().double().eval()
+    x = np.random.default_rng(10).standard_normal((2, 2, 4, 5))
+    path = tmp_path / "stn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
+        finally:
+            logging.disable(logging.NOTSET)
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    assert sum(n.op.name == "grid_sample" for n in graph) == 2
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    want = model(xt)
+    upstream = np.random.default_rng(11).standard_normal(tuple(want.shape))
+    (want * torch.from_numpy(upstream)).sum().backward()
+    weight = next(n.name for n in graph if n.op.name == "parameter" and n.name.endswith("weight"))
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data={graph.inputs[0].name: x}, loss="none")
+        s.run_to_end()
+        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
+        grads = chained_vjps(s, upstream)
+        np.testing.assert_allclose(grads[graph.inputs[0].name], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(grads[weight], model.loc.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("size, theta, says", [
+    ([2, 3, 4], (2, 2, 3), "size of 3 axes"),
+    ([2, 3, 4, 5], (2, 3, 4), "θ must be (N, 2, 3)"),
+    ([3, 3, 4, 5], (2, 2, 3), "θ must be (N, 2, 3)"),
+    ([2, 3, 0, 5], (2, 2, 3), "θ must be"),
+], ids=["size-3-axes", "volume-theta-for-image", "batch-differs", "empty"])
+def test_a_malformed_affinegrid_is_named(size: list[int], theta: tuple[int, ...], says: str, tmp_path: Path) -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    node = helper.make_node("AffineGrid", ["theta", "size"], ["grid"])
+    graph = helper.make_graph([node], "affine", [helper.make_tensor_value_info("theta", TensorProto.DOUBLE, theta)],
+                              [helper.make_tensor_value_info("grid", TensorProto.DOUBLE, [2, 4, 5, 2])],
+                              [numpy_helper.from_array(np.asarray(size, dtype=np.int64), "size")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(tmp_path / "a.onnx"))
+    placeholders = [n for n in open_model(tmp_path / "a.onnx").graph if n.op.name == "unsupported"]
+    assert len(placeholders) == 1 and says in placeholders[0].meta["reason"], placeholders[0].meta["reason"]

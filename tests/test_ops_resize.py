@@ -185,3 +185,23 @@ def test_bicubic_any_size_matches_torch(align: bool, by_scale: bool, hw: tuple[i
     attrs["align_corners"] = align
     _against_torch("upsample_bicubic2d", [x], attrs,
                    lambda t: F.interpolate(t, mode="bicubic", align_corners=align, **size_kw), seed)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("sizes", [(3, 4), (1, 5), (4, 1), (2, 3, 4), (1, 1, 2)], ids=str)
+@pytest.mark.parametrize("align", [False, True])
+def test_affine_base_grid_is_torchs_identity_grid(sizes: tuple[int, ...], align: bool) -> None:
+    """The readers' affine grid is this base grid times θᵀ: for θ = I it is F.affine_grid's own grid, exactly."""
+    import warnings
+
+    import torch
+    import torch.nn.functional as F
+
+    from propscope.graph.ops.resize import affine_base_grid
+
+    dims = len(sizes)
+    theta = torch.eye(dims, dims + 1, dtype=torch.float64)[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's note that unit axes with align_corners changed in 1.3
+        want = F.affine_grid(theta, [1, 1, *sizes], align_corners=align).numpy().reshape(-1, dims)
+    np.testing.assert_array_equal(affine_base_grid(sizes, align)[:, :dims], want)

@@ -255,6 +255,29 @@ define(OpDef(
 ))
 
 
+def affine_base_grid(sizes: Sequence[int], align_corners: bool) -> np.ndarray:
+    """The points (x, y, 1) of an image of `sizes` (height, width), or (x, y, z, 1) of a volume of (depth, height,
+    width), one row each, that F.affine_grid maps by θ; x runs along the width. Each axis is evenly spaced over
+    [−1, 1] (the pixel centres, scaled by (n − 1)/n, without align_corners; 0 on an axis of one pixel), each point
+    computed from the nearer end, as torch.linspace does."""
+
+    def axis(n: int) -> np.ndarray:
+        if n <= 1:
+            return np.zeros(n)
+        i = np.arange(n, dtype=np.float64)
+        step = 2.0 / (n - 1)
+        steps = np.where(i < n // 2, -1.0 + i * step, 1.0 - (n - 1 - i) * step)
+        return steps if align_corners else steps * (n - 1) / n
+
+    dims = len(sizes)
+    base = np.ones((*sizes, dims + 1))
+    for k, size in enumerate(reversed(sizes)):  # x (the last axis, width) first
+        shape = [1] * dims
+        shape[dims - 1 - k] = size
+        base[..., k] = axis(size).reshape(shape)
+    return base.reshape(-1, dims + 1)
+
+
 def _upsample3d(name: str) -> Any:
     def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
         x = tuple(shapes[0])

@@ -38,7 +38,7 @@ ONNX_OUT_OF_SCOPE_PREFIXES: dict[str, str] = {
     "MatMulInteger": "integer-only", "If": "control flow", "Loop": "control flow", "Scan": "control flow",
     "Image": "image decoding", "DFT": "complex-valued (FFT)", "STFT": "complex-valued (FFT)",
     "BitShift": "integer-only", "Bitwise": "integer-only", "Hamming": "signal windows", "Hann": "signal windows",
-    "Blackman": "signal windows", "MelWeight": "signal processing", "TfIdf": "text", "AffineGrid": "spatial sampling",
+    "Blackman": "signal windows", "MelWeight": "signal processing", "TfIdf": "text",
 }
 
 

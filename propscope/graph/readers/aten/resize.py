@@ -1,11 +1,20 @@
-"""ATen bicubic upsampling and grid sampling onto the catalog's resize family (nearest, bilinear and trilinear
-upsampling are read in conv.py, beside the pools); antialiased resizes are refused by name."""
+"""ATen bicubic upsampling, affine grids and grid sampling onto the catalog's resize family (nearest, bilinear and
+trilinear upsampling are read in conv.py, beside the pools); antialiased resizes are refused by name.
+
+An affine grid (a spatial transformer's θ turned into sampling points) is no op of its own: it is the constant
+base grid of points (x, y, 1) times θᵀ, a matrix product of catalog ops, so θ gets its gradient from it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ...ir import Node
+from ...ops.resize import affine_base_grid
 from .._aten import Ctx, Translator, Unmapped, aten, op_key, self_arg
+from .._budget import fold_room
+from .._build import Builder
 from .conv import _scales
 
 _GRID_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
@@ -42,3 +51,34 @@ def _grid_sampler(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op("grid_sample", t.node(x, ctx), t.node(grid, ctx, "grid"), name=ctx.name, module=ctx.module,
                   attrs={"mode": _GRID_MODES[mode], "padding_mode": _GRID_PADDINGS[padding],
                          "align_corners": bool(a.get("align_corners", False))})
+
+
+def affine_grid(b: Builder, theta: Any, size: list[int], align_corners: bool, name: str, module: str, where: str
+                ) -> Any:
+    """F.affine_grid(θ, size): the base grid's points (x, y, 1) times θᵀ, shaped (N, H, W, 2) (volumes: (x, y, z,
+    1), (N, D, H, W, 3)); folded for a constant θ (an array), catalog ops for a computed one (a Node)."""
+    if len(size) not in (4, 5):
+        raise Unmapped(f"affine_grid for a size of {len(size)} axes {size} (images have 4, volumes 5)")
+    n, spatial = int(size[0]), [int(d) for d in size[2:]]
+    dims = len(spatial)
+    shape = tuple(np.shape(theta) if isinstance(theta, np.ndarray) else theta.shape)
+    if min(n, *spatial) < 1 or shape != (n, dims, dims + 1):
+        raise Unmapped(f"affine_grid of θ {shape} for size {size} (θ must be (N, {dims}, {dims + 1}))")
+    fold_room((), f"the affine grid {name!r}", where, shape=(n, *spatial, dims + 1))
+    base = affine_base_grid(spatial, align_corners)
+    if isinstance(theta, np.ndarray):
+        return np.matmul(base, np.transpose(theta.astype(np.float64), (0, 2, 1))).reshape(n, *spatial, dims)
+    turned = b.op("transpose", theta, name=f"{name}.theta_T", module=module, attrs={"axes": (0, 2, 1)})
+    points = b.op("matmul", b.const(base, module, "base_grid"), turned, name=f"{name}.points", module=module)
+    return b.op("reshape", points, name=name, module=module, attrs={"shape": (-1, *spatial, dims)})
+
+
+@aten("affine_grid_generator")
+def _affine_grid(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    theta = a["theta"]
+    known = t.known(theta)
+    value: Any = known if known is not None else t.node(theta, ctx, "theta")
+    if not isinstance(value, Node | np.ndarray):
+        raise Unmapped("affine_grid of a θ that is not a tensor")
+    return affine_grid(t.b, value, [int(d) for d in a["size"]], bool(a.get("align_corners", False)), ctx.name,
+                       ctx.module, t.where)

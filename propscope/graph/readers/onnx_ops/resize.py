@@ -4,7 +4,8 @@ exporters write and PyTorch computes: linear and cubic (images, cubic_coeff_a = 
 half_pixel (align_corners=False), pytorch_half_pixel (to sizes over one) or align_corners; nearest with asymmetric
 coordinates and floor rounding (mode='nearest'). Other forms (nearest-exact rounding, tf_crop_and_resize, other
 cubic coefficients, antialiased downsampling) are refused by name. GridSample of images onto `grid_sample`
-(bilinear and nearest; zeros, border and reflection padding), its cubic mode refused by name."""
+(bilinear and nearest; zeros, border and reflection padding), its cubic mode refused by name; AffineGrid of
+images as the matrix product it is."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from ...ops.resize import CUBIC_A, GRID_PADDINGS
 from .._aten import Unmapped
 from .._budget import fold_room
+from ..aten.resize import affine_grid
 from ..onnx_reader import Ctx, Init, Reader, attr_or_input, onnx_op
 from .elementwise import op
 
@@ -155,6 +157,18 @@ def _cubic(r: Reader, ctx: Ctx, x: Any, out: tuple[int, ...], factors: tuple[flo
     if int(ctx.attrs.get("exclude_outside", 0)):
         raise Unmapped("cubic Resize with exclude_outside (PyTorch's bicubic reads the edge past the image)")
     return op(r, ctx, "upsample_bicubic2d", x, output_size=out, scales=factors, align_corners=align_corners)
+
+
+@onnx_op("AffineGrid")
+def _affine_grid(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """θ (N, 2, 3) and a size known at load time: the sampling points of F.affine_grid (see aten/resize.py)."""
+    size = r.folded(ins[1])
+    if size is None:
+        raise Unmapped("AffineGrid size computed at run time")
+    theta = r.folded(ins[0])
+    return affine_grid(r.b, theta if theta is not None else r.node(ins[0], ctx, hint="theta"),
+                       [int(d) for d in size.reshape(-1)], bool(int(ctx.attrs.get("align_corners", 0))), ctx.name,
+                       ctx.module, r.where)
 
 
 _GRID_MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest"}
