@@ -75,8 +75,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's second output (flat argmax indices) is not built",
     "test_lstm_with_peepholes": "LSTM peepholes: PyTorch's LSTM cell (the catalog's) has none",
     "test_einsum_batch_diagonal": "Einsum taking a diagonal (a letter repeated within one operand, \"...ii\")",
-    **{f"test_gridsample_{k}": "GridSample in cubic mode: the catalog's grid_sample is bilinear or nearest"
-       for k in ("bicubic", "bicubic_align_corners_0_additional_1", "bicubic_align_corners_1_additional_1")},
     **{f"test_gridsample_volumetric_{k}": "GridSample of volumes (5-D): the catalog's grid_sample samples images"
        for k in ("bilinear_align_corners_0", "bilinear_align_corners_1", "nearest_align_corners_0",
                  "nearest_align_corners_1")},

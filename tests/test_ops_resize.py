@@ -1,5 +1,5 @@
-"""The resize family's sampling ops: bicubic upsampling and grid_sample (the nearest, bilinear and trilinear
-upsamplings and pad have their rows in test_ops_conv.py and test_ops_conv3d.py).
+"""The resize family's sampling ops: bicubic upsampling and grid_sample in its three modes (the nearest, bilinear and
+trilinear upsamplings and pad have their rows in test_ops_conv.py and test_ops_conv3d.py).
 
 Every case runs the three op checks (hand-written VJP against central differences, NumPy against torch's own
 function under autograd, propscope's torch backend against its NumPy backend). Grid points are drawn clear of
@@ -74,6 +74,11 @@ CASES = [
     _grid_case("nearest", "zeros", False, "nearest-zeros"),
     _grid_case("nearest", "border", True, "nearest-border-align-corners"),
     _grid_case("nearest", "reflection", False, "nearest-reflection", low=-6.0, high_extra=6.0),
+    _grid_case("bicubic", "zeros", False, "bicubic-zeros"),
+    _grid_case("bicubic", "zeros", True, "bicubic-zeros-align-corners", low=-3.6, high_extra=3.6),
+    _grid_case("bicubic", "border", False, "bicubic-border", low=-3.6, high_extra=3.6),
+    _grid_case("bicubic", "reflection", True, "bicubic-reflection-align-corners", low=-6.0, high_extra=6.0),
+    _grid_case("bicubic", "reflection", False, "bicubic-reflection", low=-6.0, high_extra=6.0),
 ]
 
 
@@ -96,7 +101,7 @@ def test_backends_agree(case: Case, dtype: str) -> None:
 
 
 @pytest.mark.parametrize(("op", "shapes", "attrs", "message"), [
-    ("grid_sample", [(1, 2, 4, 4), (1, 3, 3, 2)], {"mode": "bicubic"}, "mode 'bicubic' is not one of"),
+    ("grid_sample", [(1, 2, 4, 4), (1, 3, 3, 2)], {"mode": "area"}, "mode 'area' is not one of"),
     ("grid_sample", [(1, 2, 4, 4), (1, 3, 3, 2)], {"padding_mode": "wrap"}, "padding_mode 'wrap'"),
     ("grid_sample", [(1, 2, 4, 4, 4), (1, 3, 3, 3, 3)], {}, "(batch, channels, height, width)"),
     ("grid_sample", [(1, 2, 4, 4), (2, 3, 3, 2)], {}, "(batch 1, height, width, 2)"),
@@ -149,7 +154,8 @@ def _against_torch(op: str, arrays: list[np.ndarray], attrs: dict[str, Any], fn:
 
 @pytest.mark.torch
 @settings(max_examples=40, deadline=None)
-@given(mode=st.sampled_from(["bilinear", "nearest"]), padding=st.sampled_from(["zeros", "border", "reflection"]),
+@given(mode=st.sampled_from(["bilinear", "nearest", "bicubic"]),
+       padding=st.sampled_from(["zeros", "border", "reflection"]),
        align=st.booleans(), hw=st.tuples(st.integers(1, 6), st.integers(1, 6)),
        out=st.tuples(st.integers(1, 5), st.integers(1, 5)), spread=st.sampled_from([0.5, 1.0, 1.5, 4.0]),
        seed=st.integers(0, 2**16))

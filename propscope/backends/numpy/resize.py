@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 
 from ...graph.ops.resize import (
+    CUBIC_A,
     cubic_sources,
+    cubic_weights,
     linear_sources,
     nearest_sources,
     pad_pairs,
@@ -172,23 +174,83 @@ def _grid_points(x: Array, grid: Array, padding_mode: str, align_corners: bool
     return u, v, du, dv
 
 
-def _bilinear_corners(u: Array, v: Array) -> list[tuple[Array, Array, Array]]:
-    """(rows, cols, weight) of the 2×2 pixels around each point."""
+def _bilinear_corners(u: Array, v: Array) -> list[tuple[Array, Array, Array, Array, Array]]:
+    """(rows, cols, weight, ∂weight/∂u, ∂weight/∂v) of the 2×2 pixels around each point."""
     q0, p0 = np.floor(u), np.floor(v)
     fu, fv = u - q0, v - p0
     q0i, p0i = q0.astype(np.int64), p0.astype(np.int64)
-    return [(p0i, q0i, (1 - fu) * (1 - fv)), (p0i, q0i + 1, fu * (1 - fv)),
-            (p0i + 1, q0i, (1 - fu) * fv), (p0i + 1, q0i + 1, fu * fv)]
+    return [(p0i, q0i, (1 - fu) * (1 - fv), -(1 - fv), -(1 - fu)),
+            (p0i, q0i + 1, fu * (1 - fv), 1 - fv, -fu),
+            (p0i + 1, q0i, (1 - fu) * fv, -fv, 1 - fu),
+            (p0i + 1, q0i + 1, fu * fv, fv, fu)]
+
+
+def _cubic_slopes(t: Array) -> tuple[Array, Array, Array, Array]:
+    """∂/∂t of the 4 cubic weights of `cubic_weights(t)`."""
+    a = CUBIC_A
+
+    def near(d: Array) -> Array:
+        return (3 * (a + 2) * d - 2 * (a + 3)) * d
+
+    def far(d: Array) -> Array:
+        return (3 * a * d - 10 * a) * d + 8 * a
+
+    return far(t + 1), near(t), -near(1 - t), -far(2 - t)
+
+
+def _tap(index: Array, size: int, padding: str, align_corners: bool) -> Array:
+    """Where a bicubic tap at pixel `index` reads: itself (zeros), the nearest edge pixel (border) or its mirror."""
+    if padding == "border":
+        return np.clip(index, 0, size - 1)
+    if padding == "reflection":
+        mirrored, _ = _reflect(index, 0, 2 * (size - 1)) if align_corners else _reflect(index, -1, 2 * size - 1)
+        return np.clip(mirrored, 0, size - 1)
+    return index
+
+
+def _bicubic_taps(x: Array, grid: Array, padding: str, align_corners: bool
+                  ) -> tuple[list[tuple[Array, Array, Array, Array, Array]], Array, Array]:
+    """(rows, cols, weight, ∂weight/∂u, ∂weight/∂v) of the 4×4 taps around each point, PyTorch's bicubic sampling:
+    the point unnormalised without padding, each tap's position then padded; and ∂u/∂g_x, ∂v/∂g_y."""
+    _, _, height, width = x.shape
+    u, du = _pixel(grid[..., 0], width, "zeros", align_corners)
+    v, dv = _pixel(grid[..., 1], height, "zeros", align_corners)
+    # far outside, zeros and border padding read what they read 3 pixels off the image (nothing, or the edge);
+    # reflection mirrors any distance back in (kept below 2⁴⁰, where the taps are still whole numbers)
+    far = 2.0**40 if padding == "reflection" else 3.0
+    u = np.where(np.isfinite(u), np.clip(u, -far, width - 1 + far), -far).astype(u.dtype)
+    v = np.where(np.isfinite(v), np.clip(v, -far, height - 1 + far), -far).astype(v.dtype)
+    q0, p0 = np.floor(u), np.floor(v)
+    wu, wv = cubic_weights(u - q0), cubic_weights(v - p0)
+    su, sv = _cubic_slopes(u - q0), _cubic_slopes(v - p0)
+    taps = []
+    for j in range(4):
+        rows = _tap(p0 - 1 + j, height, padding, align_corners).astype(np.int64)
+        for i in range(4):
+            cols = _tap(q0 - 1 + i, width, padding, align_corners).astype(np.int64)
+            taps.append((rows, cols, wu[i] * wv[j], su[i] * wv[j], wu[i] * sv[j]))
+    return taps, du, dv
+
+
+def _taps(x: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool
+          ) -> tuple[list[tuple[Array, Array, Array, Array, Array]], Array, Array]:
+    """The pixels each point reads with their weights and the weights' slopes, for either interpolating mode."""
+    if mode == "bicubic":
+        return _bicubic_taps(x, grid, padding_mode, bool(align_corners))
+    u, v, du, dv = _grid_points(x, grid, padding_mode, align_corners)
+    return _bilinear_corners(u, v), du, dv
 
 
 @kernel("grid_sample")
 def grid_sample(x: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool) -> Array:
-    u, v, _, _ = _grid_points(x, grid, padding_mode, align_corners)
     if mode == "nearest":  # round half to even, as PyTorch's nearbyint
+        u, v, _, _ = _grid_points(x, grid, padding_mode, align_corners)
         out, _ = _corner(x, np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))
     else:
-        out = sum((w[..., None] * _corner(x, rows, cols)[0] for rows, cols, w in _bilinear_corners(u, v)),
-                  np.zeros((*u.shape, x.shape[1]), dtype=x.dtype))
+        taps, _, _ = _taps(x, grid, mode, padding_mode, align_corners)
+        out = np.zeros((*grid.shape[:3], x.shape[1]), dtype=x.dtype)
+        for rows, cols, w, _, _ in taps:
+            out += w[..., None] * _corner(x, rows, cols)[0]
     return np.ascontiguousarray(np.moveaxis(out, -1, 1)).astype(x.dtype)
 
 
@@ -205,28 +267,23 @@ def _scatter(gx: Array, rows: Array, cols: Array, inside: Array, values: Array) 
 @grid_sample.gradient
 def _(g: Array, x: Array, grid: Array, out: Array, mode: str, padding_mode: str, align_corners: bool
       ) -> tuple[Array, Array]:
-    u, v, du, dv = _grid_points(x, grid, padding_mode, align_corners)
     upstream = np.moveaxis(g, 1, -1)  # (N, h, w, C)
     gx = np.zeros_like(x, dtype=g.dtype)
     if mode == "nearest":  # the points move no pixel: no gradient for the grid
+        u, v, _, _ = _grid_points(x, grid, padding_mode, align_corners)
         rows, cols = np.rint(v).astype(np.int64), np.rint(u).astype(np.int64)
         _, inside = _corner(x, rows, cols)
         _scatter(gx, rows, cols, inside, upstream)
         return gx, np.zeros_like(grid, dtype=g.dtype)
-    q0, p0 = np.floor(u), np.floor(v)
-    fu, fv = u - q0, v - p0
-    corners = _bilinear_corners(u, v)
-    # ∂w/∂u and ∂w/∂v of the four weights, in the order of _bilinear_corners
-    dw_du = (-(1 - fv), 1 - fv, -fv, fv)
-    dw_dv = (-(1 - fu), -fu, 1 - fu, fu)
-    gu = np.zeros(u.shape, dtype=g.dtype)
-    gv = np.zeros(v.shape, dtype=g.dtype)
-    for (rows, cols, w), a, b in zip(corners, dw_du, dw_dv, strict=True):
+    taps, du, dv = _taps(x, grid, mode, padding_mode, align_corners)
+    gu = np.zeros(grid.shape[:3], dtype=g.dtype)
+    gv = np.zeros(grid.shape[:3], dtype=g.dtype)
+    for rows, cols, w, w_u, w_v in taps:
         values, inside = _corner(x, rows, cols)
         _scatter(gx, rows, cols, inside, upstream * w[..., None])
         slope = np.sum(upstream * values, axis=-1)  # Σ_c ∂L/∂out · x at this pixel
-        gu += slope * a
-        gv += slope * b
+        gu += slope * w_u
+        gv += slope * w_v
     return gx, np.stack([gu * du, gv * dv], axis=-1).astype(g.dtype)
 
 

@@ -218,7 +218,7 @@ define(OpDef(
 
 
 # -- grid_sample -------------------------------------------------------------------------------
-GRID_MODES = ("bilinear", "nearest")
+GRID_MODES = ("bilinear", "nearest", "bicubic")
 GRID_PADDINGS = ("zeros", "border", "reflection")
 
 
@@ -241,17 +241,19 @@ define(OpDef(
     "grid_sample", ("x", "grid"),
     "out[n, c, i, j] = Σ over the 2×2 pixels (p, q) around (v, u) of (1 − |v − p|)(1 − |u − q|) · x[n, c, p, q], "
     "where (u, v) is grid[n, i, j] = (g_x, g_y) ∈ [−1, 1]² scaled to pixels: u = ((g_x + 1)·W − 1)/2 "
-    "(align_corners: (g_x + 1)(W − 1)/2); nearest reads the pixel nearest (u, v)",
+    "(align_corners: (g_x + 1)(W − 1)/2); nearest reads the pixel nearest (u, v); bicubic blends the 4×4 pixels "
+    "around it by bicubic upsampling's weights (points and taps outside the image padded tap by tap)",
     {"x": "∂L/∂x[n, c, p, q] = Σ of ∂L/∂out[n, c, i, j] · (1 − |v − p|)(1 − |u − q|) over the outputs that "
           "read pixel (p, q): the gradient goes back to the pixels each point read, by the same weights",
      "grid": "∂L/∂u = Σ_c ∂L/∂out · ((1 − f_y)(x[p₀, q₁] − x[p₀, q₀]) + f_y (x[p₁, q₁] − x[p₁, q₀])), the image's "
              "slope between the pixels around the point (f the fractions of (u, v)), times ∂u/∂g_x = W/2 "
-             "(align_corners: (W − 1)/2); likewise for v; 0 in nearest mode and where border padding clamps"},
+             "(align_corners: (W − 1)/2); likewise for v (bicubic: the 16 pixels times the weights' slopes); 0 in "
+             "nearest mode, and in bilinear where border padding clamps the point"},
     _grid_sample, "grid", category="conv",
     default_attrs={"mode": "bilinear", "padding_mode": "zeros", "align_corners": False},
     summary="sample images at the points of a grid (F.grid_sample: spatial transformer networks, deformable "
-            "sampling, optical-flow warping); points outside the image read zeros, the nearest border pixel "
-            "(border) or the image mirrored at its border (reflection)",
+            "sampling, optical-flow warping), bilinear, nearest or bicubic; points outside the image read zeros, "
+            "the nearest border pixel (border) or the image mirrored at its border (reflection)",
 ))
 
 

@@ -44,8 +44,6 @@ def _grid_sampler(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     mode, padding = a.get("interpolation_mode", 0), a.get("padding_mode", 0)
     if mode not in _GRID_MODES or padding not in _GRID_PADDINGS:
         raise Unmapped(f"grid_sampler with interpolation mode {mode!r} and padding mode {padding!r}")
-    if _GRID_MODES[mode] == "bicubic":
-        raise Unmapped("grid_sample mode 'bicubic' (the catalog samples bilinear and nearest)")
     if len(t.shape(x)) != 4:
         raise Unmapped(f"grid_sample of a {len(t.shape(x))}-D input (the catalog samples images, 4-D)")
     return t.b.op("grid_sample", t.node(x, ctx), t.node(grid, ctx, "grid"), name=ctx.name, module=ctx.module,

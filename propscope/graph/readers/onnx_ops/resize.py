@@ -4,8 +4,8 @@ exporters write and PyTorch computes: linear and cubic (images, cubic_coeff_a = 
 half_pixel (align_corners=False), pytorch_half_pixel (to sizes over one) or align_corners; nearest with asymmetric
 coordinates and floor rounding (mode='nearest'). Other forms (nearest-exact rounding, tf_crop_and_resize, other
 cubic coefficients, antialiased downsampling) are refused by name. GridSample of images onto `grid_sample`
-(bilinear and nearest; zeros, border and reflection padding), its cubic mode refused by name; AffineGrid of
-images as the matrix product it is."""
+(bilinear, nearest and cubic; zeros, border and reflection padding), volumes refused by name; AffineGrid as the
+matrix product it is."""
 
 from __future__ import annotations
 
@@ -171,7 +171,8 @@ def _affine_grid(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                        ctx.module, r.where)
 
 
-_GRID_MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest"}
+_GRID_MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest", "bicubic": "bicubic",
+               "cubic": "bicubic"}
 
 
 @onnx_op("GridSample")
@@ -180,7 +181,7 @@ def _grid_sample(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     mode = str(ctx.attrs.get("mode", "linear" if ctx.opset >= 20 else "bilinear"))
     padding = str(ctx.attrs.get("padding_mode", "zeros"))
     if mode not in _GRID_MODES:
-        raise Unmapped(f"GridSample mode {mode!r} (the catalog samples bilinear and nearest)")
+        raise Unmapped(f"GridSample mode {mode!r} (the catalog samples bilinear, nearest and bicubic)")
     if padding not in GRID_PADDINGS:
         raise Unmapped(f"GridSample padding_mode {padding!r}")
     x, grid = r.node(ins[0], ctx), r.node(ins[1], ctx, hint="grid")
