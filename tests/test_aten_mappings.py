@@ -193,7 +193,7 @@ class Sampling(nn.Module):
 
 class SpatialTransformer(nn.Module):
     """A spatial transformer: θ computed from the input, its affine grid (images both ways of align_corners, and a
-    volume's grid), and the image sampled there."""
+    volume's grid), and the image (and a volume) sampled there."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -206,7 +206,10 @@ class SpatialTransformer(nn.Module):
                  for size, align in (([2, 2, 3, 5], False), ([2, 2, 2, 5], True))]  # (torch's decompositions fail
         # on an axis of one pixel; test_ops_resize checks the base grid's unit axes against torch)
         volume_grid = F.affine_grid(self.loc3d(x).reshape(2, 3, 4), [2, 1, 2, 3, 2], align_corners=False)
-        return torch.cat([m.flatten(1) for m in moved] + [volume_grid.flatten(1)], dim=1)
+        volume = image.reshape(2, 2, 2, 3, 2)  # and a volume warped by it (VoxelMorph's spatial transformer)
+        warped = [F.grid_sample(volume, volume_grid, mode=mode, padding_mode=padding, align_corners=False)
+                  for mode, padding in (("bilinear", "zeros"), ("bilinear", "reflection"), ("nearest", "border"))]
+        return torch.cat([m.flatten(1) for m in moved + warped] + [volume_grid.flatten(1)], dim=1)
 
 
 class Unsupported(nn.Module):

@@ -75,9 +75,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's second output (flat argmax indices) is not built",
     "test_lstm_with_peepholes": "LSTM peepholes: PyTorch's LSTM cell (the catalog's) has none",
     "test_einsum_batch_diagonal": "Einsum taking a diagonal (a letter repeated within one operand, \"...ii\")",
-    **{f"test_gridsample_volumetric_{k}": "GridSample of volumes (5-D): the catalog's grid_sample samples images"
-       for k in ("bilinear_align_corners_0", "bilinear_align_corners_1", "nearest_align_corners_0",
-                 "nearest_align_corners_1")},
     **{f"test_affine_grid_{k}_expanded": "AffineGrid's function body branches on the size with If (control flow)"
        for k in ("2d", "2d_align_corners", "3d", "3d_align_corners")},
     "test_training_dropout_zero_ratio": "Dropout's ratio given at run time: whether it drops is decided at load time",

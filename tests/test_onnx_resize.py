@@ -375,3 +375,51 @@ def test_a_malformed_affinegrid_is_named(size: list[int], theta: tuple[int, ...]
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(tmp_path / "a.onnx"))
     placeholders = [n for n in open_model(tmp_path / "a.onnx").graph if n.op.name == "unsupported"]
     assert len(placeholders) == 1 and says in placeholders[0].meta["reason"], placeholders[0].meta["reason"]
+
+
+class VolumeWarp(torch.nn.Module):
+    """VoxelMorph's spatial transformer: a volume warped by the identity grid plus a flow field computed from it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flow = torch.nn.Conv3d(2, 3, 1)
+
+    def forward(self, x: Any) -> Any:
+        identity = F.affine_grid(torch.eye(3, 4, dtype=x.dtype)[None].expand(2, 3, 4), list(x.shape),
+                                 align_corners=True)
+        grid = identity + 0.5 * torch.tanh(self.flow(x)).permute(0, 2, 3, 4, 1)
+        return F.grid_sample(x, grid, align_corners=True) + F.grid_sample(x, grid, mode="nearest",
+                                                                          padding_mode="border", align_corners=True)
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "torchscript"])
+def test_exported_volume_warp_matches_autograd(dynamo: bool, tmp_path: Path) -> None:
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    model = VolumeWarp().double().eval()
+    x = np.random.default_rng(12).standard_normal((2, 2, 3, 5, 3))  # sizes whose grid points are exact in float32
+    path = tmp_path / "warp3d.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
+        finally:
+            logging.disable(logging.NOTSET)
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    assert sum(n.op.name == "grid_sample" for n in graph) == 2
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    want = model(xt)
+    upstream = np.random.default_rng(13).standard_normal(tuple(want.shape))
+    (want * torch.from_numpy(upstream)).sum().backward()
+    weight = next(n.name for n in graph if n.op.name == "parameter" and n.name.endswith("weight"))
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data={graph.inputs[0].name: x}, loss="none")
+        s.run_to_end()
+        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
+        grads = chained_vjps(s, upstream)
+        np.testing.assert_allclose(grads[graph.inputs[0].name], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(grads[weight], model.flow.weight.grad.numpy(), rtol=1e-10, atol=1e-12)

@@ -30,15 +30,18 @@ def _pixels_to_grid(pixels: np.ndarray, size: int, align_corners: bool) -> np.nd
 
 
 def points(n: int, h: int, w: int, height: int, width: int, align_corners: bool, low: float = -1.6,
-           high_extra: float = 1.6) -> Any:
-    """A grid of (n, h, w) points whose pixel positions lie in [low, size − 1 + high_extra], with fractions in
-    [0.15, 0.85] (clear of the kinks at whole pixels, and of the border clamp at 0 and size − 1)."""
+           high_extra: float = 1.6, depth: int = 0, d: int = 0) -> Any:
+    """A grid of (n, h, w) points (volumes: (n, d, h, w)) whose pixel positions lie in [low, size − 1 +
+    high_extra], with fractions in [0.15, 0.85] (clear of the kinks at whole pixels, and of the border clamp at 0
+    and size − 1)."""
+    shape = (n, d, h, w) if depth else (n, h, w)
+    sizes = (width, height, depth) if depth else (width, height)
 
     def make(rng: np.random.Generator) -> np.ndarray:
         axes = []
-        for size in (width, height):
-            whole = rng.integers(int(np.floor(low)), int(np.floor(size - 1 + high_extra)), (n, h, w))
-            axes.append(_pixels_to_grid(whole + rng.uniform(0.15, 0.85, (n, h, w)), size, align_corners))
+        for size in sizes:
+            whole = rng.integers(int(np.floor(low)), int(np.floor(size - 1 + high_extra)), shape)
+            axes.append(_pixels_to_grid(whole + rng.uniform(0.15, 0.85, shape), size, align_corners))
         return np.stack(axes, axis=-1)
 
     return make
@@ -51,6 +54,11 @@ def _grid(mode: str, padding: str, align: bool) -> Any:
 def _grid_case(mode: str, padding: str, align: bool, tag: str, **kw: Any) -> Case:
     return Case("grid_sample", (normal(2, 3, 4, 5), points(2, 3, 4, 4, 5, align, **kw)), _grid(mode, padding, align),
                 {"mode": mode, "padding_mode": padding, "align_corners": align}, tag)
+
+
+def _volume_case(mode: str, padding: str, align: bool, tag: str, **kw: Any) -> Case:
+    return Case("grid_sample", (normal(2, 2, 3, 4, 5), points(2, 3, 2, 4, 5, align, depth=3, d=2, **kw)),
+                _grid(mode, padding, align), {"mode": mode, "padding_mode": padding, "align_corners": align}, tag)
 
 
 CASES = [
@@ -79,6 +87,11 @@ CASES = [
     _grid_case("bicubic", "border", False, "bicubic-border", low=-3.6, high_extra=3.6),
     _grid_case("bicubic", "reflection", True, "bicubic-reflection-align-corners", low=-6.0, high_extra=6.0),
     _grid_case("bicubic", "reflection", False, "bicubic-reflection", low=-6.0, high_extra=6.0),
+    # volumes (VoxelMorph's warps): trilinear in every padding, nearest
+    _volume_case("bilinear", "zeros", False, "trilinear-zeros"),
+    _volume_case("bilinear", "border", True, "trilinear-border-align-corners"),
+    _volume_case("bilinear", "reflection", False, "trilinear-reflection", low=-5.0, high_extra=5.0),
+    _volume_case("nearest", "zeros", True, "volume-nearest-zeros-align-corners"),
 ]
 
 
@@ -103,7 +116,9 @@ def test_backends_agree(case: Case, dtype: str) -> None:
 @pytest.mark.parametrize(("op", "shapes", "attrs", "message"), [
     ("grid_sample", [(1, 2, 4, 4), (1, 3, 3, 2)], {"mode": "area"}, "mode 'area' is not one of"),
     ("grid_sample", [(1, 2, 4, 4), (1, 3, 3, 2)], {"padding_mode": "wrap"}, "padding_mode 'wrap'"),
-    ("grid_sample", [(1, 2, 4, 4, 4), (1, 3, 3, 3, 3)], {}, "(batch, channels, height, width)"),
+    ("grid_sample", [(1, 2, 4), (1, 3, 2)], {}, "(batch, channels, height, width) or volumes"),
+    ("grid_sample", [(1, 2, 4, 4, 4), (1, 3, 3, 3, 3)], {"mode": "bicubic"}, "bicubic mode samples images"),
+    ("grid_sample", [(1, 2, 4, 4, 4), (1, 3, 3, 2)], {}, "(batch 1, depth, height, width, 3)"),
     ("grid_sample", [(1, 2, 4, 4), (2, 3, 3, 2)], {}, "(batch 1, height, width, 2)"),
     ("grid_sample", [(1, 2, 4, 4), (1, 3, 3, 3)], {}, "(batch 1, height, width, 2)"),
     ("upsample_bicubic2d", [(1, 2, 4)], {"output_size": (2, 3)}, "(batch, channels, height, width)"),
@@ -156,19 +171,21 @@ def _against_torch(op: str, arrays: list[np.ndarray], attrs: dict[str, Any], fn:
 @settings(max_examples=40, deadline=None)
 @given(mode=st.sampled_from(["bilinear", "nearest", "bicubic"]),
        padding=st.sampled_from(["zeros", "border", "reflection"]),
-       align=st.booleans(), hw=st.tuples(st.integers(1, 6), st.integers(1, 6)),
-       out=st.tuples(st.integers(1, 5), st.integers(1, 5)), spread=st.sampled_from([0.5, 1.0, 1.5, 4.0]),
+       align=st.booleans(), hw=st.lists(st.integers(1, 6), min_size=2, max_size=3),
+       out=st.lists(st.integers(1, 5), min_size=3, max_size=3), spread=st.sampled_from([0.5, 1.0, 1.5, 4.0]),
        seed=st.integers(0, 2**16))
-def test_grid_sample_any_grid_matches_torch(mode: str, padding: str, align: bool, hw: tuple[int, int],
-                                            out: tuple[int, int], spread: float, seed: int) -> None:
+def test_grid_sample_any_grid_matches_torch(mode: str, padding: str, align: bool, hw: list[int],
+                                            out: list[int], spread: float, seed: int) -> None:
     """Points anywhere (on pixel centres and the border too: the kinks are where torch's one-sided choices and ours
-    must agree), images down to one pixel."""
+    must agree), images and volumes down to one pixel."""
     import torch.nn.functional as F
 
+    if len(hw) == 3 and mode == "bicubic":
+        mode = "bilinear"  # (PyTorch's bicubic samples images only)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((2, 2, *hw))
-    grid = rng.uniform(-spread, spread, (2, *out, 2))
-    grid[0, 0, 0] = (-1.0, 1.0)  # the corners themselves
+    grid = rng.uniform(-spread, spread, (2, *out[:len(hw)], len(hw)))
+    grid[(0,) * (len(hw) + 1)] = (-1.0, 1.0, -1.0)[:len(hw)]  # the corners themselves
     _against_torch("grid_sample", [x, grid], {"mode": mode, "padding_mode": padding, "align_corners": align},
                    lambda t, g: F.grid_sample(t, g, mode=mode, padding_mode=padding, align_corners=align), seed)
 

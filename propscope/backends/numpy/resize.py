@@ -11,6 +11,8 @@ output's gradient back by the same weights (the image) and takes the image's slo
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -124,6 +126,12 @@ def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, sca
 
 
 # -- grid_sample -------------------------------------------------------------------------------------------------
+# A point's position along each spatial axis of x (depth, height, width order; the grid lists them the other way
+# round: x along the width first); a tap is (the pixel's index along each axis, its weight, ∂weight/∂position
+# along each axis).
+Tap = tuple[list[Array], Array, list[Array]]
+
+
 def _reflect(v: Array, low2: int, high2: int) -> tuple[Array, Array]:
     """v mirrored into [low2/2, high2/2] (PyTorch's reflect_coordinates), and ∂(mirrored)/∂v (±1)."""
     if low2 == high2:
@@ -153,36 +161,39 @@ def _pixel(coord: Array, size: int, padding: str, align_corners: bool) -> tuple[
     return v, slope
 
 
-def _corner(x: Array, rows: Array, cols: Array) -> tuple[Array, Array]:
-    """x[n, :, rows, cols] as (N, h, w, C), 0 where (rows, cols) is outside the image, and that mask."""
-    n, _, height, width = x.shape
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    batch = np.arange(n).reshape(n, 1, 1)
-    picked = x[batch, :, np.clip(rows, 0, height - 1), np.clip(cols, 0, width - 1)]
-    return np.where(inside[..., None], picked, 0.0).astype(x.dtype), inside
+def _positions(x: Array, grid: Array, padding: str, align_corners: bool, far: float
+               ) -> list[tuple[Array, Array]]:
+    """Each point's (position, ∂position/∂grid coordinate) along each spatial axis of x. Positions further than
+    `far` off the image (or NaN) are moved to `far` off it: they read what they read there, and the indices stay
+    small integers."""
+    dims = x.ndim - 2
+    found = []
+    for k in range(dims):
+        size = x.shape[2 + k]
+        v, dv = _pixel(grid[..., dims - 1 - k], size, padding, bool(align_corners))
+        found.append((np.where(np.isfinite(v), np.clip(v, -far, size - 1 + far), -far).astype(v.dtype), dv))
+    return found
 
 
-def _grid_points(x: Array, grid: Array, padding_mode: str, align_corners: bool
-                 ) -> tuple[Array, Array, Array, Array]:
-    """Each point's pixel position (u along the width, v along the height) and their derivatives."""
-    _, _, height, width = x.shape
-    u, du = _pixel(grid[..., 0], width, padding_mode, bool(align_corners))
-    v, dv = _pixel(grid[..., 1], height, padding_mode, bool(align_corners))
-    # far outside (or NaN) reads nothing: kept 2 pixels off the image so the indices stay small integers
-    u = np.where(np.isfinite(u), np.clip(u, -2, width + 1), -2).astype(u.dtype)
-    v = np.where(np.isfinite(v), np.clip(v, -2, height + 1), -2).astype(v.dtype)
-    return u, v, du, dv
+def _nearest_tap(x: Array, grid: Array, padding: str, align_corners: bool) -> Tap:
+    """The pixel nearest each point (round half to even, as PyTorch's nearbyint); the points move no pixel."""
+    positions = _positions(x, grid, padding, align_corners, 2.0)
+    return [np.rint(v).astype(np.int64) for v, _ in positions], np.ones(grid.shape[:-1], dtype=x.dtype), []
 
 
-def _bilinear_corners(u: Array, v: Array) -> list[tuple[Array, Array, Array, Array, Array]]:
-    """(rows, cols, weight, ∂weight/∂u, ∂weight/∂v) of the 2×2 pixels around each point."""
-    q0, p0 = np.floor(u), np.floor(v)
-    fu, fv = u - q0, v - p0
-    q0i, p0i = q0.astype(np.int64), p0.astype(np.int64)
-    return [(p0i, q0i, (1 - fu) * (1 - fv), -(1 - fv), -(1 - fu)),
-            (p0i, q0i + 1, fu * (1 - fv), 1 - fv, -fu),
-            (p0i + 1, q0i, (1 - fu) * fv, -fv, 1 - fu),
-            (p0i + 1, q0i + 1, fu * fv, fv, fu)]
+def _linear_taps(x: Array, grid: Array, padding: str, align_corners: bool) -> tuple[list[Tap], list[Array]]:
+    """The 2×2 (volumes: 2×2×2) pixels around each point with their (bi/tri)linear weights."""
+    positions = _positions(x, grid, padding, align_corners, 2.0)
+    lows = [np.floor(v) for v, _ in positions]
+    fractions = [v - low for (v, _), low in zip(positions, lows, strict=True)]
+    taps = []
+    for corner in itertools.product((0, 1), repeat=len(positions)):
+        factors = [f if up else 1 - f for f, up in zip(fractions, corner, strict=True)]
+        slopes = [np.prod([factors[m] for m in range(len(factors)) if m != k], axis=0) * (1 if up else -1)
+                  for k, up in enumerate(corner)]
+        indices = [low.astype(np.int64) + up for low, up in zip(lows, corner, strict=True)]
+        taps.append((indices, np.prod(factors, axis=0), slopes))
+    return taps, [dv for _, dv in positions]
 
 
 def _cubic_slopes(t: Array) -> tuple[Array, Array, Array, Array]:
@@ -208,83 +219,83 @@ def _tap(index: Array, size: int, padding: str, align_corners: bool) -> Array:
     return index
 
 
-def _bicubic_taps(x: Array, grid: Array, padding: str, align_corners: bool
-                  ) -> tuple[list[tuple[Array, Array, Array, Array, Array]], Array, Array]:
-    """(rows, cols, weight, ∂weight/∂u, ∂weight/∂v) of the 4×4 taps around each point, PyTorch's bicubic sampling:
-    the point unnormalised without padding, each tap's position then padded; and ∂u/∂g_x, ∂v/∂g_y."""
-    _, _, height, width = x.shape
-    u, du = _pixel(grid[..., 0], width, "zeros", align_corners)
-    v, dv = _pixel(grid[..., 1], height, "zeros", align_corners)
-    # far outside, zeros and border padding read what they read 3 pixels off the image (nothing, or the edge);
-    # reflection mirrors any distance back in (kept below 2⁴⁰, where the taps are still whole numbers)
+def _bicubic_taps(x: Array, grid: Array, padding: str, align_corners: bool) -> tuple[list[Tap], list[Array]]:
+    """The 4×4 taps around each point, PyTorch's bicubic sampling (images): the point unnormalised without padding,
+    each tap's position then padded. Far outside, zeros and border padding read what they read 3 pixels off the
+    image (nothing, or the edge); reflection mirrors any distance back in (kept below 2⁴⁰, where the taps are
+    still whole numbers)."""
     far = 2.0**40 if padding == "reflection" else 3.0
-    u = np.where(np.isfinite(u), np.clip(u, -far, width - 1 + far), -far).astype(u.dtype)
-    v = np.where(np.isfinite(v), np.clip(v, -far, height - 1 + far), -far).astype(v.dtype)
-    q0, p0 = np.floor(u), np.floor(v)
-    wu, wv = cubic_weights(u - q0), cubic_weights(v - p0)
-    su, sv = _cubic_slopes(u - q0), _cubic_slopes(v - p0)
+    (v, dv), (u, du) = _positions(x, grid, "zeros", align_corners, far)
+    _, _, height, width = x.shape
+    p0, q0 = np.floor(v), np.floor(u)
+    wv, wu = cubic_weights(v - p0), cubic_weights(u - q0)
+    sv, su = _cubic_slopes(v - p0), _cubic_slopes(u - q0)
     taps = []
     for j in range(4):
-        rows = _tap(p0 - 1 + j, height, padding, align_corners).astype(np.int64)
+        rows = _tap(p0 - 1 + j, height, padding, bool(align_corners)).astype(np.int64)
         for i in range(4):
-            cols = _tap(q0 - 1 + i, width, padding, align_corners).astype(np.int64)
-            taps.append((rows, cols, wu[i] * wv[j], su[i] * wv[j], wu[i] * sv[j]))
-    return taps, du, dv
+            cols = _tap(q0 - 1 + i, width, padding, bool(align_corners)).astype(np.int64)
+            taps.append(([rows, cols], wv[j] * wu[i], [sv[j] * wu[i], wv[j] * su[i]]))
+    return taps, [dv, du]
 
 
-def _taps(x: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool
-          ) -> tuple[list[tuple[Array, Array, Array, Array, Array]], Array, Array]:
-    """The pixels each point reads with their weights and the weights' slopes, for either interpolating mode."""
+def _taps(x: Array, grid: Array, mode: str, padding: str, align_corners: bool) -> tuple[list[Tap], list[Array]]:
+    """The pixels each point reads, their weights and the weights' slopes, and ∂position/∂grid per axis."""
     if mode == "bicubic":
-        return _bicubic_taps(x, grid, padding_mode, bool(align_corners))
-    u, v, du, dv = _grid_points(x, grid, padding_mode, align_corners)
-    return _bilinear_corners(u, v), du, dv
+        return _bicubic_taps(x, grid, padding, align_corners)
+    if mode == "nearest":
+        return [_nearest_tap(x, grid, padding, align_corners)], []
+    return _linear_taps(x, grid, padding, align_corners)
+
+
+def _pick(x: Array, indices: list[Array]) -> tuple[Array, Array]:
+    """x[n, :, *indices] as (N, *points, C), 0 where the indices fall outside x, and that mask."""
+    inside = np.ones(indices[0].shape, dtype=bool)
+    for k, index in enumerate(indices):
+        inside &= (index >= 0) & (index < x.shape[2 + k])
+    batch = np.arange(x.shape[0]).reshape(-1, *[1] * (indices[0].ndim - 1))
+    picked = x[(batch, slice(None), *(np.clip(i, 0, x.shape[2 + k] - 1) for k, i in enumerate(indices)))]
+    return np.where(inside[..., None], picked, 0.0).astype(x.dtype), inside
 
 
 @kernel("grid_sample")
 def grid_sample(x: Array, grid: Array, mode: str, padding_mode: str, align_corners: bool) -> Array:
-    if mode == "nearest":  # round half to even, as PyTorch's nearbyint
-        u, v, _, _ = _grid_points(x, grid, padding_mode, align_corners)
-        out, _ = _corner(x, np.rint(v).astype(np.int64), np.rint(u).astype(np.int64))
-    else:
-        taps, _, _ = _taps(x, grid, mode, padding_mode, align_corners)
-        out = np.zeros((*grid.shape[:3], x.shape[1]), dtype=x.dtype)
-        for rows, cols, w, _, _ in taps:
-            out += w[..., None] * _corner(x, rows, cols)[0]
+    taps, _ = _taps(x, grid, mode, padding_mode, align_corners)
+    out = np.zeros((*grid.shape[:-1], x.shape[1]), dtype=x.dtype)
+    for indices, weight, _ in taps:
+        out += weight[..., None] * _pick(x, indices)[0]
     return np.ascontiguousarray(np.moveaxis(out, -1, 1)).astype(x.dtype)
 
 
-def _scatter(gx: Array, rows: Array, cols: Array, inside: Array, values: Array) -> None:
-    """gx[n, :, rows, cols] += values (N, h, w, C) at the points inside the image."""
-    n, _, height, width = gx.shape
-    batch = np.broadcast_to(np.arange(n).reshape(n, 1, 1), rows.shape)
-    flat = (batch * height + rows) * width + cols
-    target = np.zeros((n * height * width, gx.shape[1]), dtype=gx.dtype)
+def _scatter(gx: Array, indices: list[Array], inside: Array, values: Array) -> None:
+    """gx[n, :, *indices] += values (N, *points, C) at the points inside x."""
+    n, channels, *sizes = gx.shape
+    flat = np.broadcast_to(np.arange(n).reshape(-1, *[1] * (indices[0].ndim - 1)), indices[0].shape)
+    for size, index in zip(sizes, indices, strict=True):
+        flat = flat * size + index
+    target = np.zeros((n * math.prod(sizes), channels), dtype=gx.dtype)
     np.add.at(target, flat[inside], values[inside])
-    gx += np.moveaxis(target.reshape(n, height, width, -1), -1, 1)
+    gx += np.moveaxis(target.reshape(n, *sizes, channels), -1, 1)
 
 
 @grid_sample.gradient
 def _(g: Array, x: Array, grid: Array, out: Array, mode: str, padding_mode: str, align_corners: bool
       ) -> tuple[Array, Array]:
-    upstream = np.moveaxis(g, 1, -1)  # (N, h, w, C)
+    upstream = np.moveaxis(g, 1, -1)  # (N, *points, C)
+    taps, moves = _taps(x, grid, mode, padding_mode, align_corners)
     gx = np.zeros_like(x, dtype=g.dtype)
-    if mode == "nearest":  # the points move no pixel: no gradient for the grid
-        u, v, _, _ = _grid_points(x, grid, padding_mode, align_corners)
-        rows, cols = np.rint(v).astype(np.int64), np.rint(u).astype(np.int64)
-        _, inside = _corner(x, rows, cols)
-        _scatter(gx, rows, cols, inside, upstream)
+    along = [np.zeros(grid.shape[:-1], dtype=g.dtype) for _ in moves]  # ∂L/∂position per axis
+    for indices, weight, slopes in taps:
+        values, inside = _pick(x, indices)
+        _scatter(gx, indices, inside, upstream * weight[..., None])
+        if slopes:
+            seen = np.sum(upstream * values, axis=-1)  # Σ_c ∂L/∂out · x at this pixel
+            for k, slope in enumerate(slopes):
+                along[k] += seen * slope
+    if not moves:  # nearest: the points move no pixel, no gradient for the grid
         return gx, np.zeros_like(grid, dtype=g.dtype)
-    taps, du, dv = _taps(x, grid, mode, padding_mode, align_corners)
-    gu = np.zeros(grid.shape[:3], dtype=g.dtype)
-    gv = np.zeros(grid.shape[:3], dtype=g.dtype)
-    for rows, cols, w, w_u, w_v in taps:
-        values, inside = _corner(x, rows, cols)
-        _scatter(gx, rows, cols, inside, upstream * w[..., None])
-        slope = np.sum(upstream * values, axis=-1)  # Σ_c ∂L/∂out · x at this pixel
-        gu += slope * w_u
-        gv += slope * w_v
-    return gx, np.stack([gu * du, gv * dv], axis=-1).astype(g.dtype)
+    # the grid lists x (the width) first: its coordinate c is the position along axis dims − 1 − c
+    return gx, np.stack([along[k] * moves[k] for k in reversed(range(len(moves)))], axis=-1).astype(g.dtype)
 
 
 # -- volumes: one map per axis of depth, height and width ----------------------------------------------------

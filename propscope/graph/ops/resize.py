@@ -229,12 +229,16 @@ def _grid_sample(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
         raise ShapeError(f"grid_sample mode {mode!r} is not one of {', '.join(GRID_MODES)}")
     if padding not in GRID_PADDINGS:
         raise ShapeError(f"grid_sample padding_mode {padding!r} is not one of {', '.join(GRID_PADDINGS)}")
-    if len(x) != 4:
-        raise ShapeError(f"grid_sample takes images as (batch, channels, height, width), got {S.fmt(x)}")
-    if len(grid) != 4 or grid[3] != 2 or grid[0] != x[0]:
-        raise ShapeError(f"grid_sample's grid must be (batch {x[0]}, height, width, 2) points (x, y), "
-                         f"got {S.fmt(grid)}")
-    return x[0], x[1], grid[1], grid[2]
+    if len(x) not in (4, 5):
+        raise ShapeError("grid_sample takes images as (batch, channels, height, width) or volumes as (batch, "
+                         f"channels, depth, height, width), got {S.fmt(x)}")
+    dims = len(x) - 2
+    if mode == "bicubic" and dims != 2:
+        raise ShapeError("grid_sample's bicubic mode samples images, not volumes (as in PyTorch)")
+    if len(grid) != len(x) or grid[-1] != dims or grid[0] != x[0]:
+        points = "height, width, 2) points (x, y)" if dims == 2 else "depth, height, width, 3) points (x, y, z)"
+        raise ShapeError(f"grid_sample's grid must be (batch {x[0]}, {points}, got {S.fmt(grid)}")
+    return x[0], x[1], *grid[1:-1]
 
 
 define(OpDef(
@@ -251,9 +255,10 @@ define(OpDef(
              "nearest mode, and in bilinear where border padding clamps the point"},
     _grid_sample, "grid", category="conv",
     default_attrs={"mode": "bilinear", "padding_mode": "zeros", "align_corners": False},
-    summary="sample images at the points of a grid (F.grid_sample: spatial transformer networks, deformable "
-            "sampling, optical-flow warping), bilinear, nearest or bicubic; points outside the image read zeros, "
-            "the nearest border pixel (border) or the image mirrored at its border (reflection)",
+    summary="sample images (or volumes) at the points of a grid (F.grid_sample: spatial transformer networks, "
+            "deformable sampling, optical-flow warping, VoxelMorph's registration), bilinear (volumes: trilinear), "
+            "nearest or bicubic (images); points outside read zeros, the nearest border pixel (border) or the "
+            "image mirrored at its border (reflection)",
 ))
 
 

@@ -38,14 +38,17 @@ def _antialiased(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                    "has no antialiasing filter")
 
 
-@aten("grid_sampler_2d", "grid_sampler")
+@aten("grid_sampler_2d", "grid_sampler_3d", "grid_sampler")
 def _grid_sampler(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, grid = self_arg(a), a["grid"]
     mode, padding = a.get("interpolation_mode", 0), a.get("padding_mode", 0)
     if mode not in _GRID_MODES or padding not in _GRID_PADDINGS:
         raise Unmapped(f"grid_sampler with interpolation mode {mode!r} and padding mode {padding!r}")
-    if len(t.shape(x)) != 4:
-        raise Unmapped(f"grid_sample of a {len(t.shape(x))}-D input (the catalog samples images, 4-D)")
+    rank = len(t.shape(x))
+    if rank not in (4, 5):
+        raise Unmapped(f"grid_sample of a {rank}-D input (the catalog samples images and volumes)")
+    if rank == 5 and _GRID_MODES[mode] == "bicubic":
+        raise Unmapped("grid_sample of a volume in bicubic mode (PyTorch's bicubic samples images)")
     return t.b.op("grid_sample", t.node(x, ctx), t.node(grid, ctx, "grid"), name=ctx.name, module=ctx.module,
                   attrs={"mode": _GRID_MODES[mode], "padding_mode": _GRID_PADDINGS[padding],
                          "align_corners": bool(a.get("align_corners", False))})

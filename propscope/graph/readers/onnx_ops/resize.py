@@ -4,8 +4,8 @@ exporters write and PyTorch computes: linear and cubic (images, cubic_coeff_a = 
 half_pixel (align_corners=False), pytorch_half_pixel (to sizes over one) or align_corners; nearest with asymmetric
 coordinates and floor rounding (mode='nearest'). Other forms (nearest-exact rounding, tf_crop_and_resize, other
 cubic coefficients, antialiased downsampling) are refused by name. GridSample of images onto `grid_sample`
-(bilinear, nearest and cubic; zeros, border and reflection padding), volumes refused by name; AffineGrid as the
-matrix product it is."""
+(bilinear, nearest and cubic; zeros, border and reflection padding) and of volumes (linear and nearest); AffineGrid
+as the matrix product it is."""
 
 from __future__ import annotations
 
@@ -185,7 +185,9 @@ def _grid_sample(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if padding not in GRID_PADDINGS:
         raise Unmapped(f"GridSample padding_mode {padding!r}")
     x, grid = r.node(ins[0], ctx), r.node(ins[1], ctx, hint="grid")
-    if len(x.shape) != 4:
-        raise Unmapped(f"GridSample of a {len(x.shape)}-D input (the catalog samples images, 4-D)")
+    if len(x.shape) not in (4, 5):
+        raise Unmapped(f"GridSample of a {len(x.shape)}-D input (the catalog samples images and volumes)")
+    if len(x.shape) == 5 and _GRID_MODES[mode] == "bicubic":
+        raise Unmapped("cubic GridSample of a volume (PyTorch's bicubic samples images)")
     return op(r, ctx, "grid_sample", x, grid, mode=_GRID_MODES[mode], padding_mode=padding,
               align_corners=bool(int(ctx.attrs.get("align_corners", 0))))
