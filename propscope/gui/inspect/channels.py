@@ -34,7 +34,8 @@ NCHW, CHANNELS_LAST = 1, 3  # the channel axis of a 4-D value (of a 5-D value: 1
 RANKS = (4, 5)  # images (N, C, H, W) and volumes (N, C, D, H, W)
 NCHW_OPS = frozenset({
     "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
-    "batch_norm", "group_norm", "upsample_bilinear2d", "upsample_nearest2d",
+    "batch_norm", "group_norm", "upsample_bilinear2d", "upsample_nearest2d", "upsample_bicubic2d",
+    "grid_sample",  # the image and the result; the grid (N, H, W, 2) is not a feature map
     "conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "upsample_nearest3d",
     "upsample_trilinear3d",
 })

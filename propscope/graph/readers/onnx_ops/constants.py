@@ -10,7 +10,7 @@ import numpy as np
 from .._aten import Missing, Unmapped
 from .._budget import array_room, fold_room, range_length
 from .._build import check_shape, finite_mask
-from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
+from ..onnx_reader import Ctx, Init, Reader, onnx_op
 
 
 @onnx_op("Where")
@@ -29,14 +29,9 @@ def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                   module=ctx.module, original_op="Where")
 
 
-@onnx_op("Identity", "Dropout", "Cast", "CastLike")
+@onnx_op("Identity", "Dropout")  # Cast and CastLike: elementwise.py
 def _identity(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = ins[0]
-    c = r.folded(x)
-    if ctx.op == "Cast" and c is not None:
-        dtype = ONNX_DTYPES.get(int(ctx.attrs.get("to", 1)), "float32")
-        # folded float math runs in float64: sqrt(head_dim) in float32 would differ from PyTorch's float64 run
-        return c.astype(np.float64 if dtype in ("float16", "bfloat16", "float32") else dtype)
     if ctx.op == "Dropout":
         training = r.folded(ins[2]) if len(ins) > 2 and ins[2] is not None else None
         if training is not None and bool(training):
