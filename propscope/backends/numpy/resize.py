@@ -75,12 +75,19 @@ def _(g: Array, x: Array, out: Array, output_size: Any, scales: Any) -> tuple[Ar
     return (np.matmul(np.matmul(rows.T.astype(g.dtype), g), cols.astype(g.dtype)),)
 
 
-def _bilinear_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array, Array]:
-    oh, ow = upsample_size(x.shape, output_size, scales, "upsample_bilinear2d")
+def _separable_maps(x: Array, output_size: Any, align_corners: bool, scales: Any, op: str,
+                    matrix: Any) -> tuple[Array, Array]:
+    """The row and column matrices of a separable resize (`matrix(size, out, align_corners, scale, dtype)`):
+    out = rows · x · colsᵀ, and its gradient rowsᵀ · g · cols."""
+    oh, ow = upsample_size(x.shape, output_size, scales, op)
     sh, sw = (None, None) if align_corners else scale_pair(scales)
     dtype = x.dtype.name
-    return (_bilinear(x.shape[2], oh, bool(align_corners), sh, dtype),
-            _bilinear(x.shape[3], ow, bool(align_corners), sw, dtype))
+    return (matrix(x.shape[2], oh, bool(align_corners), sh, dtype),
+            matrix(x.shape[3], ow, bool(align_corners), sw, dtype))
+
+
+def _bilinear_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array, Array]:
+    return _separable_maps(x, output_size, align_corners, scales, "upsample_bilinear2d", _bilinear)
 
 
 @kernel("upsample_bilinear2d")
@@ -106,11 +113,7 @@ def _bicubic(size: int, out: int, align_corners: bool, scale: float | None, dtyp
 
 
 def _bicubic_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array, Array]:
-    oh, ow = upsample_size(x.shape, output_size, scales, "upsample_bicubic2d")
-    sh, sw = (None, None) if align_corners else scale_pair(scales)
-    dtype = x.dtype.name
-    return (_bicubic(x.shape[2], oh, bool(align_corners), sh, dtype),
-            _bicubic(x.shape[3], ow, bool(align_corners), sw, dtype))
+    return _separable_maps(x, output_size, align_corners, scales, "upsample_bicubic2d", _bicubic)
 
 
 @kernel("upsample_bicubic2d")
