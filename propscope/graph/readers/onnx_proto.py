@@ -12,10 +12,10 @@ no message is more than six levels below the model.
 
 Each message class names its fields by number (`FIELDS`: number -> (name, kind, message class)); a field the
 file does not set reads as protobuf's default (0, "", an empty list, or an empty message), and `HasField` says
-whether it was set, as on a protobuf message. Unknown fields are skipped, as protobuf skips them. Subgraphs
-are skipped like unknown fields. The field numbers are those of `onnx.proto`
-(IR version 10); `tests/test_onnx_proto.py` checks each against the `onnx` package's own descriptors and reads
-every file of ONNX's conformance suite both ways.
+whether it was set, as on a protobuf message. Unknown fields are skipped, as protobuf skips them, and so are the
+subgraphs. The field numbers are those of `onnx.proto` (IR version 10); `tests/test_onnx_proto.py` checks each
+against the `onnx` package's own descriptors and opens every model of ONNX's backend node tests both ways (this
+reader, and `onnx`'s parse) to the same graph.
 """
 
 from __future__ import annotations
