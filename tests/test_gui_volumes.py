@@ -203,3 +203,17 @@ def test_transposed_filters_and_a_channels_last_volume(qtbot, window):
     click_cell(qtbot, view.grids()[-1], 2, 4, 1)
     assert window.selection.index == (0, depth, 4, 1, 2)  # (n, d, h, w, c): the node's own axes
     assert view.page.sections[-1].tiles[2].marks == [(4, 1, 5, 2)]
+
+
+def test_a_1024_wide_window_stays_1024_wide_through_every_page(qtbot, window):
+    """The layer view's long section titles ("enc2.0.weight (filters: out ← in, each as its 3 depth taps…") wrap
+    instead of widening the dock: at a projector's 1024×768 the window used to grow to 1,090 pixels on the 3-D
+    U-Net's convolutions, past the screen's edge."""
+    window.resize(1024, 768)
+    settle()
+    window.layer_dock.raise_()
+    s = window.bridge.session
+    for step in range(len(s.steps)):
+        s.seek(step)
+        settle()
+        assert window.width() == 1024, (step, window.layer_view.node, window.layer_view.minimumSizeHint().width())

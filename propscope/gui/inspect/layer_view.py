@@ -639,6 +639,7 @@ class _SectionView(QWidget):
     def __init__(self) -> None:
         super().__init__()
         self.title = QLabel()
+        self.title.setWordWrap(True)  # a long title would set the dock's minimum width (past a 1024 screen's edge)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.grid = HeatGrid()
