@@ -435,10 +435,10 @@ class Reader:
             if handler is None or (attrs and any(isinstance(v, Missing) for v in attrs.values())):
                 raise Unmapped("")
             if unary is not None and not attrs and len(inputs) == 1 and type(inputs[0]) is Node:
-                # Builder.op, one call less (10⁴-10⁵ times)
+                # Builder.op, one call less (10⁴-10⁵ times); `name` is clean already, so only a taken one needs fresh
                 b = self.b
-                result: Any = b.graph.add(unary, inputs[0], name=b.fresh(name), attrs=None, module=module,
-                                          original_op=op_type)
+                result: Any = b.graph.add(unary, inputs[0], name=name if name not in b.graph else b.fresh(name),
+                                          attrs=None, module=module, original_op=op_type)
             else:
                 ctx = Ctx(op_type, name, module, None if None in declared else declared, attrs, self.opset,
                           tuple(outs), self)
