@@ -141,7 +141,7 @@ class Folding:
         """Module paths for ops that have none but lie inside one module: every input made in it and every use
         in it, the innermost module holding them all (an exporter's helper ops, e.g. the slices ONNX's Split
         becomes, lose their scope). Left outside, such an op takes values out of the module and back in, and
-        the module could not fold."""
+        the module could not fold. Also the new paths of leaves whose module has no op (`_move_idle_leaves`)."""
         g = self.graph
         found: dict[str, str] = {}
         for node in g:
@@ -151,7 +151,26 @@ class Folding:
             common = _common_module(around)
             if common:
                 found[node.name] = common
+        self._move_idle_leaves(found)
         return found
+
+    def _move_idle_leaves(self, found: dict[str, str]) -> None:
+        """Parameters (and constants) of a module that has no op of its own go to the module of the ops using
+        them. An exporter that fuses ops leaves such modules behind: `torch.onnx.export(dynamo=True)` folds a
+        Conv's BatchNorm into it and scopes the fused Conv under `bn`, and `conv1` kept only its weights: its
+        frame read "conv1 · 0 ops" around two parameters, away from the op they feed."""
+        g = self.graph
+        with_ops: set[str] = set()  # every module path holding an op, at any depth
+        for node in g:
+            path = found.get(node.name, node.module)
+            if node.is_leaf or not path or path in with_ops:
+                continue
+            parts = path.split(".")
+            with_ops.update(".".join(parts[:k]) for k in range(1, len(parts) + 1))
+        for node in g:
+            if node.is_leaf and node.module and node.module not in with_ops:
+                users = [found.get(u.name, u.module) for u in g.users(node.name)]
+                found[node.name] = _common_module(users)  # "" (no module) when its users share none
 
     def _find_repeats(self, modules: dict[str, list[str]], order: dict[str, int]) -> None:
         """Sibling blocks with the same op sequence under one module (or at the top)."""
