@@ -103,6 +103,11 @@ class FrameItem(QGraphicsItem):
     def header_rect(self) -> QRectF:
         return QRectF(self.rect.left(), self.rect.top(), self.rect.width(), self.header)
 
+    def title_rect(self) -> QRectF:
+        """Where the title is drawn (its lit tab included), in scene coordinates: what a view keeps in sight."""
+        left = self.text_rect.left() - self.radius * 0.4
+        return QRectF(left, self.rect.top(), min(self.tab_width, self.rect.right() - left), self.header)
+
     def set_lit(self, on: bool) -> None:
         if on != self.lit:
             self.lit = on

@@ -46,8 +46,11 @@ class Geometry:
         return QPointF(c.x() - self.node_w / 2, y)
 
 
-def edge_path(points: list[QPointF], geo: Geometry) -> QPainterPath:
-    """Smooth S-curves between consecutive points; passing through a column stays horizontal."""
+def edge_path(points: list[QPointF], geo: Geometry, run: float = 0.0) -> QPainterPath:
+    """Smooth S-curves between consecutive points; passing through a column stays horizontal.
+
+    `run`: the last stretch into the target's port is straight, that long (at most half the way), so the
+    input's role label (x, W, b) above it has its own edge under it and no other edge's curve through it."""
     path = QPainterPath(points[0])
     half = geo.node_w / 2
     for k in range(1, len(points)):
@@ -55,9 +58,11 @@ def edge_path(points: list[QPointF], geo: Geometry) -> QPainterPath:
         if k - 1 > 0:  # leaving a bend point: run straight across the column first
             a = QPointF(a.x() + half, a.y())
             path.lineTo(a)
-        end = b if k == len(points) - 1 else QPointF(b.x() - half, b.y())
+        last = k == len(points) - 1
+        straight = min(run, max(b.x() - a.x(), 0.0) / 2) if last else half
+        end = QPointF(b.x() - straight, b.y())
         dx = max((end.x() - a.x()) * 0.5, 1.0)
         path.cubicTo(QPointF(a.x() + dx, a.y()), QPointF(end.x() - dx, end.y()), end)
-        if k < len(points) - 1:
+        if end != b:
             path.lineTo(b)
     return path

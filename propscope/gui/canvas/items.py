@@ -24,6 +24,8 @@ TEXT_LOD = 0.45  # below this zoom, text would be under ~5 px: boxes only
 LEAF_SYMBOLS = {"input": "in", "parameter": "θ", "constant": "c"}
 RADIUS = {"input": 14.0, "parameter": 3.0, "loss": 8.0}
 LEFT = Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft
+ROLE_Z = 1.8  # role labels: above every edge (1, lit 1.5), under the nodes (2)
+ROLE_GAP = 3.0  # between a role label and the arrowhead, in pixels (scaled)
 RING_REACH = 9.0  # how far the current step's ring reaches out of its node at most, in pixels (scaled)
 
 
@@ -50,6 +52,7 @@ class Style:
         self.tag_font = theme.font(9.5, bold=True)
         self.role_font = theme.font(9.5)
         self.role_font_lit = theme.font(9.5, bold=True)
+        self.role_fm_lit = QFontMetricsF(self.role_font_lit)
         self.symbol_fm = QFontMetricsF(self.symbol_font)
         self.name_fm = QFontMetricsF(self.name_font)
         self.small_fm = QFontMetricsF(self.small_font)
@@ -255,9 +258,9 @@ class EdgeItem(QGraphicsItem):
         self.flow: str | None = None  # "forward" or "backward" while the current step uses this edge
         s = style.theme.scale
         m = 10 * s + style.theme.pen_width(3)
-        self._bounds = path.boundingRect().adjusted(-m - 50 * s, -m - 16 * s, m, m)
-        end = points[-1]
-        self.role_rect = QRectF(end.x() - 50 * s, end.y() - 16 * s, 38 * s, 13 * s)
+        self._bounds = path.boundingRect().adjusted(-m, -m, m, m)
+        # the role (x, W, b) is an item of its own, above every edge (`RoleLabel`); the scene adds it
+        self.label = RoleLabel(role, points[-1], style) if role else None
         self.setZValue(1)
 
     def boundingRect(self) -> QRectF:
@@ -268,6 +271,8 @@ class EdgeItem(QGraphicsItem):
             self.flow = flow
             self.setZValue(1.5 if flow else 1)
             self.update()
+            if self.label is not None:
+                self.label.set_flow(flow)
 
     @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
@@ -287,10 +292,74 @@ class EdgeItem(QGraphicsItem):
             _arrow(painter, self.points[0], -1.0, size, color)
         else:
             _arrow(painter, self.points[-1], 1.0, size, color)
-        if self.role:
-            painter.setFont(st.role_font_lit if self.flow else st.role_font)
-            painter.setPen(color if self.flow else st.colors["muted"])
-            painter.drawText(self.role_rect, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, self.role)
+
+
+def role_run(role: str, style: Style) -> float:
+    """How long an edge runs straight into its port to hold its role label (`RoleLabel`): the label, the
+    arrowhead and a gap each side (none without a role)."""
+    if not role:
+        return 0.0
+    return style.role_fm_lit.horizontalAdvance(role) + ROLE_GAP * 3 * style.theme.scale + _arrow_length(style)
+
+
+def _arrow_length(style: Style) -> float:
+    return 9 * style.theme.scale * 1.4  # a lit edge's arrowhead (`EdgeItem.paint`)
+
+
+class RoleLabel(QGraphicsItem):
+    """The role of an input (x, W, b) where its edge enters the node: above every edge, each letter ringed in the
+    canvas's colour, over the straight end of its own edge (`role_run`).
+
+    Painted by its edge, under the edges drawn after it, a label was crossed by its neighbours' curves: in
+    projector mode the lit edges into a Linear or a Conv, 8 pixels thick, covered its x and W."""
+
+    def __init__(self, role: str, port: QPointF, style: Style) -> None:
+        super().__init__()
+        self.role, self.style = role, style
+        self.flow: str | None = None
+        t = style.theme
+        s = t.scale
+        lit_pen = t.pen_width(2.6)  # `EdgeItem.paint`'s lit width: the label clears it
+        self.halo = 3.0 * s
+        self.paths: dict[bool, QPainterPath] = {}
+        for lit, font in ((False, style.role_font), (True, style.role_font_lit)):
+            fm = QFontMetricsF(font)
+            right = port.x() - _arrow_length(style) - ROLE_GAP * s
+            baseline = port.y() - lit_pen / 2 - self.halo / 2 - fm.descent()
+            path = QPainterPath()
+            path.addText(QPointF(right - fm.horizontalAdvance(role), baseline), font, role)
+            self.paths[lit] = path
+        self._bounds = self.paths[True].boundingRect().united(self.paths[False].boundingRect()).adjusted(
+            -self.halo, -self.halo, self.halo, self.halo)
+        self.setZValue(ROLE_Z)
+
+    def boundingRect(self) -> QRectF:
+        return self._bounds
+
+    def text_rect(self) -> QRectF:
+        """Where the letters are drawn now (without their halo), in scene coordinates."""
+        return self.paths[self.flow is not None].boundingRect()
+
+    def set_flow(self, flow: str | None) -> None:
+        if flow != self.flow:
+            self.flow = flow
+            self.update()
+
+    @guarded
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        if lod_of(painter) < TEXT_LOD:
+            return
+        st = self.style
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        color = st.colors["muted" if self.flow is None else "forward" if self.flow == "forward" else "gradient"]
+        path = self.paths[self.flow is not None]
+        painter.setPen(QPen(st.colors["background"], self.halo, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap,
+                            Qt.PenJoinStyle.RoundJoin))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawPath(path)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(color)
+        painter.drawPath(path)
 
 
 def _arrow(painter: QPainter, tip: QPointF, direction: float, size: float, color: QColor) -> None:

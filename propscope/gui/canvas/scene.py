@@ -31,7 +31,7 @@ from ..theme import Theme, node_kind
 from .boxes import BoxItem, FrameItem
 from .folding import Folding
 from .geometry import Geometry, edge_path
-from .items import RING_REACH, EdgeItem, GradLabel, NodeItem, Style
+from .items import RING_REACH, EdgeItem, GradLabel, NodeItem, RoleLabel, Style, role_run
 from .overview import OverviewItem
 
 FULL_REFRESH = 48  # a jump over more steps than this refreshes every node instead of the touched ones
@@ -57,6 +57,7 @@ class GraphScene(QGraphicsScene):
         self.nodes: dict[str, NodeItem] = {}  # made so far
         self.edge_items: dict[int, EdgeItem] = {}  # made so far, by edge number
         self.labels: list[GradLabel] = []
+        self.role_labels: list[RoleLabel] = []  # the inputs' roles (x, W, b) of the edges made so far
         self.lit: dict[int, str] = {}  # edge number -> "forward" / "backward" at the cursor
         self.current: str | None = None
         self.selected: str | None = None
@@ -288,11 +289,15 @@ class GraphScene(QGraphicsScene):
         for e in edges:
             src, dst, _pos, _count, role = self.edges[e]
             pts = self.edge_points(int(e))
-            item = EdgeItem(src, dst, pts, edge_path(pts, geo), role, self.style)
-            item.setVisible(self._detail_shown)
-            self.addItem(item)
-            item.set_flow(self.lit.get(int(e)))
-            self.edge_items[int(e)] = item
+            edge = EdgeItem(src, dst, pts, edge_path(pts, geo, role_run(role, self.style)), role, self.style)
+            edge.setVisible(self._detail_shown)
+            self.addItem(edge)
+            if edge.label is not None:
+                edge.label.setVisible(self._detail_shown)
+                self.addItem(edge.label)
+                self.role_labels.append(edge.label)
+            edge.set_flow(self.lit.get(int(e)))
+            self.edge_items[int(e)] = edge
         self._made_edges[edges] = True
         return len(nodes) + len(edges)
 
@@ -305,7 +310,8 @@ class GraphScene(QGraphicsScene):
         """The items (zoomed in) or the overview (zoomed out): one pass over what was made, at the switch only."""
         if on != self._detail_shown:
             self._detail_shown = on
-            for items in (self.frames.values(), self.nodes.values(), self.edge_items.values(), self.labels):
+            for items in (self.frames.values(), self.nodes.values(), self.edge_items.values(), self.labels,
+                          self.role_labels):
                 for item in items:
                     item.setVisible(on)
         self.overview.setVisible(not on)
@@ -441,7 +447,7 @@ class GraphScene(QGraphicsScene):
         end = pts[-1]
         x = end.x() - (geo.col_w - geo.node_w) / 2  # the middle of the gap left of the target
         item = self.edge_items.get(e)
-        path = item.path if item is not None else edge_path(pts, geo)
+        path = item.path if item is not None else edge_path(pts, geo, role_run(self.edges.role[e], self.style))
         y = _path_y_at(path, x)
         half_w, half_h = bounds.width() / 2, bounds.height() / 2
         xy = self._node_xy
@@ -519,6 +525,16 @@ class GraphScene(QGraphicsScene):
 
     def node_rect(self, name: str) -> QRectF:
         return self.geo.node_rect().translated(self.centers[self.key_of(name)])
+
+    def enclosing_frames(self, name: str) -> list[FrameItem]:
+        """The frames drawn around node `name` (or around the box drawn for it), innermost first."""
+        key = self.key_of(name)
+        unit = self.folding.units.get(key)
+        chain = self.folding.chains.get(name, ())
+        if unit is not None:  # a closed box: the frames of the units around it
+            chain = self.folding.chains[unit.members[0]]
+            chain = chain[: chain.index(key)]
+        return [self.frames[k] for k in reversed(chain) if k in self.frames]
 
 
 def bsp_depth(items: int) -> int:

@@ -23,6 +23,7 @@ from ..guard import guarded, guarded_answer
 from ..selection import Selection
 from ..theme import ThemeManager
 from .folding import Folding
+from .items import RING_REACH
 from .scene import GraphScene
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 20.0
@@ -60,6 +61,9 @@ class GraphView(QGraphicsView):
         self._diffs: tuple[dict[str, float], Callable[[float], QColor]] | None = None
         self._scene: GraphScene | None = None
         self._auto = True
+        # (node, centred, where): the view was put at `where` to show the node (centred on it, or only moved
+        # into sight of it) with its frames' titles; a resize keeps that promise while nobody moved the view
+        self._kept: tuple[str, bool, QPointF] | None = None
         bridge.cursorMoved.connect(self._cursor_moved)
         bridge.traceChanged.connect(self._trace_changed)
         bridge.sessionChanged.connect(lambda _s: self.rebuild())
@@ -189,6 +193,7 @@ class GraphView(QGraphicsView):
 
     # -- zoom and pan ----------------------------------------------------------------------
     # `_auto` is True while the view is chosen by the app (on open, after F): a resize chooses again.
+    # `_kept`: the view shows a node and its frames' titles (`spot_for`); a resize shows them again.
     # Zooming or dragging by hand makes it the user's view, which is then left alone.
     def zoom(self) -> float:
         return self.transform().m11()
@@ -260,6 +265,17 @@ class GraphView(QGraphicsView):
         super().resizeEvent(event)  # type: ignore[arg-type]
         if self._auto and self._scene is not None:
             self.show_start()
+        elif self._kept is not None and self._scene is not None:
+            # The chain-rule dock grows with a step's text after the step has centred its node, and the
+            # breadcrumbs' band comes and goes: the view keeps its centre, so a title shown above the node
+            # went out of sight again. Shown again, unless the view was moved since (a drag, the minimap).
+            name, centred, where = self._kept
+            here = self.visible_scene_rect().center()
+            if abs(here.x() - where.x()) <= 2 / self.zoom() and abs(here.y() - where.y()) <= 2 / self.zoom() \
+                    and (name in self._scene.folding.chains or name in self._scene.centers):
+                self._show(name, None if centred else here, centred)
+            else:
+                self._kept = None
 
     def _update_detail(self) -> None:
         detail = self.zoom() >= DETAIL_ZOOM
@@ -357,14 +373,60 @@ class GraphView(QGraphicsView):
             return
         rect = self.graph_scene.node_rect(name)
         if self.themes.projector:
-            self.centerOn(rect.center())
+            self.center_on_node(name)
         elif not self.visible_scene_rect().contains(rect):
             # leave room for what comes next: a quarter of the view beyond the node
             view = self.viewport().rect()
             self.ensureVisible(rect, view.width() // 4, view.height() // 6)
+            # scrolled anyway: as little further as shows the title of the frame around it
+            self._show(name, self.visible_scene_rect().center(), centred=False)
 
     def center_on_node(self, name: str) -> None:
-        self.centerOn(self.graph_scene.node_rect(name).center())
+        """Centre node `name`; moved off centre as little as shows the titles of the frames around it."""
+        self._show(name, None, centred=True)
+
+    def _show(self, name: str, around: QPointF | None, centred: bool) -> None:
+        spot = self.spot_for(name, around)
+        if around is None or spot != around:
+            self.centerOn(spot)
+        self._kept = (name, centred, self.visible_scene_rect().center())
+
+    def spot_for(self, name: str, around: QPointF | None = None) -> QPointF:
+        """Where to centre the view to show node `name`: `around` (the node's centre when None), moved as little
+        as brings the title of the innermost frame around the node into sight, then the next frame's title, and
+        so on while the node stays in sight with its ring.
+
+        Centred on a node deep in a tall module (a block of resnet18 or Swin-T), the frame's title lay above the
+        view: the breadcrumbs named the module, the canvas did not show where it began. A title that cannot be
+        seen whole with the node is shown from its start, where the module's name begins."""
+        scene = self.graph_scene
+        node = scene.node_rect(name)
+        spot = node.center() if around is None else QPointF(around)
+        view = self.visible_scene_rect()
+        half_w, half_h = view.width() / 2, view.height() / 2
+        reach = (RING_REACH + 2) * scene.theme.scale
+        near = node.adjusted(-reach, -reach, reach, reach)
+        # the centres that show `near` whole: a box (collapsed onto the node's centre where the node is larger)
+        low_x, high_x = near.right() - half_w, near.left() + half_w
+        low_y, high_y = near.bottom() - half_h, near.top() + half_h
+        if low_x > high_x:
+            low_x = high_x = node.center().x()
+        if low_y > high_y:
+            low_y = high_y = node.center().y()
+        margin = 4 * scene.theme.scale
+        for frame in scene.enclosing_frames(name):
+            title = frame.title_rect()
+            start = QRectF(title.left(), title.top(), min(title.width(), title.height() * 6), title.height())
+            for shown in (title, start):
+                t = shown.adjusted(-margin, -margin, margin, margin)
+                box = (max(low_x, t.right() - half_w), min(high_x, t.left() + half_w),
+                       max(low_y, t.bottom() - half_h), min(high_y, t.top() + half_h))
+                if box[0] <= box[1] and box[2] <= box[3]:
+                    low_x, high_x, low_y, high_y = box
+                    break
+            else:
+                break  # not even its start: the frames further out are further still
+        return QPointF(min(max(spot.x(), low_x), high_x), min(max(spot.y(), low_y), high_y))
 
     # -- mouse -----------------------------------------------------------------------------
     def node_at(self, pos: QPointF) -> str | None:
