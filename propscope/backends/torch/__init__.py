@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (each module fills KERNELS)
            conv,
            conv3d,
            core,
+           distance,
            elementwise,
            losses,
            nn,

@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (each module registers its handlers)
     constants,
     conv,
     core,
+    distance,
     elementwise,
     nn,
     norm,
