@@ -109,8 +109,9 @@ def test_castlike_takes_the_type_of_its_second_input(tmp_path: Path) -> None:
 
 
 def test_values_already_integer_or_bool_keep_their_values_without_steps(tmp_path: Path) -> None:
-    """ArgMax, a comparison and an int64 input cast to int32 or bool add no truncation; a declared int64 value cast
-    to bool is still ≠ 0, and constants cast fold (3.7 → 3, −2.5 → −2)."""
+    """ArgMax, a comparison and an int64 input cast to int32 or bool add no truncation (int64 to int32 only its
+    wrap, test_onnx_integer_arith.py); a declared int64 value cast to bool is still ≠ 0, and constants cast fold
+    (3.7 → 3, −2.5 → −2)."""
     from onnx import TensorProto, helper, numpy_helper
 
     x = _x()
@@ -159,7 +160,7 @@ def test_whole_numbers_and_unknown_types(tmp_path: Path) -> None:
 
 def test_a_declared_integer_value_keeps_its_values(tmp_path: Path) -> None:
     """The file's value_info says the Cast's input is int64 (an op the reader computes in floats, Relu of an int
-    input): no truncation step."""
+    input): no truncation step, only int32's wrap (test_onnx_integer_arith.py)."""
     from onnx import TensorProto, helper
 
     nodes = [helper.make_node("Relu", ["n"], ["r"]),
@@ -167,7 +168,7 @@ def test_a_declared_integer_value_keeps_its_values(tmp_path: Path) -> None:
              helper.make_node("Cast", ["r32"], ["y"], to=TensorProto.DOUBLE)]
     path = _save(tmp_path / "declared.onnx", nodes, [helper.make_tensor_value_info("n", TensorProto.INT64, [2, 5])],
                  value_info=[helper.make_tensor_value_info("r", TensorProto.INT64, [2, 5])])
-    assert [n.op.name for n in open_model(path).graph.ops] == ["relu"]
+    assert [n.op.name for n in open_model(path).graph.ops] == ["relu", "add", "remainder", "sub"]
 
 
 class Buckets(torch.nn.Module):

@@ -110,9 +110,16 @@ def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         if cy is not None and cy.size == 1:
             return op(r, ctx, "pow", r.node(x, ctx), exponent=float(cy.reshape(())))
         return op(r, ctx, "power", r.node(x, ctx), r.node(y, ctx, hint="exponent"))
-    if ctx.op == "Mod":
+    if ctx.op == "Mod":  # on integers too: fmod=0 takes the divisor's sign (remainder), fmod=1 the dividend's
         return op(r, ctx, "fmod" if ctx.attrs.get("fmod", 0) else "remainder", r.node(x, ctx),
                   r.node(y, ctx, hint="divisor"))
+    if ctx.op == "Div" and _integer(r, ctx, x, y):
+        # ONNX's Div of integers truncates toward zero (7/2 = 3, −7/2 = −3; the TorchScript exporter writes
+        # Python's `//` and torch.div(rounding_mode="trunc") so): the float quotient less its fraction, as a
+        # Cast drops it (exact for |x| < 2^53, derivative 0 as trunc's)
+        quotient = op(r, ctx, "div", operand(r, x, ctx, "a"), operand(r, y, ctx, "other"), suffix="quotient")
+        fraction = op(r, ctx, "fmod", quotient, const(r, ctx, 1.0, "one"), suffix="fraction")
+        return op(r, ctx, "sub", quotient, fraction)
     if ctx.op in ("Add", "Sub", "Mul", "Div"):
         if ctx.op == "Add":
             x, y = finite_mask(x), finite_mask(y)
@@ -203,38 +210,125 @@ def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 _MASKS = frozenset({"compare", "logical", "isnan", "isinf"})  # catalog ops whose values are booleans
 _WHOLE = frozenset({"argmax", "argmin", "floor", "ceil", "round", "sign"})  # and those whose values are whole
 _FLOATS = frozenset({"float16", "bfloat16", "float32", "float64"})
-# per open file: each value's element type as the file declares it, and the input of each Cast (read once, and
-# only for a file that casts a computed value to an integer or bool type)
-_DECLARED: weakref.WeakKeyDictionary[Reader, tuple[dict[str, str], dict[str, str]]] = weakref.WeakKeyDictionary()
+# per open file: each value's element type (as the file declares it, else as ONNX's type rules imply it), and the
+# input of each Cast (worked out once, and only for a file that asks: a cast of a computed value to an integer or
+# bool type, or a Div of computed values)
+_TYPES: weakref.WeakKeyDictionary[Reader, tuple[dict[str, str], dict[str, str]]] = weakref.WeakKeyDictionary()
+# ONNX ops whose inputs and output all have one type T (the first input known tells), those whose output has
+# the type of their first input (the others are indices, axes, shapes), and those of a fixed type. An op not
+# listed leaves its outputs unknown, read as floats: a value is treated as an integer only where the file says so.
+_SAME_ALL = frozenset({"Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Sum", "Mean", "Concat", "BitShift"})
+_SAME_FIRST = frozenset({"Neg", "Abs", "Sign", "Relu", "Clip", "Pow", "Identity", "Reshape", "Squeeze",
+                         "Unsqueeze", "Flatten", "Transpose", "Slice", "Gather", "GatherElements", "GatherND",
+                         "Expand", "Tile", "Pad", "Split", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
+                         "CumSum", "Range", "TopK", "Trilu", "ScatterND", "ScatterElements"})
+_FIXED = {**dict.fromkeys(("Shape", "Size", "ArgMax", "ArgMin", "NonZero"), "int64"),
+          **dict.fromkeys(("Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor",
+                           "IsNaN", "IsInf"), "bool")}
 
 
-def _declared_types(r: Reader) -> tuple[dict[str, str], dict[str, str]]:
-    found = _DECLARED.get(r)
+def _constant_type(n: Any) -> str:
+    """The element type of a Constant's (or ConstantOfShape's) value attribute ("" where none is read)."""
+    for a in n.attribute:
+        if a.name == "value":
+            return ONNX_DTYPES.get(a.t.data_type, "")
+        if a.name in ("value_int", "value_ints"):
+            return "int64"
+        if a.name in ("value_float", "value_floats"):
+            return "float32"
+    return "float32" if n.op_type == "ConstantOfShape" else ""
+
+
+def _file_types(r: Reader) -> tuple[dict[str, str], dict[str, str]]:
+    found = _TYPES.get(r)
     if found is None:
         g = r.graph
-        types = {vi.name: ONNX_DTYPES.get(vi.type.tensor_type.elem_type, "")
-                 for vi in (*g.input, *g.value_info, *g.output)}
-        types.update((i.name, ONNX_DTYPES.get(i.data_type, "")) for i in g.initializer)
+        declared = {vi.name: ONNX_DTYPES.get(vi.type.tensor_type.elem_type, "")
+                    for vi in (*g.input, *g.value_info, *g.output)}
+        declared.update((i.name, ONNX_DTYPES.get(i.data_type, "")) for i in g.initializer)
+        types = {k: v for k, v in declared.items() if v}
+        # a value the file leaves untyped (the TorchScript exporter writes no value_info) takes its type from its
+        # node, in the file's (topological) order: Python's `//` exported as Div of int64 tensors is found so
+        for n in g.node:
+            kind = n.op_type
+            if kind == "Cast":
+                t = next((ONNX_DTYPES.get(a.i, "") for a in n.attribute if a.name == "to"), "")
+            elif kind in ("Constant", "ConstantOfShape"):
+                t = _constant_type(n)
+            elif kind in _FIXED:
+                t = _FIXED[kind]
+            elif kind in _SAME_ALL:
+                t = next((types[i] for i in n.input if i in types), "")
+            elif kind in _SAME_FIRST:
+                t = types.get(n.input[0], "") if n.input else ""
+            elif kind == "CastLike":
+                t = types.get(n.input[1], "") if len(n.input) > 1 else ""
+            elif kind == "Where" and len(n.input) == 3:
+                t = types.get(n.input[1]) or types.get(n.input[2], "")
+            else:
+                continue
+            outs = n.output if kind == "Split" else n.output[:1]
+            types.update((o, t) for o in outs if t and o and o not in types)
         sources = {o: n.input[0] for n in g.node if n.op_type in ("Cast", "CastLike") and n.input for o in n.output}
-        found = _DECLARED[r] = types, sources
+        found = _TYPES[r] = types, sources
     return found
+
+
+def _integer(r: Reader, ctx: Ctx, *operands: Any) -> bool:
+    """Whether this arithmetic node computes on integers. ONNX gives its inputs and output one type, so a
+    constant operand's type tells; else the file's type of the output, declared or implied (`_file_types`)."""
+    for v in operands:
+        known = v.array if isinstance(v, Init) else v if isinstance(v, np.ndarray) else None
+        if known is not None:
+            return known.dtype.kind in "iu"
+    types, _ = _file_types(r)
+    found = types.get(ctx.outputs[0], "") if ctx.outputs else ""
+    return bool(found) and found not in _FLOATS and found != "bool"
+
+
+def _source_type(r: Reader, x: Node, ctx: Ctx) -> str:
+    """The element type of a Cast's input: a typed input's own, else the file's (declared or implied), else ""."""
+    dtype = str(x.meta.get("dtype", "")) if x.is_leaf else ""
+    if not dtype and ctx.outputs:
+        types, sources = _file_types(r)
+        dtype = types.get(sources.get(ctx.outputs[0], ""), "")
+    return dtype
 
 
 def _kind(r: Reader, x: Node, ctx: Ctx) -> str:
     """What a computed value holds: "bool", "int" (whole numbers) or "float" (anything, as far as we know).
 
-    The producing op tells (masks, argmax, an earlier cast, a typed input); else the file's declared type of the
-    Cast's input, where it declares one."""
+    The producing op tells (masks, argmax, an earlier cast or integer Div, whose last steps are a `sub`, or a
+    `remainder` for a wrap into an unsigned type); else the type of the Cast's input: a typed input's, or the
+    file's, declared or implied by ONNX's type rules (`_file_types`)."""
     name = x.op.name
     if name in _MASKS:
         return "bool"
-    if name in _WHOLE or (x.meta.get("original_op") in ("Cast", "CastLike") and name == "sub"):
+    origin = x.meta.get("original_op")
+    if name in _WHOLE or (origin in ("Cast", "CastLike", "Div") and name == "sub") \
+            or (origin in ("Cast", "CastLike") and name == "remainder"):
         return "int"
-    dtype = str(x.meta.get("dtype", "")) if x.is_leaf else ""
-    if not dtype and ctx.outputs:
-        types, sources = _declared_types(r)
-        dtype = types.get(sources.get(ctx.outputs[0], ""), "")
+    dtype = _source_type(r, x, ctx)
     return "bool" if dtype == "bool" else "float" if not dtype or dtype in _FLOATS else "int"
+
+
+def _wrap(r: Reader, ctx: Ctx, node: Node, source: str, target: str) -> Node:
+    """ONNX casts between integer types keep the low bits (two's complement: int16 200 → int8 −56, int64 −1 →
+    uint8 255). Where the source's range exceeds the target's, the value is wrapped into it with a remainder
+    (exact in float64 for |x| < 2^53; derivative 1, as the cast's). A cast to uint64 (or from uint64 to int64)
+    keeps the value: the wrapped numbers (2^64 − n) are past what float64 holds exactly."""
+    if not source or source in _FLOATS or source == "bool" or target == "uint64" or source == "uint64":
+        return node
+    have, want = np.iinfo(source), np.iinfo(target)
+    if want.min <= have.min and have.max <= want.max:
+        return node
+    span = const(r, ctx, float(want.max) - float(want.min) + 1, "span")
+    if want.min == 0:  # unsigned: x mod 2^n
+        return op(r, ctx, "remainder", node, span)
+    half = -float(want.min)  # signed: (x + 2^(n−1)) mod 2^n − 2^(n−1)
+    shifted = op(r, ctx, "add", node, const(r, ctx, half, "half"), suffix="shifted")
+    wrapped = op(r, ctx, "remainder", shifted, span, suffix="wrapped")
+    return op(r, ctx, "sub", wrapped, const(r, ctx, half, "half"))
 
 
 @onnx_op("Cast", "CastLike")
@@ -242,7 +336,8 @@ def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """A cast to a float type is the value itself (the session's dtype governs). A cast to an integer type drops a
     computed float's fraction, x − fmod(x, 1) (exactly truncation toward zero, with trunc's derivative 0), and one
     to bool is x ≠ 0, a mask; T5's relative-position buckets are logarithms truncated so. Values the file or their
-    op shows to be integers or masks already keep their values."""
+    op shows to be integers or masks already keep their values, except that an integer cast to a narrower integer
+    type wraps around (`_wrap`). A float out of the target's range is only truncated: ONNX leaves that undefined."""
     if ctx.op == "Cast":
         code = int(ctx.attrs.get("to", 1))
         if code not in ONNX_DTYPES:  # strings, complex numbers, 8- and 4-bit floats
@@ -254,7 +349,7 @@ def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         if known is not None:
             target = known.dtype.name
         else:
-            types, _ = _declared_types(r)
+            types, _ = _file_types(r)
             target = types.get(ctx.outputs[0], "") if ctx.outputs else ""
     x = ins[0]
     c = r.folded(x)
@@ -267,9 +362,11 @@ def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return _identity(r, ins[:1], ctx)
     node = r.node(x, ctx)
     kind = _kind(r, node, ctx)
-    if kind == "bool" or (kind == "int" and target != "bool"):
-        return node
     if target == "bool":
-        return op(r, ctx, "compare", node, const(r, ctx, 0.0, "zero"), op="ne")
+        return node if kind == "bool" else op(r, ctx, "compare", node, const(r, ctx, 0.0, "zero"), op="ne")
+    if kind == "int":
+        return _wrap(r, ctx, node, _source_type(r, node, ctx), target)
+    if kind == "bool":
+        return node
     fraction = op(r, ctx, "fmod", node, const(r, ctx, 1.0, "one"), suffix="fraction")
     return op(r, ctx, "sub", node, fraction)
