@@ -306,7 +306,7 @@ class _Logits:
     """Wraps a transformers model so it returns plain logits (N, C) that the export and the loss take."""
 
     @staticmethod
-    def wrap(model: Any, flatten: bool) -> Any:
+    def wrap(model: Any, flatten: bool, keys: tuple[str, ...] = ("input_ids",)) -> Any:
         from torch import nn
 
         class Wrapped(nn.Module):
@@ -314,8 +314,8 @@ class _Logits:
                 super().__init__()
                 self.model = model
 
-            def forward(self, input_ids: Any) -> Any:
-                logits = self.model(input_ids=input_ids).logits
+            def forward(self, *inputs: Any) -> Any:
+                logits = self.model(**dict(zip(keys, inputs, strict=True))).logits
                 return logits.reshape(-1, logits.shape[-1]) if flatten else logits
 
         return Wrapped()
@@ -360,12 +360,89 @@ def _distilbert() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
     return _jitter(model).double().eval(), (_tokens(40),), _labels(2, 3)
 
 
+def _opt() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """OPT: learned positions offset by 2 (computed from the attention mask's cumsum, folded), pre-norm decoder
+    layers, a ReLU MLP, the embeddings projected in and out where word_embed_proj_dim differs (here 8 of 16)."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import OPTConfig, OPTForCausalLM
+
+    torch.manual_seed(0)
+    config = OPTConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, ffn_dim=32, num_attention_heads=2,
+                       max_position_embeddings=16, word_embed_proj_dim=8, pad_token_id=1, bos_token_id=2,
+                       eos_token_id=2, attn_implementation="eager")
+    model = _Float64.wrap(OPTForCausalLM(config), ("input_ids",), flatten=True)
+    return _jitter(model).double().eval(), (_tokens(40),), _labels(16, 40)
+
+
+def _clip() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """CLIP's vision tower (the cheaper one, and the one image classifiers use): patch convolution without bias, a
+    class token, learned positions, pre-layernorm, a classifier on the mean patch token. torch.onnx's dynamo
+    exporter writes Python scalars as float32 (quick_gelu's 1.702, an attention scale of 8^-1/2): 1e-9 from the
+    model in the input gradient, so this config uses GELU and 16-wide heads (a scale of exactly 1/4)."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import CLIPConfig, CLIPForImageClassification, CLIPVisionConfig
+
+    torch.manual_seed(0)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8, hidden_act="gelu")
+    config = CLIPConfig(vision_config=vision.to_dict(), num_labels=10, attn_implementation="eager")
+    model = _Float64.wrap(CLIPForImageClassification(config), ("pixel_values",), flatten=False)
+    return _jitter(model).double().eval(), (_images(),), _labels(2, 10)
+
+
+def _bart() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """BART, encoder and decoder: learned positions offset by 2, post-layernorm, cross-attention, logits tied to
+    the shared embedding plus a final bias buffer; 8 source tokens, 6 target tokens."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = BartConfig(vocab_size=40, d_model=16, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=16,
+                        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=2,
+                        forced_eos_token_id=None, attn_implementation="eager")
+    model = _Logits.wrap(BartForConditionalGeneration(config), flatten=True, keys=("input_ids", "decoder_input_ids"))
+    return _jitter(model).double().eval(), (_tokens(40), _tokens(40, length=6, seed=4)), _labels(12, 40)
+
+
+def _electra() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """ELECTRA's discriminator as a classifier: BERT's encoder behind embeddings of 8 projected to 16, a GELU head
+    on the first token."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import ElectraConfig, ElectraForSequenceClassification
+
+    torch.manual_seed(0)
+    config = ElectraConfig(vocab_size=40, embedding_size=8, hidden_size=16, num_hidden_layers=2,
+                           num_attention_heads=2, intermediate_size=32, max_position_embeddings=16, num_labels=3,
+                           attn_implementation="eager")
+    model = _Logits.wrap(ElectraForSequenceClassification(config), flatten=False)
+    return _jitter(model).double().eval(), (_tokens(40),), _labels(2, 3)
+
+
+def _hf_vit() -> tuple[Any, tuple[np.ndarray, ...], np.ndarray]:
+    """transformers' ViT (not torchvision's): patch convolution, class token, learned positions, pre-layernorm,
+    GELU MLPs, a classifier on the class token."""
+    import torch
+    torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(0)
+    config = ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                       image_size=32, patch_size=8, num_labels=10, attn_implementation="eager")
+    model = _Float64.wrap(ViTForImageClassification(config), ("pixel_values",), flatten=False)
+    return _jitter(model).double().eval(), (_images(),), _labels(2, 10)
+
+
 class _Float64:
     """transformers computes some steps in float32 whatever the model's dtype (RMSNorm's mean square, T5's layer
-    norm, the rotary angles, Llama's attention softmax: safe in half-precision training). propscope's float64
-    session keeps a cast between float dtypes as the value itself, so its numbers are torch's with those steps in
-    float64 (about 1e-7 apart from the float32 ones). The reference here runs them in float64 too: the model's
-    forward under a torch function mode that asks for float64 wherever the code asks for float32."""
+    norm, the rotary angles, the attention softmax of Llama, OPT, CLIP and ViT: safe in half-precision training).
+    propscope's float64 session keeps a cast between float dtypes as the value itself, so its numbers are torch's
+    with those steps in float64 (about 1e-7 apart from the float32 ones). The reference here runs them in float64
+    too: the model's forward under a torch function mode that asks for float64 wherever the code asks for float32."""
 
     @staticmethod
     def wrap(model: Any, keys: tuple[str, ...], flatten: bool) -> Any:
@@ -464,6 +541,11 @@ ARCHITECTURES: dict[str, tuple[Builder, str]] = {
     "llama": (_llama, "transformers"),  # RMSNorm, rotary positions, SiLU-gated MLP, grouped-query attention
     "t5": (_t5, "transformers"),  # encoder-decoder; relative-position buckets (a logarithm cast to int64)
     "whisper": (_whisper, "transformers"),  # Conv1d over audio features, frozen positions, cross-attention
+    "opt": (_opt, "transformers"),  # positions from the mask's cumsum, projected embeddings, ReLU MLP
+    "clip": (_clip, "transformers"),  # CLIP's vision tower: pre-layernorm, mean-pooled classifier
+    "bart": (_bart, "transformers"),  # encoder-decoder, post-layernorm, tied logits plus a bias buffer
+    "electra": (_electra, "transformers"),  # BERT's encoder behind projected embeddings
+    "hf_vit": (_hf_vit, "transformers"),  # transformers' ViT beside torchvision's
 }
 
 
