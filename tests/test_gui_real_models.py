@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zoo
-from PySide6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, QSettings, Qt
 from PySide6.QtGui import QHelpEvent
 from PySide6.QtWidgets import QApplication, QToolTip
 
@@ -186,14 +186,23 @@ class Driver:
             assert crumbs.geometry().bottom() < self.canvas.viewport().geometry().top(), word
 
     def centred(self, name: str, what: str) -> None:
-        """`name` (or the box drawn for it) is in the middle of the canvas, at a readable zoom."""
+        """`name` (or the box drawn for it) is in the middle of the canvas, at a readable zoom; or, where the title
+        of the frame around it would lie outside the view, in view with that title."""
         canvas = self.canvas
         centre = canvas.mapToScene(canvas.viewport().rect().center())
-        node = canvas.graph_scene.node_rect(name).center()
+        rect = canvas.graph_scene.node_rect(name)
+        node = rect.center()
         tolerance = 2 / canvas.zoom()
-        assert abs(centre.x() - node.x()) <= tolerance and abs(centre.y() - node.y()) <= tolerance, \
-            f"{what}: {name} at {node.toTuple()}, the view's centre at {centre.toTuple()}"
         assert canvas.zoom() >= START_ZOOM - 1e-9, what
+        if abs(centre.x() - node.x()) <= tolerance and abs(centre.y() - node.y()) <= tolerance:
+            return
+        seen = canvas.visible_scene_rect()
+        frames = canvas.graph_scene.enclosing_frames(name)
+        assert seen.contains(rect) and frames, \
+            f"{what}: {name} at {node.toTuple()}, the view's centre at {centre.toTuple()}"
+        title = frames[0].title_rect()
+        start = QRectF(title.left(), title.top(), min(title.width(), 6 * title.height()), title.height())
+        assert seen.contains(start), f"{what}: {name} off centre, the title of {frames[0].unit.title} out of view"
 
     def on_screen(self, name: str) -> QPoint:
         return self.canvas.mapFromScene(self.canvas.graph_scene.node_rect(name).center())

@@ -320,15 +320,17 @@ class RoleLabel(QGraphicsItem):
         t = style.theme
         s = t.scale
         lit_pen = t.pen_width(2.6)  # `EdgeItem.paint`'s lit width: the label clears it
-        self.halo = 3.0 * s
+        self.halo = 2.4 * s
         self.paths: dict[bool, QPainterPath] = {}
         for lit, font in ((False, style.role_font), (True, style.role_font_lit)):
-            fm = QFontMetricsF(font)
-            right = port.x() - _arrow_length(style) - ROLE_GAP * s
-            baseline = port.y() - lit_pen / 2 - self.halo / 2 - fm.descent()
             path = QPainterPath()
-            path.addText(QPointF(right - fm.horizontalAdvance(role), baseline), font, role)
-            self.paths[lit] = path
+            path.addText(QPointF(0, 0), font, role)
+            # the letters' ink (not the font's line) just above the lit edge's stroke, halo and all: the edge of
+            # the input above is a port's spacing higher (16 scaled pixels for x, W, b), room for the letters
+            ink = path.boundingRect()
+            right = port.x() - _arrow_length(style) - ROLE_GAP * s
+            bottom = port.y() - lit_pen / 2 - self.halo / 2
+            self.paths[lit] = path.translated(right - ink.right(), bottom - ink.bottom())
         self._bounds = self.paths[True].boundingRect().united(self.paths[False].boundingRect()).adjusted(
             -self.halo, -self.halo, self.halo, self.halo)
         self.setZValue(ROLE_Z)
