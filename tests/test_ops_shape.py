@@ -1,4 +1,5 @@
-"""The shape family (gather, flip, expand, tile, triu/tril, index_nd): gradient check, torch parity, backends agree.
+"""The shape family (gather, flip, expand, tile, triu/tril, index_nd, index_put): gradient check, torch parity,
+backends agree.
 
 Index tensors repeat indices on purpose (fixed values where chance might not): their gradients must
 add up, which is what np.add.at is for.
@@ -61,6 +62,17 @@ CASES = [
          lambda F, t, x, i, j: x[:, i, j], {"axes": (-2, -1)}, "negative"),
     Case("index_nd", (normal(4, 3, 5), fixed([[0, 3], [3, 1]]), fixed([[4, 0], [4, 2]])),
          lambda F, t, x, i, j: x[i, :, j], {"axes": (0, 2)}, "separated-axes-go-first"),
+    # index_put: scatter-add of computed values (repeats add up), broadcast values, put without repeats
+    Case("index_put", (normal(2, 5, 6), normal(2, 4), fixed([1, 4, 1, 0]), fixed([2, 5, 2, 0])),
+         lambda F, t, x, v, i, j: t.ops.aten.index_put(x, [None, i, j], v, True),
+         {"axes": (1, 2), "accumulate": True}, "accumulate-repeats"),
+    Case("index_put", (normal(4, 3), normal(3), fixed([[0, 2], [2, 2]])),
+         lambda F, t, x, v, i: t.ops.aten.index_put(x, [i], v, True), {"accumulate": True}, "accumulate-broadcast"),
+    Case("index_put", (normal(2, 4, 5), normal(2, 3), fixed([3, 0, -1]), fixed([1, 4, 0])),
+         lambda F, t, x, v, i, j: t.ops.aten.index_put(x, [None, i, j], v, False), {"axes": (1, 2)}, "put"),
+    Case("index_put", (normal(4, 3, 5), normal(2, 3), fixed([0, 3]), fixed([4, 1])),
+         lambda F, t, x, v, i, j: t.ops.aten.index_put(x, [i, None, j], v, True),
+         {"axes": (0, 2), "accumulate": True}, "separated-axes"),
 ]
 
 

@@ -131,3 +131,26 @@ def _(g: Array, x: Array, *ids_and_out: Array, axes: Any) -> tuple[Array | None,
     grad = np.zeros_like(x)
     np.add.at(grad, _nd_index(x, ids, axes), g)  # a repeated (i, j) pair adds up
     return (grad, *(None for _ in ids))
+
+
+# -- index_put ------------------------------------------------------------------------------------
+@kernel("index_put")
+def index_put(x: Array, values: Array, *ids: Array, axes: Any, accumulate: bool = False) -> Array:
+    where = _nd_index(x, ids, axes)
+    out = x.copy()
+    if accumulate:
+        np.add.at(out, where, values)  # a repeated position adds every value put there (`out[where] +=` keeps one)
+    else:
+        out[where] = values
+    return out
+
+
+@index_put.gradient
+def _(g: Array, x: Array, values: Array, *ids_and_out: Array, axes: Any, accumulate: bool = False
+      ) -> tuple[Array | None, ...]:
+    ids = ids_and_out[:-1]
+    where = _nd_index(x, ids, axes)
+    grad_x = g.copy()
+    if not accumulate:
+        grad_x[where] = 0.0  # overwritten elements of x reach the output no more
+    return (grad_x, unbroadcast(g[where], values.shape), *(None for _ in ids))

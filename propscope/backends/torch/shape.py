@@ -48,3 +48,12 @@ def index_nd(x: Tensor, *ids: Tensor, axes: Any) -> Tensor:
         raise TypeError("index_nd takes integer index tensors, not a boolean mask (x[mask])")
     where = dict(zip(indexed_axes(x.ndim, len(ids), axes), (integer_ids(i) for i in ids), strict=True))
     return x[tuple(where.get(d, slice(None)) for d in range(x.ndim))]
+
+
+@kernel("index_put")
+def index_put(x: Tensor, values: Tensor, *ids: Tensor, axes: Any, accumulate: bool = False) -> Tensor:
+    if any(i.dtype == torch.bool for i in ids):
+        raise TypeError("index_put takes integer index tensors, not a boolean mask (x[mask] = v)")
+    where = dict(zip(indexed_axes(x.ndim, len(ids), axes), (integer_ids(i) for i in ids), strict=True))
+    picks = [where.get(d) for d in range(max(where) + 1)]  # None: the whole axis, as aten's index_put reads it
+    return torch.ops.aten.index_put(x, picks, values.to(x.dtype), accumulate)

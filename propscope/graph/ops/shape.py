@@ -190,3 +190,34 @@ define(OpDef(
     summary="advanced indexing with one integer tensor per indexed axis (x[:, i, j] in torch); axes None "
             "means the first ones; consecutive axes keep their place, separated ones move to the front",
 ))
+
+
+# -- index_put (x[:, i, j] = values, or += with accumulate: torch's index_put, scatter-add) -------------
+def _index_put(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, values = tuple(shapes[0]), tuple(shapes[1])
+    if len(shapes) < 3:
+        raise ShapeError("index_put needs at least one index tensor")
+    if not isinstance(attrs.get("accumulate", False), bool):
+        raise ShapeError(f"accumulate must be True or False, got {attrs.get('accumulate')!r}")
+    picked = _index_nd([x, *shapes[2:]], {"axes": attrs.get("axes")})
+    try:
+        fits = np.broadcast_shapes(values, picked) == picked
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"index_put's values {S.fmt(values)} do not broadcast to the {S.fmt(picked)} elements "
+                         "the index tensors pick")
+    return x
+
+
+define(OpDef(
+    "index_put", ("x", "values", *INDEX_ROLES),
+    "out = x, then out[a, idx1[b], idx2[b]] (+)= values[a, b]  (axes 1, 2; += with accumulate: repeats add up)",
+    {"x": "∂L/∂x = ∂L/∂out, and 0 where a value overwrote x (none is overwritten with accumulate)",
+     "values": "∂L/∂values[a, b] = ∂L/∂out[a, idx1[b], idx2[b]]  (summed where values were broadcast)"},
+    _index_put, "[i,j]=", category="shape", min_arity=3, nondifferentiable=frozenset(INDEX_ROLES),
+    default_attrs={"axes": None, "accumulate": False},
+    summary="put values at the elements the index tensors pick (x[:, i, j] = v in torch; index_put), or add "
+            "them there with accumulate (index_put(..., accumulate=True): scatter-add, as F.fold and "
+            "max unpooling decompose); positions as in index_nd",
+))

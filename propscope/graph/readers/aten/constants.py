@@ -135,20 +135,6 @@ def _scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return out
 
 
-@aten("index_put")
-def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    x, values = _known_all(t, a, ("self", "values"), "index_put")
-    picks: tuple[Any, ...] = tuple(slice(None) if v is None else t.known(v) for v in a["indices"])
-    if any(p is None for p in picks):
-        raise Unmapped("index_put at computed positions")
-    out = x.copy()
-    if a.get("accumulate"):
-        np.add.at(out, picks, values)
-    else:
-        out[picks] = values
-    return out
-
-
 @aten("masked_scatter")
 def _masked_scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, mask, source = _known_all(t, a, ("self", "mask", "source"), "masked_scatter")

@@ -239,6 +239,42 @@ def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   attrs={"axis": axis})
 
 
+@aten("index_put")
+def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """x[..., i, j] = values, or += with accumulate (F.fold and max unpooling decompose into a scatter-add):
+    folded where everything is known; otherwise the catalog's index_put of the computed tensors, at positions
+    known or computed (a known boolean mask becomes the integer positions of its True elements)."""
+    x, values = self_arg(a), a["values"]
+    accumulate = bool(a.get("accumulate", False))
+    indices = list(a["indices"])
+    while indices and indices[-1] is None:  # trailing Nones: whole axes, as if not written
+        indices.pop()
+    picks: list[Any] = []
+    for v in indices:
+        known = None if v is None else t.known(v)
+        if known is not None and known.dtype == bool:  # x[mask] = v: the positions of the mask's True elements
+            picks.extend(np.nonzero(known))
+        else:
+            picks.append(None if v is None else known if known is not None else v)
+    used = [(i, v) for i, v in enumerate(picks) if v is not None]
+    if not used:
+        raise Unmapped("index_put with no index tensor")
+    known_x, known_values = t.known(x), t.known(values)
+    if known_x is not None and known_values is not None and all(isinstance(v, np.ndarray) for _, v in used):
+        out = known_x.copy()
+        where: Any = tuple(slice(None) if p is None else p.astype(np.int64) for p in picks)
+        if accumulate:
+            np.add.at(out, where, known_values)
+        else:
+            out[where] = known_values
+        return out
+    if len(used) > 6:
+        raise Unmapped(f"index_put with {len(used)} index tensors (the catalog's index_put takes up to 6)")
+    ids = [t.node(v, ctx, "index") for _, v in used]
+    return t.b.op("index_put", t.node(x, ctx, "self"), t.node(values, ctx, "values"), *ids, name=ctx.name,
+                  module=ctx.module, attrs={"axes": tuple(i for i, _ in used), "accumulate": accumulate})
+
+
 @aten("split", "split_with_sizes", "unsafe_split", "chunk", "unbind", "split_copy", "split_with_sizes_copy")
 def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target).removesuffix("_copy")
