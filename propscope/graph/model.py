@@ -121,8 +121,8 @@ def example_batch(
     """A batch of the declared shapes for a model that came without data (seeded, so runs repeat).
 
     Arrays already in `base` are kept. Inputs that feed an embedding or an index get whole-number
-    ids in range; others draw from N(0, 1). With a loss, a target `y` is drawn too: class indices
-    for cross_entropy, 0/1 for bce, N(0, 1) otherwise.
+    ids in range, an embedding bag's offsets ascend from 0; others draw from N(0, 1). With a loss, a
+    target `y` is drawn too: class indices for cross_entropy, 0/1 for bce, N(0, 1) otherwise.
     """
     batch = {k: np.asarray(v) for k, v in (base or {}).items()}
     rng = np.random.default_rng(seed)
@@ -132,7 +132,11 @@ def example_batch(
         raise ShapeError(f"the inputs declare {size} elements, too many for a generated batch; pass --data")
     for node in wanted:
         limit = _id_range(graph, node)
-        if limit is not None:
+        entries = _bag_entries(graph, node)
+        if entries is not None and len(node.shape) == 1:  # an embedding bag's offsets: 0, then ascending
+            starts = np.sort(rng.integers(0, entries + 1, max(node.shape[0] - 1, 0)))
+            batch[node.name] = np.concatenate([[0], starts])[:node.shape[0]].astype(np.int64)
+        elif limit is not None:
             batch[node.name] = rng.integers(0, limit, node.shape).astype(np.int64)
         else:
             batch[node.name] = rng.standard_normal(node.shape)
@@ -154,9 +158,17 @@ def _id_range(graph: Graph, node: Node) -> int | None:
         for i, a in enumerate(user.inputs):
             if a is not node:
                 continue
-            if user.op.name == "embedding" and i == 0:
+            if user.op.name in ("embedding", "embedding_bag") and i == 0:
                 limits.append(user.inputs[1].shape[0])
             elif user.op.name == "index" and i == 1:
                 x = user.inputs[0].shape
                 limits.append(x[int(user.attrs.get("axis", 0)) % len(x)])
     return min(limits) if limits else None
+
+
+def _bag_entries(graph: Graph, node: Node) -> int | None:
+    """How many ids an embedding bag looks up, when `node` gives that bag's offsets; else None."""
+    for user in graph.users(node):
+        if user.op.name == "embedding_bag" and len(user.inputs) > 2 and user.inputs[2] is node:
+            return int(user.inputs[0].shape[0])
+    return None

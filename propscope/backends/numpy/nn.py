@@ -35,6 +35,78 @@ def _(g: Array, ids: Array, table: Array, out: Array, padding_idx: int | None = 
     return None, grad
 
 
+# -- embedding_bag ---------------------------------------------------------------------------------
+def _bags(ids: Array, offsets: Array, include_last_offset: bool, padding_idx: int | None) -> tuple[Array, Array, int]:
+    """Which bag each entry of `ids` falls in, and which entries count (not padding, not past the last bag)."""
+    starts, n = as_ids(offsets).reshape(-1), ids.shape[0]
+    if starts.size and (starts[0] != 0 or np.any(np.diff(starts) < 0) or starts[-1] > n):
+        raise ValueError(f"embedding_bag: the offsets must start at 0, never decrease and stay within the {n} ids, "
+                         f"got {starts.tolist()[:8]}{'...' if starts.size > 8 else ''}")
+    bags = max(starts.size - 1 if include_last_offset else starts.size, 0)
+    # include_last_offset: offsets in CSR form, the last one the end of the last bag (torch's documentation says
+    # it equals the number of ids; where it does not, torch's float32 kernel stops there and its float64 one does not)
+    end = starts[-1] if include_last_offset and starts.size else n
+    positions = np.arange(n)
+    bag = np.searchsorted(starts[:bags], positions, side="right") - 1
+    counts = (bag >= 0) & (positions < end)
+    if padding_idx is not None:
+        counts &= ids != padding_idx
+    return bag, counts, bags
+
+
+def _bag_max(rows: Array, bag: Array, bags: int) -> tuple[Array, Array]:
+    """Per bag and feature, the largest row value and which entry gave it (the first, on ties, as torch's CPU
+    kernel); empty bags give 0 and entry −1."""
+    top = np.full((bags, rows.shape[1]), -np.inf, dtype=rows.dtype)
+    np.maximum.at(top, bag, rows)
+    entry = np.arange(rows.shape[0])[:, None]
+    first = np.full(top.shape, rows.shape[0], dtype=np.intp)
+    np.minimum.at(first, bag, np.where(rows == top[bag], entry, rows.shape[0]))
+    empty = first == rows.shape[0]
+    return np.where(empty, 0, top).astype(rows.dtype, copy=False), np.where(empty, -1, first)
+
+
+@kernel("embedding_bag")
+def embedding_bag(ids: Array, table: Array, offsets: Array, w: Array | None = None, *, mode: str,
+                  padding_idx: int | None, include_last_offset: bool) -> Array:
+    ids = as_ids(ids)
+    bag, counts, bags = _bags(ids, offsets, include_last_offset, padding_idx)
+    rows = table[ids[counts]]
+    if w is not None:
+        rows = rows * w[counts, None]
+    if mode == "max":
+        return _bag_max(rows, bag[counts], bags)[0]
+    out = np.zeros((bags, table.shape[1]), dtype=table.dtype)
+    np.add.at(out, bag[counts], rows)
+    if mode == "mean":
+        out /= np.maximum(np.bincount(bag[counts], minlength=bags), 1)[:, None].astype(table.dtype)
+    return out
+
+
+@embedding_bag.gradient
+def _(g: Array, ids: Array, table: Array, offsets: Array, *rest: Array, mode: str, padding_idx: int | None,
+      include_last_offset: bool) -> tuple[Array | None, ...]:
+    ids = as_ids(ids)
+    w = rest[0] if len(rest) == 2 else None  # rest is (w, out) or (out,)
+    bag, counts, bags = _bags(ids, offsets, include_last_offset, padding_idx)
+    grad = np.zeros_like(table)
+    if mode == "max":
+        _, arg = _bag_max(table[ids[counts]], bag[counts], bags)
+        filled = arg >= 0
+        features = np.broadcast_to(np.arange(table.shape[1]), arg.shape)
+        np.add.at(grad, (ids[counts][arg[filled]], features[filled]), g[filled])
+        return None, grad, None
+    upstream = g[bag[counts]]  # each counted entry's bag's upstream
+    if mode == "mean":
+        upstream = upstream / np.maximum(np.bincount(bag[counts], minlength=bags), 1)[bag[counts], None]
+    np.add.at(grad, ids[counts], upstream if w is None else upstream * w[counts, None])
+    if w is None:
+        return None, grad, None
+    gw = np.zeros_like(w)
+    gw[counts] = np.sum(upstream * table[ids[counts]], axis=1)
+    return None, grad, None, gw
+
+
 def dropout_mask(shape: tuple[int, ...], p: float, seed: int) -> Array:
     """Which elements survive: the same seed gives the same mask on every backend and every step."""
     return np.random.default_rng(seed).random(shape) >= p

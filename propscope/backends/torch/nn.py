@@ -63,3 +63,10 @@ def index(x: Tensor, idx: Tensor, axis: int) -> Tensor:
     return picked.reshape(*x.shape[:axis], *ids.shape, *x.shape[axis + 1:])
 
 
+
+
+@kernel("embedding_bag")
+def embedding_bag(ids: Tensor, table: Tensor, offsets: Tensor, w: Tensor | None = None, *, mode: str,
+                  padding_idx: int | None, include_last_offset: bool) -> Tensor:
+    return F.embedding_bag(integer_ids(ids), table, integer_ids(offsets), mode=mode, per_sample_weights=w,
+                           include_last_offset=include_last_offset, padding_idx=padding_idx)

@@ -31,6 +31,38 @@ define(OpDef(
             "if any, gets no gradient (PyTorch's nn.Embedding(padding_idx=...))",
 ))
 
+def _embedding_bag(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    ids, table, offsets = (tuple(s) for s in shapes[:3])  # shapes: offsets[0] is how many offsets there are
+    if len(table) != 2:
+        raise ShapeError(f"the embedding table must be (vocabulary, dim), got {S.fmt(table)}")
+    if len(ids) != 1 or len(offsets) != 1:
+        raise ShapeError(f"embedding_bag takes 1-D ids and offsets (a 2-D batch is flattened by the reader), got "
+                         f"ids {S.fmt(ids)} and offsets {S.fmt(offsets)}")
+    if len(shapes) > 3 and tuple(shapes[3]) != ids:
+        raise ShapeError(f"per-sample weights {S.fmt(tuple(shapes[3]))} must match the ids {S.fmt(ids)}")
+    mode = attrs.get("mode", "sum")
+    if mode not in ("sum", "mean", "max"):
+        raise ShapeError(f"embedding_bag mode {mode!r} is not sum, mean or max")
+    if len(shapes) > 3 and mode != "sum":
+        raise ShapeError(f"per-sample weights need mode 'sum', not {mode!r} (as in PyTorch)")
+    bags = offsets[0] - (1 if attrs.get("include_last_offset") else 0)
+    if bags < 0:
+        raise ShapeError("include_last_offset needs at least one offset")
+    return (bags, table[1])
+
+
+define(OpDef(
+    "embedding_bag", ("ids", "E", "offsets", "w"),
+    "out[b, :] = Σ, mean or max over the ids k of bag b (ids[offsets[b]] up to the next offset) of w[k]·E[ids[k], :]",
+    {"E": "∂L/∂E[r] = Σ over the bag entries with id r of ∂L/∂out[bag] · w (sum), / the bag's size (mean); "
+          "max: ∂L/∂out[bag, d] to the row that was largest in feature d",
+     "w": "∂L/∂w[k] = ∂L/∂out[bag of k] · E[ids[k], :]"},
+    _embedding_bag, "bag", category="shape", min_arity=3, nondifferentiable=frozenset({"ids", "offsets"}),
+    default_attrs={"mode": "sum", "padding_idx": None, "include_last_offset": False},
+    summary="the rows of a table looked up for each bag of ids, summed, averaged or maxed per bag "
+            "(PyTorch's nn.EmbeddingBag: recommendation models' sparse features); padding_idx entries are left out",
+))
+
 define(OpDef(
     "dropout", ("x",), "out = x · m / (1 − p),  m ~ Bernoulli(1 − p) drawn from the seed;  out = x in eval",
     {"x": "∂out/∂x = m / (1 − p)  (1 in eval)"}, S.same, "drop", elementwise=True,
