@@ -90,6 +90,18 @@ class PoolIndices(Missing):
 
 
 @dataclass
+class UnpoolPositions(Missing):
+    """A 2-D max pool's indices made positions in an unpooled (N, C, H, W) output flattened, as max_unpool2d
+    decomposes: the index plus (n·C + c)·`plane` (H·W). An index_put of the pooled values into zeros at them is
+    `max_unpool2d`; any other use is Missing's."""
+
+    pool: PoolIndices
+    plane: int
+    shape: tuple[int, ...]  # the indices' own shape: the pooled (N, C, h, w)
+    flat: bool = False
+
+
+@dataclass
 class Ctx:
     name: str
     module: str

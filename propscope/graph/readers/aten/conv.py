@@ -13,6 +13,7 @@ from .._aten import (
     PoolIndices,
     Translator,
     Unmapped,
+    UnpoolPositions,
     aten,
     op_key,
     pair_arg,
@@ -101,6 +102,55 @@ def _max_unpool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     size = pair_arg(a.get("output_size"), 0)
     attrs = {**indices.attrs, "output_size": None if not size else (size, size) if isinstance(size, int) else size}
     return t.b.op("max_unpool2d", y, indices.source, name=ctx.name, module=ctx.module, attrs=attrs)
+
+
+def unpool_positions(pool: PoolIndices, offset: np.ndarray, shape: Any) -> UnpoolPositions | None:
+    """The pool's indices plus `offset`, where that offset is (n·C + c)·plane, shaped (N, C, 1, 1): the positions a
+    decomposed max_unpool2d puts the pooled values at (None for any other sum)."""
+    if shape is None or len(shape) != 4:
+        return None
+    n, c = int(shape[0]), int(shape[1])
+    offset = np.asarray(offset)
+    if offset.shape != (n, c, 1, 1):
+        return None
+    flat = offset.reshape(-1)
+    plane = int(flat[1] - flat[0]) if flat.size > 1 else 0  # one plane: its size comes from the output
+    if flat.size > 1 and (plane <= 0 or not np.array_equal(flat, np.arange(n * c) * plane)):
+        return None
+    if flat.size == 1 and flat[0] != 0:
+        return None
+    return UnpoolPositions(pool.reason, pool, plane, tuple(int(d) for d in shape))
+
+
+def unpool_put(t: Translator, x: Any, values: Any, where: UnpoolPositions, ctx: Ctx) -> Node:
+    """index_put(zeros(N·C·H·W), [positions], pooled values flattened): max_unpool2d of the pooled values at the
+    maxima of the pool's input, flattened as the program has it."""
+    zeros = t.known(x)
+    if zeros is None or zeros.ndim != 1 or np.any(zeros):
+        raise Unmapped("index_put at max-pool positions into anything but zeros")
+    n, c = where.shape[:2]
+    plane = where.plane or zeros.size // (n * c)
+    if zeros.size != n * c * plane:
+        raise Unmapped("index_put at max-pool positions into an output of another size")
+    source = where.pool.source
+    height, width = source.shape[-2:]
+    if height * width != plane:
+        geometry = where.pool.attrs
+        kernel, stride, padding = (pair_arg(geometry[k], 0) for k in ("kernel_size", "stride", "padding"))
+        stride = stride or kernel
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        sh, sw = (stride, stride) if isinstance(stride, int) else stride
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding[:2]
+        height, width = ((where.shape[2] - 1) * sh + kh - 2 * ph, (where.shape[3] - 1) * sw + kw - 2 * pw)
+        if height * width != plane:
+            raise Unmapped("max unpooling to an output size propscope cannot tell")
+    y = t.node(values, ctx, "values")
+    if tuple(y.shape) != where.shape:
+        y = t.b.op("reshape", y, name=f"{ctx.name}.pooled", module=ctx.module, attrs={"shape": where.shape})
+    attrs = {**where.pool.attrs, "output_size": (int(height), int(width))}
+    up = t.b.op("max_unpool2d", y, source, name=f"{ctx.name}.unpool", module=ctx.module, attrs=attrs,
+                original_op="index_put")
+    return t.b.op("reshape", up, name=ctx.name, module=ctx.module, attrs={"shape": (zeros.size,)})
 
 
 @aten("avg_pool2d", "avg_pool1d", "avg_pool3d")

@@ -9,6 +9,7 @@ import numpy as np
 from ...ir import Node
 from .._aten import (
     Ctx,
+    PoolIndices,
     Translator,
     Transposed,
     Unmapped,
@@ -21,6 +22,7 @@ from .._aten import (
 from .._budget import fold_room, matmul_room
 from .._build import finite_mask
 from .._einsum import EinsumUnmapped, einsum, fold
+from .conv import unpool_positions
 
 
 @aten("pow")
@@ -62,6 +64,11 @@ def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if t.const(x) and t.const(y):
         fold_room((x, y), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return _BINARY[op](np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    offset = t.known(y) if op == "add" and isinstance(x, PoolIndices) else None
+    if offset is not None:  # a decomposed max_unpool2d: the pool's indices made positions in the flat output
+        positions = unpool_positions(x, offset, ctx.shapes[0])
+        if positions is not None:
+            return positions
     if op == "add":
         x, y = finite_mask(x), finite_mask(y)
     return t.b.op(op, t.node(x, ctx, "self"), t.node(y, ctx, "other"), name=ctx.name, module=ctx.module)

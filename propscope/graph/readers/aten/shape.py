@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -16,11 +17,13 @@ from .._aten import (
     Translator,
     Transposed,
     Unmapped,
+    UnpoolPositions,
     aten,
     op_key,
     self_arg,
 )
 from .._budget import array_room, charge_array, fold_room, tile_room
+from .conv import unpool_put
 
 
 @aten("t", "permute", "transpose", "numpy_T", "permute_copy", "transpose_copy", "t_copy", "swapaxes", "swapdims")
@@ -73,6 +76,8 @@ def _reshape_to(t: Translator, x: Any, ctx: Ctx, size: Any = None) -> Any:
       "squeeze_copy", "unsqueeze_copy", "flatten")
 def _reshape(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = self_arg(a)
+    if isinstance(x, UnpoolPositions) and ctx.shapes[0] is not None and len(ctx.shapes[0]) == 1:
+        return dataclasses.replace(x, flat=True)  # a decomposed max_unpool2d's positions, flattened
     if op_key(ctx.target) == "flatten" and not t.const(x):
         node = t.node(x, ctx)
         start, end = int(a.get("start_dim", 0)), int(a.get("end_dim", -1))
@@ -247,6 +252,8 @@ def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, values = self_arg(a), a["values"]
     accumulate = bool(a.get("accumulate", False))
     indices = list(a["indices"])
+    if len(indices) == 1 and isinstance(indices[0], UnpoolPositions) and indices[0].flat:
+        return unpool_put(t, x, values, indices[0], ctx)
     while indices and indices[-1] is None:  # trailing Nones: whole axes, as if not written
         indices.pop()
     picks: list[Any] = []
