@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import shiboken6
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QContextMenuEvent, QHelpEvent, QMouseEvent, QPainter, QTransform, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
 
@@ -25,6 +25,7 @@ from ..theme import ThemeManager
 from .folding import Folding
 from .items import RING_REACH
 from .scene import GraphScene
+from .sticky import StickyTitles
 
 MIN_ZOOM, MAX_ZOOM = 0.05, 20.0
 DETAIL_ZOOM = 0.22  # below this the whole graph is drawn by one overview item
@@ -60,6 +61,7 @@ class GraphView(QGraphicsView):
         self._folded_session: object = None
         self._diffs: tuple[dict[str, float], Callable[[float], QColor]] | None = None
         self._scene: GraphScene | None = None
+        self._sticky: StickyTitles | None = None  # the frames' titles pinned to the view's edges
         self._auto = True
         # (node, centred, where): the view was put at `where` to show the node (centred on it, or only moved
         # into sight of it) with its frames' titles; a resize keeps that promise while nobody moved the view
@@ -110,6 +112,7 @@ class GraphView(QGraphicsView):
         with paused_gc():  # tens of thousands of small objects that all live on (see `paused_gc`)
             layout = self.layout_for_session()
             self._scene = GraphScene(self.bridge.session, layout, theme, self.folding)
+            self._sticky = StickyTitles(self._scene)
         self._scene.select(self.selection.node)
         if self._diffs is not None:
             self._scene.set_diffs(*self._diffs)
@@ -286,13 +289,33 @@ class GraphView(QGraphicsView):
 
     @guarded
     def scrollContentsBy(self, dx: int, dy: int) -> None:
+        pinned = self._pinned_rects()
         super().scrollContentsBy(dx, dy)
         # Qt scrolls a view while its scene is being destroyed (at exit too): nothing to make or announce then
         if self._scene is None or not shiboken6.isValid(self._scene):
             return
         if self.zoom() >= DETAIL_ZOOM:
             self._scene.ensure_items(self.visible_scene_rect())
+        # Qt moved the viewport's pixels, the pinned titles with them: paint again where they went, and where
+        # they belong now (a few small rectangles; the rest of the scroll stays a blit)
+        viewport = self.viewport()
+        for rect in pinned:
+            viewport.update(rect.translated(dx, dy))
+        for rect in self._pinned_rects():
+            viewport.update(rect)
         self.viewChanged.emit()
+
+    def _pinned_rects(self) -> list[QRect]:
+        """Where the frames' pinned titles are in the viewport now (`StickyTitles`)."""
+        if self._sticky is None or self._scene is None or not shiboken6.isValid(self._scene):
+            return []
+        pins = self._sticky.pins(self.visible_scene_rect(), self.zoom())
+        return [self.mapFromScene(p.rect).boundingRect().adjusted(-2, -2, 2, 2) for p in pins]
+
+    @guarded
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        if self._sticky is not None and self._sticky.scene is self._scene:
+            self._sticky.paint(painter, rect, self.visible_scene_rect(), self.zoom())
 
     # -- finding things ------------------------------------------------------------------------
     def reveal(self, name: str) -> None:
@@ -398,7 +421,8 @@ class GraphView(QGraphicsView):
 
         Centred on a node deep in a tall module (a block of resnet18 or Swin-T), the frame's title lay above the
         view: the breadcrumbs named the module, the canvas did not show where it began. A title that cannot be
-        seen whole with the node is shown from its start, where the module's name begins."""
+        seen whole with the node is shown from its start, where the module's name begins; one too far to the left
+        for that has at least its frame's header row in view, where the view pins a copy of it (`StickyTitles`)."""
         scene = self.graph_scene
         node = scene.node_rect(name)
         spot = node.center() if around is None else QPointF(around)
@@ -417,10 +441,12 @@ class GraphView(QGraphicsView):
         for frame in scene.enclosing_frames(name):
             title = frame.title_rect()
             start = QRectF(title.left(), title.top(), min(title.width(), title.height() * 6), title.height())
-            for shown in (title, start):
+            for k, shown in enumerate((title, start, title)):
                 t = shown.adjusted(-margin, -margin, margin, margin)
                 box = (max(low_x, t.right() - half_w), min(high_x, t.left() + half_w),
                        max(low_y, t.bottom() - half_h), min(high_y, t.top() + half_h))
+                if k == 2:  # its header row, at least: the title is pinned to the view's left edge there
+                    box = (low_x, high_x, *box[2:])
                 if box[0] <= box[1] and box[2] <= box[3]:
                     low_x, high_x, low_y, high_y = box
                     break
