@@ -43,7 +43,8 @@ def _writable(path: str, option: str) -> None:
 
 
 def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
-    p.add_argument("target", metavar="TARGET", help="example name or model file")
+    p.add_argument("target", metavar="TARGET",
+                   help="example name, model file, or transformers checkpoint folder (config.json + weights)")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="float precision (default float32)")
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`; or .csv")
@@ -603,7 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("compare", help="the same pass on NumPy and on torch, node by node", epilog=EPILOG)
-    p.add_argument("target", metavar="TARGET", help="example name or model file")
+    p.add_argument("target", metavar="TARGET",
+                   help="example name, model file, or transformers checkpoint folder (config.json + weights)")
     p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="float64", help="float precision (default float64)")
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
@@ -615,7 +617,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train with sgd, momentum, rmsprop, adam or adamw", epilog=EPILOG)
-    p.add_argument("target", metavar="TARGET", help="example name or model file")
+    p.add_argument("target", metavar="TARGET",
+                   help="example name, model file, or transformers checkpoint folder (config.json + weights)")
     p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     p.add_argument("--optimizer", metavar="NAME", help="sgd, momentum, rmsprop, adam or adamw (default: the example's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the example's)")

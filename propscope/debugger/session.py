@@ -418,13 +418,13 @@ def open_session(
     """
     from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
-    from ..graph.readers import load_target
+    from ..graph.readers import display_name, load_target
 
     model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     batch = load_data(data) if isinstance(data, str | Path) else data
     # a file is named by its stem, as File ▸ Open names it (the title, the default save and export names)
     name = target.graph.name if isinstance(target, Model) else str(target) if str(target) in EXAMPLES \
-        else Path(target).stem
+        else display_name(target)
     with paused_gc():  # the schedule of a big graph is 10⁴-10⁵ objects that all live on (see paused_gc)
         session = Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)
     session.source = "" if isinstance(target, Model) else str(target)

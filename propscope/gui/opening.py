@@ -40,7 +40,7 @@ from ..graph.errors import ModelFormatError, PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.gc_pause import paused_gc
 from ..graph.model import Model
-from ..graph.readers import READERS, load_target, open_model
+from ..graph.readers import READERS, display_name, load_target, open_model, transformers_checkpoint
 from ..graph.readers import state_dict as state_dict_reader
 from ..graph.readers._budget import memory_budget
 from ..graph.readers._failure import capture_warnings, one_line
@@ -62,12 +62,17 @@ def model_suffixes() -> list[str]:
     return out
 
 
+def _pattern(suffix: str) -> str:
+    """A suffix as a file-name pattern (`.onnx` → `*.onnx`); a whole name (`config.json`) as itself."""
+    return f"*{suffix}" if suffix.startswith(".") else suffix
+
+
 def open_filter() -> str:
     """The Open dialog's filter: all models first, then one line per reader."""
-    lines = ["All models (" + " ".join(f"*{s}" for s in model_suffixes()) + ")"]
+    lines = ["All models (" + " ".join(_pattern(s) for s in model_suffixes()) + ")"]
     for name, reader in READERS:
         suffixes = getattr(reader, "SUFFIXES", None) or (getattr(reader, "SUFFIX", ""),)
-        lines.append(f"{name} (" + " ".join(f"*{s}" for s in suffixes if s) + ")")
+        lines.append(f"{name} (" + " ".join(_pattern(s) for s in suffixes if s) + ")")
     lines.append("All files (*)")
     return ";;".join(lines)
 
@@ -77,7 +82,7 @@ def is_state_dict(path: str | Path) -> bool:
 
 
 def is_model_file(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in model_suffixes()
+    return Path(path).suffix.lower() in model_suffixes() or transformers_checkpoint.match(Path(path))
 
 
 @dataclass
@@ -123,7 +128,7 @@ def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | No
     else:
         model = open_model(path)
     with paused_gc():  # the schedule and the layout: 10⁴-10⁵ objects that all live on (graph/gc_pause.py)
-        session = Session(model, get_backend(backend, dtype, device), name=path.stem, seed=seed)
+        session = Session(model, get_backend(backend, dtype, device), name=display_name(path), seed=seed)
         session.source = str(path)
         folding = Folding.of(session.graph)
         layout = folding.layout()

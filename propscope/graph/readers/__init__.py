@@ -14,7 +14,7 @@ from ..errors import ModelFormatError
 from ..examples import EXAMPLES, UnknownExampleError, load_example
 from ..gc_pause import paused_gc
 from ..model import Model
-from . import native, onnx_reader, state_dict, torch_export
+from . import native, onnx_reader, state_dict, torch_export, transformers_checkpoint
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
 
@@ -23,6 +23,7 @@ READERS: list[tuple[str, ModuleType]] = [
     ("torch.export (.pt2)", torch_export),
     ("ONNX (.onnx)", onnx_reader),
     ("state dict (.pt, .pth, .safetensors)", state_dict),
+    ("transformers checkpoint", transformers_checkpoint),
 ]
 
 
@@ -38,14 +39,17 @@ def open_model(path: str | Path, arch: str | Path | None = None, seed: int = 0) 
 def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file")
-    if not path.is_file():
-        raise ModelFormatError(f"{path}: not a file")
+    if not path.is_file() and not transformers_checkpoint.match(path):
+        raise ModelFormatError(f"{path}: not a file" + (" (nor a transformers checkpoint folder: no config.json)"
+                                                        if path.is_dir() else ""))
     for _, reader in READERS:
         if reader.match(path):
             if reader is state_dict:
                 return state_dict.open_with(path, arch, seed)
             if arch is not None:
                 raise ModelFormatError(f"{path}: --arch is for state dict files; this model has its own architecture")
+            if reader is transformers_checkpoint:  # builds and exports with torch: its garbage must be collected
+                return reader.open(path)
             with paused_gc():
                 return reader.open(path)
     known = ", ".join(name for name, _ in READERS)
@@ -65,7 +69,14 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
     raise UnknownExampleError(f"unknown example {text!r} and no such file; known examples: {', '.join(EXAMPLES)}")
 
 
+def display_name(path: str | Path) -> str:
+    """What a model file is called in the app (title, default save and export names): its stem, and a transformers
+    checkpoint its folder's name."""
+    path = Path(path)
+    return transformers_checkpoint.name_of(path) if transformers_checkpoint.match(path) else path.stem
+
+
 save_model = native.save
 
-__all__ = ["READERS", "load_target", "memory_budget", "one_line", "open_model", "parse_size",
+__all__ = ["READERS", "display_name", "load_target", "memory_budget", "one_line", "open_model", "parse_size",
            "save_model", "set_max_memory"]

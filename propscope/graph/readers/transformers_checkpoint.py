@@ -1,0 +1,277 @@
+"""A transformers checkpoint folder (`config.json` beside `model.safetensors`, as `save_pretrained` writes it and the
+Hugging Face hub serves it): the architecture the config names, built by the installed transformers library, filled
+with the folder's weights by transformers' own loading (its renames of older checkpoints' keys, shards, tied
+weights), exported with torch.export and read as any `.pt2`.
+
+Nothing in the folder is run: the config is JSON, the code is transformers' own, picked by the class name the config
+gives (`architectures`), which must be one transformers exports; a config whose architecture ships with the
+checkpoint (`auto_map`, transformers' `trust_remote_code`) is refused. Weights are safetensors, or a
+`pytorch_model.bin` that propscope's restricted unpickler reads first (refusing every global but tensor rebuilds)
+before transformers' weights-only `torch.load` does. transformers loads with `local_files_only`: nothing is fetched.
+The model's size is counted against the open's memory budget before any of it is allocated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelFormatError
+from ..gc_pause import paused_gc
+from ..model import Model
+from . import state_dict, torch_export
+from ._budget import charge, human
+from ._build import file_size
+
+SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
+MAX_CONFIG_BYTES = 1 << 20
+WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+MAX_SHARDS = 512
+TOKENS = 8  # the sample sequence a text model is exported with (the graph is the same for any length)
+_CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+_SHARD_NAME = re.compile(r"^[\w.\-]{1,200}$")
+
+
+def folder_of(path: Path) -> Path | None:
+    """The checkpoint folder `path` names (the folder itself, or its config.json), else None."""
+    if path.is_dir():
+        return path if (path / "config.json").is_file() else None
+    return path.parent if path.name == "config.json" and path.is_file() else None
+
+
+def match(path: Path) -> bool:
+    return folder_of(path) is not None
+
+
+def name_of(path: Path) -> str:
+    """What a checkpoint is called in the app: its folder's name (`gpt2`, not `config`)."""
+    folder = folder_of(path)
+    return (folder or path).resolve().name or "checkpoint"
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    where = str(folder / "config.json")
+    file_size(folder / "config.json", where, MAX_CONFIG_BYTES, "more than a model config holds")
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{where}: not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(config, dict):
+        raise ModelFormatError(f"{where}: not a model config (a JSON object)")
+    if config.get("auto_map"):
+        raise ModelFormatError(f"{where}: the architecture is code shipped with the checkpoint (auto_map, "
+                               "transformers' trust_remote_code); propscope runs no code from a file")
+    names = config.get("architectures")
+    if not isinstance(names, list) or not names or not isinstance(names[0], str) or not _CLASS_NAME.match(names[0]):
+        raise ModelFormatError(f"{where}: names no architecture (\"architectures\": [\"GPT2LMHeadModel\"], as "
+                               "save_pretrained writes it)")
+    if not isinstance(config.get("model_type"), str):
+        raise ModelFormatError(f"{where}: has no model_type")
+    return config
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The files holding the weights: one file, or the shards an index lists (all inside the folder)."""
+    for name in WEIGHTS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return [path]
+        where = str(path)
+        file_size(path, where, MAX_CONFIG_BYTES * 64, "more than a shard index holds")
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ModelFormatError(f"{where}: not valid JSON ({str(exc)[:120]})") from None
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict):
+            raise ModelFormatError(f"{where}: no weight_map")
+        shards = sorted({str(v) for v in weight_map.values()})
+        if len(shards) > MAX_SHARDS or not all(_SHARD_NAME.match(s) for s in shards):
+            raise ModelFormatError(f"{where}: its weight_map names {len(shards)} shards, or names outside the folder")
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise ModelFormatError(f"{where}: shard {missing[0]} is missing")
+        return [folder / s for s in shards]
+    raise ModelFormatError(f"{folder}: a transformers checkpoint without weights (looked for {', '.join(WEIGHTS)})")
+
+
+def _libraries(where: str) -> tuple[Any, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # transformers reads nothing from the network for propscope
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+
+        _without_broken_torchvision()
+        import transformers
+    except ImportError as exc:
+        raise ModelFormatError(f"{where}: opening a transformers checkpoint needs torch and transformers "
+                               f"(pip install torch transformers): {exc}") from None
+    return torch, transformers
+
+
+def _without_broken_torchvision() -> None:
+    """A torchvision whose C extension does not load (built for another torch: torchvision's CUDA wheels beside a
+    CPU torch) makes transformers fail to import every model class. Such a torchvision is hidden from this process
+    (`import torchvision` then fails at once, and transformers finds no torchvision): text models need none of it."""
+    if "torchvision" in sys.modules:
+        return
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # the extension's registration fails with RuntimeError, not only ImportError
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = None  # type: ignore[assignment]  # the import system's "known missing"
+
+
+def _sample_inputs(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
+    """What the model is exported with: token ids (and decoder ids for an encoder-decoder), or images."""
+    generator = torch.Generator().manual_seed(0)
+    main = getattr(model, "main_input_name", "input_ids")
+    if main == "input_ids":
+        vocab = int(getattr(config, "vocab_size", 0) or 0)
+        if vocab < 1:
+            raise ModelFormatError(f"{where}: a text model without a vocab_size")
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        length = min(TOKENS, int(limit)) if limit else TOKENS
+        inputs = {"input_ids": torch.randint(0, vocab, (1, length), generator=generator)}
+        if getattr(config, "is_encoder_decoder", False):
+            inputs["decoder_input_ids"] = torch.randint(0, vocab, (1, max(length // 2, 1)), generator=generator)
+        return inputs
+    if main == "pixel_values":
+        size = getattr(config, "image_size", None)
+        size = size if isinstance(size, list | tuple) else (size, size) if isinstance(size, int) else (224, 224)
+        channels = int(getattr(config, "num_channels", 3) or 3)
+        return {"pixel_values": torch.randn((1, channels, *size), generator=generator)}
+    raise ModelFormatError(f"{where}: {type(model).__name__} takes {main}; propscope builds sample inputs for "
+                           "token ids and images only (export it yourself with torch.export.save)")
+
+
+def _one_output(model: Any, sample: dict[str, Any], torch: Any) -> str:
+    """Make the model return one tensor and say which: "logits" (a classifier's, or a language model's token logits
+    as one row per token, so a cross-entropy loss applies) or "hidden" (a base model's last hidden state, its first
+    output). The instance gets a subclass of its own class, named as it, whose forward reshapes: the parameters keep
+    their names (a wrapping module would prefix them all)."""
+    with torch.no_grad():
+        out = model(**sample)
+    logits = getattr(out, "logits", None)
+    if logits is None:
+        return "hidden"
+    if logits.dim() > 2:
+        cls = type(model)
+
+        def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+            scores = cls.forward(self, *args, **kwargs).logits
+            return scores.reshape(-1, scores.shape[-1])
+
+        model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+    return "logits"
+
+
+@contextmanager
+def _quiet(transformers: Any) -> Iterator[None]:
+    """transformers' own progress bars and notices off (the app shows its own progress)."""
+    logging = transformers.utils.logging
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def open(path: str | Path) -> Model:
+    path = Path(path)
+    folder = folder_of(path)
+    if folder is None:
+        raise ModelFormatError(f"{path}: not a transformers checkpoint (no config.json)")
+    where = str(folder)
+    config_json = read_config(folder)
+    files = weight_files(folder)
+    for file in files:
+        file_size(file, str(file), state_dict.MAX_FILE_BYTES, "more than propscope will load")
+        if file.suffix == ".bin":  # a pickle: propscope's restricted unpickler reads it first, refusing any global
+            state_dict.read_tensors(file)  # but the tensor rebuilds, before torch.load (weights-only) sees it
+    torch, transformers = _libraries(where)
+    arch = config_json["architectures"][0]
+    found = getattr(transformers, arch, None)
+    if not isinstance(found, type) or not issubclass(found, transformers.PreTrainedModel):
+        raise ModelFormatError(f"{where}: transformers {transformers.__version__} has no model class {arch!r}")
+    cls: Any = found
+    with _quiet(transformers):
+        config = _config(transformers, config_json, where)
+        _charge_size(torch, cls, config, where)
+        try:  # transformers' own loading: its renames of older checkpoints' keys, shards, tied weights
+            model, info = cls.from_pretrained(folder, config=config, local_files_only=True, trust_remote_code=False,
+                                              attn_implementation="eager", dtype=torch.float32,
+                                              output_loading_info=True)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelFormatError(f"{where}: transformers could not load the weights into {arch} "
+                                   f"({_first_line(exc)})") from None
+        model.eval()
+        sample = _sample_inputs(torch, model, config, where)
+        gives = _one_output(model, sample, torch)
+        try:
+            with torch.no_grad():
+                program = torch.export.export(model, (), sample)
+        except Exception as exc:  # torch.export's messages run to pages: their first line says which
+            raise ModelFormatError(f"{where}: torch.export could not trace {arch} ({_first_line(exc)})") from None
+    with tempfile.TemporaryDirectory(prefix="propscope-") as tmp:
+        exported = Path(tmp) / f"{name_of(path)}.pt2"  # the graph is named after the folder
+        torch.export.save(program, str(exported))
+        del program, model
+        with paused_gc():  # as for any .pt2: the graph's objects all live on
+            opened = torch_export.open(exported)
+    opened.description = (f"{arch} from {folder.name} (transformers {transformers.__version__}, weights in "
+                          f"{len(files)} file(s)), exported with torch.export: {len(opened.graph.ops)} ops")
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        opened.warnings = [*opened.warnings, f"{len(missing)} parameters of {arch} are not in the checkpoint and "
+                                             f"keep their random initial values: {', '.join(missing[:4])}"
+                                             f"{'...' if len(missing) > 4 else ''}"]
+    opened.loss = "cross_entropy" if gives == "logits" else None
+    return opened
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _config(transformers: Any, config_json: dict[str, Any], where: str) -> Any:
+    """The config object, built from the JSON by the config class transformers has for its model_type."""
+    skip = ("architectures", "model_type", "transformers_version")
+    settings = {k: v for k, v in config_json.items() if k not in skip}
+    try:
+        config = transformers.AutoConfig.for_model(config_json["model_type"], **settings)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFormatError(f"{where}: transformers cannot read this config ({str(exc)[:160]})") from None
+    config.use_cache = False  # one pass over the whole sequence: no key/value cache to return
+    config._attn_implementation = "eager"  # attention as its products and softmax, to step through
+    return config
+
+
+def _charge_size(torch: Any, cls: Any, config: Any, where: str) -> None:
+    """Count the model's parameters and buffers against the open's memory budget before they exist: the model is
+    built first on torch's meta device (no memory), so a config that asks for 10¹² parameters is refused instead of
+    allocated."""
+    try:
+        with torch.device("meta"):
+            shape_only = cls(config)
+    except Exception as exc:  # a config the class rejects (inconsistent sizes)
+        raise ModelFormatError(f"{where}: {cls.__name__} cannot be built from this config "
+                               f"({_first_line(exc)})") from None
+    nbytes = sum(t.numel() * 4 for t in (*shape_only.parameters(), *shape_only.buffers()))  # loaded as float32
+    charge(nbytes, f"{cls.__name__}'s parameters and buffers ({human(nbytes)})", where)
