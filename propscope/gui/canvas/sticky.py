@@ -62,7 +62,7 @@ class StickyTitles:
 
     def pins(self, view: QRectF, zoom: float) -> list[Pin]:
         """The titles pinned for a view showing scene rectangle `view` at `zoom` (cached for that view)."""
-        key = (view.left(), view.top(), view.right(), view.bottom(), zoom, float(len(self.scene.labels)))
+        key = (view.left(), view.top(), view.right(), view.bottom(), zoom, float(self.scene.cursor))
         if key != self._key:
             self._key = key
             self._pins = self._place(view, zoom) if self.frames else []
