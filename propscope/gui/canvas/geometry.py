@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QPainterPath
 
 from ..theme import Theme
+
+MIN_PORT_GAP = 16.0  # the least spacing of a node's in ports within its body (scaled): x, W and b's
 
 
 @dataclass(frozen=True)
@@ -22,12 +25,13 @@ class Geometry:
     row_h: float
     header_h: float
     pad: float
+    scale: float = 1.0
 
     @classmethod
     def for_theme(cls, theme: Theme) -> Geometry:
         s = theme.scale
         return cls(node_w=152 * s, node_h=70 * s, col_w=(152 + 100) * s, row_h=(70 + 30) * s, header_h=22 * s,
-                   pad=6 * s)
+                   pad=6 * s, scale=s)
 
     def center(self, layer: float, row: float) -> QPointF:
         return QPointF(layer * self.col_w, row * self.row_h)
@@ -41,9 +45,25 @@ class Geometry:
 
     def in_port(self, c: QPointF, position: int, count: int) -> QPointF:
         """Inputs enter the left side top to bottom in input order (x, W, b for x · W + b)."""
+        dy = float(self.port_dy(np.array([position], np.float64), np.array([count], np.float64))[0])
+        return QPointF(c.x() - self.node_w / 2, c.y() + dy)
+
+    def port_spacing(self, count: int) -> float:
+        """How far apart the in ports of a node with `count` inputs are (`port_dy`)."""
         body = self.node_h - self.header_h
-        y = c.y() - self.node_h / 2 + self.header_h + body * (position + 0.5) / max(count, 1)
-        return QPointF(c.x() - self.node_w / 2, y)
+        return body / count if count * MIN_PORT_GAP * self.scale <= body else self.node_h / count
+
+    def port_dy(self, position: np.ndarray, count: np.ndarray) -> np.ndarray:
+        """Each in port's height from its node's centre, for input `position` of `count` (arrays).
+
+        Up to three inputs share the body below the header (16 scaled pixels apart, room for a role label each
+        above its edge); more, as batch norm's five (x, γ, β, μ_run, σ²_run: 9.6 pixels apart, their labels on
+        top of each other) or an LSTM cell's six, spread over the node's whole height."""
+        count = np.maximum(count, 1)
+        body = self.node_h - self.header_h
+        crowded = count * MIN_PORT_GAP * self.scale > body
+        top = np.where(crowded, -self.node_h / 2, self.header_h - self.node_h / 2)
+        return top + np.where(crowded, self.node_h, body) * (position + 0.5) / count
 
 
 def edge_path(points: list[QPointF], geo: Geometry, run: float = 0.0) -> QPainterPath:

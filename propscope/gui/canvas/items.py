@@ -7,6 +7,7 @@ node pictures cached by Qt, so panning blits them instead of painting again.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -53,6 +54,8 @@ class Style:
         self.role_font = theme.font(9.5)
         self.role_font_lit = theme.font(9.5, bold=True)
         self.role_fm_lit = QFontMetricsF(self.role_font_lit)
+        self.role_layouts: dict[tuple[tuple[str, ...], float], tuple[tuple[bool, float], ...]] = {}
+        self._role_inks: dict[str, float] = {}
         self.symbol_fm = QFontMetricsF(self.symbol_font)
         self.name_fm = QFontMetricsF(self.name_font)
         self.small_fm = QFontMetricsF(self.small_font)
@@ -74,6 +77,15 @@ class Style:
         self.chip_rects = [QRectF(self.rect.left() + geo.pad + k * (w + geo.pad), top, w, h) for k in range(2)]
         self.chip_width = w - 6
         self.grad_chip_width = w - 6 - self.small_fm.horizontalAdvance("∇ ")
+
+    def role_ink_height(self, role: str) -> float:
+        """How tall the letters of role label `role` are, lit (bold), in pixels."""
+        height = self._role_inks.get(role)
+        if height is None:
+            path = QPainterPath()
+            path.addText(QPointF(0, 0), self.role_font_lit, role)
+            height = self._role_inks[role] = path.boundingRect().height()
+        return height
 
     def color(self, key: str) -> QColor:
         return QColor(self.colors[key])
@@ -249,7 +261,7 @@ class EdgeItem(QGraphicsItem):
     """An edge from a value to the op using it; lit in the forward colour or the gradient colour."""
 
     def __init__(self, src: str, dst: str, points: list[QPointF], path: QPainterPath, role: str,
-                 style: Style) -> None:
+                 style: Style, label: tuple[bool, float] = (True, 0.0)) -> None:
         super().__init__()
         self.src, self.dst, self.role = src, dst, role
         self.style = style
@@ -259,8 +271,10 @@ class EdgeItem(QGraphicsItem):
         s = style.theme.scale
         m = 10 * s + style.theme.pen_width(3)
         self._bounds = path.boundingRect().adjusted(-m, -m, m, m)
-        # the role (x, W, b) is an item of its own, above every edge (`RoleLabel`); the scene adds it
-        self.label = RoleLabel(role, points[-1], style) if role else None
+        # the role (x, W, b) is an item of its own, above every edge (`RoleLabel`), shown and placed as `label`
+        # says (`role_layout`); the scene adds it
+        shown, offset = label
+        self.label = RoleLabel(role, points[-1], style, offset) if role and shown else None
         self.setZValue(1)
 
     def boundingRect(self) -> QRectF:
@@ -294,12 +308,41 @@ class EdgeItem(QGraphicsItem):
             _arrow(painter, self.points[-1], 1.0, size, color)
 
 
-def role_run(role: str, style: Style) -> float:
+def role_run(role: str, style: Style, label: tuple[bool, float] = (True, 0.0)) -> float:
     """How long an edge runs straight into its port to hold its role label (`RoleLabel`): the label, the
-    arrowhead and a gap each side (none without a role)."""
-    if not role:
+    arrowhead and a gap each side, and the label's column further left (`role_layout`); none without a label."""
+    shown, offset = label
+    if not role or not shown:
         return 0.0
-    return style.role_fm_lit.horizontalAdvance(role) + ROLE_GAP * 3 * style.theme.scale + _arrow_length(style)
+    return style.role_fm_lit.horizontalAdvance(role) + ROLE_GAP * 3 * style.theme.scale + _arrow_length(style) + \
+        offset
+
+
+def role_layout(roles: tuple[str, ...], spacing: float, style: Style) -> tuple[tuple[bool, float], ...]:
+    """For each input's role label of a node whose in ports are `spacing` apart: whether it is shown, and how much
+    further left than the usual place (just left of the arrowhead) it ends.
+
+    Each label sits just above its own edge. Where the ports are closer than the tallest label (with its halo),
+    the labels take two columns in turn, the second left of the first's widest, so that each is a port's double
+    spacing from the next in its column; where even that is too close (an op with eight inputs), only every
+    so many labels of each column show (the first input's always). The tooltip and the chain rule name them all."""
+    key = (roles, round(spacing, 3))
+    found = style.role_layouts.get(key)
+    if found is not None:
+        return found
+    s = style.theme.scale
+    need = max(map(style.role_ink_height, roles)) + 2.4 * s + 1.0 * s  # ink, the halo's two halves, a pixel
+    if spacing >= need:
+        layout = tuple((True, 0.0) for _ in roles)
+    else:
+        stride = math.ceil(need / (2 * spacing))  # within a column
+        shown = [(k // 2) % stride == 0 for k in range(len(roles))]
+        widest = max((style.role_fm_lit.horizontalAdvance(r) for k, r in enumerate(roles) if k % 2 == 0 and shown[k]),
+                     default=0.0)
+        second = widest + ROLE_GAP * 2 * s
+        layout = tuple((shown[k], second if k % 2 else 0.0) for k in range(len(roles)))
+    style.role_layouts[key] = layout
+    return layout
 
 
 def _arrow_length(style: Style) -> float:
@@ -313,7 +356,7 @@ class RoleLabel(QGraphicsItem):
     Painted by its edge, under the edges drawn after it, a label was crossed by its neighbours' curves: in
     projector mode the lit edges into a Linear or a Conv, 8 pixels thick, covered its x and W."""
 
-    def __init__(self, role: str, port: QPointF, style: Style) -> None:
+    def __init__(self, role: str, port: QPointF, style: Style, offset: float = 0.0) -> None:
         super().__init__()
         self.role, self.style = role, style
         self.flow: str | None = None
@@ -328,7 +371,7 @@ class RoleLabel(QGraphicsItem):
             # the letters' ink (not the font's line) just above the lit edge's stroke, halo and all: the edge of
             # the input above is a port's spacing higher (16 scaled pixels for x, W, b), room for the letters
             ink = path.boundingRect()
-            right = port.x() - _arrow_length(style) - ROLE_GAP * s
+            right = port.x() - _arrow_length(style) - ROLE_GAP * s - offset
             bottom = port.y() - lit_pen / 2 - self.halo / 2
             self.paths[lit] = path.translated(right - ink.right(), bottom - ink.bottom())
         self._bounds = self.paths[True].boundingRect().united(self.paths[False].boundingRect()).adjusted(

@@ -31,7 +31,7 @@ from ..theme import Theme, node_kind
 from .boxes import BoxItem, FrameItem
 from .folding import Folding
 from .geometry import Geometry, edge_path
-from .items import RING_REACH, EdgeItem, GradLabel, NodeItem, RoleLabel, Style, role_run
+from .items import RING_REACH, EdgeItem, GradLabel, NodeItem, RoleLabel, Style, role_layout, role_run
 from .overview import OverviewItem
 
 FULL_REFRESH = 48  # a jump over more steps than this refreshes every node instead of the touched ones
@@ -140,7 +140,7 @@ class GraphScene(QGraphicsScene):
         """Each edge's points: the source's out port (`Geometry.out_port`), its bends, the target's in port
         (`Geometry.in_port`), as rows of one array (`_points[_point_start[e]:…]`), and its bounding box."""
         geo, routes, index, xy = self.geo, self.layout.routes, self._index, self._node_xy
-        half_w, top, body = geo.node_w / 2, geo.header_h - geo.node_h / 2, geo.node_h - geo.header_h
+        half_w = geo.node_w / 2
         m = len(edges)
         src = np.fromiter(map(index.__getitem__, edges.src), np.intp, m)
         dst = np.fromiter(map(index.__getitem__, edges.dst), np.intp, m)
@@ -150,7 +150,7 @@ class GraphScene(QGraphicsScene):
         start, end = xy[src], xy[dst]
         start[:, 0] += half_w
         end[:, 0] -= half_w
-        end[:, 1] = end[:, 1] + top + body * (port + 0.5) / np.maximum(ports, 1)
+        end[:, 1] = end[:, 1] + geo.port_dy(port, ports)
         bent = []  # (edge, its bends) for the edges that have some
         if routes:
             pairs = zip(edges.src, edges.dst, strict=True)
@@ -289,7 +289,9 @@ class GraphScene(QGraphicsScene):
         for e in edges:
             src, dst, _pos, _count, role = self.edges[e]
             pts = self.edge_points(int(e))
-            edge = EdgeItem(src, dst, pts, edge_path(pts, geo, role_run(role, self.style)), role, self.style)
+            label = self._role_label(int(e))
+            edge = EdgeItem(src, dst, pts, edge_path(pts, geo, role_run(role, self.style, label)), role, self.style,
+                            label)
             edge.setVisible(self._detail_shown)
             self.addItem(edge)
             if edge.label is not None:
@@ -300,6 +302,16 @@ class GraphScene(QGraphicsScene):
             self.edge_items[int(e)] = edge
         self._made_edges[edges] = True
         return len(nodes) + len(edges)
+
+    def _role_label(self, e: int) -> tuple[bool, float]:
+        """Whether edge `e`'s role label shows, and its column (`role_layout`): every one of a node whose ports
+        leave room for its labels; in turns, for a node with more inputs (batch norm, an LSTM cell)."""
+        count, dst = self.edges.count[e], self.edges.dst[e]
+        if count <= 3 or not self.edges.role[e] or dst in self.folding.units:
+            return (True, 0.0)
+        op = self.session.graph[dst].op
+        roles = tuple(op.role(i) for i in range(count))
+        return role_layout(roles, self.geo.port_spacing(count), self.style)[self.edges.position[e]]
 
     @property
     def detail_shown(self) -> bool:
@@ -447,7 +459,8 @@ class GraphScene(QGraphicsScene):
         end = pts[-1]
         x = end.x() - (geo.col_w - geo.node_w) / 2  # the middle of the gap left of the target
         item = self.edge_items.get(e)
-        path = item.path if item is not None else edge_path(pts, geo, role_run(self.edges.role[e], self.style))
+        path = item.path if item is not None else edge_path(pts, geo, role_run(self.edges.role[e], self.style,
+                                                                                 self._role_label(e)))
         y = _path_y_at(path, x)
         half_w, half_h = bounds.width() / 2, bounds.height() / 2
         xy = self._node_xy
