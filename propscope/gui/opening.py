@@ -36,11 +36,11 @@ from PySide6.QtWidgets import (
 
 from ..backends import get_backend
 from ..debugger import Session
-from ..graph.errors import ModelFormatError, PropscopeError
+from ..graph.errors import ModelFormatError
 from ..graph.examples import EXAMPLES
 from ..graph.gc_pause import paused_gc
 from ..graph.model import Model
-from ..graph.readers import READERS, display_name, load_target, open_model, transformers_checkpoint
+from ..graph.readers import READERS, display_name, open_model, transformers_checkpoint
 from ..graph.readers import state_dict as state_dict_reader
 from ..graph.readers._budget import memory_budget
 from ..graph.readers._failure import capture_warnings, one_line
@@ -114,13 +114,10 @@ def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | No
     if is_state_dict(path):
         if not arch:
             raise ModelFormatError(f"{path}: a state dict holds weights only; choose the architecture it belongs to")
-        try:
-            model: Model = load_target(arch, seed=seed)
-        except PropscopeError as exc:
-            raise ModelFormatError(f"architecture {arch}: {exc}") from None
         if not path.is_file():
             raise ModelFormatError(f"{path}: no such file")
         tensors = state_dict_reader.read_tensors(path)
+        model: Model = state_dict_reader.architecture(arch, tensors, seed)
         model, report = state_dict_reader.apply_state_dict(model, tensors, path.name)
         if not report.matched:
             raise ModelFormatError(f"{path}: none of its {len(tensors)} tensors match a parameter of {arch}; "

@@ -14,7 +14,7 @@ from ..errors import ModelFormatError
 from ..examples import EXAMPLES, UnknownExampleError, load_example
 from ..gc_pause import paused_gc
 from ..model import Model
-from . import native, onnx_reader, state_dict, torch_export, transformers_checkpoint
+from . import native, onnx_reader, state_dict, torch_export, torchvision_arch, transformers_checkpoint
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
 
@@ -57,8 +57,13 @@ def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
 
 
 def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = None) -> Model:
-    """An example by name, or a model file by path (a state dict with the architecture `arch`)."""
+    """An example by name, a torchvision architecture (`torchvision:resnet18`, random weights), or a model file by
+    path (a state dict with the architecture `arch`)."""
     text = str(target)
+    if torchvision_arch.is_spec(text):
+        if arch is not None:
+            raise ModelFormatError(f"--arch is for state dict files; {text!r} is an architecture itself")
+        return torchvision_arch.open_spec(text)
     if text in EXAMPLES:
         if arch is not None:
             raise ModelFormatError(f"--arch is for state dict files; {text!r} is an example with its own weights")
@@ -70,8 +75,10 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
 
 
 def display_name(path: str | Path) -> str:
-    """What a model file is called in the app (title, default save and export names): its stem, and a transformers
-    checkpoint its folder's name."""
+    """What a model file is called in the app (title, default save and export names): its stem; a transformers
+    checkpoint, its folder's name; a torchvision architecture, its name."""
+    if torchvision_arch.is_spec(path):
+        return torchvision_arch.parse(str(path))[0]
     path = Path(path)
     return transformers_checkpoint.name_of(path) if transformers_checkpoint.match(path) else path.stem
 

@@ -112,21 +112,16 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
 
 
 def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
-    """The architecture `arch` (example name or model file) with this file's weights, or a clear error."""
+    """The architecture `arch` (example name, model file or torchvision:NAME) with this file's weights, or a clear
+    error."""
     where = str(path)
     if arch is None:
         raise ModelFormatError(
             f"{where}: a state dict holds weights only; pass the architecture it belongs to with "
-            "--arch EXAMPLE_OR_FILE (a built-in example, or a .pt2/.onnx/.propscope model)"
+            "--arch EXAMPLE_OR_FILE (a built-in example, a .pt2/.onnx/.propscope model, or torchvision:NAME)"
         )
-    from . import load_target
-
-    try:
-        model = load_target(arch, seed=seed)
-    except PropscopeError as exc:
-        raise ModelFormatError(f"architecture {arch}: {exc}") from None
     tensors = read_tensors(path)
-    model, report = apply_state_dict(model, tensors, path.name)
+    model, report = apply_state_dict(architecture(arch, tensors, seed), tensors, path.name)
     if not report.matched:
         raise ModelFormatError(
             f"{where}: none of its {len(tensors)} tensors ({_names(list(tensors))}) match a parameter of "
@@ -134,6 +129,19 @@ def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
         )
     model.description = f"{model.description} — weights from {path.name}".strip(" —")
     return model
+
+
+def architecture(arch: str | Path, tensors: dict[str, np.ndarray], seed: int = 0) -> Model:
+    """The model a state dict's `tensors` go into: an example, a model file, or a torchvision architecture (built
+    with as many classes as the tensors' classifier has)."""
+    from . import load_target, torchvision_arch
+
+    try:
+        if torchvision_arch.is_spec(arch):
+            return torchvision_arch.open_spec(str(arch), tensors)
+        return load_target(arch, seed=seed)
+    except PropscopeError as exc:
+        raise ModelFormatError(f"architecture {arch}: {exc}") from None
 
 
 def read_tensors(path: str | Path) -> dict[str, np.ndarray]:

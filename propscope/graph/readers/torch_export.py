@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import tempfile
 import zipfile
 from functools import cached_property
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFormatError
+from ..gc_pause import paused_gc
 from ..model import Model
 from . import aten  # noqa: F401  (registers the ATen handlers)
 from ._aten import SCALAR_TYPES, Translator, json_int, sizes
@@ -291,3 +293,15 @@ def open(path: str | Path) -> Model:
         for node in model.graph.inputs:
             check_shape(node.shape, f"input {node.name!r}", where)
         return model
+
+
+def open_program(program: Any, name: str) -> Model:
+    """An ExportedProgram made in this process (a transformers checkpoint, a torchvision architecture), read the
+    way its saved archive is, so there is one reader: saved to a temporary `name`.pt2 (which names the graph)."""
+    import torch
+
+    with tempfile.TemporaryDirectory(prefix="propscope-") as tmp:
+        path = Path(tmp) / f"{name}.pt2"
+        torch.export.save(program, str(path))
+        with paused_gc():  # the graph's objects all live on (graph/gc_pause.py)
+            return open(path)

@@ -16,17 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFormatError
-from ..gc_pause import paused_gc
 from ..model import Model
-from . import state_dict, torch_export
+from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import file_size
 
@@ -110,26 +107,12 @@ def _libraries(where: str) -> tuple[Any, Any]:
     try:
         import torch
 
-        _without_broken_torchvision()
+        _torchvision.models()  # transformers imports torchvision where installed: one whose C extension fails too
         import transformers
     except ImportError as exc:
         raise ModelFormatError(f"{where}: opening a transformers checkpoint needs torch and transformers "
                                f"(pip install torch transformers): {exc}") from None
     return torch, transformers
-
-
-def _without_broken_torchvision() -> None:
-    """A torchvision whose C extension does not load (built for another torch: torchvision's CUDA wheels beside a
-    CPU torch) makes transformers fail to import every model class. Such a torchvision is hidden from this process
-    (`import torchvision` then fails at once, and transformers finds no torchvision): text models need none of it."""
-    if "torchvision" in sys.modules:
-        return
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # the extension's registration fails with RuntimeError, not only ImportError
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None  # type: ignore[assignment]  # the import system's "known missing"
 
 
 def _sample_inputs(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
@@ -228,12 +211,9 @@ def open(path: str | Path) -> Model:
                 program = torch.export.export(model, (), sample)
         except Exception as exc:  # torch.export's messages run to pages: their first line says which
             raise ModelFormatError(f"{where}: torch.export could not trace {arch} ({_first_line(exc)})") from None
-    with tempfile.TemporaryDirectory(prefix="propscope-") as tmp:
-        exported = Path(tmp) / f"{name_of(path)}.pt2"  # the graph is named after the folder
-        torch.export.save(program, str(exported))
-        del program, model
-        with paused_gc():  # as for any .pt2: the graph's objects all live on
-            opened = torch_export.open(exported)
+    del model
+    opened = torch_export.open_program(program, name_of(path))  # the graph is named after the folder
+    del program
     opened.description = (f"{arch} from {folder.name} (transformers {transformers.__version__}, weights in "
                           f"{len(files)} file(s)), exported with torch.export: {len(opened.graph.ops)} ops")
     missing = sorted(info.get("missing_keys") or [])

@@ -1,0 +1,109 @@
+"""torchvision's architectures by name (`torchvision:resnet18@32`), with random weights or as a state dict's
+architecture (`--arch torchvision:resnet18`): built by torchvision's constructor, exported, read as a .pt2, and
+stepped to autograd's numbers (float64); a fine-tuned head's class count comes from the state dict; a segmentation
+net answers with its `out` map; what cannot open says why in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zoo
+
+from propscope.debugger import open_session
+from propscope.graph.errors import ModelFormatError
+from propscope.graph.readers import display_name, load_target
+
+pytestmark = [pytest.mark.torch, pytest.mark.skipif(not zoo.has_torchvision(), reason="needs torchvision")]
+
+
+def _autograd(model: Any, batch: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
+    import torch
+
+    model = model.double().eval()
+    x = torch.from_numpy(np.asarray(batch["x"], dtype=np.float64))
+    out = model(x)
+    out = out["out"] if isinstance(out, dict) else out
+    loss = torch.nn.functional.cross_entropy(out, torch.from_numpy(np.asarray(batch["y"])).long())
+    loss.backward()
+    return float(loss), {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _check(s: Any, model: Any) -> None:
+    s.run_to_end()
+    loss, grads = _autograd(model, {k: np.asarray(v) for k, v in s.batch.items()})
+    assert abs(float(s.value(s.loss_node.name)) - loss) < 1e-12 * max(1.0, loss)
+    largest = max(float(np.max(np.abs(g))) for g in grads.values())
+    for name, want in grads.items():
+        scale = max(float(np.max(np.abs(want))), 1e-6 * largest)
+        assert float(np.max(np.abs(s.grad(name) - want))) / scale < 1e-9, name
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_an_architecture_by_name_steps_to_autograds_gradients(backend: str) -> None:
+    import torch
+
+    s = open_session("torchvision:resnet18@32", backend=backend, dtype="float64")
+    assert s.name == display_name("torchvision:resnet18@32") == "resnet18"
+    assert s.loss_name == "cross_entropy" and s.graph["x"].shape == (1, 3, 32, 32)
+    torch.manual_seed(0)  # the weights the reader drew
+    _check(s, zoo.torchvision_models().resnet18())
+
+
+def test_a_fine_tuned_state_dict_gets_its_own_number_of_classes(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(3)
+    tuned = zoo.torchvision_models().mobilenet_v3_small(num_classes=7)
+    with torch.no_grad():
+        for b in tuned.modules():
+            if isinstance(b, torch.nn.BatchNorm2d):  # statistics as training leaves them, not the initial 0 and 1
+                b.running_mean.uniform_(-0.2, 0.2)
+                b.running_var.uniform_(0.5, 1.5)
+    torch.save(tuned.state_dict(), tmp_path / "tuned.pth")
+    s = open_session(tmp_path / "tuned.pth", dtype="float64", arch="torchvision:mobilenet_v3_small@32")
+    report = next(w for w in s.model.warnings if "matched" in w)
+    assert "missing" not in report and "wrong shape" not in report, report
+    assert s.prediction_node.shape == (1, 7) and "7 classes" in s.model.description
+    _check(s, tuned)
+
+
+def test_a_segmentation_state_dict_answers_with_its_out_map(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(4)
+    net = zoo.torchvision_models().segmentation.fcn_resnet50(weights=None, weights_backbone=None, num_classes=3,
+                                                              aux_loss=True)
+    torch.save(net.state_dict(), tmp_path / "fcn.pth")
+    model = load_target(tmp_path / "fcn.pth", arch="torchvision:fcn_resnet50@32")
+    assert next(n.shape for n in model.graph.outputs) == (1, 3, 32, 32)
+    report = next(w for w in model.warnings if "matched" in w)
+    assert "missing" not in report and "wrong shape" not in report, report
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("torchvision:not_a_net", "no classification, segmentation or video model 'not_a_net'"),
+    ("torchvision:fasterrcnn_resnet50_fpn", "no classification, segmentation or video model"),
+    ("torchvision:resnet18@5", "between 16 and 1024"),
+    ("torchvision:ResNet18", "write torchvision:NAME"),
+])
+def test_what_cannot_open_says_why_in_one_line(spec: str, says: str) -> None:
+    with pytest.raises(ModelFormatError) as info:
+        load_target(spec)
+    assert says in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_app_puts_a_state_dict_into_a_torchvision_architecture(tmp_path: Path) -> None:
+    """File ▸ Open of a .pth, the architecture typed in its dialog: the loading job's path."""
+    import torch
+
+    from propscope.gui.opening import load_file
+
+    torch.manual_seed(5)
+    torch.save(zoo.torchvision_models().resnet18(num_classes=4).state_dict(), tmp_path / "r18.pth")
+    loaded = load_file(tmp_path / "r18.pth", "numpy", "float32", arch="torchvision:resnet18@32")
+    assert loaded.report is not None and loaded.report.ok and not loaded.report.wrong_shape
+    assert loaded.session.prediction_node.shape == (1, 4)
