@@ -107,3 +107,26 @@ def test_the_app_puts_a_state_dict_into_a_torchvision_architecture(tmp_path: Pat
     loaded = load_file(tmp_path / "r18.pth", "numpy", "float32", arch="torchvision:resnet18@32")
     assert loaded.report is not None and loaded.report.ok and not loaded.report.wrong_shape
     assert loaded.session.prediction_node.shape == (1, 4)
+
+
+def test_the_architecture_dialog_offers_torchvision(qtbot: Any, tmp_path: Path) -> None:
+    """As a user meets it: File ▸ Open of a .pth asks which network; "A torchvision architecture", a name and an
+    image side, Open; the weights go in and the report says all matched."""
+    import torch
+
+    from propscope.gui.main_window import MainWindow
+
+    torch.manual_seed(6)
+    torch.save(zoo.torchvision_models().resnet18(num_classes=5).state_dict(), tmp_path / "mine.pth")
+    window = MainWindow(open_session("xor"))
+    qtbot.addWidget(window)
+    assert window.open_path(tmp_path / "mine.pth") is None  # the question first
+    dialog = window.arch_dialog
+    dialog.torchvision.setCurrentText("resnet18")
+    dialog.image_size.setValue(32)
+    assert dialog.use_torchvision.isChecked() and dialog.architecture() == "torchvision:resnet18@32"
+    with qtbot.waitSignal(window.bridge.sessionChanged, timeout=120_000):
+        dialog.accept()
+    assert window.bridge.session.prediction_node.shape == (1, 5)
+    assert window.last_report.ok and not window.last_report.unexpected  # BatchNorm's num_batches_tracked: not listed
+    window.report_dialog.close()

@@ -49,6 +49,9 @@ from .format import fmt_shape
 from .guard import guarded
 
 MAX_RECENT = 8
+TORCHVISION_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                     "efficientnet_b0", "convnext_tiny", "vit_b_16", "swin_t", "densenet121", "regnet_y_400mf",
+                     "deeplabv3_resnet50", "fcn_resnet50", "lraspp_mobilenet_v3_large", "r3d_18")
 RECENT_KEY = "recent/files"
 
 
@@ -214,6 +217,20 @@ class ArchDialog(QDialog):
         browse.clicked.connect(self._browse)
         self.file.textEdited.connect(lambda _t: self.use_file.setChecked(True))
         self.example.activated.connect(lambda _i: self.use_example.setChecked(True))
+        # torchvision's constructors by name (graph/readers/torchvision_arch.py): any name it has can be typed
+        self.use_torchvision = QRadioButton("A torchvision architecture")
+        group.addButton(self.use_torchvision)
+        self.torchvision = QComboBox()
+        self.torchvision.setEditable(True)
+        self.torchvision.addItems(TORCHVISION_NAMES)
+        self.torchvision.setToolTip("a torchvision model name; its classifier gets as many classes as the weights")
+        self.image_size = QSpinBox()
+        self.image_size.setRange(16, 1024)
+        self.image_size.setValue(224)
+        self.image_size.setSuffix(" px")
+        self.image_size.setToolTip("the side of the images the network is traced on (and steps through)")
+        for edited in (self.torchvision.activated, self.torchvision.editTextChanged, self.image_size.valueChanged):
+            edited.connect(lambda *_: self.use_torchvision.setChecked(True))
         self.use_example.setChecked(True)
         grid = QGridLayout()
         grid.addWidget(self.use_example, 0, 0)
@@ -221,6 +238,9 @@ class ArchDialog(QDialog):
         grid.addWidget(self.use_file, 1, 0)
         grid.addWidget(self.file, 1, 1)
         grid.addWidget(browse, 1, 2)
+        grid.addWidget(self.use_torchvision, 2, 0)
+        grid.addWidget(self.torchvision, 2, 1)
+        grid.addWidget(self.image_size, 2, 2)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -236,13 +256,16 @@ class ArchDialog(QDialog):
             self.use_file.setChecked(True)
 
     def architecture(self) -> str:
+        if self.use_torchvision.isChecked():
+            name = self.torchvision.currentText().strip()
+            return f"torchvision:{name}@{self.image_size.value()}" if name else ""
         return self.file.text().strip() if self.use_file.isChecked() else str(self.example.currentData())
 
     @guarded
     def accept(self) -> None:
         arch = self.architecture()
         if not arch:
-            self.file.setFocus()
+            (self.torchvision if self.use_torchvision.isChecked() else self.file).setFocus()
             return
         super().accept()
         self.chosen.emit(arch)

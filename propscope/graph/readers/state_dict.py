@@ -107,7 +107,8 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
             continue
         arrays[name] = value
         report.matched.append(name)
-    report.unexpected = [k for k in tensors if k not in targets]
+    # a BatchNorm's count of training batches is bookkeeping no forward or backward pass reads: not "unexpected"
+    report.unexpected = [k for k in tensors if k not in targets and not k.endswith(".num_batches_tracked")]
     return replace(model, arrays=arrays, warnings=[*model.warnings, report.summary()]), report
 
 
