@@ -314,7 +314,8 @@ class GraphView(QGraphicsView):
 
     @guarded
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
-        if self._sticky is not None and self._sticky.scene is self._scene:
+        # as in `scrollContentsBy`: nothing to pin over a scene Qt is destroying (at exit, or a rebuild's old one)
+        if self._sticky is not None and self._sticky.scene is self._scene and shiboken6.isValid(self._scene):
             self._sticky.paint(painter, rect, self.visible_scene_rect(), self.zoom())
 
     # -- finding things ------------------------------------------------------------------------
