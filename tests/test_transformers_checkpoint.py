@@ -160,6 +160,18 @@ def test_a_folder_without_weights_or_with_broken_json_says_so(checkpoints: dict[
         open_model(folder)
 
 
+def test_a_config_naming_no_architecture_opens_its_base_model(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    t = _transformers()
+    t.BertModel.from_pretrained(checkpoints["bert"]).save_pretrained(tmp_path / "base")
+    folder = _copy(tmp_path / "base", tmp_path / "older")
+    config = json.loads((folder / "config.json").read_text())
+    del config["architectures"]
+    (folder / "config.json").write_text(json.dumps(config))
+    model = open_model(folder)
+    assert model.description.startswith("BertModel from older") and model.loss is None  # hidden states: no loss
+    assert not model.warnings or not any("not in the checkpoint" in w for w in model.warnings)
+
+
 def test_weights_missing_from_the_checkpoint_are_named(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     """A base model's weights under a classifier's architecture: the classifier head keeps its initial values."""
     t = _transformers()

@@ -66,10 +66,11 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{where}: the architecture is code shipped with the checkpoint (auto_map, "
                                "transformers' trust_remote_code); propscope runs no code from a file")
     names = config.get("architectures")
-    if not isinstance(names, list) or not names or not isinstance(names[0], str) or not _CLASS_NAME.match(names[0]):
+    if names is not None and (not isinstance(names, list) or not names or not isinstance(names[0], str)
+                              or not _CLASS_NAME.match(names[0])):
         raise ModelFormatError(f"{where}: names no architecture (\"architectures\": [\"GPT2LMHeadModel\"], as "
                                "save_pretrained writes it)")
-    if not isinstance(config.get("model_type"), str):
+    if not isinstance(config.get("model_type"), str) or not _CLASS_NAME.match(config["model_type"]):
         raise ModelFormatError(f"{where}: has no model_type")
     return config
 
@@ -188,7 +189,7 @@ def open(path: str | Path) -> Model:
         if file.suffix == ".bin":  # a pickle: propscope's restricted unpickler reads it first, refusing any global
             state_dict.read_tensors(file)  # but the tensor rebuilds, before torch.load (weights-only) sees it
     torch, transformers = _libraries(where)
-    arch = config_json["architectures"][0]
+    arch = _architecture(transformers, config_json, where)
     found = getattr(transformers, arch, None)
     if not isinstance(found, type) or not issubclass(found, transformers.PreTrainedModel):
         raise ModelFormatError(f"{where}: transformers {transformers.__version__} has no model class {arch!r}")
@@ -228,6 +229,19 @@ def open(path: str | Path) -> Model:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _architecture(transformers: Any, config_json: dict[str, Any], where: str) -> str:
+    """The class the config names; an older config that names none gets its model type's base model (BertModel)."""
+    if config_json.get("architectures"):
+        return str(config_json["architectures"][0])
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    base = MODEL_MAPPING_NAMES.get(config_json["model_type"])
+    if not isinstance(base, str):
+        raise ModelFormatError(f"{where}: names no architecture, and transformers {transformers.__version__} has no "
+                               f"model for model_type {config_json['model_type']!r}")
+    return base
 
 
 def _config(transformers: Any, config_json: dict[str, Any], where: str) -> Any:
