@@ -10,12 +10,14 @@ which no window then picks).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from ...ir import Node
-from .._aten import Missing, PoolIndices, Unmapped
+from .._aten import Missing, PoolIndices, Unmapped, UnpoolPositions
+from .._budget import fold_room
 from .._build import check_shape
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import op
@@ -185,8 +187,96 @@ def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     name = f"{'max' if is_max else 'avg'}_pool{dims}d"
     if is_max:
         attrs["dilation"] = _one(dilations)
+        if all(k == 1 for k in kernel) and all(s == 1 for s in strides) and not any(map(any, pairs)) and \
+                not padded_first and not ctx.attrs.get("storage_order", 0):
+            # a 1×1 pool is the identity, and its indices are each element's flat position, known now (the dynamo
+            # exporter's decomposed max_unpool2d slices them for where each (n, c) plane starts)
+            if len(ctx.outputs) < 2 or not ctx.outputs[1]:
+                return x
+            fold_room((), f"MaxPool {ctx.name!r} indices", r.where, shape=tuple(x.shape))
+            return [x, np.arange(math.prod(x.shape), dtype=np.int64).reshape(x.shape)]
         node = r.b.op(name, x, name=ctx.name, module=ctx.module, attrs=attrs)
         why = "max-pool indices (ONNX's flat argmax positions)"
         return [node, PoolIndices(why, x, attrs) if dims == 2 and not padded_first else Missing(why)]
     attrs["count_include_pad"] = include
     return op(r, ctx, name, x, **attrs)
+
+
+# -- a max_unpool2d decomposed by the dynamo exporter ---------------------------------------------------------------
+# MaxPool's indices (flat over N, C, H, W) less each plane's start (a 1×1 MaxPool's indices, sliced) are PyTorch's
+# per-plane indices; plus (n·C + c)·plane, flattened and made a column, they are where a ScatterND of the pooled
+# values into zeros puts them: max_unpool2d. Each stage is a marker (Missing to any other use).
+@dataclass
+class PlaneIndices(Missing):
+    """A 2-D max pool's ONNX indices less the start of each (n, c) plane: PyTorch's indices, `shape` the pooled."""
+
+    pool: PoolIndices
+    shape: tuple[int, ...]
+
+
+@dataclass
+class UnpoolColumn(Missing):
+    """Flattened unpool positions made a column (K, 1): the indices of a ScatterND into a flat output."""
+
+    positions: UnpoolPositions
+
+
+def _plane_starts(n: int, c: int, plane: int) -> np.ndarray:
+    return (np.arange(n * c, dtype=np.int64) * plane).reshape(n, c, 1, 1)
+
+
+def pool_arithmetic(r: Reader, x: Any, y: Any, ctx: Ctx) -> Any:
+    """Sub and Add on max-pool indices, as a decomposed max_unpool2d does them (see PlaneIndices); else Unmapped."""
+    known = r.folded(y)
+    if isinstance(x, PoolIndices) and ctx.op == "Sub" and known is not None and len(x.source.shape) == 4:
+        n, c, h, w = x.source.shape
+        shape = ctx.shapes[0]
+        if shape is not None and len(shape) == 4 and known.shape == (n, c, 1, 1) and \
+                np.array_equal(known, _plane_starts(n, c, h * w)):
+            return PlaneIndices(x.reason, x, tuple(shape))
+    if isinstance(x, PlaneIndices) and ctx.op == "Add" and known is not None and known.shape == (*x.shape[:2], 1, 1):
+        n, c = x.shape[:2]
+        flat = known.reshape(-1)
+        plane = int(flat[1] - flat[0]) if flat.size > 1 else 0  # one plane: its size comes from the output
+        if (flat.size > 1 and plane > 0 and np.array_equal(known, _plane_starts(n, c, plane))) or \
+                (flat.size == 1 and flat[0] == 0):
+            return UnpoolPositions(x.reason, x.pool, plane, x.shape)
+    raise Unmapped(x.reason)
+
+
+def unpool_reshaped(x: Any, out: tuple[int, ...]) -> Any:
+    """Unpool positions flattened (Reshape to 1-D), then made a column (Unsqueeze to (K, 1)); else Unmapped."""
+    if isinstance(x, UnpoolPositions) and out == (math.prod(x.shape),):
+        return replace(x, flat=True)
+    if isinstance(x, UnpoolPositions) and x.flat and out == (math.prod(x.shape), 1):
+        return UnpoolColumn(x.reason, x)
+    raise Unmapped(x.reason)
+
+
+def unpool_scatter(r: Reader, ins: list[Any], ctx: Ctx, where: UnpoolPositions) -> Node:
+    """ScatterND(zeros(N·C·H·W), positions, pooled values flattened): max_unpool2d of the pooled values at the
+    maxima of the pool's input, flattened as the file has it."""
+    zeros = r.folded(ins[0])
+    if zeros is None or zeros.ndim != 1 or np.any(zeros) or str(ctx.attrs.get("reduction", "none")) != "none":
+        raise Unmapped("ScatterND at max-pool positions into anything but zeros")
+    n, c, h, w = where.shape
+    plane = where.plane or zeros.size // (n * c)
+    if zeros.size != n * c * plane:
+        raise Unmapped("ScatterND at max-pool positions into an output of another size")
+    source, geometry = where.pool.source, where.pool.attrs
+    height, width = source.shape[-2:]
+    if height * width != plane:  # the unpool's default size: from the pool's geometry, not its input (odd sizes)
+        kernel, stride, padding = (geometry[k] for k in ("kernel_size", "stride", "padding"))
+        kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+        sh, sw = (stride, stride) if isinstance(stride, int) else stride
+        pads = (padding,) * 4 if isinstance(padding, int) else padding
+        height, width = (h - 1) * sh + kh - pads[0] - pads[1], (w - 1) * sw + kw - pads[-2] - pads[-1]
+        if height * width != plane:
+            raise Unmapped("max unpooling to an output size propscope cannot tell")
+    y = r.node(ins[2], ctx, hint="updates")
+    if tuple(y.shape) != where.shape:
+        y = r.b.op("reshape", y, name=f"{ctx.name}.pooled", module=ctx.module, attrs={"shape": where.shape})
+    up = r.b.op("max_unpool2d", y, source, name=f"{ctx.name}.unpool", module=ctx.module,
+                attrs={**geometry, "output_size": (int(height), int(width))}, original_op=ctx.op)
+    return r.b.op("reshape", up, name=ctx.name, module=ctx.module, attrs={"shape": (zeros.size,)},
+                  original_op=ctx.op)

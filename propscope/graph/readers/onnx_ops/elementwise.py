@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Unmapped
+from .._aten import Missing, Unmapped
 from .._budget import fold_room
 from .._build import finite_mask
 from ..onnx_reader import CATALOG_UNARY, ONNX_DTYPES, Ctx, Init, Reader, onnx_op
@@ -106,6 +106,11 @@ def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         if ctx.op == "Mod":
             return (np.fmod if ctx.attrs.get("fmod", 0) else np.mod)(cx, cy)
         return _NP_BINARY[ctx.op](cx, cy)
+    if isinstance(x, Missing) or isinstance(y, Missing):  # max-pool indices made unpool positions, else refused
+        from .conv import pool_arithmetic
+
+        a, b = (y, x) if ctx.op == "Add" and isinstance(y, Missing) else (x, y)
+        return pool_arithmetic(r, a, b, ctx)
     if ctx.op == "Pow":
         if cy is not None and cy.size == 1:
             return op(r, ctx, "pow", r.node(x, ctx), exponent=float(cy.reshape(())))

@@ -1,6 +1,8 @@
 """ONNX GatherElements, GatherND and Tile onto the catalog's `gather`, `index_nd` and `tile`; ScatterND and
-ScatterElements of constants folded (masks built at load time, as Swin's shifted-window mask); the shape
-plumbing that folds at load time is in `shape.py`."""
+ScatterElements folded on constants (masks built at load time, as Swin's shifted-window mask), and of computed
+data or updates at positions known at load time the catalog's `index_put` (x[:, 1:3] = y, x[idx] += y,
+scatter_add, index_put_; a decomposed max unpool's is `max_unpool2d`, see conv.py); the shape plumbing that folds
+at load time is in `shape.py`."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from ...ops.shape import INDEX_ROLES
 from .._aten import Unmapped
 from .._budget import array_room, fold_room, tile_room
 from ..onnx_reader import Ctx, Init, Reader, onnx_op
+from .conv import UnpoolColumn, unpool_scatter
 from .elementwise import op
 
 
@@ -44,34 +47,78 @@ def _tile(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 
 _REDUCE = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+_COMBINE = {"mul": "mul", "max": "maximum", "min": "minimum"}  # the others, at distinct positions
 
 
-def _scatter_operands(r: Reader, ins: list[Any], ctx: Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
-    """The three constants a scatter folds, and its reduction; Unmapped where one is computed at run time.
+def _reduction(ctx: Ctx) -> str:
+    reduction = str(ctx.attrs.get("reduction", "none"))
+    if reduction not in _REDUCE:
+        raise Unmapped(f"{ctx.op} reduction {reduction!r}")
+    return reduction
+
+
+def _scatter_constants(r: Reader, ins: list[Any], ctx: Ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The three constants a scatter folds (data copied), or None where data or updates are computed.
 
     A float initializer here is read as the constant it is (a mask's fill values), not as a parameter: a scatter
     of constants has no gradient to give it."""
     data, idx, updates = (v.array if isinstance(v, Init) else r.folded(v) for v in ins[:3])
     if data is None or idx is None or updates is None:
-        raise Unmapped(f"{ctx.op} into or of a computed tensor (propscope folds it only on constants)")
-    reduction = str(ctx.attrs.get("reduction", "none"))
-    if reduction not in _REDUCE:
-        raise Unmapped(f"{ctx.op} reduction {reduction!r}")
+        return None
     array_room(data.shape, data.dtype, f"{ctx.op} {ctx.name!r} of constants", r.where)
-    return data.copy(), idx.astype(np.int64), updates, _REDUCE[reduction]
+    return data.copy(), idx.astype(np.int64), updates
+
+
+def _positions(r: Reader, ins: list[Any], ctx: Ctx) -> np.ndarray:
+    """The scatter's indices, known when the file is read (exporters compute them from shapes and constants)."""
+    idx = r.folded(ins[1])
+    if idx is None:
+        raise Unmapped(f"{ctx.op} at positions computed at run time (propscope maps a scatter of computed "
+                       "tensors at positions known when the file is read)")
+    return idx.astype(np.int64)
+
+
+def _put(r: Reader, ins: list[Any], ctx: Ctx, reduction: str, ids: list[np.ndarray], axes: tuple[int, ...]) -> Node:
+    """The catalog's index_put of the computed data and updates: overwrite (reduction none) or add (add); mul, max
+    and min at distinct positions as the elements picked (index_nd) combined with the updates, then put."""
+    if len(ids) > len(INDEX_ROLES):
+        raise Unmapped(f"{ctx.op} addressing {len(ids)} axes (the catalog's index_put takes up to "
+                       f"{len(INDEX_ROLES)})")
+    positions = [r.b.const(i, ctx.module, f"index{k}", name=f"{ctx.name}.index{k}") for k, i in enumerate(ids)]
+    data, updates = r.node(ins[0], ctx, hint="data"), r.node(ins[2], ctx, hint="updates")
+    if reduction in _COMBINE:
+        points = np.stack([a.reshape(-1) for a in np.broadcast_arrays(*ids)], axis=1)
+        if len(np.unique(points, axis=0)) != len(points):
+            raise Unmapped(f"{ctx.op} reduction {reduction!r} of computed tensors at repeated positions (the "
+                           "catalog's index_put overwrites or adds)")
+        picked = op(r, ctx, "index_nd", data, *positions, suffix="picked", axes=axes)
+        updates = op(r, ctx, _COMBINE[reduction], picked, updates, suffix=reduction)
+    return op(r, ctx, "index_put", data, updates, *positions, axes=axes, accumulate=reduction == "add")
 
 
 @onnx_op("ScatterND")
 def _scatter_nd(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    out, idx, updates, reduce = _scatter_operands(r, ins, ctx)
+    """out = data, then out[indices[i]] = updates[i] (or += with reduction add): folded on constants; of computed
+    data or updates (x[:, 1:3] = y, x[idx] += y, index_put_), the catalog's index_put of one index tensor per
+    addressed axis (indices[..., k]) at the positions the file gives."""
+    reduction = _reduction(ctx)
+    folded = _scatter_constants(r, ins, ctx)
+    if folded is None and isinstance(ins[1], UnpoolColumn):
+        return unpool_scatter(r, ins, ctx, ins[1].positions)
+    out, idx, updates = folded if folded is not None else (None, _positions(r, ins, ctx), None)
+    shape = out.shape if out is not None else tuple(r.shape(ins[0]))
+    update_shape = updates.shape if updates is not None else tuple(r.shape(ins[2]))
     depth = idx.shape[-1] if idx.ndim else 0
-    if idx.ndim == 0 or depth > out.ndim or updates.shape != idx.shape[:-1] + out.shape[depth:]:
-        raise Unmapped(f"ScatterND indices {idx.shape} and updates {updates.shape} do not fit data {out.shape}")
-    points = idx.reshape(-1, depth)
-    points = np.where(points < 0, points + np.asarray(out.shape[:depth]), points)
-    if ((points < 0) | (points >= np.asarray(out.shape[:depth]))).any():
+    if idx.ndim == 0 or not 0 < depth <= len(shape) or update_shape != idx.shape[:-1] + tuple(shape[depth:]):
+        raise Unmapped(f"ScatterND indices {idx.shape} and updates {update_shape} do not fit data {shape}")
+    size = np.asarray(shape[:depth])
+    idx = np.where(idx < 0, idx + size, idx)
+    if ((idx < 0) | (idx >= size)).any():
         raise Unmapped("ScatterND index out of range")
-    for point, update in zip(points, updates.reshape(-1, *out.shape[depth:]), strict=True):
+    if out is None or updates is None:
+        return _put(r, ins, ctx, reduction, [idx[..., k] for k in range(depth)], tuple(range(depth)))
+    reduce = _REDUCE[reduction]
+    for point, update in zip(idx.reshape(-1, depth), updates.reshape(-1, *shape[depth:]), strict=True):
         at = tuple(int(i) for i in point)
         out[at] = update if reduce is None else reduce(out[at], update)
     return out
@@ -79,13 +126,26 @@ def _scatter_nd(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 @onnx_op("ScatterElements", "Scatter")
 def _scatter_elements(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    out, idx, updates, reduce = _scatter_operands(r, ins, ctx)
-    axis = int(ctx.attrs.get("axis", 0)) % max(out.ndim, 1)
-    if idx.shape != updates.shape or idx.ndim != out.ndim:
-        raise Unmapped(f"{ctx.op} indices {idx.shape} and updates {updates.shape} do not fit data {out.shape}")
-    idx = np.where(idx < 0, idx + out.shape[axis], idx)
-    if ((idx < 0) | (idx >= out.shape[axis])).any():
+    """out = data, then out[..., indices[i, j], ...] = updates[i, j] along `axis` (or += with reduction add):
+    folded on constants; of computed data or updates (scatter_add, scatter_), the catalog's index_put with the
+    indices on `axis` and each other axis indexed by its own positions."""
+    reduction = _reduction(ctx)
+    folded = _scatter_constants(r, ins, ctx)
+    out, idx, updates = folded if folded is not None else (None, _positions(r, ins, ctx), None)
+    shape = out.shape if out is not None else tuple(r.shape(ins[0]))
+    update_shape = updates.shape if updates is not None else tuple(r.shape(ins[2]))
+    axis = int(ctx.attrs.get("axis", 0)) % max(len(shape), 1)
+    if idx.shape != update_shape or idx.ndim != len(shape) or \
+            any(i > d for k, (i, d) in enumerate(zip(idx.shape, shape, strict=True)) if k != axis):
+        raise Unmapped(f"{ctx.op} indices {idx.shape} and updates {update_shape} do not fit data {shape}")
+    idx = np.where(idx < 0, idx + shape[axis], idx)
+    if ((idx < 0) | (idx >= shape[axis])).any():
         raise Unmapped(f"{ctx.op} index out of range")
+    if out is None or updates is None:
+        ids = [idx if k == axis else np.arange(n).reshape([n if j == k else 1 for j in range(idx.ndim)])
+               for k, n in enumerate(idx.shape)]
+        return _put(r, ins, ctx, reduction, ids, tuple(range(idx.ndim)))
+    reduce = _REDUCE[reduction]
     for position in np.ndindex(*idx.shape):
         at = tuple(int(idx[position]) if k == axis else position[k] for k in range(out.ndim))
         out[at] = updates[position] if reduce is None else reduce(out[at], updates[position])

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Lazy, Transposed, Unmapped
+from .._aten import Lazy, Missing, Transposed, Unmapped
 from .._budget import array_room, charge_array, fold_room
 from .._build import check_shape
 from ..onnx_reader import INT64_MAX, Ctx, Init, Reader, attr_or_input, onnx_op
+from .conv import unpool_reshaped
 
 
 def _reshape_node(r: Reader, x: Any, out: tuple[int, ...], ctx: Ctx) -> Any:
@@ -30,6 +31,8 @@ def _reshape_node(r: Reader, x: Any, out: tuple[int, ...], ctx: Ctx) -> Any:
 
 @onnx_op("Reshape")
 def _reshape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    if isinstance(ins[0], Missing) and ctx.shapes[0] is not None:  # a decomposed max unpool's positions
+        return unpool_reshaped(ins[0], ctx.shapes[0])
     spec = r.folded(ins[1])
     if spec is None:
         raise Unmapped("a target shape computed at run time")
@@ -61,6 +64,8 @@ def _flatten(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 @onnx_op("Squeeze", "Unsqueeze")
 def _squeeze(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    if isinstance(ins[0], Missing) and ctx.shapes[0] is not None:  # a decomposed max unpool's positions
+        return unpool_reshaped(ins[0], ctx.shapes[0])
     shape = list(r.shape(ins[0]))
     axes = attr_or_input(r, ins, ctx, 1, "axes")
     if ctx.op == "Squeeze":
