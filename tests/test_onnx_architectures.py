@@ -6,8 +6,11 @@ initial state computed at run time, InstanceNormalization for GroupNorm, BatchNo
 convolutions) and the TorchScript one (`dynamo=False`). propscope opens the file with no unsupported op and
 steps to the end of the backward pass on the NumPy and on the torch backend; the loss and the input
 gradient must equal torch autograd's on the original model, to 1e-9 relative, or 1e-6 where the exporter
-folded BatchNorm into the weights (it does so in float32). Where an exporter cannot export a model, the
-test is skipped with the exporter's own reason.
+folded BatchNorm into the weights (it does so in float32). The dynamo exporter also stores Python scalars as
+float32 values in float64 models (quick-GELU's 1.702 becomes 1.7020000219, an attention scale of 8^-1/2
+0.35355338): each such scalar the file declares widens the tolerance by the float32 rounding it may carry (half
+a float32 ulp, relative), and nothing else does. Where an exporter cannot export a model, the test is skipped
+with the exporter's own reason.
 """
 
 from __future__ import annotations
@@ -72,12 +75,34 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
 
 
 def tolerance(model: Any, path: Path) -> float:
-    """1e-6 where the exporter folded the model's BatchNorm layers into the convolutions, else 1e-9."""
+    """1e-6 where the exporter folded the model's BatchNorm layers into the convolutions, else 1e-9; plus the
+    float32 rounding of the scalars the file stores as float32 values (`float32_scalar_rounding`)."""
     import onnx
 
+    proto = onnx.load(str(path), load_external_data=False)
     has_batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
-    kept = any(n.op_type == "BatchNormalization" for n in onnx.load(str(path), load_external_data=False).graph.node)
-    return FOLDED_BATCHNORM if has_batchnorm and not kept else EXACT
+    kept = any(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    return (FOLDED_BATCHNORM if has_batchnorm and not kept else EXACT) + float32_scalar_rounding(proto)
+
+
+def float32_scalar_rounding(proto: Any) -> float:
+    """The relative error the file's float32-rounded scalars may carry, summed over the distinct ones: a one-element
+    float64 constant or initializer whose value is a float32 value other than the short decimal it reads as in
+    float64 (1.7020000219345093, not 0.25) was rounded to float32 on the way (the dynamo exporter's Python scalars);
+    each may be half a float32 ulp from the model's value."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    tensors = [*proto.graph.initializer,
+               *(a.t for n in proto.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value")]
+    rounded = set()
+    for t in tensors:
+        if t.data_type == 11 and len(t.dims) <= 1 and all(d == 1 for d in t.dims):  # DOUBLE, one element
+            value = float(numpy_helper.to_array(t).reshape(()))
+            single = np.float32(value)
+            if value and np.isfinite(value) and float(single) == value and repr(value) != str(single):
+                rounded.add(value)
+    return sum(float(np.spacing(np.float32(abs(v)))) / 2 / abs(v) for v in rounded)
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
@@ -123,3 +148,49 @@ def test_renamed_weights_are_shown_under_their_module(exporter: str, exported: E
     assert weight.op.name == "parameter" and weight.module == "encoder.layers.0.linear1"
     assert weight.shape == (16, 32)  # (in, out): the transpose of torch's Linear.weight, as the name says
     assert str(weight.meta["file_name"]).startswith("onnx::" if exporter == "torchscript" else "val_")
+
+
+def _clip_quick_gelu() -> tuple[Any, tuple[Any, ...], Any]:
+    """The zoo's CLIP vision tower as CLIP ships it: quick-GELU (x·σ(1.702·x)) and 8-wide heads (a scale of
+    8^-1/2), the two Python scalars the dynamo exporter stores as float32 values."""
+    zoo.torchvision_models()  # transformers imports torchvision when it is installed
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    vision = transformers.CLIPVisionConfig(hidden_size=32, intermediate_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, image_size=32, patch_size=8,
+                                           hidden_act="quick_gelu")
+    config = transformers.CLIPConfig(vision_config=vision.to_dict(), num_labels=10, attn_implementation="eager")
+    model = zoo._Float64.wrap(transformers.CLIPForImageClassification(config), ("pixel_values",), flatten=False)
+    return zoo._jitter(model).double().eval(), (zoo._images(),), zoo._labels(2, 10)
+
+
+@pytest.mark.parametrize("exporter", EXPORTERS)
+def test_clip_with_quick_gelu_matches_within_its_float32_scalars_rounding(exporter: str, tmp_path: Path) -> None:
+    model, inputs, y = _clip_quick_gelu()
+    path = tmp_path / f"clip_quick_gelu.{exporter}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            torch.onnx.export(copy.deepcopy(model), tuple(torch.from_numpy(a) for a in inputs), str(path),
+                              dynamo=exporter == "dynamo")
+        finally:
+            logging.disable(logging.NOTSET)
+    tol = tolerance(model, path)
+    import onnx
+
+    rounding = float32_scalar_rounding(onnx.load(str(path), load_external_data=False))
+    assert (rounding > 0) == (exporter == "dynamo"), rounding  # 1.702 and 8^-1/2, rounded by the dynamo exporter
+    assert rounding < 1e-7
+    graph = open_model(path).graph
+    assert not [n for n in graph if n.op.name == "unsupported"]
+    names = [n.name for n in graph.inputs]
+    loss, _, (input_grad,) = zoo.autograd_reference(model, inputs, y)
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data={names[0]: inputs[0], "y": y},
+                         loss="cross_entropy")
+        s.run_to_end()
+        got = float(s.backend.to_numpy(s.value(s.loss_node.name)))
+        assert abs(got - loss) <= tol * max(1.0, abs(loss)), f"{backend}: loss {got} != {loss}"
+        err = zoo.relative(s.backend.to_numpy(s.grad(names[0])), input_grad)
+        assert err <= tol, f"{backend}: relative difference {err:.3g} (tolerance {tol:g})"
