@@ -29,6 +29,7 @@ UNGUARDED = {
     "propscope.gui.canvas.items.EdgeItem.boundingRect",
     "propscope.gui.canvas.items.GradLabel.boundingRect",
     "propscope.gui.canvas.items.NodeItem.boundingRect",
+    "propscope.gui.canvas.items.RoleLabel.boundingRect",
     "propscope.gui.canvas.overview.OverviewItem.boundingRect",
 }
 

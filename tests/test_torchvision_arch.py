@@ -130,3 +130,15 @@ def test_the_architecture_dialog_offers_torchvision(qtbot: Any, tmp_path: Path) 
     assert window.bridge.session.prediction_node.shape == (1, 5)
     assert window.last_report.ok and not window.last_report.unexpected  # BatchNorm's num_batches_tracked: not listed
     window.report_dialog.close()
+
+
+def test_a_dataparallel_state_dict_finds_its_head_through_the_prefix(tmp_path: Path) -> None:
+    import torch
+
+    torch.manual_seed(7)
+    tuned = zoo.torchvision_models().resnet18(num_classes=3)
+    torch.save({f"module.{k}": v for k, v in tuned.state_dict().items()}, tmp_path / "dp.pth")
+    model = load_target(tmp_path / "dp.pth", arch="torchvision:resnet18@32")
+    assert next(n.shape for n in model.graph.outputs) == (1, 3)
+    report = next(w for w in model.warnings if "matched" in w)
+    assert "prefix 'module.' stripped" in report and "missing" not in report and "wrong shape" not in report

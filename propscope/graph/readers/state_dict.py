@@ -14,6 +14,7 @@ import json
 import math
 import re
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,17 @@ def _names(names: list[str], limit: int = 4) -> str:
     return ", ".join(names[:limit]) + (f", … {len(names) - limit} more" if len(names) > limit else "")
 
 
+def unwrapped(tensors: dict[str, np.ndarray], names: Collection[str]) -> tuple[str, dict[str, np.ndarray]]:
+    """The wrapper prefix (`module.`, DataParallel's) whose removal matches the most of `names`, and the tensors
+    without it ("" and the tensors as they are where none helps)."""
+    prefix, best = "", sum(k in names for k in tensors)
+    for p in WRAPPER_PREFIXES:
+        hits = sum(k.removeprefix(p) in names for k in tensors)
+        if hits > best:
+            prefix, best = p, hits
+    return prefix, {k.removeprefix(prefix): v for k, v in tensors.items()} if prefix else tensors
+
+
 def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str = "") -> tuple[Model, StateDictReport]:
     """`model` with the values of `tensors` put in by name, and the report of what matched.
 
@@ -86,15 +98,7 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
     A wrapper prefix such as `module.` (DataParallel) is stripped when that matches more names.
     """
     targets = {n.name: n.shape for n in model.graph.leaves if n.op.name != "input" and not n.meta.get("inline")}
-    prefix = ""
-    best = sum(k in targets for k in tensors)
-    for p in WRAPPER_PREFIXES:
-        stripped = {k.removeprefix(p): v for k, v in tensors.items()}
-        hits = sum(k in targets for k in stripped)
-        if hits > best:
-            prefix, best = p, hits
-    if prefix:
-        tensors = {k.removeprefix(prefix): v for k, v in tensors.items()}
+    prefix, tensors = unwrapped(tensors, targets)
     report = StateDictReport(source, prefix=prefix)
     arrays = dict(model.arrays)
     for name, shape in targets.items():

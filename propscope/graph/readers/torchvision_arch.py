@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from ..model import Model
-from . import _torchvision, torch_export
+from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 
 PREFIX = "torchvision:"
@@ -76,6 +76,7 @@ def _classes_of(torch: Any, models: Any, name: str, family: str, tensors: dict[s
     with torch.device("meta"):
         default = models.get_model(name, **_options(family, None, any(k.startswith("aux_classifier") for k in tensors)))
     shapes = {k: tuple(v.shape) for k, v in default.state_dict().items()}
+    _, tensors = state_dict.unwrapped(tensors, shapes)  # a DataParallel checkpoint's "module." names
     differ = {k: tuple(tensors[k].shape) for k in tensors if k in shapes and tuple(tensors[k].shape) != shapes[k]}
     firsts = {got[0] for k, got in differ.items() if got and got[1:] == shapes[k][1:]}
     return firsts.pop() if len(firsts) == 1 and len(differ) <= 4 else None

@@ -14,7 +14,6 @@ The model's size is counted against the open's memory budget before any of it is
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.b
 MAX_SHARDS = 512
 TOKENS = 8  # the sample sequence a text model is exported with (the graph is the same for any length)
 _CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+_TYPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")  # model types: gpt2, xlm-roberta
 _SHARD_NAME = re.compile(r"^[\w.\-]{1,200}$")
 
 
@@ -70,7 +70,7 @@ def read_config(folder: Path) -> dict[str, Any]:
                               or not _CLASS_NAME.match(names[0])):
         raise ModelFormatError(f"{where}: names no architecture (\"architectures\": [\"GPT2LMHeadModel\"], as "
                                "save_pretrained writes it)")
-    if not isinstance(config.get("model_type"), str) or not _CLASS_NAME.match(config["model_type"]):
+    if not isinstance(config.get("model_type"), str) or not _TYPE_NAME.match(config["model_type"]):
         raise ModelFormatError(f"{where}: has no model_type")
     return config
 
@@ -103,8 +103,6 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def _libraries(where: str) -> tuple[Any, Any]:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # transformers reads nothing from the network for propscope
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
         import torch
 
@@ -201,17 +199,18 @@ def open(path: str | Path) -> Model:
             model, info = cls.from_pretrained(folder, config=config, local_files_only=True, trust_remote_code=False,
                                               attn_implementation="eager", dtype=torch.float32,
                                               output_loading_info=True)
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        except Exception as exc:  # a missing shard tensor, a wrong shape, a damaged file: transformers says which
             raise ModelFormatError(f"{where}: transformers could not load the weights into {arch} "
                                    f"({_first_line(exc)})") from None
         model.eval()
         sample = _sample_inputs(torch, model, config, where)
-        gives = _one_output(model, sample, torch)
         try:
+            gives = _one_output(model, sample, torch)
             with torch.no_grad():
                 program = torch.export.export(model, (), sample)
         except Exception as exc:  # torch.export's messages run to pages: their first line says which
-            raise ModelFormatError(f"{where}: torch.export could not trace {arch} ({_first_line(exc)})") from None
+            raise ModelFormatError(f"{where}: {arch} could not be run and traced on a sample "
+                                   f"{' and '.join(sample)} ({_first_line(exc)})") from None
     del model
     opened = torch_export.open_program(program, name_of(path))  # the graph is named after the folder
     del program
