@@ -47,7 +47,7 @@ from ..graph.layout import Layout
 from ..graph.model import example_batch
 from ..graph.ops import CATALOG, LOSSES
 from ..graph.ops.unsupported import unsupported_summary
-from ..graph.readers import save_model
+from ..graph.readers import display_name, save_model
 from ..graph.readers._budget import (
     current_limit,
     default_budget,
@@ -498,7 +498,7 @@ class MainWindow(QMainWindow):
             return None
         s = self.bridge.session
         backend, dtype, device, seed = s.backend.name, str(s.backend.dtype), str(s.backend.device), self.seed
-        name = Path(path).name
+        name = Path(path).name if Path(path).name != "config.json" else display_name(path)  # a checkpoint: its folder
         job = Job(f"Opening {name}…", lambda: load_file(path, backend, dtype, device, arch, seed), self)
         job = self._start(job, self._opened, f"Cannot open {name}")
         self._resync_if_not_done(job)

@@ -174,7 +174,8 @@ class RecentFiles:
         menu.clear()
         paths = self.paths()
         for k, p in enumerate(paths):
-            act = QAction(f"&{k + 1}  {Path(p).name}", menu)
+            label = f"{Path(p).parent.name}/config.json" if Path(p).name == "config.json" else Path(p).name
+            act = QAction(f"&{k + 1}  {label}", menu)  # a checkpoint by its folder: every one is a config.json
             act.setToolTip(p)
             act.setStatusTip(p)
             act.setData(p)
