@@ -140,11 +140,12 @@ def _close(a: Any, b: Any, dtype: str) -> bool:
     return bool(np.allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=rtol, atol=atol))
 
 
-def check_backends_agree(case: Case, dtype: str, seed: int = 5) -> None:
-    """propscope's torch backend (autograd) against its NumPy backend (by hand): forward, VJP, partials."""
+def check_backends_agree(case: Case, dtype: str, seed: int = 5, device: str = "cpu") -> None:
+    """propscope's torch backend (autograd, on `device`) against its NumPy backend (by hand): forward, VJP,
+    partials."""
     arrays = case.arrays(seed)
     node = one_op(case.op, arrays, case.attrs)
-    np_b, th_b = get_backend("numpy", dtype), get_backend("torch", dtype)
+    np_b, th_b = get_backend("numpy", dtype), get_backend("torch", dtype, device)
     np_in = [np_b.asarray(a) for a in arrays]
     th_in = [th_b.asarray(a) for a in arrays]
     np_out, th_out = np_b.forward(node, np_in), th_b.forward(node, th_in)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,3 +151,29 @@ def test_cli_trains_on_cuda_with_snapshots_and_diffs_them(tmp_path: Path, capsys
     for epoch in cpu.epochs:
         for name, value in cpu[epoch].params.items():
             np.testing.assert_allclose(gpu[epoch].params[name], value, rtol=1e-9, atol=1e-12, err_msg=f"{name}@{epoch}")
+
+
+def _every_op_case() -> list[Any]:
+    """Every row of every op family's table (test_ops*.py, test_nn_ops.py), as the CPU checks run them."""
+    import importlib
+
+    cases: list[Any] = []
+    for path in sorted(Path(__file__).parent.glob("test_*ops*.py")):
+        cases += [c for c in getattr(importlib.import_module(path.stem), "CASES", []) if hasattr(c, "arrays")]
+    return cases
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_every_op_on_cuda_agrees_with_numpy(dtype: str) -> None:
+    """The catalog's ops one by one on the GPU (torch's CUDA kernels, autograd) against the NumPy backend by hand:
+    forward, VJP and elementwise partials, to the same tolerances as on the CPU."""
+    from opcheck import check_backends_agree
+
+    failures = []
+    for case in _every_op_case():
+        try:
+            check_backends_agree(case, dtype, device="cuda")
+        except AssertionError as exc:
+            failures.append(f"{case.id}: {str(exc).splitlines()[0]}")
+    assert not failures, f"{len(failures)} ops differ on CUDA:\n" + "\n".join(failures)
