@@ -1,8 +1,10 @@
 """Opening a transformers checkpoint folder (config.json + model.safetensors, as save_pretrained writes it).
 
-Tiny random GPT-2 (tied LM head), BERT and ViT classifiers, and BART (encoder-decoder) are saved with
-`save_pretrained`, opened by folder or by config.json, and stepped to autograd's loss and gradients (float64) on
-both backends; the app names the session after the folder. Refused with one line: an architecture shipped as code
+Tiny random checkpoints are saved with `save_pretrained`, opened by folder or by config.json, and stepped to
+autograd's loss and gradients (float64) on both backends: GPT-2 (tied LM head), BERT and ViT classifiers, BART and
+T5 (encoder-decoders), Llama, BERT token classification, Whisper (a spectrogram and decoder ids), wav2vec2 (a
+waveform), CLIPModel (text and images, scored against each other) and SegFormer (a segmentation map, no default
+loss); the app names the session after the folder. Refused with one line: an architecture shipped as code
 (auto_map), a class transformers lacks, a folder without weights, a config too large for the memory budget (refused
 before anything is allocated), invalid JSON. Weights missing from the checkpoint are named in a warning.
 """
@@ -14,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -61,7 +64,57 @@ def _bart() -> Any:
         forced_eos_token_id=None))
 
 
-BUILDERS = {"gpt2": _gpt2, "bert": _bert, "vit": _vit, "bart": _bart}
+def _tiny(config: str, arch: str, **settings: Any) -> Any:
+    def build() -> Any:
+        t = _transformers()
+        return getattr(t, arch)(getattr(t, config)(**settings))
+
+    return build
+
+
+_TEXT = dict(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+             max_position_embeddings=16)
+
+
+def _clip() -> Any:
+    """CLIPModel: text and images in, each image scored against each text (logits_per_image) out."""
+    t = _transformers()
+    return t.CLIPModel(t.CLIPConfig(
+        text_config=dict(vocab_size=40, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=0, eos_token_id=2,
+                         pad_token_id=1),
+        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=16, patch_size=8),
+        projection_dim=8))
+
+
+BUILDERS = {
+    "gpt2": _gpt2, "bert": _bert, "vit": _vit, "bart": _bart,
+    # rotary positions, RMSNorm, a gated MLP, 2 query heads sharing one key/value head
+    "llama": _tiny("LlamaConfig", "LlamaForCausalLM", **_TEXT, num_key_value_heads=1),
+    "t5": _tiny("T5Config", "T5ForConditionalGeneration", vocab_size=40, d_model=16, d_kv=8, d_ff=32, num_layers=2,
+                num_heads=2, relative_attention_num_buckets=8, relative_attention_max_distance=16,
+                decoder_start_token_id=0),
+    "bert_tokens": _tiny("BertConfig", "BertForTokenClassification", **_TEXT, num_labels=5),  # one row per token
+    "whisper": _tiny("WhisperConfig", "WhisperForConditionalGeneration", vocab_size=40, num_mel_bins=8,
+                     encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+                     encoder_ffn_dim=32, decoder_ffn_dim=32, d_model=16, max_source_positions=8,
+                     max_target_positions=16, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                     decoder_start_token_id=1, suppress_tokens=None, begin_suppress_tokens=None),
+    "wav2vec2": _tiny("Wav2Vec2Config", "Wav2Vec2ForCTC", vocab_size=12, hidden_size=16, num_hidden_layers=2,
+                      num_attention_heads=2, intermediate_size=32, conv_dim=(8, 8), conv_stride=(5, 2),
+                      conv_kernel=(10, 3), num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2),
+    "clip": _clip,
+    "segformer": _tiny("SegformerConfig", "SegformerForSemanticSegmentation", image_size=32, num_encoder_blocks=2,
+                       depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16], num_attention_heads=[1, 2],
+                       patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2], decoder_hidden_size=16, num_labels=3),
+}
+LOSSES = {"segformer": "mse"}  # a segmentation map (N, C, H, W) has no default loss
+INPUTS = {  # the sample inputs built from the forward's signature and the config (nested configs too)
+    "whisper": [("input_features", (1, 8, 16)), ("decoder_input_ids", (1, 4))],  # 2 frames per source position
+    "wav2vec2": [("input_values", (1, 90))],  # the samples the convolutions turn into 8 frames
+    "clip": [("input_ids", (2, 8)), ("pixel_values", (2, 3, 16, 16))],  # two of each: a contrastive loss
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +130,18 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return folders
 
 
-def _reference(folder: Path, batch: dict[str, np.ndarray]) -> tuple[float, dict[tuple[str, ...], np.ndarray]]:
+class _Scores:
+    """CLIPModel's image-to-text scores as the logits zoo._Float64 reads (propscope's output for it)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def __call__(self, **inputs: Any) -> Any:
+        return SimpleNamespace(logits=self.model(**inputs).logits_per_image)
+
+
+def _reference(folder: Path, batch: dict[str, np.ndarray],
+               loss_name: str) -> tuple[float, dict[tuple[str, ...], np.ndarray]]:
     """torch autograd on the checkpoint loaded by transformers itself, in float64: the loss, and each parameter's
     gradient keyed by all of its names."""
     import torch
@@ -88,27 +152,37 @@ def _reference(folder: Path, batch: dict[str, np.ndarray]) -> tuple[float, dict[
     inputs = {k: torch.from_numpy(v).long() if k.endswith("_ids") else torch.from_numpy(v).double()
               for k, v in batch.items() if k != "y"}
     # the steps transformers keeps in float32 whatever the model's dtype (ViT's softmax) in float64, as propscope's
-    # float64 session computes them
-    logits = zoo._Float64.wrap(model, tuple(inputs), flatten=True)(*inputs.values())
-    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(batch["y"]).long())
+    # float64 session computes them; token logits one row per token, a segmentation map as it is
+    scores = _Scores(model) if cls.__name__ == "CLIPModel" else model
+    y = torch.from_numpy(batch["y"])
+    if loss_name == "cross_entropy":
+        logits = zoo._Float64.wrap(scores, tuple(inputs), flatten=True)(*inputs.values())
+        loss = torch.nn.functional.cross_entropy(logits, y.long())
+    else:
+        logits = zoo._Float64.wrap(scores, tuple(inputs), flatten=False)(*inputs.values())
+        loss = torch.nn.functional.mse_loss(logits, y.double())
     loss.backward()
     groups: dict[int, list[str]] = {}  # a tied weight (GPT-2's head and token embedding) under each of its names
     for n, p in model.named_parameters(remove_duplicate=False):
         if p.grad is not None:
             groups.setdefault(id(p), []).append(n)
     params = dict(model.named_parameters(remove_duplicate=False))
-    return float(loss), {tuple(names): params[names[0]].grad.numpy() for names in groups.values()}
+    return float(loss.detach()), {tuple(names): params[names[0]].grad.numpy() for names in groups.values()}
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_a_checkpoint_steps_to_autograds_gradients(name: str, backend: str, checkpoints: dict[str, Path]) -> None:
     folder = checkpoints[name]
-    s = open_session(folder, backend=backend, dtype="float64")
-    assert s.name == name and s.loss_name == "cross_entropy"
+    loss_name = LOSSES.get(name, "cross_entropy")
+    s = open_session(folder, backend=backend, dtype="float64", loss=LOSSES.get(name))
+    assert s.name == name and s.loss_name == loss_name
+    assert s.model.loss == (None if name in LOSSES else "cross_entropy")
+    if name in INPUTS:
+        assert [(n.name, tuple(n.shape)) for n in s.model.graph.inputs] == INPUTS[name]
     assert not s.model.unsupported_ops, s.model.warnings
     s.run_to_end()
-    loss, grads = _reference(folder, {k: np.asarray(v) for k, v in s.batch.items()})
+    loss, grads = _reference(folder, {k: np.asarray(v) for k, v in s.batch.items()}, loss_name)
     assert abs(float(s.value(s.loss_node.name)) - loss) < 1e-12 * max(1.0, abs(loss))
     largest = max(float(np.max(np.abs(g))) for g in grads.values())
     for names, want in grads.items():  # every trainable tensor, under whichever of its names the export kept

@@ -13,6 +13,7 @@ The model's size is counted against the open's memory budget before any of it is
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Iterator
@@ -114,48 +115,132 @@ def _libraries(where: str) -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _sample_inputs(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
-    """What the model is exported with: token ids (and decoder ids for an encoder-decoder), or images."""
+def _setting(config: Any, name: str) -> Any:
+    """A config value, from the config itself or else from its first nested config that has it (CLIP's vocab_size
+    in text_config, its image_size in vision_config; a vision encoder-decoder's decoder vocabulary)."""
+    value = getattr(config, name, None)
+    if value is not None:
+        return value
+    for sub in (*dict(getattr(config, "sub_configs", None) or {}), "text_config", "vision_config", "audio_config",
+                "encoder", "decoder"):
+        value = getattr(getattr(config, sub, None), name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _token_ids(torch: Any, config: Any, where: str, generator: Any, batch: int, decoder: bool = False) -> Any:
+    vocab = int(_setting(config, "vocab_size") or 0)
+    if vocab < 1:
+        raise ModelFormatError(f"{where}: a text model without a vocab_size")
+    names = ("max_target_positions", "max_position_embeddings") if decoder else ("max_position_embeddings",
+                                                                                   "n_positions")
+    limit = next((int(v) for v in (_setting(config, n) for n in names) if isinstance(v, int) and v > 0), None)
+    length = min(TOKENS, limit) if limit else TOKENS
+    return torch.randint(0, vocab, (batch, max(length // 2, 1) if decoder else length), generator=generator)
+
+
+def _image(torch: Any, config: Any, generator: Any, batch: int) -> Any:
+    size = _setting(config, "image_size")
+    size = tuple(size) if isinstance(size, list | tuple) else (size, size) if isinstance(size, int) else (224, 224)
+    channels = int(_setting(config, "num_channels") or 3)
+    return torch.randn((batch, channels, *size), generator=generator)
+
+
+def _audio_features(torch: Any, config: Any, where: str, generator: Any, batch: int) -> Any:
+    """A log-mel spectrogram (batch, mel bins, frames); Whisper's encoder takes exactly 2 frames per position."""
+    mels = _setting(config, "num_mel_bins")
+    if not isinstance(mels, int) or mels < 1:
+        raise ModelFormatError(f"{where}: audio features without num_mel_bins in the config")
+    positions = _setting(config, "max_source_positions")
+    frames = 2 * int(positions) if isinstance(positions, int) and positions > 0 else 2 * TOKENS
+    return torch.randn((batch, mels, frames), generator=generator)
+
+
+def _waveform(torch: Any, config: Any, generator: Any, batch: int) -> Any:
+    """Raw audio (batch, samples): as many samples as the feature encoder's convolutions turn into TOKENS frames."""
+    kernels, strides = _setting(config, "conv_kernel"), _setting(config, "conv_stride")
+    samples = 400 * TOKENS  # 25 ms of 16 kHz audio a frame, where the config does not describe the convolutions
+    if isinstance(kernels, list | tuple) and isinstance(strides, list | tuple) and len(kernels) == len(strides):
+        samples = TOKENS
+        for k, s in zip(reversed(kernels), reversed(strides), strict=True):
+            samples = (samples - 1) * int(s) + int(k)
+    return torch.randn((batch, samples), generator=generator)
+
+
+_INPUT_KINDS = ("input_ids", "pixel_values", "input_features", "input_values")  # what a sample can be built for
+
+
+def _sample_inputs(torch: Any, model: Any, config: Any, where: str, batch: int = 1,
+                   companions: bool = False) -> dict[str, Any]:
+    """What the model is exported with: its main input (token ids, an image, a spectrogram or a waveform), decoder
+    ids for an encoder-decoder, and with `companions` every other kind its forward takes (CLIPModel's images
+    beside its text)."""
     generator = torch.Generator().manual_seed(0)
     main = getattr(model, "main_input_name", "input_ids")
-    if main == "input_ids":
-        vocab = int(getattr(config, "vocab_size", 0) or 0)
-        if vocab < 1:
-            raise ModelFormatError(f"{where}: a text model without a vocab_size")
-        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        length = min(TOKENS, int(limit)) if limit else TOKENS
-        inputs = {"input_ids": torch.randint(0, vocab, (1, length), generator=generator)}
-        if getattr(config, "is_encoder_decoder", False):
-            inputs["decoder_input_ids"] = torch.randint(0, vocab, (1, max(length // 2, 1)), generator=generator)
-        return inputs
-    if main == "pixel_values":
-        size = getattr(config, "image_size", None)
-        size = size if isinstance(size, list | tuple) else (size, size) if isinstance(size, int) else (224, 224)
-        channels = int(getattr(config, "num_channels", 3) or 3)
-        return {"pixel_values": torch.randn((1, channels, *size), generator=generator)}
-    raise ModelFormatError(f"{where}: {type(model).__name__} takes {main}; propscope builds sample inputs for "
-                           "token ids and images only (export it yourself with torch.export.save)")
+    if main not in _INPUT_KINDS:
+        raise ModelFormatError(f"{where}: {type(model).__name__} takes {main}; propscope builds sample inputs for "
+                               "token ids, images and audio only (export it yourself with torch.export.save)")
+    takes = set(inspect.signature(model.forward).parameters)
+    names = [main, *(k for k in _INPUT_KINDS if companions and k != main and k in takes)]
+    inputs: dict[str, Any] = {}
+    for name in names:
+        if name == "input_ids":
+            inputs[name] = _token_ids(torch, config, where, generator, batch)
+        elif name == "pixel_values":
+            inputs[name] = _image(torch, config, generator, batch)
+        elif name == "input_features":
+            inputs[name] = _audio_features(torch, config, where, generator, batch)
+        else:
+            inputs[name] = _waveform(torch, config, generator, batch)
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
+        inputs["decoder_input_ids"] = _token_ids(torch, config, where, generator, batch, decoder=True)
+    return inputs
 
 
-def _one_output(model: Any, sample: dict[str, Any], torch: Any) -> str:
-    """Make the model return one tensor and say which: "logits" (a classifier's, or a language model's token logits
-    as one row per token, so a cross-entropy loss applies) or "hidden" (a base model's last hidden state, its first
-    output). The instance gets a subclass of its own class, named as it, whose forward reshapes: the parameters keep
-    their names (a wrapping module would prefix them all)."""
+_OUTPUTS = ("logits", "logits_per_image")  # scores a classification loss applies to, in the order looked for
+
+
+def _run_sample(torch: Any, model: Any, config: Any, where: str) -> tuple[dict[str, Any], Any]:
+    """The sample inputs and the model's output on them. A model that needs more than its main input (CLIPModel:
+    text and images) gets every input kind its forward takes; one that scores each image against each text gets
+    two of each, so that its contrastive loss is not a sum over one pair."""
+    sample = _sample_inputs(torch, model, config, where)
     with torch.no_grad():
-        out = model(**sample)
-    logits = getattr(out, "logits", None)
-    if logits is None:
+        try:
+            out = model(**sample)
+        except Exception:
+            wider = _sample_inputs(torch, model, config, where, companions=True)
+            if len(wider) == len(sample):
+                raise
+            sample, out = wider, model(**wider)
+        if getattr(out, "logits_per_image", None) is not None and getattr(out, "logits", None) is None:
+            sample = _sample_inputs(torch, model, config, where, batch=2, companions=len(sample) > 1)
+            out = model(**sample)
+    return sample, out
+
+
+def _one_output(model: Any, out: Any) -> str:
+    """Make the model return one tensor and say which: "logits" (a classifier's (N, C) scores, CLIPModel's
+    image-to-text scores, or a language model's token logits as one row per token, so a cross-entropy loss
+    applies), "map" (scores of more dimensions, a segmentation's (N, C, H, W): kept as they are, no default loss)
+    or "hidden" (a base model's last hidden state, its first output). The instance gets a subclass of its own
+    class, named as it, whose forward picks and reshapes: the parameters keep their names (a wrapping module would
+    prefix them all)."""
+    key = next((k for k in _OUTPUTS if getattr(out, k, None) is not None), None)
+    if key is None:
         return "hidden"
-    if logits.dim() > 2:
+    scores = getattr(out, key)
+    rows = scores.dim() == 3  # token (or frame, or query) logits: one row per token
+    if key != "logits" or rows:
         cls = type(model)
 
         def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-            scores = cls.forward(self, *args, **kwargs).logits
-            return scores.reshape(-1, scores.shape[-1])
+            scores = getattr(cls.forward(self, *args, **kwargs), key)
+            return scores.reshape(-1, scores.shape[-1]) if rows else scores
 
         model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
-    return "logits"
+    return "logits" if scores.dim() <= 3 else "map"
 
 
 @contextmanager
@@ -203,14 +288,17 @@ def open(path: str | Path) -> Model:
             raise ModelFormatError(f"{where}: transformers could not load the weights into {arch} "
                                    f"({_first_line(exc)})") from None
         model.eval()
-        sample = _sample_inputs(torch, model, config, where)
         try:
-            gives = _one_output(model, sample, torch)
+            sample, out = _run_sample(torch, model, config, where)
+            gives = _one_output(model, out)
+            del out
             with torch.no_grad():
                 program = torch.export.export(model, (), sample)
+        except ModelFormatError:
+            raise
         except Exception as exc:  # torch.export's messages run to pages: their first line says which
             raise ModelFormatError(f"{where}: {arch} could not be run and traced on a sample "
-                                   f"{' and '.join(sample)} ({_first_line(exc)})") from None
+                                   f"{getattr(model, 'main_input_name', 'input')} ({_first_line(exc)})") from None
     del model
     opened = torch_export.open_program(program, name_of(path))  # the graph is named after the folder
     del program
@@ -221,7 +309,7 @@ def open(path: str | Path) -> Model:
         opened.warnings = [*opened.warnings, f"{len(missing)} parameters of {arch} are not in the checkpoint and "
                                              f"keep their random initial values: {', '.join(missing[:4])}"
                                              f"{'...' if len(missing) > 4 else ''}"]
-    opened.loss = "cross_entropy" if gives == "logits" else None
+    opened.loss = "cross_entropy" if gives == "logits" else None  # hidden states, a segmentation map: none
     return opened
 
 
