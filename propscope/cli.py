@@ -233,6 +233,29 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grads(args: argparse.Namespace) -> int:
+    """Every parameter's gradient after one backward pass, in forward order; vanishing, exploding and non-finite
+    ones flagged (debugger/grad_flow.py)."""
+    from .debugger.grad_flow import gradient_flow
+
+    s = _open(args)
+    flow = gradient_flow(s)
+    print(f"{s.name}: gradient flow on {s.backend.name}/{s.backend.dtype}, loss {s.loss_name} = {flow.loss:.6g}")
+    print(flow.text(flagged_only=args.flagged))
+    print(flow.summary())
+    if args.csv:
+        import csv
+
+        _writable(args.csv, "--csv")
+        with open(args.csv, "w", newline="", encoding="utf-8") as fh:
+            rows = flow.as_dicts()
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["parameter"])
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.csv}")
+    return 1 if args.strict and flow.flagged else 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .backends import get_backend
     from .debugger import open_session
@@ -604,6 +627,14 @@ def build_parser() -> argparse.ArgumentParser:
     _session_args(p)
     p.add_argument("--tol", type=_tolerance, default=1e-7, help="largest relative error allowed (default 1e-7)")
     p.set_defaults(func=cmd_gradcheck)
+
+    p = sub.add_parser("grads", help="every parameter's gradient in forward order; vanishing, exploding, NaN flagged",
+                       epilog=EPILOG)
+    _session_args(p)
+    p.add_argument("--flagged", action="store_true", help="list only the flagged parameters")
+    p.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
+    p.add_argument("--strict", action="store_true", help="exit with 1 when any parameter is flagged (for CI)")
+    p.set_defaults(func=cmd_grads)
 
     p = sub.add_parser("compare", help="the same pass on NumPy and on torch, node by node", epilog=EPILOG)
     p.add_argument("target", metavar="TARGET",
