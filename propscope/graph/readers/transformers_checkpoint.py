@@ -115,14 +115,15 @@ def _libraries(where: str) -> tuple[Any, Any]:
     return torch, transformers
 
 
-def _setting(config: Any, name: str) -> Any:
+def _setting(config: Any, name: str, decoder: bool = False) -> Any:
     """A config value, from the config itself or else from its first nested config that has it (CLIP's vocab_size
-    in text_config, its image_size in vision_config; a vision encoder-decoder's decoder vocabulary)."""
+    in text_config, its image_size in vision_config; a vision encoder-decoder's decoder vocabulary, looked for in
+    the decoder's config first for decoder ids)."""
     value = getattr(config, name, None)
     if value is not None:
         return value
-    for sub in (*dict(getattr(config, "sub_configs", None) or {}), "text_config", "vision_config", "audio_config",
-                "encoder", "decoder"):
+    for sub in (*(("decoder",) if decoder else ()), *dict(getattr(config, "sub_configs", None) or {}),
+                "text_config", "vision_config", "audio_config", "encoder", "decoder"):
         value = getattr(getattr(config, sub, None), name, None)
         if value is not None:
             return value
@@ -130,12 +131,13 @@ def _setting(config: Any, name: str) -> Any:
 
 
 def _token_ids(torch: Any, config: Any, where: str, generator: Any, batch: int, decoder: bool = False) -> Any:
-    vocab = int(_setting(config, "vocab_size") or 0)
+    vocab = int(_setting(config, "vocab_size", decoder) or 0)
     if vocab < 1:
         raise ModelFormatError(f"{where}: a text model without a vocab_size")
     names = ("max_target_positions", "max_position_embeddings") if decoder else ("max_position_embeddings",
                                                                                    "n_positions")
-    limit = next((int(v) for v in (_setting(config, n) for n in names) if isinstance(v, int) and v > 0), None)
+    limit = next((int(v) for v in (_setting(config, n, decoder) for n in names) if isinstance(v, int) and v > 0),
+                 None)
     length = min(TOKENS, limit) if limit else TOKENS
     return torch.randint(0, vocab, (batch, max(length // 2, 1) if decoder else length), generator=generator)
 
