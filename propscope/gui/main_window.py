@@ -68,6 +68,7 @@ from .guard import guarded
 from .help import add_help_menu
 from .inspect.chain_rule import ChainRuleView
 from .inspect.explain_view import ExplainDialog
+from .inspect.grad_flow_view import attach_grad_flow
 from .inspect.gradcheck_view import attach_gradcheck
 from .inspect.inspector import Inspector
 from .inspect.layer_view import LayerView, fitting_nodes
@@ -183,6 +184,7 @@ class MainWindow(QMainWindow):
         self.lesson_dock = attach_lessons(self)  # File ▸ Lessons and the Lesson dock (gui/lessons), made when used
         self.exports = attach_export(self)  # File ▸ Export for slides (gui/export)
         self.gradcheck = attach_gradcheck(self)  # Debug ▸ Gradient check (gui/inspect/gradcheck_view.py)
+        self.grad_flow = attach_grad_flow(self)  # Debug ▸ Gradient flow (gui/inspect/grad_flow_view.py)
         self.toolbar_wrap = ToolbarWrap(self, [self.toolbar, self.session_toolbar],  # a second row, not »
                                         wrap=lambda: not self.themes.projector)
         screen = self.screen()
