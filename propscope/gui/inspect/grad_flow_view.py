@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 COLORS = {"": "#2e9e44", "vanishing": "#1f77b4", "exploding": "#f08c00", "not finite": "#d62828",
           "no gradient": "#9e9e9e"}
 VERDICTS = tuple(COLORS)
-COLUMNS = ("step", "parameter", "shape", "‖∂L/∂w‖", "RMS", "max |g|", "‖g‖ / ‖w‖", "flag")
+COLUMNS = ("step", "parameter", "flag", "shape", "‖∂L/∂w‖", "RMS", "max |g|", "‖g‖ / ‖w‖")  # the flag in sight
 
 
 def verdict_color(code: float) -> QColor:
@@ -127,14 +127,13 @@ class GradFlowView(QWidget):
         for i, r in enumerate(flow.rows):
             shape = "×".join(map(str, r.shape)) or "scalar"
             cells = [_Number(r.order + 1 if r.order >= 0 else math.nan, str(r.order + 1) if r.order >= 0 else "-"),
-                     QTableWidgetItem(r.name), QTableWidgetItem(shape),
+                     QTableWidgetItem(r.name), QTableWidgetItem(r.verdict or "ok"), QTableWidgetItem(shape),
                      _Number(r.norm, f"{r.norm:.3e}"), _Number(r.rms, f"{r.rms:.3e}"),
-                     _Number(r.largest, f"{r.largest:.3e}"), _Number(r.ratio, f"{r.ratio:.3e}"),
-                     QTableWidgetItem(r.verdict or "ok")]
+                     _Number(r.largest, f"{r.largest:.3e}"), _Number(r.ratio, f"{r.ratio:.3e}")]
             cells[1].setData(Qt.ItemDataRole.UserRole, r.name)
-            cells[7].setForeground(QColor(COLORS[r.verdict]))
+            cells[2].setForeground(QColor(COLORS[r.verdict]))
             if r.nonfinite:
-                cells[7].setText(f"not finite ({r.nonfinite} entries)")
+                cells[2].setText(f"not finite ({r.nonfinite} entries)")
             for col, cell in enumerate(cells):
                 cell.setToolTip(f"{r.name} · module {r.module or '(top)'}")
                 self.table.setItem(i, col, cell)
