@@ -229,6 +229,24 @@ class Distances(nn.Module):
         return torch.cat([part.reshape(2, -1) for part in parts], dim=1)
 
 
+class RelativePositions(nn.Module):
+    """A relative-position bias as BEiT and Swin V2 index it: torch.meshgrid of aranges (ij and xy), the pairwise
+    offsets, a learned table gathered by them (folded indices, a computed table)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.table = nn.Linear(4, 6), nn.Parameter(torch.linspace(-1, 1, 25).reshape(25, 1))
+
+    def forward(self, x: Any) -> Any:
+        rows, cols = torch.meshgrid(torch.arange(3), torch.arange(3), indexing="ij")
+        coords = torch.stack([rows.flatten(), cols.flatten()])  # 2 × 9
+        offset = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + 2  # 9 × 9 × 2, in 0..4
+        index = offset[..., 0] * 5 + offset[..., 1]
+        xs, ys = torch.meshgrid(torch.arange(2), torch.arange(3), indexing="xy")
+        bias = self.table[index.flatten()].reshape(9, 9)[:6, :6] + (xs + ys).flatten()[:6]
+        return self.fc(x) @ torch.tanh(bias)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -241,7 +259,8 @@ class Unsupported(nn.Module):
 MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "diagonal": Diagonal,
           "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
           "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling,
-          "spatial_transformer": SpatialTransformer, "distances": Distances}
+          "spatial_transformer": SpatialTransformer, "distances": Distances,
+          "relative_positions": RelativePositions}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

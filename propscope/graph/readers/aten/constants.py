@@ -47,6 +47,22 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return np.full(shape, fill, dtype=dtype_arg(a, like))
 
 
+@aten("meshgrid")
+def _meshgrid(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.meshgrid of tensors fixed at load time (BEiT's and Swin V2's relative-position index): folded."""
+    known = [t.known(x) for x in a["tensors"]]
+    if any(k is None for k in known):
+        raise Unmapped("meshgrid of values computed from the input")
+    axes = [np.asarray(k).reshape(-1) for k in known]
+    shape = tuple(len(x) for x in axes)
+    for x in axes:
+        array_room(shape, x.dtype, "meshgrid", t.where)
+    indexing = a.get("indexing") or "ij"  # torch's default, where NumPy's is "xy"
+    if indexing not in ("ij", "xy"):
+        raise Unmapped(f"meshgrid indexing {indexing!r}")
+    return [np.array(g) for g in np.meshgrid(*axes, indexing=indexing)]
+
+
 @aten("triu", "tril")
 def _tri(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op, diagonal = op_key(ctx.target), int(a.get("diagonal", 0))
