@@ -89,6 +89,11 @@ def test_a_segmentation_state_dict_answers_with_its_out_map(tmp_path: Path) -> N
     ("torchvision:fasterrcnn_resnet50_fpn", "no classification, segmentation or video model"),
     ("torchvision:resnet18@5", "between 16 and 1024"),
     ("torchvision:ResNet18", "write torchvision:NAME"),
+    ("torchvision:vit_b_16@40", "square images whose side is a multiple of its patch, 16 (torchvision:vit_b_16@32)"),
+    ("torchvision:vit_b_16@32x64", "square images"),
+    ("torchvision:maxvit_t@64", "multiples of 224"),
+    ("torchvision:mvit_v1_b@112", "only 224×224 clips of 16 frames"),
+    ("torchvision:alexnet@32", "alexnet takes images of at least 63×63 (torchvision:alexnet@63)"),
 ])
 def test_what_cannot_open_says_why_in_one_line(spec: str, says: str) -> None:
     with pytest.raises(ModelFormatError) as info:
@@ -142,3 +147,49 @@ def test_a_dataparallel_state_dict_finds_its_head_through_the_prefix(tmp_path: P
     assert next(n.shape for n in model.graph.outputs) == (1, 3)
     report = next(w for w in model.warnings if "matched" in w)
     assert "prefix 'module.' stripped" in report and "missing" not in report and "wrong shape" not in report
+
+
+@pytest.mark.parametrize(("name", "head", "classes"), [
+    ("efficientnet_b0", "classifier.1.weight", 7),
+    ("efficientnet_b0", "classifier.1.weight", 1280),  # also the width of its features, the head's second axis
+    ("convnext_tiny", "classifier.2.weight", 7), ("vit_b_16", "heads.head.weight", 7), ("swin_t", "head.weight", 7),
+    ("googlenet", "fc.weight", 7),  # and its two auxiliary heads, which count too
+    ("regnet_x_400mf", "fc.weight", 7),  # its constructor computes its widths with tensors: no meta default device
+    ("fcn_resnet50", "classifier.4.weight", 7),  # a segmentation net fine-tuned without its auxiliary classifier
+    ("lraspp_mobilenet_v3_large", "classifier.high_classifier.weight", 7),
+    ("r3d_18", "fc.weight", 7),  # Kinetics' 400 classes the usual count
+])
+def test_a_fine_tuned_heads_class_count_is_read_from_its_tensors(name: str, head: str, classes: int) -> None:
+    """The state dict as torchvision's constructor lays it out for that many classes (shapes only: zero-stride
+    arrays), read by the rule open_spec uses; a DataParallel prefix changes nothing."""
+    import torch
+
+    from propscope.graph.readers import torchvision_arch
+
+    models = zoo.torchvision_models()
+    family = torchvision_arch._family(models, name, name)
+    options = torchvision_arch._options(family, classes, False, name)
+    shapes = torchvision_arch._shapes(torch, models, name, options)
+    assert shapes[head][0] == classes
+    tensors = {k: np.broadcast_to(np.float32(0), v) for k, v in shapes.items()}
+    assert torchvision_arch._classes_of(torch, models, name, family, tensors) == classes
+    wrapped = {f"module.{k}": v for k, v in tensors.items()}
+    assert torchvision_arch._classes_of(torch, models, name, family, wrapped) == classes
+    usual = torchvision_arch._shapes(torch, models, name, torchvision_arch._options(family, None, False, name))
+    unchanged = {k: np.broadcast_to(np.float32(0), v) for k, v in usual.items()}
+    assert torchvision_arch._classes_of(torch, models, name, family, unchanged) is None
+
+
+def test_a_vision_transformer_is_built_for_its_state_dicts_image_size() -> None:
+    """A ViT's position embedding fixes its image size: the state dict's wins over the spec's, and says so; without
+    one the spec's is passed to the constructor (image_size), so any multiple of the patch opens."""
+    from propscope.graph.readers import torchvision_arch
+
+    models = zoo.torchvision_models()
+    tensors = {"encoder.pos_embedding": np.broadcast_to(np.float32(0), (1, 1 + 4 * 4, 768))}
+    size, _, sized, note = torchvision_arch._geometry(models, "vit_b_16", (32, 32), "s", tensors)
+    assert size == (64, 64) and sized == {"image_size": 64} and "for 64×64 images" in note and "not 32×32" in note
+    assert torchvision_arch._geometry(models, "vit_b_32", (96, 96), "s", None)[2] == {"image_size": 96}
+    assert torchvision_arch._geometry(models, "maxvit_t", None, "s", None)[2] == {"input_size": (224, 224)}
+    assert torchvision_arch._geometry(models, "mvit_v2_s", None, "s", None)[:2] == ((224, 224), 16)
+    assert torchvision_arch._geometry(models, "s3d", (32, 32), "s", None)[1] == 14  # its weights' shortest clip

@@ -4,14 +4,22 @@ As a target (`propscope open torchvision:resnet18`) it is the architecture with 
 of a state dict (`propscope open finetuned.pth --arch torchvision:resnet18`) it is built with as many classes as
 the state dict's classifier has, then filled by name as any architecture is. The model is built by torchvision's
 own constructor (`torchvision.models.get_model`, no weights downloaded), sized first on torch's meta device and
-charged to the memory budget, exported with torch.export on one image (a clip of 8 frames for video models) in
-evaluation mode, and read as a `.pt2`. Classifiers, segmentation and video models; a segmentation model's output is
-its `out` map.
+charged to the memory budget, exported with torch.export on one image (a clip of 8 frames for video models, or the
+fewest its weights take) in evaluation mode, and read as a `.pt2`. Classifiers, segmentation and video models; a
+segmentation model's output is its `out` map.
+
+The image size is the spec's where the architecture allows it: a vision transformer is built for it (`image_size`,
+square, a multiple of its patch; a state dict's position embedding decides it instead), MaxViT likewise
+(`input_size`, sides that are multiples of 224); MViT's builders fix 224×224 clips of 16 frames, so it takes only
+those. Too small an image for the rest says the smallest its weights were made for.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,8 +31,9 @@ from ._budget import charge, human
 
 PREFIX = "torchvision:"
 _SPEC = re.compile(r"^torchvision:([a-z][a-z0-9_]{0,63})(?:@(\d{1,4})(?:x(\d{1,4}))?)?$")
-FRAMES = 8  # a video model's sample clip (its graph is the same for any length)
+FRAMES = 8  # a video model's sample clip (its graph is the same for any length its weights take)
 MIN_SIDE, MAX_SIDE = 16, 1024
+USUAL_CLASSES = {"classification": 1000, "segmentation": 21, "video": 400}  # ImageNet, VOC, Kinetics-400
 
 
 def is_spec(text: object) -> bool:
@@ -60,9 +69,11 @@ def _family(models: Any, name: str, spec: str) -> str:
                            f"(it has {known[:200]}…)")
 
 
-def _options(family: str, classes: int | None, aux: bool) -> dict[str, Any]:
+def _options(family: str, classes: int | None, aux: bool, name: str = "") -> dict[str, Any]:
     """get_model's arguments: nothing downloaded (a segmentation net's backbone too), the classes asked for."""
     options: dict[str, Any] = {"weights": None}
+    if name in ("googlenet", "inception_v3"):  # their default initialisation, said, so they warn of no change
+        options["init_weights"] = True
     if family == "segmentation":
         options.update(weights_backbone=None, aux_loss=aux)
     if classes is not None:
@@ -70,25 +81,104 @@ def _options(family: str, classes: int | None, aux: bool) -> dict[str, Any]:
     return options
 
 
+@contextmanager
+def _registered_on_meta(torch: Any) -> Iterator[None]:
+    """Every parameter and buffer moved to torch's meta device as a module registers it: for the constructors that
+    compute with tensors while building (RegNet's widths: `.tolist()`), which a meta default device breaks."""
+    module = torch.nn.Module
+    register_parameter, register_buffer = module.register_parameter, module.register_buffer
+
+    def parameter(self: Any, name: str, param: Any) -> None:
+        if param is not None:
+            param = torch.nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+        register_parameter(self, name, param)
+
+    def buffer(self: Any, name: str, tensor: Any, persistent: bool = True) -> None:
+        register_buffer(self, name, None if tensor is None else tensor.to("meta"), persistent)
+
+    module.register_parameter, module.register_buffer = parameter, buffer
+    try:
+        yield
+    finally:
+        module.register_parameter, module.register_buffer = register_parameter, register_buffer
+
+
+def _shapes(torch: Any, models: Any, name: str, options: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shapes of the architecture's state dict, built without its memory."""
+    try:
+        with torch.device("meta"):
+            net = models.get_model(name, **options)
+    except Exception:  # a constructor that computes with tensors; a class count it cannot take raises here again
+        with _registered_on_meta(torch):
+            net = models.get_model(name, **options)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
 def _classes_of(torch: Any, models: Any, name: str, family: str, tensors: dict[str, np.ndarray]) -> int | None:
-    """How many classes a state dict's head has: the first axis its head tensors share where the architecture's
-    default head differs (ImageNet's 1,000, or VOC's 21 for segmentation); None where nothing differs."""
-    with torch.device("meta"):
-        default = models.get_model(name, **_options(family, None, any(k.startswith("aux_classifier") for k in tensors)))
-    shapes = {k: tuple(v.shape) for k, v in default.state_dict().items()}
+    """How many classes a state dict's head has: the first axis of the tensors that have the usual class count
+    (ImageNet's 1,000, VOC's 21, Kinetics' 400) as first axis in the architecture built by default, where the
+    state dict has another (the same one in all, aside from those left at the usual count); None where none differs.
+    Only the class count's own tensors count, however many (GoogLeNet's two auxiliary heads, LR-ASPP's two)."""
+    aux = any(k.startswith("aux_classifier") for k in tensors)
+    shapes = _shapes(torch, models, name, _options(family, None, aux, name))
     _, tensors = state_dict.unwrapped(tensors, shapes)  # a DataParallel checkpoint's "module." names
-    differ = {k: tuple(tensors[k].shape) for k in tensors if k in shapes and tuple(tensors[k].shape) != shapes[k]}
-    firsts = {got[0] for k, got in differ.items() if got and got[1:] == shapes[k][1:]}
-    return firsts.pop() if len(firsts) == 1 and len(differ) <= 4 else None
+    usual = USUAL_CLASSES[family]
+    firsts = {int(tensors[k].shape[0]) for k, want in shapes.items()
+              if want and want[0] == usual and k in tensors and tuple(tensors[k].shape[1:]) == want[1:]
+              and tensors[k].ndim == len(want)}
+    others = firsts - {usual}
+    return others.pop() if len(others) == 1 else None
 
 
-def _sample(torch: Any, family: str, size: tuple[int, int] | None, models: Any, name: str) -> Any:
+def _vit_side(name: str, tensors: dict[str, np.ndarray] | None) -> int | None:
+    """The image side a vision transformer's state dict was trained at, from its position embedding (1, 1 + n², D)."""
+    patch = int(name.rsplit("_", 1)[1])
+    for key, value in (tensors or {}).items():
+        if key.endswith("encoder.pos_embedding") and value.ndim == 3:
+            grid = math.isqrt(max(int(value.shape[1]) - 1, 0))
+            if grid and grid * grid == value.shape[1] - 1:
+                return grid * patch
+    return None
+
+
+def _geometry(models: Any, name: str, size: tuple[int, int] | None, spec: str,
+              tensors: dict[str, np.ndarray] | None) -> tuple[tuple[int, int] | None, int, dict[str, Any], str]:
+    """The image size, the clip length (video) and get_model's size arguments for `name`, and a note where the
+    state dict overrode the size asked for."""
+    note = ""
+    if name.startswith("mvit_"):  # its builders pass spatial_size and temporal_size themselves
+        if size not in (None, (224, 224)):
+            raise ModelFormatError(f"{spec}: {name} takes only 224×224 clips of 16 frames (torchvision builds it "
+                                   f"so): write torchvision:{name}")
+        return (224, 224), max(FRAMES, _min_frames(models, name)), {}, note
+    if name.startswith("vit_"):
+        patch = int(name.rsplit("_", 1)[1])
+        trained = _vit_side(name, tensors)
+        if trained and size and size != (trained, trained):
+            note = (f"{name}: the state dict's position embedding is for {trained}×{trained} images, so it is built "
+                    f"for those, not {size[0]}×{size[1]}")
+        size = (trained, trained) if trained else size or (224, 224)
+        if size[0] != size[1] or size[0] % patch:
+            side = max(patch, size[0] // patch * patch)
+            raise ModelFormatError(f"{spec}: {name} takes square images whose side is a multiple of its patch, "
+                                   f"{patch} (torchvision:{name}@{side})")
+        return size, FRAMES, {"image_size": size[0]}, note
+    if name.startswith("maxvit_"):  # 7×7 windows on its last four halvings: sides of 7 × 32 pixels
+        size = size or (224, 224)
+        if size[0] % 224 or size[1] % 224:
+            raise ModelFormatError(f"{spec}: {name} takes sides that are multiples of 224 (its 7×7 windows at "
+                                   f"1/32 scale): torchvision:{name}@224")
+        return size, FRAMES, {"input_size": size}, note
+    return size, max(FRAMES, _min_frames(models, name)), {}, note
+
+
+def _sample(torch: Any, family: str, size: tuple[int, int] | None, models: Any, name: str, frames: int) -> Any:
     generator = torch.Generator().manual_seed(0)
     if size is None:
         size = (112, 112) if family == "video" else (224, 224)
         low = _min_size(models, name)
         size = (max(size[0], low[0]), max(size[1], low[1]))
-    shape = (1, 3, FRAMES, *size) if family == "video" else (1, 3, *size)
+    shape = (1, 3, frames, *size) if family == "video" else (1, 3, *size)
     return torch.randn(shape, generator=generator)
 
 
@@ -102,6 +192,16 @@ def _min_size(models: Any, name: str) -> tuple[int, int]:
     except (ValueError, KeyError, AttributeError):
         pass
     return (1, 1)
+
+
+def _min_frames(models: Any, name: str) -> int:
+    """The shortest clip a video architecture takes, as its weights' metadata says (S3D: 14 frames; 0: not said)."""
+    try:
+        for weights in models.get_model_weights(name):
+            return int(weights.meta.get("min_temporal_size") or 0)
+    except (ValueError, KeyError, AttributeError, TypeError):
+        pass
+    return 0
 
 
 def _one_output(model: Any, family: str) -> None:
@@ -129,25 +229,28 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
         raise ModelFormatError(f"{spec}: needs torchvision (pip install torchvision)")
     family = _family(models, name, spec)
     aux = bool(tensors) and any(k.startswith("aux_classifier") for k in tensors or {})
-    classes = _classes_of(torch, models, name, family, tensors) if tensors else None
-    options = _options(family, classes, aux)
+    size, frames, sized, note = _geometry(models, name, size, spec, tensors)
     try:
-        with torch.device("meta"):
-            shape_only = models.get_model(name, **options)
-    except Exception as exc:  # a class count the architecture cannot take
-        raise ModelFormatError(f"{spec}: torchvision cannot build it ({str(exc).strip()[:160]})") from None
-    nbytes = sum(t.numel() * 4 for t in (*shape_only.parameters(), *shape_only.buffers()))
+        classes = _classes_of(torch, models, name, family, tensors) if tensors else None
+        options = {**_options(family, classes, aux, name), **sized}
+        shapes = _shapes(torch, models, name, options)
+    except Exception as exc:  # a class count or a size the architecture cannot take
+        raise ModelFormatError(f"{spec}: torchvision cannot build it ({_first_line(exc, 160)})") from None
+    nbytes = sum(math.prod(shape) * 4 for shape in shapes.values())
     charge(nbytes, f"{name}'s parameters and buffers ({human(nbytes)})", spec)
     torch.manual_seed(0)
     model = models.get_model(name, **options).eval()
     _one_output(model, family)
-    sample = _sample(torch, family, size, models, name)
+    sample = _sample(torch, family, size, models, name, frames)
     try:
         with torch.no_grad():
             program = torch.export.export(model, (sample,))
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ModelFormatError(f"{spec}: torch.export could not trace {name} ({first})") from None
+        low = _min_size(models, name)
+        if sample.shape[-2] < low[0] or sample.shape[-1] < low[1]:
+            raise ModelFormatError(f"{spec}: {name} takes images of at least {low[0]}×{low[1]} "
+                                   f"(torchvision:{name}@{max(low)}); torch.export: {_first_line(exc, 120)}") from None
+        raise ModelFormatError(f"{spec}: torch.export could not trace {name} ({_first_line(exc, 200)})") from None
     del model
     opened = torch_export.open_program(program, name)
     side = "×".join(str(s) for s in sample.shape[2:])
@@ -155,4 +258,12 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     opened.description = (f"torchvision {name} ({family}, {side} input{heads}), exported with torch.export: "
                           f"{len(opened.graph.ops)} ops")
     opened.loss = "cross_entropy" if family == "classification" else None
+    if note:
+        opened.warnings.append(note)
     return opened
+
+
+def _first_line(exc: BaseException, limit: int) -> str:
+    """An exception's first line of text (torch.export's go on for pages), shortened; its class where it is blank."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
