@@ -82,6 +82,7 @@ from .opening import (
     Loaded,
     RecentFiles,
     ReportDialog,
+    TorchvisionDialog,
     is_model_file,
     is_state_dict,
     load_file,
@@ -288,6 +289,10 @@ class MainWindow(QMainWindow):
         file = bar.addMenu("&File")
         self.file_menu = file  # kept: looking a menu up by title walks every child of the window
         self.open_action = self._menu_action(file, "&Open…", QKeySequence.StandardKey.Open, self._open_dialog)
+        self.torchvision_action = self._menu_action(file, "Open &torchvision architecture…", "Ctrl+Shift+O",
+                                                    self._torchvision_dialog)
+        self.torchvision_action.setToolTip("resnet18, mobilenet_v3_small, vit_b_16…: torchvision's networks by name, "
+                                           "random weights")
         self.recent_menu = file.addMenu("Open &recent")
         self.recent_menu.setObjectName("recentMenu")
         self.recent_menu.aboutToShow.connect(lambda: self.recent.fill(self.recent_menu, self.open_path))
@@ -563,6 +568,13 @@ class MainWindow(QMainWindow):
             return False
         self.message(f"Saved {written}")
         return True
+
+    def _torchvision_dialog(self) -> None:
+        dialog = TorchvisionDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.chosen.connect(self.open_path)
+        self.torchvision_dialog = dialog
+        dialog.open()
 
     def _open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open model", "", open_filter())

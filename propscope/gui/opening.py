@@ -40,7 +40,7 @@ from ..graph.errors import ModelFormatError
 from ..graph.examples import EXAMPLES
 from ..graph.gc_pause import paused_gc
 from ..graph.model import Model
-from ..graph.readers import READERS, display_name, open_model, transformers_checkpoint
+from ..graph.readers import READERS, display_name, open_model, torchvision_arch, transformers_checkpoint
 from ..graph.readers import state_dict as state_dict_reader
 from ..graph.readers._budget import memory_budget
 from ..graph.readers._failure import capture_warnings, one_line
@@ -125,6 +125,8 @@ def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | No
         if not report.matched:
             raise ModelFormatError(f"{path}: none of its {len(tensors)} tensors match a parameter of {arch}; "
                                    "is it the right architecture?")
+    elif torchvision_arch.is_spec(str(path)):
+        model = torchvision_arch.open_spec(str(path))
     else:
         model = open_model(path)
     with paused_gc():  # the schedule and the layout: 10⁴-10⁵ objects that all live on (graph/gc_pause.py)
@@ -152,7 +154,7 @@ class RecentFiles:
         return [str(v) for v in value][:MAX_RECENT] if isinstance(value, list) else []
 
     def add(self, path: str | Path) -> None:
-        text = str(Path(path).resolve())
+        text = str(path) if torchvision_arch.is_spec(path) else str(Path(path).resolve())  # a name is no path
         paths = [text, *(p for p in self.paths() if p != text)][:MAX_RECENT]
         self._store(paths)
 
@@ -190,6 +192,63 @@ class RecentFiles:
         clear.triggered.connect(self.clear)
 
 
+# -- torchvision's architectures by name (graph/readers/torchvision_arch.py) ---------------------------------
+def torchvision_fields() -> tuple[QComboBox, QSpinBox]:
+    """A name (common ones listed, any other typed) and the side of the images the network is traced on."""
+    name = QComboBox()
+    name.setObjectName("torchvisionName")
+    name.setEditable(True)
+    name.addItems(TORCHVISION_NAMES)
+    size = QSpinBox()
+    size.setObjectName("torchvisionSize")
+    size.setRange(16, 1024)
+    size.setValue(224)
+    size.setSuffix(" px")
+    size.setToolTip("the side of the images the network is traced on (and steps through)")
+    return name, size
+
+
+def torchvision_spec(name: QComboBox, size: QSpinBox) -> str:
+    text = name.currentText().strip()
+    return f"torchvision:{text}@{size.value()}" if text else ""
+
+
+class TorchvisionDialog(QDialog):
+    """File ▸ Open torchvision architecture: one of torchvision's networks by name, with random weights."""
+
+    chosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Open a torchvision architecture")
+        self.setObjectName("torchvisionDialog")
+        intro = QLabel("A classification, segmentation or video network from torchvision, built with random weights "
+                       "(nothing is downloaded) and traced on one image of this size.")
+        intro.setWordWrap(True)
+        self.name, self.size = torchvision_fields()
+        self.name.setCurrentText("resnet18")
+        row = QHBoxLayout()
+        row.addWidget(self.name, 1)
+        row.addWidget(self.size)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(intro)
+        lay.addLayout(row)
+        lay.addWidget(buttons)
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance("x") * 64)  # the intro in two lines, not four
+
+    @guarded
+    def accept(self) -> None:
+        spec = torchvision_spec(self.name, self.size)
+        if not spec:
+            self.name.setFocus()
+            return
+        super().accept()
+        self.chosen.emit(spec)
+
+
 # -- the architecture of a state dict --------------------------------------------------------------
 class ArchDialog(QDialog):
     """Which network a state dict's weights belong to: a built-in example or a model file."""
@@ -221,15 +280,8 @@ class ArchDialog(QDialog):
         # torchvision's constructors by name (graph/readers/torchvision_arch.py): any name it has can be typed
         self.use_torchvision = QRadioButton("A torchvision architecture")
         group.addButton(self.use_torchvision)
-        self.torchvision = QComboBox()
-        self.torchvision.setEditable(True)
-        self.torchvision.addItems(TORCHVISION_NAMES)
+        self.torchvision, self.image_size = torchvision_fields()
         self.torchvision.setToolTip("a torchvision model name; its classifier gets as many classes as the weights")
-        self.image_size = QSpinBox()
-        self.image_size.setRange(16, 1024)
-        self.image_size.setValue(224)
-        self.image_size.setSuffix(" px")
-        self.image_size.setToolTip("the side of the images the network is traced on (and steps through)")
         for edited in (self.torchvision.activated, self.torchvision.editTextChanged, self.image_size.valueChanged):
             edited.connect(lambda *_: self.use_torchvision.setChecked(True))
         self.use_example.setChecked(True)
@@ -258,8 +310,7 @@ class ArchDialog(QDialog):
 
     def architecture(self) -> str:
         if self.use_torchvision.isChecked():
-            name = self.torchvision.currentText().strip()
-            return f"torchvision:{name}@{self.image_size.value()}" if name else ""
+            return torchvision_spec(self.torchvision, self.image_size)
         return self.file.text().strip() if self.use_file.isChecked() else str(self.example.currentData())
 
     @guarded
