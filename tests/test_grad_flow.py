@@ -112,3 +112,16 @@ def test_the_command_prints_the_table_and_writes_csv(tmp_path: Path, capsys: pyt
     assert "‖∂L/∂w‖" in text and "every gradient finite" in text and f"wrote {out}" in text
     lines = out.read_text().splitlines()
     assert lines[0].startswith("parameter,module,shape,step,norm") and len(lines) > 2
+
+
+def test_the_terminal_debugger_prints_the_flow_and_keeps_the_cursor() -> None:
+    import io
+
+    from propscope.debugger.repl import DebuggerShell
+
+    s = open_session("classifier", dtype="float64")
+    out = io.StringIO()
+    DebuggerShell(s, stdin=io.StringIO("step 3\nflow\nflow flagged\nquit\n"), stdout=out).cmdloop()
+    text = out.getvalue()
+    assert text.count("‖∂L/∂w‖") == 2 and "every gradient finite" in text
+    assert s.cursor == 3

@@ -194,6 +194,15 @@ class DebuggerShell(cmd.Cmd):
             return
         self.say(self.session.explain(args[0], tuple(int(i) for i in args[1:])).text())
 
+    def do_flow(self, arg: str) -> None:
+        """flow [flagged]: every parameter's gradient after the whole backward pass, in forward order, with the
+        vanishing, exploding and non-finite ones flagged (the cursor stays where it is)."""
+        from .grad_flow import gradient_flow
+
+        flow = gradient_flow(self.session)
+        self.say(flow.text(flagged_only=arg.strip() == "flagged"))
+        self.say(flow.summary())
+
     def do_list(self, arg: str) -> None:
         """list: the schedule around the cursor (the step just taken is marked). Also: l, where."""
         s = self.session
