@@ -60,7 +60,7 @@ def _meshgrid(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     indexing = a.get("indexing") or "ij"  # torch's default, where NumPy's is "xy"
     if indexing not in ("ij", "xy"):
         raise Unmapped(f"meshgrid indexing {indexing!r}")
-    return [np.array(g) for g in np.meshgrid(*axes, indexing=indexing)]
+    return [np.array(g) for g in np.meshgrid(*axes, indexing="ij" if indexing == "ij" else "xy")]
 
 
 @aten("triu", "tril")
