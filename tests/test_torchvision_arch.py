@@ -29,7 +29,7 @@ def _autograd(model: Any, batch: dict[str, np.ndarray]) -> tuple[float, dict[str
     out = out["out"] if isinstance(out, dict) else out
     loss = torch.nn.functional.cross_entropy(out, torch.from_numpy(np.asarray(batch["y"])).long())
     loss.backward()
-    return float(loss), {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
+    return float(loss.detach()), {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def _check(s: Any, model: Any) -> None:
@@ -91,7 +91,8 @@ def test_a_segmentation_state_dict_answers_with_its_out_map(tmp_path: Path) -> N
     ("torchvision:ResNet18", "write torchvision:NAME"),
     ("torchvision:vit_b_16@40", "square images whose side is a multiple of its patch, 16 (torchvision:vit_b_16@32)"),
     ("torchvision:vit_b_16@32x64", "square images"),
-    ("torchvision:maxvit_t@64", "multiples of 224"),
+    ("torchvision:maxvit_t@64", "square images whose side is a multiple of 224"),
+    ("torchvision:maxvit_t@224x448", "square images whose side is a multiple of 224"),
     ("torchvision:mvit_v1_b@112", "only 224×224 clips of 16 frames"),
     ("torchvision:alexnet@32", "alexnet takes images of at least 63×63 (torchvision:alexnet@63)"),
 ])

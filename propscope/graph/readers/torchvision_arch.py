@@ -10,7 +10,7 @@ segmentation model's output is its `out` map.
 
 The image size is the spec's where the architecture allows it: a vision transformer is built for it (`image_size`,
 square, a multiple of its patch; a state dict's position embedding decides it instead), MaxViT likewise
-(`input_size`, sides that are multiples of 224); MViT's builders fix 224×224 clips of 16 frames, so it takes only
+(`input_size`, square, a multiple of 224); MViT's builders fix 224×224 clips of 16 frames, so it takes only
 those. Too small an image for the rest says the smallest its weights were made for.
 """
 
@@ -163,11 +163,11 @@ def _geometry(models: Any, name: str, size: tuple[int, int] | None, spec: str,
             raise ModelFormatError(f"{spec}: {name} takes square images whose side is a multiple of its patch, "
                                    f"{patch} (torchvision:{name}@{side})")
         return size, FRAMES, {"image_size": size[0]}, note
-    if name.startswith("maxvit_"):  # 7×7 windows on its last four halvings: sides of 7 × 32 pixels
+    if name.startswith("maxvit_"):  # 7×7 windows on its last four halvings: sides of 7 × 32 pixels, square
         size = size or (224, 224)
-        if size[0] % 224 or size[1] % 224:
-            raise ModelFormatError(f"{spec}: {name} takes sides that are multiples of 224 (its 7×7 windows at "
-                                   f"1/32 scale): torchvision:{name}@224")
+        if size[0] != size[1] or size[0] % 224:
+            raise ModelFormatError(f"{spec}: {name} takes square images whose side is a multiple of 224 (its 7×7 "
+                                   f"windows at 1/32 scale): torchvision:{name}@224")
         return size, FRAMES, {"input_size": size}, note
     return size, max(FRAMES, _min_frames(models, name)), {}, note
 
