@@ -247,6 +247,24 @@ class RelativePositions(nn.Module):
         return self.fc(x) @ torch.tanh(bias)
 
 
+class TensorSplits(nn.Module):
+    """torch.tensor_split into sections (uneven) and at indices (negative, and one past a smaller one: an empty
+    piece skipped), as MViT splits its class token off; and x.zero_() on a clone of a computed tensor (Swin V2's key
+    bias), a constant whatever x is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 14)
+
+    def forward(self, x: Any) -> Any:
+        h = torch.tanh(self.fc(x))
+        a, b, c = torch.tensor_split(h, 3, dim=1)  # 5, 5, 4
+        d, e, f = torch.tensor_split(h, [2, -3], dim=1)  # 2, 9, 3
+        k = h[:, :4].clone()
+        k[:, 1:3].zero_()
+        return torch.cat([a * 2, b, c.flip(1), d, e * e, f, k, k.clone().zero_() + 1], dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -260,7 +278,7 @@ MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "dia
           "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
           "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling,
           "spatial_transformer": SpatialTransformer, "distances": Distances,
-          "relative_positions": RelativePositions}
+          "relative_positions": RelativePositions, "tensor_splits": TensorSplits}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

@@ -194,3 +194,13 @@ def test_a_vision_transformer_is_built_for_its_state_dicts_image_size() -> None:
     assert torchvision_arch._geometry(models, "maxvit_t", None, "s", None)[2] == {"input_size": (224, 224)}
     assert torchvision_arch._geometry(models, "mvit_v2_s", None, "s", None)[:2] == ((224, 224), 16)
     assert torchvision_arch._geometry(models, "s3d", (32, 32), "s", None)[1] == 14  # its weights' shortest clip
+
+
+def test_a_segmentation_net_steps_with_a_class_map_target_by_default() -> None:
+    """Its logits are (N, C, H, W): the generated target is an (N, H, W) map of class indices, as torch takes it."""
+    import torch
+
+    s = open_session("torchvision:lraspp_mobilenet_v3_large@32", dtype="float64")
+    assert s.loss_name == "cross_entropy" and s.batch["y"].shape == (1, 32, 32) and s.batch["y"].max() < 21
+    torch.manual_seed(0)
+    _check(s, zoo.torchvision_models().segmentation.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None))

@@ -13,7 +13,16 @@ from ..backends import Backend, get_backend
 from ..graph.datasets import DataError, load_data
 from ..graph.errors import GraphError, ShapeError
 from ..graph.ir import Graph, Node
-from ..graph.model import TARGET, Model, attach_loss, example_batch, fit_batch, output_node
+from ..graph.model import (
+    TARGET,
+    Model,
+    attach_loss,
+    class_axis,
+    class_indices_shape,
+    example_batch,
+    fit_batch,
+    output_node,
+)
 from ..graph.ops.shapes import fmt
 from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
@@ -388,8 +397,8 @@ def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
     positions, (N, C, d1, ...) as torch lays them out, (N, d1, ...) integers."""
     if y.shape == logits_shape:
         return y
-    axis = 1 if len(logits_shape) >= 2 else 0  # where the classes are (torch's cross_entropy)
-    indices_shape = logits_shape[:axis] + logits_shape[axis + 1:]
+    axis = class_axis(logits_shape)  # where the classes are (torch's cross_entropy)
+    indices_shape = class_indices_shape(logits_shape)
     if y.ndim == len(logits_shape) and y.shape[-1] == 1 and len(logits_shape) == 2:
         y = y[..., 0]
     if y.shape != indices_shape:

@@ -67,6 +67,18 @@ class Model:
         return counts
 
 
+def class_axis(logits: tuple[int, ...]) -> int:
+    """Where cross-entropy's classes are, as torch lays logits out: (C,), (N, C) or (N, C, d1, ...)."""
+    return 1 if len(logits) >= 2 else 0
+
+
+def class_indices_shape(logits: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of the class indices cross-entropy takes for `logits`: (), (N,) or (N, d1, ...) (a
+    segmentation map's (N, H, W))."""
+    axis = class_axis(tuple(logits))
+    return tuple(logits[:axis]) + tuple(logits[axis + 1:])
+
+
 def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = None) -> Graph:
     """A copy of `graph` with a target input `y` and a `loss` node on its first output."""
     if loss not in LOSSES:
@@ -74,7 +86,7 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
     new = graph.copy()
     pred = new.output
     if target_shape is None:
-        target_shape = pred.shape[:-1] if loss == "cross_entropy" else pred.shape
+        target_shape = class_indices_shape(pred.shape) if loss == "cross_entropy" else pred.shape
     target = new.input(TARGET, target_shape, role="target")
     node = new.add(loss, pred, target, name="loss")
     new.set_outputs(node)
@@ -143,7 +155,8 @@ def example_batch(
     if loss is not None and loss != "none" and TARGET not in batch:
         pred = output_node(graph).shape
         if loss == "cross_entropy":
-            batch[TARGET] = rng.integers(0, pred[-1] if pred else 2, pred[:-1]).astype(np.int64)
+            classes = pred[class_axis(pred)] if pred else 2
+            batch[TARGET] = rng.integers(0, classes, class_indices_shape(pred)).astype(np.int64)
         elif loss == "bce":
             batch[TARGET] = rng.integers(0, 2, pred).astype(np.float64)
         else:

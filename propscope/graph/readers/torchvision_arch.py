@@ -257,7 +257,9 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     heads = f", {classes} classes" if classes else ""
     opened.description = (f"torchvision {name} ({family}, {side} input{heads}), exported with torch.export: "
                           f"{len(opened.graph.ops)} ops")
-    opened.loss = "cross_entropy" if family == "classification" else None
+    # every family scores classes: an image's, a clip's, or each pixel's (N, C, H, W: torch's layout, whose targets
+    # are (N, H, W) class maps)
+    opened.loss = "cross_entropy"
     if note:
         opened.warnings.append(note)
     return opened

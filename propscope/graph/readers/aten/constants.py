@@ -47,6 +47,16 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return np.full(shape, fill, dtype=dtype_arg(a, like))
 
 
+@aten("zero")
+def _zero(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """x.zero_() (Swin V2 zeroes the key's part of a cloned qkv bias): zeros of x's shape, whatever x is, so a
+    constant; x gets no gradient through it (torch's is 0 too)."""
+    x = self_arg(a)
+    shape = tuple(t.shape(x))
+    array_room(shape, np.float64, "zero", t.where)
+    return np.zeros(shape, dtype=dtype_arg(a, x))
+
+
 @aten("meshgrid")
 def _meshgrid(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     """torch.meshgrid of tensors fixed at load time (BEiT's and Swin V2's relative-position index): folded."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from typing import Any
 
@@ -282,7 +283,8 @@ def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   module=ctx.module, attrs={"axes": tuple(i for i, _ in used), "accumulate": accumulate})
 
 
-@aten("split", "split_with_sizes", "unsafe_split", "chunk", "unbind", "split_copy", "split_with_sizes_copy")
+@aten("split", "split_with_sizes", "unsafe_split", "chunk", "unbind", "split_copy", "split_with_sizes_copy",
+      "tensor_split")
 def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target).removesuffix("_copy")
     x = self_arg(a)
@@ -291,6 +293,8 @@ def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     size = shape[dim]
     if op == "unbind":
         return [_piece(t, x, ctx, dim, i, None, i) for i in range(size)]
+    if op == "tensor_split":  # MViT splits its class token off so
+        return [_piece(t, x, ctx, dim, lo, hi, i) for i, (lo, hi) in enumerate(_tensor_split(a, size))]
     if op == "chunk":
         each = -(-size // int(a["chunks"]))
         lengths = [min(each, size - s) for s in range(0, size, each)]
@@ -304,6 +308,25 @@ def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         out.append(_piece(t, x, ctx, dim, start, start + n, i))
         start += n
     return out
+
+
+def _tensor_split(a: dict[str, Any], size: int) -> list[tuple[int, int]]:
+    """torch.tensor_split's pieces as (start, stop): n sections (the first size mod n one longer), or cut at indices
+    (negative ones from the end, clamped; a piece after a smaller index is empty)."""
+    if "sections" in a:
+        n = int(a["sections"])
+        if n < 1:
+            raise Unmapped(f"tensor_split into {n} sections")
+        q, r = divmod(size, n)
+        bounds = [0]
+        for i in range(n):
+            bounds.append(bounds[-1] + q + (1 if i < r else 0))
+        return list(itertools.pairwise(bounds))
+    if not isinstance(a.get("indices"), list):
+        raise Unmapped("tensor_split at positions computed from the input")
+    cuts = [min(max(int(i) + size if int(i) < 0 else int(i), 0), size) for i in a["indices"]]
+    bounds = [0, *cuts, size]
+    return [(lo, max(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
 
 
 def _piece(t: Translator, x: Any, ctx: Ctx, dim: int, start: int, stop: int | None, i: int) -> Any:
