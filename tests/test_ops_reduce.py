@@ -137,6 +137,28 @@ CASES = [
          {"axis": 0, "k": 2}, "ties-stable-k"),
 ]
 
+
+
+def _norm(order: float, axis: Any, keepdims: bool) -> Any:
+    return lambda F, t, x: t.linalg.vector_norm(x, ord=order, dim=_dims(axis), keepdim=keepdims)
+
+
+def away(*shape: int) -> Any:
+    """|x| ≥ 0.2 (spaced): |x|^(p−1) is steep near 0 for p < 2, where a difference stencil would straddle it."""
+    return lambda rng: np.sign(spaced(*shape)(rng) + 1e-3) * (np.abs(spaced(*shape)(rng)) + 0.2)
+
+
+CASES += [
+    *[Case("vector_norm", (normal(2, 3, 4),), _norm(2.0, axis, keepdims), {"axis": axis, "keepdims": keepdims},
+           f"axis={axis}{'-keepdims' if keepdims else ''}") for axis, keepdims in AXES],
+    Case("vector_norm", (away(2, 3, 4),), _norm(1.0, -1, False), {"axis": -1, "ord": 1.0}, "p1"),
+    Case("vector_norm", (away(2, 3, 4),), _norm(3.0, (0, 2), True), {"axis": (0, 2), "keepdims": True, "ord": 3.0},
+         "p3"),
+    Case("vector_norm", (away(2, 3, 4),), _norm(0.5, 1, False), {"axis": 1, "ord": 0.5}, "p0.5"),
+    Case("vector_norm", (spaced(2, 3, 4),), _norm(float("inf"), -1, False), {"axis": -1, "ord": float("inf")},
+         "inf"),
+]
+
 # Conventions at ties and at 0: torch's (against torch only: finite differences straddle the kink)
 KINKS = [
     Case("amax", (ties,), lambda F, t, x: t.amax(x, dim=1), {"axis": 1}, "ties"),
@@ -147,6 +169,13 @@ KINKS = [
          "zero-spread"),
     Case("logsumexp", (fixed([[-np.inf, -np.inf], [0.0, -np.inf]]),), lambda F, t, x: t.logsumexp(x, dim=1),
          {"axis": 1}, "minus-inf"),
+    # a zero vector: torch's norm gives it a zero gradient (√ at 0 would give NaN); tied largest |x| share it
+    Case("vector_norm", (fixed([[0.0, 0.0, 0.0], [3.0, -4.0, 0.0]]),), _norm(2.0, 1, False), {"axis": 1},
+         "zero-row"),
+    Case("vector_norm", (fixed([[0.0, 0.0], [1.0, -2.0]]),), _norm(3.0, 1, True), {"axis": 1, "keepdims": True,
+         "ord": 3.0}, "zero-row-p3"),
+    Case("vector_norm", (fixed([[2.0, -2.0, 1.0], [0.0, 0.0, 0.0]]),), _norm(float("inf"), 1, False),
+         {"axis": 1, "ord": float("inf")}, "inf-ties"),
 ]
 
 

@@ -16,8 +16,8 @@ from .kernels import Array, kernel, unbroadcast
 BLOCK = 1 << 22  # elements of one block of row differences: 32 MB in float64
 
 
-def _norm(delta: Array, p: float) -> Array:
-    """‖δ‖_p over the last axis."""
+def p_norm(delta: Array, p: float) -> Array:
+    """‖δ‖_p over the last axis (cdist, pdist, and vector_norm with its reduced axes moved last)."""
     size = np.abs(delta)
     if p == 0:
         return np.count_nonzero(size, axis=-1).astype(delta.dtype)
@@ -30,9 +30,10 @@ def _norm(delta: Array, p: float) -> Array:
     return np.sum(size ** p, axis=-1) ** (1.0 / p)
 
 
-def _partial(delta: Array, d: Array, p: float) -> Array:
-    """∂d/∂a for d = ‖a − b‖_p, per coordinate of δ = a − b (`d` carries a trailing axis of 1). As torch: 0
-    where d = 0 (and where δ = 0 for p < 1, where |δ|^(p−1) has a pole); at ∞ sign(δ) on every largest |δ|."""
+def p_norm_partial(delta: Array, d: Array, p: float) -> Array:
+    """∂d/∂a for d = ‖a − b‖_p, per coordinate of δ = a − b (`d` broadcast against δ: reduced axes kept as 1). As
+    torch: 0 where d = 0 (and where δ = 0 for p < 1, where |δ|^(p−1) has a pole); at ∞ sign(δ) on every largest
+    |δ| (cdist's rule; a vector norm shares it among them instead, in reduce.py)."""
     if p == 0:
         return np.zeros_like(delta)
     if p == 1:
@@ -80,7 +81,7 @@ def cdist(x1: Array, x2: Array, p: float = 2.0, use_mm: bool = False) -> Array:
     out = np.empty((*a.shape[:-1], b.shape[-2]), dtype=np.result_type(x1, x2))
     rows = _rows_per_block(*b.shape)  # one row of a against all of b, for every batch
     for s in range(0, a.shape[-2], rows):
-        out[..., s:s + rows, :] = _norm(a[..., s:s + rows, None, :] - b[..., None, :, :], p)
+        out[..., s:s + rows, :] = p_norm(a[..., s:s + rows, None, :] - b[..., None, :, :], p)
     return out
 
 
@@ -97,7 +98,7 @@ def _(g: Array, x1: Array, x2: Array, out: Array, p: float = 2.0, use_mm: bool =
     rows = _rows_per_block(*b.shape)
     for s in range(0, a.shape[-2], rows):
         delta = a[..., s:s + rows, None, :] - b[..., None, :, :]
-        local = _partial(delta, out[..., s:s + rows, :, None], p) * g[..., s:s + rows, :, None]
+        local = p_norm_partial(delta, out[..., s:s + rows, :, None], p) * g[..., s:s + rows, :, None]
         g1[..., s:s + rows, :] = local.sum(axis=-2)
         g2 -= local.sum(axis=-3)
     return unbroadcast(g1, x1.shape), unbroadcast(g2, x2.shape)
@@ -118,7 +119,7 @@ def pdist(x: Array, p: float = 2.0) -> Array:
     n = x.shape[0]
     out = np.empty(n * (n - 1) // 2, dtype=x.dtype)
     for i, start in _pair_runs(n):  # a row at a time: at most n × features differences at once
-        out[start:start + n - 1 - i] = _norm(x[i] - x[i + 1:], p)
+        out[start:start + n - 1 - i] = p_norm(x[i] - x[i + 1:], p)
     return out
 
 
@@ -128,7 +129,7 @@ def _(g: Array, x: Array, out: Array, p: float = 2.0) -> tuple[Array]:
     grad = np.zeros_like(x)
     for i, start in _pair_runs(n):
         end = start + n - 1 - i
-        local = _partial(x[i] - x[i + 1:], out[start:end, None], p) * g[start:end, None]
+        local = p_norm_partial(x[i] - x[i + 1:], out[start:end, None], p) * g[start:end, None]
         grad[i] += local.sum(axis=0)
         grad[i + 1:] -= local
     return (grad,)

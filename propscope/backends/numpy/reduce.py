@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .core import _axes  # the reduced axes, sorted and non-negative (() reduces nothing), as sum and mean
+from .distance import p_norm, p_norm_partial
 from .kernels import Array, kernel
 
 
@@ -17,6 +18,26 @@ def _count(x: Array, axes: tuple[int, ...]) -> int:
 def _kept(value: Array, axes: tuple[int, ...], keepdims: bool) -> Array:
     """A reduced value (or its gradient) with the reduced axes back as length 1: it broadcasts against x."""
     return value if keepdims else np.expand_dims(value, axes)
+
+
+# -- vector norm ---------------------------------------------------------------------------------
+@kernel("vector_norm")
+def vector_norm(x: Array, axis: Any, keepdims: bool, ord: float) -> Array:
+    axes = _axes(axis, x.ndim)
+    moved = np.moveaxis(x, axes, range(x.ndim - len(axes), x.ndim)).reshape(
+        *(n for i, n in enumerate(x.shape) if i not in axes), -1)  # the reduced axes as one, last
+    out = p_norm(moved, ord)
+    return np.expand_dims(out, axes) if keepdims else out
+
+
+@vector_norm.gradient
+def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool, ord: float) -> tuple[Array]:
+    axes = _axes(axis, x.ndim)
+    norm, upstream = _kept(out, axes, keepdims), _kept(g, axes, keepdims)
+    if np.isinf(ord):  # torch: the largest |x| share the upstream evenly (as amax), with x's sign
+        hit = (np.abs(x) == norm) | np.isnan(x)
+        return ((np.sign(x) * hit * upstream / hit.sum(axis=axes, keepdims=True)).astype(x.dtype, copy=False),)
+    return ((p_norm_partial(x, norm, ord) * upstream).astype(x.dtype, copy=False),)
 
 
 # -- extremes ------------------------------------------------------------------------------------

@@ -11,6 +11,12 @@ from .core import _dims  # NumPy's `axis` as sorted torch dims, as sum and mean 
 from .kernels import Tensor, kernel
 
 
+@kernel("vector_norm")
+def vector_norm(x: Tensor, axis: Any, keepdims: bool, ord: float) -> Tensor:
+    dims = _dims(axis, x.ndim)
+    return torch.linalg.vector_norm(x, ord=ord, dim=dims, keepdim=keepdims) if dims else x.abs()
+
+
 @kernel("amax")
 def amax(x: Tensor, axis: Any, keepdims: bool) -> Tensor:
     dims = _dims(axis, x.ndim)

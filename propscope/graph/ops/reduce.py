@@ -84,6 +84,22 @@ def _cumsum(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     return x
 
 
+def _vector_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    order = attrs.get("ord", 2.0)
+    if isinstance(order, bool) or not isinstance(order, int | float) or not order > 0:
+        raise ShapeError(f"a vector norm's ord must be a positive number or inf, got {order!r}")
+    return _reduce(shapes, attrs)
+
+
+define(OpDef(
+    "vector_norm", ("x",), "out = ‖x‖_p = (Σ |x|^p)^(1/p)  (over the axes; p = ∞: max |x|)",
+    {"x": "∂out/∂x = sign(x)·(|x|/out)^(p−1): x/out for p = 2, sign(x) for p = 1, at p = ∞ sign(x) shared by "
+          "the largest |x|; 0 where out = 0 (torch's choice: the norm has no derivative at a zero vector)"},
+    _vector_norm, "‖x‖", category="reduce", default_attrs={**REDUCE_ATTRS, "ord": 2.0},
+    summary="the p-norm over axes (torch.linalg.vector_norm, F.normalize's divisor, ONNX ReduceL1/L2); a zero "
+            "vector's gradient is 0, not the NaN of √ at 0",
+))
+
 define(OpDef(
     "cumsum", ("x",), "out_i = Σ_(j ≤ i) x_j  (along the axis)",
     {"x": "∂L/∂x_j = Σ_(i ≥ j) ∂L/∂out_i  (a cumulative sum of ∂L/∂out in the other direction)"},

@@ -107,25 +107,12 @@ def _rms_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 def _vector_norm(t: Translator, ctx: Ctx, x: Node, order: float, axes: tuple[int, ...] | None, keepdims: bool,
                  name: str) -> Node:
-    """‖x‖_p over `axes` as the steps it is made of: √(Σ x²) for p = 2, Σ |x| for 1, max |x| for ∞, else
-    (Σ |x|^p)^(1/p). (At a vector of zeros the steps give no finite gradient; torch's norm gives 0 there.)"""
-
-    def step(op: str, *inputs: Node, suffix: str, **attrs: Any) -> Node:
-        return t.b.op(op, *inputs, name=f"{name}.{suffix}" if suffix else name, module=ctx.module, attrs=attrs)
-
-    reduce = {"axis": axes, "keepdims": keepdims}
-    if order == 2:
-        return step("sqrt", step("sum", step("pow", x, suffix="square", exponent=2.0), suffix="sum", **reduce),
-                    suffix="")
+    """‖x‖_p over `axes`, one catalog op: steps of √(Σ x²) would give a zero vector a NaN gradient (√ at 0) where
+    torch's norm gives 0 — Swin V2's cosine attention normalises the zero keys of its padded windows."""
     if not order > 0:  # 0, negative, NaN
         raise Unmapped(f"the vector norm of order {order} (counts and negative orders have no useful gradient)")
-    size = step("abs", x, suffix="abs")
-    if order == np.inf:
-        return step("amax", size, suffix="", **reduce)
-    if order == 1:
-        return step("sum", size, suffix="", **reduce)
-    total = step("sum", step("pow", size, suffix="power", exponent=float(order)), suffix="sum", **reduce)
-    return step("pow", total, suffix="", exponent=1.0 / float(order))
+    return t.b.op("vector_norm", x, name=name, module=ctx.module,
+                  attrs={"axis": axes, "keepdims": keepdims, "ord": float(order)})
 
 
 @aten("linalg_vector_norm", "norm")

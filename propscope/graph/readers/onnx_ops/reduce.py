@@ -1,7 +1,9 @@
 """ONNX reductions (every Reduce*), ArgMax/ArgMin, CumSum and TopK, onto the catalog's reductions.
 
-ReduceL1, ReduceL2, ReduceSumSquare and ReduceLogSum are two steps (|x| or x² then the sum, the sum
-then √ or ln), so each local derivative stays one a learner knows. A reduction over an empty set of
+ReduceL1 and ReduceL2 are the catalog's vector norm (as steps, √(Σ x²) would give a zero vector a NaN
+gradient where torch's norm, which exporters turn into ReduceL2, gives 0: F.normalize of a padded token).
+ReduceSumSquare and ReduceLogSum are two steps (x² then the sum, the sum then ln), so each local derivative
+stays one a learner knows. A reduction over an empty set of
 values does not depend on any value: it folds to the identity of the operation (0 for a sum, −∞ for a
 maximum, ...), as ONNX defines it.
 """
@@ -65,13 +67,10 @@ def _reduce(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     attrs: dict[str, Any] = {"axis": axis, "keepdims": keep}
     if ctx.op in _CATALOG:
         return op(r, ctx, _CATALOG[ctx.op], node, **attrs)
-    if ctx.op == "ReduceL1":
-        return op(r, ctx, "sum", op(r, ctx, "abs", node, suffix="abs"), **attrs)
-    if ctx.op in ("ReduceL2", "ReduceSumSquare"):
-        squares = op(r, ctx, "pow", node, suffix="square", exponent=2.0)
-        if ctx.op == "ReduceSumSquare":
-            return op(r, ctx, "sum", squares, **attrs)
-        return op(r, ctx, "sqrt", op(r, ctx, "sum", squares, suffix="sum", **attrs))
+    if ctx.op in ("ReduceL1", "ReduceL2"):
+        return op(r, ctx, "vector_norm", node, ord=1.0 if ctx.op == "ReduceL1" else 2.0, **attrs)
+    if ctx.op == "ReduceSumSquare":
+        return op(r, ctx, "sum", op(r, ctx, "pow", node, suffix="square", exponent=2.0), **attrs)
     if ctx.op == "ReduceLogSum":
         return op(r, ctx, "log", op(r, ctx, "sum", node, suffix="sum", **attrs))
     raise Unmapped(f"{ctx.op} of computed values")
