@@ -265,6 +265,22 @@ class TensorSplits(nn.Module):
         return torch.cat([a * 2, b, c.flip(1), d, e * e, f, k, k.clone().zero_() + 1], dim=1)
 
 
+class ZeroNorms(nn.Module):
+    """F.normalize of a vector of zeros, as Swin V2's cosine attention meets the zero keys of padded windows: torch's
+    norm gives it a zero gradient (the steps of √(Σ x²) gave NaN); and a vector norm of order 3 over two axes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x).reshape(-1, 2, 3)
+        padded = torch.cat([h, torch.zeros_like(h[:, :1]) * h[:, :1]], dim=1)  # a zero row (that depends on h)
+        unit = F.normalize(padded, dim=-1)
+        return torch.cat([unit.flatten(1), torch.linalg.vector_norm(h, ord=3, dim=(1, 2), keepdim=True)[:, :, 0]],
+                         dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -278,7 +294,8 @@ MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "dia
           "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
           "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling,
           "spatial_transformer": SpatialTransformer, "distances": Distances,
-          "relative_positions": RelativePositions, "tensor_splits": TensorSplits}
+          "relative_positions": RelativePositions, "tensor_splits": TensorSplits,
+          "zero_norms": ZeroNorms}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
