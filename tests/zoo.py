@@ -12,9 +12,6 @@ Every builder returns (module, example inputs, targets): the module outputs logi
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -24,28 +21,11 @@ Builder = Callable[[], tuple[Any, tuple[np.ndarray, ...], np.ndarray]]
 
 
 def torchvision_models() -> Any:
-    """`torchvision.models`, imported without torchvision's C extension; None when torchvision is missing."""
-    if "torchvision.models" in sys.modules:
-        return sys.modules["torchvision.models"]
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None or spec.origin is None:
-        return None
-    try:
-        import torchvision  # noqa: F401  (a build whose extension loads: the ordinary way)
-    except Exception:  # the extension failed: a package shell that only knows where its files are
-        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-            del sys.modules[name]
-        shell = types.ModuleType("torchvision")
-        shell.__path__ = [os.path.dirname(spec.origin)]
-        shell.__spec__ = spec  # transformers asks importlib about torchvision
-        shell.__version__ = "unknown"
-        sys.modules["torchvision"] = shell
-        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
-    try:
-        import torchvision.models as models
-    except Exception:
-        return None
-    return models
+    """`torchvision.models`, imported without torchvision's C extension where it does not load; None when
+    torchvision is missing (propscope's own loader, which the torchvision and transformers readers use)."""
+    from propscope.graph.readers import _torchvision
+
+    return _torchvision.models()
 
 
 def has_torchvision() -> bool:
