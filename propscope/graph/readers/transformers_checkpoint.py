@@ -266,7 +266,7 @@ def open(path: str | Path) -> Model:
     folder = folder_of(path)
     if folder is None:
         raise ModelFormatError(f"{path}: not a transformers checkpoint (no config.json)")
-    where = str(folder)
+    where = str(path)  # as the user named it: the folder or its config.json
     config_json = read_config(folder)
     files = weight_files(folder)
     for file in files:
