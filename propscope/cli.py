@@ -17,7 +17,10 @@ import numpy as np
 from .backends import BACKENDS, DTYPES
 from .graph.errors import PropscopeError
 
-EPILOG = "TARGET is a built-in example name (see `propscope examples`) or a model file path."
+EPILOG = ("TARGET is a built-in example name (see `propscope examples`), a model file path, a transformers checkpoint "
+          "folder, or torchvision:NAME[@SIZE].")
+TARGET_HELP = ("example name, model file, transformers checkpoint folder (config.json + weights), or "
+               "torchvision:NAME[@SIZE] (random weights)")
 ARCH_HELP = ("for a state dict (.pt, .pth, .safetensors): the example, model file or torchvision:NAME (e.g. "
              "torchvision:resnet18) whose weights it holds")
 
@@ -44,9 +47,7 @@ def _writable(path: str, option: str) -> None:
 
 
 def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
-    p.add_argument("target", metavar="TARGET",
-                   help="example name, model file, transformers checkpoint folder (config.json + weights), or "
-                        "torchvision:NAME[@SIZE] (random weights)")
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="float precision (default float32)")
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`; or .csv")
@@ -637,9 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_grads)
 
     p = sub.add_parser("compare", help="the same pass on NumPy and on torch, node by node", epilog=EPILOG)
-    p.add_argument("target", metavar="TARGET",
-                   help="example name, model file, transformers checkpoint folder (config.json + weights), or "
-                        "torchvision:NAME[@SIZE] (random weights)")
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="float64", help="float precision (default float64)")
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
@@ -651,9 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("train", help="train with sgd, momentum, rmsprop, adam or adamw", epilog=EPILOG)
-    p.add_argument("target", metavar="TARGET",
-                   help="example name, model file, transformers checkpoint folder (config.json + weights), or "
-                        "torchvision:NAME[@SIZE] (random weights)")
+    p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     p.add_argument("--optimizer", metavar="NAME", help="sgd, momentum, rmsprop, adam or adamw (default: the example's)")
     p.add_argument("--lr", type=float, help="learning rate (default: the example's)")
