@@ -168,14 +168,7 @@ def _clip_quick_gelu() -> tuple[Any, tuple[Any, ...], Any]:
 def test_clip_with_quick_gelu_matches_within_its_float32_scalars_rounding(exporter: str, tmp_path: Path) -> None:
     model, inputs, y = _clip_quick_gelu()
     path = tmp_path / f"clip_quick_gelu.{exporter}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), tuple(torch.from_numpy(a) for a in inputs), str(path),
-                              dynamo=exporter == "dynamo")
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, inputs, path, exporter == "dynamo")
     tol = tolerance(model, path)
     import onnx
 

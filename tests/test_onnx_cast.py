@@ -5,14 +5,12 @@ by both of torch's exporters, stepped on both backends and compared with torch a
 
 from __future__ import annotations
 
-import copy
-import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import zoo
 from opcheck import chained_vjps
 
 from propscope.debugger import open_session
@@ -196,13 +194,7 @@ def test_exported_casts_match_autograd(dynamo: bool, tmp_path: Path) -> None:
     model = Buckets().double().eval()
     x = np.random.default_rng(3).standard_normal((3, 4))
     path = tmp_path / "buckets.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, (x,), path, dynamo)
     graph = open_model(path).graph
     assert not [n for n in graph if n.op.name == "unsupported"]
     assert sum(n.op.name == "fmod" for n in graph) == 2  # .long() twice; the int64 arithmetic after adds none

@@ -7,14 +7,13 @@ installed here), and for exported models also from torch, forward and gradient."
 
 from __future__ import annotations
 
-import copy
-import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import zoo
 from opcheck import chained_vjps
 
 from propscope.debugger import open_session
@@ -167,13 +166,7 @@ def test_exported_integer_math_matches_the_reference_and_autograd(dynamo: bool, 
     model = IntMath().double().eval()
     x = np.random.default_rng(3).standard_normal((6, 4))
     path = tmp_path / "intmath.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, (x,), path, dynamo)
     graph = open_model(path).graph
     assert not [n for n in graph if n.op.name == "unsupported"]
     name = graph.inputs[0].name

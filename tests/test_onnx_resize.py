@@ -9,14 +9,12 @@ placeholder that names the reason.
 
 from __future__ import annotations
 
-import copy
-import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import zoo
 from opcheck import chained_vjps
 
 from propscope.debugger import open_session
@@ -50,13 +48,7 @@ def test_exported_interpolations_match_autograd(dynamo: bool, tmp_path: Path) ->
     model = Interpolations().double().eval()
     x = np.random.default_rng(0).standard_normal((2, 2, 3, 4))
     path = tmp_path / "interp.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, (x,), path, dynamo)
     graph = open_model(path).graph
     assert not [n for n in graph if n.op.name == "unsupported"]
     assert sorted(n.op.name for n in graph if n.op.name.startswith("upsample")) == \
@@ -283,13 +275,7 @@ def test_exported_warp_and_bicubic_match_autograd(dynamo: bool, tmp_path: Path) 
     model = Warp().double().eval()
     x = np.random.default_rng(8).standard_normal((2, 2, 4, 5))
     path = tmp_path / "warp.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo, opset_version=18)
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, (x,), path, dynamo, opset_version=18)
     graph = open_model(path).graph
     assert not [n for n in graph if n.op.name == "unsupported"]
     assert sorted(n.op.name for n in graph if n.op.name in ("grid_sample", "upsample_bicubic2d")) == \
@@ -334,13 +320,7 @@ def test_exported_spatial_transformer_matches_autograd(dynamo: bool, tmp_path: P
     model = SpatialTransformer().double().eval()
     x = np.random.default_rng(10).standard_normal((2, 2, 4, 5))
     path = tmp_path / "stn.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, (x,), path, dynamo)
     graph = open_model(path).graph
     assert not [n for n in graph if n.op.name == "unsupported"]
     assert sum(n.op.name == "grid_sample" for n in graph) == 2
@@ -400,13 +380,7 @@ def test_exported_volume_warp_matches_autograd(dynamo: bool, tmp_path: Path) -> 
     model = VolumeWarp().double().eval()
     x = np.random.default_rng(12).standard_normal((2, 2, 3, 5, 3))  # sizes whose grid points are exact in float32
     path = tmp_path / "warp3d.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, (x,), path, dynamo)
     graph = open_model(path).graph
     assert not [n for n in graph if n.op.name == "unsupported"]
     assert sum(n.op.name == "grid_sample" for n in graph) == 2

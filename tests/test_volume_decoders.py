@@ -10,8 +10,6 @@ backend and compared with torch autograd in float64.
 
 from __future__ import annotations
 
-import copy
-import logging
 import re
 import warnings
 from pathlib import Path
@@ -69,13 +67,7 @@ def _export_onnx(model: Any, x: np.ndarray, path: Path, dynamo: bool) -> Path:
     pytest.importorskip("onnx")
     if dynamo:
         pytest.importorskip("onnxscript")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            torch.onnx.export(copy.deepcopy(model), (torch.from_numpy(x),), str(path), dynamo=dynamo)
-        finally:
-            logging.disable(logging.NOTSET)
+    zoo.export_onnx(model, (x,), path, dynamo)
     return path
 
 

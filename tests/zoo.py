@@ -28,6 +28,26 @@ def torchvision_models() -> Any:
     return _torchvision.models()
 
 
+def export_onnx(model: Any, inputs: tuple[np.ndarray, ...], path: Any, dynamo: bool, **options: Any) -> Any:
+    """torch.onnx.export of a copy of `model` (the dynamo exporter may change the module it traces) on `inputs`,
+    quietly: the dynamo exporter reports its progress as warnings and log records. Returns `path`."""
+    import copy
+    import logging
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            torch.onnx.export(copy.deepcopy(model), tuple(torch.from_numpy(a) for a in inputs), str(path),
+                              dynamo=dynamo, **options)
+        finally:
+            logging.disable(logging.NOTSET)
+    return path
+
+
 def has_torchvision() -> bool:
     return importlib.util.find_spec("torchvision") is not None and importlib.util.find_spec("PIL") is not None
 
