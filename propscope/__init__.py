@@ -6,6 +6,11 @@ The public API for notebooks and scripts. Importing it loads neither Qt nor torc
     >>> s = propscope.open_session("xor", seed=0)
     >>> s.run_to_end(); s.grad("W1").shape
     (2, 4)
+
+A model held in Python is traced on the inputs it is called with, and `show` opens the app's window on it:
+
+    >>> s = propscope.open_session(resnet, inputs=images, data={"y": labels}, loss="cross_entropy")
+    >>> propscope.show(s)          # returns when the window closes (at once under IPython's `%gui qt`)
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ if TYPE_CHECKING:
     from .graph import EXAMPLES, Graph, Model, Node, load_example
 
 __version__ = "0.1.0"
-__all__ = ["EXAMPLES", "Graph", "Model", "Node", "Session", "__version__", "diff", "load_example", "open_session"]
+__all__ = ["EXAMPLES", "Graph", "Model", "Node", "Session", "__version__", "diff", "load_example", "open_session",
+           "show"]
 
 # imported on first use (PEP 562), so that `propscope.console` runs before NumPy and the graph are imported
 _LAZY = {"Session": ".debugger", "open_session": ".debugger", "EXAMPLES": ".graph", "Graph": ".graph",
@@ -46,3 +52,23 @@ def diff(a: object, b: object, trace: bool = False, data: object = None, **optio
     from .debugger.diff import diff as graph_diff
 
     return graph_diff(a, b, trace=trace, data=data, **options).table()  # type: ignore[arg-type]
+
+
+def show(target: object, block: bool | None = None, projector: bool = False,
+         size: tuple[int, int] | None = None, **session_options: Any) -> Session:
+    """The desktop app's window on TARGET: a Session, or anything `open_session` takes (an example, a model file, a
+    `torch.nn.Module` with `inputs=`), with its options. Returns the session the window had when it closed, its
+    cursor where it was left; under IPython with Qt's event loop on (`%gui qt`) the window stays open and the session
+    is returned at once (`block` decides it otherwise). `size=(1400, 900)` sizes the window; `projector` starts in
+    projector mode."""
+    from .debugger import Session, open_session
+    from .gui.app import show as show_window
+
+    if isinstance(target, Session):
+        if session_options:
+            raise TypeError(f"show() takes session options only with a target to open, not a Session: "
+                            f"{', '.join(session_options)}")
+        session = target
+    else:
+        session = open_session(target, **session_options)
+    return show_window(session, block=block, projector=projector, size=size)

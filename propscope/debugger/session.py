@@ -411,8 +411,15 @@ def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _as_array(value: Any) -> np.ndarray:
+    """A data array given as a NumPy array, a torch tensor (a notebook's labels) or a list."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
 def open_session(
-    target: str | Path | Model,
+    target: str | Path | Model | Any,
     backend: str = "numpy",
     dtype: str = "float32",
     seed: int = 0,
@@ -420,21 +427,35 @@ def open_session(
     loss: str | None = None,
     device: str = "cpu",
     arch: str | Path | None = None,
+    inputs: Any = None,
 ) -> Session:
-    """A Session on an example name, a model file, or a Model; `loss="none"` runs forward only.
+    """A Session on an example name, a model file, a Model, or a model held in Python.
 
-    `arch` (an example name or a model file) is the architecture a state dict's weights are loaded into.
+    `arch` (an example name or a model file) is the architecture a state dict's weights are loaded into. A
+    `torch.nn.Module` is traced (torch.export) on `inputs`, the arguments it is called with: a tensor or an array, a
+    tuple of them, or a dict by argument name; they are the session's batch, and `data` then only adds to it (its
+    target `y`); its arrays may be tensors. An `ExportedProgram` brings its own inputs. `loss="none"` runs forward only.
     """
     from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
-    from ..graph.readers import display_name, load_target
+    from ..graph.readers import display_name, load_target, torch_module
 
-    model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
-    batch = load_data(data) if isinstance(data, str | Path) else data
+    live = torch_module.is_live(target)
+    if inputs is not None and not live:
+        raise DataError("inputs= is for a torch module held in Python; a file or an example takes data=")
+    if live:
+        model = torch_module.open_module(target, inputs)
+    else:
+        model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
+    batch = load_data(data) if isinstance(data, str | Path) else None if data is None else \
+        {k: _as_array(v) for k, v in data.items()}
+    if live and batch is not None:  # the module's inputs stay unless data replaces them; data adds the target
+        replaced = "x" in batch and len(model.graph.inputs) == 1  # `x` always names a single input
+        batch = {**({} if replaced else model.batch), **batch}
     # a file is named by its stem, as File ▸ Open names it (the title, the default save and export names)
-    name = target.graph.name if isinstance(target, Model) else str(target) if str(target) in EXAMPLES \
+    name = model.graph.name if live or isinstance(target, Model) else str(target) if str(target) in EXAMPLES \
         else display_name(target)
     with paused_gc():  # the schedule of a big graph is 10⁴-10⁵ objects that all live on (see paused_gc)
         session = Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)
-    session.source = "" if isinstance(target, Model) else str(target)
+    session.source = "" if live or isinstance(target, Model) else str(target)
     return session

@@ -1,17 +1,20 @@
-"""Starting the desktop app, or rendering one screenshot of it and exiting (`propscope open --screenshot`)."""
+"""Starting the desktop app, or rendering one screenshot of it and exiting (`propscope open --screenshot`), or
+showing a window from a script or a notebook (`propscope.show`)."""
 
 from __future__ import annotations
 
 import gc
 import signal
 import sys
+import threading
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, Qt, QTimer
+from PySide6.QtCore import QEvent, QEventLoop, QObject, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from ..debugger import Session
 from . import feature_scan  # noqa: F401  (before the app's own modules: shiboken reads no file it need not)
+from .guard import guarded_answer
 from .main_window import MainWindow
 from .training.dock import train_in_window
 
@@ -95,3 +98,79 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
         return 2
     print(f"wrote {path}")
     return 0
+
+
+_SHOWN: set[MainWindow] = set()  # windows shown without blocking, kept alive until they close
+
+
+class _OnClose(QObject):
+    """Calls `then` when the window it watches is closed (the window's own closeEvent still runs)."""
+
+    def __init__(self, window: MainWindow, then: object) -> None:
+        super().__init__(window)
+        self.then = then
+        window.installEventFilter(self)
+
+    @guarded_answer(False)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Close and callable(self.then):
+            self.then()
+        return False
+
+
+def qt_loop_in_ipython() -> bool:
+    """Whether this is IPython (a terminal or a Jupyter kernel) running Qt's event loop beside its own (`%gui qt`):
+    then a window lives on between cells, and showing one must not block."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is None:
+        return False
+    kernel_loop = getattr(getattr(shell, "kernel", None), "eventloop", None)  # ipykernel: the loop's function
+    if kernel_loop is not None:
+        return "qt" in getattr(kernel_loop, "__name__", "").lower()
+    return str(getattr(shell, "active_eventloop", "") or "").lower().startswith("qt")  # terminal IPython
+
+
+def show(session: Session, block: bool | None = None, projector: bool = False,
+         size: tuple[int, int] | None = None) -> Session:
+    """The desktop app's window on `session`, from a script or a notebook. Blocking (the default outside IPython's
+    Qt loop) returns when the window closes, with the session the window had then (File ▸ Open may have replaced
+    it), cursor where it was left; Ctrl+C in the terminal closes the window and raises KeyboardInterrupt.
+    Without blocking the window stays open beside the caller's own Qt loop, and the session is returned at once."""
+    application()
+    window = MainWindow(session, settings=QSettings())
+    if size is not None:
+        window.resize(*size)
+    window.show()
+    if projector:
+        window.set_projector(True, full_screen=size is None)
+    if block is None:
+        block = not qt_loop_in_ipython()
+    if not block:
+        _SHOWN.add(window)
+        _OnClose(window, lambda: _SHOWN.discard(window))
+        return session
+    loop = QEventLoop()
+    _OnClose(window, loop.quit)
+    interrupted: list[bool] = []
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        def on_interrupt(*_: object) -> None:
+            interrupted.append(True)
+            window.close()
+
+        restore = signal.signal(signal.SIGINT, on_interrupt)
+    wake = QTimer()  # Python runs its signal handlers only between bytecodes: Qt's loop must give it some
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    try:
+        loop.exec()
+    finally:
+        wake.stop()
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)
+    if window.settings is not None:
+        window.settings.sync()
+    if interrupted:
+        raise KeyboardInterrupt
+    return window.bridge.session

@@ -8,10 +8,12 @@ third-party warnings raised while loading (torch's pickle notes, onnx's) off the
 
 from __future__ import annotations
 
+import io
+import logging
 import re
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 
 from ..errors import PropscopeError
 
@@ -55,6 +57,13 @@ def one_line(exc: BaseException, path: str | None = None, limit: int = MAX_LINE)
     return f"{shown}: {shorten(what, max(80, limit - len(shown) - 2))}" if what else shown
 
 
+def first_line(exc: BaseException, limit: int = MAX_LINE) -> str:
+    """An exception's first non-blank line (torch.export's messages go on for pages), cut to `limit`; its class
+    where it has no text."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
+
+
 @contextmanager
 def capture_warnings() -> Iterator[list[warnings.WarningMessage]]:
     """Warnings raised while loading are recorded, not printed (a reader turns the useful ones into
@@ -62,3 +71,17 @@ def capture_warnings() -> Iterator[list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield caught
+
+
+@contextmanager
+def quiet_torch() -> Iterator[None]:
+    """torch.export, when it cannot trace, prints the partial graph to stderr and logs warnings before it raises:
+    pages in a user's terminal for what one line says. Both are held back while it runs (its exception is not)."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)

@@ -28,6 +28,7 @@ from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
+from ._failure import first_line, quiet_torch
 
 PREFIX = "torchvision:"
 _SPEC = re.compile(r"^torchvision:([a-z][a-z0-9_]{0,63})(?:@(\d{1,4})(?:x(\d{1,4}))?)?$")
@@ -235,7 +236,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
         options = {**_options(family, classes, aux, name), **sized}
         shapes = _shapes(torch, models, name, options)
     except Exception as exc:  # a class count or a size the architecture cannot take
-        raise ModelFormatError(f"{spec}: torchvision cannot build it ({_first_line(exc, 160)})") from None
+        raise ModelFormatError(f"{spec}: torchvision cannot build it ({first_line(exc, 160)})") from None
     nbytes = sum(math.prod(shape) * 4 for shape in shapes.values())
     charge(nbytes, f"{name}'s parameters and buffers ({human(nbytes)})", spec)
     torch.manual_seed(0)
@@ -243,14 +244,14 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     _one_output(model, family)
     sample = _sample(torch, family, size, models, name, frames)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_torch():
             program = torch.export.export(model, (sample,))
     except Exception as exc:
         low = _min_size(models, name)
         if sample.shape[-2] < low[0] or sample.shape[-1] < low[1]:
             raise ModelFormatError(f"{spec}: {name} takes images of at least {low[0]}×{low[1]} "
-                                   f"(torchvision:{name}@{max(low)}); torch.export: {_first_line(exc, 120)}") from None
-        raise ModelFormatError(f"{spec}: torch.export could not trace {name} ({_first_line(exc, 200)})") from None
+                                   f"(torchvision:{name}@{max(low)}); torch.export: {first_line(exc, 120)}") from None
+        raise ModelFormatError(f"{spec}: torch.export could not trace {name} ({first_line(exc, 200)})") from None
     del model
     opened = torch_export.open_program(program, name)
     side = "×".join(str(s) for s in sample.shape[2:])
@@ -263,9 +264,3 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     if note:
         opened.warnings.append(note)
     return opened
-
-
-def _first_line(exc: BaseException, limit: int) -> str:
-    """An exception's first line of text (torch.export's go on for pages), shortened; its class where it is blank."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:limit]

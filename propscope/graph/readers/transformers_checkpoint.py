@@ -26,6 +26,7 @@ from ..model import Model
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import file_size
+from ._failure import first_line, quiet_torch
 
 SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
 MAX_CONFIG_BYTES = 1 << 20
@@ -203,10 +204,10 @@ def _sample_inputs(torch: Any, model: Any, config: Any, where: str, batch: int =
 _OUTPUTS = ("logits", "logits_per_image")  # scores a classification loss applies to, in the order looked for
 
 
-def _run_sample(torch: Any, model: Any, config: Any, where: str) -> tuple[dict[str, Any], Any]:
-    """The sample inputs and the model's output on them. A model that needs more than its main input (CLIPModel:
-    text and images) gets every input kind its forward takes; one that scores each image against each text gets
-    two of each, so that its contrastive loss is not a sum over one pair."""
+def _run_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
+    """The sample inputs the model is exported with, tried on it first. A model that needs more than its main input
+    (CLIPModel: text and images) gets every input kind its forward takes; one that scores each image against each
+    text gets two of each, so that its contrastive loss is not a sum over one pair."""
     sample = _sample_inputs(torch, model, config, where)
     with torch.no_grad():
         try:
@@ -218,31 +219,35 @@ def _run_sample(torch: Any, model: Any, config: Any, where: str) -> tuple[dict[s
             sample, out = wider, model(**wider)
         if getattr(out, "logits_per_image", None) is not None and getattr(out, "logits", None) is None:
             sample = _sample_inputs(torch, model, config, where, batch=2, companions=len(sample) > 1)
-            out = model(**sample)
-    return sample, out
+    return sample
 
 
-def _one_output(model: Any, out: Any) -> str:
-    """Make the model return one tensor and say which: "logits" (a classifier's (N, C) scores, CLIPModel's
-    image-to-text scores, or a language model's token logits as one row per token, so a cross-entropy loss
-    applies), "map" (scores of more dimensions, a segmentation's (N, C, H, W): kept as they are, no default loss)
-    or "hidden" (a base model's last hidden state, its first output). The instance gets a subclass of its own
-    class, named as it, whose forward picks and reshapes: the parameters keep their names (a wrapping module would
-    prefix them all)."""
-    key = next((k for k in _OUTPUTS if getattr(out, k, None) is not None), None)
-    if key is None:
-        return "hidden"
-    scores = getattr(out, key)
-    rows = scores.dim() == 3  # token (or frame, or query) logits: one row per token
-    if key != "logits" or rows:
-        cls = type(model)
+@contextmanager
+def scores_only(model: Any) -> Iterator[dict[str, str]]:
+    """While open, `model` returns one tensor for torch.export to trace, and the dict it yields says which, once the
+    model has run: "logits" (a classifier's (N, C) scores, CLIPModel's image-to-text scores, or a language model's
+    token logits as one row per token, so a cross-entropy loss applies), "map" (scores of more dimensions, a
+    segmentation's (N, C, H, W): kept as they are, no default loss) or "hidden" (no scores: the outputs as the model
+    gives them, a base model's hidden states first). The instance gets a subclass of its own class, named as it,
+    whose forward picks and reshapes (a wrapping module would prefix every parameter's name); its class is given
+    back on leaving."""
+    cls = type(model)
+    picked = {"gives": "hidden"}
 
-        def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-            scores = getattr(cls.forward(self, *args, **kwargs), key)
-            return scores.reshape(-1, scores.shape[-1]) if rows else scores
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = cls.forward(self, *args, **kwargs)
+        key = next((k for k in _OUTPUTS if getattr(out, k, None) is not None), None)
+        if key is None:
+            return out
+        scores = getattr(out, key)
+        picked["gives"] = "logits" if scores.dim() <= 3 else "map"
+        return scores.reshape(-1, scores.shape[-1]) if scores.dim() == 3 else scores  # a row per token
 
-        model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
-    return "logits" if scores.dim() <= 3 else "map"
+    model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+    try:
+        yield picked
+    finally:
+        model.__class__ = cls
 
 
 @contextmanager
@@ -288,19 +293,17 @@ def open(path: str | Path) -> Model:
                                               output_loading_info=True)
         except Exception as exc:  # a missing shard tensor, a wrong shape, a damaged file: transformers says which
             raise ModelFormatError(f"{where}: transformers could not load the weights into {arch} "
-                                   f"({_first_line(exc)})") from None
+                                   f"({first_line(exc)})") from None
         model.eval()
         try:
-            sample, out = _run_sample(torch, model, config, where)
-            gives = _one_output(model, out)
-            del out
-            with torch.no_grad():
+            sample = _run_sample(torch, model, config, where)
+            with torch.no_grad(), scores_only(model) as picked, quiet_torch():
                 program = torch.export.export(model, (), sample)
         except ModelFormatError:
             raise
         except Exception as exc:  # torch.export's messages run to pages: their first line says which
             raise ModelFormatError(f"{where}: {arch} could not be run and traced on a sample "
-                                   f"{getattr(model, 'main_input_name', 'input')} ({_first_line(exc)})") from None
+                                   f"{getattr(model, 'main_input_name', 'input')} ({first_line(exc)})") from None
     del model
     opened = torch_export.open_program(program, name_of(path))  # the graph is named after the folder
     del program
@@ -311,13 +314,9 @@ def open(path: str | Path) -> Model:
         opened.warnings = [*opened.warnings, f"{len(missing)} parameters of {arch} are not in the checkpoint and "
                                              f"keep their random initial values: {', '.join(missing[:4])}"
                                              f"{'...' if len(missing) > 4 else ''}"]
-    opened.loss = "cross_entropy" if gives == "logits" else None  # hidden states, a segmentation map: none
+    opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
     return opened
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _architecture(transformers: Any, config_json: dict[str, Any], where: str) -> str:
@@ -355,6 +354,6 @@ def _charge_size(torch: Any, cls: Any, config: Any, where: str) -> None:
             shape_only = cls(config)
     except Exception as exc:  # a config the class rejects (inconsistent sizes)
         raise ModelFormatError(f"{where}: {cls.__name__} cannot be built from this config "
-                               f"({_first_line(exc)})") from None
+                               f"({first_line(exc)})") from None
     nbytes = sum(t.numel() * 4 for t in (*shape_only.parameters(), *shape_only.buffers()))  # loaded as float32
     charge(nbytes, f"{cls.__name__}'s parameters and buffers ({human(nbytes)})", where)

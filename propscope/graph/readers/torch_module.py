@@ -1,0 +1,93 @@
+"""A model held in Python: a `torch.nn.Module` with the inputs it is called with (a notebook's, a training script's),
+or an `ExportedProgram`. The module is traced with `torch.export.export` on those inputs and read as any `.pt2`, so
+the parameters keep their names (`layer1.0.conv1.weight`) and the inputs become the session's batch.
+
+The module is exported in the mode it is in: in training mode batch norm uses the batch's statistics and dropout
+drops (`model.eval()` first for inference). Neither the module's parameters, its buffers, its mode nor its class are
+changed. A transformers model returns its scores alone (token logits a row per token, so that a cross-entropy loss
+applies), as when its checkpoint folder is opened.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFormatError
+from ..model import Model
+from . import torch_export, transformers_checkpoint
+from ._failure import first_line, quiet_torch
+
+USAGE = "open_session(model, inputs=x): a tensor, a tuple of them (positional) or a dict (by argument name)"
+
+
+def is_live(target: object) -> bool:
+    """Whether `target` is a torch module or exported program (torch is imported already by whoever holds one)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    export = getattr(torch, "export", None)  # a submodule torch imports on first use
+    return isinstance(target, (torch.nn.Module, *((export.ExportedProgram,) if export is not None else ())))
+
+
+def open_module(target: Any, inputs: Any = None, name: str | None = None) -> Model:
+    """The Model of a live module called with `inputs`, or of an ExportedProgram (with the inputs it was exported
+    with). `name` names the graph (default: the module's class)."""
+    import torch
+
+    what = name or type(target).__name__
+    if isinstance(target, torch.export.ExportedProgram):
+        if inputs is not None:
+            raise ModelFormatError(f"{what}: an ExportedProgram is read with the inputs it was exported with; "
+                                   "inputs= is for an nn.Module")
+        opened = torch_export.open_program(target, what)
+        opened.description = f"an ExportedProgram handed over in Python: {len(opened.graph.ops)} ops"
+        return opened
+    if not isinstance(target, torch.nn.Module):
+        raise ModelFormatError(f"{what}: not a torch.nn.Module or an ExportedProgram")
+    args, kwargs = _arguments(torch, target, inputs, what)
+    transformers = type(target).__module__.split(".")[0] == "transformers"
+    mode = "training" if target.training else "evaluation"
+    with transformers_checkpoint.scores_only(target) if transformers else nullcontext({"gives": ""}) as picked:
+        try:
+            with quiet_torch():
+                program = torch.export.export(target, args, kwargs)
+        except Exception as exc:  # torch.export's messages run to pages: their first line says what stopped it
+            raise ModelFormatError(f"{what}: torch.export could not trace it on these inputs "
+                                   f"({first_line(exc, 160)})") from None
+    opened = torch_export.open_program(program, what)
+    del program
+    opened.description = (f"{type(target).__name__} handed over in Python ({mode} mode), exported with torch.export: "
+                          f"{len(opened.graph.ops)} ops")
+    if picked["gives"] == "logits":
+        opened.loss = "cross_entropy"
+    return opened
+
+
+def _arguments(torch: Any, module: Any, inputs: Any, what: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments `inputs` stands for, NumPy arrays made tensors (floating ones in the
+    module's floating dtype, as a NumPy float64 batch meets a float32 model)."""
+    if inputs is None:
+        raise ModelFormatError(f"{what}: a module is traced on the inputs it is called with: {USAGE}")
+    dtype = next((p.dtype for p in [*module.parameters(), *module.buffers()] if p.is_floating_point()),
+                 torch.get_default_dtype())
+
+    def tensor(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            if value.dtype.kind not in "biuf":
+                raise ModelFormatError(f"{what}: an input array holds {value.dtype} values, not numbers")
+            value = torch.from_numpy(np.ascontiguousarray(value))
+            return value.to(dtype) if value.is_floating_point() else value
+        return value
+
+    if isinstance(inputs, Mapping):
+        if not all(isinstance(k, str) for k in inputs):
+            raise ModelFormatError(f"{what}: inputs given as a dict are named by the module's argument names")
+        return (), {k: tensor(v) for k, v in inputs.items()}
+    if isinstance(inputs, tuple | list):
+        return tuple(tensor(v) for v in inputs), {}
+    return (tensor(inputs),), {}

@@ -1,0 +1,68 @@
+"""`propscope.show`: the app's window from a script or a notebook, on a session or a model held in Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+import propscope
+import propscope.gui.app as app_module
+from propscope.gui.main_window import MainWindow
+
+
+@pytest.fixture(autouse=True)
+def own_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window remembers its layout: in a file of this test's, not the user's."""
+    monkeypatch.setattr(app_module, "QSettings",
+                        lambda: QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
+
+
+def _windows() -> list[MainWindow]:
+    return [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+
+
+def test_blocking_show_returns_the_session_where_the_window_left_it(qtbot: Any) -> None:
+    session = propscope.open_session("xor", seed=0)
+    seen: list[MainWindow] = []
+
+    def drive() -> None:  # runs inside show()'s event loop: a user stepping twice, then closing the window
+        window = next(w for w in _windows() if w.bridge.session is session)
+        seen.append(window)
+        window.activateWindow()  # keys go to the active window, as to the one a user just saw open
+        QApplication.processEvents()
+        QTest.keyClick(window, Qt.Key.Key_F10)
+        QTest.keyClick(window, Qt.Key.Key_F10)
+        window.close()
+
+    QTimer.singleShot(50, drive)
+    QTimer.singleShot(30_000, lambda: [w.close() for w in _windows()])  # should drive() fail: no hang
+    returned = propscope.show(session, block=True, size=(1000, 700))
+    assert returned is session and session.cursor == 2
+    assert seen and seen[0].width() == 1000
+    assert not _windows()
+
+
+def test_show_without_blocking_keeps_the_window_until_it_closes(qtbot: Any) -> None:
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    session = propscope.show(module, inputs=np.ones((5, 3), dtype=np.float32), loss="cross_entropy", block=False)
+    assert session.name == "Sequential" and session.loss_name == "cross_entropy"
+    window = next(w for w in _windows() if w.bridge.session is session)
+    assert window in app_module._SHOWN  # held: a notebook cell keeps no reference to it
+    qtbot.waitExposed(window)
+    window.close()
+    assert window not in app_module._SHOWN
+
+
+def test_show_takes_options_only_for_a_target_to_open(qtbot: Any) -> None:
+    session = propscope.open_session("xor")
+    with pytest.raises(TypeError, match="loss"):
+        propscope.show(session, loss="mse", block=False)
+    assert not app_module.qt_loop_in_ipython()  # pytest is not IPython: show() blocks by default here
