@@ -235,13 +235,19 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_grads(args: argparse.Namespace) -> int:
-    """Every parameter's gradient after one backward pass, in forward order; vanishing, exploding and non-finite
-    ones flagged (debugger/grad_flow.py)."""
-    from .debugger.grad_flow import gradient_flow
+    """Every parameter's gradient after one backward pass, in forward order, or with --activations ∂L/∂h at every
+    module output; vanishing, exploding and non-finite ones flagged (debugger/grad_flow.py)."""
+    from .debugger.grad_flow import ActivationGradientFlow, GradientFlow, activation_flow, gradient_flow
 
     s = _open(args)
-    flow = gradient_flow(s)
-    print(f"{s.name}: gradient flow on {s.backend.name}/{s.backend.dtype}, loss {s.loss_name} = {flow.loss:.6g}")
+    flow: GradientFlow | ActivationGradientFlow
+    if args.activations:
+        flow = activation_flow(s)
+        what = f"∂L/∂h at the module outputs of level {flow.depth}"
+    else:
+        flow = gradient_flow(s)
+        what = "gradient flow"
+    print(f"{s.name}: {what} on {s.backend.name}/{s.backend.dtype}, loss {s.loss_name} = {flow.loss:.6g}")
     print(flow.text(flagged_only=args.flagged))
     print(flow.summary())
     if args.csv:
@@ -250,7 +256,8 @@ def cmd_grads(args: argparse.Namespace) -> int:
         _writable(args.csv, "--csv")
         with open(args.csv, "w", newline="", encoding="utf-8") as fh:
             rows = flow.as_dicts()
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["parameter"])
+            first = "module" if args.activations else "parameter"
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [first])
             writer.writeheader()
             writer.writerows(rows)
         print(f"wrote {args.csv}")
@@ -629,12 +636,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=_tolerance, default=1e-7, help="largest relative error allowed (default 1e-7)")
     p.set_defaults(func=cmd_gradcheck)
 
-    p = sub.add_parser("grads", help="every parameter's gradient in forward order; vanishing, exploding, NaN flagged",
+    p = sub.add_parser("grads", help="every parameter's (or module output's) gradient in forward order; vanishing, "
+                       "exploding, NaN flagged",
                        epilog=EPILOG)
     _session_args(p)
-    p.add_argument("--flagged", action="store_true", help="list only the flagged parameters")
+    p.add_argument("--activations", action="store_true",
+                   help="∂L/∂h at every module output (the gradient through depth) instead of the parameters")
+    p.add_argument("--flagged", action="store_true", help="list only the flagged rows")
     p.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
-    p.add_argument("--strict", action="store_true", help="exit with 1 when any parameter is flagged (for CI)")
+    p.add_argument("--strict", action="store_true", help="exit with 1 when any row is flagged (for CI)")
     p.set_defaults(func=cmd_grads)
 
     p = sub.add_parser("compare", help="the same pass on NumPy and on torch, node by node", epilog=EPILOG)

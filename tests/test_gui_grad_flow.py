@@ -1,7 +1,7 @@
 """Debug ▸ Gradient flow in the real window: Ctrl+Shift+G runs the whole backward pass (the cursor at the end, as Run
 to end leaves it), lists every parameter in forward order in the Gradient flow dock, bars and table, colours the
-flagged ones on the graph, and a click on a row or a bar shows that parameter; a new session or new weights clear it;
-a session without a loss says how to get one."""
+flagged ones on the graph, and a click on a row or a bar shows that parameter; the switch shows ∂L/∂h at every module
+output the same way; a new session or new weights clear it; a session without a loss says how to get one."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QToolButton
 
 import propscope
-from propscope.gui.inspect.grad_flow_view import COLORS, VERDICTS
+from propscope.gui.inspect.grad_flow_view import ACTIVATION_COLUMNS, ACTIVATIONS, COLORS, PARAMETERS, VERDICTS
 from propscope.gui.main_window import MainWindow
 
 pytestmark = [pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints",
@@ -92,3 +93,62 @@ def test_without_a_loss_it_says_how_to_attach_one(qtbot: Any) -> None:
 
 def test_the_verdict_colours_are_distinct() -> None:
     assert len(set(COLORS.values())) == len(VERDICTS)
+
+
+def test_the_switch_shows_the_gradient_at_every_module_output(qtbot: Any) -> None:
+    """Activations: one bar and one row per module output, in forward order, flagged and coloured on the graph as
+    the parameters are; a click shows that value's node; Parameters brings the parameters back, graph colours too."""
+    from test_activation_flow import LAYERS, deep_mlp, session
+
+    s = session(deep_mlp(residual=False))
+    window = MainWindow(s)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    run_flow(qtbot, window)
+    view = window.grad_flow.view
+    assert view.mode == PARAMETERS and view.table.horizontalHeaderItem(1).text() == "parameter"
+    button = view.findChild(QToolButton, "gradFlowActivations")
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    assert view.mode == ACTIVATIONS and view.activations is not None
+    rows = view.activations.rows
+    headers = [view.table.horizontalHeaderItem(c).text() for c in range(view.table.columnCount())]
+    assert headers == list(ACTIVATION_COLUMNS) and headers[5] == "‖∂L/∂h‖"
+    assert view.table.rowCount() == len(rows) == 2 * LAYERS + 1 and len(view.bars.opts["height"]) == len(rows)
+    outputs = [view.table.item(r, 3).text() for r in range(view.table.rowCount())]
+    assert outputs[:3] == ["layer0.linear", "layer0.sigmoid", "layer1.linear"]  # forward order
+    assert [view.table.item(r, 1).text() for r in range(3)] == ["layer0", "layer0", "layer1"]
+    assert view.table.item(0, 2).text() == "vanishing" and view.table.item(len(rows) - 1, 2).text() == "ok"
+    assert view.summary.text() == view.activations.summary() and "activations" in window.status_message.text()
+    assert view.plot.getPlotItem().getAxis("left").labelText == "log₁₀ RMS(∂L/∂h)"
+    diffs, color_of = window.canvas._diffs
+    assert set(diffs) == {r.name for r in rows}  # the module outputs, not the parameters
+    assert color_of(diffs["layer0.sigmoid"]).name() == COLORS["vanishing"]
+    assert color_of(diffs["head.linear"]).name() == COLORS[""]
+    view.table.cellClicked.emit(outputs.index("layer3.sigmoid"), 1)
+    assert window.selection.node == "layer3.sigmoid"
+    view.nodeClicked.emit("layer1.linear")  # what a click on a bar emits (`_plot_clicked`)
+    assert window.selection.node == "layer1.linear"
+    qtbot.mouseClick(view.findChild(QToolButton, "gradFlowParameters"), Qt.MouseButton.LeftButton)
+    assert view.mode == PARAMETERS and view.table.rowCount() == len(s.graph.parameters)
+    diffs, _ = window.canvas._diffs
+    assert set(diffs) == {n.name for n in s.graph.parameters}
+    window.bridge.paramsChanged.emit()
+    assert window.canvas._diffs is None and view.activations is None and view.table.rowCount() == 0
+
+
+def test_the_switch_is_kept_for_the_next_run(qtbot: Any) -> None:
+    """Turned to Activations, the dock lists the activations again when Ctrl+Shift+G runs on new weights."""
+    window = MainWindow(propscope.open_session("classifier", dtype="float64"))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    run_flow(qtbot, window)
+    view = window.grad_flow.view
+    view.set_mode(ACTIVATIONS)
+    window.bridge.paramsChanged.emit()
+    assert "Ctrl+Shift+G" in view.summary.text()
+    run_flow(qtbot, window)
+    assert view.mode == ACTIVATIONS
+    assert [view.table.item(r, 3).text() for r in range(view.table.rowCount())] == ["hidden_input", "hidden", "logits"]
+    assert set(window.canvas._diffs[0]) == {"hidden_input", "hidden", "logits"}

@@ -195,12 +195,19 @@ class DebuggerShell(cmd.Cmd):
         self.say(self.session.explain(args[0], tuple(int(i) for i in args[1:])).text())
 
     def do_flow(self, arg: str) -> None:
-        """flow [flagged]: every parameter's gradient after the whole backward pass, in forward order, with the
-        vanishing, exploding and non-finite ones flagged (the cursor stays where it is)."""
-        from .grad_flow import gradient_flow
+        """flow [activations] [flagged]: every parameter's gradient after the whole backward pass, in forward order,
+        or with `activations` ∂L/∂h at every module output, with the vanishing, exploding and non-finite ones
+        flagged (the cursor stays where it is)."""
+        from .grad_flow import ActivationGradientFlow, GradientFlow, activation_flow, gradient_flow
 
-        flow = gradient_flow(self.session)
-        self.say(flow.text(flagged_only=arg.strip() == "flagged"))
+        words = arg.split()
+        unknown = sorted(set(words) - {"activations", "flagged"})
+        if unknown:
+            self.say(f"*** usage: flow [activations] [flagged] (not {' '.join(unknown)})")
+            return
+        flow: GradientFlow | ActivationGradientFlow
+        flow = activation_flow(self.session) if "activations" in words else gradient_flow(self.session)
+        self.say(flow.text(flagged_only="flagged" in words))
         self.say(flow.summary())
 
     def do_list(self, arg: str) -> None:

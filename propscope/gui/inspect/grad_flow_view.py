@@ -1,7 +1,8 @@
 """Debug ▸ Gradient flow (Ctrl+Shift+G): every parameter's gradient after the whole backward pass, in the order the
-forward pass first uses it (debugger/grad_flow.py), as a bar per parameter on a log scale and as a table. Flagged
-parameters (vanishing, exploding, not finite, no gradient) are coloured on the graph too; a click on a bar or a row
-shows that parameter there. The dock is made the first time it is used (`LazyDock`), pyqtgraph with it.
+forward pass first uses it (debugger/grad_flow.py), as a bar per parameter on a log scale and as a table; a switch
+above them shows ∂L/∂h at every module output instead (the gradient through depth), the same way. Flagged rows
+(vanishing, exploding, not finite, no gradient) are coloured on the graph too; a click on a bar or a row shows that
+parameter or value there. The dock is made the first time it is used (`LazyDock`), pyqtgraph with it.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QBoxLayout,
+    QButtonGroup,
     QDockWidget,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -28,13 +33,15 @@ from ..guard import guarded
 from ..jobs import Job
 
 if TYPE_CHECKING:
-    from ...debugger.grad_flow import GradientFlow
+    from ...debugger.grad_flow import ActivationFlow, ActivationGradientFlow, GradientFlow, ParamFlow
 
 # one colour per verdict ("" is a healthy gradient); the canvas gets the verdict's index in this table
 COLORS = {"": "#2e9e44", "vanishing": "#1f77b4", "exploding": "#f08c00", "not finite": "#d62828",
           "no gradient": "#9e9e9e"}
 VERDICTS = tuple(COLORS)
+PARAMETERS, ACTIVATIONS = "parameters", "activations"  # what the dock shows
 COLUMNS = ("step", "parameter", "flag", "shape", "‖∂L/∂w‖", "RMS", "max |g|", "‖g‖ / ‖w‖")  # the flag in sight
+ACTIVATION_COLUMNS = ("step", "module", "flag", "output", "shape", "‖∂L/∂h‖", "RMS", "max |g|")
 
 
 def verdict_color(code: float) -> QColor:
@@ -58,33 +65,73 @@ class _Number(QTableWidgetItem):
         return super().__lt__(other)
 
 
-class GradFlowView(QWidget):
-    """The bars and the table; `parameterClicked` when the user picks one."""
+def _param_cells(r: ParamFlow) -> list[QTableWidgetItem]:
+    """A parameter's row, in COLUMNS' order."""
+    shape = "×".join(map(str, r.shape)) or "scalar"
+    return [_Number(r.order + 1 if r.order >= 0 else math.nan, str(r.order + 1) if r.order >= 0 else "-"),
+            QTableWidgetItem(r.name), QTableWidgetItem(r.verdict or "ok"), QTableWidgetItem(shape),
+            _Number(r.norm, f"{r.norm:.3e}"), _Number(r.rms, f"{r.rms:.3e}"),
+            _Number(r.largest, f"{r.largest:.3e}"), _Number(r.ratio, f"{r.ratio:.3e}")]
 
-    parameterClicked = Signal(str)
+
+def _activation_cells(r: ActivationFlow) -> list[QTableWidgetItem]:
+    """A module output's row, in ACTIVATION_COLUMNS' order."""
+    shape = "×".join(map(str, r.shape)) or "scalar"
+    return [_Number(r.order + 1, str(r.order + 1)), QTableWidgetItem(r.module or "(top)"),
+            QTableWidgetItem(r.verdict or "ok"),
+            QTableWidgetItem(r.name), QTableWidgetItem(shape), _Number(r.norm, f"{r.norm:.3e}"),
+            _Number(r.rms, f"{r.rms:.3e}"), _Number(r.largest, f"{r.largest:.3e}")]
+
+
+class GradFlowView(QWidget):
+    """The switch, the bars and the table; `nodeClicked` when the user picks a row (a parameter, or the node whose
+    value a module output is); `modeChanged` when the switch turns to PARAMETERS or ACTIVATIONS."""
+
+    nodeClicked = Signal(str)
+    modeChanged = Signal(str)
 
     def __init__(self, themes: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("gradFlow")
         self.themes = themes
         self.flow: GradientFlow | None = None
+        self.activations: ActivationGradientFlow | None = None
+        self.mode = PARAMETERS
         self.summary = QLabel("Debug ▸ Gradient flow runs the whole backward pass and lists every parameter's "
-                              "gradient.")
+                              "gradient, or ∂L/∂h at every module output.")
         self.summary.setObjectName("gradFlowSummary")
         self.summary.setWordWrap(True)
+        self.switch = QButtonGroup(self)
+        self.switch.setExclusive(True)
+        switch_row = QHBoxLayout()
+        switch_row.setSpacing(0)
+        for mode, text, tip in ((PARAMETERS, "Parameters", "every parameter's gradient ∂L/∂w, in forward order"),
+                                (ACTIVATIONS, "Activations", "∂L/∂h at every module's output, in forward order: "
+                                 "the gradient through depth, free of the inputs' scale")):
+            button = QToolButton()
+            button.setObjectName(f"gradFlow{text}")
+            button.setText(text)
+            button.setToolTip(tip)
+            button.setCheckable(True)
+            button.setChecked(mode == self.mode)
+            button.setProperty("mode", mode)
+            self.switch.addButton(button)
+            switch_row.addWidget(button)
+        switch_row.addStretch(1)
+        self.switch.buttonToggled.connect(self._switched)
+        self.top = QBoxLayout(QBoxLayout.Direction.LeftToRight)  # the switch, then the summary (see `_theme`)
+        self.top.addLayout(switch_row)
+        self.top.addWidget(self.summary, 1)
         import pyqtgraph as pg  # with the dock, not at the window's start
 
         self.plot = pg.PlotWidget()
         self.plot.setObjectName("gradFlowPlot")
         self.plot.setMenuEnabled(False)
-        self.plot.setLabel("left", "log₁₀ RMS(∂L/∂w)")
-        self.plot.setLabel("bottom", "parameters, in forward order")
         self.plot.showGrid(y=True, alpha=0.25)
         self.plot.scene().sigMouseClicked.connect(self._plot_clicked)
         self.bars: Any = None
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setObjectName("gradFlowTable")
-        self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -100,36 +147,78 @@ class GradFlowView(QWidget):
         split.addWidget(self.table)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        self._label_axes()
         self._theme()
         themes.changed.connect(self._theme)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addWidget(self.summary)
+        lay.addLayout(self.top)
         lay.addWidget(split, 1)
 
     def _theme(self, *_: Any) -> None:
         from ..plot_style import style_plot
 
         style_plot(self.plot, self.themes.theme, widest_tick="-15")
+        # projector type is large and the dock narrower (it shares the width with the chain rule): the summary
+        # beside the switch would wrap into a tall column, so it goes under it
+        projector = self.themes.theme.projector
+        self.top.setDirection(QBoxLayout.Direction.TopToBottom if projector else QBoxLayout.Direction.LeftToRight)
 
-    def set_flow(self, flow: GradientFlow | None) -> None:
-        self.flow = flow
+    @property
+    def rows(self) -> tuple[ParamFlow, ...] | tuple[ActivationFlow, ...]:
+        """The rows shown: the parameters' or the module outputs', by the switch."""
+        shown = self.flow if self.mode == PARAMETERS else self.activations
+        return shown.rows if shown is not None else ()
+
+    def set_flows(self, flow: GradientFlow | None, activations: ActivationGradientFlow | None = None) -> None:
+        """Show these (the switch decides which); None: the gradients changed, nothing to show."""
+        self.flow, self.activations = flow, activations
+        self._show()
+
+    def set_mode(self, mode: str) -> None:
+        for button in self.switch.buttons():
+            if button.property("mode") == mode:
+                button.setChecked(True)  # `_switched` does the rest
+
+    def _switched(self, button: Any, checked: bool) -> None:
+        if not checked or button.property("mode") == self.mode:
+            return
+        self.mode = str(button.property("mode"))
+        self._label_axes()
+        self._show()
+        self.modeChanged.emit(self.mode)
+
+    def _label_axes(self) -> None:
+        if self.mode == PARAMETERS:
+            self.plot.setLabel("left", "log₁₀ RMS(∂L/∂w)")
+            self.plot.setLabel("bottom", "parameters, in forward order")
+        else:
+            self.plot.setLabel("left", "log₁₀ RMS(∂L/∂h)")
+            self.plot.setLabel("bottom", "module outputs, in forward order")
+
+    def _show(self) -> None:
         self.table.setSortingEnabled(False)
         self.table.setRowCount(0)
+        columns = COLUMNS if self.mode == PARAMETERS else ACTIVATION_COLUMNS
+        self.table.setColumnCount(len(columns))
+        self.table.setHorizontalHeaderLabels(columns)
         if self.bars is not None:
             self.plot.removeItem(self.bars)
             self.bars = None
-        if flow is None:
+        shown: GradientFlow | ActivationGradientFlow | None
+        if self.mode == PARAMETERS:
+            shown = self.flow
+            cell_rows = [_param_cells(r) for r in self.flow.rows] if self.flow is not None else []
+        else:
+            shown = self.activations
+            cell_rows = [_activation_cells(r) for r in self.activations.rows] if self.activations is not None else []
+        if shown is None:
             self.summary.setText("The gradients changed: Debug ▸ Gradient flow (Ctrl+Shift+G) lists them again.")
             return
-        self.summary.setText(flow.summary())
-        self.table.setRowCount(len(flow.rows))
-        for i, r in enumerate(flow.rows):
-            shape = "×".join(map(str, r.shape)) or "scalar"
-            cells = [_Number(r.order + 1 if r.order >= 0 else math.nan, str(r.order + 1) if r.order >= 0 else "-"),
-                     QTableWidgetItem(r.name), QTableWidgetItem(r.verdict or "ok"), QTableWidgetItem(shape),
-                     _Number(r.norm, f"{r.norm:.3e}"), _Number(r.rms, f"{r.rms:.3e}"),
-                     _Number(r.largest, f"{r.largest:.3e}"), _Number(r.ratio, f"{r.ratio:.3e}")]
+        self.summary.setText(shown.summary())
+        rows = shown.rows
+        self.table.setRowCount(len(rows))
+        for i, (r, cells) in enumerate(zip(rows, cell_rows, strict=True)):
             cells[1].setData(Qt.ItemDataRole.UserRole, r.name)
             cells[2].setForeground(QColor(COLORS[r.verdict]))
             if r.nonfinite:
@@ -139,16 +228,16 @@ class GradFlowView(QWidget):
                 self.table.setItem(i, col, cell)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)  # forward order, as the bars
-        self._draw_bars(flow)
+        self._draw_bars(rows)
 
-    def _draw_bars(self, flow: GradientFlow) -> None:
+    def _draw_bars(self, rows: tuple[ParamFlow, ...] | tuple[ActivationFlow, ...]) -> None:
         import pyqtgraph as pg
 
-        heights = [math.log10(r.rms) if r.rms > 0 else math.nan for r in flow.rows]
+        heights = [math.log10(r.rms) if r.rms > 0 else math.nan for r in rows]
         finite = [h for h in heights if math.isfinite(h)]
         floor = math.floor(min(finite)) - 1 if finite else -1.0
         tops = [h if math.isfinite(h) else floor + 0.5 for h in heights]  # none or not finite: a stub at the floor
-        brushes = [pg.mkBrush(COLORS[r.verdict]) for r in flow.rows]
+        brushes = [pg.mkBrush(COLORS[r.verdict]) for r in rows]
         self.bars = pg.BarGraphItem(x=list(range(len(tops))), y0=floor, height=[t - floor for t in tops], width=0.8,
                                     brushes=brushes, pens=[pg.mkPen(None)] * len(tops))
         self.plot.addItem(self.bars)
@@ -157,19 +246,20 @@ class GradFlowView(QWidget):
 
     @guarded
     def _plot_clicked(self, event: Any) -> None:
-        if self.flow is None or not self.flow.rows:
+        rows = self.rows
+        if not rows:
             return
         x = self.plot.getViewBox().mapSceneToView(event.scenePos()).x()
         i = round(x)
-        if 0 <= i < len(self.flow.rows) and abs(x - i) <= 0.45:
-            name = self.flow.rows[i].name
+        if 0 <= i < len(rows) and abs(x - i) <= 0.45:
+            name = rows[i].name
             self._select_row(name)
-            self.parameterClicked.emit(name)
+            self.nodeClicked.emit(name)
 
     def _row_clicked(self, row: int) -> None:
         item = self.table.item(row, 1)
         if item is not None:
-            self.parameterClicked.emit(str(item.data(Qt.ItemDataRole.UserRole)))
+            self.nodeClicked.emit(str(item.data(Qt.ItemDataRole.UserRole)))
 
     def _select_row(self, name: str) -> None:
         for row in range(self.table.rowCount()):
@@ -197,7 +287,7 @@ class GradFlowRunner(QObject):
         return view
 
     def run(self) -> Job | None:
-        from ...debugger.grad_flow import gradient_flow  # when asked for, not at the window's start
+        from ...debugger.grad_flow import activation_flow, gradient_flow  # when asked for, not at the window's start
 
         w = self.window
         s = w.bridge.session
@@ -210,22 +300,29 @@ class GradFlowRunner(QObject):
             w.show_error("No gradient flow", "the backward pass stops before the end: "
                          f"{s.position_text()}; an op ahead cannot run")
             return None
-        job = Job("Gradient flow…", lambda: gradient_flow(s), w)
+        # both views at once: each only reads the gradients the trace now holds, so the switch is instant
+        job = Job("Gradient flow…", lambda: (gradient_flow(s), activation_flow(s)), w)
 
-        def done(flow: GradientFlow) -> None:
+        def done(flows: tuple[GradientFlow, ActivationGradientFlow]) -> None:
             if w.bridge.session is s:
-                self.show(s, flow)
+                self.show(s, *flows)
 
         return w._start(job, done, "No gradient flow")
 
-    def show(self, session: Any, flow: GradientFlow) -> None:
-        w = self.window
+    def show(self, session: Any, flow: GradientFlow, activations: ActivationGradientFlow) -> None:
         self.session = session
-        self.view.set_flow(flow)
+        self.view.set_flows(flow, activations)
         self.dock.show()
         self.dock.raise_()
-        w.canvas.set_diffs({r.name: float(VERDICTS.index(r.verdict)) for r in flow.rows}, verdict_color)
-        w.message(f"Gradient flow: {flow.summary()}")
+        self.colour()
+
+    def colour(self) -> None:
+        """The canvas and the status bar for what the switch shows: parameters, or the nodes of module outputs."""
+        if self.session is None:
+            return
+        view = self.view
+        self.window.canvas.set_diffs({r.name: float(VERDICTS.index(r.verdict)) for r in view.rows}, verdict_color)
+        self.window.message(f"Gradient flow: {view.summary.text()}")
 
     def clear(self) -> None:
         if self.session is None:
@@ -233,7 +330,7 @@ class GradFlowRunner(QObject):
         self.session = None
         self.window.canvas.set_diffs(None)
         if self.dock.built:
-            self.view.set_flow(None)
+            self.view.set_flows(None)
 
 
 def attach_grad_flow(window: Any) -> GradFlowRunner:
@@ -241,7 +338,8 @@ def attach_grad_flow(window: Any) -> GradFlowRunner:
 
     def make(dock: QDockWidget) -> None:
         view = GradFlowView(window.themes)
-        view.parameterClicked.connect(window.canvas.reveal)
+        view.nodeClicked.connect(window.canvas.reveal)
+        view.modeChanged.connect(lambda _mode: runner.colour())  # the runner is made below, before the dock is
         dock.setWidget(view)
 
     dock = LazyDock("Gradient flow", "gradFlowDock", make, window)
@@ -253,8 +351,8 @@ def attach_grad_flow(window: Any) -> GradFlowRunner:
     action = QAction("Gradient &flow", window)
     action.setObjectName("gradFlow")
     action.setShortcut(QKeySequence("Ctrl+Shift+G"))
-    action.setStatusTip("Every parameter's gradient after the backward pass, in forward order; vanishing, exploding "
-                        "and NaN gradients flagged and coloured on the graph")
+    action.setStatusTip("Every parameter's gradient after the backward pass, in forward order, or ∂L/∂h at every "
+                        "module output; vanishing, exploding and NaN gradients flagged and coloured on the graph")
     action.triggered.connect(runner.run)
     window.addAction(action)
     window.debug_menu.addAction(action)
