@@ -149,3 +149,49 @@ def test_what_cannot_be_traced_says_so_in_one_line(capfd: pytest.CaptureFixture[
         propscope.open_session(_small_cnn(), inputs=np.array(["a"]))
     with pytest.raises(DataError, match="inputs= is for a torch module"):
         propscope.open_session("xor", inputs=np.zeros((4, 2)))
+
+
+class _WithConstants(nn.Module):
+    """A half-precision buffer and a tensor attribute torch.export lifts to a constant."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("scale", torch.full((3,), 0.5, dtype=torch.float16))
+        self.offset = torch.arange(3.0)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(x) * self.scale.float() + self.offset
+
+
+@pytest.mark.parametrize("name", ["resnet18", "gpt2", "lstm_lm", "constants"])
+def test_a_program_in_memory_reads_as_its_saved_archive(name: str) -> None:
+    """The in-memory path (torch's serializer, tensors copied from the program) and the archive a user saves give
+    the same Model, node for node and array for array."""
+    from propscope.graph.readers import torch_export
+
+    if name == "constants":
+        torch.manual_seed(0)
+        module, inputs = _WithConstants(), (np.ones((2, 4), dtype=np.float32),)
+    else:
+        if not zoo.NEEDS[zoo.ARCHITECTURES[name][1]]():
+            pytest.skip(f"{zoo.ARCHITECTURES[name][1]} is not installed")
+        module, inputs, _ = zoo.built(name)
+    program = torch.export.export(module, tuple(torch.from_numpy(a) for a in inputs))
+    memory, saved = torch_export.open_program(program, name), torch_export._open_saved(program, name)
+    assert [(n.name, n.op.name, n.shape, [i.name for i in n.inputs], repr(n.attrs), n.meta)
+            for n in memory.graph.nodes] == \
+           [(n.name, n.op.name, n.shape, [i.name for i in n.inputs], repr(n.attrs), n.meta) for n in saved.graph.nodes]
+    assert memory.arrays.keys() == saved.arrays.keys()
+    for key, value in memory.arrays.items():
+        assert value.dtype == saved.arrays[key].dtype and np.array_equal(value, saved.arrays[key]), key
+    assert memory.batch.keys() == saved.batch.keys() and memory.warnings == saved.warnings
+
+
+def test_the_session_holds_copies_not_the_modules_own_weights() -> None:
+    module = _small_cnn().eval()
+    s = propscope.open_session(module, inputs=np.ones((2, 1, 8, 8), dtype=np.float32))
+    kept = s.parameters_numpy()["4.weight"].copy()
+    with torch.no_grad():
+        module[4].weight.add_(1.0)  # the user goes on training their module
+    np.testing.assert_array_equal(s.parameters_numpy()["4.weight"], kept)

@@ -63,7 +63,8 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
     if torchvision_arch.is_spec(text):
         if arch is not None:
             raise ModelFormatError(f"--arch is for state dict files; {text!r} is an architecture itself")
-        return torchvision_arch.open_spec(text)
+        with memory_budget(), capture_warnings():  # one budget for the whole open, as a file's
+            return torchvision_arch.open_spec(text)
     if text in EXAMPLES:
         if arch is not None:
             raise ModelFormatError(f"--arch is for state dict files; {text!r} is an example with its own weights")

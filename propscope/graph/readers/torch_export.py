@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -275,33 +276,110 @@ def open(path: str | Path) -> Model:
     zf = _zip(path, where)
     with zf:
         archive = _Archive(zf, where)
-        program = archive.program
-        schema = program.get("schema_version")
-        translator = Translator(program, archive.tensor, where, path.stem)
-        model = translator.translate(None, "")
-        batch: dict[str, np.ndarray] = {}
-        samples = archive.sample_inputs()
-        if samples is not None and len(samples) == len(translator.user_inputs):
-            for name, value in zip(translator.user_inputs, samples, strict=True):
-                if tuple(value.shape) == model.graph[name].shape:
-                    batch[name] = value
-        model.batch = batch
-        ops = len(model.graph.ops)
-        version = program.get("torch_version", "an unknown torch version")
-        model.description = (f"torch.export program from {path.name} ({version}, schema "
-                             f"{schema.get('major', '?') if isinstance(schema, dict) else '?'}): {ops} ops")
-        for node in model.graph.inputs:
-            check_shape(node.shape, f"input {node.name!r}", where)
-        return model
+        return _model(archive.program, archive.tensor, archive.sample_inputs, where, path.stem, f"from {path.name}")
+
+
+def _model(program: dict[str, Any], fetch: Callable[[str, str], np.ndarray],
+           samples: Callable[[], list[np.ndarray] | None], where: str, name: str, source: str) -> Model:
+    """The Model of a program's JSON (as `torch.export.save` writes it), its tensors by state-dict name from
+    `fetch`, and its sample inputs (the batch, where their shapes are the inputs')."""
+    schema = program.get("schema_version")
+    translator = Translator(program, fetch, where, name)
+    model = translator.translate(None, "")
+    batch: dict[str, np.ndarray] = {}
+    values = samples()
+    if values is not None and len(values) == len(translator.user_inputs):
+        for input_name, value in zip(translator.user_inputs, values, strict=True):
+            if tuple(value.shape) == model.graph[input_name].shape:
+                batch[input_name] = value
+    model.batch = batch
+    ops = len(model.graph.ops)
+    version = program.get("torch_version", "an unknown torch version")
+    model.description = (f"torch.export program {source} ({version}, schema "
+                         f"{schema.get('major', '?') if isinstance(schema, dict) else '?'}): {ops} ops")
+    for node in model.graph.inputs:
+        check_shape(node.shape, f"input {node.name!r}", where)
+    return model
 
 
 def open_program(program: Any, name: str) -> Model:
-    """An ExportedProgram made in this process (a transformers checkpoint, a torchvision architecture), read the
-    way its saved archive is, so there is one reader: saved to a temporary `name`.pt2 (which names the graph)."""
+    """An ExportedProgram made in this process (a module handed over in Python, a transformers checkpoint, a
+    torchvision architecture), named `name`. Its graph goes through torch's own serializer to the JSON that
+    `torch.export.save` writes into an archive, and then through the same translator as a `.pt2`, so there is one
+    reader; its tensors are copied from the program instead of being written to an archive and read back (4 of the
+    6 s a 124M-parameter GPT-2 took). A torch whose serializer takes other arguments gets the archive round trip."""
+    try:
+        from torch._export.serde.serialize import serialize
+
+        artifact = serialize(program, serialize_state_dict=False, serialize_constants=False,
+                             serialize_example_inputs=False)
+    except (ImportError, TypeError):  # another torch's private serializer: the public archive instead
+        return _open_saved(program, name)
+    document = json.loads(artifact.exported_program)
+    tensors = _ProgramTensors(program, name)
+    with paused_gc():  # the graph's objects all live on (graph/gc_pause.py)
+        return _model(document, tensors.fetch, tensors.sample_inputs, name, name, "made in this process")
+
+
+def _open_saved(program: Any, name: str) -> Model:
+    """The program saved to a temporary `name`.pt2 (which names the graph) and read back as a user's file."""
     import torch
 
     with tempfile.TemporaryDirectory(prefix="propscope-") as tmp:
         path = Path(tmp) / f"{name}.pt2"
         torch.export.save(program, str(path))
-        with paused_gc():  # the graph's objects all live on (graph/gc_pause.py)
+        with paused_gc():
             return open(path)
+
+
+class _ProgramTensors:
+    """An in-memory program's parameters, buffers, constants and sample inputs as NumPy arrays: copies (the
+    session must not write into a module's own weights, nor see the module's later changes), charged to the
+    open's memory budget; half-precision ones in float32, as from an archive."""
+
+    def __init__(self, program: Any, where: str) -> None:
+        self.program, self.where = program, where
+
+    def fetch(self, kind: str, fqn: str) -> np.ndarray:
+        groups = (self.program.state_dict, self.program.constants)
+        for group in groups if kind in ("parameter", "buffer") else groups[::-1]:
+            if fqn in group:
+                return self._array(group[fqn], f"{kind} {fqn!r}", charged=True)
+        raise ModelFormatError(f"{self.where}: the program has no value for {kind} {fqn!r}")
+
+    def _array(self, value: Any, what: str, charged: bool) -> np.ndarray:
+        import torch
+
+        if not isinstance(value, torch.Tensor) or value.is_quantized or value.is_complex():
+            raise ModelFormatError(f"{self.where}: {what} is not a real-valued tensor ({type(value).__name__})")
+        tensor = value.detach()
+        if tensor.dtype in (torch.float16, torch.bfloat16):
+            tensor = tensor.float()
+        if charged:
+            charge(tensor.numel() * tensor.element_size(), what, self.where)
+        try:
+            return np.array(tensor.cpu().numpy())  # a copy
+        except (TypeError, RuntimeError) as exc:  # a tensor subclass or a dtype NumPy has no match for
+            raise ModelFormatError(f"{self.where}: {what} cannot be read as an array ({exc})") from None
+
+    def sample_inputs(self) -> list[np.ndarray] | None:
+        """The inputs the program was exported with, flattened in the order the archive's pickle holds them."""
+        import torch
+
+        flat: list[np.ndarray] = []
+
+        def walk(value: Any, depth: int = 0) -> None:
+            if isinstance(value, torch.Tensor):
+                flat.append(self._array(value, "a sample input", charged=False))
+            elif depth <= 32 and isinstance(value, list | tuple):
+                for item in value:
+                    walk(item, depth + 1)
+            elif depth <= 32 and isinstance(value, dict):
+                for item in value.values():
+                    walk(item, depth + 1)
+
+        try:
+            walk(self.program.example_inputs)
+        except ModelFormatError:
+            return None
+        return flat

@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import torch_export, transformers_checkpoint
-from ._failure import first_line, quiet_torch
+from ._budget import memory_budget
+from ._failure import capture_warnings, first_line, quiet_torch
 
 USAGE = "open_session(model, inputs=x): a tensor, a tuple of them (positional) or a dict (by argument name)"
 
@@ -36,7 +37,13 @@ def is_live(target: object) -> bool:
 
 def open_module(target: Any, inputs: Any = None, name: str | None = None) -> Model:
     """The Model of a live module called with `inputs`, or of an ExportedProgram (with the inputs it was exported
-    with). `name` names the graph (default: the module's class)."""
+    with). `name` names the graph (default: the module's class). The copies of its tensors count against one memory
+    budget, as a file's do; torch's warnings while it traces are kept off the terminal."""
+    with memory_budget(), capture_warnings():
+        return _open(target, inputs, name)
+
+
+def _open(target: Any, inputs: Any, name: str | None) -> Model:
     import torch
 
     what = name or type(target).__name__
