@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from .graph import EXAMPLES, Graph, Model, Node, load_example
 
 __version__ = "0.1.0"
-__all__ = ["EXAMPLES", "Graph", "Model", "Node", "Session", "__version__", "diff", "load_example", "open_session",
-           "show"]
+__all__ = ["EXAMPLES", "Graph", "Model", "Node", "Session", "__version__", "diff", "grads", "load_example",
+           "open_session", "show"]
 
 # imported on first use (PEP 562), so that `propscope.console` runs before NumPy and the graph are imported
 _LAZY = {"Session": ".debugger", "open_session": ".debugger", "EXAMPLES": ".graph", "Graph": ".graph",
@@ -52,6 +52,32 @@ def diff(a: object, b: object, trace: bool = False, data: object = None, **optio
     from .debugger.diff import diff as graph_diff
 
     return graph_diff(a, b, trace=trace, data=data, **options).table()  # type: ignore[arg-type]
+
+
+def grads(target: object, activations: bool = False, **session_options: Any) -> object:
+    """Where gradients vanish, explode or go NaN, after one backward pass: a pandas DataFrame where pandas is
+    installed, else a list of dicts. One row per parameter in forward order (‖∂L/∂w‖, RMS, max, ‖∂L/∂w‖/‖w‖,
+    non-finite count, flag), or with `activations` per module output (‖∂L/∂h‖ through depth).
+
+    TARGET: a Session (its cursor stays), or anything `open_session` takes with its options (an example, a model
+    file, a `torch.nn.Module` with `inputs=`, `data=` and `loss=`). See debugger.grad_flow.
+    """
+    from .debugger import Session, open_session
+    from .debugger.grad_flow import activation_flow, gradient_flow
+
+    if isinstance(target, Session):
+        if session_options:
+            raise TypeError(f"grads() takes session options only with a target to open, not a Session: "
+                            f"{', '.join(session_options)}")
+        session = target
+    else:
+        session = open_session(target, **session_options)
+    rows = (activation_flow(session) if activations else gradient_flow(session)).as_dicts()
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame.from_records(rows)
 
 
 def show(target: object, block: bool | None = None, projector: bool = False,

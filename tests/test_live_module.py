@@ -151,6 +151,24 @@ def test_what_cannot_be_traced_says_so_in_one_line(capfd: pytest.CaptureFixture[
         propscope.open_session("xor", inputs=np.zeros((4, 2)))
 
 
+def test_grads_of_a_module_in_python() -> None:
+    """propscope.grads: the gradient flow table of a module handed over with its inputs, or of a session."""
+    torch.manual_seed(0)
+    deep = nn.Sequential(*[layer for _ in range(8) for layer in (nn.Linear(8, 8), nn.Sigmoid())], nn.Linear(8, 3))
+    x = np.random.default_rng(0).standard_normal((16, 8))
+    rows = propscope.grads(deep, inputs=x, loss="cross_entropy", activations=True)
+    records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows  # a DataFrame where pandas is installed
+    assert [r["module"] for r in records] == [str(i) for i in range(17)]
+    assert records[0]["flag"] == "vanishing" and records[-1]["flag"] == ""  # sigmoids shrink it towards the input
+    s = propscope.open_session(deep, inputs=x, loss="cross_entropy")
+    params = propscope.grads(s)
+    assert s.cursor == 0  # the pass is computed, the cursor stays
+    assert len(params) == 18 and {"parameter", "norm", "ratio", "flag"} <= set(
+        params.columns if hasattr(params, "columns") else params[0])
+    with pytest.raises(TypeError, match="loss"):
+        propscope.grads(s, loss="mse")
+
+
 class _WithConstants(nn.Module):
     """A half-precision buffer and a tensor attribute torch.export lifts to a constant."""
 
