@@ -84,6 +84,9 @@ def test_numpy_inputs_take_the_modules_dtype_and_data_x_replaces_them() -> None:
         want = module(torch.from_numpy(x).float()).double().numpy()
     assert zoo.relative(s.backend.to_numpy(s.value(s.graph.outputs[0].name)), want) < 1e-6
     other = np.ones((3, 1, 8, 8))
+    assert s.backend.dtype == "float64"  # asked for
+    assert propscope.open_session(module, inputs=x).backend.dtype == "float32"  # the module's own
+    assert propscope.open_session(_small_cnn().double(), inputs=x).backend.dtype == "float64"
     labels = torch.tensor([0, 1, 2])  # a notebook's labels, as a tensor
     r = propscope.open_session(module, inputs=x, data={"x": other, "y": labels}, loss="cross_entropy")
     assert r.batch["input"].shape == (3, 1, 8, 8) and "x" not in r.batch

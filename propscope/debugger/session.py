@@ -421,7 +421,7 @@ def _as_array(value: Any) -> np.ndarray:
 def open_session(
     target: str | Path | Model | Any,
     backend: str = "numpy",
-    dtype: str = "float32",
+    dtype: str | None = None,
     seed: int = 0,
     data: str | Path | Mapping[str, np.ndarray] | None = None,
     loss: str | None = None,
@@ -435,6 +435,7 @@ def open_session(
     `torch.nn.Module` is traced (torch.export) on `inputs`, the arguments it is called with: a tensor or an array, a
     tuple of them, or a dict by argument name; they are the session's batch, and `data` then only adds to it (its
     target `y`); its arrays may be tensors. An `ExportedProgram` brings its own inputs. `loss="none"` runs forward only.
+    `dtype` defaults to float32, or to float64 for a module whose weights are float64.
     """
     from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
@@ -445,6 +446,8 @@ def open_session(
         raise DataError("inputs= is for a torch module held in Python; a file or an example takes data=")
     if live:
         model = torch_module.open_module(target, inputs)
+        if dtype is None:  # a float64 module is meant to be computed in float64
+            dtype = "float64" if any(a.dtype == np.float64 for a in model.parameters.values()) else "float32"
     else:
         model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     batch = load_data(data) if isinstance(data, str | Path) else None if data is None else \
@@ -456,6 +459,6 @@ def open_session(
     name = model.graph.name if live or isinstance(target, Model) else str(target) if str(target) in EXAMPLES \
         else display_name(target)
     with paused_gc():  # the schedule of a big graph is 10⁴-10⁵ objects that all live on (see paused_gc)
-        session = Session(model, get_backend(backend, dtype, device), batch, loss, name=name, seed=seed)
+        session = Session(model, get_backend(backend, dtype or "float32", device), batch, loss, name=name, seed=seed)
     session.source = "" if live or isinstance(target, Model) else str(target)
     return session
