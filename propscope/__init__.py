@@ -16,6 +16,7 @@ A model held in Python is traced on the inputs it is called with, and `show` ope
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,17 +55,24 @@ def diff(a: object, b: object, trace: bool = False, data: object = None, **optio
     return graph_diff(a, b, trace=trace, data=data, **options).table()  # type: ignore[arg-type]
 
 
-def grads(target: object, activations: bool = False, **session_options: Any) -> object:
-    """Where gradients vanish, explode or go NaN, after one backward pass: a pandas DataFrame where pandas is
-    installed, else a list of dicts. One row per parameter in forward order (‖∂L/∂w‖, RMS, max, ‖∂L/∂w‖/‖w‖,
-    non-finite count, flag), or with `activations` per module output (‖∂L/∂h‖ through depth).
+def grads(target: object, view: str = "parameters", **session_options: Any) -> object:
+    """Where gradients vanish, explode or go NaN, and why: a pandas DataFrame where pandas is installed, else a list
+    of dicts. `view`: "parameters" (each parameter's gradient in forward order after one backward pass: ‖∂L/∂w‖,
+    RMS, max, ‖∂L/∂w‖/‖w‖, flag), "activations" (‖∂L/∂h‖ at each module output: the gradient through depth) or
+    "units" (each activation function's output after the forward pass: mean, std, the share of dead and of
+    saturated units).
 
     TARGET: a Session (its cursor stays), or anything `open_session` takes with its options (an example, a model
-    file, a `torch.nn.Module` with `inputs=`, `data=` and `loss=`). See debugger.grad_flow.
+    file, a `torch.nn.Module` with `inputs=`, `data=` and `loss=`). See debugger.grad_flow and debugger.unit_health.
     """
     from .debugger import Session, open_session
     from .debugger.grad_flow import activation_flow, gradient_flow
+    from .debugger.unit_health import unit_health
 
+    views: dict[str, Callable[[Session], Any]] = {"parameters": gradient_flow, "activations": activation_flow,
+                                                  "units": unit_health}
+    if view not in views:
+        raise ValueError(f"view {view!r}: one of {', '.join(views)}")
     if isinstance(target, Session):
         if session_options:
             raise TypeError(f"grads() takes session options only with a target to open, not a Session: "
@@ -72,7 +80,7 @@ def grads(target: object, activations: bool = False, **session_options: Any) -> 
         session = target
     else:
         session = open_session(target, **session_options)
-    rows = (activation_flow(session) if activations else gradient_flow(session)).as_dicts()
+    rows = views[view](session).as_dicts()
     try:
         import pandas as pd
     except ImportError:

@@ -236,18 +236,26 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 def cmd_grads(args: argparse.Namespace) -> int:
     """Every parameter's gradient after one backward pass, in forward order, or with --activations ∂L/∂h at every
-    module output; vanishing, exploding and non-finite ones flagged (debugger/grad_flow.py)."""
+    module output; vanishing, exploding and non-finite ones flagged (debugger/grad_flow.py). With --units, why:
+    the dead and saturated units of every activation function (debugger/unit_health.py)."""
     from .debugger.grad_flow import ActivationGradientFlow, GradientFlow, activation_flow, gradient_flow
+    from .debugger.unit_health import UnitHealth, unit_health
 
+    if args.activations and args.units:
+        raise PropscopeError("--activations or --units, not both")
     s = _open(args)
-    flow: GradientFlow | ActivationGradientFlow
-    if args.activations:
-        flow = activation_flow(s)
-        what = f"∂L/∂h at the module outputs of level {flow.depth}"
+    flow: GradientFlow | ActivationGradientFlow | UnitHealth
+    if args.units:
+        flow = unit_health(s)
+        print(f"{s.name}: dead and saturated units after the forward pass on {s.backend.name}/{s.backend.dtype}")
     else:
-        flow = gradient_flow(s)
-        what = "gradient flow"
-    print(f"{s.name}: {what} on {s.backend.name}/{s.backend.dtype}, loss {s.loss_name} = {flow.loss:.6g}")
+        if args.activations:
+            flow = activation_flow(s)
+            what = f"∂L/∂h at the module outputs of level {flow.depth}"
+        else:
+            flow = gradient_flow(s)
+            what = "gradient flow"
+        print(f"{s.name}: {what} on {s.backend.name}/{s.backend.dtype}, loss {s.loss_name} = {flow.loss:.6g}")
     print(flow.text(flagged_only=args.flagged))
     print(flow.summary())
     if args.csv:
@@ -256,7 +264,7 @@ def cmd_grads(args: argparse.Namespace) -> int:
         _writable(args.csv, "--csv")
         with open(args.csv, "w", newline="", encoding="utf-8") as fh:
             rows = flow.as_dicts()
-            first = "module" if args.activations else "parameter"
+            first = "module" if args.activations or args.units else "parameter"
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [first])
             writer.writeheader()
             writer.writerows(rows)
@@ -642,6 +650,9 @@ def build_parser() -> argparse.ArgumentParser:
     _session_args(p)
     p.add_argument("--activations", action="store_true",
                    help="∂L/∂h at every module output (the gradient through depth) instead of the parameters")
+    p.add_argument("--units", action="store_true",
+                   help="every activation function's output after the forward pass: the share of dead units (a "
+                        "ReLU's 0 on every sample) and saturated ones (a sigmoid or tanh at its flat ends)")
     p.add_argument("--flagged", action="store_true", help="list only the flagged rows")
     p.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
     p.add_argument("--strict", action="store_true", help="exit with 1 when any row is flagged (for CI)")

@@ -159,7 +159,7 @@ def test_grads_of_a_module_in_python() -> None:
     torch.manual_seed(0)
     deep = nn.Sequential(*[layer for _ in range(8) for layer in (nn.Linear(8, 8), nn.Sigmoid())], nn.Linear(8, 3))
     x = np.random.default_rng(0).standard_normal((16, 8))
-    rows = propscope.grads(deep, inputs=x, loss="cross_entropy", activations=True)
+    rows = propscope.grads(deep, inputs=x, loss="cross_entropy", view="activations")
     records = rows.to_dict("records") if hasattr(rows, "to_dict") else rows  # a DataFrame where pandas is installed
     assert [r["module"] for r in records] == [str(i) for i in range(17)]
     assert records[0]["flag"] == "vanishing" and records[-1]["flag"] == ""  # sigmoids shrink it towards the input

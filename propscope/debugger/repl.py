@@ -195,18 +195,23 @@ class DebuggerShell(cmd.Cmd):
         self.say(self.session.explain(args[0], tuple(int(i) for i in args[1:])).text())
 
     def do_flow(self, arg: str) -> None:
-        """flow [activations] [flagged]: every parameter's gradient after the whole backward pass, in forward order,
-        or with `activations` ∂L/∂h at every module output, with the vanishing, exploding and non-finite ones
-        flagged (the cursor stays where it is)."""
+        """flow [activations | units] [flagged]: every parameter's gradient after the whole backward pass, in forward
+        order, or with `activations` ∂L/∂h at every module output, with the vanishing, exploding and non-finite ones
+        flagged; with `units`, every activation function's dead and saturated units after the forward pass (the
+        cursor stays where it is)."""
         from .grad_flow import ActivationGradientFlow, GradientFlow, activation_flow, gradient_flow
+        from .unit_health import UnitHealth, unit_health
 
         words = arg.split()
-        unknown = sorted(set(words) - {"activations", "flagged"})
-        if unknown:
-            self.say(f"*** usage: flow [activations] [flagged] (not {' '.join(unknown)})")
+        unknown = sorted(set(words) - {"activations", "units", "flagged"})
+        if unknown or {"activations", "units"} <= set(words):
+            self.say(f"*** usage: flow [activations | units] [flagged] (not {arg.strip()})")
             return
-        flow: GradientFlow | ActivationGradientFlow
-        flow = activation_flow(self.session) if "activations" in words else gradient_flow(self.session)
+        flow: GradientFlow | ActivationGradientFlow | UnitHealth
+        if "units" in words:
+            flow = unit_health(self.session)
+        else:
+            flow = activation_flow(self.session) if "activations" in words else gradient_flow(self.session)
         self.say(flow.text(flagged_only="flagged" in words))
         self.say(flow.summary())
 
