@@ -264,5 +264,5 @@ def test_the_terminal_debugger_lists_activations_and_keeps_the_cursor() -> None:
     DebuggerShell(s, stdin=io.StringIO(commands), stdout=out).cmdloop()
     text = out.getvalue()
     assert text.count("‖∂L/∂h‖") == 2 and "3 activations" in text and "‖∂L/∂w‖" not in text
-    assert "usage: flow [activations] [flagged] (not sideways)" in text
+    assert "usage: flow [activations | units] [flagged] (not sideways)" in text
     assert s.cursor == 2
