@@ -165,9 +165,25 @@ class WeightNorms(nn.Module):
         return torch.cat([h / norms[0], (norms[1] * norms[2] * norms[3]).reshape(1, -1).expand(2, -1)], dim=1)
 
 
+class ResponseNorm(nn.Module):
+    """ConvNeXt V2's global response norm as timm writes it, torch.addcmul(β, γ, x · N(x)) + x, and addcdiv beside
+    it with a value."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.gamma, self.beta = nn.Linear(4, 6), nn.Parameter(torch.randn(6)), nn.Parameter(torch.randn(6))
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x)
+        g = h.norm(dim=0, keepdim=True)
+        n = g / (g.mean(dim=-1, keepdim=True) + 1e-6)
+        return torch.addcmul(self.beta, self.gamma, h * n) + h + torch.addcdiv(h, self.gamma, h.abs() + 1, value=0.5)
+
+
 MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
           "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention,
-          "repeat_interleave": RepeatInterleave, "router": Router, "weight_norms": WeightNorms}
+          "repeat_interleave": RepeatInterleave, "router": Router, "weight_norms": WeightNorms,
+          "response_norm": ResponseNorm}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

@@ -74,6 +74,24 @@ def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op(op, t.node(x, ctx, "self"), t.node(y, ctx, "other"), name=ctx.name, module=ctx.module)
 
 
+@aten("addcmul", "addcdiv")
+def _addc(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """self + value · tensor1 · tensor2 (addcdiv: · tensor1 / tensor2), read as the product and the sum it is
+    (ConvNeXt V2's global response norm: γ · (x · N(x)) + β + x)."""
+    op = op_key(ctx.target)
+    x, t1, t2, value = self_arg(a), a["tensor1"], a["tensor2"], a.get("value", 1)
+    if all(t.const(v) for v in (x, t1, t2)):
+        fold_room((x, t1, t2), f"{op} {ctx.name!r} of constants", t.where)
+        t1, t2 = np.asarray(t1, dtype=np.float64), np.asarray(t2, dtype=np.float64)
+        return np.asarray(x, dtype=np.float64) + value * (t1 * t2 if op == "addcmul" else t1 / t2)
+    product = t.b.op("mul" if op == "addcmul" else "div", t.node(t1, ctx, "tensor1"), t.node(t2, ctx, "tensor2"),
+                     name=f"{ctx.name}.product", module=ctx.module)
+    if value != 1:
+        product = t.b.op("mul", product, t.b.const(np.array(float(value)), ctx.module, "value"),
+                         name=f"{ctx.name}.value", module=ctx.module)
+    return t.b.op("add", t.node(x, ctx, "self"), product, name=ctx.name, module=ctx.module)
+
+
 @aten("mean", "sum")
 def _reduce(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
