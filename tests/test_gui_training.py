@@ -262,7 +262,7 @@ def test_neuron_view_line_colours_follow_the_weights_signs_and_light_up_with_the
             assert rgb(view.edges[1][i][j].pen().color()) == rgb(POSITIVE if g[i, j] > 0 else NEGATIVE)
 
 
-def test_neuron_view_says_so_above_64_neurons_and_for_graphs_that_are_not_dense(qtbot, settings):
+def test_neuron_view_draws_the_ends_of_a_layer_above_64_and_says_so_for_graphs_that_are_not_dense(qtbot, settings):
     rng = np.random.default_rng(0)
     g = Graph("wide")
     x = g.input("x", (4, 2))
@@ -272,8 +272,17 @@ def test_neuron_view_says_so_above_64_neurons_and_for_graphs_that_are_not_dense(
     arrays = {"W1": rng.normal(size=(2, 65)), "b1": np.zeros(65), "W2": rng.normal(size=(65, 1))}
     model = Model(g, arrays, batch={"x": rng.normal(size=(4, 2)), "y": rng.normal(size=(4, 1))}, loss="mse")
     window = make_window(qtbot, settings, session=Session(model, get_backend("numpy", "float32")))
-    assert not window.neurons.drawable
-    assert "up to 64 neurons a layer" in window.neurons.message.text() and "h1 (65)" in window.neurons.message.text()
+    view = window.neurons
+    assert view.drawable and [layer.size for layer in view.layers] == [2, 65, 1]
+    rows = view.rows[1]
+    assert len(rows) < 65 and rows[0] == 0 and rows[-1] == 64  # the first and the last neurons, not the middle
+    hidden = 65 - len(rows)
+    assert view.marks[1] is not None and f"({hidden} of 65)" in view.marks[1].toolTip()
+    assert f"h1: {len(rows)} of 65 neurons drawn" in view.caption.toolTip()
+    s = window.bridge.session
+    s.run_to("h1")
+    assert view.neurons[1][-1].toolTip().startswith("h1[64], sample 0")  # the last circle is neuron 64
+    assert f"a = {propscope.gui.format.fmt_num(s.value('h1')[0, 64])}" in view.neurons[1][-1].toolTip()
     window.open_example("cnn")
     qtbot.waitUntil(lambda: window.bridge.session.name == "cnn")
     assert not window.neurons.drawable and "conv2d" in window.neurons.message.text()

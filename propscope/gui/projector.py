@@ -6,6 +6,8 @@ Three rules, applied whenever the mode, the window's size or the step changes:
   node's name is too;
 - the canvas and the chain rule get the room: every other dock is hidden (the View menu brings one back),
   and the chain-rule dock spans the window's width and grows to show its whole text, never scrolling;
+- a wide dock brought back (Gradient flow, Neurons) becomes a tab over the chain rule: its table or diagram gets the
+  window's width and the chain rule's height, where beside the chain rule it would get half of one or the other;
 - F11 really goes full screen (not when a screenshot of a given size is asked for).
 
 Leaving the mode restores the window's docks, corners and full-screen state as they were.
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QToolBar
 MIN_TEXT_PX_AT_1080 = 28
 REFERENCE_HEIGHT = 1080
 PROJECTOR_DOCKS = ("chain_dock",)  # the docks projector mode keeps; the others hide
+WIDE_DOCKS = ("grad_flow_dock", "neurons_dock")  # brought back in projector mode: a tab over the chain rule
 
 
 def min_text_px(height: int) -> int:
@@ -36,6 +39,7 @@ class ProjectorLayout(QObject):
         self._saved_state: QByteArray | None = None
         self._saved_corners: dict[Qt.Corner, Qt.DockWidgetArea] = {}
         self._was_full_screen = False
+        self._watched: list[QDockWidget] = []
         self._rescale = QTimer(self)  # a resize settles before the theme (and every view) is rebuilt
         self._rescale.setSingleShot(True)
         self._rescale.setInterval(150)
@@ -57,6 +61,7 @@ class ProjectorLayout(QObject):
             self._was_full_screen = w.isFullScreen()
             w.themes.set_projector(True, self.scale())  # type: ignore[attr-defined]
             self._arrange()  # after the theme: its change re-arranges the neuron dock
+            self._watch_wide_docks()
             if full_screen and not w.isFullScreen():
                 w.showFullScreen()
         else:
@@ -99,6 +104,23 @@ class ProjectorLayout(QObject):
         for bar in w.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
             bar.hide()  # one dock, no tab groups: a tab bar left from them is stale (Qt leaves it painted)
         w.chain.set_fit_to_text(True)  # type: ignore[attr-defined]
+
+    def _watch_wide_docks(self) -> None:
+        for name in WIDE_DOCKS:
+            dock = getattr(self.window, name, None)
+            if isinstance(dock, QDockWidget) and dock not in self._watched:
+                self._watched.append(dock)
+                dock.visibilityChanged.connect(lambda visible, d=dock: self._wide_dock_shown(d, visible))
+
+    def _wide_dock_shown(self, dock: QDockWidget, visible: bool) -> None:
+        """A wide dock shown in projector mode goes over the chain rule, as a tab (the chain rule one click away)."""
+        w = self.window
+        chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
+        if not self.on or not visible or dock.isFloating() or dock in w.tabifiedDockWidgets(chain):
+            return
+        w.tabifyDockWidget(chain, dock)
+        dock.show()
+        dock.raise_()
 
     def _toolbars(self) -> None:
         """Icons only in projector mode: both toolbars fit one row, and the canvas keeps that row's height."""

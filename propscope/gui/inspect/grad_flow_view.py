@@ -42,6 +42,7 @@ VERDICTS = tuple(COLORS)
 PARAMETERS, ACTIVATIONS = "parameters", "activations"  # what the dock shows
 COLUMNS = ("step", "parameter", "flag", "shape", "‖∂L/∂w‖", "RMS", "max |g|", "‖g‖ / ‖w‖")  # the flag in sight
 ACTIVATION_COLUMNS = ("step", "module", "flag", "output", "shape", "‖∂L/∂h‖", "RMS", "max |g|")
+FLAG_COLUMN = 2  # in both: the flag's column (projector mode shows it second, `_order_columns`)
 
 
 def verdict_color(code: float) -> QColor:
@@ -163,6 +164,14 @@ class GradFlowView(QWidget):
         # beside the switch would wrap into a tall column, so it goes under it
         projector = self.themes.theme.projector
         self.top.setDirection(QBoxLayout.Direction.TopToBottom if projector else QBoxLayout.Direction.LeftToRight)
+        self._order_columns()
+
+    def _order_columns(self) -> None:
+        """In projector mode the flag comes right after the step: at the room's type size a name column (a ResNet's
+        `layer4.1.conv2.weight`) is as wide as the table, and the flag is what the room looks for."""
+        header = self.table.horizontalHeader()
+        want = FLAG_COLUMN - 1 if self.themes.theme.projector else FLAG_COLUMN
+        header.moveSection(header.visualIndex(FLAG_COLUMN), want)
 
     @property
     def rows(self) -> tuple[ParamFlow, ...] | tuple[ActivationFlow, ...]:
@@ -228,6 +237,7 @@ class GradFlowView(QWidget):
                 self.table.setItem(i, col, cell)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)  # forward order, as the bars
+        self._order_columns()
         self._draw_bars(rows)
 
     def _draw_bars(self, rows: tuple[ParamFlow, ...] | tuple[ActivationFlow, ...]) -> None:

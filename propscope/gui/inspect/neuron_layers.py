@@ -15,7 +15,7 @@ import numpy as np
 from ...graph.ir import Graph, Node
 from ...graph.model import TARGET, output_node
 
-MAX_NEURONS = 64  # a layer wider than this is an unreadable mass of lines
+MAX_NEURONS = 64  # the most neurons a column draws; a wider layer shows its ends (`shown_neurons`)
 
 
 class NotDense(Exception):
@@ -105,14 +105,41 @@ def dense_layers(graph: Graph) -> list[DenseLayer]:
     return layers
 
 
-def too_wide(layers: list[DenseLayer]) -> str | None:
-    """A sentence when some layer is wider than the view draws, else None."""
-    wide = [layer for layer in layers if layer.size > MAX_NEURONS]
-    if not wide:
-        return None
-    listed = ", ".join(f"{layer.label} ({layer.size})" for layer in wide)
-    return (f"The neuron view draws up to {MAX_NEURONS} neurons a layer; {listed} "
-            f"{'is' if len(wide) == 1 else 'are'} wider. The op graph and the inspector show every value.")
+def shown_neurons(size: int, room: int, mark: int = 1) -> list[int | None]:
+    """The neurons a column of `size` draws in `room` places: all of them, or the first and the last ones with None
+    between, the "⋮ n" mark that takes `mark` places (numpy prints a long array so: the ends are where one looks)."""
+    room = min(room, MAX_NEURONS)
+    if size <= room:
+        return list(range(size))
+    neurons = max(2, room - mark)
+    head = (neurons + 1) // 2
+    return [*range(head), None, *range(size - (neurons - head), size)]
+
+
+def strongest_inputs(values: np.ndarray, keep: int) -> np.ndarray:
+    """A mask over (inputs, neurons): the `keep` largest |values| into each neuron, a non-finite value first of all
+    (a NaN weight is what the reader must see)."""
+    magnitude = np.where(np.isfinite(values), np.abs(values), np.inf)
+    if keep >= values.shape[0]:
+        return np.ones(values.shape, dtype=bool)
+    # argpartition: the k largest per column without sorting all of them (a column of a wide layer is long)
+    top = np.argpartition(-magnitude, keep - 1, axis=0)[:keep]
+    mask = np.zeros(values.shape, dtype=bool)
+    np.put_along_axis(mask, top, True, axis=0)
+    return mask
+
+
+def thinned_titles(count: int, step: int) -> list[int]:
+    """Which of `count` column titles to draw when only every `step`-th fits: the first, every step-th, and the last
+    (in place of the one before it when the two would be closer than `step`), never two closer than `step`."""
+    if step <= 1:
+        return list(range(count))
+    shown = list(range(0, count, step))
+    if count - 1 - shown[-1] >= step:
+        shown.append(count - 1)
+    elif len(shown) > 1:
+        shown[-1] = count - 1  # the output's title rather than the one before it
+    return shown
 
 
 def per_neuron(value: Any, sample: int, size: int) -> np.ndarray | None:

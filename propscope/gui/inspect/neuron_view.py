@@ -4,18 +4,27 @@ Layers are columns of circles joined by one line per weight, red for positive an
 negative (the inspector's heatmap colours), thicker and stronger for larger magnitudes; a toggle
 draws the weights' gradients at the cursor instead. Each neuron shows its activation (and, where
 there is room, its pre-activation z) for the selected sample, and the layer whose op the debugger
-cursor is on lights up, forward and backward. Above `MAX_NEURONS` a layer it says so instead.
+cursor is on lights up, forward and backward.
+
+Deep and wide networks stay legible, never drawing one thing over another: titles that do not fit across their
+columns stand upright (every k-th when even that is too tight, the names on hover); value labels show only where
+they fit; a gap between two columns with more lines than its area can show apart keeps each neuron's strongest
+inputs (by |w|, or by |∂L/∂w| with the toggle); a layer taller than the view (784 inputs) draws its first and last
+neurons around a "⋮ n" mark. A caption under the diagram says what is left out.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFontMetrics, QPainter, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPen
 from PySide6.QtWidgets import (
     QCheckBox,
     QGraphicsEllipseItem,
@@ -35,11 +44,24 @@ from PySide6.QtWidgets import (
 from ...debugger import BACKWARD
 from ..bridge import SessionBridge
 from ..colormap import COLORS, diverging_rgba
-from ..format import fmt_num
+from ..format import MINUS, fmt_num
 from ..guard import guarded
 from ..selection import Selection
 from ..theme import ThemeManager
-from .neuron_layers import DenseLayer, NotDense, dense_layers, per_neuron, sample_count, too_wide
+from .neuron_layers import (
+    DenseLayer,
+    NotDense,
+    dense_layers,
+    per_neuron,
+    sample_count,
+    shown_neurons,
+    strongest_inputs,
+    thinned_titles,
+)
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'nd' if n == 2 else 'rd' if n == 3 else 'th'}"
 
 
 class _FitView(QGraphicsView):
@@ -56,6 +78,66 @@ class _FitView(QGraphicsView):
 POSITIVE = QColor(*[int(c) for c in COLORS[-1]])
 NEGATIVE = QColor(*[int(c) for c in COLORS[0]])
 LIVE_RATE_HZ = 5.0  # weights redrawn from a running trainer at most this often
+TITLE_GAP = 6  # px kept between two titles
+MAX_TITLE_SHARE = 0.3  # of the view's height: an upright title longer than this is shortened in the middle
+MIN_SPACING = 6  # px between two neurons' centres; a layer with more than fit shows its ends
+LINE_AREA = 16  # px: a gap between columns shows about one line per LINE_AREA² of its area apart, not more
+MAX_FAN_IN = 4  # lines into a neuron of a thinned gap: more converge into one blot at the neuron
+MIN_FAN_IN = 2
+
+
+@dataclass
+class _Plan:
+    """The diagram's layout for one viewport size, and what it leaves out."""
+
+    column: float  # px between two columns' centres
+    spacing: float  # px between two neurons' centres
+    r: float  # a neuron's radius
+    titles: list[str]  # every layer's whole title
+    upright: bool  # titles read upwards (they do not fit across)
+    title_step: int  # every k-th title is drawn
+    title_length: float  # px an upright title may take
+    gap: float  # px kept between neighbours' texts
+    note_height: float  # a line of the caption
+    mark: int  # places a "⋮ n" mark takes in a column
+    labels: list[str]
+    sizes: list[int]
+    shown: list[list[int | None]] = field(default_factory=list)  # the neurons each column draws; None: the ⋮ mark
+    keep: list[int] = field(default_factory=list)  # the lines into each neuron of a column (0 for the input)
+
+    @property
+    def title_layers(self) -> list[int]:
+        return thinned_titles(len(self.titles), self.title_step)
+
+    def drawn(self, li: int) -> int:
+        return sum(i is not None for i in self.shown[li])
+
+    def places(self, li: int) -> int:
+        """The height of column `li` in neuron spacings, its mark's included."""
+        return len(self.shown[li]) + (self.mark - 1 if None in self.shown[li] else 0)
+
+    def notes(self) -> list[str]:
+        """What the diagram leaves out, a line each: neurons of a wide layer, lines, titles."""
+        elided: dict[tuple[int, int], list[str]] = {}  # layers of one width drawn alike share a line
+        for li, (label, size) in enumerate(zip(self.labels, self.sizes, strict=True)):
+            if self.drawn(li) < size:
+                elided.setdefault((self.drawn(li), size), []).append(label)
+        notes = []
+        for (drawn, size), labels in elided.items():
+            named = ", ".join(labels) if len(labels) <= 3 else f"{labels[0]} … {labels[-1]} ({len(labels)} layers)"
+            notes.append(f"{named}: {drawn} of {size} neurons drawn{' each' if len(labels) > 1 else ''}, "
+                         "the first and the last")
+        thinned = {(keep, self.drawn(li - 1)) for li, keep in enumerate(self.keep) if li and keep < self.drawn(li - 1)}
+        keeps = sorted({keep for keep, _ in thinned})
+        if len(thinned) == 1:
+            ((keep, inputs),) = thinned
+            notes.append(f"lines: each neuron's {keep} strongest of {inputs} inputs")
+        elif thinned:
+            most = f"{keeps[0]}–{keeps[-1]}" if len(keeps) > 1 else f"{keeps[0]}"
+            notes.append(f"lines: each neuron's {most} strongest inputs")
+        if self.title_step > 1:
+            notes.append(f"titles: every {_ordinal(self.title_step)} layer's (hover a column for its name)")
+        return notes
 
 
 class NeuronView(QWidget):
@@ -107,7 +189,17 @@ class NeuronView(QWidget):
         self.layers: list[DenseLayer] = []
         self.neurons: list[list[QGraphicsEllipseItem]] = []
         self.texts: list[list[tuple[QGraphicsSimpleTextItem, QGraphicsSimpleTextItem]]] = []
-        self.edges: list[list[list[QGraphicsLineItem]]] = []  # edges[layer][i][j]: input i -> neuron j
+        # edges[layer][i][j]: the line from the i-th drawn input to the j-th drawn neuron, None until first drawn
+        self.edges: list[list[list[QGraphicsLineItem | None]]] = []
+        self.rows: list[list[int]] = []  # the neurons each column draws (all but a wide layer's middle)
+        self.marks: list[QGraphicsSimpleTextItem | None] = []  # "⋮ n" where a column leaves neurons out
+        self.titles: list[QGraphicsSimpleTextItem | None] = []  # None: thinned out
+        self.caption: QGraphicsSimpleTextItem | None = None  # what is left out, under the diagram
+        self.plan: _Plan | None = None
+        self._drawn: list[set[tuple[int, int]]] = []  # the (i, j) lines shown into each column
+        self._z_fits: list[bool] = []
+        self._values_fit = False
+        self._centres: list[list[tuple[float, float]]] = []
         self.bands: list[QGraphicsRectItem] = []  # behind each column, lit when its op is the step
         self.edge_bands: list[QGraphicsRectItem | None] = []  # behind the lines into each layer
         self._weights: Mapping[str, Any] | None = None  # live parameters from a trainer, else the session's
@@ -139,11 +231,6 @@ class NeuronView(QWidget):
             self._say(f"The neuron view draws dense networks. {exc}")
             self.applicable.emit(False)
             return
-        wide = too_wide(self.layers)
-        if wide:
-            self._say(wide)
-            self.applicable.emit(False)
-            return
         self.applicable.emit(True)
         self.stack.setCurrentWidget(self.view)
         self.by_gradient.setEnabled(True)
@@ -154,10 +241,11 @@ class NeuronView(QWidget):
     def _clear(self) -> None:
         self.scene.clear()
         self.neurons, self.texts, self.edges, self.bands, self.edge_bands = [], [], [], [], []
+        self.rows, self.marks, self.titles, self._drawn, self.caption = [], [], [], [], None
 
     def _resized(self) -> None:
         """Small diagrams follow the size at once; big ones (thousands of lines) once the resizing rests."""
-        if sum(len(row) for grid in self.edges for row in grid) < 1000:
+        if sum(len(drawn) for drawn in self._drawn) < 1000:
             self._lay_out()
         else:
             self._relayout.start()
@@ -181,39 +269,95 @@ class NeuronView(QWidget):
         self.sample.setEnabled(False)
         self.legend.setText("")
 
-    def _geometry(self) -> tuple[float, float, float]:
-        """(column spacing, neuron spacing, radius) in pixels, to fill the view's viewport."""
+    def _plan(self) -> _Plan:
+        """Where everything goes to fill the view's viewport, and what is left out so that nothing overlaps."""
         theme = self.themes.theme
         viewport = self.view.viewport().size()
         width, height = max(viewport.width(), theme.px(200)), max(viewport.height(), theme.px(150))
-        widest = max(layer.size for layer in self.layers)
-        titles = QFontMetrics(theme.font(11, bold=True))
-        edge = max(theme.px(40), *(titles.horizontalAdvance(f"{la.label} ({la.size})") / 2 + theme.px(6)
-                                   for la in (self.layers[0], self.layers[-1])))
-        column = (width - 2 * edge) / max(1, len(self.layers) - 1)
-        spacing = min(theme.px(64), (height - theme.px(44)) / widest)
-        return column, spacing, max(theme.px(2.5), min(theme.px(18), 0.36 * spacing, 0.2 * column))
+        metrics = QFontMetrics(theme.font(11, bold=True))
+        titles = [f"{layer.label} ({layer.size})" for layer in self.layers]
+        widths = [metrics.horizontalAdvance(t) for t in titles]
+        gap, spans = theme.px(TITLE_GAP), max(1, len(self.layers) - 1)
+        # titles across their columns as long as neighbours keep apart (every tutorial network); else upright
+        # where they fit whole (every k-th when even upright ones would touch); else every k-th across, whole; else
+        # upright, shortened in the middle
+        edge = max(theme.px(40), widths[0] / 2 + theme.px(6), widths[-1] / 2 + theme.px(6))
+        column = (width - 2 * edge) / spans
+        top = theme.px(44)  # a title across, and the margins
+        upright, step = False, 1
+        longest = min(max(widths), MAX_TITLE_SHARE * height)
+        if any((a + b) / 2 + gap > column for a, b in itertools.pairwise(widths)):
+            up_column = (width - 2 * max(theme.px(40), metrics.height() / 2 + theme.px(6))) / spans
+            across_step = math.ceil((max(widths) + gap) / column)
+            if max(widths) > longest and len(thinned_titles(len(titles), across_step)) >= min(3, len(titles)):
+                step = across_step
+            else:
+                upright, column = True, up_column
+                step = max(1, math.ceil((metrics.height() + gap) / column))
+                top += longest - metrics.height()
+        small = QFontMetrics(theme.font(9))
+        mark = math.ceil((small.height() + theme.px(2)) / theme.px(MIN_SPACING))
+        plan = _Plan(column, 0.0, 0.0, titles, upright, step, longest, gap,
+                     small.height(), mark, [la.label for la in self.layers], [la.size for la in self.layers])
+        # room for the caption that says what is left out: less room may leave more out, so until it holds
+        notes = 0
+        for _ in range(4):
+            self._fill(plan, height - top - (notes * small.height() + theme.px(6) if notes else 0))
+            if len(plan.notes()) <= notes:
+                break
+            notes = len(plan.notes())
+        return plan
+
+    def _fill(self, plan: _Plan, room: float) -> None:
+        """Neurons, their size and the lines each gap keeps, for `room` pixels of height."""
+        theme = self.themes.theme
+        places = int(room // theme.px(MIN_SPACING))
+        plan.shown = [shown_neurons(layer.size, places, plan.mark) for layer in self.layers]
+        widest = max(plan.places(li) for li in range(len(self.layers)))
+        plan.spacing = min(theme.px(64), room / widest)
+        plan.r = max(theme.px(2.5), min(theme.px(18), 0.36 * plan.spacing, 0.2 * plan.column))
+        # lines a gap between two columns can show apart: about one per LINE_AREA² of its area; a gap with more
+        # keeps each neuron's strongest inputs, at most MAX_FAN_IN and at least two (one alone reads as a chain)
+        area = max(0.0, plan.column - 2 * plan.r) * widest * plan.spacing
+        plan.keep = [0]
+        for before, after in itertools.pairwise(plan.shown):
+            inputs, neurons = sum(i is not None for i in before), sum(j is not None for j in after)
+            budget = area / theme.px(LINE_AREA) ** 2
+            plan.keep.append(inputs if inputs * neurons <= budget
+                             else min(inputs, max(MIN_FAN_IN, min(MAX_FAN_IN, int(budget // neurons)))))
 
     def _build_items(self) -> None:
         theme = self.themes.theme
-        column, spacing, r = self._geometry()
-        tall = max(layer.size for layer in self.layers) * spacing
+        plan = self._plan()
+        self.plan = plan
+        column, spacing, r = plan.column, plan.spacing, plan.r
+        tall = max(plan.places(li) for li in range(len(self.layers))) * spacing
         text_font, small_font = theme.font(10.5), theme.font(9)
+        title_font = theme.font(11, bold=True)
+        metrics, small = QFontMetrics(title_font), QFontMetrics(small_font)
+        z_template = small.horizontalAdvance(f"z {MINUS}0.00")  # a typical z; `_show_values` checks each one
+        self.rows, self.marks, self.titles = [], [], []
+        self._z_fits = []
         centres: list[list[tuple[float, float]]] = []
-        for li, layer in enumerate(self.layers):
+        for li in range(len(self.layers)):
             x = li * column
-            ys = [(k - (layer.size - 1) / 2) * spacing for k in range(layer.size)]
-            centres.append([(x, y) for y in ys])
+            slots = plan.shown[li]
+            steps = [plan.mark if index is None else 1 for index in slots]  # the mark takes more than a neuron
+            places = [sum(steps[:k]) + (steps[k] - 1) / 2 for k in range(len(slots))]
+            ys = [(p - (plan.places(li) - 1) / 2) * spacing for p in places]
             pad = theme.px(8)
             band = self.scene.addRect(QRectF(x - r - pad, -tall / 2 - pad, 2 * (r + pad), tall + 2 * pad),
                                       QPen(Qt.PenStyle.NoPen), QBrush(Qt.BrushStyle.NoBrush))
             band.setZValue(-2)
+            band.setToolTip(plan.titles[li])  # the name of a column whose title is thinned out
             self.bands.append(band)
-            title = self.scene.addSimpleText(f"{layer.label} ({layer.size})", theme.font(11, bold=True))
-            title.setBrush(theme.color("text"))
-            title.setPos(x - title.boundingRect().width() / 2, -tall / 2 - theme.px(12) - title.boundingRect().height())
-            row, labels = [], []
-            for y in ys:
+            self.titles.append(self._title(li, x, -tall / 2 - theme.px(12), title_font, metrics))
+            row, labels, indices, centre = [], [], [], []
+            mark = None
+            for y, index in zip(ys, slots, strict=True):
+                if index is None:
+                    mark = self._mark(li, x, y, small_font)
+                    continue
                 item = self.scene.addEllipse(QRectF(x - r, y - r, 2 * r, 2 * r))
                 item.setZValue(1)
                 row.append(item)
@@ -223,35 +367,102 @@ class NeuronView(QWidget):
                 z = self.scene.addSimpleText("", small_font)
                 z.setZValue(2)
                 z.setData(0, (x, y + r + theme.px(1)))
-                z.setVisible(spacing - 2 * r >= small_font.pixelSize() + theme.px(2) and li > 0)
-                value.setVisible(r >= theme.px(10))
                 labels.append((value, z))
+                indices.append(index)
+                centre.append((x, y))
+            self._z_fits.append(li > 0 and spacing - 2 * r >= small_font.pixelSize() + theme.px(2)
+                                and z_template + plan.gap <= column)
             self.neurons.append(row)
             self.texts.append(labels)
+            self.rows.append(indices)
+            self.marks.append(mark)
+            centres.append(centre)
+        self._values_fit = r >= theme.px(10)
         self.edges.append([])
         self.edge_bands.append(None)
+        self._centres = centres
         for li in range(1, len(self.layers)):
             (x0, _), (x1, _) = centres[li - 1][0], centres[li][0]
             band = self.scene.addRect(QRectF(x0 + r, -tall / 2, x1 - x0 - 2 * r, tall), QPen(Qt.PenStyle.NoPen),
                                       QBrush(Qt.BrushStyle.NoBrush))
             band.setZValue(-2)
             self.edge_bands.append(band)
-            grid = []
-            for (xa, ya) in centres[li - 1]:
-                grid.append([self.scene.addLine(xa + r, ya, xb - r, yb) for (xb, yb) in centres[li]])
-            self.edges.append(grid)
+            # made when first drawn: a thinned gap draws a few of its (up to 64 × 64) lines
+            self.edges.append([[None] * len(centres[li]) for _ in centres[li - 1]])
+        self._drawn = [set() for _ in self.layers]
+        self.caption = None
+        notes = plan.notes()
+        if notes:
+            self.caption = self._caption(notes, (len(self.layers) - 1) * column / 2, tall / 2 + theme.px(12),
+                                         small_font)
         self.legend.setText(
             f"<span style='color:{POSITIVE.name()}'>━ positive</span>  "
             f"<span style='color:{NEGATIVE.name()}'>━ negative</span>")
 
+    def _title(self, li: int, x: float, bottom: float, font: QFont,
+               metrics: QFontMetrics) -> QGraphicsSimpleTextItem | None:
+        """Layer `li`'s title, its lower edge at `bottom`: across its column, or upright reading upwards (shortened
+        in the middle when long), or none when thinned out."""
+        plan, theme = self.plan, self.themes.theme
+        if li not in plan.title_layers:
+            return None
+        text = plan.titles[li]
+        if plan.upright and metrics.horizontalAdvance(text) > plan.title_length:
+            text = metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, int(plan.title_length))
+        title = self.scene.addSimpleText(text, font)
+        title.setBrush(theme.color("text"))
+        title.setToolTip(plan.titles[li])
+        rect = title.boundingRect()
+        if plan.upright:
+            title.setRotation(-90)  # (0, 0) stays put; the text runs up from it, its height to the right
+            title.setPos(x - rect.height() / 2, bottom)
+        else:
+            title.setPos(x - rect.width() / 2, bottom - rect.height())
+        return title
+
+    def _mark(self, li: int, x: float, y: float, font: QFont) -> QGraphicsSimpleTextItem:
+        """The mark "⋮ n" in place of the neurons a wide layer leaves out (n where the column has room for it)."""
+        theme, plan = self.themes.theme, self.plan
+        slots = plan.shown[li]
+        at = slots.index(None)
+        first, last = slots[at - 1] + 1, slots[at + 1] - 1  # type: ignore[operator]
+        hidden = last - first + 1
+        mark = self.scene.addSimpleText(f"⋮ {hidden}", font)
+        if mark.boundingRect().width() + plan.gap > plan.column:
+            mark.setText("⋮")
+        mark.setBrush(theme.color("muted"))
+        mark.setToolTip(f"{self.layers[li].label}: neurons {first}–{last} ({hidden} of {self.layers[li].size}) "
+                        "are not drawn")
+        mark.setZValue(3)
+        rect = mark.boundingRect()
+        mark.setPos(x - rect.width() / 2, y - rect.height() / 2)
+        # on the background's colour: the lines of the neighbouring neurons would cross it
+        chip = self.scene.addRect(mark.sceneBoundingRect().adjusted(-1, 0, 1, 0), QPen(Qt.PenStyle.NoPen),
+                                  QBrush(theme.color("background")))
+        chip.setZValue(2.5)
+        return mark
+
+    def _caption(self, notes: list[str], x: float, y: float, font: QFont) -> QGraphicsSimpleTextItem:
+        """What the diagram leaves out, under it: a line each, shortened to the view's width (whole in the tooltip)."""
+        theme = self.themes.theme
+        metrics = QFontMetrics(font)
+        room = max(theme.px(80), self.view.viewport().width() - theme.px(12))
+        text = "\n".join(metrics.elidedText(note, Qt.TextElideMode.ElideRight, room) for note in notes)
+        caption = self.scene.addSimpleText(text, font)
+        caption.setBrush(theme.color("muted"))
+        caption.setToolTip("\n".join(notes))
+        rect = caption.boundingRect()
+        caption.setPos(x - rect.width() / 2, y)
+        return caption
+
     # -- what the lines show -----------------------------------------------------------------------
-    def edge_values(self, li: int) -> np.ndarray | None:
+    def edge_values(self, li: int, by_gradient: bool | None = None) -> np.ndarray | None:
         """The (inputs, neurons) matrix the lines into layer `li` show: weights, or their gradient at the cursor."""
         layer = self.layers[li]
         s = self.bridge.session
         if layer.weight is None or layer.weight not in s.params:
             return None
-        if self.by_gradient.isChecked():
+        if self.by_gradient.isChecked() if by_gradient is None else by_gradient:
             g = s.grad(layer.weight)
             return None if g is None else layer.weight_matrix(g)
         if self._weights is not None and layer.weight in self._weights:
@@ -260,26 +471,58 @@ class NeuronView(QWidget):
 
     def _color_edges(self) -> None:
         theme = self.themes.theme
+        gradient = self.by_gradient.isChecked()
         for li in range(1, len(self.edges)):
             values = self.edge_values(li)
-            grid = self.edges[li]
-            if values is None:  # gradients not reached yet at this cursor
+            rows, cols = self.rows[li - 1], self.rows[li]
+            if values is None:  # gradients not reached yet at this cursor: the weights choose the lines, dotted
+                weights = self.edge_values(li, by_gradient=False)
+                shown = None if weights is None else weights[np.ix_(rows, cols)]
                 pen = QPen(theme.color("edge"), theme.pen_width(0.4), Qt.PenStyle.DotLine)
-                for row in grid:
-                    for line in row:
-                        line.setPen(pen)
+                for i, j in self._select_lines(li, shown):
+                    self._line(li, i, j).setPen(pen)
                 continue
             top = float(np.max(np.abs(values))) if values.size else 0.0
             top = top if np.isfinite(top) and top > 0 else 1.0
-            for i, row in enumerate(grid):
-                for j, line in enumerate(row):
-                    v = float(values[i, j])
-                    t = min(1.0, abs(v) / top) if np.isfinite(v) else 1.0
-                    color = QColor(POSITIVE if v > 0 else NEGATIVE)
-                    color.setAlphaF(0.25 + 0.75 * t)
-                    line.setPen(QPen(color, theme.pen_width(0.3 + 2.7 * t)))
-                    line.setToolTip(f"{self.layers[li].weight}: input {i} → neuron {j}\n"
-                                    f"{'∂L/∂w' if self.by_gradient.isChecked() else 'w'} = {fmt_num(v)}")
+            shown = values[np.ix_(rows, cols)]
+            name, what = self.layers[li].weight, "∂L/∂w" if gradient else "w"
+            # lines into neurons packed closer than a thick line's room get thinner (a blot otherwise)
+            thick = min(1.0, self.plan.spacing / theme.px(20))
+            for i, j in self._select_lines(li, shown):
+                v = float(shown[i, j])
+                t = min(1.0, abs(v) / top) if np.isfinite(v) else 1.0
+                color = QColor(POSITIVE if v > 0 else NEGATIVE)
+                color.setAlphaF(0.25 + 0.75 * t)
+                line = self._line(li, i, j)
+                line.setPen(QPen(color, theme.pen_width((0.3 + 2.7 * t) * thick)))
+                line.setToolTip(f"{name}: input {rows[i]} → neuron {cols[j]}\n{what} = {fmt_num(v)}")
+
+    def _select_lines(self, li: int, values: np.ndarray | None) -> list[tuple[int, int]]:
+        """Show the lines into column `li` its plan keeps (each neuron's strongest by |values|), hide the others."""
+        assert self.plan is not None
+        keep, inputs = self.plan.keep[li], len(self.rows[li - 1])
+        if keep >= inputs:
+            wanted = {(i, j) for i in range(inputs) for j in range(len(self.rows[li]))}
+        elif values is not None:
+            wanted = {(int(i), int(j)) for i, j in np.argwhere(strongest_inputs(values, keep))}
+        else:
+            wanted = self._drawn[li]  # nothing to rank by: the lines shown stay
+        for i, j in self._drawn[li] - wanted:
+            line = self.edges[li][i][j]
+            if line is not None:
+                line.setVisible(False)
+        self._drawn[li] = wanted
+        return sorted(wanted)
+
+    def _line(self, li: int, i: int, j: int) -> QGraphicsLineItem:
+        """The line from the i-th drawn input to the j-th drawn neuron of column `li`, made the first time."""
+        line = self.edges[li][i][j]
+        if line is None:
+            (xa, ya), (xb, yb), r = self._centres[li - 1][i], self._centres[li][j], self.plan.r
+            line = self.scene.addLine(xa + r, ya, xb - r, yb)
+            self.edges[li][i][j] = line
+        line.setVisible(True)
+        return line
 
     def show_weights(self, params: Mapping[str, Any] | None) -> bool:
         """Draw the lines from `params` (a running trainer's), at most LIVE_RATE_HZ times a second."""
@@ -300,6 +543,8 @@ class NeuronView(QWidget):
         theme = self.themes.theme
         s = self.bridge.session
         sample = self.sample.value()
+        assert self.plan is not None
+        column, room, r = self.plan.column, self.plan.gap, self.plan.r
         for li, layer in enumerate(self.layers):
             act = per_neuron(s.value(layer.act), sample, layer.size) if layer.act else None
             pre = per_neuron(s.value(layer.pre), sample, layer.size) if layer.pre else None
@@ -308,7 +553,8 @@ class NeuronView(QWidget):
             if shown is not None:
                 vmax = float(np.max(np.abs(shown))) if np.all(np.isfinite(shown)) else 1.0
                 fills = diverging_rgba(shown, vmax if vmax > 0 else 1.0)
-            for k, (item, (value, z)) in enumerate(zip(self.neurons[li], self.texts[li], strict=True)):
+            for slot, (item, (value, z)) in enumerate(zip(self.neurons[li], self.texts[li], strict=True)):
+                k = self.rows[li][slot]
                 fill = theme.color("chip") if fills is None else QColor(*[int(c) for c in fills[k]])
                 item.setBrush(fill)
                 value.setBrush(QColor("#ffffff") if fill.lightnessF() < 0.45 else theme.color("text"))
@@ -324,6 +570,14 @@ class NeuronView(QWidget):
                 if pre is None and act is None:
                     tip.append("not computed yet at this step")
                 item.setToolTip("\n".join(tip))
+            # a column's numbers all or none (a neuron without one looks unfinished): a value wider than its
+            # circle, or a z wider than the column (it would run into the next one's), leaves them to the tooltips
+            labels = self.texts[li]
+            values_fit = self._values_fit and all(v.boundingRect().width() <= 2 * r for v, _ in labels)
+            z_fit = self._z_fits[li] and all(z.boundingRect().width() + room <= column for _, z in labels)
+            for value, z in labels:
+                value.setVisible(values_fit)
+                z.setVisible(z_fit)
         for row in self.texts:
             for _value, z in row:
                 z.setBrush(theme.color("muted"))
