@@ -180,10 +180,26 @@ class ResponseNorm(nn.Module):
         return torch.addcmul(self.beta, self.gamma, h * n) + h + torch.addcdiv(h, self.gamma, h.abs() + 1, value=0.5)
 
 
+class RoundedDivision(nn.Module):
+    """EdgeNeXt's positional encoding (an arange floor-divided by 2, integers both ways) and floor/trunc division
+    of constants and of computed values (a floor passes no gradient)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x: Any) -> Any:
+        steps = torch.arange(6)
+        scale = 10.0 ** (2 * torch.div(steps, 2, rounding_mode="floor").double() / 6)  # float64: no float32 island
+        signed = torch.div(steps - 3, -2, rounding_mode="trunc") + torch.div(steps - 2.5, 2.0, rounding_mode="floor")
+        h = self.fc(x)
+        return h / scale + signed * h + torch.div(h, 0.7, rounding_mode="floor") * h
+
+
 MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
           "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention,
           "repeat_interleave": RepeatInterleave, "router": Router, "weight_norms": WeightNorms,
-          "response_norm": ResponseNorm}
+          "response_norm": ResponseNorm, "rounded_division": RoundedDivision}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

@@ -47,8 +47,9 @@ _BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divi
 def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
     x, y = self_arg(a), a["other"]
-    if a.get("rounding_mode") is not None:
-        raise Unmapped(f"div with rounding_mode={a['rounding_mode']!r}")
+    rounding = a.get("rounding_mode")
+    if rounding is not None:
+        return _rounded_div(t, x, y, str(rounding), ctx)
     alpha = a.get("alpha", 1)
     if op == "rsub":
         op, x, y = "sub", y, x
@@ -72,6 +73,27 @@ def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if op == "add":
         x, y = finite_mask(x), finite_mask(y)
     return t.b.op(op, t.node(x, ctx, "self"), t.node(y, ctx, "other"), name=ctx.name, module=ctx.module)
+
+
+def _rounded_div(t: Translator, x: Any, y: Any, rounding: str, ctx: Ctx) -> Any:
+    """div(rounding_mode="floor" or "trunc"), as torch rounds: folded where both are constants (EdgeNeXt's
+    positional encoding divides an arange by 2), else ⌊x / y⌋ as a division and a floor (no gradient passes
+    through it, as in torch); a truncation of computed values is not read."""
+    if rounding not in ("floor", "trunc"):
+        raise Unmapped(f"div with rounding_mode={rounding!r}")
+    if t.const(x) and t.const(y):
+        fold_room((x, y), f"div {ctx.name!r} of constants", t.where)
+        u, v = np.asarray(x), np.asarray(y)
+        if u.dtype.kind in "iub" and v.dtype.kind in "iub":  # integers stay integers, as torch keeps them
+            quotient = np.floor_divide(u, v)
+            return quotient if rounding == "floor" else quotient + ((u % v != 0) & ((u < 0) != (v < 0)))
+        exact = u.astype(np.float64) / v.astype(np.float64)
+        return np.floor(exact) if rounding == "floor" else np.trunc(exact)
+    if rounding == "trunc":
+        raise Unmapped("div with rounding_mode='trunc' of computed values")
+    ratio = t.b.op("div", t.node(x, ctx, "self"), t.node(y, ctx, "other"), name=f"{ctx.name}.ratio",
+                   module=ctx.module)
+    return t.b.op("floor", ratio, name=ctx.name, module=ctx.module)
 
 
 @aten("addcmul", "addcdiv")
