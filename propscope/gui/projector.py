@@ -22,6 +22,7 @@ MIN_TEXT_PX_AT_1080 = 28
 REFERENCE_HEIGHT = 1080
 PROJECTOR_DOCKS = ("chain_dock",)  # the docks projector mode keeps; the others hide
 WIDE_DOCKS = ("grad_flow_dock", "neurons_dock")  # brought back in projector mode: a tab over the chain rule
+WIDE_DOCK_SHARE = 0.45  # of the window's height such a dock gets at least (the chain rule's "Ready" is one line)
 
 
 def min_text_px(height: int) -> int:
@@ -121,6 +122,7 @@ class ProjectorLayout(QObject):
         w.tabifyDockWidget(chain, dock)
         dock.show()
         dock.raise_()
+        w.resizeDocks([dock], [max(dock.height(), round(w.height() * WIDE_DOCK_SHARE))], Qt.Orientation.Vertical)
 
     def _toolbars(self) -> None:
         """Icons only in projector mode: both toolbars fit one row, and the canvas keeps that row's height."""

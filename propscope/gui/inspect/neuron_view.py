@@ -98,7 +98,7 @@ class _Plan:
     title_step: int  # every k-th title is drawn
     title_length: float  # px an upright title may take
     gap: float  # px kept between neighbours' texts
-    note_height: float  # a line of the caption
+    note_height: float  # px a line of the caption takes
     mark: int  # places a "⋮ n" mark takes in a column
     labels: list[str]
     sizes: list[int]
@@ -242,6 +242,7 @@ class NeuronView(QWidget):
         self.scene.clear()
         self.neurons, self.texts, self.edges, self.bands, self.edge_bands = [], [], [], [], []
         self.rows, self.marks, self.titles, self._drawn, self.caption = [], [], [], [], None
+        self.plan = None
 
     def _resized(self) -> None:
         """Small diagrams follow the size at once; big ones (thousands of lines) once the resizing rests."""
@@ -302,7 +303,7 @@ class NeuronView(QWidget):
         # room for the caption that says what is left out: less room may leave more out, so until it holds
         notes = 0
         for _ in range(4):
-            self._fill(plan, height - top - (notes * small.height() + theme.px(6) if notes else 0))
+            self._fill(plan, height - top - (notes * plan.note_height + theme.px(6) if notes else 0))
             if len(plan.notes()) <= notes:
                 break
             notes = len(plan.notes())
@@ -538,12 +539,11 @@ class NeuronView(QWidget):
 
     # -- the neurons -------------------------------------------------------------------------------
     def _show_values(self) -> None:
-        if not self.drawable:
+        if not self.drawable or self.plan is None:  # a new network's sample range is set before it is drawn
             return
         theme = self.themes.theme
         s = self.bridge.session
         sample = self.sample.value()
-        assert self.plan is not None
         column, room, r = self.plan.column, self.plan.gap, self.plan.r
         for li, layer in enumerate(self.layers):
             act = per_neuron(s.value(layer.act), sample, layer.size) if layer.act else None
