@@ -191,12 +191,6 @@ def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, limit: i
     return b"".join(parts)
 
 
-def charge_array(shape: Iterable[int], dtype: Any, what: str, where: str) -> None:
-    """Charge an array of `shape` and `dtype` (a folded constant) before it is made."""
-    itemsize = np.dtype(dtype).itemsize if dtype is not None else 8
-    charge(math.prod(int(d) for d in shape) * itemsize, what, where)
-
-
 def array_room(shape: Iterable[int], dtype: Any, what: str, where: str) -> None:
     """Refuse a folded constant of `shape` and `dtype` the budget has no room for, before it is made. Only
     checked: the reader charges every folded array once it exists (charging here too counted it twice)."""

@@ -84,7 +84,8 @@ def _put(r: Reader, ins: list[Any], ctx: Ctx, reduction: str, ids: list[np.ndarr
     if len(ids) > len(INDEX_ROLES):
         raise Unmapped(f"{ctx.op} addressing {len(ids)} axes (the catalog's index_put takes up to "
                        f"{len(INDEX_ROLES)})")
-    positions = [r.b.const(i, ctx.module, f"index{k}", name=f"{ctx.name}.index{k}") for k, i in enumerate(ids)]
+    positions = [r.b.const(i, ctx.module, f"index{k}", name=f"{ctx.name}.index{k}")
+                 for k, i in enumerate(_compacted(ids))]
     data, updates = r.node(ins[0], ctx, hint="data"), r.node(ins[2], ctx, hint="updates")
     if reduction in _COMBINE:
         points = np.stack([a.reshape(-1) for a in np.broadcast_arrays(*ids)], axis=1)
@@ -94,6 +95,25 @@ def _put(r: Reader, ins: list[Any], ctx: Ctx, reduction: str, ids: list[np.ndarr
         picked = op(r, ctx, "index_nd", data, *positions, suffix="picked", axes=axes)
         updates = op(r, ctx, _COMBINE[reduction], picked, updates, suffix=reduction)
     return op(r, ctx, "index_put", data, updates, *positions, axes=axes, accumulate=reduction == "add")
+
+
+def _compacted(ids: list[np.ndarray]) -> list[np.ndarray]:
+    """The index tensors of a scatter, each cut to length 1 along the axes it does not vary along: index_put
+    broadcasts them together, so they pick the same positions. An exporter writes `x[:, :, 1:, 1:] += y` as a
+    ScatterND whose indices are every position of the slice, one column per axis, each an arange broadcast over the
+    other axes: four times the slice's size, where the aranges are enough."""
+    full = np.broadcast_shapes(*(np.shape(i) for i in ids))
+    out = []
+    for index in ids:
+        index = np.asarray(index).reshape((1,) * (len(full) - np.ndim(index)) + np.shape(index))
+        for axis, size in enumerate(index.shape):
+            if size > 1 and (index == index.take([0], axis=axis)).all():
+                index = index.take([0], axis=axis)
+        out.append(index)
+    for axis, size in enumerate(full):  # an axis none varies along still says how many values go there
+        if size > 1 and all(index.shape[axis] == 1 for index in out):
+            out[0] = np.repeat(out[0], size, axis=axis)
+    return out
 
 
 @onnx_op("ScatterND")

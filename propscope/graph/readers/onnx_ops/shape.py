@@ -10,7 +10,7 @@ import numpy as np
 
 from ...ir import Node
 from .._aten import Lazy, Missing, Transposed, Unmapped
-from .._budget import array_room, charge_array, fold_room
+from .._budget import array_room, fold_room
 from .._build import check_shape
 from ..onnx_reader import INT64_MAX, Ctx, Init, Reader, attr_or_input, onnx_op
 from .conv import unpool_reshaped
@@ -113,9 +113,10 @@ def _expand(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return node
     if math.prod(node.shape) == math.prod(out):
         return _reshape_node(r, node, out, ctx)
-    charge_array(out, np.float64, "Expand", r.where)
-    return r.b.op("add", node, r.b.const(np.zeros(out), ctx.module, "expand"), name=ctx.name, module=ctx.module,
-                  original_op="Expand")
+    # the catalog's broadcast, not x + zeros(out): a constant of the output's size for every Expand of a computed
+    # tensor (MViT's relative positions, ONNX attention masks over heads); room for its output is still checked
+    array_room(out, np.float64, "Expand", r.where)
+    return r.b.op("expand", node, name=ctx.name, module=ctx.module, attrs={"shape": out}, original_op="Expand")
 
 
 @onnx_op("Concat")
