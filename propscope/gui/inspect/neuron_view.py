@@ -487,8 +487,10 @@ class NeuronView(QWidget):
             top = top if np.isfinite(top) and top > 0 else 1.0
             shown = values[np.ix_(rows, cols)]
             name, what = self.layers[li].weight, "∂L/∂w" if gradient else "w"
-            # lines into neurons packed closer than a thick line's room get thinner (a blot otherwise)
-            thick = min(1.0, self.plan.spacing / theme.px(20))
+            # lines into neurons packed closer than a thick line's room get thinner (they would meet in a blot), a
+            # thinned gap's sooner: its lines are the strongest, all of them thick
+            room = theme.px(20 if self.plan.keep[li] < len(rows) else 12)
+            thick = min(1.0, self.plan.spacing / room)
             for i, j in self._select_lines(li, shown):
                 v = float(shown[i, j])
                 t = min(1.0, abs(v) / top) if np.isfinite(v) else 1.0
@@ -544,7 +546,7 @@ class NeuronView(QWidget):
         theme = self.themes.theme
         s = self.bridge.session
         sample = self.sample.value()
-        column, room, r = self.plan.column, self.plan.gap, self.plan.r
+        column, room = self.plan.column, self.plan.gap
         for li, layer in enumerate(self.layers):
             act = per_neuron(s.value(layer.act), sample, layer.size) if layer.act else None
             pre = per_neuron(s.value(layer.pre), sample, layer.size) if layer.pre else None
@@ -570,10 +572,10 @@ class NeuronView(QWidget):
                 if pre is None and act is None:
                     tip.append("not computed yet at this step")
                 item.setToolTip("\n".join(tip))
-            # a column's numbers all or none (a neuron without one looks unfinished): a value wider than its
-            # circle, or a z wider than the column (it would run into the next one's), leaves them to the tooltips
+            # a column's numbers all or none (a neuron without one looks unfinished): one wider than the column
+            # would run into the next column's, so they are left to the tooltips
             labels = self.texts[li]
-            values_fit = self._values_fit and all(v.boundingRect().width() <= 2 * r for v, _ in labels)
+            values_fit = self._values_fit and all(v.boundingRect().width() + room <= column for v, _ in labels)
             z_fit = self._z_fits[li] and all(z.boundingRect().width() + room <= column for _, z in labels)
             for value, z in labels:
                 value.setVisible(values_fit)
@@ -622,7 +624,9 @@ class NeuronView(QWidget):
                 on_edges = on and lit is not None and self.layers[li].pre == self.bridge.session.current.node.name
                 color.setAlphaF(0.16)
                 edge_band.setBrush(QBrush(color) if on_edges else QBrush(Qt.BrushStyle.NoBrush))
-            pen = QPen(theme.color("text"), theme.pen_width(2.2 if on else 0.9))
+            # at most 0.6 of the radius: projector pens round a small neuron (a dense layer's) would fill it black
+            width = theme.pen_width(2.2 if on else 0.9)
+            pen = QPen(theme.color("text"), min(width, 0.6 * self.plan.r) if self.plan else width)
             for item in self.neurons[li]:
                 item.setPen(pen)
 
