@@ -239,6 +239,29 @@ def test_op_agrees_with_numpy(c: Case, dtype: str) -> None:
                 assert close(np.broadcast_to(a, got.shape), got, dtype), "partials differ"
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_a_strangely_laid_out_upstream_gradient_is_read_as_its_values(training: bool) -> None:
+    """torch 2.13's CPU batch-norm backward misreads a gradient of shape (1, C, H, W) laid out channels-last with a
+    batch stride of C (timm's EfficientFormer hands one on from its token transpose at batch 1): weight, bias and
+    input gradients all wrong. The backend gives every VJP a contiguous upstream, so it agrees with NumPy."""
+    import torch
+
+    c = case("batch_norm", normal(1, 16, 3, 3), normal(16), normal(16), normal(16), positive(16), training=training)
+    g, arrays = build(c)
+    node = g["out"]
+    np_b, th_b = get_backend("numpy", "float64"), get_backend("torch", "float64")
+    np_in = [np_b.asarray(arrays[a.name]) for a in node.inputs]
+    th_in = [th_b.asarray(arrays[a.name]) for a in node.inputs]
+    np_out, th_out = np_b.forward(node, np_in), th_b.forward(node, th_in)
+    flat = torch.from_numpy(np.random.default_rng(2).normal(size=16 * 3 * 3))
+    upstream = flat.as_strided((1, 16, 3, 3), (16, 1, 3 * 16, 16))
+    np_g = np_b.vjp(node, np_in, np_out, upstream.contiguous().numpy())
+    th_g = th_b.vjp(node, th_in, th_out, upstream)
+    for i in range(3):  # the input, the scale and the shift
+        assert close(np_g[i], th_b.to_numpy(th_g[i]), "float64"), f"gradient of input {i} differs"
+
+
 # -- every example -------------------------------------------------------------------------------
 @pytest.mark.torch
 @pytest.mark.parametrize("dtype", DTYPES)

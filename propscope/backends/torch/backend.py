@@ -208,6 +208,10 @@ class _Record:
             return [None] * len(self.wanted)
         if self.out.requires_grad:
             upstream = grad_output if isinstance(grad_output, Tensor) else self.backend.asarray(grad_output)
+            # contiguous: torch 2.13's CPU batch-norm backward misreads a gradient laid out channels-last whose
+            # batch axis of 1 has a stride other than C·H·W (what a transpose's VJP hands on, as in timm's
+            # EfficientFormer): its weight, bias and input gradients came out wrong, unlike central differences
+            upstream = upstream.contiguous()
             with self.backend.exact():
                 found = iter(torch.autograd.grad(self.out, self.sources, upstream, retain_graph=retain,
                                                  allow_unused=True, materialize_grads=True))
