@@ -196,10 +196,23 @@ class RoundedDivision(nn.Module):
         return h / scale + signed * h + torch.div(h, 0.7, rounding_mode="floor") * h
 
 
+class ShapedLike(nn.Module):
+    """LeViT's batch norm over flattened tokens, shaped back with reshape_as; view_as beside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.bn = nn.Linear(4, 6), nn.BatchNorm1d(3)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x).reshape(2, 2, 3)
+        return self.bn(h.flatten(0, 1)).reshape_as(h).view_as(self.fc(x).reshape(2, 2, 3)).reshape(2, 6)
+
+
 MODELS = {"relative_buckets": RelativeBuckets, "casts": Casts, "frozen": Frozen, "scaled_products": ScaledProducts,
           "first_end_token": FirstEndToken, "grouped_query_attention": GroupedQueryAttention,
           "repeat_interleave": RepeatInterleave, "router": Router, "weight_norms": WeightNorms,
-          "response_norm": ResponseNorm, "rounded_division": RoundedDivision}
+          "response_norm": ResponseNorm, "rounded_division": RoundedDivision,
+          "shaped_like": ShapedLike}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

@@ -14,7 +14,7 @@ from ..errors import ModelFormatError
 from ..examples import EXAMPLES, UnknownExampleError, load_example
 from ..gc_pause import paused_gc
 from ..model import Model
-from . import native, onnx_reader, state_dict, torch_export, torchvision_arch, transformers_checkpoint
+from . import native, onnx_reader, state_dict, timm_arch, torch_export, torchvision_arch, transformers_checkpoint
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
 
@@ -23,6 +23,7 @@ READERS: list[tuple[str, ModuleType]] = [
     ("torch.export (.pt2)", torch_export),
     ("ONNX (.onnx)", onnx_reader),
     ("state dict (.pt, .pth, .safetensors)", state_dict),
+    ("timm checkpoint", timm_arch),  # before transformers': both are folders with a config.json
     ("transformers checkpoint", transformers_checkpoint),
 ]
 
@@ -48,7 +49,7 @@ def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
                 return state_dict.open_with(path, arch, seed)
             if arch is not None:
                 raise ModelFormatError(f"{path}: --arch is for state dict files; this model has its own architecture")
-            if reader is transformers_checkpoint:  # builds and exports with torch: its garbage must be collected
+            if reader in (transformers_checkpoint, timm_arch):  # build and export with torch: collect its garbage
                 return reader.open(path)
             with paused_gc():
                 return reader.open(path)
@@ -57,14 +58,15 @@ def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
 
 
 def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = None) -> Model:
-    """An example by name, a torchvision architecture (`torchvision:resnet18`, random weights), or a model file by
-    path (a state dict with the architecture `arch`)."""
+    """An example by name, a torchvision or timm architecture (`torchvision:resnet18`, `timm:resnet50`, random
+    weights), or a model file by path (a state dict with the architecture `arch`)."""
     text = str(target)
-    if torchvision_arch.is_spec(text):
-        if arch is not None:
-            raise ModelFormatError(f"--arch is for state dict files; {text!r} is an architecture itself")
-        with memory_budget(), capture_warnings():  # one budget for the whole open, as a file's
-            return torchvision_arch.open_spec(text)
+    for library in (torchvision_arch, timm_arch):
+        if library.is_spec(text):
+            if arch is not None:
+                raise ModelFormatError(f"--arch is for state dict files; {text!r} is an architecture itself")
+            with memory_budget(), capture_warnings():  # one budget for the whole open, as a file's
+                return library.open_spec(text)
     if text in EXAMPLES:
         if arch is not None:
             raise ModelFormatError(f"--arch is for state dict files; {text!r} is an example with its own weights")
@@ -76,10 +78,11 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
 
 
 def display_name(path: str | Path) -> str:
-    """What a model file is called in the app (title, default save and export names): its stem; a transformers
-    checkpoint, its folder's name; a torchvision architecture, its name."""
-    if torchvision_arch.is_spec(path):
-        return torchvision_arch.parse(str(path))[0]
+    """What a model file is called in the app (title, default save and export names): its stem; a transformers or
+    timm checkpoint, its folder's name; a torchvision or timm architecture, its name."""
+    for library in (torchvision_arch, timm_arch):
+        if library.is_spec(path):
+            return library.parse(str(path))[0].split(".")[0]
     path = Path(path)
     return transformers_checkpoint.name_of(path) if transformers_checkpoint.match(path) else path.stem
 

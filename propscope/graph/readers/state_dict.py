@@ -117,13 +117,14 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
 
 
 def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
-    """The architecture `arch` (example name, model file or torchvision:NAME) with this file's weights, or a clear
-    error."""
+    """The architecture `arch` (example name, model file, torchvision:NAME or timm:NAME) with this file's weights, or
+    a clear error."""
     where = str(path)
     if arch is None:
         raise ModelFormatError(
             f"{where}: a state dict holds weights only; pass the architecture it belongs to with "
-            "--arch EXAMPLE_OR_FILE (a built-in example, a .pt2/.onnx/.propscope model, or torchvision:NAME)"
+            "--arch EXAMPLE_OR_FILE (a built-in example, a .pt2/.onnx/.propscope model, torchvision:NAME or "
+            "timm:NAME)"
         )
     tensors = read_tensors(path)
     model, report = apply_state_dict(architecture(arch, tensors, seed), tensors, path.name)
@@ -137,13 +138,14 @@ def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
 
 
 def architecture(arch: str | Path, tensors: dict[str, np.ndarray], seed: int = 0) -> Model:
-    """The model a state dict's `tensors` go into: an example, a model file, or a torchvision architecture (built
-    with as many classes as the tensors' classifier has)."""
-    from . import load_target, torchvision_arch
+    """The model a state dict's `tensors` go into: an example, a model file, or a torchvision or timm architecture
+    (built with as many classes as the tensors' classifier has)."""
+    from . import load_target, timm_arch, torchvision_arch
 
     try:
-        if torchvision_arch.is_spec(arch):
-            return torchvision_arch.open_spec(str(arch), tensors)
+        for library in (torchvision_arch, timm_arch):
+            if library.is_spec(arch):
+                return library.open_spec(str(arch), tensors)
         return load_target(arch, seed=seed)
     except PropscopeError as exc:
         raise ModelFormatError(f"architecture {arch}: {exc}") from None

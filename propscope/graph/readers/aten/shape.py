@@ -74,7 +74,7 @@ def _reshape_to(t: Translator, x: Any, ctx: Ctx, size: Any = None) -> Any:
 
 
 @aten("view", "_unsafe_view", "reshape", "view_copy", "unflatten", "squeeze", "unsqueeze", "_reshape_alias",
-      "squeeze_copy", "unsqueeze_copy", "flatten")
+      "squeeze_copy", "unsqueeze_copy", "flatten", "reshape_as", "view_as")  # _as: to the declared output shape
 def _reshape(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = self_arg(a)
     if isinstance(x, UnpoolPositions) and ctx.shapes[0] is not None and len(ctx.shapes[0]) == 1:

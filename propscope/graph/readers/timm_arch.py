@@ -1,0 +1,230 @@
+"""timm's architectures by name (`timm:resnet50`, `timm:vit_small_patch16_224@96`) and timm checkpoint folders.
+
+As a target (`propscope open timm:convnext_tiny`) it is the architecture with random weights; as the architecture of a
+state dict (`--arch timm:resnet50`) it is built with as many classes as the state dict's classifier has, then filled
+by name as any architecture is. A timm checkpoint folder (what timm's `push_to_hf_hub` and `save_for_hf` write, and
+the Hugging Face hub serves for timm models: `config.json` naming its `architecture`, beside `model.safetensors` or
+`pytorch_model.bin`) is that state dict and that architecture together.
+
+The model is built by timm's own `create_model` (`pretrained=False`: nothing downloaded), sized first on torch's meta
+device and charged to the memory budget, exported with torch.export on one image in evaluation mode, and read as a
+`.pt2` (`torch_export.open_program`). The image is the size asked for (`@SIZE`; a vision transformer is built for
+it, where its constructor takes `img_size`), else the architecture's own (its pretrained config's input size).
+Nothing in a folder is run: the config is JSON and names a model timm registers; weights go through propscope's
+own readers (safetensors, or the restricted unpickler), never `torch.load` of an unknown file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFormatError
+from ..model import Model
+from . import _torchvision, state_dict, torch_export
+from ._budget import charge, human
+from ._build import file_size
+from ._failure import first_line, quiet_torch
+
+PREFIX = "timm:"
+# timm's names are lower-case words, digits and underscores; a pretrained tag follows a dot (resnet50.a1_in1k)
+_SPEC = re.compile(r"^timm:([a-z][a-z0-9_]{0,99}(?:\.[a-z0-9_]{1,64})?)(?:@(\d{1,4})(?:x(\d{1,4}))?)?$")
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}(?:\.[a-z0-9_]{1,64})?$")
+MIN_SIDE, MAX_SIDE = 16, 1024
+MAX_CONFIG_BYTES = 1 << 20
+WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+_ARG_TYPES = (bool, int, float, str)  # what a config's model_args may hold, as JSON gives them
+
+
+def is_spec(text: object) -> bool:
+    return str(text).startswith(PREFIX)
+
+
+def parse(spec: str) -> tuple[str, tuple[int, int] | None]:
+    """The model name and the image size (None: the architecture's own)."""
+    found = _SPEC.match(spec.strip())
+    if not found:
+        raise ModelFormatError(f"{spec!r}: write timm:NAME or timm:NAME@SIZE (timm:resnet50, timm:resnet50@64, "
+                               "timm:vit_tiny_patch16_224@96)")
+    name, h, w = found.groups()
+    if h is None:
+        return name, None
+    size = (int(h), int(w or h))
+    if not all(MIN_SIDE <= s <= MAX_SIDE for s in size):
+        raise ModelFormatError(f"{spec!r}: image sides between {MIN_SIDE} and {MAX_SIDE} pixels, please")
+    return name, size
+
+
+def _libraries(where: str) -> tuple[Any, Any]:
+    try:
+        import torch
+    except ImportError:
+        raise ModelFormatError(f"{where}: needs torch and timm (pip install torch timm)") from None
+    _torchvision.models()  # timm imports torchvision: a CUDA build beside a CPU torch enters without its extension
+    try:
+        import timm
+    except ImportError:
+        raise ModelFormatError(f"{where}: needs timm (pip install timm)") from None
+    except Exception as exc:  # an installation whose imports fail
+        raise ModelFormatError(f"{where}: timm could not be imported ({first_line(exc, 120)})") from None
+    return torch, timm
+
+
+def _check_name(timm: Any, name: str, where: str) -> None:
+    base = name.split(".")[0]
+    if not timm.is_model(base):
+        near = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6)
+        also = f" (nearest: {', '.join(near)})" if near else ""
+        raise ModelFormatError(f"{where}: timm {timm.__version__} has no model {name!r}{also}")
+
+
+def _create(timm: Any, name: str, options: dict[str, Any]) -> Any:
+    return timm.create_model(name, pretrained=False, **options)
+
+
+def _sized(torch: Any, timm: Any, name: str, options: dict[str, Any], where: str) -> tuple[Any, dict[str, Any]]:
+    """The architecture built on the meta device (no memory) and the options it took: an image size is passed as
+    `img_size` to the constructors that take one (vision transformers, Swin), dropped for those that take any size."""
+    try:
+        with torch.device("meta"):
+            return _create(timm, name, options), options
+    except TypeError:
+        if "img_size" not in options:
+            raise
+        rest = {k: v for k, v in options.items() if k != "img_size"}
+        with torch.device("meta"):
+            return _create(timm, name, rest), rest
+
+
+def _classes_of(timm: Any, torch: Any, name: str, tensors: dict[str, np.ndarray]) -> int | None:
+    """How many classes a state dict's head has: the first axis of its classifier's weight, found by the name the
+    architecture built by default gives it (`fc.weight`, `head.fc.weight`, `classifier.weight`)."""
+    with torch.device("meta"):
+        net = _create(timm, name, {})
+    head = net.get_classifier() if hasattr(net, "get_classifier") else None
+    weight = getattr(head, "weight", None)
+    if weight is None:
+        return None
+    keys = [k for k, p in net.named_parameters() if p is weight]
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    _, tensors = state_dict.unwrapped(tensors, shapes)  # a DataParallel checkpoint's "module." names
+    found = tensors.get(keys[0]) if keys else None
+    return int(found.shape[0]) if found is not None and found.ndim >= 1 else None
+
+
+def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
+              model_args: dict[str, Any] | None = None) -> Model:
+    """The architecture `spec` names, with random weights (seeded); `tensors` (a state dict) decides its classes,
+    `model_args` (a checkpoint's config) what else its constructor is given."""
+    name, size = parse(spec)
+    torch, timm = _libraries(spec)
+    _check_name(timm, name, spec)
+    options: dict[str, Any] = dict(model_args or {})
+    try:
+        classes = _classes_of(timm, torch, name, tensors) if tensors else None
+        if classes is not None:
+            options["num_classes"] = classes
+        if size is not None:
+            options["img_size"] = size
+        meta, options = _sized(torch, timm, name, options, spec)
+    except ModelFormatError:
+        raise
+    except Exception as exc:  # a class count, a size or an argument the architecture cannot take
+        raise ModelFormatError(f"{spec}: timm cannot build it ({first_line(exc, 160)})") from None
+    nbytes = sum(t.numel() * 4 for t in meta.state_dict().values())
+    charge(nbytes, f"{name}'s parameters and buffers ({human(nbytes)})", spec)
+    if size is None:
+        side = tuple(getattr(meta, "pretrained_cfg", {}).get("input_size") or (3, 224, 224))[1:]
+        size = (int(side[0]), int(side[1]))
+    del meta
+    torch.manual_seed(0)
+    model = _create(timm, name, options).eval()
+    channels = int(options.get("in_chans", 3))
+    sample = torch.randn((1, channels, *size), generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad(), quiet_torch():
+            program = torch.export.export(model, (sample,))
+    except Exception as exc:
+        raise ModelFormatError(f"{spec}: torch.export could not trace {name} on a {size[0]}×{size[1]} image "
+                               f"({first_line(exc, 160)})") from None
+    del model
+    opened = torch_export.open_program(program, name.split(".")[0])
+    heads = f", {options['num_classes']} classes" if "num_classes" in options else ""
+    opened.description = (f"timm {name} ({size[0]}×{size[1]} input{heads}, timm {timm.__version__}), exported with "
+                          f"torch.export: {len(opened.graph.ops)} ops")
+    opened.loss = "cross_entropy"
+    return opened
+
+
+# -- checkpoint folders ---------------------------------------------------------------------------------------------
+def _config(folder: Path) -> dict[str, Any] | None:
+    """A folder's config.json when it is timm's (it names an `architecture`), else None."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    file_size(path, str(path), MAX_CONFIG_BYTES, "more than a model config holds")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return None  # not this reader's: transformers' reader says what is wrong with it
+    if not isinstance(config, dict) or "architectures" in config or not isinstance(config.get("architecture"), str):
+        return None
+    return config
+
+
+def folder_of(path: Path) -> Path | None:
+    """The timm checkpoint folder `path` names (the folder itself, or its config.json), else None."""
+    folder = path if path.is_dir() else path.parent if path.name == "config.json" else None
+    return folder if folder is not None and _config(folder) is not None else None
+
+
+def match(path: Path) -> bool:
+    try:
+        return folder_of(path) is not None
+    except ModelFormatError:
+        return False
+
+
+def _trained_size(config: dict[str, Any]) -> str:
+    """`@HxW` for the image size the checkpoint's pretrained config names (its training size), else ""."""
+    cfg = config.get("pretrained_cfg")
+    size = cfg.get("input_size") if isinstance(cfg, dict) else None
+    if (isinstance(size, list) and len(size) == 3 and all(type(v) is int for v in size)
+            and all(MIN_SIDE <= v <= MAX_SIDE for v in size[1:])):
+        return f"@{size[1]}x{size[2]}"
+    return ""
+
+
+def open(path: str | Path) -> Model:
+    path = Path(path)
+    folder = folder_of(path)
+    config = _config(folder) if folder is not None else None
+    if folder is None or config is None:
+        raise ModelFormatError(f"{path}: not a timm checkpoint (no config.json naming an architecture)")
+    where = str(path)
+    name = config["architecture"]
+    if not _NAME.match(name):
+        raise ModelFormatError(f"{where}: its architecture {name[:60]!r} is not a timm model name")
+    weights = next((folder / w for w in WEIGHTS if (folder / w).is_file()), None)
+    if weights is None:
+        raise ModelFormatError(f"{folder}: a timm checkpoint without weights (looked for {', '.join(WEIGHTS)})")
+    args = config.get("model_args") or {}
+    if not isinstance(args, dict) or not all(isinstance(k, str) and (isinstance(v, _ARG_TYPES) or v is None)
+                                             for k, v in args.items()):
+        raise ModelFormatError(f"{where}: model_args holds more than names and plain values")
+    tensors = state_dict.read_tensors(weights)
+    spec = f"{PREFIX}{name}{_trained_size(config)}"
+    try:
+        model, report = state_dict.apply_state_dict(open_spec(spec, tensors, args), tensors, weights.name)
+    except ModelFormatError as exc:
+        raise ModelFormatError(f"{where}: {exc}") from None
+    if not report.matched:
+        raise ModelFormatError(f"{where}: none of the {len(tensors)} tensors of {weights.name} is a parameter of "
+                               f"timm's {name}; is config.json's architecture the right one?")
+    model.description = f"{model.description} — weights from {folder.name}/{weights.name}"
+    return model
