@@ -15,7 +15,15 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QToolButton
 
 import propscope
-from propscope.gui.inspect.grad_flow_view import ACTIVATION_COLUMNS, ACTIVATIONS, COLORS, PARAMETERS, VERDICTS
+from propscope.gui.inspect.grad_flow_view import (
+    ACTIVATION_COLUMNS,
+    ACTIVATIONS,
+    COLORS,
+    PARAMETERS,
+    UNIT_COLUMNS,
+    UNITS,
+    VERDICTS,
+)
 from propscope.gui.main_window import MainWindow
 
 pytestmark = [pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints",
@@ -152,3 +160,37 @@ def test_the_switch_is_kept_for_the_next_run(qtbot: Any) -> None:
     assert view.mode == ACTIVATIONS
     assert [view.table.item(r, 3).text() for r in range(view.table.rowCount())] == ["hidden_input", "hidden", "logits"]
     assert set(window.canvas._diffs[0]) == {"hidden_input", "hidden", "logits"}
+
+
+def test_units_shows_why_dead_relus_and_saturated_sigmoids(qtbot: Any) -> None:
+    """Units: one bar and one row per activation function, the dead or saturated share as the bar, flagged rows
+    coloured on the graph; a click goes to that node."""
+    from test_unit_health import mlp
+    from test_unit_health import session as unit_session
+
+    # layer 1 pushed below 0 (dead); layer 2 then sees only its bias, 8: σ(8) > 0.99, saturated
+    s = unit_session(mlp([("relu", {}), ("relu", {}), ("sigmoid", {})], bias=[0.0, -4.0, 8.0]))
+    window = MainWindow(s)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    run_flow(qtbot, window)
+    view = window.grad_flow.view
+    qtbot.mouseClick(view.findChild(QToolButton, "gradFlowUnits"), Qt.MouseButton.LeftButton)
+    assert view.mode == UNITS and view.units is not None
+    headers = [view.table.horizontalHeaderItem(c).text() for c in range(view.table.columnCount())]
+    assert headers == list(UNIT_COLUMNS)
+    assert [view.table.item(r, 3).text() for r in range(3)] == ["layer0.act", "layer1.act", "layer2.act"]
+    flags = [view.table.item(r, 2).text() for r in range(3)]
+    assert flags == ["ok", "dead", "saturated"]
+    assert view.table.item(1, 6).text() == "100%"  # every position 0 on every sample
+    heights = list(view.bars.opts["height"])
+    assert heights[1] == heights[2] == 100.0 and 0.0 <= heights[0] < 50.0
+    assert view.plot.getPlotItem().getAxis("left").labelText == "% of units"
+    assert view.summary.text() == view.units.summary() and "dead" in window.status_message.text()
+    diffs, color_of = window.canvas._diffs
+    assert set(diffs) == {"layer0.act", "layer1.act", "layer2.act"}
+    assert color_of(diffs["layer1.act"]).name() == COLORS["dead"]
+    assert color_of(diffs["layer2.act"]).name() == COLORS["saturated"]
+    view.table.cellClicked.emit(1, 1)
+    assert window.selection.node == "layer1.act"

@@ -97,8 +97,10 @@ def test_saturated_sigmoids_and_tanhs_and_the_bounds_of_clamp() -> None:
 
 def test_one_sample_is_not_enough_to_call_a_unit_dead() -> None:
     s = session(mlp([("relu", {})], bias=[-0.5], batch=1))
-    (row,) = unit_health(s).rows
-    assert row.dead == row.zeros > FLAGGED_SHARE and row.verdict == ""  # half of any ReLU layer is 0 on one sample
+    health = unit_health(s)
+    (row,) = health.rows
+    assert math.isnan(row.dead) and row.zeros > FLAGGED_SHARE and row.verdict == ""  # any ReLU layer's half is 0
+    assert "dead units need 2 samples or more" in health.summary()
 
 
 def test_nan_values_and_a_graph_without_activations() -> None:

@@ -8,12 +8,13 @@ its largest (¼) where σ < 0.01 or σ > 0.99, tanh' = 1 − tanh² below 1/50 o
 hard variants (hardsigmoid, clamp, ReLU6) pass exactly none at their bounds. Stacked, such layers are where the
 gradient flow's ∂L/∂h (`grad_flow.activation_flow`) shrinks.
 
-*Dead* is measured per position, not per channel (which axis holds the channels is a question of layout): a
-position of the output (every axis but the batch's) is dead where the unit is 0 for every sample. With few
-samples a live unit can read as dead by chance (½ⁿ for n samples and a symmetric pre-activation), so the flag asks
-for two samples at least. A layer is flagged *dead* when at least half its positions are, *saturated* when at
-least half its entries are; *not finite* when any entry is NaN or ±Inf. These bounds are conventions (the plots of
-Glorot & Bengio 2010 and the "dead ReLU" fraction of training dashboards), printed beside the numbers they judge.
+*Dead* is measured per position, not per channel (which axis holds the channels is a question of layout): a position
+of the output (every axis but the batch's) is dead where the unit is 0 for every sample. With few samples a live
+unit can read as dead by chance (½ⁿ for n samples and a symmetric pre-activation; with one, half of any healthy ReLU
+layer would), so dead is judged from two samples on. A layer is flagged *dead* when at least half its positions are,
+*saturated* when at least half its entries are; *not finite* when any entry is NaN or ±Inf. These bounds are
+conventions (the plots of Glorot & Bengio 2010 and the "dead ReLU" fraction of training dashboards), printed beside
+the numbers they judge.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class UnitStats:
     mean: float  # of the finite entries
     std: float
     zeros: float  # share of entries exactly 0
-    dead: float  # share of positions 0 on every sample (NaN: not an activation with a zero floor)
+    dead: float  # share of positions 0 on every sample (NaN: no zero floor, or fewer than MIN_SAMPLES samples)
     saturated: float  # share of entries where the slope is (nearly) 0 at a flat end (NaN: no flat end)
     nonfinite: int
     verdict: str  # "", "not finite", "dead" or "saturated"
@@ -92,6 +93,8 @@ class UnitHealth:
             if r.verdict:
                 counts.setdefault(r.verdict, []).append(r.module or r.name)
         head = f"{len(self.rows)} activation outputs, batch of {self.samples}"
+        if self.samples < MIN_SAMPLES and any(r.op in ZERO_FLOOR or r.op == "clamp" for r in self.rows):
+            head += f" (dead units need {MIN_SAMPLES} samples or more: load a batch)"
         if not counts:
             return f"{head}: no dead or saturated layer"
         parts = [f"{len(names)} {verdict} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
@@ -152,12 +155,13 @@ def _stats(node: Node, order: int, h: np.ndarray, samples: int) -> UnitStats:
     op = node.op.name
     floor = op in ZERO_FLOOR or (op == "clamp" and node.attrs.get("min") == 0)
     batched = h.ndim >= 1 and h.shape[0] == samples
-    dead = float(np.mean(np.all(zero, axis=0))) if floor and batched and h.size else math.nan
+    judged = floor and batched and samples >= MIN_SAMPLES and h.size  # one sample: half of any ReLU reads dead
+    dead = float(np.mean(np.all(zero, axis=0))) if judged else math.nan
     saturated = float(np.mean(SATURATED[op](node, h))) if op in SATURATED and h.size else math.nan
     verdict = ""
     if nonfinite:
         verdict = "not finite"
-    elif not math.isnan(dead) and samples >= MIN_SAMPLES and dead >= FLAGGED_SHARE:
+    elif not math.isnan(dead) and dead >= FLAGGED_SHARE:
         verdict = "dead"
     elif not math.isnan(saturated) and saturated >= FLAGGED_SHARE:
         verdict = "saturated"

@@ -1,8 +1,9 @@
 """Debug ▸ Gradient flow (Ctrl+Shift+G): every parameter's gradient after the whole backward pass, in the order the
 forward pass first uses it (debugger/grad_flow.py), as a bar per parameter on a log scale and as a table; a switch
-above them shows ∂L/∂h at every module output instead (the gradient through depth), the same way. Flagged rows
-(vanishing, exploding, not finite, no gradient) are coloured on the graph too; a click on a bar or a row shows that
-parameter or value there. The dock is made the first time it is used (`LazyDock`), pyqtgraph with it.
+above them shows ∂L/∂h at every module output instead (the gradient through depth), the same way, or why it
+vanishes: every activation function's dead and saturated units (debugger/unit_health.py). Flagged rows (vanishing,
+exploding, not finite, no gradient, dead, saturated) are coloured on the graph too; a click on a bar or a row shows
+that parameter or value there. The dock is made the first time it is used (`LazyDock`), pyqtgraph with it.
 """
 
 from __future__ import annotations
@@ -34,15 +35,17 @@ from ..jobs import Job
 
 if TYPE_CHECKING:
     from ...debugger.grad_flow import ActivationFlow, ActivationGradientFlow, GradientFlow, ParamFlow
+    from ...debugger.unit_health import UnitHealth, UnitStats
 
 # one colour per verdict ("" is a healthy gradient); the canvas gets the verdict's index in this table
 COLORS = {"": "#2e9e44", "vanishing": "#1f77b4", "exploding": "#f08c00", "not finite": "#d62828",
-          "no gradient": "#9e9e9e"}
+          "no gradient": "#9e9e9e", "dead": "#7b3fa0", "saturated": "#00897b"}
 VERDICTS = tuple(COLORS)
-PARAMETERS, ACTIVATIONS = "parameters", "activations"  # what the dock shows
+PARAMETERS, ACTIVATIONS, UNITS = "parameters", "activations", "units"  # what the dock shows
 COLUMNS = ("step", "parameter", "flag", "shape", "‖∂L/∂w‖", "RMS", "max |g|", "‖g‖ / ‖w‖")  # the flag in sight
 ACTIVATION_COLUMNS = ("step", "module", "flag", "output", "shape", "‖∂L/∂h‖", "RMS", "max |g|")
-FLAG_COLUMN = 2  # in both: the flag's column (projector mode shows it second, `_order_columns`)
+UNIT_COLUMNS = ("step", "module", "flag", "output", "op", "shape", "dead", "saturated", "zeros", "mean", "std")
+FLAG_COLUMN = 2  # in all: the flag's column (projector mode shows it second, `_order_columns`)
 
 
 def verdict_color(code: float) -> QColor:
@@ -84,9 +87,29 @@ def _activation_cells(r: ActivationFlow) -> list[QTableWidgetItem]:
             _Number(r.rms, f"{r.rms:.3e}"), _Number(r.largest, f"{r.largest:.3e}")]
 
 
+def _share(value: float) -> _Number:
+    return _Number(value, "-" if math.isnan(value) else f"{100 * value:.0f}%")
+
+
+def _unit_cells(r: UnitStats) -> list[QTableWidgetItem]:
+    """An activation function's output, in UNIT_COLUMNS' order."""
+    shape = "×".join(map(str, r.shape)) or "scalar"
+    return [_Number(r.order + 1, str(r.order + 1)), QTableWidgetItem(r.module or "(top)"),
+            QTableWidgetItem(r.verdict or "ok"), QTableWidgetItem(r.name), QTableWidgetItem(r.op),
+            QTableWidgetItem(shape), _share(r.dead), _share(r.saturated), _share(r.zeros),
+            _Number(r.mean, f"{r.mean:.3g}"), _Number(r.std, f"{r.std:.3g}")]
+
+
+def _unit_height(r: UnitStats) -> float:
+    """A unit row's bar: the larger of its dead and saturated shares, in percent (0 where it has neither)."""
+    shares = [v for v in (r.dead, r.saturated) if not math.isnan(v)]
+    return 100.0 * max(shares, default=0.0)
+
+
 class GradFlowView(QWidget):
     """The switch, the bars and the table; `nodeClicked` when the user picks a row (a parameter, or the node whose
-    value a module output is); `modeChanged` when the switch turns to PARAMETERS or ACTIVATIONS."""
+    value a module output or an activation function's output is); `modeChanged` when the switch turns to
+    PARAMETERS, ACTIVATIONS or UNITS."""
 
     nodeClicked = Signal(str)
     modeChanged = Signal(str)
@@ -97,9 +120,10 @@ class GradFlowView(QWidget):
         self.themes = themes
         self.flow: GradientFlow | None = None
         self.activations: ActivationGradientFlow | None = None
+        self.units: UnitHealth | None = None
         self.mode = PARAMETERS
         self.summary = QLabel("Debug ▸ Gradient flow runs the whole backward pass and lists every parameter's "
-                              "gradient, or ∂L/∂h at every module output.")
+                              "gradient, ∂L/∂h at every module output, or the dead and saturated units.")
         self.summary.setObjectName("gradFlowSummary")
         self.summary.setWordWrap(True)
         self.switch = QButtonGroup(self)
@@ -108,7 +132,10 @@ class GradFlowView(QWidget):
         switch_row.setSpacing(0)
         for mode, text, tip in ((PARAMETERS, "Parameters", "every parameter's gradient ∂L/∂w, in forward order"),
                                 (ACTIVATIONS, "Activations", "∂L/∂h at every module's output, in forward order: "
-                                 "the gradient through depth, free of the inputs' scale")):
+                                 "the gradient through depth, free of the inputs' scale"),
+                                (UNITS, "Units", "every activation function's output: the share of dead units (a "
+                                 "ReLU's 0 on every sample) and of saturated ones (a sigmoid or tanh at its flat "
+                                 "ends), where the gradient stops")):
             button = QToolButton()
             button.setObjectName(f"gradFlow{text}")
             button.setText(text)
@@ -174,14 +201,20 @@ class GradFlowView(QWidget):
         header.moveSection(header.visualIndex(FLAG_COLUMN), want)
 
     @property
-    def rows(self) -> tuple[ParamFlow, ...] | tuple[ActivationFlow, ...]:
-        """The rows shown: the parameters' or the module outputs', by the switch."""
-        shown = self.flow if self.mode == PARAMETERS else self.activations
+    def shown(self) -> GradientFlow | ActivationGradientFlow | UnitHealth | None:
+        """What the switch shows."""
+        return {PARAMETERS: self.flow, ACTIVATIONS: self.activations, UNITS: self.units}[self.mode]
+
+    @property
+    def rows(self) -> tuple[ParamFlow, ...] | tuple[ActivationFlow, ...] | tuple[UnitStats, ...]:
+        """The rows shown: the parameters', the module outputs' or the activation functions', by the switch."""
+        shown = self.shown
         return shown.rows if shown is not None else ()
 
-    def set_flows(self, flow: GradientFlow | None, activations: ActivationGradientFlow | None = None) -> None:
+    def set_flows(self, flow: GradientFlow | None, activations: ActivationGradientFlow | None = None,
+                  units: UnitHealth | None = None) -> None:
         """Show these (the switch decides which); None: the gradients changed, nothing to show."""
-        self.flow, self.activations = flow, activations
+        self.flow, self.activations, self.units = flow, activations, units
         self._show()
 
     def set_mode(self, mode: str) -> None:
@@ -201,26 +234,30 @@ class GradFlowView(QWidget):
         if self.mode == PARAMETERS:
             self.plot.setLabel("left", "log₁₀ RMS(∂L/∂w)")
             self.plot.setLabel("bottom", "parameters, in forward order")
-        else:
+        elif self.mode == ACTIVATIONS:
             self.plot.setLabel("left", "log₁₀ RMS(∂L/∂h)")
             self.plot.setLabel("bottom", "module outputs, in forward order")
+        else:
+            self.plot.setLabel("left", "% of units")
+            self.plot.setLabel("bottom", "dead or saturated, per activation function")
 
     def _show(self) -> None:
         self.table.setSortingEnabled(False)
         self.table.setRowCount(0)
-        columns = COLUMNS if self.mode == PARAMETERS else ACTIVATION_COLUMNS
+        columns = {PARAMETERS: COLUMNS, ACTIVATIONS: ACTIVATION_COLUMNS, UNITS: UNIT_COLUMNS}[self.mode]
         self.table.setColumnCount(len(columns))
         self.table.setHorizontalHeaderLabels(columns)
         if self.bars is not None:
             self.plot.removeItem(self.bars)
             self.bars = None
-        shown: GradientFlow | ActivationGradientFlow | None
-        if self.mode == PARAMETERS:
-            shown = self.flow
-            cell_rows = [_param_cells(r) for r in self.flow.rows] if self.flow is not None else []
-        else:
-            shown = self.activations
-            cell_rows = [_activation_cells(r) for r in self.activations.rows] if self.activations is not None else []
+        shown = self.shown
+        cell_rows: list[list[QTableWidgetItem]] = []
+        if self.mode == PARAMETERS and self.flow is not None:
+            cell_rows = [_param_cells(r) for r in self.flow.rows]
+        elif self.mode == ACTIVATIONS and self.activations is not None:
+            cell_rows = [_activation_cells(r) for r in self.activations.rows]
+        elif self.mode == UNITS and self.units is not None:
+            cell_rows = [_unit_cells(r) for r in self.units.rows]
         if shown is None:
             self.summary.setText("The gradients changed: Debug ▸ Gradient flow (Ctrl+Shift+G) lists them again.")
             return
@@ -240,19 +277,21 @@ class GradFlowView(QWidget):
         self._order_columns()
         self._draw_bars(rows)
 
-    def _draw_bars(self, rows: tuple[ParamFlow, ...] | tuple[ActivationFlow, ...]) -> None:
+    def _draw_bars(self, rows: tuple[ParamFlow, ...] | tuple[ActivationFlow, ...] | tuple[UnitStats, ...]) -> None:
         import pyqtgraph as pg
 
-        heights = [math.log10(r.rms) if r.rms > 0 else math.nan for r in rows]
+        shares = self.mode == UNITS  # from 0 up to 100 %, where the gradient views have log₁₀ RMS
+        heights = [_unit_height(r) if shares else math.log10(r.rms) if r.rms > 0 else math.nan
+                   for r in rows]  # type: ignore[union-attr, arg-type]
         finite = [h for h in heights if math.isfinite(h)]
-        floor = math.floor(min(finite)) - 1 if finite else -1.0
+        floor = 0.0 if shares else math.floor(min(finite)) - 1 if finite else -1.0
         tops = [h if math.isfinite(h) else floor + 0.5 for h in heights]  # none or not finite: a stub at the floor
         brushes = [pg.mkBrush(COLORS[r.verdict]) for r in rows]
         self.bars = pg.BarGraphItem(x=list(range(len(tops))), y0=floor, height=[t - floor for t in tops], width=0.8,
                                     brushes=brushes, pens=[pg.mkPen(None)] * len(tops))
         self.plot.addItem(self.bars)
         self.plot.setXRange(-1, len(tops), padding=0)
-        self.plot.setYRange(floor, max(tops, default=0.0) + 0.5, padding=0)
+        self.plot.setYRange(floor, 100.0 if shares else max(tops, default=0.0) + 0.5, padding=0)
 
     @guarded
     def _plot_clicked(self, event: Any) -> None:
@@ -298,6 +337,7 @@ class GradFlowRunner(QObject):
 
     def run(self) -> Job | None:
         from ...debugger.grad_flow import activation_flow, gradient_flow  # when asked for, not at the window's start
+        from ...debugger.unit_health import unit_health
 
         w = self.window
         s = w.bridge.session
@@ -310,24 +350,26 @@ class GradFlowRunner(QObject):
             w.show_error("No gradient flow", "the backward pass stops before the end: "
                          f"{s.position_text()}; an op ahead cannot run")
             return None
-        # both views at once: each only reads the gradients the trace now holds, so the switch is instant
-        job = Job("Gradient flow…", lambda: (gradient_flow(s), activation_flow(s)), w)
+        # every view at once: each only reads the values and gradients the trace now holds, so the switch is instant
+        job = Job("Gradient flow…", lambda: (gradient_flow(s), activation_flow(s), unit_health(s)), w)
 
-        def done(flows: tuple[GradientFlow, ActivationGradientFlow]) -> None:
+        def done(flows: tuple[GradientFlow, ActivationGradientFlow, UnitHealth]) -> None:
             if w.bridge.session is s:
                 self.show(s, *flows)
 
         return w._start(job, done, "No gradient flow")
 
-    def show(self, session: Any, flow: GradientFlow, activations: ActivationGradientFlow) -> None:
+    def show(self, session: Any, flow: GradientFlow, activations: ActivationGradientFlow,
+             units: UnitHealth | None = None) -> None:
         self.session = session
-        self.view.set_flows(flow, activations)
+        self.view.set_flows(flow, activations, units)
         self.dock.show()
         self.dock.raise_()
         self.colour()
 
     def colour(self) -> None:
-        """The canvas and the status bar for what the switch shows: parameters, or the nodes of module outputs."""
+        """The canvas and the status bar for what the switch shows: parameters, or the nodes of module outputs or of
+        activation functions."""
         if self.session is None:
             return
         view = self.view
@@ -361,8 +403,9 @@ def attach_grad_flow(window: Any) -> GradFlowRunner:
     action = QAction("Gradient &flow", window)
     action.setObjectName("gradFlow")
     action.setShortcut(QKeySequence("Ctrl+Shift+G"))
-    action.setStatusTip("Every parameter's gradient after the backward pass, in forward order, or ∂L/∂h at every "
-                        "module output; vanishing, exploding and NaN gradients flagged and coloured on the graph")
+    action.setStatusTip("Every parameter's gradient after the backward pass, in forward order, ∂L/∂h at every "
+                        "module output, or the dead and saturated units; vanishing, exploding and NaN gradients "
+                        "flagged and coloured on the graph")
     action.triggered.connect(runner.run)
     window.addAction(action)
     window.debug_menu.addAction(action)
