@@ -17,11 +17,11 @@ import numpy as np
 from .backends import BACKENDS, DTYPES
 from .graph.errors import PropscopeError
 
-EPILOG = ("TARGET is a built-in example name (see `propscope examples`), a model file path, a transformers checkpoint "
-          "folder, or torchvision:NAME[@SIZE].")
-TARGET_HELP = ("example name, model file, transformers checkpoint folder (config.json + weights), or "
-               "torchvision:NAME[@SIZE] (random weights)")
-ARCH_HELP = ("for a state dict (.pt, .pth, .safetensors): the example, model file or torchvision:NAME (e.g. "
+EPILOG = ("TARGET is a built-in example name (see `propscope examples`), a model file path, a transformers or timm "
+          "checkpoint folder, or torchvision:NAME[@SIZE] or timm:NAME[@SIZE].")
+TARGET_HELP = ("example name, model file, transformers or timm checkpoint folder (config.json + weights), or "
+               "torchvision:NAME[@SIZE] or timm:NAME[@SIZE] (random weights)")
+ARCH_HELP = ("for a state dict (.pt, .pth, .safetensors): the example, model file, torchvision:NAME or timm:NAME (e.g. "
              "torchvision:resnet18) whose weights it holds")
 
 
