@@ -128,9 +128,9 @@ def test_the_architecture_dialog_offers_torchvision(qtbot: Any, tmp_path: Path) 
     qtbot.addWidget(window)
     assert window.open_path(tmp_path / "mine.pth") is None  # the question first
     dialog = window.arch_dialog
-    dialog.torchvision.setCurrentText("resnet18")
+    dialog.library_name.setCurrentText("resnet18")
     dialog.image_size.setValue(32)
-    assert dialog.use_torchvision.isChecked() and dialog.architecture() == "torchvision:resnet18@32"
+    assert dialog.use_library.isChecked() and dialog.architecture() == "torchvision:resnet18@32"
     with qtbot.waitSignal(window.bridge.sessionChanged, timeout=120_000):
         dialog.accept()
     assert window.bridge.session.prediction_node.shape == (1, 5)

@@ -78,11 +78,11 @@ from .jobs import Job
 from .lessons import attach_lessons
 from .opening import (
     ArchDialog,
+    ArchitectureDialog,
     DataDialog,
     Loaded,
     RecentFiles,
     ReportDialog,
-    TorchvisionDialog,
     is_model_file,
     is_state_dict,
     load_file,
@@ -289,10 +289,10 @@ class MainWindow(QMainWindow):
         file = bar.addMenu("&File")
         self.file_menu = file  # kept: looking a menu up by title walks every child of the window
         self.open_action = self._menu_action(file, "&Open…", QKeySequence.StandardKey.Open, self._open_dialog)
-        self.torchvision_action = self._menu_action(file, "Open &torchvision architecture…", "Ctrl+Shift+O",
-                                                    self._torchvision_dialog)
-        self.torchvision_action.setToolTip("resnet18, mobilenet_v3_small, vit_b_16…: torchvision's networks by name, "
-                                           "random weights")
+        self.architecture_action = self._menu_action(file, "Open &architecture by name…", "Ctrl+Shift+O",
+                                                     self._architecture_dialog)
+        self.architecture_action.setToolTip("resnet18, vit_b_16, convnext_tiny…: torchvision's and timm's networks "
+                                            "by name, random weights")
         self.recent_menu = file.addMenu("Open &recent")
         self.recent_menu.setObjectName("recentMenu")
         self.recent_menu.aboutToShow.connect(lambda: self.recent.fill(self.recent_menu, self.open_path))
@@ -569,11 +569,11 @@ class MainWindow(QMainWindow):
         self.message(f"Saved {written}")
         return True
 
-    def _torchvision_dialog(self) -> None:
-        dialog = TorchvisionDialog(self)
+    def _architecture_dialog(self) -> None:
+        dialog = ArchitectureDialog(self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.chosen.connect(self.open_path)
-        self.torchvision_dialog = dialog
+        self.architecture_dialog = dialog
         dialog.open()
 
     def _open_dialog(self) -> None:

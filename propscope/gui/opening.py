@@ -40,7 +40,7 @@ from ..graph.errors import ModelFormatError
 from ..graph.examples import EXAMPLES
 from ..graph.gc_pause import paused_gc
 from ..graph.model import Model
-from ..graph.readers import READERS, display_name, open_model, torchvision_arch, transformers_checkpoint
+from ..graph.readers import READERS, architecture_library, display_name, open_model, transformers_checkpoint
 from ..graph.readers import state_dict as state_dict_reader
 from ..graph.readers._budget import memory_budget
 from ..graph.readers._failure import capture_warnings, one_line
@@ -52,6 +52,11 @@ MAX_RECENT = 8
 TORCHVISION_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
                      "efficientnet_b0", "convnext_tiny", "vit_b_16", "swin_t", "densenet121", "regnet_y_400mf",
                      "deeplabv3_resnet50", "fcn_resnet50", "lraspp_mobilenet_v3_large", "r3d_18")
+TIMM_NAMES = ("resnet50", "efficientnet_b0", "convnext_tiny", "convnextv2_atto", "mobilenetv3_large_100",
+              "vit_small_patch16_224", "deit_tiny_patch16_224", "swin_tiny_patch4_window7_224",
+              "eva02_tiny_patch14_224", "regnety_002", "efficientformer_l1", "levit_128s", "mixer_s16_224",
+              "caformer_s18", "fastvit_t8", "maxvit_tiny_tf_224")
+LIBRARIES = {"torchvision": TORCHVISION_NAMES, "timm": TIMM_NAMES}  # the names offered; any other can be typed
 RECENT_KEY = "recent/files"
 
 
@@ -125,8 +130,8 @@ def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | No
         if not report.matched:
             raise ModelFormatError(f"{path}: none of its {len(tensors)} tensors match a parameter of {arch}; "
                                    "is it the right architecture?")
-    elif torchvision_arch.is_spec(str(path)):
-        model = torchvision_arch.open_spec(str(path))
+    elif (library := architecture_library(str(path))) is not None:
+        model = library.open_spec(str(path))
     else:
         model = open_model(path)
     with paused_gc():  # the schedule and the layout: 10⁴-10⁵ objects that all live on (graph/gc_pause.py)
@@ -154,7 +159,7 @@ class RecentFiles:
         return [str(v) for v in value][:MAX_RECENT] if isinstance(value, list) else []
 
     def add(self, path: str | Path) -> None:
-        text = str(path) if torchvision_arch.is_spec(path) else str(Path(path).resolve())  # a name is no path
+        text = str(path) if architecture_library(path) else str(Path(path).resolve())  # a name is no path
         paths = [text, *(p for p in self.paths() if p != text)][:MAX_RECENT]
         self._store(paths)
 
@@ -192,42 +197,55 @@ class RecentFiles:
         clear.triggered.connect(self.clear)
 
 
-# -- torchvision's architectures by name (graph/readers/torchvision_arch.py) ---------------------------------
-def torchvision_fields() -> tuple[QComboBox, QSpinBox]:
-    """A name (common ones listed, any other typed) and the side of the images the network is traced on."""
+# -- torchvision's and timm's architectures by name (graph/readers/torchvision_arch.py, timm_arch.py) -------------
+def architecture_fields() -> tuple[QComboBox, QComboBox, QSpinBox]:
+    """The library, a name (its common ones listed, any other typed) and the side of the images the network is
+    traced on."""
+    library = QComboBox()
+    library.setObjectName("architectureLibrary")
+    library.addItems(list(LIBRARIES))
+    library.setToolTip("whose constructor builds the network: torchvision's or timm's (pip install timm)")
     name = QComboBox()
-    name.setObjectName("torchvisionName")
+    name.setObjectName("architectureName")
     name.setEditable(True)
-    name.addItems(TORCHVISION_NAMES)
+    name.addItems(LIBRARIES["torchvision"])
     size = QSpinBox()
-    size.setObjectName("torchvisionSize")
+    size.setObjectName("architectureSize")
     size.setRange(16, 1024)
     size.setValue(224)
     size.setSuffix(" px")
     size.setToolTip("the side of the images the network is traced on (and steps through)")
-    return name, size
+
+    def switched(chosen: str) -> None:
+        name.clear()
+        name.addItems(LIBRARIES.get(chosen, ()))
+
+    library.currentTextChanged.connect(switched)
+    return library, name, size
 
 
-def torchvision_spec(name: QComboBox, size: QSpinBox) -> str:
+def architecture_spec(library: QComboBox, name: QComboBox, size: QSpinBox) -> str:
     text = name.currentText().strip()
-    return f"torchvision:{text}@{size.value()}" if text else ""
+    return f"{library.currentText()}:{text}@{size.value()}" if text else ""
 
 
-class TorchvisionDialog(QDialog):
-    """File ▸ Open torchvision architecture: one of torchvision's networks by name, with random weights."""
+class ArchitectureDialog(QDialog):
+    """File ▸ Open architecture by name: one of torchvision's or timm's networks, with random weights."""
 
     chosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Open a torchvision architecture")
-        self.setObjectName("torchvisionDialog")
-        intro = QLabel("A classification, segmentation or video network from torchvision, built with random weights "
-                       "(nothing is downloaded) and traced on one image of this size.")
+        self.setWindowTitle("Open an architecture by name")
+        self.setObjectName("architectureDialog")
+        intro = QLabel("A network from torchvision (classification, segmentation, video) or timm (image models), "
+                       "built by its library with random weights (nothing is downloaded) and traced on one image of "
+                       "this size.")
         intro.setWordWrap(True)
-        self.name, self.size = torchvision_fields()
+        self.library, self.name, self.size = architecture_fields()
         self.name.setCurrentText("resnet18")
         row = QHBoxLayout()
+        row.addWidget(self.library)
         row.addWidget(self.name, 1)
         row.addWidget(self.size)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
@@ -237,11 +255,11 @@ class TorchvisionDialog(QDialog):
         lay.addWidget(intro)
         lay.addLayout(row)
         lay.addWidget(buttons)
-        self.setMinimumWidth(self.fontMetrics().horizontalAdvance("x") * 64)  # the intro in two lines, not four
+        self.setMinimumWidth(self.fontMetrics().horizontalAdvance("x") * 64)  # the intro in three lines, not six
 
     @guarded
     def accept(self) -> None:
-        spec = torchvision_spec(self.name, self.size)
+        spec = architecture_spec(self.library, self.name, self.size)
         if not spec:
             self.name.setFocus()
             return
@@ -277,13 +295,15 @@ class ArchDialog(QDialog):
         browse.clicked.connect(self._browse)
         self.file.textEdited.connect(lambda _t: self.use_file.setChecked(True))
         self.example.activated.connect(lambda _i: self.use_example.setChecked(True))
-        # torchvision's constructors by name (graph/readers/torchvision_arch.py): any name it has can be typed
-        self.use_torchvision = QRadioButton("A torchvision architecture")
-        group.addButton(self.use_torchvision)
-        self.torchvision, self.image_size = torchvision_fields()
-        self.torchvision.setToolTip("a torchvision model name; its classifier gets as many classes as the weights")
-        for edited in (self.torchvision.activated, self.torchvision.editTextChanged, self.image_size.valueChanged):
-            edited.connect(lambda *_: self.use_torchvision.setChecked(True))
+        # torchvision's and timm's constructors by name: any name the library has can be typed
+        self.use_library = QRadioButton("An architecture by name")
+        group.addButton(self.use_library)
+        self.library, self.library_name, self.image_size = architecture_fields()
+        self.library_name.setToolTip("a torchvision or timm model name; its classifier gets as many classes as the "
+                                     "weights")
+        for edited in (self.library.activated, self.library_name.activated, self.library_name.editTextChanged,
+                       self.image_size.valueChanged):
+            edited.connect(lambda *_: self.use_library.setChecked(True))
         self.use_example.setChecked(True)
         grid = QGridLayout()
         grid.addWidget(self.use_example, 0, 0)
@@ -291,8 +311,11 @@ class ArchDialog(QDialog):
         grid.addWidget(self.use_file, 1, 0)
         grid.addWidget(self.file, 1, 1)
         grid.addWidget(browse, 1, 2)
-        grid.addWidget(self.use_torchvision, 2, 0)
-        grid.addWidget(self.torchvision, 2, 1)
+        grid.addWidget(self.use_library, 2, 0)
+        names = QHBoxLayout()
+        names.addWidget(self.library)
+        names.addWidget(self.library_name, 1)
+        grid.addLayout(names, 2, 1)
         grid.addWidget(self.image_size, 2, 2)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -309,15 +332,15 @@ class ArchDialog(QDialog):
             self.use_file.setChecked(True)
 
     def architecture(self) -> str:
-        if self.use_torchvision.isChecked():
-            return torchvision_spec(self.torchvision, self.image_size)
+        if self.use_library.isChecked():
+            return architecture_spec(self.library, self.library_name, self.image_size)
         return self.file.text().strip() if self.use_file.isChecked() else str(self.example.currentData())
 
     @guarded
     def accept(self) -> None:
         arch = self.architecture()
         if not arch:
-            (self.torchvision if self.use_torchvision.isChecked() else self.file).setFocus()
+            (self.library_name if self.use_library.isChecked() else self.file).setFocus()
             return
         super().accept()
         self.chosen.emit(arch)

@@ -18,6 +18,15 @@ from . import native, onnx_reader, state_dict, timm_arch, torch_export, torchvis
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
 
+# the libraries whose architectures open by name (`torchvision:resnet18`, `timm:convnext_tiny@64`), random weights
+ARCHITECTURES: tuple[ModuleType, ...] = (torchvision_arch, timm_arch)
+
+
+def architecture_library(text: object) -> ModuleType | None:
+    """The module that opens `text` as an architecture by name (`torchvision:…`, `timm:…`), else None."""
+    return next((library for library in ARCHITECTURES if library.is_spec(text)), None)
+
+
 READERS: list[tuple[str, ModuleType]] = [
     ("propscope", native),
     ("torch.export (.pt2)", torch_export),
@@ -61,12 +70,12 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
     """An example by name, a torchvision or timm architecture (`torchvision:resnet18`, `timm:resnet50`, random
     weights), or a model file by path (a state dict with the architecture `arch`)."""
     text = str(target)
-    for library in (torchvision_arch, timm_arch):
-        if library.is_spec(text):
-            if arch is not None:
-                raise ModelFormatError(f"--arch is for state dict files; {text!r} is an architecture itself")
-            with memory_budget(), capture_warnings():  # one budget for the whole open, as a file's
-                return library.open_spec(text)
+    library = architecture_library(text)
+    if library is not None:
+        if arch is not None:
+            raise ModelFormatError(f"--arch is for state dict files; {text!r} is an architecture itself")
+        with memory_budget(), capture_warnings():  # one budget for the whole open, as a file's
+            return library.open_spec(text)
     if text in EXAMPLES:
         if arch is not None:
             raise ModelFormatError(f"--arch is for state dict files; {text!r} is an example with its own weights")
@@ -80,14 +89,14 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
 def display_name(path: str | Path) -> str:
     """What a model file is called in the app (title, default save and export names): its stem; a transformers or
     timm checkpoint, its folder's name; a torchvision or timm architecture, its name."""
-    for library in (torchvision_arch, timm_arch):
-        if library.is_spec(path):
-            return library.parse(str(path))[0].split(".")[0]
+    library = architecture_library(path)
+    if library is not None:
+        return library.parse(str(path))[0].split(".")[0]
     path = Path(path)
     return transformers_checkpoint.name_of(path) if transformers_checkpoint.match(path) else path.stem
 
 
 save_model = native.save
 
-__all__ = ["READERS", "display_name", "load_target", "memory_budget", "one_line", "open_model", "parse_size",
-           "save_model", "set_max_memory"]
+__all__ = ["ARCHITECTURES", "READERS", "architecture_library", "display_name", "load_target", "memory_budget",
+           "one_line", "open_model", "parse_size", "save_model", "set_max_memory"]

@@ -140,12 +140,12 @@ def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
 def architecture(arch: str | Path, tensors: dict[str, np.ndarray], seed: int = 0) -> Model:
     """The model a state dict's `tensors` go into: an example, a model file, or a torchvision or timm architecture
     (built with as many classes as the tensors' classifier has)."""
-    from . import load_target, timm_arch, torchvision_arch
+    from . import architecture_library, load_target
 
     try:
-        for library in (torchvision_arch, timm_arch):
-            if library.is_spec(arch):
-                return library.open_spec(str(arch), tensors)
+        library = architecture_library(arch)
+        if library is not None:
+            return library.open_spec(str(arch), tensors)
         return load_target(arch, seed=seed)
     except PropscopeError as exc:
         raise ModelFormatError(f"architecture {arch}: {exc}") from None
