@@ -16,7 +16,6 @@ own readers (safetensors, or the restricted unpickler), never `torch.load` of an
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from pathlib import Path
@@ -78,6 +77,8 @@ def _libraries(where: str) -> tuple[Any, Any]:
 def _check_name(timm: Any, name: str, where: str) -> None:
     base = name.split(".")[0]
     if not timm.is_model(base):
+        import difflib  # only for the message
+
         near = difflib.get_close_matches(base, timm.list_models(), n=5, cutoff=0.6)
         also = f" (nearest: {', '.join(near)})" if near else ""
         raise ModelFormatError(f"{where}: timm {timm.__version__} has no model {name!r}{also}")
