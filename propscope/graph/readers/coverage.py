@@ -5,7 +5,8 @@ implement). Each is **mapped** (a reader handler turns it into catalog ops), **f
 computes constants here: masks, position ids, comparisons; the reader evaluates it at load time and
 steps through what remains), **unsupported** (it opens as a placeholder that stops stepping), or **out of
 scope** for a float network's forward pass (backward kernels, random numbers, complex FFTs, dynamic-shape
-plumbing), each with its reason. The same for ONNX's default-domain operators.
+plumbing), each with its reason. `rand` and `randn` are folded: a draw of a fixed shape (drop path's, a VAE's noise)
+is made once when the model is read, seeded, as dropout's mask is. The same for ONNX's default-domain operators.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ MAPPED, FOLDED, UNSUPPORTED, OUT_OF_SCOPE = "mapped", "folded", "unsupported", "
 
 # Core ATen ops no float forward pass of a network uses, and why.
 ATEN_OUT_OF_SCOPE: dict[str, str] = {
-    "rand": "random numbers (not a function of the inputs)",
-    "randn": "random numbers (not a function of the inputs)",
     "randperm": "random numbers (not a function of the inputs)",
     "_fft_r2c": "complex-valued (FFT)",
     "_fft_c2r": "complex-valued (FFT)",

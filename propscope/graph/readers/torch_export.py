@@ -29,7 +29,7 @@ from ..errors import ModelFormatError
 from ..gc_pause import paused_gc
 from ..model import Model
 from . import aten  # noqa: F401  (registers the ATen handlers)
-from ._aten import SCALAR_TYPES, Translator, json_int, sizes
+from ._aten import SCALAR_TYPES, Translator, in_place, json_int, sizes
 from ._budget import ZIP_ERRORS, charge, read_member
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
 from ._pickle import load_weights_only, to_numpy
@@ -284,7 +284,7 @@ def _model(program: dict[str, Any], fetch: Callable[[str, str], np.ndarray],
     """The Model of a program's JSON (as `torch.export.save` writes it), its tensors by state-dict name from
     `fetch`, and its sample inputs (the batch, where their shapes are the inputs')."""
     schema = program.get("schema_version")
-    translator = Translator(program, fetch, where, name)
+    translator = Translator(_without_buffer_updates(program), fetch, where, name)
     model = translator.translate(None, "")
     batch: dict[str, np.ndarray] = {}
     values = samples()
@@ -300,6 +300,59 @@ def _model(program: dict[str, Any], fetch: Callable[[str, str], np.ndarray],
     for node in model.graph.inputs:
         check_shape(node.shape, f"input {node.name!r}", where)
     return model
+
+
+def _without_buffer_updates(program: dict[str, Any]) -> dict[str, Any]:
+    """The program without the nodes whose only work is updating a buffer: a module exported in training mode
+    counts its batches (`num_batches_tracked += 1`, one `add` a batch norm) and writes new running statistics,
+    as in-place ops on the buffer or, after `run_decompositions()`, as outputs the program gives back as buffer
+    mutations. None of it reaches the model's outputs, and as steps they were bookkeeping between the layers
+    (20 in resnet18); the module's buffers are left as they are, as the batch norm op leaves them. A node stays
+    where anything else reads what it makes, or reads the buffer after it. Anything malformed is left for the
+    translator to name."""
+    try:
+        gm = program["graph_module"]
+        nodes, signature = gm["graph"]["nodes"], gm["signature"]
+        buffers = {spec["buffer"]["arg"]["name"] for spec in signature.get("input_specs", []) if "buffer" in spec}
+        live: set[str] = set()
+        sink: set[str] = set()
+        for spec in signature.get("output_specs", []):
+            (sink if "buffer_mutation" in spec else live).update(_tensor_names(spec))
+        kept: list[Any] = []
+        for node in reversed(nodes):
+            made = _tensor_names(node.get("outputs", []))
+            read = _tensor_names(node.get("inputs", []))
+            parts = str(node.get("target", "")).split(".")
+            mutated = next((_tensor_names(item.get("arg")) for item in node.get("inputs", [])
+                            if item.get("name") == "self"), set()) if len(parts) >= 4 and in_place(parts[3]) else set()
+            updates_buffer = bool(mutated) and mutated <= buffers and not mutated & live
+            if not made & live and (made & sink or updates_buffer):
+                sink.update(read)
+                continue
+            live.update(read)
+            kept.append(node)
+    except (KeyError, TypeError, AttributeError):
+        return program
+    if len(kept) == len(nodes):
+        return program
+    return {**program, "graph_module": {**gm, "graph": {**gm["graph"], "nodes": kept[::-1]}}}
+
+
+def _tensor_names(value: Any) -> set[str]:
+    """Every tensor name an argument or output of the program JSON mentions (`{"as_tensor": {"name": ...}}`,
+    lists of them, a signature's `arg`)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            name = item.get("name")
+            if isinstance(name, str) and not ({"arg", "kind"} & item.keys()):  # not an argument's own name
+                found.add(name)
+            stack.extend(v for k, v in item.items() if k != "name")
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def open_program(program: Any, name: str) -> Model:

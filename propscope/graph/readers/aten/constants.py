@@ -1,7 +1,9 @@
-"""Tensors made from nothing but sizes and constants (zeros, arange, masks, comparisons): folded at load time."""
+"""Tensors made from nothing but sizes and constants (zeros, arange, masks, comparisons, random draws): folded at
+load time."""
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from .._build import finite_mask
 
 
 @aten("zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "new_zeros",
-      "new_ones", "new_full", "new_empty", "scalar_tensor", "arange", "fill", "empty_strided")
+      "new_ones", "new_full", "new_empty", "scalar_tensor", "arange", "fill", "empty_strided", "empty_permuted")
 def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
     if op == "scalar_tensor":
@@ -34,7 +36,9 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     shape = ctx.shapes[0]
     if shape is None:
         raise Unmapped("no declared output shape")
-    fill = {"zeros": 0.0, "ones": 1.0, "empty": 0.0}.get(op.split("_")[-1] if "_" in op else op)
+    # empty_permuted (a decomposed in-place dropout's mask before its draw) is empty laid out otherwise in memory
+    fill = 0.0 if op == "empty_permuted" else {"zeros": 0.0, "ones": 1.0, "empty": 0.0}.get(
+        op.split("_")[-1] if "_" in op else op)
     if fill is None:
         fill = a.get("fill_value", a.get("value", 0.0))
         if not isinstance(fill, int | float | bool):  # fill.Tensor: a 0-d tensor (Swin's shifted-window mask)
@@ -45,6 +49,51 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     like = self_arg(a) if ("self" in a or "input" in a) else None
     array_room(shape, dtype_arg(a, like), op, t.where)
     return np.full(shape, fill, dtype=dtype_arg(a, like))
+
+
+def seed_of(name: str) -> int:
+    """The seed of a random draw at the node `name`: fixed by the node, so a model opens and steps the same way
+    every time, and different at each node, so two dropouts of one shape do not drop the same elements."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+@aten("rand", "rand_like", "randn", "randn_like")
+def _random(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Random numbers of a fixed shape (transformers' drop path: `floor(keep + rand(N, 1, 1))` marks the samples
+    whose residual branch survives; a VAE's noise): drawn once, when the model is read, seeded by the node, as
+    dropout's mask is (not torch's numbers: the same on both backends and at every step)."""
+    op = op_key(ctx.target)
+    like = self_arg(a) if op.endswith("_like") else None
+    shape = tuple(t.shape(like)) if like is not None else ctx.shapes[0]
+    if shape is None:
+        raise Unmapped("no declared output shape")
+    dtype = np.dtype(dtype_arg(a, t.known(like) if like is not None else None))
+    if dtype.kind != "f":
+        raise Unmapped(f"{op} of {dtype}")
+    array_room(shape, np.float64, op, t.where)
+    rng = np.random.default_rng(seed_of(ctx.name))
+    return (rng.random(shape) if op.startswith("rand_") or op == "rand" else rng.standard_normal(shape)).astype(dtype)
+
+
+@aten("bernoulli")
+def _bernoulli(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """A 0/1 draw of the shape of `self` (torchvision's and timm's stochastic depth: `empty(N, 1, 1, 1)
+    .bernoulli_(1 − p)` keeps or drops each sample's residual branch), with probability `p` or, without one, the
+    values of `self`: drawn once, when the model is read, seeded by the node, as dropout's mask is. Probabilities
+    computed from the input would make the draw a step of its own, which the catalog does not have."""
+    x = self_arg(a)
+    overload = ctx.target.rsplit(".", 1)[-1]
+    # bernoulli(x) draws with x's values; bernoulli.p and bernoulli_.float with p, whose default 0.5 a program
+    # leaves out (StochasticDepth(0.5)), bernoulli.Tensor with a tensor p
+    p = a.get("p", 0.5 if overload in ("p", "float") else None)
+    chance = t.known(x) if p is None else t.known(p)
+    if chance is None:
+        raise Unmapped("a Bernoulli draw with probabilities computed from the input")
+    shape = tuple(t.shape(x))
+    array_room(shape, np.float64, "bernoulli", t.where)
+    draw = np.random.default_rng(seed_of(ctx.name)).random(shape) < np.broadcast_to(chance, shape)
+    known = t.known(x)
+    return draw.astype(known.dtype if known is not None and known.dtype.kind == "f" else np.float64)
 
 
 @aten("zero")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from ...ir import Node
 from .._aten import (
     Ctx,
     Missing,
@@ -13,20 +16,56 @@ from .._aten import (
     op_key,
     self_arg,
 )
+from .._budget import array_room
+from .constants import seed_of
 
 
-@aten("dropout", "native_dropout", "feature_dropout")
+@aten("dropout", "native_dropout")
 def _dropout(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Dropout in training mode is one step whose mask is drawn from a seed of its node (`seed_of`); in eval mode,
+    or with p = 0, it is the identity. `native_dropout` (what `run_decompositions()` leaves) also returns the mask,
+    which only torch's own backward reads."""
     x = self_arg(a)
-    train, p = a.get("train", True), float(a.get("p", 0.5))
-    if op_key(ctx.target) == "native_dropout":
-        if not train or p == 0:
-            return [x, Missing("dropout's mask")]
-        raise Unmapped("native_dropout in training mode")
+    train, p = a.get("train", True) is not False, float(a.get("p", 0.5))  # native_dropout's train=None trains
+    out = x if not train or p == 0 else t.b.op("dropout", t.node(x, ctx), name=ctx.name, module=ctx.module,
+                                                attrs={"p": p, "training": True, "seed": seed_of(ctx.name)})
+    return [out, Missing("dropout's mask")] if op_key(ctx.target) == "native_dropout" else out
+
+
+_SELU_ALPHA = 1.7580993408473766  # SELU's λα: alpha dropout sets what it drops to SELU's lowest, −λα (Dropout.cpp)
+
+
+@aten("feature_dropout", "alpha_dropout", "feature_alpha_dropout")
+def _masked_dropout(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Dropout2d/3d (whole channels of a sample), AlphaDropout (a SELU network's: dropped values set to SELU's
+    lowest and all rescaled to keep the mean and variance) and their feature forms, in training mode: x times a mask
+    drawn when the model is read (seeded by the node, as dropout's) and, for alpha dropout, plus an offset, so a
+    multiplication (and an addition) with constants, as `run_decompositions()` writes them too; the identity in eval
+    mode."""
+    x = self_arg(a)
+    train, p, op = a.get("train", True), float(a.get("p", 0.5)), op_key(ctx.target)
     if not train or p == 0:
         return x
-    return t.b.op("dropout", t.node(x, ctx), name=ctx.name, module=ctx.module,
-                  attrs={"p": p, "training": True, "seed": 0})
+    shape = tuple(t.shape(x))
+    if op.startswith("feature"):
+        if len(shape) < 2:
+            raise Unmapped(f"{op} of a tensor without channels")
+        shape = shape[:2] + (1,) * (len(shape) - 2)
+    array_room(shape, np.float64, op, t.where)
+    keep = (np.random.default_rng(seed_of(ctx.name)).random(shape) >= p).astype(np.float64)
+    node = t.node(x, ctx)
+    if op.endswith("alpha_dropout"):
+        scale = 1.0 / np.sqrt((_SELU_ALPHA**2 * p + 1) * (1 - p)) if p < 1 else 0.0
+        offset = (keep - 1.0) * _SELU_ALPHA * scale + _SELU_ALPHA * scale * p
+        kept = _times(t, ctx, node, keep * scale, f"{ctx.name}.kept")
+        return t.b.op("add", kept, t.b.const(offset, ctx.module, "offset"), name=ctx.name, module=ctx.module,
+                      original_op=op)
+    return _times(t, ctx, node, keep / (1.0 - p) if p < 1 else keep * 0.0, ctx.name, op)
+
+
+def _times(t: Translator, ctx: Ctx, x: Node, factor: np.ndarray, name: str, op: str | None = None) -> Node:
+    meta: dict[str, Any] = {"original_op": op} if op else {}
+    return t.b.op("mul", x, t.b.const(factor, ctx.module, "mask"), name=name, module=ctx.module, **meta)
 
 
 @aten("embedding")
