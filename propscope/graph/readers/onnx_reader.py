@@ -433,7 +433,7 @@ class Reader:
         ctx: Ctx | None = None
         try:
             if handler is None or (attrs and any(isinstance(v, Missing) for v in attrs.values())):
-                raise Unmapped("")
+                raise Unmapped(next((v.reason for v in attrs.values() if isinstance(v, Missing)), ""))
             if unary is not None and not attrs and len(inputs) == 1 and type(inputs[0]) is Node:
                 # Builder.op, one call less (10⁴-10⁵ times); `name` is clean already, so only a taken one needs fresh
                 b = self.b
@@ -485,8 +485,10 @@ class Reader:
                 attrs[a.name] = float(str(np.float32(a.f)))
             elif kind == _TENSOR:
                 attrs[a.name] = tensor_array(a.t, self.where, f"attribute {a.name!r} of node {name!r}", self.folder)
-            elif kind in (_GRAPH, _GRAPHS):
-                attrs[a.name] = Missing("a subgraph (control flow)")
+            elif kind in (_GRAPH, _GRAPHS):  # Loop, If, Scan: what runs depends on values, so nothing to step
+                attrs[a.name] = Missing(f"control flow (its {a.name[:40]!r} is a subgraph); propscope steps graphs "
+                                        "without Loop, If or Scan: export with fixed shapes and no data-dependent "
+                                        "branches, or unroll the loop")
             elif kind == _STRING:
                 attrs[a.name] = bytes(a.s).decode("utf-8", "replace")
             elif kind == _FLOATS:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import const, op
 
@@ -65,17 +67,31 @@ def _prelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     return op(r, ctx, "add", pos, op(r, ctx, "mul", slope, neg, suffix="scaled"))
 
 
-@onnx_op("Softmax", "LogSoftmax")
+@onnx_op("Softmax", "LogSoftmax", "Hardmax")
 def _softmax(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """From opset 13 along one axis (default −1); before it, over all the axes from `axis` (default 1) on, the input
+    read as a matrix of one row per index of the axes before it: at axis 1 of (N, C, H, W) one softmax over C·H·W
+    values per sample, not one over C per pixel."""
     x = r.node(ins[0], ctx)
-    name = "softmax" if ctx.op == "Softmax" else "log_softmax"
     rank = len(x.shape)
     axis = int(ctx.attrs.get("axis", -1 if ctx.opset >= 13 else 1)) % max(rank, 1)
     if ctx.opset >= 13 or axis == rank - 1:
-        return op(r, ctx, name, x, axis=axis - rank)
-    # before opset 13: softmax over all axes from `axis` on, as one flattened row per leading index
-    rows = math.prod(x.shape[:axis])
-    flat = r.b.op("reshape", x, name=f"{ctx.name}.rows", module=ctx.module, attrs={"shape": (rows, -1)})
-    soft = op(r, ctx, name, flat, suffix="flat", axis=-1)
-    return r.b.op("reshape", soft, name=ctx.name, module=ctx.module, attrs={"shape": x.shape})
+        return _along(r, ctx, x, axis - rank, "")
+    rows = (-1, math.prod(x.shape[axis:])) if axis else (1, -1)  # the batch axis stays free where it leads a row
+    flat = r.b.op("reshape", x, name=f"{ctx.name}.rows", module=ctx.module, attrs={"shape": rows})
+    done = _along(r, ctx, flat, -1, "flat")
+    return r.b.op("reshape", done, name=ctx.name, module=ctx.module, attrs={"shape": (-1, *x.shape[1:]) if axis
+                                                                          else x.shape})
 
+
+def _along(r: Reader, ctx: Ctx, x: Any, axis: int, suffix: str) -> Any:
+    if ctx.op != "Hardmax":
+        return op(r, ctx, "softmax" if ctx.op == "Softmax" else "log_softmax", x, suffix=suffix, axis=axis)
+    # Hardmax: 1 at the first largest value along the axis, 0 elsewhere (no gradient flows, as through argmax)
+    tag = f"{suffix}." if suffix else ""
+    picked = op(r, ctx, "argmax", x, suffix=f"{tag}argmax", axis=axis, keepdims=True, select_last_index=False)
+    size = x.shape[axis]
+    positions = np.arange(size).reshape(size, *(1,) * (-axis - 1))
+    mask = op(r, ctx, "compare", picked, r.b.const(positions, ctx.module, "positions"), suffix=f"{tag}is_max",
+              op="eq")
+    return op(r, ctx, "where", mask, const(r, ctx, 1.0, "one"), const(r, ctx, 0.0, "zero"), suffix=suffix)

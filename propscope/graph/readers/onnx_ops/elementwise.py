@@ -93,9 +93,28 @@ def _power(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.power(a, b.astype(a.dtype) if a.dtype.kind == "f" else b).astype(a.dtype)  # ONNX: the base's type
 
 
+def legacy_broadcast(r: Reader, ctx: Ctx, x: Any, y: Any) -> Any:
+    """Before opset 7, `broadcast=1` lines B up with A from `axis` on (default: A's last axes), where NumPy's rule
+    lines it up from the right: a (C,) bias added to (N, C, H, W) at axis 1 becomes (C, 1, 1). Returns B so shaped."""
+    if ctx.opset >= 7 or not int(ctx.attrs.get("broadcast", 0)):
+        return y
+    rank, inner = len(r.shape(x)), r.shape(y)
+    axis = int(ctx.attrs.get("axis", rank - len(inner)))
+    axis += rank if axis < 0 else 0
+    if not 0 <= axis <= rank - len(inner):
+        raise Unmapped(f"{ctx.op} broadcasting a {len(inner)}-D operand from axis {axis} of a {rank}-D one")
+    shape = (*inner, *(1,) * (rank - axis - len(inner)))
+    if shape == inner:
+        return y
+    c = r.folded(y)
+    if c is not None:
+        return c.reshape(shape)
+    return op(r, ctx, "reshape", r.node(y, ctx, hint="other"), suffix="aligned", shape=shape)
+
+
 @onnx_op(*_NP_BINARY, "Div", "Pow", "Mod")
 def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    x, y = ins[0], ins[1]
+    x, y = ins[0], legacy_broadcast(r, ctx, ins[0], ins[1])
     cx, cy = r.folded(x), r.folded(y)
     if cx is not None and cy is not None:
         fold_room((cx, cy), f"{ctx.op} {ctx.name!r} of constants", r.where)
@@ -110,6 +129,8 @@ def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         from .conv import pool_arithmetic
 
         a, b = (y, x) if ctx.op == "Add" and isinstance(y, Missing) else (x, y)
+        if not isinstance(a, Missing):  # the missing value is the second operand of an op other than Add
+            raise Unmapped(b.reason)
         return pool_arithmetic(r, a, b, ctx)
     if ctx.op == "Pow":
         if cy is not None and cy.size == 1:
@@ -201,6 +222,21 @@ def _clip(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     return op(r, ctx, "clamp", node, min=lo, max=hi)
 
 
+@onnx_op("ImageScaler")
+def _image_scaler(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """ImageScaler (experimental, opsets 1 to 9; the Model Zoo's Tiny YOLOv2 opens with it): x · scale + bias[c],
+    one bias per channel."""
+    x = r.node(ins[0], ctx)
+    bias = np.asarray(ctx.attrs.get("bias", []), dtype=np.float64)
+    if len(x.shape) < 2 or (bias.size and bias.size != x.shape[1]):
+        raise Unmapped(f"ImageScaler with {bias.size} biases for {x.shape}")
+    scaled = op(r, ctx, "mul", x, const(r, ctx, float(ctx.attrs.get("scale", 1.0)), "scale"), suffix="scaled")
+    if not bias.size:
+        return scaled
+    per_channel = bias.reshape(-1, *(1,) * (len(x.shape) - 2))
+    return op(r, ctx, "add", scaled, r.b.const(per_channel, ctx.module, "bias", name=f"{ctx.name}.bias"))
+
+
 @onnx_op("Where")
 def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """Where on a computed condition is the catalog's `where`; on a known one it folds into masks."""
@@ -212,6 +248,9 @@ def _where(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 
 # -- Cast --------------------------------------------------------------------------------------------------------
+# Cast-1 (opset 1 to 5) names its target type where later opsets give TensorProto's number
+CAST_NAMES = {"FLOAT": 1, "UINT8": 2, "INT8": 3, "UINT16": 4, "INT16": 5, "INT32": 6, "INT64": 7, "STRING": 8,
+              "BOOL": 9, "FLOAT16": 10, "DOUBLE": 11, "UINT32": 12, "UINT64": 13}
 _MASKS = frozenset({"compare", "logical", "isnan", "isinf"})  # catalog ops whose values are booleans
 _WHOLE = frozenset({"argmax", "argmin", "floor", "ceil", "round", "sign"})  # and those whose values are whole
 _FLOATS = frozenset({"float16", "bfloat16", "float32", "float64"})
@@ -257,7 +296,8 @@ def _file_types(r: Reader) -> tuple[dict[str, str], dict[str, str]]:
         for n in g.node:
             kind = n.op_type
             if kind == "Cast":
-                t = next((ONNX_DTYPES.get(a.i, "") for a in n.attribute if a.name == "to"), "")
+                t = next((ONNX_DTYPES.get(a.i or CAST_NAMES.get(bytes(a.s).decode("ascii", "replace").upper(), 0), "")
+                          for a in n.attribute if a.name == "to"), "")
             elif kind in ("Constant", "ConstantOfShape"):
                 t = _constant_type(n)
             elif kind in _FIXED:
@@ -344,7 +384,8 @@ def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     op shows to be integers or masks already keep their values, except that an integer cast to a narrower integer
     type wraps around (`_wrap`). A float out of the target's range is only truncated: ONNX leaves that undefined."""
     if ctx.op == "Cast":
-        code = int(ctx.attrs.get("to", 1))
+        to = ctx.attrs.get("to", 1)
+        code = CAST_NAMES.get(to.upper(), 0) if isinstance(to, str) else int(to)  # Cast-1 names the type
         if code not in ONNX_DTYPES:  # strings, complex numbers, 8- and 4-bit floats
             raise Unmapped(f"Cast to ONNX type {code} (propscope reads floats, integers and bools)")
         target = ONNX_DTYPES[code]

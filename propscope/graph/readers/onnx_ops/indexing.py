@@ -1,4 +1,4 @@
-"""ONNX GatherElements, GatherND and Tile onto the catalog's `gather`, `index_nd` and `tile`; ScatterND and
+"""ONNX GatherElements, GatherND, Tile and OneHot onto the catalog's `gather`, `index_nd` and `tile`; ScatterND and
 ScatterElements folded on constants (masks built at load time, as Swin's shifted-window mask), and of computed
 data or updates at positions known at load time the catalog's `index_put` (x[:, 1:3] = y, x[idx] += y,
 scatter_add, index_put_; a decomposed max unpool's is `max_unpool2d`, see conv.py); the shape plumbing that folds
@@ -205,3 +205,40 @@ def _gather_nd(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     parts = [r.b.const(p, ctx.module, f"batch{j}") for j, p in enumerate(positions)]
     parts += [c if isinstance(c, Node) else r.b.const(c, ctx.module, f"index{k}") for k, c in enumerate(columns)]
     return op(r, ctx, "index_nd", r.node(data, ctx), *parts, axes=tuple(range(batch + depth)))
+
+
+@onnx_op("OneHot")
+def _one_hot(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """OneHot(indices, depth, [off, on]) along `axis`: folded for known indices (the TorchScript exporter's
+    opset-9 gather of a buffer, BERT's token types, is OneHot, Mul and ReduceSum of constants); of computed indices,
+    a comparison with 0 … depth − 1 (and −depth … −1, as ONNX counts negative indices from the end) picking on or
+    off with `where`. An index outside −depth … depth − 1 is off everywhere."""
+    depth_value = r.folded(ins[1])
+    values = ins[2].array if isinstance(ins[2], Init) else r.folded(ins[2])  # a float pair, not a parameter
+    if depth_value is None or values is None or values.size != 2:
+        raise Unmapped("OneHot depth or values computed at run time")
+    depth = int(depth_value.reshape(-1)[0])
+    if depth < 1:
+        raise Unmapped(f"OneHot depth {depth}")
+    rank = len(r.shape(ins[0])) + 1
+    axis = int(ctx.attrs.get("axis", -1))
+    if not -rank <= axis < rank:
+        raise Unmapped(f"OneHot axis {axis} of a {rank}-D output")
+    axis %= rank
+    positions = np.arange(depth).reshape([depth if k == axis else 1 for k in range(rank)])
+    off, on = values.reshape(-1)
+    idx = r.folded(ins[0])
+    if idx is not None:
+        fold_room((), f"OneHot {ctx.name!r}", r.where, shape=(*idx.shape[:axis], depth, *idx.shape[axis:]))
+        wanted = np.expand_dims(idx.astype(np.int64), axis)
+        hit = (wanted == positions) | (wanted == positions - depth)
+        return np.where(hit, on, off).astype(values.dtype)
+    index = r.node(ins[0], ctx, hint="indices")
+    column = op(r, ctx, "reshape", index, suffix="column",
+                shape=(*index.shape[:axis], 1, *index.shape[axis:]))
+    hit = op(r, ctx, "compare", column, r.b.const(positions, ctx.module, "positions"), suffix="hit", op="eq")
+    from_end = op(r, ctx, "compare", column, r.b.const(positions - depth, ctx.module, "positions_from_end"),
+                  suffix="hit_from_end", op="eq")
+    mask = op(r, ctx, "logical", hit, from_end, suffix="mask", op="or")
+    return op(r, ctx, "where", mask, r.b.const(np.asarray(float(on)), ctx.module, "on"),
+              r.b.const(np.asarray(float(off)), ctx.module, "off"))

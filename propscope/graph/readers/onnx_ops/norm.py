@@ -1,6 +1,6 @@
-"""ONNX normalisations: BatchNormalization (inference and training mode), LayerNormalization,
-InstanceNormalization (the catalog's group_norm with one group per channel), GroupNormalization and
-RMSNormalization.
+"""ONNX normalisations: BatchNormalization (inference and training mode; per activation, spatial=0, before opset
+9), LayerNormalization, InstanceNormalization (the catalog's group_norm with one group per channel),
+GroupNormalization, RMSNormalization and LRN (local response normalisation, as steps).
 
 The optional statistics outputs (LayerNormalization's Mean and InvStdDev, a training BatchNorm's new
 running mean and variance) are built, as mean/var steps, only when something uses them.
@@ -37,7 +37,12 @@ def _batch_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     scale, bias = r.node(ins[1], ctx), r.node(ins[2], ctx)
     mean, var = r.node(ins[3], ctx, kind="constant"), r.node(ins[4], ctx, kind="constant")
     momentum, eps = float(ctx.attrs.get("momentum", 0.9)), _eps(ctx)
-    training = bool(ctx.attrs.get("training_mode", 0))
+    # before opset 7 `is_test` says inference (its default, 0, is training); from opset 14 `training_mode` says training
+    training = bool(ctx.attrs.get("training_mode", 0)) if ctx.opset >= 7 else not ctx.attrs.get("is_test", 0)
+    if ctx.opset < 9 and not int(ctx.attrs.get("spatial", 1)):
+        if training:
+            raise Unmapped("BatchNormalization with spatial=0 in training mode")
+        return _per_activation(r, ctx, x, scale, bias, mean, var, eps)
     node = r.b.op("batch_norm", x, scale, bias, mean, var, name=ctx.name, module=ctx.module,
                   attrs={"training": training, "momentum": 1.0 - momentum, "eps": eps})
     if not training:
@@ -57,6 +62,42 @@ def _batch_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return op(r, ctx, "add", kept, new, suffix="running_mean" if index == 0 else "running_var")
 
     return [node, Lazy(partial(running, 0)), Lazy(partial(running, 1))]
+
+
+def _per_activation(r: Reader, ctx: Ctx, x: Node, scale: Node, bias: Node, mean: Node, var: Node, eps: float) -> Any:
+    """BatchNormalization with spatial=0 (opsets 1 to 8): statistics, scale and bias per activation, each of shape
+    (C, D1, ...) or anything that broadcasts so; (x − mean) / √(var + ε) · scale + bias as elementwise steps."""
+    centred = op(r, ctx, "sub", x, mean, suffix="centred")
+    spread = op(r, ctx, "sqrt", op(r, ctx, "add", var, const(r, ctx, eps, "eps"), suffix="var_eps"), suffix="std")
+    normalized = op(r, ctx, "div", centred, spread, suffix="normalized")
+    return op(r, ctx, "add", op(r, ctx, "mul", normalized, scale, suffix="scaled"), bias)
+
+
+@onnx_op("LRN")
+def _lrn(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Local response normalisation (AlexNet, GoogLeNet and the Model Zoo's Caffe models): x / (bias + α/size ·
+    Σ x²)^β, the sum over the `size` channels from ⌊(size − 1)/2⌋ before to ⌈(size − 1)/2⌉ after, in the steps
+    torch's LocalResponseNorm takes: the squares zero-padded along the channels and averaged by a pool `size` wide
+    (for an even size torch pads one channel more before, ONNX after: the file's definition is followed)."""
+    x = r.node(ins[0], ctx)
+    if len(x.shape) < 3:
+        raise Unmapped(f"LRN of a {len(x.shape)}-D tensor (it takes (batch, channels, ...))")
+    size = int(ctx.attrs["size"])
+    if size < 1:
+        raise Unmapped(f"LRN size {size}")
+    alpha, beta = float(ctx.attrs.get("alpha", 1e-4)), float(ctx.attrs.get("beta", 0.75))
+    k = float(ctx.attrs.get("bias", 1.0))
+    channels, rest = x.shape[1], math.prod(x.shape[2:])
+    square = op(r, ctx, "pow", x, suffix="square", exponent=2.0)
+    planes = op(r, ctx, "reshape", square, suffix="planes", shape=(-1, 1, channels, rest))
+    padded = op(r, ctx, "pad", planes, suffix="padded", pads=((0, 0), (0, 0), ((size - 1) // 2, size // 2), (0, 0)),
+                mode="constant", value=0.0)
+    mean = op(r, ctx, "avg_pool2d", padded, suffix="window_mean", kernel_size=(size, 1), stride=1, padding=0,
+              ceil_mode=False, count_include_pad=True)
+    window = op(r, ctx, "reshape", mean, suffix="window", shape=(-1, *x.shape[1:]))
+    scaled = op(r, ctx, "mul", window, const(r, ctx, alpha, "alpha"), suffix="scaled")
+    base = op(r, ctx, "add", scaled, const(r, ctx, k, "bias"), suffix="base")
+    return op(r, ctx, "div", x, op(r, ctx, "pow", base, suffix="divisor", exponent=beta))
 
 
 def _affine(r: Reader, ctx: Ctx, y: Node, scale: Any, bias: Any) -> Node:

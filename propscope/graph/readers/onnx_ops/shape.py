@@ -1,4 +1,5 @@
-"""ONNX shape ops: Reshape, Flatten, Squeeze, Transpose, Expand, Concat, Gather, Slice, Split."""
+"""ONNX shape ops: Reshape, Flatten, Squeeze, Transpose, Expand, Concat, Gather, Slice, Split, DepthToSpace and
+SpaceToDepth."""
 
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def _reshape_node(r: Reader, x: Any, out: tuple[int, ...], ctx: Ctx) -> Any:
 def _reshape(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if isinstance(ins[0], Missing) and ctx.shapes[0] is not None:  # a decomposed max unpool's positions
         return unpool_reshaped(ins[0], ctx.shapes[0])
-    spec = r.folded(ins[1])
-    if spec is None:
+    spec = np.asarray(ctx.attrs.get("shape", ()), dtype=np.int64) if ctx.opset < 5 else r.folded(ins[1])
+    if spec is None:  # Reshape-1 has the shape as an attribute, later ones as an input
         raise Unmapped("a target shape computed at run time")
     shape = r.shape(ins[0])
     target = [int(d) for d in spec.reshape(-1)]
@@ -121,7 +122,7 @@ def _expand(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 @onnx_op("Concat")
 def _concat(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    axis = int(ctx.attrs["axis"])
+    axis = int(ctx.attrs["axis"] if ctx.opset >= 4 else ctx.attrs.get("axis", 1))  # Concat-1: 1 unless given
     items = [v for v in ins if v is not None]
     folded = [r.folded(v) for v in items]
     if all(f is not None for f in folded):
@@ -212,3 +213,35 @@ def _split(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 def _cut(r: Reader, x: Any, ctx: Ctx, name: str, axis: int, start: int, stop: int) -> Node:
     return r.b.op("slice", r.node(x, ctx), name=name, module=ctx.module,
                   attrs={"axes": (axis,), "starts": (start,), "stops": (stop,), "steps": (1,)})
+
+
+@onnx_op("DepthToSpace", "SpaceToDepth")
+def _depth_space(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Channels moved into b×b blocks of pixels (DepthToSpace: sub-pixel convolution's pixel shuffle, DCR or CRD
+    order) or back (SpaceToDepth: YOLOv2's reorg): a reshape, a transpose and a reshape."""
+    shape = r.shape(ins[0])
+    b = int(ctx.attrs["blocksize"])
+    if len(shape) != 4 or b < 1:
+        raise Unmapped(f"{ctx.op} of a {len(shape)}-D tensor with blocksize {b} (it takes (N, C, H, W))")
+    n, c, h, w = shape
+    if ctx.op == "DepthToSpace":
+        if c % (b * b):
+            raise Unmapped(f"DepthToSpace of {c} channels in blocks of {b}×{b}")
+        if str(ctx.attrs.get("mode", "DCR")) == "CRD":
+            split, perm = (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3)
+        else:
+            split, perm = (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2)
+        out = (n, c // (b * b), h * b, w * b)
+    else:
+        if h % b or w % b:
+            raise Unmapped(f"SpaceToDepth of {h}×{w} pixels in blocks of {b}×{b}")
+        crd = str(ctx.attrs.get("mode", "DCR")) == "CRD"  # opset 28: the inverse of DepthToSpace's CRD order
+        split, perm, out = (n, c, h // b, b, w // b, b), (0, 1, 3, 5, 2, 4) if crd else (0, 3, 5, 1, 2, 4), \
+            (n, c * b * b, h // b, w // b)
+    folded = r.folded(ins[0])
+    if folded is not None:
+        return np.transpose(folded.reshape(split), perm).reshape(out)
+    blocks = r.b.op("reshape", r.node(ins[0], ctx), name=f"{ctx.name}.blocks", module=ctx.module,
+                    attrs={"shape": (-1, *split[1:])})
+    moved = r.b.op("transpose", blocks, name=f"{ctx.name}.moved", module=ctx.module, attrs={"axes": perm})
+    return r.b.op("reshape", moved, name=ctx.name, module=ctx.module, attrs={"shape": (-1, *out[1:])})
