@@ -296,3 +296,39 @@ def test_each_hostile_file_gives_its_one_line(name: str, outcomes: dict[str, dic
     assert len(message) <= MAX_LINE, line
     assert "--debug shows where" not in message and "not enough memory" not in message, line
     assert re.search(expected, message), f"{expected!r} not in {line!r}"
+
+
+def test_a_reading_thread_keeps_its_output_to_itself(capfd: pytest.CaptureFixture[str]) -> None:
+    """The app reads models on worker threads: what one prints to stderr or warns while reading (torch.export's
+    partial graphs) is held back, while another thread's output passes, and the hooks go when the last reader is
+    done (two overlapping reads, as a Cancel then another Open makes, leave nothing behind)."""
+    import sys
+    import threading
+    import time
+    import warnings
+
+    from propscope.graph.readers._failure import capture_warnings, quiet_torch
+
+    stderr, showwarning = sys.stderr, warnings.showwarning
+    caught: list[int] = []
+    started = threading.Barrier(3)
+
+    def reader(tag: str, hold: float) -> None:
+        with capture_warnings() as warned, quiet_torch():
+            started.wait()
+            print(f"{tag}: a partial graph", file=sys.stderr)
+            warnings.warn(f"{tag}: a loader's note", stacklevel=1)
+            time.sleep(hold)
+        caught.append(len(warned))
+
+    threads = [threading.Thread(target=reader, args=(tag, hold)) for tag, hold in (("first", 0.3), ("second", 0.1))]
+    for t in threads:
+        t.start()
+    started.wait()
+    print("the window's own report", file=sys.stderr)
+    for t in threads:
+        t.join()
+    err = capfd.readouterr().err
+    assert "the window's own report" in err and "partial graph" not in err
+    assert caught == [1, 1]  # each reader's warning in its own list
+    assert sys.stderr is stderr and warnings.showwarning is showwarning

@@ -8,12 +8,14 @@ third-party warnings raised while loading (torch's pickle notes, onnx's) off the
 
 from __future__ import annotations
 
-import io
 import logging
 import re
+import sys
+import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager
+from typing import Any
 
 from ..errors import PropscopeError
 
@@ -58,30 +60,123 @@ def one_line(exc: BaseException, path: str | None = None, limit: int = MAX_LINE)
 
 
 def first_line(exc: BaseException, limit: int = MAX_LINE) -> str:
-    """An exception's first non-blank line (torch.export's messages go on for pages), cut to `limit`; its class
-    where it has no text."""
+    """An exception's first non-blank line (torch.export's messages go on for pages), shortened to `limit` (an
+    ellipsis where it was cut); its class where it has no text."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:limit]
+    return shorten(lines[0], limit) if lines else type(exc).__name__
+
+
+# -- keeping a reading thread's output to itself -----------------------------------------------------------------
+# sys.stderr, warnings.showwarning and logging's handlers are one for the whole process, and the app reads models on
+# worker threads while its own thread goes on (an exception hook's report, another open): so a reading thread is
+# *marked*, and hooks installed once for all (counted, under a lock) drop what a marked thread writes to stderr or
+# logs through torch, and keep its warnings in its own list; every other thread's output passes as before.
+_lock = threading.RLock()
+_muted: dict[int, int] = {}  # thread -> depth of quiet_torch
+_capturing: dict[int, tuple[int, list[warnings.WarningMessage]]] = {}  # thread -> (depth, its warnings)
+_users = 0
+_saved: dict[str, Any] = {}
+
+
+class _MutedStderr:
+    """sys.stderr for every thread: a muted thread's writes are dropped, the rest go to the stream it replaced."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return len(text) if threading.get_ident() in _muted else self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+class _MutedRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread not in _muted
+
+
+_RECORD_FILTER = _MutedRecords()
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    entry = _capturing.get(threading.get_ident())
+    if entry is None:
+        _saved["showwarning"](message, category, filename, lineno, file, line)
+    else:
+        entry[1].append(warnings.WarningMessage(message, category, filename, lineno, file, line))
+
+
+def _torch_handlers() -> set[logging.Handler]:
+    """The handlers torch's loggers write through: torch gives each of its loggers its own, not propagating."""
+    loggers = [logger for name, logger in logging.Logger.manager.loggerDict.items()
+               if isinstance(logger, logging.Logger) and (name == "torch" or name.startswith("torch."))]
+    return {handler for logger in [*loggers, logging.getLogger()] for handler in logger.handlers}
+
+
+@contextmanager
+def _hooks() -> Iterator[None]:
+    """The hooks, installed by the first thread in and taken out by the last one out (left alone where someone
+    replaced them meanwhile)."""
+    global _users
+    with _lock:
+        if _users == 0:
+            _saved["stderr"], _saved["showwarning"] = sys.stderr, warnings.showwarning
+            sys.stderr = _MutedStderr(sys.stderr)
+            warnings.showwarning = _show_warning
+            _saved["handlers"] = _torch_handlers()
+            for handler in _saved["handlers"]:
+                handler.addFilter(_RECORD_FILTER)
+        _users += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                if isinstance(sys.stderr, _MutedStderr):
+                    sys.stderr = _saved["stderr"]
+                if warnings.showwarning is _show_warning:
+                    warnings.showwarning = _saved["showwarning"]
+                for handler in _saved["handlers"]:
+                    handler.removeFilter(_RECORD_FILTER)
+                _saved.clear()
 
 
 @contextmanager
 def capture_warnings() -> Iterator[list[warnings.WarningMessage]]:
-    """Warnings raised while loading are recorded, not printed (a reader turns the useful ones into
-    `Model.warnings`); the CLI prints them only with --debug."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield caught
+    """Warnings this thread raises while loading are kept in the list yielded, not printed (third-party loaders'
+    notes: torch's pickle warnings, onnx's); other threads' warnings print as before."""
+    ident = threading.get_ident()
+    with _hooks():
+        with _lock:
+            depth, caught = _capturing.get(ident, (0, []))
+            _capturing[ident] = (depth + 1, caught)
+        try:
+            yield caught
+        finally:
+            with _lock:
+                depth, _ = _capturing[ident]
+                if depth == 1:
+                    del _capturing[ident]
+                else:
+                    _capturing[ident] = (depth - 1, caught)
 
 
 @contextmanager
 def quiet_torch() -> Iterator[None]:
     """torch.export, when it cannot trace, prints the partial graph to stderr and logs warnings before it raises:
-    pages in a user's terminal for what one line says. Both are held back while it runs (its exception is not)."""
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with redirect_stderr(io.StringIO()):
+    pages in a user's terminal for what one line says. This thread's are held back while it runs (its exception is
+    not); other threads' output is not touched."""
+    ident = threading.get_ident()
+    with _hooks():
+        with _lock:
+            _muted[ident] = _muted.get(ident, 0) + 1
+        try:
             yield
-    finally:
-        logger.setLevel(level)
+        finally:
+            with _lock:
+                _muted[ident] -= 1
+                if not _muted[ident]:
+                    del _muted[ident]
