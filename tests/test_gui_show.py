@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt, QTimer
+import shiboken6
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
@@ -34,6 +35,7 @@ def test_blocking_show_returns_the_session_where_the_window_left_it(qtbot: Any) 
     def drive() -> None:  # runs inside show()'s event loop: a user stepping twice, then closing the window
         window = next(w for w in _windows() if w.bridge.session is session)
         seen.append(window)
+        assert window.width() == 1000
         window.activateWindow()  # keys go to the active window, as to the one a user just saw open
         QApplication.processEvents()
         QTest.keyClick(window, Qt.Key.Key_F10)
@@ -44,7 +46,7 @@ def test_blocking_show_returns_the_session_where_the_window_left_it(qtbot: Any) 
     QTimer.singleShot(30_000, lambda: [w.close() for w in _windows()])  # should drive() fail: no hang
     returned = propscope.show(session, block=True, size=(1000, 700))
     assert returned is session and session.cursor == 2
-    assert seen and seen[0].width() == 1000
+    assert seen and not shiboken6.isValid(seen[0])  # deleted, not kept with its views until the process ends
     assert not _windows()
 
 
@@ -59,6 +61,8 @@ def test_show_without_blocking_keeps_the_window_until_it_closes(qtbot: Any) -> N
     qtbot.waitExposed(window)
     window.close()
     assert window not in app_module._SHOWN
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert not shiboken6.isValid(window)
 
 
 def test_show_takes_options_only_for_a_target_to_open(qtbot: Any) -> None:

@@ -136,9 +136,11 @@ def show(session: Session, block: bool | None = None, projector: bool = False,
     """The desktop app's window on `session`, from a script or a notebook. Blocking (the default outside IPython's
     Qt loop) returns when the window closes, with the session the window had then (File ▸ Open may have replaced
     it), cursor where it was left; Ctrl+C in the terminal closes the window and raises KeyboardInterrupt.
-    Without blocking the window stays open beside the caller's own Qt loop, and the session is returned at once."""
-    application()
+    Without blocking the window stays open beside the caller's own Qt loop, and the session is returned at once.
+    A closed window is deleted (with what it holds of the session: views, caches), not kept until the process ends."""
+    app = application()
     window = MainWindow(session, settings=QSettings())
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     if size is not None:
         window.resize(*size)
     window.show()
@@ -151,15 +153,18 @@ def show(session: Session, block: bool | None = None, projector: bool = False,
         _OnClose(window, lambda: _SHOWN.discard(window))
         return session
     loop = QEventLoop()
-    _OnClose(window, loop.quit)
+    final: list[Session] = []
+    _OnClose(window, lambda: (final.append(window.bridge.session), loop.quit()))
     interrupted: list[bool] = []
-    restore = None
-    if threading.current_thread() is threading.main_thread():
-        def on_interrupt(*_: object) -> None:
-            interrupted.append(True)
-            window.close()
 
-        restore = signal.signal(signal.SIGINT, on_interrupt)
+    def on_interrupt(*_: object) -> None:
+        interrupted.append(True)
+        window.close()
+
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    ours = previous is not None and previous is not signal.SIG_IGN  # a SIGINT the caller ignores stays ignored
+    if ours:
+        signal.signal(signal.SIGINT, on_interrupt)
     wake = QTimer()  # Python runs its signal handlers only between bytecodes: Qt's loop must give it some
     wake.timeout.connect(lambda: None)
     wake.start(200)
@@ -167,10 +172,9 @@ def show(session: Session, block: bool | None = None, projector: bool = False,
         loop.exec()
     finally:
         wake.stop()
-        if restore is not None:
-            signal.signal(signal.SIGINT, restore)
-    if window.settings is not None:
-        window.settings.sync()
+        if ours:
+            signal.signal(signal.SIGINT, previous)
+    app.sendPostedEvents(None, QEvent.Type.DeferredDelete)  # WA_DeleteOnClose's deletion, now, not at the next loop
     if interrupted:
         raise KeyboardInterrupt
-    return window.bridge.session
+    return final[0] if final else session
