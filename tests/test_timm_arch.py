@@ -69,9 +69,9 @@ def test_an_architecture_by_name_steps_with_autograds_gradients(name: str, size:
 def test_a_checkpoint_folder_as_timm_writes_it(tmp_path: Path) -> None:
     """save_for_hf writes config.json (architecture, num_classes, model_args, pretrained_cfg) and the weights."""
     import torch
-    from timm.models import _hub
 
     timm = _timm()
+    from timm.models import _hub
     torch.manual_seed(3)
     trained = timm.create_model("resnet18", pretrained=False, num_classes=7)
     folder = tmp_path / "my-resnet"
@@ -91,6 +91,21 @@ def test_a_checkpoint_folder_as_timm_writes_it(tmp_path: Path) -> None:
     s = open_session(folder, dtype="float64")  # cross-entropy by default: a classifier
     assert s.loss_name == "cross_entropy"
     _assert_autograds(s, trained)
+
+
+def test_a_vision_transformer_folder_built_for_its_size(tmp_path: Path) -> None:
+    """save_for_hf writes a ViT built at another size with img_size [H, W] in model_args: opened at that size."""
+    import torch
+
+    timm = _timm()
+    from timm.models import _hub
+    torch.manual_seed(4)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=3)
+    _hub.save_for_hf(vit, str(tmp_path / "vit"), safe_serialization=True)
+    assert json.loads((tmp_path / "vit" / "config.json").read_text())["model_args"]["img_size"] == [32, 32]
+    model = open_model(tmp_path / "vit")
+    assert model.graph.outputs[0].shape == (1, 3)
+    np.testing.assert_array_equal(model.arrays["pos_embed"], vit.pos_embed.detach().numpy())
 
 
 def test_a_fine_tuned_state_dict_against_timm_by_name(tmp_path: Path) -> None:
@@ -135,3 +150,17 @@ def test_a_transformers_folder_is_not_taken_for_timms(tmp_path: Path) -> None:
     assert not timm_arch.match(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
     assert not timm_arch.match(tmp_path)  # transformers' reader says what is wrong with it
+
+
+def test_a_distilled_head_gets_the_state_dicts_classes(tmp_path: Path) -> None:
+    """DeiT's distilled model has two heads (get_classifier gives both): a fine-tuned 10-class one is kept whole."""
+    import torch
+
+    timm = _timm()
+    torch.manual_seed(7)
+    tuned = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, num_classes=10, img_size=32)
+    torch.save(tuned.state_dict(), tmp_path / "deit.pth")
+    model = load_target(tmp_path / "deit.pth", arch="timm:deit_tiny_distilled_patch16_224@32")
+    assert model.graph.outputs[0].shape == (1, 10)
+    np.testing.assert_array_equal(model.arrays["head_dist.weight"], tuned.head_dist.weight.detach().numpy())
+    assert load_target("timm:resnet18@32").loss == "cross_entropy"

@@ -38,6 +38,7 @@ MIN_SIDE, MAX_SIDE = 16, 1024
 MAX_CONFIG_BYTES = 1 << 20
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 _ARG_TYPES = (bool, int, float, str)  # what a config's model_args may hold, as JSON gives them
+MAX_ARG_ITEMS = 16
 
 
 def is_spec(text: object) -> bool:
@@ -108,7 +109,8 @@ def _classes_of(timm: Any, torch: Any, name: str, tensors: dict[str, np.ndarray]
     with torch.device("meta"):
         net = _create(timm, name, {})
     head = net.get_classifier() if hasattr(net, "get_classifier") else None
-    weight = getattr(head, "weight", None)
+    heads = head if isinstance(head, tuple) else (head,)  # a distilled model's two (DeiT, LeViT): the first
+    weight = next((h.weight for h in heads if getattr(h, "weight", None) is not None), None)
     if weight is None:
         return None
     keys = [k for k, p in net.named_parameters() if p is weight]
@@ -145,6 +147,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     del meta
     torch.manual_seed(0)
     model = _create(timm, name, options).eval()
+    scores = getattr(model, "num_classes", 1) != 0  # num_classes=0: a feature extractor, no classes to score
     channels = int(options.get("in_chans", 3))
     sample = torch.randn((1, channels, *size), generator=torch.Generator().manual_seed(0))
     try:
@@ -158,7 +161,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     heads = f", {options['num_classes']} classes" if "num_classes" in options else ""
     opened.description = (f"timm {name} ({size[0]}×{size[1]} input{heads}, timm {timm.__version__}), exported with "
                           f"torch.export: {len(opened.graph.ops)} ops")
-    opened.loss = "cross_entropy"
+    opened.loss = "cross_entropy" if scores else None
     return opened
 
 
@@ -191,6 +194,14 @@ def match(path: Path) -> bool:
         return False
 
 
+def _plain(value: object) -> bool:
+    """A constructor argument a config may give: a number, a string, a flag, None, or a short list of those (the
+    `img_size` [224, 224] timm writes for a vision transformer)."""
+    if isinstance(value, list):
+        return len(value) <= MAX_ARG_ITEMS and all(v is None or isinstance(v, _ARG_TYPES) for v in value)
+    return value is None or isinstance(value, _ARG_TYPES)
+
+
 def _trained_size(config: dict[str, Any]) -> str:
     """`@HxW` for the image size the checkpoint's pretrained config names (its training size), else ""."""
     cfg = config.get("pretrained_cfg")
@@ -215,8 +226,7 @@ def open(path: str | Path) -> Model:
     if weights is None:
         raise ModelFormatError(f"{folder}: a timm checkpoint without weights (looked for {', '.join(WEIGHTS)})")
     args = config.get("model_args") or {}
-    if not isinstance(args, dict) or not all(isinstance(k, str) and (isinstance(v, _ARG_TYPES) or v is None)
-                                             for k, v in args.items()):
+    if not isinstance(args, dict) or not all(isinstance(k, str) and _plain(v) for k, v in args.items()):
         raise ModelFormatError(f"{where}: model_args holds more than names and plain values")
     tensors = state_dict.read_tensors(weights)
     spec = f"{PREFIX}{name}{_trained_size(config)}"
