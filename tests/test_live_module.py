@@ -105,6 +105,34 @@ def test_torchvision_resnet18_held_in_python() -> None:
         assert zoo.relative(s.grad(name), grads[name]) < 1e-9, name
 
 
+def test_numpy_inputs_go_where_the_modules_weights_are() -> None:
+    """A module on another device (CUDA; here torch's meta device, which needs no GPU) gets its NumPy inputs there."""
+    from propscope.graph.readers import torch_module
+
+    with torch.device("meta"):
+        module = _small_cnn()
+    args, _ = torch_module._arguments(torch, module, np.ones((2, 1, 8, 8)), "Sequential")
+    assert args[0].device.type == "meta" and args[0].dtype == torch.float32
+
+
+@pytest.mark.skipif(not zoo.has_transformers(), reason="transformers is not installed")
+def test_a_transformers_base_model_positional_ids_and_token_labels() -> None:
+    """A base model (no key/value cache returned), ids given positionally (named input_ids, after the model's
+    forward), and a language model's (B, T) labels for its logits read a row per token."""
+    zoo.torchvision_models()
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=40, n_positions=16, n_embd=16, n_layer=1, n_head=2, attn_implementation="eager")
+    ids = torch.from_numpy(np.random.default_rng(3).integers(0, 40, (2, 8)))
+    base = propscope.open_session(GPT2Model(config).eval(), inputs={"input_ids": ids})
+    assert base.loss_name is None and base.graph.outputs[0].shape == (2, 8, 16)  # the hidden states alone
+    labels = torch.from_numpy(np.random.default_rng(4).integers(0, 40, (2, 8)))
+    s = propscope.open_session(GPT2LMHeadModel(config).eval(), inputs=ids, data={"y": labels})
+    assert s.graph.inputs[0].name == "input_ids"
+    np.testing.assert_array_equal(s.batch["y"], labels.numpy().reshape(-1))
+
+
 @pytest.mark.skipif(not zoo.has_transformers(), reason="transformers is not installed")
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_transformers_model_gives_its_token_logits_and_keeps_its_class(backend: str) -> None:

@@ -393,14 +393,17 @@ class Session:
 
 
 def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
-    """Class indices for cross-entropy: (N,) integers from (N,), (N, 1) or one-hot (N, C); for logits with
-    positions, (N, C, d1, ...) as torch lays them out, (N, d1, ...) integers."""
+    """Class indices for cross-entropy: (N,) integers from (N,), (N, 1) or one-hot (N, C), or from (B, T) token
+    labels where the logits are a row per token (N = B·T); for logits with positions, (N, C, d1, ...) as torch lays
+    them out, (N, d1, ...) integers."""
     if y.shape == logits_shape:
         return y
     axis = class_axis(logits_shape)  # where the classes are (torch's cross_entropy)
     indices_shape = class_indices_shape(logits_shape)
     if y.ndim == len(logits_shape) and y.shape[-1] == 1 and len(logits_shape) == 2:
         y = y[..., 0]
+    if len(logits_shape) == 2 and y.ndim >= 2 and y.size == logits_shape[0] and y.shape[-1] != logits_shape[1]:
+        y = y.reshape(-1)  # token labels (B, T) for a language model's logits read a row per token (B·T, V)
     if y.shape != indices_shape:
         one_hot = one_hot_error(y.shape, logits_shape)
         raise ShapeError(one_hot or f"target {TARGET!r}: expected class indices {fmt(indices_shape)} for the "

@@ -10,6 +10,7 @@ applies), as when its checkpoint folder is opened.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Mapping
 from contextlib import nullcontext
@@ -58,6 +59,8 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
         raise ModelFormatError(f"{what}: not a torch.nn.Module or an ExportedProgram")
     args, kwargs = _arguments(torch, target, inputs, what)
     transformers = type(target).__module__.split(".")[0] == "transformers"
+    if transformers and "use_cache" in inspect.signature(target.forward).parameters:
+        kwargs.setdefault("use_cache", False)  # one pass over the whole sequence: no key/value cache to return
     mode = "training" if target.training else "evaluation"
     with transformers_checkpoint.scores_only(target) if transformers else nullcontext({"gives": ""}) as picked:
         try:
@@ -76,18 +79,19 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
 
 
 def _arguments(torch: Any, module: Any, inputs: Any, what: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The positional and keyword arguments `inputs` stands for, NumPy arrays made tensors (floating ones in the
-    module's floating dtype, as a NumPy float64 batch meets a float32 model)."""
+    """The positional and keyword arguments `inputs` stands for, NumPy arrays made tensors on the module's device
+    (floating ones in the module's floating dtype, as a NumPy float64 batch meets a float32 model)."""
     if inputs is None:
         raise ModelFormatError(f"{what}: a module is traced on the inputs it is called with: {USAGE}")
-    dtype = next((p.dtype for p in [*module.parameters(), *module.buffers()] if p.is_floating_point()),
-                 torch.get_default_dtype())
+    tensors = [*module.parameters(), *module.buffers()]
+    dtype = next((p.dtype for p in tensors if p.is_floating_point()), torch.get_default_dtype())
+    device = tensors[0].device if tensors else torch.device("cpu")
 
     def tensor(value: Any) -> Any:
         if isinstance(value, np.ndarray):
             if value.dtype.kind not in "biuf":
                 raise ModelFormatError(f"{what}: an input array holds {value.dtype} values, not numbers")
-            value = torch.from_numpy(np.ascontiguousarray(value))
+            value = torch.from_numpy(np.ascontiguousarray(value)).to(device)  # where the module's weights are
             return value.to(dtype) if value.is_floating_point() else value
         return value
 

@@ -13,6 +13,7 @@ The model's size is counted against the open's memory budget before any of it is
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -234,6 +235,7 @@ def scores_only(model: Any) -> Iterator[dict[str, str]]:
     cls = type(model)
     picked = {"gives": "hidden"}
 
+    @functools.wraps(cls.forward)  # its signature: torch.export names the inputs after it (input_ids, not args_0)
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = cls.forward(self, *args, **kwargs)
         key = next((k for k in _OUTPUTS if getattr(out, k, None) is not None), None)
