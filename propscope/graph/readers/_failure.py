@@ -123,8 +123,13 @@ def _hooks() -> Iterator[None]:
     with _lock:
         if _users == 0:
             _saved["stderr"], _saved["showwarning"] = sys.stderr, warnings.showwarning
+            _saved["filters"] = list(warnings.filters)
             sys.stderr = _MutedStderr(sys.stderr)
             warnings.showwarning = _show_warning
+            # every warning reaches showwarning while a model is read: a reader's own (NumPy's log(0) of a folded
+            # mask) is a note kept with the read, never an error; the filters are one for all threads, so this holds
+            # for the others too until the last reader is done, when they come back as they were
+            warnings.simplefilter("always")
             _saved["handlers"] = _torch_handlers()
             for handler in _saved["handlers"]:
                 handler.addFilter(_RECORD_FILTER)
@@ -139,6 +144,8 @@ def _hooks() -> Iterator[None]:
                     sys.stderr = _saved["stderr"]
                 if warnings.showwarning is _show_warning:
                     warnings.showwarning = _saved["showwarning"]
+                warnings.filters = _saved["filters"]  # as catch_warnings gives them back
+                warnings._filters_mutated()  # type: ignore[attr-defined]  # the module's caches of the filters
                 for handler in _saved["handlers"]:
                     handler.removeFilter(_RECORD_FILTER)
                 _saved.clear()
