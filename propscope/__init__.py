@@ -65,7 +65,6 @@ def grads(target: object, view: str = "parameters", **session_options: Any) -> o
     TARGET: a Session (its cursor stays), or anything `open_session` takes with its options (an example, a model
     file, a `torch.nn.Module` with `inputs=`, `data=` and `loss=`). See debugger.grad_flow and debugger.unit_health.
     """
-    from .debugger import Session, open_session
     from .debugger.grad_flow import activation_flow, gradient_flow
     from .debugger.unit_health import unit_health
 
@@ -73,14 +72,7 @@ def grads(target: object, view: str = "parameters", **session_options: Any) -> o
                                                   "units": unit_health}
     if view not in views:
         raise ValueError(f"view {view!r}: one of {', '.join(views)}")
-    if isinstance(target, Session):
-        if session_options:
-            raise TypeError(f"grads() takes session options only with a target to open, not a Session: "
-                            f"{', '.join(session_options)}")
-        session = target
-    else:
-        session = open_session(target, **session_options)
-    rows = views[view](session).as_dicts()
+    rows = views[view](_session_of(target, session_options, "grads")).as_dicts()
     try:
         import pandas as pd
     except ImportError:
@@ -95,14 +87,18 @@ def show(target: object, block: bool | None = None, projector: bool = False,
     cursor where it was left; under IPython with Qt's event loop on (`%gui qt`) the window stays open and the session
     is returned at once (`block` decides it otherwise). `size=(1400, 900)` sizes the window; `projector` starts in
     projector mode."""
-    from .debugger import Session, open_session
     from .gui.app import show as show_window
 
+    return show_window(_session_of(target, session_options, "show"), block=block, projector=projector, size=size)
+
+
+def _session_of(target: object, options: dict[str, Any], caller: str) -> Session:
+    """TARGET itself where it is a Session (options are for opening one), else the session open_session makes."""
+    from .debugger import Session, open_session
+
     if isinstance(target, Session):
-        if session_options:
-            raise TypeError(f"show() takes session options only with a target to open, not a Session: "
-                            f"{', '.join(session_options)}")
-        session = target
-    else:
-        session = open_session(target, **session_options)
-    return show_window(session, block=block, projector=projector, size=size)
+        if options:
+            raise TypeError(f"{caller}() takes session options only with a target to open, not a Session: "
+                            f"{', '.join(options)}")
+        return target
+    return open_session(target, **options)

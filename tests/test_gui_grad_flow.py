@@ -90,13 +90,20 @@ def test_ctrl_shift_g_lists_and_colours_every_parameter(qtbot: Any, deep: Path) 
     assert window.canvas._diffs is None and view.flow is None
 
 
-def test_without_a_loss_it_says_how_to_attach_one(qtbot: Any) -> None:
+def test_without_a_loss_it_shows_the_units_and_says_how_to_attach_one(qtbot: Any) -> None:
+    """Units need the forward pass only: a session without a loss gets them, and the gradient views say how to get
+    a backward pass."""
     window = MainWindow(propscope.open_session("xor", loss="none"))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
-    press_ctrl_shift_g(qtbot, window)
-    assert "Debug ▸ Loss" in (window.last_error or "") and window.grad_flow.session is None
+    run_flow(qtbot, window)
+    view = window.grad_flow.view
+    assert view.mode == UNITS and view.flow is None and view.units is not None
+    assert [view.table.item(r, 3).text() for r in range(view.table.rowCount())] == [
+        r.name for r in view.units.rows] and view.table.rowCount() == 2  # xor's two sigmoids
+    view.set_mode(PARAMETERS)
+    assert "Debug ▸ Loss attaches one" in view.summary.text() and view.table.rowCount() == 0
 
 
 def test_the_verdict_colours_are_distinct() -> None:

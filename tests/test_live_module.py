@@ -235,6 +235,8 @@ def test_a_program_in_memory_reads_as_its_saved_archive(name: str) -> None:
     for key, value in memory.arrays.items():
         assert value.dtype == saved.arrays[key].dtype and np.array_equal(value, saved.arrays[key]), key
     assert memory.batch.keys() == saved.batch.keys() and memory.warnings == saved.warnings
+    for key, value in memory.batch.items():
+        assert value.dtype == saved.batch[key].dtype and np.array_equal(value, saved.batch[key]), key
 
 
 def test_the_session_holds_copies_not_the_modules_own_weights() -> None:

@@ -301,7 +301,8 @@ def _activations(graph: Graph) -> set[str]:
 def _whole_pass(session: Any) -> int:
     """The backward pass computed to its end in the trace (the cursor stays); that end."""
     if session.loss_node is None:
-        raise PropscopeError("no loss, so no backward pass: attach one (--loss, or Debug ▸ Loss) first")
+        raise PropscopeError("no loss, so no backward pass: attach one first (loss= in Python, --loss on the command "
+                             "line, Debug ▸ Loss in the app)")
     end = len(session.steps)
     session.trace.compute_through(end - 1)
     return end

@@ -259,7 +259,10 @@ class GradFlowView(QWidget):
         elif self.mode == UNITS and self.units is not None:
             cell_rows = [_unit_cells(r) for r in self.units.rows]
         if shown is None:
-            self.summary.setText("The gradients changed: Debug ▸ Gradient flow (Ctrl+Shift+G) lists them again.")
+            self.summary.setText(
+                "No backward pass without a loss: Debug ▸ Loss attaches one. Units needs the forward pass only."
+                if self.units is not None else
+                "The gradients changed: Debug ▸ Gradient flow (Ctrl+Shift+G) lists them again.")
             return
         self.summary.setText(shown.summary())
         rows = shown.rows
@@ -341,25 +344,26 @@ class GradFlowRunner(QObject):
 
         w = self.window
         s = w.bridge.session
-        if s.loss_node is None:
-            w.show_error("No gradient flow without a loss", "this session runs forward only: Debug ▸ Loss attaches "
-                         "one (cross-entropy, MSE...), then Gradient flow runs the backward pass")
-            return None
         w.debug.to_end.trigger()  # the whole pass, here as Run to end runs it: the inspector then shows the gradients
         if not s.at_end:  # an op that cannot run stopped it (the status bar says which)
-            w.show_error("No gradient flow", "the backward pass stops before the end: "
+            w.show_error("No gradient flow", "the pass stops before the end: "
                          f"{s.position_text()}; an op ahead cannot run")
             return None
-        # every view at once: each only reads the values and gradients the trace now holds, so the switch is instant
-        job = Job("Gradient flow…", lambda: (gradient_flow(s), activation_flow(s), unit_health(s)), w)
+        # every view at once: each only reads the values and gradients the trace now holds, so the switch is instant;
+        # a session without a loss has no gradients, only the forward pass's units
+        backward = s.loss_node is not None
+        job = Job("Gradient flow…", lambda: (gradient_flow(s) if backward else None,
+                                             activation_flow(s) if backward else None, unit_health(s)), w)
 
-        def done(flows: tuple[GradientFlow, ActivationGradientFlow, UnitHealth]) -> None:
+        def done(flows: tuple[GradientFlow | None, ActivationGradientFlow | None, UnitHealth]) -> None:
             if w.bridge.session is s:
+                if not backward:
+                    self.view.set_mode(UNITS)
                 self.show(s, *flows)
 
         return w._start(job, done, "No gradient flow")
 
-    def show(self, session: Any, flow: GradientFlow, activations: ActivationGradientFlow,
+    def show(self, session: Any, flow: GradientFlow | None, activations: ActivationGradientFlow | None,
              units: UnitHealth | None = None) -> None:
         self.session = session
         self.view.set_flows(flow, activations, units)
