@@ -582,3 +582,41 @@ def test_safetensors_round_trip_with_bfloat16_and_ints(tmp_path: Path) -> None:
     (tmp_path / "bf.safetensors").write_bytes(len(header).to_bytes(8, "little") + header +
                                              bf16.astype("<u2").tobytes())
     np.testing.assert_array_equal(read_tensors(tmp_path / "bf.safetensors")["w"], [1.5, -2.0])
+
+
+def test_weights_are_read_once_and_each_tensor_is_its_own(tmp_path: Path) -> None:
+    """A .pt2's weights become arrays without a second copy (a view of the member read once, writable), and two
+    tensors on one storage (buffers sliced from one tensor) are still independent arrays with their own values;
+    safetensors and ONNX external data likewise."""
+
+    class Sliced(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            base = torch.arange(8.0)
+            self.register_buffer("a", base[:4])
+            self.register_buffer("b", base[4:])
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x: Any) -> Any:
+            return self.fc(x) + self.a - self.b
+
+    module = Sliced().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(module, (torch.randn(2, 4),)), str(tmp_path / "sliced.pt2"))
+    model = open_model(tmp_path / "sliced.pt2")
+    np.testing.assert_array_equal(model.arrays["a"], [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(model.arrays["b"], [4.0, 5.0, 6.0, 7.0])
+    assert not np.shares_memory(model.arrays["a"], model.arrays["b"])
+    weight = model.arrays["fc.weight"]
+    assert weight.flags.writeable and weight.flags.c_contiguous
+    np.testing.assert_array_equal(weight, module.fc.weight.detach().numpy())
+    model.arrays["a"][0] = 100.0  # an in-place edit of one tensor touches no other
+    assert model.arrays["b"][0] == 4.0
+
+    save_file = pytest.importorskip("safetensors.torch").save_file
+    save_file({"w": torch.arange(6.0).reshape(2, 3), "v": torch.ones(3)}, str(tmp_path / "w.safetensors"))
+    from propscope.graph.readers.state_dict import read_tensors
+
+    tensors = read_tensors(tmp_path / "w.safetensors")
+    assert tensors["w"].flags.writeable and tensors["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]

@@ -61,8 +61,9 @@ def check_shape(shape: Iterable[Any], what: str, where: str, limit: int = MAX_TE
     return dims
 
 
-def from_bytes(data: bytes, dtype: str, shape: tuple[int, ...], where: str, what: str) -> np.ndarray:
-    """An array from raw little-endian bytes whose length must match the shape exactly (bfloat16 widened)."""
+def from_bytes(data: bytes | bytearray, dtype: str, shape: tuple[int, ...], where: str, what: str) -> np.ndarray:
+    """An array from raw little-endian bytes whose length must match the shape exactly (bfloat16 widened). A
+    `bytearray` read for this array alone becomes it (writable, no copy); immutable `bytes` are copied."""
     item = 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
     need = math.prod(shape) * item
     if len(data) != need:
@@ -71,7 +72,8 @@ def from_bytes(data: bytes, dtype: str, shape: tuple[int, ...], where: str, what
     if dtype == "bfloat16":
         wide = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
         return wide.view(np.float32).reshape(shape)
-    return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).copy()
+    arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
+    return arr if isinstance(data, bytearray) and arr.dtype.isnative else arr.copy()
 
 
 def module_of(name: str) -> str:

@@ -94,7 +94,7 @@ def tensor_array(t: Any, where: str, what: str, folder: Path | None = None) -> n
     return arr.astype(np.float32) if arr.dtype == np.float16 else arr
 
 
-def _external(t: Any, where: str, what: str, folder: Path | None) -> bytes:
+def _external(t: Any, where: str, what: str, folder: Path | None) -> bytearray:
     info = {e.key: e.value for e in t.external_data}
     location = info.get("location", "")
     if folder is None or not location or "\x00" in location or Path(location).is_absolute() \
@@ -118,9 +118,13 @@ def _external(t: Any, where: str, what: str, folder: Path | None) -> bytes:
         raise ModelFormatError(f"{where}: {what} claims bytes {offset}..{offset + length} of {location}, "
                                f"which holds {size}; the data file may be truncated")
     charge(length, what, where)
+    data = bytearray(length)  # this tensor's own: the array is a view of it, not a copy (`from_bytes`)
     with file.open("rb") as fh:
         fh.seek(offset)
-        return fh.read(length)
+        got = fh.readinto(data)
+    if got != length:
+        raise ModelFormatError(f"{where}: {what} claims {length} bytes of {location} at {offset}; {got} were there")
+    return data
 
 
 def _dims(value_info: Any) -> tuple[int | None, ...] | None:

@@ -232,7 +232,9 @@ def _safetensors(path: Path, where: str, size: int) -> dict[str, np.ndarray]:
         for name, dtype, shape, begin, end in sorted(entries, key=lambda e: e[3]):
             charge(end - begin, f"tensor {name[:60]!r}", where)
             fh.seek(8 + length + begin)
-            data = fh.read(end - begin)
+            data = bytearray(end - begin)  # the tensor's own: the array is a view of it, not a second copy
+            if fh.readinto(data) != end - begin:  # the file shrank while being read
+                raise ModelFormatError(f"{where}: tensor {name[:60]!r} is cut short; the file may be truncated")
             out[name] = from_bytes(data, dtype, shape, where, f"tensor {name!r}")
     if not out:
         raise ModelFormatError(f"{where}: the safetensors file holds no tensors")

@@ -95,7 +95,8 @@ class _Archive:
             raise ModelFormatError(f"{where}: {self.program_member} does not hold a program object")
         self._configs: dict[str, dict[str, Any]] = {}
         self._pickled: dict[str, dict[str, Any]] = {}
-        self._raw: dict[str, bytes] = {}
+        self._raw: dict[str, bytes | bytearray] = {}
+        self._lent: set[str] = set()  # members whose buffer a tensor already is (a second tensor gets a copy)
 
     @staticmethod
     def _what_is_it(names: list[str]) -> str:
@@ -207,12 +208,17 @@ class _Archive:
             flat = (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
         else:
             flat = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"), count=nbytes // item)
+        if dtype != "bfloat16" and _lendable(flat, data, shape, strides) and member not in self._lent:
+            # the member's own buffer, read once and writable, is the tensor: no second copy of every weight
+            # (a third of a big model's open); a later tensor on the same storage gets its own copy
+            self._lent.add(member)
+            return flat[offset:offset + count].reshape(shape)
         view = np.lib.stride_tricks.as_strided(flat[offset:], shape=shape,
                                                strides=tuple(s * flat.itemsize for s in strides))
         out = np.array(view, dtype=flat.dtype.newbyteorder("="))
         return out.astype(np.float32) if out.dtype == np.float16 else out
 
-    def _stored(self, member: str) -> bytes | None:
+    def _stored(self, member: str) -> bytearray | None:
         """An uncompressed member's bytes straight from the file (torch stores weights so): a zip member
         opened one by one costs ~0.1 ms, which a model with thousands of weights notices. None: use zipfile."""
         info = self.zf.getinfo(member)
@@ -229,8 +235,8 @@ class _Archive:
                                                                                                     "little")
         charge(info.file_size, f"member {member}", self.where)
         fp.seek(start)
-        data = fp.read(info.file_size)
-        return data if len(data) == info.file_size else None
+        data = bytearray(info.file_size)  # writable: a tensor can be a view of it (`_lendable`)
+        return data if fp.readinto(data) == info.file_size else None  # type: ignore[attr-defined]
 
     @cached_property
     def _file_bytes(self) -> int:
@@ -268,6 +274,18 @@ class _Archive:
 
         walk(value)
         return flat
+
+
+def _lendable(flat: np.ndarray, data: bytes | bytearray, shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    """Whether a tensor can be a view of its member's bytes as they are (`flat`, not widened from bfloat16): a
+    writable buffer (not `bytes`), in the machine's byte order, not float16 (widened too), laid out C-contiguous."""
+    if not isinstance(data, bytearray) or not flat.dtype.isnative or flat.dtype == np.float16:
+        return False
+    expected, step = [], 1
+    for size in reversed(shape):
+        expected.append(step)
+        step *= size
+    return all(size == 1 or got == want for size, got, want in zip(shape, strides, reversed(expected), strict=True))
 
 
 def open(path: str | Path) -> Model:
