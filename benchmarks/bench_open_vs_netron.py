@@ -17,9 +17,10 @@ console script started as a new process on the same port (it opens no browser un
 --browse), polled until the port answers, then the page loaded in the same browser; timed from
 the process's start until the graph's SVG holds its nodes; one untimed run first, like propscope.
 Files are generated first (not timed): a small CNN and a 12-block GPT-style transformer
-(torch.export .pt2 and ONNX), and ONNX chains of 1,000, 5,000 and 20,000 ops. The target
-(issue 14) is a ratio propscope/Netron page load of at most 0.5 on every file; the ratio to
-Netron's own process is printed beside it, as the like-with-like figure (no target).
+(torch.export .pt2 and ONNX), and ONNX chains of 1,000, 5,000 and 20,000 ops; with --real, torchvision's
+ResNet-50 at its real size as well (the ONNX file with its weights as external data, as the exporter
+writes it). The target (issue 14) is a ratio propscope/Netron page load of at most 0.5 on every file;
+the ratio to Netron's own process is printed beside it, as the like-with-like figure (no target).
 """
 
 from __future__ import annotations
@@ -117,8 +118,21 @@ def export_both(model_and_args: tuple[object, tuple[object, ...]], folder: Path,
     return [pt2, onnx_path]
 
 
-def make_files(folder: Path, quick: bool) -> list[Path]:
+def resnet50() -> tuple[object, tuple[object, ...]]:
+    """torchvision's ResNet-50 at its real size (25.6M parameters, 100 MB of weights), random weights."""
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import zoo  # torchvision's constructors, also where its CUDA build cannot load its extension
+
+    torch.manual_seed(0)
+    return zoo.torchvision_models().resnet50().eval(), (torch.randn(1, 3, 224, 224),)
+
+
+def make_files(folder: Path, quick: bool, real: bool = False) -> list[Path]:
     files = export_both(small_cnn(), folder, "cnn") + export_both(gpt(), folder, "gpt12")
+    if real:
+        files += export_both(resnet50(), folder, "resnet50")
     for ops in (1000,) if quick else (1000, 5000, 20000):
         files.append(onnx_chain(folder / f"chain{ops}.onnx", ops))
     return files
@@ -259,6 +273,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="only the 1,000-op chain among the big ones")
     parser.add_argument("--runs", type=int, default=1, help="timed runs per file and side; the best counts")
     parser.add_argument("--only", metavar="NAME", help="only the files whose name contains NAME")
+    parser.add_argument("--real", action="store_true",
+                        help="also torchvision's ResNet-50 at its real size (100 MB of weights, .pt2 and .onnx)")
     args = parser.parse_args()
     import logging
 
@@ -268,7 +284,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as pw:
         folder = Path(tmp)
         print("making the files (not timed) ...", file=sys.stderr)
-        files = make_files(folder, args.quick)
+        files = make_files(folder, args.quick, args.real)
         browser = pw.chromium.launch(executable_path=args.chromium, headless=True)
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         accept_netron_consent(files[-1], context)
