@@ -152,6 +152,9 @@ def test_a_transformers_model_gives_its_token_logits_and_keeps_its_class(backend
     assert _loss(s) == pytest.approx(loss, rel=1e-10)
     for name in ("transformer.h.0.attn.c_attn.weight", "transformer.h.1.mlp.c_proj.bias", "transformer.ln_f.weight"):
         assert zoo.relative(s.grad(name), grads[name]) < 1e-9, name
+    # the tied embedding answers to both its names, with the gradient of both its uses
+    assert s.model.aliases == {"transformer.wte.weight": "lm_head.weight"}
+    assert zoo.relative(s.grad("transformer.wte.weight"), grads["transformer.wte.weight"]) < 1e-9
 
 
 def test_an_exported_program_opens_with_its_own_inputs() -> None:

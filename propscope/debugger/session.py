@@ -243,11 +243,12 @@ class Session:
 
     # -- reading ---------------------------------------------------------------------------
     def value(self, name: str) -> np.ndarray | None:
-        v = self.trace.value(name, self._cursor)
+        v = self.trace.value(self.model.aliases.get(name, name), self._cursor)
         return None if v is None else self.backend.to_numpy(v)
 
     def grad(self, name: str) -> np.ndarray | None:
-        g = self.trace.grad(name, self._cursor)
+        """The gradient of node `name` as known at the cursor; a tied parameter answers to each of its names."""
+        g = self.trace.grad(self.model.aliases.get(name, name), self._cursor)
         return None if g is None else self.backend.to_numpy(g)
 
     @property

@@ -43,6 +43,9 @@ class Model:
     description: str = ""
     dataset: tuple[str, dict[str, Any]] | None = None
     warnings: list[str] = field(default_factory=list)  # what a reader could not map or load, one sentence each
+    # other names of a parameter shared under several (tied embeddings: GPT-2's transformer.wte.weight is its
+    # lm_head.weight), by the name the graph keeps; Session.value and .grad answer to them
+    aliases: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for node in self.graph.leaves:

@@ -392,6 +392,20 @@ def open_program(program: Any, name: str) -> Model:
         return _model(document, tensors.fetch, tensors.sample_inputs, name, name, "made in this process")
 
 
+def tied_names(module: Any, model: Model) -> dict[str, str]:
+    """Every other name of a parameter the module holds under several (tied weights), mapped to the one the graph
+    keeps (torch.export keeps one)."""
+    names: dict[int, list[str]] = {}
+    for name, param in module.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    aliases = {}
+    for group in names.values():
+        kept = next((n for n in group if n in model.arrays), None)
+        if kept is not None:
+            aliases.update({n: kept for n in group if n != kept})
+    return aliases
+
+
 def _open_saved(program: Any, name: str) -> Model:
     """The program saved to a temporary `name`.pt2 (which names the graph) and read back as a user's file."""
     import torch

@@ -71,6 +71,7 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
                                    f"({first_line(exc, 160)})") from None
     opened = torch_export.open_program(program, what)
     del program
+    opened.aliases = torch_export.tied_names(target, opened)
     opened.description = (f"{type(target).__name__} handed over in Python ({mode} mode), exported with torch.export: "
                           f"{len(opened.graph.ops)} ops")
     if picked["gives"] == "logits":

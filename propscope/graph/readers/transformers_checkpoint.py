@@ -306,9 +306,10 @@ def open(path: str | Path) -> Model:
         except Exception as exc:  # torch.export's messages run to pages: their first line says which
             raise ModelFormatError(f"{where}: {arch} could not be run and traced on a sample "
                                    f"{getattr(model, 'main_input_name', 'input')} ({first_line(exc)})") from None
-    del model
     opened = torch_export.open_program(program, name_of(path))  # the graph is named after the folder
     del program
+    opened.aliases = torch_export.tied_names(model, opened)  # GPT-2's embedding is its head: answered to by both names
+    del model
     opened.description = (f"{arch} from {folder.name} (transformers {transformers.__version__}, weights in "
                           f"{len(files)} file(s)), exported with torch.export: {len(opened.graph.ops)} ops")
     missing = sorted(info.get("missing_keys") or [])
