@@ -263,9 +263,10 @@ def cmd_grads(args: argparse.Namespace) -> int:
 
         _writable(args.csv, "--csv")
         with open(args.csv, "w", newline="", encoding="utf-8") as fh:
-            rows = flow.as_dicts()
-            first = "module" if args.activations or args.units else "parameter"
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [first])
+            every = flow.as_dicts()
+            rows = [r for r in every if r["flag"]] if args.flagged else every  # as the table printed above
+            writer = csv.DictWriter(fh, fieldnames=list(every[0]) if every else [
+                "module" if args.activations or args.units else "parameter"])
             writer.writeheader()
             writer.writerows(rows)
         print(f"wrote {args.csv}")
@@ -653,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--units", action="store_true",
                    help="every activation function's output after the forward pass: the share of dead units (a "
                         "ReLU's 0 on every sample) and saturated ones (a sigmoid or tanh at its flat ends)")
-    p.add_argument("--flagged", action="store_true", help="list only the flagged rows")
+    p.add_argument("--flagged", action="store_true", help="list (and write to --csv) only the flagged rows")
     p.add_argument("--csv", metavar="PATH", help="also write the table as CSV")
     p.add_argument("--strict", action="store_true", help="exit with 1 when any row is flagged (for CI)")
     p.set_defaults(func=cmd_grads)

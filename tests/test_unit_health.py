@@ -124,6 +124,9 @@ def test_the_command_line_the_debugger_and_the_notebook(tmp_path: Path, capsys: 
     assert "dead and saturated units after the forward pass" in out and "layer0.act" in out and " dead" in out
     assert (tmp_path / "u.csv").read_text().splitlines()[0] == \
         "module,output,op,shape,step,mean,std,zeros,dead,saturated,nonfinite,flag"
+    assert main(["grads", str(path), "--units", "--flagged", "--csv", str(tmp_path / "f.csv")]) == 0
+    written = (tmp_path / "f.csv").read_text().splitlines()
+    assert len(written) == 2 and written[1].startswith("layer0,layer0.act,relu")  # the dead layer alone
     assert main(["grads", str(path), "--units", "--activations"]) == 2
     assert "--activations or --units, not both" in capsys.readouterr().err
     shell = DebuggerShell(propscope.open_session(str(path), dtype="float64"), stdout=io.StringIO())
