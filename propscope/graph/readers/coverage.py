@@ -34,7 +34,7 @@ ONNX_OUT_OF_SCOPE_PREFIXES: dict[str, str] = {
     "String": "strings", "Regex": "strings", "Sequence": "sequence types", "Split to": "sequence types",
     "Optional": "optional types", "Quantize": "quantized integers", "Dequantize": "quantized integers",
     "DynamicQuantize": "quantized integers", "QLinear": "quantized integers", "ConvInteger": "integer-only",
-    "MatMulInteger": "integer-only", "If": "control flow", "Loop": "control flow", "Scan": "control flow",
+    "MatMulInteger": "integer-only", "Loop": "control flow", "Scan": "control flow",
     "Image": "image decoding", "DFT": "complex-valued (FFT)", "STFT": "complex-valued (FFT)",
     "BitShift": "integer-only", "Bitwise": "integer-only", "Hamming": "signal windows", "Hann": "signal windows",
     "Blackman": "signal windows", "MelWeight": "signal processing", "TfIdf": "text",
@@ -141,7 +141,8 @@ def onnx_coverage(names: Iterable[str] | None = None) -> Coverage:
                 return reason
         return None
 
-    return _classify(onnx_operators() if names is None else names, HANDLERS, ("constants",), out_of_scope,
+    # an If is decided when the file is read (its condition a folded constant) and refused otherwise: folded
+    return _classify(onnx_operators() if names is None else names, HANDLERS, ("constants", "control"), out_of_scope,
                      "ONNX (ai.onnx)")
 
 

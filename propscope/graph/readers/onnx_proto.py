@@ -6,16 +6,17 @@ dependency); a tensor's `raw_data` is a view of the file's bytes until the reade
 (protobuf's parse copies every tensor into the message and again on each read of the field), so a big model
 costs about its size once; and what a hostile file can make is bounded here: lengths are checked against the
 bytes, varints against ten bytes, the objects made against the open's memory budget, and the repeated numbers of
-a tensor come out as one NumPy array instead of a Python object each. Nesting is bounded by the schema itself:
-subgraphs (control flow, the only recursive messages) are not read, as the reader maps no op that has one, so
-no message is more than six levels below the model.
+a tensor come out as one NumPy array instead of a Python object each. Nesting is bounded by the schema, except
+for subgraphs (an attribute's graph: control flow, the only recursive messages), which are read, and charged,
+as the main graph is, to at most MAX_GRAPH_DEPTH graphs within graphs (a file nesting them deeper is refused,
+so a hostile file cannot exhaust Python's stack).
 
 Each message class names its fields by number (`FIELDS`: number -> (name, kind, message class)); a field the
 file does not set reads as protobuf's default (0, "", an empty list, or an empty message), and `HasField` says
-whether it was set, as on a protobuf message. Unknown fields are skipped, as protobuf skips them, and so are the
-subgraphs. The field numbers are those of `onnx.proto` (IR version 10); `tests/test_onnx_proto.py` checks each
-against the `onnx` package's own descriptors and opens every model of ONNX's backend node tests both ways (this
-reader, and `onnx`'s parse) to the same graph.
+whether it was set, as on a protobuf message. Unknown fields are skipped, as protobuf skips them. The field
+numbers are those of `onnx.proto` (IR version 10); `tests/test_onnx_proto.py` checks each against the `onnx`
+package's own descriptors and opens every model of ONNX's backend node tests both ways (this reader, and
+`onnx`'s parse) to the same graph.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ _REPEATED = frozenset({INTS, UINTS, FLOATS, DOUBLES, STRINGS, BYTES_LIST, MESSAG
 _FIXED_WIDTH: dict[int, np.dtype[Any]] = {FLOATS: np.dtype("<f4"), DOUBLES: np.dtype("<f8")}
 SHORT_RUN = 64  # a packed run of varints up to this many values is a list (dims, an attribute), longer an array
 OBJECT_BYTES = 128  # what one message or list item costs in memory, charged against the open's budget
+# graphs within graphs, the model's own the first: exporters nest a few (an If in a Loop's body); each level costs
+# four Python frames of parse, so this keeps a hostile file far from the interpreter's recursion limit
+MAX_GRAPH_DEPTH = 16
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
 
@@ -53,12 +57,21 @@ class Message:
     FIELDS: ClassVar[Schema] = {}
     # tag (field number and wire type) -> (name, what parse does, message class) for text, messages and numbers
     COMMON_TAGS: ClassVar[dict[int, tuple[str, int, Any]]] = {}
+    # a message that can hold itself (GraphProto, through a node's attribute): read by _other_field, which
+    # counts how deep it is
+    RECURSIVE: ClassVar[bool] = False
 
     def __init_subclass__(cls) -> None:
+        cls.compile()
+
+    @classmethod
+    def compile(cls) -> None:
+        """The parse tables and defaults from FIELDS (again after FIELDS gains a field of a later class)."""
         actions = {STRING: (_LENGTH, _TEXT), STRINGS: (_LENGTH, _TEXTS), MESSAGE: (_LENGTH, _CHILD),
                    MESSAGES: (_LENGTH, _CHILDREN), INT: (_VARINT, _NUMBER)}
         cls.COMMON_TAGS = {number << 3 | actions[kind][0]: (name, actions[kind][1], sub)
-                           for number, (name, kind, sub) in cls.FIELDS.items() if kind in actions}
+                           for number, (name, kind, sub) in cls.FIELDS.items()
+                           if kind in actions and not (sub is not None and sub.RECURSIVE)}
         for name, kind, sub in cls.FIELDS.values():
             default: Any = () if kind in _REPEATED else 0.0 if kind == FLOAT else "" if kind == STRING else \
                 b"" if kind in (BYTES, RAW) else 0 if kind == INT else None
@@ -75,11 +88,12 @@ class _Budget:
     """Counts the Python objects a parse makes, and charges them to the open's memory budget in batches: a file
     of empty messages or unpacked numbers makes some 100 bytes of objects per 2 bytes read."""
 
-    __slots__ = ("charge", "made")
+    __slots__ = ("charge", "depth", "made")
     BATCH = 1 << 16
 
     def __init__(self, charge: Any) -> None:
         self.charge, self.made = charge, 0
+        self.depth = 0  # graphs being read, one inside the other
 
     def add(self, count: int) -> None:
         self.made += count
@@ -216,6 +230,17 @@ def _other_field(cls: type[Message], tag: int, buf: bytes, pos: int, end: int, v
         return stop, 0
     if kind == RAW:  # a tensor's bytes: a view, copied once into its array by the reader
         values[name] = memoryview(buf)[pos:stop]
+    elif kind in (MESSAGE, MESSAGES):  # a graph (the others are COMMON_TAGS'): the only recursion a file controls
+        if budget.depth >= MAX_GRAPH_DEPTH:
+            raise DecodeError(f"graphs are nested more than {MAX_GRAPH_DEPTH} deep (subgraphs of control flow)")
+        budget.depth += 1
+        child = parse(spec[2], buf, pos, stop, budget)
+        budget.depth -= 1
+        if kind == MESSAGE:
+            values[name] = child
+        else:
+            values.setdefault(name, []).append(child)
+            return stop, 1
     elif kind == BYTES:
         values[name] = buf[pos:stop]
     elif kind == BYTES_LIST:
@@ -318,7 +343,7 @@ class ValueInfoProto(Message):
     FIELDS: ClassVar[Schema] = {1: ("name", STRING, None), 2: ("type", MESSAGE, TypeProto)}
 
 
-class AttributeProto(Message):  # subgraphs (g, graphs), sparse tensors and type protos: only `type` says so
+class AttributeProto(Message):  # subgraphs (g, graphs) join below GraphProto; sparse tensors, type protos: unread
     FIELDS: ClassVar[Schema] = {
         1: ("name", STRING, None), 2: ("f", FLOAT, None), 3: ("i", INT, None), 4: ("s", BYTES, None),
         5: ("t", MESSAGE, TensorProto), 7: ("floats", FLOATS, None), 8: ("ints", INTS, None),
@@ -334,10 +359,15 @@ class NodeProto(Message):
 
 
 class GraphProto(Message):
+    RECURSIVE: ClassVar[bool] = True
     FIELDS: ClassVar[Schema] = {
         1: ("node", MESSAGES, NodeProto), 2: ("name", STRING, None), 5: ("initializer", MESSAGES, TensorProto),
         11: ("input", MESSAGES, ValueInfoProto), 12: ("output", MESSAGES, ValueInfoProto),
         13: ("value_info", MESSAGES, ValueInfoProto)}
+
+
+AttributeProto.FIELDS.update({6: ("g", MESSAGE, GraphProto), 11: ("graphs", MESSAGES, GraphProto)})
+AttributeProto.compile()
 
 
 class FunctionProto(Message):  # a model's local functions: only their names are shown

@@ -4,7 +4,9 @@ Exporters surround the network with shape plumbing (Shape, Gather, Unsqueeze, Co
 Constant, ConstantOfShape, Cast...). Every value computable at load time is folded with NumPy, so
 the graph shows the network, not the plumbing. Float initializers become parameters named as the
 file names them (`fc.weight`); name scopes (`/layer1/Gemm`, or the torch exporter's metadata) give
-each node its module. ONNX's GRU, LSTM and RNN are unrolled into PyTorch-layout cells per time step.
+each node its module. ONNX's GRU, LSTM and RNN are unrolled into PyTorch-layout cells per time step. An If whose
+condition folds to a constant (the TorchScript exporter's guard around a squeeze) is the branch it picks, its nodes
+read into the main graph; Loop, Scan and an If decided at run time are refused.
 
 Safety: the protobuf reader checks every length against the bytes and charges what it makes to the open's
 budget; external data is read only from a plain file beside the model; every tensor's declared size is checked
@@ -44,6 +46,15 @@ _OP_TYPE = attrgetter("op_type")
 # AttributeProto.AttributeType numbers (read without importing onnx per node)
 _FLOAT, _INT, _STRING, _TENSOR, _GRAPH, _FLOATS, _INTS, _STRINGS, _TENSORS, _GRAPHS = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 _ABSENT = object()
+
+
+class Subgraph:
+    """A graph attribute of an op whose handler reads it (an If's branch): the GraphProto, unread until chosen."""
+
+    __slots__ = ("graph",)
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
 
 
 def match(path: Path) -> bool:
@@ -214,6 +225,8 @@ HANDLERS: dict[str, Callable[[Reader, list[Any], Ctx], Any]] = {}
 # (`Relu` -> relu): `_op` makes that node itself, without the handler's context (most nodes of a big graph).
 # Keyed by op, with the handler the shortcut stands for: it applies only while that handler is registered.
 CATALOG_UNARY: dict[str, tuple[Callable[..., Any], str]] = {}
+# handler keys whose handler reads graph attributes (as Subgraph); any other op's graph attribute is Missing
+SUBGRAPH_OPS: set[str] = set()
 
 
 def onnx_op(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -411,9 +424,6 @@ class Reader:
             declared = [self.file_declared(outs[0]) if outs[0] and outs[0] in shapes else None]
         else:
             declared = [self.file_declared(o) if o and o in shapes else None for o in outs]
-        attrs: dict[str, Any] = {}
-        if n.attribute:
-            self._attributes(n.attribute, attrs, name)
         env = self.env
         inputs: list[Any] = []
         for i in n.input[:]:
@@ -434,6 +444,9 @@ class Reader:
             found = (key, handler, shortcut[1] if shortcut is not None and shortcut[0] is handler else None)
             self._handlers[(domain, op_type)] = found
         key, handler, unary = found
+        attrs: dict[str, Any] = {}
+        if n.attribute:
+            self._attributes(n.attribute, attrs, name, key in SUBGRAPH_OPS)
         ctx: Ctx | None = None
         try:
             if handler is None or (attrs and any(isinstance(v, Missing) for v in attrs.values())):
@@ -474,8 +487,9 @@ class Reader:
             if out:
                 env[out] = value
 
-    def _attributes(self, attributes: Any, attrs: dict[str, Any], name: str) -> None:
-        """A node's attributes as Python values into `attrs` (tensors as arrays, subgraphs as Missing)."""
+    def _attributes(self, attributes: Any, attrs: dict[str, Any], name: str, subgraphs: bool = False) -> None:
+        """A node's attributes as Python values into `attrs` (tensors as arrays; subgraphs as Subgraph where the
+        op's handler reads them, else Missing)."""
         for a in attributes:
             kind = a.type
             if a.ref_attr_name:  # inside a function body: the value comes from the caller, not the file
@@ -489,10 +503,13 @@ class Reader:
                 attrs[a.name] = float(str(np.float32(a.f)))
             elif kind == _TENSOR:
                 attrs[a.name] = tensor_array(a.t, self.where, f"attribute {a.name!r} of node {name!r}", self.folder)
-            elif kind in (_GRAPH, _GRAPHS):  # Loop, If, Scan: what runs depends on values, so nothing to step
-                attrs[a.name] = Missing(f"control flow (its {a.name[:40]!r} is a subgraph); propscope steps graphs "
-                                        "without Loop, If or Scan: export with fixed shapes and no data-dependent "
-                                        "branches, or unroll the loop")
+            elif kind == _GRAPH and subgraphs:
+                attrs[a.name] = Subgraph(a.g)
+            elif kind in (_GRAPH, _GRAPHS):  # Loop, Scan: what runs depends on values, so nothing to step
+                attrs[a.name] = Missing(f"control flow (its {a.name[:40]!r} is a subgraph); propscope steps no Loop "
+                                        "or Scan, and an If only where its condition is known when the file is "
+                                        "read: export with fixed shapes and no data-dependent branches, or unroll "
+                                        "the loop")
             elif kind == _STRING:
                 attrs[a.name] = bytes(a.s).decode("utf-8", "replace")
             elif kind == _FLOATS:
@@ -507,6 +524,48 @@ class Reader:
             else:  # 0 (undefined) or a number ONNX does not define
                 raise ModelFormatError(f"{self.where}: attribute {a.name[:40]!r} of node {name[:60]!r} cannot be read "
                                        f"(attribute type {kind})")
+
+    def inline(self, g: Any, ctx: Ctx) -> list[Any]:
+        """The values of subgraph `g`'s outputs, its initializers and nodes read into the main graph as if they
+        stood at this node (an If's chosen branch). Its nodes see the outer scope's values; the names it defines
+        are its own, so each outer value it shadows is back in scope afterwards."""
+        if len(g.input):
+            raise Unmapped("its branch declares inputs, which ONNX's If branches do not take")
+        if len(g.output) != len(ctx.outputs):
+            raise Unmapped(f"its branch has {len(g.output)} outputs where the node has {len(ctx.outputs)}")
+        env, shapes = self.env, self.shapes
+        declared = {vi.name: dims for vi in (*g.value_info, *g.output) if (dims := _dims(vi)) is not None}
+        defined = [*(init.name or f"initializer_{i}" for i, init in enumerate(g.initializer)),
+                   *(o for n in g.node for o in n.output if o)]
+        saved_env = {name: env.get(name, _ABSENT) for name in defined}
+        saved_shapes = {name: shapes.get(name) for name in declared}
+        try:
+            shapes.update(declared)
+            for i, init in enumerate(g.initializer):
+                name = init.name or f"initializer_{i}"
+                env[name] = Init(name, tensor_array(init, self.where, f"initializer {name!r} of {ctx.name!r}'s "
+                                                   "branch", self.folder))
+            for i, n in enumerate(g.node):
+                self._op(n, i)
+            results = []
+            for vi in g.output:
+                value = env.get(vi.name, _ABSENT)
+                if value is _ABSENT:
+                    raise ModelFormatError(f"{self.where}: output {vi.name[:60]!r} of the branch of "
+                                           f"{ctx.name[:60]!r} is not produced by any node")
+                results.append(value)
+            return results
+        finally:
+            for name, value in saved_env.items():
+                if value is _ABSENT:
+                    env.pop(name, None)
+                else:
+                    env[name] = value
+            for name, dims in saved_shapes.items():
+                if dims is None:
+                    shapes.pop(name, None)
+                else:
+                    shapes[name] = dims
 
     def _placeholder(self, key: str, inputs: list[Any], ctx: Ctx, reason: str) -> list[Any]:
         nodes: list[Node] = []

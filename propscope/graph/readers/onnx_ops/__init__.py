@@ -7,6 +7,7 @@ from . import (  # noqa: F401
     activations,
     attention,
     constants,
+    control,
     conv,
     core,
     elementwise,
