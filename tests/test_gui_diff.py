@@ -196,3 +196,21 @@ def test_backend_summary_says_why_when_a_torch_kernel_is_the_origin() -> None:
                                                   4, 1e-10, nodes)) for device in ("cuda:0", "cpu"))
     assert "hardswish_3" in on_cuda and "1/6 rounded to float32" in on_cuda
     assert "1/6" not in on_cpu and "beyond the tolerance" in on_cpu
+
+
+def test_table_rows_keep_their_text_whole_in_projector_mode(qtbot, settings) -> None:  # type: ignore[no-untyped-def]
+    """Projector type is larger than the style's default row: the Diff and Gradient flow tables' rows grow with it
+    (a row cut to the font's height hid the underscores of names: cross_entropy read "cross entropy")."""
+    from PySide6.QtGui import QFontMetrics
+    from PySide6.QtWidgets import QApplication
+
+    from propscope.gui.diff.wiring import diff_view
+
+    window = MainWindow(propscope.open_session("cnn"), settings=settings)
+    qtbot.addWidget(window)
+    table = diff_view(window).table
+    window.set_projector(True, full_screen=False)
+    line = QFontMetrics(QApplication.font()).height()
+    assert line > 20 and table.verticalHeader().defaultSectionSize() > line
+    window.set_projector(False)
+    assert table.verticalHeader().defaultSectionSize() > QFontMetrics(QApplication.font()).height()

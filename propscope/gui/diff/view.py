@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -234,6 +235,11 @@ class DiffView(QWidget):
 
     def _theme(self) -> None:
         theme = self.themes.theme
+        # rows as tall as the type (projector mode's is larger than the style's default row, which cut the
+        # underscores off names: cross_entropy read "cross entropy"); a fixed height, not ResizeToContents, which
+        # would measure every row of a 20,000-node table
+        # (the application's font: the table gets it only after this signal)
+        self.table.verticalHeader().setDefaultSectionSize(QFontMetrics(QApplication.font()).height() + theme.px(6))
         self.heat.apply_theme(theme)
         self.legend.text = theme.color("text")
         self.legend.setMinimumHeight(theme.px(36))
