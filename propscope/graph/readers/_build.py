@@ -76,6 +76,24 @@ def from_bytes(data: bytes | bytearray, dtype: str, shape: tuple[int, ...], wher
     return arr if isinstance(data, bytearray) and arr.dtype.isnative else arr.copy()
 
 
+MIN_SIDE, MAX_SIDE = 16, 1024  # the image sides an architecture by name is traced on
+
+
+def architecture_spec(spec: str, pattern: re.Pattern[str], usage: str) -> tuple[str, tuple[int, int] | None]:
+    """`LIBRARY:NAME[@H[xW]]` (torchvision's, timm's architectures by name): the name and the image size (None: the
+    architecture's own); `usage` says how to write one."""
+    found = pattern.match(spec.strip())
+    if not found:
+        raise ModelFormatError(f"{spec!r}: write {usage}")
+    name, h, w = found.groups()
+    if h is None:
+        return name, None
+    size = (int(h), int(w or h))
+    if not all(MIN_SIDE <= s <= MAX_SIDE for s in size):
+        raise ModelFormatError(f"{spec!r}: image sides between {MIN_SIDE} and {MAX_SIDE} pixels, please")
+    return name, size
+
+
 def module_of(name: str) -> str:
     """`layer1.weight` -> `layer1` (a parameter sits in the module that owns it)."""
     return name.rsplit(".", 1)[0] if "." in name else ""

@@ -27,14 +27,13 @@ from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
-from ._build import file_size
+from ._build import MAX_SIDE, MIN_SIDE, architecture_spec, file_size
 from ._failure import first_line, quiet_torch
 
 PREFIX = "timm:"
 # timm's names are lower-case words, digits and underscores; a pretrained tag follows a dot (resnet50.a1_in1k)
 _SPEC = re.compile(r"^timm:([a-z][a-z0-9_]{0,99}(?:\.[a-z0-9_]{1,64})?)(?:@(\d{1,4})(?:x(\d{1,4}))?)?$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}(?:\.[a-z0-9_]{1,64})?$")
-MIN_SIDE, MAX_SIDE = 16, 1024
 MAX_CONFIG_BYTES = 1 << 20
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 _ARG_TYPES = (bool, int, float, str)  # what a config's model_args may hold, as JSON gives them
@@ -47,17 +46,8 @@ def is_spec(text: object) -> bool:
 
 def parse(spec: str) -> tuple[str, tuple[int, int] | None]:
     """The model name and the image size (None: the architecture's own)."""
-    found = _SPEC.match(spec.strip())
-    if not found:
-        raise ModelFormatError(f"{spec!r}: write timm:NAME or timm:NAME@SIZE (timm:resnet50, timm:resnet50@64, "
-                               "timm:vit_tiny_patch16_224@96)")
-    name, h, w = found.groups()
-    if h is None:
-        return name, None
-    size = (int(h), int(w or h))
-    if not all(MIN_SIDE <= s <= MAX_SIDE for s in size):
-        raise ModelFormatError(f"{spec!r}: image sides between {MIN_SIDE} and {MAX_SIDE} pixels, please")
-    return name, size
+    return architecture_spec(spec, _SPEC, "timm:NAME or timm:NAME@SIZE (timm:resnet50, timm:resnet50@64, "
+                             "timm:vit_tiny_patch16_224@96)")
 
 
 def _libraries(where: str) -> tuple[Any, Any]:

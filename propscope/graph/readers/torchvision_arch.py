@@ -28,12 +28,12 @@ from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
+from ._build import architecture_spec
 from ._failure import first_line, quiet_torch
 
 PREFIX = "torchvision:"
 _SPEC = re.compile(r"^torchvision:([a-z][a-z0-9_]{0,63})(?:@(\d{1,4})(?:x(\d{1,4}))?)?$")
 FRAMES = 8  # a video model's sample clip (its graph is the same for any length its weights take)
-MIN_SIDE, MAX_SIDE = 16, 1024
 USUAL_CLASSES = {"classification": 1000, "segmentation": 21, "video": 400}  # ImageNet, VOC, Kinetics-400
 
 
@@ -43,17 +43,8 @@ def is_spec(text: object) -> bool:
 
 def parse(spec: str) -> tuple[str, tuple[int, int] | None]:
     """The model name and the image size (None: the architecture's usual one)."""
-    found = _SPEC.match(spec.strip())
-    if not found:
-        raise ModelFormatError(f"{spec!r}: write torchvision:NAME or torchvision:NAME@SIZE (torchvision:resnet18, "
-                               "torchvision:resnet18@64, torchvision:resnet18@96x128)")
-    name, h, w = found.groups()
-    if h is None:
-        return name, None
-    size = (int(h), int(w or h))
-    if not all(MIN_SIDE <= s <= MAX_SIDE for s in size):
-        raise ModelFormatError(f"{spec!r}: image sides between {MIN_SIDE} and {MAX_SIDE} pixels, please")
-    return name, size
+    return architecture_spec(spec, _SPEC, "torchvision:NAME or torchvision:NAME@SIZE (torchvision:resnet18, "
+                             "torchvision:resnet18@64, torchvision:resnet18@96x128)")
 
 
 def _family(models: Any, name: str, spec: str) -> str:
