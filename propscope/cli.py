@@ -46,6 +46,10 @@ def _writable(path: str, option: str) -> None:
         raise PropscopeError(f"{option} {path}: not allowed to write there")
 
 
+OUTPUT_HELP = ("which of a model's several outputs the loss goes on, by name or position (default: the "
+               "first; `inspect` lists them)")
+
+
 def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
     p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="float precision (default float32)")
@@ -56,12 +60,13 @@ def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
     p.add_argument("--arch", metavar="A", help=ARCH_HELP)
     if loss:
         p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
+        p.add_argument("--output", metavar="NAME", help=OUTPUT_HELP)
 
 
 def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
     from .debugger import open_session
 
-    return open_session(
+    return _noted(open_session(
         args.target,
         backend=args.backend,
         dtype=dtype or args.dtype,
@@ -70,7 +75,17 @@ def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
         loss=getattr(args, "loss", None),
         device=args.device,
         arch=getattr(args, "arch", None),
-    )
+        output=getattr(args, "output", None),
+    ), args)
+
+
+def _noted(session: Any, args: argparse.Namespace) -> Any:
+    """`session`, after saying on stderr which output its loss went on where the model has several and the user did
+    not choose (a second output's gradient is not what the numbers are about)."""
+    note = session.model.outputs_note
+    if note and session.loss_name is not None and getattr(args, "output", None) is None:
+        print(f"propscope: note: {note}", file=sys.stderr)
+    return session
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -110,6 +125,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from .graph.model import output_name
     from .graph.readers import load_target
 
     model = load_target(args.target, seed=args.seed, arch=args.arch)
@@ -141,7 +157,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for title, group in (("inputs", g.inputs), ("parameters", g.parameters), ("outputs", g.outputs)):
         print(f"  {title}:")
         for n in group:
-            print(f"    {n.name:<16} {n.shape}")
+            print(f"    {output_name(n) if title == 'outputs' else n.name:<16} {n.shape}")
     return 0
 
 
@@ -278,7 +294,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .debugger import open_session
     from .debugger.compare import compare_backends
 
-    s = open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss, arch=args.arch)
+    s = _noted(open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss,
+                            arch=args.arch, output=args.output), args)
     s.run_to_end()
     result = compare_backends(s, get_backend("torch", args.dtype, args.device), tolerance=args.tol)
     print(f"{s.name}: {result.reference} vs {result.other}, {result.steps} steps, "
@@ -401,8 +418,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if path:
             _writable(path, option)
     data, test = _train_data(args)
-    s = open_session(args.target, backend=args.backend, dtype=args.dtype, seed=args.seed, data=data,
-                     loss=args.loss, device=args.device, arch=args.arch)
+    s = _noted(open_session(args.target, backend=args.backend, dtype=args.dtype, seed=args.seed, data=data,
+                            loss=args.loss, device=args.device, arch=args.arch, output=args.output), args)
     s.check_runnable()
     trainer = Trainer(s, args.epochs, args.optimizer, args.lr, args.batch_size, test, seed=args.seed,
                       snapshots=_snapshot_settings(args), **hparams)
@@ -666,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`")
     p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
+    p.add_argument("--output", metavar="NAME", help=OUTPUT_HELP)
     p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda or cuda:N")
     p.add_argument("--tol", type=_tolerance, help="largest difference allowed (default 1e-10 float64, 1e-5 float32)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many worst nodes to list (default 10)")
@@ -685,6 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-data", metavar="T", help="a .npz or .csv file scored after every epoch")
     p.add_argument("--test-fraction", type=float, default=0.0, metavar="F", help="hold out this share of a data set")
     p.add_argument("--loss", metavar="NAME", help="mse, sse, bce or cross_entropy (default: the example's)")
+    p.add_argument("--output", metavar="NAME", help=OUTPUT_HELP)
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (hand-written) or torch (autograd)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
     p.add_argument("--history", metavar="H.csv", help="write epoch, loss, test_loss and the metrics per epoch")

@@ -31,27 +31,35 @@ class GradCheckRow:
 def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3) -> np.ndarray:
     """d f / d x by the fourth-order central difference, one element at a time (x is restored).
 
-    Each element is also estimated with a step 100 times smaller; where the two disagree, the
-    stencil straddled a kink (ReLU at 0, say) and the small step's estimate is the one kept.
+    Each element is also estimated with a step 100 times smaller; where the two disagree by more than the small
+    step's rounding noise, the stencil straddled a kink (ReLU at 0, say) and the small step's estimate is the one kept.
     """
     grad = np.zeros(x.shape, dtype=np.float64)
     # Index x itself, never x.reshape(-1): for a transposed or strided array (a transpose's value) that
     # reshape is a copy, and perturbing the copy would leave f unchanged.
     for i in np.ndindex(x.shape):
-        coarse, fine = (_stencil(f, x, i, step) for step in (h, h / 100))
-        smooth = abs(coarse - fine) <= 1e-6 * max(abs(coarse), abs(fine), 1e-8)
+        (coarse, _), (fine, noise) = (_stencil(f, x, i, step) for step in (h, h / 100))
+        # f itself is only exact to a few ulps (NumPy's SIMD loops round by the arrays' alignment), so a gradient
+        # of 0 reads as ±1e-12 through the small step: that is no kink
+        smooth = abs(coarse - fine) <= max(1e-6 * max(abs(coarse), abs(fine), 1e-8), 4 * noise)
         grad[i] = coarse if smooth else fine
     return grad
 
 
-def _stencil(f: Callable[[], Any], x: np.ndarray, i: tuple[int, ...], h: float) -> float:
+def _stencil(f: Callable[[], Any], x: np.ndarray, i: tuple[int, ...], h: float) -> tuple[float, float]:
+    """The estimate with step h, and how far rounding in f alone could move it (18 ulps of f over 12 h)."""
     orig = x[i]
     samples = []
     for k in (-2, -1, 1, 2):
         x[i] = orig + k * h
         samples.append(float(f()))
     x[i] = orig
-    return (samples[0] - 8 * samples[1] + 8 * samples[2] - samples[3]) / (12 * h)
+    return (samples[0] - 8 * samples[1] + 8 * samples[2] - samples[3]) / (12 * h), rounding_noise(samples, h)
+
+
+def rounding_noise(samples: Any, h: float) -> float:
+    """How far the fourth-order stencil with step h can move from rounding in f alone: 18 ulps of f over 12 h."""
+    return 18 * float(np.finfo(np.float64).eps) * float(np.max(np.abs(samples))) / (12 * h)
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -93,25 +101,32 @@ def gradcheck_detailed(
         if n.meta.get("role") != "target" and leaves[n.name].dtype.kind == "f" and n.name in reached
     ]
     program = NumpyProgram(session.graph)
-    _, analytic = _analytic(session, leaves, [name for name, _ in targets])
+    loss, analytic = _analytic(session, leaves, [name for name, _ in targets])
+    noise = 4 * rounding_noise([loss], h)
     rows = []
     for done, (name, kind) in enumerate(targets):
         if progress is not None and progress(done, len(targets), name) is False:
             break
         numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h)
-        a = np.asarray(analytic[name], dtype=np.float64).reshape(numeric.shape)
+        got = analytic[name]  # None: no gradient reaches it (a head the loss is not on), so it is 0
+        a = np.zeros_like(numeric) if got is None else np.asarray(got, dtype=np.float64).reshape(numeric.shape)
+        # an exact 0 that the differences confirm to within f's own rounding: both say no gradient
+        agree = not a.any() and float(np.max(np.abs(numeric), initial=0.0)) <= noise
         row = GradCheckRow(
-            name, kind, relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)), numeric.size
+            name, kind, 0.0 if agree else relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)),
+            numeric.size,
         )
         rows.append(GradCheckResult(row, a, numeric))
     return rows
 
 
-def _analytic(session: Session, leaves: dict[str, np.ndarray], wrt: list[str]) -> tuple[float, dict[str, np.ndarray]]:
+def _analytic(
+    session: Session, leaves: dict[str, np.ndarray], wrt: list[str]
+) -> tuple[float, dict[str, np.ndarray | None]]:
     """The session backend's own gradients, recomputed in float64."""
     from ..backends import get_backend
 
     backend = get_backend(session.backend.name, "float64", session.backend.device)
     program = backend.compile(session.graph)
     loss, grads = program.loss_and_grads({k: backend.asarray(v) for k, v in leaves.items()}, wrt)
-    return float(backend.to_numpy(loss)), {k: backend.to_numpy(v) for k, v in grads.items()}
+    return float(backend.to_numpy(loss)), {k: None if v is None else backend.to_numpy(v) for k, v in grads.items()}

@@ -432,6 +432,7 @@ def open_session(
     device: str = "cpu",
     arch: str | Path | None = None,
     inputs: Any = None,
+    output: str | int | None = None,
 ) -> Session:
     """A Session on an example name, a model file, a Model, or a model held in Python.
 
@@ -439,7 +440,9 @@ def open_session(
     `torch.nn.Module` is traced (torch.export) on `inputs`, the arguments it is called with: a tensor or an array, a
     tuple of them, or a dict by argument name; they are the session's batch, and `data` then only adds to it (its
     target `y`); its arrays may be tensors. An `ExportedProgram` brings its own inputs. `loss="none"` runs forward only.
-    `dtype` defaults to float32, or to float64 for a module whose weights are float64.
+    `dtype` defaults to float32, or to float64 for a module whose weights are float64. `output` (a name or a position)
+    picks which of a model's several outputs is the prediction the loss goes on; by default the first
+    (`Model.outputs_note` says which).
     """
     from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
@@ -454,6 +457,7 @@ def open_session(
             dtype = "float64" if any(a.dtype == np.float64 for a in model.parameters.values()) else "float32"
     else:
         model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
+    model = model.with_output(output)
     batch = load_data(data) if isinstance(data, str | Path) else None if data is None else \
         {k: _as_array(v) for k, v in data.items()}
     if live and batch is not None:  # the module's inputs stay unless data replaces them; data adds the target

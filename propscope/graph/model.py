@@ -59,6 +59,40 @@ class Model:
     def with_graph(self, graph: Graph) -> Model:
         return replace(self, graph=graph)
 
+    def with_output(self, output: str | int | None) -> Model:
+        """The model with `output` (a name among the graph's outputs, or its position) first: the prediction a loss
+        attaches to. The other outputs stay outputs, computed and shown."""
+        if output is None:
+            return self
+        outputs = self.graph.outputs
+        names = [o.name for o in outputs]
+        returned = [o.meta.get("returns") for o in outputs]  # what a module's forward calls them
+        if isinstance(output, int) or (isinstance(output, str) and output.isdigit() and output not in names + returned):
+            index = int(output)
+            if not 0 <= index < len(outputs):
+                raise GraphError(f"output {index} does not exist: the model has {outputs_text(outputs)}")
+            chosen = outputs[index]
+        elif output in names:
+            chosen = outputs[names.index(output)]
+        elif output in returned:
+            chosen = outputs[returned.index(output)]
+        else:
+            raise GraphError(f"no output named {output!r}: the model has {outputs_text(outputs)}")
+        if chosen is outputs[0]:
+            return self
+        graph = self.graph.copy()
+        graph.set_outputs(chosen.name, *(n for n in names if n != chosen.name))
+        return replace(self, graph=graph)
+
+    @property
+    def outputs_note(self) -> str:
+        """One line saying which output a loss goes on, for a model with several ("" for one)."""
+        outputs = self.graph.outputs
+        if len(outputs) < 2:
+            return ""
+        return (f"{outputs_text(outputs)}; the loss goes on the first, {output_name(outputs[0])!r} "
+                f"(--output NAME, or output= in Python, picks another)")
+
     @property
     def unsupported_ops(self) -> dict[str, int]:
         """The ops of the file that propscope cannot run, by name, with how many nodes use each."""
@@ -68,6 +102,19 @@ class Model:
         for node in unsupported_nodes(self.graph):
             counts[original_op(node)] = counts.get(original_op(node), 0) + 1
         return counts
+
+
+def output_name(node: Node) -> str:
+    """What the user calls an output: the name a module's forward returned it under (GoogLeNet's `aux_logits1`),
+    else its node's."""
+    return str(node.meta.get("returns") or node.name)
+
+
+def outputs_text(outputs: list[Node]) -> str:
+    """"3 outputs: logits (1, 10), aux (1, 10), ..." for a message."""
+    shown = ", ".join(f"{output_name(o)} {fmt(o.shape)}" for o in outputs[:6])
+    more = f", and {len(outputs) - 6} more" if len(outputs) > 6 else ""
+    return f"{len(outputs)} output{'s' if len(outputs) != 1 else ''}: {shown}{more}"
 
 
 def class_axis(logits: tuple[int, ...]) -> int:
@@ -83,7 +130,8 @@ def class_indices_shape(logits: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = None) -> Graph:
-    """A copy of `graph` with a target input `y` and a `loss` node on its first output."""
+    """A copy of `graph` with a target input `y` and a `loss` node on its first output, which becomes the graph's first
+    output; its other outputs follow (still computed, shown and read as outputs, with no gradient of their own)."""
     if loss not in LOSSES:
         raise GraphError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
     new = graph.copy()
@@ -92,7 +140,7 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
         target_shape = class_indices_shape(pred.shape) if loss == "cross_entropy" else pred.shape
     target = new.input(TARGET, target_shape, role="target")
     node = new.add(loss, pred, target, name="loss")
-    new.set_outputs(node)
+    new.set_outputs(node, *(o for o in new.outputs if o is not pred))
     return new
 
 

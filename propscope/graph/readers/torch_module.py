@@ -10,10 +10,11 @@ applies), as when its checkpoint folder is opened.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import sys
-from collections.abc import Mapping
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,7 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
     if transformers and "use_cache" in inspect.signature(target.forward).parameters:
         kwargs.setdefault("use_cache", False)  # one pass over the whole sequence: no key/value cache to return
     mode = "training" if target.training else "evaluation"
-    with transformers_checkpoint.scores_only(target) if transformers else nullcontext({"gives": ""}) as picked:
+    with transformers_checkpoint.scores_only(target) if transformers else plain_outputs(target) as picked:
         try:
             with quiet_torch():
                 program = torch.export.export(target, args, kwargs)
@@ -71,12 +72,55 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
                                    f"({first_line(exc, 160)})") from None
     opened = torch_export.open_program(program, what)
     del program
+    names = picked.get("returns")
+    if names and len(names) == len(opened.graph.outputs):
+        for node, returned in zip(opened.graph.outputs, names, strict=True):
+            node.meta["returns"] = returned  # what the module calls it: `outputs_text` shows it, `output=` takes it
     opened.aliases = torch_export.tied_names(target, opened)
     opened.description = (f"{type(target).__name__} handed over in Python ({mode} mode), exported with torch.export: "
                           f"{len(opened.graph.ops)} ops")
     if picked["gives"] == "logits":
         opened.loss = "cross_entropy"
     return opened
+
+
+@contextmanager
+def plain_outputs(module: Any) -> Iterator[dict[str, Any]]:
+    """While open, `module` returns the tensors of whatever structure its forward returns (a namedtuple like
+    GoogLeNet's logits and auxiliary heads, a dict, nested tuples) as one flat tuple, which torch.export traces and
+    serialises whatever the class (a namedtuple torch has no name registered for cannot be serialised); the dict it
+    yields gets, once the module has run, "returns": the name of each, as the structure names it ("aux_logits1",
+    "boxes.0"; positions alone name nothing). A subclass of its own class, as `scores_only` makes."""
+    from torch.utils import _pytree as pytree
+
+    cls = type(module)
+    picked: dict[str, Any] = {"gives": ""}
+
+    @functools.wraps(cls.forward)  # its signature: torch.export names the inputs after it
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = cls.forward(self, *args, **kwargs)
+        leaves, _ = pytree.tree_flatten_with_path(out)
+        tensors = [(path, leaf) for path, leaf in leaves if hasattr(leaf, "dim")]
+        if len(tensors) == 1 and tensors[0][1] is out:
+            return out
+        names = [".".join(_key_name(k) for k in path) for path, _ in tensors]
+        if any(not all(isinstance(k, pytree.SequenceKey) for k in path) for path, _ in tensors):
+            picked["returns"] = names
+        return tuple(leaf for _, leaf in tensors)
+
+    module.__class__ = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
+    try:
+        yield picked
+    finally:
+        module.__class__ = cls
+
+
+def _key_name(key: Any) -> str:
+    """One step of a pytree key path as a name: a field's or key's name, a position's number."""
+    for attribute in ("name", "key", "idx"):
+        if hasattr(key, attribute):
+            return str(getattr(key, attribute))
+    return str(key)
 
 
 def _arguments(torch: Any, module: Any, inputs: Any, what: str) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -1,0 +1,151 @@
+"""Models with several outputs (an auxiliary head, a question-answering model's start and end logits): the loss goes
+on the one the user picks (the first by default, said once), and the others stay outputs, computed and shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from propscope.cli import main
+from propscope.debugger import open_session
+from propscope.graph import Graph, GraphError, Model
+from propscope.graph.readers import save_model
+
+
+def two_heads() -> Model:
+    """x (5, 4) -> head `main` (5, 3) and head `aux` (5, 2), each a linear layer of its own."""
+    rng = np.random.default_rng(0)
+    g = Graph("two_heads")
+    x = g.input("x", (5, 4))
+    wa, ba = g.parameter("a.weight", (4, 3)), g.parameter("a.bias", (3,))
+    wb, bb = g.parameter("b.weight", (4, 2)), g.parameter("b.bias", (2,))
+    main_head = g.add("linear", x, wa, ba, name="main")
+    aux = g.add("tanh", g.add("linear", x, wb, bb, name="aux_linear"), name="aux")
+    g.set_outputs(main_head, aux)
+    arrays = {n: rng.normal(size=s) for n, s in
+              (("a.weight", (4, 3)), ("a.bias", (3,)), ("b.weight", (4, 2)), ("b.bias", (2,)))}
+    return Model(g, arrays, batch={"x": rng.normal(size=(5, 4))})
+
+
+def test_the_loss_goes_on_the_first_output_and_the_others_stay_outputs() -> None:
+    model = two_heads()
+    assert "2 outputs: main (5, 3), aux (5, 2); the loss goes on the first, 'main'" in model.outputs_note
+    s = open_session(model, loss="mse", dtype="float64")
+    assert [n.name for n in s.graph.outputs] == ["loss", "aux"]
+    s.run_to_end()
+    assert s.value("aux") is not None  # the other head is computed and shown
+    assert s.grad("a.weight") is not None and s.grad("b.weight") is None
+
+
+@pytest.mark.parametrize("output", ["aux", 1, "1"])
+def test_output_picks_the_head_the_loss_goes_on(output: str | int) -> None:
+    s = open_session(two_heads(), loss="mse", dtype="float64", output=output)
+    assert [n.name for n in s.graph.outputs] == ["loss", "main"]
+    assert s.prediction_node.name == "aux"
+    s.run_to_end()
+    assert s.grad("a.weight") is None
+    # mse on tanh(x W + b): the hand-written gradient, from the batch's own numbers
+    x, y = s.batch["x"], s.batch["y"]
+    w, b = s.model.arrays["b.weight"], s.model.arrays["b.bias"]
+    h = np.tanh(x @ w + b)
+    dz = 2 * (h - y) / h.size * (1 - h**2)
+    np.testing.assert_allclose(s.grad("b.weight"), x.T @ dz, rtol=1e-12)
+    np.testing.assert_allclose(s.grad("b.bias"), dz.sum(0), rtol=1e-12)
+
+
+def test_a_loss_change_keeps_the_chosen_output() -> None:
+    s = open_session(two_heads(), loss="mse", dtype="float64", output="aux")
+    t, _ = s.with_loss("sse")
+    assert t.prediction_node.name == "aux"
+
+
+@pytest.mark.parametrize("output, says", [("nope", "no output named 'nope'"), (2, "output 2 does not exist")])
+def test_an_output_that_is_not_there_is_one_line_naming_the_outputs(output: str | int, says: str) -> None:
+    with pytest.raises(GraphError) as err:
+        open_session(two_heads(), loss="mse", output=output)
+    assert says in str(err.value) and "2 outputs: main (5, 3), aux (5, 2)" in str(err.value)
+
+
+def test_one_output_has_no_note() -> None:
+    model = two_heads()
+    graph = model.graph.copy()
+    graph.set_outputs("main")
+    assert model.with_graph(graph).outputs_note == ""
+
+
+def test_the_command_line_says_where_the_loss_went_and_takes_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "two_heads.propscope"
+    save_model(two_heads(), path)
+    assert main(["grads", str(path), "--loss", "mse", "--dtype", "float64"]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == ("propscope: note: 2 outputs: main (5, 3), aux (5, 2); the loss goes on the first, 'main' "
+                           "(--output NAME, or output= in Python, picks another)")
+    assert "b.weight" in out and "no gradient" in out
+    assert main(["gradcheck", str(path), "--loss", "mse", "--output", "aux"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # chosen: nothing to say
+    assert main(["grads", str(path), "--loss", "mse", "--output", "x2"]) == 2
+    _, err = capsys.readouterr()
+    assert err.startswith("propscope: error: ") and "no output named 'x2'" in err and len(err.splitlines()) == 1
+
+
+def test_a_live_module_returning_a_tuple_takes_its_loss_on_the_output_picked() -> None:
+    torch = pytest.importorskip("torch")
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.a(x), torch.sigmoid(self.b(x))
+
+    torch.manual_seed(0)
+    module = TwoHeads().double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    y = torch.randn(5, 2, dtype=torch.float64)
+    s = open_session(module, inputs=x, data={"y": y}, loss="mse", output=1)
+    s.run_to_end()
+    loss = torch.nn.functional.mse_loss(module(x)[1], y)
+    loss.backward()
+    assert float(s.value("loss")) == pytest.approx(float(loss), rel=1e-12)
+    np.testing.assert_allclose(s.grad("b.weight"), module.b.weight.grad.numpy(), rtol=1e-10)
+    assert s.grad("a.weight") is None
+
+
+def test_a_live_module_returning_a_namedtuple_or_a_dict_names_its_outputs_so() -> None:
+    """GoogLeNet in training mode returns a namedtuple (logits, aux_logits2, aux_logits1): torch cannot serialise a
+    namedtuple class it has no name for, so the outputs are handed over flat, named as the module named them."""
+    torch = pytest.importorskip("torch")
+    from collections import namedtuple
+
+    Heads = namedtuple("Heads", ["logits", "aux"])
+
+    class NamedHeads(torch.nn.Module):
+        def __init__(self, as_dict: bool) -> None:
+            super().__init__()
+            self.a, self.b, self.as_dict = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3), as_dict
+
+        def forward(self, x: torch.Tensor) -> object:
+            heads = Heads(self.a(x), self.b(x) * 2)
+            return {"scores": {"main": heads.logits, "aux": heads.aux}} if self.as_dict else heads
+
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    for as_dict, main_name, aux_name in ((False, "logits", "aux"), (True, "scores.main", "scores.aux")):
+        module = NamedHeads(as_dict).double()
+        s = open_session(module, inputs=x, data={"y": y}, loss="cross_entropy")
+        assert f"2 outputs: {main_name} (5, 3), {aux_name} (5, 3); the loss goes on the first, {main_name!r}" \
+            in s.model.outputs_note
+        assert type(module) is NamedHeads  # the module's class is given back
+        s = open_session(module, inputs=x, data={"y": y}, loss="cross_entropy", output=aux_name)
+        s.run_to_end()
+        out = module(x)
+        loss = torch.nn.functional.cross_entropy(out["scores"]["aux"] if as_dict else out.aux, y)
+        loss.backward()
+        np.testing.assert_allclose(s.grad("b.weight"), module.b.weight.grad.numpy(), rtol=1e-10)
+        assert s.grad("a.weight") is None
