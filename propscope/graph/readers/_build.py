@@ -7,9 +7,10 @@ reason goes into the node's meta and one summary line into `Model.warnings`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Graph, Node
 from ..model import Model
 from ..ops.unsupported import UNSUPPORTED, unsupported_summary
-from ._budget import charge
+from ._budget import charge, human
+from ._failure import first_line
 
 MAX_TENSOR_ELEMENTS = 2**31  # one tensor: refused before anything is allocated
 MAX_TENSOR_BYTES = 8 * 2**30
@@ -43,6 +45,60 @@ def file_size(path: Path, where: str, limit: int, too_big: str) -> int:
     if size > limit:
         raise ModelFormatError(f"{where}: {size} bytes, {too_big}")
     return size
+
+
+def read_json(path: Path, limit: int, too_big: str) -> Any:
+    """A small JSON file (a checkpoint's config or shard index) as Python values, refused when over `limit` bytes
+    (`too_big` says why) or not valid JSON."""
+    where = str(path)
+    file_size(path, where, limit, too_big)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{where}: not valid JSON ({str(exc)[:120]})") from None
+
+
+MAX_INDEX_BYTES = 64 << 20
+MAX_SHARDS = 512
+_SHARD_NAME = re.compile(r"^[\w.\-]{1,200}$")
+
+
+def checkpoint_files(folder: Path, names: Iterable[str], what: str) -> list[Path]:
+    """The files holding a checkpoint folder's weights, by the first of `names` present: one file, or the shards an
+    `.index.json` lists (all inside the folder); `what` names the checkpoint in the error when there is none."""
+    names = tuple(names)
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            continue
+        if not name.endswith(".index.json"):
+            return [path]
+        where = str(path)
+        index = read_json(path, MAX_INDEX_BYTES, "more than a shard index holds")
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict):
+            raise ModelFormatError(f"{where}: no weight_map")
+        shards = sorted({str(v) for v in weight_map.values()})
+        if len(shards) > MAX_SHARDS or not all(_SHARD_NAME.match(s) for s in shards):
+            raise ModelFormatError(f"{where}: its weight_map names {len(shards)} shards, or names outside the folder")
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise ModelFormatError(f"{where}: shard {missing[0]} is missing")
+        return [folder / s for s in shards]
+    raise ModelFormatError(f"{folder}: {what} without weights (looked for {', '.join(names)})")
+
+
+def charge_built(torch: Any, build: Callable[[], Any], name: str, where: str) -> None:
+    """Count a torch module's parameters and buffers against the open's memory budget before they exist: `build()`
+    runs first on torch's meta device (no memory), so a config that asks for 10¹² parameters is refused instead of
+    allocated; a config the class rejects (inconsistent sizes) is one line naming `name`."""
+    try:
+        with torch.device("meta"):
+            shape_only = build()
+    except Exception as exc:
+        raise ModelFormatError(f"{where}: {name} cannot be built from this config ({first_line(exc)})") from None
+    nbytes = sum(t.numel() * 4 for t in (*shape_only.parameters(), *shape_only.buffers()))  # loaded as float32
+    charge(nbytes, f"{name}'s parameters and buffers ({human(nbytes)})", where)
 
 
 def check_shape(shape: Iterable[Any], what: str, where: str, limit: int = MAX_TENSOR_ELEMENTS) -> tuple[int, ...]:

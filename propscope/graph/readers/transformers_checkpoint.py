@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,18 +24,15 @@ from typing import Any
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
-from ._budget import charge, human
-from ._build import file_size
+from ._build import charge_built, checkpoint_files, file_size, read_json
 from ._failure import first_line, quiet_torch
 
 SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
 MAX_CONFIG_BYTES = 1 << 20
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
-MAX_SHARDS = 512
 TOKENS = 8  # the sample sequence a text model is exported with (the graph is the same for any length)
 _CLASS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 _TYPE_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")  # model types: gpt2, xlm-roberta
-_SHARD_NAME = re.compile(r"^[\w.\-]{1,200}$")
 
 
 def folder_of(path: Path) -> Path | None:
@@ -58,11 +54,7 @@ def name_of(path: Path) -> str:
 
 def read_config(folder: Path) -> dict[str, Any]:
     where = str(folder / "config.json")
-    file_size(folder / "config.json", where, MAX_CONFIG_BYTES, "more than a model config holds")
-    try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise ModelFormatError(f"{where}: not valid JSON ({str(exc)[:120]})") from None
+    config = read_json(folder / "config.json", MAX_CONFIG_BYTES, "more than a model config holds")
     if not isinstance(config, dict):
         raise ModelFormatError(f"{where}: not a model config (a JSON object)")
     if config.get("auto_map"):
@@ -80,29 +72,7 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def weight_files(folder: Path) -> list[Path]:
     """The files holding the weights: one file, or the shards an index lists (all inside the folder)."""
-    for name in WEIGHTS:
-        path = folder / name
-        if not path.is_file():
-            continue
-        if not name.endswith(".index.json"):
-            return [path]
-        where = str(path)
-        file_size(path, where, MAX_CONFIG_BYTES * 64, "more than a shard index holds")
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ModelFormatError(f"{where}: not valid JSON ({str(exc)[:120]})") from None
-        weight_map = index.get("weight_map") if isinstance(index, dict) else None
-        if not isinstance(weight_map, dict):
-            raise ModelFormatError(f"{where}: no weight_map")
-        shards = sorted({str(v) for v in weight_map.values()})
-        if len(shards) > MAX_SHARDS or not all(_SHARD_NAME.match(s) for s in shards):
-            raise ModelFormatError(f"{where}: its weight_map names {len(shards)} shards, or names outside the folder")
-        missing = [s for s in shards if not (folder / s).is_file()]
-        if missing:
-            raise ModelFormatError(f"{where}: shard {missing[0]} is missing")
-        return [folder / s for s in shards]
-    raise ModelFormatError(f"{folder}: a transformers checkpoint without weights (looked for {', '.join(WEIGHTS)})")
+    return checkpoint_files(folder, WEIGHTS, "a transformers checkpoint")
 
 
 def _libraries(where: str) -> tuple[Any, Any]:
@@ -349,14 +319,6 @@ def _config(transformers: Any, config_json: dict[str, Any], where: str) -> Any:
 
 
 def _charge_size(torch: Any, cls: Any, config: Any, where: str) -> None:
-    """Count the model's parameters and buffers against the open's memory budget before they exist: the model is
-    built first on torch's meta device (no memory), so a config that asks for 10¹² parameters is refused instead of
-    allocated."""
-    try:
-        with torch.device("meta"):
-            shape_only = cls(config)
-    except Exception as exc:  # a config the class rejects (inconsistent sizes)
-        raise ModelFormatError(f"{where}: {cls.__name__} cannot be built from this config "
-                               f"({first_line(exc)})") from None
-    nbytes = sum(t.numel() * 4 for t in (*shape_only.parameters(), *shape_only.buffers()))  # loaded as float32
-    charge(nbytes, f"{cls.__name__}'s parameters and buffers ({human(nbytes)})", where)
+    """Count the model's parameters and buffers against the open's memory budget before they exist (built first on
+    torch's meta device)."""
+    charge_built(torch, lambda: cls(config), cls.__name__, where)
