@@ -149,3 +149,28 @@ def test_a_live_module_returning_a_namedtuple_or_a_dict_names_its_outputs_so() -
         loss.backward()
         np.testing.assert_allclose(s.grad("b.weight"), module.b.weight.grad.numpy(), rtol=1e-10)
         assert s.grad("a.weight") is None
+
+
+def test_an_onnx_files_outputs_answer_to_the_names_the_file_gives_them(tmp_path: Path) -> None:
+    """A question-answering model's start_logits and end_logits: the nodes are named by their module (qa.Gemm), the
+    outputs keep the file's names, as Netron shows them."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, 3)).astype(np.float32), name)
+               for name in ("qa.start.weight", "qa.end.weight")]
+    nodes = [helper.make_node("MatMul", ["x", "qa.start.weight"], ["start_logits"], name="/qa/start/MatMul"),
+             helper.make_node("MatMul", ["x", "qa.end.weight"], ["end_logits"], name="/qa/end/MatMul")]
+    graph = helper.make_graph(
+        nodes, "qa", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in ("start_logits", "end_logits")],
+        weights)
+    path = tmp_path / "qa.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    s = open_session(str(path), loss="cross_entropy", output="end_logits", dtype="float64")
+    assert [n.name for n in s.graph.outputs] == ["loss", "qa.start.MatMul"]
+    assert s.prediction_node.name == "qa.end.MatMul"
+    s.run_to_end()
+    assert s.grad("qa.start.weight") is None and s.grad("qa.end.weight") is not None
+    assert "2 outputs: start_logits (2, 3), end_logits (2, 3)" in open_session(str(path)).model.outputs_note

@@ -407,6 +407,8 @@ class Reader:
                 outputs.append(self.node(value, Ctx("output", vi.name, "", [], {}, self.opset), hint=vi.name))
             except Unmapped as exc:
                 raise ModelFormatError(f"{self.where}: output {vi.name!r} cannot be built ({exc})") from None
+            if outputs[-1].name != vi.name:  # the node is named by its module (m.Squeeze); the file names the output
+                outputs[-1].meta.setdefault("returns", clean_name(vi.name))
         producer = f"{self.model.producer_name} {self.model.producer_version}".strip() or "an unknown producer"
         return self.b.model(outputs, None, f"ONNX model (opset {self.opset}, from {producer})")
 
