@@ -174,3 +174,33 @@ def test_an_onnx_files_outputs_answer_to_the_names_the_file_gives_them(tmp_path:
     s.run_to_end()
     assert s.grad("qa.start.weight") is None and s.grad("qa.end.weight") is not None
     assert "2 outputs: start_logits (2, 3), end_logits (2, 3)" in open_session(str(path)).model.outputs_note
+
+
+def test_a_pt2_files_outputs_are_named_as_its_forward_returned_them(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+
+    class DictHeads(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(4, 3), torch.nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> dict[str, object]:
+            return {"main": self.a(x), "aux": {"z": self.b(x)}, "steps": 3}
+
+    path = tmp_path / "heads.pt2"
+    torch.export.save(torch.export.export(DictHeads(), (torch.randn(2, 4),)), str(path))
+    s = open_session(str(path), loss="mse", output="aux.z")
+    assert s.prediction_node.name == "linear_1"
+    assert "2 outputs: aux.z (2, 2), main (2, 3)" in s.model.outputs_note
+
+
+@pytest.mark.parametrize("spec", [
+    None, 7, "not json", "[1]", '[1, {"type": "builtins.dict", "context": "[\\"a\\"]", "children_spec": 5}]',
+    '[1, {"type": "builtins.dict", "context": "[\\"a\\", \\"b\\"]", "children_spec": [{"type": null}]}]',
+    "[1, " + '{"type": "builtins.tuple", "context": null, "children_spec": [' * 40 + "]}" * 40 + "]",
+])
+def test_an_odd_output_spec_names_nothing_and_opens_as_before(spec: object) -> None:
+    from propscope.graph.readers._aten import returned_names
+
+    assert returned_names({"module_call_graph": [{"signature": {"out_spec": spec}}]}) is None
+    assert returned_names({"module_call_graph": "x"}) is None and returned_names({}) is None

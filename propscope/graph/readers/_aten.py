@@ -10,6 +10,7 @@ An op without a handler, or whose mapping disagrees with the shape the file decl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +22,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
 from ._budget import charge
-from ._build import Builder, check_shape, downstream, module_of
+from ._build import Builder, check_shape, clean_name, downstream, module_of
 from ._failure import shorten
 
 # torch's ScalarType numbers, as torch/_export/serde/schema.py writes them
@@ -235,6 +236,47 @@ def single(spec: Any, what: str, where: str) -> tuple[str, Any]:
     return str(kind), body
 
 
+MAX_SPEC_DEPTH = 32  # how deep a returned structure's spec is walked for names (deeper: no names)
+
+
+def returned_names(gm: Mapping[str, Any]) -> list[str] | None:
+    """The name of each leaf of the structure the program's forward returns, as the structure names it (a dict's
+    keys, a dataclass's fields, joined by dots: "aux.z"), from the pytree spec torch.export keeps in the program's
+    module call graph; None where it names nothing but positions, or where the spec is missing or not as expected
+    (names are a courtesy: a file without them opens as before)."""
+    try:
+        calls = gm.get("module_call_graph")
+        spec = calls[0]["signature"]["out_spec"] if isinstance(calls, list) and calls else None
+        tree = json.loads(spec) if isinstance(spec, str) and len(spec) < 1_000_000 else None
+        if not (isinstance(tree, list) and len(tree) == 2):
+            return None
+        names: list[str] = []
+        named = _walk_spec(tree[1], (), names, 0)
+        return names if named else None
+    except (KeyError, IndexError, TypeError, ValueError, RecursionError):
+        return None
+
+
+def _walk_spec(node: Any, path: tuple[str, ...], names: list[str], depth: int) -> bool:
+    """Append the names of `node`'s leaves to `names`; whether any step on the way had a name (not a position)."""
+    if not isinstance(node, dict) or depth > MAX_SPEC_DEPTH:
+        raise ValueError("not a pytree spec")
+    children = node.get("children_spec") or []
+    if node.get("type") is None and not children:
+        names.append(clean_name(".".join(path)))
+        return False
+    if not isinstance(children, list):
+        raise ValueError("not a pytree spec")
+    context = node.get("context")
+    keys = json.loads(context) if isinstance(context, str) and context.startswith("[") else None
+    named = isinstance(keys, list) and len(keys) == len(children) and all(isinstance(k, str) for k in keys)
+    labels = [str(k) for k in keys] if named and keys is not None else [str(i) for i in range(len(children))]
+    found = False
+    for label, child in zip(labels, children, strict=True):
+        found = _walk_spec(child, (*path, label), names, depth + 1) or found
+    return found or named
+
+
 class Translator:
     def __init__(self, program: Mapping[str, Any], fetch: Callable[[str, str], np.ndarray], where: str,
                  name: str) -> None:
@@ -256,6 +298,7 @@ class Translator:
                                          where))
         self.input_specs = expect(self.signature.get("input_specs", []), list, "signature.input_specs", where)
         self.output_specs = expect(self.signature.get("output_specs", []), list, "signature.output_specs", where)
+        self.returned = returned_names(gm)
         self.fetch = fetch
         self.where = where
         self.b = Builder(name, where)
@@ -443,10 +486,12 @@ class Translator:
         for spec in self.nodes:
             self._node(spec)
         outputs = []
+        returned = iter(self.returned or [])
         for i, spec in enumerate(self.output_specs):
             kind, body = single(spec, f"output spec #{i}", self.where)
             if kind != "user_output":
                 continue
+            name = next(returned, None)  # user outputs come in the order of the returned structure's leaves
             body = expect(body, dict, f"output spec #{i}", self.where)
             arg = expect(body.get("arg", {}), dict, f"output spec #{i} arg", self.where)
             if "as_tensor" not in arg:
@@ -458,6 +503,8 @@ class Translator:
                 outputs.append(self.node(value, ctx, "output"))
             except Unmapped as exc:
                 raise ModelFormatError(f"{self.where}: the model's output cannot be built ({exc})") from None
+            if name and outputs[-1].op.name != "input":
+                outputs[-1].meta.setdefault("returns", name)
         if self.float_casts:
             self.b.warnings.append(
                 f"{len(self.float_casts)} cast(s) between float dtypes (mixed precision: a norm or a softmax in "
