@@ -14,7 +14,16 @@ from ..errors import ModelFormatError
 from ..examples import EXAMPLES, UnknownExampleError, load_example
 from ..gc_pause import paused_gc
 from ..model import Model
-from . import native, onnx_reader, state_dict, timm_arch, torch_export, torchvision_arch, transformers_checkpoint
+from . import (
+    diffusers_checkpoint,
+    native,
+    onnx_reader,
+    state_dict,
+    timm_arch,
+    torch_export,
+    torchvision_arch,
+    transformers_checkpoint,
+)
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
 
@@ -33,8 +42,11 @@ READERS: list[tuple[str, ModuleType]] = [
     ("ONNX (.onnx)", onnx_reader),
     ("state dict (.pt, .pth, .safetensors)", state_dict),
     ("timm checkpoint", timm_arch),  # before transformers': both are folders with a config.json
+    ("diffusers checkpoint", diffusers_checkpoint),  # before transformers' too, which takes any config.json
     ("transformers checkpoint", transformers_checkpoint),
 ]
+# the readers that build a model with torch and export it (their garbage is collected as they go)
+_BUILT_BY_TORCH: tuple[ModuleType, ...] = (transformers_checkpoint, timm_arch, diffusers_checkpoint)
 
 
 def open_model(path: str | Path, arch: str | Path | None = None, seed: int = 0) -> Model:
@@ -47,9 +59,9 @@ def open_model(path: str | Path, arch: str | Path | None = None, seed: int = 0) 
 
 
 def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
-    if not path.exists():
+    if not path.exists() and not diffusers_checkpoint.match(path):  # a diffusers folder may be FOLDER@SIZE
         raise ModelFormatError(f"{path}: no such file")
-    if not path.is_file() and not transformers_checkpoint.match(path):
+    if not path.is_file() and not transformers_checkpoint.match(path) and not diffusers_checkpoint.match(path):
         raise ModelFormatError(f"{path}: not a file" + (" (nor a transformers checkpoint folder: no config.json)"
                                                         if path.is_dir() else ""))
     for _, reader in READERS:
@@ -58,7 +70,7 @@ def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
                 return state_dict.open_with(path, arch, seed)
             if arch is not None:
                 raise ModelFormatError(f"{path}: --arch is for state dict files; this model has its own architecture")
-            if reader in (transformers_checkpoint, timm_arch):  # build and export with torch: collect its garbage
+            if reader in _BUILT_BY_TORCH:  # build and export with torch: collect its garbage
                 return reader.open(path)
             with paused_gc():
                 return reader.open(path)
@@ -81,18 +93,20 @@ def load_target(target: str | Path, seed: int = 0, arch: str | Path | None = Non
             raise ModelFormatError(f"--arch is for state dict files; {text!r} is an example with its own weights")
         return load_example(text, seed)
     path = Path(text)
-    if path.exists() or path.suffix or "/" in text:
+    if path.exists() or path.suffix or "/" in text or diffusers_checkpoint.match(path):
         return open_model(path, arch, seed)
     raise UnknownExampleError(f"unknown example {text!r} and no such file; known examples: {', '.join(EXAMPLES)}")
 
 
 def display_name(path: str | Path) -> str:
-    """What a model file is called in the app (title, default save and export names): its stem; a transformers or
-    timm checkpoint, its folder's name; a torchvision or timm architecture, its name."""
+    """What a model file is called in the app (title, default save and export names): its stem; a transformers,
+    timm or diffusers checkpoint, its folder's name; a torchvision or timm architecture, its name."""
     library = architecture_library(path)
     if library is not None:
         return library.parse(str(path))[0].split(".")[0]
     path = Path(path)
+    if diffusers_checkpoint.match(path):  # FOLDER@SIZE too
+        return diffusers_checkpoint.name_of(path)
     return transformers_checkpoint.name_of(path) if transformers_checkpoint.match(path) else path.stem
 
 

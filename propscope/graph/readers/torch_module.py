@@ -5,7 +5,8 @@ the parameters keep their names (`layer1.0.conv1.weight`) and the inputs become 
 The module is exported in the mode it is in: in training mode batch norm uses the batch's statistics and dropout
 drops (`model.eval()` first for inference). Neither the module's parameters, its buffers, its mode nor its class are
 changed. A transformers model returns its scores alone (token logits a row per token, so that a cross-entropy loss
-applies), as when its checkpoint folder is opened.
+applies), a diffusers model the tensor its output holds in `.sample` (MSE the default loss), as when their checkpoint
+folders are opened.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from ..model import Model
-from . import torch_export, transformers_checkpoint
+from . import diffusers_checkpoint, torch_export, transformers_checkpoint
 from ._budget import memory_budget
 from ._failure import capture_warnings, first_line, quiet_torch
 
@@ -59,11 +60,14 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
     if not isinstance(target, torch.nn.Module):
         raise ModelFormatError(f"{what}: not a torch.nn.Module or an ExportedProgram")
     args, kwargs = _arguments(torch, target, inputs, what)
-    transformers = type(target).__module__.split(".")[0] == "transformers"
+    library = type(target).__module__.split(".")[0]
+    transformers, diffusers = library == "transformers", library == "diffusers"
     if transformers and "use_cache" in inspect.signature(target.forward).parameters:
         kwargs.setdefault("use_cache", False)  # one pass over the whole sequence: no key/value cache to return
     mode = "training" if target.training else "evaluation"
-    with transformers_checkpoint.scores_only(target) if transformers else plain_outputs(target) as picked:
+    outputs = transformers_checkpoint.scores_only(target) if transformers else \
+        diffusers_checkpoint.sample_only(target) if diffusers else plain_outputs(target)
+    with outputs as picked:
         try:
             with quiet_torch():
                 program = torch.export.export(target, args, kwargs)
@@ -81,6 +85,8 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
                           f"{len(opened.graph.ops)} ops")
     if picked["gives"] == "logits":
         opened.loss = "cross_entropy"
+    if diffusers:
+        diffusers_checkpoint.default_loss(opened, type(target))
     return opened
 
 
