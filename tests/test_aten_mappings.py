@@ -124,6 +124,21 @@ class Einsums(nn.Module):
         return torch.cat(parts, dim=1)
 
 
+class Outers(nn.Module):
+    """torch.outer of computed vectors (a column times a row) and of constants (a FIR filter's 2-D taps from its 1-D
+    ones, as diffusers' up- and downsamplers make them: folded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: Any) -> Any:
+        h = torch.tanh(self.fc(x))  # (2, 5)
+        taps = torch.outer(torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=x.dtype), torch.tensor([1.0, 2.0, 1.0],
+                                                                                          dtype=x.dtype))
+        return torch.cat([torch.outer(h[0], h[1, :3]).reshape(1, -1).expand(2, -1), h[:, :4] @ taps], dim=1)
+
+
 class Rolls(nn.Module):
     """torch.roll (Swin's shifted windows) on one and two dims, negative, past the size, and flat; swapaxes."""
 
@@ -291,7 +306,7 @@ class Unsupported(nn.Module):
 
 
 MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "diagonal": Diagonal,
-          "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "rolls": Rolls,
+          "buffers": Buffers, "sequence_1d": Sequence1d, "einsums": Einsums, "outers": Outers, "rolls": Rolls,
           "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling,
           "spatial_transformer": SpatialTransformer, "distances": Distances,
           "relative_positions": RelativePositions, "tensor_splits": TensorSplits,

@@ -1,11 +1,12 @@
 """Opening a diffusers checkpoint folder (config.json naming `_class_name`, `diffusion_pytorch_model.safetensors` or
 `.bin`, as `save_pretrained` writes it) and a diffusers module handed over in Python.
 
-Tiny random U-Nets (UNet2DModel with attention, UNet2DConditionModel with cross-attention, UNet1DModel as Dance
-Diffusion builds it) and an AutoencoderKL are saved with `save_pretrained`, opened by folder, by config.json and at
-another size (`FOLDER@SIZE`), and stepped to autograd's loss, every parameter gradient and the input gradients
-(float64, both backends). Refused with one line: a class propscope does not build, code shipped with the checkpoint
-(auto_map), a folder without weights, a pickle that calls a function.
+Tiny random U-Nets (UNet2DModel with attention, NCSN++'s Fourier features and FIR resampling, UNet2DConditionModel
+with cross-attention, UNet1DModel as Dance Diffusion builds it) and an AutoencoderKL are saved with
+`save_pretrained`, opened by folder, by config.json and at another size (`FOLDER@SIZE`), and stepped to autograd's
+loss, every parameter gradient and the input gradients (float64, both backends). Refused with one line: a class
+propscope does not build, code shipped with the checkpoint (auto_map), a folder without weights, a pickle that calls
+a function.
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def _vae() -> Any:
         latent_channels=4, norm_num_groups=4, sample_size=16)
 
 
+def _ncsnpp() -> Any:
+    """Score SDE's NCSN++ layout: Gaussian Fourier time features of log t, FIR-filtered skip up- and downsampling
+    (torch.outer of the filter's taps), the output divided by t."""
+    return _diffusers().UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1, block_out_channels=(32, 32),
+        time_embedding_type="fourier", down_block_types=("SkipDownBlock2D", "AttnSkipDownBlock2D"),
+        up_block_types=("AttnSkipUpBlock2D", "SkipUpBlock2D"), norm_num_groups=4, attn_norm_num_groups=4,
+        attention_head_dim=8)
+
+
 def _unet1d() -> Any:
     """Dance Diffusion's layout, narrow: Fourier time features concatenated to the waveform, cubic resampling."""
     return _diffusers().UNet1DModel(
@@ -66,12 +77,13 @@ def _unet1d() -> Any:
         block_out_channels=(32, 32, 64), norm_num_groups=4)
 
 
-BUILDERS = {"unet2d": _unet2d, "conditional": _conditional, "vae": _vae, "unet1d": _unet1d}
+BUILDERS = {"unet2d": _unet2d, "conditional": _conditional, "vae": _vae, "unet1d": _unet1d, "ncsnpp": _ncsnpp}
 INPUTS = {
     "unet2d": [("sample", (1, 3, 8, 8))],
     "conditional": [("sample", (1, 4, 8, 8)), ("encoder_hidden_states", (1, 8, 12))],
     "vae": [("sample", (1, 3, 16, 16))],
     "unet1d": [("sample", (1, 2, 64))],
+    "ncsnpp": [("sample", (1, 3, 8, 8))],
 }
 
 
@@ -99,9 +111,9 @@ def _fixed(cls: Any) -> dict[str, Any]:
 
 def _reference(folder: Path, batch: dict[str, np.ndarray]) -> tuple[float, dict[str, np.ndarray],
                                                                      dict[str, np.ndarray]]:
-    """torch autograd on the checkpoint loaded by diffusers itself, in float64 (its time embedding too, which
-    diffusers computes in float32 whatever the model's dtype, as propscope's float64 session does not): the loss,
-    each parameter's gradient and each input's."""
+    """torch autograd on the checkpoint loaded by diffusers itself, in float64, its time embedding too (diffusers
+    computes it in float32 whatever the model's dtype, and NCSN++'s log t of an integer step in the default dtype;
+    propscope's float64 session computes both in float64): the loss, each parameter's gradient and each input's."""
     import torch
 
     cls = getattr(_diffusers(), json.loads((folder / "config.json").read_text())["_class_name"])
@@ -112,7 +124,12 @@ def _reference(folder: Path, batch: dict[str, np.ndarray]) -> tuple[float, dict[
 
     names = tuple(k for k in batch if k != "y")
     inputs = [torch.from_numpy(np.asarray(batch[k], dtype=np.float64)).requires_grad_() for k in names]
-    out = zoo._Float64.wrap(sample, names, flatten=False)(*inputs)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        out = zoo._Float64.wrap(sample, names, flatten=False)(*inputs)
+    finally:
+        torch.set_default_dtype(default)
     loss = torch.nn.functional.mse_loss(out, torch.from_numpy(np.asarray(batch["y"], dtype=np.float64)))
     loss.backward()
     return (float(loss.detach()), {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None},
@@ -131,8 +148,8 @@ def _assert_autograds(s: Any, folder: Path) -> None:
         assert float(np.max(np.abs(np.asarray(s.grad(name)) - want))) / scale < 1e-9, name
 
 
-@pytest.mark.parametrize(("name", "backend"), [("unet2d", "numpy"), ("conditional", "torch"), ("vae", "numpy"),
-                                               ("unet1d", "torch"), ("unet2d_bin", "torch")])
+@pytest.mark.parametrize(("name", "backend"), [("unet2d", "numpy"), ("conditional", "torch"), ("vae", "torch"),
+                                               ("unet1d", "numpy"), ("ncsnpp", "numpy"), ("unet2d_bin", "torch")])
 def test_a_checkpoint_steps_to_autograds_gradients(name: str, backend: str, checkpoints: dict[str, Path]) -> None:
     folder = checkpoints[name]
     s = open_session(folder, backend=backend, dtype="float64")

@@ -146,6 +146,28 @@ def _addmm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op("linear", t.node(m1, ctx), t.node(m2, ctx), bias, name=ctx.name, module=ctx.module)
 
 
+@aten("outer", "ger")
+def _outer(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """outer(u, v) = u vᵀ (a FIR filter's 2-D taps from its 1-D ones, in diffusers' up- and downsamplers): folded
+    where both are constants, else u as a column times v as a row."""
+    u, v = self_arg(a), a["vec2"]
+    ku, kv = t.known(u), t.known(v)
+    if ku is not None and kv is not None:
+        if ku.ndim != 1 or kv.ndim != 1:
+            raise Unmapped("outer of tensors that are not vectors")
+        fold_room((ku, kv), f"outer {ctx.name!r} of constants", t.where, shape=(ku.size, kv.size))
+        wide = ku.dtype.kind == "f" or kv.dtype.kind == "f"
+        return np.outer(*(np.asarray(k, dtype=np.float64) if wide else k for k in (ku, kv)))
+    n, m = (t.shape(w) for w in (u, v))
+    if len(n) != 1 or len(m) != 1:
+        raise Unmapped("outer of tensors that are not vectors")
+    column = t.b.op("reshape", t.node(u, ctx, "self"), name=f"{ctx.name}.column", module=ctx.module,
+                    attrs={"shape": (n[0], 1)})
+    row = t.b.op("reshape", t.node(v, ctx, "vec2"), name=f"{ctx.name}.row", module=ctx.module,
+                 attrs={"shape": (1, m[0])})
+    return t.b.op("mul", column, row, name=ctx.name, module=ctx.module)
+
+
 @aten("einsum")
 def _einsum(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     """Read as the sums, transposes, reshapes and batched products it is made of (see readers/_einsum.py)."""
