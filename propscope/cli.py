@@ -21,8 +21,8 @@ EPILOG = ("TARGET is a built-in example name (see `propscope examples`), a model
           "checkpoint folder, or torchvision:NAME[@SIZE] or timm:NAME[@SIZE].")
 TARGET_HELP = ("example name, model file, transformers or timm checkpoint folder (config.json + weights), or "
                "torchvision:NAME[@SIZE] or timm:NAME[@SIZE] (random weights)")
-ARCH_HELP = ("for a state dict (.pt, .pth, .safetensors): the example, model file, torchvision:NAME or timm:NAME (e.g. "
-             "torchvision:resnet18) whose weights it holds")
+ARCH_HELP = ("for a state dict or checkpoint (.pt, .pth, .ckpt, .pth.tar, .bin, .safetensors): the example, model "
+             "file, torchvision:NAME or timm:NAME (e.g. torchvision:resnet18) whose weights it holds")
 
 
 class CommandParser(argparse.ArgumentParser):

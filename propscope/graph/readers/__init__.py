@@ -40,7 +40,7 @@ READERS: list[tuple[str, ModuleType]] = [
     ("propscope", native),
     ("torch.export (.pt2)", torch_export),
     ("ONNX (.onnx)", onnx_reader),
-    ("state dict (.pt, .pth, .safetensors)", state_dict),
+    ("state dict or checkpoint (.pt, .pth, .ckpt, .pth.tar, .bin, .safetensors)", state_dict),
     ("timm checkpoint", timm_arch),  # before transformers': both are folders with a config.json
     ("diffusers checkpoint", diffusers_checkpoint),  # before transformers' too, which takes any config.json
     ("transformers checkpoint", transformers_checkpoint),

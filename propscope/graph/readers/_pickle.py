@@ -12,6 +12,7 @@ Every storage and every view is counted against the open's memory budget before 
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import math
 import pickle
@@ -57,6 +58,23 @@ class Refused(Exception):
 # Modules whose allow-listed globals torch's weights-only loader knows and we do not: worth a fallback.
 _TORCH_KNOWN = ("torch", "collections", "builtins", "_codecs", "numpy")
 _BUILTINS_TORCH_ALLOWS = frozenset({"set", "frozenset", "bytearray", "slice", "complex"})
+# Read as what they are where a checkpoint's other contents are stood in for (`inert`): plain data constructors.
+_DATA_BUILTINS = {"set": set, "frozenset": frozenset, "bytearray": bytearray, "slice": slice, "complex": complex,
+                  "dict": dict, "list": list, "tuple": tuple, "int": int, "float": float, "str": str, "bool": bool,
+                  "bytes": bytes, "object": object}
+# Modules a checkpoint's data never comes from: a pickle naming one means to run something, and is refused outright
+# even where other globals are stood in for (nothing would be called either way; the user is told what it tried).
+_NEVER_DATA = frozenset({
+    "os", "posix", "nt", "subprocess", "sys", "builtins", "__builtin__", "shutil", "socket", "importlib", "runpy",
+    "pickle", "_pickle", "marshal", "types", "code", "codeop", "ctypes", "pty", "webbrowser", "operator",
+    "functools", "io", "_io", "multiprocessing", "threading", "_thread", "signal", "asyncio", "tempfile", "glob",
+    "platform", "urllib", "http", "ftplib", "smtplib", "telnetlib", "timeit", "pdb", "bdb", "cProfile", "profile",
+    "trace", "site", "zipimport", "pkgutil", "inspect", "posixpath", "ntpath", "codecs", "_codecs", "eval", "exec",
+    "dill", "cloudpickle", "joblib", "torch", "numpy", "_operator", "_posixsubprocess", "select", "resource",
+})
+# torch's own module classes, optimizers and their kin: a whole pickled model's or optimizer's class, stood in for
+# (never torch's tensor rebuilding, which only torch may do)
+_TORCH_STAND_INS = ("torch.nn.", "torch.optim.", "torch.ao.", "torch.fx.", "torch.utils.data.")
 
 
 class _StorageType:
@@ -85,6 +103,57 @@ class Tensor:
         raise pickle.UnpicklingError("BUILD on a tensor (a tensor subclass)")
 
 
+class Inert:
+    """What a global outside the weights-only set is read as where a checkpoint's other contents are stood in for
+    (`load_weights_only(..., stand_ins=...)`): a class of this name, made here, never the one the pickle names, so
+    nothing of the file is imported or called. An instance keeps what the pickle hands it (constructor arguments,
+    BUILD's state, SETITEMS' and APPENDS' values), so that the tensors inside (a whole pickled model's parameters)
+    can still be found."""
+
+    pickled_as = ""
+    args: tuple[Any, ...]
+    state: Any
+    mapping: dict[Any, Any]
+    items: list[Any]
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Inert:  # NEWOBJ makes one without calling __init__
+        self = super().__new__(cls)
+        self.args, self.state, self.mapping, self.items = args, None, {}, []
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.mapping[key] = value
+
+    def append(self, value: Any) -> None:
+        self.items.append(value)
+
+    def extend(self, values: Any) -> None:
+        self.items.extend(values)
+
+
+class Pickled:
+    """An `Inert` as `plain` hands it on: the name the pickle gave its class, and its contents made plain."""
+
+    __slots__ = ("args", "items", "mapping", "name", "state")
+
+    def __init__(self, name: str, args: Any, state: Any, mapping: Any, items: Any) -> None:
+        self.name, self.args, self.state, self.mapping, self.items = name, args, state, mapping, items
+
+    def __repr__(self) -> str:
+        return f"<pickled {self.name}>"
+
+
+def _default_dict(*_factory: Any) -> dict[Any, Any]:
+    """`collections.defaultdict(factory)` as data: its items, without the factory (nothing of it is called)."""
+    return {}
+
+
 def _encode(text: str, encoding: str = "latin1") -> bytes:
     """`_codecs.encode`, as protocol 2 pickles bytes; only text encodings."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
@@ -93,11 +162,17 @@ def _encode(text: str, encoding: str = "latin1") -> bytes:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, storages: Callable[[str, str, int], _Storage], where: str) -> None:
+    def __init__(self, data: bytes, storages: Callable[[str, str, int], _Storage], where: str,
+                 stand_ins: set[str] | None = None) -> None:
         super().__init__(io.BytesIO(data))
         self.storages, self.where = storages, where
+        self.stand_ins = stand_ins  # None: refuse what is not a tensor's; a set: stand in for it, named here
+        self._types: dict[str, type[Inert]] = {}
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol 2 spells Python 3's names as Python 2's
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if module == "torch._utils":
             known = {"_rebuild_tensor_v2": self._rebuild_tensor, "_rebuild_parameter": _rebuild_parameter,
                      "_rebuild_parameter_with_state": _rebuild_parameter}
@@ -110,9 +185,33 @@ class _Unpickler(pickle.Unpickler):
         elif module == "_codecs" and name == "encode":
             return _encode
         top = module.split(".")[0]
+        if self.stand_ins is not None:
+            found = self._stand_in(module, name, top)
+            if found is not None:
+                return found
         if top in _TORCH_KNOWN and (top != "builtins" or name in _BUILTINS_TORCH_ALLOWS):
             raise NeedsTorch(f"{module}.{name}")
         raise Refused(f"{module}.{name}")
+
+    def _stand_in(self, module: str, name: str, top: str) -> Any:
+        """What a checkpoint's non-tensor global is read as (None: not stood in for; refused or left to torch)."""
+        if module == "builtins" and name in _DATA_BUILTINS:
+            return _DATA_BUILTINS[name]
+        if module == "collections" and name == "defaultdict":
+            return _default_dict
+        if module.startswith(_TORCH_STAND_INS) or (top == "numpy" and name in ("scalar", "dtype", "_reconstruct",
+                                                                                "ndarray")):
+            pass  # a torch module's or optimizer's class, a NumPy scalar's: data around the weights
+        elif top in _NEVER_DATA or not re.fullmatch(r"[\w.]{1,200}", f"{module}.{name}"):
+            return None
+        key = f"{module}.{name}"
+        if key not in self._types:
+            if len(self._types) >= 10_000:
+                raise pickle.UnpicklingError("a pickle naming more than 10,000 classes")
+            self._types[key] = type(name if name.isidentifier() else "Inert", (Inert,), {"pickled_as": key})
+            assert self.stand_ins is not None
+            self.stand_ins.add(key)
+        return self._types[key]
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
@@ -183,10 +282,12 @@ def is_torch_zip(data: bytes) -> bool:
     return data[:4] == b"PK\x03\x04"
 
 
-def load_torch_zip(data: bytes | zipfile.ZipFile, where: str, what: str) -> Any:
+def load_torch_zip(data: bytes | zipfile.ZipFile, where: str, what: str, stand_ins: set[str] | None = None) -> Any:
     """A `torch.save` zip's object with every tensor as a `Tensor` (NumPy inside); torch is never imported.
 
-    Raises `Refused` for a global that could run code, `NeedsTorch` for one only torch can rebuild.
+    Raises `Refused` for a global that could run code, `NeedsTorch` for one only torch can rebuild. With `stand_ins`
+    (a set), a checkpoint's other globals (an `argparse.Namespace` of settings, a whole pickled model's classes)
+    are read as `Inert` stand-ins instead, and their names added to it.
     """
     zf = data if isinstance(data, zipfile.ZipFile) else _open_zip(data, where, what)
     infos = {i.filename: i for i in zf.infolist()}
@@ -214,7 +315,7 @@ def load_torch_zip(data: bytes | zipfile.ZipFile, where: str, what: str) -> Any:
 
     body = read_member(zf, infos[pkl[0]], where, MAX_PICKLE_BYTES)
     try:
-        return _Unpickler(body, storage, where).load()
+        return _Unpickler(body, storage, where, stand_ins).load()
     except (Refused, NeedsTorch, ModelFormatError):
         raise
     except RecursionError:
@@ -244,13 +345,17 @@ def plain(value: Any, where: str = "the file", what: str = "the pickle") -> Any:
     def convert(item: Any) -> tuple[Any, int]:
         if isinstance(item, Tensor):
             return item.array, 1
-        if not isinstance(item, dict | list | tuple):
+        if not isinstance(item, dict | list | tuple | Inert):
             return item, 1
         key = id(item)
         if key not in done:
-            if isinstance(item, dict):
+            if isinstance(item, Inert):
+                parts = [convert(v) for v in (item.args, item.state, item.mapping, item.items)]
+                out: Any = Pickled(item.pickled_as, *(v for v, _ in parts))
+                places = 1 + sum(n for _, n in parts)
+            elif isinstance(item, dict):
                 pairs = [(k, convert(v)) for k, v in item.items()]
-                out: Any = {k: v for k, (v, _) in pairs}
+                out = {k: v for k, (v, _) in pairs}
                 places = 1 + sum(n for _, (_, n) in pairs)
             else:
                 parts = [convert(v) for v in item]
@@ -265,24 +370,27 @@ def plain(value: Any, where: str = "the file", what: str = "the pickle") -> Any:
     return convert(value)[0]
 
 
-def load_weights_only(data: bytes | Path, where: str, what: str, torch_fallback: bool = True) -> Any:
+def load_weights_only(data: bytes | Path, where: str, what: str, torch_fallback: bool = True,
+                      stand_ins: set[str] | None = None) -> Any:
     """A pickle (member bytes, or a file) as plain Python with NumPy arrays for tensors: torch-free for
-    torch.save zips, `torch.load(weights_only=True)` only for what the restricted reader leaves to it."""
+    torch.save zips, `torch.load(weights_only=True)` only for what the restricted reader leaves to it. With
+    `stand_ins` (a set), globals around the weights are read as `Pickled` stand-ins, named in the set (see
+    `load_torch_zip`)."""
     if isinstance(data, Path):
-        return _load_file(data, where, what, torch_fallback)
+        return _load_file(data, where, what, torch_fallback, stand_ins)
     if is_torch_zip(data):
         with _restricted(where, what, torch_fallback):
-            return plain(load_torch_zip(data, where, what), where, what)
+            return plain(load_torch_zip(data, where, what, stand_ins), where, what)
     return torch_load(data, where, what)
 
 
-def _load_file(path: Path, where: str, what: str, torch_fallback: bool) -> Any:
+def _load_file(path: Path, where: str, what: str, torch_fallback: bool, stand_ins: set[str] | None = None) -> Any:
     """A torch.save file read member by member from disk (never the whole file in memory at once)."""
     if zipfile.is_zipfile(path):
         with _restricted(where, what, torch_fallback):
             try:
                 with zipfile.ZipFile(path) as zf:
-                    return plain(load_torch_zip(zf, where, what), where, what)
+                    return plain(load_torch_zip(zf, where, what, stand_ins), where, what)
             except RecursionError:
                 raise  # a RuntimeError, but not a damaged zip: said by _restricted
             except ZIP_ERRORS as exc:

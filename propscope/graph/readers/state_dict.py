@@ -1,11 +1,15 @@
-"""State dicts (`.pt`, `.pth`, `.safetensors`): weights only, opened against an architecture.
+"""State dicts and checkpoints (`.pt`, `.pth`, `.ckpt`, `.pth.tar`, `.bin`, `.safetensors`): weights only, opened
+against an architecture.
 
 A state dict has no graph, so it fills the parameters of one: a built-in example or a model file.
 `.pt`/`.pth` zips go through the restricted torch-free unpickler of `_pickle` (weights-only semantics:
 tensor-rebuild globals only), after the zip's declared sizes are checked; `torch.load(weights_only=True)`
 is the fallback only for the legacy non-zip format and for what only torch can rebuild (tensor
-subclasses). `.safetensors` is parsed here (8-byte header length, a JSON header, raw bytes), every
-offset and size checked against the file before anything is read.
+subclasses). A training checkpoint's other contents (Lightning's hyperparameters, an `argparse.Namespace`, an
+optimizer's state, NumPy scalars, a whole `torch.save(model)`) are read as inert stand-ins, never imported or called,
+so that its weights open where torch's weights-only loader refuses the file; a whole pickled module gives its
+parameters and buffers under their state-dict names. `.safetensors` is parsed here (8-byte header length, a JSON
+header, raw bytes), every offset and size checked against the file before anything is read.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from ..errors import ModelFormatError, PropscopeError
 from ..model import Model
 from ._budget import ZIP_ERRORS, charge
 from ._build import MAX_TENSOR_BYTES, check_shape, file_size, from_bytes
-from ._pickle import is_tensor, load_weights_only, to_numpy
+from ._pickle import Pickled, is_tensor, load_weights_only, to_numpy
 
-SUFFIXES = (".pt", ".pth", ".safetensors")
+# .ckpt: PyTorch Lightning's; .tar: `checkpoint.pth.tar`, as torchvision's ImageNet script saves; .bin: a
+# transformers `pytorch_model.bin` on its own
+SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin", ".safetensors")
 MAX_FILE_BYTES = 64 * 2**30
 MAX_HEADER_BYTES = 100 * 2**20
 SAFETENSORS_DTYPES = {
@@ -91,8 +97,10 @@ def unwrapped(tensors: dict[str, np.ndarray], names: Collection[str]) -> tuple[s
     return prefix, {k.removeprefix(prefix): v for k, v in tensors.items()} if prefix else tensors
 
 
-def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str = "") -> tuple[Model, StateDictReport]:
-    """`model` with the values of `tensors` put in by name, and the report of what matched.
+def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str = "",
+                     note: str = "") -> tuple[Model, StateDictReport]:
+    """`model` with the values of `tensors` put in by name, and the report of what matched (`note`, what else the
+    checkpoint held, goes into the model's warnings after it).
 
     Parameters and constants (running statistics) both match; missing ones keep the model's values.
     A wrapper prefix such as `module.` (DataParallel) is stripped when that matches more names.
@@ -113,7 +121,8 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
         report.matched.append(name)
     # a BatchNorm's count of training batches is bookkeeping no forward or backward pass reads: not "unexpected"
     report.unexpected = [k for k in tensors if k not in targets and not k.endswith(".num_batches_tracked")]
-    return replace(model, arrays=arrays, warnings=[*model.warnings, report.summary()]), report
+    notes = [report.summary(), *([note] if note else [])]
+    return replace(model, arrays=arrays, warnings=[*model.warnings, *notes]), report
 
 
 def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
@@ -126,8 +135,9 @@ def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
             "--arch EXAMPLE_OR_FILE (a built-in example, a .pt2/.onnx/.propscope model, torchvision:NAME or "
             "timm:NAME)"
         )
-    tensors = read_tensors(path)
-    model, report = apply_state_dict(architecture(arch, tensors, seed), tensors, path.name)
+    checkpoint = read_checkpoint(path)
+    tensors = checkpoint.tensors
+    model, report = apply_state_dict(architecture(arch, tensors, seed), tensors, path.name, checkpoint.note)
     if not report.matched:
         raise ModelFormatError(
             f"{where}: none of its {len(tensors)} tensors ({_names(list(tensors))}) match a parameter of "
@@ -152,17 +162,45 @@ def architecture(arch: str | Path, tensors: dict[str, np.ndarray], seed: int = 0
 
 
 def read_tensors(path: str | Path) -> dict[str, np.ndarray]:
-    """The named tensors of a `.pt`/`.pth` (weights-only) or `.safetensors` file, as NumPy arrays."""
+    """The named tensors of a `.pt`/`.pth` state dict (nothing but tensor rebuilds: a file with anything else is
+    refused, as before torch.load sees it) or a `.safetensors` file, as NumPy arrays."""
     path = Path(path)
     where = str(path)
     size = file_size(path, where, MAX_FILE_BYTES, "more than propscope will load")
     if path.suffix.lower() == ".safetensors":
         return _safetensors(path, where, size)
-    return _torch_file(path, where)
+    return _torch_file(path, where, None)
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's weights by state-dict name, and one line on what else it held (its stand-ins)."""
+
+    tensors: dict[str, np.ndarray]
+    note: str = ""
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """The weights of a state dict or of a training checkpoint as people save them: nested under a usual key
+    (`state_dict`, `model`...), beside an optimizer's state, hyperparameters and settings objects, or a whole
+    `torch.save(model)`; what is not a tensor is read as an inert stand-in (see `_pickle.Inert`), named in the note."""
+    path = Path(path)
+    where = str(path)
+    size = file_size(path, where, MAX_FILE_BYTES, "more than propscope will load")
+    if path.suffix.lower() == ".safetensors":
+        return Checkpoint(_safetensors(path, where, size))
+    stand_ins: set[str] = set()
+    tensors = _torch_file(path, where, stand_ins)
+    if not stand_ins:
+        return Checkpoint(tensors)
+    names = sorted(stand_ins)
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return Checkpoint(tensors, f"{path.name} also pickles {shown}: read as inert stand-ins, nothing of them imported "
+                               "or run")
 
 
 # -- .pt / .pth ---------------------------------------------------------------------------------------
-def _torch_file(path: Path, where: str) -> dict[str, np.ndarray]:
+def _torch_file(path: Path, where: str, stand_ins: set[str] | None) -> dict[str, np.ndarray]:
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -184,12 +222,21 @@ def _torch_file(path: Path, where: str) -> dict[str, np.ndarray]:
             raise ModelFormatError(f"{where}: a damaged zip archive; the file may be truncated")
         if not head or head[0] != 0x80:  # torch's legacy format starts with a pickle protocol byte
             raise ModelFormatError(f"{where}: not a PyTorch file (neither a torch.save zip nor a pickle)")
-    value = load_weights_only(path, where, "the file")
-    return _flatten(value, where)
+    value = load_weights_only(path, where, "the file", stand_ins=stand_ins)
+    try:
+        return _flatten(value, where)
+    except RecursionError:
+        raise ModelFormatError(f"{where}: the file is nested too deeply to read") from None
 
 
 def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
-    """The tensors of a state dict, or of a checkpoint that nests one under a usual key."""
+    """The tensors of a state dict, of a checkpoint that nests one under a usual key, or of a whole pickled module
+    (by itself or under such a key, as YOLOv5's `{"model": model, ...}`)."""
+    if isinstance(value, Pickled):
+        tensors = module_tensors(value)
+        if not tensors:
+            raise ModelFormatError(f"{where}: holds a pickled {value.name}, with no module's parameters in it")
+        return {k: to_numpy(v, where, f"tensor {k!r}") for k, v in tensors.items()}
     if not isinstance(value, dict):
         raise ModelFormatError(f"{where}: holds a {type(value).__name__}, not a state dict (a dict of tensors)")
     tensors = {str(k): v for k, v in value.items() if is_tensor(v)}
@@ -199,10 +246,41 @@ def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
             if isinstance(inner, dict) and any(is_tensor(v) for v in inner.values()):
                 tensors = {str(k): v for k, v in inner.items() if is_tensor(v)}
                 break
+            if isinstance(inner, Pickled) and (tensors := module_tensors(inner)):
+                break
     if not tensors:
         keys = ", ".join(repr(str(k)[:40]) for k in list(value)[:6])
         raise ModelFormatError(f"{where}: no tensors found in the dict (keys: {keys or 'none'})")
     return {k: to_numpy(v, where, f"tensor {k!r}") for k, v in tensors.items()}
+
+
+def module_tensors(module: Pickled, prefix: str = "", seen: set[int] | None = None) -> dict[str, Any]:
+    """A pickled `nn.Module`'s parameters and persistent buffers by state-dict name ("layer1.0.conv1.weight"), read
+    from the `_parameters`, `_buffers` and `_modules` of its pickled `__dict__`, its submodules' in turn."""
+    seen = set() if seen is None else seen
+    if id(module) in seen:  # a pickle's memo can make a module its own child
+        return {}
+    seen.add(id(module))
+    state = module.state
+    if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):  # (__dict__, slots)
+        state = state[0]
+    if not isinstance(state, dict):
+        return {}
+    transient = state.get("_non_persistent_buffers_set")
+    transient = transient if isinstance(transient, set | frozenset) else set()
+    out: dict[str, Any] = {}
+    for group in ("_parameters", "_buffers"):
+        members = state.get(group)
+        if isinstance(members, dict):
+            out.update((f"{prefix}{name}", value) for name, value in members.items()
+                       if isinstance(name, str) and is_tensor(value)
+                       and not (group == "_buffers" and name in transient))
+    children = state.get("_modules")
+    if isinstance(children, dict):
+        for name, child in children.items():
+            if isinstance(name, str) and isinstance(child, Pickled):
+                out.update(module_tensors(child, f"{prefix}{name}.", seen))
+    return out
 
 
 # -- .safetensors -----------------------------------------------------------------------------------------

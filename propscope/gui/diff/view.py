@@ -130,8 +130,9 @@ class SourcePicker(QWidget):
         self.changed.emit()
 
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Compare with a model file", "",
-                                              "Models (*.propscope *.pt2 *.onnx *.pt *.pth *.safetensors);;All (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Compare with a model file", "",
+            "Models (*.propscope *.pt2 *.onnx *.pt *.pth *.ckpt *.tar *.bin *.safetensors);;All (*)")
         if path:
             self.set_file(path)
 

@@ -1,0 +1,155 @@
+"""Training checkpoints as people save them, opened for their weights without running anything in them: Lightning's
+`.ckpt`, torchvision's `checkpoint.pth.tar`, a dict with an `argparse.Namespace` and NumPy scalars beside the weights,
+a whole `torch.save(model)`, and YOLOv5's `{"model": model, ...}`."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from propscope.cli import main
+from propscope.graph.errors import ModelFormatError
+from propscope.graph.readers import load_target
+from propscope.graph.readers.state_dict import read_checkpoint, read_tensors
+
+torch = pytest.importorskip("torch")
+
+MARKER: list[Path] = []  # where Net.__setstate__ would write, were it ever called
+
+
+class Net(torch.nn.Module):
+    """A small classifier whose unpickling leaves a trace: reading its checkpoint must not call it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU())
+        self.head = torch.nn.Linear(8, 3)
+        self.register_buffer("scratch", torch.zeros(2), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for path in MARKER:
+            path.write_text("ran")
+        super().__setstate__(state)
+
+
+@pytest.fixture
+def net(tmp_path: Path) -> tuple[Any, Path]:
+    """A trained-looking Net (non-default weights and running statistics) and its architecture as a .pt2."""
+    torch.manual_seed(0)
+    model = Net()
+    model.train()
+    model(torch.randn(16, 6))  # running statistics move
+    model.eval()
+    arch = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(model, (torch.randn(4, 6),)), str(arch))
+    MARKER[:] = [tmp_path / "ran.txt"]
+    return model, arch
+
+
+def weights_of(model: Any) -> dict[str, np.ndarray]:
+    return {k: v.detach().numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def check_opened(path: Path, arch: Path, model: Any) -> Any:
+    """The checkpoint opens against the architecture with every weight the model had, and nothing of it ran."""
+    opened = load_target(str(path), arch=str(arch))
+    for name, value in weights_of(model).items():
+        np.testing.assert_array_equal(opened.arrays[name], value, err_msg=name)
+    assert not MARKER[0].exists(), "unpickling called the model's own code"
+    return opened
+
+
+def test_a_lightning_checkpoint_opens_with_its_hyperparameters_stood_in_for(tmp_path: Path, net: Any) -> None:
+    model, arch = net
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randn(4, 6)).sum().backward()
+    optimizer.step()
+    checkpoint = {
+        "epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.4.0",
+        "state_dict": OrderedDict(("model." + k, v) for k, v in model.state_dict().items()),
+        "optimizer_states": [optimizer.state_dict()], "lr_schedulers": [], "callbacks": {},
+        "hyper_parameters": {"lr": 1e-3, "args": argparse.Namespace(lr=0.1, data=pathlib.PurePosixPath("/data"))},
+    }
+    path = tmp_path / "epoch=3-step=120.ckpt"
+    torch.save(checkpoint, path)
+    opened = check_opened(path, arch, model)
+    assert "prefix 'model.' stripped" in " ".join(opened.warnings)
+    assert any("also pickles argparse.Namespace, pathlib.PurePosixPath: read as inert stand-ins" in w
+               for w in opened.warnings), opened.warnings
+
+
+def test_a_pth_tar_with_numpy_scalars_and_a_best_score(tmp_path: Path, net: Any) -> None:
+    """torchvision's ImageNet script saves `checkpoint.pth.tar` with the epoch, the arch, best_acc1 and the
+    optimizer; many scripts keep NumPy scalars there."""
+    model, arch = net
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 90, "arch": "net", "state_dict": model.state_dict(), "best_acc1": np.float64(76.1),
+                "history": np.arange(3), "optimizer": torch.optim.SGD(model.parameters(), lr=0.1).state_dict()}, path)
+    check_opened(path, arch, model)
+
+
+@pytest.mark.parametrize("how", ["whole", "yolo", "data_parallel"])
+def test_a_whole_pickled_model_gives_its_weights_without_being_called(tmp_path: Path, net: Any, how: str) -> None:
+    model, arch = net
+    path = tmp_path / "model.pth"
+    if how == "whole":
+        torch.save(model, path)
+    elif how == "yolo":  # YOLOv5 and ultralytics keep the model object itself, in half precision, beside its EMA
+        torch.save({"epoch": 5, "model": model, "optimizer": None, "date": "2026-11-30"}, path)
+    else:
+        torch.save(torch.nn.DataParallel(model), path)
+    opened = check_opened(path, arch, model)
+    assert "scratch" not in read_checkpoint(path).tensors  # a non-persistent buffer is not a weight
+    note = next(w for w in opened.warnings if "also pickles" in w)
+    assert "test_checkpoints.Net" in note and "torch.nn.modules" in note
+
+
+def test_the_strict_reader_still_refuses_anything_but_tensors(tmp_path: Path, net: Any) -> None:
+    """Before transformers' torch.load sees a pytorch_model.bin, propscope's reader vouches that it holds tensor
+    rebuilds only: there a stand-in is not good enough."""
+    model, _ = net
+    path = tmp_path / "pytorch_model.bin"
+    torch.save({"state_dict": model.state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(ModelFormatError, match=r"calls argparse\.Namespace"):
+        read_tensors(path)
+    assert read_checkpoint(path).tensors.keys() >= {"head.weight"}
+
+
+class RunsACommand:
+    def __reduce__(self) -> tuple[Any, ...]:
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+@pytest.mark.parametrize("payload", [
+    lambda: {"state_dict": {"w": torch.zeros(2)}, "hook": RunsACommand()},
+    lambda: {"state_dict": {"w": torch.zeros(2)}, "x": pickle.loads},
+    lambda: {"state_dict": {"w": torch.zeros(2)}, "x": eval},
+])
+def test_a_checkpoint_that_would_run_something_is_refused_in_one_line(
+    tmp_path: Path, payload: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "evil.ckpt"
+    torch.save(payload(), path)
+    assert main(["inspect", str(path), "--arch", "xor"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "refused, since loading it could run code" in err, err
+
+
+def test_a_whole_model_without_an_architecture_says_what_it_holds(tmp_path: Path, net: Any) -> None:
+    model, _ = net
+    path = tmp_path / "model.pt"
+    torch.save(model, path)
+    with pytest.raises(ModelFormatError, match="pass the architecture"):
+        load_target(str(path))
