@@ -164,3 +164,24 @@ def test_a_distilled_head_gets_the_state_dicts_classes(tmp_path: Path) -> None:
     assert model.graph.outputs[0].shape == (1, 10)
     np.testing.assert_array_equal(model.arrays["head_dist.weight"], tuned.head_dist.weight.detach().numpy())
     assert load_target("timm:resnet18@32").loss == "cross_entropy"
+
+
+def test_a_folder_transformers_timm_wrapper_saved_opens_as_timms(tmp_path: Path) -> None:
+    """transformers' TimmWrapperForImageClassification.save_pretrained names both `architectures` (its own class)
+    and timm's `architecture`, and keeps timm's weights under `timm_model.`: timm builds it, the prefix goes."""
+    import torch
+
+    _timm()
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(5)
+    config = transformers.TimmWrapperConfig(architecture="resnet18", num_labels=5)
+    wrapped = transformers.TimmWrapperForImageClassification(config)
+    folder = tmp_path / "wrapped"
+    wrapped.save_pretrained(str(folder))
+    assert timm_arch.match(folder)
+    model = open_model(folder)
+    assert "5 classes" in model.description and model.graph.outputs[0].shape == (1, 5)
+    assert "prefix 'timm_model.' stripped" in " ".join(model.warnings)
+    for name, value in wrapped.timm_model.state_dict().items():
+        if name in model.arrays:
+            np.testing.assert_array_equal(model.arrays[name], value.numpy(), err_msg=name)

@@ -42,7 +42,7 @@ SAFETENSORS_DTYPES = {
 }
 # Where training scripts nest the weights in a checkpoint dict, and prefixes wrappers add to every name.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
-WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
+WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "timm_model.")
 
 
 def match(path: Path) -> bool:

@@ -166,7 +166,11 @@ def _config(folder: Path) -> dict[str, Any] | None:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None  # not this reader's: transformers' reader says what is wrong with it
-    if not isinstance(config, dict) or "architectures" in config or not isinstance(config.get("architecture"), str):
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        return None
+    # transformers' TimmWrapperForImageClassification saves timm's model under `timm_model.`, its config naming
+    # both; any other config with `architectures` is a transformers model's
+    if "architectures" in config and config.get("model_type") != "timm_wrapper":
         return None
     return config
 
