@@ -304,3 +304,14 @@ def test_a_pickled_checkpoint_is_read_by_the_restricted_unpickler_first(checkpoi
     with pytest.raises(ModelFormatError):
         open_model(folder)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_weights_that_fit_none_of_the_architecture_are_refused(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """GPT-2's weights under a config naming BERT: transformers would build BERT with every weight random, and warn;
+    nobody opening that folder wants those numbers."""
+    bert = json.loads((checkpoints["bert"] / "config.json").read_text())
+    folder = _copy(checkpoints["gpt2"], tmp_path / "mixed")
+    (folder / "config.json").write_text(json.dumps(bert))
+    with pytest.raises(ModelFormatError, match=r"none of BertForSequenceClassification's .* parameters is in the "
+                                               r"checkpoint's weights"):
+        open_model(folder)

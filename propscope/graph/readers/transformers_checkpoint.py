@@ -267,6 +267,10 @@ def open(path: str | Path) -> Model:
             raise ModelFormatError(f"{where}: transformers could not load the weights into {arch} "
                                    f"({first_line(exc)})") from None
         model.eval()
+        own = {name for name, _ in model.named_parameters()}
+        if own and own <= set(info.get("missing_keys") or ()):  # random weights: not what the folder's user has
+            raise ModelFormatError(f"{where}: none of {arch}'s {len(own)} parameters is in the checkpoint's weights "
+                                   f"(e.g. {sorted(own)[0]}); do config.json and the weights belong together?")
         try:
             sample = _run_sample(torch, model, config, where)
             with torch.no_grad(), scores_only(model) as picked, quiet_torch():
