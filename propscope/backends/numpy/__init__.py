@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (each module fills KERNELS)
     losses,
     nn,
     norm,
+    quantize,
     recurrent,
     reduce,
     resize,

@@ -15,6 +15,7 @@ from . import (  # noqa: F401  (each module fills the catalog)
     losses,
     nn,
     norm,
+    quantize,
     recurrent,
     reduce,
     resize,

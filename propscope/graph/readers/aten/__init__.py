@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (each module registers its handlers)
     elementwise,
     nn,
     norm,
+    quantize,
     recurrent,
     reduce,
     resize,

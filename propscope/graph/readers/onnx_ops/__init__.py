@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     naming,
     nn,
     norm,
+    quantize,
     recurrent,
     reduce,
     resize,
