@@ -204,3 +204,17 @@ def test_an_odd_output_spec_names_nothing_and_opens_as_before(spec: object) -> N
 
     assert returned_names({"module_call_graph": [{"signature": {"out_spec": spec}}]}) is None
     assert returned_names({"module_call_graph": "x"}) is None and returned_names({}) is None
+
+
+def test_a_session_moves_its_loss_to_another_output() -> None:
+    """What Debug ▸ Loss on output does in the app: the same loss on another head, a target drawn where the data's
+    does not fit it, the parameters as they were."""
+    s = open_session(two_heads(), loss="mse", dtype="float64")
+    s.params["b.bias"] = s.params["b.bias"] + 1.0
+    t, drawn = s.with_output("aux")
+    assert drawn and t.prediction_node.name == "aux" and t.loss_name == "mse" and t.batch["y"].shape == (5, 2)
+    np.testing.assert_array_equal(t.params["b.bias"], s.params["b.bias"])
+    back, drawn = t.with_output(1)  # positions count in the model's own order, whatever the session's
+    assert back.prediction_node.name == "aux" and not drawn
+    u, drawn = t.with_output("main")
+    assert u.prediction_node.name == "main" and drawn

@@ -302,19 +302,26 @@ class Session:
         and whether its target was drawn: the data's own `y` stays where it fits the new loss, else one of the
         right kind is drawn, seeded (class indices for cross_entropy, 0/1 for bce), as for a model opened
         without data. The breakpoints and snapshots carry over; the cursor starts again."""
-        wanted = "none" if loss is None else loss
+        return self._remade(self.model, "none" if loss is None else loss)
+
+    def with_output(self, output: str | int) -> tuple[Session, bool]:
+        """`with_loss`'s session, its loss (if any) on the model's output `output` (a name `Model.with_output` takes),
+        and whether its target was drawn (the data's `y` stays where it fits that output)."""
+        return self._remade(self.model.with_output(output), self.loss_name or "none")
+
+    def _remade(self, model: Model, wanted: str) -> tuple[Session, bool]:
         inputs = {k: v for k, v in self.batch.items() if k != TARGET}
         session: Session | None = None
         drawn = False
         if wanted != "none" and TARGET in self.batch:
             try:
-                session = Session(self.model, self.backend, self.batch, wanted, self.name, self.data_seed)
+                session = Session(model, self.backend, self.batch, wanted, self.name, self.data_seed)
             except (DataError, ShapeError):
                 session = None
         if session is None:
             drawn = wanted != "none"
-            batch = example_batch(fit_batch(self.model.graph, inputs), self.data_seed, wanted, inputs)
-            session = Session(self.model, self.backend, batch, wanted, self.name, self.data_seed)
+            batch = example_batch(fit_batch(model.graph, inputs), self.data_seed, wanted, inputs)
+            session = Session(model, self.backend, batch, wanted, self.name, self.data_seed)
         session.source = self.source
         session.breakpoints = list(self.breakpoints)
         session._break_on_nonfinite = self._break_on_nonfinite

@@ -46,6 +46,8 @@ class Model:
     # other names of a parameter shared under several (tied embeddings: GPT-2's transformer.wte.weight is its
     # lm_head.weight), by the name the graph keeps; Session.value and .grad answer to them
     aliases: dict[str, str] = field(default_factory=dict)
+    # the outputs' names in the order the file gave them, once `with_output` has put another first
+    output_order: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for node in self.graph.leaves:
@@ -60,11 +62,12 @@ class Model:
         return replace(self, graph=graph)
 
     def with_output(self, output: str | int | None) -> Model:
-        """The model with `output` (a name among the graph's outputs, or its position) first: the prediction a loss
-        attaches to. The other outputs stay outputs, computed and shown."""
+        """The model with `output` (a name among the graph's outputs, or its position in the order the file gave
+        them) first: the prediction a loss attaches to. The other outputs stay outputs, computed and shown."""
         if output is None:
             return self
-        outputs = self.graph.outputs
+        order = self.output_order or tuple(o.name for o in self.graph.outputs)
+        outputs = [self.graph[n] for n in order]
         names = [o.name for o in outputs]
         returned = [o.meta.get("returns") for o in outputs]  # what a module's forward calls them
         if isinstance(output, int) or (isinstance(output, str) and output.isdigit() and output not in names + returned):
@@ -78,11 +81,11 @@ class Model:
             chosen = outputs[returned.index(output)]
         else:
             raise GraphError(f"no output named {output!r}: the model has {outputs_text(outputs)}")
-        if chosen is outputs[0]:
+        if chosen is self.graph.output:
             return self
         graph = self.graph.copy()
         graph.set_outputs(chosen.name, *(n for n in names if n != chosen.name))
-        return replace(self, graph=graph)
+        return replace(self, graph=graph, output_order=order)
 
     @property
     def outputs_note(self) -> str:
