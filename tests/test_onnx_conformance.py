@@ -50,13 +50,19 @@ OPERATORS: dict[str, tuple[str, ...]] = {
     "recurrent": ("LSTM", "GRU", "RNN"),
     "regularization": ("Dropout",),
     "sampling": ("GridSample", "AffineGrid"),
+    "quantization": ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "ConvInteger",
+                     "QLinearConv", "QLinearMatMul"),
 }
 
 # Cases of the selected operators that are out of scope for a float training debugger.
 EXCLUDED: tuple[tuple[str, str], ...] = (
     (r"^test_training_dropout(?!_zero_ratio)", "random: training-mode Dropout draws its mask from a random source"),
     (r"^test_identity_(sequence|opt)$", "sequence and optional types: propscope steps tensors"),
-    (r"_(int8|uint8|int16|uint16|int32|uint32|int64|uint64)(_|$)",
+    (r"^test_(de)?quantizelinear_(e4m3fn|e5m2|float4e2m1|u?int4|u?int2|blocked)",
+     "float8, float4, 4- and 2-bit grids and blocked scales (weight-only compression formats): propscope's grids are "
+     "8-, 16- and 32-bit integers"),
+    # a quantization case's integer type names its grid, not integer-only arithmetic (those cases are selected)
+    (r"^(?!test_(de)?quantizelinear|test_qlinear).*_(int8|uint8|int16|uint16|int32|uint32|int64|uint64)(_|$)",
      "integer-only arithmetic: no gradient, nothing to step (propscope folds integer plumbing at load time)"),
     (r"^test_(div|mod|pow|clip|max|min|sum|mean)_.*int", "integer-only arithmetic: no gradient, nothing to step"),
     (r"_bool$", "boolean-only data: no gradient, nothing to step"),

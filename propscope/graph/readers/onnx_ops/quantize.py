@@ -151,7 +151,8 @@ def _leaf(r: Reader, value: Any, ctx: Ctx, role: str, shape: tuple[int, ...], dt
     key = (id(value), target.shape)
     if isinstance(value, Init) and key in cache:
         return cache[key]
-    name = clean_name(value.name) if isinstance(value, Init) else f"{ctx.name}.{role}"
+    # an initializer's name as node names read (`/Relu_output_0_scale` -> `Relu_output_0_scale`)
+    name = clean_name(value.name.strip("/").replace("/", ".")) if isinstance(value, Init) else f"{ctx.name}.{role}"
     leaf = r.b.leaf("constant", name, target, module=ctx.module, inline=not isinstance(value, Init))
     if isinstance(value, Init):
         cache[key] = leaf
