@@ -84,7 +84,7 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     not choose (a second output's gradient is not what the numbers are about)."""
     note = session.model.outputs_note
     if note and session.loss_name is not None and getattr(args, "output", None) is None:
-        print(f"propscope: note: {note}", file=sys.stderr)
+        print(f"propscope: note: {note} (--output NAME picks another)", file=sys.stderr)
     return session
 
 

@@ -83,7 +83,7 @@ def test_the_command_line_says_where_the_loss_went_and_takes_output(
     assert main(["grads", str(path), "--loss", "mse", "--dtype", "float64"]) == 0
     out, err = capsys.readouterr()
     assert err.strip() == ("propscope: note: 2 outputs: main (5, 3), aux (5, 2); the loss goes on the first, 'main' "
-                           "(--output NAME, or output= in Python, picks another)")
+                           "(--output NAME picks another)")
     assert "b.weight" in out and "no gradient" in out
     assert main(["gradcheck", str(path), "--loss", "mse", "--output", "aux"]) == 0
     out, err = capsys.readouterr()
@@ -215,6 +215,11 @@ def test_a_session_moves_its_loss_to_another_output() -> None:
     assert drawn and t.prediction_node.name == "aux" and t.loss_name == "mse" and t.batch["y"].shape == (5, 2)
     np.testing.assert_array_equal(t.params["b.bias"], s.params["b.bias"])
     back, drawn = t.with_output(1)  # positions count in the model's own order, whatever the session's
-    assert back.prediction_node.name == "aux" and not drawn
+    assert back.prediction_node.name == "aux" and drawn  # a drawn target is drawn again for the output it meets
     u, drawn = t.with_output("main")
-    assert u.prediction_node.name == "main" and drawn
+    assert u.prediction_node.name == "main" and drawn and u.batch["y"].shape == (5, 3)
+    y = np.arange(10.0).reshape(5, 2)
+    model = two_heads()
+    mine = open_session(model, loss="mse", dtype="float64", output="aux", data={"x": model.batch["x"], "y": y})
+    v, drawn = mine.with_loss("sse")  # the user's own target stays where it fits
+    assert not drawn and np.array_equal(v.batch["y"], y)

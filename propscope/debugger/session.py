@@ -61,7 +61,10 @@ class Session:
         self.source = ""
         self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
         self.data_seed = seed  # what a generated batch was drawn with (with_loss draws a target so)
+        # whether the target `y` was drawn here (no data gave one): another loss or output draws its own again
+        self.target_drawn = False
         if batch is None:  # a loaded model without data gets a generated batch of its declared shapes
+            self.target_drawn = self.loss_name is not None and TARGET not in model.batch
             batch = example_batch(model.graph, seed, self.loss_name, model.batch)
         self.batch, self.graph = self._prepare(model, batch)
         self.params: dict[str, Any] = {k: backend.asarray(v) for k, v in model.arrays.items()}
@@ -313,7 +316,7 @@ class Session:
         inputs = {k: v for k, v in self.batch.items() if k != TARGET}
         session: Session | None = None
         drawn = False
-        if wanted != "none" and TARGET in self.batch:
+        if wanted != "none" and TARGET in self.batch and not self.target_drawn:
             try:
                 session = Session(model, self.backend, self.batch, wanted, self.name, self.data_seed)
             except (DataError, ShapeError):
@@ -322,6 +325,7 @@ class Session:
             drawn = wanted != "none"
             batch = example_batch(fit_batch(model.graph, inputs), self.data_seed, wanted, inputs)
             session = Session(model, self.backend, batch, wanted, self.name, self.data_seed)
+        session.target_drawn = drawn
         session.source = self.source
         session.breakpoints = list(self.breakpoints)
         session._break_on_nonfinite = self._break_on_nonfinite
@@ -351,6 +355,7 @@ class Session:
 
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
         self.batch, self.graph = self._prepare(self.model, batch)
+        self.target_drawn = self.target_drawn and TARGET not in batch
         self.refresh()
 
     def parameters_numpy(self) -> dict[str, np.ndarray]:

@@ -93,8 +93,7 @@ class Model:
         outputs = self.graph.outputs
         if len(outputs) < 2:
             return ""
-        return (f"{outputs_text(outputs)}; the loss goes on the first, {output_name(outputs[0])!r} "
-                f"(--output NAME, or output= in Python, picks another)")
+        return f"{outputs_text(outputs)}; the loss goes on the first, {output_name(outputs[0])!r}"
 
     @property
     def unsupported_ops(self) -> dict[str, int]:

@@ -44,8 +44,9 @@ from ..graph.datasets import load_data
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
-from ..graph.model import example_batch
+from ..graph.model import example_batch, output_name
 from ..graph.ops import CATALOG, LOSSES
+from ..graph.ops.shapes import fmt
 from ..graph.ops.unsupported import unsupported_summary
 from ..graph.readers import display_name, save_model
 from ..graph.readers._budget import (
@@ -328,6 +329,11 @@ class MainWindow(QMainWindow):
         # one slot for the group, not a lambda with a default argument per action (PySide 6.11 has lost references
         # to such lambdas; see canvas/breadcrumbs.py)
         self.loss_actions.triggered.connect(lambda action: self._loss_chosen(str(action.data())))
+        # a model with several outputs (an auxiliary head, start and end logits): which one the loss goes on
+        self.output_menu = debug.addMenu("Loss on &output")
+        self.output_menu.setObjectName("outputMenu")
+        self.output_actions = QActionGroup(self)
+        self.output_actions.triggered.connect(lambda action: self._output_chosen(str(action.data())))
         self.compare_action = self._menu_action(debug, "Compare &backends", "Ctrl+B", self.compare_backends)
         if torch_available():
             self.compare_action.setToolTip("Run the current step on NumPy and on PyTorch; colour nodes by difference")
@@ -405,6 +411,7 @@ class MainWindow(QMainWindow):
         self.dtype_box.setCurrentIndex(max(0, self.dtype_box.findText(str(s.backend.dtype))))
         for action in self.loss_actions.actions():
             action.setChecked(action.data() == (s.loss_name or "none"))
+        self._list_outputs(s)
         i = self.example_box.findData(s.name) if s.source == s.name else -1  # a file may share an example's name
         if i < 0:
             if self.example_box.findData("") < 0:
@@ -463,6 +470,47 @@ class MainWindow(QMainWindow):
                                           if drawn else ""))
 
         job = self._start(Job("Attaching the loss…", work, self), done, f"Cannot use the {loss} loss")
+        self._resync_if_not_done(job)
+        return job
+
+    def _list_outputs(self, s: Session) -> None:
+        """Debug ▸ Loss on output: the model's outputs in the file's order, the prediction's checked; the menu is
+        there only for a model with several."""
+        order = s.model.output_order or tuple(o.name for o in s.model.graph.outputs)
+        current = s.model.graph.output.name
+        for action in self.output_actions.actions():
+            self.output_actions.removeAction(action)
+            self.output_menu.removeAction(action)
+            action.deleteLater()
+        for name in order:
+            node = s.model.graph[name]
+            act = QAction(f"{output_name(node)}  {fmt(node.shape)}", self.output_actions, checkable=True)
+            act.setData(name)
+            act.setChecked(name == current)
+            self.output_menu.addAction(act)
+        self.output_menu.menuAction().setVisible(len(order) > 1)
+        self.output_menu.setEnabled(len(order) > 1 and not self.jobs)
+
+    def _output_chosen(self, name: str) -> Job | None:
+        """Move the loss to the output chosen in Debug ▸ Loss on output, in a job; a forward-only session just shows
+        that output as its prediction."""
+        s = self.bridge.session
+        if name == s.model.graph.output.name:
+            return None
+
+        def work() -> tuple[Session, Layout, Folding, bool]:
+            session, drawn = s.with_output(name)
+            folding = Folding.of(session.graph)
+            return session, folding.layout(), folding, drawn
+
+        def done(result: tuple[Session, Layout, Folding, bool]) -> None:
+            session, layout, folding, drawn = result
+            self.install(session, layout, folding)
+            shown = output_name(session.prediction_node)
+            said = f"The {session.loss_name} loss is now on {shown}" if session.loss_name else f"Now showing {shown}"
+            self.message(said + ("; its target y is drawn at random: File ▸ Load data gives your own" if drawn else ""))
+
+        job = self._start(Job("Moving the loss…", work, self), done, "Cannot move the loss to that output")
         self._resync_if_not_done(job)
         return job
 
@@ -525,6 +573,9 @@ class MainWindow(QMainWindow):
         if blocked:
             self.show_warning("Unsupported ops", blocked)
         others = [w for w in loaded.session.model.warnings if w != blocked]
+        note = loaded.session.model.outputs_note
+        if note and loaded.session.loss_name:
+            others.append(f"{note} (Debug ▸ Loss on output picks another)")
         self.message(others[0] if others else f"Opened {Path(loaded.path).name}")
 
     def _resync_if_not_done(self, job: Job) -> None:
@@ -554,6 +605,7 @@ class MainWindow(QMainWindow):
         for w in (self.backend_box, self.dtype_box, self.example_box):
             w.setEnabled(not busy)
         self.loss_menu.setEnabled(not busy)
+        self.output_menu.setEnabled(not busy and len(self.output_actions.actions()) > 1)
         for action in (self.open_action, self.data_action):
             action.setEnabled(not busy)
         self.recent_menu.setEnabled(not busy)
