@@ -250,22 +250,31 @@ def test_a_pair_is_one_fake_quantize_and_integer_weights_a_named_parameter(tmp_p
     assert fq.inputs[1].op.name == "constant" and fq.inputs[1].shape == (4, 1, 1)  # the scale, along axis 1
 
 
-def test_blocked_and_low_bit_grids_are_refused_by_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["blocked", "zero-points", "scales"])
+def test_grids_propscope_does_not_read_are_refused_in_one_line(case: str, tmp_path: Path) -> None:
+    """Blocked scales by name; a zero point or a number of scales that fits no axis, as what it is (the rest of the
+    graph still opens)."""
     pytest.importorskip("onnx")
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    scales, zeros, attrs = {"blocked": ((2, 2), (2, 2), {"block_size": 2}), "zero-points": ((4,), (3,), {}),
+                            "scales": ((3,), (3,), {})}[case]
     model = _onnx_model(
-        [helper.make_node("DequantizeLinear", ["wq", "ws"], ["w"], axis=1, block_size=2),
+        [helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w"], axis=1, **attrs),
          helper.make_node("Mul", ["x", "w"], ["y"])],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, (2, 4))],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, (2, 4))],
         [numpy_helper.from_array(np.ones((2, 4), dtype=np.int8), "wq"),
-         numpy_helper.from_array(np.ones((2, 2), dtype=np.float32), "ws")], opset=21)
-    onnx.save(model, str(tmp_path / "blocked.onnx"))
-    graph = open_model(tmp_path / "blocked.onnx").graph
+         numpy_helper.from_array(np.ones(scales, dtype=np.float32), "ws"),
+         numpy_helper.from_array(np.zeros(zeros, dtype=np.int8), "wz")], opset=21)
+    onnx.save(model, str(tmp_path / f"{case}.onnx"))
+    graph = open_model(tmp_path / f"{case}.onnx").graph
     (bad,) = [n for n in graph if n.op.name == "unsupported"]
-    assert bad.meta["original_op"] == "DequantizeLinear" and "blocked quantization (block_size=2" in bad.meta["reason"]
+    want = {"blocked": "blocked quantization (block_size=2", "zero-points": "a zero point of shape (3,) for scales",
+            "scales": "3 scales for 4 channels along axis 1"}[case]
+    assert bad.meta["original_op"] == "DequantizeLinear" and want in bad.meta["reason"]
+    assert "\n" not in bad.meta["reason"]
 
 
 # -- quantized files end to end ---------------------------------------------------------------------------------

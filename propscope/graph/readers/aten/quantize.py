@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ...errors import GraphError
 from ...ir import Node
 from .._aten import SCALAR_TYPES, Ctx, Lazy, Missing, Translator, Unmapped, aten, op_key, self_arg
 from .._budget import charge
@@ -80,13 +81,20 @@ def _shape(grid: Grid, ndim: int) -> tuple[int, ...]:
     return () if grid.axis is None else (-1, *(1,) * (ndim - 1 - grid.axis))
 
 
+def _check(t: Translator, grid: Grid, shape: tuple[int, ...]) -> None:
+    """One scale and zero point, or one per channel along the axis: refused in one line otherwise."""
+    channels = 1 if grid.axis is None else shape[grid.axis]
+    for role, value in (("scales", grid.scale), ("zero points", grid.zero_point)):
+        known = t.known(value)
+        if known is not None and known.size not in ({1} if grid.axis is None else {1, channels}):
+            where = "one tensor" if grid.axis is None else f"{channels} channels along axis {grid.axis}"
+            raise Unmapped(f"{known.size} {role} for {where}")
+
+
 def _op(t: Translator, op: str, x: Any, grid: Grid, ctx: Ctx, attrs: dict[str, Any]) -> Node:
     node = t.node(x, ctx)
+    _check(t, grid, node.shape)
     shape = _shape(grid, len(node.shape))
-    if grid.axis is not None:
-        count = t.known(grid.scale)
-        if count is not None and count.size != node.shape[grid.axis]:
-            raise Unmapped(f"{count.size} scales for {node.shape[grid.axis]} channels along axis {grid.axis}")
     scale = _leaf(t, grid.scale, ctx, "scale", shape, np.float32)
     zero = _leaf(t, grid.zero_point, ctx, "zero_point", shape, np.int64)
     bounds = {} if op == "dequantize" else {"qmin": grid.qmin, "qmax": grid.qmax}
@@ -223,8 +231,16 @@ def _same(t: Translator, a: Any, b: Any) -> bool:
 def _quantize(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = a["input"]
     grid = _grid(t, a, len(t.shape(x)))
+    _check(t, grid, t.shape(x))
     attrs = _TORCH_PER_TENSOR if grid.axis is None else {"inverse": True, "float32_output": True}
-    return Quantized(lambda: _op(t, "quantize", x, grid, ctx, attrs), source=x, grid=grid, ctx=ctx)
+
+    def make() -> Node:  # when something reads the integers; a failure is then that reader's Unmapped
+        try:
+            return _op(t, "quantize", x, grid, ctx, attrs)
+        except GraphError as exc:
+            raise Unmapped(str(exc)) from None
+
+    return Quantized(make, source=x, grid=grid, ctx=ctx)
 
 
 @aten("quantized_decomposed.dequantize_per_tensor", "quantized_decomposed.dequantize_per_channel")

@@ -15,19 +15,21 @@ it (in float32): the forward is onnxruntime's, and the engineer gets ∂L/∂W f
 `quantize_dynamic` writes DynamicQuantizeLinear (the scale and zero point chosen from the batch: two
 `choose_qparams` steps with no gradient, and a `quantize`), MatMulInteger and ConvInteger (the product of the
 integers less their zero points: a constant integer weight becomes a float parameter of those differences, in
-integer units), and, for an LSTM, onnxruntime's own DynamicQuantizeLSTM, which is refused by name. QLinearConv
-and QLinearMatMul are what they mean: dequantize, the float op, quantize. Blocked quantization, 2- and 4-bit
-integers and float8 grids are refused by name.
+integer units), and, for an LSTM, onnxruntime's own DynamicQuantizeLSTM, which is refused by name. QLinearConv,
+QLinearMatMul and onnxruntime's QGemm (QOperator's Linear) are what they mean: dequantize, the float op,
+quantize. Blocked quantization, 2- and 4-bit integers and float8 grids are refused by name.
 """
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ...errors import GraphError
 from ...ir import Node
 from .._aten import Lazy, Unmapped
 from .._budget import charge
@@ -67,7 +69,6 @@ class Quantized(Lazy):
     source: Any = None
     grid: Grid | None = None
     ctx: Ctx | None = None
-    reader: Any = field(default=None, repr=False)
 
 
 # per open: each constant leaf of a scale or zero point in the shape it broadcasts in, and each integer
@@ -102,8 +103,10 @@ def _element_type(r: Reader, value: Any, fallback: int | None) -> str:
     return _TYPES[code]
 
 
-def grid_of(r: Reader, ins: list[Any], ctx: Ctx, ndim: int, data: Any = None) -> Grid:
-    """The grid of a QuantizeLinear (ins: x, scale, zero point) or DequantizeLinear (its integers `data`)."""
+def grid_of(r: Reader, ins: list[Any], ctx: Ctx, shape: tuple[int, ...], data: Any = None) -> Grid:
+    """The grid of a QuantizeLinear (ins: x, scale, zero point) or DequantizeLinear (its integers `data`), for a
+    tensor of `shape`: one scale and zero point, or one per channel along the axis."""
+    ndim = len(shape)
     block = int(ctx.attrs.get("block_size", 0) or 0)
     if block:
         raise Unmapped(f"blocked quantization (block_size={block}: a scale per block of {block} along an axis)")
@@ -125,7 +128,22 @@ def grid_of(r: Reader, ins: list[Any], ctx: Ctx, ndim: int, data: Any = None) ->
         if not -ndim <= axis < ndim:
             raise Unmapped(f"axis {axis} of a {ndim}-D tensor")
         axis %= ndim
+        if scale_shape[0] != shape[axis]:
+            raise Unmapped(f"{scale_shape[0]} scales for {shape[axis]} channels along axis {axis}")
+    if zero_point is not None and r.shape(zero_point) not in ((), (1,), scale_shape):
+        raise Unmapped(f"a zero point of shape {r.shape(zero_point)} for scales of shape {scale_shape}")
     return Grid(scale, zero_point, axis, dtype)
+
+
+def lazily(make: Callable[[], Node]) -> Callable[[], Node]:
+    """A `quantize` step made when something reads the integers: a failure then is that reader's Unmapped (the
+    reader's placeholder path, which also asks for its inputs, catches no other error)."""
+    def run() -> Node:
+        try:
+            return make()
+        except GraphError as exc:
+            raise Unmapped(str(exc)) from None
+    return run
 
 
 def shaped(grid: Grid, ndim: int) -> tuple[int, ...]:
@@ -232,23 +250,22 @@ def _pairs(r: Reader, q: Quantized, grid: Grid) -> bool:
 @onnx_op("QuantizeLinear")
 def _quantize_linear(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = ins[0]
-    grid = grid_of(r, ins, ctx, len(r.shape(x)))
-    result = Quantized(lambda: grid_op(r, "quantize", x, grid, ctx, original_op="QuantizeLinear"), source=x,
-                       grid=grid, ctx=ctx, reader=r)
-    return result
+    grid = grid_of(r, ins, ctx, r.shape(x))
+    return Quantized(lazily(lambda: grid_op(r, "quantize", x, grid, ctx, original_op="QuantizeLinear")), source=x,
+                     grid=grid, ctx=ctx)
 
 
 @onnx_op("DequantizeLinear")
 def _dequantize_linear(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     q = ins[0]
     if isinstance(q, Quantized) and q.grid is not None and q.ctx is not None:
-        grid = grid_of(r, ins, ctx, len(r.shape(q.source)), data=q)
+        grid = grid_of(r, ins, ctx, r.shape(q.source), data=q)
         if _pairs(r, q, grid):
             qctx = q.ctx
             return grid_op(r, "fake_quantize", q.source, q.grid, qctx, name=qctx.name,
                            original_op="QuantizeLinear+DequantizeLinear")
     else:
-        grid = grid_of(r, ins, ctx, len(r.shape(q)), data=q)
+        grid = grid_of(r, ins, ctx, r.shape(q), data=q)
     param = parameter_of(r, q, grid, ctx)
     if param is not None:
         return param
@@ -266,9 +283,9 @@ def _dynamic_quantize_linear(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     zero = r.b.op("choose_qparams", x, name=f"{ctx.name}.zero_point", module=ctx.module,
                   attrs={"part": "zero_point", **attrs}, original_op="DynamicQuantizeLinear")
     grid = Grid(scale, zero, None, "uint8")
-    y = Quantized(lambda: r.b.op("quantize", x, scale, zero, name=ctx.name, module=ctx.module,
-                                 attrs={**attrs, **_ONNX_GRID}, original_op="DynamicQuantizeLinear"),
-                  source=x, grid=grid, ctx=ctx, reader=r)
+    y = Quantized(lazily(lambda: r.b.op("quantize", x, scale, zero, name=ctx.name, module=ctx.module,
+                                        attrs={**attrs, **_ONNX_GRID}, original_op="DynamicQuantizeLinear")),
+                  source=x, grid=grid, ctx=ctx)
     return [y, scale, zero]
 
 
@@ -329,9 +346,9 @@ def _dequantized_input(r: Reader, value: Any, scale: Any, zero: Any, ctx: Ctx, a
 
 def _requantized(r: Reader, y: Node, scale: Any, zero: Any, ctx: Ctx) -> Quantized:
     sub = Ctx("QuantizeLinear", ctx.name, ctx.module, None, {}, ctx.opset, ctx.outputs, r)
-    grid = grid_of(r, [y, scale, zero], sub, len(y.shape))
-    return Quantized(lambda: grid_op(r, "quantize", y, grid, sub, name=f"{ctx.name}.quantized",
-                                     original_op=ctx.op), source=y, grid=grid, ctx=sub, reader=r)
+    grid = grid_of(r, [y, scale, zero], sub, y.shape)
+    return Quantized(lazily(lambda: grid_op(r, "quantize", y, grid, sub, name=f"{ctx.name}.quantized",
+                                            original_op=ctx.op)), source=y, grid=grid, ctx=sub)
 
 
 @onnx_op("QLinearConv")
