@@ -126,8 +126,11 @@ def cmd_ops(args: argparse.Namespace) -> int:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .graph.model import output_name
-    from .graph.readers import load_target
+    from .graph.readers import load_target, state_dict
 
+    path = Path(args.target)
+    if args.arch is None and state_dict.match(path) and path.is_file():
+        return _inspect_weights(path, args.json)
     model = load_target(args.target, seed=args.seed, arch=args.arch)
     g = model.graph
     ops: dict[str, int] = {}
@@ -158,6 +161,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"  {title}:")
         for n in group:
             print(f"    {output_name(n) if title == 'outputs' else n.name:<16} {n.shape}")
+    return 0
+
+
+def _inspect_weights(path: Path, as_json: bool) -> int:
+    """A state dict or checkpoint without an architecture: its tensors, each with its numbers and its NaN count."""
+    from .debugger.weight_stats import text, weight_rows
+    from .graph.readers import state_dict
+
+    checkpoint = state_dict.read_checkpoint(path)
+    rows = weight_rows(checkpoint.tensors)
+    if as_json:
+        print(json.dumps({"name": path.name, "tensors": [r.as_dict() for r in rows],
+                          "warnings": [checkpoint.note] if checkpoint.note else []}, indent=2))
+        return 0
+    print(text(rows, f"{path.name}: weights only (--arch names the architecture they fill)"))
+    if checkpoint.note:
+        print(f"  warning: {checkpoint.note}")
     return 0
 
 
@@ -645,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="with --coverage: name every op not mapped")
     p.set_defaults(func=cmd_ops)
 
-    p = sub.add_parser("inspect", help="nodes by op, parameters, inputs and outputs", epilog=EPILOG)
+    p = sub.add_parser("inspect", help="nodes by op, parameters, inputs and outputs; a state dict's tensors with "
+                       "their numbers and NaN counts", epilog=EPILOG)
     p.add_argument("target", metavar="TARGET")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")

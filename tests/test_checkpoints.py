@@ -5,6 +5,7 @@ a whole `torch.save(model)`, and YOLOv5's `{"model": model, ...}`."""
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import pickle
 from collections import OrderedDict
@@ -153,3 +154,33 @@ def test_a_whole_model_without_an_architecture_says_what_it_holds(tmp_path: Path
     torch.save(model, path)
     with pytest.raises(ModelFormatError, match="pass the architecture"):
         load_target(str(path))
+
+
+def test_inspect_without_an_architecture_lists_the_tensors_and_names_the_non_finite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Training blew up: which layer's weights hold NaN? `propscope inspect` answers before any architecture."""
+    from propscope.graph.readers.state_dict import write_safetensors
+
+    weight = np.arange(12, dtype=np.float32).reshape(3, 4)
+    broken = np.ones(5, dtype=np.float32)
+    broken[[1, 3]] = np.nan
+    broken[4] = np.inf
+    for path in (tmp_path / "w.safetensors", tmp_path / "w.ckpt"):
+        tensors = {"layer.weight": weight, "head.bias": broken}
+        if path.suffix == ".ckpt":
+            torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in tensors.items()},
+                        "args": argparse.Namespace(lr=1.0)}, path)
+        else:
+            write_safetensors(tensors, path)
+        assert main(["inspect", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "layer.weight" in out and "(3, 4)" in out and "5.500e+00" in out  # the mean of 0..11
+        assert out.splitlines()[-1 if path.suffix != ".ckpt" else -2] == \
+            "2 tensors, 17 values: 1 holds non-finite values: head.bias (2 NaN, 1 inf)"
+        assert main(["inspect", str(path), "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        rows = {r["name"]: r for r in info["tensors"]}
+        assert rows["head.bias"]["nan"] == 2 and rows["head.bias"]["inf"] == 1 and rows["head.bias"]["max"] == 1.0
+        assert rows["layer.weight"]["mean"] == 5.5 and rows["layer.weight"]["shape"] == [3, 4]
+        assert bool(info["warnings"]) == (path.suffix == ".ckpt")

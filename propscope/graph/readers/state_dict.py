@@ -133,7 +133,7 @@ def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
         raise ModelFormatError(
             f"{where}: a state dict holds weights only; pass the architecture it belongs to with "
             "--arch EXAMPLE_OR_FILE (a built-in example, a .pt2/.onnx/.propscope model, torchvision:NAME or "
-            "timm:NAME)"
+            "timm:NAME); `propscope inspect` lists its tensors without one"
         )
     checkpoint = read_checkpoint(path)
     tensors = checkpoint.tensors
