@@ -5,7 +5,11 @@ Three rules, applied whenever the mode, the window's size or the step changes:
   theme's scale factor makes the application's text that big, and the canvas zooms so that the current
   node's name is too;
 - the canvas and the chain rule get the room: every other dock is hidden (the View menu brings one back),
-  and the chain-rule dock spans the window's width and grows to show its whole text, never scrolling;
+  and the chain-rule dock spans the window's width and grows to show its whole text, never scrolling, up to
+  half the window's height (`CHAIN_TEXT_SHARE`). Past that the text writes out fewer tensors in full (the
+  formulas and the selected element's numbers always stay): the canvas keeps a quarter of the window and
+  more, so the current node stays in sight, and the window never needs more lines than the room has (at a
+  1024×768 backward step of xor, the text wanted 774 lines of 768);
 - a wide dock brought back (Gradient flow, Neurons) becomes a tab over the chain rule: its table or diagram gets the
   window's width and the chain rule's height, where beside the chain rule it would get half of one or the other;
 - F11 really goes full screen (not when a screenshot of a given size is asked for).
@@ -23,6 +27,10 @@ REFERENCE_HEIGHT = 1080
 PROJECTOR_DOCKS = ("chain_dock",)  # the docks projector mode keeps; the others hide
 WIDE_DOCKS = ("grad_flow_dock", "neurons_dock")  # brought back in projector mode: a tab over the chain rule
 WIDE_DOCK_SHARE = 0.45  # of the window's height such a dock gets at least (the chain rule's "Ready" is one line)
+# Of the window's height, the most the chain rule's text takes. Everything else (menu, toolbar, the dock's title and
+# Explain button, the status bar) is type, which scales with the window's height too: about a quarter of it, which
+# leaves the canvas at least a quarter.
+CHAIN_TEXT_SHARE = 0.5
 
 
 def min_text_px(height: int) -> int:
@@ -49,6 +57,11 @@ class ProjectorLayout(QObject):
         w.bridge.cursorMoved.connect(lambda _c: self.fit_canvas())  # type: ignore[attr-defined]
         w.bridge.sessionChanged.connect(lambda _s: self._session_changed())  # type: ignore[attr-defined]
         w.themes.changed.connect(self.fit_canvas)  # type: ignore[attr-defined]
+        self._snug = QTimer(self)  # after the layouts have taken the text's new height
+        self._snug.setSingleShot(True)
+        self._snug.setInterval(0)
+        self._snug.timeout.connect(self._snug_chain)
+        w.chain.fitted.connect(self._snug.start)  # type: ignore[attr-defined]
 
     # -- switching -------------------------------------------------------------------------------
     def set(self, on: bool, full_screen: bool = True) -> None:
@@ -104,7 +117,20 @@ class ProjectorLayout(QObject):
         chain.raise_()
         for bar in w.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
             bar.hide()  # one dock, no tab groups: a tab bar left from them is stale (Qt leaves it painted)
-        w.chain.set_fit_to_text(True)  # type: ignore[attr-defined]
+        w.chain.set_fit_to_text(True, self.text_limit)  # type: ignore[attr-defined]
+
+    def _snug_chain(self) -> None:
+        """A step with a shorter text gives the canvas back the lines the last one took: the chain-rule dock
+        only grows by itself (its text's minimum height), so it is sized down to that minimum here."""
+        w = self.window
+        dock: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
+        text = w.chain.text  # type: ignore[attr-defined]
+        if not self.on or not dock.isVisible() or dock.isFloating() or w.tabifiedDockWidgets(dock):
+            return
+        spare = text.height() - text.minimumHeight()
+        if spare > 2:
+            w.resizeDocks([dock], [dock.height() - spare], Qt.Orientation.Vertical)
+            self.fit_canvas()
 
     def _watch_wide_docks(self) -> None:
         for name in WIDE_DOCKS:
@@ -141,6 +167,10 @@ class ProjectorLayout(QObject):
     def text_px(self) -> int:
         return min_text_px(self.window.height())
 
+    def text_limit(self) -> int:
+        """The most height the chain rule's text may take: its share of the room's lines."""
+        return round(self.window.height() * CHAIN_TEXT_SHARE)
+
     def scale(self) -> float:
         """The theme's scale that makes the application's text `text_px` tall."""
         base = max(1, self.window.themes.base_text_px)  # type: ignore[attr-defined]
@@ -153,6 +183,7 @@ class ProjectorLayout(QObject):
     def _apply_scale(self) -> None:
         if self.on:
             self.window.themes.set_projector(True, self.scale())  # type: ignore[attr-defined]
+            self.window.chain.fit()  # type: ignore[attr-defined]  # a new height, maybe at the same scale
             self.fit_canvas()
 
     def label_px(self) -> float:

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QTextBrowser, QVBoxLayout, QWidget
 
 from ...debugger import BackwardStep
-from ...debugger.steps import GradTerm
 from ..bridge import SessionBridge
 from ..format import fit_index, fmt_index
 from ..guard import guarded
 from ..selection import Selection
 from ..theme import ThemeManager
-from .chain_text import chain_rule_html, input_index, output_index
+from .chain_text import DETAILS, FULL, chain_rule_html, input_index, main_term, output_index
 
 
 class ChainRuleView(QWidget):
     explainRequested = Signal(str, object)  # node name, element index
+    fitted = Signal()  # projector mode: the text's height was set for what it shows now
 
     def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
                  parent: QWidget | None = None) -> None:
@@ -28,6 +29,9 @@ class ChainRuleView(QWidget):
         self.bridge, self.selection, self.themes = bridge, selection, themes
         self._shown: tuple[object, ...] | None = None
         self._fit_to_text = False
+        self._limit: Callable[[], int | None] | None = None  # the most height the text may take (projector mode)
+        self._html: dict[str, str] = {}  # the text at each detail, for what `_shown` says
+        self.detail = FULL  # how much of the tensors the text writes out (chain_text.DETAILS)
         self.text = QTextBrowser()
         self.text.setOpenLinks(False)
         self.explain = QPushButton("Explain this gradient…")
@@ -48,9 +52,9 @@ class ChainRuleView(QWidget):
         themes.changed.connect(self.refresh)
         self.refresh()
 
-    def html(self) -> str:
+    def html(self, detail: str = FULL) -> str:
         s = self.bridge.session
-        return chain_rule_html(s, self.selection.node, self.selection.index, self.themes.theme.colors)
+        return chain_rule_html(s, self.selection.node, self.selection.index, self.themes.theme.colors, detail)
 
     def refresh(self) -> None:
         """Rewrite the text only when what it depends on changed (a step fires several events)."""
@@ -59,36 +63,73 @@ class ChainRuleView(QWidget):
         key = (id(s), id(s.trace), s.cursor, self.selection.node, self.selection.index, theme.name, theme.scale)
         if key != self._shown:
             self._shown = key
-            self.text.setHtml(self.html())
+            self._html = {}
+            self.detail = FULL
+            self.text.setHtml(self._html_at(FULL))
             self._fit()
         self._update_explain()
 
+    def _html_at(self, detail: str) -> str:
+        if detail not in self._html:
+            self._html[detail] = self.html(detail)
+        return self._html[detail]
+
     # -- projector mode: the whole text, never a scroll bar ------------------------------------------
-    def set_fit_to_text(self, on: bool) -> None:
-        """Grow to show the whole text (projector mode: a room cannot scroll), or scroll as usual."""
+    def set_fit_to_text(self, on: bool, limit: Callable[[], int | None] | None = None) -> None:
+        """Grow to show the whole text (projector mode: a room cannot scroll), or scroll as usual.
+
+        `limit` says how tall the text may grow (None: as tall as it needs). Past it, the text writes out fewer
+        tensors (`chain_text.DETAILS`: the formulas and the selected element's numbers always stay); only a text
+        too tall even then scrolls."""
         self._fit_to_text = on
+        self._limit = limit if on else None
         policy = Qt.ScrollBarPolicy.ScrollBarAlwaysOff if on else Qt.ScrollBarPolicy.ScrollBarAsNeeded
         self.text.setVerticalScrollBarPolicy(policy)
         self.text.setHorizontalScrollBarPolicy(policy)
         if not on:
             self.text.setMinimumHeight(0)
+            self._show_detail(FULL)
         self._fit()
 
-    def text_height(self, width: int) -> int:
-        """The height the text needs at this width, frame included."""
+    def text_height(self, width: int, html: str | None = None) -> int:
+        """The height the text (or `html` in its place) needs at this width, frame included."""
         doc = self.text.document().clone()
+        if html is not None:
+            doc.setHtml(html)
         doc.setTextWidth(max(1, width - 2 * self.text.frameWidth()))
         return math.ceil(doc.size().height()) + 2 * self.text.frameWidth() + 2
 
+    def _show_detail(self, detail: str) -> None:
+        if detail != self.detail:
+            self.detail = detail
+            self.text.setHtml(self._html_at(detail))
+
+    def fit(self) -> None:
+        """Projector mode: the most detailed text that fits within the limit, and the height it needs."""
+        if not self._fit_to_text:
+            return
+        width = self.text.width()
+        limit = self._limit() if self._limit is not None else None
+        chosen, height = DETAILS[-1], 0
+        for detail in DETAILS:
+            height = self.text_height(width, None if detail == self.detail else self._html_at(detail))
+            if limit is None or height <= limit:
+                chosen = detail
+                break
+        self._show_detail(chosen)
+        if limit is not None and height > limit:  # too tall even with no tensor written out: it scrolls
+            height = limit
+            self.text.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        else:
+            self.text.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.text.setMinimumHeight(height)
+        self.fitted.emit()
+
     def _fit(self) -> None:
         if self._fit_to_text:
-            self.text.setMinimumHeight(self.text_height(self.text.width()))
+            self.fit()
             # a new application font reaches the text's document only with its FontChange event: fit again then
-            QTimer.singleShot(0, self._fit_again)
-
-    def _fit_again(self) -> None:
-        if self._fit_to_text:
-            self.text.setMinimumHeight(self.text_height(self.text.width()))
+            QTimer.singleShot(0, self.fit)
 
     def fully_shown(self) -> bool:
         """Whether the whole text is on screen: no scrolling needed in either direction."""
@@ -110,7 +151,7 @@ class ChainRuleView(QWidget):
         name = self.selection.node
         record = s.current
         if isinstance(record, BackwardStep) and record.terms and name == record.node.name:
-            term = just_computed(record)
+            term = main_term(record)
             at = output_index(s, record.node, name, self.selection.index)
             return term.input.name, input_index(record.node, term.input, at, name, self.selection.index)
         if name is None or name not in s.graph or s.loss_node is None or s.graph[name] is s.loss_node:
@@ -131,8 +172,3 @@ class ChainRuleView(QWidget):
         if target is not None:
             self.explainRequested.emit(*target)
 
-
-def just_computed(record: BackwardStep) -> GradTerm:
-    """The gradient a backward step is about: a parameter's where it reaches one (∂L/∂W is what training
-    uses), else its first input's."""
-    return next((t for t in record.terms if t.input.op.name == "parameter"), record.terms[0])

@@ -22,6 +22,14 @@ from ..format import Index, element, fit_index, fmt_index, fmt_num, fmt_shape
 MATRIX_LIMIT = 16  # contributions up to this many elements are also written out in full
 ROW_LIMIT = 8  # numbers to a written row: ten of them overflow the chain rule at 1024 px in projector mode
 
+# How many tensors the text writes out in full, beside the formulas and the selected element's numbers (which it
+# always shows). Projector mode steps down these levels until the text fits its share of the window: a room
+# reads the formula with its numbers from the back row, and can find the whole tensor on the canvas.
+FULL = "full"  # every tensor of the step
+MAIN = "main"  # only the gradient the step is about (`main_term`: the parameter's, or the selected input's)
+BRIEF = "brief"  # none
+DETAILS = (FULL, MAIN, BRIEF)
+
 
 def output_index(session: Session, node: Node, selected: str | None, index: Index | None) -> Index:
     """The element of `node` the dock talks about: the selected one where it applies, else the first."""
@@ -94,8 +102,19 @@ class Html:
         return f'<table style="margin-left:24px;" cellspacing="0">{"".join(rows)}</table>'
 
 
-def chain_rule_html(session: Session, selected: str | None, index: Index | None, colors: Mapping[str, str]) -> str:
-    """What the dock shows at the session's cursor."""
+def main_term(record: BackwardStep, selected: str | None = None) -> GradTerm:
+    """The gradient a backward step is about: the selected input's where one is selected, else a parameter's
+    where it reaches one (∂L/∂W is what training uses), else its first input's."""
+    chosen = next((t for t in record.terms if t.input.name == selected), None)
+    if chosen is not None:
+        return chosen
+    return next((t for t in record.terms if t.input.op.name == "parameter"), record.terms[0])
+
+
+def chain_rule_html(session: Session, selected: str | None, index: Index | None, colors: Mapping[str, str],
+                    detail: str = FULL) -> str:
+    """What the dock shows at the session's cursor; `detail` (FULL, MAIN, BRIEF) is how many tensors it writes
+    out in full."""
     h = Html(colors)
     record = session.current
     total = len(session.steps)
@@ -108,12 +127,13 @@ def chain_rule_html(session: Session, selected: str | None, index: Index | None,
     where = f"{record.phase} {session.cursor}/{total} · {escape(record.node.op.name)} "
     head = h.heading(where + h.span(record.node.name, "forward" if record.phase == "forward" else "gradient"))
     if isinstance(record, ForwardStep):
-        return head + _forward(session, record, selected, index, h)
+        return head + _forward(session, record, selected, index, h, detail != BRIEF)
     assert isinstance(record, BackwardStep)
-    return head + _backward(session, record, selected, index, h)
+    return head + _backward(session, record, selected, index, h, detail)
 
 
-def _forward(session: Session, record: ForwardStep, selected: str | None, index: Index | None, h: Html) -> str:
+def _forward(session: Session, record: ForwardStep, selected: str | None, index: Index | None, h: Html,
+             matrix: bool = True) -> str:
     node = record.node
     op = node.op
     out = [h.formula(op.formula)]
@@ -130,14 +150,16 @@ def _forward(session: Session, record: ForwardStep, selected: str | None, index:
                          + where))
     else:
         out.append(h.big(f"{escape(op.out)}{escape(fmt_index(at))} = {h.num(value, 'text', bold=True)}"))
-        out.append(h.matrix(backend.to_numpy(record.output), at, "forward"))
+        if matrix:
+            out.append(h.matrix(backend.to_numpy(record.output), at, "forward"))
     # names, not math: ";" between them, because "·" beside a formula reads as a product
     roles = "; ".join(f"{op.role(i)} is {a.name} ({fmt_shape(a.shape)})" for i, a in enumerate(node.inputs))
     out.append(h.line(h.span(f"where {roles}; {op.out} is {node.name} ({fmt_shape(node.shape)})", "muted")))
     return "".join(out)
 
 
-def _backward(session: Session, record: BackwardStep, selected: str | None, index: Index | None, h: Html) -> str:
+def _backward(session: Session, record: BackwardStep, selected: str | None, index: Index | None, h: Html,
+              detail: str = FULL) -> str:
     node = record.node
     op = node.op
     upstream = session.backend.to_numpy(record.upstream)
@@ -146,16 +168,18 @@ def _backward(session: Session, record: BackwardStep, selected: str | None, inde
     out = []
     if not record.terms:
         out.append(h.line(h.span("no gradient flows to the inputs of this op", "muted")))
+    main = main_term(record, selected) if record.terms and detail == MAIN else None
     for term in record.terms:
         local = None if partials is None else partials[term.position]
-        out.append(_term(session, record, term, upstream, local, at, selected, index, h))
+        matrix = detail == FULL or term is main
+        out.append(_term(session, record, term, upstream, local, at, selected, index, h, matrix))
     source = "the loss itself: ∂L/∂L = 1" if node is session.loss_node else f"the ops that use {node.name}"
     out.append(h.line(h.span(f"{op.formula}; ∂L/∂{op.out} arrives from {source}", "muted"), 0))
     return "".join(out)
 
 
 def _term(session: Session, record: BackwardStep, term: GradTerm, upstream: np.ndarray, local: Any, at: Index,
-          selected: str | None, index: Index | None, h: Html) -> str:
+          selected: str | None, index: Index | None, h: Html, matrix: bool = True) -> str:
     node, backend = record.node, session.backend
     op = node.op
     role, name = term.role, term.input.name
@@ -176,7 +200,8 @@ def _term(session: Session, record: BackwardStep, term: GradTerm, upstream: np.n
         out.append(h.big(target + escape(term.formula) + ", &nbsp;"
                          + f"∂L/∂{escape(role)}{escape(fmt_index(at_in))} = "
                          + h.num(element(contribution, at_in), "text", bold=True)))
-        out.append(h.matrix(contribution, at_in, "gradient"))
+        if matrix:
+            out.append(h.matrix(contribution, at_in, "gradient"))
     out.append(_running_sum(session, term, at_in, h))
     return "".join(out)
 
