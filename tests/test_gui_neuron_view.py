@@ -11,16 +11,20 @@ from typing import Any
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsSimpleTextItem
+from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsSimpleTextItem, QGraphicsTextItem, QWidget
 
 import propscope
 from propscope.backends import get_backend
 from propscope.debugger import Session
 from propscope.graph.ir import Graph
 from propscope.graph.model import Model
+from propscope.gui.bridge import SessionBridge
 from propscope.gui.inspect.grad_flow_view import FLAG_COLUMN
 from propscope.gui.inspect.neuron_layers import shown_neurons, strongest_inputs, thinned_titles
+from propscope.gui.inspect.neuron_view import TOO_NARROW, NeuronView
 from propscope.gui.main_window import MainWindow
+from propscope.gui.selection import Selection
+from propscope.gui.theme import ThemeManager
 
 OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints"
 pytestmark = [pytest.mark.qt_log_ignore(OFFSCREEN_NOISE, "This plugin does not support raise"),
@@ -172,6 +176,52 @@ def test_the_tutorials_networks_are_drawn_whole_as_before(qtbot, example) -> Non
         assert all(len(inputs) == view.layers[li - 1].size for inputs in lines_into(view, li).values())
     if example == "xor":
         assert all(v.isVisible() for row in view.texts for v, _ in row)  # a number in every neuron
+    w.close()
+
+
+# -- narrow and short views --------------------------------------------------------------------------------------
+def squeezed_view(qtbot: Any, session: Session, size: tuple[int, int]) -> tuple[NeuronView, QWidget]:
+    """The view given `size` whatever its minimum (a parent laid out by hand, a window on a small screen), and that
+    parent (qtbot holds it weakly: it must live as long as the view)."""
+    holder = QWidget()
+    qtbot.addWidget(holder)
+    holder.resize(800, 600)
+    view = NeuronView(SessionBridge(session, holder), Selection(holder), ThemeManager(holder), holder)
+    holder.show()
+    qtbot.waitExposed(holder)
+    view.setGeometry(0, 0, *size)
+    qtbot.wait(60)
+    return view, holder
+
+
+@pytest.mark.parametrize("width", [200, 150, 120, 90, 60])
+@pytest.mark.parametrize("deep", [False, True], ids=["xor", "deep"])
+def test_a_narrow_view_draws_within_its_area(qtbot, width, deep) -> None:
+    """Below 200 pixels the diagram was laid out for 200 all the same, and the view cut its outer columns, titles and
+    numbers off at both sides. Now it is laid out for the width it has; where not even a few pixels a column fit, a
+    note says to widen the view."""
+    s = mlp([8] * 11 + [3]) if deep else propscope.open_session("xor")
+    s.seek(3)
+    view, _holder = squeezed_view(qtbot, s, (width, 360))
+    assert view.view.viewport().width() <= width
+    if view.plan is None:  # too narrow for the deep network's twelve columns
+        assert deep and fits(view)
+        (note,) = [item for item in view.scene.items() if isinstance(item, QGraphicsTextItem)]
+        assert note.toPlainText() == TOO_NARROW
+        return
+    check_legible(view)
+    circles = [item for row in view.neurons for item in row]
+    assert overlaps(circles) == [], "neurons drawn over each other"
+    assert all(len(row) for row in view.neurons)
+
+
+def test_a_short_view_draws_within_its_area(qtbot) -> None:
+    """An 800×600 window leaves the Neurons dock 68 pixels of diagram: laid out for 150, its titles and the ends of
+    its columns were cut off at the top and the bottom."""
+    w = open_window(qtbot, propscope.open_session("xor"), (800, 600))
+    view = w.neurons
+    assert view.view.viewport().height() < 100
+    check_legible(view)
     w.close()
 
 

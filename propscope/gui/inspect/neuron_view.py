@@ -11,6 +11,11 @@ columns stand upright (every k-th when even that is too tight, the names on hove
 they fit; a gap between two columns with more lines than its area can show apart keeps each neuron's strongest
 inputs (by |w|, or by |∂L/∂w| with the toggle); a layer taller than the view (784 inputs) draws its first and last
 neurons around a "⋮ n" mark. A caption under the diagram says what is left out.
+
+A narrow view (a dock dragged thin, a small window) gets the diagram laid out for its real size, never a bigger one
+that the view would cut at both sides: the margins beside the first and last columns shrink with it, numbers and
+marks that would run past the edge stay in their tooltips, and where even a few pixels a column do not fit, a
+note asks for a wider view instead of a diagram drawn over itself.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainter, QPen, QTextOption
 from PySide6.QtWidgets import (
     QCheckBox,
     QGraphicsEllipseItem,
@@ -32,6 +37,7 @@ from PySide6.QtWidgets import (
     QGraphicsRectItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
+    QGraphicsTextItem,
     QGraphicsView,
     QHBoxLayout,
     QLabel,
@@ -84,6 +90,11 @@ MIN_SPACING = 6  # px between two neurons' centres; a layer with more than fit s
 LINE_AREA = 16  # px: a gap between columns shows about one line per LINE_AREA² of its area apart, not more
 MAX_FAN_IN = 4  # lines into a neuron of a thinned gap: more converge into one blot at the neuron
 MIN_FAN_IN = 2
+MARGIN = 40  # px beside the first and the last column (titles, numbers, the lit band) in a view 200 px wide or more
+MIN_MARGIN = 14  # px: in a narrower view the margin is a fifth of its width, down to this
+MIN_COLUMN = 8  # px between two columns' centres, and MIN_ROOM of height for the neurons: with less, a note instead
+MIN_ROOM = 24
+TOO_NARROW = "Too small for the diagram: widen the Neurons view"
 
 
 @dataclass
@@ -91,6 +102,7 @@ class _Plan:
     """The diagram's layout for one viewport size, and what it leaves out."""
 
     column: float  # px between two columns' centres
+    edge: float  # px beside the first and the last column's centre, within the view
     spacing: float  # px between two neurons' centres
     r: float  # a neuron's radius
     titles: list[str]  # every layer's whole title
@@ -103,6 +115,7 @@ class _Plan:
     labels: list[str]
     sizes: list[int]
     shown: list[list[int | None]] = field(default_factory=list)  # the neurons each column draws; None: the ⋮ mark
+    room: float = 0.0  # px of height the neurons have
     keep: list[int] = field(default_factory=list)  # the lines into each neuron of a column (0 for the input)
 
     @property
@@ -256,12 +269,29 @@ class NeuronView(QWidget):
         if not self.drawable or not self.layers:
             return
         self._clear()
-        self._build_items()
-        self._color_edges()
-        self._show_values()
-        self._light_up()
+        if self._build_items():
+            self._color_edges()
+            self._show_values()
+            self._light_up()
         self.scene.setSceneRect(self.scene.itemsBoundingRect().adjusted(-4, -4, 4, 4))
         self.view.setBackgroundBrush(self.themes.theme.color("background"))
+
+    def _too_small(self) -> None:
+        """In place of a diagram that cannot be drawn apart in the view: a note, wrapped to the view's width."""
+        theme = self.themes.theme
+        note = QGraphicsTextItem()
+        note.setFont(theme.font(9))
+        note.setDefaultTextColor(theme.color("muted"))
+        option = note.document().defaultTextOption()
+        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        option.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        note.document().setDefaultTextOption(option)
+        note.document().setDocumentMargin(0)
+        note.setPlainText(TOO_NARROW)
+        note.setTextWidth(max(1, self.view.viewport().width() - 10))
+        note.setToolTip(TOO_NARROW)
+        self.scene.addItem(note)
+        self.caption = None
 
     def _say(self, text: str) -> None:
         self.message.setText(text)
@@ -274,7 +304,8 @@ class NeuronView(QWidget):
         """Where everything goes to fill the view's viewport, and what is left out so that nothing overlaps."""
         theme = self.themes.theme
         viewport = self.view.viewport().size()
-        width, height = max(viewport.width(), theme.px(200)), max(viewport.height(), theme.px(150))
+        width, height = viewport.width(), viewport.height()
+        margin = min(theme.px(MARGIN), max(theme.px(MIN_MARGIN), 0.2 * width))
         metrics = QFontMetrics(theme.font(11, bold=True))
         titles = [f"{layer.label} ({layer.size})" for layer in self.layers]
         widths = [metrics.horizontalAdvance(t) for t in titles]
@@ -282,23 +313,25 @@ class NeuronView(QWidget):
         # titles across their columns as long as neighbours keep apart (every tutorial network); else upright
         # where they fit whole (every k-th when even upright ones would touch); else every k-th across, whole; else
         # upright, shortened in the middle
-        edge = max(theme.px(40), widths[0] / 2 + theme.px(6), widths[-1] / 2 + theme.px(6))
+        edge = max(margin, widths[0] / 2 + theme.px(6), widths[-1] / 2 + theme.px(6))
         column = (width - 2 * edge) / spans
         top = theme.px(44)  # a title across, and the margins
         upright, step = False, 1
         longest = min(max(widths), MAX_TITLE_SHARE * height)
         if any((a + b) / 2 + gap > column for a, b in itertools.pairwise(widths)):
-            up_column = (width - 2 * max(theme.px(40), metrics.height() / 2 + theme.px(6))) / spans
+            up_edge = max(margin, metrics.height() / 2 + theme.px(6))
+            up_column = (width - 2 * up_edge) / spans
             across_step = math.ceil((max(widths) + gap) / column)
-            if max(widths) > longest and len(thinned_titles(len(titles), across_step)) >= min(3, len(titles)):
+            across = column > 0 and len(thinned_titles(len(titles), across_step)) >= min(3, len(titles))
+            if max(widths) > longest and across:
                 step = across_step
             else:
-                upright, column = True, up_column
+                upright, column, edge = True, up_column, up_edge
                 step = max(1, math.ceil((metrics.height() + gap) / column))
                 top += longest - metrics.height()
         small = QFontMetrics(theme.font(9))
         mark = math.ceil((small.height() + theme.px(2)) / theme.px(MIN_SPACING))
-        plan = _Plan(column, 0.0, 0.0, titles, upright, step, longest, gap,
+        plan = _Plan(column, edge, 0.0, 0.0, titles, upright, step, longest, gap,
                      small.height(), mark, [la.label for la in self.layers], [la.size for la in self.layers])
         # room for the caption that says what is left out: less room may leave more out, so until it holds
         notes = 0
@@ -312,7 +345,8 @@ class NeuronView(QWidget):
     def _fill(self, plan: _Plan, room: float) -> None:
         """Neurons, their size and the lines each gap keeps, for `room` pixels of height."""
         theme = self.themes.theme
-        places = int(room // theme.px(MIN_SPACING))
+        plan.room = room
+        places = max(1, int(room // theme.px(MIN_SPACING)))
         plan.shown = [shown_neurons(layer.size, places, plan.mark) for layer in self.layers]
         widest = max(plan.places(li) for li in range(len(self.layers)))
         plan.spacing = min(theme.px(64), room / widest)
@@ -327,9 +361,13 @@ class NeuronView(QWidget):
             plan.keep.append(inputs if inputs * neurons <= budget
                              else min(inputs, max(MIN_FAN_IN, min(MAX_FAN_IN, int(budget // neurons)))))
 
-    def _build_items(self) -> None:
+    def _build_items(self) -> bool:
+        """The diagram's items for the view's size; False where it is too small for one (a note says so)."""
         theme = self.themes.theme
         plan = self._plan()
+        if plan.column < theme.px(MIN_COLUMN) or plan.room < theme.px(MIN_ROOM):
+            self._too_small()
+            return False
         self.plan = plan
         column, spacing, r = plan.column, plan.spacing, plan.r
         tall = max(plan.places(li) for li in range(len(self.layers))) * spacing
@@ -346,7 +384,7 @@ class NeuronView(QWidget):
             steps = [plan.mark if index is None else 1 for index in slots]  # the mark takes more than a neuron
             places = [sum(steps[:k]) + (steps[k] - 1) / 2 for k in range(len(slots))]
             ys = [(p - (plan.places(li) - 1) / 2) * spacing for p in places]
-            pad = theme.px(8)
+            pad = max(0.0, min(theme.px(8), plan.edge - r - 1))  # the lit band stays within the view's edge
             band = self.scene.addRect(QRectF(x - r - pad, -tall / 2 - pad, 2 * (r + pad), tall + 2 * pad),
                                       QPen(Qt.PenStyle.NoPen), QBrush(Qt.BrushStyle.NoBrush))
             band.setZValue(-2)
@@ -371,8 +409,10 @@ class NeuronView(QWidget):
                 labels.append((value, z))
                 indices.append(index)
                 centre.append((x, y))
+            # the last column's z also keeps within the margin, or it would run past the view's edge
             self._z_fits.append(li > 0 and spacing - 2 * r >= small_font.pixelSize() + theme.px(2)
-                                and z_template + plan.gap <= column)
+                                and z_template + plan.gap <= column
+                                and (li < len(self.layers) - 1 or z_template / 2 + theme.px(2) <= plan.edge))
             self.neurons.append(row)
             self.texts.append(labels)
             self.rows.append(indices)
@@ -399,6 +439,7 @@ class NeuronView(QWidget):
         self.legend.setText(
             f"<span style='color:{POSITIVE.name()}'>━ positive</span>  "
             f"<span style='color:{NEGATIVE.name()}'>━ negative</span>")
+        return True
 
     def _title(self, li: int, x: float, bottom: float, font: QFont,
                metrics: QFontMetrics) -> QGraphicsSimpleTextItem | None:
@@ -429,7 +470,9 @@ class NeuronView(QWidget):
         first, last = slots[at - 1] + 1, slots[at + 1] - 1  # type: ignore[operator]
         hidden = last - first + 1
         mark = self.scene.addSimpleText(f"⋮ {hidden}", font)
-        if mark.boundingRect().width() + plan.gap > plan.column:
+        outer = li in (0, len(self.layers) - 1)  # the first and last columns' marks also keep within the margin
+        wide = mark.boundingRect().width()
+        if wide + plan.gap > plan.column or (outer and wide / 2 > plan.edge):
             mark.setText("⋮")
         mark.setBrush(theme.color("muted"))
         mark.setToolTip(f"{self.layers[li].label}: neurons {first}–{last} ({hidden} of {self.layers[li].size}) "
@@ -447,7 +490,7 @@ class NeuronView(QWidget):
         """What the diagram leaves out, under it: a line each, shortened to the view's width (whole in the tooltip)."""
         theme = self.themes.theme
         metrics = QFontMetrics(font)
-        room = max(theme.px(80), self.view.viewport().width() - theme.px(12))
+        room = max(1, self.view.viewport().width() - theme.px(12))
         text = "\n".join(metrics.elidedText(note, Qt.TextElideMode.ElideRight, room) for note in notes)
         caption = self.scene.addSimpleText(text, font)
         caption.setBrush(theme.color("muted"))
@@ -577,9 +620,16 @@ class NeuronView(QWidget):
             labels = self.texts[li]
             values_fit = self._values_fit and all(v.boundingRect().width() + room <= column for v, _ in labels)
             z_fit = self._z_fits[li] and all(z.boundingRect().width() + room <= column for _, z in labels)
+            if li == len(self.layers) - 1:  # nothing of the last column's past the view's edge
+                z_fit = z_fit and all(z.boundingRect().width() / 2 <= self.plan.edge for _, z in labels)
             for value, z in labels:
                 value.setVisible(values_fit)
                 z.setVisible(z_fit)
+                # a hidden label keeps no text: the scene's bounds (what the view centres) count hidden items
+                if not values_fit:
+                    value.setText("")
+                if not z_fit:
+                    z.setText("")
         for row in self.texts:
             for _value, z in row:
                 z.setBrush(theme.color("muted"))
