@@ -32,9 +32,7 @@ ATEN_OUT_OF_SCOPE: dict[str, str] = {
 ONNX_OUT_OF_SCOPE_PREFIXES: dict[str, str] = {
     "Random": "random numbers", "Bernoulli": "random numbers", "Multinomial": "random numbers",
     "String": "strings", "Regex": "strings", "Sequence": "sequence types", "Split to": "sequence types",
-    "Optional": "optional types", "Quantize": "quantized integers", "Dequantize": "quantized integers",
-    "DynamicQuantize": "quantized integers", "QLinear": "quantized integers", "ConvInteger": "integer-only",
-    "MatMulInteger": "integer-only", "Loop": "control flow", "Scan": "control flow",
+    "Optional": "optional types", "Loop": "control flow", "Scan": "control flow",
     "Image": "image decoding", "DFT": "complex-valued (FFT)", "STFT": "complex-valued (FFT)",
     "BitShift": "integer-only", "Bitwise": "integer-only", "Hamming": "signal windows", "Hann": "signal windows",
     "Blackman": "signal windows", "MelWeight": "signal processing", "TfIdf": "text",
