@@ -22,6 +22,8 @@ import numpy as np
 import pytest
 
 from propscope.cli import main
+from propscope.graph.errors import ModelFormatError
+from propscope.graph.readers import load_target
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -243,12 +245,35 @@ def test_hostile_state_dict(case: str, tmp_path: Path, capsys: pytest.CaptureFix
     assert not marker.exists(), "code from the file ran"
 
 
-def test_torchscript_archive_is_named_and_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_torchscript_archive_gives_its_weights_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployed model is often only a TorchScript `.pt`: its data.pkl (the module tree) is read with stand-ins for
+    the weights; its code is never compiled or run (torch.jit.load is not called)."""
     path = tmp_path / "scripted.pt"
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated, and still what many .pt files are
-        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
-    assert "TorchScript" in _one_line_error(capsys, ["inspect", str(path), "--arch", "xor"])
+        torch.jit.save(torch.jit.script(net), str(path))
+    arch = tmp_path / "net.pt2"
+    torch.export.save(torch.export.export(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(),
+                                                              torch.nn.Linear(3, 2)), (torch.randn(4, 2),)), str(arch))
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.jit.load ran")
+
+    monkeypatch.setattr(torch.jit, "load", never)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "0.weight" in out and "2.bias" in out and "TorchScript archive: its weights are read, its code is not run" \
+        in out
+    model = load_target(path, arch=arch)
+    for name, value in net.state_dict().items():
+        np.testing.assert_array_equal(model.arrays[name], value.numpy())
+    from propscope.graph.readers.state_dict import read_tensors
+
+    with pytest.raises(ModelFormatError, match="TorchScript"):  # the strict reader still refuses it
+        read_tensors(path)
 
 
 # -- ONNX ----------------------------------------------------------------------------------------------

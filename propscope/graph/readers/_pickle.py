@@ -154,6 +154,15 @@ def _default_dict(*_factory: Any) -> dict[Any, Any]:
     return {}
 
 
+def _script_list(values: Any, *_type: Any) -> Any:
+    """TorchScript's `build_intlist` and kin (and `restore_type_tag`): the value as pickled, its type tag dropped."""
+    return values
+
+
+_SCRIPT_LISTS = {name: _script_list for name in ("build_intlist", "build_doublelist", "build_boollist",
+                                                 "build_tensorlist", "build_genericlist", "restore_type_tag")}
+
+
 def _encode(text: str, encoding: str = "latin1") -> bytes:
     """`_codecs.encode`, as protocol 2 pickles bytes; only text encodings."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1", "utf-8", "utf8"):
@@ -199,6 +208,8 @@ class _Unpickler(pickle.Unpickler):
             return _DATA_BUILTINS[name]
         if module == "collections" and name == "defaultdict":
             return _default_dict
+        if module == "torch.jit._pickle" and name in _SCRIPT_LISTS:  # TorchScript's typed lists: the list itself
+            return _SCRIPT_LISTS[name]
         if module.startswith(_TORCH_STAND_INS) or (top == "numpy" and name in ("scalar", "dtype", "_reconstruct",
                                                                                 "ndarray")):
             pass  # a torch module's or optimizer's class, a NumPy scalar's: data around the weights

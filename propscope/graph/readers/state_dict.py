@@ -40,6 +40,7 @@ SAFETENSORS_DTYPES = {
     "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
     "I16": "int16", "I8": "int8", "U8": "uint8", "U16": "uint16", "U32": "uint32", "U64": "uint64", "BOOL": "bool",
 }
+SCRIPTED = "(TorchScript)"  # said among a checkpoint's stand-ins where it is a TorchScript archive
 # Where training scripts nest the weights in a checkpoint dict, and prefixes wrappers add to every name.
 NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "weights")
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.", "timm_model.")
@@ -191,6 +192,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         return Checkpoint(_safetensors(path, where, size))
     stand_ins: set[str] = set()
     tensors = _torch_file(path, where, stand_ins)
+    scripted = SCRIPTED in stand_ins
+    stand_ins.discard(SCRIPTED)
+    if scripted:  # its classes are TorchScript's own: naming them says nothing
+        return Checkpoint(tensors, f"{path.name} is a TorchScript archive: its weights are read, its code is not "
+                                   "run (the graph comes from the architecture)")
     if not stand_ins:
         return Checkpoint(tensors)
     names = sorted(stand_ins)
@@ -211,8 +217,11 @@ def _torch_file(path: Path, where: str, stand_ins: set[str] | None) -> dict[str,
         if any(i.file_size > MAX_TENSOR_BYTES for i in infos) or total > MAX_FILE_BYTES:
             raise ModelFormatError(f"{where}: its members claim {total} bytes, more than propscope will load")
         if any(i.filename.endswith("constants.pkl") or "/code/" in i.filename for i in infos):
-            raise ModelFormatError(f"{where}: a TorchScript archive, which propscope does not run; save "
-                                   "model.state_dict() or export with torch.export.save")
+            if stand_ins is None:
+                raise ModelFormatError(f"{where}: a TorchScript archive, which propscope does not run; save "
+                                       "model.state_dict() or export with torch.export.save")
+            # its weights only: data.pkl is the module tree, read with stand-ins; its code is never compiled or run
+            stand_ins.add(SCRIPTED)
         if not any(i.filename.endswith("data.pkl") for i in infos):
             raise ModelFormatError(f"{where}: a zip archive but not a torch.save file (no data.pkl)")
     else:
@@ -256,7 +265,8 @@ def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
 
 def module_tensors(module: Pickled, prefix: str = "", seen: set[int] | None = None) -> dict[str, Any]:
     """A pickled `nn.Module`'s parameters and persistent buffers by state-dict name ("layer1.0.conv1.weight"), read
-    from the `_parameters`, `_buffers` and `_modules` of its pickled `__dict__`, its submodules' in turn."""
+    from the `_parameters`, `_buffers` and `_modules` of its pickled `__dict__`, its submodules' in turn; a
+    TorchScript module's (whose pickled state holds its tensors and submodules as plain attributes) from those."""
     seen = set() if seen is None else seen
     if id(module) in seen:  # a pickle's memo can make a module its own child
         return {}
@@ -266,9 +276,17 @@ def module_tensors(module: Pickled, prefix: str = "", seen: set[int] | None = No
         state = state[0]
     if not isinstance(state, dict):
         return {}
+    if "_parameters" not in state and module.name.startswith("__torch__."):  # TorchScript's module object
+        out: dict[str, Any] = {}
+        for name, value in state.items():
+            if isinstance(name, str) and is_tensor(value):
+                out[f"{prefix}{name}"] = value
+            elif isinstance(name, str) and isinstance(value, Pickled):
+                out.update(module_tensors(value, f"{prefix}{name}.", seen))
+        return out
     transient = state.get("_non_persistent_buffers_set")
     transient = transient if isinstance(transient, set | frozenset) else set()
-    out: dict[str, Any] = {}
+    out = {}
     for group in ("_parameters", "_buffers"):
         members = state.get(group)
         if isinstance(members, dict):
