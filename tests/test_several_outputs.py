@@ -223,3 +223,30 @@ def test_a_session_moves_its_loss_to_another_output() -> None:
     mine = open_session(model, loss="mse", dtype="float64", output="aux", data={"x": model.batch["x"], "y": y})
     v, drawn = mine.with_loss("sse")  # the user's own target stays where it fits
     assert not drawn and np.array_equal(v.batch["y"], y)
+
+
+def test_a_question_answering_checkpoint_gives_start_and_end_logits(tmp_path: Path) -> None:
+    """BertForQuestionAnswering's folder: both spans' scores as outputs, cross-entropy by default (a class per
+    position), on the end logits when asked, with autograd's gradient."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from propscope.graph.readers import _torchvision
+
+    _torchvision.models()  # transformers may import torchvision (a CUDA build beside a CPU torch on some machines)
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=24, max_position_embeddings=16)
+    transformers.BertForQuestionAnswering(config).save_pretrained(tmp_path / "qa")
+    s = open_session(tmp_path / "qa", output="end_logits", dtype="float64")
+    assert s.loss_name == "cross_entropy" and "start_logits" in s.model.outputs_note
+    s.run_to_end()
+    model = transformers.BertForQuestionAnswering.from_pretrained(tmp_path / "qa").double().eval()
+    ids = torch.from_numpy(s.batch["input_ids"].astype(np.int64))
+    loss = torch.nn.functional.cross_entropy(model(input_ids=ids).end_logits, torch.from_numpy(s.batch["y"]).long())
+    loss.backward()
+    assert float(s.value("loss")) == pytest.approx(float(loss), rel=1e-10)
+    np.testing.assert_allclose(s.grad("qa_outputs.weight"), model.qa_outputs.weight.grad.numpy(), rtol=1e-8,
+                               atol=1e-12)

@@ -210,6 +210,10 @@ def scores_only(model: Any) -> Iterator[dict[str, str]]:
         out = cls.forward(self, *args, **kwargs)
         key = next((k for k in _OUTPUTS if getattr(out, k, None) is not None), None)
         if key is None:
+            span = getattr(out, "start_logits", None), getattr(out, "end_logits", None)
+            if all(t is not None for t in span):  # question answering: a class per position, for the start and end
+                picked["gives"] = "logits"
+                return {"start_logits": span[0], "end_logits": span[1]}  # the outputs' names (`output=`)
             return out
         scores = getattr(out, key)
         picked["gives"] = "logits" if scores.dim() <= 3 else "map"
