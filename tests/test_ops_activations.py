@@ -85,6 +85,13 @@ CASES = [
     Case("softsign", (away_from_zero(3, 4),), lambda F, t, z: F.softsign(z)),
     Case("log_sigmoid", (normal(3, 4, scale=3.0),), lambda F, t, z: F.logsigmoid(z)),
     Case("log_sigmoid", (fixed([-800.0, -40.0, 40.0, 800.0]),), lambda F, t, z: F.logsigmoid(z), tag="extremes"),
+    Case("shrink", (avoiding(4, 5, low=-2, high=2, kinks=(-0.5, 0.5)),), lambda F, t, z: F.softshrink(z, 0.5),
+         {"lambd": 0.5, "bias": 0.5}, "soft"),
+    Case("shrink", (avoiding(4, 5, low=-2, high=2, kinks=(-0.7, 0.7)),), lambda F, t, z: F.hardshrink(z, 0.7),
+         {"lambd": 0.7, "bias": 0.0}, "hard"),
+    Case("shrink", (avoiding(4, 5, low=-2, high=2, kinks=(-0.4, 0.4)),),
+         lambda F, t, z: t.where(z > 0.4, z - 1.5, t.where(z < -0.4, z + 1.5, t.zeros_like(z))),
+         {"lambd": 0.4, "bias": 1.5}, "onnx-bias"),
 ]
 
 # Exactly at a kink: the derivative is a convention, torch's (checked against torch only, no finite differences).
@@ -104,6 +111,10 @@ KINKS = [
     Case("celu", (fixed([0.0]),), lambda F, t, z: F.celu(z, 2.0), {"alpha": 2.0}, "at-0"),
     Case("softplus", (fixed([10.0, 9.999]),), lambda F, t, z: F.softplus(z, 2.0, 20.0),
          {"beta": 2.0, "threshold": 20.0}, "at-threshold"),
+    Case("shrink", (fixed([-0.5, 0.5, 0.0, 1.0, -1.0]),), lambda F, t, z: F.softshrink(z, 0.5),
+         {"lambd": 0.5, "bias": 0.5}, "soft-at-bounds"),
+    Case("shrink", (fixed([-0.5, 0.5, 0.0, 1.0, -1.0]),), lambda F, t, z: F.hardshrink(z, 0.5),
+         {"lambd": 0.5, "bias": 0.0}, "hard-at-bounds"),
 ]
 # NaN in, NaN out, and no gradient through it (opcheck's backend comparison treats NaN as unequal: torch only)
 NANS = [

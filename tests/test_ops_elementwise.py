@@ -65,6 +65,14 @@ CASES = [
     Case("sign", (away_from_zero(3, 4),), lambda F, t, a: t.sign(a)),
     Case("sin", (normal(3, 4, scale=3.0),), lambda F, t, a: t.sin(a)),
     Case("cos", (normal(3, 4, scale=3.0),), lambda F, t, a: t.cos(a)),
+    Case("asin", (positive(3, 4, low=-0.8, high=0.8),), lambda F, t, a: t.asin(a)),
+    Case("acos", (positive(3, 4, low=-0.8, high=0.8),), lambda F, t, a: t.acos(a)),
+    Case("atan", (normal(3, 4, scale=2.0),), lambda F, t, a: t.atan(a)),
+    Case("sinh", (normal(3, 4, scale=2.0),), lambda F, t, a: t.sinh(a)),
+    Case("cosh", (normal(3, 4, scale=2.0),), lambda F, t, a: t.cosh(a)),
+    Case("asinh", (normal(3, 4, scale=2.0),), lambda F, t, a: t.asinh(a)),
+    Case("acosh", (positive(3, 4, low=1.2, high=3.0),), lambda F, t, a: t.acosh(a)),
+    Case("atanh", (positive(3, 4, low=-0.8, high=0.8),), lambda F, t, a: t.atanh(a)),
     Case("sqrt", (positive(3, 4),), lambda F, t, a: t.sqrt(a)),
     Case("rsqrt", (positive(3, 4),), lambda F, t, a: t.rsqrt(a)),
     Case("reciprocal", (away_from_zero(3, 4, low=0.5),), lambda F, t, a: t.reciprocal(a)),
@@ -129,6 +137,10 @@ NANS = [
          tag="nan"),
     Case("minimum", (fixed([np.nan, 1.0]), fixed([1.0, np.nan])), lambda F, t, a, b: t.minimum(a, b), tag="nan"),
     Case("sqrt", (fixed([0.0, -1.0, 4.0]),), lambda F, t, a: t.sqrt(a), tag="zero-negative"),
+    Case("asin", (fixed([-1.0, 1.0, 1.5, 0.5]),), lambda F, t, a: t.asin(a), tag="edge-outside"),
+    Case("acos", (fixed([-1.0, 1.0, -2.0, 0.5]),), lambda F, t, a: t.acos(a), tag="edge-outside"),
+    Case("acosh", (fixed([1.0, 0.5, 2.0]),), lambda F, t, a: t.acosh(a), tag="edge-outside"),
+    Case("atanh", (fixed([1.0, -1.0, 2.0, 0.5]),), lambda F, t, a: t.atanh(a), tag="edge-outside"),
 ]
 
 

@@ -1,4 +1,5 @@
-"""The reduce family's op table: amax/amin, prod, var/std, logsumexp, cumsum, argmax/argmin, argsort (top-k).
+"""The reduce family's op table: amax/amin, prod, var/std, logsumexp, cumsum, cumprod, argmax/argmin, argsort
+(top-k).
 
 Three checks per case (opcheck.py): the hand-written VJP against central differences, NumPy against
 torch under autograd, the two backends against each other in float32 and float64. Every reduction runs
@@ -74,6 +75,16 @@ def _cumsum(axis: int, reverse: bool, exclusive: bool) -> Any:
     return fn
 
 
+def _cumprod(axis: int, reverse: bool, exclusive: bool) -> Any:
+    def fn(F: Any, t: Any, x: Any) -> Any:
+        y = x.flip(axis) if reverse else x
+        if exclusive:
+            y = t.cat([t.ones_like(y.narrow(axis, 0, 1)), y.narrow(axis, 0, y.shape[axis] - 1)], dim=axis)
+        out = t.cumprod(y, dim=axis)
+        return out.flip(axis) if reverse else out
+    return fn
+
+
 def _last_index(name: str, axis: int) -> Any:
     return lambda F, t, x: x.shape[axis] - 1 - getattr(t, name)(x.flip(axis), dim=axis)
 
@@ -108,6 +119,20 @@ CASES = [
     Case("cumsum", (normal(3, 4),), _cumsum(0, True, True), {"axis": 0, "reverse": True, "exclusive": True},
          "reverse-exclusive"),
     Case("cumsum", (normal(5),), _cumsum(0, False, False), tag="1-D"),
+    Case("cumprod", (normal(3, 4),), _cumprod(0, False, False)),
+    Case("cumprod", (normal(2, 3, 4),), _cumprod(-1, False, False), {"axis": -1}, "last"),
+    Case("cumprod", (normal(2, 3, 4),), _cumprod(1, True, False), {"axis": 1, "reverse": True}, "reverse"),
+    Case("cumprod", (normal(3, 4),), _cumprod(1, False, True), {"axis": 1, "exclusive": True}, "exclusive"),
+    Case("cumprod", (normal(3, 4),), _cumprod(0, True, True), {"axis": 0, "reverse": True, "exclusive": True},
+         "reverse-exclusive"),
+    Case("cumprod", (normal(5),), _cumprod(0, False, False), tag="1-D"),
+    Case("cumprod", (with_zeros(3, 5, zeros=1),), _cumprod(1, False, False), {"axis": 1}, "one-zero"),
+    Case("cumprod", (with_zeros(2, 3, 6, zeros=2),), _cumprod(-1, False, False), {"axis": -1}, "two-zeros"),
+    Case("cumprod", (with_zeros(3, 5, zeros=2),), _cumprod(1, True, True), {"axis": 1, "reverse": True,
+                                                                           "exclusive": True},
+         "zeros-reverse-exclusive"),
+    Case("cumprod", (fixed([[0.0, 2.0, -1.5, 3.0], [1.5, -2.0, 0.5, 0.0], [0.0, 0.0, 2.0, 1.0]]),),
+         _cumprod(1, False, False), {"axis": 1}, "zero-first-last-twice"),
     Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x)),
     Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x, dim=1), {"axis": 1}, "axis"),
     Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x, dim=-1, keepdim=True),
@@ -249,6 +274,7 @@ def test_prod_gradient_with_zeros_is_the_product_of_the_others() -> None:
     ("cumsum", (2, 3), {"axis": (0,)}, "cumsum takes one axis"),
     ("cumsum", (2, 3), {"axis": -3}, "axis -3 is out of range"),
     ("cumsum", (), {"axis": 0}, "at least a 1-D input"),
+    ("cumprod", (2, 3), {"axis": (0,)}, "cumprod takes one axis"),
 ])
 def test_bad_axes_and_attributes_are_refused(op: str, shape: tuple[int, ...], attrs: dict[str, Any],
                                              words: str) -> None:

@@ -222,6 +222,16 @@ def _(z: Array, a: Array, min: float | None, max: float | None, inclusive: bool)
     return (inside.astype(z.dtype),)
 
 
+@kernel("shrink")
+def shrink(z: Array, lambd: float, bias: float) -> Array:
+    return _as(z, np.where(z > lambd, z - bias, np.where(z < -lambd, z + bias, 0.0)))
+
+
+@shrink.selecting  # softshrink_backward / hardshrink_backward: where(−λ ≤ z ≤ λ, 0, upstream)
+def _(z: Array, a: Array, lambd: float, bias: float) -> tuple[Array]:
+    return (((z > lambd) | (z < -lambd)).astype(z.dtype),)
+
+
 @kernel("hardswish")
 def hardswish(z: Array) -> Array:
     return z * np.minimum(np.maximum(z + 3.0, 0.0), 6.0) / 6.0

@@ -60,6 +60,88 @@ def _(a: Array, out: Array) -> tuple[Array]:
     return (-np.sin(a),)
 
 
+# -- inverse trigonometric and hyperbolic functions (torch's derivative formulas, so the two backends agree to
+# the last bits; outside a domain both give NaN) ------------------------------------------------------------
+@kernel("asin")
+def asin(a: Array) -> Array:
+    return np.arcsin(a)
+
+
+@asin.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (1.0 / np.sqrt(1.0 - a * a),)
+
+
+@kernel("acos")
+def acos(a: Array) -> Array:
+    return np.arccos(a)
+
+
+@acos.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (-1.0 / np.sqrt(1.0 - a * a),)
+
+
+@kernel("atan")
+def atan(a: Array) -> Array:
+    return np.arctan(a)
+
+
+@atan.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (1.0 / (a * a + 1.0),)
+
+
+@kernel("sinh")
+def sinh(a: Array) -> Array:
+    return np.sinh(a)
+
+
+@sinh.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (np.cosh(a),)
+
+
+@kernel("cosh")
+def cosh(a: Array) -> Array:
+    return np.cosh(a)
+
+
+@cosh.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (np.sinh(a),)
+
+
+@kernel("asinh")
+def asinh(a: Array) -> Array:
+    return np.arcsinh(a)
+
+
+@asinh.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (1.0 / np.sqrt(a * a + 1.0),)
+
+
+@kernel("acosh")
+def acosh(a: Array) -> Array:
+    return np.arccosh(a)
+
+
+@acosh.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (1.0 / np.sqrt(a * a - 1.0),)
+
+
+@kernel("atanh")
+def atanh(a: Array) -> Array:
+    return np.arctanh(a)
+
+
+@atanh.local
+def _(a: Array, out: Array) -> tuple[Array]:
+    return (1.0 / (1.0 - a * a),)
+
+
 @kernel("sqrt")
 def sqrt(a: Array) -> Array:
     return np.sqrt(a)

@@ -1,4 +1,5 @@
-"""Reductions, cumulative sums and arg-extremes on NumPy, each gradient written by hand beside its forward."""
+"""Reductions, cumulative sums and products, and arg-extremes on NumPy, each gradient written by hand beside its
+forward."""
 
 from __future__ import annotations
 
@@ -154,6 +155,58 @@ def _(g: Array, x: Array, out: Array, axis: int, reverse: bool, exclusive: bool)
     # out = C·x with C triangular (ones below the diagonal, on it unless exclusive): the VJP is Cᵀ·g, the same
     # running sum taken from the other end
     return (_cumsum(g, axis, not reverse, exclusive),)
+
+
+# -- running products ------------------------------------------------------------------------------
+def _shifted(x: Array, axis: int, reverse: bool, exclusive: bool) -> Array:
+    """The values whose inclusive running product along `axis` (from the start) is the op's, flipped where
+    reverse: exclusive puts a 1 first and drops the last value (out_i = Π_(j < i) x_j)."""
+    if reverse:
+        x = np.flip(x, axis)
+    if exclusive and x.shape[axis]:
+        x = np.concatenate([np.ones_like(np.take(x, [0], axis=axis)), np.delete(x, -1, axis=axis)], axis=axis)
+    return x
+
+
+@kernel("cumprod")
+def cumprod(x: Array, axis: int, reverse: bool, exclusive: bool) -> Array:
+    out = np.cumprod(_shifted(x, axis, reverse, exclusive), axis=axis)
+    return np.ascontiguousarray(np.flip(out, axis)) if reverse else out
+
+
+def _cumprod_vjp(g: Array, x: Array) -> Array:
+    """The VJP of the inclusive running product along the last axis, exact with zeros among the x.
+
+    Before a row's first zero z, ∂L/∂x_j = Σ_(i ≥ j) g_i · out_i / x_j (later products are 0 and add nothing);
+    at z it is (x_0 ⋯ x_(z−1)) · Σ_(i ≥ z) g_i · (x_(z+1) ⋯ x_i), the products with x_z left out; after z, 0:
+    every product that holds such an x_j holds x_z = 0 too."""
+    n = x.shape[-1]
+    out = np.cumprod(x, axis=-1)
+    zero = x == 0
+    first = np.where(zero.any(axis=-1), zero.argmax(axis=-1), n)[..., None]  # n where a row has no zero
+    position = np.arange(n)
+    before = position < first
+    later = np.flip(np.cumsum(np.flip(g * out, -1), axis=-1), -1)  # Σ_(i ≥ j) g_i · out_i
+    grad = np.where(before, later / np.where(before, x, 1.0), 0.0)
+    if np.any(first < n):
+        prefix = np.prod(np.where(before, x, 1.0), axis=-1, keepdims=True)
+        rest = np.cumprod(np.where(position > first, x, 1.0), axis=-1)  # x_(z+1) ⋯ x_i, for i ≥ z
+        at_zero = prefix * np.sum(np.where(position >= first, g * rest, 0.0), axis=-1, keepdims=True)
+        grad = np.where(position == first, at_zero, grad)
+    return grad.astype(x.dtype, copy=False)
+
+
+@cumprod.gradient
+def _(g: Array, x: Array, out: Array, axis: int, reverse: bool, exclusive: bool) -> tuple[Array]:
+    if not x.size:
+        return (np.zeros_like(x),)
+    values = np.moveaxis(_shifted(x, axis, reverse, exclusive), axis, -1)
+    upstream = np.moveaxis(np.flip(g, axis) if reverse else g, axis, -1)
+    grad = _cumprod_vjp(upstream, values)
+    if exclusive:  # value k of the shifted row is x_(k−1): its gradient is x's, and the last x is in no product
+        grad = np.concatenate([grad[..., 1:], np.zeros_like(grad[..., :1])], axis=-1)
+    grad = np.moveaxis(grad, -1, axis)
+    return (np.ascontiguousarray(np.flip(grad, axis)) if reverse else grad,)
 
 
 # -- arg-extremes ------------------------------------------------------------------------------------

@@ -70,6 +70,15 @@ def clamp(z: Tensor, min: float | None, max: float | None, inclusive: bool) -> T
     return torch.where(inside, z, torch.clamp(z, min, max).detach())
 
 
+@kernel("shrink")
+def shrink(z: Tensor, lambd: float, bias: float) -> Tensor:
+    if lambd >= 0 and bias == lambd:
+        return F.softshrink(z, lambd)
+    if lambd >= 0 and bias == 0:
+        return F.hardshrink(z, lambd)
+    return torch.where(z > lambd, z - bias, torch.where(z < -lambd, z + bias, torch.zeros_like(z)))
+
+
 @kernel("hardswish")
 def hardswish(z: Tensor) -> Tensor:
     return F.hardswish(z)

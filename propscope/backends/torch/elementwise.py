@@ -8,6 +8,8 @@ from .kernels import Tensor, kernel
 
 for _name, _fn in (
     ("abs", torch.abs), ("sign", torch.sign), ("sin", torch.sin), ("cos", torch.cos), ("sqrt", torch.sqrt),
+    ("asin", torch.asin), ("acos", torch.acos), ("atan", torch.atan), ("sinh", torch.sinh), ("cosh", torch.cosh),
+    ("asinh", torch.asinh), ("acosh", torch.acosh), ("atanh", torch.atanh),
     ("rsqrt", torch.rsqrt), ("reciprocal", torch.reciprocal), ("log1p", torch.log1p), ("expm1", torch.expm1),
     ("floor", torch.floor), ("ceil", torch.ceil), ("round", torch.round),
     ("maximum", torch.maximum), ("minimum", torch.minimum), ("power", torch.pow), ("fmod", torch.fmod),

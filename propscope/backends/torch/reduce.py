@@ -1,4 +1,4 @@
-"""Reductions, cumulative sums and arg-extremes in torch."""
+"""Reductions, cumulative sums and products, and arg-extremes in torch."""
 
 from __future__ import annotations
 
@@ -69,6 +69,16 @@ def cumsum(x: Tensor, axis: int, reverse: bool, exclusive: bool) -> Tensor:
     out = torch.cumsum(x, dim=axis)
     if exclusive and out.shape[axis]:  # shift by one: out_i holds the sum before x_i
         out = torch.cat([torch.zeros_like(out.narrow(axis, 0, 1)), out.narrow(axis, 0, out.shape[axis] - 1)], dim=axis)
+    return out.flip(axis) if reverse else out
+
+
+@kernel("cumprod")
+def cumprod(x: Tensor, axis: int, reverse: bool, exclusive: bool) -> Tensor:
+    if reverse:
+        x = x.flip(axis)
+    if exclusive and x.shape[axis]:  # a 1 first, the last value dropped: out_i = Π_(j < i) x_j
+        x = torch.cat([torch.ones_like(x.narrow(axis, 0, 1)), x.narrow(axis, 0, x.shape[axis] - 1)], dim=axis)
+    out = torch.cumprod(x, dim=axis)
     return out.flip(axis) if reverse else out
 
 

@@ -123,3 +123,8 @@ _act("softsign", "a = z / (1 + |z|)", "∂a/∂z = 1 / (1 + |z|)²", "softsign",
      "softsign: a sigmoid-shaped curve with polynomial tails")
 _act("log_sigmoid", "a = ln σ(z) = −ln(1 + e^(−z))", "∂a/∂z = 1 − σ(z) = σ(−z)", "ln σ",
      "log of the sigmoid, computed stably")
+_act("shrink", "a = z − b if z > λ;  z + b if z < −λ;  0 otherwise",
+     "∂a/∂z = 1[z > λ or z < −λ]  (0 in the dead zone, which passes no gradient)", "shrink",
+     "shrinkage toward 0: λ = lambd, b = bias; b = λ is softshrink (each side moved λ toward 0), b = 0 "
+     "hardshrink (small values cut to 0); ONNX Shrink",
+     infer_shape=_numbers("lambd", "bias"), default_attrs={"lambd": 0.5, "bias": 0.0})

@@ -26,6 +26,17 @@ _unary("abs", "out = |a|", "∂out/∂a = sign(a)  (0 at a = 0)", "|a|", "absolu
 _unary("sign", "out = sign(a) ∈ {−1, 0, 1}", f"∂out/∂a = {NO_GRADIENT}", "sgn", "sign: −1, 0 or 1")
 _unary("sin", "out = sin a", "∂out/∂a = cos a", "sin", "sine (radians)")
 _unary("cos", "out = cos a", "∂out/∂a = −sin a", "cos", "cosine (radians)")
+_unary("asin", "out = arcsin a", "∂out/∂a = 1 / √(1 − a²)", "asin", "inverse sine, in [−π/2, π/2] (|a| ≤ 1)")
+_unary("acos", "out = arccos a", "∂out/∂a = −1 / √(1 − a²)", "acos", "inverse cosine, in [0, π] (|a| ≤ 1)")
+_unary("atan", "out = arctan a", "∂out/∂a = 1 / (1 + a²)", "atan", "inverse tangent, in (−π/2, π/2)")
+_unary("sinh", "out = sinh a = (eᵃ − e⁻ᵃ) / 2", "∂out/∂a = cosh a", "sinh", "hyperbolic sine")
+_unary("cosh", "out = cosh a = (eᵃ + e⁻ᵃ) / 2", "∂out/∂a = sinh a", "cosh", "hyperbolic cosine")
+_unary("asinh", "out = arsinh a = ln(a + √(a² + 1))", "∂out/∂a = 1 / √(a² + 1)", "asinh",
+       "inverse hyperbolic sine")
+_unary("acosh", "out = arcosh a = ln(a + √(a² − 1))", "∂out/∂a = 1 / √(a² − 1)", "acosh",
+       "inverse hyperbolic cosine (a ≥ 1)")
+_unary("atanh", "out = artanh a = ½ ln((1 + a) / (1 − a))", "∂out/∂a = 1 / (1 − a²)", "atanh",
+       "inverse hyperbolic tangent (|a| < 1)")
 _unary("sqrt", "out = √a", "∂out/∂a = 1 / (2√a)", "√", "square root")
 _unary("rsqrt", "out = 1 / √a", "∂out/∂a = −1 / (2a√a) = −out³ / 2", "1/√", "reciprocal square root")
 _unary("reciprocal", "out = 1 / a", "∂out/∂a = −1 / a²", "1/x", "reciprocal")

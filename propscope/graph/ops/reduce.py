@@ -1,4 +1,4 @@
-"""Reductions beyond sum and mean, cumulative sums, and the index of an extreme.
+"""Reductions beyond sum and mean, cumulative sums and products, and the index of an extreme.
 
 `axis` is None (every axis), an int or a tuple of ints, negative ones counting from the end, as for
 `sum` and `mean`; `keepdims` keeps each reduced axis with length 1. argmax, argmin and argsort give integer
@@ -73,15 +73,20 @@ _reduction("logsumexp", "out = ln Σ e^x", "∂out/∂x = e^(x − out) = softma
            "log of the sum of exponentials over axes, computed stably (the largest x is taken out first)")
 
 
-def _cumsum(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
-    x = tuple(shapes[0])
-    axis = attrs.get("axis")
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise ShapeError(f"cumsum takes one axis (an int), got {axis!r}")
-    if not x:
-        raise ShapeError("cumsum needs at least a 1-D input, got a scalar")
-    S.axes(axis, len(x))
-    return x
+def _running(name: str) -> ShapeRule:
+    """The shape rule of a running sum or product: one axis of an input of at least one dimension."""
+
+    def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+        x = tuple(shapes[0])
+        axis = attrs.get("axis")
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ShapeError(f"{name} takes one axis (an int), got {axis!r}")
+        if not x:
+            raise ShapeError(f"{name} needs at least a 1-D input, got a scalar")
+        S.axes(axis, len(x))
+        return x
+
+    return rule
 
 
 def _vector_norm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
@@ -103,9 +108,18 @@ define(OpDef(
 define(OpDef(
     "cumsum", ("x",), "out_i = Σ_(j ≤ i) x_j  (along the axis)",
     {"x": "∂L/∂x_j = Σ_(i ≥ j) ∂L/∂out_i  (a cumulative sum of ∂L/∂out in the other direction)"},
-    _cumsum, "Σ…", category="reduce", default_attrs={"axis": 0, "reverse": False, "exclusive": False},
+    _running("cumsum"), "Σ…", category="reduce", default_attrs={"axis": 0, "reverse": False, "exclusive": False},
     summary="running sum along an axis; reverse sums from the end, exclusive leaves x_i itself out of out_i "
             "(ONNX CumSum's attributes)",
+))
+
+define(OpDef(
+    "cumprod", ("x",), "out_i = Π_(j ≤ i) x_j  (along the axis)",
+    {"x": "∂L/∂x_j = Σ_(i ≥ j) ∂L/∂out_i · Π_(k ≤ i, k ≠ j) x_k  (= Σ_(i ≥ j) ∂L/∂out_i · out_i / x_j where "
+          "x_j ≠ 0; past the first zero no product depends on x_j, at it the products of the others are used)"},
+    _running("cumprod"), "Π…", category="reduce", default_attrs={"axis": 0, "reverse": False, "exclusive": False},
+    summary="running product along an axis (torch.cumprod, ONNX CumProd); reverse multiplies from the end, "
+            "exclusive leaves x_i itself out of out_i; the gradient is exact where some x are 0",
 ))
 
 

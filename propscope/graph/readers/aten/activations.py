@@ -92,6 +92,12 @@ def _celu(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return _act(t, a, ctx, "celu", alpha=float(a.get("alpha", 1.0)))
 
 
+@aten("softshrink", "hardshrink")
+def _shrink(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    lambd = float(a.get("lambd", 0.5))
+    return _act(t, a, ctx, "shrink", lambd=lambd, bias=lambd if op_key(ctx.target) == "softshrink" else 0.0)
+
+
 @aten("softplus")
 def _softplus(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return _act(t, a, ctx, "softplus", beta=float(a.get("beta", 1.0)), threshold=float(a.get("threshold", 20.0)))

@@ -20,7 +20,8 @@ _NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "cosh": np.cosh, "asin": np.arcsin, "acos": np.arccos,
     "atan": np.arctan, "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh, "square": np.square,
 }
-_CATALOG = ("abs", "sign", "sin", "cos", "sqrt", "rsqrt", "reciprocal", "log1p", "expm1", "floor", "ceil", "round")
+_CATALOG = ("abs", "sign", "sin", "cos", "sqrt", "rsqrt", "reciprocal", "log1p", "expm1", "floor", "ceil", "round",
+            "asin", "acos", "atan", "sinh", "cosh", "asinh", "acosh", "atanh")
 
 
 def _op(t: Translator, ctx: Ctx, catalog_op: str, *inputs: Node, name: str = "", **attrs: Any) -> Node:
@@ -48,11 +49,6 @@ def _unary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if op == "tan":
         return _op(t, ctx, "div", _op(t, ctx, "sin", node, name=f"{ctx.name}.sin"),
                    _op(t, ctx, "cos", node, name=f"{ctx.name}.cos"))
-    if op in ("sinh", "cosh"):  # (e^x ∓ e^−x) / 2
-        ep = _op(t, ctx, "exp", node, name=f"{ctx.name}.exp")
-        em = _op(t, ctx, "exp", _op(t, ctx, "neg", node, name=f"{ctx.name}.neg"), name=f"{ctx.name}.exp_neg")
-        both = _op(t, ctx, "sub" if op == "sinh" else "add", ep, em, name=f"{ctx.name}.sum")
-        return _op(t, ctx, "mul", both, t.b.const(np.asarray(0.5), ctx.module, "half"))
     raise Unmapped(f"{op} of a computed tensor")
 
 

@@ -1,5 +1,5 @@
-"""ATen reductions beyond sum and mean: amax/amin, prod, var/std, logsumexp, argmax/argmin, cumsum, sorts
-and top-k."""
+"""ATen reductions beyond sum and mean: amax/amin, prod, var/std, logsumexp, argmax/argmin, cumsum, cumprod,
+sorts and top-k."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def _spread(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if op.endswith("_mean"):
         return [node, _reduction(t, a, ctx, "mean")]
     return node
+
+
+@aten("cumprod")
+def _cumprod(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    x, dim = self_arg(a), int(a["dim"])
+    known = t.known(x)
+    if known is not None:
+        return np.cumprod(known, axis=dim, dtype=np.int64 if known.dtype.kind in "biu" else known.dtype)
+    return t.b.op("cumprod", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim})
 
 
 @aten("argmax", "argmin")

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .._aten import Unmapped
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import const, op
 
@@ -22,7 +23,7 @@ def _attr(ctx: Ctx, name: str, default: float) -> float:
 
 
 @onnx_op("LeakyRelu", "Gelu", "Elu", "Selu", "Celu", "HardSigmoid", "HardSwish", "Softplus", "Softsign", "Mish",
-         "ThresholdedRelu", "Swish", "PRelu")
+         "ThresholdedRelu", "Swish", "PRelu", "Shrink")
 def _activation(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
     kind = ctx.op
@@ -51,6 +52,8 @@ def _activation(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return op(r, ctx, "mish", x)
     if kind == "Swish":
         return op(r, ctx, "silu", x, beta=_attr(ctx, "alpha", 1.0))
+    if kind == "Shrink":
+        return op(r, ctx, "shrink", x, lambd=_attr(ctx, "lambd", 0.5), bias=_attr(ctx, "bias", 0.0))
     if kind == "ThresholdedRelu":  # z · 1[z > α]
         alpha = _attr(ctx, "alpha", 1.0)
         shifted = op(r, ctx, "sub", x, const(r, ctx, alpha, "alpha"), suffix="shift")
@@ -65,6 +68,17 @@ def _prelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     pos = op(r, ctx, "relu", x, suffix="pos")
     neg = op(r, ctx, "minimum", x, const(r, ctx, 0.0, "zero"), suffix="neg")
     return op(r, ctx, "add", pos, op(r, ctx, "mul", slope, neg, suffix="scaled"))
+
+
+@onnx_op("SwiGLU")
+def _swiglu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """SwiGLU (opset 28; Llama's gated MLP): Swish_α(A) · B, the gate's swish then the product with the value,
+    each a step of its own (the gate's derivative is swish's, the value's is the gate)."""
+    gate, value = r.node(ins[0], ctx, hint="gate"), r.node(ins[1], ctx, hint="value")
+    if gate.shape != value.shape:
+        raise Unmapped(f"SwiGLU of a gate {gate.shape} and a value {value.shape} (ONNX: the same shape)")
+    swish = op(r, ctx, "silu", gate, suffix="gate", beta=_attr(ctx, "alpha", 1.0))
+    return op(r, ctx, "mul", swish, value)
 
 
 @onnx_op("Softmax", "LogSoftmax", "Hardmax")

@@ -26,11 +26,13 @@ _NUMPY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "Relu": lambda x: np.maximum(x, 0), "Sigmoid": lambda x: 1 / (1 + np.exp(-x)), "Tanh": np.tanh, "Exp": np.exp,
     "Log": np.log, "Neg": np.negative, "Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Abs": np.abs,
     "Floor": np.floor, "Ceil": np.ceil, "Not": np.logical_not, "Sign": np.sign, "Sin": np.sin, "Cos": np.cos,
-    "Round": np.round, "Tan": np.tan, "IsNaN": np.isnan,
+    "Round": np.round, "Tan": np.tan, "IsNaN": np.isnan, "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan,
+    "Sinh": np.sinh, "Cosh": np.cosh, "Asinh": np.arcsinh, "Acosh": np.arccosh, "Atanh": np.arctanh,
 }
 _CATALOG = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log", "Neg": "neg",
             "Sqrt": "sqrt", "Reciprocal": "reciprocal", "Abs": "abs", "Floor": "floor", "Ceil": "ceil",
-            "Sign": "sign", "Sin": "sin", "Cos": "cos", "Round": "round", "Erf": "erf"}
+            "Sign": "sign", "Sin": "sin", "Cos": "cos", "Round": "round", "Erf": "erf", "Asin": "asin", "Acos": "acos",
+            "Atan": "atan", "Sinh": "sinh", "Cosh": "cosh", "Asinh": "asinh", "Acosh": "acosh", "Atanh": "atanh"}
 
 
 def op(r: Reader, ctx: Ctx, name: str, *inputs: Node, suffix: str = "", **attrs: Any) -> Node:

@@ -1,4 +1,4 @@
-"""ONNX reductions (every Reduce*), ArgMax/ArgMin, CumSum and TopK, onto the catalog's reductions.
+"""ONNX reductions (every Reduce*), ArgMax/ArgMin, CumSum, CumProd and TopK, onto the catalog's reductions.
 
 ReduceL1 and ReduceL2 are the catalog's vector norm (as steps, √(Σ x²) would give a zero vector a NaN
 gradient where torch's norm, which exporters turn into ReduceL2, gives 0: F.normalize of a padded token).
@@ -91,22 +91,25 @@ def _arg(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     return op(r, ctx, ctx.op.lower(), r.node(ins[0], ctx), axis=axis, keepdims=keep, select_last_index=last)
 
 
-@onnx_op("CumSum")
+@onnx_op("CumSum", "CumProd")
 def _cumsum(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     a = r.folded(ins[1])
     if a is None:
-        raise Unmapped("a CumSum axis computed at run time")
+        raise Unmapped(f"a {ctx.op} axis computed at run time")
     axis = int(a.reshape(()))
     exclusive, reverse = bool(ctx.attrs.get("exclusive", 0)), bool(ctx.attrs.get("reverse", 0))
+    product = ctx.op == "CumProd"
     c = r.folded(ins[0])
     if c is not None:
         x = np.flip(c, axis) if reverse else c
-        out = np.cumsum(x, axis=axis, dtype=c.dtype)
+        out = (np.cumprod if product else np.cumsum)(x, axis=axis, dtype=c.dtype)
         if exclusive:
-            out = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
+            first = np.ones_like if product else np.zeros_like
+            out = np.concatenate([first(np.take(out, [0], axis=axis)),
                                   np.take(out, range(out.shape[axis] - 1), axis=axis)], axis=axis)
         return np.flip(out, axis) if reverse else out
-    return op(r, ctx, "cumsum", r.node(ins[0], ctx), axis=axis, reverse=reverse, exclusive=exclusive)
+    return op(r, ctx, "cumprod" if product else "cumsum", r.node(ins[0], ctx), axis=axis, reverse=reverse,
+              exclusive=exclusive)
 
 
 @onnx_op("TopK")
