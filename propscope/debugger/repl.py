@@ -19,15 +19,47 @@ from .steps import BackwardStep, ForwardStep
 SMALL = 64  # tensors up to this many elements are printed in full
 
 
+def nonfinite_text(arr: np.ndarray) -> str:
+    """`1 NaN of 589,824`, `2 NaN, 3 +inf of 12` (counts of NaN, +inf and -inf entries); "" when all are finite.
+
+    Said before any statistic: a NaN in a large tensor is the one thing a summary must not hide."""
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.inexact):
+        return ""
+    nan = np.isnan(arr)
+    inf = ~np.isfinite(arr) & ~nan
+    if np.iscomplexobj(arr):  # a complex infinity has no sign
+        counts = [(int(np.count_nonzero(nan)), "NaN"), (int(np.count_nonzero(inf)), "inf")]
+    else:
+        counts = [
+            (int(np.count_nonzero(nan)), "NaN"),
+            (int(np.count_nonzero(inf & (arr > 0))), "+inf"),
+            (int(np.count_nonzero(inf & (arr < 0))), "-inf"),
+        ]
+    parts = [f"{n:,} {what}" for n, what in counts if n]
+    return f"{', '.join(parts)} of {arr.size:,}" if parts else ""
+
+
 def fmt_array(value: Any) -> str:
+    """A value as the debugger prints it: in full up to SMALL entries, else shape, dtype, min, max and mean.
+
+    Where entries are NaN or infinite, their counts come first (`1 NaN of 589,824`) and the statistics are those of
+    the finite entries, labelled so: nanmin/nanmax would show a tensor holding a NaN as clean."""
     if value is None:
         return "(not computed yet at this step)"
     arr = np.asarray(value)
     head = f"shape {arr.shape} {arr.dtype}"
+    bad = nonfinite_text(arr)
+    if bad:
+        head += f"  NOT FINITE: {bad}"
     if arr.size <= SMALL:
         body = np.array2string(arr, precision=6, suppress_small=False, max_line_width=100)
         return f"{head}\n{body}"
-    return f"{head}  min {np.nanmin(arr):.6g}  max {np.nanmax(arr):.6g}  mean {np.nanmean(arr):.6g}"
+    if not bad:
+        return f"{head}  min {arr.min():.6g}  max {arr.max():.6g}  mean {arr.mean():.6g}"
+    finite = arr[np.isfinite(arr)]
+    if finite.size == 0:
+        return f"{head}  (no finite entry)"
+    return f"{head}  finite entries: min {finite.min():.6g}  max {finite.max():.6g}  mean {finite.mean():.6g}"
 
 
 def describe_step(session: Session) -> str:
