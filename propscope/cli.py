@@ -80,12 +80,39 @@ def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
 
 
 def _noted(session: Any, args: argparse.Namespace) -> Any:
-    """`session`, after saying on stderr which output its loss went on where the model has several and the user did
-    not choose (a second output's gradient is not what the numbers are about)."""
+    """`session`, after saying on stderr what its numbers stand on: what the reader could not map or load (weights a
+    state dict lacked, a wrong architecture's misses, float32 casts), parameters that hold NaN or infinite values
+    themselves, and which output its loss went on where the model has several and the user did not choose."""
+    from .graph.ops.unsupported import unsupported_summary
+
+    blocked = unsupported_summary(session.model.graph)  # said by the error stepping meets, in one line
+    for warning in session.model.warnings:
+        if warning != blocked:
+            print(f"propscope: warning: {warning}", file=sys.stderr)
+    broken = _nonfinite_parameters(session.model.parameters)
+    if broken:
+        print(f"propscope: warning: {broken}", file=sys.stderr)
     note = session.model.outputs_note
     if note and session.loss_name is not None and getattr(args, "output", None) is None:
         print(f"propscope: note: {note} (--output NAME picks another)", file=sys.stderr)
     return session
+
+
+def _nonfinite_parameters(parameters: dict[str, np.ndarray]) -> str:
+    """One line naming the parameters whose own values hold NaN or ±inf ("" for none): where a blow-up is already in
+    the weights, before any step."""
+    found = []
+    for name, value in parameters.items():
+        a = np.asarray(value)
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            nan = int(np.isnan(a).sum())
+            found.append(f"{name} ({nan} NaN, {a.size - int(np.isfinite(a).sum()) - nan} inf)".replace(", 0 inf", "")
+                         .replace("(0 NaN, ", "("))
+    if not found:
+        return ""
+    shown = ", ".join(found[:4]) + (f", … {len(found) - 4} more" if len(found) > 4 else "")
+    return f"{len(found)} parameter{'s' if len(found) != 1 else ''} hold{'s' if len(found) == 1 else ''} " \
+           f"non-finite values before any step: {shown}"
 
 
 # -- commands ------------------------------------------------------------------------------

@@ -97,6 +97,9 @@ def test_a_pth_tar_with_numpy_scalars_and_a_best_score(tmp_path: Path, net: Any)
     torch.save({"epoch": 90, "arch": "net", "state_dict": model.state_dict(), "best_acc1": np.float64(76.1),
                 "history": np.arange(3), "optimizer": torch.optim.SGD(model.parameters(), lr=0.1).state_dict()}, path)
     check_opened(path, arch, model)
+    # torchvision's own script keeps best_acc1 as a tensor beside the state dict: the nested weights still win
+    torch.save({"epoch": 90, "arch": "net", "state_dict": model.state_dict(), "best_acc1": torch.tensor(76.1)}, path)
+    check_opened(path, arch, model)
 
 
 @pytest.mark.parametrize("how", ["whole", "yolo", "data_parallel"])
@@ -184,3 +187,21 @@ def test_inspect_without_an_architecture_lists_the_tensors_and_names_the_non_fin
         assert rows["head.bias"]["nan"] == 2 and rows["head.bias"]["inf"] == 1 and rows["head.bias"]["max"] == 1.0
         assert rows["layer.weight"]["mean"] == 5.5 and rows["layer.weight"]["shape"] == [3, 4]
         assert bool(info["warnings"]) == (path.suffix == ".ckpt")
+
+
+def test_every_command_says_what_the_weights_lacked_and_which_hold_nan(
+    tmp_path: Path, net: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gradient table over weights that never loaded is about random numbers: grads, trace and the rest say so
+    on stderr, as inspect does, and name a parameter that is NaN before any step."""
+    model, arch = net
+    weights = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("head.")}
+    weights["features.0.weight"][0, 0] = float("nan")
+    path = tmp_path / "partial.pth"
+    torch.save(weights, path)
+    assert main(["grads", str(path), "--arch", str(arch), "--loss", "cross_entropy"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("propscope: warning: state dict partial.pth:") and "2 missing" in line
+               and "head.weight" in line for line in err), err
+    assert "propscope: warning: 1 parameter holds non-finite values before any step: features.0.weight (1 NaN)" \
+        in err

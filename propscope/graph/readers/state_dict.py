@@ -249,14 +249,13 @@ def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
     if not isinstance(value, dict):
         raise ModelFormatError(f"{where}: holds a {type(value).__name__}, not a state dict (a dict of tensors)")
     tensors = {str(k): v for k, v in value.items() if is_tensor(v)}
-    if not tensors:
-        for key in NESTED_KEYS:
-            inner = value.get(key)
-            if isinstance(inner, dict) and any(is_tensor(v) for v in inner.values()):
-                tensors = {str(k): v for k, v in inner.items() if is_tensor(v)}
-                break
-            if isinstance(inner, Pickled) and (tensors := module_tensors(inner)):
-                break
+    for key in NESTED_KEYS:  # the weights nested under a usual key win over a few tensors beside them (best_acc1)
+        inner = value.get(key)
+        nested = {str(k): v for k, v in inner.items() if is_tensor(v)} if isinstance(inner, dict) else \
+            module_tensors(inner) if isinstance(inner, Pickled) else {}
+        if len(nested) > len(tensors):
+            tensors = nested
+            break
     if not tensors:
         keys = ", ".join(repr(str(k)[:40]) for k in list(value)[:6])
         raise ModelFormatError(f"{where}: no tensors found in the dict (keys: {keys or 'none'})")
