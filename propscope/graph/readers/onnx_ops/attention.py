@@ -1,12 +1,19 @@
-"""ONNX Attention (opset 23), lowered like torch's scaled dot-product attention."""
+"""ONNX Attention (opset 23), lowered like torch's scaled dot-product attention; RotaryEmbedding (opset 23) as the
+slices, products and sums a rotation of each pair of features is; LinearAttention (opset 27) as its recurrence,
+unrolled one time step after the other."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
+
+from ...ir import Node
 from .._aten import Unmapped
 from .._build import additive_mask
-from ..onnx_reader import Ctx, Reader, onnx_op
+from ..onnx_reader import Ctx, Init, Reader, onnx_op
+from .elementwise import const, op
 
 
 @onnx_op("Attention")
@@ -21,3 +28,156 @@ def _attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     module = f"{ctx.module}.attention" if ctx.module else "attention"
     return r.b.attention(q, k, v, ctx.name, module, ctx.attrs.get("scale"), bool(ctx.attrs.get("is_causal", 0)),
                          mask)
+
+
+def _cache(r: Reader, ctx: Ctx, cache: Any, ids: Any, layout: tuple[int, ...], tag: str) -> Node:
+    """A cos or sin cache as one value per (batch, position, pair), shaped to broadcast against the features:
+    `layout` is its shape there. With position ids, the rows they pick (folded when both are known, else an `index`
+    step); a cache is a constant of the file, never a parameter to train."""
+    known = cache.array if isinstance(cache, Init) else r.folded(cache)  # a float initializer too: not trained
+    picks = None if ids is None else r.folded(ids)
+    if ids is not None and known is not None and picks is not None:
+        known = np.take(known, picks.astype(np.int64), axis=0)
+    if known is not None and (ids is None or picks is not None):
+        return r.b.const(known.reshape(layout), ctx.module, tag, name=f"{ctx.name}.{tag}")
+    node = r.node(cache, ctx, kind="constant", hint=tag)
+    if ids is not None:
+        node = op(r, ctx, "index", node, r.node(ids, ctx, kind="constant", hint="position_ids"), suffix=f"{tag}_rows",
+                  axis=0)
+    return op(r, ctx, "reshape", node, suffix=f"{tag}_b", shape=(-1, *layout[1:]))
+
+
+@onnx_op("RotaryEmbedding")
+def _rotary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Rotary positions (RoPE): each pair (x1, x2) of the first `rotary_embedding_dim` features (the two halves, or
+    neighbours when interleaved) turned by its position's angle, x1·cos − x2·sin and x1·sin + x2·cos, the rest
+    passed through. X is (batch, heads, sequence, head size), or (batch, sequence, heads · head size) with
+    num_heads; the caches are (positions, rotary dim / 2) picked by position_ids, or (batch, sequence, rotary dim /
+    2) without them."""
+    x = r.node(ins[0], ctx)
+    ids = ins[3] if len(ins) > 3 else None
+    shape = x.shape
+    if len(shape) == 3:
+        heads = int(ctx.attrs.get("num_heads", 0))
+        if heads < 1 or shape[2] % heads:
+            raise Unmapped(f"RotaryEmbedding of a 3-D input {shape} with num_heads {heads}")
+        x = op(r, ctx, "reshape", x, suffix="heads", shape=(-1, shape[1], heads, shape[2] // heads))
+        sequence_axis = 1
+    elif len(shape) == 4:
+        sequence_axis = 2
+    else:
+        raise Unmapped(f"RotaryEmbedding of a {len(shape)}-D input")
+    size = x.shape[-1]
+    rotated = int(ctx.attrs.get("rotary_embedding_dim", 0)) or size
+    if rotated % 2 or rotated > size:
+        raise Unmapped(f"RotaryEmbedding of {rotated} of {size} features")
+    half = rotated // 2
+    batch, positions = x.shape[0], x.shape[sequence_axis]
+    caches = (r.shape(ins[1]), r.shape(ins[2]))
+    if any(c[-1:] != (half,) or len(c) != (2 if ids is not None else 3) for c in caches):
+        raise Unmapped(f"RotaryEmbedding caches {caches[0]} and {caches[1]} for {half} feature pairs")
+    layout = (batch, 1, positions, half) if sequence_axis == 2 else (batch, positions, 1, half)
+    cos, sin = (_cache(r, ctx, ins[i], ids, layout, tag) for i, tag in ((1, "cos"), (2, "sin")))
+    interleaved = bool(ctx.attrs.get("interleaved", 0))
+    last = len(x.shape) - 1
+
+    def cut(start: int, stop: int | None, step: int, tag: str) -> Node:
+        return op(r, ctx, "slice", x, suffix=tag, axes=(last,), starts=(start,), stops=(stop,), steps=(step,))
+
+    x1, x2 = (cut(0, rotated, 2, "x1"), cut(1, rotated, 2, "x2")) if interleaved else \
+        (cut(0, half, 1, "x1"), cut(half, rotated, 1, "x2"))
+    real = op(r, ctx, "sub", op(r, ctx, "mul", x1, cos, suffix="x1_cos"), op(r, ctx, "mul", x2, sin, suffix="x2_sin"),
+              suffix="real")
+    imag = op(r, ctx, "add", op(r, ctx, "mul", x1, sin, suffix="x1_sin"), op(r, ctx, "mul", x2, cos, suffix="x2_cos"),
+              suffix="imag")
+    if interleaved:  # back to neighbours: (…, pairs, 2) read as (…, rotated)
+        pairs = [op(r, ctx, "reshape", v, suffix=f"{tag}_pair", shape=(-1, *v.shape[1:], 1))
+                 for v, tag in ((real, "real"), (imag, "imag"))]
+        both = op(r, ctx, "concat", *pairs, suffix="pairs", axis=last + 1)
+        parts = [op(r, ctx, "reshape", both, suffix="turned", shape=(-1, *x.shape[1:last], rotated))]
+    else:
+        parts = [real, imag]
+    if rotated < size:
+        parts.append(cut(rotated, None, 1, "passed"))
+    out = op(r, ctx, "concat", *parts, suffix="joined" if len(shape) == 3 else "", axis=last)
+    return op(r, ctx, "reshape", out, shape=(-1, *shape[1:])) if len(shape) == 3 else out
+
+
+@onnx_op("LinearAttention")
+def _linear_attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Linear attention (opset 27: linear attention, RetNet/GLA's gated form, DeltaNet and Gated DeltaNet) unrolled
+    one time step after the other, as ONNX defines it: per head a state S (key size × value size), per step t
+
+        S ← exp(g_t) · S                          (gated rules: the decay, per head or per key feature)
+        v ← β_t · (v_t − Sᵀ k_t)                  (delta rules: write only what S does not already recall)
+        S ← S + k_t ⊗ v                           (the write: an outer product)
+        o_t = scale · q_t S                       (the read; query heads share their key/value head's S: GQA)
+
+    so a learner sees the recurrence as the state's steps; gradients flow back through every step. The final S is
+    the second output (present_state); past_state, when given, is the first S."""
+    query, key, value = (r.node(v, ctx, hint=h) for v, h in zip(ins[:3], ("query", "key", "value"), strict=True))
+    past, decay, beta = ([*ins[3:], None, None, None][i] for i in range(3))
+    rule = str(ctx.attrs.get("update_rule", "gated_delta"))
+    q_heads, kv_heads = int(ctx.attrs.get("q_num_heads", 0)), int(ctx.attrs.get("kv_num_heads", 0))
+    gated, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if rule not in ("linear", "gated", "delta", "gated_delta") or kv_heads < 1 or q_heads < 1 or q_heads % kv_heads:
+        raise Unmapped(f"LinearAttention with update_rule {rule!r}, {q_heads} query and {kv_heads} key/value heads")
+    if gated != (decay is not None) or delta != (beta is not None):
+        raise Unmapped(f"LinearAttention's {rule!r} rule with{'' if decay is not None else 'out'} a decay and "
+                       f"with{'' if beta is not None else 'out'} a beta")
+    shapes = [query.shape, key.shape, value.shape]
+    if any(len(s) != 3 for s in shapes) or shapes[0][2] % q_heads or shapes[1][2] % kv_heads \
+            or shapes[2][2] % kv_heads or len({s[:2] for s in shapes}) != 1:
+        raise Unmapped(f"LinearAttention of {shapes} (ONNX: (B, T, heads · size) each)")
+    batch, steps, _ = query.shape
+    d_k, d_v, group = query.shape[2] // q_heads, value.shape[2] // kv_heads, q_heads // kv_heads
+    if key.shape[2] != kv_heads * d_k:
+        raise Unmapped(f"LinearAttention keys {key.shape} for queries of {d_k} features per head")
+    scale = float(ctx.attrs.get("scale", 0.0)) or 1.0 / math.sqrt(d_k)
+
+    def heads(x: Node, n: int, tail: tuple[int, ...], tag: str) -> Node:
+        """(B, T, n · size) as (B, n, T, *tail): one head per row of steps, each step's features shaped `tail`."""
+        split = op(r, ctx, "reshape", x, suffix=f"{tag}_heads", shape=(-1, steps, n, *tail))
+        return op(r, ctx, "transpose", split, suffix=f"{tag}_by_head", axes=(0, 2, 1, *range(3, 3 + len(tail))))
+
+    def at(x: Node, t: int, tag: str) -> Node:
+        return op(r, ctx, "select", x, suffix=f"t{t}.{tag}", axis=2, index=t)
+
+    scaled = op(r, ctx, "mul", query, const(r, ctx, scale, "scale"), suffix="q_scaled")
+    q = heads(scaled, kv_heads, (group, d_k), "q")  # (B, H_kv, T, group, d_k): a key/value head's queries together
+    k_col, v_row = heads(key, kv_heads, (d_k, 1), "k"), heads(value, kv_heads, (1, d_v), "v")
+    k_row = heads(key, kv_heads, (1, d_k), "k_row") if delta else None
+    g = b = None
+    if decay is not None:
+        per = r.shape(decay)[-1]
+        if r.shape(decay)[:2] != (batch, steps) or per not in (kv_heads, kv_heads * d_k):
+            raise Unmapped(f"LinearAttention decay {r.shape(decay)} for {kv_heads} heads of {d_k} key features")
+        g = op(r, ctx, "exp", heads(r.node(decay, ctx, hint="decay"), kv_heads, (per // kv_heads, 1), "decay"),
+               suffix="decay_factor")
+    if beta is not None:
+        per = r.shape(beta)[-1]
+        if r.shape(beta)[:2] != (batch, steps) or per not in (kv_heads, 1):
+            raise Unmapped(f"LinearAttention beta {r.shape(beta)} for {kv_heads} heads")
+        b = heads(r.node(beta, ctx, hint="beta"), per, (1, 1), "beta")
+    state: Node | None = None
+    if past is not None:
+        state = r.node(past, ctx, kind="constant", hint="past_state")
+        if state.shape != (batch, kv_heads, d_k, d_v):
+            raise Unmapped(f"LinearAttention past_state {state.shape}, not {(batch, kv_heads, d_k, d_v)}")
+    reads = []
+    for t in range(steps):
+        if g is not None and state is not None:
+            state = op(r, ctx, "mul", state, at(g, t, "decay"), suffix=f"t{t}.decayed")
+        written = at(v_row, t, "v")
+        if b is not None:
+            if state is not None and k_row is not None:
+                recalled = op(r, ctx, "matmul", at(k_row, t, "k_row"), state, suffix=f"t{t}.recalled")
+                written = op(r, ctx, "sub", written, recalled, suffix=f"t{t}.new")
+            written = op(r, ctx, "mul", at(b, t, "beta"), written, suffix=f"t{t}.update")
+        outer = op(r, ctx, "mul", at(k_col, t, "k"), written, suffix=f"t{t}.write")
+        state = outer if state is None else op(r, ctx, "add", state, outer, suffix=f"t{t}.state")
+        read = op(r, ctx, "matmul", at(q, t, "q"), state, suffix=f"t{t}.read")  # (B, H_kv, group, d_v)
+        reads.append(op(r, ctx, "reshape", read, suffix=f"t{t}.out", shape=(-1, 1, q_heads * d_v)))
+    out = reads[0] if steps == 1 else op(r, ctx, "concat", *reads, axis=1)
+    assert state is not None
+    return [out, state]

@@ -1,4 +1,4 @@
-"""ONNX plumbing folded at load time: Where on constants, Identity/Cast, Trilu, Constant, Shape, Range."""
+"""ONNX plumbing folded at load time: Where on constants, Identity/Cast, Trilu, Constant, Shape, Range, EyeLike."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 from .._aten import Missing, Unmapped
 from .._budget import array_room, fold_room, range_length
 from .._build import check_shape, finite_mask
-from ..onnx_reader import Ctx, Init, Reader, onnx_op
+from ..onnx_reader import ONNX_DTYPES, Ctx, Init, Reader, onnx_op
 
 
 @onnx_op("Where")
@@ -98,3 +98,22 @@ def _range(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     out = np.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
     check_shape(out.shape, "Range", r.where)
     return out
+
+
+@onnx_op("EyeLike")
+def _eye_like(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Ones on diagonal k of a matrix shaped like the input, zeros elsewhere: it reads only the input's shape (and
+    type), so it is a constant whatever the input is."""
+    shape = r.shape(ins[0])
+    if len(shape) != 2:
+        raise Unmapped(f"EyeLike of a {len(shape)}-D input (ONNX: a matrix)")
+    code = ctx.attrs.get("dtype")
+    if code is not None:
+        if int(code) not in ONNX_DTYPES:
+            raise Unmapped(f"EyeLike of ONNX type {code}")
+        dtype = ONNX_DTYPES[int(code)]
+    else:
+        known = ins[0].array if isinstance(ins[0], Init) else r.folded(ins[0])
+        dtype = str(known.dtype) if known is not None else str(getattr(ins[0], "meta", {}).get("dtype", "float32"))
+    array_room(shape, np.dtype(dtype), "EyeLike", r.where)
+    return np.eye(shape[0], shape[1], int(ctx.attrs.get("k", 0)), dtype=dtype)

@@ -1,6 +1,7 @@
 """ONNX convolution and pooling: 1-D, 2-D and 3-D Conv, MaxPool, AveragePool and ConvTranspose (1-D as a 2-D
 one of height 1), with ONNX's free (asymmetric) pads, auto_pad SAME_UPPER/SAME_LOWER/VALID, output_shape,
-ceil_mode, dilations and count_include_pad; Col2Im (nn.Fold) of 2-D images.
+ceil_mode, dilations and count_include_pad; Col2Im (nn.Fold) of 2-D images; LpPool and GlobalLpPool as the powers,
+sums and roots they are; CausalConvWithState as the padding, depthwise convolution and SiLU it fuses.
 
 PyTorch's pools take at most half a window of padding; ONNX's may take more. Such pads become an explicit
 `pad` step before the pool (zeros for an average that counts the padding, the lowest float32 for a maximum,
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Missing, PoolIndices, Unmapped, UnpoolPositions
+from .._aten import Lazy, Missing, PoolIndices, Unmapped, UnpoolPositions
 from .._budget import fold_room
 from .._build import check_shape
 from ..onnx_reader import Ctx, Reader, onnx_op
@@ -200,6 +201,98 @@ def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return [node, PoolIndices(why, x, attrs) if dims == 2 and not padded_first else Missing(why)]
     attrs["count_include_pad"] = include
     return op(r, ctx, name, x, **attrs)
+
+
+def _powered(r: Reader, ctx: Ctx, x: Node, p: float) -> Node:
+    """|x|^p (x² for p = 2, which needs no |x|)."""
+    if p == 2.0:
+        return op(r, ctx, "pow", x, suffix="power", exponent=2.0)
+    return op(r, ctx, "pow", op(r, ctx, "abs", x, suffix="abs"), suffix="power", exponent=p)
+
+
+def _root(r: Reader, ctx: Ctx, total: Node, p: float) -> Node:
+    """total^(1/p) (√ for p = 2)."""
+    return op(r, ctx, "sqrt", total) if p == 2.0 else op(r, ctx, "pow", total, exponent=1.0 / p)
+
+
+@onnx_op("LpPool")
+def _lp_pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """(Σ_window |x|^p)^(1/p), as steps: |x|^p, its sum over each window (a convolution of each channel with a
+    kernel of ones: strides, dilations, ONNX's free pads and ceil_mode as a convolution takes them; padding adds
+    zeros to no sum), then the p-th root. torch's LPPool is the same sum, an average pool times the window size."""
+    x = r.node(ins[0], ctx)
+    dims = _check_rank(x, "pooling")
+    kernel = tuple(int(k) for k in ctx.attrs["kernel_shape"])
+    if len(kernel) != dims:
+        raise Unmapped(f"LpPool kernel {kernel} for a {dims}-D input")
+    p = float(ctx.attrs.get("p", 2))
+    if not p > 0:
+        raise Unmapped(f"LpPool with p = {p}")
+    strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)
+    pairs = pads(ctx, x.shape[2:], kernel)
+    if ctx.attrs.get("ceil_mode", 0):  # the last window may start past the end: pad zeros after, which add nothing
+        for i, (n, k, s, d) in enumerate(zip(x.shape[2:], kernel, strides, dilations, strict=True)):
+            span, reach = n + sum(pairs[i]), (k - 1) * d + 1
+            count = math.ceil((span - reach) / s) + 1
+            if (count - 1) * s >= n + pairs[i][0]:  # a window must start inside the input or its first pads
+                count -= 1
+            pairs[i] = (pairs[i][0], pairs[i][1] + max((count - 1) * s + reach - span, 0))
+    channels = x.shape[1]
+    ones = r.b.const(np.ones((channels, 1, *kernel)), ctx.module, "window", name=f"{ctx.name}.window")
+    zeros = r.b.const(np.zeros(channels), ctx.module, "no_bias", name=f"{ctx.name}.no_bias")
+    total = op(r, ctx, f"conv{dims}d", _powered(r, ctx, x, p), ones, zeros, suffix="window_sum",
+               stride=_one(strides), padding=_padding_attr(pairs), dilation=_one(dilations), groups=channels)
+    return _root(r, ctx, total, p)
+
+
+@onnx_op("GlobalLpPool")
+def _global_lp_pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """‖x‖_p over each channel's whole image: the catalog's vector norm over the spatial axes (a channel of zeros
+    gets the gradient 0, as torch's norm gives it)."""
+    x = r.node(ins[0], ctx)
+    if len(x.shape) < 3:
+        raise Unmapped(f"GlobalLpPool of a {len(x.shape)}-D tensor (it takes (batch, channels, ...))")
+    p = float(ctx.attrs.get("p", 2))
+    if not p > 0:
+        raise Unmapped(f"GlobalLpPool with p = {p}")
+    return op(r, ctx, "vector_norm", x, axis=tuple(range(2, len(x.shape))), keepdims=True, ord=p)
+
+
+@onnx_op("CausalConvWithState")
+def _causal_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """A causal depthwise 1-D convolution (Mamba's and Gated DeltaNet's, opset 27) as the steps it fuses: the input
+    with the k − 1 steps before it (past_state, or zeros), a depthwise conv1d over them, SiLU where asked; the new
+    state is the last k − 1 steps of the padded input, built only where something uses it."""
+    x, w = r.node(ins[0], ctx), parameter(r, ins[1], ctx, "weight")
+    if len(x.shape) != 3 or len(w.shape) != 3 or w.shape[:2] != (x.shape[1], 1):
+        raise Unmapped(f"CausalConvWithState of {x.shape} with a weight {w.shape} (ONNX: (B, C, L) and (C, 1, k))")
+    activation = str(ctx.attrs.get("activation", "none"))
+    if activation not in ("none", "silu", "swish"):
+        raise Unmapped(f"CausalConvWithState with activation {activation!r}")
+    batch, channels, _ = x.shape
+    k = w.shape[2]
+    bias = parameter(r, ins[2], ctx, "bias", hint="bias") if len(ins) > 2 and ins[2] is not None else \
+        r.b.const(np.zeros(channels), ctx.module, "no_bias", name=f"{ctx.name}.no_bias")
+    if len(ins) > 3 and ins[3] is not None:
+        past = r.node(ins[3], ctx, kind="constant", hint="past_state")
+        if past.shape != (batch, channels, k - 1):
+            raise Unmapped(f"CausalConvWithState past_state {past.shape} for a kernel of {k}")
+        padded = op(r, ctx, "concat", past, x, suffix="with_past", axis=2) if k > 1 else x
+    else:
+        padded = op(r, ctx, "pad", x, suffix="with_past", pads=((0, 0), (0, 0), (k - 1, 0)), mode="constant",
+                    value=0.0) if k > 1 else x
+    out = op(r, ctx, "conv1d", padded, w, bias, suffix="conv" if activation != "none" else "", stride=1, padding=0,
+             dilation=1, groups=channels)
+    if activation != "none":
+        out = op(r, ctx, "silu", out)
+
+    def present() -> Any:
+        if k == 1:
+            return np.zeros((batch, channels, 0), dtype=np.float32)
+        return op(r, ctx, "slice", padded, suffix="present_state", axes=(2,), starts=(padded.shape[2] - (k - 1),),
+                  stops=(None,), steps=(1,))
+
+    return [out, Lazy(present)]
 
 
 # -- a max_unpool2d decomposed by the dynamo exporter ---------------------------------------------------------------

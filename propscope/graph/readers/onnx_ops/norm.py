@@ -1,6 +1,7 @@
 """ONNX normalisations: BatchNormalization (inference and training mode; per activation, spatial=0, before opset
 9), LayerNormalization, InstanceNormalization (the catalog's group_norm with one group per channel),
-GroupNormalization, RMSNormalization and LRN (local response normalisation, as steps).
+GroupNormalization, RMSNormalization and LRN (local response normalisation, as steps); MeanVarianceNormalization and
+LpNormalization as the steps they are made of.
 
 The optional statistics outputs (LayerNormalization's Mean and InvStdDev, a training BatchNorm's new
 running mean and variance) are built, as mean/var steps, only when something uses them.
@@ -98,6 +99,42 @@ def _lrn(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     scaled = op(r, ctx, "mul", window, const(r, ctx, alpha, "alpha"), suffix="scaled")
     base = op(r, ctx, "add", scaled, const(r, ctx, k, "bias"), suffix="base")
     return op(r, ctx, "div", x, op(r, ctx, "pow", base, suffix="divisor", exponent=beta))
+
+
+@onnx_op("MeanVarianceNormalization")
+def _mean_variance(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """(x − mean) / (std + 1e-9) over `axes` (default (0, 2, 3): per channel over the batch and the image), as the
+    mean, the centring, the population standard deviation, its ε and the division (ONNX's function computes the
+    variance as E[x²] − E[x]²; the same number, without the cancellation). A spread of 0 gets std's gradient 0."""
+    x = r.node(ins[0], ctx)
+    rank = len(x.shape)
+    given = [int(a) for a in ctx.attrs.get("axes", (0, 2, 3))]
+    if not all(-rank <= a < rank for a in given):
+        raise Unmapped(f"MeanVarianceNormalization over axes {given} of a {rank}-D input")
+    axes = tuple(sorted({a % rank for a in given}))
+    mean = op(r, ctx, "mean", x, suffix="mean", axis=axes, keepdims=True)
+    centred = op(r, ctx, "sub", x, mean, suffix="centred")
+    std = op(r, ctx, "std", x, suffix="std", axis=axes, keepdims=True, correction=0.0)
+    spread = op(r, ctx, "add", std, const(r, ctx, 1e-9, "eps"), suffix="std_eps")
+    return op(r, ctx, "div", centred, spread)
+
+
+@onnx_op("LpNormalization")
+def _lp_normalization(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """x / ‖x‖_p along `axis` (p 1 or 2): the catalog's vector norm, then the division; a zero vector stays 0 as
+    ONNX defines it (the divisor is 1 there, and the norm's gradient at a zero vector is 0, as torch's)."""
+    x = r.node(ins[0], ctx)
+    rank = len(x.shape)
+    axis = int(ctx.attrs.get("axis", -1))
+    if not -rank <= axis < rank:
+        raise Unmapped(f"LpNormalization along axis {axis} of a {rank}-D input")
+    p = int(ctx.attrs.get("p", 2))
+    if p not in (1, 2):
+        raise Unmapped(f"LpNormalization with p = {p} (ONNX defines p = 1 and 2)")
+    norm = op(r, ctx, "vector_norm", x, suffix="norm", axis=axis % rank, keepdims=True, ord=float(p))
+    empty = op(r, ctx, "compare", norm, const(r, ctx, 0.0, "zero"), suffix="is_zero", op="eq")
+    divisor = op(r, ctx, "where", empty, const(r, ctx, 1.0, "one"), norm, suffix="divisor")
+    return op(r, ctx, "div", x, divisor)
 
 
 def _affine(r: Reader, ctx: Ctx, y: Node, scale: Any, bias: Any) -> Node:

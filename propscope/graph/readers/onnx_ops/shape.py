@@ -1,5 +1,5 @@
-"""ONNX shape ops: Reshape, Flatten, Squeeze, Transpose, Expand, Concat, Gather, Slice, Split, DepthToSpace and
-SpaceToDepth."""
+"""ONNX shape ops: Reshape, Flatten, Squeeze, Transpose, Expand, Concat, Gather, Slice, Split, DepthToSpace,
+SpaceToDepth, CenterCropPad and ReverseSequence."""
 
 from __future__ import annotations
 
@@ -245,3 +245,76 @@ def _depth_space(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                     attrs={"shape": (-1, *split[1:])})
     moved = r.b.op("transpose", blocks, name=f"{ctx.name}.moved", module=ctx.module, attrs={"axes": perm})
     return r.b.op("reshape", moved, name=ctx.name, module=ctx.module, attrs={"shape": (-1, *out[1:])})
+
+
+@onnx_op("CenterCropPad")
+def _center_crop_pad(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Each listed axis cropped or zero-padded to the size the shape input gives, centred (an odd cell comes off, or
+    goes on, at the end): a slice of the axes that shrink, then a pad of those that grow. The shape must be known
+    when the file is read."""
+    shape = r.shape(ins[0])
+    wanted = r.folded(ins[1])
+    if wanted is None:
+        raise Unmapped("a CenterCropPad shape computed at run time")
+    sizes = [int(v) for v in wanted.reshape(-1)]
+    rank = len(shape)
+    axes = [int(a) for a in ctx.attrs.get("axes", range(rank))]
+    if len(axes) != len(sizes) or not all(-rank <= a < rank for a in axes) or min(sizes, default=1) < 0:
+        raise Unmapped(f"CenterCropPad to {sizes} along axes {axes} of a {rank}-D input")
+    crops: dict[int, tuple[int, int]] = {}
+    pads_: dict[int, tuple[int, int]] = {}
+    for a, size in zip((a % rank for a in axes), sizes, strict=True):
+        change = size - shape[a]
+        if change < 0:
+            crops[a] = (-change // 2, -change // 2 + size)
+        elif change > 0:
+            pads_[a] = (change // 2, change - change // 2)
+    c = r.folded(ins[0])
+    if c is not None:
+        cut = [slice(*crops[a]) if a in crops else slice(None) for a in range(rank)]
+        return np.pad(c[tuple(cut)], [pads_.get(a, (0, 0)) for a in range(rank)])
+    x = r.node(ins[0], ctx)
+    if crops:
+        x = r.b.op("slice", x, name=f"{ctx.name}.crop" if pads_ else ctx.name, module=ctx.module,
+                   attrs={"axes": tuple(crops), "starts": tuple(v[0] for v in crops.values()),
+                          "stops": tuple(v[1] for v in crops.values()), "steps": (1,) * len(crops)},
+                   original_op=ctx.op)
+    if pads_:
+        x = r.b.op("pad", x, name=ctx.name, module=ctx.module, original_op=ctx.op,
+                   attrs={"pads": tuple(pads_.get(a, (0, 0)) for a in range(rank)), "mode": "constant",
+                          "value": 0.0})
+    return x
+
+
+@onnx_op("ReverseSequence")
+def _reverse_sequence(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """The first lens[b] time steps of each batch entry b in reverse order, the rest as they are (a bidirectional
+    RNN's backward pass over padded sequences). With the lengths known when the file is read, each output row is
+    one input row: the batch and time axes flattened into one, then one `index` step picks the rows (the gradient
+    goes back to the row it came from)."""
+    shape = r.shape(ins[0])
+    lens = r.folded(ins[1])
+    if lens is None:
+        raise Unmapped("ReverseSequence with sequence lengths computed at run time")
+    batch_axis, time_axis = int(ctx.attrs.get("batch_axis", 1)), int(ctx.attrs.get("time_axis", 0))
+    if len(shape) < 2 or {batch_axis, time_axis} != {0, 1}:
+        raise Unmapped(f"ReverseSequence with batch_axis {batch_axis} and time_axis {time_axis} (ONNX: 0 and 1)")
+    batch, steps = shape[batch_axis], shape[time_axis]
+    lengths = lens.reshape(-1).astype(np.int64)
+    if lengths.shape != (batch,) or np.any(lengths < 0) or np.any(lengths > steps):
+        raise Unmapped(f"ReverseSequence lengths {lengths.tolist()[:8]} for {batch} sequences of {steps} steps")
+    t = np.arange(steps)[None, :]
+    source = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (batch, time): the step each one reads
+    b = np.arange(batch)[:, None]
+    rows = b * steps + source if batch_axis == 0 else source * batch + b  # in the flattened (first, second) order
+    order = rows if batch_axis == 0 else rows.T  # positions listed in the input's own order of the two axes
+    flat_index = order.reshape(-1)
+    c = r.folded(ins[0])
+    if c is not None:
+        return np.take(c.reshape(batch * steps, *shape[2:]), flat_index, axis=0).reshape(shape)
+    x = r.node(ins[0], ctx)
+    merged = r.b.op("reshape", x, name=f"{ctx.name}.rows", module=ctx.module, attrs={"shape": (-1, *shape[2:])},
+                    original_op=ctx.op)
+    picked = r.b.op("index", merged, r.b.const(flat_index, ctx.module, "rows", name=f"{ctx.name}.order"),
+                    name=f"{ctx.name}.picked", module=ctx.module, attrs={"axis": 0}, original_op=ctx.op)
+    return r.b.op("reshape", picked, name=ctx.name, module=ctx.module, attrs={"shape": shape}, original_op=ctx.op)
