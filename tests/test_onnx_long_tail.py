@@ -426,3 +426,28 @@ def test_readme_shows_todays_onnx_coverage() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert line in readme, f"README's ONNX coverage line is stale; today: {line}"
     assert coverage.onnx_coverage().status.get("LinearAttention") == coverage.MAPPED
+
+
+@pytest.mark.parametrize("attrs", [{"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
+                                   {"kernel_shape": [3], "strides": [2], "ceil_mode": 1, "p": 3},
+                                   {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1, "pads": [1, 0, 1, 0]}],
+                         ids=["2d", "1d-p3", "2d-pads"])
+def test_lp_pool_ceil_mode_sums_the_windows_as_onnxruntime(attrs: dict[str, Any], tmp_path: Path) -> None:
+    """With ceil_mode the last window may hang over the end: the sum over what it covers, as onnxruntime computes
+    it (onnx 1.23's reference evaluator scales a clipped average by the whole window's size, so it differs there)."""
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+
+    shape = [1, 2] + [6] * len(attrs["kernel_shape"])
+    graph = helper.make_graph([helper.make_node("LpPool", ["x"], ["y"], **attrs)], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 22)])
+    model.ir_version = 10  # what onnxruntime reads
+    path = tmp_path / "lp_pool.onnx"
+    onnx.save(model, str(path))
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    (want,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    s = open_session(path, dtype="float64", data={"x": x}, loss="none")
+    s.run_to_end()
+    np.testing.assert_allclose(s.value(s.prediction_node.name), want, rtol=1e-5, atol=1e-6)
