@@ -125,3 +125,66 @@ def test_the_terminal_debugger_prints_the_flow_and_keeps_the_cursor() -> None:
     text = out.getvalue()
     assert text.count("‖∂L/∂w‖") == 2 and "every gradient finite" in text
     assert s.cursor == 3
+
+
+def two_layers(nan_at: tuple[int, int] | None = None) -> Any:
+    """x → linear (16×8, zero bias) → relu → linear (8×2, zero bias) → MSE; `nan_at`: one weight of the first NaN,
+    which makes its column of outputs, then the loss and every gradient NaN."""
+    from propscope.backends import get_backend
+    from propscope.debugger.session import Session
+    from propscope.graph.ir import Graph
+    from propscope.graph.model import Model
+
+    rng = np.random.default_rng(0)
+    g = Graph("two_layers")
+    x = g.input("x", (4, 16))
+    params = {"fc.weight": (16, 8), "fc.bias": (8,), "out.weight": (8, 2), "out.bias": (2,)}
+    p = {name: g.parameter(name, shape, module=name.split(".")[0]) for name, shape in params.items()}
+    h = g.add("relu", g.add("linear", x, p["fc.weight"], p["fc.bias"], name="fc", module="fc"), name="act",
+              module="act")
+    g.set_outputs(g.add("linear", h, p["out.weight"], p["out.bias"], name="out", module="out"))
+    arrays = {name: rng.standard_normal(shape) if name.endswith("weight") else np.zeros(shape)
+              for name, shape in params.items()}
+    if nan_at is not None:
+        arrays["fc.weight"][nan_at] = np.nan
+    data = {"x": rng.standard_normal((4, 16)), "y": rng.standard_normal((4, 2))}
+    return Session(Model(g, arrays), get_backend("numpy", "float64"), data, "mse")
+
+
+def test_a_nan_weight_is_named_first_and_nan_gradients_read_as_nan_not_zero() -> None:
+    flow = gradient_flow(two_layers(nan_at=(3, 5)))
+    rows = {r.name: r for r in flow.rows}
+    fc = rows["fc.weight"]
+    assert fc.value_nonfinite == fc.value_nan == 1 and fc.nonfinite == fc.nan == 128 and not fc.has_finite
+    assert fc.flag == "not finite (holds 1 NaN itself; ∂L/∂w: all 128 NaN)"
+    assert rows["out.bias"].flag == "not finite (∂L/∂w: all 2 NaN)" and rows["out.bias"].value_nonfinite == 0
+    assert all(r.verdict == "not finite" for r in flow.rows)
+    assert flow.summary() == ("4 parameters, loss nan: fc.weight holds 1 NaN itself; first non-finite value at "
+                              "forward step 1 (linear fc); 4 not finite (fc.bias, fc.weight, out.bias, … 1 more)")
+    text = flow.text()
+    line = next(line for line in text.splitlines() if " fc.weight " in line)
+    assert line.split()[3:7] == ["—"] * 4 and "0.000e+00" not in text and "nan" not in text
+    record = next(r for r in flow.as_dicts() if r["parameter"] == "fc.weight")
+    assert record["norm"] is None and record["ratio"] is None and record["value_nonfinite"] == 1
+    assert record["flag"] == "not finite"
+
+
+def test_a_partly_nan_gradient_keeps_the_norms_of_its_finite_entries_and_says_so() -> None:
+    import dataclasses
+
+    from propscope.debugger.grad_flow import ParamFlow
+
+    row = ParamFlow("w", "", (4, 4), 0, 1.0, 0.25, 0.5, 2.0, 3, "not finite", nan=2)
+    assert row.has_finite and row.stat(row.norm) == 1.0 and row.ratio == 0.5
+    assert row.flag == "not finite (∂L/∂w: 2 NaN, 1 inf of 16; norms of the 13 finite)"
+    assert dataclasses.replace(row, nonfinite=16, nan=16).flag == "not finite (∂L/∂w: all 16 NaN)"
+
+
+def test_the_ratio_of_a_zero_bias_is_undefined_not_a_nan_found(tmp_path: Path) -> None:
+    flow = gradient_flow(two_layers())
+    bias = next(r for r in flow.rows if r.name == "fc.bias")
+    assert bias.weight_norm == 0 and bias.verdict == "" and bias.norm > 0
+    line = next(line for line in flow.text().splitlines() if " fc.bias " in line)
+    assert line.split()[-1] == "—" and "nan" not in flow.text()
+    assert next(r for r in flow.as_dicts() if r["parameter"] == "fc.bias")["ratio"] is None
+    assert "every gradient finite" in flow.summary()

@@ -201,3 +201,29 @@ def test_units_shows_why_dead_relus_and_saturated_sigmoids(qtbot: Any) -> None:
     assert color_of(diffs["layer2.act"]).name() == COLORS["saturated"]
     view.table.cellClicked.emit(1, 1)
     assert window.selection.node == "layer1.act"
+
+
+def test_nan_gradients_and_undefined_ratios_read_as_they_do_in_the_terminal(qtbot: Any) -> None:
+    """A NaN weight: every gradient NaN, so the norms read "—" (not 0 beside "not finite"), the flag says how many
+    entries and that the weight holds the NaN itself, and the summary names it first, as `propscope grads` prints;
+    the ‖g‖/‖w‖ of a zero bias reads "—" too, not "nan"."""
+    from test_grad_flow import two_layers
+
+    for nan in (True, False):
+        window = MainWindow(two_layers(nan_at=(3, 5) if nan else None))
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitExposed(window)
+        run_flow(qtbot, window)
+        view = window.grad_flow.view
+        assert view.flow is not None and view.summary.text() == view.flow.summary()
+        rows = {view.table.item(r, 1).text(): r for r in range(view.table.rowCount())}
+        cells = {name: [view.table.item(r, c).text() for c in range(view.table.columnCount())]
+                 for name, r in rows.items()}
+        assert all("nan" not in text for row in cells.values() for text in row)
+        if nan:
+            assert cells["fc.weight"][2] == "not finite (holds 1 NaN itself; ∂L/∂w: all 128 NaN)"
+            assert cells["fc.weight"][4:] == ["—"] * 4
+            assert view.summary.text().startswith("4 parameters, loss nan: fc.weight holds 1 NaN itself")
+        else:
+            assert cells["fc.bias"][2] == "ok" and cells["fc.bias"][7] == "—" and cells["fc.bias"][4] != "—"

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -35,8 +36,75 @@ NEAREST_LOSS = 0.1  # the reference: the median RMS of this last fraction of the
 ACTIVATION_ROWS = 60  # list the module outputs of the deepest module level that gives at most this many rows
 
 
+UNDEFINED = "—"  # a number that has no value (‖g‖/‖w‖ of zero weights, the norm of a gradient with no finite entry)
+
+
+def _counts(a: np.ndarray) -> tuple[int, int]:
+    """(NaN entries, ±inf entries) of `a`."""
+    if not np.issubdtype(a.dtype, np.inexact):
+        return 0, 0
+    nan = int(np.count_nonzero(np.isnan(a)))
+    return nan, int(a.size - np.count_nonzero(np.isfinite(a))) - nan
+
+
+def _count_text(nan: int, inf: int) -> str:
+    """`1 NaN`, `3 inf`, `1 NaN, 2 inf`."""
+    return ", ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n)
+
+
+def number_text(value: float | None) -> str:
+    """A statistic as the tables show it: `1.234e-03`, or `—` where it has none (None or NaN): never `nan`, which
+    would read as a NaN found in the gradient."""
+    return UNDEFINED if value is None or math.isnan(value) else f"{value:.3e}"
+
+
+class _GradientRow:
+    """What parameter and activation rows share: their statistics as the tables show them, and their flag in words."""
+
+    shape: tuple[int, ...]
+    norm: float
+    rms: float
+    largest: float
+    nonfinite: int
+    nan: int
+    verdict: str
+    symbol: str  # ∂L/∂w or ∂L/∂h
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def has_finite(self) -> bool:
+        """Whether the gradient has a finite entry to take norms of (a gradient that is all NaN has none)."""
+        return self.nonfinite < self.size
+
+    def stat(self, value: float) -> float | None:
+        """`value` (a norm, RMS or max of the finite entries), or None where the gradient has no finite entry: 0
+        beside "not finite" would read as no gradient at all."""
+        return value if self.has_finite else None
+
+    def gradient_note(self) -> str:
+        """`∂L/∂w: 3 NaN of 36,864; norms of the 36,861 finite`, `∂L/∂w: all 36,864 NaN`; "" for a finite gradient."""
+        if not self.nonfinite:
+            return ""
+        what = _count_text(self.nan, self.nonfinite - self.nan)
+        if not self.has_finite:
+            return f"{self.symbol}: all {what}" if self.nan in (0, self.size) else f"{self.symbol}: {what}, all of it"
+        return f"{self.symbol}: {what} of {self.size:,}; norms of the {self.size - self.nonfinite:,} finite"
+
+    @property
+    def flag(self) -> str:
+        """The verdict with what it found: `not finite (holds 1 NaN itself; ∂L/∂w: all 294,912 NaN)`."""
+        notes = [n for n in self.notes() if n]
+        return f"{self.verdict} ({'; '.join(notes)})" if self.verdict and notes else self.verdict
+
+    def notes(self) -> list[str]:
+        return [self.gradient_note()]
+
+
 @dataclass(frozen=True)
-class ParamFlow:
+class ParamFlow(_GradientRow):
     """One parameter's gradient, as the whole backward pass left it."""
 
     name: str
@@ -46,14 +114,32 @@ class ParamFlow:
     norm: float  # ‖∂L/∂w‖ (of the finite entries)
     rms: float  # ‖∂L/∂w‖ / √(entries)
     largest: float  # max |∂L/∂w| (of the finite entries)
-    weight_norm: float  # ‖w‖
+    weight_norm: float  # ‖w‖ (of the finite entries)
     nonfinite: int  # NaN and ±Inf entries of the gradient
     verdict: str  # "", "not finite", "no gradient", "vanishing" or "exploding"
+    nan: int = 0  # NaN entries of the gradient (the rest of `nonfinite` are ±Inf)
+    value_nan: int = 0  # NaN entries of the parameter itself
+    value_inf: int = 0  # ±Inf entries of the parameter itself
+    symbol = "∂L/∂w"
 
     @property
     def ratio(self) -> float:
-        """‖∂L/∂w‖ / ‖w‖: an SGD step at learning rate 1, relative to the weights (NaN for zero weights)."""
-        return self.norm / self.weight_norm if self.weight_norm > 0 else math.nan
+        """‖∂L/∂w‖ / ‖w‖: an SGD step at learning rate 1, relative to the weights; NaN where it is undefined: zero
+        weights (every zero-initialised bias and norm shift) or a gradient with no finite entry. The tables show it
+        as `—`, `as_dicts` as None: not a NaN found."""
+        return self.norm / self.weight_norm if self.weight_norm > 0 and self.has_finite else math.nan
+
+    @property
+    def value_nonfinite(self) -> int:
+        """NaN and ±Inf entries of the parameter's own values."""
+        return self.value_nan + self.value_inf
+
+    def value_note(self) -> str:
+        """`holds 1 NaN itself` where the parameter's own values are not finite; else ""."""
+        return f"holds {_count_text(self.value_nan, self.value_inf)} itself" if self.value_nonfinite else ""
+
+    def notes(self) -> list[str]:
+        return [self.value_note(), self.gradient_note()]
 
 
 @dataclass(frozen=True)
@@ -61,14 +147,18 @@ class GradientFlow:
     rows: tuple[ParamFlow, ...]  # in forward order
     reference_rms: dict[str, float]  # per kind ("weights", "vectors"): the median RMS of those nearest the loss
     loss: float
+    first_nonfinite: str = ""  # where the pass first made a NaN or ±inf: `forward step 35 (conv2d conv2d_10)`
 
     @property
     def flagged(self) -> list[ParamFlow]:
         return [r for r in self.rows if r.verdict]
 
     def summary(self) -> str:
-        """One line: how many parameters, how many of each kind flagged, naming the first few."""
-        return _summary(f"{len(self.rows)} parameters, loss {self.loss:.6g}", [(r.verdict, r.name) for r in self.rows])
+        """One line: how many parameters, how many of each kind flagged, naming the first few; where the pass went
+        non-finite, first the parameters that hold NaN or ±inf themselves and the step that first made one."""
+        lead = _nonfinite_lead([r for r in self.rows if r.value_nonfinite], self.first_nonfinite)
+        return _summary(f"{len(self.rows)} parameters, loss {self.loss:.6g}", [(r.verdict, r.name) for r in self.rows],
+                        lead)
 
     def text(self, flagged_only: bool = False) -> str:
         """A table, one parameter a line, in forward order."""
@@ -78,18 +168,25 @@ class GradientFlow:
                  f"{'‖g‖/‖w‖':>10}  flag"]
         for r in rows:
             shape = "×".join(map(str, r.shape)) or "scalar"
-            lines.append(f"{r.order + 1 if r.order >= 0 else '-':>5}  {r.name:<{width}}  {shape:<14} {r.norm:>10.3e} "
-                         f"{r.rms:>10.3e} {r.largest:>10.3e} {r.ratio:>10.3e}  {r.verdict}")
+            numbers = " ".join(f"{number_text(v):>10}" for v in (r.stat(r.norm), r.stat(r.rms), r.stat(r.largest),
+                                                                    r.ratio))
+            lines.append(f"{r.order + 1 if r.order >= 0 else '-':>5}  {r.name:<{width}}  {shape:<14} {numbers}  "
+                         f"{r.flag}")
         return "\n".join(lines)
 
     def as_dicts(self) -> list[dict[str, Any]]:
+        """The rows as records (the CSV's columns). Norms are of the gradient's finite entries, None (an empty CSV
+        cell) where it has none; `ratio` is None where undefined (zero weights: every zero-initialised bias, or no
+        finite gradient entry); `nonfinite` counts the gradient's NaN and ±inf entries, `value_nonfinite` the
+        parameter's own; `flag` is the verdict alone."""
         return [{"parameter": r.name, "module": r.module, "shape": list(r.shape), "step": r.order + 1,
-                 "norm": r.norm, "rms": r.rms, "max": r.largest, "weight_norm": r.weight_norm, "ratio": r.ratio,
-                 "nonfinite": r.nonfinite, "flag": r.verdict} for r in self.rows]
+                 "norm": r.stat(r.norm), "rms": r.stat(r.rms), "max": r.stat(r.largest), "weight_norm": r.weight_norm,
+                 "ratio": None if math.isnan(r.ratio) else r.ratio, "nonfinite": r.nonfinite,
+                 "value_nonfinite": r.value_nonfinite, "flag": r.verdict} for r in self.rows]
 
 
 @dataclass(frozen=True)
-class ActivationFlow:
+class ActivationFlow(_GradientRow):
     """∂L/∂h for one value h leaving a module (or one op's output), as the whole backward pass left it."""
 
     name: str  # the node whose value it is (what a click shows on the graph)
@@ -102,6 +199,8 @@ class ActivationFlow:
     largest: float  # max |∂L/∂h| (of the finite entries)
     nonfinite: int  # NaN and ±Inf entries of the gradient
     verdict: str  # "", "not finite", "no gradient", "vanishing" or "exploding"
+    nan: int = 0  # NaN entries of the gradient (the rest of `nonfinite` are ±Inf)
+    symbol = "∂L/∂h"
 
 
 @dataclass(frozen=True)
@@ -112,15 +211,17 @@ class ActivationGradientFlow:
     reference_rms: float  # the median RMS of the activations nearest the loss (0 when none is healthy)
     loss: float
     depth: int  # the module level listed: 1 for the top-level modules, 2 for their children...
+    first_nonfinite: str = ""  # where the pass first made a NaN or ±inf: `forward step 35 (conv2d conv2d_10)`
 
     @property
     def flagged(self) -> list[ActivationFlow]:
         return [r for r in self.rows if r.verdict]
 
     def summary(self) -> str:
-        """One line: how many activations, how many of each kind flagged, naming the first few."""
+        """One line: how many activations, how many of each kind flagged, naming the first few (after the step that
+        first made a NaN or ±inf, where one did)."""
         head = f"{len(self.rows)} activations, loss {self.loss:.6g}"
-        return _summary(head, [(r.verdict, r.label) for r in self.rows])
+        return _summary(head, [(r.verdict, r.label) for r in self.rows], _nonfinite_lead([], self.first_nonfinite))
 
     def text(self, flagged_only: bool = False) -> str:
         """A table, one module output a line, in forward order."""
@@ -131,13 +232,16 @@ class ActivationGradientFlow:
                  f"{'max|g|':>10}  flag"]
         for r in rows:
             shape = "×".join(map(str, r.shape)) or "scalar"
+            numbers = " ".join(f"{number_text(r.stat(v)):>10}" for v in (r.norm, r.rms, r.largest))
             lines.append(f"{r.order + 1:>5}  {r.module or '-':<{width}}  {r.name:<{named}}  {shape:<16} "
-                         f"{r.norm:>10.3e} {r.rms:>10.3e} {r.largest:>10.3e}  {r.verdict}")
+                         f"{numbers}  {r.flag}")
         return "\n".join(lines)
 
     def as_dicts(self) -> list[dict[str, Any]]:
-        return [{"module": r.module, "output": r.name, "shape": list(r.shape), "step": r.order + 1, "norm": r.norm,
-                 "rms": r.rms, "max": r.largest, "nonfinite": r.nonfinite, "flag": r.verdict} for r in self.rows]
+        """The rows as records (the CSV's columns); norms of the finite entries, None where there are none."""
+        return [{"module": r.module, "output": r.name, "shape": list(r.shape), "step": r.order + 1,
+                 "norm": r.stat(r.norm), "rms": r.stat(r.rms), "max": r.stat(r.largest), "nonfinite": r.nonfinite,
+                 "flag": r.verdict} for r in self.rows]
 
 
 def first_uses(session: Any) -> dict[str, int]:
@@ -160,7 +264,7 @@ def gradient_flow(session: Any) -> GradientFlow:
     for node in session.graph.parameters:
         weight = np.asarray(session.backend.to_numpy(session.trace.value(node.name, end)), dtype=np.float64)
         weight_norm = float(np.linalg.norm(weight[np.isfinite(weight)]))
-        stats.append((node, _grad_stats(session, node.name, end), weight_norm))
+        stats.append((node, _grad_stats(session, node.name, end), weight_norm, _counts(weight)))
     stats.sort(key=lambda st: (order.get(st[0].name, -1) < 0, order.get(st[0].name, -1), st[0].name))
     reference: dict[str, float] = {}
     for kind in ("weights", "vectors"):
@@ -168,11 +272,13 @@ def gradient_flow(session: Any) -> GradientFlow:
         if rms is not None:
             reference[kind] = rms
     rows = []
-    for node, (norm, rms, largest, nonfinite, has_grad), weight_norm in stats:
+    for node, g, weight_norm, (value_nan, value_inf) in stats:
         median = reference.get(_kind(node.shape)) or next(iter(reference.values()), 0.0)
-        rows.append(ParamFlow(node.name, node.module, tuple(node.shape), order.get(node.name, -1), norm, rms, largest,
-                              weight_norm, nonfinite, _verdict(rms, nonfinite, has_grad, median)))
-    return GradientFlow(tuple(rows), reference, _loss_value(session, end))
+        # a parameter whose own values are not finite is flagged so whatever its gradient: it is where a NaN starts
+        verdict = "not finite" if value_nan + value_inf else _verdict(g, median)
+        rows.append(ParamFlow(node.name, node.module, tuple(node.shape), order.get(node.name, -1), g.norm, g.rms,
+                              g.largest, weight_norm, g.nonfinite, verdict, g.nan, value_nan, value_inf))
+    return GradientFlow(tuple(rows), reference, _loss_value(session, end), _first_nonfinite(session))
 
 
 def activation_flow(session: Any) -> ActivationGradientFlow:
@@ -183,10 +289,10 @@ def activation_flow(session: Any) -> ActivationGradientFlow:
     step = {n.name: i for i, n in enumerate(session.graph.ops)}  # the forward pass runs the ops in this order
     stats = [(out, _grad_stats(session, out.node.name, end)) for out in outputs]
     reference = _nearest_loss([st[1] for st in stats]) or 0.0
-    rows = tuple(ActivationFlow(out.node.name, out.module, out.label, tuple(out.node.shape), step[out.node.name], norm,
-                                rms, largest, nonfinite, _verdict(rms, nonfinite, has_grad, reference))
-                 for out, (norm, rms, largest, nonfinite, has_grad) in stats)
-    return ActivationGradientFlow(rows, reference, _loss_value(session, end), depth)
+    rows = tuple(ActivationFlow(out.node.name, out.module, out.label, tuple(out.node.shape), step[out.node.name],
+                                g.norm, g.rms, g.largest, g.nonfinite, _verdict(g, reference), g.nan)
+                 for out, g in stats)
+    return ActivationGradientFlow(rows, reference, _loss_value(session, end), depth, _first_nonfinite(session))
 
 
 @dataclass(frozen=True)
@@ -308,55 +414,86 @@ def _whole_pass(session: Any) -> int:
     return end
 
 
-def _grad_stats(session: Any, name: str, end: int) -> tuple[float, float, float, int, bool]:
-    """‖g‖ and max |g| of the finite entries, the RMS, the non-finite count of `name`'s gradient as the trace holds
-    it after `end` steps, and whether it has one."""
+class _Stats(NamedTuple):
+    norm: float  # ‖g‖ of the finite entries
+    rms: float  # that norm / √(entries)
+    largest: float  # max |g| of the finite entries
+    nonfinite: int  # NaN and ±inf entries
+    nan: int  # NaN entries
+    has_grad: bool  # whether the trace holds a gradient at all
+
+
+def _grad_stats(session: Any, name: str, end: int) -> _Stats:
+    """The statistics of `name`'s gradient as the trace holds it after `end` steps."""
     grad = session.trace.grad(name, end)
     if grad is None:
-        return 0.0, 0.0, 0.0, 0, False
+        return _Stats(0.0, 0.0, 0.0, 0, 0, False)
     g = np.asarray(session.backend.to_numpy(grad), dtype=np.float64)
     finite = np.isfinite(g)
     kept = g[finite]
     norm = float(np.linalg.norm(kept))
-    return (norm, norm / math.sqrt(max(g.size, 1)), float(np.max(np.abs(kept), initial=0.0)),
-            int(g.size - np.count_nonzero(finite)), True)
+    nan, inf = _counts(g)
+    return _Stats(norm, norm / math.sqrt(max(g.size, 1)), float(np.max(np.abs(kept), initial=0.0)), nan + inf, nan,
+                  True)
 
 
-def _nearest_loss(stats: list[tuple[float, float, float, int, bool]]) -> float | None:
+def _nearest_loss(stats: list[_Stats]) -> float | None:
     """The median RMS of the healthy gradients nearest the loss: the last `NEAREST_LOSS` of `stats` (in forward order),
     at least two; None when none is finite, non-zero and there."""
-    healthy = [rms for _, rms, _, nonfinite, has_grad in stats if has_grad and nonfinite == 0 and rms > 0]
+    healthy = [g.rms for g in stats if g.has_grad and g.nonfinite == 0 and g.rms > 0]
     nearest = healthy[-max(2, round(NEAREST_LOSS * len(healthy))):]
     return float(np.median(nearest)) if nearest else None
 
 
-def _verdict(rms: float, nonfinite: int, has_grad: bool, reference: float) -> str:
-    if nonfinite:
+def _verdict(g: _Stats, reference: float) -> str:
+    if g.nonfinite:
         return "not finite"
-    if not has_grad:
+    if not g.has_grad:
         return "no gradient"
-    if reference > 0 and rms < VANISHING * reference:
+    if reference > 0 and g.rms < VANISHING * reference:
         return "vanishing"
-    if reference > 0 and rms > EXPLODING * reference:
+    if reference > 0 and g.rms > EXPLODING * reference:
         return "exploding"
     return ""
 
 
-def _summary(head: str, verdicts: list[tuple[str, str]]) -> str:
-    """`head`, then how many rows of each verdict, naming the first few (or that none is flagged)."""
+def _first_nonfinite(session: Any) -> str:
+    """Where the pass first made a NaN or ±inf, `forward step 35 (conv2d conv2d_10)`; "" where it made none."""
+    found = session.trace.first_nonfinite
+    if found is None:
+        return ""
+    index, node = found
+    return f"{session.steps[index].phase} step {index + 1} ({node.op.name} {node.name})"
+
+
+def _summary(head: str, verdicts: list[tuple[str, str]], lead: Sequence[str] = ()) -> str:
+    """`head`, then `lead` (what a reader must see first: the parameters that hold NaN themselves), then how many rows
+    of each verdict, naming the first few in forward order (or that none is flagged)."""
     counts: dict[str, list[str]] = {}
     for verdict, label in verdicts:
         if verdict:
             counts.setdefault(verdict, []).append(label)
-    if not counts:
+    if not counts and not lead:
         return f"{head}: every gradient finite and within 10³ of those nearest the loss"
-    parts = []
+    parts = list(lead)
     for verdict in ("not finite", "exploding", "vanishing", "no gradient"):
         labels = counts.get(verdict, [])
         if labels:
             more = f", … {len(labels) - 3} more" if len(labels) > 3 else ""
             parts.append(f"{len(labels)} {verdict} ({', '.join(labels[:3])}{more})")
     return f"{head}: " + "; ".join(parts)
+
+
+def _nonfinite_lead(holders: list[ParamFlow], first: str) -> list[str]:
+    """The start of a summary where the pass went non-finite: the parameters whose own values hold NaN or ±inf (the
+    cause a reader looks for, which the list of non-finite gradients, in forward order, would not name first), then
+    the step that first made one."""
+    lead = [f"{r.name} {r.value_note()}" for r in holders[:3]]
+    if len(holders) > 3:
+        lead.append(f"… {len(holders) - 3} more hold NaN or inf themselves")
+    if first:
+        lead.append(f"first non-finite value at {first}")
+    return lead
 
 
 def _loss_value(session: Any, end: int) -> float:

@@ -69,22 +69,28 @@ class _Number(QTableWidgetItem):
         return super().__lt__(other)
 
 
+def _stat(value: float | None) -> _Number:
+    """A gradient statistic: `—` where it has none (no finite entry; ‖g‖/‖w‖ of zero weights), sorted last."""
+    from ...debugger.grad_flow import number_text  # with the dock's rows, not at the window's start
+
+    return _Number(math.nan if value is None else value, number_text(value))
+
+
 def _param_cells(r: ParamFlow) -> list[QTableWidgetItem]:
-    """A parameter's row, in COLUMNS' order."""
+    """A parameter's row, in COLUMNS' order; the flag in words, as `propscope grads` prints it."""
     shape = "×".join(map(str, r.shape)) or "scalar"
     return [_Number(r.order + 1 if r.order >= 0 else math.nan, str(r.order + 1) if r.order >= 0 else "-"),
-            QTableWidgetItem(r.name), QTableWidgetItem(r.verdict or "ok"), QTableWidgetItem(shape),
-            _Number(r.norm, f"{r.norm:.3e}"), _Number(r.rms, f"{r.rms:.3e}"),
-            _Number(r.largest, f"{r.largest:.3e}"), _Number(r.ratio, f"{r.ratio:.3e}")]
+            QTableWidgetItem(r.name), QTableWidgetItem(r.flag or "ok"), QTableWidgetItem(shape),
+            _stat(r.stat(r.norm)), _stat(r.stat(r.rms)), _stat(r.stat(r.largest)), _stat(r.ratio)]
 
 
 def _activation_cells(r: ActivationFlow) -> list[QTableWidgetItem]:
     """A module output's row, in ACTIVATION_COLUMNS' order."""
     shape = "×".join(map(str, r.shape)) or "scalar"
     return [_Number(r.order + 1, str(r.order + 1)), QTableWidgetItem(r.module or "(top)"),
-            QTableWidgetItem(r.verdict or "ok"),
-            QTableWidgetItem(r.name), QTableWidgetItem(shape), _Number(r.norm, f"{r.norm:.3e}"),
-            _Number(r.rms, f"{r.rms:.3e}"), _Number(r.largest, f"{r.largest:.3e}")]
+            QTableWidgetItem(r.flag or "ok"),
+            QTableWidgetItem(r.name), QTableWidgetItem(shape), _stat(r.stat(r.norm)), _stat(r.stat(r.rms)),
+            _stat(r.stat(r.largest))]
 
 
 def _share(value: float) -> _Number:
@@ -273,7 +279,7 @@ class GradFlowView(QWidget):
         for i, (r, cells) in enumerate(zip(rows, cell_rows, strict=True)):
             cells[1].setData(Qt.ItemDataRole.UserRole, r.name)
             cells[2].setForeground(QColor(COLORS[r.verdict]))
-            if r.nonfinite:
+            if self.mode == UNITS and r.nonfinite:  # the gradient rows say it in their own words (`flag`)
                 cells[2].setText(f"not finite ({r.nonfinite} entries)")
             for col, cell in enumerate(cells):
                 cell.setToolTip(f"{r.name} · module {r.module or '(top)'}")
