@@ -208,6 +208,21 @@ def _inspect_weights(path: Path, as_json: bool) -> int:
     return 0
 
 
+def _nonfinite_inputs(session: Any, node: Any, phase: str) -> str:
+    """", from its input W (1 NaN)": the inputs of the first non-finite step that were already non-finite (a NaN weight
+    is where the trouble started), or, on the backward pass, a non-finite gradient arriving from above."""
+    said = []
+    for a in node.inputs:
+        value = session.value(a.name)
+        if value is not None and np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all():
+            said.append(f"{a.name} ({int(np.isnan(value).sum())} NaN, {int(np.isinf(value).sum())} inf)")
+    if phase != "forward":
+        upstream = session.grad(node.name)
+        if upstream is not None and not np.isfinite(upstream).all():
+            said.append("its gradient from above")
+    return f", from non-finite input {', '.join(said[:3])}" if said else ""
+
+
 def _steps_json(session: Any) -> str:
     out = []
     for record in session.trace.records:
@@ -263,7 +278,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     if bad is not None:
         index, node = bad
         phase = s.steps[index].phase
-        print(f"  warning: first non-finite value at {phase} step {index + 1}: {node.op.name} {node.name}")
+        where = f" in {node.module}" if node.module else ""
+        print(f"  warning: first non-finite value at {phase} step {index + 1}: {node.op.name} {node.name}{where}"
+              f"{_nonfinite_inputs(s, node, phase)}")
     print(f"  wrote {len(arrays)} arrays to {out}")
     return 0
 

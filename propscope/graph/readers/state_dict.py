@@ -122,7 +122,8 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
         report.matched.append(name)
     # a BatchNorm's count of training batches is bookkeeping no forward or backward pass reads: not "unexpected"
     report.unexpected = [k for k in tensors if k not in targets and not k.endswith(".num_batches_tracked")]
-    notes = [report.summary(), *([note] if note else [])]
+    clean = report.ok and not report.unexpected and not report.prefix  # every name met its tensor: nothing to say
+    notes = [*([] if clean else [report.summary()]), *([note] if note else [])]
     return replace(model, arrays=arrays, warnings=[*model.warnings, *notes]), report
 
 
