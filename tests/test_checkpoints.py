@@ -205,3 +205,8 @@ def test_every_command_says_what_the_weights_lacked_and_which_hold_nan(
                and "head.weight" in line for line in err), err
     assert "propscope: warning: 1 parameter holds non-finite values before any step: features.0.weight (1 NaN)" \
         in err
+    assert main(["trace", str(path), "--arch", str(arch), "--loss", "cross_entropy", "--out",
+                 str(tmp_path / "t.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: first non-finite value at forward step 1: linear linear in features.0, from non-finite input " \
+           "features.0.weight (1 NaN, 0 inf)" in out, out
