@@ -266,3 +266,83 @@ def test_the_terminal_debugger_lists_activations_and_keeps_the_cursor() -> None:
     assert text.count("‖∂L/∂h‖") == 2 and "3 activations" in text and "‖∂L/∂w‖" not in text
     assert "usage: flow [activations | units] [flagged] (not sideways)" in text
     assert s.cursor == 2
+
+
+def _gelu_net() -> Session:
+    """fc1 → a tanh GELU exported op by op in its own module `act` (no parameters, no children) → fc2."""
+    rng = np.random.default_rng(0)
+    g = Graph("gelu_net")
+    x = g.input("x", (BATCH, WIDTH))
+    w1, w2 = g.parameter("fc1.weight", (WIDTH, WIDTH), module="fc1"), g.parameter("fc2.weight", (WIDTH, CLASSES),
+                                                                                  module="fc2")
+    consts = {"c.cube": 0.044715, "c.scale": 0.7978845608, "c.one": 1.0, "c.half": 0.5}
+    c = {name: g.add("constant", name=name, shape=()) for name in consts}
+    h = g.add("matmul", x, w1, name="fc1", module="fc1")
+    cube = g.add("mul", g.add("pow", h, name="pow_1", module="act", attrs={"exponent": 3.0}), c["c.cube"],
+                 name="mul", module="act")
+    inner = g.add("mul", g.add("add", h, cube, name="add", module="act"), c["c.scale"], name="mul_1", module="act")
+    gate = g.add("add", g.add("tanh", inner, name="tanh", module="act"), c["c.one"], name="add_1", module="act")
+    a = g.add("mul", g.add("mul", h, c["c.half"], name="mul_2", module="act"), gate, name="gelu", module="act")
+    g.set_outputs(g.add("matmul", a, w2, name="fc2", module="fc2"))
+    arrays = {"fc1.weight": rng.standard_normal((WIDTH, WIDTH)), "fc2.weight": rng.standard_normal((WIDTH, CLASSES)),
+              **{k: np.array(v) for k, v in consts.items()}}
+    return session(Model(g, arrays, batch=batch(), loss="cross_entropy"))
+
+
+def test_an_activation_function_exported_op_by_op_is_one_row() -> None:
+    """A module without children that reads no parameter (an activation function, softmax, attention's core) is one
+    function: its output is listed, never the terms of its formula, however deep the level that fits."""
+    flow = activation_flow(_gelu_net())
+    assert [(r.module, r.name) for r in flow.rows] == [("fc1", "fc1"), ("act", "gelu"), ("fc2", "fc2")]
+    assert flow.depth == 1
+
+
+def test_a_side_branch_with_a_small_local_derivative_is_not_vanishing() -> None:
+    """A value whose ∂L/∂h is small because its consumer scales it down (a fresh attention's queries and keys, a
+    gate), while the row it is computed from gets a healthy gradient, is not the error fading through depth: not
+    flagged; a deep sigmoid chain, where every row before the small one is small too, still is."""
+    rng = np.random.default_rng(0)
+    g = Graph("side")
+    x = g.input("x", (BATCH, WIDTH))
+    p = {name: g.parameter(name, (WIDTH, WIDTH if name != "head.weight" else CLASSES), module=name.split(".")[0])
+         for name in ("inp.weight", "side.weight", "head.weight")}
+    tiny = g.add("constant", name="tiny", shape=())
+    h = g.add("matmul", x, p["inp.weight"], name="inp", module="inp")
+    side = g.add("matmul", h, p["side.weight"], name="side", module="side")
+    mixed = g.add("add", h, g.add("mul", side, tiny, name="scaled", module="mix"), name="mix", module="mix")
+    g.set_outputs(g.add("matmul", mixed, p["head.weight"], name="head", module="head"))
+    arrays = {n.name: rng.standard_normal(n.shape) for n in g.parameters} | {"tiny": np.array(1e-6)}
+    flow = activation_flow(session(Model(g, arrays, batch=batch(), loss="cross_entropy")))
+    rows = {r.name: r for r in flow.rows}
+    assert list(rows) == ["inp", "side", "mix", "head"]
+    assert rows["side"].rms < 1e-4 * flow.reference_rms  # small enough to be called vanishing on its own
+    assert not flow.flagged, flow.text()
+    deep = activation_flow(session(deep_mlp(residual=False)))
+    assert [r.verdict for r in deep.rows][:2] == ["vanishing", "vanishing"]
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not zoo.has_transformers(), reason="transformers is not installed")
+def test_a_healthy_small_gpt2_has_nothing_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """transformers' GPT2LMHeadModel, one layer, freshly initialised and exported: its GELU is one row (not pow_1,
+    whose ∂L/∂h is 0.044715 · 3x² of the rest), its attention's queries and keys, small while the softmax is flat,
+    are not called vanishing, and `--strict` passes."""
+    import torch
+
+    zoo.torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=50, n_positions=16, bos_token_id=0,
+                        eos_token_id=0, use_cache=False)
+    ids = torch.randint(0, 50, (1, 8))
+    path = tmp_path / "gpt2.pt2"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(GPT2LMHeadModel(config).eval(), (ids,)), str(path))
+    flow = activation_flow(open_session(path, loss="cross_entropy"))
+    assert [r.name for r in flow.rows if r.module == "transformer.h.0.mlp.act"] == ["mul_3"]
+    assert not any(r.name.startswith("pow") for r in flow.rows)
+    assert not flow.flagged, flow.text(flagged_only=True)
+    assert main(["grads", str(path), "--activations", "--flagged", "--strict", "--loss", "cross_entropy"]) == 0
+    assert "every gradient finite" in capsys.readouterr().out

@@ -289,8 +289,22 @@ def activation_flow(session: Any) -> ActivationGradientFlow:
     step = {n.name: i for i, n in enumerate(session.graph.ops)}  # the forward pass runs the ops in this order
     stats = [(out, _grad_stats(session, out.node.name, end)) for out in outputs]
     reference = _nearest_loss([st[1] for st in stats]) or 0.0
+    sources = _row_sources(session.graph, [out.node.name for out in outputs])
+    verdicts: dict[str, str] = {}
+    for out, g in stats:
+        verdict = _verdict(g, reference)
+        # Vanishing means the error fades on its way back through depth, and then every value it has yet to reach
+        # gets as little. A value whose own ∂L/∂h is small while a row it is computed from still gets a healthy one
+        # is a side branch with a small local derivative, not that: a freshly initialised attention's queries and
+        # keys (the scores' softmax is flat, so q·kᵀ barely matters yet; their source, the qkv projection, is fine),
+        # a gate, a zero-initialised residual branch. Flagged, they would fail `--strict` on every healthy small
+        # transformer; the parameters behind them still show in the parameters' own flow.
+        if verdict == "vanishing" and any(verdicts[a] not in ("vanishing", "not finite", "no gradient")
+                                          for a in sources[out.node.name]):
+            verdict = ""
+        verdicts[out.node.name] = verdict
     rows = tuple(ActivationFlow(out.node.name, out.module, out.label, tuple(out.node.shape), step[out.node.name],
-                                g.norm, g.rms, g.largest, g.nonfinite, _verdict(g, reference), g.nan)
+                                g.norm, g.rms, g.largest, g.nonfinite, verdicts[out.node.name], g.nan)
                  for out, g in stats)
     return ActivationGradientFlow(rows, reference, _loss_value(session, end), depth, _first_nonfinite(session))
 
@@ -319,6 +333,12 @@ def module_outputs(graph: Graph) -> tuple[list[ModuleOutput], int]:
     level 3 gives 66, every conv and norm), a Sequential MLP's layers level 1, ViT's encoder layers level 3; and the
     deepest that fits shows the most of the way back. A graph without modules lists every op's output.
 
+    A module with no children that reads no parameter is never opened: an activation function (GELU, SiLU, Mish),
+    softmax, attention's core, pooling, dropout. Its ops are one function's decomposition, exported op by op (the
+    tanh GELU is eight: pow, mul, add, tanh...), and the values between them are that formula's terms, not values
+    leaving a layer: their ∂L/∂h says nothing about depth, and can be tiny by the formula alone (the cube's term of
+    GELU carries 0.044715 · 3x², which a small GPT-2 listed, one level too deep, as vanishing). Its output is its row.
+
     Only activations are listed: values computed from the parameters through differentiable inputs. Masks,
     position ids and shapes made from the inputs or constants have no ∂L/∂h to follow; an activation that gets none
     (a branch the loss does not read) is listed, and flagged.
@@ -326,12 +346,14 @@ def module_outputs(graph: Graph) -> tuple[list[ModuleOutput], int]:
     paths = _op_modules(graph)
     activations = _activations(graph)
     parents = {p[:k] for p in paths.values() for k in range(len(p))}  # the modules holding another (() the model)
+    closed = _one_function_modules(graph, paths, parents)
     users = {n.name: graph.users(n.name) for n in graph.ops}
     deepest = max((len(p) for p in paths.values()), default=0)
     chosen: list[ModuleOutput] = []
     level = 1
     for depth in range(1, deepest + 3):  # at deepest + 1 every module is open; at deepest + 2 every op alone
-        found = _outputs_at(graph, paths, parents if depth <= deepest + 1 else set(), users, activations, depth)
+        found = _outputs_at(graph, paths, parents if depth <= deepest + 1 else set(), closed, users, activations,
+                            depth)
         if depth > 1 and len(found) > ACTIVATION_ROWS:
             break  # each level's list holds the one above it split up: deeper is longer still
         if depth == 1 or [out.node for out in found] != [out.node for out in chosen]:  # the same: the level above
@@ -341,8 +363,17 @@ def module_outputs(graph: Graph) -> tuple[list[ModuleOutput], int]:
             for out in chosen], level
 
 
+def _one_function_modules(graph: Graph, paths: dict[str, tuple[str, ...]],
+                          parents: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    """The modules `module_outputs` never opens: those without children whose ops read no parameter."""
+    leaves = {p for p in paths.values() if p and p not in parents}
+    weighted = {paths[n.name] for n in graph.ops if any(a.op.name == "parameter" for a in n.inputs)}
+    return leaves - weighted
+
+
 def _outputs_at(graph: Graph, paths: dict[str, tuple[str, ...]], parents: set[tuple[str, ...]],
-                users: dict[str, list[Node]], activations: set[str], depth: int) -> list[ModuleOutput]:
+                closed: set[tuple[str, ...]], users: dict[str, list[Node]], activations: set[str],
+                depth: int) -> list[ModuleOutput]:
     """The activations leaving the units of level `depth` (see `module_outputs`), with the unit's module."""
     unit: dict[str, tuple[str, str]] = {}  # op -> (kind, module path or op name): op and module names may clash
     members: dict[tuple[str, str], list[Node]] = {}
@@ -350,6 +381,8 @@ def _outputs_at(graph: Graph, paths: dict[str, tuple[str, ...]], parents: set[tu
         parts = paths[node.name]
         if len(parts) >= depth:
             key = ("module", ".".join(parts[:depth]))
+        elif parts in closed:
+            key = ("module", ".".join(parts))
         elif parts in parents and not node.op.is_loss:
             key = ("own ops", ".".join(parts))
         else:
@@ -402,6 +435,24 @@ def _activations(graph: Graph) -> set[str]:
                                        for i, a in enumerate(node.inputs)):
             found.add(node.name)
     return found
+
+
+def _row_sources(graph: Graph, rows: list[str]) -> dict[str, set[str]]:
+    """For each of `rows` (node names, in forward order), the rows nearest before it that its value is computed from
+    through differentiable inputs: those its gradient flows on to."""
+    listed = set(rows)
+    feeding: dict[str, set[str]] = {}  # node -> the nearest rows its value is computed from (itself, for a row)
+    sources: dict[str, set[str]] = {}
+    for node in graph:
+        found: set[str] = set()
+        for i, a in enumerate(node.inputs):
+            if node.op.differentiable(i):
+                found |= feeding.get(a.name, set())
+        if node.name in listed:
+            sources[node.name] = found
+            found = {node.name}
+        feeding[node.name] = found
+    return {name: sources.get(name, set()) for name in rows}
 
 
 def _whole_pass(session: Any) -> int:
