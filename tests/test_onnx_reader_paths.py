@@ -149,3 +149,35 @@ def test_a_scatter_into_a_computed_tensor_is_an_index_put(tmp_path: Path) -> Non
     assert not [n for n in model.graph if n.op.name == "unsupported"]
     (put,) = [n for n in model.graph if n.op.name == "index_put"]
     assert put.attrs["axes"] == (0,) and put.attrs["accumulate"] is False
+
+
+@pytest.mark.parametrize(("name", "path"), [
+    ("/layer1/layer1.0/conv1/Conv", "layer1.0.conv1"),  # the TorchScript exporter names a Sequential's child after it
+    ("/layer2/layer2.0/downsample/downsample.0/Conv", "layer2.0.downsample.0"),
+    ("/features/features.0/features.0.0/Conv", "features.0.0"),
+    ("/features/features.10/block/block.2/fc1/Conv", "features.10.block.2.fc1"),
+    ("/bert/encoder/layer.0/attention/self/query/MatMul", "bert.encoder.layer.0.attention.self.query"),
+    ("/fc/Gemm", "fc"),
+    ("Gemm_3", ""),
+])
+def test_module_paths_from_node_names(name: str, path: str) -> None:
+    assert onnx_reader._name_scope(name) == path
+
+
+def test_a_torchscript_export_keeps_the_state_dicts_names(tmp_path: Path) -> None:
+    """resnet18 through `torch.onnx.export(dynamo=False)`: parameters named as in its state dict (the exporter's
+    `onnx::Conv_193` initializers take their module's path), not `layer1.layer1.0.conv1.weight`."""
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    from propscope.graph.readers import _torchvision
+
+    torch.manual_seed(0)
+    net = _torchvision.models().resnet18(num_classes=4).eval()
+    path = tmp_path / "r18.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(path), dynamo=False)
+    names = {n.name for n in open_model(path).graph.parameters}
+    assert {"layer1.0.conv1.weight", "layer2.0.downsample.0.weight", "fc.weight"} <= names, sorted(names)[:12]
+    assert not any(n.startswith("layer1.layer1") for n in names)

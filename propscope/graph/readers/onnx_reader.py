@@ -177,7 +177,7 @@ def _module(node: Any, name: str) -> str:
 def _name_scope(name: str) -> str:
     """The module path in a node name such as `/layer1/fc/Gemm` (`layer1.fc`), else ""."""
     if name.startswith("/") and name.count("/") >= 2:
-        return ".".join(p for p in name.split("/")[1:-1] if p)
+        return _joined([p for p in name.split("/")[1:-1] if p])
     return ""
 
 
@@ -188,7 +188,18 @@ def _scope_path(scopes: list[str]) -> str:
         return ""
     if all(scopes[i + 1].startswith(f"{scopes[i]}.") for i in range(len(scopes) - 1)):
         return scopes[-1]
-    return ".".join(scopes)
+    return _joined(scopes)
+
+
+def _joined(scopes: list[str]) -> str:
+    """Each module's scope joined into one path. The TorchScript exporter names a Sequential's child after it
+    (`/layer1/layer1.0/conv1`, `/features/features.0/features.0.0`): that child is `0` of `layer1`, not a module
+    `layer1.0` inside it (a naive join gave `layer1.layer1.0.conv1.weight` for ResNet's `layer1.0.conv1.weight`)."""
+    path: list[str] = []
+    for i, scope in enumerate(scopes):
+        before = scopes[i - 1] if i else ""
+        path.append(scope[len(before) + 1:] if before and scope.startswith(f"{before}.") else scope)
+    return ".".join(path)
 
 
 def _node_name(name: str, outputs: list[str], op_type: str, index: int) -> str:
