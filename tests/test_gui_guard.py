@@ -114,3 +114,19 @@ def test_pyside_still_drops_a_reference_for_an_unguarded_override() -> None:
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-1] == "1", out.stdout + out.stderr
+
+
+def test_no_test_leaves_a_long_bare_single_shot_timer_behind() -> None:
+    """A bare `QTimer.singleShot(ms, f)` cannot be stopped, so it outlives its test when that test ends first: a
+    30-second safety net in test_gui_show.py closed whatever window a test 30 seconds later had open (that test's
+    session went on moving while its closed window heard nothing: a failure in a few full runs, in a different test
+    each time). A test's timer longer than a moment is a QTimer of its own, stopped in a `finally`."""
+    import re
+    from pathlib import Path
+
+    bare = re.compile(r"QTimer\.singleShot\(\s*([\d_]+)")
+    long = [f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}"
+            for path in sorted(Path(__file__).parent.glob("*.py"))
+            for text in [path.read_text(encoding="utf-8")]
+            for m in bare.finditer(text) if int(m.group(1).replace("_", "")) >= 1000]
+    assert long == []

@@ -42,9 +42,22 @@ def test_blocking_show_returns_the_session_where_the_window_left_it(qtbot: Any) 
         QTest.keyClick(window, Qt.Key.Key_F10)
         window.close()
 
-    QTimer.singleShot(50, drive)
-    QTimer.singleShot(30_000, lambda: [w.close() for w in _windows()])  # should drive() fail: no hang
-    returned = propscope.show(session, block=True, size=(1000, 700))
+    # Timers of this test's own, stopped when show() returns. The safety net used to be a bare static single-shot
+    # of 30 s closing every window: it outlived the test and, 30 s on, closed whatever window a
+    # later test had open (test_gui_window's, test_gui_training's...). A closed window lets go of its session, so
+    # that test's session went on moving while its views, keys and jobs had stopped: one flaky failure in a few runs,
+    # in whichever test was running then.
+    timers = {delay: QTimer() for delay in (50, 30_000)}
+    timers[50].timeout.connect(drive)
+    timers[30_000].timeout.connect(lambda: [w.close() for w in _windows() if w.bridge.session is session])  # no hang
+    for delay, timer in timers.items():
+        timer.setSingleShot(True)
+        timer.start(delay)
+    try:
+        returned = propscope.show(session, block=True, size=(1000, 700))
+    finally:
+        for timer in timers.values():
+            timer.stop()
     assert returned is session and session.cursor == 2
     assert seen and not shiboken6.isValid(seen[0])  # deleted, not kept with its views until the process ends
     assert not _windows()
