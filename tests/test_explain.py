@@ -7,10 +7,15 @@ import io
 import numpy as np
 import pytest
 
+import propscope.debugger.explain as explain_module
+from propscope.backends import get_backend
 from propscope.debugger import open_session
 from propscope.debugger.explain import ExplainError
 from propscope.debugger.repl import DebuggerShell
+from propscope.debugger.session import Session
 from propscope.graph import EXAMPLES
+from propscope.graph.ir import Graph
+from propscope.graph.model import Model
 
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
@@ -98,3 +103,63 @@ def test_terminal_debugger_breaks_on_nan() -> None:
     out = io.StringIO()
     DebuggerShell(s, stdin=io.StringIO("break nan\ncontinue\nquit\n"), stdout=out).cmdloop()
     assert "non-finite value (NaN or Inf) produced by linear hidden_input" in out.getvalue()
+
+
+def conv_net(channels: int = 2, size: int = 6, pool: bool = True) -> Session:
+    """x → conv 3×3 (padding 1) → ReLU → [2×2 max-pool] → flatten → linear → cross-entropy, float64."""
+    rng = np.random.default_rng(0)
+    g = Graph("conv_net")
+    x = g.input("x", (2, channels, size, size))
+    w = g.parameter("conv.weight", (channels, channels, 3, 3), module="conv")
+    h = g.add("relu", g.add("conv2d", x, w, name="conv", attrs={"padding": 1}, module="conv"), name="act")
+    if pool:
+        h = g.add("max_pool2d", h, name="pool", attrs={"kernel_size": 2})
+    flat = g.add("flatten", h, name="flatten")
+    fc = g.parameter("fc.weight", (int(np.prod(flat.shape[1:])), 3), module="fc")
+    g.set_outputs(g.add("matmul", flat, fc, name="fc", module="fc"))
+    arrays = {"conv.weight": rng.standard_normal(w.shape) / 3, "fc.weight": rng.standard_normal(fc.shape) / 3}
+    data = {"x": rng.standard_normal(x.shape), "y": rng.integers(0, 3, 2)}
+    return Session(Model(g, arrays), get_backend("numpy", "float64"), data, "cross_entropy")
+
+
+@pytest.mark.parametrize("pool", [False, True])
+def test_column_by_column_gives_what_the_whole_jacobians_give(monkeypatch: pytest.MonkeyPatch, pool: bool) -> None:
+    """Every op's Jacobian too large to build (as a big convolution's is): each column from the forward pass and
+    a VJP per output reached; the same paths (through max pooling, also the window's other elements, with product
+    0) and the same sum, equal to the computed gradient."""
+    whole = [conv_net(pool=pool).explain("conv.weight", (1, 0, i, i), max_paths=10_000) for i in range(3)]
+    monkeypatch.setattr(explain_module, "MAX_JACOBIAN_ELEMENTS", 0)
+    for i, dense in enumerate(whole):
+        e = conv_net(pool=pool).explain("conv.weight", (1, 0, i, i), max_paths=10_000)
+        assert e.agrees(rtol=1e-12, atol=1e-15) and e.path_sum == pytest.approx(dense.path_sum, rel=1e-12, abs=1e-15)
+        by_hops = {tuple((f.consumer, f.element) for f in p.factors): p.product for p in e.paths}
+        assert all(by_hops[tuple((f.consumer, f.element) for f in p.factors)] == pytest.approx(p.product, abs=1e-15)
+                   for p in dense.paths)
+        assert (e.total_paths == dense.total_paths) if not pool else (e.total_paths >= dense.total_paths)
+
+
+def test_a_convolution_too_large_for_its_whole_jacobian_is_explained_within_memory() -> None:
+    """64 filters of 64×3×3 on 8×8: the conv's Jacobian against its weight would be 8,192 × 36,864 float64 (2.4
+    GB); one element's paths take a column of it, in well under 100 MB."""
+    import tracemalloc
+
+    s = conv_net(channels=64, size=8, pool=False)
+    s.run_to_end()
+    tracemalloc.start()
+    try:
+        e = s.explain("conv.weight", (5, 7, 1, 1), max_paths=20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert e.agrees(rtol=1e-9) and e.total_paths > 20 and e.omitted > 0
+    assert peak < 100e6, peak
+
+
+def test_explain_refuses_in_one_sentence_when_it_would_take_too_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(explain_module, "EXPLAIN_SECONDS", 0.0)
+    with pytest.raises(ExplainError, match=r"explaining conv.weight\[0, 0, 1, 1\] took longer than 0 s") as info:
+        conv_net().explain("conv.weight", (0, 0, 1, 1))
+    assert "\n" not in str(info.value) and "nearer the loss" in str(info.value)
+    out = io.StringIO()
+    DebuggerShell(conv_net(), stdin=io.StringIO("explain conv.weight 0 0 1 1\nquit\n"), stdout=out).cmdloop()
+    assert "*** explaining conv.weight[0, 0, 1, 1] took longer than 0 s" in out.getvalue()

@@ -5,11 +5,16 @@ derivatives along the path. Each op's element-level Jacobian is read off the bac
 VJP with one-hot upstream gradients, so the explanation checks the backend rather than
 repeating it. Which entries are *paths* (structure) is decided separately from their values,
 so a path through an input of zero (x = 0) still shows, with its product 0.
+
+Memory and time are bounded: an op's whole Jacobian is built only where it is small, else the
+columns an element needs are made one by one (`_Jacobians`); past `EXPLAIN_SECONDS` explain
+refuses in one sentence, saying how far the paths fanned out.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +27,10 @@ from .trace import gradient_reaches
 if TYPE_CHECKING:
     from .session import Session
 
-MAX_JACOBIAN_ROWS = 20_000  # one VJP per output element: beyond this, explain refuses rather than stalls
+MAX_JACOBIAN_ROWS = 20_000  # an op's whole Jacobian is built (one VJP per output element) up to this many rows
+MAX_JACOBIAN_ELEMENTS = 4_000_000  # ... and this many entries (32 MB in float64); beyond, column by column
+DENSE_AT_ONCE = 512  # an op whose whole Jacobian costs at most this many VJPs gets it at once
+EXPLAIN_SECONDS = 20.0  # past this, explain refuses (in one sentence) rather than stalls
 Index = tuple[int, ...]
 
 
@@ -99,40 +107,83 @@ def _elem(name: str, index: Index) -> str:
 
 
 class _Jacobians:
-    """Element-level Jacobians of (consumer, input position), built lazily from the backend's VJP."""
+    """Columns of element-level Jacobians: for one element of an op's input, the output elements it reaches and
+    ∂output[o]/∂input[element] for each, read off the backend's VJP with one-hot upstream gradients.
 
-    def __init__(self, session: Session) -> None:
+    An op's whole Jacobian costs one VJP per output element and serves every column; one column costs a VJP per
+    output the element reaches (one row of a convolution's Jacobian against its weight is one VJP), plus two
+    forward passes to find which those are (a generic probe with the element moved, and the actual inputs with it
+    nudged, for ops that pick: max pooling's argmax). So an op starts column by column and builds its whole
+    Jacobian once the columns have cost as much, where it fits (`MAX_JACOBIAN_ROWS` outputs and
+    `MAX_JACOBIAN_ELEMENTS` entries: one convolution of ResNet-18 against its weight would be 512 × 2.36M float64,
+    9.7 GB). An elementwise op's local derivatives, where no input is broadcast, are one VJP with upstream ones.
+    Every VJP and forward checks the deadline: explain refuses rather than stalls.
+    """
+
+    def __init__(self, session: Session, deadline: float) -> None:
         self.session = session
         self.trace = session.trace
         self.backend = session.backend
         self.rng = np.random.default_rng(0)
-        self.cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.deadline = deadline
+        self.dense: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.diagonals: dict[tuple[str, int], np.ndarray] = {}
+        self.columns: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.spent: dict[tuple[str, int], int] = {}  # VJPs and forwards spent on an op's columns one by one
+        self.probes: dict[str, list[Any]] = {}
+        self.outputs: dict[tuple[str, bool], np.ndarray] = {}
+        self.calls = 0  # VJPs and forwards run, for the refusal's sentence
 
-    def get(self, consumer: Node, position: int) -> tuple[np.ndarray, np.ndarray]:
+    def column(self, consumer: Node, position: int, flat: int) -> tuple[np.ndarray, np.ndarray]:
+        """(the output elements o that input element `flat` of `consumer`'s input `position` reaches,
+        ∂consumer[o]/∂input[flat] for each)."""
         key = (consumer.name, position)
-        if key not in self.cache:
-            inputs = [self.trace.values[a.name] for a in consumer.inputs]
-            values = self._rows(consumer, inputs, position)
+        if consumer.op.elementwise and tuple(consumer.inputs[position].shape) == tuple(consumer.shape):
+            if key not in self.diagonals:
+                self.diagonals[key] = self._diagonal(consumer, position)
+            return np.array([flat]), self.diagonals[key][flat : flat + 1]
+        out_size = _size(consumer.shape)
+        whole = out_size if consumer.op.elementwise else 2 * out_size  # VJPs for values (and structure)
+        in_size = _size(consumer.inputs[position].shape)
+        fits = out_size <= MAX_JACOBIAN_ROWS and out_size * in_size <= MAX_JACOBIAN_ELEMENTS
+        if key in self.dense or (fits and self.spent.get(key, 0) + DENSE_AT_ONCE >= whole):
+            values, structure = self._dense(consumer, position)
+            rows = np.flatnonzero(structure[:, flat])
+            return rows, values[rows, flat]
+        if (key[0], key[1], flat) not in self.columns:
+            before = self.calls
+            rows = self._reached(consumer, position, flat)
+            self.columns[(key[0], key[1], flat)] = (rows, self._column_values(consumer, position, flat, rows))
+            self.spent[key] = self.spent.get(key, 0) + self.calls - before
+        return self.columns[(key[0], key[1], flat)]
+
+    def _tick(self) -> None:
+        self.calls += 1
+        if time.monotonic() > self.deadline:
+            raise _OutOfTime
+
+    def _inputs(self, consumer: Node) -> list[Any]:
+        return [self.trace.values[a.name] for a in consumer.inputs]
+
+    def _dense(self, consumer: Node, position: int) -> tuple[np.ndarray, np.ndarray]:
+        key = (consumer.name, position)
+        if key not in self.dense:
+            values = self._rows(consumer, self._inputs(consumer), position)
             if consumer.op.elementwise:
                 structure = self._broadcast_structure(consumer, position)
             else:
-                probe = [self._probe(consumer, i, v) for i, v in enumerate(inputs)]
-                structure = self._rows(consumer, probe, position) != 0
-            self.cache[key] = (values, structure | (values != 0))
-        return self.cache[key]
+                structure = self._rows(consumer, self._probe(consumer), position) != 0
+            self.dense[key] = (values, structure | (values != 0))
+        return self.dense[key]
 
     def _rows(self, node: Node, inputs: list[Any], position: int) -> np.ndarray:
         """J[o, i] = ∂ node[o] / ∂ input[i], one VJP per output element o."""
-        size = int(np.prod(node.shape, dtype=np.int64))
-        if size > MAX_JACOBIAN_ROWS:
-            raise ExplainError(
-                f"{node.name} has {size} elements; explaining through it element by element is too large"
-            )
+        size = _size(node.shape)
         out = self.backend.forward(node, inputs)
-        in_size = int(np.prod(node.inputs[position].shape, dtype=np.int64))
-        jac = np.zeros((size, in_size))
+        jac = np.zeros((size, _size(node.inputs[position].shape)))
         onehot = np.zeros(size)
         for o in range(size):
+            self._tick()
             onehot[o] = 1.0
             grads = self.backend.vjp(node, inputs, out, self.backend.asarray(onehot.reshape(node.shape)))
             onehot[o] = 0.0
@@ -141,20 +192,88 @@ class _Jacobians:
                 jac[o] = np.asarray(self.backend.to_numpy(g), dtype=np.float64).reshape(-1)
         return jac
 
-    def _probe(self, node: Node, position: int, value: Any) -> Any:
-        """A generic stand-in for an input, so the structure does not depend on the actual numbers."""
-        if not node.op.differentiable(position):
-            return value
-        shape = node.inputs[position].shape
-        return self.backend.asarray(self.rng.uniform(0.1, 0.9, size=shape))
+    def _diagonal(self, node: Node, position: int) -> np.ndarray:
+        """∂ node[i] / ∂ input[i] for every i of an elementwise op whose input has the output's shape: one VJP with
+        upstream ones (each output reads only its own element of that input)."""
+        inputs = self._inputs(node)
+        self._tick()
+        out = self.backend.forward(node, inputs)
+        grads = self.backend.vjp(node, inputs, out, self.backend.asarray(np.ones(node.shape)))
+        g = grads[position]
+        if g is None:
+            return np.zeros(_size(node.shape))
+        return np.asarray(self.backend.to_numpy(g), dtype=np.float64).reshape(-1)
+
+    def _column_values(self, node: Node, position: int, flat: int, rows: np.ndarray) -> np.ndarray:
+        """∂ node[o] / ∂ input[flat] for each o in `rows`: one VJP per row."""
+        inputs = self._inputs(node)
+        out = self.backend.forward(node, inputs)
+        onehot = np.zeros(_size(node.shape))
+        values = np.zeros(len(rows))
+        for k, o in enumerate(rows):
+            self._tick()
+            onehot[o] = 1.0
+            grads = self.backend.vjp(node, inputs, out, self.backend.asarray(onehot.reshape(node.shape)))
+            onehot[o] = 0.0
+            g = grads[position]
+            if g is not None:
+                values[k] = float(np.asarray(self.backend.to_numpy(g)).reshape(-1)[flat])
+        return values
+
+    def _reached(self, node: Node, position: int, flat: int) -> np.ndarray:
+        """The output elements that input element `flat` reaches, from the forward pass alone: those that change
+        when it moves on a generic probe (structure, whatever the numbers), or when it is nudged on the actual
+        inputs (where an op picks one input by value, max pooling, the actual pick counts)."""
+        if node.op.elementwise:
+            in_index = np.arange(_size(node.inputs[position].shape)).reshape(node.inputs[position].shape)
+            return np.flatnonzero(np.broadcast_to(in_index, node.shape).reshape(-1) == flat)
+        probe = self._changed(node, self._probe(node), position, flat, probe=True)
+        actual = self._changed(node, self._inputs(node), position, flat, probe=False)
+        return np.flatnonzero(probe | actual)
+
+    def _changed(self, node: Node, inputs: list[Any], position: int, flat: int, probe: bool) -> np.ndarray:
+        key = (node.name, probe)
+        if key not in self.outputs:
+            self._tick()
+            self.outputs[key] = np.asarray(self.backend.to_numpy(self.backend.forward(node, inputs))).reshape(-1)
+        base = self.outputs[key]
+        moved = np.array(self.backend.to_numpy(inputs[position]), copy=True)
+        value = float(moved.reshape(-1)[flat])
+        # the probe's entries lie in (0.1, 0.9): +10 changes every output that depends on it well beyond rounding;
+        # an actual entry moves by a thousandth of itself, so a max-pool window changes only where it is the pick
+        moved.reshape(-1)[flat] = value + 10.0 if probe else value + 1e-3 * max(abs(value), 1e-3)
+        self._tick()
+        after = np.asarray(self.backend.to_numpy(self.backend.forward(
+            node, [self.backend.asarray(moved) if i == position else v for i, v in enumerate(inputs)]))).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            return ~((after == base) | (np.isnan(after) & np.isnan(base)))
+
+    def _probe(self, node: Node) -> list[Any]:
+        """Generic stand-ins for the node's differentiable inputs, so the structure does not depend on the actual
+        numbers (drawn once per node)."""
+        if node.name not in self.probes:
+            self.probes[node.name] = [
+                self.backend.asarray(self.rng.uniform(0.1, 0.9, size=a.shape)) if node.op.differentiable(i)
+                else self.trace.values[a.name]
+                for i, a in enumerate(node.inputs)
+            ]
+        return self.probes[node.name]
 
     def _broadcast_structure(self, node: Node, position: int) -> np.ndarray:
         out_shape, in_shape = node.shape, node.inputs[position].shape
-        in_index = np.arange(int(np.prod(in_shape, dtype=np.int64))).reshape(in_shape)
+        in_index = np.arange(_size(in_shape)).reshape(in_shape)
         mapped = np.broadcast_to(in_index, out_shape).reshape(-1)
         structure = np.zeros((mapped.size, in_index.size), dtype=bool)
         structure[np.arange(mapped.size), mapped] = True
         return structure
+
+
+class _OutOfTime(Exception):
+    """The deadline passed (caught in `explain`, which says so in one sentence)."""
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
 
 
 def explain(session: Session, name: str, index: Index | int = (), max_paths: int = 200) -> Explanation:
@@ -169,7 +288,7 @@ def explain(session: Session, name: str, index: Index | int = (), max_paths: int
     if name not in relevant:
         raise ExplainError(f"{name} does not lead to the loss: its gradient is zero by definition")
     session.trace.compute_through(len(session.steps) - 1)
-    jac = _Jacobians(session)
+    jac = _Jacobians(session, time.monotonic() + EXPLAIN_SECONDS)
     graph = session.graph
 
     def edges(n: Node, flat: int) -> list[tuple[Node, int, Factor]]:
@@ -180,25 +299,27 @@ def explain(session: Session, name: str, index: Index | int = (), max_paths: int
             for pos, a in enumerate(consumer.inputs):
                 if a is not n or not consumer.op.differentiable(pos):
                     continue
-                values, structure = jac.get(consumer, pos)
-                for o in np.flatnonzero(structure[:, flat]):
+                rows, values = jac.column(consumer, pos, flat)
+                for o, value in zip(rows, values, strict=True):
                     factor = Factor(
                         consumer.name,
                         _unravel(int(o), consumer.shape),
                         n.name,
                         _unravel(flat, n.shape),
                         consumer.op.derivative(pos),
-                        float(values[o, flat]),
+                        float(value),
                     )
                     out.append((consumer, int(o), factor))
         return out
 
     adjoint: dict[tuple[str, int], tuple[float, int]] = {(loss.name, 0): (1.0, 1)}
+    reached: set[tuple[str, int]] = set()  # the elements `total` has started on
 
     def total(n: Node, flat: int) -> tuple[float, int]:
         """(Σ of path products, number of paths) from (n, flat) to the loss, memoised."""
         key = (n.name, flat)
         if key not in adjoint:
+            reached.add(key)
             s, count = 0.0, 0
             for consumer, o, factor in edges(n, flat):
                 sub_sum, sub_count = total(consumer, o)
@@ -208,7 +329,6 @@ def explain(session: Session, name: str, index: Index | int = (), max_paths: int
         return adjoint[key]
 
     start = int(np.ravel_multi_index(index, node.shape)) if index else 0
-    path_sum, total_paths = total(node, start)
     paths: list[GradientPath] = []
 
     def walk(n: Node, flat: int, prefix: tuple[Factor, ...]) -> None:
@@ -218,9 +338,19 @@ def explain(session: Session, name: str, index: Index | int = (), max_paths: int
             paths.append(GradientPath(prefix))
             return
         for consumer, o, factor in edges(n, flat):
-            walk(consumer, o, (*prefix, factor))
+            if adjoint[(consumer.name, o)][1]:  # a dead end (an element no path leads on from) lists nothing
+                walk(consumer, o, (*prefix, factor))
 
-    walk(node, start, ())
+    try:
+        path_sum, total_paths = total(node, start)
+        walk(node, start, ())  # over what `total` computed and cached
+    except _OutOfTime:
+        ops = len({op for op, _ in reached} - {name})
+        raise ExplainError(
+            f"explaining {_elem(name, index)} took longer than {EXPLAIN_SECONDS:g} s: its paths fan out to "
+            f"{len(reached) - 1:,} elements of {ops:,} ops so far ({jac.calls:,} VJPs and forward passes); explain "
+            "an element nearer the loss, or on a smaller input"
+        ) from None
     grad = session.backend.to_numpy(session.trace.final_grads()[name])
     computed = float(np.asarray(grad).reshape(-1)[start])
     shown = sum(p.product for p in paths)
