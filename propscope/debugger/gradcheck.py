@@ -7,6 +7,7 @@ real disagreement, not noise.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +27,25 @@ class GradCheckRow:
     relative_error: float  # ‖analytic − numeric‖ / max(‖analytic‖, ‖numeric‖)
     max_abs_error: float
     elements: int
+    # the smallest error the differences can tell from rounding in the loss itself (see `rounding_noise`): a gradient
+    # that small (a vanishing one) cannot be checked by them, and agreeing within it is all they can say
+    resolution: float = 0.0
+    largest: float = 0.0  # the largest entry of either gradient
+
+    @property
+    def unresolved(self) -> bool:
+        """Whether the gradient itself is too small for the differences to check (a vanishing one): within a
+        hundred times their resolution, with an error within it."""
+        return self.largest <= 100 * self.resolution and self.max_abs_error <= self.resolution
+
+    def ok(self, tolerance: float) -> bool:
+        return self.relative_error <= tolerance or self.unresolved
 
 
-def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3) -> np.ndarray:
-    """d f / d x by the fourth-order central difference, one element at a time (x is restored).
+def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3,
+                     at: list[tuple[int, ...]] | None = None) -> np.ndarray:
+    """d f / d x by the fourth-order central difference, one element at a time (x is restored); with `at`, only at
+    those indices (the others stay 0).
 
     Each element is also estimated with a step 100 times smaller; where the two disagree by more than the small
     step's rounding noise, the stencil straddled a kink (ReLU at 0, say) and the small step's estimate is the one kept.
@@ -37,7 +53,7 @@ def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3) -> np
     grad = np.zeros(x.shape, dtype=np.float64)
     # Index x itself, never x.reshape(-1): for a transposed or strided array (a transpose's value) that
     # reshape is a copy, and perturbing the copy would leave f unchanged.
-    for i in np.ndindex(x.shape):
+    for i in np.ndindex(x.shape) if at is None else at:
         (coarse, _), (fine, noise) = (_stencil(f, x, i, step) for step in (h, h / 100))
         # f itself is only exact to a few ulps (NumPy's SIMD loops round by the arrays' alignment), so a gradient
         # of 0 reads as ±1e-12 through the small step: that is no kink
@@ -76,16 +92,33 @@ class GradCheckResult:
     numeric: np.ndarray
 
 
-def gradcheck(session: Session, h: float = 1e-3) -> list[GradCheckRow]:
-    """Check every parameter and every (floating) input gradient of the session's loss, in float64."""
-    return [r.row for r in gradcheck_detailed(session, h)]
+def gradcheck(session: Session, h: float = 1e-3, samples: int | None = None,
+              progress: Callable[[int, int, str], bool | None] | None = None) -> list[GradCheckRow]:
+    """Check every parameter and every (floating) input gradient of the session's loss, in float64; with `samples`,
+    at that many entries of each (see `gradcheck_detailed`)."""
+    return [r.row for r in gradcheck_detailed(session, h, progress, samples)]
+
+
+def sample_entries(analytic: np.ndarray, count: int, seed: int) -> list[tuple[int, ...]]:
+    """`count` indices of a tensor to check: half where the analytic gradient is largest (where a wrong derivative
+    shows most), half drawn at random (seeded by the tensor), all of them where it has no more."""
+    if analytic.size <= count:
+        return list(np.ndindex(analytic.shape))
+    flat = np.abs(analytic).ravel()
+    top = np.argpartition(flat, flat.size - count // 2)[flat.size - count // 2:] if count // 2 else np.zeros(0, int)
+    rest = np.setdiff1d(np.arange(flat.size), top)
+    drawn = np.random.default_rng(seed).choice(rest, count - top.size, replace=False)
+    return [tuple(int(v) for v in np.unravel_index(i, analytic.shape)) for i in np.sort(np.concatenate([top, drawn]))]
 
 
 def gradcheck_detailed(
-    session: Session, h: float = 1e-3, progress: Callable[[int, int, str], bool | None] | None = None
+    session: Session, h: float = 1e-3, progress: Callable[[int, int, str], bool | None] | None = None,
+    samples: int | None = None,
 ) -> list[GradCheckResult]:
     """`gradcheck` with both gradients of every leaf; `progress(done, total, name)` is told before each leaf,
-    and returning False from it stops the check (the leaves done so far are returned)."""
+    and returning False from it stops the check (the leaves done so far are returned). With `samples`, each tensor
+    is checked at that many of its entries (`sample_entries`): four forward passes an entry make a real network's
+    every entry a matter of hours; the result's arrays then hold the sampled entries only."""
     if session.loss_node is None:
         raise PropscopeError("gradient check needs a loss; this session runs forward only")
     leaves = {k: np.array(session.backend.to_numpy(v), dtype=np.float64) for k, v in session.params.items()}
@@ -103,18 +136,24 @@ def gradcheck_detailed(
     program = NumpyProgram(session.graph)
     loss, analytic = _analytic(session, leaves, [name for name, _ in targets])
     noise = 4 * rounding_noise([loss], h)
+    resolution = 4 * rounding_noise([loss], h / 100)  # the small step's, where a kink made it the one kept
     rows = []
     for done, (name, kind) in enumerate(targets):
         if progress is not None and progress(done, len(targets), name) is False:
             break
-        numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h)
         got = analytic[name]  # None: no gradient reaches it (a head the loss is not on), so it is 0
-        a = np.zeros_like(numeric) if got is None else np.asarray(got, dtype=np.float64).reshape(numeric.shape)
+        shape = leaves[name].shape
+        a = np.zeros(shape) if got is None else np.asarray(got, dtype=np.float64).reshape(shape)
+        at = None if samples is None else sample_entries(a, samples, zlib.crc32(name.encode()))
+        numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h, at)
+        if at is not None and len(at) < a.size:
+            picked = tuple(np.array(at).T)
+            a, numeric = a[picked], numeric[picked]
         # an exact 0 that the differences confirm to within f's own rounding: both say no gradient
         agree = not a.any() and float(np.max(np.abs(numeric), initial=0.0)) <= noise
         row = GradCheckRow(
             name, kind, 0.0 if agree else relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)),
-            numeric.size,
+            numeric.size, resolution, float(max(np.max(np.abs(a), initial=0.0), np.max(np.abs(numeric), initial=0.0))),
         )
         rows.append(GradCheckResult(row, a, numeric))
     return rows

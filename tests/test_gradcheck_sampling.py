@@ -1,0 +1,61 @@
+"""Gradient checks on networks of real size: a sample of each tensor's entries (four forward passes an entry make
+every entry of a MobileNet hours), and gradients too small for central differences to resolve said to be so."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from propscope.cli import main
+from propscope.debugger import open_session
+from propscope.debugger.gradcheck import gradcheck_detailed, sample_entries
+from propscope.graph import Graph, Model
+from propscope.graph.readers import save_model
+
+
+def wide(scale: float = 1.0) -> Model:
+    """x (4, 200) · W (200, 150) · scale -> tanh -> mse: 30,000 weights, above the command's sampling threshold."""
+    rng = np.random.default_rng(0)
+    g = Graph("wide")
+    x = g.input("x", (4, 200))
+    w = g.parameter("W", (200, 150))
+    b = g.parameter("b", (150,))
+    h = g.add("linear", x, w, b, name="h")
+    g.set_outputs(g.add("tanh", g.add("mul", h, g.add("constant", name="scale", shape=()), name="scaled"), name="out"))
+    arrays = {"W": rng.normal(size=(200, 150)) * 0.05, "b": rng.normal(size=150), "scale": np.array(scale)}
+    return Model(g, arrays, batch={"x": rng.normal(size=(4, 200)), "y": rng.normal(size=(4, 150))}, loss="mse")
+
+
+def test_sampled_entries_include_the_largest_and_repeat() -> None:
+    a = np.arange(100.0).reshape(10, 10)
+    picked = sample_entries(a, 8, seed=3)
+    assert len(set(picked)) == 8 and (9, 9) in picked and (9, 8) in picked
+    assert picked == sample_entries(a, 8, seed=3)
+    assert sample_entries(np.ones((2, 2)), 8, seed=0) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_a_sampled_check_agrees_where_the_whole_one_does() -> None:
+    s = open_session(wide(), dtype="float64")
+    rows = {r.row.name: r for r in gradcheck_detailed(s, samples=6)}
+    assert rows["W"].row.elements == 6 and rows["b"].row.elements == 6 and rows["W"].numeric.shape == (6,)
+    assert all(r.row.ok(1e-7) and r.row.relative_error < 1e-8 for r in rows.values())
+
+
+def test_the_command_samples_a_big_network_and_says_so(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "wide.propscope"
+    save_model(wide(), path)
+    assert main(["gradcheck", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "8 entries of each tensor (--samples 0 checks all)" in out.splitlines()[0]
+    assert "all 3 gradients agree" in out
+
+
+def test_gradients_too_small_to_resolve_are_said_so_not_failed(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A vanishing gradient (1e-13 of the loss's scale) is below what the differences resolve: their relative error
+    there is noise, and the check says the gradient was too small to check rather than that it is wrong."""
+    path = tmp_path / "vanishing.propscope"
+    save_model(wide(scale=1e-13), path)
+    assert main(["gradcheck", str(path), "--samples", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "ok, below resolution" in out and "too small for differences to check" in out
+    assert main(["gradcheck", "classifier", "--tol", "1e-300"]) == 1  # a gradient of real size is judged by tolerance
