@@ -41,6 +41,8 @@ def test_relative_change() -> None:
     assert relative_change(a, a + np.array([0.0, 5.0])) == pytest.approx(5 / np.linalg.norm([3, 9]))
     assert relative_change(np.zeros(2), np.zeros(2)) == 0.0
     assert relative_change(np.array([np.nan]), np.array([np.nan])) == 0.0
+    assert math.isnan(relative_change(a, np.array([3.0, np.nan])))  # no number: a NaN, not a change of inf
+    assert math.isnan(relative_change(a, np.array([np.inf, 4.0])))
     assert relative_change(a, np.zeros(3)) == math.inf
     assert math.isnan(relative_change(a, None))
 
@@ -84,6 +86,29 @@ def test_cli_diff_of_a_model_against_itself_and_a_changed_copy(tmp_path: Path,
     rows = json.loads(capsys.readouterr().out)["nodes"]
     moved = {r["name"] for r in rows if r["value_change"]}
     assert moved == downstream(load_example("xor"), "W1")
+
+
+def test_a_weight_gone_nan_is_named_not_finite_with_its_count_not_a_change_of_inf(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nan = changed_copy(tmp_path, "xor", "W2", (1, 0), delta=np.nan)
+    result = diff("xor", nan)
+    w2 = result.row("W2")
+    assert w2.status == "not finite (B: 1 NaN)" and w2.nonfinite == {"params": "B: 1 NaN"}
+    assert math.isnan(w2.param_change) and math.isnan(w2.change("params")) and w2.moved("params") == math.inf
+    assert [r.name for r in result.changed("params")] == ["W2"] and result.ranked("params")[0].name == "W2"
+    assert result.by_node("params")["W2"] == math.inf  # coloured as the largest change there is
+    assert diff(nan, nan).row("W2").status == SAME  # the same NaN on both sides is no change
+    assert main(["diff", "xor", str(nan)]) == 0
+    out = capsys.readouterr().out
+    assert "1 changed" in out and "inf" not in out
+    line = next(line for line in out.splitlines() if line.split()[0] == "W2")
+    assert line.split()[2] == "-" and line.endswith("not finite (B: 1 NaN)")
+    assert main(["diff", "xor", str(nan), "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out)["nodes"] if r["name"] == "W2")
+    assert row["param_change"] is None and row["nonfinite"] == {"params": "B: 1 NaN"}
+    traced = diff(nan, "xor", trace=True)  # its value and gradient run NaN downstream, said per kind
+    assert traced.row("W2").status == "not finite (A: 1 NaN; gradient A: 4 NaN)"
+    assert traced.row("final_output").status.startswith("not finite (value A: 4 NaN")
 
 
 def test_cli_diff_runs_headless_and_says_a_missing_epoch_in_one_line(tmp_path: Path) -> None:

@@ -7,6 +7,10 @@ snapshot a file holds), an example, or one backend's run of a session. Two state
 - by parameter: the relative change `|A - B| / max(|A|, |B|)` (2-norms; 0 where both are zero), and
 - with a trace (`trace=True`): every node's value and gradient on one batch, relative change likewise.
 
+Where the two differ in a NaN or infinite entry (a weight that went NaN in training) the change has no number: it
+is NaN (None in JSON), the row's status is "not finite (B: 1 NaN)", naming the side and the count, and it ranks,
+counts and colours as the largest change there is.
+
 Graphs that differ in structure are matched by node name, then by module path and op (in order
 within the module); nodes left over are reported as only in A or only in B. `compare_backends`
 (debugger.compare) is the absolute-difference check of two backends with a tolerance; the same
@@ -36,6 +40,8 @@ from .session import Session
 
 KINDS = ("params", "values", "grads")
 SAME, CHANGED, ONLY_A, ONLY_B, SHAPE = "same", "changed", "only in A", "only in B", "shape differs"
+NONFINITE = "not finite"  # the status begins so where A and B differ in a NaN or ±inf entry, then says which
+KIND_WORDS = {"params": "", "values": "value ", "grads": "gradient "}  # in a status: "value B: 4 NaN"
 
 
 class DiffError(PropscopeError):
@@ -132,7 +138,8 @@ def match_nodes(a: Graph, b: Graph) -> list[tuple[Node | None, Node | None]]:
 # -- numbers ---------------------------------------------------------------------------------
 def relative_change(a: Any, b: Any) -> float:
     """|A - B| / max(|A|, |B|) in float64 2-norms; 0 for equal arrays (NaN where both have NaN), inf on
-    a shape mismatch, NaN where either is missing."""
+    a shape mismatch, NaN where either is missing or where they differ in a NaN or infinite entry (a change with
+    no number: `nonfinite_text` says what)."""
     if a is None or b is None:
         return math.nan
     a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
@@ -143,13 +150,35 @@ def relative_change(a: Any, b: Any) -> float:
         same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
         diff = np.where(same, 0.0, diff)
         if not np.all(np.isfinite(diff)):
-            return math.inf
+            return math.nan
         top = float(np.linalg.norm(diff))
         if top == 0.0:
             return 0.0
         scale = max(float(np.linalg.norm(np.where(np.isfinite(a64), a64, 0.0))),
                     float(np.linalg.norm(np.where(np.isfinite(b64), b64, 0.0))))
     return top / scale if scale > 0 else math.inf
+
+
+def nonfinite_text(a: Any, b: Any) -> str:
+    """Where A and B differ in a NaN or infinite entry, each side's count of them, `B: 1 NaN` or
+    `A: 2 NaN, B: 1 NaN, 3 inf`; "" where they do not (none, or the same entries in both)."""
+    if a is None or b is None:
+        return ""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a64.shape != b64.shape:
+        return ""
+    with np.errstate(all="ignore"):
+        same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+        if np.all(same | (np.isfinite(a64) & np.isfinite(b64))):
+            return ""
+    sides = []
+    for side, x in (("A", a64), ("B", b64)):
+        nan = int(np.count_nonzero(np.isnan(x)))
+        inf = int(np.count_nonzero(np.isinf(x)))
+        found = ", ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n)
+        if found:
+            sides.append(f"{side}: {found}")
+    return ", ".join(sides)
 
 
 def max_abs(a: Any, b: Any) -> float:
@@ -162,19 +191,21 @@ def max_abs(a: Any, b: Any) -> float:
         return 0.0
     with np.errstate(all="ignore"):
         same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
-        return float(np.where(same, 0.0, np.abs(a64 - b64)).max())
+        return float(np.where(same, 0.0, np.abs(a64 - b64)).max())  # NaN where they differ in a NaN
 
 
 # -- the result ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NodeChange:
-    """One row of a diff. Changes are relative (see `relative_change`); NaN where a side lacks the quantity."""
+    """One row of a diff. Changes are relative (see `relative_change`); NaN where a side lacks the quantity, or
+    where A and B differ in a NaN or infinite entry: `nonfinite` then says so per kind ({"params": "B: 1 NaN"}),
+    and the status reads `not finite (B: 1 NaN)`."""
 
     name: str  # A's name (B's for a node only in B)
     name_b: str | None  # B's name, when it differs (matched by module path) or None if only in A
     op: str
     module: str
-    status: str  # same, changed, only in A, only in B, shape differs
+    status: str  # same, changed, only in A, only in B, shape differs, not finite (B: 1 NaN)
     is_parameter: bool
     shape_a: tuple[int, ...] | None
     shape_b: tuple[int, ...] | None
@@ -182,12 +213,19 @@ class NodeChange:
     value_change: float = math.nan
     grad_change: float = math.nan
     param_max_abs: float = math.nan
+    nonfinite: dict[str, str] = field(default_factory=dict)  # kind -> `B: 1 NaN`, where they differ in one
 
     def change(self, kind: str) -> float:
-        """The relative change of `kind` (params, values or grads); a node only on one side counts as inf."""
+        """The relative change of `kind` (params, values or grads); a node only on one side counts as inf; NaN
+        where there is none to take (see `moved`)."""
         if self.status in (ONLY_A, ONLY_B, SHAPE):
             return math.inf
         return {"params": self.param_change, "values": self.value_change, "grads": self.grad_change}[kind]
+
+    def moved(self, kind: str) -> float:
+        """What ranks and colours a node by `kind`: its change, inf where A and B differ in a NaN or infinite entry
+        (no change is larger)."""
+        return math.inf if kind in self.nonfinite else self.change(kind)
 
     def record(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -218,20 +256,22 @@ class GraphDiff:
         return [r for r in self.rows if r.is_parameter]
 
     def changed(self, kind: str = "params") -> list[NodeChange]:
-        """Rows whose `kind` differs at all (or which only one side has), in graph order."""
+        """Rows whose `kind` differs at all (or which only one side has, or which differ in a NaN), in graph
+        order."""
         rows = self.parameters if kind == "params" else self.rows
-        return [r for r in rows if r.change(kind) != 0 and not math.isnan(r.change(kind))]
+        return [r for r in rows if r.moved(kind) != 0 and not math.isnan(r.moved(kind))]
 
     def ranked(self, kind: str = "params") -> list[NodeChange]:
-        """Rows by change, largest first (NaN last)."""
+        """Rows by change, largest first (those differing in a NaN or infinite entry first, NaN last)."""
         rows = self.parameters if kind == "params" else self.rows
-        return sorted(rows, key=lambda r: (-1.0 if math.isnan(r.change(kind)) else r.change(kind)), reverse=True)
+        return sorted(rows, key=lambda r: (-1.0 if math.isnan(r.moved(kind)) else r.moved(kind)), reverse=True)
 
     def by_node(self, kind: str = "params") -> dict[str, float]:
-        """Node name (A's) -> change, for colouring a graph; a parameter colours by `params` whatever `kind`."""
+        """Node name (A's) -> change, for colouring a graph (inf where A and B differ in a NaN); a parameter
+        colours by `params` whatever `kind`."""
         out = {}
         for r in self.rows:
-            out[r.name] = r.change("params" if r.is_parameter and kind == "params" else kind)
+            out[r.name] = r.moved("params" if r.is_parameter and kind == "params" else kind)
         return out
 
     def pair(self, name: str, kind: str) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -313,9 +353,15 @@ def _row(x: Node | None, y: Node | None,
         return NodeChange(node.name, None, node.op.name, node.module, ONLY_B if x is None else ONLY_A, is_param,
                           shape_a, shape_b)
     changes = {k: relative_change(*arrays[k][x.name]) if x.name in arrays.get(k, {}) else math.nan for k in KINDS}
+    notes = {k: note for k in KINDS if x.name in arrays.get(k, {}) for note in [nonfinite_text(*arrays[k][x.name])]
+             if note}
+    if is_param and "params" in notes:
+        notes.pop("values", None)  # a parameter's value is the parameter: said once
     pa, pb = arrays["params"].get(x.name, (None, None))
     if is_param and pa is not None and pb is not None and pa.shape != pb.shape:
         status = SHAPE
+    elif notes:
+        status = f"{NONFINITE} ({'; '.join(KIND_WORDS[k] + note for k, note in notes.items())})"
     elif x.op.name != y.op.name:
         status = CHANGED
     else:
@@ -323,7 +369,7 @@ def _row(x: Node | None, y: Node | None,
         status = CHANGED if any(v != 0 for v in known) else SAME
     return NodeChange(x.name, y.name if y.name != x.name else None, x.op.name, x.module, status, is_param,
                       shape_a, shape_b, changes["params"], changes["values"], changes["grads"],
-                      max_abs(pa, pb) if is_param else math.nan)
+                      max_abs(pa, pb) if is_param else math.nan, notes)
 
 
 def diff_backends(session: Session, other: Backend, cursor: int | None = None,
