@@ -510,6 +510,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"{s.name}: {trainer.epochs} epochs of {opt.name} (lr {opt.hparams['lr']:g}) on {trainer.n} samples"
           f"{f' in batches of {trainer.batch_size}' if trainer.batch_size else ''}, {s.backend.name}/"
           f"{s.backend.dtype}, loss {s.loss_name}")
+    if data is None and s.target_drawn:  # a model file without data: its declared batch, a target drawn at random
+        print(f"  no --data: training on a generated batch of {trainer.n} sample{'s' if trainer.n != 1 else ''} of "
+              "the declared shape, its target drawn at random (it shows the optimizer at work, not learning); "
+              "--data D.npz gives yours", file=sys.stderr)
     per_sample = _per_sample(s.loss_name, trainer)
     if per_sample:
         print(f"  {s.loss_name} adds over the samples ({per_sample[0]} train, {per_sample[1]} test): "
@@ -538,7 +542,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.recorder is not None and s.snapshots:
         print(f"  {len(s.snapshots)} snapshots, epochs {s.snapshots.epochs[0]} to {s.snapshots.epochs[-1]} "
               f"({s.snapshots.nbytes / 2**20:.2f} MiB)")
-    if history.nonfinite is None and trainer.n <= 8:
+    if history.nonfinite is None and trainer.n <= 8 and s.prediction_node.shape and \
+            int(np.prod(s.prediction_node.shape)) <= 64:  # not an ImageNet head's 1,000 logits
         s.seek(s.n_forward)  # the tutorial ends by printing what the trained network predicts
         pred = np.asarray(s.value(s.prediction_node.name))
         shown = pred.reshape(-1) if pred.size == trainer.n else pred

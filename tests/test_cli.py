@@ -376,3 +376,23 @@ def test_a_closed_pipe_ends_quietly(capsys: pytest.CaptureFixture[str], monkeypa
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["ops"]) == 141
     assert capsys.readouterr().err == ""
+
+
+def test_training_a_model_file_without_data_says_its_batch_is_generated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`propscope train torchvision:resnet18` without --data fits one generated image to a random label: the user is
+    told, and a head of 100 scores is not printed as 'predictions'."""
+    from propscope.graph import Graph, Model
+    from propscope.graph.readers import save_model
+
+    rng = np.random.default_rng(0)
+    g = Graph("head")
+    w = g.parameter("W", (8, 100))
+    g.set_outputs(g.add("matmul", g.input("x", (1, 8)), w, name="scores"))
+    path = tmp_path / "head.propscope"
+    save_model(Model(g, {"W": rng.normal(size=(8, 100))}, batch={"x": rng.normal(size=(1, 8))}, loss="cross_entropy"),
+               path)
+    code, out, err = run(capsys, "train", str(path), "--epochs", "2")
+    assert code == 0 and "no --data: training on a generated batch of 1 sample" in err
+    assert "predictions" not in out
