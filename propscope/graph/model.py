@@ -160,7 +160,10 @@ def fit_batch(graph: Graph, batch: Mapping[str, np.ndarray]) -> Graph:
         if got == want:
             continue
         if len(got) != len(want) or not want or got[1:] != want[1:]:
-            raise ShapeError(f"input {node.name!r}: expected shape {fmt(want)}, got {fmt(got)}")
+            batched = len(want) >= 2 and len(got) == len(want)  # only the batch may differ: say so
+            hint = (f" (any batch size: ({', '.join(['N', *map(str, want[1:])])}); the other sizes are the ones "
+                    "the model was traced or exported at, e.g. torchvision:NAME@SIZE)") if batched else ""
+            raise ShapeError(f"input {node.name!r}: expected shape {fmt(want)}, got {fmt(got)}{hint}")
         shapes[node.name] = got
     if not shapes:
         return graph

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import PropscopeError
 
 MAX_LINE = 200
+OWN_LINE = 320  # propscope's own messages, which say what to do at their end
 MAX_TOKEN = 48
 
 # Python's own errors, said as what they mean for a file being read.
@@ -32,11 +33,17 @@ _PLAIN = {
 _LONG_TOKEN = re.compile(r"\S{" + str(MAX_TOKEN + 1) + ",}")
 
 
-def shorten(text: str, limit: int = MAX_LINE) -> str:
-    """One line: whitespace runs collapsed, every overlong token cut in its middle, the whole capped."""
+def shorten(text: str, limit: int = MAX_LINE, keep_end: bool = False) -> str:
+    """One line: whitespace runs collapsed, every overlong token cut in its middle, the whole capped; with
+    `keep_end`, cut in its middle instead (propscope's own messages end with what to do about it)."""
     text = " ".join(text.split())
     text = _LONG_TOKEN.sub(lambda m: m.group(0)[: MAX_TOKEN // 2] + "…" + m.group(0)[-MAX_TOKEN // 4:], text)
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+    if len(text) <= limit:
+        return text
+    if keep_end:
+        tail = limit // 3
+        return text[: limit - tail - 3].rstrip() + " … " + text[-tail:].lstrip()
+    return text[: limit - 1].rstrip() + "…"
 
 
 def one_line(exc: BaseException, path: str | None = None, limit: int = MAX_LINE) -> str:
@@ -48,15 +55,18 @@ def one_line(exc: BaseException, path: str | None = None, limit: int = MAX_LINE)
         detail = str(exc).strip()
         what = plain or f"{type(exc).__name__}{': ' + detail if detail else ''} (propscope --debug shows where)"
     what = " ".join(what.split())
+    ours = isinstance(exc, PropscopeError)
+    if ours:  # written to be read whole, ending with what to do: room for it beside a long path
+        limit = max(limit, OWN_LINE)
     if not path:
-        return shorten(what, limit)
+        return shorten(what, limit, keep_end=ours)
     # the path is the user's own: kept whole (unless absurdly long); what follows it is shortened
     shown = path if len(path) <= 160 else path[:80] + "…" + path[-79:]
     for prefix in (path, shown):
         if what.startswith(prefix):
             what = what[len(prefix):].lstrip(": ")
             break
-    return f"{shown}: {shorten(what, max(80, limit - len(shown) - 2))}" if what else shown
+    return f"{shown}: {shorten(what, max(80, limit - len(shown) - 2), keep_end=ours)}" if what else shown
 
 
 def first_line(exc: BaseException, limit: int = MAX_LINE) -> str:

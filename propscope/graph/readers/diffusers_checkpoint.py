@@ -44,7 +44,7 @@ WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safet
 TIMESTEP = 500  # the diffusion step a U-Net is traced at: mid-way through the usual 1,000
 TOKENS = 8  # the text-encoder states a conditional U-Net attends to
 MAX_SIZE = 1 << 16  # `@SIZE`: an image side, or a 1-D sample's length
-_SIZED = re.compile(r"^(.+)@(\d{1,5})$")
+_SIZED = re.compile(r"^(.+)@(\d{1,9})$")
 
 
 @dataclass(frozen=True)

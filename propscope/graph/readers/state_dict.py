@@ -160,7 +160,8 @@ def architecture(arch: str | Path, tensors: dict[str, np.ndarray], seed: int = 0
             return library.open_spec(str(arch), tensors)
         return load_target(arch, seed=seed)
     except PropscopeError as exc:
-        raise ModelFormatError(f"architecture {arch}: {exc}") from None
+        said = str(exc)  # torchvision's and timm's messages name the spec already
+        raise ModelFormatError(said if said.startswith(str(arch)) else f"architecture {arch}: {said}") from None
 
 
 def read_tensors(path: str | Path) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ from ._failure import first_line, quiet_torch
 
 PREFIX = "timm:"
 # timm's names are lower-case words, digits and underscores; a pretrained tag follows a dot (resnet50.a1_in1k)
-_SPEC = re.compile(r"^timm:([a-z][a-z0-9_]{0,99}(?:\.[a-z0-9_]{1,64})?)(?:@(\d{1,4})(?:x(\d{1,4}))?)?$")
+_SPEC = re.compile(r"^timm:([a-z][a-z0-9_]{0,99}(?:\.[a-z0-9_]{1,64})?)(?:@(\d{1,9})(?:x(\d{1,9}))?)?$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,99}(?:\.[a-z0-9_]{1,64})?$")
 MAX_CONFIG_BYTES = 1 << 20
 WEIGHTS = ("model.safetensors", "pytorch_model.bin")

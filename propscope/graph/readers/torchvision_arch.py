@@ -32,7 +32,7 @@ from ._build import architecture_spec
 from ._failure import first_line, quiet_torch
 
 PREFIX = "torchvision:"
-_SPEC = re.compile(r"^torchvision:([a-z][a-z0-9_]{0,63})(?:@(\d{1,4})(?:x(\d{1,4}))?)?$")
+_SPEC = re.compile(r"^torchvision:([a-z][a-z0-9_]{0,63})(?:@(\d{1,9})(?:x(\d{1,9}))?)?$")
 FRAMES = 8  # a video model's sample clip (its graph is the same for any length its weights take)
 USUAL_CLASSES = {"classification": 1000, "segmentation": 21, "video": 400}  # ImageNet, VOC, Kinetics-400
 
