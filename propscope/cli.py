@@ -313,10 +313,10 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     sampled = "" if samples is None else f", {samples} entries of each tensor (--samples 0 checks all)"
     print(f"{s.name}: gradient check in float64 on {s.backend.name}, tolerance {args.tol:g}{sampled}")
     for r in rows:
-        flag = "FAIL" if r in failed else "ok, below resolution" if r in tiny else "ok"
+        flag = "FAIL" if r in failed else "ok, to rounding" if r in tiny else "ok"
         print(f"  {r.name:<{width}}  {r.kind:<9}  rel {r.relative_error:.2e}  abs {r.max_abs_error:.2e}  {flag}")
-    below = (f"; {len(tiny)} too small for differences to check (|error| ≤ {tiny[0].resolution:.1e}, the loss's own "
-             "rounding over the step)") if tiny else ""
+    below = (f"; {len(tiny)} agree only to the loss's own rounding over the step (|error| ≤ "
+             f"{tiny[0].resolution:.1e}): too small for differences to check further") if tiny else ""
     if failed:
         print(f"propscope: gradient check failed: worst relative error {worst:.2e} > {args.tol:g}{below}",
               file=sys.stderr)

@@ -31,6 +31,7 @@ class GradCheckRow:
     # that small (a vanishing one) cannot be checked by them, and agreeing within it is all they can say
     resolution: float = 0.0
     largest: float = 0.0  # the largest entry of either gradient
+    noise: float = 0.0  # the rounding noise of the ordinary step alone: an error within it is no disagreement
 
     @property
     def unresolved(self) -> bool:
@@ -39,7 +40,7 @@ class GradCheckRow:
         return self.largest <= 100 * self.resolution and self.max_abs_error <= self.resolution
 
     def ok(self, tolerance: float) -> bool:
-        return self.relative_error <= tolerance or self.unresolved
+        return self.relative_error <= tolerance or self.unresolved or self.max_abs_error <= self.noise
 
 
 def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3,
@@ -154,6 +155,7 @@ def gradcheck_detailed(
         row = GradCheckRow(
             name, kind, 0.0 if agree else relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)),
             numeric.size, resolution, float(max(np.max(np.abs(a), initial=0.0), np.max(np.abs(numeric), initial=0.0))),
+            noise,
         )
         rows.append(GradCheckResult(row, a, numeric))
     return rows
