@@ -323,7 +323,7 @@ class DiffView(QWidget):
         kind = self.kind
         rows = result.ranked(kind)
         rows += [r for r in result.rows if r.status in (ONLY_A, ONLY_B) and r not in rows]
-        self._fill(HEADERS, [(r, _change_text(r, r.change(kind)), r.status, change_color(r.change(kind)))
+        self._fill(HEADERS, [(r, _change_text(r, r.change(kind)), r.status, change_color(r.moved(kind)))
                              for r in rows])
         moved = result.changed(kind)
         only = sum(r.status in (ONLY_A, ONLY_B) for r in result.rows)
