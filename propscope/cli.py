@@ -708,7 +708,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.step is not None and not 0 <= args.step <= len(session.steps):
         raise PropscopeError(f"--step {args.step} is outside 0..{len(session.steps)}")
     application()
-    options = ExportOptions(size, args.projector, first, last, args.pace)
+    options = ExportOptions(size, args.projector, first, last, args.pace, whole=args.whole)
     written = export(session, args.out, options, formula=args.formula, cursor=args.step,
                      progress=terminal_progress())
     print(f"wrote {written}")
@@ -868,6 +868,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, metavar="N", help="for the graph and the formula: after N steps")
     p.add_argument("--size", default="1280x720", metavar="WxH", help="frame size in pixels (default 1280x720)")
     p.add_argument("--projector", action="store_true", help="projector style: high contrast, thick lines, big type")
+    p.add_argument("--whole", action="store_true",
+                   help="the whole graph in every picture, however small (a graph too big to read whole otherwise "
+                        "shows the part around the step)")
     p.add_argument("--pace", type=float, default=0.8, metavar="S", help="seconds per frame in .gif/.mp4 (default 0.8)")
     p.add_argument("--formula", action="store_true", help="with .png: the chain-rule formula at --step, not the graph")
     p.set_defaults(func=cmd_export)

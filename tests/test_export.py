@@ -152,3 +152,48 @@ def test_file_export_in_the_app_shows_progress_and_keeps_the_cursor(qtbot, tmp_p
     cancelled.cancel()
     assert cancelled.done and not list((tmp_path / "never").iterdir())
     w.close()
+
+
+def _chain(n: int):  # type: ignore[no-untyped-def]
+    from propscope.graph import Graph, Model
+
+    g = Graph("chain")
+    h = g.input("x", (2, 3))
+    for i in range(n):
+        h = g.add("tanh", h, name=f"t{i}", module=f"block{i // 10}")
+    g.set_outputs(h)
+    return Model(g, {}, batch={"x": np.ones((2, 3)), "y": np.zeros((2, 3))}, loss="mse")
+
+
+def test_a_graph_too_big_to_read_whole_follows_the_step(app):
+    """A ResNet's whole graph in 1280×720 is a strip with no label left to read: a frame shows the part around the
+    step at a readable scale (the step's node in view), and `whole` keeps the whole strip."""
+    from PySide6.QtCore import QRectF
+
+    from propscope.gui.export.render import FOLLOW_SCALE, PassRenderer
+
+    s = propscope.open_session(_chain(300))
+    renderer = PassRenderer(s, (1280, 720))
+    whole = renderer.scene.itemsBoundingRect()
+    for cursor in (0, 150, len(s.steps)):
+        renderer.move(cursor)
+        view = renderer._around_step(whole, QRectF(0, 0, 1200, 600))
+        assert 1200 / view.width() >= FOLLOW_SCALE - 1e-9
+        node = s.steps[cursor - 1].node.name if cursor else s.graph.ops[0].name
+        assert view.contains(renderer.scene.node_rect(node).center())
+        assert whole.contains(view) or view.width() >= whole.width() or view.height() >= whole.height()
+    small = PassRenderer(propscope.open_session("xor"), (1280, 720))
+    xor_whole = small.scene.itemsBoundingRect()
+    assert small._around_step(xor_whole, QRectF(0, 0, 1200, 600)) == xor_whole  # readable whole: whole
+
+
+def test_the_command_exports_the_whole_graph_when_asked(app, tmp_path, capsys):
+    path = tmp_path / "chain.propscope"
+    from propscope.graph.readers import save_model
+
+    save_model(_chain(300), path)
+    assert main(["export", str(path), "--out", str(tmp_path / "near.png"), "--step", "100"]) == 0
+    assert main(["export", str(path), "--out", str(tmp_path / "whole.png"), "--step", "100", "--whole"]) == 0
+    near, whole = (np.asarray(Image.open(tmp_path / f).convert("L")) for f in ("near.png", "whole.png"))
+    drawn = [float((img < 200).mean()) for img in (near, whole)]  # ink: labels and boxes read at scale, not a strip
+    assert drawn[0] > 3 * drawn[1], drawn

@@ -44,6 +44,7 @@ class ExportOptions:
     last: int | None = None  # the last frame's cursor (None: the end of the pass)
     seconds_per_frame: float = DEFAULT_PACE_S
     caption: bool = True
+    whole: bool = False  # the whole graph in every frame, however small (else a big graph follows the step)
 
     def frames(self, session: Session) -> range:
         total = len(session.steps)
@@ -92,7 +93,7 @@ def pass_frames(session: Session, out: str | Path, options: ExportOptions = Expo
 
     out = Path(out)
     frames = options.frames(session)
-    renderer = PassRenderer(session, options.size, options.projector, options.caption)
+    renderer = PassRenderer(session, options.size, options.projector, options.caption, options.whole)
     writer = pass_writer(out, options.size, options.seconds_per_frame)
     finished = False
     try:
@@ -107,12 +108,13 @@ def pass_frames(session: Session, out: str | Path, options: ExportOptions = Expo
 
 
 def export_graph(session: Session, out: str | Path, size: tuple[int, int] = DEFAULT_SIZE, projector: bool = False,
-                 cursor: int | None = None) -> Path:
-    """The graph as SVG (text kept as text) or PNG, at `cursor` (default: where the session is)."""
+                 cursor: int | None = None, whole: bool = False) -> Path:
+    """The graph as SVG (text kept as text, always whole) or PNG, at `cursor` (default: where the session is); a
+    PNG of a graph too big to read whole shows the part around the step, unless `whole`."""
     from .render import PassRenderer
 
     out = Path(out)
-    renderer = PassRenderer(session, size, projector)
+    renderer = PassRenderer(session, size, projector, whole=whole or out.suffix.lower() == ".svg")
     at = session.cursor if cursor is None else cursor
     if out.suffix.lower() == ".svg":
         renderer.write_svg(str(out), at)
@@ -151,7 +153,7 @@ def export(session: Session, out: str | Path, options: ExportOptions = ExportOpt
             session.seek(cursor)
         return export_formula(session, out, width=options.size[0], projector=options.projector)
     if suffix in GRAPH_SUFFIXES:
-        return export_graph(session, out, options.size, options.projector, cursor)
+        return export_graph(session, out, options.size, options.projector, cursor, options.whole)
     if suffix in PASS_SUFFIXES or out.is_dir():
         return export_pass(session, out, options, progress)
     raise ExportError(f"{out}: write .gif, .mp4 or a folder (the pass), .svg or .png (the graph), .tex (the formula)")

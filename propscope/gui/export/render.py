@@ -25,6 +25,10 @@ CAPTION_LINES = 1.9  # the caption strip's height, in lines of its font
 MARGIN = 0.03  # of the frame's shorter side, around the graph
 
 
+MIN_READABLE_SCALE = 0.5  # below this the node labels of a whole graph in an exported frame cannot be read
+FOLLOW_SCALE = 0.85  # a graph too big to read whole is shown around the step at this scale
+
+
 def export_theme(projector: bool, height: int) -> Theme:
     """Light for documents; projector colours and pens, with type sized for a room, for slides."""
     if not projector:
@@ -36,8 +40,9 @@ class PassRenderer:
     """Draws `session` at any cursor position; the session's cursor is moved (use a copy in the app)."""
 
     def __init__(self, session: Session, size: tuple[int, int] = (1280, 720), projector: bool = False,
-                 caption: bool = True) -> None:
+                 caption: bool = True, whole: bool = False) -> None:
         self.session = session
+        self.whole = whole  # the whole graph however small; else a graph too big to read follows the step
         self.width, self.height = size
         self.theme = export_theme(projector, self.height)
         folding = Folding.of(session.graph)
@@ -71,6 +76,8 @@ class PassRenderer:
         pad = MARGIN * min(frame.width(), frame.height())
         area = frame.adjusted(pad, pad, -pad, -pad - self._caption_h)
         source = self.scene.itemsBoundingRect()
+        if not self.whole and not source.isEmpty() and not area.isEmpty():
+            source = self._around_step(source, area)
         if not source.isEmpty() and not area.isEmpty():
             scale = min(area.width() / source.width(), area.height() / source.height())
             target = QRectF(0, 0, source.width() * scale, source.height() * scale)
@@ -82,6 +89,23 @@ class PassRenderer:
             strip = QRectF(frame.left() + pad, frame.bottom() - pad - self._caption_h, frame.width() - 2 * pad,
                            self._caption_h)
             painter.drawText(strip, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, self.caption_text())
+
+    def _around_step(self, whole: QRectF, area: QRectF) -> QRectF:
+        """`whole`, where it fits `area` at a readable scale; else the part of it around the current step (the first
+        op before any) at that scale: a ResNet's whole graph in 1280×720 is a strip with no label left to read."""
+        scale = min(area.width() / whole.width(), area.height() / whole.height())
+        if scale >= MIN_READABLE_SCALE:
+            return whole
+        s = self.session
+        node = s.steps[s.cursor - 1].node if s.cursor else (s.graph.ops or s.graph.nodes)[0]
+        view = QRectF(0, 0, area.width() / FOLLOW_SCALE, area.height() / FOLLOW_SCALE)
+        view.moveCenter(self.scene.node_rect(node.name).center())
+        # kept inside the graph where the graph is larger than the view: no empty margin beside its first node
+        if whole.width() > view.width():
+            view.moveLeft(min(max(view.left(), whole.left()), whole.right() - view.width()))
+        if whole.height() > view.height():
+            view.moveTop(min(max(view.top(), whole.top()), whole.bottom() - view.height()))
+        return view
 
     def caption_text(self) -> str:
         s = self.session
