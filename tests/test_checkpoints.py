@@ -210,3 +210,52 @@ def test_every_command_says_what_the_weights_lacked_and_which_hold_nan(
     out = capsys.readouterr().out
     assert "warning: first non-finite value at forward step 1: linear linear in features.0, from non-finite input " \
            "features.0.weight (1 NaN, 0 inf)" in out, out
+
+
+class _Alloc:
+    def __init__(self, arg: Any) -> None:
+        self.arg = arg
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (bytearray, (self.arg,))
+
+
+SHARED = list(range(1000))
+
+
+class _Copy:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (SHARED,))  # the same memoised list copied once per instance
+
+
+@pytest.mark.parametrize("extra, says", [
+    (lambda: _Alloc(400 * 2**20), "bytearray of something other than a container"),  # 20 bytes asking for 400 MB
+    (lambda: [_Copy() for _ in range(5000)], "makes more than"),  # 5M elements from a 30 kB pickle
+])
+def test_a_checkpoint_cannot_make_memory_the_budget_does_not_see(tmp_path: Path, extra: Any, says: str) -> None:
+    path = tmp_path / "bomb.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "extra": extra()}, path)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ModelFormatError, match=says):
+        read_checkpoint(path)
+
+
+def test_a_pickle_cannot_write_onto_the_readers_own_functions() -> None:
+    """BUILD on what find_class returned (a function has a __dict__ that outlives the load) is refused."""
+    from propscope.graph.readers._pickle import _Unpickler
+
+    # GLOBAL collections defaultdict, then BUILD with {"plant": 1}: what a crafted file would write
+    crafted = b"\x80\x02ccollections\ndefaultdict\n}X\x05\x00\x00\x00plantK\x01sb."
+    with pytest.raises(pickle.UnpicklingError, match="BUILD on a function"):
+        _Unpickler(crafted, lambda *a: None, "here", stand_ins=set()).load()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["fc.weight\nFAKE LINE: all tensors finite\x1b[2K", "fc.weight\n", "a b"])
+def test_a_tensor_name_that_is_not_a_parameter_name_is_refused_escaped(tmp_path: Path, name: str,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Names are printed on the terminal: a pickle's could forge lines or send escape codes."""
+    path = tmp_path / "odd.pt"
+    torch.save({name: torch.zeros(2)}, path)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "is not a parameter name" in err and "\x1b" not in err

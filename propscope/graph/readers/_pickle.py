@@ -59,9 +59,11 @@ class Refused(Exception):
 _TORCH_KNOWN = ("torch", "collections", "builtins", "_codecs", "numpy")
 _BUILTINS_TORCH_ALLOWS = frozenset({"set", "frozenset", "bytearray", "slice", "complex"})
 # Read as what they are where a checkpoint's other contents are stood in for (`inert`): plain data constructors.
-_DATA_BUILTINS = {"set": set, "frozenset": frozenset, "bytearray": bytearray, "slice": slice, "complex": complex,
-                  "dict": dict, "list": list, "tuple": tuple, "int": int, "float": float, "str": str, "bool": bool,
-                  "bytes": bytes, "object": object}
+# Read as what they are where a checkpoint's other contents are stood in for (`inert`): containers of what the pickle
+# has already made, their elements counted against the pickle's places (`_Counted`); scalars of a plain value
+_CONTAINERS = {"set": set, "frozenset": frozenset, "dict": dict, "list": list, "tuple": tuple, "bytearray": bytearray,
+               "bytes": bytes}
+_SCALARS = {"int": int, "float": float, "bool": bool, "complex": complex, "slice": slice}
 # Modules a checkpoint's data never comes from: a pickle naming one means to run something, and is refused outright
 # even where other globals are stood in for (nothing would be called either way; the user is told what it tried).
 _NEVER_DATA = frozenset({
@@ -80,8 +82,29 @@ _TORCH_STAND_INS = ("torch.nn.", "torch.optim.", "torch.ao.", "torch.fx.", "torc
 class _StorageType:
     """`torch.FloatStorage` as the pickle names it: only its dtype matters."""
 
+    __slots__ = ("dtype",)
+
     def __init__(self, dtype: str) -> None:
         self.dtype = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("BUILD on a storage type")
+
+
+class _Callable:
+    """What a global the reader implements is handed to the pickle as: a call, and nothing a BUILD could write
+    attributes onto (a plain function has a __dict__ that would outlive the load)."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        self.call = call
+
+    def __call__(self, *args: Any) -> Any:
+        return self.call(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("BUILD on a function")
 
 
 class _StateDict(OrderedDict[Any, Any]):
@@ -149,6 +172,17 @@ class Pickled:
         return f"<pickled {self.name}>"
 
 
+def _scalar(kind: type) -> Callable[..., Any]:
+    """`int(x)` and kin on a number or a short string only (`int("9" * 10**6)` is a long computation)."""
+    def make(*args: Any) -> Any:
+        if len(args) > 3 or any(not isinstance(a, int | float | bool | complex | str | None) or
+                                (isinstance(a, str) and len(a) > 100) for a in args):
+            raise pickle.UnpicklingError(f"{kind.__name__} of something other than a plain number")
+        return kind(*args)
+
+    return make
+
+
 def _default_dict(*_factory: Any) -> dict[Any, Any]:
     """`collections.defaultdict(factory)` as data: its items, without the factory (nothing of it is called)."""
     return {}
@@ -177,23 +211,28 @@ class _Unpickler(pickle.Unpickler):
         self.storages, self.where = storages, where
         self.stand_ins = stand_ins  # None: refuse what is not a tensor's; a set: stand in for it, named here
         self._types: dict[str, type[Inert]] = {}
+        self._made = 0  # elements the containers handed to the pickle have made (`_counted`)
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol 2 spells Python 3's names as Python 2's
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if module == "torch._utils":
-            known = {"_rebuild_tensor_v2": self._rebuild_tensor, "_rebuild_parameter": _rebuild_parameter,
-                     "_rebuild_parameter_with_state": _rebuild_parameter}
+            known: dict[str, Callable[..., Any]] = {
+                "_rebuild_tensor_v2": self._rebuild_tensor, "_rebuild_parameter": _rebuild_parameter,
+                "_rebuild_parameter_with_state": _rebuild_parameter}
             if name in known:
-                return known[name]
+                return _Callable(known[name])
         elif module in ("torch", "torch.storage") and name in STORAGE_DTYPES:
             return _StorageType(STORAGE_DTYPES[name])
         elif module == "collections" and name == "OrderedDict":
             return _StateDict
         elif module == "_codecs" and name == "encode":
-            return _encode
+            return _Callable(self._encode)
         top = module.split(".")[0]
+        if module == "builtins" and name in _BUILTINS_TORCH_ALLOWS:  # read here, not by torch: its bytearray(N) would
+            # allocate N bytes for a 20-byte pickle
+            return _Callable(self._counted(_CONTAINERS[name]) if name in _CONTAINERS else _scalar(_SCALARS[name]))
         if self.stand_ins is not None:
             found = self._stand_in(module, name, top)
             if found is not None:
@@ -202,14 +241,40 @@ class _Unpickler(pickle.Unpickler):
             raise NeedsTorch(f"{module}.{name}")
         raise Refused(f"{module}.{name}")
 
+    def _encode(self, text: str, encoding: str = "latin1") -> bytes:
+        """`_codecs.encode` (protocol 2's bytes), its length counted as `_counted` counts a container's."""
+        self._made += len(text) // 64 + 1 if isinstance(text, str) else 1
+        self._check_made()
+        return _encode(text, encoding)
+
+    def _check_made(self) -> None:
+        if self._made > MAX_PICKLE_PLACES:
+            raise ModelFormatError(f"{self.where}: the pickle makes more than {MAX_PICKLE_PLACES} values "
+                                   "(the same objects copied over and over); refused")
+
+    def _counted(self, container: type) -> Callable[..., Any]:
+        """`container(items)` with its elements counted against MAX_PICKLE_PLACES as it is made: a pickle that copies
+        one memoised list over and over (`list(big)` a million times) is refused before it has made them all."""
+        def make(*args: Any) -> Any:
+            if len(args) > 1 or (args and (not hasattr(args[0], "__len__") or isinstance(args[0], Inert))):
+                raise pickle.UnpicklingError(f"{container.__name__} of something other than a container")
+            size = len(args[0]) if args else 0
+            self._made += (size // 64 if isinstance(args[0], bytes | bytearray | str) else size) + 1 if args else 1
+            self._check_made()
+            return container(*args)
+
+        return make
+
     def _stand_in(self, module: str, name: str, top: str) -> Any:
         """What a checkpoint's non-tensor global is read as (None: not stood in for; refused or left to torch)."""
-        if module == "builtins" and name in _DATA_BUILTINS:
-            return _DATA_BUILTINS[name]
+        if module == "builtins" and name in _CONTAINERS:
+            return _Callable(self._counted(_CONTAINERS[name]))
+        if module == "builtins" and name in _SCALARS:
+            return _Callable(_scalar(_SCALARS[name]))
         if module == "collections" and name == "defaultdict":
-            return _default_dict
+            return _Callable(_default_dict)
         if module == "torch.jit._pickle" and name in _SCRIPT_LISTS:  # TorchScript's typed lists: the list itself
-            return _SCRIPT_LISTS[name]
+            return _Callable(_SCRIPT_LISTS[name])
         if module.startswith(_TORCH_STAND_INS) or (top == "numpy" and name in ("scalar", "dtype", "_reconstruct",
                                                                                 "ndarray")):
             pass  # a torch module's or optimizer's class, a NumPy scalar's: data around the weights
@@ -249,8 +314,13 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None,
 class _Storage:
     """One storage's flat array; views of it become arrays of their own."""
 
+    __slots__ = ("dtype", "flat")
+
     def __init__(self, flat: np.ndarray, dtype: str) -> None:
         self.flat, self.dtype = flat, dtype
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError("BUILD on a storage")
 
     def view(self, offset: Any, size: Any, stride: Any, where: str) -> Tensor:
         if not (isinstance(offset, int) and isinstance(size, tuple | list) and isinstance(stride, tuple | list)

@@ -247,7 +247,7 @@ def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
         tensors = module_tensors(value)
         if not tensors:
             raise ModelFormatError(f"{where}: holds a pickled {value.name}, with no module's parameters in it")
-        return {k: to_numpy(v, where, f"tensor {k!r}") for k, v in tensors.items()}
+        return _named(tensors, where)
     if not isinstance(value, dict):
         raise ModelFormatError(f"{where}: holds a {type(value).__name__}, not a state dict (a dict of tensors)")
     tensors = {str(k): v for k, v in value.items() if is_tensor(v)}
@@ -259,8 +259,17 @@ def _flatten(value: Any, where: str) -> dict[str, np.ndarray]:
             tensors = nested
             break
     if not tensors:
-        keys = ", ".join(repr(str(k)[:40]) for k in list(value)[:6])
+        keys = ", ".join(ascii(str(k)[:40]) for k in list(value)[:6])
         raise ModelFormatError(f"{where}: no tensors found in the dict (keys: {keys or 'none'})")
+    return _named(tensors, where)
+
+
+def _named(tensors: dict[str, Any], where: str) -> dict[str, np.ndarray]:
+    """The tensors as NumPy arrays, each name checked as safetensors' are: a name is printed on the terminal and in
+    the app, and a pickle's may hold anything (a newline and a forged line, a terminal's escape codes)."""
+    for name in tensors:
+        if not _NAME.match(name):
+            raise ModelFormatError(f"{where}: tensor name {name[:60]!a} is not a parameter name")
     return {k: to_numpy(v, where, f"tensor {k!r}") for k, v in tensors.items()}
 
 
@@ -338,7 +347,7 @@ def _safetensors(path: Path, where: str, size: int) -> dict[str, np.ndarray]:
     return out
 
 
-_NAME = re.compile(r"^[\w.\-/:]{1,512}$")
+_NAME = re.compile(r"^[\w.\-/:]{1,512}\Z")  # \Z: `$` would let a name end in a newline
 
 
 def _entry(name: str, spec: Any, data_size: int, where: str) -> tuple[str, str, tuple[int, ...], int, int]:
