@@ -316,7 +316,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         flag = "FAIL" if r in failed else "ok, to rounding" if r in tiny else "ok"
         print(f"  {r.name:<{width}}  {r.kind:<9}  rel {r.relative_error:.2e}  abs {r.max_abs_error:.2e}  {flag}")
     below = (f"; {len(tiny)} agree only to the loss's own rounding over the step (|error| ≤ "
-             f"{tiny[0].resolution:.1e}): too small for differences to check further") if tiny else ""
+             f"{max(r.resolution for r in tiny):.1e}): too small for differences to check further") if tiny else ""
     if failed:
         print(f"propscope: gradient check failed: worst relative error {worst:.2e} > {args.tol:g}{below}",
               file=sys.stderr)

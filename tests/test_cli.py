@@ -276,11 +276,11 @@ def test_gradcheck_passes_on_xor(capsys: pytest.CaptureFixture[str]) -> None:
         assert any(line.split()[0] == name and line.rstrip().endswith("ok") for line in out.splitlines()[1:]), name
 
 
-def test_gradcheck_fails_with_an_absurd_tolerance(capsys: pytest.CaptureFixture[str]) -> None:
-    # finite differences never match to the last bit on the classifier: its worst error is ~1e-10, never 0
-    code, out, err = run(capsys, "gradcheck", "classifier", "--tol", "1e-300")
-    assert code != 0 and "FAIL" in out
-    assert len(err.strip().splitlines()) == 1 and "gradient check failed" in err
+def test_gradcheck_claims_nothing_finer_than_the_losss_rounding(capsys: pytest.CaptureFixture[str]) -> None:
+    # finite differences never match to the last bit on the classifier (its errors are ~1e-11): with a tolerance
+    # below that, what agrees to the rounding of the loss itself is said to, and no more
+    code, out, _ = run(capsys, "gradcheck", "classifier", "--tol", "1e-300")
+    assert code == 0 and "ok, to rounding" in out and "agree only to the loss's own rounding" in out
 
 
 # -- the real console script ----------------------------------------------------------------------------

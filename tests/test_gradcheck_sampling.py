@@ -58,4 +58,21 @@ def test_gradients_too_small_to_resolve_are_said_so_not_failed(tmp_path, capsys:
     assert main(["gradcheck", str(path), "--samples", "4"]) == 0
     out = capsys.readouterr().out
     assert "ok, to rounding" in out and "too small for differences to check further" in out
-    assert main(["gradcheck", "classifier", "--tol", "1e-300"]) == 1  # a gradient of real size is judged by tolerance
+
+
+def test_a_wrong_derivative_fails_however_large_the_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A derivative 30% off (the analytic gradients scaled, as a bug would) fails, also where the loss is large
+    (targets of 1,000: its rounding is 1e6 times a unit loss's) and the check samples."""
+    from propscope.debugger import gradcheck as gc
+
+    model = wide()
+    model.batch["y"] = model.batch["y"] + 1000.0
+    real = gc._analytic
+
+    def wrong(*args: object) -> tuple[float, dict]:  # type: ignore[type-arg]
+        loss, grads = real(*args)  # type: ignore[arg-type]
+        return loss, {k: None if v is None else v * 1.3 for k, v in grads.items()}
+
+    monkeypatch.setattr(gc, "_analytic", wrong)
+    rows = gradcheck_detailed(open_session(model, dtype="float64"), samples=4)
+    assert all(not r.row.ok(1e-7) and not r.row.within_noise for r in rows), [r.row for r in rows]

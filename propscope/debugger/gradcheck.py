@@ -27,26 +27,21 @@ class GradCheckRow:
     relative_error: float  # ‖analytic − numeric‖ / max(‖analytic‖, ‖numeric‖)
     max_abs_error: float
     elements: int
-    # the smallest error the differences can tell from rounding in the loss itself (see `rounding_noise`): a gradient
-    # that small (a vanishing one) cannot be checked by them, and agreeing within it is all they can say
+    # the largest error rounding in the loss alone could make in the estimate each entry kept (see `rounding_noise`)
     resolution: float = 0.0
-    largest: float = 0.0  # the largest entry of either gradient
-    noise: float = 0.0  # the rounding noise of the ordinary step alone: an error within it is no disagreement
-
-    @property
-    def unresolved(self) -> bool:
-        """Whether the gradient itself is too small for the differences to check (a vanishing one): within a
-        hundred times their resolution, with an error within it."""
-        return self.largest <= 100 * self.resolution and self.max_abs_error <= self.resolution
+    within_noise: bool = False  # every entry's error within its own estimate's rounding noise
 
     def ok(self, tolerance: float) -> bool:
-        return self.relative_error <= tolerance or self.unresolved or self.max_abs_error <= self.noise
+        """Within the relative tolerance, or as close as the differences can tell: where the gradient is too small
+        for them (a vanishing one), or the error is at the loss's own rounding, they cannot say it is wrong."""
+        return self.relative_error <= tolerance or self.within_noise
 
 
 def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3,
-                     at: list[tuple[int, ...]] | None = None) -> np.ndarray:
+                     at: list[tuple[int, ...]] | None = None, noise: np.ndarray | None = None) -> np.ndarray:
     """d f / d x by the fourth-order central difference, one element at a time (x is restored); with `at`, only at
-    those indices (the others stay 0).
+    those indices (the others stay 0). `noise`, where given (x's shape), gets how far rounding in f alone could
+    move each estimate kept.
 
     Each element is also estimated with a step 100 times smaller; where the two disagree by more than the small
     step's rounding noise, the stencil straddled a kink (ReLU at 0, say) and the small step's estimate is the one kept.
@@ -55,11 +50,13 @@ def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3,
     # Index x itself, never x.reshape(-1): for a transposed or strided array (a transpose's value) that
     # reshape is a copy, and perturbing the copy would leave f unchanged.
     for i in np.ndindex(x.shape) if at is None else at:
-        (coarse, _), (fine, noise) = (_stencil(f, x, i, step) for step in (h, h / 100))
+        (coarse, coarse_noise), (fine, fine_noise) = (_stencil(f, x, i, step) for step in (h, h / 100))
         # f itself is only exact to a few ulps (NumPy's SIMD loops round by the arrays' alignment), so a gradient
         # of 0 reads as ±1e-12 through the small step: that is no kink
-        smooth = abs(coarse - fine) <= max(1e-6 * max(abs(coarse), abs(fine), 1e-8), 4 * noise)
+        smooth = abs(coarse - fine) <= max(1e-6 * max(abs(coarse), abs(fine), 1e-8), 4 * fine_noise)
         grad[i] = coarse if smooth else fine
+        if noise is not None:
+            noise[i] = coarse_noise if smooth else fine_noise
     return grad
 
 
@@ -137,7 +134,6 @@ def gradcheck_detailed(
     program = NumpyProgram(session.graph)
     loss, analytic = _analytic(session, leaves, [name for name, _ in targets])
     noise = 4 * rounding_noise([loss], h)
-    resolution = 4 * rounding_noise([loss], h / 100)  # the small step's, where a kink made it the one kept
     rows = []
     for done, (name, kind) in enumerate(targets):
         if progress is not None and progress(done, len(targets), name) is False:
@@ -146,16 +142,17 @@ def gradcheck_detailed(
         shape = leaves[name].shape
         a = np.zeros(shape) if got is None else np.asarray(got, dtype=np.float64).reshape(shape)
         at = None if samples is None else sample_entries(a, samples, zlib.crc32(name.encode()))
-        numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h, at)
+        rounding = np.zeros(shape)
+        numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h, at, rounding)
         if at is not None and len(at) < a.size:
             picked = tuple(np.array(at).T)
-            a, numeric = a[picked], numeric[picked]
+            a, numeric, rounding = a[picked], numeric[picked], rounding[picked]
         # an exact 0 that the differences confirm to within f's own rounding: both say no gradient
         agree = not a.any() and float(np.max(np.abs(numeric), initial=0.0)) <= noise
+        error = np.abs(a - numeric)
         row = GradCheckRow(
-            name, kind, 0.0 if agree else relative_error(a, numeric), float(np.max(np.abs(a - numeric), initial=0.0)),
-            numeric.size, resolution, float(max(np.max(np.abs(a), initial=0.0), np.max(np.abs(numeric), initial=0.0))),
-            noise,
+            name, kind, 0.0 if agree else relative_error(a, numeric), float(np.max(error, initial=0.0)),
+            numeric.size, 4 * float(np.max(rounding, initial=0.0)), bool(np.all(error <= 4 * rounding)),
         )
         rows.append(GradCheckResult(row, a, numeric))
     return rows
