@@ -285,6 +285,17 @@ def cmd_trace(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """A count: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a whole number >= 0, got {text}")
+    return value
+
+
 def _tolerance(text: str) -> float:
     """A tolerance: a finite number >= 0 (NaN would make every comparison pass and fail at once)."""
     try:
@@ -300,7 +311,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     from .debugger.gradcheck import gradcheck
 
     s = _open(args, dtype="float64")
-    total = sum(int(np.prod(n.shape)) for n in s.graph.parameters)
+    total = sum(int(np.prod(n.shape)) for n in (*s.graph.parameters, *s.graph.inputs))  # an image's entries too
     samples = args.samples if args.samples is not None else None if total <= AUTO_SAMPLE_ABOVE else 8
     samples = None if samples == 0 else samples
     rows = gradcheck(s, samples=samples, progress=_progress_line if sys.stderr.isatty() else None)
@@ -749,9 +760,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradcheck", help="compare gradients with finite differences (float64)", epilog=EPILOG)
     _session_args(p)
     p.add_argument("--tol", type=_tolerance, default=1e-7, help="largest relative error allowed (default 1e-7)")
-    p.add_argument("--samples", type=int, metavar="N",
+    p.add_argument("--samples", type=_count, metavar="N",
                    help=f"check N entries of each tensor, half where the gradient is largest, half at random "
-                        f"(0: all; default all up to {AUTO_SAMPLE_ABOVE:,} parameter entries, 8 above)")
+                        f"(0: all; default all up to {AUTO_SAMPLE_ABOVE:,} parameter and input entries, 8 above)")
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("grads", help="every parameter's (or module output's) gradient in forward order; vanishing, "
