@@ -202,8 +202,11 @@ def dequantized(q: np.ndarray, scale: np.ndarray, zero_point: np.ndarray | None,
     """(q − zp)·s of constant integers, as onnxruntime computes it: the difference made float32, times the
     float32 scale (one rounding each)."""
     s = np.asarray(scale, dtype=np.float32).reshape(shape)
-    zp = np.zeros((), dtype=np.int64) if zero_point is None else np.asarray(zero_point).reshape(shape)
-    diff = np.asarray(q, dtype=np.int64) - zp.astype(np.int64)
+    # int32 holds every difference of 8- and 16-bit levels: half the int64 temporary (the reader charges 12 bytes an
+    # element for the difference, its float32 copy and the product)
+    wide = np.int32 if np.asarray(q).dtype.itemsize <= 2 else np.int64
+    zp = np.zeros((), dtype=wide) if zero_point is None else np.asarray(zero_point).reshape(shape)
+    diff = np.asarray(q, dtype=wide) - zp.astype(wide)
     return diff.astype(np.float32) * s
 
 
@@ -222,7 +225,7 @@ def parameter_of(r: Reader, q: Any, grid: Grid, ctx: Ctx) -> Init | None:
     key = (id(q), scale.tobytes(), zero.tobytes(), grid.axis)
     if isinstance(q, Init) and key in cache:
         return cache[key]
-    charge(ints.size * 4, f"the dequantized {name!r}", r.where)
+    charge(ints.size * (20 if ints.dtype.itemsize > 2 else 12), f"the dequantized {name!r}", r.where)  # at peak
     param = Init(name, dequantized(ints, scale, zero if grid.zero_point is not None else None, shape))
     if isinstance(q, Init):
         cache[key] = param
