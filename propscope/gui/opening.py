@@ -124,13 +124,8 @@ def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | No
             raise ModelFormatError(f"{path}: a state dict holds weights only; choose the architecture it belongs to")
         if not path.is_file():
             raise ModelFormatError(f"{path}: no such file")
-        checkpoint = state_dict_reader.read_checkpoint(path)
-        tensors = checkpoint.tensors
-        model: Model = state_dict_reader.architecture(arch, tensors, seed)
-        model, report = state_dict_reader.apply_state_dict(model, tensors, path.name, checkpoint.note)
-        if not report.matched:
-            raise ModelFormatError(f"{path}: none of its {len(tensors)} tensors match a parameter of {arch}; "
-                                   "is it the right architecture?")
+        model: Model
+        model, report = state_dict_reader.open_reported(path, arch, seed)
     elif (library := architecture_library(str(path))) is not None:
         model = library.open_spec(str(path))
     else:

@@ -130,6 +130,11 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
 def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
     """The architecture `arch` (example name, model file, torchvision:NAME or timm:NAME) with this file's weights, or
     a clear error."""
+    return open_reported(path, arch, seed)[0]
+
+
+def open_reported(path: Path, arch: str | Path | None, seed: int = 0) -> tuple[Model, StateDictReport]:
+    """`open_with`, and the report of what matched (the app shows it in a dialog)."""
     where = str(path)
     if arch is None:
         raise ModelFormatError(
@@ -146,7 +151,7 @@ def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
             f"{arch} ({_names(report.missing)}); is it the right architecture?"
         )
     model.description = f"{model.description} — weights from {path.name}".strip(" —")
-    return model
+    return model, report
 
 
 def architecture(arch: str | Path, tensors: dict[str, np.ndarray], seed: int = 0) -> Model:
