@@ -197,7 +197,7 @@ def _inspect_weights(path: Path, as_json: bool) -> int:
     from .graph.readers import state_dict
 
     checkpoint = state_dict.read_checkpoint(path)
-    rows = weight_rows(checkpoint.tensors)
+    rows = weight_rows(checkpoint.tensors, checkpoint.stored)
     if as_json:
         print(json.dumps({"name": path.name, "tensors": [r.as_dict() for r in rows],
                           "warnings": [checkpoint.note] if checkpoint.note else []}, indent=2))

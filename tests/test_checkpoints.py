@@ -259,3 +259,17 @@ def test_a_tensor_name_that_is_not_a_parameter_name_is_refused_escaped(tmp_path:
     assert main(["inspect", str(path)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "is not a parameter name" in err and "\x1b" not in err
+
+
+def test_inspect_names_the_dtype_a_tensor_was_stored_in(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """fp16 overflows to inf at 65,504: the column says float16, not the float32 it is read as, and a row with no
+    finite entry has no numbers rather than a norm of 0."""
+    path = tmp_path / "half.pt"
+    torch.save({"w": torch.tensor([70000.0, -70000.0, 1e6]).half(), "b": torch.ones(2, dtype=torch.bfloat16)}, path)
+    assert main(["inspect", str(path)]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:4]}
+    assert rows["w"][2] == "float16" and rows["w"][3:8] == ["—"] * 5 and rows["w"][-2:] == ["3", "inf"]
+    assert rows["b"][2] == "bfloat16"
+    assert main(["inspect", str(path), "--json"]) == 0
+    w = json.loads(capsys.readouterr().out)["tensors"][0]
+    assert w["dtype"] == "float16" and w["norm"] is None and w["inf"] == 3

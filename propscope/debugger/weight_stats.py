@@ -32,11 +32,15 @@ class WeightRow:
         return ", ".join(found)
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "shape": list(self.shape)}
+        """For JSON: numbers there are none of (no finite entry) are null, not NaN (which JSON has no word for)."""
+        out = {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in asdict(self).items()}
+        return {**out, "shape": list(self.shape)}
 
 
-def weight_rows(tensors: Mapping[str, np.ndarray]) -> list[WeightRow]:
-    """One row per tensor, in the file's order; numbers over the finite entries, in float64."""
+def weight_rows(tensors: Mapping[str, np.ndarray], stored: Mapping[str, str] | None = None) -> list[WeightRow]:
+    """One row per tensor, in the file's order; numbers over the finite entries, in float64; the dtype each was
+    stored in (`stored`: float16 and bfloat16 are read as float32, and their overflow to inf is what to look for)."""
+    stored = stored or {}
     rows = []
     for name, array in tensors.items():
         a = np.asarray(array)
@@ -47,8 +51,9 @@ def weight_rows(tensors: Mapping[str, np.ndarray]) -> list[WeightRow]:
         nan = int(np.isnan(values).sum())
         good = values if finite.all() else values[finite]
         stats = (float(np.linalg.norm(good)), float(good.mean()), float(good.std()), float(good.min()),
-                 float(good.max())) if good.size else (0.0,) + (float("nan"),) * 4
-        rows.append(WeightRow(name, tuple(a.shape), str(np.asarray(array).dtype), int(a.size), *stats, nan,
+                 float(good.max())) if good.size else (float("nan"),) * 5
+        rows.append(WeightRow(name, tuple(a.shape), stored.get(name, str(np.asarray(array).dtype)), int(a.size), *stats,
+                              nan,
                               int(values.size - finite.sum()) - nan))
     return rows
 
@@ -60,7 +65,8 @@ def text(rows: list[WeightRow], title: str) -> str:
     lines = [title, f" {'tensor':<{width}}  {'shape':<{shapes}}  {'dtype':<8} {'‖w‖':>10} {'mean':>10} {'std':>10} "
              f"{'min':>10} {'max':>10}  non-finite"]
     for r in rows:
-        numbers = " ".join(f"{v:>10.3e}" for v in (r.norm, r.mean, r.std, r.min, r.max))
+        numbers = " ".join(f"{v:>10.3e}" if np.isfinite(v) else f"{'—':>10}"  # no finite entry: nothing to say
+                           for v in (r.norm, r.mean, r.std, r.min, r.max))
         lines.append(f" {r.name:<{width}}  {fmt(r.shape):<{shapes}}  {r.dtype:<8} {numbers}  {r.flag}")
     bad = [r for r in rows if r.flag]
     total = sum(r.size for r in rows)

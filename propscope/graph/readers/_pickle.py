@@ -413,7 +413,7 @@ def _open_zip(data: bytes, where: str, what: str) -> zipfile.ZipFile:
         raise ModelFormatError(f"{where}: {what} is a damaged zip archive ({str(exc)[:100]})") from None
 
 
-def plain(value: Any, where: str = "the file", what: str = "the pickle") -> Any:
+def plain(value: Any, where: str = "the file", what: str = "the pickle", origins: dict[int, str] | None = None) -> Any:
     """Tensors as NumPy arrays, state dicts as plain dicts, all the way down.
 
     A pickle's memo lets a 100-byte file make a list hold one object twice, that one the next twice, and
@@ -425,6 +425,8 @@ def plain(value: Any, where: str = "the file", what: str = "the pickle") -> Any:
 
     def convert(item: Any) -> tuple[Any, int]:
         if isinstance(item, Tensor):
+            if origins is not None and item.dtype != item.array.dtype.name:  # float16, bfloat16: widened to read
+                origins[id(item.array)] = item.dtype
             return item.array, 1
         if not isinstance(item, dict | list | tuple | Inert):
             return item, 1
@@ -452,26 +454,27 @@ def plain(value: Any, where: str = "the file", what: str = "the pickle") -> Any:
 
 
 def load_weights_only(data: bytes | Path, where: str, what: str, torch_fallback: bool = True,
-                      stand_ins: set[str] | None = None) -> Any:
+                      stand_ins: set[str] | None = None, origins: dict[int, str] | None = None) -> Any:
     """A pickle (member bytes, or a file) as plain Python with NumPy arrays for tensors: torch-free for
     torch.save zips, `torch.load(weights_only=True)` only for what the restricted reader leaves to it. With
     `stand_ins` (a set), globals around the weights are read as `Pickled` stand-ins, named in the set (see
     `load_torch_zip`)."""
     if isinstance(data, Path):
-        return _load_file(data, where, what, torch_fallback, stand_ins)
+        return _load_file(data, where, what, torch_fallback, stand_ins, origins)
     if is_torch_zip(data):
         with _restricted(where, what, torch_fallback):
-            return plain(load_torch_zip(data, where, what, stand_ins), where, what)
+            return plain(load_torch_zip(data, where, what, stand_ins), where, what, origins)
     return torch_load(data, where, what)
 
 
-def _load_file(path: Path, where: str, what: str, torch_fallback: bool, stand_ins: set[str] | None = None) -> Any:
+def _load_file(path: Path, where: str, what: str, torch_fallback: bool, stand_ins: set[str] | None = None,
+               origins: dict[int, str] | None = None) -> Any:
     """A torch.save file read member by member from disk (never the whole file in memory at once)."""
     if zipfile.is_zipfile(path):
         with _restricted(where, what, torch_fallback):
             try:
                 with zipfile.ZipFile(path) as zf:
-                    return plain(load_torch_zip(zf, where, what, stand_ins), where, what)
+                    return plain(load_torch_zip(zf, where, what, stand_ins), where, what, origins)
             except RecursionError:
                 raise  # a RuntimeError, but not a damaged zip: said by _restricted
             except ZIP_ERRORS as exc:

@@ -186,6 +186,8 @@ class Checkpoint:
 
     tensors: dict[str, np.ndarray]
     note: str = ""
+    # the dtype a tensor was stored in where it is read wider (float16 and bfloat16 are read as float32)
+    stored: dict[str, str] = field(default_factory=dict)
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -195,25 +197,33 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     where = str(path)
     size = file_size(path, where, MAX_FILE_BYTES, "more than propscope will load")
+    origins: dict[int, str] = {}
     if path.suffix.lower() == ".safetensors":
-        return Checkpoint(_safetensors(path, where, size))
+        tensors = _safetensors(path, where, size, origins)
+        return Checkpoint(tensors, stored=_stored(tensors, origins))
     stand_ins: set[str] = set()
-    tensors = _torch_file(path, where, stand_ins)
+    tensors = _torch_file(path, where, stand_ins, origins)
+    stored = _stored(tensors, origins)
     scripted = SCRIPTED in stand_ins
     stand_ins.discard(SCRIPTED)
     if scripted:  # its classes are TorchScript's own: naming them says nothing
         return Checkpoint(tensors, f"{path.name} is a TorchScript archive: its weights are read, its code is not "
-                                   "run (the graph comes from the architecture)")
+                                   "run (the graph comes from the architecture)", stored)
     if not stand_ins:
-        return Checkpoint(tensors)
+        return Checkpoint(tensors, stored=stored)
     names = sorted(stand_ins)
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     return Checkpoint(tensors, f"{path.name} also pickles {shown}: read as inert stand-ins, nothing of them imported "
-                               "or run")
+                               "or run", stored)
+
+
+def _stored(tensors: dict[str, np.ndarray], origins: dict[int, str]) -> dict[str, str]:
+    return {name: origins[id(a)] for name, a in tensors.items() if id(a) in origins}
 
 
 # -- .pt / .pth ---------------------------------------------------------------------------------------
-def _torch_file(path: Path, where: str, stand_ins: set[str] | None) -> dict[str, np.ndarray]:
+def _torch_file(path: Path, where: str, stand_ins: set[str] | None,
+                origins: dict[int, str] | None = None) -> dict[str, np.ndarray]:
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as zf:
@@ -238,7 +248,7 @@ def _torch_file(path: Path, where: str, stand_ins: set[str] | None) -> dict[str,
             raise ModelFormatError(f"{where}: a damaged zip archive; the file may be truncated")
         if not head or head[0] != 0x80:  # torch's legacy format starts with a pickle protocol byte
             raise ModelFormatError(f"{where}: not a PyTorch file (neither a torch.save zip nor a pickle)")
-    value = load_weights_only(path, where, "the file", stand_ins=stand_ins)
+    value = load_weights_only(path, where, "the file", stand_ins=stand_ins, origins=origins)
     try:
         return _flatten(value, where)
     except RecursionError:
@@ -317,7 +327,7 @@ def module_tensors(module: Pickled, prefix: str = "", seen: set[int] | None = No
 
 
 # -- .safetensors -----------------------------------------------------------------------------------------
-def _safetensors(path: Path, where: str, size: int) -> dict[str, np.ndarray]:
+def _safetensors(path: Path, where: str, size: int, origins: dict[int, str] | None = None) -> dict[str, np.ndarray]:
     with path.open("rb") as fh:
         head = fh.read(8)
         if len(head) < 8:
@@ -347,6 +357,8 @@ def _safetensors(path: Path, where: str, size: int) -> dict[str, np.ndarray]:
             if fh.readinto(data) != end - begin:  # the file shrank while being read
                 raise ModelFormatError(f"{where}: tensor {name[:60]!r} is cut short; the file may be truncated")
             out[name] = from_bytes(data, dtype, shape, where, f"tensor {name!r}")
+            if origins is not None and out[name].dtype.name != dtype:  # float16, bfloat16: read as float32
+                origins[id(out[name])] = dtype
     if not out:
         raise ModelFormatError(f"{where}: the safetensors file holds no tensors")
     return out
