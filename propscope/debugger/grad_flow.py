@@ -291,17 +291,25 @@ def activation_flow(session: Any) -> ActivationGradientFlow:
     reference = _nearest_loss([st[1] for st in stats]) or 0.0
     sources = _row_sources(session.graph, [out.node.name for out in outputs])
     verdicts: dict[str, str] = {}
+    raw: dict[str, str] = {}  # before the side-branch rule
+    norms: dict[str, float] = {}
     for out, g in stats:
-        verdict = _verdict(g, reference)
+        verdict = raw[out.node.name] = _verdict(g, reference)
         # Vanishing means the error fades on its way back through depth, and then every value it has yet to reach
         # gets as little. A value whose own ∂L/∂h is small while a row it is computed from still gets a healthy one
         # is a side branch with a small local derivative, not that: a freshly initialised attention's queries and
         # keys (the scores' softmax is flat, so q·kᵀ barely matters yet; their source, the qkv projection, is fine),
         # a gate, a zero-initialised residual branch. Flagged, they would fail `--strict` on every healthy small
         # transformer; the parameters behind them still show in the parameters' own flow.
-        if verdict == "vanishing" and any(verdicts[a] not in ("vanishing", "not finite", "no gradient")
-                                          for a in sources[out.node.name]):
+        # The branch's own continuation (a reshape, a transpose of the same values) is that branch too; a row whose
+        # gradient has faded further below such a source is judged on its own (the raw verdicts: the rule does not
+        # spread down a chain that keeps vanishing).
+        if verdict == "vanishing" and any(
+                raw[a] not in ("vanishing", "not finite", "no gradient")
+                or (verdicts[a] == "" and raw[a] == "vanishing" and g.norm >= 0.5 * norms[a])
+                for a in sources[out.node.name]):
             verdict = ""
+        norms[out.node.name] = g.norm
         verdicts[out.node.name] = verdict
     rows = tuple(ActivationFlow(out.node.name, out.module, out.label, tuple(out.node.shape), step[out.node.name],
                                 g.norm, g.rms, g.largest, g.nonfinite, verdicts[out.node.name], g.nan)
