@@ -101,13 +101,13 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
 def _nonfinite_parameters(parameters: dict[str, np.ndarray]) -> str:
     """One line naming the parameters whose own values hold NaN or ±inf ("" for none): where a blow-up is already in
     the weights, before any step."""
+    from .debugger.grad_flow import counts_text, nonfinite_counts
+
     found = []
     for name, value in parameters.items():
-        a = np.asarray(value)
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            nan = int(np.isnan(a).sum())
-            found.append(f"{name} ({nan} NaN, {a.size - int(np.isfinite(a).sum()) - nan} inf)".replace(", 0 inf", "")
-                         .replace("(0 NaN, ", "("))
+        counts = nonfinite_counts(np.asarray(value))
+        if any(counts):
+            found.append(f"{name} ({counts_text(*counts)})")
     if not found:
         return ""
     shown = ", ".join(found[:4]) + (f", … {len(found) - 4} more" if len(found) > 4 else "")
@@ -211,11 +211,14 @@ def _inspect_weights(path: Path, as_json: bool) -> int:
 def _nonfinite_inputs(session: Any, node: Any, phase: str) -> str:
     """", from its input W (1 NaN)": the inputs of the first non-finite step that were already non-finite (a NaN weight
     is where the trouble started), or, on the backward pass, a non-finite gradient arriving from above."""
+    from .debugger.grad_flow import counts_text, nonfinite_counts
+
     said = []
     for a in node.inputs:
         value = session.value(a.name)
-        if value is not None and np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all():
-            said.append(f"{a.name} ({int(np.isnan(value).sum())} NaN, {int(np.isinf(value).sum())} inf)")
+        counts = (0, 0) if value is None else nonfinite_counts(np.asarray(value))
+        if any(counts):
+            said.append(f"{a.name} ({counts_text(*counts)})")
     if phase != "forward":
         upstream = session.grad(node.name)
         if upstream is not None and not np.isfinite(upstream).all():

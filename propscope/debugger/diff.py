@@ -36,6 +36,7 @@ from ..graph.errors import PropscopeError
 from ..graph.ir import Graph, Node
 from ..graph.model import Model
 from .compare import Comparison
+from .grad_flow import counts_text, nonfinite_counts
 from .session import Session
 
 KINDS = ("params", "values", "grads")
@@ -173,9 +174,7 @@ def nonfinite_text(a: Any, b: Any) -> str:
             return ""
     sides = []
     for side, x in (("A", a64), ("B", b64)):
-        nan = int(np.count_nonzero(np.isnan(x)))
-        inf = int(np.count_nonzero(np.isinf(x)))
-        found = ", ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n)
+        found = counts_text(*nonfinite_counts(x))
         if found:
             sides.append(f"{side}: {found}")
     return ", ".join(sides)

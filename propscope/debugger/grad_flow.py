@@ -39,7 +39,7 @@ ACTIVATION_ROWS = 60  # list the module outputs of the deepest module level that
 UNDEFINED = "—"  # a number that has no value (‖g‖/‖w‖ of zero weights, the norm of a gradient with no finite entry)
 
 
-def _counts(a: np.ndarray) -> tuple[int, int]:
+def nonfinite_counts(a: np.ndarray) -> tuple[int, int]:
     """(NaN entries, ±inf entries) of `a`."""
     if not np.issubdtype(a.dtype, np.inexact):
         return 0, 0
@@ -47,8 +47,8 @@ def _counts(a: np.ndarray) -> tuple[int, int]:
     return nan, int(a.size - np.count_nonzero(np.isfinite(a))) - nan
 
 
-def _count_text(nan: int, inf: int) -> str:
-    """`1 NaN`, `3 inf`, `1 NaN, 2 inf`."""
+def counts_text(nan: int, inf: int) -> str:
+    """`1 NaN`, `3 inf`, `1 NaN, 2 inf`: how every table and message says it (grads, inspect, trace, diff)."""
     return ", ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n)
 
 
@@ -88,7 +88,7 @@ class _GradientRow:
         """`∂L/∂w: 3 NaN of 36,864; norms of the 36,861 finite`, `∂L/∂w: all 36,864 NaN`; "" for a finite gradient."""
         if not self.nonfinite:
             return ""
-        what = _count_text(self.nan, self.nonfinite - self.nan)
+        what = counts_text(self.nan, self.nonfinite - self.nan)
         if not self.has_finite:
             return f"{self.symbol}: all {what}" if self.nan in (0, self.size) else f"{self.symbol}: {what}, all of it"
         return f"{self.symbol}: {what} of {self.size:,}; norms of the {self.size - self.nonfinite:,} finite"
@@ -136,7 +136,7 @@ class ParamFlow(_GradientRow):
 
     def value_note(self) -> str:
         """`holds 1 NaN itself` where the parameter's own values are not finite; else ""."""
-        return f"holds {_count_text(self.value_nan, self.value_inf)} itself" if self.value_nonfinite else ""
+        return f"holds {counts_text(self.value_nan, self.value_inf)} itself" if self.value_nonfinite else ""
 
     def notes(self) -> list[str]:
         return [self.value_note(), self.gradient_note()]
@@ -264,7 +264,7 @@ def gradient_flow(session: Any) -> GradientFlow:
     for node in session.graph.parameters:
         weight = np.asarray(session.backend.to_numpy(session.trace.value(node.name, end)), dtype=np.float64)
         weight_norm = float(np.linalg.norm(weight[np.isfinite(weight)]))
-        stats.append((node, _grad_stats(session, node.name, end), weight_norm, _counts(weight)))
+        stats.append((node, _grad_stats(session, node.name, end), weight_norm, nonfinite_counts(weight)))
     stats.sort(key=lambda st: (order.get(st[0].name, -1) < 0, order.get(st[0].name, -1), st[0].name))
     reference: dict[str, float] = {}
     for kind in ("weights", "vectors"):
@@ -491,7 +491,7 @@ def _grad_stats(session: Any, name: str, end: int) -> _Stats:
     finite = np.isfinite(g)
     kept = g[finite]
     norm = float(np.linalg.norm(kept))
-    nan, inf = _counts(g)
+    nan, inf = nonfinite_counts(g)
     return _Stats(norm, norm / math.sqrt(max(g.size, 1)), float(np.max(np.abs(kept), initial=0.0)), nan + inf, nan,
                   True)
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..graph.ops.shapes import fmt
+from .grad_flow import counts_text
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,7 @@ class WeightRow:
 
     @property
     def flag(self) -> str:
-        found = [f"{n} {what}" for n, what in ((self.nan, "NaN"), (self.inf, "inf")) if n]
-        return ", ".join(found)
+        return counts_text(self.nan, self.inf)
 
     def as_dict(self) -> dict[str, object]:
         """For JSON: numbers there are none of (no finite entry) are null, not NaN (which JSON has no word for)."""
