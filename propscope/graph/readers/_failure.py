@@ -197,3 +197,20 @@ def quiet_torch() -> Iterator[None]:
                 _muted[ident] -= 1
                 if not _muted[ident]:
                     del _muted[ident]
+
+
+@contextmanager
+def quiet_library(library: Any) -> Iterator[None]:
+    """transformers' or diffusers' own progress bars and notices off while one reads a model (the app shows its own
+    progress); both have the same `utils.logging`."""
+    logging = library.utils.logging
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    bars = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()

@@ -35,7 +35,7 @@ from ..errors import ModelFormatError
 from ..model import TARGET, Model
 from . import _torchvision, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, read_json
-from ._failure import first_line, quiet_torch, shorten
+from ._failure import first_line, quiet_library, quiet_torch, shorten
 
 SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
 MAX_CONFIG_BYTES = 1 << 20
@@ -243,22 +243,6 @@ def _what_failed(exc: BaseException) -> str:
     return first_line(exc)
 
 
-@contextmanager
-def _quiet(diffusers: Any) -> Iterator[None]:
-    """diffusers' own progress bars and notices off (the app shows its own progress)."""
-    logging = diffusers.utils.logging
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    bars = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        if bars:
-            logging.enable_progress_bar()
-
-
 def open(path: str | Path) -> Model:
     path = Path(path)
     folder = folder_of(path)
@@ -275,7 +259,7 @@ def open(path: str | Path) -> Model:
         if file.suffix == ".bin":  # a pickle: propscope's restricted unpickler reads it first, refusing any global
             state_dict.read_tensors(file)  # but the tensor rebuilds, before torch.load (weights-only) sees it
     name = cls.__name__
-    with _quiet(diffusers):
+    with quiet_library(diffusers):
         try:
             config = cls.load_config(folder, local_files_only=True)
         except Exception as exc:

@@ -25,7 +25,7 @@ from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, read_json
-from ._failure import first_line, quiet_torch
+from ._failure import first_line, quiet_library, quiet_torch
 
 SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
 MAX_CONFIG_BYTES = 1 << 20
@@ -226,22 +226,6 @@ def scores_only(model: Any) -> Iterator[dict[str, str]]:
         model.__class__ = cls
 
 
-@contextmanager
-def _quiet(transformers: Any) -> Iterator[None]:
-    """transformers' own progress bars and notices off (the app shows its own progress)."""
-    logging = transformers.utils.logging
-    level = logging.get_verbosity()
-    logging.set_verbosity_error()
-    bars = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.set_verbosity(level)
-        if bars:
-            logging.enable_progress_bar()
-
-
 def open(path: str | Path) -> Model:
     path = Path(path)
     folder = folder_of(path)
@@ -260,7 +244,7 @@ def open(path: str | Path) -> Model:
     if not isinstance(found, type) or not issubclass(found, transformers.PreTrainedModel):
         raise ModelFormatError(f"{where}: transformers {transformers.__version__} has no model class {arch!r}")
     cls: Any = found
-    with _quiet(transformers):
+    with quiet_library(transformers):
         config = _config(transformers, config_json, where)
         _charge_size(torch, cls, config, where)
         try:  # transformers' own loading: its renames of older checkpoints' keys, shards, tied weights
