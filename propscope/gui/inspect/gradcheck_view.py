@@ -37,9 +37,15 @@ def verdict(error: float) -> str:
     return "agrees" if error < OK_BELOW else "close" if error < WARN_BELOW else "DISAGREES"
 
 
+def judged_error(row: Any) -> float:
+    """The relative error the colours judge: 0 where every entry agrees to what rounding in the loss alone could
+    move its estimate (a vanishing gradient's relative error is noise, not a disagreement: `GradCheckRow.ok`)."""
+    return 0.0 if getattr(row, "within_noise", False) else float(row.relative_error)
+
+
 def node_errors(graph: Graph, results: Sequence[GradCheckResult]) -> dict[str, float]:
     """Every checked leaf's relative error, and for each op the worst error of the leaves it reads directly."""
-    by_leaf = {r.row.name: r.row.relative_error for r in results}
+    by_leaf = {r.row.name: judged_error(r.row) for r in results}
     errors = dict(by_leaf)
     for node in graph:
         read = [by_leaf[a.name] for a in node.inputs if a.name in by_leaf]
@@ -101,9 +107,12 @@ class GradcheckRunner(QObject):
         w.canvas.set_diffs(node_errors(session.graph, results), gradcheck_color)
         w.inspector.set_gradcheck({r.row.name: r for r in results})
         if results:
-            worst = max(results, key=lambda r: r.row.relative_error)
+            worst = max(results, key=lambda r: judged_error(r.row))
+            rounding = sum(r.row.within_noise and r.row.relative_error >= OK_BELOW for r in results)
             w.message(f"Gradient check: {len(results)} leaves, worst {worst.row.name} relative error "
-                      f"{worst.row.relative_error:.2e} ({verdict(worst.row.relative_error)})")
+                      f"{worst.row.relative_error:.2e} ({verdict(judged_error(worst.row))})"
+                      + (f"; {rounding} agree only to the loss's own rounding (too small to check further)"
+                         if rounding else ""))
         self.finished.emit(results)
 
     def clear(self) -> None:
