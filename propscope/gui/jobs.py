@@ -7,6 +7,7 @@ user go on at once: the result, when it comes, is dropped, so the current sessio
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,37 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
 SHOW_AFTER_MS = 300  # quick work finishes without a dialog flashing up
+
+
+# The cyclic garbage collector runs in whichever thread happens to allocate: while a job imports torch or timm in
+# its thread, that is the job's, and a collection there finalises Qt wrappers the GUI thread owns (a widget from a
+# closed dialog), which crashes the GUI thread later (seen as a segfault in its event loop while a worker imported
+# timm). So the collector is held off while any job runs and given back on the GUI thread, where jobs start and end.
+_workers: set[threading.Thread] = set()  # the job threads running, each holding the collector off
+_was_enabled = [True]  # the collector's state before the first of them
+
+
+def _hold_collector(worker: threading.Thread) -> None:
+    _forget_finished()
+    if not _workers:
+        _was_enabled[0] = gc.isenabled()
+        gc.disable()
+    _workers.add(worker)
+
+
+def _release_collector(worker: threading.Thread | None) -> None:
+    _workers.discard(worker)  # type: ignore[arg-type]
+    _forget_finished()
+    if not _workers and _was_enabled[0]:
+        gc.enable()
+
+
+def _forget_finished() -> None:
+    """A job whose window went away before its result came back never releases: its thread's end does."""
+    held = bool(_workers)
+    _workers.difference_update([w for w in _workers if not w.is_alive()])
+    if held and not _workers and _was_enabled[0]:
+        gc.enable()
 
 
 class Job(QObject):
@@ -35,11 +67,14 @@ class Job(QObject):
         self.dialog: QProgressDialog | None = None
         self._parent = parent
         self._outcome: tuple[Any, BaseException | None] = (None, None)
+        self._worker: threading.Thread | None = None
         self._done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
 
     def start(self) -> Job:
         self.running = True
-        threading.Thread(target=self._run, name=f"propscope: {self.label}", daemon=True).start()
+        self._worker = threading.Thread(target=self._run, name=f"propscope: {self.label}", daemon=True)
+        _hold_collector(self._worker)
+        self._worker.start()
         QTimer.singleShot(SHOW_AFTER_MS, self._show_progress)
         return self
 
@@ -79,6 +114,7 @@ class Job(QObject):
     def _on_done(self) -> None:
         (result, error), self._outcome = self._outcome, (None, None)
         self.running = False
+        _release_collector(self._worker)
         self._close_dialog()
         if self.was_cancelled:
             return
