@@ -95,6 +95,14 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     note = session.model.outputs_note
     if note and session.loss_name is not None and getattr(args, "output", None) is None:
         print(f"propscope: note: {note} (--output NAME picks another)", file=sys.stderr)
+    from .graph.ops.shapes import fmt as fmt_shape
+
+    pred = session.prediction_node.shape
+    if session.loss_name == "cross_entropy" and len(pred) == 3 and pred[2] > pred[1]:  # (batch, tokens, vocabulary)?
+        print(f"propscope: note: cross-entropy takes the classes on axis 1, as torch's does: {fmt_shape(pred)} is "
+              f"read as {pred[1]} classes at each of {pred[2]} positions; for a language model's (batch, tokens, "
+              "vocabulary) logits, return logits.reshape(-1, vocabulary) from its forward (a transformers model "
+              "opened from its folder or handed over in Python gets that already)", file=sys.stderr)
     return session
 
 

@@ -250,3 +250,21 @@ def test_a_question_answering_checkpoint_gives_start_and_end_logits(tmp_path: Pa
     assert float(s.value("loss")) == pytest.approx(float(loss), rel=1e-10)
     np.testing.assert_allclose(s.grad("qa_outputs.weight"), model.qa_outputs.weight.grad.numpy(), rtol=1e-8,
                                atol=1e-12)
+
+
+def test_cross_entropy_on_token_logits_says_which_axis_holds_the_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A language model exported by hand gives (batch, tokens, vocabulary) logits; cross-entropy takes axis 1 as
+    torch's does, which there is the tokens: the command says so once, on stderr."""
+    g = Graph("lm")
+    w = g.parameter("head.weight", (16, 50))
+    g.set_outputs(g.add("matmul", g.input("h", (1, 8, 16)), w, name="logits"))
+    path = tmp_path / "lm.propscope"
+    rng = np.random.default_rng(0)
+    save_model(Model(g, {"head.weight": rng.normal(size=(16, 50))}, batch={"h": rng.normal(size=(1, 8, 16))}), path)
+    assert main(["grads", str(path), "--loss", "cross_entropy"]) == 0
+    err = capsys.readouterr().err
+    assert "cross-entropy takes the classes on axis 1, as torch's does: (1, 8, 50) is read as 8 classes" in err
+    assert main(["grads", str(path), "--loss", "mse"]) == 0
+    assert "classes on axis 1" not in capsys.readouterr().err
