@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -179,18 +180,25 @@ class _Jacobians:
     def _rows(self, node: Node, inputs: list[Any], position: int) -> np.ndarray:
         """J[o, i] = ∂ node[o] / ∂ input[i], one VJP per output element o."""
         size = _size(node.shape)
-        out = self.backend.forward(node, inputs)
         jac = np.zeros((size, _size(node.inputs[position].shape)))
-        onehot = np.zeros(size)
-        for o in range(size):
+        for o, g in zip(range(size), self._vjp_rows(node, inputs, position, range(size)), strict=True):
+            if g is not None:
+                jac[o] = g
+        return jac
+
+    def _vjp_rows(self, node: Node, inputs: list[Any], position: int,
+                  rows: Iterable[int]) -> Iterator[np.ndarray | None]:
+        """Row o of J = ∂ node / ∂ input (flat, float64; None where the input gets no gradient) for each o in `rows`:
+        one VJP with a one-hot upstream each."""
+        out = self.backend.forward(node, inputs)
+        onehot = np.zeros(_size(node.shape))
+        for o in rows:
             self._tick()
             onehot[o] = 1.0
             grads = self.backend.vjp(node, inputs, out, self.backend.asarray(onehot.reshape(node.shape)))
             onehot[o] = 0.0
             g = grads[position]
-            if g is not None:
-                jac[o] = np.asarray(self.backend.to_numpy(g), dtype=np.float64).reshape(-1)
-        return jac
+            yield None if g is None else np.asarray(self.backend.to_numpy(g), dtype=np.float64).reshape(-1)
 
     def _diagonal(self, node: Node, position: int) -> np.ndarray:
         """∂ node[i] / ∂ input[i] for every i of an elementwise op whose input has the output's shape: one VJP with
@@ -206,18 +214,10 @@ class _Jacobians:
 
     def _column_values(self, node: Node, position: int, flat: int, rows: np.ndarray) -> np.ndarray:
         """∂ node[o] / ∂ input[flat] for each o in `rows`: one VJP per row."""
-        inputs = self._inputs(node)
-        out = self.backend.forward(node, inputs)
-        onehot = np.zeros(_size(node.shape))
         values = np.zeros(len(rows))
-        for k, o in enumerate(rows):
-            self._tick()
-            onehot[o] = 1.0
-            grads = self.backend.vjp(node, inputs, out, self.backend.asarray(onehot.reshape(node.shape)))
-            onehot[o] = 0.0
-            g = grads[position]
+        for k, g in enumerate(self._vjp_rows(node, self._inputs(node), position, rows)):
             if g is not None:
-                values[k] = float(np.asarray(self.backend.to_numpy(g)).reshape(-1)[flat])
+                values[k] = g[flat]
         return values
 
     def _reached(self, node: Node, position: int, flat: int) -> np.ndarray:
