@@ -309,3 +309,9 @@ def additive_mask(mask: np.ndarray) -> np.ndarray:
     if mask.dtype == np.bool_:
         return np.where(mask, 0.0, CAUSAL_FILL)
     return np.maximum(mask.astype(np.float64), CAUSAL_FILL)  # −∞ entries become the finite fill
+
+
+def missing_weights_warning(missing: list[str], name: str, kept: str) -> str:
+    """The warning for parameters of `name` a checkpoint folder did not fill (`kept`: what they hold instead)."""
+    shown = ", ".join(missing[:4]) + ("..." if len(missing) > 4 else "")
+    return f"{len(missing)} parameters of {name} are not in the checkpoint and keep their {kept}: {shown}"

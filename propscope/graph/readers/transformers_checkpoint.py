@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
-from ._build import charge_built, checkpoint_files, file_size, read_json
+from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
 from ._failure import first_line, quiet_library, quiet_torch
 
 SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
@@ -276,9 +276,7 @@ def open(path: str | Path) -> Model:
                           f"{len(files)} file(s)), exported with torch.export: {len(opened.graph.ops)} ops")
     missing = sorted(info.get("missing_keys") or [])
     if missing:
-        opened.warnings = [*opened.warnings, f"{len(missing)} parameters of {arch} are not in the checkpoint and "
-                                             f"keep their random initial values: {', '.join(missing[:4])}"
-                                             f"{'...' if len(missing) > 4 else ''}"]
+        opened.warnings = [*opened.warnings, missing_weights_warning(missing, arch, "random initial values")]
     opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
     return opened
 
