@@ -319,11 +319,10 @@ def _tolerance(text: str) -> float:
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
-    from .debugger.gradcheck import gradcheck
+    from .debugger.gradcheck import default_samples, gradcheck
 
     s = _open(args, dtype="float64")
-    total = sum(int(np.prod(n.shape)) for n in (*s.graph.parameters, *s.graph.inputs))  # an image's entries too
-    samples = args.samples if args.samples is not None else None if total <= AUTO_SAMPLE_ABOVE else 8
+    samples = args.samples if args.samples is not None else default_samples(s)
     samples = None if samples == 0 else samples
     rows = gradcheck(s, samples=samples, progress=_progress_line if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
@@ -345,9 +344,6 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         return 1
     print(f"  all {len(rows)} gradients agree (worst relative error {worst:.2e}{below})")
     return 0
-
-
-AUTO_SAMPLE_ABOVE = 20_000  # parameter entries checked one by one below this; 8 of each tensor above it
 
 
 def _progress_line(done: int, total: int, name: str) -> None:
@@ -738,6 +734,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .debugger.gradcheck import AUTO_SAMPLE_ABOVE, AUTO_SAMPLES  # the app's rule too, said in --help
+
     parser = CommandParser(
         prog="propscope",
         description="Step through the forward and backward pass of a neural network, one op at a time.",
@@ -773,7 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tol", type=_tolerance, default=1e-7, help="largest relative error allowed (default 1e-7)")
     p.add_argument("--samples", type=_count, metavar="N",
                    help=f"check N entries of each tensor, half where the gradient is largest, half at random "
-                        f"(0: all; default all up to {AUTO_SAMPLE_ABOVE:,} parameter and input entries, 8 above)")
+                        f"(0: all; default all up to {AUTO_SAMPLE_ABOVE:,} parameter and input entries, "
+                        f"{AUTO_SAMPLES} above)")
     p.set_defaults(func=cmd_gradcheck)
 
     p = sub.add_parser("grads", help="every parameter's (or module output's) gradient in forward order; vanishing, "

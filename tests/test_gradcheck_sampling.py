@@ -76,3 +76,24 @@ def test_a_wrong_derivative_fails_however_large_the_loss(monkeypatch: pytest.Mon
     monkeypatch.setattr(gc, "_analytic", wrong)
     rows = gradcheck_detailed(open_session(model, dtype="float64"), samples=4)
     assert all(not r.row.ok(1e-7) and not r.row.within_noise for r in rows), [r.row for r in rows]
+
+
+def test_the_app_samples_a_big_network_as_the_command_does(qtbot) -> None:
+    """Debug ▸ Gradient check on a network above the threshold checks a sample of each tensor (every entry of a
+    ResNet would be hours), says so, and shows the checked entries, not a whole tensor with gaps, in the inspector."""
+    from propscope.gui.main_window import MainWindow
+
+    w = MainWindow(open_session(wide(), dtype="float64"), settings=None)
+    qtbot.addWidget(w)
+    w.show()
+    w.gradcheck_action.trigger()
+    qtbot.waitUntil(lambda: w.gradcheck.results is not None, timeout=60_000)
+    results = {r.row.name: r for r in w.gradcheck.results}
+    assert results["W"].row.elements == 8 and len(results["W"].entries) == 8 and results["W"].size == 30_000
+    assert results["b"].row.elements == 8 and results["b"].size == 150
+    assert all(r.row.relative_error < 1e-8 for r in results.values())
+    assert "8 entries of each large one" in w.status_message.text()
+    w.selection.select("W", (0, 0))
+    assert "at 8 sampled entries of 30,000" in w.inspector.numeric_panel.title.text()
+    assert w.inspector.numeric_panel.array.shape == (8,)
+    w.close()

@@ -83,11 +83,26 @@ def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class GradCheckResult:
-    """One leaf's check with both gradients kept, for a view that shows them side by side."""
+    """One leaf's check with both gradients kept, for a view that shows them side by side. Where the check was
+    sampled, both arrays hold the checked entries only, in the order of `entries` (their indices in the leaf),
+    and `size` says how many the leaf has."""
 
     row: GradCheckRow
     analytic: np.ndarray
     numeric: np.ndarray
+    entries: tuple[tuple[int, ...], ...] | None = None
+    size: int = 0
+
+
+AUTO_SAMPLE_ABOVE = 20_000  # parameter and input entries checked one by one up to this; 8 of each tensor above it
+AUTO_SAMPLES = 8
+
+
+def default_samples(session: Session) -> int | None:
+    """How many entries of each tensor a check samples when not told: all (None) up to `AUTO_SAMPLE_ABOVE`
+    entries of parameters and inputs together (an image's entries count too), `AUTO_SAMPLES` above it."""
+    total = sum(int(np.prod(n.shape)) for n in (*session.graph.parameters, *session.graph.inputs))
+    return None if total <= AUTO_SAMPLE_ABOVE else AUTO_SAMPLES
 
 
 def gradcheck(session: Session, h: float = 1e-3, samples: int | None = None,
@@ -144,8 +159,9 @@ def gradcheck_detailed(
         at = None if samples is None else sample_entries(a, samples, zlib.crc32(name.encode()))
         rounding = np.zeros(shape)
         numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h, at, rounding)
+        size, entries = a.size, None
         if at is not None and len(at) < a.size:
-            picked = tuple(np.array(at).T)
+            picked, entries = tuple(np.array(at).T), tuple(at)
             a, numeric, rounding = a[picked], numeric[picked], rounding[picked]
         # an exact 0 that the differences confirm to within f's own rounding: both say no gradient
         agree = not a.any() and float(np.max(np.abs(numeric), initial=0.0)) <= noise
@@ -154,7 +170,7 @@ def gradcheck_detailed(
             name, kind, 0.0 if agree else relative_error(a, numeric), float(np.max(error, initial=0.0)),
             numeric.size, 4 * float(np.max(rounding, initial=0.0)), bool(np.all(error <= 4 * rounding)),
         )
-        rows.append(GradCheckResult(row, a, numeric))
+        rows.append(GradCheckResult(row, a, numeric, entries, size))
     return rows
 
 

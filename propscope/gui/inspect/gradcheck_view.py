@@ -71,7 +71,7 @@ class GradcheckRunner(QObject):
         window.bridge.paramsChanged.connect(self.clear)  # trained: the check is of weights that are gone
 
     def run(self) -> Job | None:
-        from ...debugger.gradcheck import gradcheck_detailed  # when asked for, not at the window's start
+        from ...debugger.gradcheck import default_samples, gradcheck_detailed  # when asked for, not at start
 
         w = self.window
         s = w.bridge.session
@@ -79,12 +79,16 @@ class GradcheckRunner(QObject):
             w.show_error("Cannot check gradients", "gradient check needs a loss; this session runs forward only")
             return None
         stop = threading.Event()
+        # a real network's every entry is hours of forward passes: above the threshold, the command's sample
+        samples = default_samples(s)
 
         def report(done: int, total: int, name: str) -> bool:
             self.progressed.emit(done, total, name)
             return not stop.is_set()
 
-        job = Job("Gradient check (central differences, float64)…", lambda: gradcheck_detailed(s, progress=report), w)
+        what = "" if samples is None else f", {samples} entries of each tensor"
+        job = Job(f"Gradient check (central differences, float64{what})…",
+                  lambda: gradcheck_detailed(s, progress=report, samples=samples), w)
         job.cancelled.connect(stop.set)
         self.job = job
 
@@ -109,7 +113,10 @@ class GradcheckRunner(QObject):
         if results:
             worst = max(results, key=lambda r: judged_error(r.row))
             rounding = sum(r.row.within_noise and r.row.relative_error >= OK_BELOW for r in results)
-            w.message(f"Gradient check: {len(results)} leaves, worst {worst.row.name} relative error "
+            sampled = max((r.row.elements for r in results if r.entries is not None), default=0)
+            w.message(f"Gradient check: {len(results)} leaves"
+                      + (f" ({sampled} entries of each large one)" if sampled else "")
+                      + f", worst {worst.row.name} relative error "
                       f"{worst.row.relative_error:.2e} ({verdict(judged_error(worst.row))})"
                       + (f"; {rounding} agree only to the loss's own rounding (too small to check further)"
                          if rounding else ""))

@@ -125,10 +125,13 @@ class Inspector(QWidget):
         if result is None:
             return
         error = result.row.relative_error
-        self.analytic_panel.set_title(f"Analytic ∂L/∂{name} (float64)", "")
-        self.numeric_panel.set_title(f"Numeric ∂L/∂{name} · relative error {error:.2e}", "")
-        self.analytic_panel.set_array(result.analytic, index)
-        self.numeric_panel.set_array(result.numeric, index)
+        # a sampled check holds its checked entries only, in a row: the selected entry is not among their indices
+        entries = result.entries
+        where = "" if entries is None else f" at {len(entries)} sampled entries of {result.size:,}"
+        self.analytic_panel.set_title(f"Analytic ∂L/∂{name}{where} (float64)", "")
+        self.numeric_panel.set_title(f"Numeric ∂L/∂{name}{where} · relative error {error:.2e}", "")
+        self.analytic_panel.set_array(result.analytic, index if entries is None else None)
+        self.numeric_panel.set_array(result.numeric, index if entries is None else None)
 
     def _theme(self) -> None:
         theme = self.themes.theme
