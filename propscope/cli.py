@@ -50,6 +50,11 @@ OUTPUT_HELP = ("which of a model's several outputs the loss goes on, by name or 
                "first; `inspect` lists them)")
 
 
+PER_TOKEN_HELP = ("cross-entropy over a language model's (batch, tokens, vocabulary) logits, a row per token against "
+                  "(batch, tokens) labels, as its own loss reads them (labels of that shape in --data read them so "
+                  "without it; torch's cross-entropy takes the classes on axis 1)")
+
+
 def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
     p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="float precision (default float32)")
@@ -61,6 +66,7 @@ def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
     if loss:
         p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
         p.add_argument("--output", metavar="NAME", help=OUTPUT_HELP)
+        p.add_argument("--per-token", action="store_true", help=PER_TOKEN_HELP)
 
 
 def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
@@ -76,6 +82,7 @@ def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
         device=args.device,
         arch=getattr(args, "arch", None),
         output=getattr(args, "output", None),
+        per_token=getattr(args, "per_token", False),
     ), args)
 
 
@@ -101,8 +108,12 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     if session.loss_name == "cross_entropy" and len(pred) == 3 and pred[2] > pred[1]:  # (batch, tokens, vocabulary)?
         print(f"propscope: note: cross-entropy takes the classes on axis 1, as torch's does: {fmt_shape(pred)} is "
               f"read as {pred[1]} classes at each of {pred[2]} positions; for a language model's (batch, tokens, "
-              "vocabulary) logits, return logits.reshape(-1, vocabulary) from its forward (a transformers model "
-              "opened from its folder or handed over in Python gets that already)", file=sys.stderr)
+              "vocabulary) logits, --per-token reads a row per token (as do (batch, tokens) labels in --data)",
+              file=sys.stderr)
+    elif session.prediction_node.meta.get("per_token") and not getattr(args, "per_token", False):
+        print(f"propscope: note: the data's (batch, tokens) labels read the logits "
+              f"{fmt_shape(session.prediction_node.inputs[0].shape)} a row per token, as {fmt_shape(pred)}",
+              file=sys.stderr)
     return session
 
 

@@ -54,12 +54,15 @@ class Session:
         name: str = "",
         seed: int = 0,
     ) -> None:
+        self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
+        labels = (model.batch if batch is None else batch).get(TARGET)
+        if self.loss_name == "cross_entropy" and labels is not None:
+            model = _rows_for_token_labels(model, np.shape(labels))
         self.model = model
         self.backend = backend
         self.name = name or model.graph.name
         # what it was opened from: an example's name or a file's path ("" for a Model made in code)
         self.source = ""
-        self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
         self.data_seed = seed  # what a generated batch was drawn with (with_loss draws a target so)
         # whether the target `y` was drawn here (no data gave one): another loss or output draws its own again
         self.target_drawn = False
@@ -305,12 +308,17 @@ class Session:
         and whether its target was drawn: the data's own `y` stays where it fits the new loss, else one of the
         right kind is drawn, seeded (class indices for cross_entropy, 0/1 for bce), as for a model opened
         without data. The breakpoints and snapshots carry over; the cursor starts again."""
-        return self._remade(self.model, "none" if loss is None else loss)
+        return self._remade(self.model.per_token(False), "none" if loss is None else loss)
 
     def with_output(self, output: str | int) -> tuple[Session, bool]:
         """`with_loss`'s session, its loss (if any) on the model's output `output` (a name `Model.with_output` takes),
         and whether its target was drawn (the data's `y` stays where it fits that output)."""
         return self._remade(self.model.with_output(output), self.loss_name or "none")
+
+    def with_per_token(self) -> tuple[Session, bool]:
+        """`with_loss`'s session with cross-entropy over the prediction read as a row per token (`Model.per_token`):
+        a language model's (batch, tokens, vocabulary) logits against (batch, tokens) labels."""
+        return self._remade(self.model.per_token(), "cross_entropy")
 
     def _remade(self, model: Model, wanted: str) -> tuple[Session, bool]:
         inputs = {k: v for k, v in self.batch.items() if k != TARGET}
@@ -405,6 +413,15 @@ class Session:
         return f"<Session {self.name} on {self.backend.name}/{self.backend.dtype}: {self.position_text()}>"
 
 
+def _rows_for_token_labels(model: Model, labels: tuple[int, ...]) -> Model:
+    """`model` read a row per token (`Model.per_token`) where its labels can mean nothing else: (B, T) labels for
+    (B, T, V) logits with T ≠ V, which cross-entropy with the classes on axis 1 (torch's) cannot take; else as it is."""
+    logits = model.graph.output.shape
+    if len(logits) == 3 and len(labels) == 2 and labels[1] == logits[1] != logits[2]:
+        return model.per_token()
+    return model
+
+
 def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
     """Class indices for cross-entropy: (N,) integers from (N,), (N, 1) or one-hot (N, C), or from (B, T) token
     labels where the logits are a row per token (N = B·T); for logits with positions, (N, C, d1, ...) as torch lays
@@ -445,6 +462,7 @@ def open_session(
     arch: str | Path | None = None,
     inputs: Any = None,
     output: str | int | None = None,
+    per_token: bool = False,
 ) -> Session:
     """A Session on an example name, a model file, a Model, or a model held in Python.
 
@@ -454,7 +472,8 @@ def open_session(
     target `y`); its arrays may be tensors. An `ExportedProgram` brings its own inputs. `loss="none"` runs forward only.
     `dtype` defaults to float32, or to float64 for a module whose weights are float64. `output` (a name or a position)
     picks which of a model's several outputs is the prediction the loss goes on; by default the first
-    (`Model.outputs_note` says which).
+    (`Model.outputs_note` says which). `per_token` reads a language model's (batch, tokens, vocabulary) logits as a row
+    per token for cross-entropy (`Model.per_token`); (batch, tokens) labels in `data` read them so without it.
     """
     from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
@@ -470,6 +489,9 @@ def open_session(
     else:
         model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     model = model.with_output(output)
+    if per_token:
+        model = model.per_token()
+        loss = loss or "cross_entropy"
     batch = load_data(data) if isinstance(data, str | Path) else None if data is None else \
         {k: _as_array(v) for k, v in data.items()}
     if live and batch is not None:  # the module's inputs stay unless data replaces them; data adds the target

@@ -87,6 +87,39 @@ class Model:
         graph.set_outputs(chosen.name, *(n for n in names if n != chosen.name))
         return replace(self, graph=graph, output_order=order)
 
+    def per_token(self, rows: bool = True) -> Model:
+        """The model with its prediction read as a row per token: (batch, tokens, …, vocabulary) logits reshaped to
+        (batch · tokens · …, vocabulary), as a language model's loss reads them (`logits.view(-1, V)`) and
+        cross-entropy (classes on axis 1, as torch lays them out) then takes them, with (batch, tokens) labels. The
+        other outputs stay outputs. `rows=False` gives the logits as the model returns them again."""
+        out = self.graph.output
+        if bool(out.meta.get("per_token")) == rows:
+            return self
+        if not rows:
+            return self._without_rows(out)
+        if len(out.shape) < 3:
+            raise GraphError(f"the output {output_name(out)!r} is {fmt(out.shape)}: a row per token needs "
+                             "(batch, tokens, vocabulary) logits")
+        graph = self.graph.copy()
+        rows = graph.add("reshape", graph[out.name], name=f"{out.name}_per_token", attrs={"shape": (-1, out.shape[-1])},
+                         module=out.module, per_token=True, returns=f"{output_name(out)} per token")
+        others = [o.name for o in self.graph.outputs if o is not out]
+        graph.set_outputs(rows, *others)
+        order = self.output_order and tuple(rows.name if n == out.name else n for n in self.output_order)
+        return replace(self, graph=graph, output_order=order)
+
+    def _without_rows(self, rows: Node) -> Model:
+        logits = rows.inputs[0]
+        graph = Graph(self.graph.name)
+        for node in self.graph:
+            if node is not rows:
+                graph.add(node.op, *(graph[a.name] for a in node.inputs), name=node.name, attrs=node.attrs,
+                          shape=node.shape if node.is_leaf else None,
+                          **{k: v for k, v in node.meta.items() if k != "shape"})
+        graph.set_outputs(logits.name, *(o.name for o in self.graph.outputs if o is not rows))
+        order = self.output_order and tuple(logits.name if n == rows.name else n for n in self.output_order)
+        return replace(self, graph=graph, output_order=order)
+
     @property
     def outputs_note(self) -> str:
         """One line saying which output a loss goes on, for a model with several ("" for one)."""

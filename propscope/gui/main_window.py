@@ -120,6 +120,15 @@ def backend_key(backend: Any) -> str:
 LOSS_LABELS = {"cross_entropy": "&Cross-entropy (class indices)", "mse": "&Mean squared error",
                "sse": "&Sum of squared errors (½·Σ, the tutorial's)", "bce": "&Binary cross-entropy",
                "nll_loss": "&Negative log-likelihood (on log-probabilities)"}
+# Debug ▸ Loss's entry for cross-entropy over a language model's logits read a row per token (Model.per_token)
+PER_TOKEN = "cross_entropy per token"
+
+
+def loss_choice(session: Session) -> str:
+    """Which entry of Debug ▸ Loss `session` is on: a loss's name, "none", or PER_TOKEN."""
+    if session.loss_name == "cross_entropy" and session.prediction_node.meta.get("per_token"):
+        return PER_TOKEN
+    return session.loss_name or "none"
 
 
 class MainWindow(QMainWindow):
@@ -326,6 +335,12 @@ class MainWindow(QMainWindow):
             if name in CATALOG:
                 act.setToolTip(f"{name}: {CATALOG[name].summary}")
             self.loss_menu.addAction(act)
+        act = QAction("Cross-entropy per &token (language model)", self.loss_actions, checkable=True)
+        act.setData(PER_TOKEN)
+        act.setToolTip("(batch, tokens, vocabulary) logits read as a row per token against (batch, tokens) labels, "
+                       "as a language model's loss reads them (torch's cross-entropy takes classes on axis 1)")
+        self.loss_menu.addAction(act)
+        self.per_token_action = act
         # one slot for the group, not a lambda with a default argument per action (PySide 6.11 has lost references
         # to such lambdas; see canvas/breadcrumbs.py)
         self.loss_actions.triggered.connect(lambda action: self._loss_chosen(str(action.data())))
@@ -409,8 +424,10 @@ class MainWindow(QMainWindow):
             self.backend_box.addItem(f"{BACKEND_LABELS.get(s.backend.name, s.backend.name)} {s.backend.device}", key)
         self.backend_box.setCurrentIndex(max(0, self.backend_box.findData(key)))
         self.dtype_box.setCurrentIndex(max(0, self.dtype_box.findText(str(s.backend.dtype))))
+        chosen = loss_choice(s)
         for action in self.loss_actions.actions():
-            action.setChecked(action.data() == (s.loss_name or "none"))
+            action.setChecked(action.data() == chosen)
+        self.per_token_action.setEnabled(chosen == PER_TOKEN or len(s.prediction_node.shape) >= 3)
         self._list_outputs(s)
         i = self.example_box.findData(s.name) if s.source == s.name else -1  # a file may share an example's name
         if i < 0:
@@ -454,11 +471,11 @@ class MainWindow(QMainWindow):
         """Attach the loss chosen in Debug ▸ Loss ("none": forward only) in a job, then install the new session;
         its target is the data's where it fits, else drawn, which the status bar says."""
         s = self.bridge.session
-        if loss == (s.loss_name or "none"):
+        if loss == loss_choice(s):
             return None
 
         def work() -> tuple[Session, Layout, Folding, bool]:
-            session, drawn = s.with_loss(loss)
+            session, drawn = s.with_per_token() if loss == PER_TOKEN else s.with_loss(loss)
             folding = Folding.of(session.graph)
             return session, folding.layout(), folding, drawn
 
@@ -466,6 +483,10 @@ class MainWindow(QMainWindow):
             session, layout, folding, drawn = result
             self.install(session, layout, folding)
             said = "forward only" if loss == "none" else f"the {loss} loss"
+            pred = session.prediction_node.shape
+            if loss == "cross_entropy" and len(pred) == 3 and pred[2] > pred[1]:  # (batch, tokens, vocabulary)?
+                said += (f", classes on axis 1 as torch's ({pred[1]} classes at {pred[2]} positions; a language "
+                         "model's logits: Cross-entropy per token)")
             self.message(f"Now {said}" + ("; its target y is drawn at random: File ▸ Load data gives your own"
                                           if drawn else ""))
 

@@ -1,0 +1,140 @@
+"""Cross-entropy per token: a language model's (batch, tokens, vocabulary) logits read as a row per token against
+(batch, tokens) labels, as its own loss reads them (`logits.view(-1, V)`), where torch's cross-entropy would take
+the classes on axis 1. Asked for with `per_token` (--per-token, Debug ▸ Loss ▸ Cross-entropy per token), or read so
+from labels of shape (batch, tokens), which the classes-on-axis-1 reading cannot take."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from propscope.cli import main
+from propscope.debugger import open_session
+from propscope.graph import Graph, GraphError, Model
+
+B, T, V, D = 2, 5, 11, 4  # T < V, as in every language model
+
+
+def tiny_lm() -> Model:
+    """ids (B, T) -> embedding (V, D) -> tanh -> linear (D -> V) -> logits (B, T, V), and a second output."""
+    rng = np.random.default_rng(0)
+    g = Graph("tiny_lm")
+    ids = g.input("ids", (B, T))
+    emb, w, b = g.parameter("emb", (V, D)), g.parameter("head.weight", (D, V)), g.parameter("head.bias", (V,))
+    h = g.add("tanh", g.add("embedding", ids, emb, name="embedded"), name="hidden")
+    g.set_outputs(g.add("linear", h, w, b, name="logits"), h)
+    arrays = {"emb": rng.normal(size=(V, D)), "head.weight": rng.normal(size=(D, V)), "head.bias": rng.normal(size=V)}
+    return Model(g, arrays, batch={"ids": rng.integers(0, V, (B, T))})
+
+
+def reference(model: Model, ids: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    """The loss a language model computes, F.cross_entropy(logits.view(-1, V), labels.view(-1)), and its gradients,
+    by torch autograd in float64."""
+    torch = pytest.importorskip("torch")
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in model.arrays.items()}
+    logits = torch.tanh(p["emb"][torch.tensor(ids)]) @ p["head.weight"] + p["head.bias"]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.tensor(labels).reshape(-1))
+    loss.backward()
+    return float(loss.detach()), {k: v.grad.numpy() for k, v in p.items()}
+
+
+def check_against_torch(s, ids: np.ndarray, labels: np.ndarray) -> None:
+    s.run_to_end()
+    loss, grads = reference(s.model, ids, labels)
+    assert float(s.value("loss")) == pytest.approx(loss, rel=1e-12)
+    for name, g in grads.items():
+        np.testing.assert_allclose(s.grad(name), g, rtol=1e-10, atol=1e-13)
+
+
+def test_per_token_reads_a_row_per_token_and_matches_torch() -> None:
+    model = tiny_lm()
+    labels = np.random.default_rng(1).integers(0, V, (B, T))
+    for backend in ("numpy", "torch"):
+        if backend == "torch":
+            pytest.importorskip("torch")
+        s = open_session(model, data={"ids": model.batch["ids"], "y": labels}, per_token=True, dtype="float64",
+                         backend=backend)
+        assert s.loss_name == "cross_entropy"  # per_token asks for it
+        assert s.prediction_node.shape == (B * T, V) and s.prediction_node.inputs[0].name == "logits"
+        assert [o.name for o in s.graph.outputs][1:] == ["hidden"]  # the other output stays
+        check_against_torch(s, model.batch["ids"], labels)
+
+
+def test_token_labels_read_the_logits_a_row_per_token_without_being_asked() -> None:
+    """(B, T) labels for (B, T, V) logits: torch's reading (classes on axis 1) would want (B, V) labels."""
+    model = tiny_lm()
+    labels = np.random.default_rng(2).integers(0, V, (B, T))
+    s = open_session(model, data={"ids": model.batch["ids"], "y": labels}, loss="cross_entropy", dtype="float64")
+    assert s.prediction_node.meta.get("per_token")
+    check_against_torch(s, model.batch["ids"], labels)
+
+
+def test_classes_stay_on_axis_1_unless_asked_or_the_labels_say_otherwise() -> None:
+    torch = pytest.importorskip("torch")
+    model = tiny_lm()
+    s = open_session(model, loss="cross_entropy", dtype="float64")  # drawn labels: torch's reading, (B, V)
+    assert s.prediction_node.name == "logits" and s.batch["y"].shape == (B, V)
+    labels = np.random.default_rng(3).integers(0, T, (B, V))
+    s = open_session(model, data={"ids": model.batch["ids"], "y": labels}, loss="cross_entropy", dtype="float64")
+    s.run_to_end()
+    logits = torch.tensor(np.asarray(s.value("logits")))
+    expected = torch.nn.functional.cross_entropy(logits, torch.tensor(labels))  # (N, C, d1) against (N, d1)
+    assert s.prediction_node.name == "logits" and float(s.value("loss")) == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_per_token_and_back() -> None:
+    model = tiny_lm()
+    rows = model.per_token()
+    assert rows.per_token() is rows and rows.graph.output.shape == (B * T, V)
+    back = rows.per_token(False)
+    assert [n.name for n in back.graph] == [n.name for n in model.graph]
+    assert [o.name for o in back.graph.outputs] == ["logits", "hidden"]
+    s = open_session(model, loss="cross_entropy", per_token=True, dtype="float64")
+    assert s.batch["y"].shape == (B * T,)  # drawn: a label per token
+    plain, _ = s.with_loss("cross_entropy")
+    assert plain.prediction_node.name == "logits"
+    again, _ = plain.with_per_token()
+    assert again.prediction_node.meta.get("per_token") and again.loss_name == "cross_entropy"
+    flat = Graph("flat")
+    x = flat.input("x", (3, 4))
+    flat.set_outputs(flat.add("tanh", x, name="out"))
+    with pytest.raises(GraphError, match=r"needs \(batch, tokens, vocabulary\) logits"):
+        Model(flat, {}).per_token()
+
+
+def test_the_command_takes_per_token_and_says_how(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from propscope.graph.readers import save_model
+
+    path = tmp_path / "lm.propscope"
+    save_model(tiny_lm(), path)
+    assert main(["grads", str(path), "--loss", "cross_entropy"]) == 0
+    assert "--per-token reads a row per token" in capsys.readouterr().err
+    assert main(["grads", str(path), "--per-token"]) == 0
+    captured = capsys.readouterr()
+    assert "loss cross_entropy" in captured.out and "axis 1" not in captured.err
+    data = tmp_path / "tokens.npz"
+    np.savez(data, ids=tiny_lm().batch["ids"], y=np.zeros((B, T), dtype=np.int64))
+    assert main(["grads", str(path), "--data", str(data), "--loss", "cross_entropy"]) == 0
+    assert f"labels read the logits ({B}, {T}, {V}) a row per token, as ({B * T}, {V})" in capsys.readouterr().err
+
+
+def test_the_app_offers_cross_entropy_per_token(qtbot) -> None:
+    from propscope.gui.main_window import PER_TOKEN, MainWindow
+
+    w = MainWindow(open_session(tiny_lm(), loss="cross_entropy", dtype="float64"), settings=None)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.per_token_action.isEnabled() and not w.per_token_action.isChecked()
+    w.per_token_action.trigger()
+    qtbot.waitUntil(lambda: w.bridge.session.prediction_node.meta.get("per_token") is True, timeout=20_000)
+    assert w.per_token_action.isChecked() and w.bridge.session.loss_name == "cross_entropy"
+    assert w.bridge.session.batch["y"].shape == (B * T,)
+    plain = next(a for a in w.loss_actions.actions() if a.data() == "cross_entropy")
+    plain.trigger()
+    qtbot.waitUntil(lambda: w.bridge.session.prediction_node.name == "logits", timeout=20_000)
+    assert plain.isChecked() and not w.per_token_action.isChecked()
+    assert "classes on axis 1" in w.status_message.text() and "Cross-entropy per token" in w.status_message.text()
+    assert PER_TOKEN == w.per_token_action.data()
+    w.close()
