@@ -31,7 +31,7 @@ from ..model import Model
 from . import onnx_proto
 from ._aten import Lazy, Missing, Transposed, Unmapped
 from ._budget import charge
-from ._build import Builder, check_shape, clean_name, downstream, file_size, from_bytes
+from ._build import DOWNSTREAM, Builder, check_shape, clean_name, downstream, file_size, from_bytes
 
 SUFFIX = ".onnx"
 MAX_FILE_BYTES = 2 * 2**30  # protobuf's own limit
@@ -265,6 +265,7 @@ class Reader:
         self.folder: Path | None = None
         self.fold_weights = False
         self.serialized: bytes | None = None  # the file's bytes, for ONNX's shape inference (read by onnx_proto)
+        self.refused: dict[str, int] = {}  # each op the reader could not map (not the ops downstream), how often
 
     # -- values ------------------------------------------------------------------------------------
     def node(self, value: Any, ctx: Ctx, kind: str = "parameter", hint: str = "const") -> Node:
@@ -421,7 +422,9 @@ class Reader:
             if outputs[-1].name != vi.name:  # the node is named by its module (m.Squeeze); the file names the output
                 outputs[-1].meta.setdefault("returns", clean_name(vi.name))
         producer = f"{self.model.producer_name} {self.model.producer_version}".strip() or "an unknown producer"
-        return self.b.model(outputs, None, f"ONNX model (opset {self.opset}, from {producer})")
+        model = self.b.model(outputs, None, f"ONNX model (opset {self.opset}, from {producer})")
+        _name_refused_ops(model, self.refused)
+        return model
 
     def _op(self, n: Any, index: int) -> None:
         # read once: every protobuf field access makes a new Python object, and a big graph has 10⁴-10⁵ nodes
@@ -581,6 +584,8 @@ class Reader:
                     shapes[name] = dims
 
     def _placeholder(self, key: str, inputs: list[Any], ctx: Ctx, reason: str) -> list[Any]:
+        if not reason.startswith(DOWNSTREAM):
+            self.refused[key] = self.refused.get(key, 0) + 1
         nodes: list[Node] = []
         for v in inputs:
             if v is None or (isinstance(v, np.ndarray) and v.size < 64):
@@ -599,6 +604,27 @@ class Reader:
             name = ctx.name if i == 0 else f"{ctx.name}.out{i}"
             results.append(self.b.unsupported(key, nodes, shape, name, ctx.module, reason))
         return results
+
+
+def _name_refused_ops(model: Model, refused: dict[str, int]) -> None:
+    """The unsupported-ops warning names the ops the reader refused, not only the placeholders: an op whose output
+    shape the file leaves out (onnxruntime's com.microsoft fusions) makes no node, and the MatMul or Gemm after it
+    that cannot be built is not what the user has to know about. Only where some placeholder stands downstream
+    of a refused op is the message rewritten; its tail (the first stop and what it lacks) is kept."""
+    from ..ops.unsupported import unsupported_nodes, unsupported_summary
+
+    nodes = unsupported_nodes(model.graph)
+    summary = unsupported_summary(model.graph)
+    if not refused or summary is None or not model.warnings or model.warnings[0] != summary:
+        return
+    after = [n for n in nodes if str(n.meta.get("reason") or "").startswith(DOWNSTREAM)]
+    if not after:
+        return
+    ops = ", ".join(f"{op} ×{k}" if k > 1 else op for op, k in refused.items())
+    behind = ", ".join(dict.fromkeys(str(n.attrs.get("original_op", "?")) for n in after))
+    tail = summary[summary.index("; the graph opens"):]
+    model.warnings[0] = (f"{sum(refused.values())} node(s) use ops propscope does not support: {ops}; "
+                         f"{len(after)} node(s) after them cannot be built ({behind}){tail}")
 
 
 def _param_module(name: str, fallback: str) -> str:

@@ -109,3 +109,30 @@ def _along(r: Reader, ctx: Ctx, x: Any, axis: int, suffix: str) -> Any:
     mask = op(r, ctx, "compare", picked, r.b.const(positions, ctx.module, "positions"), suffix=f"{tag}is_max",
               op="eq")
     return op(r, ctx, "where", mask, const(r, ctx, 1.0, "one"), const(r, ctx, 0.0, "zero"), suffix=suffix)
+
+
+# -- onnxruntime's fused activations (com.microsoft) ---------------------------------------------------------------
+def _biased(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """X, or X + bias where the op takes an optional bias (added before the activation)."""
+    x = r.node(ins[0], ctx)
+    if len(ins) < 2 or ins[1] is None:
+        return x
+    return op(r, ctx, "add", x, r.node(ins[1], ctx, hint="bias"), suffix="biased")
+
+
+@onnx_op("com.microsoft.Gelu", "com.microsoft.BiasGelu")
+def _ms_gelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """GELU, z · Φ(z) with the error function (BiasGelu: of A + B)."""
+    return op(r, ctx, "gelu", _biased(r, ins, ctx), approximate="none")
+
+
+@onnx_op("com.microsoft.FastGelu")
+def _fast_gelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """0.5·z·(1 + tanh(0.797885·z + 0.035677·z³)) of X (+ bias): GELU's tanh form, √(2/π) and 0.044715·√(2/π)."""
+    return op(r, ctx, "gelu", _biased(r, ins, ctx), approximate="tanh")
+
+
+@onnx_op("com.microsoft.QuickGelu")
+def _quick_gelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """z · σ(α·z), α = 1.702 by default (CLIP's quick_gelu): swish with β = α."""
+    return op(r, ctx, "silu", r.node(ins[0], ctx), beta=_attr(ctx, "alpha", 1.702))

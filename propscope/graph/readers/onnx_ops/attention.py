@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Unmapped
+from .._aten import Missing, Unmapped
 from .._build import additive_mask
 from ..onnx_reader import Ctx, Init, Reader, onnx_op
 from .elementwise import const, op
@@ -181,3 +181,127 @@ def _linear_attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     out = reads[0] if steps == 1 else op(r, ctx, "concat", *reads, axis=1)
     assert state is not None
     return [out, state]
+
+
+# -- onnxruntime's fused attention (com.microsoft) ---------------------------------------------------------------
+def _heads(r: Reader, ctx: Ctx, x: Node, heads: int, tag: str) -> Node:
+    """(B, S, N·h) as (B, N, S, h)."""
+    split = op(r, ctx, "reshape", x, suffix=f"{tag}_heads", shape=(-1, x.shape[1], heads, x.shape[2] // heads))
+    return op(r, ctx, "transpose", split, suffix=f"{tag}_by_head", axes=(0, 2, 1, 3))
+
+
+def _merged(r: Reader, ctx: Ctx, out: Node) -> Node:
+    """(B, N, S, h) back to (B, S, N·h), the attention's output."""
+    by_token = op(r, ctx, "transpose", out, suffix="by_token", axes=(0, 2, 1, 3))
+    return op(r, ctx, "reshape", by_token, shape=(-1, out.shape[2], out.shape[1] * out.shape[3]))
+
+
+def _key_mask(r: Reader, ctx: Ctx, mask: Any, batch: int, length: int, keys: int) -> Node | None:
+    """onnxruntime's mask_index as an additive mask of the scores (0 where a key is seen, mask_filter_value where
+    not): (B,) key counts of right-padded rows, or a raw 0/1 mask (B, T) or (B, S, T). Other forms (left padding
+    as (2·B,), (3·B + 2,), Megatron's (B, 1, M, M)) are refused by name."""
+    if mask is None:
+        return None
+    fill = float(ctx.attrs.get("mask_filter_value", -10000.0))
+    shape = r.shape(mask)
+    known = r.folded(mask)
+    if shape == (batch,):  # right padding: key j is seen while j < the row's length
+        if known is not None:
+            seen = np.arange(keys)[None, :] < known.reshape(batch, 1)
+            return r.b.const(np.where(seen, 0.0, fill).reshape(batch, 1, 1, keys), ctx.module, "key_mask")
+        lengths = op(r, ctx, "reshape", r.node(mask, ctx, kind="constant", hint="mask_index"), suffix="lengths",
+                     shape=(batch, 1, 1, 1))
+        seen_node = op(r, ctx, "compare", r.b.const(np.arange(keys).reshape(1, 1, 1, keys), ctx.module, "positions"),
+                       lengths, suffix="key_seen", op="lt")
+    elif shape in ((batch, keys), (batch, length, keys)):
+        layout = (batch, 1, 1, keys) if len(shape) == 2 else (batch, 1, length, keys)
+        if known is not None:
+            return r.b.const(np.where(known.reshape(layout) > 0, 0.0, fill), ctx.module, "key_mask")
+        raw = op(r, ctx, "reshape", r.node(mask, ctx, kind="constant", hint="mask"), suffix="mask_b", shape=layout)
+        seen_node = op(r, ctx, "compare", raw, const(r, ctx, 0.0, "zero"), suffix="key_seen", op="gt")
+    else:
+        raise Unmapped(f"{ctx.op} with a mask_index of shape {shape} for batch {batch} and {keys} keys (propscope "
+                       "reads per-row key counts (B,) and raw 0/1 masks (B, T) or (B, S, T))")
+    return op(r, ctx, "where", seen_node, const(r, ctx, 0.0, "zero"), const(r, ctx, fill, "mask_filter_value"),
+              suffix="key_mask")
+
+
+def _attend(r: Reader, ctx: Ctx, q: Node, k: Node, v: Node, masks: list[Node | None], causal: bool) -> Node:
+    """softmax(q kᵀ · scale + masks) v per head, (B, N, S, h) each, merged back to (B, S, N·h)."""
+    extra: Node | None = None
+    for m in masks:
+        if m is not None:
+            extra = m if extra is None else op(r, ctx, "add", extra, m, suffix="masks")
+    module = f"{ctx.module}.attention" if ctx.module else "attention"
+    scale = ctx.attrs.get("scale")
+    out = r.b.attention(q, k, v, f"{ctx.name}.heads", module, None if not scale else float(scale), causal, extra)
+    return _merged(r, ctx, out)
+
+
+def _refuse_state(ctx: Ctx, ins: list[Any], stateful: dict[int, str]) -> None:
+    """One line naming what needs run-time state (a KV cache, its lengths) or a fused rotary step."""
+    used = [what for i, what in stateful.items() if len(ins) > i and ins[i] is not None]
+    if ctx.attrs.get("do_rotary") or ctx.attrs.get("past_present_share_buffer"):
+        used.append("do_rotary" if ctx.attrs.get("do_rotary") else "past_present_share_buffer")
+    if used:
+        raise Unmapped(f"{ctx.op} with {', '.join(used)} (a KV cache or a fused rotary step: propscope steps "
+                       "attention without past state; export without use_cache)")
+
+
+@onnx_op("com.microsoft.Attention")
+def _ms_attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """BERT's and GPT-2's self-attention, fused: input · weights + bias split into Q, K, V (qkv_hidden_sizes, or
+    three equal parts), num_heads heads, softmax(Q Kᵀ · scale + mask + attention_bias) V with scale 1/√head_size
+    unless given, causal when unidirectional. The optional present output (the KV cache) is refused where used."""
+    _refuse_state(ctx, ins, {4: "past", 6: "past_sequence_length"})
+    x = r.node(ins[0], ctx)
+    w = r.node(ins[1], ctx)
+    heads = int(ctx.attrs["num_heads"])
+    if len(x.shape) != 3 or len(w.shape) != 2 or w.shape[0] != x.shape[2]:
+        raise Unmapped(f"Attention of input {x.shape} with weights {w.shape}")
+    sizes = [int(s) for s in ctx.attrs.get("qkv_hidden_sizes", [])] or [w.shape[1] // 3] * 3
+    if sum(sizes) != w.shape[1] or sizes[0] != sizes[1] or any(s % heads for s in sizes):
+        raise Unmapped(f"Attention with Q, K, V sizes {sizes} for weights {w.shape} and {heads} heads")
+    qkv = op(r, ctx, "matmul", x, w, suffix="qkv")
+    if len(ins) > 2 and ins[2] is not None:
+        qkv = op(r, ctx, "add", qkv, r.node(ins[2], ctx, hint="bias"), suffix="qkv_biased")
+    bounds = [0, sizes[0], sizes[0] + sizes[1], sum(sizes)]
+    parts = [_heads(r, ctx, op(r, ctx, "slice", qkv, suffix=tag, axes=(2,), starts=(bounds[i],),
+                                  stops=(bounds[i + 1],), steps=(1,)), heads, tag)
+             for i, tag in enumerate(("q", "k", "v"))]
+    batch, length = x.shape[0], x.shape[1]
+    mask = _key_mask(r, ctx, ins[3] if len(ins) > 3 else None, batch, length, length)
+    bias = r.node(ins[5], ctx, hint="attention_bias") if len(ins) > 5 and ins[5] is not None else None
+    q, k, v = parts
+    out = _attend(r, ctx, q, k, v, [mask, bias], bool(ctx.attrs.get("unidirectional", 0)))
+    return [out, Missing("Attention's present output (the KV cache; propscope steps attention without past state)")]
+
+
+@onnx_op("com.microsoft.RotaryEmbedding")
+def _ms_rotary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """onnxruntime's RoPE: ONNX's RotaryEmbedding with its inputs in another order (input, position_ids, cos_cache,
+    sin_cache); position_ids (B, S), or (1,) holding the first position of every row. A 3-D input without
+    num_heads has heads of twice the caches' width. Packed batches and a scale other than 1 are refused by name."""
+    if ctx.attrs.get("is_packed_batching"):
+        raise Unmapped("RotaryEmbedding with is_packed_batching (ragged batches)")
+    if float(ctx.attrs.get("scale", 1.0)) != 1.0:
+        raise Unmapped(f"RotaryEmbedding with scale {ctx.attrs['scale']}")
+    x, ids, cos, sin = ins[:4]
+    shape = r.shape(x)
+    if len(shape) < 3:
+        raise Unmapped(f"RotaryEmbedding of a {len(shape)}-D input")
+    length = shape[1] if len(shape) == 3 else shape[2]
+    if r.shape(ids) == (1,):
+        first = r.folded(ids)
+        if first is None:
+            raise Unmapped("RotaryEmbedding whose first position is computed at run time")
+        ids = np.broadcast_to(int(first[0]) + np.arange(length), (shape[0], length)).copy()
+    attrs: dict[str, Any] = {k: ctx.attrs[k] for k in ("interleaved", "rotary_embedding_dim", "num_heads")
+                             if k in ctx.attrs}
+    if len(shape) == 3 and not attrs.get("num_heads"):
+        width = 2 * r.shape(cos)[-1]
+        if shape[2] % width:
+            raise Unmapped(f"RotaryEmbedding of hidden size {shape[2]} with caches for heads of {width}")
+        attrs["num_heads"] = shape[2] // width
+    onnx_ctx = Ctx(ctx.op, ctx.name, ctx.module, None, attrs, ctx.opset)
+    return _rotary(r, [x, cos, sin, ids], onnx_ctx)

@@ -11,6 +11,7 @@ which no window then picks).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -373,3 +374,33 @@ def unpool_scatter(r: Reader, ins: list[Any], ctx: Ctx, where: UnpoolPositions) 
                 attrs={**geometry, "output_size": (int(height), int(width))}, original_op=ctx.op)
     return r.b.op("reshape", up, name=ctx.name, module=ctx.module, attrs={"shape": (zeros.size,)},
                   original_op=ctx.op)
+
+
+# onnxruntime's fused activations (its session optimizer's Conv + activation fusion): name -> (catalog op, its
+# attributes from activation_params)
+_FUSED_ACTIVATIONS: dict[str, Callable[[list[float]], tuple[str, dict[str, Any]]]] = {
+    "Relu": lambda p: ("relu", {}), "Tanh": lambda p: ("tanh", {}), "Sigmoid": lambda p: ("sigmoid", {}),
+    "LeakyRelu": lambda p: ("leaky_relu", {"negative_slope": float(p[0]) if p else 0.01}),
+    "HardSigmoid": lambda p: ("hardsigmoid", {"alpha": float(p[0]), "beta": float(p[1])} if len(p) > 1
+                              else {"alpha": 0.2, "beta": 0.5}),
+    "Clip": lambda p: ("clamp", {"min": float(p[0]), "max": float(p[1])}),
+}
+
+
+@onnx_op("com.microsoft.FusedConv")
+def _fused_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """activation(Conv(X, W, B) + Z): the convolution, the optional sum input Z, then the activation as a step."""
+    activation = str(ctx.attrs.get("activation", ""))
+    # stored as float32: 0.2 read back as the 0.2 the exporter saw, as the reader does for a single float
+    params = [float(str(np.float32(v))) for v in ctx.attrs.get("activation_params", [])]
+    if activation and (activation not in _FUSED_ACTIVATIONS or (activation == "Clip" and len(params) < 2)):
+        raise Unmapped(f"FusedConv with activation {activation!r} {params} (propscope reads Relu, Tanh, Sigmoid, "
+                       "LeakyRelu, HardSigmoid and Clip with its bounds)")
+    conv_ctx = Ctx(ctx.op, f"{ctx.name}.conv", ctx.module, None, ctx.attrs, ctx.opset)
+    y = _conv(r, ins[:3], conv_ctx)
+    if len(ins) > 3 and ins[3] is not None:
+        y = op(r, ctx, "add", y, r.node(ins[3], ctx, hint="Z"), suffix="" if not activation else "sum")
+    if not activation:
+        return y
+    name, attrs = _FUSED_ACTIVATIONS[activation](params)
+    return op(r, ctx, name, y, **attrs)

@@ -85,3 +85,26 @@ def _matmul(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                       module=ctx.module, attrs={"transpose_weight": True})
     weight = parameter(r, b, ctx, "weight", transposed=True) if len(r.shape(b)) == 2 else r.node(b, ctx)
     return r.b.op("matmul", r.node(a, ctx), weight, name=ctx.name, module=ctx.module)
+
+
+@onnx_op("com.microsoft.FusedMatMul", "com.microsoft.TransposeMatMul")
+def _fused_matmul(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """onnxruntime's α · A' B' (what its session optimizer writes for a Transpose or a scale around a MatMul): each
+    operand's last two axes swapped where transA / transB say, the batched product, α a step of its own when not 1.
+    Transposes across the batch axes (transBatchA / transBatchB) are refused by name."""
+    if ctx.attrs.get("transBatchA") or ctx.attrs.get("transBatchB"):
+        raise Unmapped(f"{ctx.op} with transBatchA / transBatchB (a transpose across the batch axes)")
+    operands = []
+    for value, flag, tag in ((ins[0], "transA", "A"), (ins[1], "transB", "B")):
+        node = r.node(value, ctx, hint=tag)
+        if ctx.attrs.get(flag):
+            rank = len(node.shape)
+            if rank < 2:
+                raise Unmapped(f"{ctx.op} with {flag} of a {rank}-D operand")
+            node = op(r, ctx, "transpose", node, suffix=f"{tag}_T", axes=(*range(rank - 2), rank - 1, rank - 2))
+        operands.append(node)
+    alpha = float(ctx.attrs.get("alpha", 1.0))
+    if alpha == 1.0:
+        return op(r, ctx, "matmul", *operands)
+    product = op(r, ctx, "matmul", *operands, suffix="product")
+    return op(r, ctx, "mul", product, const(r, ctx, alpha, "alpha"))

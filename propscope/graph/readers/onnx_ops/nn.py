@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .._aten import Unmapped
+from .._aten import Missing, Unmapped
 from ..onnx_reader import Ctx, Reader, onnx_op
+from .elementwise import op
 
 
 @onnx_op("Dropout")
@@ -26,3 +27,38 @@ def _dropout(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if bool(training) and (ratio is None or float(ratio) != 0.0):
         raise Unmapped("Dropout in training mode (a random mask; propscope's dropout op draws its own)")
     return [x, np.ones(r.shape(x), dtype=bool)]
+
+
+@onnx_op("com.microsoft.EmbedLayerNormalization")
+def _embed_layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """BERT's embeddings, fused: LayerNorm(word[input_ids] + position[position_ids] + segment[segment_ids]) with
+    positions 0 … S − 1 unless given, and, from the optional mask, mask_index (the row sums of the 0/1 mask: the
+    key counts Attention reads). The optional embedding_sum output is refused where used."""
+    ids, segments, words, positions, segment_table, gamma, beta, mask, position_ids = [*ins, *[None] * 9][:9]
+    token_ids = r.node(ids, ctx, kind="constant", hint="input_ids")
+    length = token_ids.shape[-1]
+    total = op(r, ctx, "embedding", token_ids, r.node(words, ctx, hint="word_embedding"), suffix="words")
+    if position_ids is None:
+        picked = r.b.const(np.arange(length).reshape(1, length), ctx.module, "position_ids")
+    else:
+        picked = r.node(position_ids, ctx, kind="constant", hint="position_ids")
+    placed = op(r, ctx, "embedding", picked, r.node(positions, ctx, hint="position_embedding"), suffix="positions")
+    total = op(r, ctx, "add", total, placed, suffix="with_positions")
+    if (segments is None) != (segment_table is None):
+        raise Unmapped("EmbedLayerNormalization with segment_ids but no segment_embedding, or the reverse")
+    if segments is not None:
+        segment = op(r, ctx, "embedding", r.node(segments, ctx, kind="constant", hint="segment_ids"),
+                     r.node(segment_table, ctx, hint="segment_embedding"), suffix="segments")
+        total = op(r, ctx, "add", total, segment, suffix="with_segments")
+    hidden = total.shape[-1:]
+    node = r.b.op("layer_norm", total, r.node(gamma, ctx), r.node(beta, ctx), name=ctx.name, module=ctx.module,
+                  attrs={"normalized_shape": hidden, "eps": float(ctx.attrs.get("epsilon", 1e-12))})
+    if mask is None:
+        mask_index: Any = Missing("EmbedLayerNormalization's mask_index without a mask input")
+    else:
+        known = r.folded(mask)
+        mask_index = (known != 0).sum(axis=1).astype(np.int32) if known is not None else \
+            op(r, ctx, "sum", r.node(mask, ctx, kind="constant", hint="mask"), suffix="mask_index", axis=(1,),
+               keepdims=False)
+    return [node, mask_index, Missing("EmbedLayerNormalization's embedding_sum output (propscope builds the "
+                                      "normalized output and mask_index)")]

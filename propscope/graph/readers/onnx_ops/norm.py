@@ -222,3 +222,60 @@ def _rms_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if math.prod(r.shape(scale)) == 0:
         raise Unmapped("an empty RMSNormalization scale")
     return _affine(r, ctx, plain, scale, None)
+
+
+# -- onnxruntime's fused normalisations (com.microsoft; SimplifiedLayerNormalization in the default domain) ------
+# Their epsilon defaults are onnxruntime's: 1e-12 for the Skip* ops, 1e-5 for SimplifiedLayerNormalization.
+def _residual_sum(r: Reader, ins: list[Any], ctx: Ctx, bias: Any) -> Node:
+    """input + skip (+ bias): the residual sum the Skip* ops normalize, as its steps; skip may lack the batch axis."""
+    total = op(r, ctx, "add", r.node(ins[0], ctx), r.node(ins[1], ctx, hint="skip"), suffix="skip_sum")
+    if bias is None:
+        return total
+    return op(r, ctx, "add", total, r.node(bias, ctx, hint="bias"), suffix="input_skip_bias_sum")
+
+
+def _statistic_refused(what: str, ctx: Ctx) -> Missing:
+    return Missing(f"{ctx.op}'s {what} output (propscope builds its normalized output and input_skip_bias_sum)")
+
+
+@onnx_op("com.microsoft.SkipLayerNormalization")
+def _skip_layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """LayerNorm(input + skip + bias) · γ + β over the last axis (BERT's residual and its LayerNorm, fused): the
+    sums, then one layer_norm step; the optional sum output is the residual sum itself."""
+    ins = [*ins, None, None][:5]
+    total = _residual_sum(r, ins, ctx, ins[4])
+    hidden = total.shape[-1:]
+    if r.shape(ins[2]) != hidden or (ins[3] is not None and r.shape(ins[3]) != hidden):
+        raise Unmapped(f"SkipLayerNormalization gamma {r.shape(ins[2])} for a hidden size of {hidden[0]}")
+    beta = r.b.const(np.zeros(hidden), ctx.module, "no_beta") if ins[3] is None else r.node(ins[3], ctx)
+    node = r.b.op("layer_norm", total, r.node(ins[2], ctx), beta, name=ctx.name, module=ctx.module,
+                  attrs={"normalized_shape": hidden, "eps": float(ctx.attrs.get("epsilon", 1e-12))})
+    return [node, _statistic_refused("mean", ctx), _statistic_refused("inv_std_var", ctx), total]
+
+
+@onnx_op("com.microsoft.SkipSimplifiedLayerNormalization")
+def _skip_simplified_layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """RMSNorm(input + skip + bias) · γ over the last axis (T5's and LLaMA's residual and RMSNorm, fused)."""
+    ins = [*ins, None][:4]
+    total = _residual_sum(r, ins, ctx, ins[3])
+    hidden = total.shape[-1:]
+    if r.shape(ins[2]) != hidden:
+        raise Unmapped(f"SkipSimplifiedLayerNormalization gamma {r.shape(ins[2])} for a hidden size of {hidden[0]}")
+    node = r.b.op("rms_norm", total, r.node(ins[2], ctx), name=ctx.name, module=ctx.module,
+                  attrs={"normalized_shape": hidden, "eps": float(ctx.attrs.get("epsilon", 1e-12))})
+    return [node, _statistic_refused("mean", ctx), _statistic_refused("inv_std_var", ctx), total]
+
+
+@onnx_op("SimplifiedLayerNormalization")
+def _simplified_layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """onnxruntime's RMSNorm in the default domain (what its optimizer writes for T5 and LLaMA): the catalog's
+    rms_norm over the axes from `axis` on; the optional inv_std_var output is refused where used."""
+    x = r.node(ins[0], ctx)
+    axis = int(ctx.attrs.get("axis", -1)) % len(x.shape)
+    norm = x.shape[axis:]
+    if r.shape(ins[1]) != norm:
+        raise Unmapped(f"SimplifiedLayerNormalization scale {r.shape(ins[1])} for normalized axes {norm}")
+    node = r.b.op("rms_norm", x, r.node(ins[1], ctx), name=ctx.name, module=ctx.module,
+                  attrs={"normalized_shape": norm, "eps": _eps(ctx)})
+    return [node, Missing("SimplifiedLayerNormalization's inv_std_var output (propscope builds its normalized "
+                          "output)")]
