@@ -97,3 +97,27 @@ def test_group_norm_keeps_float32() -> None:
     out = backend.forward(node, [x, w, b])
     grads = backend.vjp(node, [x, w, b], out, np.ones_like(out))
     assert out.dtype == np.float32 and all(g is not None and g.dtype == np.float32 for g in grads)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_batch_norm_step_shows_the_derivative_of_its_mode(training: bool) -> None:
+    """A network in eval mode divides by the running σ alone: its backward step says that formula, not the
+    training one beside it (which also holds the batch's mean and variance), and the other way round."""
+    from propscope.debugger import open_session
+    from propscope.graph import Graph, Model
+
+    rng = np.random.default_rng(0)
+    g = Graph("bn")
+    x = g.input("x", (4, 3))
+    leaves = [g.parameter(n, (3,)) for n in ("gamma", "beta")] + [g.add("constant", name=n, shape=(3,))
+                                                                  for n in ("mean", "var")]
+    g.set_outputs(g.add("batch_norm", x, *leaves, name="bn", attrs={"training": training}))
+    arrays = {"gamma": rng.normal(size=3), "beta": rng.normal(size=3), "mean": rng.normal(size=3),
+              "var": rng.uniform(1, 2, size=3)}
+    s = open_session(Model(g, arrays, batch={"x": rng.normal(size=(4, 3))}), loss="mse", dtype="float64")
+    s.run_to_end()
+    step = next(s.trace.record(i) for i in range(len(s.steps))
+                if s.steps[i].phase == "backward" and s.steps[i].node.name == "bn")
+    formula = next(t.formula for t in step.terms if t.input.name == "x")
+    assert ("σ²_run" in formula) != training and ("mean(∂L/∂xₙ)" in formula) == training
+    assert "training:" not in formula and "eval:" not in formula

@@ -306,7 +306,7 @@ def explain(session: Session, name: str, index: Index | int = (), max_paths: int
                         _unravel(int(o), consumer.shape),
                         n.name,
                         _unravel(flat, n.shape),
-                        consumer.op.derivative(pos),
+                        consumer.op.derivative(pos, consumer.attrs),
                         float(value),
                     )
                     out.append((consumer, int(o), factor))

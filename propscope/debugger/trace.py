@@ -176,7 +176,7 @@ class Trace:
                     a,
                     i,
                     node.op.role(i),
-                    node.op.derivative(i),
+                    node.op.derivative(i, node.attrs),
                     g,
                     before,
                     total,

@@ -43,6 +43,8 @@ define(OpDef(
     _batch_norm, "BN", out="y", category="norm", nondifferentiable=frozenset({"μ_run", "σ²_run"}),
     default_attrs={"training": True, "momentum": 0.1, "eps": 1e-5},
     summary="batch normalisation over axis 1 (channels); the running statistics are constant inputs",
+    derivatives_by=("training", {True: {"x": f"∂L/∂x = {_STANDARDISE_BACK}"},
+                                 False: {"x": "∂L/∂x = γ · ∂L/∂y / √(σ²_run + ε)"}}),
 ))
 
 

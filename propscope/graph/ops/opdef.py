@@ -37,6 +37,9 @@ class OpDef:
     nondifferentiable: frozenset[str] = frozenset()
     default_attrs: Mapping[str, Any] = field(default_factory=dict)
     summary: str = ""
+    # formulas that depend on an attribute (batch norm's training flag): (its name, {its value: {role: formula}}),
+    # shown for a node instead of `derivatives`' general one
+    derivatives_by: tuple[str, Mapping[Any, Mapping[str, str]]] | None = None
 
     @property
     def is_leaf(self) -> bool:
@@ -69,10 +72,16 @@ class OpDef:
             return f"{self.roles[-1].rstrip('.')}{i + 1}"
         return self.roles[i]
 
-    def derivative(self, i: int) -> str:
-        """The display formula of the local derivative with respect to input `i`."""
+    def derivative(self, i: int, attrs: Mapping[str, Any] | None = None) -> str:
+        """The display formula of the local derivative with respect to input `i`; given a node's `attrs`, the one
+        that holds for them where the op's formulas depend on one (`derivatives_by`)."""
         role = self.role(i)
         key = self.roles[-1] if self.variadic and i >= len(self.roles) - 1 else role
+        if attrs is not None and self.derivatives_by is not None:
+            name, cases = self.derivatives_by
+            case = cases.get(attrs.get(name, self.default_attrs.get(name)), {})
+            if key in case:
+                return case[key]
         return self.derivatives.get(key, f"∂{self.out}/∂{role}")
 
     def differentiable(self, i: int) -> bool:
