@@ -101,11 +101,11 @@ class Model:
             raise GraphError(f"the output {output_name(out)!r} is {fmt(out.shape)}: a row per token needs "
                              "(batch, tokens, vocabulary) logits")
         graph = self.graph.copy()
-        rows = graph.add("reshape", graph[out.name], name=f"{out.name}_per_token", attrs={"shape": (-1, out.shape[-1])},
-                         module=out.module, per_token=True, returns=f"{output_name(out)} per token")
-        others = [o.name for o in self.graph.outputs if o is not out]
-        graph.set_outputs(rows, *others)
-        order = self.output_order and tuple(rows.name if n == out.name else n for n in self.output_order)
+        reshaped = graph.add("reshape", graph[out.name], name=f"{out.name}_per_token",
+                             attrs={"shape": (-1, out.shape[-1])}, module=out.module, per_token=True,
+                             returns=f"{output_name(out)} per token")
+        graph.set_outputs(reshaped, *(o.name for o in self.graph.outputs if o is not out))
+        order = self.output_order and tuple(reshaped.name if n == out.name else n for n in self.output_order)
         return replace(self, graph=graph, output_order=order)
 
     def _without_rows(self, rows: Node) -> Model:
