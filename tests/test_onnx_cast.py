@@ -166,7 +166,26 @@ def test_a_declared_integer_value_keeps_its_values(tmp_path: Path) -> None:
              helper.make_node("Cast", ["r32"], ["y"], to=TensorProto.DOUBLE)]
     path = _save(tmp_path / "declared.onnx", nodes, [helper.make_tensor_value_info("n", TensorProto.INT64, [2, 5])],
                  value_info=[helper.make_tensor_value_info("r", TensorProto.INT64, [2, 5])])
-    assert [n.op.name for n in open_model(path).graph.ops] == ["relu", "add", "remainder", "sub"]
+    assert [n.op.name for n in open_model(path).graph.ops] == ["relu", "add", "remainder", "sub", "sub"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_mask_cast_to_int32_keeps_its_values_in_float32(tmp_path: Path, dtype: str) -> None:
+    """onnxruntime's transformer optimizer casts the int64 attention mask to int32: the wrap into int32's range must
+    leave 0 and 1 (and every value in range) as they are in a float32 session too, where 2^31 + 1 rounds to 2^31."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["mask"], ["m32"], to=TensorProto.INT32),
+             helper.make_node("Cast", ["m32"], ["mf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["mf", "x"], ["y"])]
+    path = _save(tmp_path / "mask.onnx", nodes, [helper.make_tensor_value_info("mask", TensorProto.INT64, [2, 4]),
+                                                 helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                 out_shape=(2, 4))
+    mask = np.array([[1, 1, 0, 0], [1, -3, 70000, -(2**31)]], dtype=np.int64)
+    x = np.linspace(0.5, 1.2, 8).reshape(2, 4)
+    s = open_session(path, data={"mask": mask, "x": x}, loss="none", dtype=dtype)
+    s.run_to_end()
+    np.testing.assert_array_equal(np.asarray(s.value("y"), dtype=np.float64), (mask * x.astype(dtype)).astype(dtype))
 
 
 class Buckets(torch.nn.Module):

@@ -372,10 +372,14 @@ def _wrap(r: Reader, ctx: Ctx, node: Node, source: str, target: str) -> Node:
     span = const(r, ctx, float(want.max) - float(want.min) + 1, "span")
     if want.min == 0:  # unsigned: x mod 2^n
         return op(r, ctx, "remainder", node, span)
-    half = -float(want.min)  # signed: (x + 2^(n−1)) mod 2^n − 2^(n−1)
+    # signed: x − (s − s mod 2^n) with s = x + 2^(n−1), the whole turns taken off x itself. Not (s mod 2^n) − 2^(n−1):
+    # in float32, s rounds a small x away next to 2^31 (an attention mask's 0/1 cast to int32 read as 0), while
+    # s − s mod 2^n is a multiple of 2^n, exact, and 0 for every x in range
+    half = -float(want.min)
     shifted = op(r, ctx, "add", node, const(r, ctx, half, "half"), suffix="shifted")
     wrapped = op(r, ctx, "remainder", shifted, span, suffix="wrapped")
-    return op(r, ctx, "sub", wrapped, const(r, ctx, half, "half"))
+    turns = op(r, ctx, "sub", shifted, wrapped, suffix="turns")
+    return op(r, ctx, "sub", node, turns)
 
 
 @onnx_op("Cast", "CastLike")
