@@ -407,7 +407,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .debugger.compare import compare_backends
 
     s = _noted(open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss,
-                            arch=args.arch, output=args.output), args)
+                            arch=args.arch, output=args.output, per_token=args.per_token), args)
     s.run_to_end()
     result = compare_backends(s, get_backend("torch", args.dtype, args.device), tolerance=args.tol)
     print(f"{s.name}: {result.reference} vs {result.other}, {result.steps} steps, "
@@ -531,7 +531,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             _writable(path, option)
     data, test = _train_data(args)
     s = _noted(open_session(args.target, backend=args.backend, dtype=args.dtype, seed=args.seed, data=data,
-                            loss=args.loss, device=args.device, arch=args.arch, output=args.output), args)
+                            loss=args.loss, device=args.device, arch=args.arch, output=args.output,
+                            per_token=args.per_token), args)
     s.check_runnable()
     trainer = Trainer(s, args.epochs, args.optimizer, args.lr, args.batch_size, test, seed=args.seed,
                       snapshots=_snapshot_settings(args), **hparams)
@@ -808,6 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`")
     p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
     p.add_argument("--output", metavar="NAME", help=OUTPUT_HELP)
+    p.add_argument("--per-token", action="store_true", help=PER_TOKEN_HELP)
     p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda or cuda:N")
     p.add_argument("--tol", type=_tolerance, help="largest difference allowed (default 1e-10 float64, 1e-5 float32)")
     p.add_argument("--top", type=int, default=10, metavar="N", help="how many worst nodes to list (default 10)")
@@ -828,6 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.0, metavar="F", help="hold out this share of a data set")
     p.add_argument("--loss", metavar="NAME", help="mse, sse, bce or cross_entropy (default: the example's)")
     p.add_argument("--output", metavar="NAME", help=OUTPUT_HELP)
+    p.add_argument("--per-token", action="store_true", help=PER_TOKEN_HELP)
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (hand-written) or torch (autograd)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
     p.add_argument("--history", metavar="H.csv", help="write epoch, loss, test_loss and the metrics per epoch")

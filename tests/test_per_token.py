@@ -138,3 +138,47 @@ def test_the_app_offers_cross_entropy_per_token(qtbot) -> None:
     assert "classes on axis 1" in w.status_message.text() and "Cross-entropy per token" in w.status_message.text()
     assert PER_TOKEN == w.per_token_action.data()
     w.close()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_mini_batches_of_a_language_model_take_each_sample_with_its_tokens(backend: str) -> None:
+    """Mini-batch SGD over 6 sequences of T tokens, 2 a batch: the trainer takes each sequence's T label rows with it
+    (the data holds 6 samples of ids and 6·T labels); the weights equal torch's same loop, batch for batch."""
+    torch = pytest.importorskip("torch")
+    model = tiny_lm()
+    rng = np.random.default_rng(4)
+    ids, labels = rng.integers(0, V, (6, T)), rng.integers(0, V, (6, T))
+    s = open_session(model, data={"ids": ids, "y": labels}, loss="cross_entropy", dtype="float64", backend=backend,
+                     seed=7)
+    history = s.train(epochs=2, optimizer="sgd", lr=0.5, batch_size=2)
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in model.arrays.items()}
+    shuffle = np.random.default_rng(7)  # the trainer's order: the session's seed
+    losses = []
+    for _ in range(2):
+        order, total = shuffle.permutation(6), 0.0
+        for first in range(0, 6, 2):
+            rows = order[first:first + 2]
+            logits = torch.tanh(p["emb"][torch.tensor(ids[rows])]) @ p["head.weight"] + p["head.bias"]
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), torch.tensor(labels[rows]).reshape(-1))
+            grads = torch.autograd.grad(loss, list(p.values()))
+            with torch.no_grad():
+                for weight, g in zip(p.values(), grads, strict=True):
+                    weight -= 0.5 * g
+            total += float(loss.detach()) * len(rows)
+        losses.append(total / 6)
+    np.testing.assert_allclose(history.loss, losses, rtol=1e-12)
+    trained = s.parameters_numpy()
+    for name, weight in p.items():
+        np.testing.assert_allclose(trained[name], weight.detach().numpy(), rtol=1e-11, atol=1e-13)
+
+
+def test_train_and_compare_take_per_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from propscope.graph.readers import save_model
+
+    path = tmp_path / "lm.propscope"
+    save_model(tiny_lm(), path)
+    assert main(["train", str(path), "--per-token", "--epochs", "3", "--optimizer", "adam", "--lr", "0.05"]) == 0
+    assert "epoch 3/3" in capsys.readouterr().out
+    pytest.importorskip("torch")
+    assert main(["compare", str(path), "--per-token"]) == 0
+    assert "per_token" in capsys.readouterr().out

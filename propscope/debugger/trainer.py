@@ -259,7 +259,7 @@ class Trainer:
             self.test_batch, self.test_graph = session._prepare(session.model, test)
         if self.test_graph is not None and self.test_graph.output.op.name != session.graph.output.op.name:
             raise TrainingError("the test batch must be scored with the training loss")
-        self.n = self._sample_count(session.batch, session.graph)
+        self.n, self.per_sample = self._sample_count(session.batch, session.graph)
         if self.batch_size is not None and self.batch_size >= self.n:
             self.batch_size = None  # one batch holding everything is full-batch training
         self.history = History(self.metrics, has_test=test is not None)
@@ -307,12 +307,28 @@ class Trainer:
 
     # -- set-up ------------------------------------------------------------------------------
     @staticmethod
-    def _sample_count(batch: Mapping[str, np.ndarray], graph: Graph) -> int:
+    def _sample_count(batch: Mapping[str, np.ndarray], graph: Graph) -> tuple[int, int]:
+        """How many samples the data holds, and how many rows of the target (and of the prediction) each has: 1, or
+        a language model's tokens, whose logits and labels are read a row per token (T rows a sample)."""
         sizes = {n.name: np.shape(batch[n.name])[0] if np.ndim(batch[n.name]) else 1 for n in graph.inputs}
-        if len(set(sizes.values())) > 1:
+        samples = {v for k, v in sizes.items() if k != TARGET} or set(sizes.values())
+        n = next(iter(samples), 1)
+        target = sizes.get(TARGET, n)
+        per = 1 if target == n else \
+            target // n if n and target % n == 0 and output_node(graph).shape[:1] == (target,) else 0
+        if len(samples) > 1 or not per:
             listed = ", ".join(f"{k} {v}" for k, v in sizes.items())
             raise TrainingError(f"the data arrays disagree on the number of samples ({listed})")
-        return next(iter(sizes.values()), 1)
+        return n, per
+
+    def _target_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The target's (and the prediction's) rows of the samples `rows`: their tokens' rows, in order."""
+        if self.per_sample == 1:
+            return rows
+        return (np.asarray(rows)[:, None] * self.per_sample + np.arange(self.per_sample)).ravel()
+
+    def _rows_of(self, name: str, rows: np.ndarray) -> np.ndarray:
+        return self._target_rows(rows) if name == TARGET else rows
 
     def _compile(self, graph: Graph, leaves: Mapping[str, Any]) -> tuple[Any, Callable[[], Any]]:
         """The graph's fast program, and a function giving the prediction of its last run on `leaves`.
@@ -449,9 +465,10 @@ class Trainer:
         lengths = sorted({size, self.n % size} - {0}, reverse=True)
         runs = {}
         for length in lengths:
-            shapes = {k: np.broadcast_to(np.int8(0), (length, *tuple(v.shape)[1:])) for k, v in data.items()}
+            counts = {k: length * (self.per_sample if k == TARGET else 1) for k in data}
+            shapes = {k: np.broadcast_to(np.int8(0), (counts[k], *tuple(v.shape)[1:])) for k, v in data.items()}
             graph = fit_batch(s.graph, shapes)
-            buffers = {k: v[:length].clone() if not isinstance(v, np.ndarray) else np.empty_like(v[:length])
+            buffers = {k: v[:counts[k]].clone() if not isinstance(v, np.ndarray) else np.empty_like(v[:counts[k]])
                        for k, v in data.items()}
             leaves = {**buffers, **current}
             program, prediction = self._compile(graph, leaves)
@@ -484,11 +501,10 @@ class Trainer:
                 graph, loss_and_grads, prediction, leaves = runs[len(rows)]
                 if on_numpy:
                     for k in inputs:
-                        np.take(data[k], rows, axis=0, out=leaves[k])
+                        np.take(data[k], self._rows_of(k, rows), axis=0, out=leaves[k])
                 else:
-                    index = backend.asarray(rows)
                     for k in inputs:
-                        leaves[k][...] = data[k][index]
+                        leaves[k][...] = data[k][backend.asarray(self._rows_of(k, rows))]
                 for name, arr in zip(names, cur, strict=True):
                     leaves[name] = arr
                 loss, grads = loss_and_grads(leaves, names)
@@ -498,7 +514,7 @@ class Trainer:
                     return self._diverged(epoch, b, loss_value, (graph, leaves), before, cur, nxt)
                 total += loss_value if summed else loss_value * len(rows)
                 if predictions is not None:
-                    predictions[rows] = backend.to_numpy(prediction())
+                    predictions[self._target_rows(rows)] = backend.to_numpy(prediction())
                 gathered = gather(grads)
                 if sums is not None:
                     for i, g in enumerate(gathered):
@@ -527,9 +543,10 @@ class Trainer:
     def _rows_leaves(self, data: Mapping[str, Any], rows: np.ndarray) -> tuple[Graph, dict[str, Any]]:
         """The graph and input leaves of one mini-batch, built again (only when hunting a NaN)."""
         backend = self.session.backend
-        index = rows if all(isinstance(v, np.ndarray) for v in data.values()) else backend.asarray(rows)
-        leaves = {k: v[index] for k, v in data.items()}
-        shapes = {k: np.broadcast_to(np.int8(0), (len(rows), *tuple(v.shape)[1:])) for k, v in data.items()}
+        on_numpy = all(isinstance(v, np.ndarray) for v in data.values())
+        leaves = {k: v[self._rows_of(k, rows) if on_numpy else backend.asarray(self._rows_of(k, rows))]
+                  for k, v in data.items()}
+        shapes = {k: np.broadcast_to(np.int8(0), tuple(v.shape)) for k, v in leaves.items()}
         return fit_batch(self.session.graph, shapes), leaves
 
     # -- a NaN or an Inf ---------------------------------------------------------------------
