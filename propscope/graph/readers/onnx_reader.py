@@ -175,7 +175,10 @@ def _module(node: Any, name: str) -> str:
 
 
 def _name_scope(name: str) -> str:
-    """The module path in a node name such as `/layer1/fc/Gemm` (`layer1.fc`), else ""."""
+    """The module path in a node name such as `/layer1/fc/Gemm` (`layer1.fc`), else "". onnxruntime's fusions
+    prefix the node they replace: `NhwcConv_0-/m/conv_in/Conv` is in `m.conv_in`."""
+    if "-/" in name and not name.startswith("/"):
+        name = name[name.index("-/") + 1:]
     if name.startswith("/") and name.count("/") >= 2:
         return _joined([p for p in name.split("/")[1:-1] if p])
     return ""
@@ -433,7 +436,7 @@ class Reader:
         name = clean_name(raw_name.strip("/").replace("/", ".")) if raw_name else \
             _node_name(raw_name, outs, op_type, index)
         module = _module(n, raw_name) if len(n.metadata_props) else \
-            _name_scope(raw_name) if raw_name[:1] == "/" else ""
+            _name_scope(raw_name) if raw_name[:1] == "/" or "-/" in raw_name else ""
         # validated now, before the handler runs; a shape the file leaves out is inferred only when asked for
         shapes = self.shapes
         if len(outs) == 1:  # most nodes (a comprehension costs a call more)

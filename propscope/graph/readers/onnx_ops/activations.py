@@ -136,3 +136,18 @@ def _fast_gelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 def _quick_gelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """z · σ(α·z), α = 1.702 by default (CLIP's quick_gelu): swish with β = α."""
     return op(r, ctx, "silu", r.node(ins[0], ctx), beta=_attr(ctx, "alpha", 1.702))
+
+
+@onnx_op("com.microsoft.BiasSplitGelu")
+def _bias_split_gelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Stable Diffusion's GEGLU, fused: X + bias split in two halves along the last axis, left · GELU(right) with
+    the error function."""
+    z = _biased(r, ins, ctx)
+    half = z.shape[-1] // 2
+    if z.shape[-1] % 2:
+        raise Unmapped(f"BiasSplitGelu of an odd last axis {z.shape}")
+    axis = len(z.shape) - 1
+    left, right = (op(r, ctx, "slice", z, suffix=tag, axes=(axis,), starts=(start,), stops=(start + half,),
+                      steps=(1,)) for tag, start in (("left", 0), ("right", half)))
+    gate = op(r, ctx, "gelu", right, suffix="gelu", approximate="none")
+    return op(r, ctx, "mul", left, gate)

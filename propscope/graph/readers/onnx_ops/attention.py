@@ -305,3 +305,87 @@ def _ms_rotary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         attrs["num_heads"] = shape[2] // width
     onnx_ctx = Ctx(ctx.op, ctx.name, ctx.module, None, attrs, ctx.opset)
     return _rotary(r, [x, cos, sin, ids], onnx_ctx)
+
+
+def _bias_part(r: Reader, ctx: Ctx, bias: Node | None, start: int, stop: int, tag: str) -> Node | None:
+    """The slice of MultiHeadAttention's (D + D + D_v) bias that belongs to Q, K or V."""
+    if bias is None:
+        return None
+    return op(r, ctx, "slice", bias, suffix=f"{tag}_bias", axes=(0,), starts=(start,), stops=(stop,), steps=(1,))
+
+
+def _projected(r: Reader, ctx: Ctx, x: Node, bias: Node | None, heads: int, tag: str) -> Node:
+    """A (B, S, N·h) projection (+ its bias) as (B, N, S, h)."""
+    if bias is not None:
+        x = op(r, ctx, "add", x, bias, suffix=f"{tag}_biased")
+    return _heads(r, ctx, x, heads, tag)
+
+
+def _unpacked(r: Reader, ctx: Ctx, packed: Node, index: int, bias: Node | None, tag: str) -> Node:
+    """Part `index` of a packed (B, L, N, parts, h) tensor (+ its bias, (N·h,)) as (B, N, L, h)."""
+    _, length, heads, _, size = packed.shape
+    part = op(r, ctx, "slice", packed, suffix=tag, axes=(3,), starts=(index,), stops=(index + 1,), steps=(1,))
+    part = op(r, ctx, "reshape", part, suffix=f"{tag}_heads", shape=(-1, length, heads, size))
+    if bias is not None:
+        per_head = op(r, ctx, "reshape", bias, suffix=f"{tag}_bias_heads", shape=(heads, size))
+        part = op(r, ctx, "add", part, per_head, suffix=f"{tag}_biased")
+    return op(r, ctx, "transpose", part, suffix=f"{tag}_by_head", axes=(0, 2, 1, 3))
+
+
+def _mha_qkv(r: Reader, ctx: Ctx, ins: list[Any], heads: int) -> tuple[Node, Node, Node]:
+    """Q, K, V as (B, N, S, h) from MultiHeadAttention's forms: separate (B, S, D) projections, K and V already
+    split into heads (B, N, L, h), packed QKV (B, L, N, 3, h) or packed KV (B, L, N, 2, h); the bias (D + D + D_v)
+    added to each projection (to Q alone where K and V come in heads, as onnxruntime does)."""
+    query = r.node(ins[0], ctx, hint="query")
+    key = r.node(ins[1], ctx, hint="key") if ins[1] is not None else None
+    value = r.node(ins[2], ctx, hint="value") if ins[2] is not None else None
+    bias = r.node(ins[3], ctx, hint="bias") if ins[3] is not None else None
+    if len(query.shape) == 5:  # packed QKV
+        if key is not None or value is not None or query.shape[2:4] != (heads, 3):
+            raise Unmapped(f"MultiHeadAttention of packed QKV {query.shape} with {heads} heads and separate K or V")
+        d = heads * query.shape[4]
+        return tuple(_unpacked(r, ctx, query, i, _bias_part(r, ctx, bias, i * d, (i + 1) * d, tag), tag)
+                     for i, tag in enumerate(("q", "k", "v")))  # type: ignore[return-value]
+    if len(query.shape) != 3 or key is None or query.shape[2] % heads:
+        raise Unmapped(f"MultiHeadAttention of query {query.shape} with key "
+                       f"{None if key is None else key.shape} and {heads} heads")
+    d = query.shape[2]
+    q = _projected(r, ctx, query, _bias_part(r, ctx, bias, 0, d, "q"), heads, "q")
+    if len(key.shape) == 5:  # packed KV
+        if value is not None or key.shape[2:4] != (heads, 2) or key.shape[2] * key.shape[4] != d:
+            raise Unmapped(f"MultiHeadAttention of packed KV {key.shape} for query {query.shape} and {heads} heads")
+        return q, _unpacked(r, ctx, key, 0, _bias_part(r, ctx, bias, d, 2 * d, "k"), "k"), \
+            _unpacked(r, ctx, key, 1, _bias_part(r, ctx, bias, 2 * d, 2 * d + d, "v"), "v")
+    if value is None or len(value.shape) != len(key.shape):
+        raise Unmapped(f"MultiHeadAttention of key {key.shape} with value {None if value is None else value.shape}")
+    if len(key.shape) == 4:  # already (B, N, L, h): onnxruntime adds only Q's part of the bias
+        if key.shape[1] != heads or value.shape[1] != heads or key.shape[:3] != value.shape[:3]:
+            raise Unmapped(f"MultiHeadAttention of key {key.shape} and value {value.shape} in heads (B, N, L, h) "
+                           f"with {heads} heads")
+        return q, key, value
+    if key.shape[2] != d or value.shape[2] % heads:
+        raise Unmapped(f"MultiHeadAttention of query {query.shape}, key {key.shape}, value {value.shape}")
+    return q, _projected(r, ctx, key, _bias_part(r, ctx, bias, d, 2 * d, "k"), heads, "k"), \
+        _projected(r, ctx, value, _bias_part(r, ctx, bias, 2 * d, 2 * d + value.shape[2], "v"), heads, "v")
+
+
+@onnx_op("com.microsoft.MultiHeadAttention")
+def _ms_multi_head_attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """Stable Diffusion's, CLIP's and the cross-attentions' fused attention: Q, K, V given separately (+ bias), K
+    and V already split into heads, or packed; softmax(Q Kᵀ · scale + key_padding_mask + attention_bias) V with
+    num_heads heads, scale 1/√head_size unless given, causal when unidirectional. present_key / present_value
+    are K and V by head (no past joins them); a KV cache (past_key, past_value, past_sequence_length,
+    cache_indirection) and the qk output are refused by name."""
+    ins = [*ins, *[None] * 10][:10]
+    _refuse_state(ctx, ins, {6: "past_key", 7: "past_value", 8: "past_sequence_length", 9: "cache_indirection"})
+    heads = int(ctx.attrs["num_heads"])
+    q, k, v = _mha_qkv(r, ctx, ins, heads)
+    batch, length, keys = q.shape[0], q.shape[2], k.shape[2]
+    causal = bool(ctx.attrs.get("unidirectional", 0))
+    if causal and length != keys:
+        raise Unmapped(f"MultiHeadAttention, unidirectional, of {length} queries and {keys} keys (causal "
+                       "attention without a KV cache has as many keys as queries)")
+    mask = _key_mask(r, ctx, ins[4], batch, length, keys)
+    bias = r.node(ins[5], ctx, hint="attention_bias") if ins[5] is not None else None
+    out = _attend(r, ctx, q, k, v, [mask, bias], causal)
+    return [out, k, v, Missing("MultiHeadAttention's qk output (propscope shows the scores as steps of their own)")]

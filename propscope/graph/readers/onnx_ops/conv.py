@@ -20,8 +20,8 @@ import numpy as np
 from ...ir import Node
 from .._aten import Lazy, Missing, PoolIndices, Unmapped, UnpoolPositions
 from .._budget import fold_room
-from .._build import check_shape
-from ..onnx_reader import Ctx, Reader, onnx_op
+from .._build import check_shape, clean_name
+from ..onnx_reader import Ctx, Init, Reader, onnx_op
 from .elementwise import op
 from .naming import parameter
 
@@ -400,7 +400,61 @@ def _fused_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     y = _conv(r, ins[:3], conv_ctx)
     if len(ins) > 3 and ins[3] is not None:
         y = op(r, ctx, "add", y, r.node(ins[3], ctx, hint="Z"), suffix="" if not activation else "sum")
+    return _fused_activation(r, ctx, y, params)
+
+
+def _fused_activation(r: Reader, ctx: Ctx, y: Node, params: list[float]) -> Node:
+    """The activation attribute of onnxruntime's fused convolutions, as a step of its own."""
+    activation = str(ctx.attrs.get("activation", ""))
     if not activation:
         return y
     name, attrs = _FUSED_ACTIVATIONS[activation](params)
     return op(r, ctx, name, y, **attrs)
+
+
+def _nhwc_weight(r: Reader, w: Any, ctx: Ctx) -> Node:
+    """NhwcConv's weight, (M, kH, kW, C / group) as onnxruntime's fusion writes it, back in Conv's (M, C / group,
+    kH, kW): a stored weight becomes the parameter `{module}.weight` in that layout (its gradient then reads as the
+    original Conv's), a computed one a transpose step."""
+    if isinstance(w, Init) and w.node is None and w.array.dtype.kind == "f" and w.array.ndim == 4:
+        w.node = r.b.leaf("parameter", clean_name(f"{ctx.module or ctx.name}.weight"), w.array.transpose(0, 3, 1, 2),
+                          module=ctx.module, file_name=w.name, stored_as="(M, kH, kW, C) for NhwcConv")
+        return w.node
+    node = r.node(w, ctx, hint="weight")
+    if len(node.shape) != 4:
+        raise Unmapped(f"{ctx.op} of a {len(node.shape)}-D weight (propscope reads 2-D convolutions)")
+    return op(r, ctx, "transpose", node, suffix="weight_oihw", axes=(0, 3, 1, 2))
+
+
+@onnx_op("com.microsoft.NhwcConv", "com.microsoft.NhwcFusedConv")
+def _nhwc_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """onnxruntime's channels-last 2-D convolution (Stable Diffusion's, after its NhwcConv fusion): X (N, H, W, C)
+    moved to NCHW, Conv's own attributes, the result moved back to (N, H', W', M); NhwcFusedConv adds Z (NHWC)
+    and its activation after."""
+    x = r.node(ins[0], ctx)
+    if len(x.shape) != 4:
+        raise Unmapped(f"{ctx.op} of a {len(x.shape)}-D input (propscope reads 2-D convolutions, N x H x W x C)")
+    params = [float(str(np.float32(v))) for v in ctx.attrs.get("activation_params", [])]
+    activation = str(ctx.attrs.get("activation", ""))
+    if activation and (activation not in _FUSED_ACTIVATIONS or (activation == "Clip" and len(params) < 2)):
+        raise Unmapped(f"{ctx.op} with activation {activation!r} {params}")
+    nchw = op(r, ctx, "transpose", x, suffix="nchw", axes=(0, 3, 1, 2))
+    conv_ctx = Ctx(ctx.op, f"{ctx.name}.conv", ctx.module, None, ctx.attrs, ctx.opset)
+    y = _conv(r, [nchw, _nhwc_weight(r, ins[1], ctx), *ins[2:3]], conv_ctx)
+    last = not activation and (len(ins) < 4 or ins[3] is None)
+    y = op(r, ctx, "transpose", y, suffix="" if last else "nhwc", axes=(0, 2, 3, 1))
+    if len(ins) > 3 and ins[3] is not None:
+        y = op(r, ctx, "add", y, r.node(ins[3], ctx, hint="Z"), suffix="" if not activation else "sum")
+    return _fused_activation(r, ctx, y, params)
+
+
+_NCHWC = ("ReorderInput", "ReorderOutput", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool",
+          "Upsample")
+
+
+@onnx_op(*(f"com.microsoft.nchwc.{name}" for name in _NCHWC))
+def _nchwc(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """onnxruntime's NCHWc layout (ORT_ENABLE_ALL on x86): channels blocked by the CPU's vector width, weights
+    stored reordered for it; what a value holds depends on the machine that wrote the file, so it is refused."""
+    raise Unmapped(f"{ctx.op}: onnxruntime's NCHWc blocked layout, specific to the CPU that saved the file (save "
+                   "it at ORT_ENABLE_EXTENDED, which keeps NCHW)")

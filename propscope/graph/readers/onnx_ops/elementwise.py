@@ -422,3 +422,10 @@ def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return node
     fraction = op(r, ctx, "fmod", node, const(r, ctx, 1.0, "one"), suffix="fraction")
     return op(r, ctx, "sub", node, fraction)
+
+
+@onnx_op("com.microsoft.BiasAdd")
+def _bias_add(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """X + bias + skip (Stable Diffusion's feed-forward output, its bias and the residual), as two additions."""
+    biased = op(r, ctx, "add", r.node(ins[0], ctx), r.node(ins[1], ctx, hint="bias"), suffix="biased")
+    return op(r, ctx, "add", biased, r.node(ins[2], ctx, hint="skip"))

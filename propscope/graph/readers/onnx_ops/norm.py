@@ -279,3 +279,49 @@ def _simplified_layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                   attrs={"normalized_shape": norm, "eps": _eps(ctx)})
     return [node, Missing("SimplifiedLayerNormalization's inv_std_var output (propscope builds its normalized "
                           "output)")]
+
+
+# -- onnxruntime's group norms (Stable Diffusion's UNet and VAE; com.microsoft, NHWC unless channels_last=0) -----
+def _ms_group_norm_of(r: Reader, ctx: Ctx, x: Node, gamma: Any, beta: Any) -> Node:
+    """GroupNorm(x) · γ + β with `groups` groups of channels, then SiLU where activation = 1: the catalog's
+    group_norm takes (N, C, ...), so an NHWC input is moved to NCHW and back around it."""
+    channels_last = bool(ctx.attrs.get("channels_last", 1))
+    activation = int(ctx.attrs.get("activation", 0))
+    groups = int(ctx.attrs["groups"])
+    channels = x.shape[-1] if channels_last else x.shape[1]
+    if len(x.shape) != 4 or activation not in (0, 1) or channels % groups:
+        raise Unmapped(f"{ctx.op} of a {x.shape} input with {groups} groups and activation {activation} (propscope "
+                       "reads 4-D inputs, activation 0 or 1: SiLU)")
+    if r.shape(gamma) != (channels,) or r.shape(beta) != (channels,):
+        raise Unmapped(f"{ctx.op} gamma {r.shape(gamma)} and beta {r.shape(beta)} for {channels} channels")
+    if channels_last:
+        x = op(r, ctx, "transpose", x, suffix="nchw", axes=(0, 3, 1, 2))
+    y = r.b.op("group_norm", x, r.node(gamma, ctx, hint="gamma"), r.node(beta, ctx, hint="beta"),
+               name=f"{ctx.name}.norm" if activation or channels_last else ctx.name, module=ctx.module,
+               attrs={"num_groups": groups, "eps": float(ctx.attrs.get("epsilon", 1e-5))})
+    if activation:
+        y = op(r, ctx, "silu", y, suffix="silu" if channels_last else "")
+    return op(r, ctx, "transpose", y, axes=(0, 2, 3, 1)) if channels_last else y
+
+
+@onnx_op("com.microsoft.GroupNorm")
+def _ms_group_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """onnxruntime's GroupNorm: the catalog's group_norm (+ SiLU), over NHWC or NCHW."""
+    return _ms_group_norm_of(r, ctx, r.node(ins[0], ctx), ins[1], ins[2])
+
+
+@onnx_op("com.microsoft.SkipGroupNorm")
+def _ms_skip_group_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """GroupNorm(x + skip + bias) (+ SiLU) in NHWC; skip is (N, H, W, C), (N, 1, 1, C) or (N, C) (a ResNet
+    block's time embedding); the optional output S is the sum itself."""
+    ins = [*ins, None][:5]
+    x = r.node(ins[0], ctx)
+    if not ctx.attrs.get("channels_last", 1):
+        raise Unmapped("SkipGroupNorm with channels_last=0 (onnxruntime defines its skip input in NHWC only)")
+    skip = r.node(ins[3], ctx, hint="skip")
+    if len(skip.shape) == 2 and len(x.shape) == 4:  # (N, C): one value per image and channel
+        skip = op(r, ctx, "reshape", skip, suffix="skip_nhwc", shape=(skip.shape[0], 1, 1, skip.shape[1]))
+    total = op(r, ctx, "add", x, skip, suffix="skip_sum")
+    if ins[4] is not None:
+        total = op(r, ctx, "add", total, r.node(ins[4], ctx, hint="bias"), suffix="input_skip_bias_sum")
+    return [_ms_group_norm_of(r, ctx, total, ins[1], ins[2]), total]
