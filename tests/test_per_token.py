@@ -136,7 +136,7 @@ def test_the_app_offers_cross_entropy_per_token(qtbot) -> None:
     qtbot.waitUntil(lambda: w.bridge.session.prediction_node.name == "logits", timeout=20_000)
     assert plain.isChecked() and not w.per_token_action.isChecked()
     assert "classes on axis 1" in w.status_message.text() and "Cross-entropy per token" in w.status_message.text()
-    assert PER_TOKEN == w.per_token_action.data()
+    assert w.per_token_action.data() == PER_TOKEN
     w.close()
 
 
