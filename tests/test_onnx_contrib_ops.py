@@ -387,13 +387,15 @@ def test_embed_layer_norm_mask_index_is_the_key_count_attention_reads(tmp_path: 
     ("rotary_scale", "RotaryEmbedding", {"scale": 0.5}, "RotaryEmbedding with scale 0.5"),
     ("packed", "RotaryEmbedding", {"is_packed_batching": 1}, "is_packed_batching"),
     ("batch_transpose", "FusedMatMul", {"transBatchA": 1}, "transBatchA"),
+    ("no_heads", "Attention", {"num_heads": 0}, "Attention with num_heads 0 (at least 1 head)"),
 ])
 def test_what_propscope_does_not_read_is_refused_in_one_line(name: str, op: str, attrs: dict[str, Any], says: str,
                                                              tmp_path: Path) -> None:
     if op == "Attention":
         base = CASES["attention"]
         extra = {"past": {"mask_index": np.array([4, 4], dtype=np.int32), "past": _rng(60, 2, 2, 2, 1, 4)},
-                 "left_padding": {"mask_index": np.array([4, 4, 0, 1], dtype=np.int32)}}[name]
+                 "left_padding": {"mask_index": np.array([4, 4, 0, 1], dtype=np.int32)},
+                 "no_heads": {}}[name]
         case = OneNode(op, {**base.inputs, **extra}, base.torch_fn, attrs, declared=(2, 4, 8))
     elif op == "RotaryEmbedding":
         base = CASES["rotary_3d"]

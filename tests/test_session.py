@@ -286,3 +286,23 @@ def test_a_file_session_is_named_by_the_files_stem(tmp_path) -> None:  # type: i
     assert open_session(str(path)).name == "net"
     assert open_session(path).name == "net"
     assert open_session("xor").name == "xor"
+
+
+def test_a_model_output_named_y_takes_a_loss() -> None:
+    """`y` is the loss's target: a model node of that name (an ONNX file's output named so, as ONNX's own examples
+    name it) gives way as `y_model`, still shown as `y`; a model input of that name is refused in one line."""
+    g = Graph("named_y")
+    x = g.input("x", (3, 2))
+    g.set_outputs(g.add("tanh", g.add("matmul", x, g.parameter("W", (2, 2)), name="h"), name="y"))
+    model = Model(g, {"W": np.eye(2)}, batch={"x": np.arange(6.0).reshape(3, 2)})
+    s = open_session(model, loss="mse", data={"x": model.batch["x"], "y": np.zeros((3, 2))}, dtype="float64")
+    s.run_to_end()
+    assert s.prediction_node.name == "y_model" and s.prediction_node.meta["returns"] == "y"
+    np.testing.assert_allclose(s.value("loss"), np.mean(np.tanh(model.batch["x"]) ** 2))
+    assert model.graph["y"].meta.get("returns") is None  # the model's own graph is left as it was
+    g2 = Graph("input_y")
+    y_in = g2.input("y", (3, 2))
+    g2.set_outputs(g2.add("tanh", y_in, name="out"))
+    with pytest.raises(GraphError, match="the model has an input named 'y'"):
+        open_session(Model(g2, {}, batch={"y": np.zeros((3, 2))}), loss="mse")
+

@@ -219,21 +219,24 @@ class Graph:
                 g.add_edge(a.name, node.name)
         return g
 
-    def copy(self, input_shapes: Mapping[str, Shape] | None = None, name: str | None = None) -> Graph:
-        """Rebuild the graph (optionally with new leaf shapes); every shape is inferred again."""
+    def copy(self, input_shapes: Mapping[str, Shape] | None = None, name: str | None = None,
+             renamed: Mapping[str, str] | None = None) -> Graph:
+        """Rebuild the graph (optionally with new leaf shapes, and nodes `renamed` old name -> new); every shape is
+        inferred again."""
         new = Graph(name or self.name)
         shapes = dict(input_shapes or {})
+        names = dict(renamed or {})
         for node in self._nodes:
             meta = {k: v for k, v in node.meta.items() if k != "shape"}
             new.add(
                 node.op,
-                *(new[a.name] for a in node.inputs),
-                name=node.name,
+                *(new[names.get(a.name, a.name)] for a in node.inputs),
+                name=names.get(node.name, node.name),
                 attrs=node.attrs,
                 shape=shapes.get(node.name, node.shape) if node.is_leaf else None,
                 **meta,
             )
-        new.set_outputs(*(o.name for o in self.outputs))
+        new.set_outputs(*(names.get(o.name, o.name) for o in self.outputs))
         return new
 
     def __repr__(self) -> str:

@@ -169,7 +169,10 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
     output; its other outputs follow (still computed, shown and read as outputs, with no gradient of their own)."""
     if loss not in LOSSES:
         raise GraphError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
-    new = graph.copy()
+    renamed = _target_name_freed(graph)
+    new = graph.copy(renamed=renamed)
+    for name in renamed.values():
+        new[name].meta.setdefault("returns", TARGET)  # shown by the name the file gave it
     pred = new.output
     if target_shape is None:
         target_shape = class_indices_shape(pred.shape) if loss == "cross_entropy" else pred.shape
@@ -177,6 +180,20 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
     node = new.add(loss, pred, target, name="loss")
     new.set_outputs(node, *(o for o in new.outputs if o is not pred))
     return new
+
+
+def _target_name_freed(graph: Graph) -> dict[str, str]:
+    """The renaming that frees the target's name `y` in `graph`: a node of the model called so (an ONNX file's output
+    named `y`, as ONNX's own examples name it) becomes `y_model`, shown by its own name still; a model input called
+    so cannot give way (the data names it), and is refused."""
+    if TARGET not in graph:
+        return {}
+    node = graph[TARGET]
+    if node.op.name == "input":
+        raise GraphError(f"the model has an input named {TARGET!r}, the name of the loss's target; a loss cannot be "
+                         "attached (run it forward only, loss 'none')")
+    fresh = next(f"{TARGET}_model{i or ''}" for i in range(len(graph) + 1) if f"{TARGET}_model{i or ''}" not in graph)
+    return {TARGET: fresh}
 
 
 def fit_batch(graph: Graph, batch: Mapping[str, np.ndarray]) -> Graph:

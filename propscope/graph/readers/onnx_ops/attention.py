@@ -256,7 +256,7 @@ def _ms_attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     _refuse_state(ctx, ins, {4: "past", 6: "past_sequence_length"})
     x = r.node(ins[0], ctx)
     w = r.node(ins[1], ctx)
-    heads = int(ctx.attrs["num_heads"])
+    heads = _num_heads(ctx, "Attention")
     if len(x.shape) != 3 or len(w.shape) != 2 or w.shape[0] != x.shape[2]:
         raise Unmapped(f"Attention of input {x.shape} with weights {w.shape}")
     sizes = [int(s) for s in ctx.attrs.get("qkv_hidden_sizes", [])] or [w.shape[1] // 3] * 3
@@ -378,7 +378,7 @@ def _ms_multi_head_attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     cache_indirection) and the qk output are refused by name."""
     ins = [*ins, *[None] * 10][:10]
     _refuse_state(ctx, ins, {6: "past_key", 7: "past_value", 8: "past_sequence_length", 9: "cache_indirection"})
-    heads = int(ctx.attrs["num_heads"])
+    heads = _num_heads(ctx, "MultiHeadAttention")
     q, k, v = _mha_qkv(r, ctx, ins, heads)
     batch, length, keys = q.shape[0], q.shape[2], k.shape[2]
     causal = bool(ctx.attrs.get("unidirectional", 0))
@@ -389,3 +389,11 @@ def _ms_multi_head_attention(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     bias = r.node(ins[5], ctx, hint="attention_bias") if ins[5] is not None else None
     out = _attend(r, ctx, q, k, v, [mask, bias], causal)
     return [out, k, v, Missing("MultiHeadAttention's qk output (propscope shows the scores as steps of their own)")]
+
+
+def _num_heads(ctx: Ctx, op: str) -> int:
+    """A contrib attention's num_heads (required, at least 1: a file may say 0 or leave it out)."""
+    heads = int(ctx.attrs.get("num_heads", 0))
+    if heads < 1:
+        raise Unmapped(f"{op} with num_heads {heads} (at least 1 head)")
+    return heads
