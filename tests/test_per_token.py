@@ -182,3 +182,24 @@ def test_train_and_compare_take_per_token(tmp_path: Path, capsys: pytest.Capture
     pytest.importorskip("torch")
     assert main(["compare", str(path), "--per-token"]) == 0
     assert "per_token" in capsys.readouterr().out
+
+
+def test_loading_token_labels_into_an_open_session_reads_per_token(tmp_path: Path, qtbot) -> None:
+    """File ▸ Load data with (batch, tokens) labels on a session opened with torch's reading: the logits are read a
+    row per token from then on, and the status bar says so."""
+    from propscope.gui.main_window import PER_TOKEN, MainWindow
+
+    model = tiny_lm()
+    data = tmp_path / "tokens.npz"
+    np.savez(data, ids=model.batch["ids"], y=np.random.default_rng(5).integers(0, V, (B, T)))
+    w = MainWindow(open_session(model, loss="cross_entropy", dtype="float64"), settings=None)
+    qtbot.addWidget(w)
+    w.show()
+    assert w.bridge.session.prediction_node.name == "logits"
+    assert w.load_data_path(data)
+    s = w.bridge.session
+    assert s.prediction_node.meta.get("per_token") and s.batch["y"].shape == (B * T,)
+    assert f"labels read the logits ({B}, {T}, {V}) a row per token" in w.status_message.text()
+    assert w.per_token_action.isChecked() and w.per_token_action.data() == PER_TOKEN
+    check_against_torch(s, model.batch["ids"], np.load(data)["y"])
+    w.close()

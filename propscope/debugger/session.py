@@ -362,7 +362,11 @@ class Session:
         self.cursor_moved.emit(self._cursor)
 
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
-        self.batch, self.graph = self._prepare(self.model, batch)
+        model = self.model
+        if self.loss_name == "cross_entropy" and TARGET in batch:  # (B, T) labels read (B, T, V) logits per token
+            model = _rows_for_token_labels(model, np.shape(batch[TARGET]))
+        self.batch, self.graph = self._prepare(model, batch)
+        self.model = model
         self.target_drawn = self.target_drawn and TARGET not in batch
         self.refresh()
 

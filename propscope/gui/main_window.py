@@ -686,12 +686,16 @@ class MainWindow(QMainWindow):
 
     def load_data_path(self, path: str | Path) -> bool:
         """Run the model on a data file; a file that does not fit leaves the session as it was."""
+        per_token = self.bridge.session.prediction_node.meta.get("per_token")
         try:
             self.bridge.set_batch(load_data(path))
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False
-        self.message(f"Data from {Path(path).name}: {self._batch_text()}")
+        rows = self.bridge.session.prediction_node
+        said = "" if per_token or not rows.meta.get("per_token") else \
+            f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
+        self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}")
         return True
 
     def generate_batch(self, seed: int = 0) -> bool:
