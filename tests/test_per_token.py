@@ -203,3 +203,24 @@ def test_loading_token_labels_into_an_open_session_reads_per_token(tmp_path: Pat
     assert w.per_token_action.isChecked() and w.per_token_action.data() == PER_TOKEN
     check_against_torch(s, model.batch["ids"], np.load(data)["y"])
     w.close()
+
+
+def test_padding_labels_of_minus_100_count_nothing_as_in_torch() -> None:
+    """transformers pads labels with -100, torch's ignore_index: the loss, its gradients and the accuracy leave those
+    tokens out (they were refused as class ids outside 0..V-1)."""
+    model = tiny_lm()
+    forward = open_session(model, loss="none", dtype="float64")
+    forward.run_to_end()
+    labels = np.argmax(np.asarray(forward.value("logits")), axis=-1)  # right everywhere ...
+    labels[:, ::2] = (labels[:, ::2] + 1) % V  # ... but at every other token
+    labels[0, 3:] = -100
+    labels[1, 4:] = -100
+    s = open_session(model, data={"ids": model.batch["ids"], "y": labels}, loss="cross_entropy", dtype="float64")
+    check_against_torch(s, model.batch["ids"], labels)  # torch's cross_entropy ignores -100 by default
+    logits = np.asarray(s.value("logits")).reshape(-1, V)
+    history = s.train(epochs=1, optimizer="sgd", lr=0.0)
+    kept = labels.reshape(-1) != -100
+    expected = np.mean(np.argmax(logits, axis=-1)[kept] == labels.reshape(-1)[kept])
+    assert history.metric_values["accuracy"][-1] == pytest.approx(expected) and expected == pytest.approx(3 / 7)
+    with pytest.raises(Exception, match=r"-100: ignored, as torch's"):
+        open_session(model, data={"ids": model.batch["ids"], "y": labels - 1000}, loss="cross_entropy")

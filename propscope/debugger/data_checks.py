@@ -11,6 +11,7 @@ import numpy as np
 
 from ..graph.datasets import DataError
 from ..graph.ir import Node
+from ..graph.ops.losses import IGNORE_INDEX
 from ..graph.ops.shapes import fmt
 
 # outputs whose values lie in [0, 1]: a target outside it cannot be fitted
@@ -50,9 +51,10 @@ def class_count_error(y: np.ndarray, logits_shape: tuple[int, ...], raw_shape: t
     if finite.size and np.all(finite == np.round(finite)) and np.all(finite >= 0) and np.all(np.isfinite(y)):
         found = int(np.max(finite)) + 1
         return (f"target 'y' {fmt(raw_shape)} holds class ids 0..{found - 1} ({found} classes), but the logits "
-                f"{fmt(logits_shape)} have {classes} classes; class ids must lie in 0..{classes - 1}")
+                f"{fmt(logits_shape)} have {classes} classes; class ids must lie in 0..{classes - 1} ({IGNORE_INDEX}: "
+                "ignored, as torch's)")
     return (f"target 'y' {fmt(raw_shape)}: class ids must be whole numbers in 0..{classes - 1} for the logits "
-            f"{fmt(logits_shape)}")
+            f"{fmt(logits_shape)} ({IGNORE_INDEX}: ignored, as torch's)")
 
 
 def one_hot_error(raw_shape: tuple[int, ...], logits_shape: tuple[int, ...]) -> str | None:

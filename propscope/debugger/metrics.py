@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..graph.ops.losses import IGNORE_INDEX
+
 
 def mse(pred: np.ndarray, y: np.ndarray) -> float:
     """The tutorial's `np.mean(np.square(y - final_output))`."""
@@ -17,8 +19,10 @@ def accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     pred = np.asarray(pred)
     y = np.asarray(y)
     if pred.ndim >= 1 and pred.shape[-1] > 1:
-        labels = y if y.shape != pred.shape else np.argmax(y, axis=-1)
-        return float(np.mean(np.argmax(pred, axis=-1) == labels.reshape(pred.shape[:-1])))
+        labels = (y if y.shape != pred.shape else np.argmax(y, axis=-1)).reshape(pred.shape[:-1])
+        kept = labels != IGNORE_INDEX  # ignored labels (padding) count nothing, as in the loss
+        right = np.argmax(pred, axis=-1) == labels
+        return float(np.count_nonzero(right & kept)) / max(1, int(np.count_nonzero(kept)))
     return float(np.mean((pred.reshape(-1) > 0.5) == (y.reshape(-1) > 0.5)))
 
 

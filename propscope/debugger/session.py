@@ -23,6 +23,7 @@ from ..graph.model import (
     fit_batch,
     output_node,
 )
+from ..graph.ops.losses import IGNORE_INDEX
 from ..graph.ops.shapes import fmt
 from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
@@ -443,7 +444,8 @@ def _class_targets(y: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
         raise ShapeError(one_hot or f"target {TARGET!r}: expected class indices {fmt(indices_shape)} for the "
                          f"logits {fmt(logits_shape)}, got {fmt(y.shape)}")
     classes = logits_shape[axis]
-    if not np.all(np.isfinite(y)) or np.any(y != np.round(y)) or np.any(y < 0) or np.any(y >= classes):
+    ids = y[y != IGNORE_INDEX]  # torch's ignore_index: a label that counts nothing (transformers' padding)
+    if not np.all(np.isfinite(y)) or np.any(ids != np.round(ids)) or np.any(ids < 0) or np.any(ids >= classes):
         raise DataError(class_count_error(y, logits_shape, y.shape))
     return y.astype(np.int64)
 

@@ -35,6 +35,7 @@ from ..backends import optimizer_for
 from ..backends.optimizers import Optimizer
 from ..graph.errors import PropscopeError
 from ..graph.model import TARGET, fit_batch, output_node
+from ..graph.ops.losses import IGNORE_INDEX
 from .metrics import METRICS
 from .snapshots import SnapshotRecorder, settings_from
 from .steps import BACKWARD
@@ -169,10 +170,11 @@ def _metric_fn(name: str, y: np.ndarray, pred_shape: tuple[int, ...]) -> Callabl
     if name == "accuracy" and pred_shape and pred_shape[-1] > 1:
         labels = np.asarray(y)
         labels = (np.argmax(labels, axis=-1) if labels.shape == pred_shape else labels).reshape(pred_shape[:-1])
-        rows = max(1, labels.size)
+        kept = labels != IGNORE_INDEX  # ignored labels (padding) count nothing, as in the loss
+        rows = max(1, int(np.count_nonzero(kept)))
 
         def accuracy(pred: np.ndarray) -> float:
-            return int(np.count_nonzero(np.argmax(pred, axis=-1) == labels)) / rows
+            return int(np.count_nonzero((np.argmax(pred, axis=-1) == labels) & kept)) / rows
 
         return accuracy
     fn = METRICS[name]

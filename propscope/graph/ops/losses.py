@@ -86,6 +86,7 @@ def _unreduced(name: str, probabilities: bool) -> Any:
     return rule
 
 
+IGNORE_INDEX = -100  # torch's default ignore_index: a label that counts nothing (transformers pads labels with it)
 _NLL_FORMULA = "ℓ_n = −w_(y_n) · logp[n, y_n]  (y = target, 0 where y_n = ignore_index)"
 _NLL_SUMMARY = ("negative log-likelihood of the target classes, on log-probabilities (after log_softmax); "
                 "w = the optional class weights (input weight; 1 when absent); samples whose target is "
