@@ -506,7 +506,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .backends.optimizers import make_optimizer
     from .debugger import open_session
-    from .debugger.trainer import Trainer, TrainingError
+    from .debugger.trainer import Trainer, TrainingError, run_health
     from .graph.model import TrainingDefaults
     from .graph.readers import save_model
     from .graph.readers.snapshots import attach as attach_snapshots
@@ -569,6 +569,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {name:<10} {first.test_loss / n_test:.6g} -> {last.test_loss / n_test:.6g}")
         for k, v in last.metrics.items():
             print(f"  {k:<10} {first.metrics[k]:.6g} -> {v:.6g}")
+        health = run_health(history.loss, history.grad_norms)
+        if health:
+            print(f"propscope: warning: {health}", file=sys.stderr)
     if trainer.recorder is not None and s.snapshots:
         print(f"  {len(s.snapshots)} snapshots, epochs {s.snapshots.epochs[0]} to {s.snapshots.epochs[-1]} "
               f"({s.snapshots.nbytes / 2**20:.2f} MiB)")

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...debugger import Session
+from ...debugger.trainer import run_health
 from ...graph.datasets import make_dataset
 from ...graph.errors import PropscopeError
 from ...graph.model import TARGET
@@ -236,6 +237,11 @@ class TrainingPanel(QWidget):
             self.budget.restart()
         self._update_buttons()
         self._status_text()
+        if state in ("finished", "stopped"):
+            self.runner.pull()
+            health = self._health(self.runner.log)
+            if health:  # the dock's few lines may cut it: the window's status bar says it whole
+                self.message.emit(health.strip())
 
     def _progressed(self) -> None:
         """A frame when the budget allows one while training runs; always one when it has ended."""
@@ -304,12 +310,21 @@ class TrainingPanel(QWidget):
             "running": f"Training: epoch {done:,}{loss}{rate}",
             "paused": f"Paused after epoch {done:,}{loss}. The session shows these parameters: step through "
                       "the pass (F10), or press Play.",
-            "finished": r.note or f"Trained {r.epochs_done:,} epochs{loss}{rate}.",
-            "stopped": f"Stopped at epoch {r.epochs_done:,}{loss}.",
+            "finished": r.note or f"Trained {r.epochs_done:,} epochs{loss}{rate}.{self._health(log)}",
+            "stopped": f"Stopped at epoch {r.epochs_done:,}{loss}.{self._health(log)}",
         }
         text = texts.get(r.state)
         if text is not None:
             self.status.setText(text)
+            self.status.setToolTip(text)
+
+    @staticmethod
+    def _health(log: Any) -> str:
+        """What went wrong in the runs so far without a NaN stopping them: a diverged loss, dead parameters."""
+        if not log.n:
+            return ""
+        note = run_health(log.loss, {name: log.grad_norm(name) for name in log.norm_names})
+        return f" {note}" if note else ""
 
     def _say(self, text: str, loud: bool = False) -> None:
         """Show `text` in the dock; `loud` also sends it to the window's status bar."""

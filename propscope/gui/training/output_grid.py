@@ -20,8 +20,9 @@ LINE_POINTS = 200
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    with np.errstate(all="ignore"):  # a diverged model's inf logits give NaN, which the view shows as no data
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
 
 
 def _extent(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ from .frame_budget import FrameBudget
 from .output_grid import OutputGrid
 from .text_strip import TextStrip
 
+NO_DATA_RGB = (158, 158, 158)  # where the output is NaN or infinite: the grey the app gives "no data" elsewhere
 PALE = 0.6  # how much of a class colour the heatmap keeps, so the points on top stay readable
 
 
@@ -39,18 +40,23 @@ def class_colors(classes: int) -> np.ndarray:
 
 
 def plane_rgba(scores: np.ndarray) -> np.ndarray:
-    """(rows, cols, outputs) scores -> (rows, cols, 4) uint8; one output is P(class 1), several are probabilities."""
+    """(rows, cols, outputs) scores -> (rows, cols, 4) uint8; one output is P(class 1), several are probabilities.
+    Where the model's output is not finite (a diverged run), the plane is the neutral grey of "no data"."""
+    broken = ~np.all(np.isfinite(scores), axis=-1)
+    scores = np.where(np.isfinite(scores), scores, 0.0)
     if scores.shape[-1] == 1:
         rgba = diverging_rgba(np.clip(scores[..., 0], 0.0, 1.0) - 0.5, 0.5).astype(np.float64)
         rgba[..., :3] = 255 - (255 - rgba[..., :3]) * PALE
-        return rgba.astype(np.uint8)
-    classes = scores.shape[-1]
-    mixed = scores @ class_colors(classes)
-    sure = (scores.max(axis=-1, keepdims=True) - 1 / classes) / (1 - 1 / classes)
-    rgb = 255 - (255 - mixed) * PALE * np.clip(sure, 0.0, 1.0)
-    out = np.empty((*scores.shape[:-1], 4), dtype=np.uint8)
-    out[..., :3] = np.clip(rgb, 0, 255)
-    out[..., 3] = 255
+        out = rgba.astype(np.uint8)
+    else:
+        classes = scores.shape[-1]
+        mixed = scores @ class_colors(classes)
+        sure = (scores.max(axis=-1, keepdims=True) - 1 / classes) / (1 - 1 / classes)
+        rgb = 255 - (255 - mixed) * PALE * np.clip(sure, 0.0, 1.0)
+        out = np.empty((*scores.shape[:-1], 4), dtype=np.uint8)
+        out[..., :3] = np.clip(rgb, 0, 255)
+        out[..., 3] = 255
+    out[broken, :3] = NO_DATA_RGB
     return out
 
 
