@@ -21,7 +21,8 @@ def test_run_health_names_a_diverged_loss_and_dead_parameters() -> None:
     assert run_health([1.3, 8.0, 25.0]) == ("The loss rose from 1.3 to 25: training diverged (a smaller learning "
                                             "rate?).")
     assert run_health([1.3, 1e40, 5.0]) == ""  # came back down to within 10× of the start: noisy, not diverged
-    dead = run_health([1.0, 0.9, 0.9, 0.9], {"W1": [0.3, 0.0, 0.0, 0.0], "b1": [0.1, 0.2, 0.0, 0.0], "W2": [1, 1, 1, 1]})
+    norms = {"W1": [0.3, 0.0, 0.0, 0.0], "b1": [0.1, 0.2, 0.0, 0.0], "W2": [1, 1, 1, 1]}
+    dead = run_health([1.0, 0.9, 0.9, 0.9], norms)
     assert dead == "W1, b1 have had no gradient at all for the last 2 epochs (dead units: the activations after " \
                    "them all off?)."
     assert run_health([1.0, 0.9], {"frozen": [0.0, 0.0]}) == ""  # never had one: not a run gone wrong
