@@ -312,6 +312,11 @@ CASES: dict[str, OneNode] = {
                                  padding=1).permute(0, 2, 3, 1),
         {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 2]}, cpu=False,
         catalog=frozenset({"conv2d"})),
+    "nhwc_fused_conv": OneNode(  # weight in Conv's own layout (M, C, kH, kW), as NhwcFusedConv's schema says
+        "NhwcFusedConv", {"x": _rng(116, 1, 5, 6, 3), "w": _rng(117, 4, 3, 3, 3), "b": _rng(118, 4)},
+        lambda x, w, b: torch.tanh(F.conv2d(x.permute(0, 3, 1, 2), w, b, padding=1)).permute(0, 2, 3, 1),
+        {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "activation": "Tanh"}, cpu=False,
+        catalog=frozenset({"conv2d", "tanh"})),
 }
 
 

@@ -300,6 +300,15 @@ def test_a_model_output_named_y_takes_a_loss() -> None:
     assert s.prediction_node.name == "y_model" and s.prediction_node.meta["returns"] == "y"
     np.testing.assert_allclose(s.value("loss"), np.mean(np.tanh(model.batch["x"]) ** 2))
     assert model.graph["y"].meta.get("returns") is None  # the model's own graph is left as it was
+    g3 = Graph("parameter_y")  # an ONNX initializer named y: its value is keyed by that name too
+    x3 = g3.input("x", (3, 2))
+    g3.set_outputs(g3.add("matmul", x3, g3.parameter("y", (2, 2)), name="out"))
+    weights = Model(g3, {"y": 2 * np.eye(2)}, batch={"x": model.batch["x"]})
+    s3 = open_session(weights, loss="mse", data={"x": weights.batch["x"], "y": np.zeros((3, 2))}, dtype="float64")
+    s3.run_to_end()
+    assert [p.name for p in s3.graph.parameters] == ["y_model"] and s3.graph["y_model"].meta["returns"] == "y"
+    np.testing.assert_allclose(s3.grad("y_model"), 2 * weights.batch["x"].T @ (2 * weights.batch["x"]) / 6)
+    assert s3.train(epochs=2, optimizer="sgd", lr=0.01).loss[-1] < s3.history.loss[0]
     g2 = Graph("input_y")
     y_in = g2.input("y", (3, 2))
     g2.set_outputs(g2.add("tanh", y_in, name="out"))

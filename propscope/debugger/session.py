@@ -22,9 +22,11 @@ from ..graph.model import (
     example_batch,
     fit_batch,
     output_node,
+    target_name_freed,
 )
 from ..graph.ops.losses import IGNORE_INDEX
 from ..graph.ops.shapes import fmt
+from ..graph.readers._aten import SizedModel, reading_at
 from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
 from .data_checks import check_targets, class_count_error, one_hot_error
@@ -56,6 +58,10 @@ class Session:
         seed: int = 0,
     ) -> None:
         self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
+        if batch is not None:  # a file exported with dynamic sizes is read at the data's
+            model = _at_data_sizes(model, batch)
+        if self.loss_name is not None:  # a node of the model named `y`, the target's name, gives way (y_model)
+            model = model.renamed(target_name_freed(model.graph))
         labels = (model.batch if batch is None else batch).get(TARGET)
         if self.loss_name == "cross_entropy" and labels is not None:
             model = _rows_for_token_labels(model, np.shape(labels))
@@ -363,11 +369,15 @@ class Session:
         self.cursor_moved.emit(self._cursor)
 
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
-        model = self.model
+        model = _at_data_sizes(self.model, batch)
+        reread = model is not self.model
         if self.loss_name == "cross_entropy" and TARGET in batch:  # (B, T) labels read (B, T, V) logits per token
             model = _rows_for_token_labels(model, np.shape(batch[TARGET]))
         self.batch, self.graph = self._prepare(model, batch)
         self.model = model
+        if reread:  # the file read at the data's sizes: its constants are made for them, the parameters stay
+            self.params = {**{k: self.backend.asarray(v) for k, v in model.arrays.items()},
+                           **{k: v for k, v in self.params.items() if k in model.parameters}}
         self.target_drawn = self.target_drawn and TARGET not in batch
         self.refresh()
 
@@ -416,6 +426,18 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.name} on {self.backend.name}/{self.backend.dtype}: {self.position_text()}>"
+
+
+def _at_data_sizes(model: Model, batch: Mapping[str, Any]) -> Model:
+    """`model` read again at the data's sizes where its file leaves them dynamic (a batch, a sequence length, an
+    image size exported as symbols), else as it is."""
+    if not isinstance(model, SizedModel):
+        return model
+    shapes = {k: tuple(np.shape(v)) for k, v in batch.items()}
+    inputs = model.graph.inputs
+    if len(inputs) == 1 and inputs[0].name not in shapes and "x" in shapes:  # `x` always names the single input
+        shapes[inputs[0].name] = shapes["x"]
+    return model.at_sizes(shapes)
 
 
 def _rows_for_token_labels(model: Model, labels: tuple[int, ...]) -> Model:
@@ -488,18 +510,20 @@ def open_session(
     live = torch_module.is_live(target)
     if inputs is not None and not live:
         raise DataError("inputs= is for a torch module held in Python; a file or an example takes data=")
+    batch = load_data(data) if isinstance(data, str | Path) else None if data is None else \
+        {k: _as_array(v) for k, v in data.items()}
     if live:
         model = torch_module.open_module(target, inputs)
         if dtype is None:  # a float64 module is meant to be computed in float64
             dtype = "float64" if any(a.dtype == np.float64 for a in model.parameters.values()) else "float32"
     else:
-        model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
+        # a file's dynamic (symbolic) input sizes are read at the data's, not at its example's and then again
+        with reading_at({k: np.shape(v) for k, v in (batch or {}).items() if k != TARGET}):
+            model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     model = model.with_output(output)
     if per_token:
         model = model.per_token()
         loss = loss or "cross_entropy"
-    batch = load_data(data) if isinstance(data, str | Path) else None if data is None else \
-        {k: _as_array(v) for k, v in data.items()}
     if live and batch is not None:  # the module's inputs stay unless data replaces them; data adds the target
         replaced = "x" in batch and len(model.graph.inputs) == 1  # `x` always names a single input
         batch = {**({} if replaced else model.batch), **batch}

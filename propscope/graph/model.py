@@ -87,6 +87,17 @@ class Model:
         graph.set_outputs(chosen.name, *(n for n in names if n != chosen.name))
         return replace(self, graph=graph, output_order=order)
 
+    def renamed(self, names: Mapping[str, str]) -> Model:
+        """The model with nodes renamed (old name -> new): its graph, its arrays and the names that point at them."""
+        if not names:
+            return self
+        graph = self.graph.copy(renamed=names)
+        for old, new in names.items():
+            graph[new].meta.setdefault("returns", old)  # still shown by the name the file gave it
+        return replace(self, graph=graph, arrays={names.get(k, k): v for k, v in self.arrays.items()},
+                       aliases={k: names.get(v, v) for k, v in self.aliases.items()},
+                       output_order=self.output_order and tuple(names.get(n, n) for n in self.output_order))
+
     def per_token(self, rows: bool = True) -> Model:
         """The model with its prediction read as a row per token: (batch, tokens, …, vocabulary) logits reshaped to
         (batch · tokens · …, vocabulary), as a language model's loss reads them (`logits.view(-1, V)`) and
@@ -169,7 +180,10 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
     output; its other outputs follow (still computed, shown and read as outputs, with no gradient of their own)."""
     if loss not in LOSSES:
         raise GraphError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
-    renamed = _target_name_freed(graph)
+    renamed = target_name_freed(graph)
+    if renamed and graph[TARGET].is_leaf:  # its value is keyed by that name: Model.renamed renames both
+        raise GraphError(f"the model has a {graph[TARGET].op.name} named {TARGET!r}, the name of the loss's target; "
+                         "rename it (Model.renamed) before attaching a loss")
     new = graph.copy(renamed=renamed)
     for name in renamed.values():
         new[name].meta.setdefault("returns", TARGET)  # shown by the name the file gave it
@@ -182,10 +196,10 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
     return new
 
 
-def _target_name_freed(graph: Graph) -> dict[str, str]:
+def target_name_freed(graph: Graph) -> dict[str, str]:
     """The renaming that frees the target's name `y` in `graph`: a node of the model called so (an ONNX file's output
-    named `y`, as ONNX's own examples name it) becomes `y_model`, shown by its own name still; a model input called
-    so cannot give way (the data names it), and is refused."""
+    or initializer named `y`, as ONNX's own examples name them) becomes `y_model`, shown by its own name still; a
+    model input called so cannot give way (the data names it), and is refused."""
     if TARGET not in graph:
         return {}
     node = graph[TARGET]

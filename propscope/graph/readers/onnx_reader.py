@@ -67,6 +67,9 @@ class Init:
     def __init__(self, name: str, array: np.ndarray) -> None:
         self.name, self.array = name, array
         self.node: Node | None = None
+        # NhwcConv's (M, kH, kW, C) weight as the parameter in Conv's layout (onnx_ops/conv.py): a node of its own,
+        # so that an op reading the initializer as stored never gets the transposed one
+        self.as_conv_weight: Node | None = None
 
 
 def tensor_array(t: Any, where: str, what: str, folder: Path | None = None) -> np.ndarray:

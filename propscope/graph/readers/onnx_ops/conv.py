@@ -416,10 +416,12 @@ def _nhwc_weight(r: Reader, w: Any, ctx: Ctx) -> Node:
     """NhwcConv's weight, (M, kH, kW, C / group) as onnxruntime's fusion writes it, back in Conv's (M, C / group,
     kH, kW): a stored weight becomes the parameter `{module}.weight` in that layout (its gradient then reads as the
     original Conv's), a computed one a transpose step."""
-    if isinstance(w, Init) and w.node is None and w.array.dtype.kind == "f" and w.array.ndim == 4:
-        w.node = r.b.leaf("parameter", clean_name(f"{ctx.module or ctx.name}.weight"), w.array.transpose(0, 3, 1, 2),
-                          module=ctx.module, file_name=w.name, stored_as="(M, kH, kW, C) for NhwcConv")
-        return w.node
+    if isinstance(w, Init) and w.array.dtype.kind == "f" and w.array.ndim == 4:
+        if w.as_conv_weight is None:
+            w.as_conv_weight = r.b.leaf("parameter", clean_name(f"{ctx.module or ctx.name}.weight"),
+                                        w.array.transpose(0, 3, 1, 2), module=ctx.module, file_name=w.name,
+                                        stored_as="(M, kH, kW, C) for NhwcConv")
+        return w.as_conv_weight
     node = r.node(w, ctx, hint="weight")
     if len(node.shape) != 4:
         raise Unmapped(f"{ctx.op} of a {len(node.shape)}-D weight (propscope reads 2-D convolutions)")
@@ -430,7 +432,8 @@ def _nhwc_weight(r: Reader, w: Any, ctx: Ctx) -> Node:
 def _nhwc_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """onnxruntime's channels-last 2-D convolution (Stable Diffusion's, after its NhwcConv fusion): X (N, H, W, C)
     moved to NCHW, Conv's own attributes, the result moved back to (N, H', W', M); NhwcFusedConv adds Z (NHWC)
-    and its activation after."""
+    and its activation after. NhwcConv's weight is (M, kH, kW, C / group), as its fusion writes it; NhwcFusedConv's
+    is in Conv's own layout (M, C / group, kH, kW), as its schema says."""
     x = r.node(ins[0], ctx)
     if len(x.shape) != 4:
         raise Unmapped(f"{ctx.op} of a {len(x.shape)}-D input (propscope reads 2-D convolutions, N x H x W x C)")
@@ -440,7 +443,8 @@ def _nhwc_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         raise Unmapped(f"{ctx.op} with activation {activation!r} {params}")
     nchw = op(r, ctx, "transpose", x, suffix="nchw", axes=(0, 3, 1, 2))
     conv_ctx = Ctx(ctx.op, f"{ctx.name}.conv", ctx.module, None, ctx.attrs, ctx.opset)
-    y = _conv(r, [nchw, _nhwc_weight(r, ins[1], ctx), *ins[2:3]], conv_ctx)
+    weight = _nhwc_weight(r, ins[1], ctx) if ctx.op == "NhwcConv" else ins[1]
+    y = _conv(r, [nchw, weight, *ins[2:3]], conv_ctx)
     last = not activation and (len(ins) < 4 or ins[3] is None)
     y = op(r, ctx, "transpose", y, suffix="" if last else "nhwc", axes=(0, 2, 3, 1))
     if len(ins) > 3 and ins[3] is not None:
