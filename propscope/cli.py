@@ -486,18 +486,13 @@ class _Progress:
             self.stream.flush()
 
 
-def _per_sample(loss: str | None, trainer: Any) -> tuple[int, int] | None:
-    """(train, test) sample counts where a summed loss is compared with a test loss: they are then shown per
-    sample, since a sum over 160 samples and one over 40 are not on one scale. None otherwise."""
-    from .debugger.data_checks import per_sample_divisor
-    from .graph.model import TARGET
+def _per_sample(trainer: Any) -> tuple[int, int] | None:
+    """(train, test) counts where a summed loss is compared with a test loss: they are then shown per sample (per
+    row of the target), since a sum over 160 samples and one over 40 are not on one scale. None otherwise."""
+    from .debugger.trainer import summed_loss_sizes
 
-    if trainer.test_batch is None:
-        return None
-    n_test = len(trainer.test_batch[TARGET])
-    if per_sample_divisor(loss, n_test) == 1:
-        return None
-    return per_sample_divisor(loss, trainer.n), per_sample_divisor(loss, n_test)
+    sizes = summed_loss_sizes(trainer)
+    return None if sizes is None else (max(1, sizes[0]), max(1, sizes[1]))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -544,7 +539,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  no --data: training on a generated batch of {trainer.n} sample{'s' if trainer.n != 1 else ''} of "
               "the declared shape, its target drawn at random (it shows the optimizer at work, not learning); "
               "--data D.npz gives yours", file=sys.stderr)
-    per_sample = _per_sample(s.loss_name, trainer)
+    per_sample = _per_sample(trainer)
     if per_sample:
         print(f"  {s.loss_name} adds over the samples ({per_sample[0]} train, {per_sample[1]} test): "
               "train and test losses are compared per sample")

@@ -63,8 +63,3 @@ def one_hot_error(raw_shape: tuple[int, ...], logits_shape: tuple[int, ...]) -> 
         return (f"target 'y' {fmt(raw_shape)} is one-hot with {raw_shape[-1]} classes, but the logits "
                 f"{fmt(logits_shape)} have {logits_shape[-1]}")
     return None
-
-
-def per_sample_divisor(loss: str | None, n: int) -> int:
-    """What to divide a loss by to read it per sample: n for a sum over samples, else 1 (already a mean)."""
-    return max(1, n) if loss in SUM_LOSSES else 1

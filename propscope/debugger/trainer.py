@@ -36,6 +36,7 @@ from ..backends.optimizers import Optimizer
 from ..graph.errors import PropscopeError
 from ..graph.model import TARGET, fit_batch, output_node
 from ..graph.ops.losses import IGNORE_INDEX
+from .data_checks import SUM_LOSSES  # summed over samples: an epoch's mini-batch losses add up
 from .metrics import METRICS
 from .snapshots import SnapshotRecorder, settings_from
 from .steps import BACKWARD
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 
 # The metric each loss is naturally reported with (the tutorial prints MSE beside its SSE objective).
 METRIC_FOR_LOSS = {"mse": "mse", "sse": "mse", "bce": "accuracy", "cross_entropy": "accuracy"}
-SUM_LOSSES = frozenset({"sse"})  # summed over samples: an epoch's mini-batch losses add up
 
 
 class TrainingError(PropscopeError):
@@ -72,6 +72,14 @@ class EpochRecord:
     test_loss: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     grad_norms: dict[str, float] = field(default_factory=dict)  # by parameter, when the trainer records them
+
+
+def summed_loss_sizes(trainer: Trainer) -> tuple[int, int] | None:
+    """(train, test) counts of the rows a summed loss (½·SSE) adds over, where a test set is scored beside it: the
+    two sums are compared per row. The target's rows: a sample's, or a language model's token's. None otherwise."""
+    if trainer.test_batch is None or trainer.session.loss_name not in SUM_LOSSES:
+        return None
+    return len(trainer.session.batch[TARGET]), len(trainer.test_batch[TARGET])
 
 
 DIVERGED_ABOVE = 10.0  # a final loss this many times the first (and no NaN on the way) is a run that diverged

@@ -21,10 +21,8 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from ...debugger import Session
-from ...debugger.data_checks import SUM_LOSSES
-from ...debugger.trainer import Trainer
+from ...debugger.trainer import Trainer, summed_loss_sizes
 from ...graph.errors import PropscopeError
-from ...graph.model import TARGET
 from ..bridge import SessionBridge
 from .log import TrainingLog
 
@@ -224,7 +222,7 @@ class TrainingRunner(QObject):
         self.bridge.watch_trainer(trainer)
         self.bridge.mute_losses(True)
         if self._scratch is None:
-            self.log.follow(trainer.history, self.epochs_done, summed_loss_sizes(session.loss_name, trainer))
+            self.log.follow(trainer.history, self.epochs_done, summed_loss_sizes(trainer))
         self._rate_mark = (time.perf_counter(), 0)
         self.rate = 0.0
         thread = threading.Thread(target=self._work, args=(trainer,), name="propscope: training", daemon=True)
@@ -298,9 +296,3 @@ class TrainingRunner(QObject):
             self.state = state
             self.stateChanged.emit(state)
 
-
-def summed_loss_sizes(loss: str | None, trainer: Trainer) -> tuple[int, int] | None:
-    """(train, test) sample counts where the loss sums over samples and a test set is scored; else None."""
-    if trainer.test_batch is None or loss not in SUM_LOSSES:
-        return None
-    return trainer.n, len(trainer.test_batch[TARGET])
