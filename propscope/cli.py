@@ -51,8 +51,9 @@ OUTPUT_HELP = ("which of a model's several outputs the loss goes on, by name or 
 
 
 PER_TOKEN_HELP = ("cross-entropy over a language model's (batch, tokens, vocabulary) logits, a row per token against "
-                  "(batch, tokens) labels, as its own loss reads them (labels of that shape in --data read them so "
-                  "without it; torch's cross-entropy takes the classes on axis 1)")
+                  "(batch, tokens) labels: the next tokens, already shifted (a transformers model shifts its "
+                  "labels= itself); -100 marks padding. Labels of that shape in --data read them so without it; "
+                  "torch's cross-entropy takes the classes on axis 1")
 
 
 def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:

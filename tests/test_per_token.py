@@ -224,3 +224,16 @@ def test_padding_labels_of_minus_100_count_nothing_as_in_torch() -> None:
     assert history.metric_values["accuracy"][-1] == pytest.approx(expected) and expected == pytest.approx(3 / 7)
     with pytest.raises(Exception, match=r"-100: ignored, as torch's"):
         open_session(model, data={"ids": model.batch["ids"], "y": labels - 1000}, loss="cross_entropy")
+
+
+def test_moving_the_loss_between_outputs_keeps_per_token_where_it_belongs() -> None:
+    model = tiny_lm()
+    s = open_session(model, loss="cross_entropy", per_token=True, dtype="float64")
+    hidden, _ = s.with_output("hidden")
+    assert hidden.prediction_node.name == "hidden"  # as the model returns it
+    back, _ = hidden.with_output("logits")
+    assert back.prediction_node.name == "logits"  # the output as returned: Loss ▸ per token reads it by rows again
+    again, _ = s.with_output("logits_per_token")  # the current prediction, by the name the menu lists it under
+    assert again.prediction_node.meta.get("per_token")
+    same, _ = s.with_output("logits")
+    assert same.prediction_node.meta.get("per_token")

@@ -319,8 +319,16 @@ class Session:
 
     def with_output(self, output: str | int) -> tuple[Session, bool]:
         """`with_loss`'s session, its loss (if any) on the model's output `output` (a name `Model.with_output` takes),
-        and whether its target was drawn (the data's `y` stays where it fits that output)."""
-        return self._remade(self.model.with_output(output), self.loss_name or "none")
+        and whether its target was drawn (the data's `y` stays where it fits that output). Logits read a row per token
+        stay so when they stay the prediction; another output is taken as the model returns it."""
+        model, rows = self.model, self.model.graph.output
+        if rows.meta.get("per_token"):
+            model = model.per_token(False)
+            output = rows.inputs[0].name if output == rows.name else output
+        model = model.with_output(output)
+        if rows.meta.get("per_token") and model.graph.output.name == rows.inputs[0].name:
+            model = model.per_token()
+        return self._remade(model, self.loss_name or "none")
 
     def with_per_token(self) -> tuple[Session, bool]:
         """`with_loss`'s session with cross-entropy over the prediction read as a row per token (`Model.per_token`):
