@@ -10,18 +10,22 @@ An op without a handler, or whose mapping disagrees with the shape the file decl
 
 from __future__ import annotations
 
+import ast
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, ModelFormatError
+from ..errors import GraphError, ModelFormatError, ShapeError
 from ..ir import Node
 from ..model import Model
-from ._budget import charge
+from ._budget import charge, memory_budget
 from ._build import Builder, check_shape, clean_name, downstream, module_of
 from ._failure import shorten
 
@@ -160,8 +164,9 @@ def _unhinted(size: Any) -> bool:
     return not (isinstance(hint, dict) and isinstance(hint.get("as_int"), int))
 
 
-def sizes(spec: Any, what: str, where: str) -> tuple[int, ...]:
-    """A serialized shape: plain ints, or symbolic sizes with the hint torch recorded."""
+def sizes(spec: Any, what: str, where: str, symbols: Mapping[str, int] | None = None) -> tuple[int, ...]:
+    """A serialized shape: plain ints, or symbolic sizes: with the hint torch recorded (the example inputs' sizes),
+    or, given `symbols` (each dynamic dimension's value where the inputs are read at other sizes), worked out."""
     if not isinstance(spec, list):
         raise ModelFormatError(f"{where}: {what} has no list of sizes")
     dims = []
@@ -169,13 +174,171 @@ def sizes(spec: Any, what: str, where: str) -> tuple[int, ...]:
         if isinstance(d, dict) and isinstance(d.get("as_int"), int):
             dims.append(d["as_int"])
         elif isinstance(d, dict) and isinstance(d.get("as_expr"), dict):
-            hint = d["as_expr"].get("hint") or {}
-            if not isinstance(hint, dict) or not isinstance(hint.get("as_int"), int):
-                raise ModelFormatError(f"{where}: {what} has a symbolic size without a hint")
-            dims.append(hint["as_int"])
+            value = symbolic_size(d["as_expr"], symbols)
+            if value is None:
+                raise ModelFormatError(f"{where}: {what} has a symbolic size without a "
+                                       f"{'hint' if symbols is None else 'value'}")
+            dims.append(value)
         else:
             raise ModelFormatError(f"{where}: {what} has a malformed size {d!r}")
     return check_shape(dims, what, where)
+
+
+# -- dynamic (symbolic) sizes -----------------------------------------------------------------------
+MAX_EXPRESSION = 4096  # characters of a size expression; real ones are a few hundred
+
+
+def symbolic_size(expr: Mapping[str, Any], symbols: Mapping[str, int] | None) -> int | None:
+    """A symbolic size (`{"expr_str": "Mul(Integer(2), Symbol('s27', ...))", "hint": {"as_int": 12}}`) as a number:
+    its hint where `symbols` is None, else its expression worked out with them; None where it cannot be."""
+    if symbols is None:
+        hint = expr.get("hint")
+        value = hint.get("as_int") if isinstance(hint, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    text = expr.get("expr_str")
+    if not isinstance(text, str) or len(text) > MAX_EXPRESSION:
+        return None
+    try:
+        value = _evaluate(ast.parse(text, mode="eval").body, symbols)
+    except (KeyError, ValueError, TypeError, SyntaxError, ZeroDivisionError, RecursionError, MemoryError):
+        return None
+    return value if isinstance(value, int) and -INT64 <= value < INT64 else None
+
+
+def bare_symbol(size: Any) -> str | None:
+    """The name of the symbol a serialized size is by itself (`Symbol('s72', ...)` or `s72`), else None."""
+    expr = size.get("as_expr") if isinstance(size, dict) else None
+    text = expr.get("expr_str") if isinstance(expr, dict) else None
+    if not isinstance(text, str) or len(text) > MAX_EXPRESSION:
+        return None
+    try:
+        node = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "Symbol" and node.args \
+            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+        return node.args[0].value
+    return None
+
+
+def _floor_div(a: int, b: int) -> int:
+    return a // b
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _power(a: int, b: int) -> int:
+    if not 0 <= b <= 64 or abs(a) > INT64:
+        raise ValueError("a power out of range")
+    return int(a**b)
+
+
+# sympy's functions as torch writes size expressions (`sympy.srepr`, or `str` in older versions), on integers only
+_SIZE_FUNCTIONS: dict[str, Callable[..., int]] = {
+    "Add": lambda *v: sum(v), "Mul": lambda *v: math.prod(v), "Max": max, "Min": min, "Pow": _power,
+    "FloorDiv": _floor_div, "CleanDiv": _floor_div, "CeilDiv": _ceil_div, "Mod": lambda a, b: a % b,
+    "PythonMod": lambda a, b: a % b, "Abs": abs,
+}
+_BINARY: dict[type, Callable[[int, int], int]] = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.FloorDiv: _floor_div, ast.Mod: lambda a, b: a % b, ast.Pow: _power,
+}
+
+
+def _evaluate(node: ast.AST, symbols: Mapping[str, int]) -> int:
+    """An integer expression of sizes, read from its syntax tree: nothing is executed (a KeyError for an unknown
+    symbol, a ValueError for anything else it does not know)."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, ast.Name):
+        return int(symbols[node.id])
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_evaluate(node.operand, symbols)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _BINARY[type(node.op)](_evaluate(node.left, symbols), _evaluate(node.right, symbols))
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
+        name, args = node.func.id, node.args
+        if name == "Symbol" and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+            return int(symbols[args[0].value])
+        if name == "Integer" and len(args) == 1:
+            return _evaluate(args[0], symbols)
+        if name in _SIZE_FUNCTIONS:
+            return int(_SIZE_FUNCTIONS[name](*(_evaluate(a, symbols) for a in args)))
+    raise ValueError(f"a size expression propscope does not know ({type(node).__name__})")
+
+
+_requested_shapes: ContextVar[Mapping[str, tuple[int, ...]] | None] = ContextVar("requested_shapes", default=None)
+
+
+@contextmanager
+def reading_at(shapes: Mapping[str, tuple[int, ...]] | None) -> Iterator[None]:
+    """Files read meanwhile take their inputs' dynamic (symbolic) sizes from `shapes` (by input name: the data's),
+    where one is given: the data reaches the reader through the layers between (`load_target`, `open_model`)."""
+    token = _requested_shapes.set({k: tuple(int(d) for d in v) for k, v in shapes.items()} if shapes else None)
+    try:
+        yield
+    finally:
+        _requested_shapes.reset(token)
+
+
+def requested_shapes() -> Mapping[str, tuple[int, ...]]:
+    """The input shapes a file is to be read at (`reading_at`), {} where none are asked for."""
+    return _requested_shapes.get() or {}
+
+
+def bind_symbol(bound: dict[str, tuple[int, str, int]], symbol: str, value: int, input_name: str, axis: int) -> None:
+    """Record that dynamic dimension `symbol` is `value` (axis `axis` of input `input_name`), refusing in one line
+    a value that disagrees with one already recorded for it."""
+    seen = bound.get(symbol)
+    if seen is not None and seen[0] != value:
+        raise ShapeError(f"input {input_name!r} dimension {axis} and input {seen[1]!r} dimension {seen[2]} share the "
+                         f"dynamic dimension {symbol!r}, but the data gives them {value} and {seen[0]}; arrays that "
+                         "share it must agree")
+    bound.setdefault(symbol, (value, input_name, axis))
+
+
+@dataclass
+class SizedModel(Model):
+    """A model whose file leaves some input sizes symbolic (a dynamic batch, sequence length or image size): read at
+    the sizes of the file's example inputs, or of the data. `symbolic` names each symbolic axis of each input (None
+    for a size the file fixes); `at_sizes` reads the file again with the symbolic ones at other sizes."""
+
+    symbolic: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
+    reread: Callable[[Mapping[str, tuple[int, ...]]], Model] | None = None
+
+    def at_sizes(self, shapes: Mapping[str, tuple[int, ...]]) -> Model:
+        """The model at the data's `shapes` (by input name): itself where no symbolic size differs (a fixed size
+        that differs is `fit_batch`'s to name), else the file read again, its output chosen and read as before."""
+        wanted: dict[str, tuple[int, ...]] = {}
+        changed = False
+        for node in self.graph.inputs:
+            axes, shape = self.symbolic.get(node.name), shapes.get(node.name)
+            if axes is None or shape is None or len(shape) != len(axes):
+                continue
+            wanted[node.name] = tuple(int(d) for d in shape)
+            changed = changed or any(s is not None and d != n for s, d, n in zip(axes, shape, node.shape, strict=True))
+        if not changed or self.reread is None:
+            return self
+        with memory_budget():
+            fresh = self.reread(wanted)
+        out = self.graph.output
+        rows = bool(out.meta.get("per_token"))  # the session read the logits a row per token (Model.per_token)
+        if self.output_order is not None:  # and put another output first (Model.with_output)
+            fresh = fresh.with_output((out.inputs[0] if rows else out).name)
+        return fresh.per_token() if rows else fresh
+
+
+def sized(model: Model, symbolic: Mapping[str, tuple[str | None, ...]],
+          reread: Callable[[Mapping[str, tuple[int, ...]]], Model] | None) -> Model:
+    """`model` as a SizedModel where some input has a symbolic size, else as it is."""
+    if not any(s is not None for axes in symbolic.values() for s in axes):
+        return model
+    fields = {name: getattr(model, name) for name in Model.__dataclass_fields__}
+    return SizedModel(**fields, symbolic=dict(symbolic), reread=reread)
 
 
 # -- validating the program JSON: every field's type checked before it is used -----------------------
@@ -279,7 +442,7 @@ def _walk_spec(node: Any, path: tuple[str, ...], names: list[str], depth: int) -
 
 class Translator:
     def __init__(self, program: Mapping[str, Any], fetch: Callable[[str, str], np.ndarray], where: str,
-                 name: str) -> None:
+                 name: str, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> None:
         for key, holder in (("graph_module", program),):
             if not isinstance(holder, Mapping) or key not in holder:
                 raise ModelFormatError(f"{where}: the program JSON lacks {key!r} (not a torch.export program?)")
@@ -299,6 +462,14 @@ class Translator:
         self.input_specs = expect(self.signature.get("input_specs", []), list, "signature.input_specs", where)
         self.output_specs = expect(self.signature.get("output_specs", []), list, "signature.output_specs", where)
         self.returned = returned_names(gm)
+        ranges = program.get("range_constraints")
+        self.ranges: Mapping[str, Any] = ranges if isinstance(ranges, dict) else {}
+        self.input_shapes = dict(input_shapes or {})  # the data's, by input name: dynamic sizes follow them
+        self.bound: dict[str, tuple[int, str, int]] = {}  # each dynamic dimension: its value, input and axis
+        self.symbolic: dict[str, tuple[str | None, ...]] = {}  # each input's symbol per axis (None: a fixed size)
+        # the dynamic dimensions' values where some differ from the example's (hints): sizes are then worked out
+        # from the file's expressions; None while every size is the example's, which the hints give as they are
+        self.symbols: dict[str, int] | None = None
         self.fetch = fetch
         self.where = where
         self.b = Builder(name, where)
@@ -316,9 +487,56 @@ class Translator:
         if not isinstance(meta, dict):
             return None
         spec = meta.get("sizes")
+        if self.symbols is not None:  # at the data's sizes: what cannot be worked out is left to the handlers
+            try:
+                return sizes(spec, f"value {short(name)}", self.where, self.symbols)
+            except ModelFormatError:
+                return None
         if isinstance(spec, list) and any(_unhinted(d) for d in spec):
             return None
         return sizes(spec, f"value {short(name)}", self.where)
+
+    def _bind_symbols(self, name: str) -> None:
+        """Give each dynamic dimension of input `name` its value: the data's size (`input_shapes`), else the example
+        input's (the hint torch recorded); one the file records no size for, with no data, is refused by name, as is
+        a size outside the range the program was exported for."""
+        meta = self.tensor_values.get(name)
+        spec = meta.get("sizes") if isinstance(meta, dict) else None
+        if not isinstance(spec, list):
+            return
+        given = self.input_shapes.get(name)
+        if given is None and sum(isinstance(i, dict) and "user_input" in i for i in self.input_specs) == 1:
+            given = self.input_shapes.get("x")  # `x` always names the single input
+        given = given if given is not None and len(given) == len(spec) else None
+        axes = tuple(bare_symbol(d) for d in spec)
+        for axis, (d, symbol) in enumerate(zip(spec, axes, strict=True)):
+            if symbol is None:
+                continue
+            value = int(given[axis]) if given is not None else symbolic_size(d["as_expr"], None)
+            if value is None:
+                raise ModelFormatError(f"{self.where}: input {short(name)} dimension {axis} is dynamic ({symbol}) and "
+                                       f"the file records no size for it; give it with data (--data, an array "
+                                       f"{short(name)}), or export the model with a static size there")
+            self._check_range(symbol, value, name, axis)
+            bind_symbol(self.bound, symbol, value, name, axis)
+            if value != symbolic_size(d["as_expr"], None):
+                self.symbols = {}
+        if any(axes):
+            self.symbolic[name] = axes
+        if self.symbols is not None:
+            self.symbols = {symbol: value for symbol, (value, _, _) in self.bound.items()}
+
+    def _check_range(self, symbol: str, value: int, name: str, axis: int) -> None:
+        """A dynamic size outside the range torch exported the program for (`Dim(min=, max=)`) is refused."""
+        limits = self.ranges.get(symbol)
+        low = limits.get("min_val") if isinstance(limits, dict) else None
+        high = limits.get("max_val") if isinstance(limits, dict) else None
+        low = low if isinstance(low, int) and not isinstance(low, bool) else 0
+        high = high if isinstance(high, int) and not isinstance(high, bool) else INT64
+        if not low <= value <= high:
+            shown = f"{low}..{high}" if high < INT64 // 2 else f"at least {low}"
+            raise ShapeError(f"input {short(name)} dimension {axis} ({symbol}) is {value}; the program was exported "
+                             f"for {shown} there")
 
     def node(self, value: Any, ctx: Ctx, hint: str = "const") -> Node:
         """Any value as a graph node: constants become constant leaves, lazy values are built now."""
@@ -395,12 +613,16 @@ class Translator:
             return json_int(v, f"{what} (as_int)", where)
         if kind == "as_ints":
             return [json_int(i, f"{what} (as_ints)", where) for i in expect(v, list, f"{what} (as_ints)", where)]
-        if kind == "as_sym_int":
-            if isinstance(v, dict) and "as_int" in v:
-                return json_int(v["as_int"], f"{what} (as_sym_int)", where)
-            return Missing("a size computed at run time (dynamic shapes)")
-        if kind == "as_sym_ints":
-            return [self._arg({"as_sym_int": i}, what) for i in expect(v, list, f"{what} (as_sym_ints)", where)]
+        if kind in ("as_sym_int", "as_sym_bool", "as_sym_float"):
+            if isinstance(v, dict) and len(v) == 1 and ("as_int" in v or "as_bool" in v or "as_float" in v):
+                return self._arg(v, what)
+            named = v.get("as_name") if isinstance(v, dict) else None
+            value = self.env.get(named) if isinstance(named, str) else None
+            if isinstance(value, int | float | Missing):  # worked out by the handlers of aten/symbolic.py
+                return value
+            return Missing("a size computed at run time from the data (not from the inputs' sizes)")
+        if kind in ("as_sym_ints", "as_sym_bools", "as_sym_floats"):
+            return [self._arg({kind[:-1]: i}, what) for i in expect(v, list, f"{what} ({kind})", where)]
         if kind == "as_bool":
             return expect(v, bool, f"{what} (as_bool)", where)
         if kind == "as_bools":
@@ -441,6 +663,7 @@ class Translator:
                 if "as_tensor" not in arg:
                     self.env[name] = Missing("a non-tensor input")
                     continue
+                self._bind_symbols(name)
                 shape = self.declared(name)
                 if shape is None:
                     raise ModelFormatError(f"{self.where}: input {short(name)} has no declared shape")
@@ -530,8 +753,8 @@ class Translator:
                 tensors = out["as_tensors"]
                 out_names.extend(self._out_name(t, target)
                                  for t in expect(tensors, list, f"an output of {target}", where))
-            elif "as_sym_int" in out and isinstance(out["as_sym_int"], dict):
-                sym = out["as_sym_int"].get("as_name")
+            elif isinstance(out.get("as_sym_int") or out.get("as_sym_bool") or out.get("as_sym_float"), dict):
+                sym = (out.get("as_sym_int") or out.get("as_sym_bool") or out.get("as_sym_float")).get("as_name")
                 out_names.append(sym if isinstance(sym, str) and 0 < len(sym) <= MAX_NAME else None)
             else:
                 out_names.append(None)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
 from . import onnx_proto
-from ._aten import Lazy, Missing, Transposed, Unmapped
+from ._aten import Lazy, Missing, Transposed, Unmapped, bind_symbol, requested_shapes, sized
 from ._budget import charge
 from ._build import DOWNSTREAM, Builder, check_shape, clean_name, downstream, file_size, from_bytes
 
@@ -272,6 +273,8 @@ class Reader:
         self.fold_weights = False
         self.serialized: bytes | None = None  # the file's bytes, for ONNX's shape inference (read by onnx_proto)
         self.refused: dict[str, int] = {}  # each op the reader could not map (not the ops downstream), how often
+        self.input_shapes: dict[str, tuple[int, ...]] = {}  # the data's, by input name: symbolic sizes follow them
+        self.symbolic: dict[str, tuple[str | None, ...]] = {}  # each input's dim_param per axis (None: a fixed size)
 
     # -- values ------------------------------------------------------------------------------------
     def node(self, value: Any, ctx: Ctx, kind: str = "parameter", hint: str = "const") -> Node:
@@ -394,16 +397,14 @@ class Reader:
         for i, init in enumerate(g.initializer):
             name = init.name or f"initializer_{i}"
             self.env[name] = Init(name, tensor_array(init, self.where, f"initializer {name!r}", self.folder))
+        bound: dict[str, tuple[int, str, int]] = {}  # each dim_param: its size, and the input and axis it came from
         for vi in g.input:
             if vi.name in self.env:
                 continue  # an initializer listed as an input too (older exporters)
             dims = _dims(vi)
             if dims is None:
                 raise ModelFormatError(f"{self.where}: input {vi.name!r} is not a tensor with a shape")
-            if any(d is None for d in dims):
-                self.b.warnings.append(f"input {vi.name!r} has symbolic sizes; they are taken as 1 "
-                                       f"(shape {tuple(d or 1 for d in dims)}); pass --data to see the real sizes")
-            shape = check_shape(tuple(1 if d is None else d for d in dims), f"input {vi.name!r}", self.where)
+            shape = check_shape(self._input_sizes(vi, dims, bound), f"input {vi.name!r}", self.where)
             elem = vi.type.tensor_type.elem_type
             self.env[vi.name] = self.b.input(vi.name, shape, dtype=ONNX_DTYPES.get(elem, "float32"))
             self.shapes[vi.name] = shape
@@ -428,9 +429,41 @@ class Reader:
             if outputs[-1].name != vi.name:  # the node is named by its module (m.Squeeze); the file names the output
                 outputs[-1].meta.setdefault("returns", clean_name(vi.name))
         producer = f"{self.model.producer_name} {self.model.producer_version}".strip() or "an unknown producer"
-        model = self.b.model(outputs, None, f"ONNX model (opset {self.opset}, from {producer})")
+        description = f"ONNX model (opset {self.opset}, from {producer})"
+        if bound and self.input_shapes:
+            description += "; symbolic sizes " + ", ".join(f"{p} = {v}" for p, (v, _, _) in bound.items()) + \
+                " (the data's)"
+        model = self.b.model(outputs, None, description)
         _name_refused_ops(model, self.refused)
         return model
+
+    def _input_sizes(self, vi: Any, dims: tuple[int | None, ...],
+                     bound: dict[str, tuple[int, str, int]]) -> tuple[int, ...]:
+        """An input's sizes: each symbolic one (a `dim_param`, or no size at all) the data's where `input_shapes`
+        gives it (inputs that share a dim_param must agree), else 1; the sizes the file fixes stay."""
+        if None not in dims:
+            return tuple(int(d) for d in dims)  # type: ignore[arg-type]  # none is None
+        inputs = [i for i in self.graph.input if not isinstance(self.env.get(i.name), Init)]  # not initializers
+        given = self.input_shapes.get(vi.name)
+        if given is None and len(inputs) == 1:
+            given = self.input_shapes.get("x")  # `x` always names the single input
+        given = given if given is not None and len(given) == len(dims) else None
+        params = tuple(None if d is not None else (p.dim_param or f"{vi.name}[{axis}]")
+                       for axis, (d, p) in enumerate(zip(dims, vi.type.tensor_type.shape.dim, strict=True)))
+        self.symbolic[vi.name] = params
+        sizes = []
+        for axis, (d, param) in enumerate(zip(dims, params, strict=True)):
+            if param is None:
+                sizes.append(int(d))  # type: ignore[arg-type]  # a fixed size
+                continue
+            size = int(given[axis]) if given is not None else 1
+            bind_symbol(bound, param, size, vi.name, axis)
+            sizes.append(size)
+        if given is None:
+            said = ", ".join(f"{p} = 1" for p in params if p is not None)
+            self.b.warnings.append(f"input {vi.name!r} has symbolic sizes, taken as 1 here ({said}: shape "
+                                   f"{tuple(sizes)}); pass --data to run it at the data's sizes")
+        return tuple(sizes)
 
     def _op(self, n: Any, index: int) -> None:
         # read once: every protobuf field access makes a new Python object, and a big graph has 10⁴-10⁵ nodes
@@ -639,7 +672,7 @@ def _param_module(name: str, fallback: str) -> str:
     return fallback
 
 
-def open(path: str | Path) -> Model:
+def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
     path = Path(path)
     where = str(path)
     size = file_size(path, where, MAX_FILE_BYTES, "more than an ONNX file can hold without external data")
@@ -648,11 +681,15 @@ def open(path: str | Path) -> Model:
         data = path.read_bytes()
     except OSError as exc:
         raise ModelFormatError(f"{where}: cannot be read ({exc.strerror or exc})") from None
-    return open_bytes(data, where, path.resolve().parent, path.stem)
+    return open_bytes(data, where, path.resolve().parent, path.stem, input_shapes, partial(open, path))
 
 
-def open_bytes(data: bytes, where: str, folder: Path | None = None, stem: str = "model") -> Model:
-    """An ONNX file's bytes read as `open` reads the file (external data only from `folder`, where given)."""
+def open_bytes(data: bytes, where: str, folder: Path | None = None, stem: str = "model",
+               input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+               reread: Callable[[Mapping[str, tuple[int, ...]]], Model] | None = None) -> Model:
+    """An ONNX file's bytes read as `open` reads the file (external data only from `folder`, where given), its
+    symbolic input sizes at `input_shapes` (by input name; by default those `_aten.reading_at` asks for, else 1);
+    `reread` reads it again at other ones (`SizedModel`)."""
     try:
         model = onnx_proto.read_model(data, lambda nbytes: charge(nbytes, "its protobuf messages", where))
     except onnx_proto.DecodeError as exc:  # the bytes are not an ONNX model
@@ -661,10 +698,11 @@ def open_bytes(data: bytes, where: str, folder: Path | None = None, stem: str = 
         raise ModelFormatError(f"{where}: not an ONNX model (no graph with nodes and outputs)")
     reader = Reader(model, where, clean_name(model.graph.name or stem))
     reader.folder, reader.serialized = folder, data
+    reader.input_shapes = dict(requested_shapes() if input_shapes is None else input_shapes)
     if model.functions:
         names = ", ".join(f.name[:40] for f in model.functions[:4])
         reader.b.warnings.append(f"the model defines local functions ({names}); nodes that call them are unsupported")
-    return reader.read()
+    return sized(reader.read(), reader.symbolic, reread)
 
 
 def open_proto(model: Any, where: str = "<ModelProto>") -> Model:

@@ -18,8 +18,8 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable
-from functools import cached_property
+from collections.abc import Callable, Mapping
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..errors import ModelFormatError
 from ..gc_pause import paused_gc
 from ..model import Model
 from . import aten  # noqa: F401  (registers the ATen handlers)
-from ._aten import SCALAR_TYPES, Translator, in_place, json_int, sizes
+from ._aten import SCALAR_TYPES, Translator, in_place, json_int, requested_shapes, sized, sizes
 from ._budget import ZIP_ERRORS, charge, read_member
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
 from ._pickle import load_weights_only, to_numpy
@@ -288,21 +288,28 @@ def _lendable(flat: np.ndarray, data: bytes | bytearray, shape: tuple[int, ...],
     return all(size == 1 or got == want for size, got, want in zip(shape, strides, reversed(expected), strict=True))
 
 
-def open(path: str | Path) -> Model:
+def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
+    """The program in a `.pt2` archive; a program exported with dynamic shapes is read with its inputs at
+    `input_shapes` (by input name; by default the shapes `_aten.reading_at` asks for, else the example inputs')."""
     path = Path(path)
     where = str(path)
     zf = _zip(path, where)
     with zf:
         archive = _Archive(zf, where)
-        return _model(archive.program, archive.tensor, archive.sample_inputs, where, path.stem, f"from {path.name}")
+        return _model(archive.program, archive.tensor, archive.sample_inputs, where, path.stem, f"from {path.name}",
+                      input_shapes, partial(open, path))
 
 
 def _model(program: dict[str, Any], fetch: Callable[[str, str], np.ndarray],
-           samples: Callable[[], list[np.ndarray] | None], where: str, name: str, source: str) -> Model:
+           samples: Callable[[], list[np.ndarray] | None], where: str, name: str, source: str,
+           input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+           reread: Callable[[Mapping[str, tuple[int, ...]]], Model] | None = None) -> Model:
     """The Model of a program's JSON (as `torch.export.save` writes it), its tensors by state-dict name from
-    `fetch`, and its sample inputs (the batch, where their shapes are the inputs')."""
+    `fetch`, and its sample inputs (the batch, where their shapes are the inputs'). Dynamic (symbolic) input sizes
+    are read at `input_shapes` where given; `reread` reads the program again at other ones (`SizedModel`)."""
     schema = program.get("schema_version")
-    translator = Translator(_without_buffer_updates(program), fetch, where, name)
+    translator = Translator(_without_buffer_updates(program), fetch, where, name,
+                            requested_shapes() if input_shapes is None else input_shapes)
     model = translator.translate(None, "")
     batch: dict[str, np.ndarray] = {}
     values = samples()
@@ -315,9 +322,13 @@ def _model(program: dict[str, Any], fetch: Callable[[str, str], np.ndarray],
     version = program.get("torch_version", "an unknown torch version")
     model.description = (f"torch.export program {source} ({version}, schema "
                          f"{schema.get('major', '?') if isinstance(schema, dict) else '?'}): {ops} ops")
+    if translator.bound:
+        said = ", ".join(f"{symbol} = {value}" for symbol, (value, _, _) in translator.bound.items())
+        model.description += (f"; dynamic sizes {said} (the " + ("data's" if translator.symbols is not None else
+                                                                  "example inputs'; data sets them") + ")")
     for node in model.graph.inputs:
         check_shape(node.shape, f"input {node.name!r}", where)
-    return model
+    return sized(model, translator.symbolic, reread)
 
 
 def _without_buffer_updates(program: dict[str, Any]) -> dict[str, Any]:
@@ -388,8 +399,14 @@ def open_program(program: Any, name: str) -> Model:
         return _open_saved(program, name)
     document = json.loads(artifact.exported_program)
     tensors = _ProgramTensors(program, name)
+
+    def reread(shapes: Mapping[str, tuple[int, ...]]) -> Model:
+        return _model(document, tensors.fetch, tensors.sample_inputs, name, name, "made in this process", shapes,
+                      reread)
+
     with paused_gc():  # the graph's objects all live on (graph/gc_pause.py)
-        return _model(document, tensors.fetch, tensors.sample_inputs, name, name, "made in this process")
+        return _model(document, tensors.fetch, tensors.sample_inputs, name, name, "made in this process", None,
+                      reread)
 
 
 def tied_names(module: Any, model: Model) -> dict[str, str]:
