@@ -2,23 +2,38 @@
 with those that vanish, explode, are not finite or get none flagged.
 
 This is the plot engineers write by hand (the mean |gradient| per layer, "plot_grad_flow") to find where a deep
-network stops learning. Layers differ in size, so they are compared by the root mean square of their gradient's
-entries, and against the parameters of their kind nearest the loss (the median RMS of the last tenth in forward
-order, at least two; weight matrices and filters with each other, biases and norm scales with each other, since a
-weight's gradient also carries its input's size while a bias's is the backpropagated error itself): what the
-gradient became on its way back from there. A parameter is *vanishing* below 1/1000 of that reference,
-*exploding* above 1000 times it. The ratio ‖∂L/∂w‖ / ‖w‖ is what one SGD step at learning rate 1 would
-change the weights by, relative to them.
+network stops learning. The numbers are the gradient's norm, RMS, max and ‖∂L/∂w‖ / ‖w‖ (what one SGD step at
+learning rate 1 would change the weights by, relative to them). The judgement compares like with like, on the log
+scale, and along depth:
 
-Beside it, the gradient through depth: ∂L/∂h for the value h leaving each module (`activation_flow`). A weight's
-gradient is its input times the error arriving at its layer, so it mixes in the input's scale; ∂L/∂h is that error
-itself, layer by layer: a deep sigmoid MLP shows it shrink towards the input, a ResNet shows its skips keep it.
-These rows are compared with the activations nearest the loss, in the same way and with the same thresholds.
+- Only weight matrices and kernels (and embedding tables, for exploding) are judged. A bias's gradient is the error
+  arriving at its layer summed, a norm scale's (BatchNorm, LayerNorm, RMSNorm γ, a layer scale) that error times the
+  normalised values: both repeat what their layer's weights already say, at scales of their own (a γ of 10⁻⁶ that
+  gates a fresh ConvNeXt block), so they are flagged only when not finite or without a gradient.
+- *Vanishing*: a weight's ‖∂L/∂w‖ RMS below 1/1000 of its peers' nearest the loss: the weights with its name up to
+  its numbers (`layer#.#.conv#.weight`; a layer without such peers against every weight nearest the loss),
+  the median of the last tenth (at least two). A weight's gradient is its input times the error arriving at its
+  layer, so a network whose forward pass shrinks the signal as much as its backward pass does (a fresh
+  EfficientNet's BatchNorms in eval mode, still at their initial statistics) keeps it: its layers learn alike. A
+  gradient that decays toward the input with nothing to make up for it (a deep sigmoid chain, a layer cut off by
+  a zeroed one) does not. A weight matrix that is all zero is *dead* (vanishing): nothing passes back through it;
+  but not the head nearest the loss, which some models zero on purpose (torchvision's ViT): the layers before it
+  get no gradient at this step, and the summary says so instead of flagging them.
+- *Exploding*: the error arriving at a weight's layer, ∂L/∂y at its output, above 1000 times that at the
+  loss's input (∂L/∂ŷ), and staying so on some path on toward the input: the growing trend that blows a step up.
+  A weight's own gradient cannot show it where the forward pass grew as much (every weight after the growth sees
+  large inputs), so this is judged on the error. A spike inside one function (the mean of an RMSNorm) is not it.
+
+Beside it, the gradient through depth: ∂L/∂h for the value h leaving each module (`activation_flow`), judged on the
+same error paths: vanishing where it and every row it is computed from stay below 1/1000 of ∂L/∂ŷ's RMS (a side
+branch with a small local derivative, a fresh attention's queries and keys, is not), exploding where it and some
+path on toward the input stay above 1000 times it.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +45,9 @@ from ..graph.errors import PropscopeError
 from ..graph.ir import Graph, Node
 from .steps import FORWARD
 
-VANISHING = 1e-3  # RMS below this fraction of the reference (the parameters nearest the loss)
+VANISHING = 1e-3  # RMS below this fraction of the reference (a weight's peers nearest the loss; ∂L/∂ŷ)
 EXPLODING = 1e3  # RMS above this multiple of it
-NEAREST_LOSS = 0.1  # the reference: the median RMS of this last fraction of the parameters, in forward order
+NEAREST_LOSS = 0.1  # a weight's reference: the median RMS of this last fraction of its peers, in forward order
 ACTIVATION_ROWS = 60  # list the module outputs of the deepest module level that gives at most this many rows
 
 
@@ -120,6 +135,7 @@ class ParamFlow(_GradientRow):
     nan: int = 0  # NaN entries of the gradient (the rest of `nonfinite` are ±Inf)
     value_nan: int = 0  # NaN entries of the parameter itself
     value_inf: int = 0  # ±Inf entries of the parameter itself
+    reason: str = ""  # what the verdict rests on: `‖∂L/∂w‖ 2.4e-06 of its peers' nearest the loss`
     symbol = "∂L/∂w"
 
     @property
@@ -139,15 +155,17 @@ class ParamFlow(_GradientRow):
         return f"holds {counts_text(self.value_nan, self.value_inf)} itself" if self.value_nonfinite else ""
 
     def notes(self) -> list[str]:
-        return [self.value_note(), self.gradient_note()]
+        return [self.value_note(), self.gradient_note(), self.reason]
 
 
 @dataclass(frozen=True)
 class GradientFlow:
     rows: tuple[ParamFlow, ...]  # in forward order
-    reference_rms: dict[str, float]  # per kind ("weights", "vectors"): the median RMS of those nearest the loss
+    # "weights": the median ‖∂L/∂w‖ RMS of the weights nearest the loss; "error": the RMS of ∂L/∂ŷ at the loss
+    reference_rms: dict[str, float]
     loss: float
     first_nonfinite: str = ""  # where the pass first made a NaN or ±inf: `forward step 35 (conv2d conv2d_10)`
+    note: str = ""  # what the summary must add: a zero-initialised head that no gradient passes back through yet
 
     @property
     def flagged(self) -> list[ParamFlow]:
@@ -157,8 +175,9 @@ class GradientFlow:
         """One line: how many parameters, how many of each kind flagged, naming the first few; where the pass went
         non-finite, first the parameters that hold NaN or ±inf themselves and the step that first made one."""
         lead = _nonfinite_lead([r for r in self.rows if r.value_nonfinite], self.first_nonfinite)
-        return _summary(f"{len(self.rows)} parameters, loss {self.loss:.6g}", [(r.verdict, r.name) for r in self.rows],
-                        lead)
+        line = _summary(f"{len(self.rows)} parameters, loss {self.loss:.6g}",
+                        [(r.verdict, r.name) for r in self.rows], lead)
+        return f"{line}; {self.note}" if self.note else line
 
     def text(self, flagged_only: bool = False) -> str:
         """A table, one parameter a line, in forward order."""
@@ -182,7 +201,7 @@ class GradientFlow:
         return [{"parameter": r.name, "module": r.module, "shape": list(r.shape), "step": r.order + 1,
                  "norm": r.stat(r.norm), "rms": r.stat(r.rms), "max": r.stat(r.largest), "weight_norm": r.weight_norm,
                  "ratio": None if math.isnan(r.ratio) else r.ratio, "nonfinite": r.nonfinite,
-                 "value_nonfinite": r.value_nonfinite, "flag": r.verdict} for r in self.rows]
+                 "value_nonfinite": r.value_nonfinite, "flag": r.verdict, "reason": r.reason} for r in self.rows]
 
 
 @dataclass(frozen=True)
@@ -208,7 +227,7 @@ class ActivationGradientFlow:
     """∂L/∂h at every module output of one module level, in forward order (`activation_flow`)."""
 
     rows: tuple[ActivationFlow, ...]
-    reference_rms: float  # the median RMS of the activations nearest the loss (0 when none is healthy)
+    reference_rms: float  # the RMS of ∂L/∂ŷ at the loss's input (0 when it is not finite)
     loss: float
     depth: int  # the module level listed: 1 for the top-level modules, 2 for their children...
     first_nonfinite: str = ""  # where the pass first made a NaN or ±inf: `forward step 35 (conv2d conv2d_10)`
@@ -259,26 +278,191 @@ def first_uses(session: Any) -> dict[str, int]:
 def gradient_flow(session: Any) -> GradientFlow:
     """Run the whole backward pass (the cursor stays where it is) and read every parameter's gradient."""
     end = _whole_pass(session)
+    graph = session.graph
     order = first_uses(session)
     stats = []
-    for node in session.graph.parameters:
+    for node in graph.parameters:
         weight = np.asarray(session.backend.to_numpy(session.trace.value(node.name, end)), dtype=np.float64)
-        weight_norm = float(np.linalg.norm(weight[np.isfinite(weight)]))
-        stats.append((node, _grad_stats(session, node.name, end), weight_norm, nonfinite_counts(weight)))
+        finite = weight[np.isfinite(weight)]
+        stats.append((node, _grad_stats(session, node.name, end), float(np.linalg.norm(finite)),
+                      nonfinite_counts(weight), not np.any(finite)))
     stats.sort(key=lambda st: (order.get(st[0].name, -1) < 0, order.get(st[0].name, -1), st[0].name))
-    reference: dict[str, float] = {}
-    for kind in ("weights", "vectors"):
-        rms = _nearest_loss([st[1] for st in stats if _kind(st[0].shape) == kind])
-        if rms is not None:
-            reference[kind] = rms
+    layers = _layer_ops(graph)
+    roles = {node.name: _role(node, layers.get(node.name)) for node, *_ in stats}
+    errors = _error_rms(session, end)
+    reference_error = _prediction_error(session, end)
+    reached, rising = _error_paths(graph, errors)
+    weights = [(node, g) for node, g, *_ in stats if roles[node.name] == "weights"]
+    weight_rms = {node.name: norm / math.sqrt(max(math.prod(node.shape), 1)) for node, _, norm, *_ in stats}
+    peers = _peer_references(weights, weight_rms)
+    head = _zero_head(graph, layers, [node for node, *_, zero in stats if zero and roles[node.name] == "weights"])
     rows = []
-    for node, g, weight_norm, (value_nan, value_inf) in stats:
-        median = reference.get(_kind(node.shape)) or next(iter(reference.values()), 0.0)
-        # a parameter whose own values are not finite is flagged so whatever its gradient: it is where a NaN starts
-        verdict = "not finite" if value_nan + value_inf else _verdict(g, median)
+    for node, g, weight_norm, (value_nan, value_inf), zero in stats:
+        verdict, reason = ("not finite", "") if value_nan + value_inf else (_verdict(g, 0.0), "")
+        layer = layers.get(node.name)
+        if not verdict and roles[node.name] in ("weights", "embeddings") and layer is not None:
+            verdict, reason = _exploding(rising.get(layer.name, 0.0), reference_error)
+        if not verdict and roles[node.name] == "weights" and node.name != head:
+            if zero:
+                verdict, reason = "vanishing", "dead: its weights are all 0, so no gradient passes back through it"
+            elif not (head and g.rms == 0):  # behind a zero head every gradient is 0 this step: the note says so
+                faded = reached.get(layer.name, 0.0) < VANISHING * reference_error if layer else True
+                verdict, reason = _vanishing(g.rms, weight_rms[node.name], peers.get(node.name), faded)
         rows.append(ParamFlow(node.name, node.module, tuple(node.shape), order.get(node.name, -1), g.norm, g.rms,
-                              g.largest, weight_norm, g.nonfinite, verdict, g.nan, value_nan, value_inf))
-    return GradientFlow(tuple(rows), reference, _loss_value(session, end), _first_nonfinite(session))
+                              g.largest, weight_norm, g.nonfinite, verdict, g.nan, value_nan, value_inf, reason))
+    reference = {"error": reference_error}
+    overall = _nearest_loss([g for _, g in weights])
+    if overall is not None:
+        reference["weights"] = overall
+    note = (f"{head} is all 0 (a zero-initialised head): no gradient passes back through it to the layers before "
+            "it at this step, the first update gives it one") if head else ""
+    return GradientFlow(tuple(rows), reference, _loss_value(session, end), _first_nonfinite(session), note)
+
+
+class _Peers(NamedTuple):
+    rms: float  # the median ‖∂L/∂w‖ RMS of the peers nearest the loss
+    weight_rms: float  # and of their weights
+    what: str  # `its peers'` or `the weights'`
+
+
+def _peer_key(name: str) -> str:
+    """A parameter's name up to its numbers, `layer#.#.conv#.weight`: the layers built alike, at every depth."""
+    return re.sub(r"\d+", "#", name)
+
+
+def _peer_references(weights: list[tuple[Node, _Stats]], weight_rms: dict[str, float]) -> dict[str, _Peers]:
+    """Each weight's reference: its peers nearest the loss (`_peer_key`; a group of at least two), or, for a layer
+    with no peer (a stem, a head), every weight nearest the loss."""
+    healthy = [(node, g) for node, g in weights if g.has_grad and g.nonfinite == 0 and g.rms > 0]
+    groups: dict[str, list[tuple[Node, _Stats]]] = {}
+    for node, g in healthy:
+        groups.setdefault(_peer_key(node.name), []).append((node, g))
+
+    def reference(members: list[tuple[Node, _Stats]], what: str) -> _Peers:
+        nearest = members[-max(2, round(NEAREST_LOSS * len(members))):]
+        return _Peers(float(np.median([g.rms for _, g in nearest])),
+                      float(np.median([weight_rms[node.name] for node, _ in nearest])), what)
+
+    everything = reference(healthy, "the weights'") if healthy else None
+    found = {}
+    for node, _ in weights:
+        members = groups.get(_peer_key(node.name), [])
+        found[node.name] = reference(members, "its peers'") if len(members) >= 2 else everything
+    return {name: peers for name, peers in found.items() if peers is not None}
+
+
+def _vanishing(rms: float, weight_rms: float, peers: _Peers | None, faded: bool) -> tuple[str, str]:
+    """A weight's gradient far below its peers' nearest the loss, and why: the error reaching its layer has faded
+    on every path (`faded`), or its weights are far larger than theirs, so its gradient is tiny for their size. A
+    gradient small only beside peers whose inputs grew (after a layer that blew the forward pass up) is neither."""
+    if peers is None or peers.rms <= 0 or rms >= VANISHING * peers.rms:
+        return "", ""
+    if faded:
+        return "vanishing", f"‖∂L/∂w‖ rms {rms / peers.rms:.1e} of {peers.what} nearest the loss"
+    if peers.weight_rms > 0 and weight_rms > EXPLODING * peers.weight_rms:
+        return "vanishing", (f"tiny for its weights' size: ‖∂L/∂w‖ rms {rms / peers.rms:.1e} of {peers.what} nearest "
+                             f"the loss, its weights' rms {weight_rms / peers.weight_rms:.1e}× theirs")
+    return "", ""
+
+
+def _exploding(rising: float, reference: float) -> tuple[str, str]:
+    """A layer whose error, and the error on some path on toward the input, is far above that at the loss."""
+    if reference <= 0 or not rising > EXPLODING * reference:
+        return "", ""
+    return "exploding", f"∂L/∂y at its layer {rising / reference:.1e}× that at the loss, and growing toward the input"
+
+
+def _role(node: Node, layer: Node | None) -> str:
+    """`weights` (a matrix or kernel a layer multiplies by), `embeddings` (a table looked up, a position embedding
+    or class token added), or `vectors` (biases, norm scales and shifts, layer scales, scalars)."""
+    if len(node.shape) < 2 or math.prod(node.shape) == max(node.shape):
+        return "vectors"  # (C,), (1, C), (C, 1, 1): one number per channel
+    if layer is None or layer.op.name in _WEIGHT_OPS:
+        return "weights"
+    return "embeddings"
+
+
+# the ops that multiply by a parameter matrix or kernel (an embedding reads rows of one: not a weight)
+_WEIGHT_OPS = frozenset({"linear", "matmul", "conv1d", "conv2d", "conv3d", "conv_transpose2d", "conv_transpose3d",
+                         "rnn_cell", "lstm_cell", "gru_cell", "mul"})
+
+
+def _data_ops(graph: Graph) -> set[str]:
+    """The ops computed from the graph's inputs (the batch), losses left out: where the error of a layer is read."""
+    found = {n.name for n in graph.inputs}
+    for node in graph.ops:
+        if not node.op.is_loss and any(a.name in found for a in node.inputs):
+            found.add(node.name)
+    return found - {n.name for n in graph.inputs}
+
+
+def _layer_ops(graph: Graph) -> dict[str, Node]:
+    """Each parameter's layer: the first op in forward order that reads it (directly, or through ops on
+    parameters alone: a transpose, a cast) together with data. Its output's ∂L/∂y is the error the layer gets."""
+    data = _data_ops(graph)
+    found: dict[str, Node] = {}
+    for param in graph.parameters:
+        frontier, seen = [param], set()
+        while frontier:
+            for user in graph.users(frontier.pop().name):
+                if user.name in seen or user.op.is_loss:
+                    continue
+                seen.add(user.name)
+                if user.name in data:
+                    if param.name not in found or user.index < found[param.name].index:
+                        found[param.name] = user
+                else:
+                    frontier.append(user)
+    return found
+
+
+def _error_rms(session: Any, end: int) -> dict[str, float]:
+    """The RMS of ∂L/∂y at every op computed from the batch (0 where none reaches it, NaN where not finite)."""
+    errors = {}
+    for name in _data_ops(session.graph):
+        g = _grad_stats(session, name, end)
+        errors[name] = math.nan if g.nonfinite else g.rms
+    return errors
+
+
+def _prediction_error(session: Any, end: int) -> float:
+    """The RMS of ∂L/∂ŷ, the error at the loss's input: the scale every layer's error is judged against (0 where it
+    is not finite)."""
+    loss = session.loss_node
+    for i, node in enumerate(loss.inputs):
+        if loss.op.differentiable(i) and node.op.name not in ("input", "parameter"):
+            g = _grad_stats(session, node.name, end)
+            return g.rms if g.has_grad and g.nonfinite == 0 else 0.0
+    return 0.0
+
+
+def _error_paths(graph: Graph, errors: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """For each op in `errors`, along the paths the error takes on toward the input (the ops it is computed from,
+    through differentiable inputs): the largest error there or at it (`reached`: small only where the error has
+    faded on every path: vanishing through depth, not a side branch), and the smallest on the path that keeps it
+    largest (`rising`: large only where it stays large toward the input: exploding, not a spike inside a
+    function)."""
+    reached: dict[str, float] = {}
+    rising: dict[str, float] = {}
+    for node in graph.ops:
+        if node.name not in errors:
+            continue
+        e = errors[node.name]
+        e = 0.0 if math.isnan(e) else e
+        sources = [a.name for i, a in enumerate(node.inputs) if node.op.differentiable(i) and a.name in errors]
+        reached[node.name] = max([e] + [reached[a] for a in sources])
+        rising[node.name] = min(e, max(rising[a] for a in sources)) if sources else e
+    return reached, rising
+
+
+def _zero_head(graph: Graph, layers: dict[str, Node], zero_weights: list[Node]) -> str:
+    """The all-zero weight matrix of the layer nearest the loss, if it is one (a zero-initialised head); ""."""
+    weighted = [(layer.index, name) for name, layer in layers.items()
+                if len(graph[name].shape) >= 2 and layer.op.name in _WEIGHT_OPS]
+    if not weighted or not zero_weights:
+        return ""
+    last = max(weighted)[0]
+    return next((n.name for n in zero_weights if n.name in layers and layers[n.name].index == last), "")
 
 
 def activation_flow(session: Any) -> ActivationGradientFlow:
@@ -288,29 +472,28 @@ def activation_flow(session: Any) -> ActivationGradientFlow:
     outputs, depth = module_outputs(session.graph)
     step = {n.name: i for i, n in enumerate(session.graph.ops)}  # the forward pass runs the ops in this order
     stats = [(out, _grad_stats(session, out.node.name, end)) for out in outputs]
-    reference = _nearest_loss([st[1] for st in stats]) or 0.0
+    reference = _prediction_error(session, end)
     sources = _row_sources(session.graph, [out.node.name for out in outputs])
+    reached: dict[str, float] = {}  # the largest RMS at a row or any row it is computed from, as `_error_paths`
+    rising: dict[str, float] = {}  # the smallest RMS on the path on toward the input that keeps it largest
     verdicts: dict[str, str] = {}
-    raw: dict[str, str] = {}  # before the side-branch rule
-    norms: dict[str, float] = {}
     for out, g in stats:
-        verdict = raw[out.node.name] = _verdict(g, reference)
         # Vanishing means the error fades on its way back through depth, and then every value it has yet to reach
         # gets as little. A value whose own ∂L/∂h is small while a row it is computed from still gets a healthy one
         # is a side branch with a small local derivative, not that: a freshly initialised attention's queries and
-        # keys (the scores' softmax is flat, so q·kᵀ barely matters yet; their source, the qkv projection, is fine),
-        # a gate, a zero-initialised residual branch. Flagged, they would fail `--strict` on every healthy small
-        # transformer; the parameters behind them still show in the parameters' own flow.
-        # The branch's own continuation (a reshape, a transpose of the same values) is that branch too; a row whose
-        # gradient has faded further below such a source is judged on its own (the raw verdicts: the rule does not
-        # spread down a chain that keeps vanishing).
-        if verdict == "vanishing" and any(
-                raw[a] not in ("vanishing", "not finite", "no gradient")
-                or (verdicts[a] == "" and raw[a] == "vanishing" and g.norm >= 0.5 * norms[a])
-                for a in sources[out.node.name]):
-            verdict = ""
-        norms[out.node.name] = g.norm
-        verdicts[out.node.name] = verdict
+        # keys (the scores' softmax is flat, so q·kᵀ barely matters yet), a gate, a branch a layer scale of 10⁻⁶
+        # multiplies. Exploding, the other way round, is an error that stays large on toward the input, not one
+        # large value between healthy ones.
+        name, e = out.node.name, (g.rms if g.has_grad and not g.nonfinite else 0.0)
+        before = [a for a in sources[name] if a in reached]
+        reached[name] = max([e] + [reached[a] for a in before])
+        rising[name] = min(e, max(rising[a] for a in before)) if before else e
+        verdict = _verdict(g, 0.0)
+        if not verdict and reference > 0 and reached[name] < VANISHING * reference:
+            verdict = "vanishing"
+        elif not verdict and reference > 0 and rising[name] > EXPLODING * reference:
+            verdict = "exploding"
+        verdicts[name] = verdict
     rows = tuple(ActivationFlow(out.node.name, out.module, out.label, tuple(out.node.shape), step[out.node.name],
                                 g.norm, g.rms, g.largest, g.nonfinite, verdicts[out.node.name], g.nan)
                  for out, g in stats)
@@ -341,8 +524,9 @@ def module_outputs(graph: Graph) -> tuple[list[ModuleOutput], int]:
     level 3 gives 66, every conv and norm), a Sequential MLP's layers level 1, ViT's encoder layers level 3; and the
     deepest that fits shows the most of the way back. A graph without modules lists every op's output.
 
-    A module with no children that reads no parameter is never opened: an activation function (GELU, SiLU, Mish),
-    softmax, attention's core, pooling, dropout. Its ops are one function's decomposition, exported op by op (the
+    A module with no children that reads no weight matrix or kernel is never opened: an activation function (GELU,
+    SiLU, Mish), softmax, attention's core, pooling, dropout, a norm (RMSNorm's mean and + eps are not outputs).
+    Its ops are one function's decomposition, exported op by op (the
     tanh GELU is eight: pow, mul, add, tanh...), and the values between them are that formula's terms, not values
     leaving a layer: their ∂L/∂h says nothing about depth, and can be tiny by the formula alone (the cube's term of
     GELU carries 0.044715 · 3x², which a small GPT-2 listed, one level too deep, as vanishing). Its output is its row.
@@ -373,9 +557,12 @@ def module_outputs(graph: Graph) -> tuple[list[ModuleOutput], int]:
 
 def _one_function_modules(graph: Graph, paths: dict[str, tuple[str, ...]],
                           parents: set[tuple[str, ...]]) -> set[tuple[str, ...]]:
-    """The modules `module_outputs` never opens: those without children whose ops read no parameter."""
+    """The modules `module_outputs` never opens: those without children whose ops read no weight matrix or kernel
+    (a norm's scale and shift, a layer scale are one number per channel: an RMSNorm exported op by op is still one
+    function, its mean and rsqrt steps are not values leaving a layer)."""
     leaves = {p for p in paths.values() if p and p not in parents}
-    weighted = {paths[n.name] for n in graph.ops if any(a.op.name == "parameter" for a in n.inputs)}
+    weighted = {paths[n.name] for n in graph.ops
+                if any(a.op.name == "parameter" and math.prod(a.shape) > max(a.shape, default=1) for a in n.inputs)}
     return leaves - weighted
 
 
