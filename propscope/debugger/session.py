@@ -379,6 +379,8 @@ class Session:
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
         model = _at_data_sizes(self.model, batch)
         reread = model is not self.model
+        if reread and self.loss_name is not None:  # read again: its node named `y` gives way again, as at the start
+            model = model.renamed(target_name_freed(model.graph))
         if self.loss_name == "cross_entropy" and TARGET in batch:  # (B, T) labels read (B, T, V) logits per token
             model = _rows_for_token_labels(model, np.shape(batch[TARGET]))
         self.batch, self.graph = self._prepare(model, batch)
