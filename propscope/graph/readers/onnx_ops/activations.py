@@ -6,10 +6,12 @@ The plain elementwise functions (Relu, Exp, Abs, ...) are in `elementwise.py`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ...ir import Node
 from .._aten import Unmapped
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import const, op
@@ -151,3 +153,39 @@ def _bias_split_gelu(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
                       steps=(1,)) for tag, start in (("left", 0), ("right", half)))
     gate = op(r, ctx, "gelu", right, suffix="gelu", approximate="none")
     return op(r, ctx, "mul", left, gate)
+
+
+# onnxruntime's fused activations (its session optimizer's Conv and Gemm + activation fusions): name -> the
+# parameters the fusion writes, and the catalog op with its attributes made of them
+FusedActivation = tuple[str, dict[str, Any]]
+FUSED_ACTIVATIONS: dict[str, tuple[tuple[str, ...], Callable[[list[float]], FusedActivation]]] = {
+    "Relu": ((), lambda p: ("relu", {})),
+    "Tanh": ((), lambda p: ("tanh", {})),
+    "Sigmoid": ((), lambda p: ("sigmoid", {})),
+    "LeakyRelu": (("alpha",), lambda p: ("leaky_relu", {"negative_slope": p[0]})),
+    "HardSigmoid": (("alpha", "beta"), lambda p: ("hardsigmoid", {"alpha": p[0], "beta": p[1]})),
+    "Clip": (("min", "max"), lambda p: ("clamp", {"min": p[0], "max": p[1]})),
+}
+
+
+def fused_activation(ctx: Ctx, activation: str, params: list[Any]) -> FusedActivation | None:
+    """The catalog op (and its attributes) of a fused activation with its parameters, None for none; refused by name
+    where propscope reads no such activation, or where its parameters are not the ones it takes (onnxruntime refuses
+    such a file too: there are no defaults to make up). Checked before the fused op's other steps are built."""
+    if not activation:
+        return None
+    known = FUSED_ACTIVATIONS.get(activation)
+    if known is None or len(params) != len(known[0]):
+        takes = ", ".join(f"{name} ({', '.join(names)})" if names else name
+                          for name, (names, _) in FUSED_ACTIVATIONS.items())
+        raise Unmapped(f"{ctx.op} with activation {activation!r} and parameters {params} (propscope reads {takes})")
+    # stored as float32: 0.2 read back as the 0.2 the exporter saw, as the reader does for a single float
+    return known[1]([float(str(np.float32(v))) for v in params])
+
+
+def apply_fused_activation(r: Reader, ctx: Ctx, y: Node, activation: FusedActivation | None) -> Node:
+    """The fused activation as a step of its own after `y` (`y` itself where there is none)."""
+    if activation is None:
+        return y
+    name, attrs = activation
+    return op(r, ctx, name, y, **attrs)

@@ -295,9 +295,13 @@ def _ms_rotary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         first = r.folded(ids)
         if first is None:
             raise Unmapped("RotaryEmbedding whose first position is computed at run time")
+        if int(first[0]) < 0:  # onnxruntime refuses it too: the caches have no row for it
+            raise Unmapped(f"RotaryEmbedding whose first position is {int(first[0])}")
         ids = np.broadcast_to(int(first[0]) + np.arange(length), (shape[0], length)).copy()
     attrs: dict[str, Any] = {k: ctx.attrs[k] for k in ("interleaved", "rotary_embedding_dim", "num_heads")
                              if k in ctx.attrs}
+    if attrs.get("rotary_embedding_dim") and not attrs.get("num_heads"):  # onnxruntime refuses it: a partial
+        raise Unmapped("RotaryEmbedding with rotary_embedding_dim but no num_heads")  # rotation hides the head size
     if len(shape) == 3 and not attrs.get("num_heads"):
         width = 2 * r.shape(cos)[-1]
         if shape[2] % width:

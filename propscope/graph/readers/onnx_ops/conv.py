@@ -11,7 +11,6 @@ which no window then picks).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +21,7 @@ from .._aten import Lazy, Missing, PoolIndices, Unmapped, UnpoolPositions
 from .._budget import fold_room
 from .._build import check_shape, clean_name
 from ..onnx_reader import Ctx, Init, Reader, onnx_op
+from .activations import apply_fused_activation, fused_activation
 from .elementwise import op
 from .naming import parameter
 
@@ -376,40 +376,16 @@ def unpool_scatter(r: Reader, ins: list[Any], ctx: Ctx, where: UnpoolPositions) 
                   original_op=ctx.op)
 
 
-# onnxruntime's fused activations (its session optimizer's Conv + activation fusion): name -> (catalog op, its
-# attributes from activation_params)
-_FUSED_ACTIVATIONS: dict[str, Callable[[list[float]], tuple[str, dict[str, Any]]]] = {
-    "Relu": lambda p: ("relu", {}), "Tanh": lambda p: ("tanh", {}), "Sigmoid": lambda p: ("sigmoid", {}),
-    "LeakyRelu": lambda p: ("leaky_relu", {"negative_slope": float(p[0]) if p else 0.01}),
-    "HardSigmoid": lambda p: ("hardsigmoid", {"alpha": float(p[0]), "beta": float(p[1])} if len(p) > 1
-                              else {"alpha": 0.2, "beta": 0.5}),
-    "Clip": lambda p: ("clamp", {"min": float(p[0]), "max": float(p[1])}),
-}
-
-
 @onnx_op("com.microsoft.FusedConv")
 def _fused_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """activation(Conv(X, W, B) + Z): the convolution, the optional sum input Z, then the activation as a step."""
-    activation = str(ctx.attrs.get("activation", ""))
-    # stored as float32: 0.2 read back as the 0.2 the exporter saw, as the reader does for a single float
-    params = [float(str(np.float32(v))) for v in ctx.attrs.get("activation_params", [])]
-    if activation and (activation not in _FUSED_ACTIVATIONS or (activation == "Clip" and len(params) < 2)):
-        raise Unmapped(f"FusedConv with activation {activation!r} {params} (propscope reads Relu, Tanh, Sigmoid, "
-                       "LeakyRelu, HardSigmoid and Clip with its bounds)")
+    activation = fused_activation(ctx, str(ctx.attrs.get("activation", "")),
+                                  list(ctx.attrs.get("activation_params", [])))
     conv_ctx = Ctx(ctx.op, f"{ctx.name}.conv", ctx.module, None, ctx.attrs, ctx.opset)
     y = _conv(r, ins[:3], conv_ctx)
     if len(ins) > 3 and ins[3] is not None:
         y = op(r, ctx, "add", y, r.node(ins[3], ctx, hint="Z"), suffix="" if not activation else "sum")
-    return _fused_activation(r, ctx, y, params)
-
-
-def _fused_activation(r: Reader, ctx: Ctx, y: Node, params: list[float]) -> Node:
-    """The activation attribute of onnxruntime's fused convolutions, as a step of its own."""
-    activation = str(ctx.attrs.get("activation", ""))
-    if not activation:
-        return y
-    name, attrs = _FUSED_ACTIVATIONS[activation](params)
-    return op(r, ctx, name, y, **attrs)
+    return apply_fused_activation(r, ctx, y, activation)
 
 
 def _nhwc_weight(r: Reader, w: Any, ctx: Ctx) -> Node:
@@ -437,10 +413,8 @@ def _nhwc_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
     if len(x.shape) != 4:
         raise Unmapped(f"{ctx.op} of a {len(x.shape)}-D input (propscope reads 2-D convolutions, N x H x W x C)")
-    params = [float(str(np.float32(v))) for v in ctx.attrs.get("activation_params", [])]
-    activation = str(ctx.attrs.get("activation", ""))
-    if activation and (activation not in _FUSED_ACTIVATIONS or (activation == "Clip" and len(params) < 2)):
-        raise Unmapped(f"{ctx.op} with activation {activation!r} {params}")
+    activation = fused_activation(ctx, str(ctx.attrs.get("activation", "")),
+                                  list(ctx.attrs.get("activation_params", [])))
     nchw = op(r, ctx, "transpose", x, suffix="nchw", axes=(0, 3, 1, 2))
     conv_ctx = Ctx(ctx.op, f"{ctx.name}.conv", ctx.module, None, ctx.attrs, ctx.opset)
     weight = _nhwc_weight(r, ins[1], ctx) if ctx.op == "NhwcConv" else ins[1]
@@ -449,7 +423,7 @@ def _nhwc_conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     y = op(r, ctx, "transpose", y, suffix="" if last else "nhwc", axes=(0, 2, 3, 1))
     if len(ins) > 3 and ins[3] is not None:
         y = op(r, ctx, "add", y, r.node(ins[3], ctx, hint="Z"), suffix="" if not activation else "sum")
-    return _fused_activation(r, ctx, y, params)
+    return apply_fused_activation(r, ctx, y, activation)
 
 
 _NCHWC = ("ReorderInput", "ReorderOutput", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool",

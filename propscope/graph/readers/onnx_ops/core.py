@@ -111,26 +111,16 @@ def _fused_matmul(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 
 # FusedGemm's activation attributes -> the parameters conv.py's table reads, with onnxruntime's defaults
-_GEMM_ACTIVATION_DEFAULTS = {"Relu": (), "Tanh": (), "Sigmoid": (), "LeakyRelu": (0.01,), "HardSigmoid": (0.2, 0.5)}
-
-
 @onnx_op("com.microsoft.FusedGemm")
 def _fused_gemm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """activation(α · A' B' + β · C) (onnxruntime's session optimizer's Gemm + activation fusion): Gemm's steps,
     then the activation as a step of its own, its alpha / beta from activation_alpha / activation_beta."""
-    from .conv import _FUSED_ACTIVATIONS
+    from .activations import apply_fused_activation, fused_activation
 
-    activation = str(ctx.attrs.get("activation", ""))
-    if activation and activation not in _GEMM_ACTIVATION_DEFAULTS:
-        raise Unmapped(f"FusedGemm with activation {activation!r} (propscope reads "
-                       f"{', '.join(_GEMM_ACTIVATION_DEFAULTS)})")
+    name = str(ctx.attrs.get("activation", ""))
+    if name == "Clip":  # Gemm's fusion writes no bounds for a Clip
+        raise Unmapped("FusedGemm with activation 'Clip'")
+    params = [ctx.attrs[k] for k in ("activation_alpha", "activation_beta") if k in ctx.attrs]
+    activation = fused_activation(ctx, name, params)
     gemm_ctx = Ctx("Gemm", f"{ctx.name}.gemm" if activation else ctx.name, ctx.module, None, ctx.attrs, ctx.opset)
-    y = _gemm(r, ins, gemm_ctx)
-    if not activation:
-        return y
-    defaults = _GEMM_ACTIVATION_DEFAULTS[activation]
-    # stored as float32: 0.2 read back as the 0.2 the exporter saw
-    keys = ("activation_alpha", "activation_beta")[:len(defaults)]
-    params = [float(str(np.float32(ctx.attrs.get(k, d)))) for k, d in zip(keys, defaults, strict=True)]
-    name, attrs = _FUSED_ACTIVATIONS[activation](params)
-    return op(r, ctx, name, y, **attrs)
+    return apply_fused_activation(r, ctx, _gemm(r, ins, gemm_ctx), activation)

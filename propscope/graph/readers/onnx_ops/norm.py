@@ -25,6 +25,14 @@ def _eps(ctx: Ctx) -> float:
     return float(ctx.attrs.get("epsilon", 1e-5))
 
 
+def _first_axis(ctx: Ctx, x: Node) -> int:
+    """The first of the axes a layer or RMS norm normalises over (`axis`, default the last), refused out of range."""
+    axis = int(ctx.attrs.get("axis", -1))
+    if not -len(x.shape) <= axis < len(x.shape):
+        raise Unmapped(f"{ctx.op} over axis {axis} of a {len(x.shape)}-D input")
+    return axis % len(x.shape)
+
+
 def _stats(r: Reader, ctx: Ctx, x: Node, axes: tuple[int, ...], what: str) -> tuple[Node, Node]:
     """The mean and the biased variance of `x` over `axes`, kept as size-1 axes."""
     mean = op(r, ctx, "mean", x, suffix=f"{what}_mean", axis=axes, keepdims=True)
@@ -148,7 +156,7 @@ def _affine(r: Reader, ctx: Ctx, y: Node, scale: Any, bias: Any) -> Node:
 @onnx_op("LayerNormalization")
 def _layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
-    axis = int(ctx.attrs.get("axis", -1)) % len(x.shape)
+    axis = _first_axis(ctx, x)
     norm = x.shape[axis:]
     eps = _eps(ctx)
     scale, bias = ins[1], ins[2] if len(ins) > 2 else None
@@ -210,7 +218,7 @@ def _group_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 @onnx_op("RMSNormalization")
 def _rms_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     x = r.node(ins[0], ctx)
-    axis = int(ctx.attrs.get("axis", -1)) % len(x.shape)
+    axis = _first_axis(ctx, x)
     norm = x.shape[axis:]
     eps = _eps(ctx)
     scale = ins[1]
@@ -271,7 +279,7 @@ def _simplified_layer_norm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     """onnxruntime's RMSNorm in the default domain (what its optimizer writes for T5 and LLaMA): the catalog's
     rms_norm over the axes from `axis` on; the optional inv_std_var output is refused where used."""
     x = r.node(ins[0], ctx)
-    axis = int(ctx.attrs.get("axis", -1)) % len(x.shape)
+    axis = _first_axis(ctx, x)
     norm = x.shape[axis:]
     if r.shape(ins[1]) != norm:
         raise Unmapped(f"SimplifiedLayerNormalization scale {r.shape(ins[1])} for normalized axes {norm}")
@@ -287,7 +295,9 @@ def _ms_group_norm_of(r: Reader, ctx: Ctx, x: Node, gamma: Any, beta: Any) -> No
     group_norm takes (N, C, ...), so an NHWC input is moved to NCHW and back around it."""
     channels_last = bool(ctx.attrs.get("channels_last", 1))
     activation = int(ctx.attrs.get("activation", 0))
-    groups = int(ctx.attrs["groups"])
+    groups = int(ctx.attrs.get("groups", 0))
+    if groups < 1:
+        raise Unmapped(f"{ctx.op} with groups {groups} (at least 1 group)")
     channels = x.shape[-1] if channels_last else x.shape[1]
     if len(x.shape) != 4 or activation not in (0, 1) or channels % groups:
         raise Unmapped(f"{ctx.op} of a {x.shape} input with {groups} groups and activation {activation} (propscope "
