@@ -282,7 +282,9 @@ class GradFlowView(QWidget):
             if self.mode == UNITS and r.nonfinite:  # the gradient rows say it in their own words (`flag`)
                 cells[2].setText(f"not finite ({r.nonfinite} entries)")
             for col, cell in enumerate(cells):
-                cell.setToolTip(f"{r.name} · module {r.module or '(top)'}")
+                where = f"{r.name} · module {r.module or '(top)'}"
+                # the flag says why in words too long for its column (grad_flow's reasons): all of it on hover
+                cell.setToolTip(f"{cell.text()}\n{where}" if col == FLAG_COLUMN else where)
                 self.table.setItem(i, col, cell)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)  # forward order, as the bars
