@@ -500,11 +500,10 @@ class Trainer:
         runs = {}
         for length in lengths:
             counts = {k: length * (self.per_sample if k == TARGET else 1) for k in data}
-            shapes = {k: np.broadcast_to(np.int8(0), (counts[k], *tuple(v.shape)[1:])) for k, v in data.items()}
-            graph = fit_batch(s.graph, shapes)
+            graph, constants = self._graph_of(counts)
             buffers = {k: v[:counts[k]].clone() if not isinstance(v, np.ndarray) else np.empty_like(v[:counts[k]])
                        for k, v in data.items()}
-            leaves = {**buffers, **current}
+            leaves = {**constants, **buffers, **current}
             program, prediction = self._compile(graph, leaves)
             runs[length] = (graph, _loss_and_grads(program), prediction, leaves)
         pred_shape = tuple(output_node(s.graph).shape)
@@ -580,8 +579,24 @@ class Trainer:
         on_numpy = all(isinstance(v, np.ndarray) for v in data.values())
         leaves = {k: v[self._rows_of(k, rows) if on_numpy else backend.asarray(self._rows_of(k, rows))]
                   for k, v in data.items()}
-        shapes = {k: np.broadcast_to(np.int8(0), tuple(v.shape)) for k, v in leaves.items()}
-        return fit_batch(self.session.graph, shapes), leaves
+        graph, constants = self._graph_of({k: len(v) for k, v in leaves.items()})
+        return graph, {**constants, **leaves}
+
+    def _graph_of(self, rows: Mapping[str, int]) -> tuple[Graph, dict[str, Any]]:
+        """The graph of a mini-batch with these rows of each input, and its constants (a position table, a mask):
+        the session's graph fitted to them, or, where the file leaves sizes symbolic (`SizedModel`: a dynamic
+        export, a transformers folder), the file read again at them, its constants made for those sizes."""
+        s = self.session
+        shapes = {k: (n, *np.shape(s.batch[k])[1:]) for k, n in rows.items()}
+        at_sizes = getattr(s.model, "at_sizes", None)
+        model = s.model if at_sizes is None else at_sizes({k: v for k, v in shapes.items() if k != TARGET})
+        if model is s.model:
+            constants = {k: v for k, v in s.params.items() if k not in self.names}
+            return fit_batch(s.graph, {k: np.broadcast_to(np.int8(0), v) for k, v in shapes.items()}), constants
+        first = {k: np.asarray(s.batch[k])[:n] for k, n in rows.items()}
+        _, graph = s._prepare(model, first)
+        constants = {k: s.backend.asarray(v) for k, v in model.arrays.items() if k not in self.names}
+        return graph, constants
 
     # -- a NaN or an Inf ---------------------------------------------------------------------
     def _diverged(

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
+from ._aten import reading_at, requested_shapes, sized
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
 from ._failure import first_line, quiet_library, quiet_torch
 
@@ -169,7 +170,35 @@ def _sample_inputs(torch: Any, model: Any, config: Any, where: str, batch: int =
             inputs[name] = _waveform(torch, config, generator, batch)
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
         inputs["decoder_input_ids"] = _token_ids(torch, config, where, generator, batch, decoder=True)
-    return inputs
+    return _at_requested_sizes(torch, inputs, generator)
+
+
+# the sizes of each sample input that the data may set (`SizedModel`): the batch always, a text's length
+RESIZABLE = {"input_ids": ("batch", "tokens"), "decoder_input_ids": ("batch", "decoder_tokens"),
+             "pixel_values": ("batch", None, None, None), "input_features": ("batch", None, None),
+             "input_values": ("batch", None)}
+
+
+def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any) -> dict[str, Any]:
+    """The sample inputs at the data's sizes where they were asked for (`reading_at`): the data's batch for every
+    input, and a text's own length; the values are drawn again (they only trace the model: the data replaces them)."""
+    wanted = requested_shapes()
+    batches = {shape[0] for name, shape in wanted.items() if name in inputs and shape}
+    if not wanted or len(batches) > 1:
+        return inputs
+    out = {}
+    for name, value in inputs.items():
+        shape = list(value.shape)
+        if batches:
+            shape[0] = next(iter(batches))
+        asked = wanted.get(name)
+        if asked is not None and len(asked) == len(shape):
+            shape = [a if axis is not None else s for a, s, axis in zip(asked, shape, RESIZABLE[name], strict=True)]
+        if value.dtype.is_floating_point:
+            out[name] = torch.randn(shape, generator=generator, dtype=value.dtype)
+        else:  # ids: within the values the model's own sample used
+            out[name] = torch.randint(0, int(value.max()) + 1, shape, generator=generator, dtype=value.dtype)
+    return out
 
 
 _OUTPUTS = ("logits", "logits_per_image")  # scores a classification loss applies to, in the order looked for
@@ -278,7 +307,14 @@ def open(path: str | Path) -> Model:
     if missing:
         opened.warnings = [*opened.warnings, missing_weights_warning(missing, arch, "random initial values")]
     opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
-    return opened
+    # traced at the data's sizes when asked (a batch of 4, 32 tokens), and again at others (File ▸ Load data)
+    resizable = {node.name: RESIZABLE[node.name] for node in opened.graph.inputs if node.name in RESIZABLE}
+    return sized(opened, resizable, functools.partial(_reopened, path))
+
+
+def _reopened(path: Path, shapes: Any) -> Model:
+    with reading_at(shapes):
+        return open(path)
 
 
 
