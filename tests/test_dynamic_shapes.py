@@ -322,3 +322,24 @@ def test_a_symbol_the_file_gives_no_size_for_is_refused_by_name_unless_the_data_
     s = open_session(path, data={"a": np.ones((3, 4)), "b": np.ones((3, 4))}, loss="none")
     s.run_to_end()
     assert s.value(s.prediction_node.name).shape == (3, 2)
+
+
+def test_a_state_dict_on_a_dynamic_architecture_keeps_its_weights_at_other_sizes(tmp_path: Path) -> None:
+    """`--arch file.pt2` (a dynamic batch) filled from a state dict, then data of another batch, and mini-batches: the
+    file read again at those sizes gets the state dict's weights and running statistics again, not the file's."""
+    torch.manual_seed(0)
+    arch = _cnn_file("pt2", tmp_path, _CNN().eval(), {0: torch.export.Dim("batch", min=1, max=64)})
+    trained = _CNN().eval()
+    with torch.no_grad():
+        for buffer in trained.buffers():
+            if buffer.dtype.is_floating_point:
+                buffer.uniform_(0.5, 1.5)  # running statistics unlike the file's
+    weights = tmp_path / "trained.pt"
+    torch.save(trained.state_dict(), weights)
+    x = np.random.default_rng(1).standard_normal((3, 3, 8, 8))
+    s = open_session(weights, arch=arch, data={"x": x[:2]}, loss="none", dtype="float64")
+    s.set_batch({"x": x})  # File ▸ Load data: another batch, the file read again
+    s.run_to_end()
+    with torch.no_grad():
+        want = trained.double()(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(s.value(s.prediction_node.name), want, rtol=1e-10, atol=1e-12)

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ModelFormatError, PropscopeError
 from ..model import Model
+from ._aten import SizedModel
 from ._budget import ZIP_ERRORS, charge
 from ._build import MAX_TENSOR_BYTES, check_shape, file_size, from_bytes
 from ._pickle import Pickled, is_tensor, load_weights_only, to_numpy
@@ -124,7 +125,11 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
     report.unexpected = [k for k in tensors if k not in targets and not k.endswith(".num_batches_tracked")]
     clean = report.ok and not report.unexpected and not report.prefix  # every name met its tensor: nothing to say
     notes = [*([] if clean else [report.summary()]), *([note] if note else [])]
-    return replace(model, arrays=arrays, warnings=[*model.warnings, *notes]), report
+    filled = replace(model, arrays=arrays, warnings=[*model.warnings, *notes])
+    if isinstance(filled, SizedModel) and filled.reread is not None:  # read again at other sizes: these weights again
+        reread = filled.reread
+        filled = replace(filled, reread=lambda shapes: apply_state_dict(reread(shapes), tensors, source, note)[0])
+    return filled, report
 
 
 def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:
