@@ -185,3 +185,23 @@ def test_a_folder_transformers_timm_wrapper_saved_opens_as_timms(tmp_path: Path)
     for name, value in wrapped.timm_model.state_dict().items():
         if name in model.arrays:
             np.testing.assert_array_equal(model.arrays[name], value.numpy(), err_msg=name)
+
+
+def test_a_vit_takes_the_datas_batch_with_its_weights(tmp_path: Path) -> None:
+    """A ViT is traced at batch 1 with its class token expanded to it: data of 3 images re-traces it at 3 (it was
+    refused: cannot concatenate (1, 1, 192) and (3, 4, 192)), with the state dict's weights."""
+    import torch
+
+    timm = _timm()
+    torch.manual_seed(1)
+    module = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=4).eval()
+    weights = tmp_path / "vit.pt"
+    torch.save(module.state_dict(), weights)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((3, 3, 32, 32)), rng.integers(0, 4, 3)
+    s = open_session(weights, arch="timm:vit_tiny_patch16_224@32", data={"x": x, "y": y}, dtype="float64")
+    assert s.graph["x"].shape == (3, 3, 32, 32)
+    s.run_to_end()
+    loss, grads = _autograd(module, x, y)
+    assert float(s.value("loss")) == pytest.approx(loss, rel=1e-9)
+    np.testing.assert_allclose(s.grad("cls_token"), grads["cls_token"], rtol=1e-7, atol=1e-12)

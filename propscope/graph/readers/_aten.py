@@ -341,6 +341,20 @@ def sized(model: Model, symbolic: Mapping[str, tuple[str | None, ...]],
     return SizedModel(**fields, symbolic=dict(symbolic), reread=reread)
 
 
+def requested_batch(default: int = 1) -> int:
+    """The batch the data asks a module traced by a reader for (`reading_at`): its inputs' leading size, where they
+    agree (the target's aside); else `default`."""
+    batches = {shape[0] for name, shape in requested_shapes().items() if shape and name != "y"}
+    return next(iter(batches)) if len(batches) == 1 else default
+
+
+def batch_sized(model: Model, reread: Callable[[Mapping[str, tuple[int, ...]]], Model]) -> Model:
+    """A model a reader traced from a module at one batch size (an architecture by name): its inputs' leading size
+    follows the data, the module traced again at it (`reread`, called within `reading_at`)."""
+    return sized(model, {n.name: ("batch", *[None] * (len(n.shape) - 1)) for n in model.graph.inputs if n.shape},
+                 reread)
+
+
 # -- validating the program JSON: every field's type checked before it is used -----------------------
 MAX_NAME = 4096  # a value or node name; real ones are under a few hundred characters
 INT64 = 2**63

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
+from ._aten import batch_sized, reading_at, requested_batch
 from ._budget import charge, human
 from ._build import architecture_spec
 from ._failure import first_line, quiet_torch
@@ -170,7 +172,8 @@ def _sample(torch: Any, family: str, size: tuple[int, int] | None, models: Any, 
         size = (112, 112) if family == "video" else (224, 224)
         low = _min_size(models, name)
         size = (max(size[0], low[0]), max(size[1], low[1]))
-    shape = (1, 3, frames, *size) if family == "video" else (1, 3, *size)
+    batch = requested_batch()  # the data's, where it asks for one (`reading_at`)
+    shape = (batch, 3, frames, *size) if family == "video" else (batch, 3, *size)
     return torch.randn(shape, generator=generator)
 
 
@@ -254,4 +257,9 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     opened.loss = "cross_entropy"
     if note:
         opened.warnings.append(note)
-    return opened
+    return batch_sized(opened, partial(_reopened, spec, tensors))
+
+
+def _reopened(spec: str, tensors: dict[str, np.ndarray] | None, shapes: Mapping[str, tuple[int, ...]]) -> Model:
+    with reading_at(shapes):
+        return open_spec(spec, tensors)
