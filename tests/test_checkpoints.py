@@ -273,3 +273,11 @@ def test_inspect_names_the_dtype_a_tensor_was_stored_in(tmp_path: Path, capsys: 
     assert main(["inspect", str(path), "--json"]) == 0
     w = json.loads(capsys.readouterr().out)["tensors"][0]
     assert w["dtype"] == "float16" and w["norm"] is None and w["inf"] == 3
+
+
+def test_a_float8_tensor_is_refused_by_name(tmp_path: Path) -> None:
+    """It was a TypeError from torch's .numpy() ("Got unsupported ScalarType Float8_e5m2")."""
+    path = tmp_path / "f8.pth"
+    torch.save({"w": torch.randn(3, 3).to(torch.float8_e5m2)}, path)
+    with pytest.raises(ModelFormatError, match=r"tensor 'w' holds float8_e5m2 values, which propscope cannot use"):
+        read_tensors(path)

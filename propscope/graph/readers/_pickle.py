@@ -548,4 +548,8 @@ def to_numpy(value: Any, where: str, what: str) -> np.ndarray:
     charge(t.numel() * max(4, t.element_size()), what, where)
     if t.dtype in (torch.bfloat16, torch.float16):
         t = t.float()
-    return t.numpy().copy()
+    try:
+        return t.numpy().copy()
+    except TypeError:  # float8, 4-bit, unsigned 16-64 bit: types NumPy has no array for
+        raise ModelFormatError(f"{where}: {what} holds {str(t.dtype).removeprefix('torch.')} values, which propscope "
+                               "cannot use (it reads floats of 16 to 64 bits and integers)") from None
