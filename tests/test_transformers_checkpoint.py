@@ -315,3 +315,25 @@ def test_weights_that_fit_none_of_the_architecture_are_refused(checkpoints: dict
     with pytest.raises(ModelFormatError, match=r"none of BertForSequenceClassification's .* parameters is in the "
                                                r"checkpoint's weights"):
         open_model(folder)
+
+
+def test_damaged_or_mismatched_weights_are_said_by_file_and_tensor(tmp_path: Path) -> None:
+    """transformers' own report of a failed load goes to its log ("For details look at the above report!"): the
+    error names the truncated shard, or the tensors whose shapes config.json does not make."""
+    model = _gpt2()
+    folder = tmp_path / "sharded"
+    model.save_pretrained(folder, max_shard_size="20KB")
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "n_embd": 32}))
+    with pytest.raises(ModelFormatError, match=r"28 tensor\(s\) do not fit the config: transformer\.h\.0\.attn\.c_attn\."
+                                               r"bias is \(48,\) in model-00001-of-\d+\.safetensors, \(96,\) for "
+                                               r"config\.json"):
+        open_model(folder)
+    (folder / "config.json").write_text(json.dumps(config))
+    data = shards[1].read_bytes()
+    shards[1].write_bytes(data[:len(data) - 100])
+    with pytest.raises(ModelFormatError, match=rf"{shards[1].name}: tensor '\S+' claims bytes .* the file may be "
+                                               "truncated"):
+        open_model(folder)

@@ -332,28 +332,37 @@ def module_tensors(module: Pickled, prefix: str = "", seen: set[int] | None = No
 
 
 # -- .safetensors -----------------------------------------------------------------------------------------
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each tensor's shape in a safetensors file, from its header alone (checked as when it is read: a truncated or
+    damaged file is a ModelFormatError naming it)."""
+    size = file_size(path, str(path), MAX_FILE_BYTES, "more than propscope will load")
+    with path.open("rb") as fh:
+        return {name: shape for name, _, shape, _, _ in _safetensors_header(fh, str(path), size)[1]}
+
+
+def _safetensors_header(fh: Any, where: str, size: int) -> tuple[int, list[tuple[str, str, tuple[int, ...], int, int]]]:
+    """The header's length and its entries (name, dtype, shape, first and last byte), each checked against the file."""
+    head = fh.read(8)
+    if len(head) < 8:
+        raise ModelFormatError(f"{where}: too short to be a safetensors file ({size} bytes)")
+    length = int.from_bytes(head, "little")
+    if length < 2 or length > MAX_HEADER_BYTES or 8 + length > size:
+        raise ModelFormatError(f"{where}: not a safetensors file (header length {length} does not fit the "
+                               f"{size}-byte file)")
+    raw = fh.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ModelFormatError(f"{where}: the safetensors header is not valid JSON ({str(exc)[:120]})") from None
+    if not isinstance(header, dict):
+        raise ModelFormatError(f"{where}: the safetensors header is not a JSON object")
+    data_size = size - 8 - length
+    return length, [_entry(name, spec, data_size, where) for name, spec in header.items() if name != "__metadata__"]
+
+
 def _safetensors(path: Path, where: str, size: int, origins: dict[int, str] | None = None) -> dict[str, np.ndarray]:
     with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise ModelFormatError(f"{where}: too short to be a safetensors file ({size} bytes)")
-        length = int.from_bytes(head, "little")
-        if length < 2 or length > MAX_HEADER_BYTES or 8 + length > size:
-            raise ModelFormatError(f"{where}: not a safetensors file (header length {length} does not fit the "
-                                   f"{size}-byte file)")
-        raw = fh.read(length)
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise ModelFormatError(f"{where}: the safetensors header is not valid JSON ({str(exc)[:120]})") from None
-        if not isinstance(header, dict):
-            raise ModelFormatError(f"{where}: the safetensors header is not a JSON object")
-        data_size = size - 8 - length
-        entries = []
-        for name, spec in header.items():
-            if name == "__metadata__":
-                continue
-            entries.append(_entry(name, spec, data_size, where))
+        length, entries = _safetensors_header(fh, where, size)
         out: dict[str, np.ndarray] = {}
         for name, dtype, shape, begin, end in sorted(entries, key=lambda e: e[3]):
             charge(end - begin, f"tensor {name[:60]!r}", where)

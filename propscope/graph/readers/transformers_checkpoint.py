@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import ModelFormatError
 from ..model import Model
+from ..ops.shapes import fmt
 from . import _torchvision, state_dict, torch_export
 from ._aten import reading_at, requested_shapes, sized
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
@@ -281,8 +282,8 @@ def open(path: str | Path) -> Model:
                                               attn_implementation="eager", dtype=torch.float32,
                                               output_loading_info=True)
         except Exception as exc:  # a missing shard tensor, a wrong shape, a damaged file: transformers says which
-            raise ModelFormatError(f"{where}: transformers could not load the weights into {arch} "
-                                   f"({first_line(exc)})") from None
+            said = _weights_problem(torch, cls, config, files) or first_line(exc)  # its own report went to its log
+            raise ModelFormatError(f"{where}: transformers could not load the weights into {arch} ({said})") from None
         model.eval()
         own = {name for name, _ in model.named_parameters()}
         if own and own <= set(info.get("missing_keys") or ()):  # random weights: not what the folder's user has
@@ -342,6 +343,30 @@ def _config(transformers: Any, config_json: dict[str, Any], where: str) -> Any:
     config.use_cache = False  # one pass over the whole sequence: no key/value cache to return
     config._attn_implementation = "eager"  # attention as its products and softmax, to step through
     return config
+
+
+def _weights_problem(torch: Any, cls: Any, config: Any, files: list[Path]) -> str:
+    """What is wrong with the weight files when transformers could not load them, in words ("" when propscope does
+    not see it): a damaged or truncated file by name, or tensors whose shape is not the one config.json makes."""
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+    for file in files:
+        if file.suffix != ".safetensors":
+            continue
+        try:
+            shapes.update({k: (v, file.name) for k, v in state_dict.safetensors_shapes(file).items()})
+        except ModelFormatError as exc:
+            return str(exc).replace(str(file), file.name)
+    try:
+        with torch.device("meta"):
+            wanted = {k: tuple(v.shape) for k, v in cls(config).state_dict().items()}
+    except Exception:
+        return ""
+    wrong = [f"{k} is {fmt(shape)} in {file}, {fmt(wanted[k])} for config.json"
+             for k, (shape, file) in shapes.items() if k in wanted and tuple(shape) != wanted[k]]
+    if not wrong:
+        return ""
+    more = f", and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+    return f"{len(wrong)} tensor(s) do not fit the config: {'; '.join(wrong[:3])}{more}"
 
 
 def _charge_size(torch: Any, cls: Any, config: Any, where: str) -> None:
