@@ -327,9 +327,8 @@ def test_damaged_or_mismatched_weights_are_said_by_file_and_tensor(tmp_path: Pat
     assert len(shards) > 1
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "n_embd": 32}))
-    with pytest.raises(ModelFormatError, match=r"28 tensor\(s\) do not fit the config: transformer\.h\.0\.attn\.c_attn\."
-                                               r"bias is \(48,\) in model-00001-of-\d+\.safetensors, \(96,\) for "
-                                               r"config\.json"):
+    said = r"28 tensor\(s\) do not fit the config: transformer\.h\.0\.attn\.c_attn\.bias is \(48,\) in model-00001"
+    with pytest.raises(ModelFormatError, match=said + r"-of-\d+\.safetensors, \(96,\) for config\.json"):
         open_model(folder)
     (folder / "config.json").write_text(json.dumps(config))
     data = shards[1].read_bytes()
