@@ -332,3 +332,18 @@ def test_a_reading_thread_keeps_its_output_to_itself(capfd: pytest.CaptureFixtur
     assert "the window's own report" in err and "partial graph" not in err
     assert caught == [1, 1]  # each reader's warning in its own list
     assert sys.stderr is stderr and warnings.showwarning is showwarning
+
+
+def test_the_budget_refusal_says_a_size_once() -> None:
+    """"parameters (2 GiB) needs 2 GiB more, ... (0 bytes used)" said the size twice and a use there was none of."""
+    from propscope.graph.errors import ModelFormatError
+    from propscope.graph.readers._budget import MemoryBudget
+
+    with pytest.raises(ModelFormatError) as caught:
+        MemoryBudget(limit=2**30).charge(3 * 2**30, "Net's parameters and buffers (3.0 GiB)", "folder")
+    assert str(caught.value) == ("folder: Net's parameters and buffers (3.0 GiB) would go over the memory budget of "
+                                 "1.0 GiB; refused (--max-memory raises the budget)")
+    budget = MemoryBudget(limit=2**30, used=2**29)
+    with pytest.raises(ModelFormatError, match=r"tensor 'w' needs 1.0 GiB more, over the memory budget of 1.0 GiB, "
+                                               r"512.0 MiB of it used by this file already"):
+        budget.charge(2**30, "tensor 'w'", "file")

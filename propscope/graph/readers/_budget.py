@@ -124,9 +124,12 @@ class MemoryBudget:
     def charge(self, nbytes: int, what: str, where: str) -> None:
         nbytes = max(0, int(nbytes))
         if self.used + nbytes > self.limit:
+            # "(2 GiB) needs 2 GiB": a `what` that already says its size is not told it again
+            needs = "would go" if human(nbytes) in what else f"needs {human(nbytes)} more,"
+            used = f", {human(self.used)} of it used by this file already" if self.used else ""
             raise ModelFormatError(
-                f"{where}: {what} needs {human(nbytes)} more, over the memory budget of {human(self.limit)} "
-                f"({human(self.used)} used); refused (--max-memory raises the budget)"
+                f"{where}: {what} {needs} over the memory budget of {human(self.limit)}{used}; refused "
+                "(--max-memory raises the budget)"
             )
         self.used += nbytes
 
