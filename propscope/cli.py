@@ -387,6 +387,11 @@ def cmd_grads(args: argparse.Namespace) -> int:
         print(f"{s.name}: {what} on {s.backend.name}/{s.backend.dtype}, loss {s.loss_name} = {flow.loss:.6g}")
     print(flow.text(flagged_only=args.flagged))
     print(flow.summary())
+    tied: dict[str, list[str]] = {}
+    for alias, kept in s.model.aliases.items():
+        tied.setdefault(kept, []).append(alias)
+    for kept, others in tied.items():  # one tensor under several names (a tied embedding and head): listed once
+        print(f"  {kept} is also {', '.join(others)} (tied: one tensor, its gradient summed over every use)")
     if args.csv:
         import csv
 

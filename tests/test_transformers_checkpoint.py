@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import zoo
 
+from propscope.cli import main
 from propscope.debugger import open_session
 from propscope.graph.errors import ModelFormatError
 from propscope.graph.readers import display_name, open_model
@@ -336,3 +337,14 @@ def test_damaged_or_mismatched_weights_are_said_by_file_and_tensor(tmp_path: Pat
     with pytest.raises(ModelFormatError, match=rf"{shards[1].name}: tensor '\S+' claims bytes .* the file may be "
                                                "truncated"):
         open_model(folder)
+
+
+def test_tied_weights_are_named_together_and_the_logits_by_their_name(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "gpt2"
+    _gpt2().save_pretrained(folder)
+    assert "logits" in [o.meta.get("returns") for o in open_model(folder).graph.outputs]
+    assert main(["grads", str(folder)]) == 0
+    out = capsys.readouterr().out
+    tied = ("transformer.wte.weight is also lm_head.weight", "lm_head.weight is also transformer.wte.weight")
+    assert any(f"{pair} (tied: one tensor, its gradient summed over every use)" in out for pair in tied)

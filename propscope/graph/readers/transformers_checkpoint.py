@@ -308,6 +308,8 @@ def open(path: str | Path) -> Model:
     if missing:
         opened.warnings = [*opened.warnings, missing_weights_warning(missing, arch, "random initial values")]
     opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
+    if picked["gives"] == "logits" and len(opened.graph.outputs) == 1:  # shown by the name the model returns it under
+        opened.graph.output.meta.setdefault("returns", "logits")
     # traced at the data's sizes when asked (a batch of 4, 32 tokens), and again at others (File ▸ Load data)
     resizable = {node.name: RESIZABLE[node.name] for node in opened.graph.inputs if node.name in RESIZABLE}
     return sized(opened, resizable, functools.partial(_reopened, path))
