@@ -197,3 +197,21 @@ def test_the_command_exports_the_whole_graph_when_asked(app, tmp_path, capsys):
     near, whole = (np.asarray(Image.open(tmp_path / f).convert("L")) for f in ("near.png", "whole.png"))
     drawn = [float((img < 200).mean()) for img in (near, whole)]  # ink: labels and boxes read at scale, not a strip
     assert drawn[0] > 3 * drawn[1], drawn
+
+
+def test_the_latex_is_plain_ascii_and_says_nan(app) -> None:
+    """pdflatex stops at a raw "∂", "σ" or "−" inside \\text{}: every symbol of the catalog's formulas is a LaTeX
+    command, and a NaN is \\text{NaN}, not "nan" (which reads as n·a·n)."""
+    from propscope.graph.ops import CATALOG
+    from propscope.gui.export.latex import SYMBOLS, _num, _text
+
+    for op in CATALOG.values():
+        for formula in (op.formula, *op.derivatives.values()):
+            assert _text(formula).isascii(), formula
+    assert not {c for op in CATALOG.values() for t in (op.formula, *op.derivatives.values()) for c in t
+                if not c.isascii()} - set(SYMBOLS)
+    assert _num(float("nan")) == r"\text{NaN}" and _num(float("-inf")) == r"-\infty"
+    s = propscope.open_session("xor", dtype="float64")
+    for step in range(1, len(s.steps) + 1):
+        s.seek(step)
+        assert formula_latex(s).isascii()

@@ -18,12 +18,29 @@ def _name(text: str) -> str:
     return r"\mathrm{" + text.replace("\\", r"\backslash ").replace("_", r"\_").replace("&", r"\&") + "}"
 
 
+# the catalog's formulas' symbols as LaTeX, so the output is plain ASCII: pdflatex stops at a "∂" or "Σ" in \text{}
+SYMBOLS = {
+    "∂": r"\partial", "Σ": r"\Sigma", "Π": r"\Pi", "Φ": r"\Phi", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma",
+    "δ": r"\delta", "ε": r"\varepsilon", "κ": r"\kappa", "λ": r"\lambda", "μ": r"\mu", "π": r"\pi",
+    "σ": r"\sigma", "φ": r"\varphi", "ℓ": r"\ell", "·": r"\cdot", "×": r"\times", "±": r"\pm", "−": "-",
+    "√": r"\surd", "∞": r"\infty", "∈": r"\in", "≠": r"\neq", "≤": r"\leq", "≥": r"\geq", "→": r"\to",
+    "¬": r"\neg", "∧": r"\wedge", "∨": r"\vee", "∫": r"\int", "⊕": r"\oplus", "⊙": r"\odot", "⋚": r"\lesseqgtr",
+    "⌈": r"\lceil", "⌉": r"\rceil", "⌊": r"\lfloor", "⌋": r"\rfloor", "‖": r"\|", "…": r"\ldots", "½": r"\tfrac{1}{2}",
+    "²": "^{2}", "³": "^{3}", "ᵀ": r"^{\mathsf{T}}", "ᵃ": "^{a}", "⁻": "^{-}", "₀": "_{0}", "₁": "_{1}", "ₙ": "_{n}",
+    "ŷ": r"\hat{y}", "ĉ": r"\hat{c}", "\u0304": "",  # a combining macron (x̄): the letter stays
+}
+
+
 def _text(text: str) -> str:
-    return r"\text{" + text.replace("\\", r"\textbackslash ").replace("_", r"\_").replace("&", r"\&") \
-        .replace("%", r"\%").replace("#", r"\#").replace("{", r"\{").replace("}", r"\}") + "}"
+    plain = text.replace("\\", r"\textbackslash ").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%") \
+        .replace("#", r"\#").replace("{", r"\{").replace("}", r"\}").replace("^", r"\^{}").replace("~", r"\~{}")
+    out = "".join(c if ord(c) < 128 else rf"\ensuremath{{{SYMBOLS[c]}}}" if c in SYMBOLS else "?" for c in plain)
+    return r"\text{" + out + "}"
 
 
 def _num(x: float) -> str:
+    if not np.isfinite(x):  # "= nan" would read as the product n·a·n
+        return r"\text{NaN}" if np.isnan(x) else r"\infty" if x > 0 else r"-\infty"
     return f"{x:.6g}".replace("e", r"\times 10^{") + ("}" if "e" in f"{x:.6g}" else "")
 
 
