@@ -250,7 +250,9 @@ def test_in_projector_mode_the_gradient_flow_goes_over_the_chain_rule_with_its_f
     assert header.visualIndex(FLAG_COLUMN) == 1  # right after the step
     left = header.sectionViewportPosition(FLAG_COLUMN)
     assert left >= 0 and left + header.sectionSize(FLAG_COLUMN) <= table.viewport().width(), "the flag is cut off"
-    assert table.item(0, FLAG_COLUMN).text() == "vanishing"
+    flags = {table.item(r, 1).text(): table.item(r, FLAG_COLUMN) for r in range(table.rowCount())}  # by name
+    assert flags["0.weight"].text() == "vanishing"  # the verdict in the cell, why on hover
+    assert flags["0.weight"].toolTip().startswith("vanishing (")
     assert w.chain_dock.visibleRegion().isEmpty()  # behind its tab (Qt moves a tab out of sight, not hidden)
     w.chain_dock.raise_()  # the chain rule one tab away
     qtbot.wait(10)

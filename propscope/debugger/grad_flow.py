@@ -157,6 +157,13 @@ class ParamFlow(_GradientRow):
     def notes(self) -> list[str]:
         return [self.value_note(), self.gradient_note(), self.reason]
 
+    @property
+    def short_flag(self) -> str:
+        """`flag` without the reason its verdict rests on: what a table cell has room for (the app's tooltip and
+        `propscope grads` give the whole of it)."""
+        notes = [n for n in (self.value_note(), self.gradient_note()) if n]
+        return f"{self.verdict} ({'; '.join(notes)})" if self.verdict and notes else self.verdict
+
 
 @dataclass(frozen=True)
 class GradientFlow:

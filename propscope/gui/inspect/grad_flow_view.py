@@ -80,7 +80,7 @@ def _param_cells(r: ParamFlow) -> list[QTableWidgetItem]:
     """A parameter's row, in COLUMNS' order; the flag in words, as `propscope grads` prints it."""
     shape = "×".join(map(str, r.shape)) or "scalar"
     return [_Number(r.order + 1 if r.order >= 0 else math.nan, str(r.order + 1) if r.order >= 0 else "-"),
-            QTableWidgetItem(r.name), QTableWidgetItem(r.flag or "ok"), QTableWidgetItem(shape),
+            QTableWidgetItem(r.name), QTableWidgetItem(r.short_flag or "ok"), QTableWidgetItem(shape),
             _stat(r.stat(r.norm)), _stat(r.stat(r.rms)), _stat(r.stat(r.largest)), _stat(r.ratio)]
 
 
@@ -283,8 +283,9 @@ class GradFlowView(QWidget):
                 cells[2].setText(f"not finite ({r.nonfinite} entries)")
             for col, cell in enumerate(cells):
                 where = f"{r.name} · module {r.module or '(top)'}"
-                # the flag says why in words too long for its column (grad_flow's reasons): all of it on hover
-                cell.setToolTip(f"{cell.text()}\n{where}" if col == FLAG_COLUMN else where)
+                # the cell has the verdict; why it was given is too long for the column: all of it on hover
+                whole = getattr(r, "flag", None) or cell.text()  # the units' rows say theirs in the cell already
+                cell.setToolTip(f"{whole}\n{where}" if col == FLAG_COLUMN else where)
                 self.table.setItem(i, col, cell)
         self.table.setSortingEnabled(True)
         self.table.sortItems(0, Qt.SortOrder.AscendingOrder)  # forward order, as the bars
