@@ -343,3 +343,39 @@ def test_a_state_dict_on_a_dynamic_architecture_keeps_its_weights_at_other_sizes
     with torch.no_grad():
         want = trained.double()(torch.tensor(x)).numpy()
     np.testing.assert_allclose(s.value(s.prediction_node.name), want, rtol=1e-10, atol=1e-12)
+
+
+def _named_y_file(path: Path, weight_named_y: bool) -> Path:
+    """A dynamic-batch ONNX file with `y` in it, as ONNX's examples name things: a weight (initializer) named y, or a
+    second output named y."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32),
+                                "y" if weight_named_y else "W")
+    nodes = [helper.make_node("MatMul", ["x", w.name], ["h"]), helper.make_node("Sigmoid", ["h"], ["z"]),
+             helper.make_node("Tanh", ["h"], ["t" if weight_named_y else "y"])]
+    outputs = ["z", "t" if weight_named_y else "y"]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", 3]) for o in outputs], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("weight_named_y", [True, False], ids=["weight-y", "output-y"])
+def test_a_node_named_y_survives_new_data_and_mini_batches(weight_named_y: bool, tmp_path: Path) -> None:
+    """The session renames a model's `y` (the target's name) to y_model; a file read again at other sizes (File ▸
+    Load data, a mini-batch) is renamed so too, and the output the user chose stays chosen ('no output named
+    y_model' and 'a parameter named y' stopped both before)."""
+    path = _named_y_file(tmp_path / "named_y.onnx", weight_named_y)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    s = open_session(path, data={"x": x, "y": y}, loss="mse", dtype="float64", output=1)
+    s.set_batch({"x": x[:3], "y": y[:3]})
+    assert s.graph["x"].shape == (3, 4)
+    s.set_batch({"x": x, "y": y})
+    before = {k: np.array(v) for k, v in s.parameters_numpy().items()}
+    s.train(epochs=1, optimizer="sgd", lr=0.1, batch_size=2)
+    assert s.prediction_node.op.name == "tanh"  # still the output chosen: the second
+    weight = next(iter(before))
+    assert not np.allclose(s.parameters_numpy()[weight], before[weight])

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import zoo
 
-from propscope.cli import main
 from propscope.debugger import open_session
 
 pytestmark = [pytest.mark.torch, pytest.mark.skipif(not zoo.has_transformers(), reason="needs transformers")]
@@ -70,11 +69,37 @@ def test_mini_batches_are_traced_at_their_own_size(gpt2: Path) -> None:
     expected = sum(torch_loss(gpt2, ids[rows], labels[rows])[0] * len(rows)
                    for rows in (order[0:2], order[2:4], order[4:5])) / 5
     assert history.loss[0] == pytest.approx(expected, rel=1e-10)
-    assert s.train(epochs=3, optimizer="adam", lr=0.05, batch_size=2).loss[-1] < history.loss[0]
+    # and the updates: SGD batch for batch, the weights equal torch's same loop
+    import torch
+
+    s.train(epochs=1, optimizer="sgd", lr=0.5, batch_size=2)
+    _, model = torch_loss(gpt2, ids[:1], labels[:1])
+    order = np.random.default_rng(3).permutation(5)
+    for rows in (order[0:2], order[2:4], order[4:5]):
+        model.zero_grad()
+        logits = model(torch.tensor(ids[rows])).logits
+        torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), torch.tensor(labels[rows]).reshape(-1)).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.5 * p.grad
+    trained = s.parameters_numpy()
+    for name in ("transformer.h.0.attn.c_attn.weight", "transformer.wte.weight", "transformer.ln_f.bias"):
+        kept = s.model.aliases.get(name, name)  # the tied embedding is kept under the head's name
+        np.testing.assert_allclose(trained[kept], model.get_parameter(name).detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_folder_refuses_more_tokens_than_it_has_positions(gpt2: Path) -> None:
+    from propscope.graph.errors import ModelFormatError
+
+    with pytest.raises(ModelFormatError, match="the data's input_ids hold 40 tokens a row; the model has 32 positions"):
+        open_session(gpt2, data={"input_ids": np.zeros((2, 40), dtype=np.int64)})
+    with pytest.raises(ModelFormatError, match="the data holds no samples"):
+        open_session(gpt2, data={"input_ids": np.zeros((0, 8), dtype=np.int64)})
 
 
 def test_a_static_export_with_constants_trains_in_mini_batches(tmp_path: Path) -> None:
-    """A .pt2 exported at a fixed size keeps its constants (a position table) in every mini-batch's program."""
+    """A .pt2 exported at a fixed size keeps its constants (a position table) in every mini-batch's program: SGD in
+    batches of 2 gives torch's weights, batch for batch (a KeyError before)."""
     torch = pytest.importorskip("torch")
 
     class Tiny(torch.nn.Module):
@@ -86,10 +111,22 @@ def test_a_static_export_with_constants_trains_in_mini_batches(tmp_path: Path) -
         def forward(self, ids: Any) -> Any:
             return self.head(torch.tanh(self.emb(ids) + self.pos(torch.arange(ids.shape[1]))))
 
+    torch.manual_seed(0)
+    module = Tiny()
     path = tmp_path / "tiny.pt2"
-    torch.export.save(torch.export.export(Tiny(), (torch.zeros(2, 6, dtype=torch.long),)), path)
+    torch.export.save(torch.export.export(module, (torch.zeros(2, 6, dtype=torch.long),)), path)
     rng = np.random.default_rng(2)
-    data = tmp_path / "tokens.npz"
-    np.savez(data, ids=rng.integers(0, VOCAB, (6, 6)), y=rng.integers(0, VOCAB, (6, 6)))
-    assert main(["train", str(path), "--data", str(data), "--loss", "cross_entropy", "--batch-size", "2",
-                 "--epochs", "3", "--optimizer", "adam", "--lr", "0.05"]) == 0
+    ids, labels = rng.integers(0, VOCAB, (6, 6)), rng.integers(0, VOCAB, (6, 6))
+    s = open_session(path, data={"ids": ids, "y": labels}, loss="cross_entropy", dtype="float64", seed=4)
+    s.train(epochs=1, optimizer="sgd", lr=0.5, batch_size=2)
+    module = module.double()
+    for rows in np.split(np.random.default_rng(4).permutation(6), 3):
+        module.zero_grad()
+        logits = module(torch.tensor(ids[rows]))
+        torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), torch.tensor(labels[rows]).reshape(-1)).backward()
+        with torch.no_grad():
+            for p in module.parameters():
+                p -= 0.5 * p.grad
+    trained = s.parameters_numpy()
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(trained[name], p.detach().numpy(), rtol=1e-9, atol=1e-12)

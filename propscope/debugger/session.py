@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class Session:
         if self.loss_name == "cross_entropy" and labels is not None:
             model = _rows_for_token_labels(model, np.shape(labels))
         self.model = model
+        self._models_at: dict[Any, Model] = {}  # model_at's last few
         self.backend = backend
         self.name = name or model.graph.name
         # what it was opened from: an example's name or a file's path ("" for a Model made in code)
@@ -376,15 +378,35 @@ class Session:
         self.trace_changed.emit()
         self.cursor_moved.emit(self._cursor)
 
-    def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
-        model = _at_data_sizes(self.model, batch)
-        reread = model is not self.model
-        if reread and self.loss_name is not None:  # read again: its node named `y` gives way again, as at the start
+    def model_at(self, shapes: Mapping[str, tuple[int, ...]]) -> Model:
+        """The session's model at other input sizes (by input name; `x` names a single input): its file read again
+        where it leaves sizes symbolic (a dynamic export, a transformers folder, an architecture by name), with the
+        choices the session made on it (the output, a row per token, a node named `y` giving way); itself where no
+        symbolic size changes. The last few are kept: a mini-batch's size comes back every epoch and every run."""
+        key = tuple(sorted((k, tuple(v)) for k, v in shapes.items() if k != TARGET))
+        cached = self._models_at.get(key)
+        if cached is not None:
+            return cached
+        model = _at_data_sizes(self.model, dict(key))
+        if model is self.model:
+            return model
+        if self.loss_name is not None:  # read again: `y` gives way again, as at the start
             model = model.renamed(target_name_freed(model.graph))
+        # the parameters are the same at any size: keep the session's arrays, not a second copy of a big model's
+        fresh = model.parameters
+        same = {k: v for k, v in self.model.arrays.items() if k in fresh and np.shape(fresh[k]) == np.shape(v)}
+        model = replace(model, arrays={**model.arrays, **same})
+        self._models_at = {**dict(list(self._models_at.items())[-2:]), key: model}
+        return model
+
+    def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
+        model = self.model_at({k: np.shape(v) for k, v in batch.items()})
+        reread = model is not self.model
         if self.loss_name == "cross_entropy" and TARGET in batch:  # (B, T) labels read (B, T, V) logits per token
             model = _rows_for_token_labels(model, np.shape(batch[TARGET]))
         self.batch, self.graph = self._prepare(model, batch)
         self.model = model
+        self._models_at = {}  # made for the model before (a row per token may have come since)
         if reread:  # the file read at the data's sizes: its constants are made for them, the parameters stay
             self.params = {**{k: self.backend.asarray(v) for k, v in model.arrays.items()},
                            **{k: v for k, v in self.params.items() if k in model.parameters}}
@@ -439,11 +461,11 @@ class Session:
 
 
 def _at_data_sizes(model: Model, batch: Mapping[str, Any]) -> Model:
-    """`model` read again at the data's sizes where its file leaves them dynamic (a batch, a sequence length, an
-    image size exported as symbols), else as it is."""
+    """`model` read again at the data's sizes (arrays, or their shapes) where its file leaves them dynamic (a batch, a
+    sequence length, an image size exported as symbols), else as it is."""
     if not isinstance(model, SizedModel):
         return model
-    shapes = {k: tuple(np.shape(v)) for k, v in batch.items()}
+    shapes = {k: tuple(v) if isinstance(v, tuple) else tuple(np.shape(v)) for k, v in batch.items()}
     inputs = model.graph.inputs
     if len(inputs) == 1 and inputs[0].name not in shapes and "x" in shapes:  # `x` always names the single input
         shapes[inputs[0].name] = shapes["x"]

@@ -500,7 +500,15 @@ class Trainer:
         runs = {}
         for length in lengths:
             counts = {k: length * (self.per_sample if k == TARGET else 1) for k in data}
-            graph, constants = self._graph_of(counts)
+            try:
+                graph, constants = self._graph_of(counts)
+            except PropscopeError as exc:
+                if length == size:
+                    raise
+                # a file exported for batches of at least 2 (torch.export's default range) refuses a last batch of 1
+                raise TrainingError(f"the last mini-batch holds {length} of the {self.n} samples, which the model "
+                                    f"does not take ({exc}); pick a batch size that divides {self.n}, or train in "
+                                    "full batches") from None
             buffers = {k: v[:counts[k]].clone() if not isinstance(v, np.ndarray) else np.empty_like(v[:counts[k]])
                        for k, v in data.items()}
             leaves = {**constants, **buffers, **current}
@@ -588,8 +596,7 @@ class Trainer:
         export, a transformers folder), the file read again at them, its constants made for those sizes."""
         s = self.session
         shapes = {k: (n, *np.shape(s.batch[k])[1:]) for k, n in rows.items()}
-        at_sizes = getattr(s.model, "at_sizes", None)
-        model = s.model if at_sizes is None else at_sizes({k: v for k, v in shapes.items() if k != TARGET})
+        model = s.model_at(shapes)
         if model is s.model:
             constants = {k: v for k, v in s.params.items() if k not in self.names}
             return fit_batch(s.graph, {k: np.broadcast_to(np.int8(0), v) for k, v in shapes.items()}), constants

@@ -327,8 +327,8 @@ class SizedModel(Model):
             fresh = self.reread(wanted)
         out = self.graph.output
         rows = bool(out.meta.get("per_token"))  # the session read the logits a row per token (Model.per_token)
-        if self.output_order is not None:  # and put another output first (Model.with_output)
-            fresh = fresh.with_output((out.inputs[0] if rows else out).name)
+        if self.output_order is not None:  # and put another output first (Model.with_output): by its position in
+            fresh = fresh.with_output(self.output_order.index(out.name))  # the file's order (a name may be changed)
         return fresh.per_token() if rows else fresh
 
 

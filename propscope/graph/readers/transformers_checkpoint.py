@@ -108,12 +108,16 @@ def _token_ids(torch: Any, config: Any, where: str, generator: Any, batch: int, 
     vocab = int(_setting(config, "vocab_size", decoder) or 0)
     if vocab < 1:
         raise ModelFormatError(f"{where}: a text model without a vocab_size")
-    names = ("max_target_positions", "max_position_embeddings") if decoder else ("max_position_embeddings",
-                                                                                   "n_positions")
-    limit = next((int(v) for v in (_setting(config, n, decoder) for n in names) if isinstance(v, int) and v > 0),
-                 None)
+    limit = _positions(config, decoder)
     length = min(TOKENS, limit) if limit else TOKENS
     return torch.randint(0, vocab, (batch, max(length // 2, 1) if decoder else length), generator=generator)
+
+
+def _positions(config: Any, decoder: bool = False) -> int | None:
+    """How many positions a text model (or its decoder) has, where its config says (None: no limit said)."""
+    names = ("max_target_positions", "max_position_embeddings") if decoder else ("max_position_embeddings",
+                                                                                   "n_positions")
+    return next((int(v) for v in (_setting(config, n, decoder) for n in names) if isinstance(v, int) and v > 0), None)
 
 
 def _image(torch: Any, config: Any, generator: Any, batch: int) -> Any:
@@ -171,7 +175,7 @@ def _sample_inputs(torch: Any, model: Any, config: Any, where: str, batch: int =
             inputs[name] = _waveform(torch, config, generator, batch)
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
         inputs["decoder_input_ids"] = _token_ids(torch, config, where, generator, batch, decoder=True)
-    return _at_requested_sizes(torch, inputs, generator)
+    return _at_requested_sizes(torch, inputs, generator, config, where)
 
 
 # the sizes of each sample input that the data may set (`SizedModel`): the batch always, a text's length
@@ -180,13 +184,21 @@ RESIZABLE = {"input_ids": ("batch", "tokens"), "decoder_input_ids": ("batch", "d
              "input_values": ("batch", None)}
 
 
-def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any) -> dict[str, Any]:
+def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any, config: Any,
+                        where: str) -> dict[str, Any]:
     """The sample inputs at the data's sizes where they were asked for (`reading_at`): the data's batch for every
     input, and a text's own length; the values are drawn again (they only trace the model: the data replaces them)."""
     wanted = requested_shapes()
     batches = {shape[0] for name, shape in wanted.items() if name in inputs and shape}
     if not wanted or len(batches) > 1:
         return inputs
+    if 0 in batches:
+        raise ModelFormatError(f"{where}: the data holds no samples")
+    for name in ("input_ids", "decoder_input_ids"):
+        asked, limit = wanted.get(name), _positions(config, decoder=name == "decoder_input_ids")
+        if name in inputs and asked is not None and len(asked) == 2 and limit is not None and asked[1] > limit:
+            raise ModelFormatError(f"{where}: the data's {name} hold {asked[1]} tokens a row; the model has "
+                                   f"{limit} positions")
     out = {}
     for name, value in inputs.items():
         shape = list(value.shape)
