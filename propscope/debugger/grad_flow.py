@@ -726,6 +726,8 @@ def _summary(head: str, verdicts: list[tuple[str, str]], lead: Sequence[str] = (
     for verdict, label in verdicts:
         if verdict:
             counts.setdefault(verdict, []).append(label)
+    if not verdicts and not lead:
+        return f"{head}: nothing to judge"
     if not counts and not lead:
         return f"{head}: every gradient finite and within 10³ of those nearest the loss"
     parts = list(lead)

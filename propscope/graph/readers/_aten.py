@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import GraphError, ModelFormatError, ShapeError
 from ..ir import Node
-from ..model import Model
+from ..model import TARGET, Model
 from ._budget import charge, memory_budget
 from ._build import Builder, check_shape, clean_name, downstream, module_of
 from ._failure import shorten
@@ -344,8 +344,17 @@ def sized(model: Model, symbolic: Mapping[str, tuple[str | None, ...]],
 def requested_batch(default: int = 1) -> int:
     """The batch the data asks a module traced by a reader for (`reading_at`): its inputs' leading size, where they
     agree (the target's aside); else `default`."""
-    batches = {shape[0] for name, shape in requested_shapes().items() if shape and name != "y"}
+    batches = {shape[0] for name, shape in requested_shapes().items() if shape and name != TARGET}
     return next(iter(batches)) if len(batches) == 1 else default
+
+
+def read_again_at(read: Callable[..., Model], *args: Any) -> Callable[[Mapping[str, tuple[int, ...]]], Model]:
+    """A `SizedModel.reread` for a reader's `read(*args)`: the same call, made within `reading_at` the sizes asked."""
+    def reread(shapes: Mapping[str, tuple[int, ...]]) -> Model:
+        with reading_at(shapes):
+            return read(*args)
+
+    return reread
 
 
 def batch_sized(model: Model, reread: Callable[[Mapping[str, tuple[int, ...]]], Model]) -> Model:

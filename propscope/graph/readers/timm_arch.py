@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
-from ._aten import batch_sized, reading_at, requested_batch
+from ._aten import batch_sized, read_again_at, requested_batch
 from ._budget import charge, human
 from ._build import MAX_SIDE, MIN_SIDE, architecture_spec, file_size
 from ._failure import first_line, quiet_torch
@@ -155,13 +153,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     opened.description = (f"timm {name} ({size[0]}×{size[1]} input{heads}, timm {timm.__version__}), exported with "
                           f"torch.export: {len(opened.graph.ops)} ops")
     opened.loss = "cross_entropy" if scores else None
-    return batch_sized(opened, partial(_reopened, spec, tensors, model_args))
-
-
-def _reopened(spec: str, tensors: dict[str, np.ndarray] | None, model_args: dict[str, Any] | None,
-              shapes: Mapping[str, tuple[int, ...]]) -> Model:
-    with reading_at(shapes):
-        return open_spec(spec, tensors, model_args)
+    return batch_sized(opened, read_again_at(open_spec, spec, tensors, model_args))
 
 
 # -- checkpoint folders ---------------------------------------------------------------------------------------------

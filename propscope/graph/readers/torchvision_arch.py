@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
-from ._aten import batch_sized, reading_at, requested_batch
+from ._aten import batch_sized, read_again_at, requested_batch
 from ._budget import charge, human
 from ._build import architecture_spec
 from ._failure import first_line, quiet_torch
@@ -257,9 +256,4 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     opened.loss = "cross_entropy"
     if note:
         opened.warnings.append(note)
-    return batch_sized(opened, partial(_reopened, spec, tensors))
-
-
-def _reopened(spec: str, tensors: dict[str, np.ndarray] | None, shapes: Mapping[str, tuple[int, ...]]) -> Model:
-    with reading_at(shapes):
-        return open_spec(spec, tensors)
+    return batch_sized(opened, read_again_at(open_spec, spec, tensors))

@@ -25,7 +25,7 @@ from ..errors import ModelFormatError
 from ..model import Model
 from ..ops.shapes import fmt
 from . import _torchvision, state_dict, torch_export
-from ._aten import reading_at, requested_shapes, sized
+from ._aten import read_again_at, requested_shapes, sized
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
 from ._failure import first_line, quiet_library, quiet_torch
 
@@ -324,12 +324,7 @@ def open(path: str | Path) -> Model:
         opened.graph.output.meta.setdefault("returns", "logits")
     # traced at the data's sizes when asked (a batch of 4, 32 tokens), and again at others (File ▸ Load data)
     resizable = {node.name: RESIZABLE[node.name] for node in opened.graph.inputs if node.name in RESIZABLE}
-    return sized(opened, resizable, functools.partial(_reopened, path))
-
-
-def _reopened(path: Path, shapes: Any) -> Model:
-    with reading_at(shapes):
-        return open(path)
+    return sized(opened, resizable, read_again_at(open, path))
 
 
 

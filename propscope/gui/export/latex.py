@@ -34,7 +34,8 @@ SYMBOLS = {
 def _text(text: str) -> str:
     plain = text.replace("\\", r"\textbackslash ").replace("_", r"\_").replace("&", r"\&").replace("%", r"\%") \
         .replace("#", r"\#").replace("{", r"\{").replace("}", r"\}").replace("^", r"\^{}").replace("~", r"\~{}")
-    out = "".join(c if ord(c) < 128 else rf"\ensuremath{{{SYMBOLS[c]}}}" if c in SYMBOLS else "?" for c in plain)
+    out = "".join(c if ord(c) < 128 else rf"\ensuremath{{{SYMBOLS[c]}}}" if c in SYMBOLS else f"[U+{ord(c):04X}]"
+                  for c in plain)  # a letter of no table (a module's non-Latin name): still ASCII, and still there
     return r"\text{" + out + "}"
 
 
