@@ -27,7 +27,7 @@ from ..graph.model import (
 )
 from ..graph.ops.losses import IGNORE_INDEX
 from ..graph.ops.shapes import fmt
-from ..graph.readers._aten import SizedModel, reading_at
+from ..graph.readers import SizedModel, reading_at
 from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
 from .data_checks import check_targets, class_count_error, one_hot_error

@@ -24,6 +24,7 @@ from . import (
     torchvision_arch,
     transformers_checkpoint,
 )
+from ._aten import SizedModel, reading_at  # a file read again at the data's sizes (debugger.session)
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
 
@@ -112,5 +113,5 @@ def display_name(path: str | Path) -> str:
 
 save_model = native.save
 
-__all__ = ["ARCHITECTURES", "READERS", "architecture_library", "display_name", "load_target", "memory_budget",
-           "one_line", "open_model", "parse_size", "save_model", "set_max_memory"]
+__all__ = ["ARCHITECTURES", "READERS", "SizedModel", "architecture_library", "display_name", "load_target",
+           "memory_budget", "one_line", "open_model", "parse_size", "reading_at", "save_model", "set_max_memory"]
