@@ -130,3 +130,24 @@ def test_a_static_export_with_constants_trains_in_mini_batches(tmp_path: Path) -
     trained = s.parameters_numpy()
     for name, p in module.named_parameters():
         np.testing.assert_allclose(trained[name], p.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_the_app_reads_the_folder_again_off_its_thread_for_new_data(gpt2: Path, tmp_path: Path, qtbot) -> None:
+    """File ▸ Load data of another sequence length: the folder is traced again in a job (seconds, the window stays
+    responsive), then the data is used; data of the same sizes is used at once."""
+    from propscope.gui.main_window import MainWindow
+
+    w = MainWindow(open_session(gpt2), settings=None)
+    qtbot.addWidget(w)
+    w.show()
+    rng = np.random.default_rng(5)
+    data = tmp_path / "longer.npz"
+    np.savez(data, input_ids=rng.integers(0, VOCAB, (2, 12)), y=rng.integers(0, VOCAB, (2, 12)))
+    assert w.load_data_path(data)
+    assert w.jobs  # traced again in a job, not on the GUI thread
+    qtbot.waitUntil(lambda: w.bridge.session.graph["input_ids"].shape == (2, 12), timeout=60_000)
+    assert "Data from longer.npz" in w.status_message.text()
+    same = tmp_path / "same.npz"
+    np.savez(same, input_ids=rng.integers(0, VOCAB, (2, 12)), y=rng.integers(0, VOCAB, (2, 12)))
+    assert w.load_data_path(same) and not w.jobs and "Data from same.npz" in w.status_message.text()
+    w.close()

@@ -399,6 +399,13 @@ class Session:
         self._models_at = {**dict(list(self._models_at.items())[-2:]), key: model}
         return model
 
+    def reads_again_at(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Whether `model_at(shapes)` (and so `set_batch` with data of these shapes) reads the model's file again: an
+        app does that off its GUI thread first (a transformers folder is traced again: seconds)."""
+        key = tuple(sorted((k, tuple(v)) for k, v in shapes.items() if k != TARGET))
+        return key not in self._models_at and isinstance(self.model, SizedModel) and \
+            self.model.reads_again_at(_input_shapes(self.model, dict(key)))
+
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
         model = self.model_at({k: np.shape(v) for k, v in batch.items()})
         reread = model is not self.model
@@ -465,11 +472,16 @@ def _at_data_sizes(model: Model, batch: Mapping[str, Any]) -> Model:
     sequence length, an image size exported as symbols), else as it is."""
     if not isinstance(model, SizedModel):
         return model
+    return model.at_sizes(_input_shapes(model, batch))
+
+
+def _input_shapes(model: Model, batch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shapes of the data's arrays (or the shapes given) by the model's input names: `x` names a single input."""
     shapes = {k: tuple(v) if isinstance(v, tuple) else tuple(np.shape(v)) for k, v in batch.items()}
     inputs = model.graph.inputs
     if len(inputs) == 1 and inputs[0].name not in shapes and "x" in shapes:  # `x` always names the single input
         shapes[inputs[0].name] = shapes["x"]
-    return model.at_sizes(shapes)
+    return shapes
 
 
 def _rows_for_token_labels(model: Model, labels: tuple[int, ...]) -> Model:

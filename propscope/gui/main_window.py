@@ -685,10 +685,30 @@ class MainWindow(QMainWindow):
         dialog.open()
 
     def load_data_path(self, path: str | Path) -> bool:
-        """Run the model on a data file; a file that does not fit leaves the session as it was."""
+        """Run the model on a data file; a file that does not fit leaves the session as it was. Where the model is
+        read again at the data's sizes (a transformers folder traced again: seconds), that runs in a job first."""
+        s = self.bridge.session
+        try:
+            batch = load_data(path)
+        except PropscopeError as exc:
+            self.show_error("Cannot use this data", _describe(exc))
+            return False
+        shapes = {k: tuple(v.shape) for k, v in batch.items()}
+        if not s.reads_again_at(shapes):
+            return self._use_batch(path, batch)
+
+        def done(_model: Any) -> None:
+            if self.bridge.session is s:
+                self._use_batch(path, batch)
+
+        self._start(Job(f"Reading {s.name} at the data's sizes…", lambda: s.model_at(shapes), self), done,
+                    "Cannot use this data")
+        return True
+
+    def _use_batch(self, path: str | Path, batch: dict[str, Any]) -> bool:
         per_token = self.bridge.session.prediction_node.meta.get("per_token")
         try:
-            self.bridge.set_batch(load_data(path))
+            self.bridge.set_batch(batch)
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False

@@ -310,9 +310,8 @@ class SizedModel(Model):
     symbolic: dict[str, tuple[str | None, ...]] = field(default_factory=dict)
     reread: Callable[[Mapping[str, tuple[int, ...]]], Model] | None = None
 
-    def at_sizes(self, shapes: Mapping[str, tuple[int, ...]]) -> Model:
-        """The model at the data's `shapes` (by input name): itself where no symbolic size differs (a fixed size
-        that differs is `fit_batch`'s to name), else the file read again, its output chosen and read as before."""
+    def _asked(self, shapes: Mapping[str, tuple[int, ...]]) -> tuple[dict[str, tuple[int, ...]], bool]:
+        """The inputs' shapes to read the file at, and whether a symbolic size among them differs from now."""
         wanted: dict[str, tuple[int, ...]] = {}
         changed = False
         for node in self.graph.inputs:
@@ -321,6 +320,16 @@ class SizedModel(Model):
                 continue
             wanted[node.name] = tuple(int(d) for d in shape)
             changed = changed or any(s is not None and d != n for s, d, n in zip(axes, shape, node.shape, strict=True))
+        return wanted, changed and self.reread is not None
+
+    def reads_again_at(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
+        """Whether `at_sizes(shapes)` reads the file again (seconds, for a model traced by torch), without doing it."""
+        return self._asked(shapes)[1]
+
+    def at_sizes(self, shapes: Mapping[str, tuple[int, ...]]) -> Model:
+        """The model at the data's `shapes` (by input name): itself where no symbolic size differs (a fixed size
+        that differs is `fit_batch`'s to name), else the file read again, its output chosen and read as before."""
+        wanted, changed = self._asked(shapes)
         if not changed or self.reread is None:
             return self
         with memory_budget():
