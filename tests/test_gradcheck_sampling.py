@@ -81,6 +81,9 @@ def test_a_wrong_derivative_fails_however_large_the_loss(monkeypatch: pytest.Mon
 def test_the_app_samples_a_big_network_as_the_command_does(qtbot) -> None:
     """Debug ▸ Gradient check on a network above the threshold checks a sample of each tensor (every entry of a
     ResNet would be hours), says so, and shows the checked entries, not a whole tensor with gaps, in the inspector."""
+    from PySide6.QtCore import Qt
+
+    from propscope.gui.format import fmt_index
     from propscope.gui.main_window import MainWindow
 
     w = MainWindow(open_session(wide(), dtype="float64"), settings=None)
@@ -96,4 +99,6 @@ def test_the_app_samples_a_big_network_as_the_command_does(qtbot) -> None:
     w.selection.select("W", (0, 0))
     assert "at 8 sampled entries of 30,000" in w.inspector.numeric_panel.title.text()
     assert w.inspector.numeric_panel.array.shape == (8,)
+    header = w.inspector.numeric_panel.model.headerData(0, Qt.Orientation.Horizontal)
+    assert header == fmt_index(results["W"].entries[0])  # the columns name the entries checked, not 0..7
     w.close()

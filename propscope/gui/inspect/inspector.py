@@ -130,8 +130,9 @@ class Inspector(QWidget):
         where = "" if entries is None else f" at {len(entries)} sampled entries of {result.size:,}"
         self.analytic_panel.set_title(f"Analytic ∂L/∂{name}{where} (float64)", "")
         self.numeric_panel.set_title(f"Numeric ∂L/∂{name}{where} · relative error {error:.2e}", "")
-        self.analytic_panel.set_array(result.analytic, index if entries is None else None)
-        self.numeric_panel.set_array(result.numeric, index if entries is None else None)
+        labels = None if entries is None else [fmt_index(e) for e in entries]  # which entries were checked
+        self.analytic_panel.set_array(result.analytic, index if entries is None else None, labels)
+        self.numeric_panel.set_array(result.numeric, index if entries is None else None, labels)
 
     def _theme(self) -> None:
         theme = self.themes.theme

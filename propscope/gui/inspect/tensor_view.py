@@ -55,6 +55,7 @@ class TensorTableModel(QAbstractTableModel):
         self.tint = np.zeros((0, 0, 4), dtype=np.uint8)
         self.text = QColor("black")
         self.alpha = 110
+        self.labels: list[str] | None = None  # the columns' own names (a sampled gradient check's entries)
 
     def set_theme(self, text: QColor, dark: bool) -> None:
         """Cells are tinted by value over the base colour; text keeps the theme's contrast."""
@@ -62,8 +63,9 @@ class TensorTableModel(QAbstractTableModel):
         self.text, self.alpha = text, 80 if dark else 110
         self.endResetModel()
 
-    def set_array(self, value: Any) -> None:
+    def set_array(self, value: Any, labels: list[str] | None = None) -> None:
         self.beginResetModel()
+        self.labels = labels
         a = np.asarray(value)
         self.shape = a.shape
         m = as_matrix(a)
@@ -101,6 +103,8 @@ class TensorTableModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if role != Qt.ItemDataRole.DisplayRole:
             return None
+        if orientation == Qt.Orientation.Horizontal and self.labels is not None and section < len(self.labels):
+            return self.labels[section]
         if orientation == Qt.Orientation.Horizontal or len(self.shape) <= 2:
             return str(section)
         return ",".join(str(i) for i in np.unravel_index(section, self.shape[:-1]))
@@ -143,6 +147,7 @@ class TensorPanel(BuiltOnFirstUse, QWidget):
         super().__init__(parent)
         self.array: np.ndarray | None = None
         self.index: Index | None = None
+        self.labels: list[str] | None = None  # a vector's columns by name (`set_array`)
         self.empty_text = empty_text
         self._stale = [True, True, True]
         self.title = QLabel(title)
@@ -209,11 +214,14 @@ class TensorPanel(BuiltOnFirstUse, QWidget):
             self.apply_theme(*self._theme)
 
     # -- content ---------------------------------------------------------------------------
-    def set_array(self, value: Any, index: Index | None) -> None:
-        if value is self.array and index == self.index:
+    def set_array(self, value: Any, index: Index | None, labels: list[str] | None = None) -> None:
+        """Show `value` with element `index` marked; `labels` name a vector's entries (where they are not 0, 1, ...:
+        the entries a gradient check sampled)."""
+        if value is self.array and index == self.index and labels == self.labels:
             return
-        if value is not self.array:
+        if value is not self.array or labels != self.labels:
             self.array = None if value is None else np.asarray(value)
+            self.labels = labels
             self._stale = [True, True, True]
         self.index = index
         if self.array is None:
@@ -239,7 +247,7 @@ class TensorPanel(BuiltOnFirstUse, QWidget):
 
     def _draw_table(self) -> None:
         assert self.array is not None
-        self.model.set_array(self.array)
+        self.model.set_array(self.array, self.labels)
 
     def _draw_heatmap(self) -> None:
         assert self.array is not None
