@@ -220,13 +220,15 @@ class Graph:
         return g
 
     def copy(self, input_shapes: Mapping[str, Shape] | None = None, name: str | None = None,
-             renamed: Mapping[str, str] | None = None) -> Graph:
-        """Rebuild the graph (optionally with new leaf shapes, and nodes `renamed` old name -> new); every shape is
-        inferred again."""
+             renamed: Mapping[str, str] | None = None, without: tuple[str, ...] = ()) -> Graph:
+        """Rebuild the graph (optionally with new leaf shapes, nodes `renamed` old name -> new, and `without` nodes that
+        nothing reads: an output taken off); every shape is inferred again."""
         new = Graph(name or self.name)
         shapes = dict(input_shapes or {})
         names = dict(renamed or {})
         for node in self._nodes:
+            if node.name in without:
+                continue
             meta = {k: v for k, v in node.meta.items() if k != "shape"}
             new.add(
                 node.op,
@@ -236,7 +238,7 @@ class Graph:
                 shape=shapes.get(node.name, node.shape) if node.is_leaf else None,
                 **meta,
             )
-        new.set_outputs(*(names.get(o.name, o.name) for o in self.outputs))
+        new.set_outputs(*(names.get(o.name, o.name) for o in self.outputs if o.name not in without))
         return new
 
     def __repr__(self) -> str:

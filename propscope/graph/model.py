@@ -121,12 +121,7 @@ class Model:
 
     def _without_rows(self, rows: Node) -> Model:
         logits = rows.inputs[0]
-        graph = Graph(self.graph.name)
-        for node in self.graph:
-            if node is not rows:
-                graph.add(node.op, *(graph[a.name] for a in node.inputs), name=node.name, attrs=node.attrs,
-                          shape=node.shape if node.is_leaf else None,
-                          **{k: v for k, v in node.meta.items() if k != "shape"})
+        graph = self.graph.copy(without=(rows.name,))
         graph.set_outputs(logits.name, *(o.name for o in self.graph.outputs if o is not rows))
         order = self.output_order and tuple(logits.name if n == rows.name else n for n in self.output_order)
         return replace(self, graph=graph, output_order=order)
@@ -180,13 +175,10 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
     output; its other outputs follow (still computed, shown and read as outputs, with no gradient of their own)."""
     if loss not in LOSSES:
         raise GraphError(f"unknown loss {loss!r}; known: {', '.join(LOSSES)}")
-    renamed = target_name_freed(graph)
-    if renamed and graph[TARGET].is_leaf:  # its value is keyed by that name: Model.renamed renames both
+    if TARGET in graph:  # the session renames the model's own `y` first (Model.renamed(target_name_freed(...)))
         raise GraphError(f"the model has a {graph[TARGET].op.name} named {TARGET!r}, the name of the loss's target; "
                          "rename it (Model.renamed) before attaching a loss")
-    new = graph.copy(renamed=renamed)
-    for name in renamed.values():
-        new[name].meta.setdefault("returns", TARGET)  # shown by the name the file gave it
+    new = graph.copy()
     pred = new.output
     if target_shape is None:
         target_shape = class_indices_shape(pred.shape) if loss == "cross_entropy" else pred.shape
