@@ -21,6 +21,7 @@ from . import (
     state_dict,
     timm_arch,
     torch_export,
+    torchscript,
     torchvision_arch,
     transformers_checkpoint,
 )
@@ -68,6 +69,9 @@ def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
     for _, reader in READERS:
         if reader.match(path):
             if reader is state_dict:
+                if arch is None and torchscript.is_archive(path):  # its graph from its code, interpreted
+                    with paused_gc():
+                        return torchscript.open(path)
                 return state_dict.open_with(path, arch, seed)
             if arch is not None:
                 raise ModelFormatError(f"{path}: --arch is for state dict files; this model has its own architecture")

@@ -1,0 +1,204 @@
+"""TorchScript archives (`torch.jit.trace(...).save`, `torch.jit.script(...).save`) opened as a graph, their code
+interpreted, never run.
+
+The archive is a zip: `data.pkl` is the module tree with its parameters and buffers (read with the restricted
+torch-free unpickler of `_pickle`, whose stand-ins keep each module's class name and attributes), `constants.pkl`
+the tensors the code names as `CONSTANTS.cN`, and `code/__torch__/**.py` one file of Python-syntax TorchScript per
+module package. `torch.jit.load` is never called and nothing of the code is compiled or executed: it is parsed with
+`ast` and walked symbolically by `torchscript_code`, from the root module's `forward`.
+
+An archive records no input shape, except what a traced one keeps of its example inputs (`traced_inputs.pkl`:
+their shapes; their values are not saved): the shapes come from the data (`_aten.reading_at`, by the forward's
+parameter names, `x` for a single input), else from the traced inputs, else the open is refused in one line that
+says how to give them.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFormatError
+from ..model import Model
+from . import aten  # noqa: F401  (registers the ATen handlers)
+from ._aten import requested_shapes, sized
+from ._budget import ZIP_ERRORS, charge, read_member
+from ._build import check_shape
+from ._pickle import MAX_PICKLE_BYTES, Pickled, _flat, _restricted, _Storage, _Unpickler, plain
+from .torchscript_code import ClassInfo, Interpreter, Refusal, ScriptModule, parse_code
+
+MAX_CODE_FILE = 8 * 2**20  # one code file; real ones are a few KB
+MAX_CODE_BYTES = 64 * 2**20  # all code files parsed in one open
+_QUALIFIED = re.compile(r"__torch__(\.[A-Za-z_][A-Za-z0-9_]{0,200}){1,32}")
+
+
+def is_archive(path: Path) -> bool:
+    """Whether `path` is a zip with TorchScript code (`<root>/code/...`) beside its `data.pkl`."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except ZIP_ERRORS:
+        return False
+    return any("/code/__torch__/" in n or n.startswith("code/__torch__/") for n in names) and \
+        any(n.endswith("data.pkl") for n in names)
+
+
+class _Archive:
+    """One TorchScript zip: its pickles and its code files, read on demand and bounded."""
+
+    def __init__(self, zf: zipfile.ZipFile, where: str) -> None:
+        self.zf, self.where = zf, where
+        self.infos = {i.filename: i for i in zf.infolist()}
+        roots = [n[: -len("data.pkl")] for n in self.infos if n.endswith("data.pkl") and n.count("/") <= 1]
+        if len(roots) != 1:
+            raise ModelFormatError(f"{where}: not a TorchScript archive (no single data.pkl at its top)")
+        self.root = roots[0]
+        self.parsed: dict[str, dict[str, ClassInfo | Any]] = {}
+        self.code_bytes = 0
+
+    def pickle(self, member: str, folder: str, what: str, shapes_only: bool = False) -> Any:
+        """A pickle of the archive, its tensors' storages in `folder`, as plain Python (NumPy for tensors);
+        `shapes_only`: storages the archive leaves empty (traced inputs) read as zeros."""
+        info = self.infos.get(f"{self.root}{member}")
+        if info is None:
+            return None
+        storages: dict[str, _Storage] = {}
+
+        def storage(key: str, dtype: str, numel: int) -> _Storage:
+            if key not in storages:
+                if not re.fullmatch(r"[0-9A-Za-z_]{1,64}", key):
+                    raise ModelFormatError(f"{self.where}: {what} names a storage {key[:40]!r} that is not a name")
+                if shapes_only:
+                    charge(numel * 8, f"{what} storage {key!r}", self.where)
+                    flat = np.zeros(numel, dtype=np.float32 if dtype in ("bfloat16", "float16") else dtype)
+                else:
+                    found = self.infos.get(f"{self.root}{folder}/{key}")
+                    if found is None:
+                        raise ModelFormatError(f"{self.where}: {what} has no storage {key!r}")
+                    flat = _flat(read_member(self.zf, found, self.where), dtype, numel, False, self.where,
+                                 f"storage {key!r}")
+                storages[key] = _Storage(flat, dtype)
+            return storages[key]
+
+        body = read_member(self.zf, info, self.where, MAX_PICKLE_BYTES)
+        with _restricted(self.where, what, torch_fallback=False):
+            try:
+                value = _Unpickler(body, storage, self.where, set()).load()
+            except ModelFormatError:
+                raise
+            except RecursionError:
+                raise ModelFormatError(f"{self.where}: {what} is nested too deeply to read") from None
+            except Exception as exc:  # a broken pickle raises anything from struct.error to TypeError
+                if type(exc).__name__ in ("Refused", "NeedsTorch"):
+                    raise
+                raise ModelFormatError(f"{self.where}: {what} is not a readable pickle "
+                                       f"({type(exc).__name__}: {str(exc)[:100]})") from None
+            return plain(value, self.where, what)
+
+    def module_tree(self) -> Pickled:
+        tree = self.pickle("data.pkl", "data", "the module tree (data.pkl)")
+        if not isinstance(tree, Pickled) or not tree.name.startswith("__torch__."):
+            raise ModelFormatError(f"{self.where}: data.pkl does not hold a TorchScript module")
+        return tree
+
+    def constants(self) -> list[Any]:
+        value = self.pickle("constants.pkl", "constants", "the code's constants (constants.pkl)")
+        if value is None:
+            return []
+        if not isinstance(value, tuple | list):
+            raise ModelFormatError(f"{self.where}: constants.pkl does not hold a tuple of constants")
+        return list(value)
+
+    def traced_shapes(self) -> list[tuple[int, ...]] | None:
+        """The shapes of the example inputs `forward` was traced with, where the archive keeps them."""
+        try:
+            value = self.pickle("traced_inputs.pkl", "traced_inputs", "the traced inputs", shapes_only=True)
+        except ModelFormatError:
+            return None
+        inputs = value.get("forward") if isinstance(value, dict) else None
+        if not isinstance(inputs, list | tuple) or not all(isinstance(v, np.ndarray) for v in inputs):
+            return None
+        return [tuple(int(d) for d in v.shape) for v in inputs]
+
+    def lookup(self, qualified: str) -> ClassInfo | Any:
+        """A class or function of the code by its qualified name (`__torch__.torch.nn.modules.conv.Conv2d`)."""
+        if not _QUALIFIED.fullmatch(qualified):
+            raise Refusal(f"{qualified[:80]!r} is not a name of the archive's code")
+        package, _, name = qualified.rpartition(".")
+        member = f"{self.root}code/{package.replace('.', '/')}.py"
+        if member not in self.parsed:
+            info = self.infos.get(member)
+            if info is None:
+                raise Refusal(f"the archive has no code for {qualified[:80]}")
+            self.code_bytes += info.file_size
+            if self.code_bytes > MAX_CODE_BYTES:
+                raise Refusal(f"the archive's code is larger than {MAX_CODE_BYTES // 2**20} MiB")
+            data = read_member(self.zf, info, self.where, MAX_CODE_FILE)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ModelFormatError(f"{self.where}: {member} is not UTF-8 text") from None
+            self.parsed[member] = parse_code(text, self.where, member.removeprefix(self.root))
+        found = self.parsed[member].get(name)
+        if found is None:
+            raise Refusal(f"the archive's code has no {qualified[:80]}")
+        return found
+
+
+def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
+    """The graph of a TorchScript archive, its inputs at `input_shapes` (by the forward's parameter names; by default
+    the data's, `_aten.reading_at`, else the traced example inputs')."""
+    path = Path(path)
+    where = str(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ModelFormatError(f"{where}: no such file") from None
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
+    with zf:
+        archive = _Archive(zf, where)
+        root = ScriptModule(archive.module_tree(), "")
+        interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem)
+        try:
+            names = interpreter.inputs_of(root)
+        except Refusal as exc:
+            raise ModelFormatError(f"{where}: {exc}") from None
+        asked = requested_shapes() if input_shapes is None else input_shapes
+        traced = archive.traced_shapes()
+        shapes = _input_shapes(names, asked, traced, where)
+        outputs = interpreter.run(root, shapes)
+    model = interpreter.t.b.model(outputs, None, "")
+    kind = "traced" if traced is not None else "scripted"
+    model.description = (f"TorchScript archive {path.name} ({kind}): {len(model.graph.ops)} ops, its code "
+                         "interpreted, never run")
+    symbolic = {name: tuple(f"{name}.{axis}" for axis in range(len(shape))) for name, shape in shapes.items()}
+    return sized(model, symbolic, partial(open, path))
+
+
+def _input_shapes(names: list[str], asked: Mapping[str, tuple[int, ...]], traced: list[tuple[int, ...]] | None,
+                  where: str) -> dict[str, tuple[int, ...]]:
+    """Each input's shape: the data's (a single input also as `x`), else the traced example's, else refused."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, name in enumerate(names):
+        shape = asked.get(name)
+        if shape is None and len(names) == 1:
+            shape = asked.get("x")
+        if shape is None and traced is not None and len(traced) == len(names):
+            shape = traced[i]
+        if shape is None:
+            listed = ", ".join(repr(n) for n in names)
+            raise ModelFormatError(
+                f"{where}: a TorchScript archive records no input shape; give the input"
+                f"{'s' if len(names) > 1 else ''} {listed} with data: --data an .npz holding an array named "
+                f"{names[0]!r}{' and the others' if len(names) > 1 else ''} (in the app, File ▸ Load data)")
+        shapes[name] = check_shape(shape, f"input {name!r}", where)
+    return shapes

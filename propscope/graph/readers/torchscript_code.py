@@ -1,0 +1,827 @@
+"""A TorchScript archive's code (`code/__torch__/**.py`) interpreted symbolically into a graph: never run.
+
+The code is read with `ast` and walked here: nothing of it is compiled, executed or imported, and no name in it
+reaches Python's own `getattr`. Each `torch.X(...)` call is a call of the ATen handler for `aten::X` (the handlers
+of the torch.export reader, `aten/`), its positional arguments named by torch's own schema for the op; a call of a
+submodule's method inlines that method's body under the submodule's path (so the graph's modules are
+`layer1.0.conv1`, folding as for a `.pt2`); a TorchScript function (`__torch__.torch.nn.functional.relu`) inlines
+its body. Tensors are graph nodes; ints, floats, bools, strings, lists and None are Python values, and shape
+queries (`torch.size`, `torch.dim`) are worked out from the nodes' shapes. An `if` whose condition is known at read
+time takes its branch, a loop over a known range is unrolled; anything that depends on the data or that the
+interpreter does not know is refused in one line naming it and the module. Everything a file can cause is bounded:
+call depth, loop iterations, statements interpreted, nodes made, list sizes.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import GraphError, ModelFormatError
+from ..ir import Node
+from ._aten import HANDLERS, Ctx, Lazy, Missing, Sequence, Stored, Translator, Transposed, Unmapped, in_place
+from ._budget import charge
+from ._build import Builder, module_of
+from ._pickle import Pickled, is_tensor
+
+MAX_DEPTH = 64  # nested calls (a module's forward calling its submodules' and functions): real ones are < 20
+MAX_ITERATIONS = 10_000  # iterations of one unrolled loop
+MAX_STEPS = 2_000_000  # statements and expressions interpreted in one open
+MAX_NODES = 500_000  # graph nodes one open makes
+MAX_LIST = 100_000  # elements of one list the code makes
+NODE_BYTES = 2048  # what one graph node costs in memory, charged to the open's budget
+TORCH_INSTALL = "pip install 'propscope[torch]'"
+
+# dunder names that are TorchScript's own op names (`torch.__is__`), not Python's attribute machinery
+_DUNDER_OPS = frozenset({"__is__", "__isnot__", "__not__", "__and__", "__or__", "__xor__", "__contains__",
+                         "__getitem__", "__round_to_zero_floordiv", "__derive_index", "__range_length",
+                         "__torch__", "__interpolate", "__upsample", "__upsample_bilinear", "__lshift__",
+                         "__rshift__", "__iand__", "__ior__", "__ixor__"})
+
+
+class Refusal(Exception):
+    """The code does something propscope will not interpret (one line, without the file's name)."""
+
+
+@dataclass(frozen=True)
+class Qualified:
+    """A dotted name the code refers to (`torch.add`, `ops.prim.NumToTensor`, `__torch__.torch.nn.functional.relu`)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """One of the few Python builtins TorchScript code calls (`int`, `range`, `getattr`, `annotate`)."""
+
+    name: str
+
+
+@dataclass
+class ScriptModule:
+    """A module object of the archive's module tree (data.pkl), where it sits in the tree (`layer1.0`)."""
+
+    obj: Pickled
+    path: str
+
+    @property
+    def state(self) -> dict[str, Any]:
+        state = self.obj.state
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[0], dict):
+            state = state[0]
+        return state if isinstance(state, dict) else {}
+
+
+@dataclass
+class Method:
+    """A module's method, bound: called, its body is inlined under the module's path."""
+
+    module: ScriptModule
+    name: str
+
+
+class Uninitialized:
+    """`uninitialized(T)`: a value TorchScript declares before a branch assigns it; using it is refused."""
+
+
+@dataclass
+class ClassInfo:
+    """A class of the code: its methods and the constants its body declares (`padding : Final[...] = (3, 3)`)."""
+
+    name: str
+    methods: dict[str, ast.FunctionDef] = field(default_factory=dict)
+    constants: dict[str, Any] = field(default_factory=dict)
+    parameters: set[str] = field(default_factory=set)
+
+
+def literal(node: ast.AST, depth: int = 0) -> Any:
+    """A constant written in the code (numbers, strings, None, tuples and lists of them), else Refusal."""
+    if depth > 16:
+        raise Refusal("a constant nested too deeply")
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool | type(None)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = literal(node.operand, depth + 1)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return -value
+    if isinstance(node, ast.Tuple | ast.List):
+        if len(node.elts) > MAX_LIST:
+            raise Refusal(f"a list of {len(node.elts)} constants")
+        items = [literal(e, depth + 1) for e in node.elts]
+        return tuple(items) if isinstance(node, ast.Tuple) else items
+    raise Refusal(f"a class constant that is not a literal ({type(node).__name__})")
+
+
+def parse_code(text: str, where: str, member: str) -> dict[str, ClassInfo | ast.FunctionDef]:
+    """A code file's classes and functions by name; any other top-level statement is refused."""
+    try:
+        tree = ast.parse(text, filename=member)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise ModelFormatError(f"{where}: {member} is not readable TorchScript code ({type(exc).__name__})") from None
+    found: dict[str, ClassInfo | ast.FunctionDef] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef):
+            found[stmt.name] = stmt
+        elif isinstance(stmt, ast.ClassDef):
+            found[stmt.name] = _class_info(stmt, where, member)
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+            continue  # a docstring
+        else:
+            raise ModelFormatError(f"{where}: {member} line {getattr(stmt, 'lineno', '?')} has a "
+                                   f"{type(stmt).__name__} statement, which TorchScript code does not contain; "
+                                   "refused (the code is never run)")
+    return found
+
+
+def _class_info(cls: ast.ClassDef, where: str, member: str) -> ClassInfo:
+    info = ClassInfo(cls.name)
+    for stmt in cls.body:
+        if isinstance(stmt, ast.FunctionDef):
+            info.methods[stmt.name] = stmt
+        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and stmt.value is not None:
+            try:
+                info.constants[stmt.target.id] = literal(stmt.value)
+            except Refusal as exc:
+                raise ModelFormatError(f"{where}: {member} class {cls.name}: {exc}") from None
+        elif isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name) \
+                and stmt.targets[0].id in ("__parameters__", "__buffers__"):
+            try:
+                names = literal(stmt.value)
+            except Refusal as exc:
+                raise ModelFormatError(f"{where}: {member} class {cls.name}: {exc}") from None
+            if stmt.targets[0].id == "__parameters__" and isinstance(names, list):
+                info.parameters = {n for n in names if isinstance(n, str)}
+    return info
+
+
+class _Return(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+@dataclass
+class _Frame:
+    module: ScriptModule | None  # whose method runs (a function keeps its caller's)
+    where: str  # the function's name, for messages
+    env: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return self.module.path if self.module is not None else ""
+
+
+class ScriptTranslator(Translator):
+    """The torch.export Translator's handler interface (`b`, `node`, `shape`, `known`) without a program: handlers
+    called from the interpreter see what they see for a `.pt2`, without declared shapes."""
+
+    def __init__(self, where: str, name: str) -> None:  # no program to read: Translator's fields only
+        self.where = where
+        self.b = Builder(name, where)
+        self.tensor_values: dict[str, Any] = {}
+        self.float_casts: list[str] = []
+        self.spec = None
+        self.symbols = None
+        self.env = {}
+        self.views = {}
+
+
+class Interpreter:
+    """Walks a TorchScript archive's code from the root module's `forward`, building the graph."""
+
+    def __init__(self, classes: Callable[[str], ClassInfo | ast.FunctionDef], constants: list[Any], where: str,
+                 name: str) -> None:
+        self.lookup = classes
+        self.constants = constants
+        self.where = where
+        self.t = ScriptTranslator(where, name)
+        self.depth = 0
+        self.steps = 0
+        self.replaced: dict[int, Any] = {}  # a tensor changed in place (`relu_`) -> its new value
+        self.leaves: dict[int, Any] = {}  # an array of the module tree -> its leaf (tied weights stay one)
+        self.frame = _Frame(None, "forward")
+        self.schemas: dict[str, list[Any]] = {}
+
+    # -- entry ------------------------------------------------------------------------------------
+    def inputs_of(self, root: ScriptModule) -> list[str]:
+        """The root's forward parameters after `self`: the model's input names."""
+        fn = self._method(root, "forward")
+        return [a.arg for a in fn.args.args[1:]]
+
+    def run(self, root: ScriptModule, inputs: Mapping[str, tuple[int, ...]]) -> list[Node]:
+        fn = self._method(root, "forward")
+        args = [self.t.b.input(name, shape, dtype="float32") for name, shape in inputs.items()]
+        try:
+            result = self._call(fn, root, args, {}, bound=True)
+        except Refusal as exc:
+            raise ModelFormatError(f"{self.where}: {exc}") from None
+        except RecursionError:
+            raise ModelFormatError(f"{self.where}: the code nests too deeply to read") from None
+        outputs = [self._resolve(v) for v in (result if isinstance(result, list | tuple) else [result])]
+        nodes = []
+        for value in outputs:
+            if self._is_tensor(value):
+                nodes.append(self._tensor(value, "output"))
+        if not nodes:
+            raise ModelFormatError(f"{self.where}: the model's forward returns no tensor")
+        return nodes
+
+    # -- calls ------------------------------------------------------------------------------------
+    def _method(self, module: ScriptModule, name: str) -> ast.FunctionDef:
+        info = self.lookup(module.obj.name)
+        if not isinstance(info, ClassInfo):
+            raise Refusal(f"module {module.path or 'the root'} has class {module.obj.name[:80]}, not a class")
+        fn = info.methods.get(name)
+        if fn is None:
+            raise Refusal(f"module {module.path or 'the root'} ({info.name}) has no method {name[:60]!r}")
+        return fn
+
+    def _call(self, fn: ast.FunctionDef, module: ScriptModule | None, args: list[Any], kwargs: dict[str, Any],
+              bound: bool) -> Any:
+        if self.depth >= MAX_DEPTH:
+            raise Refusal(f"calls nest deeper than {MAX_DEPTH} (at {fn.name[:60]}): recursion, which real models "
+                          "do not have")
+        params = fn.args.args[1:] if bound else fn.args.args
+        if fn.args.vararg or fn.args.kwarg or fn.args.kwonlyargs:
+            raise Refusal(f"function {fn.name[:60]} takes *args or **kwargs")
+        defaults = fn.args.defaults
+        first_default = len(params) - len(defaults)
+        env: dict[str, Any] = {}
+        if len(args) > len(params):
+            raise Refusal(f"{fn.name[:60]} called with {len(args)} arguments, it takes {len(params)}")
+        for i, param in enumerate(params):
+            if i < len(args):
+                env[param.arg] = args[i]
+            elif param.arg in kwargs:
+                env[param.arg] = kwargs[param.arg]
+            elif i >= first_default:
+                env[param.arg] = literal(defaults[i - first_default])
+            else:
+                raise Refusal(f"{fn.name[:60]} called without its argument {param.arg[:40]!r}")
+        if bound:
+            env[fn.args.args[0].arg if fn.args.args else "self"] = module
+        caller = self.frame
+        self.frame = _Frame(module if bound else caller.module, fn.name, env)
+        self.depth += 1
+        try:
+            self._block(fn.body)
+            return None
+        except _Return as ret:
+            return ret.value
+        finally:
+            self.depth -= 1
+            self.frame = caller
+
+    def _block(self, body: list[ast.stmt]) -> None:
+        for stmt in body:
+            self._statement(stmt)
+
+    def _tick(self) -> None:
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise Refusal(f"the code takes more than {MAX_STEPS} steps to read")
+
+    def _statement(self, stmt: ast.stmt) -> None:
+        self._tick()
+        if isinstance(stmt, ast.Assign):
+            value = self._expr(stmt.value)
+            for target in stmt.targets:
+                self._assign(target, value)
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            self._assign(stmt.target, self._expr(stmt.value))
+        elif isinstance(stmt, ast.Expr):
+            self._expr(stmt.value)
+        elif isinstance(stmt, ast.Return):
+            raise _Return(None if stmt.value is None else self._expr(stmt.value))
+        elif isinstance(stmt, ast.If):
+            self._block(stmt.body if self._condition(stmt.test, "if") else stmt.orelse)
+        elif isinstance(stmt, ast.For):
+            self._for(stmt)
+        elif isinstance(stmt, ast.Pass):
+            return
+        elif isinstance(stmt, ast.While):
+            raise Refusal(f"a while loop in {self._here()}: its iterations depend on values computed at run time")
+        else:
+            raise Refusal(f"a {type(stmt).__name__} statement in {self._here()}, which propscope does not interpret")
+
+    def _here(self) -> str:
+        path = self.frame.path
+        return f"{self.frame.where} of module {path}" if path else f"{self.frame.where} of the root module"
+
+    def _assign(self, target: ast.expr, value: Any) -> None:
+        if isinstance(target, ast.Name):
+            self.frame.env[target.id] = value
+        elif isinstance(target, ast.Tuple | ast.List):
+            items = self._resolve(value)
+            if not isinstance(items, list | tuple) or len(items) != len(target.elts):
+                raise Refusal(f"unpacking a {type(items).__name__} into {len(target.elts)} names in {self._here()}")
+            for t, v in zip(target.elts, items, strict=True):
+                self._assign(t, v)
+        else:
+            raise Refusal(f"assignment to a {type(target).__name__} in {self._here()}")
+
+    def _condition(self, test: ast.expr, what: str) -> bool:
+        value = self._resolve(self._expr(test))
+        if isinstance(value, bool | int | float) or value is None:
+            return bool(value)
+        if isinstance(value, np.ndarray) and value.size == 1:
+            return bool(value.item())
+        raise Refusal(f"an {what} on a tensor's value in {self._here()}: which branch runs depends on the data")
+
+    def _for(self, stmt: ast.For) -> None:
+        if stmt.orelse:
+            raise Refusal(f"a for-else loop in {self._here()}")
+        items = self._resolve(self._expr(stmt.iter))
+        if isinstance(items, range | list | tuple):
+            if len(items) > MAX_ITERATIONS:
+                raise Refusal(f"a loop of {len(items)} iterations in {self._here()} (more than {MAX_ITERATIONS} "
+                              "will not be unrolled)")
+        else:
+            raise Refusal(f"a loop over a {type(items).__name__} in {self._here()}: its length is not known when "
+                          "the file is read, so it cannot be unrolled")
+        for item in list(items):
+            self._assign(stmt.target, item)
+            self._block(stmt.body)
+
+    # -- expressions --------------------------------------------------------------------------------
+    def _expr(self, node: ast.expr) -> Any:
+        self._tick()
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str) and len(node.value) > MAX_LIST:
+                raise Refusal(f"a string of {len(node.value)} characters")
+            return node.value
+        if isinstance(node, ast.Name):
+            return self._name(node.id)
+        if isinstance(node, ast.Attribute):
+            return self._attribute(node)
+        if isinstance(node, ast.Call):
+            return self._call_expr(node)
+        if isinstance(node, ast.List | ast.Tuple):
+            if len(node.elts) > MAX_LIST:
+                raise Refusal(f"a list of {len(node.elts)} elements in {self._here()} (more than {MAX_LIST})")
+            items = [self._expr(e) for e in node.elts]
+            return items if isinstance(node, ast.List) else tuple(items)
+        if isinstance(node, ast.Subscript):
+            return self._subscript(node)
+        if isinstance(node, ast.UnaryOp):
+            value = self._resolve(self._expr(node.operand))
+            if isinstance(node.op, ast.USub) and _number(value):
+                return -value
+            if isinstance(node.op, ast.Not) and (_number(value) or value is None):
+                return not value
+            raise Refusal(f"a {type(node.op).__name__} of a {type(value).__name__} in {self._here()}")
+        if isinstance(node, ast.IfExp):
+            return self._expr(node.body if self._condition(node.test, "if-expression") else node.orelse)
+        if isinstance(node, ast.Dict):
+            if len(node.keys) > MAX_LIST:
+                raise Refusal(f"a dict of {len(node.keys)} entries")
+            keys = [self._resolve(self._expr(k)) if k is not None else None for k in node.keys]
+            if not all(isinstance(k, str | int | float | bool) for k in keys):
+                raise Refusal(f"a dict whose keys are not constants in {self._here()}")
+            return {k: self._expr(v) for k, v in zip(keys, node.values, strict=True)}
+        raise Refusal(f"a {type(node).__name__} expression in {self._here()}, which propscope does not interpret")
+
+    def _name(self, name: str) -> Any:
+        env = self.frame.env
+        if name in env:
+            return self._resolve(env[name])
+        if name in ("torch", "ops", "__torch__", "CONSTANTS"):
+            return Qualified(name)
+        if name in _BUILTINS:
+            return Builtin(name)
+        if name in ("None", "True", "False"):  # Python 2 style names never appear; ast makes these Constants
+            return {"None": None, "True": True, "False": False}[name]
+        raise Refusal(f"an unknown name {name[:60]!r} in {self._here()}")
+
+    def _attribute(self, node: ast.Attribute) -> Any:
+        owner = self._expr(node.value)
+        attr = node.attr
+        if isinstance(owner, Qualified):
+            if attr.startswith("__") and attr not in _DUNDER_OPS:
+                raise Refusal(f"attribute access to {attr[:40]} in {self._here()}, which TorchScript code does not "
+                              "do")
+            if owner.name == "CONSTANTS":
+                return self._constant(attr)
+            return Qualified(f"{owner.name}.{attr}")
+        if attr.startswith("__") and attr.endswith("__"):
+            raise Refusal(f"attribute access to {attr[:40]} in {self._here()}, which TorchScript code does not do")
+        if isinstance(owner, ScriptModule):
+            return self._module_attribute(owner, attr)
+        raise Refusal(f"attribute {attr[:40]!r} of a {type(owner).__name__} in {self._here()}")
+
+    def _constant(self, attr: str) -> Any:
+        if not (attr.startswith("c") and attr[1:].isdigit()) or int(attr[1:]) >= len(self.constants):
+            raise Refusal(f"CONSTANTS.{attr[:40]} is not in the archive's constants")
+        value = self.constants[int(attr[1:])]
+        if isinstance(value, np.ndarray) and value.ndim == 0:  # a number the tracer kept as a tensor (a head count)
+            return value.item()
+        return value
+
+    def _module_attribute(self, module: ScriptModule, attr: str) -> Any:
+        state = module.state
+        path = f"{module.path}.{attr}" if module.path else attr
+        if attr in state:
+            value = state[attr]
+            if isinstance(value, Pickled):
+                if not value.name.startswith("__torch__."):
+                    raise Refusal(f"{path} is a {value.name[:80]}, not a module of the archive's code")
+                return ScriptModule(value, path)
+            if is_tensor(value):
+                return self._leaf(module, attr, path, value)
+            if isinstance(value, bool | int | float | str | type(None)):
+                return value
+            if isinstance(value, list | tuple) and len(value) <= MAX_LIST:
+                return list(value) if isinstance(value, list) else value
+            raise Refusal(f"{path} holds a {type(value).__name__}, which propscope does not read")
+        info = self.lookup(module.obj.name)
+        if isinstance(info, ClassInfo):
+            if attr in info.constants:
+                return info.constants[attr]
+            if attr in info.methods:
+                return Method(module, attr)
+        raise Refusal(f"module {module.path or 'the root'} has no attribute {attr[:60]!r}")
+
+    def _leaf(self, module: ScriptModule, attr: str, path: str, value: Any) -> Any:
+        array = np.asarray(value)
+        key = id(value)
+        if key not in self.leaves:
+            info = self.lookup(module.obj.name)
+            trained = isinstance(info, ClassInfo) and attr in info.parameters and array.dtype.kind == "f"
+            kind = "parameter" if trained else "constant"
+
+            def make() -> Node:
+                return self.t.b.leaf(kind, path, array, module=module_of(path))
+
+            self.leaves[key] = Lazy(make) if trained else Stored(make, array=lambda: array)
+        return self.leaves[key]
+
+    def _subscript(self, node: ast.Subscript) -> Any:
+        owner = self._resolve(self._expr(node.value))
+        if isinstance(node.slice, ast.Slice):
+            raise Refusal(f"a slice expression in {self._here()}")
+        index = self._resolve(self._expr(node.slice))
+        if isinstance(owner, list | tuple) and isinstance(index, int) and not isinstance(index, bool):
+            if not -len(owner) <= index < len(owner):
+                raise Refusal(f"index {index} of a list of {len(owner)} in {self._here()}")
+            return owner[index]
+        if isinstance(owner, dict) and isinstance(index, str | int) and index in owner:
+            return owner[index]
+        raise Refusal(f"indexing a {type(owner).__name__} with a {type(index).__name__} in {self._here()}")
+
+    def _call_expr(self, node: ast.Call) -> Any:
+        func = self._expr(node.func)
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            raise Refusal(f"a call with *args or **kwargs in {self._here()}")
+        typed = isinstance(func, Builtin) and func.name in _TYPED  # `annotate(List[int], [])`: the type is not read
+        args = [None if typed and i == 0 else self._expr(a) for i, a in enumerate(node.args)]
+        kwargs = {str(k.arg): self._expr(k.value) for k in node.keywords}
+        if isinstance(func, Method):
+            fn = self._method(func.module, func.name)
+            return self._call(fn, func.module, args, kwargs, bound=True)
+        if isinstance(func, Builtin):
+            return self._builtin(func.name, args, kwargs)
+        if isinstance(func, Qualified):
+            return self._qualified(func.name, args, kwargs)
+        raise Refusal(f"a call of a {type(func).__name__} in {self._here()}")
+
+    def _builtin(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        args = [self._resolve(a) for a in args]
+        if name in ("annotate", "unchecked_cast") and len(args) == 2:
+            return args[1]
+        if name == "uninitialized":
+            return Uninitialized()
+        if name == "getattr" and len(args) == 2 and isinstance(args[0], ScriptModule) and isinstance(args[1], str):
+            if args[1].startswith("__"):
+                raise Refusal(f"getattr of {args[1][:40]} in {self._here()}")
+            return self._module_attribute(args[0], args[1])
+        if name == "range" and 1 <= len(args) <= 3 and all(_integer(a) for a in args):
+            bounds = range(*args)
+            if len(bounds) > MAX_ITERATIONS:
+                raise Refusal(f"a range of {len(bounds)} in {self._here()} (more than {MAX_ITERATIONS} will not be "
+                              "unrolled)")
+            return bounds
+        if name in ("int", "float", "bool") and len(args) == 1:
+            value = _scalar_of(args[0])
+            if value is None:
+                raise Refusal(f"{name}() of a tensor computed from the data in {self._here()}")
+            return {"int": int, "float": float, "bool": bool}[name](value)
+        if name == "len" and len(args) == 1 and isinstance(args[0], list | tuple | str | dict):
+            return len(args[0])
+        raise Refusal(f"{name}() called as the code does in {self._here()}, which propscope does not interpret")
+
+    def _qualified(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        if name.startswith("__torch__."):
+            return self._function(name, args, kwargs)
+        parts = name.split(".")
+        if len(parts) == 3 and parts[:2] == ["ops", "prim"]:
+            return self._prim(parts[2], args, kwargs)
+        if len(parts) == 3 and parts[:2] == ["ops", "aten"]:
+            return self._torch_op(parts[2], args, kwargs)
+        if len(parts) == 2 and parts[0] == "torch":
+            return self._torch_op(parts[1], args, kwargs)
+        raise Refusal(f"an unknown function {name[:80]} in {self._here()}")
+
+    def _function(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        found = self.lookup(name)
+        if not isinstance(found, ast.FunctionDef):
+            raise Refusal(f"{name[:80]} called in {self._here()} is not a function of the archive's code")
+        return self._call(found, None, args, kwargs, bound=False)
+
+    def _prim(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        args = [self._resolve(a) for a in args]
+        if name == "NumToTensor" and len(args) == 1 and _number(args[0]):
+            return args[0]  # a size the tracer made a tensor: still the number it is
+        if name == "RaiseException":
+            said = args[0] if args and isinstance(args[0], str) else "an exception"
+            raise Refusal(f"the code raises an exception in {self._here()} ({said[:160]!r}): the model refuses "
+                          "these inputs")
+        if name in ("min", "max") and args and all(_number(a) for a in args):
+            return (min if name == "min" else max)(args)
+        if name in ("min", "max") and len(args) == 1 and isinstance(args[0], list | tuple) and args[0] \
+                and all(_number(a) for a in args[0]):
+            return (min if name == "min" else max)(args[0])
+        if name == "device" or name == "dtype":
+            return None
+        raise Refusal(f"an unknown function ops.prim.{name[:60]} in {self._here()}")
+
+    # -- ATen ops ---------------------------------------------------------------------------------
+    def _torch_op(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        args = [self._resolve(a) for a in args]
+        kwargs = {k: self._resolve(v) for k, v in kwargs.items()}
+        if any(isinstance(v, Uninitialized) for v in (*args, *kwargs.values())):
+            raise Refusal(f"torch.{name} in {self._here()} uses a value no branch assigned")
+        plain = _PLAIN.get(name)
+        if plain is not None and not any(self._is_tensor(v) for v in (*args, *kwargs.values())):
+            try:
+                return plain(*args, **kwargs)
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError) as exc:
+                raise Refusal(f"torch.{name} of {_kinds(args)} in {self._here()}: {str(exc)[:100]}") from None
+        shaped = _SHAPES.get(name)
+        if shaped is not None and args and self._is_tensor(args[0]):
+            return shaped(self, args, kwargs)
+        return self._aten(name, args, kwargs)
+
+    def _aten(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        schema, named = self._bind(name, args, kwargs)
+        key = name[:-1] if in_place(name) else name
+        handler = HANDLERS.get(key)
+        if handler is None:
+            raise Refusal(f"torch.{name} in {self._here()}: propscope has no mapping for aten::{key}")
+        module = self.frame.path
+        shapes = self._declared(name, schema, named)
+        ctx = Ctx(self.t.b.fresh(f"{module}.{key}" if module else key), module, shapes,
+                  f"torch.ops.aten.{key}.default")
+        mark = len(self.t.b.graph)
+        try:
+            result = handler(self.t, named, ctx)
+            results = result if isinstance(result, list | tuple) else [result]
+            for value, declared in zip(results, shapes, strict=False):
+                if isinstance(value, Node) and declared is not None and value.shape != declared:
+                    raise Unmapped(f"mapped to shape {value.shape}, torch gives {declared}")
+        except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
+                OverflowError, AttributeError) as exc:
+            raise Refusal(f"torch.{name} in {self._here()} cannot be mapped ({str(exc)[:160]})") from None
+        made = len(self.t.b.graph) - mark
+        if made:
+            charge(made * NODE_BYTES, "the graph's nodes", self.where)
+            if len(self.t.b.graph) > MAX_NODES:
+                raise Refusal(f"the code makes more than {MAX_NODES} graph nodes")
+        if isinstance(result, np.generic):
+            result = np.asarray(result)
+        if in_place(name) and args:  # `relu_(x)` changed x: every later use of x sees the result
+            target = named.get("self", named.get("input"))
+            if target is not None and self._is_tensor(target):
+                self.replaced[id(target)] = result
+        return result
+
+    def _schemas(self, name: str) -> list[Any]:
+        if name not in self.schemas:
+            try:
+                import torch
+            except ImportError:
+                raise Refusal("reading a TorchScript archive's code needs PyTorch for the signatures of its ops: "
+                              f"{TORCH_INSTALL}") from None
+            try:
+                found = torch._C._jit_get_schemas_for_operator(f"aten::{name}")
+            except RuntimeError:
+                found = []
+            self.schemas[name] = [s for s in found if not s.overload_name.endswith("out")
+                                  and not any(a.name == "out" and a.kwarg_only for a in s.arguments)]
+        return self.schemas[name]
+
+    def _bind(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The op's schema and its arguments by their names there, the overload chosen by what the values are."""
+        schemas = self._schemas(name)
+        if not schemas:
+            raise Refusal(f"an unknown function torch.{name[:60]} in {self._here()}")
+        for schema in schemas:
+            named = self._fit(schema, args, kwargs)
+            if named is not None:
+                return schema, named
+        raise Refusal(f"torch.{name} in {self._here()} is called with {_kinds(args)}, which fits none of its "
+                      "signatures")
+
+    def _declared(self, name: str, schema: Any, named: dict[str, Any]) -> list[tuple[int, ...] | None]:
+        """The shapes of the op's outputs, as torch's own shape functions give them on "meta" tensors (no data, no
+        computation, and only for ops propscope maps: the declared shapes a `.pt2` records); [None] where torch
+        cannot say (an integer tensor among the inputs, an op without a meta kernel)."""
+        import torch
+
+        def meta(value: Any) -> Any:
+            if self._is_tensor(value):
+                known = self.t.known(value)
+                dtype = torch.float32 if known is None or known.dtype.kind == "f" else \
+                    torch.bool if known.dtype.kind == "b" else torch.int64
+                return torch.empty(self.shape(value), dtype=dtype, device="meta")
+            if isinstance(value, list | tuple):
+                return [meta(v) for v in value]
+            return value
+
+        try:
+            op = getattr(getattr(torch.ops.aten, name), schema.overload_name or "default")
+            out = op(**{k: meta(v) for k, v in named.items()})
+        except Exception:  # torch raises anything for arguments its meta kernel does not take
+            return [None]
+        outs = out if isinstance(out, list | tuple) else [out]
+        return [tuple(int(d) for d in o.shape) if isinstance(o, torch.Tensor) else None for o in outs] or [None]
+
+    def _fit(self, schema: Any, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+        params = list(schema.arguments)
+        positional = [p for p in params if not p.kwarg_only]
+        if len(args) > len(positional) or any(k not in {p.name for p in params} for k in kwargs):
+            return None
+        named: dict[str, Any] = {}
+        for i, param in enumerate(params):
+            if i < len(args) and not param.kwarg_only:
+                value = args[i]
+            elif param.name in kwargs:
+                value = kwargs[param.name]
+            elif param.has_default_value():
+                continue
+            else:
+                return None
+            if not self._fits(str(param.type), value):
+                return None
+            named[param.name] = value
+        return named
+
+    def _fits(self, kind: str, value: Any) -> bool:
+        if kind.startswith("Optional[") and value is None:
+            return True
+        kind = kind.removeprefix("Optional[").removesuffix("]") if kind.startswith("Optional[") else kind
+        if kind == "Tensor":
+            return self._is_tensor(value)
+        if kind in ("int", "SymInt", "ScalarType", "Layout", "MemoryFormat"):
+            return _integer(value)
+        if kind in ("float", "number", "Scalar", "complex"):
+            return _number(value)
+        if kind == "bool":
+            return isinstance(value, bool | int) and not isinstance(value, float)
+        if kind == "str":
+            return isinstance(value, str)
+        if kind.startswith("List[") and isinstance(value, list | tuple):
+            inner = kind[5:-1]
+            return all(self._fits(inner, v) for v in value) if inner != "t" else True
+        return kind in ("Device", "Generator", "Any", "t")
+
+    # -- values -----------------------------------------------------------------------------------
+    def _resolve(self, value: Any) -> Any:
+        """A value as it is now: a tensor changed in place since is its new value."""
+        seen = 0
+        while isinstance(value, Node | Lazy) and id(value) in self.replaced and seen < 10_000:
+            value = self.replaced[id(value)]
+            seen += 1
+        if isinstance(value, list) and any(id(v) in self.replaced for v in value if isinstance(v, Node | Lazy)):
+            return [self._resolve(v) for v in value]
+        return value
+
+    @staticmethod
+    def _is_tensor(value: Any) -> bool:
+        return isinstance(value, Node | Lazy | Transposed | Sequence | Missing) or \
+            (isinstance(value, np.ndarray) and value.ndim > 0)
+
+    def _tensor(self, value: Any, hint: str) -> Node:
+        module = self.frame.path
+        try:
+            return self.t.node(value, Ctx(hint, module, [None], hint))
+        except Unmapped as exc:
+            raise Refusal(f"a value of {self._here()} cannot be a tensor ({exc})") from None
+
+    def shape(self, value: Any) -> tuple[int, ...]:
+        try:
+            return tuple(int(d) for d in self.t.shape(value))
+        except Unmapped as exc:
+            raise Refusal(f"the shape of a value in {self._here()} is not known ({exc})") from None
+
+
+# -- what the interpreter computes itself --------------------------------------------------------------
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float)
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int)
+
+
+def _scalar_of(value: Any) -> int | float | bool | None:
+    if isinstance(value, int | float | bool):
+        return value
+    if isinstance(value, np.ndarray | np.generic) and np.size(value) == 1:
+        return value.item()
+    return None
+
+
+def _kinds(args: list[Any]) -> str:
+    names = [type(a).__name__ if not isinstance(a, Node | Lazy) else "tensor" for a in args[:6]]
+    return "(" + ", ".join(names) + ")"
+
+
+_TYPED = frozenset({"annotate", "unchecked_cast", "uninitialized", "isinstance"})
+_BUILTINS = frozenset({"int", "float", "bool", "range", "getattr", "annotate", "unchecked_cast", "uninitialized",
+                       "len"})
+
+
+def _div(a: Any, b: Any, rounding_mode: str | None = None) -> Any:
+    if rounding_mode == "trunc":
+        return math.trunc(a / b) if isinstance(a, int) and isinstance(b, int) else float(math.trunc(a / b))
+    if rounding_mode == "floor":
+        return a // b
+    return a / b
+
+
+def _is(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return a is b
+
+
+def _format(text: Any, *args: Any) -> str:
+    """`torch.format`, only ever in a message: `{}` filled with short reprs, never `str.format` (whose field
+    syntax reaches attributes)."""
+    out = str(text)[:1000]
+    for arg in args:
+        out = out.replace("{}", repr(arg)[:60] if isinstance(arg, int | float | str | list | tuple) else "?", 1)
+    return out
+
+
+def _slice(items: Any, start: Any = None, end: Any = None, step: int = 1) -> Any:
+    if not isinstance(items, list | tuple):
+        raise TypeError("a slice of something other than a list")
+    return list(items[start:end:step])
+
+
+def _append(items: Any, value: Any) -> None:
+    if not isinstance(items, list) or len(items) >= MAX_LIST:
+        raise ValueError("append to something other than a short list")
+    items.append(value)
+
+
+_PLAIN: dict[str, Callable[..., Any]] = {  # on numbers, lists, strings and None (no tensor among the arguments)
+    "add": lambda a, b: a + b if not isinstance(a, str) or len(a) + len(b) <= MAX_LIST else _too_long(),
+    "sub": lambda a, b: a - b, "mul": lambda a, b: a * b if _number(a) and _number(b) else _too_long(),
+    "div": _div, "floordiv": lambda a, b: a // b, "floor_divide": lambda a, b: a // b,
+    "remainder": lambda a, b: a % b, "neg": lambda a: -a, "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
+    "lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
+    "__is__": _is, "__isnot__": lambda a, b: not _is(a, b), "__not__": lambda a: not a,
+    "__and__": lambda a, b: a and b, "__or__": lambda a, b: a or b, "len": len, "format": _format,
+    "list": lambda a: list(a), "slice": _slice, "append": _append, "floor": math.floor, "ceil": math.ceil,
+    "sqrt": math.sqrt, "pow": lambda a, b: a**b if abs(b) <= 64 else _too_long(),
+    "__contains__": lambda a, b: b in a, "warn": lambda *a, **k: None,
+}
+
+
+def _too_long() -> Any:
+    raise ValueError("a value larger than propscope computes at read time")
+
+
+def _size(interp: Interpreter, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    shape = interp.shape(args[0])
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    if dim is None:
+        return list(shape)
+    if not _integer(dim) or not -len(shape) <= dim < len(shape):
+        raise Refusal(f"torch.size of dimension {dim!r} of a {len(shape)}-D tensor in {interp._here()}")
+    return shape[dim]
+
+
+def _dim(interp: Interpreter, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    return len(interp.shape(args[0]))
+
+
+def _numel(interp: Interpreter, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    return math.prod(interp.shape(args[0]))
+
+
+def _len(interp: Interpreter, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    shape = interp.shape(args[0])
+    if not shape:
+        raise Refusal(f"torch.len of a 0-d tensor in {interp._here()}")
+    return shape[0]
+
+
+_SHAPES: dict[str, Callable[[Interpreter, list[Any], dict[str, Any]], Any]] = {
+    "size": _size, "dim": _dim, "numel": _numel, "len": _len}
