@@ -226,3 +226,34 @@ def test_refuses_a_damaged_archive(tiny: Path, tmp_path: Path) -> None:
     (tmp_path / "garbled.pt").write_bytes(garbled.getvalue())
     with pytest.raises(ModelFormatError, match=r"data\.pkl|module tree"):
         open_model(tmp_path / "garbled.pt")
+
+
+def test_in_place_ops_and_shared_modules_match_autograd(tmp_path: Path) -> None:
+    """A module called twice (`forward1` in traced code), an in-place ReLU on a value read again after it, a size
+    query feeding a reshape: the numbers are torch autograd's."""
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(6, 6)
+            self.act = torch.nn.ReLU(inplace=True)
+            self.head = torch.nn.Linear(12, 3)
+
+        def forward(self, x: Any) -> Any:
+            h = self.act(self.fc(x))
+            h = self.act(self.fc(h) + h)
+            return self.head(h.reshape(x.size(0) // 2, -1))
+
+    torch.manual_seed(0)
+    net = Net().double().eval()
+    x, y = np.random.default_rng(0).standard_normal((4, 6)), np.array([0, 2])
+    path = tmp_path / "net.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(net, torch.from_numpy(x)).save(str(path))
+    s = open_session(path, backend="numpy", dtype="float64", data={"x": x, "y": y}, loss="cross_entropy")
+    s.run_to_end()
+    loss, grads, _ = zoo.autograd_reference(net, (x,), y)
+    assert abs(float(s.value(s.loss_node.name)) - loss) <= 1e-12 * max(1.0, abs(loss))
+    for param, grad in grads.items():
+        _close(s.grad(param), grad, param, 1.0)
