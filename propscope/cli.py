@@ -675,8 +675,14 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.train is not None and args.train < 1:
         print(f"propscope: error: --train needs at least 1 epoch, got {args.train}", file=sys.stderr)
         return 2
-    return run(session, step=args.step, projector=args.projector, size=size, screenshot=args.screenshot,
-               seed=args.seed, train=args.train or 0, dataset=args.dataset)
+    if args.colour_by:  # read by the window as it is made (gui/canvas/colour_by.py)
+        os.environ["PROPSCOPE_COLOUR_BY"] = args.colour_by
+    try:
+        return run(session, step=args.step, projector=args.projector, size=size, screenshot=args.screenshot,
+                   seed=args.seed, train=args.train or 0, dataset=args.dataset)
+    finally:
+        if args.colour_by:
+            os.environ.pop("PROPSCOPE_COLOUR_BY", None)
 
 
 # -- lessons and export (issue 17): the work lives in debugger/lessons.py and gui/export/ -----------
@@ -884,6 +890,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=list(GENERATORS), metavar="NAME",
                    help=f"step (and, with --train, train) on a generated data set, 20%% held out for testing "
                    f"({', '.join(GENERATORS)})")
+    p.add_argument("--colour-by", choices=["grad", "value", "nonfinite", "disagree"],
+                   help="colour the nodes by a number, as View ▸ Colour nodes by (for screenshots)")
     p.set_defaults(func=cmd_open)
 
     p = sub.add_parser("lessons", help="list the built-in lessons (the tutorial's parts 1 to 10)")

@@ -60,6 +60,7 @@ from ..graph.readers._budget import (
 from .actions import DEFAULT_PACE_S, DebugActions
 from .bridge import SessionBridge
 from .canvas import GraphView
+from .canvas.colour_by import install_colour_by
 from .canvas.folding import Folding
 from .canvas.navigation import install_navigation
 from .diff.wiring import diff_view, install_diff, show_backends
@@ -185,6 +186,7 @@ class MainWindow(QMainWindow):
         self.timeline = install_timeline(self)  # under the canvas (gui/timeline)
         self.diff_dock = install_diff(self)  # Debug ▸ Diff (gui/diff); the view is made when first shown
         self.navigation = install_navigation(self)  # Ctrl+F, Space, minimap, breadcrumbs (gui/canvas)
+        self.colour_by = install_colour_by(self)  # View ▸ Colour nodes by, C (gui/canvas/colour_by.py)
         self.canvas.explainRequested.connect(lambda name: self.explain(name, self.selection.index))
         self.canvas.message.connect(self.message)
         self.canvas.setAcceptDrops(False)  # drops fall through to the window

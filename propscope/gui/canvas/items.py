@@ -121,6 +121,11 @@ class NodeItem(QGraphicsItem):
                                16 * style.theme.scale)
         self.subtitle = style.small_fm.elidedText(subtitle, Qt.TextElideMode.ElideRight, self.sub_rect.width())
         self.diff_color: QColor | None = None  # set while a backend comparison colours the graph
+        # View ▸ Colour nodes by (`colour_by`): the body in its number's colour, with ink that reads on it; washed
+        # out (as before its step) while the mode has no number for it yet
+        self.tint: QColor | None = None
+        self.tint_ink: QColor | None = None
+        self.tint_washed = False
         self.has_value = has_value
         self._value: Any = None
         self._grad: Any = None
@@ -176,6 +181,13 @@ class NodeItem(QGraphicsItem):
             self.diff_color = color
             self.update()
 
+    def set_tint(self, color: QColor | None, washed: bool = False) -> None:
+        """Colour the body by a number (`colour_by`); None: by kind, washed out when `washed` (no number yet)."""
+        if color != self.tint or washed != self.tint_washed:
+            self.tint, self.tint_washed = color, washed
+            self.tint_ink = None if color is None else _ink_on(color)
+            self.update()
+
     # -- painting --------------------------------------------------------------------------
     @guarded
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
@@ -185,7 +197,11 @@ class NodeItem(QGraphicsItem):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, lod > 0.3)
         accent = st.color(f"{self.kind}.accent")
         fill = st.color(f"{self.kind}.fill")
-        if not self.has_value:  # not computed yet: washed out
+        header = accent
+        washed = not self.has_value or self.tint_washed
+        if self.tint is not None:  # coloured by a number: the whole body, the header a shade darker
+            fill, header = QColor(self.tint), self.tint.darker(118)
+        elif washed:  # not computed yet: washed out
             fill.setAlphaF(0.55)
             accent.setAlphaF(0.45)
         radius = RADIUS.get(self.kind, 8.0) * t.scale
@@ -197,10 +213,10 @@ class NodeItem(QGraphicsItem):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(fill)
         painter.drawPath(st.bodies[self.kind])
-        painter.setBrush(accent)
+        painter.setBrush(header)
         painter.drawPath(st.headers[self.kind])
         border = QPen(accent, t.pen_width(1.2 if self.kind != "loss" else 2.2))
-        if not self.has_value:
+        if washed:
             border.setStyle(Qt.PenStyle.DashLine)
         if self.kind == "unsupported":  # hatched: nothing can run here
             painter.setPen(Qt.PenStyle.NoPen)
@@ -231,13 +247,15 @@ class NodeItem(QGraphicsItem):
     def _paint_text(self, painter: QPainter) -> None:
         st = self.style
         t = st.theme
-        painter.setPen(st.colors["header_text"] if self.has_value else st.colors["text"])
+        ink = self.tint_ink
+        painter.setPen(ink or (st.colors["header_text"] if self.has_value and not self.tint_washed else
+                               st.colors["text"]))
         painter.setFont(st.symbol_font)
         painter.drawText(self.symbol_rect, LEFT, self.symbol)
         painter.setFont(st.name_font)
         painter.drawText(self.name_rect, LEFT, self.label)
         painter.setFont(st.small_font)
-        painter.setPen(st.colors["muted"])
+        painter.setPen(ink or st.colors["muted"])
         painter.drawText(self.sub_rect, LEFT, self.subtitle)
         self._ensure_chips()
         text, chip_fill = st.colors["text"], st.colors["chip"]
@@ -405,6 +423,13 @@ class RoleLabel(QGraphicsItem):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(color)
         painter.drawPath(path)
+
+
+def _ink_on(color: QColor) -> QColor:
+    """Black or white, whichever reads better on `color` (by its relative luminance, as WCAG weighs it)."""
+    r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+               for c in (color.redF(), color.greenF(), color.blueF()))
+    return QColor("#000000") if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.18 else QColor("#ffffff")
 
 
 def _arrow(painter: QPainter, tip: QPointF, direction: float, size: float, color: QColor) -> None:

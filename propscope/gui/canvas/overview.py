@@ -9,6 +9,10 @@ graph pans smoothly when fitted to the view. Rectangles live in NumPy arrays lai
 Nodes whose forward step has not run yet are drawn pale. Each kind's rectangles are kept sorted
 by that step, so the pale ones are a tail of the list found by bisection: a step costs no
 regrouping of the whole graph, only the paint.
+
+Coloured by a number (`colour_by`), the rectangles are grouped by colour instead (one `drawRects` per colour of
+the ramp, regrouped at the first paint after the colours changed, not at each step); a node without a number is
+drawn pale in its kind's colour, and a NaN or inf is marked at least a few pixels wide at any zoom.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QByteArray, QDataStream, QPointF, QRectF, Qt
-from PySide6.QtGui import QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from ..guard import guarded
@@ -84,6 +88,70 @@ class OverviewItem(QGraphicsItem):
         self._by_kind = {kind: (steps, rect_array(rects)) for kind, (steps, rects) in by_kind.items()}
         self._bounds = _bounds([r for _, r in self._by_kind.values()], self.frames, edges)
         self.setZValue(0)
+        # colouring by a number: every row's rectangle and kind (`set_rows`), its colour code and the colours
+        self._rows = np.zeros((0, 4))
+        self._row_kinds: tuple[np.ndarray, list[str]] = (np.zeros(0, dtype=np.int64), [])
+        self._codes: np.ndarray | None = None
+        self._palette: list[QColor] = []
+        self._bad = -1  # the code of NaN/inf, marked larger
+        self._groups: list[tuple[QColor, np.ndarray]] | None = None  # made at the first paint after a change
+        self._bad_centers = np.zeros((0, 2))
+
+    def set_rows(self, rects: np.ndarray, kind_codes: np.ndarray, kinds: list[str]) -> None:
+        """Each drawn row's rectangle and kind (`kinds[kind_codes[row]]`), in the scene's row order."""
+        self._rows = rect_array(rects)
+        self._row_kinds = (kind_codes, kinds)
+
+    def set_colours(self, codes: np.ndarray | None, palette: list[QColor], bad: int = -1) -> None:
+        """Colour row k by `palette[codes[k]]` (a code below 0: no number, drawn pale by kind; `bad`: NaN/inf);
+        None: by kind, as without colouring."""
+        if codes is None and self._codes is None:
+            return
+        if codes is not None and self._codes is not None and np.array_equal(codes, self._codes) and \
+                palette == self._palette:
+            return
+        self._codes, self._palette, self._bad = (None if codes is None else codes.copy()), list(palette), bad
+        self._groups = None
+        self.update()
+
+    def _colour_groups(self) -> list[tuple[QColor, np.ndarray]]:
+        """(colour, rectangles) per colour present: the rows without a number pale by kind, then the ramp's."""
+        if self._groups is None:
+            codes = self._codes
+            assert codes is not None
+            kind_codes, kinds = self._row_kinds
+            groups: list[tuple[QColor, np.ndarray]] = []
+            none = np.flatnonzero(codes < 0)
+            for k, kind in enumerate(kinds):
+                rows = none[kind_codes[none] == k]
+                if len(rows):
+                    color = self.theme.color(f"{kind}.accent")
+                    color.setAlphaF(0.35)
+                    groups.append((color, rect_array(self._rows[rows])))
+            coded = np.flatnonzero(codes >= 0)
+            order = coded[np.argsort(codes[coded], kind="stable")]
+            sorted_codes = codes[order]
+            starts = np.flatnonzero(np.diff(sorted_codes, prepend=-2)).tolist()  # where each code's run begins
+            for a, b in zip(starts, [*starts[1:], len(order)][:len(starts)], strict=True):
+                groups.append((self._palette[int(sorted_codes[a])], rect_array(self._rows[order[a:b]])))
+            bad = self._rows[codes == self._bad]
+            self._bad_centers = bad[:, :2] + bad[:, 2:] / 2
+            self._groups = groups
+        return self._groups
+
+    def _paint_colours(self, painter: QPainter, lod: float) -> None:
+        for color, rects in self._colour_groups():
+            painter.setBrush(color)
+            draw_rects(painter, rects)
+        if len(self._bad_centers):  # NaN/inf: never smaller than 7 pixels, however far out the zoom
+            half = 3.5 * self.theme.scale / max(lod, 1e-6)
+            row_w, row_h = (self._rows[0, 2], self._rows[0, 3]) if len(self._rows) else (0.0, 0.0)
+            w, h = max(row_w / 2, half), max(row_h / 2, half)
+            marks = np.empty((len(self._bad_centers), 4))
+            marks[:, 0], marks[:, 1] = self._bad_centers[:, 0] - w, self._bad_centers[:, 1] - h
+            marks[:, 2], marks[:, 3] = 2 * w, 2 * h
+            painter.setBrush(self._palette[self._bad])
+            draw_rects(painter, marks)
 
     def boundingRect(self) -> QRectF:
         return self._bounds
@@ -112,7 +180,7 @@ class OverviewItem(QGraphicsItem):
         painter.setBrush(Qt.BrushStyle.NoBrush)
         painter.drawPath(self.edges)
         painter.setPen(Qt.PenStyle.NoPen)
-        for kind, (steps, rects) in self._by_kind.items():
+        for kind, (steps, rects) in self._by_kind.items() if self._codes is None else ():
             split = bisect_left(steps, self.steps_run)  # from here on: not computed yet
             color = t.color(f"{kind}.accent")
             if split:
@@ -122,6 +190,8 @@ class OverviewItem(QGraphicsItem):
                 color.setAlphaF(0.35)
                 painter.setBrush(color)
                 draw_rects(painter, rects[split:])
+        if self._codes is not None:
+            self._paint_colours(painter, lod)
         px = 1.0 / max(lod, 1e-6)  # one screen pixel in scene units
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
         painter.setBrush(t.color("breakpoint"))

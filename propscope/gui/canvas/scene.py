@@ -25,6 +25,7 @@ from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from ...debugger import BACKWARD, FORWARD, Session
+from ...debugger.node_numbers import BAD, NO_NUMBER, NodeNumbers
 from ...graph.ir import Node
 from ...graph.layout import Layout, nearest_free
 from ..theme import Theme, node_kind
@@ -50,6 +51,12 @@ class GraphScene(QGraphicsScene):
         self.frames: dict[str, FrameItem] = {}
         self._lit_frames: set[str] = set()  # frames holding the step's node
         self.diffs: dict[str, QColor] = {}  # key -> colour of its backend difference, while a comparison shows
+        # View ▸ Colour nodes by: the numbers and the colour of each code (`colour_by.Palette.colors`); per drawn row,
+        # its code and the graph row whose number gave it (a box: its most alarming member), made by `recolour`
+        self.colouring: tuple[NodeNumbers, list[QColor]] | None = None
+        self.key_codes: np.ndarray | None = None
+        self.key_source: np.ndarray | None = None
+        self._graph_keys: np.ndarray | None = None  # graph row -> the drawn row showing it
         self.geo = Geometry.for_theme(theme)
         if self.folding.frames():  # room between rows for the frames' titles
             self.geo = dataclasses.replace(self.geo, row_h=self.geo.row_h + 24 * theme.scale)
@@ -124,6 +131,7 @@ class GraphScene(QGraphicsScene):
         frames = np.array([[r.x(), r.y(), r.width(), r.height()] for r in (fr.rect for fr in self.frames.values())])
         self.overview = OverviewItem(by_kind, self._points, self._point_start, self.centers, self.theme,
                                      frames.reshape(-1, 4))
+        self.overview.set_rows(rects, code, list(codes))  # for colouring by a number (`recolour`)
         self.addItem(self.overview)
         self._made_edges = np.zeros(len(self.edges), dtype=bool)
         self._made_nodes = np.zeros(n, dtype=bool)
@@ -283,6 +291,8 @@ class GraphScene(QGraphicsScene):
             item.set_breakpoint(name in marks)
             item.set_selected(name == self.selected)
             item.set_diff(self.diffs.get(name))
+            if self.key_codes is not None:
+                item.set_tint(*self._tint(int(self.key_codes[i])))
             if name == self.current_key:
                 self._light(item)
         self._made_nodes[nodes] = True
@@ -494,6 +504,76 @@ class GraphScene(QGraphicsScene):
         for key, item in self.nodes.items():
             item.set_diff(self.diffs.get(key))
 
+    # -- colouring by a number (View ▸ Colour nodes by) --------------------------------------------
+    def set_colouring(self, numbers: NodeNumbers | None, palette: list[QColor] | None = None) -> None:
+        """Colour by `numbers` (a `NodeNumbers` of this scene's session) in `palette`, one colour per code; None
+        (or another session's numbers, while a new model is being installed) colours by kind."""
+        ok = numbers is not None and palette is not None and numbers.mode is not None and \
+            numbers.session is self.session and len(numbers.names) == len(self.session.graph.nodes)
+        self.colouring = (numbers, palette) if ok and numbers is not None and palette is not None else None
+        self.recolour()
+
+    def recolour(self) -> None:
+        """Each drawn row's colour from the numbers now: a node its own, a closed box its most alarming member's
+        (`NodeNumbers.alarm`: NaN/inf first, then the farthest from the typical); only the items whose colour
+        changed are touched."""
+        if self.colouring is None:
+            if self.key_codes is not None:
+                self.key_codes = self.key_source = None
+                for item in self.nodes.values():
+                    item.set_tint(None)
+                self.overview.set_colours(None, [])
+            return
+        numbers, palette = self.colouring
+        codes, alarm = numbers.codes(), numbers.alarm()
+        keys = self._keys_of_graph_rows()
+        n = len(self.names)
+        rows = np.flatnonzero((keys >= 0) & ~np.isnan(alarm))
+        source = np.full(n, -1, dtype=np.int64)
+        if len(rows):
+            # by drawn row, then alarm, then onset backwards: the last of each is the worst, and of equals (the nodes
+            # a NaN spread to) the one where it began
+            order = np.lexsort((-numbers.onset()[rows], alarm[rows], keys[rows]))
+            by_key = keys[rows][order]
+            last = np.flatnonzero(np.diff(by_key, append=n))
+            source[by_key[last]] = rows[order][last]
+        key_codes = np.where(source >= 0, codes[np.maximum(source, 0)], NO_NUMBER)
+        old = self.key_codes
+        self.key_codes, self.key_source = key_codes, source
+        changed = self._made_nodes if old is None else self._made_nodes & (key_codes != old)
+        for r in np.flatnonzero(changed).tolist():
+            self.nodes[self.names[r]].set_tint(*self._tint(int(key_codes[r])))
+        self.overview.set_colours(key_codes, palette, BAD)
+
+    def _tint(self, code: int) -> tuple[QColor | None, bool]:
+        """An item's tint for colour `code`: the colour, or none and washed out (no number yet)."""
+        assert self.colouring is not None
+        return (self.colouring[1][code], False) if code >= 0 else (None, True)
+
+    def _keys_of_graph_rows(self) -> np.ndarray:
+        """For each node of the graph (graph order), the drawn row showing it: itself or its closed box."""
+        if self._graph_keys is None:
+            index = self._index
+            names = [n.name for n in self.session.graph.nodes]
+            if not self.folding.closed:
+                self._graph_keys = np.fromiter((index.get(k, -1) for k in names), np.int64, len(names))
+            else:
+                self._graph_keys = np.fromiter((index.get(self.key_of(k), -1) for k in names), np.int64, len(names))
+        return self._graph_keys
+
+    def colour_note(self, key: str) -> str:
+        """What the colour of drawn `key` says, for its tooltip; a box names the member that gave it."""
+        if self.colouring is None or self.key_source is None or key not in self._index:
+            return ""
+        numbers = self.colouring[0]
+        source = int(self.key_source[self._index[key]])
+        if key not in self.folding.units:
+            return numbers.describe(key)
+        if source < 0:
+            return "Coloured by: no member has a number yet"
+        name = numbers.names[source]
+        return f"Coloured by {name} (the most alarming inside): {numbers.describe(name)}"
+
     def breakpoints_changed(self) -> None:
         self._mark_breakpoints()
 
@@ -632,3 +712,4 @@ class Edges(Sequence[tuple[str, str, int, int, str]]):
 
     def __iter__(self) -> Iterator[tuple[str, str, int, int, str]]:
         return zip(self.src, self.dst, self.position, self.count, self.role, strict=True)
+

@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QColor, QContextMenuEvent, QHelpEvent, QMouse
 from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
 
 from ...debugger import BACKWARD, FORWARD
+from ...debugger.node_numbers import NodeNumbers
 from ...graph.errors import PropscopeError
 from ...graph.gc_pause import paused_gc
 from ...graph.layout import Layout
@@ -22,6 +23,7 @@ from ..format import fmt_shape
 from ..guard import guarded, guarded_answer
 from ..selection import Selection
 from ..theme import ThemeManager
+from .colour_by import palette_for
 from .folding import Folding
 from .items import RING_REACH
 from .scene import GraphScene
@@ -60,6 +62,7 @@ class GraphView(QGraphicsView):
         self.folding: Folding | None = None
         self._folded_session: object = None
         self._diffs: tuple[dict[str, float], Callable[[float], QColor]] | None = None
+        self._colouring: NodeNumbers | None = None  # View ▸ Colour nodes by (`colour_by`), kept across rebuilds
         self._scene: GraphScene | None = None
         self._sticky: StickyTitles | None = None  # the frames' titles pinned to the view's edges
         self._auto = True
@@ -116,6 +119,8 @@ class GraphView(QGraphicsView):
         self._scene.select(self.selection.node)
         if self._diffs is not None:
             self._scene.set_diffs(*self._diffs)
+        if self._colouring is not None:
+            self._scene.set_colouring(self._colouring, palette_for(theme).colors)
         self.setScene(self._scene)
         self.setBackgroundBrush(theme.color("background"))
         self.resetCachedContent()
@@ -132,6 +137,20 @@ class GraphView(QGraphicsView):
         self._diffs = None if diffs is None or color_of is None else (dict(diffs), color_of)
         if self._scene is not None:
             self._scene.set_diffs(*(self._diffs or (None, QColor)))
+
+    def set_colouring(self, numbers: NodeNumbers | None) -> None:
+        """Colour nodes by `numbers` in its mode (kept across folds and themes); None: by kind."""
+        self._colouring = numbers
+        if self._scene is not None:
+            self._scene.set_colouring(numbers, palette_for(self.themes.theme).colors if numbers is not None else None)
+
+    def recolour(self) -> None:
+        """The numbers moved (a step): the colours follow."""
+        if self._scene is not None:
+            if self._scene.colouring is None and self._colouring is not None:  # made before the numbers' session
+                self.set_colouring(self._colouring)
+            else:
+                self._scene.recolour()
 
     # -- folding ---------------------------------------------------------------------------
     def toggle_fold(self, key: str) -> bool:
@@ -364,11 +383,15 @@ class GraphView(QGraphicsView):
             elif name is None:
                 QToolTip.hideText()
             elif unit is not None:
-                QToolTip.showText(event.globalPos(), f"{unit.title}: {unit.caption}\nDouble-click to open", self)
+                note = self._scene.colour_note(unit.key)
+                QToolTip.showText(event.globalPos(), f"{unit.title}: {unit.caption}\n"
+                                  f"{note + chr(10) if note else ''}Double-click to open", self)
             else:
                 node = self.bridge.session.graph[name]
                 text = f"{name}: {node.op.name} {fmt_shape(node.shape)}\n{node.op.formula}"
                 why = node.meta.get("reason")
+                note = self._scene.colour_note(name)  # colouring by a number: that number
+                text = f"{text}\n{note}" if note else text
                 QToolTip.showText(event.globalPos(), f"{text}\n{why}" if why else text, self)
             return True
         return super().viewportEvent(event)
