@@ -675,14 +675,8 @@ def cmd_open(args: argparse.Namespace) -> int:
     if args.train is not None and args.train < 1:
         print(f"propscope: error: --train needs at least 1 epoch, got {args.train}", file=sys.stderr)
         return 2
-    if args.colour_by:  # read by the window as it is made (gui/canvas/colour_by.py)
-        os.environ["PROPSCOPE_COLOUR_BY"] = args.colour_by
-    try:
-        return run(session, step=args.step, projector=args.projector, size=size, screenshot=args.screenshot,
-                   seed=args.seed, train=args.train or 0, dataset=args.dataset)
-    finally:
-        if args.colour_by:
-            os.environ.pop("PROPSCOPE_COLOUR_BY", None)
+    return run(session, step=args.step, projector=args.projector, size=size, screenshot=args.screenshot,
+               seed=args.seed, train=args.train or 0, dataset=args.dataset, colour_by=args.colour_by)
 
 
 # -- lessons and export (issue 17): the work lives in debugger/lessons.py and gui/export/ -----------

@@ -28,7 +28,7 @@ from propscope.debugger.node_numbers import (
 )
 from propscope.graph.ir import Graph
 from propscope.graph.model import Model
-from propscope.gui.canvas.colour_by import CYCLE_KEY, palette_for
+from propscope.gui.canvas.colour_by import COMPACT_ABOVE, CYCLE_KEY, palette_for
 from propscope.gui.canvas.folding import Folding
 from propscope.gui.help import shortcut_rows
 from propscope.gui.main_window import MainWindow
@@ -224,11 +224,13 @@ def test_legend_reads_in_projector_mode_at_1024x768(qtbot: Any) -> None:
     press(qtbot, window, Qt.Key.Key_End)
     cycle_to(qtbot, window, GRAD)
     legend = window.colour_by.legend
-    normal = legend.height()
+    normal = legend.width()
     window.set_projector(True, full_screen=False)
     legend = window.colour_by.legend
-    assert legend.isVisible() and legend.height() > normal  # sized by the projector's fonts
     view = window.canvas.viewport().geometry()
+    # on one line over the short canvas, in the projector's fonts: the graph stays in sight
+    assert legend.isVisible() and legend.compact() and legend.height() <= COMPACT_ABOVE * view.height()
+    assert legend.height() >= window.themes.theme.px(11) and legend.width() > normal * 0.8
     assert view.contains(legend.geometry().topLeft()) and legend.geometry().right() <= view.right() + 1
     assert legend.width() <= view.width()
     ramp = palette_for(window.themes.theme).colors[:LEVELS]

@@ -55,10 +55,12 @@ def collect_garbage_once_shown() -> None:
 
 
 def run(session: Session, step: int = 0, projector: bool = False, size: tuple[int, int] | None = None,
-        screenshot: str | Path | None = None, seed: int = 0, train: int = 0, dataset: str | None = None) -> int:
+        screenshot: str | Path | None = None, seed: int = 0, train: int = 0, dataset: str | None = None,
+        colour_by: str | None = None) -> int:
     """Show the window after `step` steps; with `screenshot`, save it as a PNG and return instead.
 
-    With `train`, the training dock first trains that many epochs (on `dataset` when given).
+    With `train`, the training dock first trains that many epochs (on `dataset` when given); with `colour_by` (a
+    mode of View ▸ Colour nodes by), the nodes are coloured so.
     """
     app = application()
     # A screenshot is reproducible: it neither reads nor writes the user's saved window layout.
@@ -69,6 +71,8 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
         # Laid out and shown as on screen, but never painted to one: the grab below is the only paint (the
         # PNG is pixel for pixel the same; one full paint of the window less, ~15 ms of a small file's open).
         window.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen)
+    if colour_by is not None:
+        window.colour_by.set_mode(colour_by)
     window.show()
     app.processEvents()
     if projector:

@@ -3,7 +3,7 @@
 The numbers come from `debugger.node_numbers.NodeNumbers` (no Qt: the model emits `changed`, this view follows).
 Here: the colours (a viridis ramp, colour-blind safe, trimmed at the end that would vanish into the theme's
 background; NaN and inf in the magenta of `colormap.NONFINITE`), the legend over the canvas's top right corner, the
-menu with its key (C cycles the modes), and `--colour-by` / `PROPSCOPE_COLOUR_BY` for screenshots. The canvas paints:
+menu with its key (C cycles the modes; `propscope open --colour-by` for screenshots). The canvas paints:
 nodes (`items.NodeItem.set_tint`), folded boxes (their most alarming member, `GraphScene.recolour`), the overview
 and the minimap (`overview.OverviewItem.set_colours`).
 """
@@ -11,7 +11,6 @@ and the minimap (`overview.OverviewItem.set_colours`).
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,6 @@ from ..colormap import NONFINITE as NONFINITE_RGB
 from ..guard import guarded
 from ..theme import Theme
 
-ENV = "PROPSCOPE_COLOUR_BY"  # a mode's name: the window starts coloured by it (`propscope open --colour-by`)
 CYCLE_KEY = "C"
 LABELS = {None: "&None", GRAD: "&Gradient size", VALUE: "&Value size", NONFINITE: "&Non-finite (NaN, inf)",
           DISAGREE: "&Backends disagree"}
@@ -38,6 +36,9 @@ TIPS = {
 }
 TITLES = {GRAD: "Gradient size: RMS of ∂L/∂output", VALUE: "Value size: RMS of the output",
           NONFINITE: "Non-finite: NaN or inf in value or ∇", DISAGREE: "Backends disagree: relative difference"}
+SHORT_TITLES = {GRAD: "RMS of ∂L/∂out", VALUE: "RMS of the output", NONFINITE: "NaN or inf",
+                DISAGREE: "backends' difference"}  # the one-line legend's, over a short canvas
+COMPACT_ABOVE = 0.22  # the legend goes on one line where its full form would take more of the canvas's height
 EMPTY = {GRAD: "no gradient yet: step into the backward pass", VALUE: "no value yet: take a step",
          DISAGREE: "no comparison yet: Debug ▸ Compare backends (Ctrl+B)"}
 # viridis at nine stops (matplotlib's, public domain): dark purple, blue, green, yellow
@@ -139,7 +140,7 @@ class ColourLegend(QWidget):
             lines.append(EMPTY[mode])
         return lines
 
-    def _size(self) -> tuple[int, int]:
+    def _full_size(self) -> tuple[int, int]:
         t = self._theme()
         title_fm, small_fm = QFontMetricsF(t.font(11, bold=True)), QFontMetricsF(t.font(10.5))
         pad = t.px(8)
@@ -150,6 +151,92 @@ class ColourLegend(QWidget):
             height += t.px(14) + small_fm.height() + t.px(6)  # the bar and its end values
         height += t.px(4) + small_fm.height()  # the swatches
         return math.ceil(width + 2 * pad), math.ceil(height)
+
+    def compact(self) -> bool:
+        """Whether the legend is drawn on one line: where the canvas is short (projector mode at 1024×768) the full
+        legend would hide a third of the graph."""
+        return self._full_size()[1] > COMPACT_ABOVE * self.canvas.viewport().height()
+
+    def _row(self) -> list[tuple[str, Any]]:
+        """The one-line legend's pieces, left to right: ("text", str), ("bar", width) and ("swatch", (color, text))."""
+        t = self._theme()
+        mode = self.numbers.mode if self.numbers is not None else None
+        row: list[tuple[str, Any]] = [("title", SHORT_TITLES.get(mode or "", ""))]
+        if mode != NONFINITE:
+            if self.ends is None:
+                row.append(("text", "none yet"))
+            else:
+                row += [("text", self.end_texts[0]), ("bar", t.px(110)), ("text", self.end_texts[1] + " (log)")]
+        row.append(("swatch", (palette_for(t).bad, "NaN/inf")))
+        return row
+
+    def _row_width(self, row: list[tuple[str, Any]]) -> float:
+        t = self._theme()
+        title_fm, small_fm = QFontMetricsF(t.font(11, bold=True)), QFontMetricsF(t.font(10.5))
+        gap, width = t.px(6), 0.0
+        for kind, what in row:
+            if kind == "title":
+                width += title_fm.horizontalAdvance(what)
+            elif kind == "text":
+                width += small_fm.horizontalAdvance(what)
+            elif kind == "bar":
+                width += what
+            else:
+                width += small_fm.ascent() * 0.9 + t.px(4) + small_fm.horizontalAdvance(what[1])
+            width += gap
+        return width - gap
+
+    def _size(self) -> tuple[int, int]:
+        if not self.compact():
+            return self._full_size()
+        t = self._theme()
+        pad = t.px(6)
+        height = max(QFontMetricsF(t.font(11, bold=True)).height(), t.px(12))
+        return math.ceil(self._row_width(self._row()) + 2 * pad), math.ceil(height + 2 * pad)
+
+    def _paint_row(self, p: QPainter, t: Theme) -> None:
+        """The one-line legend: the short title, the low end, the ramp, the high end, the NaN/inf swatch."""
+        pad, gap = t.px(6), t.px(6)
+        title_font, small_font = t.font(11, bold=True), t.font(10.5)
+        title_fm, small_fm = QFontMetricsF(title_font), QFontMetricsF(small_font)
+        inner = QRectF(self.rect()).adjusted(pad, pad, -pad, -pad)
+        middle = inner.center().y()
+        x = inner.left()
+        palette = palette_for(t)
+        for kind, what in self._row():
+            if kind == "title":
+                p.setFont(title_font)
+                p.setPen(t.color("text"))
+                p.drawText(QPointF(x, middle + (title_fm.ascent() - title_fm.descent()) / 2), what)
+                x += title_fm.horizontalAdvance(what)
+            elif kind == "text":
+                p.setFont(small_font)
+                p.setPen(t.color("text"))
+                p.drawText(QPointF(x, middle + (small_fm.ascent() - small_fm.descent()) / 2), what)
+                x += small_fm.horizontalAdvance(what)
+            elif kind == "bar":
+                bar = QRectF(x, middle - t.px(6), what, t.px(12))
+                step = bar.width() / LEVELS
+                p.setPen(Qt.PenStyle.NoPen)
+                for k in range(LEVELS):
+                    p.setBrush(palette.colors[k])
+                    p.drawRect(QRectF(bar.left() + k * step, bar.top(), step + 0.6, bar.height()))
+                p.setPen(QPen(t.color("muted"), 1))
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.drawRect(bar)
+                x += what
+            else:
+                color, text = what
+                box = small_fm.ascent() * 0.9
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(color)
+                p.drawRoundedRect(QRectF(x, middle - box / 2, box, box), box / 4, box / 4)
+                x += box + t.px(4)
+                p.setFont(small_font)
+                p.setPen(t.color("text"))
+                p.drawText(QPointF(x, middle + (small_fm.ascent() - small_fm.descent()) / 2), text)
+                x += small_fm.horizontalAdvance(text)
+            x += gap
 
     def place(self) -> None:
         """Top right of the canvas's view of the graph, below the search box when that floats there."""
@@ -177,6 +264,10 @@ class ColourLegend(QWidget):
         p.setPen(QPen(t.color("muted"), max(1.0, t.pen_width(0.8))))
         p.setBrush(back)
         p.drawRoundedRect(QRectF(self.rect()).adjusted(0.5, 0.5, -0.5, -0.5), t.px(6), t.px(6))
+        if self.compact():
+            self._paint_row(p, t)
+            p.end()
+            return
         title_font, small_font = t.font(11, bold=True), t.font(10.5)
         title_fm, small_fm = QFontMetricsF(title_font), QFontMetricsF(small_font)
         inner = QRectF(self.rect()).adjusted(pad, pad, -pad, -pad)
@@ -318,6 +409,7 @@ class ColourBy(QObject):
 
     def _place(self) -> None:
         if self.legend.isVisible():
+            self.legend.resize(*self.legend._size())  # one line or the full legend, as the canvas's height allows
             self.legend.place()
 
     def _minimap_again(self) -> None:
@@ -354,14 +446,10 @@ class ColourBy(QObject):
 
 
 def install_colour_by(window: Any) -> ColourBy:
-    """View ▸ Colour nodes by, its key and its legend on `window` (a MainWindow); `PROPSCOPE_COLOUR_BY` picks the
-    mode it starts in."""
+    """View ▸ Colour nodes by, its key and its legend on `window` (a MainWindow)."""
     colour = ColourBy(window)
     colour.menu_into(window.view_menu)
     if not getattr(window, "compare_action", None) or not window.compare_action.isEnabled():
         colour.actions[DISAGREE].setEnabled(False)
         colour.actions[DISAGREE].setToolTip(window.compare_action.toolTip())
-    wanted = os.environ.get(ENV, "").strip().lower()
-    if wanted in MODES:
-        colour.set_mode(wanted)
     return colour
