@@ -222,7 +222,12 @@ def _inspect_weights(path: Path, as_json: bool) -> int:
         print(json.dumps({"name": path.name, "tensors": [r.as_dict() for r in rows],
                           "warnings": [checkpoint.note] if checkpoint.note else []}, indent=2))
         return 0
-    print(text(rows, f"{path.name}: weights only (--arch names the architecture they fill)"))
+    from .graph.readers import torchscript
+
+    scripted = torchscript.is_archive(path)  # its graph opens from its code: say so, then list its weights
+    title = f"{path.name}: a TorchScript archive, whose graph opens with `propscope open {path.name}`; its weights" \
+        if scripted else f"{path.name}: weights only (--arch names the architecture they fill)"
+    print(text(rows, title))
     if checkpoint.note:
         print(f"  warning: {checkpoint.note}")
     return 0

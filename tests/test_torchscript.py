@@ -257,3 +257,204 @@ def test_in_place_ops_and_shared_modules_match_autograd(tmp_path: Path) -> None:
     assert abs(float(s.value(s.loss_node.name)) - loss) <= 1e-12 * max(1.0, abs(loss))
     for param, grad in grads.items():
         _close(s.grad(param), grad, param, 1.0)
+
+
+# -- language models, traced the way people trace them ------------------------------------------------------
+needs_transformers = pytest.mark.skipif(not zoo.has_transformers(), reason="transformers is not installed")
+TOKENS = np.random.default_rng(0).integers(0, 64, (2, 8))
+NEXT = np.random.default_rng(1).integers(0, 64, (2, 8))  # a label per token
+MASK = np.array([[1] * 8, [1] * 6 + [0] * 2])
+
+
+class LanguageModels:
+    """Tiny BERT (masked LM, with and without an attention mask) and GPT-2 traced from int64 token ids, each once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.built: dict[str, tuple[Any, tuple[np.ndarray, ...], Callable[[Any], Any]]] = {}
+
+    def file(self, name: str) -> Path:
+        path = self.folder / f"{name}.pt"
+        if path.exists():
+            return path
+        zoo.torchvision_models()  # transformers imports torchvision when it is installed
+        from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+        torch.manual_seed(0)
+        strict = True
+        if name.startswith("bert"):  # `torchscript=True` in transformers < 5, `return_dict=False` since: a tuple
+            config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=32, max_position_embeddings=32, return_dict=False)
+            model = _jittered(BertForMaskedLM(config))
+            inputs = (TOKENS, MASK) if name == "bert_mask" else (TOKENS,)
+            self.built[name] = (model, inputs, lambda out: out[0])
+        else:  # GPT-2 returns its dict of logits (strict=False), without the key/value cache
+            config = GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=2, n_positions=32, use_cache=False)
+            model, strict = _jittered(GPT2LMHeadModel(config)), False
+            self.built[name] = (model, (TOKENS,), lambda out: out["logits"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.trace(model, tuple(torch.from_numpy(a) for a in self.built[name][1]),
+                            strict=strict).save(str(path))
+        return path
+
+    def reference(self, name: str) -> tuple[float, dict[str, np.ndarray]]:
+        """torch autograd's per-token cross-entropy and every parameter's gradient, by each of its names."""
+        model, inputs, logits_of = self.built[name]
+        model.zero_grad()
+        logits = logits_of(model(*(torch.from_numpy(a) for a in inputs)))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(NEXT).flatten())
+        loss.backward()
+        named = model.named_parameters(remove_duplicate=False)
+        return float(loss.detach()), {n: p.grad.numpy().copy() for n, p in named if p.grad is not None}
+
+
+def _jittered(model: Any) -> Any:
+    """Float64, eval mode, and LayerNorm's ones and zeros jittered so that a wrong mapping of them shows."""
+    return zoo._jitter(model).double().eval()
+
+
+@pytest.fixture(scope="module")
+def language_models(tmp_path_factory: pytest.TempPathFactory) -> LanguageModels:
+    return LanguageModels(tmp_path_factory.mktemp("language_models"))
+
+
+@needs_transformers
+@pytest.mark.slow  # transformers imports in seconds; each model steps in under one
+@pytest.mark.parametrize("name", ["bert", "bert_mask", "gpt2"])
+def test_language_models_match_autograd_per_token(name: str, language_models: LanguageModels) -> None:
+    path = language_models.file(name)
+    _, inputs, _ = language_models.built[name]
+    names = ["input_ids", "attention_mask"][: len(inputs)]
+    model = open_model(path)
+    assert [(n.name, n.meta["dtype"]) for n in model.graph.inputs] == [(n, "int64") for n in names]
+    assert not [n for n in model.graph if n.op.name == "unsupported"], model.warnings
+    loss, grads = language_models.reference(name)
+    scale = max(float(np.max(np.abs(g))) for g in grads.values())
+    for backend in ("numpy", "torch"):
+        data = {**dict(zip(names, inputs, strict=True)), "y": NEXT}  # (batch, tokens) labels: per-token loss
+        s = open_session(path, backend=backend, dtype="float64", data=data, loss="cross_entropy")
+        s.run_to_end()
+        got = float(s.backend.to_numpy(s.value(s.loss_node.name)))
+        assert abs(got - loss) <= 1e-10 * max(1.0, abs(loss)), f"{backend}: loss {got} != {loss}"
+        params = {n.name for n in s.graph.leaves if n.op.name == "parameter"}
+        assert params <= set(grads) and len(params) > 10, sorted(params - set(grads))[:6]
+        for param in params:
+            _close(s.backend.to_numpy(s.grad(param)), grads[param], f"{backend} {param}", scale)
+
+
+def test_a_key_value_cache_output_is_said_not_read(tmp_path: Path) -> None:
+    """A legacy cache output (a tuple of (key, value) tuples beside the logits): the logits are the output, and the
+    warning says the nested outputs are not read."""
+
+    class Cached(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+            self.key, self.value, self.head = torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 10)
+
+        def forward(self, ids: Any) -> Any:
+            h = self.embed(ids)
+            return self.head(h), ((self.key(h), self.value(h)),)
+
+    path = tmp_path / "cached.pt"
+    torch.jit.trace(Cached(), torch.zeros(1, 5, dtype=torch.int64)).save(str(path))
+    model = open_model(path)
+    assert model.graph.output.shape == (1, 5, 10) and model.graph.inputs[0].meta["dtype"] == "int64"
+    assert any("key/value cache" in w and "not read" in w for w in model.warnings), model.warnings
+
+
+def test_scripted_token_ids_are_read_as_integers(tmp_path: Path) -> None:
+    class Tokens(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(12, 4)
+            self.head = torch.nn.Linear(4, 12)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.embed(ids.view(ids.size(0), -1)))
+
+    path = tmp_path / "tokens.pt"
+    torch.jit.script(Tokens()).save(str(path))
+    with reading_at({"ids": (2, 3)}):
+        model = open_model(path)
+    assert model.graph.inputs[0].meta["dtype"] == "int64" and model.graph.output.shape == (2, 3, 12)
+
+
+# -- ops propscope does not map, in-place ops on slices ------------------------------------------------------
+def test_an_unmapped_op_is_a_placeholder_and_the_graph_opens(tiny: Path, tmp_path: Path) -> None:
+    def edit(code: str) -> str:
+        lines = code.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith("return"))
+        indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+        returned = lines[at].strip().removeprefix("return ")
+        return "\n".join([*lines[:at], f"{indent}_9 = torch.logcumsumexp({returned}, 1)",
+                          f"{indent}return torch.add(_9, 1)", *lines[at + 1:]]) + "\n"
+
+    model = open_model(_rewritten(tiny, tmp_path, edit))
+    held = [n for n in model.graph if n.op.name == "unsupported"]
+    assert [n.meta["original_op"] for n in held] == ["aten.logcumsumexp"] and held[0].shape == (2, 3)
+    assert "aten.logcumsumexp" in model.warnings[0] and "stepping stops before" in model.warnings[0]
+    assert model.graph.output.shape == (2, 3)
+    s = open_session(model, backend="numpy", data={"x": np.ones((2, 4))}, loss="none")
+    with pytest.raises(Exception, match="logcumsumexp"):
+        s.run_to_end()
+
+
+class _Sliced(torch.nn.Module):
+    """In-place ops on slices and selections: an add on a column, a copy into columns, a product on part of a
+    column, and a fill of a computed zeros tensor's column."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.side, self.head = torch.nn.Linear(6, 6), torch.nn.Linear(6, 2), torch.nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        h[:, 0].add_(1.5)
+        h[:, 1:3] = self.side(x)
+        h[1:, 4].mul_(2.0)
+        z = torch.zeros(x.shape[0], 6, dtype=x.dtype)
+        z[:, 2] = 1.0
+        return self.head(torch.tanh(h) + z)
+
+
+@pytest.mark.parametrize("how", ["trace", "script"])
+def test_in_place_ops_on_slices_write_through(how: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = _Sliced().double().eval()
+    x, y = np.random.default_rng(0).standard_normal((4, 6)), np.array([0, 2, 1, 1])
+    path = tmp_path / f"sliced_{how}.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (torch.jit.trace(net, torch.from_numpy(x)) if how == "trace" else torch.jit.script(net)).save(str(path))
+    loss, grads, _ = zoo.autograd_reference(net, (x,), y)
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data={"x": x, "y": y}, loss="cross_entropy")
+        s.run_to_end()
+        got = float(s.backend.to_numpy(s.value(s.loss_node.name)))
+        assert abs(got - loss) <= 1e-12 * max(1.0, abs(loss)), f"{backend}: loss {got} != {loss}"
+        for param, grad in grads.items():
+            _close(s.backend.to_numpy(s.grad(param)), grad, param, 1.0)
+
+
+# -- what the other readers and the command line say of an archive ------------------------------------------
+def test_an_archive_named_pt2_opens_as_torchscript(tiny: Path, tmp_path: Path) -> None:
+    renamed = tmp_path / "tiny.pt2"
+    renamed.write_bytes(tiny.read_bytes())
+    model = open_model(renamed)
+    assert "TorchScript archive" in model.description and model.graph.output.shape == (2, 3)
+
+
+def test_inspect_says_the_graph_opens(tiny: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(tiny)]) == 0
+    out = capsys.readouterr().out
+    assert "propscope open tiny.pt" in out and "weights only" not in out and "fc.weight" in out
+
+
+def test_read_tensors_sends_an_archive_to_open(tiny: Path) -> None:
+    from propscope.graph.readers import state_dict
+
+    with pytest.raises(ModelFormatError, match="a TorchScript archive, not a state dict: open it") as err:
+        state_dict.read_tensors(tiny)
+    assert "does not run" not in str(err.value)

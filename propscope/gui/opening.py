@@ -40,13 +40,22 @@ from ..graph.errors import ModelFormatError
 from ..graph.examples import EXAMPLES
 from ..graph.gc_pause import paused_gc
 from ..graph.model import Model
-from ..graph.readers import READERS, architecture_library, display_name, open_model, transformers_checkpoint
+from ..graph.readers import (
+    READERS,
+    architecture_library,
+    display_name,
+    open_model,
+    reading_at,
+    torchscript,
+    transformers_checkpoint,
+)
 from ..graph.readers import state_dict as state_dict_reader
 from ..graph.readers._budget import memory_budget
 from ..graph.readers._failure import capture_warnings, one_line
 from .canvas.folding import Folding
 from .format import fmt_shape
 from .guard import guarded
+from .input_shape import InputShapeDialog, asks_input_shapes, parse_shapes
 
 MAX_RECENT = 8
 TORCHVISION_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
@@ -86,7 +95,13 @@ def open_filter() -> str:
 
 
 def is_state_dict(path: str | Path) -> bool:
-    return bool(state_dict_reader.match(Path(path)))
+    """Whether a file needs a question before it opens (the window then opens `ArchDialog`): a state dict, the
+    architecture its weights fill; a scripted TorchScript archive, its inputs' shapes. A traced archive, which
+    records them, opens by itself."""
+    path = Path(path)
+    if not state_dict_reader.match(path):
+        return False
+    return asks_input_shapes(path) or not (path.is_file() and torchscript.is_archive(path))
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -118,13 +133,18 @@ def load_file(path: str | Path, backend: str, dtype: str, device: str = "cpu", a
 
 
 def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | None, seed: int) -> Loaded:
+    """`arch` is a state dict's architecture, or a TorchScript archive's input shapes (`input_shape.shapes_text`)."""
+    model: Model
     report = None
-    if is_state_dict(path):
+    shapes = parse_shapes(arch) if arch else None
+    if shapes is not None or (not arch and path.is_file() and torchscript.is_archive(path)):
+        with reading_at(shapes):  # a TorchScript archive's graph, at the shapes its dialog asked for
+            model = open_model(path)
+    elif is_state_dict(path):
         if not arch:
             raise ModelFormatError(f"{path}: a state dict holds weights only; choose the architecture it belongs to")
         if not path.is_file():
             raise ModelFormatError(f"{path}: no such file")
-        model: Model
         model, report = state_dict_reader.open_reported(path, arch, seed)
     elif (library := architecture_library(str(path))) is not None:
         model = library.open_spec(str(path))
@@ -268,6 +288,13 @@ class ArchDialog(QDialog):
     """Which network a state dict's weights belong to: a built-in example or a model file."""
 
     chosen = Signal(str)
+
+    def __new__(cls, weights: str, current: str = "", parent: QWidget | None = None) -> Any:
+        # the window asks this dialog what a file needs before it opens; what a scripted TorchScript archive needs
+        # is its inputs' shapes, and the answer goes where an architecture would (`load_file`)
+        if asks_input_shapes(weights):
+            return InputShapeDialog(weights, parent)
+        return super().__new__(cls)
 
     def __init__(self, weights: str, current: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -212,8 +212,9 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     scripted = SCRIPTED in stand_ins
     stand_ins.discard(SCRIPTED)
     if scripted:  # its classes are TorchScript's own: naming them says nothing
-        return Checkpoint(tensors, f"{path.name} is a TorchScript archive: its weights are read, its code is not "
-                                   "run (the graph comes from the architecture)", stored)
+        return Checkpoint(tensors, f"{path.name} is a TorchScript archive: here its weights are read as a state dict "
+                                   "(without --arch, `propscope open` reads its graph from its code, interpreted, "
+                                   "never run)", stored)
     if not stand_ins:
         return Checkpoint(tensors, stored=stored)
     names = sorted(stand_ins)
@@ -240,8 +241,8 @@ def _torch_file(path: Path, where: str, stand_ins: set[str] | None,
             raise ModelFormatError(f"{where}: its members claim {total} bytes, more than propscope will load")
         if any(i.filename.endswith("constants.pkl") or "/code/" in i.filename for i in infos):
             if stand_ins is None:
-                raise ModelFormatError(f"{where}: a TorchScript archive, which propscope does not run; save "
-                                       "model.state_dict() or export with torch.export.save")
+                raise ModelFormatError(f"{where}: a TorchScript archive, not a state dict: open it as the model "
+                                       "itself (propscope reads its graph from its code), or save model.state_dict()")
             # its weights only: data.pkl is the module tree, read with stand-ins; its code is never compiled or run
             stand_ins.add(SCRIPTED)
         if not any(i.filename.endswith("data.pkl") for i in infos):

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..gc_pause import paused_gc
 from ..model import Model
-from . import aten  # noqa: F401  (registers the ATen handlers)
+from . import aten, torchscript  # noqa: F401  (aten registers the ATen handlers)
 from ._aten import SCALAR_TYPES, Translator, in_place, json_int, requested_shapes, sized, sizes
 from ._budget import ZIP_ERRORS, charge, read_member
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
@@ -101,7 +101,7 @@ class _Archive:
     @staticmethod
     def _what_is_it(names: list[str]) -> str:
         if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-            return "it looks like a TorchScript archive; save the model with torch.export.save instead"
+            return "it looks like a TorchScript archive without its code or its module tree (data.pkl)"
         if any(n.endswith("data.pkl") for n in names):
             return "it looks like a torch.save file; open it as a state dict with --arch"
         if any("aotinductor" in n for n in names):
@@ -293,6 +293,8 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
     `input_shapes` (by input name; by default the shapes `_aten.reading_at` asks for, else the example inputs')."""
     path = Path(path)
     where = str(path)
+    if torchscript.is_archive(path):  # a TorchScript archive saved as .pt2: its own reader reads its code
+        return torchscript.open(path, input_shapes)
     zf = _zip(path, where)
     with zf:
         archive = _Archive(zf, where)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -117,8 +118,8 @@ class _Archive:
             raise ModelFormatError(f"{self.where}: constants.pkl does not hold a tuple of constants")
         return list(value)
 
-    def traced_shapes(self) -> list[tuple[int, ...]] | None:
-        """The shapes of the example inputs `forward` was traced with, where the archive keeps them."""
+    def traced_inputs(self) -> list[tuple[tuple[int, ...], str]] | None:
+        """The shapes and dtypes of the example inputs `forward` was traced with, where the archive keeps them."""
         try:
             value = self.pickle("traced_inputs.pkl", "traced_inputs", "the traced inputs", shapes_only=True)
         except ModelFormatError:
@@ -126,7 +127,7 @@ class _Archive:
         inputs = value.get("forward") if isinstance(value, dict) else None
         if not isinstance(inputs, list | tuple) or not all(isinstance(v, np.ndarray) for v in inputs):
             return None
-        return [tuple(int(d) for d in v.shape) for v in inputs]
+        return [(tuple(int(d) for d in v.shape), "bool" if v.dtype.kind == "b" else str(v.dtype)) for v in inputs]
 
     def lookup(self, qualified: str) -> ClassInfo | Any:
         """A class or function of the code by its qualified name (`__torch__.torch.nn.modules.conv.Conv2d`)."""
@@ -173,15 +174,83 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
         except Refusal as exc:
             raise ModelFormatError(f"{where}: {exc}") from None
         asked = requested_shapes() if input_shapes is None else input_shapes
-        traced = archive.traced_shapes()
-        shapes = _input_shapes(names, asked, traced, where)
-        outputs = interpreter.run(root, shapes)
+        traced = archive.traced_inputs()
+        shapes = _input_shapes(names, asked, None if traced is None else [s for s, _ in traced], where)
+        dtypes = {} if traced is None or len(traced) != len(names) else \
+            {name: dtype for name, (_, dtype) in zip(names, traced, strict=True)}
+        outputs = interpreter.run(root, shapes, dtypes)
+        if interpreter.integer_inputs and traced is None:  # token ids of a scripted archive: read again as int64
+            dtypes = dict.fromkeys(interpreter.integer_inputs, "int64")
+            interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem)
+            outputs = interpreter.run(root, shapes, dtypes)
     model = interpreter.t.b.model(outputs, None, "")
     kind = "traced" if traced is not None else "scripted"
     model.description = (f"TorchScript archive {path.name} ({kind}): {len(model.graph.ops)} ops, its code "
                          "interpreted, never run")
     symbolic = {name: tuple(f"{name}.{axis}" for axis in range(len(shape))) for name, shape in shapes.items()}
     return sized(model, symbolic, partial(open, path))
+
+
+@dataclass
+class ArchiveInputs:
+    """What an archive says of its inputs before it is opened: their names, whether it records their shapes
+    (traced), and a guess at a shape for the first one from the first weight of the module tree (`guess`: a Conv2d
+    taking 3 channels, `(1, 3, 224, 224)`; an Embedding, `(1, 16)` token ids, `integer`), for a dialog to offer."""
+
+    names: list[str]
+    recorded: bool
+    guess: tuple[int, ...] | None = None
+    integer: bool = False
+
+
+def inputs(path: str | Path) -> ArchiveInputs:
+    """The inputs of the TorchScript archive at `path` (`ArchiveInputs`), read from its module tree (its tensors as
+    shapes only) and its root's code, never run."""
+    path = Path(path)
+    where = str(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except ZIP_ERRORS:  # FileNotFoundError among them (an OSError)
+        raise ModelFormatError(f"{where}: not a readable zip archive") from None
+    with zf:
+        archive = _Archive(zf, where)
+        tree = archive.pickle("data.pkl", "data", "the module tree (data.pkl)", shapes_only=True)
+        if not isinstance(tree, Pickled) or not tree.name.startswith("__torch__."):
+            raise ModelFormatError(f"{where}: data.pkl does not hold a TorchScript module")
+        interpreter = Interpreter(archive.lookup, [], where, path.stem)
+        try:
+            names = interpreter.inputs_of(ScriptModule(tree, ""))
+        except Refusal as exc:
+            raise ModelFormatError(f"{where}: {exc}") from None
+        recorded = archive.traced_inputs() is not None
+    first = _first_weight(ScriptModule(tree, ""))
+    if first is None:
+        return ArchiveInputs(names, recorded)
+    kind, shape = first
+    if kind in ("Embedding", "EmbeddingBag"):
+        return ArchiveInputs(names, recorded, (1, 16), integer=True)
+    spatial = {"Conv1d": (128,), "Conv2d": (224, 224), "Conv3d": (8, 112, 112)}.get(kind)
+    if spatial is not None and len(shape) == len(spatial) + 2:
+        return ArchiveInputs(names, recorded, (1, shape[1], *spatial))
+    if kind == "Linear" and len(shape) == 2:
+        return ArchiveInputs(names, recorded, (1, shape[1]))
+    return ArchiveInputs(names, recorded)
+
+
+def _first_weight(module: ScriptModule, depth: int = 0) -> tuple[str, tuple[int, ...]] | None:
+    """The class (`Conv2d`, its TorchScript mangling dropped) and the shape of the first `weight` in the module tree,
+    depth first in the order the modules were registered: usually the first layer the input meets."""
+    if depth > 64:
+        return None
+    weight = module.state.get("weight")
+    if isinstance(weight, np.ndarray):
+        return module.obj.name.rpartition(".")[2], tuple(int(d) for d in weight.shape)
+    for name, value in module.state.items():
+        if isinstance(value, Pickled) and value.name.startswith("__torch__."):
+            found = _first_weight(ScriptModule(value, name), depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _input_shapes(names: list[str], asked: Mapping[str, tuple[int, ...]], traced: list[tuple[int, ...]] | None,

@@ -26,7 +26,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ._aten import HANDLERS, Ctx, Lazy, Missing, Sequence, Stored, Translator, Transposed, Unmapped, in_place
 from ._budget import charge
-from ._build import Builder, module_of
+from ._build import Builder, downstream, module_of
 from ._pickle import Pickled, is_tensor
 
 MAX_DEPTH = 64  # nested calls (a module's forward calling its submodules' and functions): real ones are < 20
@@ -82,6 +82,14 @@ class Method:
     """A module's method, bound: called, its body is inlined under the module's path."""
 
     module: ScriptModule
+    name: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """`torch.device("cpu")`: where a tensor lives, which changes nothing in the graph (meta when shapes are
+    worked out)."""
+
     name: str
 
 
@@ -188,6 +196,26 @@ class ScriptTranslator(Translator):
         self.symbols = None
         self.env = {}
         self.views = {}
+        self.dtypes: dict[int, str] = {}  # a tensor value (by id) -> its dtype, as torch's meta tensors give it
+        self.current: Any = None  # the `self` argument of the op being mapped, whose dtype `input_dtype` says
+
+    def dtype_of(self, value: Any) -> str:
+        """A tensor value's dtype ("float32", "int64", "bool"): what the reading recorded, else its array's, else
+        float32 (a computed value whose op torch's meta kernels could not say)."""
+        found = self.dtypes.get(id(value))
+        if found is not None:
+            return found
+        known = self.known(value)
+        if known is not None:
+            return "bool" if known.dtype.kind == "b" else str(known.dtype) if known.dtype.kind in "iuf" else "float32"
+        if isinstance(value, Node):
+            return str(value.meta.get("dtype", "float32"))
+        if isinstance(value, Lazy) and value.done is not None:
+            return self.dtype_of(value.done)
+        return "float32"
+
+    def input_dtype(self) -> str | None:
+        return None if self.current is None else self.dtype_of(self.current)
 
 
 class Interpreter:
@@ -202,9 +230,12 @@ class Interpreter:
         self.depth = 0
         self.steps = 0
         self.replaced: dict[int, Any] = {}  # a tensor changed in place (`relu_`) -> its new value
+        self.integer_inputs: set[str] = set()  # inputs read as floats that an embedding looks up (`_note_indices`)
+        self.alive: list[Any] = []  # the values the dicts keyed by id() name, kept so that no id is reused
         self.leaves: dict[int, Any] = {}  # an array of the module tree -> its leaf (tied weights stay one)
         self.frame = _Frame(None, "forward")
         self.schemas: dict[str, list[Any]] = {}
+        self.views: dict[int, tuple[Any, str, dict[str, Any]]] = {}  # a slice (by id) -> what it was taken from
 
     # -- entry ------------------------------------------------------------------------------------
     def inputs_of(self, root: ScriptModule) -> list[str]:
@@ -212,22 +243,49 @@ class Interpreter:
         fn = self._method(root, "forward")
         return [a.arg for a in fn.args.args[1:]]
 
-    def run(self, root: ScriptModule, inputs: Mapping[str, tuple[int, ...]]) -> list[Node]:
+    def run(self, root: ScriptModule, inputs: Mapping[str, tuple[int, ...]],
+            dtypes: Mapping[str, str] | None = None) -> list[Node]:
+        """The graph of the root's forward on inputs of these shapes (and dtypes: float32 where not given); its
+        outputs, the tensors forward returns (a tuple's, a dict's values)."""
         fn = self._method(root, "forward")
-        args = [self.t.b.input(name, shape, dtype="float32") for name, shape in inputs.items()]
+        args = []
+        for name, shape in inputs.items():
+            dtype = (dtypes or {}).get(name, "float32")
+            args.append(self.t.b.input(name, shape, dtype=dtype))
+            self.t.dtypes[id(args[-1])] = dtype
         try:
             result = self._call(fn, root, args, {}, bound=True)
+            return self._outputs(self._resolve(result))
         except Refusal as exc:
             raise ModelFormatError(f"{self.where}: {exc}") from None
         except RecursionError:
             raise ModelFormatError(f"{self.where}: the code nests too deeply to read") from None
-        outputs = [self._resolve(v) for v in (result if isinstance(result, list | tuple) else [result])]
-        nodes = []
-        for value in outputs:
+
+    def _outputs(self, result: Any) -> list[Node]:
+        """The tensors among what forward returns; nested structures of tensors (a key/value cache) are not read
+        and said so, numbers and None are left out."""
+        labelled = list(result.items()) if isinstance(result, dict) else \
+            list(enumerate(result)) if isinstance(result, list | tuple) else [(0, result)]
+        nodes, nested = [], []
+        for label, value in labelled:
+            value = self._resolve(value)
             if self._is_tensor(value):
-                nodes.append(self._tensor(value, "output"))
+                try:
+                    nodes.append(self._tensor(value, "output"))
+                except Refusal as exc:
+                    raise Refusal(f"the model's output {label!r} cannot be built ({str(exc)[:200]})") from None
+                if isinstance(label, str) and nodes[-1].op.name != "input":
+                    nodes[-1].meta.setdefault("returns", label)
+            elif isinstance(value, list | tuple | dict):
+                nested.append(repr(label))
         if not nodes:
-            raise ModelFormatError(f"{self.where}: the model's forward returns no tensor")
+            raise Refusal("the model's forward returns no tensor" + (
+                f" (only nested structures: {', '.join(nested[:4])})" if nested else ""))
+        if nested:
+            self.t.b.warnings.append(
+                f"the model's output{'s' if len(nested) > 1 else ''} {', '.join(nested[:4])} "
+                f"{'are' if len(nested) > 1 else 'is'} a nested structure of tensors (a key/value cache?), which "
+                "propscope does not read: the graph ends at the model's tensor outputs")
         return nodes
 
     # -- calls ------------------------------------------------------------------------------------
@@ -457,6 +515,7 @@ class Interpreter:
                 return self.t.b.leaf(kind, path, array, module=module_of(path))
 
             self.leaves[key] = Lazy(make) if trained else Stored(make, array=lambda: array)
+            self.t.dtypes[id(self.leaves[key])] = "bool" if array.dtype.kind == "b" else str(array.dtype)
         return self.leaves[key]
 
     def _subscript(self, node: ast.Subscript) -> Any:
@@ -544,8 +603,10 @@ class Interpreter:
         if name in ("min", "max") and len(args) == 1 and isinstance(args[0], list | tuple) and args[0] \
                 and all(_number(a) for a in args[0]):
             return (min if name == "min" else max)(args[0])
-        if name == "device" or name == "dtype":
-            return None
+        if name == "dtype" and len(args) == 1 and self._is_tensor(args[0]):
+            return _C10_DTYPE.get(self.t.dtype_of(args[0]), 6)  # c10's number, as the code passes it on
+        if name == "device":
+            return Device("cpu")
         raise Refusal(f"an unknown function ops.prim.{name[:60]} in {self._here()}")
 
     # -- ATen ops ---------------------------------------------------------------------------------
@@ -554,6 +615,8 @@ class Interpreter:
         kwargs = {k: self._resolve(v) for k, v in kwargs.items()}
         if any(isinstance(v, Uninitialized) for v in (*args, *kwargs.values())):
             raise Refusal(f"torch.{name} in {self._here()} uses a value no branch assigned")
+        if name == "tensor" and args and not any(self._is_tensor(v) for v in (*args, *kwargs.values())):
+            return _tensor_of(args[0], kwargs.get("dtype", args[1] if len(args) > 1 else None))
         plain = _PLAIN.get(name)
         if plain is not None and not any(self._is_tensor(v) for v in (*args, *kwargs.values())):
             try:
@@ -568,23 +631,32 @@ class Interpreter:
     def _aten(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         schema, named = self._bind(name, args, kwargs)
         key = name[:-1] if in_place(name) else name
-        handler = HANDLERS.get(key)
-        if handler is None:
-            raise Refusal(f"torch.{name} in {self._here()}: propscope has no mapping for aten::{key}")
         module = self.frame.path
-        shapes = self._declared(name, schema, named)
+        shapes, dtypes = self._declared(name, schema, named)
         ctx = Ctx(self.t.b.fresh(f"{module}.{key}" if module else key), module, shapes,
                   f"torch.ops.aten.{key}.default")
+        if _integer(named.get("dtype")):  # the handlers read torch.export's numbering of dtypes, not c10's
+            named = {**named, "dtype": _EXPORT_DTYPE.get(named["dtype"], -1)}
+        target = named.get("self", named.get("input"))
         mark = len(self.t.b.graph)
+        self.t.current = target
         try:
+            handler = HANDLERS.get(key)
+            if handler is None:
+                raise Unmapped(f"propscope has no mapping for aten::{key}")
             result = handler(self.t, named, ctx)
             results = result if isinstance(result, list | tuple) else [result]
             for value, declared in zip(results, shapes, strict=False):
                 if isinstance(value, Node) and declared is not None and value.shape != declared:
                     raise Unmapped(f"mapped to shape {value.shape}, torch gives {declared}")
         except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
-                OverflowError, AttributeError) as exc:
-            raise Refusal(f"torch.{name} in {self._here()} cannot be mapped ({str(exc)[:160]})") from None
+                OverflowError, AttributeError) as exc:  # as a .pt2's: a placeholder, and the graph still opens
+            reason = str(exc)[:200] if isinstance(exc, Unmapped) else f"{type(exc).__name__}: {str(exc)[:200]}"
+            if len(self.t.b.graph) != mark:
+                self.t.b.warnings.append(f"torch.{name} in {self._here()}: partial mapping dropped ({reason[:120]})")
+            result = self._placeholder(key, named, ctx, reason)
+        finally:
+            self.t.current = None
         made = len(self.t.b.graph) - mark
         if made:
             charge(made * NODE_BYTES, "the graph's nodes", self.where)
@@ -592,11 +664,86 @@ class Interpreter:
                 raise Refusal(f"the code makes more than {MAX_NODES} graph nodes")
         if isinstance(result, np.generic):
             result = np.asarray(result)
-        if in_place(name) and args:  # `relu_(x)` changed x: every later use of x sees the result
-            target = named.get("self", named.get("input"))
-            if target is not None and self._is_tensor(target):
-                self.replaced[id(target)] = result
+        for value, dtype in zip(result if isinstance(result, list | tuple) else [result], dtypes, strict=False):
+            if dtype is not None and isinstance(value, Node | Lazy) and id(value) not in self.t.dtypes:
+                self.alive.append(value)
+                self.t.dtypes[id(value)] = dtype
+        if key in ("slice", "select") and self._is_tensor(target) and self._is_tensor(result) \
+                and result is not target:
+            self.alive.append(result)
+            self.views[id(result)] = (target, key, {k: v for k, v in named.items() if k not in ("self", "input")})
+        if key in ("embedding", "embedding_bag") and isinstance(named.get("indices"), Node):
+            self._note_indices(named["indices"])
+        if in_place(name) and target is not None and self._is_tensor(target):
+            # `relu_(x)` changed x: every later use of x sees the result, and the tensor x is a slice of too
+            self._replace(target, result)
+            self._write_through(target, ctx)
         return result
+
+    def _note_indices(self, indices: Node) -> None:
+        """An input read as a float that an embedding looks up (through reshapes and slices): token ids, which a
+        scripted archive does not say are integers; the reader opens it again with that input int64."""
+        node, seen = indices, 0
+        while node.op.name != "input" and seen < 64:
+            computed = [n for n in node.inputs if not n.is_leaf or n.op.name == "input"]
+            if len(computed) != 1:
+                return
+            node, seen = computed[0], seen + 1
+        if node.op.name == "input" and str(node.meta.get("dtype", "float32")).startswith("float"):
+            self.integer_inputs.add(node.name)
+
+    def _placeholder(self, key: str, named: dict[str, Any], ctx: Ctx, reason: str) -> Any:
+        """An op propscope cannot map: an `unsupported` node of the shape torch gives (stepping stops before it),
+        or, where torch cannot say its shape, a value that refuses the ops that use it."""
+        inputs: list[Node] = []
+        for value in named.values():
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, Node | Lazy | Transposed | Sequence):
+                    try:
+                        node = self.t.node(v, ctx)
+                    except Unmapped:
+                        continue
+                    if node not in inputs:
+                        inputs.append(node)
+        results: list[Any] = []
+        for i, shape in enumerate(ctx.shapes):
+            if shape is None:
+                results.append(Missing(downstream(f"aten.{key}", reason)))
+                continue
+            name = ctx.name if i == 0 else f"{ctx.name}.out{i}"
+            results.append(self.t.b.unsupported(f"aten.{key}", inputs, shape, name, ctx.module, reason))
+        return results[0] if len(results) == 1 else results
+
+    def _write_through(self, view: Any, ctx: Ctx) -> None:
+        """An in-place op on a slice or a selection (`x[:, 0].add_(1)`) changes the tensor it was taken from:
+        that tensor rebuilt with the new part scattered in, up the chain of views (the `.pt2` reader's way)."""
+        seen: set[int] = set()
+        while id(view) in self.views and id(view) not in seen:
+            seen.add(id(view))
+            base, kind, params = self.views[id(view)]
+            current = self._resolve(base)
+            scatter = "slice_scatter" if kind == "slice" else "select_scatter"
+            args = {**params, "self": current, "src": self._resolve(view)}
+            step = Ctx(self.t.b.fresh(f"{ctx.name}.{scatter}"), ctx.module, [None], f"torch.ops.aten.{scatter}.default")
+            try:
+                updated = HANDLERS[scatter](self.t, args, step)
+            except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
+                    OverflowError, AttributeError) as exc:
+                raise Refusal(f"an in-place op on a slice in {self._here()} cannot be written back into the "
+                              f"tensor it views ({str(exc)[:160]})") from None
+            if updated is not current:
+                self._replace(current, updated)
+            view = base
+
+    def _replace(self, old: Any, new: Any) -> None:
+        """`old` is `new` from now on (an in-place op changed it); `old` is kept alive, so its id stays its own."""
+        if new is old:
+            return
+        self.alive.append(old)
+        self.replaced[id(old)] = new
+        if id(old) in self.t.dtypes and self._is_tensor(new):
+            self.alive.append(new)
+            self.t.dtypes.setdefault(id(new), self.t.dtypes[id(old)])
 
     def _schemas(self, name: str) -> list[Any]:
         if name not in self.schemas:
@@ -609,7 +756,8 @@ class Interpreter:
                 found = torch._C._jit_get_schemas_for_operator(f"aten::{name}")
             except RuntimeError:
                 found = []
-            self.schemas[name] = [s for s in found if not s.overload_name.endswith("out")
+            # `dtype_layout` ends in "out" too: only `out` and `*_out` overloads write into an argument
+            self.schemas[name] = [s for s in found if s.overload_name != "out" and not s.overload_name.endswith("_out")
                                   and not any(a.name == "out" and a.kwarg_only for a in s.arguments)]
         return self.schemas[name]
 
@@ -625,18 +773,21 @@ class Interpreter:
         raise Refusal(f"torch.{name} in {self._here()} is called with {_kinds(args)}, which fits none of its "
                       "signatures")
 
-    def _declared(self, name: str, schema: Any, named: dict[str, Any]) -> list[tuple[int, ...] | None]:
-        """The shapes of the op's outputs, as torch's own shape functions give them on "meta" tensors (no data, no
-        computation, and only for ops propscope maps: the declared shapes a `.pt2` records); [None] where torch
-        cannot say (an integer tensor among the inputs, an op without a meta kernel)."""
+    def _declared(self, name: str, schema: Any, named: dict[str, Any]
+                  ) -> tuple[list[tuple[int, ...] | None], list[str | None]]:
+        """The shapes and dtypes of the op's outputs, as torch's own shape functions give them on "meta" tensors (no
+        data, no computation: the declared shapes a `.pt2` records); [None] where torch cannot say (an argument
+        propscope does not compute, an op without a meta kernel)."""
         import torch
 
         def meta(value: Any) -> Any:
+            if isinstance(value, Missing):
+                raise Unmapped(value.reason)
             if self._is_tensor(value):
-                known = self.t.known(value)
-                dtype = torch.float32 if known is None or known.dtype.kind == "f" else \
-                    torch.bool if known.dtype.kind == "b" else torch.int64
+                dtype = getattr(torch, self.t.dtype_of(value), torch.float32)
                 return torch.empty(self.shape(value), dtype=dtype, device="meta")
+            if isinstance(value, Device):
+                return torch.device("meta")
             if isinstance(value, list | tuple):
                 return [meta(v) for v in value]
             return value
@@ -645,9 +796,11 @@ class Interpreter:
             op = getattr(getattr(torch.ops.aten, name), schema.overload_name or "default")
             out = op(**{k: meta(v) for k, v in named.items()})
         except Exception:  # torch raises anything for arguments its meta kernel does not take
-            return [None]
+            return [None], [None]
         outs = out if isinstance(out, list | tuple) else [out]
-        return [tuple(int(d) for d in o.shape) if isinstance(o, torch.Tensor) else None for o in outs] or [None]
+        shapes = [tuple(int(d) for d in o.shape) if isinstance(o, torch.Tensor) else None for o in outs]
+        dtypes = [str(o.dtype).removeprefix("torch.") if isinstance(o, torch.Tensor) else None for o in outs]
+        return shapes or [None], dtypes or [None]
 
     def _fit(self, schema: Any, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any] | None:
         params = list(schema.arguments)
@@ -686,23 +839,25 @@ class Interpreter:
         if kind.startswith("List[") and isinstance(value, list | tuple):
             inner = kind[5:-1]
             return all(self._fits(inner, v) for v in value) if inner != "t" else True
-        return kind in ("Device", "Generator", "Any", "t")
+        if kind == "Device":
+            return isinstance(value, Device | str)
+        return kind in ("Generator", "Any", "t")
 
     # -- values -----------------------------------------------------------------------------------
     def _resolve(self, value: Any) -> Any:
         """A value as it is now: a tensor changed in place since is its new value."""
         seen = 0
-        while isinstance(value, Node | Lazy) and id(value) in self.replaced and seen < 10_000:
+        while isinstance(value, Node | Lazy | np.ndarray) and id(value) in self.replaced and seen < 10_000:
             value = self.replaced[id(value)]
             seen += 1
-        if isinstance(value, list) and any(id(v) in self.replaced for v in value if isinstance(v, Node | Lazy)):
+        if isinstance(value, list) and any(id(v) in self.replaced for v in value
+                                           if isinstance(v, Node | Lazy | np.ndarray)):
             return [self._resolve(v) for v in value]
         return value
 
     @staticmethod
     def _is_tensor(value: Any) -> bool:
-        return isinstance(value, Node | Lazy | Transposed | Sequence | Missing) or \
-            (isinstance(value, np.ndarray) and value.ndim > 0)
+        return isinstance(value, Node | Lazy | Transposed | Sequence | Missing | np.ndarray)  # 0-d: `new_ones(x, [])`
 
     def _tensor(self, value: Any, hint: str) -> Node:
         module = self.frame.path
@@ -738,6 +893,27 @@ def _scalar_of(value: Any) -> int | float | bool | None:
 def _kinds(args: list[Any]) -> str:
     names = [type(a).__name__ if not isinstance(a, Node | Lazy) else "tensor" for a in args[:6]]
     return "(" + ", ".join(names) + ")"
+
+
+# c10's ScalarType numbers (TorchScript code's `dtype=6`) -> torch.export's (`_aten.SCALAR_TYPES`, the handlers')
+_EXPORT_DTYPE = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 7, 7: 8, 11: 12, 15: 13, 27: 28, 28: 34, 29: 35}
+_C10_DTYPE = {"uint8": 0, "int8": 1, "int16": 2, "int32": 3, "int64": 4, "float16": 5, "float32": 6, "float64": 7,
+              "bool": 11, "bfloat16": 15}
+_NUMPY_OF_C10 = {code: name for name, code in _C10_DTYPE.items() if name != "bfloat16"}
+
+
+def _tensor_of(data: Any, dtype: Any) -> np.ndarray:
+    """`torch.tensor(1.5)`, `torch.tensor([0, 1])`: numbers written in the code, as a constant array."""
+    def numbers(value: Any, depth: int = 0) -> bool:
+        if isinstance(value, list | tuple):
+            return depth < 8 and len(value) <= MAX_LIST and all(numbers(v, depth + 1) for v in value)
+        return _number(value)
+
+    if not numbers(data):
+        raise Refusal(f"torch.tensor of a {type(data).__name__}")
+    array = np.asarray(data)
+    wanted = _NUMPY_OF_C10.get(dtype) if _integer(dtype) else None
+    return array.astype(wanted if wanted is not None else np.float32 if array.dtype.kind == "f" else array.dtype)
 
 
 _TYPED = frozenset({"annotate", "unchecked_cast", "uninitialized", "isinstance"})
@@ -791,6 +967,7 @@ _PLAIN: dict[str, Callable[..., Any]] = {  # on numbers, lists, strings and None
     "list": lambda a: list(a), "slice": _slice, "append": _append, "floor": math.floor, "ceil": math.ceil,
     "sqrt": math.sqrt, "pow": lambda a, b: a**b if abs(b) <= 64 else _too_long(),
     "__contains__": lambda a, b: b in a, "warn": lambda *a, **k: None,
+    "device": lambda kind, index=None: Device(str(kind)[:40]),
 }
 
 

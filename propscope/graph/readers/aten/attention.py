@@ -14,7 +14,7 @@ from .._aten import (
     Unmapped,
     aten,
 )
-from .._build import additive_mask
+from .._build import CAUSAL_FILL, additive_mask
 
 
 @aten("scaled_dot_product_attention", "_scaled_dot_product_flash_attention_for_cpu",
@@ -31,10 +31,30 @@ def _sdpa(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if mask is not None:
         mask_node = t.b.const(additive_mask(np.asarray(mask)), module, "attn_mask") if t.const(mask) \
             else t.node(mask, ctx)
+        if not t.const(mask) and _boolean(mask_node):  # True = may attend: 0 there, the finite fill elsewhere
+            mask_node = t.b.op("where", mask_node, t.b.const(np.array(0.0), module, "attend"),
+                               t.b.const(np.array(CAUSAL_FILL), module, "masked_fill"), name=f"{ctx.name}.attn_mask",
+                               module=module)
     out = t.b.attention(q, k, v, ctx.name, module, a.get("scale"), bool(a.get("is_causal", False)), mask_node)
     if len(ctx.shapes) > 1:
         return [out] + [Missing("attention statistics")] * (len(ctx.shapes) - 1)
     return out
+
+
+_BOOLEAN_OPS = ("compare", "logical")
+_CARRIERS = ("reshape", "expand", "transpose", "slice", "select", "index_nd", "tile")  # keep the values' kind
+
+
+def _boolean(node: Node) -> bool:
+    """Whether a mask computed from the data holds booleans (a comparison's, a logic op's, through reshapes and
+    indexing), which sdpa reads as may-attend, not as scores to add (transformers' padding masks)."""
+    for _ in range(64):
+        if node.op.name in _BOOLEAN_OPS or (node.is_leaf and str(node.meta.get("dtype", "")) == "bool"):
+            return True
+        if node.op.name not in _CARRIERS or not node.inputs:
+            return False
+        node = node.inputs[0]
+    return False
 
 
 def _shared_heads(t: Translator, x: Node, query: tuple[int, ...], name: str, module: str) -> Node:
