@@ -127,7 +127,7 @@ def test_a_state_dict_asks_for_its_architecture_and_reports_what_matched(qtbot, 
     weights["W1"] = np.asarray(weights["W1"], dtype=np.float32)
     path = write_safetensors(weights, tmp_path / "xor.safetensors")
     assert window.open_path(path) is None  # first the question: which network?
-    dialog = window.arch_dialog
+    dialog = window.open_dialog
     assert isinstance(dialog, ArchDialog) and dialog.isVisible()
     dialog.example.setCurrentIndex(dialog.example.findData("xor"))
     with qtbot.waitSignal(window.bridge.sessionChanged, timeout=60000):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import propscope
-from propscope.gui.input_shape import InputShapeDialog, parse_shape, parse_shapes, shapes_text
+from propscope.gui.input_shape import InputShapeDialog, asks_input_shapes, parse_shape
 from propscope.gui.main_window import MainWindow
 from propscope.gui.opening import is_state_dict
 
@@ -66,7 +66,7 @@ def window(qtbot: Any, tmp_path: Path) -> Any:
 
 def _asked(window: Any, path: Path) -> InputShapeDialog:
     assert window.open_path(path) is None  # first the question: at which shape?
-    dialog = window.arch_dialog
+    dialog = window.open_dialog
     assert isinstance(dialog, InputShapeDialog) and dialog.isVisible()
     return dialog
 
@@ -108,17 +108,15 @@ def test_cancel_and_a_wrong_shape_leave_the_window_as_it_was(qtbot: Any, window:
 
 
 def test_a_traced_archive_opens_without_a_question(qtbot: Any, window: Any, archives: dict[str, Path]) -> None:
-    assert not is_state_dict(archives["traced"]) and is_state_dict(archives["conv"])
+    assert not is_state_dict(archives["traced"]) and not is_state_dict(archives["conv"])  # their own graphs
+    assert not asks_input_shapes(archives["traced"]) and asks_input_shapes(archives["conv"])
     with qtbot.waitSignal(window.bridge.sessionChanged, timeout=60000):
         job = window.open_path(archives["traced"])
     assert job is not None and window.bridge.session.graph.inputs[0].shape == (2, 3, 12, 12)
 
 
-def test_the_answer_travels_as_text() -> None:
-    shapes = {"input_ids": (1, 16), "attention_mask": (1, 16)}
-    assert parse_shapes(shapes_text(shapes)) == shapes
-    assert parse_shapes("torchvision:resnet18@224") is None
-    assert parse_shape("1x3x32x32") == (1, 3, 32, 32)
+def test_a_shape_is_read_as_typed_or_refused() -> None:
+    assert parse_shape("1x3x32x32") == parse_shape(" 1, 3, 32, 32") == (1, 3, 32, 32)
     for wrong in ("", "1,,3", "1,-3", "1," * 9 + "1", "0,3"):
         with pytest.raises(ValueError):
             parse_shape(wrong)

@@ -127,7 +127,7 @@ def test_the_architecture_dialog_offers_torchvision(qtbot: Any, tmp_path: Path) 
     window = MainWindow(open_session("xor"))
     qtbot.addWidget(window)
     assert window.open_path(tmp_path / "mine.pth") is None  # the question first
-    dialog = window.arch_dialog
+    dialog = window.open_dialog
     dialog.library_name.setCurrentText("resnet18")
     dialog.image_size.setValue(32)
     assert dialog.use_library.isChecked() and dialog.architecture() == "torchvision:resnet18@32"

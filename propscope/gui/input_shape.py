@@ -1,9 +1,6 @@
 """The shape of a scripted TorchScript archive's inputs, asked before it opens: such an archive records none (a traced
-one keeps its example inputs' shapes), and its graph is read at the shapes given.
-
-The answer travels to the loading job as the text `load_file` takes in place of an architecture
-(`inputs:x=1,3,224,224;mask=1,16`, `shapes_text` / `parse_shapes`), so the job that opens a state dict opens this
-too, off the GUI thread.
+one keeps its example inputs' shapes), and its graph is read at the shapes given (`MainWindow.open_path`'s
+`input_shapes`, read by the loading job off the GUI thread).
 """
 
 from __future__ import annotations
@@ -18,7 +15,6 @@ from ..graph.errors import ModelFormatError
 from ..graph.readers import torchscript
 from .guard import guarded
 
-PREFIX = "inputs:"  # what marks the answer among architectures (example names, paths, `torchvision:...`)
 MAX_RANK = 8
 MAX_SIZE = 1_000_000
 
@@ -34,10 +30,6 @@ def asks_input_shapes(path: str | Path) -> bool:
         return False
 
 
-def shapes_text(shapes: dict[str, tuple[int, ...]]) -> str:
-    return PREFIX + ";".join(f"{name}={','.join(str(d) for d in shape)}" for name, shape in shapes.items())
-
-
 def parse_shape(text: str) -> tuple[int, ...]:
     """`1, 3, 224, 224` (or `1x3x224x224`) as a shape; ValueError in one line for anything else."""
     parts = [p.strip() for p in text.replace("x", ",").replace("×", ",").split(",")]
@@ -49,21 +41,11 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def parse_shapes(text: str) -> dict[str, tuple[int, ...]] | None:
-    """The shapes in an answer (`shapes_text`), or None when `text` is not one (an architecture)."""
-    if not text.startswith(PREFIX):
-        return None
-    shapes: dict[str, tuple[int, ...]] = {}
-    for item in text[len(PREFIX):].split(";"):
-        name, _, sizes = item.partition("=")
-        shapes[name] = parse_shape(sizes)
-    return shapes
-
-
 class InputShapeDialog(QDialog):
-    """One field per input of the archive's forward, the first prefilled from its first layer's weight."""
+    """One field per input of the archive's forward, the first prefilled from its first layer's weight; `chosen`
+    carries the shapes by input name."""
 
-    chosen = Signal(str)
+    chosen = Signal(dict)
 
     def __init__(self, path: str | Path, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -121,4 +103,4 @@ class InputShapeDialog(QDialog):
             self.error.show()
             return
         super().accept()
-        self.chosen.emit(shapes_text(shapes))
+        self.chosen.emit(shapes)

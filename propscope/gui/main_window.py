@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QComboBox,
+    QDialog,
     QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
@@ -68,6 +70,7 @@ from .docks import default_window_size, make_dock
 from .export.menu import attach_export
 from .guard import guarded
 from .help import add_help_menu
+from .input_shape import InputShapeDialog, asks_input_shapes
 from .inspect.chain_rule import ChainRuleView
 from .inspect.explain_view import ExplainDialog
 from .inspect.grad_flow_view import attach_grad_flow
@@ -562,25 +565,34 @@ class MainWindow(QMainWindow):
         self.selection.select(None)
         self.bridge.set_session(session)
 
-    def open_path(self, path: str | Path, arch: str | None = None) -> Job | None:
+    def open_path(self, path: str | Path, arch: str | None = None,
+                  input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Job | None:
         """Open a model file off the GUI thread (progress and Cancel after a moment); on failure a dialog
         saying what is wrong with the file, and the current session is kept. A state dict first asks
-        for its architecture (`arch` skips the question) and then shows what matched."""
+        for its architecture (`arch` skips the question) and then shows what matched; a file that records no input
+        shape (a scripted TorchScript archive) first asks for its inputs' shapes (`input_shapes` skips it)."""
         if is_state_dict(path) and not arch:
             current = self.bridge.session.name if self.bridge.session.name in EXAMPLES else ""
-            dialog = ArchDialog(str(path), current, self)
-            dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            dialog.chosen.connect(lambda chosen: self.open_path(path, chosen))
-            self.arch_dialog = dialog
-            dialog.open()
-            return None
+            arch_dialog = ArchDialog(str(path), current, self)
+            arch_dialog.chosen.connect(lambda chosen: self.open_path(path, chosen))
+            return self._ask_first(arch_dialog)
+        if input_shapes is None and not arch and asks_input_shapes(path):
+            shape_dialog = InputShapeDialog(path, self)
+            shape_dialog.chosen.connect(lambda shapes: self.open_path(path, input_shapes=shapes))
+            return self._ask_first(shape_dialog)
         s = self.bridge.session
         backend, dtype, device, seed = s.backend.name, str(s.backend.dtype), str(s.backend.device), self.seed
         name = Path(path).name if Path(path).name != "config.json" else display_name(path)  # a checkpoint: its folder
-        job = Job(f"Opening {name}…", lambda: load_file(path, backend, dtype, device, arch, seed), self)
+        job = Job(f"Opening {name}…", lambda: load_file(path, backend, dtype, device, arch, seed, input_shapes), self)
         job = self._start(job, self._opened, f"Cannot open {name}")
         self._resync_if_not_done(job)
         return job
+
+    def _ask_first(self, dialog: QDialog) -> None:
+        """Show the question a file needs answered before it opens; its answer opens it (Cancel: nothing changes)."""
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.open_dialog = dialog
+        dialog.open()
 
     def _opened(self, loaded: Loaded) -> None:
         """A file opened: install it, remember it, and say what a reader could not map."""

@@ -7,7 +7,7 @@ touches no widget and no live session, so a failure or a cancel leaves the curre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -55,7 +55,6 @@ from ..graph.readers._failure import capture_warnings, one_line
 from .canvas.folding import Folding
 from .format import fmt_shape
 from .guard import guarded
-from .input_shape import InputShapeDialog, asks_input_shapes, parse_shapes
 
 MAX_RECENT = 8
 TORCHVISION_NAMES = ("resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
@@ -95,13 +94,11 @@ def open_filter() -> str:
 
 
 def is_state_dict(path: str | Path) -> bool:
-    """Whether a file needs a question before it opens (the window then opens `ArchDialog`): a state dict, the
-    architecture its weights fill; a scripted TorchScript archive, its inputs' shapes. A traced archive, which
-    records them, opens by itself."""
+    """Whether a file holds weights only, so that it opens into an architecture (`ArchDialog` asks which); a
+    TorchScript archive, which looks like one, opens as its own graph (a scripted one asks its inputs' shapes first,
+    `input_shape.asks_input_shapes`)."""
     path = Path(path)
-    if not state_dict_reader.match(path):
-        return False
-    return asks_input_shapes(path) or not (path.is_file() and torchscript.is_archive(path))
+    return bool(state_dict_reader.match(path)) and not (path.is_file() and torchscript.is_archive(path))
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -120,27 +117,26 @@ class Loaded:
 
 
 def load_file(path: str | Path, backend: str, dtype: str, device: str = "cpu", arch: str | None = None,
-              seed: int = 0) -> Loaded:
-    """Read a model file (a state dict into `arch`) and prepare its session, folds and layout. Worker-safe.
+              seed: int = 0, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Loaded:
+    """Read a model file (a state dict into `arch`; a file that records no input shape at `input_shapes`, by input
+    name) and prepare its session, folds and layout. Worker-safe.
 
     Any failure is the command line's one sentence (`FILE: what is wrong`), as a ModelFormatError; all the
     reading counts against one memory budget."""
     try:
-        with memory_budget(), capture_warnings():
+        # input_shapes: a scripted TorchScript archive's, as its dialog asked
+        with memory_budget(), capture_warnings(), reading_at(input_shapes):
             return _load_file(Path(path), backend, dtype, device, arch, seed)
     except Exception as exc:  # MemoryError and a reader's bug too: the dialog says one line, the session stays
         raise ModelFormatError(one_line(exc, str(path))) from exc
 
 
 def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | None, seed: int) -> Loaded:
-    """`arch` is a state dict's architecture, or a TorchScript archive's input shapes (`input_shape.shapes_text`)."""
     model: Model
     report = None
-    shapes = parse_shapes(arch) if arch else None
-    if shapes is not None or (not arch and path.is_file() and torchscript.is_archive(path)):
-        with reading_at(shapes):  # a TorchScript archive's graph, at the shapes its dialog asked for
-            model = open_model(path)
-    elif is_state_dict(path):
+    if not arch and path.is_file() and torchscript.is_archive(path):  # its own graph (with `arch`: its weights)
+        model = open_model(path)
+    elif state_dict_reader.match(path):
         if not arch:
             raise ModelFormatError(f"{path}: a state dict holds weights only; choose the architecture it belongs to")
         if not path.is_file():
@@ -288,13 +284,6 @@ class ArchDialog(QDialog):
     """Which network a state dict's weights belong to: a built-in example or a model file."""
 
     chosen = Signal(str)
-
-    def __new__(cls, weights: str, current: str = "", parent: QWidget | None = None) -> Any:
-        # the window asks this dialog what a file needs before it opens; what a scripted TorchScript archive needs
-        # is its inputs' shapes, and the answer goes where an architecture would (`load_file`)
-        if asks_input_shapes(weights):
-            return InputShapeDialog(weights, parent)
-        return super().__new__(cls)
 
     def __init__(self, weights: str, current: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
