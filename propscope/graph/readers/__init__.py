@@ -25,9 +25,9 @@ from . import (
     torchvision_arch,
     transformers_checkpoint,
 )
-from ._aten import SizedModel, reading_at  # a file read again at the data's sizes (debugger.session)
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
+from .sizes import SizedModel, reading_at  # a file read again at the data's sizes (debugger.session)
 
 # the libraries whose architectures open by name (`torchvision:resnet18`, `timm:convnext_tiny@64`), random weights
 ARCHITECTURES: tuple[ModuleType, ...] = (torchvision_arch, timm_arch)

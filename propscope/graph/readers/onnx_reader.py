@@ -30,9 +30,10 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ..model import Model
 from . import onnx_proto
-from ._aten import Lazy, Missing, Transposed, Unmapped, bind_symbol, requested_shapes, sized
+from ._aten import Lazy, Missing, Transposed, Unmapped
 from ._budget import charge
 from ._build import DOWNSTREAM, Builder, check_shape, clean_name, downstream, file_size, from_bytes
+from .sizes import bind_symbol, requested_shapes, sized
 
 SUFFIX = ".onnx"
 MAX_FILE_BYTES = 2 * 2**30  # protobuf's own limit
@@ -688,7 +689,7 @@ def open_bytes(data: bytes, where: str, folder: Path | None = None, stem: str = 
                input_shapes: Mapping[str, tuple[int, ...]] | None = None,
                reread: Callable[[Mapping[str, tuple[int, ...]]], Model] | None = None) -> Model:
     """An ONNX file's bytes read as `open` reads the file (external data only from `folder`, where given), its
-    symbolic input sizes at `input_shapes` (by input name; by default those `_aten.reading_at` asks for, else 1);
+    symbolic input sizes at `input_shapes` (by input name; by default those `sizes.reading_at` asks for, else 1);
     `reread` reads it again at other ones (`SizedModel`)."""
     try:
         model = onnx_proto.read_model(data, lambda nbytes: charge(nbytes, "its protobuf messages", where))

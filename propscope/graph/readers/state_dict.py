@@ -27,10 +27,10 @@ import numpy as np
 
 from ..errors import ModelFormatError, PropscopeError
 from ..model import Model
-from ._aten import SizedModel
 from ._budget import ZIP_ERRORS, charge
 from ._build import MAX_TENSOR_BYTES, check_shape, file_size, from_bytes
 from ._pickle import Pickled, is_tensor, load_weights_only, to_numpy
+from .sizes import SizedModel
 
 # .ckpt: PyTorch Lightning's; .tar: `checkpoint.pth.tar`, as torchvision's ImageNet script saves; .bin: a
 # transformers `pytorch_model.bin` on its own

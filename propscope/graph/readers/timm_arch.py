@@ -26,10 +26,10 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
-from ._aten import batch_sized, read_again_at, requested_batch
 from ._budget import charge, human
 from ._build import MAX_SIDE, MIN_SIDE, architecture_spec, file_size
 from ._failure import first_line, quiet_torch
+from .sizes import batch_sized, read_again_at, requested_batch
 
 PREFIX = "timm:"
 # timm's names are lower-case words, digits and underscores; a pretrained tag follows a dot (resnet50.a1_in1k)

@@ -29,10 +29,11 @@ from ..errors import ModelFormatError
 from ..gc_pause import paused_gc
 from ..model import Model
 from . import aten, torchscript  # noqa: F401  (aten registers the ATen handlers)
-from ._aten import SCALAR_TYPES, Translator, in_place, json_int, requested_shapes, sized, sizes
+from ._aten import SCALAR_TYPES, Translator, in_place, json_int, sizes
 from ._budget import ZIP_ERRORS, charge, read_member
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
 from ._pickle import load_weights_only, to_numpy
+from .sizes import requested_shapes, sized
 
 SUFFIX = ".pt2"
 _MODEL_JSON = re.compile(r"^(?P<root>(?:[^/]+/)?)models/(?P<name>[^/]+)\.json$")
@@ -290,7 +291,7 @@ def _lendable(flat: np.ndarray, data: bytes | bytearray, shape: tuple[int, ...],
 
 def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
     """The program in a `.pt2` archive; a program exported with dynamic shapes is read with its inputs at
-    `input_shapes` (by input name; by default the shapes `_aten.reading_at` asks for, else the example inputs')."""
+    `input_shapes` (by input name; by default the shapes `sizes.reading_at` asks for, else the example inputs')."""
     path = Path(path)
     where = str(path)
     if torchscript.is_archive(path):  # a TorchScript archive saved as .pt2: its own reader reads its code

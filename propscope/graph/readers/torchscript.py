@@ -8,7 +8,7 @@ module package. `torch.jit.load` is never called and nothing of the code is comp
 `ast` and walked symbolically by `torchscript_code`, from the root module's `forward`.
 
 An archive records no input shape, except what a traced one keeps of its example inputs (`traced_inputs.pkl`:
-their shapes; their values are not saved): the shapes come from the data (`_aten.reading_at`, by the forward's
+their shapes; their values are not saved): the shapes come from the data (`sizes.reading_at`, by the forward's
 parameter names, `x` for a single input), else from the traced inputs, else the open is refused in one line that
 says how to give them.
 """
@@ -28,10 +28,10 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import aten  # noqa: F401  (registers the ATen handlers)
-from ._aten import requested_shapes, sized
 from ._budget import ZIP_ERRORS, charge, read_member
 from ._build import check_shape
 from ._pickle import MAX_PICKLE_BYTES, Pickled, _flat, _restricted, _Storage, _Unpickler, plain
+from .sizes import requested_shapes, sized
 from .torchscript_code import ClassInfo, Interpreter, Refusal, ScriptModule, parse_code
 
 MAX_CODE_FILE = 8 * 2**20  # one code file; real ones are a few KB
@@ -156,7 +156,7 @@ class _Archive:
 
 def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
     """The graph of a TorchScript archive, its inputs at `input_shapes` (by the forward's parameter names; by default
-    the data's, `_aten.reading_at`, else the traced example inputs')."""
+    the data's, `sizes.reading_at`, else the traced example inputs')."""
     path = Path(path)
     where = str(path)
     try:

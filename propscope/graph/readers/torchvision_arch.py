@@ -27,10 +27,10 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import _torchvision, state_dict, torch_export
-from ._aten import batch_sized, read_again_at, requested_batch
 from ._budget import charge, human
 from ._build import architecture_spec
 from ._failure import first_line, quiet_torch
+from .sizes import batch_sized, read_again_at, requested_batch
 
 PREFIX = "torchvision:"
 _SPEC = re.compile(r"^torchvision:([a-z][a-z0-9_]{0,63})(?:@(\d{1,9})(?:x(\d{1,9}))?)?$")

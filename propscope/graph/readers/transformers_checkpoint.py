@@ -25,9 +25,9 @@ from ..errors import ModelFormatError
 from ..model import Model
 from ..ops.shapes import fmt
 from . import _torchvision, state_dict, torch_export
-from ._aten import read_again_at, requested_shapes, sized
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
 from ._failure import first_line, quiet_library, quiet_torch
+from .sizes import read_again_at, requested_shapes, sized
 
 SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
 MAX_CONFIG_BYTES = 1 << 20
