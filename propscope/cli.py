@@ -100,6 +100,10 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     broken = _nonfinite_parameters(session.model.parameters)
     if broken:
         print(f"propscope: warning: {broken}", file=sys.stderr)
+    if session.loss_from_labels:
+        kind = "whole-number" if session.loss_name == "cross_entropy" else "real-valued"
+        print(f"propscope: note: the model has no loss of its own; the data's {kind} labels y take "
+              f"{session.loss_name} (--loss NAME for another, --loss none for forward only)", file=sys.stderr)
     note = session.model.outputs_note
     if note and session.loss_name is not None and getattr(args, "output", None) is None:
         print(f"propscope: note: {note} (--output NAME picks another)", file=sys.stderr)
@@ -434,7 +438,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if result.explanation is not None:
             print(f"  note: {result.explanation}")
         return 1
-    print(f"  all {len(result.nodes)} nodes agree (largest difference {result.max_diff:.2e})")
+    forward = "" if s.loss_name is not None else "; forward values only: no loss, so no gradients (--loss NAME)"
+    print(f"  all {len(result.nodes)} nodes agree (largest difference {result.max_diff:.2e}){forward}")
     return 0
 
 

@@ -75,6 +75,7 @@ class Session:
         self.data_seed = seed  # what a generated batch was drawn with (with_loss draws a target so)
         # whether the target `y` was drawn here (no data gave one): another loss or output draws its own again
         self.target_drawn = False
+        self.loss_from_labels = False  # whether open_session chose the loss from the data's labels (the model had none)
         if batch is None:  # a loaded model without data gets a generated batch of its declared shapes
             self.target_drawn = self.loss_name is not None and TARGET not in model.batch
             batch = example_batch(model.graph, seed, self.loss_name, model.batch)
@@ -568,6 +569,9 @@ def open_session(
     if per_token:
         model = model.per_token()
         loss = loss or "cross_entropy"
+    chosen = None
+    if loss is None and model.loss is None and batch is not None and TARGET in batch:
+        chosen = loss = loss_for_labels(batch[TARGET], model.graph.output.shape)
     if live and batch is not None:  # the module's inputs stay unless data replaces them; data adds the target
         replaced = "x" in batch and len(model.graph.inputs) == 1  # `x` always names a single input
         batch = {**({} if replaced else model.batch), **batch}
@@ -577,4 +581,21 @@ def open_session(
     with paused_gc():  # the schedule of a big graph is 10⁴-10⁵ objects that all live on (see paused_gc)
         session = Session(model, get_backend(backend, dtype or "float32", device), batch, loss, name=name, seed=seed)
     session.source = "" if live or isinstance(target, Model) else str(target)
+    session.loss_from_labels = chosen is not None
     return session
+
+
+def loss_for_labels(labels: Any, prediction: tuple[int, ...]) -> str | None:
+    """The loss a model without one of its own takes from the data's labels `y`, or None where they do not say:
+    whole numbers shaped as class indices for the prediction (torch's classes on axis 1; (batch, tokens) for a
+    language model's (batch, tokens, vocabulary) logits), cross-entropy; real numbers of the prediction's own shape,
+    mean squared error."""
+    y = np.asarray(labels)
+    prediction = tuple(prediction)
+    if y.dtype.kind in "iu":
+        tokens = len(prediction) == 3 and y.shape == prediction[:2]
+        column = len(prediction) == 2 and y.shape == (prediction[0], 1)
+        return "cross_entropy" if tokens or column or y.shape == class_indices_shape(prediction) else None
+    if y.dtype.kind == "f" and y.shape == prediction:
+        return "mse"
+    return None

@@ -42,11 +42,12 @@ from PySide6.QtWidgets import (
 
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
+from ..debugger.session import loss_for_labels
 from ..graph.datasets import load_data
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
-from ..graph.model import example_batch, output_name
+from ..graph.model import TARGET, example_batch, output_name
 from ..graph.ops import CATALOG, LOSSES
 from ..graph.ops.shapes import fmt
 from ..graph.ops.unsupported import unsupported_summary
@@ -149,6 +150,7 @@ class MainWindow(QMainWindow):
         self.jobs: list[Job] = []
         self.last_error: str | None = None
         self.error_box: QMessageBox | None = None
+        self._forward_only_for: object = None  # the model the user chose Debug ▸ Loss ▸ none for (data keeps it so)
         # The window follows the cursor first, so the docks refresh once with the new selection.
         self.bridge.cursorMoved.connect(self._cursor_moved)
         self.bridge.sessionChanged.connect(self._session_changed)
@@ -487,6 +489,7 @@ class MainWindow(QMainWindow):
         def done(result: tuple[Session, Layout, Folding, bool]) -> None:
             session, layout, folding, drawn = result
             self.install(session, layout, folding)
+            self._forward_only_for = session.model if loss == "none" else None
             said = "forward only" if loss == "none" else f"the {loss} loss"
             pred = session.prediction_node.shape
             if loss == "cross_entropy" and len(pred) == 3 and pred[2] > pred[1]:  # (batch, tokens, vocabulary)?
@@ -726,10 +729,17 @@ class MainWindow(QMainWindow):
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False
-        rows = self.bridge.session.prediction_node
+        s = self.bridge.session
+        rows = s.prediction_node
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
         self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}")
+        labels = batch.get(TARGET)
+        if s.loss_name is None and s.model.loss is None and labels is not None \
+                and self._forward_only_for is not s.model:
+            loss = loss_for_labels(labels, rows.shape)  # labels for a model without a loss: the backward pass too
+            if loss is not None:
+                self._loss_chosen(loss)
         return True
 
     def generate_batch(self, seed: int = 0) -> bool:
