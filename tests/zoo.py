@@ -594,3 +594,26 @@ def relative(got: Any, want: np.ndarray) -> float:
     """The largest difference, relative to the largest magnitude of `want`."""
     scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-12)
     return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0)) / scale
+
+
+def scriptable(model: Any) -> Any:
+    """`model` ready for `torch.jit.script`: the zoo's own modules annotate `forward` with `Any` (this file's
+    typing), which TorchScript types as Any, not Tensor, and refuses to pass on to a layer. Each such `forward` is
+    given a twin whose `Any` names `torch.Tensor` (its code, source and closure unchanged), on the module's own
+    class (every build makes its classes afresh). Returns `model`."""
+    import types
+
+    import torch
+
+    for module in model.modules():
+        cls = type(module)
+        forward = cls.__dict__.get("forward")
+        if cls.__module__ != __name__ or not isinstance(forward, types.FunctionType) \
+                or forward.__globals__.get("Any") is torch.Tensor:
+            continue
+        twin = types.FunctionType(forward.__code__, {**forward.__globals__, "Any": torch.Tensor}, forward.__name__,
+                                  forward.__defaults__, forward.__closure__)
+        twin.__qualname__, twin.__module__ = forward.__qualname__, forward.__module__
+        twin.__annotations__ = forward.__annotations__
+        cls.forward = twin
+    return model

@@ -64,6 +64,7 @@ class _Archive:
         self.root = roots[0]
         self.parsed: dict[str, dict[str, ClassInfo | Any]] = {}
         self.code_bytes = 0
+        self.frozen: list[np.ndarray] = []  # the module tree's tensors saved with requires_grad=False
 
     def pickle(self, member: str, folder: str, what: str, shapes_only: bool = False) -> Any:
         """A pickle of the archive, its tensors' storages in `folder`, as plain Python (NumPy for tensors);
@@ -92,7 +93,7 @@ class _Archive:
         body = read_member(self.zf, info, self.where, MAX_PICKLE_BYTES)
         with _restricted(self.where, what, torch_fallback=False):
             try:
-                value = _Unpickler(body, storage, self.where, set()).load()
+                value = _FrozenNoting(body, storage, self.where, self.frozen).load()
             except ModelFormatError:
                 raise
             except RecursionError:
@@ -154,6 +155,22 @@ class _Archive:
         return found
 
 
+class _FrozenNoting(_Unpickler):
+    """The restricted unpickler, noting the tensors saved with requires_grad=False: a parameter the model does not
+    train (`requires_grad_(False)`, Whisper's sinusoidal positions) is a constant, as a `.pt2`'s frozen one is."""
+
+    def __init__(self, data: bytes, storages: Any, where: str, frozen: list[np.ndarray]) -> None:
+        super().__init__(data, storages, where, set())
+        self.frozen = frozen
+
+    def _rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
+                        hooks: Any = None, metadata: Any = None) -> Any:
+        tensor = super()._rebuild_tensor(storage, offset, size, stride, requires_grad, hooks, metadata)
+        if requires_grad is False:
+            self.frozen.append(tensor.array)
+        return tensor
+
+
 def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
     """The graph of a TorchScript archive, its inputs at `input_shapes` (by the forward's parameter names; by default
     the data's, `sizes.reading_at`, else the traced example inputs')."""
@@ -168,7 +185,7 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
     with zf:
         archive = _Archive(zf, where)
         root = ScriptModule(archive.module_tree(), "")
-        interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem)
+        interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem, archive.frozen)
         try:
             names = interpreter.inputs_of(root)
         except Refusal as exc:
@@ -181,7 +198,7 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
         outputs = interpreter.run(root, shapes, dtypes)
         if interpreter.integer_inputs and traced is None:  # token ids of a scripted archive: read again as int64
             dtypes = dict.fromkeys(interpreter.integer_inputs, "int64")
-            interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem)
+            interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem, archive.frozen)
             outputs = interpreter.run(root, shapes, dtypes)
     model = interpreter.t.b.model(outputs, None, "")
     kind = "traced" if traced is not None else "scripted"

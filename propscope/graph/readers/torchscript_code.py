@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,10 @@ _DUNDER_OPS = frozenset({"__is__", "__isnot__", "__not__", "__and__", "__or__", 
                          "__getitem__", "__round_to_zero_floordiv", "__derive_index", "__range_length",
                          "__torch__", "__interpolate", "__upsample", "__upsample_bilinear", "__lshift__",
                          "__rshift__", "__iand__", "__ior__", "__ixor__"})
+
+
+# the namespace TorchScript gives a second compilation of a name (`functional.___torch_mangle_99.interpolate`)
+_MANGLED = re.compile(r"___torch_mangle_[0-9]{1,9}")
 
 
 class Refusal(Exception):
@@ -222,8 +227,9 @@ class Interpreter:
     """Walks a TorchScript archive's code from the root module's `forward`, building the graph."""
 
     def __init__(self, classes: Callable[[str], ClassInfo | ast.FunctionDef], constants: list[Any], where: str,
-                 name: str) -> None:
+                 name: str, frozen: list[np.ndarray] | None = None) -> None:
         self.lookup = classes
+        self.frozen = {id(a) for a in frozen or []}  # arrays of the module tree saved with requires_grad=False
         self.constants = constants
         self.where = where
         self.t = ScriptTranslator(where, name)
@@ -459,7 +465,7 @@ class Interpreter:
         owner = self._expr(node.value)
         attr = node.attr
         if isinstance(owner, Qualified):
-            if attr.startswith("__") and attr not in _DUNDER_OPS:
+            if attr.startswith("__") and attr not in _DUNDER_OPS and not _MANGLED.fullmatch(attr):
                 raise Refusal(f"attribute access to {attr[:40]} in {self._here()}, which TorchScript code does not "
                               "do")
             if owner.name == "CONSTANTS":
@@ -493,7 +499,12 @@ class Interpreter:
             if isinstance(value, bool | int | float | str | type(None)):
                 return value
             if isinstance(value, list | tuple) and len(value) <= MAX_LIST:
-                return list(value) if isinstance(value, list) else value
+                items = [self._listed_leaf(module, attr, i, v) if is_tensor(v) else v for i, v in enumerate(value)]
+                return items if isinstance(value, list) else tuple(items)
+            if isinstance(value, dict) and len(value) <= MAX_LIST and all(
+                    isinstance(k, str | int) and isinstance(v, bool | int | float | str | type(None))
+                    for k, v in value.items()):
+                return dict(value)  # a table of names (IntermediateLayerGetter's return_layers)
             raise Refusal(f"{path} holds a {type(value).__name__}, which propscope does not read")
         info = self.lookup(module.obj.name)
         if isinstance(info, ClassInfo):
@@ -503,12 +514,23 @@ class Interpreter:
                 return Method(module, attr)
         raise Refusal(f"module {module.path or 'the root'} has no attribute {attr[:60]!r}")
 
+    def _listed_leaf(self, module: ScriptModule, attr: str, index: int, value: Any) -> Any:
+        """A tensor in a list the module holds: the module's parameter or buffer where it is one of them (an RNN's
+        `_flat_weights` are its `weight_ih_l0`, ...: the same tensors, which the pickle keeps one), else a constant
+        named by its place in the list."""
+        named = next((k for k, v in module.state.items() if v is value), None)
+        if named is not None:
+            return self._leaf(module, named, f"{module.path}.{named}" if module.path else named, value)
+        path = f"{module.path}.{attr}.{index}" if module.path else f"{attr}.{index}"
+        return self._leaf(module, f"{attr}.{index}", path, value)
+
     def _leaf(self, module: ScriptModule, attr: str, path: str, value: Any) -> Any:
         array = np.asarray(value)
         key = id(value)
         if key not in self.leaves:
             info = self.lookup(module.obj.name)
-            trained = isinstance(info, ClassInfo) and attr in info.parameters and array.dtype.kind == "f"
+            trained = isinstance(info, ClassInfo) and attr in info.parameters and array.dtype.kind == "f" \
+                and id(value) not in self.frozen
             kind = "parameter" if trained else "constant"
 
             def make() -> Node:
@@ -607,6 +629,12 @@ class Interpreter:
             return _C10_DTYPE.get(self.t.dtype_of(args[0]), 6)  # c10's number, as the code passes it on
         if name == "device":
             return Device("cpu")
+        if name == "type" and len(args) == 1 and isinstance(args[0], Device):
+            return args[0].name.partition(":")[0]  # `x.device.type`
+        if name == "requires_grad" and len(args) == 1 and self._is_tensor(args[0]):
+            return self.t.dtype_of(args[0]).startswith("float")  # propscope differentiates every float value
+        if name in _DENSE_CPU and len(args) == 1 and self._is_tensor(args[0]):
+            return False  # what the graph holds is a dense tensor on the CPU, whatever device it runs on later
         raise Refusal(f"an unknown function ops.prim.{name[:60]} in {self._here()}")
 
     # -- ATen ops ---------------------------------------------------------------------------------
@@ -617,8 +645,12 @@ class Interpreter:
             raise Refusal(f"torch.{name} in {self._here()} uses a value no branch assigned")
         if name == "tensor" and args and not any(self._is_tensor(v) for v in (*args, *kwargs.values())):
             return _tensor_of(args[0], kwargs.get("dtype", args[1] if len(args) > 1 else None))
+        if name in ("__is__", "__isnot__") and len(args) == 2 and not kwargs:
+            same = _is(*args)  # `query is key` in MultiheadAttention: the same value, passed twice
+            return same if name == "__is__" else not same
         plain = _PLAIN.get(name)
-        if plain is not None and not any(self._is_tensor(v) for v in (*args, *kwargs.values())):
+        on_container = name in _CONTAINER_OPS and bool(args) and isinstance(args[0], list | tuple | dict)
+        if plain is not None and (on_container or not any(self._is_tensor(v) for v in (*args, *kwargs.values()))):
             try:
                 return plain(*args, **kwargs)
             except (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError) as exc:
@@ -633,8 +665,9 @@ class Interpreter:
         key = name[:-1] if in_place(name) else name
         module = self.frame.path
         shapes, dtypes = self._declared(name, schema, named)
+        # the overload bound (`gru.input`, `bernoulli_.float`): handlers tell an op's forms apart by it
         ctx = Ctx(self.t.b.fresh(f"{module}.{key}" if module else key), module, shapes,
-                  f"torch.ops.aten.{key}.default")
+                  f"torch.ops.aten.{key}.{schema.overload_name or 'default'}")
         if _integer(named.get("dtype")):  # the handlers read torch.export's numbering of dtypes, not c10's
             named = {**named, "dtype": _EXPORT_DTYPE.get(named["dtype"], -1)}
         target = named.get("self", named.get("input"))
@@ -916,6 +949,10 @@ def _tensor_of(data: Any, dtype: Any) -> np.ndarray:
     return array.astype(wanted if wanted is not None else np.float32 if array.dtype.kind == "f" else array.dtype)
 
 
+# ops on a list or a dict the code made, whatever it holds (`features.append(x)`, `out["out"] = x`)
+_CONTAINER_OPS = frozenset({"append", "_set_item", "copy", "len", "list", "slice"})
+_DENSE_CPU = frozenset({"is_nested", "is_sparse", "is_quantized", "is_mkldnn", "is_meta", "is_cuda", "is_xpu",
+                        "is_mps", "is_vulkan"})
 _TYPED = frozenset({"annotate", "unchecked_cast", "uninitialized", "isinstance"})
 _BUILTINS = frozenset({"int", "float", "bool", "range", "getattr", "annotate", "unchecked_cast", "uninitialized",
                        "len"})
@@ -956,9 +993,41 @@ def _append(items: Any, value: Any) -> None:
     items.append(value)
 
 
+def _copy(items: Any) -> Any:
+    """`torch.copy` of a list or a dict (`shift_size.copy()`): a list the code may then change."""
+    if isinstance(items, list | tuple):
+        return list(items)
+    if isinstance(items, dict):
+        return dict(items)
+    raise TypeError("a copy of something other than a list or a dict")
+
+
+def _set_item(items: Any, index: Any, value: Any) -> Any:
+    """`torch._set_item(xs, i, v)`, TorchScript's `xs[i] = v` on a list or a dict the code made."""
+    in_list = isinstance(items, list) and _integer(index) and -len(items) <= index < len(items)
+    in_dict = isinstance(items, dict) and isinstance(index, str | int) and (index in items or len(items) < MAX_LIST)
+    if not (in_list or in_dict):
+        raise IndexError("an item set outside a list or a dict")
+    items[index] = value
+    return items
+
+
+def _flags(items: Any) -> list[Any]:
+    if not isinstance(items, list | tuple) or not all(_number(v) for v in items):
+        raise TypeError("all or any of something other than a list of bools")
+    return list(items)
+
+
+def _sum(items: Any) -> Any:
+    if not isinstance(items, list | tuple) or not all(_number(v) for v in items):
+        raise TypeError("a sum of something other than a list of numbers")
+    return sum(items)
+
+
 _PLAIN: dict[str, Callable[..., Any]] = {  # on numbers, lists, strings and None (no tensor among the arguments)
     "add": lambda a, b: a + b if not isinstance(a, str) or len(a) + len(b) <= MAX_LIST else _too_long(),
-    "sub": lambda a, b: a - b, "mul": lambda a, b: a * b if _number(a) and _number(b) else _too_long(),
+    "sub": lambda a, b: a - b, "rsub": lambda a, b, alpha=1: b - alpha * a,
+    "mul": lambda a, b: a * b if _number(a) and _number(b) else _too_long(),
     "div": _div, "floordiv": lambda a, b: a // b, "floor_divide": lambda a, b: a // b,
     "remainder": lambda a, b: a % b, "neg": lambda a: -a, "eq": lambda a, b: a == b, "ne": lambda a, b: a != b,
     "lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
@@ -968,6 +1037,14 @@ _PLAIN: dict[str, Callable[..., Any]] = {  # on numbers, lists, strings and None
     "sqrt": math.sqrt, "pow": lambda a, b: a**b if abs(b) <= 64 else _too_long(),
     "__contains__": lambda a, b: b in a, "warn": lambda *a, **k: None,
     "device": lambda kind, index=None: Device(str(kind)[:40]),
+    # TorchScript's builtins on the lists and dicts the code makes
+    "copy": _copy, "_set_item": _set_item, "sum": _sum, "dict": lambda: {},
+    "__range_length": lambda lo, hi, step: len(range(lo, hi, step)),
+    "all": lambda items: all(_flags(items)), "any": lambda items: any(_flags(items)),
+    # propscope steps the backward pass and runs no autocast: the code takes the paths of training's autograd
+    # (MultiheadAttention's fast path is for inference without gradients)
+    "is_grad_enabled": lambda: True, "is_autocast_enabled": lambda *device: False,
+    "__derive_index": lambda index, start, step: start + index * step,
 }
 
 

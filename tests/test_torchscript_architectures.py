@@ -1,0 +1,128 @@
+"""The architecture zoo as TorchScript archives, traced and scripted as users ship them, opened and stepped end to end.
+
+Each model of `zoo.ARCHITECTURES` is `torch.jit.trace`d on its example inputs and, where torch can, also
+`torch.jit.script`ed (torchvision's and our own modules; transformers' models do not script, and say why in the
+skip), and saved, once per test module. propscope opens the archive with the data's shapes, its code read with
+`ast` and interpreted, never run, and steps to the end of the backward pass: the loss, every weight gradient and the
+input gradient must be torch autograd's on the original module, to 1e-9 relative in float64 (the tolerance of
+`test_architectures.py`, whose `.pt2` files come from the same models). Every archive on the NumPy backend
+(hand-written derivatives); the torch backend on a CNN, a transformer and recurrent networks.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zoo
+
+from propscope.debugger import open_session
+from propscope.graph.readers import open_model, torchscript
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+NOISE_FLOOR = 1e-6  # of the model's largest gradient: below it a gradient is rounding (test_architectures' `close`)
+TOLERANCE = 1e-9
+SLOW = {"efficientnet_b0", "swin_t", "r3d_18", "mobilenet_v2"}  # over ~5 s each on two cores, traced or scripted
+
+
+def _params(how: str) -> list[Any]:
+    return [pytest.param(*p.values, marks=[*p.marks, *([pytest.mark.slow] if p.values[0] in SLOW else [])],
+                         id=f"{p.values[0]}-{how}") for p in zoo.params()]
+
+
+class Archives:
+    """Each architecture traced or scripted and saved on first use; what torch refused to script, with its reason."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.refused: dict[str, str] = {}
+
+    def file(self, name: str, how: str) -> Path:
+        path = self.folder / f"{name}.{how}.pt"
+        if name in self.refused and how == "script":
+            pytest.skip(self.refused[name])
+        if not path.exists():
+            model, inputs, _ = zoo.built(name)
+            example = tuple(torch.from_numpy(a) for a in inputs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if how == "trace":
+                    saved = torch.jit.trace(model, example, check_trace=False)
+                else:
+                    try:
+                        saved = torch.jit.script(zoo.scriptable(model))
+                    except Exception as exc:  # torch's frontend raises anything for code it cannot compile
+                        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                        self.refused[name] = f"torch.jit.script cannot compile {name}: {first.strip()[:160]}"
+                        pytest.skip(self.refused[name])
+                saved.save(str(path))
+        return path
+
+
+@pytest.fixture(scope="module")
+def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
+    return Archives(tmp_path_factory.mktemp("torchscript_architectures"))
+
+
+def _close(got: Any, want: np.ndarray, what: str, scale: float) -> float:
+    """`got` within TOLERANCE of `want`, relative to `want`'s largest entry or, where that is smaller, to NOISE_FLOOR
+    × `scale` (the model's largest gradient: a gradient that is truly 0 comes out as rounding noise); the error."""
+    assert got is not None, f"no gradient for {what}"
+    peak = float(np.max(np.abs(want), initial=0.0))
+    diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0))
+    err = diff / max(peak, NOISE_FLOOR * scale, 1e-12)
+    assert err <= TOLERANCE, f"{what}: relative difference {err:.3g} (largest gradient {peak:.3g}, model's {scale:.3g})"
+    return err
+
+
+def _steps_with_autograds_numbers(path: Path, name: str, backend: str, traced: bool) -> None:
+    module, inputs, y = zoo.built(name)
+    if traced:  # a traced archive keeps its example inputs' shapes: it opens without data, every op mapped
+        unsupported = sorted({f"{n.meta.get('original_op')} ({n.meta.get('reason', '')})"
+                              for n in open_model(path).graph if n.op.name == "unsupported"})
+        assert not unsupported, f"{name}: unsupported ops {unsupported}"
+    names = torchscript.inputs(path).names
+    assert len(names) == len(inputs), f"inputs {names}"
+    s = open_session(path, backend=backend, dtype="float64", data={**dict(zip(names, inputs, strict=True)), "y": y},
+                     loss="cross_entropy")
+    assert "interpreted, never run" in s.model.description
+    s.run_to_end()
+    assert s.at_end
+    loss, grads, input_grads = zoo.autograd_reference(module, inputs, y)
+    got = float(s.backend.to_numpy(s.value(s.loss_node.name)))
+    assert abs(got - loss) <= TOLERANCE * max(1.0, abs(loss)), f"loss {got} != {loss}"
+    params = {n.name for n in s.graph.leaves if n.op.name == "parameter"}
+    made_up = sorted(params - set(grads))  # a parameter autograd does not train (Whisper's frozen positions)
+    assert not made_up, f"parameters without an autograd gradient: {made_up[:6]}"
+    scale = max(float(np.max(np.abs(g), initial=0.0)) for g in grads.values())
+    for param in params:
+        _close(s.backend.to_numpy(s.grad(param)), grads[param], param, scale)
+    # a weight tied under two names (GPT-2's lm_head and wte) is one leaf: its gradient was checked by the other name
+    untied = [p for p in set(grads) - params if not any(np.shares_memory(grads[p], grads[q]) for q in params)]
+    assert not untied, f"weights propscope has no parameter for: {sorted(untied)[:6]}"
+    for input_name, grad in zip(names, input_grads, strict=True):
+        if grad is not None:
+            _close(s.backend.to_numpy(s.grad(input_name)), grad, f"input {input_name}", 0.0)
+
+
+@pytest.mark.parametrize("name", _params("trace"))
+def test_traced_steps_with_autograds_numbers(name: str, archives: Archives) -> None:
+    _steps_with_autograds_numbers(archives.file(name, "trace"), name, "numpy", traced=True)
+
+
+@pytest.mark.parametrize("name", _params("script"))
+def test_scripted_steps_with_autograds_numbers(name: str, archives: Archives) -> None:
+    _steps_with_autograds_numbers(archives.file(name, "script"), name, "numpy", traced=False)
+
+
+@pytest.mark.parametrize(("name", "how"), [("resnet18", "trace"), ("transformer_encoder", "trace"),
+                                           ("bigru", "trace"), ("lstm_lm", "script")])
+def test_torch_backend_steps_with_autograds_numbers(name: str, how: str, archives: Archives) -> None:
+    if zoo.ARCHITECTURES[name][1] == "torchvision" and not zoo.has_torchvision():
+        pytest.skip("torchvision is not installed")
+    _steps_with_autograds_numbers(archives.file(name, how), name, "torch", traced=how == "trace")
