@@ -341,8 +341,10 @@ def _tolerance(text: str) -> float:
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     from .debugger.gradcheck import default_samples, gradcheck
+    from .debugger.memory import gradcheck_estimate, leaf_elements
 
     s = _open(args, dtype="float64")
+    _check_memory(gradcheck_estimate(s.trace.estimate(), leaf_elements(s.graph)), s)
     samples = args.samples if args.samples is not None else default_samples(s)
     samples = None if samples == 0 else samples
     rows = gradcheck(s, samples=samples, progress=_progress_line if sys.stderr.isatty() else None)
@@ -365,6 +367,11 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         return 1
     print(f"  all {len(rows)} gradients agree (worst relative error {worst:.2e}{below})")
     return 0
+
+
+def _check_memory(estimate: Any, session: Any) -> None:
+    """Refuse a pass whose values and gradients would not fit in the memory budget, before it runs (memory.py)."""
+    estimate.check(session.trace.budget.limit)
 
 
 def _progress_line(done: int, total: int, name: str) -> None:
@@ -423,6 +430,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     s = _noted(open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss,
                             arch=args.arch, output=args.output, per_token=args.per_token), args)
+    _check_memory(s.trace.estimate(backends=2), s)  # both passes, before the first of them runs
     s.run_to_end()
     result = compare_backends(s, get_backend("torch", args.dtype, args.device), tolerance=args.tol)
     print(f"{s.name}: {result.reference} vs {result.other}, {result.steps} steps, "
@@ -547,6 +555,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     s.check_runnable()
     trainer = Trainer(s, args.epochs, args.optimizer, args.lr, args.batch_size, test, seed=args.seed,
                       snapshots=_snapshot_settings(args), **hparams)
+    _check_memory(s.training_memory(trainer.batch_size), s)
     opt = trainer.optimizer
     print(f"{s.name}: {trainer.epochs} epochs of {opt.name} (lr {opt.hparams['lr']:g}) on {trainer.n} samples"
           f"{f' in batches of {trainer.batch_size}' if trainer.batch_size else ''}, {s.backend.name}/"
@@ -1003,11 +1012,13 @@ def _set_max_memory(text: str | None) -> None:
 def _error_line(args: argparse.Namespace, exc: BaseException) -> str:
     """One line: `FILE: what is wrong` (at most ~200 characters, strings from the file shortened) when the
     command read a file; otherwise the error's own sentence."""
+    from .debugger.memory import PassMemoryError
     from .graph.readers._failure import one_line
 
     target = str(getattr(args, "target", "") or "")
     is_file = bool(target) and Path(target).is_file()
-    if isinstance(exc, PropscopeError) and not is_file:
+    # a pass too big for the budget is not the file's fault; the line names the model and is read whole
+    if isinstance(exc, PropscopeError) and (not is_file or isinstance(exc, PassMemoryError)):
         return " ".join(str(exc).split())
     return one_line(exc, target if is_file else None)
 
@@ -1019,7 +1030,8 @@ def _global_options(p: argparse.ArgumentParser, inherited: bool = False) -> None
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS if inherited else False,
                    help="on an error, show the traceback (for bug reports)")
     p.add_argument("--max-memory", metavar="SIZE", default=default,
-                   help="memory budget for reading a model file, e.g. 2G (default: half of the available memory)")
+                   help="memory budget for reading a model file, and for the values and gradients one pass keeps, "
+                        "e.g. 2G (default: half of the available memory)")
 
 
 if __name__ == "__main__":

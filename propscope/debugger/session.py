@@ -31,6 +31,7 @@ from ..graph.readers import SizedModel, reading_at
 from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
 from .data_checks import check_targets, class_count_error, one_hot_error
+from .memory import PassEstimate, current_budget, training_estimate
 from .steps import FORWARD, PlannedStep, Step
 from .trace import Trace, gradient_reaches
 
@@ -135,7 +136,7 @@ class Session:
         return leaves
 
     def _new_trace(self) -> Trace:
-        return Trace(self.graph, self.backend, self._leaves())
+        return Trace(self.graph, self.backend, self._leaves(), self.name)
 
     # -- the schedule and the cursor -------------------------------------------------------
     @property
@@ -372,7 +373,7 @@ class Session:
         fails (an op it lacks, a device that runs out of memory) leaves the session as it was.
         """
         params = {k: backend.asarray(self.backend.to_numpy(v)) for k, v in self.params.items()}
-        trace = Trace(self.graph, backend, self._leaves(backend, params))
+        trace = Trace(self.graph, backend, self._leaves(backend, params), self.name)
         if self._cursor:
             trace.compute_through(self._cursor - 1)
         self.backend, self.params, self.trace = backend, params, trace
@@ -440,6 +441,14 @@ class Session:
         if blocked:
             raise stop_error(blocked[0])
 
+    def training_memory(self, batch_size: int | None) -> PassEstimate:
+        """What one training step on the session's data holds at its peak, in (mini-)batches of `batch_size` (None:
+        the whole batch): see `memory.training_estimate`. Checked before training starts."""
+        rows = [np.shape(self.batch[n.name]) for n in self.graph.inputs if n.name != TARGET and n.name in self.batch]
+        samples = rows[0][0] if rows and rows[0] else 1
+        return training_estimate(self.name, self.graph, self.steps, self.trace.reached, self.backend.dtype,
+                                 self.graph.parameters, samples, batch_size)
+
     history: Any = None  # the last train() call's History
     snapshot_settings: Any = None  # what train() records when not told (debugger.snapshots.SnapshotSettings)
 
@@ -461,6 +470,8 @@ class Session:
         from .trainer import train
 
         self.check_runnable()
+        self.training_memory(self.model.training.batch_size if batch_size is None else batch_size).check(
+            current_budget())
         self.history = train(self, epochs, optimizer, lr, batch_size, test, **options)
         return self.history
 

@@ -16,6 +16,7 @@ from ..backends.base import Backend
 from ..graph.errors import GraphError
 from ..graph.ir import Graph, Node
 from ..graph.ops.unsupported import is_unsupported, stop_error
+from .memory import PassBudget, PassEstimate, itemsize, kept_elements, leaf_elements
 from .steps import BACKWARD, FORWARD, BackwardStep, ForwardStep, GradTerm, PlannedStep, Step
 
 
@@ -102,8 +103,10 @@ def count_consumers(schedule: list[PlannedStep]) -> dict[str, int]:
 
 
 class Trace:
-    def __init__(self, graph: Graph, backend: Backend, leaves: Mapping[str, Any]) -> None:
+    def __init__(self, graph: Graph, backend: Backend, leaves: Mapping[str, Any], name: str = "") -> None:
         self.graph = graph
+        self.name = name or graph.name  # what a refusal calls it (the session's name)
+        self.budget = PassBudget()
         self.backend = backend
         # kept for `Session.gradient_flows`: walked again on the first step's inspector refresh, it cost
         # that frame 13-15 ms at 20,000 nodes
@@ -128,10 +131,31 @@ class Trace:
     def compute_through(self, index: int) -> None:
         """Compute every step up to and including `index` (already computed ones are kept)."""
         index = min(index, len(self.schedule) - 1)
+        if len(self.records) <= index:  # before any of it runs: what it would keep must fit in the budget
+            self.estimate(index).check(self.budget.limit)
         while len(self.records) <= index:
             planned = self.schedule[len(self.records)]
             record = self._forward(planned) if planned.phase == FORWARD else self._backward(planned)
             self.records.append(record)
+
+    # -- memory ----------------------------------------------------------------------------
+    def kept_bytes(self, index: int) -> int:
+        """The bytes of values and gradients this trace keeps once computed through step `index` (see memory.py),
+        from the static shapes: nothing is allocated to know it."""
+        if index < 0 or not self.schedule:
+            return 0
+        return kept_elements(self.graph, self.schedule, self.reached).through(index) * itemsize(self.backend.dtype)
+
+    def estimate(self, index: int | None = None, backends: int = 1) -> PassEstimate:
+        """What computing through step `index` (default: the whole pass) keeps: this trace's values and gradients,
+        and with `backends` 2 (compare) as much again on the other backend, with its copy of the leaves."""
+        last = len(self.schedule) - 1
+        index = last if index is None else min(index, last)
+        own = self.kept_bytes(index)
+        copies = (backends - 1) * leaf_elements(self.graph) * itemsize(self.backend.dtype) if backends > 1 else 0
+        nbytes = own * backends + copies
+        return PassEstimate(self.name, nbytes, min(index + 1, self.n_forward), index >= self.n_forward,
+                            str(self.backend.dtype), index + 1, len(self.schedule), backends)
 
     def record(self, index: int) -> Step:
         self.compute_through(index)

@@ -803,6 +803,11 @@ class MainWindow(QMainWindow):
         cursor = s.cursor
         if cursor:
             s.trace.compute_through(cursor - 1)  # here, so the job only reads the session's trace
+            try:  # the other backend keeps as much again: refused before it runs, where both would not fit
+                s.trace.estimate(cursor - 1, backends=2).check(s.trace.budget.limit)
+            except PropscopeError as exc:  # memory.PassMemoryError
+                self.show_error("Cannot compare backends", str(exc))
+                return None
         from ..debugger.diff import diff_backends
 
         def work() -> GraphDiff:
@@ -926,7 +931,8 @@ class MainWindow(QMainWindow):
         current = max_memory_override()
         text, ok = QInputDialog.getText(
             self, "Memory budget",
-            "The most memory opening one model file may use: weights, folded constants, unpacked members.\n"
+            "The most memory opening one model file may use (weights, folded constants, unpacked members), and\n"
+            "the most one pass may keep (values and gradients: Run to end, Compare backends, Gradient flow).\n"
             f"A size such as 2G or 512M; empty for the default, half the available memory "
             f"({human(default_budget())} now).",
             text="" if current is None else human(current).replace(" ", "").replace(".0", ""),
@@ -944,7 +950,7 @@ class MainWindow(QMainWindow):
             return False
         if self.settings is not None:
             self.settings.setValue(MEMORY_KEY, text)
-        self.message(f"Opening a file may use up to {human(current_limit())}")
+        self.message(f"Opening a file, or one pass, may use up to {human(current_limit())}")
         return True
 
     # -- layout persistence ---------------------------------------------------------------------------
