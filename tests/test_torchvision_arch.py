@@ -86,7 +86,10 @@ def test_a_segmentation_state_dict_answers_with_its_out_map(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(("spec", "says"), [
     ("torchvision:not_a_net", "no classification, segmentation or video model 'not_a_net'"),
-    ("torchvision:fasterrcnn_resnet50_fpn", "no classification, segmentation or video model"),
+    ("torchvision:fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn is a detection model: its outputs are boxes"),
+    ("torchvision:raft_small", "raft_small is an optical-flow model"),
+    ("torchvision:quantized_resnet18", "a quantized model, run by torchvision's integer kernels (open "
+                                       "torchvision:resnet18"),
     ("torchvision:resnet18@5", "between 16 and 1024"),
     ("torchvision:ResNet18", "write torchvision:NAME"),
     ("torchvision:vit_b_16@40", "square images whose side is a multiple of its patch, 16 (torchvision:vit_b_16@32)"),

@@ -53,9 +53,17 @@ def _family(models: Any, name: str, spec: str) -> str:
     for family in ("segmentation", "video"):
         if name in models.list_models(module=getattr(models, family)):
             return family
-    others = {n for f in ("detection", "optical_flow", "quantization")
-              for n in models.list_models(module=getattr(models, f))}
-    if name in models.list_models(module=models) and name not in others:
+    why = {"detection": "a detection model: its outputs are boxes whose number depends on the image, which no graph of "
+                        "fixed shapes holds",
+           "optical_flow": "an optical-flow model: its refinement loop runs a number of times set at run time",
+           "quantization": "a quantized model, run by torchvision's integer kernels (open {float} and see the "
+                           "README's Quantized models for fake quantization)"}
+    others = {n: family for family in why for n in models.list_models(module=getattr(models, family))}
+    if name in others:
+        said = why[others[name]].format(float=f"torchvision:{name.removeprefix('quantized_')}")
+        raise ModelFormatError(f"{spec}: torchvision's {name} is {said}; propscope opens its classification, "
+                               "segmentation and video models")
+    if name in models.list_models(module=models):
         return "classification"
     known = ", ".join(n for n in sorted(models.list_models(module=models)) if n not in others)
     raise ModelFormatError(f"{spec}: torchvision has no classification, segmentation or video model {name!r} "
