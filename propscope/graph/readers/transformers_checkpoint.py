@@ -27,7 +27,7 @@ from ..ops.shapes import fmt
 from . import _torchvision, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
 from ._failure import first_line, quiet_library, quiet_torch
-from .sizes import read_again_at, requested_shapes, sized
+from .sizes import read_again_at, reading_at, requested_shapes, sized
 
 SUFFIXES = ("config.json",)  # the Open dialog's pattern: a checkpoint is opened by its config (or its folder)
 MAX_CONFIG_BYTES = 1 << 20
@@ -178,16 +178,20 @@ def _sample_inputs(torch: Any, model: Any, config: Any, where: str, batch: int =
     return _at_requested_sizes(torch, inputs, generator, config, where)
 
 
-# the sizes of each sample input that the data may set (`SizedModel`): the batch always, a text's length
+# the sizes of each sample input that the data may set (`SizedModel`): the batch always, a text's length, an image's
+# height and width, an audio clip's length. A model that cannot take a size (a ViT's position embeddings are made for
+# one image size) is refused in one line naming the size it takes (`_size_refusal`). A spectrogram's frames stay:
+# Whisper's encoder takes exactly twice its positions.
 RESIZABLE = {"input_ids": ("batch", "tokens"), "decoder_input_ids": ("batch", "decoder_tokens"),
-             "pixel_values": ("batch", None, None, None), "input_features": ("batch", None, None),
-             "input_values": ("batch", None)}
+             "pixel_values": ("batch", None, "height", "width"), "input_features": ("batch", None, None),
+             "input_values": ("batch", "samples")}
 
 
 def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any, config: Any,
                         where: str) -> dict[str, Any]:
     """The sample inputs at the data's sizes where they were asked for (`reading_at`): the data's batch for every
-    input, and a text's own length; the values are drawn again (they only trace the model: the data replaces them)."""
+    input, and the sizes `RESIZABLE` names (a text's length, an image's size, an audio clip's length); the values are
+    drawn again (they only trace the model: the data replaces them)."""
     wanted = requested_shapes()
     batches = {shape[0] for name, shape in wanted.items() if name in inputs and shape}
     if not wanted or len(batches) > 1:
@@ -218,6 +222,52 @@ _OUTPUTS = ("logits", "logits_per_image")  # scores a classification loss applie
 
 
 def _run_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
+    """The sample inputs the model is exported with, tried on it first (see `_tried_sample`); where the data's sizes
+    are what the model cannot take, refused in one line naming the size it takes."""
+    try:
+        return _tried_sample(torch, model, config, where)
+    except ModelFormatError:
+        raise
+    except Exception as exc:
+        refusal = _size_refusal(torch, model, config, where, exc)
+        if refusal is None:
+            raise
+        raise refusal from None
+
+
+_SIZE_WORDS = {"pixel_values": "images", "input_values": "audio clips"}
+
+
+def _size_refusal(torch: Any, model: Any, config: Any, where: str, exc: Exception) -> ModelFormatError | None:
+    """Why the model failed on a sample at the data's sizes, where those sizes are the reason: it runs on its own
+    sample, and the data asked an image or audio size other than that. None where the failure is another one."""
+    wanted = requested_shapes()
+    with reading_at(None):
+        try:
+            own = _tried_sample(torch, model, config, where)
+        except Exception:  # it fails at its own sizes too: not the data's sizes
+            return None
+    changed = []
+    for name, shape in wanted.items():
+        if name in _SIZE_WORDS and name in own and len(shape) == own[name].dim():
+            axes = 2 if name == "pixel_values" else 1  # an image's height and width, a clip's length
+            takes, asked = tuple(own[name].shape[-axes:]), tuple(shape[-axes:])
+            if takes != asked:
+                changed.append((name, takes, asked))
+    if not changed:
+        return None
+    name, takes, asked = changed[0]
+    fixed = "interpolate_pos_encoding" in inspect.signature(model.forward).parameters
+    why = "its position embeddings are made for that size" if fixed else first_line(exc)
+    return ModelFormatError(f"{where}: {type(model).__name__} takes {_SIZE_WORDS[name]} of {_size_text(takes)}, not "
+                            f"the data's {_size_text(asked)} ({why})")
+
+
+def _size_text(size: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in size) if len(size) > 1 else f"{size[0]} samples"
+
+
+def _tried_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
     """The sample inputs the model is exported with, tried on it first. A model that needs more than its main input
     (CLIPModel: text and images) gets every input kind its forward takes; one that scores each image against each
     text gets two of each, so that its contrastive loss is not a sum over one pair."""
