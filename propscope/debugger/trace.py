@@ -132,7 +132,9 @@ class Trace:
         """Compute every step up to and including `index` (already computed ones are kept)."""
         index = min(index, len(self.schedule) - 1)
         if len(self.records) <= index:  # before any of it runs: what it would keep must fit in the budget
-            self.estimate(index).check(self.budget.limit)
+            limit = self.budget.limit
+            if self.kept_bytes(index) > limit:  # the estimate and its sentence only then: Continue asks at every step
+                self.estimate(index).check(limit)
         while len(self.records) <= index:
             planned = self.schedule[len(self.records)]
             record = self._forward(planned) if planned.phase == FORWARD else self._backward(planned)
