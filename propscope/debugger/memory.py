@@ -5,7 +5,8 @@ A `Trace` keeps every value and every gradient it makes, so that stepping back i
 output; a backward step keeps, for each input a gradient reaches, its contribution and (from the second arrival on)
 the new running total, the old total staying in the history. Counting exactly that, step by step, gives a running
 sum the trace checks before it computes anything: a whole pass of a model that would not fit is refused before its
-first op (it was killed by the kernel at 24 GB), while stepping through the first ops of it still works.
+first op, while stepping through the first ops of it still works. (torchvision's MViT compared in float64 was killed
+by the kernel at 24 GB; its estimate is 32.7 GiB.)
 
 The weights are not counted: they are in memory already, and reading the file charged them against the same budget.
 Where a pass copies them (a second backend, a float64 check), the copies are counted.
@@ -127,6 +128,7 @@ class PassEstimate:
     total_steps: int
     backends: int = 1
     what: str = ""  # "a gradient check of X", "training X"; default: a whole pass / the first steps
+    fixed_dtype: bool = False  # a gradient check runs in float64 whatever the session's dtype
 
     def refusal(self, budget: int) -> str:
         """One line: what would be kept, the budget, and how to allow it or make it smaller."""
@@ -138,7 +140,8 @@ class PassEstimate:
             what, verb = f"the first {self.steps:,} of {self.total_steps:,} steps of {self.name}", "keep"
         held = "values and gradients" if self.gradients else "values"
         on = f", {self.backends} backends" if self.backends > 1 else ""
-        smaller = "float32 / a smaller batch or size" if self.dtype == "float64" else "a smaller batch or size"
+        float32 = self.dtype == "float64" and not self.fixed_dtype
+        smaller = "float32 / a smaller batch or size" if float32 else "a smaller batch or size"
         return (f"{what} {verb} {human(self.nbytes)} ({held} of {self.nodes:,} nodes in {self.dtype}{on}); the "
                 f"memory budget is {human(budget)}: --max-memory {allowing(self.nbytes)} (File ▸ Memory budget… in "
                 f"the app) allows it, or {smaller}")
@@ -200,9 +203,10 @@ def current_budget() -> int:
     """The budget a pass starting now is checked against (`PassBudget` keeps it for a trace)."""
     return current_limit()
 
+
 def gradcheck_estimate(estimate: PassEstimate, leaves: int) -> PassEstimate:
     """A gradient check's: the pass it differentiates (in float64) and a float64 copy of its `leaves` elements,
     which it perturbs one entry at a time."""
     return PassEstimate(estimate.name, estimate.nbytes + leaves * itemsize("float64"), estimate.nodes,
                         estimate.gradients, estimate.dtype, estimate.steps, estimate.total_steps,
-                        what=f"a gradient check of {estimate.name}")
+                        what=f"a gradient check of {estimate.name}", fixed_dtype=True)
