@@ -339,8 +339,9 @@ class TypeProto(Message):  # sequences, maps, optionals and sparse tensors are n
     FIELDS: ClassVar[Schema] = {1: ("tensor_type", MESSAGE, TensorTypeProto)}
 
 
-class ValueInfoProto(Message):
-    FIELDS: ClassVar[Schema] = {1: ("name", STRING, None), 2: ("type", MESSAGE, TypeProto)}
+class ValueInfoProto(Message):  # metadata_props: where torch's exporter says what each initializer was in the module
+    FIELDS: ClassVar[Schema] = {1: ("name", STRING, None), 2: ("type", MESSAGE, TypeProto),
+                                4: ("metadata_props", MESSAGES, StringStringEntryProto)}
 
 
 class AttributeProto(Message):  # subgraphs (g, graphs) join below GraphProto; sparse tensors, type protos: unread

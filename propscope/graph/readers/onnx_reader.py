@@ -63,15 +63,43 @@ def match(path: Path) -> bool:
     return path.suffix.lower() == SUFFIX
 
 
-class Init:
-    """An initializer: a parameter (floats) or a constant, made a leaf only when a node uses it."""
+# torch's dynamo exporter records in each initializer's value_info what it was in the module's export signature
+SIGNATURE_KIND = "pkg.torch.export.graph_signature.InputSpec.kind"
 
-    def __init__(self, name: str, array: np.ndarray) -> None:
+
+class Init:
+    """An initializer: a parameter (floats) or a constant, made a leaf only when a node uses it. `constant`: floats
+    the file says are no parameter of the module (a buffer, or a number the exporter lifted: `val_3` for the 3.0 of
+    `x ** 3`), which no gradient is taken for or training changes."""
+
+    def __init__(self, name: str, array: np.ndarray, constant: bool = False) -> None:
         self.name, self.array = name, array
+        self.constant = constant or array.dtype.kind != "f"
         self.node: Node | None = None
         # NhwcConv's (M, kH, kW, C) weight as the parameter in Conv's layout (onnx_ops/conv.py): a node of its own,
         # so that an op reading the initializer as stored never gets the transposed one
         self.as_conv_weight: Node | None = None
+
+
+def signature_kinds(g: Any) -> dict[str, str]:
+    """What torch's dynamo exporter says each initializer was in the module (PARAMETER, BUFFER, CONSTANT_TENSOR),
+    by name; {} for a file without that record (another exporter, or an older one), whose float initializers are all
+    read as parameters."""
+    kinds = {}
+    for vi in g.value_info:
+        for entry in vi.metadata_props:
+            if entry.key == SIGNATURE_KIND:
+                kinds[vi.name] = entry.value
+    return kinds
+
+
+def lifted_constant(kinds: Mapping[str, str], name: str, array: np.ndarray) -> bool:
+    """Whether torch's exporter says a float initializer is no parameter: a tensor constant of the module, or a
+    number it lifted out of the code (`x ** 3`'s 3.0 as `val_109`: one entry, and no record of its own in a file that
+    records its parameters). Buffers stay as they were read (the batch norm's running statistics), and so does a
+    weight the exporter's optimizer computed (a batch norm folded into a convolution: no record, many entries)."""
+    kind = kinds.get(name)
+    return kind == "CONSTANT_TENSOR" or (kind is None and bool(kinds) and array.size == 1)
 
 
 def tensor_array(t: Any, where: str, what: str, folder: Path | None = None) -> np.ndarray:
@@ -283,7 +311,7 @@ class Reader:
             return value
         if isinstance(value, Init):
             if value.node is None:
-                leaf = kind if value.array.dtype.kind == "f" else "constant"
+                leaf = "constant" if value.constant else kind
                 value.node = self.b.leaf(leaf, clean_name(value.name), value.array,
                                          module=_param_module(value.name, ctx.module))
             return value.node
@@ -313,7 +341,7 @@ class Reader:
         """
         if isinstance(value, np.ndarray):
             return value
-        if isinstance(value, Init) and (value.array.dtype.kind != "f" or self.fold_weights):
+        if isinstance(value, Init) and (value.constant or self.fold_weights):
             return value.array
         return None
 
@@ -395,9 +423,11 @@ class Reader:
             dims = _dims(vi)
             if dims is not None:
                 self.shapes[vi.name] = dims
+        kinds = signature_kinds(g)
         for i, init in enumerate(g.initializer):
             name = init.name or f"initializer_{i}"
-            self.env[name] = Init(name, tensor_array(init, self.where, f"initializer {name!r}", self.folder))
+            array = tensor_array(init, self.where, f"initializer {name!r}", self.folder)
+            self.env[name] = Init(name, array, constant=lifted_constant(kinds, name, array))
         bound: dict[str, tuple[int, str, int]] = {}  # each dim_param: its size, and the input and axis it came from
         for vi in g.input:
             if vi.name in self.env:
