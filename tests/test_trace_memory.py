@@ -202,6 +202,10 @@ def test_the_app_says_so_and_keeps_the_session(qtbot: Any) -> None:
     assert "Stopped: a whole pass of wide" in w.status_message.text()
     assert w.compare_backends() is None  # the other backend's pass would not fit beside this one's
     assert w.last_error is not None and "2 backends" in w.last_error
+    shown: list[str] = []
+    w.show_error = lambda title, text: shown.append(text)  # type: ignore[method-assign]
+    assert w.grad_flow.run() is None  # Debug ▸ Gradient flow says why it has none, not "an op ahead cannot run"
+    assert len(shown) == 1 and "a whole pass of wide keeps" in shown[0]
     set_max_memory(None)
     w.debug.to_end.trigger()
     assert s.at_end

@@ -189,6 +189,7 @@ def compare_backends(
     """Each node's value and gradient at `cursor` (default: the session's) on its backend and on `other`."""
     cursor = session.cursor if cursor is None else cursor
     if cursor:
+        session.trace.estimate(cursor - 1, backends=2).check(session.trace.budget.limit)  # both passes must fit
         session.trace.compute_through(cursor - 1)
     return comparison_of(session, other, cursor, backend_arrays(session, other, cursor), tolerance)
 

@@ -205,8 +205,9 @@ def current_budget() -> int:
 
 
 def gradcheck_estimate(estimate: PassEstimate, leaves: int) -> PassEstimate:
-    """A gradient check's: the pass it differentiates (in float64) and a float64 copy of its `leaves` elements,
-    which it perturbs one entry at a time."""
-    return PassEstimate(estimate.name, estimate.nbytes + leaves * itemsize("float64"), estimate.nodes,
-                        estimate.gradients, estimate.dtype, estimate.steps, estimate.total_steps,
+    """A gradient check's: the pass it differentiates, in float64 whatever `estimate`'s dtype (the app's session may
+    be float32), and a float64 copy of its `leaves` elements, which it perturbs one entry at a time."""
+    widened = estimate.nbytes * itemsize("float64") // itemsize(estimate.dtype)
+    return PassEstimate(estimate.name, widened + leaves * itemsize("float64"), estimate.nodes,
+                        estimate.gradients, "float64", estimate.steps, estimate.total_steps,
                         what=f"a gradient check of {estimate.name}", fixed_dtype=True)

@@ -356,10 +356,11 @@ class GradFlowRunner(QObject):
 
         w = self.window
         s = w.bridge.session
+        w.last_error = None
         w.debug.to_end.trigger()  # the whole pass, here as Run to end runs it: the inspector then shows the gradients
-        if not s.at_end:  # an op that cannot run stopped it (the status bar says which)
-            w.show_error("No gradient flow", "the pass stops before the end: "
-                         f"{s.position_text()}; an op ahead cannot run")
+        if not s.at_end:  # an op that cannot run, or the memory budget, stopped it (`last_error` says which)
+            w.show_error("No gradient flow", f"the pass stops before the end: {s.position_text()}; "
+                         f"{w.last_error or 'an op ahead cannot run'}")
             return None
         # every view at once: each only reads the values and gradients the trace now holds, so the switch is instant;
         # a session without a loss has no gradients, only the forward pass's units

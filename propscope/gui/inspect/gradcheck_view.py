@@ -78,6 +78,14 @@ class GradcheckRunner(QObject):
         if s.loss_node is None:
             w.show_error("Cannot check gradients", "gradient check needs a loss; this session runs forward only")
             return None
+        from ...debugger.memory import gradcheck_estimate, leaf_elements
+        from ...graph.errors import PropscopeError
+
+        try:  # its float64 pass and copy of the leaves, refused before it runs where they would not fit
+            gradcheck_estimate(s.trace.estimate(), leaf_elements(s.graph)).check(s.trace.budget.limit)
+        except PropscopeError as exc:
+            w.show_error("Cannot check gradients", str(exc))
+            return None
         stop = threading.Event()
         # a real network's every entry is hours of forward passes: above the threshold, the command's sample
         samples = default_samples(s)

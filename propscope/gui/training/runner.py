@@ -21,6 +21,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from ...debugger import Session
+from ...debugger.memory import current_budget
 from ...debugger.trainer import Trainer, summed_loss_sizes
 from ...graph.errors import PropscopeError
 from ..bridge import SessionBridge
@@ -203,6 +204,7 @@ class TrainingRunner(QObject):
         hp = dict(settings.hparams)
         lr = hp.pop("lr", None)
         try:
+            session.training_memory(settings.batch_size).check(current_budget())  # before a step can exhaust it
             trainer = Trainer(session, epochs, settings.optimizer, lr, settings.batch_size, settings.test,
                               grad_norms=settings.grad_norms, hand_over=partial(self._hand_over.emit, session),
                               **hp, **settings.extra)
