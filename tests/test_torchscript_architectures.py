@@ -21,7 +21,8 @@ import pytest
 import zoo
 
 from propscope.debugger import open_session
-from propscope.graph.readers import torchscript
+from propscope.graph.errors import ModelFormatError
+from propscope.graph.readers import open_model, reading_at, torchscript
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -140,3 +141,92 @@ def test_torch_backend_steps_with_autograds_numbers(name: str, how: str, archive
     if zoo.ARCHITECTURES[name][1] == "torchvision" and not zoo.has_torchvision():
         pytest.skip("torchvision is not installed")
     _steps_with_autograds_numbers(archives.file(name, how), name, "torch")
+
+
+# -- what the zoo's code taught the interpreter, each on a module of its own ------------------------------------
+class _ListsAndDicts(torch.nn.Module):
+    """Swin's and IntermediateLayerGetter's scripted code: a list attribute copied and changed (`torch.copy`,
+    `torch._set_item`), summed; a dict of tensors filled through a name table; a list of tensors appended to;
+    identity tests of tensors and the checks MultiheadAttention makes before its inference-only fast path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.head = torch.nn.Linear(6, 6), torch.nn.Linear(12, 3)
+        self.shift: list[int] = [1, 0]
+        self.names: dict[str, str] = {"fc": "hidden"}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shift = self.shift.copy()
+        if x.size(1) >= 6:
+            shift[1] = 2
+        out: dict[str, torch.Tensor] = {}
+        if "fc" in self.names:
+            out[self.names["fc"]] = self.fc(x)
+        h = out["hidden"]
+        if sum(shift) > 0:
+            h = torch.roll(h, [shift[0], shift[1]], [0, 1])
+        features = [h]
+        features.append(torch.tanh(h))
+        if x is not h and not x.is_nested and torch.is_grad_enabled() and x.device.type == "cpu":
+            features[0] = features[0] * 2.0
+        return self.head(torch.cat(features, 1))
+
+
+def test_scripted_list_and_dict_code_matches_autograd(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = _ListsAndDicts().double().eval()
+    x, y = np.random.default_rng(0).standard_normal((4, 6)), np.array([0, 2, 1, 1])
+    path = tmp_path / "lists.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(net).save(str(path))
+    loss, grads, (input_grad,) = zoo.autograd_reference(net, (x,), y)
+    s = open_session(path, backend="numpy", dtype="float64", data={"x": x, "y": y}, loss="cross_entropy")
+    s.run_to_end()
+    assert abs(float(s.value(s.loss_node.name)) - loss) <= 1e-12 * max(1.0, abs(loss))
+    assert {n.name for n in s.graph.leaves if n.op.name == "parameter"} == set(grads)
+    for param, grad in grads.items():
+        _close(s.grad(param), grad, param, 1.0)
+    _close(s.grad("x"), input_grad, "input x", 1.0)
+
+
+def test_a_frozen_parameter_is_a_constant(tmp_path: Path) -> None:
+    """A weight saved with requires_grad=False (Whisper's sinusoidal positions, a frozen backbone) gets no gradient,
+    as in autograd; the others still do."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double().eval()
+    net[0].weight.requires_grad_(False)
+    x, y = np.random.default_rng(0).standard_normal((2, 4)), np.array([0, 2])
+    path = tmp_path / "frozen.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(net, torch.from_numpy(x)).save(str(path))
+    s = open_session(path, backend="numpy", dtype="float64", data={"x": x, "y": y}, loss="cross_entropy")
+    s.run_to_end()
+    _, grads, _ = zoo.autograd_reference(net, (x,), y)
+    assert {n.name for n in s.graph.leaves if n.op.name == "parameter"} == set(grads) == {"0.bias", "2.weight",
+                                                                                          "2.bias"}
+    for param, grad in grads.items():
+        _close(s.grad(param), grad, param, 1.0)
+
+
+class _Doubling(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sizes = [1]
+        for _ in range(40):
+            sizes = sizes + sizes
+        return self.fc(x) * len(sizes)
+
+
+def test_a_list_doubled_in_a_loop_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "doubling.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.script(_Doubling()).save(str(path))
+    with reading_at({"x": (2, 4)}), pytest.raises(ModelFormatError, match=r"torch\.add .*larger than") as err:
+        open_model(path)
+    assert "\n" not in str(err.value)

@@ -1025,7 +1025,7 @@ def _sum(items: Any) -> Any:
 
 
 _PLAIN: dict[str, Callable[..., Any]] = {  # on numbers, lists, strings and None (no tensor among the arguments)
-    "add": lambda a, b: a + b if not isinstance(a, str) or len(a) + len(b) <= MAX_LIST else _too_long(),
+    "add": lambda a, b: a + b if not isinstance(a, str | list | tuple) or len(a) + len(b) <= MAX_LIST else _too_long(),
     "sub": lambda a, b: a - b, "rsub": lambda a, b, alpha=1: b - alpha * a,
     "mul": lambda a, b: a * b if _number(a) and _number(b) else _too_long(),
     "div": _div, "floordiv": lambda a, b: a // b, "floor_divide": lambda a, b: a // b,
