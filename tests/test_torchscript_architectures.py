@@ -29,8 +29,8 @@ pytestmark = pytest.mark.torch
 
 NOISE_FLOOR = 1e-6  # of the model's largest gradient: below it a gradient is rounding (test_architectures' `close`)
 TOLERANCE = 1e-9
-# over ~5 s each on two cores (built, saved, read, stepped and checked), traced or scripted; the file's 44 archives
-# take about 2 minutes of CPU in all
+# the heavy five: 1.5-6.5 s each (built, saved, read, stepped and checked) on an idle two-core machine, and up to
+# 30-90 s while others' jobs share its cores; the whole file (40 archives) takes about a minute idle, 3.5 loaded
 SLOW = {"resnet18", "mobilenet_v2", "efficientnet_b0", "swin_t", "r3d_18"}
 
 
