@@ -93,7 +93,9 @@ class _Archive:
         body = read_member(self.zf, info, self.where, MAX_PICKLE_BYTES)
         with _restricted(self.where, what, torch_fallback=False):
             try:
-                value = _FrozenNoting(body, storage, self.where, self.frozen).load()
+                # only the module tree's weights can be parameters: the other pickles' tensors go unnoted
+                frozen = self.frozen if member == "data.pkl" and not shapes_only else None
+                value = _FrozenNoting(body, storage, self.where, frozen).load()
             except ModelFormatError:
                 raise
             except RecursionError:
@@ -159,14 +161,14 @@ class _FrozenNoting(_Unpickler):
     """The restricted unpickler, noting the tensors saved with requires_grad=False: a parameter the model does not
     train (`requires_grad_(False)`, Whisper's sinusoidal positions) is a constant, as a `.pt2`'s frozen one is."""
 
-    def __init__(self, data: bytes, storages: Any, where: str, frozen: list[np.ndarray]) -> None:
+    def __init__(self, data: bytes, storages: Any, where: str, frozen: list[np.ndarray] | None) -> None:
         super().__init__(data, storages, where, set())
         self.frozen = frozen
 
     def _rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, requires_grad: Any = False,
                         hooks: Any = None, metadata: Any = None) -> Any:
         tensor = super()._rebuild_tensor(storage, offset, size, stride, requires_grad, hooks, metadata)
-        if requires_grad is False:
+        if requires_grad is False and self.frozen is not None:
             self.frozen.append(tensor.array)
         return tensor
 
