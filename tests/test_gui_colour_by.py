@@ -17,9 +17,11 @@ from propscope.backends import get_backend
 from propscope.debugger import Session
 from propscope.debugger.node_numbers import (
     BAD,
+    DISAGREE,
     GRAD,
     LEVELS,
     NEUTRAL,
+    NEVER,
     NO_NUMBER,
     NONFINITE,
     VALUE,
@@ -111,6 +113,23 @@ def test_numbers_follow_the_cursor_step_by_step_as_when_read_whole() -> None:
     assert all(math.isnan(v) == (not s.graph[n].is_leaf) for n, v in zip(stepped.names, stepped.values, strict=True))
 
 
+def test_a_comparison_shows_only_what_it_compared_and_only_while_it_holds() -> None:
+    s = propscope.open_session("xor")
+    s.run_to_end()
+    numbers = NodeNumbers(s)
+    numbers.set_disagreement({name: 1e-16 for name in numbers.names if name != "loss"})
+    numbers.set_mode(DISAGREE)
+    assert (numbers.codes() >= 0).sum() == len(numbers.names) - 1 and numbers.never().sum() == 1
+    s.reset()  # Home: the nodes not computed at the cursor show nothing of it
+    numbers.follow()
+    computed = np.array([s.graph[n].is_leaf for n in numbers.names])
+    assert (numbers.codes()[computed & ~numbers.never()] >= 0).all()
+    assert (numbers.codes()[~computed & ~numbers.never()] == NO_NUMBER).all()
+    s.set_params({name: np.asarray(v) * 2 for name, v in s.params.items()})  # other weights: another trace
+    numbers.follow()
+    assert numbers.disagreement is None and (numbers.codes() == NEVER).all()  # not compared: drawn by kind
+
+
 def test_tensor_size_counts_nonfinite_entries_and_survives_float32_overflow() -> None:
     size = tensor_size(np.array([3.0, np.nan, -np.inf, 4.0]))
     assert size is not None and size.nonfinite == 2 and size.rms == pytest.approx(math.sqrt(25 / 4))
@@ -133,8 +152,13 @@ def test_resnet_coloured_by_gradient_size_follows_the_rms_order_and_the_legend_i
     scene.ensure_items(None)
     palette = palette_for(window.themes.theme).colors
     grads = {n.name: s.grad(n.name) for n in s.graph.nodes}
-    measured = {name: rms(g) for name, g in grads.items() if g is not None and name in scene.nodes}
+    # neither the labels (no gradient reaches them) nor the loss's own ∂L/∂L = 1, which would top every scale
+    left_out = {"y", s.loss_node.name}
+    measured = {name: rms(g) for name, g in grads.items() if g is not None and name in scene.nodes
+                and name not in left_out}
     assert len(measured) > 100
+    assert all(int(scene.key_codes[scene._index[name]]) == NEVER for name in left_out)  # drawn by kind
+    assert all(scene.nodes[name].tint is None and not scene.nodes[name].tint_washed for name in left_out)
     order = sorted(measured, key=measured.__getitem__)
     codes = [int(scene.key_codes[scene._index[name]]) for name in order]
     assert codes == sorted(codes) and codes[0] == 0 and codes[-1] == LEVELS - 1  # the ramp, in RMS order
@@ -176,10 +200,11 @@ def test_a_5000_node_chain_switches_modes_folded_and_unfolded_at_fitted_and_1_to
     canvas.fit()
     scene = canvas.graph_scene
     coded = scene.key_codes
-    assert coded is not None and (coded >= 0).all()  # the forward pass has run: every node has a value
+    labels = np.array([n == "y" for n in scene.names])  # the labels are no value of the network: drawn by kind
+    assert coded is not None and (coded[~labels] >= 0).all() and (coded[labels] == NEVER).all()  # all the rest have
     press(qtbot, window, Qt.Key.Key_Home)  # back to the start: only the leaves have one
-    leaves = np.array([s.graph[n].is_leaf for n in scene.names])
-    assert (scene.key_codes[leaves] >= 0).all() and (scene.key_codes[~leaves] == NO_NUMBER).all()
+    leaves = np.array([s.graph[n].is_leaf for n in scene.names]) & ~labels
+    assert (scene.key_codes[leaves] >= 0).all() and (scene.key_codes[~leaves & ~labels] == NO_NUMBER).all()
 
 
 def test_a_nan_weight_paints_the_first_nonfinite_node_and_its_box_magenta(qtbot: Any) -> None:

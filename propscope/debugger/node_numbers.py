@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
+from ..graph.model import TARGET
 from .steps import FORWARD
 
 GRAD, VALUE, NONFINITE, DISAGREE = "grad", "value", "nonfinite", "disagree"
 MODES = (GRAD, VALUE, NONFINITE, DISAGREE)
 LEVELS = 64  # steps of the colour ramp: one `drawRects` each in the overview
 NO_NUMBER, BAD, NEUTRAL = -1, LEVELS, LEVELS + 1  # codes beside the ramp's 0 .. LEVELS - 1
+NEVER = -2  # a node the mode gives no number at any step (the loss's ∂L/∂L, the labels' values): drawn by kind
 FLOOR = 1e-12  # the ramp starts no lower than this much of the largest number (zeros take its colour)
 FULL_REFRESH = 48  # a jump over more steps than this reads every node again (cheap: sizes are kept)
 
@@ -109,6 +111,7 @@ class NodeNumbers:
         self._finals: dict[int, list[int]] | None = None  # cursor -> rows whose gradient is complete from there on
         self._final_of: np.ndarray = np.zeros(0, dtype=np.int64)
         self.disagreement: np.ndarray | None = None
+        self._compared: Any = None  # the trace the backends were compared on
         self._new_graph()
 
     # -- following the session ----------------------------------------------------------------
@@ -121,6 +124,7 @@ class NodeNumbers:
 
     def set_disagreement(self, diffs: Mapping[str, float] | None) -> None:
         """Each node's relative difference between two backends (a comparison's); None: no comparison."""
+        self._compared = self.session.trace  # what the differences hold for
         if diffs is None:
             self.disagreement = None
         else:
@@ -141,6 +145,8 @@ class NodeNumbers:
             force = True
         if s.trace is not self._trace:
             self._trace = s.trace
+            if self._compared is not s.trace:  # compared on another trace (other parameters, dtype, backend)
+                self.disagreement = None
             self._sizes.clear()
             self._finals = None
             self._have.clear()
@@ -172,6 +178,13 @@ class NodeNumbers:
         self._finals = None
         self._forward: np.ndarray | None = None  # each row's forward step (-1: a leaf), made when first asked
         self.disagreement = None
+        # rows the ramp leaves out, as no part of the network's numbers: the gradient of the loss itself (∂L/∂L = 1,
+        # which would top every scale), the labels and integer values (class indices, token ids) as values
+        loss = g.output.name if g.outputs and g.output.op.is_loss else None
+        self._no_gradient = np.array([name == loss for name in self.names], dtype=bool)
+        self._no_value = np.array([n.name == TARGET or str(n.meta.get("dtype", "float")).startswith(("int", "uint",
+                                                                                                      "bool"))
+                                   for n in g.nodes], dtype=bool)
 
     def _update(self, part: str, old: int, new: int) -> bool:
         """Read again the rows that the steps between cursors `old` and `new` changed; whether any did."""
@@ -240,17 +253,41 @@ class NodeNumbers:
     def numbers(self) -> tuple[np.ndarray, np.ndarray]:
         """The mode's number per node (NaN: none yet) and its count of NaN/inf entries (0 where none or finite)."""
         if self.mode == VALUE:
-            return self.values, self.value_bad
+            return np.where(self._no_value, math.nan, self.values), self.value_bad
         if self.mode == GRAD:
-            return self.grads, self.grad_bad
+            return np.where(self._no_gradient, math.nan, self.grads), self.grad_bad
         if self.mode == DISAGREE and self.disagreement is not None:
-            d = self.disagreement
+            d = np.where(self._computed(), self.disagreement, math.nan)  # nothing ahead of the cursor is shown
             return np.where(np.isinf(d), math.nan, d), np.isinf(d).astype(np.int64)
         if self.mode == NONFINITE:
             present = np.isfinite(self.values) | np.isfinite(self.grads) | (self.value_bad + self.grad_bad > 0)
             return np.where(present, 0.0, math.nan), self.value_bad + self.grad_bad
         n = len(self.names)
         return np.full(n, math.nan), np.zeros(n, dtype=np.int64)
+
+    def never(self) -> np.ndarray:
+        """The rows the mode gives no number at any step: drawn by their kind, not as waiting for one."""
+        n = len(self.names)
+        if self.mode == GRAD:
+            self._gradient_finals()
+            return self._no_gradient | (self._final_of < 0)
+        if self.mode == VALUE:
+            return self._no_value
+        if self.mode == DISAGREE:
+            return np.ones(n, dtype=bool) if self.disagreement is None else np.isnan(self.disagreement)
+        return np.zeros(n, dtype=bool)
+
+    def _computed(self) -> np.ndarray:
+        """Whether each row's value exists at the cursor (a leaf always; an op once its forward step has run)."""
+        return self._forward_steps() < self.session.cursor
+
+    def _forward_steps(self) -> np.ndarray:
+        """Each row's forward step (-1 for a leaf), made once per graph (2 ms at 5,000 nodes)."""
+        if self._forward is None or len(self._forward) != len(self.names):
+            steps = self.session.steps[:self.session.n_forward]
+            self._forward = np.full(len(self.names), -1.0)
+            self._forward[[self.row[st.node.name] for st in steps]] = [st.index for st in steps]
+        return self._forward
 
     def scale(self) -> Scale | None:
         """The ramp's range over the numbers present; None in the non-finite mode or with no numbers."""
@@ -260,7 +297,7 @@ class NodeNumbers:
 
     def codes(self) -> np.ndarray:
         """Each node's colour: 0 .. LEVELS - 1 on the ramp, BAD (NaN/inf), NEUTRAL (finite, in the non-finite
-        mode), NO_NUMBER (none yet: drawn as before)."""
+        mode), NO_NUMBER (none yet: drawn washed out, as before its step), NEVER (none at any step: drawn by kind)."""
         numbers, bad = self.numbers()
         present = np.isfinite(numbers)
         if self.mode == NONFINITE:
@@ -270,6 +307,7 @@ class NodeNumbers:
             codes = np.full(len(numbers), NO_NUMBER)
             if scale is not None:
                 codes[present] = np.rint(scale.position(numbers[present]) * (LEVELS - 1)).astype(np.int64)
+        codes[self.never() & ~present] = NEVER
         codes[bad > 0] = BAD
         return codes
 
@@ -296,11 +334,7 @@ class NodeNumbers:
         onset = np.arange(len(self.names), dtype=np.float64)
         if self.mode == DISAGREE:
             return onset
-        if self._forward is None or len(self._forward) != len(self.names):  # once per graph: 2 ms at 5,000 nodes
-            steps = self.session.steps[:self.session.n_forward]
-            self._forward = np.full(len(self.names), -1.0)
-            self._forward[[self.row[st.node.name] for st in steps]] = [st.index for st in steps]
-        forward = self._forward
+        forward = self._forward_steps()
         if GRAD in self._have and len(self._final_of) == len(self.names):
             onset = np.where(self.grad_bad > 0, self._final_of.astype(np.float64), onset)
         if VALUE in self._have:

@@ -434,7 +434,9 @@ class ColourBy(QObject):
         """The last backends' comparison (Ctrl+B) as each node's relative difference; none before one ran."""
         self._watch_comparisons()
         check = self._watched.comparison if self._watched is not None else None  # type: ignore[attr-defined]
-        if check is None or check.cursor > len(self.numbers.session.steps):
+        backend = self.numbers.session.backend
+        if check is None or check.cursor > len(self.numbers.session.steps) or check.dtype != str(backend.dtype) \
+                or not check.reference.startswith(f"{backend.name}/"):  # made on another backend or dtype
             self.numbers.set_disagreement(None)
             return
         diffs = {}

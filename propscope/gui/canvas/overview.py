@@ -26,6 +26,7 @@ from PySide6.QtCore import QByteArray, QDataStream, QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
+from ...debugger.node_numbers import NEVER, NO_NUMBER
 from ..guard import guarded
 from ..theme import Theme
 from .items import lod_of
@@ -121,13 +122,14 @@ class OverviewItem(QGraphicsItem):
             assert codes is not None
             kind_codes, kinds = self._row_kinds
             groups: list[tuple[QColor, np.ndarray]] = []
-            none = np.flatnonzero(codes < 0)
-            for k, kind in enumerate(kinds):
-                rows = none[kind_codes[none] == k]
-                if len(rows):
-                    color = self.theme.color(f"{kind}.accent")
-                    color.setAlphaF(0.35)
-                    groups.append((color, rect_array(self._rows[rows])))
+            for wanting, alpha in ((codes == NO_NUMBER, 0.35), (codes == NEVER, 1.0)):  # pale: a number to come
+                none = np.flatnonzero(wanting)
+                for k, kind in enumerate(kinds):
+                    rows = none[kind_codes[none] == k]
+                    if len(rows):
+                        color = self.theme.color(f"{kind}.accent")
+                        color.setAlphaF(alpha)
+                        groups.append((color, rect_array(self._rows[rows])))
             coded = np.flatnonzero(codes >= 0)
             order = coded[np.argsort(codes[coded], kind="stable")]
             sorted_codes = codes[order]

@@ -25,7 +25,7 @@ from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from ...debugger import BACKWARD, FORWARD, Session
-from ...debugger.node_numbers import BAD, NO_NUMBER, NodeNumbers
+from ...debugger.node_numbers import BAD, NEVER, NO_NUMBER, NodeNumbers
 from ...graph.ir import Node
 from ...graph.layout import Layout, nearest_free
 from ..theme import Theme, node_kind
@@ -538,6 +538,9 @@ class GraphScene(QGraphicsScene):
             last = np.flatnonzero(np.diff(by_key, append=n))
             source[by_key[last]] = rows[order][last]
         key_codes = np.where(source >= 0, codes[np.maximum(source, 0)], NO_NUMBER)
+        # a drawn row none of whose nodes will ever have a number (the loss's ∂L/∂L) is drawn by kind, not washed
+        waiting = np.bincount(keys[(keys >= 0) & (codes != NEVER)], minlength=n) > 0
+        key_codes[(source < 0) & ~waiting] = NEVER
         old = self.key_codes
         self.key_codes, self.key_source = key_codes, source
         changed = self._made_nodes if old is None else self._made_nodes & (key_codes != old)
@@ -546,9 +549,9 @@ class GraphScene(QGraphicsScene):
         self.overview.set_colours(key_codes, palette, BAD)
 
     def _tint(self, code: int) -> tuple[QColor | None, bool]:
-        """An item's tint for colour `code`: the colour, or none and washed out (no number yet)."""
+        """An item's tint for colour `code`: the colour; none and washed out (no number yet); none (never one)."""
         assert self.colouring is not None
-        return (self.colouring[1][code], False) if code >= 0 else (None, True)
+        return (self.colouring[1][code], False) if code >= 0 else (None, code != NEVER)
 
     def _keys_of_graph_rows(self) -> np.ndarray:
         """For each node of the graph (graph order), the drawn row showing it: itself or its closed box."""
