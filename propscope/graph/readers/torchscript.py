@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import ModelFormatError
 from ..model import Model
 from . import aten  # noqa: F401  (registers the ATen handlers)
-from ._budget import ZIP_ERRORS, charge, read_member
+from ._budget import ZIP_ERRORS, charge, memory_budget, read_member
 from ._build import check_shape
 from ._pickle import MAX_PICKLE_BYTES, Pickled, _flat, _restricted, _Storage, _Unpickler, plain
 from .sizes import requested_shapes, sized
@@ -176,7 +176,11 @@ class _FrozenNoting(_Unpickler):
 def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> Model:
     """The graph of a TorchScript archive, its inputs at `input_shapes` (by the forward's parameter names; by default
     the data's, `sizes.reading_at`, else the traced example inputs')."""
-    path = Path(path)
+    with memory_budget():  # one running total for the open (open_model's own where it called this)
+        return _open(Path(path), input_shapes)
+
+
+def _open(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None) -> Model:
     where = str(path)
     try:
         zf = zipfile.ZipFile(path)

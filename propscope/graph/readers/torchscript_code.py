@@ -35,7 +35,11 @@ MAX_ITERATIONS = 10_000  # iterations of one unrolled loop
 MAX_STEPS = 2_000_000  # statements and expressions interpreted in one open
 MAX_NODES = 500_000  # graph nodes one open makes
 MAX_LIST = 100_000  # elements of one list the code makes
+MAX_TENSOR_LITERAL = 1_000_000  # numbers in one `torch.tensor([...])` (lists nested by reference multiply)
+LIST_ITEM_BYTES = 8  # what one element of a list the code makes costs, charged to the open's budget
 NODE_BYTES = 2048  # what one graph node costs in memory, charged to the open's budget
+MAX_META_ELEMENTS = 2**40  # elements of a tensor or a size torch's shape functions are asked about (meta: none made)
+MAX_META_CACHE = 100_000  # shapes torch gave, kept by op and arguments (a loop asks the same thing again)
 TORCH_INSTALL = "pip install 'propscope[torch]'"
 
 # dunder names that are TorchScript's own op names (`torch.__is__`), not Python's attribute machinery
@@ -242,6 +246,7 @@ class Interpreter:
         self.frame = _Frame(None, "forward")
         self.schemas: dict[str, list[Any]] = {}
         self.views: dict[int, tuple[Any, str, dict[str, Any]]] = {}  # a slice (by id) -> what it was taken from
+        self.declared: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}  # torch's answers, by question
 
     # -- entry ------------------------------------------------------------------------------------
     def inputs_of(self, root: ScriptModule) -> list[str]:
@@ -644,7 +649,9 @@ class Interpreter:
         if any(isinstance(v, Uninitialized) for v in (*args, *kwargs.values())):
             raise Refusal(f"torch.{name} in {self._here()} uses a value no branch assigned")
         if name == "tensor" and args and not any(self._is_tensor(v) for v in (*args, *kwargs.values())):
-            return _tensor_of(args[0], kwargs.get("dtype", args[1] if len(args) > 1 else None))
+            array = _tensor_of(args[0], kwargs.get("dtype", args[1] if len(args) > 1 else None))
+            self._charge_made([array], [], name)
+            return array
         if name in ("__is__", "__isnot__") and len(args) == 2 and not kwargs:
             same = _is(*args)  # `query is key` in MultiheadAttention: the same value, passed twice
             return same if name == "__is__" else not same
@@ -652,9 +659,13 @@ class Interpreter:
         on_container = name in _CONTAINER_OPS and bool(args) and isinstance(args[0], list | tuple | dict)
         if plain is not None and (on_container or not any(self._is_tensor(v) for v in (*args, *kwargs.values()))):
             try:
-                return plain(*args, **kwargs)
+                value = plain(*args, **kwargs)
             except (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError) as exc:
                 raise Refusal(f"torch.{name} of {_kinds(args)} in {self._here()}: {str(exc)[:100]}") from None
+            if isinstance(value, list | tuple | dict) and not isinstance(args[0] if args else None, dict):
+                charge(LIST_ITEM_BYTES * (len(value) + 1), f"a list made by torch.{name} in {self._here()}",
+                       self.where)
+            return value
         shaped = _SHAPES.get(name)
         if shaped is not None and args and self._is_tensor(args[0]):
             return shaped(self, args, kwargs)
@@ -690,6 +701,7 @@ class Interpreter:
             result = self._placeholder(key, named, ctx, reason)
         finally:
             self.t.current = None
+        self._charge_made(list(result) if isinstance(result, list | tuple) else [result], list(named.values()), name)
         made = len(self.t.b.graph) - mark
         if made:
             charge(made * NODE_BYTES, "the graph's nodes", self.where)
@@ -712,6 +724,14 @@ class Interpreter:
             self._replace(target, result)
             self._write_through(target, ctx)
         return result
+
+    def _charge_made(self, results: list[Any], inputs: list[Any], name: str) -> None:
+        """Arrays an op folded at read time count against the open's memory budget, as the torch.export reader's
+        do (`_charge_folded`), every one of them: a view shares its base's memory, an input passed through is
+        counted already."""
+        for value in results:
+            if isinstance(value, np.ndarray) and value.flags.owndata and not any(value is v for v in inputs):
+                charge(value.nbytes, f"the constant folded by torch.{name} in {self._here()}", self.where)
 
     def _note_indices(self, indices: Node) -> None:
         """An input read as a float that an embedding looks up (through reshapes and slices): token ids, which a
@@ -809,31 +829,94 @@ class Interpreter:
     def _declared(self, name: str, schema: Any, named: dict[str, Any]
                   ) -> tuple[list[tuple[int, ...] | None], list[str | None]]:
         """The shapes and dtypes of the op's outputs, as torch's own shape functions give them on "meta" tensors (no
-        data, no computation: the declared shapes a `.pt2` records); [None] where torch cannot say (an argument
-        propscope does not compute, an op without a meta kernel)."""
-        import torch
+        data, no computation: the declared shapes a `.pt2` records); [None] where torch cannot say or is not asked.
 
-        def meta(value: Any) -> Any:
-            if isinstance(value, Missing):
-                raise Unmapped(value.reason)
-            if self._is_tensor(value):
-                dtype = getattr(torch, self.t.dtype_of(value), torch.float32)
-                return torch.empty(self.shape(value), dtype=dtype, device="meta")
-            if isinstance(value, Device):
-                return torch.device("meta")
-            if isinstance(value, list | tuple):
-                return [meta(v) for v in value]
-            return value
-
-        try:
-            op = getattr(getattr(torch.ops.aten, name), schema.overload_name or "default")
-            out = op(**{k: meta(v) for k, v in named.items()})
-        except Exception:  # torch raises anything for arguments its meta kernel does not take
+        Torch is asked only where that is safe by construction (`_meta_arguments`): a functional op returning
+        tensors, given only meta tensors, numbers, vetted dtypes and modes, its device forced to meta. An in-place
+        op returns the tensor it changed, whose shape and dtype are known without asking."""
+        if schema.is_mutable:
+            target = named.get("self")
+            if in_place(name) and len(schema.returns) == 1 and self._is_tensor(target):
+                return [self.shape(target)], [self.t.dtype_of(target)]
             return [None], [None]
-        outs = out if isinstance(out, list | tuple) else [out]
-        shapes = [tuple(int(d) for d in o.shape) if isinstance(o, torch.Tensor) else None for o in outs]
-        dtypes = [str(o.dtype).removeprefix("torch.") if isinstance(o, torch.Tensor) else None for o in outs]
-        return shapes or [None], dtypes or [None]
+        prepared = self._meta_arguments(schema, named)
+        if prepared is None:
+            return [None], [None]
+        key = (name, schema.overload_name, tuple(sorted(prepared.items())))
+        if key not in self.declared:
+            if len(self.declared) >= MAX_META_CACHE:
+                self.declared.clear()
+            self.declared[key] = _ask_meta(name, schema.overload_name, prepared)
+        shapes, dtypes = self.declared[key]
+        return list(shapes), list(dtypes)
+
+    def _meta_arguments(self, schema: Any, named: dict[str, Any]) -> dict[str, Any] | None:
+        """The op's arguments as torch's shape functions may be given them (tensors as `("tensor", shape,
+        dtype)`, lists as tuples, the device as meta), hashable; None where the rule does not ask torch: an op
+        returning anything but tensors, an argument of a kind that cannot be vetted (a file name, a generator, a
+        storage), a value outside int64, a tensor or a size of more than MAX_META_ELEMENTS elements, a factory
+        without a device argument to put on meta."""
+        if not schema.returns or not all(str(r.type) in ("Tensor", "List[Tensor]") for r in schema.returns):
+            return None
+        parts = any(str(r.type) == "List[Tensor]" for r in schema.returns)
+        kinds = {a.name: str(a.real_type) for a in schema.arguments}
+        takes_tensor = any("Tensor" in kind for kind in kinds.values())
+        if not takes_tensor and "device" not in kinds:
+            return None  # a factory must be put on meta: one without a device would run on the CPU
+        prepared: dict[str, Any] = {}
+        for arg, value in named.items():
+            kind = kinds[arg]
+            if kind.startswith("Optional[") and value is None:
+                prepared[arg] = None
+                continue
+            kind = kind.removeprefix("Optional[").removesuffix("]") if kind.startswith("Optional[") else kind
+            if kind == "Device":
+                continue  # put on meta below, whatever the code names
+            vetted = self._meta_value(kind, arg, value, parts)
+            if vetted is _REFUSED:
+                return None
+            prepared[arg] = vetted
+        if "device" in kinds:
+            prepared["device"] = "meta"
+        return prepared
+
+    def _meta_value(self, kind: str, arg: str, value: Any, parts: bool) -> Any:
+        if "Tensor" in kind:
+            items = value if kind.startswith("List[") and isinstance(value, list | tuple) else [value]
+            if kind.startswith("List[") and not isinstance(value, list | tuple):
+                return _REFUSED
+            vetted: list[Any] = []
+            for item in items:
+                if item is None and "Optional[Tensor]" in kind:
+                    vetted.append(None)
+                    continue
+                if isinstance(item, Missing) or not self._is_tensor(item):
+                    return _REFUSED
+                shape = self.shape(item)
+                # an op returning a list makes one output per step of a dimension (`unbind`): short ones only
+                if math.prod(shape) > MAX_META_ELEMENTS or (parts and any(d > MAX_LIST for d in shape)):
+                    return _REFUSED
+                vetted.append(("tensor", shape, self.t.dtype_of(item)))
+            return tuple(vetted) if kind.startswith("List[") else vetted[0]
+        if kind == "ScalarType":
+            known = _integer(value) and not isinstance(value, bool) and value in _C10_DTYPE.values()
+            return value if known else _REFUSED
+        if kind == "Layout":
+            return value if value == 0 and not isinstance(value, bool) else _REFUSED  # strided only
+        if kind == "MemoryFormat":
+            return value if _integer(value) and 0 <= value <= 3 else _REFUSED
+        if kind == "str":
+            ok = arg in _META_STRINGS and isinstance(value, str) and len(value) <= 64 and value.isprintable()
+            return value if ok else _REFUSED
+        if kind in _META_NUMBERS:
+            return value if _plain_number(value) else _REFUSED
+        if kind.startswith("List[") and kind[5:-1] in _META_NUMBERS:
+            if not isinstance(value, list | tuple) or len(value) > 64 or not all(_plain_number(v) for v in value):
+                return _REFUSED
+            if math.prod(abs(v) for v in value if isinstance(v, int)) > MAX_META_ELEMENTS:
+                return _REFUSED  # a size: its product bounded before torch loops over it
+            return tuple(value)
+        return _REFUSED  # Generator, Storage, Stream, Any, ...: never passed through
 
     def _fit(self, schema: Any, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any] | None:
         params = list(schema.arguments)
@@ -883,8 +966,8 @@ class Interpreter:
         while isinstance(value, Node | Lazy | np.ndarray) and id(value) in self.replaced and seen < 10_000:
             value = self.replaced[id(value)]
             seen += 1
-        if isinstance(value, list) and any(id(v) in self.replaced for v in value
-                                           if isinstance(v, Node | Lazy | np.ndarray)):
+        # ids of the values changed in place are those of live objects (kept in `alive`): no other shares one
+        if isinstance(value, list) and self.replaced and not self.replaced.keys().isdisjoint(map(id, value)):
             return [self._resolve(v) for v in value]
         return value
 
@@ -928,6 +1011,44 @@ def _kinds(args: list[Any]) -> str:
     return "(" + ", ".join(names) + ")"
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_REFUSED = object()  # an argument torch's shape functions are not given
+_META_NUMBERS = frozenset({"int", "SymInt", "float", "bool", "number", "Scalar"})
+# the string arguments torch's shape functions may be given: modes and equations (a file name never)
+_META_STRINGS = frozenset({"rounding_mode", "approximate", "equation", "mode", "padding_mode", "side", "reduce",
+                           "reduction", "indexing", "padding", "interpolation"})
+
+
+def _plain_number(value: Any) -> bool:
+    """A bool, a float, or an int that fits in int64 (what torch's number arguments hold)."""
+    return isinstance(value, bool | float) or (isinstance(value, int) and _INT64_MIN <= value <= _INT64_MAX)
+
+
+def _ask_meta(name: str, overload: str, prepared: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """Torch's shapes and dtypes for `aten::name.overload` on the vetted arguments (`_meta_arguments`), its
+    tensors empty on the meta device; [None] where torch raises (an argument its meta kernel does not take)."""
+    import torch
+
+    dtypes = {dtype: getattr(torch, dtype) for dtype in _C10_DTYPE}
+
+    def meta(value: Any) -> Any:
+        if isinstance(value, tuple) and len(value) == 3 and value[0] == "tensor":
+            return torch.empty(value[1], dtype=dtypes.get(value[2], torch.float32), device="meta")
+        if isinstance(value, tuple):
+            return [meta(v) for v in value]
+        return value
+
+    try:
+        op = getattr(getattr(torch.ops.aten, name), overload or "default")
+        out = op(**{k: meta(v) for k, v in prepared.items()})
+    except Exception:  # torch raises anything for arguments its meta kernel does not take
+        return [None], [None]
+    outs = out if isinstance(out, list | tuple) else [out]
+    shapes = [tuple(int(d) for d in o.shape) if isinstance(o, torch.Tensor) else None for o in outs]
+    kinds = [str(o.dtype).removeprefix("torch.") if isinstance(o, torch.Tensor) else None for o in outs]
+    return shapes or [None], kinds or [None]
+
+
 # c10's ScalarType numbers (TorchScript code's `dtype=6`) -> torch.export's (`_aten.SCALAR_TYPES`, the handlers')
 _EXPORT_DTYPE = {0: 1, 1: 2, 2: 3, 3: 4, 4: 5, 5: 6, 6: 7, 7: 8, 11: 12, 15: 13, 27: 28, 28: 34, 29: 35}
 _C10_DTYPE = {"uint8": 0, "int8": 1, "int16": 2, "int32": 3, "int64": 4, "float16": 5, "float32": 6, "float64": 7,
@@ -937,8 +1058,14 @@ _NUMPY_OF_C10 = {code: name for name, code in _C10_DTYPE.items() if name != "bfl
 
 def _tensor_of(data: Any, dtype: Any) -> np.ndarray:
     """`torch.tensor(1.5)`, `torch.tensor([0, 1])`: numbers written in the code, as a constant array."""
+    count = 0
+
     def numbers(value: Any, depth: int = 0) -> bool:
+        nonlocal count
         if isinstance(value, list | tuple):
+            count += len(value)
+            if count > MAX_TENSOR_LITERAL:
+                raise Refusal(f"torch.tensor of more than {MAX_TENSOR_LITERAL} numbers")
             return depth < 8 and len(value) <= MAX_LIST and all(numbers(v, depth + 1) for v in value)
         return _number(value)
 

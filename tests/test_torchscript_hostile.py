@@ -1,0 +1,158 @@
+"""Hostile TorchScript archives: the interpreter of their code never runs torch for anything but shapes on meta
+tensors, charges what it folds to the open's memory budget, bounds its time and says every failure in one line.
+
+Each archive is a small traced module whose root `forward` has a statement put before its return; each is refused
+(or opens harmlessly) in well under 2 s.
+"""
+
+from __future__ import annotations
+
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from propscope.graph.errors import ModelFormatError
+from propscope.graph.readers import memory_budget, open_model, set_max_memory
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+from propscope.graph.readers import torchscript_code  # noqa: E402  (imports torch lazily; needs it here)
+
+
+class _Tiny(torch.nn.Module):  # type: ignore[name-defined]  (torch from importorskip)
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x: Any) -> Any:
+        return torch.relu(self.fc(x))
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    torch.jit.trace(_Tiny().eval(), torch.randn(2, 4)).save(str(path))
+    return path
+
+
+def _rewritten(tiny: Path, tmp_path: Path, edit: Callable[[str], str], name: str = "hostile.pt") -> Path:
+    """The tiny archive with its root module's code file passed through `edit`."""
+    out = tmp_path / name
+    with zipfile.ZipFile(tiny) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith(".py") and "class _Tiny" in data.decode():
+                data = edit(data.decode()).encode()
+            dst.writestr(info, data)
+    return out
+
+
+def _with(tiny: Path, tmp_path: Path, statement: str) -> Path:
+    """The tiny archive, `statement` put before its root forward's return."""
+    def edit(code: str) -> str:
+        lines = code.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.strip().startswith("return"))
+        indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+        return "\n".join([*lines[:at], *(indent + s for s in statement.splitlines()), *lines[at:]]) + "\n"
+
+    return _rewritten(tiny, tmp_path, edit)
+
+
+@pytest.fixture
+def small_budget() -> Iterator[None]:
+    set_max_memory(256 * 2**20)
+    try:
+        with memory_budget():
+            yield
+    finally:
+        set_max_memory(None)
+
+
+def _refused_quickly(path: Path, said: str, seconds: float = 2.0) -> str:
+    start = time.perf_counter()
+    with pytest.raises(ModelFormatError, match=said) as err:
+        open_model(path)
+    took = time.perf_counter() - start
+    assert took < seconds, f"refused after {took:.1f} s"
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+# -- S1: torch is asked for shapes only, on meta, by an allowlist ----------------------------------------------
+@pytest.mark.parametrize("statement", [
+    '_9 = torch._print("ARCHIVE CODE PRINTED THIS")',
+    "_9 = torch.set_grad_enabled(False)",
+    "_9 = torch.manual_seed(1234)",
+    '_9 = torch.from_file("/etc/hostname", None, 3, dtype=0)',
+    '_9 = torch.center("a", 400000000)',
+])
+def test_archive_code_has_no_side_effects(statement: str, tiny: Path, tmp_path: Path,
+                                          capfd: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    real = torchscript_code._ask_meta
+
+    def recording(name: str, *rest: Any) -> Any:
+        asked.append(name)
+        return real(name, *rest)
+
+    monkeypatch.setattr(torchscript_code, "_ask_meta", recording)
+    torch.manual_seed(0)
+    expected = torch.rand(1).item()
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = open_model(_with(tiny, tmp_path, statement))  # the value is unused: the graph still opens
+    assert time.perf_counter() - start < 2
+    assert model.graph.output.shape == (2, 3)
+    assert torch.is_grad_enabled() and torch.rand(1).item() == expected
+    assert "PRINTED" not in capfd.readouterr().out
+    called = statement.split("torch.", 1)[1].split("(", 1)[0]
+    assert asked and called not in asked  # the model's own ops were asked about, on meta
+
+
+def test_a_factory_is_asked_about_on_meta_only(tiny: Path, tmp_path: Path, small_budget: None) -> None:
+    """2 GiB of ones is refused by the budget before anything is filled, not made on the CPU first."""
+    _refused_quickly(_with(tiny, tmp_path, "_8 = torch.ones([536870912])"), "over the memory budget")
+
+
+def test_the_rule_refuses_what_it_cannot_vet() -> None:
+    """Only functional ops returning tensors, their arguments vetted: no file name, generator or mutable op."""
+    interp = torchscript_code.Interpreter(lambda name: torchscript_code.ClassInfo(name), [], "t.pt", "t")
+
+    def schema(op: str, overload: str = "") -> Any:
+        return next(s for s in torch._C._jit_get_schemas_for_operator(f"aten::{op}") if s.overload_name == overload)
+
+    assert interp._meta_arguments(schema("from_file"), {"filename": "/etc/hostname", "size": 3}) is None
+    assert interp._meta_arguments(schema("manual_seed"), {"seed": 1}) is None
+    assert interp._meta_arguments(schema("ones"), {"size": [2**62, 2**62]}) is None
+    assert interp._meta_arguments(schema("ones"), {"size": [2, 3], "device": "cpu"}) == {"size": (2, 3),
+                                                                                        "device": "meta"}
+    assert interp._meta_arguments(schema("add", "Scalar"), {"self": None, "other": 2**70}) is None
+
+
+# -- S2: what the code folds and makes is charged to the open's budget -----------------------------------------
+def test_folded_arrays_are_charged(tiny: Path, tmp_path: Path, small_budget: None) -> None:
+    statement = "\n".join(f'_k{i} = torch.ones([16777216], dtype=6, layout=None, device=torch.device("cpu"), '
+                          "pin_memory=False)" for i in range(40))
+    said = _refused_quickly(_with(tiny, tmp_path, statement), "over the memory budget")
+    assert "used by this file already" in said
+
+
+def test_a_tensor_of_nested_lists_is_bounded(tiny: Path, tmp_path: Path, small_budget: None) -> None:
+    def refs(item: str) -> str:
+        return "[" + ", ".join([item] * 40) + "]"
+
+    statement = "\n".join(["_l0 = " + refs("1.5"), "_l1 = " + refs("_l0"), "_l2 = " + refs("_l1"),
+                           "_l3 = " + refs("_l2"), "_l4 = " + refs("_l3"), "_t = torch.tensor(_l4)"])
+    _refused_quickly(_with(tiny, tmp_path, statement), "torch.tensor of more than")
+
+
+def test_lists_the_code_makes_are_charged(tiny: Path, tmp_path: Path, small_budget: None) -> None:
+    statement = ("_l = [" + "0, " * 50_000 + "]\n_a = annotate(List[List[int]], [])\nfor _7 in range(1000):\n"
+                 "  _9 = torch.append(_a, torch.add(_l, _l))")
+    _refused_quickly(_with(tiny, tmp_path, statement), "over the memory budget")
