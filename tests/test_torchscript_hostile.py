@@ -24,7 +24,7 @@ pytestmark = pytest.mark.torch
 from propscope.graph.readers import torchscript_code  # noqa: E402  (imports torch lazily; needs it here)
 
 
-class _Tiny(torch.nn.Module):  # type: ignore[name-defined]  (torch from importorskip)
+class _Tiny(torch.nn.Module):  # type: ignore[name-defined]
     def __init__(self) -> None:
         super().__init__()
         self.fc = torch.nn.Linear(4, 3)
@@ -156,3 +156,30 @@ def test_lists_the_code_makes_are_charged(tiny: Path, tmp_path: Path, small_budg
     statement = ("_l = [" + "0, " * 50_000 + "]\n_a = annotate(List[List[int]], [])\nfor _7 in range(1000):\n"
                  "  _9 = torch.append(_a, torch.add(_l, _l))")
     _refused_quickly(_with(tiny, tmp_path, statement), "over the memory budget")
+
+
+# -- S4: every failure of the interpretation is one line naming the code file, its line and the module ---------
+@pytest.mark.parametrize(("statement", "said"), [
+    ("for _7 in range(100000000000000000000):\n  pass", "a range of more than 2\\*\\*63"),
+    ("_9 = range(100000000000000000000)", "a range of more than 2\\*\\*63"),
+    ("_9 = int(torch.mul(1.0e308, 10.0))", "int\\(\\) of inf"),
+    ("_9 = int(torch.sub(torch.mul(1.0e308, 10.0), torch.mul(1.0e308, 10.0)))", "int\\(\\) of nan"),
+])
+def test_failures_are_one_line_with_the_code_line(statement: str, said: str, tiny: Path, tmp_path: Path) -> None:
+    message = _refused_quickly(_with(tiny, tmp_path, statement), said)
+    assert "forward of the root module" in message
+    assert "(at code/__torch__/" in message and " line " in message
+
+
+def test_an_unexpected_error_is_one_line_too(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever Python raises while the code is read (here a builtin made to fail) is said with its place."""
+    def broken(*args: Any) -> Any:
+        raise ArithmeticError("a value no model computes")
+
+    monkeypatch.setitem(torchscript_code._PLAIN, "sub", broken)
+    from propscope.graph.readers import torchscript
+
+    with pytest.raises(ModelFormatError, match=r"ArithmeticError: a value no model computes\) \(at code/__torch__/"
+                                               r".* line [0-9]+, forward of the root module\)") as err:
+        torchscript.open(_with(tiny, tmp_path, "_9 = torch.sub(1, 2)"))
+    assert "\n" not in str(err.value)

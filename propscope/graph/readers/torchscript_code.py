@@ -53,6 +53,9 @@ _DUNDER_OPS = frozenset({"__is__", "__isnot__", "__not__", "__and__", "__or__", 
 _MANGLED = re.compile(r"___torch_mangle_[0-9]{1,9}")
 
 
+_MEMBER = "propscope_member"  # the attribute of a parsed function naming its code file
+
+
 class Refusal(Exception):
     """The code does something propscope will not interpret (one line, without the file's name)."""
 
@@ -141,6 +144,9 @@ def parse_code(text: str, where: str, member: str) -> dict[str, ClassInfo | ast.
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise ModelFormatError(f"{where}: {member} is not readable TorchScript code ({type(exc).__name__})") from None
     found: dict[str, ClassInfo | ast.FunctionDef] = {}
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef):
+            setattr(fn, _MEMBER, member)  # where a failure inside it is said to be
     for stmt in tree.body:
         if isinstance(stmt, ast.FunctionDef):
             found[stmt.name] = stmt
@@ -186,6 +192,7 @@ class _Frame:
     module: ScriptModule | None  # whose method runs (a function keeps its caller's)
     where: str  # the function's name, for messages
     env: dict[str, Any] = field(default_factory=dict)
+    member: str = ""  # the code file the function is in
 
     @property
     def path(self) -> str:
@@ -244,6 +251,8 @@ class Interpreter:
         self.alive: list[Any] = []  # the values the dicts keyed by id() name, kept so that no id is reused
         self.leaves: dict[int, Any] = {}  # an array of the module tree -> its leaf (tied weights stay one)
         self.frame = _Frame(None, "forward")
+        self.failed_at = ""  # the code file and line where the reading failed, said with the failure
+        self.failed_in = ""  # the function and module that line is in
         self.schemas: dict[str, list[Any]] = {}
         self.views: dict[int, tuple[Any, str, dict[str, Any]]] = {}  # a slice (by id) -> what it was taken from
         self.declared: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}  # torch's answers, by question
@@ -264,13 +273,25 @@ class Interpreter:
             dtype = (dtypes or {}).get(name, "float32")
             args.append(self.t.b.input(name, shape, dtype=dtype))
             self.t.dtypes[id(args[-1])] = dtype
+        self.failed_at = self.failed_in = ""
         try:
             result = self._call(fn, root, args, {}, bound=True)
             return self._outputs(self._resolve(result))
-        except Refusal as exc:
-            raise ModelFormatError(f"{self.where}: {exc}") from None
+        except Refusal as exc:  # which names the function and module already
+            raise ModelFormatError(f"{self.where}: {exc}{self._failure_line()}") from None
         except RecursionError:
             raise ModelFormatError(f"{self.where}: the code nests too deeply to read") from None
+        except ModelFormatError as exc:  # the memory budget's refusal, which names the file already
+            raise ModelFormatError(f"{exc}{self._failure_line(True)}") from None
+        except Exception as exc:  # anything else the code's values raise (a float past float64 made an int)
+            raise ModelFormatError(f"{self.where}: the code cannot be read ({type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())[:160]}){self._failure_line(True)}") from None
+
+    def _failure_line(self, with_module: bool = False) -> str:
+        """` (at code/__torch__/m.py line 12, forward of module fc)`: where the reading failed."""
+        if not self.failed_at:
+            return ""
+        return f" (at {self.failed_at}, {self.failed_in})" if with_module else f" (at {self.failed_at})"
 
     def _outputs(self, result: Any) -> list[Node]:
         """The tensors among what forward returns; nested structures of tensors (a key/value cache) are not read
@@ -334,7 +355,7 @@ class Interpreter:
         if bound:
             env[fn.args.args[0].arg if fn.args.args else "self"] = module
         caller = self.frame
-        self.frame = _Frame(module if bound else caller.module, fn.name, env)
+        self.frame = _Frame(module if bound else caller.module, fn.name, env, getattr(fn, _MEMBER, ""))
         self.depth += 1
         try:
             self._block(fn.body)
@@ -355,6 +376,19 @@ class Interpreter:
             raise Refusal(f"the code takes more than {MAX_STEPS} steps to read")
 
     def _statement(self, stmt: ast.stmt) -> None:
+        try:
+            self._interpret(stmt)
+        except _Return:
+            raise
+        except RecursionError:
+            raise  # nothing more is called this deep: `run` says it
+        except Exception:
+            if not self.failed_at:  # the innermost statement: where the failure is
+                self.failed_at = f"{self.frame.member or 'the code'} line {getattr(stmt, 'lineno', '?')}"
+                self.failed_in = self._here()
+            raise
+
+    def _interpret(self, stmt: ast.stmt) -> None:
         self._tick()
         if isinstance(stmt, ast.Assign):
             value = self._expr(stmt.value)
@@ -586,14 +620,23 @@ class Interpreter:
             return self._module_attribute(args[0], args[1])
         if name == "range" and 1 <= len(args) <= 3 and all(_integer(a) for a in args):
             bounds = range(*args)
-            if len(bounds) > MAX_ITERATIONS:
-                raise Refusal(f"a range of {len(bounds)} in {self._here()} (more than {MAX_ITERATIONS} will not be "
+            try:
+                length = len(bounds)
+            except OverflowError:  # longer than a C ssize_t
+                length = MAX_ITERATIONS + 1 if bounds else 0
+                if length:
+                    raise Refusal(f"a range of more than 2**63 in {self._here()} (more than {MAX_ITERATIONS} will "
+                                  "not be unrolled)") from None
+            if length > MAX_ITERATIONS:
+                raise Refusal(f"a range of {length} in {self._here()} (more than {MAX_ITERATIONS} will not be "
                               "unrolled)")
             return bounds
         if name in ("int", "float", "bool") and len(args) == 1:
             value = _scalar_of(args[0])
             if value is None:
                 raise Refusal(f"{name}() of a tensor computed from the data in {self._here()}")
+            if name == "int" and isinstance(value, float) and not math.isfinite(value):
+                raise Refusal(f"int() of {value} in {self._here()}, which no integer is")
             return {"int": int, "float": float, "bool": bool}[name](value)
         if name == "len" and len(args) == 1 and isinstance(args[0], list | tuple | str | dict):
             return len(args[0])
