@@ -183,3 +183,46 @@ def test_an_unexpected_error_is_one_line_too(tiny: Path, tmp_path: Path, monkeyp
                                                r".* line [0-9]+, forward of the root module\)") as err:
         torchscript.open(_with(tiny, tmp_path, "_9 = torch.sub(1, 2)"))
     assert "\n" not in str(err.value)
+
+
+# -- C1: a traced module's 0-d tensor constants stay tensors ---------------------------------------------------
+class _Constants(torch.nn.Module):  # type: ignore[name-defined]
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(5, 4)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x) * torch.tensor(0.5, dtype=torch.float64)
+        a = torch.tensor(2.5, dtype=torch.float64) - h  # a 0-d constant on the left
+        b = torch.where(h > 0, h, torch.tensor(0.1, dtype=torch.float64))
+        c = torch.maximum(a, torch.tensor(-1.0, dtype=torch.float64))  # an op taking tensors only
+        d = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64) * b
+        return a * b + c + d
+
+
+def test_zero_d_constants_match_autograd(tmp_path: Path) -> None:
+    import warnings
+
+    import numpy as np
+
+    from propscope.debugger import open_session
+
+    torch.manual_seed(0)
+    module = _Constants().double()
+    x = np.random.default_rng(0).standard_normal((3, 5))
+    y = np.array([0, 1, 3])
+    path = tmp_path / "constants.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(module, (torch.from_numpy(x),)).save(str(path))
+    session = open_session(str(path), backend="numpy", dtype="float64", data={"x": x, "y": y},
+                           loss="cross_entropy")
+    assert not [n for n in session.graph if n.op.name == "unsupported"]
+    session.run_to_end()
+    loss = torch.nn.functional.cross_entropy(module(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    got = float(session.backend.to_numpy(session.value(session.loss_node.name)))
+    assert abs(got - loss.item()) <= 1e-10 * abs(loss.item())
+    for name, param in module.named_parameters():
+        grad = session.backend.to_numpy(session.grad(f"fc.{name.split('.')[-1]}"))
+        assert np.allclose(grad, param.grad.numpy(), rtol=1e-10, atol=1e-12), name

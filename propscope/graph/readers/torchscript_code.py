@@ -519,10 +519,9 @@ class Interpreter:
     def _constant(self, attr: str) -> Any:
         if not (attr.startswith("c") and attr[1:].isdigit()) or int(attr[1:]) >= len(self.constants):
             raise Refusal(f"CONSTANTS.{attr[:40]} is not in the archive's constants")
-        value = self.constants[int(attr[1:])]
-        if isinstance(value, np.ndarray) and value.ndim == 0:  # a number the tracer kept as a tensor (a head count)
-            return value.item()
-        return value
+        # a 0-d constant stays a tensor (`torch.tensor(0.5)`, which traced code moves with `torch.to`): where the
+        # code uses one as a number (a head count), `_bind` and the builtins read it as one
+        return self.constants[int(attr[1:])]
 
     def _module_attribute(self, module: ScriptModule, attr: str) -> Any:
         state = module.state
@@ -699,6 +698,9 @@ class Interpreter:
             same = _is(*args)  # `query is key` in MultiheadAttention: the same value, passed twice
             return same if name == "__is__" else not same
         plain = _PLAIN.get(name)
+        if plain is not None and any(_number(v) for v in args) \
+                and all(_number(v) or _scalar_constant(v, "iufb") or not self._is_tensor(v) for v in args):
+            args = [_numbers_of(v) for v in args]  # `size // CONSTANTS.c0` (a head count): a number, as a tracer's
         on_container = name in _CONTAINER_OPS and bool(args) and isinstance(args[0], list | tuple | dict)
         if plain is not None and (on_container or not any(self._is_tensor(v) for v in (*args, *kwargs.values()))):
             try:
@@ -978,7 +980,8 @@ class Interpreter:
                 return None
             if not self._fits(str(param.type), value):
                 return None
-            named[param.name] = value
+            # a 0-d constant where the op takes a number (`view(x, [b, CONSTANTS.c0])`): the number it holds
+            named[param.name] = value if "Tensor" in str(param.type) else _numbers_of(value)
         return named
 
     def _fits(self, kind: str, value: Any) -> bool:
@@ -988,9 +991,9 @@ class Interpreter:
         if kind == "Tensor":
             return self._is_tensor(value)
         if kind in ("int", "SymInt", "ScalarType", "Layout", "MemoryFormat"):
-            return _integer(value)
+            return _integer(value) or _scalar_constant(value, "iu")
         if kind in ("float", "number", "Scalar", "complex"):
-            return _number(value)
+            return _number(value) or _scalar_constant(value, "iuf")
         if kind == "bool":
             return isinstance(value, bool | int) and not isinstance(value, float)
         if kind == "str":
@@ -1039,6 +1042,20 @@ def _number(value: Any) -> bool:
 
 def _integer(value: Any) -> bool:
     return isinstance(value, int)
+
+
+def _scalar_constant(value: Any, kinds: str) -> bool:
+    """A 0-d array (a constant of the archive, `torch.tensor(8)`) of one of these NumPy kinds."""
+    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in kinds
+
+
+def _numbers_of(value: Any) -> Any:
+    """0-d arrays (in a list too) as the Python numbers they hold; anything else as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, list | tuple) and any(isinstance(v, np.ndarray) for v in value):
+        return type(value)(_numbers_of(v) for v in value)
+    return value
 
 
 def _scalar_of(value: Any) -> int | float | bool | None:
