@@ -226,3 +226,45 @@ def test_zero_d_constants_match_autograd(tmp_path: Path) -> None:
     for name, param in module.named_parameters():
         grad = session.backend.to_numpy(session.grad(f"fc.{name.split('.')[-1]}"))
         assert np.allclose(grad, param.grad.numpy(), rtol=1e-10, atol=1e-12), name
+
+
+# -- S3: time is bounded -------------------------------------------------------------------------------------
+def test_fresh_names_are_the_smallest_free_suffix() -> None:
+    """The linear `fresh` gives the names the quadratic search gave: the smallest free `name_i`, a name it gave
+    and the caller left unused given again, names taken by hand skipped."""
+    from propscope.graph.readers._build import Builder
+
+    b = Builder("g", "test")
+    given = [b.fresh("relu")]
+    b.input("relu", (1,))
+    b.input("relu_2", (1,))  # taken by hand ahead of the counter
+    given.append(b.fresh("relu"))  # relu_1, not used: given again
+    given.append(b.fresh("relu"))
+    b.input(given[-1], (1,))
+    for _ in range(3):
+        given.append(b.fresh("relu"))
+        b.input(given[-1], (1,))
+    assert given == ["relu", "relu_1", "relu_1", "relu_3", "relu_4", "relu_5"]
+
+
+def test_a_long_chain_opens_in_linear_time(tiny: Path, tmp_path: Path) -> None:
+    path = _with(tiny, tmp_path, "_8 = x\nfor _7 in range(8000):\n  _8 = torch.relu(_8)\n_9 = _8")
+    start = time.perf_counter()
+    model = open_model(path)
+    assert time.perf_counter() - start < 3  # 17.9 s when each name was searched from _1 and torch asked each time
+    assert len(model.graph.ops) == 8002 and "relu_7999" in model.graph
+
+
+def test_total_work_is_bounded(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loop of a million ops is refused by the work it takes, counted in steps (a node is 16): with a tenth of
+    the bound here, in a tenth of the time (about 4 s with the real one)."""
+    monkeypatch.setattr(torchscript_code, "MAX_STEPS", 200_000)
+    statement = "_8 = x\nfor _7 in range(10000):\n  for _6 in range(100):\n    _8 = torch.relu(_8)"
+    _refused_quickly(_with(tiny, tmp_path, statement), "more than 200000 steps to read")
+
+
+@pytest.mark.parametrize("statement", ["_n = 10\nfor _7 in range(22):\n  _n = torch.mul(_n, _n)",
+                                       "_9 = torch.pow(torch.pow(10, 64), 64)",
+                                       "_9 = int(1.0e30)"])
+def test_integers_stay_in_int64(statement: str, tiny: Path, tmp_path: Path) -> None:
+    _refused_quickly(_with(tiny, tmp_path, statement), "outside int64")

@@ -32,7 +32,9 @@ from ._pickle import Pickled, is_tensor
 
 MAX_DEPTH = 64  # nested calls (a module's forward calling its submodules' and functions): real ones are < 20
 MAX_ITERATIONS = 10_000  # iterations of one unrolled loop
-MAX_STEPS = 2_000_000  # statements and expressions interpreted in one open
+MAX_STEPS = 2_000_000  # work in one open, in steps: a statement or an expression interpreted is one (~2 µs)
+NODE_STEPS = 16  # a graph node made costs as long as this many steps (torch asked, the handler run: ~30 µs)
+ELEMENTS_PER_STEP = 100  # numbers folded at read time (a constant computed by NumPy) cost one step per this many
 MAX_NODES = 500_000  # graph nodes one open makes
 MAX_LIST = 100_000  # elements of one list the code makes
 MAX_TENSOR_LITERAL = 1_000_000  # numbers in one `torch.tensor([...])` (lists nested by reference multiply)
@@ -370,10 +372,13 @@ class Interpreter:
         for stmt in body:
             self._statement(stmt)
 
-    def _tick(self) -> None:
-        self.steps += 1
+    def _tick(self, steps: int = 1) -> None:
+        """Count work done reading the code (statements, nodes made, numbers folded): a hostile file is refused
+        within seconds, a real model takes a few percent of the bound."""
+        self.steps += steps
         if self.steps > MAX_STEPS:
-            raise Refusal(f"the code takes more than {MAX_STEPS} steps to read")
+            raise Refusal(f"the code takes more than {MAX_STEPS} steps to read (a step is a statement or an "
+                          f"expression, a graph node {NODE_STEPS}, {ELEMENTS_PER_STEP} numbers folded one)")
 
     def _statement(self, stmt: ast.stmt) -> None:
         try:
@@ -636,6 +641,8 @@ class Interpreter:
                 raise Refusal(f"{name}() of a tensor computed from the data in {self._here()}")
             if name == "int" and isinstance(value, float) and not math.isfinite(value):
                 raise Refusal(f"int() of {value} in {self._here()}, which no integer is")
+            if name == "int" and not _INT64_MIN <= value <= _INT64_MAX:
+                raise Refusal(f"int() of {value:.3g} in {self._here()}, outside int64")
             return {"int": int, "float": float, "bool": bool}[name](value)
         if name == "len" and len(args) == 1 and isinstance(args[0], list | tuple | str | dict):
             return len(args[0])
@@ -707,6 +714,9 @@ class Interpreter:
                 value = plain(*args, **kwargs)
             except (TypeError, ValueError, ZeroDivisionError, OverflowError, IndexError) as exc:
                 raise Refusal(f"torch.{name} of {_kinds(args)} in {self._here()}: {str(exc)[:100]}") from None
+            if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+                raise Refusal(f"torch.{name} in {self._here()} makes an integer outside int64 (about "
+                              f"2**{value.bit_length()}), which torch would overflow")
             if isinstance(value, list | tuple | dict) and not isinstance(args[0] if args else None, dict):
                 charge(LIST_ITEM_BYTES * (len(value) + 1), f"a list made by torch.{name} in {self._here()}",
                        self.where)
@@ -750,6 +760,7 @@ class Interpreter:
         made = len(self.t.b.graph) - mark
         if made:
             charge(made * NODE_BYTES, "the graph's nodes", self.where)
+            self._tick(made * NODE_STEPS)
             if len(self.t.b.graph) > MAX_NODES:
                 raise Refusal(f"the code makes more than {MAX_NODES} graph nodes")
         if isinstance(result, np.generic):
@@ -777,6 +788,7 @@ class Interpreter:
         for value in results:
             if isinstance(value, np.ndarray) and value.flags.owndata and not any(value is v for v in inputs):
                 charge(value.nbytes, f"the constant folded by torch.{name} in {self._here()}", self.where)
+                self._tick(value.size // ELEMENTS_PER_STEP)
 
     def _note_indices(self, indices: Node) -> None:
         """An input read as a float that an embedding looks up (through reshapes and slices): token ids, which a
