@@ -268,3 +268,28 @@ def test_total_work_is_bounded(tiny: Path, tmp_path: Path, monkeypatch: pytest.M
                                        "_9 = int(1.0e30)"])
 def test_integers_stay_in_int64(statement: str, tiny: Path, tmp_path: Path) -> None:
     _refused_quickly(_with(tiny, tmp_path, statement), "outside int64")
+
+
+# -- the input-shape guess of a recurrent model --------------------------------------------------------------
+class _Recurrent(torch.nn.Module):  # type: ignore[name-defined]
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(6, 8, batch_first=batch_first)
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # scripted: the types are read
+        out, _ = self.lstm(x)
+        return self.head(out)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_a_recurrent_models_guess_is_its_input_size(batch_first: bool, tmp_path: Path) -> None:
+    """The guess reads the LSTM's `weight_ih_l0` (input size 6), not the head's weight (8), in its layout."""
+    from propscope.graph.readers import reading_at, torchscript
+
+    path = tmp_path / "lstm.pt"
+    torch.jit.script(_Recurrent(batch_first)).save(str(path))
+    found = torchscript.inputs(path)
+    assert found.guess == ((1, 16, 6) if batch_first else (16, 1, 6))
+    with reading_at({"x": found.guess}):
+        assert open_model(path).graph.output.shape == (*found.guess[:2], 5)

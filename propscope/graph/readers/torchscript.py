@@ -246,6 +246,7 @@ def inputs(path: str | Path) -> ArchiveInputs:
         except Refusal as exc:
             raise ModelFormatError(f"{where}: {exc}") from None
         recorded = archive.traced_inputs() is not None
+        batch_first = _batch_first(tree, archive)  # the code's constants are read while the zip is open
     first = _first_weight(ScriptModule(tree, ""))
     if first is None:
         return ArchiveInputs(names, recorded)
@@ -257,6 +258,8 @@ def inputs(path: str | Path) -> ArchiveInputs:
         return ArchiveInputs(names, recorded, (1, shape[1], *spatial))
     if kind == "Linear" and len(shape) == 2:
         return ArchiveInputs(names, recorded, (1, shape[1]))
+    if kind in ("LSTM", "GRU", "RNN") and len(shape) == 2:  # 16 steps of one sequence, either layout
+        return ArchiveInputs(names, recorded, (1, 16, shape[1]) if batch_first else (16, 1, shape[1]))
     return ArchiveInputs(names, recorded)
 
 
@@ -265,7 +268,8 @@ def _first_weight(module: ScriptModule, depth: int = 0) -> tuple[str, tuple[int,
     depth first in the order the modules were registered: usually the first layer the input meets."""
     if depth > 64:
         return None
-    weight = module.state.get("weight")
+    # a recurrent layer's first weight is `weight_ih_l0`, (gates * hidden, input size)
+    weight = module.state.get("weight", module.state.get("weight_ih_l0"))
     if isinstance(weight, np.ndarray):
         return module.obj.name.rpartition(".")[2], tuple(int(d) for d in weight.shape)
     for name, value in module.state.items():
@@ -274,6 +278,26 @@ def _first_weight(module: ScriptModule, depth: int = 0) -> tuple[str, tuple[int,
             if found is not None:
                 return found
     return None
+
+
+def _batch_first(tree: Pickled, archive: _Archive) -> bool:
+    """Whether the first recurrent layer of the module tree takes (batch, time, features): its attribute, or
+    the constant its class declares in the code (a scripted `nn.LSTM`'s)."""
+    stack, seen = [tree], 0
+    while stack and seen < 10_000:
+        obj = stack.pop(0)
+        seen += 1
+        state = ScriptModule(obj, "").state
+        if "weight_ih_l0" in state:
+            if "batch_first" in state:
+                return state["batch_first"] is True
+            try:
+                info = archive.lookup(obj.name)
+            except (Refusal, ModelFormatError):
+                return False
+            return isinstance(info, ClassInfo) and info.constants.get("batch_first") is True
+        stack.extend(v for v in state.values() if isinstance(v, Pickled) and v.name.startswith("__torch__."))
+    return False
 
 
 def _input_shapes(names: list[str], asked: Mapping[str, tuple[int, ...]], traced: list[tuple[int, ...]] | None,
