@@ -265,8 +265,8 @@ def test_a_torchscript_archive_gives_its_weights_and_runs_nothing(
     monkeypatch.setattr(torch.jit, "load", never)
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "0.weight" in out and "2.bias" in out and "TorchScript archive: its weights are read, its code is not run" \
-        in out
+    assert "0.weight" in out and "2.bias" in out and "a TorchScript archive, whose graph opens with" in out
+    assert "its graph from its code, interpreted, never run" in out
     model = load_target(path, arch=arch)
     for name, value in net.state_dict().items():
         np.testing.assert_array_equal(model.arrays[name], value.numpy())
