@@ -488,8 +488,8 @@ def test_a_real_model_driven_by_keys_and_its_views(qtbot, tmp_path, exported, na
 
 
 def test_file_open_and_load_data_in_a_running_window(qtbot, tmp_path, exported):
-    """File ▸ Open reads the exported file on the window's worker and File ▸ Load data gives it the batch; without a
-    loss (the window has no choice of one, `--loss` is the command line's) the pass is the forward pass."""
+    """File ▸ Open reads the exported file on the window's worker and File ▸ Load data gives it the batch; the file
+    has no loss, and the data's whole-number labels attach cross-entropy (as on the command line): the whole pass."""
     import propscope
 
     path, data = exported.files("unet")
@@ -507,12 +507,14 @@ def test_file_open_and_load_data_in_a_running_window(qtbot, tmp_path, exported):
     assert s.name == "unet" and s.loss_name is None and window.windowTitle() == "propscope — unet (numpy/float32)"
     assert window.example_box.currentText() == "(file)" and window.layer_dock.isVisible()
     assert window.load_data_path(data)
+    qtbot.waitUntil(lambda: window.bridge.session.loss_name == "cross_entropy" and not window.jobs, timeout=60000)
+    s = window.bridge.session
     with np.load(data) as batch:
         np.testing.assert_array_equal(s.batch["x"], batch["x"])
     driver = Driver(qtbot, window, Case("enc2", "step home step space find box fit", CONV))
     driver.run()
     qtbot.keyClick(window, Qt.Key.Key_End)
-    assert s.at_end and s.cursor == s.n_forward == len(s.steps)
+    assert s.at_end and s.cursor == len(s.steps) > s.n_forward
     conv = layer_nodes(window)[CONV]
     select_by_click(qtbot, driver, conv)
     check_layer_view(window, conv)
