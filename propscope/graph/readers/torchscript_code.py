@@ -27,7 +27,7 @@ from ..errors import GraphError, ModelFormatError
 from ..ir import Node
 from ._aten import HANDLERS, Ctx, Lazy, Missing, Sequence, Stored, Translator, Transposed, Unmapped, in_place
 from ._budget import charge
-from ._build import Builder, downstream, module_of
+from ._build import Builder, module_of
 from ._pickle import Pickled, is_tensor
 
 MAX_DEPTH = 64  # nested calls (a module's forward calling its submodules' and functions): real ones are < 20
@@ -804,24 +804,8 @@ class Interpreter:
 
     def _placeholder(self, key: str, named: dict[str, Any], ctx: Ctx, reason: str) -> Any:
         """An op propscope cannot map: an `unsupported` node of the shape torch gives (stepping stops before it),
-        or, where torch cannot say its shape, a value that refuses the ops that use it."""
-        inputs: list[Node] = []
-        for value in named.values():
-            for v in value if isinstance(value, list) else [value]:
-                if isinstance(v, Node | Lazy | Transposed | Sequence):
-                    try:
-                        node = self.t.node(v, ctx)
-                    except Unmapped:
-                        continue
-                    if node not in inputs:
-                        inputs.append(node)
-        results: list[Any] = []
-        for i, shape in enumerate(ctx.shapes):
-            if shape is None:
-                results.append(Missing(downstream(f"aten.{key}", reason)))
-                continue
-            name = ctx.name if i == 0 else f"{ctx.name}.out{i}"
-            results.append(self.t.b.unsupported(f"aten.{key}", inputs, shape, name, ctx.module, reason))
+        or, where torch cannot say its shape, a value that refuses the ops that use it (the `.pt2` reader's own)."""
+        results = self.t._placeholder(key, named, ctx, reason)
         return results[0] if len(results) == 1 else results
 
     def _write_through(self, view: Any, ctx: Ctx) -> None:

@@ -83,6 +83,18 @@ def palette_for(theme: Theme) -> Palette:
     return _PALETTES[key]
 
 
+def paint_ramp(p: QPainter, bar: QRectF, palette: Palette, t: Theme) -> None:
+    """The colour ramp, low to high from left to right, in `bar`, framed."""
+    step = bar.width() / LEVELS
+    p.setPen(Qt.PenStyle.NoPen)
+    for k in range(LEVELS):
+        p.setBrush(palette.colors[k])
+        p.drawRect(QRectF(bar.left() + k * step, bar.top(), step + 0.6, bar.height()))
+    p.setPen(QPen(t.color("muted"), 1))
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    p.drawRect(bar)
+
+
 def end_text(x: float) -> str:
     return f"{x:.2g}".replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
 
@@ -215,15 +227,7 @@ class ColourLegend(QWidget):
                 p.drawText(QPointF(x, middle + (small_fm.ascent() - small_fm.descent()) / 2), what)
                 x += small_fm.horizontalAdvance(what)
             elif kind == "bar":
-                bar = QRectF(x, middle - t.px(6), what, t.px(12))
-                step = bar.width() / LEVELS
-                p.setPen(Qt.PenStyle.NoPen)
-                for k in range(LEVELS):
-                    p.setBrush(palette.colors[k])
-                    p.drawRect(QRectF(bar.left() + k * step, bar.top(), step + 0.6, bar.height()))
-                p.setPen(QPen(t.color("muted"), 1))
-                p.setBrush(Qt.BrushStyle.NoBrush)
-                p.drawRect(bar)
+                paint_ramp(p, QRectF(x, middle - t.px(6), what, t.px(12)), palette, t)
                 x += what
             else:
                 color, text = what
@@ -285,14 +289,7 @@ class ColourLegend(QWidget):
         if self.ends is not None:
             y += t.px(4)
             bar = QRectF(inner.left(), y, inner.width(), t.px(12))
-            step = bar.width() / LEVELS
-            p.setPen(Qt.PenStyle.NoPen)
-            for k in range(LEVELS):
-                p.setBrush(palette.colors[k])
-                p.drawRect(QRectF(bar.left() + k * step, bar.top(), step + 0.6, bar.height()))
-            p.setPen(QPen(t.color("muted"), 1))
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.drawRect(bar)
+            paint_ramp(p, bar, palette, t)
             y = bar.bottom() + t.px(2)
             p.setPen(t.color("text"))
             row = QRectF(inner.left(), y, inner.width(), small_fm.height())
