@@ -293,3 +293,10 @@ def test_a_recurrent_models_guess_is_its_input_size(batch_first: bool, tmp_path:
     assert found.guess == ((1, 16, 6) if batch_first else (16, 1, 6))
     with reading_at({"x": found.guess}):
         assert open_model(path).graph.output.shape == (*found.guess[:2], 5)
+
+
+def test_a_truncated_archive_is_said_damaged_not_asked_its_architecture(tiny: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(tiny.read_bytes()[: tiny.stat().st_size // 2])  # a download that stopped half way
+    with pytest.raises(ModelFormatError, match="a damaged zip archive; the file may be truncated"):
+        open_model(cut)

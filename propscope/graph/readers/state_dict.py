@@ -142,6 +142,8 @@ def open_reported(path: Path, arch: str | Path | None, seed: int = 0) -> tuple[M
     """`open_with`, and the report of what matched (the app shows it in a dialog)."""
     where = str(path)
     if arch is None:
+        if _damaged_zip(path):  # a truncated download: asking for its architecture would not help
+            raise ModelFormatError(f"{where}: a damaged zip archive; the file may be truncated")
         raise ModelFormatError(
             f"{where}: a state dict holds weights only; pass the architecture it belongs to with "
             "--arch EXAMPLE_OR_FILE (a built-in example, a .pt2/.onnx/.propscope model, torchvision:NAME or "
@@ -228,6 +230,16 @@ def _stored(tensors: dict[str, np.ndarray], origins: dict[int, str]) -> dict[str
 
 
 # -- .pt / .pth ---------------------------------------------------------------------------------------
+def _damaged_zip(path: Path) -> bool:
+    """Whether `path` starts as a zip (torch.save's format, a TorchScript archive) that cannot be read as one."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return head == b"PK" and not zipfile.is_zipfile(path)
+
+
 def _torch_file(path: Path, where: str, stand_ins: set[str] | None,
                 origins: dict[int, str] | None = None) -> dict[str, np.ndarray]:
     if zipfile.is_zipfile(path):
