@@ -136,6 +136,20 @@ def test_compare_counts_both_backends(capsys: pytest.CaptureFixture[str], wide_f
     assert "float32, 2 backends); the memory budget is" in refused_in_one_line(err)
 
 
+def test_both_backends_are_counted_from_python_too() -> None:
+    """`compare_backends` and the app's `diff_backends` meet the same check, where the second pass is made."""
+    pytest.importorskip("torch")
+    from propscope.debugger.compare import compare_backends
+    from propscope.debugger.diff import diff_backends
+
+    s = Session(wide(), get_backend("numpy", "float32"))
+    set_max_memory(int(s.trace.estimate().nbytes * 1.5))  # one pass fits, two do not
+    s.run_to_end()
+    for compared in (compare_backends, diff_backends):
+        with pytest.raises(PassMemoryError, match="2 backends"):
+            compared(s, get_backend("torch", "float32"))
+
+
 @pytest.mark.parametrize("command", [["gradcheck"], ["grads"], ["train", "--epochs", "2"],
                                      ["compare", "--device", "cpu"]])
 def test_the_other_passes_are_refused_too(capsys: pytest.CaptureFixture[str], wide_file: Path,

@@ -149,8 +149,11 @@ Pair = tuple[np.ndarray | None, np.ndarray | None]
 def backend_arrays(session: Session, other: Backend, cursor: int) -> dict[str, tuple[Pair, Pair]]:
     """Each node's (value, gradient) at `cursor` as (the session's, `other`'s) NumPy arrays; None where none yet.
 
-    The session's trace must already be computed through `cursor` (see `compare_backends`).
+    The session's trace must already be computed through `cursor` (see `compare_backends`). The other backend's
+    pass keeps as much again: where both would not fit in the memory budget, it is refused before it runs.
     """
+    if cursor:
+        session.trace.estimate(cursor - 1, backends=2).check(session.trace.budget.limit)
     mine, theirs = session.trace, replay(session, other, cursor)
     ref = session.backend
     out = {}
@@ -189,7 +192,6 @@ def compare_backends(
     """Each node's value and gradient at `cursor` (default: the session's) on its backend and on `other`."""
     cursor = session.cursor if cursor is None else cursor
     if cursor:
-        session.trace.estimate(cursor - 1, backends=2).check(session.trace.budget.limit)  # both passes must fit
         session.trace.compute_through(cursor - 1)
     return comparison_of(session, other, cursor, backend_arrays(session, other, cursor), tolerance)
 
