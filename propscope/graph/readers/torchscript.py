@@ -52,6 +52,15 @@ def is_archive(path: Path) -> bool:
         any(n.endswith("data.pkl") for n in names)
 
 
+def _open_zip(path: Path, where: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ModelFormatError(f"{where}: no such file") from None
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
+
+
 class _Archive:
     """One TorchScript zip: its pickles and its code files, read on demand and bounded."""
 
@@ -182,13 +191,7 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
 
 def _open(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None) -> Model:
     where = str(path)
-    try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise ModelFormatError(f"{where}: no such file") from None
-    except ZIP_ERRORS as exc:
-        raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
-    with zf:
+    with _open_zip(path, where) as zf:
         archive = _Archive(zf, where)
         root = ScriptModule(archive.module_tree(), "")
         interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem, archive.frozen)
@@ -231,11 +234,7 @@ def inputs(path: str | Path) -> ArchiveInputs:
     shapes only) and its root's code, never run."""
     path = Path(path)
     where = str(path)
-    try:
-        zf = zipfile.ZipFile(path)
-    except ZIP_ERRORS:  # FileNotFoundError among them (an OSError)
-        raise ModelFormatError(f"{where}: not a readable zip archive") from None
-    with zf:
+    with _open_zip(path, where) as zf:
         archive = _Archive(zf, where)
         tree = archive.pickle("data.pkl", "data", "the module tree (data.pkl)", shapes_only=True)
         if not isinstance(tree, Pickled) or not tree.name.startswith("__torch__."):
