@@ -209,11 +209,28 @@ def _open(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None) -> Mod
             dtypes = dict.fromkeys(interpreter.integer_inputs, "int64")
             interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem, archive.frozen)
             outputs = interpreter.run(root, shapes, dtypes)
-    model = interpreter.t.b.model(outputs, None, "")
     kind = "traced" if traced is not None else "scripted"
-    model.description = (f"TorchScript archive {path.name} ({kind}): {len(model.graph.ops)} ops, its code "
-                         "interpreted, never run")
     symbolic = {name: tuple(f"{name}.{axis}" for axis in range(len(shape))) for name, shape in shapes.items()}
+    try:
+        return _model(interpreter, outputs, f"TorchScript archive {path.name} ({kind})", symbolic, path)
+    except ModelFormatError:
+        raise
+    except Exception as exc:  # what the code made, put together, is one line too (never a traceback)
+        raise ModelFormatError(f"{where}: the graph the code makes cannot be built ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())[:160]})") from None
+
+
+def _model(interpreter: Interpreter, outputs: list[Any], title: str, symbolic: dict[str, tuple[str, ...]],
+           path: Path) -> Model:
+    """The model of the graph the interpreter made, its outputs `outputs`; a forward that makes no op (it returns
+    its input, or a weight, as it is) opens, said so."""
+    builder = interpreter.t.b
+    if not any(not n.is_leaf for n in builder.graph):
+        returned = ", ".join(repr(n.name) for n in outputs[:3])
+        builder.warnings.append(f"the model's forward makes no op: it returns {returned} as it is, so there is "
+                                "nothing to step")
+    model = builder.model(outputs, None, "")
+    model.description = f"{title}: {len(model.graph.ops)} ops, its code interpreted, never run"
     return sized(model, symbolic, partial(open, path))
 
 

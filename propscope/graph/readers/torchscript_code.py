@@ -15,6 +15,7 @@ call depth, loop iterations, statements interpreted, nodes made, list sizes.
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -256,7 +257,9 @@ class Interpreter:
         self.failed_at = ""  # the code file and line where the reading failed, said with the failure
         self.failed_in = ""  # the function and module that line is in
         self.schemas: dict[str, list[Any]] = {}
-        self.views: dict[int, tuple[Any, str, dict[str, Any]]] = {}  # a slice (by id) -> what it was taken from
+        self.views: dict[int, _View] = {}  # a tensor sharing another's memory (by id) -> how it was taken from it
+        self.children: dict[int, list[Any]] = {}  # a tensor (by id) -> the views taken from it
+        self.strides: dict[int, tuple[int, ...]] = {}  # a view (by id) -> its strides, where not row-major
         self.declared: dict[tuple[Any, ...], tuple[list[Any], list[Any]]] = {}  # torch's answers, by question
 
     # -- entry ------------------------------------------------------------------------------------
@@ -731,9 +734,13 @@ class Interpreter:
         key = name[:-1] if in_place(name) else name
         module = self.frame.path
         shapes, dtypes = self._declared(name, schema, named)
+        overload = schema.overload_name or "default"
+        if key == "_convolution_mode":  # a traced convolution with padding="same": conv2d's `padding` form
+            key, overload = _exported_name(key, named, self._ndim(named.get("input"))), "padding"
+        label = _exported_name(key, named, self._ndim(named.get("input")))
         # the overload bound (`gru.input`, `bernoulli_.float`): handlers tell an op's forms apart by it
-        ctx = Ctx(self.t.b.fresh(f"{module}.{key}" if module else key), module, shapes,
-                  f"torch.ops.aten.{key}.{schema.overload_name or 'default'}")
+        ctx = Ctx(self.t.b.fresh(f"{module}.{label}" if module else label), module, shapes,
+                  f"torch.ops.aten.{key}.{overload}")
         if _integer(named.get("dtype")):  # the handlers read torch.export's numbering of dtypes, not c10's
             named = {**named, "dtype": _EXPORT_DTYPE.get(named["dtype"], -1)}
         target = named.get("self", named.get("input"))
@@ -769,17 +776,30 @@ class Interpreter:
             if dtype is not None and isinstance(value, Node | Lazy) and id(value) not in self.t.dtypes:
                 self.alive.append(value)
                 self.t.dtypes[id(value)] = dtype
-        if key in ("slice", "select") and self._is_tensor(target) and self._is_tensor(result) \
-                and result is not target:
-            self.alive.append(result)
-            self.views[id(result)] = (target, key, {k: v for k, v in named.items() if k not in ("self", "input")})
-        if key in ("embedding", "embedding_bag") and isinstance(named.get("indices"), Node):
-            self._note_indices(named["indices"])
-        if in_place(name) and target is not None and self._is_tensor(target):
-            # `relu_(x)` changed x: every later use of x sees the result, and the tensor x is a slice of too
+        indices = named.get("indices")
+        if key in ("embedding", "embedding_bag") and isinstance(indices, Node | Lazy):
+            self._note_indices(self.t.node(indices, ctx))
+        if not self._is_tensor(target):
+            return result
+        params = {k: v for k, v in named.items() if k not in ("self", "input")}
+        if in_place(name) and key in _RESHAPES | _PERMUTES:  # `t_(x)`, `unsqueeze_(x)`: x laid out anew
+            if result is not target:
+                self._relaid(target, result, key, params, shapes)
+        elif in_place(name) and result is not target:
+            # `relu_(x)` changed x: every later use of x sees the result, and the tensors x views and is viewed by
+            self._written(target, name)
             self._replace(target, result)
             self._write_through(target, ctx)
+        elif not isinstance(target, Sequence | Missing):  # a recurrent output's steps are not views of a tensor
+            with contextlib.suppress(Refusal):  # a value whose shape is not known (a placeholder's): no view
+                result = self._note_alias(key, target, params, result, shapes, dtypes)
         return result
+
+    def _ndim(self, value: Any) -> int | None:
+        try:
+            return len(self.shape(value)) if self._is_tensor(value) else None
+        except Refusal:
+            return None
 
     def _charge_made(self, results: list[Any], inputs: list[Any], name: str) -> None:
         """Arrays an op folded at read time count against the open's memory budget, as the torch.export reader's
@@ -808,36 +828,213 @@ class Interpreter:
         results = self.t._placeholder(key, named, ctx, reason)
         return results[0] if len(results) == 1 else results
 
-    def _write_through(self, view: Any, ctx: Ctx) -> None:
-        """An in-place op on a slice or a selection (`x[:, 0].add_(1)`) changes the tensor it was taken from:
-        that tensor rebuilt with the new part scattered in, up the chain of views (the `.pt2` reader's way)."""
+    # -- views: tensors sharing another's memory, which an in-place op writes through ----------------------
+    def _note_alias(self, key: str, target: Any, params: dict[str, Any], result: Any,
+                    shapes: list[tuple[int, ...] | None], dtypes: list[str | None]) -> Any:
+        """What `result` of op `key` on `target` shares with it, so that an in-place op on either reaches the other
+        as in torch: a view is recorded (`_view`), a copy that the handler left as the same value (`clone`, a
+        `contiguous` of a strided tensor, a cast) becomes a value of its own. The result, as later ops see it."""
+        if key in _PARTS and isinstance(result, list | tuple):
+            self._note_parts(key, target, params, list(result), shapes)
+            return result
+        if result is target:
+            changed = dtypes[0] is not None and dtypes[0] != self.t.dtype_of(target)
+            copied = key in _COPIES or key.endswith("_copy") or (key in _CASTS and changed) or \
+                (key == "contiguous" and id(target) in self.strides)
+            if copied:
+                return self._copy_of(target)
+            if key not in _RESHAPES | _PERMUTES:
+                return result
+            # a view that changes nothing (`view` to the same shape) is still a tensor of its own in torch: a later
+            # `t_` of it lays out it, not the tensor it views
+            alias, shape = self._copy_of(target), self.shape(target)
+            self._view(alias, _View(target, key, params, shape, shape), self.strides.get(id(target)))
+            return alias
+        if not self._is_tensor(result) or key not in _VIEWS:
+            return result
+        base_shape = self.shape(target)
+        shape = shapes[0] if shapes and shapes[0] is not None else self.shape(result)
+        base_strides = self.strides.get(id(target), _row_major(base_shape))
+        if key in _RESHAPES:
+            strides = _reshaped_strides(base_shape, base_strides, shape)
+            unwritable = id(target) in self.views and self.views[id(target)].kind in _UNWRITABLE
+            if strides is None and not unwritable:
+                return result  # torch's reshape of a strided tensor copies it: no view
+            self._view(result, _View(target, key, params, base_shape, shape), strides)
+        elif key in _PERMUTES:
+            perm = _permutation(key, params, len(base_shape))
+            self._view(result, _View(target, key, params, base_shape, shape), tuple(base_strides[p] for p in perm))
+        elif key in ("slice", "select") and base_shape:
+            dim = int(params.get("dim", 0)) % len(base_shape)
+            kept = list(base_strides)
+            if key == "select":
+                del kept[dim]
+            else:
+                kept[dim] *= int(params.get("step", 1))
+            self._view(result, _View(target, key, params, base_shape, shape), tuple(kept))
+        else:  # an expand, a diagonal, as_strided: in-place ops on these are refused (`_written`)
+            self._view(result, _View(target, key, params, base_shape, shape), None)
+        return result
+
+    def _note_parts(self, key: str, target: Any, params: dict[str, Any], parts: list[Any],
+                    shapes: list[tuple[int, ...] | None]) -> None:
+        """`chunk`, `split`, `unbind`: each part a slice (a selection) of the tensor, where torch gave their shapes;
+        else each part a view that an in-place op may not write into."""
+        base_shape = self.shape(target)
+        known = len(shapes) == len(parts) and all(s is not None for s in shapes) and bool(base_shape)
+        dim = int(params.get("dim", 0)) % len(base_shape) if base_shape else 0
+        start = 0
+        for part, shape in zip(parts, shapes if known else [None] * len(parts), strict=True):
+            if not self._is_tensor(part) or part is target:
+                continue
+            if shape is None:
+                self._view(part, _View(target, key, params, base_shape, ()), None)
+                continue
+            kind = "select" if key == "unbind" else "slice"
+            cut = {"dim": dim, "index": start} if kind == "select" else \
+                {"dim": dim, "start": start, "end": start + shape[dim], "step": 1}
+            start += 1 if kind == "select" else shape[dim]
+            self._note_alias(kind, target, cut, part, [shape], [None])
+
+    def _view(self, view: Any, how: _View, strides: tuple[int, ...] | None) -> None:
+        self.alive += [view, how.base]
+        self.views[id(view)] = how
+        self.children.setdefault(id(how.base), []).append(view)
+        if strides is None or strides != _row_major(how.shape):
+            self.strides[id(view)] = strides if strides is not None else (-1,) * len(how.shape)
+
+    def _copy_of(self, value: Any) -> Any:
+        """`value` as a new tensor of its own (what torch's `clone` makes): the same node, another identity, so
+        that an in-place op on either leaves the other as it was."""
+        copy: Any
+        if isinstance(value, Stored):
+            copy = Stored(value.get, array=value.array)
+        elif isinstance(value, Lazy):
+            copy = Lazy(value.get)
+        elif isinstance(value, Node):
+            copy = Lazy(lambda: value)
+        elif isinstance(value, np.ndarray):
+            copy = value.view()
+        elif isinstance(value, Transposed):
+            copy = Transposed(value.leaf, value.node)
+        else:
+            return value
+        self.alive += [value, copy]
+        self.t.dtypes[id(copy)] = self.t.dtype_of(value)
+        return copy
+
+    def _written(self, view: Any, op: str) -> None:
+        """Refuses, before anything changes, an in-place op on a view that cannot be written back: an expand, a
+        diagonal, a strided window of the tensor it views, anywhere up the chain of views."""
         seen: set[int] = set()
         while id(view) in self.views and id(view) not in seen:
             seen.add(id(view))
-            base, kind, params = self.views[id(view)]
-            current = self._resolve(base)
-            scatter = "slice_scatter" if kind == "slice" else "select_scatter"
-            args = {**params, "self": current, "src": self._resolve(view)}
-            step = Ctx(self.t.b.fresh(f"{ctx.name}.{scatter}"), ctx.module, [None], f"torch.ops.aten.{scatter}.default")
+            how = self.views[id(view)]
+            if how.kind in _UNWRITABLE or how.kind in _PARTS:
+                raise Refusal(f"torch.{op} in {self._here()} changes in place a {how.kind} of another tensor, "
+                              "which propscope cannot write back into that tensor")
+            view = how.base
+
+    def _write_through(self, view: Any, ctx: Ctx) -> None:
+        """An in-place op on a view (`x.view(-1).add_(1)`, `x[:, 0].mul_(2)`, `x.t().copy_(y)`) changes the tensor
+        it was taken from: that tensor rebuilt with the view's new values put back (reshaped, transposed back,
+        scattered in), up the chain of views, as the `.pt2` reader does; the tensor's other views see it too."""
+        seen: set[int] = set()
+        while id(view) in self.views and id(view) not in seen:
+            seen.add(id(view))
+            how = self.views[id(view)]
+            current, src = self._resolve(how.base), self._resolve(view)
+            self._replace(current, self._put_back(how, current, src, ctx), came_from=src)
+            view = how.base
+
+    def _put_back(self, how: _View, current: Any, src: Any, ctx: Ctx) -> Any:
+        """The tensor `how` views, its view's values now `src`: made when something uses it (a tensor changed
+        through a view is often never read again), at once where both are constants."""
+        if how.kind in _RESHAPES:
+            op, args = "reshape", {"self": src, "shape": list(how.base_shape)}
+        elif how.kind in _PERMUTES:
+            perm = _permutation(how.kind, how.params, len(how.base_shape))
+            op, args = "permute", {"self": src, "dims": [perm.index(i) for i in range(len(perm))]}
+        else:
+            op = "slice_scatter" if how.kind == "slice" else "select_scatter"
+            args = {**how.params, "self": current, "src": src}
+        name, module = f"{ctx.name}.{op}", ctx.module
+
+        def make() -> Any:
+            step = Ctx(self.t.b.fresh(name), module, [how.base_shape], f"torch.ops.aten.{op}.default")
             try:
-                updated = HANDLERS[scatter](self.t, args, step)
+                return HANDLERS[op](self.t, args, step)
             except (Unmapped, GraphError, KeyError, TypeError, ValueError, IndexError, ZeroDivisionError,
                     OverflowError, AttributeError) as exc:
-                raise Refusal(f"an in-place op on a slice in {self._here()} cannot be written back into the "
-                              f"tensor it views ({str(exc)[:160]})") from None
-            if updated is not current:
-                self._replace(current, updated)
-            view = base
+                raise Unmapped(f"an in-place op on a {how.kind} cannot be written back into the tensor it views "
+                               f"({str(exc)[:160]})") from None
 
-    def _replace(self, old: Any, new: Any) -> None:
-        """`old` is `new` from now on (an in-place op changed it); `old` is kept alive, so its id stays its own."""
+        if self.t.known(src) is not None and (op == "reshape" or op == "permute" or self.t.known(current) is not None):
+            return make()
+        updated = Lazy(make)
+        self.alive.append(updated)
+        self.t.dtypes[id(updated)] = self.t.dtype_of(current)
+        return updated
+
+    def _replayed(self, how: _View, base: Any, module: str) -> Any:
+        """The view `how` taken again from `base`, the tensor's new value, when something uses it."""
+        def make() -> Any:
+            step = Ctx(self.t.b.fresh(f"{module}.{how.kind}" if module else how.kind), module, [how.shape],
+                       f"torch.ops.aten.{how.kind}.default")
+            return HANDLERS[how.kind](self.t, {**how.params, "self": base}, step)
+
+        return Lazy(make)
+
+    def _relaid(self, target: Any, result: Any, key: str, params: dict[str, Any],
+                shapes: list[tuple[int, ...] | None]) -> None:
+        """`t_(x)`, `unsqueeze_(x)`: x itself becomes a view of its old layout, whose memory it keeps. That old
+        layout is kept as a value of its own, taking x's place among the views, and x is the new view of it."""
+        old = self._copy_of(target)
+        how = self.views.get(id(target))
+        if how is not None:  # `old`, not x, is now what the tensor x viewed has among its views
+            siblings = self.children.get(id(how.base), [])
+            siblings[:] = [c for c in siblings if self._resolve(c) is not target]
+            self._view(old, _View(how.base, how.kind, how.params, how.base_shape, how.shape),
+                       self.strides.get(id(target)))
+        elif id(target) in self.strides:
+            self.strides[id(old)] = self.strides[id(target)]
+        for child in self.children.pop(id(target), []):
+            view = self.views.get(id(child))
+            if view is not None and view.base is target:
+                self.views[id(child)] = _View(old, view.kind, view.params, view.base_shape, view.shape)
+                self.children.setdefault(id(old), []).append(child)
+        self._note_alias(key, old, params, result, shapes, [None])
+        self.alive.append(target)
+        self.replaced[id(target)] = result
+
+    def _replace(self, old: Any, new: Any, came_from: Any = None) -> None:
+        """`old` is `new` from now on (an in-place op changed it); `old` is kept alive, so its id stays its own.
+        `new` views what `old` viewed; the views taken from `old` are taken again from `new` when used, all but
+        the one the change came through (`came_from`), which is current already."""
         if new is old:
             return
-        self.alive.append(old)
+        self.alive += [old, new]
         self.replaced[id(old)] = new
         if id(old) in self.t.dtypes and self._is_tensor(new):
-            self.alive.append(new)
             self.t.dtypes.setdefault(id(new), self.t.dtypes[id(old)])
+        how = self.views.get(id(old))
+        if how is not None and id(new) not in self.views:
+            self._view(new, how, self.strides.get(id(old)))
+        module, done = self.frame.path, set()
+        for child in self.children.pop(id(old), []):
+            current = self._resolve(child)
+            view = self.views.get(id(child))
+            if view is None or current is new or id(current) in done:
+                continue
+            done.add(id(current))
+            if current is came_from:
+                self.children.setdefault(id(new), []).append(current)
+                continue
+            retaken = self._replayed(view, new, module)
+            self.t.dtypes[id(retaken)] = self.t.dtype_of(current)
+            self._view(retaken, _View(new, view.kind, view.params, view.base_shape, view.shape),
+                       self.strides.get(id(child)))
+            self._replace(current, retaken)
 
     def _schemas(self, name: str) -> list[Any]:
         if name not in self.schemas:
@@ -878,7 +1075,8 @@ class Interpreter:
         if schema.is_mutable:
             target = named.get("self")
             if in_place(name) and len(schema.returns) == 1 and self._is_tensor(target):
-                return [self.shape(target)], [self.t.dtype_of(target)]
+                relaid = name[:-1] in _RESHAPES | _PERMUTES  # `t_`, `unsqueeze_`: the tensor's shape changes
+                return [None if relaid else self.shape(target)], [self.t.dtype_of(target)]
             return [None], [None]
         prepared = self._meta_arguments(schema, named)
         if prepared is None:
@@ -1262,3 +1460,88 @@ def _len(interp: Interpreter, args: list[Any], kwargs: dict[str, Any]) -> Any:
 
 _SHAPES: dict[str, Callable[[Interpreter, list[Any], dict[str, Any]], Any]] = {
     "size": _size, "dim": _dim, "numel": _numel, "len": _len}
+
+
+# -- views: which ops share their input's memory, and how a write into the result reaches the input ------------------
+@dataclass(frozen=True)
+class _View:
+    """How a tensor was taken from `base` (the op, its arguments but the tensor), and both shapes."""
+
+    base: Any
+    kind: str
+    params: dict[str, Any]
+    base_shape: tuple[int, ...]
+    shape: tuple[int, ...]
+
+
+# the same elements in another shape: written back by a reshape (`reshape`, `flatten`: where torch's strides allow a
+# view; of a strided tensor they copy)
+_RESHAPES = frozenset({"view", "_unsafe_view", "_reshape_alias", "unflatten", "unsqueeze", "squeeze", "view_as",
+                       "alias", "reshape", "flatten", "reshape_as"})
+_PERMUTES = frozenset({"transpose", "t", "permute", "numpy_T", "swapaxes", "swapdims"})  # written back transposed
+# parts of a tensor, each a slice (a selection for `unbind`) where torch gave the parts' shapes
+_PARTS = frozenset({"chunk", "split", "split_with_sizes", "unsafe_chunk", "unsafe_split", "unsafe_split_with_sizes",
+                    "unbind", "tensor_split"})
+# views whose write-back propscope does not express: an in-place op on one is refused
+_UNWRITABLE = frozenset({"expand", "expand_as", "broadcast_to", "diagonal", "as_strided", "unfold", "narrow", "movedim",
+                         "moveaxis", "view_as_real", "view_as_complex", "real", "imag"})
+_VIEWS = _RESHAPES | _PERMUTES | _UNWRITABLE | {"slice", "select"}
+_COPIES = frozenset({"clone", "_to_copy", "lift_fresh_copy"})  # always a new tensor, whatever the handler returns
+_CASTS = frozenset({"to", "type_as"})  # a new tensor where the dtype changes, else the tensor itself
+
+
+def _exported_name(key: str, named: Mapping[str, Any], ndim: int | None) -> str:
+    """The name torch.export gives the op TorchScript spells `key`: a traced convolution is `_convolution` (the
+    tracer records below `conv2d`), a `.pt2`'s the `conv2d` (`conv_transpose2d`, ...) of its input's rank, so the
+    two files of one model read alike on the canvas, in search and in `propscope inspect`. Any other op: `key`."""
+    if key in ("_convolution", "_convolution_mode") and ndim in (3, 4, 5):
+        return f"conv_transpose{ndim - 2}d" if named.get("transposed") is True else f"conv{ndim - 2}d"
+    return key
+
+
+def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, step = [], 1
+    for size in reversed(shape):
+        strides.append(step)
+        step *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+def _reshaped_strides(shape: tuple[int, ...], strides: tuple[int, ...], new: tuple[int, ...]
+                      ) -> tuple[int, ...] | None:
+    """The strides of `new`-shaped view of a tensor with these strides, where torch's `view` can make one (its
+    `computeStride`); None where it cannot, and `reshape` copies."""
+    if not shape:
+        return tuple(1 for _ in new)
+    if math.prod(shape) == 0:
+        return strides if shape == new else _row_major(new)
+    out = [0] * len(new)
+    view_d, base_stride = len(new) - 1, strides[-1]
+    tensor_numel = view_numel = 1
+    for d in range(len(shape) - 1, -1, -1):
+        tensor_numel *= shape[d]
+        if d == 0 or (shape[d - 1] != 1 and strides[d - 1] != tensor_numel * base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new[view_d] == 1):
+                out[view_d] = view_numel * base_stride
+                view_numel *= new[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base_stride, tensor_numel, view_numel = strides[d - 1], 1, 1
+    return tuple(out) if view_d == -1 else None
+
+
+def _permutation(kind: str, params: Mapping[str, Any], ndim: int) -> tuple[int, ...]:
+    """The axes of the tensor a transposing view (`transpose`, `t`, `permute`, ...) puts in its place."""
+    if ndim == 0:
+        return ()
+    if kind == "permute":
+        return tuple(int(d) % ndim for d in params["dims"])
+    if kind in ("transpose", "swapaxes", "swapdims"):
+        first, second = ("axis0", "axis1") if "axis0" in params else ("dim0", "dim1")
+        axes = list(range(ndim))
+        a, b = int(params[first]) % ndim, int(params[second]) % ndim
+        axes[a], axes[b] = axes[b], axes[a]
+        return tuple(axes)
+    return tuple(reversed(range(ndim)))  # t, numpy_T
