@@ -167,8 +167,12 @@ def test_an_exported_program_opens_with_its_own_inputs() -> None:
 
 
 class _DataDependent(nn.Module):
+    """A size only the data gives, decided on in Python: no tensor is converted to a value, so there is no path to
+    replay (`readers/decisions.py`; tests/test_live_decisions.py has forwards that can be)."""
+
     def forward(self, x: Any) -> Any:
-        return x if x.sum() > 0 else -x
+        n = x.nonzero().shape[0]
+        return x * 2 if n > 2 else -x
 
 
 def test_what_cannot_be_traced_says_so_in_one_line(capfd: pytest.CaptureFixture[str]) -> None:

@@ -409,6 +409,7 @@ class Session:
             self.model.reads_again_at(_input_shapes(self.model, dict(key)))
 
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
+        self._same_path(batch)
         model = self.model_at({k: np.shape(v) for k, v in batch.items()})
         reread = model is not self.model
         if self.loss_name == "cross_entropy" and TARGET in batch:  # (B, T) labels read (B, T, V) logits per token
@@ -421,6 +422,23 @@ class Session:
                            **{k: v for k, v in self.params.items() if k in model.parameters}}
         self.target_drawn = self.target_drawn and TARGET not in batch
         self.refresh()
+
+    def _same_path(self, batch: Mapping[str, np.ndarray]) -> None:
+        """Refuse inputs other than those a model traced along one path was traced on (`Model.decisions`): its
+        forward decided by their values, and other values may take another path (the labels may change)."""
+        decided = self.model.decisions
+        if not decided:
+            return
+        traced = {k: v for k, v in self.model.batch.items() if k != TARGET}
+        inputs = _input_shapes(self.model, {k: v for k, v in batch.items() if k != TARGET})
+        for name, array in traced.items():
+            given = batch.get(name, batch.get("x") if len(traced) == 1 else None)
+            if given is None or name not in inputs:
+                continue
+            if np.shape(given) != np.shape(array) or not np.array_equal(np.asarray(given), array, equal_nan=True):
+                raise DataError(f"{self.name} was traced along the path its inputs take (its forward decided "
+                                 f"{len(decided)} time(s) by tensor values, first at {decided[0]}); input {name!r} "
+                                 "differs from those it was traced on: open the module again on this data")
 
     def parameters_numpy(self) -> dict[str, np.ndarray]:
         return {k: self.backend.to_numpy(v) for k, v in self.params.items()}

@@ -278,6 +278,11 @@ class Trainer:
         self.names = [n.name for n in session.graph.parameters]
         if not self.names:
             raise TrainingError(f"{session.name} has no parameters to train")
+        if session.model.decisions:  # readers/decisions.py: the path one input took, decided by values
+            raise TrainingError(f"{session.name} was traced along the path its inputs take (its forward decided "
+                                f"{len(session.model.decisions)} time(s) by tensor values, first at "
+                                f"{session.model.decisions[0]}): a step that changes the weights may change the path, "
+                                "so it is not trained here; train the module in torch and open it again")
         self.optimizer_name = defaults.optimizer if optimizer is None else optimizer
         # on torch, the real torch.optim class (same names, hyperparameters and step call)
         self.optimizer: Optimizer = optimizer_for(

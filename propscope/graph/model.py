@@ -48,6 +48,9 @@ class Model:
     aliases: dict[str, str] = field(default_factory=dict)
     # the outputs' names in the order the file gave them, once `with_output` has put another first
     output_order: tuple[str, ...] | None = None
+    # a module traced along the path its inputs take (readers/decisions.py): what its forward decided by value, one
+    # text each; such a graph holds for those inputs only (the session refuses other data and training)
+    decisions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for node in self.graph.leaves:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from ..model import Model
-from . import diffusers_checkpoint, torch_export, transformers_checkpoint
+from . import decisions, diffusers_checkpoint, torch_export, transformers_checkpoint
 from ._budget import memory_budget
 from ._failure import capture_warnings, first_line, quiet_torch
 
@@ -67,13 +67,14 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
     mode = "training" if target.training else "evaluation"
     outputs = transformers_checkpoint.scores_only(target) if transformers else \
         diffusers_checkpoint.sample_only(target) if diffusers else plain_outputs(target)
+    decided: list[decisions.Decision] = []
     with outputs as picked:
         try:
             with quiet_torch():
                 program = torch.export.export(target, args, kwargs)
         except Exception as exc:  # torch.export's messages run to pages: their first line says what stopped it
-            raise ModelFormatError(f"{what}: torch.export could not trace it on these inputs "
-                                   f"({first_line(exc, 160)})") from None
+            refusal = f"{what}: torch.export could not trace it on these inputs ({first_line(exc, 160)})"
+            program, decided = _along_its_path(torch, target, args, kwargs, refusal)
     opened = torch_export.open_program(program, what)
     del program
     names = picked.get("returns")
@@ -85,9 +86,47 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
                           f"{len(opened.graph.ops)} ops")
     if picked["gives"] == "logits":
         opened.loss = "cross_entropy"
+    if decided:
+        opened.decisions = tuple(d.text() for d in decided)
+        opened.warnings.append(decisions.summary(decided))
+        opened.description += f", along the path these inputs take ({len(decided)} decisions by value)"
     if diffusers:
         diffusers_checkpoint.default_loss(opened, type(target))
     return opened
+
+
+def _along_its_path(torch: Any, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    refusal: str) -> tuple[Any, list[decisions.Decision]]:
+    """The program of the path these inputs take through a forward that decides by values (`decisions`), checked
+    to compute what the module does; `refusal` (torch.export's own reason) where the forward decides nothing by
+    value or the path cannot be replayed. The module's buffers (batch norm's running statistics) and the random
+    state are left as they were; a dropout draws the same in the run and in the check."""
+    saved = {name: buffer.detach().clone() for name, buffer in module.named_buffers()}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            decided, expected = decisions.record(module, args, kwargs)
+            if not decided:
+                raise ModelFormatError(refusal)
+            with quiet_torch(), decisions.replaying(decided):
+                program = torch.export.export(module, args, kwargs)
+            # what computed a decided value (`h.sum() > 0`) is left unused once the value is a constant
+            program.graph.eliminate_dead_code()
+            program.graph_module.recompile()
+            torch.manual_seed(0)
+            decisions.check_same(program, args, kwargs, expected)
+    except ModelFormatError as exc:
+        raise ModelFormatError(refusal if str(exc) == refusal else f"{refusal}; traced along the path these inputs "
+                               f"take instead: {exc}") from None
+    except Exception as exc:  # the module's own code failing when run, or torch.export on the replayed path
+        raise ModelFormatError(f"{refusal}; traced along the path these inputs take instead: "
+                               f"{first_line(exc, 120)}") from None
+    finally:
+        with torch.no_grad():
+            for name, buffer in module.named_buffers():
+                if name in saved and buffer.shape == saved[name].shape:
+                    buffer.copy_(saved[name])
+    return program, decided
 
 
 @contextmanager
