@@ -423,6 +423,19 @@ def cmd_grads(args: argparse.Namespace) -> int:
     return 1 if args.strict and flow.flagged else 0
 
 
+def _largest_difference(result: Any) -> str:
+    """The largest difference as the tolerance measures it: beside the size of the numbers where they exceed 1."""
+    worst = result.worst(1)
+    if not worst or worst[0].worst == 0:
+        return "no difference at all"
+    d = worst[0]
+    scale = d.grad_scale if d.grad_diff >= d.value_diff or np.isnan(d.value_diff) else d.value_scale
+    if np.isnan(scale) or scale <= 1:
+        return f"largest difference {d.worst:.2e}, at {d.name}"
+    return (f"largest difference {d.worst:.2e}, at {d.name}, where the numbers reach {scale:.2e}: "
+            f"{d.worst / scale:.1e} of them")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from .backends import get_backend
     from .debugger import open_session
@@ -434,7 +447,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     s.run_to_end()
     result = compare_backends(s, get_backend("torch", args.dtype, args.device), tolerance=args.tol)
     print(f"{s.name}: {result.reference} vs {result.other}, {result.steps} steps, "
-          f"tolerance {result.tolerance:g}")
+          f"tolerance {result.tolerance:g} (absolute up to magnitude 1, relative to the values' size beyond)")
     width = max([len(d.name) for d in result.nodes] + [4])
     print(f"  {'node':<{width}}  {'op':<13}  {'value diff':>10}  {'grad diff':>10}")
     for d in result.worst(args.top):
@@ -447,7 +460,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"  note: {result.explanation}")
         return 1
     forward = "" if s.loss_name is not None else "; forward values only: no loss, so no gradients (--loss NAME)"
-    print(f"  all {len(result.nodes)} nodes agree (largest difference {result.max_diff:.2e}){forward}")
+    print(f"  all {len(result.nodes)} nodes agree ({_largest_difference(result)}){forward}")
     return 0
 
 

@@ -8,7 +8,7 @@ colours nodes by and what `propscope compare` tabulates. No Qt here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,8 @@ class Comparison:
     steps: int
     tolerance: float
     nodes: tuple[NodeDiff, ...]  # graph order
+    # why the backends part where it is not a derivative that differs (see `value_routing_note`)
+    note: str | None = None
 
     def node_ok(self, d: NodeDiff) -> bool:
         """Within tolerance: absolute for magnitudes up to 1, relative to the value's size beyond."""
@@ -97,7 +99,7 @@ class Comparison:
                 note = TORCH_KERNEL_NOTES.get((device, first.op))
                 if note is not None:
                     return f"the first difference is at {first.name}: {note}; the nodes after it carry it on"
-        return None
+        return self.note
 
     @property
     def max_diff(self) -> float:
@@ -175,7 +177,7 @@ def comparison_of(session: Session, other: Backend, cursor: int, arrays: dict[st
     for node in session.graph:
         (vd, vs), (gd, gs) = (max_abs_diff(*pair) for pair in arrays[node.name])
         rows.append(NodeDiff(node.name, node.op.name, vd, gd, vs, gs))
-    return Comparison(
+    comparison = Comparison(
         reference=_describe(ref),
         other=_describe(other),
         dtype=ref.dtype,
@@ -184,6 +186,55 @@ def comparison_of(session: Session, other: Backend, cursor: int, arrays: dict[st
         tolerance=default_tolerance(ref.dtype) if tolerance is None else tolerance,
         nodes=tuple(rows),
     )
+    if comparison.passed:
+        return comparison
+    return replace(comparison, note=value_routing_note(session, other, cursor, arrays, comparison))
+
+
+def value_routing_note(session: Session, other: Backend, cursor: int, arrays: dict[str, tuple[Pair, Pair]],
+                       comparison: Comparison) -> str | None:
+    """Where the backward pass first parts at a node whose value agrees, ask `other` for that node's gradient again
+    from the reference's values (its users' values and gradients): if it then agrees, both backends' derivatives
+    are the same and the difference came in through the values, one rounding apart (a matrix product summing in
+    another order), which an op that routes its gradient by comparing values (a max pool meeting a tie on one
+    backend and not on the other) turned into a different gradient. That sentence, or None."""
+    by_name = {d.name: d for d in comparison.nodes}
+    failing = {d.name for d in comparison.failures}
+    graph, ref, trace = session.graph, session.backend, session.trace
+
+    def ours(name: str, read: Any) -> Any:
+        return other.asarray(ref.to_numpy(read(trace, name, cursor)))
+
+    for d in comparison.failures:
+        if np.isnan(d.grad_diff) or d.value_diff > comparison.tolerance * max(1.0, d.value_scale):
+            continue  # its value differs too, or only its value does
+        users = graph.users(d.name)
+        if not users or any(u.name in failing and not np.isnan(by_name[u.name].grad_diff) for u in users):
+            continue  # the gradient reached it different already: the origin is further down the backward pass
+        total = None
+        for user in users:
+            if trace.grad(user.name, cursor) is None:
+                continue
+            inputs = [ours(a.name, Trace.value) for a in user.inputs]
+            grads = other.vjp(user, inputs, ours(user.name, Trace.value), ours(user.name, Trace.grad))
+            for arg, grad in zip(user.inputs, grads, strict=False):
+                if arg.name == d.name and grad is not None:
+                    part = np.asarray(other.to_numpy(grad), dtype=np.float64)
+                    total = part if total is None else total + part
+        mine = arrays[d.name][1][0]
+        if total is None or mine is None:
+            continue
+        diff, scale = max_abs_diff(mine, total)
+        if diff > comparison.tolerance * max(1.0, scale):
+            return None  # the derivatives themselves differ: no excuse to offer
+        ops = sorted({u.op.name for u in users})
+        apart = max((by_name[a.name].value_diff for u in users for a in u.inputs), default=0.0)
+        through = " and ".join(ops)
+        return (f"{d.name}'s gradient differs ({d.grad_diff:.1e}) only through the values it is computed from: given "
+                f"{comparison.reference}'s values, {comparison.other} computes the same gradient through {through} "
+                f"({diff:.1e}); the values are one rounding apart ({apart:.1e}), and {through} routes its gradient by "
+                "comparing values (a tie on one backend is none on the other); the nodes before it carry it on")
+    return None
 
 
 def compare_backends(
