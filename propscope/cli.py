@@ -91,6 +91,7 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     """`session`, after saying on stderr what its numbers stand on: what the reader could not map or load (weights a
     state dict lacked, a wrong architecture's misses, float32 casts), parameters that hold NaN or infinite values
     themselves, and which output its loss went on where the model has several and the user did not choose."""
+    from .graph.ops.shapes import fmt as fmt_shape
     from .graph.ops.unsupported import unsupported_summary
 
     blocked = unsupported_summary(session.model.graph)  # said by the error stepping meets, in one line
@@ -104,11 +105,15 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
         kind = "whole-number" if session.loss_name == "cross_entropy" else "real-valued"
         print(f"propscope: note: the model has no loss of its own; the data's {kind} labels y take "
               f"{session.loss_name} (--loss NAME for another, --loss none for forward only)", file=sys.stderr)
+    if session.target_reshaped is not None:
+        labels, output = session.target_reshaped
+        print(f"propscope: note: the labels y {fmt_shape(labels)} are read in the output's shape {fmt_shape(output)}; "
+              f"torch's {session.loss_name} loss given the two as they are would broadcast them to "
+              f"{fmt_shape(tuple(np.broadcast_shapes(labels, output)))} (and warn): a training script that does so "
+              "computes another loss", file=sys.stderr)
     note = session.model.outputs_note
     if note and session.loss_name is not None and getattr(args, "output", None) is None:
         print(f"propscope: note: {note} (--output NAME picks another)", file=sys.stderr)
-    from .graph.ops.shapes import fmt as fmt_shape
-
     pred = session.prediction_node.shape
     if session.loss_name == "cross_entropy" and len(pred) == 3 and pred[2] > pred[1]:  # (batch, tokens, vocabulary)?
         print(f"propscope: note: cross-entropy takes the classes on axis 1, as torch's does: {fmt_shape(pred)} is "

@@ -396,3 +396,17 @@ def test_training_a_model_file_without_data_says_its_batch_is_generated(
     code, out, err = run(capsys, "train", str(path), "--epochs", "2")
     assert code == 0 and "no --data: training on a generated batch of 1 sample" in err
     assert "predictions" not in out
+
+
+def test_labels_read_in_the_outputs_shape_are_noted_where_torch_would_broadcast(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """y (N,) against an (N, 1) output: read as (N, 1), and said, since torch's mse_loss would make (N, N) of it."""
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
+    flat = np.array([0, 1, 1, 0], dtype=np.float32)
+    for y, noted in ((flat, True), (flat[:, None], False)):
+        np.savez(tmp_path / "d.npz", x=x, y=y)
+        assert main(["trace", "xor", "--data", str(tmp_path / "d.npz"), "--loss", "mse", "--out",
+                     str(tmp_path / "t.npz")]) == 0
+        err = capsys.readouterr().err
+        assert ("the labels y (4,) are read in the output's shape (4, 1); torch's mse loss given the two as they are "
+                "would broadcast them to (4, 4)" in err) is noted

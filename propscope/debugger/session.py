@@ -77,6 +77,9 @@ class Session:
         # whether the target `y` was drawn here (no data gave one): another loss or output draws its own again
         self.target_drawn = False
         self.loss_from_labels = False  # whether open_session chose the loss from the data's labels (the model had none)
+        # (the labels' shape, the output's) where y was read in the output's shape though torch's loss would have
+        # broadcast the two to another ((N,) against (N, 1) → (N, N)): the command line notes it
+        self.target_reshaped: tuple[tuple[int, ...], tuple[int, ...]] | None = None
         if batch is None:  # a loaded model without data gets a generated batch of its declared shapes
             self.target_drawn = self.loss_name is not None and TARGET not in model.batch
             batch = example_batch(model.graph, seed, self.loss_name, model.batch)
@@ -120,6 +123,7 @@ class Session:
             y = _class_targets(y, pred)
         elif y.shape != pred and y.size == int(np.prod(pred)):
             y = y.reshape(pred)
+            self.target_reshaped = (tuple(raw_shape), tuple(pred)) if _broadcasts_otherwise(raw_shape, pred) else None
         check_targets(y, output_node(graph), self.loss_name, raw_shape)
         batch[TARGET] = y
         try:
@@ -495,6 +499,15 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.name} on {self.backend.name}/{self.backend.dtype}: {self.position_text()}>"
+
+
+def _broadcasts_otherwise(labels: tuple[int, ...], prediction: tuple[int, ...]) -> bool:
+    """Whether torch's elementwise loss of `prediction` against `labels` would broadcast them to a shape other than
+    the prediction's (the classic (N, 1) against (N,) → (N, N))."""
+    try:
+        return tuple(np.broadcast_shapes(tuple(labels), tuple(prediction))) != tuple(prediction)
+    except ValueError:
+        return False
 
 
 def _at_data_sizes(model: Model, batch: Mapping[str, Any]) -> Model:
