@@ -92,6 +92,8 @@ CASES = [
     Case("power", (positive(3, 1), normal(1, 4)), lambda F, t, a, b: t.pow(a, b), tag="outer"),
     Case("power", (positive(2, 3, 4), normal(4)), lambda F, t, a, b: t.pow(a, b), tag="row-exponent"),
     Case("power", (positive(), normal(2, 3)), lambda F, t, a, b: t.pow(a, b), tag="scalar-base"),
+    Case("atan2", (normal(3, 4), away_from_zero(3, 4)), lambda F, t, a, b: t.atan2(a, b)),
+    Case("atan2", (normal(3, 1), normal(4)), lambda F, t, a, b: t.atan2(a, b), tag="outer"),
     Case("fmod", (dividends(3, 4), fixed(DIVISORS)), lambda F, t, a, b: t.fmod(a, b)),
     Case("remainder", (dividends(3, 4), fixed(DIVISORS)), lambda F, t, a, b: t.remainder(a, b)),
     Case("where", (mask(3, 4), normal(3, 4), normal(3, 4)), lambda F, t, c, a, b: t.where(c, a, b)),
@@ -141,6 +143,9 @@ NANS = [
     Case("acos", (fixed([-1.0, 1.0, -2.0, 0.5]),), lambda F, t, a: t.acos(a), tag="edge-outside"),
     Case("acosh", (fixed([1.0, 0.5, 2.0]),), lambda F, t, a: t.acosh(a), tag="edge-outside"),
     Case("atanh", (fixed([1.0, -1.0, 2.0, 0.5]),), lambda F, t, a: t.atanh(a), tag="edge-outside"),
+    # the origin (and squares that underflow to 0) gets 0 from torch, a subnormal a² + b² ∞ (and 0 · ∞ = NaN)
+    Case("atan2", (fixed([0.0, -0.0, 0.0, -0.0, 1e-200, 3e-160, 2.0]),
+                   fixed([0.0, 0.0, -0.0, -0.0, 1e-200, 0.0, -1.0])), lambda F, t, a, b: t.atan2(a, b), tag="origin"),
 ]
 
 

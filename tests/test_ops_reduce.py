@@ -89,6 +89,11 @@ def _last_index(name: str, axis: int) -> Any:
     return lambda F, t, x: x.shape[axis] - 1 - getattr(t, name)(x.flip(axis), dim=axis)
 
 
+def many_ties(*shape: int) -> Any:
+    """Values from four levels: most of them tie with many others."""
+    return lambda rng: rng.integers(0, 4, shape).astype(float)
+
+
 ties = fixed([[0.0, 2.0, 2.0, 1.0], [3.0, 3.0, 3.0, 3.0], [-1.0, -1.0, 5.0, -1.0]])
 
 CASES = [
@@ -160,6 +165,20 @@ CASES = [
          {"axis": 1, "descending": True}, "ties-stable"),
     Case("argsort", (ties,), lambda F, t, x: t.sort(x, dim=0, stable=True).indices[:2],
          {"axis": 0, "k": 2}, "ties-stable-k"),
+    # torch's CPU kernels leave ties where libstdc++'s unstable sort (more than 16 values) and selection put them
+    Case("argsort", (many_ties(3, 40),), lambda F, t, x: t.sort(x, dim=1, descending=True).indices,
+         {"axis": 1, "descending": True, "ties": "sort"}, "ties-sort"),
+    Case("argsort", (many_ties(40, 3),), lambda F, t, x: t.sort(x, dim=0).indices, {"axis": 0, "ties": "sort"},
+         "ties-sort-axis0"),
+    Case("argsort", (fixed([[1.0, 1.0, 1.0, 1.0], [0.0, 2.0, 2.0, 2.0]]),),
+         lambda F, t, x: t.topk(x, 2, dim=1).indices, {"axis": 1, "descending": True, "k": 2, "ties": "topk"},
+         "ties-topk"),
+    Case("argsort", (many_ties(2, 200),), lambda F, t, x: t.topk(x, 3, dim=1, largest=False).indices,
+         {"axis": 1, "k": 3, "ties": "topk"}, "ties-topk-partial-sort"),
+    Case("argsort", (fixed([[np.nan, 1.0, np.nan, 2.0, 1.0]]),), lambda F, t, x: t.topk(x, 3, dim=1).indices,
+         {"axis": 1, "descending": True, "k": 3, "ties": "topk"}, "ties-topk-nan"),
+    Case("argsort", (fixed([[np.nan, 1.0, 3.0, 2.0]]),), lambda F, t, x: t.sort(x, dim=1, descending=True,
+         stable=True).indices, {"axis": 1, "descending": True}, "nan-first-descending"),
 ]
 
 

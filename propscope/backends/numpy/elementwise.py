@@ -266,6 +266,20 @@ def _(a: Array, b: Array, out: Array) -> tuple[Array, None]:
     return b != 0, None
 
 
+@kernel("atan2")
+def atan2(a: Array, b: Array) -> Array:
+    return np.arctan2(a, b)
+
+
+@atan2.local
+def _(a: Array, b: Array, out: Array) -> tuple[Array, Array]:
+    # torch's atan2_backward: 1 / (a² + b²), set to 0 where a² + b² is 0 (at the origin, or where the squares
+    # underflow), so the origin gets 0 rather than 0 · ∞; a subnormal a² + b² still gives ∞ as in torch
+    square = a * a + b * b
+    reciprocal = np.divide(1.0, square, out=np.zeros_like(out), where=square != 0)
+    return _as(out, b * reciprocal), _as(out, -a * reciprocal)
+
+
 @kernel("fmod")
 def fmod(a: Array, b: Array) -> Array:
     return np.fmod(a, b)

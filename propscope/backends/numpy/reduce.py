@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...graph.ops.reduce import stable_order, torch_tie_order
 from .core import _axes  # the reduced axes, sorted and non-negative (() reduces nothing), as sum and mean
 from .distance import p_norm, p_norm_partial
 from .kernels import Array, kernel
@@ -240,9 +241,11 @@ argmin.gradient(_no_gradient)
 
 
 @kernel("argsort")
-def argsort(x: Array, axis: int, descending: bool, k: int | None) -> Array:
-    # stable, so equal values keep their order whichever way the sort runs (as torch.sort(stable=True))
-    order = np.argsort(-x if descending else x, axis=axis, kind="stable")
+def argsort(x: Array, axis: int, descending: bool, k: int | None, ties: str = "stable") -> Array:
+    # stable: equal values keep their order whichever way the sort runs (torch.sort(stable=True), ONNX TopK)
+    order = stable_order(x, axis, descending)
+    if ties != "stable":  # torch's CPU kernels order ties as libstdc++'s unstable algorithms leave them
+        order = torch_tie_order(x, order, axis, descending, k, ties)
     return order if k is None else np.take(order, np.arange(k), axis=axis)
 
 

@@ -13,7 +13,7 @@ for _name, _fn in (
     ("rsqrt", torch.rsqrt), ("reciprocal", torch.reciprocal), ("log1p", torch.log1p), ("expm1", torch.expm1),
     ("floor", torch.floor), ("ceil", torch.ceil), ("round", torch.round),
     ("maximum", torch.maximum), ("minimum", torch.minimum), ("power", torch.pow), ("fmod", torch.fmod),
-    ("remainder", torch.remainder),
+    ("remainder", torch.remainder), ("atan2", torch.atan2),
 ):
     kernel(_name)(_fn)
 

@@ -103,6 +103,8 @@ def argmin(x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool)
 
 
 @kernel("argsort")
-def argsort(x: Tensor, axis: int, descending: bool, k: int | None) -> Tensor:
-    order = torch.sort(x, dim=axis, descending=descending, stable=True).indices
+def argsort(x: Tensor, axis: int, descending: bool, k: int | None, ties: str = "stable") -> Tensor:
+    if ties == "topk" and k is not None:  # torch's own order of ties, on the device the tensor is on
+        return torch.topk(x, k, dim=axis, largest=descending).indices
+    order = torch.sort(x, dim=axis, descending=descending, stable=ties != "sort").indices
     return order if k is None else order.narrow(axis, 0, k)

@@ -56,6 +56,10 @@ _binary("minimum", "out = min(a, b)", "∂out/∂a = 1 if a < b;  ½ if a = b;  
 _binary("power", "out = a^b", "∂out/∂a = b · a^(b−1)  (0 where b = 0)",
         "∂out/∂b = a^b · ln a  (0 where a = 0 and b ≥ 0)", "aᵇ",
         "a to the power of a tensor b (broadcasting); for a < 0 only whole b give numbers, as in PyTorch")
+_binary("atan2", "out = atan2(a, b): the angle of the point (b, a), in (−π, π]", "∂out/∂a = b / (a² + b²)",
+        "∂out/∂b = −a / (a² + b²)", "atan2",
+        "the angle of (x = b, y = a) from the x axis (torch.atan2(y, x)); at a² + b² = 0 both partials are 0, "
+        "as torch's")
 _binary("fmod", "out = a − trunc(a / b) · b", "∂out/∂a = 1", "∂out/∂b = −trunc(a / b)", "fmod",
         "remainder of the division truncated toward zero: the sign of a (C's fmod)")
 _binary("remainder", "out = a − ⌊a / b⌋ · b", "∂out/∂a = 1", "∂out/∂b = −⌊a / b⌋", "mod",

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..errors import ShapeError
 from . import shapes as S
 from .opdef import OpDef, ShapeRule, define
@@ -144,6 +146,11 @@ for _name, _word in (("argmax", "largest"), ("argmin", "smallest")):
     ))
 
 
+# where tied values go: in their original order, or where torch's CPU sort (std::sort) or topk
+# (std::nth_element) leaves them; the gradient of the values gathered follows the positions
+TIE_ORDERS = ("stable", "sort", "topk")
+
+
 def _argsort(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     x = tuple(shapes[0])
     axis, k = attrs.get("axis", -1), attrs.get("k")
@@ -153,6 +160,8 @@ def _argsort(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
         raise ShapeError("argsort needs at least a 1-D input, got a scalar")
     if not isinstance(attrs.get("descending", False), bool):
         raise ShapeError(f"descending must be True or False, got {attrs.get('descending')!r}")
+    if attrs.get("ties", "stable") not in TIE_ORDERS:
+        raise ShapeError(f"ties must be one of {', '.join(TIE_ORDERS)}, got {attrs.get('ties')!r}")
     a = S.axes(axis, len(x))[0]
     if k is None:
         return x
@@ -165,7 +174,177 @@ define(OpDef(
     "argsort", ("x",), "out = the positions of x along the axis in ascending (descending) order, the first k",
     {"x": "none: an index has no derivative (no gradient flows into x)"},
     _argsort, "argsort", category="reduce", nondifferentiable=frozenset({"x"}),
-    default_attrs={"axis": -1, "descending": False, "k": None},
-    summary="integer positions that sort x along one axis, equal values in their original order; k keeps the "
-            "first k (torch.topk, ONNX TopK: the values are gather(x, positions)); k None keeps all (torch.sort)",
+    default_attrs={"axis": -1, "descending": False, "k": None, "ties": "stable"},
+    summary="integer positions that sort x along one axis; k keeps the first k (torch.topk, ONNX TopK: the "
+            "values are gather(x, positions)); k None keeps all (torch.sort). Equal values stay in their original "
+            "order (ties 'stable': torch.sort(stable=True), ONNX), or go where torch's CPU kernels put them "
+            "(ties 'sort': torch.sort, 'topk': torch.topk), so the gradient reaches the same elements",
 ))
+
+
+# -- torch's order of ties (the NumPy backend's argsort and the readers' folding of constants use it) ----------
+def stable_order(x: np.ndarray, axis: int, descending: bool) -> np.ndarray:
+    """The positions that sort x along `axis`, equal values in their original order, NaN counted as the largest
+    value as torch counts it (first when descending; NumPy's argsort of −x would put it last)."""
+    if not descending or x.dtype.kind != "f":
+        return np.argsort(-x if descending else x, axis=axis, kind="stable")
+    return np.lexsort((-x, ~np.isnan(x)), axis=axis)
+
+
+def torch_tie_order(x: np.ndarray, order: np.ndarray, axis: int, descending: bool, k: int | None,
+                    ties: str) -> np.ndarray:
+    """The stable order, redone row by row where a row has tied values (NaNs tie with each other) in the order
+    torch's CPU kernel leaves them: std::sort for torch.sort, std::nth_element then std::sort (or
+    std::partial_sort when k · 64 ≤ n) for torch.topk. Rows without ties have one order, the stable one."""
+    if ties == "stable" or x.size == 0:
+        return order
+    rows = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+    picked = np.moveaxis(order, axis, -1).reshape(rows.shape).copy()
+    in_order = np.take_along_axis(rows, picked, axis=-1)
+    tied = np.any((in_order[:, 1:] == in_order[:, :-1]) | (np.isnan(in_order[:, 1:]) & np.isnan(in_order[:, :-1])),
+                  axis=-1)
+    for r in np.flatnonzero(tied):
+        picked[r] = _StlOrder(rows[r].tolist(), descending).run(ties, k)
+    return np.moveaxis(picked.reshape(np.moveaxis(order, axis, -1).shape), -1, axis)
+
+
+class _StlOrder:
+    """libstdc++'s std::sort (introsort), std::nth_element (introselect) and std::partial_sort (heap select)
+    on (value, index) pairs with torch's comparator (NaN counts as the largest), step for step, so tied values
+    end up where they end up in torch's CPU sort and topk (aten/src/ATen/native/cpu/SortingKernel.cpp)."""
+
+    def __init__(self, values: list[float], descending: bool) -> None:
+        self.values = values
+        self.q = list(range(len(values)))
+        self.descending = descending
+
+    def before(self, i: int, j: int) -> bool:  # comp(q[i]'s value, q[j]'s value), on indices into values
+        a, b = self.values[i], self.values[j]
+        if self.descending:
+            return (a != a and b == b) or a > b
+        return (a == a and b != b) or a < b
+
+    def run(self, ties: str, k: int | None) -> list[int]:
+        n = len(self.q)
+        if ties == "sort" or k is None:
+            self.sort(0, n)
+        elif k == 0:
+            pass
+        elif k * 64 <= n:
+            self.heap_select(0, k, n)
+            self.sort_heap(0, k)
+        else:
+            self.introselect(0, k - 1, n, 2 * (n.bit_length() - 1))
+            self.sort(0, k - 1)
+        return self.q
+
+    # -- std::sort ---------------------------------------------------------------------------------
+    def sort(self, first: int, last: int) -> None:
+        if last - first > 1:
+            self.introsort(first, last, 2 * ((last - first).bit_length() - 1))
+            if last - first > 16:
+                self.insertion_sort(first, first + 16)
+                for i in range(first + 16, last):
+                    self.linear_insert(i)
+            else:
+                self.insertion_sort(first, last)
+
+    def introsort(self, first: int, last: int, depth: int) -> None:
+        while last - first > 16:
+            if depth == 0:
+                self.heap_select(first, last, last)
+                self.sort_heap(first, last)
+                return
+            depth -= 1
+            cut = self.partition_pivot(first, last)
+            self.introsort(cut, last, depth)
+            last = cut
+
+    def introselect(self, first: int, nth: int, last: int, depth: int) -> None:
+        while last - first > 3:
+            if depth == 0:
+                self.heap_select(first, nth + 1, last)
+                self.swap(first, nth)
+                return
+            depth -= 1
+            cut = self.partition_pivot(first, last)
+            if cut <= nth:
+                first = cut
+            else:
+                last = cut
+        self.insertion_sort(first, last)
+
+    def swap(self, i: int, j: int) -> None:
+        self.q[i], self.q[j] = self.q[j], self.q[i]
+
+    def comp(self, i: int, j: int) -> bool:
+        return self.before(self.q[i], self.q[j])
+
+    def partition_pivot(self, first: int, last: int) -> int:
+        mid = first + (last - first) // 2
+        a, b, c = first + 1, mid, last - 1  # the median of three moves to first
+        if self.comp(a, b):
+            self.swap(first, b if self.comp(b, c) else c if self.comp(a, c) else a)
+        else:
+            self.swap(first, a if self.comp(a, c) else c if self.comp(b, c) else b)
+        lo, hi = first + 1, last
+        while True:
+            while self.comp(lo, first):
+                lo += 1
+            hi -= 1
+            while self.comp(first, hi):
+                hi -= 1
+            if not lo < hi:
+                return lo
+            self.swap(lo, hi)
+            lo += 1
+
+    def insertion_sort(self, first: int, last: int) -> None:
+        for i in range(first + 1, last):
+            if self.comp(i, first):
+                self.q[first:i + 1] = [self.q[i], *self.q[first:i]]
+            else:
+                self.linear_insert(i)
+
+    def linear_insert(self, last: int) -> None:
+        value = self.q[last]
+        while self.before(value, self.q[last - 1]):
+            self.q[last] = self.q[last - 1]
+            last -= 1
+        self.q[last] = value
+
+    # -- heaps (std::partial_sort, and introsort's fallback) ---------------------------------------------
+    def heap_select(self, first: int, middle: int, last: int) -> None:
+        length = middle - first
+        if length >= 2:
+            for parent in range((length - 2) // 2, -1, -1):
+                self.adjust_heap(first, parent, length, self.q[first + parent])
+        for i in range(middle, last):
+            if self.comp(i, first):
+                value, self.q[i] = self.q[i], self.q[first]
+                self.adjust_heap(first, 0, length, value)
+
+    def sort_heap(self, first: int, last: int) -> None:
+        while last - first > 1:
+            last -= 1
+            value, self.q[last] = self.q[last], self.q[first]
+            self.adjust_heap(first, 0, last - first, value)
+
+    def adjust_heap(self, first: int, hole: int, length: int, value: int) -> None:
+        top, child = hole, hole
+        while child < (length - 1) // 2:
+            child = 2 * (child + 1)
+            if self.comp(first + child, first + child - 1):
+                child -= 1
+            self.q[first + hole] = self.q[first + child]
+            hole = child
+        if length % 2 == 0 and child == (length - 2) // 2:
+            child = 2 * (child + 1)
+            self.q[first + hole] = self.q[first + child - 1]
+            hole = child - 1
+        parent = (hole - 1) // 2
+        while hole > top and self.before(self.q[first + parent], value):
+            self.q[first + hole] = self.q[first + parent]
+            hole, parent = parent, (parent - 1) // 2
+        self.q[first + hole] = value
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -101,3 +102,46 @@ def _shrink(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 @aten("softplus")
 def _softplus(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return _act(t, a, ctx, "softplus", beta=float(a.get("beta", 1.0)), threshold=float(a.get("threshold", 20.0)))
+
+
+@aten("prelu", "_prelu_kernel")
+def _prelu(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """PReLU, z if z > 0 else w · z, as torch computes it: where(z > 0, z, w · z). The slope gets the gradient
+    z · ∂L/∂out where z ≤ 0 and z the gradient w · ∂L/∂out there (w at z = 0, as torch's prelu backward).
+    aten.prelu's w holds one slope per channel, the channels being axis 1; _prelu_kernel's w already broadcasts."""
+    x = t.node(self_arg(a), ctx)
+    slope = t.node(a["weight"], ctx, "weight")
+    if op_key(ctx.target) == "prelu" and len(x.shape) >= 2 and math.prod(slope.shape) > 1:
+        slope = t.b.op("reshape", slope, name=f"{ctx.name}.per_channel", module=ctx.module,
+                       attrs={"shape": (-1, *(1,) * (len(x.shape) - 2))})
+    positive = t.b.op("compare", x, t.b.const(np.array(0.0), ctx.module, "zero"), name=f"{ctx.name}.positive",
+                      module=ctx.module, attrs={"op": "gt"})
+    scaled = t.b.op("mul", slope, x, name=f"{ctx.name}.scaled", module=ctx.module)
+    return t.b.op("where", positive, x, scaled, name=ctx.name, module=ctx.module, original_op=op_key(ctx.target))
+
+
+@aten("threshold")
+def _threshold(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """nn.Threshold: z if z > threshold else value; the gradient passes where z > threshold (torch's
+    threshold_backward), the value is a constant."""
+    threshold, value = _scalar(a["threshold"], "threshold"), _scalar(a["value"], "replacement")
+    x = self_arg(a)
+    if t.const(x):
+        z = np.asarray(x, dtype=np.float64)
+        return np.where(z > threshold, z, value)
+    node = t.node(x, ctx)
+    above = t.b.op("compare", node, t.b.const(np.array(threshold), ctx.module, "threshold"),
+                   name=f"{ctx.name}.above", module=ctx.module, attrs={"op": "gt"})
+    return t.b.op("where", above, node, t.b.const(np.array(value), ctx.module, "value"), name=ctx.name,
+                  module=ctx.module, original_op="threshold")
+
+
+@aten("rrelu", "rrelu_with_noise", "rrelu_with_noise_functional")
+def _rrelu(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Randomized leaky ReLU. In eval mode a leaky ReLU with the mean slope (lower + upper) / 2, as torch computes
+    it; in training mode each pass draws a slope per element at random, which no replay can match."""
+    if a.get("training", False):
+        raise Unmapped(f"{op_key(ctx.target)} in training mode (a random slope per element on every pass; "
+                       "put the model in eval mode to read it as a leaky ReLU)")
+    lower, upper = float(a.get("lower", 1.0 / 8.0)), float(a.get("upper", 1.0 / 3.0))
+    return _act(t, a, ctx, "leaky_relu", negative_slope=(lower + upper) / 2.0)

@@ -82,12 +82,26 @@ def _max(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
             return values
         return [values, (np.argmax if op == "max" else np.argmin)(known, axis=axis, keepdims=keep)]
     node = t.node(x, ctx)
-    values = _op(t, ctx, reduce, node, axis=axis, keepdims=keep)
-    if dim is None:
-        return values
-    index = _op(t, ctx, "argmax" if op == "max" else "argmin", node, name=f"{ctx.name}.indices", axis=axis,
-                keepdims=keep)
-    return [values, index]
+    if dim is None:  # max of everything: torch shares the gradient evenly among tied maxima, as amax does
+        return _op(t, ctx, reduce, node, axis=axis, keepdims=keep)
+    return _max_along(t, ctx, node, op, int(dim), keep)
+
+
+def _max_along(t: Translator, ctx: Ctx, node: Node, op: str, dim: int, keep: bool) -> list[Node]:
+    """max(x, dim) -> (values, indices): the values are x gathered at the index torch returns (the first of tied
+    maxima, as its CPU and CUDA kernels do), so the whole gradient goes to that one element, as torch's
+    value_selecting_reduction_backward sends it, not shared among ties as amax shares it."""
+    find = "argmax" if op == "max" else "argmin"
+    at = _op(t, ctx, find, node, name=f"{ctx.name}.at", axis=dim, keepdims=True)
+    values = _op(t, ctx, "gather", node, at, name=ctx.name if keep else f"{ctx.name}.kept", axis=dim)
+    if keep:
+        return [values, at]
+    axis = dim % max(len(node.shape), 1)
+    shape = tuple(n for d, n in enumerate(node.shape) if d != axis)
+    if axis and math.prod(shape[1:]) > 0:  # the batch axis stays free, so a batch of another size still fits
+        shape = (-1, *shape[1:])
+    return [_op(t, ctx, "reshape", values, shape=shape),
+            _op(t, ctx, find, node, name=f"{ctx.name}.indices", axis=dim, keepdims=False)]
 
 
 @aten("where")
@@ -127,14 +141,14 @@ def _masked_fill(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return _op(t, ctx, "where", t.node(mask, ctx, "mask"), fill, t.node(x, ctx, "self"))
 
 
-@aten("remainder", "fmod")
+@aten("remainder", "fmod", "atan2")
 def _remainder(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
     x, y = self_arg(a), a["other"]
     kx, ky = t.known(x), t.known(y)
     if kx is not None and ky is not None:
         fold_room((kx, ky), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
-        return (np.remainder if op == "remainder" else np.fmod)(kx, ky)
+        return {"remainder": np.remainder, "fmod": np.fmod, "atan2": np.arctan2}[op](kx, ky)
     return _op(t, ctx, op, t.node(x, ctx, "self"), t.node(y, ctx, "other"))
 
 

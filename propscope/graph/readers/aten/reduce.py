@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...ops.reduce import stable_order, torch_tie_order
 from .._aten import Ctx, Translator, aten, dims_arg, op_key, self_arg
 
 
@@ -76,14 +77,19 @@ def _sort(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     descending = bool(a.get("largest", True)) if op == "topk" else bool(a.get("descending", False))
     k = int(a["k"]) if op == "topk" else None
     known = t.known(self_arg(a))
-    if known is not None:  # equal values keep their order, as torch.sort(stable=True)
-        positions = np.argsort(-known if descending else known, axis=dim, kind="stable").astype(np.int64)
+    if known is not None:  # equal values go where torch's CPU kernel puts them (the NumPy backend's argsort)
+        known = np.asarray(known)
+        positions = stable_order(known, dim, descending).astype(np.int64)
+        ties = "topk" if op == "topk" else "stable" if a.get("stable") else "sort"
+        positions = torch_tie_order(known, positions, dim, descending, k, ties)
         if k is not None:
             positions = np.take(positions, np.arange(k), axis=dim)
         return positions if op == "argsort" else [np.take_along_axis(known, positions, axis=dim), positions]
     x = t.node(self_arg(a), ctx)
+    # ties where torch's CPU kernels leave them: topk's selection, sort's introsort unless stable is asked for
+    ties = "topk" if op == "topk" else "stable" if a.get("stable") else "sort"
     order = t.b.op("argsort", x, name=ctx.name if op == "argsort" else f"{ctx.name}.indices", module=ctx.module,
-                   attrs={"axis": dim, "descending": descending, "k": k}, original_op=op)
+                   attrs={"axis": dim, "descending": descending, "k": k, "ties": ties}, original_op=op)
     if op == "argsort":
         return order
     return [t.b.op("gather", x, order, name=ctx.name, module=ctx.module, attrs={"axis": dim}, original_op=op), order]
