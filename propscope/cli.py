@@ -282,8 +282,13 @@ def _steps_json(session: Any) -> str:
     return json.dumps(out)
 
 
+def _numpy_or_none(session: Any, value: Any) -> np.ndarray | None:
+    return None if value is None else np.asarray(session.backend.to_numpy(value))
+
+
 def cmd_trace(args: argparse.Namespace) -> int:
     from .debugger.metrics import METRICS
+    from .debugger.nonfinite import cause
 
     s = _open(args)
     s.run_to_end()
@@ -316,8 +321,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
         index, node = bad
         phase = s.steps[index].phase
         where = f" in {node.module}" if node.module else ""
+        why = cause(node, lambda name: _numpy_or_none(s, s.value(name)), phase, s.backend.dtype, carried=False)
         print(f"  warning: first non-finite value at {phase} step {index + 1}: {node.op.name} {node.name}{where}"
-              f"{_nonfinite_inputs(s, node, phase)}")
+              f"{': ' + why if why else _nonfinite_inputs(s, node, phase)}")
     print(f"  wrote {len(arrays)} arrays to {out}")
     return 0
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backends.base import Backend
+from .nonfinite import cause
 from .steps import BACKWARD, BackwardStep, ForwardStep, Step
 
 
@@ -27,8 +28,17 @@ class NonFiniteBreakpoint:
         for value in values:
             if not backend.is_finite(value):
                 what = "value" if step.phase != BACKWARD else "gradient"
-                return f"non-finite {what} (NaN or Inf) produced by {step.node.op.name} {step.node.name}"
+                why = _cause(step, backend)
+                return (f"non-finite {what} (NaN or Inf) produced by {step.node.op.name} {step.node.name}"
+                        f"{': ' + why if why else ''}")
         return None
+
+
+def _cause(step: Step, backend: Backend) -> str:
+    """Why the step made a NaN or ±inf (debugger/nonfinite.py), from the input values it ran on."""
+    arrays = {a.name: x for a, x in zip(step.node.inputs, step.inputs, strict=False)}
+    return cause(step.node, lambda name: None if arrays.get(name) is None else backend.to_numpy(arrays[name]),
+                 step.phase, backend.dtype)
 
 
 @dataclass(frozen=True)
