@@ -369,7 +369,9 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     print(f"{s.name}: gradient check in float64 on {s.backend.name}, tolerance {args.tol:g}{sampled}")
     for r in rows:
         flag = "FAIL" if r in failed else "ok, to rounding" if r in tiny else "ok"
-        print(f"  {r.name:<{width}}  {r.kind:<9}  rel {r.relative_error:.2e}  abs {r.max_abs_error:.2e}  {flag}")
+        why = r.nonfinite_text()
+        print(f"  {r.name:<{width}}  {r.kind:<9}  rel {r.relative_error:.2e}  abs {r.max_abs_error:.2e}  {flag}"
+              f"{': ' + why if why else ''}")
     below = (f"; {len(tiny)} agree only to the loss's own rounding over the step (|error| ≤ "
              f"{max(r.resolution for r in tiny):.1e}): too small for differences to check further") if tiny else ""
     if failed:

@@ -104,3 +104,14 @@ def test_the_trace_command_and_the_breakpoint_say_why(tmp_path: Any, capsys: pyt
     s.break_on_nonfinite = True
     stop = s.continue_()
     assert stop is not None and stop.reason.endswith("sqrt's derivative 1/(2√x) is inf at x = 0: all 8 elements")
+
+
+def test_gradcheck_says_which_side_holds_the_nan() -> None:
+    from propscope.debugger.gradcheck import GradCheckRow
+
+    row = GradCheckRow("w", "parameter", float("nan"), float("nan"), 4, analytic_nonfinite=2)
+    assert row.nonfinite_text().startswith("the gradient holds NaN or inf at 2 entries where the differences are "
+                                           "finite")
+    assert GradCheckRow("w", "parameter", 0.0, 0.0, 4).nonfinite_text() == ""
+    both = GradCheckRow("w", "parameter", float("nan"), float("nan"), 4, analytic_nonfinite=1, numeric_nonfinite=3)
+    assert both.nonfinite_text() == "both hold NaN or inf (1 and 3 entries): the loss itself is not finite here"

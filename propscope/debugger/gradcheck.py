@@ -30,6 +30,21 @@ class GradCheckRow:
     # the largest error rounding in the loss alone could make in the estimate each entry kept (see `rounding_noise`)
     resolution: float = 0.0
     within_noise: bool = False  # every entry's error within its own estimate's rounding noise
+    # entries holding NaN or ±inf: in the backward pass's gradient, and in the central differences' estimate
+    analytic_nonfinite: int = 0
+    numeric_nonfinite: int = 0
+
+    def nonfinite_text(self) -> str:
+        """Where a NaN makes the error NaN, which side holds it and what that means; "" where neither does."""
+        a, n = self.analytic_nonfinite, self.numeric_nonfinite
+        if not a and not n:
+            return ""
+        if a and not n:
+            return (f"the gradient holds NaN or inf at {a:,} entries where the differences are finite: a derivative "
+                    "infinite where the loss is not (sqrt, a norm or x^p at 0)")
+        if n and not a:
+            return f"the differences hold NaN or inf at {n:,} entries: the loss is not finite near these values"
+        return f"both hold NaN or inf ({a:,} and {n:,} entries): the loss itself is not finite here"
 
     def ok(self, tolerance: float) -> bool:
         """Within the relative tolerance, or as close as the differences can tell: where the gradient is too small
@@ -169,6 +184,7 @@ def gradcheck_detailed(
         row = GradCheckRow(
             name, kind, 0.0 if agree else relative_error(a, numeric), float(np.max(error, initial=0.0)),
             numeric.size, 4 * float(np.max(rounding, initial=0.0)), bool(np.all(error <= 4 * rounding)),
+            int(np.count_nonzero(~np.isfinite(a))), int(np.count_nonzero(~np.isfinite(numeric))),
         )
         rows.append(GradCheckResult(row, a, numeric, entries, size))
     return rows

@@ -127,7 +127,8 @@ class GradcheckRunner(QObject):
                       + f", worst {worst.row.name} relative error "
                       f"{worst.row.relative_error:.2e} ({verdict(judged_error(worst.row))})"
                       + (f"; {rounding} agree only to the loss's own rounding (too small to check further)"
-                         if rounding else ""))
+                         if rounding else "")
+                      + (f": {worst.row.nonfinite_text()}" if worst.row.nonfinite_text() else ""))
         self.finished.emit(results)
 
     def clear(self) -> None:
