@@ -112,9 +112,10 @@ def test_fresh_language_models_are_quiet(kind: str) -> None:
 @pytest.mark.slow
 @needs_torchvision
 def test_a_conv_scaled_by_a_million_is_named_and_what_is_before_it_explodes(tmp_path: Path) -> None:
-    """ResNet-18 with layer2.0.conv1 ×10⁶: its gradient is ordinary but tiny for its weights (vanishing, and says
-    so); the error arriving before it is 10³-10⁴ that at the loss (exploding); the biases, BatchNorms and the head
-    are not flagged (the old rule called fc.bias and the damaged layer's BatchNorm shifts vanishing)."""
+    """ResNet-18 with layer2.0.conv1 ×10⁶: ∂L/∂h jumps back across it (exploding, and says so: it was called
+    "vanishing, tiny for its weights' size", which named the cause the wrong way round); the error arriving before
+    it is 10³-10⁴ that at the loss (exploding); the biases, BatchNorms and the head are not flagged (the old rule
+    called fc.bias and the damaged layer's BatchNorm shifts vanishing)."""
     import torch
 
     models = zoo.torchvision_models()
@@ -124,10 +125,11 @@ def test_a_conv_scaled_by_a_million_is_named_and_what_is_before_it_explodes(tmp_
     torch.save(state, path)
     flow = gradient_flow(open_session(path, arch="torchvision:resnet18@64"))
     flags = _flagged(flow)
-    assert flags["layer2.0.conv1.weight"].startswith("vanishing (tiny for its weights' size")
+    assert flags["layer2.0.conv1.weight"].startswith("exploding (∂L/∂h jumps ")
+    assert "its weights' rms 2.0e+06× its peers'" in flags["layer2.0.conv1.weight"]
     before = {"conv1.weight"} | {f"layer1.{i}.conv{j}.weight" for i in range(2) for j in (1, 2)}
-    assert {name for name, flag in flags.items() if flag.startswith("exploding")} == before
     assert set(flags) == before | {"layer2.0.conv1.weight"}
+    assert all(flag.startswith("exploding") for flag in flags.values())
     assert main(["grads", str(path), "--arch", "torchvision:resnet18@64", "--strict", "--flagged"]) == 1
 
 
@@ -161,15 +163,24 @@ def test_a_sigmoid_net_30_deep_vanishes_toward_the_input() -> None:
 
 
 @pytest.mark.torch
-def test_a_zeroed_layer_is_dead_and_the_layers_before_it_get_nothing() -> None:
+def test_a_zeroed_layer_gets_a_gradient_and_says_what_it_stops() -> None:
+    """All-zero weights (zero-initialised: LoRA's B, a zero conv) are not dead while they get a gradient: no
+    gradient passes back through them yet, which the row and the summary say, and the layers before them, at 0
+    this step, are not flagged either (the first update changes it)."""
     import torch
 
     model = _mlp(8, "relu")
     with torch.no_grad():
         model[6].weight.zero_()
-    flags = _flagged(gradient_flow(_session(model)))
-    assert flags["6.weight"] == "vanishing (dead: its weights are all 0, so no gradient passes back through it)"
-    assert sorted(flags) == ["0.weight", "2.weight", "4.weight", "6.weight"]
+    flow = gradient_flow(_session(model))
+    assert not flow.flagged, flow.text(flagged_only=True)
+    zeroed = next(r for r in flow.rows if r.name == "6.weight")
+    assert zeroed.flag.startswith("zero weights: no gradient passes back through it yet; its own ‖∂L/∂w‖ is ")
+    assert zeroed.short_flag == "zero weights"
+    before = [r for r in flow.rows if r.name in ("0.weight", "2.weight", "4.weight")]
+    assert all(r.norm == 0 and r.flag == "0 at this step: no gradient passes back through 6.weight (all 0) yet"
+               for r in before), flow.text()
+    assert "6.weight is all 0 (zero-initialised): no gradient passes back through it" in flow.summary()
 
 
 @pytest.mark.torch
@@ -180,7 +191,7 @@ def test_one_weight_scaled_up_explodes_the_gradient_toward_the_input() -> None:
     with torch.no_grad():
         model[10].weight.mul_(1e8)  # the error before it: 10⁴-10⁸ times that at the loss
     flags = _flagged(gradient_flow(_session(model)))
-    assert flags["10.weight"].startswith("vanishing (tiny for its weights' size")
+    assert flags["10.weight"].startswith("exploding (∂L/∂h jumps ")  # the layer that does it, named as such
     before = [f"{i}.weight" for i in range(0, 10, 2)]
     assert all(flags.get(name, "").startswith("exploding (∂L/∂y at its layer") for name in before), flags
     assert set(flags) == {*before, "10.weight"}

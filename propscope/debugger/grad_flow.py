@@ -43,12 +43,14 @@ import numpy as np
 
 from ..graph.errors import PropscopeError
 from ..graph.ir import Graph, Node
-from .steps import FORWARD
+from .steps import BACKWARD, FORWARD
 
 VANISHING = 1e-3  # RMS below this fraction of the reference (a weight's peers nearest the loss; ∂L/∂ŷ)
 EXPLODING = 1e3  # RMS above this multiple of it
+JUMP = 1e2  # ∂L/∂h growing this many times back across one layer (against the error past it): exploding there
 NEAREST_LOSS = 0.1  # a weight's reference: the median RMS of this last fraction of its peers, in forward order
 ACTIVATION_ROWS = 60  # list the module outputs of the deepest module level that gives at most this many rows
+FEW_ROWS = 8  # a level with fewer rows than this says too little: the next one is listed, thinned to ACTIVATION_ROWS
 
 
 UNDEFINED = "—"  # a number that has no value (‖g‖/‖w‖ of zero weights, the norm of a gradient with no finite entry)
@@ -158,11 +160,19 @@ class ParamFlow(_GradientRow):
         return [self.value_note(), self.gradient_note(), self.reason]
 
     @property
+    def flag(self) -> str:
+        """The verdict with what it found; where there is none, what is still worth knowing (zero-initialised
+        weights that no gradient passes back through yet)."""
+        return super().flag if self.verdict else self.reason
+
+    @property
     def short_flag(self) -> str:
         """`flag` without the reason its verdict rests on: what a table cell has room for (the app's tooltip and
-        `propscope grads` give the whole of it)."""
+        `propscope grads` give the whole of it); a row without a verdict keeps its note's head (`zero weights`)."""
+        if not self.verdict:
+            return self.reason.split(":")[0]
         notes = [n for n in (self.value_note(), self.gradient_note()) if n]
-        return f"{self.verdict} ({'; '.join(notes)})" if self.verdict and notes else self.verdict
+        return f"{self.verdict} ({'; '.join(notes)})" if notes else self.verdict
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,7 @@ class GradientFlow:
     loss: float
     first_nonfinite: str = ""  # where the pass first made a NaN or ±inf: `forward step 35 (conv2d conv2d_10)`
     note: str = ""  # what the summary must add: a zero-initialised head that no gradient passes back through yet
+    through_time: tuple[TimeFlow, ...] = ()  # ∂L/∂h at the first and last step of every recurrent layer
 
     @property
     def flagged(self) -> list[ParamFlow]:
@@ -184,7 +195,7 @@ class GradientFlow:
         lead = _nonfinite_lead([r for r in self.rows if r.value_nonfinite], self.first_nonfinite)
         line = _summary(f"{len(self.rows)} parameters, loss {self.loss:.6g}",
                         [(r.verdict, r.name) for r in self.rows], lead)
-        return f"{line}; {self.note}" if self.note else line
+        return "; ".join([line, *_time_notes(self.through_time), *([self.note] if self.note else [])])
 
     def text(self, flagged_only: bool = False) -> str:
         """A table, one parameter a line, in forward order."""
@@ -198,6 +209,7 @@ class GradientFlow:
                                                                     r.ratio))
             lines.append(f"{r.order + 1 if r.order >= 0 else '-':>5}  {r.name:<{width}}  {shape:<14} {numbers}  "
                          f"{r.flag}")
+        lines += [t.line() for t in self.through_time if t.verdict or not flagged_only]
         return "\n".join(lines)
 
     def as_dicts(self) -> list[dict[str, Any]]:
@@ -226,7 +238,11 @@ class ActivationFlow(_GradientRow):
     nonfinite: int  # NaN and ±Inf entries of the gradient
     verdict: str  # "", "not finite", "no gradient", "vanishing" or "exploding"
     nan: int = 0  # NaN entries of the gradient (the rest of `nonfinite` are ±Inf)
+    reason: str = ""  # what a jump or through-time verdict rests on
     symbol = "∂L/∂h"
+
+    def notes(self) -> list[str]:
+        return [self.gradient_note(), self.reason]
 
 
 @dataclass(frozen=True)
@@ -238,6 +254,8 @@ class ActivationGradientFlow:
     loss: float
     depth: int  # the module level listed: 1 for the top-level modules, 2 for their children...
     first_nonfinite: str = ""  # where the pass first made a NaN or ±inf: `forward step 35 (conv2d conv2d_10)`
+    through_time: tuple[TimeFlow, ...] = ()  # ∂L/∂h at the first and last step of every recurrent layer
+    left_out: int = 0  # rows of the level not listed (`_thinned`): a deep Sequential's layers beyond ACTIVATION_ROWS
 
     @property
     def flagged(self) -> list[ActivationFlow]:
@@ -247,7 +265,11 @@ class ActivationGradientFlow:
         """One line: how many activations, how many of each kind flagged, naming the first few (after the step that
         first made a NaN or ±inf, where one did)."""
         head = f"{len(self.rows)} activations, loss {self.loss:.6g}"
-        return _summary(head, [(r.verdict, r.label) for r in self.rows], _nonfinite_lead([], self.first_nonfinite))
+        if self.left_out:
+            head = (f"{len(self.rows)} of {len(self.rows) + self.left_out} activations (the first, the last, every "
+                    f"flagged one and the rest evenly; {self.left_out} between them not listed), loss {self.loss:.6g}")
+        line = _summary(head, [(r.verdict, r.label) for r in self.rows], _nonfinite_lead([], self.first_nonfinite))
+        return "; ".join([line, *_time_notes(self.through_time)])
 
     def text(self, flagged_only: bool = False) -> str:
         """A table, one module output a line, in forward order."""
@@ -261,6 +283,7 @@ class ActivationGradientFlow:
             numbers = " ".join(f"{number_text(r.stat(v)):>10}" for v in (r.norm, r.rms, r.largest))
             lines.append(f"{r.order + 1:>5}  {r.module or '-':<{width}}  {r.name:<{named}}  {shape:<16} "
                          f"{numbers}  {r.flag}")
+        lines += [t.line() for t in self.through_time if t.verdict or not flagged_only]
         return "\n".join(lines)
 
     def as_dicts(self) -> list[dict[str, Any]]:
@@ -302,28 +325,123 @@ def gradient_flow(session: Any) -> GradientFlow:
     weights = [(node, g) for node, g, *_ in stats if roles[node.name] == "weights"]
     weight_rms = {node.name: norm / math.sqrt(max(math.prod(node.shape), 1)) for node, _, norm, *_ in stats}
     peers = _peer_references(weights, weight_rms)
-    head = _zero_head(graph, layers, [node for node, *_, zero in stats if zero and roles[node.name] == "weights"])
+    zero = {node.name for node, *_, is_zero in stats if is_zero and roles[node.name] == "weights"}
+    head = _zero_head(graph, layers, [graph[name] for name in zero])
+    weight_layers = {layers[node.name].name: node.name for node, _ in weights if node.name in layers}
+    jumps = _jumps(session, end, errors, weight_layers)
+    through_time = _through_time(session, end)
+    timed = {flow.weight: flow for flow in through_time}
     rows = []
-    for node, g, weight_norm, (value_nan, value_inf), zero in stats:
+    for node, g, weight_norm, (value_nan, value_inf), is_zero in stats:
         verdict, reason = ("not finite", "") if value_nan + value_inf else (_verdict(g, 0.0), "")
         layer = layers.get(node.name)
+        judged = roles[node.name] == "weights"
         if not verdict and roles[node.name] in ("weights", "embeddings") and layer is not None:
             verdict, reason = _exploding(rising.get(layer.name, 0.0), reference_error)
-        if not verdict and roles[node.name] == "weights" and node.name != head:
-            if zero:
-                verdict, reason = "vanishing", "dead: its weights are all 0, so no gradient passes back through it"
-            elif not (head and g.rms == 0):  # behind a zero head every gradient is 0 this step: the note says so
-                faded = reached.get(layer.name, 0.0) < VANISHING * reference_error if layer else True
-                verdict, reason = _vanishing(g.rms, weight_rms[node.name], peers.get(node.name), faded)
+        if not verdict and judged and layer is not None:
+            verdict, reason = _jump_verdict(layer, errors, jumps, peers.get(node.name),
+                                            weight_rms[node.name])
+        if not verdict and judged and is_zero:
+            # zero-initialised (LoRA's B, ControlNet's zero convs, a zero head): not dead while it gets a gradient
+            verdict, reason = ("", _zero_weights_note(g)) if g.rms > 0 else (
+                "vanishing", "dead: its weights are all 0 and so is its gradient: nothing passes through it")
+        elif not verdict and judged and g.has_grad and g.norm == 0:
+            verdict, reason = _dead(session, end, layer, errors, zero)
+        if not verdict and not reason and node.name in timed:
+            verdict, reason = timed[node.name].verdict, timed[node.name].reason
+        if not verdict and not reason and judged and not is_zero:
+            faded = reached.get(layer.name, 0.0) < VANISHING * reference_error if layer else True
+            verdict, reason = _vanishing(g.rms, weight_rms[node.name], peers.get(node.name), faded)
         rows.append(ParamFlow(node.name, node.module, tuple(node.shape), order.get(node.name, -1), g.norm, g.rms,
                               g.largest, weight_norm, g.nonfinite, verdict, g.nan, value_nan, value_inf, reason))
     reference = {"error": reference_error}
     overall = _nearest_loss([g for _, g in weights])
     if overall is not None:
         reference["weights"] = overall
-    note = (f"{head} is all 0 (a zero-initialised head): no gradient passes back through it to the layers before "
-            "it at this step, the first update gives it one") if head else ""
-    return GradientFlow(tuple(rows), reference, _loss_value(session, end), _first_nonfinite(session), note)
+    return GradientFlow(tuple(rows), reference, _loss_value(session, end), _first_nonfinite(session),
+                        _zero_note(rows, zero, head), through_time)
+
+
+def _zero_weights_note(g: _Stats) -> str:
+    return (f"zero weights: no gradient passes back through it yet; its own ‖∂L/∂w‖ is {g.norm:.3g}, it will "
+            "learn")
+
+
+def _zero_note(rows: list[ParamFlow], zero: set[str], head: str) -> str:
+    """What the summary adds where all-zero weight matrices get a gradient (zero-initialised on purpose): the layers
+    before them get none at this step, and the first update changes that."""
+    learning = [r.name for r in rows if r.name in zero and r.rms > 0 and not r.verdict]
+    if not learning:
+        return ""
+    if learning == [head]:
+        return (f"{head} is all 0 (a zero-initialised head): no gradient passes back through it to the layers "
+                "before it at this step, the first update gives it one")
+    if len(learning) == 1:
+        return (f"{learning[0]} is all 0 (zero-initialised): no gradient passes back through it at this step, the "
+                "first update gives it one")
+    more = f", … {len(learning) - 3} more" if len(learning) > 3 else ""
+    return (f"{', '.join(learning[:3])}{more} are all 0 (zero-initialised): no gradient passes back through them "
+            "at this step, the first update gives them one")
+
+
+def _dead(session: Any, end: int, layer: Node | None, errors: dict[str, float],
+          zero: set[str]) -> tuple[str, str]:
+    """A weight matrix whose gradient is exactly 0 while the loss reads it, and why: no error reaches its layer (the
+    op nearest it that lets none back through is named), or its input is 0 everywhere. Behind a zero-initialised
+    layer that will learn, not flagged: the first update gives it a gradient."""
+    if layer is None:
+        return "vanishing", "dead: its gradient is exactly 0"
+    if errors.get(layer.name, 0.0) == 0:
+        stop = _blocker(session.graph, layer, errors)
+        if stop is None:
+            return "vanishing", "dead: no gradient reaches its layer"
+        blocked = [name for name in _weights_of(session.graph, stop) if name in zero]
+        if blocked:  # a zero-initialised layer: it learns at the first update, and then passes a gradient back
+            return "", f"0 at this step: no gradient passes back through {blocked[0]} (all 0) yet"
+        silent = _all_zero(session, stop.name, end)
+        why = f", whose output is 0 everywhere{': dead units' if stop.op.category == 'activation' else ''}"
+        return "vanishing", f"dead: no gradient gets back past {stop.name} ({stop.op.name}){why if silent else ''}"
+    data = _data_ops(session.graph)
+    for a in layer.inputs:
+        if (a.name in data or a.op.name == "input") and _all_zero(session, a.name, end):
+            return "vanishing", f"dead: its input {a.name} is 0 everywhere, so its gradient is 0"
+    return "vanishing", "dead: its gradient is exactly 0"
+
+
+def _weights_of(graph: Graph, node: Node) -> list[str]:
+    """The parameters `node` reads, directly or through ops on parameters alone (a transpose, a cast)."""
+    data = _data_ops(graph)
+    found, frontier = [], list(node.inputs)
+    while frontier:
+        a = frontier.pop()
+        if a.op.name == "parameter":
+            found.append(a.name)
+        elif a.name not in data:
+            frontier.extend(a.inputs)
+    return found
+
+
+def _all_zero(session: Any, name: str, end: int) -> bool:
+    value = session.trace.value(name, end)
+    return value is not None and not np.any(np.asarray(session.backend.to_numpy(value)))
+
+
+def _blocker(graph: Graph, layer: Node, errors: dict[str, float]) -> Node | None:
+    """The op nearest `layer` on its way to the loss that gets a gradient but passes none back to its input: the
+    dead ReLU, the zero-initialised layer between it and the loss."""
+    frontier, seen = [layer], {layer.name}
+    while frontier:
+        after = []
+        for node in frontier:
+            for user in graph.users(node.name):
+                if user.name in seen or user.name not in errors:
+                    continue
+                seen.add(user.name)
+                if errors[user.name] > 0:
+                    return user
+                after.append(user)
+        frontier = after
+    return None
 
 
 class _Peers(NamedTuple):
@@ -379,11 +497,157 @@ def _exploding(rising: float, reference: float) -> tuple[str, str]:
     return "exploding", f"∂L/∂y at its layer {rising / reference:.1e}× that at the loss, and growing toward the input"
 
 
+class _Jump(NamedTuple):
+    layer: Node  # the op that reads the weights
+    weight: str  # their name
+    factor: float  # the gradient it sends back to its input, against the error past it
+    past: float  # the largest error RMS past it, through the next layer's output
+    upstream: frozenset[str]  # the ops its input is computed from: those the jump reaches
+
+
+def _jumps(session: Any, end: int, errors: dict[str, float], weight_layers: dict[str, str]) -> list[_Jump]:
+    """The layers across which ∂L/∂h grows `JUMP` times or more going back: the gradient the layer sends to its
+    input against the largest error past it, from its output through the next layer's (so a norm right after
+    a large layer, which divides the error by as much as the layer multiplies it, is not one)."""
+    graph = session.graph
+    found = []
+    records = {r.node.name: r for r in session.trace.records[:end] if r.phase == BACKWARD
+               and r.node.name in weight_layers and r.node.op.category != "recurrent"}
+    for name, record in records.items():
+        data = [t for t in record.terms if t.input.name in errors]
+        sent = max((_rms(session, t.contribution) for t in data), default=0.0)
+        past = _past_error(graph, graph[name], errors, weight_layers)
+        if past > 0 and sent >= JUMP * past:
+            upstream = _upstream(graph, [t.input for t in data])
+            found.append(_Jump(graph[name], weight_layers[name], sent / past, past, upstream))
+    return found
+
+
+def _rms(session: Any, value: Any) -> float:
+    g = np.asarray(session.backend.to_numpy(value), dtype=np.float64)
+    return float(np.linalg.norm(g[np.isfinite(g)])) / math.sqrt(max(g.size, 1))
+
+
+def _past_error(graph: Graph, layer: Node, errors: dict[str, float], weight_layers: dict[str, str],
+                limit: int = 64) -> float:
+    """The largest error RMS at `layer`'s output and the ops after it up to the next layers' outputs (at most
+    `limit` ops: a residual stream would run on to the loss)."""
+    largest, frontier, seen = errors.get(layer.name, 0.0), [layer], {layer.name}
+    while frontier and len(seen) < limit:
+        after = []
+        for node in frontier:
+            for user in graph.users(node.name):
+                if user.name in seen or user.name not in errors:
+                    continue
+                seen.add(user.name)
+                e = errors[user.name]
+                largest = max(largest, 0.0 if math.isnan(e) else e)
+                if user.name not in weight_layers:
+                    after.append(user)
+        frontier = after
+    return largest
+
+
+def _upstream(graph: Graph, starts: list[Node]) -> frozenset[str]:
+    """The ops `starts` are computed from through differentiable inputs, `starts` included."""
+    found, frontier = {n.name for n in starts}, list(starts)
+    while frontier:
+        node = frontier.pop()
+        for i, a in enumerate(node.inputs):
+            if node.op.differentiable(i) and a.name not in found and not a.is_leaf:
+                found.add(a.name)
+                frontier.append(a)
+    return frozenset(found)
+
+
+def _jump_verdict(layer: Node, errors: dict[str, float], jumps: list[_Jump], peers: _Peers | None,
+                  weight_rms: float) -> tuple[str, str]:
+    """Exploding where ∂L/∂h jumps back across this layer, or where the error reaching it comes through a jump
+    and is still `JUMP` times the error past that jump."""
+    for jump in jumps:
+        if jump.layer.name == layer.name:
+            size = weight_rms / peers.weight_rms if peers and peers.weight_rms > 0 else math.nan
+            large = f"; its weights' rms {size:.1e}× {peers.what}" if peers and size >= 10 else ""
+            return "exploding", (f"∂L/∂h jumps {jump.factor:.1e}× back across its layer: the gradient it sends to "
+                                 f"its input against the error past it{large}")
+    e = errors.get(layer.name, 0.0)
+    for jump in jumps:
+        if layer.name in jump.upstream and e >= JUMP * jump.past:
+            return "exploding", (f"∂L/∂y at its layer {e / jump.past:.1e}× the error past {jump.weight}, where "
+                                 f"∂L/∂h jumps {jump.factor:.1e}×")
+    return "", ""
+
+
+@dataclass(frozen=True)
+class TimeFlow:
+    """∂L/∂h through time in one recurrent layer (one cell node per step): its first and last step in the order
+    it runs (a reverse direction runs from the last time index to the first)."""
+
+    module: str
+    weight: str  # the recurrent weight matrix W_hh the gradient passes through from step to step
+    first: str  # the first step's cell (node name)
+    last: str  # the last step's cell
+    first_time: int
+    last_time: int
+    steps: int
+    first_rms: float  # RMS of ∂L/∂h at the first step's output
+    last_rms: float  # and at the last's
+
+    @property
+    def ratio(self) -> float:
+        """∂L/∂h at the first step against the last: below 1 it shrinks on its way back through time."""
+        return self.first_rms / self.last_rms if self.last_rms > 0 else math.nan
+
+    @property
+    def verdict(self) -> str:
+        if not self.ratio > 0 or not math.isfinite(self.ratio):
+            return ""
+        # a recurrence is one layer applied at every step: growing JUMP times back through it is the jump the
+        # layer rule flags (a tanh RNN of spectral radius 3 grows 380× in 30 steps, and 10¹⁰ in 100)
+        return "vanishing" if self.ratio < VANISHING else "exploding" if self.ratio > JUMP else ""
+
+    @property
+    def reason(self) -> str:
+        """`through time: ∂L/∂h at t=0 is 1.2e-39× that at t=199, 200 steps back`."""
+        return (f"through time: ∂L/∂h at t={self.first_time} is {self.ratio:.1e}× that at t={self.last_time}, "
+                f"{self.steps} steps back")
+
+    def line(self) -> str:
+        """One line for a table's foot: the layer, the two numbers, the verdict."""
+        flag = f"  {self.verdict}" if self.verdict else ""
+        return (f"through time  {self.module or self.weight}: ∂L/∂h rms {number_text(self.last_rms)} at "
+                f"t={self.last_time}, {number_text(self.first_rms)} at t={self.first_time} "
+                f"({self.steps} steps back, ×{self.ratio:.1e}){flag}")
+
+
+def _through_time(session: Any, end: int) -> tuple[TimeFlow, ...]:
+    """Every recurrent layer's ∂L/∂h at its first and last step (`TimeFlow`), in forward order."""
+    layers: dict[str, list[Node]] = {}
+    for node in session.graph.ops:
+        if node.op.category == "recurrent" and len(node.inputs) > 3:
+            layers.setdefault(node.inputs[3].name, []).append(node)  # one W_hh per layer and direction
+    found = []
+    for weight, cells in layers.items():
+        if len(cells) < 2:
+            continue
+        first, last = cells[0], cells[-1]
+        a, b = _grad_stats(session, first.name, end), _grad_stats(session, last.name, end)
+        if not (a.has_grad and b.has_grad) or a.nonfinite or b.nonfinite:
+            continue
+        found.append(TimeFlow(first.module, weight, first.name, last.name, int(first.meta.get("time", 0)),
+                              int(last.meta.get("time", len(cells) - 1)), len(cells), a.rms, b.rms))
+    return tuple(found)
+
+
 def _role(node: Node, layer: Node | None) -> str:
     """`weights` (a matrix or kernel a layer multiplies by), `embeddings` (a table looked up, a position embedding
     or class token added), or `vectors` (biases, norm scales and shifts, layer scales, scalars)."""
-    if len(node.shape) < 2 or math.prod(node.shape) == max(node.shape):
-        return "vectors"  # (C,), (1, C), (C, 1, 1): one number per channel
+    if len(node.shape) < 2:
+        return "vectors"
+    if layer is not None and layer.op.name in _WEIGHT_OPS - {"mul"}:
+        return "weights"  # a matrix the layer multiplies by: Linear(n, 1)'s (1, n) too
+    if math.prod(node.shape) == max(node.shape):
+        return "vectors"  # (1, C), (C, 1, 1): one number per channel, scaling or shifting
     if layer is None or layer.op.name in _WEIGHT_OPS:
         return "weights"
     return "embeddings"
@@ -501,10 +765,65 @@ def activation_flow(session: Any) -> ActivationGradientFlow:
         elif not verdict and reference > 0 and rising[name] > EXPLODING * reference:
             verdict = "exploding"
         verdicts[name] = verdict
-    rows = tuple(ActivationFlow(out.node.name, out.module, out.label, tuple(out.node.shape), step[out.node.name],
-                                g.norm, g.rms, g.largest, g.nonfinite, verdicts[out.node.name], g.nan)
-                 for out, g in stats)
-    return ActivationGradientFlow(rows, reference, _loss_value(session, end), depth, _first_nonfinite(session))
+    reasons = _activation_jumps(sources, {out.node.name: g.rms if g.has_grad and not g.nonfinite else 0.0
+                                          for out, g in stats}, verdicts)
+    through_time = _through_time(session, end)
+    for t in through_time:
+        if t.verdict:  # its first step's row where listed (where the gradient ends up), else the layer's output
+            row = t.first if t.first in verdicts else next(
+                (out.node.name for out, _ in reversed(stats) if _within(out.module, t.module)), None)
+            if row is not None and verdicts[row] in ("", t.verdict) and not reasons.get(row):
+                verdicts[row], reasons[row] = t.verdict, t.reason
+    rows = [ActivationFlow(out.node.name, out.module, out.label, tuple(out.node.shape), step[out.node.name],
+                           g.norm, g.rms, g.largest, g.nonfinite, verdicts[out.node.name], g.nan,
+                           reasons.get(out.node.name, "")) for out, g in stats]
+    shown = _thinned(rows, ACTIVATION_ROWS)
+    return ActivationGradientFlow(tuple(shown), reference, _loss_value(session, end), depth,
+                                  _first_nonfinite(session), through_time, len(rows) - len(shown))
+
+
+def _within(module: str, outer: str) -> bool:
+    return module == outer or module.startswith(f"{outer}.")
+
+
+def _activation_jumps(sources: dict[str, set[str]], rms: dict[str, float],
+                      verdicts: dict[str, str]) -> dict[str, str]:
+    """Rows whose ∂L/∂h is `JUMP` times or more the largest of the rows computed from them (the next ones toward
+    the loss): the gradient jumps there going back. Flagged exploding (where nothing else is), with the rows before
+    that stay `JUMP` times above the error past the jump. Returns the reasons, by row."""
+    after: dict[str, float] = {}
+    for name, before in sources.items():
+        for a in before:
+            after[a] = max(after.get(a, 0.0), rms[name])
+    reasons: dict[str, str] = {}
+    jumps = [(name, rms[name] / past) for name, past in after.items() if past > 0 and rms[name] >= JUMP * past]
+    for name, factor in jumps:
+        past = after[name]
+        if not verdicts[name]:
+            verdicts[name], reasons[name] = "exploding", f"∂L/∂h jumps {factor:.1e}× back across the next rows"
+        frontier, seen = list(sources[name]), set()
+        while frontier:  # the rows it is computed from, while they stay that large
+            a = frontier.pop()
+            if a in seen or rms[a] < JUMP * past:
+                continue
+            seen.add(a)
+            if not verdicts[a]:
+                verdicts[a], reasons[a] = "exploding", f"∂L/∂h {rms[a] / past:.1e}× the error past {name}'s jump"
+            frontier.extend(sources[a])
+    return reasons
+
+
+def _thinned(rows: list[ActivationFlow], limit: int) -> list[ActivationFlow]:
+    """At most `limit` of `rows`, in order: the first, the last and every flagged one, the rest evenly spaced."""
+    if len(rows) <= limit:
+        return rows
+    keep = {0, len(rows) - 1} | {i for i, r in enumerate(rows) if r.verdict}
+    keep = set(sorted(keep, key=lambda i: (i not in (0, len(rows) - 1), i))[:limit])
+    spare = limit - len(keep)
+    others = [i for i in range(len(rows)) if i not in keep]
+    if spare > 0 and others:
+        keep |= {others[round(k * (len(others) - 1) / max(spare - 1, 1))] for k in range(spare)}
+    return [rows[i] for i in sorted(keep)]
 
 
 @dataclass(frozen=True)
@@ -554,6 +873,8 @@ def module_outputs(graph: Graph) -> tuple[list[ModuleOutput], int]:
         found = _outputs_at(graph, paths, parents if depth <= deepest + 1 else set(), closed, users, activations,
                             depth)
         if depth > 1 and len(found) > ACTIVATION_ROWS:
+            if len(chosen) < FEW_ROWS and len(found) > len(chosen):  # a deep Sequential in one module: its layers,
+                chosen, level = found, depth  # thinned by `activation_flow` to ACTIVATION_ROWS
             break  # each level's list holds the one above it split up: deeper is longer still
         if depth == 1 or [out.node for out in found] != [out.node for out in chosen]:  # the same: the level above
             chosen, level = found, depth
@@ -737,6 +1058,12 @@ def _summary(head: str, verdicts: list[tuple[str, str]], lead: Sequence[str] = (
             more = f", … {len(labels) - 3} more" if len(labels) > 3 else ""
             parts.append(f"{len(labels)} {verdict} ({', '.join(labels[:3])}{more})")
     return f"{head}: " + "; ".join(parts)
+
+
+def _time_notes(flows: Sequence[TimeFlow]) -> list[str]:
+    """What a summary adds for recurrent layers whose ∂L/∂h vanishes or explodes through time."""
+    return [f"{t.module or t.weight} {t.verdict} through time (∂L/∂h ×{t.ratio:.1e} from t={t.last_time} back to "
+            f"t={t.first_time})" for t in flows if t.verdict]
 
 
 def _nonfinite_lead(holders: list[ParamFlow], first: str) -> list[str]:
