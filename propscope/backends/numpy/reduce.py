@@ -93,12 +93,26 @@ def _centred(x: Array, axes: tuple[int, ...]) -> Array:
     return x - np.mean(x, axis=axes, keepdims=True)
 
 
+def _spread_mean(x: Array, axes: tuple[int, ...]) -> Array:
+    """The mean var and std centre on, in float64, as torch's CPU kernels take it: where the whole tensor gives
+    one value (std_var_all_cpu), the mean in x's own dtype; otherwise Welford's running mean in double, exact
+    where the values are equal (a constant channel's spread is exactly 0, so x / std is ∞ there as in torch).
+    A second pass over the deviations makes a float64 mean as exact: for equal values c, the first mean is c
+    off by a few ulps, which the deviations hold exactly."""
+    if x.size == 0 or _count(x, axes) == x.size:
+        return np.mean(x, axis=axes, keepdims=True).astype(np.float64)
+    wide = x.astype(np.float64, copy=False)
+    mean = np.mean(wide, axis=axes, keepdims=True)
+    return mean + np.mean(wide - mean, axis=axes, keepdims=True)
+
+
 @kernel("var")
 def var(x: Array, axis: Any, keepdims: bool, correction: float) -> Array:
     axes = _axes(axis, x.ndim)
-    d = _centred(x, axes)
+    d = x.astype(np.float64, copy=False) - _spread_mean(x, axes)  # accumulated in double, rounded once
     # torch divides by max(0, n − c): more correction than values gives inf (or NaN for 0/0), not a sign flip
-    return np.asarray(np.sum(d * d, axis=axes, keepdims=keepdims) / max(_count(x, axes) - correction, 0.0))
+    spread = np.sum(d * d, axis=axes, keepdims=keepdims) / max(_count(x, axes) - correction, 0.0)
+    return np.asarray(spread).astype(x.dtype, copy=False)
 
 
 @var.gradient
@@ -109,7 +123,10 @@ def _(g: Array, x: Array, out: Array, axis: Any, keepdims: bool, correction: flo
 
 @kernel("std")
 def std(x: Array, axis: Any, keepdims: bool, correction: float) -> Array:
-    return np.sqrt(var.forward(x, axis, keepdims, correction))
+    axes = _axes(axis, x.ndim)
+    d = x.astype(np.float64, copy=False) - _spread_mean(x, axes)
+    spread = np.sum(d * d, axis=axes, keepdims=keepdims) / max(_count(x, axes) - correction, 0.0)
+    return np.asarray(np.sqrt(spread)).astype(x.dtype, copy=False)  # the root in double too, as torch's
 
 
 @std.gradient

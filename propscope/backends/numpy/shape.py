@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.ops.shape import expanded_shape, indexed_axes
+from ...graph.ops.shape import expanded_shape, indexed_axes, round_to_float
 from .kernels import Array, kernel, unbroadcast
 from .nn import as_ids
 
@@ -154,3 +154,13 @@ def _(g: Array, x: Array, values: Array, *ids_and_out: Array, axes: Any, accumul
     if not accumulate:
         grad_x[where] = 0.0  # overwritten elements of x reach the output no more
     return (grad_x, unbroadcast(g[where], values.shape), *(None for _ in ids))
+
+
+@kernel("cast")
+def cast(x: Array, dtype: str) -> Array:
+    return round_to_float(x, dtype)
+
+
+@cast.gradient
+def _(g: Array, x: Array, out: Array, dtype: str) -> tuple[Array]:
+    return (round_to_float(g, dtype),)  # torch's _to_copy backward: the gradient cast to the narrower dtype

@@ -57,3 +57,9 @@ def index_put(x: Tensor, values: Tensor, *ids: Tensor, axes: Any, accumulate: bo
     where = dict(zip(indexed_axes(x.ndim, len(ids), axes), (integer_ids(i) for i in ids), strict=True))
     picks = [where.get(d) for d in range(max(where) + 1)]  # None: the whole axis, as aten's index_put reads it
     return torch.ops.aten.index_put(x, picks, values.to(x.dtype), accumulate)
+
+
+@kernel("cast")
+def cast(x: Tensor, dtype: str) -> Tensor:
+    # there and back: autograd rounds the gradient through the narrower dtype too, as torch does for the model
+    return x.to(getattr(torch, dtype)).to(x.dtype)

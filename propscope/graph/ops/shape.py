@@ -221,3 +221,46 @@ define(OpDef(
             "them there with accumulate (index_put(..., accumulate=True): scatter-add, as F.fold and "
             "max unpooling decompose); positions as in index_nd",
 ))
+
+
+# -- a cast to a narrower float dtype (mixed precision: x.half(), autocast) --------------------------------------
+NARROW_FLOATS = ("float16", "bfloat16", "float32")
+
+
+def narrows(source: str | None, target: str | None) -> bool:
+    """Whether a cast from float dtype `source` to `target` loses bits (torch rounds there): to float16 or
+    bfloat16 from any other float, to float32 from float64."""
+    if source is None or target is None or source == target:
+        return False
+    return target in ("float16", "bfloat16") or (target == "float32" and source == "float64")
+
+
+def round_to_float(x: np.ndarray, dtype: str) -> np.ndarray:
+    """x rounded to the nearest value of `dtype` (ties to even, overflowing to ±inf, NaN kept), in x's dtype.
+    bfloat16, which NumPy lacks, is torch's c10::round_to_nearest_even on float32's bits: the 16 high bits,
+    rounded by the 16 low ones. float64 goes through float32 first, as torch converts it (rounding twice)."""
+    if dtype == "bfloat16":
+        with np.errstate(over="ignore"):
+            single = np.asarray(x, dtype=np.float32)
+        bits = single.view(np.uint32).astype(np.uint64)
+        rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000).astype(np.uint32).view(np.float32)
+        return np.where(np.isnan(single), single, rounded).astype(x.dtype, copy=False)
+    with np.errstate(over="ignore"):  # beyond the dtype's range is ±inf, as in torch
+        if dtype == "float16" and x.dtype == np.float64:
+            return np.asarray(x).astype(np.float32).astype(np.float16).astype(x.dtype)  # through float32, as torch
+        return np.asarray(x).astype(dtype).astype(x.dtype, copy=False)
+
+
+def _cast(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    if attrs.get("dtype") not in NARROW_FLOATS:
+        raise ShapeError(f"cast rounds to one of {', '.join(NARROW_FLOATS)}, got {attrs.get('dtype')!r}")
+    return tuple(shapes[0])
+
+
+define(OpDef(
+    "cast", ("x",), "out = x rounded to the narrower float dtype (float16: ±65504 at most, beyond it ±∞)",
+    {"x": "∂L/∂x = ∂L/∂out rounded to the same dtype (torch casts the gradient back)"},
+    _cast, "→fp", category="shape", default_attrs={"dtype": "float16"},
+    summary="a cast to a narrower float (x.half(), x.bfloat16(), autocast): the values round through it and "
+            "stay in the session's dtype, and so does the gradient flowing back, as torch's _to_copy backward",
+))

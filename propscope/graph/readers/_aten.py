@@ -659,9 +659,10 @@ class Translator:
                 outputs[-1].meta.setdefault("returns", name)
         if self.float_casts:
             self.b.warnings.append(
-                f"{len(self.float_casts)} cast(s) between float dtypes (mixed precision: a norm or a softmax in "
-                f"float32, the first in {short(self.float_casts[0])}) are computed in the session's dtype; there "
-                "propscope's numbers differ from torch's by the narrower dtype's rounding")
+                f"{len(self.float_casts)} cast(s) between float dtypes (mixed precision, the first in "
+                f"{short(self.float_casts[0])}): a cast to a narrower float rounds through it, values and "
+                "gradients, as torch's does (1e10 in float16 is inf), but the ops between casts compute in the "
+                "session's dtype; there propscope's numbers differ from torch's by the narrower dtype's rounding")
         return self.b.model(outputs, batch, description)
 
     def _node(self, spec: Mapping[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
+from ...ops.shape import narrows, round_to_float
 from .._aten import (
     SCALAR_TYPES,
     Ctx,
@@ -105,14 +106,22 @@ def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 @aten("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
       "detach_copy", "_assert_tensor_metadata")
 def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    """Copies, views and casts. A cast between float dtypes is the value itself: the session's dtype governs
-    (a float64 session keeps the float32 islands of mixed precision in float64). A cast to an integer or bool
-    dtype changes values and is kept: T5's relative-position buckets are logarithms truncated to int64."""
+    """Copies, views and casts. A cast to a narrower float dtype (float16, bfloat16; float32 from float64) rounds
+    through it as torch does, values and gradient (a `cast` step), in any session dtype: a model `.double()`'d
+    still rounds where its forward says `.half()`. A cast to a wider float is the value itself (the session's
+    dtype governs the ops after it). A cast to an integer or bool dtype changes values and is kept: T5's
+    relative-position buckets are logarithms truncated to int64."""
     x = self_arg(a) if ("self" in a or "input" in a) else a.get("a")
     code = a.get("dtype") if op_key(ctx.target) in ("_to_copy", "to") else None
     target = SCALAR_TYPES.get(code) if isinstance(code, int) else None
     if target in _FLOATS and t.input_dtype() in _FLOATS and t.input_dtype() != target and t.known(x) is None:
         t.float_casts.append(ctx.module or ctx.name)  # said once, when the whole program is read
+    if target in _FLOATS and narrows(t.input_dtype(), target):
+        known = t.known(x)
+        if known is None:
+            return t.b.op("cast", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"dtype": target},
+                          original_op=op_key(ctx.target))
+        return round_to_float(np.asarray(known, dtype=np.float64), target)
     if target is None or target in _FLOATS:
         return x
     known = t.known(x)
