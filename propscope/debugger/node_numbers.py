@@ -29,6 +29,9 @@ MODES = (GRAD, VALUE, NONFINITE, DISAGREE)
 LEVELS = 64  # steps of the colour ramp: one `drawRects` each in the overview
 NO_NUMBER, BAD, NEUTRAL = -1, LEVELS, LEVELS + 1  # codes beside the ramp's 0 .. LEVELS - 1
 NEVER = -2  # a node the mode gives no number at any step (the loss's ∂L/∂L, the labels' values): drawn by kind
+# the non-finite mode's own: where the pass's NaN/inf starts (a weight holding one, the step that made the first), and
+# the nodes it was carried on to, which after a backward pass are most of the graph
+ORIGIN, CARRIED = LEVELS + 2, LEVELS + 3
 FLOOR = 1e-12  # the ramp starts no lower than this much of the largest number (zeros take its colour)
 FULL_REFRESH = 48  # a jump over more steps than this reads every node again (cheap: sizes are kept)
 
@@ -309,7 +312,26 @@ class NodeNumbers:
                 codes[present] = np.rint(scale.position(numbers[present]) * (LEVELS - 1)).astype(np.int64)
         codes[self.never() & ~present] = NEVER
         codes[bad > 0] = BAD
+        if self.mode == NONFINITE:
+            origin = self.origins()
+            if origin.any():
+                codes[bad > 0] = CARRIED
+                codes[origin] = ORIGIN
         return codes
+
+    def origins(self) -> np.ndarray:
+        """The rows where the pass's NaN/inf starts, at the cursor: a weight or input holding one itself, and the
+        op whose step first made one from finite inputs (a log of 0; in the backward pass, a sqrt's derivative at 0,
+        though the node's own numbers stay finite)."""
+        origin = (self._forward_steps() < 0) & (self.value_bad > 0)
+        trace = self.session.trace
+        first = trace.first_nonfinite if trace.computed else None
+        if first is not None and first[0] < self.session.cursor:
+            index, node = first
+            carried_in = index < trace.n_forward and any(self.value_bad[self.row[a.name]] > 0 for a in node.inputs)
+            if not carried_in and node.name in self.row:
+                origin[self.row[node.name]] = True
+        return origin
 
     def alarm(self) -> np.ndarray:
         """How alarming each node's number is, to pick the one a folded box shows (NaN: none): NaN/inf first (inf),
@@ -325,6 +347,11 @@ class NodeNumbers:
             logs = np.log10(np.clip(numbers[present], scale.low, max(scale.high, scale.low)))
             alarm[present] = logs - logs.min() if self.mode == DISAGREE else np.abs(logs - np.median(logs))
         alarm[bad > 0] = math.inf
+        if self.mode == NONFINITE:  # a box holding where it starts shows that, not what it was carried to
+            origin = self.origins()
+            if origin.any():
+                alarm[bad > 0] = np.finfo(np.float64).max
+                alarm[origin] = math.inf
         return alarm
 
     def onset(self) -> np.ndarray:
@@ -347,8 +374,9 @@ class NodeNumbers:
         if row is None or self.mode is None:
             return ""
         if self.mode == NONFINITE:
+            starts = "; the NaN/inf starts here" if self.origins()[row] else ""
             return f"{_bad_text('value', self.values[row], self.value_bad[row])}; " \
-                   f"{_bad_text('∇', self.grads[row], self.grad_bad[row])}"
+                   f"{_bad_text('∇', self.grads[row], self.grad_bad[row])}{starts}"
         numbers, bad = self.numbers()
         what = WHAT[self.mode]
         if bad[row]:

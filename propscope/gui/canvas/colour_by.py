@@ -18,7 +18,19 @@ from PySide6.QtCore import QObject, QPointF, QRectF, Qt
 from PySide6.QtGui import QAction, QActionGroup, QColor, QFontMetricsF, QKeySequence, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QWidget
 
-from ...debugger.node_numbers import BAD, DISAGREE, GRAD, LEVELS, MODES, NEUTRAL, NONFINITE, VALUE, NodeNumbers
+from ...debugger.node_numbers import (
+    BAD,
+    CARRIED,
+    DISAGREE,
+    GRAD,
+    LEVELS,
+    MODES,
+    NEUTRAL,
+    NONFINITE,
+    ORIGIN,
+    VALUE,
+    NodeNumbers,
+)
 from ..colormap import NONFINITE as NONFINITE_RGB
 from ..guard import guarded
 from ..theme import Theme
@@ -31,7 +43,8 @@ TIPS = {
     GRAD: "The RMS of ∂L/∂(the node's output) once its backward step has run, log scale: where gradients vanish or "
           "explode",
     VALUE: "The RMS of the node's output once its forward step has run, log scale",
-    NONFINITE: "NaN or inf in the node's value or gradient, in magenta; the rest grey",
+    NONFINITE: "NaN or inf in the node's value or gradient: where it starts in magenta, where it was carried on "
+               "paler; the rest grey",
     DISAGREE: "The relative difference Debug ▸ Compare backends (Ctrl+B) found at each node, log scale",
 }
 TITLES = {GRAD: "Gradient size: RMS of ∂L/∂output", VALUE: "Value size: RMS of the output",
@@ -66,7 +79,13 @@ class Palette:
         self.colors = [QColor(r, g, b) for r, g, b in rgb]
         self.colors.append(QColor(*NONFINITE_RGB))  # BAD
         self.colors.append(QColor(NEUTRAL_COLOR[theme.dark]))  # NEUTRAL
+        self.colors.append(QColor(*NONFINITE_RGB))  # ORIGIN: where it starts, in the full colour
+        grey = QColor(NEUTRAL_COLOR[theme.dark])
+        # CARRIED: half way to the grey of the finite nodes, so the origin stands out from what it spread to
+        self.colors.append(QColor(*((c + g) // 2 for c, g in zip(NONFINITE_RGB, (grey.red(), grey.green(), grey.blue()),
+                                                               strict=True))))
         self.bad, self.neutral = self.colors[BAD], self.colors[NEUTRAL]
+        self.origin, self.carried = self.colors[ORIGIN], self.colors[CARRIED]
 
     def color(self, code: int) -> QColor | None:
         return self.colors[code] if code >= 0 else None
@@ -152,12 +171,29 @@ class ColourLegend(QWidget):
             lines.append(EMPTY[mode])
         return lines
 
+    def _swatches(self, palette: Palette, t: Theme) -> list[tuple[QColor, str]]:
+        """The full legend's row of swatches: the NaN/inf colours, and the finite and not-yet ones."""
+        if self.numbers is not None and self.numbers.mode == NONFINITE:
+            swatches = [(palette.origin, "starts here"), (palette.carried, "carried on"), (palette.neutral, "finite")]
+        else:
+            swatches = [(palette.bad, "NaN or inf")]
+        pale = t.color("math.accent")
+        pale.setAlphaF(0.35)
+        return [*swatches, (pale, "not yet")]
+
+    def _swatches_width(self, t: Theme) -> float:
+        small_fm = QFontMetricsF(t.font(10.5))
+        box = small_fm.ascent() * 0.9
+        return sum(box + t.px(4) + small_fm.horizontalAdvance(text) + t.px(12)
+                   for _, text in self._swatches(palette_for(t), t)) - t.px(12)
+
     def _full_size(self) -> tuple[int, int]:
         t = self._theme()
         title_fm, small_fm = QFontMetricsF(t.font(11, bold=True)), QFontMetricsF(t.font(10.5))
         pad = t.px(8)
         width = max([title_fm.horizontalAdvance(line) for line in self._lines()[:1]]
-                    + [small_fm.horizontalAdvance(line) for line in self._lines()[1:]] + [t.px(220)])
+                    + [small_fm.horizontalAdvance(line) for line in self._lines()[1:]] + [t.px(220)]
+                    + [self._swatches_width(t)])
         height = pad * 2 + title_fm.height() + small_fm.height() * (len(self._lines()) - 1)
         if self.ends is not None:
             height += t.px(14) + small_fm.height() + t.px(6)  # the bar and its end values
@@ -179,7 +215,11 @@ class ColourLegend(QWidget):
                 row.append(("text", "none yet"))
             else:
                 row += [("text", self.end_texts[0]), ("bar", t.px(110)), ("text", self.end_texts[1] + " (log)")]
-        row.append(("swatch", (palette_for(t).bad, "NaN/inf")))
+        palette = palette_for(t)
+        if mode == NONFINITE:
+            row += [("swatch", (palette.origin, "starts here")), ("swatch", (palette.carried, "carried on"))]
+        else:
+            row.append(("swatch", (palette.bad, "NaN/inf")))
         return row
 
     def _row_width(self, row: list[tuple[str, Any]]) -> float:
@@ -300,12 +340,7 @@ class ColourLegend(QWidget):
             p.drawText(row, Qt.AlignmentFlag.AlignHCenter, "log scale")
             y += small_fm.height()
         y += t.px(4)
-        swatches = [(palette.bad, "NaN or inf")]
-        if numbers.mode == NONFINITE:
-            swatches.append((palette.neutral, "finite"))
-        pale = t.color("math.accent")
-        pale.setAlphaF(0.35)
-        swatches.append((pale, "not yet"))
+        swatches = self._swatches(palette, t)
         x = inner.left()
         box = small_fm.ascent() * 0.9
         for color, text in swatches:

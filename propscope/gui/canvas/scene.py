@@ -25,7 +25,7 @@ from PySide6.QtGui import QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsScene
 
 from ...debugger import BACKWARD, FORWARD, Session
-from ...debugger.node_numbers import BAD, NEVER, NO_NUMBER, NodeNumbers
+from ...debugger.node_numbers import BAD, NEVER, NO_NUMBER, NONFINITE, ORIGIN, NodeNumbers
 from ...graph.ir import Node
 from ...graph.layout import Layout, nearest_free
 from ..theme import Theme, node_kind
@@ -546,7 +546,9 @@ class GraphScene(QGraphicsScene):
         changed = self._made_nodes if old is None else self._made_nodes & (key_codes != old)
         for r in np.flatnonzero(changed).tolist():
             self.nodes[self.names[r]].set_tint(*self._tint(int(key_codes[r])))
-        self.overview.set_colours(key_codes, palette, BAD)
+        # the larger marks on the overview: where a NaN starts, in the non-finite mode, else every NaN
+        marked = ORIGIN if numbers.mode == NONFINITE and bool(np.any(key_codes == ORIGIN)) else BAD
+        self.overview.set_colours(key_codes, palette, marked)
 
     def _tint(self, code: int) -> tuple[QColor | None, bool]:
         """An item's tint for colour `code`: the colour; none and washed out (no number yet); none (never one)."""
