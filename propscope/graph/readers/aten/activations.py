@@ -125,6 +125,8 @@ def _threshold(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     """nn.Threshold: z if z > threshold else value; the gradient passes where z > threshold (torch's
     threshold_backward), the value is a constant."""
     threshold, value = _scalar(a["threshold"], "threshold"), _scalar(a["value"], "replacement")
+    if threshold is None or value is None:
+        raise Unmapped("a threshold without its bound or replacement value")
     x = self_arg(a)
     if t.const(x):
         z = np.asarray(x, dtype=np.float64)
