@@ -410,3 +410,13 @@ def test_labels_read_in_the_outputs_shape_are_noted_where_torch_would_broadcast(
         err = capsys.readouterr().err
         assert ("the labels y (4,) are read in the output's shape (4, 1); torch's mse loss given the two as they are "
                 "would broadcast them to (4, 4)" in err) is noted
+
+
+def test_class_ids_counted_from_one_are_said_so() -> None:
+    from propscope.debugger.data_checks import class_count_error
+
+    said = class_count_error(np.array([1.0, 2.0, 5.0, 3.0]), (4, 5), (4,))
+    assert said.startswith("target 'y' (4,) holds class ids 1..5, but the logits (4, 5) have 5 classes; class ids "
+                           "must lie in 0..4")
+    assert said.endswith("counted from 1? class ids start at 0 (subtract 1)")
+    assert "counted from 1" not in class_count_error(np.array([0.0, 7.0]), (2, 5), (2,))

@@ -18,20 +18,20 @@ from propscope.gui.training.output_view import NO_DATA_RGB, plane_rgba
 
 def test_run_health_names_a_diverged_loss_and_dead_parameters() -> None:
     assert run_health([1.0, 0.5, 0.2]) == ""
-    assert run_health([1.3, 8.0, 25.0]) == ("The loss rose from 1.3 to 25: training diverged (a smaller learning "
-                                            "rate?).")
+    assert run_health([1.3, 8.0, 25.0]) == ("the loss rose from 1.3 (the first epoch's) to 25 (the last's): training "
+                                            "diverged (a smaller learning rate?)")
     assert run_health([1.3, 1e40, 5.0]) == ""  # came back down to within 10× of the start: noisy, not diverged
     norms = {"W1": [0.3, 0.0, 0.0, 0.0], "b1": [0.1, 0.2, 0.0, 0.0], "W2": [1, 1, 1, 1]}
     dead = run_health([1.0, 0.9, 0.9, 0.9], norms)
     assert dead == "W1, b1 have had no gradient at all for the last 2 epochs (dead units: the activations after " \
-                   "them all off?)."
+                   "them all off?)"
     assert run_health([1.0, 0.9], {"frozen": [0.0, 0.0]}) == ""  # never had one: not a run gone wrong
 
 
 def test_the_command_warns_of_a_diverged_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "classifier", "--optimizer", "adam", "--lr", "1e6", "--epochs", "60"]) == 0
     err = capsys.readouterr().err
-    assert "propscope: warning: The loss rose from" in err and "training diverged" in err
+    assert "propscope: warning: the loss rose from" in err and "training diverged" in err
     assert main(["train", "classifier", "--epochs", "60"]) == 0
     assert "diverged" not in capsys.readouterr().err
 

@@ -49,10 +49,11 @@ def class_count_error(y: np.ndarray, logits_shape: tuple[int, ...], raw_shape: t
     classes = logits_shape[1 if len(logits_shape) >= 2 else 0]  # torch: classes on axis 1
     finite = y[np.isfinite(y)]
     if finite.size and np.all(finite == np.round(finite)) and np.all(finite >= 0) and np.all(np.isfinite(y)):
-        found = int(np.max(finite)) + 1
-        return (f"target 'y' {fmt(raw_shape)} holds class ids 0..{found - 1} ({found} classes), but the logits "
+        low, high = int(np.min(finite)), int(np.max(finite))
+        from_one = "; counted from 1? class ids start at 0 (subtract 1)" if low == 1 and high == classes else ""
+        return (f"target 'y' {fmt(raw_shape)} holds class ids {low}..{high}, but the logits "
                 f"{fmt(logits_shape)} have {classes} classes; class ids must lie in 0..{classes - 1} ({IGNORE_INDEX}: "
-                "ignored, as torch's)")
+                f"ignored, as torch's){from_one}")
     return (f"target 'y' {fmt(raw_shape)}: class ids must be whole numbers in 0..{classes - 1} for the logits "
             f"{fmt(logits_shape)} ({IGNORE_INDEX}: ignored, as torch's)")
 

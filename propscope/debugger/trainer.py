@@ -86,14 +86,14 @@ DIVERGED_ABOVE = 10.0  # a final loss this many times the first (and no NaN on t
 
 
 def run_health(losses: Sequence[float], grad_norms: Mapping[str, Sequence[float]] | None = None) -> str:
-    """One sentence on a run that went wrong without a NaN stopping it ("" when none did): a loss that ended far
+    """One clause on a run that went wrong without a NaN stopping it ("" when none did): a loss that ended far
     above where it began (diverging: the learning rate, usually), and parameters whose gradient has been exactly 0
     for the last epochs (dead units: every ReLU after them off), which a log-scale plot cannot draw."""
     said = []
     finite = [float(v) for v in losses if math.isfinite(float(v))]
     if len(finite) >= 2 and finite[-1] > DIVERGED_ABOVE * max(finite[0], 1e-12):
-        said.append(f"the loss rose from {finite[0]:.4g} to {finite[-1]:.4g}: training diverged (a smaller "
-                    "learning rate?)")
+        said.append(f"the loss rose from {finite[0]:.4g} (the first epoch's) to {finite[-1]:.4g} (the last's): "
+                    "training diverged (a smaller learning rate?)")
     dead = {}
     for name, norms in (grad_norms or {}).items():
         values = np.asarray(norms, dtype=np.float64)
@@ -102,8 +102,7 @@ def run_health(losses: Sequence[float], grad_norms: Mapping[str, Sequence[float]
     if dead:
         said.append(f"{', '.join(dead)} {'has' if len(dead) == 1 else 'have'} had no gradient at all for the last "
                     f"{min(dead.values())} epochs (dead units: the activations after them all off?)")
-    text = "; ".join(said)
-    return f"{text[:1].upper()}{text[1:]}." if text else ""
+    return "; ".join(said)
 
 
 @dataclass(frozen=True)

@@ -324,7 +324,7 @@ class TrainingPanel(QWidget):
         if not log.n:
             return ""
         note = run_health(log.loss, {name: log.grad_norm(name) for name in log.norm_names})
-        return f" {note}" if note else ""
+        return f" {note[:1].upper()}{note[1:]}." if note else ""
 
     def _say(self, text: str, loud: bool = False) -> None:
         """Show `text` in the dock; `loud` also sends it to the window's status bar."""
