@@ -17,6 +17,7 @@ from propscope.graph.datasets import DataError
 from propscope.graph.errors import ModelFormatError
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore:propscope.*decided by tensor values:UserWarning")
 nn = torch.nn
 
 
@@ -59,8 +60,9 @@ def test_a_forward_deciding_by_values_opens_along_its_inputs_path_with_autograds
     positive = int((h > 0).sum())
     steps = positive // 4
     assert steps >= 1
-    s = propscope.open_session(module, inputs=x, data={"y": y}, loss="cross_entropy", dtype="float64",
-                               backend=backend)
+    with pytest.warns(UserWarning, match=r"^propscope: _Deciding: its forward decided by tensor values 2 time"):
+        s = propscope.open_session(module, inputs=x, data={"y": y}, loss="cross_entropy", dtype="float64",
+                                   backend=backend)
     decided = s.model.decisions
     assert len(decided) == 2
     assert decided[0].startswith("test_live_decisions.py:") and "int((h > 0).sum())" in decided[0]
@@ -120,3 +122,18 @@ def test_a_path_that_cannot_be_replayed_is_refused_with_torchs_reason_and_ours()
                                                r"took its decisions in another order") as caught:
         propscope.open_session(_TracedOtherwise(), inputs=torch.ones(3))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_the_window_says_in_its_title_that_it_shows_one_path(qtbot: Any) -> None:
+    from propscope.gui.main_window import MainWindow
+
+    torch.manual_seed(0)
+    s = propscope.open_session(_Deciding().eval(), inputs=_inputs(5).float())
+    window = MainWindow(s)
+    qtbot.addWidget(window)
+    assert window.windowTitle() == "propscope — _Deciding (numpy/float32) · the path its inputs took (2 decisions by " \
+                                   "value)"
+    plain = MainWindow(propscope.open_session("xor"))
+    qtbot.addWidget(plain)
+    assert "path" not in plain.windowTitle()

@@ -425,7 +425,9 @@ class MainWindow(QMainWindow):
         s = self.bridge.session
         self._offer_layer_view(s)
         self.position.setText(s.position_text())
-        self.setWindowTitle(f"propscope — {s.name} ({s.backend.name}/{s.backend.dtype})")
+        # a module traced along the path its inputs took (graph/readers/decisions.py): said as long as it is shown
+        path = f" · the path its inputs took ({len(s.model.decisions)} decisions by value)" if s.model.decisions else ""
+        self.setWindowTitle(f"propscope — {s.name} ({s.backend.name}/{s.backend.dtype}){path}")
         key = backend_key(s.backend)
         if self.backend_box.findData(key) < 0 and key != s.backend.name:
             self.backend_box.addItem(f"{BACKEND_LABELS.get(s.backend.name, s.backend.name)} {s.backend.device}", key)

@@ -140,7 +140,12 @@ def check_same(program: Any, args: tuple[Any, ...], kwargs: dict[str, Any], expe
 
 def summary(decisions: list[Decision], limit: int = 3) -> str:
     """The warning a model traced along one path carries: what was decided where."""
-    shown = "; ".join(d.text() for d in decisions[:limit])
+    return summary_of([d.text() for d in decisions], limit)
+
+
+def summary_of(decisions: list[str] | tuple[str, ...], limit: int = 3) -> str:
+    """`summary` of the decisions' texts (as `Model.decisions` keeps them)."""
+    shown = "; ".join(decisions[:limit])
     more = f" and {len(decisions) - limit} more" if len(decisions) > limit else ""
     return (f"its forward decided by tensor values {len(decisions)} time(s), traced along the path these inputs take "
             f"({shown}{more}): the graph is that path, each value a constant; other data may take another, so it is "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -43,7 +44,11 @@ def open_module(target: Any, inputs: Any = None, name: str | None = None) -> Mod
     with). `name` names the graph (default: the module's class). The copies of its tensors count against one memory
     budget, as a file's do; torch's warnings while it traces are kept off the terminal."""
     with memory_budget(), capture_warnings():
-        return _open(target, inputs, name)
+        opened = _open(target, inputs, name)
+    if opened.decisions:  # a script's or a notebook's user reads no command line: Python's own warning tells them
+        warnings.warn(f"propscope: {opened.graph.name}: {decisions.summary_of(opened.decisions)}", UserWarning,
+                      stacklevel=2)
+    return opened
 
 
 def _open(target: Any, inputs: Any, name: str | None) -> Model:
