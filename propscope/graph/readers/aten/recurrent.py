@@ -136,3 +136,41 @@ def _initial_state(t: Translator, ctx: Ctx, kind: str, h0: Any, c0: Any, k: int,
     hr = t.b.op("reshape", h, name=f"{ctx.name}.h0r_{k}", module=ctx.module, attrs={"shape": one})
     cr = t.b.op("reshape", c, name=f"{ctx.name}.c0r_{k}", module=ctx.module, attrs={"shape": one})
     return t.b.op("concat", hr, cr, name=f"{ctx.name}.s0_{k}", module=ctx.module, attrs={"axis": 0})
+
+
+@aten("lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell")
+def _one_cell(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """nn.LSTMCell, GRUCell, RNNCell as torch.export keeps them: one catalog cell, the LSTM's (h', c') read
+    from its stacked state as two selects."""
+    op = op_key(ctx.target)
+    kind = op.split("_")[0]
+    x = t.node(self_arg(a), ctx)
+    w_ih, w_hh = t.node(a["w_ih"], ctx), t.node(a["w_hh"], ctx)
+    gates_width = w_ih.shape[0]
+    b_ih, b_hh = (t.node(a[b], ctx) if a.get(b) is not None
+                  else t.b.const(np.zeros(gates_width), ctx.module, f"no_{b}") for b in ("b_ih", "b_hh"))
+    state = _cell_state(t, ctx, kind, a["hx"])
+    attrs = {"nonlinearity": "relu" if op == "rnn_relu_cell" else "tanh"} if kind == "rnn" else None
+    out = t.b.op(f"{kind}_cell", x, state, w_ih, w_hh, b_ih, b_hh, name=ctx.name, module=ctx.module, attrs=attrs)
+    if kind != "lstm":
+        return out
+    return [Lazy(partial(_pick, t, out, f"{ctx.name}.{half}", ctx.module, 0, i)) for i, half in enumerate("hc")]
+
+
+def _cell_state(t: Translator, ctx: Ctx, kind: str, hx: Any) -> Node:
+    """The cell's state node: h, or the LSTM's [h; c] stacked on a new first axis. An all-zero state (the
+    default when no state is passed) is one small constant that serves any batch size."""
+    parts = list(hx) if kind == "lstm" else [hx]
+    known = [t.known(p) for p in parts]
+    if all(k is not None for k in known):
+        arrays = [np.asarray(k, dtype=np.float64) for k in known]
+        if not any(v.any() for v in arrays):
+            hidden = arrays[0].shape[-1]
+            return t.b.const(np.zeros((2, 1, hidden) if kind == "lstm" else hidden), ctx.module, "state0")
+        return t.b.const(np.stack(arrays) if kind == "lstm" else arrays[0], ctx.module, "state0")
+    if kind != "lstm":
+        return t.node(hx, ctx)
+    h, c = (t.node(p, ctx) for p in parts)
+    hr, cr = (t.b.op("reshape", v, name=f"{ctx.name}.{n}0", module=ctx.module, attrs={"shape": (1, *v.shape)})
+              for n, v in (("h", h), ("c", c)))
+    return t.b.op("concat", hr, cr, name=f"{ctx.name}.s0", module=ctx.module, attrs={"axis": 0})

@@ -292,10 +292,11 @@ def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   module=ctx.module, attrs={"axes": tuple(i for i, _ in used), "accumulate": accumulate})
 
 
-@aten("split", "split_with_sizes", "unsafe_split", "chunk", "unbind", "split_copy", "split_with_sizes_copy",
-      "tensor_split")
+@aten("split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes", "chunk", "unsafe_chunk", "unbind",
+      "split_copy", "split_with_sizes_copy", "tensor_split")
 def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target).removesuffix("_copy")
+    # the unsafe_ twins (a traced nn.LSTMCell chunks its gates so) differ only in autograd's view checks
+    op = op_key(ctx.target).removesuffix("_copy").removeprefix("unsafe_")
     x = self_arg(a)
     shape = t.shape(x)
     dim = int(a.get("dim", 0)) % len(shape)
