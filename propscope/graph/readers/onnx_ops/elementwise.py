@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
+from ...ops.shape import narrows, round_to_float
 from .._aten import Missing, Unmapped
 from .._budget import fold_room
 from .._build import finite_mask
@@ -256,6 +257,7 @@ CAST_NAMES = {"FLOAT": 1, "UINT8": 2, "INT8": 3, "UINT16": 4, "INT16": 5, "INT32
 _MASKS = frozenset({"compare", "logical", "isnan", "isinf"})  # catalog ops whose values are booleans
 _WHOLE = frozenset({"argmax", "argmin", "floor", "ceil", "round", "sign"})  # and those whose values are whole
 _FLOATS = frozenset({"float16", "bfloat16", "float32", "float64"})
+_HALVES = frozenset({"float16", "bfloat16"})  # the float types a cast to always rounds to
 # per open file: each value's element type (as the file declares it, else as ONNX's type rules imply it), and the
 # input of each Cast (worked out once, and only for a file that asks: a cast of a computed value to an integer or
 # bool type, or a Div of computed values)
@@ -333,9 +335,9 @@ def _integer(r: Reader, ctx: Ctx, *operands: Any) -> bool:
     return bool(found) and found not in _FLOATS and found != "bool"
 
 
-def _source_type(r: Reader, x: Node, ctx: Ctx) -> str:
+def _source_type(r: Reader, x: Any, ctx: Ctx) -> str:
     """The element type of a Cast's input: a typed input's own, else the file's (declared or implied), else ""."""
-    dtype = str(x.meta.get("dtype", "")) if x.is_leaf else ""
+    dtype = str(x.meta.get("dtype", "")) if isinstance(x, Node) and x.is_leaf else ""
     if not dtype and ctx.outputs:
         types, sources = _file_types(r)
         dtype = types.get(sources.get(ctx.outputs[0], ""), "")
@@ -382,9 +384,20 @@ def _wrap(r: Reader, ctx: Ctx, node: Node, source: str, target: str) -> Node:
     return op(r, ctx, "sub", node, turns)
 
 
+def _rounds(source: str, target: str) -> bool:
+    """Whether a cast from `source` (the file's type, "" where it gives none) to float `target` rounds: to float16
+    or bfloat16 from any other type (an unknown one too: rounding a value already in the type changes nothing), to
+    float32 from float64 (as the .pt2 reader's `narrows`)."""
+    if target in _HALVES:
+        return source != target
+    return narrows(source or None, target)
+
+
 @onnx_op("Cast", "CastLike")
 def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
-    """A cast to a float type is the value itself (the session's dtype governs). A cast to an integer type drops a
+    """A cast to a narrower float type rounds through it, values and gradient (a `cast` step, as the .pt2 reader's:
+    1e5 in float16 is inf), in any session dtype; a cast to a wider float type is the value itself (the session's
+    dtype governs). A cast to an integer type drops a
     computed float's fraction, x − fmod(x, 1) (exactly truncation toward zero, with trunc's derivative 0), and one
     to bool is x ≠ 0, a mask; T5's relative-position buckets are logarithms truncated so. Values the file or their
     op shows to be integers or masks already keep their values, except that an integer cast to a narrower integer
@@ -407,9 +420,13 @@ def _cast(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     c = r.folded(x)
     if c is not None:
         fold_room((c,), f"{ctx.op} {ctx.name!r} of a constant", r.where)
+        if target in _HALVES:  # an explicit half or bfloat16 of a constant rounds as torch's would
+            return round_to_float(c.astype(np.float64), target)
         if not target or target in _FLOATS:  # folded float math runs in float64, as PyTorch's float64 run
             return c.astype(np.float64) if target else c
         return c != 0 if target == "bool" else c.astype(target)  # NumPy truncates toward zero, as ONNX
+    if target and _rounds(_source_type(r, x, ctx), target):
+        return op(r, ctx, "cast", r.node(x, ctx), dtype=target)
     if not target or target in _FLOATS:
         return _identity(r, ins[:1], ctx)
     node = r.node(x, ctx)
