@@ -169,6 +169,8 @@ def _(g: Array, x: Array, out: Array, axis: int, index: int) -> tuple[Array]:
 
 @kernel("index")
 def index(x: Array, idx: Array, axis: int) -> Array:
+    if np.asarray(idx).dtype == np.bool_:  # as ids, False and True would pick rows 0 and 1: refuse, never guess
+        raise TypeError("index takes integer ids, not a boolean mask (x[mask])")
     return np.take(x, as_ids(idx), axis=axis)
 
 

@@ -57,6 +57,8 @@ def select(x: Tensor, axis: int, index: int) -> Tensor:
 
 @kernel("index")
 def index(x: Tensor, idx: Tensor, axis: int) -> Tensor:
+    if idx.dtype == torch.bool:  # as ids, False and True would pick rows 0 and 1: refuse, never guess
+        raise TypeError("index takes integer ids, not a boolean mask (x[mask])")
     axis %= x.ndim
     ids = integer_ids(idx) % x.shape[axis]  # np.take wraps negative indices
     picked = x.index_select(axis, ids.reshape(-1))

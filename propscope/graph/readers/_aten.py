@@ -803,6 +803,22 @@ class Translator:
         code = meta.get("dtype") if isinstance(meta, dict) else None
         return SCALAR_TYPES.get(code) if isinstance(code, int) else None
 
+    def argument_dtypes(self, argument: str) -> list[str | None]:
+        """The dtypes the file records for the tensors the current node takes as `argument` (an index's
+        `indices`: a list of optional tensors), None where it records none."""
+        inputs = self.spec.get("inputs", []) if self.spec is not None else []
+        for item in inputs if isinstance(inputs, list) else []:
+            if not isinstance(item, dict) or item.get("name") != argument or not isinstance(item.get("arg"), dict):
+                continue
+            arg = item["arg"]
+            tensors = arg.get("as_tensors") or arg.get("as_optional_tensors") or [arg.get("as_tensor")]
+            names = [t.get("as_tensor", t).get("name") if isinstance(t, dict) and isinstance(t.get("as_tensor", t),
+                                                                                             dict) else None
+                     for t in (tensors if isinstance(tensors, list) else [])]
+            codes = [(self.tensor_values.get(n) or {}).get("dtype") if isinstance(n, str) else None for n in names]
+            return [SCALAR_TYPES.get(c) if isinstance(c, int) else None for c in codes]
+        return []
+
     def _placeholder(self, key: str, args: Mapping[str, Any], ctx: Ctx, reason: str) -> list[Any]:
         inputs: list[Node] = []
         for value in args.values():

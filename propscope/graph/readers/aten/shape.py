@@ -229,9 +229,27 @@ def _index_select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   attrs={"axis": dim})
 
 
+BOOLEAN_OPS = ("compare", "logical", "isnan", "isinf")  # catalog ops whose output is a mask
+
+
+def _computed_mask(t: Translator, index: Any) -> bool:
+    """Whether an index is a boolean mask the data computes (its True count, the result's size, is the data's)."""
+    if t.known(index) is not None:
+        return False
+    dtypes = t.argument_dtypes("indices") if hasattr(t, "argument_dtypes") else []
+    return "bool" in dtypes or (isinstance(index, Node) and (index.op.name in BOOLEAN_OPS or
+                                                             index.meta.get("dtype") == "bool"))
+
+
 @aten("index")
 def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    indices = a["indices"]
+    indices: list[Any] = []
+    for v in a["indices"]:
+        mask = None if v is None else t.known(v)
+        if mask is not None and mask.dtype == bool:  # a mask known now: the positions of its True elements, an
+            indices.extend(np.nonzero(mask))  # integer array for each axis it covers (never the mask as ids)
+        else:
+            indices.append(v)
     used = [(i, v) for i, v in enumerate(indices) if v is not None]
     x = self_arg(a)
     known = t.known(x)
@@ -240,6 +258,8 @@ def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         picks = tuple(slice(None) if v is None else t.known(v) for v in indices)
         return known[tuple(p.astype(np.int64) if isinstance(p, np.ndarray) and p.dtype != bool else p
                            for p in picks)]
+    if any(_computed_mask(t, v) for _, v in used):
+        raise Unmapped("x[mask] by a boolean mask computed from the data: the result's size depends on the values")
     if len(used) != 1:
         axes = [i for i, _ in used]
         if axes != list(range(axes[0], axes[0] + len(axes))):
@@ -266,6 +286,9 @@ def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return unpool_put(t, x, values, indices[0], ctx)
     while indices and indices[-1] is None:  # trailing Nones: whole axes, as if not written
         indices.pop()
+    if any(v is not None and _computed_mask(t, v) for v in indices):
+        raise Unmapped("x[mask] = v by a boolean mask computed from the data: how many values it takes depends on "
+                       "the values")
     picks: list[Any] = []
     for v in indices:
         known = None if v is None else t.known(v)
