@@ -4,6 +4,8 @@
   gru_cell, rnn_tanh_cell) whole: both open and step with autograd's numbers.
 - An ONNX Cast to float16 / bfloat16 rounds through that type as torch's `.half()` does (1e5 is inf in float16),
   from both of torch's exporters, values and gradients.
+- Norm statistics of a constant row are exact in float32 on NumPy as torch's are: layer_norm and group_norm give
+  exactly b there, as torch; batch_norm in training mode gives torch's x·α + β, whose rounding torch keeps.
 """
 
 from __future__ import annotations
@@ -152,3 +154,83 @@ def test_onnx_cast_rounds_values_and_gradients_as_torchs(narrowed_onnx: Path, ba
         got = s.backend.to_numpy(s.value(s.prediction_node.name))
         np.testing.assert_allclose(got, want, rtol=tol * 1e-2, atol=0, err_msg=str(dtype))
         np.testing.assert_allclose(s.backend.to_numpy(s.grad("w")), grad, rtol=tol, err_msg=str(dtype))
+
+
+# -- 3. norms of a constant row in float32 --------------------------------------------------------------------------
+CONSTANTS = (0.7, 1.3, 3.1, -2.9, 100.3)
+
+
+def _with_constant(shape: tuple[int, ...], value: float, where: Any, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    x[where] = value
+    return x
+
+
+@pytest.mark.parametrize("value", CONSTANTS)
+def test_layer_norm_of_a_constant_row_is_torchs_bit_for_bit(value: float) -> None:
+    from propscope.backends.numpy.norm import layer_norm
+
+    x = _with_constant((4, 37), value, 2)
+    rng = np.random.default_rng(1)
+    w, b = rng.standard_normal(37).astype(np.float32), rng.standard_normal(37).astype(np.float32)
+    want, mean, rstd = torch.native_layer_norm(torch.from_numpy(x), (37,), torch.from_numpy(w),
+                                               torch.from_numpy(b), 1e-5)
+    assert mean[2].item() == np.float32(value) and rstd[2].item() == np.float32(1) / np.sqrt(np.float32(1e-5))
+    got = layer_norm.forward(x, w, b, (37,), 1e-5)
+    np.testing.assert_array_equal(got[2], want.numpy()[2])  # exactly b
+    np.testing.assert_array_equal(got[2], b)
+    np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("value", CONSTANTS)
+def test_group_norm_of_a_constant_group_is_torchs_bit_for_bit(value: float) -> None:
+    """torch's F.group_norm without weights subtracts the exact mean: 0 there; so do propscope's ones and zeros."""
+    from propscope.backends.numpy.norm import group_norm
+
+    x = _with_constant((3, 4, 5, 5), value, (1, slice(0, 2)))  # sample 1's first group of two channels
+    want = F.group_norm(torch.from_numpy(x), 2).numpy()
+    got = group_norm.forward(x, np.ones(4, np.float32), np.zeros(4, np.float32), 2, 1e-5)
+    assert not want[1, :2].any()
+    np.testing.assert_array_equal(got[1, :2], want[1, :2])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("value", CONSTANTS)
+def test_batch_norm_of_a_constant_channel_keeps_torchs_rounding(value: float) -> None:
+    """Training batch norm: torch's statistics are exact there too, but its output x·α + β is not b: the rounding
+    of μ·α stays, and propscope's with it (bit for bit where torch's vectorised loop fuses the multiply-add, as on
+    x86-64 with AVX2 and on ARM; else within that rounding)."""
+    from propscope.backends.numpy.norm import batch_norm
+
+    x = _with_constant((3, 4, 5, 6), value, (slice(None), 1))
+    rng = np.random.default_rng(1)
+    w, b = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    want, mean, invstd = torch.native_batch_norm(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b),
+                                                 None, None, True, 0.1, 1e-5)
+    assert mean[1].item() == np.float32(value)
+    got = batch_norm.forward(x, w, b, np.zeros(4, np.float32), np.ones(4, np.float32), True, 0.1, 1e-5)
+    want = want.numpy()
+    if (want[:, 1] != b[1]).any():  # torch fused: its rounding of μ·α, reproduced
+        np.testing.assert_array_equal(got[:, 1], want[:, 1])
+    rounding = float(np.spacing(np.float32(abs(value) * invstd[1].item() * abs(w[1]))))
+    np.testing.assert_allclose(got[:, 1], want[:, 1], rtol=0, atol=rounding)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+def test_a_layer_norm_session_gives_b_on_a_constant_row(tmp_path: Path) -> None:
+    """Through a .pt2 and a float32 NumPy session: constant rows give torch's output, exactly the norm's bias."""
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(6, 37), nn.LayerNorm(37))
+    with torch.no_grad():
+        module[0].weight[:] = 0.0  # every row's features equal their bias: x · 0 + b
+        module[1].bias[:] = torch.linspace(-1, 1, 37)
+    x = np.random.default_rng(0).standard_normal((3, 6)).astype(np.float32)
+    path = _quiet_export(module, (x,), tmp_path / "ln.pt2")
+    module[0].bias.data[:] = 1.3  # constant rows (the session loads this state below)
+    want = module(torch.from_numpy(x)).detach().numpy()
+    s = open_session(path, dtype="float32", data={"x": x}, loss="none")
+    s.set_params({k: v.detach().numpy() for k, v in module.state_dict().items()})
+    s.run_to_end()
+    got = s.value(s.prediction_node.name)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got[0], module[1].bias.detach().numpy())

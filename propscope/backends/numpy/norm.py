@@ -19,10 +19,24 @@ def _channel_axes(x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return (0, *range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
+def _moments(x: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
+    """The mean and the biased variance over `axes`, accumulated in float64 and rounded once to x's dtype, as
+    torch's CPU norm kernels take them (Welford's moments, or sums in double). Exact where the values are equal:
+    a constant row's mean is its value and its variance exactly 0, so x̂ is exactly 0 there as in torch, not a
+    float32 mean's few-ulp error divided by √ε (2e-5 at 0.7). A second pass over the deviations makes the mean
+    so: for equal values c the first mean is c off by a few ulps, which the deviations hold exactly."""
+    wide = x.astype(np.float64, copy=False)
+    mean = np.mean(wide, axis=axes, keepdims=True)
+    mean = mean + np.mean(wide - mean, axis=axes, keepdims=True)
+    deviation = wide - mean
+    var = np.mean(deviation * deviation, axis=axes, keepdims=True)
+    return mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False)
+
+
 def _normalise(x: Array, axes: tuple[int, ...], eps: float) -> tuple[Array, Array]:
     """x̂ and 1/√(σ² + ε) with the biased variance, as the PyTorch norms use to normalise."""
-    mu = x.mean(axis=axes, keepdims=True)
-    inv = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    mu, var = _moments(x, axes)
+    inv = 1.0 / np.sqrt(var + eps)
     return (x - mu) * inv, inv
 
 
@@ -37,10 +51,27 @@ def batch_norm(x: Array, w: Array, b: Array, running_mean: Array, running_var: A
                momentum: float, eps: float) -> Array:
     axes, shape = _channel_axes(x)
     if training:
-        xhat, _ = _normalise(x, axes, eps)
-    else:
-        xhat = (x - running_mean.reshape(shape)) / np.sqrt(running_var.reshape(shape) + eps)
+        return _scaled_and_shifted(x, w.reshape(shape), b.reshape(shape), *_moments(x, axes), eps)
+    xhat = (x - running_mean.reshape(shape)) / np.sqrt(running_var.reshape(shape) + eps)
     return xhat * w.reshape(shape) + b.reshape(shape)
+
+
+def _scaled_and_shifted(x: Array, w: Array, b: Array, mean: Array, var: Array, eps: float) -> Array:
+    """Training batch norm as torch's CPU kernel forms it: x·α + β with α = γ/√(σ² + ε) (the root in double) and
+    β = b − μ·α, each multiplied and added with one rounding (the compiler fuses them into FMAs on x86-64 and ARM).
+    So a constant channel's output is not exactly b there but b plus the rounding error of μ·α (2.7e-5 for 3.1),
+    as torch's; layer and group norm subtract μ first and give exactly b."""
+    alpha = (1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(x.dtype) * w
+    if x.dtype != np.float32:
+        return np.asarray(x * alpha + (b - mean * alpha))
+    beta = _fused(-mean, alpha, b)
+    return _fused(x, alpha, beta)
+
+
+def _fused(x: Array, a: Array, c: Array) -> Array:
+    """x·a + c in float32 rounded once, as a fused multiply-add: a float32 product is exact in float64, so one
+    float64 sum rounded to float32 is the FMA's result (but for the rare sum float64 rounds onto a float32 tie)."""
+    return (x.astype(np.float64) * a.astype(np.float64) + c.astype(np.float64)).astype(np.float32)
 
 
 @batch_norm.gradient
