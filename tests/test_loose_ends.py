@@ -234,3 +234,80 @@ def test_a_layer_norm_session_gives_b_on_a_constant_row(tmp_path: Path) -> None:
     got = s.value(s.prediction_node.name)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(got[0], module[1].bias.detach().numpy())
+
+
+# -- 4. a model input named y -------------------------------------------------------------------------------------
+class TakesY(nn.Module):
+    """forward(x, y): the second input is named as the loss's target is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: Any, y: Any) -> Any:
+        return self.fc(x) * y
+
+
+def _y_model_file(kind: str, folder: Path) -> tuple[Path, tuple[np.ndarray, ...]]:
+    rng = np.random.default_rng(0)
+    inputs = (rng.standard_normal((5, 4)), rng.standard_normal((5, 3)))
+    module = TakesY().double()
+    if kind == "pt2":
+        return _quiet_export(module, inputs, folder / "takes_y.pt2"), inputs
+    if kind == "torchscript":
+        return _quiet_trace(module, inputs, folder / "takes_y.pt"), inputs
+    pytest.importorskip("onnx")
+    named = {} if kind == "onnx_dynamo" else {"input_names": ["x", "y"]}  # the old exporter names them onnx::…
+    return zoo.export_onnx(module, inputs, folder / f"takes_y.{kind}.onnx", dynamo=kind == "onnx_dynamo",
+                           **named), inputs
+
+
+Y_FORMATS = ["pt2", "onnx_dynamo", "onnx", "torchscript"]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("kind", Y_FORMATS)
+def test_an_input_named_y_is_given_as_y_model_beside_the_target(kind: str, backend: str, tmp_path: Path) -> None:
+    path, inputs = _y_model_file(kind, tmp_path)
+    labels = np.array([0, 2, 1, 1, 0])
+    s = open_session(path, backend=backend, dtype="float64", data={"x": inputs[0], "y_model": inputs[1], "y": labels},
+                     loss="cross_entropy")
+    renamed = s.graph["y_model"]
+    assert renamed.op.name == "input" and renamed.meta.get("returns") == "y"  # shown by its own name still
+    s.run_to_end()
+    loss, grads, input_grads = zoo.autograd_reference(TakesY().double(), inputs, labels)
+    assert s.loss_node is not None
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss) <= 1e-12
+    for name, want in grads.items():
+        assert zoo.relative(s.backend.to_numpy(s.grad(name)), want) <= 1e-12, name
+    assert zoo.relative(s.backend.to_numpy(s.grad("y_model")), input_grads[1]) <= 1e-12
+
+
+@pytest.mark.parametrize("kind", Y_FORMATS)
+def test_without_a_loss_the_datas_y_is_the_input(kind: str, tmp_path: Path) -> None:
+    """Forward only, as before: `y` feeds the input, and is not read as labels that would choose a loss."""
+    path, inputs = _y_model_file(kind, tmp_path)
+    s = open_session(path, dtype="float64", data={"x": inputs[0], "y": inputs[1]})
+    assert s.loss_node is None and s.graph["y"].op.name == "input"
+    s.run_to_end()
+    want = TakesY().double()(*(torch.from_numpy(a) for a in inputs)).detach().numpy()
+    np.testing.assert_allclose(s.value(s.prediction_node.name), want, rtol=1e-13)
+
+
+def test_a_missing_y_model_says_where_the_input_went(tmp_path: Path) -> None:
+    from propscope.graph.errors import ShapeError
+
+    path, inputs = _y_model_file("pt2", tmp_path)
+    with pytest.raises(ShapeError, match=r"no array for input 'y_model'.*the model's input 'y'.*target"):
+        open_session(path, data={"x": inputs[0], "y": np.zeros(5, dtype=np.int64)}, loss="cross_entropy")
+
+
+def test_the_command_lines_data_reaches_an_input_named_y(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from propscope.cli import main
+
+    path, inputs = _y_model_file("torchscript", tmp_path)
+    np.savez(tmp_path / "batch.npz", x=inputs[0], y_model=inputs[1], y=np.array([0, 2, 1, 1, 0]))
+    assert main(["compare", str(path), "--data", str(tmp_path / "batch.npz"), "--dtype", "float64",
+                 "--loss", "cross_entropy"]) == 0
+    assert "nodes agree" in capsys.readouterr().out

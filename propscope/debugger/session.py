@@ -61,7 +61,7 @@ class Session:
     ) -> None:
         self.loss_name = model.loss if loss is None else (None if loss == "none" else loss)
         if batch is not None:  # a file exported with dynamic sizes is read at the data's
-            model = _at_data_sizes(model, batch)
+            model = _at_data_sizes(model, _by_file_names(model, batch, self.loss_name is not None))
         if self.loss_name is not None:  # a node of the model named `y`, the target's name, gives way (y_model)
             model = model.renamed(target_name_freed(model.graph))
         labels = (model.batch if batch is None else batch).get(TARGET)
@@ -515,16 +515,39 @@ def _at_data_sizes(model: Model, batch: Mapping[str, Any]) -> Model:
     sequence length, an image size exported as symbols), else as it is."""
     if not isinstance(model, SizedModel):
         return model
-    return model.at_sizes(_input_shapes(model, batch))
+    shapes = _input_shapes(model, batch)
+    # an input `y` the session renamed for the target (y_model) is read again by the file's name for it
+    back = {n.name: TARGET for n in model.graph.inputs if n.meta.get("returns") == TARGET and n.name != TARGET}
+    as_read = model.renamed(back) if back else model
+    assert isinstance(as_read, SizedModel)  # renamed keeps the class (dataclasses.replace)
+    fresh = as_read.at_sizes(shapes)
+    return model if fresh is as_read else fresh
 
 
 def _input_shapes(model: Model, batch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The shapes of the data's arrays (or the shapes given) by the model's input names: `x` names a single input."""
+    """The shapes of the data's arrays (or the shapes given) by the model's input names: `x` names a single input;
+    an input `y` renamed `y_model` for the target (target_name_freed) is given under both names, as its file reads it
+    again by its own."""
     shapes = {k: tuple(v) if isinstance(v, tuple) else tuple(np.shape(v)) for k, v in batch.items()}
     inputs = model.graph.inputs
     if len(inputs) == 1 and inputs[0].name not in shapes and "x" in shapes:  # `x` always names the single input
         shapes[inputs[0].name] = shapes["x"]
+    for node in inputs:
+        if node.meta.get("returns") == TARGET and node.name in shapes:
+            shapes[TARGET] = shapes[node.name]
     return shapes
+
+
+def _by_file_names(model: Model, batch: Mapping[str, Any], with_loss: bool) -> Mapping[str, Any]:
+    """The data by the names the model's file gives its inputs: with a loss, `y` is the target, and a model input
+    named `y` comes as `y_model` (the name target_name_freed gives it); without one, `y` is that input's."""
+    if not with_loss or TARGET not in model.graph or model.graph[TARGET].op.name != "input":
+        return batch
+    renamed = target_name_freed(model.graph)[TARGET]
+    found = {k: v for k, v in batch.items() if k not in (TARGET, renamed)}
+    if renamed in batch:
+        found[TARGET] = batch[renamed]
+    return found
 
 
 def _rows_for_token_labels(model: Model, labels: tuple[int, ...]) -> Model:
@@ -605,14 +628,14 @@ def open_session(
             dtype = "float64" if any(a.dtype == np.float64 for a in model.parameters.values()) else "float32"
     else:
         # a file's dynamic (symbolic) input sizes are read at the data's, not at its example's and then again
-        with reading_at({k: np.shape(v) for k, v in (batch or {}).items() if k != TARGET}):
+        with reading_at(_reading_shapes(batch or {})):
             model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     model = model.with_output(output)
     if per_token:
         model = model.per_token()
         loss = loss or "cross_entropy"
     chosen = None
-    if loss is None and model.loss is None and batch is not None and TARGET in batch:
+    if loss is None and model.loss is None and batch is not None and _holds_labels(model, batch):
         chosen = loss = loss_for_labels(batch[TARGET], model.graph.output.shape)
     if live and batch is not None:  # the module's inputs stay unless data replaces them; data adds the target
         replaced = "x" in batch and len(model.graph.inputs) == 1  # `x` always names a single input
@@ -625,6 +648,24 @@ def open_session(
     session.source = "" if live or isinstance(target, Model) else str(target)
     session.loss_from_labels = chosen is not None
     return session
+
+
+def _reading_shapes(batch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The data's shapes by the file's input names: `y_model` is a model input named `y` (the name
+    target_name_freed gives it, the data's `y` being the target); else `y` may be that input's (forward only), and
+    is no file input's name where it is the target alone."""
+    shapes = {k: np.shape(v) for k, v in batch.items()}
+    if f"{TARGET}_model" in shapes:
+        shapes[TARGET] = shapes[f"{TARGET}_model"]
+    return shapes
+
+
+def _holds_labels(model: Model, batch: Mapping[str, Any]) -> bool:
+    """Whether the data's `y` is labels: not where it feeds a model input named `y` (the data gives no `y_model`)."""
+    if TARGET not in batch:
+        return False
+    is_input = TARGET in model.graph and model.graph[TARGET].op.name == "input"
+    return not is_input or target_name_freed(model.graph)[TARGET] in batch
 
 
 def loss_for_labels(labels: Any, prediction: tuple[int, ...]) -> str | None:

@@ -97,7 +97,9 @@ class Model:
         graph = self.graph.copy(renamed=names)
         for old, new in names.items():
             graph[new].meta.setdefault("returns", old)  # still shown by the name the file gave it
-        return replace(self, graph=graph, arrays={names.get(k, k): v for k, v in self.arrays.items()},
+        inputs = {n.name for n in self.graph.inputs}  # the data recorded for a renamed input goes with it
+        batch = {names[k] if k in names and k in inputs else k: v for k, v in self.batch.items()}
+        return replace(self, graph=graph, arrays={names.get(k, k): v for k, v in self.arrays.items()}, batch=batch,
                        aliases={k: names.get(v, v) for k, v in self.aliases.items()},
                        output_order=self.output_order and tuple(names.get(n, n) for n in self.output_order))
 
@@ -193,14 +195,10 @@ def attach_loss(graph: Graph, loss: str, target_shape: tuple[int, ...] | None = 
 
 def target_name_freed(graph: Graph) -> dict[str, str]:
     """The renaming that frees the target's name `y` in `graph`: a node of the model called so (an ONNX file's output
-    or initializer named `y`, as ONNX's own examples name them) becomes `y_model`, shown by its own name still; a
-    model input called so cannot give way (the data names it), and is refused."""
+    or initializer named `y`, as ONNX's own examples name them, or a forward's input `y`) becomes `y_model`, shown by
+    its own name still. The data gives such an input as `y_model` then, its `y` being the loss's target."""
     if TARGET not in graph:
         return {}
-    node = graph[TARGET]
-    if node.op.name == "input":
-        raise GraphError(f"the model has an input named {TARGET!r}, the name of the loss's target; a loss cannot be "
-                         "attached (run it forward only, loss 'none')")
     fresh = next(f"{TARGET}_model{i or ''}" for i in range(len(graph) + 1) if f"{TARGET}_model{i or ''}" not in graph)
     return {TARGET: fresh}
 
@@ -213,7 +211,10 @@ def fit_batch(graph: Graph, batch: Mapping[str, np.ndarray]) -> Graph:
     shapes: dict[str, tuple[int, ...]] = {}
     for node in graph.inputs:
         if node.name not in batch:
-            raise ShapeError(f"the data has no array for input {node.name!r} (expected shape {fmt(node.shape)})")
+            renamed = f"; the model's input {TARGET!r}, so named as the data's {TARGET!r} is the loss's target" \
+                if node.meta.get("returns") == TARGET else ""
+            raise ShapeError(f"the data has no array for input {node.name!r} (expected shape {fmt(node.shape)}"
+                             f"{renamed})")
         got = tuple(np.shape(batch[node.name]))
         want = node.shape
         if got == want:
