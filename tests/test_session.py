@@ -309,9 +309,12 @@ def test_a_model_output_named_y_takes_a_loss() -> None:
     assert [p.name for p in s3.graph.parameters] == ["y_model"] and s3.graph["y_model"].meta["returns"] == "y"
     np.testing.assert_allclose(s3.grad("y_model"), 2 * weights.batch["x"].T @ (2 * weights.batch["x"]) / 6)
     assert s3.train(epochs=2, optimizer="sgd", lr=0.01).loss[-1] < s3.history.loss[0]
-    g2 = Graph("input_y")
+    g2 = Graph("input_y")  # an input named y gives way as well: the data names it y_model beside the target y
     y_in = g2.input("y", (3, 2))
     g2.set_outputs(g2.add("tanh", y_in, name="out"))
-    with pytest.raises(GraphError, match="the model has an input named 'y'"):
-        open_session(Model(g2, {}, batch={"y": np.zeros((3, 2))}), loss="mse")
+    s2 = open_session(Model(g2, {}, batch={"y": np.full((3, 2), 0.5)}), loss="mse",
+                      data={"y_model": np.full((3, 2), 0.5), "y": np.zeros((3, 2))}, dtype="float64")
+    assert s2.graph["y_model"].meta["returns"] == "y"
+    s2.run_to_end()
+    assert float(s2.value(s2.loss_node.name)) == pytest.approx(np.tanh(0.5) ** 2)
 
