@@ -11,6 +11,7 @@ import pytest
 import zoo
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QKeySequence
+from PySide6.QtWidgets import QLineEdit, QWidget
 
 import propscope
 from propscope.backends import get_backend
@@ -263,8 +264,17 @@ def test_legend_reads_in_projector_mode_at_1024x768(qtbot: Any) -> None:
     # on one line over the short canvas, in the projector's fonts: the graph stays in sight
     assert legend.isVisible() and legend.compact() and legend.height() <= COMPACT_ABOVE * view.height()
     assert legend.height() >= window.themes.theme.px(11) and legend.width() > normal * 0.8
-    assert view.contains(legend.geometry().topLeft()) and legend.geometry().right() <= view.right() + 1
-    assert legend.width() <= view.width()
+    # in the breadcrumbs' band above the graph, beside the crumbs: it covers no node
+    assert not legend.geometry().intersects(view) and legend.geometry().top() >= 0
+    assert legend.geometry().right() <= view.right() + 1 and legend.width() <= view.width()
+    crumbs = window.canvas.findChild(QWidget, "breadcrumbs")
+    assert not crumbs.isVisible() or crumbs.geometry().right() < legend.geometry().left()
+    in_band = legend.geometry()
+    window.navigation.find_action.trigger()  # the find box takes the band's right end: the legend goes below it
+    search = window.navigation.search
+    assert search.isVisible() and not legend.geometry().intersects(search.geometry())
+    qtbot.keyClick(search.findChild(QLineEdit), Qt.Key.Key_Escape)
+    assert not search.isVisible() and legend.geometry() == in_band
     ramp = palette_for(window.themes.theme).colors[:LEVELS]
     assert ramp[0] != ramp[-1] and len(set(c.name() for c in ramp)) > LEVELS // 2
 

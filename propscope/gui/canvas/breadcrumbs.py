@@ -33,7 +33,8 @@ class Breadcrumbs(QFrame):
         self.parts: list[QWidget] = []  # the widgets shown: the crumbs and the separators between them
         self._pool: list[tuple[QToolButton, QLabel]] = []  # every crumb made, each with the separator after it
         self.node: str | None = None
-        self.reserved_right = 0  # pixels at the band's right end kept for the find box while it is open
+        self.reserved_right = 0  # pixels at the band's right end kept free: the most any holder asks for
+        self._reservations: dict[str, int] = {}  # by holder: the find box while open, the one-line colour legend
         self._lay = QHBoxLayout(self)
         self._lay.setContentsMargins(4, 1, 4, 1)
         self._lay.setSpacing(0)
@@ -168,11 +169,13 @@ class Breadcrumbs(QFrame):
     def _gap(self) -> int:
         return self.canvas.themes.theme.px(3)
 
-    def reserve_right(self, width: int) -> None:
-        """Keep `width` pixels at the right end of the band free (the find box sits there while open): the
-        crumbs are named shorter, module within module, where they would reach it."""
-        if width != self.reserved_right:
-            self.reserved_right = width
+    def reserve_right(self, width: int, holder: str = "find") -> None:
+        """Keep `width` pixels at the right end of the band free for `holder` (the find box while open, the
+        one-line colour legend): the crumbs are named shorter, module within module, where they would reach it."""
+        self._reservations[holder] = max(0, width)
+        widest = max(self._reservations.values())
+        if widest != self.reserved_right:
+            self.reserved_right = widest
             self.refresh()
 
     def _room(self) -> int:

@@ -140,7 +140,9 @@ class ColourLegend(QWidget):
         self.numbers = numbers
         mode = None if numbers is None else numbers.mode
         if mode is None or numbers is None:
-            self.hide()
+            if self.isVisible():
+                self.hide()
+                self._band_for_crumbs(0)
             return
         scale = numbers.scale()
         self.ends = None if scale is None else (scale.low, scale.high)
@@ -282,14 +284,38 @@ class ColourLegend(QWidget):
                 x += small_fm.horizontalAdvance(text)
             x += gap
 
+    def _band_for_crumbs(self, width: int) -> None:
+        """Keep `width` pixels at the right of the breadcrumbs' band for the legend (0: none); the crumbs are named
+        shorter where they would reach it."""
+        # found by name: breadcrumbs.py imports the view, which imports this module
+        crumbs = self.canvas.findChild(QWidget, "breadcrumbs", Qt.FindChildOption.FindDirectChildrenOnly)
+        reserve = getattr(crumbs, "reserve_right", None)
+        if reserve is not None:
+            reserve(width, holder="legend")
+
     def place(self) -> None:
-        """Top right of the canvas's view of the graph, below the search box when that floats there."""
+        """Top right of the canvas's view of the graph, below the search box when that floats there; the one-line
+        legend goes in the breadcrumbs' band above the graph where it fits beside them, so it covers nothing."""
         t = self._theme()
         margin = t.px(8)
         vp = self.canvas.viewport().geometry()
         x, y = vp.right() + 1 - self.width() - margin, vp.top() + margin
         search = self.canvas.findChild(QWidget, "searchBar", Qt.FindChildOption.FindDirectChildrenOnly)
-        if search is not None and search.isVisible() and search.geometry().bottom() >= y:
+        searching = search is not None and search.isVisible()
+        band = vp.top()
+        # a line of text and its padding: where the band is a little lower (projector mode's larger font), the
+        # legend takes the band's height, its padding giving the difference
+        in_band = self.compact() and not searching and band >= self._size()[1] - 2 * t.px(6) + t.px(4)
+        self._band_for_crumbs(self.width() + 2 * margin if in_band else 0)
+        if in_band:
+            height = min(self._size()[1], band)
+            if self.height() != height:
+                self.resize(self.width(), height)
+            self.move(max(0, x), (band - height) // 2)
+            return
+        if self.height() != self._size()[1]:
+            self.resize(*self._size())
+        if searching and search.geometry().bottom() >= y:
             y = search.geometry().bottom() + margin
         self.move(max(0, x), y)
 

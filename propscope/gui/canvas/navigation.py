@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu
+from PySide6.QtWidgets import QMenu, QWidget
 
 from ..menus import menu_titled
 from .breadcrumbs import Breadcrumbs
@@ -50,6 +50,10 @@ class _Placer(QObject):
         right = self.canvas.viewport().geometry().right() + 1
         self.search.place(right, self.canvas.viewportMargins().top(), margin)
         self.crumbs.reserve_right(self.search.width() + margin if self.search.isVisible() else 0)
+        # the one-line colour legend shares the band's right end: below the box while it is open, back after
+        legend = self.canvas.findChild(QWidget, "colourLegend", Qt.FindChildOption.FindDirectChildrenOnly)
+        if legend is not None and legend.isVisible():
+            legend.place()  # type: ignore[attr-defined]
 
 
 def install_navigation(window: Any) -> Navigation:
