@@ -51,7 +51,8 @@ def class_count_error(y: np.ndarray, logits_shape: tuple[int, ...], raw_shape: t
     if finite.size and np.all(finite == np.round(finite)) and np.all(finite >= 0) and np.all(np.isfinite(y)):
         low, high = int(np.min(finite)), int(np.max(finite))
         from_one = "; counted from 1? class ids start at 0 (subtract 1)" if low == 1 and high == classes else ""
-        return (f"target 'y' {fmt(raw_shape)} holds class ids {low}..{high}, but the logits "
+        count = f" ({high + 1} classes)" if low == 0 else ""
+        return (f"target 'y' {fmt(raw_shape)} holds class ids {low}..{high}{count}, but the logits "
                 f"{fmt(logits_shape)} have {classes} classes; class ids must lie in 0..{classes - 1} ({IGNORE_INDEX}: "
                 f"ignored, as torch's){from_one}")
     return (f"target 'y' {fmt(raw_shape)}: class ids must be whole numbers in 0..{classes - 1} for the logits "
