@@ -80,10 +80,15 @@ class Session:
         # (the labels' shape, the output's) where y was read in the output's shape though torch's loss would have
         # broadcast the two to another ((N,) against (N, 1) → (N, N)): the command line notes it
         self.target_reshaped: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+        drawn_in_file = batch is None and model.target_drawn  # a saved session's target it drew, not the user's
         if batch is None:  # a loaded model without data gets a generated batch of its declared shapes
-            self.target_drawn = self.loss_name is not None and TARGET not in model.batch
+            self.target_drawn = self.loss_name is not None and (TARGET not in model.batch or drawn_in_file)
             batch = example_batch(model.graph, seed, self.loss_name, model.batch)
+        # the labels the data gave, as given, whatever the loss: Debug ▸ Loss comes back to them for any loss they
+        # fit, though one they do not fit drew a target of its own meanwhile (`_remade`); File ▸ Save keeps them
+        self.user_labels = None if self.target_drawn or drawn_in_file else _labels_in(model, batch)
         self.batch, self.graph = self._prepare(model, batch)
+        self._data_dtypes = _whole_number_dtypes(model, batch)  # what saved_model gives the data back in
         self.params: dict[str, Any] = {k: backend.asarray(v) for k, v in model.arrays.items()}
         self.breakpoints: list[Breakpoint] = []
         self._break_on_nonfinite = False
@@ -322,7 +327,8 @@ class Session:
         """A session on the same model, backend, parameters and inputs, with `loss` (None or "none": forward only),
         and whether its target was drawn: the data's own `y` stays where it fits the new loss, else one of the
         right kind is drawn, seeded (class indices for cross_entropy, 0/1 for bce), as for a model opened
-        without data. The breakpoints and snapshots carry over; the cursor starts again."""
+        without data; the user's labels are kept meanwhile (`user_labels`), and taken again by a loss they fit.
+        The breakpoints and snapshots carry over; the cursor starts again."""
         return self._remade(self.model.per_token(False), "none" if loss is None else loss)
 
     def with_output(self, output: str | int) -> tuple[Session, bool]:
@@ -345,11 +351,13 @@ class Session:
 
     def _remade(self, model: Model, wanted: str) -> tuple[Session, bool]:
         inputs = {k: v for k, v in self.batch.items() if k != TARGET}
+        labels = self.user_labels
+        with_labels = inputs if labels is None else {**inputs, TARGET: labels}
         session: Session | None = None
         drawn = False
-        if wanted != "none" and TARGET in self.batch and not self.target_drawn:
+        if wanted != "none" and labels is not None:
             try:
-                session = Session(model, self.backend, self.batch, wanted, self.name, self.data_seed)
+                session = Session(model, self.backend, with_labels, wanted, self.name, self.data_seed)
             except (DataError, ShapeError):
                 session = None
         if session is None:
@@ -357,12 +365,39 @@ class Session:
             batch = example_batch(fit_batch(model.graph, inputs), self.data_seed, wanted, inputs)
             session = Session(model, self.backend, batch, wanted, self.name, self.data_seed)
         session.target_drawn = drawn
+        session.user_labels = labels  # kept while a loss they do not fit is chosen, for one they fit again
+        session._data_dtypes = {**session._data_dtypes, **{k: v for k, v in self._data_dtypes.items() if k != TARGET}}
         session.source = self.source
         session.breakpoints = list(self.breakpoints)
         session._break_on_nonfinite = self._break_on_nonfinite
         session.snapshots = self.snapshots
         session.set_params(self.params)  # what training in this window reached, if it ran
         return session, drawn
+
+    def saved_model(self) -> Model:
+        """The session as File ▸ Save writes it (`save`), so that reopening it shows the same numbers at every step: the
+        model with the parameters as trained (copies: a save written on another thread races no training), its loss
+        (the output it is on and a row per token are in the graph), the batch as used, the inputs in the dtypes the
+        data gave and the user's labels as given (a drawn target marked so), and the recorded epochs."""
+        from ..graph.readers.snapshots import attach
+
+        batch = {k: np.asarray(v).astype(self._data_dtypes.get(k, np.asarray(v).dtype))
+                 for k, v in self.batch.items()}
+        target_is_input = TARGET in self.model.graph and self.model.graph[TARGET].op.name == "input"
+        if self.user_labels is not None and not self.target_drawn:
+            batch[TARGET] = np.array(self.user_labels)
+        elif self.loss_name is None and not target_is_input:
+            batch.pop(TARGET, None)  # a target drawn for a loss no longer chosen: not the user's, not saved
+        params = {k: np.array(v) for k, v in self.parameters_numpy().items()}
+        model = replace(self.model, arrays={**self.model.arrays, **params}, batch=batch, loss=self.loss_name,
+                        target_drawn=self.target_drawn)
+        return attach(model, self.snapshots) if self.snapshots else model
+
+    def save(self, path: str | Path) -> Path:
+        """Write `saved_model()` to `path` (a `.propscope` file); returns the path written."""
+        from ..graph.readers import save_model
+
+        return save_model(self.saved_model(), path)
 
     def refresh(self) -> None:
         self.trace = self._new_trace()
@@ -425,6 +460,8 @@ class Session:
             self.params = {**{k: self.backend.asarray(v) for k, v in model.arrays.items()},
                            **{k: v for k, v in self.params.items() if k in model.parameters}}
         self.target_drawn = self.target_drawn and TARGET not in batch
+        self.user_labels = _labels_in(model, batch)  # new data, its own labels (or none)
+        self._data_dtypes = _whole_number_dtypes(model, batch)
         self.refresh()
 
     def _same_path(self, batch: Mapping[str, np.ndarray]) -> None:
@@ -499,6 +536,22 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.name} on {self.backend.name}/{self.backend.dtype}: {self.position_text()}>"
+
+
+def _labels_in(model: Model, batch: Mapping[str, Any]) -> np.ndarray | None:
+    """The data's labels `y`, or None where it has none or its `y` feeds the model's input of that name."""
+    if TARGET not in batch or (TARGET in model.graph and model.graph[TARGET].op.name == "input"):
+        return None
+    return np.asarray(batch[TARGET])
+
+
+def _whole_number_dtypes(model: Model, batch: Mapping[str, Any]) -> dict[str, np.dtype[Any]]:
+    """The whole-number dtypes the data gave its arrays in (the session computes on them as floats), by the names the
+    session keeps them under (`x` names a single input)."""
+    inputs = model.graph.inputs
+    single = inputs[0].name if len(inputs) == 1 and inputs[0].name not in batch and "x" in batch else None
+    dtypes = {k: np.asarray(v).dtype for k, v in batch.items()}
+    return {(single if k == "x" and single else k): d for k, d in dtypes.items() if d.kind in "biu"}
 
 
 def _broadcasts_otherwise(labels: tuple[int, ...], prediction: tuple[int, ...]) -> bool:

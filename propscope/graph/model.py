@@ -51,6 +51,9 @@ class Model:
     # a module traced along the path its inputs take (readers/decisions.py): what its forward decided by value, one
     # text each; such a graph holds for those inputs only (the session refuses other data and training)
     decisions: tuple[str, ...] = ()
+    # the batch's target `y` was drawn at random (no data gave one), as a saved session records it: reopened, it is
+    # still not the user's labels (another loss draws its own, and the app says so)
+    target_drawn: bool = False
 
     def __post_init__(self) -> None:
         for node in self.graph.leaves:

@@ -8,7 +8,6 @@ dialog while the current session stays as it was.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib.util
 import sys
 from collections.abc import Mapping
@@ -497,8 +496,10 @@ class MainWindow(QMainWindow):
             if loss == "cross_entropy" and len(pred) == 3 and pred[2] > pred[1]:  # (batch, tokens, vocabulary)?
                 said += (f", classes on axis 1 as torch's ({pred[1]} classes at {pred[2]} positions; a language "
                          "model's logits: Cross-entropy per token)")
-            self.message(f"Now {said}" + ("; its target y is drawn at random: File ▸ Load data gives your own"
-                                          if drawn else ""))
+            labels = session.user_labels
+            kept = f"; your labels y {fmt(labels.shape)} do not fit it and are kept for a loss they fit" \
+                if labels is not None else ": File ▸ Load data gives your own"
+            self.message(f"Now {said}" + (f"; its target y is drawn at random{kept}" if drawn else ""))
 
         job = self._start(Job("Attaching the loss…", work, self), done, f"Cannot use the {loss} loss")
         self._resync_if_not_done(job)
@@ -650,10 +651,17 @@ class MainWindow(QMainWindow):
             action.setEnabled(not busy)
         self.recent_menu.setEnabled(not busy)
 
-    def save_path(self, path: str | Path) -> bool:
-        s = self.bridge.session
-        model = dataclasses.replace(s.model, arrays={**s.model.arrays, **s.parameters_numpy()})
+    def save_path(self, path: str | Path) -> bool | Job:
+        """Save what the session holds (`Session.saved_model`: the loss, the data, the trained parameters) to `path`.
+        A big model is compressed in a job (ResNet-18 took 1.5 s, the window frozen): its arrays are copied first, so
+        nothing done meanwhile changes what is written, and Cancel leaves no file. True when saved here, the job when
+        saving in one, False on failure (said in a dialog)."""
         try:
+            model = self.bridge.session.saved_model()
+            if _array_bytes(model) >= SAVE_IN_JOB_BYTES:
+                job = Job(f"Saving {Path(path).name}…",
+                          lambda: save_model(model, path, cancelled=lambda: job.was_cancelled), self)
+                return self._start(job, lambda written: self.message(f"Saved {written}"), "Cannot save")
             written = save_model(model, path)
         except (PropscopeError, OSError) as exc:
             self.show_error("Cannot save", _describe(exc))
@@ -995,6 +1003,13 @@ class MainWindow(QMainWindow):
         if self._own_themes:
             self.themes.restore()
         super().closeEvent(event)
+
+
+SAVE_IN_JOB_BYTES = 16 * 2**20  # arrays this large take a moment to compress (~0.3 s): saved off the GUI thread
+
+
+def _array_bytes(model: Any) -> int:
+    return sum(int(getattr(a, "nbytes", 0)) for a in (*model.arrays.values(), *model.batch.values()))
 
 
 def _describe(exc: BaseException) -> str:

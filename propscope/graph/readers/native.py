@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,12 @@ from ..model import Model, TrainingDefaults
 from ..ops import CATALOG, get_op
 from . import snapshots as _snapshots
 from ._budget import CHUNK, ZIP_ERRORS, charge, read_member
+from .decisions import MAX_DECISIONS, summary_of
 
 SUFFIX = ".propscope"
 FORMAT = "propscope-model"
-VERSION = 2  # 2 adds training snapshots (readers/snapshots.py); version-1 files still open
+VERSION = 3  # 2 adds training snapshots (readers/snapshots.py); 3 what a session held (see `_session_entries`);
+# older files still open
 MANIFEST = "model.json"
 MAX_MEMBER_BYTES = 8 * 2**30  # refuse arrays over 8 GiB before reading them
 MAX_MANIFEST_BYTES = 64 * 2**20
@@ -54,8 +57,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def save(model: Model, path: str | Path) -> Path:
-    """Write `model` to `path` (one file); returns the path written."""
+class SaveCancelled(PropscopeError):
+    """`save` was asked to stop (an app's Cancel); nothing was written."""
+
+
+def save(model: Model, path: str | Path, cancelled: Callable[[], bool] | None = None) -> Path:
+    """Write `model` to `path` (one file); returns the path written. `cancelled`, asked between arrays, stops the save
+    (SaveCancelled) and leaves no file behind, and the one at `path` as it was."""
     path = Path(path)
     nodes = [
         {
@@ -81,18 +89,42 @@ def save(model: Model, path: str | Path) -> Path:
         "training": asdict(model.training),
         "description": model.description,
         "dataset": _jsonable(model.dataset),
+        **_session_entries(model),
         **snapshot_entry,
     }
     tmp = path.with_name(path.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(MANIFEST, json.dumps(manifest, indent=1))
-        for member, arr in {**arrays, **batch, **snapshot_arrays}.items():
-            buf = io.BytesIO()
-            # ascontiguousarray alone would turn a 0-D array (a scalar bias) into shape (1,)
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr).reshape(arr.shape), allow_pickle=False)
-            zf.writestr(member, buf.getvalue())
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(MANIFEST, json.dumps(manifest, indent=1))
+            for member, arr in {**arrays, **batch, **snapshot_arrays}.items():
+                if cancelled is not None and cancelled():
+                    raise SaveCancelled(f"{path}: saving was cancelled; nothing was written")
+                buf = io.BytesIO()
+                # ascontiguousarray alone would turn a 0-D array (a scalar bias) into shape (1,)
+                np.lib.format.write_array(buf, np.ascontiguousarray(arr).reshape(arr.shape), allow_pickle=False)
+                zf.writestr(member, buf.getvalue())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or a cancel leaves no half-written file beside the model
+        raise
     tmp.replace(path)  # never leave a half-written model under the real name
     return path
+
+
+def _session_entries(model: Model) -> dict[str, Any]:
+    """What a session adds to a model that a reopened file must keep (version 3), each only where it says something:
+    the decisions of a module traced along one path (without them the file would take other data and train), the
+    outputs' order in the file it came from once another output carries the loss, the other names of a tied
+    parameter, and whether the batch's target was drawn rather than given."""
+    entries: dict[str, Any] = {}
+    if model.decisions:
+        entries["decisions"] = list(model.decisions)
+    if model.output_order is not None and sorted(model.output_order) == sorted(o.name for o in model.graph.outputs):
+        entries["output_order"] = list(model.output_order)
+    if model.aliases:
+        entries["aliases"] = dict(model.aliases)
+    if model.target_drawn:
+        entries["target_drawn"] = True
+    return entries
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -202,7 +234,10 @@ def open(path: str | Path) -> Model:
                 training=_training(manifest.get("training", {}), where),
                 description=str(manifest.get("description", ""))[:2000],
                 dataset=_dataset(manifest.get("dataset"), where),
+                **_session_fields(manifest, graph, where),
             )
+            if model.decisions:  # said again on every open, as when the module was traced
+                model.warnings.append(summary_of(model.decisions))
             return _snapshots.read(model, manifest, zf, where, _read_array)
         except ModelFormatError:
             raise
@@ -210,6 +245,36 @@ def open(path: str | Path) -> Model:
             raise ModelFormatError(f"{where}: {exc}") from None
         except _MALFORMED as exc:
             raise ModelFormatError(f"{where}: malformed model ({type(exc).__name__}: {str(exc)[:150]})") from None
+
+
+MAX_DECISION_CHARS = 2000  # one decision's text: a file name, a line of code, a value
+
+
+def _session_fields(manifest: dict[str, Any], graph: Graph, where: str) -> dict[str, Any]:
+    """`_session_entries` read back, each checked against the graph (absent in files before version 3: defaults)."""
+    fields: dict[str, Any] = {}
+    decisions = manifest.get("decisions", [])
+    if not isinstance(decisions, list) or len(decisions) > MAX_DECISIONS or not all(
+            isinstance(d, str) and 0 < len(d) <= MAX_DECISION_CHARS for d in decisions):
+        raise ModelFormatError(f"{where}: decisions should be a list of up to {MAX_DECISIONS} short texts")
+    fields["decisions"] = tuple(decisions)
+    outputs = [o.name for o in graph.outputs]
+    order = manifest.get("output_order")
+    if order is not None:
+        named = isinstance(order, list) and all(isinstance(n, str) for n in order)
+        if not named or sorted(order) != sorted(outputs):
+            raise ModelFormatError(f"{where}: output_order should list the graph's outputs, each once")
+        fields["output_order"] = tuple(order)
+    aliases = manifest.get("aliases", {})
+    if not isinstance(aliases, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v in graph for k, v in aliases.items()):
+        raise ModelFormatError(f"{where}: aliases should map other names to nodes of the graph")
+    fields["aliases"] = dict(aliases)
+    drawn = manifest.get("target_drawn", False)
+    if not isinstance(drawn, bool):
+        raise ModelFormatError(f"{where}: target_drawn should be true or false")
+    fields["target_drawn"] = drawn
+    return fields
 
 
 def _loss(value: Any, where: str) -> str | None:
