@@ -270,6 +270,27 @@ def test_the_users_labels_come_back_after_a_loss_they_do_not_fit(tmp_path: Path)
     assert not drawn and np.array_equal(again.batch["y"], mine)
 
 
+def test_a_loss_chosen_for_a_model_with_an_input_named_y_keeps_that_input(tmp_path: Path) -> None:
+    """Forward only, `y` is the model's own input; Debug ▸ Loss then takes the name `y` for its target, and the
+    input goes on as `y_model` with the same values, saved and reopened so."""
+    g = Graph("two_inputs")
+    x, y, w = g.input("x", (4, 3)), g.input("y", (4, 3)), g.parameter("w", (3, 2))
+    g.set_outputs(g.add("matmul", g.add("add", x, y, name="both"), w, name="out"))
+    r = np.random.default_rng(0)
+    s = open_session(Model(g, {"w": r.normal(size=(3, 2))}, batch={"x": r.normal(size=(4, 3)),
+                                                                     "y": r.normal(size=(4, 3))}), dtype="float64")
+    assert s.user_labels is None  # its `y` is an input, not labels
+    with_loss, drawn = s.with_loss("mse")
+    assert drawn and with_loss.batch["y"].shape == (4, 2)
+    np.testing.assert_array_equal(with_loss.batch["y_model"], s.batch["y"])
+    s.run_to_end()
+    with_loss.run_to_end()
+    np.testing.assert_array_equal(with_loss.value("out"), s.value("out"))
+    back, _ = with_loss.with_loss("none")
+    np.testing.assert_array_equal(back.batch["y_model"], s.batch["y"])
+    _same_session(with_loss, open_session(with_loss.save(tmp_path / "two.propscope"), dtype="float64"))
+
+
 def test_new_data_brings_its_own_labels() -> None:
     s = open_session("classifier", dtype="float64")
     x = s.batch["x"][:10]

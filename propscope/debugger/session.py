@@ -350,7 +350,7 @@ class Session:
         return self._remade(self.model.per_token(), "cross_entropy")
 
     def _remade(self, model: Model, wanted: str) -> tuple[Session, bool]:
-        inputs = {k: v for k, v in self.batch.items() if k != TARGET}
+        inputs = _model_inputs(model, self.batch, wanted != "none")
         labels = self.user_labels
         with_labels = inputs if labels is None else {**inputs, TARGET: labels}
         session: Session | None = None
@@ -362,7 +362,8 @@ class Session:
                 session = None
         if session is None:
             drawn = wanted != "none"
-            batch = example_batch(fit_batch(model.graph, inputs), self.data_seed, wanted, inputs)
+            named = model.renamed(target_name_freed(model.graph)) if drawn else model  # as the session names them
+            batch = example_batch(fit_batch(named.graph, inputs), self.data_seed, wanted, inputs)
             session = Session(model, self.backend, batch, wanted, self.name, self.data_seed)
         session.target_drawn = drawn
         session.user_labels = labels  # kept while a loss they do not fit is chosen, for one they fit again
@@ -536,6 +537,16 @@ class Session:
 
     def __repr__(self) -> str:
         return f"<Session {self.name} on {self.backend.name}/{self.backend.dtype}: {self.position_text()}>"
+
+
+def _model_inputs(model: Model, batch: Mapping[str, Any], with_loss: bool) -> dict[str, Any]:
+    """The session's inputs for another session on `model`, its target `y` left out; the model's own input named `y`
+    (a forward-only session's) goes as `y_model` where a loss takes the name `y` (target_name_freed)."""
+    own_y = TARGET in model.graph and model.graph[TARGET].op.name == "input"
+    inputs = {k: v for k, v in batch.items() if k != TARGET or own_y}
+    if own_y and with_loss and TARGET in inputs:
+        inputs[target_name_freed(model.graph)[TARGET]] = inputs.pop(TARGET)
+    return inputs
 
 
 def _labels_in(model: Model, batch: Mapping[str, Any]) -> np.ndarray | None:
