@@ -660,9 +660,10 @@ class Translator:
         if self.float_casts:
             self.b.warnings.append(
                 f"{len(self.float_casts)} cast(s) between float dtypes (mixed precision, the first in "
-                f"{short(self.float_casts[0])}): a cast to a narrower float rounds through it, values and "
-                "gradients, as torch's does (1e10 in float16 is inf), but the ops between casts compute in the "
-                "session's dtype; there propscope's numbers differ from torch's by the narrower dtype's rounding")
+                f"{short(self.float_casts[0])}): a cast to float16 or bfloat16 rounds through it, values and "
+                "gradients, as torch's does (1e10 in float16 is inf), but the ops between casts, and a float32 island "
+                "in a float64 model, compute in the session's dtype; there propscope's numbers differ from torch's "
+                "by the narrower dtype's rounding")
         return self.b.model(outputs, batch, description)
 
     def _node(self, spec: Mapping[str, Any]) -> None:

@@ -106,7 +106,7 @@ def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 @aten("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
       "detach_copy", "_assert_tensor_metadata")
 def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    """Copies, views and casts. A cast to a narrower float dtype (float16, bfloat16; float32 from float64) rounds
+    """Copies, views and casts. A cast to a narrower float dtype (float16, bfloat16: see `narrows`) rounds
     through it as torch does, values and gradient (a `cast` step), in any session dtype: a model `.double()`'d
     still rounds where its forward says `.half()`. A cast to a wider float is the value itself (the session's
     dtype governs the ops after it). A cast to an integer or bool dtype changes values and is kept: T5's

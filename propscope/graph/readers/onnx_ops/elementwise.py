@@ -386,8 +386,8 @@ def _wrap(r: Reader, ctx: Ctx, node: Node, source: str, target: str) -> Node:
 
 def _rounds(source: str, target: str) -> bool:
     """Whether a cast from `source` (the file's type, "" where it gives none) to float `target` rounds: to float16
-    or bfloat16 from any other type (an unknown one too: rounding a value already in the type changes nothing), to
-    float32 from float64 (as the .pt2 reader's `narrows`)."""
+    or bfloat16 from any other type (an unknown one too: rounding a value already in the type changes nothing), as
+    the .pt2 reader's `narrows`."""
     if target in _HALVES:
         return source != target
     return narrows(source or None, target)
