@@ -101,6 +101,12 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     broken = _nonfinite_parameters(session.model.parameters)
     if broken:
         print(f"propscope: warning: {broken}", file=sys.stderr)
+    if getattr(args, "data", None) is not None:  # a NaN in the data, said before any op is blamed for it
+        from .graph.datasets import nonfinite_note
+
+        said = nonfinite_note(session.batch)
+        if said:
+            print(f"propscope: warning: {said}", file=sys.stderr)
     if session.loss_from_labels:
         kind = "whole-number" if session.loss_name == "cross_entropy" else "real-valued"
         print(f"propscope: note: the model has no loss of its own; the data's {kind} labels y take "

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Backend
+from ..graph.datasets import nonfinite_arrays
 from .session import Session
 from .trace import Trace
 
@@ -69,6 +70,8 @@ class Comparison:
     nodes: tuple[NodeDiff, ...]  # graph order
     # why the backends part where it is not a derivative that differs (see `value_routing_note`)
     note: str | None = None
+    # the data itself holds NaN or inf (see `data_note`): said before any other reason, which it makes moot
+    data_note: str | None = None
 
     def node_ok(self, d: NodeDiff) -> bool:
         """Within tolerance: absolute for magnitudes up to 1, relative to the value's size beyond."""
@@ -87,11 +90,14 @@ class Comparison:
 
     @property
     def explanation(self) -> str | None:
-        """Why the backends part where the first node beyond the tolerance is an op whose torch kernel is known to
-        compute differently on the device in use (see TORCH_KERNEL_NOTES); None otherwise."""
+        """Why the backends part: the data holding NaN or inf; else where the first node beyond the tolerance is an op
+        whose torch kernel is known to compute differently on the device in use (see TORCH_KERNEL_NOTES); else the
+        routing note; None otherwise."""
         failures = self.failures
         if not failures:
             return None
+        if self.data_note is not None:
+            return self.data_note
         first = failures[0]
         for side in (self.reference, self.other):
             if side.startswith("torch/"):
@@ -188,7 +194,20 @@ def comparison_of(session: Session, other: Backend, cursor: int, arrays: dict[st
     )
     if comparison.passed:
         return comparison
-    return replace(comparison, note=value_routing_note(session, other, cursor, arrays, comparison))
+    return replace(comparison, note=value_routing_note(session, other, cursor, arrays, comparison),
+                   data_note=data_note(session))
+
+
+def data_note(session: Session) -> str | None:
+    """Where the session's data holds NaN or inf, that sentence: each backend's kernels spread a NaN their own way
+    (a product with a 0, a max, a sum in another order), so a node may hold NaN on one and a number on the other,
+    an infinite difference that no derivative explains. None for finite data."""
+    found = nonfinite_arrays({n.name: session.batch[n.name] for n in session.graph.inputs if n.name in session.batch})
+    if not found:
+        return None
+    return (f"the data itself is not finite ({'; '.join(found)}): each backend's kernels spread NaN and inf their own "
+            "way, so nodes that hold one on one backend and a number on the other differ by ∞; give finite data to "
+            "compare the backends")
 
 
 def value_routing_note(session: Session, other: Backend, cursor: int, arrays: dict[str, tuple[Pair, Pair]],

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..graph.errors import PropscopeError
 from ..graph.ir import Graph, Node
+from .nonfinite import carried_in
 from .steps import BACKWARD, FORWARD
 
 VANISHING = 1e-3  # RMS below this fraction of the reference (a weight's peers nearest the loss; ∂L/∂ŷ)
@@ -1037,7 +1038,16 @@ def _first_nonfinite(session: Any) -> str:
     if found is None:
         return ""
     index, node = found
-    return f"{session.steps[index].phase} step {index + 1} ({node.op.name} {node.name})"
+    # the data holding NaN is where it starts, the op only met it (a weight that holds one leads the summary itself)
+    held = carried_in(node, lambda name: _numpy_value(session, name) if session.graph[name].op.name == "input"
+                      else None)
+    return f"{session.steps[index].phase} step {index + 1} ({node.op.name} {node.name}" + \
+        (f", carried in: {held} already held it)" if held else ")")
+
+
+def _numpy_value(session: Any, name: str) -> np.ndarray | None:
+    value = session.value(name)
+    return None if value is None else np.asarray(session.backend.to_numpy(value))
 
 
 def _summary(head: str, verdicts: list[tuple[str, str]], lead: Sequence[str] = ()) -> str:

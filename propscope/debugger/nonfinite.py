@@ -131,3 +131,24 @@ def cause(node: Any, read: Callable[[str], Any], phase: str, dtype: str, carried
             domain += "; a softmax underflows to 0 there: log_softmax computes the same without"
         return domain or (_carried([a.name for a in node.inputs], known) if carried else "")
     return _derivative(op, known, attrs) or _domain(op, known, np.dtype(dtype), attrs)
+
+
+def carried_in(node: Any, read: Callable[[str], Any]) -> str:
+    """Where the first non-finite step's NaN or ±inf came from when the step only met it: its leaf inputs whose own
+    values already hold one, "the data's x (1 NaN)" or "the parameter W (2 inf)" (the first three); "" where none
+    does, and the step made it itself. `read(name)` is a node's value (None where not computed)."""
+    said = []
+    for a in node.inputs:
+        value = read(a.name) if a.is_leaf else None
+        if value is None:
+            continue
+        x = np.asarray(value)
+        if x.dtype.kind not in "fc":
+            continue
+        nan = int(np.count_nonzero(np.isnan(x)))
+        inf = int(x.size - np.count_nonzero(np.isfinite(x))) - nan
+        if nan or inf:
+            counts = ", ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n)
+            holder = "the data's" if a.op.name == "input" else f"the {a.op.name}"
+            said.append(f"{holder} {a.name} ({counts})")
+    return ", ".join(said[:3])

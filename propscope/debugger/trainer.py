@@ -35,9 +35,9 @@ from ..backends import optimizer_for
 from ..backends.optimizers import Optimizer
 from ..graph.errors import PropscopeError
 from ..graph.model import TARGET, fit_batch, output_node
-from ..graph.ops.losses import IGNORE_INDEX
 from .data_checks import SUM_LOSSES  # summed over samples: an epoch's mini-batch losses add up
-from .metrics import METRICS
+from .metrics import METRICS, accuracy_against
+from .nonfinite import carried_in
 from .snapshots import SnapshotRecorder, settings_from
 from .steps import BACKWARD
 from .trace import Trace
@@ -186,8 +186,10 @@ class History:
 
 
 # -- metrics, evaluated with the target prepared once -------------------------------------------
-def _metric_fn(name: str, y: np.ndarray, pred_shape: tuple[int, ...]) -> Callable[[np.ndarray], float]:
-    """`METRICS[name]` bound to the target; mse and accuracy without per-epoch copies of it."""
+def _metric_fn(name: str, y: np.ndarray, pred_shape: tuple[int, ...], loss: str | None = None
+               ) -> Callable[[np.ndarray], float]:
+    """`METRICS[name]` bound to the target; mse and accuracy without per-epoch copies of it. Accuracy takes the
+    classes where `loss` does (`metrics.accuracy_against`: axis 1, as torch's cross-entropy)."""
     n = max(1, int(np.prod(pred_shape)))
     if name == "mse":
         target = np.asarray(y, dtype=np.float64).reshape(pred_shape)
@@ -198,16 +200,8 @@ def _metric_fn(name: str, y: np.ndarray, pred_shape: tuple[int, ...]) -> Callabl
             return float(np.vdot(diff, diff)) / n
 
         return mse
-    if name == "accuracy" and pred_shape and pred_shape[-1] > 1:
-        labels = np.asarray(y)
-        labels = (np.argmax(labels, axis=-1) if labels.shape == pred_shape else labels).reshape(pred_shape[:-1])
-        kept = labels != IGNORE_INDEX  # ignored labels (padding) count nothing, as in the loss
-        rows = max(1, int(np.count_nonzero(kept)))
-
-        def accuracy(pred: np.ndarray) -> float:
-            return int(np.count_nonzero((np.argmax(pred, axis=-1) == labels) & kept)) / rows
-
-        return accuracy
+    if name == "accuracy":
+        return accuracy_against(y, pred_shape, loss)
     fn = METRICS[name]
     return lambda pred: fn(pred, y)
 
@@ -416,7 +410,8 @@ class Trainer:
 
     def _prepare_metrics(self, y: Any, shape: tuple[int, ...]) -> list[tuple[list[float], Callable[..., float]]]:
         target = self.session.backend.to_numpy(y)
-        return [(self.history.metric_values[m], _metric_fn(m, target, shape)) for m in self.metrics]
+        return [(self.history.metric_values[m], _metric_fn(m, target, shape, self.session.loss_name))
+                for m in self.metrics]
 
     def _test_eval(self) -> Callable[[dict[str, Any]], float] | None:
         if self.test_graph is None or self.test_batch is None:
@@ -633,7 +628,11 @@ class Trainer:
             index, node = trace.first_nonfinite
             phase = trace.schedule[index].phase
             made_by = f"{node.op.name} {node.name!r} ({phase} step {index + 1}"
-            if blamed_update:
+            held = carried_in(node, lambda name: s.backend.to_numpy(trace.values[name]) if name in trace.values
+                              else None)
+            if held:  # a NaN in the data (or a weight) is where it starts: the op only carries it on
+                message += f"; {held} already held it, first met by {made_by})"
+            elif blamed_update:
                 message += (f"; the update before it used a non-finite gradient, first made by {made_by} "
                             "of the step before)")
             else:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -141,6 +142,31 @@ def load_data(path: str | Path) -> dict[str, Array]:
     if not arrays:
         raise DataError(f"{path}: the file holds no arrays")
     return arrays
+
+
+def nonfinite_arrays(arrays: Mapping[str, Any]) -> list[str]:
+    """The data arrays that hold NaN or ±inf, each with how many: `x holds 1 NaN of 24,576 values`."""
+    found = []
+    for name, value in arrays.items():
+        x = np.asarray(value)
+        if x.dtype.kind not in "fc" or x.size == 0:
+            continue
+        nan = int(np.count_nonzero(np.isnan(x)))
+        inf = int(x.size - np.count_nonzero(np.isfinite(x))) - nan
+        if nan or inf:
+            counts = ", ".join(f"{n:,} {what}" for n, what in ((nan, "NaN"), (inf, "inf")) if n)
+            found.append(f"{name} holds {counts} of {x.size:,} values")
+    return found
+
+
+def nonfinite_note(arrays: Mapping[str, Any]) -> str:
+    """One line naming the data arrays that hold NaN or ±inf and how many ("" where none does): said when data is
+    loaded, since the values computed from such an array are non-finite too, and would otherwise be blamed on the
+    first op that meets it."""
+    found = nonfinite_arrays(arrays)
+    if not found:
+        return ""
+    return f"the data is not all finite: {'; '.join(found)}; it spreads to the values computed from it"
 
 
 def _load_csv(path: Path) -> dict[str, Array]:

@@ -14,6 +14,9 @@ from .ops import LOSSES
 from .ops.shapes import fmt
 
 TARGET = "y"
+# An input's meta: how to open the model at other sizes where its reader can build it so (`torchvision:resnet18@SIZE`),
+# named when data of another size does not fit; absent where the sizes are the file's own
+OTHER_SIZES = "other_sizes"
 
 
 @dataclass
@@ -224,8 +227,10 @@ def fit_batch(graph: Graph, batch: Mapping[str, np.ndarray]) -> Graph:
             continue
         if len(got) != len(want) or not want or got[1:] != want[1:]:
             batched = len(want) >= 2 and len(got) == len(want)  # only the batch may differ: say so
-            hint = (f" (any batch size: ({', '.join(['N', *map(str, want[1:])])}); the other sizes are the ones "
-                    "the model was traced or exported at, e.g. torchvision:NAME@SIZE)") if batched else ""
+            resized = node.meta.get(OTHER_SIZES)
+            fixed = f"{resized} builds it at other sizes" if resized else \
+                "the other sizes are the ones the model was built, traced or exported at"
+            hint = f" (any batch size: ({', '.join(['N', *map(str, want[1:])])}); {fixed})" if batched else ""
             raise ShapeError(f"input {node.name!r}: expected shape {fmt(want)}, got {fmt(got)}{hint}")
         shapes[node.name] = got
     if not shapes:

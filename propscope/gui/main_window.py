@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
 from ..debugger.session import loss_for_labels
-from ..graph.datasets import load_data
+from ..graph.datasets import load_data, nonfinite_note
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
@@ -743,7 +743,9 @@ class MainWindow(QMainWindow):
         rows = s.prediction_node
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
-        self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}")
+        nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it
+        self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}"
+                     f"{'; warning: ' + nonfinite if nonfinite else ''}")
         labels = batch.get(TARGET)
         if s.loss_name is None and s.model.loss is None and labels is not None \
                 and self._forward_only_for is not s.model:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ShapeError
-from ..model import TARGET, Model
+from ..model import OTHER_SIZES, TARGET, Model
 from ._budget import memory_budget
 
 _requested_shapes: ContextVar[Mapping[str, tuple[int, ...]] | None] = ContextVar("requested_shapes", default=None)
@@ -111,6 +111,14 @@ def read_again_at(read: Callable[..., Model], *args: Any) -> Callable[[Mapping[s
             return read(*args)
 
     return reread
+
+
+def resizable_by(model: Model, how: str) -> Model:
+    """`model`, its inputs naming `how` it is built at other sizes (`torchvision:resnet18@SIZE`), for an architecture
+    built by name, whose sizes are the builder's choice: what `fit_batch`'s refusal of data of another size offers."""
+    for node in model.graph.inputs:
+        node.meta[OTHER_SIZES] = how
+    return model
 
 
 def batch_sized(model: Model, reread: Callable[[Mapping[str, tuple[int, ...]]], Model]) -> Model:

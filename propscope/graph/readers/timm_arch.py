@@ -29,7 +29,7 @@ from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import MAX_SIDE, MIN_SIDE, architecture_spec, file_size
 from ._failure import first_line, quiet_torch
-from .sizes import batch_sized, read_again_at, requested_batch
+from .sizes import batch_sized, read_again_at, requested_batch, resizable_by
 
 PREFIX = "timm:"
 # timm's names are lower-case words, digits and underscores; a pretrained tag follows a dot (resnet50.a1_in1k)
@@ -153,6 +153,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     opened.description = (f"timm {name} ({size[0]}×{size[1]} input{heads}, timm {timm.__version__}), exported with "
                           f"torch.export: {len(opened.graph.ops)} ops")
     opened.loss = "cross_entropy" if scores else None
+    resizable_by(opened, f"{PREFIX}{name}@SIZE")
     return batch_sized(opened, read_again_at(open_spec, spec, tensors, model_args))
 
 

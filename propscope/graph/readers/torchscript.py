@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import ModelFormatError
 from ..model import Model
+from ..ops.shapes import fmt
 from . import aten  # noqa: F401  (registers the ATen handlers)
 from ._budget import ZIP_ERRORS, charge, memory_budget, read_member
 from ._build import check_shape
@@ -204,7 +205,12 @@ def _open(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None) -> Mod
         shapes = _input_shapes(names, asked, None if traced is None else [s for s, _ in traced], where)
         dtypes = {} if traced is None or len(traced) != len(names) else \
             {name: dtype for name, (_, dtype) in zip(names, traced, strict=True)}
-        outputs = interpreter.run(root, shapes, dtypes)
+        try:
+            outputs = interpreter.run(root, shapes, dtypes)
+        except ModelFormatError as exc:  # the data's shapes, not the archive, where an op refused their shape
+            misfit = _data_misfit(str(exc), shapes, asked, None if traced is None else [s for s, _ in traced], where,
+                                  "the data's shape" if input_shapes is None else "the shape")
+            raise (misfit or exc) from None
         if interpreter.integer_inputs and traced is None:  # token ids of a scripted archive: read again as int64
             dtypes = dict.fromkeys(interpreter.integer_inputs, "int64")
             interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem, archive.frozen)
@@ -334,3 +340,45 @@ def _input_shapes(names: list[str], asked: Mapping[str, tuple[int, ...]], traced
                 f"{names[0]!r}{' and the others' if len(names) > 1 else ''} (in the app, File ▸ Load data)")
         shapes[name] = check_shape(shape, f"input {name!r}", where)
     return shapes
+
+
+_SHAPE_REASON = "ShapeError: "
+
+
+def _shape_reason(message: str) -> str:
+    """The first shape refusal a reading failure carries, "conv2d node 'conv1.conv2d': weight (64, 3, 7, 7) expects 3
+    input channels (groups=1), got 1", from within the parentheses that wrap it; "" where it carries none. The layers
+    between cut long reasons short: a cut one (its parentheses do not balance) ends at its last whole word, with …."""
+    start = message.find(_SHAPE_REASON)
+    if start < 0:
+        return ""
+    start += len(_SHAPE_REASON)
+    depth, end = 0, len(message)
+    for i in range(start, len(message)):
+        depth += {"(": 1, ")": -1}.get(message[i], 0)
+        if depth < 0:
+            end = i
+            break
+    reason = message[start:end]
+    if message.count("(") != message.count(")"):
+        reason = reason.rsplit(" ", 1)[0].rstrip(",;:") + " …"
+    return reason
+
+
+def _data_misfit(message: str, shapes: Mapping[str, tuple[int, ...]], asked: Mapping[str, tuple[int, ...]],
+                 traced: list[tuple[int, ...]] | None, where: str, whose: str) -> ModelFormatError | None:
+    """Where the archive was read at the shapes asked for (the data's, or typed in the app) and an op refused them,
+    that said as the input not fitting the archive (traced at another shape, where it records one), with the op's
+    reason; None where the shapes were the traced ones (the archive's own trouble) or no op refused a shape."""
+    reason = _shape_reason(message)
+    given = {name: shape for name, shape in shapes.items() if name in asked or (len(shapes) == 1 and "x" in asked)}
+    at_traced = traced is not None and len(traced) == len(shapes) and list(shapes.values()) == traced
+    if not reason or not given or at_traced:
+        return None
+    recorded = traced if traced is not None and len(traced) == len(shapes) else None
+    fits = "; ".join(
+        f"input {name!r}: {whose} {fmt(shape)} does not fit the archive"
+        + (f", traced at {fmt(recorded[i])}" if recorded is not None else "")
+        for i, (name, shape) in enumerate(shapes.items())
+        if name in given and (recorded is None or shape != recorded[i]))
+    return ModelFormatError(f"{where}: {fits} ({reason})") if fits else None

@@ -30,7 +30,7 @@ from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import architecture_spec
 from ._failure import first_line, quiet_torch
-from .sizes import batch_sized, read_again_at, requested_batch
+from .sizes import batch_sized, read_again_at, requested_batch, resizable_by
 
 PREFIX = "torchvision:"
 _SPEC = re.compile(r"^torchvision:([a-z][a-z0-9_]{0,63})(?:@(\d{1,9})(?:x(\d{1,9}))?)?$")
@@ -264,4 +264,6 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     opened.loss = "cross_entropy"
     if note:
         opened.warnings.append(note)
+    if not name.startswith("mvit_"):  # built for 224×224 only
+        resizable_by(opened, f"{PREFIX}{name}@SIZE")
     return batch_sized(opened, read_again_at(open_spec, spec, tensors))
