@@ -102,3 +102,23 @@ def test_the_app_samples_a_big_network_as_the_command_does(qtbot) -> None:
     header = w.inspector.numeric_panel.model.headerData(0, Qt.Orientation.Horizontal)
     assert header == fmt_index(results["W"].entries[0])  # the columns name the entries checked, not 0..7
     w.close()
+
+
+def test_an_estimate_that_already_agrees_takes_no_second_step() -> None:
+    """The small step is for kinks: where the ordinary estimate agrees with the analytic gradient it is kept, and the
+    small one (four more evaluations) not made; where it disagrees, both are made as before."""
+    from propscope.debugger.gradcheck import numeric_gradient
+
+    x = np.array([0.3, -1.2, 2.0])
+    calls = []
+
+    def f() -> float:
+        calls.append(1)
+        return float(np.sum(np.sin(x)))
+
+    exact = np.cos(x)
+    got = numeric_gradient(f, x, analytic=exact)
+    assert len(calls) == 3 * 4 and np.allclose(got, exact, rtol=1e-10)
+    calls.clear()
+    wrong = numeric_gradient(f, x, analytic=exact * 1.5)  # a wrong derivative: both steps, the estimate unchanged
+    assert len(calls) == 3 * 8 and np.allclose(wrong, exact, rtol=1e-10)
