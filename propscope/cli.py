@@ -293,7 +293,7 @@ def _numpy_or_none(session: Any, value: Any) -> np.ndarray | None:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from .debugger.metrics import METRICS
+    from .debugger.metrics import METRICS, accuracy
     from .debugger.nonfinite import cause
 
     s = _open(args)
@@ -321,7 +321,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
             if metric not in METRICS:  # a model file may name a metric this version does not know
                 print(f"  {metric}: unknown metric, not computed (known: {', '.join(METRICS)})")
                 continue
-            print(f"  {metric} = {METRICS[metric](pred, s.batch['y']):.10g}")
+            score = accuracy(pred, s.batch["y"], s.loss_name) if metric == "accuracy" else \
+                METRICS[metric](pred, s.batch["y"])  # accuracy takes the classes where the loss does
+            print(f"  {metric} = {score:.10g}")
     bad = s.trace.first_nonfinite
     if bad is not None:
         index, node = bad
