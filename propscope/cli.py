@@ -554,7 +554,6 @@ def _per_sample(trainer: Any) -> tuple[int, int] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
     import time
 
     from .backends.optimizers import make_optimizer
@@ -562,7 +561,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .debugger.trainer import Trainer, TrainingError, run_health
     from .graph.model import TrainingDefaults
     from .graph.readers import save_model
-    from .graph.readers.snapshots import attach as attach_snapshots
 
     hparams = {
         "momentum": args.momentum, "weight_decay": args.weight_decay, "eps": args.eps, "alpha": args.alpha,
@@ -640,12 +638,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  wrote {len(history)} epochs to {args.history}")
     if args.out:
         used = TrainingDefaults(opt.name, opt.hparams["lr"], trainer.epochs, trainer.batch_size)
-        batch = dict(s.batch) if data is not None else s.model.batch
-        model = dataclasses.replace(s.model, arrays={**s.model.arrays, **s.parameters_numpy()}, batch=batch,
-                                    training=used)
-        if trainer.recorder is not None:
-            attach_snapshots(model, s.snapshots)
-        save_model(model, args.out)
+        # as File ▸ Save writes it: the loss (one taken from the labels too), the data and the recorded epochs
+        save_model(s.saved_model(training=used), args.out)
         what = "the model, on the parameters that diverge," if history.nonfinite else "the trained model"
         print(f"  wrote {what} to {args.out}")
     if history.nonfinite is not None:

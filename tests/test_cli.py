@@ -420,3 +420,21 @@ def test_class_ids_counted_from_one_are_said_so() -> None:
                            "must lie in 0..4")
     assert said.endswith("counted from 1? class ids start at 0 (subtract 1)")
     assert "counted from 1" not in class_count_error(np.array([0.0, 7.0]), (2, 5), (2,))
+
+
+def test_train_out_keeps_a_loss_taken_from_the_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`propscope train --out` writes what File ▸ Save does: a loss the data's labels chose is in the file."""
+    from propscope.graph import Graph, Model
+    from propscope.graph.readers import open_model, save_model
+
+    g = Graph("line")
+    x = g.input("x", (4, 2))
+    g.set_outputs(g.add("matmul", x, g.parameter("W", (2, 1)), name="out"))
+    save_model(Model(g, {"W": np.ones((2, 1))}, batch={"x": np.ones((4, 2))}), tmp_path / "line.propscope")
+    np.savez(tmp_path / "d.npz", x=np.arange(8.0).reshape(4, 2), y=np.arange(4.0).reshape(4, 1))
+    assert main(["train", str(tmp_path / "line.propscope"), "--data", str(tmp_path / "d.npz"), "--epochs", "2",
+                 "--out", str(tmp_path / "trained.propscope")]) == 0
+    assert "take mse" in capsys.readouterr().err
+    trained = open_model(tmp_path / "trained.propscope")
+    assert trained.loss == "mse" and trained.training.epochs == 2
+    np.testing.assert_array_equal(trained.batch["y"], np.arange(4.0).reshape(4, 1))

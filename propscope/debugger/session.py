@@ -375,11 +375,12 @@ class Session:
         session.set_params(self.params)  # what training in this window reached, if it ran
         return session, drawn
 
-    def saved_model(self) -> Model:
+    def saved_model(self, training: Any = None) -> Model:
         """The session as File ▸ Save writes it (`save`), so that reopening it shows the same numbers at every step: the
         model with the parameters as trained (copies: a save written on another thread races no training), its loss
         (the output it is on and a row per token are in the graph), the batch as used, the inputs in the dtypes the
-        data gave and the user's labels as given (a drawn target marked so), and the recorded epochs."""
+        data gave and the user's labels as given (a drawn target marked so), and the recorded epochs; `training`
+        (a TrainingDefaults) replaces the model's training settings (`propscope train --out`: those it used)."""
         from ..graph.readers.snapshots import attach
 
         batch = {k: np.asarray(v).astype(self._data_dtypes.get(k, np.asarray(v).dtype))
@@ -391,7 +392,7 @@ class Session:
             batch.pop(TARGET, None)  # a target drawn for a loss no longer chosen: not the user's, not saved
         params = {k: np.array(v) for k, v in self.parameters_numpy().items()}
         model = replace(self.model, arrays={**self.model.arrays, **params}, batch=batch, loss=self.loss_name,
-                        target_drawn=self.target_drawn)
+                        target_drawn=self.target_drawn, training=self.model.training if training is None else training)
         return attach(model, self.snapshots) if self.snapshots else model
 
     def save(self, path: str | Path) -> Path:
