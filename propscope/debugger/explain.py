@@ -8,7 +8,11 @@ so a path through an input of zero (x = 0) still shows, with its product 0.
 
 Memory and time are bounded: an op's whole Jacobian is built only where it is small, else the
 columns an element needs are made one by one (`_Jacobians`); past `EXPLAIN_SECONDS` explain
-refuses in one sentence, saying how far the paths fanned out.
+refuses in one sentence, saying how far the paths fanned out. Before any of that, `explain_cost`
+follows the element's reach through the graph (one forward pass of each op it reaches, on the
+probe values) and counts the VJPs and forward passes the explanation would need at the least: an
+element whose paths fan out over a real CNN (an early convolution's weight: thousands of elements
+in every later layer) is refused at once, naming a parameter nearer the loss that can be explained.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ MAX_JACOBIAN_ROWS = 20_000  # an op's whole Jacobian is built (one VJP per outpu
 MAX_JACOBIAN_ELEMENTS = 4_000_000  # ... and this many entries (32 MB in float64); beyond, column by column
 DENSE_AT_ONCE = 512  # an op whose whole Jacobian costs at most this many VJPs gets it at once
 EXPLAIN_SECONDS = 20.0  # past this, explain refuses (in one sentence) rather than stalls
+ESTIMATE_REFUSES_ABOVE = EXPLAIN_SECONDS  # an estimate past this refuses before any of the work is done
+SUGGESTIONS_TRIED = 4  # parameters nearest the loss whose cost is estimated, for the refusal to name one
 Index = tuple[int, ...]
 
 
@@ -276,6 +282,145 @@ def _size(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape, dtype=np.int64))
 
 
+@dataclass(frozen=True)
+class ExplainCost:
+    """What explaining one element would cost at the least: the VJPs and forward passes of `_Jacobians`, each timed
+    as one forward pass of its op. `complete` is False where the count stopped once past the limit."""
+
+    seconds: float
+    calls: int
+    elements: int  # the elements the element's paths reach (counted so far)
+    ops: int  # ... and the ops they belong to
+    complete: bool
+
+
+def explain_cost(session: Session, name: str, index: Index, stop_above: float = math.inf) -> ExplainCost:
+    """Follow element `index` of `name` to the loss through the graph: which elements of each later op it reaches
+    (one forward pass of the op with the reached elements of its input moved, on probe values as `_Jacobians`
+    finds structure), and what `explain` would spend on each op (see `_lower_calls`). Stops once the estimate
+    passes `stop_above` seconds."""
+    loss = session.loss_node
+    assert loss is not None
+    graph, backend, values = session.graph, session.backend, session.trace.values
+    relevant = gradient_reaches(loss)
+    node = graph[name]
+    start = np.zeros(_size(node.shape), dtype=bool)
+    start[int(np.ravel_multi_index(index, node.shape)) if index else 0] = True
+    reach: dict[str, np.ndarray] = {name: start}
+    rng = np.random.default_rng(0)
+    seconds, calls, elements, ops = 0.0, 0, 0, 0
+    for consumer in graph.nodes:
+        if consumer.name not in relevant or consumer.name in reach:
+            continue
+        positions = [p for p, a in enumerate(consumer.inputs) if a.name in reach and consumer.op.differentiable(p)]
+        if not positions:
+            continue
+        probe = [backend.asarray(rng.uniform(0.1, 0.9, size=a.shape)) if consumer.op.differentiable(i)
+                 else values[a.name] for i, a in enumerate(consumer.inputs)]
+        base, took = _timed_forward(backend, consumer, probe)
+        out = np.zeros(_size(consumer.shape), dtype=bool)
+        for p in positions:
+            moved_in = reach[consumer.inputs[p].name]
+            reached_out, took_moved = _reached_rows(backend, consumer, probe, p, moved_in, base, rng)
+            if took_moved:  # the faster of two runs: the first may have paid for allocations
+                took = min(took, took_moved)
+            out |= reached_out
+            n = _lower_calls(consumer, p, int(moved_in.sum()), int(reached_out.sum()))
+            calls += n
+            seconds += n * took
+        if not out.any():
+            continue
+        reach[consumer.name] = out
+        elements, ops = elements + int(out.sum()), ops + 1
+        if seconds > stop_above:
+            return ExplainCost(seconds, calls, elements, ops, complete=False)
+    return ExplainCost(seconds, calls, elements, ops, complete=True)
+
+
+def _timed_forward(backend: Any, node: Node, inputs: list[Any]) -> tuple[np.ndarray, float]:
+    began = time.perf_counter()
+    out = np.asarray(backend.to_numpy(backend.forward(node, inputs))).reshape(-1)
+    return out, time.perf_counter() - began
+
+
+def _reached_rows(backend: Any, node: Node, probe: list[Any], position: int, moved: np.ndarray, base: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """The output elements that the `moved` elements of input `position` reach, and the time of the forward pass
+    that told (0 where the shapes tell: an elementwise op). Each moved element gets its own random push, so no
+    shift-invariant op (softmax, a normalisation) hides them by moving all of them alike."""
+    in_shape = node.inputs[position].shape
+    if node.op.elementwise:
+        flat = np.flatnonzero(moved)
+        in_index = np.arange(_size(in_shape)).reshape(in_shape)
+        mapped = np.broadcast_to(in_index, node.shape).reshape(-1)
+        return np.isin(mapped, flat), 0.0
+    x = np.array(backend.to_numpy(probe[position]), copy=True).reshape(-1)
+    x[moved] += rng.uniform(5.0, 15.0, size=int(moved.sum()))
+    inputs = [backend.asarray(x.reshape(in_shape)) if i == position else v for i, v in enumerate(probe)]
+    after, took = _timed_forward(backend, node, inputs)
+    with np.errstate(invalid="ignore"):
+        return ~((after == base) | (np.isnan(after) & np.isnan(base))), took
+
+
+def _lower_calls(node: Node, position: int, n_in: int, n_out: int) -> int:
+    """The fewest VJPs and forward passes `_Jacobians` spends on the column of each of `n_in` elements of input
+    `position` of `node`, which reach `n_out` of its elements: an elementwise op of the same shape, one VJP for
+    all; otherwise at least two forward passes an element (finding what it reaches) and a VJP per element reached,
+    or the whole Jacobian where that is cheaper and fits."""
+    out_size = _size(node.shape)
+    if node.op.elementwise and tuple(node.inputs[position].shape) == tuple(node.shape):
+        return 1
+    columns = n_out if node.op.elementwise else 2 * n_in + n_out
+    whole = out_size if node.op.elementwise else 2 * out_size
+    fits = out_size <= MAX_JACOBIAN_ROWS and out_size * _size(node.inputs[position].shape) <= MAX_JACOBIAN_ELEMENTS
+    return min(columns, whole) if fits else columns
+
+
+def _refuse_if_slow(session: Session, name: str, index: Index) -> None:
+    """Refuse at once, in one sentence, an element whose explanation the estimate puts past the limit."""
+    cost = explain_cost(session, name, index, stop_above=ESTIMATE_REFUSES_ABOVE)
+    if cost.seconds <= ESTIMATE_REFUSES_ABOVE:
+        return
+    more = "" if cost.complete else " or more"
+    so_far = "" if cost.complete else " before the count stopped"
+    instead = _nearer_the_loss(session, name)
+    pick = f"explain {instead} (nearer the loss)" if instead else "explain an element nearer the loss"
+    raise ExplainError(
+        f"explaining {_elem(name, index)} would take {_duration(cost.seconds)}{more}, past the "
+        f"{ESTIMATE_REFUSES_ABOVE:g} s limit: its paths fan out to {cost.elements:,} elements of {cost.ops:,} ops"
+        f"{so_far} ({cost.calls:,} VJPs and forward passes at the least); {pick}, or use a smaller input")
+
+
+def _nearer_the_loss(session: Session, name: str) -> str | None:
+    """A parameter whose first element explains within the limit, the nearest the loss first; None if none of the
+    few tried does."""
+    loss = session.loss_node
+    assert loss is not None
+    relevant = gradient_reaches(loss)
+    order = {n.name: i for i, n in enumerate(session.graph.nodes)}
+    graph = session.graph
+
+    def nearness(p: Node) -> int:
+        return max((order[u.name] for u in graph.users(p)), default=-1)
+
+    params = sorted((p for p in graph.parameters if p.name in relevant and p.name != name), key=nearness,
+                    reverse=True)
+    for p in params[:SUGGESTIONS_TRIED]:
+        first = (0,) * len(p.shape)
+        if explain_cost(session, p.name, first, stop_above=ESTIMATE_REFUSES_ABOVE / 4).seconds \
+                <= ESTIMATE_REFUSES_ABOVE / 4:
+            return p.name
+    return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"about {seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"about {seconds / 60:.0f} min"
+    return f"about {seconds / 3600:.0f} h"
+
+
 def explain(session: Session, name: str, index: Index | int = (), max_paths: int = 200) -> Explanation:
     loss = session.loss_node
     if loss is None:
@@ -288,6 +433,7 @@ def explain(session: Session, name: str, index: Index | int = (), max_paths: int
     if name not in relevant:
         raise ExplainError(f"{name} does not lead to the loss: its gradient is zero by definition")
     session.trace.compute_through(len(session.steps) - 1)
+    _refuse_if_slow(session, name, index)
     jac = _Jacobians(session, time.monotonic() + EXPLAIN_SECONDS)
     graph = session.graph
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QProgressDialog, QWidget
 
 SHOW_AFTER_MS = 300  # quick work finishes without a dialog flashing up
+CLOSE_WAIT_S = 2.0  # a closing window waits this long for its cancelled jobs' threads, then closes all the same
 
 
 # The cyclic garbage collector runs in whichever thread happens to allocate: while a job imports torch or timm in
@@ -101,6 +103,29 @@ class Job(QObject):
             self.was_cancelled = True
             self._close_dialog()
             self.cancelled.emit()
+
+    @staticmethod
+    def cancel_all(jobs: list[Job], timeout: float = CLOSE_WAIT_S) -> list[Job]:
+        """Cancel `jobs` and wait for their threads, `timeout` seconds for all of them together (a window closing);
+        the jobs whose work has not stopped by then."""
+        for job in jobs:
+            job.cancel()
+        deadline = time.monotonic() + timeout
+        return [job for job in jobs if not job.wait(deadline - time.monotonic())]
+
+    def wait(self, timeout: float) -> bool:
+        """Block until the work's thread has ended, at most `timeout` seconds; whether it has. A window closing
+        cancels its jobs and waits here, so no thread goes on reading a session its caller (a notebook, after
+        `propscope.show`) is using again; the work stops at its next check of `cancel` (a gradient check: before
+        its next tensor)."""
+        worker = self._worker
+        if worker is None:
+            return True
+        worker.join(max(0.0, timeout))
+        if worker.is_alive():
+            return False
+        _release_collector(worker)  # now, not when the result's queued signal comes: the window may be gone by then
+        return True
 
     def _close_dialog(self) -> None:
         if self.dialog is not None:

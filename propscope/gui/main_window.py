@@ -647,9 +647,12 @@ class MainWindow(QMainWindow):
             w.setEnabled(not busy)
         self.loss_menu.setEnabled(not busy)
         self.output_menu.setEnabled(not busy and len(self.output_actions.actions()) > 1)
-        for action in (self.open_action, self.data_action):
+        # every way to another session: a second open while one loads replaced the model, the last to finish won
+        for action in (self.open_action, self.architecture_action, self.data_action):
             action.setEnabled(not busy)
-        self.recent_menu.setEnabled(not busy)
+        for act in self.file_menu.actions():  # Open recent, and File ▸ Lessons (added by gui/lessons)
+            if act.menu() is not None and act.menu().objectName() in ("recentMenu", "lessonsMenu"):
+                act.menu().setEnabled(not busy)
 
     def save_path(self, path: str | Path) -> bool | Job:
         """Save what the session holds (`Session.saved_model`: the loss, the data, the trained parameters) to `path`.
@@ -998,8 +1001,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.debug.autoplay.stop()
         self.training.shutdown()
-        for job in list(self.jobs):
-            job.cancel()
+        Job.cancel_all(list(self.jobs))  # and their threads end, or nearly: a notebook goes on with the session
         self.save_settings()
         self.bridge.close()
         if self._own_themes:

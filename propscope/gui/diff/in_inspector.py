@@ -29,6 +29,9 @@ class DiffPanels(QSplitter):
         self.b = TensorPanel("B", "")
         self.delta = TensorPanel("A − B", "")
         for panel in self.panels:
+            # "A: numpy/float32 on cpu · values" wraps: three such titles in one line made the inspector (and so the
+            # window) too wide for 1024 px
+            panel.title.setWordWrap(True)
             panel.elementClicked.connect(self.elementClicked)
             self.addWidget(panel)
         self.hide()

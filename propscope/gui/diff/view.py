@@ -42,6 +42,7 @@ from ...debugger.compare import Comparison, NodeDiff
 from ...debugger.diff import KINDS, ONLY_A, ONLY_B, GraphDiff, NodeChange, State, as_state, diff
 from ...graph.errors import PropscopeError
 from ..bridge import SessionBridge
+from ..flow_layout import FlowLayout, hold_wrapped_height
 from ..format import fmt_num
 from ..guard import guarded
 from ..inspect.heat_grid import HeatGrid, Tile
@@ -55,6 +56,8 @@ NOW, EPOCH, FILE = "now", "epoch", "file"
 HEADERS = ["node", "op", "change", "status"]
 BACKEND_HEADERS = ["node", "op", "max |A−B|", "tolerance"]
 AGREES, BEYOND, NOT_YET = "agrees", "beyond tolerance", "not computed yet"
+NOTHING_COMPUTED = "nothing computed yet: step or Run to end first"
+FILE_LABEL_CHARS = 24  # about as many characters of a chosen file's name as its button shows
 
 
 def change_color(change: float) -> QColor:
@@ -126,8 +129,18 @@ class SourcePicker(QWidget):
         kind = self.kind.currentData()
         self.epoch.setVisible(kind == EPOCH)
         self.file_button.setVisible(kind == FILE)
-        self.file_button.setText(Path(self.path).name if self.path else "Choose…")
+        self.file_button.setText(self._file_label())
+        self.file_button.setToolTip(self.path or "Choose a model file of the same architecture")
         self.changed.emit()
+
+    def _file_label(self) -> str:
+        """The chosen file's name, shortened in its middle: a long name on the button widened the Diff dock (and
+        so the window) past a 1024 px screen."""
+        if not self.path:
+            return "Choose…"
+        metrics = self.file_button.fontMetrics()
+        return metrics.elidedText(Path(self.path).name, Qt.TextElideMode.ElideMiddle,
+                                  metrics.averageCharWidth() * FILE_LABEL_CHARS)
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -203,11 +216,17 @@ class DiffView(QWidget):
         self.detail = QLabel(self)
         self.detail.setObjectName("diffDetail")
         self.detail.setTextFormat(Qt.TextFormat.PlainText)
+        self.detail.setWordWrap(True)  # its norms line would make the dock as wide as itself
         self.heat = HeatGrid(self)
-        top = QHBoxLayout()
-        for w in (self.a, self.b, QLabel("compare", self), self.what, self.compare, self.backends, self.clear_button):
+        kind_row = QWidget(self)  # "compare [values]" stays on one line
+        kl = QHBoxLayout(kind_row)
+        kl.setContentsMargins(0, 0, 0, 0)
+        kl.addWidget(QLabel("compare", kind_row))
+        kl.addWidget(self.what)
+        # the controls wrap onto a second line in a narrow dock: in one row they made the window at least 1419 px
+        top = FlowLayout()
+        for w in (self.a, self.b, kind_row, self.compare, self.backends, self.clear_button):
             top.addWidget(w)
-        top.addStretch(1)
         right = QWidget(self)
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
@@ -271,6 +290,11 @@ class DiffView(QWidget):
         super().showEvent(event)
         if self._sources_stale:
             self.refresh_sources()
+
+    @guarded
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        hold_wrapped_height(self)  # the controls' second line, under the summary at a short dock otherwise
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> GraphDiff | None:
@@ -410,8 +434,24 @@ class DiffView(QWidget):
         self.heat.set_tiles(tiles)
 
 
+def nothing_computed(c: Comparison) -> bool:
+    """Compared before the first step: no op has run on either backend, so there is no difference to speak of
+    (the parameters and inputs they share agree trivially)."""
+    return c.cursor == 0
+
+
+def backend_status(c: Comparison) -> str:
+    """The status bar's line for the two backends' runs."""
+    if nothing_computed(c):
+        return f"Compare backends at step 0: {NOTHING_COMPUTED}"
+    return f"Compared at step {c.cursor}: largest difference {c.max_diff:.3g}"
+
+
 def backend_summary(c: Comparison) -> str:
     """The tolerance verdict of the two backends' runs, as rich text (what `propscope compare` says)."""
+    if nothing_computed(c):
+        return (f"<b>{escape(c.reference)}</b> vs <b>{escape(c.other)}</b> at step 0/{c.steps}: "
+                f"{escape(NOTHING_COMPUTED)}")
     verdict = (f"<b style='color:{GREEN.name()}'>all {len(c.nodes)} nodes agree</b>" if c.passed else
                f"<b style='color:{RED.name()}'>{len(c.failures)} node(s) beyond the tolerance</b>")
     worst = c.worst(1)

@@ -43,6 +43,8 @@ from .loss_plot import LossPlot
 from .output_view import OutputView
 from .runner import RunSettings, TrainingRunner
 
+READABLE_PLOT_PX = 110  # (at the theme's scale) a plot column narrower than this is folded away
+
 
 def _button(text: str, tip: str, icon: QStyle.StandardPixmap, parent: QWidget) -> QToolButton:
     b = QToolButton(parent)
@@ -293,11 +295,25 @@ class TrainingPanel(QWidget):
         """The controls as wide as they like to be, the rest shared 4 : 3 : 4 by the plots (the output plane
         wants to be about square), until the user moves a splitter handle."""
         total = self.split.width()
-        if self._user_sized or total <= 0:
+        if total <= 0:
             return
         controls = min(self.themes.theme.px(270), total // 3)
         rest = max(0, total - controls)
-        self.split.setSizes([controls, rest * 4 // 11, rest * 3 // 11, rest * 4 // 11])
+        self._fold_plots(rest)
+        if self._user_sized:
+            return
+        shares = [share if not plot.isHidden() else 0 for share, plot in
+                  zip((4, 3, 4), (self.loss_plot, self.output_view, self.health_plot), strict=True)]
+        self.split.setSizes([controls, *(rest * share // sum(shares) for share in shares)])
+
+    def _fold_plots(self, room: int) -> None:
+        """Show as many plots as the room reads: the gradient health goes first, then the output view, the loss
+        stays. Squeezed to a sliver, a plot's caption wrapped a word to a line and grew the window past the screen
+        (projector mode at 1024×768: the window grew, its type with it, and the dock again, without end)."""
+        readable = self.themes.theme.px(READABLE_PLOT_PX)
+        fits = max(1, room // readable)
+        self.output_view.setHidden(fits < 2)
+        self.health_plot.setHidden(fits < 3)
 
     def _status_text(self) -> None:
         r = self.runner
@@ -348,6 +364,7 @@ class TrainingPanel(QWidget):
         theme = self.themes.theme
         self.scroll.setMinimumWidth(theme.px(120))  # small windows (projector mode at 1024×768) must still fit
         self.scroll.setMaximumWidth(theme.px(300))
+        self.loss_plot.fit_width()
         self._size_columns()
         steady_label(self.status, 3)
         self.status.setStyleSheet(f"color: {theme.color('text').name()};")

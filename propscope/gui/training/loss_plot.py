@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QPointF
-from PySide6.QtWidgets import QCheckBox, QFileDialog, QHBoxLayout, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QPointF
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QCheckBox, QFileDialog, QToolButton, QVBoxLayout, QWidget
 
+from ..flow_layout import FlowLayout, hold_wrapped_height
 from ..format import fmt_num
+from ..guard import guarded
 from ..plot_style import BuiltOnFirstUse, EpochFollower, settle, style_plot, swatches
 from ..theme import Theme, ThemeManager
 from .frame_budget import FrameBudget
@@ -24,6 +27,9 @@ from .text_strip import TextStrip
 
 if TYPE_CHECKING:
     import pyqtgraph as pg
+
+
+MIN_WIDTH = 60  # a small window (projector mode at 1024×768) must still fit the dock
 
 
 def curve_width(theme: Theme, factor: float = 1.0) -> float:
@@ -65,10 +71,10 @@ class LossPlot(BuiltOnFirstUse, QWidget):
         self.png_button.setText("PNG…")
         self.png_button.setToolTip("Save this plot as an image")
         self.png_button.clicked.connect(self._png_dialog)
-        bar = QHBoxLayout()
-        bar.setContentsMargins(0, 0, 0, 0)
+        # the buttons wrap under the checkbox where the column is narrow (1024×768, projector mode): in one row they
+        # squeezed "Log scale" to "Log scal"
+        bar = FlowLayout()
         bar.addWidget(self.log_scale)
-        bar.addStretch(1)
         bar.addWidget(self.csv_button)
         bar.addWidget(self.png_button)
         lay = QVBoxLayout(self)
@@ -188,6 +194,22 @@ class LossPlot(BuiltOnFirstUse, QWidget):
             self.export_png(path)
 
     # -- theme -----------------------------------------------------------------------------------
+    def fit_width(self) -> None:
+        """No narrower than the "Log scale" checkbox (the buttons wrap below it), in the type of the moment."""
+        margins = self.layout().contentsMargins()
+        self.setMinimumWidth(max(MIN_WIDTH, self.log_scale.sizeHint().width() + margins.left() + margins.right()))
+
+    @guarded
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        hold_wrapped_height(self)  # the buttons' line under "Log scale", cut off in a short dock otherwise
+
+    @guarded
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.FontChange:  # projector mode's type reaches the checkbox after the theme
+            self.fit_width()
+
     def _theme(self) -> None:
         if not self.built:
             return
