@@ -122,3 +122,18 @@ def test_an_estimate_that_already_agrees_takes_no_second_step() -> None:
     calls.clear()
     wrong = numeric_gradient(f, x, analytic=exact * 1.5)  # a wrong derivative: both steps, the estimate unchanged
     assert len(calls) == 3 * 8 and np.allclose(wrong, exact, rtol=1e-10)
+
+
+def test_a_cancelled_check_stops_between_entries_and_leaves_the_weights_as_they_were() -> None:
+    s = open_session("classifier", dtype="float64")
+    before = {k: v.copy() for k, v in s.parameters_numpy().items()}
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) > 3  # three entries of the first tensor, then stop
+
+    assert gradcheck_detailed(s, cancelled=cancelled) == []  # stopped inside the first tensor: nothing whole to show
+    assert len(asked) == 4
+    for name, value in s.parameters_numpy().items():
+        np.testing.assert_array_equal(value, before[name])

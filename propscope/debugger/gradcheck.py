@@ -54,7 +54,7 @@ class GradCheckRow:
 
 def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3,
                      at: list[tuple[int, ...]] | None = None, noise: np.ndarray | None = None,
-                     analytic: np.ndarray | None = None) -> np.ndarray:
+                     analytic: np.ndarray | None = None, cancelled: Callable[[], bool] | None = None) -> np.ndarray:
     """d f / d x by the fourth-order central difference, one element at a time (x is restored); with `at`, only at
     those indices (the others stay 0). `noise`, where given (x's shape), gets how far rounding in f alone could
     move each estimate kept.
@@ -68,6 +68,8 @@ def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3,
     # Index x itself, never x.reshape(-1): for a transposed or strided array (a transpose's value) that
     # reshape is a copy, and perturbing the copy would leave f unchanged.
     for i in np.ndindex(x.shape) if at is None else at:
+        if cancelled is not None and cancelled():
+            raise _Cancelled
         coarse, coarse_noise = _stencil(f, x, i, h)
         if analytic is not None and _close(coarse, float(analytic[i]), coarse_noise):
             grad[i] = coarse
@@ -82,6 +84,10 @@ def numeric_gradient(f: Callable[[], Any], x: np.ndarray, h: float = 1e-3,
         if noise is not None:
             noise[i] = coarse_noise if smooth else fine_noise
     return grad
+
+
+class _Cancelled(Exception):
+    """`cancelled()` said stop, between two entries (x is restored: a stencil puts its entry back)."""
 
 
 def _close(a: float, b: float, noise: float) -> bool:
@@ -155,12 +161,14 @@ def sample_entries(analytic: np.ndarray, count: int, seed: int) -> list[tuple[in
 
 def gradcheck_detailed(
     session: Session, h: float = 1e-3, progress: Callable[[int, int, str], bool | None] | None = None,
-    samples: int | None = None,
+    samples: int | None = None, cancelled: Callable[[], bool] | None = None,
 ) -> list[GradCheckResult]:
     """`gradcheck` with both gradients of every leaf; `progress(done, total, name)` is told before each leaf,
-    and returning False from it stops the check (the leaves done so far are returned). With `samples`, each tensor
-    is checked at that many of its entries (`sample_entries`): four forward passes an entry make a real network's
-    every entry a matter of hours; the result's arrays then hold the sampled entries only."""
+    and returning False from it stops the check (the leaves done so far are returned); `cancelled()`, asked before
+    every entry, stops it there too (a big leaf's entries take seconds each: a closed window's thread ends at once).
+    With `samples`, each tensor is checked at that many of its entries (`sample_entries`): four forward passes an
+    entry make a real network's every entry a matter of hours; the result's arrays then hold the sampled entries
+    only."""
     if session.loss_node is None:
         raise PropscopeError("gradient check needs a loss; this session runs forward only")
     leaves = {k: np.array(session.backend.to_numpy(v), dtype=np.float64) for k, v in session.params.items()}
@@ -187,7 +195,11 @@ def gradcheck_detailed(
         a = np.zeros(shape) if got is None else np.asarray(got, dtype=np.float64).reshape(shape)
         at = None if samples is None else sample_entries(a, samples, zlib.crc32(name.encode()))
         rounding = np.zeros(shape)
-        numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h, at, rounding, analytic=a)
+        try:
+            numeric = numeric_gradient(lambda: program.predict(leaves), leaves[name], h, at, rounding, analytic=a,
+                                       cancelled=cancelled)
+        except _Cancelled:
+            break
         size, entries = a.size, None
         if at is not None and len(at) < a.size:
             picked, entries = tuple(np.array(at).T), tuple(at)

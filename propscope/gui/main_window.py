@@ -838,10 +838,12 @@ class MainWindow(QMainWindow):
 
     def show_comparison(self, result: GraphDiff) -> None:
         """The two backends' runs in the Diff dock (gui/diff), with the tolerance verdict."""
+        from .diff.view import backend_status  # the Diff dock's view: loaded when first shown, not at start
+
         show_backends(self, result)
         c = result.comparison
         if c is not None:
-            self.message(f"Compared at step {c.cursor}: largest difference {c.max_diff:.3g}")
+            self.message(backend_status(c))  # "Compared at step N: largest difference …", or why there is nothing
 
     def clear_comparison(self) -> None:
         self.diff_view.clear()

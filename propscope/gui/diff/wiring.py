@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
@@ -74,8 +74,6 @@ def _make_view(window: Any, dock: QDockWidget) -> None:
 
 def show_backends(window: Any, result: Any) -> None:
     """Compare backends' result (a GraphDiff with its tolerance check) in the Diff dock, brought forward."""
-    from .view import backend_status, nothing_computed
-
     view = diff_view(window)
     view.refresh_sources()
     if view.kind == "params":  # the two backends share their parameters: their values are what differs
@@ -83,8 +81,3 @@ def show_backends(window: Any, result: Any) -> None:
     view.show_result(result)
     window.diff_dock.show()
     window.diff_dock.raise_()
-    check = result.comparison
-    if check is not None and nothing_computed(check):
-        # the window's own line ("largest difference 0") follows this call; the status bar is to say why there is
-        # nothing to compare, so this line goes in after it
-        QTimer.singleShot(0, lambda: window.message(backend_status(check)))

@@ -96,7 +96,7 @@ class GradcheckRunner(QObject):
 
         what = "" if samples is None else f", {samples} entries of each tensor"
         job = Job(f"Gradient check (central differences, float64{what})…",
-                  lambda: gradcheck_detailed(s, progress=report, samples=samples), w)
+                  lambda: gradcheck_detailed(s, progress=report, samples=samples, cancelled=stop.is_set), w)
         job.cancelled.connect(stop.set)
         self.job = job
 
