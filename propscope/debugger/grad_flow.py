@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -427,22 +427,28 @@ def _all_zero(session: Any, name: str, end: int) -> bool:
     return value is not None and not np.any(np.asarray(session.backend.to_numpy(value)))
 
 
-def _blocker(graph: Graph, layer: Node, errors: dict[str, float]) -> Node | None:
-    """The op nearest `layer` on its way to the loss that gets a gradient but passes none back to its input: the
-    dead ReLU, the zero-initialised layer between it and the loss."""
-    frontier, seen = [layer], {layer.name}
-    while frontier:
+def _after(graph: Graph, start: Node, errors: dict[str, float], through: Callable[[Node], bool] = lambda _: True,
+           limit: int | None = None) -> Iterator[Node]:
+    """The ops after `start` that get a gradient (those in `errors`), nearest first; the walk goes on past a node
+    only where `through(node)`, and stops once `limit` nodes are seen."""
+    frontier, seen = [start], {start.name}
+    while frontier and (limit is None or len(seen) < limit):
         after = []
         for node in frontier:
             for user in graph.users(node.name):
                 if user.name in seen or user.name not in errors:
                     continue
                 seen.add(user.name)
-                if errors[user.name] > 0:
-                    return user
-                after.append(user)
+                yield user
+                if through(user):
+                    after.append(user)
         frontier = after
-    return None
+
+
+def _blocker(graph: Graph, layer: Node, errors: dict[str, float]) -> Node | None:
+    """The op nearest `layer` on its way to the loss that gets a gradient but passes none back to its input: the
+    dead ReLU, the zero-initialised layer between it and the loss."""
+    return next((user for user in _after(graph, layer, errors) if errors[user.name] > 0), None)
 
 
 class _Peers(NamedTuple):
@@ -533,19 +539,10 @@ def _past_error(graph: Graph, layer: Node, errors: dict[str, float], weight_laye
                 limit: int = 64) -> float:
     """The largest error RMS at `layer`'s output and the ops after it up to the next layers' outputs (at most
     `limit` ops: a residual stream would run on to the loss)."""
-    largest, frontier, seen = errors.get(layer.name, 0.0), [layer], {layer.name}
-    while frontier and len(seen) < limit:
-        after = []
-        for node in frontier:
-            for user in graph.users(node.name):
-                if user.name in seen or user.name not in errors:
-                    continue
-                seen.add(user.name)
-                e = errors[user.name]
-                largest = max(largest, 0.0 if math.isnan(e) else e)
-                if user.name not in weight_layers:
-                    after.append(user)
-        frontier = after
+    largest = errors.get(layer.name, 0.0)
+    for user in _after(graph, layer, errors, lambda n: n.name not in weight_layers, limit):
+        e = errors[user.name]
+        largest = max(largest, 0.0 if math.isnan(e) else e)
     return largest
 
 
