@@ -86,3 +86,13 @@ def test_the_index_kernel_refuses_a_boolean_mask(backend: str) -> None:
     mask = np.array([True, False, True])  # as a compare node makes it: a boolean array, not the float dtype
     with pytest.raises(TypeError, match="not a boolean mask"):
         b.forward(node, [b.asarray(np.ones((3, 2))), torch.from_numpy(mask) if backend == "torch" else mask])
+
+
+def test_stepping_names_the_unsupported_op_not_the_supported_one_after_it(tmp_path: Any) -> None:
+    """sum is supported; the index it reads is not: the stop says so, rather than 'aten.sum is not supported'."""
+    torch.manual_seed(0)
+    s = propscope.open_session(_saved(_Selects(), tmp_path, torch.randn(6, 4)))
+    with pytest.raises(UnsupportedOpError) as stop:
+        s.run_to_end()
+    said = str(stop.value)
+    assert "(aten.sum): it reads an output of unsupported op aten.index" in said and "sum is not supported" not in said

@@ -59,9 +59,17 @@ def unsupported_summary(graph: Any) -> str | None:
             f"but stepping stops before the first one ({nodes[0].name!r}){cause}")
 
 
+# the reason readers give a placeholder whose own op is supported but whose input an unsupported op should have made
+# (graph/readers/_build.py `downstream`; the graph room may not import the readers)
+CARRIED_FROM = "an output of unsupported op "
+
+
 def stop_error(node: Any) -> UnsupportedOpError:
     """What stepping says when it reaches an unsupported node."""
     why = node.meta.get("reason")
+    if isinstance(why, str) and why.startswith(CARRIED_FROM):  # the op is fine: what it reads could not be made
+        return UnsupportedOpError(f"cannot run node {node.name!r} ({original_op(node)}): it reads {why}; "
+                                  "stepping stops here")
     return UnsupportedOpError(
         f"cannot run node {node.name!r}: op {original_op(node)} is not supported by propscope"
         + (f" ({why})" if why else "") + "; stepping stops here"

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import GraphError, ModelFormatError
 from ..ir import Graph, Node
 from ..model import Model
-from ..ops.unsupported import UNSUPPORTED, unsupported_summary
+from ..ops.unsupported import CARRIED_FROM, UNSUPPORTED, unsupported_summary
 from ._budget import charge, human
 from ._failure import first_line
 
@@ -284,7 +284,7 @@ class Builder:
         return self.op("matmul", weights, v, name=name, module=module)
 
 
-DOWNSTREAM = "an output of unsupported op "
+DOWNSTREAM = CARRIED_FROM  # "an output of unsupported op ": stepping says the op itself is fine
 
 
 def downstream(op: str, reason: str) -> str:
