@@ -28,6 +28,19 @@ MIN_BUDGET = 256 * 2**20
 # What reading a damaged zip member can raise, from the container to the decompressor (lzma is optional).
 ZIP_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, OSError, EOFError, ValueError,
                                                NotImplementedError, RuntimeError, zlib.error)
+
+
+def open_zip(path: Any, where: str, damaged: str) -> zipfile.ZipFile:
+    """The zip archive at `path`, or one line: no such file, or `damaged` with zipfile's reason put in its `{}`
+    (each format says what it expected: "not a torch.export archive (not a zip file: {})")."""
+    try:
+        return zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise ModelFormatError(f"{where}: no such file") from None
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: {damaged.format(str(exc)[:100])}") from None
+
+
 try:
     import lzma
 

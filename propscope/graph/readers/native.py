@@ -21,7 +21,7 @@ from ..ir import Graph
 from ..model import Model, TrainingDefaults
 from ..ops import CATALOG, get_op
 from . import snapshots as _snapshots
-from ._budget import CHUNK, ZIP_ERRORS, charge, read_member
+from ._budget import CHUNK, ZIP_ERRORS, charge, open_zip, read_member
 from .decisions import MAX_DECISIONS, summary_of
 
 SUFFIX = ".propscope"
@@ -186,13 +186,7 @@ def _read_bounded(fh: Any, size: int, member: str, where: str) -> bytes:
 def open(path: str | Path) -> Model:
     path = Path(path)
     where = str(path)
-    try:
-        zf = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise ModelFormatError(f"{where}: no such file") from None
-    except ZIP_ERRORS as exc:
-        raise ModelFormatError(f"{where}: not a propscope model file (not a zip archive: {str(exc)[:100]})") from None
-    with zf:
+    with open_zip(path, where, "not a propscope model file (not a zip archive: {})") as zf:
         try:
             info = zf.getinfo(MANIFEST)
         except KeyError:

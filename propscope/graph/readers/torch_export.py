@@ -30,7 +30,7 @@ from ..gc_pause import paused_gc
 from ..model import Model
 from . import aten, torchscript  # noqa: F401  (aten registers the ATen handlers)
 from ._aten import SCALAR_TYPES, Translator, in_place, json_int, sizes
-from ._budget import ZIP_ERRORS, charge, read_member
+from ._budget import charge, open_zip, read_member
 from ._build import MAX_JSON_BYTES, MAX_TENSOR_BYTES, NUMPY_DTYPES, check_shape
 from ._pickle import load_weights_only, to_numpy
 from .sizes import requested_shapes, sized
@@ -44,15 +44,6 @@ __all__ = ["load_weights_only", "match", "open", "to_numpy"]  # the pickle helpe
 
 def match(path: Path) -> bool:
     return path.suffix.lower() == SUFFIX
-
-
-def _zip(path: Path, where: str) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise ModelFormatError(f"{where}: no such file") from None
-    except ZIP_ERRORS as exc:
-        raise ModelFormatError(f"{where}: not a torch.export archive (not a zip file: {str(exc)[:100]})") from None
 
 
 def _read(zf: zipfile.ZipFile, member: str, where: str, limit: int = MAX_TENSOR_BYTES) -> bytes:
@@ -296,7 +287,7 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
     where = str(path)
     if torchscript.is_archive(path):  # a TorchScript archive saved as .pt2: its own reader reads its code
         return torchscript.open(path, input_shapes)
-    zf = _zip(path, where)
+    zf = open_zip(path, where, "not a torch.export archive (not a zip file: {})")
     with zf:
         archive = _Archive(zf, where)
         return _model(archive.program, archive.tensor, archive.sample_inputs, where, path.stem, f"from {path.name}",

@@ -29,7 +29,7 @@ from ..errors import ModelFormatError
 from ..model import Model
 from ..ops.shapes import fmt
 from . import aten  # noqa: F401  (registers the ATen handlers)
-from ._budget import ZIP_ERRORS, charge, memory_budget, read_member
+from ._budget import ZIP_ERRORS, charge, memory_budget, open_zip, read_member
 from ._build import check_shape
 from ._pickle import MAX_PICKLE_BYTES, Pickled, _flat, _restricted, _Storage, _Unpickler, plain
 from .sizes import requested_shapes, sized
@@ -38,6 +38,7 @@ from .torchscript_code import ClassInfo, Interpreter, Refusal, ScriptModule, par
 MAX_CODE_FILE = 8 * 2**20  # one code file; real ones are a few KB
 MAX_CODE_BYTES = 64 * 2**20  # all code files parsed in one open
 _QUALIFIED = re.compile(r"__torch__(\.[A-Za-z_][A-Za-z0-9_]{0,200}){1,32}")
+DAMAGED = "a damaged zip archive ({})"  # what a zip that will not open is said to be
 
 
 def is_archive(path: Path) -> bool:
@@ -51,15 +52,6 @@ def is_archive(path: Path) -> bool:
         return False
     return any("/code/__torch__/" in n or n.startswith("code/__torch__/") for n in names) and \
         any(n.endswith("data.pkl") for n in names)
-
-
-def _open_zip(path: Path, where: str) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise ModelFormatError(f"{where}: no such file") from None
-    except ZIP_ERRORS as exc:
-        raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
 
 
 class _Archive:
@@ -192,7 +184,7 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
 
 def _open(path: Path, input_shapes: Mapping[str, tuple[int, ...]] | None) -> Model:
     where = str(path)
-    with _open_zip(path, where) as zf:
+    with open_zip(path, where, DAMAGED) as zf:
         archive = _Archive(zf, where)
         root = ScriptModule(archive.module_tree(), "")
         interpreter = Interpreter(archive.lookup, archive.constants(), where, path.stem, archive.frozen)
@@ -257,7 +249,7 @@ def inputs(path: str | Path) -> ArchiveInputs:
     shapes only) and its root's code, never run."""
     path = Path(path)
     where = str(path)
-    with _open_zip(path, where) as zf:
+    with open_zip(path, where, DAMAGED) as zf:
         archive = _Archive(zf, where)
         tree = archive.pickle("data.pkl", "data", "the module tree (data.pkl)", shapes_only=True)
         if not isinstance(tree, Pickled) or not tree.name.startswith("__torch__."):
