@@ -127,6 +127,39 @@ def _(g: Array, a: Array, b: Array, out: Array, needs: tuple[bool, ...] = (True,
     return _matmul_grads(g, a, b, needs[0], needs[1])
 
 
+def _row_groups(offs: Array, rows: int) -> list[tuple[int, int, int]]:
+    """(group, first row, row past the last) of each group with rows; offs are cumulative counts, as torch takes
+    them (rows past the last offset belong to no group)."""
+    ends = np.asarray(offs).reshape(-1)
+    ends = ends.astype(np.int64) if ends.dtype.kind in "iu" else np.rint(ends).astype(np.int64)
+    if ends.size and (ends[0] < 0 or np.any(np.diff(ends) < 0) or ends[-1] > rows):
+        raise ValueError(f"grouped_mm: the offsets must rise from 0 to at most the {rows} rows, got "
+                         f"{ends.tolist()[:8]}{'...' if ends.size > 8 else ''}")
+    starts = np.concatenate(([0], ends[:-1]))
+    return [(g, int(a), int(b)) for g, (a, b) in enumerate(zip(starts, ends, strict=True)) if b > a]
+
+
+@kernel("grouped_mm")
+def grouped_mm(x: Array, W: Array, offs: Array) -> Array:
+    out = np.zeros((x.shape[0], W.shape[2]), dtype=np.result_type(x, W))
+    for g, a, b in _row_groups(offs, x.shape[0]):
+        out[a:b] = np.dot(x[a:b], W[g])
+    return out
+
+
+@grouped_mm.gradient
+def _(g: Array, x: Array, W: Array, offs: Array, out: Array,
+      needs: tuple[bool, ...] = (True, True, False)) -> tuple[Any, Any, None]:
+    gx = np.zeros_like(x, dtype=g.dtype) if needs[0] else None
+    gw = np.zeros_like(W, dtype=g.dtype) if needs[1] else None
+    for k, a, b in _row_groups(offs, x.shape[0]):
+        if gx is not None:
+            gx[a:b] = np.dot(g[a:b], W[k].T)
+        if gw is not None:
+            gw[k] = np.dot(x[a:b].T, g[a:b])
+    return gx, gw, None
+
+
 @kernel("linear")
 def linear(x: Array, W: Array, b: Array, transpose_weight: bool) -> Array:
     w = W.T if transpose_weight else W

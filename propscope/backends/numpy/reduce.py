@@ -257,6 +257,31 @@ def argmin(x: Array, axis: int | None, keepdims: bool, select_last_index: bool) 
 argmin.gradient(_no_gradient)
 
 
+@kernel("histc")
+def histc(x: Array, bins: int, min: float, max: float) -> Array:
+    """torch.histc's CPU kernel, to the last count: the bin of v is trunc((v − min)·bins / (max − min)) in x's own
+    dtype (no search of the bin edges, so a value a rounding away from an edge falls where torch puts it), max in
+    the last bin; entries outside [min, max] and NaN are not counted."""
+    low, high = float(min), float(max)
+    if low == high and x.size:
+        low, high = float(np.min(x)), float(np.max(x))  # NaN here: refused below, as torch refuses it
+    if low == high:
+        low, high = low - 1.0, high + 1.0
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(f"histc: the range [{low}, {high}] is not finite")
+    dtype = x.dtype.type if x.dtype.kind == "f" else np.float64
+    left, right = dtype(low), dtype(high)
+    v = np.asarray(x, dtype=dtype).reshape(-1)
+    v = v[(v >= left) & (v <= right)]
+    with np.errstate(invalid="ignore", over="ignore"):
+        pos = np.trunc((v - left) * dtype(bins) / (right - left)).astype(np.int64)
+    counts = np.bincount(np.minimum(pos, bins - 1), minlength=bins)
+    return counts.astype(dtype)
+
+
+histc.gradient(_no_gradient)
+
+
 @kernel("argsort")
 def argsort(x: Array, axis: int, descending: bool, k: int | None, ties: str = "stable") -> Array:
     # stable: equal values keep their order whichever way the sort runs (torch.sort(stable=True), ONNX TopK)

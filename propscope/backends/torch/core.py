@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -54,6 +55,25 @@ def log(z: Tensor) -> Tensor:
 @kernel("matmul")
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     return torch.matmul(a, b)
+
+
+@kernel("grouped_mm")
+def grouped_mm(x: Tensor, W: Tensor, offs: Tensor) -> Tensor:
+    """A product per group of rows, as transformers' fallback computes it (rows past the last offset are 0); the
+    offsets are read once, as that fallback reads them."""
+    ends = [round(float(e)) for e in offs.reshape(-1).tolist()]
+    rows = x.shape[0]
+    if ends and (ends[0] < 0 or any(b < a for a, b in pairwise(ends)) or ends[-1] > rows):
+        raise ValueError(f"grouped_mm: the offsets must rise from 0 to at most the {rows} rows, got "
+                         f"{ends[:8]}{'...' if len(ends) > 8 else ''}")
+    pieces, start = [], 0
+    for g, end in enumerate(ends):
+        if end > start:
+            pieces.append(x[start:end] @ W[g])
+        start = max(start, end)
+    if start < rows or not pieces:
+        pieces.append(x.new_zeros(rows - start, W.shape[2]))
+    return torch.cat(pieces)
 
 
 @kernel("linear")

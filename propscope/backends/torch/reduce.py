@@ -102,6 +102,11 @@ def argmin(x: Tensor, axis: int | None, keepdims: bool, select_last_index: bool)
     return _arg(torch.argmin, x, axis, keepdims, select_last_index)
 
 
+@kernel("histc")
+def histc(x: Tensor, bins: int, min: float, max: float) -> Tensor:
+    return torch.histc(x.detach(), bins=bins, min=min, max=max)  # a count: no gradient, as torch has none for it
+
+
 @kernel("argsort")
 def argsort(x: Tensor, axis: int, descending: bool, k: int | None, ties: str = "stable") -> Tensor:
     if ties == "topk" and k is not None:  # torch's own order of ties, on the device the tensor is on

@@ -47,6 +47,29 @@ define(OpDef("matmul", ("a", "b"), "out = a @ b",
              _matmul, "@", summary="matrix product (NumPy's matmul rules)"))
 
 
+def _grouped_mm(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, w, offs = (tuple(s) for s in shapes)
+    if len(x) != 2 or len(w) != 3 or len(offs) != 1:
+        raise ShapeError(f"grouped_mm takes rows (S, in), a matrix per group (G, in, out) and G offsets, got "
+                         f"{S.fmt(x)}, {S.fmt(w)} and {S.fmt(offs)}")
+    if x[1] != w[1]:
+        raise ShapeError(f"the rows have {x[1]} features and each group's matrix takes {w[1]}: {S.fmt(x)} @ {S.fmt(w)}")
+    if offs[0] != w[0]:
+        raise ShapeError(f"{offs[0]} offsets for {w[0]} groups")
+    return (x[0], w[2])
+
+
+define(OpDef(
+    "grouped_mm", ("x", "W", "offs"),
+    "out[r] = x[r] @ W[g] for the rows r of group g (offs[g−1] ≤ r < offs[g]); rows past the last offset are 0",
+    {"x": "∂L/∂x[r] = ∂L/∂out[r] @ W[g]ᵀ", "W": "∂L/∂W[g] = Σ over the rows r of group g of x[r]ᵀ ∂L/∂out[r]"},
+    _grouped_mm, "@g", nondifferentiable=frozenset({"offs"}),
+    summary="a matrix product per group of consecutive rows, each group with its own matrix: a mixture of experts' "
+            "experts, the rows sorted by expert (transformers' grouped_mm, torch._grouped_mm); offs holds the "
+            "groups' cumulative row counts",
+))
+
+
 def _linear(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     x, w, b = shapes
     if attrs["transpose_weight"]:

@@ -182,6 +182,28 @@ define(OpDef(
 ))
 
 
+def _histc(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    bins, low, high = attrs.get("bins"), attrs.get("min"), attrs.get("max")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        raise ShapeError(f"bins must be a positive int, got {bins!r}")
+    for name, v in (("min", low), ("max", high)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+            raise ShapeError(f"{name} must be a finite number, got {v!r}")
+    if float(low) > float(high):  # type: ignore[arg-type]  # both checked to be numbers just above
+        raise ShapeError(f"max must not be below min, got min {low} and max {high}")
+    return (bins,)
+
+
+define(OpDef(
+    "histc", ("x",), "out[b] = how many entries of x fall in bin b of [min, max] cut into equal bins (max in the last)",
+    {"x": "none: a count has no derivative (no gradient flows into x)"},
+    _histc, "hist", category="reduce", nondifferentiable=frozenset({"x"}),
+    default_attrs={"bins": 100, "min": 0.0, "max": 0.0},
+    summary="a histogram of every entry of x (torch.histc): entries outside [min, max] and NaN are left out; "
+            "min = max takes the range from the data. A mixture of experts counts its experts' tokens so",
+))
+
+
 # -- torch's order of ties (the NumPy backend's argsort and the readers' folding of constants use it) ----------
 def stable_order(x: np.ndarray, axis: int, descending: bool) -> np.ndarray:
     """The positions that sort x along `axis`, equal values in their original order, NaN counted as the largest

@@ -96,6 +96,30 @@ def _rounded_div(t: Translator, x: Any, y: Any, rounding: str, ctx: Ctx) -> Any:
     return t.b.op("floor", ratio, name=ctx.name, module=ctx.module)
 
 
+@aten("floor_divide")
+def _floor_divide(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """`x // y`: div with rounding_mode='floor' (a mixture of experts finds the token of each row it sorted by
+    expert as the row's position // top-k)."""
+    return _rounded_div(t, self_arg(a), a["other"], "floor", ctx)
+
+
+@aten("transformers.grouped_mm_fallback", "_grouped_mm")
+def _grouped_mm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """A matrix product per group of consecutive rows: the experts of transformers' mixtures of experts (Mixtral,
+    Qwen-MoE, OLMoE, GPT-OSS...), whose rows are the tokens sorted by expert and whose offsets are the running
+    token counts per expert. torch's own `_grouped_mm` (bfloat16 on a GPU) is read as the same product."""
+    x, w, offs = a.get("input", a.get("self")), a.get("weight", a.get("mat2")), a.get("offs")
+    if offs is None:
+        raise Unmapped("_grouped_mm without offsets (a batched matrix product)")
+    if a.get("bias") is not None:
+        raise Unmapped("_grouped_mm with a bias")
+    if len(t.shape(x)) != 2 or len(t.shape(w)) != 3:
+        raise Unmapped(f"grouped_mm of {len(t.shape(x))}-D rows and {len(t.shape(w))}-D matrices (read: 2-D rows, "
+                       "a matrix per group)")
+    return t.b.op("grouped_mm", t.node(x, ctx, "input"), t.node(w, ctx, "weight"), t.node(offs, ctx, "offs"),
+                  name=ctx.name, module=ctx.module)
+
+
 @aten("addcmul", "addcdiv")
 def _addc(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     """self + value · tensor1 · tensor2 (addcdiv: · tensor1 / tensor2), read as the product and the sum it is

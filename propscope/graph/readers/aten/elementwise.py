@@ -156,8 +156,7 @@ _LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt
           "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.invert, "logical_and": np.logical_and,
           "logical_or": np.logical_or, "logical_xor": np.logical_xor, "bitwise_and": np.bitwise_and,
           "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor, "__and__": np.bitwise_and,
-          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor,
-          "floor_divide": np.floor_divide}
+          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor}
 
 
 @aten(*_LOGIC, "any", "all")

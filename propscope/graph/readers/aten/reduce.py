@@ -68,6 +68,15 @@ def _arg(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   attrs={"axis": axis, "keepdims": keep})
 
 
+@aten("histc")
+def _histc(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """A histogram of every entry (a mixture of experts counts the tokens each expert got: transformers' MoE layers,
+    DBRX, Jamba). A count has no gradient, so the node is data the graph carries, as an argsort's positions."""
+    low, high = a.get("min", 0), a.get("max", 0)
+    return t.b.op("histc", t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module,
+                  attrs={"bins": int(a.get("bins", 100)), "min": float(low), "max": float(high)})
+
+
 @aten("sort", "topk", "argsort")
 def _sort(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     """Sorts and top-k: folded on constants; of computed values, the positions are an `argsort` and the values

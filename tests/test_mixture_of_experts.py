@@ -1,0 +1,118 @@
+"""Mixtures of experts as transformers builds them (Mixtral here; Qwen-MoE, OLMoE and the rest share its experts
+code): the tokens sorted by expert (argsort), each row's token found as position // top-k, the tokens per expert
+counted (histc) and summed into offsets, each expert's matrices applied to its rows (transformers' grouped_mm).
+
+Built by transformers' own constructor with random weights (nothing downloaded), opened from the live module and
+from a `.pt2` saved by torch.export, stepped on both backends, and checked against torch autograd of the module in
+float64. transformers computes RMSNorm and the router's softmax in float32 even inside a float64 model (float32
+islands, which propscope computes in the session's dtype and says so): the reference runs the module with those
+casts kept in float64, so both sides compute the same function and agree to the last digits.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+import zoo
+
+from propscope.debugger import open_session
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.torch,
+              pytest.mark.skipif(not zoo.has_transformers(), reason="transformers is not installed")]
+
+VOCAB, EXPERTS = 48, 4
+
+
+def _float64_islands() -> Any:
+    """A torch function mode under which casts to float32 (`.float()`, `.to(torch.float32)`, `dtype=torch.float`)
+    go to float64 instead."""
+    from torch.overrides import TorchFunctionMode
+
+    class Float64Islands(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = {k: torch.float64 if v is torch.float32 else v for k, v in (kwargs or {}).items()}
+            args = tuple(torch.float64 if a is torch.float32 else a for a in args)
+            if func is torch.Tensor.float:
+                return args[0].double()
+            return func(*args, **kwargs)
+
+    return Float64Islands()
+
+
+def _mixtral(layers: int = 2) -> Any:
+    zoo.torchvision_models()  # transformers imports torchvision when it is installed
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    torch.manual_seed(0)
+    config = MixtralConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=40, num_hidden_layers=layers,
+                           num_attention_heads=4, num_key_value_heads=2, num_local_experts=EXPERTS,
+                           num_experts_per_tok=2, max_position_embeddings=32)
+    return MixtralForCausalLM(config).eval()
+
+
+def _tokens() -> np.ndarray:
+    return np.random.default_rng(3).integers(0, VOCAB, (2, 8))
+
+
+def _reference(model: Any, ids: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    m = copy.deepcopy(model).double()
+    m.set_experts_implementation("batched_mm")  # torch's own grouped product takes no float64; the same sums
+    with _float64_islands():
+        logits = m(torch.from_numpy(ids)).logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), torch.from_numpy(ids).reshape(-1))
+    loss.backward()
+    return float(loss.detach()), {k: p.grad.numpy() for k, p in m.named_parameters() if p.grad is not None}
+
+
+def _assert_matches(s: Any, loss: float, grads: dict[str, np.ndarray]) -> None:
+    s.run_to_end()
+    assert float(s.backend.to_numpy(s.value(s.loss_node.name))) == pytest.approx(loss, rel=1e-12)
+    assert any(".experts." in k for k in grads)
+    for name, want in grads.items():
+        got = s.grad(name)
+        assert got is not None, name
+        assert zoo.relative(s.backend.to_numpy(got), want) < 1e-10, name
+
+
+def _session(target: Any, ids: np.ndarray, backend: str = "numpy", **kw: Any) -> Any:
+    return open_session(target, dtype="float64", backend=backend, loss="cross_entropy",
+                        data={"input_ids": ids, "y": ids}, **kw)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_mixtral_steps_with_autograds_gradients(backend: str) -> None:
+    model, ids = _mixtral(), _tokens()
+    s = _session(model, ids, backend, inputs=torch.from_numpy(ids))
+    assert not s.model.unsupported_ops
+    ops = {n.op.name for n in s.graph.nodes}
+    assert {"grouped_mm", "histc", "argsort"} <= ops
+    _assert_matches(s, *_reference(model, ids))
+
+
+def test_a_saved_mixtral_opens_from_its_pt2(tmp_path: Any) -> None:
+    """The file holds transformers' grouped_mm as a custom op: it is read as the catalog's, no transformers needed
+    to read it."""
+    model, ids = _mixtral(layers=1), _tokens()
+    model.config.use_cache = False  # as one exports a language model to read it: no key/value cache in the outputs
+    program = torch.export.export(model, (torch.from_numpy(ids),), strict=False)
+    torch.export.save(program, str(tmp_path / "mixtral.pt2"))
+    s = _session(tmp_path / "mixtral.pt2", ids)
+    assert not s.model.unsupported_ops and any(n.op.name == "grouped_mm" for n in s.graph.nodes)
+    _assert_matches(s, *_reference(model, ids))
+
+
+def test_router_collapse_leaves_the_unchosen_experts_without_gradient() -> None:
+    """Router collapse, as an engineer meets it: a router that scores every expert alike sends every token to the
+    same top-k experts; the others learn nothing. Their slices of the experts' weights have a zero gradient, as in
+    torch (ties broken where torch's top-k breaks them), and the chosen ones do not."""
+    model, ids = _mixtral(layers=1), _tokens()
+    with torch.no_grad():
+        model.model.layers[0].mlp.gate.weight.zero_()
+    s = _session(model, ids, inputs=torch.from_numpy(ids))
+    _assert_matches(s, *_reference(model, ids))
+    down = np.asarray(s.backend.to_numpy(s.grad("model.layers.0.mlp.experts.down_proj")))
+    assert sum(bool(down[e].any()) for e in range(EXPERTS)) == model.config.num_experts_per_tok
