@@ -296,6 +296,41 @@ class ZeroNorms(nn.Module):
                          dim=1)
 
 
+class Windows(nn.Module):
+    """Tensor.unfold(dim, size, step) as HaloNet blocks its neighbourhoods: overlapping windows (step < size), ones
+    that skip entries (step > size), a window the size of the axis, and unfold of the last axis."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 24)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x).reshape(-1, 2, 3, 4)
+        overlapping = h.unfold(3, 3, 1)  # (n, 2, 3, 2, 3)
+        skipping = h.unfold(2, 1, 2) * 2  # (n, 2, 2, 4, 1)
+        whole = h.unfold(1, 2, 5)  # (n, 1, 3, 4, 2)
+        return torch.cat([overlapping.flatten(1), skipping.flatten(1), whole.tanh().flatten(1)], dim=1)
+
+
+class Antialiased(nn.Module):
+    """F.interpolate(antialias=True), as timm resamples a position embedding and torchvision's Resize shrinks:
+    bilinear and bicubic, shrinking (the filter stretched over several pixels), growing, the same size, a given
+    scale factor, and align_corners."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2 * 6 * 7)
+
+    def forward(self, x: Any) -> Any:
+        image = self.fc(x).reshape(-1, 2, 6, 7)
+        parts = [F.interpolate(image, size=(2, 3), mode="bilinear", antialias=True),
+                 F.interpolate(image, size=(4, 9), mode="bicubic", antialias=True),
+                 F.interpolate(image, size=(6, 7), mode="bicubic", antialias=True),
+                 F.interpolate(image, scale_factor=0.4, mode="bicubic", antialias=True),
+                 F.interpolate(image, size=(3, 5), mode="bilinear", align_corners=True, antialias=True)]
+        return torch.cat([p.flatten(1) for p in parts], dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -310,7 +345,8 @@ MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "dia
           "fill_from_tensor": FillFromTensor, "volumes": Volumes, "sampling": Sampling,
           "spatial_transformer": SpatialTransformer, "distances": Distances,
           "relative_positions": RelativePositions, "tensor_splits": TensorSplits,
-          "zero_norms": ZeroNorms}
+          "zero_norms": ZeroNorms, "windows": Windows,
+          "antialiased": Antialiased}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
@@ -355,25 +391,3 @@ def test_unsupported_op_is_named_with_the_readers_reason(tmp_path: Path) -> None
     placeholders = [n for n in model.graph if n.op.name == "unsupported"]
     assert len(placeholders) == 1 and placeholders[0].meta["original_op"].startswith("aten.i0")
     assert any("i0" in w for w in model.warnings)
-
-
-class Refused(nn.Module):
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.kind, self.fc = kind, nn.Linear(4, 8)
-
-    def forward(self, x: Any) -> Any:
-        image = self.fc(x).reshape(2, 1, 2, 4)
-        return F.interpolate(image, size=(1, 3), mode=self.kind, antialias=True).flatten(1)
-
-
-@pytest.mark.parametrize("kind, says", [("bicubic", "antialiased bicubic resize"),
-                                        ("bilinear", "antialiased bilinear resize")])
-def test_sampling_the_catalog_lacks_is_refused_by_name(kind: str, says: str, tmp_path: Path) -> None:
-    x = np.random.default_rng(0).standard_normal((2, 4))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.export.save(torch.export.export(Refused(kind).double().eval(), (torch.from_numpy(x),)),
-                          str(tmp_path / "refused.pt2"))
-    placeholders = [n for n in open_model(tmp_path / "refused.pt2").graph if n.op.name == "unsupported"]
-    assert len(placeholders) == 1 and says in placeholders[0].meta["reason"], placeholders[0].meta

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...graph.ops.resize import (
     CUBIC_A,
+    antialias_sources,
     cubic_sources,
     cubic_weights,
     linear_sources,
@@ -75,6 +76,15 @@ def _(g: Array, x: Array, out: Array, output_size: Any, scales: Any) -> tuple[Ar
     return (np.matmul(np.matmul(rows.T.astype(g.dtype), g), cols.astype(g.dtype)),)
 
 
+@functools.lru_cache(maxsize=256)
+def _antialiased(kind: str, size: int, out: int, align_corners: bool, scale: float | None, dtype: str) -> Array:
+    """The (out, size) matrix of PyTorch's antialiased weights, in `dtype` (each row sums to 1)."""
+    matrix = np.zeros((out, size))
+    for i, (first, weights) in enumerate(antialias_sources(size, out, kind, align_corners, scale, dtype)):
+        matrix[i, first:first + len(weights)] = weights
+    return _frozen(matrix.astype(dtype))
+
+
 def _separable_maps(x: Array, output_size: Any, align_corners: bool, scales: Any, op: str,
                     matrix: Any) -> tuple[Array, Array]:
     """The row and column matrices of a separable resize (`matrix(size, out, align_corners, scale, dtype)`):
@@ -86,19 +96,23 @@ def _separable_maps(x: Array, output_size: Any, align_corners: bool, scales: Any
             matrix(x.shape[3], ow, bool(align_corners), sw, dtype))
 
 
-def _bilinear_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array, Array]:
-    return _separable_maps(x, output_size, align_corners, scales, "upsample_bilinear2d", _bilinear)
+def _bilinear_maps(x: Array, output_size: Any, align_corners: bool, scales: Any, antialias: bool
+                   ) -> tuple[Array, Array]:
+    matrix = functools.partial(_antialiased, "bilinear") if antialias else _bilinear
+    return _separable_maps(x, output_size, align_corners, scales, "upsample_bilinear2d", matrix)
 
 
 @kernel("upsample_bilinear2d")
-def upsample_bilinear2d(x: Array, output_size: Any, align_corners: bool, scales: Any) -> Array:
-    rows, cols = _bilinear_maps(x, output_size, align_corners, scales)
+def upsample_bilinear2d(x: Array, output_size: Any, align_corners: bool, scales: Any, antialias: bool = False
+                        ) -> Array:
+    rows, cols = _bilinear_maps(x, output_size, align_corners, scales, antialias)
     return np.matmul(np.matmul(rows, x), cols.T)
 
 
 @upsample_bilinear2d.gradient
-def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array]:
-    rows, cols = _bilinear_maps(x, output_size, align_corners, scales)
+def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any, antialias: bool = False
+      ) -> tuple[Array]:
+    rows, cols = _bilinear_maps(x, output_size, align_corners, scales, antialias)
     return (np.matmul(np.matmul(rows.T, g), cols),)
 
 
@@ -112,19 +126,23 @@ def _bicubic(size: int, out: int, align_corners: bool, scale: float | None, dtyp
     return _frozen(matrix.astype(dtype))
 
 
-def _bicubic_maps(x: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array, Array]:
-    return _separable_maps(x, output_size, align_corners, scales, "upsample_bicubic2d", _bicubic)
+def _bicubic_maps(x: Array, output_size: Any, align_corners: bool, scales: Any, antialias: bool
+                  ) -> tuple[Array, Array]:
+    matrix = functools.partial(_antialiased, "bicubic") if antialias else _bicubic
+    return _separable_maps(x, output_size, align_corners, scales, "upsample_bicubic2d", matrix)
 
 
 @kernel("upsample_bicubic2d")
-def upsample_bicubic2d(x: Array, output_size: Any, align_corners: bool, scales: Any) -> Array:
-    rows, cols = _bicubic_maps(x, output_size, align_corners, scales)
+def upsample_bicubic2d(x: Array, output_size: Any, align_corners: bool, scales: Any, antialias: bool = False
+                       ) -> Array:
+    rows, cols = _bicubic_maps(x, output_size, align_corners, scales, antialias)
     return np.matmul(np.matmul(rows, x), cols.T)
 
 
 @upsample_bicubic2d.gradient
-def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any) -> tuple[Array]:
-    rows, cols = _bicubic_maps(x, output_size, align_corners, scales)
+def _(g: Array, x: Array, out: Array, output_size: Any, align_corners: bool, scales: Any, antialias: bool = False
+      ) -> tuple[Array]:
+    rows, cols = _bicubic_maps(x, output_size, align_corners, scales, antialias)
     return (np.matmul(np.matmul(rows.T, g), cols),)
 
 

@@ -19,15 +19,19 @@ def upsample_nearest2d(x: Tensor, output_size: Any, scales: Any) -> Tensor:
 
 
 @kernel("upsample_bilinear2d")
-def upsample_bilinear2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
+def upsample_bilinear2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any, antialias: bool = False
+                        ) -> Tensor:
     size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_bilinear2d"))
-    return torch.ops.aten.upsample_bilinear2d.default(x, size, bool(align_corners), *scale_pair(scales))
+    resize = torch.ops.aten._upsample_bilinear2d_aa if antialias else torch.ops.aten.upsample_bilinear2d
+    return resize.default(x, size, bool(align_corners), *scale_pair(scales))
 
 
 @kernel("upsample_bicubic2d")
-def upsample_bicubic2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any) -> Tensor:
+def upsample_bicubic2d(x: Tensor, output_size: Any, align_corners: bool, scales: Any, antialias: bool = False
+                       ) -> Tensor:
     size = list(upsample_size(tuple(x.shape), output_size, scales, "upsample_bicubic2d"))
-    return torch.ops.aten.upsample_bicubic2d.default(x, size, bool(align_corners), *scale_pair(scales))
+    resize = torch.ops.aten._upsample_bicubic2d_aa if antialias else torch.ops.aten.upsample_bicubic2d
+    return resize.default(x, size, bool(align_corners), *scale_pair(scales))
 
 
 @kernel("grid_sample")

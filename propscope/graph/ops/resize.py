@@ -172,6 +172,50 @@ def cubic_sources(size: int, out: int, align_corners: bool, scale: float | None,
     return found
 
 
+ANTIALIAS_CUBIC_A = -0.5  # PyTorch's antialiased bicubic filter (PIL's), not the plain resize's −0.75
+
+
+def _antialias_filter(kind: str, d: Any) -> Any:
+    """The antialiasing filter at distance d (in input pixels, stretched by the scale when shrinking): a triangle
+    (bilinear) or Keys' cubic with a = −0.5 (bicubic)."""
+    d = abs(d)
+    if kind == "bilinear":
+        return 1 - d if d < 1 else d * 0
+    a = ANTIALIAS_CUBIC_A
+    if d < 1:
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+    return (((d - 5) * d + 8) * d - 4) * a if d < 2 else d * 0
+
+
+def antialias_sources(size: int, out: int, kind: str, align_corners: bool, scale: float | None, dtype: str
+                      ) -> list[tuple[int, list[float]]]:
+    """(the first input index, the weights of it and the inputs after it) per output index: PyTorch's
+    antialiased resize (F.interpolate(antialias=True)), in `dtype`.
+
+    Output i is centred at c = r·(i + ½) of the input (r = H/h, 1/scale when a scale is given, (H − 1)/(h − 1)
+    with align_corners); when shrinking (r > 1) the filter is stretched r times, so every input pixel under it
+    counts (a box-like average, no aliasing); when growing it is the plain filter. The taps are the input pixels
+    j with |j + ½ − c| within the filter's reach (1 bilinear, 2 bicubic, times r when shrinking), cut at the
+    image's edges, their weights filter((j + ½ − c)/max(r, 1)) divided by their sum."""
+    real = np.float32 if dtype == "float32" else np.float64
+    if align_corners:
+        r = real(real(size - 1) / real(out - 1)) if out > 1 else real(0.0)
+    else:
+        r = real(1.0 / scale) if scale is not None and scale > 0 else real(real(size) / real(out))
+    reach = (real(1.0) if kind == "bilinear" else real(2.0)) * (r if r >= 1 else real(1.0))
+    stretch = real(1.0) / r if r >= 1 else real(1.0)
+    found = []
+    for i in range(out):
+        centre = r * (real(i) + real(0.5))
+        first = max(int(centre - reach + real(0.5)), 0)  # truncated toward zero, as PyTorch's cast
+        stop = min(int(centre + reach + real(0.5)), size)
+        weights = [real(_antialias_filter(kind, (real(j) - centre + real(0.5)) * stretch))
+                   for j in range(first, stop)]
+        total = real(sum(weights, real(0.0)))
+        found.append((first, [float(w / total) if total != 0 else float(w) for w in weights]))
+    return found
+
+
 def _upsample(name: str) -> Any:
     def rule(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
         x = tuple(shapes[0])
@@ -183,6 +227,9 @@ def _upsample(name: str) -> Any:
 _SIZE = ("output_size (h, w) sets the output's size; scales (s_h, s_w), as PyTorch passes them for a scale_factor, "
          "set r = 1/s (otherwise r = H/h; an axis that keeps its size is copied) and, without an output_size, "
          "the size ⌊H·s_h⌋ × ⌊W·s_w⌋")
+_ANTIALIAS = ("antialias (F.interpolate(antialias=True): timm's position embeddings resampled, torchvision's "
+              "Resize) blends every input pixel under a filter centred at r·(i + ½), stretched r times when shrinking "
+              "(a = −0.5 for bicubic), its weights divided by their sum at the edges")
 define(OpDef(
     "upsample_nearest2d", ("x",), "out[n, c, i, j] = x[n, c, ⌊r_h · i⌋, ⌊r_w · j⌋]",
     {"x": "∂L/∂x[n, c, p, q] = Σ of ∂L/∂out[n, c, i, j] over the output pixels (i, j) that copied x[p, q]"},
@@ -196,9 +243,9 @@ define(OpDef(
     {"x": "∂L/∂x = A_hᵀ · ∂L/∂out · A_w: each output's gradient shared back to its 4 source pixels by the "
           "same weights"},
     _upsample("upsample_bilinear2d"), "bilin", category="conv",
-    default_attrs={"output_size": None, "align_corners": False, "scales": None},
+    default_attrs={"output_size": None, "align_corners": False, "scales": None, "antialias": False},
     summary="bilinear resize (F.interpolate(mode='bilinear')); align_corners maps the corner pixels onto each "
-            f"other (r = (H − 1)/(h − 1)) and ignores scales; {_SIZE}",
+            f"other (r = (H − 1)/(h − 1)) and ignores scales; {_SIZE}; {_ANTIALIAS}",
 ))
 
 
@@ -210,10 +257,10 @@ define(OpDef(
     {"x": "∂L/∂x = A_hᵀ · ∂L/∂out · A_w: each output's gradient shared back to its 16 source pixels by the "
           "same weights"},
     _upsample("upsample_bicubic2d"), "bicub", category="conv",
-    default_attrs={"output_size": None, "align_corners": False, "scales": None},
+    default_attrs={"output_size": None, "align_corners": False, "scales": None, "antialias": False},
     summary="bicubic resize (F.interpolate(mode='bicubic'): ViT and DINOv2 position embeddings resized to another "
             "image size); align_corners maps the corner pixels onto each other (r = (H − 1)/(h − 1)) and ignores "
-            f"scales; {_SIZE}",
+            f"scales; {_SIZE}; {_ANTIALIAS}",
 ))
 
 

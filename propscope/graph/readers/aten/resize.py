@@ -1,5 +1,6 @@
 """ATen bicubic upsampling, affine grids and grid sampling onto the catalog's resize family (nearest, bilinear and
-trilinear upsampling are read in conv.py, beside the pools); antialiased resizes are refused by name.
+trilinear upsampling are read in conv.py, beside the pools); antialiased resizes are these ops with their antialias
+flag.
 
 An affine grid (a spatial transformer's θ turned into sampling points) is no op of its own: it is the constant
 base grid of points (x, y, 1) times θᵀ, a matrix product of catalog ops, so θ gets its gradient from it."""
@@ -21,21 +22,19 @@ _GRID_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
 _GRID_PADDINGS = {0: "zeros", 1: "border", 2: "reflection"}
 
 
-@aten("upsample_bicubic2d")
+@aten("upsample_bicubic2d", "_upsample_bicubic2d_aa", "_upsample_bilinear2d_aa")
 def _bicubic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Bicubic upsampling, and the antialiased resizes (F.interpolate(antialias=True): timm resamples a vision
+    transformer's position embedding so when exported, to the same size too) as the bilinear or bicubic op with
+    its antialias flag."""
     out = ctx.shapes[0]
     if out is None or len(out) != 4:
         raise Unmapped("no declared 4-D output shape")
-    return t.b.op("upsample_bicubic2d", t.node(self_arg(a), ctx), name=ctx.name, module=ctx.module,
+    key = op_key(ctx.target)
+    return t.b.op("upsample_bilinear2d" if "bilinear" in key else "upsample_bicubic2d", t.node(self_arg(a), ctx),
+                  name=ctx.name, module=ctx.module,
                   attrs={"output_size": tuple(out[2:]), "scales": _scales(a),
-                         "align_corners": bool(a.get("align_corners", False))})
-
-
-@aten("_upsample_bicubic2d_aa", "_upsample_bilinear2d_aa")
-def _antialiased(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    kind = "bicubic" if "bicubic" in op_key(ctx.target) else "bilinear"
-    raise Unmapped(f"antialiased {kind} resize (F.interpolate(antialias=True)): the catalog's {kind} upsampling "
-                   "has no antialiasing filter")
+                         "align_corners": bool(a.get("align_corners", False)), "antialias": key.endswith("_aa")})
 
 
 @aten("grid_sampler_2d", "grid_sampler_3d", "grid_sampler")

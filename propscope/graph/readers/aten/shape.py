@@ -388,6 +388,35 @@ def _gather(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   attrs={"axis": dim})
 
 
+@aten("unfold")
+def _unfold(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Tensor.unfold(dim, size, step) (HaloNet's blocked neighbourhoods): every window of `size` entries `step`
+    apart along `dim`, windows in its place and their entries on a new last axis; an `index` by the constant
+    window positions (n, size), its entries' axis then moved last."""
+    x = self_arg(a)
+    shape = t.shape(x)
+    dim = int(a["dimension"]) % max(len(shape), 1)
+    size, step = int(a["size"]), int(a["step"])
+    length = shape[dim] if shape else 1
+    if size < 0 or step < 1 or size > length:
+        raise Unmapped(f"unfold of {length} entries in windows of {size}, step {step}")
+    positions = (np.arange((length - size) // step + 1) * step)[:, None] + np.arange(size)
+    known = t.known(x)
+    if not shape:  # a scalar unfolds to one window of itself
+        if known is not None:
+            return np.reshape(known, (1,))
+        return t.b.op("reshape", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"shape": (1,)})
+    if known is not None:
+        _take_room(t, ctx, known, positions, dim)
+        return np.moveaxis(np.take(known, positions, axis=dim), dim + 1, -1)
+    windows = t.b.op("index", t.node(x, ctx), t.b.const(positions, ctx.module, "windows"),
+                     name=f"{ctx.name}.windows", module=ctx.module, attrs={"axis": dim})
+    perm = (*(k for k in range(len(shape) + 1) if k != dim + 1), dim + 1)
+    if perm == tuple(range(len(shape) + 1)):
+        return windows
+    return t.b.op("transpose", windows, name=ctx.name, module=ctx.module, attrs={"axes": perm})
+
+
 @aten("flip")
 def _flip(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, dims = self_arg(a), tuple(int(d) for d in a["dims"])
