@@ -116,3 +116,59 @@ def test_router_collapse_leaves_the_unchosen_experts_without_gradient() -> None:
     _assert_matches(s, *_reference(model, ids))
     down = np.asarray(s.backend.to_numpy(s.grad("model.layers.0.mlp.experts.down_proj")))
     assert sum(bool(down[e].any()) for e in range(EXPERTS)) == model.config.num_experts_per_tok
+
+
+def test_deepseek_v3_routes_by_group_as_torch() -> None:
+    """DeepSeek-V3's router: sigmoid scores with a correction bias, the experts in groups, the top groups marked by
+    a scatter at the positions its top-k computed, the experts outside them masked, then the top experts."""
+    zoo.torchvision_models()
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    torch.manual_seed(0)
+    config = DeepseekV3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, moe_intermediate_size=24,
+                              num_hidden_layers=2, first_k_dense_replace=1, num_attention_heads=4,
+                              num_key_value_heads=4, n_routed_experts=EXPERTS, num_experts_per_tok=2, n_group=2,
+                              topk_group=1, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8,
+                              v_head_dim=8, max_position_embeddings=32)
+    model, ids = DeepseekV3ForCausalLM(config).eval(), _tokens()
+    s = _session(model, ids, inputs=torch.from_numpy(ids))
+    assert not s.model.unsupported_ops and any(n.meta.get("original_op") == "scatter" or n.op.name == "index_put"
+                                               for n in s.graph.nodes)
+    _assert_matches(s, *_reference(model, ids))
+
+
+class _Scatters(torch.nn.Module):  # type: ignore[misc]
+    """The scatters a router writes, at positions its own top-k computed: a mask (value), a sum (scatter_add of
+    computed values), an overwrite by a computed source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(6, 5)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x)
+        top = torch.topk(h, 2, dim=-1).indices
+        mask = torch.zeros_like(h).scatter(1, top, 1.0)
+        summed = torch.zeros_like(h).scatter_add(1, top, torch.tanh(h[:, :2]))
+        written = h.scatter(1, top, h[:, 3:] * 2.0)
+        return (h * mask + summed * written).sum(-1, keepdim=True) * h
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_scatters_at_computed_positions_match_autograd(backend: str) -> None:
+    """Values and every parameter's gradient of L = Σ prediction · u, through mse against y = prediction − u·n/2
+    (whose gradient at the prediction is u), against torch autograd of the module."""
+    torch.manual_seed(1)
+    model = _Scatters().double().eval()
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    want = model(torch.from_numpy(x))
+    upstream = np.random.default_rng(1).standard_normal(tuple(want.shape))
+    grads = torch.autograd.grad(want, list(model.parameters()), torch.from_numpy(upstream))
+    y = want.detach().numpy() - upstream * want.numel() / 2
+    s = open_session(model, inputs=torch.from_numpy(x), dtype="float64", backend=backend, loss="mse",
+                     data={"x": x, "y": y})
+    assert not s.model.unsupported_ops
+    s.run_to_end()
+    np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(), rtol=1e-13)
+    for (name, _), g in zip(model.named_parameters(), grads, strict=True):
+        assert zoo.relative(s.backend.to_numpy(s.grad(name)), g.numpy()) < 1e-12, name

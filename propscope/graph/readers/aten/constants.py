@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
+from ...ops.shape import INDEX_ROLES
 from .._aten import (
     Ctx,
     Translator,
@@ -186,6 +187,8 @@ def _known_all(t: Translator, a: dict[str, Any], keys: tuple[str, ...], what: st
 @aten("scatter", "scatter_add", "scatter_reduce")
 def _scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
+    if t.known(a["self"]) is None or t.known(a["index"]) is None or ("src" in a and t.known(a["src"]) is None):
+        return _scatter_computed(t, a, ctx, op)
     x, index = _known_all(t, a, ("self", "index"), op)
     dim = int(a["dim"]) % max(x.ndim, 1)
     src = t.known(a["src"]) if "src" in a else np.asarray(a.get("value", 0.0))
@@ -208,6 +211,34 @@ def _scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     else:
         raise Unmapped(f"{op} with reduce={reduce!r}")
     return out
+
+
+def _scatter_computed(t: Translator, a: dict[str, Any], ctx: Ctx, op: str) -> Node:
+    """scatter of computed values or at computed positions (DeepSeek-V3's routing marks the groups its top-k chose:
+    zeros.scatter_(1, group_idx, 1)): an `index_put` at every element of `index`, the positions along the other
+    axes those of the element itself; scatter_add (and reduce='sum') adds, as index_put's accumulate does."""
+    x, index = a["self"], a["index"]
+    shape, picked = t.shape(x), tuple(t.shape(index))
+    ndim = len(shape)
+    if not 1 <= ndim <= len(INDEX_ROLES) or len(picked) != ndim:
+        raise Unmapped(f"{op} of a {ndim}-D tensor by a {len(picked)}-D index")
+    dim = int(a["dim"]) % ndim
+    reduce = a.get("reduce", "sum" if op == "scatter_add" else None)
+    if reduce not in (None, "sum", "add"):
+        raise Unmapped(f"{op} with reduce={reduce!r} at computed positions")
+    if op == "scatter_reduce" and not a.get("include_self", True):
+        raise Unmapped("scatter_reduce with include_self=False at computed positions")
+    if "src" in a:
+        if tuple(t.shape(a["src"])) != picked:
+            raise Unmapped(f"{op} of a source {tuple(t.shape(a['src']))} larger than its index {picked}")
+        values = t.node(a["src"], ctx, "src")
+    else:
+        values = t.b.const(np.full(picked, float(np.asarray(a.get("value", 0.0)))), ctx.module, "value")
+    positions = [t.node(index, ctx, "index") if k == dim else t.b.const(
+        np.arange(n).reshape([n if j == k else 1 for j in range(ndim)]), ctx.module, f"axis{k}")
+        for k, n in enumerate(picked)]
+    return t.b.op("index_put", t.node(x, ctx, "self"), values, *positions, name=ctx.name, module=ctx.module,
+                  original_op=op, attrs={"axes": tuple(range(ndim)), "accumulate": reduce is not None})
 
 
 @aten("masked_scatter")
