@@ -31,6 +31,8 @@ CASES = [
          lambda F, t, x, i: t.gather(x, 2, i), {"axis": 2}, "4d-all-one-index"),
     Case("gather", (normal(3, 4), ints(0, 3, 5, low=-4)),
          lambda F, t, x, i: t.gather(x, 1, _wrapped(4)(t, i)), {"axis": 1}, "negative-indices"),
+    # detach: the value, no gradient (torch's x.detach() has none to give)
+    Case("detach", (normal(3, 4),), lambda F, t, x: x.detach(), tag="2d"),
     # flip
     Case("flip", (normal(3, 4),), lambda F, t, x: x.flip((0,)), {"axes": (0,)}, "axis0"),
     Case("flip", (normal(2, 3, 4),), lambda F, t, x: x.flip((-1, 1)), {"axes": (-1, 1)}, "3d-two-axes"),

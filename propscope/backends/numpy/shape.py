@@ -156,6 +156,14 @@ def _(g: Array, x: Array, values: Array, *ids_and_out: Array, axes: Any, accumul
     return (grad_x, unbroadcast(g[where], values.shape), *(None for _ in ids))
 
 
+@kernel("detach")
+def detach(x: Array) -> Array:
+    return x.view()
+
+
+detach.gradient(lambda g, x, out: (None,))  # nothing flows back (the role is non-differentiable)
+
+
 @kernel("cast")
 def cast(x: Array, dtype: str) -> Array:
     return round_to_float(x, dtype)

@@ -59,6 +59,11 @@ def index_put(x: Tensor, values: Tensor, *ids: Tensor, axes: Any, accumulate: bo
     return torch.ops.aten.index_put(x, picks, values.to(x.dtype), accumulate)
 
 
+@kernel("detach")
+def detach(x: Tensor) -> Tensor:
+    return x.detach()
+
+
 @kernel("cast")
 def cast(x: Tensor, dtype: str) -> Tensor:
     # there and back: autograd rounds the gradient through the narrower dtype too, as torch does for the model

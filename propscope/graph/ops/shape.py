@@ -267,3 +267,9 @@ define(OpDef(
     summary="a cast to a narrower float (x.half(), x.bfloat16(), autocast): the values round through it and "
             "stay in the session's dtype, and so does the gradient flowing back, as torch's _to_copy backward",
 ))
+define(OpDef(
+    "detach", ("x",), "out = x, and no gradient flows back through it (∂L/∂x gets nothing from here)", {},
+    S.same, "detach", category="shape", nondifferentiable=frozenset({"x"}),
+    summary="the value as it is, cut off from the gradient (x.detach(), a torch.no_grad() block inside the "
+            "forward): what reaches x reaches it by other paths only, as in torch",
+))

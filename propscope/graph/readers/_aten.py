@@ -105,6 +105,18 @@ class UnpoolPositions(Missing):
     flat: bool = False
 
 
+@dataclass(frozen=True)
+class Subgraph:
+    """A higher-order op's body (a `torch.no_grad()` or `torch.autocast` block inside a forward), as its JSON graph:
+    `Translator.inline` reads its nodes in place of the op."""
+
+    name: str
+    graph: Mapping[str, Any]
+
+
+MAX_NESTING = 16  # bodies within bodies; real programs nest one or two
+
+
 @dataclass
 class Ctx:
     name: str
@@ -407,6 +419,7 @@ class Translator:
         self.user_inputs: list[str] = []
         self.float_casts: list[str] = []  # casts of computed values between float dtypes (mixed precision)
         self.spec: Mapping[str, Any] | None = None  # the node being read
+        self.nesting = 0  # how deep in higher-order ops' bodies (`inline`)
 
     # -- values ------------------------------------------------------------------------------------
     def declared(self, name: str) -> tuple[int, ...] | None:
@@ -568,6 +581,10 @@ class Translator:
                     for row in expect(v, list, f"{what} (as_int_lists)", where)]
         if kind == "as_device":
             return v
+        if kind == "as_graph":
+            v = expect(v, dict, f"{what} (as_graph)", where)
+            body = expect(v.get("graph"), dict, f"{what} (as_graph)", where)
+            return Subgraph(str(v.get("name", ""))[:MAX_NAME], body)
         return Missing(f"an argument of kind {short(kind, 40)}")
 
     def _ref(self, t: Any) -> Any:
@@ -701,7 +718,7 @@ class Translator:
         for i, item in enumerate(inputs):
             if not isinstance(item, dict) or "arg" not in item:
                 raise ModelFormatError(f"{self.where}: node {short(name)} has a malformed input")
-            key_name = str(item.get("name", i))[:MAX_NAME]
+            key_name = str(item.get("name") or i)[:MAX_NAME]  # a higher-order op's are unnamed: by position
             args[key_name] = self._arg(item["arg"], f"input {key_name} of node {name}")
         mark = len(self.b.graph)
         self.spec = spec  # for a handler that needs what the file records of its inputs (`input_layout`)
@@ -736,6 +753,33 @@ class Translator:
             if mutated is not None:
                 self.env[mutated] = results[0]
                 self._write_through(mutated, ctx)
+
+    def inline(self, body: Subgraph, values: list[Any]) -> list[Any]:
+        """The values a higher-order op's body gives for `values`, its nodes read as if they stood in the program.
+        The body names its values on its own (they may repeat the program's), so what the program held under them
+        is put back afterwards."""
+        where = self.where
+        graph = body.graph
+        inputs = expect(graph.get("inputs", []), list, f"the inputs of {short(body.name)}", where)
+        nodes = expect(graph.get("nodes", []), list, f"the nodes of {short(body.name)}", where)
+        outputs = expect(graph.get("outputs", []), list, f"the outputs of {short(body.name)}", where)
+        described = expect(graph.get("tensor_values") or {}, dict, f"the values of {short(body.name)}", where)
+        if self.nesting >= MAX_NESTING:
+            raise ModelFormatError(f"{where}: higher-order ops nested more than {MAX_NESTING} deep")
+        names = [self._out_name(expect(i, dict, "a body's input", where).get("as_tensor"), body.name) for i in inputs]
+        if len(names) != len(values):
+            raise Unmapped(f"{body.name} takes {len(names)} inputs, given {len(values)}")
+        env, views, described_before = dict(self.env), dict(self.views), self.tensor_values
+        self.tensor_values = {**self.tensor_values, **described}
+        self.nesting += 1
+        try:
+            self.env.update(zip(names, values, strict=True))
+            for i, spec in enumerate(nodes):
+                self._node(expect(spec, dict, f"node #{i} of {short(body.name)}", where))
+            return [self._arg(out, f"an output of {short(body.name)}") for out in outputs]
+        finally:
+            self.nesting -= 1
+            self.env, self.views, self.tensor_values = env, views, described_before
 
     def _write_through(self, view: str, ctx: Ctx) -> None:
         """An in-place op on a slice or a selection (`out[:, 1:3] = y` is `copy_` on a slice of out) changes

@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (each module registers its handlers)
     core,
     distance,
     elementwise,
+    higher_order,
     nn,
     norm,
     quantize,
