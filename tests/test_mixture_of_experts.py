@@ -139,7 +139,8 @@ def test_deepseek_v3_routes_by_group_as_torch() -> None:
 
 class _Scatters(torch.nn.Module):  # type: ignore[misc]
     """The scatters a router writes, at positions its own top-k computed: a mask (value), a sum (scatter_add of
-    computed values), an overwrite by a computed source."""
+    computed values), an overwrite by a computed source; and index_add at rows a truncating division of computed
+    positions picks (JetMoE gathers its experts' outputs so)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -151,7 +152,10 @@ class _Scatters(torch.nn.Module):  # type: ignore[misc]
         mask = torch.zeros_like(h).scatter(1, top, 1.0)
         summed = torch.zeros_like(h).scatter_add(1, top, torch.tanh(h[:, :2]))
         written = h.scatter(1, top, h[:, 3:] * 2.0)
-        return (h * mask + summed * written).sum(-1, keepdim=True) * h
+        rows = torch.div(torch.argsort(h[:, 0]) - 1, 2, rounding_mode="trunc")  # −1 → 0 (a floor would give −1)
+        added = torch.zeros_like(h).index_add(0, rows, torch.sin(h), alpha=0.5)  # repeated rows add up
+        identity = torch.eye(5, dtype=h.dtype) * 0.5  # a constant (Lara's chunked linear attention adds one)
+        return (h * mask + summed * written + added).sum(-1, keepdim=True) * (h @ identity)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

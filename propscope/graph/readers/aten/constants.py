@@ -24,11 +24,18 @@ from .._build import finite_mask
 
 
 @aten("zeros", "ones", "full", "empty", "zeros_like", "ones_like", "full_like", "empty_like", "new_zeros",
-      "new_ones", "new_full", "new_empty", "scalar_tensor", "arange", "fill", "empty_strided", "empty_permuted")
+      "new_ones", "new_full", "new_empty", "scalar_tensor", "arange", "fill", "empty_strided", "empty_permuted", "eye")
 def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
     if op == "scalar_tensor":
         return np.asarray(a["s"], dtype=dtype_arg(a))
+    if op == "eye":  # an identity (chunked linear attention adds one to its triangular system)
+        n = int(a["n"])
+        m = n if a.get("m") is None else int(a["m"])
+        if n < 0 or m < 0:
+            raise Unmapped(f"eye of {n} by {m}")
+        array_room((n, m), dtype_arg(a), "eye", t.where)
+        return np.eye(n, m, dtype=dtype_arg(a))
     if op == "arange":
         start, end, step = a.get("start", 0), a.get("end"), a.get("step", 1)
         count = range_length(start, end, step, "arange", t.where)

@@ -78,7 +78,7 @@ def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 def _rounded_div(t: Translator, x: Any, y: Any, rounding: str, ctx: Ctx) -> Any:
     """div(rounding_mode="floor" or "trunc"), as torch rounds: folded where both are constants (EdgeNeXt's
     positional encoding divides an arange by 2), else ⌊x / y⌋ as a division and a floor (no gradient passes
-    through it, as in torch); a truncation of computed values is not read."""
+    through it, as in torch); a truncation, sign(x / y) · ⌊|x / y|⌋ (JetMoE finds each sorted row's token so)."""
     if rounding not in ("floor", "trunc"):
         raise Unmapped(f"div with rounding_mode={rounding!r}")
     if t.const(x) and t.const(y):
@@ -89,11 +89,14 @@ def _rounded_div(t: Translator, x: Any, y: Any, rounding: str, ctx: Ctx) -> Any:
             return quotient if rounding == "floor" else quotient + ((u % v != 0) & ((u < 0) != (v < 0)))
         exact = u.astype(np.float64) / v.astype(np.float64)
         return np.floor(exact) if rounding == "floor" else np.trunc(exact)
-    if rounding == "trunc":
-        raise Unmapped("div with rounding_mode='trunc' of computed values")
     ratio = t.b.op("div", t.node(x, ctx, "self"), t.node(y, ctx, "other"), name=f"{ctx.name}.ratio",
                    module=ctx.module)
-    return t.b.op("floor", ratio, name=ctx.name, module=ctx.module)
+    if rounding == "floor":
+        return t.b.op("floor", ratio, name=ctx.name, module=ctx.module)
+    size = t.b.op("abs", ratio, name=f"{ctx.name}.size", module=ctx.module)
+    whole = t.b.op("floor", size, name=f"{ctx.name}.whole", module=ctx.module)
+    sign = t.b.op("sign", ratio, name=f"{ctx.name}.sign", module=ctx.module)
+    return t.b.op("mul", sign, whole, name=ctx.name, module=ctx.module)
 
 
 @aten("floor_divide")

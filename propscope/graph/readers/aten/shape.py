@@ -315,6 +315,21 @@ def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   module=ctx.module, attrs={"axes": tuple(i for i, _ in used), "accumulate": accumulate})
 
 
+@aten("index_add")
+def _index_add(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """x.index_add(dim, index, source, alpha): source's slices added to x's at the positions of `index` along dim,
+    repeats adding up (JetMoE gathers its experts' outputs back to their tokens so): an index_put that accumulates."""
+    x, source, alpha = self_arg(a), a["source"], a.get("alpha", 1)
+    dim = int(a["dim"]) % max(len(t.shape(x)), 1)
+    if alpha != 1:
+        known = t.known(source)
+        source = known * alpha if known is not None else t.b.op(
+            "mul", t.node(source, ctx, "source"), t.b.const(np.array(float(alpha)), ctx.module, "alpha"),
+            name=f"{ctx.name}.alpha", module=ctx.module)
+    return _index_put(t, {"self": x, "values": source, "indices": [None] * dim + [a["index"]], "accumulate": True},
+                      ctx)
+
+
 @aten("split", "split_with_sizes", "unsafe_split", "unsafe_split_with_sizes", "chunk", "unsafe_chunk", "unbind",
       "split_copy", "split_with_sizes_copy", "tensor_split")
 def _split(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
