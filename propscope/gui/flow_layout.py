@@ -8,8 +8,8 @@ narrowest the row may be is its widest control; narrower than the whole row, it 
 
 from __future__ import annotations
 
-from PySide6.QtCore import QMargins, QPoint, QRect, QSize, Qt
-from PySide6.QtWidgets import QLayout, QLayoutItem, QSizePolicy, QStyle, QWidget
+from PySide6.QtCore import QEvent, QMargins, QObject, QPoint, QRect, QSize, Qt, QTimer
+from PySide6.QtWidgets import QLayout, QLayoutItem, QMainWindow, QSizePolicy, QStyle, QWidget
 
 from .guard import guarded, guarded_answer
 
@@ -116,11 +116,61 @@ class FlowLayout(QLayout):
         return max(0, y - gap - rect.y()) + m.bottom()
 
 
+HOLD_ON = (QEvent.Type.Show, QEvent.Type.Resize, QEvent.Type.LayoutRequest)
+
+
+class _WrappedHeight(QObject):
+    """Keeps its widget's minimum height at what the widget's layout needs at the widget's present width (see
+    `hold_wrapped_height`), after every resize and every change of what the layout holds."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__(widget)
+        self.widget = widget
+        # once the layouts the event starts have run: the main window's minimum then counts a dock just shown, and
+        # the room left to grow into is what it is, not what it was before the dock came
+        self.later = QTimer(self)
+        self.later.setSingleShot(True)
+        self.later.setInterval(0)
+        self.later.timeout.connect(self.hold)
+
+    @guarded_answer(False)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() in HOLD_ON:
+            self.later.start()
+        return False
+
+    def hold(self) -> None:
+        widget = self.widget
+        lay = widget.layout()
+        if lay is None or not lay.hasHeightForWidth() or not widget.isVisible():
+            return  # hidden, its width is not the one it will be shown at: a narrow one would hold the dock tall
+        need = lay.minimumHeightForWidth(widget.width())
+        held = widget.minimumHeight()
+        window = widget.window()
+        if need > held and isinstance(window, QMainWindow):  # in a docked dock: only into the room the window has
+            # Its present height is room it has (the window around it is laid out at its own size), and so is the
+            # window's height beyond its minimum, counted with this widget's minimum as it stands
+            room = max(widget.height(), held + window.height() - window.minimumSizeHint().height())
+            if room < need and room > held:
+                self.later.start()  # the window's minimum counts the new one then: maybe more room
+            need = min(need, room)
+        if need > 0 and need != held:
+            widget.setMinimumHeight(need)
+
+
 def hold_wrapped_height(widget: QWidget) -> None:
-    """Give `widget` (whose layout holds a FlowLayout) at least the height its layout needs at its present width:
-    a layout's minimum height counts a wrapping row as one line, so a short dock drew the next widget over the
-    wrapped line. Call it from the widget's resizeEvent."""
-    lay = widget.layout()
-    need = lay.minimumHeightForWidth(widget.width()) if lay is not None and lay.hasHeightForWidth() else -1
-    if need > 0 and need != widget.minimumHeight():
-        widget.setMinimumHeight(need)
+    """Give `widget` (whose layout holds a FlowLayout, or a word-wrapped label) at least the height its layout needs at
+    its present width, from now on.
+
+    Why: the docks and the main window size a widget by its minimum size, which counts a wrapping row as one line;
+    they never ask a layout its height for a width. A dock shorter than the wrapped lines made its vertical layout
+    give each line less than it needs, and the FlowLayout drew its second line over the label below it. Held only
+    on resize, the minimum went stale when the text under the controls changed (Compare backends' verdict: three
+    lines where "Choose A and B" was one), which is as common as a resize. In a main window it grows only into the
+    room the window has (its height less its minimum height): a minimum beyond that made the window taller than its
+    screen."""
+    keeper = widget.findChild(_WrappedHeight, options=Qt.FindChildOption.FindDirectChildrenOnly)
+    if keeper is None:
+        keeper = _WrappedHeight(widget)
+        widget.installEventFilter(keeper)
+    keeper.hold()

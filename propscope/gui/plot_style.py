@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QTimer
-from PySide6.QtGui import QColor, QFontMetrics
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QLabel, QSizePolicy
 
 from .format import fmt_num
@@ -143,11 +143,14 @@ def settle(plot: pg.PlotWidget) -> None:
     plot.getPlotItem().getViewBox().prepareForPaint()
 
 
-def steady_label(label: QLabel, lines: int) -> None:
+def steady_label(label: QLabel, lines: int, font: QFont | None = None) -> None:
     """Give a label that changes many times a second a fixed height of `lines` lines and no say in the width,
-    so a new text repaints the label alone instead of relaying out (and repainting) the whole dock."""
+    so a new text repaints the label alone instead of relaying out (and repainting) the whole dock.
+
+    `font`: the font it is about to show (on a theme change, the application's: the label still holds the old one
+    then, and projector mode's three lines got the height of three small ones, cut at top and bottom)."""
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-    label.setFixedHeight(QFontMetrics(label.font()).lineSpacing() * lines + 4)
+    label.setFixedHeight(QFontMetrics(font or label.font()).lineSpacing() * lines + 4)
 
 
 def style_plot(plot: pg.PlotWidget, theme: Theme, font_px: float = 11, widest_tick: str = "0.0005") -> None:

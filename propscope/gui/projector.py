@@ -10,8 +10,13 @@ Three rules, applied whenever the mode, the window's size or the step changes:
   formulas and the selected element's numbers always stay): the canvas keeps a quarter of the window and
   more, so the current node stays in sight, and the window never needs more lines than the room has (at a
   1024×768 backward step of xor, the text wanted 774 lines of 768);
-- a wide dock brought back (Gradient flow, Neurons) becomes a tab over the chain rule: its table or diagram gets the
-  window's width and the chain rule's height, where beside the chain rule it would get half of one or the other;
+- a wide dock brought back (Gradient flow, Neurons, Diff, Training) becomes a tab over the chain rule: its table,
+  diagram or plots get the window's width and the chain rule's height, where beside the chain rule it would get half
+  of one or the other (the Diff dock's controls wrapped onto four lines there and its table was 90 px tall; the
+  Training dock's plots 400×160 px at 1024×768). Stacked above the chain rule instead, the two would leave the
+  canvas a few lines;
+- a new batch, loss or data set in the same session (the Training dock's Data) changes no dock: only another model
+  hides the docks again, so the dock the teacher works in stays open;
 - F11 really goes full screen (not when a screenshot of a given size is asked for).
 
 Leaving the mode restores the window's docks, corners and full-screen state as they were.
@@ -25,7 +30,8 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QToolBar
 MIN_TEXT_PX_AT_1080 = 28
 REFERENCE_HEIGHT = 1080
 PROJECTOR_DOCKS = ("chain_dock",)  # the docks projector mode keeps; the others hide
-WIDE_DOCKS = ("grad_flow_dock", "neurons_dock")  # brought back in projector mode: a tab over the chain rule
+# brought back in projector mode: a tab over the chain rule
+WIDE_DOCKS = ("grad_flow_dock", "neurons_dock", "diff_dock", "training_dock")
 WIDE_DOCK_SHARE = 0.45  # of the window's height such a dock gets at least (the chain rule's "Ready" is one line)
 # Of the window's height, the most the chain rule's text takes. Everything else (menu, toolbar, the dock's title and
 # Explain button, the status bar) is type, which scales with the window's height too: about a quarter of it, which
@@ -49,13 +55,14 @@ class ProjectorLayout(QObject):
         self._saved_corners: dict[Qt.Corner, Qt.DockWidgetArea] = {}
         self._was_full_screen = False
         self._watched: list[QDockWidget] = []
+        self._session: object = None  # the session the docks were last arranged for
         self._rescale = QTimer(self)  # a resize settles before the theme (and every view) is rebuilt
         self._rescale.setSingleShot(True)
         self._rescale.setInterval(150)
         self._rescale.timeout.connect(self._apply_scale)
         w = window
         w.bridge.cursorMoved.connect(lambda _c: self.fit_canvas())  # type: ignore[attr-defined]
-        w.bridge.sessionChanged.connect(lambda _s: self._session_changed())  # type: ignore[attr-defined]
+        w.bridge.sessionChanged.connect(self._session_changed)  # type: ignore[attr-defined]
         w.themes.changed.connect(self.fit_canvas)  # type: ignore[attr-defined]
         self._snug = QTimer(self)  # after the layouts have taken the text's new height
         self._snug.setSingleShot(True)
@@ -74,6 +81,7 @@ class ProjectorLayout(QObject):
             self._saved_corners = {c: w.corner(c) for c in Qt.Corner}
             self._was_full_screen = w.isFullScreen()
             w.themes.set_projector(True, self.scale())  # type: ignore[attr-defined]
+            self._session = w.bridge.session  # type: ignore[attr-defined]
             self._arrange()  # after the theme: its change re-arranges the neuron dock
             self._watch_wide_docks()
             if full_screen and not w.isFullScreen():
@@ -148,7 +156,13 @@ class ProjectorLayout(QObject):
         w.tabifyDockWidget(chain, dock)
         dock.show()
         dock.raise_()
-        w.resizeDocks([dock], [max(dock.height(), round(w.height() * WIDE_DOCK_SHARE))], Qt.Orientation.Vertical)
+        self.size_wide_dock(dock)
+
+    def size_wide_dock(self, dock: QDockWidget) -> None:
+        """The tab over the chain rule gets its share of the window's height: not the height it had beside the canvas
+        (the Training dock sized for plots in normal mode left the canvas 70 px at 1024×768)."""
+        w = self.window
+        w.resizeDocks([dock], [round(w.height() * WIDE_DOCK_SHARE)], Qt.Orientation.Vertical)
 
     def _toolbars(self) -> None:
         """Icons only in projector mode: both toolbars fit one row, and the canvas keeps that row's height."""
@@ -157,11 +171,16 @@ class ProjectorLayout(QObject):
             if bar.objectName() == "debugToolbar":
                 bar.setToolButtonStyle(style)
 
-    def _session_changed(self) -> None:
-        """Another model: the window may have offered its layer view again; the room still gets the canvas."""
-        if self.on:
+    def _session_changed(self, session: object) -> None:
+        """Another model: the window may have offered its layer view again; the room still gets the canvas. The same
+        session with a new batch (the Training dock's data set, Debug ▸ Loss) keeps the docks as they are: arranging
+        them again hid the Training dock the moment its data set was applied."""
+        if not self.on:
+            return
+        if session is not self._session:
+            self._session = session
             self._arrange()
-            self.fit_canvas()
+        self.fit_canvas()
 
     # -- sizing ------------------------------------------------------------------------------------
     def text_px(self) -> int:

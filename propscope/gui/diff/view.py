@@ -217,7 +217,12 @@ class DiffView(QWidget):
         self.detail.setObjectName("diffDetail")
         self.detail.setTextFormat(Qt.TextFormat.PlainText)
         self.detail.setWordWrap(True)  # its norms line would make the dock as wide as itself
+        # in a short dock the node's name line stays and the norms are cut below it, not both halves (centred)
+        self.detail.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.heat = HeatGrid(self)
+        # in a short dock the node's line and its norms come first, then the heatmaps in what is left (1: below its
+        # minimum size hint, which squeezed both to half and cut the norms through their middle)
+        self.heat.setMinimumHeight(1)
         kind_row = QWidget(self)  # "compare [values]" stays on one line
         kl = QHBoxLayout(kind_row)
         kl.setContentsMargins(0, 0, 0, 0)
@@ -235,13 +240,18 @@ class DiffView(QWidget):
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(self.table)
         split.addWidget(right)
+        # the table gets most of a wide dock's room (projector mode: the window's width); beside a heatmap as wide as
+        # the table, at 1024 px its node column was cut to "b…"
+        split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 1)
+        split.setSizes([2000, 1000])  # weights: the same two thirds from the first layout on
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
         lay.addWidget(self.summary)
         lay.addWidget(self.legend)
         lay.addWidget(split, 1)
+        hold_wrapped_height(self)  # the controls' second line and the summary's lines, drawn over each other otherwise
         self.compare.clicked.connect(self.run)
         self.backends.clicked.connect(self.backendsRequested)
         self.clear_button.clicked.connect(self.clear)
@@ -290,11 +300,6 @@ class DiffView(QWidget):
         super().showEvent(event)
         if self._sources_stale:
             self.refresh_sources()
-
-    @guarded
-    def resizeEvent(self, event: Any) -> None:
-        super().resizeEvent(event)
-        hold_wrapped_height(self)  # the controls' second line, under the summary at a short dock otherwise
 
     # -- running ---------------------------------------------------------------------------------
     def run(self) -> GraphDiff | None:

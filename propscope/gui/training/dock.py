@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QGridLayout,
     QLabel,
@@ -366,7 +367,7 @@ class TrainingPanel(QWidget):
         self.scroll.setMaximumWidth(theme.px(300))
         self.loss_plot.fit_width()
         self._size_columns()
-        steady_label(self.status, 3)
+        steady_label(self.status, 3, QApplication.font())  # the type it gets after this signal
         self.status.setStyleSheet(f"color: {theme.color('text').name()};")
 
     def shutdown(self) -> None:
@@ -400,7 +401,10 @@ def train_in_window(window: Any, epochs: int, dataset: str | None = None) -> boo
     panel: TrainingPanel = window.training
     window.training_dock.show()
     window.training_dock.raise_()
-    window.resizeDocks([window.training_dock], [window.themes.theme.px(330)], Qt.Orientation.Vertical)
+    if window.projector.on:  # a tab over the chain rule, sized to leave the canvas its room
+        window.projector.size_wide_dock(window.training_dock)
+    else:
+        window.resizeDocks([window.training_dock], [window.themes.theme.px(330)], Qt.Orientation.Vertical)
     runner = panel.runner
     loop = QEventLoop()
     runner.stateChanged.connect(lambda state: state not in ("running", "paused") and loop.quit())

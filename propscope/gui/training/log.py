@@ -66,6 +66,7 @@ class TrainingLog:
         # curves share one scale (a sum over 40 samples beside one over 160 would look 4 times better)
         self._test_scale = 1.0
         self.test_scaled_to: int | None = None  # that size, where scaling happened
+        self.test_scale = 1.0  # the factor that scaling multiplied the test loss by (training samples / test samples)
 
     # -- following a running History -------------------------------------------------------------
     def follow(self, history: Any, offset: int, sizes: tuple[int, int] | None = None) -> None:
@@ -74,7 +75,7 @@ class TrainingLog:
         self._source, self._taken, self._offset = history, 0, offset
         self._test_scale = 1.0 if sizes is None else sizes[0] / sizes[1]
         if sizes is not None:
-            self.test_scaled_to = sizes[0]
+            self.test_scaled_to, self.test_scale = sizes[0], self._test_scale
         if history.has_test and not self.has_test:
             self.has_test = True
             self._test.write(0, np.full(self.n, np.nan))  # earlier runs had no test data

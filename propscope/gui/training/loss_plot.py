@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF
-from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QCheckBox, QFileDialog, QToolButton, QVBoxLayout, QWidget
 
 from ..flow_layout import FlowLayout, hold_wrapped_height
@@ -55,7 +54,7 @@ class LossPlot(BuiltOnFirstUse, QWidget):
         self.setObjectName("lossPlot")
         self.log, self.themes = log, themes
         self.budget = budget
-        self._label = "loss"
+        self._tip = ""
         self.follower = EpochFollower()
         self.log_scale = QCheckBox("Log scale")
         self.log_scale.setObjectName("lossLogScale")
@@ -84,6 +83,7 @@ class LossPlot(BuiltOnFirstUse, QWidget):
         lay.addLayout(self.plot_slot, 1)
         lay.addWidget(self.readout)
         lay.addLayout(bar)
+        hold_wrapped_height(self)  # the buttons' line under "Log scale", cut off in a short dock otherwise
         self._hovered: int | None = None
         themes.changed.connect(self._theme)
         self.log_scale.setChecked(True)
@@ -100,7 +100,7 @@ class LossPlot(BuiltOnFirstUse, QWidget):
         self.plot.setMenuEnabled(False)
         item = self.plot.getPlotItem()  # no grid: its lines cost more to draw than the rest of the plot
         item.setLabel("bottom", "epoch")
-        item.setLabel("left", self._label)
+        item.setLabel("left", "loss")
         self.train_curve = new_curve(self.plot, "train")
         self.test_curve = new_curve(self.plot, "test")
         self.follower.attach(self.plot)
@@ -125,10 +125,14 @@ class LossPlot(BuiltOnFirstUse, QWidget):
         log = self.log
         x = log.x
         on = self.log_scale.isChecked()
-        label = f"loss (test scaled to {log.test_scaled_to} samples)" if log.test_scaled_to and log.has_test else "loss"
-        if label != self._label:
-            self._label = label
-            self.plot.getPlotItem().setLabel("left", label)
+        # the test curve's scale is said in the readout beside its colour, not on the axis: "loss (test scaled to 160
+        # samples)" stood taller than the plot at 1024×768 and in projector mode, cut to "loss (te"
+        tip = (f"The test loss sums over fewer samples than the training loss: it is drawn scaled to the training "
+               f"set's {log.test_scaled_to} samples (×{log.test_scale:.3g})" if log.test_scaled_to and log.has_test
+               else "")
+        if tip != self._tip:
+            self._tip = tip
+            self.plot.setToolTip(tip)
         self.train_curve.setData(x, log.log10("loss") if on else log.loss)
         if log.has_test:
             self.test_curve.setData(x, log.log10("test_loss") if on else log.test_loss)
@@ -173,7 +177,8 @@ class LossPlot(BuiltOnFirstUse, QWidget):
         i = self._hovered if self._hovered is not None and self._hovered < log.n else log.n - 1
         pairs = [(f"train {fmt_num(log.loss[i])}", theme.color("forward"))]
         if log.has_test and np.isfinite(log.test_loss[i]):
-            pairs.append((f"test {fmt_num(log.test_loss[i])}", theme.color("gradient")))
+            scale = f" (×{log.test_scale:.2g})" if log.test_scaled_to else ""  # drawn scaled to the training set
+            pairs.append((f"test{scale} {fmt_num(log.test_loss[i])}", theme.color("gradient")))
         self.readout.setText(f"epoch {int(log.x[i])}  {swatches(pairs)}")
 
     # -- export ------------------------------------------------------------------------------------
@@ -198,11 +203,6 @@ class LossPlot(BuiltOnFirstUse, QWidget):
         """No narrower than the "Log scale" checkbox (the buttons wrap below it), in the type of the moment."""
         margins = self.layout().contentsMargins()
         self.setMinimumWidth(max(MIN_WIDTH, self.log_scale.sizeHint().width() + margins.left() + margins.right()))
-
-    @guarded
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        hold_wrapped_height(self)  # the buttons' line under "Log scale", cut off in a short dock otherwise
 
     @guarded
     def changeEvent(self, event: QEvent) -> None:

@@ -1,0 +1,164 @@
+"""The docks a teacher opens in front of a class read whole at 1024×768 and at 1920×1080, in normal and projector mode:
+the Diff dock after Compare backends, and the Training dock after training on a data set. Each check is on the real
+MainWindow's geometry: nothing in the dock drawn over anything else, the window no larger than the size asked for,
+the canvas keeping room, and in projector mode the dock a tab over the chain rule with the window's width.
+
+Faults these caught: the Diff dock beside the chain rule (406 px wide at 1024×768) wrapped its controls onto four
+lines and drew its verdict over the last one (its minimum height was held at a resize, before the verdict's three
+lines arrived); applying a data set in the Training dock hid the dock in projector mode; the Training dock sat
+403×166 px beside the chain rule, and trained from the command line it took all but 70 px of the canvas; its status
+line kept the height of three small lines in projector type, cut at top and bottom."""
+
+from __future__ import annotations
+
+import pytest
+import zoo
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QApplication, QDockWidget, QWidget
+
+import propscope
+from propscope.backends import get_backend
+from propscope.debugger.diff import diff_backends
+from propscope.gui.diff.wiring import diff_view
+from propscope.gui.main_window import MainWindow
+from propscope.gui.training.dock import READABLE_PLOT_PX, train_in_window
+
+OFFSCREEN_NOISE = "This plugin does not support propagateSizeHints"
+pytestmark = pytest.mark.qt_log_ignore(OFFSCREEN_NOISE)
+ROOMS = [(1024, 768), (1920, 1080)]
+CASES = [(size, projector) for size in ROOMS for projector in (False, True)]
+IDS = [f"{w}x{h}-{'projector' if p else 'normal'}" for (w, h), p in CASES]
+
+
+def window(qtbot, example: str, size: tuple[int, int], projector: bool) -> MainWindow:
+    w = MainWindow(propscope.open_session(example), settings=None)
+    qtbot.addWidget(w)
+    w.resize(*size)
+    w.show()
+    qtbot.waitExposed(w)
+    if projector:
+        w.set_projector(True, full_screen=False)
+    settle(qtbot, w)
+    return w
+
+
+def settle(qtbot, w: MainWindow) -> None:
+    """The projector's rescale after a resize, then the layouts a new minimum height asks for (the view's, the
+    dock's, the window's)."""
+    qtbot.waitUntil(lambda: not w.projector._rescale.isActive(), timeout=3000)
+    for _ in range(4):
+        qtbot.wait(25)
+
+
+def overlapping(parent: QWidget) -> list[tuple[str, str]]:
+    """Pairs of `parent`'s visible children drawn over each other."""
+    shown = [c for c in parent.findChildren(QWidget) if c.parentWidget() is parent and c.isVisible()
+             and c.width() > 0 and c.height() > 0 and not c.isWindow()]
+    return [(a.objectName() or type(a).__name__, b.objectName() or type(b).__name__)
+            for i, a in enumerate(shown) for b in shown[i + 1:] if a.geometry().intersects(b.geometry())]
+
+
+def outside(parent: QWidget) -> list[str]:
+    """`parent`'s visible children that reach past its edges (cut off)."""
+    return [c.objectName() or type(c).__name__ for c in parent.findChildren(QWidget)
+            if c.parentWidget() is parent and c.isVisible() and not c.isWindow() and c.height() > 0
+            and not parent.rect().contains(c.geometry())]
+
+
+def check_room(w: MainWindow, dock: QDockWidget, size: tuple[int, int], projector: bool) -> None:
+    where = f"{dock.objectName()} at {size[0]}x{size[1]}{' projector' if projector else ''}"
+    assert (w.width(), w.height()) == size, f"{where}: the window is {w.width()}x{w.height()}"
+    hint = w.minimumSizeHint()
+    assert hint.width() <= size[0] and hint.height() <= size[1], f"{where}: the window needs {hint}"
+    assert dock.isVisible() and not dock.visibleRegion().isEmpty(), f"{where}: the dock is not in sight"
+    assert w.canvas.height() >= size[1] // 4, f"{where}: the canvas is {w.canvas.height()} px tall"
+    assert w.rect().contains(dock.geometry()), f"{where}: the dock reaches past the window {dock.geometry()}"
+    if projector:  # a tab over the chain rule, with the window's width
+        assert dock in w.tabifiedDockWidgets(w.chain_dock), where
+        assert dock.width() >= size[0] - 10, f"{where}: {dock.width()} px wide"
+
+
+# -- the Diff dock -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("size", "projector"), CASES, ids=IDS)
+def test_the_diff_dock_after_compare_backends_reads_whole(qtbot, size: tuple[int, int], projector: bool) -> None:
+    w = window(qtbot, "cnn", size, projector)
+    w.diff_action.trigger()  # Debug ▸ Diff first: one line of text under the controls
+    settle(qtbot, w)
+    s = w.bridge.session
+    s.run_to_end()
+    settle(qtbot, w)
+    # as Ctrl+B shows it (the other backend is NumPy in float32 here, PyTorch in the app: the same three lines)
+    w.show_comparison(diff_backends(s, get_backend("numpy", "float32"), s.cursor))
+    settle(qtbot, w)
+    view = diff_view(w)
+    assert view.comparison is not None
+    assert overlapping(view) == [], overlapping(view)
+    assert outside(view) == [], outside(view)
+    controls = [view.a, view.b, view.what.parentWidget(), view.compare, view.backends, view.clear_button]
+    assert view.summary.geometry().top() >= max(c.geometry().bottom() for c in controls)
+    # the verdict whole, and at least two of the table's rows
+    assert view.summary.height() >= view.summary.heightForWidth(view.summary.width())
+    assert view.table.viewport().height() >= 2 * view.table.verticalHeader().defaultSectionSize()
+    # the selected node's line and norms whole (before the heatmaps, which take what is left)
+    assert view.detail.height() >= view.detail.heightForWidth(view.detail.width())
+    check_room(w, w.diff_dock, size, projector)
+    w.close()
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not zoo.has_torchvision(), reason="needs torchvision")
+def test_compare_backends_on_a_resnet_at_1024x768_in_projector_mode(qtbot) -> None:
+    """The case seen in a room: ResNet-18 on 32×32, Compare backends (NumPy against PyTorch) at the last step. Its
+    verdict took five lines in the dock beside the chain rule and was drawn over the NumPy vs PyTorch button."""
+    zoo.torchvision_models()
+    size = (1024, 768)
+    w = window(qtbot, "torchvision:resnet18@32", size, projector=True)
+    s = w.bridge.session
+    s.run_to_end()
+    w.show_comparison(diff_backends(s, get_backend("torch", "float32", "cpu"), s.cursor))
+    settle(qtbot, w)
+    view = diff_view(w)
+    assert overlapping(view) == [], overlapping(view)
+    assert outside(view) == [], outside(view)
+    assert view.summary.height() >= view.summary.heightForWidth(view.summary.width())
+    check_room(w, w.diff_dock, size, projector=True)
+    w.close()
+
+
+# -- the Training dock -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("size", "projector"), CASES, ids=IDS)
+def test_the_training_dock_after_training_on_a_data_set_reads_whole(qtbot, size: tuple[int, int],
+                                                                     projector: bool) -> None:
+    w = window(qtbot, "xor", size, projector)
+    w.training_dock.show()  # View ▸ Training
+    settle(qtbot, w)
+    assert train_in_window(w, 5, "spiral")  # the data set applied, then trained, as `propscope open --train`
+    settle(qtbot, w)
+    panel = w.training
+    check_room(w, w.training_dock, size, projector)
+    assert overlapping(panel.split) == [] or all("QSplitterHandle" in pair for pair in overlapping(panel.split))
+    controls = panel.scroll.widget()
+    assert overlapping(controls) == [], overlapping(controls)
+    # the status line holds three lines of the type it shows (projector type is twice the size)
+    three = 3 * QFontMetrics(QApplication.font()).lineSpacing()
+    assert panel.status.height() >= three, (panel.status.height(), three)
+    for plot in (panel.loss_plot, panel.output_view, panel.health_plot):
+        if plot.isVisible():  # a column too narrow to read is folded away (READABLE_PLOT_PX)
+            assert plot.width() >= READABLE_PLOT_PX and plot.height() >= 120, f"{type(plot).__name__}: {plot.size()}"
+        assert overlapping(plot) == [], overlapping(plot)
+    w.close()
+
+
+def test_a_data_set_applied_in_projector_mode_keeps_the_training_dock_open(qtbot) -> None:
+    """The same session with a new batch is not another model: projector mode arranges its docks again only for
+    another model (which still gets the canvas and the chain rule alone)."""
+    w = window(qtbot, "xor", (1024, 768), projector=True)
+    w.training_dock.show()
+    settle(qtbot, w)
+    assert w.training.use_dataset("moons")
+    settle(qtbot, w)
+    assert w.training_dock.isVisible()
+    w.bridge.set_session(propscope.open_session("classifier"))
+    settle(qtbot, w)
+    assert not w.training_dock.isVisible() and w.chain_dock.isVisible()
+    w.close()
