@@ -46,7 +46,7 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         raise Unmapped("no declared output shape")
     # empty_permuted (a decomposed in-place dropout's mask before its draw) is empty laid out otherwise in memory
     fill = 0.0 if op == "empty_permuted" else {"zeros": 0.0, "ones": 1.0, "empty": 0.0}.get(
-        op.split("_")[-1] if "_" in op else op)
+        op.removeprefix("new_").removesuffix("_like"))  # ones_like was read as 0 until this
     if fill is None:
         fill = a.get("fill_value", a.get("value", 0.0))
         if not isinstance(fill, int | float | bool):  # fill.Tensor: a 0-d tensor (Swin's shifted-window mask)
