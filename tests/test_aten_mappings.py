@@ -331,6 +331,25 @@ class Antialiased(nn.Module):
         return torch.cat([p.flatten(1) for p in parts], dim=1)
 
 
+class Contexts(nn.Module):
+    """Blocks torch.export keeps as higher-order ops, read in place: an autocast block turned off (EfficientViT's
+    attention), a no_grad block whose result scales the output but takes no gradient, and x.detach()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x)
+        with torch.autocast(device_type="cpu", enabled=False):
+            a = torch.tanh(h) * 2
+        with torch.no_grad():
+            scale = h.abs().mean(-1, keepdim=True) + 1
+        with torch.no_grad(), torch.enable_grad():
+            b = h.sigmoid()
+        return a * scale + h * h.detach() + b
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -346,7 +365,7 @@ MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "dia
           "spatial_transformer": SpatialTransformer, "distances": Distances,
           "relative_positions": RelativePositions, "tensor_splits": TensorSplits,
           "zero_norms": ZeroNorms, "windows": Windows,
-          "antialiased": Antialiased}
+          "antialiased": Antialiased, "contexts": Contexts}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
@@ -364,6 +383,8 @@ def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:
 @pytest.mark.parametrize("decompose", [False, True], ids=["as_is", "decomposed"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_mapping_matches_autograd(name: str, decompose: bool, tmp_path: Path) -> None:
+    if decompose and name == "contexts":
+        pytest.skip("run_decompositions() makes detach an alias and drops no_grad: the program forgot the cut")
     x = np.random.default_rng(0).standard_normal((2, 4))
     reference = export(MODELS[name], x, tmp_path / f"{name}.pt2", decompose)
     model = open_model(tmp_path / f"{name}.pt2")

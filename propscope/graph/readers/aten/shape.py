@@ -103,8 +103,18 @@ def _expand(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op("expand", node, name=ctx.name, module=ctx.module, attrs={"shape": tuple(out)})
 
 
-@aten("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
-      "detach_copy", "_assert_tensor_metadata")
+@aten("detach", "detach_copy")
+def _detach(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """x.detach() in a forward (a target, a scale, a straight-through estimator's x + (q − x).detach()): the value,
+    with no gradient back through it, as torch. A constant has none to cut."""
+    x = self_arg(a)
+    if t.known(x) is not None:
+        return x
+    return t.b.op("detach", t.node(x, ctx), name=ctx.name, module=ctx.module)
+
+
+@aten("clone", "contiguous", "alias", "lift_fresh_copy", "_to_copy", "to", "type_as", "alias_copy",
+      "_assert_tensor_metadata")
 def _same(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     """Copies, views and casts. A cast to a narrower float dtype (float16, bfloat16: see `narrows`) rounds
     through it as torch does, values and gradient (a `cast` step), in any session dtype: a model `.double()`'d
