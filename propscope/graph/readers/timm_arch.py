@@ -147,8 +147,9 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     except Exception as exc:
         raise ModelFormatError(f"{spec}: torch.export could not trace {name} on a {size[0]}×{size[1]} image "
                                f"({first_line(exc, 160)})") from None
-    del model
     opened = torch_export.open_program(program, name.split(".")[0])
+    opened.aliases = torch_export.tied_names(model, opened)  # CoaT's shared position encodings: one per stage
+    del model
     heads = f", {options['num_classes']} classes" if "num_classes" in options else ""
     opened.description = (f"timm {name} ({size[0]}×{size[1]} input{heads}, timm {timm.__version__}), exported with "
                           f"torch.export: {len(opened.graph.ops)} ops")
