@@ -176,3 +176,20 @@ def test_scatters_at_computed_positions_match_autograd(backend: str) -> None:
     np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(), rtol=1e-13)
     for (name, _), g in zip(model.named_parameters(), grads, strict=True):
         assert zoo.relative(s.backend.to_numpy(s.grad(name)), g.numpy()) < 1e-12, name
+
+
+def test_llama4_experts_and_complex_rotations_as_torch() -> None:
+    """Llama 4's text model: a shared expert beside routed ones, rotary positions written with complex numbers
+    (polar, view_as_complex, a complex product, view_as_real: see test_complex_rotary.py)."""
+    zoo.torchvision_models()
+    from transformers import Llama4ForCausalLM, Llama4TextConfig
+
+    torch.manual_seed(0)
+    config = Llama4TextConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=48, intermediate_size_mlp=48,
+                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4, head_dim=8,
+                              num_local_experts=EXPERTS, num_experts_per_tok=1, max_position_embeddings=32,
+                              pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model, ids = Llama4ForCausalLM(config).eval(), _tokens()
+    s = _session(model, ids, inputs=torch.from_numpy(ids))
+    assert not s.model.unsupported_ops
+    _assert_matches(s, *_reference(model, ids))

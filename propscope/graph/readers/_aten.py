@@ -35,6 +35,9 @@ SCALAR_TYPES = {
 }
 
 
+COMPLEX_TYPES = frozenset({9, 10, 11})  # complex32, complex64, complex128
+
+
 class Unmapped(Exception):
     """This op (or this use of it) has no catalog equivalent; the reason is shown to the user."""
 
@@ -126,6 +129,8 @@ class Ctx:
 
 
 HANDLERS: dict[str, Callable[[Translator, dict[str, Any], Ctx], Any]] = {}
+# the handlers of ops on a complex tensor computed from the data (`aten/complex.py`'s `Pairs`), where they differ
+PAIRS_HANDLERS: dict[str, Callable[[Translator, dict[str, Any], Ctx], Any]] = {}
 
 
 def aten(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -625,6 +630,8 @@ class Translator:
                 maker = self._leaf_maker(kind, fqn, name)
                 if kind == "parameter":
                     self.env[name] = Lazy(maker)
+                elif self.tensor_values.get(name, {}).get("dtype") in COMPLEX_TYPES:  # never a leaf: read as a
+                    self.env[name] = self.fetch(kind, fqn)  # constant, folded or turned into pairs where used
                 else:
                     self.env[name] = Stored(maker, array=partial(self.fetch, kind, fqn))
             else:
@@ -724,6 +731,8 @@ class Translator:
         self.spec = spec  # for a handler that needs what the file records of its inputs (`input_layout`)
         try:
             handler = HANDLERS.get(key)
+            if key in PAIRS_HANDLERS and isinstance(args.get("self", args.get("input")), Missing):
+                handler = PAIRS_HANDLERS[key]  # a view of complex pairs (or refused, as a Missing's use is)
             if handler is None:
                 raise Unmapped("")
             result = handler(self, args, ctx)

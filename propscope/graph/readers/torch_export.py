@@ -64,6 +64,8 @@ def _json(zf: zipfile.ZipFile, member: str, where: str) -> Any:
 
 _MAX_EXPANDED_BYTES = 256 * 2**20  # a broadcast (stride 0) tensor may grow beyond its data, up to this
 
+_COMPLEX = {10: "complex64", 11: "complex128"}  # torch's complex types (a rotary embedding's buffer)
+
 class _Archive:
     """One model of a `.pt2` zip: its program JSON and its tensors, read lazily and checked."""
 
@@ -146,6 +148,13 @@ class _Archive:
                 return to_numpy(legacy[fqn], self.where, f"{kind} {fqn!r}")
         raise ModelFormatError(f"{self.where}: the archive has no value for {kind} {fqn!r}")
 
+    def real_tensor(self, kind: str, fqn: str) -> np.ndarray:
+        """`tensor`, refusing a complex weight (a buffer's complex rotations are read as constants, never leaves)."""
+        value = self.tensor(kind, fqn)
+        if kind == "parameter" and np.iscomplexobj(value):
+            raise ModelFormatError(f"{self.where}: parameter {fqn!r} is complex; propscope trains real weights only")
+        return value
+
     def _payload(self, group: str, fqn: str, entry: Any) -> np.ndarray:
         folder = "weights" if group == "weights" else "constants"
         what = f"tensor {fqn!r}"
@@ -163,8 +172,8 @@ class _Archive:
         if not isinstance(meta, dict):
             raise ModelFormatError(f"{self.where}: {what} has no tensor metadata")
         code = meta.get("dtype")
-        dtype = SCALAR_TYPES.get(code) if isinstance(code, int) else None
-        if dtype is None or dtype not in NUMPY_DTYPES:
+        dtype = (SCALAR_TYPES.get(code) or _COMPLEX.get(code)) if isinstance(code, int) else None
+        if dtype is None or (dtype not in NUMPY_DTYPES and dtype not in _COMPLEX.values()):
             raise ModelFormatError(f"{self.where}: {what} has a dtype propscope cannot use (code {meta.get('dtype')})")
         shape = sizes(meta.get("sizes"), what, self.where)
         strides = sizes(meta.get("strides"), f"{what} strides", self.where)
@@ -290,8 +299,8 @@ def open(path: str | Path, input_shapes: Mapping[str, tuple[int, ...]] | None = 
     zf = open_zip(path, where, "not a torch.export archive (not a zip file: {})")
     with zf:
         archive = _Archive(zf, where)
-        return _model(archive.program, archive.tensor, archive.sample_inputs, where, path.stem, f"from {path.name}",
-                      input_shapes, partial(open, path))
+        return _model(archive.program, archive.real_tensor, archive.sample_inputs, where, path.stem,
+                      f"from {path.name}", input_shapes, partial(open, path))
 
 
 def _model(program: dict[str, Any], fetch: Callable[[str, str], np.ndarray],
@@ -439,14 +448,14 @@ class _ProgramTensors:
     def fetch(self, kind: str, fqn: str) -> np.ndarray:
         groups = (self.program.state_dict, self.program.constants)
         for group in groups if kind in ("parameter", "buffer") else groups[::-1]:
-            if fqn in group:
-                return self._array(group[fqn], f"{kind} {fqn!r}", charged=True)
+            if fqn in group:  # a buffer or constant may be complex (a rotary embedding's rotations); a weight not
+                return self._array(group[fqn], f"{kind} {fqn!r}", charged=True, complex_ok=kind != "parameter")
         raise ModelFormatError(f"{self.where}: the program has no value for {kind} {fqn!r}")
 
-    def _array(self, value: Any, what: str, charged: bool) -> np.ndarray:
+    def _array(self, value: Any, what: str, charged: bool, complex_ok: bool = False) -> np.ndarray:
         import torch
 
-        if not isinstance(value, torch.Tensor) or value.is_quantized or value.is_complex():
+        if not isinstance(value, torch.Tensor) or value.is_quantized or (value.is_complex() and not complex_ok):
             raise ModelFormatError(f"{self.where}: {what} is not a real-valued tensor ({type(value).__name__})")
         tensor = value.detach()
         if tensor.dtype in (torch.float16, torch.bfloat16):

@@ -4,6 +4,7 @@ registers them all in `_aten.HANDLERS`."""
 from . import (  # noqa: F401  (each module registers its handlers)
     activations,
     attention,
+    complex,
     constants,
     conv,
     core,

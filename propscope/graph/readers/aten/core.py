@@ -22,6 +22,7 @@ from .._aten import (
 from .._budget import fold_room, matmul_room
 from .._build import finite_mask
 from .._einsum import EinsumUnmapped, einsum, fold
+from .complex import complex_mul, complex_operand
 from .conv import unpool_positions
 
 
@@ -62,6 +63,8 @@ def _binary(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         y = np.asarray(y) * alpha if t.const(y) else t.b.op(
             "mul", t.node(y, ctx), t.b.const(np.array(float(alpha)), ctx.module, "alpha"),
             name=f"{ctx.name}.alpha", module=ctx.module)
+    if op == "mul" and (complex_operand(t, x) or complex_operand(t, y)):  # a rotary embedding turns its pairs so
+        return complex_mul(t, x, y, ctx)
     if t.const(x) and t.const(y):
         fold_room((x, y), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
         return _BINARY[op](np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))

@@ -1,0 +1,93 @@
+"""Rotary position embeddings written with complex numbers (Meta's reference Llama, Llama 4, DeepSeek-V2, many
+hand-written transformers): view_as_complex pairs the features, a product with polar(1, θ) turns each pair by its
+position's angle, view_as_real unpairs them. propscope carries a computed complex tensor as its real pairs and
+writes the product out in real arithmetic; the rotations are constants, made from the angles when the model is read
+or kept as a complex buffer. Checked against torch autograd in float64, from the live module and its `.pt2`, on both
+backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zoo
+
+from propscope.debugger import open_session
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+TOKENS, HEADS, DIM = 6, 2, 4
+
+
+def _angles() -> Any:
+    freqs = 1.0 / (10000 ** (torch.arange(0, DIM, 2).double() / DIM))
+    return torch.outer(torch.arange(TOKENS).double(), freqs)
+
+
+class Rotary(torch.nn.Module):  # type: ignore[misc]
+    """Queries turned by their positions' angles, then a classifier head; `buffer`: the rotations precomputed as a
+    complex buffer, else made in the forward by polar from a buffer of angles."""
+
+    def __init__(self, buffer: bool) -> None:
+        super().__init__()
+        self.buffer = buffer
+        self.q = torch.nn.Linear(HEADS * DIM, HEADS * DIM)
+        self.head = torch.nn.Linear(HEADS * DIM, 3)
+        if buffer:
+            self.register_buffer("freqs_cis", torch.polar(torch.ones(TOKENS, DIM // 2, dtype=torch.float64),
+                                                          _angles()), persistent=False)
+        else:
+            self.register_buffer("angles", _angles(), persistent=False)
+
+    def forward(self, x: Any) -> Any:
+        q = self.q(x).view(x.shape[0], TOKENS, HEADS, DIM)
+        rotations = self.freqs_cis if self.buffer else torch.polar(torch.ones_like(self.angles), self.angles) * 0.5
+        pairs = torch.view_as_complex(q.reshape(*q.shape[:-1], -1, 2))
+        turned = torch.view_as_real(pairs * rotations[None, :, None, :]).flatten(3)
+        return self.head(turned.reshape(x.shape[0], TOKENS, HEADS * DIM).type_as(x).mean(1))
+
+
+def _session(target: Any, x: np.ndarray, y: np.ndarray, backend: str) -> Any:
+    inputs = {"inputs": torch.from_numpy(x)} if isinstance(target, torch.nn.Module) else {}
+    return open_session(target, dtype="float64", backend=backend, loss="cross_entropy", data={"x": x, "y": y},
+                        **inputs)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("source", ["module", "pt2"])
+@pytest.mark.parametrize("buffer", [False, True], ids=["polar", "complex-buffer"])
+def test_complex_rotations_match_autograd(buffer: bool, source: str, backend: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Rotary(buffer).double().eval()
+    x = np.random.default_rng(0).standard_normal((2, TOKENS, HEADS * DIM))
+    y = np.array([0, 2])
+    target: Any = model
+    if source == "pt2":
+        target = tmp_path / "rotary.pt2"
+        torch.export.save(torch.export.export(model, (torch.from_numpy(x),)), str(target))
+    s = _session(target, x, y, backend)
+    assert not s.model.unsupported_ops
+    s.run_to_end()
+    loss, grads, _ = zoo.autograd_reference(model, (x,), y)
+    assert float(s.backend.to_numpy(s.value(s.loss_node.name))) == pytest.approx(loss, rel=1e-13)
+    for name, want in grads.items():
+        assert zoo.relative(s.backend.to_numpy(s.grad(name)), want) < 1e-12, name
+
+
+class Magnitude(Rotary):
+    def forward(self, x: Any) -> Any:
+        q = self.q(x).view(x.shape[0], TOKENS, HEADS, DIM)
+        return self.head(torch.view_as_complex(q.reshape(*q.shape[:-1], -1, 2)).abs().flatten(2).mean(1).repeat(1, 2))
+
+
+def test_another_use_of_computed_complex_numbers_is_named() -> None:
+    torch.manual_seed(0)
+    model = Magnitude(buffer=False).double().eval()
+    x = np.random.default_rng(0).standard_normal((2, TOKENS, HEADS * DIM))
+    s = open_session(model, inputs=torch.from_numpy(x), dtype="float64", loss="none")
+    assert set(s.model.unsupported_ops) == {"aten.abs"}
+    reasons = [n.meta.get("reason", "") for n in s.graph.nodes if n.op.name == "unsupported"]
+    assert any("complex numbers computed from the data" in r for r in reasons)
