@@ -96,10 +96,23 @@ def test_a_vit_that_resamples_its_position_embedding() -> None:
 def test_coat_shares_its_position_encodings() -> None:
     """CoaT's stage and its serial blocks hold one position encoding under several names (cpe1.proj.weight,
     serial_blocks1.0.cpe.proj.weight, ...): the gradient is theirs under each name."""
-    s, module = _by_name("timm:coat_tiny@32", embed_dims=[16, 16, 16, 16], serial_depths=[1, 1, 1, 1],
-                         parallel_depth=1, num_heads=8, mlp_ratios=[1, 1, 1, 1])
+    import torch
+
+    from propscope.graph.readers import state_dict, timm_arch
+
+    args: dict[str, Any] = {"embed_dims": [16, 16, 16, 16], "serial_depths": [1, 1, 1, 1], "parallel_depth": 1,
+                            "num_heads": 8, "mlp_ratios": [1, 1, 1, 1]}
+    s, module = _by_name("timm:coat_tiny@32", **args)
     assert "cpe1.proj.weight" in s.model.aliases
     _assert_matches(s, module)
+    # its state dict holds the shared tensors under every name: all of them are the graph's, none unexpected
+    torch.manual_seed(9)
+    tuned = _timm().create_model("coat_tiny", img_size=32, **args)
+    tensors = {k: v.numpy() for k, v in tuned.state_dict().items()}
+    model, report = state_dict.apply_state_dict(timm_arch.open_spec("timm:coat_tiny@32", model_args=args), tensors)
+    assert not report.unexpected and not report.missing, report.summary()
+    kept = model.aliases["cpe1.proj.weight"]
+    np.testing.assert_array_equal(model.arrays[kept], tensors["cpe1.proj.weight"])
 
 
 def test_efficientvit_keeps_its_attention_out_of_autocast() -> None:

@@ -111,18 +111,23 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
     prefix, tensors = unwrapped(tensors, targets)
     report = StateDictReport(source, prefix=prefix)
     arrays = dict(model.arrays)
+    # a parameter the module holds under several names (tied weights, CoaT's shared position encodings) is in the
+    # state dict under each: one is the graph's, the others are that one, not unexpected
+    aliases = {other: kept for other, kept in model.aliases.items() if kept in targets}
     for name, shape in targets.items():
-        if name not in tensors:
+        found = name if name in tensors else next((a for a, k in aliases.items() if k == name and a in tensors), None)
+        if found is None:
             report.missing.append(name)
             continue
-        value = np.asarray(tensors[name])
+        value = np.asarray(tensors[found])
         if tuple(value.shape) != tuple(shape):
             report.wrong_shape.append((name, tuple(shape), tuple(value.shape)))
             continue
         arrays[name] = value
         report.matched.append(name)
     # a BatchNorm's count of training batches is bookkeeping no forward or backward pass reads: not "unexpected"
-    report.unexpected = [k for k in tensors if k not in targets and not k.endswith(".num_batches_tracked")]
+    report.unexpected = [k for k in tensors if k not in targets and k not in aliases
+                         and not k.endswith(".num_batches_tracked")]
     clean = report.ok and not report.unexpected and not report.prefix  # every name met its tensor: nothing to say
     notes = [*([] if clean else [report.summary()]), *([note] if note else [])]
     filled = replace(model, arrays=arrays, warnings=[*model.warnings, *notes])
