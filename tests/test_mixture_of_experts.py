@@ -139,8 +139,8 @@ def test_deepseek_v3_routes_by_group_as_torch() -> None:
 
 class _Scatters(torch.nn.Module):  # type: ignore[misc]
     """The scatters a router writes, at positions its own top-k computed: a mask (value), a sum (scatter_add of
-    computed values), an overwrite by a computed source; and index_add at rows a truncating division of computed
-    positions picks (JetMoE gathers its experts' outputs so)."""
+    computed values), an overwrite by a computed source; index_add at rows a truncating division of computed
+    positions picks (JetMoE gathers its experts' outputs so); a clamp by computed bounds (PhiMoE's sparse mixer)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -155,7 +155,8 @@ class _Scatters(torch.nn.Module):  # type: ignore[misc]
         rows = torch.div(torch.argsort(h[:, 0]) - 1, 2, rounding_mode="trunc")  # −1 → 0 (a floor would give −1)
         added = torch.zeros_like(h).index_add(0, rows, torch.sin(h), alpha=0.5)  # repeated rows add up
         identity = torch.eye(5, dtype=h.dtype) * 0.5  # a constant (Lara's chunked linear attention adds one)
-        return (h * mask + summed * written + added).sum(-1, keepdim=True) * (h @ identity)
+        clamped = h.clamp(min=h[:, :1], max=torch.tanh(h) + 0.5)  # tensor bounds (PhiMoE); column 0 ties its bound
+        return (h * mask + summed * written + added + clamped).sum(-1, keepdim=True) * (h @ identity)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

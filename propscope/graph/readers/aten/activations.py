@@ -50,6 +50,30 @@ def _scalar(value: Any, what: str) -> float | None:
     raise Unmapped(f"a tensor {what} bound (clamp by a computed tensor)")
 
 
+def _is_scalar(value: Any) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)) or (
+        isinstance(value, np.ndarray) and value.size == 1)
+
+
+def _clamp_by_tensors(t: Translator, x: Any, low: Any, high: Any, ctx: Ctx) -> Any:
+    """clamp with tensor bounds (PhiMoE's sparse mixer clamps its scores by a threshold per token): where(x < low,
+    low, x), then where(x > high, high, x). The gradient goes where torch's does: to the bound where it was taken,
+    else to x, a tie included (torch's clamp is inclusive)."""
+    out: Any = x
+    for bound, side in ((low, "lt"), (high, "gt")):
+        if bound is None:
+            continue
+        kx, kb = t.known(out), t.known(bound)
+        if kx is not None and kb is not None:
+            out = np.maximum(kx, kb) if side == "lt" else np.minimum(kx, kb)
+            continue
+        current, limit = t.node(out, ctx, "self"), t.node(bound, ctx, "min" if side == "lt" else "max")
+        past = t.b.op("compare", current, limit, name=f"{ctx.name}.{side}", module=ctx.module, attrs={"op": side})
+        out = t.b.op("where", past, limit, current, name=ctx.name if high is None or side == "gt" else
+                     f"{ctx.name}.low", module=ctx.module, original_op=op_key(ctx.target))
+    return out
+
+
 @aten("hardtanh", "relu6", "clamp", "clip", "clamp_min", "clamp_max")
 def _clamp(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)
@@ -59,12 +83,11 @@ def _clamp(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         low, high = float(a.get("min_val", -1.0)), float(a.get("max_val", 1.0))
     elif op == "relu6":
         low, high = 0.0, 6.0
-    elif op == "clamp_min":
-        low, high = _scalar(a.get("min"), "lower"), None
-    elif op == "clamp_max":
-        low, high = None, _scalar(a.get("max"), "upper")
     else:
-        low, high = _scalar(a.get("min"), "lower"), _scalar(a.get("max"), "upper")
+        bounds = (a.get("min") if op != "clamp_max" else None, a.get("max") if op != "clamp_min" else None)
+        if any(b is not None and not _is_scalar(b) for b in bounds):
+            return _clamp_by_tensors(t, self_arg(a), *bounds, ctx)
+        low, high = _scalar(bounds[0], "lower"), _scalar(bounds[1], "upper")
     x = self_arg(a)
     if t.const(x):
         return np.clip(np.asarray(x, dtype=np.float64), low, high)
