@@ -3,7 +3,7 @@ hand-written transformers): view_as_complex pairs the features, a product with p
 position's angle, view_as_real unpairs them. propscope carries a computed complex tensor as its real pairs and
 writes the product out in real arithmetic; the rotations are constants, made from the angles when the model is read
 or kept as a complex buffer. Checked against torch autograd in float64, from the live module and its `.pt2`, on both
-backends."""
+backends; and the strided writes another rotary embedding interleaves its angles with."""
 
 from __future__ import annotations
 
@@ -91,3 +91,41 @@ def test_another_use_of_computed_complex_numbers_is_named() -> None:
     assert set(s.model.unsupported_ops) == {"aten.abs"}
     reasons = [n.meta.get("reason", "") for n in s.graph.nodes if n.op.name == "unsupported"]
     assert any("complex numbers computed from the data" in r for r in reasons)
+
+
+class Interleaved(torch.nn.Module):  # type: ignore[misc]
+    """Angles of three position axes interleaved by strided writes into a copy (Qwen3.5's multimodal rotary
+    embedding: `freqs[..., 1:12:3] = freq_h[..., 1:12:3]`), made from a computed tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 12)
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x)
+        mixed = h.clone()
+        mixed[..., 1:12:3] = torch.tanh(h[..., 1:12:3])
+        mixed[..., 2:12:3] = h[..., 0:12:3] * 2.0
+        return torch.cos(mixed) * h
+
+
+@pytest.mark.parametrize("source", ["module", "pt2"])
+def test_strided_writes_match_autograd(source: str, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Interleaved().double().eval()
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    target: Any = model
+    if source == "pt2":
+        target = tmp_path / "interleaved.pt2"
+        torch.export.save(torch.export.export(model, (torch.from_numpy(x),)), str(target))
+    want = model(torch.from_numpy(x))
+    upstream = np.random.default_rng(1).standard_normal(tuple(want.shape))
+    grads = torch.autograd.grad(want, list(model.parameters()), torch.from_numpy(upstream))
+    y = want.detach().numpy() - upstream * want.numel() / 2  # mse's gradient at the prediction is then `upstream`
+    kw = {"inputs": torch.from_numpy(x)} if source == "module" else {}
+    s = open_session(target, dtype="float64", loss="mse", data={"x": x, "y": y}, **kw)
+    assert not s.model.unsupported_ops
+    s.run_to_end()
+    np.testing.assert_allclose(s.value(s.prediction_node.name), want.detach().numpy(), rtol=1e-13)
+    for (name, _), g in zip(model.named_parameters(), grads, strict=True):
+        assert zoo.relative(s.grad(name), g.numpy()) < 1e-12, name

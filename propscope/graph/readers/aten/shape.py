@@ -561,8 +561,11 @@ def _slice_scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         cut[dim] = start if select else slice(start, stop, step)
         out[tuple(cut)] = ks
         return out
-    if step != 1:
-        raise Unmapped("slice_scatter with a step other than 1")
+    if step != 1:  # x[..., 1:12:3] = y (Qwen3.5's interleaved multimodal rotary angles): put at those positions
+        positions = np.arange(start, stop, step)
+        return t.b.op("index_put", t.node(x, ctx, "self"), t.node(src, ctx, "src"),
+                      t.b.const(positions, ctx.module, "positions"), name=ctx.name, module=ctx.module,
+                      original_op=op_key(ctx.target), attrs={"axes": (dim,), "accumulate": False})
     src_node = t.node(src, ctx)
     if op_key(ctx.target) == "select_scatter":  # the picked axis comes back with length 1
         src_node = t.b.op("reshape", src_node, name=f"{ctx.name}.src", module=ctx.module,
