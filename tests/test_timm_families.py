@@ -6,7 +6,8 @@ diverse families on the torch backend.
 What the sweep found: a vision transformer built with `dynamic_img_size` resamples its position embedding with an
 antialiased bicubic resize when exported (an unsupported op); HaloNet's blocked neighbourhoods are `Tensor.unfold`
 (unsupported); CoaT shares one position encoding between a stage and its blocks, and the gradient was answered under
-one of its names only; EfficientViT keeps its attention in float32 in an `autocast(enabled=False)` block, which
+one of its names only; NFNet's weight standardization made a zero bias under its convolution's bias's name, which
+the bias itself lost; EfficientViT keeps its attention in float32 in an `autocast(enabled=False)` block, which
 torch.export writes as a higher-order op (unsupported).
 """
 
@@ -145,6 +146,25 @@ def test_halonet_blocks_its_neighbourhoods_with_unfold() -> None:
     assert not s.model.unsupported_ops and any(n.meta.get("original_op") == "unfold" or "unfold" in n.name
                                                for n in s.graph.ops)
     _assert_matches(s, module)
+
+
+def test_nfnet_keeps_its_conv_biases_names() -> None:
+    """NFNet's ScaledStdConv2d standardizes its weight with F.batch_norm, which has no bias: the zero bias made for it
+    took the name of the convolution's own bias (`final_conv.bias`), which became `final_conv.bias_1`, so the
+    gradient was not found under its name and a state dict's bias was never loaded."""
+    import torch
+
+    s, module = _by_name("timm:test_nfnet@32")
+    assert s.graph["final_conv.bias"].op.name == "parameter"  # the zero constant takes another name
+    _assert_matches(s, module)
+    from propscope.graph.readers import state_dict, timm_arch
+
+    torch.manual_seed(9)
+    tuned = _timm().create_model("test_nfnet")
+    tensors = {k: v.numpy() for k, v in tuned.state_dict().items()}
+    model, report = state_dict.apply_state_dict(timm_arch.open_spec("timm:test_nfnet@32"), tensors)
+    assert not report.unexpected and not report.missing, report.summary()
+    np.testing.assert_array_equal(model.arrays["final_conv.bias"], tensors["final_conv.bias"])
 
 
 TORCH_BACKEND = ["test_resnet", "test_convnext", "test_efficientnet", "test_vit", "test_byobnet", "test_mambaout",

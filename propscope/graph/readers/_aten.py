@@ -627,6 +627,7 @@ class Translator:
                 if not isinstance(fqn, str):
                     raise ModelFormatError(f"{self.where}: a {kind} input has no name")
                 json_name(fqn, f"{kind} name", where)
+                self.b.reserved.add(clean_name(fqn))
                 maker = self._leaf_maker(kind, fqn, name)
                 if kind == "parameter":
                     self.env[name] = Lazy(maker)

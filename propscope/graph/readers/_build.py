@@ -179,25 +179,30 @@ class Builder:
         self.warnings: list[str] = []
         self.reasons: dict[str, str] = {}  # original op -> why it is unsupported (the first reason seen)
         self.suffixes: dict[str, int] = {}  # a name -> where `fresh` looks for its next free `name_i`
+        # the state dict's names (a program's parameters and buffers, whose leaves are made where first used): a
+        # constant made before (a batch norm's zero bias in `conv.bias`'s module) must not take one
+        self.reserved: set[str] = set()
 
-    def fresh(self, name: str) -> str:
+    def fresh(self, name: str, own: bool = False) -> str:
         """`name`, else `name_i` with the smallest i free: the search resumes where the last one for this name
         stopped (a graph never loses a node, so the suffixes below it stay taken), linear over a chain of
-        thousands of `relu`s rather than quadratic."""
+        thousands of `relu`s rather than quadratic. A reserved name is free only to its `own` leaf."""
         name = clean_name(name)
-        graph = self.graph
-        if name not in graph:
+        graph, reserved = self.graph, self.reserved
+        if name not in graph and (own or name not in reserved):
             return name
         i = self.suffixes.get(name, 1)
-        while f"{name}_{i}" in graph:
+        while f"{name}_{i}" in graph or f"{name}_{i}" in reserved:
             i += 1
         self.suffixes[name] = i  # not i + 1: the caller may not use the name it was given
         return f"{name}_{i}"
 
-    def leaf(self, kind: str, name: str, value: np.ndarray, module: str | None = None, **meta: Any) -> Node:
-        """A parameter or constant holding `value` (its name kept when free, as a state dict names it)."""
+    def leaf(self, kind: str, name: str, value: np.ndarray, module: str | None = None, own: bool = True,
+             **meta: Any) -> Node:
+        """A parameter or constant holding `value` (its name kept when free, as a state dict names it; a reserved
+        one only when it is its `own`)."""
         value = np.asarray(value)
-        name = self.fresh(name)
+        name = self.fresh(name, own)
         node = self.graph.add(kind, name=name, shape=value.shape,
                               module=module_of(name) if module is None else module, **meta)
         self.arrays[name] = value
@@ -215,7 +220,7 @@ class Builder:
         if arr.dtype.kind == "b":
             arr = arr.astype(np.float64)
         name = name or (f"{module}.{hint}" if module else hint)
-        return self.leaf("constant", name, arr, module=module, inline=True)
+        return self.leaf("constant", name, arr, module=module, own=False, inline=True)
 
     def op(self, op: str, *inputs: Node, name: str, module: str = "", attrs: Mapping[str, Any] | None = None,
            **meta: Any) -> Node:
