@@ -19,6 +19,7 @@ import pytest
 import zoo
 
 from propscope.debugger import open_session
+from propscope.debugger.grad_flow import gradient_flow
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.torch,
@@ -115,7 +116,19 @@ def test_router_collapse_leaves_the_unchosen_experts_without_gradient() -> None:
     s = _session(model, ids, inputs=torch.from_numpy(ids))
     _assert_matches(s, *_reference(model, ids))
     down = np.asarray(s.backend.to_numpy(s.grad("model.layers.0.mlp.experts.down_proj")))
-    assert sum(bool(down[e].any()) for e in range(EXPERTS)) == model.config.num_experts_per_tok
+    chosen = [e for e in range(EXPERTS) if down[e].any()]
+    assert len(chosen) == model.config.num_experts_per_tok
+    flow = gradient_flow(s)  # gradient health names the idle experts, on the rows and in the summary
+    idle = ", ".join(str(e) for e in range(EXPERTS) if e not in chosen)
+    row = next(r for r in flow.rows if r.name == "model.layers.0.mlp.experts.down_proj")
+    assert f"2 of {EXPERTS} experts got no token in this batch (experts {idle})" in row.flag
+    assert "model.layers.0.mlp.experts (2 of 4 experts)" in flow.summary()
+
+
+def test_a_router_that_spreads_its_tokens_leaves_no_expert_idle() -> None:
+    model, ids = _mixtral(layers=1), _tokens()
+    flow = gradient_flow(_session(model, ids, inputs=torch.from_numpy(ids)))
+    assert not any("experts got no token" in r.flag for r in flow.rows) and "no token" not in flow.summary()
 
 
 def test_deepseek_v3_routes_by_group_as_torch() -> None:

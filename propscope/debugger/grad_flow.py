@@ -332,6 +332,7 @@ def gradient_flow(session: Any) -> GradientFlow:
     jumps = _jumps(session, end, errors, weight_layers)
     through_time = _through_time(session, end)
     timed = {flow.weight: flow for flow in through_time}
+    idle = _idle_experts(session, end)
     rows = []
     for node, g, weight_norm, (value_nan, value_inf), is_zero in stats:
         verdict, reason = ("not finite", "") if value_nan + value_inf else (_verdict(g, 0.0), "")
@@ -353,14 +354,49 @@ def gradient_flow(session: Any) -> GradientFlow:
         if not verdict and not reason and judged and not is_zero:
             faded = reached.get(layer.name, 0.0) < VANISHING * reference_error if layer else True
             verdict, reason = _vanishing(g.rms, weight_rms[node.name], peers.get(node.name), faded)
+        if not verdict and not reason:
+            reason = idle.get(node.name, "")
         rows.append(ParamFlow(node.name, node.module, tuple(node.shape), order.get(node.name, -1), g.norm, g.rms,
                               g.largest, weight_norm, g.nonfinite, verdict, g.nan, value_nan, value_inf, reason))
     reference = {"error": reference_error}
     overall = _nearest_loss([g for _, g in weights])
     if overall is not None:
         reference["weights"] = overall
+    notes = [_zero_note(rows, zero, head), _idle_note(idle)]
     return GradientFlow(tuple(rows), reference, _loss_value(session, end), _first_nonfinite(session),
-                        _zero_note(rows, zero, head), through_time)
+                        "; ".join(n for n in notes if n), through_time)
+
+
+def _idle_experts(session: Any, end: int) -> dict[str, str]:
+    """For each parameter that holds a mixture of experts' matrices (read by a grouped product, one matrix per
+    expert along its first axis): which experts got no token in this batch, so no gradient. On one batch a few
+    may; the same ones on every batch is router collapse."""
+    notes: dict[str, str] = {}
+    for node in session.graph.nodes:
+        if node.op.name != "grouped_mm":
+            continue
+        value = session.trace.value(node.inputs[2].name, end)
+        if value is None:
+            continue
+        ends = np.rint(np.asarray(session.backend.to_numpy(value), dtype=np.float64)).astype(np.int64).reshape(-1)
+        idle = np.flatnonzero(np.diff(ends, prepend=0) <= 0)
+        if not idle.size:
+            continue
+        listed = ", ".join(map(str, idle[:8].tolist())) + (", …" if idle.size > 8 else "")
+        for name in _weights_of(session.graph, node):
+            notes.setdefault(name, f"{idle.size} of {ends.size} experts got no token in this batch (expert"
+                                   f"{'s' if idle.size > 1 else ''} {listed}): their slices' gradient is 0")
+    return notes
+
+
+def _idle_note(idle: dict[str, str]) -> str:
+    """The summary's word on idle experts: each mixture-of-experts layer with experts no token went to."""
+    layers = {name.rsplit(".", 1)[0]: note.split(" got")[0] for name, note in idle.items()}
+    if not layers:
+        return ""
+    named = ", ".join(f"{layer} ({count})" for layer, count in list(layers.items())[:3])
+    more = f", … {len(layers) - 3} more layers" if len(layers) > 3 else ""
+    return f"experts no token went to in this batch, so without gradient: {named}{more}"
 
 
 def _zero_weights_note(g: _Stats) -> str:
