@@ -6,7 +6,8 @@ propscope's graph holds real numbers only, so a complex tensor computed from the
 (`Pairs`: a node whose last axis of 2 holds the real and imaginary parts, exactly what `view_as_real` gives) and a
 complex product is written out as the real arithmetic it is: (a + bi)(c + di) = (ac − bd) + (ad + bc)i. Complex
 values known when the model is read (the angles of the positions, a complex buffer) are NumPy's complex arrays,
-folded as other constants are. Any other use of a computed complex tensor is refused by name.
+folded as other constants are. Views and copies of a computed complex tensor (unsqueeze, slice, reshape, `.to`)
+are the same views of its pairs, the pairs' axis kept last; any other use is refused by name.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from .._aten import (
 )
 from .._budget import fold_room
 
-COMPLEX_USE = ("complex numbers computed from the data (read only through view_as_complex, a product with "
-               "another complex tensor and view_as_real)")
+COMPLEX_USE = ("complex numbers computed from the data (read through view_as_complex, views and copies, a "
+               "product with a complex or real constant or another such tensor, and view_as_real)")
 
 
 @dataclass
