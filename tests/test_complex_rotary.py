@@ -2,8 +2,8 @@
 hand-written transformers): view_as_complex pairs the features, a product with polar(1, θ) turns each pair by its
 position's angle, view_as_real unpairs them. propscope carries a computed complex tensor as its real pairs and
 writes the product out in real arithmetic; the rotations are constants, made from the angles when the model is read
-or kept as a complex buffer. Checked against torch autograd in float64, from the live module and its `.pt2`, on both
-backends; and the strided writes another rotary embedding interleaves its angles with."""
+or kept as a complex buffer. Checked against torch autograd in float64, from the live module, its `.pt2` and its
+TorchScript archive, on both backends; and the strided writes another rotary embedding interleaves its angles with."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _session(target: Any, x: np.ndarray, y: np.ndarray, backend: str) -> Any:
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-@pytest.mark.parametrize("source", ["module", "pt2"])
+@pytest.mark.parametrize("source", ["module", "pt2", "torchscript"])
 @pytest.mark.parametrize("buffer", [False, True], ids=["polar", "complex-buffer"])
 def test_complex_rotations_match_autograd(buffer: bool, source: str, backend: str, tmp_path: Path) -> None:
     torch.manual_seed(0)
@@ -68,6 +68,9 @@ def test_complex_rotations_match_autograd(buffer: bool, source: str, backend: st
     if source == "pt2":
         target = tmp_path / "rotary.pt2"
         torch.export.save(torch.export.export(model, (torch.from_numpy(x),)), str(target))
+    elif source == "torchscript":  # read from its code, never run: the complex buffer from the archive's pickle
+        target = tmp_path / "rotary.ts.pt"
+        torch.jit.trace(model, (torch.from_numpy(x),)).save(str(target))
     s = _session(target, x, y, backend)
     assert not s.model.unsupported_ops
     s.run_to_end()

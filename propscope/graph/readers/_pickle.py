@@ -37,8 +37,8 @@ STORAGE_DTYPES = {
     "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16", "BFloat16Storage": "bfloat16",
     "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",
     "ByteStorage": "uint8", "BoolStorage": "bool", "UInt16Storage": "uint16", "UInt32Storage": "uint32",
-    "UInt64Storage": "uint64",
-}
+    "UInt64Storage": "uint64", "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128",
+}  # complex: a buffer of rotations (TorchScript reads it as a constant; a state dict refuses it in `to_numpy`)
 MAX_PICKLE_BYTES = 64 * 2**20  # the pickle holds names and sizes only; the tensors' bytes are members
 MAX_PICKLE_PLACES = 2**22  # the values of the tree a pickle spells out, each shared one counted every time
 

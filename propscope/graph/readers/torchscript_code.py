@@ -582,7 +582,9 @@ class Interpreter:
             def make() -> Node:
                 return self.t.b.leaf(kind, path, array, module=module_of(path))
 
-            self.leaves[key] = Lazy(make) if trained else Stored(make, array=lambda: array)
+            # complex values (a rotary embedding's rotations) are never a leaf: a constant, folded or made pairs
+            self.leaves[key] = Lazy(make) if trained else array if array.dtype.kind == "c" else Stored(
+                make, array=lambda: array)
             self.t.dtypes[id(self.leaves[key])] = "bool" if array.dtype.kind == "b" else str(array.dtype)
         return self.leaves[key]
 
