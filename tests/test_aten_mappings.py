@@ -350,6 +350,24 @@ class Contexts(nn.Module):
         return a * scale + h * h.detach() + b
 
 
+class OneHot(nn.Module):
+    """F.one_hot of ids the data computes (a mask, no gradient) and of constant ids (folded), times a table as Gemma
+    4's vision tower looks up its position embeddings; decomposed, one_hot checks its ids with any() of masks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+        self.table = nn.Parameter(torch.randn(5, 3, dtype=torch.float64))
+
+    def forward(self, x: Any) -> Any:
+        h = self.fc(x)
+        picked = F.one_hot(h.argmax(-1), num_classes=6).to(h.dtype) * h
+        rows = F.one_hot(torch.tensor([0, 4, 2, 4]), 5).to(h.dtype) @ self.table
+        some = (h > 0.3).any(-1, keepdim=True).to(h.dtype) * h[:, 1:2]  # any and all of masks the data computes
+        every = (h > -0.5).all(1, keepdim=True).to(h.dtype) * h[:, 2:3] + (h > 0).any().to(h.dtype)
+        return torch.cat([picked, rows.flatten()[None].expand(x.shape[0], -1) * h[:, :1], some, every], dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -365,7 +383,7 @@ MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "dia
           "spatial_transformer": SpatialTransformer, "distances": Distances,
           "relative_positions": RelativePositions, "tensor_splits": TensorSplits,
           "zero_norms": ZeroNorms, "windows": Windows,
-          "antialiased": Antialiased, "contexts": Contexts}
+          "antialiased": Antialiased, "contexts": Contexts, "one_hot": OneHot}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

@@ -8,7 +8,8 @@ antialiased bicubic resize when exported (an unsupported op); HaloNet's blocked 
 (unsupported); CoaT shares one position encoding between a stage and its blocks, and the gradient was answered under
 one of its names only; NFNet's weight standardization made a zero bias under its convolution's bias's name, which
 the bias itself lost; EfficientViT keeps its attention in float32 in an `autocast(enabled=False)` block, which
-torch.export writes as a higher-order op (unsupported).
+torch.export writes as a higher-order op (unsupported); Gemma 4's vision tower picks its position embeddings by
+F.one_hot (unsupported).
 """
 
 from __future__ import annotations
@@ -165,6 +166,15 @@ def test_nfnet_keeps_its_conv_biases_names() -> None:
     model, report = state_dict.apply_state_dict(timm_arch.open_spec("timm:test_nfnet@32"), tensors)
     assert not report.unexpected and not report.missing, report.summary()
     np.testing.assert_array_equal(model.arrays["final_conv.bias"], tensors["final_conv.bias"])
+
+
+def test_gemma4_looks_up_its_positions_by_one_hot() -> None:
+    """Gemma 4's vision tower (its smallest has 167M parameters: here one block, 32 wide) picks its 2-D position
+    embeddings with F.one_hot times the table. Torch computes its rotary table in float32 (`.float()`, in a no_grad
+    block) even in a float64 model; propscope in the session's dtype, as designed."""
+    s, module = _by_name("timm:gemma4_vit_167m@32", depth=1, embed_dim=32, num_heads=2, head_dim=16,
+                         intermediate_size=32)
+    _assert_matches(s, module, rel=1e-5)
 
 
 TORCH_BACKEND = ["test_resnet", "test_convnext", "test_efficientnet", "test_vit", "test_byobnet", "test_mambaout",

@@ -167,8 +167,16 @@ def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return Guard()
     kx, ky = t.known(x), t.known(y)
     if op in ("any", "all"):
-        if kx is None:
-            raise Unmapped(f"{op} of computed values")
+        if kx is None:  # a mask: any is "some entry set", all is "no entry clear", counted
+            axis, keep = dims_arg(a.get("dim")), bool(a.get("keepdim", False))
+            zero = t.b.const(np.array(0.0), ctx.module, "zero")
+            role = "set" if op == "any" else "clear"
+            picked = t.b.op("compare", t.node(x, ctx, "self"), zero, name=f"{ctx.name}.{role}", module=ctx.module,
+                            attrs={"op": "ne" if op == "any" else "eq"})
+            count = t.b.op("sum", picked, name=f"{ctx.name}.count", module=ctx.module,
+                           attrs={"axis": axis, "keepdims": keep})
+            return t.b.op("compare", count, zero, name=ctx.name, module=ctx.module,
+                          attrs={"op": "gt" if op == "any" else "eq"}, original_op=op)
         fn = np.any if op == "any" else np.all
         return fn(kx, axis=dims_arg(a.get("dim")), keepdims=bool(a.get("keepdim", False)))
     if kx is None or (y is not None and ky is None):

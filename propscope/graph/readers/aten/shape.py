@@ -442,6 +442,28 @@ def _unfold(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return t.b.op("transpose", windows, name=ctx.name, module=ctx.module, attrs={"axes": perm})
 
 
+@aten("one_hot")
+def _one_hot(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """F.one_hot(ids, num_classes) (Gemma 4's vision tower looks up its 2-D position table by a one-hot product):
+    folded for ids known when read; for ids the data computes, the mask ids[..., None] == 0 … C − 1 (no gradient,
+    as torch's integer one-hot has none)."""
+    ids, classes = self_arg(a), int(a.get("num_classes", -1))
+    known = t.known(ids)
+    if known is not None:
+        known = np.asarray(known).astype(np.int64)
+        count = classes if classes >= 0 else int(known.max(initial=-1)) + 1
+        if known.size and (known.min() < 0 or known.max() >= count):
+            raise Unmapped(f"one_hot of ids outside 0 … {count - 1}")
+        fold_room((), f"one_hot {ctx.name!r} of constants", t.where, shape=(*known.shape, count))
+        return (known[..., None] == np.arange(count)).astype(np.int64)
+    if classes < 0:
+        raise Unmapped("one_hot of ids the data computes, without num_classes (its size is the data's)")
+    node = t.node(ids, ctx, "ids")
+    column = t.b.op("reshape", node, name=f"{ctx.name}.column", module=ctx.module, attrs={"shape": (*node.shape, 1)})
+    return t.b.op("compare", column, t.b.const(np.arange(classes, dtype=np.float64), ctx.module, "classes"),
+                  name=ctx.name, module=ctx.module, attrs={"op": "eq"}, original_op="one_hot")
+
+
 @aten("flip")
 def _flip(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x, dims = self_arg(a), tuple(int(d) for d in a["dims"])
