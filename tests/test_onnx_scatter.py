@@ -248,9 +248,34 @@ def test_mul_max_min_at_distinct_positions_match_torchs_scatter_reduce(reduction
     np.testing.assert_allclose(grads["u"], ut.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("reduction", ["none", "add"])
+def test_scatter_elements_at_positions_computed_at_run_time_match_torch(reduction: str, tmp_path: Path) -> None:
+    """The positions an input gives (a router's top-k in a model): index_put at them, overwriting (scatter) or adding
+    up at repeated positions (scatter_add, a traced index_add)."""
+    path = _scatter_file(tmp_path / "s.onnx", "ScatterElements", reduction, None, axis=0)
+    indices = np.array([[3, 0, 1], [1, 2, 0]]) if reduction == "none" else np.array([[3, 0, 3], [3, 0, 3]])
+    x, u = np.random.default_rng(0).standard_normal((4, 3)), np.random.default_rng(1).standard_normal((2, 3))
+    xt, ut = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(u).requires_grad_(True)
+    scatter = torch.Tensor.scatter if reduction == "none" else torch.Tensor.scatter_add
+    want = scatter(torch.relu(xt), 0, torch.from_numpy(indices), -ut)
+    upstream = np.random.default_rng(2).standard_normal((4, 3))
+    (want * torch.from_numpy(upstream)).sum().backward()
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data={"x": x, "u": u, "i": indices}, loss="none")
+        assert not s.model.unsupported_ops and any(n.op.name == "index_put" for n in s.graph.nodes)
+        s.run_to_end()
+        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
+    from opcheck import chained_vjps
+
+    grads = chained_vjps(s, upstream)
+    np.testing.assert_allclose(grads["x"], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grads["u"], ut.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize(("op", "reduction", "indices", "reason"), [
     ("ScatterND", "none", None, "at positions computed at run time"),
-    ("ScatterElements", "add", None, "at positions computed at run time"),
+    ("ScatterElements", "mul", None, "reduction 'mul' at positions computed at run time"),
     ("ScatterND", "mul", np.array([[1], [1]]), "reduction 'mul' of computed tensors at repeated positions"),
     ("ScatterElements", "max", np.array([[0, 0, 1], [0, 2, 1]]),
      "reduction 'max' of computed tensors at repeated positions"),

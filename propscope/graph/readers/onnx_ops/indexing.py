@@ -1,7 +1,8 @@
 """ONNX GatherElements, GatherND, Tile and OneHot onto the catalog's `gather`, `index_nd` and `tile`; ScatterND and
 ScatterElements folded on constants (masks built at load time, as Swin's shifted-window mask), and of computed
 data or updates at positions known at load time the catalog's `index_put` (x[:, 1:3] = y, x[idx] += y,
-scatter_add, index_put_; a decomposed max unpool's is `max_unpool2d`, see conv.py); the shape plumbing that folds
+scatter_add, index_put_; a decomposed max unpool's is `max_unpool2d`, see conv.py), and ScatterElements at
+positions computed at run time too (a router's top-k); the shape plumbing that folds
 at load time is in `shape.py`."""
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ def _scatter_elements(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     indices on `axis` and each other axis indexed by its own positions."""
     reduction = _reduction(ctx)
     folded = _scatter_constants(r, ins, ctx)
+    if folded is None and r.folded(ins[1]) is None:
+        return _scatter_elements_computed(r, ins, ctx, reduction)
     out, idx, updates = folded if folded is not None else (None, _positions(r, ins, ctx), None)
     shape = out.shape if out is not None else tuple(r.shape(ins[0]))
     update_shape = updates.shape if updates is not None else tuple(r.shape(ins[2]))
@@ -170,6 +173,26 @@ def _scatter_elements(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         at = tuple(int(idx[position]) if k == axis else position[k] for k in range(out.ndim))
         out[at] = updates[position] if reduce is None else reduce(out[at], updates[position])
     return out
+
+
+def _scatter_elements_computed(r: Reader, ins: list[Any], ctx: Ctx, reduction: str) -> Node:
+    """ScatterElements at positions the model computes (DeepSeek-V3's router marks the groups its top-k chose,
+    `zeros.scatter_(1, group_idx, 1)`; a traced mixture of experts adds each expert's rows back with index_add): the
+    catalog's index_put with the computed indices on `axis`, each other axis indexed by its own positions; reduction
+    add accumulates, as index_put does at repeated positions."""
+    shape, picked = tuple(r.shape(ins[0])), tuple(r.shape(ins[1]))
+    if reduction not in ("none", "add"):
+        raise Unmapped(f"{ctx.op} reduction {reduction!r} at positions computed at run time (the catalog's "
+                       "index_put overwrites or adds)")
+    if not 1 <= len(shape) <= len(INDEX_ROLES) or len(picked) != len(shape) or tuple(r.shape(ins[2])) != picked \
+            or any(i > d for i, d in zip(picked, shape, strict=True)):
+        raise Unmapped(f"{ctx.op} indices {picked} and updates {tuple(r.shape(ins[2]))} do not fit data {shape}")
+    axis = int(ctx.attrs.get("axis", 0)) % len(shape)
+    positions = [r.node(ins[1], ctx, hint="indices") if k == axis else r.b.const(
+        np.arange(n).reshape([n if j == k else 1 for j in range(len(picked))]), ctx.module, f"axis{k}",
+        name=f"{ctx.name}.axis{k}") for k, n in enumerate(picked)]
+    return op(r, ctx, "index_put", r.node(ins[0], ctx, hint="data"), r.node(ins[2], ctx, hint="updates"), *positions,
+              axes=tuple(range(len(shape))), accumulate=reduction == "add")
 
 
 @onnx_op("GatherND")
