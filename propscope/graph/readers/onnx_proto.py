@@ -364,7 +364,8 @@ class GraphProto(Message):
     FIELDS: ClassVar[Schema] = {
         1: ("node", MESSAGES, NodeProto), 2: ("name", STRING, None), 5: ("initializer", MESSAGES, TensorProto),
         11: ("input", MESSAGES, ValueInfoProto), 12: ("output", MESSAGES, ValueInfoProto),
-        13: ("value_info", MESSAGES, ValueInfoProto)}
+        13: ("value_info", MESSAGES, ValueInfoProto),
+        16: ("metadata_props", MESSAGES, StringStringEntryProto)}  # torch's exporter: the program's signature
 
 
 AttributeProto.FIELDS.update({6: ("g", MESSAGE, GraphProto), 11: ("graphs", MESSAGES, GraphProto)})

@@ -93,13 +93,47 @@ def signature_kinds(g: Any) -> dict[str, str]:
     return kinds
 
 
-def lifted_constant(kinds: Mapping[str, str], name: str, array: np.ndarray) -> bool:
+# what onnxscript's optimizer says an initializer it computed was folded from (the program's values and leaves)
+FOLDED_FROM = "pkg.onnxscript.optimizer.folded_from"
+GRAPH_SIGNATURE = "pkg.torch.export.ExportedProgram.graph_signature"
+_QUOTED = re.compile(r"'([^']*)'")
+_PARAMETER_TARGET = re.compile(r"^\S+: PARAMETER target='([^']*)'", re.MULTILINE)
+
+
+def folded_sources(g: Any) -> dict[str, set[str]]:
+    """The names each initializer the dynamo exporter's optimizer computed was folded from, by initializer."""
+    sources = {}
+    for vi in g.value_info:
+        for entry in vi.metadata_props:
+            if entry.key == FOLDED_FROM:
+                sources[vi.name] = set(_QUOTED.findall(entry.value))
+    return sources
+
+
+def parameter_names(g: Any, kinds: Mapping[str, str]) -> set[str] | None:
+    """The module's parameters as the dynamo exporter's record of the program's signature names them (also those
+    the optimizer folded away, which have no initializer of their own); None for a file without that record."""
+    names = {name for name, kind in kinds.items() if kind == "PARAMETER"}
+    signature = next((e.value for e in getattr(g, "metadata_props", ()) if e.key == GRAPH_SIGNATURE), None)
+    if signature is None:
+        return names or None
+    return names | set(_PARAMETER_TARGET.findall(signature))
+
+
+def lifted_constant(kinds: Mapping[str, str], name: str, array: np.ndarray,
+                    sources: Mapping[str, set[str]] | None = None, parameters: set[str] | None = None) -> bool:
     """Whether torch's exporter says a float initializer is no parameter: a tensor constant of the module, or a
     number it lifted out of the code (`x ** 3`'s 3.0 as `val_109`: one entry, and no record of its own in a file that
-    records its parameters). Buffers stay as they were read (the batch norm's running statistics), and so does a
-    weight the exporter's optimizer computed (a batch norm folded into a convolution: no record, many entries)."""
+    records its parameters), or a tensor its optimizer folded from buffers and constants alone (the cosines and
+    sines of a rotary embedding, made from its `inv_freq` buffer: no parameter among what it was folded from).
+    Buffers stay as they were read (the batch norm's running statistics), and so does a weight the exporter's
+    optimizer computed (a batch norm folded into a convolution, a Linear's weight transposed: folded from a
+    parameter, or no record)."""
     kind = kinds.get(name)
-    return kind == "CONSTANT_TENSOR" or (kind is None and bool(kinds) and array.size == 1)
+    if kind == "CONSTANT_TENSOR" or (kind is None and bool(kinds) and array.size == 1):
+        return True
+    folded = (sources or {}).get(name)
+    return kind is None and folded is not None and parameters is not None and not folded & parameters
 
 
 def tensor_array(t: Any, where: str, what: str, folder: Path | None = None) -> np.ndarray:
@@ -424,10 +458,11 @@ class Reader:
             if dims is not None:
                 self.shapes[vi.name] = dims
         kinds = signature_kinds(g)
+        sources, parameters = folded_sources(g), parameter_names(g, kinds)
         for i, init in enumerate(g.initializer):
             name = init.name or f"initializer_{i}"
             array = tensor_array(init, self.where, f"initializer {name!r}", self.folder)
-            self.env[name] = Init(name, array, constant=lifted_constant(kinds, name, array))
+            self.env[name] = Init(name, array, constant=lifted_constant(kinds, name, array, sources, parameters))
         bound: dict[str, tuple[int, str, int]] = {}  # each dim_param: its size, and the input and axis it came from
         for vi in g.input:
             if vi.name in self.env:
