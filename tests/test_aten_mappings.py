@@ -368,6 +368,22 @@ class OneHot(nn.Module):
         return torch.cat([picked, rows.flatten()[None].expand(x.shape[0], -1) * h[:, :1], some, every], dim=1)
 
 
+class Resize1d(nn.Module):
+    """F.interpolate of sequences (N, C, L), as NaFlexViT resamples its factorized position embeddings: linear both
+    ways of align_corners, by a scale factor, and nearest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 2 * 7)
+
+    def forward(self, x: Any) -> Any:
+        seq = self.fc(x).reshape(-1, 2, 7)
+        parts = [F.interpolate(seq, size=11, mode="linear"), F.interpolate(seq, size=3, mode="linear"),
+                 F.interpolate(seq, size=5, mode="linear", align_corners=True),
+                 F.interpolate(seq, scale_factor=1.6, mode="linear"), F.interpolate(seq, size=10, mode="nearest")]
+        return torch.cat([p.flatten(1) for p in parts], dim=1)
+
+
 class Unsupported(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -383,7 +399,8 @@ MODELS = {"in_place": InPlace, "masks": Masks, "slice_assign": SliceAssign, "dia
           "spatial_transformer": SpatialTransformer, "distances": Distances,
           "relative_positions": RelativePositions, "tensor_splits": TensorSplits,
           "zero_norms": ZeroNorms, "windows": Windows,
-          "antialiased": Antialiased, "contexts": Contexts, "one_hot": OneHot}
+          "antialiased": Antialiased, "contexts": Contexts, "one_hot": OneHot,
+          "resize_1d": Resize1d}
 
 
 def export(cls: type, x: np.ndarray, path: Path, decompose: bool) -> Any:

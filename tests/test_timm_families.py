@@ -9,7 +9,7 @@ antialiased bicubic resize when exported (an unsupported op); HaloNet's blocked 
 one of its names only; NFNet's weight standardization made a zero bias under its convolution's bias's name, which
 the bias itself lost; EfficientViT keeps its attention in float32 in an `autocast(enabled=False)` block, which
 torch.export writes as a higher-order op (unsupported); Gemma 4's vision tower picks its position embeddings by
-F.one_hot (unsupported).
+F.one_hot (unsupported); NaFlexViT resamples its position embeddings with upsample_linear1d (unsupported).
 """
 
 from __future__ import annotations
@@ -174,6 +174,15 @@ def test_gemma4_looks_up_its_positions_by_one_hot() -> None:
     block) even in a float64 model; propscope in the session's dtype, as designed."""
     s, module = _by_name("timm:gemma4_vit_167m@32", depth=1, embed_dim=32, num_heads=2, head_dim=16,
                          intermediate_size=32)
+    _assert_matches(s, module, rel=1e-5)
+
+
+def test_naflexvit_resamples_its_factorized_position_embeddings() -> None:
+    """NaFlexViT's factorized position embeddings (a row and a column table) are resampled to the grid by 1-D linear
+    interpolation of sequences (upsample_linear1d, unsupported before); here one block, 32 wide. Torch resamples
+    them in float32 even in a float64 model; propscope in the session's dtype."""
+    s, module = _by_name("timm:naflexvit_base_patch16_parfac_gap@32", depth=1, embed_dim=32, num_heads=2)
+    assert any(n.name.startswith("upsample_linear1d") for n in s.graph.ops)
     _assert_matches(s, module, rel=1e-5)
 
 

@@ -1,6 +1,6 @@
 """ATen bicubic upsampling, affine grids and grid sampling onto the catalog's resize family (nearest, bilinear and
 trilinear upsampling are read in conv.py, beside the pools); antialiased resizes are these ops with their antialias
-flag.
+flag, resizes of sequences the image ops on one row.
 
 An affine grid (a spatial transformer's θ turned into sampling points) is no op of its own: it is the constant
 base grid of points (x, y, 1) times θᵀ, a matrix product of catalog ops, so θ gets its gradient from it."""
@@ -35,6 +35,27 @@ def _bicubic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                   name=ctx.name, module=ctx.module,
                   attrs={"output_size": tuple(out[2:]), "scales": _scales(a),
                          "align_corners": bool(a.get("align_corners", False)), "antialias": key.endswith("_aa")})
+
+
+@aten("upsample_linear1d", "upsample_nearest1d")
+def _upsample1d(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """Resizes of sequences (N, C, L) (NaFlexViT resamples its factorized position embeddings so): the image op on
+    (N, C, 1, L), whose axis of one row is copied as it is."""
+    out = ctx.shapes[0]
+    if out is None or len(out) != 3:
+        raise Unmapped("no declared 3-D output shape")
+    x = t.node(self_arg(a), ctx)
+    factors, scale = a.get("scale_factors"), a.get("scales")
+    factor = (float(factors[0]) if isinstance(factors, list) and len(factors) == 1 else
+              float(scale) if isinstance(scale, int | float) else None)
+    linear = op_key(ctx.target) == "upsample_linear1d"
+    attrs: dict[str, Any] = {"output_size": (1, int(out[2])), "scales": None if factor is None else (1.0, factor)}
+    if linear:
+        attrs["align_corners"] = bool(a.get("align_corners", False))
+    image = t.b.op("reshape", x, name=f"{ctx.name}.image", module=ctx.module, attrs={"shape": (*x.shape[:2], 1, -1)})
+    resized = t.b.op("upsample_bilinear2d" if linear else "upsample_nearest2d", image, name=f"{ctx.name}.resized",
+                     module=ctx.module, attrs=attrs)
+    return t.b.op("reshape", resized, name=ctx.name, module=ctx.module, attrs={"shape": tuple(int(d) for d in out)})
 
 
 @aten("grid_sampler_2d", "grid_sampler_3d", "grid_sampler")
