@@ -132,3 +132,29 @@ def test_strided_writes_match_autograd(source: str, tmp_path: Path) -> None:
     np.testing.assert_allclose(s.value(s.prediction_node.name), want.detach().numpy(), rtol=1e-13)
     for (name, _), g in zip(model.named_parameters(), grads, strict=True):
         assert zoo.relative(s.grad(name), g.numpy()) < 1e-12, name
+
+
+class Detached(Rotary):
+    """Half the queries turned as computed, half through a detached copy of their complex pairs: no gradient
+    reaches the queries' weights through the detached half, as in torch."""
+
+    def forward(self, x: Any) -> Any:
+        q = self.q(x).view(x.shape[0], TOKENS, HEADS, DIM)
+        rotations = torch.polar(torch.ones_like(self.angles), self.angles)[None, :, None, :]
+        pairs = torch.view_as_complex(q.reshape(*q.shape[:-1], -1, 2))
+        turned = torch.view_as_real(pairs * rotations) + torch.view_as_real(pairs.detach() * rotations) ** 2
+        return self.head(turned.flatten(3).reshape(x.shape[0], TOKENS, HEADS * DIM).mean(1))
+
+
+def test_a_detached_complex_tensor_passes_no_gradient() -> None:
+    torch.manual_seed(0)
+    model = Detached(buffer=False).double().eval()
+    x = np.random.default_rng(0).standard_normal((2, TOKENS, HEADS * DIM))
+    y = np.array([1, 2])
+    s = _session(model, x, y, "numpy")
+    assert not s.model.unsupported_ops
+    s.run_to_end()
+    loss, grads, _ = zoo.autograd_reference(model, (x,), y)
+    assert float(s.value(s.loss_node.name)) == pytest.approx(loss, rel=1e-13)
+    for name, want in grads.items():
+        assert zoo.relative(s.grad(name), want) < 1e-12, name

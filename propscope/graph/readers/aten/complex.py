@@ -137,7 +137,7 @@ def _polar(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 
 # -- views of a computed complex tensor: the same view of its pairs, the pairs' axis kept last ---------------------
-_SAME = ("clone", "contiguous", "alias", "detach", "lift_fresh_copy", "_to_copy", "to", "type_as")
+_SAME = ("clone", "contiguous", "alias", "lift_fresh_copy", "_to_copy", "to", "type_as")
 _DIMS = {"unsqueeze": ("dim",), "slice": ("dim",), "select": ("dim",), "transpose": ("dim0", "dim1"),
          "squeeze": ("dim",)}
 _SIZES = ("view", "reshape", "_unsafe_view", "expand")
@@ -158,7 +158,9 @@ def _pairs_view(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return x
     n = len(x.node.shape) - 1  # the complex tensor's own axes
     args = {**{k: v for k, v in a.items() if k not in ("self", "input")}, "self": x.node}
-    if op in _DIMS:
+    if op in ("detach", "detach_copy"):
+        pass  # the same cut of the gradient, on the pairs
+    elif op in _DIMS:
         for key in _DIMS[op]:
             if isinstance(args.get(key), int):
                 args[key] = args[key] % (n + 1 if op == "unsqueeze" else max(n, 1))
@@ -174,5 +176,5 @@ def _pairs_view(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return Pairs(COMPLEX_USE, HANDLERS[op](t, args, Ctx(ctx.name, ctx.module, shapes, ctx.target)))
 
 
-for _op in (*_SAME, *_DIMS, *_SIZES, "permute"):
+for _op in (*_SAME, *_DIMS, *_SIZES, "permute", "detach", "detach_copy"):
     PAIRS_HANDLERS[_op] = _pairs_view
