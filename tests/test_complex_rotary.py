@@ -158,3 +158,28 @@ def test_a_detached_complex_tensor_passes_no_gradient() -> None:
     assert float(s.value(s.loss_node.name)) == pytest.approx(loss, rel=1e-13)
     for name, want in grads.items():
         assert zoo.relative(s.grad(name), want) < 1e-12, name
+
+
+class ComplexWeight(torch.nn.Module):  # type: ignore[misc]
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 8)
+        self.w = torch.nn.Parameter(torch.randn(4, dtype=torch.complex128))
+
+    def forward(self, x: Any) -> Any:
+        return torch.view_as_real(torch.view_as_complex(self.fc(x).reshape(2, 4, 2)) * self.w).flatten(1)
+
+
+@pytest.mark.parametrize("source", ["pt2", "torchscript"])
+def test_a_complex_parameter_is_refused_in_one_line(source: str, tmp_path: Path) -> None:
+    """propscope's weights are real: a complex one is named, from either file (never a constant without gradient)."""
+    from propscope.graph.errors import ModelFormatError
+
+    model, x = ComplexWeight().double(), torch.randn(2, 8, dtype=torch.float64)
+    path = tmp_path / ("weight.pt2" if source == "pt2" else "weight.ts.pt")
+    if source == "pt2":
+        torch.export.save(torch.export.export(model, (x,)), str(path))
+    else:
+        torch.jit.trace(model, (x,)).save(str(path))
+    with pytest.raises(ModelFormatError, match="'w' is complex; propscope trains real weights only"):
+        open_session(path, dtype="float64", loss="none", data={"x": x.numpy()})

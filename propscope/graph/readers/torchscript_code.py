@@ -575,6 +575,8 @@ class Interpreter:
         key = id(value)
         if key not in self.leaves:
             info = self.lookup(module.obj.name)
+            if array.dtype.kind == "c" and isinstance(info, ClassInfo) and attr in info.parameters:
+                raise Refusal(f"parameter {path!r} is complex; propscope trains real weights only")
             trained = isinstance(info, ClassInfo) and attr in info.parameters and array.dtype.kind == "f" \
                 and id(value) not in self.frozen
             kind = "parameter" if trained else "constant"
