@@ -168,10 +168,8 @@ def _pairs_view(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
                 args[key] = [int(d) % max(n, 1) for d in args[key]]
     elif op in _SIZES:
         args["size" if "size" in args else "shape"] = [*args.get("size", args.get("shape", [])), 2]
-    elif op == "permute":
+    else:  # permute: the pairs' axis stays last
         args["dims"] = [*(int(d) % n for d in args["dims"]), n]
-    else:
-        raise Unmapped(f"{op} of {COMPLEX_USE}")
     shapes = [None if s is None else (*s, 2) for s in ctx.shapes]
     return Pairs(COMPLEX_USE, HANDLERS[op](t, args, Ctx(ctx.name, ctx.module, shapes, ctx.target)))
 
