@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 import zoo
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QApplication, QDockWidget, QWidget
 
@@ -79,6 +80,30 @@ def check_room(w: MainWindow, dock: QDockWidget, size: tuple[int, int], projecto
 
 
 # -- the Diff dock -------------------------------------------------------------------------------------------------
+def pick_a_row(qtbot, w: MainWindow) -> None:
+    """Click the table's first row (the node farthest apart), as a user does: its line and norms show beside it."""
+    table = diff_view(w).table
+    rect = table.visualRect(table.model().index(0, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    settle(qtbot, w)
+
+
+def check_detail(w: MainWindow, size: tuple[int, int], projector: bool) -> None:
+    """The selected node's line and norms whole: the label as tall as its wrapped text, its last line inside the
+    dock's visible part, and at least two of the table's rows under its header."""
+    where = f"at {size[0]}x{size[1]}{' projector' if projector else ''}"
+    view, dock = diff_view(w), w.diff_dock
+    detail = view.detail
+    assert detail.text().count("\n") == 1, detail.text()  # a node is selected: its line and its norms
+    need = detail.heightForWidth(detail.width())
+    assert detail.height() >= need, f"{where}: the node's detail is {detail.height()} px of the {need} it needs"
+    last = detail.mapTo(dock, QPoint(0, need - 1))
+    assert dock.visibleRegion().boundingRect().contains(last), f"{where}: its last line at {last}, dock {dock.rect()}"
+    table = view.table
+    rows = table.viewport().height() // table.verticalHeader().defaultSectionSize()
+    assert rows >= 2, f"{where}: the table shows {rows} rows"
+
+
 @pytest.mark.parametrize(("size", "projector"), CASES, ids=IDS)
 def test_the_diff_dock_after_compare_backends_reads_whole(qtbot, size: tuple[int, int], projector: bool) -> None:
     w = window(qtbot, "cnn", size, projector)
@@ -92,6 +117,7 @@ def test_the_diff_dock_after_compare_backends_reads_whole(qtbot, size: tuple[int
     settle(qtbot, w)
     view = diff_view(w)
     assert view.comparison is not None
+    pick_a_row(qtbot, w)
     assert overlapping(view) == [], overlapping(view)
     assert outside(view) == [], outside(view)
     controls = [view.a, view.b, view.what.parentWidget(), view.compare, view.backends, view.clear_button]
@@ -100,28 +126,58 @@ def test_the_diff_dock_after_compare_backends_reads_whole(qtbot, size: tuple[int
     assert view.summary.height() >= view.summary.heightForWidth(view.summary.width())
     assert view.table.viewport().height() >= 2 * view.table.verticalHeader().defaultSectionSize()
     # the selected node's line and norms whole (before the heatmaps, which take what is left)
-    assert view.detail.height() >= view.detail.heightForWidth(view.detail.width())
+    check_detail(w, size, projector)
+    check_room(w, w.diff_dock, size, projector)
+    w.close()
+
+
+@pytest.mark.parametrize("projector", [False, True], ids=["normal", "projector"])
+def test_the_diff_dock_dragged_to_its_least_height_keeps_two_rows_and_the_detail(qtbot, projector: bool) -> None:
+    """The dock's separator dragged down as far as it goes: the table still shows its header and two rows in the
+    type it shows (Qt's 70 px for any scroll area was one row in projector type, and 10 px more than two in normal
+    type), and the selected node's lines stay whole. (In projector mode the dock, a tab over the chain rule, keeps the
+    height the chain rule's whole text needs.)"""
+    size = (1024, 768)
+    w = window(qtbot, "cnn", size, projector)
+    s = w.bridge.session
+    s.run_to_end()
+    w.show_comparison(diff_backends(s, get_backend("numpy", "float32"), s.cursor))
+    settle(qtbot, w)
+    pick_a_row(qtbot, w)
+    w.resizeDocks([w.diff_dock], [1], Qt.Orientation.Vertical)
+    settle(qtbot, w)
+    view = diff_view(w)
+    check_detail(w, size, projector)
+    table = view.table  # the least it is laid out at: its header and two rows (and no more)
+    two_rows = table.horizontalHeader().height() + 2 * table.verticalHeader().defaultSectionSize()
+    assert two_rows <= table.minimumSizeHint().height() <= two_rows + 2 * table.frameWidth() + 4
+    assert overlapping(view) == [], overlapping(view)
     check_room(w, w.diff_dock, size, projector)
     w.close()
 
 
 @pytest.mark.torch
 @pytest.mark.skipif(not zoo.has_torchvision(), reason="needs torchvision")
-def test_compare_backends_on_a_resnet_at_1024x768_in_projector_mode(qtbot) -> None:
-    """The case seen in a room: ResNet-18 on 32×32, Compare backends (NumPy against PyTorch) at the last step. Its
-    verdict took five lines in the dock beside the chain rule and was drawn over the NumPy vs PyTorch button."""
+@pytest.mark.parametrize("projector", [False, True], ids=["normal", "projector"])
+def test_compare_backends_on_a_resnet_at_1024x768(qtbot, projector: bool) -> None:
+    """The case seen in a room: ResNet-18 on 32×32, Compare backends (NumPy against PyTorch) at the last step, the
+    worst node's row clicked. Its verdict took five lines in the dock beside the chain rule and was drawn over the
+    NumPy vs PyTorch button; the node's line and norms (four lines in the dock's right third) were cut at the dock's
+    bottom, in both modes."""
     zoo.torchvision_models()
     size = (1024, 768)
-    w = window(qtbot, "torchvision:resnet18@32", size, projector=True)
+    w = window(qtbot, "torchvision:resnet18@32", size, projector)
     s = w.bridge.session
     s.run_to_end()
     w.show_comparison(diff_backends(s, get_backend("torch", "float32", "cpu"), s.cursor))
     settle(qtbot, w)
     view = diff_view(w)
+    pick_a_row(qtbot, w)
     assert overlapping(view) == [], overlapping(view)
     assert outside(view) == [], outside(view)
     assert view.summary.height() >= view.summary.heightForWidth(view.summary.width())
-    check_room(w, w.diff_dock, size, projector=True)
+    check_detail(w, size, projector)
+    check_room(w, w.diff_dock, size, projector)
     w.close()
 
 

@@ -151,12 +151,27 @@ class ProjectorLayout(QObject):
         """A wide dock shown in projector mode goes over the chain rule, as a tab (the chain rule one click away)."""
         w = self.window
         chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
+        if self.on and not visible:  # closed: the chain rule's text may take the tab bar's lines again
+            QTimer.singleShot(0, self, w.chain.fit)  # type: ignore[attr-defined]
         if not self.on or not visible or dock.isFloating() or dock in w.tabifiedDockWidgets(chain):
             return
         w.tabifyDockWidget(chain, dock)
         dock.show()
         dock.raise_()
         self.size_wide_dock(dock)
+        QTimer.singleShot(0, self, lambda: self._fit_under_tabs(dock))  # once the tab bar is laid out
+
+    def _fit_under_tabs(self, dock: QDockWidget) -> None:
+        """The chain rule's text fitted again with the tab bar counted (`text_limit`), and the tab sized again."""
+        if not self.on or not dock.isVisible():
+            return
+        self.window.chain.fit()  # type: ignore[attr-defined]
+        QTimer.singleShot(0, self, lambda: self._resize_tab(dock))  # once the dock's minimum counts the new text
+
+    def _resize_tab(self, dock: QDockWidget) -> None:
+        if self.on and dock.isVisible():
+            self.size_wide_dock(dock)
+            self.fit_canvas()
 
     def size_wide_dock(self, dock: QDockWidget) -> None:
         """The tab over the chain rule gets its share of the window's height: not the height it had beside the canvas
@@ -187,8 +202,22 @@ class ProjectorLayout(QObject):
         return min_text_px(self.window.height())
 
     def text_limit(self) -> int:
-        """The most height the chain rule's text may take: its share of the room's lines."""
-        return round(self.window.height() * CHAIN_TEXT_SHARE)
+        """The most height the chain rule's text may take: its share of the room's lines, less the tab bar while a
+        wide dock is a tab over it (at cnn's last step at 1024×768 the bar's 36 px left the canvas 186 px, under its
+        quarter)."""
+        return round(self.window.height() * CHAIN_TEXT_SHARE) - self._tab_bar_px()
+
+    def _tab_bar_px(self) -> int:
+        """The height of the tab bar under the chain rule's dock; 0 while it is alone."""
+        w = self.window
+        chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
+        if not any(not d.isHidden() for d in w.tabifiedDockWidgets(chain)):
+            return 0
+        title = chain.windowTitle()
+        # its hint: the bar is laid out (and shown) after the dock that makes it
+        bars = [bar for bar in w.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly)
+                if any(bar.tabText(i) == title for i in range(bar.count()))]
+        return max((bar.sizeHint().height() for bar in bars), default=0)
 
     def scale(self) -> float:
         """The theme's scale that makes the application's text `text_px` tall."""

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -44,7 +44,7 @@ from ...graph.errors import PropscopeError
 from ..bridge import SessionBridge
 from ..flow_layout import FlowLayout, hold_wrapped_height
 from ..format import fmt_num
-from ..guard import guarded
+from ..guard import guarded, guarded_answer
 from ..inspect.heat_grid import HeatGrid, Tile
 from ..selection import Selection
 from ..theme import ThemeManager
@@ -174,6 +174,47 @@ class SourcePicker(QWidget):
         return as_state(s)
 
 
+TABLE_MIN_ROWS = 2  # rows of the table a short dock still shows under its header
+
+
+class DiffTable(QTableWidget):
+    """The nodes by difference; at least its header and `TABLE_MIN_ROWS` rows tall, in the type it shows.
+
+    (Qt's minimum for a scroll area is 70 px whatever the type: two rows under the header in normal type, one in
+    projector type.)"""
+
+    @guarded_answer(QSize())
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        rows = self.horizontalHeader().sizeHint().height() + TABLE_MIN_ROWS * self.verticalHeader().defaultSectionSize()
+        bar = self.horizontalScrollBar()
+        if bar.isVisible():
+            rows += bar.sizeHint().height()
+        return QSize(hint.width(), rows + 2 * self.frameWidth())
+
+
+class DetailLabel(QLabel):
+    """The selected node's line and norms: never shorter than its wrapped text at its width.
+
+    Why: it sits in a splitter, and a splitter sizes its children by their minimum size, never asking a word-wrapped
+    label its height for a width; the label's own minimum counts a line or two, so in a short dock (1024×768, the
+    pane a third of the dock's width) its last lines were cut at the dock's bottom. Its minimum height follows its
+    width, so the view's held minimum (`hold_wrapped_height`) makes the dock room for it."""
+
+    @guarded_answer(QSize())
+    def minimumSizeHint(self) -> QSize:
+        hint = super().minimumSizeHint()
+        if not self.text() or self.width() <= 0:
+            return hint
+        return QSize(hint.width(), max(hint.height(), self.heightForWidth(self.width())))
+
+    @guarded
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.updateGeometry()  # another width, another number of lines: the layouts ask again
+
+
 class DiffView(QWidget):
     colour = Signal(object, object)  # ({node: difference}, its colour function) for the canvas; (None, None) clears
     shown = Signal()  # another result, kind or clear: the inspector's A, B and A − B follow
@@ -206,18 +247,18 @@ class DiffView(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.legend = Legend(self)
-        self.table = QTableWidget(0, 4, self)
+        self.table = DiffTable(0, 4, self)
         self.table.setObjectName("diffTable")
         self.table.setHorizontalHeaderLabels(HEADERS)
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.detail = QLabel(self)
+        self.detail = DetailLabel(self)
         self.detail.setObjectName("diffDetail")
         self.detail.setTextFormat(Qt.TextFormat.PlainText)
         self.detail.setWordWrap(True)  # its norms line would make the dock as wide as itself
-        # in a short dock the node's name line stays and the norms are cut below it, not both halves (centred)
+        # its lines from the top, the heatmaps under them (centred, a taller pane left a gap above the name)
         self.detail.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.heat = HeatGrid(self)
         # in a short dock the node's line and its norms come first, then the heatmaps in what is left (1: below its
