@@ -220,6 +220,9 @@ class Driver:
 
     def end(self) -> None:
         self.press(Qt.Key.Key_End)
+        # a real model's pass runs a slice at a time between events (gui/actions.SlicedRun): wait for it to be over
+        self.qtbot.waitUntil(lambda: not self.w.debug.sliced.running, timeout=120_000)
+        settle()
         s = self.s
         assert s.at_end and s.cursor == len(s.steps) and s.cursor > s.n_forward  # the backward pass ran too
         assert s.current.phase == "backward"

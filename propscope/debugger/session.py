@@ -32,6 +32,7 @@ from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
 from .data_checks import check_targets, class_count_error, one_hot_error
 from .memory import PassEstimate, current_budget, training_estimate
+from .stepping import StepRun
 from .steps import FORWARD, PlannedStep, Step
 from .trace import Trace, gradient_reaches
 
@@ -210,16 +211,14 @@ class Session:
 
     def continue_(self) -> Stop | None:
         """Step until a breakpoint is hit (returned) or the end is reached (None)."""
-        for i in range(self._cursor, len(self.steps)):
-            step = self.trace.record(i)
-            reason, bp = self._check(step)
-            if reason is not None:
-                self._move(i + 1)
-                self.last_stop = Stop(reason, step, bp)
-                self.breakpoint_hit.emit(self.last_stop)
-                return self.last_stop
-        self._move(len(self.steps))
-        return None
+        run = self.start_run(breakpoints=True)
+        run.advance()
+        return run.stop
+
+    def start_run(self, target: int | None = None, breakpoints: bool = False) -> StepRun:
+        """A move to cursor position `target` (default: the end), or with `breakpoints` Continue's, to be taken a
+        slice at a time by a caller that must stay responsive (the app): see `StepRun`."""
+        return StepRun(self, target, breakpoints)
 
     def _check(self, step: Step) -> tuple[str | None, Breakpoint | None]:
         checks = list(self.breakpoints)

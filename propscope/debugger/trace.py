@@ -131,14 +131,20 @@ class Trace:
     def compute_through(self, index: int) -> None:
         """Compute every step up to and including `index` (already computed ones are kept)."""
         index = min(index, len(self.schedule) - 1)
-        if len(self.records) <= index:  # before any of it runs: what it would keep must fit in the budget
-            limit = self.budget.limit
-            if self.kept_bytes(index) > limit:  # the estimate and its sentence only then: Continue asks at every step
-                self.estimate(index).check(limit)
+        self.check_fits(index)
         while len(self.records) <= index:
             planned = self.schedule[len(self.records)]
             record = self._forward(planned) if planned.phase == FORWARD else self._backward(planned)
             self.records.append(record)
+
+    def check_fits(self, index: int) -> None:
+        """Refuse (`PassMemoryError`, with the estimate's sentence) when computing through step `index` would keep
+        more than the budget allows; nothing is computed. Steps already computed cost nothing more."""
+        index = min(index, len(self.schedule) - 1)
+        if len(self.records) <= index:
+            limit = self.budget.limit
+            if self.kept_bytes(index) > limit:  # the estimate and its sentence only then: Continue asks at every step
+                self.estimate(index).check(limit)
 
     # -- memory ----------------------------------------------------------------------------
     def kept_bytes(self, index: int) -> int:

@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QStyle, QWidget
 
+from ..debugger.stepping import StepRun
 from ..graph.errors import PropscopeError
 from .bridge import SessionBridge
 
@@ -76,6 +77,82 @@ class Autoplay(QObject):
             self.stop(f"breakpoint on {record.phase} {record.node.name}")
 
 
+FIRST_SLICE_S = 0.25  # a move that takes no longer is over before the key comes up, as it always was
+SLICE_S = 0.04  # then this much computing between events: the window answers within a slice (and one step)
+SLICE_GAP_MS = 0  # the events waiting are taken between slices; nothing more is waited for
+
+
+class SlicedRun(QObject):
+    """Run to end, Continue and far moves taken a slice at a time between events (`debugger.stepping.StepRun`), so
+    the window stays live on a real-size network (DeepLabV3-ResNet50's pass took 7 s, the window frozen): the first
+    slice runs at once, the rest from the event loop, `progressed` telling how far it got; `halt` stops it there."""
+
+    progressed = Signal(int, int, str)  # steps gone through, of, what the run is ("Running to the end")
+    ended = Signal()  # over, halted or failed: the progress display goes
+    failed = Signal(str)  # a step could not run: why (the cursor is left before it)
+
+    def __init__(self, bridge: SessionBridge, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.run: StepRun | None = None
+        self.label = ""
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.timeout.connect(self._slice)
+        # another session, or new parameters or a new backend (a fresh trace): the run's steps are not this
+        # trace's, and the cursor is the new trace's; the run is let go without moving anything
+        bridge.sessionChanged.connect(lambda _s: self.drop())
+        bridge.traceChanged.connect(self.drop)
+
+    @property
+    def running(self) -> bool:
+        return self.run is not None
+
+    def start(self, run: StepRun, label: str) -> None:
+        self.halt()
+        self.run, self.label = run, label
+        self._slice(FIRST_SLICE_S)
+
+    def halt(self) -> None:
+        """Stop where the run got: the cursor goes just after the last step it took."""
+        run = self.run
+        if run is not None:
+            self._end()
+            run.halt()
+
+    def drop(self) -> None:
+        """Forget the run without moving the cursor."""
+        if self.run is not None:
+            self._end()
+
+    def _end(self) -> None:
+        self.run = None
+        self.timer.stop()
+        self.ended.emit()
+
+    def _slice(self, seconds: float | None = None) -> None:
+        run = self.run
+        if run is None:
+            return
+        s = self.bridge.session
+        try:
+            over = run.advance(SLICE_S if seconds is None else seconds)
+        except PropscopeError as exc:  # an op the app cannot run: as far as it can, then say why
+            self._end()
+            if s.trace.computed > s.cursor:
+                s.seek(s.trace.computed)
+            self.failed.emit(str(exc))
+            return
+        except Exception:
+            self._end()
+            raise
+        if over:
+            self._end()
+            return
+        self.progressed.emit(run.done, run.total, self.label)
+        self.timer.start(SLICE_GAP_MS)
+
+
 class DebugActions(QObject):
     failed = Signal(str)  # a move stopped early: why (an unsupported op ahead)
 
@@ -100,14 +177,22 @@ class DebugActions(QObject):
         for act in [*self.all, self.toggle_breakpoint, self.break_nonfinite]:
             window.addAction(act)  # keys work wherever the focus is in the window
         self.autoplay = Autoplay(bridge, self)
+        self.sliced = SlicedRun(bridge, self)
+        self.sliced.failed.connect(self.failed)
+        self.stop_run = _action(window, "Stop running", ["Esc"], "Stop Run to end or Continue where it got to")
+        self.stop_run.setEnabled(False)
+        self.stop_run.triggered.connect(self.sliced.halt)
+        window.addAction(self.stop_run)
+        self.sliced.progressed.connect(lambda *_: self.stop_run.setEnabled(True))
+        self.sliced.ended.connect(lambda: self.stop_run.setEnabled(False))
         # A lesson takes Step and Back first (reveal an answer, train at its block); None: plain stepping.
         self.step_hook: Callable[[], bool] | None = None
         self.back_hook: Callable[[], bool] | None = None
         self.reset.triggered.connect(lambda: self._run(lambda s: s.reset()))
         self.back.triggered.connect(lambda: self._hooked(self.back_hook) or self._run(lambda s: s.step_back()))
         self.step.triggered.connect(lambda: self._hooked(self.step_hook) or self._run(lambda s: s.step()))
-        self.cont.triggered.connect(lambda: self._run(lambda s: s.continue_()))
-        self.to_end.triggered.connect(lambda: self._run(lambda s: s.run_to_end()))
+        self.cont.triggered.connect(lambda: self.run_sliced(None, "Continuing to the next breakpoint", True))
+        self.to_end.triggered.connect(lambda: self.run_sliced(None, "Running to the end"))
         self.play.toggled.connect(self._play)
         self.autoplay.stopped.connect(lambda _why: self.play.setChecked(False))
         self.break_nonfinite.toggled.connect(bridge.set_break_on_nonfinite)
@@ -122,10 +207,26 @@ class DebugActions(QObject):
         self.autoplay.stop()
         return bool(hook())
 
-    def _run(self, move: object) -> None:
-        """A manual move stops autoplay first, so the two never fight over the cursor. A move that cannot
-        go on (an unsupported op ahead) leaves the cursor before it and says why."""
+    def run_sliced(self, target: int | None, label: str, breakpoints: bool = False) -> None:
+        """Move to cursor position `target` (None: the end; with `breakpoints`, Continue), a slice at a time."""
+        run = self.sliced.run
+        if run is not None and run.session is self.bridge.session and (run.target, run.breakpoints) == (
+                target if target is not None else len(run.session.steps), breakpoints):
+            return  # the same key again while it runs: it is already on its way
         self.autoplay.stop()
+        self.sliced.halt()
+        try:
+            run = self.bridge.session.start_run(target, breakpoints)
+        except PropscopeError as exc:  # more than the memory budget allows: nothing was computed
+            self.failed.emit(str(exc))
+            return
+        self.sliced.start(run, label)
+
+    def _run(self, move: object) -> None:
+        """A manual move stops autoplay and a run in slices first (the cursor where it got), so none fight over
+        the cursor. A move that cannot go on (an unsupported op ahead) leaves the cursor before it and says why."""
+        self.autoplay.stop()
+        self.sliced.halt()
         s = self.bridge.session
         try:
             move(s)  # type: ignore[operator]

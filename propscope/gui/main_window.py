@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
     QToolBar,
     QWidget,
 )
@@ -193,6 +194,8 @@ class MainWindow(QMainWindow):
         self.colour_by = install_colour_by(self)  # View ▸ Colour nodes by, C (gui/canvas/colour_by.py)
         self.canvas.explainRequested.connect(lambda name: self.explain(name, self.selection.index))
         self.canvas.message.connect(self.message)
+        self.canvas.runRequested.connect(self.debug.run_sliced)
+        self.steps.runRequested.connect(self.debug.run_sliced)
         self.canvas.setAcceptDrops(False)  # drops fall through to the window
         self.canvas.viewport().setAcceptDrops(False)
         self.chain.explainRequested.connect(self.explain)
@@ -326,6 +329,7 @@ class MainWindow(QMainWindow):
         self.debug_menu = debug
         for act in self.debug.all:
             debug.addAction(act)
+        debug.addAction(self.debug.stop_run)
         debug.addSeparator()
         debug.addAction(self.debug.toggle_breakpoint)
         self.debug.toggle_breakpoint.triggered.connect(self._toggle_selected_breakpoint)
@@ -406,6 +410,28 @@ class MainWindow(QMainWindow):
         self.status_message = QLabel()
         self.statusBar().addWidget(self.position)
         self.statusBar().addWidget(self.status_message, 1)
+        # a long Run to end or Continue (gui/actions.SlicedRun): how far it got, and Esc to stop it there
+        self.run_progress = QProgressBar()
+        self.run_progress.setObjectName("runProgress")
+        self.run_progress.setFormat("step %v of %m")
+        self.run_progress.setMaximumWidth(self.themes.theme.px(220))
+        self.run_progress.hide()
+        self.statusBar().addPermanentWidget(self.run_progress)
+        self.debug.sliced.progressed.connect(self._run_progressed)
+        self.debug.sliced.ended.connect(self._run_ended)
+
+    def _run_progressed(self, done: int, total: int, label: str) -> None:
+        if not self.run_progress.isVisible():
+            self.run_progress.show()
+            self.message(f"{label}… (Esc stops)")
+        self.run_progress.setRange(0, max(1, total))
+        self.run_progress.setValue(done)
+
+    def _run_ended(self) -> None:
+        if self.run_progress.isVisible():
+            self.run_progress.hide()
+            if self.status_message.text().endswith("(Esc stops)"):
+                self.message("")
 
     # -- session events ----------------------------------------------------------------------
     def _cursor_moved(self, cursor: int) -> None:

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import QFrame, QGraphicsView, QMenu, QToolTip, QWidget
 
 from ...debugger import BACKWARD, FORWARD
 from ...debugger.node_numbers import NodeNumbers
-from ...graph.errors import PropscopeError
 from ...graph.gc_pause import paused_gc
 from ...graph.layout import Layout
 from ..bridge import SessionBridge
@@ -39,6 +38,7 @@ class GraphView(QGraphicsView):
     explainRequested = Signal(str)
     foldsChanged = Signal()
     message = Signal(str)  # something to tell the user in the status bar
+    runRequested = Signal(int, str)  # "Run to its … step": the cursor position to go to, what the run is called
     viewChanged = Signal()  # what the view shows moved (pan, zoom, a new scene): the minimap follows
 
     def __init__(self, bridge: SessionBridge, selection: Selection, themes: ThemeManager,
@@ -566,12 +566,10 @@ class GraphView(QGraphicsView):
         return act
 
     def _run_to(self, name: str, phase: str) -> None:
-        s = self.bridge.session
-        try:
-            s.run_to(name, phase)
-        except PropscopeError as exc:  # an op that cannot run lies on the way: stop just before it
-            s.seek(s.trace.computed)
-            self.message.emit(f"Stopped: {exc}")
+        """Asks the window to run there (a slice at a time, gui/actions.SlicedRun: it may be a whole pass away)."""
+        index = self.bridge.session.node_phase_index(name, phase)
+        if index is not None:
+            self.runRequested.emit(index + 1, f"Running to the {phase} step of {name}")
 
     def visible_scene_rect(self) -> QRectF:
         return self.mapToScene(self.viewport().rect()).boundingRect()

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QListView, QVBoxLayout, QWidget
 
-from ...graph.errors import PropscopeError
 from ..bridge import SessionBridge
 from ..guard import guarded_answer
 from ..theme import ThemeManager
@@ -67,6 +66,8 @@ class StepListModel(QAbstractListModel):
 
 
 class StepList(QWidget):
+    runRequested = Signal(int, str)  # a step clicked: the cursor position to go to, what the move is called
+
     def __init__(self, bridge: SessionBridge, themes: ThemeManager, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("stepList")
@@ -90,11 +91,8 @@ class StepList(QWidget):
         themes.changed.connect(self._reset)
 
     def _clicked(self, index: QModelIndex) -> None:
-        s = self.bridge.session
-        try:
-            s.seek(index.row() + 1)
-        except PropscopeError:  # an op that cannot run lies before that step: go as far as the pass can
-            s.seek(s.trace.computed)
+        """Asks the window to go there (a slice at a time, gui/actions.SlicedRun: it may be a whole pass away)."""
+        self.runRequested.emit(index.row() + 1, f"Going to step {index.row() + 1}")
 
     def _cursor(self, cursor: int) -> None:
         old, self._row = self._row, cursor - 1
