@@ -139,15 +139,18 @@ def test_steps_to_the_end_with_autograds_loss_and_input_gradient(name: str, expo
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
 def test_renamed_weights_are_shown_under_their_module(exporter: str, exported: Exported) -> None:
-    """`onnx::MatMul_33` / `val_12` (a Linear's weight stored transposed) is `encoder.layers.0.linear1.weight.T`."""
+    """`onnx::MatMul_33` / `val_12` (a Linear's weight stored transposed) is `encoder.layers.0.linear1.weight` in
+    nn.Linear's (out, in) layout, read by a `linear` that transposes it, as a .pt2's Linear is."""
     model = open_model(exported.file("transformer_encoder", exporter))
     names = {n.name: n for n in model.graph.leaves}
     generated = sorted(n for n in names if n.startswith("onnx::") or n.startswith("val_"))
     assert not generated, f"exporter names shown to the user: {generated}"
-    weight = names["encoder.layers.0.linear1.weight.T"]
+    weight = names["encoder.layers.0.linear1.weight"]
     assert weight.op.name == "parameter" and weight.module == "encoder.layers.0.linear1"
-    assert weight.shape == (16, 32)  # (in, out): the transpose of torch's Linear.weight, as the name says
+    assert weight.shape == (32, 16) and weight.meta["stored"] == "transposed"  # torch's Linear.weight, as named
     assert str(weight.meta["file_name"]).startswith("onnx::" if exporter == "torchscript" else "val_")
+    users = model.graph.users(weight)
+    assert [u.op.name for u in users] == ["linear"] and users[0].attrs["transpose_weight"]
 
 
 def _clip_quick_gelu() -> tuple[Any, tuple[Any, ...], Any]:

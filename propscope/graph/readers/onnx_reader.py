@@ -72,13 +72,20 @@ class Init:
     the file says are no parameter of the module (a buffer, or a number the exporter lifted: `val_3` for the 3.0 of
     `x ** 3`), which no gradient is taken for or training changes."""
 
-    def __init__(self, name: str, array: np.ndarray, constant: bool = False) -> None:
+    def __init__(self, name: str, array: np.ndarray, constant: bool = False, source: str | None = None) -> None:
         self.name, self.array = name, array
         self.constant = constant or array.dtype.kind != "f"
         self.node: Node | None = None
         # NhwcConv's (M, kH, kW, C) weight as the parameter in Conv's layout (onnx_ops/conv.py): a node of its own,
         # so that an op reading the initializer as stored never gets the transposed one
         self.as_conv_weight: Node | None = None
+        # a MatMul's (in, out) matrix as the parameter in nn.Linear's (out, in) layout (onnx_ops/naming.py)
+        self.as_linear_weight: Node | None = None
+        # the state-dict name of the one parameter the exporter computed this initializer from (a Linear's weight
+        # transposed, the experts' weights, an embedding's rows at the traced positions), where the file records it
+        self.source = source
+        # a batch norm folded into the convolution this initializer is the weight or bias of (see `folded_norms`)
+        self.folded_norm: dict[str, Any] | None = None
 
 
 def signature_kinds(g: Any) -> dict[str, str]:
@@ -118,6 +125,75 @@ def parameter_names(g: Any, kinds: Mapping[str, str]) -> set[str] | None:
     if signature is None:
         return names or None
     return names | set(_PARAMETER_TARGET.findall(signature))
+
+
+_SIGNATURE_ENTRY = re.compile(r"^(\S+): (PARAMETER|BUFFER|CONSTANT_TENSOR) target='([^']*)'", re.MULTILINE)
+# the names exporters make up for values they compute (rather than the model's state-dict names)
+_GENERATED = re.compile(r"(onnx::.*|val_\d+|_?v\d+|\d+|initializer_\d+)")
+
+
+def generated(name: str) -> bool:
+    """A name an exporter made up (rather than the model's state-dict name)."""
+    return bool(_GENERATED.fullmatch(name))
+
+
+def signature_targets(g: Any) -> dict[str, str]:
+    """The program's placeholders (`p_fc_weight`, `b_bn1_running_mean`) -> the module's names (`fc.weight`), as the
+    dynamo exporter records its signature; {} without that record."""
+    signature = next((e.value for e in getattr(g, "metadata_props", ()) if e.key == GRAPH_SIGNATURE), None)
+    return {} if signature is None else {p: t for p, _, t in _SIGNATURE_ENTRY.findall(signature)}
+
+
+def parameter_source(name: str, sources: Mapping[str, set[str]], parameters: set[str] | None) -> str | None:
+    """The state-dict name of the one parameter a computed initializer was folded from (a Linear's weight
+    transposed, `val_44` from `q_proj.weight`; an embedding's rows at the positions the export traced), where the
+    dynamo exporter's optimizer records it; None for a parameter of the module itself, or no such record."""
+    folded = sources.get(name)
+    if not folded or parameters is None or name in parameters:
+        return None
+    found = folded & parameters
+    return next(iter(found)) if len(found) == 1 else None
+
+
+BATCH_NORM_FOLD = "FuseBatchNormIntoConv"
+_FX_ARGS = re.compile(r"args = \((.*)\), kwargs")
+
+
+def folded_norms(g: Any, targets: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The batch norms onnxscript's optimizer folded into the convolution before them (a model exported in eval
+    mode): by the Conv's weight and bias initializer, what they were made of. The Conv's metadata names the rule and
+    the program's batch norm (`_native_batch_norm_legit_no_training(conv, p_bn1_weight, p_bn1_bias,
+    b_bn1_running_mean, b_bn1_running_var, momentum, eps)`); the signature gives those placeholders' names. The
+    weight is the convolution's (its name kept) times γ/√(σ² + ε), the bias (b − μ)·γ/√(σ² + ε) + β (b the
+    convolution's own bias, or 0)."""
+    out: dict[str, dict[str, Any]] = {}
+    named = set(targets.values())
+    for n in g.node:
+        if n.op_type != "Conv" or len(n.input) < 3 or not len(n.metadata_props):
+            continue
+        props = {e.key: e.value for e in n.metadata_props}
+        if BATCH_NORM_FOLD not in props.get("pkg.onnxscript.rewriter.rule_name", ""):
+            continue
+        found = _FX_ARGS.search(props.get("pkg.torch.onnx.fx_node", ""))
+        args = [a.strip().lstrip("%") for a in found.group(1).split(",")] if found else []
+        if len(args) != 7 or "batch_norm" not in props.get("pkg.torch.onnx.fx_node", ""):
+            continue
+        try:
+            eps = float(args[6])
+        except ValueError:
+            continue
+        gamma, beta, mean, var = (None if a == "None" else targets.get(a, "?") for a in args[1:5])
+        if "?" in (gamma, beta, mean, var) or mean is None or var is None:
+            continue
+        weight, bias = n.input[1], n.input[2]
+        conv = weight.rsplit(".", 1)[0] if "." in weight and not generated(weight) else ""
+        norm = mean.rsplit(".", 1)[0]
+        record = {"batch_norm": norm, "gamma": gamma, "beta": beta, "mean": mean, "var": var, "eps": eps,
+                  "conv_weight": f"{conv}.weight" if conv else "",
+                  "conv_bias": f"{conv}.bias" if conv and f"{conv}.bias" in named else ""}
+        out[weight] = {**record, "part": "weight"}
+        out[bias] = {**record, "part": "bias"}
+    return out
 
 
 def lifted_constant(kinds: Mapping[str, str], name: str, array: np.ndarray,
@@ -338,6 +414,7 @@ class Reader:
         self.refused: dict[str, int] = {}  # each op the reader could not map (not the ops downstream), how often
         self.input_shapes: dict[str, tuple[int, ...]] = {}  # the data's, by input name: symbolic sizes follow them
         self.symbolic: dict[str, tuple[str | None, ...]] = {}  # each input's dim_param per axis (None: a fixed size)
+        self.folded_norm_count = 0  # batch norms the exporter folded into convolutions (`folded_norms`)
 
     # -- values ------------------------------------------------------------------------------------
     def node(self, value: Any, ctx: Ctx, kind: str = "parameter", hint: str = "const") -> Node:
@@ -345,6 +422,19 @@ class Reader:
             return value
         if isinstance(value, Init):
             if value.node is None:
+                if value.as_linear_weight is not None:  # also read as stored: the parameter, transposed back
+                    weight = value.as_linear_weight
+                    value.node = self.b.op("transpose", weight, name=f"{weight.name}.T", module=weight.module,
+                                           attrs={"axes": (1, 0)})
+                    return value.node
+                if value.folded_norm is not None and not value.constant:
+                    value.node = self._folded_norm_leaf(value, kind)
+                    return value.node
+                if value.source is not None and not value.constant:
+                    value.node = self.shared(value, ctx, transposed=False) or self.b.leaf(
+                        kind, clean_name(value.source), value.array, module=_param_module(value.source, ctx.module),
+                        own=False, file_name=value.name, folded_from=value.source)
+                    return value.node
                 leaf = "constant" if value.constant else kind
                 value.node = self.b.leaf(leaf, clean_name(value.name), value.array,
                                          module=_param_module(value.name, ctx.module))
@@ -361,6 +451,37 @@ class Reader:
         if isinstance(value, np.ndarray):
             return self.b.const(value, ctx.module, hint, name=f"{ctx.name}.{hint}")
         raise Unmapped(f"a missing input ({type(value).__name__})")
+
+    def shared(self, value: Init, ctx: Ctx, transposed: bool) -> Node | None:
+        """The leaf of the parameter `value` was computed from, where the file holds that parameter too and `value`
+        is its copy (transposed, where `transposed`): GPT-2's output layer reads its token embedding, tied, as the
+        (in, out) matrix `val_155` beside the table `lm_head.weight`. One leaf then, whose gradient sums both uses
+        as torch's does; else None."""
+        other = self.env.get(value.source) if value.source is not None else None
+        if not isinstance(other, Init) or other is value or other.constant or other.array.ndim != value.array.ndim:
+            return None
+        held = other.array.T if transposed else other.array
+        if held.shape != value.array.shape or not np.array_equal(held, value.array):
+            return None
+        return self.node(other, Ctx("initializer", other.name, "", [], {}, self.opset))
+
+    def _folded_norm_leaf(self, value: Init, kind: str) -> Node:
+        """A convolution's weight or bias with a batch norm folded in: named as the convolution's (`conv1.weight`,
+        and `conv1.bias` for the bias the fold made, `conv1.weight_bias` in the file), marked with what it holds;
+        a state dict loads into it folded the same way (state_dict.py)."""
+        record = dict(value.folded_norm or {})
+        conv = record["conv_weight"].rsplit(".", 1)[0] if record["conv_weight"] else ""
+        if record["part"] == "weight":
+            name = record["conv_weight"] or value.name
+            holds = f"{name} · γ/√(σ² + ε) of {record['batch_norm']} (folded at export)"
+        else:
+            name = record["conv_bias"] or (f"{conv}.bias" if conv else value.name)
+            holds = f"{record['batch_norm']}'s β − μ·γ/√(σ² + ε)" + (f" + {record['conv_bias']}·γ/√(σ² + ε)"
+                                                                        if record["conv_bias"] else "") + \
+                " (folded at export)"
+        self.folded_norm_count += record["part"] == "weight"
+        return self.b.leaf(kind, clean_name(name), value.array, module=_param_module(name, conv), own=False,
+                           file_name=value.name, folded_norm=record, holds=holds)
 
     @staticmethod
     def const(value: Any) -> bool:
@@ -459,10 +580,17 @@ class Reader:
                 self.shapes[vi.name] = dims
         kinds = signature_kinds(g)
         sources, parameters = folded_sources(g), parameter_names(g, kinds)
+        norms = folded_norms(g, signature_targets(g)) if parameters else {}
+        reserved = self.b.reserved  # the file's own names: a name made for a computed weight never takes one
         for i, init in enumerate(g.initializer):
             name = init.name or f"initializer_{i}"
             array = tensor_array(init, self.where, f"initializer {name!r}", self.folder)
-            self.env[name] = Init(name, array, constant=lifted_constant(kinds, name, array, sources, parameters))
+            self.env[name] = value = Init(name, array, constant=lifted_constant(kinds, name, array, sources,
+                                                                                parameters),
+                                          source=parameter_source(name, sources, parameters) if sources else None)
+            value.folded_norm = norms.get(name)
+            if not generated(name) and value.source is None and value.folded_norm is None:
+                reserved.add(clean_name(name))
         bound: dict[str, tuple[int, str, int]] = {}  # each dim_param: its size, and the input and axis it came from
         for vi in g.input:
             if vi.name in self.env:
@@ -499,6 +627,12 @@ class Reader:
         if bound and self.input_shapes:
             description += "; symbolic sizes " + ", ".join(f"{p} = {v}" for p, (v, _, _) in bound.items()) + \
                 " (the data's)"
+        if self.folded_norm_count:
+            self.b.warnings.append(
+                f"{self.folded_norm_count} batch norm(s) are folded into the convolution before each (the exporter's "
+                "optimizer does so for a model in eval mode): such a convolution's weight and bias hold the folded "
+                "values and get their gradients, not the module's own; export with optimize=False to step the batch "
+                "norms, or load a state dict, which is folded the same way")
         model = self.b.model(outputs, None, description)
         _name_refused_ops(model, self.refused)
         return model

@@ -114,7 +114,19 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
     # a parameter the module holds under several names (tied weights, CoaT's shared position encodings) is in the
     # state dict under each: one is the graph's, the others are that one, not unexpected
     aliases = {other: kept for other, kept in model.aliases.items() if kept in targets}
+    folded = {n.name: n.meta["folded_norm"] for n in model.graph.parameters if n.meta.get("folded_norm")}
+    used: set[str] = set()  # the tensors a folded batch norm was made of
     for name, shape in targets.items():
+        if name in folded:  # a convolution's weight or bias with a batch norm folded in: folded from the tensors
+            value, sources = refolded(folded[name], tensors)
+            if value is None or value.shape != tuple(shape):
+                report.missing.append(f"{name} (holds {folded[name]['batch_norm']} folded in: needs "
+                                      f"{', '.join(s for s in sources if s not in tensors) or 'other shapes'})")
+            else:
+                arrays[name] = value
+                report.matched.append(name)
+                used.update(sources)
+            continue
         found = name if name in tensors else next((a for a, k in aliases.items() if k == name and a in tensors), None)
         if found is None:
             report.missing.append(name)
@@ -126,7 +138,7 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
         arrays[name] = value
         report.matched.append(name)
     # a BatchNorm's count of training batches is bookkeeping no forward or backward pass reads: not "unexpected"
-    report.unexpected = [k for k in tensors if k not in targets and k not in aliases
+    report.unexpected = [k for k in tensors if k not in targets and k not in aliases and k not in used
                          and not k.endswith(".num_batches_tracked")]
     clean = report.ok and not report.unexpected and not report.prefix  # every name met its tensor: nothing to say
     notes = [*([] if clean else [report.summary()]), *([note] if note else [])]
@@ -135,6 +147,28 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
         reread = filled.reread
         filled = replace(filled, reread=lambda shapes: apply_state_dict(reread(shapes), tensors, source, note)[0])
     return filled, report
+
+
+def refolded(record: dict[str, Any], tensors: dict[str, np.ndarray]) -> tuple[np.ndarray | None, list[str]]:
+    """A convolution's weight or bias with its batch norm folded in as the exporter folded it (an ONNX file's
+    `folded_norm` record, onnx_reader.folded_norms), from a state dict's unfolded tensors: W·γ/√(σ² + ε) and
+    (b − μ)·γ/√(σ² + ε) + β. Returns it (None where a tensor is missing) and the tensors it reads."""
+    part = record["part"]
+    names = {"gamma": record["gamma"], "beta": record["beta"], "mean": record["mean"], "var": record["var"],
+             "conv": record["conv_weight"] if part == "weight" else record["conv_bias"]}
+    sources = [n for n in names.values() if n]
+    if any(n not in tensors for n in sources) or (part == "weight" and not names["conv"]):
+        return None, sources
+    var = np.asarray(tensors[names["var"]], dtype=np.float64)
+    gamma = np.asarray(tensors[names["gamma"]], dtype=np.float64) if names["gamma"] else np.ones_like(var)
+    scale = gamma / np.sqrt(var + float(record["eps"]))
+    dtype = np.asarray(tensors[names["var"]]).dtype
+    if part == "weight":
+        weight = np.asarray(tensors[names["conv"]])
+        return (weight * scale.reshape(-1, *[1] * (weight.ndim - 1))).astype(weight.dtype), sources
+    bias = np.asarray(tensors[names["conv"]], dtype=np.float64) if names["conv"] else 0.0
+    beta = np.asarray(tensors[names["beta"]], dtype=np.float64) if names["beta"] else 0.0
+    return ((bias - np.asarray(tensors[names["mean"]], dtype=np.float64)) * scale + beta).astype(dtype), sources
 
 
 def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:

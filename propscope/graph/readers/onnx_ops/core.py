@@ -12,7 +12,7 @@ from .._budget import matmul_room
 from .._einsum import EinsumUnmapped, einsum, fold
 from ..onnx_reader import Ctx, Reader, onnx_op, zeros_bias
 from .elementwise import const, op
-from .naming import parameter
+from .naming import linear_weight, parameter
 
 
 @onnx_op("GlobalAveragePool", "GlobalMaxPool")
@@ -44,7 +44,11 @@ def _gemm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     trans_b = bool(ctx.attrs.get("transB", 0))
     if isinstance(b, Transposed):
         b, trans_b = b.leaf, not trans_b
-    w = parameter(r, b, ctx, "weight", transposed=not trans_b)
+    w = None if trans_b else linear_weight(r, b, ctx)  # a computed (in, out) matrix: the (out, in) parameter
+    if w is not None:
+        trans_b = True
+    else:
+        w = parameter(r, b, ctx, "weight")
     out = w.shape[0] if trans_b else w.shape[1]
     c = ins[2] if len(ins) > 2 else None
     if c is not None and beta != 0.0 and r.shape(c) in ((out,), (1, out)) and beta == 1.0:
@@ -83,7 +87,12 @@ def _matmul(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if isinstance(b, Transposed) and not isinstance(a, Transposed):
         return r.b.op("linear", r.node(a, ctx), b.leaf, zeros_bias(r, b.leaf.shape[0], ctx), name=ctx.name,
                       module=ctx.module, attrs={"transpose_weight": True})
-    weight = parameter(r, b, ctx, "weight", transposed=True) if len(r.shape(b)) == 2 else r.node(b, ctx)
+    if len(r.shape(b)) == 2 and len(r.shape(a)) >= 2:
+        w = linear_weight(r, b, ctx)  # a Linear's weight the exporter stored transposed: nn.Linear's again
+        if w is not None:
+            return r.b.op("linear", r.node(a, ctx), w, zeros_bias(r, w.shape[0], ctx), name=ctx.name,
+                          module=ctx.module, attrs={"transpose_weight": True})
+    weight = parameter(r, b, ctx, "weight") if len(r.shape(b)) == 2 else r.node(b, ctx)
     return r.b.op("matmul", r.node(a, ctx), weight, name=ctx.name, module=ctx.module)
 
 
