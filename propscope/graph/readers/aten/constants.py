@@ -3,6 +3,7 @@ load time."""
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Any
 
@@ -250,11 +251,42 @@ def _scatter_computed(t: Translator, a: dict[str, Any], ctx: Ctx, op: str) -> No
 
 @aten("masked_scatter")
 def _masked_scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    if any(t.known(a[key]) is None for key in ("self", "mask", "source")):
+        return _masked_scatter_computed(t, a, ctx)
     x, mask, source = _known_all(t, a, ("self", "mask", "source"), "masked_scatter")
     out = x.copy()
     where = np.broadcast_to(mask.astype(bool), x.shape)
     out[where] = source.reshape(-1)[: int(where.sum())]
     return out
+
+
+def _masked_scatter_computed(t: Translator, a: dict[str, Any], ctx: Ctx) -> Node:
+    """x.masked_scatter(mask, source) of computed tensors: a vision-language model puts its image features in place
+    of the image tokens of its ids (`embeds.masked_scatter(ids == image_token, features)`), the mask made from the
+    data's ids. Each element the mask sets takes the next of source's values in order, which is source's values
+    gathered at the count of set elements before it: out = where(mask, source.flat[c · mask], x), c the exclusive
+    running count (cumsum) of the mask. The output's shape is x's whatever the ids, so no size depends on the data:
+    the positions follow the ids of each batch as torch's do. The gradient reaches x where the mask is clear and
+    source's first count(mask) values where it is set (`where`, then `index`'s scatter-add)."""
+    x, mask, source = a["self"], a["mask"], a["source"]
+    shape = tuple(t.shape(x))
+    if tuple(t.shape(mask)) != shape and len(t.shape(mask)) > len(shape):
+        raise Unmapped(f"masked_scatter of a {tuple(t.shape(mask))} mask over a {shape} tensor")
+    flexible = (-1, *shape[1:]) if shape and math.prod(shape[1:]) > 0 else shape  # the batch axis stays free
+    picked = t.node(mask, ctx, "mask")
+    if picked.shape != shape:
+        picked = t.b.op("expand", picked, name=f"{ctx.name}.mask", module=ctx.module, attrs={"shape": shape})
+    flat = t.b.op("reshape", picked, name=f"{ctx.name}.flat_mask", module=ctx.module, attrs={"shape": (-1,)})
+    before = t.b.op("cumsum", flat, name=f"{ctx.name}.count", module=ctx.module,
+                    attrs={"axis": 0, "exclusive": True})
+    # at a clear element, position 0 (any value would do: `where` drops it and sends it no gradient)
+    position = t.b.op("mul", before, flat, name=f"{ctx.name}.position", module=ctx.module)
+    values = t.b.op("reshape", t.node(source, ctx, "source"), name=f"{ctx.name}.source", module=ctx.module,
+                    attrs={"shape": (-1,)})
+    taken = t.b.op("index", values, position, name=f"{ctx.name}.taken", module=ctx.module, attrs={"axis": 0})
+    placed = t.b.op("reshape", taken, name=f"{ctx.name}.placed", module=ctx.module, attrs={"shape": flexible})
+    return t.b.op("where", picked, placed, t.node(x, ctx, "self"), name=ctx.name, module=ctx.module,
+                  original_op="masked_scatter")
 
 
 @aten("nonzero")

@@ -159,9 +159,10 @@ _LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt
           "__or__": np.bitwise_or, "__xor__": np.bitwise_xor}
 
 
-@aten(*_LOGIC, "any", "all")
+@aten(*_LOGIC, "any", "all", "_is_all_true", "_is_any_true")
 def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
-    op = op_key(ctx.target)
+    # torch._check of a tensor condition (transformers checks an image-token count against its features so)
+    op = {"_is_all_true": "all", "_is_any_true": "any"}.get(op_key(ctx.target), op_key(ctx.target))
     x, y = self_arg(a), a.get("other")
     if isinstance(x, Guard) or (op == "eq" and isinstance(y, float) and y == -math.inf and not t.const(x)):
         return Guard()
