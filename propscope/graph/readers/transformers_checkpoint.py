@@ -175,7 +175,60 @@ def _sample_inputs(torch: Any, model: Any, config: Any, where: str, batch: int =
             inputs[name] = _waveform(torch, config, generator, batch)
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
         inputs["decoder_input_ids"] = _token_ids(torch, config, where, generator, batch, decoder=True)
+    if main == "input_ids" and "pixel_values" in takes and "pixel_values" not in inputs:
+        _with_image(torch, model, config, inputs, generator)
     return _at_requested_sizes(torch, inputs, generator, config, where)
+
+
+def image_token(config: Any) -> int | None:
+    """The id a vision-language model's ids hold where an image's features go (LLaVA's `image_token_id`, older
+    configs' `image_token_index`), else None."""
+    for name in ("image_token_id", "image_token_index"):
+        value = _setting(config, name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def _with_image(torch: Any, model: Any, config: Any, inputs: dict[str, Any], generator: Any) -> None:
+    """A vision-language model's sample as its processor makes one: an image of the config's size, and in the ids
+    as many image tokens as the vision tower gives features for it (counted by running the model's own
+    `get_image_features`), after the first token. Left text-only where the model needs more than pixel_values to
+    see an image (image_sizes, tiles, a patch grid): its text path is still a language model."""
+    token, features = image_token(config), getattr(model, "get_image_features", None)
+    ids = inputs.get("input_ids")
+    if token is None or features is None or ids is None or not 0 <= token < _vocabulary(config):
+        return
+    pixels = _image(torch, config, generator, ids.shape[0])
+    try:
+        with torch.no_grad():
+            out = features(pixel_values=pixels.to(next(model.parameters()).dtype))
+    except Exception:  # it needs more than pixel_values to see an image
+        return
+    pooled = getattr(out, "pooler_output", out)
+    pooled = list(pooled) if isinstance(pooled, list | tuple) else [pooled]
+    width = _setting(config.get_text_config() if hasattr(config, "get_text_config") else config, "hidden_size")
+    if not pooled or not all(hasattr(t, "numel") for t in pooled) or not isinstance(width, int) or width < 1:
+        return
+    count, left = divmod(sum(int(t.numel()) for t in pooled), width * ids.shape[0])
+    if count < 1 or left:
+        return
+    inputs["input_ids"] = _placed(torch, ids.new_zeros((ids.shape[0], ids.shape[1] + count)), token, count, generator,
+                                  _vocabulary(config))
+    inputs["pixel_values"] = pixels
+
+
+def _vocabulary(config: Any) -> int:
+    return int(_setting(config, "vocab_size") or 0)
+
+
+def _placed(torch: Any, ids: Any, token: int, count: int, generator: Any, vocab: int) -> Any:
+    """Token ids of `ids`' shape: `count` image tokens after the first, the rest text drawn from the vocabulary
+    without the image token."""
+    drawn = torch.randint(0, max(vocab - 1, 1), tuple(ids.shape), generator=generator, dtype=ids.dtype)
+    drawn = drawn + (drawn >= token).to(drawn.dtype)  # skip the image token's id
+    drawn[:, 1:1 + count] = token
+    return drawn
 
 
 # the sizes of each sample input that the data may set (`SizedModel`): the batch always, a text's length, an image's
@@ -215,6 +268,14 @@ def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any, conf
             out[name] = torch.randn(shape, generator=generator, dtype=value.dtype)
         else:  # ids: within the values the model's own sample used
             out[name] = torch.randint(0, int(value.max()) + 1, shape, generator=generator, dtype=value.dtype)
+    token = image_token(config)
+    if "pixel_values" in inputs and token is not None and "input_ids" in inputs:  # the image's tokens, as many again
+        count = int((inputs["input_ids"][0] == token).sum())
+        if count and out["input_ids"].shape[1] <= count:
+            raise ModelFormatError(f"{where}: the data's input_ids hold {out['input_ids'].shape[1]} tokens a row; "
+                                   f"an image takes {count} of them, and the text at least one")
+        if count:
+            out["input_ids"] = _placed(torch, out["input_ids"], token, count, generator, _vocabulary(config))
     return out
 
 
