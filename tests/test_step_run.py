@@ -89,3 +89,34 @@ def test_a_run_past_the_memory_budget_is_refused_before_any_step_is_computed():
     finally:
         set_max_memory(None)
     assert s.trace.computed == 0 and s.cursor == 0
+
+
+def test_a_backend_prepared_aside_is_what_set_backend_installs_and_the_cursor_may_move_meanwhile():
+    from propscope.backends import get_backend
+
+    s = propscope.open_session("cnn")
+    s.seek(5)
+    float64 = get_backend("numpy", "float64", "cpu")
+    prepared = s.prepare_backend(float64)  # what the app makes in a worker thread
+    assert prepared.trace.computed == 5 and s.trace is not prepared.trace and str(s.backend.dtype) == "float32"
+    s.seek(9)  # stepped on while it was made: set_backend computes the rest, on the prepared trace
+    s.set_backend(float64, prepared)
+    assert s.trace is prepared.trace and s.cursor == 9 and s.trace.computed == 9
+    want = propscope.open_session("cnn")
+    want.seek(9)
+    want.set_backend(get_backend("numpy", "float64", "cpu"))  # made there and then, as it always was
+    arrays_equal(s, want)
+
+
+def test_a_backend_prepared_for_parameters_the_session_no_longer_has_is_made_again():
+    from propscope.backends import get_backend
+
+    s = propscope.open_session("xor")
+    s.seek(4)
+    float64 = get_backend("numpy", "float64", "cpu")
+    prepared = s.prepare_backend(float64)
+    s.set_params({"W1": s.params["W1"] * 2})  # trained meanwhile: the prepared pass is of the old weights
+    s.seek(4)
+    s.set_backend(float64, prepared)
+    assert s.trace is not prepared.trace and s.cursor == 4
+    np.testing.assert_array_equal(s.params["W1"], 2 * prepared.params["W1"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,17 @@ from .memory import PassEstimate, current_budget, training_estimate
 from .stepping import StepRun
 from .steps import FORWARD, PlannedStep, Step
 from .trace import Trace, gradient_reaches
+
+
+@dataclass(frozen=True)
+class BackendTrace:
+    """A session's pass made ready on another backend (`Session.prepare_backend`): its parameters there, and its
+    trace up to the cursor; `source` is the session's parameters it was made from."""
+
+    backend: Backend
+    source: dict[str, Any]
+    params: dict[str, Any]
+    trace: Trace
 
 
 class Session:
@@ -406,19 +417,35 @@ class Session:
         self.trace_changed.emit()
         self.cursor_moved.emit(0)
 
-    def set_backend(self, backend: Backend) -> None:
+    def set_backend(self, backend: Backend, prepared: BackendTrace | None = None) -> None:
         """Run the same graph on another backend, keeping the cursor where it is.
 
         The new trace is computed up to the cursor before anything is replaced, so a backend that
         fails (an op it lacks, a device that runs out of memory) leaves the session as it was.
+        `prepared` is `prepare_backend(backend)`'s (the app makes it in a worker thread: at the end of a real-size
+        pass it is the whole pass again); made for other parameters than the session's now, it is made again.
         """
-        params = {k: backend.asarray(self.backend.to_numpy(v)) for k, v in self.params.items()}
-        trace = Trace(self.graph, backend, self._leaves(backend, params), self.name)
-        if self._cursor:
-            trace.compute_through(self._cursor - 1)
-        self.backend, self.params, self.trace = backend, params, trace
+        if prepared is None or prepared.backend is not backend or any(
+                self.params.get(k) is not v for k, v in prepared.source.items()) or len(prepared.source) != len(
+                self.params):
+            prepared = self.prepare_backend(backend)
+        if self._cursor:  # the cursor may have moved on while it was prepared
+            prepared.trace.compute_through(self._cursor - 1)
+        self.backend, self.params, self.trace = backend, prepared.params, prepared.trace
         self.trace_changed.emit()
         self.cursor_moved.emit(self._cursor)
+
+    def prepare_backend(self, backend: Backend, cursor: int | None = None) -> BackendTrace:
+        """What `set_backend(backend)` installs: the parameters on `backend` and a trace there computed up to
+        `cursor` (default: the session's). It changes nothing in the session, so it may run in a worker thread
+        while the session is stepped (as `diff_backends` reads it)."""
+        source = dict(self.params)
+        params = {k: backend.asarray(self.backend.to_numpy(v)) for k, v in source.items()}
+        trace = Trace(self.graph, backend, self._leaves(backend, params), self.name)
+        cursor = self._cursor if cursor is None else cursor
+        if cursor:
+            trace.compute_through(cursor - 1)
+        return BackendTrace(backend, source, params, trace)
 
     def model_at(self, shapes: Mapping[str, tuple[int, ...]]) -> Model:
         """The session's model at other input sizes (by input name; `x` names a single input): its file read again

@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
-from ..debugger.session import loss_for_labels
+from ..debugger.session import BackendTrace, loss_for_labels
 from ..graph.datasets import load_data, nonfinite_note
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
@@ -488,15 +488,19 @@ class MainWindow(QMainWindow):
         if (key, dtype) == (backend_key(s.backend), str(s.backend.dtype)):
             return None
 
-        def switch(backend: Any) -> None:
+        cursor = s.cursor
+
+        def prepare() -> BackendTrace:  # the pass up to the cursor on the new backend, here: seconds on a big model
+            return s.prepare_backend(get_backend(name, dtype, device), cursor)
+
+        def switch(prepared: BackendTrace) -> None:
             if self.bridge.session is s:
-                s.set_backend(backend)
-            if backend.name == "torch":
+                s.set_backend(prepared.backend, prepared)
+            if prepared.backend.name == "torch":
                 self._offer_devices()
             self._session_changed(self.bridge.session)
 
-        job = self._start(Job(f"Starting the {BACKEND_LABELS.get(name, name)} backend…",
-                              lambda: get_backend(name, dtype, device), self),
+        job = self._start(Job(f"Starting the {BACKEND_LABELS.get(name, name)} backend…", prepare, self),
                           switch, "Cannot switch backend")
         self._resync_if_not_done(job)
         return job
