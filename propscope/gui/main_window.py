@@ -413,19 +413,18 @@ class MainWindow(QMainWindow):
         # a long Run to end or Continue (gui/actions.SlicedRun): how far it got, and Esc to stop it there
         self.run_progress = QProgressBar()
         self.run_progress.setObjectName("runProgress")
-        self.run_progress.setFormat("step %v of %m")
-        self.run_progress.setMaximumWidth(self.themes.theme.px(220))
+        self.run_progress.setTextVisible(False)  # the count is in the message, sized in either theme's type
+        self.run_progress.setMaximumWidth(160)
         self.run_progress.hide()
         self.statusBar().addPermanentWidget(self.run_progress)
         self.debug.sliced.progressed.connect(self._run_progressed)
         self.debug.sliced.ended.connect(self._run_ended)
 
     def _run_progressed(self, done: int, total: int, label: str) -> None:
-        if not self.run_progress.isVisible():
-            self.run_progress.show()
-            self.message(f"{label}… (Esc stops)")
+        self.run_progress.show()
         self.run_progress.setRange(0, max(1, total))
         self.run_progress.setValue(done)
+        self.message(f"{label}: {done:,}/{total:,} steps (Esc stops)")
 
     def _run_ended(self) -> None:
         if self.run_progress.isVisible():
