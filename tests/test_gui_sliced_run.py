@@ -175,3 +175,29 @@ def test_a_run_past_the_memory_budget_is_refused_in_one_line_with_nothing_comput
         set_max_memory(None)
     assert not w.debug.sliced.running and s.trace.computed == 0 and s.cursor == 0
     assert "memory" in w.status_message.text() and "\n" not in w.status_message.text()
+
+
+def test_explain_before_the_pass_computes_it_in_slices_without_moving_the_cursor(qtbot, tmp_path):
+    w = open_window(qtbot, tmp_path, "xor")
+    s = w.bridge.session
+    s.seek(2)
+    name = s.graph.parameters[0].name
+    assert w.explain(name, (0, 0)) is None  # the pass first, a step a slice; the job when it is done
+    assert w.debug.sliced.running and w.status_message.text().startswith(f"Computing the pass to explain ∂L/∂{name}")
+    qtbot.waitUntil(lambda: getattr(w, "explain_dialog", None) is not None, timeout=10_000)
+    assert s.cursor == 2 and s.trace.computed == len(s.steps)
+    w.explain_dialog.close()
+
+
+def test_esc_while_the_pass_is_computed_for_explain_explains_nothing_and_leaves_the_cursor(qtbot, tmp_path,
+                                                                                          monkeypatch):
+    slow_slices(monkeypatch)
+    w = open_window(qtbot, tmp_path, "xor")
+    s = w.bridge.session
+    name = s.graph.parameters[0].name
+    w.explain(name, (0, 0))
+    qtbot.waitUntil(lambda: s.trace.computed >= 3)
+    qtbot.keyClick(w, Qt.Key.Key_Escape)
+    qtbot.wait(100)
+    assert not w.debug.sliced.running and s.cursor == 0 and not w.jobs
+    assert getattr(w, "explain_dialog", None) is None

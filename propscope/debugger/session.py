@@ -226,10 +226,11 @@ class Session:
         run.advance()
         return run.stop
 
-    def start_run(self, target: int | None = None, breakpoints: bool = False) -> StepRun:
+    def start_run(self, target: int | None = None, breakpoints: bool = False, move: bool = True) -> StepRun:
         """A move to cursor position `target` (default: the end), or with `breakpoints` Continue's, to be taken a
-        slice at a time by a caller that must stay responsive (the app): see `StepRun`."""
-        return StepRun(self, target, breakpoints)
+        slice at a time by a caller that must stay responsive (the app): see `StepRun`. `move=False` computes the
+        steps without moving the cursor."""
+        return StepRun(self, target, breakpoints, move)
 
     def _check(self, step: Step) -> tuple[str | None, Breakpoint | None]:
         checks = list(self.breakpoints)

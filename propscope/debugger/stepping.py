@@ -25,13 +25,16 @@ class StepRun:
 
     `advance(seconds)` computes steps until that much time has passed (at least one step), and returns True once
     the run is over; `halt()` ends it early, the cursor after the last step it took. An error computing a step (an op
-    that cannot run) propagates from `advance` with the run over and the cursor where it was."""
+    that cannot run) propagates from `advance` with the run over and the cursor where it was. With `move=False` the
+    steps are computed ahead and the cursor stays (what explaining a gradient needs: the whole pass)."""
 
-    def __init__(self, session: Session, target: int | None = None, breakpoints: bool = False) -> None:
+    def __init__(self, session: Session, target: int | None = None, breakpoints: bool = False,
+                 move: bool = True) -> None:
         self.session = session
         last = len(session.steps)
         self.target = last if target is None else max(0, min(int(target), last))
         self.breakpoints = breakpoints
+        self.move = move
         self.start = session.cursor
         # Continue looks at every step from the cursor; a plain move need not revisit steps already computed
         self.next = self.start if breakpoints else max(self.start, min(self.target, session.trace.computed))
@@ -82,5 +85,5 @@ class StepRun:
 
     def _finish(self, cursor: int) -> None:
         self.over = True
-        if cursor != self.session.cursor:
+        if self.move and cursor != self.session.cursor:
             self.session.seek(cursor)

@@ -96,6 +96,7 @@ class SlicedRun(QObject):
         self.bridge = bridge
         self.run: StepRun | None = None
         self.label = ""
+        self.then: Callable[[], object] | None = None  # called when the run ends by itself (not halted, not failed)
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.timeout.connect(self._slice)
@@ -108,9 +109,9 @@ class SlicedRun(QObject):
     def running(self) -> bool:
         return self.run is not None
 
-    def start(self, run: StepRun, label: str) -> None:
+    def start(self, run: StepRun, label: str, then: Callable[[], object] | None = None) -> None:
         self.halt()
-        self.run, self.label = run, label
+        self.run, self.label, self.then = run, label, then
         self._slice(FIRST_SLICE_S)
 
     def halt(self) -> None:
@@ -126,7 +127,7 @@ class SlicedRun(QObject):
             self._end()
 
     def _end(self) -> None:
-        self.run = None
+        self.run, self.then = None, None
         self.timer.stop()
         self.ended.emit()
 
@@ -139,7 +140,7 @@ class SlicedRun(QObject):
             over = run.advance(SLICE_S if seconds is None else seconds)
         except PropscopeError as exc:  # an op the app cannot run: as far as it can, then say why
             self._end()
-            if s.trace.computed > s.cursor:
+            if run.move and s.trace.computed > s.cursor:
                 s.seek(s.trace.computed)
             self.failed.emit(str(exc))
             return
@@ -147,7 +148,10 @@ class SlicedRun(QObject):
             self._end()
             raise
         if over:
+            then = self.then
             self._end()
+            if then is not None:
+                then()
             return
         self.progressed.emit(run.done, run.total, self.label)
         self.timer.start(SLICE_GAP_MS)

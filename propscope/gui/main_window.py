@@ -899,19 +899,27 @@ class MainWindow(QMainWindow):
             self.bridge.toggle_breakpoint(name)
 
     def explain(self, name: str, index: Any) -> Job | None:
-        """Explain one gradient element in a job; the whole pass is computed first, on this thread,
-        so the job only reads the trace while the user keeps stepping."""
+        """Explain one gradient element in a job; the whole pass is computed first, on this thread (a slice at a
+        time between events where it is long, the cursor staying), so the job only reads the trace while the user
+        keeps stepping. The job, or None where the pass is still being computed (it starts when that is done)."""
         s = self.bridge.session
         from .format import fit_index
 
         element = fit_index(index, s.graph[name].shape)
+
+        def start() -> Job:
+            job = Job(f"Explaining ∂L/∂{name}…", lambda: s.explain(name, element), self)
+            return self._start(job, self._show_explanation, "Cannot explain this gradient")
+
+        if s.trace.computed >= len(s.steps):
+            return start()
         try:
-            s.trace.compute_through(len(s.steps) - 1)
-        except PropscopeError as exc:  # an op that cannot run: no backward pass to explain
+            run = s.start_run(move=False)
+        except PropscopeError as exc:  # more than the memory budget allows
             self.show_error("Cannot explain this gradient", _describe(exc))
             return None
-        job = Job(f"Explaining ∂L/∂{name}…", lambda: s.explain(name, element), self)
-        return self._start(job, self._show_explanation, "Cannot explain this gradient")
+        self.debug.sliced.start(run, f"Computing the pass to explain ∂L/∂{name}", then=start)
+        return None
 
     def _show_explanation(self, explanation: Any) -> None:
         dialog = ExplainDialog(explanation, self.themes.theme.colors, self)
