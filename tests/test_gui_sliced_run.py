@@ -201,3 +201,23 @@ def test_esc_while_the_pass_is_computed_for_explain_explains_nothing_and_leaves_
     qtbot.wait(100)
     assert not w.debug.sliced.running and s.cursor == 0 and not w.jobs
     assert getattr(w, "explain_dialog", None) is None
+
+
+def test_gradient_flow_runs_the_pass_in_slices_then_measures_it(qtbot, tmp_path):
+    w = open_window(qtbot, tmp_path)
+    s = w.bridge.session
+    assert w.grad_flow.run() is None and w.debug.sliced.running  # the measures start once the pass is done
+    qtbot.waitUntil(lambda: w.grad_flow.session is s, timeout=20_000)
+    assert s.at_end and w.grad_flow_dock.isVisible()
+
+
+def test_gradient_flow_asked_for_while_end_runs_is_measured_when_it_gets_there(qtbot, tmp_path, monkeypatch):
+    slow_slices(monkeypatch)
+    w = open_window(qtbot, tmp_path)
+    s = w.bridge.session
+    qtbot.keyClick(w, Qt.Key.Key_End)
+    run = w.debug.sliced.run
+    w.grad_flow_action.trigger()
+    assert w.debug.sliced.run is run  # the same run goes on, not a second one from the start
+    qtbot.waitUntil(lambda: w.grad_flow.session is s, timeout=20_000)
+    assert s.at_end

@@ -97,6 +97,7 @@ class SlicedRun(QObject):
         self.run: StepRun | None = None
         self.label = ""
         self.then: Callable[[], object] | None = None  # called when the run ends by itself (not halted, not failed)
+        self.otherwise: Callable[[str], object] | None = None  # called with why, when a step cannot run
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.timeout.connect(self._slice)
@@ -109,9 +110,10 @@ class SlicedRun(QObject):
     def running(self) -> bool:
         return self.run is not None
 
-    def start(self, run: StepRun, label: str, then: Callable[[], object] | None = None) -> None:
+    def start(self, run: StepRun, label: str, then: Callable[[], object] | None = None,
+              otherwise: Callable[[str], object] | None = None) -> None:
         self.halt()
-        self.run, self.label, self.then = run, label, then
+        self.run, self.label, self.then, self.otherwise = run, label, then, otherwise
         self._slice(FIRST_SLICE_S)
 
     def halt(self) -> None:
@@ -127,7 +129,7 @@ class SlicedRun(QObject):
             self._end()
 
     def _end(self) -> None:
-        self.run, self.then = None, None
+        self.run, self.then, self.otherwise = None, None, None
         self.timer.stop()
         self.ended.emit()
 
@@ -139,10 +141,13 @@ class SlicedRun(QObject):
         try:
             over = run.advance(SLICE_S if seconds is None else seconds)
         except PropscopeError as exc:  # an op the app cannot run: as far as it can, then say why
+            otherwise = self.otherwise
             self._end()
             if run.move and s.trace.computed > s.cursor:
                 s.seek(s.trace.computed)
             self.failed.emit(str(exc))
+            if otherwise is not None:
+                otherwise(str(exc))
             return
         except Exception:
             self._end()
@@ -211,11 +216,15 @@ class DebugActions(QObject):
         self.autoplay.stop()
         return bool(hook())
 
-    def run_sliced(self, target: int | None, label: str, breakpoints: bool = False) -> None:
-        """Move to cursor position `target` (None: the end; with `breakpoints`, Continue), a slice at a time."""
+    def run_sliced(self, target: int | None, label: str, breakpoints: bool = False,
+                   then: Callable[[], object] | None = None, otherwise: Callable[[str], object] | None = None) -> None:
+        """Move to cursor position `target` (None: the end; with `breakpoints`, Continue), a slice at a time; `then`
+        once it is there, `otherwise(why)` where it cannot get there (an op that cannot run, the memory budget)."""
         run = self.sliced.run
         if run is not None and run.session is self.bridge.session and (run.target, run.breakpoints) == (
                 target if target is not None else len(run.session.steps), breakpoints):
+            self.sliced.then = then or self.sliced.then  # asked again (Gradient flow after End): told as well
+            self.sliced.otherwise = otherwise or self.sliced.otherwise
             return  # the same key again while it runs: it is already on its way
         self.autoplay.stop()
         self.sliced.halt()
@@ -223,8 +232,10 @@ class DebugActions(QObject):
             run = self.bridge.session.start_run(target, breakpoints)
         except PropscopeError as exc:  # more than the memory budget allows: nothing was computed
             self.failed.emit(str(exc))
+            if otherwise is not None:
+                otherwise(str(exc))
             return
-        self.sliced.start(run, label)
+        self.sliced.start(run, label, then, otherwise)
 
     def _run(self, move: object) -> None:
         """A manual move stops autoplay and a run in slices first (the cursor where it got), so none fight over

@@ -351,16 +351,28 @@ class GradFlowRunner(QObject):
         return view
 
     def run(self) -> Job | None:
+        """Debug ▸ Gradient flow: the pass to the end, then its measures in a job (returned where the pass was
+        already there or got there within the first slice, else None: the job starts when the pass is done)."""
+        w = self.window
+        s = w.bridge.session
+        w.last_error = None
+        started: list[Job | None] = []
+
+        def cannot(why: str) -> None:  # an op that cannot run, or the memory budget, stopped it
+            w.show_error("No gradient flow", f"the pass stops before the end: {s.position_text()}; {why}")
+
+        # the whole pass, as Run to end runs it (a slice at a time on a big model): the inspector then shows the
+        # gradients; the measures when it is there
+        w.debug.run_sliced(None, "Running to the end for the gradient flow", then=lambda: started.append(
+            self._measure(s)), otherwise=cannot)
+        return started[0] if started else None
+
+    def _measure(self, s: Any) -> Job | None:
         from ...debugger.grad_flow import activation_flow, gradient_flow  # when asked for, not at the window's start
         from ...debugger.unit_health import unit_health
 
         w = self.window
-        s = w.bridge.session
-        w.last_error = None
-        w.debug.to_end.trigger()  # the whole pass, here as Run to end runs it: the inspector then shows the gradients
-        if not s.at_end:  # an op that cannot run, or the memory budget, stopped it (`last_error` says which)
-            w.show_error("No gradient flow", f"the pass stops before the end: {s.position_text()}; "
-                         f"{w.last_error or 'an op ahead cannot run'}")
+        if w.bridge.session is not s:
             return None
         # every view at once: each only reads the values and gradients the trace now holds, so the switch is instant;
         # a session without a loss has no gradients, only the forward pass's units
