@@ -103,6 +103,14 @@ def toggle_a_box(window: MainWindow) -> None:
         settle()
 
 
+def run_to_end(qtbot, window: MainWindow) -> None:
+    """End, and the views at the end: a big graph's pass runs a slice at a time between events (SlicedRun)."""
+    press(qtbot, window, Qt.Key.Key_End)
+    qtbot.waitUntil(lambda: not window.debug.sliced.running, timeout=60_000)
+    settle()
+    assert window.bridge.session.at_end
+
+
 def switch_dtype(qtbot, window: MainWindow) -> None:
     box = window.dtype_box
     box.setCurrentIndex((box.currentIndex() + 1) % box.count())
@@ -124,7 +132,7 @@ def run_sequence(qtbot, window: MainWindow, words: str) -> None:
     actions = {
         "step": lambda: press(qtbot, window, Qt.Key.Key_F10),
         "back": lambda: press(qtbot, window, Qt.Key.Key_F10, SHIFT),
-        "end": lambda: press(qtbot, window, Qt.Key.Key_End),
+        "end": lambda: run_to_end(qtbot, window),
         "home": lambda: press(qtbot, window, Qt.Key.Key_Home),
         "fit": lambda: press(qtbot, window, Qt.Key.Key_F),
         "zoomin": lambda: press(qtbot, window, Qt.Key.Key_Plus, CTRL),

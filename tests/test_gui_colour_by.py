@@ -77,6 +77,8 @@ def show(qtbot: Any, session: Session, folded: bool | None = None, size: tuple[i
 
 def press(qtbot: Any, window: MainWindow, key: Qt.Key) -> None:
     qtbot.keyClick(window, key)
+    # End on a real network runs a slice at a time between events (gui/actions.SlicedRun): wait until it is there
+    qtbot.waitUntil(lambda: not window.debug.sliced.running, timeout=60_000)
 
 
 def cycle_to(qtbot: Any, window: MainWindow, mode: str | None) -> None:
