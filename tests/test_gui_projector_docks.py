@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import pytest
 import zoo
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, QRectF, Qt
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QApplication, QDockWidget, QWidget
 
 import propscope
 from propscope.backends import get_backend
 from propscope.debugger.diff import diff_backends
+from propscope.gui.diff.in_inspector import READABLE_PANEL_PX
+from propscope.gui.diff.view import READABLE_HEAT_PX, WHERE_THE_MAPS_ARE
 from propscope.gui.diff.wiring import diff_view
 from propscope.gui.main_window import MainWindow
 from propscope.gui.training.dock import READABLE_PLOT_PX, train_in_window
@@ -104,6 +106,32 @@ def check_detail(w: MainWindow, size: tuple[int, int], projector: bool) -> None:
     assert rows >= 2, f"{where}: the table shows {rows} rows"
 
 
+def coloured_pixels(widget: QWidget) -> int:
+    """How many of `widget`'s pixels are drawn in colour (a heatmap's cells; text and frames are grey)."""
+    image = widget.grab().toImage()
+    return sum(image.pixelColor(x, y).hsvSaturation() > 90
+               for x in range(0, image.width(), 2) for y in range(0, image.height(), 2))
+
+
+def check_heatmaps(w: MainWindow, size: tuple[int, int], projector: bool) -> None:
+    """The Diff dock's A, B and A − B heatmaps are drawn only at a readable height, whole; else one line in their place
+    says where they are (1 px tall at 1024×768 and 49 px at 1920×1080 in projector type, they were drawn anyway)."""
+    where = f"at {size[0]}x{size[1]}{' projector' if projector else ''}"
+    heat = diff_view(w).heat
+    least = w.themes.theme.px(READABLE_HEAT_PX)
+    assert heat.tiles, f"{where}: no heatmaps for the selected node"
+    if heat.height() < least:
+        assert not heat.readable, where
+        assert coloured_pixels(heat) == 0, f"{where}: heatmaps drawn {heat.height()} px tall"
+        note = heat.note()
+        assert note in WHERE_THE_MAPS_ARE and "Inspector" in note, f"{where}: {note!r}"
+        assert heat.note_fm.horizontalAdvance(note) <= heat.width() and heat.note_fm.height() <= heat.height(), where
+    else:
+        assert heat.readable and heat.note() == "", f"{where}: {heat.height()} px, {[p.cells for p in heat.placed]}"
+        assert all(QRectF(heat.rect()).adjusted(-0.5, -0.5, 0.5, 0.5).contains(p.cells) for p in heat.placed), where
+        assert coloured_pixels(heat) > 0, f"{where}: the heatmaps are not drawn"
+
+
 @pytest.mark.parametrize(("size", "projector"), CASES, ids=IDS)
 def test_the_diff_dock_after_compare_backends_reads_whole(qtbot, size: tuple[int, int], projector: bool) -> None:
     w = window(qtbot, "cnn", size, projector)
@@ -127,6 +155,7 @@ def test_the_diff_dock_after_compare_backends_reads_whole(qtbot, size: tuple[int
     assert view.table.viewport().height() >= 2 * view.table.verticalHeader().defaultSectionSize()
     # the selected node's line and norms whole (before the heatmaps, which take what is left)
     check_detail(w, size, projector)
+    check_heatmaps(w, size, projector)
     check_room(w, w.diff_dock, size, projector)
     w.close()
 
@@ -177,7 +206,79 @@ def test_compare_backends_on_a_resnet_at_1024x768(qtbot, projector: bool) -> Non
     assert outside(view) == [], outside(view)
     assert view.summary.height() >= view.summary.heightForWidth(view.summary.width())
     check_detail(w, size, projector)
+    check_heatmaps(w, size, projector)
     check_room(w, w.diff_dock, size, projector)
+    w.close()
+
+
+def test_the_diff_heatmaps_come_back_when_the_dock_is_dragged_taller(qtbot) -> None:
+    """At 1024×768 the heatmaps have no room under the node's lines (the line says where they are); the dock's
+    separator dragged up gives them their room, and they are drawn."""
+    size = (1024, 768)
+    w = window(qtbot, "cnn", size, projector=False)
+    s = w.bridge.session
+    s.run_to_end()
+    w.show_comparison(diff_backends(s, get_backend("numpy", "float32"), s.cursor))
+    settle(qtbot, w)
+    pick_a_row(qtbot, w)
+    heat = diff_view(w).heat
+    assert not heat.readable and coloured_pixels(heat) == 0
+    w.resizeDocks([w.diff_dock], [440], Qt.Orientation.Vertical)
+    settle(qtbot, w)
+    assert heat.height() >= w.themes.theme.px(READABLE_HEAT_PX), heat.height()
+    check_heatmaps(w, size, projector=False)
+    assert heat.readable
+    w.close()
+
+
+# -- the inspector's A, B and A − B ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", ROOMS, ids=[f"{w}x{h}" for w, h in ROOMS])
+def test_a_comparison_keeps_the_inspector_and_the_canvas_as_wide_as_before(qtbot, size: tuple[int, int]) -> None:
+    """Compare backends, a row clicked, the Inspector's tab raised: the right-hand dock keeps its width and the canvas
+    its width. (A, B and A − B side by side had a minimum of three panels, 494 px: the dock took 506 px and the
+    canvas lost 86 px at 1024×768.) In the inspector's width the three take turns under a tab bar, and the panels
+    all show the tab (numbers, heatmap, histogram) last chosen in one."""
+    w = window(qtbot, "cnn", size, projector=False)
+    s = w.bridge.session
+    s.run_to_end()  # (the layer view comes forward with the last conv's maps, and the dock takes its width)
+    settle(qtbot, w)
+    w.inspector_dock.raise_()
+    settle(qtbot, w)
+    dock_before, canvas_before = w.inspector_dock.width(), w.canvas.width()
+    w.show_comparison(diff_backends(s, get_backend("numpy", "float32"), s.cursor))
+    settle(qtbot, w)
+    pick_a_row(qtbot, w)
+    w.inspector_dock.raise_()
+    settle(qtbot, w)
+    row = w.inspector.findChild(QWidget, "inspectorDiffRow")
+    assert row is not None and row.isVisible() and row.delta.array is not None  # the row is there, A − B in it
+    assert abs(w.inspector_dock.width() - dock_before) <= 4, (w.inspector_dock.width(), dock_before)
+    assert w.canvas.width() == canvas_before, (w.canvas.width(), canvas_before)
+    assert w.inspector.width() >= row.width() and w.inspector.rect().contains(row.geometry())
+    # one panel at a time, the width of the row, chosen by the tab bar
+    assert not row.side_by_side and row.choice.isVisible()
+    assert row.shown_panels() == [row.delta] and row.delta.width() >= row.width() - 4
+    bar = row.choice
+    qtbot.mouseClick(bar, Qt.MouseButton.LeftButton, pos=bar.tabRect(1).center())
+    settle(qtbot, w)
+    assert row.shown_panels() == [row.b] and row.b.isVisible()
+    row.b.tabs.setCurrentIndex(row.b.HEATMAP)
+    assert all(p.tabs.currentIndex() == p.HEATMAP for p in row.panels)
+    # the inspector floated and made wide: the three side by side, each at a readable width
+    w.inspector_dock.setFloating(True)
+    w.inspector_dock.resize(900, 700)
+    settle(qtbot, w)
+    assert row.width() >= row.needed_side_by_side(), (row.width(), row.needed_side_by_side())
+    assert row.side_by_side and not row.choice.isVisible()
+    assert row.shown_panels() == list(row.panels)
+    least = w.themes.theme.px(READABLE_PANEL_PX)
+    assert all(p.isVisible() and p.width() >= least - 4 for p in row.panels), [p.width() for p in row.panels]
+    w.inspector_dock.setFloating(False)  # and back in its place: one at a time again
+    w.inspector_dock.raise_()
+    settle(qtbot, w)
+    assert abs(w.inspector_dock.width() - dock_before) <= 4 and w.canvas.width() == canvas_before
+    assert not row.side_by_side
+    assert row.shown_panels() == [row.b]
     w.close()
 
 

@@ -6,9 +6,9 @@ two backends (Debug ▸ Compare backends, Ctrl+B: the pass up to the cursor on N
 PyTorch, with its tolerance verdict). What is compared, parameters, values or gradients, is chosen
 here; the numbers come from `debugger.diff` (and `debugger.compare` for the tolerance). The table
 lists the nodes by change (nodes only in A or only in B say so); the selected node shows A, B and
-A - B as numbers and heatmaps, here and in the inspector. Colours: green where nothing changed,
-through yellow (a relative change of 0.1 %, or the backends' tolerance), to red far above; grey
-where a side has no number.
+A - B as numbers and heatmaps in the inspector, and as heatmaps here where there is room to read
+them. Colours: green where nothing changed, through yellow (a relative change of 0.1 %, or the
+backends' tolerance), to red far above; grey where a side has no number.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFontMetrics, QResizeEvent
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QFontMetricsF, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -47,7 +47,7 @@ from ..format import fmt_num
 from ..guard import guarded, guarded_answer
 from ..inspect.heat_grid import HeatGrid, Tile
 from ..selection import Selection
-from ..theme import ThemeManager
+from ..theme import Theme, ThemeManager
 from .legend import GREEN, RED, Legend, diff_color
 
 RELATIVE_MIDDLE = 1e-3  # the legend's yellow: a relative change of 0.1 %; green far below, red at 1 and above
@@ -215,6 +215,78 @@ class DetailLabel(QLabel):
             self.updateGeometry()  # another width, another number of lines: the layouts ask again
 
 
+READABLE_HEAT_PX = 64  # (scaled by the theme) the least height the heatmaps are drawn in; below it, a line says where
+WHERE_THE_MAPS_ARE = (  # the longest that fits is written in their place
+    "No room to draw A, B and A − B here: the Inspector shows them (View ▸ Inspector)",
+    "A, B and A − B: in the Inspector (View ▸ Inspector)",
+    "A, B and A − B: in the Inspector",
+    "Maps: in the Inspector",
+)
+
+
+class DiffHeat(HeatGrid):
+    """The selected node's A, B and A − B heatmaps, drawn only where they can be read: at least `READABLE_HEAT_PX`
+    tall and no tile cut at an edge. Elsewhere one line says where they are (the inspector's A, B and A − B panels).
+
+    Why: they take the height the node's line and norms leave, which was 1 px at 1024×768 and 49 px at 1920×1080 in
+    projector type: three tiles of a few pixels each, drawn as if they could be read."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.readable_px = READABLE_HEAT_PX
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.readable_px = theme.px(READABLE_HEAT_PX)
+        super().apply_theme(theme)
+        # room for the line that says where the maps are, whatever the node's lines leave
+        self.setMinimumHeight(math.ceil(self.note_fm.height()) + 2)
+
+    def _fonts(self) -> None:
+        super()._fonts()
+        self.note_font: QFont = self.theme.font(10)
+        self.note_font.setItalic(True)
+        self.note_fm = QFontMetricsF(self.note_font)
+
+    @property
+    def readable(self) -> bool:
+        """Whether the tiles are drawn (else the note is)."""
+        if not self.placed or self.height() < self.readable_px:
+            return False
+        room = QRectF(self.rect()).adjusted(-0.5, -0.5, 0.5, 0.5)
+        return all(room.contains(placed.cells) for placed in self.placed)
+
+    def note(self) -> str:
+        """The line written in the tiles' place: the longest form that fits the width ('' with nothing to show)."""
+        if not self.tiles or self.readable:
+            return ""
+        room = self.width() - 4
+        return next((text for text in WHERE_THE_MAPS_ARE if self.note_fm.horizontalAdvance(text) <= room),
+                    self.note_fm.elidedText(WHERE_THE_MAPS_ARE[-1], Qt.TextElideMode.ElideRight, room))
+
+    @guarded
+    def paintEvent(self, event: QPaintEvent) -> None:
+        if self.readable:
+            super().paintEvent(event)
+            return
+        text = self.note()
+        if not text:
+            return
+        p = QPainter(self)
+        p.setFont(self.note_font)
+        p.setPen(self.theme.color("muted"))
+        p.drawText(QRectF(self.rect()).adjusted(2, 0, -2, 0),
+                   Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, text)
+        p.end()
+
+    def tooltip_at(self, pos: QPointF) -> str:
+        if self.tiles and not self.readable:
+            return WHERE_THE_MAPS_ARE[0]
+        return super().tooltip_at(pos)
+
+    def cell_at(self, pos: QPointF) -> tuple[int, int, int] | None:
+        return super().cell_at(pos) if self.readable else None
+
+
 class DiffView(QWidget):
     colour = Signal(object, object)  # ({node: difference}, its colour function) for the canvas; (None, None) clears
     shown = Signal()  # another result, kind or clear: the inspector's A, B and A − B follow
@@ -260,10 +332,10 @@ class DiffView(QWidget):
         self.detail.setWordWrap(True)  # its norms line would make the dock as wide as itself
         # its lines from the top, the heatmaps under them (centred, a taller pane left a gap above the name)
         self.detail.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.heat = HeatGrid(self)
-        # in a short dock the node's line and its norms come first, then the heatmaps in what is left (1: below its
-        # minimum size hint, which squeezed both to half and cut the norms through their middle)
-        self.heat.setMinimumHeight(1)
+        # in a short dock the node's line and its norms come first, then the heatmaps in what is left, or where that
+        # is too little to read them, the line that says where they are (its minimum height, set with the theme;
+        # the grid's own minimum size hint squeezed both to half and cut the norms through their middle)
+        self.heat = DiffHeat(self)
         kind_row = QWidget(self)  # "compare [values]" stays on one line
         kl = QHBoxLayout(kind_row)
         kl.setContentsMargins(0, 0, 0, 0)
