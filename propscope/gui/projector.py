@@ -24,6 +24,7 @@ Leaving the mode restores the window's docks, corners and full-screen state as t
 
 from __future__ import annotations
 
+import shiboken6
 from PySide6.QtCore import QByteArray, QObject, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QToolBar
 
@@ -152,7 +153,7 @@ class ProjectorLayout(QObject):
         w = self.window
         chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
         if self.on and not visible:  # closed: the chain rule's text may take the tab bar's lines again
-            QTimer.singleShot(0, self, w.chain.fit)  # type: ignore[attr-defined]
+            QTimer.singleShot(0, self, self._refit_chain)
         if not self.on or not visible or dock.isFloating() or dock in w.tabifiedDockWidgets(chain):
             return
         w.tabifyDockWidget(chain, dock)
@@ -160,6 +161,13 @@ class ProjectorLayout(QObject):
         dock.raise_()
         self.size_wide_dock(dock)
         QTimer.singleShot(0, self, lambda: self._fit_under_tabs(dock))  # once the tab bar is laid out
+
+    def _refit_chain(self) -> None:
+        """The chain rule's text fitted again, unless the window is going (closing hides every dock, and the text's
+        widget may be deleted before this runs: its fit raised "already deleted")."""
+        chain = getattr(self.window, "chain", None)
+        if self.on and chain is not None and shiboken6.isValid(chain) and shiboken6.isValid(chain.text):
+            chain.fit()
 
     def _fit_under_tabs(self, dock: QDockWidget) -> None:
         """The chain rule's text fitted again with the tab bar counted (`text_limit`), and the tab sized again."""
