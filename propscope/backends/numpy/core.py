@@ -109,6 +109,13 @@ def _matmul_grads(g: Array, a: Array, b: Array, need_a: bool = True, need_b: boo
         return (np.dot(g, b.T) if need_a else None), gb
     if a.ndim == 1 and b.ndim == 1:
         return g * b, g * a
+    if b.ndim == 2 and a.ndim > 2:  # a weight shared by every leading position (a Linear on (B, T, C), (L, N, E))
+        # one product over all positions at once: per leading index, then summed, made a (…, K, M) temporary
+        # (torchvision ViT's (197, 1, 768) attention input: 197 × 768 × 2304 values, 1.4 GB in float32, for a
+        # (768, 2304) gradient)
+        ga = g @ b.T if need_a else None
+        gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1]) if need_b else None
+        return ga, gb
     a2 = a[None, :] if a.ndim == 1 else a
     b2 = b[:, None] if b.ndim == 1 else b
     g2 = g
