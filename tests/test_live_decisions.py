@@ -108,12 +108,18 @@ def test_other_data_and_training_are_refused_in_one_line_the_same_data_is_not() 
 
 
 class _TracedOtherwise(nn.Module):
-    """A forward that decides once more while torch.export traces it than when it runs: no path to replay."""
+    """A forward that decides once more on each call (its class keeps a count: an instance's own attributes are put
+    back after each call propscope makes), so the trace, a later call, decides once more than the run: no path to
+    replay. (A forward that asks `torch.compiler.is_exporting()` is run as export traces it: that no longer parts
+    them.)"""
+
+    calls = 0
 
     def forward(self, x: Any) -> Any:
-        if torch.compiler.is_exporting():
-            x = x * float(x.sum())
-        return x * 2 if x.sum() > 0 else -x
+        type(self).calls += 1
+        for _ in range(type(self).calls):
+            x = x * 2 if x.sum() > 0 else -x
+        return x
 
 
 def test_a_path_that_cannot_be_replayed_is_refused_with_torchs_reason_and_ours() -> None:

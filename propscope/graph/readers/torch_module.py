@@ -67,7 +67,10 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
     args, kwargs = _arguments(torch, target, inputs, what)
     library = type(target).__module__.split(".")[0]
     transformers, diffusers = library == "transformers", library == "diffusers"
-    if transformers and "use_cache" in inspect.signature(target.forward).parameters:
+    parameters = inspect.signature(target.forward).parameters
+    if transformers and ("use_cache" in parameters or (  # Qwen3.5 takes it through **kwargs
+            _caches(getattr(target, "config", None))
+            and any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()))):
         kwargs.setdefault("use_cache", False)  # one pass over the whole sequence: no key/value cache to return
     mode = "training" if target.training else "evaluation"
     outputs = transformers_checkpoint.scores_only(target) if transformers else \
@@ -75,11 +78,13 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
     decided: list[decisions.Decision] = []
     with outputs as picked:
         try:
-            with quiet_torch():
+            with quiet_torch(), kept_attributes(target):
                 program = torch.export.export(target, args, kwargs)
         except Exception as exc:  # torch.export's messages run to pages: their first line says what stopped it
             refusal = f"{what}: torch.export could not trace it on these inputs ({first_line(exc, 160)})"
-            program, decided = _along_its_path(torch, target, args, kwargs, refusal)
+            program, decided = along_its_path(torch, target, args, kwargs, refusal)
+        else:
+            program, decided = sized_by_values(torch, target, args, kwargs, program)
     opened = torch_export.open_program(program, what)
     del program
     names = picked.get("returns")
@@ -92,15 +97,19 @@ def _open(target: Any, inputs: Any, name: str | None) -> Model:
     if picked["gives"] == "logits":
         opened.loss = "cross_entropy"
     if decided:
-        opened.decisions = tuple(d.text() for d in decided)
-        opened.warnings.append(decisions.summary(decided))
-        opened.description += f", along the path these inputs take ({len(decided)} decisions by value)"
+        decisions.mark(opened, decided)
     if diffusers:
         diffusers_checkpoint.default_loss(opened, type(target))
     return opened
 
 
-def _along_its_path(torch: Any, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+def _caches(config: Any) -> bool:
+    """Whether a transformers config (or its text model's) says the model keeps a key/value cache."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else None
+    return any(getattr(c, "use_cache", None) is not None for c in (config, text) if c is not None)
+
+
+def along_its_path(torch: Any, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                     refusal: str) -> tuple[Any, list[decisions.Decision]]:
     """The program of the path these inputs take through a forward that decides by values (`decisions`), checked
     to compute what the module does; `refusal` (torch.export's own reason) where the forward decides nothing by
@@ -110,11 +119,13 @@ def _along_its_path(torch: Any, module: Any, args: tuple[Any, ...], kwargs: dict
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            decided, expected = decisions.record(module, args, kwargs)
-            if not decided:
-                raise ModelFormatError(refusal)
-            with quiet_torch(), decisions.replaying(decided):
+            with kept_attributes(module):
+                decided, expected = decisions.record(module, args, kwargs)
+            with quiet_torch(), kept_attributes(module), decisions.replaying(decided) as sizes:
                 program = torch.export.export(module, args, kwargs)
+            if not decided and not sizes:  # nothing decided by value: torch.export's reason stands
+                raise ModelFormatError(refusal)
+            decided = [*decided, *sizes]
             # what computed a decided value (`h.sum() > 0`) is left unused once the value is a constant
             program.graph.eliminate_dead_code()
             program.graph_module.recompile()
@@ -132,6 +143,37 @@ def _along_its_path(torch: Any, module: Any, args: tuple[Any, ...], kwargs: dict
                 if name in saved and buffer.shape == saved[name].shape:
                     buffer.copy_(saved[name])
     return program, decided
+
+
+@contextmanager
+def kept_attributes(module: Any) -> Iterator[None]:
+    """While open, what the module and its submodules hold as plain attributes may change (transformers' Qwen2-VL
+    keeps `rope_deltas` from a call: a trace leaves a symbolic tensor there, and the next call, the path's run, then
+    takes the cached branch); on leaving each is put back as it was, added ones removed."""
+    held = [(m, {k: v for k, v in vars(m).items() if not k.startswith("_")}) for m in module.modules()]
+    try:
+        yield
+    finally:
+        for m, before in held:
+            for key in [k for k in vars(m) if not k.startswith("_") and k not in before]:
+                delattr(m, key)
+            for key, value in before.items():
+                if vars(m).get(key, value) is not value or key not in vars(m):
+                    m.__dict__[key] = value
+
+
+def sized_by_values(torch: Any, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                    program: Any) -> tuple[Any, list[decisions.Decision]]:
+    """A program torch.export traced with sizes only the values decide (Idefics3 drops its padding images by a mask
+    of their pixels: x[mask] of u0 rows) read along the path these inputs take instead, every such size a number
+    (`decisions`); the program as it is, with no decisions, where that path cannot be traced (its ops of such sizes
+    are then unsupported, by name, as before)."""
+    if not decisions.undecided_sizes(program):
+        return program, []
+    try:
+        return along_its_path(torch, module, args, kwargs, "")
+    except ModelFormatError:
+        return program, []
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import ModelFormatError
 from ..model import Model
 from ..ops.shapes import fmt
-from . import _torchvision, state_dict, torch_export
+from . import _torchvision, decisions, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
 from ._failure import first_line, quiet_library, quiet_torch
 from .sizes import read_again_at, reading_at, requested_shapes, sized
@@ -176,7 +176,11 @@ def _sample_inputs(torch: Any, model: Any, config: Any, where: str, batch: int =
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in takes:
         inputs["decoder_input_ids"] = _token_ids(torch, config, where, generator, batch, decoder=True)
     if main == "input_ids" and "pixel_values" in takes and "pixel_values" not in inputs:
-        _with_image(torch, model, config, inputs, generator)
+        if "image_grid_thw" in takes:
+            if _with_grid(torch, model, config, inputs, generator, takes):
+                return inputs  # the grid's values decide its path (decisions.py): traced on this sample only
+        else:
+            _with_image(torch, model, config, inputs, generator)
     return _at_requested_sizes(torch, inputs, generator, config, where)
 
 
@@ -216,6 +220,48 @@ def _with_image(torch: Any, model: Any, config: Any, inputs: dict[str, Any], gen
     inputs["input_ids"] = _placed(torch, ids.new_zeros((ids.shape[0], ids.shape[1] + count)), token, count, generator,
                                   _vocabulary(config))
     inputs["pixel_values"] = pixels
+
+
+def _with_grid(torch: Any, model: Any, config: Any, inputs: dict[str, Any], generator: Any,
+               takes: set[str]) -> bool:
+    """Qwen2-VL's family (Qwen2.5-VL, Qwen3-VL, GLM-4V): an image is its patches flattened, a row per patch of
+    `temporal_patch_size` frames, pixel_values (patches, channels · frames · patch²), and image_grid_thw the
+    (frames, rows, columns) grid they came from, here 2·merge patches a side; the ids hold as many image tokens as
+    the vision tower gives features (counted by running its `get_image_features`), and mm_token_type_ids marks
+    them where the forward takes it. False (text alone) where the config does not describe such a tower."""
+    token, features, vision = image_token(config), getattr(model, "get_image_features", None), \
+        getattr(config, "vision_config", None)
+    ids = inputs.get("input_ids")
+    if token is None or features is None or vision is None or ids is None or not 0 <= token < _vocabulary(config):
+        return False
+    sizes: tuple[Any, ...] = (getattr(vision, "patch_size", None), getattr(vision, "spatial_merge_size", None),
+             getattr(vision, "temporal_patch_size", 1) or 1,
+             getattr(vision, "in_channels", None) or getattr(vision, "num_channels", None) or 3)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+        return False
+    patch, merge, frames, channels = (int(v) for v in sizes)
+    side, batch = 2 * merge, ids.shape[0]
+    pixels = torch.randn((batch * side * side, channels * frames * patch * patch), generator=generator)
+    grid = torch.tensor([[1, side, side]] * batch)
+    try:
+        with torch.no_grad():
+            out = features(pixel_values=pixels.to(next(model.parameters()).dtype), image_grid_thw=grid)
+    except Exception:  # a tower this does not describe
+        return False
+    pooled = getattr(out, "pooler_output", out)
+    pooled = list(pooled) if isinstance(pooled, list | tuple) else [pooled]
+    width = _setting(config.get_text_config() if hasattr(config, "get_text_config") else config, "hidden_size")
+    if not pooled or not all(hasattr(t, "numel") for t in pooled) or not isinstance(width, int) or width < 1:
+        return False
+    count, left = divmod(sum(int(t.numel()) for t in pooled), width * batch)
+    if count < 1 or left:
+        return False
+    inputs["input_ids"] = _placed(torch, ids.new_zeros((batch, ids.shape[1] + count)), token, count, generator,
+                                  _vocabulary(config))
+    inputs["pixel_values"], inputs["image_grid_thw"] = pixels, grid
+    if "mm_token_type_ids" in takes:
+        inputs["mm_token_type_ids"] = (inputs["input_ids"] == token).long()
+    return True
 
 
 def _vocabulary(config: Any) -> int:
@@ -412,10 +458,21 @@ def open(path: str | Path) -> Model:
         if own and own <= set(info.get("missing_keys") or ()):  # random weights: not what the folder's user has
             raise ModelFormatError(f"{where}: none of {arch}'s {len(own)} parameters is in the checkpoint's weights "
                                    f"(e.g. {sorted(own)[0]}); do config.json and the weights belong together?")
+        decided: list[decisions.Decision] = []
         try:
             sample = _run_sample(torch, model, config, where)
-            with torch.no_grad(), scores_only(model) as picked, quiet_torch():
-                program = torch.export.export(model, (), sample)
+            with torch.no_grad(), scores_only(model) as picked:
+                from .torch_module import along_its_path, kept_attributes, sized_by_values
+
+                try:
+                    with quiet_torch(), kept_attributes(model):
+                        program = torch.export.export(model, (), sample)
+                except Exception as exc:  # a forward that decides by values (Qwen2-VL's image_grid_thw): its path
+                    refusal = (f"{where}: {arch} could not be run and traced on a sample "
+                               f"{getattr(model, 'main_input_name', 'input')} ({first_line(exc)})")
+                    program, decided = along_its_path(torch, model, (), sample, refusal)
+                else:
+                    program, decided = sized_by_values(torch, model, (), sample, program)
         except ModelFormatError:
             raise
         except Exception as exc:  # torch.export's messages run to pages: their first line says which
@@ -433,6 +490,9 @@ def open(path: str | Path) -> Model:
     opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
     if picked["gives"] == "logits" and len(opened.graph.outputs) == 1:  # shown by the name the model returns it under
         opened.graph.output.meta.setdefault("returns", "logits")
+    if decided:  # the path its sample takes: other data is refused (decisions.py), so no other sizes either
+        decisions.mark(opened, decided)
+        return opened
     # traced at the data's sizes when asked (a batch of 4, 32 tokens), and again at others (File ▸ Load data)
     resizable = {node.name: RESIZABLE[node.name] for node in opened.graph.inputs if node.name in RESIZABLE}
     return sized(opened, resizable, read_again_at(open, path))

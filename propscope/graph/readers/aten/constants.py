@@ -13,6 +13,7 @@ from ...ir import Node
 from ...ops.shape import INDEX_ROLES
 from .._aten import (
     Ctx,
+    Missing,
     Translator,
     Unmapped,
     aten,
@@ -39,6 +40,11 @@ def _create(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return np.eye(n, m, dtype=dtype_arg(a))
     if op == "arange":
         start, end, step = a.get("start", 0), a.get("end"), a.get("step", 1)
+        if isinstance(end, Missing) and isinstance(start, int | float) and isinstance(step, int | float) \
+                and ctx.shapes and ctx.shapes[0] is not None and len(ctx.shapes[0]) == 1:
+            # an end the data computes (torch.arange(counts.sum())) where the program fixes the length (a path
+            # traced along these inputs, `decisions.py`: Qwen3-VL's patch positions)
+            end = start + ctx.shapes[0][0] * step
         count = range_length(start, end, step, "arange", t.where)
         array_room((count,), dtype_arg(a), "arange", t.where)
         return np.arange(start, end, step, dtype=dtype_arg(a))
@@ -287,6 +293,22 @@ def _masked_scatter_computed(t: Translator, a: dict[str, Any], ctx: Ctx) -> Node
     placed = t.b.op("reshape", taken, name=f"{ctx.name}.placed", module=ctx.module, attrs={"shape": flexible})
     return t.b.op("where", picked, placed, t.node(x, ctx, "self"), name=ctx.name, module=ctx.module,
                   original_op="masked_scatter")
+
+
+@aten("unique_consecutive")
+def _unique_consecutive(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.unique_consecutive of a constant (Qwen2.5-VL's window boundaries, a list its forward builds): each
+    run of equal values once, with each element's run (`return_inverse`) and each run's length (`return_counts`),
+    the three outputs torch's op has."""
+    (x,) = _known_all(t, a, ("self",), "unique_consecutive")
+    if a.get("dim") is not None:
+        raise Unmapped("unique_consecutive along an axis")
+    flat = x.reshape(-1)
+    starts = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]])) if flat.size else np.zeros(0, int)
+    runs = np.cumsum(np.concatenate([[False], flat[1:] != flat[:-1]])) if flat.size else np.zeros(0, int)
+    counts = np.diff(np.append(starts, flat.size))
+    inverse = runs.reshape(x.shape) if a.get("return_inverse") else np.zeros(0)  # torch's empty when not asked
+    return flat[starts], inverse.astype(np.int64), (counts if a.get("return_counts") else np.zeros(0)).astype(np.int64)
 
 
 @aten("nonzero")

@@ -156,7 +156,9 @@ _LOGIC = {"logical_not": np.logical_not, "eq": np.equal, "ne": np.not_equal, "lt
           "le": np.less_equal, "ge": np.greater_equal, "bitwise_not": np.invert, "logical_and": np.logical_and,
           "logical_or": np.logical_or, "logical_xor": np.logical_xor, "bitwise_and": np.bitwise_and,
           "bitwise_or": np.bitwise_or, "bitwise_xor": np.bitwise_xor, "__and__": np.bitwise_and,
-          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor}
+          "__or__": np.bitwise_or, "__xor__": np.bitwise_xor,
+          # mask |= other (SmolVLM keeps its first image so): the program writes the result back with copy_
+          "__ior__": np.bitwise_or, "__iand__": np.bitwise_and, "__ixor__": np.bitwise_xor}
 
 
 @aten(*_LOGIC, "any", "all", "_is_all_true", "_is_any_true")
@@ -184,7 +186,8 @@ def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return _mask_op(t, a, ctx, op, x, y)
     logic = _LOGIC[op_key(ctx.target)]
     if ky is not None and kx.dtype == bool and ky.dtype != bool and op in ("bitwise_and", "bitwise_or", "bitwise_xor",
-                                                                          "__and__", "__or__", "__xor__"):
+                                                                          "__and__", "__or__", "__xor__", "__ior__",
+                                                                          "__iand__", "__ixor__"):
         ky = ky.astype(bool)
     fold_room((kx,) if ky is None else (kx, ky), f"{op_key(ctx.target)} {ctx.name!r} of constants", t.where)
     return logic(kx) if ky is None else logic(kx, ky)
@@ -195,7 +198,7 @@ def _logic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 _COMPARISONS = ("eq", "ne", "lt", "gt", "le", "ge")
 _MASK_LOGIC = {"logical_and": "and", "logical_or": "or", "logical_xor": "xor", "bitwise_and": "and",
                "bitwise_or": "or", "bitwise_xor": "xor", "__and__": "and", "__or__": "or", "__xor__": "xor",
-               "logical_not": "not", "bitwise_not": "not"}
+               "logical_not": "not", "bitwise_not": "not", "__ior__": "or", "__iand__": "and", "__ixor__": "xor"}
 
 
 def _mask_op(t: Translator, a: dict[str, Any], ctx: Ctx, op: str, x: Any, y: Any) -> Node:
@@ -223,3 +226,25 @@ def _nonfinite(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if op == "isnan":
         return _op(t, ctx, "isnan", t.node(x, ctx))
     return _op(t, ctx, "isinf", t.node(x, ctx), detect_positive=op != "isneginf", detect_negative=op != "isposinf")
+
+
+@aten("bucketize")
+def _bucketize(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.bucketize(x, boundaries, right): each value's bucket, the number of (sorted) boundaries below it (at or
+    below with right=True), as NumPy's searchsorted where all is known; of computed values, that count made with a
+    comparison against each boundary, summed (Idefics3 buckets its patches' fractional coordinates so). Integers:
+    no gradient, as in torch."""
+    x, boundaries, right = self_arg(a), a["boundaries"], bool(a.get("right", False))
+    edges = t.known(boundaries)
+    if edges is None or edges.ndim != 1:
+        raise Unmapped("bucketize by boundaries computed from the data")
+    known = t.known(x)
+    if known is not None:
+        fold_room((known,), f"bucketize {ctx.name!r} of constants", t.where)
+        return np.searchsorted(edges, known, side="right" if right else "left").astype(np.int64)
+    node = t.node(x, ctx, "self")
+    column = t.b.op("reshape", node, name=f"{ctx.name}.values", module=ctx.module, attrs={"shape": (*node.shape, 1)})
+    above = _op(t, ctx, "compare", column, t.b.const(edges.astype(np.float64), ctx.module, "boundaries"),
+                name=f"{ctx.name}.above", op="ge" if right else "gt")
+    return t.b.op("sum", above, name=ctx.name, module=ctx.module, attrs={"axis": -1, "keepdims": False},
+                  original_op="bucketize")

@@ -269,7 +269,7 @@ def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return known[tuple(p.astype(np.int64) if isinstance(p, np.ndarray) and p.dtype != bool else p
                            for p in picks)]
     if any(_computed_mask(t, v) for _, v in used):
-        raise Unmapped("x[mask] by a boolean mask computed from the data: the result's size depends on the values")
+        return _select_by_mask(t, x, indices, ctx)
     if len(used) != 1:
         axes = [i for i, _ in used]
         if axes != list(range(axes[0], axes[0] + len(axes))):
@@ -282,6 +282,111 @@ def _index(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
         return np.take(np.asarray(x), np.asarray(idx), axis=axis)
     return t.b.op("index", t.node(x, ctx), t.node(idx, ctx, "index"), name=ctx.name, module=ctx.module,
                   attrs={"axis": axis})
+
+
+MAX_POSITION_TABLE = 50_000_000  # count × mask length: the comparison `_set_positions` makes
+
+
+def _mask_axis(t: Translator, x: Any, indices: list[Any], what: str) -> tuple[int, Any]:
+    """Where the one computed mask among `indices` starts in x's axes, and the mask (the others must be whole axes:
+    None; a mask of k axes covers k of x's)."""
+    used = [(i, v) for i, v in enumerate(indices) if v is not None]
+    if len(used) != 1:
+        raise Unmapped(f"{what} by a boolean mask computed from the data together with other indices")
+    axis, mask = used[0]
+    if tuple(t.shape(x)[axis:axis + len(t.shape(mask))]) != tuple(t.shape(mask)):
+        raise Unmapped(f"{what} by a {tuple(t.shape(mask))} mask over a {tuple(t.shape(x))} tensor at axis {axis}")
+    return axis, mask
+
+
+def _flat(t: Translator, x: Any, axis: int, span: int, ctx: Ctx, role: str) -> Node:
+    """x with its axes axis … axis + span − 1 made one (a mask over them, flattened, lines up with it)."""
+    shape = tuple(t.shape(x))
+    merged = (*shape[:axis], math.prod(shape[axis:axis + span]), *shape[axis + span:])
+    node = t.node(x, ctx, role)
+    if merged == shape:
+        return node
+    return t.b.op("reshape", node, name=f"{ctx.name}.{role}_flat", module=ctx.module, attrs={"shape": merged})
+
+
+def _set_positions(t: Translator, mask: Any, count: int, ctx: Ctx, role: str) -> Node:
+    """The flat positions of a computed mask's set elements, in order, where the program says how many there are
+    (`count`: a path traced along these inputs fixes it, `decisions.py`). A mask is data: no gradient."""
+    flat = t.b.op("reshape", t.node(mask, ctx, role), name=f"{ctx.name}.{role}_flat", module=ctx.module,
+                  attrs={"shape": (-1,)})
+    return _ranks_below(t, flat, count, ctx, role)
+
+
+def _ranks_below(t: Translator, counts: Node, total: int, ctx: Ctx, role: str) -> Node:
+    """For k = 0 … total − 1, the number of entries whose running sum of `counts` (1-d) is at most k: the entry the
+    k-th unit falls in. With a mask's 0/1 the k-th set element's position; with repeat counts the entry the k-th
+    output repeats (a comparison of the running sum with 0 … total − 1, summed). Data: no gradient."""
+    length = counts.shape[0]
+    if total * length > MAX_POSITION_TABLE:
+        raise Unmapped(f"the positions of {total:,} units among {length:,} entries (a table of more than "
+                       f"{MAX_POSITION_TABLE:,})")
+    running = t.b.op("cumsum", counts, name=f"{ctx.name}.{role}_running", module=ctx.module, attrs={"axis": 0})
+    ranks = t.b.const(np.arange(total, dtype=np.float64).reshape(total, 1), ctx.module, f"{role}_ranks")
+    below = t.b.op("compare", running, ranks, name=f"{ctx.name}.{role}_below", module=ctx.module,
+                   attrs={"op": "le"})
+    return t.b.op("sum", below, name=f"{ctx.name}.{role}_positions", module=ctx.module,
+                  attrs={"axis": 1, "keepdims": False})
+
+
+def _select_by_mask(t: Translator, x: Any, indices: list[Any], ctx: Ctx) -> Node:
+    """x[mask] by a mask the data computes, where the program fixes the result's size (the path these inputs take:
+    Qwen2-VL picks the ids its attention mask keeps so): the rows at the mask's set positions, gathered (`index`,
+    whose gradient scatters back to them)."""
+    axis, mask = _mask_axis(t, x, indices, "x[mask]")
+    declared = ctx.shapes[0] if ctx.shapes else None
+    if declared is None or len(declared) <= axis:
+        raise Unmapped("x[mask] by a boolean mask computed from the data: the result's size depends on the values")
+    span = len(t.shape(mask))
+    positions = _set_positions(t, mask, int(declared[axis]), ctx, "mask")
+    return t.b.op("index", _flat(t, x, axis, span, ctx, "self"), positions, name=ctx.name, module=ctx.module,
+                  attrs={"axis": axis}, original_op="index")
+
+
+def _put_by_mask(t: Translator, x: Any, values: Any, indices: list[Any], ctx: Ctx) -> Node:
+    """x[mask] = values by a mask the data computes (Qwen2-VL writes its M-RoPE positions at the tokens its
+    attention mask keeps): as masked_scatter, each set element takes the values' next row, which is the values
+    gathered at the running count of set elements before it, and x stays where the mask is clear (`where`). No size
+    depends on the data; the gradient reaches x where clear and the values' rows where set."""
+    axis, mask = _mask_axis(t, x, indices, "x[mask] = v")
+    shape, span = tuple(t.shape(x)), len(t.shape(mask))
+    length = math.prod(shape[axis:axis + span])
+    flat_x = _flat(t, x, axis, span, ctx, "self")
+    flat_mask = t.b.op("reshape", t.node(mask, ctx, "mask"), name=f"{ctx.name}.mask_flat", module=ctx.module,
+                       attrs={"shape": (-1,)})
+    before = t.b.op("cumsum", flat_mask, name=f"{ctx.name}.mask_count", module=ctx.module,
+                    attrs={"axis": 0, "exclusive": True})
+    # at a clear element, row 0 (any row would do: `where` drops it and sends it no gradient)
+    rows = t.b.op("mul", before, flat_mask, name=f"{ctx.name}.rows", module=ctx.module)
+    vshape, rest = tuple(t.shape(values)), shape[axis + span:]
+    values_node = t.node(values, ctx, "values")
+    row_axis = len(vshape) - len(rest) - 1  # values broadcast against x[mask]'s (…, count, *rest), right-aligned
+    if row_axis < 0 or vshape[row_axis] == 1:  # one row for every set element
+        taken = values_node if vshape == flat_x.shape else t.b.op(
+            "expand", values_node, name=f"{ctx.name}.taken", module=ctx.module, attrs={"shape": flat_x.shape})
+    else:
+        if row_axis > axis:
+            raise Unmapped(f"x[mask] = v with values of shape {vshape} for a {shape} tensor")
+        if row_axis < axis:
+            values_node = t.b.op("reshape", values_node, name=f"{ctx.name}.values", module=ctx.module,
+                                 attrs={"shape": (*(1,) * (axis - row_axis), *vshape)})
+        grown = (*shape[:axis], vshape[row_axis], *rest)
+        if values_node.shape != grown:
+            values_node = t.b.op("expand", values_node, name=f"{ctx.name}.values_full", module=ctx.module,
+                                 attrs={"shape": grown})
+        taken = t.b.op("index", values_node, rows, name=f"{ctx.name}.taken", module=ctx.module,
+                       attrs={"axis": axis})
+    lined = t.b.op("reshape", flat_mask, name=f"{ctx.name}.mask_lined", module=ctx.module,
+                   attrs={"shape": (*(1,) * axis, length, *(1,) * len(rest))})
+    out = t.b.op("where", lined, taken, flat_x, name=f"{ctx.name}.placed", module=ctx.module)
+    if out.shape == shape:
+        out.meta["original_op"] = "index_put"
+        return out
+    return t.b.op("reshape", out, name=ctx.name, module=ctx.module, attrs={"shape": shape}, original_op="index_put")
 
 
 @aten("index_put")
@@ -297,8 +402,9 @@ def _index_put(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     while indices and indices[-1] is None:  # trailing Nones: whole axes, as if not written
         indices.pop()
     if any(v is not None and _computed_mask(t, v) for v in indices):
-        raise Unmapped("x[mask] = v by a boolean mask computed from the data: how many values it takes depends on "
-                       "the values")
+        if accumulate:
+            raise Unmapped("x[mask] += v by a boolean mask computed from the data")
+        return _put_by_mask(t, x, values, indices, ctx)
     picks: list[Any] = []
     for v in indices:
         known = None if v is None else t.known(v)
@@ -625,25 +731,53 @@ def _diagonal(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 def _repeat_interleave(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     """Each entry repeated `repeats` times in place along `dim` (GPT-J's rotary sin and cos, 0 0 1 1 …): an
     `index` with the positions np.repeat gives. Counts per entry make a size that depends on the data (the file
-    records no size then); they fold only where the tensor is a constant too."""
-    if "self" not in a and "input" not in a:
-        raise Unmapped("repeat_interleave of counts alone (a size that depends on the data)")
-    x, repeats, dim = self_arg(a), a["repeats"], a.get("dim")
+    records no size then); they fold only where the tensor is a constant too, and where the program fixes the
+    result's size (a path traced along these inputs, `decisions.py`: Qwen2-VL's frames) the positions are computed
+    from the counts."""
+    x, repeats, dim = (self_arg(a) if "self" in a or "input" in a else None), a["repeats"], a.get("dim")
     counts = np.asarray(repeats) if isinstance(repeats, int) else t.known(repeats)
-    if counts is None or (counts < 0).any():
-        raise Unmapped("repeat_interleave by counts computed at run time")
+    if counts is None:
+        return _repeat_by_computed(t, x, repeats, dim, ctx)
+    if (counts < 0).any():
+        raise Unmapped("repeat_interleave by a negative count")
+    if x is None:  # the counts alone: the entries' positions, each repeated
+        return np.repeat(np.arange(counts.size), counts.reshape(-1))
     counts = counts.reshape(-1).astype(np.int64)
     known = t.known(x)
     if known is not None:
         fold_room((), f"repeat_interleave {ctx.name!r} of a constant", t.where,
                   shape=(known.size * int(counts.max(initial=1)),))  # at most each entry that often
         return np.repeat(known, counts, axis=None if dim is None else int(dim))
-    if counts.size != 1:
-        raise Unmapped("repeat_interleave of computed values by a count per entry")
     node = t.node(x, ctx)
     if dim is None:  # torch flattens first
         node = t.b.op("reshape", node, name=f"{ctx.name}.flat", module=ctx.module, attrs={"shape": (-1,)})
     axis = 0 if dim is None else int(dim) % len(node.shape)
-    positions = np.repeat(np.arange(node.shape[axis]), int(counts[0]))
+    positions = np.repeat(np.arange(node.shape[axis]), int(counts[0]) if counts.size == 1 else counts)
     return t.b.op("index", node, t.b.const(positions, ctx.module, "positions"), name=ctx.name, module=ctx.module,
                   attrs={"axis": axis}, original_op="repeat_interleave")
+
+
+def _repeat_by_computed(t: Translator, x: Any, repeats: Any, dim: Any, ctx: Ctx) -> Any:
+    """repeat_interleave by counts the data computes, where the program fixes the result's size: the entry each
+    output position repeats (`_ranks_below`), gathered from x (its gradient scatter-adds back)."""
+    declared = ctx.shapes[0] if ctx.shapes else None
+    axis = 0 if dim is None or x is None else int(dim) % len(t.shape(x))
+    if declared is None or len(declared) <= axis:
+        raise Unmapped("repeat_interleave by counts computed at run time (a size that depends on the data)")
+    counts = t.node(repeats, ctx, "repeats")
+    if len(counts.shape) != 1:
+        counts = t.b.op("reshape", counts, name=f"{ctx.name}.repeats", module=ctx.module, attrs={"shape": (-1,)})
+    node = None if x is None else t.node(x, ctx)
+    if node is not None and dim is None:  # torch flattens first
+        node = t.b.op("reshape", node, name=f"{ctx.name}.flat", module=ctx.module, attrs={"shape": (-1,)})
+    if node is not None and node.shape[axis] != counts.shape[0]:
+        if counts.shape[0] != 1:
+            raise Unmapped(f"repeat_interleave of {node.shape[axis]} entries by {counts.shape[0]} counts")
+        counts = t.b.op("expand", counts, name=f"{ctx.name}.repeats_each", module=ctx.module,
+                        attrs={"shape": (node.shape[axis],)})  # one count for every entry
+    positions = _ranks_below(t, counts, int(declared[axis]), ctx, "repeats")
+    if node is None:  # the counts alone: the entries' positions, each repeated
+        positions.meta["original_op"] = "repeat_interleave"
+        return positions
+    return t.b.op("index", node, positions, name=ctx.name, module=ctx.module, attrs={"axis": axis},
+                  original_op="repeat_interleave")

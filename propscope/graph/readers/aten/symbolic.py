@@ -55,3 +55,18 @@ def _arithmetic(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 
 
 aten(*SIZE_ARITHMETIC)(_arithmetic)
+
+
+@aten("item", "_local_scalar_dense")
+def _item(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """x.item() inside the program: a known value's number; a computed value's, where the program fixes it (a path
+    traced along these inputs answers each value its sizes take, `decisions.py`, and torch then records the number:
+    Mistral3's tokens per image, `image_sizes // patch`, in a split and a view)."""
+    x = self_arg(a)
+    known = t.known(x)
+    if known is not None and known.size == 1:
+        return known.reshape(()).item()
+    recorded = (t.graph_spec.get("sym_int_values") or {}).get(ctx.name) if isinstance(t.graph_spec, dict) else None
+    if isinstance(recorded, dict) and isinstance(recorded.get("as_int"), int):
+        return int(recorded["as_int"])
+    raise Unmapped("x.item() of a value computed from the data")
