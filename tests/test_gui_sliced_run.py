@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt, QTimer
+from test_gui_open import unsupported_model  # a model whose stepping stops at an op it cannot run
 
 import propscope
 from propscope.graph.examples import load_example
-from propscope.graph.ir import Graph
 from propscope.graph.model import Model
 from propscope.graph.readers import set_max_memory
 from propscope.gui import actions
@@ -141,19 +141,6 @@ def test_another_model_opened_during_a_run_leaves_the_run_behind(qtbot, tmp_path
     assert not w.debug.sliced.running and not w.run_progress.isVisible()
     qtbot.wait(50)  # no slice left to run on either session
     assert old.cursor == 0 and old.trace.computed == 1 and new.cursor == 0 and new.trace.computed == 0
-
-
-def unsupported_model() -> Model:
-    g = Graph("odd")
-    x = g.input("x", (4, 3))
-    w, b = g.parameter("fc.weight", (3, 3), module="fc"), g.parameter("fc.bias", (3,), module="fc")
-    h = g.add("linear", x, w, b, name="fc", module="fc")
-    odd = g.add("unsupported", h, name="cumsum_1", attrs={"original_op": "aten.cumsum", "shape": (4, 3)},
-                original_op="aten.cumsum", reason="no catalog op for it")
-    g.set_outputs(g.add("relu", odd, name="out"))
-    rng = np.random.default_rng(0)
-    return Model(g, {"fc.weight": rng.standard_normal((3, 3)), "fc.bias": np.zeros(3)},
-                 batch={"x": rng.standard_normal((4, 3))})
 
 
 def test_an_op_that_cannot_run_stops_the_run_just_before_it_saying_why(qtbot, tmp_path):
