@@ -17,6 +17,9 @@ Three rules, applied whenever the mode, the window's size or the step changes:
   canvas a few lines;
 - a new batch, loss or data set in the same session (the Training dock's Data) changes no dock: only another model
   hides the docks again, so the dock the teacher works in stays open;
+- the window keeps the room's height: type is sized by the height asked for, not by a height the window's own
+  minimum forced (bigger type, bigger minimum, a taller window: it ran away to 3573 px), and where a dock shown beside
+  the canvas needs more lines, the chain rule's text gives them up and the window goes back to the room's height;
 - F11 really goes full screen (not when a screenshot of a given size is asked for).
 
 Leaving the mode restores the window's docks, corners and full-screen state as they were.
@@ -25,8 +28,10 @@ Leaving the mode restores the window's docks, corners and full-screen state as t
 from __future__ import annotations
 
 import shiboken6
-from PySide6.QtCore import QByteArray, QObject, Qt, QTimer
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QToolBar
+
+from .guard import guarded_answer
 
 MIN_TEXT_PX_AT_1080 = 28
 REFERENCE_HEIGHT = 1080
@@ -57,6 +62,7 @@ class ProjectorLayout(QObject):
         self._was_full_screen = False
         self._watched: list[QDockWidget] = []
         self._session: object = None  # the session the docks were last arranged for
+        self._room = 0  # the window's height as last asked for (`room_height`); 0: not known yet
         self._rescale = QTimer(self)  # a resize settles before the theme (and every view) is rebuilt
         self._rescale.setSingleShot(True)
         self._rescale.setInterval(150)
@@ -70,6 +76,11 @@ class ProjectorLayout(QObject):
         self._snug.setInterval(0)
         self._snug.timeout.connect(self._snug_chain)
         w.chain.fitted.connect(self._snug.start)  # type: ignore[attr-defined]
+        self._fit_room = QTimer(self)  # once per burst of layout requests (`eventFilter`)
+        self._fit_room.setSingleShot(True)
+        self._fit_room.setInterval(0)
+        self._fit_room.timeout.connect(self._back_to_room)
+        window.installEventFilter(self)
 
     # -- switching -------------------------------------------------------------------------------
     def set(self, on: bool, full_screen: bool = True) -> None:
@@ -78,6 +89,7 @@ class ProjectorLayout(QObject):
             return
         self.on = on
         if on:
+            self._room = w.height()
             self._saved_state = w.saveState()
             self._saved_corners = {c: w.corner(c) for c in Qt.Corner}
             self._was_full_screen = w.isFullScreen()
@@ -206,14 +218,29 @@ class ProjectorLayout(QObject):
         self.fit_canvas()
 
     # -- sizing ------------------------------------------------------------------------------------
+    def room_height(self) -> int:
+        """The window's height as asked for (by the user, `--size` or the screen): the height type is sized by. A
+        window the layout made taller than that, to reach its own minimum, does not count: bigger type there made every
+        row's minimum bigger and the window taller again (the inspector's rows at 1024×768 took it to 3573 px)."""
+        return self._room or self.window.height()
+
     def text_px(self) -> int:
-        return min_text_px(self.window.height())
+        return min_text_px(self.room_height())
 
     def text_limit(self) -> int:
         """The most height the chain rule's text may take: its share of the room's lines, less the tab bar while a
         wide dock is a tab over it (at cnn's last step at 1024×768 the bar's 36 px left the canvas 186 px, under its
-        quarter)."""
-        return round(self.window.height() * CHAIN_TEXT_SHARE) - self._tab_bar_px()
+        quarter), and never more than the lines the rest of the window leaves it: with the Layer view raised beside the
+        canvas at cnn's last step at 1024×768 the window needed 769 lines of 768."""
+        share = round(self.room_height() * CHAIN_TEXT_SHARE) - self._tab_bar_px()
+        return max(0, min(share, self.room_height() - self._needed_besides_text()))
+
+    def _needed_besides_text(self) -> int:
+        """The window's least height without the chain rule's text: every other row's minimum, the text's own taken
+        out."""
+        w = self.window
+        text = w.chain.text  # type: ignore[attr-defined]
+        return w.minimumSizeHint().height() - text.minimumHeight()
 
     def _tab_bar_px(self) -> int:
         """The height of the tab bar under the chain rule's dock; 0 while it is alone."""
@@ -233,8 +260,39 @@ class ProjectorLayout(QObject):
         return round(self.text_px() / base, 2)
 
     def window_resized(self) -> None:
-        if self.on:
-            self._rescale.start()
+        if not self.on:
+            return
+        w = self.window
+        if self._room and self._room < w.height() <= w.minimumHeight():
+            return  # made taller by its own minimum, not asked: the type keeps the room's size (`room_height`)
+        self._room = w.height()
+        self._rescale.start()
+
+    @guarded_answer(False)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """The window's layout asked again (a dock raised or shown beside the canvas, new text): where its least
+        height is now more than the room's, the chain rule's text gives up the lines (`_back_to_room`)."""
+        w = self.window
+        if event.type() != QEvent.Type.LayoutRequest or watched is not w or not self.on or not self._room:
+            return False
+        if w.minimumSizeHint().height() > self._room:
+            self._fit_room.start()
+        elif w.height() > self._room and not w.isFullScreen() and not w.isMaximized():
+            # the text has given its lines back: the window returns to the room's height (on a screen, its bottom
+            # edge with the status bar and the chain rule was past the screen's)
+            QTimer.singleShot(0, self, self._resize_to_room)
+        return False
+
+    def _back_to_room(self) -> None:
+        """The chain rule's text fitted to the lines the other rows leave (`text_limit`)."""
+        chain = getattr(self.window, "chain", None)
+        if self.on and chain is not None and shiboken6.isValid(chain) and shiboken6.isValid(chain.text):
+            chain.fit()
+
+    def _resize_to_room(self) -> None:
+        w = self.window
+        if self.on and self._room and w.height() > self._room >= w.minimumSizeHint().height():
+            w.resize(w.width(), self._room)
 
     def _apply_scale(self) -> None:
         if self.on:

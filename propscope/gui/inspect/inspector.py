@@ -1,18 +1,86 @@
-"""The inspector dock: the selected node's value and gradient at the cursor, and its formula."""
+"""The inspector dock: the selected node's value and gradient at the cursor, and its formula.
+
+Its rows (the node's header and formula, Value, Gradient, a gradient check's pair, a comparison's A | B | A − B)
+sit in one scroll area, so the dock asks the window for a few lines of height, not for the sum of its rows: in
+projector type at 1024×768 that sum was 466 px beside a canvas with 222, and the window grew past the screen; every
+taller window then made the type bigger again, and bigger rows (the window reached 1486×3573). Where the dock has the
+room, the rows fill it as before; where not, the header with the formula stays at the top and the rest scrolls, and
+each panel's first line says the selected element's value (`TensorPanel`), so the numbers a teacher points at are read
+without the table.
+"""
 
 from __future__ import annotations
 
 from html import escape
 from typing import Any
 
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QHBoxLayout, QLabel, QSplitter, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, QSize, Qt
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..bridge import SessionBridge
 from ..format import fmt_index, fmt_shape
+from ..guard import guarded_answer
 from ..selection import Selection
 from ..theme import ThemeManager
 from .tensor_view import TensorPanel
+
+LEAST_LINES = 4  # the inspector's least height, in lines of the application's type: the node's name and some formula
+
+
+class Rows(QWidget):
+    """The rows in the scroll area. Asked for its height at a width (the scroll area sizes it by that), it answers the
+    least: the header's wrapped lines and each panel's minimum. Qt's answer is the preferred height (every table at its
+    full hint, 900 px after a comparison), which made a 600 px inspector scroll where its rows fit by shrinking."""
+
+    @guarded_answer(-1)
+    def heightForWidth(self, width: int) -> int:
+        lay = self.layout()
+        return -1 if lay is None else lay.minimumHeightForWidth(width)
+
+
+class RowsScroll(QScrollArea):
+    """The inspector's rows, scrolled up and down where the dock is shorter than their sum. It asks for the rows' least
+    width (never a sideways scroll bar, as before) and for `LEAST_LINES` lines of height: its rows' minimum heights
+    no longer add up into the window's."""
+
+    def __init__(self, rows: QWidget) -> None:
+        super().__init__()
+        self.setObjectName("inspectorScroll")
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setWidgetResizable(True)  # as tall as the dock where they fit, as tall as they need where not
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(rows)
+
+    @guarded_answer(False)
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the rows' least width changed (a longer title): the dock's follows it
+        return super().eventFilter(watched, event)
+
+    @guarded_answer(QSize())
+    def minimumSizeHint(self) -> QSize:
+        rows = self.widget()
+        width = 0 if rows is None else rows.minimumSizeHint().width()
+        bar = self.verticalScrollBar().sizeHint().width()
+        return QSize(width + bar + 2 * self.frameWidth(), LEAST_LINES * QFontMetrics(self.font()).lineSpacing())
+
+    @guarded_answer(QSize())
+    def sizeHint(self) -> QSize:
+        rows = self.widget()
+        hint = QSize() if rows is None else rows.sizeHint()
+        least = self.minimumSizeHint()
+        return QSize(max(hint.width(), least.width()), max(hint.height(), least.height()))
 
 
 class Inspector(QWidget):
@@ -48,14 +116,21 @@ class Inspector(QWidget):
         self.check_row.hide()
         split.addWidget(self.check_row)
         self.split = split
+        self._shown: str | None = None  # the node the rows show
         self.rows: list[Any] = []  # views other features add (gui/diff: A, B and A − B), see add_row
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
         top.addWidget(self.pin, 0, Qt.AlignmentFlag.AlignTop)
+        self.body = Rows()
+        self.body.setObjectName("inspectorRows")
+        rows = QVBoxLayout(self.body)
+        rows.setContentsMargins(6, 6, 6, 6)
+        rows.addLayout(top)
+        rows.addWidget(split, 1)
+        self.scroll = RowsScroll(self.body)
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
-        lay.addLayout(top)
-        lay.addWidget(split, 1)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.scroll)
         bridge.cursorMoved.connect(self.refresh)
         bridge.traceChanged.connect(self.refresh)
         bridge.sessionChanged.connect(lambda _s: self.refresh())
@@ -77,6 +152,9 @@ class Inspector(QWidget):
                 row.show_node(None, None)
             return
         node = s.graph[name]
+        if name != self._shown:  # another node: its name and formula in sight first
+            self.scroll.verticalScrollBar().setValue(0)
+        self._shown = name
         index = self.selection.index
         where = f" · element {escape(fmt_index(index))}" if index else ""
         formula = "" if node.is_leaf else f"<br>{escape(node.op.formula)}"

@@ -148,6 +148,7 @@ class TensorPanel(BuiltOnFirstUse, QWidget):
         self.array: np.ndarray | None = None
         self.index: Index | None = None
         self.labels: list[str] | None = None  # a vector's columns by name (`set_array`)
+        self._summary = ""  # the array's min, max, mean and std, worked out once per array
         self.empty_text = empty_text
         self._stale = [True, True, True]
         self.title = QLabel(title)
@@ -223,14 +224,26 @@ class TensorPanel(BuiltOnFirstUse, QWidget):
             self.array = None if value is None else np.asarray(value)
             self.labels = labels
             self._stale = [True, True, True]
+            self._summary = "" if self.array is None else stats(self.array).text()
         self.index = index
         if self.array is None:
             self.stats.setText("")
             self.stack.setCurrentWidget(self.empty)
             return
         self.stack.setCurrentWidget(self.tabs)
-        self.stats.setText(stats(self.array).text())
+        self.stats.setText(self._element_text() + self._summary)
         self._draw_current()
+
+    def _element_text(self) -> str:
+        """"[2, 0] = 0.5 · " for the selected element, first: read without the table (in a short inspector, whose
+        rows scroll, or for an element past the table's 256×64); "" where none is selected or it is not in this
+        tensor."""
+        a, index = self.array, self.index
+        if a is None or not index or self.labels is not None or len(index) != a.ndim:
+            return ""
+        if not all(0 <= i < d for i, d in zip(index, a.shape, strict=True)):
+            return ""
+        return f"{fmt_index(index)} = {fmt_num(a[tuple(index)])} · "
 
     def set_title(self, title: str, empty_text: str) -> None:
         self.title.setText(title)
