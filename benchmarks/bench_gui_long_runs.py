@@ -6,8 +6,8 @@ measures, in the real window: how long the key press holds the window (the first
 interval in which the window answered no event while the run went on (a 5 ms timer's gaps: the slices, or one step
 longer than a slice), and the whole run against the same pass computed in one call (`Session.run_to_end`, fresh
 session, same process), i.e. what slicing costs. Before slicing, the window answered nothing for the whole pass.
-Targets: the key press ≤ 0.3 s; the median gap ≤ 100 ms (what reads as instant); the run ≤ 1.1× the pass in one call. The longest gap is the
-longest single step (a step cannot be cut), reported, no target.
+Targets: the key press ≤ 0.3 s; the median gap ≤ 100 ms (what reads as instant); the run ≤ 1.1× the pass in one
+call. The longest gap is the longest single step (a step cannot be cut), reported, no target.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QTimer  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
 
-import propscope  # noqa: E402
-from propscope.gui.main_window import MainWindow  # noqa: E402
+import propscope
+from propscope.gui.main_window import MainWindow
 
 
 def main() -> int:
