@@ -208,3 +208,13 @@ def test_gradient_flow_asked_for_while_end_runs_is_measured_when_it_gets_there(q
     assert w.debug.sliced.run is run  # the same run goes on, not a second one from the start
     qtbot.waitUntil(lambda: w.grad_flow.session is s, timeout=20_000)
     assert s.at_end
+
+
+def test_end_while_the_pass_is_computed_for_explain_moves_the_cursor_there(qtbot, tmp_path, monkeypatch):
+    slow_slices(monkeypatch)
+    w = open_window(qtbot, tmp_path, "xor")
+    s = w.bridge.session
+    w.explain(s.graph.parameters[0].name, (0, 0))
+    qtbot.keyClick(w, Qt.Key.Key_End)  # a move of its own, not the explain's computing that leaves the cursor
+    wait_over(qtbot, w)
+    assert s.at_end

@@ -221,7 +221,7 @@ class DebugActions(QObject):
         """Move to cursor position `target` (None: the end; with `breakpoints`, Continue), a slice at a time; `then`
         once it is there, `otherwise(why)` where it cannot get there (an op that cannot run, the memory budget)."""
         run = self.sliced.run
-        if run is not None and run.session is self.bridge.session and (run.target, run.breakpoints) == (
+        if run is not None and run.move and run.session is self.bridge.session and (run.target, run.breakpoints) == (
                 target if target is not None else len(run.session.steps), breakpoints):
             self.sliced.then = then or self.sliced.then  # asked again (Gradient flow after End): told as well
             self.sliced.otherwise = otherwise or self.sliced.otherwise
