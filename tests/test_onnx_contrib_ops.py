@@ -539,7 +539,11 @@ def test_optimized_transformers_open_match_onnxruntime_torch_and_autograd(name: 
     checked = 0
     for param, p in double.named_parameters():
         if param in leaves and p.grad is not None:
-            err = zoo.relative(s.backend.to_numpy(s.grad(param)), p.grad.numpy())
+            got, want = s.backend.to_numpy(s.grad(param)), p.grad.numpy()
+            if got.shape != want.shape:  # the position table's rows at the traced positions, folded at export
+                assert s.graph[param].meta.get("folded_from") == param and got.shape[0] == 1, param
+                got, want = got[0], want[: got.shape[1]]
+            err = zoo.relative(got, want)
             # 1e-6, not 1e-10: the file holds the attention scale and LayerNorm's ε as float32 numbers (ViT's
             # q bias, whose gradient softmax nearly cancels, sees it at 6e-8)
             assert err <= 1e-6, f"{name}: {param}: relative difference {err:.3g}"
