@@ -5,10 +5,10 @@ End on a real-size network runs the pass a slice at a time between the window's 
 measures, in the real window: how long the key press holds the window (the first slice), the longest and the median
 interval in which the window answered no event while the run went on (a 5 ms timer's gaps: the slices, or one step
 longer than a slice), and the whole run against the same pass computed in one call (`Session.run_to_end`, fresh
-session, same process), i.e. what slicing costs. Before slicing, the window answered nothing for the whole pass.
-Targets: the key press ≤ 0.3 s; the median gap ≤ 100 ms (what reads as instant); the run ≤ 1.1× the pass in one
-call. The longest gap is the longest single step (a step cannot be cut), reported, no target.
-"""
+session, same process; the two alternate, best of three each), i.e. what slicing costs. Before slicing, the window
+answered nothing for the whole pass. Targets: the key press ≤ 0.3 s; the median gap ≤ 100 ms (what reads as
+instant); the run ≤ 1.1× the pass in one call. The longest gap is the longest single step (a step cannot be cut),
+reported, no target."""
 
 from __future__ import annotations
 
@@ -26,18 +26,22 @@ from PySide6.QtWidgets import QApplication
 import propscope
 from propscope.gui.main_window import MainWindow
 
+ROUNDS = 3  # the two kinds alternate, each on a fresh session, the last one let go first: best of each
 
-def main() -> int:
-    target = sys.argv[1] if len(sys.argv) > 1 else "torchvision:resnet50@224"
-    app = QApplication.instance() or QApplication([])
-    propscope.open_session(target).run_to_end()  # untimed: the first pass pays for the allocator's first pages
+
+def one_call(target: str) -> float:
     plain = propscope.open_session(target)
     start = time.perf_counter()
     plain.run_to_end()
-    one_call = time.perf_counter() - start
+    seconds = time.perf_counter() - start
     del plain
     gc.collect()
+    return seconds
 
+
+def in_the_window(app: QApplication, target: str) -> tuple[float, float, list[float], str]:
+    """End in a new window on a fresh session: how long the key held the window, the whole run, the intervals in
+    which no event was answered, and what the pass was."""
     window = MainWindow(propscope.open_session(target), settings=None)
     window.resize(1400, 900)
     window.show()
@@ -63,12 +67,31 @@ def main() -> int:
     sliced = time.perf_counter() - start
     timer.stop()
     assert s.at_end, s.position_text()
-    print(f"{target}: {len(s.steps)} steps on {s.backend.name}/{s.backend.dtype}")
+    what = f"{len(s.steps)} steps on {s.backend.name}/{s.backend.dtype}"
+    window.close()
+    window.deleteLater()
+    del window, s
+    app.processEvents()
+    gc.collect()
+    return key, sliced, gaps, what
+
+
+def main() -> int:
+    target = sys.argv[1] if len(sys.argv) > 1 else "torchvision:resnet50@224"
+    app = QApplication.instance() or QApplication([])
+    one_call(target)  # untimed: the first pass pays for the allocator's first pages
+    calls, runs = [], []
+    for _ in range(ROUNDS):
+        calls.append(one_call(target))
+        runs.append(in_the_window(app, target))
+    key, sliced, gaps, what = min(runs, key=lambda r: r[1])
+    print(f"{target}: {what}, best of {ROUNDS} alternating rounds")
     print(f"  the End key held the window {key * 1e3:.0f} ms (target <= 300)")
     if gaps:
         print(f"  then no event answered for at most {max(gaps) * 1e3:.0f} ms (the longest step), "
               f"median {statistics.median(gaps) * 1e3:.1f} ms (target <= 100), over {len(gaps)} intervals")
-    print(f"  whole run {sliced:.2f} s against {one_call:.2f} s in one call: {sliced / one_call:.2f}x (target <= 1.1x)")
+    best = min(calls)
+    print(f"  whole run {sliced:.2f} s against {best:.2f} s in one call: {sliced / best:.2f}x (target <= 1.1x)")
     return 0
 
 
