@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QSettings, Qt, QTimer
 from test_gui_open import unsupported_model  # a model whose stepping stops at an op it cannot run
+from test_gui_window import make_window  # the real window, shown and active (the step keys are its shortcuts)
 
 import propscope
 from propscope.graph.examples import load_example
@@ -27,15 +28,7 @@ def one_step_slices(monkeypatch):
 
 
 def open_window(qtbot, tmp_path, target: str | Model = "cnn") -> MainWindow:
-    settings = QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(propscope.open_session(target), settings=settings)
-    qtbot.addWidget(w)
-    w.resize(1200, 800)
-    w.show()
-    qtbot.waitExposed(w)
-    w.activateWindow()
-    qtbot.waitUntil(w.isActiveWindow)  # the step keys are window shortcuts
-    return w
+    return make_window(qtbot, QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat), target)
 
 
 def slow_slices(monkeypatch) -> None:

@@ -209,6 +209,23 @@ def test_the_torchscript_exporters_accumulating_put_loses_repeated_positions(
     assert np.abs(got - want).max() > 1e-3
 
 
+def _agrees_with_torch(path: Path, data: dict[str, np.ndarray], want: Any, upstream: np.ndarray,
+                       leaves: dict[str, Any]) -> Any:
+    """The file's output on both backends equals torch's `want`, and its gradients for `upstream` the `leaves`'
+    (tensors torch's backward filled) on the last; that session."""
+    from opcheck import chained_vjps
+
+    for backend in ("numpy", "torch"):
+        s = open_session(path, backend=backend, dtype="float64", data=data, loss="none")
+        s.run_to_end()
+        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
+                                   rtol=1e-12, atol=1e-12)
+    grads = chained_vjps(s, upstream)
+    for name, leaf in leaves.items():
+        np.testing.assert_allclose(grads[name], leaf.grad.numpy(), rtol=1e-10, atol=1e-12)
+    return s
+
+
 def _scatter_file(path: Path, op: str, reduction: str, indices: np.ndarray | None, **attrs: Any) -> Path:
     """Relu(x) scattered into: updates Neg(u), indices a constant (or an input when None)."""
     from onnx import TensorProto, helper, numpy_helper
@@ -236,16 +253,7 @@ def test_mul_max_min_at_distinct_positions_match_torchs_scatter_reduce(reduction
                                                                             "min": "amin"}[reduction])
     upstream = np.random.default_rng(2).standard_normal((4, 3))
     (want * torch.from_numpy(upstream)).sum().backward()
-    for backend in ("numpy", "torch"):
-        s = open_session(path, backend=backend, dtype="float64", data={"x": x, "u": u}, loss="none")
-        s.run_to_end()
-        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
-                                   rtol=1e-12, atol=1e-12)
-    from opcheck import chained_vjps
-
-    grads = chained_vjps(s, upstream)
-    np.testing.assert_allclose(grads["x"], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(grads["u"], ut.grad.numpy(), rtol=1e-10, atol=1e-12)
+    _agrees_with_torch(path, {"x": x, "u": u}, want, upstream, {"x": xt, "u": ut})
 
 
 @pytest.mark.parametrize("reduction", ["none", "add"])
@@ -260,17 +268,8 @@ def test_scatter_elements_at_positions_computed_at_run_time_match_torch(reductio
     want = scatter(torch.relu(xt), 0, torch.from_numpy(indices), -ut)
     upstream = np.random.default_rng(2).standard_normal((4, 3))
     (want * torch.from_numpy(upstream)).sum().backward()
-    for backend in ("numpy", "torch"):
-        s = open_session(path, backend=backend, dtype="float64", data={"x": x, "u": u, "i": indices}, loss="none")
-        assert not s.model.unsupported_ops and any(n.op.name == "index_put" for n in s.graph.nodes)
-        s.run_to_end()
-        np.testing.assert_allclose(s.backend.to_numpy(s.value(s.prediction_node.name)), want.detach().numpy(),
-                                   rtol=1e-12, atol=1e-12)
-    from opcheck import chained_vjps
-
-    grads = chained_vjps(s, upstream)
-    np.testing.assert_allclose(grads["x"], xt.grad.numpy(), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(grads["u"], ut.grad.numpy(), rtol=1e-10, atol=1e-12)
+    s = _agrees_with_torch(path, {"x": x, "u": u, "i": indices}, want, upstream, {"x": xt, "u": ut})
+    assert not s.model.unsupported_ops and any(n.op.name == "index_put" for n in s.graph.nodes)
 
 
 @pytest.mark.parametrize(("op", "reduction", "indices", "reason"), [
