@@ -4,8 +4,10 @@ The dynamo exporter's optimizer computes some weights at export and stores them 
 weight transposed for a MatMul (`val_44`, recorded as folded from `q_proj.weight`), GPT-2's tied output layer as the
 transpose of its token table, the position embeddings' rows at the traced positions (`embedding_1`), and, for a model
 in eval mode, each batch norm folded into the convolution before it (`conv1.weight` then holds W·γ/√(σ² + ε) and the
-new bias is `conv1.weight_bias`). The reader names each after the module's parameter (the Linear's weight back in its
-(out, in) layout), marks what a folded one holds, and folds a state dict's batch norms the same way when one loads.
+new bias is `conv1.weight_bias`); the TorchScript exporter folds them too, recording nothing (`onnx::Conv_N`). The
+reader names each after the module's parameter (the Linear's weight back in its (out, in) layout), marks what a
+folded one holds, and folds a state dict's batch norms the same way when one loads (the TorchScript exporter's found
+by their values, else refused).
 The references are torch autograd of the module in float64 (for the folded batch norms, of the module with each
 batch norm folded by torch's own `fuse_conv_bn_eval`).
 """
@@ -21,6 +23,7 @@ import pytest
 import zoo
 
 from propscope.debugger import open_session
+from propscope.graph.errors import ModelFormatError
 from propscope.graph.readers import open_model
 from propscope.graph.readers.state_dict import apply_state_dict
 
@@ -101,6 +104,44 @@ def test_resnet18_dynamo_folded_batch_norms_are_named_marked_and_refolded(tmp_pa
     assert set(got) == set(want), sorted(set(got) ^ set(want))
     for name, g in got.items():
         assert zoo.relative(g, want[name]) < 1e-9, name
+
+
+# -- the TorchScript exporter's fold: nothing recorded, the batch norm matched by its values ------------------------
+@pytest.mark.skipif(not zoo.has_torchvision(), reason="torchvision is not installed")
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])  # ε 1e-5 and 1e-3
+def test_torchscript_folded_batch_norms_take_a_state_dict_folded_or_refuse_it(name: str, tmp_path: Path) -> None:
+    zoo.torchvision_models()
+    model, (images,), _ = zoo._vision(name)()
+    path = zoo.export_onnx(model, (images,), tmp_path / f"{name}.onnx", False)
+    opened = open_model(path)
+    marked = {n.name: n for n in opened.graph.parameters if n.meta.get("export_folded")}
+    norms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert len(marked) == 2 * norms and "TrainingMode.PRESERVE" in " ".join(opened.warnings)
+    assert all(n.meta["file_name"].startswith("onnx::Conv_") and "folded in" in n.meta["holds"]
+               for n in marked.values())
+
+    # a new head on the same backbone (transfer learning): the state dict's convolutions and batch norms load
+    # folded, each batch norm found by its values with its ε, and the file computes the tuned module's output
+    tuned = copy.deepcopy(model)
+    head = [m for m in tuned.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.manual_seed(1)
+    head.reset_parameters()
+    filled, report = apply_state_dict(opened, _state(tuned), "tuned.pth")
+    assert report.ok and not report.unexpected, report.summary()
+    s = open_session(filled, dtype="float64", data={"x": images}, loss="none")
+    s.run_to_end()
+    got = np.asarray(s.backend.to_numpy(s.value(s.graph.outputs[0].name)))
+    with torch.no_grad():
+        want = tuned(torch.from_numpy(images)).numpy()
+    assert zoo.relative(got, want) < 1e-9  # the raw convolutions loaded unfolded: off by the whole batch norm
+
+    # other convolutions: which batch norm, which ε? refused in one line rather than loaded wrong
+    state = _state(tuned)
+    first = next(k for k in state if k.endswith(".weight") and state[k].ndim == 4)
+    state[first] = state[first] * 1.5
+    said = rf"1 convolution\(s\) \({first.rsplit('.', 1)[0]}\) with a batch norm the TorchScript exporter folded in"
+    with pytest.raises(ModelFormatError, match=said + r".*TrainingMode\.PRESERVE"):
+        apply_state_dict(opened, state, "other.pth")
 
 
 # -- transformers: Linear weights stored transposed, a tied output layer, folded position rows ----------------------

@@ -415,6 +415,10 @@ class Reader:
         self.input_shapes: dict[str, tuple[int, ...]] = {}  # the data's, by input name: symbolic sizes follow them
         self.symbolic: dict[str, tuple[str | None, ...]] = {}  # each input's dim_param per axis (None: a fixed size)
         self.folded_norm_count = 0  # batch norms the exporter folded into convolutions (`folded_norms`)
+        # the TorchScript exporter's file (no record of the program's signature): in eval mode it folds a batch norm
+        # into the convolution before it and names the result `onnx::Conv_N`, recording nothing (`export_folded`)
+        self.scripted_export = False
+        self.export_folded_count = 0
 
     # -- values ------------------------------------------------------------------------------------
     def node(self, value: Any, ctx: Ctx, kind: str = "parameter", hint: str = "const") -> Node:
@@ -482,6 +486,22 @@ class Reader:
         self.folded_norm_count += record["part"] == "weight"
         return self.b.leaf(kind, clean_name(name), value.array, module=_param_module(name, conv), own=False,
                            file_name=value.name, folded_norm=record, holds=holds)
+
+    def mark_export_folded(self, weight: Node, bias: Node, conv: str) -> None:
+        """Mark a convolution's weight and bias as the TorchScript exporter's fold of a batch norm into it, where
+        that is what they can be: both named `onnx::Conv_N` in that exporter's file. The batch norm is not named in
+        the file; a state dict is matched to it by its values when it loads (state_dict.py)."""
+        if not self.scripted_export or weight.op.name != "parameter" or bias.op.name != "parameter" \
+                or "export_folded" in weight.meta \
+                or not all(generated(str(n.meta.get("file_name", ""))) for n in (weight, bias)):
+            return
+        weight.meta["export_folded"] = {"conv": conv, "part": "weight", "bias": bias.name}
+        bias.meta["export_folded"] = {"conv": conv, "part": "bias", "weight": weight.name}
+        weight.meta["holds"] = f"{conv}.weight as the exporter computed it (a batch norm after it folded in: " \
+            "W·γ/√(σ² + ε))"
+        bias.meta["holds"] = f"{conv}'s bias as the exporter computed it (a batch norm after it folded in: " \
+            "(b − μ)·γ/√(σ² + ε) + β)"
+        self.export_folded_count += 1
 
     @staticmethod
     def const(value: Any) -> bool:
@@ -580,6 +600,8 @@ class Reader:
                 self.shapes[vi.name] = dims
         kinds = signature_kinds(g)
         sources, parameters = folded_sources(g), parameter_names(g, kinds)
+        self.scripted_export = self.model.producer_name == "pytorch" and not any(
+            e.key == GRAPH_SIGNATURE for e in getattr(g, "metadata_props", ()))
         norms = folded_norms(g, signature_targets(g)) if parameters else {}
         reserved = self.b.reserved  # the file's own names: a name made for a computed weight never takes one
         for i, init in enumerate(g.initializer):
@@ -633,6 +655,13 @@ class Reader:
                 "optimizer does so for a model in eval mode): such a convolution's weight and bias hold the folded "
                 "values and get their gradients, not the module's own; export with optimize=False to step the batch "
                 "norms, or load a state dict, which is folded the same way")
+        if self.export_folded_count:
+            self.b.warnings.append(
+                f"{self.export_folded_count} convolution(s) have a weight and bias the exporter computed "
+                "(`onnx::Conv_N`: in eval mode the TorchScript exporter folds the batch norm after a convolution "
+                "into it, recording nothing): they hold the folded values and get their gradients, and a state dict "
+                "loads into them only where its values for them are the file's; export with "
+                "training=torch.onnx.TrainingMode.PRESERVE to step the batch norms and load any weights")
         model = self.b.model(outputs, None, description)
         _name_refused_ops(model, self.refused)
         return model

@@ -115,6 +115,7 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
     # state dict under each: one is the graph's, the others are that one, not unexpected
     aliases = {other: kept for other, kept in model.aliases.items() if kept in targets}
     folded = {n.name: n.meta["folded_norm"] for n in model.graph.parameters if n.meta.get("folded_norm")}
+    folded.update(export_folds(model, tensors, targets, source))
     used: set[str] = set()  # the tensors a folded batch norm was made of
     for name, shape in targets.items():
         if name in folded:  # a convolution's weight or bias with a batch norm folded in: folded from the tensors
@@ -169,6 +170,90 @@ def refolded(record: dict[str, Any], tensors: dict[str, np.ndarray]) -> tuple[np
     bias = np.asarray(tensors[names["conv"]], dtype=np.float64) if names["conv"] else 0.0
     beta = np.asarray(tensors[names["beta"]], dtype=np.float64) if names["beta"] else 0.0
     return ((bias - np.asarray(tensors[names["mean"]], dtype=np.float64)) * scale + beta).astype(dtype), sources
+
+
+# the ε a batch norm may have been made with (BatchNorm2d's default first, then MobileNetV3's and EfficientNet's...):
+# the TorchScript exporter folds it in without recording it
+_NORM_EPS = (1e-5, 1e-3, 1e-4, 1e-6, 1e-2, 1e-1, 1e-8, 0.0)
+
+
+def export_folds(model: Model, tensors: dict[str, np.ndarray], targets: Collection[str],
+                 source: str = "") -> dict[str, dict[str, Any]]:
+    """`folded_norm` records (as `refolded` reads them) for the convolutions the TorchScript exporter folded a batch
+    norm into (`export_folded`, onnx_reader.mark_export_folded), whose batch norm the file does not name: each is
+    matched to the state dict's batch norm (one the graph has no use for, with the convolution's channels) whose
+    values, with the convolution's, give the file's weight and bias, and the ε that does. A state dict whose
+    convolutions are not the file's cannot be folded so (which batch norm, which ε?): refused, saying how to export
+    instead, rather than loaded unfolded and wrong."""
+    marked = {n.name: n.meta["export_folded"] for n in model.graph.parameters
+              if n.meta.get("export_folded", {}).get("part") == "weight"}
+    if not marked:
+        return {}
+    keys = list(tensors)
+    norms = [k[:-len(".running_var")] for k in keys if k.endswith(".running_var")
+             and f"{k[:-len('.running_var')]}.running_mean" in tensors and k not in targets]
+    out: dict[str, dict[str, Any]] = {}
+    unmatched = []
+    used: set[str] = set()
+    for weight_name, mark in marked.items():
+        conv = mark["conv"]
+        if f"{conv}.weight" not in tensors:
+            continue  # reported missing as any other parameter
+        file_weight, file_bias = model.arrays[weight_name], model.arrays[mark["bias"]]
+        start = keys.index(f"{conv}.weight")
+        # the batch norm after the convolution in the state dict's order first (a module registers them so)
+        for norm in sorted((n for n in norms if n not in used),
+                           key=lambda n: (keys.index(f"{n}.running_var") < start, keys.index(f"{n}.running_var"))):
+            record = _matching_fold(conv, norm, tensors, file_weight, file_bias)
+            if record is not None:
+                used.add(norm)
+                out[weight_name] = {**record, "part": "weight"}
+                out[mark["bias"]] = {**record, "part": "bias"}
+                break
+        else:
+            if norms:
+                unmatched.append(conv)
+    if unmatched:
+        raise ModelFormatError(
+            f"{source or 'the state dict'}: the ONNX file holds {len(unmatched)} convolution(s) "
+            f"({_names(unmatched, 3)}) with a batch norm the TorchScript exporter folded in (eval mode), and the state "
+            "dict's weights for them are not the file's: they cannot be folded the same way (the file keeps neither "
+            "which batch norm nor its ε); export the model again with training=torch.onnx.TrainingMode.PRESERVE (or "
+            "the dynamo exporter) and open these weights against that file")
+    return out
+
+
+def _matching_fold(conv: str, norm: str, tensors: dict[str, np.ndarray], file_weight: np.ndarray,
+                   file_bias: np.ndarray) -> dict[str, Any] | None:
+    """The `folded_norm` record of batch norm `norm` folded into convolution `conv` as the file holds it (its
+    weight and bias to the file's precision, with one of the usual ε), else None."""
+    var = tensors[f"{norm}.running_var"]
+    weight = tensors[f"{conv}.weight"]
+    if var.ndim != 1 or np.shape(weight) != file_weight.shape or var.shape[0] != file_weight.shape[0]:
+        return None
+    gamma, beta = (f"{norm}.{p}" if f"{norm}.{p}" in tensors else None for p in ("weight", "bias"))
+    if any(n is not None and np.shape(tensors[n]) != var.shape for n in (gamma, beta)):
+        return None
+    record = {"batch_norm": norm, "gamma": gamma, "beta": beta, "mean": f"{norm}.running_mean",
+              "var": f"{norm}.running_var", "conv_weight": f"{conv}.weight",
+              "conv_bias": f"{conv}.bias" if f"{conv}.bias" in tensors else ""}
+    # the file's precision: a float32 fold rounds each value once more than ours
+    tolerance = 8 * np.finfo(file_weight.dtype if file_weight.dtype.kind == "f" else np.float32).eps
+    for eps in _NORM_EPS:
+        candidate = {**record, "eps": eps}
+        folded_weight, _ = refolded({**candidate, "part": "weight"}, tensors)
+        folded_bias, _ = refolded({**candidate, "part": "bias"}, tensors)
+        if folded_weight is None or folded_bias is None or folded_bias.shape != file_bias.shape:
+            return None
+        if _close(folded_weight, file_weight, tolerance) and _close(folded_bias, file_bias, tolerance):
+            return candidate
+    return None
+
+
+def _close(ours: np.ndarray, theirs: np.ndarray, tolerance: float) -> bool:
+    theirs = np.asarray(theirs, dtype=np.float64)
+    scale = float(np.max(np.abs(theirs), initial=0.0))
+    return bool(np.all(np.abs(np.asarray(ours, dtype=np.float64) - theirs) <= tolerance * (np.abs(theirs) + scale)))
 
 
 def open_with(path: Path, arch: str | Path | None, seed: int = 0) -> Model:

@@ -80,6 +80,8 @@ def _conv(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     attrs = {"stride": _one(_ints(ctx, "strides", dims, 1)), "padding": _padding_attr(pads(ctx, x.shape[2:], kernel)),
              "dilation": _one(_ints(ctx, "dilations", dims, 1)), "groups": int(ctx.attrs.get("group", 1))}
     inputs = [x, w] + ([] if len(ins) < 3 or ins[2] is None else [parameter(r, ins[2], ctx, "bias", hint="bias")])
+    if len(inputs) == 3:
+        r.mark_export_folded(w, inputs[2], ctx.module or ctx.name)
     return r.b.op(f"conv{dims}d", *inputs, name=ctx.name, module=ctx.module, attrs=attrs)
 
 
