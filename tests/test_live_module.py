@@ -168,7 +168,8 @@ def test_an_exported_program_opens_with_its_own_inputs() -> None:
 
 class _DataDependent(nn.Module):
     """A size only the data gives, decided on in Python: the path these inputs take answers it with the size the run
-    gave (`readers/decisions.py`); the `nonzero` that made it stays in the graph, an op propscope cannot run."""
+    gave (`readers/decisions.py`); the `nonzero` that made it, an op propscope cannot run whose values nothing reads,
+    is left out of the graph, so stepping runs to the end."""
 
     def forward(self, x: Any) -> Any:
         n = x.nonzero().shape[0]
@@ -178,7 +179,10 @@ class _DataDependent(nn.Module):
 def test_what_cannot_be_traced_says_so_in_one_line(capfd: pytest.CaptureFixture[str]) -> None:
     with pytest.warns(UserWarning, match=r"decided by tensor values 1 time\(s\).*→ a size of \d"):
         s = propscope.open_session(_DataDependent(), inputs=torch.randn(3))
-    assert any("aten.nonzero" in w and "stepping stops before" in w for w in s.model.warnings)
+    assert any("left out" in w and "nonzero (aten.nonzero)" in w for w in s.model.warnings)
+    assert not any("stepping stops" in w for w in s.model.warnings) and "nonzero" not in s.graph
+    s.run_to_end()
+    assert s.at_end
     assert "torch.export" not in capfd.readouterr().err  # torch's partial graph and its warnings held back
     with pytest.raises(ModelFormatError, match=r"^Sequential: a module is traced on the inputs it is called with"):
         propscope.open_session(_small_cnn())

@@ -6,7 +6,7 @@ through `Graph.add`, which checks arity and infers the output shape from the op'
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,7 +220,7 @@ class Graph:
         return g
 
     def copy(self, input_shapes: Mapping[str, Shape] | None = None, name: str | None = None,
-             renamed: Mapping[str, str] | None = None, without: tuple[str, ...] = ()) -> Graph:
+             renamed: Mapping[str, str] | None = None, without: Collection[str] = ()) -> Graph:
         """Rebuild the graph (optionally with new leaf shapes, nodes `renamed` old name -> new, and `without` nodes that
         nothing reads: an output taken off); every shape is inferred again."""
         new = Graph(name or self.name)

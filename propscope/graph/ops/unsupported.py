@@ -43,6 +43,21 @@ def unsupported_nodes(graph: Any) -> list[Any]:
     return [n for n in graph if n.op.name == NAME]
 
 
+def unread_unsupported(graph: Any) -> dict[str, str]:
+    """The unsupported nodes no output depends on, by name, with their original ops (a `nonzero` of which a forward
+    used only the size, which a reader answered with the run's), and the nodes only they read, which go with them."""
+    dead: dict[str, str] = {}
+    outputs = {o.name for o in graph.outputs}
+    for node in reversed(graph.nodes):  # users before what they read
+        if node.is_leaf or node.name in outputs:
+            continue
+        users = graph.users(node)
+        # an unread placeholder, or a node only those read (an op nothing read before stays, as the file has it)
+        if all(u.name in dead for u in users) and (node.op.name == NAME or users):
+            dead[node.name] = original_op(node) if node.op.name == NAME else node.op.name
+    return dict(reversed(dead.items()))
+
+
 def unsupported_summary(graph: Any) -> str | None:
     """One message listing the unsupported ops by name, or None when there are none."""
     nodes = unsupported_nodes(graph)

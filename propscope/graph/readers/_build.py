@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import GraphError, ModelFormatError
 from ..ir import Graph, Node
 from ..model import Model
-from ..ops.unsupported import CARRIED_FROM, UNSUPPORTED, unsupported_summary
+from ..ops.unsupported import CARRIED_FROM, UNSUPPORTED, unread_unsupported, unsupported_summary
 from ._budget import charge, human
 from ._failure import first_line
 
@@ -241,8 +241,14 @@ class Builder:
         if not outputs:
             raise ModelFormatError(f"{self.where}: the model has no tensor output")
         self.graph.set_outputs(*outputs)
-        summary = unsupported_summary(self.graph)
         warnings = list(self.warnings)
+        dead = unread_unsupported(self.graph)
+        if dead:  # nothing reads them (a `nonzero` whose size only was used, the run's): stepping need not stop there
+            self.graph = self.graph.copy(without=dead)
+            named = ", ".join(f"{n} ({op})" for n, op in list(dead.items())[:3]) + (" …" if len(dead) > 3 else "")
+            warnings.append(f"{len(dead)} node(s) nothing reads are left out, among them ops propscope cannot run: "
+                            f"{named}")
+        summary = unsupported_summary(self.graph)
         if summary:
             warnings.insert(0, summary)
         try:
