@@ -200,3 +200,19 @@ def test_gpt2_parameters_have_state_dict_names_and_autograds_gradients(dynamo: b
     if dynamo:
         assert lm_head[0].inputs[1].name == "m.lm_head.weight"
         assert any(n.op.name == "embedding" and n.inputs[1] is lm_head[0].inputs[1] for n in s.graph.nodes)
+
+    # a checkpoint as save_pretrained writes it (the tied table once, as transformer.wte.weight), and one of other
+    # values: every tensor loads, the table under its other name, the position table's rows as the file picked them
+    saved = {k: v for k, v in _state(reference).items() if k != "m.lm_head.weight"}
+    filled, report = apply_state_dict(s.model, saved, "gpt2.safetensors")
+    assert report.ok and not report.unexpected, report.summary()
+    assert not [w for w in filled.warnings if w not in s.model.warnings]
+    table = "m.lm_head.weight" if dynamo else "m.transformer.wte.weight"
+    assert np.array_equal(filled.arrays[table], saved["m.transformer.wte.weight"])
+    other = {k: v + 0.5 for k, v in saved.items()}
+    filled, report = apply_state_dict(s.model, other, "other.safetensors")
+    assert report.ok and not report.unexpected, report.summary()
+    if dynamo:
+        wpe = "m.transformer.wpe.weight"
+        assert np.array_equal(filled.arrays[wpe][0], other[wpe][:8])
+        assert any(w.startswith(f"{wpe}: the file holds 8 of its rows") for w in filled.warnings)

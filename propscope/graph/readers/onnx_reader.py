@@ -419,6 +419,13 @@ class Reader:
         # into the convolution before it and names the result `onnx::Conv_N`, recording nothing (`export_folded`)
         self.scripted_export = False
         self.export_folded_count = 0
+        self.training_dropouts = 0  # Dropouts in training mode (onnx_ops/nn.py), said once
+        # the module's parameters as the dynamo exporter's signature names them (None without that record), and the
+        # other names of a tied one the file holds once (`tied`): GPT-2's token table, kept as `lm_head.weight`
+        self.signature_parameters: set[str] | None = None
+        self.kinds: dict[str, str] = {}  # what each initializer was in the module, where recorded (signature_kinds)
+        self.aliases: dict[str, str] = {}
+        self._uses: dict[str, int] | None = None  # how many nodes (and graph outputs) read each value: `uses`
 
     # -- values ------------------------------------------------------------------------------------
     def node(self, value: Any, ctx: Ctx, kind: str = "parameter", hint: str = "const") -> Node:
@@ -440,8 +447,12 @@ class Reader:
                         own=False, file_name=value.name, folded_from=value.source)
                     return value.node
                 leaf = "constant" if value.constant else kind
+                # a constant the exporter made (`val_98`, `scalar_tensor_default`) is no module's buffer: a state
+                # dict is not asked for it
+                lifted = {"inline": True} if leaf == "constant" and (generated(value.name) or (
+                    self.kinds and self.kinds.get(value.name) != "BUFFER")) else {}
                 value.node = self.b.leaf(leaf, clean_name(value.name), value.array,
-                                         module=_param_module(value.name, ctx.module))
+                                         module=_param_module(value.name, ctx.module), **lifted)
             return value.node
         if isinstance(value, Lazy):
             return self.node(value.get(), ctx, kind, hint)
@@ -486,6 +497,33 @@ class Reader:
         self.folded_norm_count += record["part"] == "weight"
         return self.b.leaf(kind, clean_name(name), value.array, module=_param_module(name, conv), own=False,
                            file_name=value.name, folded_norm=record, holds=holds)
+
+    def tied(self, table: Node, module: str) -> None:
+        """`module` reads parameter `table` as its own weight: where the signature names `module.weight` and the
+        file holds no such initializer (the exporter kept the tied tensor once, under its other name), a state
+        dict's `module.weight` is that table (`Model.aliases`)."""
+        own = f"{module}.weight"
+        if module and own != table.name and self.signature_parameters and own in self.signature_parameters \
+                and own not in self.env and table.op.name == "parameter":
+            self.aliases.setdefault(own, table.name)
+
+    def uses(self, value: str) -> int:
+        """How many times the graph's nodes (those of subgraphs too) and outputs read `value`: counted on first
+        use only (a big graph's protobuf fields are slow to walk, and most files never ask)."""
+        if self._uses is None:
+            counts: dict[str, int] = {}
+            graphs = [self.graph]
+            while graphs:
+                g = graphs.pop()
+                for n in g.node:
+                    for i in n.input[:]:
+                        counts[i] = counts.get(i, 0) + 1
+                    for a in n.attribute:  # If, Loop and Scan bodies read the outer graph's values by name
+                        graphs.extend([a.g] if a.HasField("g") else a.graphs)
+            for o in self.graph.output:
+                counts[o.name] = counts.get(o.name, 0) + 1
+            self._uses = counts
+        return self._uses.get(value, 0)
 
     def mark_export_folded(self, weight: Node, bias: Node, conv: str) -> None:
         """Mark a convolution's weight and bias as the TorchScript exporter's fold of a batch norm into it, where
@@ -600,6 +638,7 @@ class Reader:
                 self.shapes[vi.name] = dims
         kinds = signature_kinds(g)
         sources, parameters = folded_sources(g), parameter_names(g, kinds)
+        self.signature_parameters, self.kinds = parameters, kinds
         self.scripted_export = self.model.producer_name == "pytorch" and not any(
             e.key == GRAPH_SIGNATURE for e in getattr(g, "metadata_props", ()))
         norms = folded_norms(g, signature_targets(g)) if parameters else {}
@@ -663,6 +702,8 @@ class Reader:
                 "loads into them only where its values for them are the file's; export with "
                 "training=torch.onnx.TrainingMode.PRESERVE to step the batch norms and load any weights")
         model = self.b.model(outputs, None, description)
+        if self.aliases:
+            model.aliases.update({other: kept for other, kept in self.aliases.items() if kept in model.arrays})
         _name_refused_ops(model, self.refused)
         return model
 

@@ -117,6 +117,7 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
     folded = {n.name: n.meta["folded_norm"] for n in model.graph.parameters if n.meta.get("folded_norm")}
     folded.update(export_folds(model, tensors, targets, source))
     used: set[str] = set()  # the tensors a folded batch norm was made of
+    notes_rows: list[str] = []  # rows of a table the exporter picked, taken where the values do not say which
     for name, shape in targets.items():
         if name in folded:  # a convolution's weight or bias with a batch norm folded in: folded from the tensors
             value, sources = refolded(folded[name], tensors)
@@ -134,15 +135,29 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
             continue
         value = np.asarray(tensors[found])
         if tuple(value.shape) != tuple(shape):
-            report.wrong_shape.append((name, tuple(shape), tuple(value.shape)))
-            continue
+            rows = picked_rows(model, name, value)
+            if rows is None:
+                report.wrong_shape.append((name, tuple(shape), tuple(value.shape)))
+                continue
+            value, said = rows
+            notes_rows.extend([said] if said else [])
         arrays[name] = value
         report.matched.append(name)
+    # a matrix the file holds twice, equal (an exporter that unties GPT-2's table and output layer), and the state
+    # dict once (as save_pretrained writes tied weights): the missing one is its twin
+    for name in [m for m in report.missing if m in targets and len(targets[m]) >= 2]:
+        held = np.asarray(model.arrays[name])
+        twin = next((k for k in report.matched if k != name and tuple(targets[k]) == tuple(targets[name])
+                     and np.array_equal(np.asarray(model.arrays[k]), held)), None)
+        if twin is not None:
+            arrays[name] = arrays[twin]
+            report.missing.remove(name)
+            report.matched.append(name)
     # a BatchNorm's count of training batches is bookkeeping no forward or backward pass reads: not "unexpected"
     report.unexpected = [k for k in tensors if k not in targets and k not in aliases and k not in used
                          and not k.endswith(".num_batches_tracked")]
     clean = report.ok and not report.unexpected and not report.prefix  # every name met its tensor: nothing to say
-    notes = [*([] if clean else [report.summary()]), *([note] if note else [])]
+    notes = [*([] if clean else [report.summary()]), *notes_rows, *([note] if note else [])]
     filled = replace(model, arrays=arrays, warnings=[*model.warnings, *notes])
     if isinstance(filled, SizedModel) and filled.reread is not None:  # read again at other sizes: these weights again
         reread = filled.reread
@@ -170,6 +185,27 @@ def refolded(record: dict[str, Any], tensors: dict[str, np.ndarray]) -> tuple[np
     bias = np.asarray(tensors[names["conv"]], dtype=np.float64) if names["conv"] else 0.0
     beta = np.asarray(tensors[names["beta"]], dtype=np.float64) if names["beta"] else 0.0
     return ((bias - np.asarray(tensors[names["mean"]], dtype=np.float64)) * scale + beta).astype(dtype), sources
+
+
+def picked_rows(model: Model, name: str, table: np.ndarray) -> tuple[np.ndarray, str] | None:
+    """A state dict's table for a parameter the exporter folded to the rows it picked (the dynamo exporter computes
+    GPT-2's `wpe(positions)` at export: (1, T, C) rows of the (P, C) table, recorded as folded from it): the T rows
+    the file's are (found by their values), else the first T (the positions 0 … T − 1 a model counts from), said.
+    None where `name` is no such parameter or the shapes do not fit."""
+    node = model.graph[name]
+    shape = tuple(node.shape)
+    if node.meta.get("folded_from") != name or table.ndim != 2 or not shape or shape[-1] != table.shape[1]:
+        return None
+    count = int(np.prod(shape[:-1]))
+    if not 0 < count <= table.shape[0]:
+        return None
+    held = np.asarray(model.arrays[name]).reshape(count, -1)
+    for start in range(table.shape[0] - count + 1):
+        if np.allclose(table[start:start + count], held, rtol=1e-6, atol=0.0):
+            return table[start:start + count].reshape(shape), ""
+    return table[:count].reshape(shape), (
+        f"{name}: the file holds {count} of its rows (picked at export); the state dict's values are not the "
+        f"file's, so rows 0 … {count - 1} are taken (the positions a model counts from)")
 
 
 # the ε a batch norm may have been made with (BatchNorm2d's default first, then MobileNetV3's and EfficientNet's...):

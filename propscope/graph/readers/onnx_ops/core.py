@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from .._aten import Transposed, Unmapped
+from .._aten import Lazy, Transposed, Unmapped
 from .._budget import matmul_room
 from .._einsum import EinsumUnmapped, einsum, fold
-from ..onnx_reader import Ctx, Reader, onnx_op, zeros_bias
+from ..onnx_reader import Ctx, Init, Reader, onnx_op, zeros_bias
 from .elementwise import const, op
 from .naming import linear_weight, parameter
 
@@ -85,15 +85,40 @@ def _matmul(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         matmul_room(ca, cb, f"MatMul {ctx.name!r} of constants", r.where)
         return np.matmul(ca, cb)
     if isinstance(b, Transposed) and not isinstance(a, Transposed):
-        return r.b.op("linear", r.node(a, ctx), b.leaf, zeros_bias(r, b.leaf.shape[0], ctx), name=ctx.name,
-                      module=ctx.module, attrs={"transpose_weight": True})
+        return LinearProduct(r, r.node(a, ctx), b.leaf, ctx)
     if len(r.shape(b)) == 2 and len(r.shape(a)) >= 2:
         w = linear_weight(r, b, ctx)  # a Linear's weight the exporter stored transposed: nn.Linear's again
         if w is not None:
-            return r.b.op("linear", r.node(a, ctx), w, zeros_bias(r, w.shape[0], ctx), name=ctx.name,
-                          module=ctx.module, attrs={"transpose_weight": True})
+            return LinearProduct(r, r.node(a, ctx), w, ctx)
     weight = parameter(r, b, ctx, "weight") if len(r.shape(b)) == 2 else r.node(b, ctx)
     return r.b.op("matmul", r.node(a, ctx), weight, name=ctx.name, module=ctx.module)
+
+
+class LinearProduct(Lazy):
+    """x · Wᵀ for a Linear's weight W: its `linear` step, made when something reads it. Both exporters write a Linear
+    on a 3-D input as MatMul then Add of the bias; where that Add is the product's one reader, the step takes the
+    bias (`biased`), one `linear` as a `.pt2`'s Linear reads, else a zero one."""
+
+    def __init__(self, r: Reader, x: Node, weight: Node, ctx: Ctx) -> None:
+        super().__init__(lambda: self.linear(zeros_bias(r, weight.shape[0], ctx)))
+        self.reader, self.x, self.weight, self.name, self.module = r, x, weight, ctx.name, ctx.module
+        self.output = ctx.outputs[0] if ctx.outputs else ""
+
+    def linear(self, bias: Node) -> Node:
+        return self.reader.b.op("linear", self.x, self.weight, bias, name=self.name, module=self.module,
+                                attrs={"transpose_weight": True})
+
+
+def biased(r: Reader, a: Any, b: Any, ctx: Ctx) -> Node | None:
+    """Add(a, b) as one `linear` step, where one is a `LinearProduct` nothing else reads and the other its bias: a
+    parameter of the weight's rows; else None."""
+    for product, bias in ((a, b), (b, a)):
+        if isinstance(product, LinearProduct) and product.done is None and isinstance(bias, Init) \
+                and not bias.constant and bias.array.shape == (product.weight.shape[0],) \
+                and product.output and r.uses(product.output) == 1:
+            product.done = product.linear(parameter(r, bias, ctx, "bias", hint="bias"))
+            return product.done
+    return None
 
 
 @onnx_op("com.microsoft.FusedMatMul", "com.microsoft.TransposeMatMul")

@@ -117,6 +117,12 @@ def legacy_broadcast(r: Reader, ctx: Ctx, x: Any, y: Any) -> Any:
 
 @onnx_op(*_NP_BINARY, "Div", "Pow", "Mod")
 def _binary(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    if ctx.op == "Add" and "axis" not in ctx.attrs:  # a Linear's product and its bias: one `linear` step
+        from .core import biased
+
+        fused = biased(r, ins[0], ins[1], ctx)
+        if fused is not None:
+            return fused
     x, y = ins[0], legacy_broadcast(r, ctx, ins[0], ins[1])
     cx, cy = r.folded(x), r.folded(y)
     if cx is not None and cy is not None:

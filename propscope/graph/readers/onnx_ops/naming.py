@@ -65,6 +65,6 @@ def operand(r: Reader, value: Any, ctx: Ctx, hint: str = "const") -> Node:
     scale, a folded 1/√d), not a model parameter: a constant leaf of the node's module."""
     if isinstance(value, Init) and value.node is None and generated(value.name) and value.source is None:
         value.node = r.b.leaf("constant", f"{ctx.module or ctx.name}.{hint}", value.array, module=ctx.module,
-                              file_name=value.name)
+                              file_name=value.name, inline=True)  # the exporter's number: no state dict holds it
         return value.node
     return r.node(value, ctx, hint=hint)

@@ -1,7 +1,9 @@
 """ONNX Dropout: the identity in inference, with its mask (all kept) when a model asks for it.
 
-Training-mode Dropout draws a random mask; only ratio 0 (nothing dropped) is deterministic and maps. Inference is
-training_mode false (opset 12 on), any Dropout of opsets 7 to 11, and is_test=1 before opset 7.
+Training-mode Dropout (a model exported without `.eval()`) draws a random mask at every run: it is the catalog's
+`dropout`, its mask drawn from a seed of its node as a `.pt2`'s dropout in training mode is (the same at every step
+and on both backends, not the file's runtime's numbers), and said in a warning. Inference is training_mode false
+(opset 12 on), any Dropout of opsets 7 to 11, and is_test=1 before opset 7.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._aten import Missing, Unmapped
+from ..aten.constants import seed_of
 from ..onnx_reader import Ctx, Reader, onnx_op
 from .elementwise import op
 
@@ -25,7 +28,17 @@ def _dropout(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         raise Unmapped("Dropout whose training flag is computed at run time")
     ratio = r.folded(ins[1]) if len(ins) > 1 and ins[1] is not None else np.asarray(ctx.attrs.get("ratio", 0.5))
     if bool(training) and (ratio is None or float(ratio) != 0.0):
-        raise Unmapped("Dropout in training mode (a random mask; propscope's dropout op draws its own)")
+        if ratio is None or not 0.0 <= float(ratio) < 1.0:
+            raise Unmapped("Dropout in training mode with a ratio computed at run time or outside [0, 1)")
+        if r.training_dropouts == 0:
+            r.b.warnings.append(
+                f"Dropout {ctx.name!r} is in training mode (the model was exported without .eval()): each such "
+                "dropout drops with a mask drawn once from a seed of its node, the same at every step; export from "
+                "model.eval() to step the model as it predicts")
+        r.training_dropouts += 1
+        dropped = r.b.op("dropout", r.node(x, ctx), name=ctx.name, module=ctx.module,
+                         attrs={"p": float(ratio), "training": True, "seed": seed_of(ctx.name)})
+        return [dropped, Missing("the dropout mask of a Dropout in training mode")]
     return [x, np.ones(r.shape(x), dtype=bool)]
 
 

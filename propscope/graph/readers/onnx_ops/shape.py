@@ -147,7 +147,9 @@ def _gather(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return r.b.op("select", r.node(data, ctx), name=ctx.name, module=ctx.module,
                       attrs={"axis": axis, "index": int(ci)})
     if ci is None and isinstance(data, Init) and axis == 0 and len(data.array.shape) == 2:
-        return r.b.op("embedding", r.node(idx, ctx), r.node(data, ctx), name=ctx.name, module=ctx.module)
+        table = r.node(data, ctx)
+        r.tied(table, ctx.module)
+        return r.b.op("embedding", r.node(idx, ctx), table, name=ctx.name, module=ctx.module)
     return r.b.op("index", r.node(data, ctx), r.node(idx, ctx, hint="index"), name=ctx.name, module=ctx.module,
                   attrs={"axis": axis})
 
