@@ -3,7 +3,7 @@
 Training-mode Dropout (a model exported without `.eval()`) draws a random mask at every run: it is the catalog's
 `dropout`, its mask drawn from a seed of its node as a `.pt2`'s dropout in training mode is (the same at every step
 and on both backends, not the file's runtime's numbers), and said in a warning. Inference is training_mode false
-(opset 12 on), any Dropout of opsets 7 to 11, and is_test=1 before opset 7.
+(opset 12 on), any Dropout of opsets 7 to 11, and is_test=1 before opset 7 (is_test=0 is refused by name).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ def _dropout(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         raise Unmapped("Dropout whose training flag is computed at run time")
     ratio = r.folded(ins[1]) if len(ins) > 1 and ins[1] is not None else np.asarray(ctx.attrs.get("ratio", 0.5))
     if bool(training) and (ratio is None or float(ratio) != 0.0):
+        if ctx.opset < 7:  # is_test left at its default in a file made for inference, as old zoo files are
+            raise Unmapped("Dropout before opset 7 in training mode (is_test=0, its default)")
         if ratio is None or not 0.0 <= float(ratio) < 1.0:
             raise Unmapped("Dropout in training mode with a ratio computed at run time or outside [0, 1)")
         if r.training_dropouts == 0:
