@@ -67,7 +67,7 @@ from .canvas.colour_by import install_colour_by
 from .canvas.folding import Folding
 from .canvas.navigation import install_navigation
 from .diff.wiring import diff_view, install_diff, show_backends
-from .docks import default_window_size, make_dock
+from .docks import default_window_size, make_dock, tabify
 from .export.menu import attach_export
 from .guard import guarded
 from .help import add_help_menu
@@ -166,11 +166,11 @@ class MainWindow(QMainWindow):
         self.steps_dock = self._dock("Steps", "stepsDock", self.steps, Qt.DockWidgetArea.RightDockWidgetArea)
         self.chain_dock = self._dock("Chain rule", "chainRuleDock", self.chain,
                                      Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.tabifyDockWidget(self.inspector_dock, self.steps_dock)
+        tabify(self, self.inspector_dock, self.steps_dock)
         self.layer_view = LayerView(self.bridge, self.selection, self.themes)
         self.layer_dock = self._dock("Layer view", "layerViewDock", self.layer_view,
                                      Qt.DockWidgetArea.RightDockWidgetArea)
-        self.tabifyDockWidget(self.inspector_dock, self.layer_dock)
+        tabify(self, self.inspector_dock, self.layer_dock)
         self._layer_raised = False  # the layer view came forward by itself (and goes back when it no longer fits)
         self._layer_widened = False
         self._layer_hidden = False  # hidden by the app because the model has nothing to show there
@@ -237,7 +237,7 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(self.bridge, self.selection, self.themes, seed=self.seed)
         self.training_dock = self._dock("Training", "trainingDock", self.training,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.tabifyDockWidget(self.chain_dock, self.training_dock)
+        tabify(self, self.chain_dock, self.training_dock)
         self.chain_dock.raise_()
         self.neurons = NeuronView(self.bridge, self.selection, self.themes)
         self.neurons_dock = self._dock("Neurons", "neuronsDock", self.neurons, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -959,7 +959,7 @@ class MainWindow(QMainWindow):
         tabbed = bool(self.tabifiedDockWidgets(self.neurons_dock))
         if self.themes.projector or not getattr(self, "_neurons_drawable", True):
             if not tabbed:
-                self.tabifyDockWidget(self.inspector_dock, self.neurons_dock)
+                tabify(self, self.inspector_dock, self.neurons_dock)
                 self.inspector_dock.raise_()
         elif tabbed:
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.neurons_dock, Qt.Orientation.Vertical)

@@ -31,6 +31,7 @@ import shiboken6
 from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QTabBar, QToolBar
 
+from .docks import tabify
 from .guard import guarded_answer
 
 MIN_TEXT_PX_AT_1080 = 28
@@ -61,6 +62,7 @@ class ProjectorLayout(QObject):
         self._saved_corners: dict[Qt.Corner, Qt.DockWidgetArea] = {}
         self._was_full_screen = False
         self._watched: list[QDockWidget] = []
+        self._closed: set[QDockWidget] = set()  # wide docks hidden since they were last sized (`_over_chain`)
         self._session: object = None  # the session the docks were last arranged for
         self._room = 0  # the window's height as last asked for (`room_height`); 0: not known yet
         self._rescale = QTimer(self)  # a resize settles before the theme (and every view) is rebuilt
@@ -131,14 +133,23 @@ class ProjectorLayout(QObject):
         chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
         if chain.isFloating():
             chain.setFloating(False)
-        # out of its tab group (training, compare): a group whose other docks are hidden leaves its tab bar painted
-        w.removeDockWidget(chain)
-        w.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, chain)
+        if w.dockWidgetArea(chain) != Qt.DockWidgetArea.BottomDockWidgetArea:
+            w.removeDockWidget(chain)
+            w.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, chain)
+        # The wide docks wait, hidden, as tabs of the chain rule's group: shown later, a dock is in its place already.
+        # Moved there as it is shown (from `visibilityChanged`), a dock whose group went with it left Qt laying the
+        # window out with that group's item gone: showing Training with the Diff tab up crashed.
+        for dock in self._wide_docks():
+            if dock.isHidden() and not dock.isFloating():
+                tabify(w, chain, dock)
+                self._closed.add(dock)
         chain.show()
         chain.raise_()
-        for bar in w.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
-            bar.hide()  # one dock, no tab groups: a tab bar left from them is stale (Qt leaves it painted)
         w.chain.set_fit_to_text(True, self.text_limit)  # type: ignore[attr-defined]
+
+    def _wide_docks(self) -> list[QDockWidget]:
+        docks = (getattr(self.window, name, None) for name in WIDE_DOCKS)
+        return [dock for dock in docks if isinstance(dock, QDockWidget)]
 
     def _snug_chain(self) -> None:
         """A step with a shorter text gives the canvas back the lines the last one took: the chain-rule dock
@@ -154,22 +165,35 @@ class ProjectorLayout(QObject):
             self.fit_canvas()
 
     def _watch_wide_docks(self) -> None:
-        for name in WIDE_DOCKS:
-            dock = getattr(self.window, name, None)
-            if isinstance(dock, QDockWidget) and dock not in self._watched:
+        for dock in self._wide_docks():
+            if dock not in self._watched:
                 self._watched.append(dock)
                 dock.visibilityChanged.connect(lambda visible, d=dock: self._wide_dock_shown(d, visible))
 
     def _wide_dock_shown(self, dock: QDockWidget, visible: bool) -> None:
-        """A wide dock shown in projector mode goes over the chain rule, as a tab (the chain rule one click away)."""
-        w = self.window
-        chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
-        if self.on and not visible:  # closed: the chain rule's text may take the tab bar's lines again
-            QTimer.singleShot(0, self, self._refit_chain)
-        if not self.on or not visible or dock.isFloating() or dock in w.tabifiedDockWidgets(chain):
+        """A wide dock shown in projector mode is a tab over the chain rule (the chain rule one click away), sized to
+        its share of the window when it opens (not when its tab is chosen again)."""
+        if not self.on:
             return
-        w.tabifyDockWidget(chain, dock)
-        dock.show()
+        if not visible:  # closed: the chain rule's text may take the tab bar's lines again
+            if dock.isHidden():
+                self._closed.add(dock)
+            QTimer.singleShot(0, self, self._refit_chain)
+        elif not dock.isFloating():
+            # after the show: the window's layout is not changed while Qt shows a dock in it (see `_arrange`)
+            QTimer.singleShot(0, self, lambda: self._over_chain(dock))
+
+    def _over_chain(self, dock: QDockWidget) -> None:
+        w = self.window
+        if not self.on or not shiboken6.isValid(dock) or not dock.isVisible() or dock.isFloating():
+            return
+        chain: QDockWidget = w.chain_dock  # type: ignore[attr-defined]
+        if dock in w.tabifiedDockWidgets(chain):
+            if dock not in self._closed:
+                return  # its tab chosen again: it keeps the height it has
+        else:
+            tabify(w, chain, dock)
+        self._closed.discard(dock)
         dock.raise_()
         self.size_wide_dock(dock)
         QTimer.singleShot(0, self, lambda: self._fit_under_tabs(dock))  # once the tab bar is laid out

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget
 
-from ..docks import LazyDock
+from ..docks import LazyDock, tabify
 
 if TYPE_CHECKING:
     from .view import DiffView
@@ -23,10 +22,9 @@ if TYPE_CHECKING:
 def install_diff(window: Any) -> LazyDock:
     """The Diff dock (hidden, tabbed with the chain rule) and Debug ▸ Diff for `window` (a MainWindow)."""
     dock = LazyDock("Diff", "diffDock", lambda dock: _make_view(window, dock), window)
-    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-    window.tabifyDockWidget(window.chain_dock, dock)
+    dock.hide()  # before it joins the chain rule's tabs: shown, it would be made now
+    tabify(window, window.chain_dock, dock)
     window.chain_dock.raise_()
-    dock.hide()
 
     def open_dock() -> None:
         diff_view(window).refresh_sources()

@@ -34,6 +34,7 @@ from ...graph.ir import Graph, Node
 from ...graph.ops.conv import pads4, pair
 from ...graph.ops.conv3d import pads6, triple
 from ..bridge import SessionBridge
+from ..docks import DockScroll, ScrollBody
 from ..format import fmt_num, fmt_shape, symmetric_range
 from ..guard import guarded, guarded_answer
 from ..selection import Selection
@@ -720,7 +721,12 @@ class LayerView(QWidget):
         self.sections = [_SectionView() for _ in range(3)]
         for k, sv in enumerate(self.sections):
             sv.grid.cellClicked.connect(lambda t, r, c, k=k: self._clicked(k, t, r, c))
-        lay = self.box = QVBoxLayout(self)
+        # Its rows scroll where the dock is shorter than they need (as the inspector's do): beside the canvas in
+        # projector type at 1024×768 a convolution's header, controls and three grids needed 343 px, and the window
+        # asked for up to 883 lines of the screen's 768 with the Diff tab under the canvas.
+        self.body = ScrollBody()
+        self.body.setObjectName("layerRows")
+        lay = self.box = QVBoxLayout(self.body)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.addWidget(self.header)
         lay.addLayout(controls)
@@ -728,6 +734,12 @@ class LayerView(QWidget):
         for sv in self.sections:
             lay.addWidget(sv, 1)
         lay.addStretch(0)
+        self.scroll = DockScroll(self.body)
+        self.scroll.setObjectName("layerScroll")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroll)
+        self.body.resized.connect(self._share_height)
         bridge.cursorMoved.connect(lambda _c: self.refresh())
         bridge.traceChanged.connect(self.refresh)
         bridge.sessionChanged.connect(lambda _s: self.refresh())
@@ -756,6 +768,8 @@ class LayerView(QWidget):
             self._stale = True  # drawn when shown
             return
         self._stale = False
+        if name != self.node:  # another node: its headline and controls in sight first
+            self.scroll.verticalScrollBar().setValue(0)
         self.node = name
         if node is None or kind is None:
             self._show_hint(s)
@@ -833,7 +847,7 @@ class LayerView(QWidget):
         shown = [sv for sv in self.sections if not sv.isHidden()]
         if not shown:
             return
-        width = max(self.width() - 12, 100)
+        width = max(self.body.width() - 12, 100)
         room = sum(sv.grid.height() for sv in shown)
         low, high = 1.0, 64.0 * self.themes.theme.scale  # from the grids' smallest cell (`HeatGrid.min_cell`)
         for _ in range(20):  # the largest common cell size whose grids fit the room together
@@ -847,11 +861,6 @@ class LayerView(QWidget):
             if not sv.note.isHidden():
                 need += sv.note.heightForWidth(width)
             self.box.setStretchFactor(sv, max(1, min(round(need), 100000)))
-
-    @guarded
-    def resizeEvent(self, event: Any) -> None:
-        super().resizeEvent(event)
-        self._share_height()
 
     def _clicked(self, section: int, tile: int, row: int, col: int) -> None:
         """A click on the output grid selects that element (and so lights its receptive field)."""
