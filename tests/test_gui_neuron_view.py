@@ -119,8 +119,9 @@ def test_a_deep_mlp_keeps_titles_and_numbers_apart_and_shows_each_neurons_strong
     ("inputsigmoid..."), the z of neighbouring columns ran together, and 64 thick lines a gap made one mass."""
     s = mlp([8] * 11 + [3])
     w = open_window(qtbot, s)
-    if dock_width:
+    if dock_width:  # wider, and as tall as the column shared by size hints gave it (it is half the column now)
         w.resizeDocks([w.neurons_dock], [dock_width], Qt.Orientation.Horizontal)
+        w.resizeDocks([w.neurons_dock], [480], Qt.Orientation.Vertical)
         qtbot.wait(60)
     view = w.neurons
     assert len(view.layers) == 12

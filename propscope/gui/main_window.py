@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -244,6 +244,7 @@ class MainWindow(QMainWindow):
         self.training.liveParams.connect(self.neurons.show_weights)
         self.neurons.applicable.connect(self._arrange_neurons)
         self._arrange_neurons(bool(self.neurons.layers))
+        QTimer.singleShot(0, self, self._share_right_column)  # once the window has its size
         self.training.runner.stateChanged.connect(lambda _state: self._set_busy())
         self.training.message.connect(self.message)
 
@@ -963,6 +964,15 @@ class MainWindow(QMainWindow):
                 self.inspector_dock.raise_()
         elif tabbed:
             self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.neurons_dock, Qt.Orientation.Vertical)
+            self._share_right_column()
+
+    def _share_right_column(self) -> None:
+        """The inspector's group over the neuron view, half the column each, as before the layer view scrolled: its
+        value and gradient both in sight (Qt would share by size hints, and the layer view's rows now scroll)."""
+        if not self.tabifiedDockWidgets(self.neurons_dock):
+            height = max(self.height(), self.themes.theme.px(600))
+            self.resizeDocks([self.inspector_dock, self.neurons_dock], [height // 2, height // 2],
+                             Qt.Orientation.Vertical)
 
     def show_warning(self, title: str, text: str) -> None:
         """Like `show_error`, for a file that opened with something left out (unsupported ops)."""

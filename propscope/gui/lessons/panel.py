@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QTextBrowser,
     QVBoxLayout,
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
 from ...debugger import Session
 from ...debugger.lessons import Lesson, LessonError, LessonPlayer, load_lesson, open_lesson_session
 from ...graph.errors import PropscopeError
+from ..docks import DockScroll, ScrollBody, tabify
 from ..jobs import Job
 from ..theme import ThemeManager
 
@@ -121,12 +123,20 @@ class LessonPanel(QWidget):
         buttons = QHBoxLayout()
         for b in (self.back_button, self.next_button, self.edit_button, self.save_button):
             buttons.addWidget(b)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
+        # the title and the narration scroll where the dock is shorter than they are (beside the canvas in projector
+        # type at 1024×768 the rows asked the window for 841 lines); Back and Next stay in sight below them
+        body = ScrollBody()
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.title)
         lay.addWidget(self.where)
         lay.addWidget(self.stack, 1)
-        lay.addLayout(buttons)
+        self._edit(False)
+        self.scroll = DockScroll(body)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+        outer.addWidget(self.scroll, 1)
+        outer.addLayout(buttons)
         themes.changed.connect(self.refresh)
         self.refresh()
 
@@ -180,6 +190,9 @@ class LessonPanel(QWidget):
     # -- editing ------------------------------------------------------------------------------------
     def _edit(self, on: bool) -> None:
         self.stack.setCurrentIndex(1 if on else 0)
+        for i in range(self.stack.count()):  # the page not shown asks for no room (a stack asks for its largest)
+            policy = QSizePolicy.Policy.Preferred if i == self.stack.currentIndex() else QSizePolicy.Policy.Ignored
+            self.stack.widget(i).setSizePolicy(policy, policy)
         if on:
             self._fill_editor()
 
@@ -265,7 +278,7 @@ class LessonController(QObject):
         self._replay_entry()
         if not self.window.themes.projector and self.dock.isHidden():
             # tabbed with the neuron view under the inspector: the narration gets that whole place
-            self.window.tabifyDockWidget(self.window.neurons_dock, self.dock)
+            tabify(self.window, self.window.neurons_dock, self.dock)
         self.dock.show()
         self.dock.raise_()
         self._keep_visible()
