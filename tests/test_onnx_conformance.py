@@ -75,14 +75,6 @@ EXCLUDED: tuple[tuple[str, str], ...] = (
 
 # Selected cases known to fail, with the reason; each one counts against the 95%.
 EXPECTED_FAILURES: dict[str, str] = {
-    **{f"test_{k}": "AveragePool with dilations: PyTorch's (and the catalog's) average pool has none"
-       for k in ("averagepool_3d_dilations_small",
-                 "averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True",
-                 "averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False",
-                 "averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True",
-                 "averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False")},
-    "test_averagepool_2d_dilations": "AveragePool with dilations: PyTorch's (and the catalog's) average pool has none",
-    "test_averagepool_2d_pads": "AveragePool over more than half a window of padding that it does not count",
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's second output (flat argmax indices) is not built",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's second output (flat argmax indices) is not built",
     "test_lstm_with_peepholes": "LSTM peepholes: PyTorch's LSTM cell (the catalog's) has none",

@@ -196,6 +196,20 @@ def _lp_pool_reference(x: Any, p: float, kernel: tuple[int, ...], stride: tuple[
     return (sums ** (1.0 / p)).reshape(n, c, h, -1)
 
 
+def _average_pool_reference(x: Any, kernel: tuple[int, int], stride: tuple[int, int], pads: tuple[int, ...],
+                            dilation: tuple[int, int], include: bool) -> Any:
+    """Each window's mean over the cells it covers inside the input (inside the input and its pads where
+    `include`), the windows taken by unfold over the zero-padded input."""
+    def windows(t: Any) -> Any:
+        cols = F.unfold(F.pad(t, (pads[1], pads[3], pads[0], pads[2])), kernel, dilation=dilation, stride=stride)
+        return cols.reshape(t.shape[0], t.shape[1], kernel[0] * kernel[1], -1).sum(2)
+
+    sums = windows(x)
+    counts = windows(torch.ones_like(x)) if not include else torch.full_like(sums, float(kernel[0] * kernel[1]))
+    h = (x.shape[2] + pads[0] + pads[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    return (sums / counts).reshape(x.shape[0], x.shape[1], h, -1)
+
+
 def _reverse_sequence(x: Any, lens: list[int], batch_axis: int) -> Any:
     rows = []
     for b, n in enumerate(lens):
@@ -275,6 +289,20 @@ CASES: dict[str, OneNode] = {
     "lp_pool_dilated": OneNode("LpPool", {"x": _rng(6, 1, 2, 6, 6)},
                                lambda x: _lp_pool_reference(x, 2.0, (2, 2), (1, 1), (0, 0, 0, 0), (2, 2)),
                                {"kernel_shape": [2, 2], "dilations": [2, 2]}, catalog=frozenset({"sqrt"})),
+    # AveragePool where torch's average pool cannot go: each window's sum (a convolution with ones) over its count
+    "average_pool_dilated": OneNode("AveragePool", {"x": _rng(21, 2, 3, 7, 6)},
+                                    lambda x: _average_pool_reference(x, (2, 3), (1, 2), (1, 1, 0, 2), (2, 2), False),
+                                    {"kernel_shape": [2, 3], "strides": [1, 2], "pads": [1, 1, 0, 2],
+                                     "dilations": [2, 2]}, catalog=frozenset({"conv2d", "mul"})),
+    "average_pool_dilated_counting_pads": OneNode(
+        "AveragePool", {"x": _rng(22, 1, 2, 6, 6)},
+        lambda x: _average_pool_reference(x, (3, 3), (2, 2), (1, 1, 1, 1), (2, 1), True),
+        {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [2, 1],
+         "count_include_pad": 1}, catalog=frozenset({"conv2d", "mul"})),
+    "average_pool_wide_pads": OneNode("AveragePool", {"x": _rng(23, 1, 2, 5, 5)},
+                                      lambda x: _average_pool_reference(x, (3, 3), (1, 1), (2, 2, 2, 2), (1, 1), False),
+                                      {"kernel_shape": [3, 3], "pads": [2, 2, 2, 2]},
+                                      catalog=frozenset({"conv2d", "mul"})),
     "lp_pool_1d": OneNode("LpPool", {"x": _rng(8, 2, 3, 7)},
                           lambda x: _lp_pool_reference(x.unsqueeze(2), 2.0, (1, 3), (1, 2), (0, 1, 0, 1))
                           .squeeze(2), {"kernel_shape": [3], "strides": [2], "pads": [1, 1]}),

@@ -174,12 +174,11 @@ def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     ceil = bool(ctx.attrs.get("ceil_mode", 0))
     is_max = ctx.op == "MaxPool"
     include = bool(ctx.attrs.get("count_include_pad", 0))
-    if not is_max and any(d != 1 for d in dilations):
-        raise Unmapped("AveragePool with dilations (the catalog's average pool has none)")
+    beyond_half = any(max(p) > k // 2 for p, k in zip(pairs, kernel, strict=True))  # PyTorch's limit
+    if not is_max and (any(d != 1 for d in dilations) or (beyond_half and (ceil or not include))):
+        return _average_as_window_sum(r, ctx, x, kernel, strides, dilations, pairs, ceil, include)
     padded_first = False  # the indices of a max pool over an explicit pad step would be the padded image's
-    if any(max(p) > k // 2 for p, k in zip(pairs, kernel, strict=True)):  # PyTorch's limit: half the kernel
-        if not is_max and not include:
-            raise Unmapped("AveragePool with count_include_pad=0 and pads over half the window")
+    if beyond_half:
         if ceil:
             raise Unmapped(f"{ctx.op} with ceil_mode and pads over half the window")
         x = r.b.op("pad", x, name=f"{ctx.name}.padded", module=ctx.module,
@@ -204,6 +203,51 @@ def _pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
         return [node, PoolIndices(why, x, attrs) if dims == 2 and not padded_first else Missing(why)]
     attrs["count_include_pad"] = include
     return op(r, ctx, name, x, **attrs)
+
+
+def _ceil_pads(shape: tuple[int, ...], kernel: tuple[int, ...], strides: list[int], dilations: list[int],
+               pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The pads after each axis grown for ceil_mode: the last window may start past the end (within the input or its
+    first pads), so zeros go after, which add nothing to a sum."""
+    grown = list(pairs)
+    for i, (n, k, s, d) in enumerate(zip(shape, kernel, strides, dilations, strict=True)):
+        span, reach = n + sum(pairs[i]), (k - 1) * d + 1
+        count = math.ceil((span - reach) / s) + 1
+        if (count - 1) * s >= n + pairs[i][0]:
+            count -= 1
+        grown[i] = (pairs[i][0], pairs[i][1] + max((count - 1) * s + reach - span, 0))
+    return grown
+
+
+def _window_counts(n: int, k: int, s: int, d: int, pad: tuple[int, int], out: int, include: bool) -> np.ndarray:
+    """How many of each output's k window positions along one axis an average divides by: those inside the input,
+    or with count_include_pad inside the input and its pads (never the cells ceil_mode adds past them)."""
+    low, high = (-pad[0], n + pad[1]) if include else (0, n)
+    starts = np.arange(out) * s - pad[0]
+    at = starts[:, None] + np.arange(k)[None, :] * d
+    return ((at >= low) & (at < high)).sum(axis=1)
+
+
+def _average_as_window_sum(r: Reader, ctx: Ctx, x: Node, kernel: tuple[int, ...], strides: list[int],
+                           dilations: list[int], pairs: list[tuple[int, int]], ceil: bool, include: bool) -> Node:
+    """An AveragePool the catalog's average pool cannot take (dilations; pads over half the window that it does not
+    count, or with ceil_mode), as steps a learner knows: each window's sum (a convolution of each channel with a
+    kernel of ones, as LpPool's), times 1 / the count each output divides by (known now: it depends only on the
+    sizes), so the gradient is the convolution's and the product's."""
+    dims = len(kernel)
+    grown = _ceil_pads(tuple(x.shape[2:]), kernel, strides, dilations, pairs) if ceil else pairs
+    channels = x.shape[1]
+    ones = r.b.const(np.ones((channels, 1, *kernel)), ctx.module, "window", name=f"{ctx.name}.window")
+    zeros = r.b.const(np.zeros(channels), ctx.module, "no_bias", name=f"{ctx.name}.no_bias")
+    total = op(r, ctx, f"conv{dims}d", x, ones, zeros, suffix="window_sum", stride=_one(strides),
+               padding=_padding_attr(grown), dilation=_one(dilations), groups=channels)
+    counts = np.ones((), dtype=np.float64)
+    for i in range(dims):
+        axis = _window_counts(x.shape[2 + i], kernel[i], strides[i], dilations[i], pairs[i], total.shape[2 + i],
+                              include).astype(np.float64)
+        counts = np.multiply.outer(counts, axis)
+    inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0).reshape(1, 1, *total.shape[2:])
+    return op(r, ctx, "mul", total, r.b.const(inverse, ctx.module, "1/count", name=f"{ctx.name}.1/count"))
 
 
 def _powered(r: Reader, ctx: Ctx, x: Node, p: float) -> Node:
@@ -234,12 +278,7 @@ def _lp_pool(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     strides, dilations = _ints(ctx, "strides", dims, 1), _ints(ctx, "dilations", dims, 1)
     pairs = pads(ctx, x.shape[2:], kernel)
     if ctx.attrs.get("ceil_mode", 0):  # the last window may start past the end: pad zeros after, which add nothing
-        for i, (n, k, s, d) in enumerate(zip(x.shape[2:], kernel, strides, dilations, strict=True)):
-            span, reach = n + sum(pairs[i]), (k - 1) * d + 1
-            count = math.ceil((span - reach) / s) + 1
-            if (count - 1) * s >= n + pairs[i][0]:  # a window must start inside the input or its first pads
-                count -= 1
-            pairs[i] = (pairs[i][0], pairs[i][1] + max((count - 1) * s + reach - span, 0))
+        pairs = _ceil_pads(tuple(x.shape[2:]), kernel, strides, dilations, pairs)
     channels = x.shape[1]
     ones = r.b.const(np.ones((channels, 1, *kernel)), ctx.module, "window", name=f"{ctx.name}.window")
     zeros = r.b.const(np.zeros(channels), ctx.module, "no_bias", name=f"{ctx.name}.no_bias")
