@@ -200,7 +200,8 @@ def picked_rows(model: Model, name: str, table: np.ndarray) -> tuple[np.ndarray,
     if not 0 < count <= table.shape[0]:
         return None
     held = np.asarray(model.arrays[name]).reshape(count, -1)
-    for start in range(table.shape[0] - count + 1):
+    firsts = np.flatnonzero(np.isclose(table[:table.shape[0] - count + 1], held[0], rtol=1e-6, atol=0.0).all(axis=1))
+    for start in firsts:  # where the file's first row is, the rest checked
         if np.allclose(table[start:start + count], held, rtol=1e-6, atol=0.0):
             return table[start:start + count].reshape(shape), ""
     return table[:count].reshape(shape), (
@@ -225,8 +226,8 @@ def export_folds(model: Model, tensors: dict[str, np.ndarray], targets: Collecti
               if n.meta.get("export_folded", {}).get("part") == "weight"}
     if not marked:
         return {}
-    keys = list(tensors)
-    norms = [k[:-len(".running_var")] for k in keys if k.endswith(".running_var")
+    order = {k: i for i, k in enumerate(tensors)}
+    norms = [k[:-len(".running_var")] for k in tensors if k.endswith(".running_var")
              and f"{k[:-len('.running_var')]}.running_mean" in tensors and k not in targets]
     out: dict[str, dict[str, Any]] = {}
     unmatched = []
@@ -236,10 +237,10 @@ def export_folds(model: Model, tensors: dict[str, np.ndarray], targets: Collecti
         if f"{conv}.weight" not in tensors:
             continue  # reported missing as any other parameter
         file_weight, file_bias = model.arrays[weight_name], model.arrays[mark["bias"]]
-        start = keys.index(f"{conv}.weight")
+        start = order[f"{conv}.weight"]
         # the batch norm after the convolution in the state dict's order first (a module registers them so)
         for norm in sorted((n for n in norms if n not in used),
-                           key=lambda n: (keys.index(f"{n}.running_var") < start, keys.index(f"{n}.running_var"))):
+                           key=lambda n: (order[f"{n}.running_var"] < start, order[f"{n}.running_var"])):
             record = _matching_fold(conv, norm, tensors, file_weight, file_bias)
             if record is not None:
                 used.add(norm)
