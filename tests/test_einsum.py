@@ -28,6 +28,11 @@ EQUATIONS = [
     ("ij->ji", [(3, 4)]),
     ("i,i->", [(6,), (6,)]),
     ("bhqd,bhkd->bhqk", [(1, 2, 3, 4), (1, 2, 5, 4)]),
+    ("ii->i", [(4, 4)]),  # a diagonal
+    ("ii", [(4, 4)]),  # the trace (implicit: nothing keeps i)
+    ("...ii->...i", [(2, 3, 3)]),  # ONNX's batch diagonal
+    ("bii,bij->bj", [(2, 3, 3), (2, 3, 5)]),  # a diagonal, then a product
+    ("iji->j", [(3, 2, 3)]),  # repeated letters apart
 ]
 
 
@@ -70,7 +75,6 @@ def test_parse(equation: str, ranks: list[int], labels: list[str], out: str) -> 
 
 
 @pytest.mark.parametrize("equation, ranks, says", [
-    ("ii->i", [2], "diagonal"),
     ("...ij,...jk->...ik", [3, 4], "different ranks"),
     ("ij,jk->ik", [2], "names 2 operands"),
     ("ijk->i", [2], "does not fit"),

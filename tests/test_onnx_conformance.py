@@ -78,7 +78,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's second output (flat argmax indices) is not built",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's second output (flat argmax indices) is not built",
     "test_lstm_with_peepholes": "LSTM peepholes: PyTorch's LSTM cell (the catalog's) has none",
-    "test_einsum_batch_diagonal": "Einsum taking a diagonal (a letter repeated within one operand, \"...ii\")",
     **{f"test_{k}": "ScatterND/ScatterElements reduction mul, max or min at repeated positions of computed tensors "
                     "(the catalog's index_put overwrites or adds; at distinct positions they are read)"
        for k in ("scatternd_max", "scatternd_min", "scatternd_multiply", "scatter_elements_with_reduction_max",

@@ -6,8 +6,10 @@ letters both share and the output (or a later operand) keeps are the batch; the 
 nothing keeps are summed by the product; the rest stay free. A letter only one operand has and nothing
 keeps is summed away first. Every step is an ordinary op with its hand-written derivative.
 
-Not read (the op stays unsupported, named): a letter repeated within one operand (a diagonal, "ii->i"),
-and operands whose shared letters have different sizes (broadcasting a size-1 axis).
+A letter repeated within one operand ("ii->i", "...ii->...i": a diagonal, or a trace where nothing keeps it) is
+taken once first: the operand times an identity mask over those two axes, summed over the second, so its gradient
+is the mask's. Not read (the op stays unsupported, named): operands whose shared letters have different sizes
+(broadcasting a size-1 axis).
 """
 
 from __future__ import annotations
@@ -47,8 +49,6 @@ def parse(equation: str, ranks: Sequence[int]) -> tuple[list[str], str]:
             term = term.replace("...", spare)
         if len(term) != rank or not all(c in ascii_letters for c in term):
             raise EinsumUnmapped(f"einsum {equation!r}: {term!r} does not fit an operand of rank {rank}")
-        if len(set(term)) != len(term):
-            raise EinsumUnmapped(f"einsum {equation!r}: a repeated letter in {term!r} (a diagonal)")
         labels.append(term)
     if arrow:
         out = rhs.replace("...", spare)
@@ -77,6 +77,8 @@ def einsum(b: Builder, equation: str, operands: Sequence[Node], name: str, modul
             if sizes.setdefault(c, d) != d:
                 raise EinsumUnmapped(f"einsum {equation!r}: {c!r} is {sizes[c]} in one operand and {d} in another")
     steps = _Steps(b, name, module, sizes)
+    taken = [steps.diagonal(node, term) for node, term in zip(operands, labels, strict=True)]
+    operands, labels = [n for n, _ in taken], [t for _, t in taken]
     node, have = operands[0], labels[0]
     for i in range(1, len(operands)):
         later = set(out).union(*labels[i + 1:])
@@ -96,6 +98,22 @@ class _Steps:
     def _op(self, op: str, *inputs: Node, attrs: dict[str, object], suffix: str, last: bool = False) -> Node:
         return self.b.op(op, *inputs, name=self.name if last else f"{self.name}.{suffix}", module=self.module,
                          attrs=attrs)
+
+    def diagonal(self, node: Node, have: str) -> tuple[Node, str]:
+        """`node` with each letter it repeats taken once: the diagonal of those two axes, as the product with an
+        identity mask over them (zero off the diagonal), summed over the second."""
+        while len(set(have)) != len(have):
+            letter = next(c for c in have if have.count(c) > 1)
+            first = have.index(letter)
+            second = have.index(letter, first + 1)
+            size = self.sizes[letter]
+            shape = [1] * len(have)
+            shape[first] = shape[second] = size
+            mask = self.b.const(np.eye(size).reshape(shape), self.module, name=f"{self.name}.eye")
+            node = self._op("mul", node, mask, attrs={}, suffix="diag")
+            node = self._op("sum", node, attrs={"axis": (second,), "keepdims": False}, suffix="diag.sum")
+            have = have[:second] + have[second + 1:]
+        return node, have
 
     def reduce(self, node: Node, have: str, keep: set[str]) -> tuple[Node, str]:
         """`node` with the axes of the letters not in `keep` summed away."""
