@@ -115,7 +115,7 @@ def apply_state_dict(model: Model, tensors: dict[str, np.ndarray], source: str =
     # state dict under each: one is the graph's, the others are that one, not unexpected
     aliases = {other: kept for other, kept in model.aliases.items() if kept in targets}
     folded = {n.name: n.meta["folded_norm"] for n in model.graph.parameters if n.meta.get("folded_norm")}
-    folded.update(export_folds(model, tensors, targets, source))
+    folded.update(export_folds(model, tensors, targets))
     used: set[str] = set()  # the tensors a folded batch norm was made of
     notes_rows: list[str] = []  # rows of a table the exporter picked, taken where the values do not say which
     for name, shape in targets.items():
@@ -214,8 +214,7 @@ def picked_rows(model: Model, name: str, table: np.ndarray) -> tuple[np.ndarray,
 _NORM_EPS = (1e-5, 1e-3, 1e-4, 1e-6, 1e-2, 1e-1, 1e-8, 0.0)
 
 
-def export_folds(model: Model, tensors: dict[str, np.ndarray], targets: Collection[str],
-                 source: str = "") -> dict[str, dict[str, Any]]:
+def export_folds(model: Model, tensors: dict[str, np.ndarray], targets: Collection[str]) -> dict[str, dict[str, Any]]:
     """`folded_norm` records (as `refolded` reads them) for the convolutions the TorchScript exporter folded a batch
     norm into (`export_folded`, onnx_reader.mark_export_folded), whose batch norm the file does not name: each is
     matched to the state dict's batch norm (one the graph has no use for, with the convolution's channels) whose
@@ -252,7 +251,7 @@ def export_folds(model: Model, tensors: dict[str, np.ndarray], targets: Collecti
                 unmatched.append(conv)
     if unmatched:
         raise ModelFormatError(
-            f"{source or 'the state dict'}: the ONNX file holds {len(unmatched)} convolution(s) "
+            f"the ONNX file holds {len(unmatched)} convolution(s) "
             f"({_names(unmatched, 3)}) with a batch norm the TorchScript exporter folded in (eval mode), and the state "
             "dict's weights for them are not the file's: they cannot be folded the same way (the file keeps neither "
             "which batch norm nor its ε); export the model again with training=torch.onnx.TrainingMode.PRESERVE (or "
