@@ -78,10 +78,6 @@ EXPECTED_FAILURES: dict[str, str] = {
     "test_maxpool_with_argmax_2d_precomputed_pads": "MaxPool's second output (flat argmax indices) is not built",
     "test_maxpool_with_argmax_2d_precomputed_strides": "MaxPool's second output (flat argmax indices) is not built",
     "test_lstm_with_peepholes": "LSTM peepholes: PyTorch's LSTM cell (the catalog's) has none",
-    **{f"test_{k}": "ScatterND/ScatterElements reduction mul, max or min at repeated positions of computed tensors "
-                    "(the catalog's index_put overwrites or adds; at distinct positions they are read)"
-       for k in ("scatternd_max", "scatternd_min", "scatternd_multiply", "scatter_elements_with_reduction_max",
-                 "scatter_elements_with_reduction_min", "scatter_elements_with_reduction_mul")},
     "test_training_dropout_zero_ratio": "Dropout's ratio given at run time: whether it drops is decided at load time",
     "test_training_dropout_zero_ratio_mask": "Dropout's ratio given at run time: whether it drops is decided at "
                                              "load time",

@@ -272,12 +272,34 @@ def test_scatter_elements_at_positions_computed_at_run_time_match_torch(reductio
     assert not s.model.unsupported_ops and any(n.op.name == "index_put" for n in s.graph.nodes)
 
 
+_REDUCE = {"mul": "prod", "max": "amax", "min": "amin"}
+
+
+@pytest.mark.parametrize(("op", "reduction", "indices", "given"), [
+    ("ScatterElements", "mul", np.array([[3, 0, 3], [3, 0, 1]]), True),  # positions an input gives, repeated
+    ("ScatterElements", "max", np.array([[0, 0, 1], [0, 2, 1]]), False),  # known when the file is read, repeated
+    ("ScatterElements", "min", np.array([[2, 2, 2], [2, 2, 2]]), False),
+    ("ScatterND", "mul", np.array([[1], [1]]), False),  # two whole rows onto one
+    ("ScatterND", "max", np.array([[3], [3]]), False),
+])
+def test_mul_max_min_where_updates_meet_match_torchs_scatter_reduce(op: str, reduction: str, indices: np.ndarray,
+                                                                    given: bool, tmp_path: Path) -> None:
+    """Several updates on one element, or positions computed at run time: the catalog's scatter_reduce, whose
+    gradient is torch's (a maximum's shared evenly at ties)."""
+    path = _scatter_file(tmp_path / "s.onnx", op, reduction, None if given else indices)
+    x, u = np.random.default_rng(0).standard_normal((4, 3)), np.random.default_rng(1).standard_normal((2, 3))
+    xt, ut = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(u).requires_grad_(True)
+    index = torch.from_numpy(indices if op == "ScatterElements" else np.repeat(indices, 3, axis=1))
+    want = torch.relu(xt).scatter_reduce(0, index, -ut, _REDUCE[reduction])
+    upstream = np.random.default_rng(2).standard_normal((4, 3))
+    (want * torch.from_numpy(upstream)).sum().backward()
+    data = {"x": x, "u": u, **({"i": indices} if given else {})}
+    s = _agrees_with_torch(path, data, want, upstream, {"x": xt, "u": ut})
+    assert not s.model.unsupported_ops and any(n.op.name == "scatter_reduce" for n in s.graph.nodes)
+
+
 @pytest.mark.parametrize(("op", "reduction", "indices", "reason"), [
     ("ScatterND", "none", None, "at positions computed at run time"),
-    ("ScatterElements", "mul", None, "reduction 'mul' at positions computed at run time"),
-    ("ScatterND", "mul", np.array([[1], [1]]), "reduction 'mul' of computed tensors at repeated positions"),
-    ("ScatterElements", "max", np.array([[0, 0, 1], [0, 2, 1]]),
-     "reduction 'max' of computed tensors at repeated positions"),
 ])
 def test_scatters_propscope_cannot_step_are_refused_by_name(op: str, reduction: str, indices: Any, reason: str,
                                                              tmp_path: Path) -> None:

@@ -75,6 +75,19 @@ CASES = [
     Case("index_put", (normal(4, 3, 5), normal(2, 3), fixed([0, 3]), fixed([4, 1])),
          lambda F, t, x, v, i, j: t.ops.aten.index_put(x, [i, None, j], v, True),
          {"axes": (0, 2), "accumulate": True}, "separated-axes"),
+    # scatter_reduce: every reduction at repeated positions, with x's own value and without it, along each axis;
+    # prod with a zero in src alone at its position, a zero in x, and two zeros at one position
+    *(Case("scatter_reduce", (normal(3, 5), normal(3, 4), fixed([[0, 2, 2, 4], [1, 1, 1, 0], [3, 0, 4, 3]])),
+           lambda F, t, x, s, i, r=reduce, k=keep: t.scatter_reduce(x, 1, i, s, r, include_self=k),
+           {"axis": 1, "reduce": reduce, "include_self": keep}, f"{reduce}{'' if keep else '-without-self'}")
+      for reduce in ("sum", "prod", "mean", "amax", "amin") for keep in (True, False)),
+    Case("scatter_reduce", (normal(4, 2, 3), normal(3, 2, 3), fixed(np.array([[[0, 3, 3], [2, 2, 0]],
+                                                                            [[3, 3, 3], [0, 1, 2]],
+                                                                            [[1, 0, 3], [2, 2, 2]]]))),
+         lambda F, t, x, s, i: t.scatter_reduce(x, 0, i, s, "mean"), {"axis": 0, "reduce": "mean"}, "3d-axis0"),
+    Case("scatter_reduce", (fixed([[2.0, 0.0, -1.5, 3.0], [0.5, 4.0, 1.0, -2.0]]),
+                            fixed([[0.0, 1.5, 2.0], [0.0, 0.0, 3.0]]), fixed([[0, 0, 1], [3, 3, 1]])),
+         lambda F, t, x, s, i: t.scatter_reduce(x, 1, i, s, "prod"), {"axis": 1, "reduce": "prod"}, "prod-zeros"),
     # rounding through a narrower float: values and the gradient, as x.half().to(x.dtype) under autograd
     Case("cast", (normal(3, 4, scale=1e3),), lambda F, t, x: x.half().to(x.dtype)),
     Case("cast", (normal(3, 4, scale=1e5),), lambda F, t, x: x.half().to(x.dtype), tag="overflow"),

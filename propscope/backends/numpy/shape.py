@@ -39,6 +39,67 @@ def _(g: Array, x: Array, idx: Array, out: Array, axis: int) -> tuple[Array, Non
     return grad, None
 
 
+# -- scatter_reduce -----------------------------------------------------------------------------
+_SCATTER_UFUNCS = {"sum": np.add, "mean": np.add, "prod": np.multiply, "amax": np.maximum, "amin": np.minimum}
+_SCATTER_START = {"sum": 0.0, "mean": 0.0, "prod": 1.0, "amax": -np.inf, "amin": np.inf}
+
+
+def _scattered(x: Array, src: Array, where: tuple[Array, ...], reduce: str, include_self: bool) -> Array:
+    out = x.copy()
+    if not include_self:
+        out[where] = _SCATTER_START[reduce]  # x's own value there takes no part
+    _SCATTER_UFUNCS[reduce].at(out, where, src)  # every element that lands on one position, not the last only
+    if reduce == "mean":
+        out /= _scatter_counts(x, where, include_self)
+    return out
+
+
+def _scatter_counts(x: Array, where: tuple[Array, ...], include_self: bool) -> Array:
+    """How many values each mean averages (x's own among them with include_self; 1 where nothing lands)."""
+    counts = np.ones_like(x) if include_self else np.zeros_like(x)
+    np.add.at(counts, where, 1.0)
+    counts[counts == 0] = 1.0
+    return counts
+
+
+@kernel("scatter_reduce")
+def scatter_reduce(x: Array, src: Array, idx: Array, axis: int, reduce: str, include_self: bool = True) -> Array:
+    return _scattered(x, src, _gather_index(x, idx, axis % x.ndim), reduce, include_self)
+
+
+@scatter_reduce.gradient
+def _(g: Array, x: Array, src: Array, idx: Array, out: Array, axis: int, reduce: str, include_self: bool = True
+      ) -> tuple[Array, Array, None]:
+    where = _gather_index(x, idx, axis % x.ndim)
+    if reduce == "sum":
+        grad_x, grad_src = g.copy(), g[where]
+    elif reduce == "mean":
+        share = g / _scatter_counts(x, where, include_self)
+        grad_x, grad_src = share, share[where]
+    elif reduce == "prod":
+        # the product of the others, exactly where a factor is 0: x's with x's zeros taken as 1, src's with the one
+        # zero of its position taken as 1 (two zeros at a position: every other factor's product is 0)
+        masked_x = np.where(x == 0, 1.0, x)
+        grad_x = g * _scattered(masked_x, src, where, reduce, include_self) / masked_x
+        zero = src == 0
+        zeros_at = np.zeros_like(x)
+        np.add.at(zeros_at, where, zero.astype(x.dtype))
+        single = zero & (zeros_at[where] == 1)
+        without = _scattered(x, np.where(single, 1.0, src), where, reduce, include_self)
+        grad_src = np.where(single, (g * without)[where], (g * out)[where] / np.where(zero, 1.0, src))
+    else:  # amax, amin: shared evenly by every element that is the extreme (torch's rule at ties)
+        value = out[where]
+        x_is, src_is = (x == out).astype(x.dtype), (src == value).astype(x.dtype)
+        ties = x_is.copy()
+        np.add.at(ties, where, src_is)
+        share = g / np.where(ties == 0, 1.0, ties)
+        grad_x, grad_src = x_is * share, src_is * share[where]
+    if not include_self:
+        grad_x = grad_x.copy()
+        grad_x[where] = 0.0
+    return grad_x, grad_src, None
+
+
 # -- flip ---------------------------------------------------------------------------------------
 @kernel("flip")
 def flip(x: Array, axes: Any) -> Array:

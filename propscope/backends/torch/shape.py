@@ -17,6 +17,14 @@ def gather(x: Tensor, idx: Tensor, axis: int) -> Tensor:
     return torch.gather(x, axis, torch.where(ids < 0, ids + size, ids))  # ONNX's negative indices count from the end
 
 
+@kernel("scatter_reduce")
+def scatter_reduce(x: Tensor, src: Tensor, idx: Tensor, axis: int, reduce: str, include_self: bool = True) -> Tensor:
+    ids = integer_ids(idx)
+    size = x.shape[axis]
+    return torch.scatter_reduce(x, axis, torch.where(ids < 0, ids + size, ids), src.to(x.dtype), reduce,
+                                include_self=include_self)
+
+
 @kernel("flip")
 def flip(x: Tensor, axes: Any) -> Tensor:
     return torch.flip(x, tuple(axes))

@@ -56,6 +56,45 @@ define(OpDef(
 ))
 
 
+# -- scatter_reduce (torch.scatter_reduce, ONNX ScatterElements with a reduction) ------------------------------
+SCATTER_REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
+
+
+def _scatter_reduce(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
+    x, src, idx = (tuple(s) for s in shapes)
+    if not x:
+        raise ShapeError("scatter_reduce needs at least a 1-D input")
+    (axis,) = S.axes(int(attrs.get("axis", 0)), len(x))
+    if attrs.get("reduce") not in SCATTER_REDUCTIONS:
+        raise ShapeError(f"scatter_reduce's reduce must be one of {', '.join(SCATTER_REDUCTIONS)}, "
+                         f"got {attrs.get('reduce')!r}")
+    if not isinstance(attrs.get("include_self", True), bool):
+        raise ShapeError(f"include_self must be True or False, got {attrs.get('include_self')!r}")
+    if idx != src or len(idx) != len(x):
+        raise ShapeError(f"scatter_reduce's index {S.fmt(idx)} must have src's shape {S.fmt(src)} and as many axes "
+                         f"as x {S.fmt(x)}")
+    for d, (n, m) in enumerate(zip(idx, x, strict=True)):
+        if d != axis and n > m:
+            raise ShapeError(f"scatter_reduce's index {S.fmt(idx)} is larger than x {S.fmt(x)} along axis {d}")
+    return x
+
+
+define(OpDef(
+    "scatter_reduce", ("x", "src", "idx"),
+    "out = x, then out[i, idx[i, j], k] = reduce(out[i, idx[i, j], k], src[i, j, k])  (axis = 1; reduce: sum, prod, "
+    "mean, amax, amin over everything that lands there; without include_self, x's own value there is left out)",
+    {"x": "∂L/∂x = ∂L/∂out · ∂reduce/∂x where x takes part (sum: 1; mean: 1/n; prod: the others' product; amax and "
+          "amin: 1/(ties) where x is the extreme), 0 where include_self leaves it out",
+     "src": "∂L/∂src[i, j, k] = ∂L/∂out[i, idx[i, j], k] · ∂reduce/∂src  (as for x: 1, 1/n, the others' product, "
+            "1/(ties) at the extreme)"},
+    _scatter_reduce, "scatter", category="shape", nondifferentiable=frozenset({"idx"}),
+    default_attrs={"axis": 0, "reduce": "sum", "include_self": True},
+    summary="reduce each src element into x at its index along an axis: the sums, products, means, maxima or minima "
+            "of what lands on each element (torch.scatter_reduce, ONNX ScatterElements with a reduction; "
+            "PyTorch Geometric's message aggregation)",
+))
+
+
 # -- flip ---------------------------------------------------------------------------------------
 def _flip(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     x = tuple(shapes[0])

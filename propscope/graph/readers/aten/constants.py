@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ...ir import Node
-from ...ops.shape import INDEX_ROLES
+from ...ops.shape import INDEX_ROLES, SCATTER_REDUCTIONS
 from .._aten import (
     Ctx,
     Missing,
@@ -238,16 +238,22 @@ def _scatter_computed(t: Translator, a: dict[str, Any], ctx: Ctx, op: str) -> No
         raise Unmapped(f"{op} of a {ndim}-D tensor by a {len(picked)}-D index")
     dim = int(a["dim"]) % ndim
     reduce = a.get("reduce", "sum" if op == "scatter_add" else None)
-    if reduce not in (None, "sum", "add"):
+    reduce = {"add": "sum", "multiply": "prod"}.get(reduce, reduce)  # scatter's older names
+    include_self = bool(a.get("include_self", True))
+    if reduce not in (None, *SCATTER_REDUCTIONS):
         raise Unmapped(f"{op} with reduce={reduce!r} at computed positions")
-    if op == "scatter_reduce" and not a.get("include_self", True):
-        raise Unmapped("scatter_reduce with include_self=False at computed positions")
     if "src" in a:
         if tuple(t.shape(a["src"])) != picked:
             raise Unmapped(f"{op} of a source {tuple(t.shape(a['src']))} larger than its index {picked}")
         values = t.node(a["src"], ctx, "src")
     else:
         values = t.b.const(np.full(picked, float(np.asarray(a.get("value", 0.0)))), ctx.module, "value")
+    if reduce not in (None, "sum") or not include_self:
+        # products, means, maxima and minima (a graph network's messages aggregated per node), or without x's own
+        # value: one step whose derivative shares the gradient as torch's does (ties at a maximum evenly)
+        return t.b.op("scatter_reduce", t.node(x, ctx, "self"), values, t.node(index, ctx, "index"), name=ctx.name,
+                      module=ctx.module, original_op=op,
+                      attrs={"axis": dim, "reduce": reduce, "include_self": include_self})
     positions = [t.node(index, ctx, "index") if k == dim else t.b.const(
         np.arange(n).reshape([n if j == k else 1 for j in range(ndim)]), ctx.module, f"axis{k}")
         for k, n in enumerate(picked)]

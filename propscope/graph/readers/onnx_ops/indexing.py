@@ -2,8 +2,8 @@
 ScatterElements folded on constants (masks built at load time, as Swin's shifted-window mask), and of computed
 data or updates at positions known at load time the catalog's `index_put` (x[:, 1:3] = y, x[idx] += y,
 scatter_add, index_put_; a decomposed max unpool's is `max_unpool2d`, see conv.py), and ScatterElements at
-positions computed at run time too (a router's top-k); the shape plumbing that folds
-at load time is in `shape.py`."""
+positions computed at run time too (a router's top-k); a reduction mul, max or min where several updates land on
+one element is the catalog's `scatter_reduce`; the shape plumbing that folds at load time is in `shape.py`."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def _tile(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
 
 _REDUCE = {"none": None, "add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
 _COMBINE = {"mul": "mul", "max": "maximum", "min": "minimum"}  # the others, at distinct positions
+_SCATTER_REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}  # the catalog's scatter_reduce's
 
 
 def _reduction(ctx: Ctx) -> str:
@@ -91,11 +92,28 @@ def _put(r: Reader, ins: list[Any], ctx: Ctx, reduction: str, ids: list[np.ndarr
     if reduction in _COMBINE:
         points = np.stack([a.reshape(-1) for a in np.broadcast_arrays(*ids)], axis=1)
         if len(np.unique(points, axis=0)) != len(points):
-            raise Unmapped(f"{ctx.op} reduction {reduction!r} of computed tensors at repeated positions (the "
-                           "catalog's index_put overwrites or adds)")
+            return _reduced_at_repeats(r, ctx, data, updates, ids, reduction)
         picked = op(r, ctx, "index_nd", data, *positions, suffix="picked", axes=axes)
         updates = op(r, ctx, _COMBINE[reduction], picked, updates, suffix=reduction)
     return op(r, ctx, "index_put", data, updates, *positions, axes=axes, accumulate=reduction == "add")
+
+
+def _reduced_at_repeats(r: Reader, ctx: Ctx, data: Node, updates: Node, ids: list[np.ndarray], reduction: str
+                        ) -> Node:
+    """A scatter's mul, max or min where several updates land on one element (known when the file is read): over
+    the flattened data, the catalog's scatter_reduce of the flattened updates at each one's element, reshaped back.
+    The index tensors address the leading axes (ScatterND's indices[..., k], every axis for ScatterElements)."""
+    shape = tuple(data.shape)
+    fold_room((), f"{ctx.op} {ctx.name!r} positions", r.where, shape=tuple(updates.shape))
+    element = np.arange(int(np.prod(shape)), dtype=np.int64).reshape(shape)[tuple(ids)]
+    if element.shape != tuple(updates.shape):
+        raise Unmapped(f"{ctx.op} updates {tuple(updates.shape)} do not fit the {element.shape} elements picked")
+    flat = op(r, ctx, "reshape", data, suffix="flat", shape=(-1,))
+    values = op(r, ctx, "reshape", updates, suffix="updates_flat", shape=(-1,))
+    where = r.b.const(element.reshape(-1), ctx.module, "elements", name=f"{ctx.name}.elements")
+    reduced = op(r, ctx, "scatter_reduce", flat, values, where, suffix="reduced", axis=0,
+                 reduce=_SCATTER_REDUCE[reduction], include_self=True)
+    return op(r, ctx, "reshape", reduced, shape=shape)
 
 
 def _compacted(ids: list[np.ndarray]) -> list[np.ndarray]:
@@ -181,13 +199,14 @@ def _scatter_elements_computed(r: Reader, ins: list[Any], ctx: Ctx, reduction: s
     catalog's index_put with the computed indices on `axis`, each other axis indexed by its own positions; reduction
     add accumulates, as index_put does at repeated positions."""
     shape, picked = tuple(r.shape(ins[0])), tuple(r.shape(ins[1]))
-    if reduction not in ("none", "add"):
-        raise Unmapped(f"{ctx.op} reduction {reduction!r} at positions computed at run time (the catalog's "
-                       "index_put overwrites or adds)")
     if not 1 <= len(shape) <= len(INDEX_ROLES) or len(picked) != len(shape) or tuple(r.shape(ins[2])) != picked \
             or any(i > d for i, d in zip(picked, shape, strict=True)):
         raise Unmapped(f"{ctx.op} indices {picked} and updates {tuple(r.shape(ins[2]))} do not fit data {shape}")
     axis = int(ctx.attrs.get("axis", 0)) % len(shape)
+    if reduction in _COMBINE:  # products, maxima, minima of what lands on each element: torch's scatter_reduce
+        return op(r, ctx, "scatter_reduce", r.node(ins[0], ctx, hint="data"), r.node(ins[2], ctx, hint="updates"),
+                  r.node(ins[1], ctx, hint="indices"), axis=axis, reduce=_SCATTER_REDUCE[reduction],
+                  include_self=True)
     positions = [r.node(ins[1], ctx, hint="indices") if k == axis else r.b.const(
         np.arange(n).reshape([n if j == k else 1 for j in range(len(picked))]), ctx.module, f"axis{k}",
         name=f"{ctx.name}.axis{k}") for k, n in enumerate(picked)]
