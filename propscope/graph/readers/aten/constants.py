@@ -238,7 +238,7 @@ def _scatter_computed(t: Translator, a: dict[str, Any], ctx: Ctx, op: str) -> No
         raise Unmapped(f"{op} of a {ndim}-D tensor by a {len(picked)}-D index")
     dim = int(a["dim"]) % ndim
     reduce = a.get("reduce", "sum" if op == "scatter_add" else None)
-    reduce = {"add": "sum", "multiply": "prod"}.get(reduce, reduce)  # scatter's older names
+    reduce = {"add": "sum", "multiply": "prod"}.get(str(reduce), reduce)  # scatter's older names
     include_self = bool(a.get("include_self", True))
     if reduce not in (None, *SCATTER_REDUCTIONS):
         raise Unmapped(f"{op} with reduce={reduce!r} at computed positions")
