@@ -1,20 +1,24 @@
-"""Convolution and pooling on NumPy, by im2col: every window as a strided view, then one matrix product.
+"""Convolution and pooling on NumPy, by im2col: every window copied into a window matrix, then one matrix product.
 
-`_windows` views the padded image as (N, C, out_h, out_w, kh, kw) without copying; the forward
-multiplies those windows by the filters, and the backward `_fold` (col2im) adds gradients back
-into the image with one slice per kernel offset: kh·kw vectorised additions, never a loop over
-pixels. A transposed convolution is the same two halves swapped: its forward is conv2d's
-input gradient (a fold), its input gradient a conv2d (an unfold). 1-D ops run as 2-D ops on a
-1×length image. Where the windows sit (`Grid`) comes from the op's shape rule module.
+The forward multiplies the window matrix by the filters, and the backward `_fold` (col2im) adds gradients back
+into the image with one slice per kernel offset: kh·kw vectorised additions, never a loop over pixels. A
+convolution's window matrix is built from the image itself (`_unfold_into`: one strided copy per kernel offset,
+zeros where a window reaches into the padding) and its fold adds straight into the image's gradient, dropping
+what falls on the padding: neither the padded image nor a padded gradient to crop is made. A transposed
+convolution is the same two halves swapped: its forward is conv2d's input gradient (a fold), its input gradient
+a conv2d (an unfold). 1-D ops run as 2-D ops on a 1×length image. Where the windows sit (`Grid`) comes from the
+op's shape rule module. Pooling still pads (with -inf for the max) and reads the padded image's strided windows.
 
 The window matrix is kh·kw times its image (9 times for a 3×3 filter), so no product builds more than
 `IM2COL_BYTES` of it at once, as in the 3-D kernels (conv3d.py): the columns go in slabs of whole samples,
 else of output rows of one sample, the weight gradient's rows in slabs of channels (else kernel rows), and
 the fold adds the slabs back last one first, which keeps the order of each cell's additions. Below the bound
 nothing changes; above it products may round differently in the last bits (OpenBLAS picks its kernels by
-size). The max pool's gradient finds each window's winner tap by tap, never copying the window matrix.
+size), which is why the bound stays where it was. The window matrices live in memory the process keeps
+(`kernels.scratch`): touching 231 MB of fresh memory for VGG-16's second convolution cost more than its
+products on a VM after a pause. The max pool's gradient finds each window's winner tap by tap, never copying
+the window matrix.
 """
-
 from __future__ import annotations
 
 import functools
@@ -24,9 +28,10 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ...graph.ops.conv import Grid, adaptive_size, adaptive_windows, grid, grid1d, transposed_grid
-from .kernels import Array, kernel
+from .kernels import Array, borrowed, kernel, scratch
 
 IM2COL_BYTES = 256 * 2**20  # the most of a window matrix one product builds
+_SMALL_IMAGE = 2**16  # values: an image this small is padded whole for im2col (a copy per kernel offset costs more)
 
 
 # -- windows -----------------------------------------------------------------------------------
@@ -56,38 +61,72 @@ def _windows(xp: Array, g: Grid) -> Array:
     return as_strided(xp, (n, c, oh, ow, kh, kw), (s0, s1, s2 * sh, s3 * sw, s2 * dh, s3 * dw), writeable=False)
 
 
-def _fold_into(gxp: Array, gwin: Array, g: Grid, row: int = 0) -> None:
-    """col2im: add windows' values (N, C, rows, out_w, kh, kw) into `gxp` where they sat, the first row of
-    windows being output row `row`: one vectorised add per kernel offset; overlapping windows sum up."""
+def _inside(first: int, stop: int, tap: int, stride: int, dilation: int, before: int, size: int
+            ) -> tuple[int, int, int]:
+    """The windows i in [first, stop) along one axis whose tap `tap` reads the image itself, not its padding
+    (0 <= i·stride + tap·dilation − before < size): (i0, i1, the image index i0's tap reads)."""
+    offset = tap * dilation - before
+    i0 = max(first, -(offset // stride))
+    i1 = max(i0, min(stop, (size - 1 - offset) // stride + 1))
+    return i0, i1, i0 * stride + offset
+
+
+def _along(start: int, count: int, stride: int) -> slice:
+    return slice(start, start + stride * (count - 1) + 1, stride)
+
+
+def _unfold_into(cols: Array, x: Array, g: Grid, channels: slice, samples: slice, rows: slice,
+                 taps: slice = slice(None)) -> None:
+    """im2col with the padding implied: `cols` (channels, kernel rows `taps`, kw, samples, rows, out_w) gets every
+    window's values, 0 where a window reaches into the padding. One strided copy per kernel offset; the padded
+    image is never made."""
+    (kh, kw), (sh, sw), (dh, dw), (_, ow) = g.kernel, g.stride, g.dilation, g.out
+    (h, w), top, left = g.size, g.pads[0], g.pads[2]
+    image = x[samples, channels].transpose(1, 0, 2, 3)  # (channels, samples, h, w), a view
+    r0 = rows.start or 0
+    r1 = r0 + cols.shape[4]
+    if image.size <= _SMALL_IMAGE or not any(g.pads):  # one copy of the windows (of the padded image, if small)
+        win = _windows(_pad(x[samples, channels], g), g)[:, :, r0:r1, :, taps]  # (samples, channels, rows, ow, ...)
+        np.copyto(cols, win.transpose(1, 4, 5, 0, 2, 3))
+        return
+    across = [_inside(0, ow, v, sw, dw, left, w) for v in range(kw)]
+    for u in range(*taps.indices(kh)):
+        i0, i1, y = _inside(r0, r1, u, sh, dh, top, h)
+        for v, (j0, j1, z) in enumerate(across):
+            tap = cols[:, u - (taps.start or 0), v]  # (channels, samples, rows, out_w)
+            a, b = i0 - r0, i1 - r0
+            if b <= a or j1 <= j0:
+                tap[...] = 0
+                continue
+            tap[:, :, :a] = 0
+            tap[:, :, b:] = 0
+            tap[:, :, a:b, :j0] = 0
+            tap[:, :, a:b, j1:] = 0
+            tap[:, :, a:b, j0:j1] = image[:, :, _along(y, b - a, sh), _along(z, j1 - j0, sw)]
+
+
+def _fold_into(gx: Array, gwin: Array, g: Grid, row: int = 0) -> None:
+    """col2im: add windows' values (N, C, rows, out_w, kh, kw) into the image gradient `gx` (N, C, h, w) where they
+    sat, the first row of windows being output row `row`: one vectorised add per kernel offset, in offset order;
+    overlapping windows sum up, and what falls on the padding is dropped (never added)."""
     (kh, kw), (sh, sw), (dh, dw) = g.kernel, g.stride, g.dilation
-    oh, ow = gwin.shape[2:4]
+    (h, w), top, left = g.size, g.pads[0], g.pads[2]
+    rows, ow = gwin.shape[2:4]
+    across = [_inside(0, ow, v, sw, dw, left, w) for v in range(kw)]
     for u in range(kh):
-        top = row * sh + u * dh
-        for v in range(kw):
-            gxp[:, :, top: top + sh * (oh - 1) + 1: sh, v * dw: v * dw + sw * (ow - 1) + 1: sw] += gwin[..., u, v]
+        i0, i1, y = _inside(row, row + rows, u, sh, dh, top, h)
+        if i1 <= i0:
+            continue
+        for v, (j0, j1, z) in enumerate(across):
+            if j1 > j0:
+                gx[:, :, _along(y, i1 - i0, sh), _along(z, j1 - j0, sw)] += gwin[:, :, i0 - row: i1 - row, j0:j1, u, v]
 
 
 def _fold(gwin: Array, g: Grid) -> Array:
-    """col2im: add each window's gradient (N, C, out_h, out_w, kh, kw) back where the window sat."""
-    gxp = np.zeros((*gwin.shape[:2], *g.padded), dtype=gwin.dtype)
-    _fold_into(gxp, gwin, g)
-    return gxp
-
-
-def _columns(xp: Array, g: Grid, groups: int) -> Array:
-    """im2col of a padded image: (groups, C/groups·kh·kw, N·out_h·out_w), one column per output pixel.
-
-    The batch sits among the columns, so each product below is one matrix product per group whose
-    inner dimension runs over every pixel of every sample: the weight gradient needs no sum over
-    samples afterwards.
-    """
-    return _window_columns(_windows(xp, g), groups)  # (N, C, oh, ow, kh, kw), a view
-
-
-def _window_columns(win: Array, groups: int) -> Array:
-    """Windows (N, C, oh, ow, kh, kw) as columns (groups, C/groups·kh·kw, N·oh·ow)."""
-    n, c, oh, ow, kh, kw = win.shape
-    return win.transpose(1, 4, 5, 0, 2, 3).reshape(groups, (c // groups) * kh * kw, n * oh * ow)
+    """col2im: add each window's gradient (N, C, out_h, out_w, kh, kw) back where the window sat: the image's."""
+    gx = np.zeros((*gwin.shape[:2], *g.size), dtype=gwin.dtype)
+    _fold_into(gx, gwin, g)
+    return gx
 
 
 # -- slabs: window matrices of at most IM2COL_BYTES -----------------------------------------------------------
@@ -99,12 +138,16 @@ def _slabs(n: int, out: tuple[int, int], per_position: int) -> list[tuple[slice,
     row = max(per_position * ow, 1)
     whole = row * oh
     if whole * n <= IM2COL_BYTES:
-        return [(slice(0, n), slice(None))]
+        return [(slice(0, n), slice(0, oh))]
     if whole <= IM2COL_BYTES:
         step = IM2COL_BYTES // whole
-        return [(slice(a, min(a + step, n)), slice(None)) for a in range(0, n, step)]
+        return [(slice(a, min(a + step, n)), slice(0, oh)) for a in range(0, n, step)]
     step = max(1, IM2COL_BYTES // row)
     return [(slice(b, b + 1), slice(a, min(a + step, oh))) for b in range(n) for a in range(0, oh, step)]
+
+
+def _extent(s: slice) -> int:
+    return s.stop - s.start
 
 
 def _per_position(c: int, g: Grid, t: Array) -> int:
@@ -112,44 +155,67 @@ def _per_position(c: int, g: Grid, t: Array) -> int:
     return c * g.kernel[0] * g.kernel[1] * t.itemsize
 
 
-def _unfold_product(xp: Array, g: Grid, groups: int, filters: Array) -> Array:
-    """`filters` (groups, M, C/groups·kh·kw) times every window of the padded image: (N, groups·M, out_h, out_w)."""
-    n, c = xp.shape[:2]
-    slabs = _slabs(n, g.out, _per_position(c, g, xp))
-    if len(slabs) == 1:
-        return _batch_first(np.matmul(filters, _columns(xp, g, groups)), n, g.out)
-    win = _windows(xp, g)
-    out = np.empty((n, groups * filters.shape[1], *g.out), dtype=np.result_type(xp, filters))
-    for samples, rows in slabs:
-        part = win[samples, :, rows]
-        out[samples, :, rows] = _batch_first(np.matmul(filters, _window_columns(part, groups)), part.shape[0],
-                                             part.shape[2:4])
+def _unfold_product(x: Array, g: Grid, groups: int, filters: Array) -> Array:
+    """`filters` (groups, M, C/groups·kh·kw) times every window of the image in its padding: (N, groups·M, out_h,
+    out_w). The window matrix is built slab by slab in borrowed memory; a slab of one sample's rows is multiplied
+    straight into its place in the output."""
+    n, c = x.shape[:2]
+    (kh, kw), (oh, ow), m = g.kernel, g.out, filters.shape[1]
+    slabs = _slabs(n, g.out, _per_position(c, g, x))
+    most = max(_extent(samples) * _extent(rows) for samples, rows in slabs) * ow * _per_position(c, g, x)
+    out = np.empty((n, groups * m, oh, ow), dtype=np.result_type(x, filters))
+    with scratch(most) as buf:
+        for samples, rows in slabs:
+            nb, nr = _extent(samples), _extent(rows)
+            cols = borrowed(buf, (c, kh, kw, nb, nr, ow), x.dtype)
+            _unfold_into(cols, x, g, slice(None), samples, rows)
+            by_group = cols.reshape(groups, -1, nb * nr * ow)
+            for group in range(groups):
+                if nb == 1:  # straight into the output: its sample as a (channels, positions) matrix, a view
+                    plane = out[samples.start].reshape(groups * m, oh * ow)
+                    np.matmul(filters[group], by_group[group],
+                              out=plane[group * m: (group + 1) * m, rows.start * ow: rows.stop * ow])
+                else:
+                    part = np.matmul(filters[group], by_group[group]).reshape(m, nb, nr, ow)
+                    out[samples, group * m: (group + 1) * m, rows] = part.transpose(1, 0, 2, 3)
     return out
 
 
-def _weight_product(t_rows: Array, xp: Array, g: Grid, groups: int) -> Array:
-    """Σ over positions of `t_rows` (groups, M, N·out_h·out_w) times each position's window of the padded image:
-    (groups, M, C/groups·kh·kw). The positions are the product's inner dimension, so slabs split the columns
-    (whole channels, else kernel rows of one channel) rather than the positions."""
-    c = xp.shape[1]
-    cg, (kh, kw) = c // groups, g.kernel
-    positions, item = t_rows.shape[2], xp.itemsize
+def _weight_product(t_rows: Array, x: Array, g: Grid, groups: int) -> Array:
+    """Σ over positions of `t_rows` (groups, M, N·out_h·out_w) times each position's window of the image in its
+    padding: (groups, M, C/groups·kh·kw). The positions are the product's inner dimension, so slabs split the
+    columns (whole channels, else kernel rows of one channel) rather than the positions.
+
+    Not taken transposed, (windows · t_rowsᵀ)ᵀ, though that dodges a stall of OpenBLAS's two threads on this
+    long, narrow product when other processes share the cores (VGG-16's second convolution at 224×224, load 4:
+    0.3-0.9 s this way, 0.05-0.11 s transposed): for some shapes (a 7×7 stride-2 stem in float64) it rounds the
+    last bit differently."""
+    n, c = x.shape[:2]
+    cg, (kh, kw), (oh, ow) = c // groups, g.kernel, g.out
+    positions, item = t_rows.shape[2], x.itemsize
+    out = np.empty((groups, t_rows.shape[1], cg * kh * kw), dtype=np.result_type(x, t_rows))
+    everything = slice(0, n), slice(0, oh)
     if groups * positions * cg * kh * kw * item <= IM2COL_BYTES:
-        return np.matmul(t_rows, _columns(xp, g, groups).transpose(0, 2, 1))
-    win = _windows(xp, g)
-    out = np.empty((groups, t_rows.shape[1], cg * kh * kw), dtype=np.result_type(xp, t_rows))
+        with scratch(c * kh * kw * positions * item) as buf:
+            cols = borrowed(buf, (c, kh, kw, n, oh, ow), x.dtype)
+            _unfold_into(cols, x, g, slice(None), *everything)
+            np.matmul(t_rows, cols.reshape(groups, -1, positions).transpose(0, 2, 1), out=out)
+        return out
     if positions * kh * kw * item <= IM2COL_BYTES:  # whole channels
         step = IM2COL_BYTES // (positions * kh * kw * item)
-        blocks = [(a, min(a + step, cg), slice(None)) for a in range(0, cg, step)]
+        blocks = [(a, min(a + step, cg), slice(0, kh)) for a in range(0, cg, step)]
     else:  # kernel rows of one channel
         step = max(1, IM2COL_BYTES // (positions * kw * item))
         blocks = [(a, a + 1, slice(u, min(u + step, kh))) for a in range(cg) for u in range(0, kh, step)]
-    for group in range(groups):
-        for c0, c1, taps in blocks:
-            part = win[:, group * cg + c0: group * cg + c1, :, :, taps]  # (N, channels, oh, ow, rows, kw)
-            cols = part.transpose(1, 4, 5, 0, 2, 3).reshape(-1, positions)
-            first = c0 * kh * kw + (taps.start or 0) * kw
-            out[group, :, first: first + cols.shape[0]] = np.matmul(t_rows[group], cols.T)
+    most = max((c1 - c0) * _extent(taps) for c0, c1, taps in blocks) * kw * positions * item
+    with scratch(most) as buf:
+        for group in range(groups):
+            for c0, c1, taps in blocks:
+                cols = borrowed(buf, (c1 - c0, _extent(taps), kw, n, oh, ow), x.dtype)
+                _unfold_into(cols, x, g, slice(group * cg + c0, group * cg + c1), *everything, taps)
+                first = c0 * kh * kw + taps.start * kw
+                np.matmul(t_rows[group], cols.reshape(-1, positions).T,
+                          out=out[group, :, first: first + cols.shape[0] * cols.shape[1] * kw])
     return out
 
 
@@ -158,38 +224,28 @@ def _fold_product(left: Array, t: Array, groups: int, channels: int, g: Grid) ->
     back where the windows sat (col2im) into an image of `channels`. One fold adds a cell's terms in kernel-offset
     order; a later row of windows reaches a cell through an earlier kernel row, so the slabs go last one first."""
     n = t.shape[0]
-    slabs = _slabs(n, g.out, _per_position(channels, g, t))
-    if len(slabs) == 1:
-        return _fold_columns(np.matmul(left, _batch_last(t, groups)), n, channels, g)
-    (kh, kw), m = g.kernel, t.shape[1] // groups
-    by_group = t.reshape(n, groups, m, *t.shape[2:]).transpose(1, 2, 0, 3, 4)  # (groups, M, N, oh, ow), a view
-    gxp = np.zeros((n, channels, *g.padded), dtype=np.result_type(left, t))
-    for samples, rows in reversed(slabs):
-        block = by_group[:, :, samples, rows]
-        nb, hh, ww = block.shape[2:]
-        cols = np.matmul(left, block.reshape(groups, m, -1))  # (groups, C/groups·kh·kw, nb·hh·ww)
-        _fold_into(gxp[samples], cols.reshape(channels, kh, kw, nb, hh, ww).transpose(3, 0, 4, 5, 1, 2), g,
-                   rows.start or 0)
-    return _crop(gxp, g)
-
-
-def _fold_columns(cols: Array, n: int, channels: int, g: Grid) -> Array:
-    """The inverse of `_columns`: (groups, C/groups·kh·kw, N·out_h·out_w) added back into the image."""
-    (kh, kw), (oh, ow) = g.kernel, g.out
-    gwin = cols.reshape(channels, kh, kw, n, oh, ow).transpose(3, 0, 4, 5, 1, 2)
-    return _crop(_fold(gwin, g), g)
+    (kh, kw), (oh, ow), m = g.kernel, g.out, t.shape[1] // groups
+    dtype = np.result_type(left, t)
+    slabs = _slabs(n, g.out, _per_position(channels, g, t))  # as ever: a product of another shape may round apart
+    most = max(_extent(samples) * _extent(rows) for samples, rows in slabs) * ow * channels * kh * kw * dtype.itemsize
+    by_group = t.reshape(n, groups, m, oh, ow).transpose(1, 2, 0, 3, 4)  # (groups, M, N, oh, ow), a view
+    gx = np.zeros((n, channels, *g.size), dtype=dtype)
+    with scratch(most) as buf:
+        for samples, rows in reversed(slabs):
+            block = by_group[:, :, samples, rows]
+            nb, nr = block.shape[2:4]
+            cols = borrowed(buf, (groups, channels // groups * kh * kw, nb * nr * ow), dtype)
+            for group in range(groups):
+                np.matmul(left[group], block[group].reshape(m, -1), out=cols[group])
+            _fold_into(gx[samples], cols.reshape(channels, kh, kw, nb, nr, ow).transpose(3, 0, 4, 5, 1, 2), g,
+                       rows.start)
+    return gx
 
 
 def _batch_last(t: Array, groups: int) -> Array:
-    """(N, C, h, w) → (groups, C/groups, N·h·w): the layout of `_columns`' rows."""
+    """(N, C, h, w) → (groups, C/groups, N·h·w): the layout of the window matrix's columns."""
     n, c = t.shape[:2]
     return t.reshape(n, groups, c // groups, -1).transpose(1, 2, 0, 3).reshape(groups, c // groups, -1)
-
-
-def _batch_first(y: Array, n: int, hw: tuple[int, int]) -> Array:
-    """(groups, C/groups, N·h·w) → (N, C, h, w), contiguous."""
-    groups, per = y.shape[:2]
-    return np.ascontiguousarray(y.reshape(groups, per, n, -1).transpose(2, 0, 1, 3)).reshape(n, groups * per, *hw)
 
 
 # -- depthwise convolution: one filter per channel is kh·kw multiply-adds, no matrix product -------
@@ -240,7 +296,7 @@ def _conv(x: Array, W: Array, b: Array | None, g: Grid, groups: int) -> Array:
             out += b.reshape(1, o, 1, 1)
         return out
     filters = W.reshape(groups, o // groups, -1)  # (groups, O/groups, C/groups·kh·kw)
-    out = _unfold_product(_pad(x, g), g, groups, filters)
+    out = _unfold_product(x, g, groups, filters)
     if b is not None:
         out += b.reshape(1, o, 1, 1)  # in place: `out` is a fresh array
     return out
@@ -253,7 +309,7 @@ def _conv_grad(gout: Array, x: Array, W: Array, g: Grid, groups: int, needs: tup
         return _depthwise_grad(gout, x, W, g, needs)
     gx = gw = None
     if needs[1]:  # ∂L/∂out · columnsᵀ, summed over samples and pixels in one product
-        gw = _weight_product(_batch_last(gout, groups), _pad(x, g), g, groups).reshape(W.shape)
+        gw = _weight_product(_batch_last(gout, groups), x, g, groups).reshape(W.shape)
     if needs[0]:  # filtersᵀ · ∂L/∂out gives each window's gradient; col2im adds them back into the image
         filters = W.reshape(groups, o // groups, -1)
         gx = _fold_product(filters.transpose(0, 2, 1), gout, groups, c, g)
@@ -317,12 +373,11 @@ def _(g: Array, x: Array, W: Array, *rest: Array, stride: Any, padding: Any, out
       groups: int, needs: tuple[bool, ...] = (True, True, True)) -> tuple[Any, ...]:
     geo = transposed_grid(x.shape[2:], W.shape[2:], stride, padding, output_padding, dilation)
     c_in = x.shape[1]
-    gp = _pad(g, geo)  # the windows of ∂L/∂out that each input pixel stamped onto
     gx = gw = None
-    if needs[0]:  # conv2d(∂L/∂out, W)
-        gx = _unfold_product(gp, geo, groups, W.reshape(groups, c_in // groups, -1))
+    if needs[0]:  # conv2d(∂L/∂out, W): the windows of ∂L/∂out that each input pixel stamped onto
+        gx = _unfold_product(g, geo, groups, W.reshape(groups, c_in // groups, -1))
     if needs[1]:
-        gw = _weight_product(_batch_last(x, groups), gp, geo, groups).reshape(W.shape)
+        gw = _weight_product(_batch_last(x, groups), g, geo, groups).reshape(W.shape)
     return _with_bias(gx, gw, g, len(rest) == 2, needs, (0, 2, 3))
 
 
@@ -368,7 +423,7 @@ def _avg_pool(x: Array, g: Grid, count_include_pad: bool) -> Array:
 
 def _avg_pool_grad(gout: Array, g: Grid, count_include_pad: bool) -> Array:
     share = gout / _divisors(g, count_include_pad).astype(gout.dtype, copy=False)
-    return _crop(_fold(np.broadcast_to(share[..., None, None], (*share.shape, *g.kernel)), g), g)
+    return _fold(np.broadcast_to(share[..., None, None], (*share.shape, *g.kernel)), g)
 
 
 def _pool_grid(x: Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: bool) -> Grid:
@@ -565,13 +620,13 @@ def im2col(x: Array, kernel_size: Any, dilation: Any, padding: Any, stride: Any)
 @im2col.gradient
 def _(g: Array, x: Array, out: Array, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> tuple[Array]:
     geo = _unfold_geo(x, kernel_size, dilation, padding, stride)
-    return (_crop(_fold(_as_windows(g, geo), geo), geo),)
+    return (_fold(_as_windows(g, geo), geo),)
 
 
 @kernel("col2im")
 def col2im(x: Array, output_size: Any, kernel_size: Any, dilation: Any, padding: Any, stride: Any) -> Array:
     geo = grid(output_size, kernel_size, stride, padding, dilation)
-    return _crop(_fold(_as_windows(x, geo), geo), geo)
+    return _fold(_as_windows(x, geo), geo)
 
 
 @col2im.gradient

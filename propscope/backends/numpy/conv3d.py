@@ -11,7 +11,8 @@ positions (samples, then depth slices, then rows of one slice), the weight gradi
 channels (then depth taps). Every output element is still one dot product over the same terms, and the fold
 adds the slabs' windows back in the order one fold of everything would (the last depth slices first, see
 `_fold_product`). Below the bound nothing changes; above it the numbers may differ from one big product's in
-the last bits only, as OpenBLAS picks its kernels (and their accumulation order) by the size of a product.
+the last bits only, as OpenBLAS picks its kernels (and their accumulation order) by the size of a product. The
+window matrices and the fold's products are built in memory the process keeps (`kernels.scratch`), not fresh.
 The max pool's gradient finds each window's winner tap by tap, so it never copies the window matrix either.
 """
 
@@ -25,7 +26,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ...graph.ops.conv3d import Volume, adaptive_size3d, transposed_volume, volume
 from .conv import _averaging  # the adaptive windows' averaging matrix of one axis, shared with the 2-D pools
-from .kernels import Array, kernel
+from .kernels import Array, borrowed, kernel, scratch
 
 IM2COL_BYTES = 256 * 2**20  # the most of a window matrix one product builds
 
@@ -114,12 +115,15 @@ def _rows(t: Array, groups: int) -> Array:
     return t.reshape(n, groups, c // groups, *t.shape[2:]).transpose(1, 0, 3, 4, 5, 2)
 
 
-def _grouped(win: Array, groups: int) -> Array:
-    """Windows as (groups, N·out_d·out_h·out_w, C/groups·kd·kh·kw) rows."""
+def _grouped(win: Array, groups: int, buf: Array) -> Array:
+    """Windows as (groups, N·out_d·out_h·out_w, C/groups·kd·kh·kw) rows, copied into the front of `buf` (working
+    memory from `kernels.scratch`, at least the windows' bytes)."""
     n, c = win.shape[:2]
     cols = win.reshape(n, groups, c // groups, *win.shape[2:])
     cols = cols.transpose(1, 0, 3, 4, 5, 2, 6, 7, 8)  # (G, N, od, oh, ow, C/G, kd, kh, kw)
-    return cols.reshape(groups, -1, (c // groups) * int(np.prod(win.shape[5:])))
+    into = borrowed(buf, cols.shape, win.dtype)
+    np.copyto(into, cols)
+    return into.reshape(groups, -1, (c // groups) * int(np.prod(win.shape[5:])))
 
 
 def _unfold_product(xp: Array, v: Volume, groups: int, right: Array) -> Array:
@@ -130,13 +134,20 @@ def _unfold_product(xp: Array, v: Volume, groups: int, right: Array) -> Array:
     win = _windows(xp, v)
     m = right.shape[2]
     y = np.empty((n, groups * m, *out), dtype=np.result_type(xp, right))
-    for samples, depth, rows in _position_slabs(n, out, c * int(np.prod(k)) * xp.itemsize):
-        part = win[samples, :, depth, rows]
-        nb, _, dd, hh, ww = part.shape[:5]
-        prod = np.matmul(_grouped(part, groups), right)  # (G, positions, M)
-        y[samples, :, depth, rows] = prod.reshape(groups, nb, dd, hh, ww, m).transpose(1, 0, 5, 2, 3, 4).reshape(
-            nb, groups * m, dd, hh, ww)
+    slabs = _position_slabs(n, out, c * int(np.prod(k)) * xp.itemsize)
+    with scratch(max(win[slab].nbytes for slab in _slab_parts(slabs))) as buf:
+        for samples, depth, rows in slabs:
+            part = win[samples, :, depth, rows]
+            nb, _, dd, hh, ww = part.shape[:5]
+            prod = np.matmul(_grouped(part, groups, buf), right)  # (G, positions, M)
+            y[samples, :, depth, rows] = prod.reshape(groups, nb, dd, hh, ww, m).transpose(1, 0, 5, 2, 3, 4).reshape(
+                nb, groups * m, dd, hh, ww)
     return y
+
+
+def _slab_parts(slabs: list[Slab]) -> list[tuple[slice, slice, slice, slice]]:
+    """Each slab as an index into the windows (N, C, od, oh, ow, ...): to size the working memory."""
+    return [(samples, slice(None), depth, rows) for samples, depth, rows in slabs]
 
 
 def _window_gradient(xp: Array, v: Volume, groups: int, rows: Array) -> Array:
@@ -150,7 +161,8 @@ def _window_gradient(xp: Array, v: Volume, groups: int, rows: Array) -> Array:
     cg, per_channel, taps = c // groups, int(np.prod(k)), int(np.prod(k[1:]))
     positions, item = rows.shape[1], xp.itemsize
     if groups * positions * cg * per_channel * item <= IM2COL_BYTES:
-        return np.matmul(rows.transpose(0, 2, 1), _grouped(win, groups))
+        with scratch(positions * c * per_channel * item) as buf:
+            return np.matmul(rows.transpose(0, 2, 1), _grouped(win, groups, buf))
     out = np.empty((groups, rows.shape[2], cg * per_channel), dtype=np.result_type(xp, rows))
     if positions * per_channel * item <= IM2COL_BYTES:  # whole channels
         step = IM2COL_BYTES // (positions * per_channel * item)
@@ -158,13 +170,18 @@ def _window_gradient(xp: Array, v: Volume, groups: int, rows: Array) -> Array:
     else:  # depth taps of one channel
         step = max(1, IM2COL_BYTES // (positions * taps * item))
         blocks = [(a, a + 1, slice(r, min(r + step, k[0]))) for a in range(cg) for r in range(0, k[0], step)]
-    for g in range(groups):
-        lead = rows[g].T  # (M, positions)
-        for c0, c1, depth in blocks:
-            part = win[:, g * cg + c0: g * cg + c1, :, :, :, depth]  # (N, channels, od, oh, ow, taps, kh, kw)
-            cols = part.transpose(0, 2, 3, 4, 1, 5, 6, 7).reshape(positions, -1)
-            first = c0 * per_channel + (depth.start or 0) * taps
-            out[g, :, first: first + cols.shape[1]] = np.matmul(lead, cols)
+    most = max((c1 - c0) * len(range(*depth.indices(k[0]))) for c0, c1, depth in blocks) * taps * positions * item
+    with scratch(most) as buf:
+        for g in range(groups):
+            lead = rows[g].T  # (M, positions)
+            for c0, c1, depth in blocks:
+                part = win[:, g * cg + c0: g * cg + c1, :, :, :, depth]  # (N, channels, od, oh, ow, taps, kh, kw)
+                part = part.transpose(0, 2, 3, 4, 1, 5, 6, 7)
+                cols = borrowed(buf, part.shape, xp.dtype)
+                np.copyto(cols, part)
+                cols = cols.reshape(positions, -1)
+                first = c0 * per_channel + (depth.start or 0) * taps
+                out[g, :, first: first + cols.shape[1]] = np.matmul(lead, cols)
     return out
 
 
@@ -179,15 +196,20 @@ def _fold_product(rows: Array, left: Array, v: Volume, shape: tuple[int, ...]) -
     groups, n = rows.shape[:2]
     c = shape[1]
     gxp = np.zeros((n, c, *padded), dtype=np.result_type(rows, left))
-    for samples, depth, part in reversed(_position_slabs(n, out, c * int(np.prod(k)) * gxp.itemsize)):
-        block = rows[:, samples, depth, part]
-        nb, dd, hh, ww = block.shape[1:5]
-        gcols = np.matmul(block.reshape(groups, -1, block.shape[-1]), left)  # (G, positions, C/G·kd·kh·kw)
-        # each group's windows as a view (N, C/G, d, h, w, kd, kh, kw) of the product: no copy of it
-        gwin = gcols.reshape(groups, nb, dd, hh, ww, c // groups, *k).transpose(0, 1, 5, 2, 3, 4, 6, 7, 8)
-        cg = c // groups
-        for g in range(groups):
-            _fold_into(gxp[samples, g * cg: (g + 1) * cg], gwin[g], v, (depth.start or 0, part.start or 0))
+    slabs = _position_slabs(n, out, c * int(np.prod(k)) * gxp.itemsize)
+    most = max(rows[0, samples, depth, part, :, 0].size for samples, depth, part in slabs) * c * int(np.prod(k))
+    with scratch(most * gxp.itemsize) as buf:
+        for samples, depth, part in reversed(slabs):
+            block = rows[:, samples, depth, part]
+            nb, dd, hh, ww = block.shape[1:5]
+            lead = block.reshape(groups, -1, block.shape[-1])
+            gcols = borrowed(buf, (groups, lead.shape[1], left.shape[2]), gxp.dtype)  # (G, positions, C/G·kd·kh·kw)
+            np.matmul(lead, left, out=gcols)
+            # each group's windows as a view (N, C/G, d, h, w, kd, kh, kw) of the product: no copy of it
+            gwin = gcols.reshape(groups, nb, dd, hh, ww, c // groups, *k).transpose(0, 1, 5, 2, 3, 4, 6, 7, 8)
+            cg = c // groups
+            for g in range(groups):
+                _fold_into(gxp[samples, g * cg: (g + 1) * cg], gwin[g], v, (depth.start or 0, part.start or 0))
     return _crop(gxp, v, shape)
 
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+import math
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,6 +41,43 @@ def _broadcast_axes(grad_shape: tuple[int, ...], shape: tuple[int, ...]) -> tupl
     return tuple(range(lead)) + tuple(
         i + lead for i, d in enumerate(shape) if d == 1 and grad_shape[i + lead] != 1
     )
+
+
+# -- working memory reused from call to call ------------------------------------------------------------------
+SCRATCH_BYTES = 256 * 2**20  # the most kept for reuse (conv.IM2COL_BYTES: a whole window matrix); larger is fresh
+_scratch_lock = threading.Lock()
+_scratch: list[Array] = []  # the one buffer, grown to the largest request so far and kept
+
+
+@contextmanager
+def scratch(nbytes: int) -> Iterator[Array]:
+    """`nbytes` of working memory (uint8) for the duration of a `with`: a convolution's window matrix.
+
+    Memory a process has just been given costs a page fault per page on first touch, and on a virtual machine that
+    hands freed memory back to its host (a balloon) far more: VGG-16's second convolution at 224×224 in float64
+    (a 231 MB window matrix) took 0.4-0.7 s to touch after a pause of a few seconds, as between two steps taken by
+    hand, against 30 ms in memory the process held already. So one buffer is kept, as large as the largest window
+    matrix so far (up to SCRATCH_BYTES), and lent out; a thread that finds it lent (another job computing), or a
+    larger request, gets a fresh array. The slabs stay as they were (conv.IM2COL_BYTES): OpenBLAS may round a
+    product of another shape differently in the last bits, and the numbers must not move. Nothing borrowed may
+    outlive the `with`: a kernel returns arrays of its own, never views of this.
+    """
+    if nbytes > SCRATCH_BYTES or not _scratch_lock.acquire(blocking=False):
+        yield np.empty(nbytes, dtype=np.uint8)
+        return
+    try:
+        if not _scratch or _scratch[0].nbytes < nbytes:
+            _scratch.clear()  # the smaller buffer goes before the larger one comes
+            _scratch.append(np.empty(nbytes, dtype=np.uint8))
+        yield _scratch[0][:nbytes]
+    finally:
+        _scratch_lock.release()
+
+
+def borrowed(buf: Array, shape: tuple[int, ...], dtype: Any) -> Array:
+    """The front of a `scratch` buffer as a C-contiguous array of `shape` and `dtype`."""
+    dtype = np.dtype(dtype)
+    return buf[: math.prod(shape) * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def times(g: Array, p: Array | float, keep: Array | None) -> Array:
