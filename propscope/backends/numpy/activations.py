@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -34,55 +36,115 @@ _INV_SQRT_PI = 5.6418958354775628695e-1
 _ERF_IS_ONE = 6.0  # erfc(6) = 2e-17 < half an ulp of 1: erf(x) rounds to ±1 from here on
 
 
-def _rational(t: Array, num: tuple[float, ...], den: tuple[float, ...]) -> Array:
-    """CALERF's ratio of polynomials in t, by Horner's rule in place (erf is on GELU's path: no temporaries).
+_ERF_CHUNK = 32768  # values per pass: a chunk's float64 work arrays (10 × 256 kB) stay in a core's L2 cache
 
-    num[-1]·t is the numerator's leading term and num[-2] its constant; den is monic, den[-1] the constant.
-    """
-    n = np.multiply(t, num[-1])
-    d = t.copy()
+
+def _rational(t: Array, num: tuple[float, ...], den: tuple[float, ...], nd: Array) -> Array:
+    """CALERF's ratio of polynomials in t, by Horner's rule in place in the work array `nd` (2 × t's size: the
+    numerator's row and the denominator's, advanced together, one NumPy call for both per step); returns its first
+    row. num[-1]·t is the numerator's leading term and num[-2] its constant; den is monic, den[-1] the constant."""
+    np.multiply(t, num[-1], out=nd[0])
+    np.copyto(nd[1], t)
     for a, b in zip(num[:-2], den[:-1], strict=True):
-        n += a
-        n *= t
-        d += b
-        d *= t
-    n += num[-2]
-    d += den[-1]
-    n /= d
+        nd += _column(a, b)
+        nd *= t
+    nd += _column(num[-2], den[-1])
+    n = nd[0]
+    n /= nd[1]
     return n
 
 
-def _exp_minus_square(y: Array) -> Array:
-    """e^(−y²) with y² split as y₀² + (y − y₀)(y + y₀), y₀ = y rounded down to 1/16: no rounding error in y²."""
-    y0 = np.trunc(16.0 * y) / 16.0
-    return np.exp(-y0 * y0) * np.exp(-(y - y0) * (y + y0))
+@functools.lru_cache(maxsize=64)
+def _column(a: float, b: float) -> Array:
+    """(a, b) as a 2 × 1 column, added to both rows of `_rational`'s work array at once."""
+    column = np.array([[a], [b]])
+    column.flags.writeable = False
+    return column
 
 
-def _erfc_middle(y: Array) -> Array:
-    return _exp_minus_square(y) * _rational(y, _ERFC_C, _ERFC_D)
+def _exp_minus_square(y: Array, w: Array, s: Array, p: Array) -> Array:
+    """e^(−y²) for y >= 0 into the work array `w` (`s` and `p` are two more), with y² split as
+    y₀² + (y − y₀)(y + y₀), y₀ = y rounded down to 1/16: no rounding error in y². Returns `w`."""
+    np.multiply(y, 16.0, out=w)
+    np.trunc(w, out=w)
+    w /= 16.0  # y₀
+    np.subtract(y, w, out=s)  # y − y₀
+    s *= np.add(y, w, out=p)  # (y − y₀)(y + y₀)
+    np.negative(s, out=s)
+    np.exp(s, out=s)
+    np.negative(w, out=p)
+    w *= p  # y₀·(−y₀) = −y₀·y₀
+    np.exp(w, out=w)
+    w *= s
+    return w
 
 
-def _erfc_tail(y: Array) -> Array:
-    t = 1.0 / (y * y)
-    return _exp_minus_square(y) * (_INV_SQRT_PI - t * _rational(t, _ERFC_P, _ERFC_Q)) / y
+def _erf_chunk(x: Array, out: Array, work: Array, flags: Array) -> None:
+    """erf of a float64 vector into `out` (float64, x's length), each branch computed on its own elements only,
+    in rows 0-7 of `work` (float64, at least x's length) and in `flags` (bool, 3 rows as long)."""
+    m = x.size
+    y = np.abs(x, out=work[0, :m])
+    np.copysign(1.0, x, out=out)  # |x| >= 6; NaN is put back below
+    small = np.less_equal(y, 0.46875, out=flags[0, :m])
+    middle = np.greater(y, 0.46875, out=flags[1, :m])
+    middle &= np.less_equal(y, 4.0, out=flags[2, :m])
+    k = int(np.count_nonzero(small))
+    if k:  # x·P(x²)/Q(x²)
+        v = np.compress(small, x, out=work[1, :k])
+        t = np.multiply(v, v, out=work[2, :k])
+        r = _rational(t, _ERF_A, _ERF_B, work[3:5, :k])
+        out[small] = np.multiply(v, r, out=r)
+    k = int(np.count_nonzero(middle))
+    if k:  # 1 − e^(−y²)·P(y)/Q(y)
+        v = np.compress(middle, y, out=work[1, :k])
+        e = _exp_minus_square(v, work[2, :k], work[3, :k], work[6, :k])
+        e *= _rational(v, _ERFC_C, _ERFC_D, work[4:6, :k])
+        np.subtract(1.0, e, out=e)
+        out[middle] = np.copysign(e, np.compress(middle, x, out=work[6, :k]), out=e)
+    tail = np.greater(y, 4.0, out=flags[0, :m])
+    tail &= np.less(y, _ERF_IS_ONE, out=flags[1, :m])
+    k = int(np.count_nonzero(tail))
+    if k:  # 1 − e^(−y²)/y · (1/√π − P(1/y²)/(y²·Q(1/y²)))
+        v = np.compress(tail, y, out=work[1, :k])
+        t = np.multiply(v, v, out=work[2, :k])
+        np.divide(1.0, t, out=t)
+        r = _rational(t, _ERFC_P, _ERFC_Q, work[3:5, :k])
+        r *= t
+        np.subtract(_INV_SQRT_PI, r, out=r)
+        e = _exp_minus_square(v, work[5, :k], work[6, :k], work[7, :k])
+        e *= r
+        e /= v
+        np.subtract(1.0, e, out=e)
+        out[tail] = np.copysign(e, np.compress(tail, x, out=work[2, :k]), out=e)
+    nan = np.isnan(x, out=flags[0, :m])
+    if nan.any():
+        out[nan] = np.nan
 
 
 def erf(x: Array) -> Array:
-    """The Gauss error function, within 1e-15 relative of libm's in float64; float32 is computed in float64."""
-    x64 = np.asarray(x, dtype=np.float64)
-    y = np.abs(x64)
-    out = np.empty_like(x64)
-    np.copysign(1.0, x64, out=out)  # |x| >= 6; NaN is put back below
-    for mask, part in (
-        (y <= 0.46875, lambda v: v * _rational(v * v, _ERF_A, _ERF_B)),
-        ((y > 0.46875) & (y <= 4.0), lambda v: np.copysign(1.0 - _erfc_middle(np.abs(v)), v)),
-        ((y > 4.0) & (y < _ERF_IS_ONE), lambda v: np.copysign(1.0 - _erfc_tail(np.abs(v)), v)),
-    ):
-        if mask.any():
-            out[mask] = part(x64[mask])
-    out[np.isnan(x64)] = np.nan
-    dtype = np.asarray(x).dtype
-    return out.astype(dtype, copy=False) if dtype.kind == "f" else out
+    """The Gauss error function, within 1e-15 relative of libm's in float64; float32 is computed in float64.
+
+    Chunk by chunk (`_ERF_CHUNK` values) in work arrays made once per call: the forty-odd passes of the middle
+    branch's rational function run over arrays in cache rather than over the whole tensor in memory, and allocate
+    nothing. Each value goes through the same operations in the same order as before: the same numbers to the bit.
+    """
+    xa = np.asarray(x)
+    dtype = xa.dtype if xa.dtype.kind == "f" else np.dtype(np.float64)
+    flat = xa.reshape(-1)
+    out = np.empty(flat.shape, dtype=dtype)
+    work, flags = np.empty((10, min(flat.size, _ERF_CHUNK))), np.empty((3, min(flat.size, _ERF_CHUNK)), dtype=bool)
+    wide = dtype == np.float64 and flat.dtype == np.float64
+    with np.errstate(all="ignore"):
+        for start in range(0, flat.size, _ERF_CHUNK):
+            part, into = flat[start: start + _ERF_CHUNK], out[start: start + _ERF_CHUNK]
+            if wide:
+                _erf_chunk(part, into, work, flags)
+            else:  # float32 (float16, integers) in float64, the result rounded once into its dtype
+                x64, r64 = work[8, : part.size], work[9, : part.size]
+                np.copyto(x64, part, casting="unsafe")
+                _erf_chunk(x64, r64, work, flags)
+                np.copyto(into, r64, casting="unsafe")
+    return out.reshape(xa.shape)
 
 
 def _sigmoid(z: Array) -> Array:
@@ -140,11 +202,36 @@ def _(z: Array, a: Array, negative_slope: float) -> tuple[Array]:
     return (np.where(z > 0, 1.0, negative_slope).astype(z.dtype),)
 
 
+def _by_chunks(formula: Callable[[Array], Array], z: Array) -> Array:
+    """An elementwise `formula` of z evaluated `_ERF_CHUNK` values at a time: the same operations on every value,
+    so the same numbers to the bit, but each of its temporaries a chunk in cache rather than a tensor in memory."""
+    z = np.asarray(z)
+    if z.size <= _ERF_CHUNK:
+        return formula(z)
+    flat = z.reshape(-1)
+    first = formula(flat[:_ERF_CHUNK])
+    out = np.empty(flat.shape, dtype=first.dtype)
+    out[:_ERF_CHUNK] = first
+    for start in range(_ERF_CHUNK, flat.size, _ERF_CHUNK):
+        out[start: start + _ERF_CHUNK] = formula(flat[start: start + _ERF_CHUNK])
+    return out.reshape(z.shape)
+
+
+def _gelu(z: Array) -> Array:
+    return 0.5 * z * (1.0 + erf(z * _INV_SQRT_2))
+
+
+def _gelu_local(z: Array) -> Array:
+    cdf = 0.5 * (1.0 + erf(z * _INV_SQRT_2))
+    pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
+    return cdf + z * pdf
+
+
 @kernel("gelu")
 def gelu(z: Array, approximate: str) -> Array:
     if approximate == "tanh":
         return 0.5 * z * (1.0 + np.tanh(_SQRT_2_OVER_PI * (z + _GELU_C * z**3)))
-    return 0.5 * z * (1.0 + erf(z * _INV_SQRT_2))
+    return _by_chunks(_gelu, z)
 
 
 @gelu.local
@@ -152,9 +239,7 @@ def _(z: Array, a: Array, approximate: str) -> tuple[Array]:
     if approximate == "tanh":
         t = np.tanh(_SQRT_2_OVER_PI * (z + _GELU_C * z**3))
         return (0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * z * z),)
-    cdf = 0.5 * (1.0 + erf(z * _INV_SQRT_2))
-    pdf = _INV_SQRT_2PI * np.exp(-0.5 * z * z)
-    return (cdf + z * pdf,)
+    return (_by_chunks(_gelu_local, z),)
 
 
 @kernel("silu")
