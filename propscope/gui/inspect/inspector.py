@@ -14,14 +14,11 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QApplication,
-    QFrame,
     QHBoxLayout,
     QLabel,
-    QScrollArea,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -29,51 +26,22 @@ from PySide6.QtWidgets import (
 )
 
 from ..bridge import SessionBridge
+from ..docks import DockScroll, ScrollBody
 from ..format import fmt_index, fmt_shape
 from ..guard import guarded_answer
 from ..selection import Selection
 from ..theme import ThemeManager
 from .tensor_view import TensorPanel
 
-LEAST_LINES = 4  # the inspector's least height, in lines of the application's type: the node's name and some formula
 
-
-class Rows(QWidget):
-    """The rows in the scroll area. Asked for its height at a width (the scroll area sizes it by that), it answers the
-    least: the header's wrapped lines and each panel's minimum. Qt's answer is the preferred height (every table at its
-    full hint, 900 px after a comparison), which made a 600 px inspector scroll where its rows fit by shrinking."""
-
-    @guarded_answer(-1)
-    def heightForWidth(self, width: int) -> int:
-        lay = self.layout()
-        return -1 if lay is None else lay.minimumHeightForWidth(width)
-
-
-class RowsScroll(QScrollArea):
-    """The inspector's rows, scrolled up and down where the dock is shorter than their sum. It asks for the rows' least
-    width (never a sideways scroll bar, as before) and for `LEAST_LINES` lines of height: its rows' minimum heights
-    no longer add up into the window's."""
+class RowsScroll(DockScroll):
+    """The inspector's rows (a `ScrollBody`), scrolled up and down where the dock is shorter than their sum, as any
+    scrolling dock's; it asks for the rows' whole size where the dock's neighbours let it, and never for less than its
+    least (the node's name and some formula)."""
 
     def __init__(self, rows: QWidget) -> None:
-        super().__init__()
+        super().__init__(rows)
         self.setObjectName("inspectorScroll")
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setWidgetResizable(True)  # as tall as the dock where they fit, as tall as they need where not
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setWidget(rows)
-
-    @guarded_answer(False)
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
-            self.updateGeometry()  # the rows' least width changed (a longer title): the dock's follows it
-        return super().eventFilter(watched, event)
-
-    @guarded_answer(QSize())
-    def minimumSizeHint(self) -> QSize:
-        rows = self.widget()
-        width = 0 if rows is None else rows.minimumSizeHint().width()
-        bar = self.verticalScrollBar().sizeHint().width()
-        return QSize(width + bar + 2 * self.frameWidth(), LEAST_LINES * QFontMetrics(self.font()).lineSpacing())
 
     @guarded_answer(QSize())
     def sizeHint(self) -> QSize:
@@ -121,7 +89,7 @@ class Inspector(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.header, 1)
         top.addWidget(self.pin, 0, Qt.AlignmentFlag.AlignTop)
-        self.body = Rows()
+        self.body = ScrollBody()
         self.body.setObjectName("inspectorRows")
         rows = QVBoxLayout(self.body)
         rows.setContentsMargins(6, 6, 6, 6)
