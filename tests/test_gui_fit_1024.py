@@ -3,7 +3,7 @@
 - Projector mode, Compare backends' Diff tab under the canvas, the Layer view beside it at a convolution: the layer
   view's header, controls and three grids asked for 343 px, and the window for 883 lines of the screen's 768 at
   conv2d_1 (771 at the step first seen). Its rows now scroll in the dock, as the inspector's do; every other dock and
-  dialog raised in turn leaves the window within the screen, but the Lesson dock (gui/lessons, marked below).
+  dialog raised in turn leaves the window within the screen (the Lesson dock's rows, 841 lines, scroll too).
 - Projector mode, a second wide dock (Training, Gradient flow) shown while the Diff tab was up: Qt crashed in the
   window's layout. Each went over the chain rule as it was shown, from inside Qt's show, and its old group went with
   it; the wide docks now wait as hidden tabs of the chain rule's group.
@@ -20,6 +20,7 @@ import pytest
 import zoo
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QTabBar
+from test_gui_projector_docks import settle, window
 
 import propscope
 from propscope.backends import get_backend
@@ -35,22 +36,7 @@ needs_torchvision = pytest.mark.skipif(not zoo.has_torchvision(), reason="torchv
 
 
 def room_window(qtbot, target: str, projector: bool) -> MainWindow:
-    w = MainWindow(propscope.open_session(target), settings=None)
-    qtbot.addWidget(w)
-    w.resize(*ROOM)
-    w.show()
-    qtbot.waitExposed(w)
-    if projector:
-        w.set_projector(True, full_screen=False)
-    settle(qtbot, w)
-    return w
-
-
-def settle(qtbot, w: MainWindow) -> None:
-    """The projector's rescale after a resize, then the turns a new minimum takes to reach the window."""
-    qtbot.waitUntil(lambda: not w.projector._rescale.isActive(), timeout=3000)
-    for _ in range(5):
-        qtbot.wait(25)
+    return window(qtbot, target, ROOM, projector)
 
 
 def compare_backends(qtbot, w: MainWindow) -> None:
