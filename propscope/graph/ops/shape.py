@@ -40,10 +40,15 @@ def _gather(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     (axis,) = S.axes(int(attrs.get("axis", 0)), len(x))
     if len(idx) != len(x):
         raise ShapeError(f"gather's index {S.fmt(idx)} must have as many axes as x {S.fmt(x)}")
+    _within_off_axis("gather", idx, x, axis)
+    return idx
+
+
+def _within_off_axis(op: str, idx: Shape, x: Shape, axis: int) -> None:
+    """An element-wise index (gather's, scatter_reduce's) is no larger than x along every axis but its own."""
     for d, (n, m) in enumerate(zip(idx, x, strict=True)):
         if d != axis and n > m:
-            raise ShapeError(f"gather's index {S.fmt(idx)} is larger than x {S.fmt(x)} along axis {d}")
-    return idx
+            raise ShapeError(f"{op}'s index {S.fmt(idx)} is larger than x {S.fmt(x)} along axis {d}")
 
 
 define(OpDef(
@@ -73,9 +78,7 @@ def _scatter_reduce(shapes: Sequence[Shape], attrs: Mapping[str, Any]) -> Shape:
     if idx != src or len(idx) != len(x):
         raise ShapeError(f"scatter_reduce's index {S.fmt(idx)} must have src's shape {S.fmt(src)} and as many axes "
                          f"as x {S.fmt(x)}")
-    for d, (n, m) in enumerate(zip(idx, x, strict=True)):
-        if d != axis and n > m:
-            raise ShapeError(f"scatter_reduce's index {S.fmt(idx)} is larger than x {S.fmt(x)} along axis {d}")
+    _within_off_axis("scatter_reduce", idx, x, axis)
     return x
 
 
