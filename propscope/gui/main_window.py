@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt
 from PySide6.QtGui import (
     QAction,
     QActionGroup,
@@ -212,6 +212,7 @@ class MainWindow(QMainWindow):
         self.resize(*default_window_size(None if offscreen or screen is None else screen.availableGeometry()))
         self.resizeDocks([self.inspector_dock], [self.themes.theme.px(340)], Qt.Orientation.Horizontal)
         self.resizeDocks([self.chain_dock], [self.themes.theme.px(230)], Qt.Orientation.Vertical)
+        self._share_right_column()  # at the window's size; a saved layout (`_restore`) keeps the user's split
         self._default_state = self.saveState(LAYOUT_VERSION)
         self._restore()
         self._session_changed(session)
@@ -244,7 +245,6 @@ class MainWindow(QMainWindow):
         self.training.liveParams.connect(self.neurons.show_weights)
         self.neurons.applicable.connect(self._arrange_neurons)
         self._arrange_neurons(bool(self.neurons.layers))
-        QTimer.singleShot(0, self, self._share_right_column)  # once the window has its size
         self.training.runner.stateChanged.connect(lambda _state: self._set_busy())
         self.training.message.connect(self.message)
 
