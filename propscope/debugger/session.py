@@ -719,8 +719,9 @@ def open_session(
         if dtype is None:  # a float64 module is meant to be computed in float64
             dtype = "float64" if any(a.dtype == np.float64 for a in model.parameters.values()) else "float32"
     else:
-        # a file's dynamic (symbolic) input sizes are read at the data's, not at its example's and then again
-        with reading_at(_reading_shapes(batch or {})):
+        # a file's dynamic (symbolic) input sizes are read at the data's, not at its example's and then again (and
+        # a branch a one-element input picks when the file is read, at the data's value)
+        with reading_at(_reading_shapes(batch or {}), batch):
             model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     model = model.with_output(output)
     if per_token:

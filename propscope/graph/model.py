@@ -17,6 +17,9 @@ TARGET = "y"
 # An input's meta: how to open the model at other sizes where its reader can build it so (`torchvision:resnet18@SIZE`),
 # named when data of another size does not fit; absent where the sizes are the file's own
 OTHER_SIZES = "other_sizes"
+# An input's meta: (value, node) where the graph was chosen by this one-element input's value when the file was read
+# (optimum's merged decoder: `use_cache_branch` picks one branch of an If); data with another value does not fit
+READ_AT = "read_at"
 
 
 @dataclass
@@ -223,6 +226,11 @@ def fit_batch(graph: Graph, batch: Mapping[str, np.ndarray]) -> Graph:
                              f"{renamed})")
         got = tuple(np.shape(batch[node.name]))
         want = node.shape
+        read_at = node.meta.get(READ_AT)
+        if read_at is not None and got == want and bool(np.asarray(batch[node.name]).reshape(-1)[0]) != read_at[0]:
+            raise ShapeError(f"input {node.name!r} is {str(not read_at[0]).lower()} in the data, but the model was "
+                             f"read with it {str(read_at[0]).lower()} (it picks the branch of {read_at[1]!r} when the "
+                             "file is read): open the file again with this data")
         if got == want:
             continue
         if len(got) != len(want) or not want or got[1:] != want[1:]:
@@ -272,6 +280,8 @@ def example_batch(
         if entries is not None and len(node.shape) == 1:  # an embedding bag's offsets: 0, then ascending
             starts = np.sort(rng.integers(0, entries + 1, max(node.shape[0] - 1, 0)))
             batch[node.name] = np.concatenate([[0], starts])[:node.shape[0]].astype(np.int64)
+        elif READ_AT in node.meta:  # the value the file's branch was chosen by
+            batch[node.name] = np.full(node.shape, node.meta[READ_AT][0])
         elif limit is not None:
             batch[node.name] = rng.integers(0, limit, node.shape).astype(np.int64)
         else:

@@ -26,14 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GraphError, ModelFormatError
+from ..errors import GraphError, ModelFormatError, ShapeError
 from ..ir import Node
 from ..model import Model
 from . import onnx_proto
 from ._aten import Lazy, Missing, Transposed, Unmapped
 from ._budget import charge
 from ._build import DOWNSTREAM, Builder, check_shape, clean_name, downstream, file_size, from_bytes
-from .sizes import bind_symbol, requested_shapes, sized
+from .sizes import bind_symbol, requested_shapes, requested_switches, sized
 
 SUFFIX = ".onnx"
 MAX_FILE_BYTES = 2 * 2**30  # protobuf's own limit
@@ -194,6 +194,23 @@ def folded_norms(g: Any, targets: Mapping[str, str]) -> dict[str, dict[str, Any]
         out[weight] = {**record, "part": "weight"}
         out[bias] = {**record, "part": "bias"}
     return out
+
+
+def merged_names(g: Any) -> dict[str, str]:
+    """The model's own names of the initializers optimum's `merge_decoders` renamed (`transformer.wte.weight_merged_0`:
+    each tensor the two decoders share, kept once beside their If and named after the graph, `merged`), by the file's
+    name; {} for any other file. A name whose plain form the file also holds keeps its suffix."""
+    if not g.name or not any(n.op_type == "If" for n in g.node):
+        return {}
+    suffix = re.compile(rf"(.+)_{re.escape(g.name)}_\d+")
+    names = [init.name for init in g.initializer]
+    plain: dict[str, str] = {}
+    for name in names:
+        found = suffix.fullmatch(name)
+        if found is not None and not generated(found.group(1)):
+            plain.setdefault(found.group(1), name)
+    taken = set(names)
+    return {file: own for own, file in plain.items() if own not in taken}
 
 
 def lifted_constant(kinds: Mapping[str, str], name: str, array: np.ndarray,
@@ -413,6 +430,11 @@ class Reader:
         self.serialized: bytes | None = None  # the file's bytes, for ONNX's shape inference (read by onnx_proto)
         self.refused: dict[str, int] = {}  # each op the reader could not map (not the ops downstream), how often
         self.input_shapes: dict[str, tuple[int, ...]] = {}  # the data's, by input name: symbolic sizes follow them
+        self.switches: dict[str, Any] = {}  # the data's one-element arrays, by input name: an If on one picks by them
+        # inputs whose data disagrees on a dynamic dimension the file names alike: optimum's merged decoder declares
+        # its attention mask with the tokens' length (the decoder's), which with a past is past + tokens long.
+        # onnxruntime runs such data; so does propscope where the graph reads at the data's sizes, else this is said
+        self.disagreements: list[str] = []
         self.symbolic: dict[str, tuple[str | None, ...]] = {}  # each input's dim_param per axis (None: a fixed size)
         self.folded_norm_count = 0  # batch norms the exporter folded into convolutions (`folded_norms`)
         # the TorchScript exporter's file (no record of the program's signature): in eval mode it folds a batch norm
@@ -426,6 +448,8 @@ class Reader:
         self.kinds: dict[str, str] = {}  # what each initializer was in the module, where recorded (signature_kinds)
         self.aliases: dict[str, str] = {}
         self._uses: dict[str, int] | None = None  # how many nodes (and graph outputs) read each value: `uses`
+        # the float matrices the file names as the model's, by shape, made on first use (naming.tied_copy)
+        self.named_matrices: dict[tuple[int, ...], list[Init]] | None = None
 
     # -- values ------------------------------------------------------------------------------------
     def node(self, value: Any, ctx: Ctx, kind: str = "parameter", hint: str = "const") -> Node:
@@ -643,15 +667,16 @@ class Reader:
             e.key == GRAPH_SIGNATURE for e in getattr(g, "metadata_props", ()))
         norms = folded_norms(g, signature_targets(g)) if parameters else {}
         reserved = self.b.reserved  # the file's own names: a name made for a computed weight never takes one
+        merged = merged_names(g)
         for i, init in enumerate(g.initializer):
             name = init.name or f"initializer_{i}"
             array = tensor_array(init, self.where, f"initializer {name!r}", self.folder)
-            self.env[name] = value = Init(name, array, constant=lifted_constant(kinds, name, array, sources,
-                                                                                parameters),
+            self.env[name] = value = Init(merged.get(name, name), array,
+                                          constant=lifted_constant(kinds, name, array, sources, parameters),
                                           source=parameter_source(name, sources, parameters) if sources else None)
             value.folded_norm = norms.get(name)
             if not generated(name) and value.source is None and value.folded_norm is None:
-                reserved.add(clean_name(name))
+                reserved.add(clean_name(value.name))
         bound: dict[str, tuple[int, str, int]] = {}  # each dim_param: its size, and the input and axis it came from
         for vi in g.input:
             if vi.name in self.env:
@@ -680,6 +705,8 @@ class Reader:
             try:
                 outputs.append(self.node(value, Ctx("output", vi.name, "", [], {}, self.opset), hint=vi.name))
             except Unmapped as exc:
+                if self.disagreements:
+                    raise ShapeError(self.disagreements[0]) from None
                 raise ModelFormatError(f"{self.where}: output {vi.name!r} cannot be built ({exc})") from None
             if outputs[-1].name != vi.name:  # the node is named by its module (m.Squeeze); the file names the output
                 outputs[-1].meta.setdefault("returns", clean_name(vi.name))
@@ -702,6 +729,11 @@ class Reader:
                 "loads into them only where its values for them are the file's; export with "
                 "training=torch.onnx.TrainingMode.PRESERVE to step the batch norms and load any weights")
         model = self.b.model(outputs, None, description)
+        if self.disagreements:
+            if any(n.op.name == "unsupported" for n in model.graph):
+                raise ShapeError(self.disagreements[0])
+            model.warnings.append(f"{self.disagreements[0].split(', but')[0]}, which the data gives other sizes "
+                                  "(onnxruntime runs such data too): read at the data's sizes")
         if self.aliases:
             model.aliases.update({other: kept for other, kept in self.aliases.items() if kept in model.arrays})
         _name_refused_ops(model, self.refused)
@@ -727,7 +759,10 @@ class Reader:
                 sizes.append(int(d))  # type: ignore[arg-type]  # a fixed size
                 continue
             size = int(given[axis]) if given is not None else 1
-            bind_symbol(bound, param, size, vi.name, axis)
+            try:
+                bind_symbol(bound, param, size, vi.name, axis)
+            except ShapeError as exc:  # said if the graph does not read at these sizes (see `read`)
+                self.disagreements.append(str(exc))
             sizes.append(size)
         if given is None:
             said = ", ".join(f"{p} = 1" for p in params if p is not None)
@@ -969,6 +1004,7 @@ def open_bytes(data: bytes, where: str, folder: Path | None = None, stem: str = 
     reader = Reader(model, where, clean_name(model.graph.name or stem))
     reader.folder, reader.serialized = folder, data
     reader.input_shapes = dict(requested_shapes() if input_shapes is None else input_shapes)
+    reader.switches = dict(requested_switches())
     if model.functions:
         names = ", ".join(f.name[:40] for f in model.functions[:4])
         reader.b.warnings.append(f"the model defines local functions ({names}); nodes that call them are unsupported")

@@ -14,27 +14,40 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..errors import ShapeError
 from ..model import OTHER_SIZES, TARGET, Model
 from ._budget import memory_budget
 
 _requested_shapes: ContextVar[Mapping[str, tuple[int, ...]] | None] = ContextVar("requested_shapes", default=None)
+_requested_switches: ContextVar[Mapping[str, Any] | None] = ContextVar("requested_switches", default=None)
 
 
 @contextmanager
-def reading_at(shapes: Mapping[str, tuple[int, ...]] | None) -> Iterator[None]:
+def reading_at(shapes: Mapping[str, tuple[int, ...]] | None,
+               switches: Mapping[str, Any] | None = None) -> Iterator[None]:
     """Files read meanwhile take their inputs' dynamic (symbolic) sizes from `shapes` (by input name: the data's),
-    where one is given: the data reaches the reader through the layers between (`load_target`, `open_model`)."""
+    where one is given: the data reaches the reader through the layers between (`load_target`, `open_model`).
+    `switches`: the data's one-element arrays by input name, for a file whose graph is chosen by such an input's value
+    when it is read (optimum's merged decoder: `use_cache_branch` picks one of two branches)."""
     token = _requested_shapes.set({k: tuple(int(d) for d in v) for k, v in shapes.items()} if shapes else None)
+    picked = _requested_switches.set({k: v for k, v in switches.items() if np.size(v) == 1} if switches else None)
     try:
         yield
     finally:
+        _requested_switches.reset(picked)
         _requested_shapes.reset(token)
 
 
 def requested_shapes() -> Mapping[str, tuple[int, ...]]:
     """The input shapes a file is to be read at (`reading_at`), {} where none are asked for."""
     return _requested_shapes.get() or {}
+
+
+def requested_switches() -> Mapping[str, Any]:
+    """The data's one-element arrays a file is read with (`reading_at`), by input name; {} where none are given."""
+    return _requested_switches.get() or {}
 
 
 def bind_symbol(bound: dict[str, tuple[int, str, int]], symbol: str, value: int, input_name: str, axis: int) -> None:

@@ -1,0 +1,115 @@
+"""The ONNX files Hugging Face users have: optimum's exports (`optimum-cli export onnx`), as transformers.js folders
+hold them, opened and stepped on both backends against torch autograd of the same transformers module.
+
+The files and the autograd numbers are made by hand by `tests/data/optimum/make.py` (it needs optimum-onnx, which
+pins an older transformers than the project's): GPT-2 with its past (`model.onnx`: `past_key_values.N.key/value`
+inputs, `present.*` outputs, position ids) at an empty past and a past of 3; the merged decoder
+(`decoder_model_merged.onnx`: one If on `use_cache_branch`, the shared weights renamed `*_merged_0`, the attention
+mask declared with the tokens' length) on each branch; T5's merged decoder (cross-attention past, relative
+positions); BART's decoder whose tied output layer is a transposed copy of the token table (`onnx::MatMul_N`); and
+onnxruntime's dynamic quantization of GPT-2 (MatMulInteger, DynamicQuantizeLinear) against onnxruntime's forward.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from propscope.debugger import open_session
+from propscope.graph.errors import ShapeError
+from propscope.graph.readers import open_model
+
+DATA = Path(__file__).parent / "data" / "optimum"
+EXACT = 1e-9
+CASES = [("gpt2/model.onnx", "gpt2/with_past_0.npz"), ("gpt2/model.onnx", "gpt2/with_past_3.npz"),
+         ("gpt2/decoder_model_merged.onnx", "gpt2/merged_first.npz"),
+         ("gpt2/decoder_model_merged.onnx", "gpt2/merged_next.npz"),
+         ("t5/decoder_model_merged.onnx", "t5/merged_first.npz"),
+         ("t5/decoder_model_merged.onnx", "t5/merged_next.npz"),
+         ("bart/decoder_model.onnx", "bart/decoder.npz")]
+
+
+def _reference(npz: str) -> tuple[dict[str, np.ndarray], np.ndarray, str, float, dict[str, np.ndarray],
+                                  dict[str, np.ndarray]]:
+    with np.load(DATA / npz) as f:
+        part = {k: f[k] for k in f.files}
+    data = {k[5:]: v for k, v in part.items() if k.startswith("data/")}
+    grads = {k[5:]: v for k, v in part.items() if k.startswith("grad/")}
+    input_grads = {k[11:]: v for k, v in part.items() if k.startswith("input_grad/")}
+    return data, part["y"], str(part["loss_name"]), float(part["loss"]), grads, input_grads
+
+
+def _relative(got: np.ndarray, want: np.ndarray, floor: float) -> float:
+    """The largest difference relative to the larger of `want`'s largest magnitude and `floor` (a gradient that is
+    zero in exact arithmetic, a key bias's under softmax, is autograd's rounding)."""
+    scale = max(float(np.max(np.abs(want), initial=0.0)), floor)
+    return float(np.max(np.abs(np.asarray(got, dtype=np.float64) - want), initial=0.0)) / scale
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize(("file", "npz"), CASES, ids=[n.replace("/", "-")[:-4] for _, n in CASES])
+def test_loss_and_every_gradient_equal_autograds(file: str, npz: str, backend: str) -> None:
+    if backend == "torch":
+        pytest.importorskip("torch")
+    data, y, loss_name, loss, grads, input_grads = _reference(npz)
+    s = open_session(DATA / file, backend=backend, dtype="float64", data={**data, "y": y}, loss=loss_name)
+    assert not [n.name for n in s.graph if n.op.name == "unsupported"]
+    s.run_to_end()
+    got = float(s.backend.to_numpy(s.value(s.loss_node.name)))
+    assert abs(got - loss) <= EXACT * max(1.0, abs(loss)), f"loss {got} != {loss}"
+    floor = 1e-6 * max(float(np.max(np.abs(g))) for g in grads.values())
+    parameters = [n.name for n in s.graph.parameters]
+    unnamed = [p for p in parameters if p not in grads]
+    assert not unnamed, f"parameters autograd does not know by these names: {unnamed}"
+    for name in parameters:
+        err = _relative(s.backend.to_numpy(s.grad(name)), grads[name], floor)
+        assert err <= EXACT, f"{name}: relative difference {err:.3g}"
+    for name, want in input_grads.items():
+        err = _relative(s.backend.to_numpy(s.grad(name)), want, floor)
+        assert err <= EXACT, f"input {name}: relative difference {err:.3g}"
+
+
+def test_tied_output_layer_is_the_token_table() -> None:
+    """BART's output layer, stored as `onnx::MatMul_N` (the token table transposed), is `model.shared.weight`: one
+    parameter, as in the module (it was a second one, each of the two getting half of torch's gradient)."""
+    model = open_model(DATA / "bart" / "decoder_model.onnx")
+    names = [n.name for n in model.graph.parameters]
+    assert "model.shared.weight" in names and not [n for n in names if "MatMul" in n or n == "lm_head.weight"]
+    assert model.aliases.get("lm_head.weight") == "model.shared.weight"
+
+
+def test_merged_decoder_reads_its_branch_and_its_own_names() -> None:
+    data, y, *_ = _reference("gpt2/merged_next.npz")
+    s = open_session(DATA / "gpt2" / "decoder_model_merged.onnx", dtype="float64", data={**data, "y": y},
+                     loss="cross_entropy")
+    names = [n.name for n in s.graph.parameters]
+    assert "transformer.wte.weight" in names and not [n for n in names if "_merged_" in n]
+    first, _, *_ = _reference("gpt2/merged_first.npz")
+    other = {**first, "y": y[:, :first["input_ids"].shape[1]]}
+    shaped = {k: v for k, v in other.items()}
+    shaped.update({k: data[k] for k in data if k.startswith("past_key_values") or k == "attention_mask"})
+    shaped["use_cache_branch"] = np.array([False])
+    with pytest.raises(ShapeError, match="'use_cache_branch' is false in the data, but the model was read with it "
+                                         "true"):
+        s.set_batch(shaped)
+
+
+def test_merged_decoder_without_data_reads_the_branch_its_past_says() -> None:
+    model = open_model(DATA / "gpt2" / "decoder_model_merged.onnx")
+    said = [w for w in model.warnings if "use_cache_branch" in w]
+    assert said and "read as true" in said[0], model.warnings
+    assert not [n for n in model.graph if n.op.name == "unsupported"]
+
+
+def test_dynamic_quantization_matches_onnxruntime() -> None:
+    """`quantize_dynamic` (what `optimum-cli onnxruntime quantize --avx2` runs) of GPT-2 with its past: the logits
+    equal onnxruntime's forward (float32, onnxruntime's own graph optimizations off) to float32 rounding."""
+    with np.load(DATA / "gpt2_int8" / "onnxruntime.npz") as f:
+        data = {k[5:]: f[k] for k in f.files if k.startswith("data/")}
+        logits = f["logits"]
+    s = open_session(DATA / "gpt2_int8" / "model_quantized.onnx", dtype="float32", data=data, loss="none")
+    s.run_to_end()
+    got = s.backend.to_numpy(s.value(s.graph.outputs[0].name)).reshape(logits.shape)
+    assert _relative(got, logits.astype(np.float64), 0.0) <= 1e-6
