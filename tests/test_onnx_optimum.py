@@ -113,3 +113,32 @@ def test_dynamic_quantization_matches_onnxruntime() -> None:
     s.run_to_end()
     got = s.backend.to_numpy(s.value(s.graph.outputs[0].name)).reshape(logits.shape)
     assert _relative(got, logits.astype(np.float64), 0.0) <= 1e-6
+
+
+def test_symbolic_sizes_at_1_say_which_input_and_where_they_fail(tmp_path: Path) -> None:
+    """optimum's image models leave every size of `pixel_values` symbolic (batch_size, num_channels, height,
+    width): read without data at 1, the patch convolution cannot take 1 channel. The error names the input, its
+    dimensions and the op, in one line (it said `output 'logits' cannot be built` after an unrelated Reshape)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from propscope.graph.errors import ModelFormatError
+
+    dims = ["batch_size", "num_channels", "height", "width"]
+    weight = numpy_helper.from_array(np.ones((4, 3, 2, 2), dtype=np.float32), "patch.weight")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["pixel_values", "patch.weight"], ["h"], name="/patch/Conv", strides=[2, 2]),
+         helper.make_node("Relu", ["h"], ["logits"], name="/act/Relu")], "vit",
+        [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch_size", 4, "h", "w"])], [weight])
+    path = tmp_path / "model.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelFormatError) as caught:
+        open_model(path)
+    said = str(caught.value)
+    assert "\n" not in said and "input 'pixel_values' (batch_size, num_channels, height, width)" in said, said
+    assert "read as 1 without data" in said and "Conv 'patch.Conv' cannot run" in said and "3 input channels" in said
+    data = {"pixel_values": np.random.default_rng(0).standard_normal((2, 3, 4, 4))}
+    s = open_session(path, dtype="float64", data=data, loss="none")  # with data, it reads
+    s.run_to_end()
+    assert s.backend.to_numpy(s.value(s.graph.outputs[0].name)).shape == (2, 4, 2, 2)

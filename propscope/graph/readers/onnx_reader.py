@@ -435,6 +435,8 @@ class Reader:
         # its attention mask with the tokens' length (the decoder's), which with a past is past + tokens long.
         # onnxruntime runs such data; so does propscope where the graph reads at the data's sizes, else this is said
         self.disagreements: list[str] = []
+        self.taken_as_one: list[str] = []  # inputs whose symbolic sizes no data gave, read as 1
+        self.first_stop: str | None = None  # the first op the reader could not map, and why
         self.symbolic: dict[str, tuple[str | None, ...]] = {}  # each input's dim_param per axis (None: a fixed size)
         self.folded_norm_count = 0  # batch norms the exporter folded into convolutions (`folded_norms`)
         # the TorchScript exporter's file (no record of the program's signature): in eval mode it folds a batch norm
@@ -707,6 +709,8 @@ class Reader:
             except Unmapped as exc:
                 if self.disagreements:
                     raise ShapeError(self.disagreements[0]) from None
+                if self.taken_as_one and self.first_stop is not None:  # the sizes of 1 are the likelier cause
+                    raise ModelFormatError(self._sizes_needed()) from None
                 raise ModelFormatError(f"{self.where}: output {vi.name!r} cannot be built ({exc})") from None
             if outputs[-1].name != vi.name:  # the node is named by its module (m.Squeeze); the file names the output
                 outputs[-1].meta.setdefault("returns", clean_name(vi.name))
@@ -765,10 +769,23 @@ class Reader:
                 self.disagreements.append(str(exc))
             sizes.append(size)
         if given is None:
+            self.taken_as_one.append(vi.name)
             said = ", ".join(f"{p} = 1" for p in params if p is not None)
             self.b.warnings.append(f"input {vi.name!r} has symbolic sizes, taken as 1 here ({said}: shape "
                                    f"{tuple(sizes)}); pass --data to run it at the data's sizes")
         return tuple(sizes)
+
+    def _sizes_needed(self) -> str:
+        """One line for a file that cannot be read with its symbolic sizes at 1 (no data gave them): which inputs,
+        their dimensions' names, and the first op that could not take them (a ViT's patch convolution asked for 3
+        channels and got 1)."""
+        named = []
+        for name in self.taken_as_one[:3]:
+            dims = ", ".join(p or "?" for p in self.symbolic.get(name, ()))
+            named.append(f"{name!r} ({dims})")
+        more = f" and {len(self.taken_as_one) - 3} more" if len(self.taken_as_one) > 3 else ""
+        return (f"{self.where}: input {', '.join(named)}{more} has symbolic sizes, read as 1 without data: there "
+                f"{self.first_stop}; give data at the inputs' real shapes (--data, open_session's data=)")
 
     def _op(self, n: Any, index: int) -> None:
         # read once: every protobuf field access makes a new Python object, and a big graph has 10⁴-10⁵ nodes
@@ -930,6 +947,9 @@ class Reader:
     def _placeholder(self, key: str, inputs: list[Any], ctx: Ctx, reason: str) -> list[Any]:
         if not reason.startswith(DOWNSTREAM):
             self.refused[key] = self.refused.get(key, 0) + 1
+            if self.first_stop is None:  # `ShapeError: conv2d node 'x': weight ...` as `weight ...`
+                said = re.sub(r"^\w+ node '[^']*': ", "", re.sub(r"^\w+Error: ", "", reason))
+                self.first_stop = f"{key} {ctx.name[:80]!r} cannot run ({said[:160]})"
         nodes: list[Node] = []
         for v in inputs:
             if v is None or (isinstance(v, np.ndarray) and v.size < 64):
