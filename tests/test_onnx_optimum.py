@@ -142,3 +142,32 @@ def test_symbolic_sizes_at_1_say_which_input_and_where_they_fail(tmp_path: Path)
     s = open_session(path, dtype="float64", data=data, loss="none")  # with data, it reads
     s.run_to_end()
     assert s.backend.to_numpy(s.value(s.graph.outputs[0].name)).shape == (2, 4, 2, 2)
+
+
+@pytest.mark.parametrize("file", ["model_q4.onnx", "model_q4_zero_points.onnx"])
+def test_four_bit_weights_match_onnxruntime_and_have_gradients(file: str) -> None:
+    """onnxruntime's MatMulNBits (4-bit blocks of 16 along K, one scale each; the middle of the range or packed zero
+    points): each is a Linear whose (N, K) weight holds the dequantized values, a parameter with its gradient. The
+    logits equal onnxruntime's to float32 rounding; the gradients on both backends agree."""
+    with np.load(DATA / "bert_q4" / "onnxruntime.npz") as f:
+        data = {k[5:]: f[k] for k in f.files if k.startswith("data/")}
+        logits = f[f"logits/{file}"]
+    path = DATA / "bert_q4" / file
+    assert "MatMulNBits" in path.read_bytes().decode("latin-1")
+    y = np.array([0, 2])
+    grads = {}
+    for backend in ("numpy", "torch"):
+        if backend == "torch":
+            pytest.importorskip("torch")
+        s = open_session(path, backend=backend, dtype="float64", data={**data, "y": y}, loss="cross_entropy")
+        assert not [n.name for n in s.graph if n.op.name == "unsupported"]
+        s.run_to_end()
+        got = s.backend.to_numpy(s.value(s.loss_node.inputs[0].name)).reshape(logits.shape)
+        assert _relative(got, logits.astype(np.float64), 0.0) <= 1e-6
+        grads[backend] = {n.name: s.backend.to_numpy(s.grad(n.name)) for n in s.graph.parameters}
+    weight = "bert.encoder.layer.0.attention.self.query.weight"
+    assert weight in grads["numpy"] and grads["numpy"][weight].shape == (16, 16)
+    if "torch" in grads:
+        floor = 1e-6 * max(float(np.max(np.abs(g))) for g in grads["numpy"].values())
+        for name, g in grads["numpy"].items():
+            assert _relative(grads["torch"][name], g, floor) <= EXACT, name

@@ -947,7 +947,8 @@ class Reader:
     def _placeholder(self, key: str, inputs: list[Any], ctx: Ctx, reason: str) -> list[Any]:
         if not reason.startswith(DOWNSTREAM):
             self.refused[key] = self.refused.get(key, 0) + 1
-            if self.first_stop is None:  # `ShapeError: conv2d node 'x': weight ...` as `weight ...`
+            if self.first_stop is None and reason.startswith(("ShapeError", "GraphError")):  # sizes it cannot take
+                # `ShapeError: conv2d node 'x': weight ...` said as `weight ...`
                 said = re.sub(r"^\w+ node '[^']*': ", "", re.sub(r"^\w+Error: ", "", reason))
                 self.first_stop = f"{key} {ctx.name[:80]!r} cannot run ({said[:160]})"
         nodes: list[Node] = []

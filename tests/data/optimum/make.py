@@ -12,7 +12,8 @@ the file's constants carry no float32 rounding and propscope's numbers can be he
 export differs from autograd by its float32 constants, the GELU's 0.044715, the attention scale: 1e-8..1e-7). The
 merged decoder is made as transformers.js folders were (`decoder_model.onnx` and `decoder_with_past_model.onnx`
 merged by `optimum.onnx.merge_decoders`). `model_quantized.onnx` is onnxruntime's `quantize_dynamic` of the
-float32 export, as `optimum-cli onnxruntime quantize --avx2` makes it; its numbers are onnxruntime's forward.
+float32 export, as `optimum-cli onnxruntime quantize --avx2` makes it, and `model_q4.onnx` its 4-bit
+MatMulNBits (as transformers.js's q4 files); their numbers are onnxruntime's forward.
 Each case's .npz holds the data, the target `y`, the loss, and autograd's loss, parameter gradients (`grad/NAME`,
 every name of a tied one) and input gradients (`input_grad/NAME`), computed in float64 with transformers' float32
 steps (rotary angles, RMSNorm) run in float64, as propscope's float64 session computes them.
@@ -244,9 +245,40 @@ def quantized(tmp: Path) -> None:
                                                    for k, v in data.items()}, logits=logits)
 
 
+def q4(tmp: Path) -> None:
+    """onnxruntime's 4-bit weights (com.microsoft.MatMulNBits, as transformers.js's `model_q4.onnx`) of BERT's
+    float32 export, symmetric (no zero points) and not (packed zero points), with onnxruntime's logits."""
+    import onnx
+    import onnxruntime as ort
+    import optimum.utils.input_generators as ig
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    from optimum.exporters.onnx.convert import onnx_export_from_model
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    ig.DTYPE_MAPPER.pt, ig.DTYPE_MAPPER.np = FLOAT32
+    config = AutoConfig.for_model("bert", hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32, vocab_size=24, max_position_embeddings=16, num_labels=3)
+    model = jittered(AutoModelForSequenceClassification.from_config(config))
+    onnx_export_from_model(model, tmp / "bert_32", task="text-classification", do_validation=False)
+    out = HERE / "bert_q4"
+    out.mkdir(exist_ok=True)
+    data = {"input_ids": tokens(24), "attention_mask": mask(B, S), "token_type_ids": np.array([[0, 0, 1, 1]] * B)}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    logits = {}
+    for name, symmetric in (("model_q4.onnx", True), ("model_q4_zero_points.onnx", False)):
+        quantizer = MatMulNBitsQuantizer(onnx.load(tmp / "bert_32" / "model.onnx"), block_size=16,
+                                         is_symmetric=symmetric)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out / name))
+        logits[name] = ort.InferenceSession(str(out / name), options).run(None, data)[0]
+    np.savez_compressed(out / "onnxruntime.npz", **{f"data/{k}": v for k, v in data.items()},
+                        **{f"logits/{k}": v for k, v in logits.items()})
+
+
 if __name__ == "__main__":
     setup()
     with tempfile.TemporaryDirectory() as folder:
-        for make in (gpt2, bart, t5, quantized):
+        for make in (gpt2, bart, t5, quantized, q4):
             if len(sys.argv) < 2 or make.__name__ in sys.argv[1:]:
                 make(Path(folder))

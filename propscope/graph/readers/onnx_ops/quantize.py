@@ -17,7 +17,10 @@ it (in float32): the forward is onnxruntime's, and the engineer gets ∂L/∂W f
 integers less their zero points: a constant integer weight becomes a float parameter of those differences, in
 integer units), and, for an LSTM, onnxruntime's own DynamicQuantizeLSTM, which is refused by name. QLinearConv,
 QLinearMatMul and onnxruntime's QGemm (QOperator's Linear) are what they mean: dequantize, the float op,
-quantize. Blocked quantization, 2- and 4-bit integers and float8 grids are refused by name.
+quantize. Blocked quantization, 2- and 4-bit integers and float8 grids are refused by name, except onnxruntime's
+MatMulNBits (`MatMulNBitsQuantizer`'s 4-bit weights, transformers.js's `model_q4.onnx`): its packed blocks of
+integers are dequantized when the file is read into the (N, K) float parameter onnxruntime computes with, in
+nn.Linear's layout, and the product is that Linear's `linear` step.
 """
 
 from __future__ import annotations
@@ -400,3 +403,51 @@ def _qgemm(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
     if len(ins) > 7 and ins[7] is not None:
         return _requantized(r, gemm, ins[7], ins[8] if len(ins) > 8 else None, ctx)
     return gemm
+
+
+@onnx_op("com.microsoft.MatMulNBits")
+def _matmul_nbits(r: Reader, ins: list[Any], ctx: Ctx) -> Any:
+    """A · Wᵀ, W (N, K) held as blocks of `block_size` `bits`-bit integers along K, packed into bytes (the first
+    integer in the low bits), one scale per block and a zero point per block (packed the same way, or floats; by
+    default the middle of the range): W = (q − zp)·s."""
+    from .core import LinearProduct
+    from .naming import parameter
+
+    a = ctx.attrs
+    k, n, bits, block = int(a["K"]), int(a["N"]), int(a.get("bits", 4)), int(a["block_size"])
+    if bits not in (2, 4, 8) or block < 16 or block & (block - 1):
+        raise Unmapped(f"{bits}-bit blocks of {block}")
+    if len(ins) > 4 and ins[4] is not None:
+        raise Unmapped("a g_idx (blocks in another order than K's)")
+    packed, scales = known(r, ins[1]), known(r, ins[2])
+    zero = known(r, ins[3]) if len(ins) > 3 and ins[3] is not None else None
+    if packed is None or scales is None or (len(ins) > 3 and ins[3] is not None and zero is None):
+        raise Unmapped("weights, scales or zero points computed at run time")
+    blocks = -(-k // block)
+    if packed.dtype != np.uint8 or packed.size != n * blocks * block * bits // 8 or scales.size != n * blocks:
+        raise Unmapped(f"B of {packed.shape} and {scales.size} scales for K={k}, N={n} in blocks of {block}")
+    charge(n * blocks * block * 24, f"the dequantized weight of {ctx.name!r}", r.where)
+    q = _unpacked(packed.reshape(n, -1), bits)[:, :blocks * block].reshape(n, blocks, block)
+    if zero is None:
+        zp: np.ndarray = np.full((n, blocks, 1), 2 ** (bits - 1), dtype=np.float32)
+    elif zero.dtype == np.uint8:
+        zp = _unpacked(zero.reshape(n, -1), bits)[:, :blocks].astype(np.float32).reshape(n, blocks, 1)
+    else:  # zero points as floats, in the input's type
+        zp = zero.astype(np.float32).reshape(n, blocks, 1)
+    weight = ((q.astype(np.float32) - zp) * scales.astype(np.float32).reshape(n, blocks, 1)).reshape(n, -1)[:, :k]
+    name = ins[1].name if isinstance(ins[1], Init) else f"{ctx.name}.weight"
+    w = parameter(r, Init(name, np.ascontiguousarray(weight)), ctx, "weight")
+    w.meta["holds"] = f"{bits}-bit integers in blocks of {block}, dequantized as onnxruntime computes them"
+    x = r.node(ins[0], ctx)
+    if len(ins) > 5 and ins[5] is not None:
+        return r.b.op("linear", x, w, parameter(r, ins[5], ctx, "bias", hint="bias"), name=ctx.name,
+                      module=ctx.module, attrs={"transpose_weight": True})
+    return LinearProduct(r, x, w, ctx)
+
+
+def _unpacked(packed: np.ndarray, bits: int) -> np.ndarray:
+    """Each row's bytes as the `bits`-bit integers they hold, the first in the low bits."""
+    per = 8 // bits
+    shifts = np.arange(per, dtype=np.uint8) * bits
+    values = (packed[..., None] >> shifts) & np.uint8(2 ** bits - 1)
+    return values.reshape(*packed.shape[:-1], packed.shape[-1] * per)
