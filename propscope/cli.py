@@ -237,11 +237,16 @@ def _inspect_weights(path: Path, as_json: bool) -> int:
         print(json.dumps({"name": path.name, "tensors": [r.as_dict() for r in rows],
                           "warnings": [checkpoint.note] if checkpoint.note else []}, indent=2))
         return 0
-    from .graph.readers import torchscript
+    from .graph.readers import torchscript, ultralytics_checkpoint
 
-    scripted = torchscript.is_archive(path)  # its graph opens from its code: say so, then list its weights
-    title = f"{path.name}: a TorchScript archive, whose graph opens with `propscope open {path.name}`; its weights" \
-        if scripted else f"{path.name}: weights only (--arch names the architecture they fill)"
+    # a TorchScript archive's graph opens from its code, a YOLO checkpoint's from its config: say so, then list weights
+    if torchscript.is_archive(path):
+        title = f"{path.name}: a TorchScript archive, whose graph opens with `propscope open {path.name}`; its weights"
+    elif ultralytics_checkpoint.match(path):
+        title = (f"{path.name}: an Ultralytics YOLO checkpoint, whose network opens with `propscope open {path.name}` "
+                 "(built by ultralytics from its config); its weights")
+    else:
+        title = f"{path.name}: weights only (--arch names the architecture they fill)"
     print(text(rows, title))
     if checkpoint.note:
         print(f"  warning: {checkpoint.note}")

@@ -48,6 +48,7 @@ from ..graph.readers import (
     reading_at,
     torchscript,
     transformers_checkpoint,
+    ultralytics_checkpoint,
 )
 from ..graph.readers import state_dict as state_dict_reader
 from ..graph.readers._budget import memory_budget
@@ -95,10 +96,16 @@ def open_filter() -> str:
 
 def is_state_dict(path: str | Path) -> bool:
     """Whether a file holds weights only, so that it opens into an architecture (`ArchDialog` asks which); a
-    TorchScript archive, which looks like one, opens as its own graph (a scripted one asks its inputs' shapes first,
-    `input_shape.asks_input_shapes`)."""
+    TorchScript archive or a YOLO checkpoint, which look like one, open as their own graph (a scripted archive asks
+    its inputs' shapes first, `input_shape.asks_input_shapes`)."""
     path = Path(path)
-    return bool(state_dict_reader.match(path)) and not (path.is_file() and torchscript.is_archive(path))
+    return bool(state_dict_reader.match(path)) and not (path.is_file() and has_own_graph(path))
+
+
+def has_own_graph(path: Path) -> bool:
+    """A `.pt` that opens as a network by itself: a TorchScript archive (from its code) or an Ultralytics YOLO
+    checkpoint (from its config, built by ultralytics)."""
+    return torchscript.is_archive(path) or ultralytics_checkpoint.match(path)
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -134,7 +141,7 @@ def load_file(path: str | Path, backend: str, dtype: str, device: str = "cpu", a
 def _load_file(path: Path, backend: str, dtype: str, device: str, arch: str | None, seed: int) -> Loaded:
     model: Model
     report = None
-    if not arch and path.is_file() and torchscript.is_archive(path):  # its own graph (with `arch`: its weights)
+    if not arch and path.is_file() and has_own_graph(path):  # its own graph (with `arch`: its weights)
         model = open_model(path)
     elif state_dict_reader.match(path):
         if not arch:

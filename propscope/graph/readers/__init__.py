@@ -24,6 +24,7 @@ from . import (
     torchscript,
     torchvision_arch,
     transformers_checkpoint,
+    ultralytics_checkpoint,
 )
 from ._budget import memory_budget, parse_size, set_max_memory
 from ._failure import capture_warnings, one_line
@@ -48,7 +49,8 @@ READERS: list[tuple[str, ModuleType]] = [
     ("transformers checkpoint", transformers_checkpoint),
 ]
 # the readers that build a model with torch and export it (their garbage is collected as they go)
-_BUILT_BY_TORCH: tuple[ModuleType, ...] = (transformers_checkpoint, timm_arch, diffusers_checkpoint)
+_BUILT_BY_TORCH: tuple[ModuleType, ...] = (transformers_checkpoint, timm_arch, diffusers_checkpoint,
+                                           ultralytics_checkpoint)
 
 
 def open_model(path: str | Path, arch: str | Path | None = None, seed: int = 0) -> Model:
@@ -72,6 +74,8 @@ def _open_model(path: Path, arch: str | Path | None, seed: int) -> Model:
                 if arch is None and torchscript.is_archive(path):  # its graph from its code, interpreted
                     with paused_gc():
                         return torchscript.open(path)
+                if arch is None and ultralytics_checkpoint.match(path):  # a YOLO model object, built from its config
+                    return ultralytics_checkpoint.open(path)
                 return state_dict.open_with(path, arch, seed)
             if arch is not None:
                 raise ModelFormatError(f"{path}: --arch is for state dict files; this model has its own architecture")

@@ -400,17 +400,24 @@ def _damaged_zip(path: Path) -> bool:
     return head == b"PK" and not zipfile.is_zipfile(path)
 
 
+def zip_members(path: Path, where: str) -> list[zipfile.ZipInfo]:
+    """A torch.save zip's members, their declared sizes within what propscope loads (each is checked again as it
+    is read: `_budget.read_member`)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except ZIP_ERRORS as exc:
+        raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
+    total = sum(i.file_size for i in infos)
+    if any(i.file_size > MAX_TENSOR_BYTES for i in infos) or total > MAX_FILE_BYTES:
+        raise ModelFormatError(f"{where}: its members claim {total} bytes, more than propscope will load")
+    return infos
+
+
 def _torch_file(path: Path, where: str, stand_ins: set[str] | None,
                 origins: dict[int, str] | None = None) -> dict[str, np.ndarray]:
     if zipfile.is_zipfile(path):
-        try:
-            with zipfile.ZipFile(path) as zf:
-                infos = zf.infolist()
-        except ZIP_ERRORS as exc:
-            raise ModelFormatError(f"{where}: a damaged zip archive ({str(exc)[:100]})") from None
-        total = sum(i.file_size for i in infos)
-        if any(i.file_size > MAX_TENSOR_BYTES for i in infos) or total > MAX_FILE_BYTES:
-            raise ModelFormatError(f"{where}: its members claim {total} bytes, more than propscope will load")
+        infos = zip_members(path, where)
         if any(i.filename.endswith("constants.pkl") or "/code/" in i.filename for i in infos):
             if stand_ins is None:
                 raise ModelFormatError(f"{where}: a TorchScript archive, not a state dict: open it as the model "

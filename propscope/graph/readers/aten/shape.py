@@ -217,6 +217,9 @@ def _select(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
             return x.steps[index].get()
     if t.const(x):
         return np.take(np.asarray(x), index, axis=dim)
+    known = t.known(x)  # one number of a stored vector: a loop over a tensor attribute (YOLO's strides, whose
+    if known is not None and known.ndim == 1:  # `.item()` fills the anchors' stride column) folds to that number
+        return np.take(known, index, axis=dim)
     return t.b.op("select", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim, "index": index})
 
 
