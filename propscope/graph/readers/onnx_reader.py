@@ -6,7 +6,8 @@ the graph shows the network, not the plumbing. Float initializers become paramet
 file names them (`fc.weight`); name scopes (`/layer1/Gemm`, or the torch exporter's metadata) give
 each node its module. ONNX's GRU, LSTM and RNN are unrolled into PyTorch-layout cells per time step. An If whose
 condition folds to a constant (the TorchScript exporter's guard around a squeeze) is the branch it picks, its nodes
-read into the main graph; Loop, Scan and an If decided at run time are refused.
+read into the main graph; so is optimum's merged decoder's If on its `use_cache_branch` input, at the data's value
+(onnx_ops/control.py); Loop, Scan and any other If decided at run time are refused.
 
 Safety: the protobuf reader checks every length against the bytes and charges what it makes to the open's
 budget; external data is read only from a plain file beside the model; every tensor's declared size is checked
