@@ -19,6 +19,7 @@ import pytest
 
 from propscope.debugger import open_session
 from propscope.graph.errors import ShapeError
+from propscope.graph.model import READ_AT, fit_batch
 from propscope.graph.readers import open_model
 
 DATA = Path(__file__).parent / "data" / "optimum"
@@ -81,19 +82,28 @@ def test_tied_output_layer_is_the_token_table() -> None:
 
 
 def test_merged_decoder_reads_its_branch_and_its_own_names() -> None:
-    data, y, *_ = _reference("gpt2/merged_next.npz")
-    s = open_session(DATA / "gpt2" / "decoder_model_merged.onnx", dtype="float64", data={**data, "y": y},
+    """The first step's data (an empty past, use_cache_branch false), then the next step's (a past of 3, true): the
+    session reads the file again on the other branch, with autograd's loss; its parameters keep the model's names
+    (optimum's merge renamed every shared one `*_merged_0`). A graph read on one branch refuses data that picks the
+    other in one line, where nothing reads it again."""
+    first, y_first, _, loss_first, _, _ = _reference("gpt2/merged_first.npz")
+    data, y, _, loss, _, _ = _reference("gpt2/merged_next.npz")
+    s = open_session(DATA / "gpt2" / "decoder_model_merged.onnx", dtype="float64", data={**first, "y": y_first},
                      loss="cross_entropy")
     names = [n.name for n in s.graph.parameters]
     assert "transformer.wte.weight" in names and not [n for n in names if "_merged_" in n]
-    first, _, *_ = _reference("gpt2/merged_first.npz")
-    other = {**first, "y": y[:, :first["input_ids"].shape[1]]}
-    shaped = {k: v for k, v in other.items()}
-    shaped.update({k: data[k] for k in data if k.startswith("past_key_values") or k == "attention_mask"})
-    shaped["use_cache_branch"] = np.array([False])
+    s.run_to_end()
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss_first) <= EXACT * loss_first
+    s.set_batch({**first, "use_cache_branch": np.array([True]), "y": y_first})  # same sizes, the other branch
+    assert s.graph["use_cache_branch"].meta[READ_AT][0] is True
+    s.run_to_end()  # an empty past: both branches compute the first step
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss_first) <= EXACT * loss_first
+    s.set_batch({**data, "y": y})
+    s.run_to_end()
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss) <= EXACT * loss
     with pytest.raises(ShapeError, match="'use_cache_branch' is false in the data, but the model was read with it "
                                          "true"):
-        s.set_batch(shaped)
+        fit_batch(s.model.graph, {**data, "use_cache_branch": np.array([False])})
 
 
 def test_merged_decoder_without_data_reads_the_branch_its_past_says() -> None:

@@ -28,6 +28,7 @@ from ..graph.model import (
 from ..graph.ops.losses import IGNORE_INDEX
 from ..graph.ops.shapes import fmt
 from ..graph.readers import SizedModel, reading_at
+from ..graph.readers.sizes import switched_by, switches_changed
 from ..graph.readers.snapshots import attached as attached_snapshots
 from .breakpoints import Breakpoint, NodeBreakpoint, NonFiniteBreakpoint, Stop
 from .data_checks import check_targets, class_count_error, one_hot_error
@@ -454,7 +455,8 @@ class Session:
         choices the session made on it (the output, a row per token, a node named `y` giving way); itself where no
         symbolic size changes. The last few are kept: a mini-batch's size comes back every epoch and every run."""
         key = tuple(sorted((k, tuple(v)) for k, v in shapes.items() if k != TARGET))
-        cached = self._models_at.get(key)
+        switched = switches_changed(self.model)  # a branch read at another value (`set_batch`'s data)
+        cached = self._models_at.get((key, switched))
         if cached is not None:
             return cached
         model = _at_data_sizes(self.model, dict(key))
@@ -466,19 +468,20 @@ class Session:
         fresh = model.parameters
         same = {k: v for k, v in self.model.arrays.items() if k in fresh and np.shape(fresh[k]) == np.shape(v)}
         model = replace(model, arrays={**model.arrays, **same})
-        self._models_at = {**dict(list(self._models_at.items())[-2:]), key: model}
+        self._models_at = {**dict(list(self._models_at.items())[-2:]), (key, switched): model}
         return model
 
     def reads_again_at(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
         """Whether `model_at(shapes)` (and so `set_batch` with data of these shapes) reads the model's file again: an
         app does that off its GUI thread first (a transformers folder is traced again: seconds)."""
         key = tuple(sorted((k, tuple(v)) for k, v in shapes.items() if k != TARGET))
-        return key not in self._models_at and isinstance(self.model, SizedModel) and \
+        return (key, switches_changed(self.model)) not in self._models_at and isinstance(self.model, SizedModel) and \
             self.model.reads_again_at(_input_shapes(self.model, dict(key)))
 
     def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
         self._same_path(batch)
-        model = self.model_at({k: np.shape(v) for k, v in batch.items()})
+        with switched_by(batch):  # a branch an input's value picks (a merged decoder's) is read at the data's
+            model = self.model_at({k: np.shape(v) for k, v in batch.items()})
         reread = model is not self.model
         if self.loss_name == "cross_entropy" and TARGET in batch:  # (B, T) labels read (B, T, V) logits per token
             model = _rows_for_token_labels(model, np.shape(batch[TARGET]))

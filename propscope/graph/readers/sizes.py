@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ShapeError
-from ..model import OTHER_SIZES, TARGET, Model
+from ..model import OTHER_SIZES, READ_AT, TARGET, Model
 from ._budget import memory_budget
 
 _requested_shapes: ContextVar[Mapping[str, tuple[int, ...]] | None] = ContextVar("requested_shapes", default=None)
@@ -32,12 +32,25 @@ def reading_at(shapes: Mapping[str, tuple[int, ...]] | None,
     `switches`: the data's one-element arrays by input name, for a file whose graph is chosen by such an input's value
     when it is read (optimum's merged decoder: `use_cache_branch` picks one of two branches)."""
     token = _requested_shapes.set({k: tuple(int(d) for d in v) for k, v in shapes.items()} if shapes else None)
-    picked = _requested_switches.set({k: v for k, v in switches.items() if np.size(v) == 1} if switches else None)
+    try:
+        with switched_by(switches):
+            yield
+    finally:
+        _requested_shapes.reset(token)
+
+
+@contextmanager
+def switched_by(switches: Mapping[str, Any] | None) -> Iterator[None]:
+    """Files read meanwhile (a model read again at new data: `SizedModel.at_sizes`) pick a branch an input of one
+    element decides by its value in `switches` (the data); with None, by the switches given around this."""
+    if switches is None:
+        yield
+        return
+    token = _requested_switches.set({k: v for k, v in switches.items() if np.size(v) == 1})
     try:
         yield
     finally:
-        _requested_switches.reset(picked)
-        _requested_shapes.reset(token)
+        _requested_switches.reset(token)
 
 
 def requested_shapes() -> Mapping[str, tuple[int, ...]]:
@@ -71,9 +84,10 @@ class SizedModel(Model):
     reread: Callable[[Mapping[str, tuple[int, ...]]], Model] | None = None
 
     def _asked(self, shapes: Mapping[str, tuple[int, ...]]) -> tuple[dict[str, tuple[int, ...]], bool]:
-        """The inputs' shapes to read the file at, and whether a symbolic size among them differs from now."""
+        """The inputs' shapes to read the file at, and whether a symbolic size among them differs from now (or the
+        value of an input that picked a branch when the file was read: `switched_by`)."""
         wanted: dict[str, tuple[int, ...]] = {}
-        changed = False
+        changed = bool(switches_changed(self))
         for node in self.graph.inputs:
             axes, shape = self.symbolic.get(node.name), shapes.get(node.name)
             if axes is None or shape is None or len(shape) != len(axes):
@@ -99,6 +113,18 @@ class SizedModel(Model):
         if self.output_order is not None:  # and put another output first (Model.with_output): by its position in
             fresh = fresh.with_output(self.output_order.index(out.name))  # the file's order (a name may be changed)
         return fresh.per_token() if rows else fresh
+
+
+def switches_changed(model: Model) -> tuple[tuple[str, bool], ...]:
+    """The inputs that picked a branch when `model`'s file was read (`READ_AT`) whose value the data around
+    (`switched_by`) gives otherwise, with that value; () where none."""
+    given = requested_switches()
+    changed = []
+    for node in model.graph.inputs:
+        read_at, value = node.meta.get(READ_AT), given.get(node.name)
+        if read_at is not None and value is not None and bool(np.asarray(value).reshape(-1)[0]) != read_at[0]:
+            changed.append((node.name, not read_at[0]))
+    return tuple(changed)
 
 
 def sized(model: Model, symbolic: Mapping[str, tuple[str | None, ...]],
