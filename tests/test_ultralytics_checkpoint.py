@@ -111,6 +111,7 @@ def _assert_autograds(s: Any, module: Any) -> None:
     ("yolov8n-pose.yaml", "numpy"),  # keypoints
     ("yolo12n.yaml", "numpy"),  # area attention
     ("yolo26n.yaml", "torch"),  # end-to-end head (no NMS: one-to-one top-k)
+    ("yolov6n.yaml", "numpy"),  # its config's activation is `torch.nn.ReLU()`
 ])
 def test_a_checkpoint_opens_without_arch_and_steps_with_autograds_gradients(ultralytics: Any, tmp_path: Path,
                                                                              config: str, backend: str) -> None:
@@ -163,6 +164,7 @@ def _with_config(change: Any) -> Any:
     # ultralytics evaluates the activation
     (lambda c: c.__setitem__("activation", "__import__('os').system('echo owned')"), "activation"),
     (lambda c: c.__setitem__("activation", "nn.SiLU(__import__('os'))"), "activation"),
+    (lambda c: c.__setitem__("activation", "os.system('echo owned')"), "activation"),
     (lambda c: c["backbone"][0].__setitem__(1, 10**6), "[from, repeats, module, arguments]"),
 ])
 def test_a_hostile_config_is_refused_before_ultralytics_sees_it(ultralytics: Any, tmp_path: Path, change: Any,

@@ -47,6 +47,7 @@ MAX_TEXT = 200
 MAX_REPEATS = 100
 TORCHVISION_LAYER = "TorchVision"  # its arguments: channels out, model name, weights ("DEFAULT" downloads), ...
 TORCHVISION_WEIGHTS = 2
+NN = ("nn", "torch.nn")  # how a config's activation may name torch.nn (ultralytics evaluates it where both mean it)
 
 
 def match(path: Path) -> bool:
@@ -263,7 +264,7 @@ def _check_module(name: str, where: str, index: int) -> None:
 
 def _check_activation(text: Any, where: str) -> None:
     """The config's activation, which ultralytics evaluates: only `nn.Name(...)` of a torch.nn module with literal
-    arguments passes (`nn.SiLU()`, `nn.LeakyReLU(0.1)`)."""
+    arguments passes (`nn.SiLU()`, `nn.LeakyReLU(0.1)`, YOLOv6's `torch.nn.ReLU()`)."""
     import torch
 
     refused = ModelFormatError(f"{where}: its Ultralytics config's activation {str(text)[:60]!r} is not a torch.nn "
@@ -275,8 +276,7 @@ def _check_activation(text: Any, where: str) -> None:
     except (SyntaxError, ValueError):
         raise refused from None
     func = call.func if isinstance(call, ast.Call) else None
-    if not (isinstance(call, ast.Call) and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
-            and func.value.id == "nn"):
+    if not (isinstance(call, ast.Call) and isinstance(func, ast.Attribute) and ast.unparse(func.value) in NN):
         raise refused
     found = getattr(torch.nn, func.attr, None)
     if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
