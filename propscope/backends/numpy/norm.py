@@ -52,8 +52,12 @@ def batch_norm(x: Array, w: Array, b: Array, running_mean: Array, running_var: A
     axes, shape = _channel_axes(x)
     if training:
         return _scaled_and_shifted(x, w.reshape(shape), b.reshape(shape), *_moments(x, axes), eps)
-    xhat = (x - running_mean.reshape(shape)) / np.sqrt(running_var.reshape(shape) + eps)
-    return xhat * w.reshape(shape) + b.reshape(shape)
+    # x̂·γ + b with x̂ = (x − μ)/√(σ² + ε), in one buffer (the same operations in the same order, so the same bits)
+    out = np.subtract(x, running_mean.reshape(shape))
+    out /= np.sqrt(running_var.reshape(shape) + eps)
+    out *= w.reshape(shape)
+    out += b.reshape(shape)
+    return out
 
 
 def _scaled_and_shifted(x: Array, w: Array, b: Array, mean: Array, var: Array, eps: float) -> Array:
@@ -81,10 +85,12 @@ def _(g: Array, x: Array, w: Array, b: Array, running_mean: Array, running_var: 
     if training:
         xhat, inv = _normalise(x, axes, eps)
         gx = _normalise_back(g * w.reshape(shape), xhat, inv, axes)
-    else:
+    else:  # x̂ = (x − μ)·inv and ∂L/∂x = g·γ·inv, each in one buffer
         inv = 1.0 / np.sqrt(running_var.reshape(shape) + eps)
-        xhat = (x - running_mean.reshape(shape)) * inv
-        gx = g * w.reshape(shape) * inv
+        xhat = np.subtract(x, running_mean.reshape(shape))
+        xhat *= inv
+        gx = np.multiply(g, w.reshape(shape))
+        gx *= inv
     return gx, (g * xhat).sum(axis=axes), g.sum(axis=axes), None, None
 
 
