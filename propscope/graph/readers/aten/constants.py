@@ -227,6 +227,28 @@ def _scatter(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return out
 
 
+@aten("index_reduce")
+def _index_reduce(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """x.index_reduce(dim, index, source, reduce): source's slices reduced into x's at the positions of the 1-D
+    `index` along dim (products, means, maxima, minima of what lands there; a graph network's per-node aggregation
+    written with whole rows): scatter_reduce with the index repeated across source's other axes."""
+    x, source, index = self_arg(a), a["source"], a["index"]
+    picked = tuple(t.shape(source))
+    dim = int(a["dim"]) % max(len(picked), 1)
+    if len(t.shape(index)) != 1 or not picked or t.shape(index)[0] != picked[dim]:
+        raise Unmapped(f"index_reduce by a {tuple(t.shape(index))} index into a {picked} source along axis {dim}")
+    along = [picked[dim] if k == dim else 1 for k in range(len(picked))]
+    known = t.known(index)
+    if known is not None:
+        full: Any = np.broadcast_to(known.reshape(along), picked).copy()
+    else:
+        standing = t.b.op("reshape", t.node(index, ctx, "index"), name=f"{ctx.name}.index_axis", module=ctx.module,
+                          attrs={"shape": tuple(along)})
+        full = t.b.op("expand", standing, name=f"{ctx.name}.index", module=ctx.module, attrs={"shape": picked})
+    return _scatter(t, {"self": x, "dim": dim, "index": full, "src": source, "reduce": a["reduce"],
+                        "include_self": a.get("include_self", True)}, ctx)
+
+
 def _scatter_computed(t: Translator, a: dict[str, Any], ctx: Ctx, op: str) -> Node:
     """scatter of computed values or at computed positions (DeepSeek-V3's routing marks the groups its top-k chose:
     zeros.scatter_(1, group_idx, 1)): an `index_put` at every element of `index`, the positions along the other
