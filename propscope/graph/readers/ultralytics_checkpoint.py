@@ -29,7 +29,7 @@ from ..errors import ModelFormatError
 from ..model import TARGET, Model
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
-from ._build import MAX_SIDE, MIN_SIDE, file_size
+from ._build import MIN_SIDE, file_size
 from ._failure import first_line, quiet_torch
 from ._pickle import Pickled, load_weights_only
 from .sizes import read_again_at, requested_shapes, sized
@@ -41,6 +41,7 @@ CLASSES = ("DetectionModel", "SegmentationModel", "PoseModel", "OBBModel", "Clas
            "RTDETRDetectionModel", "WorldModel", "YOLOEModel", "YOLOESegModel", "SemanticSegmentationModel",
            "DepthModel")
 DEFAULT_SIZE = 640  # ultralytics' own default image size
+MAX_SIDE = 2048  # a P6 model trains at 1280; the pass's memory is checked against the budget as any model's is
 MAX_CONFIG_ITEMS = 20_000
 MAX_CONFIG_DEPTH = 8
 MAX_TEXT = 200
