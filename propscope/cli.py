@@ -60,7 +60,8 @@ def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
     p.add_argument("target", metavar="TARGET", help=TARGET_HELP)
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="float precision (default float32)")
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
-    p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`; or .csv")
+    p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`; or .csv; or "
+                   "an image (.png, .jpg...), resized to the model's image input, its pixels / 255")
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (hand-written) or torch (autograd)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
     p.add_argument("--arch", metavar="A", help=ARCH_HELP)

@@ -11,7 +11,7 @@ import numpy as np
 from psygnal import Signal
 
 from ..backends import Backend, get_backend
-from ..graph.datasets import DataError, load_data
+from ..graph.datasets import DataError, image_batch, is_image, load_data
 from ..graph.errors import GraphError, ShapeError
 from ..graph.ir import Graph, Node
 from ..graph.model import (
@@ -715,7 +715,8 @@ def open_session(
     live = torch_module.is_live(target)
     if inputs is not None and not live:
         raise DataError("inputs= is for a torch module held in Python; a file or an example takes data=")
-    batch = load_data(data) if isinstance(data, str | Path) else None if data is None else \
+    image = data if isinstance(data, str | Path) and is_image(data) else None  # fitted to the model's input, below
+    batch = None if data is None or image is not None else load_data(data) if isinstance(data, str | Path) else \
         {k: _as_array(v) for k, v in data.items()}
     if live:
         model = torch_module.open_module(target, inputs)
@@ -727,6 +728,8 @@ def open_session(
         with reading_at(_reading_shapes(batch or {}), batch):
             model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     model = model.with_output(output)
+    if image is not None:  # a photo for a vision model: at its image input's size
+        batch = image_batch(image, model.graph.inputs)
     if per_token:
         model = model.per_token()
         loss = loss or "cross_entropy"

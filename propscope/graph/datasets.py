@@ -126,12 +126,15 @@ def make_dataset(
 
 
 def load_data(path: str | Path) -> dict[str, Array]:
-    """Arrays from `.npz` (named after the model's inputs, or `x`, and `y`) or `.csv` (last column is y)."""
+    """Arrays from `.npz` (named after the model's inputs, or `x`, and `y`) or `.csv` (last column is y), or an image
+    as `x` at its own size (`image_batch` fits one to a model's image input)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such data file")
     if path.suffix.lower() == ".csv":
         return _load_csv(path)
+    if is_image(path):
+        return {"x": load_image(path)}
     if not zipfile.is_zipfile(path):  # np.load would take any other bytes for a pickle and say so
         raise DataError(f"{path}: not a .npz data file (not a zip archive); use .npz or .csv")
     try:
@@ -199,3 +202,55 @@ def _numeric(cell: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# -- an image as a model's input -----------------------------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a photo is a few tens of millions; a header may claim anything
+
+
+def is_image(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: int = 3) -> Array:
+    """An image file as a (1, channels, H, W) float32 batch with values in [0, 1] (the pixel / 255: what YOLO's and
+    most vision models' own preprocessing starts from), RGB for 3 channels and grey for 1, resized to `size`
+    (H, W) with bilinear filtering where given. Its declared size is checked before it is decoded."""
+    path = Path(path)
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise DataError(f"{path}: reading images needs Pillow (pip install pillow)") from None
+    if channels not in (1, 3):
+        raise DataError(f"{path}: an image has 1 or 3 channels; the model's image input takes {channels}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: a {width}×{height} image, more than propscope reads "
+                                f"({MAX_IMAGE_PIXELS // 2**20}M pixels)")
+            image.seek(0)  # an animation's first frame
+            pixels = image.convert("RGB" if channels == 3 else "L")
+            if size is not None and (height, width) != tuple(size):
+                pixels = pixels.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
+            array = np.asarray(pixels, dtype=np.float32) / 255.0
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        said = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: not a readable image ({said})") from None
+    array = array[None, None] if array.ndim == 2 else array.transpose(2, 0, 1)[None]
+    return np.ascontiguousarray(array)
+
+
+def image_batch(path: str | Path, inputs: Any) -> dict[str, Array]:
+    """An image as data for a model: its first (N, C, H, W) input with C of 1 or 3, the image resized to that H × W
+    (a batch of one). `inputs`: the model graph's input nodes."""
+    image_input = next((n for n in inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
+    if image_input is None:
+        shapes = ", ".join(f"{n.name} {tuple(n.shape)}" for n in inputs) or "none"
+        raise DataError(f"{path}: an image, but the model has no (batch, 1 or 3 channels, height, width) input "
+                        f"(its inputs: {shapes})")
+    _, channels, height, width = image_input.shape
+    return {image_input.name: load_image(path, (int(height), int(width)), int(channels))}

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
 from ..debugger.session import BackendTrace, loss_for_labels
-from ..graph.datasets import load_data, nonfinite_note
+from ..graph.datasets import image_batch, is_image, load_data, nonfinite_note
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
@@ -748,8 +748,8 @@ class MainWindow(QMainWindow):
         """Run the model on a data file; a file that does not fit leaves the session as it was. Where the model is
         read again at the data's sizes (a transformers folder traced again: seconds), that runs in a job first."""
         s = self.bridge.session
-        try:
-            batch = load_data(path)
+        try:  # an image is resized to the model's image input
+            batch = image_batch(path, s.graph.inputs) if is_image(path) else load_data(path)
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False

@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 
 from ..backends import get_backend
 from ..debugger import Session
+from ..graph.datasets import IMAGE_SUFFIXES
 from ..graph.errors import ModelFormatError
 from ..graph.examples import EXAMPLES
 from ..graph.gc_pause import paused_gc
@@ -417,7 +418,9 @@ class DataDialog(QDialog):
             target = f"<li><code>y</code>: the target of the {escape(session.loss_name)} loss</li>"
         intro = QLabel(f"The model reads:<ul>{rows}{target}</ul>A <code>.npz</code> holds arrays named after the "
                        "inputs (or <code>x</code>) and <code>y</code>; a <code>.csv</code> holds the features, "
-                       "then the target in the last column. Only the batch size may differ.")
+                       "then the target in the last column. Only the batch size may differ. An image "
+                       "(<code>.png</code>, <code>.jpg</code>...) is resized to the model's image input, its "
+                       "pixels / 255.")
         intro.setWordWrap(True)
         intro.setTextFormat(Qt.TextFormat.RichText)
         self.from_file = QRadioButton("Load a file")
@@ -426,7 +429,7 @@ class DataDialog(QDialog):
         group.addButton(self.from_file)
         group.addButton(self.generate)
         self.path = QLineEdit()
-        self.path.setPlaceholderText("data.npz or data.csv")
+        self.path.setPlaceholderText("data.npz, data.csv or an image")
         self.path.textEdited.connect(lambda _t: self.from_file.setChecked(True))
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse)
@@ -453,7 +456,9 @@ class DataDialog(QDialog):
         lay.addWidget(buttons)
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Data", "", "Data (*.npz *.csv);;All files (*)")
+        images = " ".join(f"*{suffix}" for suffix in IMAGE_SUFFIXES)
+        path, _ = QFileDialog.getOpenFileName(self, "Data", "", f"Data (*.npz *.csv {images});;Images ({images});;"
+                                                                "All files (*)")
         if path:
             self.path.setText(path)
             self.from_file.setChecked(True)
