@@ -296,3 +296,22 @@ def test_an_opened_frame_taller_than_the_view_keeps_its_title_in_sight(qtbot):
     frame, seen = view.graph_scene.frames[key].rect, view.visible_scene_rect()
     assert seen.contains(frame), (frame, seen)
     assert abs(frame.center().x() - seen.center().x()) < 2 and abs(frame.center().y() - seen.center().y()) < 2
+
+
+def test_big_feature_maps_are_drawn_scaled_down_every_one_whole(qtbot):
+    """A detector's 160×160 maps (YOLO at 640) in a dock 390 pixels wide: at one pixel per value at least, two and
+    a half of the sixteen showed, the rest cut off at the edge without a sign; below a pixel all sixteen fit."""
+    from PySide6.QtCore import QRectF
+
+    from propscope.gui.inspect.heat_grid import HeatGrid, Tile
+
+    grid = HeatGrid()
+    qtbot.addWidget(grid)
+    grid.resize(390, 700)
+    maps = np.random.default_rng(0).standard_normal((16, 160, 160))
+    grid.set_tiles([Tile(m, f"channel {c}", 3.0) for c, m in enumerate(maps)])
+    inside = QRectF(grid.rect()).adjusted(-0.5, -0.5, 0.5, 0.5)
+    assert len(grid.placed) == 16
+    for placed in grid.placed:
+        assert inside.contains(placed.cells), (placed.tile.title, placed.cells)
+    assert grid.placed[0].cell < 1.0

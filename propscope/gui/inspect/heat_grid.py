@@ -32,6 +32,7 @@ from ..theme import LIGHT, Theme
 
 Mark = tuple[int, int, int, int]  # (row0, col0, row1, col1), ends exclusive, in cells
 TITLE_SIZE, SMALLEST_TITLE = 11, 8  # pixels (scaled by the theme): 8 px bold still reads "12←31"
+MIN_CELL = 0.25  # pixels per value at the least: a 640×640 map in 160 pixels
 
 
 @dataclass
@@ -84,8 +85,10 @@ class HeatGrid(QWidget):
         self.theme: Theme = LIGHT
         # the smallest cell, in pixels: below it tiles would be cut off at the widget's edge. A small dock at
         # 1024×768 shares its height between three grids (a 32×32 input, 32 filters, 16 maps), and with 3 pixels
-        # the input's lower rows and the third row of filters were cut off, data hidden without a sign
-        self.min_cell = 1.0
+        # the input's lower rows and the third row of filters were cut off, data hidden without a sign; and with
+        # 1 pixel a detector's 160×160 maps (YOLO at 640) showed two and a half of sixteen in the dock's width.
+        # Below a pixel a map is drawn scaled down, every map whole
+        self.min_cell = MIN_CELL
         self.max_cell = 64.0
         self.placed: list[_Placed] = []
         self._images: list[QImage] = []

@@ -40,7 +40,7 @@ from ..guard import guarded, guarded_answer
 from ..selection import Selection
 from ..theme import ThemeManager
 from .channels import NCHW, channel_axis, layout_known
-from .heat_grid import HeatGrid, Mark, Tile
+from .heat_grid import MIN_CELL, HeatGrid, Mark, Tile
 
 CONV, RECURRENT, ATTENTION = "convolution", "recurrence", "attention"
 WINDOW_OPS = ("conv2d", "max_pool2d", "avg_pool2d")
@@ -849,7 +849,7 @@ class LayerView(QWidget):
             return
         width = max(self.body.width() - 12, 100)
         room = sum(sv.grid.height() for sv in shown)
-        low, high = 1.0, 64.0 * self.themes.theme.scale  # from the grids' smallest cell (`HeatGrid.min_cell`)
+        low, high = MIN_CELL, 64.0 * self.themes.theme.scale  # from the grids' smallest cell (`HeatGrid.min_cell`)
         for _ in range(20):  # the largest common cell size whose grids fit the room together
             mid = (low + high) / 2
             if sum(sv.grid.height_at(width, mid) for sv in shown) <= room:
