@@ -45,7 +45,7 @@ def test_an_image_becomes_the_models_image_input_rgb_in_order(rgb_model: Path, t
     s = propscope.open_session(rgb_model, data=photo, loss="none")
     x = s.batch[s.graph.inputs[0].name]
     assert x.shape == (1, 3, 16, 24) and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     assert x[0, 0, 8, 2] == 1.0 and x[0, 2, 8, 2] == 0.0  # left: red
     assert x[0, 2, 8, 21] == 1.0 and x[0, 0, 8, 21] == 0.0  # right: blue
     assert x[0, 1, 0, 12] > 0.5 and x[0, 1, 12, 12] == 0.0  # the green bar stays on top
