@@ -166,6 +166,9 @@ def _with_config(change: Any) -> Any:
     (lambda c: c.__setitem__("activation", "nn.SiLU(__import__('os'))"), "activation"),
     (lambda c: c.__setitem__("activation", "os.system('echo owned')"), "activation"),
     (lambda c: c["backbone"][0].__setitem__(1, 10**6), "[from, repeats, module, arguments]"),
+    # a layer class this ultralytics does not have (a checkpoint from a newer one)
+    (lambda c: c["backbone"][0].__setitem__(2, "C9k9"), "layer 0 of its Ultralytics config is a C9k9, which "
+                                                        "ultralytics"),
 ])
 def test_a_hostile_config_is_refused_before_ultralytics_sees_it(ultralytics: Any, tmp_path: Path, change: Any,
                                                                 said: str) -> None:

@@ -258,6 +258,11 @@ def _check_module(name: str, where: str, index: int) -> None:
         found = getattr(__import__("torchvision.ops").ops, name[16:], None)
     else:
         found = getattr(tasks, name, None) if name.isidentifier() else None
+    if found is None and name.isidentifier() and name[:1].isupper():  # a layer class of another ultralytics
+        import ultralytics
+
+        raise ModelFormatError(f"{where}: layer {index} of its Ultralytics config is a {name[:60]}, which ultralytics "
+                               f"{ultralytics.__version__} does not define (saved by another version?)")
     if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
         raise ModelFormatError(f"{where}: layer {index} of its Ultralytics config names {name[:60]!r}, which is not "
                                "a torch.nn or ultralytics module")
