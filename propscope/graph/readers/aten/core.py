@@ -157,11 +157,28 @@ def _reduce(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
 @aten("linear")
 def _linear(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     w = t.node(a["weight"], ctx, "weight")
+    if len(w.shape) == 1:  # x · w over the last axis, dropping it (D-FINE's expectation over its distance bins)
+        return _linear_vector(t, a, ctx, w)
     if len(w.shape) != 2:
-        raise Unmapped("a linear weight that is not 2-D")
+        raise Unmapped("a linear weight that is not 1-D or 2-D")
     b = zeros_bias(t, w, ctx) if a.get("bias") is None else t.node(a["bias"], ctx, "bias")
     return t.b.op("linear", t.node(self_arg(a), ctx), w, b, name=ctx.name, module=ctx.module,
                   attrs={"transpose_weight": True})
+
+
+def _linear_vector(t: Translator, a: dict[str, Any], ctx: Ctx, w: Node) -> Node:
+    """F.linear with a 1-D weight (k,): y = x · w + b, shape x.shape[:-1]; read as a linear layer of one output
+    whose weight is w as a row, its output's last axis of 1 dropped."""
+    x = t.node(self_arg(a), ctx)
+    row = t.b.op("reshape", w, name=f"{ctx.name}.row", module=ctx.module, attrs={"shape": (1, w.shape[0])})
+    bias = a.get("bias")
+    if bias is None:
+        b = zeros_bias(t, row, ctx)
+    else:
+        b = t.b.op("reshape", t.node(bias, ctx, "bias"), name=f"{ctx.name}.bias1", module=ctx.module,
+                   attrs={"shape": (1,)})
+    y = t.b.op("linear", x, row, b, name=f"{ctx.name}.linear", module=ctx.module, attrs={"transpose_weight": True})
+    return t.b.op("reshape", y, name=ctx.name, module=ctx.module, attrs={"shape": tuple(x.shape[:-1])})
 
 
 @aten("addmm")
