@@ -127,6 +127,20 @@ def _linalg_vector_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return _vector_norm(t, ctx, t.node(x, ctx), order, axes, keep, ctx.name)
 
 
+@aten("linalg_norm")
+def _linalg_norm(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.linalg.norm: over one axis (OWL-ViT's normalised embeddings) or all of them with no order, the vector
+    norm; over two axes only with no order or "fro", the square root of the sum of squares (matrix norms of other
+    orders, which take singular values or column sums, are not read)."""
+    order, dim = a.get("ord"), a.get("dim")
+    dims = None if dim is None or dim == [] else [dim] if isinstance(dim, int) else list(dim)
+    if dims is not None and len(dims) == 2 and order in (None, "fro"):
+        order = 2
+    elif isinstance(order, str) or (dims is not None and len(dims) > 1) or (dims is None and order is not None):
+        raise Unmapped(f"the matrix norm of order {order!r} over axes {dims}")
+    return _linalg_vector_norm(t, {**a, "ord": 2 if order is None else order, "dim": dims}, ctx)
+
+
 def _fold_norm(x: np.ndarray, order: float, axes: tuple[int, ...] | None, keep: bool) -> np.ndarray:
     if not order > 0:
         raise Unmapped(f"the vector norm of order {order}")
