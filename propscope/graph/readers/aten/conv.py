@@ -82,12 +82,20 @@ def _conv_transpose1d(t: Translator, a: dict[str, Any], ctx: Ctx, x: Node, w: No
       "max_pool3d_with_indices")
 def _max_pool(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     x = t.node(self_arg(a), ctx)
-    dims = 1 if op_key(ctx.target).startswith("max_pool1d") else len(x.shape) - 2
+    op = op_key(ctx.target)
+    dims = 1 if op.startswith("max_pool1d") else 3 if op.startswith("max_pool3d") else 2
     attrs = {"kernel_size": pair_arg(a["kernel_size"], 1), "stride": pair_arg(a.get("stride"), 0) or None,
              "padding": pair_arg(a.get("padding"), 0), "dilation": pair_arg(a.get("dilation"), 1),
              "ceil_mode": bool(a.get("ceil_mode", False))}
+    if len(x.shape) == dims + 1:  # unbatched (C, H, W), SuperPoint's keypoint suppression: a batch of one
+        batched = t.b.op("reshape", x, name=f"{ctx.name}.batched", module=ctx.module, attrs={"shape": (1, *x.shape)})
+        pooled = t.b.op(f"max_pool{dims}d", batched, name=f"{ctx.name}.pool", module=ctx.module, attrs=attrs)
+        node = t.b.op("reshape", pooled, name=ctx.name, module=ctx.module, attrs={"shape": tuple(pooled.shape[1:])})
+        return node if not op.endswith("indices") else [node, Missing("max-pool indices of an unbatched input")]
+    if len(x.shape) != dims + 2:
+        raise Unmapped(f"a {dims}-D max pool of a {len(x.shape)}-D input")
     node = t.b.op(f"max_pool{dims}d", x, name=ctx.name, module=ctx.module, attrs=attrs)
-    if not op_key(ctx.target).endswith("indices"):
+    if not op.endswith("indices"):
         return node
     return [node, PoolIndices("max-pool indices", x, attrs) if dims == 2 else Missing("max-pool indices")]
 
