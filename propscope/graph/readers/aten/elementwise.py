@@ -108,7 +108,14 @@ def _max_along(t: Translator, ctx: Ctx, node: Node, op: str, dim: int, keep: boo
 def _where(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     from .constants import blend
 
-    cond, x, y = a["condition"], self_arg(a), a["other"]
+    cond = a["condition"]
+    if "other" not in a:  # torch.where(condition): the indices where it holds, one tensor per axis (nonzero)
+        known = t.known(cond)
+        if known is None:
+            raise Unmapped("where(condition) of values computed from the input (the positions it holds at, "
+                           "as many as the data decides)")
+        return [np.asarray(i, dtype=np.int64) for i in np.nonzero(known)]
+    x, y = self_arg(a), a["other"]
     if isinstance(cond, Guard):
         return y
     known = t.known(cond)
