@@ -137,6 +137,30 @@ def _meshgrid(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     return [np.array(g) for g in np.meshgrid(*axes, indexing="ij" if indexing == "ij" else "xy")]
 
 
+@aten("linspace")
+def _linspace(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.linspace of numbers fixed at load time (Deformable DETR's and Mask2Former's reference points over each
+    feature map): folded, computed as torch's scalar kernel does, from the start for the first half and from the end
+    for the rest (its vectorised kernel may round a value one bit otherwise)."""
+    start, end, count = a.get("start"), a.get("end"), a.get("steps")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (start, end, count)) \
+            or not isinstance(count, int) or count < 0:
+        raise Unmapped("linspace with bounds computed from the input")
+    steps = count
+    dtype = dtype_arg(a)
+    array_room((steps,), dtype, "linspace", t.where)
+    if steps == 1:
+        return np.full(1, start, dtype=dtype)
+    kind = np.dtype(dtype).kind
+    work = dtype if kind == "f" else np.float64
+    step = (np.asarray(end, work) - np.asarray(start, work)) / np.asarray(steps - 1, work)
+    i = np.arange(steps)
+    half = steps // 2
+    values = np.where(i < half, np.asarray(start, work) + step * i.astype(work),
+                      np.asarray(end, work) - step * (steps - 1 - i).astype(work))
+    return values.astype(dtype)
+
+
 @aten("triu", "tril")
 def _tri(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op, diagonal = op_key(ctx.target), int(a.get("diagonal", 0))
