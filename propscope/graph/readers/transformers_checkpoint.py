@@ -389,7 +389,19 @@ def _tried_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, 
             sample, out = wider, model(**wider)
         if getattr(out, "logits_per_image", None) is not None and getattr(out, "logits", None) is None:
             sample = _sample_inputs(torch, model, config, where, batch=2, companions=len(sample) > 1)
+        elif _one_query(out, sample):  # OWL-ViT: each image region scored against each text query, a class each
+            ids = sample["input_ids"]
+            sample["input_ids"] = _token_ids(torch, config, where, torch.Generator().manual_seed(1),
+                                             2 * ids.shape[0])[:, :ids.shape[1]]
     return sample
+
+
+def _one_query(out: Any, sample: dict[str, Any]) -> bool:
+    """Whether the model scored an image's regions against a single text query (OWL-ViT and OWLv2 take the queries
+    as rows of input_ids): its logits have one class, and a cross-entropy over one class is 0 whatever the weights."""
+    logits = getattr(out, "logits", None)
+    return getattr(out, "pred_boxes", None) is not None and logits is not None and logits.dim() == 3 \
+        and logits.shape[-1] == 1 and "input_ids" in sample and "pixel_values" in sample
 
 
 @contextmanager
