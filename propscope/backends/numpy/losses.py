@@ -185,7 +185,10 @@ def _ce_targets(logits: Array, y: Array, rest: tuple[Array, ...], ignore_index: 
 
 
 def _ce(logits: Array, t: _Targets) -> Array:
-    return -np.sum(t.coefficients() * _log_softmax_last(logits, t.axis), axis=-1)
+    # a class masked out with −∞ (Grounding DINO's logits past the text) whose coefficient is 0 adds 0, as in
+    # torch, not 0 · −∞ = NaN
+    q = t.coefficients()
+    return -np.sum(q * np.where(q != 0, _log_softmax_last(logits, t.axis), 0.0), axis=-1)
 
 
 def _ce_back(logits: Array, t: _Targets, upstream: Array) -> Array:
