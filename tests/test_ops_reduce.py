@@ -1,5 +1,5 @@
-"""The reduce family's op table: amax/amin, prod, var/std, logsumexp, cumsum, cumprod, argmax/argmin, argsort
-(top-k).
+"""The reduce family's op table: amax/amin, prod, var/std, logsumexp, cumsum, cumprod, cummax/cummin, argmax/argmin,
+argsort (top-k).
 
 Three checks per case (opcheck.py): the hand-written VJP against central differences, NumPy against
 torch under autograd, the two backends against each other in float32 and float64. Every reduction runs
@@ -138,6 +138,10 @@ CASES = [
          "zeros-reverse-exclusive"),
     Case("cumprod", (fixed([[0.0, 2.0, -1.5, 3.0], [1.5, -2.0, 0.5, 0.0], [0.0, 0.0, 2.0, 1.0]]),),
          _cumprod(1, False, False), {"axis": 1}, "zero-first-last-twice"),
+    Case("cummax", (spaced(3, 5),), lambda F, t, x: t.cummax(x, dim=1).values, {"axis": 1}),
+    Case("cummax", (spaced(2, 3, 4),), lambda F, t, x: t.cummax(x, dim=-1).values, {"axis": -1}, "last"),
+    Case("cummin", (spaced(4, 3),), lambda F, t, x: t.cummin(x, dim=0).values),
+    Case("cummin", (spaced(2, 3, 4),), lambda F, t, x: t.cummin(x, dim=1).values, {"axis": 1}, "middle"),
     Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x)),
     Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x, dim=1), {"axis": 1}, "axis"),
     Case("argmax", (spaced(2, 3, 4),), lambda F, t, x: t.argmax(x, dim=-1, keepdim=True),
@@ -209,6 +213,13 @@ KINKS = [
     Case("amin", (ties,), lambda F, t, x: t.amin(x, dim=(0, 1), keepdim=True), {"axis": (0, 1), "keepdims": True},
          "ties"),
     Case("amax", (ties,), lambda F, t, x: t.amax(x), tag="ties-all"),
+    # a running extreme that ties an earlier value comes from the later one (torch.cummax's index), NaN stays
+    Case("cummax", (fixed([[1.0, 3.0, 3.0, 2.0, 3.0, 5.0], [2.0, 2.0, 2.0, -1.0, 4.0, 4.0]]),),
+         lambda F, t, x: t.cummax(x, dim=1).values, {"axis": 1}, "ties"),
+    Case("cummin", (fixed([[1.0, 0.0, 0.0, 2.0, 0.0, -1.0], [3.0, 3.0, 1.0, 1.0, 2.0, 1.0]]),),
+         lambda F, t, x: t.cummin(x, dim=1).values, {"axis": 1}, "ties"),
+    Case("cummax", (fixed([[1.0, np.nan, 3.0, np.nan, 0.5]]),), lambda F, t, x: t.cummax(x, dim=1).values,
+         {"axis": 1}, "nan"),
     Case("std", (fixed([[1.0, 1.0, 1.0], [1.0, 2.0, 4.0]]),), lambda F, t, x: t.std(x, dim=1), {"axis": 1},
          "zero-spread"),
     Case("logsumexp", (fixed([[-np.inf, -np.inf], [0.0, -np.inf]]),), lambda F, t, x: t.logsumexp(x, dim=1),

@@ -175,6 +175,48 @@ def _(g: Array, x: Array, out: Array, axis: int, reverse: bool, exclusive: bool)
     return (_cumsum(g, axis, not reverse, exclusive),)
 
 
+# -- running extremes ------------------------------------------------------------------------------
+def _running_extreme(x: Array, axis: int, largest: bool) -> tuple[Array, Array]:
+    """The running largest (smallest) value along `axis` and the position it comes from: the last position whose
+    value ties the running extreme, or the last NaN (a NaN stays the extreme once met), as torch.cummax picks."""
+    out = (np.maximum if largest else np.minimum).accumulate(x, axis=axis)
+    shape = [1] * x.ndim
+    shape[axis] = x.shape[axis]
+    steps = np.arange(x.shape[axis]).reshape(shape)
+    holds = (x == out) | np.isnan(x)  # where x_i is the running extreme (a new one, or a tie with it)
+    return out, np.maximum.accumulate(np.where(holds, steps, 0), axis=axis)
+
+
+@kernel("cummax")
+def cummax(x: Array, axis: int) -> Array:
+    return _running_extreme(x, axis, True)[0]
+
+
+@kernel("cummin")
+def cummin(x: Array, axis: int) -> Array:
+    return _running_extreme(x, axis, False)[0]
+
+
+def _to_sources(g: Array, x: Array, axis: int, largest: bool) -> Array:
+    """Each ∂L/∂out_i added at the position of x its value is."""
+    _, source = _running_extreme(x, axis, largest)
+    moved_g, moved_s = np.moveaxis(g, axis, -1), np.moveaxis(source, axis, -1)
+    flat = np.zeros_like(moved_g).reshape(-1, moved_g.shape[-1])
+    rows = np.repeat(np.arange(flat.shape[0]), moved_g.shape[-1])
+    np.add.at(flat, (rows, moved_s.reshape(-1)), moved_g.reshape(-1))
+    return np.moveaxis(flat.reshape(moved_g.shape), -1, axis)
+
+
+@cummax.gradient
+def _(g: Array, x: Array, out: Array, axis: int) -> tuple[Array]:
+    return (_to_sources(g, x, axis, True),)
+
+
+@cummin.gradient
+def _(g: Array, x: Array, out: Array, axis: int) -> tuple[Array]:
+    return (_to_sources(g, x, axis, False),)
+
+
 # -- running products ------------------------------------------------------------------------------
 def _shifted(x: Array, axis: int, reverse: bool, exclusive: bool) -> Array:
     """The values whose inclusive running product along `axis` (from the start) is the op's, flipped where

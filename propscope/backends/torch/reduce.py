@@ -72,6 +72,16 @@ def cumsum(x: Tensor, axis: int, reverse: bool, exclusive: bool) -> Tensor:
     return out.flip(axis) if reverse else out
 
 
+@kernel("cummax")
+def cummax(x: Tensor, axis: int) -> Tensor:
+    return torch.cummax(x, dim=axis).values
+
+
+@kernel("cummin")
+def cummin(x: Tensor, axis: int) -> Tensor:
+    return torch.cummin(x, dim=axis).values
+
+
 @kernel("cumprod")
 def cumprod(x: Tensor, axis: int, reverse: bool, exclusive: bool) -> Tensor:
     if reverse:

@@ -115,6 +115,16 @@ define(OpDef(
             "(ONNX CumSum's attributes)",
 ))
 
+for _name, _which, _sign in (("cummax", "largest", "≥"), ("cummin", "smallest", "≤")):
+    define(OpDef(
+        _name, ("x",), f"out_i = the {_which} of x_j for j ≤ i  (along the axis)",
+        {"x": f"∂L/∂x_j = Σ of ∂L/∂out_i over the i whose running {_which} value is x_j (the last j with x_j "
+              f"{_sign} every x before it up to i, as torch picks among ties)"},
+        _running(_name), f"{_name[3:]}…", category="reduce", default_attrs={"axis": 0},
+        summary=f"running {_which} value along an axis (torch.{_name}'s values); each gradient goes to the "
+                "position whose value it is",
+    ))
+
 define(OpDef(
     "cumprod", ("x",), "out_i = Π_(j ≤ i) x_j  (along the axis)",
     {"x": "∂L/∂x_j = Σ_(i ≥ j) ∂L/∂out_i · Π_(k ≤ i, k ≠ j) x_k  (= Σ_(i ≥ j) ∂L/∂out_i · out_i / x_j where "

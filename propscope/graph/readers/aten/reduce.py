@@ -1,5 +1,5 @@
 """ATen reductions beyond sum and mean: amax/amin, prod, var/std, logsumexp, argmax/argmin, cumsum, cumprod,
-sorts and top-k."""
+cummax/cummin, sorts and top-k."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...ops.reduce import stable_order, torch_tie_order
-from .._aten import Ctx, Translator, aten, dims_arg, op_key, self_arg
+from .._aten import Ctx, Missing, Translator, aten, dims_arg, op_key, self_arg
 
 
 def _reduction(t: Translator, a: dict[str, Any], ctx: Ctx, op: str, **attrs: Any) -> Any:
@@ -53,6 +53,24 @@ def _cumprod(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     if known is not None:
         return np.cumprod(known, axis=dim, dtype=np.int64 if known.dtype.kind in "biu" else known.dtype)
     return t.b.op("cumprod", t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim})
+
+
+@aten("cummax", "cummin")
+def _running_extreme(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.cummax/cummin: the running values (folded for constants, Grounding DINO's phrase bounds from token ids
+    otherwise a step) and their positions, the last that ties (as torch's); the positions of computed values are
+    not read."""
+    op, x, dim = op_key(ctx.target), self_arg(a), int(a["dim"])
+    known = t.known(x)
+    if known is None:
+        values = t.b.op(op, t.node(x, ctx), name=ctx.name, module=ctx.module, attrs={"axis": dim})
+        return [values, Missing(f"the positions of {op} of computed values")]
+    out = (np.maximum if op == "cummax" else np.minimum).accumulate(known, axis=dim)
+    shape = [1] * known.ndim
+    shape[dim] = known.shape[dim]
+    holds = (known == out) | (np.isnan(known) if known.dtype.kind == "f" else False)
+    steps = np.where(holds, np.arange(known.shape[dim]).reshape(shape), 0)
+    return [out, np.maximum.accumulate(steps, axis=dim).astype(np.int64)]
 
 
 @aten("argmax", "argmin")
