@@ -74,6 +74,26 @@ def _clamp_by_tensors(t: Translator, x: Any, low: Any, high: Any, ctx: Ctx) -> A
     return out
 
 
+@aten("logit", "special_logit")
+def _logit(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """The inverse sigmoid, log(z / (1 − z)) with z = x clamped to [eps, 1 − eps] where eps is given (Grounding
+    DINO's reference points turned back into logits): a clamp, two logarithms and their difference, with torch's
+    gradient, 1 / (x(1 − x)) inside the bounds and 0 past them."""
+    x, eps = self_arg(a), _scalar(a.get("eps"), "eps")
+    known = t.known(x)
+    if known is not None:
+        z = np.asarray(known, dtype=np.float64) if eps is None else np.clip(known, eps, 1.0 - eps)
+        return np.log(z / (1.0 - z))
+    z = t.node(x, ctx)
+    if eps is not None:
+        z = t.b.op("clamp", z, name=f"{ctx.name}.clamp", module=ctx.module,
+                   attrs={"min": eps, "max": 1.0 - eps, "inclusive": True})
+    rest = t.b.op("sub", t.b.const(np.array(1.0), ctx.module, "one"), z, name=f"{ctx.name}.rest", module=ctx.module)
+    logs = [t.b.op("log", v, name=f"{ctx.name}.{role}", module=ctx.module)
+            for v, role in ((z, "log"), (rest, "log_rest"))]
+    return t.b.op("sub", *logs, name=ctx.name, module=ctx.module, original_op=op_key(ctx.target))
+
+
 @aten("hardtanh", "relu6", "clamp", "clip", "clamp_min", "clamp_max")
 def _clamp(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
     op = op_key(ctx.target)

@@ -215,10 +215,42 @@ def _mask_op(t: Translator, a: dict[str, Any], ctx: Ctx, op: str, x: Any, y: Any
     if op in _MASK_LOGIC:
         inputs = [t.node(x, ctx, "self")] + ([] if _MASK_LOGIC[op] == "not" else [t.node(y, ctx, "other")])
         if op.startswith(("bitwise", "__")) and any(str(n.meta.get("dtype", "bool")).startswith(("int", "uint"))
-                                                    for n in inputs):
+                                                    for n in inputs) and not _declared_masks(t, len(inputs)):
             raise Unmapped(f"{op} of integer data (bitwise arithmetic, not a mask)")
         return _op(t, ctx, "logical", *inputs, op=_MASK_LOGIC[op])
     raise Unmapped(f"{op} of computed values")
+
+
+def _declared_masks(t: Translator, count: int) -> bool:
+    """Whether the program declares every argument of the current op boolean: an integer input cast to bool
+    (Grounding DINO's `~attention_mask.bool()`) reaches the op as the integers, 0 or 1, the cast being no step."""
+    declared = [d for role in ("self", "other")[:count] for d in (t.argument_dtypes(role)
+                                                                  if hasattr(t, "argument_dtypes") else [])]
+    return len(declared) == count and all(d == "bool" for d in declared)
+
+
+@aten("isin")
+def _isin(t: Translator, a: dict[str, Any], ctx: Ctx) -> Any:
+    """torch.isin(elements, test_elements): a mask of the elements equal to one of the test elements (Grounding
+    DINO's phrase separators among the token ids), for test elements fixed at load time: each element compared with
+    each test element, the matches counted."""
+    x, tests, invert = a.get("elements"), a.get("test_elements"), bool(a.get("invert", False))
+    kx, kt = t.known(x), t.known(tests)
+    if kt is None and not isinstance(tests, int | float):
+        raise Unmapped("isin against test elements computed from the input")
+    values = np.asarray(tests if kt is None else kt).reshape(-1)
+    if kx is not None:
+        fold_room((kx,), f"isin {ctx.name!r} of constants", t.where)
+        return np.isin(kx, values, invert=invert)
+    node = t.node(x, ctx, "elements")
+    column = t.b.op("reshape", node, name=f"{ctx.name}.column", module=ctx.module,
+                    attrs={"shape": (*node.shape, 1)})
+    matches = t.b.op("compare", column, t.b.const(values, ctx.module, "test_elements"), name=f"{ctx.name}.matches",
+                     module=ctx.module, attrs={"op": "eq"})
+    count = t.b.op("sum", matches, name=f"{ctx.name}.count", module=ctx.module,
+                   attrs={"axis": len(node.shape), "keepdims": False})
+    zero = t.b.const(np.array(0.0), ctx.module, "zero")
+    return _op(t, ctx, "compare", count, zero, op="eq" if invert else "gt")
 
 
 @aten("isnan", "isinf", "isposinf", "isneginf")
