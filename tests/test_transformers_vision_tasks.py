@@ -5,10 +5,12 @@ expectation is `F.linear` with a 1-D weight), OWL-ViT (image patches scored agai
 normalised by `torch.linalg.norm`), Deformable DETR and Mask2Former (reference points over each feature map made
 with `torch.linspace`). Each was refused by an unsupported op before. The loss goes on the output a user debugs
 (`logits`, Mask2Former's `class_queries_logits`); propscope's loss, every parameter's gradient and the image's
-gradient must be autograd's on the module itself. Also: a 2-D max pool of an unbatched (C, H, W) tensor (SuperPoint's
-keypoint suppression) is a 2-D pool, not a 1-D one; `torch.linspace` folds to torch's values; `torch.where(condition)`
-of constants folds and of computed values is refused in one line; OWL-ViT's checkpoint folder is traced with two
-text queries (with one, the cross-entropy over one class is 0 whatever the weights).
+gradient must be autograd's on the module itself. Grounding DINO (text phrases from its token ids by torch.isin and
+running cummax/cummin, reference points back to logits by torch.special.logit, `~attention_mask.bool()`, and logits
+of −∞ past the text that the NumPy cross-entropy turned into NaN) opens and steps too. Also: a 2-D max pool of
+an unbatched (C, H, W) tensor (SuperPoint's keypoint suppression) is a 2-D pool, not a 1-D one; `torch.linspace`
+folds to torch's values; `torch.where(condition)` of computed values is refused in one line; OWL-ViT's checkpoint
+folder is traced with two text queries (with one, the cross-entropy over one class is 0 whatever the weights).
 """
 
 from __future__ import annotations
@@ -91,8 +93,25 @@ def _mask2former() -> tuple[Any, dict[str, Any], str]:
     return t.Mask2FormerForUniversalSegmentation(config), {"pixel_values": _image(64)}, "class_queries_logits"
 
 
+def _grounding_dino() -> tuple[Any, dict[str, Any], str]:
+    t = _t()
+    config = t.GroundingDinoConfig(
+        backbone_config=t.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+                                       out_features=["stage1", "stage2"]),
+        text_config=t.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=32),
+        num_queries=4, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
+        encoder_attention_heads=2, decoder_attention_heads=2, d_model=32, num_feature_levels=2, encoder_n_points=2,
+        decoder_n_points=2, max_text_len=16)
+    ids = torch.tensor([[101, 7, 1012, 9, 12, 1012, 102]]) % 40  # two phrases, each closed by a separator
+    model = t.GroundingDinoForObjectDetection(config)
+    model.model.special_tokens = ids.new_tensor([1012 % 40, 101 % 40, 102 % 40])  # the separators in this vocabulary
+    return model, {"input_ids": ids, "pixel_values": _image(64), "attention_mask": torch.ones_like(ids)}, "logits"
+
+
 MODELS: dict[str, Callable[[], tuple[Any, dict[str, Any], str]]] = {
-    "d_fine": _d_fine, "owlvit": _owlvit, "deformable_detr": _deformable_detr, "mask2former": _mask2former}
+    "d_fine": _d_fine, "owlvit": _owlvit, "deformable_detr": _deformable_detr, "mask2former": _mask2former,
+    "grounding_dino": _grounding_dino}
 
 
 def _in_float64() -> Any:
@@ -130,8 +149,12 @@ def _batch_norm(x: Any, mean: Any, var: Any, weight: Any, bias: Any, eps: float)
 def _reference(model: Any, inputs: dict[str, Any], key: str,
                y: np.ndarray) -> tuple[float, dict[str, np.ndarray], np.ndarray]:
     pixels = inputs["pixel_values"].clone().requires_grad_(True)
-    with _in_float64():
-        scores = getattr(model(**{**inputs, "pixel_values": pixels}), key)
+    torch.set_default_dtype(torch.float64)  # a tensor made with no dtype (Grounding DINO's logits, torch.full)
+    try:
+        with _in_float64():
+            scores = getattr(model(**{**inputs, "pixel_values": pixels}), key)
+    finally:
+        torch.set_default_dtype(torch.float32)
     loss = torch.nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), torch.from_numpy(y))
     loss.backward()
     grads = {n: p.grad.numpy() for n, p in model.named_parameters(remove_duplicate=False) if p.grad is not None}
@@ -145,7 +168,9 @@ def test_steps_to_autograds_loss_and_gradients(name: str) -> None:
     model = zoo._jitter(built).double().eval()  # no zero biases or unit norms: every gradient is its own
     with torch.no_grad(), _in_float64():
         shape = getattr(model(**inputs), key).shape
-    y = np.random.default_rng(5).integers(0, shape[-1], int(np.prod(shape[:-1])))  # a class for every query
+    # a class for every query; Grounding DINO's classes are its text tokens (the rest, up to max_text_len, are −∞)
+    classes = inputs["input_ids"].shape[-1] if name == "grounding_dino" else shape[-1]
+    y = np.random.default_rng(5).integers(0, classes, int(np.prod(shape[:-1])))
     # Mask2Former returns no `logits`: its class scores come first, (batch, queries, classes), read a row per query
     output, rows = (None, False) if key == "logits" else (0, True)
     s = open_session(model, inputs=inputs, dtype="float64", loss="cross_entropy", data={"y": y}, output=output,
@@ -163,6 +188,31 @@ def test_steps_to_autograds_loss_and_gradients(name: str) -> None:
         scale = max(float(np.max(np.abs(want))), 1e-6 * largest)
         assert float(np.max(np.abs(np.asarray(got) - want))) / scale < 1e-9, pname
     assert zoo.relative(s.grad("pixel_values"), pixel_grad) < 1e-9
+
+
+def test_cross_entropy_over_classes_masked_with_minus_infinity() -> None:
+    """Logits set to −∞ by a mask computed from the data (Grounding DINO's past the text): the NumPy loss is torch's,
+    not NaN (0 · −∞ for the classes the target does not name)."""
+
+    class Masked(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 5)
+
+        def forward(self, x: Any, keep: Any) -> Any:
+            return self.fc(x).masked_fill(~keep.bool(), float("-inf"))
+
+    torch.manual_seed(0)
+    model = zoo._jitter(Masked()).double()
+    x, keep = torch.randn(4, 3, dtype=torch.float64), torch.tensor([[1, 1, 1, 0, 0]] * 4)
+    y = np.array([0, 2, 1, 2])
+    s = open_session(model, inputs=(x, keep), dtype="float64", loss="cross_entropy", data={"y": y})
+    s.run_to_end()
+    loss = torch.nn.functional.cross_entropy(model(x, keep), torch.from_numpy(y))
+    loss.backward()
+    assert abs(float(s.value(s.loss_node.name)) - loss.item()) < 1e-12
+    for name, p in model.named_parameters():
+        assert zoo.relative(s.grad(name), p.grad.numpy()) < 1e-12, name
 
 
 def test_batch_norm_with_a_channels_last_gradient() -> None:
