@@ -257,8 +257,15 @@ def silu(z: Array, beta: float) -> Array:
 
 @silu.local
 def _(z: Array, a: Array, beta: float) -> tuple[Array]:
+    # σ(βz) + βz·σ(βz)·(1 − σ(βz)), in two buffers (the same operations, so the same bits)
     s = _sigmoid(beta * z)
-    return (s + beta * z * s * (1.0 - s),)
+    if s.ndim == 0:
+        return (s + beta * z * s * (1.0 - s),)
+    local = np.multiply(beta, z)
+    local *= s
+    local *= np.subtract(1.0, s)
+    local += s
+    return (local,)
 
 
 def _softmax(z: Array, axis: int) -> Array:
