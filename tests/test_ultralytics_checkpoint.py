@@ -166,6 +166,8 @@ def _with_config(change: Any) -> Any:
     (lambda c: c.__setitem__("activation", "nn.SiLU(__import__('os'))"), "activation"),
     (lambda c: c.__setitem__("activation", "os.system('echo owned')"), "activation"),
     (lambda c: c["backbone"][0].__setitem__(1, 10**6), "[from, repeats, module, arguments]"),
+    # widths that ask for billions of parameters: refused by the memory budget before anything is allocated
+    (lambda c: c["scales"].__setitem__("n", [0.33, 4000.0, 10**7]), "over the memory budget"),
     # a layer class this ultralytics does not have (a checkpoint from a newer one)
     (lambda c: c["backbone"][0].__setitem__(2, "C9k9"), "layer 0 of its Ultralytics config is a C9k9, which "
                                                         "ultralytics"),

@@ -97,9 +97,10 @@ def _opened(where: str, kind: str, config: dict[str, Any], arrays: dict[str, np.
             extras: dict[str, np.ndarray], size: tuple[int, int], classes: int | None) -> Model:
     """The checkpoint's network at the sizes the data asks for (else one image of `size`), exported and read."""
     torch, tasks, version = _libraries(where)
-    nbytes = 2 * sum(int(a.size) * 4 for a in arrays.values())  # the module's float32 copy and the program's
-    charge(nbytes, f"the {kind}'s parameters and buffers ({human(nbytes // 2)}, built and exported)", where)
     channels = int(config.get("channels", 3)) if isinstance(config.get("channels", 3), int) else 3
+    _charge_layers(torch, tasks, config, channels, kind, where)
+    nbytes = sum(int(a.size) * 4 for a in arrays.values())  # the exported program's float32 copy
+    charge(nbytes, f"the {kind}'s exported parameters and buffers ({human(nbytes)})", where)
     asked = next((s for n, s in requested_shapes().items() if n != TARGET and len(s) == 4), None)
     batch, height, width = 1, *size
     if asked is not None and len(asked) == 4:
@@ -138,6 +139,20 @@ def _opened(where: str, kind: str, config: dict[str, Any], arrays: dict[str, np.
     reread = read_again_at(_opened, where, kind, config, arrays, extras, size, classes)
     symbolic = {n.name: ("batch", None, "height", "width") for n in opened.graph.inputs if len(n.shape) == 4}
     return sized(opened, symbolic, reread)
+
+
+def _charge_layers(torch: Any, tasks: Any, config: dict[str, Any], channels: int, kind: str, where: str) -> None:
+    """Count the layers the config builds against the memory budget before they exist: ultralytics' own
+    `parse_model` on torch's meta device (no memory), so a config whose widths ask for 10¹² parameters is refused
+    instead of allocated (the class itself cannot be built there: it runs a pass to find its strides)."""
+    try:
+        with torch.device("meta"), quiet_torch():
+            layers, _ = tasks.parse_model(copy.deepcopy(config), ch=channels, verbose=False)
+    except Exception as exc:
+        raise ModelFormatError(f"{where}: ultralytics cannot build its {kind} from the checkpoint's config "
+                               f"({first_line(exc, 160)})") from None
+    nbytes = sum(t.numel() * 4 for t in (*layers.parameters(), *layers.buffers()))  # built in float32
+    charge(nbytes, f"the {kind}'s layers as its config builds them ({human(nbytes)})", where)
 
 
 def _libraries(where: str) -> tuple[Any, Any, str]:
