@@ -402,8 +402,11 @@ def load_torch_zip(data: bytes | zipfile.ZipFile, where: str, what: str, stand_i
     except RecursionError:
         raise ModelFormatError(f"{where}: {what} is nested too deeply to read") from None
     except Exception as exc:  # a broken pickle raises anything from struct.error to TypeError: all mean "broken"
+        # a damaged length field makes Python try a huge allocation, whose MemoryError says nothing
+        said = str(exc)[:100] or ("a length in it asks for more memory than there is" if isinstance(exc, MemoryError)
+                                  else "")
         raise ModelFormatError(f"{where}: {what} is not a readable torch.save pickle "
-                               f"({type(exc).__name__}: {str(exc)[:100]})") from None
+                               f"({type(exc).__name__}{': ' + said if said else ''})") from None
 
 
 def _open_zip(data: bytes, where: str, what: str) -> zipfile.ZipFile:
