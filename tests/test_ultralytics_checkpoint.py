@@ -217,20 +217,14 @@ def test_the_app_opens_it_as_a_network_not_as_weights_to_place(ultralytics: Any,
     """File ▸ Open (or a drop) of a YOLO checkpoint builds its network in the background: no architecture dialog,
     the graph folded by ultralytics' layers (`model.0` … `model.23`), steps to the end with the keys."""
     from PySide6.QtCore import QSettings, Qt
+    from test_gui_window import make_window
 
-    import propscope
     from propscope.gui.canvas.folding import BOX_PREFIX
-    from propscope.gui.main_window import MainWindow
     from propscope.gui.opening import is_state_dict
 
     path = _saved(ultralytics, "yolo11n.yaml", tmp_path / "best.pt")
     assert not is_state_dict(path)
-    window = MainWindow(propscope.open_session("xor"),
-                        settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.resize(1200, 800)
-    window.show()
-    qtbot.waitExposed(window)
+    window = make_window(qtbot, QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
     with qtbot.waitSignal(window.bridge.sessionChanged, timeout=120000):
         job = window.open_path(path)
         assert job is not None  # a job, not the question which architecture the weights fill
