@@ -115,3 +115,28 @@ def _no_reference_dropped_by_pyside() -> Iterator[None]:
                     "error path from a Python override of a Qt method during this test, or before it and was kept "
                     "there since (see propscope/gui/guard.py); outside the test suite the process would crash later",
                     pytrace=False)
+
+
+# -- the application font, left as it was found ------------------------------------------------------------------
+# Projector mode scales the QApplication's font, which every test shares; a window left open in projector mode (never
+# closed, so its ThemeManager never restored the font) made every later window wider, and twenty unrelated layout
+# tests failed far from the cause. Here the test that leaves the font changed fails, and the font is put back.
+
+
+@pytest.fixture(autouse=True)
+def _application_font_left_as_found() -> Iterator[None]:
+    yield
+    if "PySide6.QtWidgets" not in sys.modules:
+        return
+    from PySide6.QtGui import QFontDatabase
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        return
+    system = QFontDatabase.systemFont(QFontDatabase.SystemFont.GeneralFont)
+    if app.font() != system:
+        left = app.font().toString()
+        app.setFont(system)
+        pytest.fail(f"the application font was left changed ({left}): a window in projector mode was not closed, "
+                    "and every later window would be laid out in its font", pytrace=False)

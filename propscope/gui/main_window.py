@@ -1050,6 +1050,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self.debug.autoplay.stop()
         self.training.shutdown()
+        self.projector.window_closed()
         Job.cancel_all(list(self.jobs))  # and their threads end, or nearly: a notebook goes on with the session
         self.save_settings()
         self.bridge.close()

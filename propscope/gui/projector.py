@@ -283,6 +283,12 @@ class ProjectorLayout(QObject):
         base = max(1, self.window.themes.base_text_px)  # type: ignore[attr-defined]
         return round(self.text_px() / base, 2)
 
+    def window_closed(self) -> None:
+        """Nothing deferred outlives the window: a resize's rescale, 150 ms later, put the projector's type back on
+        the application (every window) after the window had closed and given the type back."""
+        for timer in (self._rescale, self._snug, self._fit_room):
+            timer.stop()
+
     def window_resized(self) -> None:
         if not self.on:
             return

@@ -7,7 +7,9 @@ Every view reads its colours, pen widths and font sizes from the current `Theme`
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontInfo, QGuiApplication, QPalette
@@ -124,14 +126,20 @@ class ThemeManager(QObject):
     """Owns the current theme; projector mode scales the application font and swaps the palette."""
 
     changed = Signal()
+    _live: ClassVar[weakref.WeakSet[ThemeManager]] = weakref.WeakSet()  # the managers not yet restored
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         app = QApplication.instance()
         assert isinstance(app, QApplication), "a QApplication must exist before the ThemeManager"
         self._app = app
-        self._base_font = QFont(app.font())
-        self._base_palette = QPalette(app.palette())
+        # The application's own font and palette: another window may be in projector mode, its type on the app now
+        # (a second window, a lesson beside the main one); its manager knows what the app had before.
+        other = next((m for m in list(ThemeManager._live) if m._app is app), None)
+        self._base_font = QFont(other._base_font if other else app.font())
+        self._base_palette = QPalette(other._base_palette if other else app.palette())
+        ThemeManager._live.add(self)
+        self._released = False
         self._projector = False
         self._projector_theme = PROJECTOR
         hints = QGuiApplication.styleHints()
@@ -165,6 +173,8 @@ class ThemeManager(QObject):
         """Projector mode on or off; `scale` sizes it for the room (the window's resolution)."""
         if on == self._projector and (not on or scale == self._projector_theme.scale):
             return
+        if on and self._released:  # a timer of a closed window's (a resize's rescale): the app is no longer its own
+            return
         self._projector = on
         if on:
             self._projector_theme = replace(PROJECTOR, scale=scale)
@@ -184,6 +194,8 @@ class ThemeManager(QObject):
     def restore(self) -> None:
         """Leave the application as it was found (the window closes; tests share one QApplication)."""
         self.set_projector(False)
+        self._released = True
+        ThemeManager._live.discard(self)
         if not self._following_system:  # closed twice (the user, then the app quitting): already let go
             return
         self._following_system = False
