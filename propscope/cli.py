@@ -108,6 +108,9 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
         said = nonfinite_note(session.batch)
         if said:
             print(f"propscope: warning: {said}", file=sys.stderr)
+    if getattr(args, "data", None) is not None and session.target_drawn:  # an image: data that carries no label
+        print(f"propscope: note: {Path(args.data).name} carries no label: {session.drawn_target_note()}; an .npz with "
+              "x and y gives yours (--loss none: forward only)", file=sys.stderr)
     if session.loss_from_labels:
         kind = "whole-number" if session.loss_name == "cross_entropy" else "real-valued"
         print(f"propscope: note: the model has no loss of its own; the data's {kind} labels y take "

@@ -53,12 +53,37 @@ def test_an_image_becomes_the_models_image_input_rgb_in_order(rgb_model: Path, t
     assert s.at_end
 
 
-def test_a_grey_model_gets_grey_pixels_and_a_label_file_still_gives_the_target(tmp_path: Path) -> None:
+def test_a_grey_model_gets_grey_pixels_and_a_photo_without_a_label_gets_one_drawn(tmp_path: Path) -> None:
+    """A photo has no label, and a jpg cannot be given one: the loss's target is drawn (seeded), as for a model opened
+    without data, and marked drawn (not the user's: a save says so, another loss draws its own)."""
     photo = _photo(tmp_path / "photo.jpg", (64, 48))
     s = propscope.open_session("cnn", data=photo, loss="none")  # the CNN lesson reads (N, 1, 8, 8) digits
-    assert s.batch["x"].shape == (1, 1, 8, 8)
-    with pytest.raises(DataError, match="no target array 'y' for the cross_entropy loss"):
-        propscope.open_session("cnn", data=photo)  # a photo has no label: the loss needs one
+    assert s.batch["x"].shape == (1, 1, 8, 8) and not s.target_drawn
+    s = propscope.open_session("cnn", data=photo)  # its own loss, cross-entropy over 10 digits
+    y = s.batch["y"]
+    assert s.loss_name == "cross_entropy" and s.target_drawn and s.user_labels is None
+    assert y.shape == (1,) and 0 <= int(y[0]) < 10
+    assert "drawn at random (seed 0): class " + str(int(y[0])) in s.drawn_target_note()
+    labels = {int(propscope.open_session("cnn", data=photo, seed=seed).batch["y"][0]) for seed in range(8)}
+    assert len(labels) > 1  # drawn, not a fixed class
+    s.run_to_end()
+    assert all(np.isfinite(np.asarray(g)).all() for g in s.trace.final_grads().values())
+    assert s.saved_model().target_drawn
+    mse = propscope.open_session("cnn", data=photo, loss="mse")
+    assert mse.target_drawn and mse.batch["y"].shape == mse.prediction_node.shape
+
+
+def test_the_command_line_says_the_label_was_drawn_and_both_backends_agree(rgb_model: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from propscope import cli
+
+    photo = _photo(tmp_path / "photo.png")
+    assert cli.main(["compare", str(rgb_model), "--data", str(photo), "--loss", "cross_entropy",
+                     "--dtype", "float64"]) == 0
+    said = capsys.readouterr()
+    assert "photo.png carries no label: the cross_entropy target y is drawn at random (seed 0): class " in said.err
+    assert cli.main(["grads", str(rgb_model), "--data", str(photo), "--loss", "none"]) != 0  # forward only: no note
+    assert "carries no label" not in capsys.readouterr().err
 
 
 def test_load_data_reads_an_image_at_its_own_size(tmp_path: Path) -> None:
@@ -114,4 +139,33 @@ def test_the_app_loads_a_photo_as_data(qtbot: Any, rgb_model: Path, tmp_path: Pa
     assert "Data from photo.png" in window.status_message.text()
     assert not window.load_data_path(tmp_path / "missing.png")  # said in a dialog; the session stays
     assert window.bridge.session.batch[s.graph.inputs[0].name].shape == (1, 3, 16, 24)
+    window.close()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_the_app_draws_a_label_for_a_photo_under_a_loss(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
+    """File ▸ Load data with a photo while the model has a loss: the target is drawn, the status bar says so and
+    which class, and the backward pass runs; data with labels of their own makes them the user's again."""
+    from PySide6.QtCore import QSettings
+
+    from propscope.gui.main_window import MainWindow
+
+    window = MainWindow(propscope.open_session(rgb_model, loss="cross_entropy"),
+                        settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert window.load_data_path(_photo(tmp_path / "photo.png"))
+    s = window.bridge.session
+    label = int(s.batch["y"][0])
+    assert s.target_drawn and s.user_labels is None and s.batch["y"].shape == (1,) and label in (0, 1)
+    said = window.status_message.text()
+    assert said.startswith("Data from photo.png") and f"it carries no label: the cross_entropy target y is drawn at " \
+        f"random (seed 0): class {label}" in said
+    s.run_to_end()
+    assert s.at_end and all(np.isfinite(np.asarray(g)).all() for g in s.trace.final_grads().values())
+    data = tmp_path / "labelled.npz"
+    np.savez(data, x=np.random.default_rng(1).random((3, 3, 16, 24)), y=np.array([1, 0, 1]))
+    assert window.load_data_path(data)
+    assert not s.target_drawn and s.user_labels is not None and "carries no label" not in window.status_message.text()
     window.close()

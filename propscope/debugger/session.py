@@ -478,7 +478,8 @@ class Session:
         return (key, switches_changed(self.model)) not in self._models_at and isinstance(self.model, SizedModel) and \
             self.model.reads_again_at(_input_shapes(self.model, dict(key)))
 
-    def set_batch(self, batch: Mapping[str, np.ndarray]) -> None:
+    def set_batch(self, batch: Mapping[str, np.ndarray], target_drawn: bool = False) -> None:
+        """New data; `target_drawn`: its `y` was drawn here (`with_drawn_target`), not given."""
         self._same_path(batch)
         with switched_by(batch):  # a branch an input's value picks (a merged decoder's) is read at the data's
             model = self.model_at({k: np.shape(v) for k, v in batch.items()})
@@ -491,10 +492,20 @@ class Session:
         if reread:  # the file read at the data's sizes: its constants are made for them, the parameters stay
             self.params = {**{k: self.backend.asarray(v) for k, v in model.arrays.items()},
                            **{k: v for k, v in self.params.items() if k in model.parameters}}
-        self.target_drawn = self.target_drawn and TARGET not in batch
-        self.user_labels = _labels_in(model, batch)  # new data, its own labels (or none)
+        self.target_drawn = target_drawn or (self.target_drawn and TARGET not in batch)
+        self.user_labels = None if target_drawn else _labels_in(model, batch)  # new data, its own labels (or none)
         self._data_dtypes = _whole_number_dtypes(model, batch)
         self.refresh()
+
+    def drawn_target_note(self) -> str:
+        """The target drawn for data that carried none, in words: "the cross_entropy target y is drawn at random
+        (seed 0): class 207"."""
+        y = np.asarray(self.batch.get(TARGET, ()))
+        said = f"the {self.loss_name} target y is drawn at random (seed {self.data_seed})"
+        if self.loss_name == "cross_entropy" and 0 < y.size <= 8:
+            classes = ", ".join(str(int(c)) for c in y.ravel())
+            said += f": class{'es' if y.size > 1 else ''} {classes}"
+        return said
 
     def _same_path(self, batch: Mapping[str, np.ndarray]) -> None:
         """Refuse inputs other than those a model traced along one path was traced on (`Model.decisions`): its
@@ -733,6 +744,11 @@ def open_session(
     if per_token:
         model = model.per_token()
         loss = loss or "cross_entropy"
+    drawn = False
+    if image is not None and batch is not None:  # a photo has no label: one is drawn, as for a model without data
+        wanted = model.loss if loss is None else loss
+        if wanted not in (None, "none"):
+            batch, drawn = with_drawn_target(model, batch, wanted, seed), True
     chosen = None
     if loss is None and model.loss is None and batch is not None and _holds_labels(model, batch):
         chosen = loss = loss_for_labels(batch[TARGET], model.graph.output.shape)
@@ -746,7 +762,21 @@ def open_session(
         session = Session(model, get_backend(backend, dtype or "float32", device), batch, loss, name=name, seed=seed)
     session.source = "" if live or isinstance(target, Model) else str(target)
     session.loss_from_labels = chosen is not None
+    if drawn:
+        session.target_drawn, session.user_labels = True, None
     return session
+
+
+def with_drawn_target(model: Model, batch: Mapping[str, Any], loss: str, seed: int = 0) -> dict[str, Any]:
+    """`batch` with a target `y` for `loss` drawn at its sizes (seeded; class indices for cross-entropy), as a model
+    opened without data gets one: for inputs that carry no label (an image). A batch with a `y` is kept as it is."""
+    if TARGET in batch:
+        return dict(batch)
+    named = model.renamed(target_name_freed(model.graph))  # as the session will name its nodes
+    inputs = dict(batch)
+    if len(named.graph.inputs) == 1 and "x" in inputs:
+        inputs[named.graph.inputs[0].name] = inputs.pop("x")  # `x` always names the single input
+    return example_batch(fit_batch(named.graph, inputs), seed, loss, inputs)
 
 
 def _reading_shapes(batch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

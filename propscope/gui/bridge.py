@@ -76,10 +76,10 @@ class SessionBridge(QObject):
         self._session.break_on_nonfinite = on
         self.breakpointsChanged.emit()
 
-    def set_batch(self, batch: Any) -> None:
+    def set_batch(self, batch: Any, target_drawn: bool = False) -> None:
         """New data: the graph is rebuilt for its sizes, so every view rebuilds as for a new session
-        (`sessionChanged` with the same session object)."""
-        self._session.set_batch(batch)
+        (`sessionChanged` with the same session object). `target_drawn`: its `y` was drawn, not given."""
+        self._session.set_batch(batch, target_drawn)
         self.sessionChanged.emit(self._session)
 
     # -- training ----------------------------------------------------------------------------

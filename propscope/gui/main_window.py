@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
-from ..debugger.session import BackendTrace, loss_for_labels
+from ..debugger.session import BackendTrace, loss_for_labels, with_drawn_target
 from ..graph.datasets import image_batch, is_image, load_data, nonfinite_note
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
@@ -748,27 +748,33 @@ class MainWindow(QMainWindow):
         """Run the model on a data file; a file that does not fit leaves the session as it was. Where the model is
         read again at the data's sizes (a transformers folder traced again: seconds), that runs in a job first."""
         s = self.bridge.session
+        drawn = False
         try:  # an image is resized to the model's image input
-            batch = image_batch(path, s.graph.inputs) if is_image(path) else load_data(path)
+            if is_image(path):
+                batch = image_batch(path, s.graph.inputs)
+                if s.loss_name is not None:  # a photo has no label: one is drawn, as for a model without data
+                    batch, drawn = with_drawn_target(s.model, batch, s.loss_name, s.data_seed), True
+            else:
+                batch = load_data(path)
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False
         shapes = {k: tuple(v.shape) for k, v in batch.items()}
         if not s.reads_again_at(shapes):
-            return self._use_batch(path, batch)
+            return self._use_batch(path, batch, drawn)
 
         def done(_model: Any) -> None:
             if self.bridge.session is s:
-                self._use_batch(path, batch)
+                self._use_batch(path, batch, drawn)
 
         self._start(Job(f"Reading {s.name} at the data's sizes…", lambda: s.model_at(shapes), self), done,
                     "Cannot use this data")
         return True
 
-    def _use_batch(self, path: str | Path, batch: dict[str, Any]) -> bool:
+    def _use_batch(self, path: str | Path, batch: dict[str, Any], target_drawn: bool = False) -> bool:
         per_token = self.bridge.session.prediction_node.meta.get("per_token")
         try:
-            self.bridge.set_batch(batch)
+            self.bridge.set_batch(batch, target_drawn)
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False
@@ -776,6 +782,8 @@ class MainWindow(QMainWindow):
         rows = s.prediction_node
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
+        if target_drawn:  # an image: no label of its own
+            said += f"; it carries no label: {s.drawn_target_note()} (an .npz with x and y gives yours)"
         nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it
         self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}"
                      f"{'; warning: ' + nonfinite if nonfinite else ''}")
