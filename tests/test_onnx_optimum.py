@@ -13,6 +13,7 @@ onnxruntime's dynamic quantization of GPT-2 (MatMulInteger, DynamicQuantizeLinea
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -181,3 +182,30 @@ def test_four_bit_weights_match_onnxruntime_and_have_gradients(file: str) -> Non
         floor = 1e-6 * max(float(np.max(np.abs(g))) for g in grads["numpy"].values())
         for name, g in grads["numpy"].items():
             assert _relative(grads["torch"][name], g, floor) <= EXACT, name
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_the_app_reads_the_other_branch_off_its_thread(qtbot: Any, tmp_path: Path) -> None:
+    """File ▸ Load data whose `use_cache_branch` picks the other branch at the same sizes: the file is read again in
+    a job, as for new sizes (it was read on the GUI thread: "read again?" looked at the sizes only), then used."""
+    from propscope.gui.main_window import MainWindow
+
+    first, y_first, _, loss_first, _, _ = _reference("gpt2/merged_first.npz")
+    s = open_session(DATA / "gpt2" / "decoder_model_merged.onnx", dtype="float64", data={**first, "y": y_first},
+                     loss="cross_entropy")
+    flipped = {**first, "use_cache_branch": np.array([True]), "y": y_first}
+    shapes = {k: np.shape(v) for k, v in flipped.items()}
+    assert s.reads_again_at(shapes, flipped) and not s.reads_again_at(shapes, {**first, "y": y_first})
+    window = MainWindow(s, settings=None)
+    qtbot.addWidget(window)
+    window.show()
+    data = tmp_path / "next.npz"
+    np.savez(data, **flipped)
+    assert window.load_data_path(data)
+    assert window.jobs  # read again in a job, not on the GUI thread
+    qtbot.waitUntil(lambda: window.bridge.session.graph["use_cache_branch"].meta[READ_AT][0] is True, timeout=60_000)
+    assert "Data from next.npz" in window.status_message.text() and not window.jobs
+    s = window.bridge.session
+    s.run_to_end()
+    assert abs(float(s.backend.to_numpy(s.value(s.loss_node.name))) - loss_first) <= EXACT * loss_first
+    window.close()

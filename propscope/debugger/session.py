@@ -449,11 +449,16 @@ class Session:
             trace.compute_through(cursor - 1)
         return BackendTrace(backend, source, params, trace)
 
-    def model_at(self, shapes: Mapping[str, tuple[int, ...]]) -> Model:
+    def model_at(self, shapes: Mapping[str, tuple[int, ...]], switches: Mapping[str, Any] | None = None) -> Model:
         """The session's model at other input sizes (by input name; `x` names a single input): its file read again
         where it leaves sizes symbolic (a dynamic export, a transformers folder, an architecture by name), with the
         choices the session made on it (the output, a row per token, a node named `y` giving way); itself where no
-        symbolic size changes. The last few are kept: a mini-batch's size comes back every epoch and every run."""
+        symbolic size changes. The last few are kept: a mini-batch's size comes back every epoch and every run.
+        `switches` (the data) gives the values of inputs that picked a branch when the file was read (`switched_by`:
+        a merged decoder's `use_cache_branch`); a thread of its own sees no switches given around its caller."""
+        if switches is not None:
+            with switched_by(switches):
+                return self.model_at(shapes)
         key = tuple(sorted((k, tuple(v)) for k, v in shapes.items() if k != TARGET))
         switched = switches_changed(self.model)  # a branch read at another value (`set_batch`'s data)
         cached = self._models_at.get((key, switched))
@@ -471,9 +476,13 @@ class Session:
         self._models_at = {**dict(list(self._models_at.items())[-2:]), (key, switched): model}
         return model
 
-    def reads_again_at(self, shapes: Mapping[str, tuple[int, ...]]) -> bool:
-        """Whether `model_at(shapes)` (and so `set_batch` with data of these shapes) reads the model's file again: an
-        app does that off its GUI thread first (a transformers folder is traced again: seconds)."""
+    def reads_again_at(self, shapes: Mapping[str, tuple[int, ...]], switches: Mapping[str, Any] | None = None) -> bool:
+        """Whether `model_at(shapes, switches)` (and so `set_batch` with data of these shapes and values) reads the
+        model's file again: an app does that off its GUI thread first (a transformers folder is traced again:
+        seconds; a merged decoder whose data picks the other branch is read again)."""
+        if switches is not None:
+            with switched_by(switches):
+                return self.reads_again_at(shapes)
         key = tuple(sorted((k, tuple(v)) for k, v in shapes.items() if k != TARGET))
         return (key, switches_changed(self.model)) not in self._models_at and isinstance(self.model, SizedModel) and \
             self.model.reads_again_at(_input_shapes(self.model, dict(key)))

@@ -78,8 +78,14 @@ class SessionBridge(QObject):
 
     def set_batch(self, batch: Any, target_drawn: bool = False) -> None:
         """New data: the graph is rebuilt for its sizes, so every view rebuilds as for a new session
-        (`sessionChanged` with the same session object). `target_drawn`: its `y` was drawn, not given."""
-        self._session.set_batch(batch, target_drawn)
+        (`sessionChanged` with the same session object). `target_drawn`: its `y` was drawn, not given.
+        The session's own events meanwhile are not passed on: a view told "the trace changed" before it rebuilds
+        would look up its old nodes in the new graph (data that picks a merged decoder's other branch has others)."""
+        self._disconnect(self._session)
+        try:
+            self._session.set_batch(batch, target_drawn)
+        finally:
+            self._connect(self._session)
         self.sessionChanged.emit(self._session)
 
     # -- training ----------------------------------------------------------------------------

@@ -760,14 +760,14 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot use this data", _describe(exc))
             return False
         shapes = {k: tuple(v.shape) for k, v in batch.items()}
-        if not s.reads_again_at(shapes):
+        if not s.reads_again_at(shapes, batch):  # its sizes, or a branch one of its values picks (a merged decoder's)
             return self._use_batch(path, batch, drawn)
 
         def done(_model: Any) -> None:
             if self.bridge.session is s:
                 self._use_batch(path, batch, drawn)
 
-        self._start(Job(f"Reading {s.name} at the data's sizes…", lambda: s.model_at(shapes), self), done,
+        self._start(Job(f"Reading {s.name} at the data's sizes…", lambda: s.model_at(shapes, batch), self), done,
                     "Cannot use this data")
         return True
 
