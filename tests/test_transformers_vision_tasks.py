@@ -23,6 +23,7 @@ import pytest
 import zoo
 
 from propscope.debugger import open_session
+from propscope.graph.errors import ModelFormatError
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.torch, pytest.mark.skipif(not zoo.has_transformers(), reason="needs transformers")]
@@ -352,3 +353,37 @@ def test_owlvit_checkpoint_is_traced_with_two_queries(tmp_path: Any) -> None:
     for pname, want in grads.items():
         scale = max(float(np.max(np.abs(want))), 1e-6 * largest)
         assert float(np.max(np.abs(np.asarray(s.grad(pname)) - want))) / scale < 1e-9, pname
+
+
+def test_owlvit_folder_takes_the_datas_queries_and_images(tmp_path: Any) -> None:
+    """OWL-ViT's rows of input_ids are its text queries, as many per image: data with three queries for one image,
+    then two images with two queries each, read the folder again at those sizes (the reader gave input_ids the
+    images' batch, or kept its own two rows, and the data was refused as the wrong shape), each to autograd's loss and
+    gradients. Rows that are not a whole number of queries per image are refused in one line."""
+    torch.manual_seed(0)
+    built, _, _ = _owlvit()
+    zoo._jitter(built).save_pretrained(tmp_path / "owlvit")
+    s = open_session(tmp_path / "owlvit", dtype="float64")
+    model = _t().OwlViTForObjectDetection.from_pretrained(tmp_path / "owlvit", attn_implementation="eager").double()
+    rng = np.random.default_rng(0)
+    for queries, images in ((3, 1), (4, 2)):
+        data = {"input_ids": rng.integers(3, 40, (queries, 8)), "pixel_values": rng.random((images, 3, 32, 32))}
+        shapes = {k: v.shape for k, v in data.items()}
+        assert s.reads_again_at(shapes)
+        scores = s.model_at(shapes).graph.output.shape
+        assert tuple(scores) == (16 * images, queries // images)  # a row per image patch, a class per query
+        y = rng.integers(0, scores[1], scores[0])
+        s.set_batch({**data, "y": y})
+        s.run_to_end()
+        model.zero_grad()
+        inputs = {"input_ids": torch.from_numpy(data["input_ids"]),
+                  "pixel_values": torch.from_numpy(data["pixel_values"])}
+        loss, grads, _ = _reference(model, inputs, "logits", y)
+        assert abs(float(s.value(s.loss_node.name)) - loss) < 1e-12 * max(1.0, abs(loss))
+        largest = max(float(np.max(np.abs(g))) for g in grads.values())
+        for pname, want in grads.items():
+            scale = max(float(np.max(np.abs(want))), 1e-6 * largest)
+            assert float(np.max(np.abs(np.asarray(s.grad(pname)) - want))) / scale < 1e-9, (queries, images, pname)
+    with pytest.raises(ModelFormatError, match="could not be run and traced"):
+        s.set_batch({"input_ids": rng.integers(3, 40, (3, 8)), "pixel_values": rng.random((2, 3, 32, 32)),
+                     "y": np.zeros(32, dtype=np.int64)})

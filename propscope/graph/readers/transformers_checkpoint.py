@@ -290,10 +290,12 @@ def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any, conf
                         where: str) -> dict[str, Any]:
     """The sample inputs at the data's sizes where they were asked for (`reading_at`): the data's batch for every
     input, and the sizes `RESIZABLE` names (a text's length, an image's size, an audio clip's length); the values are
-    drawn again (they only trace the model: the data replaces them)."""
+    drawn again (they only trace the model: the data replaces them). Where the data gives every input, each keeps
+    its own leading size: OWL-ViT's rows of input_ids are its text queries, not the images' batch."""
     wanted = requested_shapes()
     batches = {shape[0] for name, shape in wanted.items() if name in inputs and shape}
-    if not wanted or len(batches) > 1:
+    own_rows = len(batches) > 1 and all(len(wanted.get(name, ())) == value.dim() for name, value in inputs.items())
+    if not wanted or (len(batches) > 1 and not own_rows):
         return inputs
     if 0 in batches:
         raise ModelFormatError(f"{where}: the data holds no samples")
@@ -306,7 +308,7 @@ def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any, conf
     for name, value in inputs.items():
         shape = list(value.shape)
         if batches:
-            shape[0] = next(iter(batches))
+            shape[0] = wanted[name][0] if own_rows else next(iter(batches))
         asked = wanted.get(name)
         if asked is not None and len(asked) == len(shape):
             shape = [a if axis is not None else s for a, s, axis in zip(asked, shape, RESIZABLE[name], strict=True)]
@@ -389,7 +391,8 @@ def _tried_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, 
             sample, out = wider, model(**wider)
         if getattr(out, "logits_per_image", None) is not None and getattr(out, "logits", None) is None:
             sample = _sample_inputs(torch, model, config, where, batch=2, companions=len(sample) > 1)
-        elif _one_query(out, sample):  # OWL-ViT: each image region scored against each text query, a class each
+        elif _one_query(out, sample) and "input_ids" not in requested_shapes():
+            # OWL-ViT: each image region scored against each text query, a class each (the data's rows are its own)
             ids = sample["input_ids"]
             sample["input_ids"] = _token_ids(torch, config, where, torch.Generator().manual_seed(1),
                                              2 * ids.shape[0])[:, :ids.shape[1]]
