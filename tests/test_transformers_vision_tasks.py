@@ -387,3 +387,35 @@ def test_owlvit_folder_takes_the_datas_queries_and_images(tmp_path: Any) -> None
     with pytest.raises(ModelFormatError, match="could not be run and traced"):
         s.set_batch({"input_ids": rng.integers(3, 40, (3, 8)), "pixel_values": rng.random((2, 3, 32, 32)),
                      "y": np.zeros(32, dtype=np.int64)})
+
+
+@pytest.mark.parametrize("name", ["deformable_detr", "owlvit"])
+def test_a_detectors_boxes_are_an_output_a_loss_can_go_on(name: str) -> None:
+    """A detector's `pred_boxes` is its second output (the class scores stay first, the loss's by default):
+    `output="pred_boxes"` with mean squared error against boxes matches autograd of the same loss on transformers'
+    own boxes, loss and gradients (a loss could go on the scores only, so box regression had no gradient to see)."""
+    torch.manual_seed(0)
+    built, inputs, _ = MODELS[name]()
+    model = zoo._jitter(built).double().eval()
+    with torch.no_grad(), _in_float64():
+        shape = tuple(model(**inputs).pred_boxes.shape)
+    plain = open_session(model, inputs=inputs, dtype="float64", loss="none")
+    assert [n.meta.get("returns", n.name) for n in plain.graph.outputs][:2] == ["logits", "pred_boxes"]
+    y = np.random.default_rng(5).random(shape)  # boxes: (cx, cy, w, h) in [0, 1]
+    s = open_session(model, inputs=inputs, dtype="float64", loss="mse", data={"y": y}, output="pred_boxes")
+    assert tuple(s.prediction_node.shape) == shape
+    s.run_to_end()
+    pixels = inputs["pixel_values"].clone().requires_grad_(True)
+    model.zero_grad()
+    with _in_float64():
+        boxes = model(**{**inputs, "pixel_values": pixels}).pred_boxes
+    loss = torch.nn.functional.mse_loss(boxes, torch.from_numpy(y))
+    loss.backward()
+    assert abs(float(s.value(s.loss_node.name)) - loss.item()) < 1e-12 * max(1.0, loss.item())
+    grads = {n: p.grad.numpy() for n, p in model.named_parameters(remove_duplicate=False) if p.grad is not None}
+    largest = max(float(np.max(np.abs(g))) for g in grads.values())
+    names = {**{n: n for n in s.params}, **{alias: n for alias, n in (s.model.aliases or {}).items()}}
+    for pname, want in grads.items():
+        scale = max(float(np.max(np.abs(want))), 1e-6 * largest)
+        assert float(np.max(np.abs(np.asarray(s.grad(names[pname])) - want))) / scale < 1e-9, pname
+    assert zoo.relative(s.grad("pixel_values"), pixels.grad.numpy()) < 1e-9

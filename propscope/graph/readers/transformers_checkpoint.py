@@ -411,7 +411,8 @@ def _one_query(out: Any, sample: dict[str, Any]) -> bool:
 def scores_only(model: Any) -> Iterator[dict[str, str]]:
     """While open, `model` returns one tensor for torch.export to trace, and the dict it yields says which, once the
     model has run: "logits" (a classifier's (N, C) scores, CLIPModel's image-to-text scores, or a language model's
-    token logits as one row per token, so a cross-entropy loss applies), "map" (scores of more dimensions, a
+    token logits as one row per token, so a cross-entropy loss applies; a detector's boxes follow as a second output,
+    `pred_boxes`), "map" (scores of more dimensions, a
     segmentation's (N, C, H, W): kept as they are, no default loss) or "hidden" (no scores: the outputs as the model
     gives them, a base model's hidden states first). The instance gets a subclass of its own class, named as it,
     whose forward picks and reshapes (a wrapping module would prefix every parameter's name); its class is given
@@ -431,7 +432,12 @@ def scores_only(model: Any) -> Iterator[dict[str, str]]:
             return out
         scores = getattr(out, key)
         picked["gives"] = "logits" if scores.dim() <= 3 else "map"
-        return scores.reshape(-1, scores.shape[-1]) if scores.dim() == 3 else scores  # a row per token
+        rows = scores.reshape(-1, scores.shape[-1]) if scores.dim() == 3 else scores  # a row per token
+        boxes = getattr(out, "pred_boxes", None)
+        if key == "logits" and boxes is not None and boxes.dim() == 3:
+            # a detector (DETR, OWL-ViT, Grounding DINO): its boxes are a second output, for a loss of their own
+            return {"logits": rows, "pred_boxes": boxes}
+        return rows
 
     model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
     try:
