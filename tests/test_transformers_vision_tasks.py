@@ -419,3 +419,28 @@ def test_a_detectors_boxes_are_an_output_a_loss_can_go_on(name: str) -> None:
         scale = max(float(np.max(np.abs(want))), 1e-6 * largest)
         assert float(np.max(np.abs(np.asarray(s.grad(names[pname])) - want))) / scale < 1e-9, pname
     assert zoo.relative(s.grad("pixel_values"), pixels.grad.numpy()) < 1e-9
+
+
+def test_grounding_dino_folder_opens_with_a_target_among_its_text(tmp_path: Any) -> None:
+    """A Grounding DINO folder opened without data: its classes past the text are −∞, and a target drawn among all
+    of them opened the loss as infinity. The target is drawn among each query's finite classes (marked drawn), and
+    the loss and gradients are autograd's."""
+    torch.manual_seed(0)
+    built, _, _ = _grounding_dino()
+    zoo._jitter(built).save_pretrained(tmp_path / "gdino")
+    s = open_session(tmp_path / "gdino", dtype="float64")
+    y = np.asarray(s.batch["y"]).astype(np.int64)
+    tokens = s.graph["input_ids"].shape[-1]
+    assert s.target_drawn and s.loss_name == "cross_entropy" and (y < tokens).all() and len(set(y.tolist())) > 1
+    s.run_to_end()
+    model = _t().GroundingDinoForObjectDetection.from_pretrained(tmp_path / "gdino",
+                                                                 attn_implementation="eager").double()
+    inputs = {"pixel_values": torch.from_numpy(np.asarray(s.batch["pixel_values"], dtype=np.float64)),
+              "input_ids": torch.from_numpy(np.asarray(s.batch["input_ids"])).long()}
+    loss, grads, pixel_grad = _reference(model, inputs, "logits", y)
+    assert np.isfinite(loss) and abs(float(s.value(s.loss_node.name)) - loss) < 1e-12 * max(1.0, abs(loss))
+    largest = max(float(np.max(np.abs(g))) for g in grads.values())
+    for pname, want in grads.items():  # a bias a group norm cancels: a true zero, rounding noise on both sides
+        scale = max(float(np.max(np.abs(want))), 1e-5 * largest)
+        assert float(np.max(np.abs(np.asarray(s.grad(pname)) - want))) / scale < 1e-9, pname
+    assert zoo.relative(s.grad("pixel_values"), pixel_grad) < 1e-9

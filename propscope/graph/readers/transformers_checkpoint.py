@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFormatError
-from ..model import Model
+from ..model import TARGET, Model
 from ..ops.shapes import fmt
 from . import _torchvision, decisions, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
@@ -330,9 +330,10 @@ def _at_requested_sizes(torch: Any, inputs: dict[str, Any], generator: Any, conf
 _OUTPUTS = ("logits", "logits_per_image")  # scores a classification loss applies to, in the order looked for
 
 
-def _run_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
-    """The sample inputs the model is exported with, tried on it first (see `_tried_sample`); where the data's sizes
-    are what the model cannot take, refused in one line naming the size it takes."""
+def _run_sample(torch: Any, model: Any, config: Any, where: str) -> tuple[dict[str, Any], Any]:
+    """The sample inputs the model is exported with, tried on it first, and which of its class scores are not −∞
+    (see `_tried_sample`); where the data's sizes are what the model cannot take, refused in one line naming the size
+    it takes."""
     try:
         return _tried_sample(torch, model, config, where)
     except ModelFormatError:
@@ -353,7 +354,7 @@ def _size_refusal(torch: Any, model: Any, config: Any, where: str, exc: Exceptio
     wanted = requested_shapes()
     with reading_at(None):
         try:
-            own = _tried_sample(torch, model, config, where)
+            own, _ = _tried_sample(torch, model, config, where)
         except Exception:  # it fails at its own sizes too: not the data's sizes
             return None
     changed = []
@@ -376,10 +377,12 @@ def _size_text(size: tuple[int, ...]) -> str:
     return "×".join(str(d) for d in size) if len(size) > 1 else f"{size[0]} samples"
 
 
-def _tried_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, Any]:
+def _tried_sample(torch: Any, model: Any, config: Any, where: str) -> tuple[dict[str, Any], Any]:
     """The sample inputs the model is exported with, tried on it first. A model that needs more than its main input
     (CLIPModel: text and images) gets every input kind its forward takes; one that scores each image against each
-    text gets two of each, so that its contrastive loss is not a sum over one pair."""
+    text gets two of each, so that its contrastive loss is not a sum over one pair. Second, where the scores it gave
+    on that sample hold −∞ (classes masked: Grounding DINO's past the text), which are finite, a row per query (the
+    rows `scores_only` gives), as a NumPy array; else None."""
     sample = _sample_inputs(torch, model, config, where)
     with torch.no_grad():
         try:
@@ -396,7 +399,21 @@ def _tried_sample(torch: Any, model: Any, config: Any, where: str) -> dict[str, 
             ids = sample["input_ids"]
             sample["input_ids"] = _token_ids(torch, config, where, torch.Generator().manual_seed(1),
                                              2 * ids.shape[0])[:, :ids.shape[1]]
-    return sample
+            return sample, None
+        else:
+            logits = getattr(out, "logits", None)
+            if isinstance(logits, torch.Tensor) and logits.dim() in (2, 3) and bool(torch.isneginf(logits).any()):
+                return sample, torch.isfinite(logits.reshape(-1, logits.shape[-1])).numpy()
+    return sample, None
+
+
+def _target_among(finite: Any) -> Any:
+    """Class indices drawn (seeded) for rows of scores, each among the classes its row leaves finite: a target drawn
+    among every class picks one masked to −∞ for most rows, and the loss opens as infinity."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return np.array([rng.choice(np.flatnonzero(row)) if row.any() else 0 for row in finite], dtype=np.int64)
 
 
 def _one_query(out: Any, sample: dict[str, Any]) -> bool:
@@ -481,7 +498,7 @@ def open(path: str | Path) -> Model:
                                    f"(e.g. {sorted(own)[0]}); do config.json and the weights belong together?")
         decided: list[decisions.Decision] = []
         try:
-            sample = _run_sample(torch, model, config, where)
+            sample, finite = _run_sample(torch, model, config, where)
             with torch.no_grad(), scores_only(model) as picked:
                 from .torch_module import along_its_path, kept_attributes, sized_by_values
 
@@ -511,6 +528,8 @@ def open(path: str | Path) -> Model:
     opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
     if picked["gives"] == "logits" and len(opened.graph.outputs) == 1:  # shown by the name the model returns it under
         opened.graph.output.meta.setdefault("returns", "logits")
+    if opened.loss and finite is not None and finite.shape[0] == opened.graph.outputs[0].shape[0]:
+        opened.batch[TARGET], opened.target_drawn = _target_among(finite), True  # among the classes not masked
     if decided:  # the path its sample takes: other data is refused (decisions.py), so no other sizes either
         decisions.mark(opened, decided)
         return opened
