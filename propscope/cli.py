@@ -92,6 +92,7 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     """`session`, after saying on stderr what its numbers stand on: what the reader could not map or load (weights a
     state dict lacked, a wrong architecture's misses, float32 casts), parameters that hold NaN or infinite values
     themselves, and which output its loss went on where the model has several and the user did not choose."""
+    from .graph.datasets import image_note, is_image
     from .graph.ops.shapes import fmt as fmt_shape
     from .graph.ops.unsupported import unsupported_summary
 
@@ -108,6 +109,8 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
         said = nonfinite_note(session.batch)
         if said:
             print(f"propscope: warning: {said}", file=sys.stderr)
+    if getattr(args, "data", None) is not None and is_image(args.data):  # how a photo became the model's input
+        print(f"propscope: note: {image_note(args.data, session.model)}", file=sys.stderr)
     if getattr(args, "data", None) is not None and session.target_drawn:  # an image: data that carries no label
         print(f"propscope: note: {Path(args.data).name} carries no label: {session.drawn_target_note()}; an .npz with "
               "x and y gives yours (--loss none: forward only)", file=sys.stderr)

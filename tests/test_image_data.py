@@ -4,6 +4,7 @@ is not an image, or claims more pixels than propscope reads, is one line."""
 
 from __future__ import annotations
 
+import importlib.util
 import struct
 import zlib
 from pathlib import Path
@@ -169,3 +170,77 @@ def test_the_app_draws_a_label_for_a_photo_under_a_loss(qtbot: Any, rgb_model: P
     assert window.load_data_path(data)
     assert not s.target_drawn and s.user_labels is not None and "carries no label" not in window.status_message.text()
     window.close()
+
+
+# -- normalized as the model's own images were ---------------------------------------------------------------------
+def test_image_normalization_takes_one_or_three_finite_numbers_each() -> None:
+    from propscope.graph.model import image_normalization
+
+    assert image_normalization([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "here") == ((0.5,) * 3, (0.5,) * 3, "here")
+    assert image_normalization(0.5, 0.25, "here") == ((0.5,), (0.25,), "here")
+    for mean, std in (([0.5, 0.5], [0.5, 0.5]), ([0.5] * 3, [0.5, 0.0, 0.5]), ([float("nan")] * 3, [1.0] * 3),
+                      (["0.5"] * 3, [0.5] * 3), ([0.5] * 3, [1.0]), (None, None), ([True] * 3, [1.0] * 3)):
+        assert image_normalization(mean, std, "here") is None, (mean, std)
+
+
+def _vit_folder(folder: Path, processor: dict[str, Any] | str | None) -> Path:
+    """A tiny ViT classifier saved as transformers saves one, with the image processor's settings beside it."""
+    zoo = pytest.importorskip("zoo")
+    zoo.torchvision_models()  # transformers imports torchvision when it is installed
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                    image_size=32, patch_size=8, num_labels=3)
+    transformers.ViTForImageClassification(config).save_pretrained(folder)
+    if isinstance(processor, dict):
+        transformers.ViTImageProcessor(size={"height": 32, "width": 32}, **processor).save_pretrained(folder)
+    elif isinstance(processor, str):
+        (folder / "preprocessor_config.json").write_text(processor)
+    return folder
+
+
+def test_a_transformers_folder_gets_a_photo_as_its_image_processor_makes_it(tmp_path: Path) -> None:
+    """A ViT folder with its `preprocessor_config.json` (ViTImageProcessor's: resize, rescale by 1/255, normalize by
+    its mean and std): the photo given as data is the processor's own pixel_values, to float32 rounding."""
+    mean, std = [0.3, 0.4, 0.5], [0.2, 0.25, 0.3]
+    folder = _vit_folder(tmp_path / "vit", {"image_mean": mean, "image_std": std})
+    photo = _photo(tmp_path / "photo.png", (64, 48))
+    s = propscope.open_session(folder, data=photo, loss="none")
+    assert s.model.image_normalization == (tuple(mean), tuple(std), "preprocessor_config.json")
+    import transformers
+
+    made = transformers.ViTImageProcessor.from_pretrained(folder)(Image.open(photo), return_tensors="np")
+    np.testing.assert_allclose(s.batch["pixel_values"], made["pixel_values"], rtol=0, atol=2e-6)
+    from propscope.graph.datasets import image_note
+
+    assert image_note(photo, s.model) == ("photo.png: 32×32, pixels / 255, normalized by the mean (0.3, 0.4, 0.5) "
+                                          "and std (0.2, 0.25, 0.3) of preprocessor_config.json")
+
+
+@pytest.mark.parametrize("settings", [
+    '{"image_mean": [NaN, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}',  # not finite
+    '{"image_mean": "imagenet", "image_std": [0.5, 0.5, 0.5]}',  # not numbers
+    '{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0, 0.5]}',  # a division by 0
+    '{"do_normalize": false, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}',  # not asked
+    '{"rescale_factor": 0.00784313725490196, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}',  # ±1
+    '{"image_mean": [0.5, 0.5, 0.5], ',  # damaged
+    " " * (2 << 20),  # larger than any processor's settings
+], ids=["nan", "words", "zero-std", "not-asked", "other-rescale", "damaged", "huge"])
+def test_image_processor_settings_that_do_not_say_leave_the_pixels_as_they_are(tmp_path: Path, settings: str) -> None:
+    folder = _vit_folder(tmp_path / "vit", settings)
+    photo = _photo(tmp_path / "photo.png", (32, 32))
+    s = propscope.open_session(folder, data=photo, loss="none")  # the weights open all the same
+    assert s.model.image_normalization is None
+    np.testing.assert_array_equal(s.batch["pixel_values"], load_image(photo, (32, 32)))
+
+
+def test_torchvision_and_timm_normalize_as_their_weights_were(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    photo = _photo(tmp_path / "photo.png", (40, 40))
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    s = propscope.open_session("torchvision:resnet18@32", data=photo, loss="none")
+    assert s.model.image_normalization == (*imagenet, "torchvision's weights")
+    mean, std = (np.array(v, dtype=np.float32).reshape(1, 3, 1, 1) for v in imagenet)
+    np.testing.assert_allclose(s.batch["x"], (load_image(photo, (32, 32)) - mean) / std, rtol=1e-6)
+    if importlib.util.find_spec("timm") is not None:
+        t = propscope.open_session("timm:resnet18@32", data=photo, loss="none")
+        assert t.model.image_normalization == (*imagenet, "timm's pretrained_cfg")

@@ -749,7 +749,7 @@ def open_session(
             model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     model = model.with_output(output)
     if image is not None:  # a photo for a vision model: at its image input's size
-        batch = image_batch(image, model.graph.inputs)
+        batch = image_batch(image, model.graph.inputs, model.image_normalization)
     if per_token:
         model = model.per_token()
         loss = loss or "cross_entropy"

@@ -244,13 +244,36 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
     return np.ascontiguousarray(array)
 
 
-def image_batch(path: str | Path, inputs: Any) -> dict[str, Array]:
+def image_batch(path: str | Path, inputs: Any,
+                normalization: tuple[tuple[float, ...], tuple[float, ...], str] | None = None) -> dict[str, Array]:
     """An image as data for a model: its first (N, C, H, W) input with C of 1 or 3, the image resized to that H × W
-    (a batch of one). `inputs`: the model graph's input nodes."""
+    (a batch of one). `inputs`: the model graph's input nodes; `normalization`: the model's per-channel mean and std
+    (`Model.image_normalization`), applied to the pixels / 255 where it has one number per channel."""
     image_input = next((n for n in inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
     if image_input is None:
         shapes = ", ".join(f"{n.name} {tuple(n.shape)}" for n in inputs) or "none"
         raise DataError(f"{path}: an image, but the model has no (batch, 1 or 3 channels, height, width) input "
                         f"(its inputs: {shapes})")
     _, channels, height, width = image_input.shape
-    return {image_input.name: load_image(path, (int(height), int(width)), int(channels))}
+    pixels = load_image(path, (int(height), int(width)), int(channels))
+    if normalization is not None and len(normalization[0]) == len(normalization[1]) == int(channels):
+        mean, std = (np.asarray(v, dtype=np.float32).reshape(1, -1, 1, 1) for v in normalization[:2])
+        pixels = (pixels - mean) / std
+    return {image_input.name: pixels}
+
+
+def image_note(path: str | Path, model: Any) -> str:
+    """How an image became `model`'s input, in words: "photo.jpg: 224×224, pixels / 255, normalized by the mean
+    (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of torchvision's weights"."""
+    image_input = next((n for n in model.graph.inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
+    size = f"{image_input.shape[2]}×{image_input.shape[3]}, " if image_input is not None else ""
+    said = f"{Path(path).name}: {size}pixels / 255"
+    norm = model.image_normalization
+    if norm is None or image_input is None or len(norm[0]) != image_input.shape[1]:
+        return f"{said}, not normalized (the model does not say how its images were)"
+    if not any(norm[0]) and all(s == 1 for s in norm[1]):  # YOLO's: the pixels / 255 themselves
+        return f"{said}, as {norm[2]} takes them"
+
+    def numbers(v: tuple[float, ...]) -> str:
+        return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"
+    return f"{said}, normalized by the mean {numbers(norm[0])} and std {numbers(norm[1])} of {norm[2]}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -60,6 +61,9 @@ class Model:
     # the batch's target `y` was drawn at random (no data gave one), as a saved session records it: reopened, it is
     # still not the user's labels (another loss draws its own, and the app says so)
     target_drawn: bool = False
+    # how an image becomes this model's input after its pixels / 255: per-channel mean and std, and where that was
+    # read (a transformers folder's preprocessor_config.json, torchvision's or timm's weights); None: as it is
+    image_normalization: tuple[tuple[float, ...], tuple[float, ...], str] | None = None
 
     def __post_init__(self) -> None:
         for node in self.graph.leaves:
@@ -257,6 +261,24 @@ def output_node(graph: Graph) -> Node:
 
 
 MAX_EXAMPLE_ELEMENTS = 50_000_000  # a generated batch larger than this is refused, not allocated
+
+
+def image_normalization(mean: Any, std: Any, source: str) -> tuple[tuple[float, ...], tuple[float, ...], str] | None:
+    """`Model.image_normalization` from what a file or library gives (a config's lists of numbers), or None where
+    they are not one or three finite numbers each, the same count, every std above 0."""
+    def numbers(v: Any) -> tuple[float, ...] | None:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            v = [v]
+        if not isinstance(v, list | tuple) or len(v) not in (1, 3):
+            return None
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v):
+            return None
+        return tuple(float(x) for x in v)
+
+    m, sd = numbers(mean), numbers(std)
+    if m is None or sd is None or len(m) != len(sd) or min(sd) <= 0:
+        return None
+    return m, sd, source
 
 
 def example_batch(

@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
 from ..debugger.session import BackendTrace, loss_for_labels, with_drawn_target
-from ..graph.datasets import image_batch, is_image, load_data, nonfinite_note
+from ..graph.datasets import image_batch, image_note, is_image, load_data, nonfinite_note
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
@@ -751,7 +751,7 @@ class MainWindow(QMainWindow):
         drawn = False
         try:  # an image is resized to the model's image input
             if is_image(path):
-                batch = image_batch(path, s.graph.inputs)
+                batch = image_batch(path, s.graph.inputs, s.model.image_normalization)
                 if s.loss_name is not None:  # a photo has no label: one is drawn, as for a model without data
                     batch, drawn = with_drawn_target(s.model, batch, s.loss_name, s.data_seed), True
             else:
@@ -782,6 +782,8 @@ class MainWindow(QMainWindow):
         rows = s.prediction_node
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
+        if is_image(path):  # how its pixels became the input
+            said += "; " + image_note(path, s.model).split(": ", 1)[1]
         if target_drawn:  # an image: no label of its own
             said += f"; it carries no label: {s.drawn_target_note()} (an .npz with x and y gives yours)"
         nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it

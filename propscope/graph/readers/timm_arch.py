@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFormatError
-from ..model import Model
+from ..model import Model, image_normalization
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import MAX_SIDE, MIN_SIDE, architecture_spec, file_size
@@ -139,6 +139,9 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     torch.manual_seed(0)
     model = _create(timm, name, options).eval()
     scores = getattr(model, "num_classes", 1) != 0  # num_classes=0: a feature extractor, no classes to score
+    cfg = getattr(model, "pretrained_cfg", None) or {}  # the mean and std its weights' images were normalized by
+    normalization = image_normalization(list(cfg.get("mean") or ()), list(cfg.get("std") or ()),
+                                        "timm's pretrained_cfg")
     channels = int(options.get("in_chans", 3))
     sample = torch.randn((requested_batch(), channels, *size), generator=torch.Generator().manual_seed(0))
     try:
@@ -154,6 +157,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     opened.description = (f"timm {name} ({size[0]}×{size[1]} input{heads}, timm {timm.__version__}), exported with "
                           f"torch.export: {len(opened.graph.ops)} ops")
     opened.loss = "cross_entropy" if scores else None
+    opened.image_normalization = normalization
     resizable_by(opened, f"{PREFIX}{name}@SIZE")
     return batch_sized(opened, read_again_at(open_spec, spec, tensors, model_args))
 

@@ -16,6 +16,7 @@ those. Too small an image for the rest says the smallest its weights were made f
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFormatError
-from ..model import Model
+from ..model import Model, image_normalization
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import architecture_spec
@@ -219,6 +220,19 @@ def _one_output(model: Any, family: str) -> None:
     model.__class__ = type(cls.__name__, (cls,), {"forward": forward, "__module__": cls.__module__})
 
 
+def _weights_normalization(models: Any, name: str) -> tuple[tuple[float, ...], tuple[float, ...], str] | None:
+    """The mean and std the transforms of `name`'s pretrained weights normalize an image by (ImageNet's for the
+    classifiers and segmenters), or None where torchvision has no weights for it."""
+    try:
+        transforms = models.get_model_weights(name).DEFAULT.transforms  # a partial of ImageClassification and the like
+        defaults = inspect.signature(transforms.func).parameters
+        mean = transforms.keywords.get("mean", defaults["mean"].default)
+        std = transforms.keywords.get("std", defaults["std"].default)
+    except Exception:  # no weights, another transform: an image is then given as its pixels / 255
+        return None
+    return image_normalization(list(mean), list(std), "torchvision's weights")
+
+
 def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     """The architecture `spec` names, with random weights (seeded); `tensors` (a state dict) decides its classes."""
     name, size = parse(spec)
@@ -262,6 +276,8 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     # every family scores classes: an image's, a clip's, or each pixel's (N, C, H, W: torch's layout, whose targets
     # are (N, H, W) class maps)
     opened.loss = "cross_entropy"
+    if family != "video":
+        opened.image_normalization = _weights_normalization(models, name)
     if note:
         opened.warnings.append(note)
     if not name.startswith("mvit_"):  # built for 224×224 only

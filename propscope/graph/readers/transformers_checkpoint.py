@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFormatError
-from ..model import TARGET, Model
+from ..model import TARGET, Model, image_normalization
 from ..ops.shapes import fmt
 from . import _torchvision, decisions, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
@@ -528,6 +528,7 @@ def open(path: str | Path) -> Model:
     opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
     if picked["gives"] == "logits" and len(opened.graph.outputs) == 1:  # shown by the name the model returns it under
         opened.graph.output.meta.setdefault("returns", "logits")
+    opened.image_normalization = _image_normalization(folder)
     if opened.loss and finite is not None and finite.shape[0] == opened.graph.outputs[0].shape[0]:
         opened.batch[TARGET], opened.target_drawn = _target_among(finite), True  # among the classes not masked
     if decided:  # the path its sample takes: other data is refused (decisions.py), so no other sizes either
@@ -537,6 +538,24 @@ def open(path: str | Path) -> Model:
     resizable = {node.name: RESIZABLE[node.name] for node in opened.graph.inputs if node.name in RESIZABLE}
     return sized(opened, resizable, read_again_at(open, path))
 
+
+
+def _image_normalization(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...], str] | None:
+    """The mean and std the folder's image processor normalizes pixels / 255 by (`preprocessor_config.json`: what
+    `AutoImageProcessor` reads), or None where it has none, does not normalize, or rescales otherwise."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        return None
+    try:
+        settings = read_json(path, MAX_CONFIG_BYTES, "more than an image processor's settings hold")
+    except ModelFormatError:
+        return None  # the weights open all the same: an image is then given as its pixels / 255
+    if not isinstance(settings, dict) or not settings.get("do_normalize", True):
+        return None
+    scale = settings.get("rescale_factor", 1 / 255)
+    if not settings.get("do_rescale", True) or not isinstance(scale, float) or abs(scale * 255 - 1) > 1e-6:
+        return None
+    return image_normalization(settings.get("image_mean"), settings.get("image_std"), "preprocessor_config.json")
 
 
 def _architecture(transformers: Any, config_json: dict[str, Any], where: str) -> str:
