@@ -160,9 +160,11 @@ def test_the_app_draws_a_label_for_a_photo_under_a_loss(qtbot: Any, rgb_model: P
     s = window.bridge.session
     label = int(s.batch["y"][0])
     assert s.target_drawn and s.user_labels is None and s.batch["y"].shape == (1,) and label in (0, 1)
-    said = window.status_message.text()
-    assert said.startswith("Data from photo.png") and f"it carries no label: the cross_entropy target y is drawn at " \
-        f"random (seed 0): class {label}" in said
+    said, whole = window.status_message.text(), window.status_message.toolTip()
+    assert said.startswith("Data from photo.png") and f"no label: class {label} drawn at random (seed 0)" in said
+    assert "pixels / 255, not normalized (the model does not say how)" in said  # a .pt2 does not say
+    assert f"photo.png carries no label: the cross_entropy target y is drawn at random (seed 0): class {label}" \
+        in whole and "photo.png: 16×24, pixels / 255, not normalized" in whole
     s.run_to_end()
     assert s.at_end and all(np.isfinite(np.asarray(g)).all() for g in s.trace.final_grads().values())
     data = tmp_path / "labelled.npz"

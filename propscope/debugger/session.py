@@ -506,15 +506,17 @@ class Session:
         self._data_dtypes = _whole_number_dtypes(model, batch)
         self.refresh()
 
-    def drawn_target_note(self) -> str:
+    def drawn_target_note(self, brief: bool = False) -> str:
         """The target drawn for data that carried none, in words: "the cross_entropy target y is drawn at random
-        (seed 0): class 207"."""
+        (seed 0): class 207"; `brief`: "class 207 drawn at random (seed 0)"."""
         y = np.asarray(self.batch.get(TARGET, ()))
-        said = f"the {self.loss_name} target y is drawn at random (seed {self.data_seed})"
+        seed = f"at random (seed {self.data_seed})"
+        classes = ""
         if self.loss_name == "cross_entropy" and 0 < y.size <= 8:
-            classes = ", ".join(str(int(c)) for c in y.ravel())
-            said += f": class{'es' if y.size > 1 else ''} {classes}"
-        return said
+            classes = f"class{'es' if y.size > 1 else ''} {', '.join(str(int(c)) for c in y.ravel())}"
+        if brief:
+            return f"{classes or 'a target'} drawn {seed}"
+        return f"the {self.loss_name} target y is drawn {seed}" + (f": {classes}" if classes else "")
 
     def _same_path(self, batch: Mapping[str, np.ndarray]) -> None:
         """Refuse inputs other than those a model traced along one path was traced on (`Model.decisions`): its

@@ -262,17 +262,22 @@ def image_batch(path: str | Path, inputs: Any,
     return {image_input.name: pixels}
 
 
-def image_note(path: str | Path, model: Any) -> str:
+def image_note(path: str | Path, model: Any, brief: bool = False) -> str:
     """How an image became `model`'s input, in words: "photo.jpg: 224×224, pixels / 255, normalized by the mean
-    (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of torchvision's weights"."""
+    (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of torchvision's weights"; `brief`, for a status bar:
+    "normalized: mean and std of torchvision's weights"."""
     image_input = next((n for n in model.graph.inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
     size = f"{image_input.shape[2]}×{image_input.shape[3]}, " if image_input is not None else ""
     said = f"{Path(path).name}: {size}pixels / 255"
     norm = model.image_normalization
     if norm is None or image_input is None or len(norm[0]) != image_input.shape[1]:
+        if brief:
+            return "pixels / 255, not normalized (the model does not say how)"
         return f"{said}, not normalized (the model does not say how its images were)"
     if not any(norm[0]) and all(s == 1 for s in norm[1]):  # YOLO's: the pixels / 255 themselves
-        return f"{said}, as {norm[2]} takes them"
+        return f"pixels / 255, as {norm[2]} takes them" if brief else f"{said}, as {norm[2]} takes them"
+    if brief:
+        return f"normalized: mean and std of {norm[2]}"
 
     def numbers(v: tuple[float, ...]) -> str:
         return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"

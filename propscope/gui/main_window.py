@@ -473,8 +473,11 @@ class MainWindow(QMainWindow):
         node = record.node if record is not None else s.graph.output
         self.selection.select(node.name)
 
-    def message(self, text: str) -> None:
+    def message(self, text: str, details: str = "") -> None:
+        """The status bar's message; `details` (else the message itself) in its tooltip, where a long one is read
+        whole."""
         self.status_message.setText(text)
+        self.status_message.setToolTip(details or text)
 
     # -- backend, examples, files -------------------------------------------------------------
     def _backend_chosen(self) -> Job | None:
@@ -782,13 +785,16 @@ class MainWindow(QMainWindow):
         rows = s.prediction_node
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
-        if is_image(path):  # how its pixels became the input
-            said += "; " + image_note(path, s.model).split(": ", 1)[1]
+        if is_image(path):  # how its pixels became the input (the whole story in the tooltip)
+            said += f" ({image_note(path, s.model, brief=True)})"
         if target_drawn:  # an image: no label of its own
-            said += f"; it carries no label: {s.drawn_target_note()} (an .npz with x and y gives yours)"
+            said += f"; no label: {s.drawn_target_note(brief=True)}"
         nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it
+        details = "\n".join([image_note(path, s.model)] if is_image(path) else []) + \
+            (f"\n{Path(path).name} carries no label: {s.drawn_target_note()}; an .npz with x and y gives yours"
+             if target_drawn else "")
         self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}"
-                     f"{'; warning: ' + nonfinite if nonfinite else ''}")
+                     f"{'; warning: ' + nonfinite if nonfinite else ''}", details)
         labels = batch.get(TARGET)
         if s.loss_name is None and s.model.loss is None and labels is not None \
                 and self._forward_only_for is not s.model:
