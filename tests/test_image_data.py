@@ -246,3 +246,57 @@ def test_torchvision_and_timm_normalize_as_their_weights_were(tmp_path: Path) ->
     if importlib.util.find_spec("timm") is not None:
         t = propscope.open_session("timm:resnet18@32", data=photo, loss="none")
         assert t.model.image_normalization == (*imagenet, "timm's pretrained_cfg")
+
+
+def test_normalize_asks_for_imagenets_none_or_given_numbers(rgb_model: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A `.pt2` does not say how its images were normalized: --normalize (open_session's normalize=) says instead,
+    ImageNet's mean and std, none, or the numbers given (one for every channel, or one each)."""
+    from propscope import cli
+    from propscope.graph.datasets import IMAGENET, normalization_for
+
+    photo = _photo(tmp_path / "photo.png")
+    pixels = load_image(photo, (16, 24))
+    s = propscope.open_session(rgb_model, data=photo, loss="none")
+    assert s.model.image_normalization is None  # the file does not say
+    assert normalization_for("model", s.model) is None and normalization_for(None, s.model) is None
+    for asked, mean, std in (("imagenet", IMAGENET[0], IMAGENET[1]), ("none", (0.0,), (1.0,)),
+                             ("0.5/0.25", (0.5,), (0.25,)), ("0.1,0.2,0.3/1,2,4", (0.1, 0.2, 0.3), (1.0, 2.0, 4.0))):
+        s = propscope.open_session(rgb_model, data=photo, loss="none", normalize=asked)
+        want = (pixels - np.float32(mean).reshape(1, -1, 1, 1)) / np.float32(std).reshape(1, -1, 1, 1)
+        np.testing.assert_allclose(s.batch[s.graph.inputs[0].name], want, rtol=1e-6, err_msg=asked)
+    for bad in ("imagenett", "0.5", "0.5/0", "1,2/3,4,5", "a/b", "0.5,0.5/0.5,0.5"):
+        with pytest.raises(DataError, match=r"expected model \(its own, where it says\), imagenet, none, or MEAN/STD"):
+            normalization_for(bad, s.model)
+    assert cli.main(["grads", str(rgb_model), "--data", str(photo), "--loss", "none", "--normalize", "none"]) != 0
+    assert "photo.png: 16×24, pixels / 255, not normalized (none asked for)" in capsys.readouterr().err
+    assert cli.main(["compare", str(rgb_model), "--data", str(photo), "--normalize", "imagenet"]) == 0
+    assert "normalized by the mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of ImageNet (asked for)" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_the_data_dialog_chooses_how_a_photo_is_normalized(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from propscope.gui.main_window import MainWindow
+    from propscope.gui.opening import DataDialog
+
+    window = MainWindow(propscope.open_session(rgb_model, loss="none"),
+                        settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    dialog = DataDialog(window.bridge.session, window)
+    qtbot.addWidget(dialog)
+    choices = [dialog.normalize.itemData(i) for i in range(dialog.normalize.count())]
+    assert choices == ["model", "imagenet", "none"]
+    assert "it does not say" in dialog.normalize.itemText(0)
+    photo = _photo(tmp_path / "photo.png")
+    assert window.load_data_path(photo, dialog.normalize.itemData(1))
+    s = window.bridge.session
+    mean, std = (np.float32(v).reshape(1, 3, 1, 1) for v in ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+    np.testing.assert_allclose(s.batch[s.graph.inputs[0].name], (load_image(photo, (16, 24)) - mean) / std,
+                               rtol=1e-6)
+    assert "(normalized: mean and std of ImageNet (asked for))" in window.status_message.text()
+    window.close()

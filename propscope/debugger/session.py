@@ -11,7 +11,7 @@ import numpy as np
 from psygnal import Signal
 
 from ..backends import Backend, get_backend
-from ..graph.datasets import DataError, image_batch, is_image, load_data
+from ..graph.datasets import DataError, image_batch, is_image, load_data, normalization_for
 from ..graph.errors import GraphError, ShapeError
 from ..graph.ir import Graph, Node
 from ..graph.model import (
@@ -718,6 +718,7 @@ def open_session(
     inputs: Any = None,
     output: str | int | None = None,
     per_token: bool = False,
+    normalize: str | None = None,
 ) -> Session:
     """A Session on an example name, a model file, a Model, or a model held in Python.
 
@@ -729,6 +730,8 @@ def open_session(
     picks which of a model's several outputs is the prediction the loss goes on; by default the first
     (`Model.outputs_note` says which). `per_token` reads a language model's (batch, tokens, vocabulary) logits as a row
     per token for cross-entropy (`Model.per_token`); (batch, tokens) labels in `data` read them so without it.
+    An image as `data` is its pixels / 255, normalized as `normalize` says (`datasets.normalization_for`: by default
+    as the model's own images were, where the model says; "imagenet", "none", or "MEAN/STD").
     """
     from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
@@ -751,6 +754,8 @@ def open_session(
             model = target if isinstance(target, Model) else load_target(target, seed=seed, arch=arch)
     model = model.with_output(output)
     if image is not None:  # a photo for a vision model: at its image input's size
+        if normalize is not None:  # asked for: the model says so from now on (the notes, File ▸ Load data)
+            model = replace(model, image_normalization=normalization_for(normalize, model))
         batch = image_batch(image, model.graph.inputs, model.image_normalization)
     if per_token:
         model = model.per_token()

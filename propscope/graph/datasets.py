@@ -207,6 +207,10 @@ def _numeric(cell: str) -> bool:
 # -- an image as a model's input -----------------------------------------------------------------------------------
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a photo is a few tens of millions; a header may claim anything
+# how an image's pixels / 255 are normalized: per-channel mean, std, and whose they are (`Model.image_normalization`)
+Normalization = tuple[tuple[float, ...], tuple[float, ...], str]
+IMAGENET: Normalization = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "ImageNet (asked for)")
+NORMALIZE_CHOICES = "model (its own, where it says), imagenet, none, or MEAN/STD (0.5,0.5,0.5/0.5,0.5,0.5)"
 
 
 def is_image(path: str | Path) -> bool:
@@ -244,8 +248,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
     return np.ascontiguousarray(array)
 
 
-def image_batch(path: str | Path, inputs: Any,
-                normalization: tuple[tuple[float, ...], tuple[float, ...], str] | None = None) -> dict[str, Array]:
+def image_batch(path: str | Path, inputs: Any, normalization: Normalization | None = None) -> dict[str, Array]:
     """An image as data for a model: its first (N, C, H, W) input with C of 1 or 3, the image resized to that H × W
     (a batch of one). `inputs`: the model graph's input nodes; `normalization`: the model's per-channel mean and std
     (`Model.image_normalization`), applied to the pixels / 255 where it has one number per channel."""
@@ -256,26 +259,53 @@ def image_batch(path: str | Path, inputs: Any,
                         f"(its inputs: {shapes})")
     _, channels, height, width = image_input.shape
     pixels = load_image(path, (int(height), int(width)), int(channels))
-    if normalization is not None and len(normalization[0]) == len(normalization[1]) == int(channels):
+    if normalization is not None and len(normalization[0]) in (1, int(channels)):  # one number: every channel
         mean, std = (np.asarray(v, dtype=np.float32).reshape(1, -1, 1, 1) for v in normalization[:2])
         pixels = (pixels - mean) / std
     return {image_input.name: pixels}
 
 
-def image_note(path: str | Path, model: Any, brief: bool = False) -> str:
+def normalization_for(asked: str | None, model: Any) -> Normalization | None:
+    """How to normalize an image's pixels / 255 for `model`: `asked` None or "model" takes the model's own
+    (`Model.image_normalization`), "imagenet" ImageNet's mean and std, "none" the pixels as they are, "MEAN/STD" those
+    numbers (one or three each, comma-separated)."""
+    from .model import image_normalization
+
+    text = (asked or "model").strip().lower()
+    if text == "model":
+        return model.image_normalization
+    if text == "imagenet":
+        return IMAGENET
+    if text == "none":
+        return (0.0,) * 3, (1.0,) * 3, "none asked for"
+    mean, slash, std = text.partition("/")
+    try:
+        chosen = image_normalization([float(v) for v in mean.split(",")], [float(v) for v in std.split(",")],
+                                     f"--normalize {text}") if slash else None
+    except ValueError:
+        chosen = None
+    if chosen is None:
+        raise DataError(f"normalize {asked!r}: expected {NORMALIZE_CHOICES}; each std above 0")
+    return chosen
+
+
+def image_note(path: str | Path, model: Any, brief: bool = False, normalization: Any = "model") -> str:
     """How an image became `model`'s input, in words: "photo.jpg: 224×224, pixels / 255, normalized by the mean
     (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of torchvision's weights"; `brief`, for a status bar:
-    "normalized: mean and std of torchvision's weights"."""
+    "normalized: mean and std of torchvision's weights". `normalization`: the one used, where not the model's."""
     image_input = next((n for n in model.graph.inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
     size = f"{image_input.shape[2]}×{image_input.shape[3]}, " if image_input is not None else ""
     said = f"{Path(path).name}: {size}pixels / 255"
-    norm = model.image_normalization
-    if norm is None or image_input is None or len(norm[0]) != image_input.shape[1]:
+    norm = model.image_normalization if normalization == "model" else normalization
+    if norm is None or image_input is None:
         if brief:
             return "pixels / 255, not normalized (the model does not say how)"
         return f"{said}, not normalized (the model does not say how its images were)"
+    if len(norm[0]) not in (1, image_input.shape[1]):
+        why = f"{len(norm[0])} numbers of {norm[2]} for {image_input.shape[1]} channel(s)"
+        return f"pixels / 255, not normalized ({why})" if brief else f"{said}, not normalized ({why})"
     if not any(norm[0]) and all(s == 1 for s in norm[1]):  # YOLO's: the pixels / 255 themselves
-        return f"pixels / 255, as {norm[2]} takes them" if brief else f"{said}, as {norm[2]} takes them"
+        return f"pixels / 255, not normalized ({norm[2]})" if brief else f"{said}, not normalized ({norm[2]})"
     if brief:
         return f"normalized: mean and std of {norm[2]}"
 

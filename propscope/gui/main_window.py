@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
 from ..debugger.session import BackendTrace, loss_for_labels, with_drawn_target
-from ..graph.datasets import image_batch, image_note, is_image, load_data, nonfinite_note
+from ..graph.datasets import image_batch, image_note, is_image, load_data, nonfinite_note, normalization_for
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
@@ -741,20 +741,23 @@ class MainWindow(QMainWindow):
             if dialog.generate.isChecked():
                 self.generate_batch(dialog.seed.value())
             else:
-                self.load_data_path(dialog.path.text().strip())
+                self.load_data_path(dialog.path.text().strip(), dialog.normalize.currentData())
 
         dialog.accepted.connect(done)
         self.data_dialog = dialog
         dialog.open()
 
-    def load_data_path(self, path: str | Path) -> bool:
+    def load_data_path(self, path: str | Path, normalize: str | None = None) -> bool:
         """Run the model on a data file; a file that does not fit leaves the session as it was. Where the model is
-        read again at the data's sizes (a transformers folder traced again: seconds), that runs in a job first."""
+        read again at the data's sizes (a transformers folder traced again: seconds), that runs in a job first. An
+        image's pixels / 255 are normalized as `normalize` says (`normalization_for`: the model's own by default)."""
         s = self.bridge.session
         drawn = False
+        norm = None
         try:  # an image is resized to the model's image input
             if is_image(path):
-                batch = image_batch(path, s.graph.inputs, s.model.image_normalization)
+                norm = normalization_for(normalize, s.model)
+                batch = image_batch(path, s.graph.inputs, norm)
                 if s.loss_name is not None:  # a photo has no label: one is drawn, as for a model without data
                     batch, drawn = with_drawn_target(s.model, batch, s.loss_name, s.data_seed), True
             else:
@@ -764,17 +767,18 @@ class MainWindow(QMainWindow):
             return False
         shapes = {k: tuple(v.shape) for k, v in batch.items()}
         if not s.reads_again_at(shapes, batch):  # its sizes, or a branch one of its values picks (a merged decoder's)
-            return self._use_batch(path, batch, drawn)
+            return self._use_batch(path, batch, drawn, norm)
 
         def done(_model: Any) -> None:
             if self.bridge.session is s:
-                self._use_batch(path, batch, drawn)
+                self._use_batch(path, batch, drawn, norm)
 
         self._start(Job(f"Reading {s.name} at the data's sizes…", lambda: s.model_at(shapes, batch), self), done,
                     "Cannot use this data")
         return True
 
-    def _use_batch(self, path: str | Path, batch: dict[str, Any], target_drawn: bool = False) -> bool:
+    def _use_batch(self, path: str | Path, batch: dict[str, Any], target_drawn: bool = False,
+                   normalization: Any = None) -> bool:
         per_token = self.bridge.session.prediction_node.meta.get("per_token")
         try:
             self.bridge.set_batch(batch, target_drawn)
@@ -786,11 +790,11 @@ class MainWindow(QMainWindow):
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
         if is_image(path):  # how its pixels became the input (the whole story in the tooltip)
-            said += f" ({image_note(path, s.model, brief=True)})"
+            said += f" ({image_note(path, s.model, brief=True, normalization=normalization)})"
         if target_drawn:  # an image: no label of its own
             said += f"; no label: {s.drawn_target_note(brief=True)}"
         nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it
-        details = "\n".join([image_note(path, s.model)] if is_image(path) else []) + \
+        details = "\n".join([image_note(path, s.model, normalization=normalization)] if is_image(path) else []) + \
             (f"\n{Path(path).name} carries no label: {s.drawn_target_note()}; an .npz with x and y gives yours"
              if target_drawn else "")
         self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}"

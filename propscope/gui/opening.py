@@ -420,7 +420,7 @@ class DataDialog(QDialog):
                        "inputs (or <code>x</code>) and <code>y</code>; a <code>.csv</code> holds the features, "
                        "then the target in the last column. Only the batch size may differ. An image "
                        "(<code>.png</code>, <code>.jpg</code>...) is resized to the model's image input, its "
-                       "pixels / 255.")
+                       "pixels / 255 normalized as chosen below.")
         intro.setWordWrap(True)
         intro.setTextFormat(Qt.TextFormat.RichText)
         self.from_file = QRadioButton("Load a file")
@@ -441,6 +441,17 @@ class DataDialog(QDialog):
         file_row = QHBoxLayout()
         file_row.addWidget(self.path, 1)
         file_row.addWidget(browse)
+        # an image's pixels / 255: as the model's own images were (where it says), ImageNet's, or as they are
+        own = session.model.image_normalization
+        self.normalize = QComboBox()
+        self.normalize.setObjectName("imageNormalization")
+        self.normalize.addItem(f"as the model's images were ({own[2]})" if own else
+                               "as the model's images were (it does not say: not normalized)", "model")
+        self.normalize.addItem("ImageNet's mean and std", "imagenet")
+        self.normalize.addItem("not normalized", "none")
+        norm_row = QHBoxLayout()
+        norm_row.addWidget(QLabel("An image's pixels / 255:"))
+        norm_row.addWidget(self.normalize, 1)
         gen_row = QHBoxLayout()
         gen_row.addWidget(self.seed)
         gen_row.addStretch(1)
@@ -451,6 +462,7 @@ class DataDialog(QDialog):
         lay.addWidget(intro)
         lay.addWidget(self.from_file)
         lay.addLayout(file_row)
+        lay.addLayout(norm_row)
         lay.addWidget(self.generate)
         lay.addLayout(gen_row)
         lay.addWidget(buttons)

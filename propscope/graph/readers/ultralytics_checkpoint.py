@@ -136,7 +136,7 @@ def _opened(where: str, kind: str, config: dict[str, Any], arrays: dict[str, np.
     opened.description = (f"Ultralytics {what} {kind} ({height}×{width} input{heads}, ultralytics {version}), "
                           f"weights from {Path(where).name}, exported with torch.export: {len(opened.graph.ops)} ops")
     opened.loss = None  # a detector's boxes and scores take the loss its user chooses (Debug ▸ Loss, --loss)
-    opened.image_normalization = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "ultralytics")  # a photo's pixels / 255, as is
+    opened.image_normalization = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "ultralytics takes them so")  # pixels / 255
     reread = read_again_at(_opened, where, kind, config, arrays, extras, size, classes)
     symbolic = {n.name: ("batch", None, "height", "width") for n in opened.graph.inputs if len(n.shape) == 4}
     return sized(opened, symbolic, reread)
