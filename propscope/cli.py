@@ -504,8 +504,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _train_data(args: argparse.Namespace) -> tuple[Any, Any]:
     """The training data and the test data (None where there is none) that --data and --test-data name."""
-    from .graph.datasets import GENERATORS, DataError, load_data, make_dataset
+    from .graph.datasets import GENERATORS, DataError, is_image, load_data, make_dataset
 
+    for option, path in (("--data", args.data), ("--test-data", args.test_data)):
+        if path is not None and is_image(path):
+            raise DataError(f"{option} {path}: train takes an .npz or .csv with labels, or a data set; a photo is one "
+                            "sample without a label (open, grads or trace take one)")
     data = test = None
     if args.data is not None and not Path(args.data).exists() and args.data in GENERATORS:
         ds = make_dataset(args.data, n=200, noise=0.1, seed=args.seed, test_fraction=args.test_fraction)

@@ -300,3 +300,53 @@ def test_the_data_dialog_chooses_how_a_photo_is_normalized(qtbot: Any, rgb_model
                                rtol=1e-6)
     assert "(normalized: mean and std of ImageNet (asked for))" in window.status_message.text()
     window.close()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_a_photo_after_data_of_another_batch_is_read_at_its_own(qtbot: Any, tmp_path: Path) -> None:
+    """A ViT folder (its class token expanded to the batch, so its graph is made for one batch size) given data of 3
+    images, then a photo under its loss: the label is drawn on the model read at the photo's batch of one (it was
+    drawn on the graph of 3 and refused), and the normalization asked for stays through the folder's reading again,
+    and through File ▸ Save."""
+    from PySide6.QtCore import QSettings
+
+    from propscope.graph.datasets import IMAGENET
+    from propscope.graph.readers import open_model
+    from propscope.gui.main_window import MainWindow
+
+    folder = _vit_folder(tmp_path / "vit", None)
+    photo = _photo(tmp_path / "photo.png", (32, 32))
+    s = propscope.open_session(folder, data=photo, normalize="imagenet")
+    assert s.target_drawn and s.model.image_normalization == IMAGENET
+    window = MainWindow(s, settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    rng = np.random.default_rng(0)
+    three = tmp_path / "three.npz"
+    np.savez(three, pixel_values=rng.random((3, 3, 32, 32)).astype(np.float32), y=np.array([0, 1, 2]))
+    assert window.load_data_path(three)
+    qtbot.waitUntil(lambda: window.bridge.session.graph["pixel_values"].shape[0] == 3 and not window.jobs,
+                    timeout=60_000)
+    assert window.bridge.session.model.image_normalization == IMAGENET  # read again at 3: still asked for
+    assert window.load_data_path(photo)
+    qtbot.waitUntil(lambda: window.bridge.session.graph["pixel_values"].shape[0] == 1 and not window.jobs,
+                    timeout=60_000)
+    s = window.bridge.session
+    assert s.target_drawn and s.batch["y"].shape == (1,) and "no label: class" in window.status_message.text()
+    mean, std = (np.float32(v).reshape(1, 3, 1, 1) for v in IMAGENET[:2])
+    np.testing.assert_allclose(s.batch["pixel_values"], (load_image(photo, (32, 32)) - mean) / std, rtol=1e-6)
+    saved = s.save(tmp_path / "vit.propscope")
+    assert open_model(saved).image_normalization == IMAGENET
+    window.close()
+
+
+def test_train_takes_no_photo_and_a_misspelt_normalize_is_said(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from propscope import cli
+
+    photo = _photo(tmp_path / "photo.png")
+    assert cli.main(["train", "cnn", "--data", str(photo)]) != 0
+    assert "train takes an .npz or .csv with labels, or a data set; a photo is one sample" in capsys.readouterr().err
+    assert cli.main(["grads", "cnn", "--normalize", "imagenett"]) != 0
+    assert "normalize 'imagenett': expected model" in capsys.readouterr().err

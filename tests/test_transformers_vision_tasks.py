@@ -444,3 +444,12 @@ def test_grounding_dino_folder_opens_with_a_target_among_its_text(tmp_path: Any)
         scale = max(float(np.max(np.abs(want))), 1e-5 * largest)
         assert float(np.max(np.abs(np.asarray(s.grad(pname)) - want))) / scale < 1e-9, pname
     assert zoo.relative(s.grad("pixel_values"), pixel_grad) < 1e-9
+    # another loss, or the boxes, draw a target of their own kind; cross-entropy again draws among the finite
+    mse, drawn = s.with_loss("mse")
+    assert drawn and mse.batch["y"].shape == tuple(mse.prediction_node.shape)
+    boxes = open_session(tmp_path / "gdino", dtype="float64", output="pred_boxes", loss="mse")
+    assert boxes.target_drawn and boxes.batch["y"].shape == tuple(boxes.prediction_node.shape)
+    again, drawn = mse.with_loss("cross_entropy")
+    assert drawn and (np.asarray(again.batch["y"]) < tokens).all()
+    again.run_to_end()
+    assert np.isfinite(float(again.value(again.loss_node.name)))

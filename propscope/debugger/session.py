@@ -757,6 +757,8 @@ def open_session(
         if normalize is not None:  # asked for: the model says so from now on (the notes, File ▸ Load data)
             model = replace(model, image_normalization=normalization_for(normalize, model))
         batch = image_batch(image, model.graph.inputs, model.image_normalization)
+    elif normalize is not None:
+        normalization_for(normalize, model)  # a misspelt choice is said, data or not
     if per_token:
         model = model.per_token()
         loss = loss or "cross_entropy"
@@ -764,6 +766,7 @@ def open_session(
     if image is not None and batch is not None:  # a photo has no label: one is drawn, as for a model without data
         wanted = model.loss if loss is None else loss
         if wanted not in (None, "none"):
+            model = _at_data_sizes(model, batch)  # drawn at the photo's sizes (a batch of one), as the session reads
             batch, drawn = with_drawn_target(model, batch, wanted, seed), True
     chosen = None
     if loss is None and model.loss is None and batch is not None and _holds_labels(model, batch):

@@ -281,6 +281,11 @@ def image_normalization(mean: Any, std: Any, source: str) -> tuple[tuple[float, 
     return m, sd, source
 
 
+# meta of a model's scores output: which of its (rows, classes) scores are finite on the sample it was read with
+# (a reader that saw −∞ there); `example_batch` draws a cross-entropy target among them
+FINITE_CLASSES = "finite_classes"
+
+
 def example_batch(
     graph: Graph, seed: int = 0, loss: str | None = None, base: Mapping[str, np.ndarray] | None = None
 ) -> dict[str, np.ndarray]:
@@ -309,8 +314,15 @@ def example_batch(
         else:
             batch[node.name] = rng.standard_normal(node.shape)
     if loss is not None and loss != "none" and TARGET not in batch:
-        pred = output_node(graph).shape
-        if loss == "cross_entropy":
+        node = output_node(graph)
+        pred = node.shape
+        finite = node.meta.get(FINITE_CLASSES)
+        if loss == "cross_entropy" and finite is not None and tuple(np.shape(finite)) == tuple(pred):
+            # scores masked to −∞ (Grounding DINO's classes past the text): a class each row leaves finite, or the
+            # loss opens as infinity
+            batch[TARGET] = np.array([rng.choice(np.flatnonzero(row)) if row.any() else 0 for row in finite],
+                                     dtype=np.int64)
+        elif loss == "cross_entropy":
             classes = pred[class_axis(pred)] if pred else 2
             batch[TARGET] = rng.integers(0, classes, class_indices_shape(pred)).astype(np.int64)
         elif loss == "bce":

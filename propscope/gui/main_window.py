@@ -441,7 +441,7 @@ class MainWindow(QMainWindow):
             self.selection.follow(record.node.name, record.node.shape)
         self.position.setText(s.position_text())
         if cursor == 0 or s.last_stop is None or s.last_stop.step is not record:
-            self.status_message.setText("")
+            self.message("")
 
     def _breakpoint_hit(self, stop: Any) -> None:
         self.message(f"Stopped: {stop.reason}")
@@ -752,40 +752,44 @@ class MainWindow(QMainWindow):
         read again at the data's sizes (a transformers folder traced again: seconds), that runs in a job first. An
         image's pixels / 255 are normalized as `normalize` says (`normalization_for`: the model's own by default)."""
         s = self.bridge.session
-        drawn = False
         norm = None
         try:  # an image is resized to the model's image input
             if is_image(path):
                 norm = normalization_for(normalize, s.model)
                 batch = image_batch(path, s.graph.inputs, norm)
-                if s.loss_name is not None:  # a photo has no label: one is drawn, as for a model without data
-                    batch, drawn = with_drawn_target(s.model, batch, s.loss_name, s.data_seed), True
             else:
                 batch = load_data(path)
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False
+        draw = is_image(path) and s.loss_name is not None  # a photo has no label: one is drawn, at its sizes
         shapes = {k: tuple(v.shape) for k, v in batch.items()}
         if not s.reads_again_at(shapes, batch):  # its sizes, or a branch one of its values picks (a merged decoder's)
-            return self._use_batch(path, batch, drawn, norm)
+            return self._use_batch(path, batch, draw, norm)
 
         def done(_model: Any) -> None:
             if self.bridge.session is s:
-                self._use_batch(path, batch, drawn, norm)
+                self._use_batch(path, batch, draw, norm)
 
         self._start(Job(f"Reading {s.name} at the data's sizes…", lambda: s.model_at(shapes, batch), self), done,
                     "Cannot use this data")
         return True
 
-    def _use_batch(self, path: str | Path, batch: dict[str, Any], target_drawn: bool = False,
+    def _use_batch(self, path: str | Path, batch: dict[str, Any], draw_target: bool = False,
                    normalization: Any = None) -> bool:
-        per_token = self.bridge.session.prediction_node.meta.get("per_token")
+        """The data in the session; `draw_target`: a target is drawn for it (a photo), on the model at its sizes
+        (read at them already, where they needed it)."""
+        s = self.bridge.session
+        per_token = s.prediction_node.meta.get("per_token")
+        target_drawn = draw_target and s.loss_name is not None
         try:
+            if target_drawn:
+                shapes = {k: tuple(v.shape) for k, v in batch.items()}
+                batch = with_drawn_target(s.model_at(shapes, batch), batch, str(s.loss_name), s.data_seed)
             self.bridge.set_batch(batch, target_drawn)
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
             return False
-        s = self.bridge.session
         rows = s.prediction_node
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"

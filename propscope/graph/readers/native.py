@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import GraphError, ModelFormatError, PropscopeError
 from ..ir import Graph
-from ..model import Model, TrainingDefaults
+from ..model import Model, TrainingDefaults, image_normalization
 from ..ops import CATALOG, get_op
 from . import snapshots as _snapshots
 from ._budget import CHUNK, ZIP_ERRORS, charge, open_zip, read_member
@@ -114,7 +114,7 @@ def _session_entries(model: Model) -> dict[str, Any]:
     """What a session adds to a model that a reopened file must keep (version 3), each only where it says something:
     the decisions of a module traced along one path (without them the file would take other data and train), the
     outputs' order in the file it came from once another output carries the loss, the other names of a tied
-    parameter, and whether the batch's target was drawn rather than given."""
+    parameter, whether the batch's target was drawn rather than given, and how a photo is normalized for it."""
     entries: dict[str, Any] = {}
     if model.decisions:
         entries["decisions"] = list(model.decisions)
@@ -124,6 +124,9 @@ def _session_entries(model: Model) -> dict[str, Any]:
         entries["aliases"] = dict(model.aliases)
     if model.target_drawn:
         entries["target_drawn"] = True
+    if model.image_normalization is not None:
+        mean, std, source = model.image_normalization
+        entries["image_normalization"] = {"mean": list(mean), "std": list(std), "source": source}
     return entries
 
 
@@ -268,6 +271,15 @@ def _session_fields(manifest: dict[str, Any], graph: Graph, where: str) -> dict[
     if not isinstance(drawn, bool):
         raise ModelFormatError(f"{where}: target_drawn should be true or false")
     fields["target_drawn"] = drawn
+    norm = manifest.get("image_normalization")
+    if norm is not None:
+        source = norm.get("source") if isinstance(norm, dict) else None
+        checked = image_normalization(norm.get("mean"), norm.get("std"), source) \
+            if isinstance(source, str) and 0 < len(source) <= 80 else None
+        if checked is None:
+            raise ModelFormatError(f"{where}: image_normalization should give a mean and a std (one or three finite "
+                                   "numbers each, every std above 0) and a source of up to 80 characters")
+        fields["image_normalization"] = checked
     return fields
 
 

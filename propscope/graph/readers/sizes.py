@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -108,6 +108,8 @@ class SizedModel(Model):
             return self
         with memory_budget():
             fresh = self.reread(wanted)
+        if fresh.image_normalization != self.image_normalization:  # the one asked for (--normalize) stays
+            fresh = replace(fresh, image_normalization=self.image_normalization)
         out = self.graph.output
         rows = bool(out.meta.get("per_token"))  # the session read the logits a row per token (Model.per_token)
         if self.output_order is not None:  # and put another output first (Model.with_output): by its position in

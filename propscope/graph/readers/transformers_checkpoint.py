@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFormatError
-from ..model import TARGET, Model, image_normalization
+from ..model import FINITE_CLASSES, Model, image_normalization
 from ..ops.shapes import fmt
 from . import _torchvision, decisions, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
@@ -407,15 +407,6 @@ def _tried_sample(torch: Any, model: Any, config: Any, where: str) -> tuple[dict
     return sample, None
 
 
-def _target_among(finite: Any) -> Any:
-    """Class indices drawn (seeded) for rows of scores, each among the classes its row leaves finite: a target drawn
-    among every class picks one masked to −∞ for most rows, and the loss opens as infinity."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    return np.array([rng.choice(np.flatnonzero(row)) if row.any() else 0 for row in finite], dtype=np.int64)
-
-
 def _one_query(out: Any, sample: dict[str, Any]) -> bool:
     """Whether the model scored an image's regions against a single text query (OWL-ViT and OWLv2 take the queries
     as rows of input_ids): its logits have one class, and a cross-entropy over one class is 0 whatever the weights."""
@@ -529,8 +520,9 @@ def open(path: str | Path) -> Model:
     if picked["gives"] == "logits" and len(opened.graph.outputs) == 1:  # shown by the name the model returns it under
         opened.graph.output.meta.setdefault("returns", "logits")
     opened.image_normalization = _image_normalization(folder)
-    if opened.loss and finite is not None and finite.shape[0] == opened.graph.outputs[0].shape[0]:
-        opened.batch[TARGET], opened.target_drawn = _target_among(finite), True  # among the classes not masked
+    scores = opened.graph.outputs[0]
+    if opened.loss and finite is not None and tuple(finite.shape) == tuple(scores.shape):
+        scores.meta[FINITE_CLASSES] = finite  # a target drawn for them takes a class each row leaves finite
     if decided:  # the path its sample takes: other data is refused (decisions.py), so no other sizes either
         decisions.mark(opened, decided)
         return opened
