@@ -65,6 +65,8 @@ def _session_args(p: argparse.ArgumentParser, loss: bool = True) -> None:
                    "an image (.png, .jpg...), resized to the model's image input, its pixels / 255 normalized as "
                    "--normalize says")
     p.add_argument("--normalize", metavar="N", help=f"an image's pixels / 255: {NORMALIZE_CHOICES} (default model)")
+    p.add_argument("--label", type=int, metavar="C", help="an image's class for cross-entropy (default: drawn at "
+                   "random, and said)")
     p.add_argument("--backend", choices=BACKENDS, default="numpy", help="numpy (hand-written) or torch (autograd)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (torch backend)")
     p.add_argument("--arch", metavar="A", help=ARCH_HELP)
@@ -89,6 +91,7 @@ def _open(args: argparse.Namespace, dtype: str | None = None) -> Any:
         output=getattr(args, "output", None),
         per_token=getattr(args, "per_token", False),
         normalize=getattr(args, "normalize", None),
+        label=getattr(args, "label", None),
     ), args)
 
 
@@ -480,7 +483,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     s = _noted(open_session(args.target, dtype=args.dtype, seed=args.seed, data=args.data, loss=args.loss,
                             arch=args.arch, output=args.output, per_token=args.per_token,
-                            normalize=args.normalize), args)
+                            normalize=args.normalize, label=args.label), args)
     _check_memory(s.trace.estimate(backends=2), s)  # both passes, before the first of them runs
     s.run_to_end()
     result = compare_backends(s, get_backend("torch", args.dtype, args.device), tolerance=args.tol)
@@ -880,6 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for the example's initial weights (default 0)")
     p.add_argument("--data", metavar="D", help=".npz with `x` (or arrays named after the inputs) and `y`; or an image")
     p.add_argument("--normalize", metavar="N", help=f"an image's pixels / 255: {NORMALIZE_CHOICES} (default model)")
+    p.add_argument("--label", type=int, metavar="C", help="an image's class for cross-entropy (default: drawn)")
     p.add_argument("--loss", metavar="NAME", help="mse, sse, bce, cross_entropy, or none (forward only)")
     p.add_argument("--output", metavar="NAME", help=OUTPUT_HELP)
     p.add_argument("--per-token", action="store_true", help=PER_TOKEN_HELP)

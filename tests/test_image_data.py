@@ -350,3 +350,50 @@ def test_train_takes_no_photo_and_a_misspelt_normalize_is_said(tmp_path: Path,
     assert "train takes an .npz or .csv with labels, or a data set; a photo is one sample" in capsys.readouterr().err
     assert cli.main(["grads", "cnn", "--normalize", "imagenett"]) != 0
     assert "normalize 'imagenett': expected model" in capsys.readouterr().err
+
+
+def test_label_gives_a_photo_its_class(rgb_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--label (open_session's label=) is the photo's class for the cross-entropy loss: the user's label, not drawn
+    (nothing said about drawing); out of range, for another loss, or without a photo, one line."""
+    from propscope import cli
+
+    photo = _photo(tmp_path / "photo.png")
+    s = propscope.open_session(rgb_model, data=photo, loss="cross_entropy", label=1)
+    assert s.batch["y"].tolist() == [1] and not s.target_drawn and s.user_labels is not None
+    assert cli.main(["compare", str(rgb_model), "--data", str(photo), "--loss", "cross_entropy", "--label", "0"]) == 0
+    assert "carries no label" not in capsys.readouterr().err
+    for kwargs, said in (({"data": photo, "loss": "cross_entropy", "label": 2}, "class ids must lie in 0..1"),
+                         ({"data": photo, "loss": "mse", "label": 0}, "--label is a class for the cross_entropy"),
+                         ({"loss": "cross_entropy", "label": 0}, r"label= \(--label\) is the class of an image")):
+        with pytest.raises(DataError, match=said):
+            propscope.open_session(rgb_model, **kwargs)
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_the_data_dialog_gives_a_photo_its_class(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
+    from PySide6.QtCore import QSettings
+
+    from propscope.gui.main_window import MainWindow
+    from propscope.gui.opening import DataDialog
+
+    window = MainWindow(propscope.open_session(rgb_model, loss="cross_entropy"),
+                        settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    dialog = DataDialog(window.bridge.session, window)
+    qtbot.addWidget(dialog)
+    assert dialog.label.isEnabled() and (dialog.label.minimum(), dialog.label.maximum()) == (-1, 1)
+    assert dialog.label.text() == "drawn at random"
+    window._data_dialog()  # File ▸ Load data, as the menu opens it, then OK with the dialog's choices
+    opened = window.data_dialog
+    opened.path.setText(str(_photo(tmp_path / "photo.png")))
+    opened.label.setValue(1)
+    opened.accept()
+    s = window.bridge.session
+    assert s.batch["y"].tolist() == [1] and not s.target_drawn
+    assert "its class: 1" in window.status_message.text()
+    forward_only = DataDialog(propscope.open_session(rgb_model, loss="none"), window)
+    qtbot.addWidget(forward_only)
+    assert not forward_only.label.isEnabled()
+    window.close()

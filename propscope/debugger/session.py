@@ -719,6 +719,7 @@ def open_session(
     output: str | int | None = None,
     per_token: bool = False,
     normalize: str | None = None,
+    label: int | None = None,
 ) -> Session:
     """A Session on an example name, a model file, a Model, or a model held in Python.
 
@@ -731,7 +732,8 @@ def open_session(
     (`Model.outputs_note` says which). `per_token` reads a language model's (batch, tokens, vocabulary) logits as a row
     per token for cross-entropy (`Model.per_token`); (batch, tokens) labels in `data` read them so without it.
     An image as `data` is its pixels / 255, normalized as `normalize` says (`datasets.normalization_for`: by default
-    as the model's own images were, where the model says; "imagenet", "none", or "MEAN/STD").
+    as the model's own images were, where the model says; "imagenet", "none", or "MEAN/STD"), and has no label:
+    `label` is its class for a cross-entropy loss (every pixel's, for a map), else one is drawn at random.
     """
     from ..graph.examples import EXAMPLES
     from ..graph.gc_pause import paused_gc
@@ -763,11 +765,16 @@ def open_session(
         model = model.per_token()
         loss = loss or "cross_entropy"
     drawn = False
-    if image is not None and batch is not None:  # a photo has no label: one is drawn, as for a model without data
+    if label is not None and image is None:
+        raise DataError("label= (--label) is the class of an image given as data; other data gives its labels as y")
+    if image is not None and batch is not None:  # a photo has no label: the one given, else one drawn
         wanted = model.loss if loss is None else loss
+        if label is not None and wanted != "cross_entropy":
+            raise DataError(f"--label is a class for the cross_entropy loss; the loss is {wanted or 'none'}")
         if wanted not in (None, "none"):
-            model = _at_data_sizes(model, batch)  # drawn at the photo's sizes (a batch of one), as the session reads
-            batch, drawn = with_drawn_target(model, batch, wanted, seed), True
+            model = _at_data_sizes(model, batch)  # at the photo's sizes (a batch of one), as the session reads
+            batch = with_drawn_target(model, batch, wanted, seed, label)
+            drawn = label is None
     chosen = None
     if loss is None and model.loss is None and batch is not None and _holds_labels(model, batch):
         chosen = loss = loss_for_labels(batch[TARGET], model.graph.output.shape)
@@ -786,16 +793,21 @@ def open_session(
     return session
 
 
-def with_drawn_target(model: Model, batch: Mapping[str, Any], loss: str, seed: int = 0) -> dict[str, Any]:
+def with_drawn_target(model: Model, batch: Mapping[str, Any], loss: str, seed: int = 0,
+                      label: int | None = None) -> dict[str, Any]:
     """`batch` with a target `y` for `loss` drawn at its sizes (seeded; class indices for cross-entropy), as a model
-    opened without data gets one: for inputs that carry no label (an image). A batch with a `y` is kept as it is."""
+    opened without data gets one: for inputs that carry no label (an image). `label`: that class instead, for every
+    sample (and every pixel of a map). A batch with a `y` is kept as it is."""
     if TARGET in batch:
         return dict(batch)
     named = model.renamed(target_name_freed(model.graph))  # as the session will name its nodes
     inputs = dict(batch)
     if len(named.graph.inputs) == 1 and "x" in inputs:
         inputs[named.graph.inputs[0].name] = inputs.pop("x")  # `x` always names the single input
-    return example_batch(fit_batch(named.graph, inputs), seed, loss, inputs)
+    graph = fit_batch(named.graph, inputs)
+    if label is None:
+        return example_batch(graph, seed, loss, inputs)
+    return {**inputs, TARGET: np.full(class_indices_shape(output_node(graph).shape), int(label), dtype=np.int64)}
 
 
 def _reading_shapes(batch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:

@@ -741,16 +741,19 @@ class MainWindow(QMainWindow):
             if dialog.generate.isChecked():
                 self.generate_batch(dialog.seed.value())
             else:
-                self.load_data_path(dialog.path.text().strip(), dialog.normalize.currentData())
+                label = dialog.label.value()
+                self.load_data_path(dialog.path.text().strip(), dialog.normalize.currentData(),
+                                    label if label >= 0 else None)
 
         dialog.accepted.connect(done)
         self.data_dialog = dialog
         dialog.open()
 
-    def load_data_path(self, path: str | Path, normalize: str | None = None) -> bool:
+    def load_data_path(self, path: str | Path, normalize: str | None = None, label: int | None = None) -> bool:
         """Run the model on a data file; a file that does not fit leaves the session as it was. Where the model is
         read again at the data's sizes (a transformers folder traced again: seconds), that runs in a job first. An
-        image's pixels / 255 are normalized as `normalize` says (`normalization_for`: the model's own by default)."""
+        image's pixels / 255 are normalized as `normalize` says (`normalization_for`: the model's own by default),
+        and `label` is its class (else one is drawn)."""
         s = self.bridge.session
         norm = None
         try:  # an image is resized to the model's image input
@@ -765,27 +768,28 @@ class MainWindow(QMainWindow):
         draw = is_image(path) and s.loss_name is not None  # a photo has no label: one is drawn, at its sizes
         shapes = {k: tuple(v.shape) for k, v in batch.items()}
         if not s.reads_again_at(shapes, batch):  # its sizes, or a branch one of its values picks (a merged decoder's)
-            return self._use_batch(path, batch, draw, norm)
+            return self._use_batch(path, batch, draw, norm, label)
 
         def done(_model: Any) -> None:
             if self.bridge.session is s:
-                self._use_batch(path, batch, draw, norm)
+                self._use_batch(path, batch, draw, norm, label)
 
         self._start(Job(f"Reading {s.name} at the data's sizes…", lambda: s.model_at(shapes, batch), self), done,
                     "Cannot use this data")
         return True
 
     def _use_batch(self, path: str | Path, batch: dict[str, Any], draw_target: bool = False,
-                   normalization: Any = None) -> bool:
+                   normalization: Any = None, label: int | None = None) -> bool:
         """The data in the session; `draw_target`: a target is drawn for it (a photo), on the model at its sizes
-        (read at them already, where they needed it)."""
+        (read at them already, where they needed it), or made of `label` where the loss is a cross-entropy."""
         s = self.bridge.session
         per_token = s.prediction_node.meta.get("per_token")
-        target_drawn = draw_target and s.loss_name is not None
+        given = label if s.loss_name == "cross_entropy" else None
+        target_drawn = draw_target and s.loss_name is not None and given is None
         try:
-            if target_drawn:
+            if draw_target and s.loss_name is not None:
                 shapes = {k: tuple(v.shape) for k, v in batch.items()}
-                batch = with_drawn_target(s.model_at(shapes, batch), batch, str(s.loss_name), s.data_seed)
+                batch = with_drawn_target(s.model_at(shapes, batch), batch, str(s.loss_name), s.data_seed, given)
             self.bridge.set_batch(batch, target_drawn)
         except PropscopeError as exc:
             self.show_error("Cannot use this data", _describe(exc))
@@ -797,6 +801,8 @@ class MainWindow(QMainWindow):
             said += f" ({image_note(path, s.model, brief=True, normalization=normalization)})"
         if target_drawn:  # an image: no label of its own
             said += f"; no label: {s.drawn_target_note(brief=True)}"
+        elif given is not None and draw_target:
+            said += f"; its class: {given}"
         nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it
         details = "\n".join([image_note(path, s.model, normalization=normalization)] if is_image(path) else []) + \
             (f"\n{Path(path).name} carries no label: {s.drawn_target_note()}; an .npz with x and y gives yours"

@@ -40,7 +40,7 @@ from ..graph.datasets import IMAGE_SUFFIXES
 from ..graph.errors import ModelFormatError
 from ..graph.examples import EXAMPLES
 from ..graph.gc_pause import paused_gc
-from ..graph.model import Model
+from ..graph.model import Model, class_axis
 from ..graph.readers import (
     READERS,
     architecture_library,
@@ -452,6 +452,21 @@ class DataDialog(QDialog):
         norm_row = QHBoxLayout()
         norm_row.addWidget(QLabel("An image's pixels / 255:"))
         norm_row.addWidget(self.normalize, 1)
+        # and its class, for a cross-entropy loss (a photo carries none): drawn at random unless chosen
+        scores = session.prediction_node.shape
+        classes = int(scores[class_axis(scores)]) if session.loss_name == "cross_entropy" and scores else 0
+        self.label = QSpinBox()
+        self.label.setObjectName("imageLabel")
+        self.label.setRange(-1, max(classes - 1, -1))
+        self.label.setSpecialValueText("drawn at random")
+        self.label.setValue(-1)
+        self.label.setEnabled(classes > 0)
+        self.label.setToolTip(f"The class of the image, 0 to {classes - 1}, for the cross-entropy loss" if classes
+                              else "The loss is not a cross-entropy: a target of its own kind is drawn")
+        label_row = QHBoxLayout()
+        label_row.addWidget(QLabel("An image's class:"))
+        label_row.addWidget(self.label)
+        label_row.addStretch(1)
         gen_row = QHBoxLayout()
         gen_row.addWidget(self.seed)
         gen_row.addStretch(1)
@@ -463,6 +478,7 @@ class DataDialog(QDialog):
         lay.addWidget(self.from_file)
         lay.addLayout(file_row)
         lay.addLayout(norm_row)
+        lay.addLayout(label_row)
         lay.addWidget(self.generate)
         lay.addLayout(gen_row)
         lay.addWidget(buttons)
