@@ -181,7 +181,8 @@ def test_image_normalization_takes_one_or_three_finite_numbers_each() -> None:
     assert image_normalization([0.5, 0.5, 0.5], [0.5, 0.5, 0.5], "here") == ((0.5,) * 3, (0.5,) * 3, "here")
     assert image_normalization(0.5, 0.25, "here") == ((0.5,), (0.25,), "here")
     for mean, std in (([0.5, 0.5], [0.5, 0.5]), ([0.5] * 3, [0.5, 0.0, 0.5]), ([float("nan")] * 3, [1.0] * 3),
-                      (["0.5"] * 3, [0.5] * 3), ([0.5] * 3, [1.0]), (None, None), ([True] * 3, [1.0] * 3)):
+                      (["0.5"] * 3, [0.5] * 3), ([0.5] * 3, [1.0]), (None, None), ([True] * 3, [1.0] * 3),
+                      ([1e308] * 3, [1.0] * 3), ([0.5] * 3, [1e-308] * 3)):  # the pixels would be infinite
         assert image_normalization(mean, std, "here") is None, (mean, std)
 
 

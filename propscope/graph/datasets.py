@@ -285,7 +285,7 @@ def normalization_for(asked: str | None, model: Any) -> Normalization | None:
     except ValueError:
         chosen = None
     if chosen is None:
-        raise DataError(f"normalize {asked!r}: expected {NORMALIZE_CHOICES}; each std above 0")
+        raise DataError(f"normalize {asked!r}: expected {NORMALIZE_CHOICES}; |mean| ≤ 255, each std in 1e-6..255")
     return chosen
 
 

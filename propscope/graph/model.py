@@ -265,7 +265,8 @@ MAX_EXAMPLE_ELEMENTS = 50_000_000  # a generated batch larger than this is refus
 
 def image_normalization(mean: Any, std: Any, source: str) -> tuple[tuple[float, ...], tuple[float, ...], str] | None:
     """`Model.image_normalization` from what a file or library gives (a config's lists of numbers), or None where
-    they are not one or three finite numbers each, the same count, every std above 0."""
+    they are not one or three finite numbers each, the same count, every std above 0 (within what pixels / 255 can
+    be normalized by and stay finite in float32: |mean| ≤ 255, 1e-6 ≤ std ≤ 255)."""
     def numbers(v: Any) -> tuple[float, ...] | None:
         if isinstance(v, int | float) and not isinstance(v, bool):
             v = [v]
@@ -276,7 +277,7 @@ def image_normalization(mean: Any, std: Any, source: str) -> tuple[tuple[float, 
         return tuple(float(x) for x in v)
 
     m, sd = numbers(mean), numbers(std)
-    if m is None or sd is None or len(m) != len(sd) or min(sd) <= 0:
+    if m is None or sd is None or len(m) != len(sd) or max(map(abs, m)) > 255 or not 1e-6 <= min(sd) <= max(sd) <= 255:
         return None
     return m, sd, source
 
