@@ -219,6 +219,22 @@ def test_a_window_closed_in_projector_mode_gives_the_application_its_type_back(q
     assert app.font() == before
 
 
+def test_two_windows_in_projector_mode_keep_its_type_until_the_last_closes(qtbot, settings):
+    """The type is the application's: closing one of two windows in projector mode gave the application its normal
+    font while the other was still in front of the room."""
+    app = QApplication.instance()
+    before = app.font()
+    first, second = make_window(qtbot, settings), make_window(qtbot, settings)
+    first.set_projector(True, full_screen=False)
+    second.set_projector(True, full_screen=False)
+    big = app.font()
+    assert big.pointSizeF() > before.pointSizeF() * 1.4
+    first.close()
+    assert app.font() == big and second.themes.projector
+    second.close()
+    assert app.font() == before
+
+
 def test_autoplay_steps_to_the_end_and_stops(qtbot, window):
     window.pace.setValue(0.05)
     window.debug.play.setChecked(True)

@@ -178,18 +178,28 @@ class ThemeManager(QObject):
         self._projector = on
         if on:
             self._projector_theme = replace(PROJECTOR, scale=scale)
-            font = QFont(self._base_font)
-            size = self._base_font.pointSizeF()
-            if size > 0:
-                font.setPointSizeF(size * scale)
-            else:
-                font.setPixelSize(round(self._base_font.pixelSize() * scale))
-            self._app.setFont(font)
-            self._app.setPalette(_projector_palette())
+            self._apply_projector()
         else:
-            self._app.setFont(self._base_font)
-            self._app.setPalette(self._base_palette)
+            # another window still in projector mode keeps the application's type (the font is the app's, not a
+            # window's); the last one out gives the app its own
+            other = next((m for m in list(ThemeManager._live) if m is not self and m._app is self._app
+                          and m._projector and not m._released), None)
+            if other is not None:
+                other._apply_projector()
+            else:
+                self._app.setFont(self._base_font)
+                self._app.setPalette(self._base_palette)
         self.changed.emit()
+
+    def _apply_projector(self) -> None:
+        font = QFont(self._base_font)
+        size = self._base_font.pointSizeF()
+        if size > 0:
+            font.setPointSizeF(size * self._projector_theme.scale)
+        else:
+            font.setPixelSize(round(self._base_font.pixelSize() * self._projector_theme.scale))
+        self._app.setFont(font)
+        self._app.setPalette(_projector_palette())
 
     def restore(self) -> None:
         """Leave the application as it was found (the window closes; tests share one QApplication)."""
