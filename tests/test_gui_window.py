@@ -445,3 +445,23 @@ def test_heatmap_and_histogram_follow_the_selected_element(qtbot, window):
     panel.tabs.setCurrentIndex(panel.HISTOGRAM)
     assert panel.hist_line.value() == pytest.approx(float(s.value("hidden_output")[3, 2]))
     assert "[3, 2]" in window.chain.text.toPlainText()
+
+
+def test_a_status_message_too_long_for_the_window_ends_in_an_ellipsis_and_is_whole_in_its_tooltip(qtbot, settings):
+    """At 1024 px a long message was cut mid-number at the window's edge, with nothing to say more was there; and the
+    label's width asked for the whole text kept a narrower window from being made."""
+    w = make_window(qtbot, settings)
+    w.resize(1024, 768)
+    qtbot.waitUntil(lambda: w.width() == 1024)
+    text = "photo.jpg: 1×3×224×224, normalized by ImageNet's mean and std; " * 6 + "class 207 drawn"
+    w.message(text)
+    label = w.status_message
+    qtbot.waitUntil(lambda: label.isVisible() and label.width() > 0)
+    shown = label.shown_text()
+    assert label.text() == label.toolTip() == text  # whole where it is read
+    assert shown.endswith("…") and text.startswith(shown[:-1]) and len(shown) < len(text) // 2
+    assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert label.minimumSizeHint().width() == 0  # never what widens the window
+    w.message("Stopped: NaN in relu")  # a short one is shown whole
+    assert label.shown_text() == "Stopped: NaN in relu"
+    w.close()

@@ -68,6 +68,7 @@ from .canvas.folding import Folding
 from .canvas.navigation import install_navigation
 from .diff.wiring import diff_view, install_diff, show_backends
 from .docks import default_window_size, make_dock, tabify
+from .elided_label import ElidedLabel
 from .export.menu import attach_export
 from .guard import guarded
 from .help import add_help_menu
@@ -408,7 +409,8 @@ class MainWindow(QMainWindow):
     def _build_status(self) -> None:
         self.position = QLabel()
         self.position.setObjectName("position")
-        self.status_message = QLabel()
+        self.status_message = ElidedLabel()
+        self.status_message.setObjectName("statusMessage")
         self.statusBar().addWidget(self.position)
         self.statusBar().addWidget(self.status_message, 1)
         # a long Run to end or Continue (gui/actions.SlicedRun): how far it got, and Esc to stop it there
