@@ -119,8 +119,8 @@ def _noted(session: Any, args: argparse.Namespace) -> Any:
     if getattr(args, "data", None) is not None and is_image(args.data):  # how a photo became the model's input
         print(f"propscope: note: {image_note(args.data, session.model)}", file=sys.stderr)
     if getattr(args, "data", None) is not None and session.target_drawn:  # an image: data that carries no label
-        print(f"propscope: note: {Path(args.data).name} carries no label: {session.drawn_target_note()}; an .npz with "
-              "x and y gives yours (--loss none: forward only)", file=sys.stderr)
+        print(f"propscope: note: {Path(args.data).name} carries no label: {session.drawn_target_note()}; --label C "
+              "gives yours (--loss none: forward only)", file=sys.stderr)
     if session.loss_from_labels:
         kind = "whole-number" if session.loss_name == "cross_entropy" else "real-valued"
         print(f"propscope: note: the model has no loss of its own; the data's {kind} labels y take "
@@ -747,7 +747,26 @@ def cmd_open(args: argparse.Namespace) -> int:
         print(f"propscope: error: --train needs at least 1 epoch, got {args.train}", file=sys.stderr)
         return 2
     return run(session, step=args.step, projector=args.projector, size=size, screenshot=args.screenshot,
-               seed=args.seed, train=args.train or 0, dataset=args.dataset, colour_by=args.colour_by)
+               seed=args.seed, train=args.train or 0, dataset=args.dataset, colour_by=args.colour_by,
+               message=_photo_message(session, args))
+
+
+def _photo_message(session: Any, args: argparse.Namespace) -> tuple[str, str]:
+    """What the window's status bar says of a photo given as --data (how it became the input, the class drawn or
+    given), in brief, and whole for its tooltip: the notes on stderr are not where an app's user looks."""
+    from .graph.datasets import image_note, is_image
+
+    if args.data is None or not is_image(args.data):
+        return "", ""
+    name = Path(args.data).name
+    brief, whole = [image_note(args.data, session.model, brief=True)], [image_note(args.data, session.model)]
+    if session.target_drawn:
+        brief.append(f"no label: {session.drawn_target_note(brief=True)}")
+        whole.append(f"{name} carries no label: {session.drawn_target_note()}; --label C or File ▸ Load data's "
+                     "class gives yours")
+    elif args.label is not None:
+        brief.append(f"its class: {args.label}")
+    return f"Data from {name}: " + "; ".join(brief), "\n".join(whole)
 
 
 # -- lessons and export (issue 17): the work lives in debugger/lessons.py and gui/export/ -----------

@@ -398,3 +398,36 @@ def test_the_data_dialog_gives_a_photo_its_class(qtbot: Any, rgb_model: Path, tm
     qtbot.addWidget(forward_only)
     assert not forward_only.label.isEnabled()
     window.close()
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_the_window_opened_on_a_photo_says_it_in_the_status_bar(qapp: Any, rgb_model: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """`propscope open net.pt2 --data photo.jpg` said how the photo became the input and which class was drawn on
+    stderr only: the window's status bar said "ready", where an app's user looks."""
+    from propscope import cli
+    from propscope.gui.main_window import MainWindow
+
+    said: list[tuple[str, str]] = []
+    original = MainWindow.message
+
+    def recorded(self: MainWindow, text: str, details: str = "") -> None:
+        said.append((text, details))
+        original(self, text, details)
+
+    monkeypatch.setattr(MainWindow, "message", recorded)
+    photo = _photo(tmp_path / "photo.png")
+    shot = tmp_path / "shot.png"
+    assert cli.main(["open", str(rgb_model), "--data", str(photo), "--loss", "cross_entropy", "--normalize",
+                     "imagenet", "--screenshot", str(shot)]) == 0
+    text, details = said[-1]
+    assert text.startswith("Data from photo.png: normalized: mean and std of ImageNet (asked for); no label: class ")
+    assert "drawn at random (seed 0)" in text and "--label C or File ▸ Load data's class gives yours" in details
+    assert "normalized by the mean (0.485, 0.456, 0.406)" in details
+    said.clear()
+    assert cli.main(["open", str(rgb_model), "--data", str(photo), "--loss", "cross_entropy", "--label", "1",
+                     "--step", "2", "--screenshot", str(shot)]) == 0
+    assert said[-1][0] == "Data from photo.png: pixels / 255, not normalized (the model does not say how); its class: 1"
+    said.clear()
+    assert cli.main(["open", "xor", "--screenshot", str(shot)]) == 0
+    assert not any(text.startswith("Data from") for text, _ in said)

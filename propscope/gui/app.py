@@ -56,11 +56,11 @@ def collect_garbage_once_shown() -> None:
 
 def run(session: Session, step: int = 0, projector: bool = False, size: tuple[int, int] | None = None,
         screenshot: str | Path | None = None, seed: int = 0, train: int = 0, dataset: str | None = None,
-        colour_by: str | None = None) -> int:
+        colour_by: str | None = None, message: tuple[str, str] = ("", "")) -> int:
     """Show the window after `step` steps; with `screenshot`, save it as a PNG and return instead.
 
     With `train`, the training dock first trains that many epochs (on `dataset` when given); with `colour_by` (a
-    mode of View ▸ Colour nodes by), the nodes are coloured so.
+    mode of View ▸ Colour nodes by), the nodes are coloured so; `message` (text, details) is the status bar's first.
     """
     app = application()
     # A screenshot is reproducible: it neither reads nor writes the user's saved window layout.
@@ -86,6 +86,8 @@ def run(session: Session, step: int = 0, projector: bool = False, size: tuple[in
         return 2
     session.seek(step)
     app.processEvents()
+    if message[0]:  # after the step: a move clears the status message
+        window.message(*message)
     if screenshot is None:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl+C in the terminal quits, as for any command
         collect_garbage_once_shown()

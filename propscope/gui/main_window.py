@@ -807,7 +807,7 @@ class MainWindow(QMainWindow):
             said += f"; its class: {given}"
         nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it
         details = "\n".join([image_note(path, s.model, normalization=normalization)] if is_image(path) else []) + \
-            (f"\n{Path(path).name} carries no label: {s.drawn_target_note()}; an .npz with x and y gives yours"
+            (f"\n{Path(path).name} carries no label: {s.drawn_target_note()}; the Load data dialog's class gives yours"
              if target_drawn else "")
         self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}"
                      f"{'; warning: ' + nonfinite if nonfinite else ''}", details)
