@@ -15,7 +15,15 @@ import pytest
 from PIL import Image
 
 import propscope
-from propscope.graph.datasets import DataError, image_batch, is_image, load_data, load_image
+from propscope.graph.datasets import (
+    DataError,
+    image_batch,
+    image_note,
+    is_image,
+    load_data,
+    load_image,
+    pixel_scale_text,
+)
 
 
 def _photo(path: Path, size: tuple[int, int] = (40, 30)) -> Path:
@@ -431,3 +439,34 @@ def test_the_window_opened_on_a_photo_says_it_in_the_status_bar(qapp: Any, rgb_m
     said.clear()
     assert cli.main(["open", "xor", "--screenshot", str(shot)]) == 0
     assert not any(text.startswith("Data from") for text, _ in said)
+
+
+def test_a_16_bit_or_floating_point_image_is_read_at_its_depth(tmp_path: Path) -> None:
+    """A 16-bit grey PNG (an X-ray, a depth map) was cut to 8 bits by Pillow's convert(): everything above 255 of
+    65535 white, the mean 0.998 where the image's is 0.5; a floating-point TIFF's values in [0, 1] were divided by
+    255 again. Now / 65535 and as stored, resized in floating point; 32-bit integers past 16 bits are one line."""
+    ramp = np.linspace(0, 65535, 48 * 64).reshape(48, 64)
+    Image.fromarray(ramp.astype(np.uint16)).save(tmp_path / "xray.png")
+    assert Image.open(tmp_path / "xray.png").mode.startswith("I")
+    grey = load_image(tmp_path / "xray.png", channels=1)
+    np.testing.assert_allclose(grey[0, 0], (ramp.astype(np.uint16) / 65535).astype(np.float32), atol=1e-7)
+    rgb = load_image(tmp_path / "xray.png", (24, 32), channels=3)
+    assert rgb.shape == (1, 3, 24, 32) and abs(float(rgb.mean()) - 0.5) < 0.01
+    assert np.array_equal(rgb[0, 0], rgb[0, 2])  # grey in every channel
+    assert pixel_scale_text(tmp_path / "xray.png") == "16-bit pixels / 65535"
+    depth = np.linspace(0, 1, 100, dtype=np.float32).reshape(10, 10)
+    Image.fromarray(depth).save(tmp_path / "depth.tif")
+    np.testing.assert_array_equal(load_image(tmp_path / "depth.tif", channels=1)[0, 0], depth)
+    assert pixel_scale_text(tmp_path / "depth.tif") == "pixels as stored (floating point)"
+    wide = np.full((4, 4), 70000, dtype=np.int32)
+    Image.fromarray(wide).save(tmp_path / "wide.tif")
+    with pytest.raises(DataError, match="32-bit integer pixels from 70000 to 70000; propscope reads 8- and 16-bit"):
+        load_image(tmp_path / "wide.tif", channels=1)
+    assert pixel_scale_text(_photo(tmp_path / "photo.png")) == "pixels / 255"
+
+
+def test_the_note_of_a_16_bit_image_says_its_scale(rgb_model: Path, tmp_path: Path) -> None:
+    Image.fromarray(np.full((30, 40), 30000, dtype=np.uint16)).save(tmp_path / "scan.png")
+    s = propscope.open_session(rgb_model, data=tmp_path / "scan.png", loss="none")
+    np.testing.assert_allclose(s.batch[s.graph.inputs[0].name], np.float32(30000 / 65535), rtol=1e-6)
+    assert image_note(tmp_path / "scan.png", s.model).startswith("scan.png: 16×24, 16-bit pixels / 65535, not ")

@@ -219,8 +219,9 @@ def is_image(path: str | Path) -> bool:
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: int = 3) -> Array:
     """An image file as a (1, channels, H, W) float32 batch with values in [0, 1] (the pixel / 255: what YOLO's and
-    most vision models' own preprocessing starts from), RGB for 3 channels and grey for 1, resized to `size`
-    (H, W) with bilinear filtering where given. Its declared size is checked before it is decoded."""
+    most vision models' own preprocessing starts from; a 16-bit grey image's / 65535, floating-point pixels as they
+    are), RGB for 3 channels and grey for 1, resized to `size` (H, W) with bilinear filtering where given. Its
+    declared size is checked before it is decoded."""
     path = Path(path)
     try:
         from PIL import Image, UnidentifiedImageError
@@ -235,10 +236,19 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
                 raise DataError(f"{path}: a {width}×{height} image, more than propscope reads "
                                 f"({MAX_IMAGE_PIXELS // 2**20}M pixels)")
             image.seek(0)  # an animation's first frame
-            pixels = image.convert("RGB" if channels == 3 else "L")
-            if size is not None and (height, width) != tuple(size):
-                pixels = pixels.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
-            array = np.asarray(pixels, dtype=np.float32) / 255.0
+            scale = _deep_pixels_scale(image, path)
+            if scale is None:  # 8 bits a channel (RGB, grey, a palette, CMYK...): Pillow converts it
+                pixels = image.convert("RGB" if channels == 3 else "L")
+                if size is not None and (height, width) != tuple(size):
+                    pixels = pixels.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
+                array = np.asarray(pixels, dtype=np.float32) / 255.0
+            else:  # one grey channel of 16 or 32 bits, or floats: read whole, not cut to 8 bits by convert()
+                plane = Image.fromarray(np.asarray(image, dtype=np.float32) / np.float32(scale))  # mode F
+                if size is not None and (height, width) != tuple(size):
+                    plane = plane.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
+                array = np.asarray(plane, dtype=np.float32)
+                if channels == 3:  # grey as RGB, as convert("RGB") makes it
+                    array = np.repeat(array[..., None], 3, axis=2)
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -246,6 +256,37 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
         raise DataError(f"{path}: not a readable image ({said})") from None
     array = array[None, None] if array.ndim == 2 else array.transpose(2, 0, 1)[None]
     return np.ascontiguousarray(array)
+
+
+_DEEP_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
+
+
+def _deep_pixels_scale(image: Any, path: Path) -> int | None:
+    """What an image of more than 8 bits a channel is divided by to lie in [0, 1] (65535 for 16-bit grey, a PNG's or
+    TIFF's; 1 for floating-point pixels, taken as they are), or None for an 8-bit image. Pillow's convert() would
+    clip a 16-bit image to white above 255 and round floats to 0 or 1: a depth map or an X-ray read as blank."""
+    scale = _DEEP_MODES.get(image.mode)
+    if image.mode == "I":  # 32-bit integers: Pillow's mode for a 16-bit grey PNG in some versions; wider is refused
+        low, high = image.getextrema()
+        if low < 0 or high > 65535:
+            raise DataError(f"{path}: 32-bit integer pixels from {low} to {high}; propscope reads 8- and 16-bit "
+                            "images and floating-point ones")
+    return scale
+
+
+def pixel_scale_text(path: str | Path) -> str:
+    """How an image's pixels were brought to [0, 1], in words ("pixels / 255"; "16-bit pixels / 65535"; "pixels as
+    stored (floating point)"), read from its header."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as image:
+            mode = image.mode
+    except Exception:  # said by load_image where it matters; here only the words for a note
+        return "pixels / 255"
+    scale = _DEEP_MODES.get(mode)
+    return "pixels / 255" if scale is None else "16-bit pixels / 65535" if scale == 65535 else \
+        "pixels as stored (floating point)"
 
 
 def image_batch(path: str | Path, inputs: Any, normalization: Normalization | None = None) -> dict[str, Array]:
@@ -295,17 +336,18 @@ def image_note(path: str | Path, model: Any, brief: bool = False, normalization:
     "normalized: mean and std of torchvision's weights". `normalization`: the one used, where not the model's."""
     image_input = next((n for n in model.graph.inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
     size = f"{image_input.shape[2]}×{image_input.shape[3]}, " if image_input is not None else ""
-    said = f"{Path(path).name}: {size}pixels / 255"
+    scaled = pixel_scale_text(path)
+    said = f"{Path(path).name}: {size}{scaled}"
     norm = model.image_normalization if normalization == "model" else normalization
     if norm is None or image_input is None:
         if brief:
-            return "pixels / 255, not normalized (the model does not say how)"
+            return f"{scaled}, not normalized (the model does not say how)"
         return f"{said}, not normalized (the model does not say how its images were)"
     if len(norm[0]) not in (1, image_input.shape[1]):
         why = f"{len(norm[0])} numbers of {norm[2]} for {image_input.shape[1]} channel(s)"
-        return f"pixels / 255, not normalized ({why})" if brief else f"{said}, not normalized ({why})"
+        return f"{scaled}, not normalized ({why})" if brief else f"{said}, not normalized ({why})"
     if not any(norm[0]) and all(s == 1 for s in norm[1]):  # YOLO's: the pixels / 255 themselves
-        return f"pixels / 255, not normalized ({norm[2]})" if brief else f"{said}, not normalized ({norm[2]})"
+        return f"{scaled}, not normalized ({norm[2]})" if brief else f"{said}, not normalized ({norm[2]})"
     if brief:
         return f"normalized: mean and std of {norm[2]}"
 
