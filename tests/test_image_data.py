@@ -470,3 +470,23 @@ def test_the_note_of_a_16_bit_image_says_its_scale(rgb_model: Path, tmp_path: Pa
     s = propscope.open_session(rgb_model, data=tmp_path / "scan.png", loss="none")
     np.testing.assert_allclose(s.batch[s.graph.inputs[0].name], np.float32(30000 / 65535), rtol=1e-6)
     assert image_note(tmp_path / "scan.png", s.model).startswith("scan.png: 16×24, 16-bit pixels / 65535, not ")
+
+
+def test_a_phone_photo_is_read_upright_as_its_exif_orientation_says(tmp_path: Path) -> None:
+    """A phone stores a portrait photo as the sensor read it, landscape, with an EXIF orientation tag; it was read
+    sideways. Now turned as a viewer (and transformers' load_image) shows it."""
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)
+    stored[:, :20, 0] = 255  # the stored image's left half red
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "turn 90° clockwise to view"
+    image.save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    x = load_image(tmp_path / "portrait.jpg")
+    assert x.shape == (1, 3, 40, 20)  # upright: 20 wide, 40 high
+    assert x[0, 0, :15].mean() > 0.9 and x[0, 0, 25:].mean() < 0.1  # the left half is the top after the turn
+    assert load_image(tmp_path / "portrait.jpg", (20, 40)).shape == (1, 3, 20, 40)  # at the stored size: resized
+    broken = Image.fromarray(stored)
+    exif = broken.getexif()
+    exif[0x0112] = 99  # no such orientation: read as stored
+    broken.save(tmp_path / "odd.jpg", exif=exif)
+    assert load_image(tmp_path / "odd.jpg").shape == (1, 3, 20, 40)

@@ -6,6 +6,7 @@ integer class indices; regression targets are float columns.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import zipfile
 from collections.abc import Callable, Mapping
@@ -224,7 +225,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
     declared size is checked before it is decoded."""
     path = Path(path)
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError:
         raise DataError(f"{path}: reading images needs Pillow (pip install pillow)") from None
     if channels not in (1, 3):
@@ -236,14 +237,20 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
                 raise DataError(f"{path}: a {width}×{height} image, more than propscope reads "
                                 f"({MAX_IMAGE_PIXELS // 2**20}M pixels)")
             image.seek(0)  # an animation's first frame
-            scale = _deep_pixels_scale(image, path)
+            # upright as a viewer shows it: a phone stores its photos as the sensor read them, with an EXIF
+            # orientation tag (transformers' load_image turns them so too)
+            upright: Image.Image = image
+            with contextlib.suppress(Exception):  # a damaged EXIF block (struct.error...): the pixels as stored
+                upright = ImageOps.exif_transpose(image)
+            width, height = upright.size  # turned a quarter: the other way round
+            scale = _deep_pixels_scale(upright, path)
             if scale is None:  # 8 bits a channel (RGB, grey, a palette, CMYK...): Pillow converts it
-                pixels = image.convert("RGB" if channels == 3 else "L")
+                pixels = upright.convert("RGB" if channels == 3 else "L")
                 if size is not None and (height, width) != tuple(size):
                     pixels = pixels.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
                 array = np.asarray(pixels, dtype=np.float32) / 255.0
             else:  # one grey channel of 16 or 32 bits, or floats: read whole, not cut to 8 bits by convert()
-                plane = Image.fromarray(np.asarray(image, dtype=np.float32) / np.float32(scale))  # mode F
+                plane = Image.fromarray(np.asarray(upright, dtype=np.float32) / np.float32(scale))  # mode F
                 if size is not None and (height, width) != tuple(size):
                     plane = plane.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
                 array = np.asarray(plane, dtype=np.float32)
