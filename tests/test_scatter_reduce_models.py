@@ -54,6 +54,12 @@ def test_message_aggregation_steps_to_autograds_gradients(reduce: str, rows: boo
         if (reduce, include_self) != ("sum", True):  # the plain sum stays an index_put with accumulate
             assert any(n.op.name == "scatter_reduce" and n.attrs["reduce"] == reduce for n in s.graph.ops)
         s.run_to_end()
+        if (reduce, include_self) != ("sum", True):  # the chain rule says the node's own reduction's derivative
+            step = next(s.trace.record(p.index) for p in s.steps
+                        if p.phase == "backward" and p.node.op.name == "scatter_reduce")
+            said = {t.role: t.formula for t in step.terms}
+            assert {"amax": "largest", "amin": "smallest", "mean": "/ n", "prod": "Π", "sum": "∂L/∂out["}[reduce] \
+                in said["src"]
         module.zero_grad()
         xi = x.clone().requires_grad_(True)
         torch.nn.functional.mse_loss(module(xi, edges), torch.from_numpy(s.batch["y"])).backward()

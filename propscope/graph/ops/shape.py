@@ -92,6 +92,27 @@ define(OpDef(
             "1/(ties) at the extreme)"},
     _scatter_reduce, "scatter", category="shape", nondifferentiable=frozenset({"idx"}),
     default_attrs={"axis": 0, "reduce": "sum", "include_self": True},
+    # the chain rule of the node's own reduction, not the five at once (where nothing lands, out = x whatever it is)
+    derivatives_by=("reduce", {
+        "sum": {"x": "∂L/∂x = ∂L/∂out  (0 where src lands and include_self=False)",
+                "src": "∂L/∂src[i, j, k] = ∂L/∂out[i, idx[i, j], k]"},
+        "prod": {"x": "where src lands: ∂L/∂x = ∂L/∂out · Π (the src landing there), 0 if include_self=False; "
+                      "elsewhere ∂L/∂out",
+                 "src": "∂L/∂src[i, j, k] = ∂L/∂out[i, idx[i, j], k] · Π (the others landing there, x's own value "
+                        "with include_self)"},
+        "mean": {"x": "where src lands: ∂L/∂x = ∂L/∂out / n,  n = 1 + how many land, 0 if include_self=False; "
+                      "elsewhere ∂L/∂out",
+                 "src": "∂L/∂src[i, j, k] = ∂L/∂out[i, idx[i, j], k] / n,  n = how many land there (x's own value "
+                        "counted with include_self)"},
+        "amax": {"x": "where src lands: ∂L/∂x = ∂L/∂out / ties if x is the largest there (include_self), else 0; "
+                      "elsewhere ∂L/∂out",
+                 "src": "∂L/∂src[i, j, k] = ∂L/∂out[i, idx[i, j], k] / ties if src[i, j, k] is the largest there, "
+                        "else 0"},
+        "amin": {"x": "where src lands: ∂L/∂x = ∂L/∂out / ties if x is the smallest there (include_self), else 0; "
+                      "elsewhere ∂L/∂out",
+                 "src": "∂L/∂src[i, j, k] = ∂L/∂out[i, idx[i, j], k] / ties if src[i, j, k] is the smallest there, "
+                        "else 0"},
+    }),
     summary="reduce each src element into x at its index along an axis: the sums, products, means, maxima or minima "
             "of what lands on each element (torch.scatter_reduce, ONNX ScatterElements with a reduction; "
             "PyTorch Geometric's message aggregation)",
