@@ -4,6 +4,7 @@ is not an image, or claims more pixels than propscope reads, is one line."""
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import struct
 import zlib
@@ -17,6 +18,7 @@ from PIL import Image
 import propscope
 from propscope.graph.datasets import (
     DataError,
+    fit_text,
     image_batch,
     image_note,
     is_image,
@@ -250,8 +252,10 @@ def test_torchvision_and_timm_normalize_as_their_weights_were(tmp_path: Path) ->
     imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     s = propscope.open_session("torchvision:resnet18@32", data=photo, loss="none")
     assert s.model.image_normalization == (*imagenet, "torchvision's weights")
+    assert s.model.image_fit == ("crop", 224 / 256, "bilinear", "torchvision's weights")
     mean, std = (np.array(v, dtype=np.float32).reshape(1, 3, 1, 1) for v in imagenet)
-    np.testing.assert_allclose(s.batch["x"], (load_image(photo, (32, 32)) - mean) / std, rtol=1e-6)
+    np.testing.assert_allclose(s.batch["x"], (load_image(photo, (32, 32), fit=s.model.image_fit) - mean) / std,
+                               rtol=1e-6)
     if importlib.util.find_spec("timm") is not None:
         t = propscope.open_session("timm:resnet18@32", data=photo, loss="none")
         assert t.model.image_normalization == (*imagenet, "timm's pretrained_cfg")
@@ -490,3 +494,130 @@ def test_a_phone_photo_is_read_upright_as_its_exif_orientation_says(tmp_path: Pa
     exif[0x0112] = 99  # no such orientation: read as stored
     broken.save(tmp_path / "odd.jpg", exif=exif)
     assert load_image(tmp_path / "odd.jpg").shape == (1, 3, 20, 40)
+
+
+def _scene(path: Path, size: tuple[int, int] = (120, 90)) -> Path:
+    """A width × height RGB picture with detail at every scale (smooth ramps, a disc, fine stripes), not square: what a
+    crop or a letterbox changes, and what resampling rounds."""
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = 255 * xx / (width - 1)
+    g = 255 * (0.5 + 0.5 * np.sin(xx / 3.0) * np.cos(yy / 5.0))
+    b = np.where((xx - width * 0.6) ** 2 + (yy - height * 0.4) ** 2 < (height / 4) ** 2, 230.0, 255 * yy / (height - 1))
+    Image.fromarray(np.stack([r, g, b], axis=2).round().astype(np.uint8)).save(path)
+    return path
+
+
+def _square_input(side: int) -> list[Any]:
+    from propscope.graph.ir import Graph
+
+    return [Graph().add("input", name="x", shape=(1, 3, side, side))]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "efficientnet_b0", "inception_v3"])
+def test_a_photo_is_cropped_as_torchvisions_weights_transforms_crop_it(tmp_path: Path, name: str) -> None:
+    """torchvision's weights are evaluated on the centre crop_size of the image resized to resize_size on its shorter
+    side (224 of 256 for resnet18, of 232 for resnet50's V2 weights, bicubic for EfficientNet): a photo stretched to
+    224×224 instead was another picture (4.3 off in normalized units on a portrait photo). Now the transforms' own
+    pixels, to the last bit."""
+    zoo = pytest.importorskip("zoo")
+    models = zoo.torchvision_models()
+    from propscope.graph.readers.torchvision_arch import _weights_fit, _weights_normalization
+
+    transforms = models.get_model_weights(name).DEFAULT.transforms()
+    fit, norm = _weights_fit(models, name), _weights_normalization(models, name)
+    assert fit is not None and fit[0] == "crop" and norm is not None
+    crop = int(transforms.crop_size[0])
+    for size in ((120, 90), (70, 160)):  # landscape and portrait, up- and downscaled
+        photo = _scene(tmp_path / f"scene{size[0]}.png", size)
+        theirs = transforms(Image.open(photo).convert("RGB")).numpy()[None]
+        ours = image_batch(photo, _square_input(crop), norm, fit)["x"]
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "deit_tiny_patch16_224", "convnext_atto"])
+def test_a_photo_is_cropped_as_timms_pretrained_cfg_says(tmp_path: Path, name: str) -> None:
+    zoo = pytest.importorskip("zoo")
+    zoo.torchvision_models()  # timm imports torchvision
+    timm = pytest.importorskip("timm")
+    timm_data = importlib.import_module("timm.data")
+
+    from propscope.graph.readers.timm_arch import pretrained_fit
+
+    model = timm.create_model(name, pretrained=False)
+    config = timm_data.resolve_data_config({}, model=model)
+    transforms = timm_data.create_transform(**config)
+    fit = pretrained_fit(model.pretrained_cfg)
+    assert fit is not None and fit[1] == config["crop_pct"] and fit[2] == config["interpolation"] == "bicubic"
+    photo = _scene(tmp_path / "scene.png", (300, 200))
+    theirs = transforms(Image.open(photo).convert("RGB")).numpy()[None]
+    norm = (tuple(config["mean"]), tuple(config["std"]), "timm")
+    np.testing.assert_array_equal(image_batch(photo, _square_input(224), norm, fit)["x"], theirs)
+
+
+@pytest.mark.parametrize("kind", ["clip", "convnext", "deit", "vit"])
+def test_a_transformers_folder_crops_a_photo_as_its_image_processor_does(tmp_path: Path, kind: str) -> None:
+    """CLIP's processor resizes the shorter side and cuts the centre out, ConvNeXt's to shortest_edge / crop_pct, DeiT's
+    stretches then cuts; ViT's only stretches. The photo given as data is the processor's own pixel_values, to a grey
+    level of its resampling's rounding (it was stretched whatever the processor did)."""
+    _vit_folder(tmp_path / "vit", None)
+    import transformers
+
+    processor = {
+        "clip": lambda: transformers.CLIPImageProcessor(size={"shortest_edge": 40},
+                                                        crop_size={"height": 32, "width": 32}),
+        "convnext": lambda: transformers.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875),
+        "deit": lambda: transformers.DeiTImageProcessor(size={"height": 40, "width": 40},
+                                                        crop_size={"height": 32, "width": 32}),
+        "vit": lambda: transformers.ViTImageProcessor(size={"height": 32, "width": 32}),
+    }[kind]()
+    processor.save_pretrained(tmp_path / "vit")
+    photo = _scene(tmp_path / "scene.png")
+    s = propscope.open_session(tmp_path / "vit", data=photo, loss="none")
+    expected = {"clip": ("crop", 0.8), "convnext": ("crop", 0.875), "deit": ("squash-crop", 0.8), "vit": None}[kind]
+    assert (s.model.image_fit and s.model.image_fit[:2]) == expected
+    theirs = processor(Image.open(photo), return_tensors="np")["pixel_values"]
+    std = np.asarray(processor.image_std, dtype=np.float32).reshape(1, 3, 1, 1)
+    assert np.abs((s.batch["pixel_values"] - theirs) * std).max() <= 2.5 / 255  # a grey level or two
+    stretched = image_batch(photo, _square_input(32), s.model.image_normalization)["x"]
+    if expected is not None:  # the crop is what made them agree
+        assert np.abs((stretched - theirs) * std).max() > 20 / 255
+    from propscope.graph.readers import open_model
+
+    assert open_model(s.save(tmp_path / "saved.propscope")).image_fit == s.model.image_fit  # File ▸ Save keeps it
+
+
+def test_a_yolo_detectors_photo_is_letterboxed_as_ultralytics_predicts(tmp_path: Path) -> None:
+    """ultralytics letterboxes an image into its square input (its shape kept, grey 114 bars); stretched, a portrait
+    photo's people were squashed to half their width. The bars fall where ultralytics' LetterBox puts them."""
+    augment = pytest.importorskip("ultralytics.data.augment")
+    for size, shape in (((120, 90), (64, 64)), ((70, 160), (64, 96)), ((300, 200), (320, 320))):
+        photo = _scene(tmp_path / f"scene{size[0]}.png", size)
+        pixels = np.asarray(Image.open(photo).convert("RGB"))
+        theirs = augment.LetterBox(new_shape=shape, auto=False, center=True)(image=pixels[..., ::-1].copy())
+        theirs = theirs[..., ::-1].transpose(2, 0, 1)[None] / 255.0
+        ours = load_image(photo, shape, 3, ("letterbox", 1.0, "bilinear", "as ultralytics predicts"))
+        grey = np.float32(114 / 255)
+        for axis in (2, 3):  # the same rows and columns are bars
+            theirs_bars = np.all(np.abs(theirs - grey) < 1e-6, axis=(1, 5 - axis))
+            ours_bars = np.all(np.abs(ours - grey) < 1e-6, axis=(1, 5 - axis))
+            np.testing.assert_array_equal(ours_bars, theirs_bars)
+        assert float(np.abs(ours - theirs).mean()) < 0.03  # OpenCV's bilinear without antialiasing, Pillow's with
+        assert fit_text(("letterbox", 1.0, "bilinear", "as ultralytics predicts"), shape) == \
+            f"letterboxed into {shape[0]}×{shape[1]}: its shape kept, the rest grey (as ultralytics predicts)"
+
+
+def test_image_fit_takes_a_known_kind_and_a_fraction_of_a_quarter_or_more(tmp_path: Path) -> None:
+    from propscope.graph.model import image_fit
+
+    assert image_fit("crop", 0.875, "here") == ("crop", 0.875, "bilinear", "here")
+    assert image_fit("squash-crop", 1, "here", "bicubic") == ("squash-crop", 1.0, "bicubic", "here")
+    for kind, fraction in (("zoom", 0.875), ("crop", 0.1), ("crop", 1.5), ("crop", float("nan")), ("crop", True),
+                           ("crop", "0.875"), (None, None)):
+        assert image_fit(kind, fraction, "here") is None, (kind, fraction)
+    photo = _scene(tmp_path / "scene.png")
+    assert load_image(photo, (7, 5), 3, ("crop", 0.25, "bilinear", "x")).shape == (1, 3, 7, 5)
+    assert fit_text(("crop", 0.875, "bilinear", "torchvision's weights"), (224, 224)) == \
+        "resized to 256 on its shorter side, its centre 224×224 cut out (torchvision's weights)"
+    assert fit_text(("crop", 0.875, "bilinear", "x"), (224, 224), brief=True) == "centre 224×224 of 256"
+    assert fit_text(None, (224, 224)) == ""

@@ -239,6 +239,10 @@ def test_a_version_2_file_without_the_new_entries_opens_as_before(tmp_path: Path
     ("image_normalization", {"mean": [0.5], "std": [0.0], "source": "x"}, "image_normalization should give"),
     ("image_normalization", {"mean": [0.5], "std": [0.5], "source": "x" * 81}, "image_normalization should give"),
     ("image_normalization", [0.5, 0.5], "image_normalization should give"),
+    ("image_fit", {"kind": "zoom", "fraction": 0.875, "resampling": "bilinear", "source": "x"}, "image_fit should"),
+    ("image_fit", {"kind": "crop", "fraction": 0.01, "resampling": "bilinear", "source": "x"}, "image_fit should"),
+    ("image_fit", {"kind": "crop", "fraction": 0.875, "resampling": "lanczos", "source": "x"}, "image_fit should"),
+    ("image_fit", "crop", "image_fit should give"),
 ])
 def test_malformed_session_entries_are_refused_in_one_line(tmp_path: Path, entry: str, value: Any, said: str) -> None:
     path = open_session("classifier").save(tmp_path / "c.propscope")

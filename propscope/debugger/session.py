@@ -758,7 +758,7 @@ def open_session(
     if image is not None:  # a photo for a vision model: at its image input's size
         if normalize is not None:  # asked for: the model says so from now on (the notes, File ▸ Load data)
             model = replace(model, image_normalization=normalization_for(normalize, model))
-        batch = image_batch(image, model.graph.inputs, model.image_normalization)
+        batch = image_batch(image, model.graph.inputs, model.image_normalization, model.image_fit)
     elif normalize is not None:
         normalization_for(normalize, model)  # a misspelt choice is said, data or not
     if per_token:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -212,17 +213,27 @@ MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # a photo is a few tens of millions; a head
 Normalization = tuple[tuple[float, ...], tuple[float, ...], str]
 IMAGENET: Normalization = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "ImageNet (asked for)")
 NORMALIZE_CHOICES = "model (its own, where it says), imagenet, none, or MEAN/STD (0.5,0.5,0.5/0.5,0.5,0.5)"
+# how an image is brought to the model's input size H × W (`Model.image_fit`): (kind, fraction, resampling, whose it
+# is). "crop": resized keeping its shape, its shorter side to ⌊min(H, W) / fraction⌋, and its centre H × W cut out
+# (torchvision's and timm's ImageNet evaluation: 224 of 256, fraction 0.875); "squash-crop": stretched to
+# ⌊H / fraction⌋ × ⌊W / fraction⌋, then its centre cut out (DeiT's processor); "letterbox": resized whole to fit
+# inside, keeping its shape, the rest grey (114 of 255: ultralytics' predictions). Resampling "bilinear" or
+# "bicubic", as that library's. None: stretched to H × W, bilinear.
+ImageFit = tuple[str, float, str, str]
+LETTERBOX_GREY = 114  # of 255: the colour ultralytics pads an image with
 
 
 def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: int = 3) -> Array:
+def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: int = 3,
+               fit: ImageFit | None = None) -> Array:
     """An image file as a (1, channels, H, W) float32 batch with values in [0, 1] (the pixel / 255: what YOLO's and
     most vision models' own preprocessing starts from; a 16-bit grey image's / 65535, floating-point pixels as they
-    are), RGB for 3 channels and grey for 1, resized to `size` (H, W) with bilinear filtering where given. Its
-    declared size is checked before it is decoded."""
+    are), RGB for 3 channels and grey for 1, brought to `size` (H, W) where given: with bilinear filtering, stretched,
+    or as `fit` says (`ImageFit`: cropped at its centre, letterboxed). Its declared size is checked before it is
+    decoded."""
     path = Path(path)
     try:
         from PIL import Image, ImageOps, UnidentifiedImageError
@@ -246,13 +257,13 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
             scale = _deep_pixels_scale(upright, path)
             if scale is None:  # 8 bits a channel (RGB, grey, a palette, CMYK...): Pillow converts it
                 pixels = upright.convert("RGB" if channels == 3 else "L")
-                if size is not None and (height, width) != tuple(size):
-                    pixels = pixels.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
+                if size is not None:
+                    pixels = _fitted(pixels, (int(size[0]), int(size[1])), fit, LETTERBOX_GREY)
                 array = np.asarray(pixels, dtype=np.float32) / 255.0
             else:  # one grey channel of 16 or 32 bits, or floats: read whole, not cut to 8 bits by convert()
                 plane = Image.fromarray(np.asarray(upright, dtype=np.float32) / np.float32(scale))  # mode F
-                if size is not None and (height, width) != tuple(size):
-                    plane = plane.resize((int(size[1]), int(size[0])), Image.Resampling.BILINEAR)
+                if size is not None:
+                    plane = _fitted(plane, (int(size[0]), int(size[1])), fit, LETTERBOX_GREY / 255)
                 array = np.asarray(plane, dtype=np.float32)
                 if channels == 3:  # grey as RGB, as convert("RGB") makes it
                     array = np.repeat(array[..., None], 3, axis=2)
@@ -263,6 +274,57 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, channels: 
         raise DataError(f"{path}: not a readable image ({said})") from None
     array = array[None, None] if array.ndim == 2 else array.transpose(2, 0, 1)[None]
     return np.ascontiguousarray(array)
+
+
+def _fitted(image: Any, size: tuple[int, int], fit: ImageFit | None, grey: float) -> Any:
+    """`image` (a Pillow image) brought to `size` (H, W) as `fit` says (`ImageFit`): the sizes and offsets rounded as
+    torchvision's Resize and CenterCrop and ultralytics' LetterBox do."""
+    from PIL import Image
+
+    out_h, out_w = size
+    w, h = image.size
+    kind, fraction, resampling = (fit[0], fit[1], fit[2]) if fit is not None else ("stretch", 1.0, "bilinear")
+    bilinear = Image.Resampling.BICUBIC if resampling == "bicubic" else Image.Resampling.BILINEAR
+    if kind == "letterbox":
+        r = min(out_h / h, out_w / w)
+        new_w, new_h = round(w * r), round(h * r)
+        if (new_w, new_h) != (w, h):
+            image = image.resize((new_w, new_h), bilinear)
+        dw, dh = (out_w - new_w) / 2, (out_h - new_h) / 2
+        canvas = Image.new(image.mode, (out_w, out_h), grey if image.mode in ("L", "F") else (int(grey),) * 3)
+        canvas.paste(image, (round(dw - 0.1), round(dh - 0.1)))
+        return canvas
+    if kind in ("crop", "squash-crop"):
+        # the size cut from, as an integer the way timm (⌊224 / 0.875⌋ = 256) and torchvision (resize_size) give it
+        big_h, big_w = (math.floor(out_h / fraction + 1e-6), math.floor(out_w / fraction + 1e-6))
+        if kind == "crop":  # the shorter side (relative to the wanted shape) to its size, the other in proportion
+            if big_h / h >= big_w / w:
+                big_w = max(big_w, int(big_h * w / h))
+            else:
+                big_h = max(big_h, int(big_w * h / w))
+        if (big_w, big_h) != (w, h):
+            image = image.resize((big_w, big_h), bilinear)
+        top, left = round((big_h - out_h) / 2.0), round((big_w - out_w) / 2.0)
+        return image.crop((left, top, left + out_w, top + out_h))
+    return image if (h, w) == (out_h, out_w) else image.resize((out_w, out_h), bilinear)
+
+
+def fit_text(fit: ImageFit | None, size: tuple[int, int], brief: bool = False) -> str:
+    """How an image was brought to the input's `size` (H, W), in words, "" where stretched to it (the default):
+    "resized to 256 on its shorter side, its centre 224×224 cut out (torchvision's weights)"; `brief`: "centre 224×224
+    of 256"."""
+    if fit is None:
+        return ""
+    kind, fraction, _, source = fit
+    at = f"{size[0]}×{size[1]}"
+    if kind == "letterbox":
+        return f"letterboxed into {at}" if brief else f"letterboxed into {at}: its shape kept, the rest grey ({source})"
+    big = (math.floor(size[0] / fraction + 1e-6), math.floor(size[1] / fraction + 1e-6))
+    if kind == "crop":
+        return f"centre {at} of {min(big)}" if brief else \
+            f"resized to {min(big)} on its shorter side, its centre {at} cut out ({source})"
+    return f"centre {at} of {big[0]}×{big[1]}" if brief else \
+        f"stretched to {big[0]}×{big[1]}, its centre {at} cut out ({source})"
 
 
 _DEEP_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
@@ -296,17 +358,19 @@ def pixel_scale_text(path: str | Path) -> str:
         "pixels as stored (floating point)"
 
 
-def image_batch(path: str | Path, inputs: Any, normalization: Normalization | None = None) -> dict[str, Array]:
-    """An image as data for a model: its first (N, C, H, W) input with C of 1 or 3, the image resized to that H × W
-    (a batch of one). `inputs`: the model graph's input nodes; `normalization`: the model's per-channel mean and std
-    (`Model.image_normalization`), applied to the pixels / 255 where it has one number per channel."""
+def image_batch(path: str | Path, inputs: Any, normalization: Normalization | None = None,
+                fit: ImageFit | None = None) -> dict[str, Array]:
+    """An image as data for a model: its first (N, C, H, W) input with C of 1 or 3, the image brought to that H × W
+    as `fit` says (`Model.image_fit`: its centre cut out, letterboxed; else stretched), a batch of one. `inputs`: the
+    model graph's input nodes; `normalization`: the model's per-channel mean and std (`Model.image_normalization`),
+    applied to the pixels / 255 where it has one number per channel."""
     image_input = next((n for n in inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
     if image_input is None:
         shapes = ", ".join(f"{n.name} {tuple(n.shape)}" for n in inputs) or "none"
         raise DataError(f"{path}: an image, but the model has no (batch, 1 or 3 channels, height, width) input "
                         f"(its inputs: {shapes})")
     _, channels, height, width = image_input.shape
-    pixels = load_image(path, (int(height), int(width)), int(channels))
+    pixels = load_image(path, (int(height), int(width)), int(channels), fit)
     if normalization is not None and len(normalization[0]) in (1, int(channels)):  # one number: every channel
         mean, std = (np.asarray(v, dtype=np.float32).reshape(1, -1, 1, 1) for v in normalization[:2])
         pixels = (pixels - mean) / std
@@ -343,8 +407,13 @@ def image_note(path: str | Path, model: Any, brief: bool = False, normalization:
     "normalized: mean and std of torchvision's weights". `normalization`: the one used, where not the model's."""
     image_input = next((n for n in model.graph.inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
     size = f"{image_input.shape[2]}×{image_input.shape[3]}, " if image_input is not None else ""
+    fitted = fit_text(model.image_fit, tuple(image_input.shape[2:]), brief) if image_input is not None else ""
+    if fitted:  # cut or letterboxed, not stretched: said first
+        size = f"{fitted}, "
     scaled = pixel_scale_text(path)
     said = f"{Path(path).name}: {size}{scaled}"
+    if brief and fitted:
+        scaled = f"{fitted}, {scaled}"
     norm = model.image_normalization if normalization == "model" else normalization
     if norm is None or image_input is None:
         if brief:
@@ -356,7 +425,7 @@ def image_note(path: str | Path, model: Any, brief: bool = False, normalization:
     if not any(norm[0]) and all(s == 1 for s in norm[1]):  # YOLO's: the pixels / 255 themselves
         return f"{scaled}, not normalized ({norm[2]})" if brief else f"{said}, not normalized ({norm[2]})"
     if brief:
-        return f"normalized: mean and std of {norm[2]}"
+        return f"{fitted + ', ' if fitted else ''}normalized: mean and std of {norm[2]}"
 
     def numbers(v: tuple[float, ...]) -> str:
         return "(" + ", ".join(f"{x:.4g}" for x in v) + ")"

@@ -64,6 +64,9 @@ class Model:
     # how an image becomes this model's input after its pixels / 255: per-channel mean and std, and where that was
     # read (a transformers folder's preprocessor_config.json, torchvision's or timm's weights); None: as it is
     image_normalization: tuple[tuple[float, ...], tuple[float, ...], str] | None = None
+    # how an image is brought to this model's input size (`datasets.ImageFit`: its centre cut out as torchvision's and
+    # timm's evaluation does, letterboxed as ultralytics'), and where that was read; None: stretched to it
+    image_fit: tuple[str, float, str, str] | None = None
 
     def __post_init__(self) -> None:
         for node in self.graph.leaves:
@@ -280,6 +283,21 @@ def image_normalization(mean: Any, std: Any, source: str) -> tuple[tuple[float, 
     if m is None or sd is None or len(m) != len(sd) or max(map(abs, m)) > 255 or not 1e-6 <= min(sd) <= max(sd) <= 255:
         return None
     return m, sd, source
+
+
+FIT_KINDS = ("crop", "squash-crop", "letterbox")  # `Model.image_fit`: see datasets.ImageFit
+
+
+def image_fit(kind: Any, fraction: Any, source: str,
+              resampling: Any = "bilinear") -> tuple[str, float, str, str] | None:
+    """`Model.image_fit` (`datasets.ImageFit`) from what a file or library gives, or None where it is not one of
+    `FIT_KINDS` with a fraction in [0.25, 1] (of each side, what is cut from the centre: never less than a quarter);
+    `resampling` other than "bicubic" is bilinear."""
+    if kind not in FIT_KINDS or isinstance(fraction, bool) or not isinstance(fraction, int | float):
+        return None
+    if not (math.isfinite(fraction) and 0.25 <= fraction <= 1):
+        return None
+    return str(kind), float(fraction), "bicubic" if resampling == "bicubic" else "bilinear", source
 
 
 # meta of a model's scores output: which of its (rows, classes) scores are finite on the sample it was read with

@@ -761,7 +761,7 @@ class MainWindow(QMainWindow):
         try:  # an image is resized to the model's image input
             if is_image(path):
                 norm = normalization_for(normalize, s.model)
-                batch = image_batch(path, s.graph.inputs, norm)
+                batch = image_batch(path, s.graph.inputs, norm, s.model.image_fit)
             else:
                 batch = load_data(path)
         except PropscopeError as exc:

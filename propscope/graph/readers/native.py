@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import GraphError, ModelFormatError, PropscopeError
 from ..ir import Graph
-from ..model import Model, TrainingDefaults, image_normalization
+from ..model import FIT_KINDS, Model, TrainingDefaults, image_fit, image_normalization
 from ..ops import CATALOG, get_op
 from . import snapshots as _snapshots
 from ._budget import CHUNK, ZIP_ERRORS, charge, open_zip, read_member
@@ -127,6 +127,9 @@ def _session_entries(model: Model) -> dict[str, Any]:
     if model.image_normalization is not None:
         mean, std, source = model.image_normalization
         entries["image_normalization"] = {"mean": list(mean), "std": list(std), "source": source}
+    if model.image_fit is not None:
+        kind, fraction, resampling, source = model.image_fit
+        entries["image_fit"] = {"kind": kind, "fraction": fraction, "resampling": resampling, "source": source}
     return entries
 
 
@@ -280,6 +283,16 @@ def _session_fields(manifest: dict[str, Any], graph: Graph, where: str) -> dict[
             raise ModelFormatError(f"{where}: image_normalization should give a mean and a std (one or three finite "
                                    "numbers each, every std above 0) and a source of up to 80 characters")
         fields["image_normalization"] = checked
+    fit = manifest.get("image_fit")
+    if fit is not None:
+        source = fit.get("source") if isinstance(fit, dict) else None
+        fitted = image_fit(fit.get("kind"), fit.get("fraction"), source, fit.get("resampling")) \
+            if isinstance(source, str) and 0 < len(source) <= 80 and fit.get("resampling") in ("bilinear", "bicubic") \
+            else None
+        if fitted is None:
+            raise ModelFormatError(f"{where}: image_fit should give a kind ({', '.join(FIT_KINDS)}), a fraction in "
+                                   "0.25..1, a resampling (bilinear or bicubic) and a source of up to 80 characters")
+        fields["image_fit"] = fitted
     return fields
 
 

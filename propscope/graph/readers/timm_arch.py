@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFormatError
-from ..model import Model, image_normalization
+from ..model import Model, image_fit, image_normalization
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import MAX_SIDE, MIN_SIDE, architecture_spec, file_size
@@ -142,6 +142,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     cfg = getattr(model, "pretrained_cfg", None) or {}  # the mean and std its weights' images were normalized by
     normalization = image_normalization(list(cfg.get("mean") or ()), list(cfg.get("std") or ()),
                                         "timm's pretrained_cfg")
+    fit = pretrained_fit(cfg)
     channels = int(options.get("in_chans", 3))
     sample = torch.randn((requested_batch(), channels, *size), generator=torch.Generator().manual_seed(0))
     try:
@@ -157,9 +158,18 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None,
     opened.description = (f"timm {name} ({size[0]}×{size[1]} input{heads}, timm {timm.__version__}), exported with "
                           f"torch.export: {len(opened.graph.ops)} ops")
     opened.loss = "cross_entropy" if scores else None
-    opened.image_normalization = normalization
+    opened.image_normalization, opened.image_fit = normalization, fit
     resizable_by(opened, f"{PREFIX}{name}@SIZE")
     return batch_sized(opened, read_again_at(open_spec, spec, tensors, model_args))
+
+
+def pretrained_fit(cfg: Any) -> tuple[str, float, str, str] | None:
+    """How a timm model's pretrained_cfg brings an image to its size for evaluation: the shorter side to
+    ⌊size / crop_pct⌋ and the centre cut out (crop_mode "squash": stretched first), resampled as `interpolation` says;
+    None (stretched) for a crop_mode of "border" or none it names."""
+    crop_mode = {"center": "crop", "squash": "squash-crop"}.get(str(cfg.get("crop_mode", "center")))
+    return image_fit(crop_mode, cfg.get("crop_pct"), "timm's pretrained_cfg", cfg.get("interpolation")) \
+        if crop_mode else None
 
 
 # -- checkpoint folders ---------------------------------------------------------------------------------------------

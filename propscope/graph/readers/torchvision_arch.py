@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFormatError
-from ..model import Model, image_normalization
+from ..model import Model, image_fit, image_normalization
 from . import _torchvision, state_dict, torch_export
 from ._budget import charge, human
 from ._build import architecture_spec
@@ -233,6 +233,26 @@ def _weights_normalization(models: Any, name: str) -> tuple[tuple[float, ...], t
     return image_normalization(list(mean), list(std), "torchvision's weights")
 
 
+def _weights_fit(models: Any, name: str) -> tuple[str, float, str, str] | None:
+    """How the transforms of `name`'s pretrained weights bring an image to its size: a classifier's resized on its
+    shorter side to resize_size and its centre crop_size cut out (256 and 224 for most); None (stretched) for the
+    rest, or where torchvision has no weights for it."""
+    try:
+        transforms = models.get_model_weights(name).DEFAULT.transforms
+        if getattr(transforms, "func", None) is None or transforms.func.__name__ != "ImageClassification":
+            return None
+        defaults = inspect.signature(transforms.func).parameters
+        crop = transforms.keywords.get("crop_size", defaults["crop_size"].default)
+        resize = transforms.keywords.get("resize_size", defaults["resize_size"].default)
+        crop, resize = (v[0] if isinstance(v, list | tuple) and len(v) == 1 else v for v in (crop, resize))
+        resampling = str(getattr(transforms.keywords.get("interpolation"), "value", "bilinear"))
+    except Exception:  # no weights, another transform: an image is then stretched to the input's size
+        return None
+    if not isinstance(crop, int) or not isinstance(resize, int) or not 0 < crop <= resize:
+        return None
+    return image_fit("crop", crop / resize, "torchvision's weights", resampling)
+
+
 def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     """The architecture `spec` names, with random weights (seeded); `tensors` (a state dict) decides its classes."""
     name, size = parse(spec)
@@ -278,6 +298,7 @@ def open_spec(spec: str, tensors: dict[str, np.ndarray] | None = None) -> Model:
     opened.loss = "cross_entropy"
     if family != "video":
         opened.image_normalization = _weights_normalization(models, name)
+        opened.image_fit = _weights_fit(models, name)
     if note:
         opened.warnings.append(note)
     if not name.startswith("mvit_"):  # built for 224×224 only

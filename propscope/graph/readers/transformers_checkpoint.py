@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelFormatError
-from ..model import FINITE_CLASSES, Model, image_normalization
+from ..model import FINITE_CLASSES, Model, image_fit, image_normalization
 from ..ops.shapes import fmt
 from . import _torchvision, decisions, state_dict, torch_export
 from ._build import charge_built, checkpoint_files, file_size, missing_weights_warning, read_json
@@ -519,7 +519,7 @@ def open(path: str | Path) -> Model:
     opened.loss = "cross_entropy" if picked["gives"] == "logits" else None  # hidden states, a segmentation map: none
     if picked["gives"] == "logits" and len(opened.graph.outputs) == 1:  # shown by the name the model returns it under
         opened.graph.output.meta.setdefault("returns", "logits")
-    opened.image_normalization = _image_normalization(folder)
+    opened.image_normalization, opened.image_fit = _image_normalization(folder), _image_fit(folder)
     scores = opened.graph.outputs[0]
     if opened.loss and finite is not None and tuple(finite.shape) == tuple(scores.shape):
         scores.meta[FINITE_CLASSES] = finite  # a target drawn for them takes a class each row leaves finite
@@ -532,17 +532,54 @@ def open(path: str | Path) -> Model:
 
 
 
-def _image_normalization(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...], str] | None:
-    """The mean and std the folder's image processor normalizes pixels / 255 by (`preprocessor_config.json`: what
-    `AutoImageProcessor` reads), or None where it has none, does not normalize, or rescales otherwise."""
+def _processor_settings(folder: Path) -> dict[str, Any] | None:
+    """The folder's image processor settings (`preprocessor_config.json`: what `AutoImageProcessor` reads), or None
+    where it has none or they cannot be read (the weights open all the same: an image is then given as it is)."""
     path = folder / "preprocessor_config.json"
     if not path.is_file():
         return None
     try:
         settings = read_json(path, MAX_CONFIG_BYTES, "more than an image processor's settings hold")
     except ModelFormatError:
-        return None  # the weights open all the same: an image is then given as its pixels / 255
-    if not isinstance(settings, dict) or not settings.get("do_normalize", True):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def _image_fit(folder: Path) -> tuple[str, float, str, str] | None:
+    """How the folder's image processor brings an image to its size, where it cuts the centre out: resized on the
+    shorter side to `size.shortest_edge` (CLIP, BiT, MobileNet...; ConvNeXt's to shortest_edge / crop_pct) or stretched
+    to `size`'s height and width (DeiT), then `crop_size` from the centre; None where it only resizes (stretched)."""
+    settings = _processor_settings(folder)
+    if settings is None or not settings.get("do_resize", True):
+        return None
+
+    def side(value: Any, key: str) -> Any:
+        return value.get(key) if isinstance(value, dict) else value
+
+    size, crop = settings.get("size"), settings.get("crop_size")
+    shortest = side(size, "shortest_edge")
+    resampling = "bicubic" if settings.get("resample") == 3 else "bilinear"  # PIL's numbering, as transformers keeps
+    if isinstance(settings.get("crop_pct"), float) and isinstance(shortest, int) and shortest < 384:
+        return image_fit("crop", settings["crop_pct"], "preprocessor_config.json", resampling)  # ConvNeXt's
+    if not settings.get("do_center_crop"):
+        return None
+    cut = side(crop, "height")
+    if isinstance(crop, dict) and crop.get("width") != cut:
+        return None
+    if isinstance(shortest, int) and isinstance(cut, int) and 0 < cut <= shortest:
+        return image_fit("crop", cut / shortest, "preprocessor_config.json", resampling)
+    high = side(size, "height")
+    if isinstance(size, dict) and size.get("width") == high and isinstance(high, int) and isinstance(cut, int) and \
+            0 < cut <= high:
+        return image_fit("squash-crop", cut / high, "preprocessor_config.json", resampling)
+    return None
+
+
+def _image_normalization(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...], str] | None:
+    """The mean and std the folder's image processor normalizes pixels / 255 by (`preprocessor_config.json`: what
+    `AutoImageProcessor` reads), or None where it has none, does not normalize, or rescales otherwise."""
+    settings = _processor_settings(folder)
+    if settings is None or not settings.get("do_normalize", True):
         return None
     scale = settings.get("rescale_factor", 1 / 255)
     if not settings.get("do_rescale", True) or not isinstance(scale, float) or abs(scale * 255 - 1) > 1e-6:

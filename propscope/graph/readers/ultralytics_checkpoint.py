@@ -137,6 +137,10 @@ def _opened(where: str, kind: str, config: dict[str, Any], arrays: dict[str, np.
                           f"weights from {Path(where).name}, exported with torch.export: {len(opened.graph.ops)} ops")
     opened.loss = None  # a detector's boxes and scores take the loss its user chooses (Debug ▸ Loss, --loss)
     opened.image_normalization = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "ultralytics takes them so")  # pixels / 255
+    # its predictions letterbox an image (its shape kept, grey bars) where a plain resize would squash it; a classifier
+    # takes the centre square of the image resized on its shorter side (classify_transforms, crop_fraction 1)
+    opened.image_fit = ("crop", 1.0, "bilinear", "as ultralytics classifies") if kind == "ClassificationModel" else \
+        ("letterbox", 1.0, "bilinear", "as ultralytics predicts")
     reread = read_again_at(_opened, where, kind, config, arrays, extras, size, classes)
     symbolic = {n.name: ("batch", None, "height", "width") for n in opened.graph.inputs if len(n.shape) == 4}
     return sized(opened, symbolic, reread)
