@@ -135,15 +135,7 @@ def test_a_model_without_an_image_input_says_what_it_takes(tmp_path: Path) -> No
 
 @pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 def test_the_app_loads_a_photo_as_data(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
-    from PySide6.QtCore import QSettings
-
-    from propscope.gui.main_window import MainWindow
-
-    window = MainWindow(propscope.open_session(rgb_model, loss="none"),
-                        settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window, _ = _window_and_data_dialog(qtbot, rgb_model, tmp_path, "none")
     assert window.load_data_path(_photo(tmp_path / "photo.png"))
     s = window.bridge.session
     assert s.batch[s.graph.inputs[0].name].shape == (1, 3, 16, 24)
@@ -157,15 +149,7 @@ def test_the_app_loads_a_photo_as_data(qtbot: Any, rgb_model: Path, tmp_path: Pa
 def test_the_app_draws_a_label_for_a_photo_under_a_loss(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
     """File ▸ Load data with a photo while the model has a loss: the target is drawn, the status bar says so and
     which class, and the backward pass runs; data with labels of their own makes them the user's again."""
-    from PySide6.QtCore import QSettings
-
-    from propscope.gui.main_window import MainWindow
-
-    window = MainWindow(propscope.open_session(rgb_model, loss="cross_entropy"),
-                        settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
+    window, _ = _window_and_data_dialog(qtbot, rgb_model, tmp_path, "cross_entropy")
     assert window.load_data_path(_photo(tmp_path / "photo.png"))
     s = window.bridge.session
     label = int(s.batch["y"][0])
@@ -288,20 +272,26 @@ def test_normalize_asks_for_imagenets_none_or_given_numbers(rgb_model: Path, tmp
         in capsys.readouterr().err
 
 
-@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
-def test_the_data_dialog_chooses_how_a_photo_is_normalized(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
+def _window_and_data_dialog(qtbot: Any, model: Path, tmp_path: Path, loss: str) -> tuple[Any, Any]:
+    """The app's window on `model` under `loss`, shown, and a File ▸ Load data dialog on its session."""
     from PySide6.QtCore import QSettings
 
     from propscope.gui.main_window import MainWindow
     from propscope.gui.opening import DataDialog
 
-    window = MainWindow(propscope.open_session(rgb_model, loss="none"),
+    window = MainWindow(propscope.open_session(model, loss=loss),
                         settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
     dialog = DataDialog(window.bridge.session, window)
     qtbot.addWidget(dialog)
+    return window, dialog
+
+
+@pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+def test_the_data_dialog_chooses_how_a_photo_is_normalized(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
+    window, dialog = _window_and_data_dialog(qtbot, rgb_model, tmp_path, "none")
     choices = [dialog.normalize.itemData(i) for i in range(dialog.normalize.count())]
     assert choices == ["model", "imagenet", "none"]
     assert "it does not say" in dialog.normalize.itemText(0)
@@ -384,18 +374,9 @@ def test_label_gives_a_photo_its_class(rgb_model: Path, tmp_path: Path, capsys: 
 
 @pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
 def test_the_data_dialog_gives_a_photo_its_class(qtbot: Any, rgb_model: Path, tmp_path: Path) -> None:
-    from PySide6.QtCore import QSettings
-
-    from propscope.gui.main_window import MainWindow
     from propscope.gui.opening import DataDialog
 
-    window = MainWindow(propscope.open_session(rgb_model, loss="cross_entropy"),
-                        settings=QSettings(str(tmp_path / "propscope.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    dialog = DataDialog(window.bridge.session, window)
-    qtbot.addWidget(dialog)
+    window, dialog = _window_and_data_dialog(qtbot, rgb_model, tmp_path, "cross_entropy")
     assert dialog.label.isEnabled() and (dialog.label.minimum(), dialog.label.maximum()) == (-1, 1)
     assert dialog.label.text() == "drawn at random"
     window._data_dialog()  # File ▸ Load data, as the menu opens it, then OK with the dialog's choices
