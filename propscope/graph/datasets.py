@@ -358,13 +358,18 @@ def pixel_scale_text(path: str | Path) -> str:
         "pixels as stored (floating point)"
 
 
+def image_input_of(inputs: Any) -> Any:
+    """The first of a graph's input nodes an image can be: (N, C, H, W) with C of 1 or 3; None where none is."""
+    return next((n for n in inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
+
+
 def image_batch(path: str | Path, inputs: Any, normalization: Normalization | None = None,
                 fit: ImageFit | None = None) -> dict[str, Array]:
     """An image as data for a model: its first (N, C, H, W) input with C of 1 or 3, the image brought to that H × W
     as `fit` says (`Model.image_fit`: its centre cut out, letterboxed; else stretched), a batch of one. `inputs`: the
     model graph's input nodes; `normalization`: the model's per-channel mean and std (`Model.image_normalization`),
     applied to the pixels / 255 where it has one number per channel."""
-    image_input = next((n for n in inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
+    image_input = image_input_of(inputs)
     if image_input is None:
         shapes = ", ".join(f"{n.name} {tuple(n.shape)}" for n in inputs) or "none"
         raise DataError(f"{path}: an image, but the model has no (batch, 1 or 3 channels, height, width) input "
@@ -405,7 +410,7 @@ def image_note(path: str | Path, model: Any, brief: bool = False, normalization:
     """How an image became `model`'s input, in words: "photo.jpg: 224×224, pixels / 255, normalized by the mean
     (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of torchvision's weights"; `brief`, for a status bar:
     "normalized: mean and std of torchvision's weights". `normalization`: the one used, where not the model's."""
-    image_input = next((n for n in model.graph.inputs if len(n.shape) == 4 and n.shape[1] in (1, 3)), None)
+    image_input = image_input_of(model.graph.inputs)
     size = f"{image_input.shape[2]}×{image_input.shape[3]}, " if image_input is not None else ""
     fitted = fit_text(model.image_fit, tuple(image_input.shape[2:]), brief) if image_input is not None else ""
     if fitted:  # cut or letterboxed, not stretched: said first

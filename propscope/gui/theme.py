@@ -139,7 +139,6 @@ class ThemeManager(QObject):
         self._base_font = QFont(other._base_font if other else app.font())
         self._base_palette = QPalette(other._base_palette if other else app.palette())
         ThemeManager._live.add(self)
-        self._released = False
         self._projector = False
         self._projector_theme = PROJECTOR
         hints = QGuiApplication.styleHints()
@@ -173,7 +172,7 @@ class ThemeManager(QObject):
         """Projector mode on or off; `scale` sizes it for the room (the window's resolution)."""
         if on == self._projector and (not on or scale == self._projector_theme.scale):
             return
-        if on and self._released:  # a timer of a closed window's (a resize's rescale): the app is no longer its own
+        if on and self not in ThemeManager._live:  # restored: a closed window's timer (a resize's rescale) is too late
             return
         self._projector = on
         if on:
@@ -183,7 +182,7 @@ class ThemeManager(QObject):
             # another window still in projector mode keeps the application's type (the font is the app's, not a
             # window's); the last one out gives the app its own
             other = next((m for m in list(ThemeManager._live) if m is not self and m._app is self._app
-                          and m._projector and not m._released), None)
+                          and m._projector), None)
             if other is not None:
                 other._apply_projector()
             else:
@@ -204,7 +203,6 @@ class ThemeManager(QObject):
     def restore(self) -> None:
         """Leave the application as it was found (the window closes; tests share one QApplication)."""
         self.set_projector(False)
-        self._released = True
         ThemeManager._live.discard(self)
         if not self._following_system:  # closed twice (the user, then the app quitting): already let go
             return
