@@ -754,19 +754,13 @@ def cmd_open(args: argparse.Namespace) -> int:
 def _photo_message(session: Any, args: argparse.Namespace) -> tuple[str, str]:
     """What the window's status bar says of a photo given as --data (how it became the input, the class drawn or
     given), in brief, and whole for its tooltip: the notes on stderr are not where an app's user looks."""
-    from .graph.datasets import image_note, is_image
+    from .graph.datasets import is_image
 
     if args.data is None or not is_image(args.data):
         return "", ""
-    name = Path(args.data).name
-    brief, whole = [image_note(args.data, session.model, brief=True)], [image_note(args.data, session.model)]
-    if session.target_drawn:
-        brief.append(f"no label: {session.drawn_target_note(brief=True)}")
-        whole.append(f"{name} carries no label: {session.drawn_target_note()}; --label C or File ▸ Load data's "
-                     "class gives yours")
-    elif args.label is not None:
-        brief.append(f"its class: {args.label}")
-    return f"Data from {name}: " + "; ".join(brief), "\n".join(whole)
+    brief, whole = session.photo_notes(args.data, session.target_drawn, args.label,
+                                       yours="--label C or File ▸ Load data's class")
+    return f"Data from {Path(args.data).name}: " + "; ".join(brief), "\n".join(whole)
 
 
 # -- lessons and export (issue 17): the work lives in debugger/lessons.py and gui/export/ -----------

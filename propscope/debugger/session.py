@@ -518,6 +518,22 @@ class Session:
             return f"{classes or 'a target'} drawn {seed}"
         return f"the {self.loss_name} target y is drawn {seed}" + (f": {classes}" if classes else "")
 
+    def photo_notes(self, path: str | Path, drawn: bool, label: int | None = None, normalization: Any = "model",
+                    yours: str = "--label C") -> tuple[list[str], list[str]]:
+        """A photo given as this session's data, in words: (brief, whole) lists of what is said of it (how it became
+        the input; its class `drawn`, or the `label` given). `normalization`: the one used, where not the model's;
+        `yours`: how the user gives a class instead of the drawn one."""
+        from ..graph.datasets import image_note
+
+        brief = [image_note(path, self.model, brief=True, normalization=normalization)]
+        whole = [image_note(path, self.model, normalization=normalization)]
+        if drawn:
+            brief.append(f"no label: {self.drawn_target_note(brief=True)}")
+            whole.append(f"{Path(path).name} carries no label: {self.drawn_target_note()}; {yours} gives yours")
+        elif label is not None:
+            brief.append(f"its class: {label}")
+        return brief, whole
+
     def _same_path(self, batch: Mapping[str, np.ndarray]) -> None:
         """Refuse inputs other than those a model traced along one path was traced on (`Model.decisions`): its
         forward decided by their values, and other values may take another path (the labels may change)."""

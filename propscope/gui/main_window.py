@@ -43,7 +43,7 @@ from PySide6.QtWidgets import (
 from ..backends import DTYPES, backend_devices, get_backend
 from ..debugger import Session, open_session
 from ..debugger.session import BackendTrace, loss_for_labels, with_drawn_target
-from ..graph.datasets import image_batch, image_note, is_image, load_data, nonfinite_note, normalization_for
+from ..graph.datasets import image_batch, is_image, load_data, nonfinite_note, normalization_for
 from ..graph.errors import PropscopeError
 from ..graph.examples import EXAMPLES
 from ..graph.layout import Layout
@@ -799,16 +799,13 @@ class MainWindow(QMainWindow):
         rows = s.prediction_node
         said = "" if per_token or not rows.meta.get("per_token") else \
             f"; its (batch, tokens) labels read the logits {fmt(rows.inputs[0].shape)} a row per token"
-        if is_image(path):  # how its pixels became the input (the whole story in the tooltip)
-            said += f" ({image_note(path, s.model, brief=True, normalization=normalization)})"
-        if target_drawn:  # an image: no label of its own
-            said += f"; no label: {s.drawn_target_note(brief=True)}"
-        elif given is not None and draw_target:
-            said += f"; its class: {given}"
+        details = ""
+        if is_image(path):  # how its pixels became the input, its class (the whole story in the tooltip)
+            brief, whole = s.photo_notes(path, target_drawn, given if draw_target else None, normalization,
+                                         yours="the Load data dialog's class")
+            said += f" ({brief[0]})" + "".join(f"; {b}" for b in brief[1:])
+            details = "\n".join(whole)
         nonfinite = nonfinite_note(s.batch)  # a NaN in the data, said before any op is blamed for it
-        details = "\n".join([image_note(path, s.model, normalization=normalization)] if is_image(path) else []) + \
-            (f"\n{Path(path).name} carries no label: {s.drawn_target_note()}; the Load data dialog's class gives yours"
-             if target_drawn else "")
         self.message(f"Data from {Path(path).name}: {self._batch_text()}{said}"
                      f"{'; warning: ' + nonfinite if nonfinite else ''}", details)
         labels = batch.get(TARGET)
